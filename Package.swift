@@ -1,0 +1,38 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Layering (see README "Architecture"): three system-library targets, each
+// imported by exactly one thin wrapper; everything above them is safe Swift.
+let package = Package(
+    name: "Latchkey",
+    products: [
+        .executable(name: "latchkey", targets: ["latchkey"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CFastCGI", path: "Sources/CFastCGI"),
+        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
+        .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL"),
+
+        .target(name: "FastCGI", dependencies: ["CFastCGI"]),
+        .target(name: "SQLite", dependencies: ["CSQLite"]),
+        .target(name: "Cryptography", dependencies: ["COpenSSL", "Common"]),
+
+        .target(name: "Common"),
+        .target(name: "HTTPCore", dependencies: ["Common"]),
+        .target(name: "JOSE", dependencies: ["Common", "Cryptography"]),
+        .target(name: "OAuth", dependencies: ["Common", "Cryptography", "JOSE"]),
+        .target(name: "SQLiteStore", dependencies: ["Common", "SQLite", "OAuth"]),
+        .target(name: "Server", dependencies: ["Common", "HTTPCore", "JOSE", "OAuth", "Cryptography"]),
+        .executableTarget(name: "latchkey", dependencies: [
+            "Common", "FastCGI", "HTTPCore", "OAuth", "SQLiteStore", "Server", "Cryptography",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "LatchkeyTests", dependencies: [
+            "Common", "HTTPCore", "JOSE", "OAuth", "SQLite", "SQLiteStore", "Server", "Cryptography",
+        ]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,130 @@
+internal import COpenSSL
+import Common
+
+/// The operating system's CSPRNG through OpenSSL's `RAND_bytes`.
+public enum SecureRandom {
+    public static func bytes(_ count: Int) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: count)
+        guard count > 0 else { return out }
+        let ok = out.withUnsafeMutableBufferPointer { RAND_bytes($0.baseAddress, Int32(count)) }
+        // Without randomness no secret or key can be made safely: stop rather than go on.
+        precondition(ok == 1, "RAND_bytes failed")
+        return out
+    }
+}
+
+public enum Digest {
+    public static func sha256(_ data: [UInt8]) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: 32)
+        var len: UInt32 = 0
+        let ok = data.withUnsafeBufferPointer { input in
+            out.withUnsafeMutableBufferPointer { EVP_Digest(input.baseAddress, input.count, $0.baseAddress, &len, EVP_sha256(), nil) }
+        }
+        precondition(ok == 1 && len == 32, "SHA-256 failed")
+        return out
+    }
+
+    public static func sha256(_ text: String) -> [UInt8] { sha256(Array(text.utf8)) }
+
+    /// HMAC-SHA-256 (RFC 2104).
+    public static func hmacSHA256(key: [UInt8], data: [UInt8]) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: 32)
+        var len: UInt32 = 0
+        let result = key.withUnsafeBufferPointer { k in
+            data.withUnsafeBufferPointer { d in
+                out.withUnsafeMutableBufferPointer { o in
+                    HMAC(EVP_sha256(), k.baseAddress ?? UnsafePointer(bitPattern: 1), Int32(k.count), d.baseAddress, d.count, o.baseAddress, &len)
+                }
+            }
+        }
+        precondition(result != nil && len == 32, "HMAC-SHA-256 failed")
+        return out
+    }
+
+    /// Compares in time that depends only on the length, never on where the
+    /// bytes first differ (`CRYPTO_memcmp`).
+    public static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else {
+            _ = a.withUnsafeBytes { x in CRYPTO_memcmp(x.baseAddress, x.baseAddress, x.count) }
+            return false
+        }
+        if a.isEmpty { return true }
+        return a.withUnsafeBytes { x in b.withUnsafeBytes { y in CRYPTO_memcmp(x.baseAddress, y.baseAddress, x.count) } } == 0
+    }
+}
+
+/// scrypt (RFC 7914) password hashing through `EVP_PBE_scrypt`, encoded as
+/// `$scrypt$ln=15,r=8,p=1$<salt b64>$<hash b64>`.
+public enum PasswordHasher {
+    public static let defaultLogN = 15
+
+    public static func hash(_ password: String, logN: Int = defaultLogN, r: Int = 8, p: Int = 1) -> String {
+        let salt = SecureRandom.bytes(16)
+        let key = derive(Array(password.utf8), salt: salt, logN: logN, r: r, p: p)!
+        return "$scrypt$ln=\(logN),r=\(r),p=\(p)$\(Base64.encode(salt))$\(Base64.encode(key))"
+    }
+
+    public static func verify(_ password: String, encoded: String) -> Bool {
+        let parts = encoded.split(separator: "$", omittingEmptySubsequences: false)
+        guard parts.count == 5, parts[0].isEmpty, parts[1] == "scrypt" else { return false }
+        var params: [String: Int] = [:]
+        for kv in parts[2].split(separator: ",") {
+            let pair = kv.split(separator: "=")
+            guard pair.count == 2, let v = Int(pair[1]) else { return false }
+            params[String(pair[0])] = v
+        }
+        guard let logN = params["ln"], let r = params["r"], let p = params["p"],
+              (10...20).contains(logN), (1...16).contains(r), (1...4).contains(p),
+              let salt = Base64.decode(String(parts[3])), let expected = Base64.decode(String(parts[4])),
+              expected.count == 32,
+              let actual = derive(Array(password.utf8), salt: salt, logN: logN, r: r, p: p)
+        else { return false }
+        return Digest.constantTimeEqual(actual, expected)
+    }
+
+    static func derive(_ password: [UInt8], salt: [UInt8], logN: Int, r: Int, p: Int) -> [UInt8]? {
+        var out = [UInt8](repeating: 0, count: 32)
+        let n = UInt64(1) << UInt64(logN)
+        let maxmem = UInt64(128) * n * UInt64(r) * UInt64(p) * 2 + 1 << 20
+        let terminated = password.map { CChar(bitPattern: $0) } + [0]
+        let ok = terminated.withUnsafeBufferPointer { pw in
+            salt.withUnsafeBufferPointer { s in
+                out.withUnsafeMutableBufferPointer { o in
+                    EVP_PBE_scrypt(pw.baseAddress, password.count, s.baseAddress, s.count, n, UInt64(r), UInt64(p), maxmem, o.baseAddress, 32)
+                }
+            }
+        }
+        if ok != 1 {
+            _ = CryptoError("scrypt")
+            return nil
+        }
+        return out
+    }
+}
+
+/// AES-256-GCM sealing for data at rest (signing keys, upstream client
+/// secrets): output is nonce (12) || ciphertext || tag (16).
+public enum SealedBox {
+    public static func seal(_ plaintext: [UInt8], key: [UInt8]) throws -> [UInt8] {
+        guard key.count == 32 else { throw CryptoError(plain: "AES-256-GCM needs a 32-byte key") }
+        let nonce = SecureRandom.bytes(12)
+        var out = [UInt8](repeating: 0, count: plaintext.count + 16)
+        let n = key.withUnsafeBufferPointer { k in nonce.withUnsafeBufferPointer { iv in plaintext.withUnsafeBufferPointer { pt in
+            out.withUnsafeMutableBufferPointer { o in lk_aes256gcm_seal(k.baseAddress, iv.baseAddress, pt.baseAddress, Int32(pt.count), o.baseAddress) }
+        } } }
+        guard n == plaintext.count + 16 else { throw CryptoError("AES-GCM seal") }
+        return nonce + out
+    }
+
+    public static func open(_ sealed: [UInt8], key: [UInt8]) throws -> [UInt8] {
+        guard key.count == 32, sealed.count >= 28 else { throw CryptoError(plain: "sealed data too short or key of wrong size") }
+        let nonce = Array(sealed[0..<12])
+        let body = Array(sealed[12...])
+        var out = [UInt8](repeating: 0, count: body.count)
+        let n = key.withUnsafeBufferPointer { k in nonce.withUnsafeBufferPointer { iv in body.withUnsafeBufferPointer { b in
+            out.withUnsafeMutableBufferPointer { o in lk_aes256gcm_open(k.baseAddress, iv.baseAddress, b.baseAddress, Int32(b.count), o.baseAddress) }
+        } } }
+        guard n >= 0 else { throw CryptoError("AES-GCM open (wrong key or corrupted data)") }
+        return Array(out[0..<Int(n)])
+    }
+}

@@ -1,0 +1,60 @@
+import Common
+
+/// Pure mapping between CGI/FastCGI parameters and `Request`/`Response`
+/// values (RFC 3875), so the transport code stays tiny and this part is
+/// unit-tested without sockets.
+public enum CGI {
+    /// Builds a request from FastCGI parameters. `body == nil` means the body
+    /// was over the limit and was discarded.
+    public static func request(params: [String: String], body: [UInt8]?, generateID: () -> String) -> Request {
+        var headers = Headers()
+        for (name, value) in params.sorted(by: { $0.key < $1.key }) where name.hasPrefix("HTTP_") {
+            let headerName = name.dropFirst(5).split(separator: "_").map { $0.lowercased() }.joined(separator: "-")
+            // nginx's fastcgi_params send Proxy as HTTP_PROXY (httpoxy): never trust it.
+            if headerName == "proxy" { continue }
+            headers.add(headerName, value)
+        }
+        if let type = params["CONTENT_TYPE"], !type.isEmpty { headers.add("content-type", type) }
+        if let length = params["CONTENT_LENGTH"], !length.isEmpty { headers.add("content-length", length) }
+        var path = params["DOCUMENT_URI"] ?? ""
+        if path.isEmpty {
+            let uri = params["REQUEST_URI"] ?? "/"
+            path = String(uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? "/")
+        }
+        var requestID = params["REQUEST_ID"] ?? ""
+        if !isValidRequestID(requestID) { requestID = generateID() }
+        return Request(
+            method: (params["REQUEST_METHOD"] ?? "GET").uppercased(),
+            path: path.isEmpty ? "/" : path,
+            query: params["QUERY_STRING"] ?? "",
+            headers: headers,
+            body: body ?? [],
+            bodyTooLarge: body == nil,
+            scheme: params["HTTPS"].map { $0.lowercased() == "on" } == true ? "https" : (params["REQUEST_SCHEME"] ?? "http"),
+            remoteAddress: params["REMOTE_ADDR"] ?? "",
+            requestID: requestID)
+    }
+
+    static func isValidRequestID(_ id: String) -> Bool {
+        !id.isEmpty && id.utf8.count <= 64 && id.utf8.allSatisfy { b in
+            (b >= 48 && b <= 57) || (b >= 65 && b <= 90) || (b >= 97 && b <= 122) || b == 45 || b == 95
+        }
+    }
+
+    /// Serialises a response as CGI output: `Status:`, headers, blank line, body.
+    /// Header values with CR or LF are dropped (no response splitting).
+    public static func bytes(_ response: Response) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(response.body.count + 256)
+        out.append(contentsOf: Array("Status: \(response.status) \(HTTPStatus.reason(response.status))\r\n".utf8))
+        for (name, value) in response.headers {
+            if value.utf8.contains(where: { $0 == 13 || $0 == 10 }) || name.utf8.contains(where: { $0 == 13 || $0 == 10 || $0 == 58 }) {
+                continue
+            }
+            out.append(contentsOf: Array("\(name): \(value)\r\n".utf8))
+        }
+        out.append(contentsOf: [13, 10])
+        out.append(contentsOf: response.body)
+        return out
+    }
+}

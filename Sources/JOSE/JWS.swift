@@ -1,0 +1,79 @@
+import Common
+import Cryptography
+
+/// JWS Compact Serialization (RFC 7515 §7.1) for JWTs (RFC 7519).
+public enum JWS {
+    /// Signs `payload` with `key`; the header gets `alg` from the key (never
+    /// from the caller), then `typ` and `kid` when given.
+    public static func sign(payload: JSON, key: SigningKey, kid: String?, typ: String?) throws -> String {
+        var header: [(String, JSON)] = [("alg", .string(key.algorithm.rawValue))]
+        if let typ { header.append(("typ", .string(typ))) }
+        if let kid { header.append(("kid", .string(kid))) }
+        let signingInput = Base64.urlEncode(JSON.object(header).serialized()) + "." + Base64.urlEncode(payload.serialized())
+        let signature = try key.sign(Array(signingInput.utf8))
+        return signingInput + "." + Base64.urlEncode(signature)
+    }
+
+    /// A parsed, not yet verified, compact JWS.
+    public struct Parsed: Sendable {
+        public let header: JSON
+        public let payload: JSON
+        public let signingInput: [UInt8]
+        public let signature: [UInt8]
+
+        public var algorithm: String? { header["alg"]?.stringValue }
+        public var kid: String? { header["kid"]?.stringValue }
+        public var typ: String? { header["typ"]?.stringValue }
+    }
+
+    /// Splits and decodes a compact JWS. Strict: three parts, canonical
+    /// base64url, a JSON object header and payload; nil otherwise.
+    public static func parse(_ token: String, maxLength: Int = 16384) -> Parsed? {
+        guard token.utf8.count <= maxLength else { return nil }
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3,
+              let headerBytes = Base64.urlDecode(String(parts[0])),
+              let payloadBytes = Base64.urlDecode(String(parts[1])),
+              let signature = Base64.urlDecode(String(parts[2])),
+              let header = try? JSON.parse(headerBytes, maxDepth: 4), header.objectValue != nil,
+              let payload = try? JSON.parse(payloadBytes, maxDepth: 8), payload.objectValue != nil
+        else { return nil }
+        let signingInput = Array(token.utf8.prefix(parts[0].utf8.count + 1 + parts[1].utf8.count))
+        return Parsed(header: header, payload: payload, signingInput: signingInput, signature: signature)
+    }
+
+    /// Verifies with a key whose algorithm was fixed when it was loaded: the
+    /// header's `alg` must name exactly that algorithm (RFC 8725 §3.1), so
+    /// `none` and algorithm confusion are refused. Any `crit` header is
+    /// unsupported and refused (RFC 7515 §4.1.11).
+    public static func verify(_ parsed: Parsed, key: SigningKey) -> Bool {
+        guard parsed.algorithm == key.algorithm.rawValue, parsed.header["crit"] == nil else { return false }
+        return key.verify(signature: parsed.signature, message: parsed.signingInput)
+    }
+}
+
+/// JSON Web Keys (RFC 7517).
+public enum JWK {
+    /// The public JWK of a key, with `kid`, `use: sig` and `alg`.
+    public static func publicJWK(_ key: SigningKey, kid: String) throws -> JSON {
+        var members: [(String, JSON)] = try key.publicJWKMembers().map { ($0.0, JSON.string($0.1)) }
+        members.append(("kid", .string(kid)))
+        members.append(("use", "sig"))
+        members.append(("alg", .string(key.algorithm.rawValue)))
+        return .object(members)
+    }
+
+    /// The RFC 7638 thumbprint of a public key (base64url SHA-256 of the
+    /// required members in lexicographic order).
+    public static func thumbprint(_ key: SigningKey) throws -> String {
+        let members = Dictionary(uniqueKeysWithValues: try key.publicJWKMembers())
+        let required: [String]
+        switch key.algorithm {
+        case .es256: required = ["crv", "kty", "x", "y"]
+        case .rs256: required = ["e", "kty", "n"]
+        case .edDSA: required = ["crv", "kty", "x"]
+        }
+        let canonical = JSON.object(required.map { ($0, JSON.string(members[$0] ?? "")) })
+        return Base64.urlEncode(Digest.sha256(canonical.serialized()))
+    }
+}

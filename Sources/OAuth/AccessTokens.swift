@@ -1,0 +1,95 @@
+import Common
+import Cryptography
+import JOSE
+
+/// The claims of a Latchkey access token (RFC 9068 §2.2).
+public struct AccessTokenClaims: Sendable, Equatable {
+    public var issuer: String
+    public var subject: String
+    public var audience: String
+    public var clientID: String
+    public var scope: [String]
+    public var issuedAt: Int64
+    public var expiresAt: Int64
+    public var jti: String
+    public var authTime: Int64?
+    /// The grant (user authorization) a user token descends from.
+    public var grantID: String?
+
+    public init(issuer: String, subject: String, audience: String, clientID: String, scope: [String], issuedAt: Int64,
+                expiresAt: Int64, jti: String, authTime: Int64? = nil, grantID: String? = nil) {
+        self.issuer = issuer
+        self.subject = subject
+        self.audience = audience
+        self.clientID = clientID
+        self.scope = scope
+        self.issuedAt = issuedAt
+        self.expiresAt = expiresAt
+        self.jti = jti
+        self.authTime = authTime
+        self.grantID = grantID
+    }
+
+    var json: JSON {
+        var members: [(String, JSON)] = [
+            ("iss", .string(issuer)), ("sub", .string(subject)), ("aud", .string(audience)),
+            ("client_id", .string(clientID)), ("scope", .string(Scopes.join(scope))),
+            ("iat", .int(issuedAt)), ("exp", .int(expiresAt)), ("jti", .string(jti)),
+        ]
+        if let authTime { members.append(("auth_time", .int(authTime))) }
+        if let grantID { members.append(("gid", .string(grantID))) }
+        return .object(members)
+    }
+
+    init?(json: JSON) {
+        guard let iss = json["iss"]?.stringValue, let sub = json["sub"]?.stringValue, let aud = json["aud"]?.stringValue,
+              let cid = json["client_id"]?.stringValue, let scope = json["scope"]?.stringValue, let iat = json["iat"]?.intValue,
+              let exp = json["exp"]?.intValue, let jti = json["jti"]?.stringValue else { return nil }
+        self.init(issuer: iss, subject: sub, audience: aud, clientID: cid, scope: Scopes.parse(scope) ?? [], issuedAt: iat,
+                  expiresAt: exp, jti: jti, authTime: json["auth_time"]?.intValue, grantID: json["gid"]?.stringValue)
+    }
+}
+
+/// Issues and validates JWT access tokens (RFC 9068).
+public struct AccessTokens {
+    public static let type = "at+jwt"
+    let env: Environment
+    let store: Store
+    let keys: KeyRing
+
+    public init(env: Environment, store: Store, keys: KeyRing) {
+        self.env = env
+        self.store = store
+        self.keys = keys
+    }
+
+    /// The audience of tokens Latchkey issues: its own APIs under the issuer.
+    public var audience: String { env.issuer }
+
+    public func issue(clientID: String, subject: String, scope: [String], ttl: Int, authTime: Int64? = nil, grantID: String? = nil) throws -> (token: String, claims: AccessTokenClaims) {
+        let now = env.nowSeconds
+        let claims = AccessTokenClaims(issuer: env.issuer, subject: subject, audience: audience, clientID: clientID, scope: scope,
+                                       issuedAt: now, expiresAt: now + Int64(ttl), jti: env.randomToken(bytes: 18),
+                                       authTime: authTime, grantID: grantID)
+        let (kid, key) = try keys.signingKey()
+        let token = try JWS.sign(payload: claims.json, key: key, kid: kid, typ: AccessTokens.type)
+        return (token, claims)
+    }
+
+    /// The claims of a token this server issued that is still active: a
+    /// published key's signature with its own algorithm, `typ` at+jwt, our
+    /// issuer and audience, not expired, not revoked, and its client still
+    /// present and enabled. nil for anything else, garbage included.
+    public func validate(_ token: String) throws -> (claims: AccessTokenClaims, client: Client)? {
+        guard let parsed = JWS.parse(token), let kid = parsed.kid,
+              let typ = parsed.typ?.lowercased(), typ == AccessTokens.type || typ == "application/at+jwt",
+              let key = try keys.verificationKey(kid: kid), JWS.verify(parsed, key: key),
+              let claims = AccessTokenClaims(json: parsed.payload),
+              claims.issuer == env.issuer, claims.audience == audience,
+              claims.expiresAt > env.nowSeconds, claims.issuedAt <= env.nowSeconds + 60
+        else { return nil }
+        if try store.isAccessTokenRevoked(jti: claims.jti) { return nil }
+        guard let client = try store.client(claims.clientID), client.enabled else { return nil }
+        return (claims, client)
+    }
+}

@@ -1,0 +1,164 @@
+import Common
+
+public struct Organization: Sendable, Equatable {
+    public var id: String
+    public var name: String
+    public var clientLimit: Int
+    public var primaryClientID: String?
+    public var createdAt: Int64
+
+    public init(id: String, name: String, clientLimit: Int, primaryClientID: String?, createdAt: Int64) {
+        self.id = id
+        self.name = name
+        self.clientLimit = clientLimit
+        self.primaryClientID = primaryClientID
+        self.createdAt = createdAt
+    }
+}
+
+/// An OAuth client (RFC 7591 metadata names in comments).
+public struct Client: Sendable, Equatable {
+    public var clientID: String
+    public var organizationID: String
+    public var isPrimary: Bool
+    public var name: String                 // client_name
+    public var description: String?
+    public var clientURI: String?           // client_uri
+    public var redirectURIs: [String]       // redirect_uris
+    public var grantTypes: [String]         // grant_types
+    public var authMethod: String           // token_endpoint_auth_method
+    public var scope: [String]              // scope
+    public var accessTokenTTL: Int
+    public var refreshTokenTTL: Int
+    public var enabled: Bool
+    public var extraData: JSON              // the caller's own object
+    /// Fields only a compatible surface knows (businessName, accessType, ...).
+    public var attributes: JSON
+    public var createdAt: Int64
+    public var updatedAt: Int64
+    public var version: Int
+    public var lastUsedAt: Int64?
+    public var hasLogo: Bool
+
+    public init(clientID: String, organizationID: String, isPrimary: Bool = false, name: String, description: String? = nil,
+                clientURI: String? = nil, redirectURIs: [String] = [], grantTypes: [String] = ["client_credentials"],
+                authMethod: String = "client_secret_basic", scope: [String] = [], accessTokenTTL: Int = 900,
+                refreshTokenTTL: Int = 2_592_000, enabled: Bool = true, extraData: JSON = .object([]), attributes: JSON = .object([]),
+                createdAt: Int64, updatedAt: Int64? = nil, version: Int = 1, lastUsedAt: Int64? = nil, hasLogo: Bool = false) {
+        self.clientID = clientID
+        self.organizationID = organizationID
+        self.isPrimary = isPrimary
+        self.name = name
+        self.description = description
+        self.clientURI = clientURI
+        self.redirectURIs = redirectURIs
+        self.grantTypes = grantTypes
+        self.authMethod = authMethod
+        self.scope = scope
+        self.accessTokenTTL = accessTokenTTL
+        self.refreshTokenTTL = refreshTokenTTL
+        self.enabled = enabled
+        self.extraData = extraData
+        self.attributes = attributes
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt ?? createdAt
+        self.version = version
+        self.lastUsedAt = lastUsedAt
+        self.hasLogo = hasLogo
+    }
+
+    public var isPublic: Bool { authMethod == "none" }
+}
+
+/// One secret of a client, as stored: never the secret itself.
+public struct ClientSecret: Sendable, Equatable {
+    public enum Kind: String, Sendable {
+        /// Server-generated `lks_…`: HMAC-SHA-256 under the server's pepper.
+        case hmac
+        /// Caller-chosen password: scrypt.
+        case scrypt
+    }
+
+    public var id: Int64
+    public var clientID: String
+    public var kind: Kind
+    public var hash: String
+    public var createdAt: Int64
+    /// nil while current; set when a rotation gave it a grace period.
+    public var expiresAt: Int64?
+
+    public init(id: Int64 = 0, clientID: String, kind: Kind, hash: String, createdAt: Int64, expiresAt: Int64? = nil) {
+        self.id = id
+        self.clientID = clientID
+        self.kind = kind
+        self.hash = hash
+        self.createdAt = createdAt
+        self.expiresAt = expiresAt
+    }
+}
+
+public struct SigningKeyRecord: Sendable, Equatable {
+    public var kid: String
+    public var algorithm: String
+    /// PKCS#8 DER, sealed with the KEK when `encrypted`.
+    public var privateKey: [UInt8]
+    public var encrypted: Bool
+    public var publicKey: [UInt8]
+    public var createdAt: Int64
+    public var retiredAt: Int64?
+
+    public init(kid: String, algorithm: String, privateKey: [UInt8], encrypted: Bool, publicKey: [UInt8], createdAt: Int64, retiredAt: Int64? = nil) {
+        self.kid = kid
+        self.algorithm = algorithm
+        self.privateKey = privateKey
+        self.encrypted = encrypted
+        self.publicKey = publicKey
+        self.createdAt = createdAt
+        self.retiredAt = retiredAt
+    }
+}
+
+public struct User: Sendable, Equatable {
+    public var id: String
+    public var username: String
+    public var email: String?
+    public var name: String?
+    public var passwordHash: String
+    public var createdAt: Int64
+
+    public init(id: String, username: String, email: String?, name: String?, passwordHash: String, createdAt: Int64) {
+        self.id = id
+        self.username = username
+        self.email = email
+        self.name = name
+        self.passwordHash = passwordHash
+        self.createdAt = createdAt
+    }
+}
+
+/// An audit record: who did what to which target, when, through which
+/// surface, under which request id. Never holds a secret.
+public struct AuditEvent: Sendable, Equatable {
+    public var id: Int64
+    public var organizationID: String?
+    public var actor: String
+    public var action: String
+    public var target: String?
+    public var surface: String
+    public var requestID: String?
+    public var details: JSON
+    public var createdAt: Int64
+
+    public init(id: Int64 = 0, organizationID: String?, actor: String, action: String, target: String?, surface: String,
+                requestID: String?, details: JSON = .object([]), createdAt: Int64) {
+        self.id = id
+        self.organizationID = organizationID
+        self.actor = actor
+        self.action = action
+        self.target = target
+        self.surface = surface
+        self.requestID = requestID
+        self.details = details
+        self.createdAt = createdAt
+    }
+}

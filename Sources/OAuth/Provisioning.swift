@@ -1,0 +1,128 @@
+import Common
+import Cryptography
+
+/// What `latchkey init` and `latchkey org create` return: shown once.
+public struct ProvisionedOrganization: Sendable, Equatable {
+    public var organizationID: String
+    public var clientID: String
+    public var clientSecret: String
+
+    public var json: JSON {
+        ["organization_id": .string(organizationID), "client_id": .string(clientID), "client_secret": .string(clientSecret)]
+    }
+}
+
+public enum ProvisioningError: Error, Equatable, CustomStringConvertible {
+    case alreadyInitialized
+    case notInitialized
+    case invalid(String)
+    case duplicateUser
+
+    public var description: String {
+        switch self {
+        case .alreadyInitialized: return "the database is already initialized"
+        case .notInitialized: return "the database is not initialized: run `latchkey init` first"
+        case let .invalid(message): return message
+        case .duplicateUser: return "a user with that username already exists"
+        }
+    }
+}
+
+/// Server set-up operations behind the CLI (SPEC 1.2), each one transaction.
+public struct Provisioning {
+    public static let defaultClientLimit = 100
+    let env: Environment
+    let store: Store
+
+    public init(env: Environment, store: Store) {
+        self.env = env
+        self.store = store
+    }
+
+    public func isInitialized() throws -> Bool { try store.meta("initialized_at") != nil }
+
+    /// Loads (creating on first use) the pepper under which generated secrets are hashed.
+    public static func secretHasher(store: Store, env: Environment) throws -> SecretHasher {
+        if let hex = try store.meta("secret_pepper"), let pepper = Hex.decode(hex) { return SecretHasher(pepper: pepper) }
+        return try store.write {
+            if let hex = try store.meta("secret_pepper"), let pepper = Hex.decode(hex) { return SecretHasher(pepper: pepper) }
+            let pepper = env.random(32)
+            try store.setMeta("secret_pepper", Hex.encode(pepper))
+            return SecretHasher(pepper: pepper)
+        }
+    }
+
+    /// Schema must exist; creates the first signing key, the first
+    /// organization and its primary client. Fails on an initialized database.
+    public func initialize(issuer: String, organizationName: String, clientLimit: Int, algorithm: SignatureAlgorithm = .es256) throws -> ProvisionedOrganization {
+        let hasher = try Provisioning.secretHasher(store: store, env: env)
+        return try store.write {
+            guard try store.meta("initialized_at") == nil else { throw ProvisioningError.alreadyInitialized }
+            try store.setMeta("issuer", issuer)
+            try store.setMeta("initialized_at", String(env.now()))
+            try KeyManagement.rotate(store: store, env: env, algorithm: algorithm)
+            return try createOrganizationInTransaction(name: organizationName, clientLimit: clientLimit, hasher: hasher, action: "system.initialized")
+        }
+    }
+
+    public func createOrganization(name: String, clientLimit: Int) throws -> ProvisionedOrganization {
+        let hasher = try Provisioning.secretHasher(store: store, env: env)
+        return try store.write {
+            guard try store.meta("initialized_at") != nil else { throw ProvisioningError.notInitialized }
+            return try createOrganizationInTransaction(name: name, clientLimit: clientLimit, hasher: hasher, action: "organization.created")
+        }
+    }
+
+    private func createOrganizationInTransaction(name: String, clientLimit: Int, hasher: SecretHasher, action: String) throws -> ProvisionedOrganization {
+        let trimmed = name.trimmingCharacters()
+        guard !trimmed.isEmpty, trimmed.utf8.count <= 200 else { throw ProvisioningError.invalid("organization name must be 1..200 bytes") }
+        guard (1...100_000).contains(clientLimit) else { throw ProvisioningError.invalid("client limit must be 1..100000") }
+        let now = env.now()
+        let orgID = "org-" + env.randomID(20)
+        let clientID = env.randomID(24)
+        try store.insertOrganization(Organization(id: orgID, name: trimmed, clientLimit: clientLimit, primaryClientID: nil, createdAt: now))
+        let client = Client(clientID: clientID, organizationID: orgID, isPrimary: true, name: "\(trimmed) primary client",
+                            grantTypes: ["client_credentials"], authMethod: "client_secret_basic", scope: Scopes.primary, createdAt: now)
+        try store.insertClient(client)
+        try store.setPrimaryClient(organizationID: orgID, clientID: clientID)
+        let secret = hasher.generate(env)
+        try store.insertSecret(hasher.record(for: secret, clientID: clientID, at: now))
+        try store.appendAudit(AuditEvent(organizationID: orgID, actor: "cli", action: action, target: clientID, surface: "cli",
+                                         requestID: nil, details: ["organization_name": .string(trimmed)], createdAt: now))
+        return ProvisionedOrganization(organizationID: orgID, clientID: clientID, clientSecret: secret)
+    }
+
+    /// Adds a local user with an scrypt password hash.
+    public func addUser(username: String, email: String?, name: String?, password: String) throws -> String {
+        guard Provisioning.isValidUsername(username) else {
+            throw ProvisioningError.invalid("username must be 1..64 characters of letters, digits, '.', '_', '-', '@'")
+        }
+        guard password.utf8.count >= 8, password.utf8.count <= 1024 else { throw ProvisioningError.invalid("password must be 8..1024 bytes") }
+        if let email, email.utf8.count > 254 || !email.contains("@") { throw ProvisioningError.invalid("invalid email") }
+        if let name, name.utf8.count > 200 { throw ProvisioningError.invalid("name must be at most 200 bytes") }
+        let hash = PasswordHasher.hash(password)
+        return try store.write {
+            guard try store.user(username: username) == nil else { throw ProvisioningError.duplicateUser }
+            let id = "usr-" + env.randomID(20)
+            try store.insertUser(User(id: id, username: username, email: email, name: name, passwordHash: hash, createdAt: env.now()))
+            try store.appendAudit(AuditEvent(organizationID: nil, actor: "cli", action: "user.created", target: id, surface: "cli",
+                                             requestID: nil, createdAt: env.now()))
+            return id
+        }
+    }
+
+    static func isValidUsername(_ s: String) -> Bool {
+        !s.isEmpty && s.utf8.count <= 64 && s.utf8.allSatisfy { b in
+            (b >= 48 && b <= 57) || (b >= 65 && b <= 90) || (b >= 97 && b <= 122) || b == 46 || b == 95 || b == 45 || b == 64
+        }
+    }
+}
+
+extension String {
+    func trimmingCharacters() -> String {
+        var s = Substring(self)
+        while let f = s.first, f.isWhitespace { s.removeFirst() }
+        while let l = s.last, l.isWhitespace { s.removeLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,35 @@
+/// Scope rules (RFC 6749 §3.3) and the privileged management scopes (SPEC 6.0).
+public enum Scopes {
+    /// Native management scopes.
+    public static let native = ["clients:read", "clients:write", "keys:manage", "audit:read", "tokens:introspect", "providers:manage"]
+    /// Every management scope of every surface: what a primary client holds.
+    public static let primary = native + [
+        "manageExternalClients", "sp:oauth-client:read", "sp:oauth-client:manage",
+        "gov.user.oauth.app:read", "gov.user.oauth.app:write",
+    ]
+
+    /// A caller may give these to a client only when it holds them itself.
+    public static func isPrivileged(_ scope: String) -> Bool {
+        primary.contains(scope) || scope.hasPrefix("clients:") || scope.hasPrefix("sp:oauth-client:") || scope.hasPrefix("gov.user.oauth.app:")
+    }
+
+    /// Splits a space-delimited scope string; nil when a token has characters
+    /// outside RFC 6749's scope-token grammar (%x21 / %x23-5B / %x5D-7E) or
+    /// the string has empty tokens (double or edge spaces).
+    public static func parse(_ text: String) -> [String]? {
+        if text.isEmpty { return [] }
+        var result: [String] = []
+        for token in text.split(separator: " ", omittingEmptySubsequences: false) {
+            guard isValidToken(token) else { return nil }
+            let t = String(token)
+            if !result.contains(t) { result.append(t) }
+        }
+        return result
+    }
+
+    public static func isValidToken<S: StringProtocol>(_ token: S) -> Bool {
+        !token.isEmpty && token.utf8.count <= 128 && token.utf8.allSatisfy { b in b == 0x21 || (b >= 0x23 && b <= 0x5B) || (b >= 0x5D && b <= 0x7E) }
+    }
+
+    public static func join(_ scopes: [String]) -> String { scopes.joined(separator: " ") }
+}

@@ -1,0 +1,93 @@
+import Common
+
+/// A successful token response (RFC 6749 §5.1).
+public struct TokenResponse: Sendable, Equatable {
+    public var accessToken: String
+    public var expiresIn: Int
+    public var scope: [String]
+    public var refreshToken: String?
+    public var idToken: String?
+
+    public var json: JSON {
+        var members: [(String, JSON)] = [
+            ("access_token", .string(accessToken)), ("token_type", "Bearer"),
+            ("expires_in", .int(Int64(expiresIn))), ("scope", .string(Scopes.join(scope))),
+        ]
+        if let refreshToken { members.append(("refresh_token", .string(refreshToken))) }
+        if let idToken { members.append(("id_token", .string(idToken))) }
+        return .object(members)
+    }
+}
+
+/// The token, introspection and revocation operations (RFC 6749 §4.4,
+/// RFC 7662, RFC 7009), independent of HTTP.
+public struct TokenService {
+    let env: Environment
+    let store: Store
+    let tokens: AccessTokens
+
+    public init(env: Environment, store: Store, keys: KeyRing) {
+        self.env = env
+        self.store = store
+        self.tokens = AccessTokens(env: env, store: store, keys: keys)
+    }
+
+    /// RFC 6749 §4.4: "The client can request an access token using only its
+    /// client credentials". An omitted scope grants every scope the client
+    /// holds; a scope it does not hold is `invalid_scope`.
+    public func clientCredentials(client: Client, requestedScope: String?) throws -> TokenResponse {
+        guard client.grantTypes.contains("client_credentials") else { throw OAuthError.unauthorizedClient() }
+        var scope = client.scope
+        if let requestedScope {
+            guard let requested = Scopes.parse(requestedScope) else { throw OAuthError.invalidScope("The scope parameter is malformed.") }
+            guard requested.allSatisfy(client.scope.contains) else { throw OAuthError.invalidScope() }
+            scope = requested
+        }
+        let issued = try tokens.issue(clientID: client.clientID, subject: client.clientID, scope: scope, ttl: client.accessTokenTTL)
+        try noteUse(client)
+        return TokenResponse(accessToken: issued.token, expiresIn: client.accessTokenTTL, scope: scope)
+    }
+
+    /// Records when a client last obtained a token, at most once a day, so
+    /// the hot path stays read-only.
+    func noteUse(_ client: Client) throws {
+        let now = env.now()
+        if let last = client.lastUsedAt, now - last < 86_400_000 { return }
+        try store.write { try store.touchClient(client.clientID, lastUsedAt: now) }
+    }
+
+    /// RFC 7662 §2.2. A client may introspect tokens issued to itself; a
+    /// client holding `tokens:introspect` may introspect any token of its
+    /// organization. Everything else is `{"active": false}`.
+    public func introspect(token: String, caller: Client) throws -> JSON {
+        guard let (claims, owner) = try tokens.validate(token) else { return ["active": false] }
+        let allowed = owner.clientID == caller.clientID
+            || (caller.scope.contains("tokens:introspect") && owner.organizationID == caller.organizationID)
+        guard allowed else { return ["active": false] }
+        var members: [(String, JSON)] = [
+            ("active", true), ("scope", .string(Scopes.join(claims.scope))), ("client_id", .string(claims.clientID)),
+            ("token_type", "Bearer"), ("exp", .int(claims.expiresAt)), ("iat", .int(claims.issuedAt)),
+            ("sub", .string(claims.subject)), ("aud", .string(claims.audience)), ("iss", .string(claims.issuer)),
+            ("jti", .string(claims.jti)),
+        ]
+        if let authTime = claims.authTime { members.append(("auth_time", .int(authTime))) }
+        return .object(members)
+    }
+
+    /// RFC 7009 §2.1: revokes a token issued to the calling client; any other
+    /// token (unknown, foreign, already invalid) is answered the same way.
+    public func revoke(token: String, caller: Client) throws {
+        guard let (claims, _) = try tokens.validate(token), claims.clientID == caller.clientID else { return }
+        try store.write { try store.revokeAccessToken(jti: claims.jti, expiresAt: claims.expiresAt * 1000) }
+    }
+
+    /// The API caller behind a bearer token (RFC 6750), which must hold `scope` (if given).
+    public func authenticateBearer(_ token: String?, requiredScope: [String]) throws -> (claims: AccessTokenClaims, client: Client) {
+        guard let token, !token.isEmpty else { throw OAuthError.invalidToken(missing: true) }
+        guard let result = try tokens.validate(token) else { throw OAuthError.invalidToken() }
+        if !requiredScope.isEmpty && !requiredScope.contains(where: result.claims.scope.contains) {
+            throw OAuthError.insufficientScope(Scopes.join(requiredScope))
+        }
+        return result
+    }
+}

@@ -1,0 +1,318 @@
+import Common
+import Foundation
+import OAuth
+import SQLite
+
+/// Serialises writers inside one process: SQLite's busy handler sleeps and
+/// backs off, which gives 100+ ms tails under write contention; a lock in
+/// front of `BEGIN IMMEDIATE` keeps writers in line instead. Shared by all
+/// connections to one database file.
+public final class WriterLock: Sendable {
+    let lock = NSLock()
+    public init() {}
+}
+
+/// The SQLite implementation of `Store`: WAL, foreign keys, a busy timeout,
+/// `BEGIN IMMEDIATE` for writes, prepared statements cached per connection.
+/// One instance per thread.
+public final class SQLiteStore: Store {
+    let db: Connection
+    let writerLock: WriterLock
+    private var depth = 0
+
+    /// Opens (creating if needed) the database and applies pending migrations.
+    public init(path: String, writerLock: WriterLock = WriterLock(), migrate: Bool = true) throws {
+        do {
+            db = try Connection(path: path, busyTimeoutMillis: 5000)
+            self.writerLock = writerLock
+            try db.execute("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY;")
+            if migrate { try SQLiteStore.migrate(db) }
+        } catch let error as SQLiteError {
+            throw SQLiteStore.map(error)
+        }
+    }
+
+    /// Applies the migrations after `user_version`, each in its own transaction.
+    /// Returns how many were applied.
+    @discardableResult
+    static func migrate(_ db: Connection) throws -> Int {
+        let mode = try db.query("PRAGMA journal_mode = WAL").first?.string(0) ?? ""
+        _ = mode
+        var applied = 0
+        let current = try db.userVersion
+        for (index, sql) in Schema.migrations.enumerated() where index + 1 > current {
+            try db.execute("BEGIN IMMEDIATE")
+            do {
+                // Re-check inside the lock: another process may have migrated meanwhile.
+                if try db.userVersion >= index + 1 { try db.execute("COMMIT"); continue }
+                try db.execute(sql)
+                try db.setUserVersion(index + 1)
+                try db.execute("COMMIT")
+                applied += 1
+            } catch {
+                try? db.execute("ROLLBACK")
+                throw error
+            }
+        }
+        return applied
+    }
+
+    public static var schemaVersion: Int { Schema.migrations.count }
+
+    public func migrate() throws -> Int { try wrap { try SQLiteStore.migrate(db) } }
+
+    public func schemaVersionApplied() throws -> Int { try wrap { try db.userVersion } }
+
+    /// A consistent online copy of the database (`VACUUM INTO`).
+    public func backup(to path: String) throws {
+        _ = try wrap { try db.run("VACUUM INTO ?", [.text(path)]) }
+    }
+
+    static func map(_ error: SQLiteError) -> Error {
+        if error.isBusy { return StoreError.busy }
+        if error.isConstraint { return StoreError.conflict(error.message) }
+        return error
+    }
+
+    func wrap<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as SQLiteError {
+            throw SQLiteStore.map(error)
+        }
+    }
+
+    func rows(_ sql: String, _ values: [SQLValue] = []) throws -> [Row] { try wrap { try db.query(sql, values) } }
+
+    @discardableResult
+    func exec(_ sql: String, _ values: [SQLValue] = []) throws -> Int { try wrap { try db.run(sql, values) } }
+
+    // MARK: Transactions
+
+    public func write<T>(_ body: () throws -> T) throws -> T {
+        if depth > 0 {
+            depth += 1
+            defer { depth -= 1 }
+            return try body()
+        }
+        writerLock.lock.lock()
+        defer { writerLock.lock.unlock() }
+        try exec("BEGIN IMMEDIATE")
+        depth = 1
+        defer { depth = 0 }
+        do {
+            let result = try body()
+            try exec("COMMIT")
+            return result
+        } catch {
+            if db.isInTransaction { try? db.execute("ROLLBACK") }
+            throw error
+        }
+    }
+
+    public func read<T>(_ body: () throws -> T) throws -> T {
+        if depth > 0 { return try body() }
+        try exec("BEGIN")
+        depth = 1
+        defer { depth = 0 }
+        do {
+            let result = try body()
+            try exec("COMMIT")
+            return result
+        } catch {
+            if db.isInTransaction { try? db.execute("ROLLBACK") }
+            throw error
+        }
+    }
+
+    // MARK: Meta
+
+    public func meta(_ key: String) throws -> String? {
+        try rows("SELECT value FROM meta WHERE key = ?", [.text(key)]).first?.string(0)
+    }
+
+    public func setMeta(_ key: String, _ value: String) throws {
+        try exec("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", [.text(key), .text(value)])
+    }
+
+    // MARK: Organizations
+
+    public func insertOrganization(_ o: Organization) throws {
+        try exec("INSERT INTO organizations(id, name, client_limit, primary_client_id, created_at) VALUES(?, ?, ?, ?, ?)",
+                 [.text(o.id), .text(o.name), SQLValue(o.clientLimit), SQLValue(o.primaryClientID), .integer(o.createdAt)])
+    }
+
+    public func organization(_ id: String) throws -> Organization? {
+        try rows("SELECT id, name, client_limit, primary_client_id, created_at FROM organizations WHERE id = ?", [.text(id)]).first.map {
+            Organization(id: $0.string(0), name: $0.string(1), clientLimit: Int($0.int(2)), primaryClientID: $0.optionalString(3), createdAt: $0.int(4))
+        }
+    }
+
+    public func setPrimaryClient(organizationID: String, clientID: String) throws {
+        try exec("UPDATE organizations SET primary_client_id = ? WHERE id = ?", [.text(clientID), .text(organizationID)])
+    }
+
+    public func clientCount(organizationID: String) throws -> Int {
+        Int(try rows("SELECT count(*) FROM clients WHERE organization_id = ?", [.text(organizationID)]).first?.int(0) ?? 0)
+    }
+
+    // MARK: Clients
+
+    static let clientColumns = """
+        c.client_id, c.organization_id, c.is_primary, c.client_name, c.description, c.client_uri, c.redirect_uris, c.grant_types,
+        c.token_endpoint_auth_method, c.scope, c.access_token_ttl, c.refresh_token_ttl, c.enabled, c.extra_data, c.attributes,
+        c.created_at, c.updated_at, c.version, c.last_used_at, EXISTS(SELECT 1 FROM client_logos l WHERE l.client_id = c.client_id)
+        """
+
+    static func client(_ r: Row) -> Client {
+        func strings(_ i: Int) -> [String] { ((try? JSON.parse(r.string(i)))?.arrayValue ?? []).compactMap(\.stringValue) }
+        return Client(clientID: r.string(0), organizationID: r.string(1), isPrimary: r.bool(2), name: r.string(3),
+                      description: r.optionalString(4), clientURI: r.optionalString(5), redirectURIs: strings(6), grantTypes: strings(7),
+                      authMethod: r.string(8), scope: Scopes.parse(r.string(9)) ?? [], accessTokenTTL: Int(r.int(10)),
+                      refreshTokenTTL: Int(r.int(11)), enabled: r.bool(12), extraData: (try? JSON.parse(r.string(13))) ?? .object([]),
+                      attributes: (try? JSON.parse(r.string(14))) ?? .object([]), createdAt: r.int(15), updatedAt: r.int(16),
+                      version: Int(r.int(17)), lastUsedAt: r.optionalInt(18), hasLogo: r.bool(19))
+    }
+
+    static func values(_ c: Client) -> [SQLValue] {
+        [.text(c.clientID), .text(c.organizationID), SQLValue(c.isPrimary), .text(c.name), SQLValue(c.description), SQLValue(c.clientURI),
+         .text(JSON(c.redirectURIs).text), .text(JSON(c.grantTypes).text), .text(c.authMethod), .text(Scopes.join(c.scope)),
+         SQLValue(c.accessTokenTTL), SQLValue(c.refreshTokenTTL), SQLValue(c.enabled), .text(c.extraData.text), .text(c.attributes.text),
+         .integer(c.createdAt), .integer(c.updatedAt), SQLValue(c.version), SQLValue(c.lastUsedAt)]
+    }
+
+    public func insertClient(_ c: Client) throws {
+        try exec("""
+            INSERT INTO clients(client_id, organization_id, is_primary, client_name, description, client_uri, redirect_uris, grant_types,
+              token_endpoint_auth_method, scope, access_token_ttl, refresh_token_ttl, enabled, extra_data, attributes, created_at,
+              updated_at, version, last_used_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, SQLiteStore.values(c))
+    }
+
+    public func client(_ id: String) throws -> Client? {
+        try rows("SELECT \(SQLiteStore.clientColumns) FROM clients c WHERE c.client_id = ?", [.text(id)]).first.map(SQLiteStore.client)
+    }
+
+    public func updateClient(_ c: Client) throws {
+        var values = Array(SQLiteStore.values(c).dropFirst(2))
+        values.append(.text(c.clientID))
+        try exec("""
+            UPDATE clients SET is_primary = ?, client_name = ?, description = ?, client_uri = ?, redirect_uris = ?, grant_types = ?,
+              token_endpoint_auth_method = ?, scope = ?, access_token_ttl = ?, refresh_token_ttl = ?, enabled = ?, extra_data = ?,
+              attributes = ?, created_at = ?, updated_at = ?, version = ?, last_used_at = ? WHERE client_id = ?
+            """, values)
+    }
+
+    public func deleteClient(_ id: String) throws {
+        try exec("DELETE FROM clients WHERE client_id = ?", [.text(id)])
+    }
+
+    public func clients(organizationID: String, namePrefix: String?, limit: Int, offset: Int) throws -> (clients: [Client], total: Int) {
+        var filter = "c.organization_id = ?"
+        var values: [SQLValue] = [.text(organizationID)]
+        if let namePrefix, !namePrefix.isEmpty {
+            filter += " AND substr(c.client_name, 1, ?) = ?"
+            values += [SQLValue(namePrefix.unicodeScalars.count), .text(namePrefix)]
+        }
+        let total = Int(try rows("SELECT count(*) FROM clients c WHERE \(filter)", values).first?.int(0) ?? 0)
+        let list = try rows("SELECT \(SQLiteStore.clientColumns) FROM clients c WHERE \(filter) ORDER BY c.created_at, c.client_id LIMIT ? OFFSET ?",
+                            values + [SQLValue(limit), SQLValue(offset)]).map(SQLiteStore.client)
+        return (list, total)
+    }
+
+    public func touchClient(_ id: String, lastUsedAt: Int64) throws {
+        try exec("UPDATE clients SET last_used_at = ? WHERE client_id = ?", [.integer(lastUsedAt), .text(id)])
+    }
+
+    // MARK: Secrets
+
+    public func insertSecret(_ s: ClientSecret) throws {
+        try exec("INSERT INTO client_secrets(client_id, kind, hash, created_at, expires_at) VALUES(?, ?, ?, ?, ?)",
+                 [.text(s.clientID), .text(s.kind.rawValue), .text(s.hash), .integer(s.createdAt), SQLValue(s.expiresAt)])
+    }
+
+    public func secrets(clientID: String) throws -> [ClientSecret] {
+        try rows("SELECT id, client_id, kind, hash, created_at, expires_at FROM client_secrets WHERE client_id = ? ORDER BY id DESC", [.text(clientID)]).map {
+            ClientSecret(id: $0.int(0), clientID: $0.string(1), kind: ClientSecret.Kind(rawValue: $0.string(2)) ?? .hmac, hash: $0.string(3),
+                         createdAt: $0.int(4), expiresAt: $0.optionalInt(5))
+        }
+    }
+
+    public func deleteSecret(id: Int64) throws { try exec("DELETE FROM client_secrets WHERE id = ?", [.integer(id)]) }
+
+    public func setSecretExpiry(id: Int64, expiresAt: Int64?) throws {
+        try exec("UPDATE client_secrets SET expires_at = ? WHERE id = ?", [SQLValue(expiresAt), .integer(id)])
+    }
+
+    // MARK: Signing keys
+
+    public func insertSigningKey(_ k: SigningKeyRecord) throws {
+        try exec("INSERT INTO signing_keys(kid, algorithm, private_key, encrypted, public_key, created_at, retired_at) VALUES(?, ?, ?, ?, ?, ?, ?)",
+                 [.text(k.kid), .text(k.algorithm), .blob(k.privateKey), SQLValue(k.encrypted), .blob(k.publicKey), .integer(k.createdAt), SQLValue(k.retiredAt)])
+    }
+
+    public func signingKeys() throws -> [SigningKeyRecord] {
+        try rows("SELECT kid, algorithm, private_key, encrypted, public_key, created_at, retired_at FROM signing_keys ORDER BY created_at DESC").map {
+            SigningKeyRecord(kid: $0.string(0), algorithm: $0.string(1), privateKey: $0.blob(2), encrypted: $0.bool(3), publicKey: $0.blob(4),
+                             createdAt: $0.int(5), retiredAt: $0.optionalInt(6))
+        }
+    }
+
+    public func retireSigningKeys(at: Int64) throws {
+        try exec("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL", [.integer(at)])
+    }
+
+    public func deleteSigningKeys(retiredBefore: Int64) throws {
+        try exec("DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND retired_at < ?", [.integer(retiredBefore)])
+    }
+
+    // MARK: Revocation
+
+    public func revokeAccessToken(jti: String, expiresAt: Int64) throws {
+        try exec("INSERT OR IGNORE INTO revoked_tokens(jti, expires_at) VALUES(?, ?)", [.text(jti), .integer(expiresAt)])
+        try exec("DELETE FROM revoked_tokens WHERE expires_at < ?", [.integer(expiresAt - 2 * 86_400_000)])
+    }
+
+    public func isAccessTokenRevoked(jti: String) throws -> Bool {
+        !(try rows("SELECT 1 FROM revoked_tokens WHERE jti = ?", [.text(jti)]).isEmpty)
+    }
+
+    // MARK: Users
+
+    public func insertUser(_ u: User) throws {
+        try exec("INSERT INTO users(id, username, email, name, password_hash, created_at) VALUES(?, ?, ?, ?, ?, ?)",
+                 [.text(u.id), .text(u.username), SQLValue(u.email), SQLValue(u.name), .text(u.passwordHash), .integer(u.createdAt)])
+    }
+
+    static func user(_ r: Row) -> User {
+        User(id: r.string(0), username: r.string(1), email: r.optionalString(2), name: r.optionalString(3), passwordHash: r.string(4), createdAt: r.int(5))
+    }
+
+    public func user(username: String) throws -> User? {
+        try rows("SELECT id, username, email, name, password_hash, created_at FROM users WHERE username = ?", [.text(username)]).first.map(SQLiteStore.user)
+    }
+
+    public func user(id: String) throws -> User? {
+        try rows("SELECT id, username, email, name, password_hash, created_at FROM users WHERE id = ?", [.text(id)]).first.map(SQLiteStore.user)
+    }
+
+    // MARK: Audit
+
+    public func appendAudit(_ e: AuditEvent) throws {
+        try exec("INSERT INTO audit_events(organization_id, actor, action, target, surface, request_id, details, created_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
+                 [SQLValue(e.organizationID), .text(e.actor), .text(e.action), SQLValue(e.target), .text(e.surface), SQLValue(e.requestID),
+                  .text(e.details.text), .integer(e.createdAt)])
+    }
+
+    public func auditEvents(organizationID: String, limit: Int, offset: Int) throws -> (events: [AuditEvent], total: Int) {
+        let total = Int(try rows("SELECT count(*) FROM audit_events WHERE organization_id = ?", [.text(organizationID)]).first?.int(0) ?? 0)
+        let events = try rows("""
+            SELECT id, organization_id, actor, action, target, surface, request_id, details, created_at FROM audit_events
+            WHERE organization_id = ? ORDER BY id DESC LIMIT ? OFFSET ?
+            """, [.text(organizationID), SQLValue(limit), SQLValue(offset)]).map {
+            AuditEvent(id: $0.int(0), organizationID: $0.optionalString(1), actor: $0.string(2), action: $0.string(3), target: $0.optionalString(4),
+                       surface: $0.string(5), requestID: $0.optionalString(6), details: (try? JSON.parse($0.string(7))) ?? .object([]), createdAt: $0.int(8))
+        }
+        return (events, total)
+    }
+}

@@ -1,0 +1,136 @@
+import Common
+import Cryptography
+import HTTPCore
+import OAuth
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Which API a route belongs to: decides the shape of its error responses.
+public enum Surface: String, Sendable {
+    case oauth
+    case native
+    case system
+}
+
+public typealias Handler = @Sendable (Request, RequestContext) throws -> Response
+
+/// A route's handler and the surface whose error shape it answers in.
+public struct Endpoint: Sendable {
+    public let surface: Surface
+    public let maxBody: Int
+    public let handler: Handler
+}
+
+/// What a handler gets besides the request: the environment and this
+/// thread's store, key ring and caches, plus the path captures.
+public struct RequestContext {
+    public let env: Environment
+    public let store: Store
+    public let keys: KeyRing
+    public let hasher: SecretHasher
+    public let secretCache: VerifiedSecretCache
+    public var pathParams: [String: String] = [:]
+
+    public var tokens: TokenService { TokenService(env: env, store: store, keys: keys) }
+    public var clientAuthenticator: ClientAuthenticator {
+        ClientAuthenticator(env: env, store: store, hasher: hasher, cache: secretCache)
+    }
+
+    public func param(_ name: String) -> String { pathParams[name] ?? "" }
+}
+
+/// Shared, immutable server state: the route table and process-wide caches.
+public final class Application: Sendable {
+    public let env: Environment
+    public let router: Router<Endpoint>
+    public let secretCache = VerifiedSecretCache()
+    public let logger: Logger
+
+    public init(env: Environment, logger: Logger = Logger()) {
+        self.env = env
+        self.logger = logger
+        var router = Router<Endpoint>()
+        Routes.register(&router)
+        self.router = router
+    }
+}
+
+/// One worker thread's view of the application: owns its store connection.
+public final class Worker {
+    public let app: Application
+    public let context: RequestContext
+
+    public init(app: Application, store: Store) throws {
+        self.app = app
+        let keys = KeyRing(store: store, env: app.env)
+        let hasher = try Provisioning.secretHasher(store: store, env: app.env)
+        context = RequestContext(env: app.env, store: store, keys: keys, hasher: hasher, secretCache: app.secretCache)
+    }
+
+    /// Routes, runs and answers one request; never throws, never leaks an
+    /// internal error's text, always sets `X-Request-Id`.
+    public func handle(_ request: Request) -> Response {
+        let started = app.env.now()
+        var response: Response
+        var failure: String?
+        switch app.router.match(method: request.method, path: request.path) {
+        case .notFound:
+            response = ErrorRendering.render(APIProblem.notFound(), surface: .native, request: request)
+        case let .methodNotAllowed(allowed):
+            response = ErrorRendering.render(APIProblem(status: 405, code: "method_not_allowed", title: "Method not allowed",
+                                                        detail: "This resource does not support \(request.method)."),
+                                             surface: .native, request: request)
+            response.headers["Allow"] = allowed.joined(separator: ", ")
+        case let .found(endpoint, params):
+            if request.bodyTooLarge || request.body.count > endpoint.maxBody {
+                response = ErrorRendering.render(APIProblem(status: 413, code: "body_too_large", title: "Request body too large",
+                                                            detail: "The request body exceeds \(endpoint.maxBody) bytes."),
+                                                 surface: endpoint.surface, request: request)
+            } else {
+                var context = self.context
+                context.pathParams = params
+                do {
+                    response = try endpoint.handler(request, context)
+                } catch {
+                    failure = "\(error)"
+                    response = ErrorRendering.render(error, surface: endpoint.surface, request: request)
+                }
+            }
+        }
+        response.headers["X-Request-Id"] = request.requestID
+        if request.method == "HEAD" { response.body = [] }
+        app.logger.request(request, status: response.status, millis: app.env.now() - started, failure: failure)
+        return response
+    }
+}
+
+/// One JSON line per event on stderr. Only the method, the path, the status
+/// and error causes are logged: never the query string, a header or a body,
+/// which is where secrets, tokens and codes travel.
+public struct Logger: Sendable {
+    public let enabled: Bool
+
+    public init(enabled: Bool = true) { self.enabled = enabled }
+
+    public func request(_ request: Request, status: Int, millis: Int64, failure: String?) {
+        guard enabled else { return }
+        var line: JSON = [
+            "level": status >= 500 ? "error" : "info", "request_id": .string(request.requestID), "method": .string(request.method),
+            "path": .string(String(request.path.prefix(200))), "status": .int(Int64(status)), "ms": .int(millis),
+        ]
+        if let failure, status >= 500 { line.set("error", .string(failure)) }
+        emit(line)
+    }
+
+    public func info(_ message: String, _ fields: [(String, JSON)] = []) {
+        guard enabled else { return }
+        emit(.object([("level", "info"), ("message", .string(message))] + fields))
+    }
+
+    func emit(_ line: JSON) {
+        var bytes = line.serialized()
+        bytes.append(10)
+        _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+    }
+}

@@ -1,0 +1,55 @@
+import Common
+import Cryptography
+import HTTPCore
+import OAuth
+
+/// OpenID Connect Discovery 1.0 §3 and RFC 8414 §2 (one document at both
+/// well-known paths), and the JWK Set (RFC 7517 §5).
+enum DiscoveryEndpoints {
+    static let scopes = ["openid", "profile", "email", "offline_access", "connections:read", "connections:write"] + Scopes.native
+
+    static func document(issuer: String) -> JSON {
+        [
+            "issuer": .string(issuer),
+            "authorization_endpoint": .string(issuer + "/oauth2/authorize"),
+            "token_endpoint": .string(issuer + "/oauth2/token"),
+            "userinfo_endpoint": .string(issuer + "/oauth2/userinfo"),
+            "jwks_uri": .string(issuer + "/oauth2/jwks"),
+            "introspection_endpoint": .string(issuer + "/oauth2/introspect"),
+            "revocation_endpoint": .string(issuer + "/oauth2/revoke"),
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": JSON(SignatureAlgorithm.allCases.map(\.rawValue)),
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "code_challenge_methods_supported": ["S256"],
+            "scopes_supported": JSON(scopes),
+            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "azp", "at_hash", "name",
+                                 "preferred_username", "email", "email_verified"],
+            "prompt_values_supported": ["none", "login", "consent"],
+            "authorization_response_iss_parameter_supported": true,
+            "request_parameter_supported": false,
+            "request_uri_parameter_supported": false,
+            "claims_parameter_supported": false,
+        ]
+    }
+
+    static func configuration(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        var response = Response.json(document(issuer: ctx.env.issuer))
+        response.headers["Cache-Control"] = "public, max-age=3600"
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        return response
+    }
+
+    /// Cacheable briefly: a rotation publishes the new key at once, and
+    /// clients refetch on an unknown `kid`.
+    static func jwks(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        var response = Response.json(try ctx.keys.jwkSet(), contentType: "application/jwk-set+json")
+        response.headers["Cache-Control"] = "public, max-age=300"
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        return response
+    }
+}

@@ -1,0 +1,94 @@
+import Common
+import HTTPCore
+import OAuth
+
+/// An error of the native management API, rendered as RFC 9457 problem
+/// details with a machine-readable `code` and per-field `errors`.
+public struct APIProblem: Error, Equatable, CustomStringConvertible {
+    public var status: Int
+    public var code: String
+    public var title: String
+    public var detail: String
+    public var fieldErrors: [(field: String, message: String)]
+    public var headers: [(String, String)]
+
+    public init(status: Int, code: String, title: String, detail: String, fieldErrors: [(field: String, message: String)] = [], headers: [(String, String)] = []) {
+        self.status = status
+        self.code = code
+        self.title = title
+        self.detail = detail
+        self.fieldErrors = fieldErrors
+        self.headers = headers
+    }
+
+    public static func == (lhs: APIProblem, rhs: APIProblem) -> Bool { lhs.status == rhs.status && lhs.code == rhs.code }
+    public var description: String { "\(status) \(code): \(detail)" }
+
+    public static func notFound(_ detail: String = "The resource does not exist.") -> APIProblem {
+        APIProblem(status: 404, code: "not_found", title: "Not found", detail: detail)
+    }
+    public static func invalidBody(_ detail: String) -> APIProblem {
+        APIProblem(status: 400, code: "invalid_body", title: "Invalid request body", detail: detail)
+    }
+    public static func invalidField(_ field: String, _ message: String) -> APIProblem {
+        APIProblem(status: 400, code: "invalid_field", title: "Invalid field", detail: "\(field): \(message)", fieldErrors: [(field, message)])
+    }
+    public static func unsupportedMediaType(_ expected: String) -> APIProblem {
+        APIProblem(status: 415, code: "unsupported_media_type", title: "Unsupported media type", detail: "The body must be \(expected).")
+    }
+    public static func conflict(_ code: String, _ detail: String) -> APIProblem {
+        APIProblem(status: 409, code: code, title: "Conflict", detail: detail)
+    }
+    public static func forbidden(_ code: String, _ detail: String) -> APIProblem {
+        APIProblem(status: 403, code: code, title: "Forbidden", detail: detail)
+    }
+}
+
+/// The one place where errors become responses, per surface.
+public enum ErrorRendering {
+    public static func render(_ error: Error, surface: Surface, request: Request) -> Response {
+        switch (error, surface) {
+        case let (e as OAuthError, .oauth):
+            var response = Response.json(["error": .string(e.code), "error_description": .string(e.publicDescription)], status: e.status)
+            for (name, value) in e.headers { response.headers[name] = value }
+            response.headers["Cache-Control"] = "no-store"
+            return response
+        case let (e as OAuthError, _):
+            // Bearer failures on an API: the RFC 6750 challenge plus the API's own body shape.
+            var problem = APIProblem(status: e.status, code: e.code, title: e.status == 401 ? "Unauthorized" : "Forbidden",
+                                     detail: e.publicDescription, headers: e.headers)
+            if e.status == 503 { problem.title = "Service unavailable" }
+            return problemResponse(problem, request: request)
+        case let (e as APIProblem, .oauth):
+            return Response.json(["error": e.status == 413 ? "invalid_request" : .string(e.code), "error_description": .string(e.detail)], status: e.status)
+        case let (e as APIProblem, _):
+            return problemResponse(e, request: request)
+        case (StoreError.busy, _):
+            return render(surface == .oauth ? OAuthError.serverBusy() as Error
+                          : APIProblem(status: 503, code: "busy", title: "Service unavailable", detail: "The database is busy; retry shortly.",
+                                       headers: [("Retry-After", "1")]), surface: surface, request: request)
+        case let (StoreError.conflict(message), _):
+            _ = message
+            return render(APIProblem.conflict("conflict", "The write conflicts with existing data."), surface: surface, request: request)
+        default:
+            if surface == .oauth {
+                return Response.json(["error": "server_error", "error_description": "An internal error occurred."], status: 500)
+            }
+            return problemResponse(APIProblem(status: 500, code: "internal_error", title: "Internal server error",
+                                              detail: "An internal error occurred; the request id identifies it in the logs."), request: request)
+        }
+    }
+
+    static func problemResponse(_ p: APIProblem, request: Request) -> Response {
+        var members: [(String, JSON)] = [
+            ("type", .string(p.status == 500 ? "about:blank" : "https://latchkey.dev/problems/\(p.code)")), ("title", .string(p.title)),
+            ("status", .int(Int64(p.status))), ("detail", .string(p.detail)), ("code", .string(p.code)), ("request_id", .string(request.requestID)),
+        ]
+        if !p.fieldErrors.isEmpty {
+            members.append(("errors", .array(p.fieldErrors.map { ["field": .string($0.field), "message": .string($0.message)] })))
+        }
+        var response = Response.json(.object(members), status: p.status, contentType: "application/problem+json")
+        for (name, value) in p.headers { response.headers[name] = value }
+        return response
+    }
+}

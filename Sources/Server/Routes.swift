@@ -1,0 +1,24 @@
+import HTTPCore
+
+/// The route table: every path Latchkey answers, in one place.
+enum Routes {
+    static let oauthBodyLimit = 16 * 1024
+    static let apiBodyLimit = 1024 * 1024
+
+    static func register(_ r: inout Router<Endpoint>) {
+        func add(_ method: String, _ path: String, _ surface: Surface, maxBody: Int = apiBodyLimit, _ handler: @escaping Handler) {
+            r.add(method, path, Endpoint(surface: surface, maxBody: maxBody, handler: handler))
+        }
+        add("GET", "/healthz", .system, maxBody: 0, SystemEndpoints.health)
+
+        add("GET", "/.well-known/openid-configuration", .oauth, maxBody: 0, DiscoveryEndpoints.configuration)
+        add("GET", "/.well-known/oauth-authorization-server", .oauth, maxBody: 0, DiscoveryEndpoints.configuration)
+        add("GET", "/oauth2/jwks", .oauth, maxBody: 0, DiscoveryEndpoints.jwks)
+        add("POST", "/oauth2/token", .oauth, maxBody: oauthBodyLimit, TokenEndpoint.token)
+        add("POST", "/oauth2/introspect", .oauth, maxBody: oauthBodyLimit, TokenEndpoint.introspect)
+        add("POST", "/oauth2/revoke", .oauth, maxBody: oauthBodyLimit, TokenEndpoint.revoke)
+
+        add("GET", "/api/v1/organization", .native, maxBody: 0, NativeEndpoints.organization)
+        add("GET", "/api/v1/clients/current", .native, maxBody: 0, NativeEndpoints.currentClient)
+    }
+}

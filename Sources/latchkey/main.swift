@@ -1,0 +1,292 @@
+import ArgumentParser
+import Common
+import Cryptography
+import FastCGI
+import Foundation
+import HTTPCore
+import OAuth
+import SQLiteStore
+import Server
+
+/// Errors the CLI prints to stderr with exit code 1.
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+struct Latchkey: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "latchkey",
+        abstract: "Latchkey: an OAuth 2.0 / OpenID Connect authorization server with an OAuth client registry.",
+        subcommands: [Init.self, Migrate.self, Org.self, UserCommand.self, Keys.self, Backup.self, Serve.self])
+}
+
+/// Options every subcommand shares. Each flag has an environment twin.
+struct Common: ParsableArguments {
+    @Option(name: .long, help: "SQLite database path (env LATCHKEY_DB; default $LATCHKEY_STATE_DIR/latchkey.db).")
+    var db: String?
+
+    @Option(name: .customLong("kek-file"), help: "Key-encryption key file for private keys at rest (env LATCHKEY_KEK_FILE).")
+    var kekFile: String?
+
+    var env: [String: String] { ProcessInfo.processInfo.environment }
+
+    func databasePath() throws -> String {
+        if let db, !db.isEmpty { return db }
+        if let v = env["LATCHKEY_DB"], !v.isEmpty { return v }
+        if let dir = env["LATCHKEY_STATE_DIR"], !dir.isEmpty { return dir + "/latchkey.db" }
+        throw ValidationError("no database: pass --db PATH or set LATCHKEY_DB")
+    }
+
+    /// The KEK: SHA-256 of the file's bytes (at least 32 bytes of key material).
+    /// Also found as systemd credential `kek` (LoadCredential=kek:...).
+    func kek() throws -> [UInt8]? {
+        var path = kekFile ?? env["LATCHKEY_KEK_FILE"]
+        if path == nil, let dir = env["CREDENTIALS_DIRECTORY"], FileManager.default.fileExists(atPath: dir + "/kek") { path = dir + "/kek" }
+        guard let path, !path.isEmpty else { return nil }
+        guard let data = FileManager.default.contents(atPath: path) else { throw CLIError("cannot read key-encryption key file \(path)") }
+        guard data.count >= 32 else { throw CLIError("key-encryption key file must hold at least 32 bytes") }
+        return Digest.sha256(Array(data))
+    }
+
+    func openStore() throws -> SQLiteStore {
+        let path = try databasePath()
+        let dir = (path as NSString).deletingLastPathComponent
+        if !dir.isEmpty && !FileManager.default.fileExists(atPath: dir) {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        }
+        return try SQLiteStore(path: path)
+    }
+
+    func environment(issuer: String) throws -> OAuth.Environment {
+        OAuth.Environment(issuer: issuer, now: { Int64(Date().timeIntervalSince1970 * 1000) }, kek: try kek())
+    }
+}
+
+/// Issuer identifiers (RFC 8414 §2): https, or http on a loopback host for
+/// local runs; no query or fragment; no trailing slash.
+func validatedIssuer(_ raw: String) throws -> String {
+    var issuer = raw
+    while issuer.hasSuffix("/") { issuer.removeLast() }
+    guard let url = URL(string: issuer), let scheme = url.scheme, let host = url.host, !host.isEmpty,
+          url.query == nil, url.fragment == nil, !issuer.contains("#"), !issuer.contains("?") else {
+        throw ValidationError("issuer must be an absolute URL without query or fragment")
+    }
+    let loopback = host == "localhost" || host == "127.0.0.1" || host == "::1" || host == "[::1]"
+    guard scheme == "https" || (scheme == "http" && loopback) else {
+        throw ValidationError("issuer must use https (http only on localhost / 127.0.0.1)")
+    }
+    return issuer
+}
+
+func printJSON(_ value: JSON) { print(value.text) }
+
+struct Init: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Create the schema, the first signing key, an organization and its primary client.")
+    @OptionGroup var common: Common
+    @Option(help: "Issuer URL (env LATCHKEY_ISSUER).") var issuer: String?
+    @Option(help: "Name of the first organization.") var org: String = "Default"
+    @Option(name: .customLong("client-limit"), help: "Maximum clients of the organization.") var clientLimit: Int = Provisioning.defaultClientLimit
+    @Option(help: "Signing algorithm of the first key: ES256, RS256 or EdDSA.") var alg: String = "ES256"
+
+    func run() throws {
+        guard let raw = issuer ?? common.env["LATCHKEY_ISSUER"] else { throw ValidationError("--issuer (or LATCHKEY_ISSUER) is required") }
+        let issuer = try validatedIssuer(raw)
+        guard let algorithm = SignatureAlgorithm(rawValue: alg) else { throw ValidationError("--alg must be ES256, RS256 or EdDSA") }
+        let store = try common.openStore()
+        let result = try Provisioning(env: try common.environment(issuer: issuer), store: store)
+            .initialize(issuer: issuer, organizationName: org, clientLimit: clientLimit, algorithm: algorithm)
+        printJSON(result.json)
+    }
+}
+
+struct Migrate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Apply pending schema migrations (idempotent).")
+    @OptionGroup var common: Common
+
+    func run() throws {
+        let store = try common.openStore()
+        printJSON(["schema_version": JSON(try store.schemaVersionApplied())])
+    }
+}
+
+struct Org: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Manage organizations.", subcommands: [Create.self])
+
+    struct Create: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create an organization with its own primary client.")
+        @OptionGroup var common: Common
+        @Argument(help: "Organization name.") var name: String
+        @Option(name: .customLong("client-limit")) var clientLimit: Int = Provisioning.defaultClientLimit
+
+        func run() throws {
+            let store = try common.openStore()
+            guard let issuer = try store.meta("issuer") else { throw CLIError(ProvisioningError.notInitialized.description) }
+            let result = try Provisioning(env: try common.environment(issuer: issuer), store: store).createOrganization(name: name, clientLimit: clientLimit)
+            printJSON(result.json)
+        }
+    }
+}
+
+struct UserCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "user", abstract: "Manage local users.", subcommands: [Add.self])
+
+    struct Add: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Add a local user; the password is read from standard input.")
+        @OptionGroup var common: Common
+        @Argument var username: String
+        @Option var email: String?
+        @Option var name: String?
+        @Flag(name: .customLong("password-stdin"), help: "Read the password from standard input (required).") var passwordStdin = false
+
+        func run() throws {
+            guard passwordStdin else { throw ValidationError("--password-stdin is required (passwords are never taken as arguments)") }
+            var password = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+            if password.hasSuffix("\n") { password.removeLast() }
+            if password.hasSuffix("\r") { password.removeLast() }
+            let store = try common.openStore()
+            let issuer = try store.meta("issuer") ?? "http://localhost"
+            let id = try Provisioning(env: try common.environment(issuer: issuer), store: store)
+                .addUser(username: username, email: email, name: name, password: password)
+            printJSON(["user_id": .string(id)])
+        }
+    }
+}
+
+struct Keys: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Signing keys.", subcommands: [List.self, Rotate.self])
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List signing keys.")
+        @OptionGroup var common: Common
+
+        func run() throws {
+            let store = try common.openStore()
+            let keys = try store.signingKeys().map { k -> JSON in
+                [
+                    "kid": .string(k.kid), "alg": .string(k.algorithm), "status": k.retiredAt == nil ? "active" : "retired",
+                    "encrypted": .bool(k.encrypted), "created_at": .string(Timestamp.rfc3339(millis: k.createdAt)),
+                    "retired_at": k.retiredAt.map { .string(Timestamp.rfc3339(millis: $0)) } ?? .null,
+                ]
+            }
+            printJSON(["keys": .array(keys)])
+        }
+    }
+
+    struct Rotate: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Make a new signing key; older keys stay published until their tokens expire.")
+        @OptionGroup var common: Common
+        @Option var alg: String = "ES256"
+
+        func run() throws {
+            guard let algorithm = SignatureAlgorithm(rawValue: alg) else { throw ValidationError("--alg must be ES256, RS256 or EdDSA") }
+            let store = try common.openStore()
+            guard let issuer = try store.meta("issuer") else { throw CLIError(ProvisioningError.notInitialized.description) }
+            let env = try common.environment(issuer: issuer)
+            let kid = try KeyManagement.rotate(store: store, env: env, algorithm: algorithm)
+            try store.write {
+                try store.appendAudit(AuditEvent(organizationID: nil, actor: "cli", action: "keys.rotated", target: kid, surface: "cli",
+                                                 requestID: nil, details: ["alg": .string(algorithm.rawValue)], createdAt: env.now()))
+            }
+            printJSON(["kid": .string(kid), "alg": .string(algorithm.rawValue)])
+        }
+    }
+}
+
+struct Backup: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Write a consistent online copy of the database (VACUUM INTO).")
+    @OptionGroup var common: Common
+    @Argument var path: String
+
+    func run() throws {
+        guard !FileManager.default.fileExists(atPath: path) else { throw CLIError("\(path) already exists") }
+        let store = try common.openStore()
+        try store.backup(to: path)
+        printJSON(["backup": .string(path)])
+    }
+}
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the FastCGI worker pool.")
+    @OptionGroup var common: Common
+    @Option(help: "unix:PATH, HOST:PORT or systemd (env LATCHKEY_LISTEN).") var listen: String?
+    @Option(help: "Worker threads (env LATCHKEY_WORKERS).") var workers: Int?
+    @Option(help: "Issuer URL (env LATCHKEY_ISSUER; default: the one given to init).") var issuer: String?
+    @Flag(name: .customLong("accept-any-secret-method"), help: "Accept client_secret_basic and client_secret_post from every confidential client (env LATCHKEY_ACCEPT_ANY_SECRET_METHOD=1).")
+    var acceptAny = false
+    @Flag(name: .customLong("quiet"), help: "No request log.") var quiet = false
+
+    func run() throws {
+        try ServeCommand.run(self)
+    }
+}
+
+/// Kept out of `@main`'s isolation: the handler factory runs on worker threads.
+enum ServeCommand {
+    static func run(_ options: Serve) throws {
+        let env = options.common.env
+        guard let address = ListenAddress(options.listen ?? env["LATCHKEY_LISTEN"] ?? "unix:/run/latchkey/latchkey.sock") else {
+            throw ValidationError("--listen must be unix:PATH, HOST:PORT or systemd")
+        }
+        let workers = options.workers ?? Int(env["LATCHKEY_WORKERS"] ?? "") ?? max(2, ProcessInfo.processInfo.activeProcessorCount * 2)
+        guard (1...256).contains(workers) else { throw ValidationError("--workers must be 1..256") }
+        let path = try options.common.databasePath()
+        let store = try options.common.openStore()
+        guard let stored = try store.meta("issuer") else { throw CLIError(ProvisioningError.notInitialized.description) }
+        let issuer = try validatedIssuer(options.issuer ?? env["LATCHKEY_ISSUER"] ?? stored)
+        var environment = try options.common.environment(issuer: issuer)
+        environment.acceptAnySecretMethod = options.acceptAny || env["LATCHKEY_ACCEPT_ANY_SECRET_METHOD"] == "1"
+        // Fail now, not on the first request, when the signing key cannot be loaded.
+        _ = try KeyRing(store: store, env: environment).signingKey()
+        let app = Application(env: environment, logger: Logger(enabled: !options.quiet))
+        let writerLock = WriterLock()
+        let server = FastCGIServer(address: address, workers: workers, maxBodyBytes: 3 * 1024 * 1024) { _ in
+            WorkerHandler(worker: try Worker(app: app, store: try SQLiteStore(path: path, writerLock: writerLock, migrate: false)))
+        }
+        let signal = try server.run {
+            app.logger.info("latchkey serving", [("listen", .string(address.description)), ("workers", JSON(workers)), ("issuer", .string(issuer))])
+        }
+        app.logger.info("latchkey stopped", [("signal", JSON(Int(signal)))])
+    }
+}
+
+final class WorkerHandler: FastCGIHandler {
+    let worker: Worker
+
+    init(worker: Worker) { self.worker = worker }
+
+    func handle(_ request: FastCGIRequest) -> [UInt8] {
+        let req = CGI.request(params: request.params, body: request.body) { Hex.encode(SecureRandom.bytes(16)) }
+        return CGI.bytes(worker.handle(req))
+    }
+}
+
+/// Exit codes: 0 success, 1 failure, 2 usage error.
+func runCLI() -> Int32 {
+    do {
+        var command = try Latchkey.parseAsRoot()
+        try command.run()
+        return 0
+    } catch let error as CLIError {
+        FileHandle.standardError.write(Data("latchkey: \(error.description)\n".utf8))
+        return 1
+    } catch let error as ProvisioningError {
+        FileHandle.standardError.write(Data("latchkey: \(error.description)\n".utf8))
+        return 1
+    } catch let error as StoreError {
+        FileHandle.standardError.write(Data("latchkey: storage error: \(error)\n".utf8))
+        return 1
+    } catch {
+        let code = Latchkey.exitCode(for: error)
+        if code == .success {
+            print(Latchkey.fullMessage(for: error))
+            return 0
+        }
+        let message = Latchkey.fullMessage(for: error)
+        let isUsage = error is ValidationError || code == .validationFailure || message.contains("Usage:") || message.hasPrefix("Error: Missing") || message.hasPrefix("Error: Unknown") || message.hasPrefix("Error: Unexpected")
+        FileHandle.standardError.write(Data("latchkey: \(message)\n".utf8))
+        return isUsage ? 2 : 1
+    }
+}
+
+exit(runCLI())
