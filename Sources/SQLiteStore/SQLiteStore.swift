@@ -21,9 +21,9 @@ public final class SQLiteStore: Store {
     private var depth = 0
 
     /// Opens (creating if needed) the database and applies pending migrations.
-    public init(path: String, writerLock: WriterLock = WriterLock(), migrate: Bool = true) throws {
+    public init(path: String, writerLock: WriterLock = WriterLock(), migrate: Bool = true, busyTimeoutMillis: Int32 = 5000) throws {
         do {
-            db = try Connection(path: path, busyTimeoutMillis: 5000)
+            db = try Connection(path: path, busyTimeoutMillis: busyTimeoutMillis)
             self.writerLock = writerLock
             try db.execute("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY;")
             if migrate { try SQLiteStore.migrate(db) }

@@ -1,0 +1,68 @@
+import Common
+import Testing
+
+@Suite struct JSONTests {
+    @Test func parsesAndSerializesInOrder() throws {
+        let value = try JSON.parse(#"{"b":1,"a":[true,false,null,"x\u00e9\ud83d\ude00",-2.5e1]}"#)
+        #expect(value.text == #"{"b":1,"a":[true,false,null,"xé😀",-25]}"#)
+        #expect(value["a"]?.arrayValue?.count == 5)
+    }
+
+    @Test(arguments: [
+        "", "{", "[1,]", "{\"a\":1,}", "01", "1.", "-", "tru", "\"\\x\"", "\"a", "{\"a\" 1}", "[1] 2", "{\"a\":1,\"a\":2}",
+        "\"\\ud800\"", "\"\\udc00x\"", "NaN", "1e999", "\"tab\there\"",
+    ])
+    func refusesMalformedJSON(_ text: String) {
+        #expect(throws: JSONParseError.self) { try JSON.parse(text) }
+    }
+
+    @Test func refusesInvalidUTF8() {
+        #expect(throws: JSONParseError.self) { try JSON.parse([0x22, 0xC3, 0x28, 0x22]) }
+        #expect(throws: JSONParseError.self) { try JSON.parse([0x22, 0xFF, 0x22]) }
+    }
+
+    @Test func limitsNesting() throws {
+        let deep = String(repeating: "[", count: 40) + String(repeating: "]", count: 40)
+        #expect(throws: JSONParseError.self) { try JSON.parse(deep) }
+        let ok = String(repeating: "[", count: 10) + String(repeating: "]", count: 10)
+        _ = try JSON.parse(ok)
+    }
+
+    @Test func escapesControlCharactersAndQuotes() {
+        #expect(JSON.string("a\"b\\c\n\u{0}\u{1f}").text == #""a\"b\\c\n\u0000\u001f""#)
+    }
+
+    @Test func keepsLargeIntegersExact() throws {
+        #expect(try JSON.parse("9007199254740993") == .int(9_007_199_254_740_993))
+    }
+}
+
+@Suite struct EncodingTests {
+    @Test func base64urlRoundTripsWithoutPadding() {
+        for n in 0..<40 {
+            let bytes = (0..<n).map { UInt8(($0 * 37 + 11) & 0xFF) }
+            let text = Base64.urlEncode(bytes)
+            #expect(!text.contains("=") && !text.contains("+") && !text.contains("/"))
+            #expect(Base64.urlDecode(text) == bytes)
+            #expect(Base64.decode(Base64.encode(bytes)) == bytes)
+        }
+    }
+
+    @Test func base64urlRefusesNonCanonicalInput() {
+        #expect(Base64.urlDecode("a") == nil)
+        #expect(Base64.urlDecode("ab=") == nil)
+        #expect(Base64.urlDecode("a+b/") == nil)
+        #expect(Base64.urlDecode("AB") == nil)  // trailing bits set
+        #expect(Base64.decode("QQ===") == nil)
+        #expect(Base64.decode("QQ==") == [0x41])
+    }
+
+    @Test func timestampsAreRFC3339WithMilliseconds() {
+        #expect(Timestamp.rfc3339(millis: 0) == "1970-01-01T00:00:00.000Z")
+        #expect(Timestamp.rfc3339(millis: 1_796_025_600_123) == "2026-11-30T08:00:00.123Z")
+        #expect(Timestamp.parse("2026-11-30T08:00:00.123Z") == 1_796_025_600_123)
+        #expect(Timestamp.parse("2026-11-30T09:00:00+01:00") == 1_796_025_600_000)
+        #expect(Timestamp.parse("2026-11-30") == nil)
+        #expect(Timestamp.parse("2026-13-30T08:00:00Z") == nil)
+    }
+}

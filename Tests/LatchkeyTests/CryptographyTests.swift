@@ -1,0 +1,82 @@
+import Common
+import Cryptography
+import Testing
+
+@Suite struct CryptographyTests {
+    @Test func sha256MatchesFIPS180Vectors() {
+        #expect(Hex.encode(Digest.sha256("abc")) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(Hex.encode(Digest.sha256("")) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+    }
+
+    @Test func hmacMatchesRFC4231() {
+        // Test case 1.
+        let key1 = [UInt8](repeating: 0x0b, count: 20)
+        #expect(Hex.encode(Digest.hmacSHA256(key: key1, data: Array("Hi There".utf8)))
+                == "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7")
+        // Test case 2.
+        #expect(Hex.encode(Digest.hmacSHA256(key: Array("Jefe".utf8), data: Array("what do ya want for nothing?".utf8)))
+                == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+        // Test case 6: a key longer than the block size.
+        let key6 = [UInt8](repeating: 0xaa, count: 131)
+        #expect(Hex.encode(Digest.hmacSHA256(key: key6, data: Array("Test Using Larger Than Block-Size Key - Hash Key First".utf8)))
+                == "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54")
+    }
+
+    @Test func constantTimeEqualCompares() {
+        #expect(Digest.constantTimeEqual([1, 2, 3], [1, 2, 3]))
+        #expect(!Digest.constantTimeEqual([1, 2, 3], [1, 2, 4]))
+        #expect(!Digest.constantTimeEqual([1, 2, 3], [1, 2]))
+        #expect(Digest.constantTimeEqual([], []))
+    }
+
+    @Test func randomBytesDiffer() {
+        #expect(SecureRandom.bytes(32).count == 32)
+        #expect(SecureRandom.bytes(32) != SecureRandom.bytes(32))
+    }
+
+    @Test func scryptHashesVerifyAndRefuseWrongPasswords() {
+        let encoded = PasswordHasher.hash("correct horse battery", logN: 10)
+        #expect(encoded.hasPrefix("$scrypt$ln=10,r=8,p=1$"))
+        #expect(PasswordHasher.verify("correct horse battery", encoded: encoded))
+        #expect(!PasswordHasher.verify("correct horse batterz", encoded: encoded))
+        #expect(!PasswordHasher.verify("", encoded: encoded))
+        #expect(!PasswordHasher.verify("x", encoded: "$scrypt$ln=99,r=8,p=1$AAAA$AAAA"))
+        #expect(!PasswordHasher.verify("x", encoded: "garbage"))
+        #expect(PasswordHasher.hash("same", logN: 10) != PasswordHasher.hash("same", logN: 10))
+    }
+
+    @Test func sealedBoxRoundTripsAndDetectsTampering() throws {
+        let key = SecureRandom.bytes(32)
+        let sealed = try SealedBox.seal(Array("private key".utf8), key: key)
+        #expect(try SealedBox.open(sealed, key: key) == Array("private key".utf8))
+        var tampered = sealed
+        tampered[tampered.count - 1] ^= 1
+        #expect(throws: CryptoError.self) { try SealedBox.open(tampered, key: key) }
+        #expect(throws: CryptoError.self) { try SealedBox.open(sealed, key: SecureRandom.bytes(32)) }
+    }
+
+    @Test(arguments: SignatureAlgorithm.allCases)
+    func signaturesRoundTripThroughDERExport(_ alg: SignatureAlgorithm) throws {
+        let key = try SigningKey.generate(alg)
+        let message = Array("signing input".utf8)
+        let signature = try key.sign(message)
+        if alg == .es256 { #expect(signature.count == 64) }
+        if alg == .edDSA { #expect(signature.count == 64) }
+        let publicKey = try SigningKey(publicKeyDER: try key.publicKeyDER(), algorithm: alg)
+        #expect(publicKey.verify(signature: signature, message: message))
+        #expect(!publicKey.verify(signature: signature, message: Array("other input".utf8)))
+        let reloaded = try SigningKey(privateKeyDER: try key.privateKeyDER(), algorithm: alg)
+        #expect(publicKey.verify(signature: try reloaded.sign(message), message: message))
+        var bad = signature
+        bad[0] ^= 0x55
+        #expect(!publicKey.verify(signature: bad, message: message))
+        #expect(!publicKey.verify(signature: [], message: message))
+    }
+
+    @Test func keysRefuseAnotherAlgorithm() throws {
+        let ec = try SigningKey.generate(.es256)
+        #expect(throws: CryptoError.self) { try SigningKey(publicKeyDER: try ec.publicKeyDER(), algorithm: .rs256) }
+        #expect(throws: CryptoError.self) { try SigningKey(publicKeyDER: try ec.publicKeyDER(), algorithm: .edDSA) }
+        #expect(throws: CryptoError.self) { try SigningKey(publicKeyDER: [1, 2, 3], algorithm: .es256) }
+    }
+}

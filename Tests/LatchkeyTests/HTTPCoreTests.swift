@@ -1,0 +1,92 @@
+import Common
+import HTTPCore
+import Testing
+
+@Suite struct CGIMappingTests {
+    @Test func mapsParametersToARequest() {
+        let request = CGI.request(params: [
+            "REQUEST_METHOD": "post", "DOCUMENT_URI": "/oauth2/token", "QUERY_STRING": "a=1",
+            "CONTENT_TYPE": "application/x-www-form-urlencoded", "CONTENT_LENGTH": "3", "HTTP_AUTHORIZATION": "Basic eDp5",
+            "HTTP_X_CSRF_TOKEN": "t", "HTTP_PROXY": "evil", "HTTPS": "on", "REMOTE_ADDR": "10.0.0.1", "REQUEST_ID": "abc123",
+        ], body: [1, 2, 3]) { "generated" }
+        #expect(request.method == "POST")
+        #expect(request.path == "/oauth2/token")
+        #expect(request.query == "a=1")
+        #expect(request.headers["authorization"] == "Basic eDp5")
+        #expect(request.headers["X-CSRF-Token"] == "t")
+        #expect(request.headers["Proxy"] == nil)
+        #expect(request.mediaType == "application/x-www-form-urlencoded")
+        #expect(request.scheme == "https")
+        #expect(request.requestID == "abc123")
+        #expect(request.body == [1, 2, 3])
+        #expect(!request.bodyTooLarge)
+    }
+
+    @Test func generatesARequestIDWhenMissingOrUnsafe() {
+        #expect(CGI.request(params: ["CONTENT_LENGTH": "", "CONTENT_TYPE": ""], body: []) { "gen" }.requestID == "gen")
+        #expect(CGI.request(params: ["REQUEST_ID": "a\r\nb"], body: []) { "gen" }.requestID == "gen")
+        #expect(CGI.request(params: [:], body: nil) { "gen" }.bodyTooLarge)
+    }
+
+    @Test func serializesResponsesAndDropsHeaderInjection() {
+        var response = Response.json(["a": 1], status: 201)
+        response.headers["X-Evil"] = "a\r\nSet-Cookie: x=1"
+        let text = String(decoding: CGI.bytes(response), as: UTF8.self)
+        #expect(text.hasPrefix("Status: 201 Created\r\nContent-Type: application/json\r\n\r\n"))
+        #expect(text.hasSuffix("{\"a\":1}"))
+        #expect(!text.contains("Set-Cookie"))
+    }
+}
+
+@Suite struct RouterTests {
+    func router() -> Router<String> {
+        var r = Router<String>()
+        r.add("GET", "/api/v1/clients/{id}", "read")
+        r.add("GET", "/api/v1/clients/current", "current")
+        r.add("DELETE", "/api/v1/clients/{id}", "delete")
+        r.add("GET", "/healthz", "health")
+        return r
+    }
+
+    @Test func literalSegmentsWinOverCaptures() {
+        guard case let .found(h, _) = router().match(method: "GET", path: "/api/v1/clients/current") else { Issue.record(); return }
+        #expect(h == "current")
+        guard case let .found(h2, p) = router().match(method: "GET", path: "/api/v1/clients/abc") else { Issue.record(); return }
+        #expect(h2 == "read" && p["id"] == "abc")
+    }
+
+    @Test func reportsMethodNotAllowedAndNotFound() {
+        guard case let .methodNotAllowed(allowed) = router().match(method: "POST", path: "/healthz") else { Issue.record(); return }
+        #expect(allowed == ["GET"])
+        guard case .notFound = router().match(method: "GET", path: "/nope") else { Issue.record(); return }
+        guard case .notFound = router().match(method: "GET", path: "/healthz/") else { Issue.record(); return }
+        guard case .found = router().match(method: "HEAD", path: "/healthz") else { Issue.record(); return }
+    }
+}
+
+@Suite struct FormTests {
+    @Test func parsesFormEncoding() throws {
+        let items = try #require(FormEncoding.parse("a=1&b=x+y%21&c=&d"))
+        #expect(items.map(\.0) == ["a", "b", "c", "d"])
+        #expect(items[1].1 == "x y!")
+        #expect(items[2].1 == "" && items[3].1 == "")
+    }
+
+    @Test(arguments: ["a=%", "a=%zz", "a=%C3%28"])
+    func refusesBadPercentEncoding(_ text: String) {
+        #expect(FormEncoding.parse(text) == nil)
+    }
+
+    @Test func basicCredentialsAreFormDecoded() {
+        let header = "Basic " + Base64.encode(Array("my%3Aclient:p%40ss+word".utf8))
+        #expect(BasicCredentials.parse(header, formDecode: true) == .credentials(user: "my:client", password: "p@ss word"))
+        #expect(BasicCredentials.parse("Basic !!!", formDecode: true) == .malformed)
+        #expect(BasicCredentials.parse("Basic " + Base64.encode(Array("nocolon".utf8)), formDecode: true) == .malformed)
+        #expect(BasicCredentials.parse("Bearer x", formDecode: true) == .absent)
+        #expect(BasicCredentials.parse(nil, formDecode: true) == .absent)
+    }
+
+    @Test func parsesCookies() {
+        #expect(Cookies.parse(["a=1; lk_session=abc", "b=2"]) == ["a": "1", "lk_session": "abc", "b": "2"])
+    }
+}
