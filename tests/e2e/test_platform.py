@@ -1,0 +1,290 @@
+"""The platform end to end: discovery, JWKS, client_credentials through a
+real OAuth client library, token verification with an independent JOSE
+library, introspection, revocation, key rotation, rate limiting, bad input
+and graceful shutdown, all through nginx."""
+import base64
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from authlib.integrations.requests_client import OAuth2Session
+from joserfc import jwt
+from joserfc.jwk import KeySet
+
+from conftest import BIN, ROOT, run_cli
+
+
+def jwks(stack):
+    return KeySet.import_key_set(requests.get(stack.url("/oauth2/jwks")).json())
+
+
+def verify(stack, token, algorithms=("ES256", "RS256", "EdDSA")):
+    decoded = jwt.decode(token, jwks(stack), algorithms=list(algorithms))
+    registry = jwt.JWTClaimsRegistry(iss={"essential": True, "value": stack.base},
+                                     aud={"essential": True, "value": stack.base},
+                                     exp={"essential": True}, sub={"essential": True}, jti={"essential": True})
+    registry.validate(decoded.claims)
+    return decoded
+
+
+def test_discovery_names_every_endpoint_under_the_issuer(stack):
+    for path in ("/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"):
+        r = requests.get(stack.url(path))
+        assert r.status_code == 200
+        doc = r.json()
+        assert doc["issuer"] == stack.base
+        for key in ("authorization_endpoint", "token_endpoint", "jwks_uri", "introspection_endpoint", "revocation_endpoint",
+                    "userinfo_endpoint"):
+            assert doc[key].startswith(stack.base + "/")
+        assert doc["code_challenge_methods_supported"] == ["S256"]
+        assert doc["response_types_supported"] == ["code"]
+        assert set(doc["token_endpoint_auth_methods_supported"]) == {"client_secret_basic", "client_secret_post", "none"}
+        assert doc["authorization_response_iss_parameter_supported"] is True
+    r = requests.get(stack.url("/oauth2/jwks"))
+    assert r.headers["Cache-Control"].startswith("public, max-age=")
+    assert all("d" not in k for k in r.json()["keys"]), "private key material in the JWKS"
+
+
+def test_authlib_client_credentials_token_verifies_against_jwks(stack):
+    client = OAuth2Session(stack.client_id, stack.client_secret, token_endpoint_auth_method="client_secret_basic",
+                           scope="clients:read audit:read")
+    token = client.fetch_token(stack.url("/oauth2/token"), grant_type="client_credentials")
+    assert token["token_type"] == "Bearer"
+    assert token["scope"] == "clients:read audit:read"
+    decoded = verify(stack, token["access_token"])
+    assert decoded.header["typ"] == "at+jwt"
+    assert decoded.claims["client_id"] == stack.client_id
+    assert decoded.claims["sub"] == stack.client_id
+    assert decoded.claims["exp"] - decoded.claims["iat"] == 900
+    # The token works at the management API through the same client library.
+    r = client.get(stack.url("/api/v1/organization"))
+    assert r.status_code == 200
+    assert r.json()["organization_id"] == stack.org_id
+
+
+def test_token_responses_are_not_cacheable(stack):
+    r = requests.post(stack.url("/oauth2/token"), data={"grant_type": "client_credentials"}, auth=(stack.client_id, stack.client_secret))
+    assert r.headers["Cache-Control"] == "no-store"
+    assert r.headers.get("X-Request-Id")
+
+
+def test_introspection_and_revocation(stack):
+    token = stack.token(scope="clients:read")
+    auth = (stack.client_id, stack.client_secret)
+    r = requests.post(stack.url("/oauth2/introspect"), data={"token": token}, auth=auth)
+    assert r.status_code == 200 and r.json()["active"] is True
+    assert r.json()["scope"] == "clients:read"
+    assert requests.post(stack.url("/oauth2/revoke"), data={"token": token, "token_type_hint": "access_token"}, auth=auth).status_code == 200
+    assert requests.post(stack.url("/oauth2/introspect"), data={"token": token}, auth=auth).json() == {"active": False}
+    assert requests.get(stack.url("/api/v1/organization"), headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    # Unknown tokens: 200 at revocation, inactive at introspection.
+    assert requests.post(stack.url("/oauth2/revoke"), data={"token": "nope"}, auth=auth).status_code == 200
+    assert requests.post(stack.url("/oauth2/introspect"), data={"token": "nope"}, auth=auth).json() == {"active": False}
+
+
+def test_key_rotation_publishes_the_new_key_and_old_tokens_keep_verifying(fresh_stack):
+    s = fresh_stack
+    old = s.token()
+    old_kid = jwt.decode(old, jwks(s)).header["kid"]
+    for alg in ("RS256", "EdDSA", "ES256"):
+        rotated = json.loads(run_cli(s.db, "keys", "rotate", "--alg", alg).stdout)
+        new = s.token()
+        decoded = verify(s, new)
+        assert decoded.header["kid"] == rotated["kid"]
+        assert decoded.header["alg"] == alg
+        # The old token still verifies (its key is still published) and is still active.
+        assert verify(s, old).header["kid"] == old_kid
+        r = requests.post(s.url("/oauth2/introspect"), data={"token": old}, auth=(s.client_id, s.client_secret))
+        assert r.json()["active"] is True
+    listed = json.loads(run_cli(s.db, "keys", "list").stdout)["keys"]
+    assert [k["status"] for k in listed].count("active") == 1
+    assert len(listed) == 4
+
+
+def test_rate_limit_answers_429_with_retry_after_and_json(stack):
+    statuses = []
+    for _ in range(40):
+        r = requests.post(stack.url("/api/v1/session"), json={"username": "x", "password": "y"})
+        statuses.append(r.status_code)
+        if r.status_code == 429:
+            assert r.headers["Retry-After"] == "1"
+            assert r.headers["Content-Type"].startswith("application/json")
+            assert r.json()["error"] == "rate_limited"
+            break
+    assert 429 in statuses, statuses
+
+
+@pytest.mark.parametrize("data,headers,status,error", [
+    ("grant_type=client_credentials&grant_type=client_credentials", {}, 400, "invalid_request"),
+    ("grant_type=password&username=a&password=b", {}, 400, "unsupported_grant_type"),
+    ("grant_type=client_credentials&scope=%zz", {}, 400, "invalid_request"),
+    ("", {}, 400, "invalid_request"),
+    ('{"grant_type":"client_credentials"}', {"Content-Type": "application/json"}, 400, "invalid_request"),
+    ("grant_type=client_credentials&scope=not-held", {}, 400, "invalid_scope"),
+])
+def test_bad_token_requests_get_rfc6749_errors(stack, data, headers, status, error):
+    h = {"Content-Type": "application/x-www-form-urlencoded", **headers}
+    r = requests.post(stack.url("/oauth2/token"), data=data, headers=h, auth=(stack.client_id, stack.client_secret))
+    assert r.status_code == status, r.text
+    assert r.json()["error"] == error
+
+
+def test_wrong_credentials_are_invalid_client_with_basic_challenge(stack):
+    r = requests.post(stack.url("/oauth2/token"), data={"grant_type": "client_credentials"}, auth=(stack.client_id, "lks_wrong"))
+    assert r.status_code == 401
+    assert r.json()["error"] == "invalid_client"
+    assert r.headers["WWW-Authenticate"].startswith("Basic")
+
+
+def test_oversized_bodies_are_refused_by_nginx_with_json(stack):
+    r = requests.post(stack.url("/oauth2/token"), data="a=" + "x" * (20 * 1024),
+                      headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 413
+    assert r.json()["error"] == "invalid_request"
+
+
+def test_garbage_and_alg_none_bearer_tokens_are_401(stack):
+    token = stack.token()
+    header, payload, _ = token.split(".")
+    none_header = base64.urlsafe_b64encode(json.dumps({"alg": "none", "typ": "at+jwt"}).encode()).rstrip(b"=").decode()
+    for bad in ("garbage", f"{none_header}.{payload}.", f"{header}.{payload}.AAAA", token + "x"):
+        r = requests.get(stack.url("/api/v1/organization"), headers={"Authorization": f"Bearer {bad}"})
+        assert r.status_code == 401, bad
+        assert "invalid_token" in r.headers["WWW-Authenticate"]
+    r = requests.get(stack.url("/api/v1/organization"))
+    assert r.status_code == 401 and r.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_security_headers_on_every_response(stack):
+    for method, path in (("GET", "/healthz"), ("GET", "/nope"), ("GET", "/oauth2/jwks")):
+        r = requests.request(method, stack.url(path))
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
+        assert r.headers["X-Frame-Options"] == "DENY"
+        assert r.headers["Referrer-Policy"] == "no-referrer"
+        assert r.headers.get("X-Request-Id")
+        assert r.status_code < 500
+
+
+def test_no_secret_or_token_reaches_a_log_line(stack):
+    token = stack.token()
+    requests.post(stack.url("/oauth2/introspect"), data={"token": token}, auth=(stack.client_id, stack.client_secret))
+    requests.get(stack.url("/api/v1/organization?access_token=" + token))
+    time.sleep(0.2)
+    logs = stack.logs()
+    assert logs, "no logs were written"
+    assert stack.client_secret not in logs
+    assert token not in logs
+    assert token.split(".")[2] not in logs
+    assert "Authorization" not in logs and "Basic " not in logs
+
+
+def test_sigterm_stops_the_pool_gracefully(tmp_path):
+    db = tmp_path / "g.db"
+    run_cli(db, "init", "--issuer", "http://127.0.0.1:1")
+    sock = tmp_path / "g.sock"
+    proc = subprocess.Popen([BIN, "serve", "--listen", f"unix:{sock}", "--workers", "3", "--db", str(db)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    for _ in range(100):
+        if sock.exists():
+            break
+        time.sleep(0.05)
+    assert sock.exists()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0
+    assert not sock.exists()
+
+
+def test_cli_contract(tmp_path):
+    db = tmp_path / "c.db"
+    out = run_cli(db, "init", "--issuer", "https://auth.example.com", "--org", "Acme", "--client-limit", "5")
+    init = json.loads(out.stdout)
+    assert set(init) == {"organization_id", "client_id", "client_secret"}
+    assert init["client_secret"].startswith("lks_")
+    again = run_cli(db, "init", "--issuer", "https://auth.example.com", check=False)
+    assert again.returncode == 1 and "lks_" not in again.stdout + again.stderr
+    assert json.loads(run_cli(db, "migrate").stdout)["schema_version"] >= 1
+    org = json.loads(run_cli(db, "org", "create", "Second").stdout)
+    assert org["organization_id"] != init["organization_id"]
+    user = json.loads(run_cli(db, "user", "add", "bob", "--password-stdin", stdin="long-enough-password\n").stdout)
+    assert user["user_id"]
+    dup = run_cli(db, "user", "add", "bob", "--password-stdin", stdin="long-enough-password\n", check=False)
+    assert dup.returncode == 1
+    assert run_cli(db, "frobnicate", check=False).returncode == 2
+    assert run_cli(db, "init", "--issuer", "ftp://x", check=False).returncode in (1, 2)
+    backup = tmp_path / "backup.db"
+    assert json.loads(run_cli(db, "backup", str(backup)).stdout)["backup"] == str(backup)
+    assert backup.exists()
+    # The secret is stored as a keyed hash, never in clear.
+    assert init["client_secret"].encode() not in db.read_bytes() + backup.read_bytes()
+
+
+def test_kek_encrypts_private_keys_at_rest(tmp_path):
+    kek = tmp_path / "kek"
+    kek.write_bytes(os.urandom(32))
+    db = tmp_path / "k.db"
+    env = dict(os.environ, LATCHKEY_DB=str(db), LATCHKEY_KEK_FILE=str(kek))
+    subprocess.run([BIN, "init", "--issuer", "http://127.0.0.1:1"], env=env, check=True, capture_output=True)
+    keys = json.loads(subprocess.run([BIN, "keys", "list"], env=env, check=True, capture_output=True, text=True).stdout)["keys"]
+    assert keys[0]["encrypted"] is True
+    # Without the KEK the server refuses to start instead of serving unsigned.
+    sock = tmp_path / "k.sock"
+    proc = subprocess.run([BIN, "serve", "--listen", f"unix:{sock}", "--db", str(db)], capture_output=True, text=True, timeout=20)
+    assert proc.returncode == 1
+    assert "LATCHKEY_KEK_FILE" in proc.stderr
+
+
+def test_only_the_wrappers_import_c_modules():
+    offenders = []
+    for path in (ROOT / "Sources").rglob("*.swift"):
+        target = path.relative_to(ROOT / "Sources").parts[0]
+        for line in path.read_text().splitlines():
+            m = re.match(r"\s*(?:@_implementationOnly |internal |public |package )?import (C[A-Z]\w*)", line)
+            if m and (target, m.group(1)) not in {("FastCGI", "CFastCGI"), ("SQLite", "CSQLite"), ("Cryptography", "COpenSSL")}:
+                offenders.append(f"{path}: {line.strip()}")
+    assert not offenders, offenders
+
+
+def test_systemd_units_verify(tmp_path):
+    analyze = subprocess.run(["which", "systemd-analyze"], capture_output=True)
+    if analyze.returncode != 0:
+        pytest.skip("systemd-analyze is not installed")
+    for unit in ("latchkey.socket", "latchkey.service"):
+        text = (ROOT / "systemd" / unit).read_text().replace("/usr/local/bin/latchkey", BIN)
+        (tmp_path / unit).write_text(text)
+    r = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "latchkey.socket"), str(tmp_path / "latchkey.service")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    service = (ROOT / "systemd" / "latchkey.service").read_text()
+    for directive in ("DynamicUser=yes", "ProtectSystem=strict", "StateDirectory=latchkey", "NoNewPrivileges=yes", "PrivateTmp=yes",
+                      "Restart=on-failure"):
+        assert directive in service
+
+
+def test_nginx_production_config_is_valid(tmp_path):
+    # The production file, as shipped, with a throwaway certificate and paths rewritten to the temp dir.
+    conf_dir = tmp_path / "conf"
+    conf_dir.mkdir()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
+                   check=True, capture_output=True)
+    for f in (ROOT / "nginx").glob("latchkey*.conf"):
+        text = f.read_text().replace("/etc/nginx/latchkey/", f"{conf_dir}/")
+        text = text.replace("/etc/ssl/latchkey/fullchain.pem", str(tmp_path / "cert.pem"))
+        text = text.replace("/etc/ssl/latchkey/privkey.pem", str(tmp_path / "key.pem"))
+        text = text.replace("/var/log/nginx/latchkey.access.log", str(tmp_path / "access.log"))
+        (conf_dir / f.name).write_text(text)
+    main = tmp_path / "nginx.conf"
+    main.write_text(f"pid {tmp_path}/nginx.pid; error_log {tmp_path}/error.log; events {{}}\n"
+                    f"http {{ include /etc/nginx/mime.types; client_body_temp_path {tmp_path}; include {conf_dir}/latchkey.conf; }}\n")
+    r = subprocess.run(["nginx", "-t", "-c", str(main), "-p", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    text = (ROOT / "nginx" / "latchkey.conf").read_text()
+    assert "ssl_protocols TLSv1.2 TLSv1.3;" in text
+    assert "limit_req_status 429;" in text
+    assert "Strict-Transport-Security" in (ROOT / "nginx" / "latchkey-headers.conf").read_text()

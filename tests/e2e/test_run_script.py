@@ -1,0 +1,68 @@
+"""scripts/run, as a newcomer uses it: it prints credentials and a curl
+line that yields a token verifying against the JWKS; Ctrl-C stops both
+processes; a second start reuses the state and prints no secret."""
+import json
+import os
+import re
+import signal
+import socket
+import stat
+import subprocess
+import time
+
+import requests
+from joserfc import jwt
+from joserfc.jwk import KeySet
+
+from conftest import ROOT, free_port
+
+
+def start(state, port):
+    env = dict(os.environ, LATCHKEY_STATE_DIR=str(state), LATCHKEY_HTTP_PORT=str(port), LATCHKEY_SKIP_BUILD="1")
+    proc = subprocess.Popen([str(ROOT / "scripts" / "run")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env, start_new_session=True, cwd=ROOT)
+    lines = []
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "Ctrl-C stops" in line:
+            return proc, "".join(lines)
+    proc.kill()
+    raise AssertionError("scripts/run did not come up:\n" + "".join(lines))
+
+
+def stop(proc, port):
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=20) == 0
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0, "nginx still listening after Ctrl-C"
+
+
+def test_scripts_run_first_and_second_start(tmp_path):
+    state = tmp_path / "var"
+    port = free_port()
+    proc, out = start(state, port)
+    try:
+        issuer = f"http://127.0.0.1:{port}"
+        assert f"issuer:         {issuer}" in out
+        bootstrap = json.loads((state / "bootstrap.json").read_text())
+        assert stat.S_IMODE((state / "bootstrap.json").stat().st_mode) == 0o600
+        assert set(bootstrap) == {"issuer", "organization_id", "client_id", "client_secret", "demo_user"}
+        assert bootstrap["client_secret"] in out and bootstrap["demo_user"]["password"] in out
+        curl = re.search(r"^\s+(curl .*)$", out, re.M).group(1)
+        token = json.loads(subprocess.run(curl, shell=True, capture_output=True, text=True, check=True).stdout)["access_token"]
+        keys = KeySet.import_key_set(requests.get(issuer + "/oauth2/jwks").json())
+        claims = jwt.decode(token, keys).claims
+        assert claims["iss"] == issuer and claims["client_id"] == bootstrap["client_id"]
+    finally:
+        stop(proc, port)
+    proc, out = start(state, port)
+    try:
+        assert "lks_" not in out
+        assert bootstrap["demo_user"]["password"] not in out
+        assert requests.get(f"http://127.0.0.1:{port}/healthz").json() == {"status": "ok"}
+    finally:
+        stop(proc, port)
