@@ -13,12 +13,28 @@ public enum SecureRandom {
     }
 }
 
+/// SHA-256 fetched from the default provider once: OpenSSL 3's implicit
+/// fetch (`EVP_sha256()` in a call) looks the algorithm up by name, under a
+/// lock, on every use.
+///
+/// `@unchecked Sendable`: a fetched `EVP_MD` is immutable and may be used
+/// from any thread.
+final class FetchedDigest: @unchecked Sendable {
+    let md: OpaquePointer
+    init(_ name: String) {
+        guard let md = EVP_MD_fetch(nil, name, nil) else { preconditionFailure("OpenSSL has no \(name)") }
+        self.md = md
+    }
+}
+
+let sha256Algorithm = FetchedDigest("SHA256")
+
 public enum Digest {
     public static func sha256(_ data: [UInt8]) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: 32)
         var len: UInt32 = 0
         let ok = data.withUnsafeBufferPointer { input in
-            out.withUnsafeMutableBufferPointer { EVP_Digest(input.baseAddress, input.count, $0.baseAddress, &len, EVP_sha256(), nil) }
+            out.withUnsafeMutableBufferPointer { EVP_Digest(input.baseAddress, input.count, $0.baseAddress, &len, sha256Algorithm.md, nil) }
         }
         precondition(ok == 1 && len == 32, "SHA-256 failed")
         return out
@@ -26,19 +42,13 @@ public enum Digest {
 
     public static func sha256(_ text: String) -> [UInt8] { sha256(Array(text.utf8)) }
 
-    /// HMAC-SHA-256 (RFC 2104).
+    /// HMAC-SHA-256 (RFC 2104): H((K ^ opad) || H((K ^ ipad) || text)),
+    /// built on the pre-fetched SHA-256; RFC 4231's vectors are in the tests.
     public static func hmacSHA256(key: [UInt8], data: [UInt8]) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: 32)
-        var len: UInt32 = 0
-        let result = key.withUnsafeBufferPointer { k in
-            data.withUnsafeBufferPointer { d in
-                out.withUnsafeMutableBufferPointer { o in
-                    HMAC(EVP_sha256(), k.baseAddress ?? UnsafePointer(bitPattern: 1), Int32(k.count), d.baseAddress, d.count, o.baseAddress, &len)
-                }
-            }
-        }
-        precondition(result != nil && len == 32, "HMAC-SHA-256 failed")
-        return out
+        var block = key.count > 64 ? sha256(key) : key
+        block += [UInt8](repeating: 0, count: 64 - block.count)
+        let inner = sha256(block.map { $0 ^ 0x36 } + data)
+        return sha256(block.map { $0 ^ 0x5c } + inner)
     }
 
     /// Compares in time that depends only on the length, never on where the

@@ -147,7 +147,7 @@ public final class SigningKey: @unchecked Sendable {
         guard hasPrivateKey else { throw CryptoError(plain: "no private key") }
         guard let ctx = EVP_MD_CTX_new() else { throw CryptoError("EVP_MD_CTX_new") }
         defer { EVP_MD_CTX_free(ctx) }
-        let md = algorithm == .edDSA ? nil : EVP_sha256()
+        let md = algorithm == .edDSA ? nil : sha256Algorithm.md
         guard EVP_DigestSignInit(ctx, nil, md, nil, pkey) == 1 else { throw CryptoError("EVP_DigestSignInit") }
         var len = 0
         let sizeOK = message.withUnsafeBufferPointer { EVP_DigestSign(ctx, nil, &len, $0.baseAddress, $0.count) }
@@ -178,7 +178,7 @@ public final class SigningKey: @unchecked Sendable {
         }
         guard let ctx = EVP_MD_CTX_new() else { return false }
         defer { EVP_MD_CTX_free(ctx) }
-        let md = algorithm == .edDSA ? nil : EVP_sha256()
+        let md = algorithm == .edDSA ? nil : sha256Algorithm.md
         guard EVP_DigestVerifyInit(ctx, nil, md, nil, pkey) == 1 else { ERR_clear_error(); return false }
         let ok = sig.withUnsafeBufferPointer { s in
             message.withUnsafeBufferPointer { m in EVP_DigestVerify(ctx, s.baseAddress, s.count, m.baseAddress, m.count) }

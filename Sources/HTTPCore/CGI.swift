@@ -8,8 +8,12 @@ public enum CGI {
     /// was over the limit and was discarded.
     public static func request(params: [String: String], body: [UInt8]?, generateID: () -> String) -> Request {
         var headers = Headers()
-        for (name, value) in params.sorted(by: { $0.key < $1.key }) where name.hasPrefix("HTTP_") {
-            let headerName = name.dropFirst(5).split(separator: "_").map { $0.lowercased() }.joined(separator: "-")
+        for (name, value) in params where name.utf8.count > 5 && name.hasPrefix("HTTP_") {
+            // HTTP_X_CSRF_TOKEN -> x-csrf-token
+            let bytes = name.utf8.dropFirst(5).map { b -> UInt8 in
+                b == UInt8(ascii: "_") ? UInt8(ascii: "-") : (b >= 65 && b <= 90 ? b + 32 : b)
+            }
+            let headerName = String(decoding: bytes, as: UTF8.self)
             // nginx's fastcgi_params send Proxy as HTTP_PROXY (httpoxy): never trust it.
             if headerName == "proxy" { continue }
             headers.add(headerName, value)

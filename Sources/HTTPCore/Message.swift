@@ -9,20 +9,25 @@ public struct Headers: Sendable, Sequence {
     }
 
     public subscript(name: String) -> String? {
-        get {
-            let lower = name.lowercased()
-            return fields.first(where: { $0.name.lowercased() == lower })?.value
-        }
+        get { fields.first(where: { Headers.same($0.name, name) })?.value }
         set {
-            let lower = name.lowercased()
-            fields.removeAll { $0.name.lowercased() == lower }
+            fields.removeAll { Headers.same($0.name, name) }
             if let newValue { fields.append((name: name, value: newValue)) }
         }
     }
 
     public func values(_ name: String) -> [String] {
-        let lower = name.lowercased()
-        return fields.filter { $0.name.lowercased() == lower }.map(\.value)
+        fields.filter { Headers.same($0.name, name) }.map(\.value)
+    }
+
+    /// ASCII case-insensitive equality of header names.
+    static func same(_ a: String, _ b: String) -> Bool {
+        guard a.utf8.count == b.utf8.count else { return false }
+        for (x, y) in zip(a.utf8, b.utf8) where x != y {
+            let lower = x | 0x20
+            if lower != (y | 0x20) || lower < 97 || lower > 122 { return false }
+        }
+        return true
     }
 
     public mutating func add(_ name: String, _ value: String) { fields.append((name: name, value: value)) }

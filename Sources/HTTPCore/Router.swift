@@ -20,6 +20,8 @@ public struct Router<Handler: Sendable>: Sendable {
     }
 
     private var routes: [Route] = []
+    /// Routes without captures, by path then method: the hot paths skip the scan.
+    private var exact: [String: [String: Handler]] = [:]
 
     public init() {}
 
@@ -28,6 +30,9 @@ public struct Router<Handler: Sendable>: Sendable {
             s.hasPrefix("{") && s.hasSuffix("}") ? .capture(String(s.dropFirst().dropLast())) : .literal(s)
         }
         routes.append(Route(method: method, segments: segments, handler: handler))
+        if !segments.contains(where: { if case .capture = $0 { return true } else { return false } }) {
+            exact[pattern, default: [:]][method] = handler
+        }
     }
 
     static func split(_ path: String) -> [String] {
@@ -35,6 +40,9 @@ public struct Router<Handler: Sendable>: Sendable {
     }
 
     public func match(method: String, path: String) -> Match {
+        if let byMethod = exact[path] {
+            if let handler = byMethod[method] ?? (method == "HEAD" ? byMethod["GET"] : nil) { return .found(handler, [:]) }
+        }
         let parts = Router.split(path)
         // A trailing slash is a different resource, except for the root.
         if path.count > 1 && path.hasSuffix("/") { return .notFound }

@@ -19,9 +19,10 @@ public enum Scopes {
     public static func parse(_ text: String) -> [String]? {
         if text.isEmpty { return [] }
         var result: [String] = []
-        for token in text.split(separator: " ", omittingEmptySubsequences: false) {
-            guard isValidToken(token) else { return nil }
-            let t = String(token)
+        for token in text.utf8.split(separator: 0x20, omittingEmptySubsequences: false) {
+            guard !token.isEmpty, token.count <= 128,
+                  token.allSatisfy({ b in b == 0x21 || (b >= 0x23 && b <= 0x5B) || (b >= 0x5D && b <= 0x7E) }) else { return nil }
+            let t = String(decoding: token, as: UTF8.self)
             if !result.contains(t) { result.append(t) }
         }
         return result

@@ -44,13 +44,12 @@ public struct TokenService {
             scope = requested
         }
         let issued = try tokens.issue(clientID: client.clientID, subject: client.clientID, scope: scope, ttl: client.accessTokenTTL)
-        try noteUse(client)
         return TokenResponse(accessToken: issued.token, expiresIn: client.accessTokenTTL, scope: scope)
     }
 
     /// Records when a client last obtained a token, at most once a day, so
     /// the hot path stays read-only.
-    func noteUse(_ client: Client) throws {
+    public func noteUse(_ client: Client) throws {
         let now = env.now()
         if let last = client.lastUsedAt, now - last < 86_400_000 { return }
         try store.write { try store.touchClient(client.clientID, lastUsedAt: now) }
@@ -77,7 +76,7 @@ public struct TokenService {
     /// RFC 7009 §2.1: revokes a token issued to the calling client; any other
     /// token (unknown, foreign, already invalid) is answered the same way.
     public func revoke(token: String, caller: Client) throws {
-        guard let (claims, _) = try tokens.validate(token), claims.clientID == caller.clientID else { return }
+        guard let (claims, _) = try store.read({ try tokens.validate(token) }), claims.clientID == caller.clientID else { return }
         try store.write { try store.revokeAccessToken(jti: claims.jti, expiresAt: claims.expiresAt * 1000) }
     }
 

@@ -19,6 +19,7 @@ public final class SQLiteStore: Store {
     let db: Connection
     let writerLock: WriterLock
     private var depth = 0
+    private var writing = false
 
     /// Opens (creating if needed) the database and applies pending migrations.
     public init(path: String, writerLock: WriterLock = WriterLock(), migrate: Bool = true, busyTimeoutMillis: Int32 = 5000) throws {
@@ -91,6 +92,9 @@ public final class SQLiteStore: Store {
 
     public func write<T>(_ body: () throws -> T) throws -> T {
         if depth > 0 {
+            // A write inside a read transaction could not take the writer lock
+            // and could fail on a stale snapshot: that is a bug in the caller.
+            precondition(writing, "write transaction requested inside a read transaction")
             depth += 1
             defer { depth -= 1 }
             return try body()
@@ -99,7 +103,8 @@ public final class SQLiteStore: Store {
         defer { writerLock.lock.unlock() }
         try exec("BEGIN IMMEDIATE")
         depth = 1
-        defer { depth = 0 }
+        writing = true
+        defer { depth = 0; writing = false }
         do {
             let result = try body()
             try exec("COMMIT")

@@ -66,8 +66,12 @@ enum TokenEndpoint {
         let credentials = try form.credentials(request)
         switch grantType {
         case "client_credentials":
-            let client = try ctx.clientAuthenticator.authenticate(credentials, allowPublic: false)
-            let result = try ctx.tokens.clientCredentials(client: client, requestedScope: form["scope"])
+            // One read transaction for the client, its secrets and the key ring.
+            let (client, result) = try ctx.store.read {
+                let client = try ctx.clientAuthenticator.authenticate(credentials, allowPublic: false)
+                return (client, try ctx.tokens.clientCredentials(client: client, requestedScope: form["scope"]))
+            }
+            try ctx.tokens.noteUse(client)
             return noStore(.json(result.json))
         case "authorization_code", "refresh_token":
             // Authenticate first so an unauthenticated caller learns nothing.
@@ -82,15 +86,19 @@ enum TokenEndpoint {
     /// RFC 7662 §2.
     static func introspect(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let form = try OAuthForm(request)
-        let caller = try ctx.clientAuthenticator.authenticate(try form.credentials(request), allowPublic: false)
-        guard let token = form["token"] else { throw OAuthError.invalidRequest("token is required.") }
-        return noStore(.json(try ctx.tokens.introspect(token: token, caller: caller)))
+        let credentials = try form.credentials(request)
+        return noStore(.json(try ctx.store.read {
+            let caller = try ctx.clientAuthenticator.authenticate(credentials, allowPublic: false)
+            guard let token = form["token"] else { throw OAuthError.invalidRequest("token is required.") }
+            return try ctx.tokens.introspect(token: token, caller: caller)
+        }))
     }
 
     /// RFC 7009 §2.
     static func revoke(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let form = try OAuthForm(request)
-        let caller = try ctx.clientAuthenticator.authenticate(try form.credentials(request), allowPublic: true)
+        let credentials = try form.credentials(request)
+        let caller = try ctx.store.read { try ctx.clientAuthenticator.authenticate(credentials, allowPublic: true) }
         guard let token = form["token"] else { throw OAuthError.invalidRequest("token is required.") }
         try ctx.tokens.revoke(token: token, caller: caller)
         return noStore(Response(status: 200))

@@ -228,7 +228,7 @@ enum ServeCommand {
         guard let address = ListenAddress(options.listen ?? env["LATCHKEY_LISTEN"] ?? "unix:/run/latchkey/latchkey.sock") else {
             throw ValidationError("--listen must be unix:PATH, HOST:PORT or systemd")
         }
-        let workers = options.workers ?? Int(env["LATCHKEY_WORKERS"] ?? "") ?? max(2, ProcessInfo.processInfo.activeProcessorCount * 2)
+        let workers = options.workers ?? Int(env["LATCHKEY_WORKERS"] ?? "") ?? max(4, ProcessInfo.processInfo.activeProcessorCount * 4)
         guard (1...256).contains(workers) else { throw ValidationError("--workers must be 1..256") }
         let path = try options.common.databasePath()
         let store = try options.common.openStore()
