@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Layering (see README "Architecture"): three system-library targets, each
+// Layering (see README "Architecture"): four system-library targets, each
 // imported by exactly one thin wrapper; everything above them is safe Swift.
 let package = Package(
     name: "Latchkey",
@@ -15,23 +15,25 @@ let package = Package(
         .systemLibrary(name: "CFastCGI", path: "Sources/CFastCGI"),
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL"),
+        .systemLibrary(name: "CGD", path: "Sources/CGD"),
 
         .target(name: "FastCGI", dependencies: ["CFastCGI"]),
         .target(name: "SQLite", dependencies: ["CSQLite"]),
         .target(name: "Cryptography", dependencies: ["COpenSSL", "Common"]),
+        .target(name: "Imaging", dependencies: ["CGD"]),
 
         .target(name: "Common"),
         .target(name: "HTTPCore", dependencies: ["Common"]),
         .target(name: "JOSE", dependencies: ["Common", "Cryptography"]),
         .target(name: "OAuth", dependencies: ["Common", "Cryptography", "JOSE"]),
         .target(name: "SQLiteStore", dependencies: ["Common", "SQLite", "OAuth"]),
-        .target(name: "Server", dependencies: ["Common", "HTTPCore", "JOSE", "OAuth", "Cryptography"]),
+        .target(name: "Server", dependencies: ["Common", "HTTPCore", "JOSE", "OAuth", "Cryptography", "Imaging"]),
         .executableTarget(name: "latchkey", dependencies: [
             "Common", "FastCGI", "HTTPCore", "OAuth", "SQLiteStore", "Server", "Cryptography",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "LatchkeyTests", dependencies: [
-            "Common", "HTTPCore", "JOSE", "OAuth", "SQLite", "SQLiteStore", "Server", "Cryptography",
+            "Common", "HTTPCore", "JOSE", "OAuth", "SQLite", "SQLiteStore", "Server", "Cryptography", "Imaging",
         ]),
     ],
     swiftLanguageModes: [.v6]

@@ -30,6 +30,10 @@ public protocol Store: AnyObject {
     func clients(organizationID: String, namePrefix: String?, limit: Int, offset: Int) throws -> (clients: [Client], total: Int)
     func touchClient(_ id: String, lastUsedAt: Int64) throws
 
+    func setLogo(clientID: String, contentType: String, image: [UInt8], etag: String, at: Int64) throws
+    func logo(clientID: String) throws -> (contentType: String, image: [UInt8], etag: String)?
+    func deleteLogo(clientID: String) throws
+
     func insertSecret(_ secret: ClientSecret) throws
     func secrets(clientID: String) throws -> [ClientSecret]
     func deleteSecret(id: Int64) throws

@@ -229,6 +229,26 @@ public final class SQLiteStore: Store {
         try exec("UPDATE clients SET last_used_at = ? WHERE client_id = ?", [.integer(lastUsedAt), .text(id)])
     }
 
+    // MARK: Logos
+
+    public func setLogo(clientID: String, contentType: String, image: [UInt8], etag: String, at: Int64) throws {
+        try exec("""
+            INSERT INTO client_logos(client_id, content_type, image, etag, updated_at) VALUES(?, ?, ?, ?, ?)
+            ON CONFLICT(client_id) DO UPDATE SET content_type = excluded.content_type, image = excluded.image,
+              etag = excluded.etag, updated_at = excluded.updated_at
+            """, [.text(clientID), .text(contentType), .blob(image), .text(etag), .integer(at)])
+    }
+
+    public func logo(clientID: String) throws -> (contentType: String, image: [UInt8], etag: String)? {
+        try rows("SELECT content_type, image, etag FROM client_logos WHERE client_id = ?", [.text(clientID)]).first.map {
+            ($0.string(0), $0.blob(1), $0.string(2))
+        }
+    }
+
+    public func deleteLogo(clientID: String) throws {
+        try exec("DELETE FROM client_logos WHERE client_id = ?", [.text(clientID)])
+    }
+
     // MARK: Secrets
 
     public func insertSecret(_ s: ClientSecret) throws {

@@ -63,6 +63,8 @@ public enum ErrorRendering {
             return Response.json(["error": e.status == 413 ? "invalid_request" : .string(e.code), "error_description": .string(e.detail)], status: e.status)
         case let (e as APIProblem, _):
             return problemResponse(e, request: request)
+        case let (e as RegistryError, _):
+            return render(problem(e), surface: surface, request: request)
         case (StoreError.busy, _):
             return render(surface == .oauth ? OAuthError.serverBusy() as Error
                           : APIProblem(status: 503, code: "busy", title: "Service unavailable", detail: "The database is busy; retry shortly.",
@@ -76,6 +78,24 @@ public enum ErrorRendering {
             }
             return problemResponse(APIProblem(status: 500, code: "internal_error", title: "Internal server error",
                                               detail: "An internal error occurred; the request id identifies it in the logs."), request: request)
+        }
+    }
+
+    static func problem(_ e: RegistryError) -> APIProblem {
+        switch e {
+        case .notFound:
+            return .notFound()
+        case let .invalid(errors):
+            return APIProblem(status: 400, code: "invalid_field", title: "Invalid field",
+                              detail: errors.map { "\($0.field): \($0.message)" }.joined(separator: "; "),
+                              fieldErrors: errors.map { ($0.field, $0.message) })
+        case let .forbidden(code, message):
+            return APIProblem(status: 403, code: code, title: "Forbidden", detail: message)
+        case let .conflict(code, message):
+            return APIProblem(status: 409, code: code, title: "Conflict", detail: message)
+        case .preconditionFailed:
+            return APIProblem(status: 412, code: "precondition_failed", title: "Precondition failed",
+                              detail: "If-Match does not name the client's current version.")
         }
     }
 

@@ -4,6 +4,7 @@ import HTTPCore
 enum Routes {
     static let oauthBodyLimit = 16 * 1024
     static let apiBodyLimit = 1024 * 1024
+    static let logoBodyLimit = 2 * 1024 * 1024
 
     static func register(_ r: inout Router<Endpoint>) {
         func add(_ method: String, _ path: String, _ surface: Surface, maxBody: Int = apiBodyLimit, _ handler: @escaping Handler) {
@@ -19,6 +20,18 @@ enum Routes {
         add("POST", "/oauth2/revoke", .oauth, maxBody: oauthBodyLimit, TokenEndpoint.revoke)
 
         add("GET", "/api/v1/organization", .native, maxBody: 0, NativeEndpoints.organization)
+        add("GET", "/api/v1/audit", .native, maxBody: 0, NativeEndpoints.audit)
+        add("POST", "/api/v1/clients", .native, NativeEndpoints.createClient)
+        add("GET", "/api/v1/clients", .native, maxBody: 0, NativeEndpoints.listClients)
         add("GET", "/api/v1/clients/current", .native, maxBody: 0, NativeEndpoints.currentClient)
+        add("POST", "/api/v1/clients/current/secret", .native, maxBody: oauthBodyLimit, NativeEndpoints.rotateOwnSecret)
+        add("GET", "/api/v1/clients/{id}", .native, maxBody: 0, NativeEndpoints.getClient)
+        add("PATCH", "/api/v1/clients/{id}", .native, NativeEndpoints.patchClient)
+        add("PUT", "/api/v1/clients/{id}", .native, NativeEndpoints.putClient)
+        add("DELETE", "/api/v1/clients/{id}", .native, maxBody: 0, NativeEndpoints.deleteClient)
+        add("POST", "/api/v1/clients/{id}/secret", .native, maxBody: oauthBodyLimit, NativeEndpoints.rotateSecret)
+        add("PUT", "/api/v1/clients/{id}/logo", .native, maxBody: logoBodyLimit, NativeEndpoints.putLogo)
+        add("GET", "/api/v1/clients/{id}/logo", .native, maxBody: 0, NativeEndpoints.getLogo)
+        add("DELETE", "/api/v1/clients/{id}/logo", .native, maxBody: 0, NativeEndpoints.deleteLogo)
     }
 }

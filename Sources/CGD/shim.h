@@ -1,0 +1,16 @@
+#ifndef LATCHKEY_CGD_SHIM_H
+#define LATCHKEY_CGD_SHIM_H
+#include <stdarg.h>
+#include <gd.h>
+
+/* libgd reports decode problems on stderr through a variadic callback Swift
+   cannot implement; the wrapper reports failures itself, so silence it. */
+static void lk_gd_silent(int priority, const char *format, va_list args) {
+    (void)priority; (void)format; (void)args;
+}
+static inline void lk_gd_quiet(void) { gdSetErrorMethod(lk_gd_silent); }
+
+/* gdImageSX/SY are macros. */
+static inline int lk_gd_width(gdImagePtr im) { return gdImageSX(im); }
+static inline int lk_gd_height(gdImagePtr im) { return gdImageSY(im); }
+#endif

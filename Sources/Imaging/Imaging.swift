@@ -1,0 +1,97 @@
+internal import CGD
+
+/// Image formats accepted for logos, recognised by their magic bytes.
+public enum ImageFormat: String, Sendable, Equatable {
+    case png = "image/png"
+    case jpeg = "image/jpeg"
+    case gif = "image/gif"
+}
+
+/// What the header of an image says, read without decoding anything.
+public struct ImageHeader: Sendable, Equatable {
+    public var format: ImageFormat
+    public var width: Int
+    public var height: Int
+}
+
+public struct ImagingError: Error, Equatable, CustomStringConvertible {
+    public let description: String
+}
+
+/// Reads formats and dimensions from headers (so a decompression bomb is
+/// refused before a byte is decoded) and re-encodes images with libgd.
+public enum Imaging {
+    /// The format from the magic bytes; nil for anything else (SVG, HTML, ...).
+    public static func sniff(_ bytes: [UInt8]) -> ImageFormat? {
+        if bytes.starts(with: [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) { return .png }
+        if bytes.starts(with: [0xFF, 0xD8, 0xFF]) { return .jpeg }
+        if bytes.starts(with: Array("GIF87a".utf8)) || bytes.starts(with: Array("GIF89a".utf8)) { return .gif }
+        return nil
+    }
+
+    /// Format and dimensions from the header; nil when the header is missing or truncated.
+    public static func header(_ b: [UInt8]) -> ImageHeader? {
+        guard let format = sniff(b) else { return nil }
+        switch format {
+        case .png:
+            // Signature (8), IHDR length (4) and type (4), then width and height, big-endian.
+            guard b.count >= 24, Array(b[12..<16]) == Array("IHDR".utf8) else { return nil }
+            return ImageHeader(format: .png, width: be32(b, 16), height: be32(b, 20))
+        case .gif:
+            guard b.count >= 10 else { return nil }
+            return ImageHeader(format: .gif, width: Int(b[6]) | Int(b[7]) << 8, height: Int(b[8]) | Int(b[9]) << 8)
+        case .jpeg:
+            var i = 2
+            while i + 9 < b.count {
+                guard b[i] == 0xFF else { return nil }
+                let marker = b[i + 1]
+                if marker == 0xFF { i += 1; continue }
+                if marker == 0xD8 || (0xD0...0xD7).contains(marker) || marker == 0x01 { i += 2; continue }
+                let length = Int(b[i + 2]) << 8 | Int(b[i + 3])
+                guard length >= 2 else { return nil }
+                if (0xC0...0xCF).contains(marker) && marker != 0xC4 && marker != 0xC8 && marker != 0xCC {
+                    return ImageHeader(format: .jpeg, width: Int(b[i + 7]) << 8 | Int(b[i + 8]), height: Int(b[i + 5]) << 8 | Int(b[i + 6]))
+                }
+                if marker == 0xDA || marker == 0xD9 { return nil }
+                i += 2 + length
+            }
+            return nil
+        }
+    }
+
+    static func be32(_ b: [UInt8], _ i: Int) -> Int {
+        Int(b[i]) << 24 | Int(b[i + 1]) << 16 | Int(b[i + 2]) << 8 | Int(b[i + 3])
+    }
+
+    /// Decodes the image and re-encodes it as PNG scaled to fit within
+    /// `maxSide` x `maxSide` (never enlarged). Metadata, extra chunks and
+    /// anything appended to the image are dropped.
+    public static func reencodePNG(_ bytes: [UInt8], format: ImageFormat, maxSide: Int) throws -> [UInt8] {
+        lk_gd_quiet()
+        let decoded: gdImagePtr? = bytes.withUnsafeBytes { raw in
+            let ptr = UnsafeMutableRawPointer(mutating: raw.baseAddress)
+            switch format {
+            case .png: return gdImageCreateFromPngPtr(Int32(raw.count), ptr)
+            case .jpeg: return gdImageCreateFromJpegPtr(Int32(raw.count), ptr)
+            case .gif: return gdImageCreateFromGifPtr(Int32(raw.count), ptr)
+            }
+        }
+        guard let source = decoded else { throw ImagingError(description: "the image could not be decoded") }
+        defer { gdImageDestroy(source) }
+        let w = Int(lk_gd_width(source)), h = Int(lk_gd_height(source))
+        guard w > 0, h > 0 else { throw ImagingError(description: "the image is empty") }
+        let scale = min(1.0, Double(maxSide) / Double(max(w, h)))
+        let tw = max(1, Int((Double(w) * scale).rounded())), th = max(1, Int((Double(h) * scale).rounded()))
+        guard let target = gdImageCreateTrueColor(Int32(tw), Int32(th)) else { throw ImagingError(description: "out of memory") }
+        defer { gdImageDestroy(target) }
+        gdImageAlphaBlending(target, 0)
+        gdImageSaveAlpha(target, 1)
+        let transparent = gdImageColorAllocateAlpha(target, 0, 0, 0, 127)
+        gdImageFilledRectangle(target, 0, 0, Int32(tw - 1), Int32(th - 1), transparent)
+        gdImageCopyResampled(target, source, 0, 0, 0, 0, Int32(tw), Int32(th), Int32(w), Int32(h))
+        var size: Int32 = 0
+        guard let png = gdImagePngPtr(target, &size), size > 0 else { throw ImagingError(description: "PNG encoding failed") }
+        defer { gdFree(png) }
+        return Array(UnsafeRawBufferPointer(start: png, count: Int(size)))
+    }
+}

@@ -1,0 +1,275 @@
+import Common
+import Cryptography
+
+/// Who is calling a management operation: an authenticated client, acting
+/// in its own organization with the scopes its token carries.
+public struct Caller: Sendable {
+    public var client: Client
+    public var scopes: [String]
+    public var requestID: String?
+    /// Which API was used, for the audit log (native, integration, v3, app, uc).
+    public var surface: String
+
+    public init(client: Client, scopes: [String], requestID: String?, surface: String) {
+        self.client = client
+        self.scopes = scopes
+        self.requestID = requestID
+        self.surface = surface
+    }
+
+    public var organizationID: String { client.organizationID }
+    public func holds(_ scope: String) -> Bool { scopes.contains(scope) }
+}
+
+/// Why a registry operation was refused. Each surface renders these in its
+/// own shape; the rule behind each lives only here.
+public enum RegistryError: Error, Equatable {
+    /// Unknown, or in another organization: the two are indistinguishable.
+    case notFound
+    case invalid([FieldError])
+    case forbidden(code: String, message: String)
+    case conflict(code: String, message: String)
+    /// `If-Match` named another version.
+    case preconditionFailed
+
+    public static let primaryOnly = RegistryError.forbidden(code: "primary_only", message: "This action is reserved for the primary client.")
+    public static let primaryUndeletable = RegistryError.conflict(code: "primary_client", message: "The primary client cannot be deleted.")
+    public static let limitReached = RegistryError.conflict(code: "client_limit_reached", message: "The organization's client limit is reached.")
+    public static let staleVersion = RegistryError.conflict(code: "version_mismatch", message: "The client was changed since that version.")
+
+    public static func privilegedScope(_ scope: String) -> RegistryError {
+        .forbidden(code: "privileged_scope", message: "You do not have access to this scope: '\(scope)'")
+    }
+}
+
+/// How a write states the version it was based on.
+public enum ExpectedVersion: Sendable, Equatable {
+    /// `If-Match: "<version>"` (412 when stale).
+    case ifMatch(Int)
+    /// A `version` field in the body (409 when stale).
+    case field(Int)
+}
+
+/// The result of creating or rotating: the secret is shown here once.
+public struct IssuedSecret: Sendable, Equatable {
+    public var client: Client
+    public var secret: String?
+    public var previousSecretExpiresAt: Int64?
+}
+
+/// The OAuth client registry (SPEC 6.0): every surface calls these.
+public struct ClientRegistry {
+    public static let maxGraceSeconds = 7 * 86_400
+    let env: Environment
+    let store: Store
+    let hasher: SecretHasher
+
+    public init(env: Environment, store: Store, hasher: SecretHasher) {
+        self.env = env
+        self.store = store
+        self.hasher = hasher
+    }
+
+    // MARK: Reads
+
+    /// A client of the caller's organization; `notFound` otherwise.
+    public func get(_ id: String, caller: Caller) throws -> Client {
+        guard let client = try store.client(id), client.organizationID == caller.organizationID else { throw RegistryError.notFound }
+        return client
+    }
+
+    public func list(caller: Caller, namePrefix: String?, limit: Int, offset: Int) throws -> (clients: [Client], total: Int) {
+        try store.read { try store.clients(organizationID: caller.organizationID, namePrefix: namePrefix, limit: limit, offset: offset) }
+    }
+
+    // MARK: Writes
+
+    /// Creates a secondary client. A confidential client gets a generated
+    /// `lks_` secret, or `password` (caller-chosen, scrypt-hashed) when given.
+    public func create(_ spec: ClientSpec, caller: Caller, password: String? = nil) throws -> IssuedSecret {
+        let problems = spec.problems()
+        guard problems.isEmpty else { throw RegistryError.invalid(problems) }
+        try checkPrivilegedScopes(added: spec.scope, caller: caller)
+        let passwordRecord = password.map { hasher.passwordRecord(for: $0, clientID: "", at: 0) }
+        return try store.write {
+            guard let org = try store.organization(caller.organizationID) else { throw RegistryError.notFound }
+            guard try store.clientCount(organizationID: org.id) < org.clientLimit else { throw RegistryError.limitReached }
+            let id = spec.clientID ?? env.randomID(24)
+            if try store.client(id) != nil {
+                throw RegistryError.conflict(code: "client_id_taken", message: "A client with this client_id already exists.")
+            }
+            let now = env.now()
+            let client = Client(clientID: id, organizationID: org.id, isPrimary: false, name: spec.name, description: spec.description,
+                                clientURI: spec.clientURI, redirectURIs: spec.redirectURIs, grantTypes: spec.grantTypes,
+                                authMethod: spec.authMethod, scope: spec.scope, accessTokenTTL: spec.accessTokenTTL,
+                                refreshTokenTTL: spec.refreshTokenTTL, enabled: spec.enabled, extraData: spec.extraData,
+                                attributes: spec.attributes, createdAt: now)
+            try store.insertClient(client)
+            var secret: String?
+            if !client.isPublic {
+                if var record = passwordRecord {
+                    record.clientID = id
+                    record.createdAt = now
+                    try store.insertSecret(record)
+                } else {
+                    let generated = hasher.generate(env)
+                    try store.insertSecret(hasher.record(for: generated, clientID: id, at: now))
+                    secret = generated
+                }
+            }
+            try audit(caller, "client.created", target: id, details: ["client_name": .string(spec.name)])
+            return IssuedSecret(client: client, secret: secret)
+        }
+    }
+
+    /// Replaces the writable fields with what `change` makes of the current
+    /// client, after the version, ownership and scope rules.
+    public func update(_ id: String, caller: Caller, expected: ExpectedVersion?, action: String = "client.updated",
+                       change: (Client) throws -> ClientSpec) throws -> Client {
+        try store.write {
+            let current = try get(id, caller: caller)
+            switch expected {
+            case let .ifMatch(v) where v != current.version: throw RegistryError.preconditionFailed
+            case let .field(v) where v != current.version: throw RegistryError.staleVersion
+            default: break
+            }
+            if current.isPrimary && current.clientID != caller.client.clientID {
+                throw RegistryError.forbidden(code: "primary_only", message: "Only the primary client may change itself.")
+            }
+            var spec = try change(current)
+            spec.clientID = nil
+            let problems = spec.problems()
+            guard problems.isEmpty else { throw RegistryError.invalid(problems) }
+            try checkPrivilegedScopes(added: spec.scope.filter { !current.scope.contains($0) }, caller: caller)
+            if current.isPrimary {
+                if !spec.enabled { throw RegistryError.conflict(code: "primary_client", message: "The primary client cannot be disabled.") }
+                if spec.authMethod == "none" { throw RegistryError.conflict(code: "primary_client", message: "The primary client must stay confidential.") }
+            }
+            var updated = current
+            updated.name = spec.name
+            updated.description = spec.description
+            updated.clientURI = spec.clientURI
+            updated.redirectURIs = spec.redirectURIs
+            updated.grantTypes = spec.grantTypes
+            updated.authMethod = spec.authMethod
+            updated.scope = spec.scope
+            updated.accessTokenTTL = spec.accessTokenTTL
+            updated.refreshTokenTTL = spec.refreshTokenTTL
+            updated.enabled = spec.enabled
+            updated.extraData = spec.extraData
+            updated.attributes = spec.attributes
+            updated.version = current.version + 1
+            updated.updatedAt = env.now()
+            try store.updateClient(updated)
+            if updated.isPublic && !current.isPublic {
+                for secret in try store.secrets(clientID: id) { try store.deleteSecret(id: secret.id) }
+            }
+            try audit(caller, action, target: id, details: ["version": JSON(updated.version)])
+            return updated
+        }
+    }
+
+    /// Removes a client with its secrets, logo, grants and tokens. Only the
+    /// primary client may do it, and never to itself.
+    public func delete(_ id: String, caller: Caller) throws {
+        try store.write {
+            let client = try get(id, caller: caller)
+            if client.isPrimary { throw RegistryError.primaryUndeletable }
+            guard caller.client.isPrimary else { throw RegistryError.primaryOnly }
+            try store.deleteClient(id)
+            try audit(caller, "client.deleted", target: id, details: ["client_name": .string(client.name)])
+        }
+    }
+
+    /// A new generated secret. The current one stays valid for `graceSeconds`
+    /// (0 ends it now); any older one ends now. A client may rotate its own
+    /// secret; only the primary may rotate another's.
+    public func rotateSecret(_ id: String, caller: Caller, graceSeconds: Int) throws -> IssuedSecret {
+        guard (0...ClientRegistry.maxGraceSeconds).contains(graceSeconds) else {
+            throw RegistryError.invalid([FieldError("grace_period_seconds", "must be 0..\(ClientRegistry.maxGraceSeconds)")])
+        }
+        return try store.write {
+            let client = try get(id, caller: caller)
+            guard client.clientID == caller.client.clientID || caller.client.isPrimary else { throw RegistryError.primaryOnly }
+            guard !client.isPublic else {
+                throw RegistryError.conflict(code: "public_client", message: "A public client has no secret.")
+            }
+            let now = env.now()
+            let previousExpiry = try retireSecrets(of: id, graceSeconds: graceSeconds, now: now)
+            let secret = hasher.generate(env)
+            try store.insertSecret(hasher.record(for: secret, clientID: id, at: now))
+            try audit(caller, "client.secret_rotated", target: id, details: ["grace_period_seconds": JSON(graceSeconds)])
+            return IssuedSecret(client: client, secret: secret, previousSecretExpiresAt: previousExpiry)
+        }
+    }
+
+    /// Sets a caller-chosen password as the client's only secret (no grace):
+    /// the integration surface's password reset and own-password change.
+    public func setPassword(_ id: String, caller: Caller, password: String) throws {
+        let record = hasher.passwordRecord(for: password, clientID: id, at: env.now())
+        try store.write {
+            let client = try get(id, caller: caller)
+            guard client.clientID == caller.client.clientID || caller.client.isPrimary else { throw RegistryError.primaryOnly }
+            guard !client.isPublic else { throw RegistryError.conflict(code: "public_client", message: "A public client has no secret.") }
+            _ = try retireSecrets(of: id, graceSeconds: 0, now: env.now())
+            try store.insertSecret(record)
+            try audit(caller, "client.password_set", target: id)
+        }
+    }
+
+    func retireSecrets(of id: String, graceSeconds: Int, now: Int64) throws -> Int64? {
+        var previousExpiry: Int64?
+        for old in try store.secrets(clientID: id) {
+            let stillCurrent = old.expiresAt == nil
+            if stillCurrent && graceSeconds > 0 {
+                previousExpiry = now + Int64(graceSeconds) * 1000
+                try store.setSecretExpiry(id: old.id, expiresAt: previousExpiry)
+            } else {
+                try store.deleteSecret(id: old.id)
+            }
+        }
+        return previousExpiry
+    }
+
+    // MARK: Logos
+
+    public func setLogo(_ id: String, caller: Caller, png: [UInt8]) throws -> Client {
+        try store.write {
+            var client = try get(id, caller: caller)
+            let etag = Hex.encode(Array(Digest.sha256(png).prefix(16)))
+            try store.setLogo(clientID: id, contentType: "image/png", image: png, etag: etag, at: env.now())
+            client.hasLogo = true
+            client.version += 1
+            client.updatedAt = env.now()
+            try store.updateClient(client)
+            try audit(caller, "client.logo_set", target: id, details: ["bytes": JSON(png.count)])
+            return client
+        }
+    }
+
+    public func deleteLogo(_ id: String, caller: Caller) throws {
+        try store.write {
+            var client = try get(id, caller: caller)
+            guard client.hasLogo else { throw RegistryError.notFound }
+            try store.deleteLogo(clientID: id)
+            client.version += 1
+            client.updatedAt = env.now()
+            try store.updateClient(client)
+            try audit(caller, "client.logo_deleted", target: id)
+        }
+    }
+
+    // MARK: Rules
+
+    /// SPEC 6.0: a privileged scope may be given only by a caller holding it.
+    func checkPrivilegedScopes(added: [String], caller: Caller) throws {
+        if let scope = added.first(where: { Scopes.isPrivileged($0) && !caller.client.scope.contains($0) }) {
+            throw RegistryError.privilegedScope(scope)
+        }
+    }
+
+    func audit(_ caller: Caller, _ action: String, target: String?, details: JSON = .object([])) throws {
+        try store.appendAudit(AuditEvent(organizationID: caller.organizationID, actor: caller.client.clientID, action: action, target: target,
+                                         surface: caller.surface, requestID: caller.requestID, details: details, createdAt: env.now()))
+    }
+}

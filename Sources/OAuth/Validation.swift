@@ -1,0 +1,215 @@
+import Common
+
+/// One invalid field: its JSON path (`redirect_uris[0]`) and what is wrong.
+public struct FieldError: Sendable, Equatable {
+    public var field: String
+    public var message: String
+
+    public init(_ field: String, _ message: String) {
+        self.field = field
+        self.message = message
+    }
+}
+
+/// URI rules for client metadata (RFC 7591 §2, RFC 6749 §3.1.2, RFC 8252 §7.3,
+/// RFC 9700 §2.1): absolute, no fragment, no user-info, https or http on a
+/// loopback host only; no dot segments, controls or spaces.
+public enum URIRules {
+    public struct Parts: Equatable, Sendable {
+        public var scheme: String
+        public var host: String
+        public var port: Int?
+        public var pathAndQuery: String
+    }
+
+    /// Splits an absolute http(s) URI; nil for anything else.
+    public static func parse(_ uri: String) -> Parts? {
+        guard uri.utf8.count <= 2000, !uri.isEmpty, uri.utf8.allSatisfy(isURIByte) else { return nil }
+        let scheme: String
+        let rest: Substring
+        if uri.hasPrefix("https://") {
+            scheme = "https"
+            rest = uri.dropFirst(8)
+        } else if uri.hasPrefix("http://") {
+            scheme = "http"
+            rest = uri.dropFirst(7)
+        } else {
+            return nil
+        }
+        let authorityEnd = rest.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) ?? rest.endIndex
+        let authority = String(rest[..<authorityEnd])
+        let tail = String(rest[authorityEnd...])
+        guard !authority.isEmpty, !authority.contains("@") else { return nil }
+        var host = authority
+        var port: Int?
+        if authority.hasPrefix("[") {
+            guard let close = authority.firstIndex(of: "]") else { return nil }
+            host = String(authority[...close])
+            let after = authority[authority.index(after: close)...]
+            if !after.isEmpty {
+                guard after.hasPrefix(":"), let p = Int(after.dropFirst()), (1...65535).contains(p) else { return nil }
+                port = p
+            }
+            let inner = host.dropFirst().dropLast()
+            guard !inner.isEmpty, inner.allSatisfy({ $0.isHexDigit || $0 == ":" || $0 == "." }) else { return nil }
+        } else {
+            if let colon = authority.lastIndex(of: ":") {
+                host = String(authority[..<colon])
+                guard let p = Int(authority[authority.index(after: colon)...]), (1...65535).contains(p) else { return nil }
+                port = p
+            }
+            guard !host.isEmpty, host.utf8.allSatisfy(isHostByte), !host.hasPrefix("."), !host.hasSuffix("."), !host.contains("..") else {
+                return nil
+            }
+        }
+        return Parts(scheme: scheme, host: host.lowercased(), port: port, pathAndQuery: tail)
+    }
+
+    static func isURIByte(_ b: UInt8) -> Bool {
+        b > 0x20 && b < 0x7F && b != UInt8(ascii: "\\") && b != UInt8(ascii: "\"") && b != UInt8(ascii: "<") && b != UInt8(ascii: ">")
+            && b != UInt8(ascii: "{") && b != UInt8(ascii: "}") && b != UInt8(ascii: "|") && b != UInt8(ascii: "^") && b != UInt8(ascii: "`")
+    }
+
+    static func isHostByte(_ b: UInt8) -> Bool {
+        if b >= 48 && b <= 57 { return true }
+        if b >= 65 && b <= 90 { return true }
+        if b >= 97 && b <= 122 { return true }
+        return b == 45 || b == 46
+    }
+
+    public static func isLoopback(_ host: String) -> Bool {
+        host == "127.0.0.1" || host == "[::1]" || host == "localhost"
+    }
+
+    /// Nil when `uri` is acceptable as a redirect URI, else the reason.
+    public static func redirectURIProblem(_ uri: String) -> String? {
+        guard let parts = parse(uri) else { return "must be an absolute https URI (http only on a loopback host), without user-info" }
+        if parts.pathAndQuery.contains("#") { return "must not contain a fragment" }
+        if parts.scheme == "http" && !isLoopback(parts.host) { return "http is allowed only for loopback hosts (127.0.0.1, [::1], localhost)" }
+        let path = parts.pathAndQuery.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        let segments = path.split(separator: "/", omittingEmptySubsequences: false)
+        let dotSegments: Set<String> = [".", "..", "%2e", "%2e%2e", ".%2e", "%2e."]
+        if segments.contains(where: { dotSegments.contains($0.lowercased()) }) {
+            return "must not contain dot segments"
+        }
+        if !validPercentEncoding(parts.pathAndQuery) { return "has invalid percent-encoding" }
+        return nil
+    }
+
+    /// Nil when `uri` is acceptable as a homepage (client_uri), else the reason.
+    public static func webURIProblem(_ uri: String) -> String? {
+        guard let parts = parse(uri) else { return "must be an absolute http or https URI without user-info" }
+        if !validPercentEncoding(parts.pathAndQuery) { return "has invalid percent-encoding" }
+        return nil
+    }
+
+    static func validPercentEncoding(_ s: String) -> Bool {
+        let b = Array(s.utf8)
+        var i = 0
+        while i < b.count {
+            if b[i] == UInt8(ascii: "%") {
+                guard i + 2 < b.count, Hex.nibble(b[i + 1]) != nil, Hex.nibble(b[i + 2]) != nil else { return false }
+                i += 3
+            } else {
+                i += 1
+            }
+        }
+        return true
+    }
+}
+
+/// The writable fields of a client, as any surface supplies them.
+public struct ClientSpec: Sendable, Equatable {
+    public var clientID: String?
+    public var name: String
+    public var description: String?
+    public var clientURI: String?
+    public var redirectURIs: [String]
+    public var grantTypes: [String]
+    public var authMethod: String
+    public var scope: [String]
+    public var accessTokenTTL: Int
+    public var refreshTokenTTL: Int
+    public var enabled: Bool
+    public var extraData: JSON
+    public var attributes: JSON
+
+    public init(clientID: String? = nil, name: String, description: String? = nil, clientURI: String? = nil, redirectURIs: [String] = [],
+                grantTypes: [String]? = nil, authMethod: String = "client_secret_basic", scope: [String] = [], accessTokenTTL: Int = 900,
+                refreshTokenTTL: Int = 2_592_000, enabled: Bool = true, extraData: JSON = .object([]), attributes: JSON = .object([])) {
+        self.clientID = clientID
+        self.name = name
+        self.description = description
+        self.clientURI = clientURI
+        self.redirectURIs = redirectURIs
+        self.grantTypes = grantTypes ?? (redirectURIs.isEmpty ? ["client_credentials"] : ["authorization_code"])
+        self.authMethod = authMethod
+        self.scope = scope
+        self.accessTokenTTL = accessTokenTTL
+        self.refreshTokenTTL = refreshTokenTTL
+        self.enabled = enabled
+        self.extraData = extraData
+        self.attributes = attributes
+    }
+
+    public init(_ c: Client) {
+        self.init(clientID: c.clientID, name: c.name, description: c.description, clientURI: c.clientURI, redirectURIs: c.redirectURIs,
+                  grantTypes: c.grantTypes, authMethod: c.authMethod, scope: c.scope, accessTokenTTL: c.accessTokenTTL,
+                  refreshTokenTTL: c.refreshTokenTTL, enabled: c.enabled, extraData: c.extraData, attributes: c.attributes)
+    }
+
+    public static let grantTypeValues = ["authorization_code", "refresh_token", "client_credentials"]
+    public static let authMethodValues = ["client_secret_basic", "client_secret_post", "none"]
+    public static let reservedIDs: Set<String> = ["current", "ids"]
+
+    public static func isValidClientID(_ id: String) -> Bool {
+        (5...50).contains(id.utf8.count) && id.utf8.allSatisfy { b in
+            (b >= 48 && b <= 57) || (b >= 65 && b <= 90) || (b >= 97 && b <= 122) || b == 45
+        } && !reservedIDs.contains(id.lowercased())
+    }
+
+    /// Every rule of SPEC 6.1 on the fields and on their combination.
+    public func problems() -> [FieldError] {
+        var errors: [FieldError] = []
+        if let clientID, !ClientSpec.isValidClientID(clientID) {
+            errors.append(FieldError("client_id", "must be 5..50 characters of A-Z, a-z, 0-9 and '-'"))
+        }
+        if name.utf8.isEmpty || name.utf8.count > 127 { errors.append(FieldError("client_name", "must be 1..127 bytes of UTF-8")) }
+        else if name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) || name.trimmingCharacters().isEmpty {
+            errors.append(FieldError("client_name", "must be printable text"))
+        }
+        if let d = description {
+            if d.count > 1000 { errors.append(FieldError("description", "must be at most 1000 characters")) }
+            if d.unicodeScalars.contains(where: { $0.value == 0 }) { errors.append(FieldError("description", "must not contain NUL")) }
+        }
+        if let u = clientURI, let p = URIRules.webURIProblem(u) { errors.append(FieldError("client_uri", p)) }
+        if redirectURIs.count > 20 { errors.append(FieldError("redirect_uris", "at most 20 redirect URIs")) }
+        for (i, uri) in redirectURIs.enumerated() {
+            if let p = URIRules.redirectURIProblem(uri) { errors.append(FieldError("redirect_uris[\(i)]", p)) }
+        }
+        if Set(redirectURIs).count != redirectURIs.count { errors.append(FieldError("redirect_uris", "must not repeat a URI")) }
+        if grantTypes.isEmpty { errors.append(FieldError("grant_types", "must name at least one grant type")) }
+        for (i, g) in grantTypes.enumerated() where !ClientSpec.grantTypeValues.contains(g) {
+            errors.append(FieldError("grant_types[\(i)]", "must be one of \(ClientSpec.grantTypeValues.joined(separator: ", "))"))
+        }
+        if Set(grantTypes).count != grantTypes.count { errors.append(FieldError("grant_types", "must not repeat a grant type")) }
+        if !ClientSpec.authMethodValues.contains(authMethod) {
+            errors.append(FieldError("token_endpoint_auth_method", "must be one of \(ClientSpec.authMethodValues.joined(separator: ", "))"))
+        }
+        if authMethod == "none" && grantTypes.contains("client_credentials") {
+            errors.append(FieldError("grant_types", "a public client (token_endpoint_auth_method none) cannot use client_credentials"))
+        }
+        if grantTypes.contains("authorization_code") && redirectURIs.isEmpty {
+            errors.append(FieldError("redirect_uris", "the authorization_code grant needs at least one redirect URI"))
+        }
+        if grantTypes.contains("refresh_token") && !grantTypes.contains("authorization_code") {
+            errors.append(FieldError("grant_types", "refresh_token needs authorization_code"))
+        }
+        if scope.count > 100 { errors.append(FieldError("scope", "at most 100 scopes")) }
+        if !(60...86_400).contains(accessTokenTTL) { errors.append(FieldError("access_token_ttl", "must be 60..86400 seconds")) }
+        if !(0...31_536_000).contains(refreshTokenTTL) { errors.append(FieldError("refresh_token_ttl", "must be 0..31536000 seconds")) }
+        if extraData.objectValue == nil { errors.append(FieldError("extra_data", "must be a JSON object")) }
+        else if extraData.serialized().count > 16 * 1024 { errors.append(FieldError("extra_data", "must serialize to at most 16 KiB")) }
+        return errors
+    }
+}
