@@ -146,11 +146,13 @@ enum NativeEndpoints {
         return .field(Int(v))
     }
 
-    /// `If-Match: "3"` (412 on mismatch); `*` matches any version.
-    static func ifMatch(_ request: Request) throws -> ExpectedVersion? {
+    /// `If-Match: "3"` (412 on mismatch); `*` matches any version. A weak or
+    /// malformed tag never matches (RFC 9110 §13.1.1 compares strongly), but
+    /// an unknown client is still 404 first.
+    static func ifMatch(_ request: Request) -> ExpectedVersion? {
         guard let header = request.headers["If-Match"]?.trimmingSpaces(), !header.isEmpty, header != "*" else { return nil }
         guard header.hasPrefix("\""), header.hasSuffix("\""), header.count >= 3, let v = Int(header.dropFirst().dropLast()) else {
-            throw RegistryError.preconditionFailed
+            return .ifMatch(-1)
         }
         return .ifMatch(v)
     }
