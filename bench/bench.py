@@ -11,7 +11,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
-from conftest import Stack  # noqa: E402
+from conftest import Stack, run_cli  # noqa: E402
 
 
 def lua(path: Path, method: str, body: str = "", headers: dict | None = None) -> Path:
@@ -54,7 +54,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--connections", type=int, default=32)
-    ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--workers", type=int, default=8)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="latchkey-bench-") as tmp:
         tmp = Path(tmp)
@@ -63,14 +63,21 @@ def main():
             basic = "Basic " + base64.b64encode(f"{stack.client_id}:{stack.client_secret}".encode()).decode()
             token = stack.token(scope="clients:read")
             form = {"Content-Type": "application/x-www-form-urlencoded", "Authorization": basic}
+            bench_org = json.loads(run_cli(stack.db, "org", "create", "Bench", "--client-limit", "100000").stdout)
+            writer = stack.token(bench_org["client_id"], bench_org["client_secret"])
+            read_id = requests.post(stack.url("/api/v1/clients"), headers={"Authorization": f"Bearer {writer}"},
+                                    json={"client_name": "bench read"}).json()["client_id"]
             scenarios = [
                 ("GET /healthz", stack.url("/healthz"), None),
                 ("POST /oauth2/token (client_credentials)", stack.url("/oauth2/token"),
                  lua(tmp / "token.lua", "POST", "grant_type=client_credentials&scope=clients:read", form)),
                 ("POST /oauth2/introspect (JWT)", stack.url("/oauth2/introspect"),
                  lua(tmp / "introspect.lua", "POST", f"token={token}", form)),
-                ("GET /api/v1/clients/current", stack.url("/api/v1/clients/current"),
-                 lua(tmp / "current.lua", "GET", "", {"Authorization": f"Bearer {token}"})),
+                ("GET /api/v1/clients/{id} (read)", stack.url(f"/api/v1/clients/{read_id}"),
+                 lua(tmp / "read.lua", "GET", "", {"Authorization": f"Bearer {writer}"})),
+                ("POST /api/v1/clients (create)", stack.url("/api/v1/clients"),
+                 lua(tmp / "create.lua", "POST", '{"client_name":"bench client","scope":"openid"}',
+                     {"Authorization": f"Bearer {writer}", "Content-Type": "application/json"})),
             ]
             results = []
             for name, url, script in scenarios:
