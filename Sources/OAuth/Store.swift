@@ -51,6 +51,36 @@ public protocol Store: AnyObject {
     func user(username: String) throws -> User?
     func user(id: String) throws -> User?
 
+    func insertSession(_ session: SessionRecord) throws
+    func session(idHash: String) throws -> SessionRecord?
+    func deleteSession(idHash: String) throws
+
+    func insertAuthorizationRequest(idHash: String, request: AuthorizationRequest, createdAt: Int64, expiresAt: Int64) throws
+    func authorizationRequest(idHash: String) throws -> StoredAuthorizationRequest?
+    /// Marks the request answered; false when it already was (answered once).
+    func markAuthorizationRequestAnswered(idHash: String, at: Int64) throws -> Bool
+
+    func insertCode(_ code: AuthorizationCodeRecord) throws
+    func code(hash: String) throws -> AuthorizationCodeRecord?
+    /// Consumes a code: true for exactly one caller, however many race.
+    func consumeCode(hash: String, at: Int64, familyID: String) throws -> Bool
+
+    func insertFamily(id: String, clientID: String, userID: String, createdAt: Int64) throws
+    func revokeFamily(id: String, at: Int64) throws
+    func revokeFamilies(userID: String, clientID: String, at: Int64) throws
+    func isFamilyRevoked(id: String) throws -> Bool
+
+    func insertRefreshToken(_ token: RefreshTokenRecord) throws
+    func refreshToken(hash: String) throws -> RefreshTokenRecord?
+    /// Marks a refresh token rotated; true for exactly one caller.
+    func rotateRefreshToken(hash: String, at: Int64) throws -> Bool
+
+    func connection(userID: String, clientID: String) throws -> UserConnection?
+    func upsertConnection(_ connection: UserConnection) throws
+    func connections(userID: String, limit: Int, offset: Int) throws -> (connections: [UserConnection], total: Int)
+    func deleteConnection(userID: String, clientID: String) throws
+    func touchConnection(userID: String, clientID: String, accessTime: Int64) throws
+
     func appendAudit(_ event: AuditEvent) throws
     func auditEvents(organizationID: String, limit: Int, offset: Int) throws -> (events: [AuditEvent], total: Int)
 }

@@ -321,6 +321,153 @@ public final class SQLiteStore: Store {
         try rows("SELECT id, username, email, name, password_hash, created_at FROM users WHERE id = ?", [.text(id)]).first.map(SQLiteStore.user)
     }
 
+    // MARK: Sessions
+
+    public func insertSession(_ s: SessionRecord) throws {
+        try exec("INSERT INTO sessions(id_hash, user_id, csrf, auth_time, created_at, expires_at) VALUES(?, ?, ?, ?, ?, ?)",
+                 [.text(s.idHash), .text(s.userID), .text(s.csrf), .integer(s.authTime), .integer(s.createdAt), .integer(s.expiresAt)])
+        try exec("DELETE FROM sessions WHERE expires_at < ?", [.integer(s.createdAt)])
+    }
+
+    public func session(idHash: String) throws -> SessionRecord? {
+        try rows("SELECT id_hash, user_id, csrf, auth_time, created_at, expires_at FROM sessions WHERE id_hash = ?", [.text(idHash)]).first.map {
+            SessionRecord(idHash: $0.string(0), userID: $0.string(1), csrf: $0.string(2), authTime: $0.int(3), createdAt: $0.int(4), expiresAt: $0.int(5))
+        }
+    }
+
+    public func deleteSession(idHash: String) throws { try exec("DELETE FROM sessions WHERE id_hash = ?", [.text(idHash)]) }
+
+    // MARK: Authorization requests and codes
+
+    public func insertAuthorizationRequest(idHash: String, request: AuthorizationRequest, createdAt: Int64, expiresAt: Int64) throws {
+        try exec("INSERT INTO authorization_requests(id_hash, client_id, params, created_at, expires_at) VALUES(?, ?, ?, ?, ?)",
+                 [.text(idHash), .text(request.clientID), .text(request.json.text), .integer(createdAt), .integer(expiresAt)])
+        try exec("DELETE FROM authorization_requests WHERE expires_at < ?", [.integer(createdAt - 3_600_000)])
+    }
+
+    public func authorizationRequest(idHash: String) throws -> StoredAuthorizationRequest? {
+        guard let r = try rows("SELECT id_hash, params, created_at, expires_at, answered_at FROM authorization_requests WHERE id_hash = ?",
+                               [.text(idHash)]).first,
+              let json = try? JSON.parse(r.string(1)), let request = AuthorizationRequest(json: json) else { return nil }
+        return StoredAuthorizationRequest(idHash: r.string(0), request: request, createdAt: r.int(2), expiresAt: r.int(3), answeredAt: r.optionalInt(4))
+    }
+
+    public func markAuthorizationRequestAnswered(idHash: String, at: Int64) throws -> Bool {
+        try exec("UPDATE authorization_requests SET answered_at = ? WHERE id_hash = ? AND answered_at IS NULL", [.integer(at), .text(idHash)]) == 1
+    }
+
+    public func insertCode(_ c: AuthorizationCodeRecord) throws {
+        try exec("""
+            INSERT INTO authorization_codes(code_hash, client_id, user_id, redirect_uri, redirect_uri_sent, scope, nonce, code_challenge,
+              auth_time, created_at, expires_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, [.text(c.codeHash), .text(c.clientID), .text(c.userID), .text(c.redirectURI), SQLValue(c.redirectURISent),
+                  .text(Scopes.join(c.scope)), SQLValue(c.nonce), SQLValue(c.codeChallenge), .integer(c.authTime), .integer(c.createdAt),
+                  .integer(c.expiresAt)])
+        try exec("DELETE FROM authorization_codes WHERE expires_at < ?", [.integer(c.createdAt - 86_400_000)])
+    }
+
+    public func code(hash: String) throws -> AuthorizationCodeRecord? {
+        try rows("""
+            SELECT code_hash, client_id, user_id, redirect_uri, redirect_uri_sent, scope, nonce, code_challenge, auth_time, created_at,
+              expires_at, consumed_at, family_id FROM authorization_codes WHERE code_hash = ?
+            """, [.text(hash)]).first.map {
+            AuthorizationCodeRecord(codeHash: $0.string(0), clientID: $0.string(1), userID: $0.string(2), redirectURI: $0.string(3),
+                                    redirectURISent: $0.bool(4), scope: Scopes.parse($0.string(5)) ?? [], nonce: $0.optionalString(6),
+                                    codeChallenge: $0.optionalString(7), authTime: $0.int(8), createdAt: $0.int(9), expiresAt: $0.int(10),
+                                    consumedAt: $0.optionalInt(11), familyID: $0.optionalString(12))
+        }
+    }
+
+    public func consumeCode(hash: String, at: Int64, familyID: String) throws -> Bool {
+        try exec("UPDATE authorization_codes SET consumed_at = ?, family_id = ? WHERE code_hash = ? AND consumed_at IS NULL",
+                 [.integer(at), .text(familyID), .text(hash)]) == 1
+    }
+
+    // MARK: Token families and refresh tokens
+
+    public func insertFamily(id: String, clientID: String, userID: String, createdAt: Int64) throws {
+        try exec("INSERT INTO token_families(id, client_id, user_id, created_at) VALUES(?, ?, ?, ?)",
+                 [.text(id), .text(clientID), .text(userID), .integer(createdAt)])
+    }
+
+    public func revokeFamily(id: String, at: Int64) throws {
+        try exec("UPDATE token_families SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", [.integer(at), .text(id)])
+    }
+
+    public func revokeFamilies(userID: String, clientID: String, at: Int64) throws {
+        try exec("UPDATE token_families SET revoked_at = ? WHERE user_id = ? AND client_id = ? AND revoked_at IS NULL",
+                 [.integer(at), .text(userID), .text(clientID)])
+    }
+
+    public func isFamilyRevoked(id: String) throws -> Bool {
+        guard let row = try rows("SELECT revoked_at FROM token_families WHERE id = ?", [.text(id)]).first else { return true }
+        return row.optionalInt(0) != nil
+    }
+
+    public func insertRefreshToken(_ t: RefreshTokenRecord) throws {
+        try exec("""
+            INSERT INTO refresh_tokens(token_hash, family_id, client_id, user_id, scope, auth_time, created_at, expires_at)
+            VALUES(?, ?, ?, ?, ?, ?, ?, ?)
+            """, [.text(t.tokenHash), .text(t.familyID), .text(t.clientID), .text(t.userID), .text(Scopes.join(t.scope)),
+                  .integer(t.authTime), .integer(t.createdAt), .integer(t.expiresAt)])
+    }
+
+    public func refreshToken(hash: String) throws -> RefreshTokenRecord? {
+        try rows("""
+            SELECT token_hash, family_id, client_id, user_id, scope, auth_time, created_at, expires_at, rotated_at
+            FROM refresh_tokens WHERE token_hash = ?
+            """, [.text(hash)]).first.map {
+            RefreshTokenRecord(tokenHash: $0.string(0), familyID: $0.string(1), clientID: $0.string(2), userID: $0.string(3),
+                               scope: Scopes.parse($0.string(4)) ?? [], authTime: $0.int(5), createdAt: $0.int(6), expiresAt: $0.int(7),
+                               rotatedAt: $0.optionalInt(8))
+        }
+    }
+
+    public func rotateRefreshToken(hash: String, at: Int64) throws -> Bool {
+        try exec("UPDATE refresh_tokens SET rotated_at = ? WHERE token_hash = ? AND rotated_at IS NULL", [.integer(at), .text(hash)]) == 1
+    }
+
+    // MARK: Connections
+
+    static func connection(_ r: Row) -> UserConnection {
+        UserConnection(userID: r.string(0), clientID: r.string(1), rememberedScope: Scopes.parse(r.string(2)) ?? [],
+                   grantedScope: Scopes.parse(r.string(3)) ?? [], authTime: r.int(4), accessTime: r.int(5), createdAt: r.int(6))
+    }
+
+    public func connection(userID: String, clientID: String) throws -> UserConnection? {
+        try rows("""
+            SELECT user_id, client_id, remembered_scope, granted_scope, auth_time, access_time, created_at FROM connections
+            WHERE user_id = ? AND client_id = ?
+            """, [.text(userID), .text(clientID)]).first.map(SQLiteStore.connection)
+    }
+
+    public func upsertConnection(_ c: UserConnection) throws {
+        try exec("""
+            INSERT INTO connections(user_id, client_id, remembered_scope, granted_scope, auth_time, access_time, created_at)
+            VALUES(?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT(user_id, client_id) DO UPDATE SET remembered_scope = excluded.remembered_scope,
+              granted_scope = excluded.granted_scope, auth_time = excluded.auth_time, access_time = excluded.access_time
+            """, [.text(c.userID), .text(c.clientID), .text(Scopes.join(c.rememberedScope)), .text(Scopes.join(c.grantedScope)),
+                  .integer(c.authTime), .integer(c.accessTime), .integer(c.createdAt)])
+    }
+
+    public func connections(userID: String, limit: Int, offset: Int) throws -> (connections: [UserConnection], total: Int) {
+        let total = Int(try rows("SELECT count(*) FROM connections WHERE user_id = ?", [.text(userID)]).first?.int(0) ?? 0)
+        let list = try rows("""
+            SELECT user_id, client_id, remembered_scope, granted_scope, auth_time, access_time, created_at FROM connections
+            WHERE user_id = ? ORDER BY created_at, client_id LIMIT ? OFFSET ?
+            """, [.text(userID), SQLValue(limit), SQLValue(offset)]).map(SQLiteStore.connection)
+        return (list, total)
+    }
+
+    public func deleteConnection(userID: String, clientID: String) throws {
+        try exec("DELETE FROM connections WHERE user_id = ? AND client_id = ?", [.text(userID), .text(clientID)])
+    }
+
+    public func touchConnection(userID: String, clientID: String, accessTime: Int64) throws {
+        try exec("UPDATE connections SET access_time = ? WHERE user_id = ? AND client_id = ?", [.integer(accessTime), .text(userID), .text(clientID)])
+    }
+
     // MARK: Audit
 
     public func appendAudit(_ e: AuditEvent) throws {

@@ -87,5 +87,70 @@ enum Schema {
         ) STRICT;
         CREATE INDEX audit_by_org ON audit_events(organization_id, id);
         """,
+        // 2: browser sign-in, authorization requests, codes, token families,
+        // refresh tokens and connections (remembered consent).
+        """
+        CREATE TABLE sessions (
+            id_hash TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            csrf TEXT NOT NULL,
+            auth_time INTEGER NOT NULL,
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL
+        ) STRICT;
+        CREATE TABLE authorization_requests (
+            id_hash TEXT PRIMARY KEY,
+            client_id TEXT NOT NULL REFERENCES clients(client_id) ON DELETE CASCADE,
+            params TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            answered_at INTEGER
+        ) STRICT;
+        CREATE TABLE token_families (
+            id TEXT PRIMARY KEY,
+            client_id TEXT NOT NULL REFERENCES clients(client_id) ON DELETE CASCADE,
+            user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            created_at INTEGER NOT NULL,
+            revoked_at INTEGER
+        ) STRICT;
+        CREATE INDEX token_families_by_user ON token_families(user_id, client_id);
+        CREATE TABLE authorization_codes (
+            code_hash TEXT PRIMARY KEY,
+            client_id TEXT NOT NULL REFERENCES clients(client_id) ON DELETE CASCADE,
+            user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            redirect_uri TEXT NOT NULL,
+            redirect_uri_sent INTEGER NOT NULL,
+            scope TEXT NOT NULL,
+            nonce TEXT,
+            code_challenge TEXT,
+            auth_time INTEGER NOT NULL,
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            consumed_at INTEGER,
+            family_id TEXT
+        ) STRICT;
+        CREATE TABLE refresh_tokens (
+            token_hash TEXT PRIMARY KEY,
+            family_id TEXT NOT NULL REFERENCES token_families(id) ON DELETE CASCADE,
+            client_id TEXT NOT NULL REFERENCES clients(client_id) ON DELETE CASCADE,
+            user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            scope TEXT NOT NULL,
+            auth_time INTEGER NOT NULL,
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            rotated_at INTEGER
+        ) STRICT;
+        CREATE INDEX refresh_tokens_by_family ON refresh_tokens(family_id);
+        CREATE TABLE connections (
+            user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            client_id TEXT NOT NULL REFERENCES clients(client_id) ON DELETE CASCADE,
+            remembered_scope TEXT NOT NULL,
+            granted_scope TEXT NOT NULL,
+            auth_time INTEGER NOT NULL,
+            access_time INTEGER NOT NULL,
+            created_at INTEGER NOT NULL,
+            PRIMARY KEY (user_id, client_id)
+        ) STRICT;
+        """,
     ]
 }

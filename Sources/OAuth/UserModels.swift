@@ -1,0 +1,159 @@
+import Common
+
+public struct SessionRecord: Sendable, Equatable {
+    public var idHash: String
+    public var userID: String
+    public var csrf: String
+    public var authTime: Int64
+    public var createdAt: Int64
+    public var expiresAt: Int64
+
+    public init(idHash: String, userID: String, csrf: String, authTime: Int64, createdAt: Int64, expiresAt: Int64) {
+        self.idHash = idHash
+        self.userID = userID
+        self.csrf = csrf
+        self.authTime = authTime
+        self.createdAt = createdAt
+        self.expiresAt = expiresAt
+    }
+}
+
+/// A validated authorization request (RFC 6749 §4.1.1, OIDC Core §3.1.2.1,
+/// RFC 7636 §4.3), kept until it is answered or 10 minutes pass.
+public struct AuthorizationRequest: Sendable, Equatable {
+    public var clientID: String
+    public var redirectURI: String
+    /// Whether the client sent redirect_uri (then the token request must repeat it).
+    public var redirectURISent: Bool
+    public var scope: [String]
+    public var state: String?
+    public var nonce: String?
+    public var codeChallenge: String?
+    public var prompt: [String]
+    public var maxAge: Int?
+
+    public init(clientID: String, redirectURI: String, redirectURISent: Bool, scope: [String], state: String?, nonce: String?,
+                codeChallenge: String?, prompt: [String], maxAge: Int?) {
+        self.clientID = clientID
+        self.redirectURI = redirectURI
+        self.redirectURISent = redirectURISent
+        self.scope = scope
+        self.state = state
+        self.nonce = nonce
+        self.codeChallenge = codeChallenge
+        self.prompt = prompt
+        self.maxAge = maxAge
+    }
+
+    public var json: JSON {
+        [
+            "client_id": .string(clientID), "redirect_uri": .string(redirectURI), "redirect_uri_sent": .bool(redirectURISent),
+            "scope": .string(Scopes.join(scope)), "state": JSON(state), "nonce": JSON(nonce), "code_challenge": JSON(codeChallenge),
+            "prompt": JSON(prompt), "max_age": maxAge.map { JSON($0) } ?? .null,
+        ]
+    }
+
+    public init?(json: JSON) {
+        guard let clientID = json["client_id"]?.stringValue, let redirectURI = json["redirect_uri"]?.stringValue,
+              let scope = json["scope"]?.stringValue.flatMap(Scopes.parse) else { return nil }
+        self.init(clientID: clientID, redirectURI: redirectURI, redirectURISent: json["redirect_uri_sent"]?.boolValue ?? true, scope: scope,
+                  state: json["state"]?.stringValue, nonce: json["nonce"]?.stringValue, codeChallenge: json["code_challenge"]?.stringValue,
+                  prompt: (json["prompt"]?.arrayValue ?? []).compactMap(\.stringValue), maxAge: json["max_age"]?.intValue.map { Int($0) })
+    }
+}
+
+public struct StoredAuthorizationRequest: Sendable, Equatable {
+    public var idHash: String
+    public var request: AuthorizationRequest
+    public var createdAt: Int64
+    public var expiresAt: Int64
+    public var answeredAt: Int64?
+
+    public init(idHash: String, request: AuthorizationRequest, createdAt: Int64, expiresAt: Int64, answeredAt: Int64? = nil) {
+        self.idHash = idHash
+        self.request = request
+        self.createdAt = createdAt
+        self.expiresAt = expiresAt
+        self.answeredAt = answeredAt
+    }
+}
+
+public struct AuthorizationCodeRecord: Sendable, Equatable {
+    public var codeHash: String
+    public var clientID: String
+    public var userID: String
+    public var redirectURI: String
+    public var redirectURISent: Bool
+    public var scope: [String]
+    public var nonce: String?
+    public var codeChallenge: String?
+    public var authTime: Int64
+    public var createdAt: Int64
+    public var expiresAt: Int64
+    public var consumedAt: Int64?
+    public var familyID: String?
+
+    public init(codeHash: String, clientID: String, userID: String, redirectURI: String, redirectURISent: Bool, scope: [String], nonce: String? = nil, codeChallenge: String? = nil, authTime: Int64, createdAt: Int64, expiresAt: Int64, consumedAt: Int64? = nil, familyID: String? = nil) {
+        self.codeHash = codeHash
+        self.clientID = clientID
+        self.userID = userID
+        self.redirectURI = redirectURI
+        self.redirectURISent = redirectURISent
+        self.scope = scope
+        self.nonce = nonce
+        self.codeChallenge = codeChallenge
+        self.authTime = authTime
+        self.createdAt = createdAt
+        self.expiresAt = expiresAt
+        self.consumedAt = consumedAt
+        self.familyID = familyID
+    }
+}
+
+public struct RefreshTokenRecord: Sendable, Equatable {
+    public var tokenHash: String
+    public var familyID: String
+    public var clientID: String
+    public var userID: String
+    public var scope: [String]
+    public var authTime: Int64
+    public var createdAt: Int64
+    public var expiresAt: Int64
+    public var rotatedAt: Int64?
+
+    public init(tokenHash: String, familyID: String, clientID: String, userID: String, scope: [String], authTime: Int64, createdAt: Int64, expiresAt: Int64, rotatedAt: Int64? = nil) {
+        self.tokenHash = tokenHash
+        self.familyID = familyID
+        self.clientID = clientID
+        self.userID = userID
+        self.scope = scope
+        self.authTime = authTime
+        self.createdAt = createdAt
+        self.expiresAt = expiresAt
+        self.rotatedAt = rotatedAt
+    }
+}
+
+/// An app a user has authorized (SPEC 5.2): the consent it may remember and
+/// when it was last used.
+public struct UserConnection: Sendable, Equatable {
+    public var userID: String
+    public var clientID: String
+    /// Scopes the user chose to remember (empty when `remember: false`).
+    public var rememberedScope: [String]
+    /// Scopes granted most recently.
+    public var grantedScope: [String]
+    public var authTime: Int64
+    public var accessTime: Int64
+    public var createdAt: Int64
+
+    public init(userID: String, clientID: String, rememberedScope: [String], grantedScope: [String], authTime: Int64, accessTime: Int64, createdAt: Int64) {
+        self.userID = userID
+        self.clientID = clientID
+        self.rememberedScope = rememberedScope
+        self.grantedScope = grantedScope
+        self.authTime = authTime
+        self.accessTime = accessTime
+        self.createdAt = createdAt
+    }
+}
