@@ -105,3 +105,25 @@ public enum Hex {
         }
     }
 }
+
+/// Percent-encoding of a URI component: everything but RFC 3986's
+/// unreserved characters is escaped.
+public enum PercentEncoding {
+    static let upperHex: [UInt8] = Array("0123456789ABCDEF".utf8)
+
+    public static func encode(_ text: String) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(text.utf8.count)
+        for b in text.utf8 {
+            switch b {
+            case 48...57, 65...90, 97...122, UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+                out.append(b)
+            default:
+                out.append(UInt8(ascii: "%"))
+                out.append(upperHex[Int(b >> 4)])
+                out.append(upperHex[Int(b & 0xF)])
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

@@ -28,6 +28,7 @@ final class FetchedDigest: @unchecked Sendable {
 }
 
 let sha256Algorithm = FetchedDigest("SHA256")
+let sha512Algorithm = FetchedDigest("SHA512")
 
 public enum Digest {
     public static func sha256(_ data: [UInt8]) -> [UInt8] {
@@ -41,6 +42,16 @@ public enum Digest {
     }
 
     public static func sha256(_ text: String) -> [UInt8] { sha256(Array(text.utf8)) }
+
+    public static func sha512(_ data: [UInt8]) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: 64)
+        var len: UInt32 = 0
+        let ok = data.withUnsafeBufferPointer { input in
+            out.withUnsafeMutableBufferPointer { EVP_Digest(input.baseAddress, input.count, $0.baseAddress, &len, sha512Algorithm.md, nil) }
+        }
+        precondition(ok == 1 && len == 64, "SHA-512 failed")
+        return out
+    }
 
     /// HMAC-SHA-256 (RFC 2104): H((K ^ opad) || H((K ^ ipad) || text)),
     /// built on the pre-fetched SHA-256; RFC 4231's vectors are in the tests.

@@ -54,20 +54,7 @@ public enum FormEncoding {
     }
 
     /// Percent-encodes everything but RFC 3986 unreserved characters.
-    public static func encode(_ text: String) -> String {
-        var out: [UInt8] = []
-        for b in text.utf8 {
-            switch b {
-            case 48...57, 65...90, 97...122, UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
-                out.append(b)
-            default:
-                out.append(UInt8(ascii: "%"))
-                out.append(Array("0123456789ABCDEF".utf8)[Int(b >> 4)])
-                out.append(Array("0123456789ABCDEF".utf8)[Int(b & 0xF)])
-            }
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
+    public static func encode(_ text: String) -> String { PercentEncoding.encode(text) }
 
     public static func serialize(_ items: [(String, String)]) -> String {
         items.map { "\(encode($0.0))=\(encode($0.1))" }.joined(separator: "&")

@@ -89,6 +89,8 @@ public struct AccessTokens {
               claims.expiresAt > env.nowSeconds, claims.issuedAt <= env.nowSeconds + 60
         else { return nil }
         if try store.isAccessTokenRevoked(jti: claims.jti) { return nil }
+        // A user token dies with its family (code replay, refresh reuse, a disconnected app).
+        if let family = claims.grantID, try store.isFamilyRevoked(id: family) { return nil }
         guard let client = try store.client(claims.clientID), client.enabled else { return nil }
         return (claims, client)
     }

@@ -25,11 +25,13 @@ public struct TokenService {
     let env: Environment
     let store: Store
     let tokens: AccessTokens
+    let keys: KeyRing
 
     public init(env: Environment, store: Store, keys: KeyRing) {
         self.env = env
         self.store = store
         self.tokens = AccessTokens(env: env, store: store, keys: keys)
+        self.keys = keys
     }
 
     /// RFC 6749 §4.4: "The client can request an access token using only its
@@ -59,6 +61,7 @@ public struct TokenService {
     /// client holding `tokens:introspect` may introspect any token of its
     /// organization. Everything else is `{"active": false}`.
     public func introspect(token: String, caller: Client) throws -> JSON {
+        if let refresh = try introspectRefresh(token, caller: caller) { return refresh }
         guard let (claims, owner) = try tokens.validate(token) else { return ["active": false] }
         let allowed = owner.clientID == caller.clientID
             || (caller.scope.contains("tokens:introspect") && owner.organizationID == caller.organizationID)
@@ -76,6 +79,7 @@ public struct TokenService {
     /// RFC 7009 §2.1: revokes a token issued to the calling client; any other
     /// token (unknown, foreign, already invalid) is answered the same way.
     public func revoke(token: String, caller: Client) throws {
+        if try revokeRefresh(token, caller: caller) { return }
         guard let (claims, _) = try store.read({ try tokens.validate(token) }), claims.clientID == caller.clientID else { return }
         try store.write { try store.revokeAccessToken(jti: claims.jti, expiresAt: claims.expiresAt * 1000) }
     }

@@ -9,6 +9,8 @@ import Glibc
 /// Which API a route belongs to: decides the shape of its error responses.
 public enum Surface: String, Sendable {
     case oauth
+    /// A bearer-protected resource of the OAuth family (userinfo): RFC 6750 errors.
+    case bearer
     case native
     case system
 }

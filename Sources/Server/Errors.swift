@@ -48,7 +48,7 @@ public struct APIProblem: Error, Equatable, CustomStringConvertible {
 public enum ErrorRendering {
     public static func render(_ error: Error, surface: Surface, request: Request) -> Response {
         switch (error, surface) {
-        case let (e as OAuthError, .oauth):
+        case let (e as OAuthError, .oauth), let (e as OAuthError, .bearer):
             var response = Response.json(["error": .string(e.code), "error_description": .string(e.publicDescription)], status: e.status)
             for (name, value) in e.headers { response.headers[name] = value }
             response.headers["Cache-Control"] = "no-store"

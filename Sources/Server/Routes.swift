@@ -19,6 +19,22 @@ enum Routes {
         add("POST", "/oauth2/introspect", .oauth, maxBody: oauthBodyLimit, TokenEndpoint.introspect)
         add("POST", "/oauth2/revoke", .oauth, maxBody: oauthBodyLimit, TokenEndpoint.revoke)
 
+        add("GET", "/oauth2/authorize", .oauth, maxBody: 0, UserEndpoints.authorize)
+        add("POST", "/oauth2/authorize", .oauth, maxBody: oauthBodyLimit, UserEndpoints.authorize)
+        add("GET", "/oauth2/authorize/continue", .oauth, maxBody: 0, UserEndpoints.authorizeContinue)
+        add("GET", "/oauth2/userinfo", .bearer, maxBody: 0, UserEndpoints.userinfo)
+        add("POST", "/oauth2/userinfo", .bearer, maxBody: oauthBodyLimit, UserEndpoints.userinfo)
+
+        add("POST", "/api/v1/session", .native, maxBody: oauthBodyLimit, UserEndpoints.login)
+        add("GET", "/api/v1/session", .native, maxBody: 0, UserEndpoints.currentSession)
+        add("DELETE", "/api/v1/session", .native, maxBody: 0, UserEndpoints.logout)
+        add("GET", "/api/v1/authorization-requests/{id}", .native, maxBody: 0, UserEndpoints.authorizationRequest)
+        add("POST", "/api/v1/authorization-requests/{id}/accept", .native, maxBody: oauthBodyLimit, UserEndpoints.accept)
+        add("POST", "/api/v1/authorization-requests/{id}/reject", .native, maxBody: oauthBodyLimit, UserEndpoints.reject)
+        add("GET", "/api/v1/me/connections", .native, maxBody: 0, UserEndpoints.listConnections)
+        add("GET", "/api/v1/me/connections/{client_id}", .native, maxBody: 0, UserEndpoints.getConnection)
+        add("DELETE", "/api/v1/me/connections/{client_id}", .native, maxBody: 0, UserEndpoints.deleteConnection)
+
         add("GET", "/api/v1/organization", .native, maxBody: 0, NativeEndpoints.organization)
         add("GET", "/api/v1/audit", .native, maxBody: 0, NativeEndpoints.audit)
         add("POST", "/api/v1/clients", .native, NativeEndpoints.createClient)

@@ -75,9 +75,18 @@ enum TokenEndpoint {
             return noStore(.json(result.json))
         case "authorization_code", "refresh_token":
             // Authenticate first so an unauthenticated caller learns nothing.
-            let client = try ctx.clientAuthenticator.authenticate(credentials, allowPublic: true)
+            let client = try ctx.store.read { try ctx.clientAuthenticator.authenticate(credentials, allowPublic: true) }
             guard client.grantTypes.contains(grantType) else { throw OAuthError.unauthorizedClient() }
-            throw OAuthError.invalidGrant()
+            let result: TokenResponse
+            if grantType == "authorization_code" {
+                guard let code = form["code"] else { throw OAuthError.invalidRequest("code is required.") }
+                result = try ctx.tokens.authorizationCode(client: client, code: code, redirectURI: form["redirect_uri"],
+                                                          verifier: form["code_verifier"])
+            } else {
+                guard let refreshToken = form["refresh_token"] else { throw OAuthError.invalidRequest("refresh_token is required.") }
+                result = try ctx.tokens.refresh(client: client, refreshToken: refreshToken, requestedScope: form["scope"])
+            }
+            return noStore(.json(result.json))
         default:
             throw OAuthError.unsupportedGrantType()
         }

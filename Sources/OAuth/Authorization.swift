@@ -1,0 +1,256 @@
+import Common
+import Cryptography
+
+/// Scope descriptions shown on the consent screen.
+public enum ScopeCatalog {
+    public static let descriptions: [String: String] = [
+        "openid": "Sign you in and know who you are",
+        "profile": "See your name and username",
+        "email": "See your email address",
+        "offline_access": "Stay connected when you are not using it",
+        "connections:read": "See the apps you have connected",
+        "connections:write": "Disconnect apps you have connected",
+        "gov.user.oauth.authorize": "Approve apps on your behalf",
+        "gov.user.oauth.connection:read": "See the apps you have connected",
+        "gov.user.oauth.connection:write": "Disconnect apps you have connected",
+    ]
+
+    public static func describe(_ scope: String) -> String { descriptions[scope] ?? "Access “\(scope)”" }
+}
+
+/// What `/oauth2/authorize` does with a request (RFC 6749 §4.1.2.1): errors
+/// before the client and redirect URI are trusted are shown, never
+/// redirected; later ones go back to the client.
+public enum AuthorizeDecision: Equatable, Sendable {
+    case errorPage(String)
+    case redirect(String)
+    case login(requestID: String)
+    case consent(requestID: String)
+}
+
+/// The authorization endpoint's rules and the consent decisions behind the
+/// login and consent pages (SPEC 4.4, 5.1).
+public struct AuthorizationService {
+    public static let requestLifetimeMillis: Int64 = 10 * 60_000
+    public static let codeLifetimeMillis: Int64 = 60_000
+
+    let env: Environment
+    let store: Store
+
+    public init(env: Environment, store: Store) {
+        self.env = env
+        self.store = store
+    }
+
+    static func hash(_ value: String) -> String { Base64.urlEncode(Digest.sha256(value)) }
+
+    // MARK: Redirects
+
+    /// `uri` with parameters added to its query (RFC 6749 §4.1.2).
+    public static func redirect(_ uri: String, _ params: [(String, String?)]) -> String {
+        let query = params.compactMap { k, v in v.map { "\(PercentEncoding.encode(k))=\(PercentEncoding.encode($0))" } }
+            .joined(separator: "&")
+        return uri + (uri.contains("?") ? "&" : "?") + query
+    }
+
+    func errorRedirect(_ uri: String, _ error: String, _ description: String, state: String?) -> AuthorizeDecision {
+        .redirect(AuthorizationService.redirect(uri, [("error", error), ("error_description", description), ("state", state), ("iss", env.issuer)]))
+    }
+
+    /// Exact redirect URI matching (RFC 9700 §2.1), with RFC 8252 §7.3's
+    /// exception: a registered loopback IP URI matches any port.
+    public static func redirectURIMatches(_ requested: String, registered: [String]) -> Bool {
+        if registered.contains(requested) { return true }
+        guard let r = URIRules.parse(requested), r.scheme == "http", r.host == "127.0.0.1" || r.host == "[::1]" else { return false }
+        return registered.contains { candidate in
+            guard let c = URIRules.parse(candidate), c.scheme == "http", c.host == r.host else { return false }
+            return c.pathAndQuery == r.pathAndQuery && requested.hasPrefix("http://\(r.host)")
+                && candidate.hasPrefix("http://\(c.host)")
+        }
+    }
+
+    static func isValidCodeChallenge(_ s: String) -> Bool {
+        (43...128).contains(s.utf8.count) && s.utf8.allSatisfy { b in
+            (b >= 48 && b <= 57) || (b >= 65 && b <= 90) || (b >= 97 && b <= 122) || b == 45 || b == 46 || b == 95 || b == 126
+        }
+    }
+
+    // MARK: The authorization endpoint
+
+    /// Validates the parameters in order, stores the request under an
+    /// unguessable id, and decides where the browser goes next.
+    public func authorize(_ params: [(String, String)], sessionToken: String?) throws -> AuthorizeDecision {
+        var values: [String: String] = [:]
+        var duplicated = false
+        for (k, v) in params {
+            if values[k] != nil { duplicated = true }
+            values[k] = v
+        }
+        // 1. The client and the redirect URI: until both are trusted, errors are a page.
+        guard let clientID = values["client_id"], !clientID.isEmpty else { return .errorPage("The request has no client_id.") }
+        guard let client = try store.read({ try store.client(clientID) }), client.enabled else {
+            return .errorPage("The client is unknown or disabled.")
+        }
+        let redirectURI: String
+        if let sent = values["redirect_uri"], !sent.isEmpty {
+            guard AuthorizationService.redirectURIMatches(sent, registered: client.redirectURIs) else {
+                return .errorPage("The redirect_uri is not registered for this client.")
+            }
+            redirectURI = sent
+        } else if client.redirectURIs.count == 1 {
+            redirectURI = client.redirectURIs[0]
+        } else {
+            return .errorPage("The request has no redirect_uri.")
+        }
+        if duplicated { return .errorPage("A parameter was sent more than once.") }
+        let state = values["state"]
+        // 2. Everything else is reported to the client.
+        guard values["response_type"] == "code" else {
+            return errorRedirect(redirectURI, values["response_type"] == nil ? "invalid_request" : "unsupported_response_type",
+                                 "response_type must be code.", state: state)
+        }
+        guard client.grantTypes.contains("authorization_code") else {
+            return errorRedirect(redirectURI, "unauthorized_client", "The client may not use the authorization code grant.", state: state)
+        }
+        if values["request"] != nil || values["request_uri"] != nil {
+            return errorRedirect(redirectURI, values["request"] != nil ? "request_not_supported" : "request_uri_not_supported",
+                                 "Request objects are not supported.", state: state)
+        }
+        guard let scope = Scopes.parse(values["scope"] ?? ""), !scope.isEmpty else {
+            return errorRedirect(redirectURI, "invalid_scope", "scope is missing or malformed.", state: state)
+        }
+        guard scope.allSatisfy(client.scope.contains), !scope.contains(where: Scopes.isPrivileged) else {
+            return errorRedirect(redirectURI, "invalid_scope", "The client may not request this scope.", state: state)
+        }
+        let challenge = values["code_challenge"]
+        let method = values["code_challenge_method"]
+        if let method, method != "S256" {
+            return errorRedirect(redirectURI, "invalid_request", "code_challenge_method must be S256.", state: state)
+        }
+        if challenge == nil && method != nil {
+            return errorRedirect(redirectURI, "invalid_request", "code_challenge is missing.", state: state)
+        }
+        if let challenge {
+            guard method == "S256" else { return errorRedirect(redirectURI, "invalid_request", "code_challenge_method must be S256.", state: state) }
+            guard AuthorizationService.isValidCodeChallenge(challenge) else {
+                return errorRedirect(redirectURI, "invalid_request", "code_challenge is malformed.", state: state)
+            }
+        } else if client.isPublic {
+            return errorRedirect(redirectURI, "invalid_request", "Public clients must use PKCE (S256).", state: state)
+        }
+        let prompt = (values["prompt"] ?? "").split(separator: " ").map(String.init)
+        guard prompt.allSatisfy(["none", "login", "consent", "select_account"].contains), !(prompt.contains("none") && prompt.count > 1) else {
+            return errorRedirect(redirectURI, "invalid_request", "prompt is invalid.", state: state)
+        }
+        var maxAge: Int?
+        if let raw = values["max_age"] {
+            guard let v = Int(raw), v >= 0 else { return errorRedirect(redirectURI, "invalid_request", "max_age is invalid.", state: state) }
+            maxAge = v
+        }
+        if let nonce = values["nonce"], nonce.utf8.count > 255 {
+            return errorRedirect(redirectURI, "invalid_request", "nonce is too long.", state: state)
+        }
+        if let state, state.utf8.count > 2048 {
+            return errorRedirect(redirectURI, "invalid_request", "state is too long.", state: nil)
+        }
+        let request = AuthorizationRequest(clientID: client.clientID, redirectURI: redirectURI, redirectURISent: values["redirect_uri"] != nil,
+                                           scope: scope, state: state, nonce: values["nonce"], codeChallenge: challenge, prompt: prompt,
+                                           maxAge: maxAge)
+        let id = env.randomToken(bytes: 32)
+        let now = env.now()
+        try store.write {
+            try store.insertAuthorizationRequest(idHash: AuthorizationService.hash(id), request: request, createdAt: now,
+                                                 expiresAt: now + AuthorizationService.requestLifetimeMillis)
+        }
+        return try next(requestID: id, sessionToken: sessionToken)
+    }
+
+    /// Loads a pending request; nil when unknown, expired or answered.
+    public func pending(_ requestID: String) throws -> StoredAuthorizationRequest? {
+        guard requestID.utf8.count <= 128 else { return nil }
+        return try store.read {
+            guard let stored = try store.authorizationRequest(idHash: AuthorizationService.hash(requestID)),
+                  stored.expiresAt > env.now(), stored.answeredAt == nil else { return nil }
+            return stored
+        }
+    }
+
+    /// Where a stored request goes next for this browser: the login page, the
+    /// consent page, or straight back with a code (SPEC 5.1).
+    public func next(requestID: String, sessionToken: String?) throws -> AuthorizeDecision {
+        guard let stored = try pending(requestID) else { return .errorPage("The authorization request is unknown, expired or already answered.") }
+        let request = stored.request
+        let session = try SessionService(env: env, store: store).current(sessionToken)
+        let nowSeconds = env.nowSeconds
+        var needsLogin = session == nil
+        if let (s, _) = session {
+            if request.prompt.contains("login") && s.createdAt < stored.createdAt { needsLogin = true }
+            if let maxAge = request.maxAge, nowSeconds - s.authTime > Int64(maxAge) { needsLogin = true }
+        }
+        if needsLogin {
+            if request.prompt.contains("none") {
+                return try answerWithError(stored, "login_required", "The user is not signed in.")
+            }
+            return .login(requestID: requestID)
+        }
+        let user = session!.user
+        let remembered = try store.read { try store.connection(userID: user.id, clientID: request.clientID) }?.rememberedScope ?? []
+        let covered = request.scope.allSatisfy(remembered.contains)
+        if !covered || request.prompt.contains("consent") {
+            if request.prompt.contains("none") {
+                return try answerWithError(stored, "consent_required", "The user has not approved this client.")
+            }
+            return .consent(requestID: requestID)
+        }
+        return .redirect(try grant(stored, user: user, authTime: session!.session.authTime, scope: request.scope, remember: true))
+    }
+
+    func answerWithError(_ stored: StoredAuthorizationRequest, _ error: String, _ description: String) throws -> AuthorizeDecision {
+        _ = try store.write { try store.markAuthorizationRequestAnswered(idHash: stored.idHash, at: env.now()) }
+        return errorRedirect(stored.request.redirectURI, error, description, state: stored.request.state)
+    }
+
+    /// Answers the request with a code for `scope` (a subset of what was
+    /// asked), records the connection, and returns the client redirect.
+    func grant(_ stored: StoredAuthorizationRequest, user: User, authTime: Int64, scope: [String], remember: Bool) throws -> String {
+        let request = stored.request
+        let code = env.randomToken(prefix: "lkc_", bytes: 32)
+        let now = env.now()
+        try store.write {
+            guard try store.markAuthorizationRequestAnswered(idHash: stored.idHash, at: now) else { throw ConsentError.alreadyAnswered }
+            try store.insertCode(AuthorizationCodeRecord(codeHash: AuthorizationService.hash(code), clientID: request.clientID, userID: user.id,
+                                                         redirectURI: request.redirectURI, redirectURISent: request.redirectURISent,
+                                                         scope: scope, nonce: request.nonce, codeChallenge: request.codeChallenge,
+                                                         authTime: authTime, createdAt: now, expiresAt: now + AuthorizationService.codeLifetimeMillis))
+            let existing = try store.connection(userID: user.id, clientID: request.clientID)
+            try store.upsertConnection(UserConnection(userID: user.id, clientID: request.clientID, rememberedScope: remember ? scope : [],
+                                                      grantedScope: scope, authTime: authTime, accessTime: now,
+                                                      createdAt: existing?.createdAt ?? now))
+        }
+        return AuthorizationService.redirect(request.redirectURI, [("code", code), ("state", request.state), ("iss", env.issuer)])
+    }
+
+    // MARK: Consent
+
+    /// The consent decision of a signed-in user (SPEC 5.1).
+    public func accept(_ requestID: String, user: User, authTime: Int64, scope: [String], remember: Bool) throws -> String {
+        guard let stored = try pending(requestID) else { throw ConsentError.notFound }
+        guard !scope.isEmpty, scope.allSatisfy(stored.request.scope.contains) else { throw ConsentError.scopeNotRequested }
+        return try grant(stored, user: user, authTime: authTime, scope: stored.request.scope.filter(scope.contains), remember: remember)
+    }
+
+    public func reject(_ requestID: String) throws -> String {
+        guard let stored = try pending(requestID) else { throw ConsentError.notFound }
+        let answered = try store.write { try store.markAuthorizationRequestAnswered(idHash: stored.idHash, at: env.now()) }
+        guard answered else { throw ConsentError.alreadyAnswered }
+        return AuthorizationService.redirect(stored.request.redirectURI, [
+            ("error", "access_denied"), ("error_description", "The user denied the request."), ("state", stored.request.state), ("iss", env.issuer),
+        ])
+    }
+}
+
+public enum ConsentError: Error, Equatable {
+    case notFound
+    case alreadyAnswered
+    case scopeNotRequested
+}

@@ -1,0 +1,265 @@
+import Common
+import HTTPCore
+import OAuth
+
+/// Sign-in, consent, the authorization endpoint, userinfo and connections:
+/// everything a person's browser (or a person's app) calls (SPEC 4.4, 5).
+enum UserEndpoints {
+    static let sessionCookie = "lk_session"
+    static let csrfCookie = "lk_csrf"
+
+    // MARK: Who is calling
+
+    static func secureCookies(_ request: Request, _ ctx: RequestContext) -> Bool {
+        request.scheme == "https" || ctx.env.issuer.hasPrefix("https://")
+    }
+
+    static func session(_ request: Request, _ ctx: RequestContext) throws -> (session: SessionRecord, user: User)? {
+        try SessionService(env: ctx.env, store: ctx.store).current(request.cookies[sessionCookie])
+    }
+
+    static let signInRequired = APIProblem(status: 401, code: "login_required", title: "Unauthorized", detail: "Sign in first.")
+    static let csrfFailed = APIProblem(status: 403, code: "csrf_failed", title: "Forbidden",
+                                       detail: "X-CSRF-Token must repeat the lk_csrf cookie.")
+
+    /// The signed-in user; state-changing calls also need the CSRF header.
+    static func sessionUser(_ request: Request, _ ctx: RequestContext, write: Bool) throws -> (session: SessionRecord, user: User) {
+        guard let s = try session(request, ctx) else { throw signInRequired }
+        if write {
+            guard SessionService.csrfMatches(header: request.headers["X-CSRF-Token"], session: s.session),
+                  request.cookies[csrfCookie] == s.session.csrf else { throw csrfFailed }
+        }
+        return s
+    }
+
+    /// A user by session cookie, or by a user's bearer token holding one of `scopes`.
+    static func user(_ request: Request, _ ctx: RequestContext, scopes: [String], write: Bool) throws -> User {
+        if request.headers["Authorization"] != nil {
+            let (claims, _) = try ctx.store.read { try ctx.tokens.authenticateBearer(NativeEndpoints.bearerToken(request), requiredScope: scopes) }
+            guard claims.grantID != nil, let user = try ctx.store.read({ try ctx.store.user(id: claims.subject) }) else {
+                throw APIProblem(status: 403, code: "user_token_required", title: "Forbidden", detail: "This API needs a user's token.")
+            }
+            return user
+        }
+        return try sessionUser(request, ctx, write: write).user
+    }
+
+    // MARK: Session
+
+    static func login(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        let members = try NativeEndpoints.jsonObject(request)
+        let body = JSON.object(members)
+        guard let username = body["username"]?.stringValue, let password = body["password"]?.stringValue,
+              members.allSatisfy({ ["username", "password"].contains($0.0) }) else {
+            throw APIProblem.invalidBody("The body must be {\"username\": \"...\", \"password\": \"...\"}.")
+        }
+        guard username.utf8.count <= 256, password.utf8.count <= 1024,
+              let started = try SessionService(env: ctx.env, store: ctx.store).login(username: username, password: password) else {
+            throw APIProblem(status: 401, code: "invalid_credentials", title: "Unauthorized", detail: "The username or password is incorrect.")
+        }
+        let secure = secureCookies(request, ctx)
+        let maxAge = Int(SessionService.lifetimeMillis / 1000)
+        var response = Response.empty()
+        response.headers.add("Set-Cookie", Cookies.make(name: sessionCookie, value: started.token, maxAge: maxAge, httpOnly: true, secure: secure))
+        response.headers.add("Set-Cookie", Cookies.make(name: csrfCookie, value: started.csrf, maxAge: maxAge, httpOnly: false, secure: secure))
+        response.headers["Cache-Control"] = "no-store"
+        return response
+    }
+
+    static func currentSession(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        guard let (s, user) = try session(request, ctx) else { throw signInRequired }
+        var response = Response.json([
+            "user_id": .string(user.id), "username": .string(user.username), "name": JSON(user.name), "email": JSON(user.email),
+            "auth_time": .int(s.authTime),
+        ])
+        response.headers["Cache-Control"] = "no-store"
+        return response
+    }
+
+    static func logout(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        _ = try sessionUser(request, ctx, write: true)
+        if let token = request.cookies[sessionCookie] { try SessionService(env: ctx.env, store: ctx.store).logout(token) }
+        let secure = secureCookies(request, ctx)
+        var response = Response.empty()
+        response.headers.add("Set-Cookie", Cookies.make(name: sessionCookie, value: "", maxAge: 0, httpOnly: true, secure: secure))
+        response.headers.add("Set-Cookie", Cookies.make(name: csrfCookie, value: "", maxAge: 0, httpOnly: false, secure: secure))
+        return response
+    }
+
+    // MARK: The authorization endpoint
+
+    static func errorPage(_ message: String) -> Response {
+        let html = """
+            <!doctype html><html lang="en"><head><meta charset="utf-8"><title>Authorization error</title>
+            <meta name="viewport" content="width=device-width, initial-scale=1"><link rel="stylesheet" href="/assets/latchkey.css"></head>
+            <body><main class="card"><h1>This sign-in link does not work</h1><p role="alert">\(HTML.escape(message))</p>
+            <p>Go back to the application and try again.</p></main></body></html>
+            """
+        var response = Response.text(html, status: 400, contentType: "text/html; charset=utf-8")
+        response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+        response.headers["Cache-Control"] = "no-store"
+        return response
+    }
+
+    static func respond(_ decision: AuthorizeDecision) -> Response {
+        switch decision {
+        case let .errorPage(message): return errorPage(message)
+        case let .redirect(uri): return .redirect(uri, status: 303)
+        case let .login(id): return .redirect("/login/?request=\(PercentEncoding.encode(id))", status: 303)
+        case let .consent(id): return .redirect("/consent/?request=\(PercentEncoding.encode(id))", status: 303)
+        }
+    }
+
+    /// GET (query) or POST (form) /oauth2/authorize.
+    static func authorize(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        let params: [(String, String)]?
+        if request.method == "POST" {
+            guard request.mediaType == "application/x-www-form-urlencoded" else { return errorPage("The request must be form-encoded.") }
+            params = FormEncoding.parse(request.body)
+        } else {
+            params = request.queryItems
+        }
+        guard let params else { return errorPage("The request is not valid percent-encoding.") }
+        let decision = try AuthorizationService(env: ctx.env, store: ctx.store)
+            .authorize(params.filter { !$0.1.isEmpty }, sessionToken: request.cookies[sessionCookie])
+        return respond(decision)
+    }
+
+    static func authorizeContinue(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        guard let id = request.queryValue("request"), !id.isEmpty else { return errorPage("The request parameter is missing.") }
+        return respond(try AuthorizationService(env: ctx.env, store: ctx.store).next(requestID: id, sessionToken: request.cookies[sessionCookie]))
+    }
+
+    // MARK: Consent API
+
+    static func consentError(_ e: ConsentError) -> APIProblem {
+        switch e {
+        case .notFound: return .notFound("The authorization request is unknown, expired or already answered.")
+        case .alreadyAnswered: return .conflict("already_answered", "The authorization request was already answered.")
+        case .scopeNotRequested: return APIProblem(status: 400, code: "invalid_scope", title: "Invalid scope",
+                                                   detail: "Only scopes the application asked for can be granted.")
+        }
+    }
+
+    static func authorizationRequest(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        _ = try sessionUser(request, ctx, write: false)
+        let service = AuthorizationService(env: ctx.env, store: ctx.store)
+        guard let stored = try service.pending(ctx.param("id")),
+              let client = try ctx.store.read({ try ctx.store.client(stored.request.clientID) }) else {
+            throw consentError(.notFound)
+        }
+        var clientJSON: [(String, JSON)] = [("client_id", .string(client.clientID)), ("client_name", .string(client.name)),
+                                            ("client_uri", JSON(client.clientURI))]
+        clientJSON.append(("logo_uri", client.hasLogo ? .string("\(ctx.env.issuer)/api/v1/clients/\(client.clientID)/logo") : .null))
+        var response = Response.json([
+            "client": .object(clientJSON),
+            "scopes": .array(stored.request.scope.map { ["name": .string($0), "description": .string(ScopeCatalog.describe($0))] }),
+            "redirect_uri": .string(stored.request.redirectURI),
+        ])
+        response.headers["Cache-Control"] = "no-store"
+        return response
+    }
+
+    static func accept(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        let (session, user) = try sessionUser(request, ctx, write: true)
+        let members = try NativeEndpoints.jsonObject(request)
+        let body = JSON.object(members)
+        guard members.allSatisfy({ ["scope", "remember"].contains($0.0) }),
+              let scopeItems = body["scope"]?.arrayValue, scopeItems.allSatisfy({ $0.stringValue != nil }) else {
+            throw APIProblem.invalidBody("The body must be {\"scope\": [...], \"remember\": true|false}.")
+        }
+        var remember = true
+        if let r = body["remember"] {
+            guard let b = r.boolValue else { throw APIProblem.invalidBody("remember must be a boolean.") }
+            remember = b
+        }
+        do {
+            let target = try AuthorizationService(env: ctx.env, store: ctx.store)
+                .accept(ctx.param("id"), user: user, authTime: session.authTime, scope: scopeItems.compactMap(\.stringValue), remember: remember)
+            return noStore(.json(["redirect_to": .string(target)]))
+        } catch let e as ConsentError {
+            throw consentError(e)
+        }
+    }
+
+    static func reject(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        _ = try sessionUser(request, ctx, write: true)
+        do {
+            return noStore(.json(["redirect_to": .string(try AuthorizationService(env: ctx.env, store: ctx.store).reject(ctx.param("id")))]))
+        } catch let e as ConsentError {
+            throw consentError(e)
+        }
+    }
+
+    static func noStore(_ r: Response) -> Response {
+        var response = r
+        response.headers["Cache-Control"] = "no-store"
+        return response
+    }
+
+    // MARK: Userinfo
+
+    static func userinfo(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        var token = NativeEndpoints.bearerToken(request)
+        if token == nil, request.method == "POST", request.mediaType == "application/x-www-form-urlencoded",
+           let items = FormEncoding.parse(request.body) {
+            token = items.first(where: { $0.0 == "access_token" })?.1
+        }
+        return noStore(.json(try ctx.store.read { try ctx.tokens.userinfo(token) }))
+    }
+
+    // MARK: Connections
+
+    static func connectionJSON(_ c: UserConnection, _ client: Client, _ ctx: RequestContext, withName: Bool = true) -> JSON {
+        var members: [(String, JSON)] = [("client_id", .string(client.clientID))]
+        if withName {
+            members.append(("client_name", .string(client.name)))
+            members.append(("logo_uri", client.hasLogo ? .string("\(ctx.env.issuer)/api/v1/clients/\(client.clientID)/logo") : .null))
+        }
+        members += [
+            ("scope", .string(Scopes.join(c.grantedScope))), ("auth_time", .int(c.authTime)), ("access_time", .int(c.accessTime / 1000)),
+            ("creation_time", .int(c.createdAt / 1000)),
+        ]
+        return .object(members)
+    }
+
+    static func listConnections(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        let user = try user(request, ctx, scopes: ["connections:read"], write: false)
+        let list = try ConnectionService(env: ctx.env, store: ctx.store).list(userID: user.id)
+        return noStore(.json(["connections": .array(list.map { connectionJSON($0.0, $0.1, ctx) })]))
+    }
+
+    static func getConnection(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        let user = try user(request, ctx, scopes: ["connections:read"], write: false)
+        guard let (c, client) = try ConnectionService(env: ctx.env, store: ctx.store).get(userID: user.id, clientID: ctx.param("client_id")) else {
+            throw APIProblem.notFound()
+        }
+        return noStore(.json(connectionJSON(c, client, ctx)))
+    }
+
+    static func deleteConnection(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        let user = try user(request, ctx, scopes: ["connections:write"], write: true)
+        guard try ConnectionService(env: ctx.env, store: ctx.store).delete(userID: user.id, clientID: ctx.param("client_id")) else {
+            throw APIProblem.notFound()
+        }
+        return .empty()
+    }
+}
+
+/// HTML escaping for the few server-rendered error pages.
+enum HTML {
+    static func escape(_ s: String) -> String {
+        var out = ""
+        for c in s {
+            switch c {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "\"": out += "&quot;"
+            case "'": out += "&#39;"
+            default: out.append(c)
+            }
+        }
+        return out
+    }
+}
