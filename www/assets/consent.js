@@ -1,0 +1,83 @@
+"use strict";
+
+document.addEventListener("DOMContentLoaded", async () => {
+  const request = Latchkey.param("request");
+  const main = document.getElementById("main");
+  const title = document.getElementById("title");
+  if (!request) {
+    title.textContent = "Nothing to approve";
+    document.getElementById("lead").textContent = "This page is opened by an application asking for access.";
+    main.setAttribute("aria-busy", "false");
+    return;
+  }
+  const { status, data } = await Latchkey.api("GET", "/api/v1/authorization-requests/" + encodeURIComponent(request));
+  if (status === 401) {
+    window.location.assign("/login/?request=" + encodeURIComponent(request));
+    return;
+  }
+  main.setAttribute("aria-busy", "false");
+  if (status !== 200 || !data) {
+    title.textContent = "This request has expired";
+    document.getElementById("lead").textContent = "Go back to the application and start again.";
+    return;
+  }
+
+  const client = data.client;
+  const app = document.getElementById("app");
+  const logo = client.logo_uri ? Latchkey.safeHttpURL(client.logo_uri) : null;
+  if (logo) app.append(Latchkey.el("img", { src: logo, alt: client.client_name + " logo" }));
+  else app.append(Latchkey.el("div", { class: "placeholder", "aria-hidden": "true", text: (client.client_name || "?").slice(0, 1).toUpperCase() }));
+  const meta = Latchkey.el("div");
+  meta.append(Latchkey.el("div", { class: "name", text: client.client_name }));
+  const homepage = client.client_uri ? Latchkey.safeHttpURL(client.client_uri) : null;
+  if (homepage) meta.append(Latchkey.el("a", { href: homepage, rel: "noopener noreferrer", target: "_blank", text: new URL(homepage).host }));
+  app.append(meta);
+
+  title.textContent = client.client_name + " wants to access your account";
+  document.getElementById("lead").textContent = "Review what it asks for. You can change this later on your account page.";
+
+  const list = document.getElementById("scopes");
+  for (const scope of data.scopes) {
+    const id = "scope-" + scope.name.replace(/[^A-Za-z0-9_-]/g, "_");
+    const required = scope.name === "openid";
+    const row = Latchkey.el("div", { class: "scope" });
+    const box = Latchkey.el("input", { type: "checkbox", id, value: scope.name });
+    box.checked = true;
+    if (required) { box.disabled = true; box.setAttribute("aria-describedby", id + "-why"); }
+    const label = Latchkey.el("label", { for: id });
+    label.append(Latchkey.el("span", { text: scope.description }));
+    label.append(Latchkey.el("span", { class: "code", text: scope.name }));
+    if (required) label.append(Latchkey.el("span", { class: "code", id: id + "-why", text: "required to sign you in" }));
+    row.append(box, label);
+    list.append(row);
+  }
+  document.getElementById("redirect").textContent = "After you decide, you will be sent to " + data.redirect_uri;
+  const form = document.getElementById("consent-form");
+  form.hidden = false;
+  document.getElementById("approve").focus();
+
+  const buttons = [document.getElementById("approve"), document.getElementById("deny")];
+  async function answer(path, body) {
+    Latchkey.showError("");
+    buttons.forEach((b) => { b.disabled = true; });
+    try {
+      const result = await Latchkey.api("POST", "/api/v1/authorization-requests/" + encodeURIComponent(request) + path, body);
+      if (result.status === 200 && result.data && result.data.redirect_to) {
+        window.location.assign(result.data.redirect_to);
+        return;
+      }
+      Latchkey.showError(result.data && result.data.detail ? result.data.detail : "Your answer could not be saved.");
+    } catch (_) {
+      Latchkey.showError("Latchkey could not be reached. Try again.");
+    }
+    buttons.forEach((b) => { b.disabled = false; });
+  }
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const scope = Array.from(list.querySelectorAll("input[type=checkbox]")).filter((b) => b.checked).map((b) => b.value);
+    if (scope.length === 0) { Latchkey.showError("Choose at least one permission, or deny."); return; }
+    answer("/accept", { scope, remember: document.getElementById("remember").checked });
+  });
+  document.getElementById("deny").addEventListener("click", () => answer("/reject", {}));
+});

@@ -1,0 +1,34 @@
+"use strict";
+
+document.addEventListener("DOMContentLoaded", () => {
+  const form = document.getElementById("login-form");
+  const button = document.getElementById("submit");
+  const request = Latchkey.param("request");
+  if (request) document.getElementById("lead").textContent = "Sign in to continue to the application.";
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    Latchkey.showError("");
+    const username = document.getElementById("username").value.trim();
+    const password = document.getElementById("password").value;
+    if (!username || !password) {
+      Latchkey.showError("Enter your username and password.");
+      return;
+    }
+    button.disabled = true;
+    try {
+      const { status } = await Latchkey.api("POST", "/api/v1/session", { username, password });
+      if (status === 204) {
+        window.location.assign(request ? "/oauth2/authorize/continue?request=" + encodeURIComponent(request) : "/account/");
+        return;
+      }
+      if (status === 429) Latchkey.showError("Too many attempts. Wait a moment and try again.");
+      else Latchkey.showError("The username or password is incorrect.");
+      document.getElementById("password").focus();
+    } catch (_) {
+      Latchkey.showError("Latchkey could not be reached. Try again.");
+    } finally {
+      button.disabled = false;
+    }
+  });
+});
