@@ -24,6 +24,65 @@ def lua(path: Path, method: str, body: str = "", headers: dict | None = None) ->
     return path
 
 
+FLOW_LUA = r"""
+-- A complete authorization code flow per three requests, through a work
+-- queue shared by this thread's connections: authorize (prompt=consent,
+-- signed in) -> accept -> token. Counts tokens obtained.
+local accepts, codes = {}, {}
+flows = 0
+function request()
+  if #codes > 0 then
+    return wrk.format("POST", "/oauth2/token", {["Content-Type"] = "application/x-www-form-urlencoded"},
+      "grant_type=authorization_code&client_id=" .. CLIENT .. "&redirect_uri=" .. REDIRECT_ENC .. "&code_verifier=" .. VERIFIER .. "&code=" .. table.remove(codes))
+  elseif #accepts > 0 then
+    return wrk.format("POST", "/api/v1/authorization-requests/" .. table.remove(accepts) .. "/accept",
+      {["Content-Type"] = "application/json", ["Cookie"] = COOKIE, ["X-CSRF-Token"] = CSRF}, '{"scope":["openid"],"remember":true}')
+  end
+  return wrk.format("GET", AUTHORIZE, {["Cookie"] = COOKIE})
+end
+function response(status, headers, body)
+  if status == 303 then
+    local id = (headers["Location"] or ""):match("request=([%w_%-]+)")
+    if id then table.insert(accepts, id) end
+  elseif status == 200 then
+    local code = body:match("code=(lkc_[%w_%-]+)")
+    if code then table.insert(codes, code) elseif body:find("access_token", 1, true) then flows = flows + 1 end
+  end
+end
+function done(summary, latency, requests)
+  local total = 0
+  for _, t in ipairs(threads) do total = total + t:get("flows") end
+  io.write(string.format("FLOWS %d\n", total))
+end
+threads = {}
+function setup(thread) table.insert(threads, thread) end
+"""
+
+REFRESH_LUA = r"""
+-- Refresh-token rotation: each response's new refresh token goes back in
+-- the queue; the seed tokens are independent chains.
+local queue = {}
+rotations = 0
+function init(args) for i = 1, #args do table.insert(queue, args[i]) end end
+function request()
+  local token = table.remove(queue, 1) or "none"
+  return wrk.format("POST", "/oauth2/token", {["Content-Type"] = "application/x-www-form-urlencoded"},
+    "grant_type=refresh_token&client_id=" .. CLIENT .. "&refresh_token=" .. token)
+end
+function response(status, headers, body)
+  local token = body:match('"refresh_token":"(lkr_[%w_%-]+)"')
+  if token then table.insert(queue, token); rotations = rotations + 1 end
+end
+function done(summary, latency, requests)
+  local total = 0
+  for _, t in ipairs(threads) do total = total + t:get("rotations") end
+  io.write(string.format("ROTATIONS %d\n", total))
+end
+threads = {}
+function setup(thread) table.insert(threads, thread) end
+"""
+
+
 def parse_latency(text: str, label: str) -> float:
     m = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
     if not m:
@@ -32,15 +91,57 @@ def parse_latency(text: str, label: str) -> float:
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
-def wrk(url: str, script: Path | None, duration: int, connections: int) -> dict:
-    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency"]
+def wrk(url: str, script: Path | None, duration: int, connections: int, args: list[str] | None = None, threads: int = 2) -> dict:
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency"]
     if script:
         cmd += ["-s", str(script)]
-    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(cmd + [url] + (["--"] + args if args else []), capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    return {"rps": rps, "p50": parse_latency(out, "50%"), "p99": parse_latency(out, "99%"),
-            "errors": int(non2xx.group(1)) if non2xx else 0}
+    result = {"rps": rps, "p50": parse_latency(out, "50%"), "p99": parse_latency(out, "99%"),
+              "errors": int(non2xx.group(1)) if non2xx else 0}
+    for key in ("FLOWS", "ROTATIONS"):
+        m = re.search(rf"^{key} (\d+)", out, re.M)
+        if m:
+            result[key.lower()] = int(m.group(1)) / duration
+    return result
+
+
+def user_flow_setup(stack, tmp: Path, chains: int):
+    """A public app, a signed-in demo user, and `chains` refresh tokens."""
+    import hashlib
+    import secrets
+    from urllib.parse import parse_qs, quote, urlencode, urlparse
+    redirect = f"http://127.0.0.1:{stack.port}/demo/callback"
+    admin = {"Authorization": f"Bearer {stack.token()}"}
+    client = requests.post(stack.url("/api/v1/clients"), headers=admin, json={
+        "client_name": "bench app", "redirect_uris": [redirect], "grant_types": ["authorization_code", "refresh_token"],
+        "scope": "openid offline_access", "token_endpoint_auth_method": "none", "refresh_token_ttl": 86400}).json()["client_id"]
+    http = requests.Session()
+    assert http.post(stack.url("/api/v1/session"), json={"username": "demo", "password": stack.demo_password}).status_code == 204
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    def authorize(scope, prompt):
+        return "/oauth2/authorize?" + urlencode({"response_type": "code", "client_id": client, "redirect_uri": redirect, "scope": scope,
+                                                 "state": "bench", "code_challenge": challenge, "code_challenge_method": "S256",
+                                                 "prompt": prompt})
+    cookie = "; ".join(f"{k}={v}" for k, v in http.cookies.items())
+    csrf = http.cookies.get("lk_csrf")
+    refresh_tokens = []
+    for _ in range(chains):
+        r = http.get(stack.url(authorize("openid offline_access", "consent")), allow_redirects=False)
+        request_id = parse_qs(urlparse(r.headers["Location"]).query)["request"][0]
+        accepted = http.post(stack.url(f"/api/v1/authorization-requests/{request_id}/accept"), headers={"X-CSRF-Token": csrf},
+                             json={"scope": ["openid", "offline_access"], "remember": True}).json()
+        code = parse_qs(urlparse(accepted["redirect_to"]).query)["code"][0]
+        tokens = requests.post(stack.url("/oauth2/token"), data={"grant_type": "authorization_code", "code": code, "client_id": client,
+                                                                 "redirect_uri": redirect, "code_verifier": verifier}).json()
+        refresh_tokens.append(tokens["refresh_token"])
+    consts = (f'CLIENT = "{client}"\nREDIRECT_ENC = "{quote(redirect, safe="")}"\nVERIFIER = "{verifier}"\n'
+              f'COOKIE = "{cookie}"\nCSRF = "{csrf}"\nAUTHORIZE = "{authorize("openid", "consent")}"\n')
+    (tmp / "flow.lua").write_text(consts + FLOW_LUA)
+    (tmp / "refresh.lua").write_text(consts + REFRESH_LUA)
+    return tmp / "flow.lua", tmp / "refresh.lua", refresh_tokens
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -83,6 +184,9 @@ def main():
             for name, url, script in scenarios:
                 r = wrk(url, script, args.duration, args.connections)
                 results.append((name, r))
+            flow_script, refresh_script, chains = user_flow_setup(stack, tmp, chains=args.connections * 2)
+            flows = wrk(stack.url("/"), flow_script, args.duration, args.connections)
+            refreshes = wrk(stack.url("/"), refresh_script, args.duration, args.connections, args=chains, threads=1)
             rss = peak_rss_mib(stack.worker.pid)
         finally:
             stack.stop()
@@ -92,6 +196,9 @@ def main():
     print(f"| --- | ---: | ---: | ---: | ---: | ---: |")
     for name, r in results:
         print(f"| {name} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['rps'] / base:.2f} | {r['errors']} |")
+    print(f"\ncomplete code flows (authorize + accept + token): {flows.get('flows', 0):.0f}/s "
+          f"({flows['rps']:.0f} requests/s, p99 {flows['p99']:.2f} ms)")
+    print(f"refresh-token rotations: {refreshes.get('rotations', 0):.0f}/s (p99 {refreshes['p99']:.2f} ms)")
     print(f"\nworker peak RSS: {rss:.1f} MiB")
 
 

@@ -35,14 +35,15 @@ import Testing
     }
 
     @Test func scryptHashesVerifyAndRefuseWrongPasswords() {
-        let encoded = PasswordHasher.hash("correct horse battery", logN: 10)
+        let encoded = PasswordHasher.hash("correct horse battery", logN: 10, p: 1)
         #expect(encoded.hasPrefix("$scrypt$ln=10,r=8,p=1$"))
+        #expect(PasswordHasher.hash("x").hasPrefix("$scrypt$ln=14,r=8,p=5$"))
         #expect(PasswordHasher.verify("correct horse battery", encoded: encoded))
         #expect(!PasswordHasher.verify("correct horse batterz", encoded: encoded))
         #expect(!PasswordHasher.verify("", encoded: encoded))
         #expect(!PasswordHasher.verify("x", encoded: "$scrypt$ln=99,r=8,p=1$AAAA$AAAA"))
         #expect(!PasswordHasher.verify("x", encoded: "garbage"))
-        #expect(PasswordHasher.hash("same", logN: 10) != PasswordHasher.hash("same", logN: 10))
+        #expect(PasswordHasher.hash("same", logN: 10, p: 1) != PasswordHasher.hash("same", logN: 10, p: 1))
     }
 
     @Test func sealedBoxRoundTripsAndDetectsTampering() throws {

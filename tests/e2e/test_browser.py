@@ -1,0 +1,130 @@
+"""The pages in a real headless Chromium (Debian's chromium + chromedriver,
+driven by selenium): sign in on /login/, approve on /consent/ with the
+keyboard, land on the redirect URI with code and state; the demo app shows
+the ID token's claims; revoke on /account/. Screenshots go to test-output/."""
+import os
+import shutil
+from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlparse
+
+import pytest
+import requests
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+from conftest import ROOT
+
+OUT = ROOT / "test-output"
+
+
+@pytest.fixture
+def browser():
+    chromium = shutil.which("chromium")
+    driver_path = shutil.which("chromedriver")
+    if not chromium or not driver_path:
+        pytest.fail("chromium and chromium-driver must be installed (scripts/test installs them)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1100,900",
+                "--disable-extensions", "--no-first-run"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver_path), options=options)
+    driver.set_page_load_timeout(30)
+    OUT.mkdir(exist_ok=True)
+    yield driver
+    driver.quit()
+
+
+def wait(driver, condition, timeout=15):
+    return WebDriverWait(driver, timeout).until(condition)
+
+
+def make_app(stack, name, redirect):
+    r = requests.post(stack.url("/api/v1/clients"), headers=stack.bearer(), json={
+        "client_name": name, "client_uri": "https://photos.example", "redirect_uris": [redirect],
+        "grant_types": ["authorization_code", "refresh_token"], "scope": "openid profile email offline_access",
+        "token_endpoint_auth_method": "none"})
+    assert r.status_code == 201, r.text
+    return r.json()["client_id"]
+
+
+def sign_in(driver, stack):
+    wait(driver, EC.presence_of_element_located((By.ID, "username")))
+    driver.find_element(By.ID, "username").send_keys("demo")
+    driver.find_element(By.ID, "password").send_keys(stack.demo_password + Keys.ENTER)
+
+
+def test_sign_in_consent_and_redirect_with_code_and_state(stack, browser):
+    redirect = f"http://127.0.0.1:{stack.port}/demo/landing"
+    name = 'Photo <img src=x onerror="document.title=1">Book'
+    client_id = make_app(stack, name, redirect)
+    params = {"response_type": "code", "client_id": client_id, "redirect_uri": redirect, "scope": "openid profile email",
+              "state": "browser-state-1", "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "code_challenge_method": "S256"}
+    browser.get(stack.url("/oauth2/authorize?" + urlencode(params)))
+    assert "/login/" in browser.current_url
+    sign_in(browser, stack)
+    wait(browser, EC.url_contains("/consent/"))
+    title = wait(browser, lambda d: d.find_element(By.ID, "title") if "wants to access" in d.find_element(By.ID, "title").text else False)
+    # Client-supplied text is rendered as text, never as HTML.
+    assert name in title.text
+    assert browser.find_elements(By.CSS_SELECTOR, "#app img[src='x']") == []
+    assert browser.title != "1"
+    labels = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".scope label")]
+    assert any("See your email address" in t for t in labels)
+    homepage = browser.find_element(By.CSS_SELECTOR, "#app a")
+    assert homepage.get_attribute("href") == "https://photos.example/"
+    browser.execute_script("window.scrollTo(0, 0)")
+    browser.save_screenshot(str(OUT / "consent.png"))
+    # Keyboard only: the approve button has focus; Enter submits.
+    assert browser.switch_to.active_element.get_attribute("id") == "approve"
+    browser.switch_to.active_element.send_keys(Keys.ENTER)
+    wait(browser, EC.url_contains("/demo/landing"))
+    query = parse_qs(urlparse(browser.current_url).query)
+    assert query["state"] == ["browser-state-1"]
+    assert query["code"][0].startswith("lkc_")
+    assert query["iss"] == [stack.base]
+
+
+def test_demo_app_shows_claims_and_account_page_revokes(stack, browser):
+    client_id = make_app(stack, "Latchkey demo app", f"http://127.0.0.1:{stack.port}/demo/callback")
+    browser.get(stack.url(f"/demo/?client_id={client_id}"))
+    wait(browser, EC.url_contains("/login/"))
+    sign_in(browser, stack)
+    wait(browser, EC.element_to_be_clickable((By.ID, "approve"))).click()
+    wait(browser, EC.url_contains("/demo/callback"))
+    wait(browser, lambda d: "Signed in as" in d.find_element(By.ID, "title").text)
+    assert "Demo User" in browser.find_element(By.ID, "title").text
+    claims = browser.find_element(By.ID, "claims").text
+    assert "demo@example.com" in claims and "at_hash" in claims
+    browser.save_screenshot(str(OUT / "demo-callback.png"))
+    # The account page lists the app; revoke removes it.
+    browser.get(stack.url("/account/"))
+    button = wait(browser, EC.element_to_be_clickable((By.CSS_SELECTOR, f"button[aria-label='Revoke access for Latchkey demo app']")))
+    browser.save_screenshot(str(OUT / "account.png"))
+    button.click()
+    wait(browser, lambda d: "was revoked" in d.find_element(By.ID, "status").text)
+    assert browser.find_elements(By.CSS_SELECTOR, "button[aria-label='Revoke access for Latchkey demo app']") == []
+
+
+def test_login_page_shows_one_message_for_bad_credentials(stack, browser):
+    browser.get(stack.url("/login/"))
+    wait(browser, EC.presence_of_element_located((By.ID, "username")))
+    browser.find_element(By.ID, "username").send_keys("nobody")
+    browser.find_element(By.ID, "password").send_keys("wrong-password" + Keys.ENTER)
+    alert = wait(browser, lambda d: d.find_element(By.ID, "error") if d.find_element(By.ID, "error").text else False)
+    assert alert.text == "The username or password is incorrect."
+    assert alert.get_attribute("role") == "alert"
+
+
+def test_pages_carry_strict_headers(stack):
+    for path in ("/login/", "/consent/", "/account/", "/demo/"):
+        r = requests.get(stack.url(path))
+        assert r.status_code == 200
+        csp = r.headers["Content-Security-Policy"]
+        assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+        assert r.headers["X-Frame-Options"] == "DENY"
+        assert r.headers["Referrer-Policy"] == "no-referrer"
+        assert "<script>" not in r.text  # no inline script
