@@ -81,6 +81,14 @@ public struct AccessTokens {
     /// issuer and audience, not expired, not revoked, and its client still
     /// present and enabled. nil for anything else, garbage included.
     public func validate(_ token: String) throws -> (claims: AccessTokenClaims, client: Client)? {
+        guard let claims = try verifiedClaims(token) else { return nil }
+        guard let client = try store.client(claims.clientID), client.enabled else { return nil }
+        return (claims, client)
+    }
+
+    /// The claims of a genuine, unexpired, unrevoked token, whether or not its
+    /// client still exists (a surface may say "the calling client no longer exists").
+    public func verifiedClaims(_ token: String) throws -> AccessTokenClaims? {
         guard let parsed = JWS.parse(token), let kid = parsed.kid,
               let typ = parsed.typ?.lowercased(), typ == AccessTokens.type || typ == "application/at+jwt",
               let key = try keys.verificationKey(kid: kid), JWS.verify(parsed, key: key),
@@ -91,7 +99,6 @@ public struct AccessTokens {
         if try store.isAccessTokenRevoked(jti: claims.jti) { return nil }
         // A user token dies with its family (code replay, refresh reuse, a disconnected app).
         if let family = claims.grantID, try store.isFamilyRevoked(id: family) { return nil }
-        guard let client = try store.client(claims.clientID), client.enabled else { return nil }
-        return (claims, client)
+        return claims
     }
 }

@@ -84,6 +84,12 @@ public struct TokenService {
         try store.write { try store.revokeAccessToken(jti: claims.jti, expiresAt: claims.expiresAt * 1000) }
     }
 
+    /// True when `token` is genuine but its client was deleted.
+    public func tokenOfDeletedClient(_ token: String?) throws -> Bool {
+        guard let token, let claims = try tokens.verifiedClaims(token) else { return false }
+        return try store.client(claims.clientID) == nil
+    }
+
     /// The API caller behind a bearer token (RFC 6750), which must hold `scope` (if given).
     public func authenticateBearer(_ token: String?, requiredScope: [String]) throws -> (claims: AccessTokenClaims, client: Client) {
         guard let token, !token.isEmpty else { throw OAuthError.invalidToken(missing: true) }

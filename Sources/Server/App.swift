@@ -13,6 +13,14 @@ public enum Surface: String, Sendable {
     case bearer
     case native
     case system
+    /// SPEC 6.2, `/external/v1/oauth`.
+    case integration
+    /// SPEC 6.3, `/v3/oauth-clients`.
+    case identity
+    /// SPEC 6.4, `/api/oauth`.
+    case app
+    /// SPEC 6.5, `/uc/resources/oauthclient`.
+    case uc
 }
 
 public typealias Handler = @Sendable (Request, RequestContext) throws -> Response

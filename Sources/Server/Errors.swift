@@ -47,6 +47,7 @@ public struct APIProblem: Error, Equatable, CustomStringConvertible {
 /// The one place where errors become responses, per surface.
 public enum ErrorRendering {
     public static func render(_ error: Error, surface: Surface, request: Request) -> Response {
+        if let response = renderCompatible(error, surface: surface, request: request) { return response }
         switch (error, surface) {
         case let (e as OAuthError, .oauth), let (e as OAuthError, .bearer):
             var response = Response.json(["error": .string(e.code), "error_description": .string(e.publicDescription)], status: e.status)
@@ -78,6 +79,15 @@ public enum ErrorRendering {
             }
             return problemResponse(APIProblem(status: 500, code: "internal_error", title: "Internal server error",
                                               detail: "An internal error occurred; the request id identifies it in the logs."), request: request)
+        }
+    }
+
+    /// The compatible surfaces answer in their sources' shapes; nil falls back
+    /// to the native rendering (busy, internal errors).
+    static func renderCompatible(_ error: Error, surface: Surface, request: Request) -> Response? {
+        switch surface {
+        case .integration: return IntegrationSurface.render(error, request: request)
+        default: return nil
         }
     }
 

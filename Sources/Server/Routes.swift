@@ -35,6 +35,14 @@ enum Routes {
         add("GET", "/api/v1/me/connections/{client_id}", .native, maxBody: 0, UserEndpoints.getConnection)
         add("DELETE", "/api/v1/me/connections/{client_id}", .native, maxBody: 0, UserEndpoints.deleteConnection)
 
+        add("POST", "/external/v1/oauth/client", .integration, IntegrationSurface.create)
+        add("PUT", "/external/v1/oauth/client", .integration, IntegrationSurface.update)
+        add("GET", "/external/v1/oauth/client", .integration, maxBody: 0, IntegrationSurface.list)
+        add("PUT", "/external/v1/oauth/client/password-reset", .integration, IntegrationSurface.passwordReset)
+        add("GET", "/external/v1/oauth/client/current", .integration, maxBody: 0, IntegrationSurface.current)
+        add("PUT", "/external/v1/oauth/password", .integration, IntegrationSurface.ownPassword)
+        add("DELETE", "/external/v1/oauth/client/{clientId}", .integration, maxBody: 0, IntegrationSurface.delete)
+
         add("GET", "/api/v1/organization", .native, maxBody: 0, NativeEndpoints.organization)
         add("GET", "/api/v1/audit", .native, maxBody: 0, NativeEndpoints.audit)
         add("POST", "/api/v1/clients", .native, NativeEndpoints.createClient)

@@ -1,0 +1,205 @@
+import Common
+import HTTPCore
+import OAuth
+
+/// The integration platform's client API (SPEC 6.2), `/external/v1/oauth`:
+/// camelCase fields, caller-chosen passwords, and `{"code","message"}`
+/// errors from the source's dictionary. Every rule is the registry's.
+enum IntegrationSurface {
+    static let scope = "manageExternalClients"
+
+    /// An error in the source's shape.
+    struct Failure: Error {
+        let code: String
+        let status: Int
+        let message: String
+
+        static func payload(_ field: String, _ why: String) -> Failure {
+            Failure(code: "GN0002", status: 400, message: "The payload you have supplied is invalid. \(field): \(why)")
+        }
+        static func notFound(_ id: String) -> Failure { Failure(code: "AU0005", status: 404, message: "Client \(id) not found.") }
+        static let unauthorized = Failure(code: "AU0001", status: 401, message: "The access token is missing, invalid or expired.")
+        static let callerGone = Failure(code: "AU0006", status: 404, message: "The calling client no longer exists.")
+        static let primaryOnly = Failure(code: "AU0007", status: 403, message: "This action is reserved for the primary client")
+        static let otherOrganization = Failure(code: "AU0008", status: 403, message: "The client belongs to a different organization.")
+        static let limit = Failure(code: "AU0009", status: 409, message: "The organization's client limit is reached.")
+        static let primaryUndeletable = Failure(code: "AU0010", status: 409, message: "Can't remove the primary OAuth client")
+        static func scope(_ s: String) -> Failure { Failure(code: "AU0002", status: 403, message: "You do not have access to this scope: '\(s)'") }
+    }
+
+    static func render(_ error: Error, request: Request) -> Response? {
+        let failure: Failure
+        switch error {
+        case let f as Failure: failure = f
+        case let e as OAuthError where e.code == "insufficient_scope": failure = .scope(IntegrationSurface.scope)
+        case let e as OAuthError where e.status == 401: failure = .unauthorized
+        case let e as RegistryError:
+            switch e {
+            case .notFound: failure = Failure(code: "AU0005", status: 404, message: "Client not found.")
+            case let .invalid(errors): failure = .payload(errors.first?.field ?? "body", errors.first?.message ?? "invalid")
+            case let .forbidden(code, message):
+                failure = code == "privileged_scope" ? Failure(code: "AU0002", status: 403, message: message) : .primaryOnly
+            case let .conflict(code, message):
+                switch code {
+                case "client_limit_reached": failure = .limit
+                case "primary_client": failure = .primaryUndeletable
+                default: failure = Failure(code: "GN0002", status: 409, message: message)
+                }
+            case .preconditionFailed: failure = Failure(code: "GN0002", status: 412, message: "Precondition failed.")
+            }
+        case let p as APIProblem where p.status < 500: failure = Failure(code: "GN0002", status: p.status == 415 || p.status == 413 ? p.status : 400,
+                                                                         message: "The payload you have supplied is invalid. \(p.detail)")
+        default: return nil
+        }
+        var response = Response.json(["code": .string(failure.code), "message": .string(failure.message)], status: failure.status)
+        if failure.status == 401 { response.headers["WWW-Authenticate"] = "Bearer realm=\"latchkey\"" }
+        return response
+    }
+
+    // MARK: Helpers
+
+    static func caller(_ request: Request, _ ctx: RequestContext, scopes: [String]) throws -> Caller {
+        do {
+            return try NativeEndpoints.caller(request, ctx, scopes: scopes, surface: "integration")
+        } catch let e as OAuthError where e.status == 401 {
+            if try ctx.store.read({ try ctx.tokens.tokenOfDeletedClient(NativeEndpoints.bearerToken(request)) }) { throw Failure.callerGone }
+            throw e
+        }
+    }
+
+    static func body(_ request: Request, allowed: [String]) throws -> JSON {
+        let members: [(String, JSON)]
+        do {
+            members = try NativeEndpoints.jsonObject(request)
+        } catch let p as APIProblem {
+            throw Failure.payload("body", p.detail)
+        }
+        if let unknown = members.first(where: { !allowed.contains($0.0) }) { throw Failure.payload(unknown.0, "is not a known field") }
+        return .object(members)
+    }
+
+    static func string(_ body: JSON, _ key: String, required: Bool) throws -> String? {
+        switch body[key] {
+        case nil, .null?:
+            if required { throw Failure.payload(key, "is required") }
+            return nil
+        case let .string(s)?: return s
+        default: throw Failure.payload(key, "must be a string")
+        }
+    }
+
+    static func password(_ body: JSON) throws -> String {
+        let p = try string(body, "password", required: true)!
+        guard (8...72).contains(p.count) else { throw Failure.payload("password", "must be 8..72 characters") }
+        return p
+    }
+
+    static func scopes(_ body: JSON) throws -> [String]? {
+        guard let value = body["accessScopes"], !value.isNull else { return nil }
+        guard let items = value.arrayValue, items.allSatisfy({ $0.stringValue.map(Scopes.isValidToken) == true }) else {
+            throw Failure.payload("accessScopes", "must be an array of scope names")
+        }
+        var out: [String] = []
+        for s in items.compactMap(\.stringValue) where !out.contains(s) { out.append(s) }
+        return out
+    }
+
+    static func extraData(_ body: JSON) throws -> JSON? {
+        guard let value = body["extraData"], !value.isNull else { return nil }
+        guard value.objectValue != nil else { throw Failure.payload("extraData", "must be an object") }
+        return value
+    }
+
+    static func json(_ c: Client, primary: Bool = false) -> JSON {
+        var members: [(String, JSON)] = [
+            ("clientId", .string(c.clientID)), ("application", .string(c.name)), ("accessScopes", JSON(c.scope)), ("extraData", c.extraData),
+        ]
+        if primary { members.append(("primary", .bool(c.isPrimary))) }
+        return .object(members)
+    }
+
+    /// This surface tells another organization's client apart (AU0008), as its source did.
+    static func target(_ id: String, _ caller: Caller, _ ctx: RequestContext) throws -> Client {
+        guard let client = try ctx.store.read({ try ctx.store.client(id) }) else { throw Failure.notFound(id) }
+        guard client.organizationID == caller.organizationID else { throw Failure.otherOrganization }
+        return client
+    }
+
+    // MARK: Routes
+
+    static func create(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        let caller = try caller(request, ctx, scopes: [scope])
+        let body = try body(request, allowed: ["password", "application", "accessScopes", "extraData"])
+        let password = try password(body)
+        let application = try string(body, "application", required: true)!
+        let spec = ClientSpec(name: application, grantTypes: ["client_credentials"], scope: try scopes(body) ?? [],
+                              extraData: try extraData(body) ?? .object([]))
+        let issued = try NativeEndpoints.registry(ctx).create(spec, caller: caller, password: password)
+        return .json(json(issued.client), status: 201)
+    }
+
+    static func update(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        let caller = try caller(request, ctx, scopes: [scope])
+        let body = try body(request, allowed: ["clientId", "application", "accessScopes", "extraData"])
+        let id = try string(body, "clientId", required: true)!
+        let application = try string(body, "application", required: false)
+        let newScopes = try scopes(body)
+        let extra = try extraData(body)
+        _ = try target(id, caller, ctx)
+        _ = try NativeEndpoints.registry(ctx).update(id, caller: caller, expected: nil) { current in
+            var spec = ClientSpec(current)
+            if let application { spec.name = application }
+            if let newScopes { spec.scope = newScopes }
+            if let extra { spec.extraData = extra }
+            return spec
+        }
+        return .empty()
+    }
+
+    static func passwordReset(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        let caller = try caller(request, ctx, scopes: [scope])
+        let body = try body(request, allowed: ["clientId", "password"])
+        let id = try string(body, "clientId", required: true)!
+        let password = try password(body)
+        guard caller.client.isPrimary else { throw Failure.primaryOnly }
+        _ = try target(id, caller, ctx)
+        try NativeEndpoints.registry(ctx).setPassword(id, caller: caller, password: password)
+        return .empty()
+    }
+
+    static func current(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        .json(json(try caller(request, ctx, scopes: []).client))
+    }
+
+    static func ownPassword(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        let caller = try caller(request, ctx, scopes: [])
+        let body = try body(request, allowed: ["password"])
+        try NativeEndpoints.registry(ctx).setPassword(caller.client.clientID, caller: caller, password: try password(body))
+        return .empty()
+    }
+
+    static func list(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        let caller = try caller(request, ctx, scopes: [scope])
+        var all: [Client] = []
+        var offset = 0
+        while true {
+            let page = try NativeEndpoints.registry(ctx).list(caller: caller, namePrefix: nil, limit: 250, offset: offset)
+            all += page.clients
+            offset += page.clients.count
+            if page.clients.isEmpty || offset >= page.total { break }
+        }
+        var response = Response.json(.array(all.map { json($0, primary: true) }))
+        response.headers["X-Total-Count"] = String(all.count)
+        return response
+    }
+
+    static func delete(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        let caller = try caller(request, ctx, scopes: [scope])
+        let id = ctx.param("clientId")
+        let client = try target(id, caller, ctx)
+        if client.isPrimary { throw Failure.primaryUndeletable }
+        guard caller.client.isPrimary else { throw Failure.primaryOnly }
+        try NativeEndpoints.registry(ctx).delete(id, caller: caller)
+        return .empty()
+    }
+}
