@@ -69,7 +69,7 @@ public struct AuthorizationService {
         }
     }
 
-    static func isValidCodeChallenge(_ s: String) -> Bool {
+    public static func isValidCodeChallenge(_ s: String) -> Bool {
         (43...128).contains(s.utf8.count) && s.utf8.allSatisfy { b in
             (b >= 48 && b <= 57) || (b >= 65 && b <= 90) || (b >= 97 && b <= 122) || b == 45 || b == 46 || b == 95 || b == 126
         }
@@ -213,11 +213,20 @@ public struct AuthorizationService {
     /// Answers the request with a code for `scope` (a subset of what was
     /// asked), records the connection, and returns the client redirect.
     func grant(_ stored: StoredAuthorizationRequest, user: User, authTime: Int64, scope: [String], remember: Bool) throws -> String {
-        let request = stored.request
+        let code = try issueCode(stored.request, user: user, authTime: authTime, scope: scope, remember: remember, answering: stored.idHash)
+        return AuthorizationService.redirect(stored.request.redirectURI, [("code", code), ("state", stored.request.state), ("iss", env.issuer)])
+    }
+
+    /// Issues a single-use, 60-second code and records the connection, in one
+    /// transaction; `answering` marks a stored request answered (once).
+    public func issueCode(_ request: AuthorizationRequest, user: User, authTime: Int64, scope: [String], remember: Bool,
+                          answering idHash: String?) throws -> String {
         let code = env.randomToken(prefix: "lkc_", bytes: 32)
         let now = env.now()
         try store.write {
-            guard try store.markAuthorizationRequestAnswered(idHash: stored.idHash, at: now) else { throw ConsentError.alreadyAnswered }
+            if let idHash {
+                guard try store.markAuthorizationRequestAnswered(idHash: idHash, at: now) else { throw ConsentError.alreadyAnswered }
+            }
             try store.insertCode(AuthorizationCodeRecord(codeHash: AuthorizationService.hash(code), clientID: request.clientID, userID: user.id,
                                                          redirectURI: request.redirectURI, redirectURISent: request.redirectURISent,
                                                          scope: scope, nonce: request.nonce, codeChallenge: request.codeChallenge,
@@ -227,7 +236,7 @@ public struct AuthorizationService {
                                                       grantedScope: scope, authTime: authTime, accessTime: now,
                                                       createdAt: existing?.createdAt ?? now))
         }
-        return AuthorizationService.redirect(request.redirectURI, [("code", code), ("state", request.state), ("iss", env.issuer)])
+        return code
     }
 
     // MARK: Consent

@@ -87,6 +87,7 @@ public enum ErrorRendering {
     static func renderCompatible(_ error: Error, surface: Surface, request: Request) -> Response? {
         switch surface {
         case .integration: return IntegrationSurface.render(error, request: request)
+        case .app: return AppSurface.render(error, request: request)
         default: return nil
         }
     }

@@ -1,0 +1,254 @@
+import Common
+import HTTPCore
+import OAuth
+
+/// The Go service's app API (SPEC 6.4), `/api/oauth`: an app is a
+/// confidential client with one redirect URI; reads are public (the consent
+/// screen needs them); errors are `{"message": "..."}`.
+enum AppSurface {
+    static let appScope = ["openid", "profile", "email", "offline_access"]
+    static let readScope = "gov.user.oauth.app:read"
+    static let writeScope = "gov.user.oauth.app:write"
+
+    struct Failure: Error {
+        let status: Int
+        let message: String
+    }
+
+    static func render(_ error: Error, request: Request) -> Response? {
+        var headers: [(String, String)] = []
+        let status: Int
+        let message: String
+        switch error {
+        case let f as Failure: (status, message) = (f.status, f.message)
+        case let e as OAuthError:
+            (status, message) = (e.status, e.publicDescription)
+            headers = e.headers
+        case let e as RegistryError:
+            let p = ErrorRendering.problem(e)
+            (status, message) = (p.status, e == .notFound ? "App not found." : p.detail)
+        case let p as APIProblem where p.status < 500:
+            (status, message) = (p.status, p.detail)
+            headers = p.headers
+        default: return nil
+        }
+        var response = Response.json(["message": .string(message)], status: status)
+        for (k, v) in headers { response.headers[k] = v }
+        return response
+    }
+
+    static func json(_ c: Client, logo: [UInt8]?) -> JSON {
+        [
+            "client_id": .string(c.clientID), "name": .string(c.name), "url": .string(c.clientURI ?? ""),
+            "redirect_uri": .string(c.redirectURIs.first ?? ""),
+            "logo": .string(logo.map { "data:image/png;base64," + Base64.encode($0) } ?? ""),
+            "time": .int(c.updatedAt / 1000), "creation_time": .int(c.createdAt / 1000),
+        ]
+    }
+
+    static func app(_ id: String, _ ctx: RequestContext) throws -> JSON? {
+        try ctx.store.read {
+            guard let client = try ctx.store.client(id) else { return nil }
+            return json(client, logo: client.hasLogo ? try ctx.store.logo(clientID: id)?.image : nil)
+        }
+    }
+
+    /// `{"name","url","redirect_uri"}`, checked by the registry's rules plus this API's length limits.
+    static func fields(_ request: Request) throws -> (name: String, url: String?, redirect: String) {
+        let members = try NativeEndpoints.jsonObject(request)
+        if let unknown = members.first(where: { !["name", "url", "redirect_uri"].contains($0.0) }) {
+            throw Failure(status: 400, message: "Unknown field: \(unknown.0).")
+        }
+        let body = JSON.object(members)
+        guard let name = body["name"]?.stringValue else { throw Failure(status: 400, message: "name is required and must be a string.") }
+        guard let redirect = body["redirect_uri"]?.stringValue, !redirect.isEmpty else {
+            throw Failure(status: 400, message: "redirect_uri is required and must be a string.")
+        }
+        guard redirect.utf8.count <= 512 else { throw Failure(status: 400, message: "redirect_uri must be at most 512 characters.") }
+        var url: String?
+        switch body["url"] {
+        case nil, .null?: url = nil
+        case let .string(s)?:
+            guard s.utf8.count <= 512 else { throw Failure(status: 400, message: "url must be at most 512 characters.") }
+            url = s.isEmpty ? nil : s
+        default: throw Failure(status: 400, message: "url must be a string.")
+        }
+        return (name, url, redirect)
+    }
+
+    static func spec(_ f: (name: String, url: String?, redirect: String)) -> ClientSpec {
+        ClientSpec(name: f.name, clientURI: f.url, redirectURIs: [f.redirect], grantTypes: ["authorization_code", "refresh_token"], scope: appScope)
+    }
+
+    static func caller(_ request: Request, _ ctx: RequestContext, _ scope: String) throws -> Caller {
+        try NativeEndpoints.caller(request, ctx, scopes: [scope], surface: "app")
+    }
+
+    // MARK: Apps
+
+    static func get(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        guard let app = try app(ctx.param("client_id"), ctx) else { throw RegistryError.notFound }
+        return .json(app)
+    }
+
+    static func image(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        guard let logo = try ctx.store.read({ try ctx.store.logo(clientID: ctx.param("client_id")) }) else { throw RegistryError.notFound }
+        return NativeEndpoints.logoResponse(logo, request)
+    }
+
+    static func ids(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        guard let raw = request.queryValue("ids") else { throw Failure(status: 400, message: "ids is required.") }
+        let ids = raw.split(separator: ",").map(String.init).filter { !$0.isEmpty }
+        guard ids.count <= 100 else { throw Failure(status: 400, message: "At most 100 ids.") }
+        var seen = Set<String>()
+        let apps = try ids.filter { seen.insert($0).inserted }.compactMap { try app($0, ctx) }
+        return .json(["apps": .array(apps)])
+    }
+
+    static func list(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        let caller = try caller(request, ctx, readScope)
+        guard let amount = request.queryValue("amount").flatMap(Int.init), (1...255).contains(amount) else {
+            throw Failure(status: 400, message: "amount is required and must be 1..255.")
+        }
+        guard let offset = request.queryValue("offset").flatMap(Int.init), offset >= 0 else {
+            throw Failure(status: 400, message: "offset is required and must be a non-negative integer.")
+        }
+        let page = try NativeEndpoints.registry(ctx).list(caller: caller, namePrefix: nil, limit: amount, offset: offset)
+        let apps = try page.clients.map { c in json(c, logo: c.hasLogo ? try ctx.store.read { try ctx.store.logo(clientID: c.clientID)?.image } : nil) }
+        var response = Response.json(["apps": .array(apps)])
+        response.headers["X-Total-Count"] = String(page.total)
+        return response
+    }
+
+    static func create(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        let caller = try caller(request, ctx, writeScope)
+        let issued = try NativeEndpoints.registry(ctx).create(spec(try fields(request)), caller: caller)
+        var response = Response.json(["client_id": .string(issued.client.clientID), "key": JSON(issued.secret)], status: 201)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+    }
+
+    static func update(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        let caller = try caller(request, ctx, writeScope)
+        let f = try fields(request)
+        _ = try NativeEndpoints.registry(ctx).update(ctx.param("client_id"), caller: caller, expected: nil) { current in
+            var spec = ClientSpec(current)
+            spec.name = f.name
+            spec.clientURI = f.url
+            spec.redirectURIs = [f.redirect]
+            return spec
+        }
+        return .empty()
+    }
+
+    static func putImage(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        let caller = try caller(request, ctx, writeScope)
+        let id = ctx.param("client_id")
+        _ = try ctx.store.read { try NativeEndpoints.registry(ctx).get(id, caller: caller) }
+        guard request.mediaType == "multipart/form-data" else {
+            throw Failure(status: 415, message: "Upload the image as multipart/form-data in the field image.")
+        }
+        let (declared, bytes) = try NativeEndpoints.uploadedImage(request)
+        _ = try NativeEndpoints.registry(ctx).setLogo(id, caller: caller, png: try NativeEndpoints.processLogo(declared: declared, bytes: bytes))
+        return .empty()
+    }
+
+    static func rotate(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        let caller = try caller(request, ctx, writeScope)
+        let issued = try NativeEndpoints.registry(ctx).rotateSecret(ctx.param("client_id"), caller: caller, graceSeconds: 0)
+        var response = Response.json(["client_id": .string(issued.client.clientID), "key": JSON(issued.secret)])
+        response.headers["Cache-Control"] = "no-store"
+        return response
+    }
+
+    static func delete(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        let caller = try caller(request, ctx, writeScope)
+        try NativeEndpoints.registry(ctx).delete(ctx.param("client_id"), caller: caller)
+        return .empty()
+    }
+
+    // MARK: Consent code
+
+    /// A signed-in user approves an app directly: a code for the app's one
+    /// redirect URI (single use, 60 s).
+    static func authCode(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        let user: User
+        var authTime = ctx.env.nowSeconds
+        if request.headers["Authorization"] != nil {
+            user = try UserEndpoints.user(request, ctx, scopes: ["gov.user.oauth.authorize"], write: true)
+        } else {
+            let s = try UserEndpoints.sessionUser(request, ctx, write: true)
+            user = s.user
+            authTime = s.session.authTime
+        }
+        let members = try NativeEndpoints.jsonObject(request)
+        let allowed = ["client_id", "scope", "nonce", "code_challenge", "code_challenge_method"]
+        if let unknown = members.first(where: { !allowed.contains($0.0) }) { throw Failure(status: 400, message: "Unknown field: \(unknown.0).") }
+        let body = JSON.object(members)
+        for key in allowed where body[key] != nil && !(body[key]!.isNull) && body[key]!.stringValue == nil {
+            throw Failure(status: 400, message: "\(key) must be a string.")
+        }
+        guard let clientID = body["client_id"]?.stringValue, let client = try ctx.store.read({ try ctx.store.client(clientID) }), client.enabled,
+              client.redirectURIs.count == 1, client.grantTypes.contains("authorization_code") else {
+            throw Failure(status: 404, message: "App not found.")
+        }
+        guard let rawScope = body["scope"]?.stringValue, rawScope.utf8.count <= 255 else {
+            throw Failure(status: 400, message: "scope is required and must be at most 255 characters.")
+        }
+        var scope: [String] = []
+        for token in rawScope.split(separator: " ").map(String.init)
+        where client.scope.contains(token) && !Scopes.isPrivileged(token) && !scope.contains(token) {
+            scope.append(token)
+        }
+        guard scope.contains("openid") else { throw Failure(status: 400, message: "scope must include openid.") }
+        let nonce = body["nonce"]?.stringValue
+        if let nonce, nonce.utf8.count > 255 || !nonce.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) {
+            throw Failure(status: 400, message: "nonce must be printable and at most 255 characters.")
+        }
+        let challenge = body["code_challenge"]?.stringValue
+        let method = body["code_challenge_method"]?.stringValue
+        if (challenge == nil) != (method == nil) {
+            throw Failure(status: 400, message: "code_challenge and code_challenge_method go together.")
+        }
+        if let method, method != "S256" { throw Failure(status: 400, message: "code_challenge_method must be S256.") }
+        if let challenge, !AuthorizationService.isValidCodeChallenge(challenge) {
+            throw Failure(status: 400, message: "code_challenge must be 43..128 characters of [A-Za-z0-9._~-].")
+        }
+        if client.isPublic && challenge == nil { throw Failure(status: 400, message: "Public apps must use PKCE (S256).") }
+        let authorization = AuthorizationRequest(clientID: client.clientID, redirectURI: client.redirectURIs[0], redirectURISent: false,
+                                                 scope: scope, state: nil, nonce: nonce, codeChallenge: challenge, prompt: [], maxAge: nil)
+        let code = try AuthorizationService(env: ctx.env, store: ctx.store)
+            .issueCode(authorization, user: user, authTime: authTime, scope: scope, remember: true, answering: nil)
+        var response = Response.json(["code": .string(code)])
+        response.headers["Cache-Control"] = "no-store"
+        return response
+    }
+
+    // MARK: Connections
+
+    static func listConnections(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        let user = try UserEndpoints.user(request, ctx, scopes: ["gov.user.oauth.connection:read"], write: false)
+        guard let amount = request.queryValue("amount").flatMap(Int.init), (1...255).contains(amount),
+              let offset = request.queryValue("offset").flatMap(Int.init), offset >= 0 else {
+            throw Failure(status: 400, message: "amount (1..255) and offset (>= 0) are required.")
+        }
+        let list = try ConnectionService(env: ctx.env, store: ctx.store).list(userID: user.id, limit: amount, offset: offset)
+        return .json(["connections": .array(list.map { UserEndpoints.connectionJSON($0.0, $0.1, ctx, withName: false) })])
+    }
+
+    static func getConnection(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        let user = try UserEndpoints.user(request, ctx, scopes: ["gov.user.oauth.connection:read"], write: false)
+        guard let (c, client) = try ConnectionService(env: ctx.env, store: ctx.store).get(userID: user.id, clientID: ctx.param("client_id")) else {
+            throw Failure(status: 404, message: "Connection not found.")
+        }
+        return .json(UserEndpoints.connectionJSON(c, client, ctx, withName: false))
+    }
+
+    static func deleteConnection(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        let user = try UserEndpoints.user(request, ctx, scopes: ["gov.user.oauth.connection:write"], write: true)
+        guard try ConnectionService(env: ctx.env, store: ctx.store).delete(userID: user.id, clientID: ctx.param("client_id")) else {
+            throw Failure(status: 404, message: "Connection not found.")
+        }
+        return .empty()
+    }
+}
