@@ -88,6 +88,7 @@ public enum ErrorRendering {
         switch surface {
         case .integration: return IntegrationSurface.render(error, request: request)
         case .app: return AppSurface.render(error, request: request)
+        case .identity: return IdentitySurface.render(error, request: request)
         default: return nil
         }
     }

@@ -62,6 +62,12 @@ enum Routes {
         add("GET", "/api/oauth/connection/id/{client_id}", .app, maxBody: 0, AppSurface.getConnection)
         add("DELETE", "/api/oauth/connection/id/{client_id}", .app, maxBody: 0, AppSurface.deleteConnection)
 
+        add("POST", "/v3/oauth-clients", .identity, IdentitySurface.create)
+        add("GET", "/v3/oauth-clients", .identity, maxBody: 0, IdentitySurface.list)
+        add("GET", "/v3/oauth-clients/{id}", .identity, maxBody: 0, IdentitySurface.get)
+        add("PATCH", "/v3/oauth-clients/{id}", .identity, IdentitySurface.patch)
+        add("DELETE", "/v3/oauth-clients/{id}", .identity, maxBody: 0, IdentitySurface.delete)
+
         add("GET", "/api/v1/organization", .native, maxBody: 0, NativeEndpoints.organization)
         add("GET", "/api/v1/audit", .native, maxBody: 0, NativeEndpoints.audit)
         add("POST", "/api/v1/clients", .native, NativeEndpoints.createClient)

@@ -1,0 +1,259 @@
+import Common
+import HTTPCore
+import OAuth
+
+/// The identity platform's `/v3/oauth-clients` (SPEC 6.3): camelCase
+/// fields, enums for grant types, access type and client type, JSON Patch
+/// updates, and detailCode/trackingId errors.
+enum IdentitySurface {
+    static let readScopes = ["sp:oauth-client:read", "sp:oauth-client:manage"]
+    static let manageScope = "sp:oauth-client:manage"
+    static let grantNames = ["CLIENT_CREDENTIALS": "client_credentials", "AUTHORIZATION_CODE": "authorization_code", "REFRESH_TOKEN": "refresh_token"]
+    static let patchable = ["businessName", "homepageUrl", "name", "description", "accessTokenValiditySeconds", "refreshTokenValiditySeconds",
+                            "redirectUris", "grantTypes", "accessType", "enabled", "strongAuthSupported", "claimsSupported"]
+    static let writable = patchable + ["type", "internal", "scope"]
+    static let readOnly = ["id", "secret", "created", "modified", "lastUsed"]
+
+    struct Failure: Error {
+        let status: Int
+        let message: String
+        var field: String?
+    }
+
+    static func detailCode(_ status: Int) -> String {
+        switch status {
+        case 400: return "400.1 Bad Request Content"
+        case 403: return "403.0 Forbidden"
+        case 404: return "404.0 Not Found"
+        case 409: return "409.0 Conflict"
+        case 412: return "412.0 Precondition Failed"
+        case 413: return "413.0 Payload Too Large"
+        case 415: return "415.0 Unsupported Media Type"
+        case 503: return "503.0 Service Unavailable"
+        default: return "500.0 Internal Server Error"
+        }
+    }
+
+    static func render(_ error: Error, request: Request) -> Response? {
+        var status = 500
+        var message = "An internal error occurred."
+        var causes: [JSON] = []
+        var headers: [(String, String)] = []
+        switch error {
+        case let e as OAuthError where e.status == 401:
+            var response = Response.json(["error": .string("JWT validation failed: \(e.publicDescription)")], status: 401)
+            for (k, v) in e.headers { response.headers[k] = v }
+            return response
+        case let e as OAuthError: (status, message) = (e.status, e.publicDescription)
+        case let f as Failure:
+            (status, message) = (f.status, f.message)
+            if let field = f.field { causes = [["field": .string(field), "message": .string(f.message)]] }
+        case let e as RegistryError:
+            let p = ErrorRendering.problem(e)
+            (status, message) = (p.status, e == .notFound ? "OAuth client not found." : p.detail)
+            causes = p.fieldErrors.map { ["field": .string($0.field), "message": .string($0.message)] }
+        case let p as APIProblem:
+            (status, message) = (p.status, p.detail)
+            headers = p.headers
+        case StoreError.busy:
+            (status, message) = (503, "The server is busy; retry shortly.")
+            headers = [("Retry-After", "1")]
+        default: break
+        }
+        var response = Response.json([
+            "detailCode": .string(detailCode(status)), "trackingId": .string(request.requestID),
+            "messages": [["locale": "en-US", "localeOrigin": "DEFAULT", "text": .string(message)]], "causes": .array(causes),
+        ], status: status)
+        for (k, v) in headers { response.headers[k] = v }
+        return response
+    }
+
+    static func caller(_ request: Request, _ ctx: RequestContext, _ scopes: [String]) throws -> Caller {
+        try NativeEndpoints.caller(request, ctx, scopes: scopes, surface: "v3")
+    }
+
+    // MARK: Representation
+
+    static func json(_ c: Client, secret: String? = nil) -> JSON {
+        let a = c.attributes
+        return [
+            "id": .string(c.clientID), "secret": JSON(secret), "businessName": a["businessName"] ?? .null, "homepageUrl": JSON(c.clientURI),
+            "name": .string(c.name), "description": JSON(c.description), "accessTokenValiditySeconds": JSON(c.accessTokenTTL),
+            "refreshTokenValiditySeconds": JSON(c.refreshTokenTTL), "redirectUris": JSON(c.redirectURIs),
+            "grantTypes": JSON(c.grantTypes.compactMap { g in grantNames.first(where: { $0.value == g })?.key }),
+            "accessType": .string(a["accessType"]?.stringValue ?? "ONLINE"), "type": .string(c.isPublic ? "PUBLIC" : "CONFIDENTIAL"),
+            "internal": .bool(a["internal"]?.boolValue ?? false), "enabled": .bool(c.enabled),
+            "strongAuthSupported": .bool(a["strongAuthSupported"]?.boolValue ?? false), "claimsSupported": .bool(a["claimsSupported"]?.boolValue ?? false),
+            "created": .string(Timestamp.rfc3339(millis: c.createdAt)), "modified": .string(Timestamp.rfc3339(millis: c.updatedAt)),
+            "lastUsed": c.lastUsedAt.map { .string(Timestamp.rfc3339(millis: $0)) } ?? .null, "scope": JSON(c.scope),
+        ]
+    }
+
+    /// The spec a complete v3 body describes; `current` supplies what the body cannot set.
+    static func spec(_ body: JSON, creatorScope: [String]?, current: Client?) throws -> ClientSpec {
+        func fail(_ field: String, _ why: String) -> Failure { Failure(status: 400, message: "\(field) \(why)", field: field) }
+        func string(_ k: String, required: Bool = false) throws -> String? {
+            switch body[k] {
+            case nil, .null?:
+                if required { throw fail(k, "is required") }
+                return nil
+            case let .string(s)?: return s
+            default: throw fail(k, "must be a string")
+            }
+        }
+        func bool(_ k: String, required: Bool = false) throws -> Bool? {
+            switch body[k] {
+            case nil, .null?:
+                if required { throw fail(k, "is required") }
+                return nil
+            case let .bool(b)?: return b
+            default: throw fail(k, "must be a boolean")
+            }
+        }
+        func int(_ k: String, required: Bool = false) throws -> Int? {
+            switch body[k] {
+            case nil, .null?:
+                if required { throw fail(k, "is required") }
+                return nil
+            case let .int(i)?: return Int(i)
+            default: throw fail(k, "must be an integer")
+            }
+        }
+        func strings(_ k: String) throws -> [String]? {
+            guard let v = body[k], !v.isNull else { return nil }
+            guard let items = v.arrayValue, items.allSatisfy({ $0.stringValue != nil }) else { throw fail(k, "must be an array of strings") }
+            return items.compactMap(\.stringValue)
+        }
+        let name = try string("name", required: true)!
+        let description = try string("description", required: true)!
+        let accessTTL = try int("accessTokenValiditySeconds", required: true)!
+        guard let grantItems = try strings("grantTypes") else { throw fail("grantTypes", "is required") }
+        var grants: [String] = []
+        for g in grantItems {
+            guard let mapped = grantNames[g] else { throw fail("grantTypes", "must contain only CLIENT_CREDENTIALS, AUTHORIZATION_CODE, REFRESH_TOKEN") }
+            if !grants.contains(mapped) { grants.append(mapped) }
+        }
+        guard let accessType = try string("accessType", required: true), ["ONLINE", "OFFLINE"].contains(accessType) else {
+            throw fail("accessType", "must be ONLINE or OFFLINE")
+        }
+        let enabled = try bool("enabled", required: true)!
+        let type = try string("type") ?? (current.map { $0.isPublic ? "PUBLIC" : "CONFIDENTIAL" } ?? "CONFIDENTIAL")
+        guard ["CONFIDENTIAL", "PUBLIC"].contains(type) else { throw fail("type", "must be CONFIDENTIAL or PUBLIC") }
+        var scope = current?.scope ?? creatorScope ?? []
+        if let items = try strings("scope") {
+            guard items.allSatisfy(Scopes.isValidToken) else { throw fail("scope", "must contain valid scope names") }
+            scope = []
+            for s in items where !scope.contains(s) { scope.append(s) }
+        }
+        var attributes: JSON = current?.attributes ?? .object([])
+        attributes.set("businessName", JSON(try string("businessName")))
+        attributes.set("accessType", .string(accessType))
+        attributes.set("always_issue_refresh_token", .bool(accessType == "OFFLINE"))
+        attributes.set("internal", .bool(try bool("internal") ?? attributes["internal"]?.boolValue ?? false))
+        attributes.set("strongAuthSupported", .bool(try bool("strongAuthSupported") ?? false))
+        attributes.set("claimsSupported", .bool(try bool("claimsSupported") ?? false))
+        if let bn = attributes["businessName"]?.stringValue, bn.utf8.count > 255 { throw fail("businessName", "must be at most 255 bytes") }
+        return ClientSpec(name: name, description: description, clientURI: try string("homepageUrl"), redirectURIs: try strings("redirectUris") ?? [],
+                          grantTypes: grants, authMethod: type == "PUBLIC" ? "none" : "client_secret_basic", scope: scope,
+                          accessTokenTTL: accessTTL, refreshTokenTTL: try int("refreshTokenValiditySeconds") ?? current?.refreshTokenTTL ?? 2_592_000,
+                          enabled: enabled, extraData: current?.extraData ?? .object([]), attributes: attributes)
+    }
+
+    static func body(_ request: Request) throws -> [(String, JSON)] {
+        let members = try NativeEndpoints.jsonObject(request)
+        if let ro = members.first(where: { readOnly.contains($0.0) }) { throw Failure(status: 400, message: "\(ro.0) is read-only", field: ro.0) }
+        if let unknown = members.first(where: { !writable.contains($0.0) }) {
+            throw Failure(status: 400, message: "\(unknown.0) is not a known field", field: unknown.0)
+        }
+        return members
+    }
+
+    // MARK: Routes
+
+    static func create(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        let caller = try caller(request, ctx, [manageScope])
+        let spec = try spec(.object(try body(request)), creatorScope: caller.client.scope, current: nil)
+        let issued = try NativeEndpoints.registry(ctx).create(spec, caller: caller)
+        var response = Response.json(json(issued.client, secret: issued.secret))
+        response.headers["Cache-Control"] = "no-store"
+        return response
+    }
+
+    static func list(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        let caller = try caller(request, ctx, readScopes)
+        var predicate: (Client) -> Bool = { _ in true }
+        if let filter = request.queryValue("filters") {
+            let parts = filter.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+            if parts == ["lastUsed", "isnull"] {
+                predicate = { $0.lastUsedAt == nil }
+            } else if parts.count == 3, parts[0] == "lastUsed", parts[1] == "le", let limit = Timestamp.parse(parts[2]) {
+                predicate = { ($0.lastUsedAt ?? Int64.max) <= limit }
+            } else {
+                throw Failure(status: 400, message: "Unsupported filter: only 'lastUsed le <RFC 3339>' and 'lastUsed isnull' are supported.",
+                              field: "filters")
+            }
+        }
+        var limit = 50, offset = 0
+        if let l = request.queryValue("limit") {
+            guard let v = Int(l), (1...250).contains(v) else { throw Failure(status: 400, message: "limit must be 1..250", field: "limit") }
+            limit = v
+        }
+        if let o = request.queryValue("offset") {
+            guard let v = Int(o), v >= 0 else { throw Failure(status: 400, message: "offset must be >= 0", field: "offset") }
+            offset = v
+        }
+        var all: [Client] = []
+        var cursor = 0
+        while true {
+            let page = try NativeEndpoints.registry(ctx).list(caller: caller, namePrefix: nil, limit: 250, offset: cursor)
+            all += page.clients
+            cursor += page.clients.count
+            if page.clients.isEmpty || cursor >= page.total { break }
+        }
+        let matching = all.filter(predicate)
+        var response = Response.json(.array(matching.dropFirst(offset).prefix(limit).map { json($0) }))
+        if request.queryValue("count") == "true" { response.headers["X-Total-Count"] = String(matching.count) }
+        response.headers["Cache-Control"] = "no-store"
+        return response
+    }
+
+    static func get(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        let caller = try caller(request, ctx, readScopes)
+        return .json(json(try ctx.store.read { try NativeEndpoints.registry(ctx).get(ctx.param("id"), caller: caller) }))
+    }
+
+    /// RFC 6902 on the v3 representation, limited to the patchable fields.
+    static func patch(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        let caller = try caller(request, ctx, [manageScope])
+        guard request.mediaType == "application/json-patch+json" else {
+            throw APIProblem.unsupportedMediaType("application/json-patch+json")
+        }
+        let document: JSON
+        do { document = try JSON.parse(request.body) } catch { throw Failure(status: 400, message: "The body is not valid JSON.") }
+        guard let items = document.arrayValue else { throw Failure(status: 400, message: "A JSON Patch is an array of operations.") }
+        let operations: [JSONPatchOperation]
+        do { operations = try items.map(JSONPatchOperation.init) } catch let e as JSONPatchError { throw Failure(status: 400, message: e.description) }
+        for op in operations {
+            for pointer in [op.path] + (op.from.map { [$0] } ?? []) {
+                guard let field = pointer.first, patchable.contains(field) else {
+                    let shown = "/" + pointer.joined(separator: "/")
+                    throw Failure(status: 400, message: "The path \(shown) cannot be patched.", field: pointer.first ?? "")
+                }
+            }
+        }
+        let client = try NativeEndpoints.registry(ctx).update(ctx.param("id"), caller: caller, expected: nil) { current in
+            let patched: JSON
+            do { patched = try json(current).patched(with: operations) } catch let e as JSONPatchError {
+                throw Failure(status: 400, message: e.description)
+            }
+            return try spec(patched, creatorScope: nil, current: current)
+        }
+        return .json(json(client))
+    }
+
+    static func delete(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        let caller = try caller(request, ctx, [manageScope])
+        try NativeEndpoints.registry(ctx).delete(ctx.param("id"), caller: caller)
+        return .empty()
+    }
+}
