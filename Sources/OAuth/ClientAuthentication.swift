@@ -28,7 +28,7 @@ public struct ClientAuthenticator {
     /// Returns the authenticated client, or throws `invalid_client` (401,
     /// with a Basic challenge when Basic was used). Unknown client, wrong
     /// secret, wrong method and disabled client all look the same.
-    public func authenticate(_ credentials: PresentedCredentials, allowPublic: Bool) throws -> Client {
+    public func authenticate(_ credentials: PresentedCredentials, allowPublic: Bool, enforceMethod: Bool = true) throws -> Client {
         let basic = credentials.usedBasic
         switch credentials {
         case .none:
@@ -49,7 +49,7 @@ public struct ClientAuthenticator {
             guard ok, !client.isPublic, client.enabled else {
                 throw OAuthError.invalidClient(basic: basic, detail: "bad secret or disabled client")
             }
-            if !env.acceptAnySecretMethod {
+            if enforceMethod && !env.acceptAnySecretMethod {
                 let method = basic ? "client_secret_basic" : "client_secret_post"
                 guard client.authMethod == method else {
                     throw OAuthError.invalidClient(basic: basic, detail: "client registered for \(client.authMethod)")

@@ -81,6 +81,13 @@ public protocol Store: AnyObject {
     func deleteConnection(userID: String, clientID: String) throws
     func touchConnection(userID: String, clientID: String, accessTime: Int64) throws
 
+    func insertUpstream(_ record: UpstreamClient) throws
+    func updateUpstream(_ record: UpstreamClient) throws
+    func upstream(sysID: String) throws -> UpstreamClient?
+    func upstream(organizationID: String, name: String) throws -> UpstreamClient?
+    func upstreams(organizationID: String) throws -> [UpstreamClient]
+    func deleteUpstream(sysID: String) throws
+
     func appendAudit(_ event: AuditEvent) throws
     func auditEvents(organizationID: String, limit: Int, offset: Int) throws -> (events: [AuditEvent], total: Int)
 }

@@ -152,5 +152,26 @@ enum Schema {
             PRIMARY KEY (user_id, client_id)
         ) STRICT;
         """,
+        // 3: OAuth clients held at upstream identity providers (SPEC 6.5).
+        """
+        CREATE TABLE upstream_clients (
+            sys_id TEXT PRIMARY KEY,
+            organization_id TEXT NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            tenant_id TEXT,
+            client_id TEXT NOT NULL,
+            secret BLOB NOT NULL,
+            secret_encrypted INTEGER NOT NULL,
+            description TEXT,
+            cluster_redirect_urls TEXT NOT NULL,
+            opswise_groups TEXT NOT NULL,
+            scopes TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            UNIQUE (organization_id, name)
+        ) STRICT;
+        """,
     ]
 }

@@ -89,6 +89,7 @@ public enum ErrorRendering {
         case .integration: return IntegrationSurface.render(error, request: request)
         case .app: return AppSurface.render(error, request: request)
         case .identity: return IdentitySurface.render(error, request: request)
+        case .uc: return UpstreamSurface.render(error, request: request)
         default: return nil
         }
     }

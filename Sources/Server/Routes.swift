@@ -68,6 +68,12 @@ enum Routes {
         add("PATCH", "/v3/oauth-clients/{id}", .identity, IdentitySurface.patch)
         add("DELETE", "/v3/oauth-clients/{id}", .identity, maxBody: 0, IdentitySurface.delete)
 
+        add("POST", "/uc/resources/oauthclient", .uc, UpstreamSurface.create)
+        add("PUT", "/uc/resources/oauthclient", .uc, UpstreamSurface.update)
+        add("GET", "/uc/resources/oauthclient", .uc, maxBody: 0, UpstreamSurface.get)
+        add("DELETE", "/uc/resources/oauthclient", .uc, maxBody: 0, UpstreamSurface.delete)
+        add("GET", "/uc/resources/oauthclient/list", .uc, maxBody: 0, UpstreamSurface.list)
+
         add("GET", "/api/v1/organization", .native, maxBody: 0, NativeEndpoints.organization)
         add("GET", "/api/v1/audit", .native, maxBody: 0, NativeEndpoints.audit)
         add("POST", "/api/v1/clients", .native, NativeEndpoints.createClient)

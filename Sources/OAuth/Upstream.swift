@@ -1,0 +1,242 @@
+import Common
+import Cryptography
+
+/// An OAuth client that Latchkey holds at an upstream identity provider
+/// (SPEC 6.5): what it would use to sign people in through Google or Azure AD.
+public struct UpstreamClient: Sendable, Equatable {
+    public var sysID: String
+    public var organizationID: String
+    public var name: String
+    public var provider: String
+    public var tenantID: String?
+    public var clientID: String
+    /// The upstream secret, sealed with the KEK when `secretEncrypted`.
+    public var secret: [UInt8]
+    public var secretEncrypted: Bool
+    public var description: String?
+    public var clusterRedirectURLs: [(node: String, url: String)]
+    public var opswiseGroups: [String]
+    public var scopes: [String]
+    public var version: Int
+    public var createdAt: Int64
+    public var updatedAt: Int64
+
+    public init(sysID: String, organizationID: String, name: String, provider: String, tenantID: String?, clientID: String, secret: [UInt8],
+                secretEncrypted: Bool, description: String?, clusterRedirectURLs: [(node: String, url: String)], opswiseGroups: [String],
+                scopes: [String], version: Int, createdAt: Int64, updatedAt: Int64) {
+        self.sysID = sysID
+        self.organizationID = organizationID
+        self.name = name
+        self.provider = provider
+        self.tenantID = tenantID
+        self.clientID = clientID
+        self.secret = secret
+        self.secretEncrypted = secretEncrypted
+        self.description = description
+        self.clusterRedirectURLs = clusterRedirectURLs
+        self.opswiseGroups = opswiseGroups
+        self.scopes = scopes
+        self.version = version
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+    }
+
+    public static func == (a: UpstreamClient, b: UpstreamClient) -> Bool {
+        a.sysID == b.sysID && a.organizationID == b.organizationID && a.name == b.name && a.provider == b.provider && a.tenantID == b.tenantID
+            && a.clientID == b.clientID && a.secret == b.secret && a.description == b.description
+            && a.clusterRedirectURLs.map { "\($0.node) \($0.url)" } == b.clusterRedirectURLs.map { "\($0.node) \($0.url)" }
+            && a.opswiseGroups == b.opswiseGroups && a.scopes == b.scopes && a.version == b.version
+    }
+
+    public static let providers = ["Azure AD", "Google"]
+
+    /// The provider's endpoints (read-only fields of the record).
+    public var authorizationEndpoint: String {
+        provider == "Google" ? "https://accounts.google.com/o/oauth2/v2/auth"
+            : "https://login.microsoftonline.com/\(tenantID ?? "common")/oauth2/v2.0/authorize"
+    }
+
+    public var tokenEndpoint: String {
+        provider == "Google" ? "https://oauth2.googleapis.com/token" : "https://login.microsoftonline.com/\(tenantID ?? "common")/oauth2/v2.0/token"
+    }
+}
+
+/// What a create or update supplies; nil means "not given".
+public struct UpstreamInput: Sendable {
+    public var sysID: String?
+    public var retainSysIDs: Bool = true
+    public var name: String?
+    public var provider: String?
+    public var tenantID: String?
+    public var clientID: String?
+    public var clientSecret: String?
+    public var description: String?
+    public var clusterRedirectURLs: [(node: String, url: String)]?
+    public var opswiseGroups: [String]?
+    public var scopes: [String]?
+    public var version: Int?
+
+    public init() {}
+}
+
+public enum UpstreamError: Error, Equatable {
+    case invalid(field: String, message: String)
+    case notFoundByName(String)
+    case notFoundByID(String)
+    case conflict(String)
+}
+
+/// The upstream client records: validation, ownership and versions.
+public struct UpstreamRegistry {
+    let env: Environment
+    let store: Store
+
+    public init(env: Environment, store: Store) {
+        self.env = env
+        self.store = store
+    }
+
+    static func isSysID(_ s: String) -> Bool { s.utf8.count == 32 && s.utf8.allSatisfy { Hex.nibble($0) != nil } }
+
+    /// "Azure AD" / "Google", also 1 / 2.
+    public static func provider(_ raw: String) -> String? {
+        switch raw.trimmingCharacters() {
+        case "Azure AD", "1": return "Azure AD"
+        case "Google", "2": return "Google"
+        default: return nil
+        }
+    }
+
+    func validate(_ r: UpstreamClient) throws {
+        func bad(_ f: String, _ m: String) -> UpstreamError { .invalid(field: f, message: m) }
+        if r.name.trimmingCharacters().isEmpty || r.name.count > 100 { throw bad("name", "must be 1..100 characters") }
+        if r.name.unicodeScalars.contains(where: { $0.value < 0x20 }) { throw bad("name", "must be printable") }
+        if r.clientID.isEmpty || r.clientID.utf8.count > 255 { throw bad("clientId", "must be 1..255 characters") }
+        if r.scopes.isEmpty { throw bad("scopes", "must name at least one scope") }
+        if r.scopes.contains(where: { $0.isEmpty || $0.utf8.count > 255 || $0.contains(" ") }) { throw bad("scopes", "must be scope names without spaces") }
+        if let d = r.description, d.count > 1000 { throw bad("description", "must be at most 1000 characters") }
+        if r.provider == "Google" && r.tenantID != nil { throw bad("tenantId", "applies to Azure AD only") }
+        if let t = r.tenantID, t.isEmpty || t.utf8.count > 64 || !t.utf8.allSatisfy({ Hex.nibble($0) != nil || $0 == 45 || $0 == 46 || ($0 >= 97 && $0 <= 122) || ($0 >= 65 && $0 <= 90) }) {
+            throw bad("tenantId", "must be a tenant id or domain")
+        }
+        for (i, entry) in r.clusterRedirectURLs.enumerated() {
+            if entry.node.isEmpty || entry.node.utf8.count > 255 { throw bad("clusterRedirectUrls[\(i)].clusterNode", "must be 1..255 characters") }
+            if let p = URIRules.webURIProblem(entry.url) { throw bad("clusterRedirectUrls[\(i)].redirectUrl", p) }
+        }
+        if r.opswiseGroups.contains(where: { $0.isEmpty || $0.utf8.count > 255 }) { throw bad("opswiseGroups", "must be 1..255 characters each") }
+    }
+
+    func seal(_ secret: String) throws -> ([UInt8], Bool) {
+        guard !secret.isEmpty, secret.utf8.count <= 1024 else { throw UpstreamError.invalid(field: "clientSecret", message: "must be 1..1024 characters") }
+        if let kek = env.kek { return (try SealedBox.seal(Array(secret.utf8), key: kek), true) }
+        return (Array(secret.utf8), false)
+    }
+
+    public func create(_ input: UpstreamInput, caller: Caller) throws -> UpstreamClient {
+        guard let name = input.name else { throw UpstreamError.invalid(field: "name", message: "is required") }
+        guard let rawProvider = input.provider else { throw UpstreamError.invalid(field: "provider", message: "is required") }
+        guard let provider = UpstreamRegistry.provider(rawProvider) else { throw UpstreamError.invalid(field: "provider", message: "must be Azure AD or Google") }
+        guard let clientID = input.clientID else { throw UpstreamError.invalid(field: "clientId", message: "is required") }
+        guard let secret = input.clientSecret else { throw UpstreamError.invalid(field: "clientSecret", message: "is required") }
+        guard let scopes = input.scopes, !scopes.isEmpty else { throw UpstreamError.invalid(field: "scopes", message: "is required and must not be empty") }
+        var sysID = Hex.encode(env.random(16))
+        if input.retainSysIDs, let given = input.sysID {
+            guard UpstreamRegistry.isSysID(given) else { throw UpstreamError.invalid(field: "sysId", message: "must be 32 hexadecimal characters") }
+            sysID = given.lowercased()
+        }
+        let (sealed, encrypted) = try seal(secret)
+        let now = env.now()
+        let record = UpstreamClient(sysID: sysID, organizationID: caller.organizationID, name: name, provider: provider,
+                                    tenantID: provider == "Azure AD" ? (input.tenantID ?? "common") : input.tenantID, clientID: clientID,
+                                    secret: sealed, secretEncrypted: encrypted, description: input.description,
+                                    clusterRedirectURLs: input.clusterRedirectURLs ?? [], opswiseGroups: input.opswiseGroups ?? [],
+                                    scopes: scopes, version: 1, createdAt: now, updatedAt: now)
+        try validate(record)
+        return try store.write {
+            if try store.upstream(sysID: sysID) != nil { throw UpstreamError.conflict("An OAuth Client with id \"\(sysID)\" already exists.") }
+            if try store.upstream(organizationID: caller.organizationID, name: name) != nil {
+                throw UpstreamError.conflict("An OAuth Client with name \"\(name)\" already exists.")
+            }
+            try store.insertUpstream(record)
+            try audit(caller, "upstream_client.created", sysID, name)
+            return record
+        }
+    }
+
+    /// Identified by `sysId`, else by `name`. Omitted fields keep their value
+    /// (the secret is write-only, so an export can be re-imported).
+    public func update(_ input: UpstreamInput, caller: Caller) throws -> UpstreamClient {
+        try store.write {
+            var record: UpstreamClient
+            if let sysID = input.sysID {
+                guard let found = try store.upstream(sysID: sysID.lowercased()), found.organizationID == caller.organizationID else {
+                    throw UpstreamError.notFoundByID(sysID)
+                }
+                record = found
+            } else if let name = input.name {
+                guard let found = try store.upstream(organizationID: caller.organizationID, name: name) else { throw UpstreamError.notFoundByName(name) }
+                record = found
+            } else {
+                throw UpstreamError.invalid(field: "sysId", message: "or name is required to identify the OAuth Client")
+            }
+            if let v = input.version, v != record.version {
+                throw UpstreamError.conflict("The OAuth Client was changed since version \(v); it is at version \(record.version).")
+            }
+            if let raw = input.provider {
+                guard let p = UpstreamRegistry.provider(raw) else { throw UpstreamError.invalid(field: "provider", message: "must be Azure AD or Google") }
+                guard p == record.provider else { throw UpstreamError.invalid(field: "provider", message: "cannot change after create") }
+            }
+            if let name = input.name, name != record.name {
+                if try store.upstream(organizationID: caller.organizationID, name: name) != nil {
+                    throw UpstreamError.conflict("An OAuth Client with name \"\(name)\" already exists.")
+                }
+                record.name = name
+            }
+            if let v = input.tenantID { record.tenantID = v }
+            if let v = input.clientID { record.clientID = v }
+            if let v = input.clientSecret { (record.secret, record.secretEncrypted) = try seal(v) }
+            if let v = input.description { record.description = v }
+            if let v = input.clusterRedirectURLs { record.clusterRedirectURLs = v }
+            if let v = input.opswiseGroups { record.opswiseGroups = v }
+            if let v = input.scopes { record.scopes = v }
+            record.version += 1
+            record.updatedAt = env.now()
+            try validate(record)
+            try store.updateUpstream(record)
+            try audit(caller, "upstream_client.updated", record.sysID, record.name)
+            return record
+        }
+    }
+
+    public func find(name: String?, sysID: String?, caller: Caller) throws -> UpstreamClient {
+        try store.read {
+            if let sysID {
+                guard let r = try store.upstream(sysID: sysID.lowercased()), r.organizationID == caller.organizationID else {
+                    throw UpstreamError.notFoundByID(sysID)
+                }
+                return r
+            }
+            guard let name, let r = try store.upstream(organizationID: caller.organizationID, name: name) else {
+                throw UpstreamError.notFoundByName(name ?? "")
+            }
+            return r
+        }
+    }
+
+    public func delete(name: String?, sysID: String?, caller: Caller) throws {
+        try store.write {
+            let r = try find(name: name, sysID: sysID, caller: caller)
+            try store.deleteUpstream(sysID: r.sysID)
+            try audit(caller, "upstream_client.deleted", r.sysID, r.name)
+        }
+    }
+
+    public func list(caller: Caller) throws -> [UpstreamClient] {
+        try store.read { try store.upstreams(organizationID: caller.organizationID) }
+    }
+
+    func audit(_ caller: Caller, _ action: String, _ target: String, _ name: String) throws {
+        try store.appendAudit(AuditEvent(organizationID: caller.organizationID, actor: caller.client.clientID, action: action, target: target,
+                                         surface: caller.surface, requestID: caller.requestID, details: ["name": .string(name)], createdAt: env.now()))
+    }
+}
