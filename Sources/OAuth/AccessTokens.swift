@@ -50,17 +50,44 @@ public struct AccessTokenClaims: Sendable, Equatable {
     }
 }
 
+/// Signature checks already done by this worker thread: a token seen again
+/// skips the signature verification (the costliest step) until it expires.
+/// Revocation, family and client checks still run on every use. One per
+/// thread, so no locking.
+public final class VerifiedTokenCache {
+    private var entries: [String: AccessTokenClaims] = [:]
+    private let capacity: Int
+
+    public init(capacity: Int = 4096) { self.capacity = capacity }
+
+    func claims(_ token: String, now: Int64) -> AccessTokenClaims? {
+        guard let claims = entries[token] else { return nil }
+        if claims.expiresAt <= now {
+            entries[token] = nil
+            return nil
+        }
+        return claims
+    }
+
+    func insert(_ token: String, _ claims: AccessTokenClaims) {
+        if entries.count >= capacity { entries.removeAll(keepingCapacity: true) }
+        entries[token] = claims
+    }
+}
+
 /// Issues and validates JWT access tokens (RFC 9068).
 public struct AccessTokens {
     public static let type = "at+jwt"
     let env: Environment
     let store: Store
     let keys: KeyRing
+    let cache: VerifiedTokenCache?
 
-    public init(env: Environment, store: Store, keys: KeyRing) {
+    public init(env: Environment, store: Store, keys: KeyRing, cache: VerifiedTokenCache? = nil) {
         self.env = env
         self.store = store
         self.keys = keys
+        self.cache = cache
     }
 
     /// The audience of tokens Latchkey issues: its own APIs under the issuer.
@@ -89,6 +116,21 @@ public struct AccessTokens {
     /// The claims of a genuine, unexpired, unrevoked token, whether or not its
     /// client still exists (a surface may say "the calling client no longer exists").
     public func verifiedClaims(_ token: String) throws -> AccessTokenClaims? {
+        let claims: AccessTokenClaims
+        if let cached = cache?.claims(token, now: env.nowSeconds) {
+            claims = cached
+        } else {
+            guard let verified = try verifySignatureAndClaims(token) else { return nil }
+            cache?.insert(token, verified)
+            claims = verified
+        }
+        if try store.isAccessTokenRevoked(jti: claims.jti) { return nil }
+        // A user token dies with its family (code replay, refresh reuse, a disconnected app).
+        if let family = claims.grantID, try store.isFamilyRevoked(id: family) { return nil }
+        return claims
+    }
+
+    func verifySignatureAndClaims(_ token: String) throws -> AccessTokenClaims? {
         guard let parsed = JWS.parse(token), let kid = parsed.kid,
               let typ = parsed.typ?.lowercased(), typ == AccessTokens.type || typ == "application/at+jwt",
               let key = try keys.verificationKey(kid: kid), JWS.verify(parsed, key: key),
@@ -96,9 +138,6 @@ public struct AccessTokens {
               claims.issuer == env.issuer, claims.audience == audience,
               claims.expiresAt > env.nowSeconds, claims.issuedAt <= env.nowSeconds + 60
         else { return nil }
-        if try store.isAccessTokenRevoked(jti: claims.jti) { return nil }
-        // A user token dies with its family (code replay, refresh reuse, a disconnected app).
-        if let family = claims.grantID, try store.isFamilyRevoked(id: family) { return nil }
         return claims
     }
 }

@@ -27,10 +27,10 @@ public struct TokenService {
     let tokens: AccessTokens
     let keys: KeyRing
 
-    public init(env: Environment, store: Store, keys: KeyRing) {
+    public init(env: Environment, store: Store, keys: KeyRing, cache: VerifiedTokenCache? = nil) {
         self.env = env
         self.store = store
-        self.tokens = AccessTokens(env: env, store: store, keys: keys)
+        self.tokens = AccessTokens(env: env, store: store, keys: keys, cache: cache)
         self.keys = keys
     }
 

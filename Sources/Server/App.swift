@@ -40,9 +40,10 @@ public struct RequestContext {
     public let keys: KeyRing
     public let hasher: SecretHasher
     public let secretCache: VerifiedSecretCache
+    public let tokenCache = VerifiedTokenCache()
     public var pathParams: [String: String] = [:]
 
-    public var tokens: TokenService { TokenService(env: env, store: store, keys: keys) }
+    public var tokens: TokenService { TokenService(env: env, store: store, keys: keys, cache: tokenCache) }
     public var clientAuthenticator: ClientAuthenticator {
         ClientAuthenticator(env: env, store: store, hasher: hasher, cache: secretCache)
     }

@@ -107,11 +107,21 @@ class Stack:
 
 @pytest.fixture(scope="session")
 def stack():
+    """The shared stack, rate limits off so that tests do not throttle each other."""
     with tempfile.TemporaryDirectory(prefix="latchkey-e2e-") as tmp:
-        s = Stack(Path(tmp)).start()
+        s = Stack(Path(tmp), rate_limits="off").start()
         yield s
         codes = s.stop()
         assert codes.get("worker") == 0, f"worker did not stop cleanly: {codes}"
+
+
+@pytest.fixture(scope="session")
+def limited_stack():
+    """The production nginx configuration's rate limits, for the 429 tests."""
+    with tempfile.TemporaryDirectory(prefix="latchkey-e2e-") as tmp:
+        s = Stack(Path(tmp), rate_limits="on").start()
+        yield s
+        s.stop()
 
 
 @pytest.fixture

@@ -107,7 +107,8 @@ def test_key_rotation_publishes_the_new_key_and_old_tokens_keep_verifying(fresh_
     assert len(listed) == 4
 
 
-def test_rate_limit_answers_429_with_retry_after_and_json(stack):
+def test_rate_limit_answers_429_with_retry_after_and_json(limited_stack):
+    stack = limited_stack
     # A burst of concurrent sign-in attempts: nginx's limit for /api/v1/session is 5/s with a burst of 10.
     import concurrent.futures
     def attempt(_):

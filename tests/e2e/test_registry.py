@@ -99,7 +99,8 @@ def test_problem_details_shape(stack):
     assert r.json()["errors"][0]["field"] == "redirect_uris[0]"
 
 
-def test_registry_writes_are_rate_limited(stack):
+def test_registry_writes_are_rate_limited(limited_stack):
+    stack = limited_stack
     headers = stack.bearer()
     statuses = []
     for _ in range(60):

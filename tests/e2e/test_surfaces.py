@@ -73,7 +73,8 @@ def test_identity_platform_surface(stack):
     assert requests.delete(stack.url(f"/v3/oauth-clients/{cid}"), headers=h).status_code == 204
 
 
-def test_identity_platform_rate_limit_shape(stack):
+def test_identity_platform_rate_limit_shape(limited_stack):
+    stack = limited_stack
     h = bearer(stack, scope="sp:oauth-client:read")
     def call(_):
         return requests.get(stack.url("/v3/oauth-clients/nope"), headers=h)
