@@ -133,9 +133,7 @@ public struct ClientRegistry {
             case let .field(v) where v != current.version: throw RegistryError.staleVersion
             default: break
             }
-            if current.isPrimary && current.clientID != caller.client.clientID {
-                throw RegistryError.forbidden(code: "primary_only", message: "Only the primary client may change itself.")
-            }
+            try checkMayChange(current, caller: caller)
             var spec = try change(current)
             spec.clientID = nil
             let problems = spec.problems()
@@ -233,9 +231,17 @@ public struct ClientRegistry {
 
     // MARK: Logos
 
+    /// Only the primary client may change itself, its logo included.
+    func checkMayChange(_ client: Client, caller: Caller) throws {
+        if client.isPrimary && client.clientID != caller.client.clientID {
+            throw RegistryError.forbidden(code: "primary_only", message: "Only the primary client may change itself.")
+        }
+    }
+
     public func setLogo(_ id: String, caller: Caller, png: [UInt8]) throws -> Client {
         try store.write {
             var client = try get(id, caller: caller)
+            try checkMayChange(client, caller: caller)
             let etag = Hex.encode(Array(Digest.sha256(png).prefix(16)))
             try store.setLogo(clientID: id, contentType: "image/png", image: png, etag: etag, at: env.now())
             client.hasLogo = true
@@ -250,6 +256,7 @@ public struct ClientRegistry {
     public func deleteLogo(_ id: String, caller: Caller) throws {
         try store.write {
             var client = try get(id, caller: caller)
+            try checkMayChange(client, caller: caller)
             guard client.hasLogo else { throw RegistryError.notFound }
             try store.deleteLogo(clientID: id)
             client.version += 1

@@ -166,8 +166,11 @@ import Testing
         #expect(escalate.status == 403)
         #expect(escalate.json?["code"] == "privileged_scope")
         #expect(h.json("PATCH", "/api/v1/clients/\(id)", token: limited, body: ["scope": "clients:read clients:write audit:read"]).status == 403)
-        // Nor may a secondary client change the primary.
+        // Nor may a secondary client change the primary, or its logo.
         #expect(h.json("PATCH", "/api/v1/clients/\(h.primary.clientID)", token: limited, body: ["client_name": "pwned"]).status == 403)
+        let logo = h.call("PUT", "/api/v1/clients/\(h.primary.clientID)/logo", headers: [("Authorization", "Bearer \(limited)"), ("Content-Type", "image/png")],
+                          body: Fixtures.png300x120)
+        #expect(logo.status == 403)
         #expect(h.json("GET", "/api/v1/clients/\(h.primary.clientID)", token: try h.token()).json?["client_name"] != "pwned")
     }
 
