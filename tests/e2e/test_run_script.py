@@ -57,12 +57,20 @@ def test_scripts_run_first_and_second_start(tmp_path):
         keys = KeySet.import_key_set(requests.get(issuer + "/oauth2/jwks").json())
         claims = jwt.decode(token, keys).claims
         assert claims["iss"] == issuer and claims["client_id"] == bootstrap["client_id"]
+        # The demo app: a public client whose redirect URI is the static /demo/callback page.
+        demo = re.search(r"(http://127\.0\.0\.1:\d+/demo/\?client_id=([\w-]+))", out)
+        assert demo, out
+        assert requests.get(demo.group(1)).status_code == 200
+        app = requests.get(f"{issuer}/api/oauth/app/id/{demo.group(2)}").json()
+        assert app["redirect_uri"] == f"{issuer}/demo/callback"
+        assert requests.get(f"{issuer}/demo/callback").status_code == 200
     finally:
         stop(proc, port)
     proc, out = start(state, port)
     try:
         assert "lks_" not in out
         assert bootstrap["demo_user"]["password"] not in out
+        assert "/demo/?client_id=" in out
         assert requests.get(f"http://127.0.0.1:{port}/healthz").json() == {"status": "ok"}
     finally:
         stop(proc, port)
