@@ -63,7 +63,12 @@ REFRESH_LUA = r"""
 -- the queue; the seed tokens are independent chains.
 local queue = {}
 rotations = 0
-function init(args) for i = 1, #args do table.insert(queue, args[i]) end end
+-- Each thread takes its own share of the chains (a token in two queues would be reuse).
+function init(args)
+  for i = 1, #args do
+    if (i - 1) % nthreads == id - 1 then table.insert(queue, args[i]) end
+  end
+end
 function request()
   local token = table.remove(queue, 1) or "none"
   return wrk.format("POST", "/oauth2/token", {["Content-Type"] = "application/x-www-form-urlencoded"},
@@ -79,7 +84,11 @@ function done(summary, latency, requests)
   io.write(string.format("ROTATIONS %d\n", total))
 end
 threads = {}
-function setup(thread) table.insert(threads, thread) end
+function setup(thread)
+  table.insert(threads, thread)
+  thread:set("id", #threads)
+  thread:set("nthreads", NTHREADS)
+end
 """
 
 
@@ -140,7 +149,7 @@ def user_flow_setup(stack, tmp: Path, chains: int):
     consts = (f'CLIENT = "{client}"\nREDIRECT_ENC = "{quote(redirect, safe="")}"\nVERIFIER = "{verifier}"\n'
               f'COOKIE = "{cookie}"\nCSRF = "{csrf}"\nAUTHORIZE = "{authorize("openid", "consent")}"\n')
     (tmp / "flow.lua").write_text(consts + FLOW_LUA)
-    (tmp / "refresh.lua").write_text(consts + REFRESH_LUA)
+    (tmp / "refresh.lua").write_text(consts + "NTHREADS = 2\n" + REFRESH_LUA)
     return tmp / "flow.lua", tmp / "refresh.lua", refresh_tokens
 
 
@@ -186,7 +195,7 @@ def main():
                 results.append((name, r))
             flow_script, refresh_script, chains = user_flow_setup(stack, tmp, chains=args.connections * 2)
             flows = wrk(stack.url("/"), flow_script, args.duration, args.connections)
-            refreshes = wrk(stack.url("/"), refresh_script, args.duration, args.connections, args=chains, threads=1)
+            refreshes = wrk(stack.url("/"), refresh_script, args.duration, args.connections, args=chains, threads=2)
             rss = peak_rss_mib(stack.worker.pid)
         finally:
             stack.stop()
@@ -197,8 +206,8 @@ def main():
     for name, r in results:
         print(f"| {name} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['rps'] / base:.2f} | {r['errors']} |")
     print(f"\ncomplete code flows (authorize + accept + token): {flows.get('flows', 0):.0f}/s "
-          f"({flows['rps']:.0f} requests/s, p99 {flows['p99']:.2f} ms)")
-    print(f"refresh-token rotations: {refreshes.get('rotations', 0):.0f}/s (p99 {refreshes['p99']:.2f} ms)")
+          f"({flows['rps']:.0f} requests/s, p99 {flows['p99']:.2f} ms, non-2xx/3xx {flows['errors']})")
+    print(f"refresh-token rotations: {refreshes.get('rotations', 0):.0f}/s (p99 {refreshes['p99']:.2f} ms, non-2xx {refreshes['errors']})")
     print(f"\nworker peak RSS: {rss:.1f} MiB")
 
 

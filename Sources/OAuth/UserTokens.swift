@@ -9,10 +9,23 @@ extension TokenService {
     static func hash(_ value: String) -> String { Base64.urlEncode(Digest.sha256(value)) }
 
     /// The outcome of a transaction that must commit even when the request fails
-    /// (a replay revokes tokens, then answers invalid_grant).
+    /// (a replay revokes tokens, then answers invalid_grant). Signing happens
+    /// after the commit, so the writer lock is held only for the database work.
     enum Outcome {
-        case issued(TokenResponse, familyID: String)
+        case issued(Issuance)
         case refused(OAuthError)
+    }
+
+    /// What to sign once the grant's transaction has committed.
+    struct Issuance {
+        var client: Client
+        var user: User
+        var scope: [String]
+        var authTime: Int64
+        var familyID: String
+        var nonce: String?
+        var refreshToken: String?
+        var idToken: Bool
     }
 
     public func authorizationCode(client: Client, code: String, redirectURI: String?, verifier: String?) throws -> TokenResponse {
@@ -46,12 +59,13 @@ extension TokenService {
             guard let user = try store.user(id: record.userID) else { return .refused(.invalidGrant(detail: "user gone")) }
             try store.insertFamily(id: familyID, clientID: client.clientID, userID: user.id, createdAt: now)
             try store.touchConnection(userID: user.id, clientID: client.clientID, accessTime: now)
-            let response = try issueUserTokens(client: client, user: user, scope: record.scope, authTime: record.authTime,
-                                               familyID: familyID, nonce: record.nonce)
-            return .issued(response, familyID: familyID)
+            let refresh = try storeRefreshToken(client: client, user: user, scope: record.scope, authTime: record.authTime, familyID: familyID,
+                                                issue: issuesRefreshToken(client, scope: record.scope))
+            return .issued(Issuance(client: client, user: user, scope: record.scope, authTime: record.authTime, familyID: familyID,
+                                    nonce: record.nonce, refreshToken: refresh, idToken: record.scope.contains("openid")))
         }
         switch outcome {
-        case let .issued(response, _): return response
+        case let .issued(issuance): return try sign(issuance)
         case let .refused(error): throw error
         }
     }
@@ -84,12 +98,14 @@ extension TokenService {
             }
             guard let user = try store.user(id: record.userID) else { return .refused(.invalidGrant(detail: "user gone")) }
             try store.touchConnection(userID: user.id, clientID: client.clientID, accessTime: now)
-            let response = try issueUserTokens(client: client, user: user, scope: scope, authTime: record.authTime,
-                                               familyID: record.familyID, nonce: nil, refreshScope: record.scope, forceRefresh: true)
-            return .issued(response, familyID: record.familyID)
+            let refresh = try storeRefreshToken(client: client, user: user, scope: record.scope, authTime: record.authTime,
+                                                familyID: record.familyID, issue: true)
+            // OIDC Core §12.2: a refreshed response "might not contain an id_token"; the client has one.
+            return .issued(Issuance(client: client, user: user, scope: scope, authTime: record.authTime, familyID: record.familyID,
+                                    nonce: nil, refreshToken: refresh, idToken: false))
         }
         switch outcome {
-        case let .issued(response, _): return response
+        case let .issued(issuance): return try sign(issuance)
         case let .refused(error): throw error
         }
     }
@@ -102,21 +118,25 @@ extension TokenService {
             && (scope.contains("offline_access") || client.attributes["always_issue_refresh_token"]?.boolValue == true)
     }
 
-    func issueUserTokens(client: Client, user: User, scope: [String], authTime: Int64, familyID: String, nonce: String?,
-                         refreshScope: [String]? = nil, forceRefresh: Bool = false) throws -> TokenResponse {
-        let access = try tokens.issue(clientID: client.clientID, subject: user.id, scope: scope, ttl: client.accessTokenTTL,
-                                      authTime: authTime, grantID: familyID)
-        var response = TokenResponse(accessToken: access.token, expiresIn: client.accessTokenTTL, scope: scope)
-        if forceRefresh || issuesRefreshToken(client, scope: scope) {
-            let refresh = env.randomToken(prefix: "lkr_", bytes: 32)
-            let now = env.now()
-            try store.insertRefreshToken(RefreshTokenRecord(tokenHash: TokenService.hash(refresh), familyID: familyID, clientID: client.clientID,
-                                                            userID: user.id, scope: refreshScope ?? scope, authTime: authTime, createdAt: now,
-                                                            expiresAt: now + Int64(client.refreshTokenTTL) * 1000))
-            response.refreshToken = refresh
-        }
-        if scope.contains("openid") {
-            response.idToken = try idToken(client: client, user: user, scope: scope, authTime: authTime, nonce: nonce, accessToken: access.token)
+    /// Stores a new refresh token of the family (inside the grant's transaction).
+    func storeRefreshToken(client: Client, user: User, scope: [String], authTime: Int64, familyID: String, issue: Bool) throws -> String? {
+        guard issue else { return nil }
+        let refresh = env.randomToken(prefix: "lkr_", bytes: 32)
+        let now = env.now()
+        try store.insertRefreshToken(RefreshTokenRecord(tokenHash: TokenService.hash(refresh), familyID: familyID, clientID: client.clientID,
+                                                        userID: user.id, scope: scope, authTime: authTime, createdAt: now,
+                                                        expiresAt: now + Int64(client.refreshTokenTTL) * 1000))
+        return refresh
+    }
+
+    /// Signs the access token (and the ID token) of a committed grant.
+    func sign(_ i: Issuance) throws -> TokenResponse {
+        let access = try tokens.issue(clientID: i.client.clientID, subject: i.user.id, scope: i.scope, ttl: i.client.accessTokenTTL,
+                                      authTime: i.authTime, grantID: i.familyID)
+        var response = TokenResponse(accessToken: access.token, expiresIn: i.client.accessTokenTTL, scope: i.scope)
+        response.refreshToken = i.refreshToken
+        if i.idToken {
+            response.idToken = try idToken(client: i.client, user: i.user, scope: i.scope, authTime: i.authTime, nonce: i.nonce, accessToken: access.token)
         }
         return response
     }

@@ -173,5 +173,12 @@ enum Schema {
             UNIQUE (organization_id, name)
         ) STRICT;
         """,
+        // 4: the expiry sweeps that run with each insert use an index, not a scan.
+        """
+        CREATE INDEX authorization_requests_by_expiry ON authorization_requests(expires_at);
+        CREATE INDEX authorization_codes_by_expiry ON authorization_codes(expires_at);
+        CREATE INDEX sessions_by_expiry ON sessions(expires_at);
+        CREATE INDEX revoked_tokens_by_expiry ON revoked_tokens(expires_at);
+        """,
     ]
 }
