@@ -44,6 +44,7 @@ public struct XMLElement: Sendable, Equatable {
         out += "</\(name)>"
     }
 
+    /// Escapes text for XML or HTML content and attribute values; drops control characters.
     public static func escape(_ s: String) -> String {
         var out = ""
         for scalar in s.unicodeScalars {

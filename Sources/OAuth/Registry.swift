@@ -82,6 +82,16 @@ public struct ClientRegistry {
         try store.read { try store.clients(organizationID: caller.organizationID, namePrefix: namePrefix, limit: limit, offset: offset) }
     }
 
+    /// Every client of the caller's organization, page by page.
+    public func all(caller: Caller) throws -> [Client] {
+        var clients: [Client] = []
+        while true {
+            let page = try list(caller: caller, namePrefix: nil, limit: 250, offset: clients.count)
+            clients += page.clients
+            if page.clients.isEmpty || clients.count >= page.total { return clients }
+        }
+    }
+
     // MARK: Writes
 
     /// Creates a secondary client. A confidential client gets a generated

@@ -92,7 +92,7 @@ enum UserEndpoints {
         let html = """
             <!doctype html><html lang="en"><head><meta charset="utf-8"><title>Authorization error</title>
             <meta name="viewport" content="width=device-width, initial-scale=1"><link rel="stylesheet" href="/assets/latchkey.css"></head>
-            <body><main class="card"><h1>This sign-in link does not work</h1><p role="alert">\(HTML.escape(message))</p>
+            <body><main class="card"><h1>This sign-in link does not work</h1><p role="alert">\(XMLElement.escape(message))</p>
             <p>Go back to the application and try again.</p></main></body></html>
             """
         var response = Response.text(html, status: 400, contentType: "text/html; charset=utf-8")
@@ -243,23 +243,5 @@ enum UserEndpoints {
             throw APIProblem.notFound()
         }
         return .empty()
-    }
-}
-
-/// HTML escaping for the few server-rendered error pages.
-enum HTML {
-    static func escape(_ s: String) -> String {
-        var out = ""
-        for c in s {
-            switch c {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&#39;"
-            default: out.append(c)
-            }
-        }
-        return out
     }
 }

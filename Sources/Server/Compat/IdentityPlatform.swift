@@ -202,14 +202,7 @@ enum IdentitySurface {
             guard let v = Int(o), v >= 0 else { throw Failure(status: 400, message: "offset must be >= 0", field: "offset") }
             offset = v
         }
-        var all: [Client] = []
-        var cursor = 0
-        while true {
-            let page = try NativeEndpoints.registry(ctx).list(caller: caller, namePrefix: nil, limit: 250, offset: cursor)
-            all += page.clients
-            cursor += page.clients.count
-            if page.clients.isEmpty || cursor >= page.total { break }
-        }
+        let all = try NativeEndpoints.registry(ctx).all(caller: caller)
         let matching = all.filter(predicate)
         var response = Response.json(.array(matching.dropFirst(offset).prefix(limit).map { json($0) }))
         if request.queryValue("count") == "true" { response.headers["X-Total-Count"] = String(matching.count) }

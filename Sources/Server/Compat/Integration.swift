@@ -180,14 +180,7 @@ enum IntegrationSurface {
 
     static func list(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let caller = try caller(request, ctx, scopes: [scope])
-        var all: [Client] = []
-        var offset = 0
-        while true {
-            let page = try NativeEndpoints.registry(ctx).list(caller: caller, namePrefix: nil, limit: 250, offset: offset)
-            all += page.clients
-            offset += page.clients.count
-            if page.clients.isEmpty || offset >= page.total { break }
-        }
+        let all = try NativeEndpoints.registry(ctx).all(caller: caller)
         var response = Response.json(.array(all.map { json($0, primary: true) }))
         response.headers["X-Total-Count"] = String(all.count)
         return response
