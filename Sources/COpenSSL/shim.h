@@ -5,6 +5,7 @@
    Every helper returns NULL / 0 on failure and leaves the error queue for
    the Swift wrapper to read and clear. */
 #include <string.h>
+#include <sys/random.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/err.h>
@@ -18,6 +19,9 @@
 #include <openssl/kdf.h>
 
 static inline void lk_openssl_free(void *p) { OPENSSL_free(p); }
+
+/* The kernel CSPRNG (getrandom(2)); the Cryptography wrapper falls back to RAND_bytes. */
+static inline long lk_getrandom(void *buf, size_t len) { return (long)getrandom(buf, len, 0); }
 
 /* kind: 1 = EC P-256, 2 = RSA (bits), 3 = Ed25519. */
 static inline EVP_PKEY *lk_keygen(int kind, int bits) {

@@ -1,14 +1,34 @@
 internal import COpenSSL
 import Common
+#if canImport(Glibc)
+import Glibc
+#endif
 
-/// The operating system's CSPRNG through OpenSSL's `RAND_bytes`.
+/// The operating system's CSPRNG: `getrandom(2)`, which never returns
+/// before the kernel's pool is seeded, and OpenSSL's `RAND_bytes` should
+/// it fail. (OpenSSL 3's DRBG costs several microseconds per call under
+/// locks; the system call is cheaper for the small values drawn per
+/// request: token ids, codes, secrets.)
 public enum SecureRandom {
     public static func bytes(_ count: Int) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: count)
         guard count > 0 else { return out }
+        let filled = out.withUnsafeMutableBytes { buffer -> Bool in
+            var offset = 0
+            while offset < buffer.count {
+                let n = lk_getrandom(buffer.baseAddress! + offset, buffer.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return false
+                }
+                offset += n
+            }
+            return true
+        }
+        if filled { return out }
         let ok = out.withUnsafeMutableBufferPointer { RAND_bytes($0.baseAddress, Int32(count)) }
         // Without randomness no secret or key can be made safely: stop rather than go on.
-        precondition(ok == 1, "RAND_bytes failed")
+        precondition(ok == 1, "no randomness: getrandom and RAND_bytes failed")
         return out
     }
 }

@@ -201,11 +201,13 @@ private func workerMain(_ arg: UnsafeMutableRawPointer?) -> UnsafeMutableRawPoin
     var chunk = [UInt8](repeating: 0, count: 65536)
     while FCGX_Accept_r(request) >= 0 {
         var params: [String: String] = [:]
+        params.reserveCapacity(40)
         if var cursor = request.pointee.envp {
             while let entry = cursor.pointee {
-                let text = String(cString: entry)
-                if let eq = text.firstIndex(of: "=") {
-                    params[String(text[..<eq])] = String(text[text.index(after: eq)...])
+                // NAME=value, split on the first '=' by bytes (no Character walking).
+                let bytes = UnsafeRawBufferPointer(start: entry, count: strlen(entry))
+                if let eq = bytes.firstIndex(of: UInt8(ascii: "=")) {
+                    params[String(decoding: bytes[..<eq], as: UTF8.self)] = String(decoding: bytes[(eq + 1)...], as: UTF8.self)
                 }
                 cursor += 1
             }

@@ -71,7 +71,13 @@ public struct Request: Sendable {
     /// The media type of the body, lowercased, without parameters.
     public var mediaType: String? {
         guard let value = headers["Content-Type"], !value.isEmpty else { return nil }
-        return value.split(separator: ";", maxSplits: 1).first.map { $0.trimmingSpaces().lowercased() }
+        let bytes = value.utf8.prefix { $0 != UInt8(ascii: ";") }
+        guard bytes.allSatisfy({ $0 < 0x80 }) else {
+            return value.split(separator: ";", maxSplits: 1).first.map { $0.trimmingSpaces().lowercased() }
+        }
+        // ASCII (every real media type): trim and lowercase bytewise.
+        let trimmed = bytes.drop { $0 == 0x20 || $0 == 0x09 }.reversed().drop { $0 == 0x20 || $0 == 0x09 }.reversed()
+        return String(decoding: trimmed.map { $0 >= 65 && $0 <= 90 ? $0 + 32 : $0 }, as: UTF8.self)
     }
 
     public var cookies: [String: String] { Cookies.parse(headers.values("Cookie")) }

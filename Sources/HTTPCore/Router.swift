@@ -1,16 +1,22 @@
 /// Maps a method and a path to a handler. Patterns are literal segments and
 /// `{name}` captures of one whole segment; literal segments win over
 /// captures, so `/clients/current` is never taken for `/clients/{id}`.
+///
+/// The patterns form a tree of segments walked once per request: its cost
+/// grows with the depth of the path, not with the number of routes.
 public struct Router<Handler: Sendable>: Sendable {
-    struct Route: Sendable {
-        let method: String
-        let segments: [Segment]
-        let handler: Handler
+    /// One method's handler at a node, with the capture names of its pattern.
+    struct Target: Sendable {
+        let handler: Int
+        let captureNames: [String]
     }
 
-    enum Segment: Sendable, Equatable {
-        case literal(String)
-        case capture(String)
+    struct Node: Sendable {
+        var literals: [String: Int] = [:]
+        var capture: Int?
+        var methods: [String: Target] = [:]
+        /// Methods in the order they were added (for `Allow`).
+        var methodOrder: [String] = []
     }
 
     public enum Match {
@@ -19,20 +25,35 @@ public struct Router<Handler: Sendable>: Sendable {
         case notFound
     }
 
-    private var routes: [Route] = []
-    /// Routes without captures, by path then method: the hot paths skip the scan.
-    private var exact: [String: [String: Handler]] = [:]
+    private var handlers: [Handler] = []
+    private var nodes: [Node] = [Node()]
 
     public init() {}
 
     public mutating func add(_ method: String, _ pattern: String, _ handler: Handler) {
-        let segments = Router.split(pattern).map { s -> Segment in
-            s.hasPrefix("{") && s.hasSuffix("}") ? .capture(String(s.dropFirst().dropLast())) : .literal(s)
+        var node = 0
+        var names: [String] = []
+        for segment in Router.split(pattern) {
+            if segment.hasPrefix("{") && segment.hasSuffix("}") {
+                names.append(String(segment.dropFirst().dropLast()))
+                if let next = nodes[node].capture {
+                    node = next
+                } else {
+                    nodes.append(Node())
+                    nodes[node].capture = nodes.count - 1
+                    node = nodes.count - 1
+                }
+            } else if let next = nodes[node].literals[segment] {
+                node = next
+            } else {
+                nodes.append(Node())
+                nodes[node].literals[segment] = nodes.count - 1
+                node = nodes.count - 1
+            }
         }
-        routes.append(Route(method: method, segments: segments, handler: handler))
-        if !segments.contains(where: { if case .capture = $0 { return true } else { return false } }) {
-            exact[pattern, default: [:]][method] = handler
-        }
+        handlers.append(handler)
+        if nodes[node].methods[method] == nil { nodes[node].methodOrder.append(method) }
+        nodes[node].methods[method] = Target(handler: handlers.count - 1, captureNames: names)
     }
 
     static func split(_ path: String) -> [String] {
@@ -40,35 +61,37 @@ public struct Router<Handler: Sendable>: Sendable {
     }
 
     public func match(method: String, path: String) -> Match {
-        if let byMethod = exact[path] {
-            if let handler = byMethod[method] ?? (method == "HEAD" ? byMethod["GET"] : nil) { return .found(handler, [:]) }
-        }
-        let parts = Router.split(path)
         // A trailing slash is a different resource, except for the root.
-        if path.count > 1 && path.hasSuffix("/") { return .notFound }
-        var best: (Route, [String: String], Int)?
+        if path.utf8.count > 1 && path.utf8.last == UInt8(ascii: "/") { return .notFound }
+        let parts = path.split(separator: "/", omittingEmptySubsequences: true)
+        var best: (target: Target, values: [Substring], literals: Int)?
         var allowed: [String] = []
-        for route in routes where route.segments.count == parts.count {
-            var captures: [String: String] = [:]
-            var literals = 0
-            var ok = true
-            for (segment, part) in zip(route.segments, parts) {
-                switch segment {
-                case let .literal(l):
-                    if l != part { ok = false } else { literals += 1 }
-                case let .capture(name):
-                    captures[name] = part
+        var values: [Substring] = []
+        values.reserveCapacity(4)
+        // Depth first, literal before capture: on equal literal counts the
+        // literal-first route wins.
+        func walk(_ node: Int, _ depth: Int, _ literals: Int) {
+            if depth == parts.count {
+                let here = nodes[node]
+                guard !here.methods.isEmpty else { return }
+                if let target = here.methods[method] ?? (method == "HEAD" ? here.methods["GET"] : nil) {
+                    if best == nil || literals > best!.literals { best = (target, values, literals) }
+                } else {
+                    for m in here.methodOrder where !allowed.contains(m) { allowed.append(m) }
                 }
-                if !ok { break }
+                return
             }
-            guard ok else { continue }
-            if route.method != method && !(method == "HEAD" && route.method == "GET") {
-                if !allowed.contains(route.method) { allowed.append(route.method) }
-                continue
+            if let next = nodes[node].literals[String(parts[depth])] { walk(next, depth + 1, literals + 1) }
+            if let next = nodes[node].capture {
+                values.append(parts[depth])
+                walk(next, depth + 1, literals)
+                values.removeLast()
             }
-            if best == nil || literals > best!.2 { best = (route, captures, literals) }
         }
-        if let best { return .found(best.0.handler, best.1) }
-        return allowed.isEmpty ? .notFound : .methodNotAllowed(allowed)
+        walk(0, 0, 0)
+        guard let best else { return allowed.isEmpty ? .notFound : .methodNotAllowed(allowed) }
+        var captures: [String: String] = [:]
+        for (name, value) in zip(best.target.captureNames, best.values) { captures[name] = String(value) }
+        return .found(handlers[best.target.handler], captures)
     }
 }

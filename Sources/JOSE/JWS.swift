@@ -5,7 +5,7 @@ import Cryptography
 public enum JWS {
     /// Signs `payload` with `key`; the header gets `alg` from the key (never
     /// from the caller), then `typ` and `kid` when given.
-    public static func sign(payload: JSON, key: SigningKey, kid: String?, typ: String?) throws -> String {
+    public static func sign(payload: JSON, key: some JWSKey, kid: String?, typ: String?) throws -> String {
         var header: [(String, JSON)] = [("alg", .string(key.algorithm.rawValue))]
         if let typ { header.append(("typ", .string(typ))) }
         if let kid { header.append(("kid", .string(kid))) }
@@ -46,7 +46,7 @@ public enum JWS {
     /// header's `alg` must name exactly that algorithm (RFC 8725 §3.1), so
     /// `none` and algorithm confusion are refused. Any `crit` header is
     /// unsupported and refused (RFC 7515 §4.1.11).
-    public static func verify(_ parsed: Parsed, key: SigningKey) -> Bool {
+    public static func verify(_ parsed: Parsed, key: some JWSKey) -> Bool {
         guard parsed.algorithm == key.algorithm.rawValue, parsed.header["crit"] == nil else { return false }
         return key.verify(signature: parsed.signature, message: parsed.signingInput)
     }

@@ -13,8 +13,8 @@ public final class KeyRing {
     let store: Store
     let env: Environment
     private var loadedVersion: String?
-    private var current: (kid: String, key: SigningKey)?
-    private var verification: [String: SigningKey] = [:]
+    private var current: (kid: String, key: PreparedKey)?
+    private var verification: [String: PreparedKey] = [:]
     private var jwks: JSON = .object([("keys", .array([]))])
 
     public init(store: Store, env: Environment) {
@@ -27,14 +27,14 @@ public final class KeyRing {
         if version == loadedVersion { return }
         let records = try store.signingKeys()
         let now = env.now()
-        var newCurrent: (String, SigningKey)?
-        var newVerification: [String: SigningKey] = [:]
+        var newCurrent: (String, PreparedKey)?
+        var newVerification: [String: PreparedKey] = [:]
         var published: [JSON] = []
         for record in records.sorted(by: { $0.createdAt > $1.createdAt }) {
             guard let alg = SignatureAlgorithm(rawValue: record.algorithm) else { continue }
             if let retired = record.retiredAt, retired + KeyRing.retentionMillis <= now { continue }
             let publicKey = try SigningKey(publicKeyDER: record.publicKey, algorithm: alg)
-            newVerification[record.kid] = publicKey
+            newVerification[record.kid] = PreparedKey(publicKey)
             published.append(try JWK.publicJWK(publicKey, kid: record.kid))
             if record.retiredAt == nil && newCurrent == nil {
                 var der = record.privateKey
@@ -42,7 +42,7 @@ public final class KeyRing {
                     guard let kek = env.kek else { throw KeyRingError.encryptedWithoutKEK }
                     der = try SealedBox.open(der, key: kek)
                 }
-                newCurrent = (record.kid, try SigningKey(privateKeyDER: der, algorithm: alg))
+                newCurrent = (record.kid, PreparedKey(try SigningKey(privateKeyDER: der, algorithm: alg)))
             }
         }
         current = newCurrent
@@ -51,15 +51,15 @@ public final class KeyRing {
         loadedVersion = version
     }
 
-    /// The key new tokens are signed with.
-    public func signingKey() throws -> (kid: String, key: SigningKey) {
+    /// The key new tokens are signed with, prepared for this thread.
+    public func signingKey() throws -> (kid: String, key: PreparedKey) {
         try refresh()
         guard let current else { throw KeyRingError.noSigningKey }
         return current
     }
 
     /// A published key by `kid`; nil when unknown or past retention.
-    public func verificationKey(kid: String) throws -> SigningKey? {
+    public func verificationKey(kid: String) throws -> PreparedKey? {
         try refresh()
         return verification[kid]
     }

@@ -15,11 +15,18 @@ public final class WriterLock: Sendable {
 /// The SQLite implementation of `Store`: WAL, foreign keys, a busy timeout,
 /// `BEGIN IMMEDIATE` for writes, prepared statements cached per connection.
 /// One instance per thread.
+///
+/// The hottest reads (a client, its secrets, meta values, revocation
+/// checks) are remembered between read transactions while the database is
+/// unchanged: `PRAGMA data_version` moves whenever another connection
+/// commits, and this connection's own writes clear the memo, so a
+/// remembered answer is always the one the query would give.
 public final class SQLiteStore: Store {
     let db: Connection
     let writerLock: WriterLock
     private var depth = 0
     private var writing = false
+    private var memo = ReadMemo()
 
     /// Opens (creating if needed) the database and applies pending migrations.
     public init(path: String, writerLock: WriterLock = WriterLock(), migrate: Bool = true, busyTimeoutMillis: Int32 = 5000) throws {
@@ -85,8 +92,28 @@ public final class SQLiteStore: Store {
 
     func rows(_ sql: String, _ values: [SQLValue] = []) throws -> [Row] { try wrap { try db.query(sql, values) } }
 
+    /// A statement that may change data: the memo no longer holds.
     @discardableResult
-    func exec(_ sql: String, _ values: [SQLValue] = []) throws -> Int { try wrap { try db.run(sql, values) } }
+    func exec(_ sql: String, _ values: [SQLValue] = []) throws -> Int {
+        memo.invalidate()
+        return try wrap { try db.run(sql, values) }
+    }
+
+    /// Transaction control, which changes no data (a cached prepared statement).
+    func control(_ sql: String) throws { _ = try wrap { try db.run(sql) } }
+
+    /// True inside a read transaction whose snapshot the memo belongs to.
+    private var memoUsable: Bool { depth > 0 && !writing && memo.version >= 0 }
+
+    /// The remembered answer for `key` in `table`, or `load()`'s, remembered.
+    private func memoized<V>(_ table: WritableKeyPath<ReadMemo, [String: V]>, _ key: String, _ load: () throws -> V) throws -> V {
+        guard memoUsable else { return try load() }
+        if let hit = memo[keyPath: table][key] { return hit }
+        let value = try load()
+        if memo[keyPath: table].count >= ReadMemo.capacity { memo[keyPath: table].removeAll(keepingCapacity: true) }
+        memo[keyPath: table][key] = value
+        return value
+    }
 
     // MARK: Transactions
 
@@ -101,13 +128,13 @@ public final class SQLiteStore: Store {
         }
         writerLock.lock.lock()
         defer { writerLock.lock.unlock() }
-        try exec("BEGIN IMMEDIATE")
+        try control("BEGIN IMMEDIATE")
         depth = 1
         writing = true
-        defer { depth = 0; writing = false }
+        defer { depth = 0; writing = false; memo.invalidate() }
         do {
             let result = try body()
-            try exec("COMMIT")
+            try control("COMMIT")
             return result
         } catch {
             if db.isInTransaction { try? db.execute("ROLLBACK") }
@@ -117,12 +144,15 @@ public final class SQLiteStore: Store {
 
     public func read<T>(_ body: () throws -> T) throws -> T {
         if depth > 0 { return try body() }
-        try exec("BEGIN")
+        try control("BEGIN")
         depth = 1
         defer { depth = 0 }
         do {
+            // Starts the snapshot; a new value means another connection committed.
+            let version = try rows("PRAGMA data_version").first?.int(0) ?? -1
+            if version != memo.version { memo = ReadMemo(version: version) }
             let result = try body()
-            try exec("COMMIT")
+            try control("COMMIT")
             return result
         } catch {
             if db.isInTransaction { try? db.execute("ROLLBACK") }
@@ -133,7 +163,7 @@ public final class SQLiteStore: Store {
     // MARK: Meta
 
     public func meta(_ key: String) throws -> String? {
-        try rows("SELECT value FROM meta WHERE key = ?", [.text(key)]).first?.string(0)
+        try memoized(\.meta, key) { try rows("SELECT value FROM meta WHERE key = ?", [.text(key)]).first?.string(0) }
     }
 
     public func setMeta(_ key: String, _ value: String) throws {
@@ -195,7 +225,9 @@ public final class SQLiteStore: Store {
     }
 
     public func client(_ id: String) throws -> Client? {
-        try rows("SELECT \(SQLiteStore.clientColumns) FROM clients c WHERE c.client_id = ?", [.text(id)]).first.map(SQLiteStore.client)
+        try memoized(\.clients, id) {
+            try rows("SELECT \(SQLiteStore.clientColumns) FROM clients c WHERE c.client_id = ?", [.text(id)]).first.map(SQLiteStore.client)
+        }
     }
 
     public func updateClient(_ c: Client) throws {
@@ -257,6 +289,10 @@ public final class SQLiteStore: Store {
     }
 
     public func secrets(clientID: String) throws -> [ClientSecret] {
+        try memoized(\.secrets, clientID) { try loadSecrets(clientID: clientID) }
+    }
+
+    func loadSecrets(clientID: String) throws -> [ClientSecret] {
         try rows("SELECT id, client_id, kind, hash, created_at, expires_at FROM client_secrets WHERE client_id = ? ORDER BY id DESC", [.text(clientID)]).map {
             ClientSecret(id: $0.int(0), clientID: $0.string(1), kind: ClientSecret.Kind(rawValue: $0.string(2)) ?? .hmac, hash: $0.string(3),
                          createdAt: $0.int(4), expiresAt: $0.optionalInt(5))
@@ -299,7 +335,7 @@ public final class SQLiteStore: Store {
     }
 
     public func isAccessTokenRevoked(jti: String) throws -> Bool {
-        !(try rows("SELECT 1 FROM revoked_tokens WHERE jti = ?", [.text(jti)]).isEmpty)
+        try memoized(\.revokedTokens, jti) { !(try rows("SELECT 1 FROM revoked_tokens WHERE jti = ?", [.text(jti)]).isEmpty) }
     }
 
     // MARK: Users
@@ -400,8 +436,10 @@ public final class SQLiteStore: Store {
     }
 
     public func isFamilyRevoked(id: String) throws -> Bool {
-        guard let row = try rows("SELECT revoked_at FROM token_families WHERE id = ?", [.text(id)]).first else { return true }
-        return row.optionalInt(0) != nil
+        try memoized(\.revokedFamilies, id) {
+            guard let row = try rows("SELECT revoked_at FROM token_families WHERE id = ?", [.text(id)]).first else { return true }
+            return row.optionalInt(0) != nil
+        }
     }
 
     public func insertRefreshToken(_ t: RefreshTokenRecord) throws {
@@ -539,4 +577,20 @@ public final class SQLiteStore: Store {
         }
         return (events, total)
     }
+}
+
+
+/// Answers of hot reads under one `data_version`; `version` -1 is empty and unusable.
+struct ReadMemo {
+    static let capacity = 4096
+    var version: Int64 = -1
+    var clients: [String: Client?] = [:]
+    var secrets: [String: [ClientSecret]] = [:]
+    var meta: [String: String?] = [:]
+    var revokedTokens: [String: Bool] = [:]
+    var revokedFamilies: [String: Bool] = [:]
+
+    init(version: Int64 = -1) { self.version = version }
+
+    mutating func invalidate() { self = ReadMemo() }
 }

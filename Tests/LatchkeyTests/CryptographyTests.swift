@@ -74,6 +74,35 @@ import Testing
         #expect(!publicKey.verify(signature: [], message: message))
     }
 
+    /// A prepared key signs and verifies exactly as the plain key does, many
+    /// times over on one context, and refuses what the plain key refuses.
+    @Test(arguments: SignatureAlgorithm.allCases)
+    func preparedKeysAgreeWithPlainKeys(_ alg: SignatureAlgorithm) throws {
+        let key = try SigningKey.generate(alg)
+        let publicKey = try SigningKey(publicKeyDER: try key.publicKeyDER(), algorithm: alg)
+        let signer = PreparedKey(key)
+        let verifier = PreparedKey(publicKey)
+        for i in 0..<5 {
+            let message = Array("message \(i)".utf8)
+            let prepared = try signer.sign(message)
+            #expect(prepared.count == (alg == .rs256 ? 256 : 64))
+            #expect(publicKey.verify(signature: prepared, message: message))
+            #expect(verifier.verify(signature: prepared, message: message))
+            #expect(verifier.verify(signature: try key.sign(message), message: message))
+            #expect(!verifier.verify(signature: prepared, message: Array("other".utf8)))
+            var bad = prepared
+            bad[bad.count - 1] ^= 0x01
+            #expect(!verifier.verify(signature: bad, message: message))
+            #expect(!verifier.verify(signature: [], message: message))
+        }
+        // RS256 is deterministic (PKCS#1 v1.5): the prepared signature is byte for byte the plain one.
+        if alg == .rs256 {
+            let message = Array("same".utf8)
+            #expect(try signer.sign(message) == (try key.sign(message)))
+        }
+        #expect(throws: CryptoError.self) { try verifier.sign([1]) }
+    }
+
     @Test func keysRefuseAnotherAlgorithm() throws {
         let ec = try SigningKey.generate(.es256)
         #expect(throws: CryptoError.self) { try SigningKey(publicKeyDER: try ec.publicKeyDER(), algorithm: .rs256) }

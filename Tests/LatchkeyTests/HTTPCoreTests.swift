@@ -22,6 +22,17 @@ import Testing
         #expect(!request.bodyTooLarge)
     }
 
+    @Test(arguments: [
+        ("application/x-www-form-urlencoded", "application/x-www-form-urlencoded"),
+        ("Application/JSON; charset=UTF-8", "application/json"),
+        ("  text/xml\t ;q=1", "text/xml"),
+        ("APPLICATION/ÉX", "application/éx"),
+    ])
+    func mediaTypeIsLowercasedWithoutParameters(_ header: String, _ expected: String) {
+        let request = CGI.request(params: ["CONTENT_TYPE": header], body: []) { "id" }
+        #expect(request.mediaType == expected)
+    }
+
     @Test func generatesARequestIDWhenMissingOrUnsafe() {
         #expect(CGI.request(params: ["CONTENT_LENGTH": "", "CONTENT_TYPE": ""], body: []) { "gen" }.requestID == "gen")
         #expect(CGI.request(params: ["REQUEST_ID": "a\r\nb"], body: []) { "gen" }.requestID == "gen")
@@ -61,6 +72,28 @@ import Testing
         guard case .notFound = router().match(method: "GET", path: "/nope") else { Issue.record(); return }
         guard case .notFound = router().match(method: "GET", path: "/healthz/") else { Issue.record(); return }
         guard case .found = router().match(method: "HEAD", path: "/healthz") else { Issue.record(); return }
+    }
+
+    @Test func capturesByPatternAndFallsBackFromALiteralDeadEnd() {
+        var r = Router<String>()
+        r.add("GET", "/", "root")
+        r.add("GET", "/orgs/{org}/clients/{id}", "org-client")
+        r.add("PUT", "/orgs/{org}/clients/{id}", "org-client-put")
+        r.add("GET", "/orgs/current/clients", "current-list")
+        r.add("GET", "/orgs/{name}/members", "members")
+        guard case let .found(h, p) = r.match(method: "GET", path: "/orgs/current/clients/c1") else { Issue.record(); return }
+        // "current" is a literal for another route, but only the capture route reaches this depth.
+        #expect(h == "org-client" && p == ["org": "current", "id": "c1"])
+        guard case let .found(h2, p2) = r.match(method: "GET", path: "/orgs/acme/members") else { Issue.record(); return }
+        #expect(h2 == "members" && p2 == ["name": "acme"])
+        guard case let .found(h3, p3) = r.match(method: "GET", path: "/orgs/current/clients") else { Issue.record(); return }
+        #expect(h3 == "current-list" && p3.isEmpty)
+        guard case let .found(h4, _) = r.match(method: "GET", path: "/") else { Issue.record(); return }
+        #expect(h4 == "root")
+        guard case let .methodNotAllowed(allowed) = r.match(method: "DELETE", path: "/orgs/a/clients/b") else { Issue.record(); return }
+        #expect(allowed == ["GET", "PUT"])
+        guard case .notFound = r.match(method: "GET", path: "/orgs/a/clients/b/c") else { Issue.record(); return }
+        guard case .notFound = r.match(method: "GET", path: "/orgs") else { Issue.record(); return }
     }
 }
 

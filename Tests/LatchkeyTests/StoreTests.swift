@@ -73,6 +73,56 @@ import Testing
     }
 }
 
+/// The read memo of `SQLiteStore` must never answer from a stale state.
+@Suite struct ReadMemoTests {
+    @Test func anotherConnectionsCommitIsSeenByTheNextReadTransaction() throws {
+        let h = try Harness()
+        let id = h.primary.clientID
+        let other = try SQLiteStore(path: h.directory + "/test.db", migrate: false)
+        // Remember the client, its secrets and a negative revocation answer.
+        let before = try h.store.read { (try h.store.client(id), try h.store.secrets(clientID: id), try h.store.isAccessTokenRevoked(jti: "j1")) }
+        #expect(before.0 != nil && !before.1.isEmpty && !before.2)
+        #expect(try h.store.read { try h.store.client(id)?.name } == before.0?.name)
+        var renamed = try #require(before.0)
+        renamed.name = "renamed elsewhere"
+        try other.write {
+            try other.updateClient(renamed)
+            try other.revokeAccessToken(jti: "j1", expiresAt: Int64.max / 4)
+            try other.deleteSecret(id: before.1[0].id)
+        }
+        let after = try h.store.read { (try h.store.client(id), try h.store.secrets(clientID: id), try h.store.isAccessTokenRevoked(jti: "j1")) }
+        #expect(after.0?.name == "renamed elsewhere")
+        #expect(after.1.count == before.1.count - 1)
+        #expect(after.2)
+    }
+
+    @Test func ownWritesAreSeenAtOnce() throws {
+        let h = try Harness()
+        let id = h.primary.clientID
+        var client = try #require(try h.store.read { try h.store.client(id) })
+        client.name = "renamed here"
+        try h.store.write { try h.store.updateClient(client) }
+        #expect(try h.store.read { try h.store.client(id)?.name } == "renamed here")
+        try h.store.write { try h.store.setMeta("keys_version", "99") }
+        #expect(try h.store.read { try h.store.meta("keys_version") } == "99")
+        // Inside a write transaction reads are never memoized.
+        try h.store.write {
+            try h.store.setMeta("keys_version", "100")
+            #expect(try h.store.meta("keys_version") == "100")
+        }
+    }
+
+    @Test func aDeletedClientIsGoneForEveryConnection() throws {
+        let h = try Harness()
+        let other = try SQLiteStore(path: h.directory + "/test.db", migrate: false)
+        let created = Client(clientID: "short-lived", organizationID: h.primary.organizationID, name: "short-lived", createdAt: h.clock.now)
+        try h.store.write { try h.store.insertClient(created) }
+        #expect(try other.read { try other.client(created.clientID) } != nil)
+        try h.store.write { try h.store.deleteClient(created.clientID) }
+        #expect(try other.read { try other.client(created.clientID) } == nil)
+    }
+}
+
 @Suite struct BusyDatabaseTests {
     /// SPEC 7: contention never surfaces as a 500; past the busy timeout the answer is 503 with Retry-After.
     @Test func aLockedDatabaseAnswers503WithRetryAfter() throws {

@@ -1,0 +1,101 @@
+internal import COpenSSL
+import Common
+
+/// A `SigningKey` prepared for many signatures and verifications on one
+/// thread. OpenSSL 3's `EVP_DigestSign*` sets up a new operation for every
+/// message (name lookups under a lock, a context duplicated inside
+/// `EVP_DigestSignFinal`), which costs more than the ECDSA arithmetic
+/// itself. Here the sign and verify operations are initialised once
+/// (`EVP_PKEY_sign_init`, `EVP_PKEY_verify_init`) and each message costs
+/// one SHA-256 and one `EVP_PKEY_sign`/`EVP_PKEY_verify` on the same
+/// context. The signatures are exactly those of `SigningKey.sign`.
+///
+/// Ed25519 signs the message itself, not a digest (RFC 8032 PureEdDSA), so
+/// an EdDSA key keeps the one-shot `EVP_DigestSign` path.
+///
+/// Not `Sendable`: an `EVP_PKEY_CTX` must not be shared between threads.
+/// Each worker thread makes its own (the key ring is per thread).
+public final class PreparedKey {
+    public let key: SigningKey
+    private var signContext: OpaquePointer?
+    private var verifyContext: OpaquePointer?
+
+    public init(_ key: SigningKey) {
+        self.key = key
+    }
+
+    deinit {
+        if let signContext { EVP_PKEY_CTX_free(signContext) }
+        if let verifyContext { EVP_PKEY_CTX_free(verifyContext) }
+    }
+
+    public var algorithm: SignatureAlgorithm { key.algorithm }
+
+    /// An operation context for `sign` (or verify), made on first use.
+    private func context(forSigning signing: Bool) throws -> OpaquePointer {
+        if let existing = signing ? signContext : verifyContext { return existing }
+        guard let ctx = EVP_PKEY_CTX_new(key.pkey, nil) else { throw CryptoError("EVP_PKEY_CTX_new") }
+        var ok = signing ? EVP_PKEY_sign_init(ctx) : EVP_PKEY_verify_init(ctx)
+        if ok == 1 && key.algorithm == .rs256 {
+            ok = EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING)
+            if ok == 1 { ok = EVP_PKEY_CTX_set_signature_md(ctx, sha256Algorithm.md) }
+        }
+        guard ok == 1 else {
+            EVP_PKEY_CTX_free(ctx)
+            throw CryptoError(signing ? "EVP_PKEY_sign_init" : "EVP_PKEY_verify_init")
+        }
+        if signing { signContext = ctx } else { verifyContext = ctx }
+        return ctx
+    }
+
+    /// The JWS signature over `message`, as `SigningKey.sign` makes it.
+    public func sign(_ message: [UInt8]) throws -> [UInt8] {
+        guard key.algorithm != .edDSA else { return try key.sign(message) }
+        guard key.hasPrivateKey else { throw CryptoError(plain: "no private key") }
+        let ctx = try context(forSigning: true)
+        let digest = Digest.sha256(message)
+        var len = Int(EVP_PKEY_get_size(key.pkey))
+        var signature = [UInt8](repeating: 0, count: len)
+        let ok = digest.withUnsafeBufferPointer { d in
+            signature.withUnsafeMutableBufferPointer { EVP_PKEY_sign(ctx, $0.baseAddress, &len, d.baseAddress, d.count) }
+        }
+        guard ok == 1 else { throw CryptoError("EVP_PKEY_sign") }
+        signature.removeSubrange(len...)
+        guard key.algorithm == .es256 else { return signature }
+        var raw = [UInt8](repeating: 0, count: 64)
+        let converted = signature.withUnsafeBufferPointer { lk_ecdsa_der_to_raw($0.baseAddress, $0.count, &raw, 32) }
+        guard converted == 1 else { throw CryptoError("ECDSA signature conversion") }
+        return raw
+    }
+
+    /// Verifies a JWS signature over `message`; false for any malformed input.
+    public func verify(signature: [UInt8], message: [UInt8]) -> Bool {
+        guard key.algorithm != .edDSA else { return key.verify(signature: signature, message: message) }
+        guard let ctx = try? context(forSigning: false) else { ERR_clear_error(); return false }
+        var sig = signature
+        if key.algorithm == .es256 {
+            guard signature.count == 64 else { return false }
+            var der: UnsafeMutablePointer<UInt8>? = nil
+            let len = signature.withUnsafeBufferPointer { lk_ecdsa_raw_to_der($0.baseAddress, 32, &der) }
+            guard len > 0, let der else { ERR_clear_error(); return false }
+            sig = Array(UnsafeBufferPointer(start: der, count: Int(len)))
+            lk_openssl_free(der)
+        }
+        let digest = Digest.sha256(message)
+        let ok = sig.withUnsafeBufferPointer { s in
+            digest.withUnsafeBufferPointer { d in EVP_PKEY_verify(ctx, s.baseAddress, s.count, d.baseAddress, d.count) }
+        }
+        if ok != 1 { ERR_clear_error() }
+        return ok == 1
+    }
+}
+
+/// What JWS needs of a key: its fixed algorithm, signing and verification.
+public protocol JWSKey {
+    var algorithm: SignatureAlgorithm { get }
+    func sign(_ message: [UInt8]) throws -> [UInt8]
+    func verify(signature: [UInt8], message: [UInt8]) -> Bool
+}
+
+extension SigningKey: JWSKey {}
+extension PreparedKey: JWSKey {}
