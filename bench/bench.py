@@ -2,6 +2,7 @@
 import argparse
 import base64
 import json
+import os
 import re
 import subprocess
 import sys
@@ -160,11 +161,18 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def median(values):
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the ratio scenarios")
     ap.add_argument("--connections", type=int, default=32)
-    ap.add_argument("--workers", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=max(4, 2 * (os.cpu_count() or 1)), help="default: as `latchkey serve`")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="latchkey-bench-") as tmp:
         tmp = Path(tmp)
@@ -177,7 +185,7 @@ def main():
             writer = stack.token(bench_org["client_id"], bench_org["client_secret"])
             read_id = requests.post(stack.url("/api/v1/clients"), headers={"Authorization": f"Bearer {writer}"},
                                     json={"client_name": "bench read"}).json()["client_id"]
-            scenarios = [
+            ratio_scenarios = [
                 ("GET /healthz", stack.url("/healthz"), None),
                 ("POST /oauth2/token (client_credentials)", stack.url("/oauth2/token"),
                  lua(tmp / "token.lua", "POST", "grant_type=client_credentials&scope=clients:read", form)),
@@ -185,26 +193,33 @@ def main():
                  lua(tmp / "introspect.lua", "POST", f"token={token}", form)),
                 ("GET /api/v1/clients/{id} (read)", stack.url(f"/api/v1/clients/{read_id}"),
                  lua(tmp / "read.lua", "GET", "", {"Authorization": f"Bearer {writer}"})),
-                ("POST /api/v1/clients (create)", stack.url("/api/v1/clients"),
-                 lua(tmp / "create.lua", "POST", '{"client_name":"bench client","scope":"openid"}',
-                     {"Authorization": f"Bearer {writer}", "Content-Type": "application/json"})),
             ]
-            results = []
-            for name, url, script in scenarios:
-                r = wrk(url, script, args.duration, args.connections)
-                results.append((name, r))
+            # The machine's speed drifts by more than the differences measured:
+            # the ratio scenarios run interleaved, round after round, and each
+            # ratio is taken against the /healthz run of its own round.
+            rounds = []
+            for _ in range(args.rounds):
+                rounds.append([wrk(url, script, args.duration, args.connections) for _, url, script in ratio_scenarios])
+            create = wrk(stack.url("/api/v1/clients"), lua(tmp / "create.lua", "POST", '{"client_name":"bench client","scope":"openid"}',
+                                                           {"Authorization": f"Bearer {writer}", "Content-Type": "application/json"}),
+                         args.duration, args.connections)
             flow_script, refresh_script, chains = user_flow_setup(stack, tmp, chains=args.connections * 2)
             flows = wrk(stack.url("/"), flow_script, args.duration, args.connections)
             refreshes = wrk(stack.url("/"), refresh_script, args.duration, args.connections, args=chains, threads=2)
             rss = peak_rss_mib(stack.worker.pid)
         finally:
             stack.stop()
-    base = results[0][1]["rps"]
-    print(f"\nwrk -t2 -c{args.connections} -d{args.duration}s, through nginx, {args.workers} worker threads, rate limits off\n")
-    print(f"| scenario | requests/s | p50 ms | p99 ms | x /healthz | non-2xx |")
-    print(f"| --- | ---: | ---: | ---: | ---: | ---: |")
-    for name, r in results:
-        print(f"| {name} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['rps'] / base:.2f} | {r['errors']} |")
+    print(f"\nwrk -t2 -c{args.connections} -d{args.duration}s, through nginx, {args.workers} worker threads, rate limits off; "
+          f"medians of {args.rounds} interleaved rounds\n")
+    print("| scenario | requests/s | p50 ms | p99 ms | x /healthz | non-2xx |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for i, (name, _, _) in enumerate(ratio_scenarios):
+        runs = [r[i] for r in rounds]
+        ratio = median([r[i]["rps"] / r[0]["rps"] for r in rounds])
+        print(f"| {name} | {median([x['rps'] for x in runs]):.0f} | {median([x['p50'] for x in runs]):.2f} | "
+              f"{median([x['p99'] for x in runs]):.2f} | {ratio:.2f} | {sum(x['errors'] for x in runs)} |")
+    print(f"| POST /api/v1/clients (create) | {create['rps']:.0f} | {create['p50']:.2f} | {create['p99']:.2f} | "
+          f"{create['rps'] / median([r[0]['rps'] for r in rounds]):.2f} | {create['errors']} |")
     print(f"\ncomplete code flows (authorize + accept + token): {flows.get('flows', 0):.0f}/s "
           f"({flows['rps']:.0f} requests/s, p99 {flows['p99']:.2f} ms, non-2xx/3xx {flows['errors']})")
     print(f"refresh-token rotations: {refreshes.get('rotations', 0):.0f}/s (p99 {refreshes['p99']:.2f} ms, non-2xx {refreshes['errors']})")

@@ -10,7 +10,15 @@ public enum Base64 {
 
     static func encode(_ data: [UInt8], alphabet: [UInt8], pad: Bool) -> String {
         var out: [UInt8] = []
-        out.reserveCapacity((data.count + 2) / 3 * 4)
+        encode(data, alphabet: alphabet, pad: pad, into: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Appends base64url without padding to `out` (JWS building, no intermediate strings).
+    public static func urlEncode(_ data: [UInt8], into out: inout [UInt8]) { encode(data, alphabet: urlAlphabet, pad: false, into: &out) }
+
+    static func encode(_ data: [UInt8], alphabet: [UInt8], pad: Bool, into out: inout [UInt8]) {
+        out.reserveCapacity(out.count + (data.count + 2) / 3 * 4)
         var i = 0
         while i + 3 <= data.count {
             let n = UInt32(data[i]) << 16 | UInt32(data[i + 1]) << 8 | UInt32(data[i + 2])
@@ -29,16 +37,19 @@ public enum Base64 {
             out.append(alphabet[Int(n >> 6 & 63)])
             if pad { out.append(61) }
         }
-        return String(decoding: out, as: UTF8.self)
     }
 
     /// Standard base64; padding optional, no whitespace.
     public static func decode(_ text: String) -> [UInt8]? { decode(text, url: false) }
+    /// Standard base64 from bytes (a header value already split up).
+    public static func decode(bytes: [UInt8]) -> [UInt8]? { decode(chars: bytes, url: false) }
     /// Base64url without padding; refuses '=', '+', '/' and non-canonical trailing bits.
     public static func urlDecode(_ text: String) -> [UInt8]? { decode(text, url: true) }
 
-    static func decode(_ text: String, url: Bool) -> [UInt8]? {
-        var chars = Array(text.utf8)
+    static func decode(_ text: String, url: Bool) -> [UInt8]? { decode(chars: Array(text.utf8), url: url) }
+
+    static func decode(chars input: [UInt8], url: Bool) -> [UInt8]? {
+        var chars = input
         if !url {
             let total = chars.count
             var pads = 0

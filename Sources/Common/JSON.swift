@@ -143,7 +143,8 @@ extension JSON {
     static func writeString(_ s: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
         // Most strings need no escaping: copy their bytes whole.
-        if !s.utf8.contains(where: needsEscape) {
+        let clean = s.utf8.withContiguousStorageIfAvailable { !$0.contains(where: needsEscape) } ?? !s.utf8.contains(where: needsEscape)
+        if clean {
             out.append(contentsOf: s.utf8)
         } else {
             for byte in s.utf8 {

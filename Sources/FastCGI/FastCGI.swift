@@ -235,6 +235,11 @@ private func workerMain(_ arg: UnsafeMutableRawPointer?) -> UnsafeMutableRawPoin
                 _ = FCGX_PutStr($0, Int32(buf.count), request.pointee.out)
             }
         }
+        // The body was drained to its end above, so nothing unread can
+        // make our close send a reset: skip libfcgi's shutdown-and-wait
+        // (it polls until nginx closes, holding this thread meanwhile) and
+        // close at once. `detached` makes FCGX_Finish_r close without it.
+        request.pointee.detached = 1
         FCGX_Finish_r(request)
     }
     FCGX_Free(request, 0)

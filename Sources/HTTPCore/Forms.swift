@@ -9,12 +9,22 @@ public enum FormEncoding {
 
     public static func parse(_ bytes: [UInt8]) -> [(String, String)]? {
         var items: [(String, String)] = []
-        for part in bytes.split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: true) {
-            let kv = part.split(separator: UInt8(ascii: "="), maxSplits: 1, omittingEmptySubsequences: false)
-            guard let name = decode(Array(kv[0]), plusIsSpace: true) else { return nil }
-            let value = kv.count > 1 ? decode(Array(kv[1]), plusIsSpace: true) : ""
-            guard let value else { return nil }
-            items.append((name, value))
+        var start = 0
+        // One pass: each '&'-separated part, split at its first '='; empty parts skipped.
+        while start < bytes.count {
+            var end = start
+            var equals = -1
+            while end < bytes.count && bytes[end] != UInt8(ascii: "&") {
+                if equals < 0 && bytes[end] == UInt8(ascii: "=") { equals = end }
+                end += 1
+            }
+            if end > start {
+                let nameEnd = equals < 0 ? end : equals
+                guard let name = decode(bytes[start..<nameEnd], plusIsSpace: true),
+                      let value = equals < 0 ? "" : decode(bytes[(equals + 1)..<end], plusIsSpace: true) else { return nil }
+                items.append((name, value))
+            }
+            start = end + 1
         }
         return items
     }
@@ -23,14 +33,16 @@ public enum FormEncoding {
         decode(Array(text.utf8), plusIsSpace: plusIsSpace)
     }
 
-    static func decode(_ bytes: [UInt8], plusIsSpace: Bool) -> String? {
+    static func decode(_ bytes: [UInt8], plusIsSpace: Bool) -> String? { decode(bytes[...], plusIsSpace: plusIsSpace) }
+
+    static func decode(_ bytes: ArraySlice<UInt8>, plusIsSpace: Bool) -> String? {
         var out: [UInt8] = []
         out.reserveCapacity(bytes.count)
-        var i = 0
-        while i < bytes.count {
+        var i = bytes.startIndex
+        while i < bytes.endIndex {
             let b = bytes[i]
             if b == UInt8(ascii: "%") {
-                guard i + 2 < bytes.count, let hi = hex(bytes[i + 1]), let lo = hex(bytes[i + 2]) else { return nil }
+                guard i + 2 < bytes.endIndex, let hi = hex(bytes[i + 1]), let lo = hex(bytes[i + 2]) else { return nil }
                 out.append(hi << 4 | lo)
                 i += 3
             } else if b == UInt8(ascii: "+") && plusIsSpace {
@@ -96,19 +108,21 @@ public enum BasicCredentials {
 
     public static func parse(_ header: String?, formDecode: Bool) -> Parsed {
         guard let header else { return .absent }
-        let parts = header.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, parts[0].lowercased() == "basic" else { return .absent }
-        guard let raw = Base64.decode(parts[1].trimmingSpaces()), let text = String(validating: raw, as: UTF8.self),
-              let colon = text.firstIndex(of: ":") else { return .malformed }
-        var user = String(text[..<colon])
-        var password = String(text[text.index(after: colon)...])
+        // "Basic" SP token68 (RFC 7617), read bytewise.
+        let bytes = Array(header.utf8.drop { $0 == 0x20 })
+        guard let space = bytes.firstIndex(of: 0x20), space == 5,
+              zip(bytes[0..<5], "basic".utf8).allSatisfy({ $0 | 0x20 == $1 }) else { return .absent }
+        let encoded = bytes[(space + 1)...].drop { $0 == 0x20 || $0 == 0x09 }.reversed().drop { $0 == 0x20 || $0 == 0x09 }.reversed()
+        guard !encoded.isEmpty else { return .absent }
+        guard let raw = Base64.decode(bytes: Array(encoded)), String(validating: raw, as: UTF8.self) != nil,
+              let colon = raw.firstIndex(of: UInt8(ascii: ":")) else { return .malformed }
+        let userBytes = Array(raw[..<colon]), passwordBytes = Array(raw[(colon + 1)...])
         if formDecode {
-            guard let u = FormEncoding.decode(user, plusIsSpace: true), let p = FormEncoding.decode(password, plusIsSpace: true) else {
+            guard let user = FormEncoding.decode(userBytes, plusIsSpace: true), let password = FormEncoding.decode(passwordBytes, plusIsSpace: true) else {
                 return .malformed
             }
-            user = u
-            password = p
+            return .credentials(user: user, password: password)
         }
-        return .credentials(user: user, password: password)
+        return .credentials(user: String(decoding: userBytes, as: UTF8.self), password: String(decoding: passwordBytes, as: UTF8.self))
     }
 }

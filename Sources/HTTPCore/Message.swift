@@ -71,13 +71,19 @@ public struct Request: Sendable {
     /// The media type of the body, lowercased, without parameters.
     public var mediaType: String? {
         guard let value = headers["Content-Type"], !value.isEmpty else { return nil }
-        let bytes = value.utf8.prefix { $0 != UInt8(ascii: ";") }
-        guard bytes.allSatisfy({ $0 < 0x80 }) else {
-            return value.split(separator: ";", maxSplits: 1).first.map { $0.trimmingSpaces().lowercased() }
+        let bytes = Array(value.utf8)
+        var end = bytes.firstIndex(of: UInt8(ascii: ";")) ?? bytes.count
+        var start = 0
+        while start < end && (bytes[start] == 0x20 || bytes[start] == 0x09) { start += 1 }
+        while end > start && (bytes[end - 1] == 0x20 || bytes[end - 1] == 0x09) { end -= 1 }
+        var lowered = [UInt8](repeating: 0, count: end - start)
+        for i in start..<end {
+            let b = bytes[i]
+            // Non-ASCII: let Unicode lowercasing decide, as before.
+            guard b < 0x80 else { return String(decoding: bytes[start..<end], as: UTF8.self).lowercased() }
+            lowered[i - start] = b >= 65 && b <= 90 ? b + 32 : b
         }
-        // ASCII (every real media type): trim and lowercase bytewise.
-        let trimmed = bytes.drop { $0 == 0x20 || $0 == 0x09 }.reversed().drop { $0 == 0x20 || $0 == 0x09 }.reversed()
-        return String(decoding: trimmed.map { $0 >= 65 && $0 <= 90 ? $0 + 32 : $0 }, as: UTF8.self)
+        return String(decoding: lowered, as: UTF8.self)
     }
 
     public var cookies: [String: String] { Cookies.parse(headers.values("Cookie")) }

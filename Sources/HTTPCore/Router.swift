@@ -27,6 +27,8 @@ public struct Router<Handler: Sendable>: Sendable {
 
     private var handlers: [Handler] = []
     private var nodes: [Node] = [Node()]
+    /// Patterns without captures, by exact path: the hot paths skip the walk.
+    private var exact: [String: Int] = [:]
 
     public init() {}
 
@@ -52,6 +54,7 @@ public struct Router<Handler: Sendable>: Sendable {
             }
         }
         handlers.append(handler)
+        if names.isEmpty { exact[pattern] = node }
         if nodes[node].methods[method] == nil { nodes[node].methodOrder.append(method) }
         nodes[node].methods[method] = Target(handler: handlers.count - 1, captureNames: names)
     }
@@ -63,6 +66,9 @@ public struct Router<Handler: Sendable>: Sendable {
     public func match(method: String, path: String) -> Match {
         // A trailing slash is a different resource, except for the root.
         if path.utf8.count > 1 && path.utf8.last == UInt8(ascii: "/") { return .notFound }
+        if let node = exact[path], let target = nodes[node].methods[method] ?? (method == "HEAD" ? nodes[node].methods["GET"] : nil) {
+            return .found(handlers[target.handler], [:])
+        }
         let parts = path.split(separator: "/", omittingEmptySubsequences: true)
         var best: (target: Target, values: [Substring], literals: Int)?
         var allowed: [String] = []

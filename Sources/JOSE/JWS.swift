@@ -9,9 +9,14 @@ public enum JWS {
         var header: [(String, JSON)] = [("alg", .string(key.algorithm.rawValue))]
         if let typ { header.append(("typ", .string(typ))) }
         if let kid { header.append(("kid", .string(kid))) }
-        let signingInput = Base64.urlEncode(JSON.object(header).serialized()) + "." + Base64.urlEncode(payload.serialized())
-        let signature = try key.sign(Array(signingInput.utf8))
-        return signingInput + "." + Base64.urlEncode(signature)
+        var token: [UInt8] = []
+        Base64.urlEncode(JSON.object(header).serialized(), into: &token)
+        token.append(UInt8(ascii: "."))
+        Base64.urlEncode(payload.serialized(), into: &token)
+        let signature = try key.sign(token)
+        token.append(UInt8(ascii: "."))
+        Base64.urlEncode(signature, into: &token)
+        return String(decoding: token, as: UTF8.self)
     }
 
     /// A parsed, not yet verified, compact JWS.

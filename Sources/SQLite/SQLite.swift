@@ -183,6 +183,18 @@ public final class Connection {
         return rows
     }
 
+    /// The first column of the first row as an integer, nil without a row;
+    /// builds no row values (for `PRAGMA data_version` on every request).
+    public func integer(_ sql: String) throws -> Int64? {
+        let statement = try prepared(sql)
+        let h = statement.handle
+        defer { sqlite3_reset(h) }
+        let rc = sqlite3_step(h)
+        if rc == SQLITE_DONE { return nil }
+        guard rc == SQLITE_ROW else { throw error(rc, sql) }
+        return sqlite3_column_int64(h, 0)
+    }
+
     /// Runs a statement and returns the number of rows it changed.
     @discardableResult
     public func run(_ sql: String, _ values: [SQLValue] = []) throws -> Int {

@@ -149,7 +149,7 @@ public final class SQLiteStore: Store {
         defer { depth = 0 }
         do {
             // Starts the snapshot; a new value means another connection committed.
-            let version = try rows("PRAGMA data_version").first?.int(0) ?? -1
+            let version = try wrap { try db.integer("PRAGMA data_version") } ?? -1
             if version != memo.version { memo = ReadMemo(version: version) }
             let result = try body()
             try control("COMMIT")

@@ -110,6 +110,26 @@ import Testing
         #expect(FormEncoding.parse(text) == nil)
     }
 
+    @Test func formEdgeCases() throws {
+        let items = try #require(FormEncoding.parse("a=1&&b=%41%2b+=c&=x&flag&"))
+        #expect(items.map(\.0) == ["a", "b", "", "flag"])
+        #expect(items.map(\.1) == ["1", "A+ =c", "x", ""])
+        #expect(FormEncoding.parse("a=%4")?.isEmpty != false)
+        #expect(FormEncoding.parse("a=%4") == nil)
+        #expect(try #require(FormEncoding.parse("")).isEmpty)
+    }
+
+    @Test func basicSchemeEdgeCases() {
+        let token = Base64.encode(Array("id:secret".utf8))
+        #expect(BasicCredentials.parse("basic  \(token) ", formDecode: true) == .credentials(user: "id", password: "secret"))
+        #expect(BasicCredentials.parse("BASIC \(token)", formDecode: false) == .credentials(user: "id", password: "secret"))
+        #expect(BasicCredentials.parse("Basic", formDecode: true) == .absent)
+        #expect(BasicCredentials.parse("Basic ", formDecode: true) == .absent)
+        #expect(BasicCredentials.parse("Basicx \(token)", formDecode: true) == .absent)
+        #expect(BasicCredentials.parse("Basic " + Base64.encode([0x69, 0x3A, 0xFF]), formDecode: true) == .malformed)
+        #expect(BasicCredentials.parse("Basic " + Base64.encode(Array("a:b%zz".utf8)), formDecode: true) == .malformed)
+    }
+
     @Test func basicCredentialsAreFormDecoded() {
         let header = "Basic " + Base64.encode(Array("my%3Aclient:p%40ss+word".utf8))
         #expect(BasicCredentials.parse(header, formDecode: true) == .credentials(user: "my:client", password: "p@ss word"))
