@@ -79,6 +79,7 @@ public protocol Store: AnyObject {
     func upsertConnection(_ connection: UserConnection) throws
     func connections(userID: String, limit: Int, offset: Int) throws -> (connections: [UserConnection], total: Int)
     func deleteConnection(userID: String, clientID: String) throws
+    /// Records the use of a connection at minute precision (a use within a minute of the last is not written).
     func touchConnection(userID: String, clientID: String, accessTime: Int64) throws
 
     func insertUpstream(_ record: UpstreamClient) throws

@@ -2,6 +2,7 @@ import Common
 import Foundation
 import OAuth
 import SQLite
+import Synchronization
 
 /// Serialises writers inside one process: SQLite's busy handler sleeps and
 /// backs off, which gives 100+ ms tails under write contention; a lock in
@@ -17,9 +18,11 @@ public final class WriterLock: Sendable {
 /// One instance per thread.
 ///
 /// The hottest reads (a client, its secrets, meta values, revocation
-/// checks) are remembered between read transactions while the database is
-/// unchanged: `PRAGMA data_version` moves whenever another connection
-/// commits, and this connection's own writes clear the memo, so a
+/// checks) are remembered between read transactions while the data they
+/// come from is unchanged: `PRAGMA data_version` moves whenever another
+/// connection commits, and `config_generation` (bumped by triggers on every
+/// change to organizations, clients, secrets, logos, signing keys and
+/// meta) tells whether such a commit touched the configuration. A
 /// remembered answer is always the one the query would give.
 public final class SQLiteStore: Store {
     let db: Connection
@@ -29,11 +32,17 @@ public final class SQLiteStore: Store {
     private var memo = ReadMemo()
 
     /// Opens (creating if needed) the database and applies pending migrations.
-    public init(path: String, writerLock: WriterLock = WriterLock(), migrate: Bool = true, busyTimeoutMillis: Int32 = 5000) throws {
+    /// `autoCheckpointPages`: SQLite's default (1000) checkpoints inside the
+    /// committing request; `latchkey serve` raises it and checkpoints from a
+    /// background thread instead (`Checkpointer`), keeping this only as a
+    /// backstop should the background thread fall behind.
+    public init(path: String, writerLock: WriterLock = WriterLock(), migrate: Bool = true, busyTimeoutMillis: Int32 = 5000,
+                autoCheckpointPages: Int = 1000) throws {
         do {
             db = try Connection(path: path, busyTimeoutMillis: busyTimeoutMillis)
             self.writerLock = writerLock
             try db.execute("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY;")
+            try db.execute("PRAGMA wal_autocheckpoint = \(max(0, autoCheckpointPages))")
             if migrate { try SQLiteStore.migrate(db) }
         } catch let error as SQLiteError {
             throw SQLiteStore.map(error)
@@ -70,6 +79,15 @@ public final class SQLiteStore: Store {
     public func migrate() throws -> Int { try wrap { try SQLiteStore.migrate(db) } }
 
     public func schemaVersionApplied() throws -> Int { try wrap { try db.userVersion } }
+
+    /// Copies what it can of the WAL into the database without waiting for
+    /// readers or writers (`PRAGMA wal_checkpoint(PASSIVE)`); returns the
+    /// WAL's frames and how many of them are now in the database.
+    @discardableResult
+    public func checkpoint() throws -> (walFrames: Int, checkpointed: Int) {
+        let row = try rows("PRAGMA wal_checkpoint(PASSIVE)").first
+        return (Int(row?.int(1) ?? 0), Int(row?.int(2) ?? 0))
+    }
 
     /// A consistent online copy of the database (`VACUUM INTO`).
     public func backup(to path: String) throws {
@@ -150,7 +168,10 @@ public final class SQLiteStore: Store {
         do {
             // Starts the snapshot; a new value means another connection committed.
             let version = try wrap { try db.integer("PRAGMA data_version") } ?? -1
-            if version != memo.version { memo = ReadMemo(version: version) }
+            if version != memo.version {
+                let generation = try wrap { try db.integer("SELECT n FROM config_generation WHERE id = 1") } ?? -1
+                memo.revalidate(version: version, configGeneration: generation)
+            }
             let result = try body()
             try control("COMMIT")
             return result
@@ -502,8 +523,11 @@ public final class SQLiteStore: Store {
         try exec("DELETE FROM connections WHERE user_id = ? AND client_id = ?", [.text(userID), .text(clientID)])
     }
 
+    /// Records use of a connection, to the minute: a refresh within a minute
+    /// of the last recorded use writes nothing.
     public func touchConnection(userID: String, clientID: String, accessTime: Int64) throws {
-        try exec("UPDATE connections SET access_time = ? WHERE user_id = ? AND client_id = ?", [.integer(accessTime), .text(userID), .text(clientID)])
+        try exec("UPDATE connections SET access_time = ? WHERE user_id = ? AND client_id = ? AND access_time <= ?",
+                 [.integer(accessTime), .text(userID), .text(clientID), .integer(accessTime - 60_000)])
     }
 
     // MARK: Upstream clients
@@ -580,17 +604,77 @@ public final class SQLiteStore: Store {
 }
 
 
-/// Answers of hot reads under one `data_version`; `version` -1 is empty and unusable.
+/// Checkpoints the WAL from its own thread and connection every
+/// `intervalMillis`, so the copy into the database file and its fsync
+/// (`synchronous=NORMAL` syncs at checkpoints) stay off the request path,
+/// where they would hold the writer lock.
+public final class Checkpointer: Sendable {
+    private let path: String
+    private let intervalMillis: Int
+    private let state = Mutex<(started: Bool, stop: Bool, done: Bool)>((false, false, false))
+
+    public init(path: String, intervalMillis: Int = 200) {
+        self.path = path
+        self.intervalMillis = intervalMillis
+    }
+
+    /// Starts the thread; it runs until `stop()`.
+    public func start() {
+        state.withLock { $0.started = true }
+        let thread = Thread { [self] in self.loop() }
+        thread.name = "latchkey-checkpoint"
+        thread.start()
+    }
+
+    private func loop() {
+        defer { state.withLock { $0.done = true } }
+        guard let store = try? SQLiteStore(path: path, migrate: false, busyTimeoutMillis: 100) else { return }
+        while !state.withLock({ $0.stop }) {
+            Thread.sleep(forTimeInterval: Double(intervalMillis) / 1000)
+            // Busy or failed: the next round tries again; the backstop is SQLite's own.
+            _ = try? store.checkpoint()
+        }
+        _ = try? store.checkpoint()
+    }
+
+    /// Stops the thread after its current round and waits for it (one interval at most).
+    public func stop() {
+        let started = state.withLock { $0.stop = true; return $0.started }
+        guard started else { return }
+        while !state.withLock({ $0.done }) { Thread.sleep(forTimeInterval: 0.01) }
+    }
+}
+
+/// Answers of hot reads. The configuration answers (clients, secrets,
+/// meta) hold while `config_generation` is unchanged; the revocation
+/// answers only while `data_version` is. `version` -1: unusable until the
+/// next read transaction revalidates.
 struct ReadMemo {
     static let capacity = 4096
     var version: Int64 = -1
+    var configGeneration: Int64 = -1
     var clients: [String: Client?] = [:]
     var secrets: [String: [ClientSecret]] = [:]
     var meta: [String: String?] = [:]
     var revokedTokens: [String: Bool] = [:]
     var revokedFamilies: [String: Bool] = [:]
 
-    init(version: Int64 = -1) { self.version = version }
+    /// After a write: nothing is usable until revalidated (the configuration
+    /// answers may survive it, if the generation says so).
+    mutating func invalidate() {
+        version = -1
+        if !revokedTokens.isEmpty { revokedTokens = [:] }
+        if !revokedFamilies.isEmpty { revokedFamilies = [:] }
+    }
 
-    mutating func invalidate() { self = ReadMemo() }
+    mutating func revalidate(version: Int64, configGeneration: Int64) {
+        invalidate()
+        if configGeneration != self.configGeneration || configGeneration < 0 {
+            clients = [:]
+            secrets = [:]
+            meta = [:]
+            self.configGeneration = configGeneration
+        }
+        self.version = version
+    }
 }

@@ -180,5 +180,30 @@ enum Schema {
         CREATE INDEX sessions_by_expiry ON sessions(expires_at);
         CREATE INDEX revoked_tokens_by_expiry ON revoked_tokens(expires_at);
         """,
+        // 5: a counter every change to the configuration tables bumps (in the
+        // same transaction), so a worker's memo of clients, secrets and meta
+        // outlives writes that touch only grants and tokens.
+        """
+        CREATE TABLE config_generation (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL) STRICT;
+        INSERT INTO config_generation(id, n) VALUES (1, 0);
+        CREATE TRIGGER organizations_insert_bumps_generation AFTER INSERT ON organizations BEGIN UPDATE config_generation SET n = n + 1; END;
+        CREATE TRIGGER organizations_update_bumps_generation AFTER UPDATE ON organizations BEGIN UPDATE config_generation SET n = n + 1; END;
+        CREATE TRIGGER organizations_delete_bumps_generation AFTER DELETE ON organizations BEGIN UPDATE config_generation SET n = n + 1; END;
+        CREATE TRIGGER clients_insert_bumps_generation AFTER INSERT ON clients BEGIN UPDATE config_generation SET n = n + 1; END;
+        CREATE TRIGGER clients_update_bumps_generation AFTER UPDATE ON clients BEGIN UPDATE config_generation SET n = n + 1; END;
+        CREATE TRIGGER clients_delete_bumps_generation AFTER DELETE ON clients BEGIN UPDATE config_generation SET n = n + 1; END;
+        CREATE TRIGGER client_secrets_insert_bumps_generation AFTER INSERT ON client_secrets BEGIN UPDATE config_generation SET n = n + 1; END;
+        CREATE TRIGGER client_secrets_update_bumps_generation AFTER UPDATE ON client_secrets BEGIN UPDATE config_generation SET n = n + 1; END;
+        CREATE TRIGGER client_secrets_delete_bumps_generation AFTER DELETE ON client_secrets BEGIN UPDATE config_generation SET n = n + 1; END;
+        CREATE TRIGGER client_logos_insert_bumps_generation AFTER INSERT ON client_logos BEGIN UPDATE config_generation SET n = n + 1; END;
+        CREATE TRIGGER client_logos_update_bumps_generation AFTER UPDATE ON client_logos BEGIN UPDATE config_generation SET n = n + 1; END;
+        CREATE TRIGGER client_logos_delete_bumps_generation AFTER DELETE ON client_logos BEGIN UPDATE config_generation SET n = n + 1; END;
+        CREATE TRIGGER signing_keys_insert_bumps_generation AFTER INSERT ON signing_keys BEGIN UPDATE config_generation SET n = n + 1; END;
+        CREATE TRIGGER signing_keys_update_bumps_generation AFTER UPDATE ON signing_keys BEGIN UPDATE config_generation SET n = n + 1; END;
+        CREATE TRIGGER signing_keys_delete_bumps_generation AFTER DELETE ON signing_keys BEGIN UPDATE config_generation SET n = n + 1; END;
+        CREATE TRIGGER meta_insert_bumps_generation AFTER INSERT ON meta BEGIN UPDATE config_generation SET n = n + 1; END;
+        CREATE TRIGGER meta_update_bumps_generation AFTER UPDATE ON meta BEGIN UPDATE config_generation SET n = n + 1; END;
+        CREATE TRIGGER meta_delete_bumps_generation AFTER DELETE ON meta BEGIN UPDATE config_generation SET n = n + 1; END;
+        """,
     ]
 }

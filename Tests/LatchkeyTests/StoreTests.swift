@@ -65,6 +65,30 @@ import Testing
         #expect(try copy.client(h.primary.clientID)?.isPrimary == true)
     }
 
+    @Test func theCheckpointerMovesTheWALIntoTheDatabase() throws {
+        let h = try Harness()
+        let path = h.directory + "/test.db"
+        func fileSize() throws -> Int { (try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0 }
+        let store = try SQLiteStore(path: path, migrate: false, autoCheckpointPages: 0)
+        _ = try store.checkpoint()
+        let before = try fileSize()
+        for i in 0..<50 { try store.write { try store.setMeta("k\(i)", String(repeating: "x", count: 2000)) } }
+        // Nothing has checkpointed: the new pages are only in the WAL.
+        #expect(try fileSize() == before)
+        let checkpointer = Checkpointer(path: path, intervalMillis: 20)
+        checkpointer.start()
+        var grown = false
+        for _ in 0..<200 where !grown {
+            Thread.sleep(forTimeInterval: 0.01)
+            grown = try fileSize() > before
+        }
+        checkpointer.stop()
+        #expect(grown)
+        #expect(try store.read { try store.meta("k49") }?.count == 2000)
+        // Stopping one that never started returns at once.
+        Checkpointer(path: path).stop()
+    }
+
     @Test func deletingAClientRemovesItsSecrets() throws {
         let h = try Harness()
         #expect(!(try h.store.secrets(clientID: h.primary.clientID)).isEmpty)
@@ -110,6 +134,26 @@ import Testing
             try h.store.setMeta("keys_version", "100")
             #expect(try h.store.meta("keys_version") == "100")
         }
+    }
+
+    @Test func configurationChangesElsewhereAreSeenThroughTokenOnlyWrites() throws {
+        let h = try Harness()
+        let id = h.primary.clientID
+        let other = try SQLiteStore(path: h.directory + "/test.db", migrate: false)
+        let keysVersion = try h.store.read { try h.store.meta("keys_version") }
+        #expect(try h.store.read { try h.store.client(id)?.hasLogo } == false)
+        // A token-only write elsewhere keeps the configuration memo…
+        try other.write { try other.revokeAccessToken(jti: "j2", expiresAt: Int64.max / 4) }
+        #expect(try h.store.read { try h.store.isAccessTokenRevoked(jti: "j2") })
+        // …and configuration writes elsewhere end it: a logo, a meta value.
+        try other.write {
+            try other.setLogo(clientID: id, contentType: "image/png", image: [1, 2, 3], etag: "e", at: 1)
+            try other.setMeta("keys_version", (keysVersion ?? "0") + "1")
+        }
+        #expect(try h.store.read { try h.store.client(id)?.hasLogo } == true)
+        #expect(try h.store.read { try h.store.meta("keys_version") } == (keysVersion ?? "0") + "1")
+        try other.write { try other.deleteLogo(clientID: id) }
+        #expect(try h.store.read { try h.store.client(id)?.hasLogo } == false)
     }
 
     @Test func aDeletedClientIsGoneForEveryConnection() throws {
