@@ -208,8 +208,9 @@ public final class SQLiteStore: Store {
         try exec("UPDATE organizations SET primary_client_id = ? WHERE id = ?", [.text(clientID), .text(organizationID)])
     }
 
+    /// The organization's client count, kept by triggers (migration 6): no scan.
     public func clientCount(organizationID: String) throws -> Int {
-        Int(try rows("SELECT count(*) FROM clients WHERE organization_id = ?", [.text(organizationID)]).first?.int(0) ?? 0)
+        Int(try rows("SELECT client_count FROM organizations WHERE id = ?", [.text(organizationID)]).first?.int(0) ?? 0)
     }
 
     // MARK: Clients
@@ -272,7 +273,9 @@ public final class SQLiteStore: Store {
             filter += " AND substr(c.client_name, 1, ?) = ?"
             values += [SQLValue(namePrefix.unicodeScalars.count), .text(namePrefix)]
         }
-        let total = Int(try rows("SELECT count(*) FROM clients c WHERE \(filter)", values).first?.int(0) ?? 0)
+        let total = namePrefix?.isEmpty == false
+            ? Int(try rows("SELECT count(*) FROM clients c WHERE \(filter)", values).first?.int(0) ?? 0)
+            : try clientCount(organizationID: organizationID)
         let list = try rows("SELECT \(SQLiteStore.clientColumns) FROM clients c WHERE \(filter) ORDER BY c.created_at, c.client_id LIMIT ? OFFSET ?",
                             values + [SQLValue(limit), SQLValue(offset)]).map(SQLiteStore.client)
         return (list, total)

@@ -205,5 +205,22 @@ enum Schema {
         CREATE TRIGGER meta_update_bumps_generation AFTER UPDATE ON meta BEGIN UPDATE config_generation SET n = n + 1; END;
         CREATE TRIGGER meta_delete_bumps_generation AFTER DELETE ON meta BEGIN UPDATE config_generation SET n = n + 1; END;
         """,
+        // 6: each organization's client count, kept by triggers, so the
+        // per-organization limit is checked without counting (inside the
+        // writer lock) and lists report their total without a scan.
+        """
+        ALTER TABLE organizations ADD COLUMN client_count INTEGER NOT NULL DEFAULT 0;
+        UPDATE organizations SET client_count = (SELECT count(*) FROM clients WHERE clients.organization_id = organizations.id);
+        CREATE TRIGGER clients_insert_counts AFTER INSERT ON clients BEGIN
+            UPDATE organizations SET client_count = client_count + 1 WHERE id = NEW.organization_id;
+        END;
+        CREATE TRIGGER clients_delete_counts AFTER DELETE ON clients BEGIN
+            UPDATE organizations SET client_count = client_count - 1 WHERE id = OLD.organization_id;
+        END;
+        CREATE TRIGGER clients_move_counts AFTER UPDATE OF organization_id ON clients WHEN NEW.organization_id <> OLD.organization_id BEGIN
+            UPDATE organizations SET client_count = client_count - 1 WHERE id = OLD.organization_id;
+            UPDATE organizations SET client_count = client_count + 1 WHERE id = NEW.organization_id;
+        END;
+        """,
     ]
 }

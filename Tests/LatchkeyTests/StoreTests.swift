@@ -89,6 +89,30 @@ import Testing
         Checkpointer(path: path).stop()
     }
 
+    @Test func theClientCountFollowsInsertsAndDeletes() throws {
+        let h = try Harness()
+        let org = h.primary.organizationID
+        let direct = try Connection(path: h.directory + "/test.db")
+        func counted() throws -> Int { Int(try direct.query("SELECT count(*) FROM clients WHERE organization_id = ?", [.text(org)]).first?.int(0) ?? -1) }
+        for i in 0..<3 {
+            try h.store.write { try h.store.insertClient(Client(clientID: "c\(i)", organizationID: org, name: "c\(i)", createdAt: 0)) }
+        }
+        #expect(try h.store.clientCount(organizationID: org) == 4)
+        try h.store.write { try h.store.deleteClient("c1") }
+        // A rolled-back insert leaves the count alone.
+        struct Boom: Error {}
+        #expect(throws: Boom.self) {
+            try h.store.write {
+                try h.store.insertClient(Client(clientID: "c9", organizationID: org, name: "c9", createdAt: 0))
+                throw Boom()
+            }
+        }
+        #expect(try h.store.clientCount(organizationID: org) == 3)
+        #expect(try h.store.clientCount(organizationID: org) == (try counted()))
+        #expect(try h.store.clients(organizationID: org, namePrefix: nil, limit: 10, offset: 0).total == 3)
+        #expect(try h.store.clients(organizationID: org, namePrefix: "c", limit: 10, offset: 0).total == 2)
+    }
+
     @Test func deletingAClientRemovesItsSecrets() throws {
         let h = try Harness()
         #expect(!(try h.store.secrets(clientID: h.primary.clientID)).isEmpty)
