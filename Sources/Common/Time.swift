@@ -6,7 +6,26 @@ public enum Timestamp {
         let days = seconds >= 0 ? seconds / 86400 : (seconds - 86399) / 86400
         let secOfDay = Int(seconds - days * 86400)
         let (y, m, d) = civil(fromDays: days)
-        return "\(pad(Int(y), 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(secOfDay / 3600, 2)):\(pad(secOfDay % 3600 / 60, 2)):\(pad(secOfDay % 60, 2)).\(pad(ms, 3))Z"
+        guard (0...9999).contains(y) else {
+            return "\(pad(Int(y), 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(secOfDay / 3600, 2)):\(pad(secOfDay % 3600 / 60, 2)):\(pad(secOfDay % 60, 2)).\(pad(ms, 3))Z"
+        }
+        // The common case, digit by digit into one buffer.
+        var out = [UInt8](repeating: 0, count: 24)
+        func put(_ value: Int, at offset: Int, width: Int) {
+            var v = value
+            for i in stride(from: offset + width - 1, through: offset, by: -1) {
+                out[i] = UInt8(48 + v % 10)
+                v /= 10
+            }
+        }
+        put(Int(y), at: 0, width: 4); out[4] = 45
+        put(m, at: 5, width: 2); out[7] = 45
+        put(d, at: 8, width: 2); out[10] = 84
+        put(secOfDay / 3600, at: 11, width: 2); out[13] = 58
+        put(secOfDay % 3600 / 60, at: 14, width: 2); out[16] = 58
+        put(secOfDay % 60, at: 17, width: 2); out[19] = 46
+        put(ms, at: 20, width: 3); out[23] = 90
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// Parses `YYYY-MM-DDTHH:MM:SS[.fff]Z` or with a `±HH:MM` offset.

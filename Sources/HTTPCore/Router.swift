@@ -72,29 +72,24 @@ public struct Router<Handler: Sendable>: Sendable {
         let parts = path.split(separator: "/", omittingEmptySubsequences: true)
         var best: (target: Target, values: [Substring], literals: Int)?
         var allowed: [String] = []
-        var values: [Substring] = []
-        values.reserveCapacity(4)
-        // Depth first, literal before capture: on equal literal counts the
-        // literal-first route wins.
-        func walk(_ node: Int, _ depth: Int, _ literals: Int) {
+        // Depth first, literal before capture, with an explicit stack: on
+        // equal literal counts the literal-first route wins.
+        var stack: [(node: Int, depth: Int, literals: Int, values: [Substring])] = [(0, 0, 0, [])]
+        while let (node, depth, literals, values) = stack.popLast() {
+            let here = nodes[node]
             if depth == parts.count {
-                let here = nodes[node]
-                guard !here.methods.isEmpty else { return }
+                guard !here.methods.isEmpty else { continue }
                 if let target = here.methods[method] ?? (method == "HEAD" ? here.methods["GET"] : nil) {
                     if best == nil || literals > best!.literals { best = (target, values, literals) }
                 } else {
                     for m in here.methodOrder where !allowed.contains(m) { allowed.append(m) }
                 }
-                return
+                continue
             }
-            if let next = nodes[node].literals[String(parts[depth])] { walk(next, depth + 1, literals + 1) }
-            if let next = nodes[node].capture {
-                values.append(parts[depth])
-                walk(next, depth + 1, literals)
-                values.removeLast()
-            }
+            // Pushed capture first so the literal branch is explored first.
+            if let next = here.capture { stack.append((next, depth + 1, literals, values + [parts[depth]])) }
+            if !here.literals.isEmpty, let next = here.literals[String(parts[depth])] { stack.append((next, depth + 1, literals + 1, values)) }
         }
-        walk(0, 0, 0)
         guard let best else { return allowed.isEmpty ? .notFound : .methodNotAllowed(allowed) }
         var captures: [String: String] = [:]
         for (name, value) in zip(best.target.captureNames, best.values) { captures[name] = String(value) }

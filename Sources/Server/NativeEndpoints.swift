@@ -219,8 +219,11 @@ enum NativeEndpoints {
     }
 
     static func getClient(_ request: Request, _ ctx: RequestContext) throws -> Response {
-        let caller = try caller(request, ctx, scopes: ["clients:read"])
-        let client = try ctx.store.read { try registry(ctx).get(ctx.param("id"), caller: caller) }
+        // One read transaction for the caller's token and the client.
+        let client = try ctx.store.read {
+            let caller = try caller(request, ctx, scopes: ["clients:read"])
+            return try registry(ctx).get(ctx.param("id"), caller: caller)
+        }
         return withClient(client, ctx)
     }
 

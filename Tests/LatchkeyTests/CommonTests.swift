@@ -60,6 +60,11 @@ import Testing
     @Test func timestampsAreRFC3339WithMilliseconds() {
         #expect(Timestamp.rfc3339(millis: 0) == "1970-01-01T00:00:00.000Z")
         #expect(Timestamp.rfc3339(millis: 1_796_025_600_123) == "2026-11-30T08:00:00.123Z")
+        #expect(Timestamp.rfc3339(millis: -1) == "1969-12-31T23:59:59.999Z")
+        #expect(Timestamp.rfc3339(millis: 253_402_300_799_999) == "9999-12-31T23:59:59.999Z")
+        for millis: Int64 in [951_782_400_000, 4_107_542_399_001, 1_234_567_890_123] {
+            #expect(Timestamp.parse(Timestamp.rfc3339(millis: millis)) == millis)
+        }
         #expect(Timestamp.parse("2026-11-30T08:00:00.123Z") == 1_796_025_600_123)
         #expect(Timestamp.parse("2026-11-30T09:00:00+01:00") == 1_796_025_600_000)
         #expect(Timestamp.parse("2026-11-30") == nil)
