@@ -173,3 +173,50 @@ public enum SealedBox {
         return Array(out[0..<Int(n)])
     }
 }
+
+/// HMAC-SHA-256 under one fixed key, with the key's inner and outer blocks
+/// absorbed once: each MAC copies the two prepared SHA-256 states instead
+/// of hashing the padded key again. The same MAC as `Digest.hmacSHA256`.
+///
+/// `@unchecked Sendable`: the two prepared contexts are never changed after
+/// init; each MAC copies them (`EVP_MD_CTX_copy_ex` only reads its source).
+public final class HMACKey: @unchecked Sendable {
+    private let inner: OpaquePointer
+    private let outer: OpaquePointer
+
+    public init(key: [UInt8]) {
+        var block = key.count > 64 ? Digest.sha256(key) : key
+        block += [UInt8](repeating: 0, count: 64 - block.count)
+        func prepared(_ pad: UInt8) -> OpaquePointer {
+            guard let ctx = EVP_MD_CTX_new() else { preconditionFailure("EVP_MD_CTX_new failed") }
+            let padded = block.map { $0 ^ pad }
+            let ok = EVP_DigestInit_ex(ctx, sha256Algorithm.md, nil) == 1
+                && padded.withUnsafeBufferPointer { EVP_DigestUpdate(ctx, $0.baseAddress, $0.count) } == 1
+            precondition(ok, "SHA-256 init failed")
+            return ctx
+        }
+        inner = prepared(0x36)
+        outer = prepared(0x5c)
+    }
+
+    deinit {
+        EVP_MD_CTX_free(inner)
+        EVP_MD_CTX_free(outer)
+    }
+
+    public func mac(_ data: [UInt8]) -> [UInt8] {
+        guard let ctx = EVP_MD_CTX_new() else { preconditionFailure("EVP_MD_CTX_new failed") }
+        defer { EVP_MD_CTX_free(ctx) }
+        var innerHash = [UInt8](repeating: 0, count: 32)
+        var out = [UInt8](repeating: 0, count: 32)
+        var len: UInt32 = 0
+        let ok = EVP_MD_CTX_copy_ex(ctx, inner) == 1
+            && data.withUnsafeBufferPointer { EVP_DigestUpdate(ctx, $0.baseAddress, $0.count) } == 1
+            && innerHash.withUnsafeMutableBufferPointer { EVP_DigestFinal_ex(ctx, $0.baseAddress, &len) } == 1
+            && EVP_MD_CTX_copy_ex(ctx, outer) == 1
+            && innerHash.withUnsafeBufferPointer { EVP_DigestUpdate(ctx, $0.baseAddress, $0.count) } == 1
+            && out.withUnsafeMutableBufferPointer { EVP_DigestFinal_ex(ctx, $0.baseAddress, &len) } == 1
+        precondition(ok && len == 32, "HMAC-SHA-256 failed")
+        return out
+    }
+}

@@ -36,6 +36,10 @@ public enum FormEncoding {
     static func decode(_ bytes: [UInt8], plusIsSpace: Bool) -> String? { decode(bytes[...], plusIsSpace: plusIsSpace) }
 
     static func decode(_ bytes: ArraySlice<UInt8>, plusIsSpace: Bool) -> String? {
+        // Nothing to decode (tokens, ids, most values): validate and copy once.
+        if !bytes.contains(where: { $0 == UInt8(ascii: "%") || ($0 == UInt8(ascii: "+") && plusIsSpace) }) {
+            return String(validating: bytes, as: UTF8.self)
+        }
         var out: [UInt8] = []
         out.reserveCapacity(bytes.count)
         var i = bytes.startIndex

@@ -8,13 +8,17 @@ import Synchronization
 public struct SecretHasher: Sendable {
     public static let prefix = "lks_"
     let pepper: [UInt8]
+    let mac: HMACKey
 
-    public init(pepper: [UInt8]) { self.pepper = pepper }
+    public init(pepper: [UInt8]) {
+        self.pepper = pepper
+        mac = HMACKey(key: pepper)
+    }
 
     public func generate(_ env: Environment) -> String { env.randomToken(prefix: SecretHasher.prefix, bytes: 32) }
 
     public func hmacHash(_ secret: String) -> String {
-        Base64.urlEncode(Digest.hmacSHA256(key: pepper, data: Array(secret.utf8)))
+        Base64.urlEncode(mac.mac(Array(secret.utf8)))
     }
 
     /// A stored record for a generated secret.
@@ -50,7 +54,7 @@ public struct SecretHasher: Sendable {
     }
 
     func cacheKey(_ presented: String, _ secret: ClientSecret) -> [UInt8] {
-        Digest.hmacSHA256(key: pepper, data: Array("\(secret.clientID)\u{0}\(secret.id)\u{0}\(secret.hash)\u{0}\(presented)".utf8))
+        mac.mac(Array("\(secret.clientID)\u{0}\(secret.id)\u{0}\(secret.hash)\u{0}\(presented)".utf8))
     }
 }
 

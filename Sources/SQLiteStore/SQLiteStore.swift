@@ -30,6 +30,8 @@ public final class SQLiteStore: Store {
     private var depth = 0
     private var writing = false
     private var memo = ReadMemo()
+    /// Inside `read` with the memo valid and no `BEGIN` run yet.
+    private var deferredBegin = false
 
     /// Opens (creating if needed) the database and applies pending migrations.
     /// `autoCheckpointPages`: SQLite's default (1000) checkpoints inside the
@@ -108,7 +110,10 @@ public final class SQLiteStore: Store {
         }
     }
 
-    func rows(_ sql: String, _ values: [SQLValue] = []) throws -> [Row] { try wrap { try db.query(sql, values) } }
+    func rows(_ sql: String, _ values: [SQLValue] = []) throws -> [Row] {
+        if deferredBegin { try beginRead() }
+        return try wrap { try db.query(sql, values) }
+    }
 
     /// A statement that may change data: the memo no longer holds.
     @discardableResult
@@ -160,24 +165,40 @@ public final class SQLiteStore: Store {
         }
     }
 
+    /// A read transaction. When no other connection has committed since the
+    /// memo was last validated (one `PRAGMA data_version`, in autocommit),
+    /// the transaction itself is begun only if a query has to run: a request
+    /// answered from the memo costs one statement, not three. Answers given
+    /// before such a late `BEGIN` are those of the state at the start of the
+    /// call; from the `BEGIN` on, everything comes from one snapshot.
     public func read<T>(_ body: () throws -> T) throws -> T {
         if depth > 0 { return try body() }
-        try control("BEGIN")
+        let version = try wrap { try db.integer("PRAGMA data_version") } ?? -1
         depth = 1
-        defer { depth = 0 }
+        defer { depth = 0; deferredBegin = false }
         do {
-            // Starts the snapshot; a new value means another connection committed.
-            let version = try wrap { try db.integer("PRAGMA data_version") } ?? -1
-            if version != memo.version {
-                let generation = try wrap { try db.integer("SELECT n FROM config_generation WHERE id = 1") } ?? -1
-                memo.revalidate(version: version, configGeneration: generation)
+            if version == memo.version && version >= 0 {
+                deferredBegin = true
+            } else {
+                try beginRead()
             }
             let result = try body()
-            try control("COMMIT")
+            if db.isInTransaction { try control("COMMIT") }
             return result
         } catch {
             if db.isInTransaction { try? db.execute("ROLLBACK") }
             throw error
+        }
+    }
+
+    /// BEGIN, then revalidate the memo against the snapshot it starts.
+    private func beginRead() throws {
+        deferredBegin = false
+        try control("BEGIN")
+        let version = try wrap { try db.integer("PRAGMA data_version") } ?? -1
+        if version != memo.version {
+            let generation = try wrap { try db.integer("SELECT n FROM config_generation WHERE id = 1") } ?? -1
+            memo.revalidate(version: version, configGeneration: generation)
         }
     }
 

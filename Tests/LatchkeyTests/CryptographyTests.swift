@@ -22,6 +22,20 @@ import Testing
                 == "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54")
     }
 
+    @Test func preparedHMACKeysAgreeWithRFC4231AndTheOneShot() {
+        // RFC 4231 test case 2 ("Jefe"), and a key longer than a block (test case 6).
+        let jefe = HMACKey(key: Array("Jefe".utf8))
+        #expect(Hex.encode(jefe.mac(Array("what do ya want for nothing?".utf8))) == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+        let long = HMACKey(key: [UInt8](repeating: 0xaa, count: 131))
+        #expect(Hex.encode(long.mac(Array("Test Using Larger Than Block-Size Key - Hash Key First".utf8)))
+                == "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54")
+        for n in [0, 1, 55, 64, 200] {
+            let data = SecureRandom.bytes(n)
+            #expect(jefe.mac(data) == Digest.hmacSHA256(key: Array("Jefe".utf8), data: data))
+            #expect(jefe.mac(data) == jefe.mac(data))
+        }
+    }
+
     @Test func constantTimeEqualCompares() {
         #expect(Digest.constantTimeEqual([1, 2, 3], [1, 2, 3]))
         #expect(!Digest.constantTimeEqual([1, 2, 3], [1, 2, 4]))

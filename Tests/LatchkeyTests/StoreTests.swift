@@ -144,6 +144,21 @@ import Testing
         #expect(after.2)
     }
 
+    @Test func aReadAnsweredFromTheMemoStillQueriesWhatItLacks() throws {
+        let h = try Harness()
+        let id = h.primary.clientID
+        _ = try h.store.read { try h.store.client(id) }
+        // The memo is valid: this read begins its transaction only for the user query.
+        let (client, user) = try h.store.read { (try h.store.client(id), try h.store.user(username: "nobody")) }
+        #expect(client?.clientID == id && user == nil)
+        let other = try SQLiteStore(path: h.directory + "/test.db", migrate: false)
+        try other.write { try other.revokeAccessToken(jti: "j3", expiresAt: Int64.max / 4) }
+        #expect(try h.store.read { (try h.store.client(id)?.clientID, try h.store.isAccessTokenRevoked(jti: "j3")) } == (id, true))
+        // Nothing is left open: another connection can take the write lock and checkpoint fully.
+        try other.write { try other.setMeta("after", "x") }
+        #expect(try other.checkpoint().walFrames == (try other.checkpoint().checkpointed))
+    }
+
     @Test func ownWritesAreSeenAtOnce() throws {
         let h = try Harness()
         let id = h.primary.clientID
