@@ -85,9 +85,11 @@ public final class SQLiteStore: Store {
     /// Copies what it can of the WAL into the database without waiting for
     /// readers or writers (`PRAGMA wal_checkpoint(PASSIVE)`); returns the
     /// WAL's frames and how many of them are now in the database.
+    /// With `restart`, waits (busy timeout) for readers and writers and has
+    /// the next writer start the WAL over (`RESTART`).
     @discardableResult
-    public func checkpoint() throws -> (walFrames: Int, checkpointed: Int) {
-        let row = try rows("PRAGMA wal_checkpoint(PASSIVE)").first
+    public func checkpoint(restart: Bool = false) throws -> (walFrames: Int, checkpointed: Int) {
+        let row = try rows(restart ? "PRAGMA wal_checkpoint(RESTART)" : "PRAGMA wal_checkpoint(PASSIVE)").first
         return (Int(row?.int(1) ?? 0), Int(row?.int(2) ?? 0))
     }
 
@@ -632,14 +634,24 @@ public final class SQLiteStore: Store {
 /// `intervalMillis`, so the copy into the database file and its fsync
 /// (`synchronous=NORMAL` syncs at checkpoints) stay off the request path,
 /// where they would hold the writer lock.
+///
+/// A PASSIVE checkpoint never waits, but under a steady stream of writes it
+/// never finishes either, and the WAL only starts over after one that did.
+/// So when the WAL has grown past `restartFrames`, the round takes the
+/// in-process writer lock (writers wait, readers do not) and runs a RESTART
+/// checkpoint, which has little left to copy after the PASSIVE one.
 public final class Checkpointer: Sendable {
     private let path: String
     private let intervalMillis: Int
+    private let writerLock: WriterLock?
+    private let restartFrames: Int
     private let state = Mutex<(started: Bool, stop: Bool, done: Bool)>((false, false, false))
 
-    public init(path: String, intervalMillis: Int = 200) {
+    public init(path: String, intervalMillis: Int = 200, writerLock: WriterLock? = nil, restartFrames: Int = 4096) {
         self.path = path
         self.intervalMillis = intervalMillis
+        self.writerLock = writerLock
+        self.restartFrames = restartFrames
     }
 
     /// Starts the thread; it runs until `stop()`.
@@ -656,7 +668,10 @@ public final class Checkpointer: Sendable {
         while !state.withLock({ $0.stop }) {
             Thread.sleep(forTimeInterval: Double(intervalMillis) / 1000)
             // Busy or failed: the next round tries again; the backstop is SQLite's own.
-            _ = try? store.checkpoint()
+            guard let (frames, _) = try? store.checkpoint(), frames > restartFrames, let writerLock else { continue }
+            writerLock.lock.lock()
+            _ = try? store.checkpoint(restart: true)
+            writerLock.lock.unlock()
         }
         _ = try? store.checkpoint()
     }

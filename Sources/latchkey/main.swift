@@ -240,12 +240,13 @@ enum ServeCommand {
         _ = try KeyRing(store: store, env: environment).signingKey()
         let app = Application(env: environment, logger: Logger(enabled: !options.quiet))
         let writerLock = WriterLock()
-        // Requests checkpoint only past 16,000 WAL pages (a backstop); the checkpointer does it every 200 ms.
+        // Requests checkpoint only past 16,000 WAL pages (a backstop); the checkpointer does it every 200 ms
+        // and starts the WAL over once it passes 4,096 pages.
         let server = FastCGIServer(address: address, workers: workers, maxBodyBytes: 3 * 1024 * 1024) { _ in
             WorkerHandler(worker: try Worker(app: app, store: try SQLiteStore(path: path, writerLock: writerLock, migrate: false,
                                                                              autoCheckpointPages: 16_000)))
         }
-        let checkpointer = Checkpointer(path: path)
+        let checkpointer = Checkpointer(path: path, writerLock: writerLock)
         defer { checkpointer.stop() }
         let signal = try server.run {
             // Started here, after the pool has blocked TERM/INT/HUP, so the thread inherits the mask.
