@@ -61,26 +61,14 @@ public final class PreparedKey {
         }
         guard ok == 1 else { throw CryptoError("EVP_PKEY_sign") }
         signature.removeSubrange(len...)
-        guard key.algorithm == .es256 else { return signature }
-        var raw = [UInt8](repeating: 0, count: 64)
-        let converted = signature.withUnsafeBufferPointer { lk_ecdsa_der_to_raw($0.baseAddress, $0.count, &raw, 32) }
-        guard converted == 1 else { throw CryptoError("ECDSA signature conversion") }
-        return raw
+        return try key.joseSignature(fromOpenSSL: signature)
     }
 
     /// Verifies a JWS signature over `message`; false for any malformed input.
     public func verify(signature: [UInt8], message: [UInt8]) -> Bool {
         guard key.algorithm != .edDSA else { return key.verify(signature: signature, message: message) }
         guard let ctx = try? context(forSigning: false) else { ERR_clear_error(); return false }
-        var sig = signature
-        if key.algorithm == .es256 {
-            guard signature.count == 64 else { return false }
-            var der: UnsafeMutablePointer<UInt8>? = nil
-            let len = signature.withUnsafeBufferPointer { lk_ecdsa_raw_to_der($0.baseAddress, 32, &der) }
-            guard len > 0, let der else { ERR_clear_error(); return false }
-            sig = Array(UnsafeBufferPointer(start: der, count: Int(len)))
-            lk_openssl_free(der)
-        }
+        guard let sig = key.openSSLSignature(fromJOSE: signature) else { return false }
         let digest = Digest.sha256(message)
         let ok = sig.withUnsafeBufferPointer { s in
             digest.withUnsafeBufferPointer { d in EVP_PKEY_verify(ctx, s.baseAddress, s.count, d.baseAddress, d.count) }

@@ -158,6 +158,12 @@ public final class SigningKey: @unchecked Sendable {
         }
         guard ok == 1 else { throw CryptoError("EVP_DigestSign") }
         signature.removeSubrange(len...)
+        return try joseSignature(fromOpenSSL: signature)
+    }
+
+    /// OpenSSL's signature as JWS wants it: ECDSA's DER becomes raw `r || s`
+    /// (RFC 7518 §3.4); the others are unchanged.
+    func joseSignature(fromOpenSSL signature: [UInt8]) throws -> [UInt8] {
         guard algorithm == .es256 else { return signature }
         var raw = [UInt8](repeating: 0, count: 64)
         let converted = signature.withUnsafeBufferPointer { lk_ecdsa_der_to_raw($0.baseAddress, $0.count, &raw, 32) }
@@ -165,17 +171,20 @@ public final class SigningKey: @unchecked Sendable {
         return raw
     }
 
+    /// The reverse of `joseSignature`: nil for a malformed ES256 signature.
+    func openSSLSignature(fromJOSE signature: [UInt8]) -> [UInt8]? {
+        guard algorithm == .es256 else { return signature }
+        guard signature.count == 64 else { return nil }
+        var der: UnsafeMutablePointer<UInt8>? = nil
+        let len = signature.withUnsafeBufferPointer { lk_ecdsa_raw_to_der($0.baseAddress, 32, &der) }
+        guard len > 0, let der else { ERR_clear_error(); return nil }
+        defer { lk_openssl_free(der) }
+        return Array(UnsafeBufferPointer(start: der, count: Int(len)))
+    }
+
     /// Verifies a JWS signature over `message`; false for any malformed input.
     public func verify(signature: [UInt8], message: [UInt8]) -> Bool {
-        var sig = signature
-        if algorithm == .es256 {
-            guard signature.count == 64 else { return false }
-            var der: UnsafeMutablePointer<UInt8>? = nil
-            let len = signature.withUnsafeBufferPointer { lk_ecdsa_raw_to_der($0.baseAddress, 32, &der) }
-            guard len > 0, let der else { ERR_clear_error(); return false }
-            sig = Array(UnsafeBufferPointer(start: der, count: Int(len)))
-            lk_openssl_free(der)
-        }
+        guard let sig = openSSLSignature(fromJOSE: signature) else { return false }
         guard let ctx = EVP_MD_CTX_new() else { return false }
         defer { EVP_MD_CTX_free(ctx) }
         let md = algorithm == .edDSA ? nil : sha256Algorithm.md
