@@ -88,9 +88,9 @@ public final class SQLiteStore: Store {
     /// With `restart`, waits (busy timeout) for readers and writers and has
     /// the next writer start the WAL over (`RESTART`).
     @discardableResult
-    public func checkpoint(restart: Bool = false) throws -> (walFrames: Int, checkpointed: Int) {
+    public func checkpoint(restart: Bool = false) throws -> (walFrames: Int, checkpointed: Int, busy: Bool) {
         let row = try rows(restart ? "PRAGMA wal_checkpoint(RESTART)" : "PRAGMA wal_checkpoint(PASSIVE)").first
-        return (Int(row?.int(1) ?? 0), Int(row?.int(2) ?? 0))
+        return (Int(row?.int(1) ?? 0), Int(row?.int(2) ?? 0), row?.int(0) == 1)
     }
 
     /// A consistent online copy of the database (`VACUUM INTO`).
@@ -664,14 +664,20 @@ public final class Checkpointer: Sendable {
 
     private func loop() {
         defer { state.withLock { $0.done = true } }
-        guard let store = try? SQLiteStore(path: path, migrate: false, busyTimeoutMillis: 100) else { return }
+        // RESTART waits for readers through the busy handler while writers
+        // wait on the lock: 10 ms at most, and after a reader outlasts it
+        // (a backup, a long list) no RESTART for the next 25 rounds.
+        guard let store = try? SQLiteStore(path: path, migrate: false, busyTimeoutMillis: 10) else { return }
+        var pause = 0
         while !state.withLock({ $0.stop }) {
             Thread.sleep(forTimeInterval: Double(intervalMillis) / 1000)
             // Busy or failed: the next round tries again; the backstop is SQLite's own.
-            guard let (frames, _) = try? store.checkpoint(), frames > restartFrames, let writerLock else { continue }
+            guard let passive = try? store.checkpoint(), passive.walFrames > restartFrames, let writerLock else { continue }
+            if pause > 0 { pause -= 1; continue }
             writerLock.lock.lock()
-            _ = try? store.checkpoint(restart: true)
+            let restarted = try? store.checkpoint(restart: true)
             writerLock.lock.unlock()
+            if restarted?.busy != false { pause = 25 }
         }
         _ = try? store.checkpoint()
     }
