@@ -19,7 +19,10 @@ extension TokenService {
     /// What to sign once the grant's transaction has committed.
     struct Issuance {
         var client: Client
-        var user: User
+        /// The token's subject.
+        var userID: String
+        /// Needed only for an ID token's claims.
+        var user: User?
         var scope: [String]
         var authTime: Int64
         var familyID: String
@@ -59,9 +62,9 @@ extension TokenService {
             guard let user = try store.user(id: record.userID) else { return .refused(.invalidGrant(detail: "user gone")) }
             try store.insertFamily(id: familyID, clientID: client.clientID, userID: user.id, createdAt: now)
             try store.touchConnection(userID: user.id, clientID: client.clientID, accessTime: now)
-            let refresh = try storeRefreshToken(client: client, user: user, scope: record.scope, authTime: record.authTime, familyID: familyID,
+            let refresh = try storeRefreshToken(client: client, userID: user.id, scope: record.scope, authTime: record.authTime, familyID: familyID,
                                                 issue: issuesRefreshToken(client, scope: record.scope))
-            return .issued(Issuance(client: client, user: user, scope: record.scope, authTime: record.authTime, familyID: familyID,
+            return .issued(Issuance(client: client, userID: user.id, user: user, scope: record.scope, authTime: record.authTime, familyID: familyID,
                                     nonce: record.nonce, refreshToken: refresh, idToken: record.scope.contains("openid")))
         }
         switch outcome {
@@ -96,12 +99,12 @@ extension TokenService {
                 try store.revokeFamily(id: record.familyID, at: now)
                 return .refused(.invalidGrant(detail: "refresh token reused concurrently"))
             }
-            guard let user = try store.user(id: record.userID) else { return .refused(.invalidGrant(detail: "user gone")) }
-            try store.touchConnection(userID: user.id, clientID: client.clientID, accessTime: now)
-            let refresh = try storeRefreshToken(client: client, user: user, scope: record.scope, authTime: record.authTime,
+            // The user exists: deleting a user deletes its refresh tokens (foreign key, ON DELETE CASCADE).
+            try store.touchConnection(userID: record.userID, clientID: client.clientID, accessTime: now)
+            let refresh = try storeRefreshToken(client: client, userID: record.userID, scope: record.scope, authTime: record.authTime,
                                                 familyID: record.familyID, issue: true)
             // OIDC Core §12.2: a refreshed response "might not contain an id_token"; the client has one.
-            return .issued(Issuance(client: client, user: user, scope: scope, authTime: record.authTime, familyID: record.familyID,
+            return .issued(Issuance(client: client, userID: record.userID, user: nil, scope: scope, authTime: record.authTime, familyID: record.familyID,
                                     nonce: nil, refreshToken: refresh, idToken: false))
         }
         switch outcome {
@@ -119,24 +122,24 @@ extension TokenService {
     }
 
     /// Stores a new refresh token of the family (inside the grant's transaction).
-    func storeRefreshToken(client: Client, user: User, scope: [String], authTime: Int64, familyID: String, issue: Bool) throws -> String? {
+    func storeRefreshToken(client: Client, userID: String, scope: [String], authTime: Int64, familyID: String, issue: Bool) throws -> String? {
         guard issue else { return nil }
         let refresh = env.randomToken(prefix: "lkr_", bytes: 32)
         let now = env.now()
         try store.insertRefreshToken(RefreshTokenRecord(tokenHash: TokenService.hash(refresh), familyID: familyID, clientID: client.clientID,
-                                                        userID: user.id, scope: scope, authTime: authTime, createdAt: now,
+                                                        userID: userID, scope: scope, authTime: authTime, createdAt: now,
                                                         expiresAt: now + Int64(client.refreshTokenTTL) * 1000))
         return refresh
     }
 
     /// Signs the access token (and the ID token) of a committed grant.
     func sign(_ i: Issuance) throws -> TokenResponse {
-        let access = try tokens.issue(clientID: i.client.clientID, subject: i.user.id, scope: i.scope, ttl: i.client.accessTokenTTL,
+        let access = try tokens.issue(clientID: i.client.clientID, subject: i.userID, scope: i.scope, ttl: i.client.accessTokenTTL,
                                       authTime: i.authTime, grantID: i.familyID)
         var response = TokenResponse(accessToken: access.token, expiresIn: i.client.accessTokenTTL, scope: i.scope)
         response.refreshToken = i.refreshToken
-        if i.idToken {
-            response.idToken = try idToken(client: i.client, user: i.user, scope: i.scope, authTime: i.authTime, nonce: i.nonce, accessToken: access.token)
+        if i.idToken, let user = i.user {
+            response.idToken = try idToken(client: i.client, user: user, scope: i.scope, authTime: i.authTime, nonce: i.nonce, accessToken: access.token)
         }
         return response
     }
