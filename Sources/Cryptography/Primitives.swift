@@ -76,10 +76,7 @@ public enum Digest {
     /// HMAC-SHA-256 (RFC 2104): H((K ^ opad) || H((K ^ ipad) || text)),
     /// built on the pre-fetched SHA-256; RFC 4231's vectors are in the tests.
     public static func hmacSHA256(key: [UInt8], data: [UInt8]) -> [UInt8] {
-        var block = key.count > 64 ? sha256(key) : key
-        block += [UInt8](repeating: 0, count: 64 - block.count)
-        let inner = sha256(block.map { $0 ^ 0x36 } + data)
-        return sha256(block.map { $0 ^ 0x5c } + inner)
+        HMACKey(key: key).mac(data)
     }
 
     /// Compares in time that depends only on the length, never on where the
@@ -176,7 +173,7 @@ public enum SealedBox {
 
 /// HMAC-SHA-256 under one fixed key, with the key's inner and outer blocks
 /// absorbed once: each MAC copies the two prepared SHA-256 states instead
-/// of hashing the padded key again. The same MAC as `Digest.hmacSHA256`.
+/// of hashing the padded key again (`Digest.hmacSHA256` is the one-off form).
 ///
 /// `@unchecked Sendable`: the two prepared contexts are never changed after
 /// init; each MAC copies them (`EVP_MD_CTX_copy_ex` only reads its source).

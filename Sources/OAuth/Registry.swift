@@ -109,11 +109,8 @@ public struct ClientRegistry {
                 throw RegistryError.conflict(code: "client_id_taken", message: "A client with this client_id already exists.")
             }
             let now = env.now()
-            let client = Client(clientID: id, organizationID: org.id, isPrimary: false, name: spec.name, description: spec.description,
-                                clientURI: spec.clientURI, redirectURIs: spec.redirectURIs, grantTypes: spec.grantTypes,
-                                authMethod: spec.authMethod, scope: spec.scope, accessTokenTTL: spec.accessTokenTTL,
-                                refreshTokenTTL: spec.refreshTokenTTL, enabled: spec.enabled, extraData: spec.extraData,
-                                attributes: spec.attributes, createdAt: now)
+            var client = Client(clientID: id, organizationID: org.id, isPrimary: false, name: spec.name, createdAt: now)
+            spec.apply(to: &client)
             try store.insertClient(client)
             var secret: String?
             if !client.isPublic {
@@ -154,18 +151,7 @@ public struct ClientRegistry {
                 if spec.authMethod == "none" { throw RegistryError.conflict(code: "primary_client", message: "The primary client must stay confidential.") }
             }
             var updated = current
-            updated.name = spec.name
-            updated.description = spec.description
-            updated.clientURI = spec.clientURI
-            updated.redirectURIs = spec.redirectURIs
-            updated.grantTypes = spec.grantTypes
-            updated.authMethod = spec.authMethod
-            updated.scope = spec.scope
-            updated.accessTokenTTL = spec.accessTokenTTL
-            updated.refreshTokenTTL = spec.refreshTokenTTL
-            updated.enabled = spec.enabled
-            updated.extraData = spec.extraData
-            updated.attributes = spec.attributes
+            spec.apply(to: &updated)
             updated.version = current.version + 1
             updated.updatedAt = env.now()
             try store.updateClient(updated)

@@ -152,6 +152,22 @@ public struct ClientSpec: Sendable, Equatable {
         self.attributes = attributes
     }
 
+    /// Writes the spec's settable fields onto `client` (create and update).
+    func apply(to client: inout Client) {
+        client.name = name
+        client.description = description
+        client.clientURI = clientURI
+        client.redirectURIs = redirectURIs
+        client.grantTypes = grantTypes
+        client.authMethod = authMethod
+        client.scope = scope
+        client.accessTokenTTL = accessTokenTTL
+        client.refreshTokenTTL = refreshTokenTTL
+        client.enabled = enabled
+        client.extraData = extraData
+        client.attributes = attributes
+    }
+
     public init(_ c: Client) {
         self.init(clientID: c.clientID, name: c.name, description: c.description, clientURI: c.clientURI, redirectURIs: c.redirectURIs,
                   grantTypes: c.grantTypes, authMethod: c.authMethod, scope: c.scope, accessTokenTTL: c.accessTokenTTL,

@@ -197,11 +197,10 @@ public final class SQLiteStore: Store {
     private func beginRead() throws {
         deferredBegin = false
         try control("BEGIN")
-        let version = try wrap { try db.integer("PRAGMA data_version") } ?? -1
-        if version != memo.version {
-            let generation = try wrap { try db.integer("SELECT n FROM config_generation WHERE id = 1") } ?? -1
-            memo.revalidate(version: version, configGeneration: generation)
-        }
+        // One statement starts the snapshot and reads both counters.
+        let row = try wrap { try db.query("SELECT (SELECT data_version FROM pragma_data_version()), n FROM config_generation WHERE id = 1") }.first
+        let version = row?.int(0) ?? -1
+        if version != memo.version { memo.revalidate(version: version, configGeneration: row?.int(1) ?? -1) }
     }
 
     // MARK: Meta
