@@ -119,15 +119,61 @@ public final class Worker {
 /// One JSON line per event on stderr. Only the method, the path, the status
 /// and error causes are logged: never the query string, a header or a body,
 /// which is where secrets, tokens and codes travel.
+///
+/// Requests are logged by outcome: a 5xx at `error` (with its cause), a 4xx
+/// at `info` (refused credentials, unknown ids: what an operator looks for),
+/// a success at `debug`. nginx's access log already has every request with
+/// its request id, and at thousands of requests a second a line per success
+/// would cost the worker a write each and swamp journald (which drops lines
+/// past its rate limit anyway).
 public struct Logger: Sendable {
-    public let enabled: Bool
+    public enum Level: Int, Sendable, Comparable, CaseIterable {
+        case debug, info, warn, error, off
 
-    public init(enabled: Bool = true) { self.enabled = enabled }
+        public init?(name: String) {
+            switch name.lowercased() {
+            case "debug": self = .debug
+            case "info": self = .info
+            case "warn", "warning": self = .warn
+            case "error": self = .error
+            case "off", "none": self = .off
+            default: return nil
+            }
+        }
+
+        public var name: String { ["debug", "info", "warn", "error", "off"][rawValue] }
+
+        public static func < (a: Level, b: Level) -> Bool { a.rawValue < b.rawValue }
+    }
+
+    public typealias Sink = @Sendable ([UInt8]) -> Void
+
+    public let level: Level
+    let sink: Sink
+
+    /// Writes each line with one `write(2)` on fd 2 (whole lines: several
+    /// threads share the descriptor).
+    public static let standardError: Sink = { bytes in
+        _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+    }
+
+    public init(level: Level = .info, sink: @escaping Sink = Logger.standardError) {
+        self.level = level
+        self.sink = sink
+    }
+
+    /// The level a request's line is logged at.
+    public static func level(forStatus status: Int) -> Level {
+        status >= 500 ? .error : status >= 400 ? .info : .debug
+    }
+
+    public func logs(_ level: Level) -> Bool { level != .off && level >= self.level }
 
     public func request(_ request: Request, status: Int, millis: Int64, failure: String?) {
-        guard enabled else { return }
+        let lineLevel = Logger.level(forStatus: status)
+        guard logs(lineLevel) else { return }
         var line: JSON = [
-            "level": status >= 500 ? "error" : "info", "request_id": .string(request.requestID), "method": .string(request.method),
+            "level": .string(lineLevel.name), "request_id": .string(request.requestID), "method": .string(request.method),
             "path": .string(String(request.path.prefix(200))), "status": .int(Int64(status)), "ms": .int(millis),
         ]
         if let failure, status >= 500 { line.set("error", .string(failure)) }
@@ -135,13 +181,13 @@ public struct Logger: Sendable {
     }
 
     public func info(_ message: String, _ fields: [(String, JSON)] = []) {
-        guard enabled else { return }
+        guard logs(.info) else { return }
         emit(.object([("level", "info"), ("message", .string(message))] + fields))
     }
 
     func emit(_ line: JSON) {
         var bytes = line.serialized()
         bytes.append(10)
-        _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+        sink(bytes)
     }
 }

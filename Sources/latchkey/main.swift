@@ -214,7 +214,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Issuer URL (env LATCHKEY_ISSUER; default: the one given to init).") var issuer: String?
     @Flag(name: .customLong("accept-any-secret-method"), help: "Accept client_secret_basic and client_secret_post from every confidential client (env LATCHKEY_ACCEPT_ANY_SECRET_METHOD=1).")
     var acceptAny = false
-    @Flag(name: .customLong("quiet"), help: "No request log.") var quiet = false
+    @Option(name: .customLong("log-level"), help: "debug (every request), info (default: 4xx and 5xx requests, start and stop), warn, error or off (env LATCHKEY_LOG_LEVEL).")
+    var logLevel: String?
+    @Flag(name: .customLong("quiet"), help: "Log errors only (--log-level error).") var quiet = false
 
     func run() throws {
         try ServeCommand.run(self)
@@ -238,7 +240,11 @@ enum ServeCommand {
         environment.acceptAnySecretMethod = options.acceptAny || env["LATCHKEY_ACCEPT_ANY_SECRET_METHOD"] == "1"
         // Fail now, not on the first request, when the signing key cannot be loaded.
         _ = try KeyRing(store: store, env: environment).signingKey()
-        let app = Application(env: environment, logger: Logger(enabled: !options.quiet))
+        let levelName = options.logLevel ?? (options.quiet ? "error" : env["LATCHKEY_LOG_LEVEL"] ?? "info")
+        guard let level = Logger.Level(name: levelName) else {
+            throw ValidationError("--log-level must be one of " + Logger.Level.allCases.map(\.name).joined(separator: ", "))
+        }
+        let app = Application(env: environment, logger: Logger(level: level))
         let writerLock = WriterLock()
         // Requests checkpoint only past 16,000 WAL pages (a backstop); the checkpointer does it every 200 ms
         // and starts the WAL over once it passes 4,096 pages.

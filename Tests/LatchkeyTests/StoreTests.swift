@@ -216,7 +216,7 @@ import Testing
         let h = try Harness()
         let token = try h.token()
         let store = try SQLiteStore(path: h.directory + "/test.db", migrate: false, busyTimeoutMillis: 20)
-        let worker = try Worker(app: Application(env: h.env, logger: Logger(enabled: false)), store: store)
+        let worker = try Worker(app: Application(env: h.env, logger: Logger(level: .off)), store: store)
         let locker = try Connection(path: h.directory + "/test.db", busyTimeoutMillis: 10)
         try locker.execute("BEGIN IMMEDIATE")
         defer { try? locker.execute("ROLLBACK") }

@@ -32,7 +32,7 @@ final class Harness {
         let clock = self.clock
         env = OAuth.Environment(issuer: Harness.issuer, now: { clock.now }, kek: kek)
         primary = try Provisioning(env: env, store: store).initialize(issuer: Harness.issuer, organizationName: "Acme", clientLimit: 100)
-        worker = try Worker(app: Application(env: env, logger: Logger(enabled: false)), store: store)
+        worker = try Worker(app: Application(env: env, logger: Logger(level: .off)), store: store)
     }
 
     deinit { try? FileManager.default.removeItem(atPath: directory) }

@@ -204,6 +204,17 @@ def test_sigterm_stops_the_pool_gracefully(tmp_path):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 0
     assert not sock.exists()
+    lines = [json.loads(line) for line in proc.stderr.read().decode().splitlines()]
+    assert [line["message"] for line in lines] == ["latchkey serving", "latchkey stopped"]
+
+
+def test_serve_refuses_an_unknown_log_level(tmp_path):
+    db = tmp_path / "l.db"
+    run_cli(db, "init", "--issuer", "http://127.0.0.1:1")
+    proc = subprocess.run([BIN, "serve", "--listen", f"unix:{tmp_path / 'l.sock'}", "--db", str(db), "--log-level", "loud"],
+                          capture_output=True, text=True, timeout=20)
+    assert proc.returncode != 0 and "--log-level must be one of debug, info, warn, error, off" in proc.stderr
+    assert not (tmp_path / "l.sock").exists()
 
 
 def test_cli_contract(tmp_path):
