@@ -172,7 +172,7 @@ def main():
     ap.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the ratio scenarios")
     ap.add_argument("--connections", type=int, default=32)
-    ap.add_argument("--workers", type=int, default=max(4, 2 * (os.cpu_count() or 1)), help="default: as `latchkey serve`")
+    ap.add_argument("--workers", type=int, default=max(3, (os.cpu_count() or 1) + 1), help="default: as `latchkey serve`")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="latchkey-bench-") as tmp:
         tmp = Path(tmp)

@@ -210,7 +210,7 @@ struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the FastCGI worker pool.")
     @OptionGroup var common: Common
     @Option(help: "unix:PATH, HOST:PORT or systemd (env LATCHKEY_LISTEN).") var listen: String?
-    @Option(help: "Worker threads (default 2 per core, at least 4; env LATCHKEY_WORKERS).") var workers: Int?
+    @Option(help: "Worker threads (default one per core and one more, at least 3; env LATCHKEY_WORKERS).") var workers: Int?
     @Option(help: "Issuer URL (env LATCHKEY_ISSUER; default: the one given to init).") var issuer: String?
     @Flag(name: .customLong("accept-any-secret-method"), help: "Accept client_secret_basic and client_secret_post from every confidential client (env LATCHKEY_ACCEPT_ANY_SECRET_METHOD=1).")
     var acceptAny = false
@@ -230,7 +230,7 @@ enum ServeCommand {
         guard let address = ListenAddress(options.listen ?? env["LATCHKEY_LISTEN"] ?? "unix:/run/latchkey/latchkey.sock") else {
             throw ValidationError("--listen must be unix:PATH, HOST:PORT or systemd")
         }
-        let workers = options.workers ?? Int(env["LATCHKEY_WORKERS"] ?? "") ?? max(4, ProcessInfo.processInfo.activeProcessorCount * 2)
+        let workers = options.workers ?? Int(env["LATCHKEY_WORKERS"] ?? "") ?? max(3, ProcessInfo.processInfo.activeProcessorCount + 1)
         guard (1...256).contains(workers) else { throw ValidationError("--workers must be 1..256") }
         let path = try options.common.databasePath()
         let store = try options.common.openStore()
