@@ -51,25 +51,20 @@ let sha256Algorithm = FetchedDigest("SHA256")
 let sha512Algorithm = FetchedDigest("SHA512")
 
 public enum Digest {
-    public static func sha256(_ data: [UInt8]) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: 32)
-        var len: UInt32 = 0
-        let ok = data.withUnsafeBufferPointer { input in
-            out.withUnsafeMutableBufferPointer { EVP_Digest(input.baseAddress, input.count, $0.baseAddress, &len, sha256Algorithm.md, nil) }
-        }
-        precondition(ok == 1 && len == 32, "SHA-256 failed")
-        return out
-    }
+    public static func sha256(_ data: [UInt8]) -> [UInt8] { digest(data, sha256Algorithm, size: 32) }
 
     public static func sha256(_ text: String) -> [UInt8] { sha256(Array(text.utf8)) }
 
-    public static func sha512(_ data: [UInt8]) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: 64)
+    public static func sha512(_ data: [UInt8]) -> [UInt8] { digest(data, sha512Algorithm, size: 64) }
+
+    /// One-shot `EVP_Digest` with a digest fetched once per process.
+    private static func digest(_ data: [UInt8], _ algorithm: FetchedDigest, size: Int) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: size)
         var len: UInt32 = 0
         let ok = data.withUnsafeBufferPointer { input in
-            out.withUnsafeMutableBufferPointer { EVP_Digest(input.baseAddress, input.count, $0.baseAddress, &len, sha512Algorithm.md, nil) }
+            out.withUnsafeMutableBufferPointer { EVP_Digest(input.baseAddress, input.count, $0.baseAddress, &len, algorithm.md, nil) }
         }
-        precondition(ok == 1 && len == 64, "SHA-512 failed")
+        precondition(ok == 1 && Int(len) == size, "digest failed")
         return out
     }
 
