@@ -176,7 +176,7 @@ def main():
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="latchkey-bench-") as tmp:
         tmp = Path(tmp)
-        stack = Stack(tmp / "state", rate_limits="off", workers=args.workers).start()
+        stack = Stack(tmp / "state", rate_limits="off", workers=args.workers, log_level=None).start()
         try:
             basic = "Basic " + base64.b64encode(f"{stack.client_id}:{stack.client_secret}".encode()).decode()
             token = stack.token(scope="clients:read")

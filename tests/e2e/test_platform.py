@@ -184,6 +184,9 @@ def test_no_secret_or_token_reaches_a_log_line(stack):
     time.sleep(0.2)
     logs = stack.logs()
     assert logs, "no logs were written"
+    # The test stack logs every request (debug): the worker's lines are checked too, not only nginx's.
+    worker_lines = [json.loads(line) for line in stack.log_path.read_text().splitlines() if line.startswith("{")]
+    assert any(line.get("path") == "/oauth2/introspect" and line["status"] == 200 for line in worker_lines)
     assert stack.client_secret not in logs
     assert token not in logs
     assert token.split(".")[2] not in logs
