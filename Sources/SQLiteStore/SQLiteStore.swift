@@ -32,6 +32,12 @@ public final class SQLiteStore: Store {
     private var memo = ReadMemo()
     /// Inside `read` with the memo valid and no `BEGIN` run yet.
     private var deferredBegin = false
+    /// Statements this store has run (reads, writes, transaction control):
+    /// lets tests see which requests the memo answers.
+    public private(set) var statementsRun = 0
+    /// `data_version` and `config_generation.n` in one statement (which, as
+    /// the first of a transaction, also starts its snapshot).
+    static let countersSQL = "SELECT (SELECT data_version FROM pragma_data_version()), n FROM config_generation WHERE id = 1"
 
     /// Opens (creating if needed) the database and applies pending migrations.
     /// `autoCheckpointPages`: SQLite's default (1000) checkpoints inside the
@@ -114,6 +120,7 @@ public final class SQLiteStore: Store {
 
     func rows(_ sql: String, _ values: [SQLValue] = []) throws -> [Row] {
         if deferredBegin { try beginRead() }
+        statementsRun += 1
         return try wrap { try db.query(sql, values) }
     }
 
@@ -121,11 +128,15 @@ public final class SQLiteStore: Store {
     @discardableResult
     func exec(_ sql: String, _ values: [SQLValue] = []) throws -> Int {
         memo.invalidate()
+        statementsRun += 1
         return try wrap { try db.run(sql, values) }
     }
 
     /// Transaction control, which changes no data (a cached prepared statement).
-    func control(_ sql: String) throws { _ = try wrap { try db.run(sql) } }
+    func control(_ sql: String) throws {
+        statementsRun += 1
+        _ = try wrap { try db.run(sql) }
+    }
 
     /// True inside a read transaction whose snapshot the memo belongs to.
     private var memoUsable: Bool { depth > 0 && !writing && memo.version >= 0 }
@@ -156,12 +167,22 @@ public final class SQLiteStore: Store {
         try control("BEGIN IMMEDIATE")
         depth = 1
         writing = true
-        defer { depth = 0; writing = false; memo.invalidate() }
+        memo.invalidate()
+        defer { depth = 0; writing = false }
         do {
             let result = try body()
+            // The counters as they will stand after the commit: no other
+            // connection can commit while this one holds the write lock, and
+            // `data_version` does not move for a connection's own commits. The
+            // memo then stays valid through a write that leaves the
+            // configuration alone (a token, a code, a grant): the next read
+            // is answered without a transaction, as after any other read.
+            let counters = try rows(SQLiteStore.countersSQL).first
             try control("COMMIT")
+            memo.revalidate(version: counters?.int(0) ?? -1, configGeneration: counters?.int(1) ?? -1)
             return result
         } catch {
+            memo.invalidate()
             if db.isInTransaction { try? db.execute("ROLLBACK") }
             throw error
         }
@@ -175,6 +196,7 @@ public final class SQLiteStore: Store {
     /// call; from the `BEGIN` on, everything comes from one snapshot.
     public func read<T>(_ body: () throws -> T) throws -> T {
         if depth > 0 { return try body() }
+        statementsRun += 1
         let version = try wrap { try db.integer("PRAGMA data_version") } ?? -1
         depth = 1
         defer { depth = 0; deferredBegin = false }
@@ -198,7 +220,8 @@ public final class SQLiteStore: Store {
         deferredBegin = false
         try control("BEGIN")
         // One statement starts the snapshot and reads both counters.
-        let row = try wrap { try db.query("SELECT (SELECT data_version FROM pragma_data_version()), n FROM config_generation WHERE id = 1") }.first
+        statementsRun += 1
+        let row = try wrap { try db.query(SQLiteStore.countersSQL) }.first
         let version = row?.int(0) ?? -1
         if version != memo.version { memo.revalidate(version: version, configGeneration: row?.int(1) ?? -1) }
     }

@@ -179,6 +179,40 @@ import Testing
         }
     }
 
+    @Test func ownTokenOnlyWritesKeepTheConfigurationMemo() throws {
+        let h = try Harness()
+        let id = h.primary.clientID
+        _ = try h.store.read { try h.store.client(id) }
+        try h.store.write { try h.store.revokeAccessToken(jti: "own", expiresAt: Int64.max / 4) }
+        var before = h.store.statementsRun
+        #expect(try h.store.read { try h.store.client(id)?.clientID } == id)
+        #expect(h.store.statementsRun - before == 1, "answered from the memo: PRAGMA data_version only")
+        // Revocation answers never outlive a write; this one is read afresh.
+        #expect(try h.store.read { try h.store.isAccessTokenRevoked(jti: "own") })
+        // A configuration write of this connection ends the configuration memo.
+        var client = try #require(try h.store.read { try h.store.client(id) })
+        client.name = "renamed by its own connection"
+        try h.store.write { try h.store.updateClient(client) }
+        before = h.store.statementsRun
+        #expect(try h.store.read { try h.store.client(id)?.name } == "renamed by its own connection")
+        #expect(h.store.statementsRun - before > 1)
+        // A failed write leaves nothing remembered from inside it.
+        struct Abort: Error {}
+        #expect(throws: Abort.self) {
+            try h.store.write {
+                try h.store.revokeAccessToken(jti: "rolled-back", expiresAt: Int64.max / 4)
+                throw Abort()
+            }
+        }
+        #expect(try h.store.read { try h.store.isAccessTokenRevoked(jti: "rolled-back") } == false)
+        // Another connection's commit after this one's write is still seen.
+        let other = try SQLiteStore(path: h.directory + "/test.db", migrate: false)
+        try h.store.write { try h.store.revokeAccessToken(jti: "mine", expiresAt: Int64.max / 4) }
+        client.name = "renamed elsewhere after"
+        try other.write { try other.updateClient(client) }
+        #expect(try h.store.read { try h.store.client(id)?.name } == "renamed elsewhere after")
+    }
+
     @Test func configurationChangesElsewhereAreSeenThroughTokenOnlyWrites() throws {
         let h = try Harness()
         let id = h.primary.clientID
