@@ -224,6 +224,25 @@ def main():
           f"({flows['rps']:.0f} requests/s, p99 {flows['p99']:.2f} ms, non-2xx/3xx {flows['errors']})")
     print(f"refresh-token rotations: {refreshes.get('rotations', 0):.0f}/s (p99 {refreshes['p99']:.2f} ms, non-2xx {refreshes['errors']})")
     print(f"\nworker peak RSS: {rss:.1f} MiB")
+    signs = es256_signatures_per_second()
+    if signs:
+        # With both cores saturated, a /healthz request costs cores/rate of CPU in all (wrk, nginx, worker);
+        # a token costs at least that plus one signature.
+        cores = os.cpu_count() or 1
+        healthz = median([r[0]["rps"] for r in rounds])
+        per_request, per_signature = cores / healthz, 1 / signs
+        print(f"ES256 signatures/s on one core (openssl speed): {signs:.0f}; the most a server that signs every token "
+              f"could reach here is about {per_request / (per_request + per_signature):.2f}x /healthz")
+
+
+def es256_signatures_per_second() -> float | None:
+    """`openssl speed ecdsap256` on one core: what one token signature costs on this machine."""
+    try:
+        out = subprocess.run(["openssl", "speed", "-seconds", "2", "ecdsap256"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r"^\s*256 bits ecdsa \(nistp256\)\s+\S+\s+\S+\s+([\d.]+)", out, re.M)
+    return float(m.group(1)) if m else None
 
 
 if __name__ == "__main__":
