@@ -120,9 +120,11 @@ public final class Worker {
 /// and error causes are logged: never the query string, a header or a body,
 /// which is where secrets, tokens and codes travel.
 ///
-/// Requests are logged by outcome: a 5xx at `error` (with its cause), a 4xx
-/// at `info` (refused credentials, unknown ids: what an operator looks for),
-/// a success at `debug`. nginx's access log already has every request with
+/// Requests are logged by outcome: a 5xx at `error`, a 4xx at `info`
+/// (refused credentials, a reused refresh token, unknown ids: what an
+/// operator looks for), each with its cause (an error's log-only detail and
+/// where it was thrown; public text otherwise, never a secret), a success
+/// at `debug`. nginx's access log already has every request with
 /// its request id, and at thousands of requests a second a line per success
 /// would cost the worker a write each and swamp journald (which drops lines
 /// past its rate limit anyway).
@@ -174,10 +176,45 @@ public struct Logger: Sendable {
         guard logs(lineLevel) else { return }
         var line: JSON = [
             "level": .string(lineLevel.name), "request_id": .string(request.requestID), "method": .string(request.method),
-            "path": .string(String(request.path.prefix(200))), "status": .int(Int64(status)), "ms": .int(millis),
+            "path": .string(Logger.redacted(String(request.path.prefix(200)))), "status": .int(Int64(status)), "ms": .int(millis),
         ]
-        if let failure, status >= 500 { line.set("error", .string(failure)) }
+        if let failure { line.set("error", .string(Logger.redacted(String(failure.prefix(500))))) }
         emit(line)
+    }
+
+    /// The text with anything shaped like a Latchkey credential (`lks_`
+    /// secrets, `lkr_` refresh tokens, `lkc_` codes and the like) or a JWT
+    /// replaced: a path or an error's text may echo what a caller sent, and
+    /// a caller may send a credential where it does not belong.
+    public static func redacted(_ text: String) -> String {
+        let bytes = Array(text.utf8)
+        func isTokenByte(_ b: UInt8) -> Bool {
+            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || b == 0x2D || b == 0x5F || b == 0x2E
+        }
+        var out: [UInt8] = []
+        var i = 0
+        var changed = false
+        while i < bytes.count {
+            guard isTokenByte(bytes[i]), i == 0 || !isTokenByte(bytes[i - 1]) else {
+                out.append(bytes[i])
+                i += 1
+                continue
+            }
+            var end = i
+            while end < bytes.count, isTokenByte(bytes[end]) { end += 1 }
+            let word = bytes[i..<end]
+            let credential = word.count >= 12 && word.starts(with: Array("lk".utf8)) && word[i + 3] == 0x5F
+                && (word[i + 2] >= 0x61 && word[i + 2] <= 0x7A)
+            let jwt = word.count >= 16 && word.starts(with: Array("eyJ".utf8)) && word.contains(0x2E)
+            if credential || jwt {
+                out += credential ? Array(word.prefix(4)) + Array("[redacted]".utf8) : Array("[redacted JWT]".utf8)
+                changed = true
+            } else {
+                out += word
+            }
+            i = end
+        }
+        return changed ? String(decoding: out, as: UTF8.self) : text
     }
 
     public func info(_ message: String, _ fields: [(String, JSON)] = []) {

@@ -38,6 +38,7 @@ final class LogLines: Sendable {
         #expect(first["status"]?.intValue == 401)
         #expect(first["path"]?.stringValue == "/oauth2/token")
         #expect(first["request_id"]?.stringValue == "req-log")
+        #expect(first["error"]?.stringValue?.hasPrefix("invalid_client (401) at ") == true)
         #expect(logged.allSatisfy { $0.hasSuffix("\n") && !$0.contains("lks_") && !$0.contains("Basic") })
     }
 
@@ -62,6 +63,28 @@ final class LogLines: Sendable {
         }
         #expect(Logger(level: .error).logs(.error))
         #expect(!Logger(level: .off).logs(.error))
+    }
+
+    @Test func credentialsEchoedInAPathOrAnErrorAreRedacted() throws {
+        let secret = "lks_XMsn-luwyLr5Jdg3FkmJ37QPx2hlDsmBCJ4UVjDYvsU"
+        let jwt = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
+        #expect(Logger.redacted("/api/v1/clients/\(secret)/logo") == "/api/v1/clients/lks_[redacted]/logo")
+        #expect(Logger.redacted("unknown_field: \(secret) is not a known field") == "unknown_field: lks_[redacted] is not a known field")
+        #expect(Logger.redacted("token \(jwt), lkr_\(secret.dropFirst(4)).") == "token [redacted JWT], lkr_[redacted]")
+        // Ids and ordinary words are left alone.
+        for text in ["/api/v1/clients/c_8f2a9d0b1e7c4a55", "/oauth2/token", "invalid_client (401) at OAuth/ClientAuthentication.swift:50: bad secret",
+                     "lks_short", "ablks_XMsn-luwyLr5Jdg3FkmJ37QPx2h", "é lk"] {
+            #expect(Logger.redacted(text) == text)
+        }
+        let h = try Harness()
+        let lines = LogLines()
+        let w = try worker(h, level: .info, into: lines)
+        let token = try h.token()
+        #expect(call(w, "POST", "/api/v1/clients", headers: [("Authorization", "Bearer \(token)"), ("Content-Type", "application/json")],
+                     body: "{\"client_name\": \"x\", \"\(secret)\": 1}").status == 400)
+        #expect(call(w, "GET", "/api/v1/clients/\(secret)", headers: [("Authorization", "Bearer \(token)")]).status == 404)
+        #expect(lines.all.count == 2)
+        #expect(lines.all.allSatisfy { !$0.contains(secret) && $0.contains("lks_[redacted]") })
     }
 
     @Test func levelsByStatusAndName() {
