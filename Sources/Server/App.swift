@@ -176,9 +176,9 @@ public struct Logger: Sendable {
         guard logs(lineLevel) else { return }
         var line: JSON = [
             "level": .string(lineLevel.name), "request_id": .string(request.requestID), "method": .string(request.method),
-            "path": .string(Logger.redacted(String(request.path.prefix(200)))), "status": .int(Int64(status)), "ms": .int(millis),
+            "path": .string(String(Logger.redacted(request.path).prefix(200))), "status": .int(Int64(status)), "ms": .int(millis),
         ]
-        if let failure { line.set("error", .string(Logger.redacted(String(failure.prefix(500))))) }
+        if let failure { line.set("error", .string(String(Logger.redacted(failure).prefix(500)))) }
         emit(line)
     }
 

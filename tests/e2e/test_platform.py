@@ -193,6 +193,20 @@ def test_no_secret_or_token_reaches_a_log_line(stack):
     assert "Authorization" not in logs and "Basic " not in logs
 
 
+def test_a_credential_sent_in_a_path_is_redacted_in_both_logs(stack):
+    leaked = "lks_" + base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+    token = stack.token()
+    assert requests.get(stack.url(f"/api/v1/clients/{leaked}"), headers=stack.bearer(token)).status_code == 404
+    assert requests.get(stack.url(f"/api/v1/clients/{token}/logo")).status_code == 404
+    time.sleep(0.2)
+    access = (stack.state / "nginx" / "logs" / "access.log").read_text()
+    worker = stack.log_path.read_text()
+    for log in (access, worker):
+        assert leaked not in log and leaked[4:24] not in log
+        assert token.split(".")[1] not in log
+        assert "/api/v1/clients/lks_[redacted]" in log and "/api/v1/clients/[redacted JWT]/logo" in log
+
+
 def test_sigterm_stops_the_pool_gracefully(tmp_path):
     db = tmp_path / "g.db"
     run_cli(db, "init", "--issuer", "http://127.0.0.1:1")
