@@ -207,7 +207,8 @@ public struct Logger: Sendable {
                 && (word[i + 2] >= 0x61 && word[i + 2] <= 0x7A)
             let jwt = word.count >= 16 && word.starts(with: Array("eyJ".utf8)) && word.contains(0x2E)
             if credential || jwt {
-                out += credential ? Array(word.prefix(4)) + Array("[redacted]".utf8) : Array("[redacted JWT]".utf8)
+                // "[redacted lks]": the kind of credential, without the prefix secret scanners look for.
+                out += credential ? Array("[redacted ".utf8) + Array(word.prefix(3)) + [0x5D] : Array("[redacted JWT]".utf8)
                 changed = true
             } else {
                 out += word

@@ -204,7 +204,7 @@ def test_a_credential_sent_in_a_path_is_redacted_in_both_logs(stack):
     for log in (access, worker):
         assert leaked not in log and leaked[4:24] not in log
         assert token.split(".")[1] not in log
-        assert "/api/v1/clients/lks_[redacted]" in log and "/api/v1/clients/[redacted JWT]/logo" in log
+        assert "/api/v1/clients/[redacted lks]" in log and "/api/v1/clients/[redacted JWT]/logo" in log
 
 
 def test_sigterm_stops_the_pool_gracefully(tmp_path):
