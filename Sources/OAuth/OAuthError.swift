@@ -42,9 +42,11 @@ public struct OAuthError: Error, Equatable, CustomStringConvertible {
         OAuthError("invalid_scope", status: 400, description, fileID: fileID, line: line)
     }
     /// RFC 6750 §3.1: a missing, malformed, expired or revoked bearer token.
-    public static func invalidToken(missing: Bool = false, fileID: String = #fileID, line: Int = #line) -> OAuthError {
-        let challenge = missing ? "Bearer realm=\"latchkey\"" : "Bearer realm=\"latchkey\", error=\"invalid_token\", error_description=\"The access token is invalid or expired.\""
-        return OAuthError("invalid_token", status: 401, missing ? "An access token is required." : "The access token is invalid or expired.",
+    /// `description`: constant text (it also goes into `WWW-Authenticate`).
+    public static func invalidToken(missing: Bool = false, description: String = "The access token is invalid or expired.",
+                                    fileID: String = #fileID, line: Int = #line) -> OAuthError {
+        let challenge = missing ? "Bearer realm=\"latchkey\"" : "Bearer realm=\"latchkey\", error=\"invalid_token\", error_description=\"\(description)\""
+        return OAuthError("invalid_token", status: 401, missing ? "An access token is required." : description,
                           headers: [("WWW-Authenticate", challenge)], fileID: fileID, line: line)
     }
     /// RFC 6750 §3.1: the token lacks the scope the resource needs.

@@ -177,7 +177,8 @@ extension TokenService {
     /// OIDC Core §5.3: the claims of the user behind a token with `openid`.
     public func userinfo(_ token: String?) throws -> JSON {
         let (claims, _) = try authenticateBearer(token, requiredScope: [])
-        guard claims.grantID != nil, let user = try store.user(id: claims.subject) else { throw OAuthError.invalidToken() }
+        guard claims.grantID != nil else { throw OAuthError.invalidToken(description: "The access token was not issued to a user.") }
+        guard let user = try store.user(id: claims.subject) else { throw OAuthError.invalidToken() }
         guard claims.scope.contains("openid") else { throw OAuthError.insufficientScope("openid") }
         return .object([("sub", .string(user.id))] + TokenService.userClaims(user, scope: claims.scope))
     }

@@ -149,7 +149,10 @@ extension Harness {
         let post = h.form("/oauth2/userinfo", [("access_token", access)])
         #expect(post.json?["sub"] == .string(userID))
         // A client_credentials token is not a user's: userinfo refuses it.
-        #expect(h.call("GET", "/oauth2/userinfo", headers: [("Authorization", "Bearer \(try h.token())")]).status == 401)
+        let refused = h.call("GET", "/oauth2/userinfo", headers: [("Authorization", "Bearer \(try h.token())")])
+        #expect(refused.status == 401)
+        #expect(refused.json?["error_description"] == "The access token was not issued to a user.")
+        #expect(refused.headers["WWW-Authenticate"]?.contains("error_description=\"The access token was not issued to a user.\"") == true)
     }
 
     @Test func confidentialClientsAuthenticateAtTheTokenEndpoint() throws {
