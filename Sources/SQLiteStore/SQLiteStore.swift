@@ -167,7 +167,6 @@ public final class SQLiteStore: Store {
         try control("BEGIN IMMEDIATE")
         depth = 1
         writing = true
-        memo.invalidate()
         defer { depth = 0; writing = false }
         do {
             let result = try body()
@@ -177,9 +176,9 @@ public final class SQLiteStore: Store {
             // memo then stays valid through a write that leaves the
             // configuration alone (a token, a code, a grant): the next read
             // is answered without a transaction, as after any other read.
-            let counters = try rows(SQLiteStore.countersSQL).first
+            let after = try counters()
             try control("COMMIT")
-            memo.revalidate(version: counters?.int(0) ?? -1, configGeneration: counters?.int(1) ?? -1)
+            memo.revalidate(version: after.version, configGeneration: after.configGeneration)
             return result
         } catch {
             memo.invalidate()
@@ -220,10 +219,14 @@ public final class SQLiteStore: Store {
         deferredBegin = false
         try control("BEGIN")
         // One statement starts the snapshot and reads both counters.
-        statementsRun += 1
-        let row = try wrap { try db.query(SQLiteStore.countersSQL) }.first
-        let version = row?.int(0) ?? -1
-        if version != memo.version { memo.revalidate(version: version, configGeneration: row?.int(1) ?? -1) }
+        let now = try counters()
+        if now.version != memo.version { memo.revalidate(version: now.version, configGeneration: now.configGeneration) }
+    }
+
+    /// `data_version` and `config_generation.n` (-1 when unreadable: the memo is then unusable).
+    private func counters() throws -> (version: Int64, configGeneration: Int64) {
+        let row = try rows(SQLiteStore.countersSQL).first
+        return (row?.int(0) ?? -1, row?.int(1) ?? -1)
     }
 
     // MARK: Meta

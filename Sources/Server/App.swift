@@ -187,33 +187,34 @@ public struct Logger: Sendable {
     /// replaced: a path or an error's text may echo what a caller sent, and
     /// a caller may send a credential where it does not belong.
     public static func redacted(_ text: String) -> String {
-        let bytes = Array(text.utf8)
         func isTokenByte(_ b: UInt8) -> Bool {
             (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || b == 0x2D || b == 0x5F || b == 0x2E
         }
+        let bytes = Array(text.utf8)
         var out: [UInt8] = []
-        var i = 0
         var changed = false
+        var i = 0
         while i < bytes.count {
-            guard isTokenByte(bytes[i]), i == 0 || !isTokenByte(bytes[i - 1]) else {
+            guard isTokenByte(bytes[i]) else {
                 out.append(bytes[i])
                 i += 1
                 continue
             }
+            // A whole word of token characters.
             var end = i
             while end < bytes.count, isTokenByte(bytes[end]) { end += 1 }
-            let word = bytes[i..<end]
-            let credential = word.count >= 12 && word.starts(with: Array("lk".utf8)) && word[i + 3] == 0x5F
-                && (word[i + 2] >= 0x61 && word[i + 2] <= 0x7A)
-            let jwt = word.count >= 16 && word.starts(with: Array("eyJ".utf8)) && word.contains(0x2E)
-            if credential || jwt {
+            let word = Array(bytes[i..<end])
+            i = end
+            if word.count >= 12, word.starts(with: Array("lk".utf8)), word[2] >= 0x61, word[2] <= 0x7A, word[3] == 0x5F {
                 // "[redacted lks]": the kind of credential, without the prefix secret scanners look for.
-                out += credential ? Array("[redacted ".utf8) + Array(word.prefix(3)) + [0x5D] : Array("[redacted JWT]".utf8)
-                changed = true
+                out += Array("[redacted ".utf8) + word.prefix(3) + [0x5D]
+            } else if word.count >= 16, word.starts(with: Array("eyJ".utf8)), word.contains(0x2E) {
+                out += Array("[redacted JWT]".utf8)
             } else {
                 out += word
+                continue
             }
-            i = end
+            changed = true
         }
         return changed ? String(decoding: out, as: UTF8.self) : text
     }
