@@ -10,6 +10,12 @@ static void lk_gd_silent(int priority, const char *format, va_list args) {
 }
 static inline void lk_gd_quiet(void) { gdSetErrorMethod(lk_gd_silent); }
 
+/* A decode may take 16 MiB in malloc'd rows; give freed memory back to the
+   system at once, so a burst of uploads leaves no lasting RSS (glibc keeps
+   freed arena memory otherwise). malloc.h is not in Swift's Glibc module. */
+#include <malloc.h>
+static inline void lk_release_freed_memory(void) { (void)malloc_trim(0); }
+
 /* gdImageSX/SY are macros. */
 static inline int lk_gd_width(gdImagePtr im) { return gdImageSX(im); }
 static inline int lk_gd_height(gdImagePtr im) { return gdImageSY(im); }

@@ -7,6 +7,10 @@ public enum Base64 {
     /// Base64url without padding, as JOSE uses it (RFC 7515 §2).
     public static func urlEncode(_ data: [UInt8]) -> String { encode(data, alphabet: urlAlphabet, pad: false) }
     public static func urlEncode(_ text: String) -> String { urlEncode(Array(text.utf8)) }
+    /// Whether `b` is a character of the base64url alphabet (RFC 4648 §5).
+    public static func isURLSafeByte(_ b: UInt8) -> Bool {
+        (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || b == 0x2D || b == 0x5F
+    }
 
     static func encode(_ data: [UInt8], alphabet: [UInt8], pad: Bool) -> String {
         var out: [UInt8] = []

@@ -168,13 +168,16 @@ public final class SigningKey: @unchecked Sendable {
         var raw = [UInt8](repeating: 0, count: 64)
         let converted = signature.withUnsafeBufferPointer { lk_ecdsa_der_to_raw($0.baseAddress, $0.count, &raw, 32) }
         guard converted == 1 else { throw CryptoError("ECDSA signature conversion") }
+        // Low-S form (SPEC 7.1): of the two valid signatures (r, s) and
+        // (r, n - s), always the one with s <= n/2, so a token has one signature.
+        if P256Order.isHigh(raw[32..<64]) { raw.replaceSubrange(32..<64, with: P256Order.negate(raw[32..<64])) }
         return raw
     }
 
     /// The reverse of `joseSignature`: nil for a malformed ES256 signature.
     func openSSLSignature(fromJOSE signature: [UInt8]) -> [UInt8]? {
         guard algorithm == .es256 else { return signature }
-        guard signature.count == 64 else { return nil }
+        guard signature.count == 64, !P256Order.isHigh(signature[32..<64]) else { return nil }
         var der: UnsafeMutablePointer<UInt8>? = nil
         let len = signature.withUnsafeBufferPointer { lk_ecdsa_raw_to_der($0.baseAddress, 32, &der) }
         guard len > 0, let der else { ERR_clear_error(); return nil }
@@ -214,4 +217,31 @@ private func withBytes<R>(_ parts: [[UInt8]?], _ body: ([lk_bytes]) -> R) -> R {
         offset += part.count
     }
     return body(views)
+}
+
+/// The order n of the P-256 group, for ECDSA's low-S rule: big-endian
+/// 32-byte scalars compared and negated modulo n without OpenSSL's BIGNUMs.
+enum P256Order {
+    static let n: [UInt8] = Hex.decode("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551")!
+    static let half: [UInt8] = Hex.decode("7fffffff800000007fffffffffffffffde737d56d38bcf4279dce5617e3192a8")!
+
+    /// Whether s > n/2 (a high-S signature).
+    static func isHigh(_ s: ArraySlice<UInt8>) -> Bool {
+        for (a, b) in zip(s, half) where a != b { return a > b }
+        return false
+    }
+
+    /// n - s, for 0 < s < n.
+    static func negate(_ s: ArraySlice<UInt8>) -> [UInt8] {
+        let s = Array(s)
+        var out = [UInt8](repeating: 0, count: 32)
+        var borrow = 0
+        for i in stride(from: 31, through: 0, by: -1) {
+            var d = Int(n[i]) - Int(s[i]) - borrow
+            borrow = d < 0 ? 1 : 0
+            if d < 0 { d += 256 }
+            out[i] = UInt8(d)
+        }
+        return out
+    }
 }

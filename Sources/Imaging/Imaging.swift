@@ -1,4 +1,5 @@
 internal import CGD
+import Synchronization
 
 /// Image formats accepted for logos, recognised by their magic bytes.
 public enum ImageFormat: String, Sendable, Equatable {
@@ -38,8 +39,29 @@ public enum Imaging {
             guard b.count >= 24, Array(b[12..<16]) == Array("IHDR".utf8) else { return nil }
             return ImageHeader(format: .png, width: be32(b, 16), height: be32(b, 20))
         case .gif:
-            guard b.count >= 10 else { return nil }
-            return ImageHeader(format: .gif, width: Int(b[6]) | Int(b[7]) << 8, height: Int(b[8]) | Int(b[9]) << 8)
+            // The logical screen, and the first frame's own size (the decoder
+            // allocates by the frame): the larger of each counts.
+            guard b.count >= 13 else { return nil }
+            var width = Int(b[6]) | Int(b[7]) << 8, height = Int(b[8]) | Int(b[9]) << 8
+            var i = 13
+            if b[10] & 0x80 != 0 { i += 3 << (Int(b[10] & 0x07) + 1) }
+            while i < b.count {
+                switch b[i] {
+                case 0x2C:
+                    guard i + 9 <= b.count else { return nil }
+                    width = max(width, Int(b[i + 5]) | Int(b[i + 6]) << 8)
+                    height = max(height, Int(b[i + 7]) | Int(b[i + 8]) << 8)
+                    return ImageHeader(format: .gif, width: width, height: height)
+                case 0x21:
+                    // Extension: label, then sub-blocks until a zero length.
+                    i += 2
+                    while i < b.count, b[i] != 0 { i += Int(b[i]) + 1 }
+                    i += 1
+                default:
+                    return nil
+                }
+            }
+            return nil
         case .jpeg:
             var i = 2
             while i + 9 < b.count {
@@ -63,10 +85,40 @@ public enum Imaging {
         Int(b[i]) << 24 | Int(b[i + 1]) << 16 | Int(b[i + 2]) << 8 | Int(b[i + 3])
     }
 
-    /// Decodes the image and re-encodes it as PNG scaled to fit within
-    /// `maxSide` x `maxSide` (never enlarged). Metadata, extra chunks and
-    /// anything appended to the image are dropped.
+    /// The most pixels a logo may have (SPEC 7.1), checked from the header
+    /// before anything is decoded: 2048x2048 decodes to 16 MiB.
+    public static let maxPixels = 4_194_304
+    public static let maxSide = 4096
+
+    /// Whether a header's dimensions are within the limits.
+    public static func acceptable(_ header: ImageHeader) -> Bool {
+        (1...maxSide).contains(header.width) && (1...maxSide).contains(header.height) && header.width * header.height <= maxPixels
+    }
+
+    /// One decode at a time in the process: each may need up to 16 MiB, and a
+    /// burst of parallel uploads must not multiply that (the 64 MiB target).
+    private static let decodeGate = Mutex<Void>(())
+
+    /// Decodes the image once and re-encodes it as PNG scaled to fit within
+    /// each of `sides` (never enlarged): the logo and its small preview.
+    /// Metadata, extra chunks and anything appended to the image are
+    /// dropped. Refuses images whose header is over the limits.
+    public static func reencodePNG(_ bytes: [UInt8], format: ImageFormat, sides: [Int]) throws -> [[UInt8]] {
+        guard let header = header(bytes), header.format == format, acceptable(header) else {
+            throw ImagingError(description: "the image header is missing or over the size limits")
+        }
+        return try decodeGate.withLock { _ in
+            defer { lk_release_freed_memory() }
+            return try reencodePNGUngated(bytes, format: format, sides: sides)
+        }
+    }
+
+    /// As above, one size.
     public static func reencodePNG(_ bytes: [UInt8], format: ImageFormat, maxSide: Int) throws -> [UInt8] {
+        try reencodePNG(bytes, format: format, sides: [maxSide])[0]
+    }
+
+    static func reencodePNGUngated(_ bytes: [UInt8], format: ImageFormat, sides: [Int]) throws -> [[UInt8]] {
         lk_gd_quiet()
         let decoded: gdImagePtr? = bytes.withUnsafeBytes { raw in
             let ptr = UnsafeMutableRawPointer(mutating: raw.baseAddress)
@@ -80,18 +132,20 @@ public enum Imaging {
         defer { gdImageDestroy(source) }
         let w = Int(lk_gd_width(source)), h = Int(lk_gd_height(source))
         guard w > 0, h > 0 else { throw ImagingError(description: "the image is empty") }
-        let scale = min(1.0, Double(maxSide) / Double(max(w, h)))
-        let tw = max(1, Int((Double(w) * scale).rounded())), th = max(1, Int((Double(h) * scale).rounded()))
-        guard let target = gdImageCreateTrueColor(Int32(tw), Int32(th)) else { throw ImagingError(description: "out of memory") }
-        defer { gdImageDestroy(target) }
-        gdImageAlphaBlending(target, 0)
-        gdImageSaveAlpha(target, 1)
-        let transparent = gdImageColorAllocateAlpha(target, 0, 0, 0, 127)
-        gdImageFilledRectangle(target, 0, 0, Int32(tw - 1), Int32(th - 1), transparent)
-        gdImageCopyResampled(target, source, 0, 0, 0, 0, Int32(tw), Int32(th), Int32(w), Int32(h))
-        var size: Int32 = 0
-        guard let png = gdImagePngPtr(target, &size), size > 0 else { throw ImagingError(description: "PNG encoding failed") }
-        defer { gdFree(png) }
-        return Array(UnsafeRawBufferPointer(start: png, count: Int(size)))
+        return try sides.map { maxSide in
+            let scale = min(1.0, Double(maxSide) / Double(max(w, h)))
+            let tw = max(1, Int((Double(w) * scale).rounded())), th = max(1, Int((Double(h) * scale).rounded()))
+            guard let target = gdImageCreateTrueColor(Int32(tw), Int32(th)) else { throw ImagingError(description: "out of memory") }
+            defer { gdImageDestroy(target) }
+            gdImageAlphaBlending(target, 0)
+            gdImageSaveAlpha(target, 1)
+            let transparent = gdImageColorAllocateAlpha(target, 0, 0, 0, 127)
+            gdImageFilledRectangle(target, 0, 0, Int32(tw - 1), Int32(th - 1), transparent)
+            gdImageCopyResampled(target, source, 0, 0, 0, 0, Int32(tw), Int32(th), Int32(w), Int32(h))
+            var size: Int32 = 0
+            guard let png = gdImagePngPtr(target, &size), size > 0 else { throw ImagingError(description: "PNG encoding failed") }
+            defer { gdFree(png) }
+            return Array(UnsafeRawBufferPointer(start: png, count: Int(size)))
+        }
     }
 }

@@ -30,6 +30,12 @@ public struct AccessTokenClaims: Sendable, Equatable {
         self.grantID = grantID
     }
 
+    /// A token the client obtained for itself (client_credentials): no user,
+    /// no grant, and its subject is the client (RFC 9068 §2.2). Only such a
+    /// token is a management caller (SPEC 3). Client ids can never take a
+    /// user's `usr-` form (SPEC 6.1), so the two kinds of subject stay apart.
+    public var isClientCredentials: Bool { grantID == nil && authTime == nil && subject == clientID }
+
     var json: JSON {
         var members: [(String, JSON)] = [
             ("iss", .string(issuer)), ("sub", .string(subject)), ("aud", .string(audience)),

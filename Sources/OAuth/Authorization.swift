@@ -79,7 +79,11 @@ public struct AuthorizationService {
 
     /// Validates the parameters in order, stores the request under an
     /// unguessable id, and decides where the browser goes next.
-    public func authorize(_ params: [(String, String)], sessionToken: String?) throws -> AuthorizeDecision {
+    ///
+    /// `browser` is the value of the cookie that binds the request to the
+    /// browser that started it (SPEC 7.1): only its hash is stored, and only
+    /// a request presenting the same cookie may read, continue or answer it.
+    public func authorize(_ params: [(String, String)], sessionToken: String?, browser: String) throws -> AuthorizeDecision {
         var values: [String: String] = [:]
         var duplicated = false
         for (k, v) in params {
@@ -91,16 +95,10 @@ public struct AuthorizationService {
         guard let client = try store.read({ try store.client(clientID) }), client.enabled else {
             return .errorPage("The client is unknown or disabled.")
         }
-        let redirectURI: String
-        if let sent = values["redirect_uri"], !sent.isEmpty {
-            guard AuthorizationService.redirectURIMatches(sent, registered: client.redirectURIs) else {
-                return .errorPage("The redirect_uri is not registered for this client.")
-            }
-            redirectURI = sent
-        } else if client.redirectURIs.count == 1 {
-            redirectURI = client.redirectURIs[0]
-        } else {
-            return .errorPage("The request has no redirect_uri.")
+        // OpenID Connect Core 3.1.2.1: redirect_uri is REQUIRED, even for a client with one registered URI.
+        guard let redirectURI = values["redirect_uri"], !redirectURI.isEmpty else { return .errorPage("The request has no redirect_uri.") }
+        guard AuthorizationService.redirectURIMatches(redirectURI, registered: client.redirectURIs) else {
+            return .errorPage("The redirect_uri is not registered for this client.")
         }
         if duplicated { return .errorPage("A parameter was sent more than once.") }
         let state = values["state"]
@@ -155,30 +153,33 @@ public struct AuthorizationService {
         }
         let request = AuthorizationRequest(clientID: client.clientID, redirectURI: redirectURI, redirectURISent: values["redirect_uri"] != nil,
                                            scope: scope, state: state, nonce: values["nonce"], codeChallenge: challenge, prompt: prompt,
-                                           maxAge: maxAge)
+                                           maxAge: maxAge, browserHash: AuthorizationService.hash(browser))
         let id = env.randomToken(bytes: 32)
         let now = env.now()
         try store.write {
             try store.insertAuthorizationRequest(idHash: AuthorizationService.hash(id), request: request, createdAt: now,
                                                  expiresAt: now + AuthorizationService.requestLifetimeMillis)
         }
-        return try next(requestID: id, sessionToken: sessionToken)
+        return try next(requestID: id, sessionToken: sessionToken, browser: browser)
     }
 
-    /// Loads a pending request; nil when unknown, expired or answered.
-    public func pending(_ requestID: String) throws -> StoredAuthorizationRequest? {
-        guard requestID.utf8.count <= 128 else { return nil }
+    /// Loads a pending request of this browser; nil when unknown, expired,
+    /// answered or started by another browser (all alike).
+    public func pending(_ requestID: String, browser: String?) throws -> StoredAuthorizationRequest? {
+        guard requestID.utf8.count <= 128, let browser, !browser.isEmpty, browser.utf8.count <= 128 else { return nil }
         return try store.read {
             guard let stored = try store.authorizationRequest(idHash: AuthorizationService.hash(requestID)),
-                  stored.expiresAt > env.now(), stored.answeredAt == nil else { return nil }
+                  stored.expiresAt > env.now(), stored.answeredAt == nil,
+                  let bound = stored.request.browserHash,
+                  Digest.constantTimeEqual(Array(bound.utf8), Array(AuthorizationService.hash(browser).utf8)) else { return nil }
             return stored
         }
     }
 
     /// Where a stored request goes next for this browser: the login page, the
     /// consent page, or straight back with a code (SPEC 5.1).
-    public func next(requestID: String, sessionToken: String?) throws -> AuthorizeDecision {
-        guard let stored = try pending(requestID) else { return .errorPage("The authorization request is unknown, expired or already answered.") }
+    public func next(requestID: String, sessionToken: String?, browser: String?) throws -> AuthorizeDecision {
+        guard let stored = try pending(requestID, browser: browser) else { return .errorPage("The authorization request is unknown, expired or already answered.") }
         let request = stored.request
         let session = try SessionService(env: env, store: store).current(sessionToken)
         let nowSeconds = env.nowSeconds
@@ -242,14 +243,14 @@ public struct AuthorizationService {
     // MARK: Consent
 
     /// The consent decision of a signed-in user (SPEC 5.1).
-    public func accept(_ requestID: String, user: User, authTime: Int64, scope: [String], remember: Bool) throws -> String {
-        guard let stored = try pending(requestID) else { throw ConsentError.notFound }
+    public func accept(_ requestID: String, browser: String?, user: User, authTime: Int64, scope: [String], remember: Bool) throws -> String {
+        guard let stored = try pending(requestID, browser: browser) else { throw ConsentError.notFound }
         guard !scope.isEmpty, scope.allSatisfy(stored.request.scope.contains) else { throw ConsentError.scopeNotRequested }
         return try grant(stored, user: user, authTime: authTime, scope: stored.request.scope.filter(scope.contains), remember: remember)
     }
 
-    public func reject(_ requestID: String) throws -> String {
-        guard let stored = try pending(requestID) else { throw ConsentError.notFound }
+    public func reject(_ requestID: String, browser: String?) throws -> String {
+        guard let stored = try pending(requestID, browser: browser) else { throw ConsentError.notFound }
         let answered = try store.write { try store.markAuthorizationRequestAnswered(idHash: stored.idHash, at: env.now()) }
         guard answered else { throw ConsentError.alreadyAnswered }
         return AuthorizationService.redirect(stored.request.redirectURI, [

@@ -16,18 +16,25 @@ public struct ClientAuthenticator {
     let env: Environment
     let store: Store
     let hasher: SecretHasher
-    let cache: VerifiedSecretCache?
+    let guards: AbuseGuards?
+    /// The caller's address, for the failure limits.
+    let address: String
 
-    public init(env: Environment, store: Store, hasher: SecretHasher, cache: VerifiedSecretCache?) {
+    public init(env: Environment, store: Store, hasher: SecretHasher, guards: AbuseGuards?, address: String = "") {
         self.env = env
         self.store = store
         self.hasher = hasher
-        self.cache = cache
+        self.guards = guards
+        self.address = address
     }
 
     /// Returns the authenticated client, or throws `invalid_client` (401,
     /// with a Basic challenge when Basic was used). Unknown client, wrong
     /// secret, wrong method and disabled client all look the same.
+    ///
+    /// SPEC 7.1: failures are counted per address and per client; past the
+    /// limit a failing attempt, or one that would need a slow hash, is 429
+    /// (`rate_limited`, `Retry-After`); a full slow-hash pool is 503.
     public func authenticate(_ credentials: PresentedCredentials, allowPublic: Bool, enforceMethod: Bool = true) throws -> Client {
         let basic = credentials.usedBasic
         switch credentials {
@@ -42,11 +49,22 @@ public struct ClientAuthenticator {
             guard let client = try store.client(clientID) else {
                 // Spend comparable time on unknown ids so they cannot be told apart.
                 _ = hasher.hmacHash(secret)
+                try recordFailure([.address(address)], now: env.now(), basic: basic)
                 throw OAuthError.invalidClient(basic: basic, detail: "unknown client")
             }
             let secrets = try store.secrets(clientID: clientID)
-            let ok = hasher.verify(secret, against: secrets, now: env.now(), cache: cache)
+            let now = env.now()
+            let keys: [FailureLimiter.Key] = [.address(address), .account(clientID)]
+            let ok: Bool
+            do {
+                ok = try hasher.verify(secret, against: secrets, now: now, guards: guards, limitKeys: keys)
+            } catch let e as TooManyFailures {
+                throw OAuthError.rateLimited(retryAfter: e.retryAfterSeconds, detail: "failure limit before a slow hash")
+            } catch is SlowHashesBusy {
+                throw OAuthError.serverBusy(detail: "slow-hash pool full")
+            }
             guard ok, !client.isPublic, client.enabled else {
+                try recordFailure(keys, now: now, basic: basic)
                 throw OAuthError.invalidClient(basic: basic, detail: "bad secret or disabled client")
             }
             if enforceMethod && !env.acceptAnySecretMethod {
@@ -56,6 +74,16 @@ public struct ClientAuthenticator {
                 }
             }
             return client
+        }
+    }
+
+    /// Counts a failure; when that puts the address past its limit, the
+    /// answer is 429 instead of 401 (SPEC 7.1).
+    func recordFailure(_ keys: [FailureLimiter.Key], now: Int64, basic: Bool) throws {
+        guard let guards else { return }
+        guards.failures.recordFailure(keys, now: now)
+        if let wait = guards.failures.retryAfter(.address(address), now: now) {
+            throw OAuthError.rateLimited(retryAfter: wait, detail: "failure limit of the address")
         }
     }
 }

@@ -41,15 +41,37 @@ public struct Provisioning {
 
     public func isInitialized() throws -> Bool { try store.meta("initialized_at") != nil }
 
-    /// Loads (creating on first use) the pepper under which generated secrets are hashed.
+    /// Loads (creating on first use) the pepper under which generated secrets
+    /// are hashed. With a key-encryption key it is stored sealed
+    /// (`secret_pepper_sealed`, SPEC 7.1), and a pepper stored in clear
+    /// before a KEK was configured is sealed on first use.
     public static func secretHasher(store: Store, env: Environment) throws -> SecretHasher {
-        if let hex = try store.meta("secret_pepper"), let pepper = Hex.decode(hex) { return SecretHasher(pepper: pepper) }
+        if let pepper = try loadPepper(store: store, env: env, sealIfClear: false) { return SecretHasher(pepper: pepper) }
         return try store.write {
-            if let hex = try store.meta("secret_pepper"), let pepper = Hex.decode(hex) { return SecretHasher(pepper: pepper) }
+            if let pepper = try loadPepper(store: store, env: env, sealIfClear: true) { return SecretHasher(pepper: pepper) }
             let pepper = env.random(32)
-            try store.setMeta("secret_pepper", Hex.encode(pepper))
+            if let kek = env.kek {
+                try store.setMeta("secret_pepper_sealed", Hex.encode(try SealedBox.seal(pepper, key: kek)))
+            } else {
+                try store.setMeta("secret_pepper", Hex.encode(pepper))
+            }
             return SecretHasher(pepper: pepper)
         }
+    }
+
+    /// The stored pepper; nil when there is none, or (unless `sealIfClear`,
+    /// inside a write) when a clear one waits to be sealed with the KEK.
+    static func loadPepper(store: Store, env: Environment, sealIfClear: Bool) throws -> [UInt8]? {
+        if let hex = try store.meta("secret_pepper_sealed"), let sealed = Hex.decode(hex) {
+            guard let kek = env.kek else { throw ProvisioningError.invalid("the secret pepper is sealed: configure the key-encryption key (LATCHKEY_KEK_FILE)") }
+            return try SealedBox.open(sealed, key: kek)
+        }
+        guard let hex = try store.meta("secret_pepper"), let pepper = Hex.decode(hex) else { return nil }
+        guard let kek = env.kek else { return pepper }
+        guard sealIfClear else { return nil }
+        try store.setMeta("secret_pepper_sealed", Hex.encode(try SealedBox.seal(pepper, key: kek)))
+        try store.deleteMeta("secret_pepper")
+        return pepper
     }
 
     /// Schema must exist; creates the first signing key, the first
@@ -76,6 +98,9 @@ public struct Provisioning {
     private func createOrganizationInTransaction(name: String, clientLimit: Int, hasher: SecretHasher, action: String) throws -> ProvisionedOrganization {
         let trimmed = name.trimmingCharacters()
         guard !trimmed.isEmpty, trimmed.utf8.count <= 200 else { throw ProvisioningError.invalid("organization name must be 1..200 bytes") }
+        guard ClientSpec.isDisplaySafe(trimmed) else {
+            throw ProvisioningError.invalid("organization name must not contain control or bidirectional-override characters")
+        }
         guard (1...100_000).contains(clientLimit) else { throw ProvisioningError.invalid("client limit must be 1..100000") }
         let now = env.now()
         let orgID = "org-" + env.randomID(20)

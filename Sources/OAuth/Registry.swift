@@ -35,6 +35,8 @@ public enum RegistryError: Error, Equatable {
     public static let primaryOnly = RegistryError.forbidden(code: "primary_only", message: "This action is reserved for the primary client.")
     public static let primaryUndeletable = RegistryError.conflict(code: "primary_client", message: "The primary client cannot be deleted.")
     public static let limitReached = RegistryError.conflict(code: "client_limit_reached", message: "The organization's client limit is reached.")
+    public static let primaryLockout = RegistryError.conflict(
+        code: "primary_lockout", message: "The primary client cannot remove its own client_credentials grant or management scopes.")
     public static let staleVersion = RegistryError.conflict(code: "version_mismatch", message: "The client was changed since that version.")
 
     public static func privilegedScope(_ scope: String) -> RegistryError {
@@ -105,7 +107,8 @@ public struct ClientRegistry {
             guard let org = try store.organization(caller.organizationID) else { throw RegistryError.notFound }
             guard try store.clientCount(organizationID: org.id) < org.clientLimit else { throw RegistryError.limitReached }
             let id = spec.clientID ?? env.randomID(24)
-            if try store.client(id) != nil {
+            // SPEC 4.5: an id is never reused, so no old token of a deleted client can come back.
+            if try store.client(id) != nil || store.isClientIDRetired(id) {
                 throw RegistryError.conflict(code: "client_id_taken", message: "A client with this client_id already exists.")
             }
             let now = env.now()
@@ -149,6 +152,9 @@ public struct ClientRegistry {
             if current.isPrimary {
                 if !spec.enabled { throw RegistryError.conflict(code: "primary_client", message: "The primary client cannot be disabled.") }
                 if spec.authMethod == "none" { throw RegistryError.conflict(code: "primary_client", message: "The primary client must stay confidential.") }
+                // SPEC 6.0: an organization never locks itself out.
+                if !spec.grantTypes.contains("client_credentials") { throw RegistryError.primaryLockout }
+                if current.scope.contains(where: { Scopes.isPrivileged($0) && !spec.scope.contains($0) }) { throw RegistryError.primaryLockout }
             }
             var updated = current
             spec.apply(to: &updated)
@@ -192,8 +198,9 @@ public struct ClientRegistry {
             let previousExpiry = try retireSecrets(of: id, graceSeconds: graceSeconds, now: now)
             let secret = hasher.generate(env)
             try store.insertSecret(hasher.record(for: secret, clientID: id, at: now))
+            let updated = try touch(client, at: now)
             try audit(caller, "client.secret_rotated", target: id, details: ["grace_period_seconds": JSON(graceSeconds)])
-            return IssuedSecret(client: client, secret: secret, previousSecretExpiresAt: previousExpiry)
+            return IssuedSecret(client: updated, secret: secret, previousSecretExpiresAt: previousExpiry)
         }
     }
 
@@ -207,8 +214,19 @@ public struct ClientRegistry {
             guard !client.isPublic else { throw RegistryError.conflict(code: "public_client", message: "A public client has no secret.") }
             _ = try retireSecrets(of: id, graceSeconds: 0, now: env.now())
             try store.insertSecret(record)
+            _ = try touch(client, at: env.now())
             try audit(caller, "client.password_set", target: id)
         }
+    }
+
+    /// A write that changes no field still is a write (SPEC 6.0, 6.4): a new
+    /// version and modification time.
+    func touch(_ client: Client, at now: Int64) throws -> Client {
+        var updated = client
+        updated.version += 1
+        updated.updatedAt = now
+        try store.updateClient(updated)
+        return updated
     }
 
     func retireSecrets(of id: String, graceSeconds: Int, now: Int64) throws -> Int64? {
@@ -234,12 +252,12 @@ public struct ClientRegistry {
         }
     }
 
-    public func setLogo(_ id: String, caller: Caller, png: [UInt8]) throws -> Client {
+    public func setLogo(_ id: String, caller: Caller, png: [UInt8], preview: [UInt8]) throws -> Client {
         try store.write {
             var client = try get(id, caller: caller)
             try checkMayChange(client, caller: caller)
             let etag = Hex.encode(Array(Digest.sha256(png).prefix(16)))
-            try store.setLogo(clientID: id, contentType: "image/png", image: png, etag: etag, at: env.now())
+            try store.setLogo(clientID: id, contentType: "image/png", image: png, preview: preview, etag: etag, at: env.now())
             client.hasLogo = true
             client.version += 1
             client.updatedAt = env.now()
@@ -264,9 +282,11 @@ public struct ClientRegistry {
 
     // MARK: Rules
 
-    /// SPEC 6.0: a privileged scope may be given only by a caller holding it.
+    /// SPEC 6.0: a privileged scope may be given only by a caller whose
+    /// token carries it (not merely its client's registration: a narrowed
+    /// token gives no more than it carries).
     func checkPrivilegedScopes(added: [String], caller: Caller) throws {
-        if let scope = added.first(where: { Scopes.isPrivileged($0) && !caller.client.scope.contains($0) }) {
+        if let scope = added.first(where: { Scopes.isPrivileged($0) && !caller.holds($0) }) {
             throw RegistryError.privilegedScope(scope)
         }
     }

@@ -32,7 +32,12 @@ public struct SecretHasher: Sendable {
     }
 
     /// True when `presented` matches one of `secrets` still valid at `now`.
-    public func verify(_ presented: String, against secrets: [ClientSecret], now: Int64, cache: VerifiedSecretCache?) -> Bool {
+    /// A slow (scrypt) check goes through `guards` (SPEC 7.1): answered from
+    /// the cache when this secret was verified (or failed) before, refused
+    /// with `TooManyFailures` when any of `limitKeys` is past its failure
+    /// limit, and with `SlowHashesBusy` when the slow-hash pool is full.
+    public func verify(_ presented: String, against secrets: [ClientSecret], now: Int64, guards: AbuseGuards?,
+                       limitKeys: [FailureLimiter.Key] = []) throws -> Bool {
         var matched = false
         let presentedHMAC = Array(hmacHash(presented).utf8)
         for secret in secrets {
@@ -41,12 +46,23 @@ public struct SecretHasher: Sendable {
             case .hmac:
                 if Digest.constantTimeEqual(presentedHMAC, Array(secret.hash.utf8)) { matched = true }
             case .scrypt:
+                guard let guards else {
+                    if PasswordHasher.verify(presented, encoded: secret.hash) { matched = true }
+                    continue
+                }
                 let key = cacheKey(presented, secret)
-                if let cache, cache.contains(key) {
+                if guards.secrets.contains(key) {
                     matched = true
-                } else if PasswordHasher.verify(presented, encoded: secret.hash) {
-                    matched = true
-                    cache?.insert(key)
+                } else if guards.secrets.failedRecently(key, now: now) {
+                    continue
+                } else {
+                    try guards.checkLimits(limitKeys, now: now)
+                    if try guards.pool.run({ PasswordHasher.verify(presented, encoded: secret.hash) }) {
+                        matched = true
+                        guards.secrets.insert(key)
+                    } else {
+                        guards.secrets.insertFailure(key, now: now)
+                    }
                 }
             }
         }
@@ -55,25 +71,5 @@ public struct SecretHasher: Sendable {
 
     func cacheKey(_ presented: String, _ secret: ClientSecret) -> [UInt8] {
         mac.mac(Array("\(secret.clientID)\u{0}\(secret.id)\u{0}\(secret.hash)\u{0}\(presented)".utf8))
-    }
-}
-
-/// Remembers successful slow-hash verifications, keyed by a keyed hash of
-/// the client, the stored secret and the presented secret: a rotation
-/// changes the stored secret, so old entries can never match again.
-/// Shared by all worker threads.
-public final class VerifiedSecretCache: Sendable {
-    private let entries = Mutex<Set<[UInt8]>>([])
-    private let capacity: Int
-
-    public init(capacity: Int = 10_000) { self.capacity = capacity }
-
-    func contains(_ key: [UInt8]) -> Bool { entries.withLock { $0.contains(key) } }
-
-    func insert(_ key: [UInt8]) {
-        entries.withLock {
-            if $0.count >= capacity { $0.removeAll() }
-            $0.insert(key)
-        }
     }
 }

@@ -3,7 +3,8 @@ import Cryptography
 
 /// Sign-in sessions for the browser pages (SPEC 5.1). The cookie holds a
 /// random token; the database holds its SHA-256. The CSRF token is a second
-/// random value, sent back by the pages in `X-CSRF-Token`.
+/// random value, sent back by the pages in `X-CSRF-Token`; the database holds
+/// only its SHA-256 too (SPEC 7.1).
 public struct SessionService {
     public static let lifetimeMillis: Int64 = 12 * 3_600_000
     /// A real scrypt hash verified when the username is unknown, so both
@@ -26,18 +27,27 @@ public struct SessionService {
         public var user: User
     }
 
-    /// Signs in; unknown user and wrong password are the same `nil`.
-    public func login(username: String, password: String) throws -> Started? {
+    /// Signs in; unknown user and wrong password are the same `nil`. With
+    /// `guards` (SPEC 7.1) the hash runs on the slow-hash pool (throws
+    /// `SlowHashesBusy` when it is full) after the failure limits of the
+    /// address and the username (throws `TooManyFailures` past them), and a
+    /// failure is counted against both.
+    public func login(username: String, password: String, guards: AbuseGuards? = nil, address: String = "") throws -> Started? {
         let user = try store.read { try store.user(username: username) }
-        guard let user, PasswordHasher.verify(password, encoded: user.passwordHash) else {
-            if user == nil { _ = PasswordHasher.verify(password, encoded: SessionService.decoyHash) }
+        let keys: [FailureLimiter.Key] = [.address(address), .account("user:" + username)]
+        let now = env.now()
+        try guards?.checkLimits(keys, now: now)
+        let hash = user?.passwordHash ?? SessionService.decoyHash
+        let verified = try guards.map { try $0.pool.run { PasswordHasher.verify(password, encoded: hash) } }
+            ?? PasswordHasher.verify(password, encoded: hash)
+        guard let user, verified else {
+            guards?.failures.recordFailure(keys, now: now)
             return nil
         }
         let token = env.randomToken(bytes: 32)
         let csrf = env.randomToken(bytes: 24)
-        let now = env.now()
         try store.write {
-            try store.insertSession(SessionRecord(idHash: SessionService.hash(token), userID: user.id, csrf: csrf, authTime: now / 1000,
+            try store.insertSession(SessionRecord(idHash: SessionService.hash(token), userID: user.id, csrf: SessionService.hash(csrf), authTime: now / 1000,
                                                   createdAt: now, expiresAt: now + SessionService.lifetimeMillis))
         }
         return Started(token: token, csrf: csrf, user: user)
@@ -57,9 +67,10 @@ public struct SessionService {
         try store.write { try store.deleteSession(idHash: SessionService.hash(token)) }
     }
 
-    /// Double-submit check: the header must equal the session's CSRF token.
+    /// Double-submit check: the header must be the session's CSRF token
+    /// (whose hash the session holds).
     public static func csrfMatches(header: String?, session: SessionRecord) -> Bool {
-        guard let header, !header.isEmpty else { return false }
-        return Digest.constantTimeEqual(Array(header.utf8), Array(session.csrf.utf8))
+        guard let header, !header.isEmpty, header.utf8.count <= 128 else { return false }
+        return Digest.constantTimeEqual(Array(hash(header).utf8), Array(session.csrf.utf8))
     }
 }

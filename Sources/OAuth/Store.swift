@@ -15,6 +15,7 @@ public protocol Store: AnyObject {
 
     func meta(_ key: String) throws -> String?
     func setMeta(_ key: String, _ value: String) throws
+    func deleteMeta(_ key: String) throws
 
     func insertOrganization(_ organization: Organization) throws
     func organization(_ id: String) throws -> Organization?
@@ -25,12 +26,19 @@ public protocol Store: AnyObject {
     func client(_ id: String) throws -> Client?
     /// Writes every mutable field of `client` (version included).
     func updateClient(_ client: Client) throws
-    /// Removes the client and everything that hangs off it.
+    /// Removes the client and everything that hangs off it, and retires its
+    /// id for good (SPEC 4.5).
     func deleteClient(_ id: String) throws
+    /// Whether `id` belonged to a client that was deleted: never given again.
+    func isClientIDRetired(_ id: String) throws -> Bool
     func clients(organizationID: String, namePrefix: String?, limit: Int, offset: Int) throws -> (clients: [Client], total: Int)
     func touchClient(_ id: String, lastUsedAt: Int64) throws
 
-    func setLogo(clientID: String, contentType: String, image: [UInt8], etag: String, at: Int64) throws
+    /// The logo (at most 256x256) and its small preview (at most 64x64, what
+    /// the public app reads inline).
+    func setLogo(clientID: String, contentType: String, image: [UInt8], preview: [UInt8], etag: String, at: Int64) throws
+    /// The small preview; nil when there is no logo (or it predates previews).
+    func logoPreview(clientID: String) throws -> [UInt8]?
     func logo(clientID: String) throws -> (contentType: String, image: [UInt8], etag: String)?
     func deleteLogo(clientID: String) throws
 
@@ -78,6 +86,8 @@ public protocol Store: AnyObject {
     func connection(userID: String, clientID: String) throws -> UserConnection?
     func upsertConnection(_ connection: UserConnection) throws
     func connections(userID: String, limit: Int, offset: Int) throws -> (connections: [UserConnection], total: Int)
+    /// Forgets the connection and the user's unredeemed codes for the client
+    /// (SPEC 5.2: a grant exists only with its connection).
     func deleteConnection(userID: String, clientID: String) throws
     /// Records the use of a connection at minute precision (a use within a minute of the last is not written).
     func touchConnection(userID: String, clientID: String, accessTime: Int64) throws

@@ -91,9 +91,15 @@ public struct TokenService {
     }
 
     /// The API caller behind a bearer token (RFC 6750), which must hold `scope` (if given).
-    public func authenticateBearer(_ token: String?, requiredScope: [String]) throws -> (claims: AccessTokenClaims, client: Client) {
+    /// With `clientOnly` (every management API, SPEC 3) only a token issued to
+    /// the client itself through client_credentials is accepted: a user's
+    /// token is `invalid_token`, whatever its scope.
+    public func authenticateBearer(_ token: String?, requiredScope: [String], clientOnly: Bool = false) throws -> (claims: AccessTokenClaims, client: Client) {
         guard let token, !token.isEmpty else { throw OAuthError.invalidToken(missing: true) }
         guard let result = try tokens.validate(token) else { throw OAuthError.invalidToken() }
+        if clientOnly && !result.claims.isClientCredentials {
+            throw OAuthError.invalidToken(description: "A token issued to a user cannot call this API; use the client's own token.")
+        }
         if !requiredScope.isEmpty && !requiredScope.contains(where: result.claims.scope.contains) {
             throw OAuthError.insufficientScope(Scopes.join(requiredScope))
         }

@@ -3,6 +3,7 @@ import Common
 public struct SessionRecord: Sendable, Equatable {
     public var idHash: String
     public var userID: String
+    /// SHA-256 of the CSRF token (the token itself is only in the browser).
     public var csrf: String
     public var authTime: Int64
     public var createdAt: Int64
@@ -31,9 +32,11 @@ public struct AuthorizationRequest: Sendable, Equatable {
     public var codeChallenge: String?
     public var prompt: [String]
     public var maxAge: Int?
+    /// SHA-256 of the browser-binding cookie of the browser that started the request.
+    public var browserHash: String?
 
     public init(clientID: String, redirectURI: String, redirectURISent: Bool, scope: [String], state: String?, nonce: String?,
-                codeChallenge: String?, prompt: [String], maxAge: Int?) {
+                codeChallenge: String?, prompt: [String], maxAge: Int?, browserHash: String? = nil) {
         self.clientID = clientID
         self.redirectURI = redirectURI
         self.redirectURISent = redirectURISent
@@ -43,13 +46,14 @@ public struct AuthorizationRequest: Sendable, Equatable {
         self.codeChallenge = codeChallenge
         self.prompt = prompt
         self.maxAge = maxAge
+        self.browserHash = browserHash
     }
 
     public var json: JSON {
         [
             "client_id": .string(clientID), "redirect_uri": .string(redirectURI), "redirect_uri_sent": .bool(redirectURISent),
             "scope": .string(Scopes.join(scope)), "state": JSON(state), "nonce": JSON(nonce), "code_challenge": JSON(codeChallenge),
-            "prompt": JSON(prompt), "max_age": maxAge.map { JSON($0) } ?? .null,
+            "prompt": JSON(prompt), "max_age": maxAge.map { JSON($0) } ?? .null, "browser": JSON(browserHash),
         ]
     }
 
@@ -58,7 +62,8 @@ public struct AuthorizationRequest: Sendable, Equatable {
               let scope = json["scope"]?.stringValue.flatMap(Scopes.parse) else { return nil }
         self.init(clientID: clientID, redirectURI: redirectURI, redirectURISent: json["redirect_uri_sent"]?.boolValue ?? true, scope: scope,
                   state: json["state"]?.stringValue, nonce: json["nonce"]?.stringValue, codeChallenge: json["code_challenge"]?.stringValue,
-                  prompt: (json["prompt"]?.arrayValue ?? []).compactMap(\.stringValue), maxAge: json["max_age"]?.intValue.map { Int($0) })
+                  prompt: (json["prompt"]?.arrayValue ?? []).compactMap(\.stringValue), maxAge: json["max_age"]?.intValue.map { Int($0) },
+                  browserHash: json["browser"]?.stringValue)
     }
 }
 

@@ -55,6 +55,12 @@ extension TokenService {
             } else if verifier != nil {
                 return .refused(.invalidGrant("No code_challenge was sent with the authorization request."))
             }
+            // SPEC 5.2: a grant exists only with its connection; a code the user
+            // disconnected meanwhile is gone (deleteConnection), and this is the
+            // second line of that rule.
+            guard try store.connection(userID: record.userID, clientID: client.clientID) != nil else {
+                return .refused(.invalidGrant(detail: "the user disconnected the client"))
+            }
             let familyID = env.randomToken(bytes: 16)
             guard try store.consumeCode(hash: codeHash, at: now, familyID: familyID) else {
                 return .refused(.invalidGrant(detail: "code consumed concurrently"))

@@ -47,7 +47,7 @@ public enum URIRules {
             host = String(authority[...close])
             let after = authority[authority.index(after: close)...]
             if !after.isEmpty {
-                guard after.hasPrefix(":"), let p = Int(after.dropFirst()), (1...65535).contains(p) else { return nil }
+                guard after.hasPrefix(":"), let p = URIRules.port(after.dropFirst()) else { return nil }
                 port = p
             }
             let inner = host.dropFirst().dropLast()
@@ -55,7 +55,7 @@ public enum URIRules {
         } else {
             if let colon = authority.lastIndex(of: ":") {
                 host = String(authority[..<colon])
-                guard let p = Int(authority[authority.index(after: colon)...]), (1...65535).contains(p) else { return nil }
+                guard let p = URIRules.port(authority[authority.index(after: colon)...]) else { return nil }
                 port = p
             }
             guard !host.isEmpty, host.utf8.allSatisfy(isHostByte), !host.hasPrefix("."), !host.hasSuffix("."), !host.contains("..") else {
@@ -63,6 +63,16 @@ public enum URIRules {
             }
         }
         return Parts(scheme: scheme, host: host.lowercased(), port: port, pathAndQuery: tail)
+    }
+
+    /// A port as plain digits, 1..65535: no sign, no leading zero (SPEC 4.4;
+    /// `Int("+80")` and `Int("0080")` would both say 80).
+    static func port<S: StringProtocol>(_ text: S) -> Int? {
+        let digits = Array(text.utf8)
+        guard (1...5).contains(digits.count), digits[0] != UInt8(ascii: "0"),
+              digits.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else { return nil }
+        let value = digits.reduce(0) { $0 * 10 + Int($1 - UInt8(ascii: "0")) }
+        return value <= 65535 ? value : nil
     }
 
     static func isURIByte(_ b: UInt8) -> Bool {
@@ -177,22 +187,45 @@ public struct ClientSpec: Sendable, Equatable {
     public static let grantTypeValues = ["authorization_code", "refresh_token", "client_credentials"]
     public static let authMethodValues = ["client_secret_basic", "client_secret_post", "none"]
     public static let reservedIDs: Set<String> = ["current", "ids"]
+    /// Prefixes of the server's own identifiers: users (`usr-`, the subject of
+    /// user tokens) and organizations (`org-`). A client id never takes them,
+    /// so a client's token can never carry a user's subject (RFC 9700 §4.15).
+    public static let reservedPrefixes = ["usr-", "org-"]
 
     public static func isValidClientID(_ id: String) -> Bool {
-        (5...50).contains(id.utf8.count) && id.utf8.allSatisfy { b in
+        let lower = id.lowercased()
+        return (5...50).contains(id.utf8.count) && id.utf8.allSatisfy { b in
             (b >= 48 && b <= 57) || (b >= 65 && b <= 90) || (b >= 97 && b <= 122) || b == 45
-        } && !reservedIDs.contains(id.lowercased())
+        } && !reservedIDs.contains(lower) && !reservedPrefixes.contains(where: lower.hasPrefix)
+    }
+
+    /// `text` without the characters `isDisplaySafe` refuses: names stored
+    /// before the rule are shown this way.
+    public static func displaySafe(_ text: String) -> String {
+        isDisplaySafe(text) ? text : String(String.UnicodeScalarView(text.unicodeScalars.filter { isDisplaySafe(String($0)) }))
+    }
+
+    /// Whether a name shown to end users is safe to show: no control
+    /// characters (C0, DEL, C1) and no bidirectional controls or invisible
+    /// formatting that could make it read as something else (SPEC 7.1).
+    public static func isDisplaySafe(_ text: String) -> Bool {
+        !text.unicodeScalars.contains { u in
+            let v = u.value
+            return v < 0x20 || (0x7F...0x9F).contains(v)
+                || (0x200B...0x200F).contains(v) || (0x202A...0x202E).contains(v) || (0x2060...0x206F).contains(v)
+                || v == 0xFEFF || v == 0x061C || (0xFFF9...0xFFFB).contains(v)
+        }
     }
 
     /// Every rule of SPEC 6.1 on the fields and on their combination.
     public func problems() -> [FieldError] {
         var errors: [FieldError] = []
         if let clientID, !ClientSpec.isValidClientID(clientID) {
-            errors.append(FieldError("client_id", "must be 5..50 characters of A-Z, a-z, 0-9 and '-'"))
+            errors.append(FieldError("client_id", "must be 5..50 characters of A-Z, a-z, 0-9 and '-', not starting with usr- or org-"))
         }
         if name.utf8.isEmpty || name.utf8.count > 127 { errors.append(FieldError("client_name", "must be 1..127 bytes of UTF-8")) }
-        else if name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) || name.trimmingCharacters().isEmpty {
-            errors.append(FieldError("client_name", "must be printable text"))
+        else if !ClientSpec.isDisplaySafe(name) || name.trimmingCharacters().isEmpty {
+            errors.append(FieldError("client_name", "must be printable text without control or bidirectional-override characters"))
         }
         if let d = description {
             if d.count > 1000 { errors.append(FieldError("description", "must be at most 1000 characters")) }

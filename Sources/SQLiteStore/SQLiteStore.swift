@@ -231,6 +231,10 @@ public final class SQLiteStore: Store {
 
     // MARK: Meta
 
+    public func deleteMeta(_ key: String) throws {
+        try exec("DELETE FROM meta WHERE key = ?", [.text(key)])
+    }
+
     public func meta(_ key: String) throws -> String? {
         try memoized(\.meta, key) { try rows("SELECT value FROM meta WHERE key = ?", [.text(key)]).first?.string(0) }
     }
@@ -314,6 +318,10 @@ public final class SQLiteStore: Store {
         try exec("DELETE FROM clients WHERE client_id = ?", [.text(id)])
     }
 
+    public func isClientIDRetired(_ id: String) throws -> Bool {
+        try !rows("SELECT 1 FROM retired_client_ids WHERE client_id = ?", [.text(id)]).isEmpty
+    }
+
     public func clients(organizationID: String, namePrefix: String?, limit: Int, offset: Int) throws -> (clients: [Client], total: Int) {
         var filter = "c.organization_id = ?"
         var values: [SQLValue] = [.text(organizationID)]
@@ -335,12 +343,16 @@ public final class SQLiteStore: Store {
 
     // MARK: Logos
 
-    public func setLogo(clientID: String, contentType: String, image: [UInt8], etag: String, at: Int64) throws {
+    public func setLogo(clientID: String, contentType: String, image: [UInt8], preview: [UInt8], etag: String, at: Int64) throws {
         try exec("""
-            INSERT INTO client_logos(client_id, content_type, image, etag, updated_at) VALUES(?, ?, ?, ?, ?)
+            INSERT INTO client_logos(client_id, content_type, image, preview, etag, updated_at) VALUES(?, ?, ?, ?, ?, ?)
             ON CONFLICT(client_id) DO UPDATE SET content_type = excluded.content_type, image = excluded.image,
-              etag = excluded.etag, updated_at = excluded.updated_at
-            """, [.text(clientID), .text(contentType), .blob(image), .text(etag), .integer(at)])
+              preview = excluded.preview, etag = excluded.etag, updated_at = excluded.updated_at
+            """, [.text(clientID), .text(contentType), .blob(image), .blob(preview), .text(etag), .integer(at)])
+    }
+
+    public func logoPreview(clientID: String) throws -> [UInt8]? {
+        try rows("SELECT preview FROM client_logos WHERE client_id = ? AND preview IS NOT NULL", [.text(clientID)]).first.map { $0.blob(0) }
     }
 
     public func logo(clientID: String) throws -> (contentType: String, image: [UInt8], etag: String)? {
@@ -572,6 +584,7 @@ public final class SQLiteStore: Store {
 
     public func deleteConnection(userID: String, clientID: String) throws {
         try exec("DELETE FROM connections WHERE user_id = ? AND client_id = ?", [.text(userID), .text(clientID)])
+        try exec("DELETE FROM authorization_codes WHERE user_id = ? AND client_id = ? AND consumed_at IS NULL", [.text(userID), .text(clientID)])
     }
 
     /// Records use of a connection, to the minute: a refresh within a minute

@@ -222,5 +222,28 @@ enum Schema {
             UPDATE organizations SET client_count = client_count + 1 WHERE id = NEW.organization_id;
         END;
         """,
+        // 7: the security review. A deleted client's id is retired for good
+        // (a later client can never inherit its tokens: SPEC 4.5), kept by
+        // trigger so that no path that deletes a client can forget it. CSRF
+        // tokens are now stored as hashes: sessions made before are dropped
+        // (their users sign in again).
+        """
+        CREATE TABLE retired_client_ids (
+            client_id TEXT PRIMARY KEY,
+            organization_id TEXT NOT NULL,
+            retired_at INTEGER NOT NULL
+        ) STRICT;
+        CREATE TRIGGER clients_delete_retires_id AFTER DELETE ON clients BEGIN
+            INSERT OR IGNORE INTO retired_client_ids(client_id, organization_id, retired_at)
+                VALUES (OLD.client_id, OLD.organization_id, CAST(strftime('%s', 'now') AS INTEGER) * 1000);
+        END;
+        CREATE TRIGGER clients_insert_refuses_retired_id BEFORE INSERT ON clients
+            WHEN EXISTS (SELECT 1 FROM retired_client_ids WHERE client_id = NEW.client_id) BEGIN
+            SELECT RAISE(ABORT, 'client_id retired');
+        END;
+        DELETE FROM sessions;
+        ALTER TABLE client_logos ADD COLUMN preview BLOB;
+        CREATE INDEX authorization_codes_by_user_client ON authorization_codes(user_id, client_id);
+        """,
     ]
 }

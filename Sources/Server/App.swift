@@ -39,13 +39,15 @@ public struct RequestContext {
     public let store: Store
     public let keys: KeyRing
     public let hasher: SecretHasher
-    public let secretCache: VerifiedSecretCache
+    /// The process's slow-hash pool, failure limits and verified-secret cache (SPEC 7.1).
+    public let guards: AbuseGuards
     public let tokenCache = VerifiedTokenCache()
     public var pathParams: [String: String] = [:]
 
     public var tokens: TokenService { TokenService(env: env, store: store, keys: keys, cache: tokenCache) }
-    public var clientAuthenticator: ClientAuthenticator {
-        ClientAuthenticator(env: env, store: store, hasher: hasher, cache: secretCache)
+    /// Client authentication for a request from `request`'s address.
+    public func clientAuthenticator(_ request: Request) -> ClientAuthenticator {
+        ClientAuthenticator(env: env, store: store, hasher: hasher, guards: guards, address: request.remoteAddress)
     }
 
     public func param(_ name: String) -> String { pathParams[name] ?? "" }
@@ -55,12 +57,13 @@ public struct RequestContext {
 public final class Application: Sendable {
     public let env: Environment
     public let router: Router<Endpoint>
-    public let secretCache = VerifiedSecretCache()
+    public let guards: AbuseGuards
     public let logger: Logger
 
-    public init(env: Environment, logger: Logger = Logger()) {
+    public init(env: Environment, logger: Logger = Logger(), guards: AbuseGuards = AbuseGuards()) {
         self.env = env
         self.logger = logger
+        self.guards = guards
         var router = Router<Endpoint>()
         Routes.register(&router)
         self.router = router
@@ -76,7 +79,7 @@ public final class Worker {
         self.app = app
         let keys = KeyRing(store: store, env: app.env)
         let hasher = try Provisioning.secretHasher(store: store, env: app.env)
-        context = RequestContext(env: app.env, store: store, keys: keys, hasher: hasher, secretCache: app.secretCache)
+        context = RequestContext(env: app.env, store: store, keys: keys, hasher: hasher, guards: app.guards)
     }
 
     /// Routes, runs and answers one request; never throws, never leaks an

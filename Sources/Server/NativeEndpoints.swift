@@ -17,9 +17,13 @@ enum NativeEndpoints {
         return parts[1].trimmingSpaces()
     }
 
-    /// The bearer token's client, which must hold one of `scopes` (any when empty).
+    /// The bearer token's client, which must hold one of `scopes` (any when
+    /// empty). Every management surface comes through here: only a token the
+    /// client obtained for itself (client_credentials) is accepted (SPEC 3).
     static func caller(_ request: Request, _ ctx: RequestContext, scopes: [String], surface: String = surface) throws -> Caller {
-        let (claims, client) = try ctx.store.read { try ctx.tokens.authenticateBearer(bearerToken(request), requiredScope: scopes) }
+        let (claims, client) = try ctx.store.read {
+            try ctx.tokens.authenticateBearer(bearerToken(request), requiredScope: scopes, clientOnly: true)
+        }
         return Caller(client: client, scopes: claims.scope, requestID: request.requestID, surface: surface)
     }
 
@@ -318,7 +322,11 @@ enum NativeEndpoints {
 
     /// Magic bytes, declared type, header dimensions, then decode and
     /// re-encode as PNG within 256x256 (SPEC 6.1).
-    static func processLogo(declared: String?, bytes: [UInt8]) throws -> [UInt8] {
+    /// The side of the preview the public app reads carry inline (SPEC 6.4, 7.1).
+    static let previewSide = 64
+
+    /// Checks an upload and re-encodes it: the logo (256 px) and its preview.
+    static func processLogo(declared: String?, bytes: [UInt8]) throws -> (logo: [UInt8], preview: [UInt8]) {
         guard bytes.count <= maxLogoBytes else {
             throw APIProblem(status: 413, code: "image_too_large", title: "Image too large", detail: "A logo may be at most 1 MiB.")
         }
@@ -335,11 +343,13 @@ enum NativeEndpoints {
         guard let header = Imaging.header(bytes) else {
             throw APIProblem(status: 400, code: "invalid_image", title: "Invalid image", detail: "The image header is missing or truncated.")
         }
-        guard (1...4096).contains(header.width), (1...4096).contains(header.height) else {
-            throw APIProblem(status: 400, code: "image_dimensions", title: "Invalid image", detail: "Logos may be at most 4096x4096 pixels.")
+        guard Imaging.acceptable(header) else {
+            throw APIProblem(status: 400, code: "image_dimensions", title: "Invalid image",
+                             detail: "Logos may be at most 4096 pixels on a side and 4194304 pixels in all.")
         }
         do {
-            return try Imaging.reencodePNG(bytes, format: format, maxSide: 256)
+            let sizes = try Imaging.reencodePNG(bytes, format: format, sides: [256, previewSide])
+            return (sizes[0], sizes[1])
         } catch {
             throw APIProblem(status: 400, code: "invalid_image", title: "Invalid image", detail: "The image could not be decoded.")
         }
@@ -351,7 +361,7 @@ enum NativeEndpoints {
         _ = try ctx.store.read { try registry(ctx).get(id, caller: caller) }
         let (declared, bytes) = try uploadedImage(request)
         let png = try processLogo(declared: declared, bytes: bytes)
-        _ = try registry(ctx).setLogo(id, caller: caller, png: png)
+        _ = try registry(ctx).setLogo(id, caller: caller, png: png.logo, preview: png.preview)
         return .empty()
     }
 

@@ -68,14 +68,14 @@ enum TokenEndpoint {
         case "client_credentials":
             // One read transaction for the client, its secrets and the key ring.
             let (client, result) = try ctx.store.read {
-                let client = try ctx.clientAuthenticator.authenticate(credentials, allowPublic: false)
+                let client = try ctx.clientAuthenticator(request).authenticate(credentials, allowPublic: false)
                 return (client, try ctx.tokens.clientCredentials(client: client, requestedScope: form["scope"]))
             }
             try ctx.tokens.noteUse(client)
             return noStore(.json(result.json))
         case "authorization_code", "refresh_token":
             // Authenticate first so an unauthenticated caller learns nothing.
-            let client = try ctx.store.read { try ctx.clientAuthenticator.authenticate(credentials, allowPublic: true) }
+            let client = try ctx.store.read { try ctx.clientAuthenticator(request).authenticate(credentials, allowPublic: true) }
             guard client.grantTypes.contains(grantType) else { throw OAuthError.unauthorizedClient() }
             let result: TokenResponse
             if grantType == "authorization_code" {
@@ -97,7 +97,7 @@ enum TokenEndpoint {
         let form = try OAuthForm(request)
         let credentials = try form.credentials(request)
         return noStore(.json(try ctx.store.read {
-            let caller = try ctx.clientAuthenticator.authenticate(credentials, allowPublic: false)
+            let caller = try ctx.clientAuthenticator(request).authenticate(credentials, allowPublic: false)
             guard let token = form["token"] else { throw OAuthError.invalidRequest("token is required.") }
             return try ctx.tokens.introspect(token: token, caller: caller)
         }))
@@ -107,7 +107,7 @@ enum TokenEndpoint {
     static func revoke(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let form = try OAuthForm(request)
         let credentials = try form.credentials(request)
-        let caller = try ctx.store.read { try ctx.clientAuthenticator.authenticate(credentials, allowPublic: true) }
+        let caller = try ctx.store.read { try ctx.clientAuthenticator(request).authenticate(credentials, allowPublic: true) }
         guard let token = form["token"] else { throw OAuthError.invalidRequest("token is required.") }
         try ctx.tokens.revoke(token: token, caller: caller)
         return noStore(Response(status: 200))

@@ -7,6 +7,8 @@ import OAuth
 enum UserEndpoints {
     static let sessionCookie = "lk_session"
     static let csrfCookie = "lk_csrf"
+    /// Binds pending authorization requests to the browser that started them (SPEC 7.1).
+    static let browserCookie = "lk_browser"
 
     // MARK: Who is calling
 
@@ -27,21 +29,25 @@ enum UserEndpoints {
         guard let s = try session(request, ctx) else { throw signInRequired }
         if write {
             guard SessionService.csrfMatches(header: request.headers["X-CSRF-Token"], session: s.session),
-                  request.cookies[csrfCookie] == s.session.csrf else { throw csrfFailed }
+                  request.cookies[csrfCookie] == request.headers["X-CSRF-Token"] else { throw csrfFailed }
         }
         return s
     }
 
     /// A user by session cookie, or by a user's bearer token holding one of `scopes`.
     static func user(_ request: Request, _ ctx: RequestContext, scopes: [String], write: Bool) throws -> User {
-        if request.headers["Authorization"] != nil {
-            let (claims, _) = try ctx.store.read { try ctx.tokens.authenticateBearer(NativeEndpoints.bearerToken(request), requiredScope: scopes) }
-            guard claims.grantID != nil, let user = try ctx.store.read({ try ctx.store.user(id: claims.subject) }) else {
-                throw APIProblem(status: 403, code: "user_token_required", title: "Forbidden", detail: "This API needs a user's token.")
-            }
-            return user
-        }
+        if request.headers["Authorization"] != nil { return try userCaller(request, ctx, scopes: scopes).user }
         return try sessionUser(request, ctx, write: write).user
+    }
+
+    /// The user behind a user's bearer token holding one of `scopes`, and the
+    /// client the token was issued to.
+    static func userCaller(_ request: Request, _ ctx: RequestContext, scopes: [String]) throws -> (user: User, client: Client) {
+        let (claims, client) = try ctx.store.read { try ctx.tokens.authenticateBearer(NativeEndpoints.bearerToken(request), requiredScope: scopes) }
+        guard claims.grantID != nil, let user = try ctx.store.read({ try ctx.store.user(id: claims.subject) }) else {
+            throw APIProblem(status: 403, code: "user_token_required", title: "Forbidden", detail: "This API needs a user's token.")
+        }
+        return (user, client)
     }
 
     // MARK: Session
@@ -53,8 +59,20 @@ enum UserEndpoints {
               members.allSatisfy({ ["username", "password"].contains($0.0) }) else {
             throw APIProblem.invalidBody("The body must be {\"username\": \"...\", \"password\": \"...\"}.")
         }
-        guard username.utf8.count <= 256, password.utf8.count <= 1024,
-              let started = try SessionService(env: ctx.env, store: ctx.store).login(username: username, password: password) else {
+        let started: SessionService.Started?
+        do {
+            started = username.utf8.count <= 256 && password.utf8.count <= 1024
+                ? try SessionService(env: ctx.env, store: ctx.store).login(username: username, password: password, guards: ctx.guards,
+                                                                           address: request.remoteAddress)
+                : nil
+        } catch let e as TooManyFailures {
+            throw APIProblem(status: 429, code: "rate_limited", title: "Too many attempts",
+                             detail: "Too many failed sign-ins; retry after the number of seconds in Retry-After.",
+                             headers: [("Retry-After", String(e.retryAfterSeconds))])
+        } catch is SlowHashesBusy {
+            throw APIProblem(status: 503, code: "busy", title: "Busy", detail: "The server is busy; retry shortly.", headers: [("Retry-After", "1")])
+        }
+        guard let started else {
             throw APIProblem(status: 401, code: "invalid_credentials", title: "Unauthorized", detail: "The username or password is incorrect.")
         }
         let secure = secureCookies(request, ctx)
@@ -120,14 +138,24 @@ enum UserEndpoints {
             params = request.queryItems
         }
         guard let params else { return errorPage("The request is not valid percent-encoding.") }
+        // The browser-binding cookie: kept when the browser has a well-formed one, else a new one.
+        var browser = request.cookies[browserCookie] ?? ""
+        let fresh = !(32...128).contains(browser.utf8.count) || !browser.utf8.allSatisfy(Base64.isURLSafeByte)
+        if fresh { browser = ctx.env.randomToken(bytes: 32) }
         let decision = try AuthorizationService(env: ctx.env, store: ctx.store)
-            .authorize(params.filter { !$0.1.isEmpty }, sessionToken: request.cookies[sessionCookie])
-        return respond(decision)
+            .authorize(params.filter { !$0.1.isEmpty }, sessionToken: request.cookies[sessionCookie], browser: browser)
+        var response = respond(decision)
+        if fresh {
+            response.headers.add("Set-Cookie", Cookies.make(name: browserCookie, value: browser, maxAge: nil, httpOnly: true,
+                                                            secure: secureCookies(request, ctx)))
+        }
+        return response
     }
 
     static func authorizeContinue(_ request: Request, _ ctx: RequestContext) throws -> Response {
         guard let id = request.queryValue("request"), !id.isEmpty else { return errorPage("The request parameter is missing.") }
-        return respond(try AuthorizationService(env: ctx.env, store: ctx.store).next(requestID: id, sessionToken: request.cookies[sessionCookie]))
+        return respond(try AuthorizationService(env: ctx.env, store: ctx.store)
+            .next(requestID: id, sessionToken: request.cookies[sessionCookie], browser: request.cookies[browserCookie]))
     }
 
     // MARK: Consent API
@@ -144,15 +172,18 @@ enum UserEndpoints {
     static func authorizationRequest(_ request: Request, _ ctx: RequestContext) throws -> Response {
         _ = try sessionUser(request, ctx, write: false)
         let service = AuthorizationService(env: ctx.env, store: ctx.store)
-        guard let stored = try service.pending(ctx.param("id")),
+        guard let stored = try service.pending(ctx.param("id"), browser: request.cookies[browserCookie]),
               let client = try ctx.store.read({ try ctx.store.client(stored.request.clientID) }) else {
             throw consentError(.notFound)
         }
-        var clientJSON: [(String, JSON)] = [("client_id", .string(client.clientID)), ("client_name", .string(client.name)),
+        var clientJSON: [(String, JSON)] = [("client_id", .string(client.clientID)), ("client_name", .string(ClientSpec.displaySafe(client.name))),
                                             ("client_uri", JSON(client.clientURI))]
         clientJSON.append(("logo_uri", client.hasLogo ? .string("\(ctx.env.issuer)/api/v1/clients/\(client.clientID)/logo") : .null))
+        // SPEC 7.1: the consent page names the organization that registered the client.
+        let organization = try ctx.store.read { try ctx.store.organization(client.organizationID) }
         var response = Response.json([
             "client": .object(clientJSON),
+            "organization": ["organization_id": .string(client.organizationID), "name": JSON(organization.map { ClientSpec.displaySafe($0.name) })],
             "scopes": .array(stored.request.scope.map { ["name": .string($0), "description": .string(ScopeCatalog.describe($0))] }),
             "redirect_uri": .string(stored.request.redirectURI),
         ])
@@ -175,7 +206,7 @@ enum UserEndpoints {
         }
         do {
             let target = try AuthorizationService(env: ctx.env, store: ctx.store)
-                .accept(ctx.param("id"), user: user, authTime: session.authTime, scope: scopeItems.compactMap(\.stringValue), remember: remember)
+                .accept(ctx.param("id"), browser: request.cookies[browserCookie], user: user, authTime: session.authTime, scope: scopeItems.compactMap(\.stringValue), remember: remember)
             return noStore(.json(["redirect_to": .string(target)]))
         } catch let e as ConsentError {
             throw consentError(e)
@@ -185,7 +216,7 @@ enum UserEndpoints {
     static func reject(_ request: Request, _ ctx: RequestContext) throws -> Response {
         _ = try sessionUser(request, ctx, write: true)
         do {
-            return noStore(.json(["redirect_to": .string(try AuthorizationService(env: ctx.env, store: ctx.store).reject(ctx.param("id")))]))
+            return noStore(.json(["redirect_to": .string(try AuthorizationService(env: ctx.env, store: ctx.store).reject(ctx.param("id"), browser: request.cookies[browserCookie]))]))
         } catch let e as ConsentError {
             throw consentError(e)
         }
@@ -213,7 +244,7 @@ enum UserEndpoints {
     static func connectionJSON(_ c: UserConnection, _ client: Client, _ ctx: RequestContext, withName: Bool = true) -> JSON {
         var members: [(String, JSON)] = [("client_id", .string(client.clientID))]
         if withName {
-            members.append(("client_name", .string(client.name)))
+            members.append(("client_name", .string(ClientSpec.displaySafe(client.name))))
             members.append(("logo_uri", client.hasLogo ? .string("\(ctx.env.issuer)/api/v1/clients/\(client.clientID)/logo") : .null))
         }
         members += [

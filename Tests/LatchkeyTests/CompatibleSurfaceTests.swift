@@ -431,7 +431,8 @@ import Testing
         for id in [integration, v3, app, native] {
             #expect(h.json("GET", "/api/v1/clients/\(id)", token: token).status == 200)
             #expect(h.json("GET", "/v3/oauth-clients/\(id)", token: token).status == 200)
-            #expect(h.call("GET", "/api/oauth/app/id/\(id)").status == 200)
+            // SPEC 6.4: the public read serves only clients that can ask for consent (the app here).
+            #expect(h.call("GET", "/api/oauth/app/id/\(id)").status == (id == app ? 200 : 404))
             #expect(h.json("GET", "/external/v1/oauth/client", token: token).json?.arrayValue?.contains { $0["clientId"] == .string(id) } == true)
         }
         #expect(h.json("DELETE", "/v3/oauth-clients/\(integration)", token: token).status == 204)

@@ -224,7 +224,7 @@ import Testing
         #expect(try h.store.read { try h.store.isAccessTokenRevoked(jti: "j2") })
         // …and configuration writes elsewhere end it: a logo, a meta value.
         try other.write {
-            try other.setLogo(clientID: id, contentType: "image/png", image: [1, 2, 3], etag: "e", at: 1)
+            try other.setLogo(clientID: id, contentType: "image/png", image: [1, 2, 3], preview: [1], etag: "e", at: 1)
             try other.setMeta("keys_version", (keysVersion ?? "0") + "1")
         }
         #expect(try h.store.read { try h.store.client(id)?.hasLogo } == true)

@@ -29,6 +29,9 @@ document.addEventListener("DOMContentLoaded", async () => {
   else app.append(Latchkey.el("div", { class: "placeholder", "aria-hidden": "true", text: (client.client_name || "?").slice(0, 1).toUpperCase() }));
   const meta = Latchkey.el("div");
   meta.append(Latchkey.el("div", { class: "name", text: client.client_name }));
+  if (data.organization && data.organization.name) {
+    meta.append(Latchkey.el("div", { class: "organization", text: "Registered by " + data.organization.name }));
+  }
   const homepage = client.client_uri ? Latchkey.safeHttpURL(client.client_uri) : null;
   if (homepage) meta.append(Latchkey.el("a", { href: homepage, rel: "noopener noreferrer", target: "_blank", text: new URL(homepage).host }));
   app.append(meta);

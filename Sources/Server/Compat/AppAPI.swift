@@ -46,10 +46,20 @@ enum AppSurface {
         ]
     }
 
+    /// The public reads serve only clients that can ask a user for consent
+    /// (SPEC 6.4): the authorization_code grant and a redirect URI, never a
+    /// primary or machine client.
+    static func isPubliclyReadable(_ c: Client) -> Bool {
+        !c.isPrimary && c.grantTypes.contains("authorization_code") && !c.redirectURIs.isEmpty
+    }
+
+    /// The most ids one public batch read takes (SPEC 6.4, 7.1).
+    static let maxBatch = 20
+
     static func app(_ id: String, _ ctx: RequestContext) throws -> JSON? {
         try ctx.store.read {
-            guard let client = try ctx.store.client(id) else { return nil }
-            return json(client, logo: client.hasLogo ? try ctx.store.logo(clientID: id)?.image : nil)
+            guard let client = try ctx.store.client(id), isPubliclyReadable(client) else { return nil }
+            return json(client, logo: client.hasLogo ? try ctx.store.logoPreview(clientID: id) : nil)
         }
     }
 
@@ -92,14 +102,18 @@ enum AppSurface {
     }
 
     static func image(_ request: Request, _ ctx: RequestContext) throws -> Response {
-        guard let logo = try ctx.store.read({ try ctx.store.logo(clientID: ctx.param("client_id")) }) else { throw RegistryError.notFound }
+        let id = ctx.param("client_id")
+        guard let logo = try ctx.store.read({ () -> (contentType: String, image: [UInt8], etag: String)? in
+            guard let client = try ctx.store.client(id), isPubliclyReadable(client) else { return nil }
+            return try ctx.store.logo(clientID: id)
+        }) else { throw RegistryError.notFound }
         return NativeEndpoints.logoResponse(logo, request)
     }
 
     static func ids(_ request: Request, _ ctx: RequestContext) throws -> Response {
         guard let raw = request.queryValue("ids") else { throw Failure(status: 400, message: "ids is required.") }
         let ids = raw.split(separator: ",").map(String.init).filter { !$0.isEmpty }
-        guard ids.count <= 100 else { throw Failure(status: 400, message: "At most 100 ids.") }
+        guard ids.count <= maxBatch else { throw Failure(status: 400, message: "At most \(maxBatch) ids.") }
         var seen = Set<String>()
         let apps = try ids.filter { seen.insert($0).inserted }.compactMap { try app($0, ctx) }
         return .json(["apps": .array(apps)])
@@ -114,7 +128,7 @@ enum AppSurface {
             throw Failure(status: 400, message: "offset is required and must be a non-negative integer.")
         }
         let page = try NativeEndpoints.registry(ctx).list(caller: caller, namePrefix: nil, limit: amount, offset: offset)
-        let apps = try page.clients.map { c in json(c, logo: c.hasLogo ? try ctx.store.read { try ctx.store.logo(clientID: c.clientID)?.image } : nil) }
+        let apps = try page.clients.map { c in json(c, logo: c.hasLogo ? try ctx.store.read { try ctx.store.logoPreview(clientID: c.clientID) } : nil) }
         var response = Response.json(["apps": .array(apps)])
         response.headers["X-Total-Count"] = String(page.total)
         return response
@@ -149,7 +163,8 @@ enum AppSurface {
             throw Failure(status: 415, message: "Upload the image as multipart/form-data in the field image.")
         }
         let (declared, bytes) = try NativeEndpoints.uploadedImage(request)
-        _ = try NativeEndpoints.registry(ctx).setLogo(id, caller: caller, png: try NativeEndpoints.processLogo(declared: declared, bytes: bytes))
+        let png = try NativeEndpoints.processLogo(declared: declared, bytes: bytes)
+        _ = try NativeEndpoints.registry(ctx).setLogo(id, caller: caller, png: png.logo, preview: png.preview)
         return .empty()
     }
 
@@ -174,8 +189,12 @@ enum AppSurface {
     static func authCode(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let user: User
         var authTime = ctx.env.nowSeconds
+        /// A user token serves only for apps of its own client's organization (SPEC 6.4).
+        var organization: String?
         if request.headers["Authorization"] != nil {
-            user = try UserEndpoints.user(request, ctx, scopes: ["gov.user.oauth.authorize"], write: true)
+            let caller = try UserEndpoints.userCaller(request, ctx, scopes: ["gov.user.oauth.authorize"])
+            user = caller.user
+            organization = caller.client.organizationID
         } else {
             let s = try UserEndpoints.sessionUser(request, ctx, write: true)
             user = s.user
@@ -188,8 +207,10 @@ enum AppSurface {
         for key in allowed where body[key] != nil && !(body[key]!.isNull) && body[key]!.stringValue == nil {
             throw Failure(status: 400, message: "\(key) must be a string.")
         }
-        guard let clientID = body["client_id"]?.stringValue, let client = try ctx.store.read({ try ctx.store.client(clientID) }), client.enabled,
-              client.redirectURIs.count == 1, client.grantTypes.contains("authorization_code") else {
+        guard let clientID = body["client_id"]?.stringValue, !clientID.isEmpty else { throw Failure(status: 400, message: "client_id is required.") }
+        guard let client = try ctx.store.read({ try ctx.store.client(clientID) }), client.enabled,
+              client.redirectURIs.count == 1, client.grantTypes.contains("authorization_code"),
+              organization == nil || organization == client.organizationID else {
             throw Failure(status: 404, message: "App not found.")
         }
         guard let rawScope = body["scope"]?.stringValue, rawScope.utf8.count <= 255 else {

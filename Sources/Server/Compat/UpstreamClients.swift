@@ -37,6 +37,10 @@ enum UpstreamSurface {
             case let .conflict(message): return text(message, 409)
             }
         case let p as APIProblem where p.status < 500: return text(p.detail, p.status)
+        case let e as OAuthError where e.status == 429 || e.status == 503:
+            var r = text(e.publicDescription, e.status)
+            for (k, v) in e.headers { r.headers[k] = v }
+            return r
         case is OAuthError: return text(prohibited, 403)
         default: return nil
         }
@@ -46,15 +50,18 @@ enum UpstreamSurface {
     /// (401 with a challenge when no credentials were sent).
     static func caller(_ request: Request, _ ctx: RequestContext) throws -> Caller {
         switch BasicCredentials.parse(request.headers["Authorization"], formDecode: false) {
-        case .absent: throw Failure(status: 401, message: prohibited, challenge: true)
+        case .absent:
+            // 401 only when nothing was sent; a bearer token or another scheme is refused like wrong credentials (SPEC 6.5).
+            if request.headers["Authorization"] != nil { throw Failure(status: 403, message: prohibited) }
+            throw Failure(status: 401, message: prohibited, challenge: true)
         case .malformed: throw Failure(status: 403, message: prohibited)
         case let .credentials(user, password):
             let client: Client
             do {
                 client = try ctx.store.read {
-                    try ctx.clientAuthenticator.authenticate(.basic(clientID: user, secret: password), allowPublic: false, enforceMethod: false)
+                    try ctx.clientAuthenticator(request).authenticate(.basic(clientID: user, secret: password), allowPublic: false, enforceMethod: false)
                 }
-            } catch is OAuthError {
+            } catch let e as OAuthError where e.status == 401 {
                 throw Failure(status: 403, message: prohibited)
             }
             guard client.scope.contains(scope) else { throw Failure(status: 403, message: prohibited) }

@@ -1,0 +1,184 @@
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+private func sysconfCores() -> Int { max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN))) }
+
+/// What an unauthenticated caller can make the server spend on password
+/// hashes (SPEC 7.1). A scrypt verification costs a core for 50–200 ms: a
+/// flood of wrong passwords must neither queue on every worker thread nor
+/// slow down clients whose secrets are cheap to check (server-generated
+/// `lks_` secrets, an HMAC each).
+///
+/// Three parts, shared by every worker thread of the process:
+/// - `SlowHashPool`: at most `permits` slow hashes run at once; one more is
+///   refused at once (503) instead of waiting, so a flood ties up at most
+///   `permits` worker threads and the others keep answering.
+/// - `FailureLimiter`: failed verifications counted per address and per
+///   account in fixed one-minute windows; past the limit, a request that
+///   would need a slow hash (or fails again) is answered 429 with
+///   `Retry-After` before any hashing.
+/// - `VerifiedSecretCache`: successful slow verifications (until rotation)
+///   and failed ones (briefly) are remembered, so repeating a password costs
+///   one hash, not one per request.
+public final class AbuseGuards: Sendable {
+    public let pool: SlowHashPool
+    public let failures: FailureLimiter
+    public let secrets: VerifiedSecretCache
+
+    public init(pool: SlowHashPool = SlowHashPool(), failures: FailureLimiter = FailureLimiter(),
+                secrets: VerifiedSecretCache = VerifiedSecretCache()) {
+        self.pool = pool
+        self.failures = failures
+        self.secrets = secrets
+    }
+
+    /// Refuses with 429 when `keys` (an address, an account) are past their
+    /// failure limits: checked before a slow hash is started.
+    func checkLimits(_ keys: [FailureLimiter.Key], now: Int64) throws {
+        if let wait = keys.compactMap({ failures.retryAfter($0, now: now) }).max() { throw TooManyFailures(retryAfterSeconds: wait) }
+    }
+}
+
+/// Past the failure limit: answer 429 with `Retry-After`.
+public struct TooManyFailures: Error, Equatable {
+    public let retryAfterSeconds: Int
+}
+
+/// Every slow-hash permit is in use: answer 503 with `Retry-After`.
+public struct SlowHashesBusy: Error, Equatable {
+    public init() {}
+}
+
+/// A counting gate for slow password hashes: never more than `permits` at
+/// once, and no queue (a caller that finds it full is refused at once).
+public final class SlowHashPool: Sendable {
+    public let permits: Int
+    private let running = Mutex(0)
+
+    /// Default: half the cores (at least one), leaving the rest to everyone else.
+    public init(permits: Int = max(1, SlowHashPool.cores / 2)) { self.permits = max(1, permits) }
+
+    public static var cores: Int { Int(sysconfCores()) }
+
+    /// Runs `body` on a free permit, or throws `SlowHashesBusy`.
+    public func run<T>(_ body: () throws -> T) throws -> T {
+        let admitted = running.withLock { n -> Bool in
+            guard n < permits else { return false }
+            n += 1
+            return true
+        }
+        guard admitted else { throw SlowHashesBusy() }
+        defer { running.withLock { $0 -= 1 } }
+        return try body()
+    }
+
+    /// How many slow hashes run now (for tests and metrics).
+    public var inUse: Int { running.withLock { $0 } }
+}
+
+/// Failed verifications per key in fixed windows.
+public final class FailureLimiter: Sendable {
+    public enum Key: Hashable, Sendable {
+        /// The remote address of the caller.
+        case address(String)
+        /// A client id, or a username at sign-in.
+        case account(String)
+    }
+
+    public struct Limits: Sendable, Equatable {
+        public var perAddress: Int
+        public var perAccount: Int
+        public var windowMillis: Int64
+
+        /// 100 failures a minute from one address (a busy NAT of honest
+        /// callers stays below), 10 a minute for one account.
+        public init(perAddress: Int = 100, perAccount: Int = 10, windowMillis: Int64 = 60_000) {
+            self.perAddress = perAddress
+            self.perAccount = perAccount
+            self.windowMillis = windowMillis
+        }
+    }
+
+    public let limits: Limits
+    private let windows = Mutex<[Key: (start: Int64, count: Int)]>([:])
+    private let capacity: Int
+
+    public init(limits: Limits = Limits(), capacity: Int = 100_000) {
+        self.limits = limits
+        self.capacity = capacity
+    }
+
+    func limit(_ key: Key) -> Int {
+        switch key {
+        case .address: return limits.perAddress
+        case .account: return limits.perAccount
+        }
+    }
+
+    /// Seconds until `key` may try again; nil while under its limit.
+    public func retryAfter(_ key: Key, now: Int64) -> Int? {
+        windows.withLock { w in
+            guard let entry = w[key], now - entry.start < limits.windowMillis, entry.count >= limit(key) else { return nil }
+            return Int((entry.start + limits.windowMillis - now + 999) / 1000)
+        }
+    }
+
+    public func recordFailure(_ keys: [Key], now: Int64) {
+        windows.withLock { w in
+            if w.count >= capacity { w = w.filter { now - $0.value.start < limits.windowMillis } }
+            if w.count >= capacity { w.removeAll() }
+            for key in keys {
+                if let entry = w[key], now - entry.start < limits.windowMillis {
+                    w[key] = (entry.start, entry.count + 1)
+                } else {
+                    w[key] = (now, 1)
+                }
+            }
+        }
+    }
+}
+
+/// Remembers slow-hash verifications, keyed by a keyed hash of the client,
+/// the stored secret and the presented secret: successes until the secret is
+/// rotated (the key changes with the stored secret, so an old entry can never
+/// match again), failures for `failureMillis`. Shared by all worker threads.
+public final class VerifiedSecretCache: Sendable {
+    private let entries = Mutex<Set<[UInt8]>>([])
+    private let failures = Mutex<[[UInt8]: Int64]>([:])
+    private let capacity: Int
+    public let failureMillis: Int64
+
+    public init(capacity: Int = 10_000, failureMillis: Int64 = 60_000) {
+        self.capacity = capacity
+        self.failureMillis = failureMillis
+    }
+
+    func contains(_ key: [UInt8]) -> Bool { entries.withLock { $0.contains(key) } }
+
+    func insert(_ key: [UInt8]) {
+        entries.withLock {
+            if $0.count >= capacity { $0.removeAll() }
+            $0.insert(key)
+        }
+    }
+
+    /// Whether this presented secret failed against this stored secret recently.
+    func failedRecently(_ key: [UInt8], now: Int64) -> Bool {
+        failures.withLock { f in
+            guard let until = f[key] else { return false }
+            if until > now { return true }
+            f[key] = nil
+            return false
+        }
+    }
+
+    func insertFailure(_ key: [UInt8], now: Int64) {
+        failures.withLock { f in
+            if f.count >= capacity { f = f.filter { $0.value > now } }
+            if f.count >= capacity { f.removeAll() }
+            f[key] = now + failureMillis
+        }
+    }
+}
