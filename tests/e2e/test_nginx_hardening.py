@@ -1,0 +1,330 @@
+"""nginx hardening (SPEC 2, 7, 7.1), through real nginx and real workers:
+a body limit on every location, limit_req zones on every endpoint that checks
+a credential or stores state for an anonymous caller, a per-token /v3/ limit
+that keys on the token however its header is spelled, and X-Request-Id on
+every response nginx answers itself."""
+import base64
+import concurrent.futures
+import http.client
+import re
+import signal
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import ROOT, Stack
+
+HEX32 = re.compile(r"^[0-9a-f]{32}$")
+
+
+def declared_body(stack, method, path, length, sent=1024, timeout=3.0):
+    """Declares a `length`-byte body but sends only `sent` bytes of it: nginx
+    must refuse it from the Content-Length alone, not read (spool) it first."""
+    conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=timeout)
+    try:
+        conn.putrequest(method, path)
+        conn.putheader("Content-Type", "application/x-www-form-urlencoded")
+        conn.putheader("Content-Length", str(length))
+        conn.endheaders()
+        conn.send(b"a" * min(sent, length))
+        try:
+            r = conn.getresponse()
+            return r.status, r.getheader("Content-Type") or "", r.read()
+        except (socket.timeout, TimeoutError):
+            pytest.fail(f"{method} {path} with a {length}-byte body: no answer within {timeout} s, "
+                        "nginx is waiting for (spooling) the body instead of refusing it")
+    finally:
+        conn.close()
+
+
+def request_ids(r):
+    return r.raw.headers.getlist("X-Request-Id")
+
+
+# 1. Request-body limits.
+
+def _location_blocks(text):
+    """(selector, body) for every top-level `location` block of a config text."""
+    blocks = []
+    for m in re.finditer(r"^\s*location\s+([^{]+?)\s*\{", text, re.M):
+        depth, i = 1, m.end()
+        while depth:
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            i += 1
+        blocks.append((m.group(1), text[m.end():i - 1]))
+    return blocks
+
+
+def test_every_location_has_a_finite_body_limit():
+    conf = (ROOT / "nginx" / "latchkey.conf").read_text()
+    includes = {f.name: f.read_text() for f in (ROOT / "nginx").glob("latchkey-*.conf")}
+    blocks = [(sel, body) for sel, body in _location_blocks(conf) if not sel.startswith("@")]
+    assert len(blocks) > 15
+    for sel, body in blocks:
+        for name, inc in includes.items():
+            if name in body:
+                body += "\n" + inc
+        sizes = re.findall(r"client_max_body_size\s+(\S+);", body)
+        assert sizes, f"location {sel} has no client_max_body_size"
+        for size in sizes:
+            assert re.fullmatch(r"[1-9][0-9]*[km]?", size), f"location {sel}: client_max_body_size {size} (0 is unlimited)"
+    # The server-level default (for anything without its own) is not unlimited either.
+    server_level = re.findall(r"^    client_max_body_size\s+(\S+);", conf, re.M)
+    assert server_level and all(s != "0" and not s.startswith("0") for s in server_level)
+
+
+@pytest.mark.parametrize("method,path", [
+    ("POST", "/.well-known/openid-configuration"),
+    ("POST", "/.well-known/oauth-authorization-server"),
+    ("POST", "/healthz"),
+    ("POST", "/nope"),
+    ("POST", "/"),
+    ("POST", "/login/"),
+    ("POST", "/assets/latchkey.css"),
+])
+def test_get_only_locations_refuse_a_large_body_without_reading_it(stack, method, path):
+    # 400 MB declared: refused at once with nginx's JSON 413, never spooled to disk.
+    status, content_type, body = declared_body(stack, method, path, 400 * 1024 * 1024)
+    assert status == 413, body
+    assert content_type.startswith("application/json")
+    assert b'"error":"invalid_request"' in body
+
+
+def test_well_known_refuses_a_modest_body_too(stack):
+    r = requests.post(stack.url("/.well-known/openid-configuration"), data=b"x" * (64 * 1024),
+                      headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 413
+    assert r.json()["error"] == "invalid_request"
+    assert len(request_ids(r)) == 1
+
+
+@pytest.mark.parametrize("path", ["/oauth2/authorize", "/oauth2/introspect", "/oauth2/revoke", "/oauth2/userinfo",
+                                  "/api/oauth/auth/code"])
+def test_oauth_endpoints_keep_16_kib(stack, path):
+    status, content_type, _ = declared_body(stack, "POST", path, 17 * 1024)
+    assert status == 413
+    assert content_type.startswith("application/json")
+    # Just under the limit reaches the worker (whatever it answers, it is not nginx's 413).
+    r = requests.post(stack.url(path), data="a=" + "x" * (15 * 1024), headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code != 413, r.text
+
+
+def test_v3_oversized_body_gets_the_json_413(stack):
+    # /v3/ sets its own error_page (429): the 413 must still be nginx's JSON answer, not its HTML page.
+    status, content_type, body = declared_body(stack, "POST", "/v3/oauth-clients", 2 * 1024 * 1024)
+    assert status == 413
+    assert content_type.startswith("application/json"), body
+
+
+# 2. limit_req on authorize, introspection, revocation, /auth/code.
+
+def _rendered(stack):
+    return (stack.state / "nginx" / "conf" / "latchkey.conf").read_text()
+
+
+def _limits_of(stack, selector):
+    blocks = dict(_location_blocks(_rendered(stack)))
+    assert selector in blocks, f"no location {selector} in the rendered config"
+    return re.findall(r"limit_req\s+zone=(\w+)\s+burst=(\d+)", blocks[selector])
+
+
+def test_authorize_is_throttled_per_address(limited_stack):
+    stack = limited_stack
+    query = f"?response_type=code&client_id={stack.client_id}&scope=openid&state=s&redirect_uri=https%3A%2F%2Fexample.com%2Fcb"
+
+    def call(_):
+        return requests.get(stack.url("/oauth2/authorize" + query), allow_redirects=False, timeout=10)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+        responses = list(pool.map(call, range(120)))
+    limited = [r for r in responses if r.status_code == 429]
+    assert limited, sorted({r.status_code for r in responses})
+    r = limited[0]
+    assert r.headers["Retry-After"] == "1"
+    assert r.headers["Content-Type"].startswith("application/json")
+    assert r.json()["error"] == "rate_limited"
+    assert len(request_ids(r)) == 1 and HEX32.match(request_ids(r)[0])
+    assert r.json()["request_id"] == request_ids(r)[0]
+    # /oauth2/authorize/continue draws on the same allowance.
+    r = requests.get(stack.url("/oauth2/authorize/continue?id=x"), allow_redirects=False)
+    assert r.status_code == 429 and r.headers["Retry-After"] == "1"
+    time.sleep(2.5)  # let the bucket (burst 40 at 20/s) refill
+
+
+def test_introspection_and_revocation_leave_room_for_a_resource_server(limited_stack):
+    stack = limited_stack
+    token = stack.token()
+    auth = (stack.client_id, stack.client_secret)
+
+    def call(i):
+        with requests.Session() as s:
+            out = []
+            for j in range(50):
+                if (i + j) % 2:
+                    out.append(s.post(stack.url("/oauth2/introspect"), data={"token": token}, auth=auth).status_code)
+                else:
+                    out.append(s.post(stack.url("/oauth2/revoke"), data={"token": "not-a-token"}, auth=auth).status_code)
+            return out
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = [s for batch in pool.map(call, range(8)) for s in batch]
+    elapsed = time.monotonic() - started
+    assert len(statuses) == 400
+    assert statuses.count(429) == 0, f"{statuses.count(429)} of 400 throttled in {elapsed:.2f} s"
+    assert set(statuses) == {200}, sorted(set(statuses))
+    # The zone exists (it bounds a flood): a generous per-address limit on both.
+    for selector in ("= /oauth2/introspect", "= /oauth2/revoke"):
+        limits = _limits_of(stack, selector)
+        assert limits, f"no limit_req in location {selector}"
+        assert all(int(burst) >= 1000 for _, burst in limits), limits
+
+
+def _pipelined(stack, requests_):
+    """Sends raw HTTP/1.1 requests down one connection without waiting for the
+    answers; returns the answers' status codes, in order, and the raw answers."""
+    conn = socket.create_connection(("127.0.0.1", stack.port), timeout=20)
+    sender = threading.Thread(target=conn.sendall, args=(b"".join(requests_),))
+    sender.start()
+    data = b""
+    try:
+        while len(re.findall(rb"HTTP/1\.1 \d{3} ", data)) < len(requests_):
+            chunk = conn.recv(1 << 20)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        sender.join()
+        conn.close()
+    return [int(s) for s in re.findall(rb"HTTP/1\.1 (\d{3}) ", data)], data
+
+
+def test_a_flood_of_introspection_and_revocation_is_bounded(limited_stack):
+    # Pipelined requests (nginx serves 1000 per connection) outrun burst 4000 + 2000/s
+    # within a second; introspection and revocation alternate and share the allowance.
+    stack = limited_stack
+    basic = base64.b64encode(f"{stack.client_id}:{stack.client_secret}".encode()).decode()
+    body = "token=not-a-token"
+
+    def raw(path):
+        return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {basic}\r\n"
+                f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n{body}").encode()
+    batch = [raw("/oauth2/introspect"), raw("/oauth2/revoke")] * 500
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=12) as pool:
+        results = list(pool.map(lambda _: _pipelined(stack, batch), range(12)))
+    elapsed = time.monotonic() - started
+    introspect = [s for r, _ in results for s in r[0::2]]
+    revoke = [s for r, _ in results for s in r[1::2]]
+    assert set(introspect + revoke) <= {200, 429}, sorted(set(introspect + revoke))
+    total = len(introspect) + len(revoke)
+    assert introspect.count(429) > 0 and revoke.count(429) > 0, \
+        f"{total} requests in {elapsed:.2f} s: {introspect.count(429)} + {revoke.count(429)} throttled"
+    # Never more than the allowance passes (burst 4000, 2000/s, and some slack).
+    assert introspect.count(200) + revoke.count(200) <= 4000 + 2000 * elapsed + 50
+    # nginx's answer: JSON with Retry-After.
+    raw_answers = b"".join(data for _, data in results)
+    limited = raw_answers[raw_answers.index(b"HTTP/1.1 429 "):]
+    head, _, rest = limited.partition(b"\r\n\r\n")
+    assert re.search(rb"\r\nRetry-After: 1\r\n", head), head
+    assert re.search(rb"\r\nContent-Type: application/json", head), head
+    assert rest.startswith(b'{"error":"rate_limited"'), rest[:200]
+    time.sleep(2.5)  # let the bucket (burst 4000 at 2000/s) refill
+
+
+def test_every_credential_or_anonymous_state_endpoint_has_a_zone(limited_stack):
+    stack = limited_stack
+    for selector in ("= /oauth2/token", "= /oauth2/authorize", "= /oauth2/authorize/continue", "= /oauth2/introspect",
+                     "= /oauth2/revoke", "= /oauth2/userinfo", "= /api/v1/session", "= /api/oauth/token",
+                     "= /api/oauth/auth/code", "/api/", "/external/", "/uc/", "/v3/",
+                     "~ ^/api/v1/clients/[^/]+/logo$", "~ ^/api/oauth/app/id/[^/]+/image$"):
+        assert _limits_of(stack, selector), f"location {selector} has no limit_req"
+    # /auth/code: its own per-address zone, besides the management API's.
+    zones = [z for z, _ in _limits_of(stack, "= /api/oauth/auth/code")]
+    assert "lk_auth_code" in zones and "lk_api" in zones and "lk_writes" in zones
+    # Logo and image locations: reads (GET: no lk_writes key) still have the API's per-address limit.
+    for selector in ("~ ^/api/v1/clients/[^/]+/logo$", "~ ^/api/oauth/app/id/[^/]+/image$"):
+        assert "lk_api" in [z for z, _ in _limits_of(stack, selector)], selector
+
+
+def test_rate_limits_off_drops_every_limit_req(stack):
+    text = _rendered(stack)
+    assert "limit_req " not in text and "limit_req_zone" not in text
+
+
+# 3. The /v3/ per-token limit keys on the token, not on the header's spelling.
+
+def test_v3_limit_is_per_token_however_the_header_is_spelled(limited_stack):
+    stack = limited_stack
+    token = stack.token()
+    spellings = [f"Bearer {token}", f"bearer {token}", f"Bearer  {token}", f"BEARER {token}"]
+    # The workers accept every spelling (otherwise the test proves nothing).
+    for h in spellings:
+        r = requests.get(stack.url("/v3/oauth-clients?limit=1"), headers={"Authorization": h})
+        assert r.status_code == 200, (h[:9], r.status_code, r.text)
+
+    def call(i):
+        return requests.get(stack.url("/v3/oauth-clients?limit=1"), headers={"Authorization": spellings[i % len(spellings)]})
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        responses = list(pool.map(call, range(130)))
+    elapsed = time.monotonic() - started
+    statuses = [r.status_code for r in responses]
+    assert set(statuses) <= {200, 429}, sorted(set(statuses))
+    # One token's allowance (burst 100 at 10/s, 4 spent above), not one per spelling.
+    assert statuses.count(429) > 0, f"no 429 in 130 requests ({elapsed:.2f} s): the spellings had separate allowances"
+    assert statuses.count(200) <= 100 + 10 * elapsed + 2, (statuses.count(200), elapsed)
+    limited = next(r for r in responses if r.status_code == 429)
+    assert limited.json() == {"message": " Rate Limit Exceeded "}
+    assert limited.headers["Retry-After"] == "10"
+    assert len(request_ids(limited)) == 1
+    # Another token has its own allowance: the key is the token, not the address.
+    other = stack.token()
+    assert requests.get(stack.url("/v3/oauth-clients?limit=1"), headers={"Authorization": f"bearer  {other}"}).status_code == 200
+
+
+# 4. X-Request-Id on every response, exactly once.
+
+@pytest.mark.parametrize("path,status", [
+    ("/login/", 200), ("/consent/", 200), ("/account/", 200), ("/demo/", 200), ("/assets/latchkey.css", 200),
+    ("/assets/does-not-exist.js", 404), ("/", 302),
+    ("/healthz", 200), ("/oauth2/jwks", 200), ("/.well-known/openid-configuration", 200), ("/nope", 404),
+])
+def test_every_response_carries_one_request_id(stack, path, status):
+    r = requests.get(stack.url(path), allow_redirects=False)
+    assert r.status_code == status
+    ids = request_ids(r)
+    assert len(ids) == 1, ids
+    assert HEX32.match(ids[0]), ids
+    if r.headers.get("Content-Type", "").startswith("application/json") and r.status_code >= 400:
+        assert r.json()["request_id"] == ids[0]  # the worker's id is nginx's
+
+
+def test_worker_errors_repeat_the_header_id(stack):
+    r = requests.get(stack.url("/api/v1/organization"), headers={"Authorization": "Bearer garbage"})
+    assert r.status_code == 401
+    ids = request_ids(r)
+    assert len(ids) == 1 and HEX32.match(ids[0])
+    r = requests.post(stack.url("/api/v1/clients"), headers={**stack.bearer(), "Content-Type": "application/json"}, data="{")
+    assert r.status_code == 400
+    ids = request_ids(r)
+    assert len(ids) == 1 and r.json()["request_id"] == ids[0]
+
+
+def test_nginx_gateway_errors_carry_a_request_id():
+    # With the workers gone nginx answers 502 itself: that response has an id too.
+    with tempfile.TemporaryDirectory(prefix="latchkey-e2e-") as tmp:
+        s = Stack(Path(tmp), rate_limits="off", workers=1).start()
+        try:
+            s.worker.send_signal(signal.SIGTERM)
+            assert s.worker.wait(timeout=10) == 0
+            s.worker = None
+            r = requests.get(s.url("/healthz"))
+            assert r.status_code == 502
+            ids = request_ids(r)
+            assert len(ids) == 1 and HEX32.match(ids[0]), ids
+        finally:
+            s.stop()
