@@ -70,8 +70,17 @@ public struct XMLParseError: Error, Equatable, CustomStringConvertible {
 
 extension XMLElement {
     public static func parse(_ bytes: [UInt8], maxDepth: Int = 16) throws -> XMLElement {
+        var work = 0
+        return try parse(bytes, maxDepth: maxDepth, work: &work)
+    }
+
+    /// Parses and reports the work done: every character read and every
+    /// comparison the reader makes (SPEC 7.1: linear in the input, so a test
+    /// can bound the work by the input's size instead of timing it).
+    public static func parse(_ bytes: [UInt8], maxDepth: Int = 16, work: inout Int) throws -> XMLElement {
         guard let text = String(validating: bytes, as: UTF8.self) else { throw XMLParseError("the document is not valid UTF-8") }
         var p = XMLReader(chars: Array(text.unicodeScalars), maxDepth: maxDepth)
+        defer { work = p.work }
         return try p.document()
     }
 }
@@ -80,19 +89,31 @@ private struct XMLReader {
     let chars: [Unicode.Scalar]
     let maxDepth: Int
     var i = 0
+    /// Characters read and comparisons made (see `parse(_:maxDepth:work:)`).
+    var work = 0
 
     init(chars: [Unicode.Scalar], maxDepth: Int) {
         self.chars = chars
         self.maxDepth = maxDepth
     }
 
-    func peek(_ s: String) -> Bool {
-        let target = Array(s.unicodeScalars)
-        guard i + target.count <= chars.count else { return false }
-        return Array(chars[i..<i + target.count]) == target
+    mutating func peek(_ s: StaticString) -> Bool {
+        let target = s.utf8Start
+        let n = s.utf8CodeUnitCount
+        guard i + n <= chars.count else { return false }
+        for k in 0..<n {
+            work += 1
+            if chars[i + k].value != UInt32(target[k]) { return false }
+        }
+        return true
     }
 
-    mutating func skipSpace() { while i < chars.count, [" ", "\n", "\r", "\t"].contains(chars[i]) { i += 1 } }
+    mutating func skipSpace() {
+        while i < chars.count, chars[i] == " " || chars[i] == "\n" || chars[i] == "\r" || chars[i] == "\t" {
+            i += 1
+            work += 1
+        }
+    }
 
     mutating func skipMisc() throws {
         while true {
@@ -101,10 +122,10 @@ private struct XMLReader {
         }
     }
 
-    mutating func skip(until end: String) throws {
-        let target = Array(end.unicodeScalars)
-        while i + target.count <= chars.count {
-            if Array(chars[i..<i + target.count]) == target { i += target.count; return }
+    mutating func skip(until end: StaticString) throws {
+        let n = end.utf8CodeUnitCount
+        while i + n <= chars.count {
+            if peek(end) { i += n; return }
             i += 1
         }
         throw XMLParseError("unterminated \(end)")
@@ -127,6 +148,7 @@ private struct XMLReader {
         var s = ""
         while i < chars.count {
             let c = chars[i]
+            work += 1
             if c.properties.isAlphabetic || ("0"..."9").contains(c) || c == "_" || c == "-" || c == "." || c == ":" { s.unicodeScalars.append(c); i += 1 } else { break }
         }
         guard !s.isEmpty, !(s.unicodeScalars.first.map { ("0"..."9").contains($0) || $0 == "-" || $0 == "." } ?? true) else {
@@ -139,6 +161,9 @@ private struct XMLReader {
         guard depth <= maxDepth else { throw XMLParseError("the document is nested too deeply") }
         i += 1
         var node = XMLElement(name: try name())
+        // Attribute names seen so far: a duplicate is found in constant time
+        // (a scan of the list made a tag with many attributes quadratic).
+        var attributeNames = Set<String>()
         while true {
             skipSpace()
             guard i < chars.count else { throw XMLParseError("unterminated start tag") }
@@ -157,10 +182,12 @@ private struct XMLReader {
                 if chars[i] == "<" { throw XMLParseError("'<' in an attribute value") }
                 raw.unicodeScalars.append(chars[i])
                 i += 1
+                work += 1
             }
             guard i < chars.count else { throw XMLParseError("unterminated attribute value") }
             i += 1
-            guard !node.attributes.contains(where: { $0.0 == attr }) else { throw XMLParseError("duplicate attribute \(attr)") }
+            work += 1
+            guard attributeNames.insert(attr).inserted else { throw XMLParseError("duplicate attribute \(attr)") }
             node.attributes.append((attr, try decode(raw)))
         }
         var text = ""
@@ -189,13 +216,14 @@ private struct XMLReader {
                 node.children.append(try element(depth: depth + 1))
             } else {
                 var raw = ""
-                while i < chars.count, chars[i] != "<" { raw.unicodeScalars.append(chars[i]); i += 1 }
+                while i < chars.count, chars[i] != "<" { raw.unicodeScalars.append(chars[i]); i += 1; work += 1 }
                 text += try decode(raw)
             }
         }
     }
 
-    func decode(_ raw: String) throws -> String {
+    mutating func decode(_ raw: String) throws -> String {
+        work += raw.utf8.count
         guard raw.contains("&") else { return raw }
         var out = ""
         var rest = Substring(raw)

@@ -117,6 +117,32 @@ public struct Provisioning {
         return ProvisionedOrganization(organizationID: orgID, clientID: clientID, clientSecret: secret)
     }
 
+    /// SPEC 6.0 `latchkey org reset-primary`: the primary client gets the
+    /// client_credentials grant and every management scope back, is enabled
+    /// and confidential again, and gets a new secret; every older secret ends
+    /// now (no grace: the operator resets because a secret is lost or leaked).
+    public func resetPrimary(organizationID: String) throws -> ProvisionedOrganization {
+        let hasher = try Provisioning.secretHasher(store: store, env: env)
+        return try store.write {
+            guard let org = try store.organization(organizationID), let primaryID = org.primaryClientID,
+                  var client = try store.client(primaryID) else { throw ProvisioningError.invalid("no organization \(organizationID)") }
+            let now = env.now()
+            if !client.grantTypes.contains("client_credentials") { client.grantTypes.append("client_credentials") }
+            for scope in Scopes.primary where !client.scope.contains(scope) { client.scope.append(scope) }
+            client.enabled = true
+            if client.authMethod == "none" { client.authMethod = "client_secret_basic" }
+            client.version += 1
+            client.updatedAt = now
+            try store.updateClient(client)
+            for old in try store.secrets(clientID: primaryID) { try store.deleteSecret(id: old.id) }
+            let secret = hasher.generate(env)
+            try store.insertSecret(hasher.record(for: secret, clientID: primaryID, at: now))
+            try store.appendAudit(AuditEvent(organizationID: org.id, actor: "cli", action: "organization.primary_reset", target: primaryID,
+                                             surface: "cli", requestID: nil, createdAt: now))
+            return ProvisionedOrganization(organizationID: org.id, clientID: primaryID, clientSecret: secret)
+        }
+    }
+
     /// Adds a local user with an scrypt password hash.
     public func addUser(username: String, email: String?, name: String?, password: String) throws -> String {
         guard Provisioning.isValidUsername(username) else {

@@ -111,7 +111,24 @@ struct Migrate: ParsableCommand {
 }
 
 struct Org: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Manage organizations.", subcommands: [Create.self])
+    static let configuration = CommandConfiguration(abstract: "Manage organizations.", subcommands: [Create.self, ResetPrimary.self])
+
+    /// SPEC 6.0: the operator's way back in when an organization's primary
+    /// client lost its secret (or, on an old version, its grant or scopes).
+    struct ResetPrimary: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "reset-primary",
+            abstract: "Give the organization's primary client back its grant and scopes and a new secret (printed once).")
+        @OptionGroup var common: Common
+        @Argument(help: "Organization id (org-...).") var organizationID: String
+
+        func run() throws {
+            let store = try common.openStore()
+            guard let issuer = try store.meta("issuer") else { throw CLIError(ProvisioningError.notInitialized.description) }
+            let result = try Provisioning(env: try common.environment(issuer: issuer), store: store).resetPrimary(organizationID: organizationID)
+            printJSON(result.json)
+        }
+    }
 
     struct Create: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create an organization with its own primary client.")

@@ -172,7 +172,7 @@ enum IdentitySurface {
 
     static func create(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let caller = try caller(request, ctx, [manageScope])
-        let spec = try spec(.object(try body(request)), creatorScope: caller.client.scope, current: nil)
+        let spec = try spec(.object(try body(request)), creatorScope: caller.scopes, current: nil)
         let issued = try NativeEndpoints.registry(ctx).create(spec, caller: caller)
         var response = Response.json(json(issued.client, secret: issued.secret))
         response.headers["Cache-Control"] = "no-store"
