@@ -51,31 +51,65 @@ public struct SlowHashesBusy: Error, Equatable {
     public init() {}
 }
 
+private enum PoolEntry { case admitted, waiting, refused }
+
 /// A counting gate for slow password hashes: never more than `permits` at
-/// once, and no queue (a caller that finds it full is refused at once).
+/// once, and a queue of at most `maxWaiters` callers who wait up to
+/// `maxWaitMillis` for a permit (two people signing in at the same moment
+/// both get in); anyone beyond that is refused at once. So a flood ties up
+/// at most `permits + maxWaiters` worker threads, never all of them.
 public final class SlowHashPool: Sendable {
     public let permits: Int
-    private let running = Mutex(0)
+    public let maxWaiters: Int
+    public let maxWaitMillis: Int
+    private let state = Mutex((running: 0, waiting: 0))
 
-    /// Default: half the cores (at least one), leaving the rest to everyone else.
-    public init(permits: Int = max(1, SlowHashPool.cores / 2)) { self.permits = max(1, permits) }
+    /// Default: half the cores (at least one) hashing, as many waiting.
+    public init(permits: Int = max(1, SlowHashPool.cores / 2), maxWaiters: Int? = nil, maxWaitMillis: Int = 250) {
+        self.permits = max(1, permits)
+        self.maxWaiters = max(0, maxWaiters ?? self.permits)
+        self.maxWaitMillis = maxWaitMillis
+    }
 
     public static var cores: Int { Int(sysconfCores()) }
 
-    /// Runs `body` on a free permit, or throws `SlowHashesBusy`.
+    /// Runs `body` on a permit, waiting briefly in the small queue if there is
+    /// room in it; throws `SlowHashesBusy` otherwise.
     public func run<T>(_ body: () throws -> T) throws -> T {
-        let admitted = running.withLock { n -> Bool in
-            guard n < permits else { return false }
-            n += 1
-            return true
+        let entry = state.withLock { s -> PoolEntry in
+            if s.running < permits { s.running += 1; return .admitted }
+            if s.waiting < maxWaiters { s.waiting += 1; return .waiting }
+            return .refused
         }
-        guard admitted else { throw SlowHashesBusy() }
-        defer { running.withLock { $0 -= 1 } }
+        switch entry {
+        case .refused: throw SlowHashesBusy()
+        case .waiting:
+            var admitted = false
+            var waited = 0
+            while !admitted && waited < maxWaitMillis {
+                usleep(2_000)
+                waited += 2
+                admitted = state.withLock { s in
+                    guard s.running < permits else { return false }
+                    s.running += 1
+                    s.waiting -= 1
+                    return true
+                }
+            }
+            if !admitted {
+                state.withLock { $0.waiting -= 1 }
+                throw SlowHashesBusy()
+            }
+        case .admitted: break
+        }
+        defer { state.withLock { $0.running -= 1 } }
         return try body()
     }
 
     /// How many slow hashes run now (for tests and metrics).
-    public var inUse: Int { running.withLock { $0 } }
+    public var inUse: Int { state.withLock { $0.running } }
+    /// How many wait for a permit.
+    public var queued: Int { state.withLock { $0.waiting } }
 }
 
 /// Failed verifications per key in fixed windows.

@@ -1,5 +1,7 @@
 import Common
 import Cryptography
+import Foundation
+import Synchronization
 import HTTPCore
 import Imaging
 import OAuth
@@ -107,6 +109,27 @@ import Testing
         // The window passes.
         h.clock.advance(seconds: 61)
         #expect(attempt(integration, "wrong-6").status == 401)
+    }
+
+    @Test func theSlowHashPoolQueuesBrieflyAndRefusesBeyondItsQueue() throws {
+        let pool = SlowHashPool(permits: 1, maxWaiters: 1, maxWaitMillis: 5_000)
+        let holding = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0), waiterDone = DispatchSemaphore(value: 0)
+        let waiterResult = Mutex<Int?>(nil)
+        Thread.detachNewThread { _ = try? pool.run { holding.signal(); release.wait() } }
+        holding.wait()
+        Thread.detachNewThread {
+            let r = try? pool.run { 42 }
+            waiterResult.withLock { $0 = r }
+            waiterDone.signal()
+        }
+        while pool.queued == 0 { usleep(1_000) }
+        // The queue is full: a third caller is refused at once.
+        #expect(throws: SlowHashesBusy.self) { try pool.run { 0 } }
+        release.signal()
+        waiterDone.wait()
+        #expect(waiterResult.withLock { $0 } == 42)
+        #expect(pool.inUse == 0)
+        #expect(pool.queued == 0)
     }
 
     @Test func anAddressPastItsFailureLimitGets429ButCorrectCheapSecretsPass() throws {
