@@ -166,7 +166,8 @@ def test_cross_surface_visibility(stack):
     for cid in ids:
         assert requests.get(stack.url(f"/api/v1/clients/{cid}"), headers=h).status_code == 200
         assert requests.get(stack.url(f"/v3/oauth-clients/{cid}"), headers=h).status_code == 200
-        assert requests.get(stack.url(f"/api/oauth/app/id/{cid}")).status_code == 200
+        # SPEC 6.4: the public app read serves only clients that can ask for consent (the app, C).
+        assert requests.get(stack.url(f"/api/oauth/app/id/{cid}")).status_code == (200 if cid == ids[2] else 404)
     for cid, path in zip(ids, ["/v3/oauth-clients/{}", "/external/v1/oauth/client/{}", "/api/v1/clients/{}", "/api/oauth/app/id/{}"]):
         assert requests.delete(stack.url(path.format(cid)), headers=h).status_code == 204
         assert requests.get(stack.url(f"/api/v1/clients/{cid}"), headers=h).status_code == 404
