@@ -462,7 +462,8 @@ public final class SQLiteStore: Store {
     public func insertAuthorizationRequest(idHash: String, request: AuthorizationRequest, createdAt: Int64, expiresAt: Int64) throws {
         try exec("INSERT INTO authorization_requests(id_hash, client_id, params, created_at, expires_at) VALUES(?, ?, ?, ?, ?)",
                  [.text(idHash), .text(request.clientID), .text(request.json.text), .integer(createdAt), .integer(expiresAt)])
-        try exec("DELETE FROM authorization_requests WHERE expires_at < ?", [.integer(createdAt - 3_600_000)])
+        // SPEC 7.1: what an anonymous authorize stored is gone once it expires (at the next insert).
+        try exec("DELETE FROM authorization_requests WHERE expires_at < ?", [.integer(createdAt)])
     }
 
     public func authorizationRequest(idHash: String) throws -> StoredAuthorizationRequest? {

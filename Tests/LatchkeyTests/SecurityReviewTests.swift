@@ -420,6 +420,19 @@ import Testing
         #expect(details.json?["organization"]?["organization_id"] == .string(h.primary.organizationID))
     }
 
+    // 10. An anonymous authorize stores nothing that outlives its 10 minutes.
+    @Test func expiredAuthorizationRequestsAreSweptByTheNextOne() throws {
+        let h = try Harness()
+        let (client, _) = try h.app()
+        let first = Browser(h).authorize(flow.authorizeParams(client, PKCE()))
+        let firstLocation = try #require(first.headers["Location"])
+        let id = try #require(queryItems(firstLocation)["request"])
+        #expect(try h.store.authorizationRequest(idHash: SessionService.hash(id)) != nil)
+        h.clock.advance(seconds: 601)
+        _ = Browser(h).authorize(flow.authorizeParams(client, PKCE()))
+        #expect(try h.store.authorizationRequest(idHash: SessionService.hash(id)) == nil)
+    }
+
     // 21. redirect_uri is required, even with one registered URI.
     @Test func anAuthorizationRequestWithoutRedirectURIIsAnErrorPage() throws {
         let h = try Harness()
