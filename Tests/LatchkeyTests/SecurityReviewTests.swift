@@ -55,6 +55,67 @@ import Testing
         #expect(h.json("GET", "/api/v1/clients/current", token: own).status == 200)
     }
 
+    /// Every bearer-protected management route (SPEC 6.1–6.4), with a body
+    /// that would be valid for the primary, and the scope the route needs.
+    static func managementRoutes(target: String) -> [(method: String, path: String, body: JSON?, scope: String?)] {
+        [
+            ("GET", "/api/v1/organization", nil, "clients:read"), ("GET", "/api/v1/audit", nil, "audit:read"),
+            ("POST", "/api/v1/clients", ["client_name": "m"], "clients:write"), ("GET", "/api/v1/clients", nil, "clients:read"),
+            ("GET", "/api/v1/clients/current", nil, nil), ("POST", "/api/v1/clients/current/secret", nil, nil),
+            ("GET", "/api/v1/clients/\(target)", nil, "clients:read"), ("PATCH", "/api/v1/clients/\(target)", ["description": "d"], "clients:write"),
+            ("PUT", "/api/v1/clients/\(target)", ["client_name": "m"], "clients:write"), ("POST", "/api/v1/clients/\(target)/secret", nil, "clients:write"),
+            ("DELETE", "/api/v1/clients/\(target)/logo", nil, "clients:write"), ("DELETE", "/api/v1/clients/\(target)", nil, "clients:write"),
+            ("POST", "/external/v1/oauth/client", ["password": "long-enough", "application": "m"], "manageExternalClients"),
+            ("PUT", "/external/v1/oauth/client", ["clientId": .string(target), "application": "m"], "manageExternalClients"),
+            ("GET", "/external/v1/oauth/client", nil, "manageExternalClients"),
+            ("PUT", "/external/v1/oauth/client/password-reset", ["clientId": .string(target), "password": "long-enough"], "manageExternalClients"),
+            ("GET", "/external/v1/oauth/client/current", nil, nil), ("PUT", "/external/v1/oauth/password", ["password": "long-enough"], nil),
+            ("DELETE", "/external/v1/oauth/client/\(target)", nil, "manageExternalClients"),
+            ("POST", "/v3/oauth-clients", IdentitySurfaceTests.createBody, "sp:oauth-client:manage"),
+            ("GET", "/v3/oauth-clients", nil, "sp:oauth-client:read"), ("GET", "/v3/oauth-clients/\(target)", nil, "sp:oauth-client:read"),
+            ("DELETE", "/v3/oauth-clients/\(target)", nil, "sp:oauth-client:manage"),
+            ("GET", "/api/oauth/app", nil, "gov.user.oauth.app:read"),
+            ("POST", "/api/oauth/app", ["name": "m", "redirect_uri": "https://m.example/cb"], "gov.user.oauth.app:write"),
+            ("PUT", "/api/oauth/app/id/\(target)", ["name": "m", "redirect_uri": "https://m.example/cb"], "gov.user.oauth.app:write"),
+            ("PUT", "/api/oauth/app/id/\(target)/rotate", nil, "gov.user.oauth.app:write"),
+            ("DELETE", "/api/oauth/app/id/\(target)", nil, "gov.user.oauth.app:write"),
+        ]
+    }
+
+    /// Every management route, with every kind of token that must not pass:
+    /// a user's (401), a deleted client's (401; AU0006 404 on the integration
+    /// surface, as its source says), another organization's (404 for the
+    /// target, nothing changed), a narrowed one without the route's scope (403).
+    @Test func everyManagementRouteRefusesEveryWrongKindOfToken() throws {
+        let h = try Harness()
+        let (_, _, userToken) = try userTokenOfAManagingClient(h)
+        let primary = try h.token()
+        let target = try #require(h.json("POST", "/api/oauth/app", token: primary, body: ["name": "target", "redirect_uri": "https://t.example/cb"]).json?["client_id"]?.stringValue)
+        let doomed = try #require(h.json("POST", "/api/v1/clients", token: primary, body: ["client_name": "doomed", "scope": .string(Scopes.join(Scopes.primary.filter { $0 != "keys:manage" }))]).json)
+        let doomedID = try #require(doomed["client_id"]?.stringValue)
+        let deletedToken = try h.token(clientID: doomedID, secret: try #require(doomed["client_secret"]?.stringValue))
+        #expect(h.json("DELETE", "/api/v1/clients/\(doomedID)", token: primary).status == 204)
+        let orgB = try Provisioning(env: h.env, store: h.store).createOrganization(name: "B", clientLimit: 10)
+        let foreign = try h.token(clientID: orgB.clientID, secret: orgB.clientSecret)
+        let before = try h.store.client(target)
+        for route in SecurityReviewTests.managementRoutes(target: target) {
+            let label = "\(route.method) \(route.path)"
+            #expect(h.json(route.method, route.path, token: userToken, body: route.body).status == 401, "user token: \(label)")
+            let deleted = h.json(route.method, route.path, token: deletedToken, body: route.body)
+            #expect(deleted.status == (route.path.hasPrefix("/external/") ? 404 : 401), "deleted client's token: \(label)")
+            if route.path.contains(target) {
+                let r = h.json(route.method, route.path, token: foreign, body: route.body)
+                #expect(r.status == (route.path.hasPrefix("/external/") ? 403 : 404), "another organization: \(label) answered \(r.status)")
+            }
+            if let scope = route.scope {
+                let other = ["clients:read", "manageExternalClients"].first { $0 != scope && !(scope == "clients:write" && $0 == "clients:read") } ?? "keys:manage"
+                let narrow = try h.token(scope: other)
+                #expect(h.json(route.method, route.path, token: narrow, body: route.body).status == 403, "narrowed to \(other): \(label)")
+            }
+        }
+        #expect(try h.store.client(target) == before)
+    }
+
     // 2. What a caller may grant is its token's scope claim.
     @Test func aNarrowedTokenGivesNoMoreThanItCarries() throws {
         let h = try Harness()
