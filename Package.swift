@@ -29,7 +29,7 @@ let package = Package(
         .target(name: "SQLiteStore", dependencies: ["Common", "SQLite", "OAuth"]),
         .target(name: "Server", dependencies: ["Common", "HTTPCore", "JOSE", "OAuth", "Cryptography", "Imaging"]),
         .executableTarget(name: "latchkey", dependencies: [
-            "Common", "FastCGI", "HTTPCore", "OAuth", "SQLiteStore", "Server", "Cryptography",
+            "Common", "FastCGI", "HTTPCore", "Imaging", "OAuth", "SQLiteStore", "Server", "Cryptography",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "LatchkeyTests", dependencies: [

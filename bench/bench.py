@@ -4,9 +4,15 @@ import base64
 import json
 import os
 import re
+import secrets
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
@@ -93,6 +99,54 @@ end
 """
 
 
+FLOOD_LUA = r"""
+-- A wrong-password flood against one client whose secret is a caller-chosen
+-- password (a slow hash to check): every request presents a new password
+-- (thread id + counter), so the server's memo of failed secrets never
+-- answers it; counts the answers by status.
+local alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+local function b64(s)
+  local out = {}
+  for i = 1, #s, 3 do
+    local a, b, c = s:byte(i, i + 2)
+    local n = a * 65536 + (b or 0) * 256 + (c or 0)
+    local function ch(k) return alphabet:sub(k + 1, k + 1) end
+    out[#out + 1] = ch(math.floor(n / 262144) % 64) .. ch(math.floor(n / 4096) % 64)
+      .. (b and ch(math.floor(n / 64) % 64) or "=") .. (c and ch(n % 64) or "=")
+  end
+  return table.concat(out)
+end
+local counter = 0
+s200, s401, s429, s503, s500, sother = 0, 0, 0, 0, 0, 0
+function request()
+  counter = counter + 1
+  local password = string.format("wrong-%s-%d-%d", SALT, id, counter)
+  return wrk.format("POST", "/oauth2/token", {["Content-Type"] = "application/x-www-form-urlencoded",
+    ["Authorization"] = "Basic " .. b64(FLOOD_CLIENT .. ":" .. password)}, "grant_type=client_credentials")
+end
+function response(status, headers, body)
+  if status == 200 then s200 = s200 + 1
+  elseif status == 401 then s401 = s401 + 1
+  elseif status == 429 then s429 = s429 + 1
+  elseif status == 503 then s503 = s503 + 1
+  elseif status == 500 then s500 = s500 + 1
+  else sother = sother + 1 end
+end
+function done(summary, latency, requests)
+  for _, key in ipairs({"200", "401", "429", "503", "500", "other"}) do
+    local total = 0
+    for _, t in ipairs(threads) do total = total + t:get("s" .. key) end
+    io.write(string.format("COUNT %s %d\n", key, total))
+  end
+end
+threads = {}
+function setup(thread)
+  table.insert(threads, thread)
+  thread:set("id", #threads)
+end
+"""
+
+
 def parse_latency(text: str, label: str) -> float:
     m = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
     if not m:
@@ -114,6 +168,10 @@ def wrk(url: str, script: Path | None, duration: int, connections: int, args: li
         m = re.search(rf"^{key} (\d+)", out, re.M)
         if m:
             result[key.lower()] = int(m.group(1)) / duration
+    counts = {k: int(v) for k, v in re.findall(r"^COUNT (\w+) (\d+)$", out, re.M)}
+    if counts:
+        result["counts"] = counts
+        result["requests"] = int(re.search(r"(\d+) requests in", out).group(1))
     return result
 
 
@@ -128,6 +186,12 @@ def user_flow_setup(stack, tmp: Path, chains: int):
         "client_name": "bench app", "redirect_uris": [redirect], "grant_types": ["authorization_code", "refresh_token"],
         "scope": "openid offline_access", "token_endpoint_auth_method": "none", "refresh_token_ttl": 86400}).json()["client_id"]
     http = requests.Session()
+    # Pending authorization requests belong to the browser that started them (the HttpOnly
+    # lk_browser cookie /oauth2/authorize sets when none is sent, SPEC 7.1). wrk keeps no
+    # cookies: one fixed value (43 base64url characters, which the server reuses) makes every
+    # authorize, accept and token of the run one browser.
+    browser = secrets.token_urlsafe(32)
+    http.cookies.set("lk_browser", browser, domain="127.0.0.1", path="/")
     assert http.post(stack.url("/api/v1/session"), json={"username": "demo", "password": stack.demo_password}).status_code == 204
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
@@ -137,9 +201,12 @@ def user_flow_setup(stack, tmp: Path, chains: int):
                                                  "prompt": prompt})
     cookie = "; ".join(f"{k}={v}" for k, v in http.cookies.items())
     csrf = http.cookies.get("lk_csrf")
+    assert f"lk_browser={browser}" in cookie and "lk_session=" in cookie, cookie
     refresh_tokens = []
     for _ in range(chains):
         r = http.get(stack.url(authorize("openid offline_access", "consent")), allow_redirects=False)
+        # 303 to the consent page, and the browser cookie sent is kept (no new one set).
+        assert r.status_code == 303 and "lk_browser=" not in r.headers.get("Set-Cookie", ""), (r.status_code, r.headers)
         request_id = parse_qs(urlparse(r.headers["Location"]).query)["request"][0]
         accepted = http.post(stack.url(f"/api/v1/authorization-requests/{request_id}/accept"), headers={"X-CSRF-Token": csrf},
                              json={"scope": ["openid", "offline_access"], "remember": True}).json()
@@ -147,6 +214,7 @@ def user_flow_setup(stack, tmp: Path, chains: int):
         tokens = requests.post(stack.url("/oauth2/token"), data={"grant_type": "authorization_code", "code": code, "client_id": client,
                                                                  "redirect_uri": redirect, "code_verifier": verifier}).json()
         refresh_tokens.append(tokens["refresh_token"])
+    assert "redirect_uri=" in authorize("openid", "consent")  # required at /oauth2/authorize
     consts = (f'CLIENT = "{client}"\nREDIRECT_ENC = "{quote(redirect, safe="")}"\nVERIFIER = "{verifier}"\n'
               f'COOKIE = "{cookie}"\nCSRF = "{csrf}"\nAUTHORIZE = "{authorize("openid", "consent")}"\n')
     (tmp / "flow.lua").write_text(consts + FLOW_LUA)
@@ -154,11 +222,102 @@ def user_flow_setup(stack, tmp: Path, chains: int):
     return tmp / "flow.lua", tmp / "refresh.lua", refresh_tokens
 
 
-def peak_rss_mib(pid: int) -> float:
+def proc_status_mib(pid: int, field: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def peak_rss_mib(pid: int) -> float:
+    return proc_status_mib(pid, "VmHWM")
+
+
+def flood_scenario(stack, tmp: Path, token_script: Path, duration: int, connections: int, flood_connections: int) -> dict:
+    """SPEC 7.1: a normal client's tokens (server-generated lks_ secret) alone, then while a
+    wrong-password flood (a new password per request) hits a client whose secret is a
+    caller-chosen password (a slow hash)."""
+    assert stack.client_secret.startswith("lks_"), "the normal client must have a server-generated secret"
+    manager = {"Authorization": f"Bearer {stack.token(scope='manageExternalClients')}"}
+    r = requests.post(stack.url("/external/v1/oauth/client"), headers=manager,
+                      json={"password": "flood-target-" + secrets.token_hex(8), "application": "flood target"})
+    assert r.status_code == 201, r.text
+    target = r.json()["clientId"]
+    script = tmp / "flood.lua"
+    script.write_text(f'FLOOD_CLIENT = "{target}"\nSALT = "{secrets.token_hex(4)}"\n' + FLOOD_LUA)
+    alone = wrk(stack.url("/oauth2/token"), token_script, duration, connections)
+    # The flood starts first and ends after the measured run, so it covers all of it.
+    flood: dict = {}
+    def run_flood():
+        flood.update(wrk(stack.url("/oauth2/token"), script, duration + 2, flood_connections, threads=1))
+    flooder = threading.Thread(target=run_flood)
+    flooder.start()
+    time.sleep(1)
+    flooded = wrk(stack.url("/oauth2/token"), token_script, duration, connections)
+    flooder.join()
+    return {"alone": alone, "flooded": flooded, "flood": flood, "flood_duration": duration + 2}
+
+
+def png_rgba(width: int, height: int) -> bytes:
+    """A valid 8-bit RGBA PNG, noisy but compressible: a few rows of noise repeated (within
+    zlib's window), each row with a short stretch of its own."""
+    import random
+    rnd = random.Random(1)
+    tile = [bytes(rnd.getrandbits(8) for _ in range(width * 4)) for _ in range(3)]
+    rows = []
+    for y in range(height):
+        row = bytearray(tile[y % 3])
+        start = (y * 97) % (width * 4 - 128)
+        row[start:start + 128] = rnd.randbytes(128)
+        rows.append(b"\x00" + bytes(row))
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"".join(rows), 9)) + chunk(b"IEND", b""))
+
+
+def logo_rss_scenario(stack, writer: str, threads: int, uploads: int) -> dict:
+    """The worker's RSS before, at peak during and after `threads` x `uploads` parallel logo
+    uploads of an image at the server's limit (2048x2048, SPEC 7.1), against SPEC 8's 64 MiB."""
+    pid = stack.worker.pid
+    image = png_rgba(2048, 2048)
+    assert len(image) < 1024 * 1024, len(image)
+    auth = {"Authorization": f"Bearer {writer}"}
+    ids = [requests.post(stack.url("/api/v1/clients"), headers=auth, json={"client_name": f"bench logo {i}"}).json()["client_id"]
+           for i in range(threads)]
+    time.sleep(0.5)
+    before = proc_status_mib(pid, "VmRSS")
+    lifetime_hwm = proc_status_mib(pid, "VmHWM")
+    # Resets VmHWM to the current RSS (Linux >= 4.0), so that it is the peak of the uploads alone.
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+        hwm_reset = True
+    except OSError:
+        hwm_reset = False
+    sampled, stop = [before], threading.Event()
+    def sample():
+        while not stop.is_set():
+            sampled.append(proc_status_mib(pid, "VmRSS"))
+            time.sleep(0.002)
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    def upload(cid):
+        session = requests.Session()
+        return [session.put(stack.url(f"/api/v1/clients/{cid}/logo"), headers={**auth, "Content-Type": "image/png"},
+                            data=image).status_code for _ in range(uploads)]
+    started = time.monotonic()
+    with ThreadPoolExecutor(threads) as pool:
+        statuses = [s for batch in pool.map(upload, ids) for s in batch]
+    elapsed = time.monotonic() - started
+    stop.set()
+    sampler.join()
+    peak = proc_status_mib(pid, "VmHWM")
+    after = proc_status_mib(pid, "VmRSS")
+    time.sleep(1)
+    settled = proc_status_mib(pid, "VmRSS")
+    return {"image_kib": len(image) / 1024, "statuses": statuses, "elapsed": elapsed, "before": before,
+            "lifetime_hwm": lifetime_hwm, "peak": peak if hwm_reset else float("nan"), "sampled_peak": max(sampled),
+            "after": after, "settled": settled, "threads": threads, "uploads": uploads}
 
 
 def median(values):
@@ -173,6 +332,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the ratio scenarios")
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--workers", type=int, default=max(3, (os.cpu_count() or 1) + 1), help="default: as `latchkey serve`")
+    ap.add_argument("--flood-connections", type=int, default=12, help="connections of the wrong-password flood")
+    ap.add_argument("--logo-threads", type=int, default=3, help="parallel logo uploaders")
+    ap.add_argument("--logo-uploads", type=int, default=5, help="uploads per logo uploader")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="latchkey-bench-") as tmp:
         tmp = Path(tmp)
@@ -206,7 +368,9 @@ def main():
             flow_script, refresh_script, chains = user_flow_setup(stack, tmp, chains=args.connections * 2)
             flows = wrk(stack.url("/"), flow_script, args.duration, args.connections)
             refreshes = wrk(stack.url("/"), refresh_script, args.duration, args.connections, args=chains, threads=2)
+            flood = flood_scenario(stack, tmp, ratio_scenarios[1][2], args.duration, args.connections, args.flood_connections)
             rss = peak_rss_mib(stack.worker.pid)
+            logo = logo_rss_scenario(stack, writer, args.logo_threads, args.logo_uploads)
         finally:
             stack.stop()
     print(f"\nwrk -t2 -c{args.connections} -d{args.duration}s, through nginx, {args.workers} worker threads, rate limits off; "
@@ -223,7 +387,25 @@ def main():
     print(f"\ncomplete code flows (authorize + accept + token): {flows.get('flows', 0):.0f}/s "
           f"({flows['rps']:.0f} requests/s, p99 {flows['p99']:.2f} ms, non-2xx/3xx {flows['errors']})")
     print(f"refresh-token rotations: {refreshes.get('rotations', 0):.0f}/s (p99 {refreshes['p99']:.2f} ms, non-2xx {refreshes['errors']})")
+    alone, flooded, fl = flood["alone"], flood["flooded"], flood["flood"]
+    print(f"\nPOST /oauth2/token (client_credentials, lks_ secret, -c{args.connections}) alone and during a wrong-password flood "
+          f"(wrk -t1 -c{args.flood_connections}, a new password per request, one client with a caller-chosen (scrypt) password)\n")
+    print("| normal client | tokens/s | p50 ms | p99 ms | non-2xx |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for name, r in (("alone", alone), ("with the flood", flooded)):
+        print(f"| {name} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['errors']} |")
+    counts = fl.get("counts", {})
+    print(f"\nflood: {fl['rps']:.0f} requests/s (p50 {fl['p50']:.2f} ms, p99 {fl['p99']:.2f} ms), {fl.get('requests', 0)} answers in "
+          f"{flood['flood_duration']}s: 401 {counts.get('401', 0)}, 429 {counts.get('429', 0)}, 503 {counts.get('503', 0)}, "
+          f"500 {counts.get('500', 0)}, 200 {counts.get('200', 0)}, other {counts.get('other', 0)}")
     print(f"\nworker peak RSS: {rss:.1f} MiB")
+    ok = sum(1 for s in logo["statuses"] if s == 204)
+    others = sorted({s for s in logo["statuses"] if s != 204})
+    print(f"logo RSS ({logo['threads']} threads x {logo['uploads']} PUT /api/v1/clients/{{id}}/logo of a 2048x2048 RGBA PNG, "
+          f"{logo['image_kib']:.0f} KiB; {ok}/{len(logo['statuses'])} answered 204{f', others {others}' if others else ''}, "
+          f"{logo['elapsed']:.1f} s): VmRSS before {logo['before']:.1f} MiB, peak during {logo['peak']:.1f} MiB (VmHWM; "
+          f"sampled VmRSS {logo['sampled_peak']:.1f}), after {logo['after']:.1f} MiB ({logo['settled']:.1f} a second later); "
+          f"SPEC 8: <= 64 MiB")
     signs = es256_signatures_per_second()
     if signs:
         # With both cores saturated, a /healthz request costs cores/rate of CPU in all (wrk, nginx, worker);

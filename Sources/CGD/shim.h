@@ -16,6 +16,12 @@ static inline void lk_gd_quiet(void) { gdSetErrorMethod(lk_gd_silent); }
 #include <malloc.h>
 static inline void lk_release_freed_memory(void) { (void)malloc_trim(0); }
 
+/* glibc raises its mmap threshold each time a large mmapped block is freed,
+   after which 16 MiB blocks (a logo decode, an scrypt hash) come from the
+   heap and stay in the process when freed. A fixed threshold keeps every
+   allocation of `bytes` or more in its own mapping, returned at free. */
+static inline int lk_fixed_mmap_threshold(int bytes) { return mallopt(M_MMAP_THRESHOLD, bytes); }
+
 /* gdImageSX/SY are macros. */
 static inline int lk_gd_width(gdImagePtr im) { return gdImageSX(im); }
 static inline int lk_gd_height(gdImagePtr im) { return gdImageSY(im); }

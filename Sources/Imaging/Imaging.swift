@@ -17,6 +17,7 @@ public struct ImageHeader: Sendable, Equatable {
 
 public struct ImagingError: Error, Equatable, CustomStringConvertible {
     public let description: String
+    public init(description: String) { self.description = description }
 }
 
 /// Reads formats and dimensions from headers (so a decompression bomb is
@@ -149,3 +150,41 @@ public enum Imaging {
         }
     }
 }
+
+/// How logos are decoded and re-encoded: in this process (tests, the CLI),
+/// or in a short-lived child process (`latchkey serve`), so that the
+/// decoder's memory (up to 32 MiB for a 2048x2048 RGBA PNG) never counts
+/// against the serving process (SPEC 8: 64 MiB), and a fault in the image
+/// library, the classic attack surface of an upload, stays outside it.
+public struct ImageReencoder: Sendable {
+    public let reencode: @Sendable (_ bytes: [UInt8], _ format: ImageFormat, _ sides: [Int]) throws -> [[UInt8]]
+
+    public init(_ reencode: @escaping @Sendable ([UInt8], ImageFormat, [Int]) throws -> [[UInt8]]) { self.reencode = reencode }
+
+    public static let inProcess = ImageReencoder { try Imaging.reencodePNG($0, format: $1, sides: $2) }
+
+    /// The child's answer: for each side, a 4-byte big-endian length and the PNG.
+    public static func frame(_ images: [[UInt8]]) -> [UInt8] {
+        var out: [UInt8] = []
+        for image in images {
+            let n = UInt32(image.count)
+            out += [UInt8(n >> 24), UInt8(n >> 16 & 0xFF), UInt8(n >> 8 & 0xFF), UInt8(n & 0xFF)] + image
+        }
+        return out
+    }
+
+    /// The reverse of `frame`; nil unless exactly `count` images fill `bytes`.
+    public static func unframe(_ bytes: [UInt8], count: Int) -> [[UInt8]]? {
+        var images: [[UInt8]] = []
+        var i = 0
+        while i + 4 <= bytes.count {
+            let n = Int(bytes[i]) << 24 | Int(bytes[i + 1]) << 16 | Int(bytes[i + 2]) << 8 | Int(bytes[i + 3])
+            i += 4
+            guard n <= bytes.count - i else { return nil }
+            images.append(Array(bytes[i..<i + n]))
+            i += n
+        }
+        return i == bytes.count && images.count == count ? images : nil
+    }
+}
+

@@ -1,6 +1,7 @@
 import Common
 import Cryptography
 import HTTPCore
+import Imaging
 import OAuth
 #if canImport(Glibc)
 import Glibc
@@ -41,6 +42,8 @@ public struct RequestContext {
     public let hasher: SecretHasher
     /// The process's slow-hash pool, failure limits and verified-secret cache (SPEC 7.1).
     public let guards: AbuseGuards
+    /// Where logos are decoded (in a child process under `serve`).
+    public let images: ImageReencoder
     public let tokenCache = VerifiedTokenCache()
     public var pathParams: [String: String] = [:]
 
@@ -58,12 +61,14 @@ public final class Application: Sendable {
     public let env: Environment
     public let router: Router<Endpoint>
     public let guards: AbuseGuards
+    public let images: ImageReencoder
     public let logger: Logger
 
-    public init(env: Environment, logger: Logger = Logger(), guards: AbuseGuards = AbuseGuards()) {
+    public init(env: Environment, logger: Logger = Logger(), guards: AbuseGuards = AbuseGuards(), images: ImageReencoder = .inProcess) {
         self.env = env
         self.logger = logger
         self.guards = guards
+        self.images = images
         var router = Router<Endpoint>()
         Routes.register(&router)
         self.router = router
@@ -79,7 +84,7 @@ public final class Worker {
         self.app = app
         let keys = KeyRing(store: store, env: app.env)
         let hasher = try Provisioning.secretHasher(store: store, env: app.env)
-        context = RequestContext(env: app.env, store: store, keys: keys, hasher: hasher, guards: app.guards)
+        context = RequestContext(env: app.env, store: store, keys: keys, hasher: hasher, guards: app.guards, images: app.images)
     }
 
     /// Routes, runs and answers one request; never throws, never leaks an

@@ -326,7 +326,7 @@ enum NativeEndpoints {
     static let previewSide = 64
 
     /// Checks an upload and re-encodes it: the logo (256 px) and its preview.
-    static func processLogo(declared: String?, bytes: [UInt8]) throws -> (logo: [UInt8], preview: [UInt8]) {
+    static func processLogo(declared: String?, bytes: [UInt8], _ ctx: RequestContext) throws -> (logo: [UInt8], preview: [UInt8]) {
         guard bytes.count <= maxLogoBytes else {
             throw APIProblem(status: 413, code: "image_too_large", title: "Image too large", detail: "A logo may be at most 1 MiB.")
         }
@@ -348,7 +348,7 @@ enum NativeEndpoints {
                              detail: "Logos may be at most 4096 pixels on a side and 4194304 pixels in all.")
         }
         do {
-            let sizes = try Imaging.reencodePNG(bytes, format: format, sides: [256, previewSide])
+            let sizes = try ctx.images.reencode(bytes, format, [256, previewSide])
             return (sizes[0], sizes[1])
         } catch {
             throw APIProblem(status: 400, code: "invalid_image", title: "Invalid image", detail: "The image could not be decoded.")
@@ -360,7 +360,7 @@ enum NativeEndpoints {
         let id = ctx.param("id")
         _ = try ctx.store.read { try registry(ctx).get(id, caller: caller) }
         let (declared, bytes) = try uploadedImage(request)
-        let png = try processLogo(declared: declared, bytes: bytes)
+        let png = try processLogo(declared: declared, bytes: bytes, ctx)
         _ = try registry(ctx).setLogo(id, caller: caller, png: png.logo, preview: png.preview)
         return .empty()
     }

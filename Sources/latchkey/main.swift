@@ -4,6 +4,7 @@ import Cryptography
 import FastCGI
 import Foundation
 import HTTPCore
+import Imaging
 import OAuth
 import SQLiteStore
 import Server
@@ -18,7 +19,7 @@ struct Latchkey: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "latchkey",
         abstract: "Latchkey: an OAuth 2.0 / OpenID Connect authorization server with an OAuth client registry.",
-        subcommands: [Init.self, Migrate.self, Org.self, UserCommand.self, Keys.self, Backup.self, Serve.self])
+        subcommands: [Init.self, Migrate.self, Org.self, UserCommand.self, Keys.self, Backup.self, Serve.self, ReencodeImage.self])
 }
 
 /// Options every subcommand shares. Each flag has an environment twin.
@@ -261,7 +262,8 @@ enum ServeCommand {
         guard let level = Logger.Level(name: levelName) else {
             throw ValidationError("--log-level must be one of " + Logger.Level.allCases.map(\.name).joined(separator: ", "))
         }
-        let app = Application(env: environment, logger: Logger(level: level))
+        ProcessMemory.returnLargeAllocationsAtOnce()
+        let app = Application(env: environment, logger: Logger(level: level), images: ReencodeImage.childProcess())
         let writerLock = WriterLock()
         // Requests checkpoint only past 16,000 WAL pages (a backstop); the checkpointer does it every 200 ms
         // and starts the WAL over once it passes 4,096 pages.
@@ -320,3 +322,58 @@ func runCLI() -> Int32 {
 }
 
 exit(runCLI())
+
+/// The child side of logo decoding (`ImageReencoder`): reads one image on
+/// stdin, writes the re-encoded PNGs framed on stdout, exits. `serve` runs
+/// one per upload, so the decoder's memory and any fault in libgd stay out
+/// of the serving process.
+struct ReencodeImage: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "reencode-image", abstract: "Decode and re-encode one logo (used by serve).",
+                                                    shouldDisplay: false)
+    @Option(help: "image/png, image/jpeg or image/gif") var format: String
+    @Option(help: "Comma-separated maximum sides, e.g. 256,64.") var sides: String
+    static let maxInput = 2 * 1024 * 1024
+
+    func run() throws {
+        // A hard ceiling for the decoder: far above what a 4-megapixel image needs.
+        var limit = rlimit(rlim_cur: 512 << 20, rlim_max: 512 << 20)
+        _ = setrlimit(__rlimit_resource_t(RLIMIT_AS.rawValue), &limit)
+        guard let format = ImageFormat(rawValue: format) else { throw ValidationError("unknown format") }
+        let sides = sides.split(separator: ",").compactMap { Int($0) }
+        guard !sides.isEmpty, sides.allSatisfy({ (1...1024).contains($0) }) else { throw ValidationError("bad sides") }
+        let input = FileHandle.standardInput.readData(ofLength: ReencodeImage.maxInput + 1)
+        guard input.count <= ReencodeImage.maxInput else { throw CLIError("image too large") }
+        let images = try Imaging.reencodePNG(Array(input), format: format, sides: sides)
+        FileHandle.standardOutput.write(Data(ImageReencoder.frame(images)))
+    }
+
+    /// The parent side: runs this binary as `reencode-image` with no
+    /// environment (no setting or secret reaches the child), feeds it the
+    /// image, and kills it if it takes longer than `timeoutSeconds`.
+    static func childProcess(executable: String = "/proc/self/exe", timeoutSeconds: Double = 10) -> ImageReencoder {
+        ImageReencoder { bytes, format, sides in
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = ["reencode-image", "--format", format.rawValue, "--sides", sides.map(String.init).joined(separator: ",")]
+            process.environment = [:]
+            let input = Pipe(), output = Pipe()
+            process.standardInput = input
+            process.standardOutput = output
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            let watchdog = DispatchWorkItem { if process.isRunning { process.terminate() } }
+            DispatchQueue.global().asyncAfter(deadline: .now() + timeoutSeconds, execute: watchdog)
+            defer { watchdog.cancel() }
+            // The child reads all of its input before it writes, so writing first cannot deadlock.
+            try? input.fileHandleForWriting.write(contentsOf: Data(bytes))
+            try? input.fileHandleForWriting.close()
+            let answer = output.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            guard process.terminationReason == .exit, process.terminationStatus == 0,
+                  let images = ImageReencoder.unframe(Array(answer), count: sides.count) else {
+                throw ImagingError(description: "the image could not be decoded")
+            }
+            return images
+        }
+    }
+}

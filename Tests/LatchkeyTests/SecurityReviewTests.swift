@@ -371,6 +371,26 @@ import Testing
         #expect(!Imaging.acceptable(try #require(Imaging.header(gif))))
     }
 
+    /// The child process's answer is framed; anything short, long or
+    /// miscounted is refused (a killed or confused decoder is a 400).
+    @Test func reencodedImagesRoundTripThroughTheChildFrame() throws {
+        let images: [[UInt8]] = [Array(repeating: 1, count: 300), [], [9, 8, 7]]
+        let framed = ImageReencoder.frame(images)
+        #expect(ImageReencoder.unframe(framed, count: 3) == images)
+        #expect(ImageReencoder.unframe(framed, count: 2) == nil)
+        #expect(ImageReencoder.unframe(Array(framed.dropLast()), count: 3) == nil)
+        #expect(ImageReencoder.unframe(framed + [0], count: 3) == nil)
+        #expect(ImageReencoder.unframe([0xFF, 0xFF, 0xFF, 0xFF], count: 1) == nil)
+        // A reencoder that fails is a 400 at the endpoint, never a 500.
+        let failing = ImageReencoder { _, _, _ in throw ImagingError(description: "killed") }
+        let h = try Harness(images: failing)
+        let token = try h.token()
+        let id = try #require(h.json("POST", "/api/v1/clients", token: token, body: ["client_name": "x"]).json?["client_id"]?.stringValue)
+        let r = h.call("PUT", "/api/v1/clients/\(id)/logo", headers: [("Authorization", "Bearer \(token)"), ("Content-Type", "image/png")], body: Fixtures.png300x120)
+        #expect(r.status == 400)
+        #expect(try h.store.logo(clientID: id) == nil)
+    }
+
     // 14. A primary client cannot lock its organization out; the operator resets it.
     @Test func thePrimaryKeepsItsGrantAndScopesAndTheOperatorCanResetIt() throws {
         let h = try Harness()

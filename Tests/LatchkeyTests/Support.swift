@@ -1,6 +1,7 @@
 import Common
 import Foundation
 import HTTPCore
+import Imaging
 import OAuth
 import SQLiteStore
 import Server
@@ -25,14 +26,14 @@ final class Harness {
     let primary: ProvisionedOrganization
     static let issuer = "https://auth.example.test"
 
-    init(kek: [UInt8]? = nil, guards: AbuseGuards = AbuseGuards()) throws {
+    init(kek: [UInt8]? = nil, guards: AbuseGuards = AbuseGuards(), images: ImageReencoder = .inProcess) throws {
         directory = NSTemporaryDirectory() + "latchkey-test-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         store = try SQLiteStore(path: directory + "/test.db")
         let clock = self.clock
         env = OAuth.Environment(issuer: Harness.issuer, now: { clock.now }, kek: kek)
         primary = try Provisioning(env: env, store: store).initialize(issuer: Harness.issuer, organizationName: "Acme", clientLimit: 100)
-        worker = try Worker(app: Application(env: env, logger: Logger(level: .off), guards: guards), store: store)
+        worker = try Worker(app: Application(env: env, logger: Logger(level: .off), guards: guards, images: images), store: store)
     }
 
     deinit { try? FileManager.default.removeItem(atPath: directory) }

@@ -163,7 +163,7 @@ enum AppSurface {
             throw Failure(status: 415, message: "Upload the image as multipart/form-data in the field image.")
         }
         let (declared, bytes) = try NativeEndpoints.uploadedImage(request)
-        let png = try NativeEndpoints.processLogo(declared: declared, bytes: bytes)
+        let png = try NativeEndpoints.processLogo(declared: declared, bytes: bytes, ctx)
         _ = try NativeEndpoints.registry(ctx).setLogo(id, caller: caller, png: png.logo, preview: png.preview)
         return .empty()
     }
