@@ -76,6 +76,8 @@ def test_sign_in_consent_and_redirect_with_code_and_state(stack, browser):
     assert any("See your email address" in t for t in labels)
     homepage = browser.find_element(By.CSS_SELECTOR, "#app a")
     assert homepage.get_attribute("href") == "https://photos.example/"
+    # SPEC 7.1: the consent page names the organization that registered the client.
+    assert browser.find_element(By.CSS_SELECTOR, "#app .organization").text == "Registered by E2E"
     browser.execute_script("window.scrollTo(0, 0)")
     browser.save_screenshot(str(OUT / "consent.png"))
     # Keyboard only: the approve button has focus; Enter submits.

@@ -324,3 +324,25 @@ def test_nginx_production_config_is_valid(tmp_path):
     assert "ssl_protocols TLSv1.2 TLSv1.3;" in text
     assert "limit_req_status 429;" in text
     assert "Strict-Transport-Security" in (ROOT / "nginx" / "latchkey-headers.conf").read_text()
+
+
+def test_a_primary_cannot_lock_itself_out_and_the_operator_resets_it(stack):
+    """SPEC 6.0: removing the primary's client_credentials grant or a management scope is 409;
+    `latchkey org reset-primary` prints a new secret that works (the old one ends)."""
+    org = json.loads(run_cli(stack.db, "org", "create", "Lockout").stdout)
+    basic = (org["client_id"], org["client_secret"])
+    token = requests.post(stack.url("/oauth2/token"), data={"grant_type": "client_credentials"}, auth=basic).json()["access_token"]
+    h = {"Authorization": f"Bearer {token}"}
+    r = requests.patch(stack.url(f"/api/v1/clients/{org['client_id']}"), headers=h,
+                       json={"grant_types": ["authorization_code"], "redirect_uris": ["https://x.example/cb"]})
+    assert r.status_code == 409, r.text
+    assert r.json()["code"] == "primary_lockout"
+    assert requests.patch(stack.url(f"/api/v1/clients/{org['client_id']}"), headers=h, json={"scope": "clients:read"}).status_code == 409
+    reset = json.loads(run_cli(stack.db, "org", "reset-primary", org["organization_id"]).stdout)
+    assert set(reset) == {"organization_id", "client_id", "client_secret"} and reset["client_id"] == org["client_id"]
+    assert requests.post(stack.url("/oauth2/token"), data={"grant_type": "client_credentials"}, auth=basic).status_code == 401
+    fresh = requests.post(stack.url("/oauth2/token"), data={"grant_type": "client_credentials"}, auth=(reset["client_id"], reset["client_secret"]))
+    assert fresh.status_code == 200
+    assert "clients:write" in fresh.json()["scope"].split()
+    unknown = run_cli(stack.db, "org", "reset-primary", "org-nope", check=False)
+    assert unknown.returncode == 1 and "lks_" not in unknown.stdout + unknown.stderr

@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import stat
 import subprocess
 import time
@@ -64,6 +65,18 @@ def test_scripts_run_first_and_second_start(tmp_path):
         app = requests.get(f"{issuer}/api/oauth/app/id/{demo.group(2)}").json()
         assert app["redirect_uri"] == f"{issuer}/demo/callback"
         assert requests.get(f"{issuer}/demo/callback").status_code == 200
+        # SPEC 7.1: a KEK (0600) in the state directory, and nothing that could mint or verify a
+        # credential stored in clear: the pepper and the signing keys are sealed with it.
+        assert stat.S_IMODE((state / "kek").stat().st_mode) == 0o600
+        assert (state / "kek").stat().st_size >= 32
+        db = sqlite3.connect(f"file:{state / 'latchkey.db'}?mode=ro", uri=True)
+        try:
+            meta = {k for (k,) in db.execute("SELECT key FROM meta")}
+            assert "secret_pepper_sealed" in meta and "secret_pepper" not in meta
+            assert [e for (e,) in db.execute("SELECT encrypted FROM signing_keys")] and all(
+                e == 1 for (e,) in db.execute("SELECT encrypted FROM signing_keys"))
+        finally:
+            db.close()
     finally:
         stop(proc, port)
     proc, out = start(state, port)
