@@ -15,10 +15,13 @@ private func sysconfCores() -> Int { max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN))
 /// - `SlowHashPool`: at most `permits` slow hashes run at once; one more is
 ///   refused at once (503) instead of waiting, so a flood ties up at most
 ///   `permits` worker threads and the others keep answering.
-/// - `FailureLimiter`: failed verifications counted per address and per
-///   account in fixed one-minute windows; past the limit, a request that
-///   would need a slow hash (or fails again) is answered 429 with
-///   `Retry-After` before any hashing.
+/// - `FailureLimiter`: failed verifications counted per address, per account
+///   from that address, and per account from anywhere, in fixed one-minute
+///   windows; past a limit, a request that would need a slow hash (or fails
+///   again) is answered 429 with `Retry-After` before any hashing. One
+///   attacker guessing a client's password locks out only itself (10 a
+///   minute from its address); it takes a hundred failures a minute from
+///   many addresses to make the client's own correct password wait.
 /// - `VerifiedSecretCache`: successful slow verifications (until rotation)
 ///   and failed ones (briefly) are remembered, so repeating a password costs
 ///   one hash, not one per request.
@@ -117,20 +120,30 @@ public final class FailureLimiter: Sendable {
     public enum Key: Hashable, Sendable {
         /// The remote address of the caller.
         case address(String)
-        /// A client id, or a username at sign-in.
-        case account(String)
+        /// An account (a client id, or a username at sign-in) tried from one address.
+        case account(String, from: String)
+        /// An account, from any address.
+        case accountAnywhere(String)
+    }
+
+    /// The keys one attempt on `account` from `address` counts against.
+    public static func keys(account: String, address: String) -> [Key] {
+        [.address(address), .account(account, from: address), .accountAnywhere(account)]
     }
 
     public struct Limits: Sendable, Equatable {
         public var perAddress: Int
         public var perAccount: Int
+        public var perAccountAnywhere: Int
         public var windowMillis: Int64
 
         /// 100 failures a minute from one address (a busy NAT of honest
-        /// callers stays below), 10 a minute for one account.
-        public init(perAddress: Int = 100, perAccount: Int = 10, windowMillis: Int64 = 60_000) {
+        /// callers stays below), 10 a minute for one account from one
+        /// address, 100 a minute for one account from everywhere.
+        public init(perAddress: Int = 100, perAccount: Int = 10, perAccountAnywhere: Int = 100, windowMillis: Int64 = 60_000) {
             self.perAddress = perAddress
             self.perAccount = perAccount
+            self.perAccountAnywhere = perAccountAnywhere
             self.windowMillis = windowMillis
         }
     }
@@ -148,6 +161,7 @@ public final class FailureLimiter: Sendable {
         switch key {
         case .address: return limits.perAddress
         case .account: return limits.perAccount
+        case .accountAnywhere: return limits.perAccountAnywhere
         }
     }
 

@@ -54,7 +54,7 @@ public struct ClientAuthenticator {
             }
             let secrets = try store.secrets(clientID: clientID)
             let now = env.now()
-            let keys: [FailureLimiter.Key] = [.address(address), .account(clientID)]
+            let keys = FailureLimiter.keys(account: clientID, address: address)
             let ok: Bool
             do {
                 ok = try hasher.verify(secret, against: secrets, now: now, guards: guards, limitKeys: keys)

@@ -34,7 +34,7 @@ public struct SessionService {
     /// failure is counted against both.
     public func login(username: String, password: String, guards: AbuseGuards? = nil, address: String = "") throws -> Started? {
         let user = try store.read { try store.user(username: username) }
-        let keys: [FailureLimiter.Key] = [.address(address), .account("user:" + username)]
+        let keys = FailureLimiter.keys(account: "user:" + username, address: address)
         let now = env.now()
         try guards?.checkLimits(keys, now: now)
         let hash = user?.passwordHash ?? SessionService.decoyHash

@@ -193,6 +193,32 @@ import Testing
         #expect(pool.queued == 0)
     }
 
+    /// One attacker guessing a client's password locks out only its own
+    /// address; the client's correct password from elsewhere still gets in,
+    /// until failures from everywhere pass their own (higher) limit.
+    @Test func aGuessingAddressLocksOutOnlyItself() throws {
+        let guards = AbuseGuards(failures: FailureLimiter(limits: .init(perAddress: 1000, perAccount: 2, perAccountAnywhere: 5)))
+        let h = try Harness(guards: guards)
+        let token = try h.token()
+        let id = try #require(h.json("POST", "/external/v1/oauth/client", token: token,
+                                     body: ["password": "the-right-one", "application": "target"]).json?["clientId"]?.stringValue)
+        func attempt(_ secret: String, from address: String) -> Int {
+            let body = Array(FormEncoding.serialize([("grant_type", "client_credentials")]).utf8)
+            return h.worker.handle(Request(method: "POST", path: "/oauth2/token", headers: Headers([
+                ("Content-Type", "application/x-www-form-urlencoded"), ("Authorization", Harness.basic(id, secret)),
+            ]), body: body, remoteAddress: address)).status
+        }
+        #expect(attempt("guess-1", from: "203.0.113.9") == 401)
+        #expect(attempt("guess-2", from: "203.0.113.9") == 401)
+        #expect(attempt("guess-3", from: "203.0.113.9") == 429)
+        #expect(attempt("the-right-one", from: "198.51.100.7") == 200)
+        // Many addresses together: past the account's overall limit even its own new attempts wait.
+        #expect(attempt("guess-4", from: "203.0.113.10") == 401)
+        #expect(attempt("guess-5", from: "203.0.113.11") == 401)
+        #expect(attempt("guess-6", from: "203.0.113.12") == 401)
+        #expect(attempt("guess-7", from: "203.0.113.13") == 429)
+    }
+
     @Test func anAddressPastItsFailureLimitGets429ButCorrectCheapSecretsPass() throws {
         let guards = AbuseGuards(failures: FailureLimiter(limits: .init(perAddress: 5, perAccount: 100)))
         let h = try Harness(guards: guards)
