@@ -13,6 +13,8 @@ public struct ImageHeader: Sendable, Equatable {
     public var format: ImageFormat
     public var width: Int
     public var height: Int
+    /// JPEG scans (a progressive JPEG decodes once per scan); 1 otherwise.
+    public var scans: Int = 1
 }
 
 public struct ImagingError: Error, Equatable, CustomStringConvertible {
@@ -73,13 +75,27 @@ public enum Imaging {
                 let length = Int(b[i + 2]) << 8 | Int(b[i + 3])
                 guard length >= 2 else { return nil }
                 if (0xC0...0xCF).contains(marker) && marker != 0xC4 && marker != 0xC8 && marker != 0xCC {
-                    return ImageHeader(format: .jpeg, width: Int(b[i + 7]) << 8 | Int(b[i + 8]), height: Int(b[i + 5]) << 8 | Int(b[i + 6]))
+                    return ImageHeader(format: .jpeg, width: Int(b[i + 7]) << 8 | Int(b[i + 8]), height: Int(b[i + 5]) << 8 | Int(b[i + 6]),
+                                       scans: jpegScans(b, from: i))
                 }
                 if marker == 0xDA || marker == 0xD9 { return nil }
                 i += 2 + length
             }
             return nil
         }
+    }
+
+    /// Start-of-scan markers from `start` on. Inside entropy-coded data a 0xFF
+    /// byte is always followed by 0x00 (stuffing) or a restart marker, so
+    /// every FF DA is a real scan: one linear pass, nothing decoded.
+    static func jpegScans(_ b: [UInt8], from start: Int) -> Int {
+        var scans = 0
+        var i = start
+        while i + 1 < b.count {
+            if b[i] == 0xFF && b[i + 1] == 0xDA { scans += 1 }
+            i += 1
+        }
+        return scans
     }
 
     static func be32(_ b: [UInt8], _ i: Int) -> Int {
@@ -90,10 +106,14 @@ public enum Imaging {
     /// before anything is decoded: 2048x2048 decodes to 16 MiB.
     public static let maxPixels = 4_194_304
     public static let maxSide = 4096
+    /// The most scans a JPEG may have: a progressive JPEG has about ten; each
+    /// scan is a pass over the whole image, and thousands make a CPU bomb.
+    public static let maxScans = 64
 
-    /// Whether a header's dimensions are within the limits.
+    /// Whether a header's dimensions (and a JPEG's scans) are within the limits.
     public static func acceptable(_ header: ImageHeader) -> Bool {
         (1...maxSide).contains(header.width) && (1...maxSide).contains(header.height) && header.width * header.height <= maxPixels
+            && header.scans <= maxScans
     }
 
     /// One decode at a time in the process: each may need up to 16 MiB, and a

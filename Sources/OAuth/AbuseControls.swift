@@ -126,9 +126,46 @@ public final class FailureLimiter: Sendable {
         case accountAnywhere(String)
     }
 
-    /// The keys one attempt on `account` from `address` counts against.
+    /// The keys one failed attempt on `account` from `address` counts against.
     public static func keys(account: String, address: String) -> [Key] {
-        [.address(address), .account(account, from: address), .accountAnywhere(account)]
+        let a = addressKey(address)
+        return [.address(a), .account(account, from: a), .accountAnywhere(account)]
+    }
+
+    /// An address as the limits see it: IPv4 as is, IPv6 by its /64 (one
+    /// host usually holds a whole /64, so single addresses would be free).
+    public static func addressKey(_ address: String) -> String {
+        guard address.contains(":"), !address.hasSuffix("/64") else { return address }
+        if address.lowercased().hasPrefix("::ffff:"), address.contains(".") { return String(address.dropFirst(7)) }
+        let halves = address.split(separator: "::", maxSplits: 1, omittingEmptySubsequences: false).map { $0.split(separator: ":").map(String.init) }
+        var groups = halves[0]
+        if halves.count == 2 {
+            groups += Array(repeating: "0", count: max(0, 8 - halves[0].count - halves[1].count)) + halves[1]
+        }
+        return groups.prefix(4).map { g in String(g.lowercased().drop { $0 == "0" }).isEmpty ? "0" : String(g.lowercased().drop { $0 == "0" }) }
+            .joined(separator: ":") + "::/64"
+    }
+
+    /// Seconds to wait before `account` may be tried from `address` again;
+    /// nil when it may be tried now. Checked before every verification:
+    /// past ten failures from this address, or past the overall limit when
+    /// this address has failed on the account too. An address that never
+    /// failed on the account (the account's owner, usually) is never held
+    /// back by others' failures: a distributed guess gets one try a window
+    /// from each address once the overall limit is reached.
+    public func refusal(account: String, address: String, now: Int64) -> Int? {
+        let a = FailureLimiter.addressKey(address)
+        return windows.withLock { w in
+            func live(_ key: Key) -> (start: Int64, count: Int)? {
+                guard let e = w[key], now - e.start < limits.windowMillis else { return nil }
+                return e
+            }
+            func wait(_ e: (start: Int64, count: Int)) -> Int { Int((e.start + limits.windowMillis - now + 999) / 1000) }
+            guard let own = live(.account(account, from: a)) else { return nil }
+            if own.count >= limits.perAccount { return wait(own) }
+            if let all = live(.accountAnywhere(account)), all.count >= limits.perAccountAnywhere { return wait(all) }
+            return nil
+        }
     }
 
     public struct Limits: Sendable, Equatable {
@@ -165,17 +202,29 @@ public final class FailureLimiter: Sendable {
         }
     }
 
-    /// Seconds until `key` may try again; nil while under its limit.
+    /// Seconds until `key` may try again; nil while under its limit. An
+    /// `.address` key is given as the raw address.
     public func retryAfter(_ key: Key, now: Int64) -> Int? {
-        windows.withLock { w in
+        var key = key
+        if case let .address(raw) = key { key = .address(FailureLimiter.addressKey(raw)) }
+        return windows.withLock { w -> Int? in
             guard let entry = w[key], now - entry.start < limits.windowMillis, entry.count >= limit(key) else { return nil }
             return Int((entry.start + limits.windowMillis - now + 999) / 1000)
         }
     }
 
+    /// Counts a failure against `keys` (as `keys(account:address:)` makes
+    /// them; an `.address` key alone is given as the raw address). When the
+    /// table is full, expired windows go first, then those under their limit:
+    /// a flood of new addresses cannot wash out a lock-out in force.
     public func recordFailure(_ keys: [Key], now: Int64) {
+        let keys = keys.map { key -> Key in
+            if case let .address(raw) = key, !raw.hasSuffix("/64") { return .address(FailureLimiter.addressKey(raw)) }
+            return key
+        }
         windows.withLock { w in
             if w.count >= capacity { w = w.filter { now - $0.value.start < limits.windowMillis } }
+            if w.count >= capacity { w = w.filter { $0.value.count >= limit($0.key) } }
             if w.count >= capacity { w.removeAll() }
             for key in keys {
                 if let entry = w[key], now - entry.start < limits.windowMillis {

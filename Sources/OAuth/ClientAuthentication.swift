@@ -46,20 +46,29 @@ public struct ClientAuthenticator {
             }
             return client
         case let .basic(clientID, secret), let .post(clientID, secret):
-            guard let client = try store.client(clientID) else {
+            let now = env.now()
+            let found = try store.client(clientID)
+            let secrets = found == nil ? [] : try store.secrets(clientID: clientID)
+            // Ten failures on this client from this address (or the client's
+            // overall limit, once this address failed on it too): 429 before
+            // any verification, the same for unknown ids (no oracle), unless
+            // the secret is proven right cheaply (an HMAC, a remembered password).
+            if let wait = guards?.failures.refusal(account: clientID, address: address, now: now),
+               !hasher.matchesCheaply(secret, against: secrets, now: now, guards: guards) {
+                throw OAuthError.rateLimited(retryAfter: wait, detail: "failure limit of the client from this address")
+            }
+            let keys = FailureLimiter.keys(account: clientID, address: address)
+            guard let client = found else {
                 // Spend comparable time on unknown ids so they cannot be told apart.
                 _ = hasher.hmacHash(secret)
-                try recordFailure([.address(address)], now: env.now(), basic: basic)
+                try recordFailure(keys, now: now, basic: basic)
                 throw OAuthError.invalidClient(basic: basic, detail: "unknown client")
             }
-            let secrets = try store.secrets(clientID: clientID)
-            let now = env.now()
-            let keys = FailureLimiter.keys(account: clientID, address: address)
             let ok: Bool
             do {
-                ok = try hasher.verify(secret, against: secrets, now: now, guards: guards, limitKeys: keys)
+                ok = try hasher.verify(secret, against: secrets, now: now, guards: guards, limitKeys: [.address(address)])
             } catch let e as TooManyFailures {
-                throw OAuthError.rateLimited(retryAfter: e.retryAfterSeconds, detail: "failure limit before a slow hash")
+                throw OAuthError.rateLimited(retryAfter: e.retryAfterSeconds, detail: "failure limit of the address before a slow hash")
             } catch is SlowHashesBusy {
                 throw OAuthError.serverBusy(detail: "slow-hash pool full")
             }

@@ -65,11 +65,31 @@ public struct ClientRegistry {
     let env: Environment
     let store: Store
     let hasher: SecretHasher
+    /// Where caller-chosen passwords are hashed (the slow-hash pool) and how
+    /// often one client may set one (SPEC 7.1).
+    let guards: AbuseGuards?
 
-    public init(env: Environment, store: Store, hasher: SecretHasher) {
+    public init(env: Environment, store: Store, hasher: SecretHasher, guards: AbuseGuards? = nil) {
         self.env = env
         self.store = store
         self.hasher = hasher
+        self.guards = guards
+    }
+
+    /// A caller-chosen password's stored record, hashed on the slow-hash pool.
+    /// Each costs a slow hash, so a caller may set as many a minute as the
+    /// per-account failure limit allows (10 by default; creating clients with
+    /// passwords included), then `TooManyFailures`.
+    func passwordRecord(_ password: String, clientID: String, caller: Caller) throws -> ClientSecret {
+        guard let guards else { return hasher.passwordRecord(for: password, clientID: clientID, at: env.now()) }
+        let key = FailureLimiter.Key.account("password-set:" + caller.client.clientID, from: "*")
+        let now = env.now()
+        if let wait = guards.failures.retryAfter(key, now: now) {
+            throw TooManyFailures(retryAfterSeconds: wait)
+        }
+        let record = try guards.pool.run { hasher.passwordRecord(for: password, clientID: clientID, at: now) }
+        guards.failures.recordFailure([key], now: now)
+        return record
     }
 
     // MARK: Reads
@@ -102,7 +122,7 @@ public struct ClientRegistry {
         let problems = spec.problems()
         guard problems.isEmpty else { throw RegistryError.invalid(problems) }
         try checkPrivilegedScopes(added: spec.scope, caller: caller)
-        let passwordRecord = password.map { hasher.passwordRecord(for: $0, clientID: "", at: 0) }
+        let passwordRecord = try password.map { try self.passwordRecord($0, clientID: "", caller: caller) }
         return try store.write {
             guard let org = try store.organization(caller.organizationID) else { throw RegistryError.notFound }
             guard try store.clientCount(organizationID: org.id) < org.clientLimit else { throw RegistryError.limitReached }
@@ -207,7 +227,7 @@ public struct ClientRegistry {
     /// Sets a caller-chosen password as the client's only secret (no grace):
     /// the integration surface's password reset and own-password change.
     public func setPassword(_ id: String, caller: Caller, password: String) throws {
-        let record = hasher.passwordRecord(for: password, clientID: id, at: env.now())
+        let record = try passwordRecord(password, clientID: id, caller: caller)
         try store.write {
             let client = try get(id, caller: caller)
             guard client.clientID == caller.client.clientID || caller.client.isPrimary else { throw RegistryError.primaryOnly }

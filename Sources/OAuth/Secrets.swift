@@ -31,6 +31,22 @@ public struct SecretHasher: Sendable {
         ClientSecret(clientID: clientID, kind: .scrypt, hash: PasswordHasher.hash(password), createdAt: now)
     }
 
+    /// True when `presented` is proven right without a slow hash: it matches
+    /// a generated secret (one HMAC), or a password verified before (the
+    /// cache). Such an attempt is never held back by failure limits.
+    public func matchesCheaply(_ presented: String, against secrets: [ClientSecret], now: Int64, guards: AbuseGuards?) -> Bool {
+        let presentedHMAC = Array(hmacHash(presented).utf8)
+        var matched = false
+        for secret in secrets {
+            if let expiry = secret.expiresAt, expiry <= now { continue }
+            switch secret.kind {
+            case .hmac: if Digest.constantTimeEqual(presentedHMAC, Array(secret.hash.utf8)) { matched = true }
+            case .scrypt: if guards?.secrets.contains(cacheKey(presented, secret)) == true { matched = true }
+            }
+        }
+        return matched
+    }
+
     /// True when `presented` matches one of `secrets` still valid at `now`.
     /// A slow (scrypt) check goes through `guards` (SPEC 7.1): answered from
     /// the cache when this secret was verified (or failed) before, refused

@@ -34,9 +34,11 @@ public struct SessionService {
     /// failure is counted against both.
     public func login(username: String, password: String, guards: AbuseGuards? = nil, address: String = "") throws -> Started? {
         let user = try store.read { try store.user(username: username) }
-        let keys = FailureLimiter.keys(account: "user:" + username, address: address)
+        let account = "user:" + username
+        let keys = FailureLimiter.keys(account: account, address: address)
         let now = env.now()
-        try guards?.checkLimits(keys, now: now)
+        if let wait = guards?.failures.refusal(account: account, address: address, now: now) { throw TooManyFailures(retryAfterSeconds: wait) }
+        try guards?.checkLimits([.address(address)], now: now)
         let hash = user?.passwordHash ?? SessionService.decoyHash
         let verified = try guards.map { try $0.pool.run { PasswordHasher.verify(password, encoded: hash) } }
             ?? PasswordHasher.verify(password, encoded: hash)

@@ -47,6 +47,7 @@ public struct APIProblem: Error, Equatable, CustomStringConvertible {
 /// The one place where errors become responses, per surface.
 public enum ErrorRendering {
     public static func render(_ error: Error, surface: Surface, request: Request) -> Response {
+        if let response = renderThrottled(error, surface: surface, request: request) { return response }
         if let response = renderCompatible(error, surface: surface, request: request) { return response }
         switch (error, surface) {
         case let (e as OAuthError, .oauth), let (e as OAuthError, .bearer):
@@ -80,6 +81,36 @@ public enum ErrorRendering {
             return problemResponse(APIProblem(status: 500, code: "internal_error", title: "Internal server error",
                                               detail: "An internal error occurred; the request id identifies it in the logs."), request: request)
         }
+    }
+
+    /// SPEC 7.1's answers to abuse, on every surface: 429 past a failure
+    /// limit, 503 when the slow-hash pool is full, both with `Retry-After`.
+    /// The native API answers problem details, the upstream surface text,
+    /// every other surface the JSON nginx's own 429 uses.
+    static func renderThrottled(_ error: Error, surface: Surface, request: Request) -> Response? {
+        let status: Int, code: String, text: String, retry: Int
+        switch error {
+        case let e as TooManyFailures:
+            (status, code, text, retry) = (429, "rate_limited", "Too many failed attempts; retry after the number of seconds in Retry-After.",
+                                           e.retryAfterSeconds)
+        case is SlowHashesBusy:
+            (status, code, text, retry) = (503, "temporarily_unavailable", "The server is busy; retry shortly.", 1)
+        default:
+            return nil
+        }
+        var response: Response
+        switch surface {
+        case .native, .system:
+            response = problemResponse(APIProblem(status: status, code: code, title: status == 429 ? "Too many requests" : "Service unavailable",
+                                                  detail: text), request: request)
+        case .uc:
+            response = .text(text, status: status)
+        default:
+            response = .json(["error": .string(code), "error_description": .string(text), "request_id": .string(request.requestID)], status: status)
+        }
+        response.headers["Retry-After"] = String(max(1, retry))
+        response.headers["Cache-Control"] = "no-store"
+        return response
     }
 
     /// The compatible surfaces answer in their sources' shapes; nil falls back

@@ -27,7 +27,9 @@ enum NativeEndpoints {
         return Caller(client: client, scopes: claims.scope, requestID: request.requestID, surface: surface)
     }
 
-    static func registry(_ ctx: RequestContext) -> ClientRegistry { ClientRegistry(env: ctx.env, store: ctx.store, hasher: ctx.hasher) }
+    static func registry(_ ctx: RequestContext) -> ClientRegistry {
+        ClientRegistry(env: ctx.env, store: ctx.store, hasher: ctx.hasher, guards: ctx.guards)
+    }
 
     // MARK: Bodies
 
@@ -345,11 +347,14 @@ enum NativeEndpoints {
         }
         guard Imaging.acceptable(header) else {
             throw APIProblem(status: 400, code: "image_dimensions", title: "Invalid image",
-                             detail: "Logos may be at most 4096 pixels on a side and 4194304 pixels in all.")
+                             detail: "Logos may be at most 4096 pixels on a side and 4194304 pixels in all (and a JPEG at most 64 scans).")
         }
         do {
             let sizes = try ctx.images.reencode(bytes, format, [256, previewSide])
             return (sizes[0], sizes[1])
+        } catch is SlowHashesBusy {
+            throw APIProblem(status: 503, code: "busy", title: "Busy", detail: "Another logo is being processed; retry shortly.",
+                             headers: [("Retry-After", "2")])
         } catch {
             throw APIProblem(status: 400, code: "invalid_image", title: "Invalid image", detail: "The image could not be decoded.")
         }

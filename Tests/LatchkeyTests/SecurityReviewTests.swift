@@ -197,7 +197,8 @@ import Testing
     /// address; the client's correct password from elsewhere still gets in,
     /// until failures from everywhere pass their own (higher) limit.
     @Test func aGuessingAddressLocksOutOnlyItself() throws {
-        let guards = AbuseGuards(failures: FailureLimiter(limits: .init(perAddress: 1000, perAccount: 2, perAccountAnywhere: 5)))
+        let guards = AbuseGuards(failures: FailureLimiter(limits: .init(perAddress: 1000, perAccount: 2, perAccountAnywhere: 5)),
+                                 secrets: VerifiedSecretCache(capacity: 0))
         let h = try Harness(guards: guards)
         let token = try h.token()
         let id = try #require(h.json("POST", "/external/v1/oauth/client", token: token,
@@ -212,11 +213,52 @@ import Testing
         #expect(attempt("guess-2", from: "203.0.113.9") == 401)
         #expect(attempt("guess-3", from: "203.0.113.9") == 429)
         #expect(attempt("the-right-one", from: "198.51.100.7") == 200)
-        // Many addresses together: past the account's overall limit even its own new attempts wait.
+        // Many addresses together: past the account's overall limit, an address
+        // that failed on the account waits; a fresh one gets a single try.
         #expect(attempt("guess-4", from: "203.0.113.10") == 401)
         #expect(attempt("guess-5", from: "203.0.113.11") == 401)
         #expect(attempt("guess-6", from: "203.0.113.12") == 401)
-        #expect(attempt("guess-7", from: "203.0.113.13") == 429)
+        #expect(attempt("guess-7", from: "203.0.113.10") == 429)
+        #expect(attempt("guess-8", from: "203.0.113.13") == 401)
+        #expect(attempt("guess-9", from: "203.0.113.13") == 429)
+        // The owner, from an address that never failed, still gets in (the hash runs).
+        #expect(attempt("the-right-one", from: "192.0.2.1") == 200)
+        // IPv6: one /64 is one address (a fresh /64 gets its single try, the next host in it waits).
+        #expect(attempt("guess-a", from: "2001:db8:1:2::10") == 401)
+        #expect(attempt("guess-b", from: "2001:0db8:0001:0002:ffff::1") == 429)
+        #expect(FailureLimiter.addressKey("2001:db8:1:2::10") == "2001:db8:1:2::/64")
+        #expect(FailureLimiter.addressKey("::ffff:192.0.2.7") == "192.0.2.7")
+        #expect(FailureLimiter.addressKey("::1") == "0:0:0:0::/64")
+    }
+
+    /// Setting a caller-chosen password is a slow hash too: on the pool (503
+    /// when full) and at most ten a minute per calling client (429).
+    @Test func settingPasswordsGoesThroughThePoolAndIsLimited() throws {
+        let guards = AbuseGuards(pool: SlowHashPool(permits: 1, maxWaiters: 0))
+        let h = try Harness(guards: guards)
+        let created = try #require(h.json("POST", "/api/v1/clients", token: try h.token(), body: ["client_name": "machine"]).json)
+        let token = try h.token(clientID: try #require(created["client_id"]?.stringValue), secret: try #require(created["client_secret"]?.stringValue))
+        try guards.pool.run {
+            let busy = h.json("PUT", "/external/v1/oauth/password", token: token, body: ["password": "new-password-0"])
+            #expect(busy.status == 503)
+            #expect(busy.headers["Retry-After"] == "1")
+        }
+        for i in 1...10 { #expect(h.json("PUT", "/external/v1/oauth/password", token: token, body: ["password": .string("new-password-\(i)")]).status == 204) }
+        let limited = h.json("PUT", "/external/v1/oauth/password", token: token, body: ["password": "new-password-11"])
+        #expect(limited.status == 429)
+        #expect(limited.headers["Retry-After"] != nil)
+    }
+
+    /// A full failure table drops expired windows, then those under their
+    /// limit, never a lock-out in force.
+    @Test func aFloodOfAddressesCannotWashOutALockOut() {
+        let limiter = FailureLimiter(limits: .init(perAddress: 100, perAccount: 2), capacity: 50)
+        limiter.recordFailure(FailureLimiter.keys(account: "victim", address: "198.51.100.1"), now: 1_000)
+        limiter.recordFailure(FailureLimiter.keys(account: "victim", address: "198.51.100.1"), now: 1_000)
+        #expect(limiter.refusal(account: "victim", address: "198.51.100.1", now: 1_000) != nil)
+        for i in 0..<500 { limiter.recordFailure([.address("203.0.113.\(i % 250)-\(i)")], now: 2_000) }
+        #expect(limiter.refusal(account: "victim", address: "198.51.100.1", now: 2_000) != nil)
+        #expect(limiter.refusal(account: "victim", address: "198.51.100.1", now: 62_000) == nil)
     }
 
     @Test func anAddressPastItsFailureLimitGets429ButCorrectCheapSecretsPass() throws {
@@ -389,6 +431,14 @@ import Testing
         let id = try #require(h.json("POST", "/api/v1/clients", token: token, body: ["client_name": "x"]).json?["client_id"]?.stringValue)
         let r = h.call("PUT", "/api/v1/clients/\(id)/logo", headers: [("Authorization", "Bearer \(token)"), ("Content-Type", "image/png")], body: png(4096, 4096))
         #expect(r.status == 400)
+        // A JPEG with more than 64 scans (a decoding CPU bomb) is refused from its markers.
+        var jpeg = Fixtures.jpeg64x48
+        let eoi = jpeg.count - 2
+        jpeg.insert(contentsOf: Array(repeating: [0xFF, 0xDA, 0x00, 0x08, 0x01, 0x01, 0x00, 0x00, 0x3F, 0x00, 0x00], count: 80).flatMap { $0 }, at: eoi)
+        let jpegHeader = try #require(Imaging.header(jpeg))
+        #expect(jpegHeader.scans > 64)
+        #expect(!Imaging.acceptable(jpegHeader))
+        #expect(Imaging.header(Fixtures.jpeg64x48)?.scans == 1)
         // A GIF whose first frame is larger than its logical screen is judged by the frame.
         var gif = Fixtures.gif20x10
         let frame = try #require(gif.firstIndex(of: 0x2C))
