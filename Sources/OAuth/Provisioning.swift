@@ -74,6 +74,32 @@ public struct Provisioning {
         return pepper
     }
 
+    /// SPEC 7.1: with a key-encryption key configured, nothing that could mint
+    /// or verify a credential stays in clear. Seals what was stored before
+    /// the KEK was configured (signing private keys, upstream client secrets,
+    /// the pepper), in one transaction; returns how many it sealed. Run by
+    /// `latchkey serve` at start; a no-op without a KEK or when all is sealed.
+    @discardableResult
+    public static func sealAtRest(store: Store, env: Environment) throws -> Int {
+        guard let kek = env.kek else { return 0 }
+        _ = try secretHasher(store: store, env: env)
+        return try store.write {
+            var sealed = 0
+            for key in try store.signingKeys() where !key.encrypted {
+                try store.sealSigningKey(kid: key.kid, privateKey: try SealedBox.seal(key.privateKey, key: kek))
+                sealed += 1
+            }
+            if sealed > 0 { try KeyManagement.bumpVersion(store) }
+            for var record in try store.upstreamsStoredInClear() {
+                record.secret = try SealedBox.seal(record.secret, key: kek)
+                record.secretEncrypted = true
+                try store.updateUpstream(record)
+                sealed += 1
+            }
+            return sealed
+        }
+    }
+
     /// Schema must exist; creates the first signing key, the first
     /// organization and its primary client. Fails on an initialized database.
     public func initialize(issuer: String, organizationName: String, clientLimit: Int, algorithm: SignatureAlgorithm = .es256) throws -> ProvisionedOrganization {

@@ -51,6 +51,8 @@ public protocol Store: AnyObject {
     func signingKeys() throws -> [SigningKeyRecord]
     func retireSigningKeys(at: Int64) throws
     func deleteSigningKeys(retiredBefore: Int64) throws
+    /// Replaces a key's private key by its sealed form.
+    func sealSigningKey(kid: String, privateKey: [UInt8]) throws
 
     func revokeAccessToken(jti: String, expiresAt: Int64) throws
     func isAccessTokenRevoked(jti: String) throws -> Bool
@@ -98,6 +100,8 @@ public protocol Store: AnyObject {
     func upstream(organizationID: String, name: String) throws -> UpstreamClient?
     func upstreams(organizationID: String) throws -> [UpstreamClient]
     func deleteUpstream(sysID: String) throws
+    /// Upstream records whose secret is not sealed (stored before a KEK was configured).
+    func upstreamsStoredInClear() throws -> [UpstreamClient]
 
     func appendAudit(_ event: AuditEvent) throws
     func auditEvents(organizationID: String, limit: Int, offset: Int) throws -> (events: [AuditEvent], total: Int)

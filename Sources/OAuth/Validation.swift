@@ -205,15 +205,19 @@ public struct ClientSpec: Sendable, Equatable {
         isDisplaySafe(text) ? text : String(String.UnicodeScalarView(text.unicodeScalars.filter { isDisplaySafe(String($0)) }))
     }
 
-    /// Whether a name shown to end users is safe to show: no control
-    /// characters (C0, DEL, C1) and no bidirectional controls or invisible
-    /// formatting that could make it read as something else (SPEC 7.1).
+    /// Whether a name shown to end users is safe to show (SPEC 7.1): no
+    /// character that could make it read as something else. Refused by
+    /// Unicode property, not by a list: controls (Cc), format characters (Cf:
+    /// bidirectional overrides and isolates, zero-width characters, tags),
+    /// line and paragraph separators (Zl, Zp), private use (Co), surrogates
+    /// and unassigned code points (Cs, Cn), and every default-ignorable code
+    /// point (variation selectors, Hangul fillers, combining grapheme joiner).
     public static func isDisplaySafe(_ text: String) -> Bool {
         !text.unicodeScalars.contains { u in
-            let v = u.value
-            return v < 0x20 || (0x7F...0x9F).contains(v)
-                || (0x200B...0x200F).contains(v) || (0x202A...0x202E).contains(v) || (0x2060...0x206F).contains(v)
-                || v == 0xFEFF || v == 0x061C || (0xFFF9...0xFFFB).contains(v)
+            switch u.properties.generalCategory {
+            case .control, .format, .lineSeparator, .paragraphSeparator, .privateUse, .surrogate, .unassigned: return true
+            default: return u.properties.isDefaultIgnorableCodePoint
+            }
         }
     }
 

@@ -407,6 +407,10 @@ public final class SQLiteStore: Store {
         try exec("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL", [.integer(at)])
     }
 
+    public func sealSigningKey(kid: String, privateKey: [UInt8]) throws {
+        try exec("UPDATE signing_keys SET private_key = ?, encrypted = 1 WHERE kid = ?", [.blob(privateKey), .text(kid)])
+    }
+
     public func deleteSigningKeys(retiredBefore: Int64) throws {
         try exec("DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND retired_at < ?", [.integer(retiredBefore)])
     }
@@ -643,6 +647,10 @@ public final class SQLiteStore: Store {
     public func upstreams(organizationID: String) throws -> [UpstreamClient] {
         try rows("SELECT \(SQLiteStore.upstreamColumns) FROM upstream_clients WHERE organization_id = ? ORDER BY name",
                  [.text(organizationID)]).map(SQLiteStore.upstream)
+    }
+
+    public func upstreamsStoredInClear() throws -> [UpstreamClient] {
+        try rows("SELECT \(SQLiteStore.upstreamColumns) FROM upstream_clients WHERE secret_encrypted = 0").map(SQLiteStore.upstream)
     }
 
     public func deleteUpstream(sysID: String) throws { try exec("DELETE FROM upstream_clients WHERE sys_id = ?", [.text(sysID)]) }

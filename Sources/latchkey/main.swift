@@ -263,6 +263,8 @@ enum ServeCommand {
             throw ValidationError("--log-level must be one of " + Logger.Level.allCases.map(\.name).joined(separator: ", "))
         }
         ProcessMemory.returnLargeAllocationsAtOnce()
+        // Whatever was stored in clear before a KEK was configured is sealed now.
+        let sealed = try Provisioning.sealAtRest(store: store, env: environment)
         let app = Application(env: environment, logger: Logger(level: level), images: ReencodeImage.childProcess())
         let writerLock = WriterLock()
         // Requests checkpoint only past 16,000 WAL pages (a backstop); the checkpointer does it every 200 ms
@@ -276,7 +278,8 @@ enum ServeCommand {
         let signal = try server.run {
             // Started here, after the pool has blocked TERM/INT/HUP, so the thread inherits the mask.
             checkpointer.start()
-            app.logger.info("latchkey serving", [("listen", .string(address.description)), ("workers", JSON(workers)), ("issuer", .string(issuer))])
+            app.logger.info("latchkey serving", [("listen", .string(address.description)), ("workers", JSON(workers)), ("issuer", .string(issuer)),
+                                                 ("sealed_at_start", JSON(sealed))])
         }
         app.logger.info("latchkey stopped", [("signal", JSON(Int(signal)))])
     }

@@ -5,6 +5,7 @@ import Synchronization
 import HTTPCore
 import Imaging
 import OAuth
+import Server
 import Testing
 
 /// The findings of the outside security review (issue 10), one test per
@@ -521,6 +522,36 @@ import Testing
         #expect(b.send("DELETE", "/api/v1/session").status == 204)
     }
 
+    /// Keys and upstream secrets stored before a KEK was configured are sealed
+    /// when one is; tokens signed before keep verifying, and new ones are signed.
+    @Test func whatWasStoredInClearIsSealedWhenAKEKIsConfigured() throws {
+        let h = try Harness()
+        let token = try h.token()
+        let created = h.call("POST", "/uc/resources/oauthclient", headers: [
+            ("Authorization", Harness.basic(h.primary.clientID, h.primary.clientSecret)), ("Content-Type", "application/json"),
+        ], body: Array(#"{"name": "G", "provider": "Google", "clientId": "x.apps", "clientSecret": "upstream-secret", "scopes": ["openid"]}"#.utf8))
+        #expect(created.status == 200)
+        #expect(try h.store.signingKeys().allSatisfy { !$0.encrypted })
+        let clock = h.clock
+        let kek = OAuth.Environment(issuer: Harness.issuer, now: { clock.now }, kek: Array(repeating: 3, count: 32))
+        #expect(try Provisioning.sealAtRest(store: h.store, env: kek) == 2)
+        #expect(try h.store.signingKeys().allSatisfy(\.encrypted))
+        #expect(try h.store.upstreamsStoredInClear().isEmpty)
+        #expect(try h.store.meta("secret_pepper") == nil)
+        #expect(try Provisioning.sealAtRest(store: h.store, env: kek) == 0)
+        let worker = try Worker(app: Application(env: kek, logger: Logger(level: .off)), store: h.store)
+        let call = { (method: String, path: String, headers: [(String, String)], body: [UInt8]) in
+            worker.handle(Request(method: method, path: path, headers: Headers(headers), body: body))
+        }
+        #expect(call("GET", "/api/v1/clients/current", [("Authorization", "Bearer \(token)")], []).status == 200)
+        let fresh = call("POST", "/oauth2/token", [("Content-Type", "application/x-www-form-urlencoded"),
+                                                  ("Authorization", Harness.basic(h.primary.clientID, h.primary.clientSecret))],
+                         Array("grant_type=client_credentials".utf8))
+        #expect(fresh.status == 200)
+        #expect(try h.store.upstreams(organizationID: h.primary.organizationID).first.map { try SealedBox.open($0.secret, key: Array(repeating: 3, count: 32)) }
+                == Array("upstream-secret".utf8))
+    }
+
     // 17. Loopback ports are plain digits.
     @Test func loopbackPortsArePlainDigits() {
         let registered = ["http://127.0.0.1/cb", "http://[::1]/cb"]
@@ -561,7 +592,9 @@ import Testing
     @Test func displayedNamesAreSafeAndTheConsentNamesTheOrganization() throws {
         let h = try Harness()
         let token = try h.token()
-        for name in ["Pay\u{202E}lapyaP", "a\u{200F}b", "x\u{0085}y", "tab\tname", "\u{2066}iso"] {
+        for name in ["Pay\u{202E}lapyaP", "a\u{200F}b", "x\u{0085}y", "tab\tname", "\u{2066}iso", "line\u{2028}sep", "par\u{2029}a",
+                     "soft\u{00AD}hyphen", "mongolian\u{180E}", "arabic\u{0600}", "cgj\u{034F}", "emoji\u{FE0F}", "music\u{1D173}",
+                     "tag\u{E0041}", "\u{115F}filler", "han\u{3164}", "private\u{E000}", "unassigned\u{0378}"] {
             #expect(h.json("POST", "/api/v1/clients", token: token, body: ["client_name": .string(name)]).status == 400, "\(name.unicodeScalars.map(\.value))")
             #expect(h.json("POST", "/api/oauth/app", token: token, body: ["name": .string(name), "redirect_uri": "https://x.example/cb"]).status == 400)
         }

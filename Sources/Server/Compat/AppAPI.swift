@@ -39,7 +39,7 @@ enum AppSurface {
 
     static func json(_ c: Client, logo: [UInt8]?) -> JSON {
         [
-            "client_id": .string(c.clientID), "name": .string(c.name), "url": .string(c.clientURI ?? ""),
+            "client_id": .string(c.clientID), "name": .string(ClientSpec.displaySafe(c.name)), "url": .string(c.clientURI ?? ""),
             "redirect_uri": .string(c.redirectURIs.first ?? ""),
             "logo": .string(logo.map { "data:image/png;base64," + Base64.encode($0) } ?? ""),
             "time": .int(c.updatedAt / 1000), "creation_time": .int(c.createdAt / 1000),
@@ -47,10 +47,10 @@ enum AppSurface {
     }
 
     /// The public reads serve only clients that can ask a user for consent
-    /// (SPEC 6.4): the authorization_code grant and a redirect URI, never a
-    /// primary or machine client.
+    /// (SPEC 6.4): enabled, the authorization_code grant and a redirect URI,
+    /// never a primary or machine client.
     static func isPubliclyReadable(_ c: Client) -> Bool {
-        !c.isPrimary && c.grantTypes.contains("authorization_code") && !c.redirectURIs.isEmpty
+        !c.isPrimary && c.enabled && c.grantTypes.contains("authorization_code") && !c.redirectURIs.isEmpty
     }
 
     /// The most ids one public batch read takes (SPEC 6.4, 7.1).
