@@ -15,9 +15,11 @@ public struct AccessTokenClaims: Sendable, Equatable {
     public var authTime: Int64?
     /// The grant (user authorization) a user token descends from.
     public var grantID: String?
+    /// The client's token generation at issuance (`gen`, absent when 0).
+    public var generation: Int
 
     public init(issuer: String, subject: String, audience: String, clientID: String, scope: [String], issuedAt: Int64,
-                expiresAt: Int64, jti: String, authTime: Int64? = nil, grantID: String? = nil) {
+                expiresAt: Int64, jti: String, authTime: Int64? = nil, grantID: String? = nil, generation: Int = 0) {
         self.issuer = issuer
         self.subject = subject
         self.audience = audience
@@ -28,6 +30,7 @@ public struct AccessTokenClaims: Sendable, Equatable {
         self.jti = jti
         self.authTime = authTime
         self.grantID = grantID
+        self.generation = generation
     }
 
     /// A token the client obtained for itself (client_credentials): no user,
@@ -44,6 +47,7 @@ public struct AccessTokenClaims: Sendable, Equatable {
         ]
         if let authTime { members.append(("auth_time", .int(authTime))) }
         if let grantID { members.append(("gid", .string(grantID))) }
+        if generation != 0 { members.append(("gen", .int(Int64(generation)))) }
         return .object(members)
     }
 
@@ -52,7 +56,8 @@ public struct AccessTokenClaims: Sendable, Equatable {
               let cid = json["client_id"]?.stringValue, let scope = json["scope"]?.stringValue, let iat = json["iat"]?.intValue,
               let exp = json["exp"]?.intValue, let jti = json["jti"]?.stringValue else { return nil }
         self.init(issuer: iss, subject: sub, audience: aud, clientID: cid, scope: Scopes.parse(scope) ?? [], issuedAt: iat,
-                  expiresAt: exp, jti: jti, authTime: json["auth_time"]?.intValue, grantID: json["gid"]?.stringValue)
+                  expiresAt: exp, jti: jti, authTime: json["auth_time"]?.intValue, grantID: json["gid"]?.stringValue,
+                  generation: Int(json["gen"]?.intValue ?? 0))
     }
 }
 
@@ -99,11 +104,11 @@ public struct AccessTokens {
     /// The audience of tokens Latchkey issues: its own APIs under the issuer.
     public var audience: String { env.issuer }
 
-    public func issue(clientID: String, subject: String, scope: [String], ttl: Int, authTime: Int64? = nil, grantID: String? = nil) throws -> (token: String, claims: AccessTokenClaims) {
+    public func issue(client: Client, subject: String, scope: [String], ttl: Int, authTime: Int64? = nil, grantID: String? = nil) throws -> (token: String, claims: AccessTokenClaims) {
         let now = env.nowSeconds
-        let claims = AccessTokenClaims(issuer: env.issuer, subject: subject, audience: audience, clientID: clientID, scope: scope,
+        let claims = AccessTokenClaims(issuer: env.issuer, subject: subject, audience: audience, clientID: client.clientID, scope: scope,
                                        issuedAt: now, expiresAt: now + Int64(ttl), jti: env.randomToken(bytes: 18),
-                                       authTime: authTime, grantID: grantID)
+                                       authTime: authTime, grantID: grantID, generation: client.tokenGeneration)
         let (kid, key) = try keys.signingKey()
         let token = try JWS.sign(payload: claims.json, key: key, kid: kid, typ: AccessTokens.type)
         return (token, claims)
@@ -112,10 +117,11 @@ public struct AccessTokens {
     /// The claims of a token this server issued that is still active: a
     /// published key's signature with its own algorithm, `typ` at+jwt, our
     /// issuer and audience, not expired, not revoked, and its client still
-    /// present and enabled. nil for anything else, garbage included.
+    /// present, enabled and of the token's generation. nil for anything
+    /// else, garbage included.
     public func validate(_ token: String) throws -> (claims: AccessTokenClaims, client: Client)? {
         guard let claims = try verifiedClaims(token) else { return nil }
-        guard let client = try store.client(claims.clientID), client.enabled else { return nil }
+        guard let client = try store.client(claims.clientID), client.enabled, client.tokenGeneration == claims.generation else { return nil }
         return (claims, client)
     }
 

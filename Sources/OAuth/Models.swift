@@ -39,12 +39,18 @@ public struct Client: Sendable, Equatable {
     public var version: Int
     public var lastUsedAt: Int64?
     public var hasLogo: Bool
+    /// Carried by every token issued to the client (`gen`); a token of an
+    /// older generation is inactive. Bumped when the client is disabled and
+    /// when an operator resets it, so neither re-enabling nor the old secret
+    /// brings a token back.
+    public var tokenGeneration: Int
 
     public init(clientID: String, organizationID: String, isPrimary: Bool = false, name: String, description: String? = nil,
                 clientURI: String? = nil, redirectURIs: [String] = [], grantTypes: [String] = ["client_credentials"],
                 authMethod: String = "client_secret_basic", scope: [String] = [], accessTokenTTL: Int = 900,
                 refreshTokenTTL: Int = 2_592_000, enabled: Bool = true, extraData: JSON = .object([]), attributes: JSON = .object([]),
-                createdAt: Int64, updatedAt: Int64? = nil, version: Int = 1, lastUsedAt: Int64? = nil, hasLogo: Bool = false) {
+                createdAt: Int64, updatedAt: Int64? = nil, version: Int = 1, lastUsedAt: Int64? = nil, hasLogo: Bool = false,
+                tokenGeneration: Int = 0) {
         self.clientID = clientID
         self.organizationID = organizationID
         self.isPrimary = isPrimary
@@ -65,6 +71,7 @@ public struct Client: Sendable, Equatable {
         self.version = version
         self.lastUsedAt = lastUsedAt
         self.hasLogo = hasLogo
+        self.tokenGeneration = tokenGeneration
     }
 
     public var isPublic: Bool { authMethod == "none" }

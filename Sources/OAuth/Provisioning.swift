@@ -157,6 +157,8 @@ public struct Provisioning {
             for scope in Scopes.primary where !client.scope.contains(scope) { client.scope.append(scope) }
             client.enabled = true
             if client.authMethod == "none" { client.authMethod = "client_secret_basic" }
+            // The reset ends every token issued so far (a leaked secret's tokens included).
+            client.tokenGeneration += 1
             client.version += 1
             client.updatedAt = now
             try store.updateClient(client)

@@ -180,6 +180,11 @@ public struct ClientRegistry {
             spec.apply(to: &updated)
             updated.version = current.version + 1
             updated.updatedAt = env.now()
+            if current.enabled && !updated.enabled {
+                // SPEC 4.5: a disabled client's tokens end now, and re-enabling it brings none back.
+                updated.tokenGeneration += 1
+                try store.revokeFamilies(clientID: id, at: env.now())
+            }
             try store.updateClient(updated)
             if updated.isPublic && !current.isPublic {
                 for secret in try store.secrets(clientID: id) { try store.deleteSecret(id: secret.id) }

@@ -78,6 +78,8 @@ public protocol Store: AnyObject {
     func insertFamily(id: String, clientID: String, userID: String, createdAt: Int64) throws
     func revokeFamily(id: String, at: Int64) throws
     func revokeFamilies(userID: String, clientID: String, at: Int64) throws
+    /// Every grant of a client, whoever the user.
+    func revokeFamilies(clientID: String, at: Int64) throws
     func isFamilyRevoked(id: String) throws -> Bool
 
     func insertRefreshToken(_ token: RefreshTokenRecord) throws

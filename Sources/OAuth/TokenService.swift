@@ -45,7 +45,7 @@ public struct TokenService {
             guard requested.allSatisfy(client.scope.contains) else { throw OAuthError.invalidScope() }
             scope = requested
         }
-        let issued = try tokens.issue(clientID: client.clientID, subject: client.clientID, scope: scope, ttl: client.accessTokenTTL)
+        let issued = try tokens.issue(client: client, subject: client.clientID, scope: scope, ttl: client.accessTokenTTL)
         return TokenResponse(accessToken: issued.token, expiresIn: client.accessTokenTTL, scope: scope)
     }
 

@@ -140,7 +140,7 @@ extension TokenService {
 
     /// Signs the access token (and the ID token) of a committed grant.
     func sign(_ i: Issuance) throws -> TokenResponse {
-        let access = try tokens.issue(clientID: i.client.clientID, subject: i.userID, scope: i.scope, ttl: i.client.accessTokenTTL,
+        let access = try tokens.issue(client: i.client, subject: i.userID, scope: i.scope, ttl: i.client.accessTokenTTL,
                                       authTime: i.authTime, grantID: i.familyID)
         var response = TokenResponse(accessToken: access.token, expiresIn: i.client.accessTokenTTL, scope: i.scope)
         response.refreshToken = i.refreshToken

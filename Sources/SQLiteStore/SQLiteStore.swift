@@ -270,7 +270,8 @@ public final class SQLiteStore: Store {
     static let clientColumns = """
         c.client_id, c.organization_id, c.is_primary, c.client_name, c.description, c.client_uri, c.redirect_uris, c.grant_types,
         c.token_endpoint_auth_method, c.scope, c.access_token_ttl, c.refresh_token_ttl, c.enabled, c.extra_data, c.attributes,
-        c.created_at, c.updated_at, c.version, c.last_used_at, EXISTS(SELECT 1 FROM client_logos l WHERE l.client_id = c.client_id)
+        c.created_at, c.updated_at, c.version, c.last_used_at, EXISTS(SELECT 1 FROM client_logos l WHERE l.client_id = c.client_id),
+        c.token_generation
         """
 
     static func client(_ r: Row) -> Client {
@@ -280,21 +281,21 @@ public final class SQLiteStore: Store {
                       authMethod: r.string(8), scope: Scopes.parse(r.string(9)) ?? [], accessTokenTTL: Int(r.int(10)),
                       refreshTokenTTL: Int(r.int(11)), enabled: r.bool(12), extraData: (try? JSON.parse(r.string(13))) ?? .object([]),
                       attributes: (try? JSON.parse(r.string(14))) ?? .object([]), createdAt: r.int(15), updatedAt: r.int(16),
-                      version: Int(r.int(17)), lastUsedAt: r.optionalInt(18), hasLogo: r.bool(19))
+                      version: Int(r.int(17)), lastUsedAt: r.optionalInt(18), hasLogo: r.bool(19), tokenGeneration: Int(r.int(20)))
     }
 
     static func values(_ c: Client) -> [SQLValue] {
         [.text(c.clientID), .text(c.organizationID), SQLValue(c.isPrimary), .text(c.name), SQLValue(c.description), SQLValue(c.clientURI),
          .text(JSON(c.redirectURIs).text), .text(JSON(c.grantTypes).text), .text(c.authMethod), .text(Scopes.join(c.scope)),
          SQLValue(c.accessTokenTTL), SQLValue(c.refreshTokenTTL), SQLValue(c.enabled), .text(c.extraData.text), .text(c.attributes.text),
-         .integer(c.createdAt), .integer(c.updatedAt), SQLValue(c.version), SQLValue(c.lastUsedAt)]
+         .integer(c.createdAt), .integer(c.updatedAt), SQLValue(c.version), SQLValue(c.lastUsedAt), SQLValue(c.tokenGeneration)]
     }
 
     public func insertClient(_ c: Client) throws {
         try exec("""
             INSERT INTO clients(client_id, organization_id, is_primary, client_name, description, client_uri, redirect_uris, grant_types,
               token_endpoint_auth_method, scope, access_token_ttl, refresh_token_ttl, enabled, extra_data, attributes, created_at,
-              updated_at, version, last_used_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+              updated_at, version, last_used_at, token_generation) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, SQLiteStore.values(c))
     }
 
@@ -310,7 +311,7 @@ public final class SQLiteStore: Store {
         try exec("""
             UPDATE clients SET is_primary = ?, client_name = ?, description = ?, client_uri = ?, redirect_uris = ?, grant_types = ?,
               token_endpoint_auth_method = ?, scope = ?, access_token_ttl = ?, refresh_token_ttl = ?, enabled = ?, extra_data = ?,
-              attributes = ?, created_at = ?, updated_at = ?, version = ?, last_used_at = ? WHERE client_id = ?
+              attributes = ?, created_at = ?, updated_at = ?, version = ?, last_used_at = ?, token_generation = ? WHERE client_id = ?
             """, values)
     }
 
@@ -522,6 +523,10 @@ public final class SQLiteStore: Store {
     public func revokeFamilies(userID: String, clientID: String, at: Int64) throws {
         try exec("UPDATE token_families SET revoked_at = ? WHERE user_id = ? AND client_id = ? AND revoked_at IS NULL",
                  [.integer(at), .text(userID), .text(clientID)])
+    }
+
+    public func revokeFamilies(clientID: String, at: Int64) throws {
+        try exec("UPDATE token_families SET revoked_at = ? WHERE client_id = ? AND revoked_at IS NULL", [.integer(at), .text(clientID)])
     }
 
     public func isFamilyRevoked(id: String) throws -> Bool {

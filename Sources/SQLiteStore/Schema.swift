@@ -243,6 +243,12 @@ enum Schema {
         END;
         DELETE FROM sessions;
         ALTER TABLE client_logos ADD COLUMN preview BLOB;
+        -- Clients registered with a user's or an organization's id form before
+        -- the prefixes were reserved could mint tokens with a user's subject.
+        UPDATE clients SET enabled = 0 WHERE is_primary = 0 AND (lower(client_id) LIKE 'usr-%' OR lower(client_id) LIKE 'org-%');
+        -- A client's token generation: tokens carry it, and bumping it ends
+        -- every token issued before (a disable, an operator's reset).
+        ALTER TABLE clients ADD COLUMN token_generation INTEGER NOT NULL DEFAULT 0;
         CREATE INDEX authorization_codes_by_user_client ON authorization_codes(user_id, client_id);
         """,
     ]

@@ -345,6 +345,34 @@ import Testing
         }
     }
 
+    /// Disabling a client ends its tokens for good (re-enabling brings none
+    /// back, refresh tokens included); an operator's reset ends the primary's.
+    @Test func disablingOrResettingAClientEndsItsTokensForGood() throws {
+        let h = try Harness()
+        _ = try h.user()
+        let primary = try h.token()
+        let created = try #require(h.json("POST", "/api/v1/clients", token: primary, body: [
+            "client_name": "c", "scope": "openid offline_access clients:read", "redirect_uris": .array([.string(Harness.redirect)]),
+            "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
+        ]).json)
+        let id = try #require(created["client_id"]?.stringValue), secret = try #require(created["client_secret"]?.stringValue)
+        let own = try h.token(clientID: id, secret: secret)
+        let pkce = PKCE()
+        let code = try flow.code(h, Browser(h), client: id, pkce: pkce, scope: "openid offline_access")
+        let tokens = try #require(flow.exchange(h, client: id, secret: secret, code: code, verifier: pkce.verifier).json)
+        let refresh = try #require(tokens["refresh_token"]?.stringValue)
+        #expect(h.json("PATCH", "/api/v1/clients/\(id)", token: primary, body: ["enabled": false]).status == 200)
+        #expect(h.json("PATCH", "/api/v1/clients/\(id)", token: primary, body: ["enabled": true]).status == 200)
+        #expect(h.json("GET", "/api/v1/clients/current", token: own).status == 401)
+        #expect(h.form("/oauth2/introspect", [("token", own)], basic: (h.primary.clientID, h.primary.clientSecret)).json == ["active": false])
+        #expect(h.form("/oauth2/token", [("grant_type", "refresh_token"), ("refresh_token", refresh)], basic: (id, secret)).status == 400)
+        let again = try h.token(clientID: id, secret: secret)
+        #expect(h.json("GET", "/api/v1/clients/current", token: again).status == 200)
+        // The operator's reset ends the primary's outstanding tokens too.
+        _ = try Provisioning(env: h.env, store: h.store).resetPrimary(organizationID: h.primary.organizationID)
+        #expect(h.json("GET", "/api/v1/clients", token: primary).status == 401)
+    }
+
     // 7. Reserved prefixes: a client can never carry a user's subject.
     @Test func clientIDsCannotTakeUserOrOrganizationForms() throws {
         let h = try Harness()
