@@ -49,31 +49,37 @@ public struct ClientAuthenticator {
             let now = env.now()
             let found = try store.client(clientID)
             let secrets = found == nil ? [] : try store.secrets(clientID: clientID)
-            // Ten failures on this client from this address (or the client's
-            // overall limit, once this address failed on it too): 429 before
-            // any verification, the same for unknown ids (no oracle), unless
-            // the secret is proven right cheaply (an HMAC, a remembered password).
-            if let wait = guards?.failures.refusal(account: clientID, address: address, now: now),
-               !hasher.matchesCheaply(secret, against: secrets, now: now, guards: guards) {
-                throw OAuthError.rateLimited(retryAfter: wait, detail: "failure limit of the client from this address")
+            // The usual case first: a secret proven right cheaply (a generated
+            // secret's HMAC, a password verified before) never meets a limit.
+            let cheap = found != nil && hasher.matchesCheaply(secret, against: secrets, now: now, guards: guards)
+            let keys = cheap ? [] : FailureLimiter.keys(account: clientID, address: address)
+            if !cheap {
+                // Ten failures on this client from this address (or the
+                // client's overall limit, once this address failed on it
+                // too): 429 before any verification, the same for unknown ids
+                // (no oracle).
+                if let wait = guards?.failures.refusal(account: clientID, address: address, now: now) {
+                    throw OAuthError.rateLimited(retryAfter: wait, detail: "failure limit of the client from this address")
+                }
             }
-            let keys = FailureLimiter.keys(account: clientID, address: address)
             guard let client = found else {
                 // Spend comparable time on unknown ids so they cannot be told apart.
                 _ = hasher.hmacHash(secret)
                 try recordFailure(keys, now: now, basic: basic)
                 throw OAuthError.invalidClient(basic: basic, detail: "unknown client")
             }
-            let ok: Bool
-            do {
-                ok = try hasher.verify(secret, against: secrets, now: now, guards: guards, limitKeys: [.address(address)])
-            } catch let e as TooManyFailures {
-                throw OAuthError.rateLimited(retryAfter: e.retryAfterSeconds, detail: "failure limit of the address before a slow hash")
-            } catch is SlowHashesBusy {
-                throw OAuthError.serverBusy(detail: "slow-hash pool full")
+            var ok = cheap
+            if !ok {
+                do {
+                    ok = try hasher.verify(secret, against: secrets, now: now, guards: guards, limitKeys: [.address(address)])
+                } catch let e as TooManyFailures {
+                    throw OAuthError.rateLimited(retryAfter: e.retryAfterSeconds, detail: "failure limit of the address before a slow hash")
+                } catch is SlowHashesBusy {
+                    throw OAuthError.serverBusy(detail: "slow-hash pool full")
+                }
             }
             guard ok, !client.isPublic, client.enabled else {
-                try recordFailure(keys, now: now, basic: basic)
+                try recordFailure(keys.isEmpty ? FailureLimiter.keys(account: clientID, address: address) : keys, now: now, basic: basic)
                 throw OAuthError.invalidClient(basic: basic, detail: "bad secret or disabled client")
             }
             if enforceMethod && !env.acceptAnySecretMethod {
