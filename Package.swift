@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Layering (see README "Architecture"): four system-library targets, each
+// Layering (see README "Architecture"): five system-library targets, each
 // imported by exactly one thin wrapper; everything above them is safe Swift.
 let package = Package(
     name: "Latchkey",
@@ -16,11 +16,13 @@ let package = Package(
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL"),
         .systemLibrary(name: "CGD", path: "Sources/CGD"),
+        .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
 
         .target(name: "FastCGI", dependencies: ["CFastCGI"]),
         .target(name: "SQLite", dependencies: ["CSQLite"]),
         .target(name: "Cryptography", dependencies: ["COpenSSL", "Common"]),
         .target(name: "Imaging", dependencies: ["CGD"]),
+        .target(name: "Postgres", dependencies: ["CLibPQ"]),
 
         .target(name: "Common"),
         .target(name: "HTTPCore", dependencies: ["Common"]),
@@ -33,7 +35,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "LatchkeyTests", dependencies: [
-            "Common", "HTTPCore", "JOSE", "OAuth", "SQLite", "SQLiteStore", "Server", "Cryptography", "Imaging",
+            "Common", "HTTPCore", "JOSE", "OAuth", "SQLite", "SQLiteStore", "Server", "Cryptography", "Imaging", "Postgres",
         ]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,93 @@
+import Foundation
+import Postgres
+import Testing
+
+/// The libpq wrapper against a real PostgreSQL (`scripts/test` starts a
+/// throwaway cluster and sets `LATCHKEY_TEST_DATABASE_URL`; without it these
+/// tests are reported as skipped, not passed).
+enum TestDatabase {
+    static let url = ProcessInfo.processInfo.environment["LATCHKEY_TEST_DATABASE_URL"]
+    static var available: Bool { url != nil }
+}
+
+@Suite(.enabled(if: TestDatabase.available, "needs LATCHKEY_TEST_DATABASE_URL (scripts/test starts a cluster)"))
+struct PostgresTests {
+    func connection(timeoutMillis: Int = 3_000) throws -> PGConnection { try PGConnection(TestDatabase.url!, timeoutMillis: timeoutMillis) }
+
+    @Test func valuesRoundTripInTheBinaryFormat() throws {
+        let c = try connection()
+        try c.run("CREATE TEMP TABLE t (i BIGINT, s TEXT, b BYTEA, f BOOLEAN, n TEXT)")
+        let bytes: [UInt8] = [0, 1, 2, 255, 0, 128]
+        try c.execute("INSERT INTO t VALUES ($1, $2, $3, $4, $5)", [.int(-9_007_199_254_740_993), .text("Grüße, 名前 ✓"), .bytes(bytes), .bool(true), .null])
+        let row = try #require(try c.execute("SELECT i, s, b, f, n, 7::int4, (-2)::int2 FROM t").rows.first)
+        #expect(row.int(0) == -9_007_199_254_740_993)
+        #expect(row.string(1) == "Grüße, 名前 ✓")
+        #expect(row.blob(2) == bytes)
+        #expect(row.bool(3))
+        #expect(row.optionalString(4) == nil)
+        #expect(row.int(5) == 7)
+        #expect(row.int(6) == -2)
+        #expect(try c.execute("UPDATE t SET i = i + 1 WHERE f").affected == 1)
+    }
+
+    @Test func constraintViolationsCarryTheirSQLState() throws {
+        let c = try connection()
+        try c.run("CREATE TEMP TABLE u (id TEXT PRIMARY KEY)")
+        try c.execute("INSERT INTO u VALUES ($1)", [.text("a")])
+        do {
+            try c.execute("INSERT INTO u VALUES ($1)", [.text("a")])
+            Issue.record("a duplicate key was accepted")
+        } catch let e as PGError {
+            #expect(e.sqlstate == "23505")
+            #expect(e.isConstraint && !e.isConnectionFailure && !e.isRetryable)
+            #expect(!e.description.contains("\"a\""), "errors never carry bound values: \(e)")
+        }
+        // In a transaction the failure leaves it aborted until a rollback.
+        try c.run("BEGIN")
+        #expect(throws: PGError.self) { try c.execute("INSERT INTO u VALUES ($1)", [.text("a")]) }
+        #expect(c.inFailedTransaction)
+        try c.run("ROLLBACK")
+        #expect(!c.inFailedTransaction)
+        #expect(try c.execute("SELECT count(*) FROM u").rows.first?.int(0) == 1)
+    }
+
+    @Test func aStatementPastItsDeadlineDropsTheConnectionAndTheNextReconnects() throws {
+        let c = try connection(timeoutMillis: 500)
+        let started = Date()
+        do {
+            try c.execute("SELECT pg_sleep(5)")
+            Issue.record("pg_sleep(5) answered within 500 ms")
+        } catch let e as PGError {
+            #expect(e.isConnectionFailure)
+        }
+        #expect(Date().timeIntervalSince(started) < 3)
+        #expect(!c.isConnected)
+        #expect(try c.execute("SELECT $1::bigint + 1", [.int(41)]).rows.first?.int(0) == 42)
+        #expect(c.connects == 2)
+    }
+
+    @Test func aTerminatedSessionIsAConnectionFailureThenReconnects() throws {
+        let c = try connection()
+        let pid = try #require(try c.execute("SELECT pg_backend_pid()::bigint").rows.first?.int(0))
+        let other = try connection()
+        try other.execute("SELECT pg_terminate_backend($1::int)", [.int(pid)])
+        var failed = false
+        for _ in 0..<3 {
+            do { try c.execute("SELECT 1::bigint"); if failed { break } } catch let e as PGError { #expect(e.isConnectionFailure); failed = true }
+        }
+        #expect(failed)
+        #expect(try c.execute("SELECT 2::bigint").rows.first?.int(0) == 2)
+    }
+
+    @Test func anUnreachableServerFailsFastAsAConnectionFailure() throws {
+        let started = Date()
+        do {
+            _ = try PGConnection("postgresql:///postgres?host=/nonexistent-latchkey&user=postgres", timeoutMillis: 500)
+            Issue.record("connected to nothing")
+        } catch let e as PGError {
+            #expect(e.isConnectionFailure)
+            #expect(e.sqlstate == nil)
+        }
+        #expect(Date().timeIntervalSince(started) < 2)
+    }
+}
