@@ -29,13 +29,14 @@ let package = Package(
         .target(name: "JOSE", dependencies: ["Common", "Cryptography"]),
         .target(name: "OAuth", dependencies: ["Common", "Cryptography", "JOSE"]),
         .target(name: "SQLiteStore", dependencies: ["Common", "SQLite", "OAuth"]),
+        .target(name: "PostgresStore", dependencies: ["Common", "Postgres", "OAuth"]),
         .target(name: "Server", dependencies: ["Common", "HTTPCore", "JOSE", "OAuth", "Cryptography", "Imaging"]),
         .executableTarget(name: "latchkey", dependencies: [
             "Common", "FastCGI", "HTTPCore", "Imaging", "OAuth", "SQLiteStore", "Server", "Cryptography",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "LatchkeyTests", dependencies: [
-            "Common", "HTTPCore", "JOSE", "OAuth", "SQLite", "SQLiteStore", "Server", "Cryptography", "Imaging", "Postgres",
+            "Common", "HTTPCore", "JOSE", "OAuth", "SQLite", "SQLiteStore", "Server", "Cryptography", "Imaging", "Postgres", "PostgresStore",
         ]),
     ],
     swiftLanguageModes: [.v6]

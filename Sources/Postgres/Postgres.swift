@@ -40,6 +40,12 @@ public struct PGError: Error, CustomStringConvertible, Sendable {
     public let message: String
     public let isConnectionFailure: Bool
 
+    public init(sqlstate: String?, message: String, isConnectionFailure: Bool) {
+        self.sqlstate = sqlstate
+        self.message = message
+        self.isConnectionFailure = isConnectionFailure
+    }
+
     /// 40001 (serialization failure) or 40P01 (deadlock): retry the whole transaction.
     public var isRetryable: Bool { sqlstate == "40001" || sqlstate == "40P01" }
     /// 23xxx: a constraint refused the write.
@@ -166,6 +172,17 @@ public final class PGConnection {
         return result.value
     }
 
+    /// Runs several statements at once (a migration's DDL) in the simple
+    /// query protocol; their results are not read.
+    public func script(_ sql: String) throws {
+        if conn == nil { try connect() }
+        guard let c = conn else { throw PGError(sqlstate: nil, message: "not connected", isConnectionFailure: true) }
+        let sent = sql.withCString { PQsendQuery(c, $0) }
+        roundTrips += 1
+        let result = try collectResults(sent, c)
+        guard result.status == PGRES_COMMAND_OK || result.status == PGRES_TUPLES_OK else { throw failure(result, c) }
+    }
+
     /// The transaction state libpq reports: idle, in a transaction, or in a failed one.
     public var inFailedTransaction: Bool { conn.map { PQtransactionStatus($0) == PQTRANS_INERROR } ?? false }
 
@@ -195,7 +212,11 @@ public final class PGConnection {
             }
             guard let r = PQgetResult(c) else { break }
             defer { PQclear(r) }
-            if collected == nil { collected = PGConnection.collect(r) }
+            let status = PQresultStatus(r)
+            let failed = status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK
+            if collected == nil || (failed && collected.map { $0.status == PGRES_COMMAND_OK || $0.status == PGRES_TUPLES_OK } == true) {
+                collected = PGConnection.collect(r)
+            }
         }
         guard let collected else { throw connectionFailure(c) }
         return collected

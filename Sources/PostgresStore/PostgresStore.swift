@@ -1,0 +1,656 @@
+import Common
+import Foundation
+import OAuth
+import Postgres
+
+/// The PostgreSQL implementation of `Store` (SPEC 9): one connection per
+/// worker thread, every statement prepared, the same SQL shapes as the
+/// SQLite store. Writes run in READ COMMITTED transactions retried whole on
+/// a serialization failure or deadlock (40001, 40P01), so the same code
+/// holds on engines that only offer SERIALIZABLE; exactly-once rules rest
+/// on conditional updates (`... WHERE consumed_at IS NULL`) and their row
+/// counts, and the client limit on a lock of the organization's row. Reads
+/// run in one REPEATABLE READ snapshot. Nothing is remembered between
+/// requests yet: every read asks the database, so what any node commits is
+/// what every node answers next.
+///
+/// A lost or unanswering server is `StoreError.busy` (503 with
+/// `Retry-After`); the next call reconnects.
+public final class PostgresStore: Store {
+    let db: PGConnection
+    private var depth = 0
+    private var writing = false
+    /// Attempts of a write transaction that keeps meeting serialization failures.
+    static let maxAttempts = 5
+
+    /// Connects and, with `migrate`, applies pending migrations.
+    public init(url: String, migrate: Bool = true, timeoutMillis: Int = 3_000) throws {
+        do {
+            db = try PGConnection(url, timeoutMillis: timeoutMillis)
+            if migrate { try PostgresStore.migrate(db) }
+        } catch let error as PGError {
+            throw PostgresStore.map(error)
+        }
+    }
+
+    public static var schemaVersion: Int { PostgresSchema.migrations.count }
+
+    /// Applies pending migrations, each in a transaction holding the lock
+    /// row, so that several nodes may run `latchkey migrate` at once.
+    @discardableResult
+    static func migrate(_ db: PGConnection) throws -> Int {
+        // The lock table itself: two nodes creating it at once may collide (23505/42P07): retry.
+        for attempt in 0..<5 {
+            do {
+                try db.run("CREATE TABLE IF NOT EXISTS schema_version (id BIGINT PRIMARY KEY, version BIGINT NOT NULL)")
+                try db.run("INSERT INTO schema_version(id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING")
+                break
+            } catch let e as PGError where e.sqlstate == "23505" || e.sqlstate == "42P07" {
+                if attempt == 4 { throw e }
+            }
+        }
+        var applied = 0
+        for (index, sql) in PostgresSchema.migrations.enumerated() {
+            try db.run("BEGIN")
+            do {
+                let current = try db.execute("SELECT version FROM schema_version WHERE id = 1 FOR UPDATE").rows.first?.int(0) ?? 0
+                if current >= Int64(index + 1) { try db.run("COMMIT"); continue }
+                try db.script(sql)
+                try db.execute("UPDATE schema_version SET version = $1 WHERE id = 1", [.int(Int64(index + 1))])
+                try db.run("COMMIT")
+                applied += 1
+            } catch {
+                if db.isConnected { _ = try? db.run("ROLLBACK") }
+                throw error
+            }
+        }
+        return applied
+    }
+
+    public func migrate() throws -> Int { try wrap { try PostgresStore.migrate(db) } }
+
+    public func schemaVersionApplied() throws -> Int {
+        try wrap { Int(try db.execute("SELECT version FROM schema_version WHERE id = 1").rows.first?.int(0) ?? 0) }
+    }
+
+    /// Statements sent on this connection (round trips), for tests.
+    public var roundTrips: Int { db.roundTrips }
+
+    static func map(_ error: PGError) -> Error {
+        if error.isConnectionFailure || error.isRetryable || error.sqlstate == "57P01" || error.sqlstate?.hasPrefix("08") == true {
+            return StoreError.busy
+        }
+        if error.isConstraint { return StoreError.conflict(error.sqlstate ?? "") }
+        return error
+    }
+
+    func wrap<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as PGError {
+            throw PostgresStore.map(error)
+        }
+    }
+
+    /// SQLite's `?` placeholders as PostgreSQL's `$1`, `$2`, ...: both stores
+    /// keep one spelling of each statement.
+    static func numbered(_ sql: String) -> String {
+        var out = ""
+        var n = 0
+        var quoted = false
+        for ch in sql {
+            if ch == "'" { quoted.toggle() }
+            if ch == "?" && !quoted {
+                n += 1
+                out += "$\(n)"
+            } else {
+                out.append(ch)
+            }
+        }
+        return out
+    }
+    private var numberedCache: [String: String] = [:]
+
+    func rows(_ sql: String, _ values: [PGValue] = []) throws -> [PGRow] {
+        try statement(sql, values).rows
+    }
+
+    @discardableResult
+    func exec(_ sql: String, _ values: [PGValue] = []) throws -> Int {
+        try statement(sql, values).affected
+    }
+
+    private func statement(_ sql: String, _ values: [PGValue]) throws -> PGResult {
+        let text: String
+        if let known = numberedCache[sql] { text = known } else { text = PostgresStore.numbered(sql); numberedCache[sql] = text }
+        do {
+            return try db.execute(text, values)
+        } catch let error as PGError where depth == 0 {
+            throw PostgresStore.map(error)
+        }
+    }
+
+    /// A read that always asks the database (the place a per-node memo will go).
+    func fresh<V>(_ load: () throws -> V) throws -> V { try load() }
+
+    func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    // MARK: Transactions
+
+    public func write<T>(_ body: () throws -> T) throws -> T {
+        if depth > 0 {
+            precondition(writing, "write transaction requested inside a read transaction")
+            depth += 1
+            defer { depth -= 1 }
+            return try body()
+        }
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                try db.run("BEGIN")
+                depth = 1
+                writing = true
+                defer { depth = 0; writing = false }
+                let result = try body()
+                let commit = try db.run("COMMIT")
+                // A COMMIT of a failed transaction answers ROLLBACK, not an error.
+                guard commit.command == "COMMIT" else { throw PGError(sqlstate: "40001", message: "commit rolled back", isConnectionFailure: false) }
+                return result
+            } catch let error as PGError {
+                if db.isConnected { _ = try? db.run("ROLLBACK") }
+                if error.isRetryable && attempt < PostgresStore.maxAttempts {
+                    usleep(useconds_t(1_000 * (1 << attempt)))
+                    continue
+                }
+                throw PostgresStore.map(error)
+            } catch {
+                if db.isConnected { _ = try? db.run("ROLLBACK") }
+                throw error
+            }
+        }
+    }
+
+    public func read<T>(_ body: () throws -> T) throws -> T {
+        if depth > 0 { return try body() }
+        do {
+            try db.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            depth = 1
+            defer { depth = 0 }
+            let result = try body()
+            try db.run("COMMIT")
+            return result
+        } catch let error as PGError {
+            if db.isConnected { _ = try? db.run("ROLLBACK") }
+            throw PostgresStore.map(error)
+        } catch {
+            if db.isConnected { _ = try? db.run("ROLLBACK") }
+            throw error
+        }
+    }
+
+    // MARK: Meta
+
+    public func deleteMeta(_ key: String) throws {
+        try exec("DELETE FROM meta WHERE key = ?", [.text(key)])
+    }
+
+    public func meta(_ key: String) throws -> String? {
+        try fresh { try rows("SELECT value FROM meta WHERE key = ?", [.text(key)]).first?.string(0) }
+    }
+
+    public func setMeta(_ key: String, _ value: String) throws {
+        try exec("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", [.text(key), .text(value)])
+    }
+
+    // MARK: Organizations
+
+    public func insertOrganization(_ o: Organization) throws {
+        try exec("INSERT INTO organizations(id, name, client_limit, primary_client_id, created_at) VALUES(?, ?, ?, ?, ?)",
+                 [.text(o.id), .text(o.name), PGValue(o.clientLimit), PGValue(o.primaryClientID), .int(o.createdAt)])
+    }
+
+    public func organization(_ id: String) throws -> Organization? {
+        try rows("SELECT id, name, client_limit, primary_client_id, created_at FROM organizations WHERE id = ?", [.text(id)]).first.map {
+            Organization(id: $0.string(0), name: $0.string(1), clientLimit: Int($0.int(2)), primaryClientID: $0.optionalString(3), createdAt: $0.int(4))
+        }
+    }
+
+    public func setPrimaryClient(organizationID: String, clientID: String) throws {
+        try exec("UPDATE organizations SET primary_client_id = ? WHERE id = ?", [.text(clientID), .text(organizationID)])
+    }
+
+    /// The organization's client count, kept by triggers (migration 6): no scan.
+    public func clientCount(organizationID: String) throws -> Int {
+        // Inside a write the organization's row is locked: concurrent creates
+        // on every node queue here, so the client limit holds under races.
+        let lock = writing ? " FOR UPDATE" : ""
+        return Int(try rows("SELECT client_count FROM organizations WHERE id = ?\(lock)", [.text(organizationID)]).first?.int(0) ?? 0)
+    }
+
+    // MARK: Clients
+
+    static let clientColumns = """
+        c.client_id, c.organization_id, c.is_primary, c.client_name, c.description, c.client_uri, c.redirect_uris, c.grant_types,
+        c.token_endpoint_auth_method, c.scope, c.access_token_ttl, c.refresh_token_ttl, c.enabled, c.extra_data, c.attributes,
+        c.created_at, c.updated_at, c.version, c.last_used_at, EXISTS(SELECT 1 FROM client_logos l WHERE l.client_id = c.client_id),
+        c.token_generation
+        """
+
+    static func client(_ r: PGRow) -> Client {
+        func strings(_ i: Int) -> [String] { ((try? JSON.parse(r.string(i)))?.arrayValue ?? []).compactMap(\.stringValue) }
+        return Client(clientID: r.string(0), organizationID: r.string(1), isPrimary: r.bool(2), name: r.string(3),
+                      description: r.optionalString(4), clientURI: r.optionalString(5), redirectURIs: strings(6), grantTypes: strings(7),
+                      authMethod: r.string(8), scope: Scopes.parse(r.string(9)) ?? [], accessTokenTTL: Int(r.int(10)),
+                      refreshTokenTTL: Int(r.int(11)), enabled: r.bool(12), extraData: (try? JSON.parse(r.string(13))) ?? .object([]),
+                      attributes: (try? JSON.parse(r.string(14))) ?? .object([]), createdAt: r.int(15), updatedAt: r.int(16),
+                      version: Int(r.int(17)), lastUsedAt: r.optionalInt(18), hasLogo: r.bool(19), tokenGeneration: Int(r.int(20)))
+    }
+
+    static func values(_ c: Client) -> [PGValue] {
+        [.text(c.clientID), .text(c.organizationID), PGValue(flag: c.isPrimary), .text(c.name), PGValue(c.description), PGValue(c.clientURI),
+         .text(JSON(c.redirectURIs).text), .text(JSON(c.grantTypes).text), .text(c.authMethod), .text(Scopes.join(c.scope)),
+         PGValue(c.accessTokenTTL), PGValue(c.refreshTokenTTL), PGValue(flag: c.enabled), .text(c.extraData.text), .text(c.attributes.text),
+         .int(c.createdAt), .int(c.updatedAt), PGValue(c.version), PGValue(c.lastUsedAt), PGValue(c.tokenGeneration)]
+    }
+
+    public func insertClient(_ c: Client) throws {
+        if try isClientIDRetired(c.clientID) { throw StoreError.conflict("client_id retired") }
+        try exec("UPDATE organizations SET client_count = client_count + 1 WHERE id = ?", [.text(c.organizationID)])
+        try exec("""
+            INSERT INTO clients(client_id, organization_id, is_primary, client_name, description, client_uri, redirect_uris, grant_types,
+              token_endpoint_auth_method, scope, access_token_ttl, refresh_token_ttl, enabled, extra_data, attributes, created_at,
+              updated_at, version, last_used_at, token_generation) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, PostgresStore.values(c))
+    }
+
+    public func client(_ id: String) throws -> Client? {
+        try fresh {
+            try rows("SELECT \(PostgresStore.clientColumns) FROM clients c WHERE c.client_id = ?", [.text(id)]).first.map(PostgresStore.client)
+        }
+    }
+
+    public func updateClient(_ c: Client) throws {
+        var values = Array(PostgresStore.values(c).dropFirst(2))
+        values.append(.text(c.clientID))
+        try exec("""
+            UPDATE clients SET is_primary = ?, client_name = ?, description = ?, client_uri = ?, redirect_uris = ?, grant_types = ?,
+              token_endpoint_auth_method = ?, scope = ?, access_token_ttl = ?, refresh_token_ttl = ?, enabled = ?, extra_data = ?,
+              attributes = ?, created_at = ?, updated_at = ?, version = ?, last_used_at = ?, token_generation = ? WHERE client_id = ?
+            """, values)
+    }
+
+    public func deleteClient(_ id: String) throws {
+        guard let org = try rows("SELECT organization_id FROM clients WHERE client_id = ?", [.text(id)]).first?.string(0) else { return }
+        try exec("DELETE FROM clients WHERE client_id = ?", [.text(id)])
+        try exec("UPDATE organizations SET client_count = client_count - 1 WHERE id = ?", [.text(org)])
+        try exec("INSERT INTO retired_client_ids(client_id, organization_id, retired_at) VALUES(?, ?, ?) ON CONFLICT (client_id) DO NOTHING",
+                 [.text(id), .text(org), .int(now())])
+    }
+
+    public func isClientIDRetired(_ id: String) throws -> Bool {
+        try !rows("SELECT 1 FROM retired_client_ids WHERE client_id = ?", [.text(id)]).isEmpty
+    }
+
+    public func clients(organizationID: String, namePrefix: String?, limit: Int, offset: Int) throws -> (clients: [Client], total: Int) {
+        var filter = "c.organization_id = ?"
+        var values: [PGValue] = [.text(organizationID)]
+        if let namePrefix, !namePrefix.isEmpty {
+            filter += " AND substr(c.client_name, 1, CAST(? AS INTEGER)) = ?"
+            values += [PGValue(namePrefix.unicodeScalars.count), .text(namePrefix)]
+        }
+        let total = namePrefix?.isEmpty == false
+            ? Int(try rows("SELECT count(*) FROM clients c WHERE \(filter)", values).first?.int(0) ?? 0)
+            : try clientCount(organizationID: organizationID)
+        let list = try rows("SELECT \(PostgresStore.clientColumns) FROM clients c WHERE \(filter) ORDER BY c.created_at, c.client_id LIMIT ? OFFSET ?",
+                            values + [PGValue(limit), PGValue(offset)]).map(PostgresStore.client)
+        return (list, total)
+    }
+
+    public func touchClient(_ id: String, lastUsedAt: Int64) throws {
+        try exec("UPDATE clients SET last_used_at = ? WHERE client_id = ?", [.int(lastUsedAt), .text(id)])
+    }
+
+    // MARK: Logos
+
+    public func setLogo(clientID: String, contentType: String, image: [UInt8], preview: [UInt8], etag: String, at: Int64) throws {
+        try exec("""
+            INSERT INTO client_logos(client_id, content_type, image, preview, etag, updated_at) VALUES(?, ?, ?, ?, ?, ?)
+            ON CONFLICT(client_id) DO UPDATE SET content_type = excluded.content_type, image = excluded.image,
+              preview = excluded.preview, etag = excluded.etag, updated_at = excluded.updated_at
+            """, [.text(clientID), .text(contentType), .bytes(image), .bytes(preview), .text(etag), .int(at)])
+    }
+
+    public func logoPreview(clientID: String) throws -> [UInt8]? {
+        try rows("SELECT preview FROM client_logos WHERE client_id = ? AND preview IS NOT NULL", [.text(clientID)]).first.map { $0.blob(0) }
+    }
+
+    public func logo(clientID: String) throws -> (contentType: String, image: [UInt8], etag: String)? {
+        try rows("SELECT content_type, image, etag FROM client_logos WHERE client_id = ?", [.text(clientID)]).first.map {
+            ($0.string(0), $0.blob(1), $0.string(2))
+        }
+    }
+
+    public func deleteLogo(clientID: String) throws {
+        try exec("DELETE FROM client_logos WHERE client_id = ?", [.text(clientID)])
+    }
+
+    // MARK: Secrets
+
+    public func insertSecret(_ s: ClientSecret) throws {
+        try exec("INSERT INTO client_secrets(client_id, kind, hash, created_at, expires_at) VALUES(?, ?, ?, ?, ?)",
+                 [.text(s.clientID), .text(s.kind.rawValue), .text(s.hash), .int(s.createdAt), PGValue(s.expiresAt)])
+    }
+
+    public func secrets(clientID: String) throws -> [ClientSecret] {
+        try fresh { try loadSecrets(clientID: clientID) }
+    }
+
+    func loadSecrets(clientID: String) throws -> [ClientSecret] {
+        try rows("SELECT id, client_id, kind, hash, created_at, expires_at FROM client_secrets WHERE client_id = ? ORDER BY id DESC", [.text(clientID)]).map {
+            ClientSecret(id: $0.int(0), clientID: $0.string(1), kind: ClientSecret.Kind(rawValue: $0.string(2)) ?? .hmac, hash: $0.string(3),
+                         createdAt: $0.int(4), expiresAt: $0.optionalInt(5))
+        }
+    }
+
+    public func deleteSecret(id: Int64) throws { try exec("DELETE FROM client_secrets WHERE id = ?", [.int(id)]) }
+
+    public func setSecretExpiry(id: Int64, expiresAt: Int64?) throws {
+        try exec("UPDATE client_secrets SET expires_at = ? WHERE id = ?", [PGValue(expiresAt), .int(id)])
+    }
+
+    // MARK: Signing keys
+
+    public func insertSigningKey(_ k: SigningKeyRecord) throws {
+        try exec("INSERT INTO signing_keys(kid, algorithm, private_key, encrypted, public_key, created_at, retired_at) VALUES(?, ?, ?, ?, ?, ?, ?)",
+                 [.text(k.kid), .text(k.algorithm), .bytes(k.privateKey), PGValue(flag: k.encrypted), .bytes(k.publicKey), .int(k.createdAt), PGValue(k.retiredAt)])
+    }
+
+    public func signingKeys() throws -> [SigningKeyRecord] {
+        try rows("SELECT kid, algorithm, private_key, encrypted, public_key, created_at, retired_at FROM signing_keys ORDER BY created_at DESC").map {
+            SigningKeyRecord(kid: $0.string(0), algorithm: $0.string(1), privateKey: $0.blob(2), encrypted: $0.bool(3), publicKey: $0.blob(4),
+                             createdAt: $0.int(5), retiredAt: $0.optionalInt(6))
+        }
+    }
+
+    public func retireSigningKeys(at: Int64) throws {
+        try exec("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL", [.int(at)])
+    }
+
+    public func sealSigningKey(kid: String, privateKey: [UInt8]) throws {
+        try exec("UPDATE signing_keys SET private_key = ?, encrypted = 1 WHERE kid = ?", [.bytes(privateKey), .text(kid)])
+    }
+
+    public func deleteSigningKeys(retiredBefore: Int64) throws {
+        try exec("DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND retired_at < ?", [.int(retiredBefore)])
+    }
+
+    // MARK: Revocation
+
+    public func revokeAccessToken(jti: String, expiresAt: Int64) throws {
+        try exec("INSERT INTO revoked_tokens(jti, expires_at) VALUES(?, ?) ON CONFLICT (jti) DO NOTHING", [.text(jti), .int(expiresAt)])
+        try exec("DELETE FROM revoked_tokens WHERE expires_at < ?", [.int(expiresAt - 2 * 86_400_000)])
+    }
+
+    public func isAccessTokenRevoked(jti: String) throws -> Bool {
+        try fresh { !(try rows("SELECT 1 FROM revoked_tokens WHERE jti = ?", [.text(jti)]).isEmpty) }
+    }
+
+    // MARK: Users
+
+    public func insertUser(_ u: User) throws {
+        try exec("INSERT INTO users(id, username, email, name, password_hash, created_at) VALUES(?, ?, ?, ?, ?, ?)",
+                 [.text(u.id), .text(u.username), PGValue(u.email), PGValue(u.name), .text(u.passwordHash), .int(u.createdAt)])
+    }
+
+    static func user(_ r: PGRow) -> User {
+        User(id: r.string(0), username: r.string(1), email: r.optionalString(2), name: r.optionalString(3), passwordHash: r.string(4), createdAt: r.int(5))
+    }
+
+    public func user(username: String) throws -> User? {
+        try rows("SELECT id, username, email, name, password_hash, created_at FROM users WHERE username = ?", [.text(username)]).first.map(PostgresStore.user)
+    }
+
+    public func user(id: String) throws -> User? {
+        try rows("SELECT id, username, email, name, password_hash, created_at FROM users WHERE id = ?", [.text(id)]).first.map(PostgresStore.user)
+    }
+
+    // MARK: Sessions
+
+    public func insertSession(_ s: SessionRecord) throws {
+        try exec("INSERT INTO sessions(id_hash, user_id, csrf, auth_time, created_at, expires_at) VALUES(?, ?, ?, ?, ?, ?)",
+                 [.text(s.idHash), .text(s.userID), .text(s.csrf), .int(s.authTime), .int(s.createdAt), .int(s.expiresAt)])
+        try exec("DELETE FROM sessions WHERE expires_at < ?", [.int(s.createdAt)])
+    }
+
+    public func session(idHash: String) throws -> SessionRecord? {
+        try rows("SELECT id_hash, user_id, csrf, auth_time, created_at, expires_at FROM sessions WHERE id_hash = ?", [.text(idHash)]).first.map {
+            SessionRecord(idHash: $0.string(0), userID: $0.string(1), csrf: $0.string(2), authTime: $0.int(3), createdAt: $0.int(4), expiresAt: $0.int(5))
+        }
+    }
+
+    public func deleteSession(idHash: String) throws { try exec("DELETE FROM sessions WHERE id_hash = ?", [.text(idHash)]) }
+
+    // MARK: Authorization requests and codes
+
+    public func insertAuthorizationRequest(idHash: String, request: AuthorizationRequest, createdAt: Int64, expiresAt: Int64) throws {
+        try exec("INSERT INTO authorization_requests(id_hash, client_id, params, created_at, expires_at) VALUES(?, ?, ?, ?, ?)",
+                 [.text(idHash), .text(request.clientID), .text(request.json.text), .int(createdAt), .int(expiresAt)])
+        // SPEC 7.1: what an anonymous authorize stored is gone once it expires (at the next insert).
+        try exec("DELETE FROM authorization_requests WHERE expires_at < ?", [.int(createdAt)])
+    }
+
+    public func authorizationRequest(idHash: String) throws -> StoredAuthorizationRequest? {
+        guard let r = try rows("SELECT id_hash, params, created_at, expires_at, answered_at FROM authorization_requests WHERE id_hash = ?",
+                               [.text(idHash)]).first,
+              let json = try? JSON.parse(r.string(1)), let request = AuthorizationRequest(json: json) else { return nil }
+        return StoredAuthorizationRequest(idHash: r.string(0), request: request, createdAt: r.int(2), expiresAt: r.int(3), answeredAt: r.optionalInt(4))
+    }
+
+    public func markAuthorizationRequestAnswered(idHash: String, at: Int64) throws -> Bool {
+        try exec("UPDATE authorization_requests SET answered_at = ? WHERE id_hash = ? AND answered_at IS NULL", [.int(at), .text(idHash)]) == 1
+    }
+
+    public func insertCode(_ c: AuthorizationCodeRecord) throws {
+        try exec("""
+            INSERT INTO authorization_codes(code_hash, client_id, user_id, redirect_uri, redirect_uri_sent, scope, nonce, code_challenge,
+              auth_time, created_at, expires_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, [.text(c.codeHash), .text(c.clientID), .text(c.userID), .text(c.redirectURI), PGValue(flag: c.redirectURISent),
+                  .text(Scopes.join(c.scope)), PGValue(c.nonce), PGValue(c.codeChallenge), .int(c.authTime), .int(c.createdAt),
+                  .int(c.expiresAt)])
+        try exec("DELETE FROM authorization_codes WHERE expires_at < ?", [.int(c.createdAt - 86_400_000)])
+    }
+
+    public func code(hash: String) throws -> AuthorizationCodeRecord? {
+        try rows("""
+            SELECT code_hash, client_id, user_id, redirect_uri, redirect_uri_sent, scope, nonce, code_challenge, auth_time, created_at,
+              expires_at, consumed_at, family_id FROM authorization_codes WHERE code_hash = ?
+            """, [.text(hash)]).first.map {
+            AuthorizationCodeRecord(codeHash: $0.string(0), clientID: $0.string(1), userID: $0.string(2), redirectURI: $0.string(3),
+                                    redirectURISent: $0.bool(4), scope: Scopes.parse($0.string(5)) ?? [], nonce: $0.optionalString(6),
+                                    codeChallenge: $0.optionalString(7), authTime: $0.int(8), createdAt: $0.int(9), expiresAt: $0.int(10),
+                                    consumedAt: $0.optionalInt(11), familyID: $0.optionalString(12))
+        }
+    }
+
+    public func consumeCode(hash: String, at: Int64, familyID: String) throws -> Bool {
+        try exec("UPDATE authorization_codes SET consumed_at = ?, family_id = ? WHERE code_hash = ? AND consumed_at IS NULL",
+                 [.int(at), .text(familyID), .text(hash)]) == 1
+    }
+
+    // MARK: Token families and refresh tokens
+
+    public func insertFamily(id: String, clientID: String, userID: String, createdAt: Int64) throws {
+        try exec("INSERT INTO token_families(id, client_id, user_id, created_at) VALUES(?, ?, ?, ?)",
+                 [.text(id), .text(clientID), .text(userID), .int(createdAt)])
+    }
+
+    public func revokeFamily(id: String, at: Int64) throws {
+        try exec("UPDATE token_families SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", [.int(at), .text(id)])
+    }
+
+    public func revokeFamilies(userID: String, clientID: String, at: Int64) throws {
+        try exec("UPDATE token_families SET revoked_at = ? WHERE user_id = ? AND client_id = ? AND revoked_at IS NULL",
+                 [.int(at), .text(userID), .text(clientID)])
+    }
+
+    public func revokeFamilies(clientID: String, at: Int64) throws {
+        try exec("UPDATE token_families SET revoked_at = ? WHERE client_id = ? AND revoked_at IS NULL", [.int(at), .text(clientID)])
+    }
+
+    public func isFamilyRevoked(id: String) throws -> Bool {
+        try fresh {
+            guard let row = try rows("SELECT revoked_at FROM token_families WHERE id = ?", [.text(id)]).first else { return true }
+            return row.optionalInt(0) != nil
+        }
+    }
+
+    public func insertRefreshToken(_ t: RefreshTokenRecord) throws {
+        try exec("""
+            INSERT INTO refresh_tokens(token_hash, family_id, client_id, user_id, scope, auth_time, created_at, expires_at)
+            VALUES(?, ?, ?, ?, ?, ?, ?, ?)
+            """, [.text(t.tokenHash), .text(t.familyID), .text(t.clientID), .text(t.userID), .text(Scopes.join(t.scope)),
+                  .int(t.authTime), .int(t.createdAt), .int(t.expiresAt)])
+    }
+
+    public func refreshToken(hash: String) throws -> RefreshTokenRecord? {
+        try rows("""
+            SELECT token_hash, family_id, client_id, user_id, scope, auth_time, created_at, expires_at, rotated_at
+            FROM refresh_tokens WHERE token_hash = ?
+            """, [.text(hash)]).first.map {
+            RefreshTokenRecord(tokenHash: $0.string(0), familyID: $0.string(1), clientID: $0.string(2), userID: $0.string(3),
+                               scope: Scopes.parse($0.string(4)) ?? [], authTime: $0.int(5), createdAt: $0.int(6), expiresAt: $0.int(7),
+                               rotatedAt: $0.optionalInt(8))
+        }
+    }
+
+    public func rotateRefreshToken(hash: String, at: Int64) throws -> Bool {
+        try exec("UPDATE refresh_tokens SET rotated_at = ? WHERE token_hash = ? AND rotated_at IS NULL", [.int(at), .text(hash)]) == 1
+    }
+
+    // MARK: Connections
+
+    static func connection(_ r: PGRow) -> UserConnection {
+        UserConnection(userID: r.string(0), clientID: r.string(1), rememberedScope: Scopes.parse(r.string(2)) ?? [],
+                   grantedScope: Scopes.parse(r.string(3)) ?? [], authTime: r.int(4), accessTime: r.int(5), createdAt: r.int(6))
+    }
+
+    public func connection(userID: String, clientID: String) throws -> UserConnection? {
+        try rows("""
+            SELECT user_id, client_id, remembered_scope, granted_scope, auth_time, access_time, created_at FROM connections
+            WHERE user_id = ? AND client_id = ?
+            """, [.text(userID), .text(clientID)]).first.map(PostgresStore.connection)
+    }
+
+    public func upsertConnection(_ c: UserConnection) throws {
+        try exec("""
+            INSERT INTO connections(user_id, client_id, remembered_scope, granted_scope, auth_time, access_time, created_at)
+            VALUES(?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT(user_id, client_id) DO UPDATE SET remembered_scope = excluded.remembered_scope,
+              granted_scope = excluded.granted_scope, auth_time = excluded.auth_time, access_time = excluded.access_time
+            """, [.text(c.userID), .text(c.clientID), .text(Scopes.join(c.rememberedScope)), .text(Scopes.join(c.grantedScope)),
+                  .int(c.authTime), .int(c.accessTime), .int(c.createdAt)])
+    }
+
+    public func connections(userID: String, limit: Int, offset: Int) throws -> (connections: [UserConnection], total: Int) {
+        let total = Int(try rows("SELECT count(*) FROM connections WHERE user_id = ?", [.text(userID)]).first?.int(0) ?? 0)
+        let list = try rows("""
+            SELECT user_id, client_id, remembered_scope, granted_scope, auth_time, access_time, created_at FROM connections
+            WHERE user_id = ? ORDER BY created_at, client_id LIMIT ? OFFSET ?
+            """, [.text(userID), PGValue(limit), PGValue(offset)]).map(PostgresStore.connection)
+        return (list, total)
+    }
+
+    public func deleteConnection(userID: String, clientID: String) throws {
+        try exec("DELETE FROM connections WHERE user_id = ? AND client_id = ?", [.text(userID), .text(clientID)])
+        try exec("DELETE FROM authorization_codes WHERE user_id = ? AND client_id = ? AND consumed_at IS NULL", [.text(userID), .text(clientID)])
+    }
+
+    /// Records use of a connection, to the minute: a refresh within a minute
+    /// of the last recorded use writes nothing.
+    public func touchConnection(userID: String, clientID: String, accessTime: Int64) throws {
+        try exec("UPDATE connections SET access_time = ? WHERE user_id = ? AND client_id = ? AND access_time <= ?",
+                 [.int(accessTime), .text(userID), .text(clientID), .int(accessTime - 60_000)])
+    }
+
+    // MARK: Upstream clients
+
+    static let upstreamColumns = """
+        sys_id, organization_id, name, provider, tenant_id, client_id, secret, secret_encrypted, description, cluster_redirect_urls,
+        opswise_groups, scopes, version, created_at, updated_at
+        """
+
+    static func upstream(_ r: PGRow) -> UpstreamClient {
+        func strings(_ i: Int) -> [String] { ((try? JSON.parse(r.string(i)))?.arrayValue ?? []).compactMap(\.stringValue) }
+        let urls = ((try? JSON.parse(r.string(9)))?.arrayValue ?? []).map { (node: $0["clusterNode"]?.stringValue ?? "", url: $0["redirectUrl"]?.stringValue ?? "") }
+        return UpstreamClient(sysID: r.string(0), organizationID: r.string(1), name: r.string(2), provider: r.string(3), tenantID: r.optionalString(4),
+                              clientID: r.string(5), secret: r.blob(6), secretEncrypted: r.bool(7), description: r.optionalString(8),
+                              clusterRedirectURLs: urls, opswiseGroups: strings(10), scopes: strings(11), version: Int(r.int(12)),
+                              createdAt: r.int(13), updatedAt: r.int(14))
+    }
+
+    static func upstreamValues(_ u: UpstreamClient) -> [PGValue] {
+        let urls = JSON.array(u.clusterRedirectURLs.map { ["clusterNode": .string($0.node), "redirectUrl": .string($0.url)] })
+        return [.text(u.sysID), .text(u.organizationID), .text(u.name), .text(u.provider), PGValue(u.tenantID), .text(u.clientID), .bytes(u.secret),
+                PGValue(flag: u.secretEncrypted), PGValue(u.description), .text(urls.text), .text(JSON(u.opswiseGroups).text), .text(JSON(u.scopes).text),
+                PGValue(u.version), .int(u.createdAt), .int(u.updatedAt)]
+    }
+
+    public func insertUpstream(_ u: UpstreamClient) throws {
+        try exec("INSERT INTO upstream_clients(\(PostgresStore.upstreamColumns)) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", PostgresStore.upstreamValues(u))
+    }
+
+    public func updateUpstream(_ u: UpstreamClient) throws {
+        var values = Array(PostgresStore.upstreamValues(u).dropFirst(2))
+        values.append(.text(u.sysID))
+        try exec("""
+            UPDATE upstream_clients SET name = ?, provider = ?, tenant_id = ?, client_id = ?, secret = ?, secret_encrypted = ?, description = ?,
+              cluster_redirect_urls = ?, opswise_groups = ?, scopes = ?, version = ?, created_at = ?, updated_at = ? WHERE sys_id = ?
+            """, values)
+    }
+
+    public func upstream(sysID: String) throws -> UpstreamClient? {
+        try rows("SELECT \(PostgresStore.upstreamColumns) FROM upstream_clients WHERE sys_id = ?", [.text(sysID)]).first.map(PostgresStore.upstream)
+    }
+
+    public func upstream(organizationID: String, name: String) throws -> UpstreamClient? {
+        try rows("SELECT \(PostgresStore.upstreamColumns) FROM upstream_clients WHERE organization_id = ? AND name = ?",
+                 [.text(organizationID), .text(name)]).first.map(PostgresStore.upstream)
+    }
+
+    public func upstreams(organizationID: String) throws -> [UpstreamClient] {
+        try rows("SELECT \(PostgresStore.upstreamColumns) FROM upstream_clients WHERE organization_id = ? ORDER BY name",
+                 [.text(organizationID)]).map(PostgresStore.upstream)
+    }
+
+    public func upstreamsStoredInClear() throws -> [UpstreamClient] {
+        try rows("SELECT \(PostgresStore.upstreamColumns) FROM upstream_clients WHERE secret_encrypted = 0").map(PostgresStore.upstream)
+    }
+
+    public func deleteUpstream(sysID: String) throws { try exec("DELETE FROM upstream_clients WHERE sys_id = ?", [.text(sysID)]) }
+
+    // MARK: Audit
+
+    public func appendAudit(_ e: AuditEvent) throws {
+        try exec("INSERT INTO audit_events(organization_id, actor, action, target, surface, request_id, details, created_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
+                 [PGValue(e.organizationID), .text(e.actor), .text(e.action), PGValue(e.target), .text(e.surface), PGValue(e.requestID),
+                  .text(e.details.text), .int(e.createdAt)])
+    }
+
+    public func auditEvents(organizationID: String, limit: Int, offset: Int) throws -> (events: [AuditEvent], total: Int) {
+        let total = Int(try rows("SELECT count(*) FROM audit_events WHERE organization_id = ?", [.text(organizationID)]).first?.int(0) ?? 0)
+        let events = try rows("""
+            SELECT id, organization_id, actor, action, target, surface, request_id, details, created_at FROM audit_events
+            WHERE organization_id = ? ORDER BY id DESC LIMIT ? OFFSET ?
+            """, [.text(organizationID), PGValue(limit), PGValue(offset)]).map {
+            AuditEvent(id: $0.int(0), organizationID: $0.optionalString(1), actor: $0.string(2), action: $0.string(3), target: $0.optionalString(4),
+                       surface: $0.string(5), requestID: $0.optionalString(6), details: (try? JSON.parse($0.string(7))) ?? .object([]), createdAt: $0.int(8))
+        }
+        return (events, total)
+    }
+}
+
+extension PGValue {
+    /// The stores keep booleans as 0/1 integers (one SQL shape on both).
+    init(flag: Bool) { self = .int(flag ? 1 : 0) }
+}

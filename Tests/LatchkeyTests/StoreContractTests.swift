@@ -1,0 +1,102 @@
+import Common
+import Foundation
+import OAuth
+import Synchronization
+import Testing
+
+/// Exactly-once rules under races between connections (SPEC 9): the
+/// threads here stand for workers and nodes, each with its own connection.
+/// The suite runs on SQLite and, under `LATCHKEY_TEST_STORE=postgres`, on
+/// PostgreSQL (scripts/test runs both).
+@Suite struct StoreContractTests {
+    /// Runs `body` on `count` threads at once, each with its own connection.
+    func race<T: Sendable>(_ h: Harness, _ count: Int, _ body: @escaping @Sendable (any Store, Int) throws -> T) -> [Result<T, any Error>] {
+        let factory = h.storeFactory
+        let results = Mutex<[Result<T, any Error>]>([])
+        let start = DispatchSemaphore(value: 0), done = DispatchSemaphore(value: 0)
+        for i in 0..<count {
+            Thread.detachNewThread {
+                let store = Result { try factory() }
+                start.wait()
+                let outcome = store.flatMap { s in Result { try body(s, i) } }
+                results.withLock { $0.append(outcome) }
+                done.signal()
+            }
+        }
+        for _ in 0..<count { start.signal() }
+        for _ in 0..<count { done.wait() }
+        return results.withLock { $0 }
+    }
+
+    @Test func aCodeIsConsumedOnceHoweverManyConnectionsRace() throws {
+        let h = try Harness()
+        let user = try h.user()
+        let (client, _) = try h.app()
+        let now = h.clock.now
+        try h.store.write {
+            try h.store.insertCode(AuthorizationCodeRecord(codeHash: "race-code", clientID: client, userID: user, redirectURI: Harness.redirect,
+                                                           redirectURISent: true, scope: ["openid"], nonce: nil, codeChallenge: nil,
+                                                           authTime: now / 1000, createdAt: now, expiresAt: now + 60_000))
+        }
+        let outcomes = race(h, 8) { store, i in try store.write { try store.consumeCode(hash: "race-code", at: now, familyID: "family-\(i)") } }
+        let wins = outcomes.filter { (try? $0.get()) == true }.count
+        let refused = outcomes.filter { if case .failure = $0 { return true } else { return false } }
+        #expect(wins == 1, "\(outcomes)")
+        // A connection may be told to retry (503) but never wins a second time.
+        #expect(refused.allSatisfy { if case .failure(let e) = $0 { return (e as? StoreError) == .busy } else { return false } })
+    }
+
+    @Test func aRefreshTokenRotatesOnceHoweverManyConnectionsRace() throws {
+        let h = try Harness()
+        let user = try h.user()
+        let (client, _) = try h.app()
+        let now = h.clock.now
+        try h.store.write {
+            try h.store.insertFamily(id: "fam", clientID: client, userID: user, createdAt: now)
+            try h.store.insertRefreshToken(RefreshTokenRecord(tokenHash: "race-refresh", familyID: "fam", clientID: client, userID: user,
+                                                              scope: ["openid"], authTime: now / 1000, createdAt: now, expiresAt: now + 60_000))
+        }
+        let outcomes = race(h, 8) { store, _ in try store.write { try store.rotateRefreshToken(hash: "race-refresh", at: now) } }
+        #expect(outcomes.filter { (try? $0.get()) == true }.count == 1, "\(outcomes)")
+    }
+
+    @Test func anAuthorizationRequestIsAnsweredOnce() throws {
+        let h = try Harness()
+        let (client, _) = try h.app()
+        let now = h.clock.now
+        let request = AuthorizationRequest(clientID: client, redirectURI: Harness.redirect, redirectURISent: true, scope: ["openid"], state: nil,
+                                           nonce: nil, codeChallenge: nil, prompt: [], maxAge: nil)
+        try h.store.write { try h.store.insertAuthorizationRequest(idHash: "race-request", request: request, createdAt: now, expiresAt: now + 60_000) }
+        let outcomes = race(h, 8) { store, _ in try store.write { try store.markAuthorizationRequestAnswered(idHash: "race-request", at: now) } }
+        #expect(outcomes.filter { (try? $0.get()) == true }.count == 1, "\(outcomes)")
+    }
+
+    @Test func theClientLimitHoldsUnderConcurrentCreates() throws {
+        let h = try Harness()
+        let org = try Provisioning(env: h.env, store: h.store).createOrganization(name: "Limited", clientLimit: 5)
+        let primary = try #require(try h.store.client(org.clientID))
+        let env = h.env
+        let pepper = try #require(Hex.decode(String(repeating: "ab", count: 32)))
+        let outcomes = race(h, 10) { store, i in
+            let caller = Caller(client: primary, scopes: primary.scope, requestID: nil, surface: "test")
+            return try ClientRegistry(env: env, store: store, hasher: SecretHasher(pepper: pepper))
+                .create(ClientSpec(name: "racer \(i)"), caller: caller).client.clientID
+        }
+        let created = outcomes.compactMap { try? $0.get() }
+        #expect(created.count == 4, "\(outcomes)")
+        #expect(outcomes.allSatisfy {
+            if case .failure(let e) = $0 { return (e as? RegistryError) == .limitReached || (e as? StoreError) == .busy } else { return true }
+        })
+        #expect(try h.store.clientCount(organizationID: org.organizationID) == 5)
+        #expect(try h.store.clients(organizationID: org.organizationID, namePrefix: nil, limit: 50, offset: 0).clients.count == 5)
+    }
+
+    @Test func aRevocationOnOneConnectionIsSeenByEveryOtherAtOnce() throws {
+        let h = try Harness()
+        let token = try h.token()
+        let other = try h.anotherStore()
+        let claims = try #require(try AccessTokens(env: h.env, store: other, keys: KeyRing(store: other, env: h.env)).validate(token)?.claims)
+        try h.store.write { try h.store.revokeAccessToken(jti: claims.jti, expiresAt: claims.expiresAt * 1000) }
+        #expect(try other.read { try AccessTokens(env: h.env, store: other, keys: KeyRing(store: other, env: h.env)).validate(token) } == nil)
+    }
+}
