@@ -343,7 +343,7 @@ def main():
             basic = "Basic " + base64.b64encode(f"{stack.client_id}:{stack.client_secret}".encode()).decode()
             token = stack.token(scope="clients:read")
             form = {"Content-Type": "application/x-www-form-urlencoded", "Authorization": basic}
-            bench_org = json.loads(run_cli(stack.db, "org", "create", "Bench", "--client-limit", "100000").stdout)
+            bench_org = json.loads(run_cli(stack, "org", "create", "Bench", "--client-limit", "100000").stdout)
             writer = stack.token(bench_org["client_id"], bench_org["client_secret"])
             read_id = requests.post(stack.url("/api/v1/clients"), headers={"Authorization": f"Bearer {writer}"},
                                     json={"client_name": "bench read"}).json()["client_id"]

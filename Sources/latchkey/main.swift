@@ -6,6 +6,7 @@ import Foundation
 import HTTPCore
 import Imaging
 import OAuth
+import PostgresStore
 import SQLiteStore
 import Server
 
@@ -26,6 +27,9 @@ struct Latchkey: ParsableCommand {
 struct Common: ParsableArguments {
     @Option(name: .long, help: "SQLite database path (env LATCHKEY_DB; default $LATCHKEY_STATE_DIR/latchkey.db).")
     var db: String?
+
+    @Option(name: .long, help: "PostgreSQL instead of SQLite: a postgresql:// URL or libpq key=value string (env LATCHKEY_DATABASE_URL).")
+    var database: String?
 
     @Option(name: .customLong("kek-file"), help: "Key-encryption key file for private keys at rest (env LATCHKEY_KEK_FILE).")
     var kekFile: String?
@@ -48,6 +52,19 @@ struct Common: ParsableArguments {
         guard let data = FileManager.default.contents(atPath: path) else { throw CLIError("cannot read key-encryption key file \(path)") }
         guard data.count >= 32 else { throw CLIError("key-encryption key file must hold at least 32 bytes") }
         return Digest.sha256(Array(data))
+    }
+
+    /// The PostgreSQL URL when one is configured (SPEC 9); SQLite otherwise.
+    var databaseURL: String? {
+        if let database, !database.isEmpty { return database }
+        if let v = env["LATCHKEY_DATABASE_URL"], !v.isEmpty { return v }
+        return nil
+    }
+
+    /// The configured store: PostgreSQL when a URL is given, else SQLite.
+    func openAnyStore(migrate: Bool = true) throws -> any Store {
+        if let url = databaseURL { return try PostgresStore(url: url, migrate: migrate) }
+        return try openStore()
     }
 
     func openStore() throws -> SQLiteStore {
@@ -94,7 +111,7 @@ struct Init: ParsableCommand {
         guard let raw = issuer ?? common.env["LATCHKEY_ISSUER"] else { throw ValidationError("--issuer (or LATCHKEY_ISSUER) is required") }
         let issuer = try validatedIssuer(raw)
         guard let algorithm = SignatureAlgorithm(rawValue: alg) else { throw ValidationError("--alg must be ES256, RS256 or EdDSA") }
-        let store = try common.openStore()
+        let store = try common.openAnyStore()
         let result = try Provisioning(env: try common.environment(issuer: issuer), store: store)
             .initialize(issuer: issuer, organizationName: org, clientLimit: clientLimit, algorithm: algorithm)
         printJSON(result.json)
@@ -106,8 +123,14 @@ struct Migrate: ParsableCommand {
     @OptionGroup var common: Common
 
     func run() throws {
-        let store = try common.openStore()
-        printJSON(["schema_version": JSON(try store.schemaVersionApplied())])
+        if let url = common.databaseURL {
+            // Several nodes may run this at once: migrations apply under a lock row.
+            let store = try PostgresStore(url: url)
+            printJSON(["schema_version": JSON(try store.schemaVersionApplied())])
+        } else {
+            let store = try common.openStore()
+            printJSON(["schema_version": JSON(try store.schemaVersionApplied())])
+        }
     }
 }
 
@@ -124,7 +147,7 @@ struct Org: ParsableCommand {
         @Argument(help: "Organization id (org-...).") var organizationID: String
 
         func run() throws {
-            let store = try common.openStore()
+            let store = try common.openAnyStore()
             guard let issuer = try store.meta("issuer") else { throw CLIError(ProvisioningError.notInitialized.description) }
             let result = try Provisioning(env: try common.environment(issuer: issuer), store: store).resetPrimary(organizationID: organizationID)
             printJSON(result.json)
@@ -138,7 +161,7 @@ struct Org: ParsableCommand {
         @Option(name: .customLong("client-limit")) var clientLimit: Int = Provisioning.defaultClientLimit
 
         func run() throws {
-            let store = try common.openStore()
+            let store = try common.openAnyStore()
             guard let issuer = try store.meta("issuer") else { throw CLIError(ProvisioningError.notInitialized.description) }
             let result = try Provisioning(env: try common.environment(issuer: issuer), store: store).createOrganization(name: name, clientLimit: clientLimit)
             printJSON(result.json)
@@ -162,7 +185,7 @@ struct UserCommand: ParsableCommand {
             var password = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
             if password.hasSuffix("\n") { password.removeLast() }
             if password.hasSuffix("\r") { password.removeLast() }
-            let store = try common.openStore()
+            let store = try common.openAnyStore()
             let issuer = try store.meta("issuer") ?? "http://localhost"
             let id = try Provisioning(env: try common.environment(issuer: issuer), store: store)
                 .addUser(username: username, email: email, name: name, password: password)
@@ -179,7 +202,7 @@ struct Keys: ParsableCommand {
         @OptionGroup var common: Common
 
         func run() throws {
-            let store = try common.openStore()
+            let store = try common.openAnyStore()
             let keys = try store.signingKeys().map { k -> JSON in
                 [
                     "kid": .string(k.kid), "alg": .string(k.algorithm), "status": k.retiredAt == nil ? "active" : "retired",
@@ -198,7 +221,7 @@ struct Keys: ParsableCommand {
 
         func run() throws {
             guard let algorithm = SignatureAlgorithm(rawValue: alg) else { throw ValidationError("--alg must be ES256, RS256 or EdDSA") }
-            let store = try common.openStore()
+            let store = try common.openAnyStore()
             guard let issuer = try store.meta("issuer") else { throw CLIError(ProvisioningError.notInitialized.description) }
             let env = try common.environment(issuer: issuer)
             let kid = try KeyManagement.rotate(store: store, env: env, algorithm: algorithm)
@@ -218,6 +241,7 @@ struct Backup: ParsableCommand {
 
     func run() throws {
         guard !FileManager.default.fileExists(atPath: path) else { throw CLIError("\(path) already exists") }
+        guard common.databaseURL == nil else { throw CLIError("backup from PostgreSQL is not implemented yet (issue 11): use pg_dump") }
         let store = try common.openStore()
         try store.backup(to: path)
         printJSON(["backup": .string(path)])
@@ -250,8 +274,10 @@ enum ServeCommand {
         }
         let workers = options.workers ?? Int(env["LATCHKEY_WORKERS"] ?? "") ?? max(3, ProcessInfo.processInfo.activeProcessorCount + 1)
         guard (1...256).contains(workers) else { throw ValidationError("--workers must be 1..256") }
-        let path = try options.common.databasePath()
-        let store = try options.common.openStore()
+        // PostgreSQL when a URL is configured (SPEC 9: any number of nodes share it), else SQLite.
+        let databaseURL = options.common.databaseURL
+        let path = databaseURL == nil ? try options.common.databasePath() : ""
+        let store = try options.common.openAnyStore()
         guard let stored = try store.meta("issuer") else { throw CLIError(ProvisioningError.notInitialized.description) }
         let issuer = try validatedIssuer(options.issuer ?? env["LATCHKEY_ISSUER"] ?? stored)
         var environment = try options.common.environment(issuer: issuer)
@@ -270,14 +296,19 @@ enum ServeCommand {
         // Requests checkpoint only past 16,000 WAL pages (a backstop); the checkpointer does it every 200 ms
         // and starts the WAL over once it passes 4,096 pages.
         let server = FastCGIServer(address: address, workers: workers, maxBodyBytes: 3 * 1024 * 1024) { _ in
-            WorkerHandler(worker: try Worker(app: app, store: try SQLiteStore(path: path, writerLock: writerLock, migrate: false,
-                                                                             autoCheckpointPages: 16_000)))
+            // Each worker thread its own connection.
+            let store: any Store = if let databaseURL {
+                try PostgresStore(url: databaseURL, migrate: false)
+            } else {
+                try SQLiteStore(path: path, writerLock: writerLock, migrate: false, autoCheckpointPages: 16_000)
+            }
+            return WorkerHandler(worker: try Worker(app: app, store: store))
         }
-        let checkpointer = Checkpointer(path: path, writerLock: writerLock)
-        defer { checkpointer.stop() }
+        let checkpointer = databaseURL == nil ? Checkpointer(path: path, writerLock: writerLock) : nil
+        defer { checkpointer?.stop() }
         let signal = try server.run {
             // Started here, after the pool has blocked TERM/INT/HUP, so the thread inherits the mask.
-            checkpointer.start()
+            checkpointer?.start()
             app.logger.info("latchkey serving", [("listen", .string(address.description)), ("workers", JSON(workers)), ("issuer", .string(issuer)),
                                                  ("sealed_at_start", JSON(sealed))])
         }

@@ -23,50 +23,113 @@ def free_port():
 
 
 def run_cli(db, *args, stdin=None, check=True):
-    env = dict(os.environ, LATCHKEY_DB=str(db))
+    """Runs the CLI against a stack's database: a SQLite path, or a Stack
+    (whose database may be PostgreSQL)."""
+    env = dict(os.environ)
+    if isinstance(db, Stack):
+        env.update(db.db_env())
+    else:
+        env["LATCHKEY_DB"] = str(db)
     proc = subprocess.run([BIN, *args], input=stdin, capture_output=True, text=True, env=env, timeout=60)
     if check and proc.returncode != 0:
         raise AssertionError(f"latchkey {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
     return proc
 
 
-class Stack:
-    """A running worker pool + nginx."""
+# The store the end-to-end suite runs on (SPEC 9): every stack fixture is
+# parametrized over these; `LATCHKEY_E2E_STORES=sqlite` narrows it.
+STORES = [s for s in os.environ.get("LATCHKEY_E2E_STORES", "sqlite,postgres").split(",") if s]
 
-    def __init__(self, state: Path, rate_limits: str = "on", workers: int = 4, log_level: str | None = "debug"):
+
+class PostgresCluster:
+    """A throwaway PostgreSQL cluster (scripts/pg-cluster) shared by the
+    session's stacks; each stack gets a database of its own."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.url = subprocess.run([str(ROOT / "scripts" / "pg-cluster"), "start", str(directory)], check=True,
+                                  capture_output=True, text=True).stdout.strip()
+
+    def database(self, name):
+        subprocess.run(["psql", self.url, "-q", "-c", f"CREATE DATABASE {name}"], check=True, capture_output=True)
+        return self.url.replace("postgresql:///postgres?", f"postgresql:///{name}?")
+
+    def stop(self):
+        subprocess.run([str(ROOT / "scripts" / "pg-cluster"), "stop", str(self.directory)], check=False)
+
+
+_cluster = None
+
+
+def postgres_cluster():
+    global _cluster
+    if _cluster is None:
+        _cluster = PostgresCluster(Path(tempfile.mkdtemp(prefix="latchkey-e2e-pg-")))
+    return _cluster
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _cluster is not None:
+        _cluster.stop()
+
+
+class Stack:
+    """A running worker pool + nginx: one node on SQLite, or `nodes` nodes
+    sharing one PostgreSQL database behind one nginx upstream."""
+
+    def __init__(self, state: Path, rate_limits: str = "on", workers: int = 4, log_level: str | None = "debug", store: str = "sqlite",
+                 nodes: int | None = None):
         self.state = state
+        self.store = store
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.db = state / "latchkey.db"
-        self.socket = state / "run" / "latchkey.sock"
+        self.database_url = postgres_cluster().database("lk_" + os.urandom(6).hex()) if store == "postgres" else None
+        self.nodes = nodes or (2 if store == "postgres" else 1)
+        self.sockets = [state / "run" / f"latchkey-{n}.sock" for n in range(1, self.nodes + 1)]
+        self.socket = self.sockets[0]
         self.rate_limits = rate_limits
         self.workers = workers
         # Tests log every request (debug), so that the log-secrecy checks see a line per request;
         # benchmarks pass None for the server's default.
         self.log_level = log_level
         (state / "run").mkdir(parents=True, exist_ok=True)
-        init = json.loads(run_cli(self.db, "init", "--issuer", self.base, "--org", "E2E").stdout)
+        init = json.loads(run_cli(self, "init", "--issuer", self.base, "--org", "E2E").stdout)
         self.org_id, self.client_id, self.client_secret = init["organization_id"], init["client_id"], init["client_secret"]
         self.demo_password = "demo-password-" + os.urandom(4).hex()
-        run_cli(self.db, "user", "add", "demo", "--email", "demo@example.com", "--name", "Demo User",
+        run_cli(self, "user", "add", "demo", "--email", "demo@example.com", "--name", "Demo User",
                 "--password-stdin", stdin=self.demo_password + "\n")
-        subprocess.run([str(ROOT / "scripts" / "render-nginx"), str(state / "nginx"), str(self.port), str(self.socket), rate_limits],
-                       check=True)
+        subprocess.run([str(ROOT / "scripts" / "render-nginx"), str(state / "nginx"), str(self.port),
+                        ",".join(str(s) for s in self.sockets), rate_limits], check=True)
         self.log_path = state / "worker.log"
         self.worker = None
+        self.workers_procs = []
         self.nginx = None
+
+    def db_env(self):
+        """The environment that points the CLI and the nodes at this stack's database."""
+        if self.database_url:
+            return {"LATCHKEY_DATABASE_URL": self.database_url}
+        return {"LATCHKEY_DB": str(self.db)}
+
+    def start_node(self, n):
+        """Starts node n (1-based) on its socket."""
+        env = dict(os.environ, **self.db_env())
+        if self.log_level:
+            env["LATCHKEY_LOG_LEVEL"] = self.log_level
+        socket = self.sockets[n - 1]
+        proc = subprocess.Popen([BIN, "serve", "--listen", f"unix:{socket}", "--workers", str(self.workers)],
+                                stdout=self.log, stderr=self.log, env=env)
+        for _ in range(100):
+            if socket.exists():
+                break
+            time.sleep(0.05)
+        return proc
 
     def start(self):
         self.log = open(self.log_path, "ab")
-        env = dict(os.environ, LATCHKEY_DB=str(self.db))
-        if self.log_level:
-            env["LATCHKEY_LOG_LEVEL"] = self.log_level
-        self.worker = subprocess.Popen([BIN, "serve", "--listen", f"unix:{self.socket}", "--workers", str(self.workers)],
-                                       stdout=self.log, stderr=self.log, env=env)
-        for _ in range(100):
-            if self.socket.exists():
-                break
-            time.sleep(0.05)
+        self.workers_procs = [self.start_node(n) for n in range(1, self.nodes + 1)]
+        self.worker = self.workers_procs[0]
         self.nginx = subprocess.Popen(["nginx", "-c", str(self.state / "nginx" / "nginx.conf"), "-p", str(self.state / "nginx"),
                                        "-g", "daemon off;"], stdout=self.log, stderr=self.log)
         for _ in range(100):
@@ -83,9 +146,11 @@ class Stack:
         if self.nginx:
             self.nginx.send_signal(signal.SIGQUIT)
             codes["nginx"] = self.nginx.wait(timeout=10)
-        if self.worker:
-            self.worker.send_signal(signal.SIGTERM)
-            codes["worker"] = self.worker.wait(timeout=10)
+        for proc in self.workers_procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=10)
+            codes["worker"] = code if codes.get("worker", 0) == 0 else codes["worker"]
         return codes
 
     def url(self, path):
@@ -110,29 +175,31 @@ class Stack:
         return text
 
 
-@pytest.fixture(scope="session")
-def stack():
-    """The shared stack, rate limits off so that tests do not throttle each other."""
+@pytest.fixture(scope="session", params=STORES)
+def stack(request):
+    """The shared stack, rate limits off so that tests do not throttle each
+    other: one SQLite node, then two nodes on PostgreSQL (every test that
+    uses it runs on both)."""
     with tempfile.TemporaryDirectory(prefix="latchkey-e2e-") as tmp:
-        s = Stack(Path(tmp), rate_limits="off").start()
+        s = Stack(Path(tmp), rate_limits="off", store=request.param).start()
         yield s
         codes = s.stop()
         assert codes.get("worker") == 0, f"worker did not stop cleanly: {codes}"
 
 
-@pytest.fixture(scope="session")
-def limited_stack():
+@pytest.fixture(scope="session", params=STORES)
+def limited_stack(request):
     """The production nginx configuration's rate limits, for the 429 tests."""
     with tempfile.TemporaryDirectory(prefix="latchkey-e2e-") as tmp:
-        s = Stack(Path(tmp), rate_limits="on").start()
+        s = Stack(Path(tmp), rate_limits="on", store=request.param).start()
         yield s
         s.stop()
 
 
-@pytest.fixture
-def fresh_stack():
+@pytest.fixture(params=STORES)
+def fresh_stack(request):
     """A separate stack for tests that change global state (keys) or stop the server."""
     with tempfile.TemporaryDirectory(prefix="latchkey-e2e-") as tmp:
-        s = Stack(Path(tmp)).start()
+        s = Stack(Path(tmp), store=request.param).start()
         yield s
         s.stop()

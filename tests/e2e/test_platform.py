@@ -93,7 +93,7 @@ def test_key_rotation_publishes_the_new_key_and_old_tokens_keep_verifying(fresh_
     old = s.token()
     old_kid = jwt.decode(old, jwks(s)).header["kid"]
     for alg in ("RS256", "EdDSA", "ES256"):
-        rotated = json.loads(run_cli(s.db, "keys", "rotate", "--alg", alg).stdout)
+        rotated = json.loads(run_cli(s, "keys", "rotate", "--alg", alg).stdout)
         new = s.token()
         decoded = verify(s, new)
         assert decoded.header["kid"] == rotated["kid"]
@@ -102,7 +102,7 @@ def test_key_rotation_publishes_the_new_key_and_old_tokens_keep_verifying(fresh_
         assert verify(s, old).header["kid"] == old_kid
         r = requests.post(s.url("/oauth2/introspect"), data={"token": old}, auth=(s.client_id, s.client_secret))
         assert r.json()["active"] is True
-    listed = json.loads(run_cli(s.db, "keys", "list").stdout)["keys"]
+    listed = json.loads(run_cli(s, "keys", "list").stdout)["keys"]
     assert [k["status"] for k in listed].count("active") == 1
     assert len(listed) == 4
 
@@ -281,7 +281,7 @@ def test_only_the_wrappers_import_c_modules():
         target = path.relative_to(ROOT / "Sources").parts[0]
         for line in path.read_text().splitlines():
             m = re.match(r"\s*(?:@_implementationOnly |internal |public |package )?import (C[A-Z]\w*)", line)
-            if m and (target, m.group(1)) not in {("FastCGI", "CFastCGI"), ("SQLite", "CSQLite"), ("Cryptography", "COpenSSL"), ("Imaging", "CGD")}:
+            if m and (target, m.group(1)) not in {("FastCGI", "CFastCGI"), ("SQLite", "CSQLite"), ("Cryptography", "COpenSSL"), ("Imaging", "CGD"), ("Postgres", "CLibPQ")}:
                 offenders.append(f"{path}: {line.strip()}")
     assert not offenders, offenders
 
@@ -329,7 +329,7 @@ def test_nginx_production_config_is_valid(tmp_path):
 def test_a_primary_cannot_lock_itself_out_and_the_operator_resets_it(stack):
     """SPEC 6.0: removing the primary's client_credentials grant or a management scope is 409;
     `latchkey org reset-primary` prints a new secret that works (the old one ends)."""
-    org = json.loads(run_cli(stack.db, "org", "create", "Lockout").stdout)
+    org = json.loads(run_cli(stack, "org", "create", "Lockout").stdout)
     basic = (org["client_id"], org["client_secret"])
     token = requests.post(stack.url("/oauth2/token"), data={"grant_type": "client_credentials"}, auth=basic).json()["access_token"]
     h = {"Authorization": f"Bearer {token}"}
@@ -338,11 +338,11 @@ def test_a_primary_cannot_lock_itself_out_and_the_operator_resets_it(stack):
     assert r.status_code == 409, r.text
     assert r.json()["code"] == "primary_lockout"
     assert requests.patch(stack.url(f"/api/v1/clients/{org['client_id']}"), headers=h, json={"scope": "clients:read"}).status_code == 409
-    reset = json.loads(run_cli(stack.db, "org", "reset-primary", org["organization_id"]).stdout)
+    reset = json.loads(run_cli(stack, "org", "reset-primary", org["organization_id"]).stdout)
     assert set(reset) == {"organization_id", "client_id", "client_secret"} and reset["client_id"] == org["client_id"]
     assert requests.post(stack.url("/oauth2/token"), data={"grant_type": "client_credentials"}, auth=basic).status_code == 401
     fresh = requests.post(stack.url("/oauth2/token"), data={"grant_type": "client_credentials"}, auth=(reset["client_id"], reset["client_secret"]))
     assert fresh.status_code == 200
     assert "clients:write" in fresh.json()["scope"].split()
-    unknown = run_cli(stack.db, "org", "reset-primary", "org-nope", check=False)
+    unknown = run_cli(stack, "org", "reset-primary", "org-nope", check=False)
     assert unknown.returncode == 1 and "lks_" not in unknown.stdout + unknown.stderr

@@ -116,7 +116,7 @@ def test_registry_writes_are_rate_limited(limited_stack):
 
 def test_cli_and_api_writes_are_audited_without_secrets(stack):
     requests.post(stack.url("/api/v1/clients"), headers=stack.bearer(), json={"client_name": "audited"})
-    run_cli(stack.db, "keys", "rotate")
+    run_cli(stack, "keys", "rotate")
     r = requests.get(stack.url("/api/v1/audit"), headers=stack.bearer())
     assert r.status_code == 200
     actions = [e["action"] for e in r.json()["events"]]

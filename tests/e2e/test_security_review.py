@@ -13,6 +13,7 @@ import hashlib
 import json
 import secrets
 import sqlite3
+import subprocess
 import statistics
 import tempfile
 import threading
@@ -51,7 +52,7 @@ class Org:
     def __init__(self, stack, name=None):
         self.stack = stack
         self.name = name or "E2E review " + secrets.token_hex(4)
-        out = json.loads(run_cli(stack.db, "org", "create", self.name).stdout)
+        out = json.loads(run_cli(stack, "org", "create", self.name).stdout)
         self.id, self.client_id, self.secret = out["organization_id"], out["client_id"], out["client_secret"]
 
     def token(self, scope=None, client_id=None, secret=None):
@@ -87,7 +88,7 @@ def client_token(stack, client_id, secret, scope=None):
 def new_user(stack):
     name = "user-" + secrets.token_hex(4)
     password = "pw-" + secrets.token_hex(8)
-    user_id = json.loads(run_cli(stack.db, "user", "add", name, "--password-stdin", stdin=password + "\n").stdout)["user_id"]
+    user_id = json.loads(run_cli(stack, "user", "add", name, "--password-stdin", stdin=password + "\n").stdout)["user_id"]
     return name, password, user_id
 
 
@@ -560,12 +561,18 @@ def test_login_csrf_token_is_not_stored_in_clear(stack):
     browser = Browser(stack, name, password).login()
     csrf, session = browser.http.cookies.get("lk_csrf"), browser.http.cookies.get("lk_session")
     assert csrf and session
-    db = sqlite3.connect(f"file:{stack.db}?mode=ro", uri=True)
-    try:
-        rows = db.execute("select csrf from sessions").fetchall()
-        everything = db.execute("select * from sessions").fetchall()
-    finally:
-        db.close()
+    if stack.database_url:
+        def query(sql):
+            out = subprocess.run(["psql", stack.database_url, "-At", "-F", "\t", "-c", sql], check=True, capture_output=True, text=True).stdout
+            return [tuple(line.split("\t")) for line in out.splitlines() if line]
+        rows, everything = query("select csrf from sessions"), query("select * from sessions")
+    else:
+        db = sqlite3.connect(f"file:{stack.db}?mode=ro", uri=True)
+        try:
+            rows = db.execute("select csrf from sessions").fetchall()
+            everything = db.execute("select * from sessions").fetchall()
+        finally:
+            db.close()
     assert rows, "no session row"
     assert all(csrf not in str(value) for (value,) in rows)
     # Neither cookie is stored in clear in any column.
