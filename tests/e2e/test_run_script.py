@@ -18,8 +18,9 @@ from joserfc.jwk import KeySet
 from conftest import ROOT, free_port
 
 
-def start(state, port):
-    env = dict(os.environ, LATCHKEY_STATE_DIR=str(state), LATCHKEY_HTTP_PORT=str(port), LATCHKEY_SKIP_BUILD="1")
+def start(state, port, **extra):
+    env = dict(os.environ, LATCHKEY_STATE_DIR=str(state), LATCHKEY_HTTP_PORT=str(port), LATCHKEY_SKIP_BUILD="1", **extra)
+    env.pop("LATCHKEY_DATABASE_URL", None)
     proc = subprocess.Popen([str(ROOT / "scripts" / "run")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env, start_new_session=True, cwd=ROOT)
     lines = []
@@ -84,6 +85,38 @@ def test_scripts_run_first_and_second_start(tmp_path):
         assert "lks_" not in out
         assert bootstrap["demo_user"]["password"] not in out
         assert "/demo/?client_id=" in out
+        assert requests.get(f"http://127.0.0.1:{port}/healthz").json() == {"status": "ok"}
+    finally:
+        stop(proc, port)
+
+
+def test_scripts_run_with_postgres_two_nodes(tmp_path):
+    """SPEC 9: LATCHKEY_STORE=postgres scripts/run makes a cluster under the state directory (unix socket in run/),
+    runs two nodes on run/latchkey-1.sock and -2.sock behind one nginx; Ctrl-C stops PostgreSQL too."""
+    state = tmp_path / "var"
+    port = free_port()
+    proc, out = start(state, port, LATCHKEY_STORE="postgres")
+    try:
+        issuer = f"http://127.0.0.1:{port}"
+        assert "postgres (2 nodes)" in out, out
+        assert (state / "run" / "latchkey-1.sock").exists() and (state / "run" / "latchkey-2.sock").exists()
+        assert (state / "postgres" / "data" / "PG_VERSION").exists()
+        assert (state / "run" / ".s.PGSQL.5432").exists()
+        bootstrap = json.loads((state / "bootstrap.json").read_text())
+        assert bootstrap["client_secret"] in out
+        curl = re.search(r"^\s+(curl .*)$", out, re.M).group(1)
+        token = json.loads(subprocess.run(curl, shell=True, capture_output=True, text=True, check=True).stdout)["access_token"]
+        # Every request of a few lands on one node or the other; all of them know the token.
+        for _ in range(6):
+            r = requests.post(issuer + "/oauth2/introspect", data={"token": token}, auth=(bootstrap["client_id"], bootstrap["client_secret"]))
+            assert r.json()["active"] is True
+        assert not (state / "latchkey.db").exists(), "the SQLite file must not be used with PostgreSQL"
+    finally:
+        stop(proc, port)
+    assert not (state / "postgres" / "data" / "postmaster.pid").exists(), "PostgreSQL still running after Ctrl-C"
+    proc, out = start(state, port, LATCHKEY_STORE="postgres")
+    try:
+        assert "lks_" not in out
         assert requests.get(f"http://127.0.0.1:{port}/healthz").json() == {"status": "ok"}
     finally:
         stop(proc, port)
