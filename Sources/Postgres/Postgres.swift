@@ -223,8 +223,11 @@ public final class PGConnection {
     }
 
     private func failure(_ r: Collected, _ c: OpaquePointer) -> PGError {
-        // No SQLSTATE on a failed result means the connection broke under it.
-        if r.sqlstate == nil || PQstatus(c) != CONNECTION_OK {
+        // No SQLSTATE on a failed result means the connection broke under it;
+        // class 08 (connection exception) and 57P0x (the server shutting down
+        // or restarting) end the session as well.
+        let ended = r.sqlstate.map { $0.hasPrefix("08") || $0.hasPrefix("57P0") } ?? true
+        if ended || PQstatus(c) != CONNECTION_OK {
             drop()
             return PGError(sqlstate: nil, message: PGConnection.firstLine(r.message), isConnectionFailure: true)
         }

@@ -78,13 +78,13 @@ class Stack:
     sharing one PostgreSQL database behind one nginx upstream."""
 
     def __init__(self, state: Path, rate_limits: str = "on", workers: int = 4, log_level: str | None = "debug", store: str = "sqlite",
-                 nodes: int | None = None):
+                 nodes: int | None = None, cluster: "PostgresCluster | None" = None):
         self.state = state
         self.store = store
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.db = state / "latchkey.db"
-        self.database_url = postgres_cluster().database("lk_" + os.urandom(6).hex()) if store == "postgres" else None
+        self.database_url = (cluster or postgres_cluster()).database("lk_" + os.urandom(6).hex()) if store == "postgres" else None
         self.nodes = nodes or (2 if store == "postgres" else 1)
         self.sockets = [state / "run" / f"latchkey-{n}.sock" for n in range(1, self.nodes + 1)]
         self.socket = self.sockets[0]
