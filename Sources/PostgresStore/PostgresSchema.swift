@@ -175,5 +175,15 @@ enum PostgresSchema {
             UNIQUE (organization_id, name)
         );
         """,
+        // 2: what the nodes' read memos are validated by (SPEC 9): one row,
+        // bumped in the same transaction as every write to the configuration
+        // (clients, secrets, logos, keys, meta, organizations) or to a
+        // revocation (revoked tokens, revoked families). Token traffic
+        // (codes, refresh rotations, sessions) never touches it, so it is no
+        // hot row.
+        """
+        CREATE TABLE generation (id BIGINT PRIMARY KEY, config BIGINT NOT NULL, revocation BIGINT NOT NULL);
+        INSERT INTO generation(id, config, revocation) VALUES (1, 0, 0);
+        """,
     ]
 }

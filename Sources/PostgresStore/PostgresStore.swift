@@ -10,9 +10,11 @@ import Postgres
 /// holds on engines that only offer SERIALIZABLE; exactly-once rules rest
 /// on conditional updates (`... WHERE consumed_at IS NULL`) and their row
 /// counts, and the client limit on a lock of the organization's row. Reads
-/// run in one REPEATABLE READ snapshot. Nothing is remembered between
-/// requests yet: every read asks the database, so what any node commits is
-/// what every node answers next.
+/// begin with one round trip that reads the generation row; while it is
+/// unchanged, the clients, secrets, meta values and revocation answers this
+/// connection has read are answered from memory, so what any node commits
+/// is what every node answers from its next request on, at the cost of
+/// that one indexed row (PLATFORM-POSTGRES 6).
 ///
 /// A lost or unanswering server is `StoreError.busy` (503 with
 /// `Retry-After`); the next call reconnects.
@@ -20,6 +22,12 @@ public final class PostgresStore: Store {
     let db: PGConnection
     private var depth = 0
     private var writing = false
+    private var memo = PostgresMemo()
+    /// Inside a read whose generation matched the memo's.
+    private var memoUsable = false
+    /// What the current write touched: bumps the generation at its commit.
+    private var touchedConfig = false
+    private var touchedRevocation = false
     /// Attempts of a write transaction that keeps meeting serialization failures.
     static let maxAttempts = 5
 
@@ -117,7 +125,28 @@ public final class PostgresStore: Store {
 
     @discardableResult
     func exec(_ sql: String, _ values: [PGValue] = []) throws -> Int {
-        try statement(sql, values).affected
+        note(sql)
+        return try statement(sql, values).affected
+    }
+
+    static let configTables: Set<String> = ["meta", "organizations", "clients", "client_secrets", "client_logos", "signing_keys",
+                                            "retired_client_ids", "upstream_clients"]
+
+    /// Which generation a changing statement invalidates, by the table it
+    /// writes: a configuration table, or a revocation (a revoked token, a
+    /// family's revocation). Found from the statement itself, so no write
+    /// path can forget it.
+    private func note(_ sql: String) {
+        let words = sql.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "(" }).prefix(4).map(String.init)
+        let table: String?
+        switch words.first?.uppercased() {
+        case "INSERT", "DELETE": table = words.count > 2 ? words[2] : nil
+        case "UPDATE": table = words.count > 1 ? words[1] : nil
+        default: table = nil
+        }
+        guard let table else { return }
+        if PostgresStore.configTables.contains(table) { touchedConfig = true }
+        if table == "revoked_tokens" || (table == "token_families" && sql.contains("revoked_at =")) { touchedRevocation = true }
     }
 
     private func statement(_ sql: String, _ values: [PGValue]) throws -> PGResult {
@@ -130,8 +159,15 @@ public final class PostgresStore: Store {
         }
     }
 
-    /// A read that always asks the database (the place a per-node memo will go).
-    func fresh<V>(_ load: () throws -> V) throws -> V { try load() }
+    /// A remembered answer while the generation holds, or `load()`'s, remembered.
+    private func memoized<V>(_ table: WritableKeyPath<PostgresMemo, [String: V]>, _ key: String, _ load: () throws -> V) throws -> V {
+        guard memoUsable else { return try load() }
+        if let hit = memo[keyPath: table][key] { return hit }
+        let value = try load()
+        if memo[keyPath: table].count >= PostgresMemo.capacity { memo[keyPath: table].removeAll(keepingCapacity: true) }
+        memo[keyPath: table][key] = value
+        return value
+    }
 
     func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
@@ -147,15 +183,24 @@ public final class PostgresStore: Store {
         var attempt = 0
         while true {
             attempt += 1
+            touchedConfig = false
+            touchedRevocation = false
             do {
                 try db.run("BEGIN")
                 depth = 1
                 writing = true
                 defer { depth = 0; writing = false }
                 let result = try body()
+                if touchedConfig || touchedRevocation {
+                    try db.execute("UPDATE generation SET config = config + $1, revocation = revocation + $2 WHERE id = 1",
+                                   [.int(touchedConfig ? 1 : 0), .int(touchedRevocation ? 1 : 0)])
+                }
                 let commit = try db.run("COMMIT")
                 // A COMMIT of a failed transaction answers ROLLBACK, not an error.
                 guard commit.command == "COMMIT" else { throw PGError(sqlstate: "40001", message: "commit rolled back", isConnectionFailure: false) }
+                // What this write changed is read afresh; token-only writes keep the memo.
+                if touchedConfig { memo.forgetConfiguration() }
+                if touchedRevocation { memo.forgetRevocations() }
                 return result
             } catch let error as PGError {
                 if db.isConnected { _ = try? db.run("ROLLBACK") }
@@ -171,21 +216,20 @@ public final class PostgresStore: Store {
         }
     }
 
+    /// A read: one round trip for the generation row, then memo answers or,
+    /// for what the memo lacks, single statements (each sees every commit
+    /// made before it).
     public func read<T>(_ body: () throws -> T) throws -> T {
         if depth > 0 { return try body() }
         do {
-            try db.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            let row = try statement("SELECT config, revocation FROM generation WHERE id = 1", []).rows.first
+            memo.revalidate(config: row?.int(0) ?? -1, revocation: row?.int(1) ?? -1)
             depth = 1
-            defer { depth = 0 }
-            let result = try body()
-            try db.run("COMMIT")
-            return result
+            memoUsable = row != nil
+            defer { depth = 0; memoUsable = false }
+            return try body()
         } catch let error as PGError {
-            if db.isConnected { _ = try? db.run("ROLLBACK") }
             throw PostgresStore.map(error)
-        } catch {
-            if db.isConnected { _ = try? db.run("ROLLBACK") }
-            throw error
         }
     }
 
@@ -196,7 +240,7 @@ public final class PostgresStore: Store {
     }
 
     public func meta(_ key: String) throws -> String? {
-        try fresh { try rows("SELECT value FROM meta WHERE key = ?", [.text(key)]).first?.string(0) }
+        try memoized(\.meta, key) { try rows("SELECT value FROM meta WHERE key = ?", [.text(key)]).first?.string(0) }
     }
 
     public func setMeta(_ key: String, _ value: String) throws {
@@ -265,7 +309,7 @@ public final class PostgresStore: Store {
     }
 
     public func client(_ id: String) throws -> Client? {
-        try fresh {
+        try memoized(\.clients, id) {
             try rows("SELECT \(PostgresStore.clientColumns) FROM clients c WHERE c.client_id = ?", [.text(id)]).first.map(PostgresStore.client)
         }
     }
@@ -343,7 +387,7 @@ public final class PostgresStore: Store {
     }
 
     public func secrets(clientID: String) throws -> [ClientSecret] {
-        try fresh { try loadSecrets(clientID: clientID) }
+        try memoized(\.secrets, clientID) { try loadSecrets(clientID: clientID) }
     }
 
     func loadSecrets(clientID: String) throws -> [ClientSecret] {
@@ -393,7 +437,7 @@ public final class PostgresStore: Store {
     }
 
     public func isAccessTokenRevoked(jti: String) throws -> Bool {
-        try fresh { !(try rows("SELECT 1 FROM revoked_tokens WHERE jti = ?", [.text(jti)]).isEmpty) }
+        try memoized(\.revokedTokens, jti) { !(try rows("SELECT 1 FROM revoked_tokens WHERE jti = ?", [.text(jti)]).isEmpty) }
     }
 
     // MARK: Users
@@ -499,10 +543,16 @@ public final class PostgresStore: Store {
     }
 
     public func isFamilyRevoked(id: String) throws -> Bool {
-        try fresh {
-            guard let row = try rows("SELECT revoked_at FROM token_families WHERE id = ?", [.text(id)]).first else { return true }
-            return row.optionalInt(0) != nil
+        // A family not (yet) seen is answered afresh each time: only answers
+        // about existing families are remembered.
+        if memoUsable, let hit = memo.revokedFamilies[id] { return hit }
+        guard let row = try rows("SELECT revoked_at FROM token_families WHERE id = ?", [.text(id)]).first else { return true }
+        let revoked = row.optionalInt(0) != nil
+        if memoUsable {
+            if memo.revokedFamilies.count >= PostgresMemo.capacity { memo.revokedFamilies.removeAll(keepingCapacity: true) }
+            memo.revokedFamilies[id] = revoked
         }
+        return revoked
     }
 
     public func insertRefreshToken(_ t: RefreshTokenRecord) throws {
@@ -653,4 +703,36 @@ public final class PostgresStore: Store {
 extension PGValue {
     /// The stores keep booleans as 0/1 integers (one SQL shape on both).
     init(flag: Bool) { self = .int(flag ? 1 : 0) }
+}
+
+/// What one connection remembers between requests (SPEC 9: exact across
+/// nodes): configuration answers while the configuration generation holds,
+/// revocation answers while the revocation generation holds.
+struct PostgresMemo {
+    static let capacity = 4096
+    var config: Int64 = -1
+    var revocation: Int64 = -1
+    var clients: [String: Client?] = [:]
+    var secrets: [String: [ClientSecret]] = [:]
+    var meta: [String: String?] = [:]
+    var revokedTokens: [String: Bool] = [:]
+    var revokedFamilies: [String: Bool] = [:]
+
+    mutating func revalidate(config: Int64, revocation: Int64) {
+        if config != self.config || config < 0 { forgetConfiguration(); self.config = config }
+        if revocation != self.revocation || revocation < 0 { forgetRevocations(); self.revocation = revocation }
+    }
+
+    mutating func forgetConfiguration() {
+        config = -1
+        if !clients.isEmpty { clients = [:] }
+        if !secrets.isEmpty { secrets = [:] }
+        if !meta.isEmpty { meta = [:] }
+    }
+
+    mutating func forgetRevocations() {
+        revocation = -1
+        if !revokedTokens.isEmpty { revokedTokens = [:] }
+        if !revokedFamilies.isEmpty { revokedFamilies = [:] }
+    }
 }

@@ -2,6 +2,7 @@ import Common
 import Foundation
 import OAuth
 import Synchronization
+import PostgresStore
 import Testing
 
 /// Exactly-once rules under races between connections (SPEC 9): the
@@ -98,5 +99,30 @@ import Testing
         let claims = try #require(try AccessTokens(env: h.env, store: other, keys: KeyRing(store: other, env: h.env)).validate(token)?.claims)
         try h.store.write { try h.store.revokeAccessToken(jti: claims.jti, expiresAt: claims.expiresAt * 1000) }
         #expect(try other.read { try AccessTokens(env: h.env, store: other, keys: KeyRing(store: other, env: h.env)).validate(token) } == nil)
+    }
+}
+
+/// The PostgreSQL store's memo (SPEC 9): exact across nodes at the cost of
+/// one round trip per request while nothing changed.
+@Suite(.enabled(if: TestStore.kind == .postgres, "the PostgreSQL run of scripts/test"))
+struct PostgresMemoTests {
+    @Test func anUnchangedConfigurationCostsOneRoundTripARead() throws {
+        let h = try Harness()
+        let store = try #require(h.store as? PostgresStore)
+        let id = h.primary.clientID
+        let read = { try store.read { (try store.client(id), try store.secrets(clientID: id), try store.meta("keys_version"), try store.isAccessTokenRevoked(jti: "j")) } }
+        _ = try read()
+        let before = store.roundTrips
+        _ = try read()
+        #expect(store.roundTrips - before == 1, "the generation row only")
+        // A token-only write (a refresh rotation, a code) keeps the memo; a revocation elsewhere ends its revocation part.
+        let other = try h.anotherStore()
+        try other.write { try other.revokeAccessToken(jti: "j", expiresAt: Int64.max / 4) }
+        #expect(try store.read { try store.isAccessTokenRevoked(jti: "j") })
+        // A configuration write elsewhere ends the configuration part.
+        var client = try #require(try store.read { try store.client(id) })
+        client.name = "renamed on another node"
+        try other.write { try other.updateClient(client) }
+        #expect(try store.read { try store.client(id)?.name } == "renamed on another node")
     }
 }
