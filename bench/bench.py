@@ -326,6 +326,30 @@ def median(values):
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
+def setup_store(tmp: Path, store: str, args) -> dict:
+    """A stack on one store (SQLite: one node; PostgreSQL: `--pg-nodes` nodes on a local cluster) and its scenarios."""
+    stack = Stack(tmp / store, rate_limits="off", workers=args.workers, log_level=None, store=store,
+                  nodes=args.pg_nodes if store == "postgres" else 1).start()
+    basic = "Basic " + base64.b64encode(f"{stack.client_id}:{stack.client_secret}".encode()).decode()
+    token = stack.token(scope="clients:read")
+    form = {"Content-Type": "application/x-www-form-urlencoded", "Authorization": basic}
+    bench_org = json.loads(run_cli(stack, "org", "create", "Bench", "--client-limit", "100000").stdout)
+    writer = stack.token(bench_org["client_id"], bench_org["client_secret"])
+    read_id = requests.post(stack.url("/api/v1/clients"), headers={"Authorization": f"Bearer {writer}"},
+                            json={"client_name": "bench read"}).json()["client_id"]
+    d = tmp / f"{store}-scripts"
+    d.mkdir()
+    scenarios = [
+        ("GET /healthz", stack.url("/healthz"), None),
+        ("POST /oauth2/token (client_credentials)", stack.url("/oauth2/token"),
+         lua(d / "token.lua", "POST", "grant_type=client_credentials&scope=clients:read", form)),
+        ("POST /oauth2/introspect (JWT)", stack.url("/oauth2/introspect"), lua(d / "introspect.lua", "POST", f"token={token}", form)),
+        ("GET /api/v1/clients/{id} (read)", stack.url(f"/api/v1/clients/{read_id}"),
+         lua(d / "read.lua", "GET", "", {"Authorization": f"Bearer {writer}"})),
+    ]
+    return {"store": store, "stack": stack, "writer": writer, "scenarios": scenarios, "dir": d, "rounds": []}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
@@ -335,61 +359,75 @@ def main():
     ap.add_argument("--flood-connections", type=int, default=12, help="connections of the wrong-password flood")
     ap.add_argument("--logo-threads", type=int, default=3, help="parallel logo uploaders")
     ap.add_argument("--logo-uploads", type=int, default=5, help="uploads per logo uploader")
+    ap.add_argument("--stores", default="sqlite,postgres", help="stores to measure side by side (SPEC 9)")
+    ap.add_argument("--pg-nodes", type=int, default=1, help="nodes on PostgreSQL (they share the machine's two cores with it)")
     args = ap.parse_args()
+    stores = [x for x in args.stores.split(",") if x]
     with tempfile.TemporaryDirectory(prefix="latchkey-bench-") as tmp:
         tmp = Path(tmp)
-        stack = Stack(tmp / "state", rate_limits="off", workers=args.workers, log_level=None).start()
+        runs = [setup_store(tmp, store, args) for store in stores]
         try:
-            basic = "Basic " + base64.b64encode(f"{stack.client_id}:{stack.client_secret}".encode()).decode()
-            token = stack.token(scope="clients:read")
-            form = {"Content-Type": "application/x-www-form-urlencoded", "Authorization": basic}
-            bench_org = json.loads(run_cli(stack, "org", "create", "Bench", "--client-limit", "100000").stdout)
-            writer = stack.token(bench_org["client_id"], bench_org["client_secret"])
-            read_id = requests.post(stack.url("/api/v1/clients"), headers={"Authorization": f"Bearer {writer}"},
-                                    json={"client_name": "bench read"}).json()["client_id"]
-            ratio_scenarios = [
-                ("GET /healthz", stack.url("/healthz"), None),
-                ("POST /oauth2/token (client_credentials)", stack.url("/oauth2/token"),
-                 lua(tmp / "token.lua", "POST", "grant_type=client_credentials&scope=clients:read", form)),
-                ("POST /oauth2/introspect (JWT)", stack.url("/oauth2/introspect"),
-                 lua(tmp / "introspect.lua", "POST", f"token={token}", form)),
-                ("GET /api/v1/clients/{id} (read)", stack.url(f"/api/v1/clients/{read_id}"),
-                 lua(tmp / "read.lua", "GET", "", {"Authorization": f"Bearer {writer}"})),
-            ]
             # The machine's speed drifts by more than the differences measured:
-            # the ratio scenarios run interleaved, round after round, and each
-            # ratio is taken against the /healthz run of its own round.
-            rounds = []
+            # the ratio scenarios run interleaved, round after round and store
+            # after store, and each ratio is taken against the /healthz run of
+            # its own round.
             for _ in range(args.rounds):
-                rounds.append([wrk(url, script, args.duration, args.connections) for _, url, script in ratio_scenarios])
-            create = wrk(stack.url("/api/v1/clients"), lua(tmp / "create.lua", "POST", '{"client_name":"bench client","scope":"openid"}',
-                                                           {"Authorization": f"Bearer {writer}", "Content-Type": "application/json"}),
-                         args.duration, args.connections)
-            flow_script, refresh_script, chains = user_flow_setup(stack, tmp, chains=args.connections * 2)
-            flows = wrk(stack.url("/"), flow_script, args.duration, args.connections)
-            refreshes = wrk(stack.url("/"), refresh_script, args.duration, args.connections, args=chains, threads=2)
-            flood = flood_scenario(stack, tmp, ratio_scenarios[1][2], args.duration, args.connections, args.flood_connections)
-            rss = peak_rss_mib(stack.worker.pid)
-            logo = logo_rss_scenario(stack, writer, args.logo_threads, args.logo_uploads)
+                for run in runs:
+                    run["rounds"].append([wrk(url, script, args.duration, args.connections) for _, url, script in run["scenarios"]])
+            for run in runs:
+                stack, d = run["stack"], run["dir"]
+                run["create"] = wrk(stack.url("/api/v1/clients"), lua(d / "create.lua", "POST", '{"client_name":"bench client","scope":"openid"}',
+                                                                       {"Authorization": f"Bearer {run['writer']}", "Content-Type": "application/json"}),
+                                    args.duration, args.connections)
+                flow_script, refresh_script, chains = user_flow_setup(stack, d, chains=args.connections * 2)
+                run["flows"] = wrk(stack.url("/"), flow_script, args.duration, args.connections)
+                run["refreshes"] = wrk(stack.url("/"), refresh_script, args.duration, args.connections, args=chains, threads=2)
+                run["rss"] = max(peak_rss_mib(p.pid) for p in stack.workers_procs)
+            first = runs[0]
+            first["flood"] = flood_scenario(first["stack"], first["dir"], first["scenarios"][1][2], args.duration, args.connections,
+                                            args.flood_connections)
+            first["logo"] = logo_rss_scenario(first["stack"], first["writer"], args.logo_threads, args.logo_uploads)
+            pgbench = pgbench_simple_update(tmp) if "postgres" in stores else None
         finally:
-            stack.stop()
+            for run in runs:
+                run["stack"].stop()
+            import conftest
+            if conftest._cluster is not None:
+                conftest._cluster.stop()
     print(f"\nwrk -t2 -c{args.connections} -d{args.duration}s, through nginx, {args.workers} worker threads, rate limits off; "
-          f"medians of {args.rounds} interleaved rounds\n")
-    print("| scenario | requests/s | p50 ms | p99 ms | x /healthz | non-2xx |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for i, (name, _, _) in enumerate(ratio_scenarios):
-        runs = [r[i] for r in rounds]
-        ratio = median([r[i]["rps"] / r[0]["rps"] for r in rounds])
-        print(f"| {name} | {median([x['rps'] for x in runs]):.0f} | {median([x['p50'] for x in runs]):.2f} | "
-              f"{median([x['p99'] for x in runs]):.2f} | {ratio:.2f} | {sum(x['errors'] for x in runs)} |")
-    print(f"| POST /api/v1/clients (create) | {create['rps']:.0f} | {create['p50']:.2f} | {create['p99']:.2f} | "
-          f"{create['rps'] / median([r[0]['rps'] for r in rounds]):.2f} | {create['errors']} |")
-    print(f"\ncomplete code flows (authorize + accept + token): {flows.get('flows', 0):.0f}/s "
-          f"({flows['rps']:.0f} requests/s, p99 {flows['p99']:.2f} ms, non-2xx/3xx {flows['errors']})")
-    print(f"refresh-token rotations: {refreshes.get('rotations', 0):.0f}/s (p99 {refreshes['p99']:.2f} ms, non-2xx {refreshes['errors']})")
+          f"medians of {args.rounds} interleaved rounds")
+    for run in runs:
+        rounds = run["rounds"]
+        nodes = args.pg_nodes if run["store"] == "postgres" else 1
+        print(f"\nstore: {run['store']} ({nodes} node{'s' if nodes > 1 else ''})\n")
+        print("| scenario | requests/s | p50 ms | p99 ms | x /healthz | non-2xx |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for i, (name, _, _) in enumerate(run["scenarios"]):
+            results = [r[i] for r in rounds]
+            ratio = median([r[i]["rps"] / r[0]["rps"] for r in rounds])
+            print(f"| {name} | {median([x['rps'] for x in results]):.0f} | {median([x['p50'] for x in results]):.2f} | "
+                  f"{median([x['p99'] for x in results]):.2f} | {ratio:.2f} | {sum(x['errors'] for x in results)} |")
+        create = run["create"]
+        print(f"| POST /api/v1/clients (create) | {create['rps']:.0f} | {create['p50']:.2f} | {create['p99']:.2f} | "
+              f"{create['rps'] / median([r[0]['rps'] for r in rounds]):.2f} | {create['errors']} |")
+        flows, refreshes = run["flows"], run["refreshes"]
+        print(f"\ncomplete code flows (authorize + accept + token): {flows.get('flows', 0):.0f}/s "
+              f"({flows['rps']:.0f} requests/s, p99 {flows['p99']:.2f} ms, non-2xx/3xx {flows['errors']})")
+        print(f"refresh-token rotations: {refreshes.get('rotations', 0):.0f}/s (p99 {refreshes['p99']:.2f} ms, non-2xx {refreshes['errors']})")
+        print(f"worker peak RSS: {run['rss']:.1f} MiB")
+    if len(runs) == 2:
+        a, b = runs
+        print(f"\n{b['store']} / {a['store']} in the same rounds (medians of per-round ratios; SPEC 9 wants >= 0.8 for tokens and introspection):")
+        for i, (name, _, _) in enumerate(a["scenarios"][1:], start=1):
+            ratio = median([rb[i]["rps"] / ra[i]["rps"] for ra, rb in zip(a["rounds"], b["rounds"])])
+            print(f"  {name}: {ratio:.2f}")
+    if pgbench:
+        print(f"\npgbench simple-update (-N, 4 clients, 10 s, scale 10, same machine): {pgbench:.0f} tps (the database's own ceiling)")
+    first = runs[0]
+    flood, logo = first["flood"], first["logo"]
     alone, flooded, fl = flood["alone"], flood["flooded"], flood["flood"]
     print(f"\nPOST /oauth2/token (client_credentials, lks_ secret, -c{args.connections}) alone and during a wrong-password flood "
-          f"(wrk -t1 -c{args.flood_connections}, a new password per request, one client with a caller-chosen (scrypt) password)\n")
+          f"(wrk -t1 -c{args.flood_connections}, a new password per request, one client with a caller-chosen (scrypt) password), {first['store']}\n")
     print("| normal client | tokens/s | p50 ms | p99 ms | non-2xx |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for name, r in (("alone", alone), ("with the flood", flooded)):
@@ -398,9 +436,8 @@ def main():
     print(f"\nflood: {fl['rps']:.0f} requests/s (p50 {fl['p50']:.2f} ms, p99 {fl['p99']:.2f} ms), {fl.get('requests', 0)} answers in "
           f"{flood['flood_duration']}s: 401 {counts.get('401', 0)}, 429 {counts.get('429', 0)}, 503 {counts.get('503', 0)}, "
           f"500 {counts.get('500', 0)}, 200 {counts.get('200', 0)}, other {counts.get('other', 0)}")
-    print(f"\nworker peak RSS: {rss:.1f} MiB")
-    ok = sum(1 for s in logo["statuses"] if s == 204)
-    others = sorted({s for s in logo["statuses"] if s != 204})
+    ok = sum(1 for x in logo["statuses"] if x == 204)
+    others = sorted({x for x in logo["statuses"] if x != 204})
     print(f"logo RSS ({logo['threads']} threads x {logo['uploads']} PUT /api/v1/clients/{{id}}/logo of a 2048x2048 RGBA PNG, "
           f"{logo['image_kib']:.0f} KiB; {ok}/{len(logo['statuses'])} answered 204{f', others {others}' if others else ''}, "
           f"{logo['elapsed']:.1f} s): VmRSS before {logo['before']:.1f} MiB, peak during {logo['peak']:.1f} MiB (VmHWM; "
@@ -411,10 +448,27 @@ def main():
         # With both cores saturated, a /healthz request costs cores/rate of CPU in all (wrk, nginx, worker);
         # a token costs at least that plus one signature.
         cores = os.cpu_count() or 1
-        healthz = median([r[0]["rps"] for r in rounds])
+        healthz = median([r[0]["rps"] for r in first["rounds"]])
         per_request, per_signature = cores / healthz, 1 / signs
         print(f"ES256 signatures/s on one core (openssl speed): {signs:.0f}; the most a server that signs every token "
               f"could reach here is about {per_request / (per_request + per_signature):.2f}x /healthz")
+
+
+def pgbench_simple_update(tmp: Path) -> float | None:
+    """pgbench's simple-update rate on a cluster of its own, on the same machine: the database's own ceiling."""
+    from conftest import PostgresCluster
+    cluster = PostgresCluster(tmp / "pgbench")
+    try:
+        url = cluster.url
+        subprocess.run(["pgbench", "-i", "-s", "10", "-q", url], check=True, capture_output=True)
+        out = subprocess.run(["pgbench", "-N", "-M", "prepared", "-c", "4", "-j", "2", "-T", "10", url], check=True, capture_output=True,
+                             text=True).stdout
+        m = re.search(r"tps = ([0-9.]+)", out)
+        return float(m.group(1)) if m else None
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return None
+    finally:
+        cluster.stop()
 
 
 def es256_signatures_per_second() -> float | None:
