@@ -90,11 +90,11 @@ public final class VerifiedTokenCache {
 public struct AccessTokens {
     public static let type = "at+jwt"
     let env: Environment
-    let store: Store
+    let store: any ClientStorage & CredentialStorage & GrantStorage
     let keys: KeyRing
     let cache: VerifiedTokenCache?
 
-    public init(env: Environment, store: Store, keys: KeyRing, cache: VerifiedTokenCache? = nil) {
+    public init(env: Environment, store: any ClientStorage & CredentialStorage & GrantStorage, keys: KeyRing, cache: VerifiedTokenCache? = nil) {
         self.env = env
         self.store = store
         self.keys = keys

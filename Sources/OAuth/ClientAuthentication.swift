@@ -14,13 +14,13 @@ public enum PresentedCredentials: Equatable, Sendable {
 /// Authenticates OAuth clients (SPEC 4.3).
 public struct ClientAuthenticator {
     let env: Environment
-    let store: Store
+    let store: any ClientStorage & CredentialStorage
     let hasher: SecretHasher
     let guards: AbuseGuards?
     /// The caller's address, for the failure limits.
     let address: String
 
-    public init(env: Environment, store: Store, hasher: SecretHasher, guards: AbuseGuards?, address: String = "") {
+    public init(env: Environment, store: any ClientStorage & CredentialStorage, hasher: SecretHasher, guards: AbuseGuards?, address: String = "") {
         self.env = env
         self.store = store
         self.hasher = hasher

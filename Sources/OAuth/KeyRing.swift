@@ -10,14 +10,14 @@ public final class KeyRing {
     /// Retired keys stay published this long: past the longest token lifetime.
     public static let retentionMillis: Int64 = (86_400 + 300) * 1000
 
-    let store: Store
+    let store: any MetaStorage & CredentialStorage
     let env: Environment
     private var loadedVersion: String?
     private var current: (kid: String, key: PreparedKey)?
     private var verification: [String: PreparedKey] = [:]
     private var jwks: JSON = .object([("keys", .array([]))])
 
-    public init(store: Store, env: Environment) {
+    public init(store: any MetaStorage & CredentialStorage, env: Environment) {
         self.store = store
         self.env = env
     }
@@ -89,7 +89,7 @@ public enum KeyManagement {
     /// Makes a new key, publishes it and makes it the signing key; earlier
     /// keys are retired (still published until their tokens have expired).
     @discardableResult
-    public static func rotate(store: Store, env: Environment, algorithm: SignatureAlgorithm) throws -> String {
+    public static func rotate(store: any MetaStorage & CredentialStorage, env: Environment, algorithm: SignatureAlgorithm) throws -> String {
         let key = try SigningKey.generate(algorithm)
         let kid = try JWK.thumbprint(key)
         var privateDER = try key.privateKeyDER()
@@ -106,7 +106,7 @@ public enum KeyManagement {
         return kid
     }
 
-    static func bumpVersion(_ store: Store) throws {
+    static func bumpVersion(_ store: any MetaStorage & CredentialStorage) throws {
         let v = Int(try store.meta("keys_version") ?? "0") ?? 0
         try store.setMeta("keys_version", String(v + 1))
     }

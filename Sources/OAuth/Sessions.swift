@@ -12,9 +12,9 @@ public struct SessionService {
     static let decoyHash = PasswordHasher.hash("latchkey-decoy-password")
 
     let env: Environment
-    let store: Store
+    let store: any UserStorage
 
-    public init(env: Environment, store: Store) {
+    public init(env: Environment, store: any UserStorage) {
         self.env = env
         self.store = store
     }

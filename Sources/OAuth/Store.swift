@@ -1,22 +1,26 @@
 import Common
 
-/// What the domain needs from storage. One implementation (SQLiteStore);
-/// tests use it on a temporary file, so there is no second store to drift.
+/// Transactions: every role's operations run inside one of these.
 ///
-/// Every method may throw `StoreError.busy` (answer 503) or
-/// `StoreError.conflict` (a uniqueness rule refused the write).
-public protocol Store: AnyObject {
-    /// Runs `body` in a write transaction (`BEGIN IMMEDIATE`), committing
-    /// when it returns and rolling back when it throws. Nested calls join
-    /// the outer transaction.
+/// Every method of every storage role may throw `StoreError.busy` (answer
+/// 503) or `StoreError.conflict` (a uniqueness rule refused the write).
+public protocol Transactional: AnyObject {
+    /// Runs `body` in a write transaction, committing when it returns and
+    /// rolling back when it throws. Nested calls join the outer transaction.
     func write<T>(_ body: () throws -> T) throws -> T
     /// Runs `body` in a read transaction, for a consistent snapshot.
     func read<T>(_ body: () throws -> T) throws -> T
+}
 
+/// Server settings kept in the store (the issuer, the keys' version, the sealed pepper).
+public protocol MetaStorage: Transactional {
     func meta(_ key: String) throws -> String?
     func setMeta(_ key: String, _ value: String) throws
     func deleteMeta(_ key: String) throws
+}
 
+/// Organizations, their clients, and the clients' logos (SPEC 6.0, 6.1).
+public protocol ClientStorage: Transactional {
     func insertOrganization(_ organization: Organization) throws
     func organization(_ id: String) throws -> Organization?
     func setPrimaryClient(organizationID: String, clientID: String) throws
@@ -41,7 +45,11 @@ public protocol Store: AnyObject {
     func logoPreview(clientID: String) throws -> [UInt8]?
     func logo(clientID: String) throws -> (contentType: String, image: [UInt8], etag: String)?
     func deleteLogo(clientID: String) throws
+}
 
+/// Client secrets, signing keys and access-token revocations: what
+/// authenticates a client or a token.
+public protocol CredentialStorage: Transactional {
     func insertSecret(_ secret: ClientSecret) throws
     func secrets(clientID: String) throws -> [ClientSecret]
     func deleteSecret(id: Int64) throws
@@ -56,7 +64,10 @@ public protocol Store: AnyObject {
 
     func revokeAccessToken(jti: String, expiresAt: Int64) throws
     func isAccessTokenRevoked(jti: String) throws -> Bool
+}
 
+/// Local users and their browser sessions (SPEC 5.1).
+public protocol UserStorage: Transactional {
     func insertUser(_ user: User) throws
     func user(username: String) throws -> User?
     func user(id: String) throws -> User?
@@ -64,7 +75,11 @@ public protocol Store: AnyObject {
     func insertSession(_ session: SessionRecord) throws
     func session(idHash: String) throws -> SessionRecord?
     func deleteSession(idHash: String) throws
+}
 
+/// Grants: authorization requests, codes, token families and refresh
+/// tokens (SPEC 4.2, 5.1). Exactly-once rules live here.
+public protocol GrantStorage: Transactional {
     func insertAuthorizationRequest(idHash: String, request: AuthorizationRequest, createdAt: Int64, expiresAt: Int64) throws
     func authorizationRequest(idHash: String) throws -> StoredAuthorizationRequest?
     /// Marks the request answered; false when it already was (answered once).
@@ -86,7 +101,10 @@ public protocol Store: AnyObject {
     func refreshToken(hash: String) throws -> RefreshTokenRecord?
     /// Marks a refresh token rotated; true for exactly one caller.
     func rotateRefreshToken(hash: String, at: Int64) throws -> Bool
+}
 
+/// The apps a user has connected (SPEC 5.2).
+public protocol ConnectionStorage: Transactional {
     func connection(userID: String, clientID: String) throws -> UserConnection?
     func upsertConnection(_ connection: UserConnection) throws
     func connections(userID: String, limit: Int, offset: Int) throws -> (connections: [UserConnection], total: Int)
@@ -95,7 +113,10 @@ public protocol Store: AnyObject {
     func deleteConnection(userID: String, clientID: String) throws
     /// Records the use of a connection at minute precision (a use within a minute of the last is not written).
     func touchConnection(userID: String, clientID: String, accessTime: Int64) throws
+}
 
+/// OAuth clients Latchkey holds at upstream providers (SPEC 6.5).
+public protocol UpstreamStorage: Transactional {
     func insertUpstream(_ record: UpstreamClient) throws
     func updateUpstream(_ record: UpstreamClient) throws
     func upstream(sysID: String) throws -> UpstreamClient?
@@ -104,7 +125,17 @@ public protocol Store: AnyObject {
     func deleteUpstream(sysID: String) throws
     /// Upstream records whose secret is not sealed (stored before a KEK was configured).
     func upstreamsStoredInClear() throws -> [UpstreamClient]
+}
 
+/// The audit log (SPEC 6.0).
+public protocol AuditStorage: Transactional {
     func appendAudit(_ event: AuditEvent) throws
     func auditEvents(organizationID: String, limit: Int, offset: Int) throws -> (events: [AuditEvent], total: Int)
 }
+
+/// Everything the domain needs from storage, split by role as fosite's
+/// storage interfaces are, so that each part of the domain can name only
+/// what it needs. Two implementations: `SQLiteStore` (the embedded default)
+/// and `PostgresStore` (several nodes, SPEC 9); the same tests run on both.
+public protocol Store: MetaStorage, ClientStorage, CredentialStorage, UserStorage, GrantStorage, ConnectionStorage, UpstreamStorage,
+    AuditStorage {}

@@ -89,9 +89,9 @@ public enum UpstreamError: Error, Equatable {
 /// The upstream client records: validation, ownership and versions.
 public struct UpstreamRegistry {
     let env: Environment
-    let store: Store
+    let store: any UpstreamStorage & AuditStorage
 
-    public init(env: Environment, store: Store) {
+    public init(env: Environment, store: any UpstreamStorage & AuditStorage) {
         self.env = env
         self.store = store
     }
