@@ -20,7 +20,7 @@ struct Latchkey: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "latchkey",
         abstract: "Latchkey: an OAuth 2.0 / OpenID Connect authorization server with an OAuth client registry.",
-        subcommands: [Init.self, Migrate.self, Org.self, UserCommand.self, Keys.self, Backup.self, Serve.self, ReencodeImage.self])
+        subcommands: [Init.self, Migrate.self, Org.self, UserCommand.self, Keys.self, Backup.self, Restore.self, Serve.self, ReencodeImage.self])
 }
 
 /// Options every subcommand shares. Each flag has an environment twin.
@@ -235,16 +235,42 @@ struct Keys: ParsableCommand {
 }
 
 struct Backup: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Write a consistent online copy of the database (VACUUM INTO).")
+    static let configuration = CommandConfiguration(
+        abstract: "Write a consistent online copy of the state as a SQLite file, from either store (SQLite: VACUUM INTO; PostgreSQL: one REPEATABLE READ snapshot).")
     @OptionGroup var common: Common
     @Argument var path: String
 
     func run() throws {
         guard !FileManager.default.fileExists(atPath: path) else { throw CLIError("\(path) already exists") }
-        guard common.databaseURL == nil else { throw CLIError("backup from PostgreSQL is not implemented yet (issue 11): use pg_dump") }
-        let store = try common.openStore()
-        try store.backup(to: path)
-        printJSON(["backup": .string(path)])
+        if let url = common.databaseURL {
+            let source = try PostgresStore(url: url, migrate: false)
+            let counts = try StateTransfer.copy(from: source, to: try SQLiteStore(path: path))
+            printJSON(["backup": .string(path), "rows": .object(counts.sorted { $0.key < $1.key }.map { ($0.key, JSON($0.value)) })])
+        } else {
+            let store = try common.openStore()
+            try store.backup(to: path)
+            printJSON(["backup": .string(path)])
+        }
+    }
+}
+
+/// SPEC 9: loads a SQLite file (a backup, or a SQLite deployment's database)
+/// into an empty PostgreSQL database, so a deployment can move between stores.
+struct Restore: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Load a SQLite file (from latchkey backup) into an empty PostgreSQL database.")
+    @OptionGroup var common: Common
+    @Argument var path: String
+
+    func run() throws {
+        guard let url = common.databaseURL else { throw ValidationError("restore loads into PostgreSQL: pass --database URL or set LATCHKEY_DATABASE_URL") }
+        guard FileManager.default.fileExists(atPath: path) else { throw CLIError("\(path) does not exist") }
+        // The file is brought to the current schema on a copy: the backup itself is left as it was.
+        let copy = NSTemporaryDirectory() + "latchkey-restore-" + UUID().uuidString + ".db"
+        try FileManager.default.copyItem(atPath: path, toPath: copy)
+        defer { try? FileManager.default.removeItem(atPath: copy) }
+        let source = try SQLiteStore(path: copy)
+        let counts = try StateTransfer.copy(from: source, to: try PostgresStore(url: url))
+        printJSON(["restored": .string(path), "rows": .object(counts.sorted { $0.key < $1.key }.map { ($0.key, JSON($0.value)) })])
     }
 }
 
