@@ -31,6 +31,8 @@ public struct Endpoint: Sendable {
     public let surface: Surface
     public let maxBody: Int
     public let handler: Handler
+    /// The route's pattern (`/api/v1/clients/{id}`): the metrics' label.
+    public var pattern: String = ""
 }
 
 /// What a handler gets besides the request: the environment and this
@@ -45,6 +47,7 @@ public struct RequestContext {
     /// Where logos are decoded (in a child process under `serve`).
     public let images: ImageReencoder
     public let tokenCache = VerifiedTokenCache()
+    public let metrics: Metrics
     public var pathParams: [String: String] = [:]
 
     public var tokens: TokenService { TokenService(env: env, store: store, keys: keys, cache: tokenCache) }
@@ -63,10 +66,13 @@ public final class Application: Sendable {
     public let guards: AbuseGuards
     public let images: ImageReencoder
     public let logger: Logger
+    public let metrics: Metrics
 
-    public init(env: Environment, logger: Logger = Logger(), guards: AbuseGuards = AbuseGuards(), images: ImageReencoder = .inProcess) {
+    public init(env: Environment, logger: Logger = Logger(), guards: AbuseGuards = AbuseGuards(), images: ImageReencoder = .inProcess,
+                metrics: Metrics = Metrics()) {
         self.env = env
         self.logger = logger
+        self.metrics = metrics
         self.guards = guards
         self.images = images
         var router = Router<Endpoint>()
@@ -84,15 +90,17 @@ public final class Worker {
         self.app = app
         let keys = KeyRing(store: store, env: app.env)
         let hasher = try Provisioning.secretHasher(store: store, env: app.env)
-        context = RequestContext(env: app.env, store: store, keys: keys, hasher: hasher, guards: app.guards, images: app.images)
+        context = RequestContext(env: app.env, store: store, keys: keys, hasher: hasher, guards: app.guards, images: app.images, metrics: app.metrics)
     }
 
     /// Routes, runs and answers one request; never throws, never leaks an
     /// internal error's text, always sets `X-Request-Id`.
     public func handle(_ request: Request) -> Response {
         let started = app.env.now()
+        app.metrics.started()
         var response: Response
         var failure: String?
+        var route = "unmatched"
         switch app.router.match(method: request.method, path: request.path) {
         case .notFound:
             response = ErrorRendering.render(APIProblem.notFound(), surface: .native, request: request)
@@ -102,6 +110,7 @@ public final class Worker {
                                              surface: .native, request: request)
             response.headers["Allow"] = allowed.joined(separator: ", ")
         case let .found(endpoint, params):
+            route = endpoint.pattern
             if request.bodyTooLarge || request.body.count > endpoint.maxBody {
                 response = ErrorRendering.render(APIProblem(status: 413, code: "body_too_large", title: "Request body too large",
                                                             detail: "The request body exceeds \(endpoint.maxBody) bytes."),
@@ -119,7 +128,9 @@ public final class Worker {
         }
         response.headers["X-Request-Id"] = request.requestID
         if request.method == "HEAD" { response.body = [] }
-        app.logger.request(request, status: response.status, millis: app.env.now() - started, failure: failure)
+        let millis = app.env.now() - started
+        app.metrics.finished(route: route, status: response.status, millis: millis)
+        app.logger.request(request, status: response.status, millis: millis, failure: failure)
         return response
     }
 }

@@ -8,9 +8,10 @@ enum Routes {
 
     static func register(_ r: inout Router<Endpoint>) {
         func add(_ method: String, _ path: String, _ surface: Surface, maxBody: Int = apiBodyLimit, _ handler: @escaping Handler) {
-            r.add(method, path, Endpoint(surface: surface, maxBody: maxBody, handler: handler))
+            r.add(method, path, Endpoint(surface: surface, maxBody: maxBody, handler: handler, pattern: path))
         }
         add("GET", "/healthz", .system, maxBody: 0, SystemEndpoints.health)
+        add("GET", "/metrics", .system, maxBody: 0, SystemEndpoints.metrics)
 
         add("GET", "/.well-known/openid-configuration", .oauth, maxBody: 0, DiscoveryEndpoints.configuration)
         add("GET", "/.well-known/oauth-authorization-server", .oauth, maxBody: 0, DiscoveryEndpoints.configuration)

@@ -10,4 +10,13 @@ enum SystemEndpoints {
         response.headers["Cache-Control"] = "no-store"
         return response
     }
+
+    /// Prometheus text metrics of this node. nginx serves the path only to
+    /// the private network (`location = /metrics`); the workers answer it
+    /// whoever asks, as a scraper may reach a node directly.
+    static func metrics(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        var response = Response.text(ctx.metrics.render(pool: ctx.guards.pool), status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8")
+        response.headers["Cache-Control"] = "no-store"
+        return response
+    }
 }

@@ -317,7 +317,8 @@ enum ServeCommand {
         ProcessMemory.returnLargeAllocationsAtOnce()
         // Whatever was stored in clear before a KEK was configured is sealed now.
         let sealed = try Provisioning.sealAtRest(store: store, env: environment)
-        let app = Application(env: environment, logger: Logger(level: level), images: ReencodeImage.childProcess())
+        let app = Application(env: environment, logger: Logger(level: level), images: ReencodeImage.childProcess(),
+                              metrics: Metrics(workers: workers))
         let writerLock = WriterLock()
         // Requests checkpoint only past 16,000 WAL pages (a backstop); the checkpointer does it every 200 ms
         // and starts the WAL over once it passes 4,096 pages.

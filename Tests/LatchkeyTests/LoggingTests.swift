@@ -102,3 +102,29 @@ final class LogLines: Sendable {
 extension String {
     var trimmingSuffixNewline: String { hasSuffix("\n") ? String(dropLast()) : self }
 }
+
+/// Per-node Prometheus metrics (issue 11): requests by route pattern and
+/// status, latency histograms, saturation, the slow-hash pool.
+@Suite struct MetricsTests {
+    @Test func requestsAreCountedByRoutePatternNeverByRawPath() throws {
+        let h = try Harness()
+        let token = try h.token()
+        _ = h.call("GET", "/healthz")
+        _ = h.json("GET", "/api/v1/clients/some-unknown-id", token: token)
+        _ = h.json("GET", "/api/v1/clients/another-unknown", token: token)
+        _ = h.call("GET", "/no/such/path/at-all")
+        let r = h.call("GET", "/metrics")
+        #expect(r.status == 200)
+        #expect(r.headers["Content-Type"]?.hasPrefix("text/plain; version=0.0.4") == true)
+        let text = r.bodyText
+        #expect(text.contains("latchkey_requests_total{route=\"/healthz\",status=\"200\"} 1"))
+        #expect(text.contains("latchkey_requests_total{route=\"/api/v1/clients/{id}\",status=\"404\"} 2"))
+        #expect(text.contains("latchkey_requests_total{route=\"unmatched\",status=\"404\"} 1"))
+        #expect(text.contains("latchkey_requests_total{route=\"/oauth2/token\",status=\"200\"} 1"))
+        #expect(text.contains("latchkey_request_duration_seconds_count{route=\"/api/v1/clients/{id}\"} 2"))
+        #expect(text.contains("latchkey_request_duration_seconds_bucket{route=\"/healthz\",le=\"+Inf\"} 1"))
+        #expect(text.contains("latchkey_slow_hash_in_use 0"))
+        #expect(text.contains("latchkey_requests_in_flight 1"), "the scrape itself")
+        #expect(!text.contains("some-unknown-id"), "raw paths never become labels")
+    }
+}

@@ -152,3 +152,19 @@ def test_backup_from_postgresql_and_restore_into_an_empty_one(pg_stack, tmp_path
     keys = json.loads(subprocess.run([BIN, "keys", "list"], env=env, capture_output=True, text=True, check=True).stdout)["keys"]
     header = json.loads(__import__("base64").urlsafe_b64decode(t.split(".")[0] + "=="))
     assert header["kid"] in {k["kid"] for k in keys}
+
+
+def test_each_node_serves_prometheus_metrics_to_the_private_network(stack):
+    """`/metrics` through nginx from loopback (allowed: the private network); route patterns as labels. Metrics are
+    per node: nginx alternates, so every node gets some of the /healthz requests."""
+    for _ in range(6):
+        requests.get(stack.url("/healthz"))
+    r = requests.get(stack.url("/metrics"))
+    assert r.status_code == 200
+    assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert 'latchkey_requests_total{route="/healthz",status="200"}' in r.text
+    assert "latchkey_slow_hash_queued" in r.text
+    conf = (stack.state / "nginx" / "conf" / "latchkey.conf").read_text()
+    block = conf[conf.index("location = /metrics"):]
+    block = block[:block.index("}")]
+    assert "deny all;" in block and "allow 10.0.0.0/8;" in block

@@ -1,0 +1,100 @@
+import Foundation
+import OAuth
+import Synchronization
+
+extension SlowHashPool: SlowHashPoolGauge {}
+
+/// Per-node metrics in the Prometheus text format (issue 11: operating
+/// several nodes), written directly: a few counters and histograms do not
+/// earn swift-metrics' and swift-prometheus' build time. Shared by every
+/// worker thread of the process; route labels are the route table's
+/// patterns (`/api/v1/clients/{id}`), never raw paths, so the label set
+/// stays bounded whatever callers send.
+public final class Metrics: Sendable {
+    /// Latency buckets in milliseconds.
+    static let buckets: [Int64] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500]
+
+    struct Histogram {
+        var counts = [Int](repeating: 0, count: Metrics.buckets.count)
+        var count = 0
+        var sumMillis: Int64 = 0
+    }
+
+    struct State {
+        var requests: [String: [Int: Int]] = [:]
+        var latency: [String: Histogram] = [:]
+        var inFlight = 0
+        var busiest = 0
+    }
+
+    private let state = Mutex(State())
+    public let workers: Int
+
+    public init(workers: Int = 0) { self.workers = workers }
+
+    public func started() {
+        state.withLock { s in
+            s.inFlight += 1
+            s.busiest = max(s.busiest, s.inFlight)
+        }
+    }
+
+    public func finished(route: String, status: Int, millis: Int64) {
+        state.withLock { s in
+            s.inFlight -= 1
+            s.requests[route, default: [:]][status, default: 0] += 1
+            var h = s.latency[route] ?? Histogram()
+            for (i, bound) in Metrics.buckets.enumerated() where millis <= bound { h.counts[i] += 1 }
+            h.count += 1
+            h.sumMillis += millis
+            s.latency[route] = h
+        }
+    }
+
+    /// The text exposition (version 0.0.4), with the slow-hash pool's state.
+    public func render(pool: SlowHashPoolGauge? = nil) -> String {
+        let s = state.withLock { $0 }
+        var out = ""
+        out += "# HELP latchkey_requests_total Requests answered, by route pattern and status.\n# TYPE latchkey_requests_total counter\n"
+        for route in s.requests.keys.sorted() {
+            for (status, n) in s.requests[route]!.sorted(by: { $0.key < $1.key }) {
+                out += "latchkey_requests_total{route=\"\(Metrics.escape(route))\",status=\"\(status)\"} \(n)\n"
+            }
+        }
+        out += "# HELP latchkey_request_duration_seconds Time in the worker, by route pattern.\n# TYPE latchkey_request_duration_seconds histogram\n"
+        for route in s.latency.keys.sorted() {
+            let h = s.latency[route]!
+            let label = Metrics.escape(route)
+            for (i, bound) in Metrics.buckets.enumerated() {
+                out += "latchkey_request_duration_seconds_bucket{route=\"\(label)\",le=\"\(Double(bound) / 1000)\"} \(h.counts[i])\n"
+            }
+            out += "latchkey_request_duration_seconds_bucket{route=\"\(label)\",le=\"+Inf\"} \(h.count)\n"
+            out += "latchkey_request_duration_seconds_sum{route=\"\(label)\"} \(Double(h.sumMillis) / 1000)\n"
+            out += "latchkey_request_duration_seconds_count{route=\"\(label)\"} \(h.count)\n"
+        }
+        out += "# HELP latchkey_requests_in_flight Requests being handled now.\n# TYPE latchkey_requests_in_flight gauge\n"
+        out += "latchkey_requests_in_flight \(s.inFlight)\n"
+        out += "# HELP latchkey_requests_in_flight_max The most requests handled at once since start (worker saturation).\n# TYPE latchkey_requests_in_flight_max gauge\n"
+        out += "latchkey_requests_in_flight_max \(s.busiest)\n"
+        if workers > 0 {
+            out += "# HELP latchkey_worker_threads Worker threads of this node.\n# TYPE latchkey_worker_threads gauge\nlatchkey_worker_threads \(workers)\n"
+        }
+        if let pool {
+            out += "# HELP latchkey_slow_hash_in_use Slow password hashes running now.\n# TYPE latchkey_slow_hash_in_use gauge\n"
+            out += "latchkey_slow_hash_in_use \(pool.inUse)\n"
+            out += "# HELP latchkey_slow_hash_queued Callers waiting for a slow-hash permit.\n# TYPE latchkey_slow_hash_queued gauge\n"
+            out += "latchkey_slow_hash_queued \(pool.queued)\n"
+        }
+        return out
+    }
+
+    static func escape(_ s: String) -> String {
+        s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "\n", with: "\\n")
+    }
+}
+
+/// What the metrics read of the slow-hash pool.
+public protocol SlowHashPoolGauge {
+    var inUse: Int { get }
+    var queued: Int { get }
+}
