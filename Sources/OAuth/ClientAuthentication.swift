@@ -33,8 +33,9 @@ public struct ClientAuthenticator {
     /// secret, wrong method and disabled client all look the same.
     ///
     /// SPEC 7.1: failures are counted per address and per client; past the
-    /// limit a failing attempt, or one that would need a slow hash, is 429
-    /// (`rate_limited`, `Retry-After`); a full slow-hash pool is 503.
+    /// limit a failing attempt, or one that would need a slow hash, throws
+    /// `TooManyFailures`; a full slow-hash pool `SlowHashesBusy` (every
+    /// surface renders them: 429 and 503 with `Retry-After`).
     public func authenticate(_ credentials: PresentedCredentials, allowPublic: Bool, enforceMethod: Bool = true) throws -> Client {
         let basic = credentials.usedBasic
         switch credentials {
@@ -52,34 +53,21 @@ public struct ClientAuthenticator {
             // The usual case first: a secret proven right cheaply (a generated
             // secret's HMAC, a password verified before) never meets a limit.
             let cheap = found != nil && hasher.matchesCheaply(secret, against: secrets, now: now, guards: guards)
-            let keys = cheap ? [] : FailureLimiter.keys(account: clientID, address: address)
-            if !cheap {
-                // Ten failures on this client from this address (or the
-                // client's overall limit, once this address failed on it
-                // too): 429 before any verification, the same for unknown ids
-                // (no oracle).
-                if let wait = guards?.failures.refusal(account: clientID, address: address, now: now) {
-                    throw OAuthError.rateLimited(retryAfter: wait, detail: "failure limit of the client from this address")
-                }
+            // Ten failures on this client from this address (or the client's
+            // overall limit, once this address failed on it too): refused
+            // before any verification, the same for unknown ids (no oracle).
+            if !cheap, let wait = guards?.failures.refusal(account: clientID, address: address, now: now) {
+                throw TooManyFailures(retryAfterSeconds: wait)
             }
             guard let client = found else {
                 // Spend comparable time on unknown ids so they cannot be told apart.
                 _ = hasher.hmacHash(secret)
-                try recordFailure(keys, now: now, basic: basic)
+                try recordFailure(clientID, now: now)
                 throw OAuthError.invalidClient(basic: basic, detail: "unknown client")
             }
-            var ok = cheap
-            if !ok {
-                do {
-                    ok = try hasher.verify(secret, against: secrets, now: now, guards: guards, limitKeys: [.address(address)])
-                } catch let e as TooManyFailures {
-                    throw OAuthError.rateLimited(retryAfter: e.retryAfterSeconds, detail: "failure limit of the address before a slow hash")
-                } catch is SlowHashesBusy {
-                    throw OAuthError.serverBusy(detail: "slow-hash pool full")
-                }
-            }
+            let ok = try cheap || hasher.verify(secret, against: secrets, now: now, guards: guards, limitKeys: [.address(address)])
             guard ok, !client.isPublic, client.enabled else {
-                try recordFailure(keys.isEmpty ? FailureLimiter.keys(account: clientID, address: address) : keys, now: now, basic: basic)
+                try recordFailure(clientID, now: now)
                 throw OAuthError.invalidClient(basic: basic, detail: "bad secret or disabled client")
             }
             if enforceMethod && !env.acceptAnySecretMethod {
@@ -92,13 +80,11 @@ public struct ClientAuthenticator {
         }
     }
 
-    /// Counts a failure; when that puts the address past its limit, the
-    /// answer is 429 instead of 401 (SPEC 7.1).
-    func recordFailure(_ keys: [FailureLimiter.Key], now: Int64, basic: Bool) throws {
+    /// Counts a failure on `clientID` from this address; when that puts the
+    /// address past its limit, the answer is 429 instead of 401 (SPEC 7.1).
+    func recordFailure(_ clientID: String, now: Int64) throws {
         guard let guards else { return }
-        guards.failures.recordFailure(keys, now: now)
-        if let wait = guards.failures.retryAfter(.address(address), now: now) {
-            throw OAuthError.rateLimited(retryAfter: wait, detail: "failure limit of the address")
-        }
+        guards.failures.recordFailure(FailureLimiter.keys(account: clientID, address: address), now: now)
+        if let wait = guards.failures.retryAfter(.address(address), now: now) { throw TooManyFailures(retryAfterSeconds: wait) }
     }
 }

@@ -54,13 +54,7 @@ public struct OAuthError: Error, Equatable, CustomStringConvertible {
         OAuthError("insufficient_scope", status: 403, "The access token lacks the required scope.",
                    headers: [("WWW-Authenticate", "Bearer realm=\"latchkey\", error=\"insufficient_scope\", scope=\"\(scope)\"")], fileID: fileID, line: line)
     }
-    public static func serverBusy(detail: String = "", fileID: String = #fileID, line: Int = #line) -> OAuthError {
-        OAuthError("temporarily_unavailable", status: 503, "The server is busy; retry shortly.", detail: detail, headers: [("Retry-After", "1")],
-                   fileID: fileID, line: line)
-    }
-    /// SPEC 7.1: too many failed authentications from this address or for this client.
-    public static func rateLimited(retryAfter: Int, detail: String = "", fileID: String = #fileID, line: Int = #line) -> OAuthError {
-        OAuthError("rate_limited", status: 429, "Too many failed attempts; retry after the number of seconds in Retry-After.", detail: detail,
-                   headers: [("Retry-After", String(max(1, retryAfter)))], fileID: fileID, line: line)
+    public static func serverBusy(fileID: String = #fileID, line: Int = #line) -> OAuthError {
+        OAuthError("temporarily_unavailable", status: 503, "The server is busy; retry shortly.", headers: [("Retry-After", "1")], fileID: fileID, line: line)
     }
 }

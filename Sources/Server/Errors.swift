@@ -94,7 +94,7 @@ public enum ErrorRendering {
             (status, code, text, retry) = (429, "rate_limited", "Too many failed attempts; retry after the number of seconds in Retry-After.",
                                            e.retryAfterSeconds)
         case is SlowHashesBusy:
-            (status, code, text, retry) = (503, "temporarily_unavailable", "The server is busy; retry shortly.", 1)
+            (status, code, text, retry) = (503, surface == .native ? "busy" : "temporarily_unavailable", "The server is busy; retry shortly.", 1)
         default:
             return nil
         }

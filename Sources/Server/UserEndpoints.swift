@@ -59,19 +59,11 @@ enum UserEndpoints {
               members.allSatisfy({ ["username", "password"].contains($0.0) }) else {
             throw APIProblem.invalidBody("The body must be {\"username\": \"...\", \"password\": \"...\"}.")
         }
-        let started: SessionService.Started?
-        do {
-            started = username.utf8.count <= 256 && password.utf8.count <= 1024
-                ? try SessionService(env: ctx.env, store: ctx.store).login(username: username, password: password, guards: ctx.guards,
-                                                                           address: request.remoteAddress)
-                : nil
-        } catch let e as TooManyFailures {
-            throw APIProblem(status: 429, code: "rate_limited", title: "Too many attempts",
-                             detail: "Too many failed sign-ins; retry after the number of seconds in Retry-After.",
-                             headers: [("Retry-After", String(e.retryAfterSeconds))])
-        } catch is SlowHashesBusy {
-            throw APIProblem(status: 503, code: "busy", title: "Busy", detail: "The server is busy; retry shortly.", headers: [("Retry-After", "1")])
-        }
+        // Past the failure limits or with the slow-hash pool full, login throws what ErrorRendering answers with 429/503.
+        let started = username.utf8.count <= 256 && password.utf8.count <= 1024
+            ? try SessionService(env: ctx.env, store: ctx.store).login(username: username, password: password, guards: ctx.guards,
+                                                                       address: request.remoteAddress)
+            : nil
         guard let started else {
             throw APIProblem(status: 401, code: "invalid_credentials", title: "Unauthorized", detail: "The username or password is incorrect.")
         }

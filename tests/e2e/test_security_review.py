@@ -668,3 +668,15 @@ def _flood(s):
     # After the flood, the integration client's right password still gets its token.
     r, _ = token_request(slow_id, password)
     assert r.status_code == 200, r.text
+
+
+# 8. Parsers are linear: a tag with tens of thousands of attributes is answered at once (SPEC 7.1) ---------------
+
+def test_xml_with_many_attributes_is_answered_not_stalled(stack):
+    attributes = " ".join(f'a{i}="v"' for i in range(60_000))
+    body = f'<?xml version="1.0"?><oauthClient {attributes}/>'.encode()
+    assert len(body) < 1024 * 1024
+    r = requests.post(stack.url("/uc/resources/oauthclient"), data=body, auth=(stack.client_id, stack.client_secret),
+                      headers={"Content-Type": "application/xml"}, timeout=10)
+    assert r.status_code == 400, r.text[:200]
+    assert requests.get(stack.url("/healthz"), timeout=5).status_code == 200

@@ -37,10 +37,6 @@ enum UpstreamSurface {
             case let .conflict(message): return text(message, 409)
             }
         case let p as APIProblem where p.status < 500: return text(p.detail, p.status)
-        case let e as OAuthError where e.status == 429 || e.status == 503:
-            var r = text(e.publicDescription, e.status)
-            for (k, v) in e.headers { r.headers[k] = v }
-            return r
         case is OAuthError: return text(prohibited, 403)
         default: return nil
         }
