@@ -185,5 +185,13 @@ enum PostgresSchema {
         CREATE TABLE generation (id BIGINT PRIMARY KEY, config BIGINT NOT NULL, revocation BIGINT NOT NULL);
         INSERT INTO generation(id, config, revocation) VALUES (1, 0, 0);
         """,
+        // 3: every client id ever given, never deleted: its primary key makes
+        // "an id is never reused" (SPEC 4.5) hold when a create on one node
+        // races a delete of the same id on another (a check of
+        // retired_client_ids alone could pass just before the delete commits).
+        """
+        CREATE TABLE client_ids (client_id TEXT PRIMARY KEY);
+        INSERT INTO client_ids(client_id) SELECT client_id FROM clients UNION SELECT client_id FROM retired_client_ids;
+        """,
     ]
 }

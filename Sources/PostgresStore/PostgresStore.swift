@@ -299,7 +299,8 @@ public final class PostgresStore: Store {
     }
 
     public func insertClient(_ c: Client) throws {
-        if try isClientIDRetired(c.clientID) { throw StoreError.conflict("client_id retired") }
+        // The id is claimed for good first: a concurrent create of the same id, or one racing its deletion, conflicts (23505).
+        try exec("INSERT INTO client_ids(client_id) VALUES(?)", [.text(c.clientID)])
         try exec("UPDATE organizations SET client_count = client_count + 1 WHERE id = ?", [.text(c.organizationID)])
         try exec("""
             INSERT INTO clients(client_id, organization_id, is_primary, client_name, description, client_uri, redirect_uris, grant_types,
@@ -779,6 +780,8 @@ extension PostgresStore: TransferableStore {
                     })
                 }
             }
+            // Every id the loaded state ever gave is claimed.
+            try exec("INSERT INTO client_ids(client_id) SELECT client_id FROM clients UNION SELECT client_id FROM retired_client_ids ON CONFLICT DO NOTHING")
             // Identity columns continue after the loaded ids.
             for table in ["client_secrets", "audit_events"] {
                 try rows("SELECT setval(pg_get_serial_sequence('\(table)', 'id'), GREATEST((SELECT max(id) FROM \(table)), 1))")
