@@ -32,7 +32,7 @@ let package = Package(
         .target(name: "PostgresStore", dependencies: ["Common", "Postgres", "OAuth"]),
         .target(name: "Server", dependencies: ["Common", "HTTPCore", "JOSE", "OAuth", "Cryptography", "Imaging"]),
         .executableTarget(name: "latchkey", dependencies: [
-            "Common", "FastCGI", "HTTPCore", "Imaging", "OAuth", "SQLiteStore", "PostgresStore", "Server", "Cryptography",
+            "Common", "FastCGI", "HTTPCore", "Imaging", "OAuth", "SQLiteStore", "Postgres", "PostgresStore", "Server", "Cryptography",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "LatchkeyTests", dependencies: [

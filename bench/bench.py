@@ -361,6 +361,7 @@ def main():
     ap.add_argument("--logo-uploads", type=int, default=5, help="uploads per logo uploader")
     ap.add_argument("--stores", default="sqlite,postgres", help="stores to measure side by side (SPEC 9)")
     ap.add_argument("--pg-nodes", type=int, default=1, help="nodes on PostgreSQL (they share the machine's two cores with it)")
+    ap.add_argument("--ratios-only", action="store_true", help="only the interleaved ratio scenarios (for quick comparisons)")
     args = ap.parse_args()
     stores = [x for x in args.stores.split(",") if x]
     with tempfile.TemporaryDirectory(prefix="latchkey-bench-") as tmp:
@@ -374,7 +375,7 @@ def main():
             for _ in range(args.rounds):
                 for run in runs:
                     run["rounds"].append([wrk(url, script, args.duration, args.connections) for _, url, script in run["scenarios"]])
-            for run in runs:
+            for run in runs if not args.ratios_only else []:
                 stack, d = run["stack"], run["dir"]
                 run["create"] = wrk(stack.url("/api/v1/clients"), lua(d / "create.lua", "POST", '{"client_name":"bench client","scope":"openid"}',
                                                                        {"Authorization": f"Bearer {run['writer']}", "Content-Type": "application/json"}),
@@ -384,6 +385,8 @@ def main():
                 run["refreshes"] = wrk(stack.url("/"), refresh_script, args.duration, args.connections, args=chains, threads=2)
                 run["rss"] = max(peak_rss_mib(p.pid) for p in stack.workers_procs)
             first = runs[0]
+            if args.ratios_only:
+                return report_ratios(runs, args)
             first["flood"] = flood_scenario(first["stack"], first["dir"], first["scenarios"][1][2], args.duration, args.connections,
                                             args.flood_connections)
             first["logo"] = logo_rss_scenario(first["stack"], first["writer"], args.logo_threads, args.logo_uploads)
@@ -394,33 +397,17 @@ def main():
             import conftest
             if conftest._cluster is not None:
                 conftest._cluster.stop()
-    print(f"\nwrk -t2 -c{args.connections} -d{args.duration}s, through nginx, {args.workers} worker threads, rate limits off; "
-          f"medians of {args.rounds} interleaved rounds")
+    report_ratios(runs, args)
     for run in runs:
-        rounds = run["rounds"]
-        nodes = args.pg_nodes if run["store"] == "postgres" else 1
-        print(f"\nstore: {run['store']} ({nodes} node{'s' if nodes > 1 else ''})\n")
-        print("| scenario | requests/s | p50 ms | p99 ms | x /healthz | non-2xx |")
-        print("| --- | ---: | ---: | ---: | ---: | ---: |")
-        for i, (name, _, _) in enumerate(run["scenarios"]):
-            results = [r[i] for r in rounds]
-            ratio = median([r[i]["rps"] / r[0]["rps"] for r in rounds])
-            print(f"| {name} | {median([x['rps'] for x in results]):.0f} | {median([x['p50'] for x in results]):.2f} | "
-                  f"{median([x['p99'] for x in results]):.2f} | {ratio:.2f} | {sum(x['errors'] for x in results)} |")
         create = run["create"]
-        print(f"| POST /api/v1/clients (create) | {create['rps']:.0f} | {create['p50']:.2f} | {create['p99']:.2f} | "
-              f"{create['rps'] / median([r[0]['rps'] for r in rounds]):.2f} | {create['errors']} |")
+        print(f"\nstore: {run['store']}: POST /api/v1/clients (create) {create['rps']:.0f}/s (p50 {create['p50']:.2f} ms, "
+              f"p99 {create['p99']:.2f} ms, {create['rps'] / median([r[0]['rps'] for r in run['rounds']]):.2f}x /healthz, "
+              f"non-2xx {create['errors']})")
         flows, refreshes = run["flows"], run["refreshes"]
-        print(f"\ncomplete code flows (authorize + accept + token): {flows.get('flows', 0):.0f}/s "
+        print(f"complete code flows (authorize + accept + token): {flows.get('flows', 0):.0f}/s "
               f"({flows['rps']:.0f} requests/s, p99 {flows['p99']:.2f} ms, non-2xx/3xx {flows['errors']})")
         print(f"refresh-token rotations: {refreshes.get('rotations', 0):.0f}/s (p99 {refreshes['p99']:.2f} ms, non-2xx {refreshes['errors']})")
         print(f"worker peak RSS: {run['rss']:.1f} MiB")
-    if len(runs) == 2:
-        a, b = runs
-        print(f"\n{b['store']} / {a['store']} in the same rounds (medians of per-round ratios; SPEC 9 wants >= 0.8 for tokens and introspection):")
-        for i, (name, _, _) in enumerate(a["scenarios"][1:], start=1):
-            ratio = median([rb[i]["rps"] / ra[i]["rps"] for ra, rb in zip(a["rounds"], b["rounds"])])
-            print(f"  {name}: {ratio:.2f}")
     if pgbench:
         print(f"\npgbench simple-update (-N, 4 clients, 10 s, scale 10, same machine): {pgbench:.0f} tps (the database's own ceiling)")
     first = runs[0]
@@ -443,6 +430,30 @@ def main():
           f"{logo['elapsed']:.1f} s): VmRSS before {logo['before']:.1f} MiB, peak during {logo['peak']:.1f} MiB (VmHWM; "
           f"sampled VmRSS {logo['sampled_peak']:.1f}), after {logo['after']:.1f} MiB ({logo['settled']:.1f} a second later); "
           f"SPEC 8: <= 64 MiB")
+
+
+def report_ratios(runs, args) -> None:
+    """The interleaved ratio scenarios per store, the stores against each other, and the signing ceiling (SPEC 8, 9)."""
+    print(f"\nwrk -t2 -c{args.connections} -d{args.duration}s, through nginx, {args.workers} worker threads, rate limits off; "
+          f"medians of {args.rounds} interleaved rounds")
+    for run in runs:
+        rounds = run["rounds"]
+        nodes = args.pg_nodes if run["store"] == "postgres" else 1
+        print(f"\nstore: {run['store']} ({nodes} node{'s' if nodes > 1 else ''})\n")
+        print("| scenario | requests/s | p50 ms | p99 ms | x /healthz | non-2xx |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for i, (name, _, _) in enumerate(run["scenarios"]):
+            results = [r[i] for r in rounds]
+            ratio = median([r[i]["rps"] / r[0]["rps"] for r in rounds])
+            print(f"| {name} | {median([x['rps'] for x in results]):.0f} | {median([x['p50'] for x in results]):.2f} | "
+                  f"{median([x['p99'] for x in results]):.2f} | {ratio:.2f} | {sum(x['errors'] for x in results)} |")
+    if len(runs) == 2:
+        a, b = runs
+        print(f"\n{b['store']} / {a['store']} in the same rounds (medians of per-round ratios; SPEC 9 wants >= 0.8 for tokens and introspection):")
+        for i, (name, _, _) in enumerate(a["scenarios"][1:], start=1):
+            ratio = median([rb[i]["rps"] / ra[i]["rps"] for ra, rb in zip(a["rounds"], b["rounds"])])
+            print(f"  {name}: {ratio:.2f}")
+    first = runs[0]
     signs = es256_signatures_per_second()
     if signs:
         # With both cores saturated, a /healthz request costs cores/rate of CPU in all (wrk, nginx, worker);

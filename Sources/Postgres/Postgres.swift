@@ -1,7 +1,29 @@
 internal import CLibPQ
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// What every connection of this process has done, for a node's metrics
+/// (issue 11: operating several nodes): statements sent, connections made,
+/// lost and refused, transactions retried. Relaxed atomics: a counter per
+/// round trip, no lock.
+public enum PGCounters {
+    static let roundTrips = Atomic<Int>(0)
+    static let connects = Atomic<Int>(0)
+    static let failures = Atomic<Int>(0)
+    static let refused = Atomic<Int>(0)
+    static let retries = Atomic<Int>(0)
+
+    /// A transaction run again after a serialization failure or deadlock.
+    public static func countRetry() { retries.add(1, ordering: .relaxed) }
+
+    public static var roundTripsTotal: Int { roundTrips.load(ordering: .relaxed) }
+    public static var connectsTotal: Int { connects.load(ordering: .relaxed) }
+    public static var connectionFailuresTotal: Int { failures.load(ordering: .relaxed) }
+    public static var connectFailuresTotal: Int { refused.load(ordering: .relaxed) }
+    public static var retriesTotal: Int { retries.load(ordering: .relaxed) }
+}
 
 /// A value bound to, or read from, a PostgreSQL statement. Parameters and
 /// results travel in the binary format: integers as 8 bytes in network
@@ -116,15 +138,18 @@ public final class PGConnection {
         guard let c, PQstatus(c) == CONNECTION_OK else {
             let message = c.map { String(cString: PQerrorMessage($0)) } ?? "out of memory"
             if let c { PQfinish(c) }
+            PGCounters.refused.add(1, ordering: .relaxed)
             throw PGError(sqlstate: nil, message: PGConnection.firstLine(message), isConnectionFailure: true)
         }
         lk_pq_silence_notices(c)
         conn = c
         connects += 1
+        PGCounters.connects.add(1, ordering: .relaxed)
     }
 
     /// Drops the connection (after a failure); the next statement reconnects.
     public func drop() {
+        if conn != nil { PGCounters.failures.add(1, ordering: .relaxed) }
         if let conn { PQfinish(conn) }
         conn = nil
         prepared = [:]
@@ -154,6 +179,7 @@ public final class PGConnection {
             PQsendQueryPrepared(c, name, Int32(params.count), values, lengths, formats, 1)
         }
         roundTrips += 1
+        PGCounters.roundTrips.add(1, ordering: .relaxed)
         let result = try collectResults(sent, c)
         guard result.status == PGRES_COMMAND_OK || result.status == PGRES_TUPLES_OK else { throw failure(result, c) }
         return result.value
@@ -167,6 +193,7 @@ public final class PGConnection {
         guard let c = conn else { throw PGError(sqlstate: nil, message: "not connected", isConnectionFailure: true) }
         let sent = sql.withCString { PQsendQueryParams(c, $0, 0, nil, nil, nil, nil, 1) }
         roundTrips += 1
+        PGCounters.roundTrips.add(1, ordering: .relaxed)
         let result = try collectResults(sent, c)
         guard result.status == PGRES_COMMAND_OK || result.status == PGRES_TUPLES_OK else { throw failure(result, c) }
         return result.value
@@ -179,6 +206,7 @@ public final class PGConnection {
         guard let c = conn else { throw PGError(sqlstate: nil, message: "not connected", isConnectionFailure: true) }
         let sent = sql.withCString { PQsendQuery(c, $0) }
         roundTrips += 1
+        PGCounters.roundTrips.add(1, ordering: .relaxed)
         let result = try collectResults(sent, c)
         guard result.status == PGRES_COMMAND_OK || result.status == PGRES_TUPLES_OK else { throw failure(result, c) }
     }

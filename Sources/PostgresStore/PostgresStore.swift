@@ -205,6 +205,7 @@ public final class PostgresStore: Store {
             } catch let error as PGError {
                 if db.isConnected { _ = try? db.run("ROLLBACK") }
                 if error.isRetryable && attempt < PostgresStore.maxAttempts {
+                    PGCounters.countRetry()
                     usleep(useconds_t(1_000 * (1 << attempt)))
                     continue
                 }

@@ -29,8 +29,13 @@ public final class Metrics: Sendable {
 
     private let state = Mutex(State())
     public let workers: Int
+    /// The shared database's counters (PostgreSQL), read at each scrape.
+    let store: (@Sendable () -> StoreCounters)?
 
-    public init(workers: Int = 0) { self.workers = workers }
+    public init(workers: Int = 0, store: (@Sendable () -> StoreCounters)? = nil) {
+        self.workers = workers
+        self.store = store
+    }
 
     public func started() {
         state.withLock { s in
@@ -85,11 +90,35 @@ public final class Metrics: Sendable {
             out += "# HELP latchkey_slow_hash_queued Callers waiting for a slow-hash permit.\n# TYPE latchkey_slow_hash_queued gauge\n"
             out += "latchkey_slow_hash_queued \(pool.queued)\n"
         }
+        if let counters = store?() {
+            for (name, help, value) in [
+                ("latchkey_store_round_trips_total", "Statements sent to the database by this node's connections.", counters.roundTrips),
+                ("latchkey_store_connects_total", "Database connections established (first connects and reconnects).", counters.connects),
+                ("latchkey_store_connections_lost_total", "Database connections dropped after a failure or a missed deadline.", counters.connectionsLost),
+                ("latchkey_store_connect_failures_total", "Attempts to connect to the database that failed.", counters.connectFailures),
+                ("latchkey_store_retries_total", "Write transactions run again after a serialization failure or deadlock.", counters.retries),
+            ] {
+                out += "# HELP \(name) \(help)\n# TYPE \(name) counter\n\(name) \(value)\n"
+            }
+        }
         return out
     }
 
     static func escape(_ s: String) -> String {
         s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "\n", with: "\\n")
+    }
+}
+
+/// What the metrics read of a shared database's connections (process-wide totals).
+public struct StoreCounters: Sendable {
+    public var roundTrips = 0, connects = 0, connectionsLost = 0, connectFailures = 0, retries = 0
+
+    public init(roundTrips: Int, connects: Int, connectionsLost: Int, connectFailures: Int, retries: Int) {
+        self.roundTrips = roundTrips
+        self.connects = connects
+        self.connectionsLost = connectionsLost
+        self.connectFailures = connectFailures
+        self.retries = retries
     }
 }
 

@@ -6,6 +6,7 @@ import Foundation
 import HTTPCore
 import Imaging
 import OAuth
+import Postgres
 import PostgresStore
 import SQLiteStore
 import Server
@@ -293,6 +294,13 @@ struct Serve: ParsableCommand {
 
 /// Kept out of `@main`'s isolation: the handler factory runs on worker threads.
 enum ServeCommand {
+    /// This process's PostgreSQL connections, for `/metrics`.
+    @Sendable static func postgresCounters() -> StoreCounters {
+        StoreCounters(roundTrips: PGCounters.roundTripsTotal, connects: PGCounters.connectsTotal,
+                      connectionsLost: PGCounters.connectionFailuresTotal, connectFailures: PGCounters.connectFailuresTotal,
+                      retries: PGCounters.retriesTotal)
+    }
+
     static func run(_ options: Serve) throws {
         let env = options.common.env
         guard let address = ListenAddress(options.listen ?? env["LATCHKEY_LISTEN"] ?? "unix:/run/latchkey/latchkey.sock") else {
@@ -318,7 +326,7 @@ enum ServeCommand {
         // Whatever was stored in clear before a KEK was configured is sealed now.
         let sealed = try Provisioning.sealAtRest(store: store, env: environment)
         let app = Application(env: environment, logger: Logger(level: level), images: ReencodeImage.childProcess(),
-                              metrics: Metrics(workers: workers))
+                              metrics: Metrics(workers: workers, store: databaseURL == nil ? nil : postgresCounters))
         let writerLock = WriterLock()
         // Requests checkpoint only past 16,000 WAL pages (a backstop); the checkpointer does it every 200 ms
         // and starts the WAL over once it passes 4,096 pages.

@@ -126,6 +126,28 @@ struct PostgresMemoTests {
         try other.write { try other.updateClient(client) }
         #expect(try store.read { try store.client(id)?.name } == "renamed on another node")
     }
+
+    /// SPEC 9: memoized reads cost the exactness round trip and nothing more,
+    /// through the whole handler (client authentication, key ring, claims).
+    @Test func aTokenAndAnIntrospectionCostOneRoundTripEach() throws {
+        let h = try Harness()
+        let store = try #require(h.store as? PostgresStore)
+        let basic = (h.primary.clientID, h.primary.clientSecret)
+        // The first token of the day notes the client's use (a write, once a day), which the next read reloads.
+        _ = try h.token()
+        _ = try h.token()
+        var before = store.roundTrips
+        let token = try h.token()
+        #expect(store.roundTrips - before == 1)
+        before = store.roundTrips
+        for _ in 0..<200 { _ = try h.token() }
+        #expect(store.roundTrips - before == 200)
+        _ = h.form("/oauth2/introspect", [("token", token)], basic: basic)
+        before = store.roundTrips
+        let r = h.form("/oauth2/introspect", [("token", token)], basic: basic)
+        #expect(r.status == 200 && r.json?["active"]?.boolValue == true)
+        #expect(store.roundTrips - before == 1)
+    }
 }
 
 /// SPEC 9 "moving data": SQLite → PostgreSQL → SQLite keeps every client,
@@ -180,3 +202,4 @@ struct StateTransferTests {
         }
     }
 }
+
