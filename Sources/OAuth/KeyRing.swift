@@ -23,9 +23,13 @@ public final class KeyRing {
     }
 
     func refresh() throws {
-        let version = try store.meta("keys_version") ?? "0"
-        if version == loadedVersion { return }
-        let records = try store.signingKeys()
+        // In a read of its own when called outside one (a signature after a
+        // grant's write): the request's memo answers it.
+        let (version, records): (String, [SigningKeyRecord]?) = try store.read {
+            let version = try store.meta("keys_version") ?? "0"
+            return (version, version == loadedVersion ? nil : try store.signingKeys())
+        }
+        guard let records else { return }
         let now = env.now()
         var newCurrent: (String, PreparedKey)?
         var newVerification: [String: PreparedKey] = [:]

@@ -2,14 +2,25 @@ import Common
 
 /// Transactions: every role's operations run inside one of these.
 ///
-/// Every method of every storage role may throw `StoreError.busy` (answer
-/// 503) or `StoreError.conflict` (a uniqueness rule refused the write).
+/// Every method of every storage role may throw `StoreError.busy` or
+/// `StoreError.unavailable` (answer 503) or `StoreError.conflict` (a
+/// uniqueness rule refused the write).
 public protocol Transactional: AnyObject {
     /// Runs `body` in a write transaction, committing when it returns and
     /// rolling back when it throws. Nested calls join the outer transaction.
     func write<T>(_ body: () throws -> T) throws -> T
     /// Runs `body` in a read transaction, for a consistent snapshot.
     func read<T>(_ body: () throws -> T) throws -> T
+    /// Brackets one request (the worker calls them): a store whose memo is
+    /// validated against a shared database may validate it once per
+    /// request, at the request's first read, instead of at every read.
+    func beginRequest()
+    func endRequest()
+}
+
+extension Transactional {
+    public func beginRequest() {}
+    public func endRequest() {}
 }
 
 /// Server settings kept in the store (the issuer, the keys' version, the sealed pepper).

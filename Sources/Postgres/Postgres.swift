@@ -160,21 +160,7 @@ public final class PGConnection {
     public func execute(_ sql: String, _ params: [PGValue] = []) throws -> PGResult {
         if conn == nil { try connect() }
         guard let c = conn else { throw PGError(sqlstate: nil, message: "not connected", isConnectionFailure: true) }
-        // Binary parameters need their types declared: a statement is
-        // prepared once per SQL text and parameter types (a NULL leaves its
-        // type to the server).
-        let types = params.map(\.typeOID)
-        let key = types.isEmpty ? sql : sql + "\u{0}" + types.map(String.init).joined(separator: ",")
-        let name: String
-        if let known = prepared[key] {
-            name = known
-        } else {
-            name = "s\(prepared.count)"
-            let sent = sql.withCString { text in types.withUnsafeBufferPointer { PQsendPrepare(c, name, text, Int32(params.count), $0.baseAddress) } }
-            let result = try collectResults(sent, c)
-            guard result.status == PGRES_COMMAND_OK else { throw failure(result, c) }
-            prepared[key] = name
-        }
+        let name = try preparedName(sql, params, c)
         let sent = withParams(params) { values, lengths, formats in
             PQsendQueryPrepared(c, name, Int32(params.count), values, lengths, formats, 1)
         }
@@ -183,6 +169,84 @@ public final class PGConnection {
         let result = try collectResults(sent, c)
         guard result.status == PGRES_COMMAND_OK || result.status == PGRES_TUPLES_OK else { throw failure(result, c) }
         return result.value
+    }
+
+    /// The name of `sql` prepared on this connection, preparing it first
+    /// (one round trip, once per connection). Binary parameters need their
+    /// types declared: a statement is prepared once per SQL text and
+    /// parameter types (a NULL leaves its type to the server).
+    private func preparedName(_ sql: String, _ params: [PGValue], _ c: OpaquePointer) throws -> String {
+        let types = params.map(\.typeOID)
+        let key = types.isEmpty ? sql : sql + "\u{0}" + types.map(String.init).joined(separator: ",")
+        if let known = prepared[key] { return known }
+        let name = "s\(prepared.count)"
+        let sent = sql.withCString { text in types.withUnsafeBufferPointer { PQsendPrepare(c, name, text, Int32(params.count), $0.baseAddress) } }
+        let result = try collectResults(sent, c)
+        guard result.status == PGRES_COMMAND_OK else { throw failure(result, c) }
+        prepared[key] = name
+        return name
+    }
+
+    /// Sends `statements` in one round trip (libpq's pipeline mode) and
+    /// returns their results in order. Statements without parameters
+    /// (`BEGIN`, `COMMIT`) go unprepared; the others prepared, as `execute`
+    /// sends them. When one fails the server skips the rest up to the
+    /// pipeline's end, and that first failure is thrown once every result is
+    /// read (an explicit transaction is then left failed: roll it back).
+    public func pipeline(_ statements: [(sql: String, params: [PGValue])]) throws -> [PGResult] {
+        if statements.count == 1 { return [try execute(statements[0].sql, statements[0].params)] }
+        if conn == nil { try connect() }
+        guard let c = conn else { throw PGError(sqlstate: nil, message: "not connected", isConnectionFailure: true) }
+        // Prepared first, outside the pipeline (once per connection).
+        let names = try statements.map { $0.params.isEmpty ? nil : try preparedName($0.sql, $0.params, c) }
+        guard PQenterPipelineMode(c) == 1 else { throw connectionFailure(c) }
+        var sentAll = true
+        for (statement, name) in zip(statements, names) where sentAll {
+            if let name {
+                sentAll = withParams(statement.params) { values, lengths, formats in
+                    PQsendQueryPrepared(c, name, Int32(statement.params.count), values, lengths, formats, 1)
+                } == 1
+            } else {
+                sentAll = statement.sql.withCString { PQsendQueryParams(c, $0, 0, nil, nil, nil, nil, 1) } == 1
+            }
+        }
+        guard sentAll, PQpipelineSync(c) == 1 else { throw connectionFailure(c) }
+        roundTrips += 1
+        PGCounters.roundTrips.add(1, ordering: .relaxed)
+        let deadline = PGConnection.nowMillis() + Int64(timeoutMillis)
+        var results: [Collected] = []
+        // Per statement: its result, then a NULL; at the end one PGRES_PIPELINE_SYNC.
+        while results.count < statements.count {
+            var collected: Collected?
+            while let r = try nextResult(c, deadline) {
+                defer { PQclear(r) }
+                if collected == nil { collected = PGConnection.collect(r) }
+            }
+            guard let collected else { throw connectionFailure(c) }
+            results.append(collected)
+        }
+        guard let sync = try nextResult(c, deadline) else { throw connectionFailure(c) }
+        let synced = PQresultStatus(sync) == PGRES_PIPELINE_SYNC
+        PQclear(sync)
+        guard synced, PQexitPipelineMode(c) == 1 else { throw connectionFailure(c) }
+        if let failed = results.first(where: { $0.status != PGRES_COMMAND_OK && $0.status != PGRES_TUPLES_OK }) {
+            throw failure(failed, c)
+        }
+        return results.map(\.value)
+    }
+
+    /// The next result of the connection within the deadline (nil: the
+    /// current statement's results are done).
+    private func nextResult(_ c: OpaquePointer, _ deadline: Int64) throws -> OpaquePointer? {
+        while PQisBusy(c) == 1 {
+            let left = deadline - PGConnection.nowMillis()
+            guard left > 0, lk_pq_wait_readable(c, Int32(left)) == 1, PQconsumeInput(c) == 1 else {
+                let timedOut = left <= 0
+                drop()
+                throw PGError(sqlstate: nil, message: timedOut ? "no answer within \(timeoutMillis) ms" : "connection lost", isConnectionFailure: true)
+            }
+        }
+        return PQgetResult(c)
     }
 
     /// Runs a statement without parameters and without preparing it

@@ -16,8 +16,8 @@ import Postgres
 /// is what every node answers from its next request on, at the cost of
 /// that one indexed row (PLATFORM-POSTGRES 6).
 ///
-/// A lost or unanswering server is `StoreError.busy` (503 with
-/// `Retry-After`); the next call reconnects.
+/// A lost, unanswering or refusing server is `StoreError.unavailable`
+/// with libpq's reason (503 with `Retry-After`); the next call reconnects.
 public final class PostgresStore: Store {
     let db: PGConnection
     private var depth = 0
@@ -25,9 +25,15 @@ public final class PostgresStore: Store {
     private var memo = PostgresMemo()
     /// Inside a read whose generation matched the memo's.
     private var memoUsable = false
+    /// Between `beginRequest` and `endRequest`, and whether this request's
+    /// generation read happened (the memo is valid for the rest of it).
+    private var inRequest = false
+    private var validated = false
     /// What the current write touched: bumps the generation at its commit.
     private var touchedConfig = false
     private var touchedRevocation = false
+    /// Statements waiting to travel with the next one (a write's BEGIN and its blind writes).
+    private var pending: [(sql: String, params: [PGValue])] = []
     /// Attempts of a write transaction that keeps meeting serialization failures.
     static let maxAttempts = 5
 
@@ -85,9 +91,10 @@ public final class PostgresStore: Store {
     public var roundTrips: Int { db.roundTrips }
 
     static func map(_ error: PGError) -> Error {
-        if error.isConnectionFailure || error.isRetryable || error.sqlstate == "57P01" || error.sqlstate?.hasPrefix("08") == true {
-            return StoreError.busy
+        if error.isConnectionFailure || error.sqlstate == "57P01" || error.sqlstate?.hasPrefix("08") == true {
+            return StoreError.unavailable(error.message)
         }
+        if error.isRetryable { return StoreError.busy }
         if error.isConstraint { return StoreError.conflict(error.sqlstate ?? "") }
         return error
     }
@@ -150,13 +157,37 @@ public final class PostgresStore: Store {
     }
 
     private func statement(_ sql: String, _ values: [PGValue]) throws -> PGResult {
-        let text: String
-        if let known = numberedCache[sql] { text = known } else { text = PostgresStore.numbered(sql); numberedCache[sql] = text }
+        let text = numberedText(sql)
         do {
+            // Inside a write, what waits to be sent (the BEGIN, blind writes) goes in the same round trip.
+            if !pending.isEmpty {
+                let batch = pending + [(text, values)]
+                pending = []
+                return try db.pipeline(batch).last!
+            }
             return try db.execute(text, values)
         } catch let error as PGError where depth == 0 {
             throw PostgresStore.map(error)
         }
+    }
+
+    private func numberedText(_ sql: String) -> String {
+        if let known = numberedCache[sql] { return known }
+        let text = PostgresStore.numbered(sql)
+        numberedCache[sql] = text
+        return text
+    }
+
+    /// A write whose outcome the caller does not read (an insert of a new
+    /// row, a use noted): inside a write transaction it waits and travels
+    /// with the next statement or the COMMIT, in one round trip (libpq's
+    /// pipeline mode); statements still run in the order they were made, and
+    /// a failure fails the whole transaction, only later. PLATFORM-POSTGRES
+    /// 3: a round trip saved per statement.
+    func blindWrite(_ sql: String, _ values: [PGValue]) throws {
+        guard writing else { try exec(sql, values); return }
+        note(sql)
+        pending.append((numberedText(sql), values))
     }
 
     /// A remembered answer while the generation holds, or `load()`'s, remembered.
@@ -185,17 +216,23 @@ public final class PostgresStore: Store {
             attempt += 1
             touchedConfig = false
             touchedRevocation = false
+            // BEGIN travels with the transaction's first statement.
+            pending = [("BEGIN", [])]
             do {
-                try db.run("BEGIN")
                 depth = 1
                 writing = true
-                defer { depth = 0; writing = false }
+                defer { depth = 0; writing = false; pending = [] }
                 let result = try body()
+                // Nothing was written or read: the BEGIN was never sent, no transaction to end.
+                if pending.count == 1 && pending[0].sql == "BEGIN" { return result }
                 if touchedConfig || touchedRevocation {
-                    try db.execute("UPDATE generation SET config = config + $1, revocation = revocation + $2 WHERE id = 1",
-                                   [.int(touchedConfig ? 1 : 0), .int(touchedRevocation ? 1 : 0)])
+                    pending.append(("UPDATE generation SET config = config + $1, revocation = revocation + $2 WHERE id = 1",
+                                    [.int(touchedConfig ? 1 : 0), .int(touchedRevocation ? 1 : 0)]))
                 }
-                let commit = try db.run("COMMIT")
+                // The blind writes, the generation bump and the COMMIT: one round trip.
+                let batch = pending + [("COMMIT", [])]
+                pending = []
+                let commit = try db.pipeline(batch).last!
                 // A COMMIT of a failed transaction answers ROLLBACK, not an error.
                 guard commit.command == "COMMIT" else { throw PGError(sqlstate: "40001", message: "commit rolled back", isConnectionFailure: false) }
                 // What this write changed is read afresh; token-only writes keep the memo.
@@ -223,15 +260,31 @@ public final class PostgresStore: Store {
     public func read<T>(_ body: () throws -> T) throws -> T {
         if depth > 0 { return try body() }
         do {
-            let row = try statement("SELECT config, revocation FROM generation WHERE id = 1", []).rows.first
-            memo.revalidate(config: row?.int(0) ?? -1, revocation: row?.int(1) ?? -1)
+            // Within one request the generation read at its first read holds
+            // for the rest of it (the request is ordered at that moment; what
+            // it writes itself, the memo forgets at the commit).
+            if !(inRequest && validated) {
+                let row = try statement("SELECT config, revocation FROM generation WHERE id = 1", []).rows.first
+                memo.revalidate(config: row?.int(0) ?? -1, revocation: row?.int(1) ?? -1)
+                validated = row != nil
+            }
             depth = 1
-            memoUsable = row != nil
+            memoUsable = validated
             defer { depth = 0; memoUsable = false }
             return try body()
         } catch let error as PGError {
             throw PostgresStore.map(error)
         }
+    }
+
+    public func beginRequest() {
+        inRequest = true
+        validated = false
+    }
+
+    public func endRequest() {
+        inRequest = false
+        validated = false
     }
 
     // MARK: Meta
@@ -480,10 +533,10 @@ public final class PostgresStore: Store {
     // MARK: Authorization requests and codes
 
     public func insertAuthorizationRequest(idHash: String, request: AuthorizationRequest, createdAt: Int64, expiresAt: Int64) throws {
-        try exec("INSERT INTO authorization_requests(id_hash, client_id, params, created_at, expires_at) VALUES(?, ?, ?, ?, ?)",
+        try blindWrite("INSERT INTO authorization_requests(id_hash, client_id, params, created_at, expires_at) VALUES(?, ?, ?, ?, ?)",
                  [.text(idHash), .text(request.clientID), .text(request.json.text), .int(createdAt), .int(expiresAt)])
         // SPEC 7.1: what an anonymous authorize stored is gone once it expires (at the next insert).
-        try exec("DELETE FROM authorization_requests WHERE expires_at < ?", [.int(createdAt)])
+        try blindWrite("DELETE FROM authorization_requests WHERE expires_at < ?", [.int(createdAt)])
     }
 
     public func authorizationRequest(idHash: String) throws -> StoredAuthorizationRequest? {
@@ -498,13 +551,13 @@ public final class PostgresStore: Store {
     }
 
     public func insertCode(_ c: AuthorizationCodeRecord) throws {
-        try exec("""
+        try blindWrite("""
             INSERT INTO authorization_codes(code_hash, client_id, user_id, redirect_uri, redirect_uri_sent, scope, nonce, code_challenge,
               auth_time, created_at, expires_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, [.text(c.codeHash), .text(c.clientID), .text(c.userID), .text(c.redirectURI), PGValue(flag: c.redirectURISent),
                   .text(Scopes.join(c.scope)), PGValue(c.nonce), PGValue(c.codeChallenge), .int(c.authTime), .int(c.createdAt),
                   .int(c.expiresAt)])
-        try exec("DELETE FROM authorization_codes WHERE expires_at < ?", [.int(c.createdAt - 86_400_000)])
+        try blindWrite("DELETE FROM authorization_codes WHERE expires_at < ?", [.int(c.createdAt - 86_400_000)])
     }
 
     public func code(hash: String) throws -> AuthorizationCodeRecord? {
@@ -527,7 +580,7 @@ public final class PostgresStore: Store {
     // MARK: Token families and refresh tokens
 
     public func insertFamily(id: String, clientID: String, userID: String, createdAt: Int64) throws {
-        try exec("INSERT INTO token_families(id, client_id, user_id, created_at) VALUES(?, ?, ?, ?)",
+        try blindWrite("INSERT INTO token_families(id, client_id, user_id, created_at) VALUES(?, ?, ?, ?)",
                  [.text(id), .text(clientID), .text(userID), .int(createdAt)])
     }
 
@@ -558,7 +611,7 @@ public final class PostgresStore: Store {
     }
 
     public func insertRefreshToken(_ t: RefreshTokenRecord) throws {
-        try exec("""
+        try blindWrite("""
             INSERT INTO refresh_tokens(token_hash, family_id, client_id, user_id, scope, auth_time, created_at, expires_at)
             VALUES(?, ?, ?, ?, ?, ?, ?, ?)
             """, [.text(t.tokenHash), .text(t.familyID), .text(t.clientID), .text(t.userID), .text(Scopes.join(t.scope)),
@@ -595,7 +648,7 @@ public final class PostgresStore: Store {
     }
 
     public func upsertConnection(_ c: UserConnection) throws {
-        try exec("""
+        try blindWrite("""
             INSERT INTO connections(user_id, client_id, remembered_scope, granted_scope, auth_time, access_time, created_at)
             VALUES(?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT(user_id, client_id) DO UPDATE SET remembered_scope = excluded.remembered_scope,
@@ -621,7 +674,7 @@ public final class PostgresStore: Store {
     /// Records use of a connection, to the minute: a refresh within a minute
     /// of the last recorded use writes nothing.
     public func touchConnection(userID: String, clientID: String, accessTime: Int64) throws {
-        try exec("UPDATE connections SET access_time = ? WHERE user_id = ? AND client_id = ? AND access_time <= ?",
+        try blindWrite("UPDATE connections SET access_time = ? WHERE user_id = ? AND client_id = ? AND access_time <= ?",
                  [.int(accessTime), .text(userID), .text(clientID), .int(accessTime - 60_000)])
     }
 
@@ -684,7 +737,7 @@ public final class PostgresStore: Store {
     // MARK: Audit
 
     public func appendAudit(_ e: AuditEvent) throws {
-        try exec("INSERT INTO audit_events(organization_id, actor, action, target, surface, request_id, details, created_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
+        try blindWrite("INSERT INTO audit_events(organization_id, actor, action, target, surface, request_id, details, created_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
                  [PGValue(e.organizationID), .text(e.actor), .text(e.action), PGValue(e.target), .text(e.surface), PGValue(e.requestID),
                   .text(e.details.text), .int(e.createdAt)])
     }

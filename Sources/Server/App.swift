@@ -98,6 +98,8 @@ public final class Worker {
     public func handle(_ request: Request) -> Response {
         let started = app.env.now()
         app.metrics.started()
+        context.store.beginRequest()
+        defer { context.store.endRequest() }
         var response: Response
         var failure: String?
         var route = "unmatched"

@@ -67,7 +67,7 @@ public enum ErrorRendering {
             return problemResponse(e, request: request)
         case let (e as RegistryError, _):
             return render(problem(e), surface: surface, request: request)
-        case (StoreError.busy, _):
+        case let (e as StoreError, _) where e.isTransient:
             return render(surface == .oauth ? OAuthError.serverBusy() as Error
                           : APIProblem(status: 503, code: "busy", title: "Service unavailable", detail: "The database is busy; retry shortly.",
                                        headers: [("Retry-After", "1")]), surface: surface, request: request)

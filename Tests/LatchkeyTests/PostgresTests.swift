@@ -1,5 +1,7 @@
 import Foundation
+import OAuth
 import Postgres
+import PostgresStore
 import Testing
 
 /// The libpq wrapper against a real PostgreSQL (`scripts/test` starts a
@@ -89,5 +91,56 @@ struct PostgresTests {
             #expect(e.sqlstate == nil)
         }
         #expect(Date().timeIntervalSince(started) < 2)
+    }
+
+    /// What an operator reads when the store cannot connect (the CLI's error,
+    /// a request's log line): libpq's reason, never the password.
+    @Test func aStoreThatCannotConnectSaysWhyWithoutThePassword() throws {
+        // The test cluster trusts its unix socket: a server that is not there is what can be checked here; a
+        // wrong password over TCP is checked end to end (test_multi_host.py).
+        do {
+            _ = try PostgresStore(url: "postgresql:///postgres?host=/nonexistent-latchkey&user=latchkey&password=secret-in-url-9")
+            Issue.record("connected to nothing")
+        } catch let e as StoreError {
+            guard case let .unavailable(cause) = e else { Issue.record("\(e)"); return }
+            #expect(e.isTransient)
+            #expect(cause.contains("nonexistent-latchkey"))
+            #expect(!"\(e)".contains("secret-in-url-9"))
+            #expect("\(e)".hasPrefix("the database cannot be reached: "))
+        }
+    }
+
+    @Test func aPipelineIsOneRoundTripWithEveryResultInOrder() throws {
+        let c = try PGConnection(try #require(TestDatabase.url))
+        try c.run("CREATE TEMP TABLE pipe(k BIGINT PRIMARY KEY, v TEXT NOT NULL)")
+        _ = try c.execute("SELECT count(*) FROM pipe")
+        let before = c.roundTrips
+        let results = try c.pipeline([("BEGIN", []), ("INSERT INTO pipe(k, v) VALUES($1, $2)", [.int(1), .text("one")]),
+                                      ("INSERT INTO pipe(k, v) VALUES($1, $2)", [.int(2), .text("two")]),
+                                      ("SELECT v FROM pipe WHERE k >= $1 ORDER BY k", [.int(1)]), ("COMMIT", [])])
+        // (Statements met for the first time are prepared first, once per connection; `roundTrips` counts executions.)
+        #expect(c.roundTrips - before == 1)
+        #expect(results.map(\.command) == ["BEGIN", "INSERT 0 1", "INSERT 0 1", "SELECT 2", "COMMIT"])
+        #expect(results[3].rows.map { $0.string(0) } == ["one", "two"])
+        let again = c.roundTrips
+        _ = try c.pipeline([("BEGIN", []), ("INSERT INTO pipe(k, v) VALUES($1, $2)", [.int(3), .text("three")]), ("COMMIT", [])])
+        #expect(c.roundTrips - again == 1)
+    }
+
+    @Test func aFailureInAPipelineSkipsTheRestAndLeavesTheTransactionToRollBack() throws {
+        let c = try PGConnection(try #require(TestDatabase.url))
+        try c.run("CREATE TEMP TABLE pipe(k BIGINT PRIMARY KEY)")
+        do {
+            _ = try c.pipeline([("BEGIN", []), ("INSERT INTO pipe(k) VALUES($1)", [.int(1)]), ("INSERT INTO pipe(k) VALUES($1)", [.int(1)]),
+                                ("INSERT INTO pipe(k) VALUES($1)", [.int(2)]), ("COMMIT", [])])
+            Issue.record("a duplicate key went through")
+        } catch let e as PGError {
+            #expect(e.sqlstate == "23505" && !e.isConnectionFailure)
+        }
+        #expect(c.inFailedTransaction)
+        try c.run("ROLLBACK")
+        #expect(try c.execute("SELECT count(*) FROM pipe").rows.first?.int(0) == 0, "nothing of the failed pipeline stays")
+        // The connection is usable again, in and out of pipelines.
+        #expect(try c.pipeline([("SELECT 1::bigint", []), ("SELECT 2::bigint", [])]).map { $0.rows.first?.int(0) } == [1, 2])
     }
 }

@@ -55,7 +55,7 @@ enum IdentitySurface {
         case let p as APIProblem:
             (status, message) = (p.status, p.detail)
             headers = p.headers
-        case StoreError.busy:
+        case let e as StoreError where e.isTransient:
             (status, message) = (503, "The server is busy; retry shortly.")
             headers = [("Retry-After", "1")]
         default: break
