@@ -156,11 +156,13 @@ public struct AuthorizationService {
                                            maxAge: maxAge, browserHash: AuthorizationService.hash(browser))
         let id = env.randomToken(bytes: 32)
         let now = env.now()
+        let stored = StoredAuthorizationRequest(idHash: AuthorizationService.hash(id), request: request, createdAt: now,
+                                                expiresAt: now + AuthorizationService.requestLifetimeMillis, answeredAt: nil)
         try store.write {
-            try store.insertAuthorizationRequest(idHash: AuthorizationService.hash(id), request: request, createdAt: now,
-                                                 expiresAt: now + AuthorizationService.requestLifetimeMillis)
+            try store.insertAuthorizationRequest(idHash: stored.idHash, request: request, createdAt: now, expiresAt: stored.expiresAt)
         }
-        return try next(requestID: id, sessionToken: sessionToken, browser: browser)
+        // Just stored, by this browser: no need to read it back.
+        return try proceed(stored, requestID: id, sessionToken: sessionToken)
     }
 
     /// Loads a pending request of this browser; nil when unknown, expired,
@@ -180,6 +182,10 @@ public struct AuthorizationService {
     /// consent page, or straight back with a code (SPEC 5.1).
     public func next(requestID: String, sessionToken: String?, browser: String?) throws -> AuthorizeDecision {
         guard let stored = try pending(requestID, browser: browser) else { return .errorPage("The authorization request is unknown, expired or already answered.") }
+        return try proceed(stored, requestID: requestID, sessionToken: sessionToken)
+    }
+
+    func proceed(_ stored: StoredAuthorizationRequest, requestID: String, sessionToken: String?) throws -> AuthorizeDecision {
         let request = stored.request
         let session = try SessionService(env: env, store: store).current(sessionToken)
         let nowSeconds = env.nowSeconds

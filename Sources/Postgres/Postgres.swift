@@ -91,6 +91,10 @@ public struct PGRow: Sendable {
     }
     public func bool(_ i: Int) -> Bool { if case let .bool(b) = values[i] { return b } else { return int(i) != 0 } }
     public func blob(_ i: Int) -> [UInt8] { if case let .bytes(b) = values[i] { return b } else { return [] } }
+    /// The columns from `start` on, as a row of their own (the joined table's part of a row).
+    public func columns(from start: Int) -> PGRow { PGRow(values: Array(values[start...])) }
+    /// Whether column `i` is NULL (an outer join that found nothing).
+    public func isNull(_ i: Int) -> Bool { values[i] == .null }
 }
 
 /// The outcome of one statement: its rows and how many rows it changed.

@@ -32,6 +32,13 @@ public final class PostgresStore: Store {
     /// What the current write touched: bumps the generation at its commit.
     private var touchedConfig = false
     private var touchedRevocation = false
+    /// Rows read along with others in one round trip (a session's user, a
+    /// code's user and connection, a refresh token's family), answered from
+    /// here for the rest of the request (or, outside a request, of the
+    /// write): the request is ordered at its first read, so a row read a
+    /// statement earlier is as good. Forgotten when the request or write
+    /// ends, and a table's part by any write to that table.
+    private var along = AlongRows()
     /// Statements waiting to travel with the next one (a write's BEGIN and its blind writes).
     private var pending: [(sql: String, params: [PGValue])] = []
     /// Attempts of a write transaction that keeps meeting serialization failures.
@@ -152,6 +159,8 @@ public final class PostgresStore: Store {
         default: table = nil
         }
         guard let table else { return }
+        // A delete may cascade to rows read along (a client's connections, a user's sessions): forget them all.
+        if words.first?.uppercased() == "DELETE" { along = AlongRows() } else { along.forget(table: table) }
         if PostgresStore.configTables.contains(table) { touchedConfig = true }
         if table == "revoked_tokens" || (table == "token_families" && sql.contains("revoked_at =")) { touchedRevocation = true }
     }
@@ -221,7 +230,7 @@ public final class PostgresStore: Store {
             do {
                 depth = 1
                 writing = true
-                defer { depth = 0; writing = false; pending = [] }
+                defer { depth = 0; writing = false; pending = []; if !inRequest { along = AlongRows() } }
                 let result = try body()
                 // Nothing was written or read: the BEGIN was never sent, no transaction to end.
                 if pending.count == 1 && pending[0].sql == "BEGIN" { return result }
@@ -280,12 +289,17 @@ public final class PostgresStore: Store {
     public func beginRequest() {
         inRequest = true
         validated = false
+        along = AlongRows()
     }
 
     public func endRequest() {
         inRequest = false
         validated = false
+        along = AlongRows()
     }
+
+    /// Whether rows read along may be kept: within a request or a write.
+    private var keepsAlong: Bool { inRequest || writing }
 
     // MARK: Meta
 
@@ -511,21 +525,33 @@ public final class PostgresStore: Store {
     }
 
     public func user(id: String) throws -> User? {
-        try rows("SELECT id, username, email, name, password_hash, created_at FROM users WHERE id = ?", [.text(id)]).first.map(PostgresStore.user)
+        if keepsAlong, let known = along.users[id] { return known }
+        return try rows("SELECT id, username, email, name, password_hash, created_at FROM users WHERE id = ?", [.text(id)]).first.map(PostgresStore.user)
+    }
+
+    /// The user of an outer join's columns from `start` on (nil when it found none), kept along.
+    private func keepUser(_ r: PGRow, from start: Int, id: String) {
+        guard keepsAlong else { return }
+        along.users[id] = r.isNull(start) ? .some(nil) : PostgresStore.user(r.columns(from: start))
     }
 
     // MARK: Sessions
 
     public func insertSession(_ s: SessionRecord) throws {
-        try exec("INSERT INTO sessions(id_hash, user_id, csrf, auth_time, created_at, expires_at) VALUES(?, ?, ?, ?, ?, ?)",
-                 [.text(s.idHash), .text(s.userID), .text(s.csrf), .int(s.authTime), .int(s.createdAt), .int(s.expiresAt)])
-        try exec("DELETE FROM sessions WHERE expires_at < ?", [.int(s.createdAt)])
+        try blindWrite("INSERT INTO sessions(id_hash, user_id, csrf, auth_time, created_at, expires_at) VALUES(?, ?, ?, ?, ?, ?)",
+                       [.text(s.idHash), .text(s.userID), .text(s.csrf), .int(s.authTime), .int(s.createdAt), .int(s.expiresAt)])
+        try blindWrite("DELETE FROM sessions WHERE expires_at < ?", [.int(s.createdAt)])
     }
 
     public func session(idHash: String) throws -> SessionRecord? {
-        try rows("SELECT id_hash, user_id, csrf, auth_time, created_at, expires_at FROM sessions WHERE id_hash = ?", [.text(idHash)]).first.map {
-            SessionRecord(idHash: $0.string(0), userID: $0.string(1), csrf: $0.string(2), authTime: $0.int(3), createdAt: $0.int(4), expiresAt: $0.int(5))
-        }
+        // The user comes along: a session is read to learn who is signed in.
+        guard let r = try rows("""
+            SELECT s.id_hash, s.user_id, s.csrf, s.auth_time, s.created_at, s.expires_at,
+              u.id, u.username, u.email, u.name, u.password_hash, u.created_at
+            FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.id_hash = ?
+            """, [.text(idHash)]).first else { return nil }
+        keepUser(r, from: 6, id: r.string(1))
+        return SessionRecord(idHash: r.string(0), userID: r.string(1), csrf: r.string(2), authTime: r.int(3), createdAt: r.int(4), expiresAt: r.int(5))
     }
 
     public func deleteSession(idHash: String) throws { try exec("DELETE FROM sessions WHERE id_hash = ?", [.text(idHash)]) }
@@ -561,15 +587,24 @@ public final class PostgresStore: Store {
     }
 
     public func code(hash: String) throws -> AuthorizationCodeRecord? {
-        try rows("""
-            SELECT code_hash, client_id, user_id, redirect_uri, redirect_uri_sent, scope, nonce, code_challenge, auth_time, created_at,
-              expires_at, consumed_at, family_id FROM authorization_codes WHERE code_hash = ?
-            """, [.text(hash)]).first.map {
-            AuthorizationCodeRecord(codeHash: $0.string(0), clientID: $0.string(1), userID: $0.string(2), redirectURI: $0.string(3),
-                                    redirectURISent: $0.bool(4), scope: Scopes.parse($0.string(5)) ?? [], nonce: $0.optionalString(6),
-                                    codeChallenge: $0.optionalString(7), authTime: $0.int(8), createdAt: $0.int(9), expiresAt: $0.int(10),
-                                    consumedAt: $0.optionalInt(11), familyID: $0.optionalString(12))
+        // The user and the connection come along: redeeming a code reads both next.
+        guard let r = try rows("""
+            SELECT c.code_hash, c.client_id, c.user_id, c.redirect_uri, c.redirect_uri_sent, c.scope, c.nonce, c.code_challenge,
+              c.auth_time, c.created_at, c.expires_at, c.consumed_at, c.family_id,
+              u.id, u.username, u.email, u.name, u.password_hash, u.created_at,
+              n.user_id, n.client_id, n.remembered_scope, n.granted_scope, n.auth_time, n.access_time, n.created_at
+            FROM authorization_codes c LEFT JOIN users u ON u.id = c.user_id
+              LEFT JOIN connections n ON n.user_id = c.user_id AND n.client_id = c.client_id
+            WHERE c.code_hash = ?
+            """, [.text(hash)]).first else { return nil }
+        keepUser(r, from: 13, id: r.string(2))
+        if keepsAlong {
+            along.connections[AlongRows.key(r.string(2), r.string(1))] = r.isNull(19) ? .some(nil) : PostgresStore.connection(r.columns(from: 19))
         }
+        return AuthorizationCodeRecord(codeHash: r.string(0), clientID: r.string(1), userID: r.string(2), redirectURI: r.string(3),
+                                       redirectURISent: r.bool(4), scope: Scopes.parse(r.string(5)) ?? [], nonce: r.optionalString(6),
+                                       codeChallenge: r.optionalString(7), authTime: r.int(8), createdAt: r.int(9), expiresAt: r.int(10),
+                                       consumedAt: r.optionalInt(11), familyID: r.optionalString(12))
     }
 
     public func consumeCode(hash: String, at: Int64, familyID: String) throws -> Bool {
@@ -598,6 +633,7 @@ public final class PostgresStore: Store {
     }
 
     public func isFamilyRevoked(id: String) throws -> Bool {
+        if keepsAlong, let known = along.families[id] { return known }
         // A family not (yet) seen is answered afresh each time: only answers
         // about existing families are remembered.
         if memoUsable, let hit = memo.revokedFamilies[id] { return hit }
@@ -619,14 +655,16 @@ public final class PostgresStore: Store {
     }
 
     public func refreshToken(hash: String) throws -> RefreshTokenRecord? {
-        try rows("""
-            SELECT token_hash, family_id, client_id, user_id, scope, auth_time, created_at, expires_at, rotated_at
-            FROM refresh_tokens WHERE token_hash = ?
-            """, [.text(hash)]).first.map {
-            RefreshTokenRecord(tokenHash: $0.string(0), familyID: $0.string(1), clientID: $0.string(2), userID: $0.string(3),
-                               scope: Scopes.parse($0.string(4)) ?? [], authTime: $0.int(5), createdAt: $0.int(6), expiresAt: $0.int(7),
-                               rotatedAt: $0.optionalInt(8))
-        }
+        // The family's state comes along (a round trip saved): a rotation asks for it next, in the same transaction.
+        guard let r = try rows("""
+            SELECT t.token_hash, t.family_id, t.client_id, t.user_id, t.scope, t.auth_time, t.created_at, t.expires_at, t.rotated_at,
+              f.id, f.revoked_at
+            FROM refresh_tokens t LEFT JOIN token_families f ON f.id = t.family_id WHERE t.token_hash = ?
+            """, [.text(hash)]).first else { return nil }
+        if keepsAlong, let family = r.optionalString(9) { along.families[family] = r.optionalInt(10) != nil }
+        return RefreshTokenRecord(tokenHash: r.string(0), familyID: r.string(1), clientID: r.string(2), userID: r.string(3),
+                                  scope: Scopes.parse(r.string(4)) ?? [], authTime: r.int(5), createdAt: r.int(6), expiresAt: r.int(7),
+                                  rotatedAt: r.optionalInt(8))
     }
 
     public func rotateRefreshToken(hash: String, at: Int64) throws -> Bool {
@@ -641,7 +679,8 @@ public final class PostgresStore: Store {
     }
 
     public func connection(userID: String, clientID: String) throws -> UserConnection? {
-        try rows("""
+        if keepsAlong, let known = along.connections[AlongRows.key(userID, clientID)] { return known }
+        return try rows("""
             SELECT user_id, client_id, remembered_scope, granted_scope, auth_time, access_time, created_at FROM connections
             WHERE user_id = ? AND client_id = ?
             """, [.text(userID), .text(clientID)]).first.map(PostgresStore.connection)
@@ -848,3 +887,22 @@ extension PostgresStore: TransferableStore {
     }
 }
 
+/// Rows a statement brought along with the one it was asked for (see
+/// `PostgresStore.along`); `.some(nil)`: known not to exist.
+struct AlongRows {
+    var users: [String: User?] = [:]
+    var connections: [String: UserConnection?] = [:]
+    var families: [String: Bool] = [:]
+
+    static func key(_ userID: String, _ clientID: String) -> String { userID + "\u{0}" + clientID }
+
+    /// A write to `table` in this request: what was read of it is read again.
+    mutating func forget(table: String) {
+        switch table {
+        case "users": users = [:]
+        case "connections": connections = [:]
+        case "token_families": families = [:]
+        default: break
+        }
+    }
+}
