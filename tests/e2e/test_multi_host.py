@@ -21,8 +21,11 @@ import pytest
 import requests
 
 from conftest import BIN, ROOT, free_port
+from loadgen import Load
 
 PASSWORD = "pw-" + secrets.token_hex(12)
+# Debian puts the server programs outside PATH.
+PGBIN = Path("/usr/lib/postgresql/15/bin")
 
 
 def sh(*args, check=True, ns=None, **kw):
@@ -44,12 +47,12 @@ def namespaces_available():
 class Hosts:
     """A bridge (the private network) with three namespaces on it: db, n1, n2."""
 
-    def __init__(self):
+    def __init__(self, standby=False):
         self.tag = secrets.token_hex(3)
         self.net = f"10.{200 + secrets.randbelow(50)}.{secrets.randbelow(250) + 1}"
         self.bridge = f"lkbr{self.tag}"
-        self.addr = {"lb": f"{self.net}.1", "db": f"{self.net}.10", "n1": f"{self.net}.11", "n2": f"{self.net}.12"}
-        self.ns = {name: f"lk{self.tag}-{name}" for name in ("db", "n1", "n2")}
+        self.addr = {"lb": f"{self.net}.1", "db": f"{self.net}.10", "n1": f"{self.net}.11", "n2": f"{self.net}.12", "sb": f"{self.net}.13"}
+        self.ns = {name: f"lk{self.tag}-{name}" for name in ("db", "n1", "n2") + (("sb",) if standby else ())}
 
     def up(self):
         sh("ip", "link", "add", self.bridge, "type", "bridge")
@@ -79,13 +82,20 @@ class Hosts:
 
 
 class MultiHost:
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, standby=False):
         self.tmp = tmp
-        self.hosts = Hosts()
+        self.standby = standby
+        self.hosts = Hosts(standby)
         self.pgdir = tmp / "pg"
+        self.sbdir = tmp / "pg-standby"
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.url = f"postgresql://latchkey:{PASSWORD}@{self.hosts.addr['db']}:5432/latchkey?connect_timeout=3"
+        if standby:
+            # libpq tries the hosts in order and keeps the one that accepts writes (docs/scaling.md).
+            hosts = f"{self.hosts.addr['db']}:5432,{self.hosts.addr['sb']}:5432"
+            self.url = f"postgresql://latchkey:{PASSWORD}@{hosts}/latchkey?connect_timeout=3&target_session_attrs=read-write"
+        else:
+            self.url = f"postgresql://latchkey:{PASSWORD}@{self.hosts.addr['db']}:5432/latchkey?connect_timeout=3"
         self.nodes = {}
         self.nginx = None
         self.log = open(tmp / "nodes.log", "ab")
@@ -104,14 +114,45 @@ class MultiHost:
         # Created on the unix socket first, to make the role and its database; then listening on the private
         # network only, password required from it.
         local = sh(pg, "start", self.pgdir).stdout.strip()
+        self.local = local
         sh("psql", local, "-q", "-c", f"CREATE ROLE latchkey LOGIN PASSWORD '{PASSWORD}'")
         sh("psql", local, "-q", "-c", "CREATE DATABASE latchkey OWNER latchkey")
+        if self.standby:
+            sh("psql", local, "-q", "-c", f"CREATE ROLE replicator REPLICATION LOGIN PASSWORD '{PASSWORD}'")
         sh(pg, "stop", self.pgdir)
         conf = self.pgdir / "data" / "postgresql.conf"
         conf.write_text(conf.read_text() + f"listen_addresses = '{self.hosts.addr['db']}'\npassword_encryption = scram-sha-256\n")
         hba = self.pgdir / "data" / "pg_hba.conf"
         hba.write_text(hba.read_text() + f"host latchkey latchkey {self.hosts.net}.0/24 scram-sha-256\n")
+        if self.standby:
+            hba.write_text(hba.read_text() + f"host replication replicator {self.hosts.net}.0/24 scram-sha-256\n")
         self.pg_start()
+        if self.standby:
+            self.start_standby()
+            # Synchronous replication, once the standby streams: a commit is acknowledged only when the standby
+            # has it, so a failover loses none (set before it streams, every commit would wait for it).
+            sh("psql", local, "-q", "-c", "ALTER SYSTEM SET synchronous_standby_names = '*'")
+            sh("psql", local, "-q", "-c", "SELECT pg_reload_conf()")
+            deadline = time.monotonic() + 10
+            while sh("psql", local, "-tAq", "-c", "SELECT sync_state FROM pg_stat_replication").stdout.strip() != "sync":
+                assert time.monotonic() < deadline, "the standby did not become synchronous"
+                time.sleep(0.1)
+
+    def start_standby(self):
+        """A streaming-replication standby on its own host, cloned from the primary over the network."""
+        self.sbdir.mkdir()
+        os.chmod(self.sbdir, 0o755)
+        for d in ("run", "data"):
+            (self.sbdir / d).mkdir(mode=0o700)
+            subprocess.run(["chown", "postgres:postgres", str(self.sbdir / d)], check=True)
+        sh("runuser", "-u", "postgres", "--", "env", f"PGPASSWORD={PASSWORD}", str(PGBIN / "pg_basebackup"), "-h", self.hosts.addr["db"], "-U", "replicator",
+           "-D", self.sbdir / "data", "-R", "-X", "stream", "--checkpoint=fast", ns=self.hosts.ns["sb"])
+        conf = self.sbdir / "data" / "postgresql.conf"
+        conf.write_text(conf.read_text() + f"listen_addresses = '{self.hosts.addr['sb']}'\nunix_socket_directories = '{self.sbdir / 'run'}'\n"
+                        "synchronous_standby_names = ''\n")
+        (self.sbdir / "postgres.log").touch()
+        subprocess.run(["chown", "postgres:postgres", str(self.sbdir / "postgres.log")], check=True)
+        sh(ROOT / "scripts" / "pg-cluster", "start", self.sbdir, ns=self.hosts.ns["sb"])
 
     def pg_start(self):
         sh(ROOT / "scripts" / "pg-cluster", "start", self.pgdir, ns=self.hosts.ns["db"])
@@ -155,6 +196,8 @@ class MultiHost:
                 except subprocess.TimeoutExpired:
                     proc.kill()
         subprocess.run([str(ROOT / "scripts" / "pg-cluster"), "stop", str(self.pgdir)], capture_output=True)
+        if self.standby:
+            subprocess.run([str(ROOT / "scripts" / "pg-cluster"), "stop", str(self.sbdir)], capture_output=True)
         self.hosts.down()
 
     def token(self, timeout=10):
@@ -262,3 +305,44 @@ def test_postgresql_gone_from_the_network_costs_503s_within_the_deadline_then_re
     for _ in range(4):
         r = requests.post(m.base + "/oauth2/introspect", data={"token": t}, auth=m.client, timeout=30)
         assert r.status_code == 200 and r.json()["active"] is True
+
+
+@pytest.fixture
+def replicated():
+    reason = namespaces_available()
+    if reason:
+        pytest.skip(reason)
+    with tempfile.TemporaryDirectory(prefix="latchkey-e2e-failover-") as tmp:
+        os.chmod(tmp, 0o755)
+        m = MultiHost(Path(tmp), standby=True)
+        try:
+            yield m.start()
+        finally:
+            m.stop()
+
+
+def test_a_failover_to_the_standby_under_load_loses_no_acknowledged_write(replicated):
+    """The primary dies (immediate shutdown: a crash); the nodes answer 503 with Retry-After while no server accepts
+    writes; the standby is promoted; the nodes find it by themselves (libpq's host list with
+    target_session_attrs=read-write) and every create acknowledged before, during or after is there."""
+    m = replicated
+    nodes = type("Nodes", (), {"url": lambda self, path: m.base + path, "client_id": m.client[0], "client_secret": m.client[1]})()
+    org = json.loads(m.cli("org", "create", "Load", "--client-limit", "100000").stdout)
+    with Load(nodes, (org["client_id"], org["client_secret"]), threads=3) as load:
+        time.sleep(1.5)
+        sh("runuser", "-u", "postgres", "--", PGBIN / "pg_ctl", "-D", m.pgdir / "data", "-m", "immediate", "-w", "stop")
+        time.sleep(1.5)
+        sh("runuser", "-u", "postgres", "--", PGBIN / "pg_ctl", "-D", m.sbdir / "data", "-w", "promote", ns=m.hosts.ns["sb"])
+        deadline = time.monotonic() + 30
+        while m.token().status_code != 200:
+            assert time.monotonic() < deadline, "the nodes did not find the new primary"
+            time.sleep(0.3)
+        recovered_at = len(load.statuses)
+        time.sleep(2)
+    assert set(load.statuses) <= {200, 201, 503}, sorted(set(map(str, load.statuses)))
+    assert 503 in load.statuses, "the failover was not seen"
+    assert load.slow == []
+    assert all(s in (200, 201) for s in load.statuses[recovered_at + 6:]), load.statuses[recovered_at:]
+    load.acknowledged_writes_all_exist()
+    # What was written before the failover is there too, and writes go on.
+    assert len(load.created) > 10

@@ -7,7 +7,6 @@ import json
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 import requests
 
 from conftest import ROOT, PostgresCluster, Stack, run_cli
+from loadgen import Load
 
 
 @pytest.fixture
@@ -81,56 +81,9 @@ def test_concurrent_creates_over_both_nodes_never_pass_the_client_limit(pg_stack
     assert listed.headers["X-Total-Count"] == "6"
 
 
-class Load:
-    """Writes (client creates) and token requests from several threads through nginx until stopped; every answer is
-    recorded, and every acknowledged create's id kept (SPEC 9: no acknowledged write is lost)."""
-
-    def __init__(self, stack, threads=4):
-        self.stack, self.stop_flag = stack, False
-        self.statuses, self.created, self.slow = [], [], []
-        org = json.loads(run_cli(stack, "org", "create", "Load", "--client-limit", "100000").stdout)
-        self.writer = (org["client_id"], org["client_secret"])
-        self.headers = {"Authorization": f"Bearer {token(stack, *self.writer)}"}
-        self.threads = [threading.Thread(target=self.run, args=(i,)) for i in range(threads)]
-
-    def run(self, i):
-        session = requests.Session()
-        n = 0
-        while not self.stop_flag:
-            n += 1
-            started = time.monotonic()
-            try:
-                if n % 2:
-                    r = session.post(self.stack.url("/api/v1/clients"), headers=self.headers, json={"client_name": f"load {i}-{n}"},
-                                     timeout=15)
-                    if r.status_code == 201:
-                        self.created.append(r.json()["client_id"])
-                else:
-                    r = session.post(self.stack.url("/oauth2/token"), data={"grant_type": "client_credentials"},
-                                     auth=(self.stack.client_id, self.stack.client_secret), timeout=15)
-                if r.status_code == 503:
-                    assert r.headers.get("Retry-After"), r.headers
-                self.statuses.append(r.status_code)
-            except requests.RequestException as e:  # a connection nginx dropped: recorded, never expected
-                self.statuses.append(repr(e))
-            if time.monotonic() - started > 8:
-                self.slow.append(time.monotonic() - started)
-
-    def __enter__(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop_flag = True
-        for t in self.threads:
-            t.join(timeout=30)
-
-    def acknowledged_writes_all_exist(self):
-        # Read through nginx with a fresh token: both nodes answer, so this also checks what each node sees.
-        h = {"Authorization": f"Bearer {token(self.stack, *self.writer)}"}
-        missing = [cid for cid in self.created if requests.get(self.stack.url(f"/api/v1/clients/{cid}"), headers=h).status_code != 200]
-        assert missing == [], f"{len(missing)} acknowledged creates lost"
+def load_writer(stack):
+    org = json.loads(run_cli(stack, "org", "create", "Load", "--client-limit", "100000").stdout)
+    return org["client_id"], org["client_secret"]
 
 
 def both_nodes_metrics(stack):
@@ -147,7 +100,7 @@ def both_nodes_metrics(stack):
 
 def test_killing_one_node_under_load_loses_no_acknowledged_write(pg_stack):
     stack, _ = pg_stack
-    with Load(stack) as load:
+    with Load(stack, load_writer(stack)) as load:
         time.sleep(1.5)
         stack.workers_procs[0].send_signal(signal.SIGKILL)
         stack.workers_procs[0].wait(timeout=10)
@@ -169,7 +122,7 @@ def test_a_postgresql_restart_under_load_costs_503s_never_500s_or_hangs(pg_stack
     stack, cluster = pg_stack
     t = token(stack)
     before = both_nodes_metrics(stack)
-    with Load(stack) as load:
+    with Load(stack, load_writer(stack)) as load:
         time.sleep(1)
         cluster.stop()
         # While it is down: a request answers 503 with Retry-After within a few seconds.
