@@ -19,8 +19,9 @@ public struct TokenResponse: Sendable, Equatable {
     }
 }
 
-/// The token, introspection and revocation operations (RFC 6749 §4.4,
-/// RFC 7662, RFC 7009), independent of HTTP.
+/// Tokens independent of HTTP: what the grants (`Grants/`) sign with,
+/// introspection (RFC 7662), revocation (RFC 7009) and bearer
+/// authentication (RFC 6750).
 public struct TokenService {
     let env: Environment
     let store: Store
@@ -32,29 +33,6 @@ public struct TokenService {
         self.store = store
         self.tokens = AccessTokens(env: env, store: store, keys: keys, cache: cache)
         self.keys = keys
-    }
-
-    /// RFC 6749 §4.4: "The client can request an access token using only its
-    /// client credentials". An omitted scope grants every scope the client
-    /// holds; a scope it does not hold is `invalid_scope`.
-    public func clientCredentials(client: Client, requestedScope: String?) throws -> TokenResponse {
-        guard client.grantTypes.contains("client_credentials") else { throw OAuthError.unauthorizedClient() }
-        var scope = client.scope
-        if let requestedScope {
-            guard let requested = Scopes.parse(requestedScope) else { throw OAuthError.invalidScope("The scope parameter is malformed.") }
-            guard requested.allSatisfy(client.scope.contains) else { throw OAuthError.invalidScope() }
-            scope = requested
-        }
-        let issued = try tokens.issue(client: client, subject: client.clientID, scope: scope, ttl: client.accessTokenTTL)
-        return TokenResponse(accessToken: issued.token, expiresIn: client.accessTokenTTL, scope: scope)
-    }
-
-    /// Records when a client last obtained a token, at most once a day, so
-    /// the hot path stays read-only.
-    public func noteUse(_ client: Client) throws {
-        let now = env.now()
-        if let last = client.lastUsedAt, now - last < 86_400_000 { return }
-        try store.write { try store.touchClient(client.clientID, lastUsedAt: now) }
     }
 
     /// RFC 7662 §2.2. A client may introspect tokens issued to itself; a

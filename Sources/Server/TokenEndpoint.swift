@@ -59,37 +59,14 @@ enum TokenEndpoint {
         return r
     }
 
-    /// RFC 6749 §3.2 token endpoint.
+    /// RFC 6749 §3.2 token endpoint: parses and renders; the grants decide.
     static func token(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let form = try OAuthForm(request)
         guard let grantType = form["grant_type"] else { throw OAuthError.invalidRequest("grant_type is required.") }
         let credentials = try form.credentials(request)
-        switch grantType {
-        case "client_credentials":
-            // One read transaction for the client, its secrets and the key ring.
-            let (client, result) = try ctx.store.read {
-                let client = try ctx.clientAuthenticator(request).authenticate(credentials, allowPublic: false)
-                return (client, try ctx.tokens.clientCredentials(client: client, requestedScope: form["scope"]))
-            }
-            try ctx.tokens.noteUse(client)
-            return noStore(.json(result.json))
-        case "authorization_code", "refresh_token":
-            // Authenticate first so an unauthenticated caller learns nothing.
-            let client = try ctx.store.read { try ctx.clientAuthenticator(request).authenticate(credentials, allowPublic: true) }
-            guard client.grantTypes.contains(grantType) else { throw OAuthError.unauthorizedClient() }
-            let result: TokenResponse
-            if grantType == "authorization_code" {
-                guard let code = form["code"] else { throw OAuthError.invalidRequest("code is required.") }
-                result = try ctx.tokens.authorizationCode(client: client, code: code, redirectURI: form["redirect_uri"],
-                                                          verifier: form["code_verifier"])
-            } else {
-                guard let refreshToken = form["refresh_token"] else { throw OAuthError.invalidRequest("refresh_token is required.") }
-                result = try ctx.tokens.refresh(client: client, refreshToken: refreshToken, requestedScope: form["scope"])
-            }
-            return noStore(.json(result.json))
-        default:
-            throw OAuthError.unsupportedGrantType()
-        }
+        let exchange = TokenExchange(service: ctx.tokens, authenticator: ctx.clientAuthenticator(request))
+        let result = try exchange.exchange(TokenRequest(grantType: grantType, parameters: form.values), credentials: credentials)
+        return noStore(.json(result.json))
     }
 
     /// RFC 7662 §2.

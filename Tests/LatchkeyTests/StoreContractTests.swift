@@ -282,8 +282,9 @@ struct StateTransferTests {
         let registry = ClientRegistry(env: env, store: sqlite, hasher: hasher)
         let created = try registry.create(ClientSpec(name: "Kept", redirectURIs: ["https://k.example/cb"], scope: ["openid"]), caller: caller)
         try registry.delete(try registry.create(ClientSpec(name: "Gone"), caller: caller).client.clientID, caller: caller)
-        let token = try TokenService(env: env, store: sqlite, keys: KeyRing(store: sqlite, env: env)).clientCredentials(
-            client: try #require(try sqlite.client(org.clientID)), requestedScope: nil).accessToken
+        let token = try ClientCredentialsGrant().exchange(TokenRequest(grantType: "client_credentials", parameters: [:]),
+                                                          client: try #require(try sqlite.client(org.clientID)),
+                                                          service: TokenService(env: env, store: sqlite, keys: KeyRing(store: sqlite, env: env))).accessToken
         let original = try sqlite.dumpAll()
 
         // Into an empty PostgreSQL schema, and back into a new SQLite file.

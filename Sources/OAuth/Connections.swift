@@ -1,0 +1,37 @@
+import Common
+
+/// The apps a user has connected (SPEC 5.2).
+public struct ConnectionService {
+    let env: Environment
+    let store: Store
+
+    public init(env: Environment, store: Store) {
+        self.env = env
+        self.store = store
+    }
+
+    public func list(userID: String, limit: Int = 250, offset: Int = 0) throws -> [(UserConnection, Client)] {
+        try store.read {
+            try store.connections(userID: userID, limit: limit, offset: offset).connections.compactMap { c in
+                try store.client(c.clientID).map { (c, $0) }
+            }
+        }
+    }
+
+    public func get(userID: String, clientID: String) throws -> (UserConnection, Client)? {
+        try store.read {
+            guard let c = try store.connection(userID: userID, clientID: clientID), let client = try store.client(clientID) else { return nil }
+            return (c, client)
+        }
+    }
+
+    /// Revokes every token of the user for the client and forgets the consent.
+    public func delete(userID: String, clientID: String) throws -> Bool {
+        try store.write {
+            guard try store.connection(userID: userID, clientID: clientID) != nil else { return false }
+            try store.revokeFamilies(userID: userID, clientID: clientID, at: env.now())
+            try store.deleteConnection(userID: userID, clientID: clientID)
+            return true
+        }
+    }
+}

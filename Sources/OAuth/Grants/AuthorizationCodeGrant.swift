@@ -1,0 +1,65 @@
+import Common
+import Cryptography
+
+/// RFC 6749 §4.1.3 with PKCE (RFC 7636 §4.6): a code is redeemed once, by
+/// the client it was issued to, with the redirect URI of its request and
+/// the verifier of its challenge; a second redemption revokes what the first
+/// issued (§4.1.2). The grant's rows (the code consumed, the family, the
+/// refresh token, the connection's use) are one transaction; the tokens are
+/// signed after it commits.
+public struct AuthorizationCodeGrant: Grant {
+    public let type = "authorization_code"
+    public let allowsPublicClients = true
+
+    public init() {}
+
+    public func exchange(_ request: TokenRequest, client: Client, service s: TokenService) throws -> TokenResponse {
+        let code = try request.required("code")
+        let redirectURI = request["redirect_uri"], verifier = request["code_verifier"]
+        let codeHash = TokenService.hash(code)
+        let now = s.env.now()
+        let outcome: TokenService.Outcome = try s.store.write {
+            guard let record = try s.store.code(hash: codeHash), record.clientID == client.clientID else {
+                return .refused(.invalidGrant(detail: "unknown code or another client's"))
+            }
+            if record.consumedAt != nil {
+                // RFC 6749 §4.1.2: a second redemption revokes what the first one issued.
+                if let family = record.familyID { try s.store.revokeFamily(id: family, at: now) }
+                return .refused(.invalidGrant(detail: "code replayed"))
+            }
+            guard record.expiresAt > now else { return .refused(.invalidGrant(detail: "code expired")) }
+            if record.redirectURISent || redirectURI != nil {
+                guard redirectURI == record.redirectURI else { return .refused(.invalidGrant("redirect_uri does not match the authorization request.")) }
+            }
+            if let challenge = record.codeChallenge {
+                guard let verifier, AuthorizationService.isValidCodeChallenge(verifier),
+                      Digest.constantTimeEqual(Array(Base64.urlEncode(Digest.sha256(verifier)).utf8), Array(challenge.utf8)) else {
+                    return .refused(.invalidGrant("The code_verifier does not match the code_challenge."))
+                }
+            } else if verifier != nil {
+                return .refused(.invalidGrant("No code_challenge was sent with the authorization request."))
+            }
+            // SPEC 5.2: a grant exists only with its connection; a code the user
+            // disconnected meanwhile is gone (deleteConnection), and this is the
+            // second line of that rule.
+            guard try s.store.connection(userID: record.userID, clientID: client.clientID) != nil else {
+                return .refused(.invalidGrant(detail: "the user disconnected the client"))
+            }
+            let familyID = s.env.randomToken(bytes: 16)
+            guard try s.store.consumeCode(hash: codeHash, at: now, familyID: familyID) else {
+                return .refused(.invalidGrant(detail: "code consumed concurrently"))
+            }
+            guard let user = try s.store.user(id: record.userID) else { return .refused(.invalidGrant(detail: "user gone")) }
+            try s.store.insertFamily(id: familyID, clientID: client.clientID, userID: user.id, createdAt: now)
+            try s.store.touchConnection(userID: user.id, clientID: client.clientID, accessTime: now)
+            let refresh = try s.storeRefreshToken(client: client, userID: user.id, scope: record.scope, authTime: record.authTime, familyID: familyID,
+                                                issue: s.issuesRefreshToken(client, scope: record.scope))
+            return .issued(TokenService.Issuance(client: client, userID: user.id, user: user, scope: record.scope, authTime: record.authTime, familyID: familyID,
+                                    nonce: record.nonce, refreshToken: refresh, idToken: record.scope.contains("openid")))
+        }
+        switch outcome {
+        case let .issued(issuance): return try s.sign(issuance)
+        case let .refused(error): throw error
+        }
+    }
+}

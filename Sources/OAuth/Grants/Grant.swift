@@ -1,0 +1,93 @@
+import Common
+
+/// A token request as the endpoint parsed it (RFC 6749 §3.2): the grant
+/// type and the other parameters, each at most once, empty ones dropped.
+/// No HTTP in here: a grant reads only these values.
+public struct TokenRequest: Sendable {
+    public let grantType: String
+    public let parameters: [String: String]
+
+    public init(grantType: String, parameters: [String: String]) {
+        self.grantType = grantType
+        self.parameters = parameters
+    }
+
+    public subscript(name: String) -> String? { parameters[name] }
+
+    /// A parameter the grant cannot go without (`invalid_request` when absent).
+    public func required(_ name: String) throws -> String {
+        guard let value = parameters[name] else { throw OAuthError.invalidRequest("\(name) is required.") }
+        return value
+    }
+}
+
+/// One grant of the token endpoint (RFC 6749 §4, §6), as fosite's handlers
+/// and node-oidc-provider's grant files are: what a request of its type
+/// must carry, its checks and its transaction. `TokenExchange` has already
+/// authenticated the client and checked that it registered the grant type.
+///
+/// Adding a grant: a type conforming to this protocol in this folder, and
+/// its line in `TokenExchange.grants`.
+public protocol Grant: Sendable {
+    /// The `grant_type` value it answers.
+    var type: String { get }
+    /// Whether a public client (no secret) may use it.
+    var allowsPublicClients: Bool { get }
+    /// Whether it only reads (then the client's authentication and the
+    /// grant share one read transaction: one memo check, one snapshot).
+    var readsOnly: Bool { get }
+    /// The token response for an authenticated client allowed this grant.
+    func exchange(_ request: TokenRequest, client: Client, service: TokenService) throws -> TokenResponse
+    /// After the response is decided (outside any transaction): bookkeeping
+    /// such as noting the client's use.
+    func issued(to client: Client, service: TokenService) throws
+}
+
+extension Grant {
+    public var readsOnly: Bool { false }
+    public func issued(to client: Client, service: TokenService) throws {}
+}
+
+/// The token endpoint's domain side (RFC 6749 §3.2): finds the grant,
+/// authenticates the client first (an unauthenticated caller learns nothing
+/// about codes or tokens), checks once that the client registered the grant
+/// type, and lets the grant answer.
+public struct TokenExchange {
+    /// Every grant the token endpoint knows, by `grant_type`.
+    public static let grants: [String: any Grant] = Dictionary(uniqueKeysWithValues: ([
+        ClientCredentialsGrant(),
+        AuthorizationCodeGrant(),
+        RefreshTokenGrant(),
+    ] as [any Grant]).map { ($0.type, $0) })
+
+    let service: TokenService
+    let authenticator: ClientAuthenticator
+
+    public init(service: TokenService, authenticator: ClientAuthenticator) {
+        self.service = service
+        self.authenticator = authenticator
+    }
+
+    public func exchange(_ request: TokenRequest, credentials: PresentedCredentials) throws -> TokenResponse {
+        guard let grant = TokenExchange.grants[request.grantType] else { throw OAuthError.unsupportedGrantType() }
+        let store = service.store
+        let authenticate = {
+            let client = try authenticator.authenticate(credentials, allowPublic: grant.allowsPublicClients)
+            guard client.grantTypes.contains(grant.type) else { throw OAuthError.unauthorizedClient() }
+            return client
+        }
+        let client: Client
+        let response: TokenResponse
+        if grant.readsOnly {
+            (client, response) = try store.read {
+                let client = try authenticate()
+                return (client, try grant.exchange(request, client: client, service: service))
+            }
+        } else {
+            client = try store.read(authenticate)
+            response = try grant.exchange(request, client: client, service: service)
+        }
+        try grant.issued(to: client, service: service)
+        return response
+    }
+}

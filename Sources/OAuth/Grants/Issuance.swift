@@ -1,0 +1,92 @@
+import Common
+import Cryptography
+import JOSE
+
+/// What the user-facing grants share: the outcome of a grant's transaction,
+/// the refresh token a grant stores, and the access and ID tokens signed
+/// once it has committed (OIDC Core §2, §3.1.3.6).
+extension TokenService {
+    /// The outcome of a transaction that must commit even when the request fails
+    /// (a replay revokes tokens, then answers invalid_grant). Signing happens
+    /// after the commit, so the writer lock is held only for the database work.
+    enum Outcome {
+        case issued(Issuance)
+        case refused(OAuthError)
+    }
+
+    /// What to sign once the grant's transaction has committed.
+    struct Issuance {
+        var client: Client
+        /// The token's subject.
+        var userID: String
+        /// Needed only for an ID token's claims.
+        var user: User?
+        var scope: [String]
+        var authTime: Int64
+        var familyID: String
+        var nonce: String?
+        var refreshToken: String?
+        var idToken: Bool
+    }
+
+    /// Signs the access token (and the ID token) of a committed grant.
+    /// Whether the client gets a refresh token: it registered the grant, its
+    /// refresh_token_ttl is not 0, and the user granted offline_access or the
+    /// client is configured to always get one.
+    func issuesRefreshToken(_ client: Client, scope: [String]) -> Bool {
+        client.grantTypes.contains("refresh_token") && client.refreshTokenTTL > 0
+            && (scope.contains("offline_access") || client.attributes["always_issue_refresh_token"]?.boolValue == true)
+    }
+
+    /// Stores a new refresh token of the family (inside the grant's transaction).
+    func storeRefreshToken(client: Client, userID: String, scope: [String], authTime: Int64, familyID: String, issue: Bool) throws -> String? {
+        guard issue else { return nil }
+        let refresh = env.randomToken(prefix: "lkr_", bytes: 32)
+        let now = env.now()
+        try store.insertRefreshToken(RefreshTokenRecord(tokenHash: TokenService.hash(refresh), familyID: familyID, clientID: client.clientID,
+                                                        userID: userID, scope: scope, authTime: authTime, createdAt: now,
+                                                        expiresAt: now + Int64(client.refreshTokenTTL) * 1000))
+        return refresh
+    }
+
+    func sign(_ i: Issuance) throws -> TokenResponse {
+        let access = try tokens.issue(client: i.client, subject: i.userID, scope: i.scope, ttl: i.client.accessTokenTTL,
+                                      authTime: i.authTime, grantID: i.familyID)
+        var response = TokenResponse(accessToken: access.token, expiresIn: i.client.accessTokenTTL, scope: i.scope)
+        response.refreshToken = i.refreshToken
+        if i.idToken, let user = i.user {
+            response.idToken = try idToken(client: i.client, user: user, scope: i.scope, authTime: i.authTime, nonce: i.nonce, accessToken: access.token)
+        }
+        return response
+    }
+
+    /// OIDC Core §2: `at_hash` is the left half of the access token's hash
+    /// with the ID token's algorithm (SHA-256; SHA-512 for EdDSA).
+    func idToken(client: Client, user: User, scope: [String], authTime: Int64, nonce: String?, accessToken: String) throws -> String {
+        let (kid, key) = try keys.signingKey()
+        let digest = key.algorithm == .edDSA ? Digest.sha512(Array(accessToken.utf8)) : Digest.sha256(accessToken)
+        let now = env.nowSeconds
+        var claims: [(String, JSON)] = [
+            ("iss", .string(env.issuer)), ("sub", .string(user.id)), ("aud", .string(client.clientID)), ("azp", .string(client.clientID)),
+            ("exp", .int(now + Int64(client.accessTokenTTL))), ("iat", .int(now)), ("auth_time", .int(authTime)),
+            ("at_hash", .string(Base64.urlEncode(Array(digest.prefix(digest.count / 2))))),
+        ]
+        if let nonce { claims.append(("nonce", .string(nonce))) }
+        claims += TokenService.userClaims(user, scope: scope)
+        return try JWS.sign(payload: .object(claims), key: key, kid: kid, typ: "JWT")
+    }
+
+    /// Profile and email claims per granted scope (OIDC Core §5.4).
+    static func userClaims(_ user: User, scope: [String]) -> [(String, JSON)] {
+        var claims: [(String, JSON)] = []
+        if scope.contains("profile") {
+            claims.append(("preferred_username", .string(user.username)))
+            if let name = user.name { claims.append(("name", .string(name))) }
+        }
+        if scope.contains("email"), let email = user.email {
+            claims.append(("email", .string(email)))
+            claims.append(("email_verified", false))
+        }
+        return claims
+    }
+}

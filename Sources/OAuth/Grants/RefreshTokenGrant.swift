@@ -1,0 +1,54 @@
+import Common
+
+/// RFC 6749 §6 with rotation and reuse detection (RFC 9700 §4.14.2): each
+/// refresh token is used once and replaced; presenting a rotated-out token
+/// revokes its whole family. A narrower scope may be asked for, never a
+/// wider one.
+public struct RefreshTokenGrant: Grant {
+    public let type = "refresh_token"
+    public let allowsPublicClients = true
+
+    public init() {}
+
+    public func exchange(_ request: TokenRequest, client: Client, service s: TokenService) throws -> TokenResponse {
+        let refreshToken = try request.required("refresh_token")
+        let requestedScope = request["scope"]
+        let tokenHash = TokenService.hash(refreshToken)
+        let now = s.env.now()
+        let outcome: TokenService.Outcome = try s.store.write {
+            guard let record = try s.store.refreshToken(hash: tokenHash), record.clientID == client.clientID else {
+                return .refused(.invalidGrant(detail: "unknown refresh token or another client's"))
+            }
+            if record.rotatedAt != nil {
+                // Reuse of a rotated-out token: the family is compromised.
+                try s.store.revokeFamily(id: record.familyID, at: now)
+                return .refused(.invalidGrant(detail: "refresh token reused"))
+            }
+            guard record.expiresAt > now, !(try s.store.isFamilyRevoked(id: record.familyID)) else {
+                return .refused(.invalidGrant(detail: "refresh token expired or revoked"))
+            }
+            var scope = record.scope
+            if let requestedScope {
+                guard let requested = Scopes.parse(requestedScope), requested.allSatisfy(record.scope.contains) else {
+                    return .refused(.invalidScope())
+                }
+                scope = requested
+            }
+            guard try s.store.rotateRefreshToken(hash: tokenHash, at: now) else {
+                try s.store.revokeFamily(id: record.familyID, at: now)
+                return .refused(.invalidGrant(detail: "refresh token reused concurrently"))
+            }
+            // The user exists: deleting a user deletes its refresh tokens (foreign key, ON DELETE CASCADE).
+            try s.store.touchConnection(userID: record.userID, clientID: client.clientID, accessTime: now)
+            let refresh = try s.storeRefreshToken(client: client, userID: record.userID, scope: record.scope, authTime: record.authTime,
+                                                familyID: record.familyID, issue: true)
+            // OIDC Core §12.2: a refreshed response "might not contain an id_token"; the client has one.
+            return .issued(TokenService.Issuance(client: client, userID: record.userID, user: nil, scope: scope, authTime: record.authTime, familyID: record.familyID,
+                                    nonce: nil, refreshToken: refresh, idToken: false))
+        }
+        switch outcome {
+        case let .issued(issuance): return try s.sign(issuance)
+        case let .refused(error): throw error
+        }
+    }
+}
