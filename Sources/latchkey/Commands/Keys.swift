@@ -1,0 +1,52 @@
+import ArgumentParser
+import Common
+import Cryptography
+import FastCGI
+import Foundation
+import HTTPCore
+import Imaging
+import OAuth
+import Postgres
+import PostgresStore
+import SQLiteStore
+import Server
+
+struct Keys: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Signing keys.", subcommands: [List.self, Rotate.self])
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List signing keys.")
+        @OptionGroup var common: Common
+
+        func run() throws {
+            let store = try common.openAnyStore()
+            let keys = try store.signingKeys().map { k -> JSON in
+                [
+                    "kid": .string(k.kid), "alg": .string(k.algorithm), "status": k.retiredAt == nil ? "active" : "retired",
+                    "encrypted": .bool(k.encrypted), "created_at": .string(Timestamp.rfc3339(millis: k.createdAt)),
+                    "retired_at": k.retiredAt.map { .string(Timestamp.rfc3339(millis: $0)) } ?? .null,
+                ]
+            }
+            printJSON(["keys": .array(keys)])
+        }
+    }
+
+    struct Rotate: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Make a new signing key; older keys stay published until their tokens expire.")
+        @OptionGroup var common: Common
+        @Option var alg: String = "ES256"
+
+        func run() throws {
+            guard let algorithm = SignatureAlgorithm(rawValue: alg) else { throw ValidationError("--alg must be ES256, RS256 or EdDSA") }
+            let store = try common.openAnyStore()
+            guard let issuer = try store.meta("issuer") else { throw CLIError(ProvisioningError.notInitialized.description) }
+            let env = try common.environment(issuer: issuer)
+            let kid = try KeyManagement.rotate(store: store, env: env, algorithm: algorithm)
+            try store.write {
+                try store.appendAudit(AuditEvent(organizationID: nil, actor: "cli", action: "keys.rotated", target: kid, surface: "cli",
+                                                 requestID: nil, details: ["alg": .string(algorithm.rawValue)], createdAt: env.now()))
+            }
+            printJSON(["kid": .string(kid), "alg": .string(algorithm.rawValue)])
+        }
+    }
+}

@@ -1,0 +1,99 @@
+import ArgumentParser
+import Common
+import Cryptography
+import FastCGI
+import Foundation
+import HTTPCore
+import Imaging
+import OAuth
+import Postgres
+import PostgresStore
+import SQLiteStore
+import Server
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the FastCGI worker pool.")
+    @OptionGroup var common: Common
+    @Option(help: "unix:PATH, HOST:PORT or systemd (env LATCHKEY_LISTEN).") var listen: String?
+    @Option(help: "Worker threads (default one per core and one more, at least 3; env LATCHKEY_WORKERS).") var workers: Int?
+    @Option(help: "Issuer URL (env LATCHKEY_ISSUER; default: the one given to init).") var issuer: String?
+    @Flag(name: .customLong("accept-any-secret-method"), help: "Accept client_secret_basic and client_secret_post from every confidential client (env LATCHKEY_ACCEPT_ANY_SECRET_METHOD=1).")
+    var acceptAny = false
+    @Option(name: .customLong("log-level"), help: "debug (every request), info (default: 4xx and 5xx requests, start and stop), warn, error or off (env LATCHKEY_LOG_LEVEL).")
+    var logLevel: String?
+    @Flag(name: .customLong("quiet"), help: "Log errors only (--log-level error).") var quiet = false
+
+    func run() throws {
+        try ServeCommand.run(self)
+    }
+}
+
+/// Kept out of `@main`'s isolation: the handler factory runs on worker threads.
+enum ServeCommand {
+    /// This process's PostgreSQL connections, for `/metrics`.
+    @Sendable static func postgresCounters() -> StoreCounters {
+        StoreCounters(roundTrips: PGCounters.roundTripsTotal, connects: PGCounters.connectsTotal,
+                      connectionsLost: PGCounters.connectionFailuresTotal, connectFailures: PGCounters.connectFailuresTotal,
+                      retries: PGCounters.retriesTotal)
+    }
+
+    static func run(_ options: Serve) throws {
+        let env = options.common.env
+        guard let address = ListenAddress(options.listen ?? env["LATCHKEY_LISTEN"] ?? "unix:/run/latchkey/latchkey.sock") else {
+            throw ValidationError("--listen must be unix:PATH, HOST:PORT or systemd")
+        }
+        let workers = options.workers ?? Int(env["LATCHKEY_WORKERS"] ?? "") ?? max(3, ProcessInfo.processInfo.activeProcessorCount + 1)
+        guard (1...256).contains(workers) else { throw ValidationError("--workers must be 1..256") }
+        // PostgreSQL when a URL is configured (SPEC 9: any number of nodes share it), else SQLite.
+        let databaseURL = options.common.databaseURL
+        let path = databaseURL == nil ? try options.common.databasePath() : ""
+        let store = try options.common.openAnyStore()
+        guard let stored = try store.meta("issuer") else { throw CLIError(ProvisioningError.notInitialized.description) }
+        let issuer = try validatedIssuer(options.issuer ?? env["LATCHKEY_ISSUER"] ?? stored)
+        var environment = try options.common.environment(issuer: issuer)
+        environment.acceptAnySecretMethod = options.acceptAny || env["LATCHKEY_ACCEPT_ANY_SECRET_METHOD"] == "1"
+        // Fail now, not on the first request, when the signing key cannot be loaded.
+        _ = try KeyRing(store: store, env: environment).signingKey()
+        let levelName = options.logLevel ?? (options.quiet ? "error" : env["LATCHKEY_LOG_LEVEL"] ?? "info")
+        guard let level = Logger.Level(name: levelName) else {
+            throw ValidationError("--log-level must be one of " + Logger.Level.allCases.map(\.name).joined(separator: ", "))
+        }
+        ProcessMemory.returnLargeAllocationsAtOnce()
+        // Whatever was stored in clear before a KEK was configured is sealed now.
+        let sealed = try Provisioning.sealAtRest(store: store, env: environment)
+        let app = Application(env: environment, logger: Logger(level: level), images: ReencodeImage.childProcess(),
+                              metrics: Metrics(workers: workers, store: databaseURL == nil ? nil : postgresCounters))
+        let writerLock = WriterLock()
+        // Requests checkpoint only past 16,000 WAL pages (a backstop); the checkpointer does it every 200 ms
+        // and starts the WAL over once it passes 4,096 pages.
+        let server = FastCGIServer(address: address, workers: workers, maxBodyBytes: 3 * 1024 * 1024) { _ in
+            // Each worker thread its own connection.
+            let store: any Store = if let databaseURL {
+                try PostgresStore(url: databaseURL, migrate: false)
+            } else {
+                try SQLiteStore(path: path, writerLock: writerLock, migrate: false, autoCheckpointPages: 16_000)
+            }
+            return WorkerHandler(worker: try Worker(app: app, store: store))
+        }
+        let checkpointer = databaseURL == nil ? Checkpointer(path: path, writerLock: writerLock) : nil
+        defer { checkpointer?.stop() }
+        let signal = try server.run {
+            // Started here, after the pool has blocked TERM/INT/HUP, so the thread inherits the mask.
+            checkpointer?.start()
+            app.logger.info("latchkey serving", [("listen", .string(address.description)), ("workers", JSON(workers)), ("issuer", .string(issuer)),
+                                                 ("sealed_at_start", JSON(sealed))])
+        }
+        app.logger.info("latchkey stopped", [("signal", JSON(Int(signal)))])
+    }
+}
+
+final class WorkerHandler: FastCGIHandler {
+    let worker: Worker
+
+    init(worker: Worker) { self.worker = worker }
+
+    func handle(_ request: FastCGIRequest) -> [UInt8] {
+        let req = CGI.request(params: request.params, body: request.body) { Hex.encode(SecureRandom.bytes(16)) }
+        return CGI.bytes(worker.handle(req))
+    }
+}
