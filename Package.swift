@@ -28,8 +28,9 @@ let package = Package(
         .target(name: "HTTPCore", dependencies: ["Common"]),
         .target(name: "JOSE", dependencies: ["Common", "Cryptography"]),
         .target(name: "OAuth", dependencies: ["Common", "Cryptography", "JOSE"]),
-        .target(name: "SQLiteStore", dependencies: ["Common", "SQLite", "OAuth"]),
-        .target(name: "PostgresStore", dependencies: ["Common", "Postgres", "OAuth"]),
+        .target(name: "SharedSQL", dependencies: ["Common", "OAuth"]),
+        .target(name: "SQLiteStore", dependencies: ["Common", "SQLite", "OAuth", "SharedSQL"]),
+        .target(name: "PostgresStore", dependencies: ["Common", "Postgres", "OAuth", "SharedSQL"]),
         .target(name: "Server", dependencies: ["Common", "HTTPCore", "JOSE", "OAuth", "Cryptography", "Imaging"]),
         .executableTarget(name: "latchkey", dependencies: [
             "Common", "FastCGI", "HTTPCore", "Imaging", "OAuth", "SQLiteStore", "Postgres", "PostgresStore", "Server", "Cryptography",

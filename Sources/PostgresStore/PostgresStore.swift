@@ -1,6 +1,7 @@
 import Common
 import Foundation
 import OAuth
+import SharedSQL
 import Postgres
 
 /// The PostgreSQL implementation of `Store` (SPEC 9): one connection per
@@ -306,4 +307,22 @@ public final class PostgresStore: Store {
 extension PGValue {
     /// The stores keep booleans as 0/1 integers (one SQL shape on both).
     init(flag: Bool) { self = .int(flag ? 1 : 0) }
+}
+
+extension PGRow: SQLRowValues {}
+
+/// The shared statements (SharedSQL) on PostgreSQL.
+extension PostgresStore: SQLStatementRunner {
+    static func value(_ a: SQLArgument) -> PGValue {
+        switch a {
+        case .null: return .null
+        case let .int(v): return .int(v)
+        case let .text(s): return .text(s)
+        case let .bytes(b): return .bytes(b)
+        }
+    }
+
+    public func query(_ sql: String, _ arguments: [SQLArgument]) throws -> [PGRow] { try rows(sql, arguments.map(PostgresStore.value)) }
+    public func update(_ sql: String, _ arguments: [SQLArgument]) throws -> Int { try exec(sql, arguments.map(PostgresStore.value)) }
+    public func blindUpdate(_ sql: String, _ arguments: [SQLArgument]) throws { try blindWrite(sql, arguments.map(PostgresStore.value)) }
 }

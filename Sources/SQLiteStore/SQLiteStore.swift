@@ -1,6 +1,7 @@
 import Common
 import Foundation
 import OAuth
+import SharedSQL
 import SQLite
 import Synchronization
 
@@ -228,4 +229,22 @@ public final class SQLiteStore: Store {
         let row = try rows(SQLiteStore.countersSQL).first
         return (row?.int(0) ?? -1, row?.int(1) ?? -1)
     }
+}
+
+extension Row: SQLRowValues {}
+
+/// The shared statements (SharedSQL) on SQLite.
+extension SQLiteStore: SQLStatementRunner {
+    static func value(_ a: SQLArgument) -> SQLValue {
+        switch a {
+        case .null: return .null
+        case let .int(v): return .integer(v)
+        case let .text(s): return .text(s)
+        case let .bytes(b): return .blob(b)
+        }
+    }
+
+    public func query(_ sql: String, _ arguments: [SQLArgument]) throws -> [Row] { try rows(sql, arguments.map(SQLiteStore.value)) }
+    public func update(_ sql: String, _ arguments: [SQLArgument]) throws -> Int { try exec(sql, arguments.map(SQLiteStore.value)) }
+    public func blindUpdate(_ sql: String, _ arguments: [SQLArgument]) throws { try exec(sql, arguments.map(SQLiteStore.value)) }
 }
