@@ -7,44 +7,11 @@ import Postgres
 extension PostgresStore {
     // MARK: Revocation
 
-    public func revokeAccessToken(jti: String, expiresAt: Int64) throws {
-        try exec("INSERT INTO revoked_tokens(jti, expires_at) VALUES(?, ?) ON CONFLICT (jti) DO NOTHING", [.text(jti), .int(expiresAt)])
-        try exec("DELETE FROM revoked_tokens WHERE expires_at < ?", [.int(expiresAt - 2 * 86_400_000)])
-    }
-
     public func isAccessTokenRevoked(jti: String) throws -> Bool {
         try memoized(\.revokedTokens, jti) { !(try rows("SELECT 1 FROM revoked_tokens WHERE jti = ?", [.text(jti)]).isEmpty) }
     }
 
     // MARK: Authorization requests and codes
-
-    public func insertAuthorizationRequest(idHash: String, request: AuthorizationRequest, createdAt: Int64, expiresAt: Int64) throws {
-        try blindWrite("INSERT INTO authorization_requests(id_hash, client_id, params, created_at, expires_at) VALUES(?, ?, ?, ?, ?)",
-                 [.text(idHash), .text(request.clientID), .text(request.json.text), .int(createdAt), .int(expiresAt)])
-        // SPEC 7.1: what an anonymous authorize stored is gone once it expires (at the next insert).
-        try blindWrite("DELETE FROM authorization_requests WHERE expires_at < ?", [.int(createdAt)])
-    }
-
-    public func authorizationRequest(idHash: String) throws -> StoredAuthorizationRequest? {
-        guard let r = try rows("SELECT id_hash, params, created_at, expires_at, answered_at FROM authorization_requests WHERE id_hash = ?",
-                               [.text(idHash)]).first,
-              let json = try? JSON.parse(r.string(1)), let request = AuthorizationRequest(json: json) else { return nil }
-        return StoredAuthorizationRequest(idHash: r.string(0), request: request, createdAt: r.int(2), expiresAt: r.int(3), answeredAt: r.optionalInt(4))
-    }
-
-    public func markAuthorizationRequestAnswered(idHash: String, at: Int64) throws -> Bool {
-        try exec("UPDATE authorization_requests SET answered_at = ? WHERE id_hash = ? AND answered_at IS NULL", [.int(at), .text(idHash)]) == 1
-    }
-
-    public func insertCode(_ c: AuthorizationCodeRecord) throws {
-        try blindWrite("""
-            INSERT INTO authorization_codes(code_hash, client_id, user_id, redirect_uri, redirect_uri_sent, scope, nonce, code_challenge,
-              auth_time, created_at, expires_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """, [.text(c.codeHash), .text(c.clientID), .text(c.userID), .text(c.redirectURI), PGValue(flag: c.redirectURISent),
-                  .text(Scopes.join(c.scope)), PGValue(c.nonce), PGValue(c.codeChallenge), .int(c.authTime), .int(c.createdAt),
-                  .int(c.expiresAt)])
-        try blindWrite("DELETE FROM authorization_codes WHERE expires_at < ?", [.int(c.createdAt - 86_400_000)])
-    }
 
     public func code(hash: String) throws -> AuthorizationCodeRecord? {
         // The user and the connection come along: redeeming a code reads both next.
@@ -67,30 +34,7 @@ extension PostgresStore {
                                        consumedAt: r.optionalInt(11), familyID: r.optionalString(12))
     }
 
-    public func consumeCode(hash: String, at: Int64, familyID: String) throws -> Bool {
-        try exec("UPDATE authorization_codes SET consumed_at = ?, family_id = ? WHERE code_hash = ? AND consumed_at IS NULL",
-                 [.int(at), .text(familyID), .text(hash)]) == 1
-    }
-
     // MARK: Token families and refresh tokens
-
-    public func insertFamily(id: String, clientID: String, userID: String, createdAt: Int64) throws {
-        try blindWrite("INSERT INTO token_families(id, client_id, user_id, created_at) VALUES(?, ?, ?, ?)",
-                 [.text(id), .text(clientID), .text(userID), .int(createdAt)])
-    }
-
-    public func revokeFamily(id: String, at: Int64) throws {
-        try exec("UPDATE token_families SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", [.int(at), .text(id)])
-    }
-
-    public func revokeFamilies(userID: String, clientID: String, at: Int64) throws {
-        try exec("UPDATE token_families SET revoked_at = ? WHERE user_id = ? AND client_id = ? AND revoked_at IS NULL",
-                 [.int(at), .text(userID), .text(clientID)])
-    }
-
-    public func revokeFamilies(clientID: String, at: Int64) throws {
-        try exec("UPDATE token_families SET revoked_at = ? WHERE client_id = ? AND revoked_at IS NULL", [.int(at), .text(clientID)])
-    }
 
     public func isFamilyRevoked(id: String) throws -> Bool {
         if keepsAlong, let known = along.families[id] { return known }
@@ -106,14 +50,6 @@ extension PostgresStore {
         return revoked
     }
 
-    public func insertRefreshToken(_ t: RefreshTokenRecord) throws {
-        try blindWrite("""
-            INSERT INTO refresh_tokens(token_hash, family_id, client_id, user_id, scope, auth_time, created_at, expires_at)
-            VALUES(?, ?, ?, ?, ?, ?, ?, ?)
-            """, [.text(t.tokenHash), .text(t.familyID), .text(t.clientID), .text(t.userID), .text(Scopes.join(t.scope)),
-                  .int(t.authTime), .int(t.createdAt), .int(t.expiresAt)])
-    }
-
     public func refreshToken(hash: String) throws -> RefreshTokenRecord? {
         // The family's state comes along (a round trip saved): a rotation asks for it next, in the same transaction.
         guard let r = try rows("""
@@ -125,9 +61,5 @@ extension PostgresStore {
         return RefreshTokenRecord(tokenHash: r.string(0), familyID: r.string(1), clientID: r.string(2), userID: r.string(3),
                                   scope: Scopes.parse(r.string(4)) ?? [], authTime: r.int(5), createdAt: r.int(6), expiresAt: r.int(7),
                                   rotatedAt: r.optionalInt(8))
-    }
-
-    public func rotateRefreshToken(hash: String, at: Int64) throws -> Bool {
-        try exec("UPDATE refresh_tokens SET rotated_at = ? WHERE token_hash = ? AND rotated_at IS NULL", [.int(at), .text(hash)]) == 1
     }
 }

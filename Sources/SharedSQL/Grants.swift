@@ -1,0 +1,74 @@
+import Common
+import OAuth
+
+/// Revocations, pending authorization requests, codes, token families and refresh tokens (GrantStorage), on both stores:
+/// what reads them along with other rows, or through a memo, stays in each store.
+extension SQLStatementRunner {
+    public func revokeAccessToken(jti: String, expiresAt: Int64) throws {
+        try update("INSERT INTO revoked_tokens(jti, expires_at) VALUES(?, ?) ON CONFLICT (jti) DO NOTHING", [.text(jti), .int(expiresAt)])
+        try update("DELETE FROM revoked_tokens WHERE expires_at < ?", [.int(expiresAt - 2 * 86_400_000)])
+    }
+
+    public func insertAuthorizationRequest(idHash: String, request: AuthorizationRequest, createdAt: Int64, expiresAt: Int64) throws {
+        try blindUpdate("INSERT INTO authorization_requests(id_hash, client_id, params, created_at, expires_at) VALUES(?, ?, ?, ?, ?)",
+                 [.text(idHash), .text(request.clientID), .text(request.json.text), .int(createdAt), .int(expiresAt)])
+        // SPEC 7.1: what an anonymous authorize stored is gone once it expires (at the next insert).
+        try blindUpdate("DELETE FROM authorization_requests WHERE expires_at < ?", [.int(createdAt)])
+    }
+
+    public func authorizationRequest(idHash: String) throws -> StoredAuthorizationRequest? {
+        guard let r = try query("SELECT id_hash, params, created_at, expires_at, answered_at FROM authorization_requests WHERE id_hash = ?",
+                               [.text(idHash)]).first,
+              let json = try? JSON.parse(r.string(1)), let request = AuthorizationRequest(json: json) else { return nil }
+        return StoredAuthorizationRequest(idHash: r.string(0), request: request, createdAt: r.int(2), expiresAt: r.int(3), answeredAt: r.optionalInt(4))
+    }
+
+    public func markAuthorizationRequestAnswered(idHash: String, at: Int64) throws -> Bool {
+        try update("UPDATE authorization_requests SET answered_at = ? WHERE id_hash = ? AND answered_at IS NULL", [.int(at), .text(idHash)]) == 1
+    }
+
+    public func insertCode(_ c: AuthorizationCodeRecord) throws {
+        try blindUpdate("""
+            INSERT INTO authorization_codes(code_hash, client_id, user_id, redirect_uri, redirect_uri_sent, scope, nonce, code_challenge,
+              auth_time, created_at, expires_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, [.text(c.codeHash), .text(c.clientID), .text(c.userID), .text(c.redirectURI), SQLArgument(flag: c.redirectURISent),
+                  .text(Scopes.join(c.scope)), SQLArgument(c.nonce), SQLArgument(c.codeChallenge), .int(c.authTime), .int(c.createdAt),
+                  .int(c.expiresAt)])
+        try blindUpdate("DELETE FROM authorization_codes WHERE expires_at < ?", [.int(c.createdAt - 86_400_000)])
+    }
+
+    public func consumeCode(hash: String, at: Int64, familyID: String) throws -> Bool {
+        try update("UPDATE authorization_codes SET consumed_at = ?, family_id = ? WHERE code_hash = ? AND consumed_at IS NULL",
+                 [.int(at), .text(familyID), .text(hash)]) == 1
+    }
+
+    public func insertFamily(id: String, clientID: String, userID: String, createdAt: Int64) throws {
+        try blindUpdate("INSERT INTO token_families(id, client_id, user_id, created_at) VALUES(?, ?, ?, ?)",
+                 [.text(id), .text(clientID), .text(userID), .int(createdAt)])
+    }
+
+    public func revokeFamily(id: String, at: Int64) throws {
+        try update("UPDATE token_families SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", [.int(at), .text(id)])
+    }
+
+    public func revokeFamilies(userID: String, clientID: String, at: Int64) throws {
+        try update("UPDATE token_families SET revoked_at = ? WHERE user_id = ? AND client_id = ? AND revoked_at IS NULL",
+                 [.int(at), .text(userID), .text(clientID)])
+    }
+
+    public func revokeFamilies(clientID: String, at: Int64) throws {
+        try update("UPDATE token_families SET revoked_at = ? WHERE client_id = ? AND revoked_at IS NULL", [.int(at), .text(clientID)])
+    }
+
+    public func insertRefreshToken(_ t: RefreshTokenRecord) throws {
+        try blindUpdate("""
+            INSERT INTO refresh_tokens(token_hash, family_id, client_id, user_id, scope, auth_time, created_at, expires_at)
+            VALUES(?, ?, ?, ?, ?, ?, ?, ?)
+            """, [.text(t.tokenHash), .text(t.familyID), .text(t.clientID), .text(t.userID), .text(Scopes.join(t.scope)),
+                  .int(t.authTime), .int(t.createdAt), .int(t.expiresAt)])
+    }
+
+    public func rotateRefreshToken(hash: String, at: Int64) throws -> Bool {
+        try update("UPDATE refresh_tokens SET rotated_at = ? WHERE token_hash = ? AND rotated_at IS NULL", [.int(at), .text(hash)]) == 1
+    }
+}
