@@ -1,6 +1,7 @@
 import Common
 import Foundation
 import OAuth
+import SharedSQL
 import Postgres
 
 /// Revocations, pending authorization requests, codes, token families and refresh tokens (GrantStorage).
@@ -26,7 +27,7 @@ extension PostgresStore {
             """, [.text(hash)]).first else { return nil }
         keepUser(r, from: 13, id: r.string(2))
         if keepsAlong {
-            along.connections[AlongRows.key(r.string(2), r.string(1))] = r.isNull(19) ? .some(nil) : PostgresStore.connection(r.columns(from: 19))
+            along.connections[AlongRows.key(r.string(2), r.string(1))] = r.isNull(19) ? .some(nil) : SharedRows.connection(r.columns(from: 19))
         }
         return AuthorizationCodeRecord(codeHash: r.string(0), clientID: r.string(1), userID: r.string(2), redirectURI: r.string(3),
                                        redirectURISent: r.bool(4), scope: Scopes.parse(r.string(5)) ?? [], nonce: r.optionalString(6),

@@ -1,0 +1,65 @@
+import Common
+import OAuth
+
+extension SharedRows {
+    public static func user(_ r: some SQLRowValues) -> User {
+        User(id: r.string(0), username: r.string(1), email: r.optionalString(2), name: r.optionalString(3), passwordHash: r.string(4), createdAt: r.int(5))
+    }
+
+    public static func connection(_ r: some SQLRowValues) -> UserConnection {
+        UserConnection(userID: r.string(0), clientID: r.string(1), rememberedScope: Scopes.parse(r.string(2)) ?? [],
+                   grantedScope: Scopes.parse(r.string(3)) ?? [], authTime: r.int(4), accessTime: r.int(5), createdAt: r.int(6))
+    }
+}
+
+/// Users, their sessions and the apps they connected (UserStorage, ConnectionStorage), on both stores; the reads PostgreSQL
+/// answers from rows read along stay in each store.
+extension SQLStatementRunner {
+    public func user(username: String) throws -> User? {
+        try query("SELECT id, username, email, name, password_hash, created_at FROM users WHERE username = ?", [.text(username)]).first.map(SharedRows.user)
+    }
+
+    public func insertUser(_ u: User) throws {
+        try update("INSERT INTO users(id, username, email, name, password_hash, created_at) VALUES(?, ?, ?, ?, ?, ?)",
+                 [.text(u.id), .text(u.username), SQLArgument(u.email), SQLArgument(u.name), .text(u.passwordHash), .int(u.createdAt)])
+    }
+
+    public func deleteSession(idHash: String) throws { try update("DELETE FROM sessions WHERE id_hash = ?", [.text(idHash)]) }
+
+    public func insertSession(_ s: SessionRecord) throws {
+        try blindUpdate("INSERT INTO sessions(id_hash, user_id, csrf, auth_time, created_at, expires_at) VALUES(?, ?, ?, ?, ?, ?)",
+                 [.text(s.idHash), .text(s.userID), .text(s.csrf), .int(s.authTime), .int(s.createdAt), .int(s.expiresAt)])
+        try blindUpdate("DELETE FROM sessions WHERE expires_at < ?", [.int(s.createdAt)])
+    }
+
+    public func upsertConnection(_ c: UserConnection) throws {
+        try blindUpdate("""
+            INSERT INTO connections(user_id, client_id, remembered_scope, granted_scope, auth_time, access_time, created_at)
+            VALUES(?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT(user_id, client_id) DO UPDATE SET remembered_scope = excluded.remembered_scope,
+              granted_scope = excluded.granted_scope, auth_time = excluded.auth_time, access_time = excluded.access_time
+            """, [.text(c.userID), .text(c.clientID), .text(Scopes.join(c.rememberedScope)), .text(Scopes.join(c.grantedScope)),
+                  .int(c.authTime), .int(c.accessTime), .int(c.createdAt)])
+    }
+
+    public func connections(userID: String, limit: Int, offset: Int) throws -> (connections: [UserConnection], total: Int) {
+        let total = Int(try query("SELECT count(*) FROM connections WHERE user_id = ?", [.text(userID)]).first?.int(0) ?? 0)
+        let list = try query("""
+            SELECT user_id, client_id, remembered_scope, granted_scope, auth_time, access_time, created_at FROM connections
+            WHERE user_id = ? ORDER BY created_at, client_id LIMIT ? OFFSET ?
+            """, [.text(userID), SQLArgument(limit), SQLArgument(offset)]).map(SharedRows.connection)
+        return (list, total)
+    }
+
+    public func deleteConnection(userID: String, clientID: String) throws {
+        try update("DELETE FROM connections WHERE user_id = ? AND client_id = ?", [.text(userID), .text(clientID)])
+        try update("DELETE FROM authorization_codes WHERE user_id = ? AND client_id = ? AND consumed_at IS NULL", [.text(userID), .text(clientID)])
+    }
+
+    /// Records use of a connection, to the minute: a refresh within a minute
+    /// of the last recorded use writes nothing.
+    public func touchConnection(userID: String, clientID: String, accessTime: Int64) throws {
+        try blindUpdate("UPDATE connections SET access_time = ? WHERE user_id = ? AND client_id = ? AND access_time <= ?",
+                 [.int(accessTime), .text(userID), .text(clientID), .int(accessTime - 60_000)])
+    }
+}
