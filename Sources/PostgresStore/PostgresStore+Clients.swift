@@ -28,11 +28,7 @@ extension PostgresStore {
         // The id is claimed for good first: a concurrent create of the same id, or one racing its deletion, conflicts (23505).
         try exec("INSERT INTO client_ids(client_id) VALUES(?)", [.text(c.clientID)])
         try exec("UPDATE organizations SET client_count = client_count + 1 WHERE id = ?", [.text(c.organizationID)])
-        try update("""
-            INSERT INTO clients(client_id, organization_id, is_primary, client_name, description, client_uri, redirect_uris, grant_types,
-              token_endpoint_auth_method, scope, access_token_ttl, refresh_token_ttl, enabled, extra_data, attributes, created_at,
-              updated_at, version, last_used_at, token_generation) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """, SharedRows.values(c))
+        try insertClientRow(c)
     }
 
     public func client(_ id: String) throws -> Client? {

@@ -23,11 +23,7 @@ extension SQLiteStore {
     // MARK: Clients
 
     public func insertClient(_ c: Client) throws {
-        try update("""
-            INSERT INTO clients(client_id, organization_id, is_primary, client_name, description, client_uri, redirect_uris, grant_types,
-              token_endpoint_auth_method, scope, access_token_ttl, refresh_token_ttl, enabled, extra_data, attributes, created_at,
-              updated_at, version, last_used_at, token_generation) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """, SharedRows.values(c))
+        try insertClientRow(c)
     }
 
     public func client(_ id: String) throws -> Client? {

@@ -54,6 +54,16 @@ extension SQLStatementRunner {
         try update("UPDATE organizations SET primary_client_id = ? WHERE id = ?", [.text(clientID), .text(organizationID)])
     }
 
+    /// The client's row; each store adds what its engine needs around it
+    /// (SQLite's triggers count clients; PostgreSQL claims the id and counts).
+    public func insertClientRow(_ c: Client) throws {
+        try update("""
+            INSERT INTO clients(client_id, organization_id, is_primary, client_name, description, client_uri, redirect_uris, grant_types,
+              token_endpoint_auth_method, scope, access_token_ttl, refresh_token_ttl, enabled, extra_data, attributes, created_at,
+              updated_at, version, last_used_at, token_generation) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, SharedRows.values(c))
+    }
+
     public func updateClient(_ c: Client) throws {
         var values = Array(SharedRows.values(c).dropFirst(2))
         values.append(.text(c.clientID))
