@@ -326,10 +326,22 @@ def median(values):
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
-def setup_store(tmp: Path, store: str, args) -> dict:
-    """A stack on one store (SQLite: one node; PostgreSQL: `--pg-nodes` nodes on a local cluster) and its scenarios."""
-    stack = Stack(tmp / store, rate_limits="off", workers=args.workers, log_level=None, store=store,
-                  nodes=args.pg_nodes if store == "postgres" else 1).start()
+def setup_store(tmp: Path, store: str, args, binary: str | None = None, label: str | None = None) -> dict:
+    """A stack on one store (SQLite: one node; PostgreSQL: `--pg-nodes` nodes on a local cluster) and its scenarios;
+    with `binary`, that build of latchkey instead of this one (an A/B baseline)."""
+    import conftest
+    current = conftest.BIN
+    if binary:
+        conftest.BIN = binary
+    try:
+        stack = Stack(tmp / (label or store), rate_limits="off", workers=args.workers, log_level=None, store=store,
+                      nodes=args.pg_nodes if store == "postgres" else 1).start()
+        return scenarios_for(stack, tmp, store, label or store)
+    finally:
+        conftest.BIN = current
+
+
+def scenarios_for(stack, tmp: Path, store: str, label: str) -> dict:
     basic = "Basic " + base64.b64encode(f"{stack.client_id}:{stack.client_secret}".encode()).decode()
     token = stack.token(scope="clients:read")
     form = {"Content-Type": "application/x-www-form-urlencoded", "Authorization": basic}
@@ -337,7 +349,7 @@ def setup_store(tmp: Path, store: str, args) -> dict:
     writer = stack.token(bench_org["client_id"], bench_org["client_secret"])
     read_id = requests.post(stack.url("/api/v1/clients"), headers={"Authorization": f"Bearer {writer}"},
                             json={"client_name": "bench read"}).json()["client_id"]
-    d = tmp / f"{store}-scripts"
+    d = tmp / f"{label}-scripts"
     d.mkdir()
     scenarios = [
         ("GET /healthz", stack.url("/healthz"), None),
@@ -347,7 +359,7 @@ def setup_store(tmp: Path, store: str, args) -> dict:
         ("GET /api/v1/clients/{id} (read)", stack.url(f"/api/v1/clients/{read_id}"),
          lua(d / "read.lua", "GET", "", {"Authorization": f"Bearer {writer}"})),
     ]
-    return {"store": store, "stack": stack, "writer": writer, "scenarios": scenarios, "dir": d, "rounds": []}
+    return {"store": store, "label": label, "stack": stack, "writer": writer, "scenarios": scenarios, "dir": d, "rounds": []}
 
 
 def main():
@@ -362,11 +374,16 @@ def main():
     ap.add_argument("--stores", default="sqlite,postgres", help="stores to measure side by side (SPEC 9)")
     ap.add_argument("--pg-nodes", type=int, default=1, help="nodes on PostgreSQL (they share the machine's two cores with it)")
     ap.add_argument("--ratios-only", action="store_true", help="only the interleaved ratio scenarios (for quick comparisons)")
+    ap.add_argument("--baseline", help="another latchkey binary, run on SQLite in the same interleaved rounds (A/B; with --ratios-only)")
     args = ap.parse_args()
+    if args.baseline and not args.ratios_only:
+        ap.error("--baseline goes with --ratios-only")
     stores = [x for x in args.stores.split(",") if x]
     with tempfile.TemporaryDirectory(prefix="latchkey-bench-") as tmp:
         tmp = Path(tmp)
         runs = [setup_store(tmp, store, args) for store in stores]
+        if args.baseline:
+            runs.append(setup_store(tmp, "sqlite", args, binary=args.baseline, label="sqlite-baseline"))
         try:
             # The machine's speed drifts by more than the differences measured:
             # the ratio scenarios run interleaved, round after round and store
@@ -439,7 +456,7 @@ def report_ratios(runs, args) -> None:
     for run in runs:
         rounds = run["rounds"]
         nodes = args.pg_nodes if run["store"] == "postgres" else 1
-        print(f"\nstore: {run['store']} ({nodes} node{'s' if nodes > 1 else ''})\n")
+        print(f"\nstore: {run['label']} ({nodes} node{'s' if nodes > 1 else ''})\n")
         print("| scenario | requests/s | p50 ms | p99 ms | x /healthz | non-2xx |")
         print("| --- | ---: | ---: | ---: | ---: | ---: |")
         for i, (name, _, _) in enumerate(run["scenarios"]):
@@ -447,10 +464,11 @@ def report_ratios(runs, args) -> None:
             ratio = median([r[i]["rps"] / r[0]["rps"] for r in rounds])
             print(f"| {name} | {median([x['rps'] for x in results]):.0f} | {median([x['p50'] for x in results]):.2f} | "
                   f"{median([x['p99'] for x in results]):.2f} | {ratio:.2f} | {sum(x['errors'] for x in results)} |")
-    if len(runs) == 2:
-        a, b = runs
-        print(f"\n{b['store']} / {a['store']} in the same rounds (medians of per-round ratios; SPEC 9 wants >= 0.8 for tokens and introspection):")
-        for i, (name, _, _) in enumerate(a["scenarios"][1:], start=1):
+    a = runs[0]
+    for b in runs[1:]:
+        want = " (SPEC 9 wants >= 0.8 for tokens and introspection)" if b["store"] == "postgres" else ""
+        print(f"\n{b['label']} / {a['label']} in the same rounds (medians of per-round ratios){want}:")
+        for i, (name, _, _) in enumerate(a["scenarios"]):
             ratio = median([rb[i]["rps"] / ra[i]["rps"] for ra, rb in zip(a["rounds"], b["rounds"])])
             print(f"  {name}: {ratio:.2f}")
     first = runs[0]
