@@ -44,6 +44,17 @@ public struct AuthorizationService {
 
     static func hash(_ value: String) -> String { Base64.urlEncode(Digest.sha256(value)) }
 
+    /// The error description `/oauth2/authorize` redirects with for a failed check.
+    static func describe(_ check: AuthorizationCheck) -> String {
+        switch check {
+        case .challengeMethodUnsupported, .challengeMethodMissing: return "code_challenge_method must be S256."
+        case .challengeMissing: return "code_challenge is missing."
+        case .challengeMalformed: return "code_challenge is malformed."
+        case .pkceRequired: return "Public clients must use PKCE (S256)."
+        case .nonceTooLong, .nonceNotPrintable: return "nonce is too long."
+        }
+    }
+
     // MARK: Redirects
 
     /// `uri` with parameters added to its query (RFC 6749 §4.1.2).
@@ -117,24 +128,14 @@ public struct AuthorizationService {
         guard let scope = Scopes.parse(values["scope"] ?? ""), !scope.isEmpty else {
             return errorRedirect(redirectURI, "invalid_scope", "scope is missing or malformed.", state: state)
         }
-        guard scope.allSatisfy(client.scope.contains), !scope.contains(where: Scopes.isPrivileged) else {
+        guard scope.allSatisfy({ AuthorizationChecks.isRequestable($0, by: client) }) else {
             return errorRedirect(redirectURI, "invalid_scope", "The client may not request this scope.", state: state)
         }
-        let challenge = values["code_challenge"]
-        let method = values["code_challenge_method"]
-        if let method, method != "S256" {
-            return errorRedirect(redirectURI, "invalid_request", "code_challenge_method must be S256.", state: state)
-        }
-        if challenge == nil && method != nil {
-            return errorRedirect(redirectURI, "invalid_request", "code_challenge is missing.", state: state)
-        }
-        if let challenge {
-            guard method == "S256" else { return errorRedirect(redirectURI, "invalid_request", "code_challenge_method must be S256.", state: state) }
-            guard AuthorizationService.isValidCodeChallenge(challenge) else {
-                return errorRedirect(redirectURI, "invalid_request", "code_challenge is malformed.", state: state)
-            }
-        } else if client.isPublic {
-            return errorRedirect(redirectURI, "invalid_request", "Public clients must use PKCE (S256).", state: state)
+        let challenge: String?
+        do {
+            challenge = try AuthorizationChecks.pkce(challenge: values["code_challenge"], method: values["code_challenge_method"], client: client)
+        } catch {
+            return errorRedirect(redirectURI, "invalid_request", AuthorizationService.describe(error), state: state)
         }
         let prompt = (values["prompt"] ?? "").split(separator: " ").map(String.init)
         guard prompt.allSatisfy(["none", "login", "consent", "select_account"].contains), !(prompt.contains("none") && prompt.count > 1) else {
@@ -145,8 +146,10 @@ public struct AuthorizationService {
             guard let v = Int(raw), v >= 0 else { return errorRedirect(redirectURI, "invalid_request", "max_age is invalid.", state: state) }
             maxAge = v
         }
-        if let nonce = values["nonce"], nonce.utf8.count > 255 {
-            return errorRedirect(redirectURI, "invalid_request", "nonce is too long.", state: state)
+        do {
+            _ = try AuthorizationChecks.nonce(values["nonce"])
+        } catch {
+            return errorRedirect(redirectURI, "invalid_request", AuthorizationService.describe(error), state: state)
         }
         if let state, state.utf8.count > 2048 {
             return errorRedirect(redirectURI, "invalid_request", "state is too long.", state: nil)

@@ -184,6 +184,17 @@ enum AppSurface {
 
     // MARK: Consent code
 
+    /// This surface's message for a failed authorization check.
+    static func describe(_ check: AuthorizationCheck) -> String {
+        switch check {
+        case .challengeMethodUnsupported: return "code_challenge_method must be S256."
+        case .challengeMissing, .challengeMethodMissing: return "code_challenge and code_challenge_method go together."
+        case .challengeMalformed: return "code_challenge must be 43..128 characters of [A-Za-z0-9._~-]."
+        case .pkceRequired: return "Public apps must use PKCE (S256)."
+        case .nonceTooLong, .nonceNotPrintable: return "nonce must be printable and at most 255 characters."
+        }
+    }
+
     /// A signed-in user approves an app directly: a code for the app's one
     /// redirect URI (single use, 60 s).
     static func authCode(_ request: Request, _ ctx: RequestContext) throws -> Response {
@@ -217,25 +228,19 @@ enum AppSurface {
             throw Failure(status: 400, message: "scope is required and must be at most 255 characters.")
         }
         var scope: [String] = []
-        for token in rawScope.split(separator: " ").map(String.init)
-        where client.scope.contains(token) && !Scopes.isPrivileged(token) && !scope.contains(token) {
+        for token in rawScope.split(separator: " ").map(String.init) where AuthorizationChecks.isRequestable(token, by: client) && !scope.contains(token) {
             scope.append(token)
         }
         guard scope.contains("openid") else { throw Failure(status: 400, message: "scope must include openid.") }
-        let nonce = body["nonce"]?.stringValue
-        if let nonce, nonce.utf8.count > 255 || !nonce.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) {
-            throw Failure(status: 400, message: "nonce must be printable and at most 255 characters.")
+        // The shared checks (AuthorizationChecks), in this surface's words.
+        let nonce: String?, challenge: String?
+        do {
+            nonce = try AuthorizationChecks.nonce(body["nonce"]?.stringValue, printable: true)
+            challenge = try AuthorizationChecks.pkce(challenge: body["code_challenge"]?.stringValue,
+                                                     method: body["code_challenge_method"]?.stringValue, client: client)
+        } catch {
+            throw Failure(status: 400, message: AppSurface.describe(error))
         }
-        let challenge = body["code_challenge"]?.stringValue
-        let method = body["code_challenge_method"]?.stringValue
-        if (challenge == nil) != (method == nil) {
-            throw Failure(status: 400, message: "code_challenge and code_challenge_method go together.")
-        }
-        if let method, method != "S256" { throw Failure(status: 400, message: "code_challenge_method must be S256.") }
-        if let challenge, !AuthorizationService.isValidCodeChallenge(challenge) {
-            throw Failure(status: 400, message: "code_challenge must be 43..128 characters of [A-Za-z0-9._~-].")
-        }
-        if client.isPublic && challenge == nil { throw Failure(status: 400, message: "Public apps must use PKCE (S256).") }
         let authorization = AuthorizationRequest(clientID: client.clientID, redirectURI: client.redirectURIs[0], redirectURISent: false,
                                                  scope: scope, state: nil, nonce: nonce, codeChallenge: challenge, prompt: [], maxAge: nil)
         let code = try AuthorizationService(env: ctx.env, store: ctx.store)
