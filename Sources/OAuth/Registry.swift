@@ -21,26 +21,94 @@ public struct Caller: Sendable {
     public func holds(_ scope: String) -> Bool { scopes.contains(scope) }
 }
 
-/// Why a registry operation was refused. Each surface renders these in its
-/// own shape; the rule behind each lives only here.
+/// Why a registry operation was refused: a closed set, so that every
+/// surface's renderer handles every case (the compiler checks it). Each
+/// surface renders these in its own shape; the rule behind each lives only
+/// here.
 public enum RegistryError: Error, Equatable {
     /// Unknown, or in another organization: the two are indistinguishable.
     case notFound
     case invalid([FieldError])
-    case forbidden(code: String, message: String)
-    case conflict(code: String, message: String)
+    case forbidden(Forbidden)
+    case conflict(Conflict)
     /// `If-Match` named another version.
     case preconditionFailed
 
-    public static let primaryOnly = RegistryError.forbidden(code: "primary_only", message: "This action is reserved for the primary client.")
-    public static let primaryUndeletable = RegistryError.conflict(code: "primary_client", message: "The primary client cannot be deleted.")
-    public static let limitReached = RegistryError.conflict(code: "client_limit_reached", message: "The organization's client limit is reached.")
-    public static let primaryLockout = RegistryError.conflict(
-        code: "primary_lockout", message: "The primary client cannot remove its own client_credentials grant or management scopes.")
-    public static let staleVersion = RegistryError.conflict(code: "version_mismatch", message: "The client was changed since that version.")
+    /// What the caller may not do (403).
+    public enum Forbidden: Equatable, Sendable {
+        /// The action is reserved for the organization's primary client.
+        case primaryOnly
+        /// Another client tried to change the primary client.
+        case primaryChangesItself
+        /// The caller's token does not hold this scope, so it cannot grant it (SPEC 6.0).
+        case privilegedScope(String)
+    }
 
-    public static func privilegedScope(_ scope: String) -> RegistryError {
-        .forbidden(code: "privileged_scope", message: "You do not have access to this scope: '\(scope)'")
+    /// What the current state refuses (409).
+    public enum Conflict: Equatable, Sendable {
+        case primaryUndeletable
+        case primaryMustStayEnabled
+        case primaryMustStayConfidential
+        /// The primary client cannot remove its own client_credentials grant or management scopes.
+        case primaryLockout
+        case limitReached
+        /// A `version` field named another version.
+        case staleVersion
+        case clientIDTaken
+        case publicClientHasNoSecret
+    }
+
+    public static let primaryOnly = RegistryError.forbidden(.primaryOnly)
+    public static let primaryUndeletable = RegistryError.conflict(.primaryUndeletable)
+    public static let limitReached = RegistryError.conflict(.limitReached)
+    public static let primaryLockout = RegistryError.conflict(.primaryLockout)
+    public static let staleVersion = RegistryError.conflict(.staleVersion)
+
+    public static func privilegedScope(_ scope: String) -> RegistryError { .forbidden(.privilegedScope(scope)) }
+}
+
+extension RegistryError.Forbidden {
+    /// The native API's error code.
+    public var code: String {
+        switch self {
+        case .primaryOnly, .primaryChangesItself: return "primary_only"
+        case .privilegedScope: return "privileged_scope"
+        }
+    }
+
+    public var message: String {
+        switch self {
+        case .primaryOnly: return "This action is reserved for the primary client."
+        case .primaryChangesItself: return "Only the primary client may change itself."
+        case let .privilegedScope(scope): return "You do not have access to this scope: '\(scope)'"
+        }
+    }
+}
+
+extension RegistryError.Conflict {
+    /// The native API's error code.
+    public var code: String {
+        switch self {
+        case .primaryUndeletable, .primaryMustStayEnabled, .primaryMustStayConfidential: return "primary_client"
+        case .primaryLockout: return "primary_lockout"
+        case .limitReached: return "client_limit_reached"
+        case .staleVersion: return "version_mismatch"
+        case .clientIDTaken: return "client_id_taken"
+        case .publicClientHasNoSecret: return "public_client"
+        }
+    }
+
+    public var message: String {
+        switch self {
+        case .primaryUndeletable: return "The primary client cannot be deleted."
+        case .primaryMustStayEnabled: return "The primary client cannot be disabled."
+        case .primaryMustStayConfidential: return "The primary client must stay confidential."
+        case .primaryLockout: return "The primary client cannot remove its own client_credentials grant or management scopes."
+        case .limitReached: return "The organization's client limit is reached."
+        case .staleVersion: return "The client was changed since that version."
+        case .clientIDTaken: return "A client with this client_id already exists."
+        case .publicClientHasNoSecret: return "A public client has no secret."
+        }
     }
 }
 
@@ -129,7 +197,7 @@ public struct ClientRegistry {
             let id = spec.clientID ?? env.randomID(24)
             // SPEC 4.5: an id is never reused, so no old token of a deleted client can come back.
             if try store.client(id) != nil || store.isClientIDRetired(id) {
-                throw RegistryError.conflict(code: "client_id_taken", message: "A client with this client_id already exists.")
+                throw RegistryError.conflict(.clientIDTaken)
             }
             let now = env.now()
             var client = Client(clientID: id, organizationID: org.id, isPrimary: false, name: spec.name, createdAt: now)
@@ -170,8 +238,8 @@ public struct ClientRegistry {
             guard problems.isEmpty else { throw RegistryError.invalid(problems) }
             try checkPrivilegedScopes(added: spec.scope.filter { !current.scope.contains($0) }, caller: caller)
             if current.isPrimary {
-                if !spec.enabled { throw RegistryError.conflict(code: "primary_client", message: "The primary client cannot be disabled.") }
-                if spec.authMethod == "none" { throw RegistryError.conflict(code: "primary_client", message: "The primary client must stay confidential.") }
+                if !spec.enabled { throw RegistryError.conflict(.primaryMustStayEnabled) }
+                if spec.authMethod == "none" { throw RegistryError.conflict(.primaryMustStayConfidential) }
                 // SPEC 6.0: an organization never locks itself out.
                 if !spec.grantTypes.contains("client_credentials") { throw RegistryError.primaryLockout }
                 if current.scope.contains(where: { Scopes.isPrivileged($0) && !spec.scope.contains($0) }) { throw RegistryError.primaryLockout }
@@ -217,7 +285,7 @@ public struct ClientRegistry {
             let client = try get(id, caller: caller)
             guard client.clientID == caller.client.clientID || caller.client.isPrimary else { throw RegistryError.primaryOnly }
             guard !client.isPublic else {
-                throw RegistryError.conflict(code: "public_client", message: "A public client has no secret.")
+                throw RegistryError.conflict(.publicClientHasNoSecret)
             }
             let now = env.now()
             let previousExpiry = try retireSecrets(of: id, graceSeconds: graceSeconds, now: now)
@@ -236,7 +304,7 @@ public struct ClientRegistry {
         try store.write {
             let client = try get(id, caller: caller)
             guard client.clientID == caller.client.clientID || caller.client.isPrimary else { throw RegistryError.primaryOnly }
-            guard !client.isPublic else { throw RegistryError.conflict(code: "public_client", message: "A public client has no secret.") }
+            guard !client.isPublic else { throw RegistryError.conflict(.publicClientHasNoSecret) }
             _ = try retireSecrets(of: id, graceSeconds: 0, now: env.now())
             try store.insertSecret(record)
             _ = try touch(client, at: env.now())
@@ -273,7 +341,7 @@ public struct ClientRegistry {
     /// Only the primary client may change itself, its logo included.
     func checkMayChange(_ client: Client, caller: Caller) throws {
         if client.isPrimary && client.clientID != caller.client.clientID {
-            throw RegistryError.forbidden(code: "primary_only", message: "Only the primary client may change itself.")
+            throw RegistryError.forbidden(.primaryChangesItself)
         }
     }
 

@@ -133,10 +133,10 @@ public enum ErrorRendering {
             return APIProblem(status: 400, code: "invalid_field", title: "Invalid field",
                               detail: errors.map { "\($0.field): \($0.message)" }.joined(separator: "; "),
                               fieldErrors: errors.map { ($0.field, $0.message) })
-        case let .forbidden(code, message):
-            return APIProblem(status: 403, code: code, title: "Forbidden", detail: message)
-        case let .conflict(code, message):
-            return APIProblem(status: 409, code: code, title: "Conflict", detail: message)
+        case let .forbidden(why):
+            return APIProblem(status: 403, code: why.code, title: "Forbidden", detail: why.message)
+        case let .conflict(why):
+            return APIProblem(status: 409, code: why.code, title: "Conflict", detail: why.message)
         case .preconditionFailed:
             return APIProblem(status: 412, code: "precondition_failed", title: "Precondition failed",
                               detail: "If-Match does not name the client's current version.")

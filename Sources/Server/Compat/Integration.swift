@@ -37,13 +37,17 @@ enum IntegrationSurface {
             switch e {
             case .notFound: failure = Failure(code: "AU0005", status: 404, message: "Client not found.")
             case let .invalid(errors): failure = .payload(errors.first?.field ?? "body", errors.first?.message ?? "invalid")
-            case let .forbidden(code, message):
-                failure = code == "privileged_scope" ? Failure(code: "AU0002", status: 403, message: message) : .primaryOnly
-            case let .conflict(code, message):
-                switch code {
-                case "client_limit_reached": failure = .limit
-                case "primary_client": failure = .primaryUndeletable
-                default: failure = Failure(code: "GN0002", status: 409, message: message)
+            case let .forbidden(why):
+                switch why {
+                case .privilegedScope: failure = Failure(code: "AU0002", status: 403, message: why.message)
+                case .primaryOnly, .primaryChangesItself: failure = .primaryOnly
+                }
+            case let .conflict(why):
+                switch why {
+                case .limitReached: failure = .limit
+                case .primaryUndeletable: failure = .primaryUndeletable
+                case .primaryMustStayEnabled, .primaryMustStayConfidential, .primaryLockout, .staleVersion, .clientIDTaken, .publicClientHasNoSecret:
+                    failure = Failure(code: "GN0002", status: 409, message: why.message)
                 }
             case .preconditionFailed: failure = Failure(code: "GN0002", status: 412, message: "Precondition failed.")
             }
