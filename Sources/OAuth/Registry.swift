@@ -169,7 +169,12 @@ public struct ClientRegistry {
     }
 
     public func list(caller: Caller, namePrefix: String?, limit: Int, offset: Int) throws -> (clients: [Client], total: Int) {
-        try store.read { try store.clients(organizationID: caller.organizationID, namePrefix: namePrefix, limit: limit, offset: offset) }
+        try list(caller: caller, filter: ClientFilter(namePrefix: namePrefix), limit: limit, offset: offset)
+    }
+
+    /// One page of the caller's organization's clients passing `filter` (filtered and paged by the store).
+    public func list(caller: Caller, filter: ClientFilter, limit: Int, offset: Int) throws -> (clients: [Client], total: Int) {
+        try store.read { try store.clients(organizationID: caller.organizationID, filter: filter, limit: limit, offset: offset) }
     }
 
     /// Every client of the caller's organization, page by page.

@@ -46,7 +46,8 @@ public protocol ClientStorage: Transactional {
     func deleteClient(_ id: String) throws
     /// Whether `id` belonged to a client that was deleted: never given again.
     func isClientIDRetired(_ id: String) throws -> Bool
-    func clients(organizationID: String, namePrefix: String?, limit: Int, offset: Int) throws -> (clients: [Client], total: Int)
+    /// One page of the organization's clients that pass `filter`, oldest first, and how many pass it in all.
+    func clients(organizationID: String, filter: ClientFilter, limit: Int, offset: Int) throws -> (clients: [Client], total: Int)
     func touchClient(_ id: String, lastUsedAt: Int64) throws
 
     /// The logo (at most 256x256) and its small preview (at most 64x64, what
@@ -150,3 +151,29 @@ public protocol AuditStorage: Transactional {
 /// and `PostgresStore` (several nodes, SPEC 9); the same tests run on both.
 public protocol Store: MetaStorage, ClientStorage, CredentialStorage, UserStorage, GrantStorage, ConnectionStorage, UpstreamStorage,
     AuditStorage {}
+
+/// Which clients a listing returns: filtered in the store, not in memory,
+/// so a page costs a page whatever the organization's size.
+public struct ClientFilter: Sendable, Equatable {
+    /// Names starting with this (compared by Unicode scalars).
+    public var namePrefix: String?
+    public var lastUsed: LastUsed?
+
+    public enum LastUsed: Sendable, Equatable {
+        /// Never obtained a token.
+        case never
+        /// Last obtained a token at or before this time (milliseconds); clients that never did are not included.
+        case atOrBefore(Int64)
+    }
+
+    public init(namePrefix: String? = nil, lastUsed: LastUsed? = nil) {
+        self.namePrefix = namePrefix
+        self.lastUsed = lastUsed
+    }
+}
+
+extension ClientStorage {
+    public func clients(organizationID: String, namePrefix: String?, limit: Int, offset: Int) throws -> (clients: [Client], total: Int) {
+        try clients(organizationID: organizationID, filter: ClientFilter(namePrefix: namePrefix), limit: limit, offset: offset)
+    }
+}

@@ -148,14 +148,27 @@ extension SQLStatementRunner {
 }
 
 extension SQLStatementRunner where Self: ClientStorage {
-    public func clients(organizationID: String, namePrefix: String?, limit: Int, offset: Int) throws -> (clients: [Client], total: Int) {
+    public func clients(organizationID: String, filter clientFilter: ClientFilter, limit: Int, offset: Int) throws -> (clients: [Client], total: Int) {
         var filter = "c.organization_id = ?"
         var values: [SQLArgument] = [.text(organizationID)]
-        if let namePrefix, !namePrefix.isEmpty {
+        var filtered = false
+        if let namePrefix = clientFilter.namePrefix, !namePrefix.isEmpty {
             filter += " AND substr(c.client_name, 1, CAST(? AS INTEGER)) = ?"
             values += [SQLArgument(namePrefix.unicodeScalars.count), .text(namePrefix)]
+            filtered = true
         }
-        let total = namePrefix?.isEmpty == false
+        switch clientFilter.lastUsed {
+        case .never:
+            filter += " AND c.last_used_at IS NULL"
+            filtered = true
+        case let .atOrBefore(time):
+            filter += " AND c.last_used_at IS NOT NULL AND c.last_used_at <= ?"
+            values.append(.int(time))
+            filtered = true
+        case nil:
+            break
+        }
+        let total = filtered
             ? Int(try query("SELECT count(*) FROM clients c WHERE \(filter)", values).first?.int(0) ?? 0)
             : try clientCount(organizationID: organizationID)
         let list = try query("SELECT \(SharedRows.clientColumns) FROM clients c WHERE \(filter) ORDER BY c.created_at, c.client_id LIMIT ? OFFSET ?",

@@ -104,6 +104,30 @@ import Testing
 
     /// A blind write that fails at the COMMIT fails the whole transaction:
     /// nothing of it is stored, and the caller gets the error.
+    /// Listings are filtered and paged by the store (issue 12): a page costs a page.
+    @Test func clientListingsAreFilteredAndPagedInTheStore() throws {
+        let h = try Harness()
+        let store = h.store
+        try store.write {
+            try store.insertOrganization(Organization(id: "org-list", name: "Listed", clientLimit: 100, primaryClientID: nil, createdAt: 1))
+            for (i, used) in [nil, 1_000, 5_000, nil, 9_000].enumerated() {
+                var c = Client(clientID: "list-\(i)", organizationID: "org-list", name: i < 3 ? "alpha \(i)" : "beta \(i)",
+                               redirectURIs: [], grantTypes: ["client_credentials"], authMethod: "client_secret_basic", scope: [], createdAt: Int64(10 + i))
+                c.lastUsedAt = used.map(Int64.init)
+                try store.insertClient(c)
+            }
+        }
+        func ids(_ filter: ClientFilter, limit: Int = 50, offset: Int = 0) throws -> ([String], Int) {
+            let page = try store.read { try store.clients(organizationID: "org-list", filter: filter, limit: limit, offset: offset) }
+            return (page.clients.map(\.clientID), page.total)
+        }
+        #expect(try ids(ClientFilter()) == (["list-0", "list-1", "list-2", "list-3", "list-4"], 5))
+        #expect(try ids(ClientFilter(lastUsed: .never)) == (["list-0", "list-3"], 2))
+        #expect(try ids(ClientFilter(lastUsed: .atOrBefore(5_000))) == (["list-1", "list-2"], 2))
+        #expect(try ids(ClientFilter(namePrefix: "alpha", lastUsed: .atOrBefore(9_000))) == (["list-1", "list-2"], 2))
+        #expect(try ids(ClientFilter(lastUsed: .atOrBefore(9_000)), limit: 1, offset: 1) == (["list-2"], 3))
+    }
+
     @Test func aFailingBlindWriteFailsTheWholeTransaction() throws {
         let h = try Harness()
         let userID = try h.user()

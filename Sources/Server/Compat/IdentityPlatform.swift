@@ -181,13 +181,13 @@ enum IdentitySurface {
 
     static func list(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let caller = try caller(request, ctx, readScopes)
-        var predicate: (Client) -> Bool = { _ in true }
-        if let filter = request.queryValue("filters") {
-            let parts = filter.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+        var filter = ClientFilter()
+        if let filters = request.queryValue("filters") {
+            let parts = filters.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
             if parts == ["lastUsed", "isnull"] {
-                predicate = { $0.lastUsedAt == nil }
+                filter.lastUsed = .never
             } else if parts.count == 3, parts[0] == "lastUsed", parts[1] == "le", let limit = Timestamp.parse(parts[2]) {
-                predicate = { ($0.lastUsedAt ?? Int64.max) <= limit }
+                filter.lastUsed = .atOrBefore(limit)
             } else {
                 throw Failure(status: 400, message: "Unsupported filter: only 'lastUsed le <RFC 3339>' and 'lastUsed isnull' are supported.",
                               field: "filters")
@@ -202,10 +202,9 @@ enum IdentitySurface {
             guard let v = Int(o), v >= 0 else { throw Failure(status: 400, message: "offset must be >= 0", field: "offset") }
             offset = v
         }
-        let all = try NativeEndpoints.registry(ctx).all(caller: caller)
-        let matching = all.filter(predicate)
-        var response = Response.json(.array(matching.dropFirst(offset).prefix(limit).map { json($0) }))
-        if request.queryValue("count") == "true" { response.headers["X-Total-Count"] = String(matching.count) }
+        let page = try NativeEndpoints.registry(ctx).list(caller: caller, filter: filter, limit: limit, offset: offset)
+        var response = Response.json(.array(page.clients.map { json($0) }))
+        if request.queryValue("count") == "true" { response.headers["X-Total-Count"] = String(page.total) }
         response.headers["Cache-Control"] = "no-store"
         return response
     }
