@@ -169,3 +169,28 @@ public struct AuditEvent: Sendable, Equatable {
         self.createdAt = createdAt
     }
 }
+
+/// When a client gets a refresh token with its authorization code grant.
+public enum RefreshTokenPolicy: Sendable, Equatable {
+    /// Only when the user granted `offline_access` (the default).
+    case withOfflineAccess
+    /// Always (the identity platform's `accessType: OFFLINE`).
+    case always
+
+    /// The attribute the policy is kept in (a client's attributes travel through every store and surface unchanged).
+    static let attribute = "always_issue_refresh_token"
+
+    /// The policy kept in a client's attributes.
+    public init(attributes: JSON) {
+        self = attributes[RefreshTokenPolicy.attribute]?.boolValue == true ? .always : .withOfflineAccess
+    }
+
+    /// Writes the policy into a client's attributes.
+    public func store(in attributes: inout JSON) {
+        attributes.set(RefreshTokenPolicy.attribute, .bool(self == .always))
+    }
+}
+
+extension Client {
+    public var refreshTokenPolicy: RefreshTokenPolicy { RefreshTokenPolicy(attributes: attributes) }
+}

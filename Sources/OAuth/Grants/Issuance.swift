@@ -35,7 +35,7 @@ extension TokenService {
     /// client is configured to always get one.
     func issuesRefreshToken(_ client: Client, scope: [String]) -> Bool {
         client.grantTypes.contains("refresh_token") && client.refreshTokenTTL > 0
-            && (scope.contains("offline_access") || client.attributes["always_issue_refresh_token"]?.boolValue == true)
+            && (scope.contains("offline_access") || client.refreshTokenPolicy == .always)
     }
 
     /// Stores a new refresh token of the family (inside the grant's transaction).

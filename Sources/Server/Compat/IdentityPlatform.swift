@@ -148,7 +148,7 @@ enum IdentitySurface {
         var attributes: JSON = current?.attributes ?? .object([])
         attributes.set("businessName", JSON(try string("businessName")))
         attributes.set("accessType", .string(accessType))
-        attributes.set("always_issue_refresh_token", .bool(accessType == "OFFLINE"))
+        (accessType == "OFFLINE" ? RefreshTokenPolicy.always : .withOfflineAccess).store(in: &attributes)
         attributes.set("internal", .bool(try bool("internal") ?? attributes["internal"]?.boolValue ?? false))
         attributes.set("strongAuthSupported", .bool(try bool("strongAuthSupported") ?? false))
         attributes.set("claimsSupported", .bool(try bool("claimsSupported") ?? false))
