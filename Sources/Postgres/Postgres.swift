@@ -45,7 +45,20 @@ public final class PGConnection {
             throw PGError(sqlstate: nil, message: PGConnection.firstLine(message), isConnectionFailure: true)
         }
         lk_pq_silence_notices(c)
+        // The server gives up before this client does: a statement waiting on
+        // a lock, or running long, fails with an error while the client is
+        // still reading, so a pipeline's COMMIT is never run after the client
+        // stopped waiting for it (and answered 503).
+        let limits = "SET statement_timeout = \(max(100, Int(timeoutMillis) - 500)); SET lock_timeout = \(max(50, Int(timeoutMillis) - 1000))"
+        let sent = limits.withCString { PQsendQuery(c, $0) }
         conn = c
+        do {
+            _ = try collectResults(sent, c)
+        } catch {
+            conn = nil
+            PGCounters.refused.add(1, ordering: .relaxed)
+            throw error
+        }
         connects += 1
         PGCounters.connects.add(1, ordering: .relaxed)
     }

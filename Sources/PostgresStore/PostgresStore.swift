@@ -102,7 +102,9 @@ public final class PostgresStore: Store {
         if error.isConnectionFailure || error.sqlstate == "57P01" || error.sqlstate?.hasPrefix("08") == true {
             return StoreError.unavailable(error.message)
         }
-        if error.isRetryable { return StoreError.busy }
+        // A serialization failure past its retries, or the server's own limits
+        // (lock_timeout 55P03, statement_timeout 57014): retry shortly.
+        if error.isRetryable || error.sqlstate == "55P03" || error.sqlstate == "57014" { return StoreError.busy }
         if error.isConstraint { return StoreError.conflict(error.sqlstate ?? "") }
         return error
     }
@@ -250,6 +252,8 @@ public final class PostgresStore: Store {
                 if touchedRevocation { memo.forgetRevocations() }
                 return result
             } catch let error as PGError {
+                // Rows read along inside the failed transaction may show its own writes: read them again.
+                along = AlongRows()
                 if db.isConnected { _ = try? db.run("ROLLBACK") }
                 if error.isRetryable && attempt < PostgresStore.maxAttempts {
                     PGCounters.countRetry()
@@ -258,6 +262,7 @@ public final class PostgresStore: Store {
                 }
                 throw PostgresStore.map(error)
             } catch {
+                along = AlongRows()
                 if db.isConnected { _ = try? db.run("ROLLBACK") }
                 throw error
             }

@@ -32,8 +32,12 @@ public final class Metrics: Sendable {
     /// The shared database's counters (PostgreSQL), read at each scrape.
     let store: (@Sendable () -> StoreCounters)?
 
-    public init(workers: Int = 0, store: (@Sendable () -> StoreCounters)? = nil) {
+    /// What this node listens on (`latchkey_node_info`), to tell nodes apart behind one balancer.
+    public let node: String
+
+    public init(workers: Int = 0, node: String = "", store: (@Sendable () -> StoreCounters)? = nil) {
         self.workers = workers
+        self.node = node
         self.store = store
     }
 
@@ -81,6 +85,10 @@ public final class Metrics: Sendable {
         out += "latchkey_requests_in_flight \(s.inFlight)\n"
         out += "# HELP latchkey_requests_in_flight_max The most requests handled at once since start (worker saturation).\n# TYPE latchkey_requests_in_flight_max gauge\n"
         out += "latchkey_requests_in_flight_max \(s.busiest)\n"
+        if !node.isEmpty {
+            out += "# HELP latchkey_node_info The node: what it listens on.\n# TYPE latchkey_node_info gauge\n"
+            out += "latchkey_node_info{listen=\"\(Metrics.escape(node))\"} 1\n"
+        }
         if workers > 0 {
             out += "# HELP latchkey_worker_threads Worker threads of this node.\n# TYPE latchkey_worker_threads gauge\nlatchkey_worker_threads \(workers)\n"
         }

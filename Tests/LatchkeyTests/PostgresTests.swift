@@ -53,8 +53,27 @@ struct PostgresTests {
         #expect(try c.execute("SELECT count(*) FROM u").rows.first?.int(0) == 1)
     }
 
+    /// The server gives up before the client (statement_timeout below the
+    /// client's deadline): the statement fails with 57014 while the client
+    /// still listens, and the connection stays.
+    @Test func theServerCancelsAStatementBeforeTheClientsDeadline() throws {
+        let c = try connection(timeoutMillis: 1_500)
+        let started = Date()
+        do {
+            try c.execute("SELECT pg_sleep(5)")
+            Issue.record("pg_sleep(5) answered")
+        } catch let e as PGError {
+            #expect(e.sqlstate == "57014" && !e.isConnectionFailure)
+        }
+        #expect(Date().timeIntervalSince(started) < 1.5)
+        #expect(c.isConnected && c.connects == 1)
+        #expect(try c.execute("SELECT $1::bigint + 1", [.int(41)]).rows.first?.int(0) == 42)
+    }
+
     @Test func aStatementPastItsDeadlineDropsTheConnectionAndTheNextReconnects() throws {
         let c = try connection(timeoutMillis: 500)
+        // A server that does not give up by itself (a hung backend, a lost network): the client's deadline ends it.
+        try c.run("SET statement_timeout = 0")
         let started = Date()
         do {
             try c.execute("SELECT pg_sleep(5)")
@@ -142,5 +161,34 @@ struct PostgresTests {
         #expect(try c.execute("SELECT count(*) FROM pipe").rows.first?.int(0) == 0, "nothing of the failed pipeline stays")
         // The connection is usable again, in and out of pipelines.
         #expect(try c.pipeline([("SELECT 1::bigint", []), ("SELECT 2::bigint", [])]).map { $0.rows.first?.int(0) } == [1, 2])
+    }
+
+    /// A pipelined write whose statement waits on a lock past the server's
+    /// lock_timeout fails with 55P03 while the client still listens, so its
+    /// COMMIT never runs: a write answered 503 is never committed later
+    /// (the review's scenario: the client gave up, the server went on).
+    @Test func aPipelineBlockedOnALockFailsWithoutCommittingLater() throws {
+        let url = try #require(TestDatabase.url)
+        let setup = try PGConnection(url)
+        let table = "lockp_" + String(UInt32.random(in: 0...UInt32.max))
+        try setup.run("CREATE TABLE \(table)(k BIGINT PRIMARY KEY, v BIGINT NOT NULL)")
+        defer { _ = try? setup.run("DROP TABLE \(table)") }
+        try setup.run("INSERT INTO \(table)(k, v) VALUES (1, 0)")
+        let holder = try PGConnection(url)
+        try holder.run("BEGIN")
+        try holder.run("UPDATE \(table) SET v = v + 1 WHERE k = 1")
+        let writer = try PGConnection(url, timeoutMillis: 1_500)
+        do {
+            _ = try writer.pipeline([("BEGIN", []), ("INSERT INTO \(table)(k, v) VALUES($1, $2)", [.int(2), .int(0)]),
+                                     ("UPDATE \(table) SET v = v + 10 WHERE k = $1", [.int(1)]), ("COMMIT", [])])
+            Issue.record("the blocked pipeline committed")
+        } catch let e as PGError {
+            #expect(e.sqlstate == "55P03" && !e.isConnectionFailure)
+        }
+        if writer.inFailedTransaction { try writer.run("ROLLBACK") }
+        try holder.run("COMMIT")
+        usleep(200_000)
+        #expect(try setup.execute("SELECT count(*) FROM \(table) WHERE k = 2").rows.first?.int(0) == 0)
+        #expect(try setup.execute("SELECT v FROM \(table) WHERE k = 1").rows.first?.int(0) == 1)
     }
 }

@@ -41,9 +41,8 @@ class Load:
                 else:
                     r = session.post(self.stack.url("/oauth2/token"), data={"grant_type": "client_credentials"},
                                      auth=(self.stack.client_id, self.stack.client_secret), timeout=15)
-                if r.status_code == 503:
-                    assert r.headers.get("Retry-After"), r.headers
-                self.statuses.append(r.status_code)
+                # Recorded, not asserted here: an assertion in this thread would only end the thread.
+                self.statuses.append("503 without Retry-After" if r.status_code == 503 and not r.headers.get("Retry-After") else r.status_code)
             except requests.RequestException as e:  # a connection nginx dropped: recorded, never expected
                 self.statuses.append(repr(e))
             if time.monotonic() - started > 8:

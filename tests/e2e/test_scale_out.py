@@ -87,14 +87,21 @@ def load_writer(stack):
 
 
 def both_nodes_metrics(stack):
-    """The store counters summed over both nodes: with nothing else running, nginx's round robin sends two
-    consecutive scrapes to the two nodes."""
+    """The store counters summed over both nodes: each node's scrape names it (`latchkey_node_info`); scrape until
+    both answered."""
+    per_node = {}
+    for _ in range(20):
+        text = requests.get(stack.url("/metrics")).text
+        node = next((x for x in text.splitlines() if x.startswith("latchkey_node_info")), None)
+        assert node, text
+        per_node[node] = {name: int(value) for name, value in (x.split() for x in text.splitlines() if x.startswith("latchkey_store_"))}
+        if len(per_node) == 2:
+            break
+    assert len(per_node) == 2, per_node.keys()
     totals = {}
-    for _ in range(2):
-        for line in requests.get(stack.url("/metrics")).text.splitlines():
-            if line.startswith("latchkey_store_"):
-                name, value = line.split()
-                totals[name] = totals.get(name, 0) + int(value)
+    for counters in per_node.values():
+        for name, value in counters.items():
+            totals[name] = totals.get(name, 0) + value
     return totals
 
 

@@ -20,7 +20,8 @@ struct Backup: ParsableCommand {
     func run() throws {
         guard !FileManager.default.fileExists(atPath: path) else { throw CLIError("\(path) already exists") }
         if let url = common.databaseURL {
-            let source = try PostgresStore(url: url, migrate: false)
+            // A whole table per statement: minutes, not the serving deadline of 3 s.
+            let source = try PostgresStore(url: url, migrate: false, timeoutMillis: 600_000)
             let counts = try StateTransfer.copy(from: source, to: try SQLiteStore(path: path))
             printJSON(["backup": .string(path), "rows": .object(counts.sorted { $0.key < $1.key }.map { ($0.key, JSON($0.value)) })])
         } else {

@@ -18,7 +18,8 @@ struct Migrate: ParsableCommand {
     func run() throws {
         if let url = common.databaseURL {
             // Several nodes may run this at once: migrations apply under a lock row.
-            let store = try PostgresStore(url: url)
+            let store = try PostgresStore(url: url, migrate: false, timeoutMillis: 600_000)
+            _ = try store.migrate()
             printJSON(["schema_version": JSON(try store.schemaVersionApplied())])
         } else {
             let store = try common.openStore()

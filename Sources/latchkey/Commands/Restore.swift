@@ -26,7 +26,7 @@ struct Restore: ParsableCommand {
         try FileManager.default.copyItem(atPath: path, toPath: copy)
         defer { try? FileManager.default.removeItem(atPath: copy) }
         let source = try SQLiteStore(path: copy)
-        let counts = try StateTransfer.copy(from: source, to: try PostgresStore(url: url))
+        let counts = try StateTransfer.copy(from: source, to: try PostgresStore(url: url, timeoutMillis: 600_000))
         printJSON(["restored": .string(path), "rows": .object(counts.sorted { $0.key < $1.key }.map { ($0.key, JSON($0.value)) })])
     }
 }

@@ -62,7 +62,8 @@ enum ServeCommand {
         // Whatever was stored in clear before a KEK was configured is sealed now.
         let sealed = try Provisioning.sealAtRest(store: store, env: environment)
         let app = Application(env: environment, logger: Logger(level: level), images: ReencodeImage.childProcess(),
-                              metrics: Metrics(workers: workers, store: databaseURL == nil ? nil : postgresCounters))
+                              metrics: Metrics(workers: workers, node: address.description,
+                                                               store: databaseURL == nil ? nil : postgresCounters))
         let writerLock = WriterLock()
         // Requests checkpoint only past 16,000 WAL pages (a backstop); the checkpointer does it every 200 ms
         // and starts the WAL over once it passes 4,096 pages.
