@@ -1,6 +1,7 @@
 import Common
 import Foundation
 import OAuth
+import SharedSQL
 import Postgres
 
 extension PostgresStore: TransferableStore {
@@ -31,20 +32,7 @@ extension PostgresStore: TransferableStore {
 
     public func loadAll(_ dumps: [TableDump]) throws {
         try write {
-            for dump in dumps where !dump.rows.isEmpty {
-                let sql = "INSERT INTO \(dump.table)(\(dump.columns.map { "\"\($0)\"" }.joined(separator: ", "))) VALUES("
-                    + Array(repeating: "?", count: dump.columns.count).joined(separator: ", ") + ")"
-                for row in dump.rows {
-                    try exec(sql, row.map { value -> PGValue in
-                        switch value {
-                        case .null: return .null
-                        case let .int(v): return .int(v)
-                        case let .text(t): return .text(t)
-                        case let .bytes(b): return .bytes(b)
-                        }
-                    })
-                }
-            }
+            for dump in dumps { try insertRows(of: dump) }
             // Every id the loaded state ever gave is claimed.
             try exec("INSERT INTO client_ids(client_id) SELECT client_id FROM clients UNION SELECT client_id FROM retired_client_ids ON CONFLICT DO NOTHING")
             // Identity columns continue after the loaded ids.

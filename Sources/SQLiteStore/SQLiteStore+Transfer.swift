@@ -1,6 +1,7 @@
 import Common
 import Foundation
 import OAuth
+import SharedSQL
 import SQLite
 import Synchronization
 
@@ -29,20 +30,7 @@ extension SQLiteStore: TransferableStore {
 
     public func loadAll(_ dumps: [TableDump]) throws {
         try write {
-            for dump in dumps where !dump.rows.isEmpty {
-                let sql = "INSERT INTO \(dump.table)(\(dump.columns.map { "\"\($0)\"" }.joined(separator: ", "))) VALUES("
-                    + Array(repeating: "?", count: dump.columns.count).joined(separator: ", ") + ")"
-                for row in dump.rows {
-                    try exec(sql, row.map { value -> SQLValue in
-                        switch value {
-                        case .null: return .null
-                        case let .int(v): return .integer(v)
-                        case let .text(t): return .text(t)
-                        case let .bytes(b): return .blob(b)
-                        }
-                    })
-                }
-            }
+            for dump in dumps { try insertRows(of: dump) }
             // The insert trigger counted the clients on top of the counts loaded with their organizations.
             try exec("UPDATE organizations SET client_count = (SELECT count(*) FROM clients WHERE clients.organization_id = organizations.id)")
         }

@@ -51,3 +51,25 @@ extension SQLRowValues {
     /// A JSON array of strings stored as text (scopes, URIs, groups).
     func strings(_ i: Int) -> [String] { ((try? JSON.parse(string(i)))?.arrayValue ?? []).compactMap(\.stringValue) }
 }
+
+extension SQLArgument {
+    /// A value of a backup (`TransferableStore`), bound as it was read.
+    public init(stored: StoredValue) {
+        switch stored {
+        case .null: self = .null
+        case let .int(v): self = .int(v)
+        case let .text(t): self = .text(t)
+        case let .bytes(b): self = .bytes(b)
+        }
+    }
+}
+
+extension SQLStatementRunner {
+    /// Inserts a backup's rows of one table as they are (`latchkey restore`), inside the caller's transaction.
+    public func insertRows(of dump: TableDump) throws {
+        guard !dump.rows.isEmpty else { return }
+        let sql = "INSERT INTO \(dump.table)(\(dump.columns.map { "\"\($0)\"" }.joined(separator: ", "))) VALUES("
+            + Array(repeating: "?", count: dump.columns.count).joined(separator: ", ") + ")"
+        for row in dump.rows { try update(sql, row.map(SQLArgument.init(stored:))) }
+    }
+}
