@@ -8,13 +8,11 @@ import OAuth
 /// read along, SQLite's triggers) stays in each store; what is the same is
 /// written once, here, as protocol extensions that satisfy the storage roles.
 
-/// A value bound to a shared statement.
-public enum SQLArgument: Sendable, Equatable {
-    case null
-    case int(Int64)
-    case text(String)
-    case bytes([UInt8])
+/// A value bound to a shared statement: the same neutral values a backup
+/// carries (`StoredValue`), so restoring binds them as they are.
+public typealias SQLArgument = StoredValue
 
+extension StoredValue {
     public init(_ v: String?) { self = v.map { .text($0) } ?? .null }
     public init(_ v: Int64?) { self = v.map { .int($0) } ?? .null }
     public init(_ v: Int) { self = .int(Int64(v)) }
@@ -52,24 +50,12 @@ extension SQLRowValues {
     func strings(_ i: Int) -> [String] { ((try? JSON.parse(string(i)))?.arrayValue ?? []).compactMap(\.stringValue) }
 }
 
-extension SQLArgument {
-    /// A value of a backup (`TransferableStore`), bound as it was read.
-    public init(stored: StoredValue) {
-        switch stored {
-        case .null: self = .null
-        case let .int(v): self = .int(v)
-        case let .text(t): self = .text(t)
-        case let .bytes(b): self = .bytes(b)
-        }
-    }
-}
-
 extension SQLStatementRunner {
     /// Inserts a backup's rows of one table as they are (`latchkey restore`), inside the caller's transaction.
     public func insertRows(of dump: TableDump) throws {
         guard !dump.rows.isEmpty else { return }
         let sql = "INSERT INTO \(dump.table)(\(dump.columns.map { "\"\($0)\"" }.joined(separator: ", "))) VALUES("
             + Array(repeating: "?", count: dump.columns.count).joined(separator: ", ") + ")"
-        for row in dump.rows { try update(sql, row.map(SQLArgument.init(stored:))) }
+        for row in dump.rows { try update(sql, row) }
     }
 }
