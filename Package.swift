@@ -10,6 +10,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
     ],
     targets: [
         .systemLibrary(name: "CFastCGI", path: "Sources/CFastCGI"),
@@ -25,7 +26,7 @@ let package = Package(
         .target(name: "Postgres", dependencies: ["CLibPQ"]),
 
         .target(name: "Common"),
-        .target(name: "HTTPCore", dependencies: ["Common"]),
+        .target(name: "HTTPCore", dependencies: ["Common", .product(name: "HTTPTypes", package: "swift-http-types")]),
         .target(name: "JOSE", dependencies: ["Common", "Cryptography"]),
         .target(name: "OAuth", dependencies: ["Common", "Cryptography", "JOSE"]),
         .target(name: "SharedSQL", dependencies: ["Common", "OAuth"]),

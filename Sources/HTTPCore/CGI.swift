@@ -7,7 +7,7 @@ public enum CGI {
     /// Builds a request from FastCGI parameters. `body == nil` means the body
     /// was over the limit and was discarded.
     public static func request(params: [String: String], body: [UInt8]?, generateID: () -> String) -> Request {
-        var headers = Headers()
+        var headers = HTTPFields()
         for (name, value) in params where name.utf8.count > 5 && name.hasPrefix("HTTP_") {
             // HTTP_X_CSRF_TOKEN -> x-csrf-token
             let bytes = name.utf8.dropFirst(5).map { b -> UInt8 in
@@ -15,11 +15,13 @@ public enum CGI {
             }
             let headerName = String(decoding: bytes, as: UTF8.self)
             // nginx's fastcgi_params send Proxy as HTTP_PROXY (httpoxy): never trust it.
+            // A name that is not an HTTP token cannot come from nginx; it is dropped.
             if headerName == "proxy" { continue }
-            headers.add(headerName, value)
+            guard let field = HTTPField.Name(headerName) else { continue }
+            headers.add(field, value)
         }
-        if let type = params["CONTENT_TYPE"], !type.isEmpty { headers.add("content-type", type) }
-        if let length = params["CONTENT_LENGTH"], !length.isEmpty { headers.add("content-length", length) }
+        if let type = params["CONTENT_TYPE"], !type.isEmpty { headers.add(.contentType, type) }
+        if let length = params["CONTENT_LENGTH"], !length.isEmpty { headers.add(.contentLength, length) }
         var path = params["DOCUMENT_URI"] ?? ""
         if path.isEmpty {
             let uri = params["REQUEST_URI"] ?? "/"
@@ -28,7 +30,8 @@ public enum CGI {
         var requestID = params["REQUEST_ID"] ?? ""
         if !isValidRequestID(requestID) { requestID = generateID() }
         return Request(
-            method: (params["REQUEST_METHOD"] ?? "GET").uppercased(),
+            // A method that is not a token cannot reach a handler: it is answered 405.
+            method: HTTPRequest.Method((params["REQUEST_METHOD"] ?? "GET").uppercased()) ?? CGI.invalidMethod,
             path: path.isEmpty ? "/" : path,
             query: params["QUERY_STRING"] ?? "",
             headers: headers,
@@ -38,6 +41,8 @@ public enum CGI {
             remoteAddress: params["REMOTE_ADDR"] ?? "",
             requestID: requestID)
     }
+
+    static let invalidMethod = HTTPRequest.Method("INVALID")!
 
     static func isValidRequestID(_ id: String) -> Bool {
         !id.isEmpty && id.utf8.count <= 64 && id.utf8.allSatisfy { b in
@@ -50,12 +55,11 @@ public enum CGI {
     public static func bytes(_ response: Response) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(response.body.count + 256)
-        out.append(contentsOf: Array("Status: \(response.status) \(HTTPStatus.reason(response.status))\r\n".utf8))
-        for (name, value) in response.headers {
-            if value.utf8.contains(where: { $0 == 13 || $0 == 10 }) || name.utf8.contains(where: { $0 == 13 || $0 == 10 || $0 == 58 }) {
-                continue
-            }
-            out.append(contentsOf: Array("\(name): \(value)\r\n".utf8))
+        out.append(contentsOf: Array("Status: \(response.status.code) \(response.status.reason)\r\n".utf8))
+        for field in response.headers {
+            // HTTPField already replaces CR, LF and NUL in values and names are tokens; checked again at the wire.
+            if field.value.utf8.contains(where: { $0 == 13 || $0 == 10 }) { continue }
+            out.append(contentsOf: Array("\(field.name.rawName): \(field.value)\r\n".utf8))
         }
         out.append(contentsOf: [13, 10])
         out.append(contentsOf: response.body)

@@ -1,48 +1,32 @@
 import Common
+@_exported import HTTPTypes
 
-/// HTTP header fields in order, looked up case-insensitively.
-public struct Headers: Sendable, Sequence {
-    public private(set) var fields: [(name: String, value: String)] = []
+/// Header names Latchkey uses that swift-http-types does not predefine.
+extension HTTPField.Name {
+    public static let xRequestID = HTTPField.Name("X-Request-Id")!
+    public static let xTotalCount = HTTPField.Name("X-Total-Count")!
+    public static let xCSRFToken = HTTPField.Name("X-CSRF-Token")!
+    public static let pragma = HTTPField.Name("Pragma")!
+}
 
-    public init(_ fields: [(String, String)] = []) {
-        self.fields = fields.map { (name: $0.0, value: $0.1) }
+extension HTTPFields {
+    /// Fields from name/value pairs; pairs whose name is not a valid token are dropped.
+    public init(_ pairs: [(String, String)]) {
+        self.init()
+        for (name, value) in pairs { if let field = HTTPField.Name(name) { append(HTTPField(name: field, value: value)) } }
     }
 
-    public subscript(name: String) -> String? {
-        get { fields.first(where: { Headers.same($0.name, name) })?.value }
-        set {
-            fields.removeAll { Headers.same($0.name, name) }
-            if let newValue { fields.append((name: name, value: newValue)) }
-        }
-    }
-
-    public func values(_ name: String) -> [String] {
-        fields.filter { Headers.same($0.name, name) }.map(\.value)
-    }
-
-    /// ASCII case-insensitive equality of header names.
-    static func same(_ a: String, _ b: String) -> Bool {
-        guard a.utf8.count == b.utf8.count else { return false }
-        for (x, y) in zip(a.utf8, b.utf8) where x != y {
-            let lower = x | 0x20
-            if lower != (y | 0x20) || lower < 97 || lower > 122 { return false }
-        }
-        return true
-    }
-
-    public mutating func add(_ name: String, _ value: String) { fields.append((name: name, value: value)) }
-
-    public func makeIterator() -> IndexingIterator<[(name: String, value: String)]> { fields.makeIterator() }
+    public mutating func add(_ name: HTTPField.Name, _ value: String) { append(HTTPField(name: name, value: value)) }
 }
 
 /// A fully buffered HTTP request, as a plain value.
 public struct Request: Sendable {
-    public var method: String
+    public var method: HTTPRequest.Method
     /// The decoded, normalised path (nginx's `$document_uri`).
     public var path: String
     /// The raw query string, without '?'.
     public var query: String
-    public var headers: Headers
+    public var headers: HTTPFields
     public var body: [UInt8]
     /// True when the body was over the worker's limit and was not read.
     public var bodyTooLarge: Bool
@@ -50,7 +34,7 @@ public struct Request: Sendable {
     public var remoteAddress: String
     public var requestID: String
 
-    public init(method: String, path: String, query: String = "", headers: Headers = Headers(), body: [UInt8] = [],
+    public init(method: HTTPRequest.Method, path: String, query: String = "", headers: HTTPFields = HTTPFields(), body: [UInt8] = [],
                 bodyTooLarge: Bool = false, scheme: String = "http", remoteAddress: String = "127.0.0.1", requestID: String = "test") {
         self.method = method
         self.path = path
@@ -70,7 +54,7 @@ public struct Request: Sendable {
 
     /// The media type of the body, lowercased, without parameters.
     public var mediaType: String? {
-        guard let value = headers["Content-Type"], !value.isEmpty else { return nil }
+        guard let value = headers[.contentType], !value.isEmpty else { return nil }
         let bytes = Array(value.utf8)
         var end = bytes.firstIndex(of: UInt8(ascii: ";")) ?? bytes.count
         var start = 0
@@ -86,33 +70,33 @@ public struct Request: Sendable {
         return String(decoding: lowered, as: UTF8.self)
     }
 
-    public var cookies: [String: String] { Cookies.parse(headers.values("Cookie")) }
+    public var cookies: [String: String] { Cookies.parse(headers[values: .cookie]) }
 }
 
 /// An HTTP response as a plain value.
 public struct Response: Sendable {
-    public var status: Int
-    public var headers: Headers
+    public var status: HTTPResponse.Status
+    public var headers: HTTPFields
     public var body: [UInt8]
 
-    public init(status: Int, headers: Headers = Headers(), body: [UInt8] = []) {
+    public init(status: HTTPResponse.Status, headers: HTTPFields = HTTPFields(), body: [UInt8] = []) {
         self.status = status
         self.headers = headers
         self.body = body
     }
 
-    public static func json(_ value: JSON, status: Int = 200, contentType: String = "application/json") -> Response {
-        Response(status: status, headers: Headers([("Content-Type", contentType)]), body: value.serialized())
+    public static func json(_ value: JSON, status: HTTPResponse.Status = .ok, contentType: String = "application/json") -> Response {
+        Response(status: status, headers: [.contentType: contentType], body: value.serialized())
     }
 
-    public static func text(_ text: String, status: Int, contentType: String = "text/plain; charset=utf-8") -> Response {
-        Response(status: status, headers: Headers([("Content-Type", contentType)]), body: Array(text.utf8))
+    public static func text(_ text: String, status: HTTPResponse.Status, contentType: String = "text/plain; charset=utf-8") -> Response {
+        Response(status: status, headers: [.contentType: contentType], body: Array(text.utf8))
     }
 
-    public static func empty(_ status: Int = 204) -> Response { Response(status: status) }
+    public static func empty(_ status: HTTPResponse.Status = .noContent) -> Response { Response(status: status) }
 
-    public static func redirect(_ location: String, status: Int = 302) -> Response {
-        Response(status: status, headers: Headers([("Location", location), ("Cache-Control", "no-store")]))
+    public static func redirect(_ location: String, status: HTTPResponse.Status = .found) -> Response {
+        Response(status: status, headers: [.location: location, .cacheControl: "no-store"])
     }
 
     public var bodyText: String { String(decoding: body, as: UTF8.self) }
@@ -132,8 +116,10 @@ extension String {
     public func trimmingSpaces() -> String { self[...].trimmingSpaces() }
 }
 
-public enum HTTPStatus {
-    public static func reason(_ code: Int) -> String {
+extension HTTPResponse.Status {
+    /// The reason phrase for the CGI `Status:` line (a status made from a bare code has none).
+    public var reason: String {
+        if !reasonPhrase.isEmpty { return reasonPhrase }
         switch code {
         case 200: return "OK"
         case 201: return "Created"

@@ -14,14 +14,14 @@ public struct Router<Handler: Sendable>: Sendable {
     struct Node: Sendable {
         var literals: [String: Int] = [:]
         var capture: Int?
-        var methods: [String: Target] = [:]
+        var methods: [HTTPRequest.Method: Target] = [:]
         /// Methods in the order they were added (for `Allow`).
-        var methodOrder: [String] = []
+        var methodOrder: [HTTPRequest.Method] = []
     }
 
     public enum Match {
         case found(Handler, [String: String])
-        case methodNotAllowed([String])
+        case methodNotAllowed([HTTPRequest.Method])
         case notFound
     }
 
@@ -32,7 +32,7 @@ public struct Router<Handler: Sendable>: Sendable {
 
     public init() {}
 
-    public mutating func add(_ method: String, _ pattern: String, _ handler: Handler) {
+    public mutating func add(_ method: HTTPRequest.Method, _ pattern: String, _ handler: Handler) {
         var node = 0
         var names: [String] = []
         for segment in Router.split(pattern) {
@@ -63,15 +63,15 @@ public struct Router<Handler: Sendable>: Sendable {
         path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
     }
 
-    public func match(method: String, path: String) -> Match {
+    public func match(method: HTTPRequest.Method, path: String) -> Match {
         // A trailing slash is a different resource, except for the root.
         if path.utf8.count > 1 && path.utf8.last == UInt8(ascii: "/") { return .notFound }
-        if let node = exact[path], let target = nodes[node].methods[method] ?? (method == "HEAD" ? nodes[node].methods["GET"] : nil) {
+        if let node = exact[path], let target = nodes[node].methods[method] ?? (method == .head ? nodes[node].methods[.get] : nil) {
             return .found(handlers[target.handler], [:])
         }
         let parts = path.split(separator: "/", omittingEmptySubsequences: true)
         var best: (target: Target, values: [Substring], literals: Int)?
-        var allowed: [String] = []
+        var allowed: [HTTPRequest.Method] = []
         // Depth first, literal before capture, with an explicit stack: on
         // equal literal counts the literal-first route wins.
         var stack: [(node: Int, depth: Int, literals: Int, values: [Substring])] = [(0, 0, 0, [])]
@@ -79,7 +79,7 @@ public struct Router<Handler: Sendable>: Sendable {
             let here = nodes[node]
             if depth == parts.count {
                 guard !here.methods.isEmpty else { continue }
-                if let target = here.methods[method] ?? (method == "HEAD" ? here.methods["GET"] : nil) {
+                if let target = here.methods[method] ?? (method == .head ? here.methods[.get] : nil) {
                     if best == nil || literals > best!.literals { best = (target, values, literals) }
                 } else {
                     for m in here.methodOrder where !allowed.contains(m) { allowed.append(m) }

@@ -54,7 +54,4 @@ public struct OAuthError: Error, Equatable, CustomStringConvertible {
         OAuthError("insufficient_scope", status: 403, "The access token lacks the required scope.",
                    headers: [("WWW-Authenticate", "Bearer realm=\"latchkey\", error=\"insufficient_scope\", scope=\"\(scope)\"")], fileID: fileID, line: line)
     }
-    public static func serverBusy(fileID: String = #fileID, line: Int = #line) -> OAuthError {
-        OAuthError("temporarily_unavailable", status: 503, "The server is busy; retry shortly.", headers: [("Retry-After", "1")], fileID: fileID, line: line)
-    }
 }

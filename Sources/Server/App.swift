@@ -8,7 +8,7 @@ import Glibc
 #endif
 
 /// Which API a route belongs to: decides the shape of its error responses.
-public enum Surface: String, Sendable {
+public enum Surface: String, Sendable, CaseIterable {
     case oauth
     /// A bearer-protected resource of the OAuth family (userinfo): RFC 6750 errors.
     case bearer
@@ -110,7 +110,7 @@ public final class Worker {
             response = ErrorRendering.render(APIProblem(status: 405, code: "method_not_allowed", title: "Method not allowed",
                                                         detail: "This resource does not support \(request.method)."),
                                              surface: .native, request: request)
-            response.headers["Allow"] = allowed.joined(separator: ", ")
+            response.headers[.allow] = allowed.map(\.rawValue).joined(separator: ", ")
         case let .found(endpoint, params):
             route = endpoint.pattern
             if request.bodyTooLarge || request.body.count > endpoint.maxBody {
@@ -128,11 +128,11 @@ public final class Worker {
                 }
             }
         }
-        response.headers["X-Request-Id"] = request.requestID
-        if request.method == "HEAD" { response.body = [] }
+        response.headers[.xRequestID] = request.requestID
+        if request.method == .head { response.body = [] }
         let millis = app.env.now() - started
-        app.metrics.finished(route: route, status: response.status, millis: millis)
-        app.logger.request(request, status: response.status, millis: millis, failure: failure)
+        app.metrics.finished(route: route, status: response.status.code, millis: millis)
+        app.logger.request(request, status: response.status.code, millis: millis, failure: failure)
         return response
     }
 }
@@ -196,7 +196,7 @@ public struct Logger: Sendable {
         let lineLevel = Logger.level(forStatus: status)
         guard logs(lineLevel) else { return }
         var line: JSON = [
-            "level": .string(lineLevel.name), "request_id": .string(request.requestID), "method": .string(request.method),
+            "level": .string(lineLevel.name), "request_id": .string(request.requestID), "method": .string(request.method.rawValue),
             "path": .string(String(Logger.redacted(request.path).prefix(200))), "status": .int(Int64(status)), "ms": .int(millis),
         ]
         if let failure { line.set("error", .string(String(Logger.redacted(failure).prefix(500)))) }

@@ -39,8 +39,8 @@ enum DiscoveryEndpoints {
 
     static func configuration(_ request: Request, _ ctx: RequestContext) throws -> Response {
         var response = Response.json(document(issuer: ctx.env.issuer))
-        response.headers["Cache-Control"] = "public, max-age=3600"
-        response.headers["Access-Control-Allow-Origin"] = "*"
+        response.headers[.cacheControl] = "public, max-age=3600"
+        response.headers[.accessControlAllowOrigin] = "*"
         return response
     }
 
@@ -48,8 +48,8 @@ enum DiscoveryEndpoints {
     /// clients refetch on an unknown `kid`.
     static func jwks(_ request: Request, _ ctx: RequestContext) throws -> Response {
         var response = Response.json(try ctx.keys.jwkSet(), contentType: "application/jwk-set+json")
-        response.headers["Cache-Control"] = "public, max-age=300"
-        response.headers["Access-Control-Allow-Origin"] = "*"
+        response.headers[.cacheControl] = "public, max-age=300"
+        response.headers[.accessControlAllowOrigin] = "*"
         return response
     }
 }

@@ -5,14 +5,15 @@ import OAuth
 /// An error of the native management API, rendered as RFC 9457 problem
 /// details with a machine-readable `code` and per-field `errors`.
 public struct APIProblem: Error, Equatable, CustomStringConvertible {
-    public var status: Int
+    public var status: HTTPResponse.Status
     public var code: String
     public var title: String
     public var detail: String
     public var fieldErrors: [(field: String, message: String)]
-    public var headers: [(String, String)]
+    public var headers: HTTPFields
 
-    public init(status: Int, code: String, title: String, detail: String, fieldErrors: [(field: String, message: String)] = [], headers: [(String, String)] = []) {
+    public init(status: HTTPResponse.Status, code: String, title: String, detail: String, fieldErrors: [(field: String, message: String)] = [],
+                headers: HTTPFields = HTTPFields()) {
         self.status = status
         self.code = code
         self.title = title
@@ -47,18 +48,18 @@ public struct APIProblem: Error, Equatable, CustomStringConvertible {
 /// The one place where errors become responses, per surface.
 public enum ErrorRendering {
     public static func render(_ error: Error, surface: Surface, request: Request) -> Response {
-        if let response = renderThrottled(error, surface: surface, request: request) { return response }
+        if let response = renderRetryLater(error, surface: surface, request: request) { return response }
         if let response = renderCompatible(error, surface: surface, request: request) { return response }
         switch (error, surface) {
         case let (e as OAuthError, .oauth), let (e as OAuthError, .bearer):
-            var response = Response.json(["error": .string(e.code), "error_description": .string(e.publicDescription)], status: e.status)
-            for (name, value) in e.headers { response.headers[name] = value }
-            response.headers["Cache-Control"] = "no-store"
+            var response = Response.json(["error": .string(e.code), "error_description": .string(e.publicDescription)], status: .init(code: e.status))
+            response.headers.append(contentsOf: HTTPFields(e.headers))
+            response.headers[.cacheControl] = "no-store"
             return response
         case let (e as OAuthError, _):
             // Bearer failures on an API: the RFC 6750 challenge plus the API's own body shape.
-            var problem = APIProblem(status: e.status, code: e.code, title: e.status == 401 ? "Unauthorized" : "Forbidden",
-                                     detail: e.publicDescription, headers: e.headers)
+            var problem = APIProblem(status: .init(code: e.status), code: e.code, title: e.status == 401 ? "Unauthorized" : "Forbidden",
+                                     detail: e.publicDescription, headers: HTTPFields(e.headers))
             if e.status == 503 { problem.title = "Service unavailable" }
             return problemResponse(problem, request: request)
         case let (e as APIProblem, .oauth):
@@ -67,10 +68,6 @@ public enum ErrorRendering {
             return problemResponse(e, request: request)
         case let (e as RegistryError, _):
             return render(problem(e), surface: surface, request: request)
-        case let (e as StoreError, _) where e.isTransient:
-            return render(surface == .oauth ? OAuthError.serverBusy() as Error
-                          : APIProblem(status: 503, code: "busy", title: "Service unavailable", detail: "The database is busy; retry shortly.",
-                                       headers: [("Retry-After", "1")]), surface: surface, request: request)
         case let (StoreError.conflict(message), _):
             _ = message
             return render(APIProblem.conflict("conflict", "The write conflicts with existing data."), surface: surface, request: request)
@@ -83,33 +80,46 @@ public enum ErrorRendering {
         }
     }
 
-    /// SPEC 7.1's answers to abuse, on every surface: 429 past a failure
-    /// limit, 503 when the slow-hash pool is full, both with `Retry-After`.
-    /// The native API answers problem details, the upstream surface text,
-    /// every other surface the JSON nginx's own 429 uses.
-    static func renderThrottled(_ error: Error, surface: Surface, request: Request) -> Response? {
-        let status: Int, code: String, text: String, retry: Int
+    /// True for what a retry may cure: the database busy or away (SPEC 7,
+    /// 9), every slow-hash or image permit taken (SPEC 7.1).
+    static func isUnavailable(_ error: Error) -> Bool {
         switch error {
-        case let e as TooManyFailures:
-            (status, code, text, retry) = (429, "rate_limited", "Too many failed attempts; retry after the number of seconds in Retry-After.",
-                                           e.retryAfterSeconds)
-        case is SlowHashesBusy:
-            (status, code, text, retry) = (503, surface == .native ? "busy" : "temporarily_unavailable", "The server is busy; retry shortly.", 1)
-        default:
+        case is SlowHashesBusy: return true
+        case let e as StoreError: return e.isTransient
+        default: return false
+        }
+    }
+
+    /// The answers to "not now", chosen here for every surface: 429 past a
+    /// failure limit (SPEC 7.1) and 503 when the server cannot serve the
+    /// request yet (`isUnavailable`), both with `Retry-After` and no-store.
+    /// A surface's 503 has the shape of its 429: problem details on the
+    /// native API, text on the upstream surface, and on every other surface
+    /// the JSON that nginx's own 429 uses (callers of those surfaces already
+    /// meet it), whose `error` member is also OAuth's error shape.
+    static func renderRetryLater(_ error: Error, surface: Surface, request: Request) -> Response? {
+        let status: HTTPResponse.Status, code: String, text: String, retry: Int
+        if let e = error as? TooManyFailures {
+            (status, code, text, retry) = (.tooManyRequests, "rate_limited",
+                                           "Too many failed attempts; retry after the number of seconds in Retry-After.", e.retryAfterSeconds)
+        } else if isUnavailable(error) {
+            (status, code, text, retry) = (.serviceUnavailable, surface == .native || surface == .system ? "busy" : "temporarily_unavailable",
+                                           "The server is busy; retry shortly.", 1)
+        } else {
             return nil
         }
         var response: Response
         switch surface {
         case .native, .system:
-            response = problemResponse(APIProblem(status: status, code: code, title: status == 429 ? "Too many requests" : "Service unavailable",
+            response = problemResponse(APIProblem(status: status, code: code, title: status == .tooManyRequests ? "Too many requests" : "Service unavailable",
                                                   detail: text), request: request)
         case .uc:
             response = .text(text, status: status)
         default:
             response = .json(["error": .string(code), "error_description": .string(text), "request_id": .string(request.requestID)], status: status)
         }
-        response.headers["Retry-After"] = String(max(1, retry))
-        response.headers["Cache-Control"] = "no-store"
+        response.headers[.retryAfter] = String(max(1, retry))
+        response.headers[.cacheControl] = "no-store"
         return response
     }
 
@@ -146,13 +156,13 @@ public enum ErrorRendering {
     static func problemResponse(_ p: APIProblem, request: Request) -> Response {
         var members: [(String, JSON)] = [
             ("type", .string(p.status == 500 ? "about:blank" : "https://latchkey.dev/problems/\(p.code)")), ("title", .string(p.title)),
-            ("status", .int(Int64(p.status))), ("detail", .string(p.detail)), ("code", .string(p.code)), ("request_id", .string(request.requestID)),
+            ("status", .int(Int64(p.status.code))), ("detail", .string(p.detail)), ("code", .string(p.code)), ("request_id", .string(request.requestID)),
         ]
         if !p.fieldErrors.isEmpty {
             members.append(("errors", .array(p.fieldErrors.map { ["field": .string($0.field), "message": .string($0.message)] })))
         }
         var response = Response.json(.object(members), status: p.status, contentType: "application/problem+json")
-        for (name, value) in p.headers { response.headers[name] = value }
+        for field in p.headers { response.headers[field.name] = field.value }
         return response
     }
 }

@@ -25,9 +25,9 @@ extension NativeEndpoints {
         var body = ClientRepresentation.json(issued.client, issuer: ctx.env.issuer)
         if let secret = issued.secret { body.set("client_secret", .string(secret)) }
         var response = Response.json(body, status: 201)
-        response.headers["Location"] = "\(ctx.env.issuer)/api/v1/clients/\(issued.client.clientID)"
-        response.headers["ETag"] = "\"\(issued.client.version)\""
-        response.headers["Cache-Control"] = "no-store"
+        response.headers[.location] = "\(ctx.env.issuer)/api/v1/clients/\(issued.client.clientID)"
+        response.headers[.eTag] = "\"\(issued.client.version)\""
+        response.headers[.cacheControl] = "no-store"
         return response
     }
 
@@ -37,8 +37,8 @@ extension NativeEndpoints {
         let prefix = request.queryValue("client_name")
         let (clients, total) = try registry(ctx).list(caller: caller, namePrefix: prefix, limit: limit, offset: offset)
         var response = Response.json(["clients": .array(clients.map { ClientRepresentation.json($0, issuer: ctx.env.issuer) })])
-        response.headers["X-Total-Count"] = String(total)
-        response.headers["Cache-Control"] = "no-store"
+        response.headers[.xTotalCount] = String(total)
+        response.headers[.cacheControl] = "no-store"
         return response
     }
 
@@ -103,7 +103,7 @@ extension NativeEndpoints {
             "client_id": .string(issued.client.clientID), "client_secret": JSON(issued.secret),
             "previous_secret_expires_at": issued.previousSecretExpiresAt.map { .string(Timestamp.rfc3339(millis: $0)) } ?? .null,
         ])
-        response.headers["Cache-Control"] = "no-store"
+        response.headers[.cacheControl] = "no-store"
         return response
     }
 
@@ -131,8 +131,8 @@ extension NativeEndpoints {
                 "created_at": .string(Timestamp.rfc3339(millis: e.createdAt)),
             ]
         })])
-        response.headers["X-Total-Count"] = String(total)
-        response.headers["Cache-Control"] = "no-store"
+        response.headers[.xTotalCount] = String(total)
+        response.headers[.cacheControl] = "no-store"
         return response
     }
 }

@@ -13,7 +13,7 @@ extension NativeEndpoints {
     static func uploadedImage(_ request: Request) throws -> (declared: String?, bytes: [UInt8]) {
         guard let type = request.mediaType else { throw APIProblem.unsupportedMediaType("multipart/form-data, image/png, image/jpeg or image/gif") }
         if type == "multipart/form-data" {
-            guard let boundary = Multipart.boundary(fromContentType: request.headers["Content-Type"] ?? ""),
+            guard let boundary = Multipart.boundary(fromContentType: request.headers[.contentType] ?? ""),
                   let parts = Multipart.parse(request.body, boundary: boundary) else {
                 throw APIProblem.invalidBody("The multipart body is malformed.")
             }
@@ -57,9 +57,8 @@ extension NativeEndpoints {
         do {
             let sizes = try ctx.images.reencode(bytes, format, [256, previewSide])
             return (sizes[0], sizes[1])
-        } catch is SlowHashesBusy {
-            throw APIProblem(status: 503, code: "busy", title: "Busy", detail: "Another logo is being processed; retry shortly.",
-                             headers: [("Retry-After", "2")])
+        } catch let busy as SlowHashesBusy {
+            throw busy  // every decode permit is taken: 503 in the surface's one shape (ErrorRendering)
         } catch {
             throw APIProblem(status: 400, code: "invalid_image", title: "Invalid image", detail: "The image could not be decoded.")
         }
@@ -84,16 +83,16 @@ extension NativeEndpoints {
     static func logoResponse(_ logo: (contentType: String, image: [UInt8], etag: String), _ request: Request) -> Response {
         let etag = "\"\(logo.etag)\""
         var response: Response
-        if let inm = request.headers["If-None-Match"], inm.split(separator: ",").contains(where: { $0.trimmingSpaces() == etag || $0.trimmingSpaces() == "*" }) {
+        if let inm = request.headers[.ifNoneMatch], inm.split(separator: ",").contains(where: { $0.trimmingSpaces() == etag || $0.trimmingSpaces() == "*" }) {
             response = Response(status: 304)
         } else {
-            response = Response(status: 200, headers: Headers([("Content-Type", "image/png")]), body: logo.image)
+            response = Response(status: .ok, headers: [.contentType: "image/png"], body: logo.image)
         }
-        response.headers["ETag"] = etag
-        response.headers["Cache-Control"] = "public, max-age=300"
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Content-Security-Policy"] = "default-src 'none'"
-        response.headers["Cross-Origin-Resource-Policy"] = "same-site"
+        response.headers[.eTag] = etag
+        response.headers[.cacheControl] = "public, max-age=300"
+        response.headers[.xContentTypeOptions] = "nosniff"
+        response.headers[.contentSecurityPolicy] = "default-src 'none'"
+        response.headers[.crossOriginResourcePolicy] = "same-site"
         return response
     }
 

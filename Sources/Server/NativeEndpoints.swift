@@ -11,7 +11,7 @@ enum NativeEndpoints {
     // MARK: Authentication
 
     static func bearerToken(_ request: Request) -> String? {
-        guard let header = request.headers["Authorization"] else { return nil }
+        guard let header = request.headers[.authorization] else { return nil }
         let parts = header.split(separator: " ", maxSplits: 1)
         guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
         return parts[1].trimmingSpaces()
@@ -156,17 +156,17 @@ enum NativeEndpoints {
     /// malformed tag never matches (RFC 9110 §13.1.1 compares strongly), but
     /// an unknown client is still 404 first.
     static func ifMatch(_ request: Request) -> ExpectedVersion? {
-        guard let header = request.headers["If-Match"]?.trimmingSpaces(), !header.isEmpty, header != "*" else { return nil }
+        guard let header = request.headers[.ifMatch]?.trimmingSpaces(), !header.isEmpty, header != "*" else { return nil }
         guard header.hasPrefix("\""), header.hasSuffix("\""), header.count >= 3, let v = Int(header.dropFirst().dropLast()) else {
             return .ifMatch(-1)
         }
         return .ifMatch(v)
     }
 
-    static func withClient(_ client: Client, _ ctx: RequestContext, status: Int = 200) -> Response {
+    static func withClient(_ client: Client, _ ctx: RequestContext, status: HTTPResponse.Status = .ok) -> Response {
         var response = Response.json(ClientRepresentation.json(client, issuer: ctx.env.issuer), status: status)
-        response.headers["ETag"] = "\"\(client.version)\""
-        response.headers["Cache-Control"] = "no-store"
+        response.headers[.eTag] = "\"\(client.version)\""
+        response.headers[.cacheControl] = "no-store"
         return response
     }
 

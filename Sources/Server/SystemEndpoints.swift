@@ -7,7 +7,7 @@ enum SystemEndpoints {
     static func health(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let ready = (try? ctx.keys.signingKey()) != nil
         var response = Response.json(["status": ready ? "ok" : "unavailable"], status: ready ? 200 : 503)
-        response.headers["Cache-Control"] = "no-store"
+        response.headers[.cacheControl] = "no-store"
         return response
     }
 
@@ -16,7 +16,7 @@ enum SystemEndpoints {
     /// whoever asks, as a scraper may reach a node directly.
     static func metrics(_ request: Request, _ ctx: RequestContext) throws -> Response {
         var response = Response.text(ctx.metrics.render(pool: ctx.guards.pool), status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8")
-        response.headers["Cache-Control"] = "no-store"
+        response.headers[.cacheControl] = "no-store"
         return response
     }
 }

@@ -28,7 +28,7 @@ struct OAuthForm {
 
     /// The client's credentials: HTTP Basic or the form, never both (RFC 6749 §2.3).
     func credentials(_ request: Request) throws -> PresentedCredentials {
-        let basic = BasicCredentials.parse(request.headers["Authorization"], formDecode: true)
+        let basic = BasicCredentials.parse(request.headers[.authorization], formDecode: true)
         switch basic {
         case .malformed:
             throw OAuthError.invalidClient("The Authorization header is malformed.", basic: true)
@@ -41,7 +41,7 @@ struct OAuthForm {
             }
             return .basic(clientID: user, secret: password)
         case .absent:
-            if request.headers["Authorization"] != nil {
+            if request.headers[.authorization] != nil {
                 throw OAuthError.invalidClient("Unsupported client authentication scheme.", basic: true)
             }
             guard let clientID = values["client_id"] else { return .none }
@@ -54,8 +54,8 @@ struct OAuthForm {
 enum TokenEndpoint {
     static func noStore(_ response: Response) -> Response {
         var r = response
-        r.headers["Cache-Control"] = "no-store"
-        r.headers["Pragma"] = "no-cache"
+        r.headers[.cacheControl] = "no-store"
+        r.headers[.pragma] = "no-cache"
         return r
     }
 

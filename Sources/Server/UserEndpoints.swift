@@ -28,15 +28,15 @@ enum UserEndpoints {
     static func sessionUser(_ request: Request, _ ctx: RequestContext, write: Bool) throws -> (session: SessionRecord, user: User) {
         guard let s = try session(request, ctx) else { throw signInRequired }
         if write {
-            guard SessionService.csrfMatches(header: request.headers["X-CSRF-Token"], session: s.session),
-                  request.cookies[csrfCookie] == request.headers["X-CSRF-Token"] else { throw csrfFailed }
+            guard SessionService.csrfMatches(header: request.headers[.xCSRFToken], session: s.session),
+                  request.cookies[csrfCookie] == request.headers[.xCSRFToken] else { throw csrfFailed }
         }
         return s
     }
 
     /// A user by session cookie, or by a user's bearer token holding one of `scopes`.
     static func user(_ request: Request, _ ctx: RequestContext, scopes: [String], write: Bool) throws -> User {
-        if request.headers["Authorization"] != nil { return try userCaller(request, ctx, scopes: scopes).user }
+        if request.headers[.authorization] != nil { return try userCaller(request, ctx, scopes: scopes).user }
         return try sessionUser(request, ctx, write: write).user
     }
 
@@ -70,9 +70,9 @@ enum UserEndpoints {
         let secure = secureCookies(request, ctx)
         let maxAge = Int(SessionService.lifetimeMillis / 1000)
         var response = Response.empty()
-        response.headers.add("Set-Cookie", Cookies.make(name: sessionCookie, value: started.token, maxAge: maxAge, httpOnly: true, secure: secure))
-        response.headers.add("Set-Cookie", Cookies.make(name: csrfCookie, value: started.csrf, maxAge: maxAge, httpOnly: false, secure: secure))
-        response.headers["Cache-Control"] = "no-store"
+        response.headers.add(.setCookie, Cookies.make(name: sessionCookie, value: started.token, maxAge: maxAge, httpOnly: true, secure: secure))
+        response.headers.add(.setCookie, Cookies.make(name: csrfCookie, value: started.csrf, maxAge: maxAge, httpOnly: false, secure: secure))
+        response.headers[.cacheControl] = "no-store"
         return response
     }
 
@@ -82,7 +82,7 @@ enum UserEndpoints {
             "user_id": .string(user.id), "username": .string(user.username), "name": JSON(user.name), "email": JSON(user.email),
             "auth_time": .int(s.authTime),
         ])
-        response.headers["Cache-Control"] = "no-store"
+        response.headers[.cacheControl] = "no-store"
         return response
     }
 
@@ -91,8 +91,8 @@ enum UserEndpoints {
         if let token = request.cookies[sessionCookie] { try SessionService(env: ctx.env, store: ctx.store).logout(token) }
         let secure = secureCookies(request, ctx)
         var response = Response.empty()
-        response.headers.add("Set-Cookie", Cookies.make(name: sessionCookie, value: "", maxAge: 0, httpOnly: true, secure: secure))
-        response.headers.add("Set-Cookie", Cookies.make(name: csrfCookie, value: "", maxAge: 0, httpOnly: false, secure: secure))
+        response.headers.add(.setCookie, Cookies.make(name: sessionCookie, value: "", maxAge: 0, httpOnly: true, secure: secure))
+        response.headers.add(.setCookie, Cookies.make(name: csrfCookie, value: "", maxAge: 0, httpOnly: false, secure: secure))
         return response
     }
 
@@ -106,8 +106,8 @@ enum UserEndpoints {
             <p>Go back to the application and try again.</p></main></body></html>
             """
         var response = Response.text(html, status: 400, contentType: "text/html; charset=utf-8")
-        response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'"
-        response.headers["Cache-Control"] = "no-store"
+        response.headers[.contentSecurityPolicy] = "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+        response.headers[.cacheControl] = "no-store"
         return response
     }
 
@@ -123,7 +123,7 @@ enum UserEndpoints {
     /// GET (query) or POST (form) /oauth2/authorize.
     static func authorize(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let params: [(String, String)]?
-        if request.method == "POST" {
+        if request.method == .post {
             guard request.mediaType == "application/x-www-form-urlencoded" else { return errorPage("The request must be form-encoded.") }
             params = FormEncoding.parse(request.body)
         } else {
@@ -138,7 +138,7 @@ enum UserEndpoints {
             .authorize(params.filter { !$0.1.isEmpty }, sessionToken: request.cookies[sessionCookie], browser: browser)
         var response = respond(decision)
         if fresh {
-            response.headers.add("Set-Cookie", Cookies.make(name: browserCookie, value: browser, maxAge: nil, httpOnly: true,
+            response.headers.add(.setCookie, Cookies.make(name: browserCookie, value: browser, maxAge: nil, httpOnly: true,
                                                             secure: secureCookies(request, ctx)))
         }
         return response
@@ -179,7 +179,7 @@ enum UserEndpoints {
             "scopes": .array(stored.request.scope.map { ["name": .string($0), "description": .string(ScopeCatalog.describe($0))] }),
             "redirect_uri": .string(stored.request.redirectURI),
         ])
-        response.headers["Cache-Control"] = "no-store"
+        response.headers[.cacheControl] = "no-store"
         return response
     }
 
@@ -216,7 +216,7 @@ enum UserEndpoints {
 
     static func noStore(_ r: Response) -> Response {
         var response = r
-        response.headers["Cache-Control"] = "no-store"
+        response.headers[.cacheControl] = "no-store"
         return response
     }
 
@@ -224,7 +224,7 @@ enum UserEndpoints {
 
     static func userinfo(_ request: Request, _ ctx: RequestContext) throws -> Response {
         var token = NativeEndpoints.bearerToken(request)
-        if token == nil, request.method == "POST", request.mediaType == "application/x-www-form-urlencoded",
+        if token == nil, request.method == .post, request.mediaType == "application/x-www-form-urlencoded",
            let items = FormEncoding.parse(request.body) {
             token = items.first(where: { $0.0 == "access_token" })?.1
         }

@@ -204,8 +204,8 @@ import Testing
         #expect(withLogo["logo"]?.stringValue?.hasPrefix("data:image/png;base64,") == true)
         #expect(withLogo["time"]?.intValue == h.clock.now / 1000)
         let image = h.call("GET", "/api/oauth/app/id/\(id)/image")
-        #expect(image.status == 200 && image.headers["Content-Type"] == "image/png")
-        #expect(h.call("GET", "/api/oauth/app/id/\(id)/image", headers: [("If-None-Match", image.headers["ETag"]!)]).status == 304)
+        #expect(image.status == 200 && image.headers[.contentType] == "image/png")
+        #expect(h.call("GET", "/api/oauth/app/id/\(id)/image", headers: [("If-None-Match", image.headers[.eTag]!)]).status == 304)
         let raw = h.call("PUT", "/api/oauth/app/id/\(id)/image", headers: [("Authorization", "Bearer \(token)"), ("Content-Type", "image/png")], body: Fixtures.png300x120)
         #expect(raw.status == 415)
         let ids = try #require(h.call("GET", "/api/oauth/app/ids", query: "ids=\(id),unknown-app,\(id)").json?["apps"]?.arrayValue)
@@ -351,7 +351,7 @@ import Testing
         let r = send(h, "POST", contentType: "application/xml", body: xml)
         #expect(r.status == 200, "\(r.bodyText)")
         let out = send(h, "GET", query: "oauthclientname=XML%20%26%20Co", accept: "application/xml")
-        #expect(out.headers["Content-Type"]?.hasPrefix("application/xml") == true)
+        #expect(out.headers[.contentType]?.hasPrefix("application/xml") == true)
         let doc = try XMLElement.parse(out.body)
         #expect(doc.name == "oauthClient")
         #expect(doc.child("name")?.text == "XML & Co")
@@ -385,7 +385,7 @@ import Testing
         for (type, body) in cases {
             let response = send(h, "POST", contentType: type, body: body)
             #expect(response.status == 400, "\(body): \(response.bodyText)")
-            #expect(response.headers["Content-Type"]?.hasPrefix("text/plain") == true)
+            #expect(response.headers[.contentType]?.hasPrefix("text/plain") == true)
         }
         #expect(send(h, "POST", contentType: "text/csv", body: "a,b").status == 415)
         #expect(try h.store.upstreams(organizationID: h.primary.organizationID).isEmpty)
@@ -394,7 +394,7 @@ import Testing
     @Test func httpBasicWithProvidersManageOnly() throws {
         let h = try Harness()
         let none = send(h, "GET", path: "/uc/resources/oauthclient/list", auth: false)
-        #expect(none.status == 401 && none.headers["WWW-Authenticate"]?.hasPrefix("Basic") == true)
+        #expect(none.status == 401 && none.headers[.wwwAuthenticate]?.hasPrefix("Basic") == true)
         #expect(none.bodyText == "Operation prohibited due to security constraints.")
         let wrong = h.call("GET", "/uc/resources/oauthclient/list", headers: [("Authorization", Harness.basic(h.primary.clientID, "lks_wrong"))])
         #expect(wrong.status == 403 && wrong.bodyText == "Operation prohibited due to security constraints.")
@@ -486,7 +486,7 @@ import Testing
         for (type, body) in uc {
             let r = h.call("POST", "/uc/resources/oauthclient", headers: [("Authorization", Harness.basic(h.primary.clientID, h.primary.clientSecret)),
                                                                           ("Content-Type", type)], body: Array(body.utf8))
-            #expect(r.status == 400 && r.headers["Content-Type"]?.hasPrefix("text/plain") == true, "\(body.prefix(80))")
+            #expect(r.status == 400 && r.headers[.contentType]?.hasPrefix("text/plain") == true, "\(body.prefix(80))")
         }
         #expect(try h.store.clientCount(organizationID: h.primary.organizationID) == before)
         #expect(try h.store.upstreams(organizationID: h.primary.organizationID).isEmpty)

@@ -17,7 +17,7 @@ final class LogLines: Sendable {
     }
 
     func call(_ worker: Worker, _ method: String, _ path: String, headers: [(String, String)] = [], body: String = "") -> Response {
-        worker.handle(Request(method: method, path: path, query: "", headers: Headers(headers), body: Array(body.utf8), requestID: "req-log"))
+        worker.handle(Request(method: HTTPRequest.Method(method)!, path: path, query: "", headers: HTTPFields(headers), body: Array(body.utf8), requestID: "req-log"))
     }
 
     @Test func atInfoSuccessesAreLeftToTheAccessLogAndRefusalsAreLogged() throws {
@@ -115,7 +115,7 @@ extension String {
         _ = h.call("GET", "/no/such/path/at-all")
         let r = h.call("GET", "/metrics")
         #expect(r.status == 200)
-        #expect(r.headers["Content-Type"]?.hasPrefix("text/plain; version=0.0.4") == true)
+        #expect(r.headers[.contentType]?.hasPrefix("text/plain; version=0.0.4") == true)
         let text = r.bodyText
         #expect(text.contains("latchkey_requests_total{route=\"/healthz\",status=\"200\"} 1"))
         #expect(text.contains("latchkey_requests_total{route=\"/api/v1/clients/{id}\",status=\"404\"} 2"))

@@ -248,7 +248,7 @@ struct PostgresMemoTests {
             let pkce = PKCE()
             var before = store.roundTrips
             let first = b.authorize(flow.authorizeParams(client, pkce, extra: [("prompt", "consent")]))
-            let location = try #require(first.headers["Location"])
+            let location = try #require(first.headers[.location])
             let request = try #require(queryItems(location)["request"])
             #expect(store.roundTrips - before == 4)
             before = store.roundTrips

@@ -254,18 +254,18 @@ import Testing
         let locker = try Connection(path: h.directory + "/test.db", busyTimeoutMillis: 10)
         try locker.execute("BEGIN IMMEDIATE")
         defer { try? locker.execute("ROLLBACK") }
-        let native = worker.handle(Request(method: "POST", path: "/api/v1/clients",
-                                           headers: Headers([("Authorization", "Bearer \(token)"), ("Content-Type", "application/json")]),
+        let native = worker.handle(Request(method: .post, path: "/api/v1/clients",
+                                           headers: HTTPFields([("Authorization", "Bearer \(token)"), ("Content-Type", "application/json")]),
                                            body: Array("{\"client_name\": \"x\"}".utf8)))
         #expect(native.status == 503)
-        #expect(native.headers["Retry-After"] == "1")
+        #expect(native.headers[.retryAfter] == "1")
         #expect(native.json?["code"] == "busy")
-        let revoke = worker.handle(Request(method: "POST", path: "/oauth2/revoke",
-                                           headers: Headers([("Authorization", Harness.basic(h.primary.clientID, h.primary.clientSecret)),
+        let revoke = worker.handle(Request(method: .post, path: "/oauth2/revoke",
+                                           headers: HTTPFields([("Authorization", Harness.basic(h.primary.clientID, h.primary.clientSecret)),
                                                              ("Content-Type", "application/x-www-form-urlencoded")]),
                                            body: Array("token=\(token)".utf8)))
         #expect(revoke.status == 503)
         #expect(revoke.json?["error"] == "temporarily_unavailable")
-        #expect(revoke.headers["Retry-After"] == "1")
+        #expect(revoke.headers[.retryAfter] == "1")
     }
 }

@@ -102,7 +102,7 @@ final class Harness {
     }
 
     func call(_ method: String, _ path: String, query: String = "", headers: [(String, String)] = [], body: [UInt8] = []) -> Response {
-        worker.handle(Request(method: method, path: path, query: query, headers: Headers(headers), body: body, requestID: "req-test"))
+        worker.handle(Request(method: HTTPRequest.Method(method)!, path: path, query: query, headers: HTTPFields(headers), body: body, requestID: "req-test"))
     }
 
     func form(_ path: String, _ items: [(String, String)], basic: (String, String)? = nil, headers: [(String, String)] = []) -> Response {

@@ -17,7 +17,7 @@ final class Browser {
         if !cookies.isEmpty { all.append(("Cookie", cookies.map { "\($0.key)=\($0.value)" }.joined(separator: "; "))) }
         if csrf, let token = cookies["lk_csrf"] { all.append(("X-CSRF-Token", token)) }
         let r = h.call(method, path, query: query, headers: all, body: body)
-        for header in r.headers.values("Set-Cookie") {
+        for header in r.headers[values: .setCookie] {
             let pair = header.split(separator: ";")[0].split(separator: "=", maxSplits: 1)
             if pair.count == 2 { cookies[String(pair[0])] = pair[1].isEmpty ? nil : String(pair[1]) }
         }
@@ -84,12 +84,12 @@ extension Harness {
               grant: [String]? = nil, remember: Bool = true) throws -> String {
         let first = b.authorize(authorizeParams(client, pkce, scope: scope))
         #expect(first.status == 303)
-        var location = try #require(first.headers["Location"])
+        var location = try #require(first.headers[.location])
         if location.hasPrefix("/login/") {
             let request = try #require(queryItems(location)["request"])
             #expect(b.login().status == 204)
             let next = b.send("GET", "/oauth2/authorize/continue", query: "request=\(PercentEncoding.encode(request))")
-            location = try #require(next.headers["Location"])
+            location = try #require(next.headers[.location])
         }
         if location.hasPrefix("/consent/") {
             let request = try #require(queryItems(location)["request"])
@@ -152,7 +152,7 @@ extension Harness {
         let refused = h.call("GET", "/oauth2/userinfo", headers: [("Authorization", "Bearer \(try h.token())")])
         #expect(refused.status == 401)
         #expect(refused.json?["error_description"] == "The access token was not issued to a user.")
-        #expect(refused.headers["WWW-Authenticate"]?.contains("error_description=\"The access token was not issued to a user.\"") == true)
+        #expect(refused.headers[.wwwAuthenticate]?.contains("error_description=\"The access token was not issued to a user.\"") == true)
     }
 
     @Test func confidentialClientsAuthenticateAtTheTokenEndpoint() throws {
@@ -259,8 +259,8 @@ extension Harness {
         let r = b.authorize([("response_type", "code"), ("client_id", client), ("redirect_uri", uri), ("scope", "openid"),
                              ("code_challenge", pkce.challenge), ("code_challenge_method", "S256")])
         #expect(r.status == 400)
-        #expect(r.headers["Location"] == nil)
-        #expect(r.headers["Content-Type"]?.hasPrefix("text/html") == true)
+        #expect(r.headers[.location] == nil)
+        #expect(r.headers[.contentType]?.hasPrefix("text/html") == true)
     }
 
     @Test func loopbackRedirectsMatchAnyPort() throws {
@@ -270,7 +270,7 @@ extension Harness {
         let r = Browser(h).authorize([("response_type", "code"), ("client_id", client), ("redirect_uri", "http://127.0.0.1:53124/callback"),
                                       ("scope", "openid"), ("code_challenge", pkce.challenge), ("code_challenge_method", "S256")])
         #expect(r.status == 303)
-        #expect(r.headers["Location"]?.hasPrefix("/login/") == true)
+        #expect(r.headers[.location]?.hasPrefix("/login/") == true)
         let wrongPath = Browser(h).authorize([("response_type", "code"), ("client_id", client), ("redirect_uri", "http://127.0.0.1:53124/other"),
                                               ("scope", "openid"), ("code_challenge", pkce.challenge), ("code_challenge_method", "S256")])
         #expect(wrongPath.status == 400)
@@ -279,7 +279,7 @@ extension Harness {
     @Test func unknownClientsGetAnErrorPage() throws {
         let h = try Harness()
         let r = Browser(h).authorize([("response_type", "code"), ("client_id", "nope"), ("redirect_uri", Harness.redirect), ("scope", "openid")])
-        #expect(r.status == 400 && r.headers["Location"] == nil)
+        #expect(r.status == 400 && r.headers[.location] == nil)
         #expect(r.bodyText.contains("unknown"))
     }
 
@@ -299,7 +299,7 @@ extension Harness {
         for (k, v) in overrides { params[k] = v }
         let r = Browser(h).authorize(params.map { ($0.key, $0.value) })
         #expect(r.status == 303)
-        let location = try #require(r.headers["Location"])
+        let location = try #require(r.headers[.location])
         #expect(location.hasPrefix(Harness.redirect + "?"))
         let items = queryItems(location)
         #expect(items["error"] == error)
@@ -311,7 +311,7 @@ extension Harness {
         let h = try Harness()
         let (client, _) = try h.app()
         let r = Browser(h).authorize([("response_type", "code"), ("client_id", client), ("redirect_uri", Harness.redirect), ("scope", "openid"), ("state", "s")])
-        #expect(queryItems(r.headers["Location"] ?? "")["error"] == "invalid_request")
+        #expect(queryItems(r.headers[.location] ?? "")["error"] == "invalid_request")
     }
 
     @Test func promptNoneAnswersWithoutAPage() throws {
@@ -321,20 +321,20 @@ extension Harness {
         let pkce = PKCE()
         let b = Browser(h)
         let noSession = b.authorize(authorizeParams(client, pkce, extra: [("prompt", "none")]))
-        #expect(queryItems(noSession.headers["Location"] ?? "")["error"] == "login_required")
+        #expect(queryItems(noSession.headers[.location] ?? "")["error"] == "login_required")
         b.login()
         let noConsent = b.authorize(authorizeParams(client, pkce, extra: [("prompt", "none")]))
-        #expect(queryItems(noConsent.headers["Location"] ?? "")["error"] == "consent_required")
+        #expect(queryItems(noConsent.headers[.location] ?? "")["error"] == "consent_required")
         _ = try code(h, b, client: client, pkce: pkce)
         let silent = b.authorize(authorizeParams(client, pkce, extra: [("prompt", "none")]))
-        #expect(queryItems(silent.headers["Location"] ?? "")["code"] != nil)
+        #expect(queryItems(silent.headers[.location] ?? "")["code"] != nil)
         // prompt=consent asks again even though consent is remembered.
         let again = b.authorize(authorizeParams(client, pkce, extra: [("prompt", "consent")]))
-        #expect(again.headers["Location"]?.hasPrefix("/consent/") == true)
+        #expect(again.headers[.location]?.hasPrefix("/consent/") == true)
         // prompt=login asks to sign in again.
         h.clock.advance(seconds: 1)
         let relogin = b.authorize(authorizeParams(client, pkce, extra: [("prompt", "login")]))
-        #expect(relogin.headers["Location"]?.hasPrefix("/login/") == true)
+        #expect(relogin.headers[.location]?.hasPrefix("/login/") == true)
     }
 
     @Test func rememberFalseAsksAgainNextTime() throws {
@@ -345,7 +345,7 @@ extension Harness {
         let b = Browser(h)
         _ = try code(h, b, client: client, pkce: pkce, remember: false)
         let next = b.authorize(authorizeParams(client, pkce))
-        #expect(next.headers["Location"]?.hasPrefix("/consent/") == true)
+        #expect(next.headers[.location]?.hasPrefix("/consent/") == true)
     }
 
     @Test func consentRules() throws {
@@ -355,7 +355,7 @@ extension Harness {
         let pkce = PKCE()
         let b = Browser(h)
         b.login()
-        let location = try #require(b.authorize(authorizeParams(client, pkce, scope: "openid profile")).headers["Location"])
+        let location = try #require(b.authorize(authorizeParams(client, pkce, scope: "openid profile")).headers[.location])
         let request = try #require(queryItems(location)["request"])
         let details = try #require(b.send("GET", "/api/v1/authorization-requests/\(request)").json)
         #expect(details["client"]?["client_name"] == "Photo <b>Book</b>")
@@ -376,14 +376,14 @@ extension Harness {
         #expect(b.json("POST", "/api/v1/authorization-requests/\(request)/accept", ["scope": ["openid"]]).status == 404)
         #expect(b.json("POST", "/api/v1/authorization-requests/\(request)/reject", [:]).status == 404)
         // Reject sends access_denied.
-        let l2 = try #require(b.authorize(authorizeParams(client, pkce)).headers["Location"])
+        let l2 = try #require(b.authorize(authorizeParams(client, pkce)).headers[.location])
         let r2 = try #require(queryItems(l2)["request"])
         let rejected = b.json("POST", "/api/v1/authorization-requests/\(r2)/reject", [:])
         let target = try #require(rejected.json?["redirect_to"]?.stringValue)
         #expect(queryItems(target)["error"] == "access_denied")
         #expect(queryItems(target)["state"] == "st-1")
         // Requests expire after 10 minutes.
-        let l3 = try #require(b.authorize(authorizeParams(client, pkce)).headers["Location"])
+        let l3 = try #require(b.authorize(authorizeParams(client, pkce)).headers[.location])
         h.clock.advance(seconds: 601)
         let r3 = try #require(queryItems(l3)["request"])
         #expect(b.send("GET", "/api/v1/authorization-requests/\(r3)").status == 404)
@@ -402,7 +402,7 @@ extension Harness {
         #expect(b.send("GET", "/api/v1/session").status == 401)
         let ok = b.login()
         #expect(ok.status == 204)
-        let setCookies = ok.headers.values("Set-Cookie")
+        let setCookies = ok.headers[values: .setCookie]
         #expect(setCookies.contains { $0.hasPrefix("lk_session=") && $0.contains("HttpOnly") && $0.contains("SameSite=Lax") && $0.contains("Secure") })
         #expect(setCookies.contains { $0.hasPrefix("lk_csrf=") && !$0.contains("HttpOnly") })
         #expect(b.send("GET", "/api/v1/session").json?["username"] == "alice")
@@ -434,7 +434,7 @@ extension Harness {
         #expect(h.form("/oauth2/introspect", [("token", access)], basic: (h.primary.clientID, h.primary.clientSecret)).json == ["active": false])
         #expect(h.form("/oauth2/token", [("grant_type", "refresh_token"), ("refresh_token", tokens["refresh_token"]!.stringValue!), ("client_id", client)]).status == 400)
         // The consent is forgotten: the next authorization asks again.
-        #expect(b.authorize(authorizeParams(client, pkce)).headers["Location"]?.hasPrefix("/consent/") == true)
+        #expect(b.authorize(authorizeParams(client, pkce)).headers[.location]?.hasPrefix("/consent/") == true)
         #expect(b.send("GET", "/api/v1/me/connections").json?["connections"] == [])
     }
 

@@ -11,29 +11,29 @@ enum AppSurface {
     static let writeScope = "gov.user.oauth.app:write"
 
     struct Failure: Error {
-        let status: Int
+        let status: HTTPResponse.Status
         let message: String
     }
 
     static func render(_ error: Error, request: Request) -> Response? {
-        var headers: [(String, String)] = []
-        let status: Int
+        var headers = HTTPFields()
+        let status: HTTPResponse.Status
         let message: String
         switch error {
         case let f as Failure: (status, message) = (f.status, f.message)
         case let e as OAuthError:
-            (status, message) = (e.status, e.publicDescription)
-            headers = e.headers
+            (status, message) = (.init(code: e.status), e.publicDescription)
+            headers = HTTPFields(e.headers)
         case let e as RegistryError:
             let p = ErrorRendering.problem(e)
             (status, message) = (p.status, e == .notFound ? "App not found." : p.detail)
-        case let p as APIProblem where p.status < 500:
+        case let p as APIProblem where p.status.kind != .serverError:
             (status, message) = (p.status, p.detail)
             headers = p.headers
         default: return nil
         }
         var response = Response.json(["message": .string(message)], status: status)
-        for (k, v) in headers { response.headers[k] = v }
+        response.headers.append(contentsOf: headers)
         return response
     }
 
@@ -130,7 +130,7 @@ enum AppSurface {
         let page = try NativeEndpoints.registry(ctx).list(caller: caller, namePrefix: nil, limit: amount, offset: offset)
         let apps = try page.clients.map { c in json(c, logo: c.hasLogo ? try ctx.store.read { try ctx.store.logoPreview(clientID: c.clientID) } : nil) }
         var response = Response.json(["apps": .array(apps)])
-        response.headers["X-Total-Count"] = String(page.total)
+        response.headers[.xTotalCount] = String(page.total)
         return response
     }
 
@@ -138,7 +138,7 @@ enum AppSurface {
         let caller = try caller(request, ctx, writeScope)
         let issued = try NativeEndpoints.registry(ctx).create(spec(try fields(request)), caller: caller)
         var response = Response.json(["client_id": .string(issued.client.clientID), "key": JSON(issued.secret)], status: 201)
-        response.headers["Cache-Control"] = "no-store"
+        response.headers[.cacheControl] = "no-store"
         return response
     }
 
@@ -172,7 +172,7 @@ enum AppSurface {
         let caller = try caller(request, ctx, writeScope)
         let issued = try NativeEndpoints.registry(ctx).rotateSecret(ctx.param("client_id"), caller: caller, graceSeconds: 0)
         var response = Response.json(["client_id": .string(issued.client.clientID), "key": JSON(issued.secret)])
-        response.headers["Cache-Control"] = "no-store"
+        response.headers[.cacheControl] = "no-store"
         return response
     }
 
@@ -202,7 +202,7 @@ enum AppSurface {
         var authTime = ctx.env.nowSeconds
         /// A user token serves only for apps of its own client's organization (SPEC 6.4).
         var organization: String?
-        if request.headers["Authorization"] != nil {
+        if request.headers[.authorization] != nil {
             let caller = try UserEndpoints.userCaller(request, ctx, scopes: ["gov.user.oauth.authorize"])
             user = caller.user
             organization = caller.client.organizationID
@@ -246,7 +246,7 @@ enum AppSurface {
         let code = try AuthorizationService(env: ctx.env, store: ctx.store)
             .issueCode(authorization, user: user, authTime: authTime, scope: scope, remember: true, answering: nil)
         var response = Response.json(["code": .string(code)])
-        response.headers["Cache-Control"] = "no-store"
+        response.headers[.cacheControl] = "no-store"
         return response
     }
 

@@ -15,13 +15,13 @@ enum IdentitySurface {
     static let readOnly = ["id", "secret", "created", "modified", "lastUsed"]
 
     struct Failure: Error {
-        let status: Int
+        let status: HTTPResponse.Status
         let message: String
         var field: String?
     }
 
-    static func detailCode(_ status: Int) -> String {
-        switch status {
+    static func detailCode(_ status: HTTPResponse.Status) -> String {
+        switch status.code {
         case 400: return "400.1 Bad Request Content"
         case 403: return "403.0 Forbidden"
         case 404: return "404.0 Not Found"
@@ -29,22 +29,21 @@ enum IdentitySurface {
         case 412: return "412.0 Precondition Failed"
         case 413: return "413.0 Payload Too Large"
         case 415: return "415.0 Unsupported Media Type"
-        case 503: return "503.0 Service Unavailable"
         default: return "500.0 Internal Server Error"
         }
     }
 
     static func render(_ error: Error, request: Request) -> Response? {
-        var status = 500
+        var status: HTTPResponse.Status = .internalServerError
         var message = "An internal error occurred."
         var causes: [JSON] = []
-        var headers: [(String, String)] = []
+        var headers = HTTPFields()
         switch error {
         case let e as OAuthError where e.status == 401:
             var response = Response.json(["error": .string("JWT validation failed: \(e.publicDescription)")], status: 401)
-            for (k, v) in e.headers { response.headers[k] = v }
+            response.headers.append(contentsOf: HTTPFields(e.headers))
             return response
-        case let e as OAuthError: (status, message) = (e.status, e.publicDescription)
+        case let e as OAuthError: (status, message) = (.init(code: e.status), e.publicDescription)
         case let f as Failure:
             (status, message) = (f.status, f.message)
             if let field = f.field { causes = [["field": .string(field), "message": .string(f.message)]] }
@@ -55,16 +54,13 @@ enum IdentitySurface {
         case let p as APIProblem:
             (status, message) = (p.status, p.detail)
             headers = p.headers
-        case let e as StoreError where e.isTransient:
-            (status, message) = (503, "The server is busy; retry shortly.")
-            headers = [("Retry-After", "1")]
         default: break
         }
         var response = Response.json([
             "detailCode": .string(detailCode(status)), "trackingId": .string(request.requestID),
             "messages": [["locale": "en-US", "localeOrigin": "DEFAULT", "text": .string(message)]], "causes": .array(causes),
         ], status: status)
-        for (k, v) in headers { response.headers[k] = v }
+        response.headers.append(contentsOf: headers)
         return response
     }
 
@@ -175,7 +171,7 @@ enum IdentitySurface {
         let spec = try spec(.object(try body(request)), creatorScope: caller.scopes, current: nil)
         let issued = try NativeEndpoints.registry(ctx).create(spec, caller: caller)
         var response = Response.json(json(issued.client, secret: issued.secret))
-        response.headers["Cache-Control"] = "no-store"
+        response.headers[.cacheControl] = "no-store"
         return response
     }
 
@@ -204,8 +200,8 @@ enum IdentitySurface {
         }
         let page = try NativeEndpoints.registry(ctx).list(caller: caller, filter: filter, limit: limit, offset: offset)
         var response = Response.json(.array(page.clients.map { json($0) }))
-        if request.queryValue("count") == "true" { response.headers["X-Total-Count"] = String(page.total) }
-        response.headers["Cache-Control"] = "no-store"
+        if request.queryValue("count") == "true" { response.headers[.xTotalCount] = String(page.total) }
+        response.headers[.cacheControl] = "no-store"
         return response
     }
 

@@ -11,7 +11,7 @@ enum IntegrationSurface {
     /// An error in the source's shape.
     struct Failure: Error {
         let code: String
-        let status: Int
+        let status: HTTPResponse.Status
         let message: String
 
         static func payload(_ field: String, _ why: String) -> Failure {
@@ -51,12 +51,12 @@ enum IntegrationSurface {
                 }
             case .preconditionFailed: failure = Failure(code: "GN0002", status: 412, message: "Precondition failed.")
             }
-        case let p as APIProblem where p.status < 500: failure = Failure(code: "GN0002", status: p.status == 415 || p.status == 413 ? p.status : 400,
+        case let p as APIProblem where p.status.kind != .serverError: failure = Failure(code: "GN0002", status: p.status == 415 || p.status == 413 ? p.status : 400,
                                                                          message: "The payload you have supplied is invalid. \(p.detail)")
         default: return nil
         }
         var response = Response.json(["code": .string(failure.code), "message": .string(failure.message)], status: failure.status)
-        if failure.status == 401 { response.headers["WWW-Authenticate"] = "Bearer realm=\"latchkey\"" }
+        if failure.status == 401 { response.headers[.wwwAuthenticate] = "Bearer realm=\"latchkey\"" }
         return response
     }
 
@@ -186,7 +186,7 @@ enum IntegrationSurface {
         let caller = try caller(request, ctx, scopes: [scope])
         let all = try NativeEndpoints.registry(ctx).all(caller: caller)
         var response = Response.json(.array(all.map { json($0, primary: true) }))
-        response.headers["X-Total-Count"] = String(all.count)
+        response.headers[.xTotalCount] = String(all.count)
         return response
     }
 

@@ -16,18 +16,18 @@ enum UpstreamSurface {
     static let exportTable = "ops_oauth_client"
 
     struct Failure: Error {
-        let status: Int
+        let status: HTTPResponse.Status
         let message: String
         var challenge = false
     }
 
-    static func text(_ message: String, _ status: Int) -> Response { .text(message, status: status) }
+    static func text(_ message: String, _ status: HTTPResponse.Status) -> Response { .text(message, status: status) }
 
     static func render(_ error: Error, request: Request) -> Response? {
         switch error {
         case let f as Failure:
             var r = text(f.message, f.status)
-            if f.challenge { r.headers["WWW-Authenticate"] = "Basic realm=\"latchkey\", charset=\"UTF-8\"" }
+            if f.challenge { r.headers[.wwwAuthenticate] = "Basic realm=\"latchkey\", charset=\"UTF-8\"" }
             return r
         case let e as UpstreamError:
             switch e {
@@ -36,7 +36,7 @@ enum UpstreamSurface {
             case let .notFoundByID(id): return text("An OAuth Client with id \"\(id)\" does not exist.", 404)
             case let .conflict(message): return text(message, 409)
             }
-        case let p as APIProblem where p.status < 500: return text(p.detail, p.status)
+        case let p as APIProblem where p.status.kind != .serverError: return text(p.detail, p.status)
         case is OAuthError: return text(prohibited, 403)
         default: return nil
         }
@@ -45,10 +45,10 @@ enum UpstreamSurface {
     /// HTTP Basic with a client holding providers:manage; anything else is 403
     /// (401 with a challenge when no credentials were sent).
     static func caller(_ request: Request, _ ctx: RequestContext) throws -> Caller {
-        switch BasicCredentials.parse(request.headers["Authorization"], formDecode: false) {
+        switch BasicCredentials.parse(request.headers[.authorization], formDecode: false) {
         case .absent:
             // 401 only when nothing was sent; a bearer token or another scheme is refused like wrong credentials (SPEC 6.5).
-            if request.headers["Authorization"] != nil { throw Failure(status: 403, message: prohibited) }
+            if request.headers[.authorization] != nil { throw Failure(status: 403, message: prohibited) }
             throw Failure(status: 401, message: prohibited, challenge: true)
         case .malformed: throw Failure(status: 403, message: prohibited)
         case let .credentials(user, password):
@@ -70,7 +70,7 @@ enum UpstreamSurface {
     // MARK: Formats
 
     static func wantsXML(_ request: Request, default isXML: Bool) -> Bool {
-        guard let accept = request.headers["Accept"]?.lowercased(), !accept.isEmpty, accept != "*/*" else { return isXML }
+        guard let accept = request.headers[.accept]?.lowercased(), !accept.isEmpty, accept != "*/*" else { return isXML }
         let xml = accept.firstRange(of: "xml")
         let json = accept.firstRange(of: "json")
         if let xml, let json { return xml.lowerBound < json.lowerBound }

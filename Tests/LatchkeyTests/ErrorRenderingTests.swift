@@ -1,0 +1,50 @@
+import Testing
+import Common
+import HTTPCore
+@testable import OAuth
+@testable import Server
+
+/// Issue 12: the answer to "not now" has one shape per surface, chosen in
+/// one place. Whatever the cause (the database busy or away, the slow-hash
+/// or image permits taken), a surface's 503 looks like its 429: the same
+/// media type and members, with `Retry-After` and `no-store`.
+@Suite struct RetryLaterRenderingTests {
+    static let unavailable: [(String, Error)] = [
+        ("database busy", StoreError.busy),
+        ("database away", StoreError.unavailable("connection refused")),
+        ("slow-hash pool full", SlowHashesBusy()),
+    ]
+
+    struct Shape: Equatable {
+        var mediaType: String?
+        var members: [String]?
+    }
+
+    func shape(_ r: Response) -> Shape {
+        var members: [String]?
+        if case let .object(pairs)? = r.json { members = pairs.map(\.0).sorted() }
+        return Shape(mediaType: r.headers[.contentType], members: members)
+    }
+
+    @Test(arguments: Surface.allCases)
+    func every503OfASurfaceHasTheShapeOfItsThrottle(_ surface: Surface) {
+        let request = Request(method: .post, path: "/x", requestID: "req-503")
+        let throttled = ErrorRendering.render(TooManyFailures(retryAfterSeconds: 7), surface: surface, request: request)
+        #expect(throttled.status == .tooManyRequests)
+        #expect(throttled.headers[.retryAfter] == "7")
+        for (cause, error) in Self.unavailable {
+            let r = ErrorRendering.render(error, surface: surface, request: request)
+            #expect(r.status == .serviceUnavailable, "\(surface) \(cause)")
+            #expect(r.headers[.retryAfter] == "1", "\(surface) \(cause)")
+            #expect(r.headers[.cacheControl] == "no-store", "\(surface) \(cause)")
+            #expect(shape(r) == shape(throttled), "\(surface) \(cause): \(r.bodyText) vs \(throttled.bodyText)")
+        }
+    }
+
+    @Test func theOAuthSurfacesSayTemporarilyUnavailable() {
+        for surface in [Surface.oauth, .bearer] {
+            let r = ErrorRendering.render(StoreError.busy, surface: surface, request: Request(method: .post, path: "/oauth2/token"))
+            #expect(r.json?["error"] == "temporarily_unavailable")
+        }
+    }
+}
