@@ -20,8 +20,10 @@ public enum CGI {
             guard let field = HTTPField.Name(headerName) else { continue }
             headers.add(field, value)
         }
-        if let type = params["CONTENT_TYPE"], !type.isEmpty { headers.add(.contentType, type) }
-        if let length = params["CONTENT_LENGTH"], !length.isEmpty { headers.add(.contentLength, length) }
+        // nginx sends these twice (HTTP_CONTENT_TYPE and CONTENT_TYPE); the CGI
+        // variables win and replace the copies, or HTTPFields would join them.
+        if let type = params["CONTENT_TYPE"], !type.isEmpty { headers[.contentType] = type }
+        if let length = params["CONTENT_LENGTH"], !length.isEmpty { headers[.contentLength] = length }
         var path = params["DOCUMENT_URI"] ?? ""
         if path.isEmpty {
             let uri = params["REQUEST_URI"] ?? "/"

@@ -6,7 +6,9 @@ import Testing
     @Test func mapsParametersToARequest() {
         let request = CGI.request(params: [
             "REQUEST_METHOD": "post", "DOCUMENT_URI": "/oauth2/token", "QUERY_STRING": "a=1",
-            "CONTENT_TYPE": "application/x-www-form-urlencoded", "CONTENT_LENGTH": "3", "HTTP_AUTHORIZATION": "Basic eDp5",
+            "CONTENT_TYPE": "application/x-www-form-urlencoded", "CONTENT_LENGTH": "3",
+            // nginx passes Content-Type and Content-Length as HTTP_* too.
+            "HTTP_CONTENT_TYPE": "application/x-www-form-urlencoded", "HTTP_CONTENT_LENGTH": "3", "HTTP_AUTHORIZATION": "Basic eDp5",
             "HTTP_X_CSRF_TOKEN": "t", "HTTP_PROXY": "evil", "HTTPS": "on", "REMOTE_ADDR": "10.0.0.1", "REQUEST_ID": "abc123",
         ], body: [1, 2, 3]) { "generated" }
         #expect(request.method == .post)
@@ -16,6 +18,8 @@ import Testing
         #expect(request.headers[.xCSRFToken] == "t")
         #expect(request.headers[HTTPField.Name("Proxy")!] == nil)
         #expect(request.mediaType == "application/x-www-form-urlencoded")
+        #expect(request.headers[values: .contentType] == ["application/x-www-form-urlencoded"])
+        #expect(request.headers[values: .contentLength] == ["3"])
         #expect(request.scheme == "https")
         #expect(request.requestID == "abc123")
         #expect(request.body == [1, 2, 3])
