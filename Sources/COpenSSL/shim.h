@@ -1,7 +1,9 @@
 #ifndef LATCHKEY_COPENSSL_SHIM_H
 #define LATCHKEY_COPENSSL_SHIM_H
-/* Thin helpers for OpenSSL 3 calls Swift cannot make directly: macros
-   (OPENSSL_free), and multi-step parameter building that is clearer in C.
+/* Only what Swift cannot express over the EVP calls: a function-like macro
+   (OPENSSL_free), the OSSL_PARAM_BLD builders whose ownership rules read
+   better in C, and ECDSA_SIG's r/s conversion. Key generation, AES-GCM and
+   the DER encodings are Swift (the Cryptography target).
    Every helper returns NULL / 0 on failure and leaves the error queue for
    the Swift wrapper to read and clear. */
 #include <string.h>
@@ -23,30 +25,6 @@ static inline void lk_openssl_free(void *p) { OPENSSL_free(p); }
 /* The kernel CSPRNG (getrandom(2)); the Cryptography wrapper falls back to RAND_bytes. */
 static inline long lk_getrandom(void *buf, size_t len) { return (long)getrandom(buf, len, 0); }
 
-/* kind: 1 = EC P-256, 2 = RSA (bits), 3 = Ed25519. */
-static inline EVP_PKEY *lk_keygen(int kind, int bits) {
-    EVP_PKEY_CTX *ctx = NULL;
-    EVP_PKEY *pkey = NULL;
-    if (kind == 1) {
-        ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_EC, NULL);
-        if (!ctx || EVP_PKEY_keygen_init(ctx) <= 0 ||
-            EVP_PKEY_CTX_set_ec_paramgen_curve_nid(ctx, NID_X9_62_prime256v1) <= 0) goto done;
-    } else if (kind == 2) {
-        ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_RSA, NULL);
-        if (!ctx || EVP_PKEY_keygen_init(ctx) <= 0 ||
-            EVP_PKEY_CTX_set_rsa_keygen_bits(ctx, bits) <= 0) goto done;
-    } else if (kind == 3) {
-        ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, NULL);
-        if (!ctx || EVP_PKEY_keygen_init(ctx) <= 0) goto done;
-    } else {
-        return NULL;
-    }
-    if (EVP_PKEY_keygen(ctx, &pkey) <= 0) pkey = NULL;
-done:
-    EVP_PKEY_CTX_free(ctx);
-    return pkey;
-}
-
 /* 1 = EC P-256, 2 = RSA, 3 = Ed25519, 0 = anything else. */
 static inline int lk_pkey_kind(const EVP_PKEY *pkey) {
     int id = EVP_PKEY_get_base_id(pkey);
@@ -61,11 +39,6 @@ static inline int lk_pkey_kind(const EVP_PKEY *pkey) {
     return 0;
 }
 
-/* Uncompressed EC point (0x04 || x || y), 65 bytes for P-256. */
-static inline int lk_ec_public_point(const EVP_PKEY *pkey, unsigned char *out, size_t cap, size_t *len) {
-    return EVP_PKEY_get_octet_string_param(pkey, OSSL_PKEY_PARAM_PUB_KEY, out, cap, len);
-}
-
 /* Big-endian bytes of an RSA parameter ("n" or "e"); returns the length, 0 on failure. */
 static inline int lk_rsa_param(const EVP_PKEY *pkey, const char *name, unsigned char *out, int cap) {
     BIGNUM *bn = NULL;
@@ -75,8 +48,6 @@ static inline int lk_rsa_param(const EVP_PKEY *pkey, const char *name, unsigned 
     BN_free(bn);
     return written;
 }
-
-static inline int lk_rsa_bits(const EVP_PKEY *pkey) { return EVP_PKEY_get_bits(pkey); }
 
 /* EC P-256 public key from an uncompressed point. */
 static inline EVP_PKEY *lk_ec_public_from_point(const unsigned char *point, size_t len) {
@@ -131,13 +102,6 @@ done:
     return pkey;
 }
 
-static inline EVP_PKEY *lk_ed25519_public(const unsigned char *raw, size_t len) {
-    return EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, raw, len);
-}
-static inline EVP_PKEY *lk_ed25519_private(const unsigned char *raw, size_t len) {
-    return EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, raw, len);
-}
-
 /* ECDSA: DER signature -> raw r || s (each `half` bytes). */
 static inline int lk_ecdsa_der_to_raw(const unsigned char *der, long derlen, unsigned char *out, int half) {
     const unsigned char *p = der;
@@ -166,56 +130,4 @@ static inline int lk_ecdsa_raw_to_der(const unsigned char *raw, int half, unsign
     return len > 0 ? len : 0;
 }
 
-/* DER encodings of keys: PKCS#8 private key and SubjectPublicKeyInfo. */
-static inline int lk_private_to_der(EVP_PKEY *pkey, unsigned char **out) {
-    *out = NULL;
-    return i2d_PrivateKey(pkey, out);
-}
-static inline int lk_public_to_der(EVP_PKEY *pkey, unsigned char **out) {
-    *out = NULL;
-    return i2d_PUBKEY(pkey, out);
-}
-static inline EVP_PKEY *lk_private_from_der(const unsigned char *der, long len) {
-    const unsigned char *p = der;
-    return d2i_AutoPrivateKey(NULL, &p, len);
-}
-static inline EVP_PKEY *lk_public_from_der(const unsigned char *der, long len) {
-    const unsigned char *p = der;
-    return d2i_PUBKEY(NULL, &p, len);
-}
-
-/* AES-256-GCM with a 12-byte nonce and a 16-byte tag appended to the ciphertext. */
-static inline int lk_aes256gcm_seal(const unsigned char *key, const unsigned char *nonce,
-                                    const unsigned char *in, int inlen, unsigned char *out) {
-    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-    int len = 0, total = 0, ok = 0;
-    if (!ctx) return 0;
-    if (EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, nonce) != 1) goto done;
-    if (inlen > 0 && EVP_EncryptUpdate(ctx, out, &len, in, inlen) != 1) goto done;
-    total = len;
-    if (EVP_EncryptFinal_ex(ctx, out + total, &len) != 1) goto done;
-    total += len;
-    if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, out + total) != 1) goto done;
-    ok = 1;
-done:
-    EVP_CIPHER_CTX_free(ctx);
-    return ok ? total + 16 : 0;
-}
-static inline int lk_aes256gcm_open(const unsigned char *key, const unsigned char *nonce,
-                                    const unsigned char *in, int inlen, unsigned char *out) {
-    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-    int len = 0, total = 0, ok = 0;
-    if (!ctx || inlen < 16) { EVP_CIPHER_CTX_free(ctx); return -1; }
-    int ctlen = inlen - 16;
-    if (EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, nonce) != 1) goto done;
-    if (ctlen > 0 && EVP_DecryptUpdate(ctx, out, &len, in, ctlen) != 1) goto done;
-    total = len;
-    if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, (void *)(in + ctlen)) != 1) goto done;
-    if (EVP_DecryptFinal_ex(ctx, out + total, &len) != 1) goto done;
-    total += len;
-    ok = 1;
-done:
-    EVP_CIPHER_CTX_free(ctx);
-    return ok ? total : -1;
-}
 #endif

@@ -140,29 +140,67 @@ public enum PasswordHasher {
 }
 
 /// AES-256-GCM sealing for data at rest (signing keys, upstream client
-/// secrets): output is nonce (12) || ciphertext || tag (16).
+/// secrets): output is nonce (12) || ciphertext || tag (16), a fresh random
+/// nonce per seal (NIST SP 800-38D §8.2.2; far below 2^32 seals per key).
 public enum SealedBox {
+    static let nonceSize = 12
+    static let tagSize = 16
+
     public static func seal(_ plaintext: [UInt8], key: [UInt8]) throws -> [UInt8] {
-        guard key.count == 32 else { throw CryptoError(plain: "AES-256-GCM needs a 32-byte key") }
-        let nonce = SecureRandom.bytes(12)
-        var out = [UInt8](repeating: 0, count: plaintext.count + 16)
-        let n = key.withUnsafeBufferPointer { k in nonce.withUnsafeBufferPointer { iv in plaintext.withUnsafeBufferPointer { pt in
-            out.withUnsafeMutableBufferPointer { o in lk_aes256gcm_seal(k.baseAddress, iv.baseAddress, pt.baseAddress, Int32(pt.count), o.baseAddress) }
+        try seal(plaintext, key: key, nonce: SecureRandom.bytes(nonceSize))
+    }
+
+    /// With a given nonce: for the known-answer tests only (a nonce is never reused).
+    static func seal(_ plaintext: [UInt8], key: [UInt8], nonce: [UInt8]) throws -> [UInt8] {
+        guard key.count == 32, nonce.count == nonceSize else { throw CryptoError(plain: "AES-256-GCM needs a 32-byte key and a 12-byte nonce") }
+        guard plaintext.count <= Int(Int32.max) - tagSize else { throw CryptoError(plain: "plaintext too long") }
+        let cipher = try CipherContext()
+        var out = [UInt8](repeating: 0, count: plaintext.count + tagSize)
+        let sealed = key.withUnsafeBufferPointer { k in nonce.withUnsafeBufferPointer { iv in plaintext.withUnsafeBufferPointer { pt in
+            out.withUnsafeMutableBufferPointer { o -> Bool in
+                var written: Int32 = 0, finished: Int32 = 0
+                guard let o = o.baseAddress, EVP_EncryptInit_ex(cipher.ctx, EVP_aes_256_gcm(), nil, k.baseAddress, iv.baseAddress) == 1 else { return false }
+                if pt.count > 0 && EVP_EncryptUpdate(cipher.ctx, o, &written, pt.baseAddress, Int32(pt.count)) != 1 { return false }
+                guard EVP_EncryptFinal_ex(cipher.ctx, o + Int(written), &finished) == 1, Int(written + finished) == pt.count else { return false }
+                return EVP_CIPHER_CTX_ctrl(cipher.ctx, EVP_CTRL_GCM_GET_TAG, Int32(tagSize), o + pt.count) == 1
+            }
         } } }
-        guard n == plaintext.count + 16 else { throw CryptoError("AES-GCM seal") }
+        guard sealed else { throw CryptoError("AES-GCM seal") }
         return nonce + out
     }
 
     public static func open(_ sealed: [UInt8], key: [UInt8]) throws -> [UInt8] {
-        guard key.count == 32, sealed.count >= 28 else { throw CryptoError(plain: "sealed data too short or key of wrong size") }
-        let nonce = Array(sealed[0..<12])
-        let body = Array(sealed[12...])
-        var out = [UInt8](repeating: 0, count: body.count)
-        let n = key.withUnsafeBufferPointer { k in nonce.withUnsafeBufferPointer { iv in body.withUnsafeBufferPointer { b in
-            out.withUnsafeMutableBufferPointer { o in lk_aes256gcm_open(k.baseAddress, iv.baseAddress, b.baseAddress, Int32(b.count), o.baseAddress) }
-        } } }
-        guard n >= 0 else { throw CryptoError("AES-GCM open (wrong key or corrupted data)") }
-        return Array(out[0..<Int(n)])
+        guard key.count == 32, sealed.count >= nonceSize + tagSize, sealed.count <= Int(Int32.max) else {
+            throw CryptoError(plain: "sealed data too short or key of wrong size")
+        }
+        let length = sealed.count - nonceSize - tagSize
+        let cipher = try CipherContext()
+        var out = [UInt8](repeating: 0, count: length + tagSize)
+        let opened = key.withUnsafeBufferPointer { k in sealed.withUnsafeBufferPointer { s in
+            out.withUnsafeMutableBufferPointer { o -> Bool in
+                var written: Int32 = 0, finished: Int32 = 0
+                guard let o = o.baseAddress, let iv = s.baseAddress else { return false }
+                let body = iv + nonceSize, tag = body + length
+                guard EVP_DecryptInit_ex(cipher.ctx, EVP_aes_256_gcm(), nil, k.baseAddress, iv) == 1 else { return false }
+                if length > 0 && EVP_DecryptUpdate(cipher.ctx, o, &written, body, Int32(length)) != 1 { return false }
+                // OpenSSL takes the expected tag through a non-const pointer; it only reads it.
+                guard EVP_CIPHER_CTX_ctrl(cipher.ctx, EVP_CTRL_GCM_SET_TAG, Int32(tagSize), UnsafeMutableRawPointer(mutating: tag)) == 1 else { return false }
+                // The tag is checked here: a wrong key or a changed byte fails.
+                return EVP_DecryptFinal_ex(cipher.ctx, o + Int(written), &finished) == 1 && Int(written + finished) == length
+            }
+        } }
+        guard opened else { throw CryptoError("AES-GCM open (wrong key or corrupted data)") }
+        return Array(out[0..<length])
+    }
+
+    /// An EVP cipher context freed with its owner.
+    private final class CipherContext {
+        let ctx: OpaquePointer
+        init() throws {
+            guard let ctx = EVP_CIPHER_CTX_new() else { throw CryptoError("cipher context") }
+            self.ctx = ctx
+        }
+        deinit { EVP_CIPHER_CTX_free(ctx) }
     }
 }
 

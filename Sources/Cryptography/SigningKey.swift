@@ -14,6 +14,15 @@ public enum SignatureAlgorithm: String, Sendable, CaseIterable {
         case .edDSA: return 3
         }
     }
+
+    /// OpenSSL's key type for a new key of this algorithm.
+    var evpType: Int32 {
+        switch self {
+        case .es256: return EVP_PKEY_EC
+        case .rs256: return EVP_PKEY_RSA
+        case .edDSA: return EVP_PKEY_ED25519
+        }
+    }
 }
 
 /// An asymmetric key held by OpenSSL. The algorithm is fixed when the key is
@@ -34,7 +43,7 @@ public final class SigningKey: @unchecked Sendable {
         guard lk_pkey_kind(pkey) == algorithm.kind else {
             throw CryptoError(plain: "key type does not match \(algorithm.rawValue)")
         }
-        if algorithm == .rs256 && lk_rsa_bits(pkey) < 2048 {
+        if algorithm == .rs256 && EVP_PKEY_get_bits(pkey) < 2048 {
             throw CryptoError(plain: "RSA keys must be at least 2048 bits")
         }
     }
@@ -43,13 +52,25 @@ public final class SigningKey: @unchecked Sendable {
 
     /// A fresh key: P-256 for ES256, RSA (default 2048 bits) for RS256, Ed25519 for EdDSA.
     public static func generate(_ algorithm: SignatureAlgorithm, rsaBits: Int = 2048) throws -> SigningKey {
-        guard let pkey = lk_keygen(algorithm.kind, Int32(rsaBits)) else { throw CryptoError("key generation") }
+        guard let context = EVP_PKEY_CTX_new_id(algorithm.evpType, nil) else { throw CryptoError("key generation") }
+        defer { EVP_PKEY_CTX_free(context) }
+        guard EVP_PKEY_keygen_init(context) > 0 else { throw CryptoError("key generation") }
+        switch algorithm {
+        case .es256: guard EVP_PKEY_CTX_set_ec_paramgen_curve_nid(context, NID_X9_62_prime256v1) > 0 else { throw CryptoError("P-256 key generation") }
+        case .rs256: guard EVP_PKEY_CTX_set_rsa_keygen_bits(context, Int32(rsaBits)) > 0 else { throw CryptoError("RSA key generation") }
+        case .edDSA: break
+        }
+        var pkey: OpaquePointer?
+        guard EVP_PKEY_keygen(context, &pkey) > 0, let pkey else { throw CryptoError("key generation") }
         return try SigningKey(pkey: pkey, algorithm: algorithm, hasPrivateKey: true)
     }
 
     /// Loads a PKCS#8 (or traditional) DER private key.
     public convenience init(privateKeyDER der: [UInt8], algorithm: SignatureAlgorithm) throws {
-        guard let pkey = der.withUnsafeBufferPointer({ lk_private_from_der($0.baseAddress, $0.count) }) else {
+        guard let pkey = der.withUnsafeBufferPointer({ buffer in
+            var p = buffer.baseAddress
+            return d2i_AutoPrivateKey(nil, &p, buffer.count)
+        }) else {
             throw CryptoError("private key DER")
         }
         try self.init(pkey: pkey, algorithm: algorithm, hasPrivateKey: true)
@@ -57,7 +78,10 @@ public final class SigningKey: @unchecked Sendable {
 
     /// Loads a SubjectPublicKeyInfo DER public key.
     public convenience init(publicKeyDER der: [UInt8], algorithm: SignatureAlgorithm) throws {
-        guard let pkey = der.withUnsafeBufferPointer({ lk_public_from_der($0.baseAddress, $0.count) }) else {
+        guard let pkey = der.withUnsafeBufferPointer({ buffer in
+            var p = buffer.baseAddress
+            return d2i_PUBKEY(nil, &p, buffer.count)
+        }) else {
             throw CryptoError("public key DER")
         }
         try self.init(pkey: pkey, algorithm: algorithm, hasPrivateKey: false)
@@ -90,10 +114,10 @@ public final class SigningKey: @unchecked Sendable {
         case "OKP":
             guard jwk["crv"]?.stringValue == "Ed25519" else { throw CryptoError(plain: "unsupported OKP curve") }
             if let d = member("d") {
-                guard let pkey = d.withUnsafeBufferPointer({ lk_ed25519_private($0.baseAddress, $0.count) }) else { throw CryptoError("Ed25519 key") }
+                guard let pkey = d.withUnsafeBufferPointer({ EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nil, $0.baseAddress, $0.count) }) else { throw CryptoError("Ed25519 key") }
                 try self.init(pkey: pkey, algorithm: .edDSA, hasPrivateKey: true)
             } else {
-                guard let x = member("x"), let pkey = x.withUnsafeBufferPointer({ lk_ed25519_public($0.baseAddress, $0.count) }) else {
+                guard let x = member("x"), let pkey = x.withUnsafeBufferPointer({ EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nil, $0.baseAddress, $0.count) }) else {
                     throw CryptoError("Ed25519 key")
                 }
                 try self.init(pkey: pkey, algorithm: .edDSA, hasPrivateKey: false)
@@ -105,10 +129,10 @@ public final class SigningKey: @unchecked Sendable {
 
     public func privateKeyDER() throws -> [UInt8] {
         guard hasPrivateKey else { throw CryptoError(plain: "no private key") }
-        return try exportDER { lk_private_to_der(pkey, $0) }
+        return try exportDER { i2d_PrivateKey(pkey, $0) }
     }
 
-    public func publicKeyDER() throws -> [UInt8] { try exportDER { lk_public_to_der(pkey, $0) } }
+    public func publicKeyDER() throws -> [UInt8] { try exportDER { i2d_PUBKEY(pkey, $0) } }
 
     private func exportDER(_ body: (UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>) -> Int32) throws -> [UInt8] {
         var buffer: UnsafeMutablePointer<UInt8>? = nil
@@ -124,7 +148,7 @@ public final class SigningKey: @unchecked Sendable {
         case .es256:
             var point = [UInt8](repeating: 0, count: 65)
             var len = 0
-            guard lk_ec_public_point(pkey, &point, point.count, &len) == 1, len == 65 else { throw CryptoError("EC point") }
+            guard EVP_PKEY_get_octet_string_param(pkey, OSSL_PKEY_PARAM_PUB_KEY, &point, point.count, &len) == 1, len == 65 else { throw CryptoError("EC point") }
             return [("kty", "EC"), ("crv", "P-256"), ("x", Base64.urlEncode(Array(point[1..<33]))), ("y", Base64.urlEncode(Array(point[33..<65])))]
         case .rs256:
             var n = [UInt8](repeating: 0, count: 1024)

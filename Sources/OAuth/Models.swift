@@ -75,6 +75,13 @@ public struct Client: Sendable, Equatable {
     }
 
     public var isPublic: Bool { authMethod == "none" }
+
+    /// SPEC 6.4: a client that can ask a user for consent (the consent
+    /// screen and the app surface's public reads show only these): enabled,
+    /// the authorization_code grant and a redirect URI, never a primary client.
+    public var canAskForConsent: Bool {
+        !isPrimary && enabled && grantTypes.contains("authorization_code") && !redirectURIs.isEmpty
+    }
 }
 
 /// One secret of a client, as stored: never the secret itself.

@@ -53,22 +53,6 @@ public struct ClientRegistry {
         self.guards = guards
     }
 
-    /// A caller-chosen password's stored record, hashed on the slow-hash pool.
-    /// Each costs a slow hash, so a caller may set as many a minute as the
-    /// per-account failure limit allows (10 by default; creating clients with
-    /// passwords included), then `TooManyFailures`.
-    func passwordRecord(_ password: String, clientID: String, caller: Caller) throws -> ClientSecret {
-        guard let guards else { return hasher.passwordRecord(for: password, clientID: clientID, at: env.now()) }
-        let key = FailureLimiter.Key.account("password-set:" + caller.client.clientID, from: "*")
-        let now = env.now()
-        if let wait = guards.failures.retryAfter(key, now: now) {
-            throw TooManyFailures(retryAfterSeconds: wait)
-        }
-        let record = try guards.pool.run { hasher.passwordRecord(for: password, clientID: clientID, at: now) }
-        guards.failures.recordFailure([key], now: now)
-        return record
-    }
-
     // MARK: Reads
 
     /// A client of the caller's organization; `notFound` otherwise.
@@ -94,6 +78,31 @@ public struct ClientRegistry {
             clients += page.clients
             if page.clients.isEmpty || clients.count >= page.total { return clients }
         }
+    }
+
+    /// The integration surface tells a client of another organization apart
+    /// (its source answered AU0008, SPEC 6.2); every other surface uses
+    /// `get`, for which the two are one 404.
+    public func locate(_ id: String, caller: Caller) throws -> Client {
+        guard let client = try store.client(id) else { throw RegistryError.notFound }
+        guard client.organizationID == caller.organizationID else { throw RegistryError.forbidden(.otherOrganization) }
+        return client
+    }
+
+    /// A client the consent screen may show: enabled, with the
+    /// authorization_code grant and a redirect URI, never a primary or machine client.
+    public func consentable(_ id: String) throws -> Client? {
+        guard let client = try store.client(id), client.canAskForConsent else { return nil }
+        return client
+    }
+
+    /// The app surface's `/auth/code` (SPEC 6.4): an app is an enabled
+    /// client with the authorization_code grant and exactly one redirect
+    /// URI, of `organization` when the caller is bound to one.
+    public func app(forCode id: String, organization: String?) throws -> Client? {
+        guard let client = try store.client(id), client.enabled, client.redirectURIs.count == 1,
+              client.grantTypes.contains("authorization_code"), organization == nil || organization == client.organizationID else { return nil }
+        return client
     }
 
     // MARK: Writes
@@ -188,44 +197,6 @@ public struct ClientRegistry {
         }
     }
 
-    /// A new generated secret. The current one stays valid for `graceSeconds`
-    /// (0 ends it now); any older one ends now. A client may rotate its own
-    /// secret; only the primary may rotate another's.
-    public func rotateSecret(_ id: String, caller: Caller, graceSeconds: Int) throws -> IssuedSecret {
-        guard (0...ClientRegistry.maxGraceSeconds).contains(graceSeconds) else {
-            throw RegistryError.invalid([FieldError("grace_period_seconds", "must be 0..\(ClientRegistry.maxGraceSeconds)")])
-        }
-        return try store.write {
-            let client = try get(id, caller: caller)
-            guard client.clientID == caller.client.clientID || caller.client.isPrimary else { throw RegistryError.primaryOnly }
-            guard !client.isPublic else {
-                throw RegistryError.conflict(.publicClientHasNoSecret)
-            }
-            let now = env.now()
-            let previousExpiry = try retireSecrets(of: id, graceSeconds: graceSeconds, now: now)
-            let secret = hasher.generate(env)
-            try store.insertSecret(hasher.record(for: secret, clientID: id, at: now))
-            let updated = try touch(client, at: now)
-            try audit(caller, "client.secret_rotated", target: id, details: ["grace_period_seconds": JSON(graceSeconds)])
-            return IssuedSecret(client: updated, secret: secret, previousSecretExpiresAt: previousExpiry)
-        }
-    }
-
-    /// Sets a caller-chosen password as the client's only secret (no grace):
-    /// the integration surface's password reset and own-password change.
-    public func setPassword(_ id: String, caller: Caller, password: String) throws {
-        let record = try passwordRecord(password, clientID: id, caller: caller)
-        try store.write {
-            let client = try get(id, caller: caller)
-            guard client.clientID == caller.client.clientID || caller.client.isPrimary else { throw RegistryError.primaryOnly }
-            guard !client.isPublic else { throw RegistryError.conflict(.publicClientHasNoSecret) }
-            _ = try retireSecrets(of: id, graceSeconds: 0, now: env.now())
-            try store.insertSecret(record)
-            _ = try touch(client, at: env.now())
-            try audit(caller, "client.password_set", target: id)
-        }
-    }
-
     /// A write that changes no field still is a write (SPEC 6.0, 6.4): a new
     /// version and modification time.
     func touch(_ client: Client, at now: Int64) throws -> Client {
@@ -234,57 +205,6 @@ public struct ClientRegistry {
         updated.updatedAt = now
         try store.updateClient(updated)
         return updated
-    }
-
-    func retireSecrets(of id: String, graceSeconds: Int, now: Int64) throws -> Int64? {
-        var previousExpiry: Int64?
-        for old in try store.secrets(clientID: id) {
-            let stillCurrent = old.expiresAt == nil
-            if stillCurrent && graceSeconds > 0 {
-                previousExpiry = now + Int64(graceSeconds) * 1000
-                try store.setSecretExpiry(id: old.id, expiresAt: previousExpiry)
-            } else {
-                try store.deleteSecret(id: old.id)
-            }
-        }
-        return previousExpiry
-    }
-
-    // MARK: Logos
-
-    /// Only the primary client may change itself, its logo included.
-    func checkMayChange(_ client: Client, caller: Caller) throws {
-        if client.isPrimary && client.clientID != caller.client.clientID {
-            throw RegistryError.forbidden(.primaryChangesItself)
-        }
-    }
-
-    public func setLogo(_ id: String, caller: Caller, png: [UInt8], preview: [UInt8]) throws -> Client {
-        try store.write {
-            var client = try get(id, caller: caller)
-            try checkMayChange(client, caller: caller)
-            let etag = Hex.encode(Array(Digest.sha256(png).prefix(16)))
-            try store.setLogo(clientID: id, contentType: "image/png", image: png, preview: preview, etag: etag, at: env.now())
-            client.hasLogo = true
-            client.version += 1
-            client.updatedAt = env.now()
-            try store.updateClient(client)
-            try audit(caller, "client.logo_set", target: id, details: ["bytes": JSON(png.count)])
-            return client
-        }
-    }
-
-    public func deleteLogo(_ id: String, caller: Caller) throws {
-        try store.write {
-            var client = try get(id, caller: caller)
-            try checkMayChange(client, caller: caller)
-            guard client.hasLogo else { throw RegistryError.notFound }
-            try store.deleteLogo(clientID: id)
-            client.version += 1
-            client.updatedAt = env.now()
-            try store.updateClient(client)
-            try audit(caller, "client.logo_deleted", target: id)
-        }
     }
 
     // MARK: Rules

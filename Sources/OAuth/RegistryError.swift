@@ -19,6 +19,9 @@ public enum RegistryError: Error, Equatable {
         case primaryChangesItself
         /// The caller's token does not hold this scope, so it cannot grant it (SPEC 6.0).
         case privilegedScope(String)
+        /// The client belongs to another organization: only `locate` says so
+        /// (the integration surface's AU0008); everywhere else it is `notFound`.
+        case otherOrganization
     }
 
     /// What the current state refuses (409).
@@ -50,6 +53,7 @@ extension RegistryError.Forbidden {
         switch self {
         case .primaryOnly, .primaryChangesItself: return "primary_only"
         case .privilegedScope: return "privileged_scope"
+        case .otherOrganization: return "other_organization"
         }
     }
 
@@ -58,6 +62,7 @@ extension RegistryError.Forbidden {
         case .primaryOnly: return "This action is reserved for the primary client."
         case .primaryChangesItself: return "Only the primary client may change itself."
         case let .privilegedScope(scope): return "You do not have access to this scope: '\(scope)'"
+        case .otherOrganization: return "The client belongs to a different organization."
         }
     }
 }

@@ -1,5 +1,5 @@
 import Common
-import Cryptography
+@testable import Cryptography
 import Testing
 
 @Suite struct CryptographyTests {
@@ -60,6 +60,22 @@ import Testing
         #expect(!PasswordHasher.verify("x", encoded: "$scrypt$ln=99,r=8,p=1$AAAA$AAAA"))
         #expect(!PasswordHasher.verify("x", encoded: "garbage"))
         #expect(PasswordHasher.hash("same", logN: 10, p: 1) != PasswordHasher.hash("same", logN: 10, p: 1))
+    }
+
+    /// AES-256-GCM known answers: McGrew and Viega's test cases 13 and 14
+    /// (the GCM specification submitted to NIST): zero key and nonce, an
+    /// empty and a one-block zero plaintext.
+    @Test func sealedBoxMatchesTheGCMSpecificationVectors() throws {
+        let key = [UInt8](repeating: 0, count: 32), nonce = [UInt8](repeating: 0, count: 12)
+        let empty = try SealedBox.seal([], key: key, nonce: nonce)
+        #expect(Hex.encode(empty) == Hex.encode(nonce) + "530f8afbc74536b9a963b4f1c4cb738b")
+        let block = try SealedBox.seal([UInt8](repeating: 0, count: 16), key: key, nonce: nonce)
+        #expect(Hex.encode(block) == Hex.encode(nonce) + "cea7403d4d606b6e074ec5d3baf39d18" + "d0d1c8a799996bf0265b98b5d48ab919")
+        #expect(try SealedBox.open(empty, key: key) == [])
+        #expect(try SealedBox.open(block, key: key) == [UInt8](repeating: 0, count: 16))
+        // Shorter than nonce and tag, or a truncated tag: refused, never a crash.
+        #expect(throws: CryptoError.self) { try SealedBox.open(Array(block.prefix(27)), key: key) }
+        #expect(throws: CryptoError.self) { try SealedBox.open(Array(block.dropLast()), key: key) }
     }
 
     @Test func sealedBoxRoundTripsAndDetectsTampering() throws {

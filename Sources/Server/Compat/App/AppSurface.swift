@@ -46,20 +46,14 @@ enum AppSurface {
         ]
     }
 
-    /// The public reads serve only clients that can ask a user for consent
-    /// (SPEC 6.4): enabled, the authorization_code grant and a redirect URI,
-    /// never a primary or machine client.
-    static func isPubliclyReadable(_ c: Client) -> Bool {
-        !c.isPrimary && c.enabled && c.grantTypes.contains("authorization_code") && !c.redirectURIs.isEmpty
-    }
-
     /// The most ids one public batch read takes (SPEC 6.4, 7.1).
     static let maxBatch = 20
 
     static func app(_ id: String, _ ctx: RequestContext) throws -> JSON? {
-        try ctx.store.read {
-            guard let client = try ctx.store.client(id), isPubliclyReadable(client) else { return nil }
-            return json(client, logo: client.hasLogo ? try ctx.store.logoPreview(clientID: id) : nil)
+        let registry = NativeEndpoints.registry(ctx)
+        return try ctx.store.read {
+            guard let client = try registry.consentable(id) else { return nil }
+            return json(client, logo: try registry.logoPreviews(of: [client])[id])
         }
     }
 
@@ -103,10 +97,7 @@ enum AppSurface {
 
     static func image(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let id = ctx.param("client_id")
-        guard let logo = try ctx.store.read({ () -> (contentType: String, image: [UInt8], etag: String)? in
-            guard let client = try ctx.store.client(id), isPubliclyReadable(client) else { return nil }
-            return try ctx.store.logo(clientID: id)
-        }) else { throw RegistryError.notFound }
+        guard let logo = try ctx.store.read({ try NativeEndpoints.registry(ctx).consentableLogo(id) }) else { throw RegistryError.notFound }
         return NativeEndpoints.logoResponse(logo, request)
     }
 
@@ -127,8 +118,10 @@ enum AppSurface {
         guard let offset = request.queryValue("offset").flatMap(Int.init), offset >= 0 else {
             throw Failure(status: 400, message: "offset is required and must be a non-negative integer.")
         }
-        let page = try NativeEndpoints.registry(ctx).list(caller: caller, namePrefix: nil, limit: amount, offset: offset)
-        let apps = try page.clients.map { c in json(c, logo: c.hasLogo ? try ctx.store.read { try ctx.store.logoPreview(clientID: c.clientID) } : nil) }
+        let registry = NativeEndpoints.registry(ctx)
+        let page = try registry.list(caller: caller, namePrefix: nil, limit: amount, offset: offset)
+        let previews = try ctx.store.read { try registry.logoPreviews(of: page.clients) }
+        let apps = page.clients.map { c in json(c, logo: previews[c.clientID]) }
         var response = Response.json(["apps": .array(apps)])
         response.headers[.xTotalCount] = String(page.total)
         return response
@@ -219,9 +212,7 @@ enum AppSurface {
             throw Failure(status: 400, message: "\(key) must be a string.")
         }
         guard let clientID = body["client_id"]?.stringValue, !clientID.isEmpty else { throw Failure(status: 400, message: "client_id is required.") }
-        guard let client = try ctx.store.read({ try ctx.store.client(clientID) }), client.enabled,
-              client.redirectURIs.count == 1, client.grantTypes.contains("authorization_code"),
-              organization == nil || organization == client.organizationID else {
+        guard let client = try ctx.store.read({ try NativeEndpoints.registry(ctx).app(forCode: clientID, organization: organization) }) else {
             throw Failure(status: 404, message: "App not found.")
         }
         guard let rawScope = body["scope"]?.stringValue, rawScope.utf8.count <= 255 else {

@@ -41,6 +41,7 @@ enum IntegrationSurface {
                 switch why {
                 case .privilegedScope: failure = Failure(code: "AU0002", status: 403, message: why.message)
                 case .primaryOnly, .primaryChangesItself: failure = .primaryOnly
+                case .otherOrganization: failure = .otherOrganization
                 }
             case let .conflict(why):
                 switch why {
@@ -123,10 +124,12 @@ enum IntegrationSurface {
     }
 
     /// This surface tells another organization's client apart (AU0008), as its source did.
-    static func target(_ id: String, _ caller: Caller, _ ctx: RequestContext) throws -> Client {
-        guard let client = try ctx.store.read({ try ctx.store.client(id) }) else { throw Failure.notFound(id) }
-        guard client.organizationID == caller.organizationID else { throw Failure.otherOrganization }
-        return client
+    static func target(_ id: String, _ caller: Caller, _ ctx: RequestContext) throws {
+        do {
+            _ = try ctx.store.read { try NativeEndpoints.registry(ctx).locate(id, caller: caller) }
+        } catch RegistryError.notFound {
+            throw Failure.notFound(id)
+        }
     }
 
     // MARK: Routes
@@ -149,7 +152,7 @@ enum IntegrationSurface {
         let application = try string(body, "application", required: false)
         let newScopes = try scopes(body)
         let extra = try extraData(body)
-        _ = try target(id, caller, ctx)
+        try target(id, caller, ctx)
         _ = try NativeEndpoints.registry(ctx).update(id, caller: caller, expected: nil) { current in
             var spec = ClientSpec(current)
             if let application { spec.name = application }
@@ -165,9 +168,11 @@ enum IntegrationSurface {
         let body = try body(request, allowed: ["clientId", "password"])
         let id = try string(body, "clientId", required: true)!
         let password = try password(body)
-        guard caller.client.isPrimary else { throw Failure.primaryOnly }
-        _ = try target(id, caller, ctx)
-        try NativeEndpoints.registry(ctx).setPassword(id, caller: caller, password: password)
+        do {
+            try NativeEndpoints.registry(ctx).resetPassword(id, caller: caller, password: password)
+        } catch RegistryError.notFound {
+            throw Failure.notFound(id)
+        }
         return .empty()
     }
 
@@ -193,9 +198,7 @@ enum IntegrationSurface {
     static func delete(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let caller = try caller(request, ctx, scopes: [scope])
         let id = ctx.param("clientId")
-        let client = try target(id, caller, ctx)
-        if client.isPrimary { throw Failure.primaryUndeletable }
-        guard caller.client.isPrimary else { throw Failure.primaryOnly }
+        try target(id, caller, ctx)
         try NativeEndpoints.registry(ctx).delete(id, caller: caller)
         return .empty()
     }
