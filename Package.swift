@@ -37,8 +37,17 @@ let package = Package(
             "Common", "FastCGI", "HTTPCore", "Imaging", "OAuth", "SQLiteStore", "Postgres", "PostgresStore", "Server", "Cryptography",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .testTarget(name: "LatchkeyTests", dependencies: [
-            "Common", "HTTPCore", "JOSE", "OAuth", "SQLite", "SQLiteStore", "Server", "Cryptography", "Imaging", "Postgres", "PostgresStore",
+        // Three test targets, by layer (issue 12): the C wrappers, the domain
+        // (OAuth rules, grants, registry, stores; no HTTP) and the server
+        // (handlers called with plain requests). TestSupport is what they
+        // share: a clock, the store the run is on, a provisioned database.
+        .target(name: "TestSupport", dependencies: ["Common", "OAuth", "Postgres", "PostgresStore", "SQLiteStore"], path: "Tests/Support"),
+        .testTarget(name: "WrapperTests", dependencies: ["Common", "Cryptography", "Postgres", "SQLite", "TestSupport"]),
+        .testTarget(name: "DomainTests", dependencies: [
+            "Common", "Cryptography", "JOSE", "OAuth", "SQLite", "SQLiteStore", "Postgres", "PostgresStore", "TestSupport",
+        ]),
+        .testTarget(name: "ServerTests", dependencies: [
+            "Common", "HTTPCore", "JOSE", "OAuth", "Cryptography", "Imaging", "Server", "SQLiteStore", "TestSupport",
         ]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,3 +1,5 @@
+import Common
+
 /// An error of the OAuth endpoints (RFC 6749 §5.2, RFC 6750 §3.1,
 /// RFC 7009 §2.2.1). `description` is constant public text and never
 /// contains user input; `detail` is for the log only.
@@ -21,6 +23,9 @@ public struct OAuthError: Error, Equatable, CustomStringConvertible {
 
     public static func == (lhs: OAuthError, rhs: OAuthError) -> Bool { lhs.code == rhs.code && lhs.status == rhs.status }
     public var description: String { "\(code) (\(status)) at \(location)\(detail.isEmpty ? "" : ": \(detail)")" }
+
+    /// The body the OAuth endpoints answer with (RFC 6749 §5.2).
+    public var json: JSON { ["error": .string(code), "error_description": .string(publicDescription)] }
 
     public static func invalidRequest(_ description: String = "The request is malformed.", detail: String = "", fileID: String = #fileID, line: Int = #line) -> OAuthError {
         OAuthError("invalid_request", status: 400, description, detail: detail, fileID: fileID, line: line)

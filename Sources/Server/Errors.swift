@@ -52,7 +52,7 @@ public enum ErrorRendering {
         if let response = renderCompatible(error, surface: surface, request: request) { return response }
         switch (error, surface) {
         case let (e as OAuthError, .oauth), let (e as OAuthError, .bearer):
-            var response = Response.json(["error": .string(e.code), "error_description": .string(e.publicDescription)], status: .init(code: e.status))
+            var response = Response.json(e.json, status: .init(code: e.status))
             response.headers.append(contentsOf: HTTPFields(e.headers))
             response.headers[.cacheControl] = "no-store"
             return response

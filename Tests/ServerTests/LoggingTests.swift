@@ -2,6 +2,7 @@ import Common
 import HTTPCore
 import Server
 import Synchronization
+import TestSupport
 import Testing
 
 /// Collects what a logger writes.

@@ -3,6 +3,7 @@ import Cryptography
 import HTTPCore
 import JOSE
 import OAuth
+import TestSupport
 import Testing
 
 @Suite struct TokenEndpointTests {

@@ -1,4 +1,5 @@
 import Common
+import TestSupport
 import Testing
 
 @Suite struct JSONTests {

@@ -1,6 +1,7 @@
 import Common
 import HTTPCore
 import OAuth
+import TestSupport
 import Testing
 
 /// SPEC 6.2: the integration client API.

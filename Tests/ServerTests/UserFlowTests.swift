@@ -3,6 +3,7 @@ import Cryptography
 import HTTPCore
 import JOSE
 import OAuth
+import TestSupport
 import Testing
 
 /// A browser: cookies in, cookies out.
@@ -46,31 +47,6 @@ struct PKCE {
 func queryItems(_ location: String) -> [String: String] {
     guard let q = location.split(separator: "?", maxSplits: 1).dropFirst().first, let items = FormEncoding.parse(String(q)) else { return [:] }
     return Dictionary(items, uniquingKeysWith: { a, _ in a })
-}
-
-extension Harness {
-    static let redirect = "https://app.example/cb"
-
-    /// A user-facing app: public (PKCE) or confidential, with refresh tokens.
-    func app(public isPublic: Bool = true, redirectURIs: [String] = [Harness.redirect],
-             scope: [String] = ["openid", "profile", "email", "offline_access", "connections:read", "connections:write"]) throws -> (String, String?) {
-        let hasher = try Provisioning.secretHasher(store: store, env: env)
-        let id = "app-" + env.randomID(10)
-        let secret = isPublic ? nil : hasher.generate(env)
-        try store.write {
-            try store.insertClient(Client(clientID: id, organizationID: primary.organizationID, name: "Photo <b>Book</b>",
-                                          clientURI: "https://app.example", redirectURIs: redirectURIs,
-                                          grantTypes: ["authorization_code", "refresh_token"], authMethod: isPublic ? "none" : "client_secret_basic",
-                                          scope: scope, createdAt: clock.now))
-            if let secret { try store.insertSecret(hasher.record(for: secret, clientID: id, at: clock.now)) }
-        }
-        return (id, secret)
-    }
-
-    func user(_ username: String = "alice") throws -> String {
-        try Provisioning(env: env, store: store).addUser(username: username, email: "\(username)@example.com", name: "Alice Liddell",
-                                                         password: "correct horse battery")
-    }
 }
 
 @Suite struct UserFlowTests {

@@ -2,6 +2,7 @@ import Common
 import HTTPCore
 import Imaging
 import OAuth
+import TestSupport
 import Testing
 
 /// The native management API: every route and every rule of SPEC 6.0/6.1.

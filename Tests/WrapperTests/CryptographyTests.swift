@@ -1,5 +1,6 @@
 import Common
 @testable import Cryptography
+import TestSupport
 import Testing
 
 @Suite struct CryptographyTests {

@@ -1,6 +1,7 @@
 import Common
 import Cryptography
 import JOSE
+import TestSupport
 import Testing
 
 @Suite struct JOSETests {

@@ -3,13 +3,12 @@ import Foundation
 import OAuth
 import SQLite
 import SQLiteStore
-import HTTPCore
-import Server
+import TestSupport
 import Testing
 
 @Suite struct StoreTests {
     @Test(.enabled(if: TestStore.isSQLite, "SQLite's own machinery")) func migrationsAreIdempotentAndCounted() throws {
-        let h = try Harness()
+        let h = try StoreFixture()
         #expect(try h.sqlite.schemaVersionApplied() == SQLiteStore.schemaVersion)
         #expect(try h.sqlite.migrate() == 0)
         let again = try SQLiteStore(path: h.directory + "/test.db")
@@ -17,7 +16,7 @@ import Testing
     }
 
     @Test func clientsRoundTripWithNonASCIIAndInjectionText() throws {
-        let h = try Harness()
+        let h = try StoreFixture()
         let client = Client(clientID: "client-ü-1", organizationID: h.primary.organizationID, name: "Zürich 🚀 '); DROP TABLE clients;--",
                             description: "naïve \"quoted\"", redirectURIs: ["https://app.example/cb"], scope: ["openid", "profile"],
                             extraData: ["k": ["nested": true]], createdAt: h.clock.now)
@@ -28,7 +27,7 @@ import Testing
     }
 
     @Test func writeTransactionsRollBackOnError() throws {
-        let h = try Harness()
+        let h = try StoreFixture()
         struct Boom: Error {}
         #expect(throws: Boom.self) {
             try h.store.write {
@@ -40,13 +39,13 @@ import Testing
     }
 
     @Test func uniquenessViolationsBecomeConflicts() throws {
-        let h = try Harness()
+        let h = try StoreFixture()
         let dup = Client(clientID: h.primary.clientID, organizationID: h.primary.organizationID, name: "dup", createdAt: 0)
         #expect(throws: StoreError.self) { try h.store.write { try h.store.insertClient(dup) } }
     }
 
     @Test(.enabled(if: TestStore.isSQLite, "SQLite's own machinery")) func aLockedDatabaseIsReportedAsBusy() throws {
-        let h = try Harness()
+        let h = try StoreFixture()
         let other = try Connection(path: h.directory + "/test.db", busyTimeoutMillis: 10)
         try other.execute("BEGIN IMMEDIATE")
         defer { try? other.execute("ROLLBACK") }
@@ -58,7 +57,7 @@ import Testing
     }
 
     @Test(.enabled(if: TestStore.isSQLite, "SQLite's own machinery")) func backupWritesAConsistentCopy() throws {
-        let h = try Harness()
+        let h = try StoreFixture()
         let path = h.directory + "/backup.db"
         try h.sqlite.backup(to: path)
         let copy = try SQLiteStore(path: path)
@@ -66,7 +65,7 @@ import Testing
     }
 
     @Test(.enabled(if: TestStore.isSQLite, "SQLite's own machinery")) func theCheckpointerMovesTheWALIntoTheDatabase() throws {
-        let h = try Harness()
+        let h = try StoreFixture()
         let path = h.directory + "/test.db"
         func fileSize() throws -> Int { (try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0 }
         let store = try SQLiteStore(path: path, migrate: false, autoCheckpointPages: 0)
@@ -94,7 +93,7 @@ import Testing
     }
 
     @Test func theClientCountFollowsInsertsAndDeletes() throws {
-        let h = try Harness()
+        let h = try StoreFixture()
         let org = h.primary.organizationID
         // The rows themselves, as a list returns them (the kept count must agree).
         func counted() throws -> Int { try h.store.clients(organizationID: org, namePrefix: nil, limit: 250, offset: 0).clients.count }
@@ -118,7 +117,7 @@ import Testing
     }
 
     @Test func deletingAClientRemovesItsSecrets() throws {
-        let h = try Harness()
+        let h = try StoreFixture()
         #expect(!(try h.store.secrets(clientID: h.primary.clientID)).isEmpty)
         try h.store.write { try h.store.deleteClient(h.primary.clientID) }
         #expect(try h.store.secrets(clientID: h.primary.clientID).isEmpty)
@@ -128,7 +127,7 @@ import Testing
 /// The read memo of `SQLiteStore` must never answer from a stale state.
 @Suite struct ReadMemoTests {
     @Test func anotherConnectionsCommitIsSeenByTheNextReadTransaction() throws {
-        let h = try Harness()
+        let h = try StoreFixture()
         let id = h.primary.clientID
         let other = try h.anotherStore()
         // Remember the client, its secrets and a negative revocation answer.
@@ -149,7 +148,7 @@ import Testing
     }
 
     @Test(.enabled(if: TestStore.isSQLite, "SQLite's own machinery")) func aReadAnsweredFromTheMemoStillQueriesWhatItLacks() throws {
-        let h = try Harness()
+        let h = try StoreFixture()
         let id = h.primary.clientID
         _ = try h.store.read { try h.store.client(id) }
         // The memo is valid: this read begins its transaction only for the user query.
@@ -164,7 +163,7 @@ import Testing
     }
 
     @Test func ownWritesAreSeenAtOnce() throws {
-        let h = try Harness()
+        let h = try StoreFixture()
         let id = h.primary.clientID
         var client = try #require(try h.store.read { try h.store.client(id) })
         client.name = "renamed here"
@@ -180,7 +179,7 @@ import Testing
     }
 
     @Test(.enabled(if: TestStore.isSQLite, "SQLite's own machinery")) func ownTokenOnlyWritesKeepTheConfigurationMemo() throws {
-        let h = try Harness()
+        let h = try StoreFixture()
         let id = h.primary.clientID
         _ = try h.store.read { try h.store.client(id) }
         try h.store.write { try h.store.revokeAccessToken(jti: "own", expiresAt: Int64.max / 4) }
@@ -214,7 +213,7 @@ import Testing
     }
 
     @Test func configurationChangesElsewhereAreSeenThroughTokenOnlyWrites() throws {
-        let h = try Harness()
+        let h = try StoreFixture()
         let id = h.primary.clientID
         let other = try h.anotherStore()
         let keysVersion = try h.store.read { try h.store.meta("keys_version") }
@@ -234,38 +233,12 @@ import Testing
     }
 
     @Test func aDeletedClientIsGoneForEveryConnection() throws {
-        let h = try Harness()
+        let h = try StoreFixture()
         let other = try h.anotherStore()
         let created = Client(clientID: "short-lived", organizationID: h.primary.organizationID, name: "short-lived", createdAt: h.clock.now)
         try h.store.write { try h.store.insertClient(created) }
         #expect(try other.read { try other.client(created.clientID) } != nil)
         try h.store.write { try h.store.deleteClient(created.clientID) }
         #expect(try other.read { try other.client(created.clientID) } == nil)
-    }
-}
-
-@Suite struct BusyDatabaseTests {
-    /// SPEC 7: contention never surfaces as a 500; past the busy timeout the answer is 503 with Retry-After.
-    @Test(.enabled(if: TestStore.isSQLite, "SQLite's own machinery")) func aLockedDatabaseAnswers503WithRetryAfter() throws {
-        let h = try Harness()
-        let token = try h.token()
-        let store = try SQLiteStore(path: h.directory + "/test.db", migrate: false, busyTimeoutMillis: 20)
-        let worker = try Worker(app: Application(env: h.env, logger: Logger(level: .off)), store: store)
-        let locker = try Connection(path: h.directory + "/test.db", busyTimeoutMillis: 10)
-        try locker.execute("BEGIN IMMEDIATE")
-        defer { try? locker.execute("ROLLBACK") }
-        let native = worker.handle(Request(method: .post, path: "/api/v1/clients",
-                                           headers: HTTPFields([("Authorization", "Bearer \(token)"), ("Content-Type", "application/json")]),
-                                           body: Array("{\"client_name\": \"x\"}".utf8)))
-        #expect(native.status == 503)
-        #expect(native.headers[.retryAfter] == "1")
-        #expect(native.json?["code"] == "busy")
-        let revoke = worker.handle(Request(method: .post, path: "/oauth2/revoke",
-                                           headers: HTTPFields([("Authorization", Harness.basic(h.primary.clientID, h.primary.clientSecret)),
-                                                             ("Content-Type", "application/x-www-form-urlencoded")]),
-                                           body: Array("token=\(token)".utf8)))
-        #expect(revoke.status == 503)
-        #expect(revoke.json?["error"] == "temporarily_unavailable")
-        #expect(revoke.headers[.retryAfter] == "1")
     }
 }

@@ -1,6 +1,7 @@
 import Common
 import Cryptography
 import OAuth
+import TestSupport
 import Testing
 
 /// The authorization checks every code-issuing surface shares (issue 12),

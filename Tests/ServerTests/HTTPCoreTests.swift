@@ -1,5 +1,6 @@
 import Common
 import HTTPCore
+import TestSupport
 import Testing
 
 @Suite struct CGIMappingTests {

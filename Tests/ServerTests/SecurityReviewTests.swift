@@ -6,6 +6,7 @@ import HTTPCore
 import Imaging
 import OAuth
 import Server
+import TestSupport
 import Testing
 
 /// The findings of the outside security review (issue 10), one test per

@@ -1,0 +1,78 @@
+import Common
+import OAuth
+import TestSupport
+import Testing
+
+/// RFC 6749 §4.1.3 and RFC 7636 §4.6: each way a code redemption is
+/// refused, with the exact body, and what a refusal leaves behind.
+@Suite struct AuthorizationCodeGrantTests {
+    static let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+
+    /// Cases: what is changed in an otherwise valid redemption.
+    @Test(arguments: [
+        ("no code", ["code": nil], Refusal.invalidRequest("code is required.")),
+        ("unknown code", ["code": "lkc_unknown"], .invalidGrant()),
+        ("another redirect_uri", ["redirect_uri": "https://app.example/other"], .invalidGrant("redirect_uri does not match the authorization request.")),
+        ("no redirect_uri although the request sent one", ["redirect_uri": nil], .invalidGrant("redirect_uri does not match the authorization request.")),
+        ("no code_verifier", ["code_verifier": nil], .invalidGrant("The code_verifier does not match the code_challenge.")),
+        ("another code_verifier", ["code_verifier": String(repeating: "a", count: 43)], .invalidGrant("The code_verifier does not match the code_challenge.")),
+        ("a code_verifier too short (RFC 7636 §4.1)", ["code_verifier": "short"], .invalidGrant("The code_verifier does not match the code_challenge.")),
+    ] as [(String, [String: String?], Refusal)])
+    func aRedemptionIsRefused(_ name: String, _ change: [String: String?], _ expected: Refusal) throws {
+        let t = try GrantTesting()
+        let user = try t.h.user()
+        let (client, _) = try t.h.app()
+        let code = try t.code(client: client, user: user)
+        var parameters = ["code": code, "redirect_uri": StoreFixture.redirect, "code_verifier": Self.verifier, "client_id": client]
+        for (key, value) in change { parameters[key] = value }
+        #expect(t.refusal("authorization_code", parameters, as: .publicClient(clientID: client)) == expected, "\(name)")
+        // A refusal consumes nothing: the same code still works with the right values.
+        let good = try t.exchange("authorization_code", ["code": code, "redirect_uri": StoreFixture.redirect, "code_verifier": Self.verifier],
+                                  as: .publicClient(clientID: client))
+        #expect(good.refreshToken != nil && good.idToken != nil && good.scope == ["openid", "offline_access"])
+    }
+
+    @Test func aCodeIsRedeemedOnceAndAReplayRevokesWhatItIssued() throws {
+        let t = try GrantTesting()
+        let user = try t.h.user()
+        let (client, _) = try t.h.app()
+        let code = try t.code(client: client, user: user)
+        let parameters = ["code": code, "redirect_uri": StoreFixture.redirect, "code_verifier": Self.verifier]
+        let first = try t.exchange("authorization_code", parameters, as: .publicClient(clientID: client))
+        #expect(t.refusal("authorization_code", parameters, as: .publicClient(clientID: client)) == .invalidGrant())
+        // RFC 6749 §4.1.2: the refresh token the first redemption issued is revoked with its family.
+        #expect(t.refusal("refresh_token", ["refresh_token": try #require(first.refreshToken)], as: .publicClient(clientID: client)) == .invalidGrant())
+    }
+
+    @Test func anotherClientsCodeAndAnExpiredCodeAreUnknown() throws {
+        let t = try GrantTesting()
+        let user = try t.h.user()
+        let (client, _) = try t.h.app()
+        let (other, _) = try t.h.app()
+        let parameters = ["code": try t.code(client: client, user: user), "redirect_uri": StoreFixture.redirect, "code_verifier": Self.verifier]
+        #expect(t.refusal("authorization_code", parameters, as: .publicClient(clientID: other)) == .invalidGrant())
+        t.h.clock.advance(seconds: 61)
+        #expect(t.refusal("authorization_code", parameters, as: .publicClient(clientID: client)) == .invalidGrant())
+    }
+
+    /// SPEC 5.2: a code whose connection the user removed meanwhile creates no grant.
+    @Test func aCodeOfADisconnectedAppIsRefused() throws {
+        let t = try GrantTesting()
+        let user = try t.h.user()
+        let (client, _) = try t.h.app()
+        let parameters = ["code": try t.code(client: client, user: user), "redirect_uri": StoreFixture.redirect, "code_verifier": Self.verifier]
+        try t.h.store.write { try t.h.store.deleteConnection(userID: user, clientID: client) }
+        #expect(t.refusal("authorization_code", parameters, as: .publicClient(clientID: client)) == .invalidGrant())
+    }
+
+    @Test func aVerifierWithoutAChallengeIsRefused() throws {
+        let t = try GrantTesting()
+        let user = try t.h.user()
+        let (client, secret) = try t.h.app(public: false)
+        let code = try t.code(client: client, user: user, verifier: nil)
+        let confidential = PresentedCredentials.basic(clientID: client, secret: try #require(secret))
+        #expect(t.refusal("authorization_code", ["code": code, "redirect_uri": StoreFixture.redirect, "code_verifier": Self.verifier], as: confidential)
+                == .invalidGrant("No code_challenge was sent with the authorization request."))
+        #expect(try t.exchange("authorization_code", ["code": code, "redirect_uri": StoreFixture.redirect], as: confidential).refreshToken != nil)
+    }
+}

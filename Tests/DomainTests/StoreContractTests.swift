@@ -1,0 +1,155 @@
+import Common
+import Foundation
+import SQLiteStore
+import OAuth
+import Synchronization
+import PostgresStore
+import TestSupport
+import Testing
+
+/// Exactly-once rules under races between connections (SPEC 9): the
+/// threads here stand for workers and nodes, each with its own connection.
+/// The suite runs on SQLite and, under `LATCHKEY_TEST_STORE=postgres`, on
+/// PostgreSQL (scripts/test runs both).
+@Suite struct StoreContractTests {
+    /// Runs `body` on `count` threads at once, each with its own connection.
+    func race<T: Sendable>(_ h: StoreFixture, _ count: Int, _ body: @escaping @Sendable (any Store, Int) throws -> T) -> [Result<T, any Error>] {
+        let factory = h.storeFactory
+        let results = Mutex<[Result<T, any Error>]>([])
+        let start = DispatchSemaphore(value: 0), done = DispatchSemaphore(value: 0)
+        for i in 0..<count {
+            Thread.detachNewThread {
+                let store = Result { try factory() }
+                start.wait()
+                let outcome = store.flatMap { s in Result { try body(s, i) } }
+                results.withLock { $0.append(outcome) }
+                done.signal()
+            }
+        }
+        for _ in 0..<count { start.signal() }
+        for _ in 0..<count { done.wait() }
+        return results.withLock { $0 }
+    }
+
+    @Test func aCodeIsConsumedOnceHoweverManyConnectionsRace() throws {
+        let h = try StoreFixture()
+        let user = try h.user()
+        let (client, _) = try h.app()
+        let now = h.clock.now
+        try h.store.write {
+            try h.store.insertCode(AuthorizationCodeRecord(codeHash: "race-code", clientID: client, userID: user, redirectURI: StoreFixture.redirect,
+                                                           redirectURISent: true, scope: ["openid"], nonce: nil, codeChallenge: nil,
+                                                           authTime: now / 1000, createdAt: now, expiresAt: now + 60_000))
+        }
+        let outcomes = race(h, 8) { store, i in try store.write { try store.consumeCode(hash: "race-code", at: now, familyID: "family-\(i)") } }
+        let wins = outcomes.filter { (try? $0.get()) == true }.count
+        let refused = outcomes.filter { if case .failure = $0 { return true } else { return false } }
+        #expect(wins == 1, "\(outcomes)")
+        // A connection may be told to retry (503) but never wins a second time.
+        #expect(refused.allSatisfy { if case .failure(let e) = $0 { return (e as? StoreError)?.isTransient == true } else { return false } })
+    }
+
+    @Test func aRefreshTokenRotatesOnceHoweverManyConnectionsRace() throws {
+        let h = try StoreFixture()
+        let user = try h.user()
+        let (client, _) = try h.app()
+        let now = h.clock.now
+        try h.store.write {
+            try h.store.insertFamily(id: "fam", clientID: client, userID: user, createdAt: now)
+            try h.store.insertRefreshToken(RefreshTokenRecord(tokenHash: "race-refresh", familyID: "fam", clientID: client, userID: user,
+                                                              scope: ["openid"], authTime: now / 1000, createdAt: now, expiresAt: now + 60_000))
+        }
+        let outcomes = race(h, 8) { store, _ in try store.write { try store.rotateRefreshToken(hash: "race-refresh", at: now) } }
+        #expect(outcomes.filter { (try? $0.get()) == true }.count == 1, "\(outcomes)")
+    }
+
+    @Test func anAuthorizationRequestIsAnsweredOnce() throws {
+        let h = try StoreFixture()
+        let (client, _) = try h.app()
+        let now = h.clock.now
+        let request = AuthorizationRequest(clientID: client, redirectURI: StoreFixture.redirect, redirectURISent: true, scope: ["openid"], state: nil,
+                                           nonce: nil, codeChallenge: nil, prompt: [], maxAge: nil)
+        try h.store.write { try h.store.insertAuthorizationRequest(idHash: "race-request", request: request, createdAt: now, expiresAt: now + 60_000) }
+        let outcomes = race(h, 8) { store, _ in try store.write { try store.markAuthorizationRequestAnswered(idHash: "race-request", at: now) } }
+        #expect(outcomes.filter { (try? $0.get()) == true }.count == 1, "\(outcomes)")
+    }
+
+    @Test func theClientLimitHoldsUnderConcurrentCreates() throws {
+        let h = try StoreFixture()
+        let org = try Provisioning(env: h.env, store: h.store).createOrganization(name: "Limited", clientLimit: 5)
+        let primary = try #require(try h.store.client(org.clientID))
+        let env = h.env
+        let pepper = try #require(Hex.decode(String(repeating: "ab", count: 32)))
+        let outcomes = race(h, 10) { store, i in
+            let caller = Caller(client: primary, scopes: primary.scope, requestID: nil, surface: "test")
+            return try ClientRegistry(env: env, store: store, hasher: SecretHasher(pepper: pepper))
+                .create(ClientSpec(name: "racer \(i)"), caller: caller).client.clientID
+        }
+        let created = outcomes.compactMap { try? $0.get() }
+        #expect(created.count == 4, "\(outcomes)")
+        #expect(outcomes.allSatisfy {
+            if case .failure(let e) = $0 { return (e as? RegistryError) == .limitReached || (e as? StoreError)?.isTransient == true } else { return true }
+        })
+        #expect(try h.store.clientCount(organizationID: org.organizationID) == 5)
+        #expect(try h.store.clients(organizationID: org.organizationID, namePrefix: nil, limit: 50, offset: 0).clients.count == 5)
+    }
+
+    @Test func aRevocationOnOneConnectionIsSeenByEveryOtherAtOnce() throws {
+        let h = try StoreFixture()
+        let token = try h.token()
+        let other = try h.anotherStore()
+        let claims = try #require(try AccessTokens(env: h.env, store: other, keys: KeyRing(store: other, env: h.env)).validate(token)?.claims)
+        try h.store.write { try h.store.revokeAccessToken(jti: claims.jti, expiresAt: claims.expiresAt * 1000) }
+        #expect(try other.read { try AccessTokens(env: h.env, store: other, keys: KeyRing(store: other, env: h.env)).validate(token) } == nil)
+    }
+
+    /// A blind write that fails at the COMMIT fails the whole transaction:
+    /// nothing of it is stored, and the caller gets the error.
+    /// Listings are filtered and paged by the store (issue 12): a page costs a page.
+    @Test func clientListingsAreFilteredAndPagedInTheStore() throws {
+        let h = try StoreFixture()
+        let store = h.store
+        try store.write {
+            try store.insertOrganization(Organization(id: "org-list", name: "Listed", clientLimit: 100, primaryClientID: nil, createdAt: 1))
+            for (i, used) in [nil, 1_000, 5_000, nil, 9_000].enumerated() {
+                var c = Client(clientID: "list-\(i)", organizationID: "org-list", name: i < 3 ? "alpha \(i)" : "beta \(i)",
+                               redirectURIs: [], grantTypes: ["client_credentials"], authMethod: "client_secret_basic", scope: [], createdAt: Int64(10 + i))
+                c.lastUsedAt = used.map(Int64.init)
+                try store.insertClient(c)
+            }
+        }
+        func ids(_ filter: ClientFilter, limit: Int = 50, offset: Int = 0) throws -> ([String], Int) {
+            let page = try store.read { try store.clients(organizationID: "org-list", filter: filter, limit: limit, offset: offset) }
+            return (page.clients.map(\.clientID), page.total)
+        }
+        #expect(try ids(ClientFilter()) == (["list-0", "list-1", "list-2", "list-3", "list-4"], 5))
+        #expect(try ids(ClientFilter(lastUsed: .never)) == (["list-0", "list-3"], 2))
+        #expect(try ids(ClientFilter(lastUsed: .atOrBefore(5_000))) == (["list-1", "list-2"], 2))
+        #expect(try ids(ClientFilter(namePrefix: "alpha", lastUsed: .atOrBefore(9_000))) == (["list-1", "list-2"], 2))
+        #expect(try ids(ClientFilter(lastUsed: .atOrBefore(9_000)), limit: 1, offset: 1) == (["list-2"], 3))
+    }
+
+    @Test func aFailingBlindWriteFailsTheWholeTransaction() throws {
+        let h = try StoreFixture()
+        let userID = try h.user()
+        let (client, _) = try h.app()
+        let store = h.store
+        let now = h.clock.now
+        let token = RefreshTokenRecord(tokenHash: "dup-hash", familyID: "fam-1", clientID: client, userID: userID, scope: ["openid"],
+                                       authTime: now / 1000, createdAt: now, expiresAt: now + 60_000)
+        try store.write {
+            try store.insertFamily(id: "fam-1", clientID: client, userID: userID, createdAt: now)
+            try store.insertRefreshToken(token)
+        }
+        #expect(throws: StoreError.self) {
+            try store.write {
+                try store.insertFamily(id: "fam-2", clientID: client, userID: userID, createdAt: now)
+                _ = try store.rotateRefreshToken(hash: "dup-hash", at: now)
+                try store.insertRefreshToken(token)  // the same hash again: refused, at the latest at the COMMIT
+            }
+        }
+        #expect(try store.read { try store.refreshToken(hash: "dup-hash")?.rotatedAt } == nil, "the rotation was rolled back")
+        // The connection goes on: the next write works.
+        try store.write { try store.insertFamily(id: "fam-3", clientID: client, userID: userID, createdAt: now) }
+    }
+}

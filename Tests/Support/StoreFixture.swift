@@ -1,0 +1,151 @@
+import Common
+import Foundation
+import OAuth
+import Postgres
+import PostgresStore
+import SQLiteStore
+import Synchronization
+
+// What every test target shares: a clock moved by hand, the store the run
+// is on (SQLite or PostgreSQL) and a fresh, provisioned database for one
+// test. No HTTP here: the server tests wrap this in their Harness.
+
+/// A clock tests move by hand.
+package final class TestClock: Sendable {
+    private let millis: Mutex<Int64>
+    package init(_ start: Int64 = 1_796_000_000_000) { millis = Mutex(start) }
+    package var now: Int64 { millis.withLock { $0 } }
+    package func advance(seconds: Int64) { millis.withLock { $0 += seconds * 1000 } }
+}
+
+/// Which store the suites run on: SQLite by default; PostgreSQL when
+/// `LATCHKEY_TEST_STORE=postgres` (with `LATCHKEY_TEST_DATABASE_URL`).
+/// `scripts/test` runs every suite once on each (SPEC 9: one behaviour on
+/// every store); the tests of one store's own machinery say so.
+package enum TestStore: String, Sendable {
+    case sqlite, postgres
+
+    package static let kind: TestStore = ProcessInfo.processInfo.environment["LATCHKEY_TEST_STORE"] == "postgres" ? .postgres : .sqlite
+    package static var isSQLite: Bool { kind == .sqlite }
+}
+
+/// The throwaway cluster `scripts/test` starts, when there is one.
+package enum TestDatabase {
+    package static let url = ProcessInfo.processInfo.environment["LATCHKEY_TEST_DATABASE_URL"]
+    package static var available: Bool { url != nil }
+}
+
+package struct HarnessError: Error, CustomStringConvertible {
+    package let description: String
+    package init(_ d: String) { description = d }
+}
+
+/// A fresh schema in the test cluster for one fixture: its own tables,
+/// dropped when the fixture goes.
+package final class PostgresSchemaFixture {
+    package let name = "lk_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+    let admin: PGConnection
+    package let url: String
+
+    package init() throws {
+        guard let base = TestDatabase.url else { throw HarnessError("LATCHKEY_TEST_STORE=postgres needs LATCHKEY_TEST_DATABASE_URL") }
+        admin = try PGConnection(base)
+        try admin.run("CREATE SCHEMA \(name)")
+        url = base + (base.contains("?") ? "&" : "?") + "options=-csearch_path%3D\(name)"
+    }
+
+    deinit { _ = try? admin.run("DROP SCHEMA \(name) CASCADE") }
+}
+
+/// A temporary, provisioned database (one organization "Acme" with its
+/// primary client) on the run's store, with a clock the test moves.
+package final class StoreFixture {
+    package static let issuer = "https://auth.example.test"
+    package static let redirect = "https://app.example/cb"
+
+    package let directory: String
+    package let clock = TestClock()
+    package let store: any Store
+    package let postgres: PostgresSchemaFixture?
+    package let env: OAuth.Environment
+    package let primary: ProvisionedOrganization
+
+    package init(kek: [UInt8]? = nil) throws {
+        directory = NSTemporaryDirectory() + "latchkey-test-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        switch TestStore.kind {
+        case .sqlite:
+            postgres = nil
+            store = try SQLiteStore(path: directory + "/test.db")
+        case .postgres:
+            let fixture = try PostgresSchemaFixture()
+            postgres = fixture
+            store = try PostgresStore(url: fixture.url)
+        }
+        let clock = self.clock
+        env = OAuth.Environment(issuer: StoreFixture.issuer, now: { clock.now }, kek: kek)
+        primary = try Provisioning(env: env, store: store).initialize(issuer: StoreFixture.issuer, organizationName: "Acme", clientLimit: 100)
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: directory) }
+
+    /// The SQLite store, for the tests of SQLite's own machinery (memo, WAL, busy).
+    package var sqlite: SQLiteStore { store as! SQLiteStore }
+
+    /// Opens further connections from any thread (each thread its own, as
+    /// the workers and the nodes do).
+    package var storeFactory: @Sendable () throws -> any Store {
+        switch TestStore.kind {
+        case .sqlite:
+            let path = directory + "/test.db"
+            return { try SQLiteStore(path: path, migrate: false) }
+        case .postgres:
+            let url = postgres!.url
+            return { try PostgresStore(url: url, migrate: false) }
+        }
+    }
+
+    /// Another connection to the same database (another worker, another node).
+    package func anotherStore() throws -> any Store { try storeFactory() }
+
+    /// The registry as the server builds it for a request.
+    package func registry(guards: AbuseGuards? = nil) throws -> ClientRegistry {
+        ClientRegistry(env: env, store: store, hasher: try Provisioning.secretHasher(store: store, env: env), guards: guards)
+    }
+
+    /// A management caller: `clientID`'s own client_credentials token holding `scopes`.
+    package func caller(_ clientID: String? = nil, scopes: [String] = ["clients:read", "clients:write"], surface: String = "native") throws -> Caller {
+        guard let client = try store.read({ try store.client(clientID ?? primary.clientID) }) else { throw HarnessError("no client \(clientID ?? "")") }
+        return Caller(client: client, scopes: scopes, requestID: "req-test", surface: surface)
+    }
+
+    /// A client_credentials access token for the primary client, issued by
+    /// the grant itself (no HTTP).
+    package func token() throws -> String {
+        guard let client = try store.read({ try store.client(primary.clientID) }) else { throw HarnessError("no primary client") }
+        let service = TokenService(env: env, store: store, keys: KeyRing(store: store, env: env))
+        return try ClientCredentialsGrant().exchange(TokenRequest(grantType: "client_credentials", parameters: [:]), client: client,
+                                                     service: service).accessToken
+    }
+
+    /// A user-facing app: public (PKCE) or confidential, with refresh tokens.
+    package func app(public isPublic: Bool = true, redirectURIs: [String] = [StoreFixture.redirect],
+             scope: [String] = ["openid", "profile", "email", "offline_access", "connections:read", "connections:write"]) throws -> (String, String?) {
+        let hasher = try Provisioning.secretHasher(store: store, env: env)
+        let id = "app-" + env.randomID(10)
+        let secret = isPublic ? nil : hasher.generate(env)
+        try store.write {
+            try store.insertClient(Client(clientID: id, organizationID: primary.organizationID, name: "Photo <b>Book</b>",
+                                          clientURI: "https://app.example", redirectURIs: redirectURIs,
+                                          grantTypes: ["authorization_code", "refresh_token"], authMethod: isPublic ? "none" : "client_secret_basic",
+                                          scope: scope, createdAt: clock.now))
+            if let secret { try store.insertSecret(hasher.record(for: secret, clientID: id, at: clock.now)) }
+        }
+        return (id, secret)
+    }
+
+    package func user(_ username: String = "alice") throws -> String {
+        try Provisioning(env: env, store: store).addUser(username: username, email: "\(username)@example.com", name: "Alice Liddell",
+                                                         password: "correct horse battery")
+    }
+}
