@@ -18,6 +18,30 @@ package final class TestClock: Sendable {
     package func advance(seconds: Int64) { millis.withLock { $0 += seconds * 1000 } }
 }
 
+/// A seeded random source (SplitMix64): a fixture's ids, secrets and codes
+/// are the same on every run, so a failure reproduces. Key generation and
+/// hashing salts stay OpenSSL's own.
+package final class SeededRandom: Sendable {
+    private let state: Mutex<UInt64>
+    package init(seed: UInt64) { state = Mutex(seed) }
+
+    package func bytes(_ count: Int) -> [UInt8] {
+        state.withLock { s in
+            var out: [UInt8] = []
+            out.reserveCapacity(count + 8)
+            while out.count < count {
+                s &+= 0x9E37_79B9_7F4A_7C15
+                var z = s
+                z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+                z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+                z ^= z >> 31
+                withUnsafeBytes(of: z.littleEndian) { out.append(contentsOf: $0) }
+            }
+            return Array(out.prefix(count))
+        }
+    }
+}
+
 /// Which store the suites run on: SQLite by default; PostgreSQL when
 /// `LATCHKEY_TEST_STORE=postgres` (with `LATCHKEY_TEST_DATABASE_URL`).
 /// `scripts/test` runs every suite once on each (SPEC 9: one behaviour on
@@ -69,8 +93,9 @@ package final class StoreFixture {
     package let postgres: PostgresSchemaFixture?
     package let env: OAuth.Environment
     package let primary: ProvisionedOrganization
+    package let random: SeededRandom
 
-    package init(kek: [UInt8]? = nil) throws {
+    package init(kek: [UInt8]? = nil, seed: UInt64 = 0x1A7C_4E11) throws {
         directory = NSTemporaryDirectory() + "latchkey-test-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         switch TestStore.kind {
@@ -83,7 +108,9 @@ package final class StoreFixture {
             store = try PostgresStore(url: fixture.url)
         }
         let clock = self.clock
-        env = OAuth.Environment(issuer: StoreFixture.issuer, now: { clock.now }, kek: kek)
+        let random = SeededRandom(seed: seed)
+        self.random = random
+        env = OAuth.Environment(issuer: StoreFixture.issuer, now: { clock.now }, random: { random.bytes($0) }, kek: kek)
         primary = try Provisioning(env: env, store: store).initialize(issuer: StoreFixture.issuer, organizationName: "Acme", clientLimit: 100)
     }
 
