@@ -1,0 +1,204 @@
+import Common
+import Cryptography
+import Foundation
+import Synchronization
+import HTTPCore
+import Imaging
+import OAuth
+import Server
+import TestSupport
+import Testing
+
+/// Items 3 to 5: slow hashes and abuse, grants and their connections, one organization per app token.
+extension SecurityReviewTests {
+    // 3. Slow hashes: a small pool, failures remembered and limited; cheap secrets unaffected.
+    @Test func wrongPasswordsNeverQueueOnEveryWorker() throws {
+        let guards = AbuseGuards(pool: SlowHashPool(permits: 1), failures: FailureLimiter(limits: .init(perAddress: 1000, perAccount: 3)))
+        let h = try Harness(guards: guards)
+        let token = try h.token()
+        let integration = try #require(h.json("POST", "/external/v1/oauth/client", token: token,
+                                              body: ["password": "the-right-one", "application": "scrypt client"]).json?["clientId"]?.stringValue)
+        let generated = try #require(h.json("POST", "/api/v1/clients", token: token, body: ["client_name": "cheap"]).json)
+        let cheapID = try #require(generated["client_id"]?.stringValue), cheapSecret = try #require(generated["client_secret"]?.stringValue)
+        func attempt(_ id: String, _ secret: String) -> Response { h.form("/oauth2/token", [("grant_type", "client_credentials")], basic: (id, secret)) }
+
+        #expect(attempt(integration, "wrong-1").status == 401)
+        // While every slow-hash permit is taken: a new slow hash is refused at once (503),
+        // a remembered failure and a cached success are answered without one, a cheap secret as usual.
+        #expect(attempt(integration, "the-right-one").status == 200)
+        try guards.pool.run {
+            #expect(guards.pool.inUse == 1)
+            let busy = attempt(integration, "wrong-2")
+            #expect(busy.status == 503)
+            #expect(busy.headers[.retryAfter] == "1")
+            #expect(attempt(integration, "wrong-1").status == 401)
+            #expect(attempt(integration, "the-right-one").status == 200)
+            #expect(attempt(cheapID, cheapSecret).status == 200)
+        }
+        // Past the per-client failure limit (3: wrong-1 twice, wrong-3): 429 before any hash,
+        // with Retry-After; the cached secret still works.
+        #expect(attempt(integration, "wrong-3").status == 401)
+        let limited = attempt(integration, "wrong-4")
+        #expect(limited.status == 429)
+        #expect(Int(limited.headers[.retryAfter] ?? "") ?? 0 >= 1)
+        #expect(limited.json?["error"] == "rate_limited")
+        #expect(attempt(integration, "the-right-one").status == 200)
+        #expect(attempt(cheapID, cheapSecret).status == 200)
+        // The window passes.
+        h.clock.advance(seconds: 61)
+        #expect(attempt(integration, "wrong-6").status == 401)
+    }
+
+    @Test func theSlowHashPoolQueuesBrieflyAndRefusesBeyondItsQueue() throws {
+        let pool = SlowHashPool(permits: 1, maxWaiters: 1, maxWaitMillis: 5_000)
+        let holding = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0), waiterDone = DispatchSemaphore(value: 0)
+        let waiterResult = Mutex<Int?>(nil)
+        Thread.detachNewThread { _ = try? pool.run { holding.signal(); release.wait() } }
+        holding.wait()
+        Thread.detachNewThread {
+            let r = try? pool.run { 42 }
+            waiterResult.withLock { $0 = r }
+            waiterDone.signal()
+        }
+        while pool.queued == 0 { usleep(1_000) }
+        // The queue is full: a third caller is refused at once.
+        #expect(throws: SlowHashesBusy.self) { try pool.run { 0 } }
+        release.signal()
+        waiterDone.wait()
+        #expect(waiterResult.withLock { $0 } == 42)
+        #expect(pool.inUse == 0)
+        #expect(pool.queued == 0)
+    }
+
+    /// One attacker guessing a client's password locks out only its own
+    /// address; the client's correct password from elsewhere still gets in,
+    /// until failures from everywhere pass their own (higher) limit.
+    @Test func aGuessingAddressLocksOutOnlyItself() throws {
+        let guards = AbuseGuards(failures: FailureLimiter(limits: .init(perAddress: 1000, perAccount: 2, perAccountAnywhere: 5)),
+                                 secrets: VerifiedSecretCache(capacity: 0))
+        let h = try Harness(guards: guards)
+        let token = try h.token()
+        let id = try #require(h.json("POST", "/external/v1/oauth/client", token: token,
+                                     body: ["password": "the-right-one", "application": "target"]).json?["clientId"]?.stringValue)
+        func attempt(_ secret: String, from address: String) -> Int {
+            let body = Array(FormEncoding.serialize([("grant_type", "client_credentials")]).utf8)
+            return h.worker.handle(Request(method: .post, path: "/oauth2/token", headers: HTTPFields([
+                ("Content-Type", "application/x-www-form-urlencoded"), ("Authorization", Harness.basic(id, secret)),
+            ]), body: body, remoteAddress: address)).status.code
+        }
+        #expect(attempt("guess-1", from: "203.0.113.9") == 401)
+        #expect(attempt("guess-2", from: "203.0.113.9") == 401)
+        #expect(attempt("guess-3", from: "203.0.113.9") == 429)
+        #expect(attempt("the-right-one", from: "198.51.100.7") == 200)
+        // Many addresses together: past the account's overall limit, an address
+        // that failed on the account waits; a fresh one gets a single try.
+        #expect(attempt("guess-4", from: "203.0.113.10") == 401)
+        #expect(attempt("guess-5", from: "203.0.113.11") == 401)
+        #expect(attempt("guess-6", from: "203.0.113.12") == 401)
+        #expect(attempt("guess-7", from: "203.0.113.10") == 429)
+        #expect(attempt("guess-8", from: "203.0.113.13") == 401)
+        #expect(attempt("guess-9", from: "203.0.113.13") == 429)
+        // The owner, from an address that never failed, still gets in (the hash runs).
+        #expect(attempt("the-right-one", from: "192.0.2.1") == 200)
+        // IPv6: one /64 is one address (a fresh /64 gets its single try, the next host in it waits).
+        #expect(attempt("guess-a", from: "2001:db8:1:2::10") == 401)
+        #expect(attempt("guess-b", from: "2001:0db8:0001:0002:ffff::1") == 429)
+        #expect(FailureLimiter.addressKey("2001:db8:1:2::10") == "2001:db8:1:2::/64")
+        #expect(FailureLimiter.addressKey("::ffff:192.0.2.7") == "192.0.2.7")
+        #expect(FailureLimiter.addressKey("::1") == "0:0:0:0::/64")
+    }
+
+    /// Setting a caller-chosen password is a slow hash too: on the pool (503
+    /// when full) and at most ten a minute per calling client (429).
+    @Test func settingPasswordsGoesThroughThePoolAndIsLimited() throws {
+        let guards = AbuseGuards(pool: SlowHashPool(permits: 1, maxWaiters: 0))
+        let h = try Harness(guards: guards)
+        let created = try #require(h.json("POST", "/api/v1/clients", token: try h.token(), body: ["client_name": "machine"]).json)
+        let token = try h.token(clientID: try #require(created["client_id"]?.stringValue), secret: try #require(created["client_secret"]?.stringValue))
+        try guards.pool.run {
+            let busy = h.json("PUT", "/external/v1/oauth/password", token: token, body: ["password": "new-password-0"])
+            #expect(busy.status == 503)
+            #expect(busy.headers[.retryAfter] == "1")
+        }
+        for i in 1...10 { #expect(h.json("PUT", "/external/v1/oauth/password", token: token, body: ["password": .string("new-password-\(i)")]).status == 204) }
+        let limited = h.json("PUT", "/external/v1/oauth/password", token: token, body: ["password": "new-password-11"])
+        #expect(limited.status == 429)
+        #expect(limited.headers[.retryAfter] != nil)
+    }
+
+    /// A full failure table drops expired windows, then those under their
+    /// limit, never a lock-out in force.
+    @Test func aFloodOfAddressesCannotWashOutALockOut() {
+        let limiter = FailureLimiter(limits: .init(perAddress: 100, perAccount: 2), capacity: 50)
+        limiter.recordFailure(FailureLimiter.keys(account: "victim", address: "198.51.100.1"), now: 1_000)
+        limiter.recordFailure(FailureLimiter.keys(account: "victim", address: "198.51.100.1"), now: 1_000)
+        #expect(limiter.refusal(account: "victim", address: "198.51.100.1", now: 1_000) != nil)
+        for i in 0..<500 { limiter.recordFailure([.address("203.0.113.\(i % 250)-\(i)")], now: 2_000) }
+        #expect(limiter.refusal(account: "victim", address: "198.51.100.1", now: 2_000) != nil)
+        #expect(limiter.refusal(account: "victim", address: "198.51.100.1", now: 62_000) == nil)
+    }
+
+    @Test func anAddressPastItsFailureLimitGets429ButCorrectCheapSecretsPass() throws {
+        let guards = AbuseGuards(failures: FailureLimiter(limits: .init(perAddress: 5, perAccount: 100)))
+        let h = try Harness(guards: guards)
+        for i in 0..<4 { #expect(h.form("/oauth2/token", [("grant_type", "client_credentials")], basic: ("nobody-\(i)", "x")).status == 401) }
+        let r = h.form("/oauth2/token", [("grant_type", "client_credentials")], basic: ("nobody-5", "x"))
+        #expect(r.status == 429)
+        #expect(r.headers[.retryAfter] != nil)
+        #expect(try h.token().isEmpty == false)
+    }
+
+    @Test func signInHashesGoThroughThePoolAndTheLimits() throws {
+        let guards = AbuseGuards(pool: SlowHashPool(permits: 1), failures: FailureLimiter(limits: .init(perAddress: 1000, perAccount: 2)))
+        let h = try Harness(guards: guards)
+        _ = try h.user()
+        try guards.pool.run { #expect(Browser(h).login().status == 503) }
+        #expect(Browser(h).login("alice", "wrong password 1").status == 401)
+        #expect(Browser(h).login("alice", "wrong password 2").status == 401)
+        let limited = Browser(h).login("alice", "wrong password 3")
+        #expect(limited.status == 429)
+        #expect(limited.headers[.retryAfter] != nil)
+    }
+
+    // 4. A grant exists only with its connection.
+    @Test func aCodeIssuedBeforeADisconnectCannotBeRedeemed() throws {
+        let h = try Harness()
+        _ = try h.user()
+        let (client, _) = try h.app()
+        let b = Browser(h)
+        let pkce = PKCE()
+        let code = try flow.code(h, b, client: client, pkce: pkce)
+        #expect(b.send("DELETE", "/api/v1/me/connections/\(client)").status == 204)
+        let r = flow.exchange(h, client: client, code: code, verifier: pkce.verifier)
+        #expect(r.status == 400)
+        #expect(r.json?["error"] == "invalid_grant")
+        #expect(b.send("GET", "/api/v1/me/connections").json?["connections"] == [])
+    }
+
+    // 5. /api/oauth/auth/code with a user token serves only its own organization; 23. a missing client_id is 400.
+    @Test func authCodeWithAUserTokenStaysInItsOrganization() throws {
+        let h = try Harness()
+        _ = try h.user()
+        let token = try h.token()
+        let created = try #require(h.json("POST", "/api/oauth/app", token: token, body: ["name": "Org A app", "redirect_uri": "https://a.example/cb"]).json)
+        let orgAApp = try #require(created["client_id"]?.stringValue)
+        // Organization B: an app of its own whose user token carries gov.user.oauth.authorize.
+        let orgB = try Provisioning(env: h.env, store: h.store).createOrganization(name: "B", clientLimit: 10)
+        let bToken = try h.token(clientID: orgB.clientID, secret: orgB.clientSecret)
+        let bApp = try #require(h.json("POST", "/api/v1/clients", token: bToken, body: [
+            "client_name": "B app", "redirect_uris": .array([.string(Harness.redirect)]), "grant_types": ["authorization_code"],
+            "scope": "openid gov.user.oauth.authorize",
+        ]).json)
+        let bID = try #require(bApp["client_id"]?.stringValue), bSecret = try #require(bApp["client_secret"]?.stringValue)
+        let pkce = PKCE()
+        let code = try flow.code(h, Browser(h), client: bID, pkce: pkce, scope: "openid gov.user.oauth.authorize")
+        let userToken = try #require(flow.exchange(h, client: bID, secret: bSecret, code: code, verifier: pkce.verifier).json?["access_token"]?.stringValue)
+        let foreign = h.json("POST", "/api/oauth/auth/code", token: userToken, body: ["client_id": .string(orgAApp), "scope": "openid"])
+        #expect(foreign.status == 404)
+        #expect(try h.store.connection(userID: h.store.user(username: "alice")!.id, clientID: orgAApp) == nil)
+        let own = try #require(h.json("POST", "/api/oauth/app", token: bToken, body: ["name": "B second", "redirect_uri": "https://b.example/cb"]).json?["client_id"]?.stringValue)
+        #expect(h.json("POST", "/api/oauth/auth/code", token: userToken, body: ["client_id": .string(own), "scope": "openid"]).status == 200)
+        let missing = h.json("POST", "/api/oauth/auth/code", token: userToken, body: ["scope": "openid"])
+        #expect(missing.status == 400)
+    }
+}

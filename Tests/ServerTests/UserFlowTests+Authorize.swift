@@ -1,0 +1,216 @@
+import Common
+import Cryptography
+import HTTPCore
+import JOSE
+import OAuth
+import TestSupport
+import Testing
+
+/// The authorization endpoint's redirect and error rules, and what the user sees.
+extension UserFlowTests {
+    @Test func loopbackRedirectsMatchAnyPort() throws {
+        let h = try Harness()
+        let (client, _) = try h.app(redirectURIs: ["http://127.0.0.1/callback"])
+        let pkce = PKCE()
+        let r = Browser(h).authorize([("response_type", "code"), ("client_id", client), ("redirect_uri", "http://127.0.0.1:53124/callback"),
+                                      ("scope", "openid"), ("code_challenge", pkce.challenge), ("code_challenge_method", "S256")])
+        #expect(r.status == 303)
+        #expect(r.headers[.location]?.hasPrefix("/login/") == true)
+        let wrongPath = Browser(h).authorize([("response_type", "code"), ("client_id", client), ("redirect_uri", "http://127.0.0.1:53124/other"),
+                                              ("scope", "openid"), ("code_challenge", pkce.challenge), ("code_challenge_method", "S256")])
+        #expect(wrongPath.status == 400)
+    }
+
+    @Test func unknownClientsGetAnErrorPage() throws {
+        let h = try Harness()
+        let r = Browser(h).authorize([("response_type", "code"), ("client_id", "nope"), ("redirect_uri", Harness.redirect), ("scope", "openid")])
+        #expect(r.status == 400 && r.headers[.location] == nil)
+        #expect(r.bodyText.contains("unknown"))
+    }
+
+    @Test(arguments: [
+        ([("response_type", "token")], "unsupported_response_type"),
+        ([("code_challenge_method", "plain")], "invalid_request"),
+        ([("scope", "openid clients:write")], "invalid_scope"),
+        ([("scope", "openid nonsense")], "invalid_scope"),
+        ([("prompt", "none login")], "invalid_request"),
+        ([("max_age", "-1")], "invalid_request"),
+    ] as [([(String, String)], String)])
+    func laterErrorsRedirectWithStateAndIssuer(_ overrides: [(String, String)], _ error: String) throws {
+        let h = try Harness()
+        let (client, _) = try h.app()
+        let pkce = PKCE()
+        var params = Dictionary(authorizeParams(client, pkce), uniquingKeysWith: { a, _ in a })
+        for (k, v) in overrides { params[k] = v }
+        let r = Browser(h).authorize(params.map { ($0.key, $0.value) })
+        #expect(r.status == 303)
+        let location = try #require(r.headers[.location])
+        #expect(location.hasPrefix(Harness.redirect + "?"))
+        let items = queryItems(location)
+        #expect(items["error"] == error)
+        #expect(items["state"] == "st-1")
+        #expect(items["iss"] == Harness.issuer)
+    }
+
+    @Test func publicClientsMustUsePKCE() throws {
+        let h = try Harness()
+        let (client, _) = try h.app()
+        let r = Browser(h).authorize([("response_type", "code"), ("client_id", client), ("redirect_uri", Harness.redirect), ("scope", "openid"), ("state", "s")])
+        #expect(queryItems(r.headers[.location] ?? "")["error"] == "invalid_request")
+    }
+
+    @Test func promptNoneAnswersWithoutAPage() throws {
+        let h = try Harness()
+        _ = try h.user()
+        let (client, _) = try h.app()
+        let pkce = PKCE()
+        let b = Browser(h)
+        let noSession = b.authorize(authorizeParams(client, pkce, extra: [("prompt", "none")]))
+        #expect(queryItems(noSession.headers[.location] ?? "")["error"] == "login_required")
+        b.login()
+        let noConsent = b.authorize(authorizeParams(client, pkce, extra: [("prompt", "none")]))
+        #expect(queryItems(noConsent.headers[.location] ?? "")["error"] == "consent_required")
+        _ = try code(h, b, client: client, pkce: pkce)
+        let silent = b.authorize(authorizeParams(client, pkce, extra: [("prompt", "none")]))
+        #expect(queryItems(silent.headers[.location] ?? "")["code"] != nil)
+        // prompt=consent asks again even though consent is remembered.
+        let again = b.authorize(authorizeParams(client, pkce, extra: [("prompt", "consent")]))
+        #expect(again.headers[.location]?.hasPrefix("/consent/") == true)
+        // prompt=login asks to sign in again.
+        h.clock.advance(seconds: 1)
+        let relogin = b.authorize(authorizeParams(client, pkce, extra: [("prompt", "login")]))
+        #expect(relogin.headers[.location]?.hasPrefix("/login/") == true)
+    }
+
+    @Test func rememberFalseAsksAgainNextTime() throws {
+        let h = try Harness()
+        _ = try h.user()
+        let (client, _) = try h.app()
+        let pkce = PKCE()
+        let b = Browser(h)
+        _ = try code(h, b, client: client, pkce: pkce, remember: false)
+        let next = b.authorize(authorizeParams(client, pkce))
+        #expect(next.headers[.location]?.hasPrefix("/consent/") == true)
+    }
+
+    @Test func consentRules() throws {
+        let h = try Harness()
+        _ = try h.user()
+        let (client, _) = try h.app()
+        let pkce = PKCE()
+        let b = Browser(h)
+        b.login()
+        let location = try #require(b.authorize(authorizeParams(client, pkce, scope: "openid profile")).headers[.location])
+        let request = try #require(queryItems(location)["request"])
+        let details = try #require(b.send("GET", "/api/v1/authorization-requests/\(request)").json)
+        #expect(details["client"]?["client_name"] == "Photo <b>Book</b>")
+        #expect(details["redirect_uri"] == .string(Harness.redirect))
+        #expect(details["scopes"]?.arrayValue?.first?["description"]?.stringValue?.isEmpty == false)
+        // More than asked: refused.
+        #expect(b.json("POST", "/api/v1/authorization-requests/\(request)/accept", ["scope": ["openid", "email"]]).status == 400)
+        // Without the CSRF header: refused, no code.
+        let noCSRF = b.json("POST", "/api/v1/authorization-requests/\(request)/accept", ["scope": ["openid"]], csrf: false)
+        #expect(noCSRF.status == 403)
+        #expect(noCSRF.json?["redirect_to"] == nil)
+        // Fewer is fine; the code carries only what was granted.
+        let ok = b.json("POST", "/api/v1/authorization-requests/\(request)/accept", ["scope": ["openid"], "remember": false])
+        let redirectTo = try #require(ok.json?["redirect_to"]?.stringValue)
+        let code = try #require(queryItems(redirectTo)["code"])
+        #expect(exchange(h, client: client, code: code, verifier: pkce.verifier).json?["scope"] == "openid")
+        // Answered once.
+        #expect(b.json("POST", "/api/v1/authorization-requests/\(request)/accept", ["scope": ["openid"]]).status == 404)
+        #expect(b.json("POST", "/api/v1/authorization-requests/\(request)/reject", [:]).status == 404)
+        // Reject sends access_denied.
+        let l2 = try #require(b.authorize(authorizeParams(client, pkce)).headers[.location])
+        let r2 = try #require(queryItems(l2)["request"])
+        let rejected = b.json("POST", "/api/v1/authorization-requests/\(r2)/reject", [:])
+        let target = try #require(rejected.json?["redirect_to"]?.stringValue)
+        #expect(queryItems(target)["error"] == "access_denied")
+        #expect(queryItems(target)["state"] == "st-1")
+        // Requests expire after 10 minutes.
+        let l3 = try #require(b.authorize(authorizeParams(client, pkce)).headers[.location])
+        h.clock.advance(seconds: 601)
+        let r3 = try #require(queryItems(l3)["request"])
+        #expect(b.send("GET", "/api/v1/authorization-requests/\(r3)").status == 404)
+    }
+
+    @Test func loginFailuresLookTheSame() throws {
+        let h = try Harness()
+        _ = try h.user()
+        let b = Browser(h)
+        let wrongPassword = b.login("alice", "wrong password")
+        let unknownUser = b.login("mallory", "wrong password")
+        #expect(wrongPassword.status == 401 && unknownUser.status == 401)
+        #expect(wrongPassword.json?["detail"] == unknownUser.json?["detail"])
+        #expect(wrongPassword.json?["code"] == unknownUser.json?["code"])
+        #expect(b.cookies.isEmpty)
+        #expect(b.send("GET", "/api/v1/session").status == 401)
+        let ok = b.login()
+        #expect(ok.status == 204)
+        let setCookies = ok.headers[values: .setCookie]
+        #expect(setCookies.contains { $0.hasPrefix("lk_session=") && $0.contains("HttpOnly") && $0.contains("SameSite=Lax") && $0.contains("Secure") })
+        #expect(setCookies.contains { $0.hasPrefix("lk_csrf=") && !$0.contains("HttpOnly") })
+        #expect(b.send("GET", "/api/v1/session").json?["username"] == "alice")
+        #expect(b.send("DELETE", "/api/v1/session", csrf: false).status == 403)
+        #expect(b.send("DELETE", "/api/v1/session").status == 204)
+        #expect(b.send("GET", "/api/v1/session").status == 401)
+    }
+
+    @Test func connectionsListAndRevoke() throws {
+        let h = try Harness()
+        _ = try h.user()
+        let (client, _) = try h.app()
+        let pkce = PKCE()
+        let b = Browser(h)
+        let tokens = exchange(h, client: client, code: try code(h, b, client: client, pkce: pkce), verifier: pkce.verifier).json!
+        let access = try #require(tokens["access_token"]?.stringValue)
+        let list = b.send("GET", "/api/v1/me/connections")
+        let connections = try #require(list.json?["connections"]?.arrayValue)
+        #expect(connections.count == 1)
+        #expect(connections[0]["client_id"] == .string(client))
+        #expect(connections[0]["client_name"] == "Photo <b>Book</b>")
+        #expect(connections[0]["scope"] == "openid profile email offline_access")
+        // A user's token with connections:read works too... but this one lacks it.
+        #expect(h.call("GET", "/api/v1/me/connections", headers: [("Authorization", "Bearer \(access)")]).status == 403)
+        #expect(b.send("GET", "/api/v1/me/connections/\(client)").json?["client_id"] == .string(client))
+        #expect(b.send("GET", "/api/v1/me/connections/unknown-app").status == 404)
+        #expect(b.send("DELETE", "/api/v1/me/connections/\(client)", csrf: false).status == 403)
+        #expect(b.send("DELETE", "/api/v1/me/connections/\(client)").status == 204)
+        #expect(h.form("/oauth2/introspect", [("token", access)], basic: (h.primary.clientID, h.primary.clientSecret)).json == ["active": false])
+        #expect(h.form("/oauth2/token", [("grant_type", "refresh_token"), ("refresh_token", tokens["refresh_token"]!.stringValue!), ("client_id", client)]).status == 400)
+        // The consent is forgotten: the next authorization asks again.
+        #expect(b.authorize(authorizeParams(client, pkce)).headers[.location]?.hasPrefix("/consent/") == true)
+        #expect(b.send("GET", "/api/v1/me/connections").json?["connections"] == [])
+    }
+
+    @Test func userTokensWithConnectionScopesManageConnections() throws {
+        let h = try Harness()
+        _ = try h.user()
+        let (client, _) = try h.app()
+        let pkce = PKCE()
+        let tokens = exchange(h, client: client, code: try code(h, Browser(h), client: client, pkce: pkce,
+                                                                 scope: "openid connections:read connections:write"), verifier: pkce.verifier).json!
+        let access = try #require(tokens["access_token"]?.stringValue)
+        let list = h.call("GET", "/api/v1/me/connections", headers: [("Authorization", "Bearer \(access)")])
+        #expect(list.status == 200)
+        #expect(list.json?["connections"]?.arrayValue?.count == 1)
+        #expect(h.call("DELETE", "/api/v1/me/connections/\(client)", headers: [("Authorization", "Bearer \(access)")]).status == 204)
+        #expect(h.call("GET", "/api/v1/me/connections", headers: [("Authorization", "Bearer \(access)")]).status == 401)
+    }
+
+    @Test func refreshTokensIntrospectAndRevokeTheirFamily() throws {
+        let h = try Harness()
+        _ = try h.user()
+        let (client, secret) = try h.app(public: false)
+        let pkce = PKCE()
+        let tokens = exchange(h, client: client, secret: secret, code: try code(h, Browser(h), client: client, pkce: pkce), verifier: pkce.verifier).json!
+        let refresh = try #require(tokens["refresh_token"]?.stringValue)
+        let access = try #require(tokens["access_token"]?.stringValue)
+        let info = h.form("/oauth2/introspect", [("token", refresh)], basic: (client, secret!)).json
+        #expect(info?["active"] == true)
+        #expect(info?["token_type"] == "refresh_token")
+        #expect(h.form("/oauth2/revoke", [("token", refresh), ("token_type_hint", "refresh_token")], basic: (client, secret!)).status == 200)
+        #expect(h.form("/oauth2/introspect", [("token", refresh)], basic: (client, secret!)).json == ["active": false])
+        #expect(h.form("/oauth2/introspect", [("token", access)], basic: (client, secret!)).json == ["active": false])
+    }
+}
