@@ -1,0 +1,100 @@
+import Common
+import Foundation
+import OAuth
+import Postgres
+
+/// Transactions on PostgreSQL (SPEC 9): a write's BEGIN travels with its
+/// first statement and its blind writes with the COMMIT; 40001 and 40P01
+/// are retried; the memo is validated once per request.
+extension PostgresStore {
+    public func write<T>(_ body: () throws -> T) throws -> T {
+        if depth > 0 {
+            precondition(writing, "write transaction requested inside a read transaction")
+            depth += 1
+            defer { depth -= 1 }
+            return try body()
+        }
+        var attempt = 0
+        while true {
+            attempt += 1
+            touchedConfig = false
+            touchedRevocation = false
+            // BEGIN travels with the transaction's first statement.
+            pending = [("BEGIN", [])]
+            do {
+                depth = 1
+                writing = true
+                defer { depth = 0; writing = false; pending = []; if !inRequest { along = AlongRows() } }
+                let result = try body()
+                // Nothing was written or read: the BEGIN was never sent, no transaction to end.
+                if pending.count == 1 && pending[0].sql == "BEGIN" { return result }
+                if touchedConfig || touchedRevocation {
+                    pending.append(("UPDATE generation SET config = config + $1, revocation = revocation + $2 WHERE id = 1",
+                                    [.int(touchedConfig ? 1 : 0), .int(touchedRevocation ? 1 : 0)]))
+                }
+                // The blind writes, the generation bump and the COMMIT: one round trip.
+                let batch = pending + [("COMMIT", [])]
+                pending = []
+                let commit = try db.pipeline(batch).last!
+                // A COMMIT of a failed transaction answers ROLLBACK, not an error.
+                guard commit.command == "COMMIT" else { throw PGError(sqlstate: "40001", message: "commit rolled back", isConnectionFailure: false) }
+                // What this write changed is read afresh; token-only writes keep the memo.
+                if touchedConfig { memo.forgetConfiguration() }
+                if touchedRevocation { memo.forgetRevocations() }
+                return result
+            } catch let error as PGError {
+                // Rows read along inside the failed transaction may show its own writes: read them again.
+                along = AlongRows()
+                if db.isConnected { _ = try? db.run("ROLLBACK") }
+                if error.isRetryable && attempt < PostgresStore.maxAttempts {
+                    PGCounters.countRetry()
+                    usleep(useconds_t(1_000 * (1 << attempt)))
+                    continue
+                }
+                throw PostgresStore.map(error)
+            } catch {
+                along = AlongRows()
+                if db.isConnected { _ = try? db.run("ROLLBACK") }
+                throw error
+            }
+        }
+    }
+
+    /// A read: one round trip for the generation row, then memo answers or,
+    /// for what the memo lacks, single statements (each sees every commit
+    /// made before it).
+    public func read<T>(_ body: () throws -> T) throws -> T {
+        if depth > 0 { return try body() }
+        do {
+            // Within one request the generation read at its first read holds
+            // for the rest of it (the request is ordered at that moment; what
+            // it writes itself, the memo forgets at the commit).
+            if !(inRequest && validated) {
+                let row = try statement("SELECT config, revocation FROM generation WHERE id = 1", []).rows.first
+                memo.revalidate(config: row?.int(0) ?? -1, revocation: row?.int(1) ?? -1)
+                validated = row != nil
+            }
+            depth = 1
+            memoUsable = validated
+            defer { depth = 0; memoUsable = false }
+            return try body()
+        } catch let error as PGError {
+            throw PostgresStore.map(error)
+        }
+    }
+
+    public func beginRequest() {
+        inRequest = true
+        validated = false
+        along = AlongRows()
+    }
+
+    public func endRequest() {
+        inRequest = false
+        validated = false
+        along = AlongRows()
+    }
+
+    /// Whether rows read along may be kept: within a request or a write.
+    var keepsAlong: Bool { inRequest || writing }
+}
