@@ -118,7 +118,7 @@ public struct AuthorizationService {
             return errorRedirect(redirectURI, values["response_type"] == nil ? "invalid_request" : "unsupported_response_type",
                                  "response_type must be code.", state: state)
         }
-        guard client.grantTypes.contains("authorization_code") else {
+        guard client.grantTypes.contains(.authorizationCode) else {
             return errorRedirect(redirectURI, "unauthorized_client", "The client may not use the authorization code grant.", state: state)
         }
         if values["request"] != nil || values["request_uri"] != nil {

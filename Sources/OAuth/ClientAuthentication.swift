@@ -71,9 +71,9 @@ public struct ClientAuthenticator {
                 throw OAuthError.invalidClient(basic: basic, detail: "bad secret or disabled client")
             }
             if enforceMethod && !env.acceptAnySecretMethod {
-                let method = basic ? "client_secret_basic" : "client_secret_post"
+                let method: ClientAuthMethod = basic ? .clientSecretBasic : .clientSecretPost
                 guard client.authMethod == method else {
-                    throw OAuthError.invalidClient(basic: basic, detail: "client registered for \(client.authMethod)")
+                    throw OAuthError.invalidClient(basic: basic, detail: "client registered for \(client.authMethod.rawValue)")
                 }
             }
             return client

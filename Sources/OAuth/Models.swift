@@ -25,8 +25,8 @@ public struct Client: Sendable, Equatable {
     public var description: String?
     public var clientURI: String?           // client_uri
     public var redirectURIs: [String]       // redirect_uris
-    public var grantTypes: [String]         // grant_types
-    public var authMethod: String           // token_endpoint_auth_method
+    public var grantTypes: [GrantType]      // grant_types
+    public var authMethod: ClientAuthMethod // token_endpoint_auth_method
     public var scope: [String]              // scope
     public var accessTokenTTL: Int
     public var refreshTokenTTL: Int
@@ -46,8 +46,8 @@ public struct Client: Sendable, Equatable {
     public var tokenGeneration: Int
 
     public init(clientID: String, organizationID: String, isPrimary: Bool = false, name: String, description: String? = nil,
-                clientURI: String? = nil, redirectURIs: [String] = [], grantTypes: [String] = ["client_credentials"],
-                authMethod: String = "client_secret_basic", scope: [String] = [], accessTokenTTL: Int = 900,
+                clientURI: String? = nil, redirectURIs: [String] = [], grantTypes: [GrantType] = [.clientCredentials],
+                authMethod: ClientAuthMethod = .clientSecretBasic, scope: [String] = [], accessTokenTTL: Int = 900,
                 refreshTokenTTL: Int = 2_592_000, enabled: Bool = true, extraData: JSON = .object([]), attributes: JSON = .object([]),
                 createdAt: Int64, updatedAt: Int64? = nil, version: Int = 1, lastUsedAt: Int64? = nil, hasLogo: Bool = false,
                 tokenGeneration: Int = 0) {
@@ -74,13 +74,13 @@ public struct Client: Sendable, Equatable {
         self.tokenGeneration = tokenGeneration
     }
 
-    public var isPublic: Bool { authMethod == "none" }
+    public var isPublic: Bool { authMethod == .publicClient }
 
     /// SPEC 6.4: a client that can ask a user for consent (the consent
     /// screen and the app surface's public reads show only these): enabled,
     /// the authorization_code grant and a redirect URI, never a primary client.
     public var canAskForConsent: Bool {
-        !isPrimary && enabled && grantTypes.contains("authorization_code") && !redirectURIs.isEmpty
+        !isPrimary && enabled && grantTypes.contains(.authorizationCode) && !redirectURIs.isEmpty
     }
 }
 

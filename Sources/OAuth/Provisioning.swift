@@ -133,7 +133,7 @@ public struct Provisioning {
         let clientID = env.randomID(24)
         try store.insertOrganization(Organization(id: orgID, name: trimmed, clientLimit: clientLimit, primaryClientID: nil, createdAt: now))
         let client = Client(clientID: clientID, organizationID: orgID, isPrimary: true, name: "\(trimmed) primary client",
-                            grantTypes: ["client_credentials"], authMethod: "client_secret_basic", scope: Scopes.primary, createdAt: now)
+                            grantTypes: [.clientCredentials], authMethod: .clientSecretBasic, scope: Scopes.primary, createdAt: now)
         try store.insertClient(client)
         try store.setPrimaryClient(organizationID: orgID, clientID: clientID)
         let secret = hasher.generate(env)
@@ -153,10 +153,10 @@ public struct Provisioning {
             guard let org = try store.organization(organizationID), let primaryID = org.primaryClientID,
                   var client = try store.client(primaryID) else { throw ProvisioningError.invalid("no organization \(organizationID)") }
             let now = env.now()
-            if !client.grantTypes.contains("client_credentials") { client.grantTypes.append("client_credentials") }
+            if !client.grantTypes.contains(.clientCredentials) { client.grantTypes.append(.clientCredentials) }
             for scope in Scopes.primary where !client.scope.contains(scope) { client.scope.append(scope) }
             client.enabled = true
-            if client.authMethod == "none" { client.authMethod = "client_secret_basic" }
+            if client.isPublic { client.authMethod = .clientSecretBasic }
             // The reset ends every token issued so far (a leaked secret's tokens included).
             client.tokenGeneration += 1
             client.version += 1

@@ -101,7 +101,7 @@ public struct ClientRegistry {
     /// URI, of `organization` when the caller is bound to one.
     public func app(forCode id: String, organization: String?) throws -> Client? {
         guard let client = try store.client(id), client.enabled, client.redirectURIs.count == 1,
-              client.grantTypes.contains("authorization_code"), organization == nil || organization == client.organizationID else { return nil }
+              client.grantTypes.contains(.authorizationCode), organization == nil || organization == client.organizationID else { return nil }
         return client
     }
 

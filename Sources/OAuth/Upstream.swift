@@ -7,7 +7,7 @@ public struct UpstreamClient: Sendable, Equatable {
     public var sysID: String
     public var organizationID: String
     public var name: String
-    public var provider: String
+    public var provider: UpstreamProvider
     public var tenantID: String?
     public var clientID: String
     /// The upstream secret, sealed with the KEK when `secretEncrypted`.
@@ -21,7 +21,7 @@ public struct UpstreamClient: Sendable, Equatable {
     public var createdAt: Int64
     public var updatedAt: Int64
 
-    public init(sysID: String, organizationID: String, name: String, provider: String, tenantID: String?, clientID: String, secret: [UInt8],
+    public init(sysID: String, organizationID: String, name: String, provider: UpstreamProvider, tenantID: String?, clientID: String, secret: [UInt8],
                 secretEncrypted: Bool, description: String?, clusterRedirectURLs: [(node: String, url: String)], opswiseGroups: [String],
                 scopes: [String], version: Int, createdAt: Int64, updatedAt: Int64) {
         self.sysID = sysID
@@ -48,16 +48,14 @@ public struct UpstreamClient: Sendable, Equatable {
             && a.opswiseGroups == b.opswiseGroups && a.scopes == b.scopes && a.version == b.version
     }
 
-    public static let providers = ["Azure AD", "Google"]
-
     /// The provider's endpoints (read-only fields of the record).
     public var authorizationEndpoint: String {
-        provider == "Google" ? "https://accounts.google.com/o/oauth2/v2/auth"
+        provider == .google ? "https://accounts.google.com/o/oauth2/v2/auth"
             : "https://login.microsoftonline.com/\(tenantID ?? "common")/oauth2/v2.0/authorize"
     }
 
     public var tokenEndpoint: String {
-        provider == "Google" ? "https://oauth2.googleapis.com/token" : "https://login.microsoftonline.com/\(tenantID ?? "common")/oauth2/v2.0/token"
+        provider == .google ? "https://oauth2.googleapis.com/token" : "https://login.microsoftonline.com/\(tenantID ?? "common")/oauth2/v2.0/token"
     }
 }
 
@@ -98,15 +96,6 @@ public struct UpstreamRegistry {
 
     static func isSysID(_ s: String) -> Bool { s.utf8.count == 32 && s.utf8.allSatisfy { Hex.nibble($0) != nil } }
 
-    /// "Azure AD" / "Google", also 1 / 2.
-    public static func provider(_ raw: String) -> String? {
-        switch raw.trimmingCharacters() {
-        case "Azure AD", "1": return "Azure AD"
-        case "Google", "2": return "Google"
-        default: return nil
-        }
-    }
-
     func validate(_ r: UpstreamClient) throws {
         func bad(_ f: String, _ m: String) -> UpstreamError { .invalid(field: f, message: m) }
         if r.name.trimmingCharacters().isEmpty || r.name.count > 100 { throw bad("name", "must be 1..100 characters") }
@@ -115,7 +104,7 @@ public struct UpstreamRegistry {
         if r.scopes.isEmpty { throw bad("scopes", "must name at least one scope") }
         if r.scopes.contains(where: { $0.isEmpty || $0.utf8.count > 255 || $0.contains(" ") }) { throw bad("scopes", "must be scope names without spaces") }
         if let d = r.description, d.count > 1000 { throw bad("description", "must be at most 1000 characters") }
-        if r.provider == "Google" && r.tenantID != nil { throw bad("tenantId", "applies to Azure AD only") }
+        if r.provider == .google && r.tenantID != nil { throw bad("tenantId", "applies to Azure AD only") }
         if let t = r.tenantID, t.isEmpty || t.utf8.count > 64 || !t.utf8.allSatisfy({ Hex.nibble($0) != nil || $0 == 45 || $0 == 46 || ($0 >= 97 && $0 <= 122) || ($0 >= 65 && $0 <= 90) }) {
             throw bad("tenantId", "must be a tenant id or domain")
         }
@@ -135,7 +124,7 @@ public struct UpstreamRegistry {
     public func create(_ input: UpstreamInput, caller: Caller) throws -> UpstreamClient {
         guard let name = input.name else { throw UpstreamError.invalid(field: "name", message: "is required") }
         guard let rawProvider = input.provider else { throw UpstreamError.invalid(field: "provider", message: "is required") }
-        guard let provider = UpstreamRegistry.provider(rawProvider) else { throw UpstreamError.invalid(field: "provider", message: "must be Azure AD or Google") }
+        guard let provider = UpstreamProvider(parsing: rawProvider) else { throw UpstreamError.invalid(field: "provider", message: "must be Azure AD or Google") }
         guard let clientID = input.clientID else { throw UpstreamError.invalid(field: "clientId", message: "is required") }
         guard let secret = input.clientSecret else { throw UpstreamError.invalid(field: "clientSecret", message: "is required") }
         guard let scopes = input.scopes, !scopes.isEmpty else { throw UpstreamError.invalid(field: "scopes", message: "is required and must not be empty") }
@@ -147,7 +136,7 @@ public struct UpstreamRegistry {
         let (sealed, encrypted) = try seal(secret)
         let now = env.now()
         let record = UpstreamClient(sysID: sysID, organizationID: caller.organizationID, name: name, provider: provider,
-                                    tenantID: provider == "Azure AD" ? (input.tenantID ?? "common") : input.tenantID, clientID: clientID,
+                                    tenantID: provider == .azureAD ? (input.tenantID ?? "common") : input.tenantID, clientID: clientID,
                                     secret: sealed, secretEncrypted: encrypted, description: input.description,
                                     clusterRedirectURLs: input.clusterRedirectURLs ?? [], opswiseGroups: input.opswiseGroups ?? [],
                                     scopes: scopes, version: 1, createdAt: now, updatedAt: now)
@@ -183,7 +172,7 @@ public struct UpstreamRegistry {
                 throw UpstreamError.conflict("The OAuth Client was changed since version \(v); it is at version \(record.version).")
             }
             if let raw = input.provider {
-                guard let p = UpstreamRegistry.provider(raw) else { throw UpstreamError.invalid(field: "provider", message: "must be Azure AD or Google") }
+                guard let p = UpstreamProvider(parsing: raw) else { throw UpstreamError.invalid(field: "provider", message: "must be Azure AD or Google") }
                 guard p == record.provider else { throw UpstreamError.invalid(field: "provider", message: "cannot change after create") }
             }
             if let name = input.name, name != record.name {

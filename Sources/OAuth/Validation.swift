@@ -168,8 +168,9 @@ public struct ClientSpec: Sendable, Equatable {
         client.description = description
         client.clientURI = clientURI
         client.redirectURIs = redirectURIs
-        client.grantTypes = grantTypes
-        client.authMethod = authMethod
+        // Validated before (`problems()`): every value is one of the types'.
+        client.grantTypes = grantTypes.compactMap(GrantType.init(rawValue:))
+        client.authMethod = ClientAuthMethod(rawValue: authMethod) ?? .clientSecretBasic
         client.scope = scope
         client.accessTokenTTL = accessTokenTTL
         client.refreshTokenTTL = refreshTokenTTL
@@ -180,12 +181,12 @@ public struct ClientSpec: Sendable, Equatable {
 
     public init(_ c: Client) {
         self.init(clientID: c.clientID, name: c.name, description: c.description, clientURI: c.clientURI, redirectURIs: c.redirectURIs,
-                  grantTypes: c.grantTypes, authMethod: c.authMethod, scope: c.scope, accessTokenTTL: c.accessTokenTTL,
+                  grantTypes: c.grantTypes.map(\.rawValue), authMethod: c.authMethod.rawValue, scope: c.scope, accessTokenTTL: c.accessTokenTTL,
                   refreshTokenTTL: c.refreshTokenTTL, enabled: c.enabled, extraData: c.extraData, attributes: c.attributes)
     }
 
-    public static let grantTypeValues = ["authorization_code", "refresh_token", "client_credentials"]
-    public static let authMethodValues = ["client_secret_basic", "client_secret_post", "none"]
+    public static let grantTypeValues = GrantType.allCases.map(\.rawValue)
+    public static let authMethodValues = ClientAuthMethod.allCases.map(\.rawValue)
     public static let reservedIDs: Set<String> = ["current", "ids"]
     /// Prefixes of the server's own identifiers: users (`usr-`, the subject of
     /// user tokens) and organizations (`org-`). A client id never takes them,

@@ -14,8 +14,8 @@ enum ClientRepresentation {
         if let u = c.clientURI { members.append(("client_uri", .string(u))) }
         if c.hasLogo { members.append(("logo_uri", .string("\(issuer)/api/v1/clients/\(c.clientID)/logo"))) }
         members += [
-            ("redirect_uris", JSON(c.redirectURIs)), ("grant_types", JSON(c.grantTypes)),
-            ("token_endpoint_auth_method", .string(c.authMethod)), ("scope", .string(Scopes.join(c.scope))),
+            ("redirect_uris", JSON(c.redirectURIs)), ("grant_types", JSON(c.grantTypes.map(\.rawValue))),
+            ("token_endpoint_auth_method", .string(c.authMethod.rawValue)), ("scope", .string(Scopes.join(c.scope))),
             ("access_token_ttl", JSON(c.accessTokenTTL)), ("refresh_token_ttl", JSON(c.refreshTokenTTL)),
             ("enabled", .bool(c.enabled)), ("extra_data", c.extraData),
             ("created_at", .string(Timestamp.rfc3339(millis: c.createdAt))), ("updated_at", .string(Timestamp.rfc3339(millis: c.updatedAt))),

@@ -79,7 +79,7 @@ enum NativeEndpoints {
         if let d = c.description { members.append(("description", .string(d))) }
         if let u = c.clientURI { members.append(("client_uri", .string(u))) }
         members += [
-            ("redirect_uris", JSON(c.redirectURIs)), ("grant_types", JSON(c.grantTypes)), ("token_endpoint_auth_method", .string(c.authMethod)),
+            ("redirect_uris", JSON(c.redirectURIs)), ("grant_types", JSON(c.grantTypes.map(\.rawValue))), ("token_endpoint_auth_method", .string(c.authMethod.rawValue)),
             ("scope", .string(Scopes.join(c.scope))), ("access_token_ttl", JSON(c.accessTokenTTL)), ("refresh_token_ttl", JSON(c.refreshTokenTTL)),
             ("enabled", .bool(c.enabled)), ("extra_data", c.extraData),
         ]

@@ -12,8 +12,8 @@ extension SharedRows {
     public static func client(_ r: some SQLRowValues) -> Client {
         func strings(_ i: Int) -> [String] { ((try? JSON.parse(r.string(i)))?.arrayValue ?? []).compactMap(\.stringValue) }
         return Client(clientID: r.string(0), organizationID: r.string(1), isPrimary: r.bool(2), name: r.string(3),
-                      description: r.optionalString(4), clientURI: r.optionalString(5), redirectURIs: strings(6), grantTypes: strings(7),
-                      authMethod: r.string(8), scope: Scopes.parse(r.string(9)) ?? [], accessTokenTTL: Int(r.int(10)),
+                      description: r.optionalString(4), clientURI: r.optionalString(5), redirectURIs: strings(6), grantTypes: strings(7).compactMap(GrantType.init(rawValue:)),
+                      authMethod: ClientAuthMethod(rawValue: r.string(8)) ?? .clientSecretBasic, scope: Scopes.parse(r.string(9)) ?? [], accessTokenTTL: Int(r.int(10)),
                       refreshTokenTTL: Int(r.int(11)), enabled: r.bool(12), extraData: (try? JSON.parse(r.string(13))) ?? .object([]),
                       attributes: (try? JSON.parse(r.string(14))) ?? .object([]), createdAt: r.int(15), updatedAt: r.int(16),
                       version: Int(r.int(17)), lastUsedAt: r.optionalInt(18), hasLogo: r.bool(19), tokenGeneration: Int(r.int(20)))
@@ -21,7 +21,7 @@ extension SharedRows {
 
     public static func values(_ c: Client) -> [SQLArgument] {
         [.text(c.clientID), .text(c.organizationID), SQLArgument(flag: c.isPrimary), .text(c.name), SQLArgument(c.description), SQLArgument(c.clientURI),
-         .text(JSON(c.redirectURIs).text), .text(JSON(c.grantTypes).text), .text(c.authMethod), .text(Scopes.join(c.scope)),
+         .text(JSON(c.redirectURIs).text), .text(JSON(c.grantTypes.map(\.rawValue)).text), .text(c.authMethod.rawValue), .text(Scopes.join(c.scope)),
          SQLArgument(c.accessTokenTTL), SQLArgument(c.refreshTokenTTL), SQLArgument(flag: c.enabled), .text(c.extraData.text), .text(c.attributes.text),
          .int(c.createdAt), .int(c.updatedAt), SQLArgument(c.version), SQLArgument(c.lastUsedAt), SQLArgument(c.tokenGeneration)]
     }

@@ -10,7 +10,7 @@ public enum SharedRows {
 
     public static func upstream(_ r: some SQLRowValues) -> UpstreamClient {
         let urls = ((try? JSON.parse(r.string(9)))?.arrayValue ?? []).map { (node: $0["clusterNode"]?.stringValue ?? "", url: $0["redirectUrl"]?.stringValue ?? "") }
-        return UpstreamClient(sysID: r.string(0), organizationID: r.string(1), name: r.string(2), provider: r.string(3), tenantID: r.optionalString(4),
+        return UpstreamClient(sysID: r.string(0), organizationID: r.string(1), name: r.string(2), provider: UpstreamProvider(rawValue: r.string(3)) ?? .azureAD /* written only from validated input */, tenantID: r.optionalString(4),
                               clientID: r.string(5), secret: r.blob(6), secretEncrypted: r.bool(7), description: r.optionalString(8),
                               clusterRedirectURLs: urls, opswiseGroups: r.strings(10), scopes: r.strings(11), version: Int(r.int(12)),
                               createdAt: r.int(13), updatedAt: r.int(14))
@@ -18,7 +18,7 @@ public enum SharedRows {
 
     public static func upstreamValues(_ u: UpstreamClient) -> [SQLArgument] {
         let urls = JSON.array(u.clusterRedirectURLs.map { ["clusterNode": .string($0.node), "redirectUrl": .string($0.url)] })
-        return [.text(u.sysID), .text(u.organizationID), .text(u.name), .text(u.provider), SQLArgument(u.tenantID), .text(u.clientID), .bytes(u.secret),
+        return [.text(u.sysID), .text(u.organizationID), .text(u.name), .text(u.provider.rawValue), SQLArgument(u.tenantID), .text(u.clientID), .bytes(u.secret),
                 SQLArgument(flag: u.secretEncrypted), SQLArgument(u.description), .text(urls.text), .text(JSON(u.opswiseGroups).text), .text(JSON(u.scopes).text),
                 SQLArgument(u.version), .int(u.createdAt), .int(u.updatedAt)]
     }

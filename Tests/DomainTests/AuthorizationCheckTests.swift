@@ -8,10 +8,10 @@ import Testing
 /// over plain values.
 @Suite struct AuthorizationCheckTests {
     static let confidential = Client(clientID: "conf", organizationID: "org", name: "Conf", redirectURIs: ["https://c.example/cb"],
-                                     grantTypes: ["authorization_code"], authMethod: "client_secret_basic",
+                                     grantTypes: [.authorizationCode], authMethod: .clientSecretBasic,
                                      scope: ["openid", "profile", "clients:write"], createdAt: 0)
     static let publicApp = Client(clientID: "pub", organizationID: "org", name: "Pub", redirectURIs: ["https://p.example/cb"],
-                                  grantTypes: ["authorization_code"], authMethod: "none", scope: ["openid"], createdAt: 0)
+                                  grantTypes: [.authorizationCode], authMethod: .publicClient, scope: ["openid"], createdAt: 0)
     static let good = String(repeating: "a", count: 43)
 
     /// RFC 7636 Appendix B: the verifier and its S256 challenge.

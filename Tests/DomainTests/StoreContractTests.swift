@@ -113,7 +113,7 @@ import Testing
             try store.insertOrganization(Organization(id: "org-list", name: "Listed", clientLimit: 100, primaryClientID: nil, createdAt: 1))
             for (i, used) in [nil, 1_000, 5_000, nil, 9_000].enumerated() {
                 var c = Client(clientID: "list-\(i)", organizationID: "org-list", name: i < 3 ? "alpha \(i)" : "beta \(i)",
-                               redirectURIs: [], grantTypes: ["client_credentials"], authMethod: "client_secret_basic", scope: [], createdAt: Int64(10 + i))
+                               redirectURIs: [], grantTypes: [.clientCredentials], authMethod: .clientSecretBasic, scope: [], createdAt: Int64(10 + i))
                 c.lastUsedAt = used.map(Int64.init)
                 try store.insertClient(c)
             }

@@ -25,7 +25,7 @@ extension SecurityReviewTests {
         // An older version could lose them: the operator's way back in.
         try h.store.write {
             var p = try #require(try h.store.client(id))
-            p.grantTypes = ["authorization_code"]
+            p.grantTypes = [.authorizationCode]
             p.scope = ["openid"]
             try h.store.updateClient(p)
         }

@@ -48,7 +48,7 @@ import Testing
         #expect(refused.json?["error"] == "invalid_client")
         #expect(refused.headers[.wwwAuthenticate] == nil)
         var client = try #require(try h.store.client(h.primary.clientID))
-        client.authMethod = "client_secret_post"
+        client.authMethod = .clientSecretPost
         try h.store.write { try h.store.updateClient(client) }
         let ok = h.form("/oauth2/token", [("grant_type", "client_credentials"), ("client_id", h.primary.clientID),
                                           ("client_secret", h.primary.clientSecret)])

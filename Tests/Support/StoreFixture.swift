@@ -164,7 +164,7 @@ package final class StoreFixture {
         try store.write {
             try store.insertClient(Client(clientID: id, organizationID: primary.organizationID, name: "Photo <b>Book</b>",
                                           clientURI: "https://app.example", redirectURIs: redirectURIs,
-                                          grantTypes: ["authorization_code", "refresh_token"], authMethod: isPublic ? "none" : "client_secret_basic",
+                                          grantTypes: [.authorizationCode, .refreshToken], authMethod: isPublic ? .publicClient : .clientSecretBasic,
                                           scope: scope, createdAt: clock.now))
             if let secret { try store.insertSecret(hasher.record(for: secret, clientID: id, at: clock.now)) }
         }

@@ -8,7 +8,7 @@ import Cryptography
 /// refresh token, the connection's use) are one transaction; the tokens are
 /// signed after it commits.
 public struct AuthorizationCodeGrant: Grant {
-    public let type = "authorization_code"
+    public let type = GrantType.authorizationCode
     public let allowsPublicClients = true
 
     public init() {}

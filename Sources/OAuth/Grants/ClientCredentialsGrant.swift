@@ -6,7 +6,7 @@ import Common
 /// client, its secrets and the key ring come from the read transaction of
 /// its authentication.
 public struct ClientCredentialsGrant: Grant {
-    public let type = "client_credentials"
+    public let type = GrantType.clientCredentials
     public let allowsPublicClients = false
 
     public init() {}

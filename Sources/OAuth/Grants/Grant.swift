@@ -29,8 +29,8 @@ public struct TokenRequest: Sendable {
 /// Adding a grant: a type conforming to this protocol in this folder, and
 /// its line in `TokenExchange.grants`.
 public protocol Grant: Sendable {
-    /// The `grant_type` value it answers.
-    var type: String { get }
+    /// The `grant_type` it answers.
+    var type: GrantType { get }
     /// Whether a public client (no secret) may use it.
     var allowsPublicClients: Bool { get }
     /// Whether it only reads (then the client's authentication and the
@@ -54,7 +54,7 @@ extension Grant {
 /// type, and lets the grant answer.
 public struct TokenExchange {
     /// Every grant the token endpoint knows, by `grant_type`.
-    public static let grants: [String: any Grant] = Dictionary(uniqueKeysWithValues: ([
+    public static let grants: [GrantType: any Grant] = Dictionary(uniqueKeysWithValues: ([
         ClientCredentialsGrant(),
         AuthorizationCodeGrant(),
         RefreshTokenGrant(),
@@ -69,7 +69,9 @@ public struct TokenExchange {
     }
 
     public func exchange(_ request: TokenRequest, credentials: PresentedCredentials) throws -> TokenResponse {
-        guard let grant = TokenExchange.grants[request.grantType] else { throw OAuthError.unsupportedGrantType() }
+        guard let type = GrantType(rawValue: request.grantType), let grant = TokenExchange.grants[type] else {
+            throw OAuthError.unsupportedGrantType()
+        }
         let store = service.store
         let authenticate = {
             let client = try authenticator.authenticate(credentials, allowPublic: grant.allowsPublicClients)

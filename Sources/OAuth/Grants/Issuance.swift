@@ -34,7 +34,7 @@ extension TokenService {
     /// refresh_token_ttl is not 0, and the user granted offline_access or the
     /// client is configured to always get one.
     func issuesRefreshToken(_ client: Client, scope: [String]) -> Bool {
-        client.grantTypes.contains("refresh_token") && client.refreshTokenTTL > 0
+        client.grantTypes.contains(.refreshToken) && client.refreshTokenTTL > 0
             && (scope.contains("offline_access") || client.refreshTokenPolicy == .always)
     }
 

@@ -5,7 +5,7 @@ import Common
 /// revokes its whole family. A narrower scope may be asked for, never a
 /// wider one.
 public struct RefreshTokenGrant: Grant {
-    public let type = "refresh_token"
+    public let type = GrantType.refreshToken
     public let allowsPublicClients = true
 
     public init() {}

@@ -26,12 +26,12 @@ import Testing
     }
 
     @Test func everyGrantIsListedOnceUnderItsType() {
-        #expect(Set(TokenExchange.grants.keys) == ["client_credentials", "authorization_code", "refresh_token"])
+        #expect(Set(TokenExchange.grants.keys) == Set(GrantType.allCases), "every grant type a client may register has its grant")
         for (type, grant) in TokenExchange.grants { #expect(grant.type == type) }
-        #expect(TokenExchange.grants["client_credentials"]?.allowsPublicClients == false)
-        #expect(TokenExchange.grants["client_credentials"]?.readsOnly == true)
-        #expect(TokenExchange.grants["authorization_code"]?.allowsPublicClients == true)
-        #expect(TokenExchange.grants["refresh_token"]?.readsOnly == false)
+        #expect(TokenExchange.grants[.clientCredentials]?.allowsPublicClients == false)
+        #expect(TokenExchange.grants[.clientCredentials]?.readsOnly == true)
+        #expect(TokenExchange.grants[.authorizationCode]?.allowsPublicClients == true)
+        #expect(TokenExchange.grants[.refreshToken]?.readsOnly == false)
     }
 
     /// The grant type is checked once, by the exchange, for every grant.

@@ -76,7 +76,7 @@ enum IdentitySurface {
             "id": .string(c.clientID), "secret": JSON(secret), "businessName": a["businessName"] ?? .null, "homepageUrl": JSON(c.clientURI),
             "name": .string(c.name), "description": JSON(c.description), "accessTokenValiditySeconds": JSON(c.accessTokenTTL),
             "refreshTokenValiditySeconds": JSON(c.refreshTokenTTL), "redirectUris": JSON(c.redirectURIs),
-            "grantTypes": JSON(c.grantTypes.compactMap { g in grantNames.first(where: { $0.value == g })?.key }),
+            "grantTypes": JSON(c.grantTypes.compactMap { g in grantNames.first(where: { $0.value == g.rawValue })?.key }),
             "accessType": .string(a["accessType"]?.stringValue ?? "ONLINE"), "type": .string(c.isPublic ? "PUBLIC" : "CONFIDENTIAL"),
             "internal": .bool(a["internal"]?.boolValue ?? false), "enabled": .bool(c.enabled),
             "strongAuthSupported": .bool(a["strongAuthSupported"]?.boolValue ?? false), "claimsSupported": .bool(a["claimsSupported"]?.boolValue ?? false),

@@ -198,7 +198,7 @@ enum UpstreamSurface {
             "authorizationEndpoint": .string(r.authorizationEndpoint), "clientId": .string(r.clientID),
             "clusterRedirectUrls": .array(r.clusterRedirectURLs.map { ["clusterNode": .string($0.node), "redirectUrl": .string($0.url)] }),
             "description": JSON(r.description), "exportReleaseLevel": .string(exportReleaseLevel), "exportTable": .string(exportTable),
-            "name": .string(r.name), "opswiseGroups": JSON(r.opswiseGroups), "provider": .string(r.provider), "retainSysIds": true,
+            "name": .string(r.name), "opswiseGroups": JSON(r.opswiseGroups), "provider": .string(r.provider.rawValue), "retainSysIds": true,
             "scopes": JSON(r.scopes), "sysId": .string(r.sysID), "tenantId": JSON(r.tenantID), "tokenEndpoint": .string(r.tokenEndpoint),
             "version": JSON(r.version),
         ]
@@ -213,7 +213,7 @@ enum UpstreamSurface {
             }),
             leaf("description", r.description), leaf("exportReleaseLevel", exportReleaseLevel), leaf("exportTable", exportTable),
             leaf("name", r.name), XMLElement(name: "opswiseGroups", children: r.opswiseGroups.map { leaf("opswiseGroup", $0) }),
-            leaf("provider", r.provider), XMLElement(name: "scopes", children: r.scopes.map { leaf("scope", $0) }), leaf("sysId", r.sysID),
+            leaf("provider", r.provider.rawValue), XMLElement(name: "scopes", children: r.scopes.map { leaf("scope", $0) }), leaf("sysId", r.sysID),
             leaf("tenantId", r.tenantID), leaf("tokenEndpoint", r.tokenEndpoint), leaf("version", String(r.version)),
         ])
     }
