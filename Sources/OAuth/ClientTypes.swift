@@ -3,11 +3,24 @@
 /// arrives as strings (`ClientSpec`) and is refused with a field error when
 /// it is not one of them; past validation only these types travel.
 
-/// RFC 7591 §2 `grant_types`, as far as Latchkey issues them.
-public enum GrantType: String, Sendable, CaseIterable {
-    case authorizationCode = "authorization_code"
-    case refreshToken = "refresh_token"
-    case clientCredentials = "client_credentials"
+/// RFC 7591 §2 `grant_types`. The values Latchkey knows are those of the
+/// grants in `TokenExchange.grants`, each declared beside its grant
+/// (`GrantType.refreshToken` in `Grants/RefreshTokenGrant.swift`), so a new
+/// grant is one file and one line in that list.
+public struct GrantType: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+
+    /// A grant type the token endpoint answers, or nil.
+    public init?(known raw: String) {
+        guard TokenExchange.grants[GrantType(rawValue: raw)] != nil else { return nil }
+        self.init(rawValue: raw)
+    }
+
+    /// Every grant type the token endpoint answers, in `TokenExchange`'s order.
+    public static var known: [GrantType] { TokenExchange.grantList.map(\.type) }
+
+    public var description: String { rawValue }
 }
 
 /// RFC 7591 §2 `token_endpoint_auth_method`.

@@ -169,7 +169,7 @@ public struct ClientSpec: Sendable, Equatable {
         client.clientURI = clientURI
         client.redirectURIs = redirectURIs
         // Validated before (`problems()`): every value is one of the types'.
-        client.grantTypes = grantTypes.compactMap(GrantType.init(rawValue:))
+        client.grantTypes = grantTypes.compactMap(GrantType.init(known:))
         client.authMethod = ClientAuthMethod(rawValue: authMethod) ?? .clientSecretBasic
         client.scope = scope
         client.accessTokenTTL = accessTokenTTL
@@ -185,7 +185,7 @@ public struct ClientSpec: Sendable, Equatable {
                   refreshTokenTTL: c.refreshTokenTTL, enabled: c.enabled, extraData: c.extraData, attributes: c.attributes)
     }
 
-    public static let grantTypeValues = GrantType.allCases.map(\.rawValue)
+    public static var grantTypeValues: [String] { GrantType.known.map(\.rawValue) }
     public static let authMethodValues = ClientAuthMethod.allCases.map(\.rawValue)
     public static let reservedIDs: Set<String> = ["current", "ids"]
     /// Prefixes of the server's own identifiers: users (`usr-`, the subject of

@@ -12,7 +12,7 @@ extension SharedRows {
     public static func client(_ r: some SQLRowValues) -> Client {
         func strings(_ i: Int) -> [String] { ((try? JSON.parse(r.string(i)))?.arrayValue ?? []).compactMap(\.stringValue) }
         return Client(clientID: r.string(0), organizationID: r.string(1), isPrimary: r.bool(2), name: r.string(3),
-                      description: r.optionalString(4), clientURI: r.optionalString(5), redirectURIs: strings(6), grantTypes: strings(7).compactMap(GrantType.init(rawValue:)),
+                      description: r.optionalString(4), clientURI: r.optionalString(5), redirectURIs: strings(6), grantTypes: strings(7).compactMap(GrantType.init(known:)),
                       authMethod: ClientAuthMethod(rawValue: r.string(8)) ?? .clientSecretBasic, scope: Scopes.parse(r.string(9)) ?? [], accessTokenTTL: Int(r.int(10)),
                       refreshTokenTTL: Int(r.int(11)), enabled: r.bool(12), extraData: (try? JSON.parse(r.string(13))) ?? .object([]),
                       attributes: (try? JSON.parse(r.string(14))) ?? .object([]), createdAt: r.int(15), updatedAt: r.int(16),

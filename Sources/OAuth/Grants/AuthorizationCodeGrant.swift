@@ -63,3 +63,7 @@ public struct AuthorizationCodeGrant: Grant {
         }
     }
 }
+
+extension GrantType {
+    public static let authorizationCode = GrantType(rawValue: "authorization_code")
+}

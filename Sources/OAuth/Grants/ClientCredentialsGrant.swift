@@ -31,3 +31,7 @@ public struct ClientCredentialsGrant: Grant {
         try service.store.write { try service.store.touchClient(client.clientID, lastUsedAt: now) }
     }
 }
+
+extension GrantType {
+    public static let clientCredentials = GrantType(rawValue: "client_credentials")
+}

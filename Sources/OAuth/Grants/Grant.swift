@@ -53,12 +53,15 @@ extension Grant {
 /// about codes or tokens), checks once that the client registered the grant
 /// type, and lets the grant answer.
 public struct TokenExchange {
-    /// Every grant the token endpoint knows, by `grant_type`.
-    public static let grants: [GrantType: any Grant] = Dictionary(uniqueKeysWithValues: ([
-        ClientCredentialsGrant(),
+    /// Every grant the token endpoint knows, in the order error messages list them.
+    static let grantList: [any Grant] = [
         AuthorizationCodeGrant(),
         RefreshTokenGrant(),
-    ] as [any Grant]).map { ($0.type, $0) })
+        ClientCredentialsGrant(),
+    ]
+
+    /// The grants by `grant_type`.
+    public static let grants: [GrantType: any Grant] = Dictionary(uniqueKeysWithValues: grantList.map { ($0.type, $0) })
 
     let service: TokenService
     let authenticator: ClientAuthenticator
@@ -69,7 +72,7 @@ public struct TokenExchange {
     }
 
     public func exchange(_ request: TokenRequest, credentials: PresentedCredentials) throws -> TokenResponse {
-        guard let type = GrantType(rawValue: request.grantType), let grant = TokenExchange.grants[type] else {
+        guard let grant = TokenExchange.grants[GrantType(rawValue: request.grantType)] else {
             throw OAuthError.unsupportedGrantType()
         }
         let store = service.store

@@ -52,3 +52,7 @@ public struct RefreshTokenGrant: Grant {
         }
     }
 }
+
+extension GrantType {
+    public static let refreshToken = GrantType(rawValue: "refresh_token")
+}

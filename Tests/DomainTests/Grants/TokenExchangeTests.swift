@@ -26,7 +26,9 @@ import Testing
     }
 
     @Test func everyGrantIsListedOnceUnderItsType() {
-        #expect(Set(TokenExchange.grants.keys) == Set(GrantType.allCases), "every grant type a client may register has its grant")
+        #expect(GrantType.known.map(\.rawValue) == ["authorization_code", "refresh_token", "client_credentials"])
+        #expect(TokenExchange.grants.count == GrantType.known.count, "one grant per type")
+        #expect(GrantType(known: "password") == nil && GrantType(known: "refresh_token") == .refreshToken)
         for (type, grant) in TokenExchange.grants { #expect(grant.type == type) }
         #expect(TokenExchange.grants[.clientCredentials]?.allowsPublicClients == false)
         #expect(TokenExchange.grants[.clientCredentials]?.readsOnly == true)
