@@ -7,7 +7,8 @@ public struct Caller: Sendable {
     public var client: Client
     public var scopes: [String]
     public var requestID: String?
-    /// Which API was used, for the audit log (native, integration, v3, app, uc).
+    /// Which API was used, for the audit log: the surface's one name (native,
+    /// integration, identity, app, upstream).
     public var surface: String
 
     public init(client: Client, scopes: [String], requestID: String?, surface: String) {

@@ -21,7 +21,7 @@ public enum Surface: String, Sendable, CaseIterable {
     /// SPEC 6.4, `/api/oauth`.
     case app
     /// SPEC 6.5, `/uc/resources/oauthclient`.
-    case uc
+    case upstream
 }
 
 public typealias Handler = @Sendable (Request, RequestContext) throws -> Response

@@ -113,7 +113,7 @@ public enum ErrorRendering {
         case .native, .system:
             response = problemResponse(APIProblem(status: status, code: code, title: status == .tooManyRequests ? "Too many requests" : "Service unavailable",
                                                   detail: text), request: request)
-        case .uc:
+        case .upstream:
             response = .text(text, status: status)
         default:
             response = .json(["error": .string(code), "error_description": .string(text), "request_id": .string(request.requestID)], status: status)
@@ -130,7 +130,7 @@ public enum ErrorRendering {
         case .integration: return IntegrationSurface.render(error, request: request)
         case .app: return AppSurface.render(error, request: request)
         case .identity: return IdentitySurface.render(error, request: request)
-        case .uc: return UpstreamSurface.render(error, request: request)
+        case .upstream: return UpstreamSurface.render(error, request: request)
         default: return nil
         }
     }

@@ -18,10 +18,10 @@ extension NativeEndpoints {
 
     static func createClient(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let caller = try caller(request, ctx, scopes: ["clients:write"])
-        let members = try jsonObject(request)
+        let members = try EndpointKit.jsonObject(request)
         try checkMembers(members, allowClientID: true)
         let spec = try spec(from: .object(members))
-        let issued = try registry(ctx).create(spec, caller: caller)
+        let issued = try EndpointKit.registry(ctx).create(spec, caller: caller)
         var body = ClientRepresentation.json(issued.client, issuer: ctx.env.issuer)
         if let secret = issued.secret { body.set("client_secret", .string(secret)) }
         var response = Response.json(body, status: 201)
@@ -35,7 +35,7 @@ extension NativeEndpoints {
         let caller = try caller(request, ctx, scopes: ["clients:read"])
         let (limit, offset) = try listParams(request)
         let prefix = request.queryValue("client_name")
-        let (clients, total) = try registry(ctx).list(caller: caller, namePrefix: prefix, limit: limit, offset: offset)
+        let (clients, total) = try EndpointKit.registry(ctx).list(caller: caller, namePrefix: prefix, limit: limit, offset: offset)
         var response = Response.json(["clients": .array(clients.map { ClientRepresentation.json($0, issuer: ctx.env.issuer) })])
         response.headers[.xTotalCount] = String(total)
         response.headers[.cacheControl] = "no-store"
@@ -46,7 +46,7 @@ extension NativeEndpoints {
         // One read transaction for the caller's token and the client.
         let client = try ctx.store.read {
             let caller = try caller(request, ctx, scopes: ["clients:read"])
-            return try registry(ctx).get(ctx.param("id"), caller: caller)
+            return try EndpointKit.registry(ctx).get(ctx.param("id"), caller: caller)
         }
         return withClient(client, ctx)
     }
@@ -57,11 +57,11 @@ extension NativeEndpoints {
 
     static func patchClient(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let caller = try caller(request, ctx, scopes: ["clients:write"])
-        let members = try jsonObject(request, mediaTypes: ["application/merge-patch+json", "application/json"])
+        let members = try EndpointKit.jsonObject(request, mediaTypes: ["application/merge-patch+json", "application/json"])
         try checkMembers(members, allowClientID: false)
         let expected = try ifMatch(request) ?? versionField(members)
         let patch = JSON.object(members.filter { $0.0 != "version" })
-        let client = try registry(ctx).update(ctx.param("id"), caller: caller, expected: expected) { current in
+        let client = try EndpointKit.registry(ctx).update(ctx.param("id"), caller: caller, expected: expected) { current in
             let merged = writableJSON(current).mergePatched(with: patch)
             return try spec(from: merged, attributes: current.attributes)
         }
@@ -70,11 +70,11 @@ extension NativeEndpoints {
 
     static func putClient(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let caller = try caller(request, ctx, scopes: ["clients:write"])
-        let members = try jsonObject(request)
+        let members = try EndpointKit.jsonObject(request)
         try checkMembers(members, allowClientID: false)
         let expected = try ifMatch(request) ?? versionField(members)
         let body = JSON.object(members.filter { $0.0 != "version" })
-        let client = try registry(ctx).update(ctx.param("id"), caller: caller, expected: expected) { current in
+        let client = try EndpointKit.registry(ctx).update(ctx.param("id"), caller: caller, expected: expected) { current in
             try spec(from: body, attributes: current.attributes)
         }
         return withClient(client, ctx)
@@ -82,14 +82,14 @@ extension NativeEndpoints {
 
     static func deleteClient(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let caller = try caller(request, ctx, scopes: ["clients:write"])
-        try registry(ctx).delete(ctx.param("id"), caller: caller)
+        try EndpointKit.registry(ctx).delete(ctx.param("id"), caller: caller)
         return .empty()
     }
 
     static func rotate(_ id: String, _ request: Request, _ ctx: RequestContext, caller: Caller) throws -> Response {
         var grace = 0
         if !request.body.isEmpty {
-            let members = try jsonObject(request)
+            let members = try EndpointKit.jsonObject(request)
             for (key, value) in members {
                 guard key == "grace_period_seconds" else {
                     throw RegistryError.invalid([FieldError(key, "is not a known field")])
@@ -98,7 +98,7 @@ extension NativeEndpoints {
                 grace = Int(clamping: g)
             }
         }
-        let issued = try registry(ctx).rotateSecret(id, caller: caller, graceSeconds: grace)
+        let issued = try EndpointKit.registry(ctx).rotateSecret(id, caller: caller, graceSeconds: grace)
         var response = Response.json([
             "client_id": .string(issued.client.clientID), "client_secret": JSON(issued.secret),
             "previous_secret_expires_at": issued.previousSecretExpiresAt.map { .string(Timestamp.rfc3339(millis: $0)) } ?? .null,

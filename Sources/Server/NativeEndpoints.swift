@@ -6,48 +6,13 @@ import OAuth
 /// The native management API (`/api/v1`), SPEC 6.1. Every rule lives in
 /// `ClientRegistry`; this file translates JSON and HTTP to and from it.
 enum NativeEndpoints {
-    static let surface = "native"
 
-    // MARK: Authentication
-
-    static func bearerToken(_ request: Request) -> String? {
-        guard let header = request.headers[.authorization] else { return nil }
-        let parts = header.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
-        return parts[1].trimmingSpaces()
-    }
-
-    /// The bearer token's client, which must hold one of `scopes` (any when
-    /// empty). Every management surface comes through here: only a token the
-    /// client obtained for itself (client_credentials) is accepted (SPEC 3).
-    static func caller(_ request: Request, _ ctx: RequestContext, scopes: [String], surface: String = surface) throws -> Caller {
-        let (claims, client) = try ctx.store.read {
-            try ctx.tokens.authenticateBearer(bearerToken(request), requiredScope: scopes, clientOnly: true)
-        }
-        return Caller(client: client, scopes: claims.scope, requestID: request.requestID, surface: surface)
-    }
-
-    static func registry(_ ctx: RequestContext) -> ClientRegistry {
-        ClientRegistry(env: ctx.env, store: ctx.store, hasher: ctx.hasher, guards: ctx.guards)
+    /// A management caller of the native API (`EndpointKit.caller`).
+    static func caller(_ request: Request, _ ctx: RequestContext, scopes: [String]) throws -> Caller {
+        try EndpointKit.caller(request, ctx, scopes: scopes, surface: .native)
     }
 
     // MARK: Bodies
-
-    /// A JSON object body, or a 4xx: wrong media type 415, malformed 400.
-    static func jsonObject(_ request: Request, mediaTypes: [String] = ["application/json"]) throws -> [(String, JSON)] {
-        guard let type = request.mediaType, mediaTypes.contains(type) else {
-            throw APIProblem.unsupportedMediaType(mediaTypes.joined(separator: " or "))
-        }
-        guard !request.body.isEmpty else { throw APIProblem.invalidBody("The request body is empty.") }
-        let value: JSON
-        do {
-            value = try JSON.parse(request.body)
-        } catch let error as JSONParseError {
-            throw APIProblem(status: 400, code: "invalid_json", title: "Malformed JSON", detail: "The body is not valid JSON: \(error.description).")
-        }
-        guard let members = value.objectValue else { throw APIProblem.invalidBody("The body must be a JSON object.") }
-        return members
-    }
 
     static let writableFields = ["client_name", "description", "client_uri", "redirect_uris", "grant_types", "token_endpoint_auth_method",
                                  "scope", "access_token_ttl", "refresh_token_ttl", "enabled", "extra_data"]

@@ -69,11 +69,11 @@ enum Routes {
         add(.patch, "/v3/oauth-clients/{id}", .identity, IdentitySurface.patch)
         add(.delete, "/v3/oauth-clients/{id}", .identity, maxBody: 0, IdentitySurface.delete)
 
-        add(.post, "/uc/resources/oauthclient", .uc, UpstreamSurface.create)
-        add(.put, "/uc/resources/oauthclient", .uc, UpstreamSurface.update)
-        add(.get, "/uc/resources/oauthclient", .uc, maxBody: 0, UpstreamSurface.get)
-        add(.delete, "/uc/resources/oauthclient", .uc, maxBody: 0, UpstreamSurface.delete)
-        add(.get, "/uc/resources/oauthclient/list", .uc, maxBody: 0, UpstreamSurface.list)
+        add(.post, "/uc/resources/oauthclient", .upstream, UpstreamSurface.create)
+        add(.put, "/uc/resources/oauthclient", .upstream, UpstreamSurface.update)
+        add(.get, "/uc/resources/oauthclient", .upstream, maxBody: 0, UpstreamSurface.get)
+        add(.delete, "/uc/resources/oauthclient", .upstream, maxBody: 0, UpstreamSurface.delete)
+        add(.get, "/uc/resources/oauthclient/list", .upstream, maxBody: 0, UpstreamSurface.list)
 
         add(.get, "/api/v1/organization", .native, maxBody: 0, NativeEndpoints.organization)
         add(.get, "/api/v1/audit", .native, maxBody: 0, NativeEndpoints.audit)

@@ -43,7 +43,7 @@ enum UserEndpoints {
     /// The user behind a user's bearer token holding one of `scopes`, and the
     /// client the token was issued to.
     static func userCaller(_ request: Request, _ ctx: RequestContext, scopes: [String]) throws -> (user: User, client: Client) {
-        let (claims, client) = try ctx.store.read { try ctx.tokens.authenticateBearer(NativeEndpoints.bearerToken(request), requiredScope: scopes) }
+        let (claims, client) = try ctx.store.read { try ctx.tokens.authenticateBearer(EndpointKit.bearerToken(request), requiredScope: scopes) }
         guard claims.grantID != nil, let user = try ctx.store.read({ try ctx.store.user(id: claims.subject) }) else {
             throw APIProblem(status: 403, code: "user_token_required", title: "Forbidden", detail: "This API needs a user's token.")
         }
@@ -53,7 +53,7 @@ enum UserEndpoints {
     // MARK: Session
 
     static func login(_ request: Request, _ ctx: RequestContext) throws -> Response {
-        let members = try NativeEndpoints.jsonObject(request)
+        let members = try EndpointKit.jsonObject(request)
         let body = JSON.object(members)
         guard let username = body["username"]?.stringValue, let password = body["password"]?.stringValue,
               members.allSatisfy({ ["username", "password"].contains($0.0) }) else {
@@ -185,7 +185,7 @@ enum UserEndpoints {
 
     static func accept(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let (session, user) = try sessionUser(request, ctx, write: true)
-        let members = try NativeEndpoints.jsonObject(request)
+        let members = try EndpointKit.jsonObject(request)
         let body = JSON.object(members)
         guard members.allSatisfy({ ["scope", "remember"].contains($0.0) }),
               let scopeItems = body["scope"]?.arrayValue, scopeItems.allSatisfy({ $0.stringValue != nil }) else {
@@ -223,7 +223,7 @@ enum UserEndpoints {
     // MARK: Userinfo
 
     static func userinfo(_ request: Request, _ ctx: RequestContext) throws -> Response {
-        var token = NativeEndpoints.bearerToken(request)
+        var token = EndpointKit.bearerToken(request)
         if token == nil, request.method == .post, request.mediaType == "application/x-www-form-urlencoded",
            let items = FormEncoding.parse(request.body) {
             token = items.first(where: { $0.0 == "access_token" })?.1

@@ -29,7 +29,7 @@ import Testing
             #expect(h.call("GET", "/api/oauth/app/id/\(id)").status == 404)
         }
         let surfaces = try h.store.auditEvents(organizationID: h.primary.organizationID, limit: 100, offset: 0).events.map(\.surface)
-        #expect(Set(surfaces).isSuperset(of: ["integration", "v3", "app", "native"]))
+        #expect(Set(surfaces).isSuperset(of: ["integration", "identity", "app", "native"]))
     }
 }
 

@@ -173,4 +173,4 @@ def test_cross_surface_visibility(stack):
         assert requests.get(stack.url(f"/api/v1/clients/{cid}"), headers=h).status_code == 404
         assert requests.get(stack.url(f"/api/oauth/app/id/{cid}")).status_code == 404
     surfaces = {e["surface"] for e in requests.get(stack.url("/api/v1/audit"), headers=h, params={"limit": 250}).json()["events"]}
-    assert {"integration", "v3", "app", "native"} <= surfaces
+    assert {"integration", "identity", "app", "native"} <= surfaces

@@ -50,7 +50,7 @@ enum AppSurface {
     static let maxBatch = 20
 
     static func app(_ id: String, _ ctx: RequestContext) throws -> JSON? {
-        let registry = NativeEndpoints.registry(ctx)
+        let registry = EndpointKit.registry(ctx)
         return try ctx.store.read {
             guard let client = try registry.consentable(id) else { return nil }
             return json(client, logo: try registry.logoPreviews(of: [client])[id])
@@ -59,7 +59,7 @@ enum AppSurface {
 
     /// `{"name","url","redirect_uri"}`, checked by the registry's rules plus this API's length limits.
     static func fields(_ request: Request) throws -> (name: String, url: String?, redirect: String) {
-        let members = try NativeEndpoints.jsonObject(request)
+        let members = try EndpointKit.jsonObject(request)
         if let unknown = members.first(where: { !["name", "url", "redirect_uri"].contains($0.0) }) {
             throw Failure(status: 400, message: "Unknown field: \(unknown.0).")
         }
@@ -85,7 +85,7 @@ enum AppSurface {
     }
 
     static func caller(_ request: Request, _ ctx: RequestContext, _ scope: String) throws -> Caller {
-        try NativeEndpoints.caller(request, ctx, scopes: [scope], surface: "app")
+        try EndpointKit.caller(request, ctx, scopes: [scope], surface: .app)
     }
 
     // MARK: Apps
@@ -97,8 +97,8 @@ enum AppSurface {
 
     static func image(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let id = ctx.param("client_id")
-        guard let logo = try ctx.store.read({ try NativeEndpoints.registry(ctx).consentableLogo(id) }) else { throw RegistryError.notFound }
-        return NativeEndpoints.logoResponse(logo, request)
+        guard let logo = try ctx.store.read({ try EndpointKit.registry(ctx).consentableLogo(id) }) else { throw RegistryError.notFound }
+        return EndpointKit.logoResponse(logo, request)
     }
 
     static func ids(_ request: Request, _ ctx: RequestContext) throws -> Response {
@@ -118,7 +118,7 @@ enum AppSurface {
         guard let offset = request.queryValue("offset").flatMap(Int.init), offset >= 0 else {
             throw Failure(status: 400, message: "offset is required and must be a non-negative integer.")
         }
-        let registry = NativeEndpoints.registry(ctx)
+        let registry = EndpointKit.registry(ctx)
         let page = try registry.list(caller: caller, namePrefix: nil, limit: amount, offset: offset)
         let previews = try ctx.store.read { try registry.logoPreviews(of: page.clients) }
         let apps = page.clients.map { c in json(c, logo: previews[c.clientID]) }
@@ -129,7 +129,7 @@ enum AppSurface {
 
     static func create(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let caller = try caller(request, ctx, writeScope)
-        let issued = try NativeEndpoints.registry(ctx).create(spec(try fields(request)), caller: caller)
+        let issued = try EndpointKit.registry(ctx).create(spec(try fields(request)), caller: caller)
         var response = Response.json(["client_id": .string(issued.client.clientID), "key": JSON(issued.secret)], status: 201)
         response.headers[.cacheControl] = "no-store"
         return response
@@ -138,7 +138,7 @@ enum AppSurface {
     static func update(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let caller = try caller(request, ctx, writeScope)
         let f = try fields(request)
-        _ = try NativeEndpoints.registry(ctx).update(ctx.param("client_id"), caller: caller, expected: nil) { current in
+        _ = try EndpointKit.registry(ctx).update(ctx.param("client_id"), caller: caller, expected: nil) { current in
             var spec = ClientSpec(current)
             spec.name = f.name
             spec.clientURI = f.url
@@ -151,19 +151,19 @@ enum AppSurface {
     static func putImage(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let caller = try caller(request, ctx, writeScope)
         let id = ctx.param("client_id")
-        _ = try ctx.store.read { try NativeEndpoints.registry(ctx).get(id, caller: caller) }
+        _ = try ctx.store.read { try EndpointKit.registry(ctx).get(id, caller: caller) }
         guard request.mediaType == "multipart/form-data" else {
             throw Failure(status: 415, message: "Upload the image as multipart/form-data in the field image.")
         }
-        let (declared, bytes) = try NativeEndpoints.uploadedImage(request)
-        let png = try NativeEndpoints.processLogo(declared: declared, bytes: bytes, ctx)
-        _ = try NativeEndpoints.registry(ctx).setLogo(id, caller: caller, png: png.logo, preview: png.preview)
+        let (declared, bytes) = try EndpointKit.uploadedImage(request)
+        let png = try EndpointKit.processLogo(declared: declared, bytes: bytes, ctx)
+        _ = try EndpointKit.registry(ctx).setLogo(id, caller: caller, png: png.logo, preview: png.preview)
         return .empty()
     }
 
     static func rotate(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let caller = try caller(request, ctx, writeScope)
-        let issued = try NativeEndpoints.registry(ctx).rotateSecret(ctx.param("client_id"), caller: caller, graceSeconds: 0)
+        let issued = try EndpointKit.registry(ctx).rotateSecret(ctx.param("client_id"), caller: caller, graceSeconds: 0)
         var response = Response.json(["client_id": .string(issued.client.clientID), "key": JSON(issued.secret)])
         response.headers[.cacheControl] = "no-store"
         return response
@@ -171,7 +171,7 @@ enum AppSurface {
 
     static func delete(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let caller = try caller(request, ctx, writeScope)
-        try NativeEndpoints.registry(ctx).delete(ctx.param("client_id"), caller: caller)
+        try EndpointKit.registry(ctx).delete(ctx.param("client_id"), caller: caller)
         return .empty()
     }
 
@@ -204,7 +204,7 @@ enum AppSurface {
             user = s.user
             authTime = s.session.authTime
         }
-        let members = try NativeEndpoints.jsonObject(request)
+        let members = try EndpointKit.jsonObject(request)
         let allowed = ["client_id", "scope", "nonce", "code_challenge", "code_challenge_method"]
         if let unknown = members.first(where: { !allowed.contains($0.0) }) { throw Failure(status: 400, message: "Unknown field: \(unknown.0).") }
         let body = JSON.object(members)
@@ -212,7 +212,7 @@ enum AppSurface {
             throw Failure(status: 400, message: "\(key) must be a string.")
         }
         guard let clientID = body["client_id"]?.stringValue, !clientID.isEmpty else { throw Failure(status: 400, message: "client_id is required.") }
-        guard let client = try ctx.store.read({ try NativeEndpoints.registry(ctx).app(forCode: clientID, organization: organization) }) else {
+        guard let client = try ctx.store.read({ try EndpointKit.registry(ctx).app(forCode: clientID, organization: organization) }) else {
             throw Failure(status: 404, message: "App not found.")
         }
         guard let rawScope = body["scope"]?.stringValue, rawScope.utf8.count <= 255 else {

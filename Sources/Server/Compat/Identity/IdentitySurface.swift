@@ -65,7 +65,7 @@ enum IdentitySurface {
     }
 
     static func caller(_ request: Request, _ ctx: RequestContext, _ scopes: [String]) throws -> Caller {
-        try NativeEndpoints.caller(request, ctx, scopes: scopes, surface: "v3")
+        try EndpointKit.caller(request, ctx, scopes: scopes, surface: .identity)
     }
 
     // MARK: Representation
@@ -156,7 +156,7 @@ enum IdentitySurface {
     }
 
     static func body(_ request: Request) throws -> [(String, JSON)] {
-        let members = try NativeEndpoints.jsonObject(request)
+        let members = try EndpointKit.jsonObject(request)
         if let ro = members.first(where: { readOnly.contains($0.0) }) { throw Failure(status: 400, message: "\(ro.0) is read-only", field: ro.0) }
         if let unknown = members.first(where: { !writable.contains($0.0) }) {
             throw Failure(status: 400, message: "\(unknown.0) is not a known field", field: unknown.0)
@@ -169,7 +169,7 @@ enum IdentitySurface {
     static func create(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let caller = try caller(request, ctx, [manageScope])
         let spec = try spec(.object(try body(request)), creatorScope: caller.scopes, current: nil)
-        let issued = try NativeEndpoints.registry(ctx).create(spec, caller: caller)
+        let issued = try EndpointKit.registry(ctx).create(spec, caller: caller)
         var response = Response.json(json(issued.client, secret: issued.secret))
         response.headers[.cacheControl] = "no-store"
         return response
@@ -198,7 +198,7 @@ enum IdentitySurface {
             guard let v = Int(o), v >= 0 else { throw Failure(status: 400, message: "offset must be >= 0", field: "offset") }
             offset = v
         }
-        let page = try NativeEndpoints.registry(ctx).list(caller: caller, filter: filter, limit: limit, offset: offset)
+        let page = try EndpointKit.registry(ctx).list(caller: caller, filter: filter, limit: limit, offset: offset)
         var response = Response.json(.array(page.clients.map { json($0) }))
         if request.queryValue("count") == "true" { response.headers[.xTotalCount] = String(page.total) }
         response.headers[.cacheControl] = "no-store"
@@ -207,7 +207,7 @@ enum IdentitySurface {
 
     static func get(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let caller = try caller(request, ctx, readScopes)
-        return .json(json(try ctx.store.read { try NativeEndpoints.registry(ctx).get(ctx.param("id"), caller: caller) }))
+        return .json(json(try ctx.store.read { try EndpointKit.registry(ctx).get(ctx.param("id"), caller: caller) }))
     }
 
     /// RFC 6902 on the v3 representation, limited to the patchable fields.
@@ -229,7 +229,7 @@ enum IdentitySurface {
                 }
             }
         }
-        let client = try NativeEndpoints.registry(ctx).update(ctx.param("id"), caller: caller, expected: nil) { current in
+        let client = try EndpointKit.registry(ctx).update(ctx.param("id"), caller: caller, expected: nil) { current in
             let patched: JSON
             do { patched = try json(current).patched(with: operations) } catch let e as JSONPatchError {
                 throw Failure(status: 400, message: e.description)
@@ -241,7 +241,7 @@ enum IdentitySurface {
 
     static func delete(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let caller = try caller(request, ctx, [manageScope])
-        try NativeEndpoints.registry(ctx).delete(ctx.param("id"), caller: caller)
+        try EndpointKit.registry(ctx).delete(ctx.param("id"), caller: caller)
         return .empty()
     }
 }

@@ -65,9 +65,9 @@ enum IntegrationSurface {
 
     static func caller(_ request: Request, _ ctx: RequestContext, scopes: [String]) throws -> Caller {
         do {
-            return try NativeEndpoints.caller(request, ctx, scopes: scopes, surface: "integration")
+            return try EndpointKit.caller(request, ctx, scopes: scopes, surface: .integration)
         } catch let e as OAuthError where e.status == 401 {
-            if try ctx.store.read({ try ctx.tokens.tokenOfDeletedClient(NativeEndpoints.bearerToken(request)) }) { throw Failure.callerGone }
+            if try ctx.store.read({ try ctx.tokens.tokenOfDeletedClient(EndpointKit.bearerToken(request)) }) { throw Failure.callerGone }
             throw e
         }
     }
@@ -75,7 +75,7 @@ enum IntegrationSurface {
     static func body(_ request: Request, allowed: [String]) throws -> JSON {
         let members: [(String, JSON)]
         do {
-            members = try NativeEndpoints.jsonObject(request)
+            members = try EndpointKit.jsonObject(request)
         } catch let p as APIProblem {
             throw Failure.payload("body", p.detail)
         }
@@ -126,7 +126,7 @@ enum IntegrationSurface {
     /// This surface tells another organization's client apart (AU0008), as its source did.
     static func target(_ id: String, _ caller: Caller, _ ctx: RequestContext) throws {
         do {
-            _ = try ctx.store.read { try NativeEndpoints.registry(ctx).locate(id, caller: caller) }
+            _ = try ctx.store.read { try EndpointKit.registry(ctx).locate(id, caller: caller) }
         } catch RegistryError.notFound {
             throw Failure.notFound(id)
         }
@@ -141,7 +141,7 @@ enum IntegrationSurface {
         let application = try string(body, "application", required: true)!
         let spec = ClientSpec(name: application, grantTypes: ["client_credentials"], scope: try scopes(body) ?? [],
                               extraData: try extraData(body) ?? .object([]))
-        let issued = try NativeEndpoints.registry(ctx).create(spec, caller: caller, password: password)
+        let issued = try EndpointKit.registry(ctx).create(spec, caller: caller, password: password)
         return .json(json(issued.client), status: 201)
     }
 
@@ -153,7 +153,7 @@ enum IntegrationSurface {
         let newScopes = try scopes(body)
         let extra = try extraData(body)
         try target(id, caller, ctx)
-        _ = try NativeEndpoints.registry(ctx).update(id, caller: caller, expected: nil) { current in
+        _ = try EndpointKit.registry(ctx).update(id, caller: caller, expected: nil) { current in
             var spec = ClientSpec(current)
             if let application { spec.name = application }
             if let newScopes { spec.scope = newScopes }
@@ -169,7 +169,7 @@ enum IntegrationSurface {
         let id = try string(body, "clientId", required: true)!
         let password = try password(body)
         do {
-            try NativeEndpoints.registry(ctx).resetPassword(id, caller: caller, password: password)
+            try EndpointKit.registry(ctx).resetPassword(id, caller: caller, password: password)
         } catch RegistryError.notFound {
             throw Failure.notFound(id)
         }
@@ -183,13 +183,13 @@ enum IntegrationSurface {
     static func ownPassword(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let caller = try caller(request, ctx, scopes: [])
         let body = try body(request, allowed: ["password"])
-        try NativeEndpoints.registry(ctx).setPassword(caller.client.clientID, caller: caller, password: try password(body))
+        try EndpointKit.registry(ctx).setPassword(caller.client.clientID, caller: caller, password: try password(body))
         return .empty()
     }
 
     static func list(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let caller = try caller(request, ctx, scopes: [scope])
-        let all = try NativeEndpoints.registry(ctx).all(caller: caller)
+        let all = try EndpointKit.registry(ctx).all(caller: caller)
         var response = Response.json(.array(all.map { json($0, primary: true) }))
         response.headers[.xTotalCount] = String(all.count)
         return response
@@ -199,7 +199,7 @@ enum IntegrationSurface {
         let caller = try caller(request, ctx, scopes: [scope])
         let id = ctx.param("clientId")
         try target(id, caller, ctx)
-        try NativeEndpoints.registry(ctx).delete(id, caller: caller)
+        try EndpointKit.registry(ctx).delete(id, caller: caller)
         return .empty()
     }
 }

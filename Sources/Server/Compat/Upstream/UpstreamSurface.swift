@@ -61,7 +61,7 @@ enum UpstreamSurface {
                 throw Failure(status: 403, message: prohibited)
             }
             guard client.scope.contains(scope) else { throw Failure(status: 403, message: prohibited) }
-            return Caller(client: client, scopes: client.scope, requestID: request.requestID, surface: "uc")
+            return Caller(client: client, scopes: client.scope, requestID: request.requestID, surface: Surface.upstream.rawValue)
         }
     }
 

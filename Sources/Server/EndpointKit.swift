@@ -1,0 +1,126 @@
+import Common
+import HTTPCore
+import Imaging
+import OAuth
+
+/// What every management surface shares (issue 12): the bearer caller, the
+/// registry, JSON object bodies, logo uploads and logo answers. The native
+/// API and the four compatible surfaces call these and keep only their own
+/// request and response mapping.
+enum EndpointKit {
+    // MARK: Callers
+
+    static func bearerToken(_ request: Request) -> String? {
+        guard let header = request.headers[.authorization] else { return nil }
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
+        return parts[1].trimmingSpaces()
+    }
+
+    /// The bearer token's client, which must hold one of `scopes` (any when
+    /// empty). Every management surface comes through here: only a token the
+    /// client obtained for itself (client_credentials) is accepted (SPEC 3).
+    static func caller(_ request: Request, _ ctx: RequestContext, scopes: [String], surface: Surface) throws -> Caller {
+        let (claims, client) = try ctx.store.read {
+            try ctx.tokens.authenticateBearer(bearerToken(request), requiredScope: scopes, clientOnly: true)
+        }
+        return Caller(client: client, scopes: claims.scope, requestID: request.requestID, surface: surface.rawValue)
+    }
+
+    static func registry(_ ctx: RequestContext) -> ClientRegistry {
+        ClientRegistry(env: ctx.env, store: ctx.store, hasher: ctx.hasher, guards: ctx.guards)
+    }
+
+    // MARK: Bodies
+
+    /// A JSON object body, or a 4xx: wrong media type 415, malformed 400.
+    static func jsonObject(_ request: Request, mediaTypes: [String] = ["application/json"]) throws -> [(String, JSON)] {
+        guard let type = request.mediaType, mediaTypes.contains(type) else {
+            throw APIProblem.unsupportedMediaType(mediaTypes.joined(separator: " or "))
+        }
+        guard !request.body.isEmpty else { throw APIProblem.invalidBody("The request body is empty.") }
+        let value: JSON
+        do {
+            value = try JSON.parse(request.body)
+        } catch let error as JSONParseError {
+            throw APIProblem(status: 400, code: "invalid_json", title: "Malformed JSON", detail: "The body is not valid JSON: \(error.description).")
+        }
+        guard let members = value.objectValue else { throw APIProblem.invalidBody("The body must be a JSON object.") }
+        return members
+    }
+
+    // MARK: Logos
+
+    static let maxLogoBytes = 1024 * 1024
+
+    /// The image of a logo upload: a multipart `image` field or a raw image body.
+    static func uploadedImage(_ request: Request) throws -> (declared: String?, bytes: [UInt8]) {
+        guard let type = request.mediaType else { throw APIProblem.unsupportedMediaType("multipart/form-data, image/png, image/jpeg or image/gif") }
+        if type == "multipart/form-data" {
+            guard let boundary = Multipart.boundary(fromContentType: request.headers[.contentType] ?? ""),
+                  let parts = Multipart.parse(request.body, boundary: boundary) else {
+                throw APIProblem.invalidBody("The multipart body is malformed.")
+            }
+            guard let part = parts.first(where: { $0.name == "image" }) else {
+                throw RegistryError.invalid([FieldError("image", "is required")])
+            }
+            let declared = part.contentType?.split(separator: ";").first.map { $0.trimmingSpaces().lowercased() }
+            return (declared == "application/octet-stream" ? nil : declared, part.body)
+        }
+        if ["image/png", "image/jpeg", "image/jpg", "image/gif"].contains(type) { return (type, request.body) }
+        throw APIProblem.unsupportedMediaType("multipart/form-data, image/png, image/jpeg or image/gif")
+    }
+
+    /// Magic bytes, declared type, header dimensions, then decode and
+    /// re-encode as PNG within 256x256 (SPEC 6.1).
+    /// The side of the preview the public app reads carry inline (SPEC 6.4, 7.1).
+    static let previewSide = 64
+
+    /// Checks an upload and re-encodes it: the logo (256 px) and its preview.
+    static func processLogo(declared: String?, bytes: [UInt8], _ ctx: RequestContext) throws -> (logo: [UInt8], preview: [UInt8]) {
+        guard bytes.count <= maxLogoBytes else {
+            throw APIProblem(status: 413, code: "image_too_large", title: "Image too large", detail: "A logo may be at most 1 MiB.")
+        }
+        guard let format = Imaging.sniff(bytes) else {
+            throw APIProblem(status: 415, code: "unsupported_image", title: "Unsupported image", detail: "Logos must be PNG, JPEG or GIF.")
+        }
+        if let declared {
+            let normalized = declared == "image/jpg" ? "image/jpeg" : declared
+            guard normalized == format.rawValue else {
+                throw APIProblem(status: 415, code: "image_type_mismatch", title: "Unsupported image",
+                                 detail: "The declared type does not match the image's content.")
+            }
+        }
+        guard let header = Imaging.header(bytes) else {
+            throw APIProblem(status: 400, code: "invalid_image", title: "Invalid image", detail: "The image header is missing or truncated.")
+        }
+        guard Imaging.acceptable(header) else {
+            throw APIProblem(status: 400, code: "image_dimensions", title: "Invalid image",
+                             detail: "Logos may be at most 4096 pixels on a side and 4194304 pixels in all (and a JPEG at most 64 scans).")
+        }
+        do {
+            let sizes = try ctx.images.reencode(bytes, format, [256, previewSide])
+            return (sizes[0], sizes[1])
+        } catch let busy as SlowHashesBusy {
+            throw busy  // every decode permit is taken: 503 in the surface's one shape (ErrorRendering)
+        } catch {
+            throw APIProblem(status: 400, code: "invalid_image", title: "Invalid image", detail: "The image could not be decoded.")
+        }
+    }
+
+    static func logoResponse(_ logo: (contentType: String, image: [UInt8], etag: String), _ request: Request) -> Response {
+        let etag = "\"\(logo.etag)\""
+        var response: Response
+        if let inm = request.headers[.ifNoneMatch], inm.split(separator: ",").contains(where: { $0.trimmingSpaces() == etag || $0.trimmingSpaces() == "*" }) {
+            response = Response(status: 304)
+        } else {
+            response = Response(status: .ok, headers: [.contentType: "image/png"], body: logo.image)
+        }
+        response.headers[.eTag] = etag
+        response.headers[.cacheControl] = "public, max-age=300"
+        response.headers[.xContentTypeOptions] = "nosniff"
+        response.headers[.contentSecurityPolicy] = "default-src 'none'"
+        response.headers[.crossOriginResourcePolicy] = "same-site"
+        return response
+    }
+}
