@@ -39,31 +39,3 @@ public struct Environment: Sendable {
     }
 }
 
-/// Why a storage operation failed, in terms the endpoints can answer with.
-public enum StoreError: Error, Equatable, CustomStringConvertible {
-    /// The database stayed locked past the busy timeout: answer 503 + Retry-After.
-    case busy
-    /// A uniqueness or foreign-key rule refused the write.
-    case conflict(String)
-    /// The database server cannot be reached (PostgreSQL down, restarting,
-    /// refusing the credentials): answered like `busy` (503 + Retry-After);
-    /// the cause (libpq's first line, never a password) is for the logs and
-    /// the CLI.
-    case unavailable(String)
-
-    public var description: String {
-        switch self {
-        case .busy: return "the database is busy"
-        case let .conflict(what): return "a write conflicts with existing data (\(what))"
-        case let .unavailable(cause): return "the database cannot be reached: \(cause)"
-        }
-    }
-
-    /// `busy` or `unavailable`: the request may succeed if retried shortly.
-    public var isTransient: Bool {
-        switch self {
-        case .busy, .unavailable: return true
-        case .conflict: return false
-        }
-    }
-}

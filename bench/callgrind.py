@@ -1,0 +1,121 @@
+"""Instructions per request, without drift: `valgrind --tool=callgrind` on
+the serving process (one worker thread) behind a real nginx, for one or two
+builds of latchkey. A request's cost is the difference between a run of
+SMALL+N requests and a run of SMALL (start-up and shutdown cancel out),
+divided by N.
+
+    python3 bench/callgrind.py [--baseline OLD_BINARY] [--requests N]
+
+Prints instructions per request by scenario (client_credentials token,
+JWT introspection, a client read) for this build and the baseline."""
+import argparse
+import re
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
+import conftest  # noqa: E402
+from conftest import Stack  # noqa: E402
+
+SMALL = 200
+
+
+def wrapper(directory: Path, binary: str, out: Path) -> str:
+    """A latchkey that runs `serve` under callgrind and every other command as is."""
+    path = directory / "latchkey-under-callgrind"
+    path.write_text(f"""#!/bin/sh
+if [ "$1" = serve ]; then
+  exec valgrind --tool=callgrind --callgrind-out-file={out} --dump-instr=no --collect-jumps=no "{binary}" "$@"
+fi
+exec "{binary}" "$@"
+""")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return str(path)
+
+
+def scenario_requests(stack: Stack, name: str):
+    """A function that sends one request of the scenario."""
+    session = requests.Session()
+    auth = (stack.client_id, stack.client_secret)
+    if name == "token":
+        return lambda: session.post(stack.url("/oauth2/token"), data={"grant_type": "client_credentials"}, auth=auth)
+    token = stack.token()
+    if name == "introspect":
+        return lambda: session.post(stack.url("/oauth2/introspect"), data={"token": token}, auth=auth)
+    headers = {"Authorization": f"Bearer {token}"}
+    return lambda: session.get(stack.url(f"/api/v1/clients/{stack.client_id}"), headers=headers)
+
+
+def start(stack: Stack) -> Stack:
+    """Stack.start with the patience a process under valgrind needs."""
+    stack.log = open(stack.log_path, "ab")
+    stack.workers_procs = [stack.start_node(1)]
+    stack.worker = stack.workers_procs[0]
+    stack.nginx = subprocess.Popen(["nginx", "-c", str(stack.state / "nginx" / "nginx.conf"), "-p", str(stack.state / "nginx"),
+                                    "-g", "daemon off;"], stdout=stack.log, stderr=stack.log)
+    for _ in range(600):
+        try:
+            if requests.get(stack.base + "/healthz", timeout=5).status_code == 200:
+                return stack
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("Latchkey did not become healthy under valgrind:\n" + stack.log_path.read_text(errors="replace"))
+
+
+def total_instructions(out: Path) -> int:
+    text = out.read_text(errors="replace")
+    match = re.search(r"^(?:summary|totals):\s+(\d+)", text, re.M)
+    assert match, f"no totals in {out}"
+    return int(match.group(1))
+
+
+def instructions(binary: str, name: str, count: int, tmp: Path) -> int:
+    run = Path(tempfile.mkdtemp(dir=tmp))
+    out = run / "callgrind.out"
+    previous = conftest.BIN
+    conftest.BIN = wrapper(run, binary, out)
+    try:
+        stack = start(Stack(run / "stack", rate_limits="off", workers=1, log_level=None))
+        try:
+            send = scenario_requests(stack, name)
+            for _ in range(count):
+                r = send()
+                assert r.status_code == 200, r.text
+        finally:
+            stack.stop()
+    finally:
+        conftest.BIN = previous
+    return total_instructions(out)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--baseline", help="another latchkey binary, measured the same way")
+    ap.add_argument("--requests", type=int, default=1000, help="requests measured per scenario (beyond the first 200)")
+    ap.add_argument("--scenarios", default="token,introspect,read")
+    args = ap.parse_args()
+    binaries = [("this build", conftest.BIN)] + ([("baseline", args.baseline)] if args.baseline else [])
+    with tempfile.TemporaryDirectory() as directory:
+        tmp = Path(directory)
+        print(f"callgrind instructions per request (one worker thread, ({SMALL}+{args.requests} - {SMALL}) / {args.requests})")
+        for name in args.scenarios.split(","):
+            row = []
+            for label, binary in binaries:
+                small = instructions(binary, name, SMALL, tmp)
+                large = instructions(binary, name, SMALL + args.requests, tmp)
+                per = (large - small) / args.requests
+                row.append(per)
+                print(f"  {name:<11} {label:<11} {per / 1000:8.1f}k", flush=True)
+            if len(row) == 2:
+                print(f"  {name:<11} this build / baseline: {row[0] / row[1]:.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
