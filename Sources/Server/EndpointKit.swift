@@ -11,7 +11,7 @@ enum EndpointKit {
     // MARK: Callers
 
     static func bearerToken(_ request: Request) -> String? {
-        guard let header = request.headers[.authorization] else { return nil }
+        guard let header = request.headers.value(.authorization) else { return nil }
         let parts = header.split(separator: " ", maxSplits: 1)
         guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
         return parts[1].trimmingSpaces()
@@ -57,7 +57,7 @@ enum EndpointKit {
     static func uploadedImage(_ request: Request) throws -> (declared: String?, bytes: [UInt8]) {
         guard let type = request.mediaType else { throw APIProblem.unsupportedMediaType("multipart/form-data, image/png, image/jpeg or image/gif") }
         if type == "multipart/form-data" {
-            guard let boundary = Multipart.boundary(fromContentType: request.headers[.contentType] ?? ""),
+            guard let boundary = Multipart.boundary(fromContentType: request.headers.value(.contentType) ?? ""),
                   let parts = Multipart.parse(request.body, boundary: boundary) else {
                 throw APIProblem.invalidBody("The multipart body is malformed.")
             }
@@ -111,7 +111,7 @@ enum EndpointKit {
     static func logoResponse(_ logo: (contentType: String, image: [UInt8], etag: String), _ request: Request) -> Response {
         let etag = "\"\(logo.etag)\""
         var response: Response
-        if let inm = request.headers[.ifNoneMatch], inm.split(separator: ",").contains(where: { $0.trimmingSpaces() == etag || $0.trimmingSpaces() == "*" }) {
+        if let inm = request.headers.value(.ifNoneMatch), inm.split(separator: ",").contains(where: { $0.trimmingSpaces() == etag || $0.trimmingSpaces() == "*" }) {
             response = Response(status: 304)
         } else {
             response = Response(status: .ok, headers: [.contentType: "image/png"], body: logo.image)

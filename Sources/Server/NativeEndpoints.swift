@@ -121,7 +121,7 @@ enum NativeEndpoints {
     /// malformed tag never matches (RFC 9110 §13.1.1 compares strongly), but
     /// an unknown client is still 404 first.
     static func ifMatch(_ request: Request) -> ExpectedVersion? {
-        guard let header = request.headers[.ifMatch]?.trimmingSpaces(), !header.isEmpty, header != "*" else { return nil }
+        guard let header = request.headers.value(.ifMatch)?.trimmingSpaces(), !header.isEmpty, header != "*" else { return nil }
         guard header.hasPrefix("\""), header.hasSuffix("\""), header.count >= 3, let v = Int(header.dropFirst().dropLast()) else {
             return .ifMatch(-1)
         }

@@ -28,7 +28,7 @@ struct OAuthForm {
 
     /// The client's credentials: HTTP Basic or the form, never both (RFC 6749 §2.3).
     func credentials(_ request: Request) throws -> PresentedCredentials {
-        let basic = BasicCredentials.parse(request.headers[.authorization], formDecode: true)
+        let basic = BasicCredentials.parse(request.headers.value(.authorization), formDecode: true)
         switch basic {
         case .malformed:
             throw OAuthError.invalidClient("The Authorization header is malformed.", basic: true)
@@ -41,7 +41,7 @@ struct OAuthForm {
             }
             return .basic(clientID: user, secret: password)
         case .absent:
-            if request.headers[.authorization] != nil {
+            if request.headers.value(.authorization) != nil {
                 throw OAuthError.invalidClient("Unsupported client authentication scheme.", basic: true)
             }
             guard let clientID = values["client_id"] else { return .none }

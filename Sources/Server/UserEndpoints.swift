@@ -28,15 +28,15 @@ enum UserEndpoints {
     static func sessionUser(_ request: Request, _ ctx: RequestContext, write: Bool) throws -> (session: SessionRecord, user: User) {
         guard let s = try session(request, ctx) else { throw signInRequired }
         if write {
-            guard SessionService.csrfMatches(header: request.headers[.xCSRFToken], session: s.session),
-                  request.cookies[csrfCookie] == request.headers[.xCSRFToken] else { throw csrfFailed }
+            guard SessionService.csrfMatches(header: request.headers.value(.xCSRFToken), session: s.session),
+                  request.cookies[csrfCookie] == request.headers.value(.xCSRFToken) else { throw csrfFailed }
         }
         return s
     }
 
     /// A user by session cookie, or by a user's bearer token holding one of `scopes`.
     static func user(_ request: Request, _ ctx: RequestContext, scopes: [String], write: Bool) throws -> User {
-        if request.headers[.authorization] != nil { return try userCaller(request, ctx, scopes: scopes).user }
+        if request.headers.value(.authorization) != nil { return try userCaller(request, ctx, scopes: scopes).user }
         return try sessionUser(request, ctx, write: write).user
     }
 

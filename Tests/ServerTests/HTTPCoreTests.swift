@@ -1,4 +1,5 @@
 import Common
+import Foundation
 import HTTPCore
 import TestSupport
 import Testing
@@ -42,6 +43,46 @@ import Testing
         #expect(CGI.request(params: ["CONTENT_LENGTH": "", "CONTENT_TYPE": ""], body: []) { "gen" }.requestID == "gen")
         #expect(CGI.request(params: ["REQUEST_ID": "a\r\nb"], body: []) { "gen" }.requestID == "gen")
         #expect(CGI.request(params: [:], body: nil) { "gen" }.bodyTooLarge)
+    }
+
+    /// The CGI mapping carries only the headers a handler reads
+    /// (`CGI.headersRead`): every request header the sources read must be on
+    /// that list, or nginx's copy of it would never reach the handler.
+    @Test func everyHeaderAHandlerReadsIsCarried() throws {
+        let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Sources")
+        let files = try #require(FileManager.default.enumerator(atPath: sources.path)).compactMap { $0 as? String }.filter { $0.hasSuffix(".swift") }
+        #expect(files.count > 50)
+        let read = try NSRegularExpression(pattern: #"request\.(?:headers\.value\(|headers\[values: |headers\[)\.([A-Za-z]+)"#)
+        var names = Set<String>()
+        for file in files {
+            let text = try String(contentsOfFile: sources.appendingPathComponent(file).path, encoding: .utf8)
+            for match in read.matches(in: text, range: NSRange(text.startIndex..., in: text)) {
+                names.insert(String(text[Range(match.range(at: 1), in: text)!]))
+            }
+        }
+        #expect(names.contains("authorization"), "the scan finds the reads")
+        let carried: [String: HTTPField.Name] = [
+            "authorization": .authorization, "cookie": .cookie, "xCSRFToken": .xCSRFToken, "ifMatch": .ifMatch,
+            "ifNoneMatch": .ifNoneMatch, "accept": .accept, "contentType": .contentType, "contentLength": .contentLength,
+        ]
+        for name in names {
+            let field = try #require(carried[name], "request.headers reads .\(name): add it to CGI.headersRead and to this table")
+            #expect(Set(CGI.headersRead.values).contains(field) || field == .contentType || field == .contentLength, "\(name)")
+        }
+    }
+
+    /// The request path's header read agrees with HTTPFields' subscript,
+    /// repeated fields included.
+    @Test(arguments: [
+        ([("Authorization", "Bearer a")], HTTPField.Name.authorization),
+        ([("Authorization", "Bearer a"), ("authorization", "Bearer b")], .authorization),
+        ([("Cookie", "a=1"), ("Cookie", "b=2")], .cookie),
+        ([("Accept", "text/html")], .authorization),
+    ] as [([(String, String)], HTTPField.Name)])
+    func aHeaderValueIsTheSubscripts(_ pairs: [(String, String)], _ name: HTTPField.Name) {
+        let fields = HTTPFields(pairs)
+        #expect(fields.value(name) == fields[name])
     }
 
     /// HTTPField turns CR and LF in a value into spaces, so an injected

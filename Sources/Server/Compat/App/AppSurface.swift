@@ -195,7 +195,7 @@ enum AppSurface {
         var authTime = ctx.env.nowSeconds
         /// A user token serves only for apps of its own client's organization (SPEC 6.4).
         var organization: String?
-        if request.headers[.authorization] != nil {
+        if request.headers.value(.authorization) != nil {
             let caller = try UserEndpoints.userCaller(request, ctx, scopes: ["gov.user.oauth.authorize"])
             user = caller.user
             organization = caller.client.organizationID

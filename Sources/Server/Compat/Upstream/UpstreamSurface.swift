@@ -45,10 +45,10 @@ enum UpstreamSurface {
     /// HTTP Basic with a client holding providers:manage; anything else is 403
     /// (401 with a challenge when no credentials were sent).
     static func caller(_ request: Request, _ ctx: RequestContext) throws -> Caller {
-        switch BasicCredentials.parse(request.headers[.authorization], formDecode: false) {
+        switch BasicCredentials.parse(request.headers.value(.authorization), formDecode: false) {
         case .absent:
             // 401 only when nothing was sent; a bearer token or another scheme is refused like wrong credentials (SPEC 6.5).
-            if request.headers[.authorization] != nil { throw Failure(status: 403, message: prohibited) }
+            if request.headers.value(.authorization) != nil { throw Failure(status: 403, message: prohibited) }
             throw Failure(status: 401, message: prohibited, challenge: true)
         case .malformed: throw Failure(status: 403, message: prohibited)
         case let .credentials(user, password):
@@ -70,7 +70,7 @@ enum UpstreamSurface {
     // MARK: Formats
 
     static func wantsXML(_ request: Request, default isXML: Bool) -> Bool {
-        guard let accept = request.headers[.accept]?.lowercased(), !accept.isEmpty, accept != "*/*" else { return isXML }
+        guard let accept = request.headers.value(.accept)?.lowercased(), !accept.isEmpty, accept != "*/*" else { return isXML }
         let xml = accept.firstRange(of: "xml")
         let json = accept.firstRange(of: "json")
         if let xml, let json { return xml.lowerBound < json.lowerBound }
