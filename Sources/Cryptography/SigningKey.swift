@@ -67,24 +67,22 @@ public final class SigningKey: @unchecked Sendable {
 
     /// Loads a PKCS#8 (or traditional) DER private key.
     public convenience init(privateKeyDER der: [UInt8], algorithm: SignatureAlgorithm) throws {
-        guard let pkey = der.withUnsafeBufferPointer({ buffer in
-            var p = buffer.baseAddress
-            return d2i_AutoPrivateKey(nil, &p, buffer.count)
-        }) else {
-            throw CryptoError("private key DER")
-        }
+        guard let pkey = SigningKey.decode(der, with: { d2i_AutoPrivateKey(nil, $0, $1) }) else { throw CryptoError("private key DER") }
         try self.init(pkey: pkey, algorithm: algorithm, hasPrivateKey: true)
     }
 
     /// Loads a SubjectPublicKeyInfo DER public key.
     public convenience init(publicKeyDER der: [UInt8], algorithm: SignatureAlgorithm) throws {
-        guard let pkey = der.withUnsafeBufferPointer({ buffer in
-            var p = buffer.baseAddress
-            return d2i_PUBKEY(nil, &p, buffer.count)
-        }) else {
-            throw CryptoError("public key DER")
-        }
+        guard let pkey = SigningKey.decode(der, with: { d2i_PUBKEY(nil, $0, $1) }) else { throw CryptoError("public key DER") }
         try self.init(pkey: pkey, algorithm: algorithm, hasPrivateKey: false)
+    }
+
+    /// Runs one of OpenSSL's `d2i_*` decoders over `der` (they advance the pointer they are given).
+    private static func decode(_ der: [UInt8], with d2i: (UnsafeMutablePointer<UnsafePointer<UInt8>?>, Int) -> OpaquePointer?) -> OpaquePointer? {
+        der.withUnsafeBufferPointer { buffer in
+            var cursor = buffer.baseAddress
+            return d2i(&cursor, buffer.count)
+        }
     }
 
     /// A key from JWK members (RFC 7518 §6): EC `x`,`y` (+`d` ignored: public only),
