@@ -41,7 +41,7 @@ let package = Package(
         // (OAuth rules, grants, registry, stores; no HTTP) and the server
         // (handlers called with plain requests). TestSupport is what they
         // share: a clock, the store the run is on, a provisioned database.
-        .target(name: "TestSupport", dependencies: ["Common", "OAuth", "Postgres", "PostgresStore", "SQLiteStore"], path: "Tests/Support"),
+        .target(name: "TestSupport", dependencies: ["Common", "Cryptography", "OAuth", "Postgres", "PostgresStore", "SQLiteStore"], path: "Tests/Support"),
         .testTarget(name: "WrapperTests", dependencies: ["Common", "Cryptography", "Imaging", "Postgres", "SQLite", "TestSupport"]),
         .testTarget(name: "DomainTests", dependencies: [
             "Common", "Cryptography", "JOSE", "OAuth", "SQLite", "SQLiteStore", "Postgres", "PostgresStore", "TestSupport",

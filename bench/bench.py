@@ -175,8 +175,8 @@ def wrk(url: str, script: Path | None, duration: int, connections: int, args: li
     return result
 
 
-def user_flow_setup(stack, tmp: Path, chains: int):
-    """A public app, a signed-in demo user, and `chains` refresh tokens."""
+def user_flow_setup(stack, tmp: Path, chains: int, alg: str = "ES256"):
+    """A public app (its ID tokens signed with `alg`), a signed-in demo user, and `chains` refresh tokens."""
     import hashlib
     import secrets
     from urllib.parse import parse_qs, quote, urlencode, urlparse
@@ -184,7 +184,8 @@ def user_flow_setup(stack, tmp: Path, chains: int):
     admin = {"Authorization": f"Bearer {stack.token()}"}
     client = requests.post(stack.url("/api/v1/clients"), headers=admin, json={
         "client_name": "bench app", "redirect_uris": [redirect], "grant_types": ["authorization_code", "refresh_token"],
-        "scope": "openid offline_access", "token_endpoint_auth_method": "none", "refresh_token_ttl": 86400}).json()["client_id"]
+        "scope": "openid offline_access", "token_endpoint_auth_method": "none", "refresh_token_ttl": 86400,
+        "id_token_signed_response_alg": alg}).json()["client_id"]
     http = requests.Session()
     # Pending authorization requests belong to the browser that started them (the HttpOnly
     # lk_browser cookie /oauth2/authorize sets when none is sent, SPEC 7.1). wrk keeps no
@@ -399,6 +400,10 @@ def main():
                                     args.duration, args.connections)
                 flow_script, refresh_script, chains = user_flow_setup(stack, d, chains=args.connections * 2)
                 run["flows"] = wrk(stack.url("/"), flow_script, args.duration, args.connections)
+                # SPEC 10.1: an RS256 client's flows (an RSA signature per ID token) beside the ES256 ones.
+                (d / "rs256").mkdir()
+                rs256_script, _, _ = user_flow_setup(stack, d / "rs256", chains=1, alg="RS256")
+                run["flows_rs256"] = wrk(stack.url("/"), rs256_script, args.duration, args.connections)
                 run["refreshes"] = wrk(stack.url("/"), refresh_script, args.duration, args.connections, args=chains, threads=2)
                 run["rss"] = max(peak_rss_mib(p.pid) for p in stack.workers_procs)
             first = runs[0]
@@ -423,6 +428,9 @@ def main():
         flows, refreshes = run["flows"], run["refreshes"]
         print(f"complete code flows (authorize + accept + token): {flows.get('flows', 0):.0f}/s "
               f"({flows['rps']:.0f} requests/s, p99 {flows['p99']:.2f} ms, non-2xx/3xx {flows['errors']})")
+        rs256 = run["flows_rs256"]
+        print(f"complete code flows, RS256 ID tokens: {rs256.get('flows', 0):.0f}/s "
+              f"({rs256['rps']:.0f} requests/s, p99 {rs256['p99']:.2f} ms, non-2xx/3xx {rs256['errors']})")
         print(f"refresh-token rotations: {refreshes.get('rotations', 0):.0f}/s (p99 {refreshes['p99']:.2f} ms, non-2xx {refreshes['errors']})")
         print(f"worker peak RSS: {run['rss']:.1f} MiB")
     if pgbench:

@@ -1,4 +1,5 @@
 import Common
+import Cryptography
 
 /// The writable fields of a client, as any surface supplies them.
 public struct ClientSpec: Sendable, Equatable {
@@ -15,10 +16,13 @@ public struct ClientSpec: Sendable, Equatable {
     public var enabled: Bool
     public var extraData: JSON
     public var attributes: JSON
+    /// id_token_signed_response_alg (SPEC 10.1): ES256 unless asked.
+    public var idTokenAlg: String
 
     public init(clientID: String? = nil, name: String, description: String? = nil, clientURI: String? = nil, redirectURIs: [String] = [],
                 grantTypes: [String]? = nil, authMethod: String = "client_secret_basic", scope: [String] = [], accessTokenTTL: Int = 900,
-                refreshTokenTTL: Int = 2_592_000, enabled: Bool = true, extraData: JSON = .object([]), attributes: JSON = .object([])) {
+                refreshTokenTTL: Int = 2_592_000, enabled: Bool = true, extraData: JSON = .object([]), attributes: JSON = .object([]),
+                idTokenAlg: String = "ES256") {
         self.clientID = clientID
         self.name = name
         self.description = description
@@ -32,6 +36,7 @@ public struct ClientSpec: Sendable, Equatable {
         self.enabled = enabled
         self.extraData = extraData
         self.attributes = attributes
+        self.idTokenAlg = idTokenAlg
     }
 
     /// Writes the spec's settable fields onto `client` (create and update).
@@ -49,12 +54,14 @@ public struct ClientSpec: Sendable, Equatable {
         client.enabled = enabled
         client.extraData = extraData
         client.attributes = attributes
+        client.idTokenAlg = SignatureAlgorithm(rawValue: idTokenAlg) ?? .es256
     }
 
     public init(_ c: Client) {
         self.init(clientID: c.clientID, name: c.name, description: c.description, clientURI: c.clientURI, redirectURIs: c.redirectURIs,
                   grantTypes: c.grantTypes.map(\.rawValue), authMethod: c.authMethod.rawValue, scope: c.scope, accessTokenTTL: c.accessTokenTTL,
-                  refreshTokenTTL: c.refreshTokenTTL, enabled: c.enabled, extraData: c.extraData, attributes: c.attributes)
+                  refreshTokenTTL: c.refreshTokenTTL, enabled: c.enabled, extraData: c.extraData, attributes: c.attributes,
+                  idTokenAlg: c.idTokenAlg.rawValue)
     }
 
     public static var grantTypeValues: [String] { GrantType.known.map(\.rawValue) }
@@ -134,6 +141,9 @@ public struct ClientSpec: Sendable, Equatable {
         if scope.count > 100 { errors.append(FieldError("scope", "at most 100 scopes")) }
         if !(60...86_400).contains(accessTokenTTL) { errors.append(FieldError("access_token_ttl", "must be 60..86400 seconds")) }
         if !(0...31_536_000).contains(refreshTokenTTL) { errors.append(FieldError("refresh_token_ttl", "must be 0..31536000 seconds")) }
+        if SignatureAlgorithm(rawValue: idTokenAlg) == nil {
+            errors.append(FieldError("id_token_signed_response_alg", "must be one of \(SignatureAlgorithm.allCases.map(\.rawValue).joined(separator: ", "))"))
+        }
         if extraData.objectValue == nil { errors.append(FieldError("extra_data", "must be a JSON object")) }
         else if extraData.serialized().count > 16 * 1024 { errors.append(FieldError("extra_data", "must serialize to at most 16 KiB")) }
         return errors

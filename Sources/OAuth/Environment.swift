@@ -2,14 +2,16 @@ import Common
 import Cryptography
 
 /// Everything a request may depend on besides its own input: the issuer,
-/// the clock and the random source (closures, so tests fix them), and the
-/// server's keys. Immutable and shared by every worker thread.
+/// the clock, the random source and key generation (closures, so tests fix
+/// them), and the server's keys. Immutable and shared by every worker thread.
 public struct Environment: Sendable {
     /// The issuer identifier (RFC 8414 §2): an https (or local http) origin, no trailing slash.
     public var issuer: String
     /// Epoch milliseconds.
     public var now: @Sendable () -> Int64
     public var random: @Sendable (Int) -> [UInt8]
+    /// Makes a new signing key (OpenSSL's generator; tests reuse keys, an RSA key costing ~0.1 s).
+    public var makeKey: @Sendable (SignatureAlgorithm) throws -> SigningKey = { try SigningKey.generate($0) }
     /// Key-encryption key for private material at rest (32 bytes), if configured.
     public var kek: [UInt8]?
     /// When true, a confidential client may authenticate with either

@@ -2,10 +2,11 @@ import Common
 import Cryptography
 import JOSE
 
-/// The signing keys as one worker thread sees them: the current signing key,
-/// every published verification key, and the JWK Set. Reloaded when the
-/// `keys_version` meta value changes, so `latchkey keys rotate` in another
-/// process takes effect on the next request (SPEC 4.6).
+/// The signing keys as one worker thread sees them: the current key of
+/// each algorithm, which of them signs access tokens, every published
+/// verification key, and the JWK Set. Reloaded when the `keys_version` meta
+/// value changes, so `latchkey keys rotate` in another process takes effect
+/// on the next request (SPEC 4.6, 10.1).
 public final class KeyRing {
     /// Retired keys stay published this long: past the longest token lifetime.
     public static let retentionMillis: Int64 = (86_400 + 300) * 1000
@@ -13,7 +14,11 @@ public final class KeyRing {
     let store: any MetaStorage & CredentialStorage
     let env: Environment
     private var loadedVersion: String?
-    private var current: (kid: String, key: PreparedKey)?
+    /// The newest unretired key of each algorithm: it signs the ID tokens of
+    /// the clients that chose that algorithm.
+    private var current: [SignatureAlgorithm: (kid: String, key: PreparedKey)] = [:]
+    /// The algorithm that signs access tokens (meta `access_token_alg`).
+    private var accessAlgorithm: SignatureAlgorithm = .es256
     private var verification: [String: PreparedKey] = [:]
     private var jwks: JSON = .object([("keys", .array([]))])
 
@@ -25,13 +30,14 @@ public final class KeyRing {
     func refresh() throws {
         // In a read of its own when called outside one (a signature after a
         // grant's write): the request's memo answers it.
-        let (version, records): (String, [SigningKeyRecord]?) = try store.read {
+        let (version, records, chosen): (String, [SigningKeyRecord]?, String?) = try store.read {
             let version = try store.meta("keys_version") ?? "0"
-            return (version, version == loadedVersion ? nil : try store.signingKeys())
+            guard version != loadedVersion else { return (version, nil, nil) }
+            return (version, try store.signingKeys(), try store.meta(KeyManagement.accessAlgorithmMeta))
         }
         guard let records else { return }
         let now = env.now()
-        var newCurrent: (String, PreparedKey)?
+        var newCurrent: [SignatureAlgorithm: (kid: String, key: PreparedKey)] = [:]
         var newVerification: [String: PreparedKey] = [:]
         var published: [JSON] = []
         for record in records.sorted(by: { $0.createdAt > $1.createdAt }) {
@@ -40,26 +46,40 @@ public final class KeyRing {
             let publicKey = try SigningKey(publicKeyDER: record.publicKey, algorithm: alg)
             newVerification[record.kid] = PreparedKey(publicKey)
             published.append(try JWK.publicJWK(publicKey, kid: record.kid))
-            if record.retiredAt == nil && newCurrent == nil {
+            if record.retiredAt == nil && newCurrent[alg] == nil {
                 var der = record.privateKey
                 if record.encrypted {
                     guard let kek = env.kek else { throw KeyRingError.encryptedWithoutKEK }
                     der = try SealedBox.open(der, key: kek)
                 }
-                newCurrent = (record.kid, PreparedKey(try SigningKey(privateKeyDER: der, algorithm: alg)))
+                newCurrent[alg] = (record.kid, PreparedKey(try SigningKey(privateKeyDER: der, algorithm: alg)))
             }
         }
         current = newCurrent
+        accessAlgorithm = KeyManagement.accessAlgorithm(chosen: chosen, records: records)
         verification = newVerification
         jwks = .object([("keys", .array(published))])
         loadedVersion = version
     }
 
-    /// The key new tokens are signed with, prepared for this thread.
+    /// The key new access tokens are signed with, prepared for this thread.
     public func signingKey() throws -> (kid: String, key: PreparedKey) {
         try refresh()
-        guard let current else { throw KeyRingError.noSigningKey }
-        return current
+        guard let key = current[accessAlgorithm] else { throw KeyRingError.noSigningKey }
+        return key
+    }
+
+    /// The current key of `algorithm` (a client's `id_token_signed_response_alg`).
+    public func signingKey(for algorithm: SignatureAlgorithm) throws -> (kid: String, key: PreparedKey) {
+        try refresh()
+        guard let key = current[algorithm] else { throw KeyRingError.noKey(algorithm) }
+        return key
+    }
+
+    /// The algorithms with a current key, in `SignatureAlgorithm`'s order (discovery).
+    public func algorithms() throws -> [SignatureAlgorithm] {
+        try refresh()
+        return SignatureAlgorithm.allCases.filter { current[$0] != nil }
     }
 
     /// A published key by `kid`; nil when unknown or past retention.
@@ -78,36 +98,86 @@ public final class KeyRing {
 
 public enum KeyRingError: Error, CustomStringConvertible {
     case noSigningKey
+    case noKey(SignatureAlgorithm)
     case encryptedWithoutKEK
 
     public var description: String {
         switch self {
         case .noSigningKey: return "no signing key: run `latchkey init` or `latchkey keys rotate`"
+        case let .noKey(alg): return "no \(alg.rawValue) signing key: run `latchkey keys rotate --alg \(alg.rawValue)`"
         case .encryptedWithoutKEK: return "the signing key is encrypted but no key-encryption key is configured (LATCHKEY_KEK_FILE)"
         }
     }
 }
 
-/// Signing-key management (SPEC 4.6).
+/// Signing-key management (SPEC 4.6, 10.1): one current key per
+/// algorithm, ES256 and RS256 always; one of them signs access tokens.
 public enum KeyManagement {
-    /// Makes a new key, publishes it and makes it the signing key; earlier
-    /// keys are retired (still published until their tokens have expired).
+    /// The meta value naming the access-token algorithm.
+    static let accessAlgorithmMeta = "access_token_alg"
+    /// The algorithms every deployment publishes a key for (SPEC 10.1).
+    public static let alwaysPublished: [SignatureAlgorithm] = [.es256, .rs256]
+
+    /// Makes a new key for `algorithm`, publishes it and makes `algorithm`
+    /// the one that signs access tokens; that algorithm's earlier keys are
+    /// retired (still published until their tokens have expired), the other
+    /// algorithms' current keys stay.
     @discardableResult
     public static func rotate(store: any MetaStorage & CredentialStorage, env: Environment, algorithm: SignatureAlgorithm) throws -> String {
-        let key = try SigningKey.generate(algorithm)
-        let kid = try JWK.thumbprint(key)
+        let record = try newKey(algorithm, env: env)
+        let now = env.now()
+        try store.write {
+            try store.retireSigningKeys(algorithm: algorithm.rawValue, at: now)
+            try store.deleteSigningKeys(retiredBefore: now - KeyRing.retentionMillis)
+            try store.insertSigningKey(record)
+            try store.setMeta(accessAlgorithmMeta, algorithm.rawValue)
+            try bumpVersion(store)
+        }
+        return record.kid
+    }
+
+    /// Makes a key for each always-published algorithm that has none, without
+    /// changing which algorithm signs access tokens (`init`, `serve`; a
+    /// deployment from before SPEC 10.1 gains its RS256 key here). Returns
+    /// the kids made.
+    @discardableResult
+    public static func ensurePublished(store: any MetaStorage & CredentialStorage, env: Environment) throws -> [String] {
+        let missing = try store.read { () -> [SignatureAlgorithm] in
+            let current = Set(try store.signingKeys().filter { $0.retiredAt == nil }.map(\.algorithm))
+            return alwaysPublished.filter { !current.contains($0.rawValue) }
+        }
+        guard !missing.isEmpty else { return [] }
+        let records = try missing.map { try newKey($0, env: env) }
+        return try store.write {
+            let existing = try store.signingKeys().filter { $0.retiredAt == nil }
+            // Fix the access-token algorithm first, as it was: new keys must not take it over.
+            if try store.meta(accessAlgorithmMeta) == nil {
+                try store.setMeta(accessAlgorithmMeta, accessAlgorithm(chosen: nil, records: existing).rawValue)
+            }
+            let current = Set(existing.map(\.algorithm))
+            let made = records.filter { !current.contains($0.algorithm) }
+            for record in made { try store.insertSigningKey(record) }
+            if !made.isEmpty { try bumpVersion(store) }
+            return made.map(\.kid)
+        }
+    }
+
+    /// The access-token algorithm: the one chosen by `keys rotate --alg`;
+    /// before any choice, the algorithm of the newest current key (a
+    /// deployment from before SPEC 10.1 had exactly one); ES256 otherwise.
+    static func accessAlgorithm(chosen: String?, records: [SigningKeyRecord]) -> SignatureAlgorithm {
+        if let chosen, let alg = SignatureAlgorithm(rawValue: chosen) { return alg }
+        let newest = records.filter { $0.retiredAt == nil }.max { $0.createdAt < $1.createdAt }
+        return newest.flatMap { SignatureAlgorithm(rawValue: $0.algorithm) } ?? .es256
+    }
+
+    static func newKey(_ algorithm: SignatureAlgorithm, env: Environment) throws -> SigningKeyRecord {
+        let key = try env.makeKey(algorithm)
         var privateDER = try key.privateKeyDER()
         let encrypted = env.kek != nil
         if let kek = env.kek { privateDER = try SealedBox.seal(privateDER, key: kek) }
-        let now = env.now()
-        try store.write {
-            try store.retireSigningKeys(at: now)
-            try store.deleteSigningKeys(retiredBefore: now - KeyRing.retentionMillis)
-            try store.insertSigningKey(SigningKeyRecord(kid: kid, algorithm: algorithm.rawValue, privateKey: privateDER, encrypted: encrypted,
-                                                        publicKey: try key.publicKeyDER(), createdAt: now))
-            try bumpVersion(store)
-        }
-        return kid
+        return SigningKeyRecord(kid: try JWK.thumbprint(key), algorithm: algorithm.rawValue, privateKey: privateDER, encrypted: encrypted,
+                                publicKey: try key.publicKeyDER(), createdAt: env.now())
     }
 
     static func bumpVersion(_ store: any MetaStorage & CredentialStorage) throws {

@@ -1,4 +1,5 @@
 import Common
+import Cryptography
 
 public struct Organization: Sendable, Equatable {
     public var id: String
@@ -44,13 +45,15 @@ public struct Client: Sendable, Equatable {
     /// when an operator resets it, so neither re-enabling nor the old secret
     /// brings a token back.
     public var tokenGeneration: Int
+    /// id_token_signed_response_alg (SPEC 10.1): the key its ID tokens are signed with.
+    public var idTokenAlg: SignatureAlgorithm
 
     public init(clientID: String, organizationID: String, isPrimary: Bool = false, name: String, description: String? = nil,
                 clientURI: String? = nil, redirectURIs: [String] = [], grantTypes: [GrantType] = [.clientCredentials],
                 authMethod: ClientAuthMethod = .clientSecretBasic, scope: [String] = [], accessTokenTTL: Int = 900,
                 refreshTokenTTL: Int = 2_592_000, enabled: Bool = true, extraData: JSON = .object([]), attributes: JSON = .object([]),
                 createdAt: Int64, updatedAt: Int64? = nil, version: Int = 1, lastUsedAt: Int64? = nil, hasLogo: Bool = false,
-                tokenGeneration: Int = 0) {
+                tokenGeneration: Int = 0, idTokenAlg: SignatureAlgorithm = .es256) {
         self.clientID = clientID
         self.organizationID = organizationID
         self.isPrimary = isPrimary
@@ -72,6 +75,7 @@ public struct Client: Sendable, Equatable {
         self.lastUsedAt = lastUsedAt
         self.hasLogo = hasLogo
         self.tokenGeneration = tokenGeneration
+        self.idTokenAlg = idTokenAlg
     }
 
     public var isPublic: Bool { authMethod == .publicClient }

@@ -100,7 +100,8 @@ public struct Provisioning {
         }
     }
 
-    /// Schema must exist; creates the first signing key, the first
+    /// Schema must exist; creates the signing keys (`algorithm`'s signs
+    /// access tokens; ES256 and RS256 are always published), the first
     /// organization and its primary client. Fails on an initialized database.
     public func initialize(issuer: String, organizationName: String, clientLimit: Int, algorithm: SignatureAlgorithm = .es256) throws -> ProvisionedOrganization {
         let hasher = try Provisioning.secretHasher(store: store, env: env)
@@ -109,6 +110,7 @@ public struct Provisioning {
             try store.setMeta("issuer", issuer)
             try store.setMeta("initialized_at", String(env.now()))
             try KeyManagement.rotate(store: store, env: env, algorithm: algorithm)
+            try KeyManagement.ensurePublished(store: store, env: env)
             return try createOrganizationInTransaction(name: organizationName, clientLimit: clientLimit, hasher: hasher, action: "system.initialized")
         }
     }

@@ -116,6 +116,7 @@ public struct ClientRegistry {
         try checkPrivilegedScopes(added: spec.scope, caller: caller)
         let passwordRecord = try password.map { try self.passwordRecord($0, clientID: "", caller: caller) }
         return try store.write {
+            try checkSigningKey(spec.idTokenAlg)
             guard let org = try store.organization(caller.organizationID) else { throw RegistryError.notFound }
             guard try store.clientCount(organizationID: org.id) < org.clientLimit else { throw RegistryError.limitReached }
             let id = spec.clientID ?? env.randomID(24)
@@ -161,6 +162,7 @@ public struct ClientRegistry {
             let problems = spec.problems()
             guard problems.isEmpty else { throw RegistryError.invalid(problems) }
             try checkPrivilegedScopes(added: spec.scope.filter { !current.scope.contains($0) }, caller: caller)
+            if spec.idTokenAlg != current.idTokenAlg.rawValue { try checkSigningKey(spec.idTokenAlg) }
             if current.isPrimary {
                 if !spec.enabled { throw RegistryError.conflict(.primaryMustStayEnabled) }
                 if spec.authMethod == "none" { throw RegistryError.conflict(.primaryMustStayConfidential) }
@@ -216,6 +218,16 @@ public struct ClientRegistry {
     func checkPrivilegedScopes(added: [String], caller: Caller) throws {
         if let scope = added.first(where: { Scopes.isPrivileged($0) && !caller.holds($0) }) {
             throw RegistryError.privilegedScope(scope)
+        }
+    }
+
+    /// SPEC 10.1: an ID token algorithm needs a published key; ES256 and
+    /// RS256 always have one, EdDSA once an operator made one.
+    func checkSigningKey(_ alg: String) throws {
+        guard let algorithm = SignatureAlgorithm(rawValue: alg), !KeyManagement.alwaysPublished.contains(algorithm) else { return }
+        guard try store.signingKeys().contains(where: { $0.algorithm == alg && $0.retiredAt == nil }) else {
+            throw RegistryError.invalid([FieldError("id_token_signed_response_alg",
+                                                    "no \(alg) key is published; `latchkey keys rotate --alg \(alg)` makes one")])
         }
     }
 

@@ -69,7 +69,8 @@ public protocol CredentialStorage: Transactional {
 
     func insertSigningKey(_ key: SigningKeyRecord) throws
     func signingKeys() throws -> [SigningKeyRecord]
-    func retireSigningKeys(at: Int64) throws
+    /// Retires the current keys of one algorithm (they stay published).
+    func retireSigningKeys(algorithm: String, at: Int64) throws
     func deleteSigningKeys(retiredBefore: Int64) throws
     /// Replaces a key's private key by its sealed form.
     func sealSigningKey(kid: String, privateKey: [UInt8]) throws

@@ -193,5 +193,9 @@ enum PostgresSchema {
         CREATE TABLE client_ids (client_id TEXT PRIMARY KEY);
         INSERT INTO client_ids(client_id) SELECT client_id FROM clients UNION SELECT client_id FROM retired_client_ids;
         """,
+        // 4: each client's ID token algorithm (SPEC 10.1); ES256 for every client so far.
+        """
+        ALTER TABLE clients ADD COLUMN id_token_signed_response_alg TEXT NOT NULL DEFAULT 'ES256';
+        """,
     ]
 }

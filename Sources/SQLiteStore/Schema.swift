@@ -251,5 +251,9 @@ enum Schema {
         ALTER TABLE clients ADD COLUMN token_generation INTEGER NOT NULL DEFAULT 0;
         CREATE INDEX authorization_codes_by_user_client ON authorization_codes(user_id, client_id);
         """,
+        // 8: each client's ID token algorithm (SPEC 10.1); ES256 for every client so far.
+        """
+        ALTER TABLE clients ADD COLUMN id_token_signed_response_alg TEXT NOT NULL DEFAULT 'ES256';
+        """,
     ]
 }

@@ -17,7 +17,7 @@ enum ClientRepresentation {
             ("redirect_uris", JSON(c.redirectURIs)), ("grant_types", JSON(c.grantTypes.map(\.rawValue))),
             ("token_endpoint_auth_method", .string(c.authMethod.rawValue)), ("scope", .string(Scopes.join(c.scope))),
             ("access_token_ttl", JSON(c.accessTokenTTL)), ("refresh_token_ttl", JSON(c.refreshTokenTTL)),
-            ("enabled", .bool(c.enabled)), ("extra_data", c.extraData),
+            ("enabled", .bool(c.enabled)), ("extra_data", c.extraData), ("id_token_signed_response_alg", .string(c.idTokenAlg.rawValue)),
             ("created_at", .string(Timestamp.rfc3339(millis: c.createdAt))), ("updated_at", .string(Timestamp.rfc3339(millis: c.updatedAt))),
             ("version", JSON(c.version)),
         ]

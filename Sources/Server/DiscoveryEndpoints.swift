@@ -6,9 +6,12 @@ import OAuth
 /// OpenID Connect Discovery 1.0 §3 and RFC 8414 §2 (one document at both
 /// well-known paths), and the JWK Set (RFC 7517 §5).
 enum DiscoveryEndpoints {
-    static let scopes = ["openid", "profile", "email", "offline_access", "connections:read", "connections:write"] + Scopes.native
+    /// What the code flow can grant (SPEC 10.1): never the management scopes,
+    /// which only client_credentials tokens carry.
+    static let scopes = ["openid", "profile", "email", "offline_access", "connections:read", "connections:write"]
 
-    static func document(issuer: String) -> JSON {
+    /// `algorithms`: those with a current key (SPEC 10.1: discovery lists exactly those).
+    static func document(issuer: String, algorithms: [SignatureAlgorithm]) -> JSON {
         [
             "issuer": .string(issuer),
             "authorization_endpoint": .string(issuer + "/oauth2/authorize"),
@@ -21,7 +24,7 @@ enum DiscoveryEndpoints {
             "response_modes_supported": ["query"],
             "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
             "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": JSON(SignatureAlgorithm.allCases.map(\.rawValue)),
+            "id_token_signing_alg_values_supported": JSON(algorithms.map(\.rawValue)),
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
@@ -38,16 +41,20 @@ enum DiscoveryEndpoints {
     }
 
     static func configuration(_ request: Request, _ ctx: RequestContext) throws -> Response {
-        var response = Response.json(document(issuer: ctx.env.issuer))
+        var response = Response.json(document(issuer: ctx.env.issuer, algorithms: try ctx.keys.algorithms()))
         response.headers[.cacheControl] = "public, max-age=3600"
         response.headers[.accessControlAllowOrigin] = "*"
         return response
     }
 
     /// Cacheable briefly: a rotation publishes the new key at once, and
-    /// clients refetch on an unknown `kid`.
+    /// clients refetch on an unknown `kid`. Served as `application/json`,
+    /// what RP libraries expect; as `application/jwk-set+json` (RFC 7517
+    /// §8.5.1) to a caller whose Accept asks for it.
     static func jwks(_ request: Request, _ ctx: RequestContext) throws -> Response {
-        var response = Response.json(try ctx.keys.jwkSet(), contentType: "application/jwk-set+json")
+        let asked = request.headers.value(.accept)?.lowercased().contains("application/jwk-set+json") == true
+        var response = Response.json(try ctx.keys.jwkSet(), contentType: asked ? "application/jwk-set+json" : "application/json")
+        response.headers[.vary] = "Accept"
         response.headers[.cacheControl] = "public, max-age=300"
         response.headers[.accessControlAllowOrigin] = "*"
         return response

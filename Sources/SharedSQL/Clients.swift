@@ -1,4 +1,5 @@
 import Common
+import Cryptography
 import OAuth
 
 extension SharedRows {
@@ -6,7 +7,7 @@ extension SharedRows {
         c.client_id, c.organization_id, c.is_primary, c.client_name, c.description, c.client_uri, c.redirect_uris, c.grant_types,
         c.token_endpoint_auth_method, c.scope, c.access_token_ttl, c.refresh_token_ttl, c.enabled, c.extra_data, c.attributes,
         c.created_at, c.updated_at, c.version, c.last_used_at, EXISTS(SELECT 1 FROM client_logos l WHERE l.client_id = c.client_id),
-        c.token_generation
+        c.token_generation, c.id_token_signed_response_alg
         """
 
     public static func client(_ r: some SQLRowValues) -> Client {
@@ -16,14 +17,16 @@ extension SharedRows {
                       authMethod: ClientAuthMethod(rawValue: r.string(8)) ?? .clientSecretBasic, scope: Scopes.parse(r.string(9)) ?? [], accessTokenTTL: Int(r.int(10)),
                       refreshTokenTTL: Int(r.int(11)), enabled: r.bool(12), extraData: (try? JSON.parse(r.string(13))) ?? .object([]),
                       attributes: (try? JSON.parse(r.string(14))) ?? .object([]), createdAt: r.int(15), updatedAt: r.int(16),
-                      version: Int(r.int(17)), lastUsedAt: r.optionalInt(18), hasLogo: r.bool(19), tokenGeneration: Int(r.int(20)))
+                      version: Int(r.int(17)), lastUsedAt: r.optionalInt(18), hasLogo: r.bool(19), tokenGeneration: Int(r.int(20)),
+                      idTokenAlg: SignatureAlgorithm(rawValue: r.string(21)) ?? .es256)
     }
 
     public static func values(_ c: Client) -> [SQLArgument] {
         [.text(c.clientID), .text(c.organizationID), SQLArgument(flag: c.isPrimary), .text(c.name), SQLArgument(c.description), SQLArgument(c.clientURI),
          .text(JSON(c.redirectURIs).text), .text(JSON(c.grantTypes.map(\.rawValue)).text), .text(c.authMethod.rawValue), .text(Scopes.join(c.scope)),
          SQLArgument(c.accessTokenTTL), SQLArgument(c.refreshTokenTTL), SQLArgument(flag: c.enabled), .text(c.extraData.text), .text(c.attributes.text),
-         .int(c.createdAt), .int(c.updatedAt), SQLArgument(c.version), SQLArgument(c.lastUsedAt), SQLArgument(c.tokenGeneration)]
+         .int(c.createdAt), .int(c.updatedAt), SQLArgument(c.version), SQLArgument(c.lastUsedAt), SQLArgument(c.tokenGeneration),
+         .text(c.idTokenAlg.rawValue)]
     }
 }
 
@@ -60,7 +63,8 @@ extension SQLStatementRunner {
         try update("""
             INSERT INTO clients(client_id, organization_id, is_primary, client_name, description, client_uri, redirect_uris, grant_types,
               token_endpoint_auth_method, scope, access_token_ttl, refresh_token_ttl, enabled, extra_data, attributes, created_at,
-              updated_at, version, last_used_at, token_generation) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+              updated_at, version, last_used_at, token_generation, id_token_signed_response_alg)
+              VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, SharedRows.values(c))
     }
 
@@ -70,7 +74,8 @@ extension SQLStatementRunner {
         try update("""
             UPDATE clients SET is_primary = ?, client_name = ?, description = ?, client_uri = ?, redirect_uris = ?, grant_types = ?,
               token_endpoint_auth_method = ?, scope = ?, access_token_ttl = ?, refresh_token_ttl = ?, enabled = ?, extra_data = ?,
-              attributes = ?, created_at = ?, updated_at = ?, version = ?, last_used_at = ?, token_generation = ? WHERE client_id = ?
+              attributes = ?, created_at = ?, updated_at = ?, version = ?, last_used_at = ?, token_generation = ?,
+              id_token_signed_response_alg = ? WHERE client_id = ?
             """, values)
     }
 
@@ -134,8 +139,8 @@ extension SQLStatementRunner {
         }
     }
 
-    public func retireSigningKeys(at: Int64) throws {
-        try update("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL", [.int(at)])
+    public func retireSigningKeys(algorithm: String, at: Int64) throws {
+        try update("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL AND algorithm = ?", [.int(at), .text(algorithm)])
     }
 
     public func sealSigningKey(kid: String, privateKey: [UInt8]) throws {

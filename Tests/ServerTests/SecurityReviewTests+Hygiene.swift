@@ -77,7 +77,8 @@ extension SecurityReviewTests {
         #expect(try h.store.signingKeys().allSatisfy { !$0.encrypted })
         let clock = h.clock
         let kek = OAuth.Environment(issuer: Harness.issuer, now: { clock.now }, kek: Array(repeating: 3, count: 32))
-        #expect(try Provisioning.sealAtRest(store: h.store, env: kek) == 2)
+        // The pepper and the two signing keys (ES256 and RS256, SPEC 10.1).
+        #expect(try Provisioning.sealAtRest(store: h.store, env: kek) == 3)
         #expect(try h.store.signingKeys().allSatisfy(\.encrypted))
         #expect(try h.store.upstreamsStoredInClear().isEmpty)
         #expect(try h.store.meta("secret_pepper") == nil)

@@ -28,8 +28,8 @@ import Testing
         #expect(parsed.payload["exp"]?.intValue == (parsed.payload["iat"]?.intValue ?? 0) + 900)
         #expect(parsed.payload["jti"]?.stringValue?.isEmpty == false)
         let jwks = try #require(h.call("GET", "/oauth2/jwks").json)
-        let jwk = try #require(jwks["keys"]?.arrayValue?.first)
-        #expect(jwk["kid"]?.stringValue == parsed.kid)
+        let jwk = try #require(jwks["keys"]?.arrayValue?.first { $0["kid"]?.stringValue == parsed.kid })
+        #expect(jwk["kty"] == "EC", "access tokens are ES256 unless an operator chose otherwise")
         #expect(JWS.verify(parsed, key: try SigningKey(jwk: jwk)))
     }
 
@@ -215,16 +215,18 @@ import Testing
         let h = try Harness()
         let before = try h.token()
         let oldKid = try #require(JWS.parse(before)?.kid)
+        let rsaKid = try KeyRing(store: h.store, env: h.env).signingKey(for: .rs256).kid
         let newKid = try KeyManagement.rotate(store: h.store, env: h.env, algorithm: .edDSA)
         let after = try h.token()
         #expect(JWS.parse(after)?.kid == newKid)
         #expect(JWS.parse(after)?.algorithm == "EdDSA")
         let kids = try #require(h.call("GET", "/oauth2/jwks").json?["keys"]?.arrayValue).compactMap { $0["kid"]?.stringValue }
-        #expect(Set(kids) == [oldKid, newKid])
+        #expect(Set(kids) == [oldKid, rsaKid, newKid], "the other algorithms' keys stay published (SPEC 10.1)")
         #expect(h.form("/oauth2/introspect", [("token", before)], basic: (h.primary.clientID, h.primary.clientSecret)).json?["active"] == true)
-        // Past the retention period the old key is gone from the JWKS.
+        // A rotation of ES256 retires the old ES256 key; past the retention period it is gone from the JWKS.
+        _ = try KeyManagement.rotate(store: h.store, env: h.env, algorithm: .es256)
         h.clock.advance(seconds: 86_400 + 301)
-        _ = try KeyManagement.rotate(store: h.store, env: h.env, algorithm: .rs256)
+        _ = try KeyManagement.rotate(store: h.store, env: h.env, algorithm: .edDSA)
         let later = try #require(h.call("GET", "/oauth2/jwks").json?["keys"]?.arrayValue).compactMap { $0["kid"]?.stringValue }
         #expect(!later.contains(oldKid))
         #expect(later.contains(newKid))

@@ -1,4 +1,5 @@
 import Common
+import Cryptography
 import Foundation
 import OAuth
 import Postgres
@@ -39,6 +40,21 @@ package final class SeededRandom: Sendable {
             }
             return Array(out.prefix(count))
         }
+    }
+}
+
+/// The ES256 and RS256 keys every fixture's `init` publishes, made once per
+/// process: an RSA key generation costs ~0.1 s, which each of hundreds of
+/// fixtures would otherwise spend. Rotations inside a test make fresh keys.
+package enum TestKeys {
+    private static let shared: [SignatureAlgorithm: SigningKey] = {
+        var keys: [SignatureAlgorithm: SigningKey] = [:]
+        for alg in KeyManagement.alwaysPublished { keys[alg] = try? SigningKey.generate(alg) }
+        return keys
+    }()
+
+    package static func key(_ algorithm: SignatureAlgorithm) throws -> SigningKey {
+        try shared[algorithm] ?? SigningKey.generate(algorithm)
     }
 }
 
@@ -111,7 +127,9 @@ package final class StoreFixture {
         let random = SeededRandom(seed: seed)
         self.random = random
         env = OAuth.Environment(issuer: StoreFixture.issuer, now: { clock.now }, random: { random.bytes($0) }, kek: kek)
-        primary = try Provisioning(env: env, store: store).initialize(issuer: StoreFixture.issuer, organizationName: "Acme", clientLimit: 100)
+        var provisioning = env
+        provisioning.makeKey = TestKeys.key
+        primary = try Provisioning(env: provisioning, store: store).initialize(issuer: StoreFixture.issuer, organizationName: "Acme", clientLimit: 100)
     }
 
     deinit { try? FileManager.default.removeItem(atPath: directory) }

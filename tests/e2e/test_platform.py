@@ -103,8 +103,9 @@ def test_key_rotation_publishes_the_new_key_and_old_tokens_keep_verifying(fresh_
         r = requests.post(s.url("/oauth2/introspect"), data={"token": old}, auth=(s.client_id, s.client_secret))
         assert r.json()["active"] is True
     listed = json.loads(run_cli(s, "keys", "list").stdout)["keys"]
-    assert [k["status"] for k in listed].count("active") == 1
-    assert len(listed) == 4
+    # SPEC 10.1: one current key per algorithm (init made ES256 and RS256); each rotation retired its own algorithm's.
+    assert sorted(k["alg"] for k in listed if k["status"] == "active") == ["ES256", "EdDSA", "RS256"]
+    assert len(listed) == 5
 
 
 def test_rate_limit_answers_429_with_retry_after_and_json(limited_stack):

@@ -63,7 +63,7 @@ extension TokenService {
     /// OIDC Core §2: `at_hash` is the left half of the access token's hash
     /// with the ID token's algorithm (SHA-256; SHA-512 for EdDSA).
     func idToken(client: Client, user: User, scope: [String], authTime: Int64, nonce: String?, accessToken: String) throws -> String {
-        let (kid, key) = try keys.signingKey()
+        let (kid, key) = try keys.signingKey(for: client.idTokenAlg)
         let digest = key.algorithm == .edDSA ? Digest.sha512(Array(accessToken.utf8)) : Digest.sha256(accessToken)
         let now = env.nowSeconds
         var claims: [(String, JSON)] = [

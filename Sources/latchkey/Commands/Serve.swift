@@ -52,6 +52,8 @@ enum ServeCommand {
         let issuer = try validatedIssuer(options.issuer ?? env["LATCHKEY_ISSUER"] ?? stored)
         var environment = try options.common.environment(issuer: issuer)
         environment.acceptAnySecretMethod = options.acceptAny || env["LATCHKEY_ACCEPT_ANY_SECRET_METHOD"] == "1"
+        // Every deployment publishes an ES256 and an RS256 key (SPEC 10.1): one from before gains the missing one.
+        try KeyManagement.ensurePublished(store: store, env: environment)
         // Fail now, not on the first request, when the signing key cannot be loaded.
         _ = try KeyRing(store: store, env: environment).signingKey()
         let levelName = options.logLevel ?? (options.quiet ? "error" : env["LATCHKEY_LOG_LEVEL"] ?? "info")

@@ -1,0 +1,118 @@
+import Common
+import Cryptography
+import Foundation
+import JOSE
+import OAuth
+import SQLiteStore
+import TestSupport
+import Testing
+
+/// SPEC 10.1: one current key per algorithm, ES256 and RS256 always
+/// published, one algorithm signing access tokens, each client's ID tokens
+/// signed with the algorithm it chose.
+@Suite struct KeyManagementTests {
+    func current(_ store: any Store) throws -> [String: String] {
+        var kids: [String: String] = [:]
+        for key in try store.read({ try store.signingKeys() }) where key.retiredAt == nil { kids[key.algorithm] = kids[key.algorithm] ?? key.kid }
+        return kids
+    }
+
+    @Test func initPublishesES256AndRS256AndSignsAccessTokensWithES256() throws {
+        let h = try StoreFixture()
+        let ring = KeyRing(store: h.store, env: h.env)
+        #expect(try ring.algorithms() == [.es256, .rs256])
+        #expect(try ring.signingKey().key.algorithm == .es256)
+        #expect(try ring.signingKey(for: .rs256).key.algorithm == .rs256)
+        #expect(throws: KeyRingError.self) { try ring.signingKey(for: .edDSA) }
+        let published = try #require(try ring.jwkSet()["keys"]?.arrayValue)
+        #expect(Set(published.compactMap { $0["kty"]?.stringValue }) == ["EC", "RSA"])
+    }
+
+    @Test func rotatingOneAlgorithmKeepsTheOthersAndTakesAccessTokens() throws {
+        let h = try StoreFixture()
+        let before = try current(h.store)
+        let kid = try KeyManagement.rotate(store: h.store, env: h.env, algorithm: .rs256)
+        let after = try current(h.store)
+        #expect(after["ES256"] == before["ES256"], "the other algorithm's key stays current")
+        #expect(after["RS256"] == kid && kid != before["RS256"])
+        let ring = KeyRing(store: h.store, env: h.env)
+        #expect(try ring.signingKey().kid == kid, "the rotated algorithm now signs access tokens")
+        // The retired RS256 key stays published until its tokens have expired.
+        #expect(try ring.verificationKey(kid: try #require(before["RS256"])) != nil)
+        // Rotating without --alg's choice changing keeps the access algorithm with its new key.
+        let again = try KeyManagement.rotate(store: h.store, env: h.env, algorithm: .rs256)
+        #expect(try KeyRing(store: h.store, env: h.env).signingKey().kid == again)
+    }
+
+    /// A deployment from before SPEC 10.1 had one current key and no
+    /// `access_token_alg`: `serve` adds the missing algorithm's key without
+    /// letting it take over access tokens.
+    @Test func aDeploymentWithOneKeyGainsTheOtherWithoutChangingItsAccessAlgorithm() throws {
+        let directory = NSTemporaryDirectory() + "latchkey-keys-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = try SQLiteStore(path: directory + "/old.db")
+        let clock = TestClock()
+        let env = OAuth.Environment(issuer: StoreFixture.issuer, now: { clock.now })
+        let old = try SigningKey.generate(.rs256)
+        try store.write {
+            try store.insertSigningKey(SigningKeyRecord(kid: try JWK.thumbprint(old), algorithm: "RS256", privateKey: try old.privateKeyDER(),
+                                                        encrypted: false, publicKey: try old.publicKeyDER(), createdAt: clock.now))
+        }
+        clock.advance(seconds: 10)
+        let made = try KeyManagement.ensurePublished(store: store, env: env)
+        #expect(made.count == 1)
+        #expect(try current(store).keys.sorted() == ["ES256", "RS256"])
+        #expect(try KeyRing(store: store, env: env).signingKey().kid == (try JWK.thumbprint(old)), "RS256 still signs access tokens")
+        #expect(try KeyManagement.ensurePublished(store: store, env: env).isEmpty, "a second run makes nothing")
+    }
+
+    /// An ID token algorithm needs a published key: EdDSA only once one was made.
+    @Test func aClientMayChooseEdDSAOnlyOnceAKeyExists() throws {
+        let h = try StoreFixture()
+        let registry = try h.registry()
+        let caller = try h.caller(scopes: Scopes.primary)
+        let spec = ClientSpec(name: "Ed", redirectURIs: [StoreFixture.redirect], scope: ["openid"], idTokenAlg: "EdDSA")
+        #expect(throws: RegistryError.self) { _ = try registry.create(spec, caller: caller) }
+        var unknown = spec
+        unknown.idTokenAlg = "HS256"
+        #expect(unknown.problems().map(\.field) == ["id_token_signed_response_alg"])
+        try KeyManagement.rotate(store: h.store, env: h.env, algorithm: .edDSA)
+        #expect(try registry.create(spec, caller: caller).client.idTokenAlg == .edDSA)
+    }
+
+    /// The ID token is signed with the client's algorithm and the current key
+    /// of that algorithm; the access token with the access-token algorithm.
+    @Test(arguments: [SignatureAlgorithm.es256, .rs256, .edDSA])
+    func anIDTokenIsSignedWithTheClientsAlgorithm(_ algorithm: SignatureAlgorithm) throws {
+        let t = try GrantTesting()
+        if algorithm == .edDSA {
+            // An EdDSA key without making EdDSA the access-token algorithm: rotate it, then ES256 back.
+            try KeyManagement.rotate(store: t.h.store, env: t.h.env, algorithm: .edDSA)
+            try KeyManagement.rotate(store: t.h.store, env: t.h.env, algorithm: .es256)
+        }
+        let user = try t.h.user()
+        let (client, _) = try t.h.app()
+        try t.h.store.write {
+            var c = try #require(try t.h.store.client(client))
+            c.idTokenAlg = algorithm
+            try t.h.store.updateClient(c)
+        }
+        let code = try t.code(client: client, user: user)
+        let issued = try t.exchange("authorization_code", ["code": code, "redirect_uri": StoreFixture.redirect,
+                                                           "code_verifier": AuthorizationCodeGrantTests.verifier], as: .publicClient(clientID: client))
+        let ring = KeyRing(store: t.h.store, env: t.h.env)
+        let idTokenText = try #require(issued.idToken)
+        let idToken = try #require(JWS.parse(idTokenText))
+        #expect(idToken.algorithm == algorithm.rawValue)
+        #expect(idToken.kid == (try ring.signingKey(for: algorithm).kid))
+        let kid = try #require(idToken.kid)
+        let verification = try #require(try ring.verificationKey(kid: kid))
+        #expect(JWS.verify(idToken, key: verification))
+        let access = try #require(JWS.parse(issued.accessToken))
+        #expect(access.algorithm == "ES256", "access tokens keep the access-token algorithm")
+        // OIDC Core §3.1.3.6: at_hash with the ID token algorithm's hash (SHA-512 for EdDSA).
+        let digest = algorithm == .edDSA ? Digest.sha512(Array(issued.accessToken.utf8)) : Digest.sha256(issued.accessToken)
+        #expect(idToken.payload["at_hash"] == .string(Base64.urlEncode(Array(digest.prefix(digest.count / 2)))))
+    }
+}
