@@ -6,7 +6,8 @@ import Cryptography
 /// redirected; later ones go back to the client.
 public enum AuthorizeDecision: Equatable, Sendable {
     case errorPage(String)
-    case redirect(String)
+    /// Back to the client, in the request's response mode.
+    case respond(AuthorizationResponse)
     case login(requestID: String)
     case consent(requestID: String)
 }
@@ -47,8 +48,13 @@ public struct AuthorizationService {
         return uri + (uri.contains("?") ? "&" : "?") + query
     }
 
-    func errorRedirect(_ uri: String, _ error: String, _ description: String, state: String?) -> AuthorizeDecision {
-        .redirect(AuthorizationService.redirect(uri, [("error", error), ("error_description", description), ("state", state), ("iss", env.issuer)]))
+    func errorRedirect(_ uri: String, _ error: String, _ description: String, state: String?, mode: ResponseMode) -> AuthorizeDecision {
+        .respond(errorResponse(uri, error, description, state: state, mode: mode))
+    }
+
+    func errorResponse(_ uri: String, _ error: String, _ description: String, state: String?, mode: ResponseMode) -> AuthorizationResponse {
+        AuthorizationResponse(redirectURI: uri, parameters: [("error", error), ("error_description", description), ("state", state), ("iss", env.issuer)],
+                              mode: mode)
     }
 
     /// Exact redirect URI matching (RFC 9700 §2.1), with RFC 8252 §7.3's
@@ -96,50 +102,58 @@ public struct AuthorizationService {
         }
         if duplicated { return .errorPage("A parameter was sent more than once.") }
         let state = values["state"]
-        // 2. Everything else is reported to the client.
+        // 2. Everything else is reported to the client, in the response mode asked for when it is one we know.
+        var mode = ResponseMode.query
+        if let raw = values["response_mode"] {
+            // An unknown mode (fragment, jwt) is answered in the default one.
+            guard let asked = ResponseMode(rawValue: raw) else {
+                return errorRedirect(redirectURI, "invalid_request", "response_mode must be query or form_post.", state: state, mode: .query)
+            }
+            mode = asked
+        }
         guard values["response_type"] == "code" else {
             return errorRedirect(redirectURI, values["response_type"] == nil ? "invalid_request" : "unsupported_response_type",
-                                 "response_type must be code.", state: state)
+                                 "response_type must be code.", state: state, mode: mode)
         }
         guard client.grantTypes.contains(.authorizationCode) else {
-            return errorRedirect(redirectURI, "unauthorized_client", "The client may not use the authorization code grant.", state: state)
+            return errorRedirect(redirectURI, "unauthorized_client", "The client may not use the authorization code grant.", state: state, mode: mode)
         }
         if values["request"] != nil || values["request_uri"] != nil {
             return errorRedirect(redirectURI, values["request"] != nil ? "request_not_supported" : "request_uri_not_supported",
-                                 "Request objects are not supported.", state: state)
+                                 "Request objects are not supported.", state: state, mode: mode)
         }
         guard let scope = Scopes.parse(values["scope"] ?? ""), !scope.isEmpty else {
-            return errorRedirect(redirectURI, "invalid_scope", "scope is missing or malformed.", state: state)
+            return errorRedirect(redirectURI, "invalid_scope", "scope is missing or malformed.", state: state, mode: mode)
         }
         guard scope.allSatisfy({ AuthorizationChecks.isRequestable($0, by: client) }) else {
-            return errorRedirect(redirectURI, "invalid_scope", "The client may not request this scope.", state: state)
+            return errorRedirect(redirectURI, "invalid_scope", "The client may not request this scope.", state: state, mode: mode)
         }
         let challenge: String?
         do {
             challenge = try AuthorizationChecks.pkce(challenge: values["code_challenge"], method: values["code_challenge_method"], client: client)
         } catch {
-            return errorRedirect(redirectURI, "invalid_request", AuthorizationService.describe(error), state: state)
+            return errorRedirect(redirectURI, "invalid_request", AuthorizationService.describe(error), state: state, mode: mode)
         }
         let prompt = (values["prompt"] ?? "").split(separator: " ").map(String.init)
         guard prompt.allSatisfy(["none", "login", "consent", "select_account"].contains), !(prompt.contains("none") && prompt.count > 1) else {
-            return errorRedirect(redirectURI, "invalid_request", "prompt is invalid.", state: state)
+            return errorRedirect(redirectURI, "invalid_request", "prompt is invalid.", state: state, mode: mode)
         }
         var maxAge: Int?
         if let raw = values["max_age"] {
-            guard let v = Int(raw), v >= 0 else { return errorRedirect(redirectURI, "invalid_request", "max_age is invalid.", state: state) }
+            guard let v = Int(raw), v >= 0 else { return errorRedirect(redirectURI, "invalid_request", "max_age is invalid.", state: state, mode: mode) }
             maxAge = v
         }
         do {
             _ = try AuthorizationChecks.nonce(values["nonce"])
         } catch {
-            return errorRedirect(redirectURI, "invalid_request", AuthorizationService.describe(error), state: state)
+            return errorRedirect(redirectURI, "invalid_request", AuthorizationService.describe(error), state: state, mode: mode)
         }
         if let state, state.utf8.count > 2048 {
-            return errorRedirect(redirectURI, "invalid_request", "state is too long.", state: nil)
+            return errorRedirect(redirectURI, "invalid_request", "state is too long.", state: nil, mode: mode)
         }
         let request = AuthorizationRequest(clientID: client.clientID, redirectURI: redirectURI, redirectURISent: values["redirect_uri"] != nil,
                                            scope: scope, state: state, nonce: values["nonce"], codeChallenge: challenge, prompt: prompt,
-                                           maxAge: maxAge, browserHash: AuthorizationService.hash(browser))
+                                           maxAge: maxAge, browserHash: AuthorizationService.hash(browser), responseMode: mode)
         let id = env.randomToken(bytes: 32)
         let now = env.now()
         let stored = StoredAuthorizationRequest(idHash: AuthorizationService.hash(id), request: request, createdAt: now,
@@ -195,19 +209,20 @@ public struct AuthorizationService {
             }
             return .consent(requestID: requestID)
         }
-        return .redirect(try grant(stored, user: user, authTime: session!.session.authTime, scope: request.scope, remember: true))
+        return .respond(try grant(stored, user: user, authTime: session!.session.authTime, scope: request.scope, remember: true))
     }
 
     func answerWithError(_ stored: StoredAuthorizationRequest, _ error: String, _ description: String) throws -> AuthorizeDecision {
         _ = try store.write { try store.markAuthorizationRequestAnswered(idHash: stored.idHash, at: env.now()) }
-        return errorRedirect(stored.request.redirectURI, error, description, state: stored.request.state)
+        return errorRedirect(stored.request.redirectURI, error, description, state: stored.request.state, mode: stored.request.responseMode)
     }
 
     /// Answers the request with a code for `scope` (a subset of what was
-    /// asked), records the connection, and returns the client redirect.
-    func grant(_ stored: StoredAuthorizationRequest, user: User, authTime: Int64, scope: [String], remember: Bool) throws -> String {
+    /// asked), records the connection, and returns the client's response.
+    func grant(_ stored: StoredAuthorizationRequest, user: User, authTime: Int64, scope: [String], remember: Bool) throws -> AuthorizationResponse {
         let code = try issueCode(stored.request, user: user, authTime: authTime, scope: scope, remember: remember, answering: stored.idHash)
-        return AuthorizationService.redirect(stored.request.redirectURI, [("code", code), ("state", stored.request.state), ("iss", env.issuer)])
+        return AuthorizationResponse(redirectURI: stored.request.redirectURI, parameters: [("code", code), ("state", stored.request.state), ("iss", env.issuer)],
+                                     mode: stored.request.responseMode)
     }
 
     /// Issues a single-use, 60-second code and records the connection, in one
@@ -235,19 +250,18 @@ public struct AuthorizationService {
     // MARK: Consent
 
     /// The consent decision of a signed-in user (SPEC 5.1).
-    public func accept(_ requestID: String, browser: String?, user: User, authTime: Int64, scope: [String], remember: Bool) throws -> String {
+    public func accept(_ requestID: String, browser: String?, user: User, authTime: Int64, scope: [String], remember: Bool) throws -> AuthorizationResponse {
         guard let stored = try pending(requestID, browser: browser) else { throw ConsentError.notFound }
         guard !scope.isEmpty, scope.allSatisfy(stored.request.scope.contains) else { throw ConsentError.scopeNotRequested }
         return try grant(stored, user: user, authTime: authTime, scope: stored.request.scope.filter(scope.contains), remember: remember)
     }
 
-    public func reject(_ requestID: String, browser: String?) throws -> String {
+    public func reject(_ requestID: String, browser: String?) throws -> AuthorizationResponse {
         guard let stored = try pending(requestID, browser: browser) else { throw ConsentError.notFound }
         let answered = try store.write { try store.markAuthorizationRequestAnswered(idHash: stored.idHash, at: env.now()) }
         guard answered else { throw ConsentError.alreadyAnswered }
-        return AuthorizationService.redirect(stored.request.redirectURI, [
-            ("error", "access_denied"), ("error_description", "The user denied the request."), ("state", stored.request.state), ("iss", env.issuer),
-        ])
+        return errorResponse(stored.request.redirectURI, "access_denied", "The user denied the request.", state: stored.request.state,
+                             mode: stored.request.responseMode)
     }
 }
 

@@ -34,9 +34,11 @@ public struct AuthorizationRequest: Sendable, Equatable {
     public var maxAge: Int?
     /// SHA-256 of the browser-binding cookie of the browser that started the request.
     public var browserHash: String?
+    /// How the response goes back (query unless `response_mode=form_post`).
+    public var responseMode: ResponseMode
 
     public init(clientID: String, redirectURI: String, redirectURISent: Bool, scope: [String], state: String?, nonce: String?,
-                codeChallenge: String?, prompt: [String], maxAge: Int?, browserHash: String? = nil) {
+                codeChallenge: String?, prompt: [String], maxAge: Int?, browserHash: String? = nil, responseMode: ResponseMode = .query) {
         self.clientID = clientID
         self.redirectURI = redirectURI
         self.redirectURISent = redirectURISent
@@ -47,6 +49,7 @@ public struct AuthorizationRequest: Sendable, Equatable {
         self.prompt = prompt
         self.maxAge = maxAge
         self.browserHash = browserHash
+        self.responseMode = responseMode
     }
 
     public var json: JSON {
@@ -54,6 +57,7 @@ public struct AuthorizationRequest: Sendable, Equatable {
             "client_id": .string(clientID), "redirect_uri": .string(redirectURI), "redirect_uri_sent": .bool(redirectURISent),
             "scope": .string(Scopes.join(scope)), "state": JSON(state), "nonce": JSON(nonce), "code_challenge": JSON(codeChallenge),
             "prompt": JSON(prompt), "max_age": maxAge.map { JSON($0) } ?? .null, "browser": JSON(browserHash),
+            "response_mode": .string(responseMode.rawValue),
         ]
     }
 
@@ -63,7 +67,8 @@ public struct AuthorizationRequest: Sendable, Equatable {
         self.init(clientID: clientID, redirectURI: redirectURI, redirectURISent: json["redirect_uri_sent"]?.boolValue ?? true, scope: scope,
                   state: json["state"]?.stringValue, nonce: json["nonce"]?.stringValue, codeChallenge: json["code_challenge"]?.stringValue,
                   prompt: (json["prompt"]?.arrayValue ?? []).compactMap(\.stringValue), maxAge: json["max_age"]?.intValue.map { Int($0) },
-                  browserHash: json["browser"]?.stringValue)
+                  browserHash: json["browser"]?.stringValue,
+                  responseMode: json["response_mode"]?.stringValue.flatMap(ResponseMode.init(rawValue:)) ?? .query)
     }
 }
 

@@ -21,7 +21,7 @@ enum DiscoveryEndpoints {
             "introspection_endpoint": .string(issuer + "/oauth2/introspect"),
             "revocation_endpoint": .string(issuer + "/oauth2/revoke"),
             "response_types_supported": ["code"],
-            "response_modes_supported": ["query"],
+            "response_modes_supported": ["query", "form_post"],
             "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": JSON(algorithms.map(\.rawValue)),

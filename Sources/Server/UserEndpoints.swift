@@ -25,11 +25,14 @@ enum UserEndpoints {
                                        detail: "X-CSRF-Token must repeat the lk_csrf cookie.")
 
     /// The signed-in user; state-changing calls also need the CSRF header.
-    static func sessionUser(_ request: Request, _ ctx: RequestContext, write: Bool) throws -> (session: SessionRecord, user: User) {
+    /// The signed-in user; a write also needs the CSRF token (double
+    /// submit: the `X-CSRF-Token` header, or `csrfToken` from a form field,
+    /// equal to the cookie and to the session's).
+    static func sessionUser(_ request: Request, _ ctx: RequestContext, write: Bool, csrfToken: String? = nil) throws -> (session: SessionRecord, user: User) {
         guard let s = try session(request, ctx) else { throw signInRequired }
         if write {
-            guard SessionService.csrfMatches(header: request.headers.value(.xCSRFToken), session: s.session),
-                  request.cookies[csrfCookie] == request.headers.value(.xCSRFToken) else { throw csrfFailed }
+            let presented = csrfToken ?? request.headers.value(.xCSRFToken)
+            guard SessionService.csrfMatches(header: presented, session: s.session), request.cookies[csrfCookie] == presented else { throw csrfFailed }
         }
         return s
     }
@@ -111,12 +114,21 @@ enum UserEndpoints {
         return response
     }
 
-    static func respond(_ decision: AuthorizeDecision) -> Response {
+    static func respond(_ decision: AuthorizeDecision, _ ctx: RequestContext) -> Response {
         switch decision {
         case let .errorPage(message): return errorPage(message)
-        case let .redirect(uri): return .redirect(uri, status: 303)
+        case let .respond(response): return toClient(response, ctx)
         case let .login(id): return .redirect("/login/?request=\(PercentEncoding.encode(id))", status: 303)
         case let .consent(id): return .redirect("/consent/?request=\(PercentEncoding.encode(id))", status: 303)
+        }
+    }
+
+    /// A response to the client: a 303 to the redirect URI (query mode) or
+    /// the page that POSTs it there (form_post).
+    static func toClient(_ response: AuthorizationResponse, _ ctx: RequestContext) -> Response {
+        switch response.mode {
+        case .query: return .redirect(response.location, status: 303)
+        case .formPost: return FormPostPage.render(response, nonce: ctx.env.randomToken(bytes: 18))
         }
     }
 
@@ -136,7 +148,7 @@ enum UserEndpoints {
         if fresh { browser = ctx.env.randomToken(bytes: 32) }
         let decision = try AuthorizationService(env: ctx.env, store: ctx.store)
             .authorize(params.filter { !$0.1.isEmpty }, sessionToken: request.cookies[sessionCookie], browser: browser)
-        var response = respond(decision)
+        var response = respond(decision, ctx)
         if fresh {
             response.headers.add(.setCookie, Cookies.make(name: browserCookie, value: browser, maxAge: nil, httpOnly: true,
                                                             secure: secureCookies(request, ctx)))
@@ -147,72 +159,9 @@ enum UserEndpoints {
     static func authorizeContinue(_ request: Request, _ ctx: RequestContext) throws -> Response {
         guard let id = request.queryValue("request"), !id.isEmpty else { return errorPage("The request parameter is missing.") }
         return respond(try AuthorizationService(env: ctx.env, store: ctx.store)
-            .next(requestID: id, sessionToken: request.cookies[sessionCookie], browser: request.cookies[browserCookie]))
+            .next(requestID: id, sessionToken: request.cookies[sessionCookie], browser: request.cookies[browserCookie]), ctx)
     }
 
-    // MARK: Consent API
-
-    static func consentError(_ e: ConsentError) -> APIProblem {
-        switch e {
-        case .notFound: return .notFound("The authorization request is unknown, expired or already answered.")
-        case .alreadyAnswered: return .conflict("already_answered", "The authorization request was already answered.")
-        case .scopeNotRequested: return APIProblem(status: 400, code: "invalid_scope", title: "Invalid scope",
-                                                   detail: "Only scopes the application asked for can be granted.")
-        }
-    }
-
-    static func authorizationRequest(_ request: Request, _ ctx: RequestContext) throws -> Response {
-        _ = try sessionUser(request, ctx, write: false)
-        let service = AuthorizationService(env: ctx.env, store: ctx.store)
-        guard let stored = try service.pending(ctx.param("id"), browser: request.cookies[browserCookie]),
-              let client = try ctx.store.read({ try ctx.store.client(stored.request.clientID) }) else {
-            throw consentError(.notFound)
-        }
-        var clientJSON: [(String, JSON)] = [("client_id", .string(client.clientID)), ("client_name", .string(ClientSpec.displaySafe(client.name))),
-                                            ("client_uri", JSON(client.clientURI))]
-        clientJSON.append(("logo_uri", client.hasLogo ? .string("\(ctx.env.issuer)/api/v1/clients/\(client.clientID)/logo") : .null))
-        // SPEC 7.1: the consent page names the organization that registered the client.
-        let organization = try ctx.store.read { try ctx.store.organization(client.organizationID) }
-        var response = Response.json([
-            "client": .object(clientJSON),
-            "organization": ["organization_id": .string(client.organizationID), "name": JSON(organization.map { ClientSpec.displaySafe($0.name) })],
-            "scopes": .array(stored.request.scope.map { ["name": .string($0), "description": .string(ScopeCatalog.describe($0))] }),
-            "redirect_uri": .string(stored.request.redirectURI),
-        ])
-        response.headers[.cacheControl] = "no-store"
-        return response
-    }
-
-    static func accept(_ request: Request, _ ctx: RequestContext) throws -> Response {
-        let (session, user) = try sessionUser(request, ctx, write: true)
-        let members = try EndpointKit.jsonObject(request)
-        let body = JSON.object(members)
-        guard members.allSatisfy({ ["scope", "remember"].contains($0.0) }),
-              let scopeItems = body["scope"]?.arrayValue, scopeItems.allSatisfy({ $0.stringValue != nil }) else {
-            throw APIProblem.invalidBody("The body must be {\"scope\": [...], \"remember\": true|false}.")
-        }
-        var remember = true
-        if let r = body["remember"] {
-            guard let b = r.boolValue else { throw APIProblem.invalidBody("remember must be a boolean.") }
-            remember = b
-        }
-        do {
-            let target = try AuthorizationService(env: ctx.env, store: ctx.store)
-                .accept(ctx.param("id"), browser: request.cookies[browserCookie], user: user, authTime: session.authTime, scope: scopeItems.compactMap(\.stringValue), remember: remember)
-            return noStore(.json(["redirect_to": .string(target)]))
-        } catch let e as ConsentError {
-            throw consentError(e)
-        }
-    }
-
-    static func reject(_ request: Request, _ ctx: RequestContext) throws -> Response {
-        _ = try sessionUser(request, ctx, write: true)
-        do {
-            return noStore(.json(["redirect_to": .string(try AuthorizationService(env: ctx.env, store: ctx.store).reject(ctx.param("id"), browser: request.cookies[browserCookie]))]))
-        } catch let e as ConsentError {
-            throw consentError(e)
-        }
-    }
 
     static func noStore(_ r: Response) -> Response {
         var response = r

@@ -60,7 +60,21 @@ document.addEventListener("DOMContentLoaded", async () => {
   document.getElementById("approve").focus();
 
   const buttons = [document.getElementById("approve"), document.getElementById("deny")];
+  // response_mode=form_post: the answer is a real form submission, whose reply is the page that POSTs the
+  // response to the application (this page's CSP lets forms go to Latchkey only).
+  function submitForm(path, body) {
+    buttons.forEach((b) => { b.disabled = true; });
+    const post = Latchkey.el("form", { method: "post", action: "/api/v1/authorization-requests/" + encodeURIComponent(request) + path });
+    const add = (name, value) => post.append(Latchkey.el("input", { type: "hidden", name, value: String(value) }));
+    for (const scope of body.scope || []) add("scope", scope);
+    if (body.remember !== undefined) add("remember", body.remember ? "true" : "false");
+    add("csrf_token", Latchkey.cookie("lk_csrf") || "");
+    post.hidden = true;
+    document.body.append(post);
+    post.submit();
+  }
   async function answer(path, body) {
+    if (data.response_mode === "form_post") { submitForm(path, body); return; }
     Latchkey.showError("");
     buttons.forEach((b) => { b.disabled = true; });
     try {

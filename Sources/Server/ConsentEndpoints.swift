@@ -1,0 +1,126 @@
+import Common
+import HTTPCore
+import OAuth
+
+/// The consent page's API (SPEC 5.1): a pending request's details, and the
+/// user's answer. The page posts JSON (`X-CSRF-Token` header) and follows
+/// `redirect_to`; for a form_post request it submits a real form instead
+/// (`csrf_token` field), and the answer is the page that POSTs the response
+/// to the client, since the consent page's own CSP allows forms to itself only.
+extension UserEndpoints {
+    static func consentError(_ e: ConsentError) -> APIProblem {
+        switch e {
+        case .notFound: return .notFound("The authorization request is unknown, expired or already answered.")
+        case .alreadyAnswered: return .conflict("already_answered", "The authorization request was already answered.")
+        case .scopeNotRequested: return APIProblem(status: 400, code: "invalid_scope", title: "Invalid scope",
+                                                   detail: "Only scopes the application asked for can be granted.")
+        }
+    }
+
+    static func authorizationRequest(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        _ = try sessionUser(request, ctx, write: false)
+        let service = AuthorizationService(env: ctx.env, store: ctx.store)
+        guard let stored = try service.pending(ctx.param("id"), browser: request.cookies[browserCookie]),
+              let client = try ctx.store.read({ try ctx.store.client(stored.request.clientID) }) else {
+            throw consentError(.notFound)
+        }
+        var clientJSON: [(String, JSON)] = [("client_id", .string(client.clientID)), ("client_name", .string(ClientSpec.displaySafe(client.name))),
+                                            ("client_uri", JSON(client.clientURI))]
+        clientJSON.append(("logo_uri", client.hasLogo ? .string("\(ctx.env.issuer)/api/v1/clients/\(client.clientID)/logo") : .null))
+        // SPEC 7.1: the consent page names the organization that registered the client.
+        let organization = try ctx.store.read { try ctx.store.organization(client.organizationID) }
+        var response = Response.json([
+            "client": .object(clientJSON),
+            "organization": ["organization_id": .string(client.organizationID), "name": JSON(organization.map { ClientSpec.displaySafe($0.name) })],
+            "scopes": .array(stored.request.scope.map { ["name": .string($0), "description": .string(ScopeCatalog.describe($0))] }),
+            "redirect_uri": .string(stored.request.redirectURI),
+            "response_mode": .string(stored.request.responseMode.rawValue),
+        ])
+        response.headers[.cacheControl] = "no-store"
+        return response
+    }
+
+    /// The answer's fields, from JSON (`{"scope": [...], "remember": bool}`)
+    /// or from a form (`scope` repeated, `remember`, `csrf_token`).
+    struct Answer {
+        var scope: [String] = []
+        var remember = true
+        var csrfToken: String?
+        var fromForm = false
+    }
+
+    static func answer(_ request: Request, scopeRequired: Bool) throws -> Answer {
+        var answer = Answer()
+        if request.mediaType == "application/x-www-form-urlencoded" {
+            guard let items = FormEncoding.parse(request.body),
+                  items.allSatisfy({ ["scope", "remember", "csrf_token"].contains($0.0) }) else {
+                throw APIProblem.invalidBody("The form must carry scope, remember and csrf_token only.")
+            }
+            answer.fromForm = true
+            answer.scope = items.filter { $0.0 == "scope" }.map(\.1)
+            answer.csrfToken = items.first { $0.0 == "csrf_token" }?.1 ?? ""
+            if let remember = items.first(where: { $0.0 == "remember" })?.1 {
+                guard remember == "true" || remember == "false" else { throw APIProblem.invalidBody("remember must be true or false.") }
+                answer.remember = remember == "true"
+            }
+            return answer
+        }
+        guard scopeRequired || !request.body.isEmpty else { return answer }
+        let members = try EndpointKit.jsonObject(request)
+        let body = JSON.object(members)
+        guard members.allSatisfy({ ["scope", "remember"].contains($0.0) }) else {
+            throw APIProblem.invalidBody("The body must be {\"scope\": [...], \"remember\": true|false}.")
+        }
+        if scopeRequired {
+            guard let items = body["scope"]?.arrayValue, items.allSatisfy({ $0.stringValue != nil }) else {
+                throw APIProblem.invalidBody("The body must be {\"scope\": [...], \"remember\": true|false}.")
+            }
+            answer.scope = items.compactMap(\.stringValue)
+        }
+        if let r = body["remember"] {
+            guard let b = r.boolValue else { throw APIProblem.invalidBody("remember must be a boolean.") }
+            answer.remember = b
+        }
+        return answer
+    }
+
+    /// The response to the client, as the caller asked for it: the page
+    /// itself for a form submission, else JSON (`redirect_to`, or the
+    /// fields a form_post page would carry).
+    static func answered(_ response: AuthorizationResponse, _ answer: Answer, _ ctx: RequestContext) -> Response {
+        if answer.fromForm { return toClient(response, ctx) }
+        switch response.mode {
+        case .query:
+            return noStore(.json(["redirect_to": .string(response.location)]))
+        case .formPost:
+            return noStore(.json(["form_post": [
+                "action": .string(response.redirectURI),
+                "fields": .object(response.fields.map { ($0.name, .string($0.value)) }),
+            ]]))
+        }
+    }
+
+    static func accept(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        let answer = try answer(request, scopeRequired: true)
+        let (session, user) = try sessionUser(request, ctx, write: true, csrfToken: answer.csrfToken)
+        do {
+            let response = try AuthorizationService(env: ctx.env, store: ctx.store)
+                .accept(ctx.param("id"), browser: request.cookies[browserCookie], user: user, authTime: session.authTime, scope: answer.scope,
+                        remember: answer.remember)
+            return answered(response, answer, ctx)
+        } catch let e as ConsentError {
+            throw consentError(e)
+        }
+    }
+
+    static func reject(_ request: Request, _ ctx: RequestContext) throws -> Response {
+        let answer = try answer(request, scopeRequired: false)
+        _ = try sessionUser(request, ctx, write: true, csrfToken: answer.csrfToken)
+        do {
+            return answered(try AuthorizationService(env: ctx.env, store: ctx.store).reject(ctx.param("id"), browser: request.cookies[browserCookie]),
+                            answer, ctx)
+        } catch let e as ConsentError {
+            throw consentError(e)
+        }
+    }
+}
