@@ -200,6 +200,17 @@ public struct ClientRegistry {
         }
     }
 
+    /// RFC 7592 §2.3: a dynamically registered client deletes itself with
+    /// its registration access token (checked by `ClientRegistration`);
+    /// never a primary client.
+    public func deleteRegistered(_ client: Client, caller: Caller) throws {
+        guard !client.isPrimary, caller.client.clientID == client.clientID else { throw RegistryError.primaryOnly }
+        try store.write {
+            try store.deleteClient(client.clientID)
+            try audit(caller, "client.deleted", target: client.clientID, details: ["client_name": .string(client.name)])
+        }
+    }
+
     /// A write that changes no field still is a write (SPEC 6.0, 6.4): a new
     /// version and modification time.
     func touch(_ client: Client, at now: Int64) throws -> Client {

@@ -57,6 +57,9 @@ public protocol ClientStorage: Transactional {
     func logoPreview(clientID: String) throws -> [UInt8]?
     func logo(clientID: String) throws -> (contentType: String, image: [UInt8], etag: String)?
     func deleteLogo(clientID: String) throws
+    /// RFC 7592: the hash of a dynamically registered client's registration access token.
+    func setRegistrationToken(clientID: String, hash: String, at: Int64) throws
+    func registrationTokenHash(clientID: String) throws -> String?
 }
 
 /// Client secrets, signing keys and access-token revocations: what

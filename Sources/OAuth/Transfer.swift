@@ -38,7 +38,7 @@ public protocol TransferableStore: AnyObject {
 /// The tables that make up Latchkey's state, parents before children.
 public enum StateTables {
     public static let all = [
-        "meta", "organizations", "clients", "retired_client_ids", "client_secrets", "client_logos", "signing_keys", "revoked_tokens",
+        "meta", "organizations", "clients", "registration_tokens", "retired_client_ids", "client_secrets", "client_logos", "signing_keys", "revoked_tokens",
         "users", "audit_events", "sessions", "authorization_requests", "token_families", "authorization_codes", "refresh_tokens",
         "connections", "upstream_clients",
     ]

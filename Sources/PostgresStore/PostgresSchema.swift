@@ -197,5 +197,13 @@ enum PostgresSchema {
         """
         ALTER TABLE clients ADD COLUMN id_token_signed_response_alg TEXT NOT NULL DEFAULT 'ES256';
         """,
+        // 5: dynamically registered clients' registration access tokens (RFC 7592), hashed.
+        """
+        CREATE TABLE registration_tokens (
+            client_id TEXT PRIMARY KEY REFERENCES clients(client_id) ON DELETE CASCADE,
+            token_hash TEXT NOT NULL,
+            created_at BIGINT NOT NULL
+        );
+        """,
     ]
 }

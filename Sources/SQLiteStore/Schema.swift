@@ -255,5 +255,13 @@ enum Schema {
         """
         ALTER TABLE clients ADD COLUMN id_token_signed_response_alg TEXT NOT NULL DEFAULT 'ES256';
         """,
+        // 9: dynamically registered clients' registration access tokens (RFC 7592), hashed.
+        """
+        CREATE TABLE registration_tokens (
+            client_id TEXT PRIMARY KEY REFERENCES clients(client_id) ON DELETE CASCADE,
+            token_hash TEXT NOT NULL,
+            created_at INTEGER NOT NULL
+        ) STRICT;
+        """,
     ]
 }

@@ -22,6 +22,8 @@ public enum Surface: String, Sendable, CaseIterable {
     case app
     /// SPEC 6.5, `/uc/resources/oauthclient`.
     case upstream
+    /// RFC 7591/7592, `/oauth2/register`.
+    case registration
 }
 
 public typealias Handler = @Sendable (Request, RequestContext) throws -> Response

@@ -20,6 +20,7 @@ enum DiscoveryEndpoints {
             "jwks_uri": .string(issuer + "/oauth2/jwks"),
             "introspection_endpoint": .string(issuer + "/oauth2/introspect"),
             "revocation_endpoint": .string(issuer + "/oauth2/revoke"),
+            "registration_endpoint": .string(issuer + "/oauth2/register"),
             "response_types_supported": ["code"],
             "response_modes_supported": ["query", "form_post"],
             "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],

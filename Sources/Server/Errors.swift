@@ -51,7 +51,7 @@ public enum ErrorRendering {
         if let response = renderRetryLater(error, surface: surface, request: request) { return response }
         if let response = renderCompatible(error, surface: surface, request: request) { return response }
         switch (error, surface) {
-        case let (e as OAuthError, .oauth), let (e as OAuthError, .bearer):
+        case let (e as OAuthError, .oauth), let (e as OAuthError, .bearer), let (e as OAuthError, .registration):
             var response = Response.json(e.json, status: .init(code: e.status))
             response.headers.append(contentsOf: HTTPFields(e.headers))
             response.headers[.cacheControl] = "no-store"
@@ -131,6 +131,7 @@ public enum ErrorRendering {
         case .app: return AppSurface.render(error, request: request)
         case .identity: return IdentitySurface.render(error, request: request)
         case .upstream: return UpstreamSurface.render(error, request: request)
+        case .registration: return RegistrationEndpoints.render(error, request: request)
         default: return nil
         }
     }

@@ -19,6 +19,10 @@ enum Routes {
         add(.post, "/oauth2/token", .oauth, maxBody: oauthBodyLimit, TokenEndpoint.token)
         add(.post, "/oauth2/introspect", .oauth, maxBody: oauthBodyLimit, TokenEndpoint.introspect)
         add(.post, "/oauth2/revoke", .oauth, maxBody: oauthBodyLimit, TokenEndpoint.revoke)
+        add(.post, "/oauth2/register", .registration, maxBody: oauthBodyLimit, RegistrationEndpoints.register)
+        add(.get, "/oauth2/register/{client_id}", .registration, maxBody: 0, RegistrationEndpoints.read)
+        add(.put, "/oauth2/register/{client_id}", .registration, maxBody: oauthBodyLimit, RegistrationEndpoints.replace)
+        add(.delete, "/oauth2/register/{client_id}", .registration, maxBody: 0, RegistrationEndpoints.delete)
 
         add(.get, "/oauth2/authorize", .oauth, maxBody: 0, UserEndpoints.authorize)
         add(.post, "/oauth2/authorize", .oauth, maxBody: oauthBodyLimit, UserEndpoints.authorize)

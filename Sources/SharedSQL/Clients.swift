@@ -95,6 +95,17 @@ extension SQLStatementRunner {
             """, [.text(clientID), .text(contentType), .bytes(image), .bytes(preview), .text(etag), .int(at)])
     }
 
+    public func setRegistrationToken(clientID: String, hash: String, at: Int64) throws {
+        try update("""
+            INSERT INTO registration_tokens(client_id, token_hash, created_at) VALUES(?, ?, ?)
+            ON CONFLICT(client_id) DO UPDATE SET token_hash = excluded.token_hash, created_at = excluded.created_at
+            """, [.text(clientID), .text(hash), .int(at)])
+    }
+
+    public func registrationTokenHash(clientID: String) throws -> String? {
+        try query("SELECT token_hash FROM registration_tokens WHERE client_id = ?", [.text(clientID)]).first.map { $0.string(0) }
+    }
+
     public func logoPreview(clientID: String) throws -> [UInt8]? {
         try query("SELECT preview FROM client_logos WHERE client_id = ? AND preview IS NOT NULL", [.text(clientID)]).first.map { $0.blob(0) }
     }

@@ -12,7 +12,23 @@ import SQLiteStore
 import Server
 
 struct Org: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Manage organizations.", subcommands: [Create.self, ResetPrimary.self])
+    static let configuration = CommandConfiguration(abstract: "Manage organizations.", subcommands: [Create.self, Set.self, ResetPrimary.self])
+
+    /// SPEC 10.1: whether anonymous dynamic registrations land in this organization.
+    struct Set: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Change an organization's settings.")
+        @OptionGroup var common: Common
+        @Argument(help: "Organization id (org-...).") var organizationID: String
+        @Option(name: .customLong("open-registration"), help: "on: anonymous dynamic registrations land here (one organization at a time); off.")
+        var openRegistration: String
+
+        func run() throws {
+            guard ["on", "off"].contains(openRegistration) else { throw ValidationError("--open-registration must be on or off") }
+            let store = try common.openAnyStore()
+            try ClientRegistration.setOpen(openRegistration == "on", organizationID: organizationID, store: store)
+            printJSON(["organization_id": .string(organizationID), "open_registration": .bool(openRegistration == "on")])
+        }
+    }
 
     /// SPEC 6.0: the operator's way back in when an organization's primary
     /// client lost its secret (or, on an old version, its grant or scopes).

@@ -1,0 +1,198 @@
+import Common
+import Cryptography
+
+/// Dynamic client registration (RFC 7591, OIDC Registration 1.0) and the
+/// client configuration endpoint (RFC 7592), over the registry: every rule
+/// of SPEC 6.0 applies (privileged scopes by the caller's token, the
+/// organization's client limit, the redirect-URI rules).
+///
+/// Who registers: the holder of an initial access token (a client_credentials
+/// token carrying `clients:write`) into that token's organization, or anyone
+/// into the organization an operator opened (`latchkey org set ORG_ID
+/// --open-registration on`), with no privileged scope. The registered
+/// client then reads, replaces and deletes itself with its registration
+/// access token (`lkg_…`, stored hashed, compared in constant time).
+public struct ClientRegistration {
+    /// The meta value naming the organization that takes anonymous registrations.
+    public static let openOrganizationMeta = "open_registration_org"
+    /// Metadata Latchkey knows; anything else is ignored (RFC 7591 §2).
+    public static let known = ["redirect_uris", "grant_types", "response_types", "token_endpoint_auth_method", "client_name", "client_uri",
+                               "scope", "id_token_signed_response_alg"]
+    /// What the code flow grants a client that names no scope.
+    public static let defaultScope = ["openid", "profile", "email", "offline_access"]
+
+    let registry: ClientRegistry
+
+    public init(registry: ClientRegistry) { self.registry = registry }
+
+    var store: Store { registry.store }
+    var env: Environment { registry.env }
+
+    /// Why a registration request was refused, in RFC 7591 §3.2.2's terms.
+    public enum Refusal: Error, Equatable {
+        case invalidRedirectURI(String)
+        case invalidMetadata(String)
+        /// No initial access token and no open organization; or a token without `clients:write`.
+        case notAllowed
+        /// RFC 7592 §2: an unknown client or a wrong registration access token (the two alike).
+        case invalidToken
+    }
+
+    /// A registered client as RFC 7591 §3.2.1 returns it.
+    public struct Registered: Sendable, Equatable {
+        public var client: Client
+        public var secret: String?
+        public var registrationToken: String?
+
+        public init(client: Client, secret: String?, registrationToken: String?) {
+            self.client = client
+            self.secret = secret
+            self.registrationToken = registrationToken
+        }
+    }
+
+    /// `latchkey org set ORG_ID --open-registration on|off`: one organization at a time takes anonymous registrations.
+    public static func setOpen(_ open: Bool, organizationID: String, store: Store) throws {
+        try store.write {
+            guard try store.organization(organizationID) != nil else { throw ProvisioningError.invalid("no organization \(organizationID)") }
+            if open {
+                try store.setMeta(openOrganizationMeta, organizationID)
+            } else if try store.meta(openOrganizationMeta) == organizationID {
+                try store.deleteMeta(openOrganizationMeta)
+            }
+        }
+    }
+
+    // MARK: Registration
+
+    /// The organization's primary client acting for an anonymous registrant: no scope, so no privileged one.
+    public func openRegistrant(requestID: String?) throws -> Caller {
+        guard let org = try store.read({ try store.meta(ClientRegistration.openOrganizationMeta) }),
+              let primary = try store.read({ try store.organization(org)?.primaryClientID.flatMap { try store.client($0) } }) else {
+            throw Refusal.notAllowed
+        }
+        return Caller(client: primary, scopes: [], requestID: requestID, surface: "registration")
+    }
+
+    public func register(_ metadata: JSON, caller: Caller) throws -> Registered {
+        let spec = try self.spec(metadata, current: nil)
+        let issued: IssuedSecret
+        do {
+            issued = try registry.create(spec, caller: caller)
+        } catch let e as RegistryError {
+            throw refusal(e)
+        }
+        let token = env.randomToken(prefix: "lkg_", bytes: 32)
+        try store.write { try store.setRegistrationToken(clientID: issued.client.clientID, hash: ClientRegistration.hash(token), at: env.now()) }
+        return Registered(client: issued.client, secret: issued.secret, registrationToken: token)
+    }
+
+    // MARK: Configuration (RFC 7592)
+
+    /// The client, when `token` is its registration access token.
+    public func authorized(_ clientID: String, token: String?) throws -> Client {
+        guard let token, !token.isEmpty, clientID.utf8.count <= 64 else { throw Refusal.invalidToken }
+        return try store.read {
+            let stored = try store.registrationTokenHash(clientID: clientID) ?? ""
+            // Compared whether or not the client exists, so timing tells nothing.
+            let matches = Digest.constantTimeEqual(Array(stored.utf8), Array(ClientRegistration.hash(token).utf8))
+            guard matches, !stored.isEmpty, let client = try store.client(clientID), !client.isPrimary else { throw Refusal.invalidToken }
+            return client
+        }
+    }
+
+    /// RFC 7592 §2.2: the metadata sent replaces what was registered.
+    public func replace(_ clientID: String, token: String?, metadata: JSON) throws -> Registered {
+        let client = try authorized(clientID, token: token)
+        if let sent = metadata["client_id"], sent != .string(clientID) { throw Refusal.invalidMetadata("client_id does not match") }
+        let spec = try self.spec(metadata, current: client)
+        do {
+            let updated = try registry.update(clientID, caller: self.caller(client), expected: nil, action: "client.updated") { _ in spec }
+            return Registered(client: updated, secret: nil, registrationToken: nil)
+        } catch let e as RegistryError {
+            throw refusal(e)
+        }
+    }
+
+    /// RFC 7592 §2.3: the client deletes itself (its id is never given again, SPEC 4.5).
+    public func delete(_ clientID: String, token: String?) throws {
+        let client = try authorized(clientID, token: token)
+        try registry.deleteRegistered(client, caller: caller(client))
+    }
+
+    func caller(_ client: Client) -> Caller {
+        Caller(client: client, scopes: [], requestID: nil, surface: "registration")
+    }
+
+    // MARK: Metadata
+
+    /// RFC 7591 §2 metadata as a client specification, with Latchkey's and
+    /// OIDC Registration's defaults: the code grant, client_secret_basic,
+    /// RS256 ID tokens and the code flow's scopes.
+    func spec(_ metadata: JSON, current: Client?) throws -> ClientSpec {
+        guard let members = metadata.objectValue else { throw Refusal.invalidMetadata("The body must be a JSON object.") }
+        let body = JSON.object(members.filter { ClientRegistration.known.contains($0.0) })
+        func string(_ key: String) throws -> String? {
+            switch body[key] {
+            case nil, .null?: return nil
+            case let .string(s)?: return s
+            default: throw Refusal.invalidMetadata("\(key) must be a string")
+            }
+        }
+        func strings(_ key: String) throws -> [String]? {
+            guard let value = body[key], !value.isNull else { return nil }
+            guard let items = value.arrayValue, items.allSatisfy({ $0.stringValue != nil }) else { throw Refusal.invalidMetadata("\(key) must be an array of strings") }
+            return items.compactMap(\.stringValue)
+        }
+        let grantTypes = try strings("grant_types") ?? ["authorization_code"]
+        if let responseTypes = try strings("response_types") {
+            // RFC 7591 §2.1: response types and grant types must agree; the code flow is the one response type.
+            guard responseTypes == ["code"] || (responseTypes.isEmpty && !grantTypes.contains("authorization_code")) else {
+                throw Refusal.invalidMetadata("response_types must be [\"code\"]")
+            }
+        }
+        var scope = ClientRegistration.defaultScope
+        if let raw = try string("scope") {
+            guard let parsed = Scopes.parse(raw) else { throw Refusal.invalidMetadata("scope must be space-separated scope tokens") }
+            scope = parsed
+        }
+        let name = try string("client_name") ?? current?.name ?? "Registered client"
+        return ClientSpec(name: name, clientURI: try string("client_uri"), redirectURIs: try strings("redirect_uris") ?? [],
+                          grantTypes: grantTypes, authMethod: try string("token_endpoint_auth_method") ?? "client_secret_basic", scope: scope,
+                          enabled: true, idTokenAlg: try string("id_token_signed_response_alg") ?? "RS256")
+    }
+
+    func refusal(_ e: RegistryError) -> Refusal {
+        switch e {
+        case let .invalid(errors):
+            let first = errors.first ?? FieldError("metadata", "is invalid")
+            let text = "\(first.field): \(first.message)"
+            return first.field.hasPrefix("redirect_uris") ? .invalidRedirectURI(text) : .invalidMetadata(text)
+        case let .forbidden(why): return .invalidMetadata(why.message)
+        case let .conflict(why): return .invalidMetadata(why.message)
+        case .notFound: return .invalidToken
+        case .preconditionFailed: return .invalidMetadata("The client changed meanwhile.")
+        }
+    }
+
+    static func hash(_ token: String) -> String { Base64.urlEncode(Digest.sha256(token)) }
+
+    /// The metadata RFC 7591 §3.2.1 returns (the secret and token only when just issued).
+    public static func json(_ r: Registered, issuer: String) -> JSON {
+        let c = r.client
+        var members: [(String, JSON)] = [
+            ("client_id", .string(c.clientID)), ("client_id_issued_at", .int(c.createdAt / 1000)),
+        ]
+        if let secret = r.secret { members += [("client_secret", .string(secret)), ("client_secret_expires_at", .int(0))] }
+        if let token = r.registrationToken { members.append(("registration_access_token", .string(token))) }
+        members += [
+            ("registration_client_uri", .string("\(issuer)/oauth2/register/\(c.clientID)")),
+            ("client_name", .string(c.name)), ("redirect_uris", JSON(c.redirectURIs)), ("grant_types", JSON(c.grantTypes.map(\.rawValue))),
+            ("response_types", c.grantTypes.contains(.authorizationCode) ? ["code"] : .array([])),
+            ("token_endpoint_auth_method", .string(c.authMethod.rawValue)), ("scope", .string(Scopes.join(c.scope))),
+            ("id_token_signed_response_alg", .string(c.idTokenAlg.rawValue)),
+        ]
+        if let uri = c.clientURI { members.append(("client_uri", .string(uri))) }
+        return .object(members)
+    }
+}

@@ -1,0 +1,71 @@
+import Common
+import HTTPCore
+import OAuth
+import TestSupport
+import Testing
+
+/// `/oauth2/register` at the HTTP surface (RFC 7591 §3, RFC 7592 §2):
+/// status codes, error bodies and challenges, for every kind of caller.
+@Suite struct RegistrationEndpointTests {
+    static let metadata: JSON = ["redirect_uris": ["https://rp.example/cb"], "client_name": "RP", "token_endpoint_auth_method": "client_secret_post"]
+
+    func register(_ h: Harness, token: String?, body: JSON = metadata) -> Response {
+        h.json("POST", "/oauth2/register", token: token, body: body)
+    }
+
+    @Test func anInitialAccessTokenRegistersAndTheClientManagesItself() throws {
+        let h = try Harness()
+        let r = register(h, token: try h.token())
+        #expect(r.status == 201, "\(r.bodyText)")
+        #expect(r.headers[.cacheControl] == "no-store")
+        let body = try #require(r.json)
+        let id = try #require(body["client_id"]?.stringValue), token = try #require(body["registration_access_token"]?.stringValue)
+        #expect(body["token_endpoint_auth_method"] == "client_secret_post" && body["id_token_signed_response_alg"] == "RS256")
+        #expect(body["client_secret"]?.stringValue?.hasPrefix("lks_") == true)
+        // RFC 7592: read (no secret, no token), replace, delete with the registration access token.
+        let read = h.json("GET", "/oauth2/register/\(id)", token: token)
+        #expect(read.status == 200 && read.json?["client_secret"] == nil && read.json?["registration_access_token"] == nil)
+        let replaced = h.json("PUT", "/oauth2/register/\(id)", token: token, body: ["client_id": .string(id), "redirect_uris": ["https://rp.example/2"]])
+        #expect(replaced.status == 200 && replaced.json?["redirect_uris"] == ["https://rp.example/2"])
+        #expect(h.json("DELETE", "/oauth2/register/\(id)", token: token).status == 204)
+        #expect(h.json("GET", "/oauth2/register/\(id)", token: token).status == 401)
+    }
+
+    @Test func everyOtherCallerIsRefusedWithTheRightAnswer() throws {
+        let h = try Harness()
+        // No token and no open organization: 401 with a challenge.
+        let anonymous = register(h, token: nil)
+        #expect(anonymous.status == 401 && anonymous.json?["error"] == "invalid_token")
+        #expect(anonymous.headers[.wwwAuthenticate]?.hasPrefix("Bearer") == true)
+        // A token narrowed to clients:read is not an initial access token.
+        #expect(register(h, token: try h.token(scope: "clients:read")).json?["error"] == "insufficient_scope")
+        // A garbage bearer token.
+        #expect(register(h, token: "not-a-token").status == 401)
+        // A registered client's registration token is not a management token, nor another client's key.
+        let created = try #require(register(h, token: try h.token()).json)
+        let token = try #require(created["registration_access_token"]?.stringValue)
+        #expect(register(h, token: token).status == 401)
+        #expect(h.json("GET", "/oauth2/register/\(h.primary.clientID)", token: token).status == 401)
+        #expect(h.json("GET", "/api/v1/clients", token: token).status == 401)
+    }
+
+    @Test func badBodiesAreRFC7591Errors() throws {
+        let h = try Harness()
+        let token = try h.token()
+        let fragment = register(h, token: token, body: ["redirect_uris": ["https://rp.example/cb#f"]])
+        #expect(fragment.status == 400 && fragment.json?["error"] == "invalid_redirect_uri")
+        let alg = register(h, token: token, body: ["redirect_uris": ["https://rp.example/cb"], "id_token_signed_response_alg": "HS256"])
+        #expect(alg.status == 400 && alg.json?["error"] == "invalid_client_metadata")
+        let malformed = h.call("POST", "/oauth2/register", headers: [("Authorization", "Bearer \(token)"), ("Content-Type", "application/json")],
+                               body: Array("{".utf8))
+        #expect(malformed.status == 400 && malformed.json?["error"] == "invalid_client_metadata")
+        let form = h.call("POST", "/oauth2/register", headers: [("Authorization", "Bearer \(token)"), ("Content-Type", "application/x-www-form-urlencoded")],
+                          body: Array("a=b".utf8))
+        #expect(form.status == 415 && form.json?["error"] == "invalid_client_metadata")
+    }
+
+    @Test func discoveryNamesTheRegistrationEndpoint() throws {
+        let h = try Harness()
+        #expect(h.call("GET", "/.well-known/openid-configuration").json?["registration_endpoint"] == .string(Harness.issuer + "/oauth2/register"))
+    }
+}

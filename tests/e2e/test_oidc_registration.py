@@ -1,0 +1,78 @@
+"""Dynamic client registration (RFC 7591, OIDC Registration 1.0) and the
+client configuration endpoint (RFC 7592) through nginx: a client registered
+with an initial access token, or anonymously into the organization the
+operator opened, then used by authlib for a code flow whose RS256 ID token
+(the registration default) joserfc verifies; then read, replaced and
+deleted with its registration access token."""
+import json
+from urllib.parse import parse_qs, urlparse
+
+import requests
+from joserfc import jwt
+from joserfc.jwk import KeySet
+
+from conftest import run_cli
+from test_user_flow import Browser, oauth_client, start
+
+
+def registration_endpoint(stack):
+    doc = requests.get(stack.url("/.well-known/openid-configuration")).json()
+    assert doc["registration_endpoint"] == stack.url("/oauth2/register")
+    return doc["registration_endpoint"]
+
+
+def test_register_with_an_initial_access_token_then_sign_in_with_the_new_client(stack):
+    redirect = f"http://127.0.0.1:{stack.port}/demo/callback"
+    r = requests.post(registration_endpoint(stack), headers=stack.bearer(), json={
+        "redirect_uris": [redirect], "client_name": "Registered RP", "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"], "scope": "openid profile email offline_access", "contacts": ["ops@rp.example"]})
+    assert r.status_code == 201, r.text
+    assert r.headers["Cache-Control"] == "no-store"
+    reg = r.json()
+    assert reg["id_token_signed_response_alg"] == "RS256" and reg["client_secret_expires_at"] == 0
+    assert "contacts" not in reg  # RFC 7591 §2: metadata the server does not understand is ignored
+    client = oauth_client(stack, reg["client_id"], reg["client_secret"], redirect)
+    url, state, verifier, nonce = start(stack, client)
+    back = Browser(stack).authorize(url)
+    assert parse_qs(urlparse(back).query)["state"] == [state]
+    token = client.fetch_token(stack.url("/oauth2/token"), authorization_response=back, code_verifier=verifier)
+    keys = KeySet.import_key_set(requests.get(stack.url("/oauth2/jwks")).json())
+    claims = jwt.decode(token["id_token"], keys, algorithms=["RS256"]).claims
+    assert claims["aud"] == reg["client_id"] and claims["nonce"] == nonce
+    # RFC 7592: the configuration endpoint, with the registration access token only.
+    config = {"Authorization": f"Bearer {reg['registration_access_token']}"}
+    uri = reg["registration_client_uri"]
+    assert requests.get(uri, headers=stack.bearer()).status_code == 401
+    read = requests.get(uri, headers=config)
+    assert read.status_code == 200 and read.json()["client_name"] == "Registered RP" and "client_secret" not in read.json()
+    replaced = requests.put(uri, headers=config, json={"client_id": reg["client_id"], "redirect_uris": [redirect], "client_name": "Renamed RP"})
+    assert replaced.status_code == 200 and replaced.json()["client_name"] == "Renamed RP"
+    # The registry saw it: the native API lists the client in the organization, under its new name.
+    listed = requests.get(stack.url(f"/api/v1/clients/{reg['client_id']}"), headers=stack.bearer()).json()
+    assert listed["client_name"] == "Renamed RP" and listed["organization_id"] == stack.org_id
+    assert requests.delete(uri, headers=config).status_code == 204
+    assert requests.get(uri, headers=config).status_code == 401
+    assert requests.post(stack.url("/oauth2/token"), data={"grant_type": "refresh_token", "refresh_token": token["refresh_token"]},
+                         auth=(reg["client_id"], reg["client_secret"])).status_code == 401
+
+
+def test_anonymous_registration_lands_in_the_open_organization_without_privileged_scopes(fresh_stack):
+    s = fresh_stack
+    body = {"redirect_uris": ["https://rp.example/cb"], "client_name": "Anonymous RP"}
+    refused = requests.post(registration_endpoint(s), json=body)
+    assert refused.status_code == 401 and refused.json()["error"] == "invalid_token"
+    org = json.loads(run_cli(s, "org", "create", "Open registrations", "--client-limit", "3").stdout)
+    run_cli(s, "org", "set", org["organization_id"], "--open-registration", "on")
+    registered = requests.post(registration_endpoint(s), json=body)
+    assert registered.status_code == 201, registered.text
+    owner = s.token(org["client_id"], org["client_secret"])
+    seen = requests.get(s.url(f"/api/v1/clients/{registered.json()['client_id']}"), headers={"Authorization": f"Bearer {owner}"})
+    assert seen.status_code == 200 and seen.json()["organization_id"] == org["organization_id"]
+    privileged = requests.post(registration_endpoint(s), json=dict(body, scope="openid clients:write"))
+    assert privileged.status_code == 400 and privileged.json()["error"] == "invalid_client_metadata"
+    # The organization's client limit counts anonymous registrations: 3 = its primary and two more.
+    assert requests.post(registration_endpoint(s), json=body).status_code == 201
+    full = requests.post(registration_endpoint(s), json=body)
+    assert full.status_code == 400 and "limit" in full.json()["error_description"]
+    run_cli(s, "org", "set", org["organization_id"], "--open-registration", "off")
+    assert requests.post(registration_endpoint(s), json=body).status_code == 401
