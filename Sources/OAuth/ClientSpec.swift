@@ -18,11 +18,13 @@ public struct ClientSpec: Sendable, Equatable {
     public var attributes: JSON
     /// id_token_signed_response_alg (SPEC 10.1): ES256 unless asked.
     public var idTokenAlg: String
+    /// post_logout_redirect_uris (RP-Initiated Logout 1.0).
+    public var postLogoutRedirectURIs: [String]
 
     public init(clientID: String? = nil, name: String, description: String? = nil, clientURI: String? = nil, redirectURIs: [String] = [],
                 grantTypes: [String]? = nil, authMethod: String = "client_secret_basic", scope: [String] = [], accessTokenTTL: Int = 900,
                 refreshTokenTTL: Int = 2_592_000, enabled: Bool = true, extraData: JSON = .object([]), attributes: JSON = .object([]),
-                idTokenAlg: String = "ES256") {
+                idTokenAlg: String = "ES256", postLogoutRedirectURIs: [String] = []) {
         self.clientID = clientID
         self.name = name
         self.description = description
@@ -37,6 +39,7 @@ public struct ClientSpec: Sendable, Equatable {
         self.extraData = extraData
         self.attributes = attributes
         self.idTokenAlg = idTokenAlg
+        self.postLogoutRedirectURIs = postLogoutRedirectURIs
     }
 
     /// Writes the spec's settable fields onto `client` (create and update).
@@ -55,13 +58,14 @@ public struct ClientSpec: Sendable, Equatable {
         client.extraData = extraData
         client.attributes = attributes
         client.idTokenAlg = SignatureAlgorithm(rawValue: idTokenAlg) ?? .es256
+        client.postLogoutRedirectURIs = postLogoutRedirectURIs
     }
 
     public init(_ c: Client) {
         self.init(clientID: c.clientID, name: c.name, description: c.description, clientURI: c.clientURI, redirectURIs: c.redirectURIs,
                   grantTypes: c.grantTypes.map(\.rawValue), authMethod: c.authMethod.rawValue, scope: c.scope, accessTokenTTL: c.accessTokenTTL,
                   refreshTokenTTL: c.refreshTokenTTL, enabled: c.enabled, extraData: c.extraData, attributes: c.attributes,
-                  idTokenAlg: c.idTokenAlg.rawValue)
+                  idTokenAlg: c.idTokenAlg.rawValue, postLogoutRedirectURIs: c.postLogoutRedirectURIs)
     }
 
     public static var grantTypeValues: [String] { GrantType.known.map(\.rawValue) }
@@ -141,6 +145,13 @@ public struct ClientSpec: Sendable, Equatable {
         if scope.count > 100 { errors.append(FieldError("scope", "at most 100 scopes")) }
         if !(60...86_400).contains(accessTokenTTL) { errors.append(FieldError("access_token_ttl", "must be 60..86400 seconds")) }
         if !(0...31_536_000).contains(refreshTokenTTL) { errors.append(FieldError("refresh_token_ttl", "must be 0..31536000 seconds")) }
+        if postLogoutRedirectURIs.count > 20 { errors.append(FieldError("post_logout_redirect_uris", "at most 20 URIs")) }
+        for (i, uri) in postLogoutRedirectURIs.enumerated() {
+            if let p = URIRules.redirectURIProblem(uri) { errors.append(FieldError("post_logout_redirect_uris[\(i)]", p)) }
+        }
+        if Set(postLogoutRedirectURIs).count != postLogoutRedirectURIs.count {
+            errors.append(FieldError("post_logout_redirect_uris", "must not repeat a URI"))
+        }
         if SignatureAlgorithm(rawValue: idTokenAlg) == nil {
             errors.append(FieldError("id_token_signed_response_alg", "must be one of \(SignatureAlgorithm.allCases.map(\.rawValue).joined(separator: ", "))"))
         }

@@ -47,13 +47,16 @@ public struct Client: Sendable, Equatable {
     public var tokenGeneration: Int
     /// id_token_signed_response_alg (SPEC 10.1): the key its ID tokens are signed with.
     public var idTokenAlg: SignatureAlgorithm
+    /// post_logout_redirect_uris (RP-Initiated Logout 1.0 §3.1): exact matches only.
+    public var postLogoutRedirectURIs: [String]
 
     public init(clientID: String, organizationID: String, isPrimary: Bool = false, name: String, description: String? = nil,
                 clientURI: String? = nil, redirectURIs: [String] = [], grantTypes: [GrantType] = [.clientCredentials],
                 authMethod: ClientAuthMethod = .clientSecretBasic, scope: [String] = [], accessTokenTTL: Int = 900,
                 refreshTokenTTL: Int = 2_592_000, enabled: Bool = true, extraData: JSON = .object([]), attributes: JSON = .object([]),
                 createdAt: Int64, updatedAt: Int64? = nil, version: Int = 1, lastUsedAt: Int64? = nil, hasLogo: Bool = false,
-                tokenGeneration: Int = 0, idTokenAlg: SignatureAlgorithm = .es256) {
+                tokenGeneration: Int = 0, idTokenAlg: SignatureAlgorithm = .es256,
+                postLogoutRedirectURIs: [String] = []) {
         self.clientID = clientID
         self.organizationID = organizationID
         self.isPrimary = isPrimary
@@ -76,6 +79,7 @@ public struct Client: Sendable, Equatable {
         self.hasLogo = hasLogo
         self.tokenGeneration = tokenGeneration
         self.idTokenAlg = idTokenAlg
+        self.postLogoutRedirectURIs = postLogoutRedirectURIs
     }
 
     public var isPublic: Bool { authMethod == .publicClient }

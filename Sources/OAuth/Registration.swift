@@ -17,7 +17,7 @@ public struct ClientRegistration {
     public static let openOrganizationMeta = "open_registration_org"
     /// Metadata Latchkey knows; anything else is ignored (RFC 7591 §2).
     public static let known = ["redirect_uris", "grant_types", "response_types", "token_endpoint_auth_method", "client_name", "client_uri",
-                               "scope", "id_token_signed_response_alg"]
+                               "scope", "id_token_signed_response_alg", "post_logout_redirect_uris"]
     /// What the code flow grants a client that names no scope.
     public static let defaultScope = ["openid", "profile", "email", "offline_access"]
 
@@ -159,7 +159,8 @@ public struct ClientRegistration {
         let name = try string("client_name") ?? current?.name ?? "Registered client"
         return ClientSpec(name: name, clientURI: try string("client_uri"), redirectURIs: try strings("redirect_uris") ?? [],
                           grantTypes: grantTypes, authMethod: try string("token_endpoint_auth_method") ?? "client_secret_basic", scope: scope,
-                          enabled: true, idTokenAlg: try string("id_token_signed_response_alg") ?? "RS256")
+                          enabled: true, idTokenAlg: try string("id_token_signed_response_alg") ?? "RS256",
+                          postLogoutRedirectURIs: try strings("post_logout_redirect_uris") ?? [])
     }
 
     func refusal(_ e: RegistryError) -> Refusal {
@@ -191,6 +192,7 @@ public struct ClientRegistration {
             ("response_types", c.grantTypes.contains(.authorizationCode) ? ["code"] : .array([])),
             ("token_endpoint_auth_method", .string(c.authMethod.rawValue)), ("scope", .string(Scopes.join(c.scope))),
             ("id_token_signed_response_alg", .string(c.idTokenAlg.rawValue)),
+            ("post_logout_redirect_uris", JSON(c.postLogoutRedirectURIs)),
         ]
         if let uri = c.clientURI { members.append(("client_uri", .string(uri))) }
         return .object(members)

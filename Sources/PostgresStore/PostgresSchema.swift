@@ -205,5 +205,9 @@ enum PostgresSchema {
             created_at BIGINT NOT NULL
         );
         """,
+        // 6: where a client may send the user after a logout (RP-Initiated Logout 1.0).
+        """
+        ALTER TABLE clients ADD COLUMN post_logout_redirect_uris TEXT NOT NULL DEFAULT '[]';
+        """,
     ]
 }

@@ -263,5 +263,9 @@ enum Schema {
             created_at INTEGER NOT NULL
         ) STRICT;
         """,
+        // 10: where a client may send the user after a logout (RP-Initiated Logout 1.0).
+        """
+        ALTER TABLE clients ADD COLUMN post_logout_redirect_uris TEXT NOT NULL DEFAULT '[]';
+        """,
     ]
 }

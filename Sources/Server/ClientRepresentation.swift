@@ -18,6 +18,7 @@ enum ClientRepresentation {
             ("token_endpoint_auth_method", .string(c.authMethod.rawValue)), ("scope", .string(Scopes.join(c.scope))),
             ("access_token_ttl", JSON(c.accessTokenTTL)), ("refresh_token_ttl", JSON(c.refreshTokenTTL)),
             ("enabled", .bool(c.enabled)), ("extra_data", c.extraData), ("id_token_signed_response_alg", .string(c.idTokenAlg.rawValue)),
+            ("post_logout_redirect_uris", JSON(c.postLogoutRedirectURIs)),
             ("created_at", .string(Timestamp.rfc3339(millis: c.createdAt))), ("updated_at", .string(Timestamp.rfc3339(millis: c.updatedAt))),
             ("version", JSON(c.version)),
         ]

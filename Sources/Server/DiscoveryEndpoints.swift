@@ -21,6 +21,7 @@ enum DiscoveryEndpoints {
             "introspection_endpoint": .string(issuer + "/oauth2/introspect"),
             "revocation_endpoint": .string(issuer + "/oauth2/revoke"),
             "registration_endpoint": .string(issuer + "/oauth2/register"),
+            "end_session_endpoint": .string(issuer + "/oauth2/logout"),
             "response_types_supported": ["code"],
             "response_modes_supported": ["query", "form_post"],
             "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],

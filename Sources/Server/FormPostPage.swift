@@ -31,9 +31,13 @@ enum FormPostPage {
     /// The redirect URI's origin as a CSP source; `'none'` if it were ever
     /// anything but plain host bytes (a registered URI always is).
     static func formAction(_ r: AuthorizationResponse) -> String {
-        guard let origin = r.origin, origin.utf8.allSatisfy({ b in
+        r.origin.flatMap(plainOrigin) ?? "'none'"
+    }
+
+    /// `origin` when it is only scheme, host and port bytes (safe inside a CSP), else nil.
+    static func plainOrigin(_ origin: String) -> String? {
+        origin.utf8.allSatisfy({ b in
             (b >= 48 && b <= 58) || (b >= 65 && b <= 90) || (b >= 97 && b <= 122) || b == 45 || b == 46 || b == 47 || b == 91 || b == 93
-        }) else { return "'none'" }
-        return origin
+        }) ? origin : nil
     }
 }

@@ -15,7 +15,8 @@ enum NativeEndpoints {
     // MARK: Bodies
 
     static let writableFields = ["client_name", "description", "client_uri", "redirect_uris", "grant_types", "token_endpoint_auth_method",
-                                 "scope", "access_token_ttl", "refresh_token_ttl", "enabled", "extra_data", "id_token_signed_response_alg"]
+                                 "scope", "access_token_ttl", "refresh_token_ttl", "enabled", "extra_data", "id_token_signed_response_alg",
+                                 "post_logout_redirect_uris"]
     static let readOnlyFields = ["organization_id", "primary", "logo_uri", "created_at", "updated_at", "client_secret"]
 
     /// Refuses read-only and unknown members (400), never ignores them.
@@ -47,6 +48,7 @@ enum NativeEndpoints {
             ("redirect_uris", JSON(c.redirectURIs)), ("grant_types", JSON(c.grantTypes.map(\.rawValue))), ("token_endpoint_auth_method", .string(c.authMethod.rawValue)),
             ("scope", .string(Scopes.join(c.scope))), ("access_token_ttl", JSON(c.accessTokenTTL)), ("refresh_token_ttl", JSON(c.refreshTokenTTL)),
             ("enabled", .bool(c.enabled)), ("extra_data", c.extraData), ("id_token_signed_response_alg", .string(c.idTokenAlg.rawValue)),
+            ("post_logout_redirect_uris", JSON(c.postLogoutRedirectURIs)),
         ]
         return .object(members)
     }
@@ -98,6 +100,7 @@ enum NativeEndpoints {
         let accessTTL = int("access_token_ttl") ?? 900
         let refreshTTL = int("refresh_token_ttl") ?? 2_592_000
         let idTokenAlg = string("id_token_signed_response_alg") ?? "ES256"
+        let postLogout = strings("post_logout_redirect_uris") ?? []
         var enabled = true
         if let value = body["enabled"], !value.isNull {
             if let b = value.boolValue { enabled = b } else { errors.append(FieldError("enabled", "must be a boolean")) }
@@ -109,7 +112,8 @@ enum NativeEndpoints {
         if !errors.isEmpty { throw RegistryError.invalid(errors) }
         return ClientSpec(clientID: clientID, name: name, description: description, clientURI: clientURI, redirectURIs: redirectURIs,
                           grantTypes: grantTypes, authMethod: method, scope: scope, accessTokenTTL: accessTTL, refreshTokenTTL: refreshTTL,
-                          enabled: enabled, extraData: extra, attributes: attributes, idTokenAlg: idTokenAlg)
+                          enabled: enabled, extraData: extra, attributes: attributes, idTokenAlg: idTokenAlg,
+                          postLogoutRedirectURIs: postLogout)
     }
 
     static func versionField(_ members: [(String, JSON)]) throws -> ExpectedVersion? {

@@ -1,0 +1,110 @@
+import Common
+import Cryptography
+import JOSE
+
+/// RP-Initiated Logout 1.0: a client asks Latchkey to end the user's
+/// session. With a valid `id_token_hint` naming the signed-in user the
+/// session ends at once; otherwise the user confirms first (a third party
+/// must not be able to sign people out with a link). The user then goes to
+/// the client's registered `post_logout_redirect_uri` (exact match), with
+/// `state`, or sees that they are signed out.
+///
+/// What a logout ends: the Latchkey session (its cookie and row). Refresh
+/// tokens granted with `offline_access` are meant to outlive the session
+/// (OIDC Core §11) and stay; the user revokes them with the connection on
+/// `/account/`.
+public struct LogoutService {
+    let env: Environment
+    let store: Store
+    let keys: KeyRing
+
+    public init(env: Environment, store: Store, keys: KeyRing) {
+        self.env = env
+        self.store = store
+        self.keys = keys
+    }
+
+    public struct Parameters: Sendable, Equatable {
+        public var idTokenHint: String?
+        public var clientID: String?
+        public var postLogoutRedirectURI: String?
+        public var state: String?
+
+        public init(_ items: [(String, String)]) {
+            func value(_ name: String) -> String? { items.first { $0.0 == name }?.1.nilIfEmpty }
+            idTokenHint = value("id_token_hint")
+            clientID = value("client_id")
+            postLogoutRedirectURI = value("post_logout_redirect_uri")
+            state = value("state")
+        }
+    }
+
+    public enum Decision: Sendable, Equatable {
+        /// Something is wrong with the request: shown, never redirected.
+        case errorPage(String)
+        /// Ask the signed-in user; `clientName` when the client is known,
+        /// `redirectOrigin` where the answer will be redirected (a form's
+        /// `form-action` must allow it: browsers apply it to the redirect too).
+        case confirm(clientName: String?, redirectOrigin: String?)
+        /// The session is over (or there was none): here next.
+        case signedOut(redirect: String?)
+    }
+
+    /// The hint's subject and the client it was issued to, when it is an ID
+    /// token Latchkey signed for this issuer (expired is fine: §2).
+    func hint(_ token: String) throws -> (subject: String, clientID: String)? {
+        guard let parsed = JWS.parse(token), let kid = parsed.kid, let key = try keys.verificationKey(kid: kid),
+              parsed.algorithm == key.algorithm.rawValue, JWS.verify(parsed, key: key),
+              parsed.payload["iss"]?.stringValue == env.issuer, let subject = parsed.payload["sub"]?.stringValue else { return nil }
+        let audience = parsed.payload["aud"]?.stringValue ?? parsed.payload["azp"]?.stringValue
+        guard let audience else { return nil }
+        return (subject, audience)
+    }
+
+    /// What the request asks for and whether it is acceptable (§2, §3).
+    func resolve(_ p: Parameters) throws -> (subject: String?, client: Client?, redirect: String?)? {
+        var subject: String?, clientID = p.clientID
+        if let token = p.idTokenHint {
+            guard let (sub, aud) = try hint(token) else { return nil }
+            if let clientID, clientID != aud { return nil }
+            subject = sub
+            clientID = aud
+        }
+        let client = try clientID.flatMap { id in try store.read { try store.client(id) } }
+        if clientID != nil && client == nil { return nil }
+        var redirect: String?
+        if let uri = p.postLogoutRedirectURI {
+            guard let client, client.postLogoutRedirectURIs.contains(uri) else { return nil }
+            redirect = p.state == nil ? uri : AuthorizationService.redirect(uri, [("state", p.state)])
+        }
+        return (subject, client, redirect)
+    }
+
+    /// GET or POST /oauth2/logout.
+    public func request(_ p: Parameters, sessionToken: String?) throws -> Decision {
+        guard let (subject, client, redirect) = try resolve(p) else {
+            return .errorPage("The logout request is not valid: its id_token_hint, client_id or post_logout_redirect_uri does not match a registered client.")
+        }
+        let sessions = SessionService(env: env, store: store)
+        guard let token = sessionToken, let (_, user) = try sessions.current(token) else { return .signedOut(redirect: redirect) }
+        if let subject, subject == user.id {
+            try sessions.logout(token)
+            return .signedOut(redirect: redirect)
+        }
+        let origin = redirect.flatMap(URIRules.parse).map { "\($0.scheme)://\($0.host)" + ($0.port.map { ":\($0)" } ?? "") }
+        return .confirm(clientName: client.map { ClientSpec.displaySafe($0.name) }, redirectOrigin: origin)
+    }
+
+    /// The user confirmed on the page (the caller checked the CSRF token).
+    public func confirmed(_ p: Parameters, sessionToken: String?) throws -> Decision {
+        guard let (_, _, redirect) = try resolve(p) else {
+            return .errorPage("The logout request is not valid: its id_token_hint, client_id or post_logout_redirect_uri does not match a registered client.")
+        }
+        if let token = sessionToken { try SessionService(env: env, store: store).logout(token) }
+        return .signedOut(redirect: redirect)
+    }
+}
+
+extension String {
+    fileprivate var nilIfEmpty: String? { isEmpty ? nil : self }
+}

@@ -1,0 +1,102 @@
+import Common
+import HTTPCore
+import OAuth
+import TestSupport
+import Testing
+
+/// RP-Initiated Logout 1.0 (SPEC 10.1) through the handlers: a valid
+/// id_token_hint for the signed-in user ends the session at once; anything
+/// else asks the user first, with the session's CSRF token; the redirect
+/// after it is a registered post_logout_redirect_uri only.
+@Suite struct LogoutTests {
+    let flow = UserFlowTests()
+    static let after = "https://app.example/signed-out"
+
+    /// A signed-in browser, its app (with a post-logout URI) and an ID token issued to it.
+    func signedIn(_ h: Harness) throws -> (browser: Browser, client: String, idToken: String) {
+        _ = try h.user()
+        let (client, _) = try h.app()
+        try h.store.write {
+            var c = try #require(try h.store.client(client))
+            c.postLogoutRedirectURIs = [Self.after]
+            try h.store.updateClient(c)
+        }
+        let b = Browser(h)
+        let pkce = PKCE()
+        let tokens = flow.exchange(h, client: client, code: try flow.code(h, b, client: client, pkce: pkce), verifier: pkce.verifier)
+        return (b, client, try #require(tokens.json?["id_token"]?.stringValue))
+    }
+
+    func logout(_ b: Browser, _ items: [(String, String)]) -> Response { b.send("GET", "/oauth2/logout", query: FormEncoding.serialize(items)) }
+
+    @Test func aHintForTheSignedInUserEndsTheSessionAndRedirectsWithState() throws {
+        let h = try Harness()
+        let (b, _, idToken) = try signedIn(h)
+        let r = logout(b, [("id_token_hint", idToken), ("post_logout_redirect_uri", Self.after), ("state", "bye-1")])
+        #expect(r.status == 303)
+        #expect(r.headers[.location] == Self.after + "?state=bye-1")
+        #expect(r.headers[values: .setCookie].contains { $0.hasPrefix("lk_session=;") })
+        #expect(b.send("GET", "/api/v1/session").status == 401, "the session is over")
+    }
+
+    @Test func withoutAHintTheUserConfirmsWithTheSessionsCSRFToken() throws {
+        let h = try Harness()
+        let (b, client, _) = try signedIn(h)
+        let page = logout(b, [("client_id", client), ("post_logout_redirect_uri", Self.after), ("state", "s\"<")])
+        #expect(page.status == 200)
+        #expect(page.headers[.contentSecurityPolicy]?.contains("form-action 'self' https://app.example;") == true,
+                "the confirmation redirects there, and browsers apply form-action to that redirect")
+        #expect(!page.bodyText.contains("<script"))
+        #expect(page.bodyText.contains("value=\"s&quot;&lt;\""))
+        #expect(b.send("GET", "/api/v1/session").status == 200, "nothing ended before the user answers")
+        func confirm(_ csrf: String) -> Response {
+            b.send("POST", "/oauth2/logout", headers: [("Content-Type", "application/x-www-form-urlencoded")],
+                   body: Array(FormEncoding.serialize([("client_id", client), ("post_logout_redirect_uri", Self.after), ("state", "s\"<"),
+                                                       ("csrf_token", csrf), ("confirm", "yes")]).utf8), csrf: false)
+        }
+        #expect(confirm("forged").status == 403)
+        #expect(b.send("GET", "/api/v1/session").status == 200)
+        let done = confirm(try #require(b.cookies["lk_csrf"]))
+        #expect(done.status == 303)
+        #expect(done.headers[.location] == Self.after + "?state=s%22%3C")
+        #expect(b.send("GET", "/api/v1/session").status == 401)
+    }
+
+    @Test(arguments: [
+        ("an unregistered post_logout_redirect_uri", [("post_logout_redirect_uri", "https://evil.example/")]),
+        ("a post_logout_redirect_uri without a client", [("post_logout_redirect_uri", LogoutTests.after)]),
+        ("a forged id_token_hint", [("id_token_hint", "eyJhbGciOiJFUzI1NiIsImtpZCI6IngifQ.eyJzdWIiOiJ4In0.c2ln")]),
+        ("a client_id that is not the hint's audience", [("client_id", "someone-else")]),
+    ] as [(String, [(String, String)])])
+    func aBadRequestIsAnErrorPageAndEndsNothing(_ name: String, _ items: [(String, String)]) throws {
+        let h = try Harness()
+        let (b, client, idToken) = try signedIn(h)
+        var sent = items
+        if name.hasPrefix("an unregistered") { sent.append(("client_id", client)) }
+        if name.hasPrefix("a client_id") { sent.append(("id_token_hint", idToken)) }
+        let r = logout(b, sent)
+        #expect(r.status == 400, "\(name)")
+        #expect(r.headers[.location] == nil)
+        #expect(b.send("GET", "/api/v1/session").status == 200, "\(name): the session stays")
+    }
+
+    @Test func withoutASessionThereIsNothingToEnd() throws {
+        let h = try Harness()
+        let (_, client, idToken) = try signedIn(h)
+        let stranger = Browser(h)
+        #expect(logout(stranger, [("id_token_hint", idToken), ("post_logout_redirect_uri", Self.after)]).headers[.location] == Self.after)
+        let page = logout(stranger, [("client_id", client)])
+        #expect(page.status == 200 && page.bodyText.contains("You are signed out"))
+    }
+
+    @Test func clientsRegisterPostLogoutURIsAndDiscoveryNamesTheEndpoint() throws {
+        let h = try Harness()
+        let token = try h.token()
+        let created = h.json("POST", "/api/v1/clients", token: token, body: [
+            "client_name": "RP", "redirect_uris": ["https://rp.example/cb"], "post_logout_redirect_uris": ["https://rp.example/bye"]])
+        #expect(created.status == 201 && created.json?["post_logout_redirect_uris"] == ["https://rp.example/bye"])
+        let bad = h.json("POST", "/api/v1/clients", token: token, body: ["client_name": "RP", "post_logout_redirect_uris": ["https://rp.example/#x"]])
+        #expect(bad.status == 400 && bad.json?["errors"]?.arrayValue?.first?["field"] == "post_logout_redirect_uris[0]")
+        #expect(h.call("GET", "/.well-known/openid-configuration").json?["end_session_endpoint"] == .string(Harness.issuer + "/oauth2/logout"))
+    }
+}
