@@ -11,6 +11,7 @@ import stat
 import subprocess
 import time
 
+import pytest
 import requests
 from joserfc import jwt
 from joserfc.jwk import KeySet
@@ -118,5 +119,55 @@ def test_scripts_run_with_postgres_two_nodes(tmp_path):
     try:
         assert "lks_" not in out
         assert requests.get(f"http://127.0.0.1:{port}/healthz").json() == {"status": "ok"}
+    finally:
+        stop(proc, port)
+
+
+def test_scripts_run_with_tls_serves_the_openid_flow_over_https(tmp_path):
+    """SPEC 10.1: LATCHKEY_TLS=on makes a local CA and a certificate for localhost, serves https with the issuer
+    https://localhost:PORT and prints the CA file to trust; discovery, a client_credentials token and a code flow
+    with PKCE (the demo app) work over it with that CA as the only trust anchor."""
+    import base64
+    import hashlib
+    import secrets
+    from urllib.parse import parse_qs, urlencode, urlparse
+    state = tmp_path / "var-tls"
+    port = free_port()
+    proc, out = start(state, port, LATCHKEY_TLS="on")
+    try:
+        issuer = f"https://localhost:{port}"
+        assert f"issuer:         {issuer}" in out
+        ca = re.search(r"CA to trust:\s+(\S+)", out).group(1)
+        assert ca == str(state / "tls" / "ca.pem")
+        http = requests.Session()
+        http.trust_env = False  # REQUESTS_CA_BUNDLE would override verify: the local CA must be the only anchor
+        http.verify = ca
+        doc = http.get(issuer + "/.well-known/openid-configuration").json()
+        assert doc["issuer"] == issuer and doc["token_endpoint"] == issuer + "/oauth2/token"
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(issuer + "/healthz")  # the system's authorities do not know the local CA
+        curl = re.search(r"^\s+(curl .*)$", out, re.M).group(1)
+        assert f"--cacert {ca}" in curl
+        token = json.loads(subprocess.run(curl, shell=True, capture_output=True, text=True, check=True).stdout)["access_token"]
+        keys = KeySet.import_key_set(http.get(issuer + "/oauth2/jwks").json())
+        assert jwt.decode(token, keys).claims["iss"] == issuer
+        # The code flow with the demo app, as a browser would: sign in, authorize, approve, redeem.
+        bootstrap = json.loads((state / "bootstrap.json").read_text())
+        demo = json.loads((state / "demo.json").read_text())
+        login = http.post(issuer + "/api/v1/session", json={"username": "demo", "password": bootstrap["demo_user"]["password"]})
+        assert login.status_code == 204 and "secure" in login.headers["Set-Cookie"].lower()
+        verifier = secrets.token_urlsafe(48)
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        r = http.get(issuer + "/oauth2/authorize?" + urlencode({
+            "response_type": "code", "client_id": demo["client_id"], "redirect_uri": demo["redirect_uri"], "scope": "openid profile",
+            "state": "tls", "nonce": "n", "code_challenge": challenge, "code_challenge_method": "S256"}), allow_redirects=False)
+        request_id = parse_qs(urlparse(r.headers["Location"]).query)["request"][0]
+        accepted = http.post(f"{issuer}/api/v1/authorization-requests/{request_id}/accept", headers={"X-CSRF-Token": http.cookies["lk_csrf"]},
+                             json={"scope": ["openid", "profile"], "remember": False}).json()
+        code = parse_qs(urlparse(accepted["redirect_to"]).query)["code"][0]
+        tokens = http.post(issuer + "/oauth2/token", data={"grant_type": "authorization_code", "code": code, "client_id": demo["client_id"],
+                                                           "redirect_uri": demo["redirect_uri"], "code_verifier": verifier}).json()
+        claims = jwt.decode(tokens["id_token"], keys).claims
+        assert claims["iss"] == issuer and claims["aud"] == demo["client_id"] and claims["nonce"] == "n"
     finally:
         stop(proc, port)
