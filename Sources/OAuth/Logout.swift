@@ -75,7 +75,9 @@ public struct LogoutService {
         var redirect: String?
         if let uri = p.postLogoutRedirectURI {
             guard let client, client.postLogoutRedirectURIs.contains(uri) else { return nil }
-            redirect = p.state == nil ? uri : AuthorizationService.redirect(uri, [("state", p.state)])
+            // §3: without an id_token_hint nothing confirms that the client asked (anyone may
+            // register a client and its URIs): no redirection then, only the signed-out page.
+            if subject != nil { redirect = p.state == nil ? uri : AuthorizationService.redirect(uri, [("state", p.state)]) }
         }
         return (subject, client, redirect)
     }

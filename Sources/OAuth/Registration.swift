@@ -65,17 +65,34 @@ public struct ClientRegistration {
 
     // MARK: Registration
 
-    /// The organization's primary client acting for an anonymous registrant: no scope, so no privileged one.
+    /// The organization's primary client acting for an anonymous registrant
+    /// (the audit log says `anonymous`): no scope, so no privileged one.
     public func openRegistrant(requestID: String?) throws -> Caller {
         guard let org = try store.read({ try store.meta(ClientRegistration.openOrganizationMeta) }),
               let primary = try store.read({ try store.organization(org)?.primaryClientID.flatMap { try store.client($0) } }) else {
             throw Refusal.notAllowed
         }
-        return Caller(client: primary, scopes: [], requestID: requestID, surface: "registration")
+        var caller = Caller(client: primary, scopes: [], requestID: requestID, surface: "registration")
+        caller.actor = ClientRegistration.anonymous
+        return caller
     }
+
+    public static let anonymous = "anonymous"
+    /// What an anonymous registrant may ask for: a relying party's grants and
+    /// the OpenID scopes, nothing that reaches other apps of the organization
+    /// (the app surface's scopes, connections, client_credentials).
+    public static let anonymousGrants = ["authorization_code", "refresh_token"]
 
     public func register(_ metadata: JSON, caller: Caller) throws -> Registered {
         let spec = try self.spec(metadata, current: nil)
+        if caller.actor == ClientRegistration.anonymous {
+            if let extra = spec.scope.first(where: { !ClientRegistration.defaultScope.contains($0) }) {
+                throw Refusal.invalidMetadata("scope: an anonymous registration may ask for \(Scopes.join(ClientRegistration.defaultScope)) only, not \(extra)")
+            }
+            if let extra = spec.grantTypes.first(where: { !ClientRegistration.anonymousGrants.contains($0) }) {
+                throw Refusal.invalidMetadata("grant_types: an anonymous registration may use authorization_code and refresh_token only, not \(extra)")
+            }
+        }
         let issued: IssuedSecret
         do {
             issued = try registry.create(spec, caller: caller)
@@ -96,18 +113,32 @@ public struct ClientRegistration {
             let stored = try store.registrationTokenHash(clientID: clientID) ?? ""
             // Compared whether or not the client exists, so timing tells nothing.
             let matches = Digest.constantTimeEqual(Array(stored.utf8), Array(ClientRegistration.hash(token).utf8))
-            guard matches, !stored.isEmpty, let client = try store.client(clientID), !client.isPrimary else { throw Refusal.invalidToken }
+            // A disabled client cannot manage itself (an operator disabled it: it must not switch itself back on).
+            guard matches, !stored.isEmpty, let client = try store.client(clientID), !client.isPrimary, client.enabled else {
+                throw Refusal.invalidToken
+            }
             return client
         }
     }
 
-    /// RFC 7592 §2.2: the metadata sent replaces what was registered.
+    /// RFC 7592 §2.2: the metadata sent replaces what was registered; what
+    /// RFC 7591 does not cover (enabled, lifetimes, description, extra data,
+    /// a compatible surface's attributes) stays as the operator left it. A
+    /// client that becomes confidential gets a new secret, returned here.
     public func replace(_ clientID: String, token: String?, metadata: JSON) throws -> Registered {
         let client = try authorized(clientID, token: token)
-        if let sent = metadata["client_id"], sent != .string(clientID) { throw Refusal.invalidMetadata("client_id does not match") }
-        let spec = try self.spec(metadata, current: client)
+        guard metadata["client_id"] == .string(clientID) else { throw Refusal.invalidMetadata("client_id must be the client's own (RFC 7592 §2.2)") }
+        let sent = try self.spec(metadata, current: client)
+        var spec = ClientSpec(client)
+        spec.clientID = nil
+        (spec.name, spec.clientURI, spec.redirectURIs, spec.grantTypes) = (sent.name, sent.clientURI, sent.redirectURIs, sent.grantTypes)
+        (spec.authMethod, spec.scope, spec.idTokenAlg, spec.postLogoutRedirectURIs) = (sent.authMethod, sent.scope, sent.idTokenAlg, sent.postLogoutRedirectURIs)
         do {
             let updated = try registry.update(clientID, caller: self.caller(client), expected: nil, action: "client.updated") { _ in spec }
+            if !updated.isPublic, try store.read({ try store.secrets(clientID: clientID) }).isEmpty {
+                let issued = try registry.rotateSecret(clientID, caller: self.caller(updated), graceSeconds: 0)
+                return Registered(client: issued.client, secret: issued.secret, registrationToken: nil)
+            }
             return Registered(client: updated, secret: nil, registrationToken: nil)
         } catch let e as RegistryError {
             throw refusal(e)

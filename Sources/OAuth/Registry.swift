@@ -18,6 +18,9 @@ public struct Caller: Sendable {
         self.surface = surface
     }
 
+    /// Who the audit log names, when not the client itself (an anonymous registrant).
+    public var actor: String?
+
     public var organizationID: String { client.organizationID }
     public func holds(_ scope: String) -> Bool { scopes.contains(scope) }
 }
@@ -243,7 +246,7 @@ public struct ClientRegistry {
     }
 
     func audit(_ caller: Caller, _ action: String, target: String?, details: JSON = .object([])) throws {
-        try store.appendAudit(AuditEvent(organizationID: caller.organizationID, actor: caller.client.clientID, action: action, target: target,
+        try store.appendAudit(AuditEvent(organizationID: caller.organizationID, actor: caller.actor ?? caller.client.clientID, action: action, target: target,
                                          surface: caller.surface, requestID: caller.requestID, details: details, createdAt: env.now()))
     }
 }

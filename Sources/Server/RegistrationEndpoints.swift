@@ -62,7 +62,10 @@ enum RegistrationEndpoints {
             return nil
         }
         var response = Response.json(["error": .string(code), "error_description": .string(text)], status: status)
-        if status == .unauthorized { response.headers[.wwwAuthenticate] = "Bearer error=\"invalid_token\"" }
+        // RFC 6750 §3.1: no error code in the challenge when no credentials were sent.
+        if status == .unauthorized {
+            response.headers[.wwwAuthenticate] = request.headers.value(.authorization) == nil ? "Bearer realm=\"latchkey\"" : "Bearer error=\"invalid_token\""
+        }
         response.headers[.cacheControl] = "no-store"
         return response
     }

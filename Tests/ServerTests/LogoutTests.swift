@@ -39,13 +39,15 @@ import Testing
         #expect(b.send("GET", "/api/v1/session").status == 401, "the session is over")
     }
 
-    @Test func withoutAHintTheUserConfirmsWithTheSessionsCSRFToken() throws {
+    /// §3: without an id_token_hint nothing confirms the client asked, so
+    /// there is no post-logout redirection (open registration would make it
+    /// an open redirect), only the confirmation and the signed-out page.
+    @Test func withoutAHintTheUserConfirmsWithTheSessionsCSRFTokenAndIsNotRedirected() throws {
         let h = try Harness()
         let (b, client, _) = try signedIn(h)
         let page = logout(b, [("client_id", client), ("post_logout_redirect_uri", Self.after), ("state", "s\"<")])
         #expect(page.status == 200)
-        #expect(page.headers[.contentSecurityPolicy]?.contains("form-action 'self' https://app.example;") == true,
-                "the confirmation redirects there, and browsers apply form-action to that redirect")
+        #expect(page.headers[.contentSecurityPolicy]?.contains("form-action 'self';") == true)
         #expect(!page.bodyText.contains("<script"))
         #expect(page.bodyText.contains("value=\"s&quot;&lt;\""))
         #expect(b.send("GET", "/api/v1/session").status == 200, "nothing ended before the user answers")
@@ -57,8 +59,28 @@ import Testing
         #expect(confirm("forged").status == 403)
         #expect(b.send("GET", "/api/v1/session").status == 200)
         let done = confirm(try #require(b.cookies["lk_csrf"]))
-        #expect(done.status == 303)
-        #expect(done.headers[.location] == Self.after + "?state=s%22%3C")
+        #expect(done.status == 200 && done.bodyText.contains("You are signed out"))
+        #expect(done.headers[.location] == nil)
+        #expect(b.send("GET", "/api/v1/session").status == 401)
+    }
+
+    /// A valid hint for another user than the signed-in one: confirm, then the redirect.
+    @Test func aHintForAnotherUserIsConfirmedThenRedirected() throws {
+        let h = try Harness()
+        let (b, client, aliceToken) = try signedIn(h)
+        _ = try h.user("bob")
+        #expect(b.send("DELETE", "/api/v1/session").status == 204)
+        #expect(b.login("bob").status == 204)
+        let items = [("id_token_hint", aliceToken), ("post_logout_redirect_uri", Self.after), ("state", "st")]
+        let page = logout(b, items)
+        #expect(page.status == 200 && page.bodyText.contains("sign-out"))
+        #expect(page.headers[.contentSecurityPolicy]?.contains("form-action 'self' https://app.example;") == true,
+                "the confirmation redirects there, and browsers apply form-action to that redirect")
+        _ = client
+        let done = b.send("POST", "/oauth2/logout", headers: [("Content-Type", "application/x-www-form-urlencoded")],
+                          body: Array(FormEncoding.serialize(items + [("csrf_token", try #require(b.cookies["lk_csrf"])), ("confirm", "yes")]).utf8),
+                          csrf: false)
+        #expect(done.status == 303 && done.headers[.location] == Self.after + "?state=st")
         #expect(b.send("GET", "/api/v1/session").status == 401)
     }
 
@@ -85,6 +107,8 @@ import Testing
         let (_, client, idToken) = try signedIn(h)
         let stranger = Browser(h)
         #expect(logout(stranger, [("id_token_hint", idToken), ("post_logout_redirect_uri", Self.after)]).headers[.location] == Self.after)
+        // Without the hint, no redirection even to a registered URI.
+        #expect(logout(stranger, [("client_id", client), ("post_logout_redirect_uri", Self.after)]).headers[.location] == nil)
         let page = logout(stranger, [("client_id", client)])
         #expect(page.status == 200 && page.bodyText.contains("You are signed out"))
     }

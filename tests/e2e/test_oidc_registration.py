@@ -61,6 +61,7 @@ def test_anonymous_registration_lands_in_the_open_organization_without_privilege
     body = {"redirect_uris": ["https://rp.example/cb"], "client_name": "Anonymous RP"}
     refused = requests.post(registration_endpoint(s), json=body)
     assert refused.status_code == 401 and refused.json()["error"] == "invalid_token"
+    assert refused.headers["WWW-Authenticate"] == 'Bearer realm="latchkey"'  # RFC 6750 §3.1: no error without credentials
     org = json.loads(run_cli(s, "org", "create", "Open registrations", "--client-limit", "3").stdout)
     run_cli(s, "org", "set", org["organization_id"], "--open-registration", "on")
     registered = requests.post(registration_endpoint(s), json=body)
@@ -68,8 +69,13 @@ def test_anonymous_registration_lands_in_the_open_organization_without_privilege
     owner = s.token(org["client_id"], org["client_secret"])
     seen = requests.get(s.url(f"/api/v1/clients/{registered.json()['client_id']}"), headers={"Authorization": f"Bearer {owner}"})
     assert seen.status_code == 200 and seen.json()["organization_id"] == org["organization_id"]
-    privileged = requests.post(registration_endpoint(s), json=dict(body, scope="openid clients:write"))
-    assert privileged.status_code == 400 and privileged.json()["error"] == "invalid_client_metadata"
+    for extra in ({"scope": "openid clients:write"}, {"scope": "openid gov.user.oauth.authorize"},
+                  {"grant_types": ["authorization_code", "client_credentials"]}):
+        refused = requests.post(registration_endpoint(s), json=dict(body, **extra))
+        assert refused.status_code == 400 and refused.json()["error"] == "invalid_client_metadata", extra
+    # The audit log names the anonymous registrant as such.
+    events = requests.get(s.url("/api/v1/audit"), headers={"Authorization": f"Bearer {owner}"}).json()
+    assert any(e["action"] == "client.created" and e["actor"] == "anonymous" for e in events["events"]), events
     # The organization's client limit counts anonymous registrations: 3 = its primary and two more.
     assert requests.post(registration_endpoint(s), json=body).status_code == 201
     full = requests.post(registration_endpoint(s), json=body)

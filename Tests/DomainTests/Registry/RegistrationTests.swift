@@ -70,8 +70,18 @@ import Testing
         #expect(throws: ClientRegistration.Refusal.self) {
             _ = try s.registration.register(["redirect_uris": ["https://rp.example/cb"], "scope": "openid clients:read"], caller: anonymous)
         }
+        // Nothing that reaches the organization's other apps: only the OpenID scopes and a relying party's grants.
+        #expect(throws: ClientRegistration.Refusal.self) {
+            _ = try s.registration.register(["redirect_uris": ["https://rp.example/cb"], "scope": "openid gov.user.oauth.authorize"], caller: anonymous)
+        }
+        #expect(throws: ClientRegistration.Refusal.self) {
+            _ = try s.registration.register(["redirect_uris": ["https://rp.example/cb"], "grant_types": ["authorization_code", "client_credentials"]],
+                                            caller: anonymous)
+        }
         let r = try s.registration.register(Self.web, caller: anonymous)
         #expect(r.client.organizationID == open.organizationID)
+        let audit = try s.h.store.read { try s.h.store.auditEvents(organizationID: open.organizationID, limit: 10, offset: 0) }
+        #expect(audit.events.contains { $0.action == "client.created" && $0.actor == "anonymous" && $0.surface == "registration" })
         // The organization's client limit (2: its primary and this one) counts registrations too.
         #expect(throws: ClientRegistration.Refusal.invalidMetadata(RegistryError.Conflict.limitReached.message)) {
             _ = try s.registration.register(Self.web, caller: anonymous)
@@ -96,11 +106,54 @@ import Testing
         #expect(replaced.client.redirectURIs == ["https://rp.example/new"] && replaced.client.name == "RP 2" && replaced.client.idTokenAlg == .es256)
         #expect(throws: ClientRegistration.Refusal.self) { _ = try s.registration.replace(id, token: token, metadata: ["client_id": "other"]) }
         #expect(throws: ClientRegistration.Refusal.self) {
-            _ = try s.registration.replace(id, token: token, metadata: ["redirect_uris": ["https://rp.example/cb"], "scope": "openid clients:write"])
+            _ = try s.registration.replace(id, token: token, metadata: ["client_id": .string(id), "redirect_uris": ["https://rp.example/cb"],
+                                                                          "scope": "openid clients:write"])
+        }
+        #expect(throws: ClientRegistration.Refusal.self, "RFC 7592 §2.2: the body names the client") {
+            _ = try s.registration.replace(id, token: token, metadata: ["redirect_uris": ["https://rp.example/cb"]])
         }
         try s.registration.delete(id, token: token)
         #expect(try s.h.store.read { try s.h.store.client(id) } == nil)
         #expect(throws: ClientRegistration.Refusal.invalidToken) { _ = try s.registration.authorized(id, token: token) }
         #expect(try s.h.store.read { try s.h.store.isClientIDRetired(id) }, "SPEC 4.5: never given again")
+    }
+}
+
+/// What the configuration endpoint may not do (an attacker's review of it).
+@Suite struct RegistrationReplaceTests {
+    @Test func aReplaceKeepsWhatTheOperatorSetAndADisabledClientCannotManageItself() throws {
+        let s = try RegistrationTests.Setup()
+        let r = try s.registration.register(RegistrationTests.web, caller: try s.initial())
+        let id = r.client.clientID, token = try #require(r.registrationToken)
+        let registry = try s.h.registry()
+        let admin = try s.h.caller(scopes: Scopes.primary)
+        _ = try registry.update(id, caller: admin, expected: nil) { current in
+            var spec = ClientSpec(current)
+            (spec.accessTokenTTL, spec.description, spec.extraData) = (120, "quarantine pending", ["ticket": "INC-1"])
+            return spec
+        }
+        let replaced = try s.registration.replace(id, token: token, metadata: ["client_id": .string(id), "redirect_uris": ["https://rp.example/2"]])
+        #expect(replaced.client.accessTokenTTL == 120 && replaced.client.description == "quarantine pending" && replaced.client.extraData["ticket"] == "INC-1")
+        _ = try registry.update(id, caller: admin, expected: nil) { current in
+            var spec = ClientSpec(current)
+            spec.enabled = false
+            return spec
+        }
+        #expect(throws: ClientRegistration.Refusal.invalidToken) {
+            _ = try s.registration.replace(id, token: token, metadata: ["client_id": .string(id), "redirect_uris": ["https://rp.example/2"]])
+        }
+        #expect(try s.h.store.read { try s.h.store.client(id) }?.enabled == false, "it stays disabled")
+    }
+
+    @Test func becomingConfidentialAgainIssuesASecret() throws {
+        let s = try RegistrationTests.Setup()
+        let r = try s.registration.register(RegistrationTests.web, caller: try s.initial())
+        let id = r.client.clientID, token = try #require(r.registrationToken)
+        let body: JSON = ["client_id": .string(id), "redirect_uris": ["https://rp.example/cb"]]
+        var publicBody = body
+        publicBody.set("token_endpoint_auth_method", "none")
+        #expect(try s.registration.replace(id, token: token, metadata: publicBody).secret == nil)
+        let back = try s.registration.replace(id, token: token, metadata: body)
+        #expect(back.secret?.hasPrefix("lks_") == true, "a confidential client without a secret would be locked out")
     }
 }

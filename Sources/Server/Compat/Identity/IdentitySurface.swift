@@ -152,7 +152,9 @@ enum IdentitySurface {
         return ClientSpec(name: name, description: description, clientURI: try string("homepageUrl"), redirectURIs: try strings("redirectUris") ?? [],
                           grantTypes: grants, authMethod: type == "PUBLIC" ? "none" : "client_secret_basic", scope: scope,
                           accessTokenTTL: accessTTL, refreshTokenTTL: try int("refreshTokenValiditySeconds") ?? current?.refreshTokenTTL ?? 2_592_000,
-                          enabled: enabled, extraData: current?.extraData ?? .object([]), attributes: attributes)
+                          enabled: enabled, extraData: current?.extraData ?? .object([]), attributes: attributes,
+                          // Fields this surface does not know stay as they are.
+                          idTokenAlg: current?.idTokenAlg.rawValue ?? "ES256", postLogoutRedirectURIs: current?.postLogoutRedirectURIs ?? [])
     }
 
     static func body(_ request: Request) throws -> [(String, JSON)] {
