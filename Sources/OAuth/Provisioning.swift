@@ -192,6 +192,22 @@ public struct Provisioning {
         }
     }
 
+    /// `latchkey user add/set`: changes a user's standard claims (OIDC Core
+    /// §5.1) as `change` says, after their rules; returns what is stored.
+    @discardableResult
+    public func setProfile(username: String, _ change: (inout UserProfile) -> Void) throws -> UserProfile {
+        try store.write {
+            guard let user = try store.user(username: username) else { throw ProvisioningError.invalid("no user \(username)") }
+            var profile = try store.userProfile(userID: user.id) ?? UserProfile()
+            change(&profile)
+            if let problem = profile.problems().first { throw ProvisioningError.invalid("\(problem.field) \(problem.message)") }
+            try store.setUserProfile(userID: user.id, profile: profile)
+            try store.appendAudit(AuditEvent(organizationID: nil, actor: "cli", action: "user.profile_set", target: user.id, surface: "cli",
+                                             requestID: nil, createdAt: env.now()))
+            return profile
+        }
+    }
+
     static func isValidUsername(_ s: String) -> Bool {
         !s.isEmpty && s.utf8.count <= 64 && s.utf8.allSatisfy { b in
             (b >= 48 && b <= 57) || (b >= 65 && b <= 90) || (b >= 97 && b <= 122) || b == 46 || b == 95 || b == 45 || b == 64

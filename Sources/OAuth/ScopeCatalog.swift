@@ -4,6 +4,8 @@ public enum ScopeCatalog {
         "openid": "Sign you in and know who you are",
         "profile": "See your name and username",
         "email": "See your email address",
+        "phone": "See your phone number",
+        "address": "See your postal address",
         "offline_access": "Stay connected when you are not using it",
         "connections:read": "See the apps you have connected",
         "connections:write": "Disconnect apps you have connected",

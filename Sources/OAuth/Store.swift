@@ -87,6 +87,9 @@ public protocol UserStorage: Transactional {
     func insertUser(_ user: User) throws
     func user(username: String) throws -> User?
     func user(id: String) throws -> User?
+    /// The standard claims behind the profile, phone and address scopes (nil: none set).
+    func userProfile(userID: String) throws -> UserProfile?
+    func setUserProfile(userID: String, profile: UserProfile) throws
 
     func insertSession(_ session: SessionRecord) throws
     func session(idHash: String) throws -> SessionRecord?

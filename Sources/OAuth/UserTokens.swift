@@ -13,7 +13,8 @@ extension TokenService {
         guard claims.grantID != nil else { throw OAuthError.invalidToken(description: "The access token was not issued to a user.") }
         guard let user = try store.user(id: claims.subject) else { throw OAuthError.invalidToken() }
         guard claims.scope.contains("openid") else { throw OAuthError.insufficientScope("openid") }
-        return .object([("sub", .string(user.id))] + TokenService.userClaims(user, scope: claims.scope))
+        let profile = UserProfile.needed(for: claims.scope) ? try store.userProfile(userID: user.id) : nil
+        return .object([("sub", .string(user.id))] + UserProfile.claims(user, profile, scope: claims.scope))
     }
 
     /// Introspection of an opaque refresh token (RFC 7662).

@@ -209,5 +209,12 @@ enum PostgresSchema {
         """
         ALTER TABLE clients ADD COLUMN post_logout_redirect_uris TEXT NOT NULL DEFAULT '[]';
         """,
+        // 7: the standard claims behind the profile, phone and address scopes (OIDC Core §5.1).
+        """
+        CREATE TABLE user_profiles (
+            user_id TEXT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+            profile TEXT NOT NULL
+        );
+        """,
     ]
 }

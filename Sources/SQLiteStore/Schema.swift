@@ -267,5 +267,12 @@ enum Schema {
         """
         ALTER TABLE clients ADD COLUMN post_logout_redirect_uris TEXT NOT NULL DEFAULT '[]';
         """,
+        // 11: the standard claims behind the profile, phone and address scopes (OIDC Core §5.1).
+        """
+        CREATE TABLE user_profiles (
+            user_id TEXT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+            profile TEXT NOT NULL
+        ) STRICT;
+        """,
     ]
 }

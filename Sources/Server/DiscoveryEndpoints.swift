@@ -8,7 +8,7 @@ import OAuth
 enum DiscoveryEndpoints {
     /// What the code flow can grant (SPEC 10.1): never the management scopes,
     /// which only client_credentials tokens carry.
-    static let scopes = ["openid", "profile", "email", "offline_access", "connections:read", "connections:write"]
+    static let scopes = ["openid", "profile", "email", "phone", "address", "offline_access", "connections:read", "connections:write"]
 
     /// `algorithms`: those with a current key (SPEC 10.1: discovery lists exactly those).
     static func document(issuer: String, algorithms: [SignatureAlgorithm]) -> JSON {
@@ -32,8 +32,9 @@ enum DiscoveryEndpoints {
             "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "code_challenge_methods_supported": ["S256"],
             "scopes_supported": JSON(scopes),
-            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "azp", "at_hash", "name",
-                                 "preferred_username", "email", "email_verified"],
+            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "azp", "at_hash", "amr", "name", "given_name",
+                                 "family_name", "preferred_username", "locale", "zoneinfo", "email", "email_verified", "phone_number",
+                                 "phone_number_verified", "address"],
             "prompt_values_supported": ["none", "login", "consent"],
             "authorization_response_iss_parameter_supported": true,
             "request_parameter_supported": false,

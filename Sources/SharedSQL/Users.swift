@@ -24,6 +24,17 @@ extension SQLStatementRunner {
                  [.text(u.id), .text(u.username), SQLArgument(u.email), SQLArgument(u.name), .text(u.passwordHash), .int(u.createdAt)])
     }
 
+    public func userProfile(userID: String) throws -> UserProfile? {
+        try query("SELECT profile FROM user_profiles WHERE user_id = ?", [.text(userID)]).first.flatMap { try? JSON.parse($0.string(0)) }
+            .map(UserProfile.init(json:))
+    }
+
+    public func setUserProfile(userID: String, profile: UserProfile) throws {
+        try update("""
+            INSERT INTO user_profiles(user_id, profile) VALUES(?, ?) ON CONFLICT(user_id) DO UPDATE SET profile = excluded.profile
+            """, [.text(userID), .text(profile.json.text)])
+    }
+
     public func deleteSession(idHash: String) throws { try update("DELETE FROM sessions WHERE id_hash = ?", [.text(idHash)]) }
 
     public func insertSession(_ s: SessionRecord) throws {

@@ -57,7 +57,8 @@ def test_without_a_hint_the_user_confirms_in_the_browser_and_is_not_redirected(s
     assert "Logout RP" in browser.find_element(By.TAG_NAME, "main").text
     browser.save_screenshot(str(OUT / "logout-confirm.png"))
     button.click()
-    wait(browser, lambda d: "You are signed out" in d.find_element(By.TAG_NAME, "h1").text)
+    # The page changes under the wait: the expected condition tolerates a stale element.
+    wait(browser, EC.text_to_be_present_in_element((By.TAG_NAME, "h1"), "You are signed out"))
     assert browser.current_url.startswith(stack.url("/oauth2/logout"))
     assert receiver.posts() == [] and not [r for r in receiver.received if r[1].startswith("/cb")]
     assert browser.get_cookie("lk_session") is None

@@ -72,21 +72,10 @@ extension TokenService {
             ("at_hash", .string(Base64.urlEncode(Array(digest.prefix(digest.count / 2))))),
         ]
         if let nonce { claims.append(("nonce", .string(nonce))) }
-        claims += TokenService.userClaims(user, scope: scope)
+        // Latchkey signs users in with a password only (RFC 8176).
+        claims.append(("amr", ["pwd"]))
+        let profile = UserProfile.needed(for: scope) ? try store.read { try store.userProfile(userID: user.id) } : nil
+        claims += UserProfile.claims(user, profile, scope: scope)
         return try JWS.sign(payload: .object(claims), key: key, kid: kid, typ: "JWT")
-    }
-
-    /// Profile and email claims per granted scope (OIDC Core §5.4).
-    static func userClaims(_ user: User, scope: [String]) -> [(String, JSON)] {
-        var claims: [(String, JSON)] = []
-        if scope.contains("profile") {
-            claims.append(("preferred_username", .string(user.username)))
-            if let name = user.name { claims.append(("name", .string(name))) }
-        }
-        if scope.contains("email"), let email = user.email {
-            claims.append(("email", .string(email)))
-            claims.append(("email_verified", false))
-        }
-        return claims
     }
 }

@@ -12,7 +12,54 @@ import SQLiteStore
 import Server
 
 struct UserCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "user", abstract: "Manage local users.", subcommands: [Add.self])
+    static let configuration = CommandConfiguration(commandName: "user", abstract: "Manage local users.", subcommands: [Add.self, Set.self])
+
+    /// The standard claims behind the profile, phone and address scopes; an empty value clears one.
+    struct ProfileOptions: ParsableArguments {
+        @Option(name: .customLong("given-name")) var givenName: String?
+        @Option(name: .customLong("family-name")) var familyName: String?
+        @Option(help: "BCP 47, e.g. en-GB.") var locale: String?
+        @Option(help: "IANA time zone, e.g. Europe/Paris.") var zoneinfo: String?
+        @Option(name: .customLong("phone-number")) var phoneNumber: String?
+        @Option(name: .customLong("street-address")) var streetAddress: String?
+        @Option var locality: String?
+        @Option var region: String?
+        @Option(name: .customLong("postal-code")) var postalCode: String?
+        @Option var country: String?
+        @Option(name: .customLong("formatted-address")) var formattedAddress: String?
+
+        var isEmpty: Bool {
+            [givenName, familyName, locale, zoneinfo, phoneNumber, streetAddress, locality, region, postalCode, country, formattedAddress]
+                .allSatisfy { $0 == nil }
+        }
+
+        func apply(to p: inout UserProfile) {
+            func set(_ value: String?, _ field: inout String?) { if let value { field = value.isEmpty ? nil : value } }
+            set(givenName, &p.givenName)
+            set(familyName, &p.familyName)
+            set(locale, &p.locale)
+            set(zoneinfo, &p.zoneinfo)
+            set(phoneNumber, &p.phoneNumber)
+            for (key, value) in [("street_address", streetAddress), ("locality", locality), ("region", region), ("postal_code", postalCode),
+                                 ("country", country), ("formatted", formattedAddress)] {
+                if let value { p.address[key] = value.isEmpty ? nil : value }
+            }
+        }
+    }
+
+    struct Set: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Set a user's profile claims (profile, phone and address scopes).")
+        @OptionGroup var common: Common
+        @Argument var username: String
+        @OptionGroup var profile: ProfileOptions
+
+        func run() throws {
+            let store = try common.openAnyStore()
+            let issuer = try store.meta("issuer") ?? "http://localhost"
+            let stored = try Provisioning(env: try common.environment(issuer: issuer), store: store).setProfile(username: username) { profile.apply(to: &$0) }
+            printJSON(stored.json)
+        }
+    }
 
     struct Add: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Add a local user; the password is read from standard input.")
@@ -21,6 +68,7 @@ struct UserCommand: ParsableCommand {
         @Option var email: String?
         @Option var name: String?
         @Flag(name: .customLong("password-stdin"), help: "Read the password from standard input (required).") var passwordStdin = false
+        @OptionGroup var profile: ProfileOptions
 
         func run() throws {
             guard passwordStdin else { throw ValidationError("--password-stdin is required (passwords are never taken as arguments)") }
@@ -29,8 +77,12 @@ struct UserCommand: ParsableCommand {
             if password.hasSuffix("\r") { password.removeLast() }
             let store = try common.openAnyStore()
             let issuer = try store.meta("issuer") ?? "http://localhost"
-            let id = try Provisioning(env: try common.environment(issuer: issuer), store: store)
-                .addUser(username: username, email: email, name: name, password: password)
+            let provisioning = Provisioning(env: try common.environment(issuer: issuer), store: store)
+            var check = UserProfile()
+            profile.apply(to: &check)
+            if let problem = check.problems().first { throw ValidationError("\(problem.field) \(problem.message)") }
+            let id = try provisioning.addUser(username: username, email: email, name: name, password: password)
+            if !profile.isEmpty { try provisioning.setProfile(username: username) { profile.apply(to: &$0) } }
             printJSON(["user_id": .string(id)])
         }
     }
