@@ -196,15 +196,12 @@ public struct Provisioning {
     /// §5.1) as `change` says, after their rules; returns what is stored.
     @discardableResult
     public func setProfile(username: String, _ change: (inout UserProfile) -> Void) throws -> UserProfile {
-        try store.write {
-            guard let user = try store.user(username: username) else { throw ProvisioningError.invalid("no user \(username)") }
-            var profile = try store.userProfile(userID: user.id) ?? UserProfile()
-            change(&profile)
-            if let problem = profile.problems().first { throw ProvisioningError.invalid("\(problem.field) \(problem.message)") }
-            try store.setUserProfile(userID: user.id, profile: profile)
-            try store.appendAudit(AuditEvent(organizationID: nil, actor: "cli", action: "user.profile_set", target: user.id, surface: "cli",
-                                             requestID: nil, createdAt: env.now()))
-            return profile
+        guard let user = try store.read({ try store.user(username: username) }) else { throw ProvisioningError.invalid("no user \(username)") }
+        do {
+            return try ProfileService(env: env, store: store).update(userID: user.id, actor: "cli", surface: "cli", change)
+        } catch let RegistryError.invalid(problems) {
+            let problem = problems.first ?? FieldError("profile", "is invalid")
+            throw ProvisioningError.invalid("\(problem.field) \(problem.message)")
         }
     }
 

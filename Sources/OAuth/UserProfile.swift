@@ -97,3 +97,31 @@ public struct UserProfile: Sendable, Equatable {
     /// Whether `scope` releases any claim of the profile table (then it is read).
     public static func needed(for scope: [String]) -> Bool { scope.contains("profile") || scope.contains("phone") || scope.contains("address") }
 }
+
+/// Changes a user's standard claims after their rules, audited: the
+/// operator's `latchkey user set` and the user's own profile form.
+public struct ProfileService {
+    let env: Environment
+    let store: Store
+
+    public init(env: Environment, store: Store) {
+        self.env = env
+        self.store = store
+    }
+
+    public func current(userID: String) throws -> UserProfile { try store.read { try store.userProfile(userID: userID) } ?? UserProfile() }
+
+    @discardableResult
+    public func update(userID: String, actor: String, surface: String, _ change: (inout UserProfile) -> Void) throws -> UserProfile {
+        try store.write {
+            var profile = try store.userProfile(userID: userID) ?? UserProfile()
+            change(&profile)
+            let problems = profile.problems()
+            guard problems.isEmpty else { throw RegistryError.invalid(problems) }
+            try store.setUserProfile(userID: userID, profile: profile)
+            try store.appendAudit(AuditEvent(organizationID: nil, actor: actor, action: "user.profile_set", target: userID, surface: surface,
+                                             requestID: nil, createdAt: env.now()))
+            return profile
+        }
+    }
+}

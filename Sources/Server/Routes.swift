@@ -38,6 +38,8 @@ enum Routes {
         add(.get, "/api/v1/authorization-requests/{id}", .native, maxBody: 0, UserEndpoints.authorizationRequest)
         add(.post, "/api/v1/authorization-requests/{id}/accept", .native, maxBody: oauthBodyLimit, UserEndpoints.accept)
         add(.post, "/api/v1/authorization-requests/{id}/reject", .native, maxBody: oauthBodyLimit, UserEndpoints.reject)
+        add(.get, "/api/v1/me/profile", .native, maxBody: 0, ProfileEndpoints.get)
+        add(.put, "/api/v1/me/profile", .native, maxBody: oauthBodyLimit, ProfileEndpoints.put)
         add(.get, "/api/v1/me/connections", .native, maxBody: 0, UserEndpoints.listConnections)
         add(.get, "/api/v1/me/connections/{client_id}", .native, maxBody: 0, UserEndpoints.getConnection)
         add(.delete, "/api/v1/me/connections/{client_id}", .native, maxBody: 0, UserEndpoints.deleteConnection)

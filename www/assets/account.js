@@ -16,7 +16,44 @@ document.addEventListener("DOMContentLoaded", async () => {
     window.location.assign("/login/");
   });
   await load();
+  await loadProfile();
 });
+
+const PROFILE_FIELDS = ["given_name", "family_name", "phone_number", "locale", "zoneinfo"];
+const ADDRESS_FIELDS = ["street_address", "locality", "region", "postal_code", "country"];
+
+async function loadProfile() {
+  const { status, data } = await Latchkey.api("GET", "/api/v1/me/profile");
+  if (status !== 200 || !data) return;
+  for (const f of PROFILE_FIELDS) document.getElementById(f).value = data[f] || "";
+  for (const f of ADDRESS_FIELDS) document.getElementById(f).value = (data.address || {})[f] || "";
+  const section = document.getElementById("profile");
+  section.hidden = false;
+  const form = document.getElementById("profile-form");
+  const status_ = document.getElementById("profile-status");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    status_.textContent = "";
+    for (const input of form.querySelectorAll("input")) { input.removeAttribute("aria-invalid"); input.removeAttribute("aria-describedby"); }
+    const body = { address: {} };
+    for (const f of PROFILE_FIELDS) body[f] = document.getElementById(f).value.trim();
+    for (const f of ADDRESS_FIELDS) body.address[f] = document.getElementById(f).value.trim();
+    const result = await Latchkey.api("PUT", "/api/v1/me/profile", body);
+    if (result.status === 200) {
+      status_.textContent = "Profile saved.";
+      return;
+    }
+    const errors = (result.data && result.data.errors) || [];
+    for (const e of errors) {
+      const input = document.getElementById(e.field.replace(/^address\./, ""));
+      if (input) { input.setAttribute("aria-invalid", "true"); input.setAttribute("aria-describedby", "profile-status"); }
+    }
+    status_.textContent = errors.length ? "Not saved: " + errors.map((e) => e.field.replace(/^address\./, "") + " " + e.message).join("; ") + "."
+                                        : "Your profile could not be saved. Try again.";
+    const first = errors.length ? document.getElementById(errors[0].field.replace(/^address\./, "")) : null;
+    if (first) first.focus();
+  });
+}
 
 async function load() {
   const main = document.getElementById("main");

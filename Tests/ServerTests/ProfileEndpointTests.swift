@@ -1,0 +1,53 @@
+import Common
+import HTTPCore
+import OAuth
+import TestSupport
+import Testing
+
+/// `/api/v1/me/profile`: the signed-in user's own standard claims; the
+/// session and its CSRF token, never someone else's profile, bad values
+/// refused with field errors and nothing changed.
+@Suite struct ProfileEndpointTests {
+    @Test func theSignedInUserReadsAndReplacesTheirProfile() throws {
+        let h = try Harness()
+        let id = try h.user()
+        let b = Browser(h)
+        #expect(b.send("GET", "/api/v1/me/profile").status == 401, "signed out")
+        #expect(b.login().status == 204)
+        #expect(b.send("GET", "/api/v1/me/profile").json == .object([]))
+        let saved = b.json("PUT", "/api/v1/me/profile", ["given_name": "Alice", "phone_number": "+44 20 7946 0958", "locale": "",
+                                                        "address": ["locality": "Oxford", "country": "GB", "region": ""]])
+        #expect(saved.status == 200, "\(saved.bodyText)")
+        #expect(saved.json == ["given_name": "Alice", "phone_number": "+44 20 7946 0958", "address": ["locality": "Oxford", "country": "GB"]])
+        #expect(try h.store.read { try h.store.userProfile(userID: id) }?.givenName == "Alice")
+        // A replacement: what is not sent is cleared.
+        #expect(b.json("PUT", "/api/v1/me/profile", ["family_name": "Liddell"]).json == ["family_name": "Liddell"])
+    }
+
+    @Test(arguments: [
+        ("a bad time zone", ["zoneinfo": "nowhere"] as JSON, "zoneinfo"),
+        ("an unknown field", ["email": "x@example.com"] as JSON, "email"),
+        ("an unknown address field", ["address": ["planet": "Earth"]] as JSON, "address.planet"),
+        ("a number", ["given_name": 7] as JSON, "given_name"),
+    ] as [(String, JSON, String)])
+    func badValuesAreFieldErrorsAndChangeNothing(_ name: String, _ body: JSON, _ field: String) throws {
+        let h = try Harness()
+        let id = try h.user()
+        try Provisioning(env: h.env, store: h.store).setProfile(username: "alice") { $0.givenName = "Before" }
+        let b = Browser(h)
+        #expect(b.login().status == 204)
+        let r = b.json("PUT", "/api/v1/me/profile", body)
+        #expect(r.status == 400, "\(name)")
+        #expect(r.json?["errors"]?.arrayValue?.first?["field"] == .string(field), "\(name): \(r.bodyText)")
+        #expect(try h.store.read { try h.store.userProfile(userID: id) }?.givenName == "Before")
+    }
+
+    @Test func aWriteNeedsTheCSRFTokenAndABearerTokenIsNotASession() throws {
+        let h = try Harness()
+        _ = try h.user()
+        let b = Browser(h)
+        #expect(b.login().status == 204)
+        #expect(b.send("PUT", "/api/v1/me/profile", headers: [("Content-Type", "application/json")], body: Array("{}".utf8), csrf: false).status == 403)
+        #expect(h.json("PUT", "/api/v1/me/profile", token: try h.token(), body: ["given_name": "Mallory"]).status == 401)
+    }
+}

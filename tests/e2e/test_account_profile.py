@@ -1,0 +1,44 @@
+"""The profile form on /account/ in a real headless Chromium: filled with
+the keyboard, saved, refused with the field named when a value is wrong;
+what the user saved is what an RP with the phone and address scopes gets."""
+import json
+
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as EC
+
+from conftest import run_cli
+from test_browser import OUT, browser, sign_in, wait  # noqa: F401 (the browser fixture)
+
+
+def test_the_user_edits_their_profile_on_the_account_page(stack, browser):
+    browser.get(stack.url("/login/"))
+    sign_in(browser, stack)
+    wait(browser, lambda d: d.get_cookie("lk_session") is not None)
+    browser.get(stack.url("/account/"))
+    given = wait(browser, EC.visibility_of_element_located((By.ID, "given_name")))
+    given.clear()
+    given.send_keys("Demo")
+    phone = browser.find_element(By.ID, "phone_number")
+    phone.clear()
+    phone.send_keys("+44 20 7946 0958")
+    zone = browser.find_element(By.ID, "zoneinfo")
+    zone.clear()
+    zone.send_keys("nowhere" + Keys.ENTER)
+    # A bad value: refused, the field marked and focused, nothing saved.
+    wait(browser, EC.text_to_be_present_in_element((By.ID, "profile-status"), "Not saved"))
+    assert browser.find_element(By.ID, "zoneinfo").get_attribute("aria-invalid") == "true"
+    assert browser.switch_to.active_element.get_attribute("id") == "zoneinfo"
+    assert "given_name" not in json.loads(run_cli(stack, "user", "set", "demo").stdout)
+    zone = browser.find_element(By.ID, "zoneinfo")
+    zone.clear()
+    zone.send_keys("Europe/London")
+    browser.find_element(By.ID, "locality").send_keys("Oxford" + Keys.ENTER)
+    wait(browser, EC.text_to_be_present_in_element((By.ID, "profile-status"), "Profile saved."))
+    browser.save_screenshot(str(OUT / "account-profile.png"))
+    stored = json.loads(run_cli(stack, "user", "set", "demo").stdout)
+    assert stored["given_name"] == "Demo" and stored["phone_number"] == "+44 20 7946 0958"
+    assert stored["zoneinfo"] == "Europe/London" and stored["address"] == {"locality": "Oxford"}
+    # Reloaded, the form shows what was saved.
+    browser.refresh()
+    assert wait(browser, EC.visibility_of_element_located((By.ID, "given_name"))).get_attribute("value") == "Demo"
