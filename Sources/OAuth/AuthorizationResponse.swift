@@ -34,8 +34,5 @@ public struct AuthorizationResponse: Sendable, Equatable {
     /// The redirect URI's origin (scheme, host, port): what a form-post
     /// page's `form-action` allows. Redirect URIs are validated at
     /// registration, so the parts are plain URI bytes.
-    public var origin: String? {
-        guard let parts = URIRules.parse(redirectURI) else { return nil }
-        return "\(parts.scheme)://\(parts.host)" + (parts.port.map { ":\($0)" } ?? "")
-    }
+    public var origin: String? { URIRules.origin(redirectURI) }
 }

@@ -93,8 +93,7 @@ public struct LogoutService {
             try sessions.logout(token)
             return .signedOut(redirect: redirect)
         }
-        let origin = redirect.flatMap(URIRules.parse).map { "\($0.scheme)://\($0.host)" + ($0.port.map { ":\($0)" } ?? "") }
-        return .confirm(clientName: client.map { ClientSpec.displaySafe($0.name) }, redirectOrigin: origin)
+        return .confirm(clientName: client.map { ClientSpec.displaySafe($0.name) }, redirectOrigin: redirect.flatMap(URIRules.origin))
     }
 
     /// The user confirmed on the page (the caller checked the CSRF token).

@@ -93,15 +93,18 @@ public struct ClientRegistration {
                 throw Refusal.invalidMetadata("grant_types: an anonymous registration may use authorization_code and refresh_token only, not \(extra)")
             }
         }
-        let issued: IssuedSecret
+        let token = env.randomToken(prefix: "lkg_", bytes: 32)
         do {
-            issued = try registry.create(spec, caller: caller)
+            // One transaction: a client never exists without its registration access token.
+            let issued = try store.write {
+                let issued = try registry.create(spec, caller: caller)
+                try store.setRegistrationToken(clientID: issued.client.clientID, hash: ClientRegistration.hash(token), at: env.now())
+                return issued
+            }
+            return Registered(client: issued.client, secret: issued.secret, registrationToken: token)
         } catch let e as RegistryError {
             throw refusal(e)
         }
-        let token = env.randomToken(prefix: "lkg_", bytes: 32)
-        try store.write { try store.setRegistrationToken(clientID: issued.client.clientID, hash: ClientRegistration.hash(token), at: env.now()) }
-        return Registered(client: issued.client, secret: issued.secret, registrationToken: token)
     }
 
     // MARK: Configuration (RFC 7592)

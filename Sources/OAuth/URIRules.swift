@@ -76,6 +76,11 @@ public enum URIRules {
         return b == 45 || b == 46
     }
 
+    /// The origin (scheme, host, port) of an absolute http(s) URI.
+    public static func origin(_ uri: String) -> String? {
+        parse(uri).map { "\($0.scheme)://\($0.host)" + ($0.port.map { ":\($0)" } ?? "") }
+    }
+
     public static func isLoopback(_ host: String) -> Bool {
         host == "127.0.0.1" || host == "[::1]" || host == "localhost"
     }
