@@ -28,14 +28,29 @@ public struct AuthorizationService {
 
     static func hash(_ value: String) -> String { Base64.urlEncode(Digest.sha256(value)) }
 
-    /// The error description `/oauth2/authorize` redirects with for a failed check.
-    static func describe(_ check: AuthorizationCheck) -> String {
+    /// The error `/oauth2/authorize` shows or redirects with for a failed check.
+    public static func describe(_ check: AuthorizationCheck) -> String {
         switch check {
+        case .clientMissing: return "The request has no client_id."
+        case .clientUnknown: return "The client is unknown or disabled."
+        case .redirectURIMissing: return "The request has no redirect_uri."
+        case .redirectURINotRegistered: return "The redirect_uri is not registered for this client."
+        case .parameterRepeated: return "A parameter was sent more than once."
+        case .responseModeUnsupported: return "response_mode must be query or form_post."
+        case .responseTypeMissing, .responseTypeUnsupported: return "response_type must be code."
+        case .grantNotAllowed: return "The client may not use the authorization code grant."
+        case .requestObjectUnsupported, .requestURIUnsupported: return "Request objects are not supported."
+        case .scopeMalformed: return "scope is missing or malformed."
+        case .scopeNotAllowed: return "The client may not request this scope."
+        case .openIDRequired: return "scope must include openid."
         case .challengeMethodUnsupported, .challengeMethodMissing: return "code_challenge_method must be S256."
         case .challengeMissing: return "code_challenge is missing."
         case .challengeMalformed: return "code_challenge is malformed."
         case .pkceRequired: return "Public clients must use PKCE (S256)."
         case .nonceTooLong, .nonceNotPrintable: return "nonce is too long."
+        case .promptInvalid: return "prompt is invalid."
+        case .maxAgeInvalid: return "max_age is invalid."
+        case .stateTooLong: return "state is too long."
         }
     }
 
@@ -83,77 +98,19 @@ public struct AuthorizationService {
     /// `browser` is the value of the cookie that binds the request to the
     /// browser that started it (SPEC 7.1): only its hash is stored, and only
     /// a request presenting the same cookie may read, continue or answer it.
-    public func authorize(_ params: [(String, String)], sessionToken: String?, browser: String) throws -> AuthorizeDecision {
-        var values: [String: String] = [:]
-        var duplicated = false
-        for (k, v) in params {
-            if values[k] != nil { duplicated = true }
-            values[k] = v
-        }
-        // 1. The client and the redirect URI: until both are trusted, errors are a page.
-        guard let clientID = values["client_id"], !clientID.isEmpty else { return .errorPage("The request has no client_id.") }
-        guard let client = try store.read({ try store.client(clientID) }), client.enabled else {
-            return .errorPage("The client is unknown or disabled.")
-        }
-        // OpenID Connect Core 3.1.2.1: redirect_uri is REQUIRED, even for a client with one registered URI.
-        guard let redirectURI = values["redirect_uri"], !redirectURI.isEmpty else { return .errorPage("The request has no redirect_uri.") }
-        guard AuthorizationService.redirectURIMatches(redirectURI, registered: client.redirectURIs) else {
-            return .errorPage("The redirect_uri is not registered for this client.")
-        }
-        if duplicated { return .errorPage("A parameter was sent more than once.") }
-        let state = values["state"]
-        // 2. Everything else is reported to the client, in the response mode asked for when it is one we know.
-        var mode = ResponseMode.query
-        if let raw = values["response_mode"] {
-            // An unknown mode (fragment, jwt) is answered in the default one.
-            guard let asked = ResponseMode(rawValue: raw) else {
-                return errorRedirect(redirectURI, "invalid_request", "response_mode must be query or form_post.", state: state, mode: .query)
+    public func authorize(_ parameters: AuthorizationParameters, sessionToken: String?, browser: String) throws -> AuthorizeDecision {
+        var request: AuthorizationRequest
+        do {
+            (_, request) = try AuthorizationChecks.run(parameters, surface: .authorizationEndpoint) { id in
+                try store.read { try store.client(id) }.flatMap { $0.enabled ? $0 : nil }
             }
-            mode = asked
+        } catch let failure as AuthorizationFailure {
+            let description = AuthorizationService.describe(failure.check)
+            // Until the client and its redirect URI are trusted, errors are a page (RFC 6749 §4.1.2.1).
+            guard let to = failure.destination else { return .errorPage(description) }
+            return errorRedirect(to.redirectURI, failure.check.errorCode, description, state: to.state, mode: to.mode)
         }
-        guard values["response_type"] == "code" else {
-            return errorRedirect(redirectURI, values["response_type"] == nil ? "invalid_request" : "unsupported_response_type",
-                                 "response_type must be code.", state: state, mode: mode)
-        }
-        guard client.grantTypes.contains(.authorizationCode) else {
-            return errorRedirect(redirectURI, "unauthorized_client", "The client may not use the authorization code grant.", state: state, mode: mode)
-        }
-        if values["request"] != nil || values["request_uri"] != nil {
-            return errorRedirect(redirectURI, values["request"] != nil ? "request_not_supported" : "request_uri_not_supported",
-                                 "Request objects are not supported.", state: state, mode: mode)
-        }
-        guard let scope = Scopes.parse(values["scope"] ?? ""), !scope.isEmpty else {
-            return errorRedirect(redirectURI, "invalid_scope", "scope is missing or malformed.", state: state, mode: mode)
-        }
-        guard scope.allSatisfy({ AuthorizationChecks.isRequestable($0, by: client) }) else {
-            return errorRedirect(redirectURI, "invalid_scope", "The client may not request this scope.", state: state, mode: mode)
-        }
-        let challenge: String?
-        do {
-            challenge = try AuthorizationChecks.pkce(challenge: values["code_challenge"], method: values["code_challenge_method"], client: client)
-        } catch {
-            return errorRedirect(redirectURI, "invalid_request", AuthorizationService.describe(error), state: state, mode: mode)
-        }
-        let prompt = (values["prompt"] ?? "").split(separator: " ").map(String.init)
-        guard prompt.allSatisfy(["none", "login", "consent", "select_account"].contains), !(prompt.contains("none") && prompt.count > 1) else {
-            return errorRedirect(redirectURI, "invalid_request", "prompt is invalid.", state: state, mode: mode)
-        }
-        var maxAge: Int?
-        if let raw = values["max_age"] {
-            guard let v = Int(raw), v >= 0 else { return errorRedirect(redirectURI, "invalid_request", "max_age is invalid.", state: state, mode: mode) }
-            maxAge = v
-        }
-        do {
-            _ = try AuthorizationChecks.nonce(values["nonce"])
-        } catch {
-            return errorRedirect(redirectURI, "invalid_request", AuthorizationService.describe(error), state: state, mode: mode)
-        }
-        if let state, state.utf8.count > 2048 {
-            return errorRedirect(redirectURI, "invalid_request", "state is too long.", state: nil, mode: mode)
-        }
-        let request = AuthorizationRequest(clientID: client.clientID, redirectURI: redirectURI, redirectURISent: values["redirect_uri"] != nil,
-                                           scope: scope, state: state, nonce: values["nonce"], codeChallenge: challenge, prompt: prompt,
-                                           maxAge: maxAge, browserHash: AuthorizationService.hash(browser), responseMode: mode)
+        request.browserHash = AuthorizationService.hash(browser)
         let id = env.randomToken(bytes: 32)
         let now = env.now()
         let stored = StoredAuthorizationRequest(idHash: AuthorizationService.hash(id), request: request, createdAt: now,

@@ -1,9 +1,35 @@
 /// The checks an authorization request goes through before a code can be
-/// issued, each a small named function, shared by every surface that issues
-/// codes (`/oauth2/authorize`, the app API's `/auth/code`; PAR and the
-/// device flow next). Each surface renders a failed check its own way (an
-/// error redirect, a 400 of its own shape); the rules are written here once.
+/// issued: one ordered list of small named functions (`AuthorizationChecks.order`),
+/// run by every surface that issues codes (`/oauth2/authorize`, the app
+/// API's `/auth/code`; PAR and the device flow next). What differs between
+/// surfaces is data (`AuthorizationSurface`); each surface renders a failed
+/// check its own way (an error page, an error redirect, a 400 of its shape).
 public enum AuthorizationCheck: Error, Equatable, Sendable {
+    // Before the client and its redirect URI are trusted (shown, never redirected).
+    case clientMissing
+    /// Unknown, disabled, or not one this surface serves.
+    case clientUnknown
+    case redirectURIMissing
+    /// Not an exact match of a registered URI (RFC 9700 §2.1).
+    case redirectURINotRegistered
+    /// A parameter sent twice (RFC 6749 §3.1).
+    case parameterRepeated
+    // Reported to the client.
+    case responseModeUnsupported
+    case responseTypeMissing
+    case responseTypeUnsupported
+    /// The client does not hold the authorization_code grant.
+    case grantNotAllowed
+    /// `request` (OIDC Core §6.1): not supported.
+    case requestObjectUnsupported
+    /// `request_uri` outside PAR: not supported.
+    case requestURIUnsupported
+    /// No scope, or one outside RFC 6749 §3.3's grammar (or too long where the surface bounds it).
+    case scopeMalformed
+    /// A scope the client may not ask a user for (`isRequestable`).
+    case scopeNotAllowed
+    /// The surface issues only OpenID Connect codes and `openid` was not asked for.
+    case openIDRequired
     /// `code_challenge_method` other than S256 (RFC 9700 §2.1.1: no `plain`).
     case challengeMethodUnsupported
     /// A `code_challenge_method` without a `code_challenge`.
@@ -18,9 +44,264 @@ public enum AuthorizationCheck: Error, Equatable, Sendable {
     case nonceTooLong
     /// A nonce with bytes outside printable ASCII (where the surface asks for it).
     case nonceNotPrintable
+    /// Unknown prompt values, or `none` with another (OIDC Core §3.1.2.1).
+    case promptInvalid
+    case maxAgeInvalid
+    /// A state over 2048 bytes (it is stored and echoed).
+    case stateTooLong
+
+    /// The RFC 6749 §4.1.2.1 / OIDC Core §3.1.2.6 error code a redirect carries.
+    public var errorCode: String {
+        switch self {
+        case .responseTypeUnsupported: return "unsupported_response_type"
+        case .grantNotAllowed: return "unauthorized_client"
+        case .requestObjectUnsupported: return "request_not_supported"
+        case .requestURIUnsupported: return "request_uri_not_supported"
+        case .scopeMalformed, .scopeNotAllowed, .openIDRequired: return "invalid_scope"
+        default: return "invalid_request"
+        }
+    }
+}
+
+/// An authorization request's parameters as received, unjudged.
+public struct AuthorizationParameters: Sendable, Equatable {
+    public var clientID: String?
+    public var redirectURI: String?
+    public var responseType: String?
+    public var responseMode: String?
+    public var scope: String?
+    public var state: String?
+    public var nonce: String?
+    public var codeChallenge: String?
+    public var codeChallengeMethod: String?
+    public var prompt: String?
+    public var maxAge: String?
+    public var requestObject: String?
+    public var requestURI: String?
+    /// Whether some parameter came more than once.
+    public var repeated = false
+
+    public init(clientID: String? = nil, scope: String? = nil, nonce: String? = nil, codeChallenge: String? = nil, codeChallengeMethod: String? = nil) {
+        self.clientID = clientID
+        self.scope = scope
+        self.nonce = nonce
+        self.codeChallenge = codeChallenge
+        self.codeChallengeMethod = codeChallengeMethod
+    }
+
+    /// From query or form pairs; empty values count as absent.
+    public init(pairs: [(String, String)]) {
+        var values: [String: String] = [:]
+        for (k, v) in pairs where !v.isEmpty {
+            if values[k] != nil { repeated = true }
+            values[k] = v
+        }
+        clientID = values["client_id"]
+        redirectURI = values["redirect_uri"]
+        responseType = values["response_type"]
+        responseMode = values["response_mode"]
+        scope = values["scope"]
+        state = values["state"]
+        nonce = values["nonce"]
+        codeChallenge = values["code_challenge"]
+        codeChallengeMethod = values["code_challenge_method"]
+        prompt = values["prompt"]
+        maxAge = values["max_age"]
+        requestObject = values["request"]
+        requestURI = values["request_uri"]
+    }
+}
+
+/// What differs between the surfaces that issue codes: data, not code.
+public struct AuthorizationSurface: Sendable {
+    public enum RedirectRule: Sendable {
+        /// The request names one of the client's registered URIs (OIDC Core §3.1.2.1: required).
+        case requested
+        /// The client's one registered URI, never sent (the app API).
+        case onlyRegistered
+    }
+
+    public enum ScopeRule: Sendable {
+        /// RFC 6749 §3.3 grammar; any scope the client may not request refuses the request.
+        case strict
+        /// Space-separated, at most `maxLength` bytes; scopes the client may not request are dropped (the app API).
+        case dropUnrequestable(maxLength: Int)
+    }
+
+    public var redirect: RedirectRule
+    /// Whether `response_type=code` must be sent (else it is implied).
+    public var responseTypeSent: Bool
+    public var scope: ScopeRule
+    public var requiresOpenID: Bool
+    public var printableNonce: Bool
+
+    /// `/oauth2/authorize` (RFC 6749 §4.1.1, OIDC Core §3.1.2.1).
+    public static let authorizationEndpoint = AuthorizationSurface(redirect: .requested, responseTypeSent: true, scope: .strict,
+                                                                   requiresOpenID: false, printableNonce: false)
+    /// The app API's `/auth/code` (SPEC 6.4).
+    public static let appAPI = AuthorizationSurface(redirect: .onlyRegistered, responseTypeSent: false,
+                                                    scope: .dropUnrequestable(maxLength: 255), requiresOpenID: true, printableNonce: true)
+}
+
+/// A failed check and, once the redirect URI is trusted, where its error may go.
+public struct AuthorizationFailure: Error, Equatable, Sendable {
+    public struct Destination: Equatable, Sendable {
+        public let redirectURI: String
+        public let state: String?
+        public let mode: ResponseMode
+    }
+
+    public let check: AuthorizationCheck
+    /// nil while the client or its redirect URI is not yet trusted: show the error, never redirect it.
+    public let destination: Destination?
 }
 
 public enum AuthorizationChecks {
+    /// A request on its way through the checks: what each has established so far.
+    public struct Draft {
+        let parameters: AuthorizationParameters
+        let surface: AuthorizationSurface
+        let lookup: (String) throws -> Client?
+        var client: Client?
+        var redirectURI: String?
+        var mode = ResponseMode.query
+        var scope: [String] = []
+        var challenge: String?
+        var nonce: String?
+        var prompt: [String] = []
+        var maxAge: Int?
+        var stateEchoed = true
+
+        var checkedClient: Client { client! }
+    }
+
+    public typealias Check = @Sendable (inout Draft) throws -> Void
+
+    /// The order in which a request is judged: the first failure is the answer.
+    public static let order: [(name: String, check: Check)] = [
+        ("client", client), ("redirectURI", redirectURI), ("singleValued", singleValued), ("responseMode", responseMode),
+        ("responseType", responseType), ("requestObject", requestObject), ("scope", scope), ("pkce", pkce), ("nonce", nonce),
+        ("prompt", prompt), ("maxAge", maxAge), ("state", state),
+    ]
+
+    /// Runs every check in `order`; `lookup` finds the client this surface
+    /// serves (nil for unknown, disabled or out of reach). Store errors pass through.
+    public static func run(_ parameters: AuthorizationParameters, surface: AuthorizationSurface,
+                           lookup: @escaping (String) throws -> Client?) throws -> (Client, AuthorizationRequest) {
+        var draft = Draft(parameters: parameters, surface: surface, lookup: lookup)
+        for step in order {
+            do {
+                try step.check(&draft)
+            } catch let check as AuthorizationCheck {
+                let destination = draft.redirectURI.map {
+                    AuthorizationFailure.Destination(redirectURI: $0, state: draft.stateEchoed ? parameters.state : nil, mode: draft.mode)
+                }
+                throw AuthorizationFailure(check: check, destination: destination)
+            }
+        }
+        let client = draft.checkedClient
+        return (client, AuthorizationRequest(clientID: client.clientID, redirectURI: draft.redirectURI!, redirectURISent: parameters.redirectURI != nil,
+                                             scope: draft.scope, state: parameters.state, nonce: draft.nonce, codeChallenge: draft.challenge,
+                                             prompt: draft.prompt, maxAge: draft.maxAge, responseMode: draft.mode))
+    }
+
+    // MARK: The checks, in order
+
+    static func client(_ d: inout Draft) throws {
+        guard let id = d.parameters.clientID, !id.isEmpty else { throw AuthorizationCheck.clientMissing }
+        guard let client = try d.lookup(id) else { throw AuthorizationCheck.clientUnknown }
+        d.client = client
+    }
+
+    static func redirectURI(_ d: inout Draft) throws {
+        switch d.surface.redirect {
+        case .requested:
+            guard let uri = d.parameters.redirectURI, !uri.isEmpty else { throw AuthorizationCheck.redirectURIMissing }
+            guard AuthorizationService.redirectURIMatches(uri, registered: d.checkedClient.redirectURIs) else {
+                throw AuthorizationCheck.redirectURINotRegistered
+            }
+            d.redirectURI = uri
+        case .onlyRegistered:
+            guard d.checkedClient.redirectURIs.count == 1 else { throw AuthorizationCheck.redirectURINotRegistered }
+            d.redirectURI = d.checkedClient.redirectURIs[0]
+        }
+    }
+
+    /// Reported as a page, though the redirect URI is known: which value was meant is not.
+    static func singleValued(_ d: inout Draft) throws {
+        if d.parameters.repeated {
+            d.redirectURI = nil
+            throw AuthorizationCheck.parameterRepeated
+        }
+    }
+
+    static func responseMode(_ d: inout Draft) throws {
+        guard let raw = d.parameters.responseMode else { return }
+        // An unknown mode (fragment, jwt) is answered in the default one.
+        guard let mode = ResponseMode(rawValue: raw) else { throw AuthorizationCheck.responseModeUnsupported }
+        d.mode = mode
+    }
+
+    static func responseType(_ d: inout Draft) throws {
+        if d.surface.responseTypeSent {
+            guard let type = d.parameters.responseType else { throw AuthorizationCheck.responseTypeMissing }
+            guard type == "code" else { throw AuthorizationCheck.responseTypeUnsupported }
+        }
+        guard d.checkedClient.grantTypes.contains(.authorizationCode) else { throw AuthorizationCheck.grantNotAllowed }
+    }
+
+    static func requestObject(_ d: inout Draft) throws {
+        if d.parameters.requestObject != nil { throw AuthorizationCheck.requestObjectUnsupported }
+        if d.parameters.requestURI != nil { throw AuthorizationCheck.requestURIUnsupported }
+    }
+
+    static func scope(_ d: inout Draft) throws {
+        let client = d.checkedClient
+        switch d.surface.scope {
+        case .strict:
+            guard let scope = Scopes.parse(d.parameters.scope ?? ""), !scope.isEmpty else { throw AuthorizationCheck.scopeMalformed }
+            guard scope.allSatisfy({ isRequestable($0, by: client) }) else { throw AuthorizationCheck.scopeNotAllowed }
+            d.scope = scope
+        case .dropUnrequestable(let maxLength):
+            guard let raw = d.parameters.scope, raw.utf8.count <= maxLength else { throw AuthorizationCheck.scopeMalformed }
+            for token in raw.split(separator: " ").map(String.init) where isRequestable(token, by: client) && !d.scope.contains(token) {
+                d.scope.append(token)
+            }
+        }
+        if d.surface.requiresOpenID && !d.scope.contains("openid") { throw AuthorizationCheck.openIDRequired }
+    }
+
+    static func pkce(_ d: inout Draft) throws {
+        d.challenge = try pkce(challenge: d.parameters.codeChallenge, method: d.parameters.codeChallengeMethod, client: d.checkedClient)
+    }
+
+    static func nonce(_ d: inout Draft) throws {
+        d.nonce = try nonce(d.parameters.nonce, printable: d.surface.printableNonce)
+    }
+
+    static func prompt(_ d: inout Draft) throws {
+        let prompt = (d.parameters.prompt ?? "").split(separator: " ").map(String.init)
+        guard prompt.allSatisfy(["none", "login", "consent", "select_account"].contains), !(prompt.contains("none") && prompt.count > 1) else {
+            throw AuthorizationCheck.promptInvalid
+        }
+        d.prompt = prompt
+    }
+
+    static func maxAge(_ d: inout Draft) throws {
+        guard let raw = d.parameters.maxAge else { return }
+        guard let value = Int(raw), value >= 0 else { throw AuthorizationCheck.maxAgeInvalid }
+        d.maxAge = value
+    }
+
+    static func state(_ d: inout Draft) throws {
+        if let state = d.parameters.state, state.utf8.count > 2048 {
+            d.stateEchoed = false
+            throw AuthorizationCheck.stateTooLong
+        }
+    }
+
+    // MARK: Rules the checks share with other endpoints
+
     /// RFC 7636 §4.3 with S256 only; a public client must send a challenge.
     /// Returns the challenge (nil for a confidential client without PKCE).
     public static func pkce(challenge: String?, method: String?, client: Client) throws(AuthorizationCheck) -> String? {

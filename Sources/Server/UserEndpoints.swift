@@ -147,7 +147,7 @@ enum UserEndpoints {
         let fresh = !(32...128).contains(browser.utf8.count) || !browser.utf8.allSatisfy(Base64.isURLSafeByte)
         if fresh { browser = ctx.env.randomToken(bytes: 32) }
         let decision = try AuthorizationService(env: ctx.env, store: ctx.store)
-            .authorize(params.filter { !$0.1.isEmpty }, sessionToken: request.cookies[sessionCookie], browser: browser)
+            .authorize(AuthorizationParameters(pairs: params), sessionToken: request.cookies[sessionCookie], browser: browser)
         var response = respond(decision, ctx)
         if fresh {
             response.headers.add(.setCookie, Cookies.make(name: browserCookie, value: browser, maxAge: nil, httpOnly: true,

@@ -58,4 +58,110 @@ import Testing
         #expect(!AuthorizationChecks.isRequestable("clients:write", by: Self.confidential), "registered, but a management scope")
         #expect(!AuthorizationChecks.isRequestable("email", by: Self.confidential), "not registered")
     }
+
+    // MARK: The ordered list
+
+    static func judge(_ p: AuthorizationParameters, _ surface: AuthorizationSurface) -> Result<AuthorizationRequest, AuthorizationFailure> {
+        let clients = [confidential.clientID: confidential, publicApp.clientID: publicApp]
+        do {
+            return .success(try AuthorizationChecks.run(p, surface: surface) { clients[$0] }.1)
+        } catch {
+            return .failure(error as! AuthorizationFailure)
+        }
+    }
+
+    /// A request wrong in every way is refused for one thing at a time, in
+    /// the documented order; mending each in turn walks the whole list.
+    @Test func authorizationEndpointJudgesInOrder() throws {
+        typealias Mend = (inout AuthorizationParameters) -> Void
+        let walk: [(AuthorizationCheck, Bool, Mend)] = [
+            (.clientMissing, false, { $0.clientID = "nobody" }),
+            (.clientUnknown, false, { $0.clientID = "conf" }),
+            (.redirectURIMissing, false, { $0.redirectURI = "https://evil.example/cb" }),
+            (.redirectURINotRegistered, false, { $0.redirectURI = "https://c.example/cb" }),
+            (.parameterRepeated, false, { $0.repeated = false }),
+            (.responseModeUnsupported, true, { $0.responseMode = "form_post" }),
+            (.responseTypeMissing, true, { $0.responseType = "token" }),
+            (.responseTypeUnsupported, true, { $0.responseType = "code" }),
+            (.requestObjectUnsupported, true, { $0.requestObject = nil }),
+            (.requestURIUnsupported, true, { $0.requestURI = nil }),
+            (.scopeMalformed, true, { $0.scope = "openid clients:write" }),
+            (.scopeNotAllowed, true, { $0.scope = "openid profile" }),
+            (.challengeMethodUnsupported, true, { $0.codeChallengeMethod = "S256" }),
+            (.challengeMalformed, true, { $0.codeChallenge = Self.good }),
+            (.nonceTooLong, true, { $0.nonce = "n-1" }),
+            (.promptInvalid, true, { $0.prompt = "login consent" }),
+            (.maxAgeInvalid, true, { $0.maxAge = "0" }),
+            (.stateTooLong, true, { $0.state = "s" }),
+        ]
+        var p = AuthorizationParameters(scope: "openid  profile", nonce: String(repeating: "n", count: 256), codeChallenge: "short",
+                                        codeChallengeMethod: "plain")
+        p.repeated = true
+        p.responseMode = "fragment"
+        p.requestObject = "eyJ"
+        p.requestURI = "urn:x"
+        p.prompt = "none login"
+        p.maxAge = "-1"
+        p.state = String(repeating: "s", count: 2049)
+        for (expected, redirected, mend) in walk {
+            guard case .failure(let failure) = Self.judge(p, .authorizationEndpoint) else {
+                Issue.record("accepted before \(expected)")
+                return
+            }
+            #expect(failure.check == expected)
+            #expect((failure.destination != nil) == redirected, "\(expected)")
+            if let to = failure.destination {
+                #expect(to.redirectURI == "https://c.example/cb")
+                #expect(to.mode == (expected == .responseModeUnsupported ? .query : .formPost), "an unknown mode answers in the default one")
+                #expect(to.state == (expected == .stateTooLong ? nil : p.state), "a state too long is not echoed")
+            }
+            mend(&p)
+        }
+        let request = try Self.judge(p, .authorizationEndpoint).get()
+        #expect(request == AuthorizationRequest(clientID: "conf", redirectURI: "https://c.example/cb", redirectURISent: true, scope: ["openid", "profile"],
+                                                state: "s", nonce: "n-1", codeChallenge: Self.good, prompt: ["login", "consent"], maxAge: 0,
+                                                responseMode: .formPost))
+        #expect(AuthorizationChecks.order.map(\.name) == ["client", "redirectURI", "singleValued", "responseMode", "responseType", "requestObject",
+                                                             "scope", "pkce", "nonce", "prompt", "maxAge", "state"])
+    }
+
+    /// The app API runs the same list with its own rules: the one registered
+    /// URI, code implied, unrequestable scopes dropped, openid required.
+    @Test func appAPIRunsTheSameList() throws {
+        var p = AuthorizationParameters(nonce: "tab\there")
+        let walk: [(AuthorizationCheck, (inout AuthorizationParameters) -> Void)] = [
+            (.clientMissing, { $0.clientID = "nobody" }),
+            (.clientUnknown, { $0.clientID = "pub" }),
+            (.scopeMalformed, { $0.scope = String(repeating: "x", count: 256) }),
+            (.scopeMalformed, { $0.scope = "clients:write email" }),
+            (.openIDRequired, { $0.scope = "openid  openid clients:write" }),
+            (.pkceRequired, { ($0.codeChallenge, $0.codeChallengeMethod) = (Self.good, "S256") }),
+            (.nonceNotPrintable, { $0.nonce = nil }),
+        ]
+        for (expected, mend) in walk {
+            guard case .failure(let failure) = Self.judge(p, .appAPI) else {
+                Issue.record("accepted before \(expected)")
+                return
+            }
+            #expect(failure.check == expected)
+            mend(&p)
+        }
+        let request = try Self.judge(p, .appAPI).get()
+        #expect(request.redirectURI == "https://p.example/cb" && !request.redirectURISent)
+        #expect(request.scope == ["openid"], "duplicates and unrequestable scopes dropped")
+    }
+
+    @Test func aClientWithoutTheCodeGrantIsUnauthorized() {
+        var noCode = Self.confidential
+        noCode.grantTypes = [.clientCredentials]
+        var p = AuthorizationParameters(clientID: "conf", scope: "openid")
+        p.redirectURI = "https://c.example/cb"
+        p.responseType = "code"
+        let result = Result { try AuthorizationChecks.run(p, surface: .authorizationEndpoint) { _ in noCode } }
+        guard case .failure(let error) = result, let failure = error as? AuthorizationFailure else {
+            Issue.record("accepted")
+            return
+        }
+        #expect(failure.check == .grantNotAllowed && failure.check.errorCode == "unauthorized_client")
+    }
 }

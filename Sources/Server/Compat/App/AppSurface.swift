@@ -177,14 +177,22 @@ enum AppSurface {
 
     // MARK: Consent code
 
-    /// This surface's message for a failed authorization check.
-    static func describe(_ check: AuthorizationCheck) -> String {
+    /// This surface's answer to a failed authorization check.
+    static func failure(_ check: AuthorizationCheck) -> Failure {
         switch check {
-        case .challengeMethodUnsupported: return "code_challenge_method must be S256."
-        case .challengeMissing, .challengeMethodMissing: return "code_challenge and code_challenge_method go together."
-        case .challengeMalformed: return "code_challenge must be 43..128 characters of [A-Za-z0-9._~-]."
-        case .pkceRequired: return "Public apps must use PKCE (S256)."
-        case .nonceTooLong, .nonceNotPrintable: return "nonce must be printable and at most 255 characters."
+        case .clientMissing: return Failure(status: 400, message: "client_id is required.")
+        case .clientUnknown, .redirectURINotRegistered, .grantNotAllowed: return Failure(status: 404, message: "App not found.")
+        case .scopeMalformed: return Failure(status: 400, message: "scope is required and must be at most 255 characters.")
+        case .openIDRequired: return Failure(status: 400, message: "scope must include openid.")
+        case .challengeMethodUnsupported: return Failure(status: 400, message: "code_challenge_method must be S256.")
+        case .challengeMissing, .challengeMethodMissing: return Failure(status: 400, message: "code_challenge and code_challenge_method go together.")
+        case .challengeMalformed: return Failure(status: 400, message: "code_challenge must be 43..128 characters of [A-Za-z0-9._~-].")
+        case .pkceRequired: return Failure(status: 400, message: "Public apps must use PKCE (S256).")
+        case .nonceTooLong, .nonceNotPrintable: return Failure(status: 400, message: "nonce must be printable and at most 255 characters.")
+        // Parameters this surface does not take (the field list refuses them first).
+        case .redirectURIMissing, .parameterRepeated, .responseModeUnsupported, .responseTypeMissing, .responseTypeUnsupported,
+             .requestObjectUnsupported, .requestURIUnsupported, .scopeNotAllowed, .promptInvalid, .maxAgeInvalid, .stateTooLong:
+            return Failure(status: 400, message: AuthorizationService.describe(check))
         }
     }
 
@@ -211,31 +219,19 @@ enum AppSurface {
         for key in allowed where body[key] != nil && !(body[key]!.isNull) && body[key]!.stringValue == nil {
             throw Failure(status: 400, message: "\(key) must be a string.")
         }
-        guard let clientID = body["client_id"]?.stringValue, !clientID.isEmpty else { throw Failure(status: 400, message: "client_id is required.") }
-        guard let client = try ctx.store.read({ try EndpointKit.registry(ctx).app(forCode: clientID, organization: organization) }) else {
-            throw Failure(status: 404, message: "App not found.")
-        }
-        guard let rawScope = body["scope"]?.stringValue, rawScope.utf8.count <= 255 else {
-            throw Failure(status: 400, message: "scope is required and must be at most 255 characters.")
-        }
-        var scope: [String] = []
-        for token in rawScope.split(separator: " ").map(String.init) where AuthorizationChecks.isRequestable(token, by: client) && !scope.contains(token) {
-            scope.append(token)
-        }
-        guard scope.contains("openid") else { throw Failure(status: 400, message: "scope must include openid.") }
-        // The shared checks (AuthorizationChecks), in this surface's words.
-        let nonce: String?, challenge: String?
+        let parameters = AuthorizationParameters(clientID: body["client_id"]?.stringValue, scope: body["scope"]?.stringValue,
+                                                 nonce: body["nonce"]?.stringValue, codeChallenge: body["code_challenge"]?.stringValue,
+                                                 codeChallengeMethod: body["code_challenge_method"]?.stringValue)
+        let authorization: AuthorizationRequest
         do {
-            nonce = try AuthorizationChecks.nonce(body["nonce"]?.stringValue, printable: true)
-            challenge = try AuthorizationChecks.pkce(challenge: body["code_challenge"]?.stringValue,
-                                                     method: body["code_challenge_method"]?.stringValue, client: client)
-        } catch {
-            throw Failure(status: 400, message: AppSurface.describe(error))
+            (_, authorization) = try AuthorizationChecks.run(parameters, surface: .appAPI) { id in
+                try ctx.store.read { try EndpointKit.registry(ctx).app(forCode: id, organization: organization) }
+            }
+        } catch let failure as AuthorizationFailure {
+            throw AppSurface.failure(failure.check)
         }
-        let authorization = AuthorizationRequest(clientID: client.clientID, redirectURI: client.redirectURIs[0], redirectURISent: false,
-                                                 scope: scope, state: nil, nonce: nonce, codeChallenge: challenge, prompt: [], maxAge: nil)
         let code = try AuthorizationService(env: ctx.env, store: ctx.store)
-            .issueCode(authorization, user: user, authTime: authTime, scope: scope, remember: true, answering: nil)
+            .issueCode(authorization, user: user, authTime: authTime, scope: authorization.scope, remember: true, answering: nil)
         var response = Response.json(["code": .string(code)])
         response.headers[.cacheControl] = "no-store"
         return response
