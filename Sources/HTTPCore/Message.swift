@@ -121,6 +121,14 @@ public struct Response: Sendable {
         Response(status: status, headers: [.location: location, .cacheControl: "no-store"])
     }
 
+    /// The same response, never to be stored by a cache (RFC 9111 §5.2.2.5):
+    /// what carries a secret, a token, a code or one user's data.
+    public func noStore() -> Response {
+        var response = self
+        response.headers[.cacheControl] = "no-store"
+        return response
+    }
+
     public var bodyText: String { String(decoding: body, as: UTF8.self) }
     public var json: JSON? { try? JSON.parse(body) }
 }

@@ -166,35 +166,24 @@ public struct ClientRegistration {
     func spec(_ metadata: JSON, current: Client?) throws -> ClientSpec {
         guard let members = metadata.objectValue else { throw Refusal.invalidMetadata("The body must be a JSON object.") }
         let body = JSON.object(members.filter { ClientRegistration.known.contains($0.0) })
-        func string(_ key: String) throws -> String? {
-            switch body[key] {
-            case nil, .null?: return nil
-            case let .string(s)?: return s
-            default: throw Refusal.invalidMetadata("\(key) must be a string")
-            }
-        }
-        func strings(_ key: String) throws -> [String]? {
-            guard let value = body[key], !value.isNull else { return nil }
-            guard let items = value.arrayValue, items.allSatisfy({ $0.stringValue != nil }) else { throw Refusal.invalidMetadata("\(key) must be an array of strings") }
-            return items.compactMap(\.stringValue)
-        }
-        let grantTypes = try strings("grant_types") ?? ["authorization_code"]
-        if let responseTypes = try strings("response_types") {
+        var r = FieldReader(body) { Refusal.invalidMetadata("\($0.field) \($0.message)") }
+        let grantTypes = try r.strings("grant_types") ?? ["authorization_code"]
+        if let responseTypes = try r.strings("response_types") {
             // RFC 7591 §2.1: response types and grant types must agree; the code flow is the one response type.
             guard responseTypes == ["code"] || (responseTypes.isEmpty && !grantTypes.contains("authorization_code")) else {
                 throw Refusal.invalidMetadata("response_types must be [\"code\"]")
             }
         }
         var scope = ClientRegistration.defaultScope
-        if let raw = try string("scope") {
+        if let raw = try r.string("scope") {
             guard let parsed = Scopes.parse(raw) else { throw Refusal.invalidMetadata("scope must be space-separated scope tokens") }
             scope = parsed
         }
-        let name = try string("client_name") ?? current?.name ?? "Registered client"
-        return ClientSpec(name: name, clientURI: try string("client_uri"), redirectURIs: try strings("redirect_uris") ?? [],
-                          grantTypes: grantTypes, authMethod: try string("token_endpoint_auth_method") ?? "client_secret_basic", scope: scope,
-                          enabled: true, idTokenAlg: try string("id_token_signed_response_alg") ?? "RS256",
-                          postLogoutRedirectURIs: try strings("post_logout_redirect_uris") ?? [])
+        let name = try r.string("client_name") ?? current?.name ?? "Registered client"
+        return ClientSpec(name: name, clientURI: try r.string("client_uri"), redirectURIs: try r.strings("redirect_uris") ?? [],
+                          grantTypes: grantTypes, authMethod: try r.string("token_endpoint_auth_method") ?? "client_secret_basic", scope: scope,
+                          enabled: true, idTokenAlg: try r.string("id_token_signed_response_alg") ?? "RS256",
+                          postLogoutRedirectURIs: try r.strings("post_logout_redirect_uris") ?? [])
     }
 
     func refusal(_ e: RegistryError) -> Refusal {

@@ -29,15 +29,13 @@ extension UserEndpoints {
         clientJSON.append(("logo_uri", client.hasLogo ? .string("\(ctx.env.issuer)/api/v1/clients/\(client.clientID)/logo") : .null))
         // SPEC 7.1: the consent page names the organization that registered the client.
         let organization = try ctx.store.read { try ctx.store.organization(client.organizationID) }
-        var response = Response.json([
+        return Response.json([
             "client": .object(clientJSON),
             "organization": ["organization_id": .string(client.organizationID), "name": JSON(organization.map { ClientSpec.displaySafe($0.name) })],
             "scopes": .array(stored.request.scope.map { ["name": .string($0), "description": .string(ScopeCatalog.describe($0))] }),
             "redirect_uri": .string(stored.request.redirectURI),
             "response_mode": .string(stored.request.responseMode.rawValue),
-        ])
-        response.headers[.cacheControl] = "no-store"
-        return response
+        ]).noStore()
     }
 
     /// The answer's fields, from JSON (`{"scope": [...], "remember": bool}`)
@@ -91,12 +89,12 @@ extension UserEndpoints {
         if answer.fromForm { return toClient(response, ctx) }
         switch response.mode {
         case .query:
-            return noStore(.json(["redirect_to": .string(response.location)]))
+            return .json(["redirect_to": .string(response.location)]).noStore()
         case .formPost:
-            return noStore(.json(["form_post": [
+            return .json(["form_post": [
                 "action": .string(response.redirectURI),
                 "fields": .object(response.fields.map { ($0.name, .string($0.value)) }),
-            ]]))
+            ]]).noStore()
         }
     }
 

@@ -49,6 +49,45 @@ enum EndpointKit {
         return members
     }
 
+    // MARK: Pagination
+
+    /// How a surface names and bounds its page parameters.
+    struct Paging {
+        let limitName: String
+        let maxLimit: Int
+        /// nil: the limit is required.
+        let defaultLimit: Int?
+        let offsetRequired: Bool
+
+        /// `limit` 1..250 (50 when absent), `offset` >= 0 (the native API, /v3).
+        static let standard = Paging(limitName: "limit", maxLimit: 250, defaultLimit: 50, offsetRequired: false)
+        /// `amount` 1..255 and `offset`, both required (the app API).
+        static let amountAndOffset = Paging(limitName: "amount", maxLimit: 255, defaultLimit: nil, offsetRequired: true)
+    }
+
+    /// The page a list request asks for; a problem is the surface's own error
+    /// (`refuse`). Offsets stop at a billion: past that a scan costs without an answer.
+    static func page(_ request: Request, _ paging: Paging, refuse: (FieldError) -> any Error) throws -> (limit: Int, offset: Int) {
+        guard let items = request.queryItems else { throw refuse(FieldError("query", "is not valid percent-encoding")) }
+        func value(_ name: String) -> String? { items.first(where: { $0.0 == name })?.1 }
+        let limitRange = 1...paging.maxLimit
+        var limit = paging.defaultLimit ?? 0
+        if let raw = value(paging.limitName) {
+            guard let v = Int(raw), limitRange.contains(v) else { throw refuse(FieldError(paging.limitName, "must be \(limitRange.lowerBound)..\(limitRange.upperBound)")) }
+            limit = v
+        } else if paging.defaultLimit == nil {
+            throw refuse(FieldError(paging.limitName, "is required and must be \(limitRange.lowerBound)..\(limitRange.upperBound)"))
+        }
+        var offset = 0
+        if let raw = value("offset") {
+            guard let v = Int(raw), (0...1_000_000_000).contains(v) else { throw refuse(FieldError("offset", "must be a non-negative integer")) }
+            offset = v
+        } else if paging.offsetRequired {
+            throw refuse(FieldError("offset", "is required and must be a non-negative integer"))
+        }
+        return (limit, offset)
+    }
+
     // MARK: Logos
 
     static let maxLogoBytes = 1024 * 1024

@@ -52,9 +52,8 @@ public enum ErrorRendering {
         if let response = renderCompatible(error, surface: surface, request: request) { return response }
         switch (error, surface) {
         case let (e as OAuthError, .oauth), let (e as OAuthError, .bearer), let (e as OAuthError, .registration):
-            var response = Response.json(e.json, status: .init(code: e.status))
+            var response = Response.json(e.json, status: .init(code: e.status)).noStore()
             response.headers.append(contentsOf: HTTPFields(e.headers))
-            response.headers[.cacheControl] = "no-store"
             return response
         case let (e as OAuthError, _):
             // Bearer failures on an API: the RFC 6750 challenge plus the API's own body shape.
@@ -119,8 +118,7 @@ public enum ErrorRendering {
             response = .json(["error": .string(code), "error_description": .string(text), "request_id": .string(request.requestID)], status: status)
         }
         response.headers[.retryAfter] = String(max(1, retry))
-        response.headers[.cacheControl] = "no-store"
-        return response
+        return response.noStore()
     }
 
     /// The compatible surfaces answer in their sources' shapes; nil falls back

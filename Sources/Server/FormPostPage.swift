@@ -21,10 +21,9 @@ enum FormPostPage {
             </form></main>
             <script nonce="\(nonce)">document.forms[0].submit();</script></body></html>
             """
-        var response = Response.text(html, status: .ok, contentType: "text/html; charset=utf-8")
+        var response = Response.text(html, status: .ok, contentType: "text/html; charset=utf-8").noStore()
         response.headers[.contentSecurityPolicy] = "default-src 'none'; script-src 'nonce-\(nonce)'; style-src 'self'; "
             + "form-action \(formAction(r)); base-uri 'none'; frame-ancestors 'none'"
-        response.headers[.cacheControl] = "no-store"
         return response
     }
 

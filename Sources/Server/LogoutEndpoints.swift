@@ -17,9 +17,8 @@ enum LogoutEndpoints {
             <meta name="viewport" content="width=device-width, initial-scale=1"><link rel="stylesheet" href="/assets/latchkey.css"></head>
             <body><main class="card"><h1>\(XMLElement.escape(title))</h1>\(body)</main></body></html>
             """
-        var response = Response.text(html, status: status, contentType: "text/html; charset=utf-8")
+        var response = Response.text(html, status: status, contentType: "text/html; charset=utf-8").noStore()
         response.headers[.contentSecurityPolicy] = csp(formAction: formAction)
-        response.headers[.cacheControl] = "no-store"
         return response
     }
 

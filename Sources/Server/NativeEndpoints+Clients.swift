@@ -24,10 +24,9 @@ extension NativeEndpoints {
         let issued = try EndpointKit.registry(ctx).create(spec, caller: caller)
         var body = ClientRepresentation.json(issued.client, issuer: ctx.env.issuer)
         if let secret = issued.secret { body.set("client_secret", .string(secret)) }
-        var response = Response.json(body, status: 201)
+        var response = Response.json(body, status: 201).noStore()
         response.headers[.location] = "\(ctx.env.issuer)/api/v1/clients/\(issued.client.clientID)"
         response.headers[.eTag] = "\"\(issued.client.version)\""
-        response.headers[.cacheControl] = "no-store"
         return response
     }
 
@@ -36,9 +35,8 @@ extension NativeEndpoints {
         let (limit, offset) = try listParams(request)
         let prefix = request.queryValue("client_name")
         let (clients, total) = try EndpointKit.registry(ctx).list(caller: caller, namePrefix: prefix, limit: limit, offset: offset)
-        var response = Response.json(["clients": .array(clients.map { ClientRepresentation.json($0, issuer: ctx.env.issuer) })])
+        var response = Response.json(["clients": .array(clients.map { ClientRepresentation.json($0, issuer: ctx.env.issuer) })]).noStore()
         response.headers[.xTotalCount] = String(total)
-        response.headers[.cacheControl] = "no-store"
         return response
     }
 
@@ -99,12 +97,10 @@ extension NativeEndpoints {
             }
         }
         let issued = try EndpointKit.registry(ctx).rotateSecret(id, caller: caller, graceSeconds: grace)
-        var response = Response.json([
+        return Response.json([
             "client_id": .string(issued.client.clientID), "client_secret": JSON(issued.secret),
             "previous_secret_expires_at": issued.previousSecretExpiresAt.map { .string(Timestamp.rfc3339(millis: $0)) } ?? .null,
-        ])
-        response.headers[.cacheControl] = "no-store"
-        return response
+        ]).noStore()
     }
 
     static func rotateSecret(_ request: Request, _ ctx: RequestContext) throws -> Response {
@@ -130,9 +126,8 @@ extension NativeEndpoints {
                 "surface": .string(e.surface), "request_id": JSON(e.requestID), "details": e.details,
                 "created_at": .string(Timestamp.rfc3339(millis: e.createdAt)),
             ]
-        })])
+        })]).noStore()
         response.headers[.xTotalCount] = String(total)
-        response.headers[.cacheControl] = "no-store"
         return response
     }
 }

@@ -56,60 +56,28 @@ enum NativeEndpoints {
     /// Builds a spec from a (complete) body, defaults for what is omitted;
     /// wrong types are field errors.
     static func spec(from body: JSON, attributes: JSON = .object([])) throws -> ClientSpec {
-        var errors: [FieldError] = []
-        func string(_ key: String, required: Bool = false) -> String? {
-            switch body[key] {
-            case nil, .null?:
-                if required { errors.append(FieldError(key, "is required")) }
-                return nil
-            case let .string(s)?: return s
-            case let other?:
-                errors.append(FieldError(key, "must be a string, not \(other.typeName)"))
-                return nil
-            }
-        }
-        func strings(_ key: String) -> [String]? {
-            guard let value = body[key], !value.isNull else { return nil }
-            guard let items = value.arrayValue else { errors.append(FieldError(key, "must be an array of strings")); return nil }
-            var out: [String] = []
-            for (i, item) in items.enumerated() {
-                guard let s = item.stringValue else { errors.append(FieldError("\(key)[\(i)]", "must be a string")); continue }
-                out.append(s)
-            }
-            return out
-        }
-        func int(_ key: String) -> Int? {
-            guard let value = body[key], !value.isNull else { return nil }
-            guard case let .int(i) = value, let v = Int(exactly: i) else {
-                errors.append(FieldError(key, "must be an integer"))
-                return nil
-            }
-            return v
-        }
-        let clientID = string("client_id")
-        let name = string("client_name", required: true) ?? ""
-        let description = string("description")
-        let clientURI = string("client_uri")
-        let redirectURIs = strings("redirect_uris") ?? []
-        let grantTypes = strings("grant_types")
-        let method = string("token_endpoint_auth_method") ?? "client_secret_basic"
+        var r = FieldReader(collecting: body)
+        let clientID = try r.string("client_id")
+        let name = try r.string("client_name", required: true) ?? ""
+        let description = try r.string("description")
+        let clientURI = try r.string("client_uri")
+        let redirectURIs = try r.strings("redirect_uris") ?? []
+        let grantTypes = try r.strings("grant_types")
+        let method = try r.string("token_endpoint_auth_method") ?? "client_secret_basic"
         var scope: [String] = []
-        if let raw = string("scope") {
-            if let parsed = Scopes.parse(raw) { scope = parsed } else { errors.append(FieldError("scope", "must be space-separated scope tokens")) }
+        if let raw = try r.string("scope") {
+            if let parsed = Scopes.parse(raw) { scope = parsed } else { try r.fail("scope", "must be space-separated scope tokens") }
         }
-        let accessTTL = int("access_token_ttl") ?? 900
-        let refreshTTL = int("refresh_token_ttl") ?? 2_592_000
-        let idTokenAlg = string("id_token_signed_response_alg") ?? "ES256"
-        let postLogout = strings("post_logout_redirect_uris") ?? []
-        var enabled = true
-        if let value = body["enabled"], !value.isNull {
-            if let b = value.boolValue { enabled = b } else { errors.append(FieldError("enabled", "must be a boolean")) }
-        }
+        let accessTTL = try r.int("access_token_ttl") ?? 900
+        let refreshTTL = try r.int("refresh_token_ttl") ?? 2_592_000
+        let idTokenAlg = try r.string("id_token_signed_response_alg") ?? "ES256"
+        let postLogout = try r.strings("post_logout_redirect_uris") ?? []
+        let enabled = try r.bool("enabled") ?? true
         var extra: JSON = .object([])
         if let value = body["extra_data"], !value.isNull {
-            if value.objectValue != nil { extra = value } else { errors.append(FieldError("extra_data", "must be a JSON object")) }
+            if value.objectValue != nil { extra = value } else { try r.fail("extra_data", "must be a JSON object") }
         }
-        if !errors.isEmpty { throw RegistryError.invalid(errors) }
+        if !r.errors.isEmpty { throw RegistryError.invalid(r.errors) }
         return ClientSpec(clientID: clientID, name: name, description: description, clientURI: clientURI, redirectURIs: redirectURIs,
                           grantTypes: grantTypes, authMethod: method, scope: scope, accessTokenTTL: accessTTL, refreshTokenTTL: refreshTTL,
                           enabled: enabled, extraData: extra, attributes: attributes, idTokenAlg: idTokenAlg,
@@ -134,27 +102,13 @@ enum NativeEndpoints {
     }
 
     static func withClient(_ client: Client, _ ctx: RequestContext, status: HTTPResponse.Status = .ok) -> Response {
-        var response = Response.json(ClientRepresentation.json(client, issuer: ctx.env.issuer), status: status)
+        var response = Response.json(ClientRepresentation.json(client, issuer: ctx.env.issuer), status: status).noStore()
         response.headers[.eTag] = "\"\(client.version)\""
-        response.headers[.cacheControl] = "no-store"
         return response
     }
 
     static func listParams(_ request: Request) throws -> (limit: Int, offset: Int) {
-        guard let items = request.queryItems else { throw APIProblem.invalidBody("The query string is not valid percent-encoding.") }
-        var limit = 50, offset = 0
-        for (k, v) in items {
-            switch k {
-            case "limit":
-                guard let l = Int(v), (1...250).contains(l) else { throw RegistryError.invalid([FieldError("limit", "must be 1..250")]) }
-                limit = l
-            case "offset":
-                guard let o = Int(v), o >= 0, o <= 1_000_000_000 else { throw RegistryError.invalid([FieldError("offset", "must be a non-negative integer")]) }
-                offset = o
-            default: break
-            }
-        }
-        return (limit, offset)
+        try EndpointKit.page(request, .standard) { RegistryError.invalid([$0]) }
     }
 
 }

@@ -9,43 +9,39 @@ enum ProfileEndpoints {
 
     static func get(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let (_, user) = try UserEndpoints.sessionUser(request, ctx, write: false)
-        return UserEndpoints.noStore(.json(try ProfileService(env: ctx.env, store: ctx.store).current(userID: user.id).json))
+        return Response.json(try ProfileService(env: ctx.env, store: ctx.store).current(userID: user.id).json).noStore()
     }
 
     /// The body replaces the profile: a field absent, null or empty is cleared.
     static func put(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let (_, user) = try UserEndpoints.sessionUser(request, ctx, write: true)
         let members = try EndpointKit.jsonObject(request)
-        var errors: [FieldError] = []
-        var profile = UserProfile()
-        func text(_ value: JSON?, _ field: String) -> String? {
-            switch value {
-            case nil, .null?: return nil
-            case let .string(s)?: return s.isEmpty ? nil : s
-            default:
-                errors.append(FieldError(field, "must be a string"))
-                return nil
-            }
-        }
         let body = JSON.object(members)
-        for (key, _) in members where !fields.contains(key) { errors.append(FieldError(key, "is not a profile field")) }
-        profile.givenName = text(body["given_name"], "given_name")
-        profile.familyName = text(body["family_name"], "family_name")
-        profile.locale = text(body["locale"], "locale")
-        profile.zoneinfo = text(body["zoneinfo"], "zoneinfo")
-        profile.phoneNumber = text(body["phone_number"], "phone_number")
+        var r = FieldReader(collecting: body)
+        for (key, _) in members where !fields.contains(key) { try r.fail(key, "is not a profile field") }
+        // An empty string clears the field, as null does.
+        func text(_ reader: inout FieldReader, _ key: String) throws -> String? { try reader.string(key).flatMap { $0.isEmpty ? nil : $0 } }
+        var profile = UserProfile()
+        profile.givenName = try text(&r, "given_name")
+        profile.familyName = try text(&r, "family_name")
+        profile.locale = try text(&r, "locale")
+        profile.zoneinfo = try text(&r, "zoneinfo")
+        profile.phoneNumber = try text(&r, "phone_number")
+        var errors = r.errors
         if let address = body["address"], !address.isNull {
             if let parts = address.objectValue {
-                for (key, value) in parts {
-                    guard UserProfile.addressFields.contains(key) else { errors.append(FieldError("address.\(key)", "is not an address field")); continue }
-                    profile.address[key] = text(value, "address.\(key)")
+                var a = FieldReader(collecting: address, prefix: "address.")
+                for (key, _) in parts {
+                    guard UserProfile.addressFields.contains(key) else { try a.fail(key, "is not an address field"); continue }
+                    profile.address[key] = try text(&a, key)
                 }
+                errors += a.errors
             } else {
                 errors.append(FieldError("address", "must be an object"))
             }
         }
         if !errors.isEmpty { throw RegistryError.invalid(errors) }
         let stored = try ProfileService(env: ctx.env, store: ctx.store).update(userID: user.id, actor: user.id, surface: "account") { $0 = profile }
-        return UserEndpoints.noStore(.json(stored.json))
+        return Response.json(stored.json).noStore()
     }
 }

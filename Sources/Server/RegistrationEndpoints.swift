@@ -11,8 +11,7 @@ enum RegistrationEndpoints {
     static func metadata(_ request: Request) throws -> JSON { .object(try EndpointKit.jsonObject(request)) }
 
     static func answer(_ registered: ClientRegistration.Registered, _ ctx: RequestContext, status: HTTPResponse.Status) -> Response {
-        var response = Response.json(ClientRegistration.json(registered, issuer: ctx.env.issuer), status: status)
-        response.headers[.cacheControl] = "no-store"
+        var response = Response.json(ClientRegistration.json(registered, issuer: ctx.env.issuer), status: status).noStore()
         response.headers[.pragma] = "no-cache"
         return response
     }
@@ -61,12 +60,11 @@ enum RegistrationEndpoints {
         default:
             return nil
         }
-        var response = Response.json(["error": .string(code), "error_description": .string(text)], status: status)
+        var response = Response.json(["error": .string(code), "error_description": .string(text)], status: status).noStore()
         // RFC 6750 §3.1: no error code in the challenge when no credentials were sent.
         if status == .unauthorized {
             response.headers[.wwwAuthenticate] = request.headers.value(.authorization) == nil ? "Bearer realm=\"latchkey\"" : "Bearer error=\"invalid_token\""
         }
-        response.headers[.cacheControl] = "no-store"
         return response
     }
 }

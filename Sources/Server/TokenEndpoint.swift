@@ -52,9 +52,10 @@ struct OAuthForm {
 }
 
 enum TokenEndpoint {
-    static func noStore(_ response: Response) -> Response {
-        var r = response
-        r.headers[.cacheControl] = "no-store"
+    /// RFC 6749 §5.1: token responses carry `Cache-Control: no-store` and,
+    /// for HTTP/1.0 caches, `Pragma: no-cache`.
+    static func uncached(_ response: Response) -> Response {
+        var r = response.noStore()
         r.headers[.pragma] = "no-cache"
         return r
     }
@@ -66,14 +67,14 @@ enum TokenEndpoint {
         let credentials = try form.credentials(request)
         let exchange = TokenExchange(service: ctx.tokens, authenticator: ctx.clientAuthenticator(request))
         let result = try exchange.exchange(TokenRequest(grantType: grantType, parameters: form.values), credentials: credentials)
-        return noStore(.json(result.json))
+        return uncached(.json(result.json))
     }
 
     /// RFC 7662 §2.
     static func introspect(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let form = try OAuthForm(request)
         let credentials = try form.credentials(request)
-        return noStore(.json(try ctx.store.read {
+        return uncached(.json(try ctx.store.read {
             let caller = try ctx.clientAuthenticator(request).authenticate(credentials, allowPublic: false)
             guard let token = form["token"] else { throw OAuthError.invalidRequest("token is required.") }
             return try ctx.tokens.introspect(token: token, caller: caller)
@@ -87,6 +88,6 @@ enum TokenEndpoint {
         let caller = try ctx.store.read { try ctx.clientAuthenticator(request).authenticate(credentials, allowPublic: true) }
         guard let token = form["token"] else { throw OAuthError.invalidRequest("token is required.") }
         try ctx.tokens.revoke(token: token, caller: caller)
-        return noStore(Response(status: 200))
+        return uncached(Response(status: 200))
     }
 }

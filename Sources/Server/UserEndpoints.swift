@@ -72,21 +72,18 @@ enum UserEndpoints {
         }
         let secure = secureCookies(request, ctx)
         let maxAge = Int(SessionService.lifetimeMillis / 1000)
-        var response = Response.empty()
+        var response = Response.empty().noStore()
         response.headers.add(.setCookie, Cookies.make(name: sessionCookie, value: started.token, maxAge: maxAge, httpOnly: true, secure: secure))
         response.headers.add(.setCookie, Cookies.make(name: csrfCookie, value: started.csrf, maxAge: maxAge, httpOnly: false, secure: secure))
-        response.headers[.cacheControl] = "no-store"
         return response
     }
 
     static func currentSession(_ request: Request, _ ctx: RequestContext) throws -> Response {
         guard let (s, user) = try session(request, ctx) else { throw signInRequired }
-        var response = Response.json([
+        return Response.json([
             "user_id": .string(user.id), "username": .string(user.username), "name": JSON(user.name), "email": JSON(user.email),
             "auth_time": .int(s.authTime),
-        ])
-        response.headers[.cacheControl] = "no-store"
-        return response
+        ]).noStore()
     }
 
     static func logout(_ request: Request, _ ctx: RequestContext) throws -> Response {
@@ -108,9 +105,8 @@ enum UserEndpoints {
             <body><main class="card"><h1>This sign-in link does not work</h1><p role="alert">\(XMLElement.escape(message))</p>
             <p>Go back to the application and try again.</p></main></body></html>
             """
-        var response = Response.text(html, status: 400, contentType: "text/html; charset=utf-8")
+        var response = Response.text(html, status: 400, contentType: "text/html; charset=utf-8").noStore()
         response.headers[.contentSecurityPolicy] = "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'"
-        response.headers[.cacheControl] = "no-store"
         return response
     }
 
@@ -163,12 +159,6 @@ enum UserEndpoints {
     }
 
 
-    static func noStore(_ r: Response) -> Response {
-        var response = r
-        response.headers[.cacheControl] = "no-store"
-        return response
-    }
-
     // MARK: Userinfo
 
     static func userinfo(_ request: Request, _ ctx: RequestContext) throws -> Response {
@@ -177,7 +167,7 @@ enum UserEndpoints {
            let items = FormEncoding.parse(request.body) {
             token = items.first(where: { $0.0 == "access_token" })?.1
         }
-        return noStore(.json(try ctx.store.read { try ctx.tokens.userinfo(token) }))
+        return .json(try ctx.store.read { try ctx.tokens.userinfo(token) }).noStore()
     }
 
     // MARK: Connections
@@ -198,7 +188,7 @@ enum UserEndpoints {
     static func listConnections(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let user = try user(request, ctx, scopes: ["connections:read"], write: false)
         let list = try ConnectionService(env: ctx.env, store: ctx.store).list(userID: user.id)
-        return noStore(.json(["connections": .array(list.map { connectionJSON($0.0, $0.1, ctx) })]))
+        return .json(["connections": .array(list.map { connectionJSON($0.0, $0.1, ctx) })]).noStore()
     }
 
     static func getConnection(_ request: Request, _ ctx: RequestContext) throws -> Response {
@@ -206,7 +196,7 @@ enum UserEndpoints {
         guard let (c, client) = try ConnectionService(env: ctx.env, store: ctx.store).get(userID: user.id, clientID: ctx.param("client_id")) else {
             throw APIProblem.notFound()
         }
-        return noStore(.json(connectionJSON(c, client, ctx)))
+        return .json(connectionJSON(c, client, ctx)).noStore()
     }
 
     static func deleteConnection(_ request: Request, _ ctx: RequestContext) throws -> Response {

@@ -63,25 +63,23 @@ enum AppSurface {
         if let unknown = members.first(where: { !["name", "url", "redirect_uri"].contains($0.0) }) {
             throw Failure(status: 400, message: "Unknown field: \(unknown.0).")
         }
-        let body = JSON.object(members)
-        guard let name = body["name"]?.stringValue else { throw Failure(status: 400, message: "name is required and must be a string.") }
-        guard let redirect = body["redirect_uri"]?.stringValue, !redirect.isEmpty else {
-            throw Failure(status: 400, message: "redirect_uri is required and must be a string.")
+        var r = FieldReader(.object(members)) { Failure(status: 400, message: "\($0.field) \($0.message).") }
+        let name = try r.string("name", required: true)!
+        guard let redirect = try r.string("redirect_uri", required: true), !redirect.isEmpty else {
+            throw Failure(status: 400, message: "redirect_uri is required.")
         }
         guard redirect.utf8.count <= 512 else { throw Failure(status: 400, message: "redirect_uri must be at most 512 characters.") }
-        var url: String?
-        switch body["url"] {
-        case nil, .null?: url = nil
-        case let .string(s)?:
-            guard s.utf8.count <= 512 else { throw Failure(status: 400, message: "url must be at most 512 characters.") }
-            url = s.isEmpty ? nil : s
-        default: throw Failure(status: 400, message: "url must be a string.")
-        }
-        return (name, url, redirect)
+        let url = try r.string("url")
+        guard (url?.utf8.count ?? 0) <= 512 else { throw Failure(status: 400, message: "url must be at most 512 characters.") }
+        return (name, url?.isEmpty == false ? url : nil, redirect)
     }
 
     static func spec(_ f: (name: String, url: String?, redirect: String)) -> ClientSpec {
         ClientSpec(name: f.name, clientURI: f.url, redirectURIs: [f.redirect], grantTypes: ["authorization_code", "refresh_token"], scope: appScope)
+    }
+
+    static func page(_ request: Request) throws -> (limit: Int, offset: Int) {
+        try EndpointKit.page(request, .amountAndOffset) { Failure(status: 400, message: "\($0.field) \($0.message).") }
     }
 
     static func caller(_ request: Request, _ ctx: RequestContext, _ scope: String) throws -> Caller {
@@ -112,12 +110,7 @@ enum AppSurface {
 
     static func list(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let caller = try caller(request, ctx, readScope)
-        guard let amount = request.queryValue("amount").flatMap(Int.init), (1...255).contains(amount) else {
-            throw Failure(status: 400, message: "amount is required and must be 1..255.")
-        }
-        guard let offset = request.queryValue("offset").flatMap(Int.init), offset >= 0 else {
-            throw Failure(status: 400, message: "offset is required and must be a non-negative integer.")
-        }
+        let (amount, offset) = try page(request)
         let registry = EndpointKit.registry(ctx)
         let page = try registry.list(caller: caller, namePrefix: nil, limit: amount, offset: offset)
         let previews = try ctx.store.read { try registry.logoPreviews(of: page.clients) }
@@ -130,9 +123,7 @@ enum AppSurface {
     static func create(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let caller = try caller(request, ctx, writeScope)
         let issued = try EndpointKit.registry(ctx).create(spec(try fields(request)), caller: caller)
-        var response = Response.json(["client_id": .string(issued.client.clientID), "key": JSON(issued.secret)], status: 201)
-        response.headers[.cacheControl] = "no-store"
-        return response
+        return Response.json(["client_id": .string(issued.client.clientID), "key": JSON(issued.secret)], status: 201).noStore()
     }
 
     static func update(_ request: Request, _ ctx: RequestContext) throws -> Response {
@@ -164,9 +155,7 @@ enum AppSurface {
     static func rotate(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let caller = try caller(request, ctx, writeScope)
         let issued = try EndpointKit.registry(ctx).rotateSecret(ctx.param("client_id"), caller: caller, graceSeconds: 0)
-        var response = Response.json(["client_id": .string(issued.client.clientID), "key": JSON(issued.secret)])
-        response.headers[.cacheControl] = "no-store"
-        return response
+        return Response.json(["client_id": .string(issued.client.clientID), "key": JSON(issued.secret)]).noStore()
     }
 
     static func delete(_ request: Request, _ ctx: RequestContext) throws -> Response {
@@ -215,13 +204,10 @@ enum AppSurface {
         let members = try EndpointKit.jsonObject(request)
         let allowed = ["client_id", "scope", "nonce", "code_challenge", "code_challenge_method"]
         if let unknown = members.first(where: { !allowed.contains($0.0) }) { throw Failure(status: 400, message: "Unknown field: \(unknown.0).") }
-        let body = JSON.object(members)
-        for key in allowed where body[key] != nil && !(body[key]!.isNull) && body[key]!.stringValue == nil {
-            throw Failure(status: 400, message: "\(key) must be a string.")
-        }
-        let parameters = AuthorizationParameters(clientID: body["client_id"]?.stringValue, scope: body["scope"]?.stringValue,
-                                                 nonce: body["nonce"]?.stringValue, codeChallenge: body["code_challenge"]?.stringValue,
-                                                 codeChallengeMethod: body["code_challenge_method"]?.stringValue)
+        var r = FieldReader(.object(members)) { Failure(status: 400, message: "\($0.field) \($0.message).") }
+        let parameters = AuthorizationParameters(clientID: try r.string("client_id"), scope: try r.string("scope"), nonce: try r.string("nonce"),
+                                                 codeChallenge: try r.string("code_challenge"),
+                                                 codeChallengeMethod: try r.string("code_challenge_method"))
         let authorization: AuthorizationRequest
         do {
             (_, authorization) = try AuthorizationChecks.run(parameters, surface: .appAPI) { id in
@@ -232,19 +218,14 @@ enum AppSurface {
         }
         let code = try AuthorizationService(env: ctx.env, store: ctx.store)
             .issueCode(authorization, user: user, authTime: authTime, scope: authorization.scope, remember: true, answering: nil)
-        var response = Response.json(["code": .string(code)])
-        response.headers[.cacheControl] = "no-store"
-        return response
+        return Response.json(["code": .string(code)]).noStore()
     }
 
     // MARK: Connections
 
     static func listConnections(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let user = try UserEndpoints.user(request, ctx, scopes: ["gov.user.oauth.connection:read"], write: false)
-        guard let amount = request.queryValue("amount").flatMap(Int.init), (1...255).contains(amount),
-              let offset = request.queryValue("offset").flatMap(Int.init), offset >= 0 else {
-            throw Failure(status: 400, message: "amount (1..255) and offset (>= 0) are required.")
-        }
+        let (amount, offset) = try page(request)
         let list = try ConnectionService(env: ctx.env, store: ctx.store).list(userID: user.id, limit: amount, offset: offset)
         return .json(["connections": .array(list.map { UserEndpoints.connectionJSON($0.0, $0.1, ctx, withName: false) })])
     }

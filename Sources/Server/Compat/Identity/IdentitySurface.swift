@@ -88,70 +88,39 @@ enum IdentitySurface {
     /// The spec a complete v3 body describes; `current` supplies what the body cannot set.
     static func spec(_ body: JSON, creatorScope: [String]?, current: Client?) throws -> ClientSpec {
         func fail(_ field: String, _ why: String) -> Failure { Failure(status: 400, message: "\(field) \(why)", field: field) }
-        func string(_ k: String, required: Bool = false) throws -> String? {
-            switch body[k] {
-            case nil, .null?:
-                if required { throw fail(k, "is required") }
-                return nil
-            case let .string(s)?: return s
-            default: throw fail(k, "must be a string")
-            }
-        }
-        func bool(_ k: String, required: Bool = false) throws -> Bool? {
-            switch body[k] {
-            case nil, .null?:
-                if required { throw fail(k, "is required") }
-                return nil
-            case let .bool(b)?: return b
-            default: throw fail(k, "must be a boolean")
-            }
-        }
-        func int(_ k: String, required: Bool = false) throws -> Int? {
-            switch body[k] {
-            case nil, .null?:
-                if required { throw fail(k, "is required") }
-                return nil
-            case let .int(i)?: return Int(i)
-            default: throw fail(k, "must be an integer")
-            }
-        }
-        func strings(_ k: String) throws -> [String]? {
-            guard let v = body[k], !v.isNull else { return nil }
-            guard let items = v.arrayValue, items.allSatisfy({ $0.stringValue != nil }) else { throw fail(k, "must be an array of strings") }
-            return items.compactMap(\.stringValue)
-        }
-        let name = try string("name", required: true)!
-        let description = try string("description", required: true)!
-        let accessTTL = try int("accessTokenValiditySeconds", required: true)!
-        guard let grantItems = try strings("grantTypes") else { throw fail("grantTypes", "is required") }
+        var r = FieldReader(body) { fail($0.field, $0.message) }
+        let name = try r.string("name", required: true)!
+        let description = try r.string("description", required: true)!
+        let accessTTL = try r.int("accessTokenValiditySeconds", required: true)!
+        guard let grantItems = try r.strings("grantTypes", required: true) else { throw fail("grantTypes", "is required") }
         var grants: [String] = []
         for g in grantItems {
             guard let mapped = grantNames[g] else { throw fail("grantTypes", "must contain only CLIENT_CREDENTIALS, AUTHORIZATION_CODE, REFRESH_TOKEN") }
             if !grants.contains(mapped) { grants.append(mapped) }
         }
-        guard let accessType = try string("accessType", required: true), ["ONLINE", "OFFLINE"].contains(accessType) else {
+        guard let accessType = try r.string("accessType", required: true), ["ONLINE", "OFFLINE"].contains(accessType) else {
             throw fail("accessType", "must be ONLINE or OFFLINE")
         }
-        let enabled = try bool("enabled", required: true)!
-        let type = try string("type") ?? (current.map { $0.isPublic ? "PUBLIC" : "CONFIDENTIAL" } ?? "CONFIDENTIAL")
+        let enabled = try r.bool("enabled", required: true)!
+        let type = try r.string("type") ?? (current.map { $0.isPublic ? "PUBLIC" : "CONFIDENTIAL" } ?? "CONFIDENTIAL")
         guard ["CONFIDENTIAL", "PUBLIC"].contains(type) else { throw fail("type", "must be CONFIDENTIAL or PUBLIC") }
         var scope = current?.scope ?? creatorScope ?? []
-        if let items = try strings("scope") {
+        if let items = try r.strings("scope") {
             guard items.allSatisfy(Scopes.isValidToken) else { throw fail("scope", "must contain valid scope names") }
             scope = []
             for s in items where !scope.contains(s) { scope.append(s) }
         }
         var attributes: JSON = current?.attributes ?? .object([])
-        attributes.set("businessName", JSON(try string("businessName")))
+        attributes.set("businessName", JSON(try r.string("businessName")))
         attributes.set("accessType", .string(accessType))
         (accessType == "OFFLINE" ? RefreshTokenPolicy.always : .withOfflineAccess).store(in: &attributes)
-        attributes.set("internal", .bool(try bool("internal") ?? attributes["internal"]?.boolValue ?? false))
-        attributes.set("strongAuthSupported", .bool(try bool("strongAuthSupported") ?? false))
-        attributes.set("claimsSupported", .bool(try bool("claimsSupported") ?? false))
+        attributes.set("internal", .bool(try r.bool("internal") ?? attributes["internal"]?.boolValue ?? false))
+        attributes.set("strongAuthSupported", .bool(try r.bool("strongAuthSupported") ?? false))
+        attributes.set("claimsSupported", .bool(try r.bool("claimsSupported") ?? false))
         if let bn = attributes["businessName"]?.stringValue, bn.utf8.count > 255 { throw fail("businessName", "must be at most 255 bytes") }
-        return ClientSpec(name: name, description: description, clientURI: try string("homepageUrl"), redirectURIs: try strings("redirectUris") ?? [],
+        return ClientSpec(name: name, description: description, clientURI: try r.string("homepageUrl"), redirectURIs: try r.strings("redirectUris") ?? [],
                           grantTypes: grants, authMethod: type == "PUBLIC" ? "none" : "client_secret_basic", scope: scope,
-                          accessTokenTTL: accessTTL, refreshTokenTTL: try int("refreshTokenValiditySeconds") ?? current?.refreshTokenTTL ?? 2_592_000,
+                          accessTokenTTL: accessTTL, refreshTokenTTL: try r.int("refreshTokenValiditySeconds") ?? current?.refreshTokenTTL ?? 2_592_000,
                           enabled: enabled, extraData: current?.extraData ?? .object([]), attributes: attributes,
                           // Fields this surface does not know stay as they are.
                           idTokenAlg: current?.idTokenAlg.rawValue ?? "ES256", postLogoutRedirectURIs: current?.postLogoutRedirectURIs ?? [])
@@ -172,9 +141,7 @@ enum IdentitySurface {
         let caller = try caller(request, ctx, [manageScope])
         let spec = try spec(.object(try body(request)), creatorScope: caller.scopes, current: nil)
         let issued = try EndpointKit.registry(ctx).create(spec, caller: caller)
-        var response = Response.json(json(issued.client, secret: issued.secret))
-        response.headers[.cacheControl] = "no-store"
-        return response
+        return Response.json(json(issued.client, secret: issued.secret)).noStore()
     }
 
     static func list(_ request: Request, _ ctx: RequestContext) throws -> Response {
@@ -191,19 +158,10 @@ enum IdentitySurface {
                               field: "filters")
             }
         }
-        var limit = 50, offset = 0
-        if let l = request.queryValue("limit") {
-            guard let v = Int(l), (1...250).contains(v) else { throw Failure(status: 400, message: "limit must be 1..250", field: "limit") }
-            limit = v
-        }
-        if let o = request.queryValue("offset") {
-            guard let v = Int(o), v >= 0 else { throw Failure(status: 400, message: "offset must be >= 0", field: "offset") }
-            offset = v
-        }
+        let (limit, offset) = try EndpointKit.page(request, .standard) { Failure(status: 400, message: "\($0.field) \($0.message)", field: $0.field) }
         let page = try EndpointKit.registry(ctx).list(caller: caller, filter: filter, limit: limit, offset: offset)
-        var response = Response.json(.array(page.clients.map { json($0) }))
+        var response = Response.json(.array(page.clients.map { json($0) })).noStore()
         if request.queryValue("count") == "true" { response.headers[.xTotalCount] = String(page.total) }
-        response.headers[.cacheControl] = "no-store"
         return response
     }
 

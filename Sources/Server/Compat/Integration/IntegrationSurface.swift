@@ -84,13 +84,8 @@ enum IntegrationSurface {
     }
 
     static func string(_ body: JSON, _ key: String, required: Bool) throws -> String? {
-        switch body[key] {
-        case nil, .null?:
-            if required { throw Failure.payload(key, "is required") }
-            return nil
-        case let .string(s)?: return s
-        default: throw Failure.payload(key, "must be a string")
-        }
+        var r = FieldReader(body) { Failure.payload($0.field, $0.message) }
+        return try r.string(key, required: required)
     }
 
     static func password(_ body: JSON) throws -> String {

@@ -98,42 +98,23 @@ enum UpstreamSurface {
         guard let members = body.objectValue else { throw Failure(status: 400, message: "The body must be a JSON object.") }
         if let unknown = members.first(where: { !fields.contains($0.0) }) { throw bad(unknown.0, "is not a known field") }
         var input = UpstreamInput()
-        func string(_ key: String) throws -> String? {
-            switch body[key] {
-            case nil, .null?: return nil
-            case let .string(s)?: return s
-            default: throw bad(key, "must be a string")
-            }
-        }
-        func strings(_ key: String) throws -> [String]? {
-            guard let v = body[key], !v.isNull else { return nil }
-            guard let items = v.arrayValue, items.allSatisfy({ $0.stringValue != nil }) else { throw bad(key, "must be an array of strings") }
-            return items.compactMap(\.stringValue)
-        }
-        input.sysID = try string("sysId")
-        input.name = try string("name")
-        input.tenantID = try string("tenantId")
-        input.clientID = try string("clientId")
-        input.clientSecret = try string("clientSecret")
-        input.description = try string("description")
-        input.opswiseGroups = try strings("opswiseGroups")
-        input.scopes = try strings("scopes")
+        var r = FieldReader(body) { bad($0.field, $0.message) }
+        input.sysID = try r.string("sysId")
+        input.name = try r.string("name")
+        input.tenantID = try r.string("tenantId")
+        input.clientID = try r.string("clientId")
+        input.clientSecret = try r.string("clientSecret")
+        input.description = try r.string("description")
+        input.opswiseGroups = try r.strings("opswiseGroups")
+        input.scopes = try r.strings("scopes")
         switch body["provider"] {
         case nil, .null?: break
         case let .string(s)?: input.provider = s
         case let .int(i)?: input.provider = String(i)
         default: throw bad("provider", "must be Azure AD or Google")
         }
-        switch body["retainSysIds"] {
-        case nil, .null?: break
-        case let .bool(b)?: input.retainSysIDs = b
-        default: throw bad("retainSysIds", "must be a boolean")
-        }
-        switch body["version"] {
-        case nil, .null?: break
-        case let .int(v)?: input.version = Int(v)
-        default: throw bad("version", "must be an integer")
-        }
+        input.retainSysIDs = try r.bool("retainSysIds") ?? input.retainSysIDs
+        input.version = try r.int("version")
         if let v = body["clusterRedirectUrls"], !v.isNull {
             guard let items = v.arrayValue else { throw bad("clusterRedirectUrls", "must be an array") }
             input.clusterRedirectURLs = try items.enumerated().map { i, item in
