@@ -43,6 +43,8 @@ public struct AuthorizationService {
         case .scopeMalformed: return "scope is missing or malformed."
         case .scopeNotAllowed: return "The client may not request this scope."
         case .openIDRequired: return "scope must include openid."
+        case .claimsMalformed: return "claims must be a JSON object as OpenID Connect Core 5.5 describes (at most 4096 bytes, 32 claims)."
+        case .acrUnmet: return "The essential acr asked for cannot be met: Latchkey signs users in with a password (acr 1)."
         case .challengeMethodUnsupported, .challengeMethodMissing: return "code_challenge_method must be S256."
         case .challengeMissing: return "code_challenge is missing."
         case .challengeMalformed: return "code_challenge is malformed."
@@ -166,7 +168,8 @@ public struct AuthorizationService {
             }
             return .consent(requestID: requestID)
         }
-        return .respond(try grant(stored, user: user, authTime: session!.session.authTime, scope: request.scope, remember: true))
+        return .respond(try grant(stored, user: user, authTime: session!.session.authTime, sid: BackchannelLogout.sid(sessionIDHash: session!.session.idHash),
+                                  scope: request.scope, remember: true))
     }
 
     func answerWithError(_ stored: StoredAuthorizationRequest, _ error: String, _ description: String) throws -> AuthorizeDecision {
@@ -176,15 +179,17 @@ public struct AuthorizationService {
 
     /// Answers the request with a code for `scope` (a subset of what was
     /// asked), records the connection, and returns the client's response.
-    func grant(_ stored: StoredAuthorizationRequest, user: User, authTime: Int64, scope: [String], remember: Bool) throws -> AuthorizationResponse {
-        let code = try issueCode(stored.request, user: user, authTime: authTime, scope: scope, remember: remember, answering: stored.idHash)
+    func grant(_ stored: StoredAuthorizationRequest, user: User, authTime: Int64, sid: String?, scope: [String], remember: Bool) throws -> AuthorizationResponse {
+        let code = try issueCode(stored.request, user: user, authTime: authTime, sid: sid, scope: scope, remember: remember, answering: stored.idHash)
         return AuthorizationResponse(redirectURI: stored.request.redirectURI, parameters: [("code", code), ("state", stored.request.state), ("iss", env.issuer)],
                                      mode: stored.request.responseMode)
     }
 
     /// Issues a single-use, 60-second code and records the connection, in one
     /// transaction; `answering` marks a stored request answered (once).
-    public func issueCode(_ request: AuthorizationRequest, user: User, authTime: Int64, scope: [String], remember: Bool,
+    /// `sid`: the session signing in (nil for a user's token on the app
+    /// API), recorded for Back-Channel Logout and carried to the ID token.
+    public func issueCode(_ request: AuthorizationRequest, user: User, authTime: Int64, sid: String?, scope: [String], remember: Bool,
                           answering idHash: String?) throws -> String {
         let code = env.randomToken(prefix: "lkc_", bytes: 32)
         let now = env.now()
@@ -195,7 +200,12 @@ public struct AuthorizationService {
             try store.insertCode(AuthorizationCodeRecord(codeHash: AuthorizationService.hash(code), clientID: request.clientID, userID: user.id,
                                                          redirectURI: request.redirectURI, redirectURISent: request.redirectURISent,
                                                          scope: scope, nonce: request.nonce, codeChallenge: request.codeChallenge,
-                                                         authTime: authTime, createdAt: now, expiresAt: now + AuthorizationService.codeLifetimeMillis))
+                                                         authTime: authTime, createdAt: now, expiresAt: now + AuthorizationService.codeLifetimeMillis,
+                                                         sid: sid, claims: request.claims))
+            if let sid {
+                try store.recordSessionClient(sid: sid, clientID: request.clientID, userID: user.id, at: now,
+                                              expiresAt: now + SessionService.lifetimeMillis)
+            }
             let existing = try store.connection(userID: user.id, clientID: request.clientID)
             try store.upsertConnection(UserConnection(userID: user.id, clientID: request.clientID, rememberedScope: remember ? scope : [],
                                                       grantedScope: scope, authTime: authTime, accessTime: now,
@@ -207,10 +217,11 @@ public struct AuthorizationService {
     // MARK: Consent
 
     /// The consent decision of a signed-in user (SPEC 5.1).
-    public func accept(_ requestID: String, browser: String?, user: User, authTime: Int64, scope: [String], remember: Bool) throws -> AuthorizationResponse {
+    public func accept(_ requestID: String, browser: String?, user: User, session: SessionRecord, scope: [String], remember: Bool) throws -> AuthorizationResponse {
         guard let stored = try pending(requestID, browser: browser) else { throw ConsentError.notFound }
         guard !scope.isEmpty, scope.allSatisfy(stored.request.scope.contains) else { throw ConsentError.scopeNotRequested }
-        return try grant(stored, user: user, authTime: authTime, scope: stored.request.scope.filter(scope.contains), remember: remember)
+        return try grant(stored, user: user, authTime: session.authTime, sid: BackchannelLogout.sid(sessionIDHash: session.idHash),
+                         scope: stored.request.scope.filter(scope.contains), remember: remember)
     }
 
     public func reject(_ requestID: String, browser: String?) throws -> AuthorizationResponse {

@@ -30,6 +30,10 @@ public enum AuthorizationCheck: Error, Equatable, Sendable {
     case scopeNotAllowed
     /// The surface issues only OpenID Connect codes and `openid` was not asked for.
     case openIDRequired
+    /// `claims` is not OIDC Core §5.5's JSON shape (or too large).
+    case claimsMalformed
+    /// An essential `acr` Latchkey cannot meet (§5.5.1.1).
+    case acrUnmet
     /// `code_challenge_method` other than S256 (RFC 9700 §2.1.1: no `plain`).
     case challengeMethodUnsupported
     /// A `code_challenge_method` without a `code_challenge`.
@@ -58,6 +62,8 @@ public enum AuthorizationCheck: Error, Equatable, Sendable {
         case .requestObjectUnsupported: return "request_not_supported"
         case .requestURIUnsupported: return "request_uri_not_supported"
         case .scopeMalformed, .scopeNotAllowed, .openIDRequired: return "invalid_scope"
+        // OpenID Connect Core Unmet Authentication Requirements 1.0.
+        case .acrUnmet: return "unmet_authentication_requirements"
         default: return "invalid_request"
         }
     }
@@ -78,6 +84,7 @@ public struct AuthorizationParameters: Sendable, Equatable {
     public var maxAge: String?
     public var requestObject: String?
     public var requestURI: String?
+    public var claims: String?
     /// Whether some parameter came more than once.
     public var repeated = false
 
@@ -109,6 +116,7 @@ public struct AuthorizationParameters: Sendable, Equatable {
         maxAge = values["max_age"]
         requestObject = values["request"]
         requestURI = values["request_uri"]
+        claims = values["claims"]
     }
 }
 
@@ -166,6 +174,7 @@ public enum AuthorizationChecks {
         var redirectURI: String?
         var mode = ResponseMode.query
         var scope: [String] = []
+        var claims: ClaimsRequest?
         var challenge: String?
         var nonce: String?
         var prompt: [String] = []
@@ -180,7 +189,7 @@ public enum AuthorizationChecks {
     /// The order in which a request is judged: the first failure is the answer.
     public static let order: [(name: String, check: Check)] = [
         ("client", client), ("redirectURI", redirectURI), ("singleValued", singleValued), ("responseMode", responseMode),
-        ("responseType", responseType), ("requestObject", requestObject), ("scope", scope), ("pkce", pkce), ("nonce", nonce),
+        ("responseType", responseType), ("requestObject", requestObject), ("scope", scope), ("claims", claims), ("pkce", pkce), ("nonce", nonce),
         ("prompt", prompt), ("maxAge", maxAge), ("state", state),
     ]
 
@@ -202,7 +211,7 @@ public enum AuthorizationChecks {
         let client = draft.checkedClient
         return (client, AuthorizationRequest(clientID: client.clientID, redirectURI: draft.redirectURI!, redirectURISent: parameters.redirectURI != nil,
                                              scope: draft.scope, state: parameters.state, nonce: draft.nonce, codeChallenge: draft.challenge,
-                                             prompt: draft.prompt, maxAge: draft.maxAge, responseMode: draft.mode))
+                                             prompt: draft.prompt, maxAge: draft.maxAge, responseMode: draft.mode, claims: draft.claims))
     }
 
     // MARK: The checks, in order
@@ -269,6 +278,18 @@ public enum AuthorizationChecks {
             }
         }
         if d.surface.requiresOpenID && !d.scope.contains("openid") { throw AuthorizationCheck.openIDRequired }
+    }
+
+    /// OIDC Core §5.5, for OpenID requests (ignored otherwise): the scopes of
+    /// claims asked for one by one join the request when the client may ask
+    /// for them (see `ClaimsRequest`).
+    static func claims(_ d: inout Draft) throws {
+        guard let raw = d.parameters.claims, d.scope.contains("openid") else { return }
+        guard let request = ClaimsRequest(parameter: raw) else { throw AuthorizationCheck.claimsMalformed }
+        guard request.acrSatisfiable else { throw AuthorizationCheck.acrUnmet }
+        let client = d.checkedClient
+        for scope in request.scopes where isRequestable(scope, by: client) && !d.scope.contains(scope) { d.scope.append(scope) }
+        d.claims = request
     }
 
     static func pkce(_ d: inout Draft) throws {

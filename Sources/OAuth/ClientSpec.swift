@@ -20,11 +20,15 @@ public struct ClientSpec: Sendable, Equatable {
     public var idTokenAlg: String
     /// post_logout_redirect_uris (RP-Initiated Logout 1.0).
     public var postLogoutRedirectURIs: [String]
+    /// backchannel_logout_uri and backchannel_logout_session_required (Back-Channel Logout 1.0 §2.2).
+    public var backchannelLogoutURI: String?
+    public var backchannelLogoutSessionRequired: Bool
 
     public init(clientID: String? = nil, name: String, description: String? = nil, clientURI: String? = nil, redirectURIs: [String] = [],
                 grantTypes: [String]? = nil, authMethod: String = "client_secret_basic", scope: [String] = [], accessTokenTTL: Int = 900,
                 refreshTokenTTL: Int = 2_592_000, enabled: Bool = true, extraData: JSON = .object([]), attributes: JSON = .object([]),
-                idTokenAlg: String = "ES256", postLogoutRedirectURIs: [String] = []) {
+                idTokenAlg: String = "ES256", postLogoutRedirectURIs: [String] = [], backchannelLogoutURI: String? = nil,
+                backchannelLogoutSessionRequired: Bool = false) {
         self.clientID = clientID
         self.name = name
         self.description = description
@@ -40,6 +44,8 @@ public struct ClientSpec: Sendable, Equatable {
         self.attributes = attributes
         self.idTokenAlg = idTokenAlg
         self.postLogoutRedirectURIs = postLogoutRedirectURIs
+        self.backchannelLogoutURI = backchannelLogoutURI
+        self.backchannelLogoutSessionRequired = backchannelLogoutSessionRequired
     }
 
     /// Writes the spec's settable fields onto `client` (create and update).
@@ -59,13 +65,16 @@ public struct ClientSpec: Sendable, Equatable {
         client.attributes = attributes
         client.idTokenAlg = SignatureAlgorithm(rawValue: idTokenAlg) ?? .es256
         client.postLogoutRedirectURIs = postLogoutRedirectURIs
+        client.backchannelLogoutURI = backchannelLogoutURI
+        client.backchannelLogoutSessionRequired = backchannelLogoutSessionRequired
     }
 
     public init(_ c: Client) {
         self.init(clientID: c.clientID, name: c.name, description: c.description, clientURI: c.clientURI, redirectURIs: c.redirectURIs,
                   grantTypes: c.grantTypes.map(\.rawValue), authMethod: c.authMethod.rawValue, scope: c.scope, accessTokenTTL: c.accessTokenTTL,
                   refreshTokenTTL: c.refreshTokenTTL, enabled: c.enabled, extraData: c.extraData, attributes: c.attributes,
-                  idTokenAlg: c.idTokenAlg.rawValue, postLogoutRedirectURIs: c.postLogoutRedirectURIs)
+                  idTokenAlg: c.idTokenAlg.rawValue, postLogoutRedirectURIs: c.postLogoutRedirectURIs,
+                  backchannelLogoutURI: c.backchannelLogoutURI, backchannelLogoutSessionRequired: c.backchannelLogoutSessionRequired)
     }
 
     public static var grantTypeValues: [String] { GrantType.known.map(\.rawValue) }
@@ -151,6 +160,14 @@ public struct ClientSpec: Sendable, Equatable {
         }
         if Set(postLogoutRedirectURIs).count != postLogoutRedirectURIs.count {
             errors.append(FieldError("post_logout_redirect_uris", "must not repeat a URI"))
+        }
+        if let uri = backchannelLogoutURI {
+            // §2.2: an absolute URI without a fragment; https, or http on a loopback host for local development.
+            if let p = URIRules.redirectURIProblem(uri) { errors.append(FieldError("backchannel_logout_uri", p)) }
+            if uri.utf8.count > 2048 { errors.append(FieldError("backchannel_logout_uri", "must be at most 2048 bytes")) }
+        }
+        if backchannelLogoutSessionRequired && backchannelLogoutURI == nil {
+            errors.append(FieldError("backchannel_logout_session_required", "needs a backchannel_logout_uri"))
         }
         if SignatureAlgorithm(rawValue: idTokenAlg) == nil {
             errors.append(FieldError("id_token_signed_response_alg", "must be one of \(SignatureAlgorithm.allCases.map(\.rawValue).joined(separator: ", "))"))

@@ -25,12 +25,16 @@ public struct ConnectionService {
         }
     }
 
-    /// Revokes every token of the user for the client and forgets the consent.
+    /// Revokes every token of the user for the client, forgets the consent
+    /// and tells the client over the back channel when it listens.
     public func delete(userID: String, clientID: String) throws -> Bool {
         try store.write {
             guard try store.connection(userID: userID, clientID: clientID) != nil else { return false }
             try store.revokeFamilies(userID: userID, clientID: clientID, at: env.now())
             try store.deleteConnection(userID: userID, clientID: clientID)
+            if let client = try store.client(clientID) {
+                try BackchannelLogout.connectionEnded(userID: userID, client: client, store: store, env: env)
+            }
             return true
         }
     }

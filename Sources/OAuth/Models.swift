@@ -49,6 +49,10 @@ public struct Client: Sendable, Equatable {
     public var idTokenAlg: SignatureAlgorithm
     /// post_logout_redirect_uris (RP-Initiated Logout 1.0 §3.1): exact matches only.
     public var postLogoutRedirectURIs: [String]
+    /// backchannel_logout_uri (Back-Channel Logout 1.0 §2.2): where logout tokens are POSTed.
+    public var backchannelLogoutURI: String?
+    /// backchannel_logout_session_required: logout tokens must carry `sid`.
+    public var backchannelLogoutSessionRequired: Bool
 
     public init(clientID: String, organizationID: String, isPrimary: Bool = false, name: String, description: String? = nil,
                 clientURI: String? = nil, redirectURIs: [String] = [], grantTypes: [GrantType] = [.clientCredentials],
@@ -56,7 +60,7 @@ public struct Client: Sendable, Equatable {
                 refreshTokenTTL: Int = 2_592_000, enabled: Bool = true, extraData: JSON = .object([]), attributes: JSON = .object([]),
                 createdAt: Int64, updatedAt: Int64? = nil, version: Int = 1, lastUsedAt: Int64? = nil, hasLogo: Bool = false,
                 tokenGeneration: Int = 0, idTokenAlg: SignatureAlgorithm = .es256,
-                postLogoutRedirectURIs: [String] = []) {
+                postLogoutRedirectURIs: [String] = [], backchannelLogoutURI: String? = nil, backchannelLogoutSessionRequired: Bool = false) {
         self.clientID = clientID
         self.organizationID = organizationID
         self.isPrimary = isPrimary
@@ -80,6 +84,8 @@ public struct Client: Sendable, Equatable {
         self.tokenGeneration = tokenGeneration
         self.idTokenAlg = idTokenAlg
         self.postLogoutRedirectURIs = postLogoutRedirectURIs
+        self.backchannelLogoutURI = backchannelLogoutURI
+        self.backchannelLogoutSessionRequired = backchannelLogoutSessionRequired
     }
 
     public var isPublic: Bool { authMethod == .publicClient }

@@ -17,7 +17,8 @@ public struct ClientRegistration {
     public static let openOrganizationMeta = "open_registration_org"
     /// Metadata Latchkey knows; anything else is ignored (RFC 7591 §2).
     public static let known = ["redirect_uris", "grant_types", "response_types", "token_endpoint_auth_method", "client_name", "client_uri",
-                               "scope", "id_token_signed_response_alg", "post_logout_redirect_uris"]
+                               "scope", "id_token_signed_response_alg", "post_logout_redirect_uris", "backchannel_logout_uri",
+                               "backchannel_logout_session_required"]
     /// What the code flow grants a client that names no scope.
     public static let defaultScope = ["openid", "profile", "email", "offline_access"]
 
@@ -92,6 +93,7 @@ public struct ClientRegistration {
             if let extra = spec.grantTypes.first(where: { !ClientRegistration.anonymousGrants.contains($0) }) {
                 throw Refusal.invalidMetadata("grant_types: an anonymous registration may use authorization_code and refresh_token only, not \(extra)")
             }
+            try ClientRegistration.checkReachable(spec.backchannelLogoutURI)
         }
         let token = env.randomToken(prefix: "lkg_", bytes: 32)
         do {
@@ -136,6 +138,9 @@ public struct ClientRegistration {
         spec.clientID = nil
         (spec.name, spec.clientURI, spec.redirectURIs, spec.grantTypes) = (sent.name, sent.clientURI, sent.redirectURIs, sent.grantTypes)
         (spec.authMethod, spec.scope, spec.idTokenAlg, spec.postLogoutRedirectURIs) = (sent.authMethod, sent.scope, sent.idTokenAlg, sent.postLogoutRedirectURIs)
+        (spec.backchannelLogoutURI, spec.backchannelLogoutSessionRequired) = (sent.backchannelLogoutURI, sent.backchannelLogoutSessionRequired)
+        // The client may have registered anonymously: it may not point Latchkey's POSTs at loopback or an address.
+        if sent.backchannelLogoutURI != client.backchannelLogoutURI { try ClientRegistration.checkReachable(sent.backchannelLogoutURI) }
         do {
             let updated = try registry.update(clientID, caller: self.caller(client), expected: nil, action: "client.updated") { _ in spec }
             if !updated.isPublic, try store.read({ try store.secrets(clientID: clientID) }).isEmpty {
@@ -183,7 +188,23 @@ public struct ClientRegistration {
         return ClientSpec(name: name, clientURI: try r.string("client_uri"), redirectURIs: try r.strings("redirect_uris") ?? [],
                           grantTypes: grantTypes, authMethod: try r.string("token_endpoint_auth_method") ?? "client_secret_basic", scope: scope,
                           enabled: true, idTokenAlg: try r.string("id_token_signed_response_alg") ?? "RS256",
-                          postLogoutRedirectURIs: try r.strings("post_logout_redirect_uris") ?? [])
+                          postLogoutRedirectURIs: try r.strings("post_logout_redirect_uris") ?? [],
+                          backchannelLogoutURI: try r.string("backchannel_logout_uri"),
+                          backchannelLogoutSessionRequired: try r.bool("backchannel_logout_session_required") ?? false)
+    }
+
+    /// Latchkey POSTs logout tokens to `backchannel_logout_uri` from inside
+    /// the deployment: a registrant nobody vouched for may name only an https
+    /// URI on a DNS name, never loopback or an IP literal (no internal
+    /// address by construction; DNS pointing inside stays the operator's
+    /// egress filter's job). With an initial access token any URI the
+    /// registry accepts will do.
+    static func checkReachable(_ uri: String?) throws {
+        guard let uri else { return }
+        guard let parts = URIRules.parse(uri), parts.scheme == "https", !URIRules.isLoopback(parts.host),
+              !parts.host.hasPrefix("["), !parts.host.allSatisfy({ $0.isNumber || $0 == "." }) else {
+            throw Refusal.invalidMetadata("backchannel_logout_uri: must be https on a DNS name for a client registered without an initial access token")
+        }
     }
 
     func refusal(_ e: RegistryError) -> Refusal {
@@ -216,7 +237,9 @@ public struct ClientRegistration {
             ("token_endpoint_auth_method", .string(c.authMethod.rawValue)), ("scope", .string(Scopes.join(c.scope))),
             ("id_token_signed_response_alg", .string(c.idTokenAlg.rawValue)),
             ("post_logout_redirect_uris", JSON(c.postLogoutRedirectURIs)),
+            ("backchannel_logout_session_required", .bool(c.backchannelLogoutSessionRequired)),
         ]
+        if let uri = c.backchannelLogoutURI { members.append(("backchannel_logout_uri", .string(uri))) }
         if let uri = c.clientURI { members.append(("client_uri", .string(uri))) }
         return .object(members)
     }

@@ -12,9 +12,9 @@ public struct SessionService {
     static let decoyHash = PasswordHasher.hash("latchkey-decoy-password")
 
     let env: Environment
-    let store: any UserStorage
+    let store: Store
 
-    public init(env: Environment, store: any UserStorage) {
+    public init(env: Environment, store: Store) {
         self.env = env
         self.store = store
     }
@@ -65,8 +65,16 @@ public struct SessionService {
         }
     }
 
+    /// Ends the session: its row, the refresh tokens bound to it, and a
+    /// back-channel logout queued for each client it signed into.
     public func logout(_ token: String) throws {
-        try store.write { try store.deleteSession(idHash: SessionService.hash(token)) }
+        guard token.utf8.count <= 128 else { return }
+        let idHash = SessionService.hash(token)
+        try store.write {
+            guard let session = try store.session(idHash: idHash) else { return }
+            try store.deleteSession(idHash: idHash)
+            try BackchannelLogout.sessionEnded(sid: BackchannelLogout.sid(sessionIDHash: idHash), userID: session.userID, store: store, env: env)
+        }
     }
 
     /// Double-submit check: the header must be the session's CSRF token

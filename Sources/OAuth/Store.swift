@@ -109,7 +109,9 @@ public protocol GrantStorage: Transactional {
     /// Consumes a code: true for exactly one caller, however many race.
     func consumeCode(hash: String, at: Int64, familyID: String) throws -> Bool
 
-    func insertFamily(id: String, clientID: String, userID: String, createdAt: Int64) throws
+    func insertFamily(id: String, clientID: String, userID: String, createdAt: Int64, sid: String?) throws
+    /// Ends the token families bound to a session that ended.
+    func revokeFamilies(sid: String, at: Int64) throws
     func revokeFamily(id: String, at: Int64) throws
     func revokeFamilies(userID: String, clientID: String, at: Int64) throws
     /// Every grant of a client, whoever the user.
@@ -156,8 +158,25 @@ public protocol AuditStorage: Transactional {
 /// storage interfaces are, so that each part of the domain can name only
 /// what it needs. Two implementations: `SQLiteStore` (the embedded default)
 /// and `PostgresStore` (several nodes, SPEC 9); the same tests run on both.
+/// Back-Channel Logout 1.0: which clients each session signed into, and
+/// the queue of logout tokens still to deliver.
+public protocol BackchannelStorage: Transactional {
+    /// A code was issued to `clientID` in session `sid` (kept until the session's expiry).
+    func recordSessionClient(sid: String, clientID: String, userID: String, at: Int64, expiresAt: Int64) throws
+    /// The clients session `sid` signed into, forgotten as they are returned (a session ends once).
+    func takeSessionClients(sid: String) throws -> [String]
+    /// The sessions in which the user signed into the client, forgotten as they are returned.
+    func takeSessions(userID: String, clientID: String) throws -> [String]
+    func enqueueLogout(_ delivery: LogoutDelivery) throws
+    /// Deliveries due at `now`, soonest first.
+    func dueLogouts(now: Int64, limit: Int) throws -> [LogoutDelivery]
+    /// Claims a delivery for one attempt: true for exactly one caller, however many nodes race.
+    func claimLogout(_ delivery: LogoutDelivery, nextAttemptAt: Int64) throws -> Bool
+    func deleteLogout(id: String) throws
+}
+
 public protocol Store: MetaStorage, ClientStorage, CredentialStorage, UserStorage, GrantStorage, ConnectionStorage, UpstreamStorage,
-    AuditStorage {}
+    AuditStorage, BackchannelStorage {}
 
 /// Which clients a listing returns: filtered in the store, not in memory,
 /// so a page costs a page whatever the organization's size.

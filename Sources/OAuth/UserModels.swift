@@ -36,9 +36,12 @@ public struct AuthorizationRequest: Sendable, Equatable {
     public var browserHash: String?
     /// How the response goes back (query unless `response_mode=form_post`).
     public var responseMode: ResponseMode
+    /// The `claims` parameter (OIDC Core §5.5), when sent with openid.
+    public var claims: ClaimsRequest?
 
     public init(clientID: String, redirectURI: String, redirectURISent: Bool, scope: [String], state: String?, nonce: String?,
-                codeChallenge: String?, prompt: [String], maxAge: Int?, browserHash: String? = nil, responseMode: ResponseMode = .query) {
+                codeChallenge: String?, prompt: [String], maxAge: Int?, browserHash: String? = nil, responseMode: ResponseMode = .query,
+                claims: ClaimsRequest? = nil) {
         self.clientID = clientID
         self.redirectURI = redirectURI
         self.redirectURISent = redirectURISent
@@ -50,6 +53,7 @@ public struct AuthorizationRequest: Sendable, Equatable {
         self.maxAge = maxAge
         self.browserHash = browserHash
         self.responseMode = responseMode
+        self.claims = claims
     }
 
     public var json: JSON {
@@ -57,7 +61,7 @@ public struct AuthorizationRequest: Sendable, Equatable {
             "client_id": .string(clientID), "redirect_uri": .string(redirectURI), "redirect_uri_sent": .bool(redirectURISent),
             "scope": .string(Scopes.join(scope)), "state": JSON(state), "nonce": JSON(nonce), "code_challenge": JSON(codeChallenge),
             "prompt": JSON(prompt), "max_age": maxAge.map { JSON($0) } ?? .null, "browser": JSON(browserHash),
-            "response_mode": .string(responseMode.rawValue),
+            "response_mode": .string(responseMode.rawValue), "claims": claims?.json ?? .null,
         ]
     }
 
@@ -68,7 +72,8 @@ public struct AuthorizationRequest: Sendable, Equatable {
                   state: json["state"]?.stringValue, nonce: json["nonce"]?.stringValue, codeChallenge: json["code_challenge"]?.stringValue,
                   prompt: (json["prompt"]?.arrayValue ?? []).compactMap(\.stringValue), maxAge: json["max_age"]?.intValue.map { Int($0) },
                   browserHash: json["browser"]?.stringValue,
-                  responseMode: json["response_mode"]?.stringValue.flatMap(ResponseMode.init(rawValue:)) ?? .query)
+                  responseMode: json["response_mode"]?.stringValue.flatMap(ResponseMode.init(rawValue:)) ?? .query,
+                  claims: json["claims"].flatMap(ClaimsRequest.init(json:)))
     }
 }
 
@@ -102,8 +107,13 @@ public struct AuthorizationCodeRecord: Sendable, Equatable {
     public var expiresAt: Int64
     public var consumedAt: Int64?
     public var familyID: String?
+    /// The session the code was issued in (`sid`, Back-Channel Logout 1.0); nil without one.
+    public var sid: String?
+    public var claims: ClaimsRequest?
 
-    public init(codeHash: String, clientID: String, userID: String, redirectURI: String, redirectURISent: Bool, scope: [String], nonce: String? = nil, codeChallenge: String? = nil, authTime: Int64, createdAt: Int64, expiresAt: Int64, consumedAt: Int64? = nil, familyID: String? = nil) {
+    public init(codeHash: String, clientID: String, userID: String, redirectURI: String, redirectURISent: Bool, scope: [String], nonce: String? = nil,
+                codeChallenge: String? = nil, authTime: Int64, createdAt: Int64, expiresAt: Int64, consumedAt: Int64? = nil, familyID: String? = nil,
+                sid: String? = nil, claims: ClaimsRequest? = nil) {
         self.codeHash = codeHash
         self.clientID = clientID
         self.userID = userID
@@ -117,6 +127,8 @@ public struct AuthorizationCodeRecord: Sendable, Equatable {
         self.expiresAt = expiresAt
         self.consumedAt = consumedAt
         self.familyID = familyID
+        self.sid = sid
+        self.claims = claims
     }
 }
 

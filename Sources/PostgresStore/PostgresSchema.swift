@@ -216,5 +216,36 @@ enum PostgresSchema {
             profile TEXT NOT NULL
         );
         """,
+        // 8: Back-Channel Logout 1.0 (each client's logout URI, the sessions that signed into each client,
+        // the delivery queue; codes, and token families that end with the session, carry its sid) and
+        // the claims request parameter (OIDC Core §5.5) carried by codes.
+        """
+        ALTER TABLE clients ADD COLUMN backchannel_logout_uri TEXT;
+        ALTER TABLE clients ADD COLUMN backchannel_logout_session_required BIGINT NOT NULL DEFAULT 0;
+        ALTER TABLE authorization_codes ADD COLUMN sid TEXT;
+        ALTER TABLE authorization_codes ADD COLUMN claims TEXT;
+        ALTER TABLE token_families ADD COLUMN sid TEXT;
+        CREATE INDEX token_families_by_sid ON token_families(sid) WHERE sid IS NOT NULL;
+        CREATE TABLE session_clients (
+            sid TEXT NOT NULL,
+            client_id TEXT NOT NULL REFERENCES clients(client_id) ON DELETE CASCADE,
+            user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            created_at BIGINT NOT NULL,
+            expires_at BIGINT NOT NULL,
+            PRIMARY KEY (sid, client_id)
+        );
+        CREATE INDEX session_clients_by_user_client ON session_clients(user_id, client_id);
+        CREATE INDEX session_clients_by_expiry ON session_clients(expires_at);
+        CREATE TABLE logout_deliveries (
+            id TEXT PRIMARY KEY,
+            client_id TEXT NOT NULL REFERENCES clients(client_id) ON DELETE CASCADE,
+            subject TEXT NOT NULL,
+            sid TEXT,
+            attempts BIGINT NOT NULL DEFAULT 0,
+            next_attempt_at BIGINT NOT NULL,
+            created_at BIGINT NOT NULL
+        );
+        CREATE INDEX logout_deliveries_due ON logout_deliveries(next_attempt_at);
+        """,
     ]
 }

@@ -19,6 +19,7 @@ enum ClientRepresentation {
             ("access_token_ttl", JSON(c.accessTokenTTL)), ("refresh_token_ttl", JSON(c.refreshTokenTTL)),
             ("enabled", .bool(c.enabled)), ("extra_data", c.extraData), ("id_token_signed_response_alg", .string(c.idTokenAlg.rawValue)),
             ("post_logout_redirect_uris", JSON(c.postLogoutRedirectURIs)),
+            ("backchannel_logout_uri", JSON(c.backchannelLogoutURI)), ("backchannel_logout_session_required", .bool(c.backchannelLogoutSessionRequired)),
             ("created_at", .string(Timestamp.rfc3339(millis: c.createdAt))), ("updated_at", .string(Timestamp.rfc3339(millis: c.updatedAt))),
             ("version", JSON(c.version)),
         ]

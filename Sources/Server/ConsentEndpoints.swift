@@ -103,7 +103,7 @@ extension UserEndpoints {
         let (session, user) = try sessionUser(request, ctx, write: true, csrfToken: answer.csrfToken)
         do {
             let response = try AuthorizationService(env: ctx.env, store: ctx.store)
-                .accept(ctx.param("id"), browser: request.cookies[browserCookie], user: user, authTime: session.authTime, scope: answer.scope,
+                .accept(ctx.param("id"), browser: request.cookies[browserCookie], user: user, session: session, scope: answer.scope,
                         remember: answer.remember)
             return answered(response, answer, ctx)
         } catch let e as ConsentError {

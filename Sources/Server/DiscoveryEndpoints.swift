@@ -32,14 +32,17 @@ enum DiscoveryEndpoints {
             "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "code_challenge_methods_supported": ["S256"],
             "scopes_supported": JSON(scopes),
-            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "azp", "at_hash", "amr", "name", "given_name",
+            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "azp", "at_hash", "amr", "acr", "sid", "name", "given_name",
                                  "family_name", "preferred_username", "locale", "zoneinfo", "email", "email_verified", "phone_number",
                                  "phone_number_verified", "address"],
             "prompt_values_supported": ["none", "login", "consent"],
             "authorization_response_iss_parameter_supported": true,
             "request_parameter_supported": false,
             "request_uri_parameter_supported": false,
-            "claims_parameter_supported": false,
+            "claims_parameter_supported": true,
+            "acr_values_supported": [.string(ClaimsRequest.passwordACR)],
+            "backchannel_logout_supported": true,
+            "backchannel_logout_session_supported": true,
         ]
     }
 

@@ -110,6 +110,11 @@ public struct Logger: Sendable {
         emit(.object([("level", "info"), ("message", .string(message))] + fields))
     }
 
+    public func warn(_ message: String, _ fields: [(String, JSON)] = []) {
+        guard logs(.warn) else { return }
+        emit(.object([("level", "warn"), ("message", .string(message))] + fields))
+    }
+
     func emit(_ line: JSON) {
         var bytes = line.serialized()
         bytes.append(10)

@@ -16,7 +16,7 @@ enum NativeEndpoints {
 
     static let writableFields = ["client_name", "description", "client_uri", "redirect_uris", "grant_types", "token_endpoint_auth_method",
                                  "scope", "access_token_ttl", "refresh_token_ttl", "enabled", "extra_data", "id_token_signed_response_alg",
-                                 "post_logout_redirect_uris"]
+                                 "post_logout_redirect_uris", "backchannel_logout_uri", "backchannel_logout_session_required"]
     static let readOnlyFields = ["organization_id", "primary", "logo_uri", "created_at", "updated_at", "client_secret"]
 
     /// Refuses read-only and unknown members (400), never ignores them.
@@ -49,7 +49,9 @@ enum NativeEndpoints {
             ("scope", .string(Scopes.join(c.scope))), ("access_token_ttl", JSON(c.accessTokenTTL)), ("refresh_token_ttl", JSON(c.refreshTokenTTL)),
             ("enabled", .bool(c.enabled)), ("extra_data", c.extraData), ("id_token_signed_response_alg", .string(c.idTokenAlg.rawValue)),
             ("post_logout_redirect_uris", JSON(c.postLogoutRedirectURIs)),
+            ("backchannel_logout_session_required", .bool(c.backchannelLogoutSessionRequired)),
         ]
+        if let uri = c.backchannelLogoutURI { members.append(("backchannel_logout_uri", .string(uri))) }
         return .object(members)
     }
 
@@ -73,6 +75,8 @@ enum NativeEndpoints {
         let idTokenAlg = try r.string("id_token_signed_response_alg") ?? "ES256"
         let postLogout = try r.strings("post_logout_redirect_uris") ?? []
         let enabled = try r.bool("enabled") ?? true
+        let backchannelURI = try r.string("backchannel_logout_uri")
+        let sessionRequired = try r.bool("backchannel_logout_session_required") ?? false
         var extra: JSON = .object([])
         if let value = body["extra_data"], !value.isNull {
             if value.objectValue != nil { extra = value } else { try r.fail("extra_data", "must be a JSON object") }
@@ -81,7 +85,8 @@ enum NativeEndpoints {
         return ClientSpec(clientID: clientID, name: name, description: description, clientURI: clientURI, redirectURIs: redirectURIs,
                           grantTypes: grantTypes, authMethod: method, scope: scope, accessTokenTTL: accessTTL, refreshTokenTTL: refreshTTL,
                           enabled: enabled, extraData: extra, attributes: attributes, idTokenAlg: idTokenAlg,
-                          postLogoutRedirectURIs: postLogout)
+                          postLogoutRedirectURIs: postLogout, backchannelLogoutURI: backchannelURI,
+                          backchannelLogoutSessionRequired: sessionRequired)
     }
 
     static func versionField(_ members: [(String, JSON)]) throws -> ExpectedVersion? {

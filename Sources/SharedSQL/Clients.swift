@@ -7,7 +7,8 @@ extension SharedRows {
         c.client_id, c.organization_id, c.is_primary, c.client_name, c.description, c.client_uri, c.redirect_uris, c.grant_types,
         c.token_endpoint_auth_method, c.scope, c.access_token_ttl, c.refresh_token_ttl, c.enabled, c.extra_data, c.attributes,
         c.created_at, c.updated_at, c.version, c.last_used_at, EXISTS(SELECT 1 FROM client_logos l WHERE l.client_id = c.client_id),
-        c.token_generation, c.id_token_signed_response_alg, c.post_logout_redirect_uris
+        c.token_generation, c.id_token_signed_response_alg, c.post_logout_redirect_uris, c.backchannel_logout_uri,
+        c.backchannel_logout_session_required
         """
 
     public static func client(_ r: some SQLRowValues) -> Client {
@@ -18,7 +19,8 @@ extension SharedRows {
                       refreshTokenTTL: Int(r.int(11)), enabled: r.bool(12), extraData: (try? JSON.parse(r.string(13))) ?? .object([]),
                       attributes: (try? JSON.parse(r.string(14))) ?? .object([]), createdAt: r.int(15), updatedAt: r.int(16),
                       version: Int(r.int(17)), lastUsedAt: r.optionalInt(18), hasLogo: r.bool(19), tokenGeneration: Int(r.int(20)),
-                      idTokenAlg: SignatureAlgorithm(rawValue: r.string(21)) ?? .es256, postLogoutRedirectURIs: strings(22))
+                      idTokenAlg: SignatureAlgorithm(rawValue: r.string(21)) ?? .es256, postLogoutRedirectURIs: strings(22),
+                      backchannelLogoutURI: r.optionalString(23), backchannelLogoutSessionRequired: r.bool(24))
     }
 
     public static func values(_ c: Client) -> [SQLArgument] {
@@ -26,7 +28,8 @@ extension SharedRows {
          .text(JSON(c.redirectURIs).text), .text(JSON(c.grantTypes.map(\.rawValue)).text), .text(c.authMethod.rawValue), .text(Scopes.join(c.scope)),
          SQLArgument(c.accessTokenTTL), SQLArgument(c.refreshTokenTTL), SQLArgument(flag: c.enabled), .text(c.extraData.text), .text(c.attributes.text),
          .int(c.createdAt), .int(c.updatedAt), SQLArgument(c.version), SQLArgument(c.lastUsedAt), SQLArgument(c.tokenGeneration),
-         .text(c.idTokenAlg.rawValue), .text(JSON(c.postLogoutRedirectURIs).text)]
+         .text(c.idTokenAlg.rawValue), .text(JSON(c.postLogoutRedirectURIs).text), SQLArgument(c.backchannelLogoutURI),
+         SQLArgument(flag: c.backchannelLogoutSessionRequired)]
     }
 }
 
@@ -63,8 +66,9 @@ extension SQLStatementRunner {
         try update("""
             INSERT INTO clients(client_id, organization_id, is_primary, client_name, description, client_uri, redirect_uris, grant_types,
               token_endpoint_auth_method, scope, access_token_ttl, refresh_token_ttl, enabled, extra_data, attributes, created_at,
-              updated_at, version, last_used_at, token_generation, id_token_signed_response_alg, post_logout_redirect_uris)
-              VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+              updated_at, version, last_used_at, token_generation, id_token_signed_response_alg, post_logout_redirect_uris,
+              backchannel_logout_uri, backchannel_logout_session_required)
+              VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, SharedRows.values(c))
     }
 
@@ -75,7 +79,8 @@ extension SQLStatementRunner {
             UPDATE clients SET is_primary = ?, client_name = ?, description = ?, client_uri = ?, redirect_uris = ?, grant_types = ?,
               token_endpoint_auth_method = ?, scope = ?, access_token_ttl = ?, refresh_token_ttl = ?, enabled = ?, extra_data = ?,
               attributes = ?, created_at = ?, updated_at = ?, version = ?, last_used_at = ?, token_generation = ?,
-              id_token_signed_response_alg = ?, post_logout_redirect_uris = ? WHERE client_id = ?
+              id_token_signed_response_alg = ?, post_logout_redirect_uris = ?, backchannel_logout_uri = ?,
+              backchannel_logout_session_required = ? WHERE client_id = ?
             """, values)
     }
 

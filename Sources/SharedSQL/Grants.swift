@@ -1,6 +1,13 @@
 import Common
 import OAuth
 
+extension SharedRows {
+    /// A stored `claims` request (its JSON text), or nil.
+    public static func claims(_ text: String?) -> ClaimsRequest? {
+        text.flatMap { try? JSON.parse(Array($0.utf8)) }.flatMap(ClaimsRequest.init(json:))
+    }
+}
+
 /// Revocations, pending authorization requests, codes, token families and refresh tokens (GrantStorage), on both stores:
 /// what reads them along with other rows, or through a memo, stays in each store.
 extension SQLStatementRunner {
@@ -30,10 +37,10 @@ extension SQLStatementRunner {
     public func insertCode(_ c: AuthorizationCodeRecord) throws {
         try blindUpdate("""
             INSERT INTO authorization_codes(code_hash, client_id, user_id, redirect_uri, redirect_uri_sent, scope, nonce, code_challenge,
-              auth_time, created_at, expires_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+              auth_time, created_at, expires_at, sid, claims) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, [.text(c.codeHash), .text(c.clientID), .text(c.userID), .text(c.redirectURI), SQLArgument(flag: c.redirectURISent),
                   .text(Scopes.join(c.scope)), SQLArgument(c.nonce), SQLArgument(c.codeChallenge), .int(c.authTime), .int(c.createdAt),
-                  .int(c.expiresAt)])
+                  .int(c.expiresAt), SQLArgument(c.sid), SQLArgument(c.claims?.json.text)])
         try blindUpdate("DELETE FROM authorization_codes WHERE expires_at < ?", [.int(c.createdAt - 86_400_000)])
     }
 
@@ -42,9 +49,14 @@ extension SQLStatementRunner {
                  [.int(at), .text(familyID), .text(hash)]) == 1
     }
 
-    public func insertFamily(id: String, clientID: String, userID: String, createdAt: Int64) throws {
-        try blindUpdate("INSERT INTO token_families(id, client_id, user_id, created_at) VALUES(?, ?, ?, ?)",
-                 [.text(id), .text(clientID), .text(userID), .int(createdAt)])
+    /// `sid`: the session the family ends with (granted without offline_access, Back-Channel Logout 1.0 §2.7).
+    public func insertFamily(id: String, clientID: String, userID: String, createdAt: Int64, sid: String? = nil) throws {
+        try blindUpdate("INSERT INTO token_families(id, client_id, user_id, created_at, sid) VALUES(?, ?, ?, ?, ?)",
+                 [.text(id), .text(clientID), .text(userID), .int(createdAt), SQLArgument(sid)])
+    }
+
+    public func revokeFamilies(sid: String, at: Int64) throws {
+        try update("UPDATE token_families SET revoked_at = ? WHERE sid = ? AND revoked_at IS NULL", [.int(at), .text(sid)])
     }
 
     public func revokeFamily(id: String, at: Int64) throws {

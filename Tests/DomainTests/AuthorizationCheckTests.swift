@@ -86,7 +86,9 @@ import Testing
             (.requestObjectUnsupported, true, { $0.requestObject = nil }),
             (.requestURIUnsupported, true, { $0.requestURI = nil }),
             (.scopeMalformed, true, { $0.scope = "openid clients:write" }),
-            (.scopeNotAllowed, true, { $0.scope = "openid profile" }),
+            (.scopeNotAllowed, true, { $0.scope = "openid" }),
+            (.claimsMalformed, true, { $0.claims = #"{"id_token": {"acr": {"essential": true, "values": ["2", "3"]}}}"# }),
+            (.acrUnmet, true, { $0.claims = #"{"id_token": {"acr": {"essential": true, "values": ["1"]}}, "userinfo": {"given_name": null, "email": null}}"# }),
             (.challengeMethodUnsupported, true, { $0.codeChallengeMethod = "S256" }),
             (.challengeMalformed, true, { $0.codeChallenge = Self.good }),
             (.nonceTooLong, true, { $0.nonce = "n-1" }),
@@ -103,6 +105,7 @@ import Testing
         p.prompt = "none login"
         p.maxAge = "-1"
         p.state = String(repeating: "s", count: 2049)
+        p.claims = #"{"id_token": ["acr"]}"#
         for (expected, redirected, mend) in walk {
             guard case .failure(let failure) = Self.judge(p, .authorizationEndpoint) else {
                 Issue.record("accepted before \(expected)")
@@ -120,9 +123,11 @@ import Testing
         let request = try Self.judge(p, .authorizationEndpoint).get()
         #expect(request == AuthorizationRequest(clientID: "conf", redirectURI: "https://c.example/cb", redirectURISent: true, scope: ["openid", "profile"],
                                                 state: "s", nonce: "n-1", codeChallenge: Self.good, prompt: ["login", "consent"], maxAge: 0,
-                                                responseMode: .formPost))
+                                                responseMode: .formPost,
+                                                claims: ClaimsRequest(idToken: ["acr"], userinfo: ["given_name", "email"], essentialACR: ["1"])),
+                "profile joins the scope for given_name; email, which the client may not ask for, does not")
         #expect(AuthorizationChecks.order.map(\.name) == ["client", "redirectURI", "singleValued", "responseMode", "responseType", "requestObject",
-                                                             "scope", "pkce", "nonce", "prompt", "maxAge", "state"])
+                                                             "scope", "claims", "pkce", "nonce", "prompt", "maxAge", "state"])
     }
 
     /// The app API runs the same list with its own rules: the one registered
@@ -163,5 +168,36 @@ import Testing
             return
         }
         #expect(failure.check == .grantNotAllowed && failure.check.errorCode == "unauthorized_client")
+    }
+}
+
+/// OIDC Core §5.5's `claims` parameter.
+@Suite struct ClaimsRequestTests {
+    @Test(arguments: [
+        #"{}"#, #"{"userinfo": null}"#, #"{"id_token": {"auth_time": {"essential": true}}, "other": 1}"#,
+        #"{"userinfo": {"email": {"essential": true}, "name": null, "locale": {"value": "fr"}, "address": {"values": ["x"]}}}"#,
+    ])
+    func wellFormed(_ text: String) {
+        #expect(ClaimsRequest(parameter: text) != nil, "\(text)")
+    }
+
+    @Test(arguments: [
+        "", "[]", "null", "not json", #"{"id_token": []}"#, #"{"userinfo": {"email": true}}"#, #"{"userinfo": {"email": {"essential": "yes"}}}"#,
+        #"{"userinfo": {"email": {"values": "x"}}}"#, #"{"userinfo": {"": null}}"#, #"{"userinfo": {"a b": null}}"#,
+    ])
+    func malformed(_ text: String) {
+        #expect(ClaimsRequest(parameter: text) == nil, "\(text)")
+    }
+
+    @Test func boundsAndMeaning() throws {
+        let many = (0..<33).map { "\"c\($0)\": null" }.joined(separator: ", ")
+        #expect(ClaimsRequest(parameter: "{\"userinfo\": {\(many)}}") == nil, "at most 32 claims")
+        #expect(ClaimsRequest(parameter: "{\"userinfo\": {\"n\": \"" + String(repeating: "x", count: 4100) + "\"}}") == nil)
+        let r = try #require(ClaimsRequest(parameter: #"{"id_token": {"acr": {"essential": true, "value": "1"}, "phone_number": null}, "userinfo": {"address": null, "picture": null}}"#))
+        #expect(r.scopes == ["phone", "address"], "claims Latchkey does not hold bring no scope")
+        #expect(r.wantsACR && r.acrSatisfiable)
+        #expect(ClaimsRequest(json: r.json) == r, "stored and read back")
+        #expect(!(try #require(ClaimsRequest(parameter: #"{"id_token": {"acr": {"essential": true, "values": ["urn:mace:incommon:iap:silver"]}}}"#)).acrSatisfiable))
+        #expect(try #require(ClaimsRequest(parameter: #"{"id_token": {"acr": {"values": ["2"]}}}"#)).acrSatisfiable, "a voluntary acr is answered with what there is")
     }
 }

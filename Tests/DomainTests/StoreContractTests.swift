@@ -55,7 +55,7 @@ import Testing
         let (client, _) = try h.app()
         let now = h.clock.now
         try h.store.write {
-            try h.store.insertFamily(id: "fam", clientID: client, userID: user, createdAt: now)
+            try h.store.insertFamily(id: "fam", clientID: client, userID: user, createdAt: now, sid: nil)
             try h.store.insertRefreshToken(RefreshTokenRecord(tokenHash: "race-refresh", familyID: "fam", clientID: client, userID: user,
                                                               scope: ["openid"], authTime: now / 1000, createdAt: now, expiresAt: now + 60_000))
         }
@@ -138,18 +138,18 @@ import Testing
         let token = RefreshTokenRecord(tokenHash: "dup-hash", familyID: "fam-1", clientID: client, userID: userID, scope: ["openid"],
                                        authTime: now / 1000, createdAt: now, expiresAt: now + 60_000)
         try store.write {
-            try store.insertFamily(id: "fam-1", clientID: client, userID: userID, createdAt: now)
+            try store.insertFamily(id: "fam-1", clientID: client, userID: userID, createdAt: now, sid: nil)
             try store.insertRefreshToken(token)
         }
         #expect(throws: StoreError.self) {
             try store.write {
-                try store.insertFamily(id: "fam-2", clientID: client, userID: userID, createdAt: now)
+                try store.insertFamily(id: "fam-2", clientID: client, userID: userID, createdAt: now, sid: nil)
                 _ = try store.rotateRefreshToken(hash: "dup-hash", at: now)
                 try store.insertRefreshToken(token)  // the same hash again: refused, at the latest at the COMMIT
             }
         }
         #expect(try store.read { try store.refreshToken(hash: "dup-hash")?.rotatedAt } == nil, "the rotation was rolled back")
         // The connection goes on: the next write works.
-        try store.write { try store.insertFamily(id: "fam-3", clientID: client, userID: userID, createdAt: now) }
+        try store.write { try store.insertFamily(id: "fam-3", clientID: client, userID: userID, createdAt: now, sid: nil) }
     }
 }

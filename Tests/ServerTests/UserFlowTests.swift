@@ -14,8 +14,8 @@ import Testing
 
     /// Runs authorize → login → continue → consent accept; returns the code.
     func code(_ h: Harness, _ b: Browser, client: String, pkce: PKCE, scope: String = "openid profile email offline_access",
-              grant: [String]? = nil, remember: Bool = true) throws -> String {
-        let first = b.authorize(authorizeParams(client, pkce, scope: scope))
+              grant: [String]? = nil, remember: Bool = true, extra: [(String, String)] = []) throws -> String {
+        let first = b.authorize(authorizeParams(client, pkce, scope: scope, extra: extra))
         #expect(first.status == 303)
         var location = try #require(first.headers[.location])
         if location.hasPrefix("/login/") {

@@ -50,12 +50,15 @@ public struct AuthorizationCodeGrant: Grant {
                 return .refused(.invalidGrant(detail: "code consumed concurrently"))
             }
             guard let user = try s.store.user(id: record.userID) else { return .refused(.invalidGrant(detail: "user gone")) }
-            try s.store.insertFamily(id: familyID, clientID: client.clientID, userID: user.id, createdAt: now)
+            // Back-Channel Logout 1.0 §2.7: a grant without offline_access ends with the session it was made in.
+            let endsWithSession = record.scope.contains("offline_access") ? nil : record.sid
+            try s.store.insertFamily(id: familyID, clientID: client.clientID, userID: user.id, createdAt: now, sid: endsWithSession)
             try s.store.touchConnection(userID: user.id, clientID: client.clientID, accessTime: now)
             let refresh = try s.storeRefreshToken(client: client, userID: user.id, scope: record.scope, authTime: record.authTime, familyID: familyID,
                                                 issue: s.issuesRefreshToken(client, scope: record.scope))
             return .issued(TokenService.Issuance(client: client, userID: user.id, user: user, scope: record.scope, authTime: record.authTime, familyID: familyID,
-                                    nonce: record.nonce, refreshToken: refresh, idToken: record.scope.contains("openid")))
+                                    nonce: record.nonce, refreshToken: refresh, idToken: record.scope.contains("openid"), sid: record.sid,
+                                    acr: record.claims?.wantsACR == true))
         }
         switch outcome {
         case let .issued(issuance): return try s.sign(issuance)

@@ -27,6 +27,10 @@ extension TokenService {
         var nonce: String?
         var refreshToken: String?
         var idToken: Bool
+        /// The session signed into (the ID token's `sid`, Back-Channel Logout 1.0 §2.1).
+        var sid: String?
+        /// `acr` asked for with the claims parameter.
+        var acr: Bool
     }
 
     /// Signs the access token (and the ID token) of a committed grant.
@@ -55,25 +59,28 @@ extension TokenService {
         var response = TokenResponse(accessToken: access.token, expiresIn: i.client.accessTokenTTL, scope: i.scope)
         response.refreshToken = i.refreshToken
         if i.idToken, let user = i.user {
-            response.idToken = try idToken(client: i.client, user: user, scope: i.scope, authTime: i.authTime, nonce: i.nonce, accessToken: access.token)
+            response.idToken = try idToken(client: i.client, user: user, i, accessToken: access.token)
         }
         return response
     }
 
     /// OIDC Core §2: `at_hash` is the left half of the access token's hash
     /// with the ID token's algorithm (SHA-256; SHA-512 for EdDSA).
-    func idToken(client: Client, user: User, scope: [String], authTime: Int64, nonce: String?, accessToken: String) throws -> String {
+    func idToken(client: Client, user: User, _ i: Issuance, accessToken: String) throws -> String {
+        let scope = i.scope
         let (kid, key) = try keys.signingKey(for: client.idTokenAlg)
         let digest = key.algorithm == .edDSA ? Digest.sha512(Array(accessToken.utf8)) : Digest.sha256(accessToken)
         let now = env.nowSeconds
         var claims: [(String, JSON)] = [
             ("iss", .string(env.issuer)), ("sub", .string(user.id)), ("aud", .string(client.clientID)), ("azp", .string(client.clientID)),
-            ("exp", .int(now + Int64(client.accessTokenTTL))), ("iat", .int(now)), ("auth_time", .int(authTime)),
+            ("exp", .int(now + Int64(client.accessTokenTTL))), ("iat", .int(now)), ("auth_time", .int(i.authTime)),
             ("at_hash", .string(Base64.urlEncode(Array(digest.prefix(digest.count / 2))))),
         ]
-        if let nonce { claims.append(("nonce", .string(nonce))) }
-        // Latchkey signs users in with a password only (RFC 8176).
+        if let nonce = i.nonce { claims.append(("nonce", .string(nonce))) }
+        if let sid = i.sid { claims.append(("sid", .string(sid))) }
+        // Latchkey signs users in with a password only (RFC 8176), the one context it names (OIDC Core §2 acr).
         claims.append(("amr", ["pwd"]))
+        if i.acr { claims.append(("acr", .string(ClaimsRequest.passwordACR))) }
         let profile = UserProfile.needed(for: scope) ? try store.read { try store.userProfile(userID: user.id) } : nil
         claims += UserProfile.claims(user, profile, scope: scope)
         return try JWS.sign(payload: .object(claims), key: key, kid: kid, typ: "JWT")

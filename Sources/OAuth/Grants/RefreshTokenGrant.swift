@@ -44,7 +44,7 @@ public struct RefreshTokenGrant: Grant {
                                                 familyID: record.familyID, issue: true)
             // OIDC Core §12.2: a refreshed response "might not contain an id_token"; the client has one.
             return .issued(TokenService.Issuance(client: client, userID: record.userID, user: nil, scope: scope, authTime: record.authTime, familyID: record.familyID,
-                                    nonce: nil, refreshToken: refresh, idToken: false))
+                                    nonce: nil, refreshToken: refresh, idToken: false, sid: nil, acr: false))
         }
         switch outcome {
         case let .issued(issuance): return try s.sign(issuance)

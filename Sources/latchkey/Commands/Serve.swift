@@ -80,9 +80,16 @@ enum ServeCommand {
         }
         let checkpointer = databaseURL == nil ? Checkpointer(path: path, writerLock: writerLock) : nil
         defer { checkpointer?.stop() }
+        // Back-Channel Logout tokens go out from here, never from a request.
+        let logoutDelivery = LogoutDeliveryThread(env: environment, logger: app.logger) {
+            if let databaseURL { return try PostgresStore(url: databaseURL, migrate: false) }
+            return try SQLiteStore(path: path, writerLock: writerLock, migrate: false)
+        }
+        defer { logoutDelivery.stop() }
         let signal = try server.run {
             // Started here, after the pool has blocked TERM/INT/HUP, so the thread inherits the mask.
             checkpointer?.start()
+            logoutDelivery.start()
             app.logger.info("latchkey serving", [("listen", .string(address.description)), ("workers", JSON(workers)), ("issuer", .string(issuer)),
                                                  ("sealed_at_start", JSON(sealed))])
         }

@@ -180,7 +180,8 @@ enum AppSurface {
         case .nonceTooLong, .nonceNotPrintable: return Failure(status: 400, message: "nonce must be printable and at most 255 characters.")
         // Parameters this surface does not take (the field list refuses them first).
         case .redirectURIMissing, .parameterRepeated, .responseModeUnsupported, .responseTypeMissing, .responseTypeUnsupported,
-             .requestObjectUnsupported, .requestURIUnsupported, .scopeNotAllowed, .promptInvalid, .maxAgeInvalid, .stateTooLong:
+             .requestObjectUnsupported, .requestURIUnsupported, .scopeNotAllowed, .promptInvalid, .maxAgeInvalid, .stateTooLong,
+             .claimsMalformed, .acrUnmet:
             return Failure(status: 400, message: AuthorizationService.describe(check))
         }
     }
@@ -192,6 +193,8 @@ enum AppSurface {
         var authTime = ctx.env.nowSeconds
         /// A user token serves only for apps of its own client's organization (SPEC 6.4).
         var organization: String?
+        /// The session signing in, when it is one (Back-Channel Logout).
+        var sid: String?
         if request.headers.value(.authorization) != nil {
             let caller = try UserEndpoints.userCaller(request, ctx, scopes: ["gov.user.oauth.authorize"])
             user = caller.user
@@ -200,6 +203,7 @@ enum AppSurface {
             let s = try UserEndpoints.sessionUser(request, ctx, write: true)
             user = s.user
             authTime = s.session.authTime
+            sid = BackchannelLogout.sid(sessionIDHash: s.session.idHash)
         }
         let members = try EndpointKit.jsonObject(request)
         let allowed = ["client_id", "scope", "nonce", "code_challenge", "code_challenge_method"]
@@ -217,7 +221,7 @@ enum AppSurface {
             throw AppSurface.failure(failure.check)
         }
         let code = try AuthorizationService(env: ctx.env, store: ctx.store)
-            .issueCode(authorization, user: user, authTime: authTime, scope: authorization.scope, remember: true, answering: nil)
+            .issueCode(authorization, user: user, authTime: authTime, sid: sid, scope: authorization.scope, remember: true, answering: nil)
         return Response.json(["code": .string(code)]).noStore()
     }
 

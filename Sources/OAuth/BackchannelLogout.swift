@@ -1,0 +1,142 @@
+import Common
+import Cryptography
+import JOSE
+
+/// A logout token waiting to be delivered to one client (Back-Channel Logout 1.0).
+public struct LogoutDelivery: Sendable, Equatable {
+    public var id: String
+    public var clientID: String
+    /// The user (`sub`).
+    public var subject: String
+    /// The session (`sid`); nil when the client is told about the user only.
+    public var sid: String?
+    public var attempts: Int
+    public var nextAttemptAt: Int64
+    public var createdAt: Int64
+
+    public init(id: String, clientID: String, subject: String, sid: String?, attempts: Int = 0, nextAttemptAt: Int64, createdAt: Int64) {
+        self.id = id
+        self.clientID = clientID
+        self.subject = subject
+        self.sid = sid
+        self.attempts = attempts
+        self.nextAttemptAt = nextAttemptAt
+        self.createdAt = createdAt
+    }
+}
+
+/// Back-Channel Logout 1.0 (SPEC 10.1): when a session ends (a logout, on
+/// any path) each client the session signed into and that registered a
+/// `backchannel_logout_uri` is sent a logout token; when the user revokes
+/// a connection, that client is. Ending a session also ends the refresh
+/// tokens granted in it without `offline_access` (§2.7); those granted with
+/// it outlive the session, as OIDC Core §11 intends.
+///
+/// Nothing is sent on the user's request: the logout queues deliveries in
+/// its own transaction, and `LogoutSender` (a background thread of each
+/// node) delivers them, with retries, whichever node queued them.
+public enum BackchannelLogout {
+    public static let event = "http://schemas.openid.net/event/backchannel-logout"
+
+    /// The `sid` of a session: derived from the stored hash of its cookie
+    /// value, so it names the session without revealing anything that signs in.
+    public static func sid(sessionIDHash: String) -> String {
+        String(Base64.urlEncode(Digest.sha256("latchkey-sid:" + sessionIDHash)).prefix(32))
+    }
+
+    /// Inside the transaction that ends session `sid` of `userID`.
+    static func sessionEnded(sid: String, userID: String, store: Store, env: Environment) throws {
+        let now = env.now()
+        try store.revokeFamilies(sid: sid, at: now)
+        for clientID in try store.takeSessionClients(sid: sid) {
+            guard let client = try store.client(clientID), client.backchannelLogoutURI != nil else { continue }
+            try store.enqueueLogout(LogoutDelivery(id: env.randomID(24), clientID: clientID, subject: userID, sid: sid, nextAttemptAt: now, createdAt: now))
+        }
+    }
+
+    /// Inside the transaction that revokes the user's connection to `client`:
+    /// one token per session that signed into it, or one naming the user
+    /// alone when no session is known and the client does not require `sid`.
+    static func connectionEnded(userID: String, client: Client, store: Store, env: Environment) throws {
+        let sids = try store.takeSessions(userID: userID, clientID: client.clientID)
+        guard client.backchannelLogoutURI != nil else { return }
+        let now = env.now()
+        let targets: [String?] = sids.isEmpty ? (client.backchannelLogoutSessionRequired ? [] : [nil]) : sids
+        for sid in targets {
+            try store.enqueueLogout(LogoutDelivery(id: env.randomID(24), clientID: client.clientID, subject: userID, sid: sid, nextAttemptAt: now,
+                                                   createdAt: now))
+        }
+    }
+
+    /// The logout token (§2.4), signed with the client's ID token algorithm.
+    static func token(_ d: LogoutDelivery, client: Client, keys: KeyRing, env: Environment) throws -> String {
+        let (kid, key) = try keys.signingKey(for: client.idTokenAlg)
+        let now = env.nowSeconds
+        var claims: [(String, JSON)] = [
+            ("iss", .string(env.issuer)), ("sub", .string(d.subject)), ("aud", .string(client.clientID)), ("iat", .int(now)),
+            ("exp", .int(now + 120)), ("jti", .string(env.randomToken(bytes: 16))), ("events", .object([(event, .object([]))])),
+        ]
+        if let sid = d.sid { claims.append(("sid", .string(sid))) }
+        return try JWS.sign(payload: .object(claims), key: key, kid: kid, typ: "logout+jwt")
+    }
+}
+
+/// Delivers queued logout tokens (§2.5): one POST each, form-encoded
+/// `logout_token`, no redirects followed, a short timeout; a 2xx answer
+/// ends the delivery, anything else is retried later, up to `backoff.count`
+/// attempts in all, then given up and audited.
+public struct LogoutSender {
+    /// Seconds to the next attempt after attempt 1, 2, ...: longer than the
+    /// POST's timeout, so an attempt in flight is never claimed again.
+    public static let backoff: [Int64] = [10, 30, 120, 600, 1800]
+    public static let timeoutSeconds = 5
+    public static let batch = 16
+
+    let env: Environment
+    let store: Store
+    let keys: KeyRing
+
+    public init(env: Environment, store: Store, keys: KeyRing) {
+        self.env = env
+        self.store = store
+        self.keys = keys
+    }
+
+    /// The outcome of one POST: delivered (2xx) or not.
+    public typealias Post = (_ uri: String, _ form: [UInt8]) -> Bool
+
+    /// One round over the deliveries due now; returns how many were attempted.
+    @discardableResult
+    public func runOnce(post: Post) throws -> Int {
+        let due = try store.read { try store.dueLogouts(now: env.now(), limit: LogoutSender.batch) }
+        var attempted = 0
+        for d in due {
+            let attempt = d.attempts + 1
+            let wait = LogoutSender.backoff[min(d.attempts, LogoutSender.backoff.count - 1)]
+            let claimed = try store.write { () throws -> Client?? in
+                guard try store.claimLogout(d, nextAttemptAt: env.now() + wait * 1000) else { return .none }
+                return .some(try store.client(d.clientID))
+            }
+            guard case .some(let client) = claimed else { continue }  // another node has it
+            guard let client, client.enabled, let uri = client.backchannelLogoutURI else {
+                // The client is gone, disabled or no longer listening: nothing to tell.
+                try store.write { try store.deleteLogout(id: d.id) }
+                continue
+            }
+            attempted += 1
+            let token = try BackchannelLogout.token(d, client: client, keys: keys, env: env)
+            let form = Array("logout_token=\(PercentEncoding.encode(token))".utf8)
+            if post(uri, form) {
+                try store.write { try store.deleteLogout(id: d.id) }
+            } else if attempt > LogoutSender.backoff.count {
+                try store.write {
+                    try store.deleteLogout(id: d.id)
+                    try store.appendAudit(AuditEvent(organizationID: client.organizationID, actor: "latchkey", action: "logout.delivery_failed",
+                                                     target: client.clientID, surface: "backchannel", requestID: nil,
+                                                     details: ["attempts": JSON(attempt)], createdAt: env.now()))
+                }
+            }
+        }
+        return attempted
+    }
+}

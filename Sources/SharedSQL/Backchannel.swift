@@ -1,0 +1,52 @@
+import Common
+import OAuth
+
+/// Back-Channel Logout's sessions-to-clients record and delivery queue (BackchannelStorage), on both stores.
+extension SQLStatementRunner {
+    public func recordSessionClient(sid: String, clientID: String, userID: String, at: Int64, expiresAt: Int64) throws {
+        try blindUpdate("""
+            INSERT INTO session_clients(sid, client_id, user_id, created_at, expires_at) VALUES(?, ?, ?, ?, ?)
+              ON CONFLICT(sid, client_id) DO NOTHING
+            """, [.text(sid), .text(clientID), .text(userID), .int(at), .int(expiresAt)])
+        // What expired sessions left is gone at the next sign-in to a client.
+        try blindUpdate("DELETE FROM session_clients WHERE expires_at < ?", [.int(at)])
+    }
+
+    public func takeSessionClients(sid: String) throws -> [String] {
+        let clients = try query("SELECT client_id FROM session_clients WHERE sid = ? ORDER BY created_at, client_id", [.text(sid)]).map { $0.string(0) }
+        if !clients.isEmpty { try update("DELETE FROM session_clients WHERE sid = ?", [.text(sid)]) }
+        return clients
+    }
+
+    public func takeSessions(userID: String, clientID: String) throws -> [String] {
+        let sids = try query("SELECT sid FROM session_clients WHERE user_id = ? AND client_id = ? ORDER BY created_at, sid",
+                             [.text(userID), .text(clientID)]).map { $0.string(0) }
+        if !sids.isEmpty { try update("DELETE FROM session_clients WHERE user_id = ? AND client_id = ?", [.text(userID), .text(clientID)]) }
+        return sids
+    }
+
+    public func enqueueLogout(_ d: LogoutDelivery) throws {
+        try update("""
+            INSERT INTO logout_deliveries(id, client_id, subject, sid, attempts, next_attempt_at, created_at) VALUES(?, ?, ?, ?, ?, ?, ?)
+            """, [.text(d.id), .text(d.clientID), .text(d.subject), SQLArgument(d.sid), SQLArgument(d.attempts), .int(d.nextAttemptAt), .int(d.createdAt)])
+    }
+
+    public func dueLogouts(now: Int64, limit: Int) throws -> [LogoutDelivery] {
+        try query("""
+            SELECT id, client_id, subject, sid, attempts, next_attempt_at, created_at FROM logout_deliveries
+              WHERE next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?
+            """, [.int(now), SQLArgument(limit)]).map {
+            LogoutDelivery(id: $0.string(0), clientID: $0.string(1), subject: $0.string(2), sid: $0.optionalString(3), attempts: Int($0.int(4)),
+                           nextAttemptAt: $0.int(5), createdAt: $0.int(6))
+        }
+    }
+
+    public func claimLogout(_ d: LogoutDelivery, nextAttemptAt: Int64) throws -> Bool {
+        try update("UPDATE logout_deliveries SET attempts = attempts + 1, next_attempt_at = ? WHERE id = ? AND attempts = ?",
+                   [.int(nextAttemptAt), .text(d.id), SQLArgument(d.attempts)]) == 1
+    }
+
+    public func deleteLogout(id: String) throws {
+        try update("DELETE FROM logout_deliveries WHERE id = ?", [.text(id)])
+    }
+}

@@ -1,0 +1,112 @@
+import Common
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import OAuth
+import Server
+import Synchronization
+
+/// Back-Channel Logout's delivery: `LogoutSender` once a second, on a thread
+/// and a store connection of its own, in every node (the queue's claims let
+/// exactly one node send each token). Never on a request's path.
+final class LogoutDeliveryThread: Sendable {
+    private let makeStore: @Sendable () throws -> any Store
+    private let env: Environment
+    private let logger: Logger
+    private let state = Mutex<(stop: Bool, done: Bool)>((false, false))
+
+    init(env: Environment, logger: Logger, makeStore: @escaping @Sendable () throws -> any Store) {
+        self.env = env
+        self.logger = logger
+        self.makeStore = makeStore
+    }
+
+    func start() {
+        let thread = Thread { [self] in self.loop() }
+        thread.name = "latchkey-logout"
+        thread.start()
+    }
+
+    /// Stops after the current round (a round waits for at most one POST's timeout per delivery).
+    func stop() {
+        state.withLock { $0.stop = true }
+    }
+
+    private func loop() {
+        defer { state.withLock { $0.done = true } }
+        let poster = LogoutPoster(logger: logger)
+        var sender: LogoutSender?
+        while !state.withLock({ $0.stop }) {
+            Thread.sleep(forTimeInterval: 1)
+            do {
+                if sender == nil {
+                    let store = try makeStore()
+                    sender = LogoutSender(env: env, store: store, keys: KeyRing(store: store, env: env))
+                }
+                try sender?.runOnce(post: poster.post)
+            } catch {
+                // The database away or busy: a new connection next round; the queue keeps what was not sent.
+                logger.warn("logout delivery round failed", [("error", .string(Logger.redacted(String(describing: error))))])
+                sender = nil
+            }
+        }
+    }
+}
+
+/// One POST of a logout token (§2.5): form-encoded, a 5-second timeout, no
+/// redirect followed (a 3xx is a failure), no cookies, the answer's body unread.
+final class LogoutPoster: NSObject, URLSessionTaskDelegate, Sendable {
+    private let logger: Logger
+    private let session = Mutex<URLSession?>(nil)
+
+    init(logger: Logger) {
+        self.logger = logger
+    }
+
+    private var urlSession: URLSession {
+        session.withLock { current in
+            if let current { return current }
+            let configuration = URLSessionConfiguration.ephemeral
+            configuration.timeoutIntervalForRequest = TimeInterval(LogoutSender.timeoutSeconds)
+            configuration.timeoutIntervalForResource = TimeInterval(LogoutSender.timeoutSeconds)
+            configuration.httpShouldSetCookies = false
+            configuration.httpCookieAcceptPolicy = .never
+            configuration.urlCache = nil
+            let made = URLSession(configuration: configuration, delegate: self, delegateQueue: nil)
+            current = made
+            return made
+        }
+    }
+
+    func urlSession(_ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse, newRequest request: URLRequest,
+                    completionHandler: @escaping @Sendable (URLRequest?) -> Void) {
+        completionHandler(nil)
+    }
+
+    func post(_ uri: String, _ form: [UInt8]) -> Bool {
+        guard let url = URL(string: uri) else { return false }
+        var request = URLRequest(url: url, timeoutInterval: TimeInterval(LogoutSender.timeoutSeconds))
+        request.httpMethod = "POST"
+        request.setValue("application/x-www-form-urlencoded", forHTTPHeaderField: "Content-Type")
+        request.httpBody = Data(form)
+        let status = Mutex<Int?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        let task = urlSession.dataTask(with: request) { _, response, _ in
+            status.withLock { $0 = (response as? HTTPURLResponse)?.statusCode }
+            done.signal()
+        }
+        task.resume()
+        if done.wait(timeout: .now() + .seconds(LogoutSender.timeoutSeconds + 1)) == .timedOut {
+            task.cancel()
+            logger.warn("logout token not delivered", [("host", .string(url.host ?? "")), ("reason", "timeout")])
+            return false
+        }
+        let code = status.withLock { $0 }
+        guard let code, (200..<300).contains(code) else {
+            logger.warn("logout token not delivered", [("host", .string(url.host ?? "")), ("status", code.map { JSON($0) } ?? .null)])
+            return false
+        }
+        return true
+    }
+}

@@ -1,0 +1,175 @@
+import Common
+import Cryptography
+import JOSE
+import OAuth
+import TestSupport
+import Testing
+
+/// Back-Channel Logout 1.0 over plain values, on the store the run is on.
+@Suite struct BackchannelLogoutTests {
+    static let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+    static let uri = "https://rp.example/backchannel"
+
+    let g: GrantTesting
+    var h: StoreFixture { g.h }
+
+    init() throws { g = try GrantTesting() }
+
+    func listen(_ clientID: String, sessionRequired: Bool = false) throws {
+        try h.store.write {
+            var c = try #require(try h.store.client(clientID))
+            c.backchannelLogoutURI = Self.uri
+            c.backchannelLogoutSessionRequired = sessionRequired
+            try h.store.updateClient(c)
+        }
+    }
+
+    func signIn() throws -> (token: String, sid: String) {
+        let started = try #require(try SessionService(env: h.env, store: h.store).login(username: "alice", password: "correct horse battery"))
+        return (started.token, BackchannelLogout.sid(sessionIDHash: SessionService.hash(started.token)))
+    }
+
+    func redeem(_ code: String, _ client: String, _ secret: String?) throws -> TokenResponse {
+        try g.exchange("authorization_code", ["code": code, "redirect_uri": StoreFixture.redirect, "code_verifier": Self.verifier],
+                       as: .basic(clientID: client, secret: secret ?? ""))
+    }
+
+    var sender: LogoutSender { LogoutSender(env: h.env, store: h.store, keys: KeyRing(store: h.store, env: h.env)) }
+    var due: [LogoutDelivery] { get throws { try h.store.read { try h.store.dueLogouts(now: h.clock.now, limit: 50) } } }
+
+    /// The logout token a POST carried, verified with the published key.
+    func logoutToken(_ form: [UInt8]) throws -> JWS.Parsed {
+        let text = String(decoding: form, as: UTF8.self)
+        #expect(text.hasPrefix("logout_token="))
+        let parsed = try #require(JWS.parse(String(text.dropFirst("logout_token=".count))))
+        let kid = try #require(parsed.kid)
+        let key = try #require(try KeyRing(store: h.store, env: h.env).verificationKey(kid: kid))
+        #expect(JWS.verify(parsed, key: key))
+        return parsed
+    }
+
+    @Test func aLogoutQueuesATokenForEachListeningClientAndEndsTheGrantsBoundToTheSession() throws {
+        let alice = try h.user()
+        let (listening, secret) = try h.app(public: false)
+        let (quiet, quietSecret) = try h.app(public: false)
+        try listen(listening)
+        let (session, sid) = try signIn()
+        // §2.1: ID tokens carry the session's sid.
+        let bound = try redeem(try g.code(client: listening, user: alice, scope: ["openid"], sid: sid), listening, secret)
+        let boundIDToken = try #require(bound.idToken)
+        let idToken = try #require(JWS.parse(boundIDToken))
+        #expect(idToken.payload["sid"] == .string(sid))
+        let offline = try redeem(try g.code(client: listening, user: alice, scope: ["openid", "offline_access"], sid: sid), listening, secret)
+        _ = try redeem(try g.code(client: quiet, user: alice, scope: ["openid"], sid: sid), quiet, quietSecret)
+        #expect(try due.isEmpty)
+
+        try SessionService(env: h.env, store: h.store).logout(session)
+        let queued = try due
+        #expect(queued.count == 1, "one token, for the one client that listens, however many codes it got")
+        #expect(queued.first?.clientID == listening && queued.first?.subject == alice && queued.first?.sid == sid)
+        // §2.7: what was granted without offline_access ends with the session; with it, it outlives it.
+        let caller = try #require(try h.store.read { try h.store.client(listening) })
+        #expect(try g.service.introspect(token: bound.accessToken, caller: caller)["active"] == false)
+        #expect(try g.service.introspect(token: offline.accessToken, caller: caller)["active"] == true)
+        #expect(try g.service.introspect(token: try #require(offline.refreshToken), caller: caller)["active"] == true)
+
+        var posts: [(String, [UInt8])] = []
+        #expect(try sender.runOnce { posts.append(($0, $1)); return true } == 1)
+        #expect(posts.count == 1 && posts.first?.0 == Self.uri)
+        let form = try #require(posts.first?.1)
+        let token = try logoutToken(form)
+        // §2.4: typ, iss, aud, sub, sid, iat, exp, jti, the event; never a nonce.
+        #expect(token.typ == "logout+jwt" && token.algorithm == caller.idTokenAlg.rawValue)
+        let claims = token.payload
+        #expect(claims["iss"] == .string(StoreFixture.issuer) && claims["aud"] == .string(listening) && claims["sub"] == .string(alice))
+        #expect(claims["sid"] == .string(sid) && claims["events"] == [BackchannelLogout.event: [:]] && claims["nonce"] == nil)
+        #expect(claims["jti"]?.stringValue != nil && claims["exp"]!.intValue! - claims["iat"]!.intValue! == 120)
+        #expect(try due.isEmpty, "delivered once, then forgotten")
+        // A second logout of the same session tells nobody again.
+        try SessionService(env: h.env, store: h.store).logout(session)
+        #expect(try due.isEmpty)
+    }
+
+    @Test func aFailedDeliveryIsRetriedWithBackoffThenGivenUpAndAudited() throws {
+        let alice = try h.user()
+        let (listening, secret) = try h.app(public: false)
+        try listen(listening)
+        let (session, sid) = try signIn()
+        _ = try redeem(try g.code(client: listening, user: alice, scope: ["openid"], sid: sid), listening, secret)
+        try SessionService(env: h.env, store: h.store).logout(session)
+        var attempts = 0
+        for wait in LogoutSender.backoff {
+            #expect(try sender.runOnce { _, _ in attempts += 1; return false } == 1)
+            #expect(try sender.runOnce { _, _ in attempts += 1; return false } == 0, "not before its time")
+            h.clock.advance(seconds: wait)
+        }
+        #expect(try sender.runOnce { _, _ in attempts += 1; return false } == 1)
+        #expect(attempts == LogoutSender.backoff.count + 1)
+        #expect(try due.isEmpty)
+        h.clock.advance(seconds: 86_400)
+        #expect(try due.isEmpty, "given up")
+        let audit = try h.store.read { try h.store.auditEvents(organizationID: h.primary.organizationID, limit: 50, offset: 0) }.events
+        #expect(audit.contains { $0.action == "logout.delivery_failed" && $0.target == listening && $0.details["attempts"] == 6 })
+    }
+
+    @Test func aDeliveryGoesOutOnceHoweverManyNodesPoll() throws {
+        let alice = try h.user()
+        let (listening, secret) = try h.app(public: false)
+        try listen(listening)
+        let (session, sid) = try signIn()
+        _ = try redeem(try g.code(client: listening, user: alice, scope: ["openid"], sid: sid), listening, secret)
+        try SessionService(env: h.env, store: h.store).logout(session)
+        let other = try h.anotherStore()
+        let delivery = try #require(try due.first)
+        #expect(try other.write { try other.claimLogout(delivery, nextAttemptAt: h.clock.now + 10_000) })
+        #expect(try !h.store.write { try h.store.claimLogout(delivery, nextAttemptAt: h.clock.now + 10_000) }, "claimed by the other node")
+        #expect(try sender.runOnce { _, _ in Issue.record("sent twice"); return true } == 0)
+    }
+
+    @Test func aClientThatIsGoneOrDisabledIsToldNothing() throws {
+        let alice = try h.user()
+        let (listening, secret) = try h.app(public: false)
+        try listen(listening)
+        let (session, sid) = try signIn()
+        _ = try redeem(try g.code(client: listening, user: alice, scope: ["openid"], sid: sid), listening, secret)
+        try SessionService(env: h.env, store: h.store).logout(session)
+        try h.store.write {
+            var c = try #require(try h.store.client(listening))
+            c.enabled = false
+            try h.store.updateClient(c)
+        }
+        #expect(try sender.runOnce { _, _ in Issue.record("told a disabled client"); return true } == 0)
+        #expect(try due.isEmpty)
+    }
+
+    @Test func revokingAConnectionTellsTheClientAboutEachSessionOrTheUser() throws {
+        let alice = try h.user()
+        let (listening, secret) = try h.app(public: false)
+        try listen(listening)
+        let (_, sid) = try signIn()
+        _ = try redeem(try g.code(client: listening, user: alice, scope: ["openid"], sid: sid), listening, secret)
+        let connections = ConnectionService(env: h.env, store: h.store)
+        #expect(try connections.delete(userID: alice, clientID: listening))
+        #expect(try due.map(\.sid) == [sid])
+        try h.store.write { for d in try h.store.dueLogouts(now: h.clock.now, limit: 10) { try h.store.deleteLogout(id: d.id) } }
+        // Connected again without a session (a user's token on the app API): the user alone, unless sid is required.
+        _ = try redeem(try g.code(client: listening, user: alice, scope: ["openid"]), listening, secret)
+        #expect(try connections.delete(userID: alice, clientID: listening))
+        #expect(try due.map(\.sid) == [nil] && due.first?.subject == alice)
+        try h.store.write { for d in try h.store.dueLogouts(now: h.clock.now, limit: 10) { try h.store.deleteLogout(id: d.id) } }
+        try listen(listening, sessionRequired: true)
+        _ = try redeem(try g.code(client: listening, user: alice, scope: ["openid"]), listening, secret)
+        #expect(try connections.delete(userID: alice, clientID: listening))
+        #expect(try due.isEmpty, "a client requiring sid gets no token without one")
+    }
+
+    @Test func acrIsInTheIDTokenWhenTheClaimsParameterAsksForIt() throws {
+        let alice = try h.user()
+        let (client, secret) = try h.app(public: false)
+        let asked = try redeem(try g.code(client: client, user: alice, scope: ["openid"], claims: ClaimsRequest(idToken: ["acr"])), client, secret)
+        let plain = try redeem(try g.code(client: client, user: alice, scope: ["openid"]), client, secret)
+        let askedToken = try #require(asked.idToken), plainToken = try #require(plain.idToken)
+        #expect(JWS.parse(askedToken)?.payload["acr"] == "1")
+        #expect(JWS.parse(plainToken)?.payload["acr"] == nil)
+    }
+}
