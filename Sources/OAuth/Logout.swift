@@ -9,10 +9,12 @@ import JOSE
 /// the client's registered `post_logout_redirect_uri` (exact match), with
 /// `state`, or sees that they are signed out.
 ///
-/// What a logout ends: the Latchkey session (its cookie and row). Refresh
-/// tokens granted with `offline_access` are meant to outlive the session
-/// (OIDC Core §11) and stay; the user revokes them with the connection on
-/// `/account/`.
+/// What a logout ends: the Latchkey session (its cookie and row), the
+/// grants made in it without `offline_access`, and, over the back channel,
+/// the sessions of the clients it signed into (`BackchannelLogout`).
+/// Refresh tokens granted with `offline_access` are meant to outlive the
+/// session (OIDC Core §11) and stay; the user revokes them with the
+/// connection on `/account/`.
 public struct LogoutService {
     let env: Environment
     let store: Store
