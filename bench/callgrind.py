@@ -7,7 +7,9 @@ divided by N.
     python3 bench/callgrind.py [--baseline OLD_BINARY] [--requests N]
 
 Prints instructions per request by scenario (client_credentials token,
-JWT introspection, a client read) for this build and the baseline."""
+JWT introspection, a client read; `code`: one whole code flow of a signed-in
+user with remembered consent, authorize then token, counted as one) for
+this build and the baseline."""
 import argparse
 import re
 import stat
@@ -45,11 +47,35 @@ def scenario_requests(stack: Stack, name: str):
     auth = (stack.client_id, stack.client_secret)
     if name == "token":
         return lambda: session.post(stack.url("/oauth2/token"), data={"grant_type": "client_credentials"}, auth=auth)
+    if name == "code":
+        return code_flow(stack, session)
     token = stack.token()
     if name == "introspect":
         return lambda: session.post(stack.url("/oauth2/introspect"), data={"token": token}, auth=auth)
     headers = {"Authorization": f"Bearer {token}"}
     return lambda: session.get(stack.url(f"/api/v1/clients/{stack.client_id}"), headers=headers)
+
+
+def code_flow(stack: Stack, session):
+    """A confidential client and a signed-in user who approved it once: each call authorizes (303 with a code) and redeems."""
+    from urllib.parse import parse_qs, urlparse
+    redirect = "http://127.0.0.1:9/cb"
+    created = requests.post(stack.url("/api/v1/clients"), headers=stack.bearer(), json={
+        "client_name": "bench", "redirect_uris": [redirect], "grant_types": ["authorization_code"], "scope": "openid profile"}).json()
+    auth = (created["client_id"], created["client_secret"])
+    assert session.post(stack.url("/api/v1/session"), json={"username": "demo", "password": stack.demo_password}).status_code == 204
+    params = {"response_type": "code", "client_id": auth[0], "redirect_uri": redirect, "scope": "openid profile", "state": "s", "nonce": "n"}
+    first = session.get(stack.url("/oauth2/authorize"), params=params, allow_redirects=False).headers["Location"]
+    request_id = parse_qs(urlparse(first).query)["request"][0]
+    session.post(stack.url(f"/api/v1/authorization-requests/{request_id}/accept"), headers={"X-CSRF-Token": session.cookies["lk_csrf"]},
+                 json={"scope": ["openid", "profile"], "remember": True})
+
+    def flow():
+        location = session.get(stack.url("/oauth2/authorize"), params=params, allow_redirects=False).headers["Location"]
+        code = parse_qs(urlparse(location).query)["code"][0]
+        return requests.post(stack.url("/oauth2/token"), data={"grant_type": "authorization_code", "code": code, "redirect_uri": redirect},
+                             auth=auth)
+    return flow
 
 
 def start(stack: Stack) -> Stack:

@@ -83,7 +83,7 @@ public enum BackchannelLogout {
 
 /// Delivers queued logout tokens (§2.5): one POST each, form-encoded
 /// `logout_token`, no redirects followed, a short timeout; a 2xx answer
-/// ends the delivery, anything else is retried later, up to `backoff.count`
+/// ends the delivery, anything else is retried later, `backoff.count + 1`
 /// attempts in all, then given up and audited.
 public struct LogoutSender {
     /// Seconds to the next attempt after attempt 1, 2, ...: longer than the
@@ -102,16 +102,16 @@ public struct LogoutSender {
         self.keys = keys
     }
 
-    /// The outcome of one POST: delivered (2xx) or not.
-    public typealias Post = (_ uri: String, _ form: [UInt8]) -> Bool
+    /// One POST per delivery, all at once (a slow receiver must not hold up
+    /// the others): for each, delivered (2xx) or not.
+    public typealias Post = (_ batch: [(uri: String, form: [UInt8])]) -> [Bool]
 
     /// One round over the deliveries due now; returns how many were attempted.
     @discardableResult
     public func runOnce(post: Post) throws -> Int {
         let due = try store.read { try store.dueLogouts(now: env.now(), limit: LogoutSender.batch) }
-        var attempted = 0
+        var sending: [(delivery: LogoutDelivery, client: Client, uri: String, form: [UInt8])] = []
         for d in due {
-            let attempt = d.attempts + 1
             let wait = LogoutSender.backoff[min(d.attempts, LogoutSender.backoff.count - 1)]
             let claimed = try store.write { () throws -> Client?? in
                 guard try store.claimLogout(d, nextAttemptAt: env.now() + wait * 1000) else { return .none }
@@ -123,10 +123,14 @@ public struct LogoutSender {
                 try store.write { try store.deleteLogout(id: d.id) }
                 continue
             }
-            attempted += 1
             let token = try BackchannelLogout.token(d, client: client, keys: keys, env: env)
-            let form = Array("logout_token=\(PercentEncoding.encode(token))".utf8)
-            if post(uri, form) {
+            sending.append((d, client, uri, Array("logout_token=\(PercentEncoding.encode(token))".utf8)))
+        }
+        guard !sending.isEmpty else { return 0 }
+        let delivered = post(sending.map { ($0.uri, $0.form) })
+        for (i, item) in sending.enumerated() {
+            let d = item.delivery, client = item.client, attempt = d.attempts + 1
+            if i < delivered.count && delivered[i] {
                 try store.write { try store.deleteLogout(id: d.id) }
             } else if attempt > LogoutSender.backoff.count {
                 try store.write {
@@ -137,6 +141,6 @@ public struct LogoutSender {
                 }
             }
         }
-        return attempted
+        return sending.count
     }
 }

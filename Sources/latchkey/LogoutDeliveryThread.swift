@@ -84,29 +84,36 @@ final class LogoutPoster: NSObject, URLSessionTaskDelegate, Sendable {
         completionHandler(nil)
     }
 
-    func post(_ uri: String, _ form: [UInt8]) -> Bool {
-        guard let url = URL(string: uri) else { return false }
-        var request = URLRequest(url: url, timeoutInterval: TimeInterval(LogoutSender.timeoutSeconds))
-        request.httpMethod = "POST"
-        request.setValue("application/x-www-form-urlencoded", forHTTPHeaderField: "Content-Type")
-        request.httpBody = Data(form)
-        let status = Mutex<Int?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        let task = urlSession.dataTask(with: request) { _, response, _ in
-            status.withLock { $0 = (response as? HTTPURLResponse)?.statusCode }
-            done.signal()
+    /// Every POST of the batch at once; waits for all, one timeout at most.
+    func post(_ batch: [(uri: String, form: [UInt8])]) -> [Bool] {
+        let statuses = Mutex<[Int?]>(Array(repeating: nil, count: batch.count))
+        let group = DispatchGroup()
+        var tasks: [URLSessionDataTask] = []
+        for (i, item) in batch.enumerated() {
+            guard let url = URL(string: item.uri) else { continue }
+            var request = URLRequest(url: url, timeoutInterval: TimeInterval(LogoutSender.timeoutSeconds))
+            request.httpMethod = "POST"
+            request.setValue("application/x-www-form-urlencoded", forHTTPHeaderField: "Content-Type")
+            request.httpBody = Data(item.form)
+            group.enter()
+            let task = urlSession.dataTask(with: request) { _, response, _ in
+                statuses.withLock { $0[i] = (response as? HTTPURLResponse)?.statusCode }
+                group.leave()
+            }
+            tasks.append(task)
+            task.resume()
         }
-        task.resume()
-        if done.wait(timeout: .now() + .seconds(LogoutSender.timeoutSeconds + 1)) == .timedOut {
-            task.cancel()
-            logger.warn("logout token not delivered", [("host", .string(url.host ?? "")), ("reason", "timeout")])
-            return false
+        if group.wait(timeout: .now() + .seconds(LogoutSender.timeoutSeconds + 1)) == .timedOut {
+            for task in tasks { task.cancel() }
         }
-        let code = status.withLock { $0 }
-        guard let code, (200..<300).contains(code) else {
-            logger.warn("logout token not delivered", [("host", .string(url.host ?? "")), ("status", code.map { JSON($0) } ?? .null)])
-            return false
+        let answered = statuses.withLock { $0 }
+        return zip(batch, answered).map { item, status in
+            guard let status, (200..<300).contains(status) else {
+                let host = URL(string: item.uri)?.host ?? ""
+                logger.warn("logout token not delivered", [("host", .string(host)), ("status", status.map { JSON($0) } ?? "no answer")])
+                return false
+            }
+            return true
         }
-        return true
     }
 }

@@ -74,7 +74,7 @@ import Testing
         #expect(try g.service.introspect(token: try #require(offline.refreshToken), caller: caller)["active"] == true)
 
         var posts: [(String, [UInt8])] = []
-        #expect(try sender.runOnce { posts.append(($0, $1)); return true } == 1)
+        #expect(try sender.runOnce { batch in posts += batch.map { ($0.uri, $0.form) }; return batch.map { _ in true } } == 1)
         #expect(posts.count == 1 && posts.first?.0 == Self.uri)
         let form = try #require(posts.first?.1)
         let token = try logoutToken(form)
@@ -99,17 +99,35 @@ import Testing
         try SessionService(env: h.env, store: h.store).logout(session)
         var attempts = 0
         for wait in LogoutSender.backoff {
-            #expect(try sender.runOnce { _, _ in attempts += 1; return false } == 1)
-            #expect(try sender.runOnce { _, _ in attempts += 1; return false } == 0, "not before its time")
+            #expect(try sender.runOnce { batch in attempts += batch.count; return batch.map { _ in false } } == 1)
+            #expect(try sender.runOnce { batch in attempts += batch.count; return batch.map { _ in false } } == 0, "not before its time")
             h.clock.advance(seconds: wait)
         }
-        #expect(try sender.runOnce { _, _ in attempts += 1; return false } == 1)
+        #expect(try sender.runOnce { batch in attempts += batch.count; return batch.map { _ in false } } == 1)
         #expect(attempts == LogoutSender.backoff.count + 1)
         #expect(try due.isEmpty)
         h.clock.advance(seconds: 86_400)
         #expect(try due.isEmpty, "given up")
         let audit = try h.store.read { try h.store.auditEvents(organizationID: h.primary.organizationID, limit: 50, offset: 0) }.events
         #expect(audit.contains { $0.action == "logout.delivery_failed" && $0.target == listening && $0.details["attempts"] == 6 })
+    }
+
+    @Test func aBatchGoesOutTogetherAndOnlyTheFailuresAreRetried() throws {
+        let alice = try h.user()
+        let (first, firstSecret) = try h.app(public: false)
+        let (second, secondSecret) = try h.app(public: false)
+        try listen(first)
+        try listen(second)
+        let (session, sid) = try signIn()
+        _ = try redeem(try g.code(client: first, user: alice, scope: ["openid"], sid: sid), first, firstSecret)
+        _ = try redeem(try g.code(client: second, user: alice, scope: ["openid"], sid: sid), second, secondSecret)
+        try SessionService(env: h.env, store: h.store).logout(session)
+        var batches: [Int] = []
+        let failing = try #require(try due.first?.clientID)
+        #expect(try sender.runOnce { batch in batches.append(batch.count); return [false, true] } == 2)
+        #expect(batches == [2], "one batch, posted together")
+        h.clock.advance(seconds: LogoutSender.backoff[0])
+        #expect(try due.map(\.clientID) == [failing], "the delivered one is gone, the failed one waits for its retry")
     }
 
     @Test func aDeliveryGoesOutOnceHoweverManyNodesPoll() throws {
@@ -123,7 +141,7 @@ import Testing
         let delivery = try #require(try due.first)
         #expect(try other.write { try other.claimLogout(delivery, nextAttemptAt: h.clock.now + 10_000) })
         #expect(try !h.store.write { try h.store.claimLogout(delivery, nextAttemptAt: h.clock.now + 10_000) }, "claimed by the other node")
-        #expect(try sender.runOnce { _, _ in Issue.record("sent twice"); return true } == 0)
+        #expect(try sender.runOnce { batch in Issue.record("sent twice"); return batch.map { _ in true } } == 0)
     }
 
     @Test func aClientThatIsGoneOrDisabledIsToldNothing() throws {
@@ -138,7 +156,7 @@ import Testing
             c.enabled = false
             try h.store.updateClient(c)
         }
-        #expect(try sender.runOnce { _, _ in Issue.record("told a disabled client"); return true } == 0)
+        #expect(try sender.runOnce { batch in Issue.record("told a disabled client"); return batch.map { _ in true } } == 0)
         #expect(try due.isEmpty)
     }
 
