@@ -33,6 +33,8 @@ def wrapper(directory: Path, binary: str, out: Path) -> str:
     path = directory / "latchkey-under-callgrind"
     path.write_text(f"""#!/bin/sh
 if [ "$1" = serve ]; then
+  # No logout-delivery polls: they would count by wall time, not by request.
+  export LATCHKEY_BACKCHANNEL_INTERVAL_MS=0
   exec valgrind --tool=callgrind --callgrind-out-file={out} --dump-instr=no --collect-jumps=no "{binary}" "$@"
 fi
 exec "{binary}" "$@"

@@ -202,7 +202,8 @@ public struct AuthorizationService {
                                                          scope: scope, nonce: request.nonce, codeChallenge: request.codeChallenge,
                                                          authTime: authTime, createdAt: now, expiresAt: now + AuthorizationService.codeLifetimeMillis,
                                                          sid: sid, claims: request.claims))
-            if let sid {
+            // Back-Channel Logout needs to know the session signed in here only when the client listens.
+            if let sid, try store.client(request.clientID)?.backchannelLogoutURI != nil {
                 try store.recordSessionClient(sid: sid, clientID: request.clientID, userID: user.id, at: now,
                                               expiresAt: now + SessionService.lifetimeMillis)
             }

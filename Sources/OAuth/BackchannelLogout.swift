@@ -27,7 +27,8 @@ public struct LogoutDelivery: Sendable, Equatable {
 
 /// Back-Channel Logout 1.0 (SPEC 10.1): when a session ends (a logout, on
 /// any path) each client the session signed into and that registered a
-/// `backchannel_logout_uri` is sent a logout token; when the user revokes
+/// `backchannel_logout_uri` is sent a logout token (a client that registers
+/// one learns of the sessions that sign into it from then on); when the user revokes
 /// a connection, that client is. Ending a session also ends the refresh
 /// tokens granted in it without `offline_access` (§2.7); those granted with
 /// it outlive the session, as OIDC Core §11 intends.

@@ -15,14 +15,19 @@ final class LogoutDeliveryThread: Sendable {
     private let env: Environment
     private let logger: Logger
     private let state = Mutex<(stop: Bool, done: Bool)>((false, false))
+    private let intervalMillis: Int
 
-    init(env: Environment, logger: Logger, makeStore: @escaping @Sendable () throws -> any Store) {
+    /// `intervalMillis`: how often this node looks for due tokens (`LATCHKEY_BACKCHANNEL_INTERVAL_MS`,
+    /// default 1000); 0: this node sends none (another node does).
+    init(env: Environment, logger: Logger, intervalMillis: Int, makeStore: @escaping @Sendable () throws -> any Store) {
         self.env = env
         self.logger = logger
+        self.intervalMillis = intervalMillis
         self.makeStore = makeStore
     }
 
     func start() {
+        guard intervalMillis > 0 else { return }
         let thread = Thread { [self] in self.loop() }
         thread.name = "latchkey-logout"
         thread.start()
@@ -38,7 +43,7 @@ final class LogoutDeliveryThread: Sendable {
         let poster = LogoutPoster(logger: logger)
         var sender: LogoutSender?
         while !state.withLock({ $0.stop }) {
-            Thread.sleep(forTimeInterval: 1)
+            Thread.sleep(forTimeInterval: Double(intervalMillis) / 1000)
             do {
                 if sender == nil {
                     let store = try makeStore()

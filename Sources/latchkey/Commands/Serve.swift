@@ -81,7 +81,9 @@ enum ServeCommand {
         let checkpointer = databaseURL == nil ? Checkpointer(path: path, writerLock: writerLock) : nil
         defer { checkpointer?.stop() }
         // Back-Channel Logout tokens go out from here, never from a request.
-        let logoutDelivery = LogoutDeliveryThread(env: environment, logger: app.logger) {
+        let interval = Int(env["LATCHKEY_BACKCHANNEL_INTERVAL_MS"] ?? "") ?? 1000
+        guard (0...60_000).contains(interval) else { throw ValidationError("LATCHKEY_BACKCHANNEL_INTERVAL_MS must be 0..60000") }
+        let logoutDelivery = LogoutDeliveryThread(env: environment, logger: app.logger, intervalMillis: interval) {
             if let databaseURL { return try PostgresStore(url: databaseURL, migrate: false) }
             return try SQLiteStore(path: path, writerLock: writerLock, migrate: false)
         }
