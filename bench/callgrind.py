@@ -104,7 +104,7 @@ def total_instructions(out: Path) -> int:
     return int(match.group(1))
 
 
-def instructions(binary: str, name: str, count: int, tmp: Path) -> int:
+def instructions(binary: str, name: str, count: int, tmp: Path, keep: Path | None = None) -> int:
     run = Path(tempfile.mkdtemp(dir=tmp))
     out = run / "callgrind.out"
     previous = conftest.BIN
@@ -120,6 +120,9 @@ def instructions(binary: str, name: str, count: int, tmp: Path) -> int:
             stack.stop()
     finally:
         conftest.BIN = previous
+    if keep:
+        keep.mkdir(parents=True, exist_ok=True)
+        (keep / f"{name}-{count}-{Path(binary).parent.parent.name}-{run.name}.out").write_bytes(out.read_bytes())
     return total_instructions(out)
 
 
@@ -128,6 +131,7 @@ def main():
     ap.add_argument("--baseline", help="another latchkey binary, measured the same way")
     ap.add_argument("--requests", type=int, default=1000, help="requests measured per scenario (beyond the first 200)")
     ap.add_argument("--scenarios", default="token,introspect,read")
+    ap.add_argument("--keep", type=Path, help="a directory to keep the callgrind outputs in (for callgrind_annotate)")
     args = ap.parse_args()
     binaries = [("this build", conftest.BIN)] + ([("baseline", args.baseline)] if args.baseline else [])
     with tempfile.TemporaryDirectory() as directory:
@@ -137,7 +141,7 @@ def main():
             row = []
             for label, binary in binaries:
                 small = instructions(binary, name, SMALL, tmp)
-                large = instructions(binary, name, SMALL + args.requests, tmp)
+                large = instructions(binary, name, SMALL + args.requests, tmp, args.keep)
                 per = (large - small) / args.requests
                 row.append(per)
                 print(f"  {name:<11} {label:<11} {per / 1000:8.1f}k", flush=True)

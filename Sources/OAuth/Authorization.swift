@@ -193,6 +193,8 @@ public struct AuthorizationService {
                           answering idHash: String?) throws -> String {
         let code = env.randomToken(prefix: "lkc_", bytes: 32)
         let now = env.now()
+        // Back-Channel Logout needs to know the session signed in here only when the client listens (a memoized read).
+        let recordSession = try sid != nil && store.read { try store.client(request.clientID) }?.backchannelLogoutURI != nil
         try store.write {
             if let idHash {
                 guard try store.markAuthorizationRequestAnswered(idHash: idHash, at: now) else { throw ConsentError.alreadyAnswered }
@@ -202,8 +204,7 @@ public struct AuthorizationService {
                                                          scope: scope, nonce: request.nonce, codeChallenge: request.codeChallenge,
                                                          authTime: authTime, createdAt: now, expiresAt: now + AuthorizationService.codeLifetimeMillis,
                                                          sid: sid, claims: request.claims))
-            // Back-Channel Logout needs to know the session signed in here only when the client listens.
-            if let sid, try store.client(request.clientID)?.backchannelLogoutURI != nil {
+            if let sid, recordSession {
                 try store.recordSessionClient(sid: sid, clientID: request.clientID, userID: user.id, at: now,
                                               expiresAt: now + SessionService.lifetimeMillis)
             }

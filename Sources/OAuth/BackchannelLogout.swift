@@ -38,6 +38,10 @@ public struct LogoutDelivery: Sendable, Equatable {
 /// node) delivers them, with retries, whichever node queued them.
 public enum BackchannelLogout {
     public static let event = "http://schemas.openid.net/event/backchannel-logout"
+    /// Deliveries one client may have waiting: a client that lets this many
+    /// pile up is not taking them, and one user's logouts must not grow the
+    /// queue without bound.
+    public static let pendingPerClient = 1000
 
     /// The `sid` of a session: derived from the stored hash of its cookie
     /// value, so it names the session without revealing anything that signs in.
@@ -49,9 +53,12 @@ public enum BackchannelLogout {
     static func sessionEnded(sid: String, userID: String, store: Store, env: Environment) throws {
         let now = env.now()
         try store.revokeFamilies(sid: sid, at: now)
+        // A code issued in the session and not yet redeemed would start a grant bound to a session that is over.
+        try store.expireCodes(userID: userID, sid: sid, at: now)
         for clientID in try store.takeSessionClients(sid: sid) {
             guard let client = try store.client(clientID), client.backchannelLogoutURI != nil else { continue }
-            try store.enqueueLogout(LogoutDelivery(id: env.randomID(24), clientID: clientID, subject: userID, sid: sid, nextAttemptAt: now, createdAt: now))
+            try store.enqueueLogout(LogoutDelivery(id: env.randomID(24), clientID: clientID, subject: userID, sid: sid, nextAttemptAt: now, createdAt: now),
+                                    limitPerClient: pendingPerClient)
         }
     }
 
@@ -65,7 +72,7 @@ public enum BackchannelLogout {
         let targets: [String?] = sids.isEmpty ? (client.backchannelLogoutSessionRequired ? [] : [nil]) : sids
         for sid in targets {
             try store.enqueueLogout(LogoutDelivery(id: env.randomID(24), clientID: client.clientID, subject: userID, sid: sid, nextAttemptAt: now,
-                                                   createdAt: now))
+                                                   createdAt: now), limitPerClient: pendingPerClient)
         }
     }
 
@@ -110,8 +117,14 @@ public struct LogoutSender {
     /// One round over the deliveries due now; returns how many were attempted.
     @discardableResult
     public func runOnce(post: Post) throws -> Int {
-        let due = try store.read { try store.dueLogouts(now: env.now(), limit: LogoutSender.batch) }
+        // Oldest first, but at most two per client a round: one client's backlog holds up no other's.
+        var perClient: [String: Int] = [:]
+        let due = try store.read { try store.dueLogouts(now: env.now(), limit: LogoutSender.batch * 4) }.filter { d in
+            perClient[d.clientID, default: 0] += 1
+            return perClient[d.clientID]! <= 2
+        }.prefix(LogoutSender.batch)
         var sending: [(delivery: LogoutDelivery, client: Client, uri: String, form: [UInt8])] = []
+        var unsigned: [(LogoutDelivery, Client)] = []
         for d in due {
             let wait = LogoutSender.backoff[min(d.attempts, LogoutSender.backoff.count - 1)]
             let claimed = try store.write { () throws -> Client?? in
@@ -124,24 +137,35 @@ public struct LogoutSender {
                 try store.write { try store.deleteLogout(id: d.id) }
                 continue
             }
-            let token = try BackchannelLogout.token(d, client: client, keys: keys, env: env)
+            // A token that cannot be signed (no key for the client's algorithm) is a failed attempt, not a failed round.
+            guard let token = try? BackchannelLogout.token(d, client: client, keys: keys, env: env) else {
+                unsigned.append((d, client))
+                continue
+            }
             sending.append((d, client, uri, Array("logout_token=\(PercentEncoding.encode(token))".utf8)))
         }
-        guard !sending.isEmpty else { return 0 }
+        for (d, client) in unsigned { try failed(d, client) }
+        guard !sending.isEmpty else { return unsigned.count }
         let delivered = post(sending.map { ($0.uri, $0.form) })
         for (i, item) in sending.enumerated() {
-            let d = item.delivery, client = item.client, attempt = d.attempts + 1
             if i < delivered.count && delivered[i] {
-                try store.write { try store.deleteLogout(id: d.id) }
-            } else if attempt > LogoutSender.backoff.count {
-                try store.write {
-                    try store.deleteLogout(id: d.id)
-                    try store.appendAudit(AuditEvent(organizationID: client.organizationID, actor: "latchkey", action: "logout.delivery_failed",
-                                                     target: client.clientID, surface: "backchannel", requestID: nil,
-                                                     details: ["attempts": JSON(attempt)], createdAt: env.now()))
-                }
+                try store.write { try store.deleteLogout(id: item.delivery.id) }
+            } else {
+                try failed(item.delivery, item.client)
             }
         }
-        return sending.count
+        return sending.count + unsigned.count
+    }
+
+    /// After a failed attempt: the claim already set the next one; past the last, given up and audited.
+    func failed(_ d: LogoutDelivery, _ client: Client) throws {
+        let attempt = d.attempts + 1
+        guard attempt > LogoutSender.backoff.count else { return }
+        try store.write {
+            try store.deleteLogout(id: d.id)
+            try store.appendAudit(AuditEvent(organizationID: client.organizationID, actor: "latchkey", action: "logout.delivery_failed",
+                                             target: client.clientID, surface: "backchannel", requestID: nil,
+                                             details: ["attempts": JSON(attempt)], createdAt: env.now()))
+        }
     }
 }

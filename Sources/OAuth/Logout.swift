@@ -54,22 +54,23 @@ public struct LogoutService {
 
     /// The hint's subject and the client it was issued to, when it is an ID
     /// token Latchkey signed for this issuer (expired is fine: §2).
-    func hint(_ token: String) throws -> (subject: String, clientID: String)? {
+    func hint(_ token: String) throws -> (subject: String, clientID: String, sid: String?)? {
         guard let parsed = JWS.parse(token), let kid = parsed.kid, let key = try keys.verificationKey(kid: kid),
               parsed.algorithm == key.algorithm.rawValue, JWS.verify(parsed, key: key),
               parsed.payload["iss"]?.stringValue == env.issuer, let subject = parsed.payload["sub"]?.stringValue else { return nil }
         let audience = parsed.payload["aud"]?.stringValue ?? parsed.payload["azp"]?.stringValue
         guard let audience else { return nil }
-        return (subject, audience)
+        return (subject, audience, parsed.payload["sid"]?.stringValue)
     }
 
     /// What the request asks for and whether it is acceptable (§2, §3).
-    func resolve(_ p: Parameters) throws -> (subject: String?, client: Client?, redirect: String?)? {
-        var subject: String?, clientID = p.clientID
+    func resolve(_ p: Parameters) throws -> (subject: String?, sid: String?, client: Client?, redirect: String?)? {
+        var subject: String?, sid: String?, clientID = p.clientID
         if let token = p.idTokenHint {
-            guard let (sub, aud) = try hint(token) else { return nil }
+            guard let (sub, aud, hintSid) = try hint(token) else { return nil }
             if let clientID, clientID != aud { return nil }
             subject = sub
+            sid = hintSid
             clientID = aud
         }
         let client = try clientID.flatMap { id in try store.read { try store.client(id) } }
@@ -81,17 +82,19 @@ public struct LogoutService {
             // register a client and its URIs): no redirection then, only the signed-out page.
             if subject != nil { redirect = p.state == nil ? uri : AuthorizationService.redirect(uri, [("state", p.state)]) }
         }
-        return (subject, client, redirect)
+        return (subject, sid, client, redirect)
     }
 
     /// GET or POST /oauth2/logout.
     public func request(_ p: Parameters, sessionToken: String?) throws -> Decision {
-        guard let (subject, client, redirect) = try resolve(p) else {
+        guard let (subject, sid, client, redirect) = try resolve(p) else {
             return .errorPage("The logout request is not valid: its id_token_hint, client_id or post_logout_redirect_uri does not match a registered client.")
         }
         let sessions = SessionService(env: env, store: store)
-        guard let token = sessionToken, let (_, user) = try sessions.current(token) else { return .signedOut(redirect: redirect) }
-        if let subject, subject == user.id {
+        guard let token = sessionToken, let (session, user) = try sessions.current(token) else { return .signedOut(redirect: redirect) }
+        // The hint must name this user and, when it names a session, this one: an ID token from an
+        // earlier session (any client the user ever used holds one) does not end this one unasked.
+        if let subject, subject == user.id, sid == nil || sid == BackchannelLogout.sid(sessionIDHash: session.idHash) {
             try sessions.logout(token)
             return .signedOut(redirect: redirect)
         }
@@ -100,7 +103,7 @@ public struct LogoutService {
 
     /// The user confirmed on the page (the caller checked the CSRF token).
     public func confirmed(_ p: Parameters, sessionToken: String?) throws -> Decision {
-        guard let (_, _, redirect) = try resolve(p) else {
+        guard let (_, _, _, redirect) = try resolve(p) else {
             return .errorPage("The logout request is not valid: its id_token_hint, client_id or post_logout_redirect_uri does not match a registered client.")
         }
         if let token = sessionToken { try SessionService(env: env, store: store).logout(token) }

@@ -112,6 +112,8 @@ public protocol GrantStorage: Transactional {
     func insertFamily(id: String, clientID: String, userID: String, createdAt: Int64, sid: String?) throws
     /// Ends the token families bound to a session that ended.
     func revokeFamilies(sid: String, at: Int64) throws
+    /// Spends the codes issued in a session that ended, before any is redeemed.
+    func expireCodes(userID: String, sid: String, at: Int64) throws
     func revokeFamily(id: String, at: Int64) throws
     func revokeFamilies(userID: String, clientID: String, at: Int64) throws
     /// Every grant of a client, whoever the user.
@@ -167,7 +169,10 @@ public protocol BackchannelStorage: Transactional {
     func takeSessionClients(sid: String) throws -> [String]
     /// The sessions in which the user signed into the client, forgotten as they are returned.
     func takeSessions(userID: String, clientID: String) throws -> [String]
-    func enqueueLogout(_ delivery: LogoutDelivery) throws
+    /// Queues a delivery unless the same (client, subject, sid) is queued
+    /// already or the client has `limitPerClient` waiting; true when queued.
+    @discardableResult
+    func enqueueLogout(_ delivery: LogoutDelivery, limitPerClient: Int) throws -> Bool
     /// Deliveries due at `now`, soonest first.
     func dueLogouts(now: Int64, limit: Int) throws -> [LogoutDelivery]
     /// Claims a delivery for one attempt: true for exactly one caller, however many nodes race.

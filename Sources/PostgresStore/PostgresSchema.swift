@@ -246,6 +246,7 @@ enum PostgresSchema {
             created_at BIGINT NOT NULL
         );
         CREATE INDEX logout_deliveries_due ON logout_deliveries(next_attempt_at);
+        CREATE INDEX logout_deliveries_by_client ON logout_deliveries(client_id, subject);
         """,
     ]
 }

@@ -304,6 +304,7 @@ enum Schema {
             created_at INTEGER NOT NULL
         ) STRICT;
         CREATE INDEX logout_deliveries_due ON logout_deliveries(next_attempt_at);
+        CREATE INDEX logout_deliveries_by_client ON logout_deliveries(client_id, subject);
         """,
     ]
 }

@@ -25,10 +25,15 @@ extension SQLStatementRunner {
         return sids
     }
 
-    public func enqueueLogout(_ d: LogoutDelivery) throws {
+    public func enqueueLogout(_ d: LogoutDelivery, limitPerClient: Int) throws -> Bool {
+        // Once per (client, user, session); nothing past the client's limit (it is not taking them anyway).
         try update("""
-            INSERT INTO logout_deliveries(id, client_id, subject, sid, attempts, next_attempt_at, created_at) VALUES(?, ?, ?, ?, ?, ?, ?)
-            """, [.text(d.id), .text(d.clientID), .text(d.subject), SQLArgument(d.sid), SQLArgument(d.attempts), .int(d.nextAttemptAt), .int(d.createdAt)])
+            INSERT INTO logout_deliveries(id, client_id, subject, sid, attempts, next_attempt_at, created_at)
+              SELECT ?, ?, ?, ?, ?, ?, ?
+              WHERE NOT EXISTS (SELECT 1 FROM logout_deliveries WHERE client_id = ? AND subject = ? AND sid IS NOT DISTINCT FROM ?)
+                AND (SELECT COUNT(*) FROM logout_deliveries WHERE client_id = ?) < ?
+            """, [.text(d.id), .text(d.clientID), .text(d.subject), SQLArgument(d.sid), SQLArgument(d.attempts), .int(d.nextAttemptAt), .int(d.createdAt),
+                  .text(d.clientID), .text(d.subject), SQLArgument(d.sid), .text(d.clientID), SQLArgument(limitPerClient)]) == 1
     }
 
     public func dueLogouts(now: Int64, limit: Int) throws -> [LogoutDelivery] {

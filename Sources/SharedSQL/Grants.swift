@@ -55,6 +55,11 @@ extension SQLStatementRunner {
                  [.text(id), .text(clientID), .text(userID), .int(createdAt), SQLArgument(sid)])
     }
 
+    public func expireCodes(userID: String, sid: String, at: Int64) throws {
+        try update("UPDATE authorization_codes SET consumed_at = ? WHERE user_id = ? AND sid = ? AND consumed_at IS NULL",
+                   [.int(at), .text(userID), .text(sid)])
+    }
+
     public func revokeFamilies(sid: String, at: Int64) throws {
         try update("UPDATE token_families SET revoked_at = ? WHERE sid = ? AND revoked_at IS NULL", [.int(at), .text(sid)])
     }

@@ -31,6 +31,36 @@ import Testing
         let surfaces = try h.store.auditEvents(organizationID: h.primary.organizationID, limit: 100, offset: 0).events.map(\.surface)
         #expect(Set(surfaces).isSuperset(of: ["integration", "identity", "app", "native"]))
     }
+
+    /// An update on a surface keeps what that surface does not know (the
+    /// ID token algorithm, the logout URIs, the back-channel settings).
+    @Test func anUpdateOnEverySurfaceKeepsTheFieldsItDoesNotKnow() throws {
+        let h = try Harness()
+        let token = try h.token()
+        let native: JSON = ["id_token_signed_response_alg": "RS256", "post_logout_redirect_uris": ["https://rp.example/out"],
+                            "backchannel_logout_uri": "https://rp.example/bcl", "backchannel_logout_session_required": true]
+        func setNative(_ id: String) {
+            let r = h.json("PATCH", "/api/v1/clients/\(id)", token: token, body: native, contentType: "application/merge-patch+json")
+            #expect(r.status == 200, "\(r.bodyText)")
+        }
+        func kept(_ id: String, _ surface: String) throws {
+            let read = try #require(h.json("GET", "/api/v1/clients/\(id)", token: token).json)
+            for (key, value) in native.objectValue! { #expect(read[key] == value, "\(surface) lost \(key)") }
+        }
+        let v3 = try #require(h.json("POST", "/v3/oauth-clients", token: token, body: IdentitySurfaceTests.createBody).json?["id"]?.stringValue)
+        setNative(v3)
+        #expect(h.json("PATCH", "/v3/oauth-clients/\(v3)", token: token, body: [["op": "replace", "path": "/name", "value": "Renamed"]],
+                       contentType: "application/json-patch+json").status == 200)
+        try kept(v3, "identity")
+        let app = try #require(h.json("POST", "/api/oauth/app", token: token, body: ["name": "App", "redirect_uri": "https://x.example/cb"]).json?["client_id"]?.stringValue)
+        setNative(app)
+        #expect(h.json("PUT", "/api/oauth/app/id/\(app)", token: token, body: ["name": "App 2", "redirect_uri": "https://x.example/cb2"]).status == 204)
+        try kept(app, "app")
+        let integration = try #require(h.json("POST", "/external/v1/oauth/client", token: token, body: ["password": "long-enough", "application": "Int"]).json?["clientId"]?.stringValue)
+        setNative(integration)
+        #expect(h.json("PUT", "/external/v1/oauth/client", token: token, body: ["clientId": .string(integration), "application": "Int 2"]).status == 204)
+        try kept(integration, "integration")
+    }
 }
 
 /// Bad input on every compatible surface: its own 4xx shape, and nothing changes.

@@ -65,6 +65,18 @@ import Testing
     }
 
     /// A valid hint for another user than the signed-in one: confirm, then the redirect.
+    /// A hint from an earlier session of the same user (every client the
+    /// user ever used holds one) does not end the current session unasked.
+    @Test func aHintFromAnEarlierSessionIsConfirmedFirst() throws {
+        let h = try Harness()
+        let (b, _, oldToken) = try signedIn(h)
+        #expect(b.send("DELETE", "/api/v1/session").status == 204)
+        #expect(b.login().status == 204)
+        let page = logout(b, [("id_token_hint", oldToken), ("post_logout_redirect_uri", Self.after)])
+        #expect(page.status == 200 && page.bodyText.contains("sign-out"), "the confirmation page, not a redirect")
+        #expect(b.send("GET", "/api/v1/session").status == 200, "nothing ended before the user answers")
+    }
+
     @Test func aHintForAnotherUserIsConfirmedThenRedirected() throws {
         let h = try Harness()
         let (b, client, aliceToken) = try signedIn(h)

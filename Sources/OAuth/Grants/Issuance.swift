@@ -43,13 +43,18 @@ extension TokenService {
     }
 
     /// Stores a new refresh token of the family (inside the grant's transaction).
+    /// Without `offline_access` a refresh token does not outlive the sign-in
+    /// it came from (OIDC Core §11; Back-Channel Logout §2.7): it expires with
+    /// the session, `auth_time` plus a session's lifetime, at the latest.
     func storeRefreshToken(client: Client, userID: String, scope: [String], authTime: Int64, familyID: String, issue: Bool) throws -> String? {
         guard issue else { return nil }
         let refresh = env.randomToken(prefix: "lkr_", bytes: 32)
         let now = env.now()
+        var expiresAt = now + Int64(client.refreshTokenTTL) * 1000
+        if !scope.contains("offline_access") { expiresAt = min(expiresAt, authTime * 1000 + SessionService.lifetimeMillis) }
         try store.insertRefreshToken(RefreshTokenRecord(tokenHash: TokenService.hash(refresh), familyID: familyID, clientID: client.clientID,
                                                         userID: userID, scope: scope, authTime: authTime, createdAt: now,
-                                                        expiresAt: now + Int64(client.refreshTokenTTL) * 1000))
+                                                        expiresAt: expiresAt))
         return refresh
     }
 

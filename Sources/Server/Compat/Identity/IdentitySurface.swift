@@ -118,12 +118,14 @@ enum IdentitySurface {
         attributes.set("strongAuthSupported", .bool(try r.bool("strongAuthSupported") ?? false))
         attributes.set("claimsSupported", .bool(try r.bool("claimsSupported") ?? false))
         if let bn = attributes["businessName"]?.stringValue, bn.utf8.count > 255 { throw fail("businessName", "must be at most 255 bytes") }
-        return ClientSpec(name: name, description: description, clientURI: try r.string("homepageUrl"), redirectURIs: try r.strings("redirectUris") ?? [],
-                          grantTypes: grants, authMethod: type == "PUBLIC" ? "none" : "client_secret_basic", scope: scope,
-                          accessTokenTTL: accessTTL, refreshTokenTTL: try r.int("refreshTokenValiditySeconds") ?? current?.refreshTokenTTL ?? 2_592_000,
-                          enabled: enabled, extraData: current?.extraData ?? .object([]), attributes: attributes,
-                          // Fields this surface does not know stay as they are.
-                          idTokenAlg: current?.idTokenAlg.rawValue ?? "ES256", postLogoutRedirectURIs: current?.postLogoutRedirectURIs ?? [])
+        // Fields this surface does not know (the ID token algorithm, logout URIs, ...) stay as they are.
+        var spec = current.map(ClientSpec.init) ?? ClientSpec(name: name)
+        spec.clientID = nil
+        (spec.name, spec.description, spec.clientURI, spec.redirectURIs) = (name, description, try r.string("homepageUrl"), try r.strings("redirectUris") ?? [])
+        (spec.grantTypes, spec.authMethod, spec.scope) = (grants, type == "PUBLIC" ? "none" : "client_secret_basic", scope)
+        (spec.accessTokenTTL, spec.refreshTokenTTL) = (accessTTL, try r.int("refreshTokenValiditySeconds") ?? current?.refreshTokenTTL ?? 2_592_000)
+        (spec.enabled, spec.attributes) = (enabled, attributes)
+        return spec
     }
 
     static func body(_ request: Request) throws -> [(String, JSON)] {
