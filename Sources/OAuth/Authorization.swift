@@ -168,7 +168,7 @@ public struct AuthorizationService {
             }
             return .consent(requestID: requestID)
         }
-        return .respond(try grant(stored, user: user, authTime: session!.session.authTime, sid: BackchannelLogout.sid(sessionIDHash: session!.session.idHash),
+        return .respond(try grant(stored, user: user, authTime: session!.session.authTime, sid: session!.session.sid,
                                   scope: request.scope, remember: true))
     }
 
@@ -193,8 +193,6 @@ public struct AuthorizationService {
                           answering idHash: String?) throws -> String {
         let code = env.randomToken(prefix: "lkc_", bytes: 32)
         let now = env.now()
-        // Back-Channel Logout needs to know the session signed in here only when the client listens (a memoized read).
-        let recordSession = try sid != nil && store.read { try store.client(request.clientID) }?.backchannelLogoutURI != nil
         try store.write {
             if let idHash {
                 guard try store.markAuthorizationRequestAnswered(idHash: idHash, at: now) else { throw ConsentError.alreadyAnswered }
@@ -204,7 +202,8 @@ public struct AuthorizationService {
                                                          scope: scope, nonce: request.nonce, codeChallenge: request.codeChallenge,
                                                          authTime: authTime, createdAt: now, expiresAt: now + AuthorizationService.codeLifetimeMillis,
                                                          sid: sid, claims: request.claims))
-            if let sid, recordSession {
+            // Back-Channel Logout needs the session signed in here only when the client listens.
+            if let sid, request.backchannel {
                 try store.recordSessionClient(sid: sid, clientID: request.clientID, userID: user.id, at: now,
                                               expiresAt: now + SessionService.lifetimeMillis)
             }
@@ -222,7 +221,7 @@ public struct AuthorizationService {
     public func accept(_ requestID: String, browser: String?, user: User, session: SessionRecord, scope: [String], remember: Bool) throws -> AuthorizationResponse {
         guard let stored = try pending(requestID, browser: browser) else { throw ConsentError.notFound }
         guard !scope.isEmpty, scope.allSatisfy(stored.request.scope.contains) else { throw ConsentError.scopeNotRequested }
-        return try grant(stored, user: user, authTime: session.authTime, sid: BackchannelLogout.sid(sessionIDHash: session.idHash),
+        return try grant(stored, user: user, authTime: session.authTime, sid: session.sid,
                          scope: stored.request.scope.filter(scope.contains), remember: remember)
     }
 

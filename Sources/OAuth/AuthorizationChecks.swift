@@ -1,3 +1,5 @@
+import Common
+
 /// The checks an authorization request goes through before a code can be
 /// issued: one ordered list of small named functions (`AuthorizationChecks.order`),
 /// run by every surface that issues codes (`/oauth2/authorize`, the app
@@ -98,6 +100,8 @@ public enum AuthorizationChecks {
         var prompt: [String] = []
         var maxAge: Int?
         var stateEchoed = true
+        /// The state a refused request object carried, for its error (when the request has none of its own).
+        var objectState: String?
 
         var checkedClient: Client { client! }
     }
@@ -121,15 +125,18 @@ public enum AuthorizationChecks {
                 try step.check(&draft)
             } catch let check as AuthorizationCheck {
                 let destination = draft.redirectURI.map {
-                    AuthorizationFailure.Destination(redirectURI: $0, state: draft.stateEchoed ? parameters.state : nil, mode: draft.mode)
+                    AuthorizationFailure.Destination(redirectURI: $0, state: draft.stateEchoed ? parameters.state ?? draft.objectState : nil,
+                                                    mode: draft.mode)
                 }
                 throw AuthorizationFailure(check: check, destination: destination)
             }
         }
         let client = draft.checkedClient
-        return (client, AuthorizationRequest(clientID: client.clientID, redirectURI: draft.redirectURI!, redirectURISent: parameters.redirectURI != nil,
-                                             scope: draft.scope, state: parameters.state, nonce: draft.nonce, codeChallenge: draft.challenge,
-                                             prompt: draft.prompt, maxAge: draft.maxAge, responseMode: draft.mode, claims: draft.claims))
+        var request = AuthorizationRequest(clientID: client.clientID, redirectURI: draft.redirectURI!, redirectURISent: parameters.redirectURI != nil,
+                                           scope: draft.scope, state: parameters.state, nonce: draft.nonce, codeChallenge: draft.challenge,
+                                           prompt: draft.prompt, maxAge: draft.maxAge, responseMode: draft.mode, claims: draft.claims)
+        request.backchannel = client.backchannelLogoutURI != nil
+        return (client, request)
     }
 
     // MARK: The checks, in order
@@ -177,9 +184,28 @@ public enum AuthorizationChecks {
         guard d.checkedClient.grantTypes.contains(.authorizationCode) else { throw AuthorizationCheck.grantNotAllowed }
     }
 
+    /// Request objects are refused; the refusal goes back the way the object
+    /// asked (its `response_mode` and `state`, read unverified, when the
+    /// request itself names none), as an RP that put them only there expects.
     static func requestObject(_ d: inout Draft) throws {
-        if d.parameters.requestObject != nil { throw AuthorizationCheck.requestObjectUnsupported }
+        if let object = d.parameters.requestObject {
+            if let claims = unverifiedPayload(object) {
+                if d.parameters.responseMode == nil, let mode = claims["response_mode"]?.stringValue.flatMap(ResponseMode.init(rawValue:)) {
+                    d.mode = mode
+                }
+                if let state = claims["state"]?.stringValue, state.utf8.count <= 2048 { d.objectState = state }
+            }
+            throw AuthorizationCheck.requestObjectUnsupported
+        }
         if d.parameters.requestURI != nil { throw AuthorizationCheck.requestURIUnsupported }
+    }
+
+    /// A compact JWS or unsecured JWT's payload, read without any check (only to answer its error).
+    static func unverifiedPayload(_ token: String) -> JSON? {
+        guard token.utf8.count <= 16_384 else { return nil }
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, let bytes = Base64.urlDecode(String(parts[1])), let json = try? JSON.parse(bytes), json.objectValue != nil else { return nil }
+        return json
     }
 
     static func scope(_ d: inout Draft) throws {

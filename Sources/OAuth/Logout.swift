@@ -94,7 +94,7 @@ public struct LogoutService {
         guard let token = sessionToken, let (session, user) = try sessions.current(token) else { return .signedOut(redirect: redirect) }
         // The hint must name this user and, when it names a session, this one: an ID token from an
         // earlier session (any client the user ever used holds one) does not end this one unasked.
-        if let subject, subject == user.id, sid == nil || sid == BackchannelLogout.sid(sessionIDHash: session.idHash) {
+        if let subject, subject == user.id, sid == nil || sid == session.sid {
             try sessions.logout(token)
             return .signedOut(redirect: redirect)
         }

@@ -73,7 +73,7 @@ public struct SessionService {
         try store.write {
             guard let session = try store.session(idHash: idHash) else { return }
             try store.deleteSession(idHash: idHash)
-            try BackchannelLogout.sessionEnded(sid: BackchannelLogout.sid(sessionIDHash: idHash), userID: session.userID, store: store, env: env)
+            try BackchannelLogout.sessionEnded(sid: session.sid, userID: session.userID, store: store, env: env)
         }
     }
 

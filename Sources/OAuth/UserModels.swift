@@ -8,9 +8,12 @@ public struct SessionRecord: Sendable, Equatable {
     public var authTime: Int64
     public var createdAt: Int64
     public var expiresAt: Int64
+    /// The session's `sid` (Back-Channel Logout 1.0), derived from `idHash` once, at sign-in.
+    public var sid: String
 
-    public init(idHash: String, userID: String, csrf: String, authTime: Int64, createdAt: Int64, expiresAt: Int64) {
+    public init(idHash: String, userID: String, csrf: String, authTime: Int64, createdAt: Int64, expiresAt: Int64, sid: String? = nil) {
         self.idHash = idHash
+        self.sid = sid ?? BackchannelLogout.sid(sessionIDHash: idHash)
         self.userID = userID
         self.csrf = csrf
         self.authTime = authTime
@@ -38,6 +41,8 @@ public struct AuthorizationRequest: Sendable, Equatable {
     public var responseMode: ResponseMode
     /// The `claims` parameter (OIDC Core §5.5), when sent with openid.
     public var claims: ClaimsRequest?
+    /// Whether the client listens for Back-Channel Logout (then the code records the session it was issued in).
+    public var backchannel = false
 
     public init(clientID: String, redirectURI: String, redirectURISent: Bool, scope: [String], state: String?, nonce: String?,
                 codeChallenge: String?, prompt: [String], maxAge: Int?, browserHash: String? = nil, responseMode: ResponseMode = .query,
@@ -61,7 +66,7 @@ public struct AuthorizationRequest: Sendable, Equatable {
             "client_id": .string(clientID), "redirect_uri": .string(redirectURI), "redirect_uri_sent": .bool(redirectURISent),
             "scope": .string(Scopes.join(scope)), "state": JSON(state), "nonce": JSON(nonce), "code_challenge": JSON(codeChallenge),
             "prompt": JSON(prompt), "max_age": maxAge.map { JSON($0) } ?? .null, "browser": JSON(browserHash),
-            "response_mode": .string(responseMode.rawValue), "claims": claims?.json ?? .null,
+            "response_mode": .string(responseMode.rawValue), "claims": claims?.json ?? .null, "backchannel": .bool(backchannel),
         ]
     }
 
@@ -74,6 +79,7 @@ public struct AuthorizationRequest: Sendable, Equatable {
                   browserHash: json["browser"]?.stringValue,
                   responseMode: json["response_mode"]?.stringValue.flatMap(ResponseMode.init(rawValue:)) ?? .query,
                   claims: json["claims"].flatMap(ClaimsRequest.init(json:)))
+        backchannel = json["backchannel"]?.boolValue ?? false
     }
 }
 

@@ -222,6 +222,7 @@ enum PostgresSchema {
         """
         ALTER TABLE clients ADD COLUMN backchannel_logout_uri TEXT;
         ALTER TABLE clients ADD COLUMN backchannel_logout_session_required BIGINT NOT NULL DEFAULT 0;
+        ALTER TABLE sessions ADD COLUMN sid TEXT;
         ALTER TABLE authorization_codes ADD COLUMN sid TEXT;
         ALTER TABLE authorization_codes ADD COLUMN claims TEXT;
         ALTER TABLE token_families ADD COLUMN sid TEXT;

@@ -25,11 +25,12 @@ extension PostgresStore {
         // The user comes along: a session is read to learn who is signed in.
         guard let r = try rows("""
             SELECT s.id_hash, s.user_id, s.csrf, s.auth_time, s.created_at, s.expires_at,
-              u.id, u.username, u.email, u.name, u.password_hash, u.created_at
+              u.id, u.username, u.email, u.name, u.password_hash, u.created_at, s.sid
             FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.id_hash = ?
             """, [.text(idHash)]).first else { return nil }
         keepUser(r, from: 6, id: r.string(1))
-        return SessionRecord(idHash: r.string(0), userID: r.string(1), csrf: r.string(2), authTime: r.int(3), createdAt: r.int(4), expiresAt: r.int(5))
+        return SessionRecord(idHash: r.string(0), userID: r.string(1), csrf: r.string(2), authTime: r.int(3), createdAt: r.int(4), expiresAt: r.int(5),
+                             sid: r.optionalString(12))
     }
 
     // MARK: Connections

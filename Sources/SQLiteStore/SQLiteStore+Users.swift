@@ -16,8 +16,9 @@ extension SQLiteStore {
     // MARK: Sessions
 
     public func session(idHash: String) throws -> SessionRecord? {
-        try rows("SELECT id_hash, user_id, csrf, auth_time, created_at, expires_at FROM sessions WHERE id_hash = ?", [.text(idHash)]).first.map {
-            SessionRecord(idHash: $0.string(0), userID: $0.string(1), csrf: $0.string(2), authTime: $0.int(3), createdAt: $0.int(4), expiresAt: $0.int(5))
+        try rows("SELECT id_hash, user_id, csrf, auth_time, created_at, expires_at, sid FROM sessions WHERE id_hash = ?", [.text(idHash)]).first.map {
+            SessionRecord(idHash: $0.string(0), userID: $0.string(1), csrf: $0.string(2), authTime: $0.int(3), createdAt: $0.int(4), expiresAt: $0.int(5),
+                          sid: $0.optionalString(6))
         }
     }
 

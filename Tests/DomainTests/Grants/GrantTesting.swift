@@ -37,8 +37,10 @@ struct GrantTesting {
     func code(client: String, user: String, verifier: String? = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
               scope: [String] = ["openid", "offline_access"], sid: String? = nil, claims: ClaimsRequest? = nil) throws -> String {
         let challenge = verifier.map { Base64.urlEncode(Digest.sha256($0)) }
-        let request = AuthorizationRequest(clientID: client, redirectURI: StoreFixture.redirect, redirectURISent: true, scope: scope, state: nil,
+        var request = AuthorizationRequest(clientID: client, redirectURI: StoreFixture.redirect, redirectURISent: true, scope: scope, state: nil,
                                            nonce: "n-1", codeChallenge: challenge, prompt: [], maxAge: nil, claims: claims)
+        // As the authorization checks set it from the client.
+        request.backchannel = try h.store.read { try h.store.client(client) }?.backchannelLogoutURI != nil
         let person = try #require(try h.store.read { try h.store.user(id: user) })
         return try AuthorizationService(env: h.env, store: h.store).issueCode(request, user: person, authTime: h.clock.now / 1000, sid: sid, scope: scope,
                                                                               remember: true, answering: nil)

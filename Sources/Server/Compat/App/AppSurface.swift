@@ -203,7 +203,7 @@ enum AppSurface {
             let s = try UserEndpoints.sessionUser(request, ctx, write: true)
             user = s.user
             authTime = s.session.authTime
-            sid = BackchannelLogout.sid(sessionIDHash: s.session.idHash)
+            sid = s.session.sid
         }
         let members = try EndpointKit.jsonObject(request)
         let allowed = ["client_id", "scope", "nonce", "code_challenge", "code_challenge_method"]
