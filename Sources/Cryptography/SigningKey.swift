@@ -207,6 +207,18 @@ public final class SigningKey: @unchecked Sendable {
         return Array(UnsafeBufferPointer(start: der, count: Int(len)))
     }
 
+    /// Verifies another party's signature: ECDSA in either S form (RFC 7518
+    /// does not ask for low S; a client's library may sign high), folded to
+    /// low S first. Latchkey's own tokens are checked strictly (`verify`).
+    public func verifyEitherS(signature: [UInt8], message: [UInt8]) -> Bool {
+        guard algorithm == .es256, signature.count == 64, P256Order.isHigh(signature[32..<64]) else {
+            return verify(signature: signature, message: message)
+        }
+        var folded = signature
+        folded.replaceSubrange(32..<64, with: P256Order.negate(signature[32..<64]))
+        return verify(signature: folded, message: message)
+    }
+
     /// Verifies a JWS signature over `message`; false for any malformed input.
     public func verify(signature: [UInt8], message: [UInt8]) -> Bool {
         guard let sig = openSSLSignature(fromJOSE: signature) else { return false }

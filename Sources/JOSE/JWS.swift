@@ -55,6 +55,13 @@ public enum JWS {
         guard parsed.algorithm == key.algorithm.rawValue, parsed.header["crit"] == nil else { return false }
         return key.verify(signature: parsed.signature, message: parsed.signingInput)
     }
+
+    /// `verify` for a JWS another party signed (a client assertion, a DPoP
+    /// proof): the same header rules, ECDSA signatures in either S form.
+    public static func verifyForeign(_ parsed: Parsed, key: SigningKey) -> Bool {
+        guard parsed.algorithm == key.algorithm.rawValue, parsed.header["crit"] == nil else { return false }
+        return key.verifyEitherS(signature: parsed.signature, message: parsed.signingInput)
+    }
 }
 
 /// JSON Web Keys (RFC 7517).

@@ -6,9 +6,14 @@ public enum PresentedCredentials: Equatable, Sendable {
     case basic(clientID: String, secret: String)
     case post(clientID: String, secret: String)
     case publicClient(clientID: String)
+    /// `client_assertion` (RFC 7523 §2.2), with `client_id` when the client sent it.
+    case assertion(clientID: String?, assertion: String)
     case none
 
     public var usedBasic: Bool { if case .basic = self { return true } else { return false } }
+    /// Whether authenticating writes (an assertion's `jti` is recorded): then
+    /// it happens in a transaction of its own, never inside a read.
+    public var writesOnUse: Bool { if case .assertion = self { return true } else { return false } }
 }
 
 /// Authenticates OAuth clients (SPEC 4.3).
@@ -19,13 +24,17 @@ public struct ClientAuthenticator {
     let guards: AbuseGuards?
     /// The caller's address, for the failure limits.
     let address: String
+    /// The receiving endpoint's URL: an assertion's `aud` may name it, or the issuer.
+    let endpoint: String?
 
-    public init(env: Environment, store: any ClientStorage & CredentialStorage, hasher: SecretHasher, guards: AbuseGuards?, address: String = "") {
+    public init(env: Environment, store: any ClientStorage & CredentialStorage, hasher: SecretHasher, guards: AbuseGuards?, address: String = "",
+                endpoint: String? = nil) {
         self.env = env
         self.store = store
         self.hasher = hasher
         self.guards = guards
         self.address = address
+        self.endpoint = endpoint
     }
 
     /// Returns the authenticated client, or throws `invalid_client` (401,
@@ -66,7 +75,7 @@ public struct ClientAuthenticator {
                 throw OAuthError.invalidClient(basic: basic, detail: "unknown client")
             }
             let ok = try cheap || hasher.verify(secret, against: secrets, now: now, guards: guards, limitKeys: [.address(address)])
-            guard ok, !client.isPublic, client.enabled else {
+            guard ok, client.authMethod.usesSecret, client.enabled else {
                 try recordFailure(clientID, now: now)
                 throw OAuthError.invalidClient(basic: basic, detail: "bad secret or disabled client")
             }
@@ -77,7 +86,30 @@ public struct ClientAuthenticator {
                 }
             }
             return client
+        case let .assertion(clientID, assertion):
+            return try authenticate(assertion: assertion, clientID: clientID)
         }
+    }
+
+    /// private_key_jwt: the assertion verified with the client's keys, then
+    /// its `jti` recorded (a replay is refused), in a write of its own.
+    func authenticate(assertion: String, clientID: String?) throws -> Client {
+        let now = env.now()
+        guard let subject = ClientAssertion.subject(assertion), clientID == nil || clientID == subject else {
+            throw OAuthError.invalidClient(detail: "client_assertion malformed or naming another client")
+        }
+        if let wait = guards?.failures.refusal(account: subject, address: address, now: now) { throw TooManyFailures(retryAfterSeconds: wait) }
+        guard let client = try store.client(subject), client.enabled, client.authMethod == .privateKeyJWT,
+              let (jti, expiresAt) = ClientAssertion.verify(assertion, client: client, audiences: [env.issuer] + (endpoint.map { [$0] } ?? []), now: now)
+        else {
+            try recordFailure(subject, now: now)
+            throw OAuthError.invalidClient(detail: "client_assertion rejected")
+        }
+        guard try store.write({ try store.useAssertion(clientID: client.clientID, jti: jti, expiresAt: expiresAt, now: now) }) else {
+            try recordFailure(subject, now: now)
+            throw OAuthError.invalidClient(detail: "client_assertion replayed")
+        }
+        return client
     }
 
     /// Counts a failure on `clientID` from this address; when that puts the

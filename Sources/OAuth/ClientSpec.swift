@@ -23,12 +23,14 @@ public struct ClientSpec: Sendable, Equatable {
     /// backchannel_logout_uri and backchannel_logout_session_required (Back-Channel Logout 1.0 §2.2).
     public var backchannelLogoutURI: String?
     public var backchannelLogoutSessionRequired: Bool
+    /// jwks: the public keys of a `private_key_jwt` client.
+    public var jwks: JSON?
 
     public init(clientID: String? = nil, name: String, description: String? = nil, clientURI: String? = nil, redirectURIs: [String] = [],
                 grantTypes: [String]? = nil, authMethod: String = "client_secret_basic", scope: [String] = [], accessTokenTTL: Int = 900,
                 refreshTokenTTL: Int = 2_592_000, enabled: Bool = true, extraData: JSON = .object([]), attributes: JSON = .object([]),
                 idTokenAlg: String = "ES256", postLogoutRedirectURIs: [String] = [], backchannelLogoutURI: String? = nil,
-                backchannelLogoutSessionRequired: Bool = false) {
+                backchannelLogoutSessionRequired: Bool = false, jwks: JSON? = nil) {
         self.clientID = clientID
         self.name = name
         self.description = description
@@ -46,6 +48,7 @@ public struct ClientSpec: Sendable, Equatable {
         self.postLogoutRedirectURIs = postLogoutRedirectURIs
         self.backchannelLogoutURI = backchannelLogoutURI
         self.backchannelLogoutSessionRequired = backchannelLogoutSessionRequired
+        self.jwks = jwks
     }
 
     /// Writes the spec's settable fields onto `client` (create and update).
@@ -67,6 +70,7 @@ public struct ClientSpec: Sendable, Equatable {
         client.postLogoutRedirectURIs = postLogoutRedirectURIs
         client.backchannelLogoutURI = backchannelLogoutURI
         client.backchannelLogoutSessionRequired = backchannelLogoutSessionRequired
+        client.jwks = jwks
     }
 
     public init(_ c: Client) {
@@ -74,7 +78,7 @@ public struct ClientSpec: Sendable, Equatable {
                   grantTypes: c.grantTypes.map(\.rawValue), authMethod: c.authMethod.rawValue, scope: c.scope, accessTokenTTL: c.accessTokenTTL,
                   refreshTokenTTL: c.refreshTokenTTL, enabled: c.enabled, extraData: c.extraData, attributes: c.attributes,
                   idTokenAlg: c.idTokenAlg.rawValue, postLogoutRedirectURIs: c.postLogoutRedirectURIs,
-                  backchannelLogoutURI: c.backchannelLogoutURI, backchannelLogoutSessionRequired: c.backchannelLogoutSessionRequired)
+                  backchannelLogoutURI: c.backchannelLogoutURI, backchannelLogoutSessionRequired: c.backchannelLogoutSessionRequired, jwks: c.jwks)
     }
 
     public static var grantTypeValues: [String] { GrantType.known.map(\.rawValue) }
@@ -168,6 +172,11 @@ public struct ClientSpec: Sendable, Equatable {
         }
         if backchannelLogoutSessionRequired && backchannelLogoutURI == nil {
             errors.append(FieldError("backchannel_logout_session_required", "needs a backchannel_logout_uri"))
+        }
+        if let jwks {
+            if let problem = ClientAssertion.jwksProblem(jwks) { errors.append(FieldError("jwks", problem)) }
+        } else if authMethod == ClientAuthMethod.privateKeyJWT.rawValue {
+            errors.append(FieldError("jwks", "is required for private_key_jwt"))
         }
         if SignatureAlgorithm(rawValue: idTokenAlg) == nil {
             errors.append(FieldError("id_token_signed_response_alg", "must be one of \(SignatureAlgorithm.allCases.map(\.rawValue).joined(separator: ", "))"))

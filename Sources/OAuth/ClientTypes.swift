@@ -31,6 +31,11 @@ public enum ClientAuthMethod: String, Sendable, CaseIterable {
     case clientSecretPost = "client_secret_post"
     /// A public client: no secret, PKCE instead (RFC 7591's `none`).
     case publicClient = "none"
+    /// A JWT signed with one of the client's registered keys (`jwks`), RFC 7523 §2.2, OIDC Core §9.
+    case privateKeyJWT = "private_key_jwt"
+
+    /// Whether the client authenticates with a secret Latchkey holds (hashed).
+    public var usesSecret: Bool { self == .clientSecretBasic || self == .clientSecretPost }
 }
 
 /// The identity providers an upstream client record (SPEC 6.5) may name.

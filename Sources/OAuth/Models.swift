@@ -53,6 +53,8 @@ public struct Client: Sendable, Equatable {
     public var backchannelLogoutURI: String?
     /// backchannel_logout_session_required: logout tokens must carry `sid`.
     public var backchannelLogoutSessionRequired: Bool
+    /// jwks (RFC 7591 §2): the public keys a `private_key_jwt` client signs its assertions with.
+    public var jwks: JSON?
 
     public init(clientID: String, organizationID: String, isPrimary: Bool = false, name: String, description: String? = nil,
                 clientURI: String? = nil, redirectURIs: [String] = [], grantTypes: [GrantType] = [.clientCredentials],
@@ -60,7 +62,8 @@ public struct Client: Sendable, Equatable {
                 refreshTokenTTL: Int = 2_592_000, enabled: Bool = true, extraData: JSON = .object([]), attributes: JSON = .object([]),
                 createdAt: Int64, updatedAt: Int64? = nil, version: Int = 1, lastUsedAt: Int64? = nil, hasLogo: Bool = false,
                 tokenGeneration: Int = 0, idTokenAlg: SignatureAlgorithm = .es256,
-                postLogoutRedirectURIs: [String] = [], backchannelLogoutURI: String? = nil, backchannelLogoutSessionRequired: Bool = false) {
+                postLogoutRedirectURIs: [String] = [], backchannelLogoutURI: String? = nil, backchannelLogoutSessionRequired: Bool = false,
+                jwks: JSON? = nil) {
         self.clientID = clientID
         self.organizationID = organizationID
         self.isPrimary = isPrimary
@@ -86,6 +89,7 @@ public struct Client: Sendable, Equatable {
         self.postLogoutRedirectURIs = postLogoutRedirectURIs
         self.backchannelLogoutURI = backchannelLogoutURI
         self.backchannelLogoutSessionRequired = backchannelLogoutSessionRequired
+        self.jwks = jwks
     }
 
     public var isPublic: Bool { authMethod == .publicClient }

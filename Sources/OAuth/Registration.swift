@@ -18,7 +18,7 @@ public struct ClientRegistration {
     /// Metadata Latchkey knows; anything else is ignored (RFC 7591 §2).
     public static let known = ["redirect_uris", "grant_types", "response_types", "token_endpoint_auth_method", "client_name", "client_uri",
                                "scope", "id_token_signed_response_alg", "post_logout_redirect_uris", "backchannel_logout_uri",
-                               "backchannel_logout_session_required"]
+                               "backchannel_logout_session_required", "jwks"]
     /// What the code flow grants a client that names no scope.
     public static let defaultScope = ["openid", "profile", "email", "offline_access"]
 
@@ -139,11 +139,12 @@ public struct ClientRegistration {
         (spec.name, spec.clientURI, spec.redirectURIs, spec.grantTypes) = (sent.name, sent.clientURI, sent.redirectURIs, sent.grantTypes)
         (spec.authMethod, spec.scope, spec.idTokenAlg, spec.postLogoutRedirectURIs) = (sent.authMethod, sent.scope, sent.idTokenAlg, sent.postLogoutRedirectURIs)
         (spec.backchannelLogoutURI, spec.backchannelLogoutSessionRequired) = (sent.backchannelLogoutURI, sent.backchannelLogoutSessionRequired)
+        spec.jwks = sent.jwks
         // The client may have registered anonymously: it may not point Latchkey's POSTs at loopback or an address.
         if sent.backchannelLogoutURI != client.backchannelLogoutURI { try ClientRegistration.checkReachable(sent.backchannelLogoutURI) }
         do {
             let updated = try registry.update(clientID, caller: self.caller(client), expected: nil, action: "client.updated") { _ in spec }
-            if !updated.isPublic, try store.read({ try store.secrets(clientID: clientID) }).isEmpty {
+            if updated.authMethod.usesSecret, try store.read({ try store.secrets(clientID: clientID) }).isEmpty {
                 let issued = try registry.rotateSecret(clientID, caller: self.caller(updated), graceSeconds: 0)
                 return Registered(client: issued.client, secret: issued.secret, registrationToken: nil)
             }
@@ -190,7 +191,8 @@ public struct ClientRegistration {
                           enabled: true, idTokenAlg: try r.string("id_token_signed_response_alg") ?? "RS256",
                           postLogoutRedirectURIs: try r.strings("post_logout_redirect_uris") ?? [],
                           backchannelLogoutURI: try r.string("backchannel_logout_uri"),
-                          backchannelLogoutSessionRequired: try r.bool("backchannel_logout_session_required") ?? false)
+                          backchannelLogoutSessionRequired: try r.bool("backchannel_logout_session_required") ?? false,
+                          jwks: body["jwks"].flatMap { $0.isNull ? nil : $0 })
     }
 
     /// Latchkey POSTs logout tokens to `backchannel_logout_uri` from inside
@@ -240,6 +242,7 @@ public struct ClientRegistration {
             ("backchannel_logout_session_required", .bool(c.backchannelLogoutSessionRequired)),
         ]
         if let uri = c.backchannelLogoutURI { members.append(("backchannel_logout_uri", .string(uri))) }
+        if let jwks = c.jwks { members.append(("jwks", jwks)) }
         if let uri = c.clientURI { members.append(("client_uri", .string(uri))) }
         return .object(members)
     }

@@ -30,7 +30,7 @@ extension ClientRegistry {
         return try store.write {
             let client = try get(id, caller: caller)
             guard client.clientID == caller.client.clientID || caller.client.isPrimary else { throw RegistryError.primaryOnly }
-            guard !client.isPublic else {
+            guard client.authMethod.usesSecret else {
                 throw RegistryError.conflict(.publicClientHasNoSecret)
             }
             let now = env.now()
@@ -50,7 +50,7 @@ extension ClientRegistry {
         try store.write {
             let client = try get(id, caller: caller)
             guard client.clientID == caller.client.clientID || caller.client.isPrimary else { throw RegistryError.primaryOnly }
-            guard !client.isPublic else { throw RegistryError.conflict(.publicClientHasNoSecret) }
+            guard client.authMethod.usesSecret else { throw RegistryError.conflict(.publicClientHasNoSecret) }
             _ = try retireSecrets(of: id, graceSeconds: 0, now: env.now())
             try store.insertSecret(record)
             _ = try touch(client, at: env.now())

@@ -132,7 +132,7 @@ public struct ClientRegistry {
             spec.apply(to: &client)
             try store.insertClient(client)
             var secret: String?
-            if !client.isPublic {
+            if client.authMethod.usesSecret {
                 if var record = passwordRecord {
                     record.clientID = id
                     record.createdAt = now
@@ -183,7 +183,8 @@ public struct ClientRegistry {
                 try store.revokeFamilies(clientID: id, at: env.now())
             }
             try store.updateClient(updated)
-            if updated.isPublic && !current.isPublic {
+            // A client that no longer authenticates with a secret keeps none that could still work.
+            if !updated.authMethod.usesSecret && current.authMethod.usesSecret {
                 for secret in try store.secrets(clientID: id) { try store.deleteSecret(id: secret.id) }
             }
             try audit(caller, action, target: id, details: ["version": JSON(updated.version)])

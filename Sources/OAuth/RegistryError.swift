@@ -89,7 +89,7 @@ extension RegistryError.Conflict {
         case .limitReached: return "The organization's client limit is reached."
         case .staleVersion: return "The client was changed since that version."
         case .clientIDTaken: return "A client with this client_id already exists."
-        case .publicClientHasNoSecret: return "A public client has no secret."
+        case .publicClientHasNoSecret: return "This client has no secret: it is public or authenticates with private_key_jwt."
         }
     }
 }

@@ -69,6 +69,9 @@ public protocol CredentialStorage: Transactional {
     func secrets(clientID: String) throws -> [ClientSecret]
     func deleteSecret(id: Int64) throws
     func setSecretExpiry(id: Int64, expiresAt: Int64?) throws
+    /// Records a client assertion's `jti` until it expires: true the first
+    /// time, false for a replay (RFC 7523 §3, SPEC 10.2), however many race.
+    func useAssertion(clientID: String, jti: String, expiresAt: Int64, now: Int64) throws -> Bool
 
     func insertSigningKey(_ key: SigningKeyRecord) throws
     func signingKeys() throws -> [SigningKeyRecord]

@@ -281,6 +281,15 @@ enum Schema {
         ALTER TABLE clients ADD COLUMN backchannel_logout_uri TEXT;
         ALTER TABLE clients ADD COLUMN backchannel_logout_session_required INTEGER NOT NULL DEFAULT 0;
         ALTER TABLE sessions ADD COLUMN sid TEXT;
+        -- private_key_jwt (RFC 7523 §2.2): each client's public keys, and the assertions seen (single use).
+        ALTER TABLE clients ADD COLUMN jwks TEXT;
+        CREATE TABLE client_assertions (
+            client_id TEXT NOT NULL,
+            jti TEXT NOT NULL,
+            expires_at INTEGER NOT NULL,
+            PRIMARY KEY (client_id, jti)
+        ) STRICT;
+        CREATE INDEX client_assertions_by_expiry ON client_assertions(expires_at);
         ALTER TABLE authorization_codes ADD COLUMN sid TEXT;
         ALTER TABLE authorization_codes ADD COLUMN claims TEXT;
         ALTER TABLE token_families ADD COLUMN sid TEXT;

@@ -55,7 +55,7 @@ public struct RequestContext {
     public var tokens: TokenService { TokenService(env: env, store: store, keys: keys, cache: tokenCache) }
     /// Client authentication for a request from `request`'s address.
     public func clientAuthenticator(_ request: Request) -> ClientAuthenticator {
-        ClientAuthenticator(env: env, store: store, hasher: hasher, guards: guards, address: request.remoteAddress)
+        ClientAuthenticator(env: env, store: store, hasher: hasher, guards: guards, address: request.remoteAddress, endpoint: env.issuer + request.path)
     }
 
     public func param(_ name: String) -> String { pathParams[name] ?? "" }

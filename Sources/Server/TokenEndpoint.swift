@@ -26,8 +26,18 @@ struct OAuthForm {
 
     subscript(name: String) -> String? { values[name] }
 
-    /// The client's credentials: HTTP Basic or the form, never both (RFC 6749 §2.3).
+    /// The client's credentials: HTTP Basic, the form's secret or a client
+    /// assertion (RFC 7521 §4.2), exactly one (RFC 6749 §2.3).
     func credentials(_ request: Request) throws -> PresentedCredentials {
+        if values["client_assertion"] != nil || values["client_assertion_type"] != nil {
+            guard request.headers.value(.authorization) == nil, values["client_secret"] == nil else {
+                throw OAuthError.invalidRequest("Use exactly one client authentication method.")
+            }
+            guard let assertion = values["client_assertion"], values["client_assertion_type"] == ClientAssertion.type else {
+                throw OAuthError.invalidRequest("client_assertion_type must be \(ClientAssertion.type), with a client_assertion.")
+            }
+            return .assertion(clientID: values["client_id"], assertion: assertion)
+        }
         let basic = BasicCredentials.parse(request.headers.value(.authorization), formDecode: true)
         switch basic {
         case .malformed:
@@ -74,8 +84,11 @@ enum TokenEndpoint {
     static func introspect(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let form = try OAuthForm(request)
         let credentials = try form.credentials(request)
+        let authenticator = ctx.clientAuthenticator(request)
+        // An assertion's jti is written: that authentication cannot run inside the read.
+        let asserted = credentials.writesOnUse ? try authenticator.authenticate(credentials, allowPublic: false) : nil
         return uncached(.json(try ctx.store.read {
-            let caller = try ctx.clientAuthenticator(request).authenticate(credentials, allowPublic: false)
+            let caller = try asserted ?? authenticator.authenticate(credentials, allowPublic: false)
             guard let token = form["token"] else { throw OAuthError.invalidRequest("token is required.") }
             return try ctx.tokens.introspect(token: token, caller: caller)
         }))
@@ -85,7 +98,9 @@ enum TokenEndpoint {
     static func revoke(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let form = try OAuthForm(request)
         let credentials = try form.credentials(request)
-        let caller = try ctx.store.read { try ctx.clientAuthenticator(request).authenticate(credentials, allowPublic: true) }
+        let authenticator = ctx.clientAuthenticator(request)
+        let caller = credentials.writesOnUse ? try authenticator.authenticate(credentials, allowPublic: true)
+            : try ctx.store.read { try authenticator.authenticate(credentials, allowPublic: true) }
         guard let token = form["token"] else { throw OAuthError.invalidRequest("token is required.") }
         try ctx.tokens.revoke(token: token, caller: caller)
         return uncached(Response(status: 200))

@@ -8,7 +8,7 @@ extension SharedRows {
         c.token_endpoint_auth_method, c.scope, c.access_token_ttl, c.refresh_token_ttl, c.enabled, c.extra_data, c.attributes,
         c.created_at, c.updated_at, c.version, c.last_used_at, EXISTS(SELECT 1 FROM client_logos l WHERE l.client_id = c.client_id),
         c.token_generation, c.id_token_signed_response_alg, c.post_logout_redirect_uris, c.backchannel_logout_uri,
-        c.backchannel_logout_session_required
+        c.backchannel_logout_session_required, c.jwks
         """
 
     public static func client(_ r: some SQLRowValues) -> Client {
@@ -20,7 +20,8 @@ extension SharedRows {
                       attributes: (try? JSON.parse(r.string(14))) ?? .object([]), createdAt: r.int(15), updatedAt: r.int(16),
                       version: Int(r.int(17)), lastUsedAt: r.optionalInt(18), hasLogo: r.bool(19), tokenGeneration: Int(r.int(20)),
                       idTokenAlg: SignatureAlgorithm(rawValue: r.string(21)) ?? .es256, postLogoutRedirectURIs: strings(22),
-                      backchannelLogoutURI: r.optionalString(23), backchannelLogoutSessionRequired: r.bool(24))
+                      backchannelLogoutURI: r.optionalString(23), backchannelLogoutSessionRequired: r.bool(24),
+                      jwks: r.optionalString(25).flatMap { try? JSON.parse(Array($0.utf8)) })
     }
 
     public static func values(_ c: Client) -> [SQLArgument] {
@@ -29,7 +30,7 @@ extension SharedRows {
          SQLArgument(c.accessTokenTTL), SQLArgument(c.refreshTokenTTL), SQLArgument(flag: c.enabled), .text(c.extraData.text), .text(c.attributes.text),
          .int(c.createdAt), .int(c.updatedAt), SQLArgument(c.version), SQLArgument(c.lastUsedAt), SQLArgument(c.tokenGeneration),
          .text(c.idTokenAlg.rawValue), .text(JSON(c.postLogoutRedirectURIs).text), SQLArgument(c.backchannelLogoutURI),
-         SQLArgument(flag: c.backchannelLogoutSessionRequired)]
+         SQLArgument(flag: c.backchannelLogoutSessionRequired), SQLArgument(c.jwks?.text)]
     }
 }
 
@@ -67,8 +68,8 @@ extension SQLStatementRunner {
             INSERT INTO clients(client_id, organization_id, is_primary, client_name, description, client_uri, redirect_uris, grant_types,
               token_endpoint_auth_method, scope, access_token_ttl, refresh_token_ttl, enabled, extra_data, attributes, created_at,
               updated_at, version, last_used_at, token_generation, id_token_signed_response_alg, post_logout_redirect_uris,
-              backchannel_logout_uri, backchannel_logout_session_required)
-              VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+              backchannel_logout_uri, backchannel_logout_session_required, jwks)
+              VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, SharedRows.values(c))
     }
 
@@ -80,7 +81,7 @@ extension SQLStatementRunner {
               token_endpoint_auth_method = ?, scope = ?, access_token_ttl = ?, refresh_token_ttl = ?, enabled = ?, extra_data = ?,
               attributes = ?, created_at = ?, updated_at = ?, version = ?, last_used_at = ?, token_generation = ?,
               id_token_signed_response_alg = ?, post_logout_redirect_uris = ?, backchannel_logout_uri = ?,
-              backchannel_logout_session_required = ? WHERE client_id = ?
+              backchannel_logout_session_required = ?, jwks = ? WHERE client_id = ?
             """, values)
     }
 
@@ -123,6 +124,12 @@ extension SQLStatementRunner {
 
     public func deleteLogo(clientID: String) throws {
         try update("DELETE FROM client_logos WHERE client_id = ?", [.text(clientID)])
+    }
+
+    public func useAssertion(clientID: String, jti: String, expiresAt: Int64, now: Int64) throws -> Bool {
+        try blindUpdate("DELETE FROM client_assertions WHERE expires_at < ?", [.int(now)])
+        return try update("INSERT INTO client_assertions(client_id, jti, expires_at) VALUES(?, ?, ?) ON CONFLICT(client_id, jti) DO NOTHING",
+                          [.text(clientID), .text(jti), .int(expiresAt)]) == 1
     }
 
     public func insertSecret(_ s: ClientSecret) throws {

@@ -648,13 +648,13 @@ def test_oidcc_registration_tos_uri(stack, registrar):
 
 
 PRIVATE_KEY_JWT_MISSING = (
-    "private_key_jwt is not implemented (SPEC 10.2): discovery's token_endpoint_auth_methods_supported lacks it "
-    "(EnsureServerConfigurationSupportsPrivateKeyJwt FAILs) and registration answers 400 invalid_client_metadata "
-    "'token_endpoint_auth_method: must be one of client_secret_basic, client_secret_post, none'.")
+    "private_key_jwt works with keys registered inline (jwks, SPEC 10.2), not with a jwks_uri Latchkey would fetch: "
+    "registration ignores jwks_uri (RFC 7591 §2: unknown metadata), so private_key_jwt without jwks is 400 "
+    "invalid_client_metadata.")
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason=PRIVATE_KEY_JWT_MISSING + " SPEC 10.2 names inline jwks only; this module needs jwks_uri.")
+                   reason=PRIVATE_KEY_JWT_MISSING + " This module needs jwks_uri.")
 def test_oidcc_registration_jwks_uri(stack, registrar, rp_server):
     """oidcc-registration-jwks-uri: "…calls the dynamic registration endpoint with a jwks URI, and
     continues with authorization. This should result in a successful registration and
@@ -723,7 +723,7 @@ def test_oidcc_server_rotate_keys(fresh_stack):
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=PRIVATE_KEY_JWT_MISSING
-                   + " SPEC 10.2 names inline jwks only; this module needs jwks_uri, refetched for a new kid.")
+                   + " This module needs jwks_uri, refetched for a new kid.")
 def test_oidcc_refresh_token_rp_key_rotation(stack, registrar, rp_server):
     """oidcc-refresh-token-rp-key-rotation: "…obtains a refresh token… Once it has obtained the
     refresh token it rotates the keys (by placing a new RP key with a new kid into the RP's
@@ -872,7 +872,6 @@ def test_oidcc_refresh_token(stack, registrar):
     assert r.json()["error"] == "invalid_grant"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=PRIVATE_KEY_JWT_MISSING)
 def test_oidcc_ensure_client_assertion_with_iss_aud_succeeds(stack, registrar):
     """oidcc-ensure-client-assertion-with-iss-aud-succeeds: a client assertion whose `aud` is the
     issuer. "The AS should accept the AS Issuer ID as valid, but as a recommended value, the AS

@@ -66,7 +66,8 @@ def test_identity_platform_surface(stack):
     assert r.json()["detailCode"] == "400.1 Bad Request Content" and len(r.json()["trackingId"]) == 32
     assert r.json()["trackingId"] == r.headers["X-Request-Id"]
     r = requests.get(stack.url("/v3/oauth-clients"), headers=h, params={"filters": "lastUsed isnull", "count": "true"})
-    assert r.status_code == 200 and int(r.headers["X-Total-Count"]) == len(r.json())
+    # One page (50 by default) of however many the shared stack holds by now.
+    assert r.status_code == 200 and len(r.json()) == min(50, int(r.headers["X-Total-Count"]))
     assert requests.get(stack.url("/v3/oauth-clients"), headers=h, params={"filters": "name eq x"}).status_code == 400
     unauth = requests.get(stack.url("/v3/oauth-clients"), headers={"Authorization": "Bearer nope"})
     assert unauth.status_code == 401 and unauth.json()["error"].startswith("JWT validation failed")

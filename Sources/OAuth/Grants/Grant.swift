@@ -83,7 +83,12 @@ public struct TokenExchange {
         }
         let client: Client
         let response: TokenResponse
-        if grant.readsOnly {
+        if credentials.writesOnUse {
+            // An assertion's jti is written first, in a transaction of its own.
+            client = try authenticate()
+            response = grant.readsOnly ? try store.read { try grant.exchange(request, client: client, service: service) }
+                : try grant.exchange(request, client: client, service: service)
+        } else if grant.readsOnly {
             (client, response) = try store.read {
                 let client = try authenticate()
                 return (client, try grant.exchange(request, client: client, service: service))

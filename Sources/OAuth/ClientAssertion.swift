@@ -1,0 +1,66 @@
+import Common
+import Cryptography
+import JOSE
+
+/// `private_key_jwt` (RFC 7523 §2.2 and §3, OIDC Core §9): a client proves
+/// itself with a short-lived JWT signed by one of the public keys it
+/// registered (`jwks`); Latchkey holds no secret of it.
+public enum ClientAssertion {
+    public static let type = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+    /// SPEC 10.2: `exp` at most five minutes ahead (plus `skewSeconds` for the client's clock).
+    public static let maxLifetimeSeconds: Int64 = 300
+    public static let skewSeconds: Int64 = 30
+    public static let maxKeys = 10
+    public static let maxLength = 8192
+    /// What only a private JWK holds (RFC 7518 §6): registering one is refused.
+    static let privateMembers = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"]
+
+    /// Nil when `jwks` is a JWK Set of 1 to 10 public signature keys Latchkey
+    /// verifies with (EC P-256, RSA of 2048 bits or more, Ed25519), else why not.
+    public static func jwksProblem(_ jwks: JSON) -> String? {
+        guard jwks.objectValue != nil, let keys = jwks["keys"]?.arrayValue else { return "must be a JWK Set: {\"keys\": [...]}" }
+        guard (1...maxKeys).contains(keys.count) else { return "must hold 1 to \(maxKeys) keys" }
+        guard jwks.serialized().count <= 16 * 1024 else { return "must serialize to at most 16 KiB" }
+        for (i, key) in keys.enumerated() {
+            guard key.objectValue != nil else { return "keys[\(i)] must be a JWK object" }
+            if let member = privateMembers.first(where: { key[$0] != nil }) {
+                return "keys[\(i)] holds the private member \(member): register public keys only"
+            }
+            if let use = key["use"]?.stringValue, use != "sig" { return "keys[\(i)] is not a signature key (use \(use))" }
+            if key["kty"]?.stringValue == "RSA", (key["n"]?.stringValue.flatMap(Base64.urlDecode)?.drop { $0 == 0 }.count ?? 0) < 256 {
+                return "keys[\(i)] is an RSA key under 2048 bits"
+            }
+            guard (try? SigningKey(jwk: key)) != nil else { return "keys[\(i)] is not an EC P-256, RSA or Ed25519 public key" }
+        }
+        return nil
+    }
+
+    /// The client the assertion names (its `sub`, unverified: only to find the keys to verify it with).
+    static func subject(_ token: String) -> String? {
+        JWS.parse(token, maxLength: maxLength)?.payload["sub"]?.stringValue
+    }
+
+    /// The assertion's `jti` and expiry once it verifies with one of the
+    /// client's keys (the header's `alg` must be the key's, RFC 8725 §3.1)
+    /// and its claims hold (RFC 7523 §3): `iss` and `sub` the client, `aud`
+    /// naming one of `audiences` (the issuer, the receiving endpoint), `exp`
+    /// in the future and at most five minutes ahead, `jti` present.
+    static func verify(_ token: String, client: Client, audiences: [String], now: Int64) -> (jti: String, expiresAt: Int64)? {
+        guard let parsed = JWS.parse(token, maxLength: maxLength), let keys = client.jwks?["keys"]?.arrayValue else { return nil }
+        let kid = parsed.kid
+        let verified = keys.contains { jwk in
+            guard kid == nil || jwk["kid"]?.stringValue == kid, let key = try? SigningKey(jwk: jwk) else { return false }
+            return JWS.verifyForeign(parsed, key: key)
+        }
+        guard verified else { return nil }
+        let claims = parsed.payload, nowSeconds = now / 1000
+        guard claims["iss"]?.stringValue == client.clientID, claims["sub"]?.stringValue == client.clientID,
+              let exp = claims["exp"]?.intValue, exp > nowSeconds, exp <= nowSeconds + maxLifetimeSeconds + skewSeconds,
+              let jti = claims["jti"]?.stringValue, (1...256).contains(jti.utf8.count) else { return nil }
+        if let nbf = claims["nbf"]?.intValue, nbf > nowSeconds + skewSeconds { return nil }
+        if let iat = claims["iat"]?.intValue, iat > nowSeconds + skewSeconds { return nil }
+        let aud = claims["aud"]?.stringValue.map { [$0] } ?? (claims["aud"]?.arrayValue ?? []).compactMap(\.stringValue)
+        guard aud.contains(where: audiences.contains) else { return nil }
+        return (jti, exp * 1000)
+    }
+}

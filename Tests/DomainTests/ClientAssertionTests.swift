@@ -1,0 +1,146 @@
+import Common
+import Cryptography
+import JOSE
+import OAuth
+import TestSupport
+import Testing
+
+/// private_key_jwt (RFC 7523 §2.2, §3; SPEC 10.2) over plain values, on the store the run is on.
+@Suite struct ClientAssertionTests {
+    static let tokenEndpoint = StoreFixture.issuer + "/oauth2/token"
+
+    let h: StoreFixture
+    let key: SigningKey
+    let clientID: String
+
+    init() throws {
+        h = try StoreFixture()
+        key = try SigningKey.generate(.es256)
+        let jwk = try JWK.publicJWK(key, kid: "k1")
+        let spec = ClientSpec(name: "Signed", grantTypes: ["client_credentials"], authMethod: "private_key_jwt", scope: ["clients:read"],
+                              jwks: ["keys": [jwk]])
+        let issued = try h.registry().create(spec, caller: try h.caller(scopes: ["clients:read", "clients:write"]))
+        #expect(issued.secret == nil, "no secret for a client that signs")
+        clientID = issued.client.clientID
+    }
+
+    var authenticator: ClientAuthenticator {
+        get throws {
+            ClientAuthenticator(env: h.env, store: h.store, hasher: try Provisioning.secretHasher(store: h.store, env: h.env), guards: nil,
+                                endpoint: Self.tokenEndpoint)
+        }
+    }
+
+    func assertion(_ overrides: [String: JSON?] = [:], signer: SigningKey? = nil, kid: String? = "k1") throws -> String {
+        let now = h.clock.now / 1000
+        var claims: [(String, JSON)] = [("iss", .string(clientID)), ("sub", .string(clientID)), ("aud", .string(Self.tokenEndpoint)),
+                                        ("exp", .int(now + 60)), ("iat", .int(now)), ("jti", .string(h.env.randomToken(bytes: 12)))]
+        for (name, value) in overrides {
+            claims.removeAll { $0.0 == name }
+            if let value { claims.append((name, value)) }
+        }
+        return try JWS.sign(payload: .object(claims), key: signer ?? key, kid: kid, typ: "JWT")
+    }
+
+    func authenticate(_ jwt: String, clientID: String? = nil) throws -> Client {
+        try authenticator.authenticate(.assertion(clientID: clientID, assertion: jwt), allowPublic: false)
+    }
+
+    func refused(_ jwt: String, clientID: String? = nil) -> Bool {
+        do { _ = try authenticate(jwt, clientID: clientID); return false } catch let e as OAuthError { return e.code == "invalid_client" && e.status == 401 } catch { return false }
+    }
+
+    @Test func aGoodAssertionAuthenticatesOnceAndOnlyOnce() throws {
+        let jwt = try assertion()
+        #expect(try authenticate(jwt, clientID: clientID).clientID == clientID)
+        #expect(refused(jwt), "RFC 7523 §3: the jti is single use")
+        #expect(try authenticate(try assertion(["aud": .string(StoreFixture.issuer)])).clientID == clientID, "the issuer as audience")
+        #expect(try authenticate(try assertion(["aud": [.string("https://other.example"), .string(Self.tokenEndpoint)]])).clientID == clientID)
+        #expect(try authenticate(try assertion(kid: nil)).clientID == clientID, "without kid every registered key is tried")
+    }
+
+    /// RFC 7518 does not ask for low-S ECDSA: a client library signs either
+    /// way (Latchkey's own tokens are low-S and checked strictly).
+    @Test func aHighSSignatureFromTheClientVerifies() throws {
+        let jwt = try assertion()
+        let parts = jwt.split(separator: ".").map(String.init)
+        let signature = try #require(Base64.urlDecode(parts[2]))
+        // s' = n - s, the other valid signature of the same message.
+        let n: [UInt8] = Hex.decode("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551")!
+        var high = [UInt8](repeating: 0, count: 32), borrow = 0
+        for i in stride(from: 31, through: 0, by: -1) {
+            let d = Int(n[i]) - Int(signature[32 + i]) - borrow
+            high[i] = UInt8((d + 256) % 256)
+            borrow = d < 0 ? 1 : 0
+        }
+        let flipped = parts[0] + "." + parts[1] + "." + Base64.urlEncode(Array(signature.prefix(32)) + high)
+        #expect(try authenticate(flipped).clientID == clientID)
+        #expect(refused(jwt), "the same assertion (its jti) in the other form is a replay")
+    }
+
+    @Test func everyBrokenClaimIsRefused() throws {
+        let now = h.clock.now / 1000
+        for (name, overrides) in [
+            ("another audience", ["aud": .string("https://other.example/oauth2/token")]),
+            ("no audience", ["aud": nil]),
+            ("expired", ["exp": .int(now - 1)]),
+            ("exp more than five minutes ahead", ["exp": .int(now + 400)]),
+            ("no exp", ["exp": nil]),
+            ("no jti", ["jti": nil]),
+            ("iss not the client", ["iss": "someone"]),
+            ("sub not the client", ["sub": "someone"]),
+            ("not yet valid", ["nbf": .int(now + 120)]),
+        ] as [(String, [String: JSON?])] {
+            #expect(refused(try assertion(overrides)), "\(name)")
+        }
+        #expect(refused(try assertion(), clientID: "another-client"), "client_id must be the assertion's client")
+    }
+
+    @Test func onlyTheRegisteredKeysWithTheirOwnAlgorithmVerify() throws {
+        #expect(refused(try assertion(signer: try SigningKey.generate(.es256))), "another key")
+        #expect(refused(try assertion(signer: try SigningKey.generate(.es256), kid: nil)))
+        // alg none and HS256 with anything as the secret: never.
+        let header = Base64.urlEncode(Array(#"{"alg":"none","kid":"k1"}"#.utf8))
+        let parts = try assertion().split(separator: ".")
+        #expect(refused("\(header).\(parts[1])."))
+        let hs = Base64.urlEncode(Array(#"{"alg":"HS256","kid":"k1"}"#.utf8))
+        #expect(refused("\(hs).\(parts[1]).\(parts[2])"))
+        #expect(refused("garbage"))
+    }
+
+    @Test func theMethodIsTheClientsOwn() throws {
+        // A client registered for secrets cannot switch to assertions, nor the reverse.
+        let primaryAssertion = try JWS.sign(payload: ["iss": .string(h.primary.clientID), "sub": .string(h.primary.clientID),
+                                                      "aud": .string(Self.tokenEndpoint), "exp": .int(h.clock.now / 1000 + 60), "jti": "x"],
+                                            key: key, kid: "k1", typ: "JWT")
+        #expect(refused(primaryAssertion))
+        #expect(throws: OAuthError.self) { try authenticator.authenticate(.post(clientID: clientID, secret: "anything"), allowPublic: false) }
+    }
+
+    @Test func registrationTakesPublicSignatureKeysOnly() throws {
+        let registry = try h.registry()
+        let caller = try h.caller(scopes: ["clients:read", "clients:write"])
+        let rsa = try SigningKey.generate(.rs256)
+        var withPrivate = try JWK.publicJWK(key, kid: "p")
+        let rsaJWK = try JWK.publicJWK(rsa, kid: "r")
+        let n = Base64.urlDecode(rsaJWK["n"]!.stringValue!)!
+        let short = rsaJWK.setting("n", .string(Base64.urlEncode(Array(n.prefix(128)))))
+        withPrivate.set("d", "AAAA")
+        for (name, jwks) in [("none at all", nil), ("a private member", ["keys": [withPrivate]]), ("no keys", ["keys": []]),
+                             ("not a set", .string("x")), ("an encryption key", ["keys": [try JWK.publicJWK(key, kid: "e").setting("use", "enc")]]),
+                             ("a short RSA key", ["keys": [short]])] as [(String, JSON?)] {
+            let spec = ClientSpec(name: "x", grantTypes: ["client_credentials"], authMethod: "private_key_jwt", jwks: jwks)
+            #expect(throws: RegistryError.self, "\(name)") { try registry.create(spec, caller: caller) }
+        }
+        let ok = ClientSpec(name: "x", grantTypes: ["client_credentials"], authMethod: "private_key_jwt", jwks: ["keys": [rsaJWK]])
+        #expect(try registry.create(ok, caller: caller).client.jwks != nil)
+    }
+}
+
+extension JSON {
+    fileprivate func setting(_ key: String, _ value: JSON) -> JSON {
+        var copy = self
+        copy.set(key, value)
+        return copy
+    }
+}
