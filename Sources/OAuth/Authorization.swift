@@ -39,7 +39,8 @@ public struct AuthorizationService {
         case .responseModeUnsupported: return "response_mode must be query or form_post."
         case .responseTypeMissing, .responseTypeUnsupported: return "response_type must be code."
         case .grantNotAllowed: return "The client may not use the authorization code grant."
-        case .requestObjectUnsupported, .requestURIUnsupported: return "Request objects are not supported."
+        case .requestObjectUnsupported: return "Request objects are not supported."
+        case .requestURIUnsupported: return "request_uri must be one the pushed authorization request endpoint issued."
         case .scopeMalformed: return "scope is missing or malformed."
         case .scopeNotAllowed: return "The client may not request this scope."
         case .openIDRequired: return "scope must include openid."
@@ -101,9 +102,13 @@ public struct AuthorizationService {
     /// browser that started it (SPEC 7.1): only its hash is stored, and only
     /// a request presenting the same cookie may read, continue or answer it.
     public func authorize(_ parameters: AuthorizationParameters, sessionToken: String?, browser: String) throws -> AuthorizeDecision {
-        var request: AuthorizationRequest
+        // A pushed request's URI (RFC 9126 §4); any other request_uri is refused by the checks (request_uri_not_supported).
+        if let requestURI = parameters.requestURI, requestURI.hasPrefix(AuthorizationService.requestURIPrefix) {
+            return try authorizePushed(requestURI, clientID: parameters.clientID, sessionToken: sessionToken, browser: browser)
+        }
+        let client: Client, request: AuthorizationRequest
         do {
-            (_, request) = try AuthorizationChecks.run(parameters, surface: .authorizationEndpoint) { id in
+            (client, request) = try AuthorizationChecks.run(parameters, surface: .authorizationEndpoint) { id in
                 try store.read { try store.client(id) }.flatMap { $0.enabled ? $0 : nil }
             }
         } catch let failure as AuthorizationFailure {
@@ -112,6 +117,60 @@ public struct AuthorizationService {
             guard let to = failure.destination else { return .errorPage(description) }
             return errorRedirect(to.redirectURI, failure.check.errorCode, description, state: to.state, mode: to.mode)
         }
+        if client.requirePushedRequests {
+            return errorRedirect(request.redirectURI, "invalid_request", "This client must push its authorization requests (RFC 9126).",
+                                 state: request.state, mode: request.responseMode)
+        }
+        return try start(request, sessionToken: sessionToken, browser: browser)
+    }
+
+    // MARK: Pushed authorization requests (RFC 9126)
+
+    public static let requestURIPrefix = "urn:ietf:params:oauth:request_uri:"
+    public static let pushedLifetimeSeconds = 60
+
+    /// RFC 9126 §2: the authenticated client's request, judged by the same
+    /// ordered checks as /oauth2/authorize (a failure is a 400 to the client,
+    /// who is right there), kept for one use within 60 s.
+    public func push(_ p: AuthorizationParameters, client: Client) throws -> (requestURI: String, expiresIn: Int) {
+        var parameters = p
+        if let id = parameters.clientID, id != client.clientID { throw OAuthError.invalidRequest("client_id does not match the authenticated client.") }
+        parameters.clientID = client.clientID
+        let request: AuthorizationRequest
+        do {
+            (_, request) = try AuthorizationChecks.run(parameters, surface: .authorizationEndpoint) { _ in client.enabled ? client : nil }
+        } catch let failure as AuthorizationFailure {
+            // §2.1: request_uri is not a parameter of a pushed request.
+            let code = failure.check == .requestURIUnsupported ? "invalid_request" : failure.check.errorCode
+            throw OAuthError(code, status: 400, AuthorizationService.describe(failure.check))
+        }
+        let uri = AuthorizationService.requestURIPrefix + env.randomToken(bytes: 32)
+        let now = env.now()
+        try store.write {
+            try store.insertPushedRequest(uriHash: AuthorizationService.hash(uri), clientID: client.clientID, request: request,
+                                          expiresAt: now + Int64(AuthorizationService.pushedLifetimeSeconds) * 1000, now: now)
+        }
+        return (uri, AuthorizationService.pushedLifetimeSeconds)
+    }
+
+    /// /oauth2/authorize with a pushed request's `request_uri` (§4): the
+    /// request is taken (single use) and continues as if just checked; the
+    /// other parameters are ignored. Anything wrong is a page: nothing says
+    /// which redirect URI to trust.
+    func authorizePushed(_ requestURI: String, clientID: String?, sessionToken: String?, browser: String) throws -> AuthorizeDecision {
+        guard let clientID, !clientID.isEmpty else { return .errorPage("The request has no client_id.") }
+        let refused = AuthorizeDecision.errorPage("The request_uri is unknown, expired, already used or another client's.")
+        guard requestURI.utf8.count <= 256 else { return refused }
+        let now = env.now()
+        guard var request = try store.write({ try store.takePushedRequest(uriHash: AuthorizationService.hash(requestURI), clientID: clientID, now: now) }),
+              let client = try store.read({ try store.client(clientID) }), client.enabled else { return refused }
+        request.backchannel = client.backchannelLogoutURI != nil
+        return try start(request, sessionToken: sessionToken, browser: browser)
+    }
+
+    /// A checked request, bound to this browser and stored; then where the browser goes next.
+    func start(_ checked: AuthorizationRequest, sessionToken: String?, browser: String) throws -> AuthorizeDecision {
+        var request = checked
         request.browserHash = AuthorizationService.hash(browser)
         let id = env.randomToken(bytes: 32)
         let now = env.now()

@@ -25,12 +25,14 @@ public struct ClientSpec: Sendable, Equatable {
     public var backchannelLogoutSessionRequired: Bool
     /// jwks: the public keys of a `private_key_jwt` client.
     public var jwks: JSON?
+    /// require_pushed_authorization_requests (RFC 9126 §6).
+    public var requirePushedRequests: Bool
 
     public init(clientID: String? = nil, name: String, description: String? = nil, clientURI: String? = nil, redirectURIs: [String] = [],
                 grantTypes: [String]? = nil, authMethod: String = "client_secret_basic", scope: [String] = [], accessTokenTTL: Int = 900,
                 refreshTokenTTL: Int = 2_592_000, enabled: Bool = true, extraData: JSON = .object([]), attributes: JSON = .object([]),
                 idTokenAlg: String = "ES256", postLogoutRedirectURIs: [String] = [], backchannelLogoutURI: String? = nil,
-                backchannelLogoutSessionRequired: Bool = false, jwks: JSON? = nil) {
+                backchannelLogoutSessionRequired: Bool = false, jwks: JSON? = nil, requirePushedRequests: Bool = false) {
         self.clientID = clientID
         self.name = name
         self.description = description
@@ -49,6 +51,7 @@ public struct ClientSpec: Sendable, Equatable {
         self.backchannelLogoutURI = backchannelLogoutURI
         self.backchannelLogoutSessionRequired = backchannelLogoutSessionRequired
         self.jwks = jwks
+        self.requirePushedRequests = requirePushedRequests
     }
 
     /// Writes the spec's settable fields onto `client` (create and update).
@@ -71,6 +74,7 @@ public struct ClientSpec: Sendable, Equatable {
         client.backchannelLogoutURI = backchannelLogoutURI
         client.backchannelLogoutSessionRequired = backchannelLogoutSessionRequired
         client.jwks = jwks
+        client.requirePushedRequests = requirePushedRequests
     }
 
     public init(_ c: Client) {
@@ -78,7 +82,8 @@ public struct ClientSpec: Sendable, Equatable {
                   grantTypes: c.grantTypes.map(\.rawValue), authMethod: c.authMethod.rawValue, scope: c.scope, accessTokenTTL: c.accessTokenTTL,
                   refreshTokenTTL: c.refreshTokenTTL, enabled: c.enabled, extraData: c.extraData, attributes: c.attributes,
                   idTokenAlg: c.idTokenAlg.rawValue, postLogoutRedirectURIs: c.postLogoutRedirectURIs,
-                  backchannelLogoutURI: c.backchannelLogoutURI, backchannelLogoutSessionRequired: c.backchannelLogoutSessionRequired, jwks: c.jwks)
+                  backchannelLogoutURI: c.backchannelLogoutURI, backchannelLogoutSessionRequired: c.backchannelLogoutSessionRequired, jwks: c.jwks,
+                  requirePushedRequests: c.requirePushedRequests)
     }
 
     public static var grantTypeValues: [String] { GrantType.known.map(\.rawValue) }

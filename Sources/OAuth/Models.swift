@@ -55,6 +55,8 @@ public struct Client: Sendable, Equatable {
     public var backchannelLogoutSessionRequired: Bool
     /// jwks (RFC 7591 §2): the public keys a `private_key_jwt` client signs its assertions with.
     public var jwks: JSON?
+    /// require_pushed_authorization_requests (RFC 9126 §6): /oauth2/authorize takes only a request_uri from PAR.
+    public var requirePushedRequests: Bool
 
     public init(clientID: String, organizationID: String, isPrimary: Bool = false, name: String, description: String? = nil,
                 clientURI: String? = nil, redirectURIs: [String] = [], grantTypes: [GrantType] = [.clientCredentials],
@@ -63,7 +65,7 @@ public struct Client: Sendable, Equatable {
                 createdAt: Int64, updatedAt: Int64? = nil, version: Int = 1, lastUsedAt: Int64? = nil, hasLogo: Bool = false,
                 tokenGeneration: Int = 0, idTokenAlg: SignatureAlgorithm = .es256,
                 postLogoutRedirectURIs: [String] = [], backchannelLogoutURI: String? = nil, backchannelLogoutSessionRequired: Bool = false,
-                jwks: JSON? = nil) {
+                jwks: JSON? = nil, requirePushedRequests: Bool = false) {
         self.clientID = clientID
         self.organizationID = organizationID
         self.isPrimary = isPrimary
@@ -90,6 +92,7 @@ public struct Client: Sendable, Equatable {
         self.backchannelLogoutURI = backchannelLogoutURI
         self.backchannelLogoutSessionRequired = backchannelLogoutSessionRequired
         self.jwks = jwks
+        self.requirePushedRequests = requirePushedRequests
     }
 
     public var isPublic: Bool { authMethod == .publicClient }

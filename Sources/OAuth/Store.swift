@@ -107,6 +107,11 @@ public protocol GrantStorage: Transactional {
     /// Marks the request answered; false when it already was (answered once).
     func markAuthorizationRequestAnswered(idHash: String, at: Int64) throws -> Bool
 
+    /// A pushed authorization request (RFC 9126), under the hash of its request_uri.
+    func insertPushedRequest(uriHash: String, clientID: String, request: AuthorizationRequest, expiresAt: Int64, now: Int64) throws
+    /// Takes a pushed request of `clientID` not yet expired: once (it is gone after), however many race.
+    func takePushedRequest(uriHash: String, clientID: String, now: Int64) throws -> AuthorizationRequest?
+
     func insertCode(_ code: AuthorizationCodeRecord) throws
     func code(hash: String) throws -> AuthorizationCodeRecord?
     /// Consumes a code: true for exactly one caller, however many race.

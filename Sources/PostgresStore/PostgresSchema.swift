@@ -232,6 +232,15 @@ enum PostgresSchema {
             PRIMARY KEY (client_id, jti)
         );
         CREATE INDEX client_assertions_by_expiry ON client_assertions(expires_at);
+        -- Pushed authorization requests (RFC 9126): single use, 60 s; clients that must push theirs.
+        CREATE TABLE pushed_requests (
+            uri_hash TEXT PRIMARY KEY,
+            client_id TEXT NOT NULL REFERENCES clients(client_id) ON DELETE CASCADE,
+            params TEXT NOT NULL,
+            expires_at BIGINT NOT NULL
+        );
+        CREATE INDEX pushed_requests_by_expiry ON pushed_requests(expires_at);
+        ALTER TABLE clients ADD COLUMN require_pushed_authorization_requests BIGINT NOT NULL DEFAULT 0;
         ALTER TABLE authorization_codes ADD COLUMN sid TEXT;
         ALTER TABLE authorization_codes ADD COLUMN claims TEXT;
         ALTER TABLE token_families ADD COLUMN sid TEXT;

@@ -20,7 +20,7 @@ enum ClientRepresentation {
             ("enabled", .bool(c.enabled)), ("extra_data", c.extraData), ("id_token_signed_response_alg", .string(c.idTokenAlg.rawValue)),
             ("post_logout_redirect_uris", JSON(c.postLogoutRedirectURIs)),
             ("backchannel_logout_uri", JSON(c.backchannelLogoutURI)), ("backchannel_logout_session_required", .bool(c.backchannelLogoutSessionRequired)),
-            ("jwks", c.jwks ?? .null),
+            ("jwks", c.jwks ?? .null), ("require_pushed_authorization_requests", .bool(c.requirePushedRequests)),
             ("created_at", .string(Timestamp.rfc3339(millis: c.createdAt))), ("updated_at", .string(Timestamp.rfc3339(millis: c.updatedAt))),
             ("version", JSON(c.version)),
         ]

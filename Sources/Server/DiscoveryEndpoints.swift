@@ -21,6 +21,8 @@ enum DiscoveryEndpoints {
             "introspection_endpoint": .string(issuer + "/oauth2/introspect"),
             "revocation_endpoint": .string(issuer + "/oauth2/revoke"),
             "registration_endpoint": .string(issuer + "/oauth2/register"),
+            "pushed_authorization_request_endpoint": .string(issuer + "/oauth2/par"),
+            "require_pushed_authorization_requests": false,
             "end_session_endpoint": .string(issuer + "/oauth2/logout"),
             "response_types_supported": ["code"],
             "response_modes_supported": ["query", "form_post"],

@@ -19,6 +19,7 @@ enum Routes {
         add(.post, "/oauth2/token", .oauth, maxBody: oauthBodyLimit, TokenEndpoint.token)
         add(.post, "/oauth2/introspect", .oauth, maxBody: oauthBodyLimit, TokenEndpoint.introspect)
         add(.post, "/oauth2/revoke", .oauth, maxBody: oauthBodyLimit, TokenEndpoint.revoke)
+        add(.post, "/oauth2/par", .oauth, maxBody: oauthBodyLimit, PushedRequestEndpoint.push)
         add(.get, "/oauth2/logout", .oauth, maxBody: 0, LogoutEndpoints.logout)
         add(.post, "/oauth2/logout", .oauth, maxBody: oauthBodyLimit, LogoutEndpoints.logout)
         add(.post, "/oauth2/register", .registration, maxBody: oauthBodyLimit, RegistrationEndpoints.register)

@@ -34,6 +34,20 @@ extension SQLStatementRunner {
         try update("UPDATE authorization_requests SET answered_at = ? WHERE id_hash = ? AND answered_at IS NULL", [.int(at), .text(idHash)]) == 1
     }
 
+    public func insertPushedRequest(uriHash: String, clientID: String, request: AuthorizationRequest, expiresAt: Int64, now: Int64) throws {
+        try blindUpdate("DELETE FROM pushed_requests WHERE expires_at < ?", [.int(now)])
+        try update("INSERT INTO pushed_requests(uri_hash, client_id, params, expires_at) VALUES(?, ?, ?, ?)",
+                   [.text(uriHash), .text(clientID), .text(request.json.text), .int(expiresAt)])
+    }
+
+    public func takePushedRequest(uriHash: String, clientID: String, now: Int64) throws -> AuthorizationRequest? {
+        guard let row = try query("SELECT params, expires_at FROM pushed_requests WHERE uri_hash = ? AND client_id = ?",
+                                  [.text(uriHash), .text(clientID)]).first,
+              try update("DELETE FROM pushed_requests WHERE uri_hash = ? AND client_id = ?", [.text(uriHash), .text(clientID)]) == 1,
+              row.int(1) > now, let json = try? JSON.parse(row.string(0)) else { return nil }
+        return AuthorizationRequest(json: json)
+    }
+
     public func insertCode(_ c: AuthorizationCodeRecord) throws {
         try blindUpdate("""
             INSERT INTO authorization_codes(code_hash, client_id, user_id, redirect_uri, redirect_uri_sent, scope, nonce, code_challenge,
