@@ -27,12 +27,15 @@ public struct ClientSpec: Sendable, Equatable {
     public var jwks: JSON?
     /// require_pushed_authorization_requests (RFC 9126 §6).
     public var requirePushedRequests: Bool
+    /// userinfo_signed_response_alg: nil for plain JSON userinfo answers.
+    public var userinfoAlg: String?
 
     public init(clientID: String? = nil, name: String, description: String? = nil, clientURI: String? = nil, redirectURIs: [String] = [],
                 grantTypes: [String]? = nil, authMethod: String = "client_secret_basic", scope: [String] = [], accessTokenTTL: Int = 900,
                 refreshTokenTTL: Int = 2_592_000, enabled: Bool = true, extraData: JSON = .object([]), attributes: JSON = .object([]),
                 idTokenAlg: String = "ES256", postLogoutRedirectURIs: [String] = [], backchannelLogoutURI: String? = nil,
-                backchannelLogoutSessionRequired: Bool = false, jwks: JSON? = nil, requirePushedRequests: Bool = false) {
+                backchannelLogoutSessionRequired: Bool = false, jwks: JSON? = nil, requirePushedRequests: Bool = false,
+                userinfoAlg: String? = nil) {
         self.clientID = clientID
         self.name = name
         self.description = description
@@ -52,6 +55,7 @@ public struct ClientSpec: Sendable, Equatable {
         self.backchannelLogoutSessionRequired = backchannelLogoutSessionRequired
         self.jwks = jwks
         self.requirePushedRequests = requirePushedRequests
+        self.userinfoAlg = userinfoAlg
     }
 
     /// Writes the spec's settable fields onto `client` (create and update).
@@ -75,6 +79,7 @@ public struct ClientSpec: Sendable, Equatable {
         client.backchannelLogoutSessionRequired = backchannelLogoutSessionRequired
         client.jwks = jwks
         client.requirePushedRequests = requirePushedRequests
+        client.userinfoAlg = userinfoAlg.flatMap(SignatureAlgorithm.init(rawValue:))
     }
 
     public init(_ c: Client) {
@@ -83,7 +88,7 @@ public struct ClientSpec: Sendable, Equatable {
                   refreshTokenTTL: c.refreshTokenTTL, enabled: c.enabled, extraData: c.extraData, attributes: c.attributes,
                   idTokenAlg: c.idTokenAlg.rawValue, postLogoutRedirectURIs: c.postLogoutRedirectURIs,
                   backchannelLogoutURI: c.backchannelLogoutURI, backchannelLogoutSessionRequired: c.backchannelLogoutSessionRequired, jwks: c.jwks,
-                  requirePushedRequests: c.requirePushedRequests)
+                  requirePushedRequests: c.requirePushedRequests, userinfoAlg: c.userinfoAlg?.rawValue)
     }
 
     public static var grantTypeValues: [String] { GrantType.known.map(\.rawValue) }
@@ -182,6 +187,9 @@ public struct ClientSpec: Sendable, Equatable {
             if let problem = ClientAssertion.jwksProblem(jwks) { errors.append(FieldError("jwks", problem)) }
         } else if authMethod == ClientAuthMethod.privateKeyJWT.rawValue {
             errors.append(FieldError("jwks", "is required for private_key_jwt"))
+        }
+        if let userinfoAlg, SignatureAlgorithm(rawValue: userinfoAlg) == nil {
+            errors.append(FieldError("userinfo_signed_response_alg", "must be one of \(SignatureAlgorithm.allCases.map(\.rawValue).joined(separator: ", "))"))
         }
         if SignatureAlgorithm(rawValue: idTokenAlg) == nil {
             errors.append(FieldError("id_token_signed_response_alg", "must be one of \(SignatureAlgorithm.allCases.map(\.rawValue).joined(separator: ", "))"))

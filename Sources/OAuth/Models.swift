@@ -57,6 +57,8 @@ public struct Client: Sendable, Equatable {
     public var jwks: JSON?
     /// require_pushed_authorization_requests (RFC 9126 §6): /oauth2/authorize takes only a request_uri from PAR.
     public var requirePushedRequests: Bool
+    /// userinfo_signed_response_alg (OIDC Registration §2): userinfo answers as a JWT signed with this algorithm's key; nil: plain JSON.
+    public var userinfoAlg: SignatureAlgorithm?
 
     public init(clientID: String, organizationID: String, isPrimary: Bool = false, name: String, description: String? = nil,
                 clientURI: String? = nil, redirectURIs: [String] = [], grantTypes: [GrantType] = [.clientCredentials],
@@ -65,7 +67,7 @@ public struct Client: Sendable, Equatable {
                 createdAt: Int64, updatedAt: Int64? = nil, version: Int = 1, lastUsedAt: Int64? = nil, hasLogo: Bool = false,
                 tokenGeneration: Int = 0, idTokenAlg: SignatureAlgorithm = .es256,
                 postLogoutRedirectURIs: [String] = [], backchannelLogoutURI: String? = nil, backchannelLogoutSessionRequired: Bool = false,
-                jwks: JSON? = nil, requirePushedRequests: Bool = false) {
+                jwks: JSON? = nil, requirePushedRequests: Bool = false, userinfoAlg: SignatureAlgorithm? = nil) {
         self.clientID = clientID
         self.organizationID = organizationID
         self.isPrimary = isPrimary
@@ -93,6 +95,7 @@ public struct Client: Sendable, Equatable {
         self.backchannelLogoutSessionRequired = backchannelLogoutSessionRequired
         self.jwks = jwks
         self.requirePushedRequests = requirePushedRequests
+        self.userinfoAlg = userinfoAlg
     }
 
     public var isPublic: Bool { authMethod == .publicClient }

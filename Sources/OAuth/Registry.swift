@@ -120,6 +120,7 @@ public struct ClientRegistry {
         let passwordRecord = try password.map { try self.passwordRecord($0, clientID: "", caller: caller) }
         return try store.write {
             try checkSigningKey(spec.idTokenAlg)
+            if let alg = spec.userinfoAlg { try checkSigningKey(alg, field: "userinfo_signed_response_alg") }
             guard let org = try store.organization(caller.organizationID) else { throw RegistryError.notFound }
             guard try store.clientCount(organizationID: org.id) < org.clientLimit else { throw RegistryError.limitReached }
             let id = spec.clientID ?? env.randomID(24)
@@ -166,6 +167,7 @@ public struct ClientRegistry {
             guard problems.isEmpty else { throw RegistryError.invalid(problems) }
             try checkPrivilegedScopes(added: spec.scope.filter { !current.scope.contains($0) }, caller: caller)
             if spec.idTokenAlg != current.idTokenAlg.rawValue { try checkSigningKey(spec.idTokenAlg) }
+            if let alg = spec.userinfoAlg, alg != current.userinfoAlg?.rawValue { try checkSigningKey(alg, field: "userinfo_signed_response_alg") }
             if current.isPrimary {
                 if !spec.enabled { throw RegistryError.conflict(.primaryMustStayEnabled) }
                 if spec.authMethod == "none" { throw RegistryError.conflict(.primaryMustStayConfidential) }
@@ -238,10 +240,10 @@ public struct ClientRegistry {
 
     /// SPEC 10.1: an ID token algorithm needs a published key; ES256 and
     /// RS256 always have one, EdDSA once an operator made one.
-    func checkSigningKey(_ alg: String) throws {
+    func checkSigningKey(_ alg: String, field: String = "id_token_signed_response_alg") throws {
         guard let algorithm = SignatureAlgorithm(rawValue: alg), !KeyManagement.alwaysPublished.contains(algorithm) else { return }
         guard try store.signingKeys().contains(where: { $0.algorithm == alg && $0.retiredAt == nil }) else {
-            throw RegistryError.invalid([FieldError("id_token_signed_response_alg",
+            throw RegistryError.invalid([FieldError(field,
                                                     "no \(alg) key is published; `latchkey keys rotate --alg \(alg)` makes one")])
         }
     }

@@ -1,4 +1,5 @@
 import Common
+import JOSE
 import Cryptography
 
 /// Tokens issued to users outside the token endpoint's grants: userinfo
@@ -8,13 +9,25 @@ extension TokenService {
     static func hash(_ value: String) -> String { Base64.urlEncode(Digest.sha256(value)) }
 
     /// OIDC Core §5.3: the claims of the user behind a token with `openid`.
-    public func userinfo(_ token: String?) throws -> JSON {
-        let (claims, _) = try authenticateBearer(token, requiredScope: [])
+    /// The userinfo answer (OIDC Core §5.3.2): the claims as JSON, or as a
+    /// JWT signed with the client's `userinfo_signed_response_alg` key (with
+    /// `iss` and `aud`) when it registered one.
+    public enum Userinfo: Sendable {
+        case json(JSON)
+        case jwt(String)
+    }
+
+    public func userinfo(_ token: String?) throws -> Userinfo {
+        let (claims, client) = try authenticateBearer(token, requiredScope: [])
         guard claims.grantID != nil else { throw OAuthError.invalidToken(description: "The access token was not issued to a user.") }
         guard let user = try store.user(id: claims.subject) else { throw OAuthError.invalidToken() }
         guard claims.scope.contains("openid") else { throw OAuthError.insufficientScope("openid") }
         let profile = UserProfile.needed(for: claims.scope) ? try store.userProfile(userID: user.id) : nil
-        return .object([("sub", .string(user.id))] + UserProfile.claims(user, profile, scope: claims.scope))
+        let released: [(String, JSON)] = [("sub", .string(user.id))] + UserProfile.claims(user, profile, scope: claims.scope)
+        guard let alg = client.userinfoAlg else { return .json(.object(released)) }
+        let (kid, key) = try keys.signingKey(for: alg)
+        let signed: [(String, JSON)] = released + [("iss", .string(env.issuer)), ("aud", .string(client.clientID))]
+        return .jwt(try JWS.sign(payload: .object(signed), key: key, kid: kid, typ: "JWT"))
     }
 
     /// Introspection of an opaque refresh token (RFC 7662).

@@ -283,6 +283,8 @@ enum Schema {
         ALTER TABLE sessions ADD COLUMN sid TEXT;
         -- private_key_jwt (RFC 7523 §2.2): each client's public keys, and the assertions seen (single use).
         ALTER TABLE clients ADD COLUMN jwks TEXT;
+        -- userinfo_signed_response_alg (OIDC Registration §2): signed userinfo answers.
+        ALTER TABLE clients ADD COLUMN userinfo_signed_response_alg TEXT;
         CREATE TABLE client_assertions (
             client_id TEXT NOT NULL,
             jti TEXT NOT NULL,

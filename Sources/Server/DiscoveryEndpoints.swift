@@ -29,6 +29,7 @@ enum DiscoveryEndpoints {
             "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": JSON(algorithms.map(\.rawValue)),
+            "userinfo_signing_alg_values_supported": JSON(algorithms.map(\.rawValue)),
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
             "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],

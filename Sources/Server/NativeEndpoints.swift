@@ -17,7 +17,7 @@ enum NativeEndpoints {
     static let writableFields = ["client_name", "description", "client_uri", "redirect_uris", "grant_types", "token_endpoint_auth_method",
                                  "scope", "access_token_ttl", "refresh_token_ttl", "enabled", "extra_data", "id_token_signed_response_alg",
                                  "post_logout_redirect_uris", "backchannel_logout_uri", "backchannel_logout_session_required", "jwks",
-                                 "require_pushed_authorization_requests"]
+                                 "require_pushed_authorization_requests", "userinfo_signed_response_alg"]
     static let readOnlyFields = ["organization_id", "primary", "logo_uri", "created_at", "updated_at", "client_secret"]
 
     /// Refuses read-only and unknown members (400), never ignores them.
@@ -55,6 +55,7 @@ enum NativeEndpoints {
         if let uri = c.backchannelLogoutURI { members.append(("backchannel_logout_uri", .string(uri))) }
         if let jwks = c.jwks { members.append(("jwks", jwks)) }
         members.append(("require_pushed_authorization_requests", .bool(c.requirePushedRequests)))
+        if let alg = c.userinfoAlg { members.append(("userinfo_signed_response_alg", .string(alg.rawValue))) }
         return .object(members)
     }
 
@@ -82,6 +83,7 @@ enum NativeEndpoints {
         let sessionRequired = try r.bool("backchannel_logout_session_required") ?? false
         let jwks = body["jwks"].flatMap { $0.isNull ? nil : $0 }
         let requirePushed = try r.bool("require_pushed_authorization_requests") ?? false
+        let userinfoAlg = try r.string("userinfo_signed_response_alg")
         var extra: JSON = .object([])
         if let value = body["extra_data"], !value.isNull {
             if value.objectValue != nil { extra = value } else { try r.fail("extra_data", "must be a JSON object") }
@@ -91,7 +93,8 @@ enum NativeEndpoints {
                           grantTypes: grantTypes, authMethod: method, scope: scope, accessTokenTTL: accessTTL, refreshTokenTTL: refreshTTL,
                           enabled: enabled, extraData: extra, attributes: attributes, idTokenAlg: idTokenAlg,
                           postLogoutRedirectURIs: postLogout, backchannelLogoutURI: backchannelURI,
-                          backchannelLogoutSessionRequired: sessionRequired, jwks: jwks, requirePushedRequests: requirePushed)
+                          backchannelLogoutSessionRequired: sessionRequired, jwks: jwks, requirePushedRequests: requirePushed,
+                          userinfoAlg: userinfoAlg)
     }
 
     static func versionField(_ members: [(String, JSON)]) throws -> ExpectedVersion? {

@@ -167,7 +167,10 @@ enum UserEndpoints {
            let items = FormEncoding.parse(request.body) {
             token = items.first(where: { $0.0 == "access_token" })?.1
         }
-        return .json(try ctx.store.read { try ctx.tokens.userinfo(token) }).noStore()
+        switch try ctx.store.read({ try ctx.tokens.userinfo(token) }) {
+        case let .json(claims): return Response.json(claims).noStore()
+        case let .jwt(signed): return Response.text(signed, status: .ok, contentType: "application/jwt").noStore()
+        }
     }
 
     // MARK: Connections

@@ -8,7 +8,7 @@ extension SharedRows {
         c.token_endpoint_auth_method, c.scope, c.access_token_ttl, c.refresh_token_ttl, c.enabled, c.extra_data, c.attributes,
         c.created_at, c.updated_at, c.version, c.last_used_at, EXISTS(SELECT 1 FROM client_logos l WHERE l.client_id = c.client_id),
         c.token_generation, c.id_token_signed_response_alg, c.post_logout_redirect_uris, c.backchannel_logout_uri,
-        c.backchannel_logout_session_required, c.jwks, c.require_pushed_authorization_requests
+        c.backchannel_logout_session_required, c.jwks, c.require_pushed_authorization_requests, c.userinfo_signed_response_alg
         """
 
     public static func client(_ r: some SQLRowValues) -> Client {
@@ -21,7 +21,8 @@ extension SharedRows {
                       version: Int(r.int(17)), lastUsedAt: r.optionalInt(18), hasLogo: r.bool(19), tokenGeneration: Int(r.int(20)),
                       idTokenAlg: SignatureAlgorithm(rawValue: r.string(21)) ?? .es256, postLogoutRedirectURIs: strings(22),
                       backchannelLogoutURI: r.optionalString(23), backchannelLogoutSessionRequired: r.bool(24),
-                      jwks: r.optionalString(25).flatMap { try? JSON.parse(Array($0.utf8)) }, requirePushedRequests: r.bool(26))
+                      jwks: r.optionalString(25).flatMap { try? JSON.parse(Array($0.utf8)) }, requirePushedRequests: r.bool(26),
+                      userinfoAlg: r.optionalString(27).flatMap(SignatureAlgorithm.init(rawValue:)))
     }
 
     public static func values(_ c: Client) -> [SQLArgument] {
@@ -30,7 +31,8 @@ extension SharedRows {
          SQLArgument(c.accessTokenTTL), SQLArgument(c.refreshTokenTTL), SQLArgument(flag: c.enabled), .text(c.extraData.text), .text(c.attributes.text),
          .int(c.createdAt), .int(c.updatedAt), SQLArgument(c.version), SQLArgument(c.lastUsedAt), SQLArgument(c.tokenGeneration),
          .text(c.idTokenAlg.rawValue), .text(JSON(c.postLogoutRedirectURIs).text), SQLArgument(c.backchannelLogoutURI),
-         SQLArgument(flag: c.backchannelLogoutSessionRequired), SQLArgument(c.jwks?.text), SQLArgument(flag: c.requirePushedRequests)]
+         SQLArgument(flag: c.backchannelLogoutSessionRequired), SQLArgument(c.jwks?.text), SQLArgument(flag: c.requirePushedRequests),
+         SQLArgument(c.userinfoAlg?.rawValue)]
     }
 }
 
@@ -68,8 +70,9 @@ extension SQLStatementRunner {
             INSERT INTO clients(client_id, organization_id, is_primary, client_name, description, client_uri, redirect_uris, grant_types,
               token_endpoint_auth_method, scope, access_token_ttl, refresh_token_ttl, enabled, extra_data, attributes, created_at,
               updated_at, version, last_used_at, token_generation, id_token_signed_response_alg, post_logout_redirect_uris,
-              backchannel_logout_uri, backchannel_logout_session_required, jwks, require_pushed_authorization_requests)
-              VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+              backchannel_logout_uri, backchannel_logout_session_required, jwks, require_pushed_authorization_requests,
+              userinfo_signed_response_alg)
+              VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, SharedRows.values(c))
     }
 
@@ -81,7 +84,8 @@ extension SQLStatementRunner {
               token_endpoint_auth_method = ?, scope = ?, access_token_ttl = ?, refresh_token_ttl = ?, enabled = ?, extra_data = ?,
               attributes = ?, created_at = ?, updated_at = ?, version = ?, last_used_at = ?, token_generation = ?,
               id_token_signed_response_alg = ?, post_logout_redirect_uris = ?, backchannel_logout_uri = ?,
-              backchannel_logout_session_required = ?, jwks = ?, require_pushed_authorization_requests = ? WHERE client_id = ?
+              backchannel_logout_session_required = ?, jwks = ?, require_pushed_authorization_requests = ?,
+              userinfo_signed_response_alg = ? WHERE client_id = ?
             """, values)
     }
 

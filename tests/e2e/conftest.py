@@ -40,6 +40,34 @@ def run_cli(db, *args, stdin=None, check=True):
 # parametrized over these; `LATCHKEY_E2E_STORES=sqlite` narrows it.
 STORES = [s for s in os.environ.get("LATCHKEY_E2E_STORES", "sqlite,postgres").split(",") if s]
 
+# The OpenID checks also run over https (SPEC 10.1: certification tools and
+# RP libraries insist on an https issuer): their modules get a third shared
+# stack, SQLite behind nginx serving TLS with a CA made for it
+# (`scripts/local-ca`), issuer https://localhost:PORT.
+HTTPS_MODULES = {
+    "test_user_flow", "test_oidc_claims", "test_oidc_id_token_alg", "test_oidc_registration", "test_oidc_logout", "test_oidc_backchannel_logout",
+    "test_conformance_dynamic", "test_conformance_rp_initiated_logout", "test_conformance_form_post", "test_pushed_authorization_requests",
+    "test_private_key_jwt",
+}
+HTTPS = "https" if os.environ.get("LATCHKEY_E2E_HTTPS", "on") == "on" else None
+
+
+def pytest_generate_tests(metafunc):
+    """The shared `stack`: one per store, plus the https one for the OpenID modules."""
+    if "stack" in metafunc.fixturenames:
+        module = metafunc.module.__name__.rsplit(".", 1)[-1]
+        params = STORES + ([HTTPS] if HTTPS and module in HTTPS_MODULES else [])
+        metafunc.parametrize("stack", params, indirect=True, scope="session")
+
+
+def trust(ca: Path):
+    """Makes requests (and the RP libraries over it) trust `ca` besides what they trusted."""
+    import certifi
+    bundle = ca.parent / "bundle.pem"
+    base = os.environ.get("REQUESTS_CA_BUNDLE") or certifi.where()
+    bundle.write_text(Path(base).read_text() + "\n" + ca.read_text())
+    os.environ["REQUESTS_CA_BUNDLE"] = str(bundle)
+
 
 class PostgresCluster:
     """A throwaway PostgreSQL cluster (scripts/pg-cluster) shared by the
@@ -78,11 +106,12 @@ class Stack:
     sharing one PostgreSQL database behind one nginx upstream."""
 
     def __init__(self, state: Path, rate_limits: str = "on", workers: int = 4, log_level: str | None = "debug", store: str = "sqlite",
-                 nodes: int | None = None, cluster: "PostgresCluster | None" = None):
+                 nodes: int | None = None, cluster: "PostgresCluster | None" = None, tls: bool = False):
         self.state = state
         self.store = store
         self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
+        self.tls = tls
+        self.base = f"https://localhost:{self.port}" if tls else f"http://127.0.0.1:{self.port}"
         self.db = state / "latchkey.db"
         self.database_url = (cluster or postgres_cluster()).database("lk_" + os.urandom(6).hex()) if store == "postgres" else None
         self.nodes = nodes or (2 if store == "postgres" else 1)
@@ -99,8 +128,13 @@ class Stack:
         self.demo_password = "demo-password-" + os.urandom(4).hex()
         run_cli(self, "user", "add", "demo", "--email", "demo@example.com", "--name", "Demo User",
                 "--password-stdin", stdin=self.demo_password + "\n")
+        nginx_env = dict(os.environ)
+        if tls:
+            subprocess.run([str(ROOT / "scripts" / "local-ca"), str(state / "tls")], check=True)
+            nginx_env.update(LATCHKEY_TLS_CERT=str(state / "tls" / "cert.pem"), LATCHKEY_TLS_KEY=str(state / "tls" / "key.pem"))
+            trust(state / "tls" / "ca.pem")
         subprocess.run([str(ROOT / "scripts" / "render-nginx"), str(state / "nginx"), str(self.port),
-                        ",".join(str(s) for s in self.sockets), rate_limits], check=True)
+                        ",".join(str(s) for s in self.sockets), rate_limits], check=True, env=nginx_env)
         self.log_path = state / "worker.log"
         self.worker = None
         self.workers_procs = []
@@ -175,13 +209,15 @@ class Stack:
         return text
 
 
-@pytest.fixture(scope="session", params=STORES)
+@pytest.fixture(scope="session")
 def stack(request):
     """The shared stack, rate limits off so that tests do not throttle each
     other: one SQLite node, then two nodes on PostgreSQL (every test that
-    uses it runs on both)."""
+    uses it runs on both), and for the OpenID modules one over https
+    (parametrized by `pytest_generate_tests`)."""
     with tempfile.TemporaryDirectory(prefix="latchkey-e2e-") as tmp:
-        s = Stack(Path(tmp), rate_limits="off", store=request.param).start()
+        https = request.param == HTTPS
+        s = Stack(Path(tmp), rate_limits="off", store="sqlite" if https else request.param, tls=https).start()
         yield s
         codes = s.stop()
         assert codes.get("worker") == 0, f"worker did not stop cleanly: {codes}"

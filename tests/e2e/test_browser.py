@@ -29,7 +29,9 @@ def browser():
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1100,900",
-                "--disable-extensions", "--no-first-run"):
+                "--disable-extensions", "--no-first-run",
+                # The https stack's certificate comes from a CA made for the test run.
+                "--ignore-certificate-errors"):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver_path), options=options)
     driver.set_page_load_timeout(30)

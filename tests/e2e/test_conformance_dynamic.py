@@ -426,10 +426,6 @@ def test_oidcc_idtoken_unsigned(stack, registrar):
     assert_registration_error(r, ("invalid_client_metadata",))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "Signed userinfo is not offered: discovery has no userinfo_signing_alg_values_supported, registration ignores "
-    "userinfo_signed_response_alg and /oauth2/userinfo answers application/json. The module has no skip: it FAILs on "
-    "CheckDiscEndpointUserinfoSigningAlgValuesSupportedContainsRS256 and EnsureContentTypeApplicationJwt."))
 def test_oidcc_userinfo_rs256(stack, registrar):
     """oidcc-userinfo-rs256: "…register a client with userinfo_signed_response_alg=RS256 and
     validates the signed response from the userinfo endpoint". Discovery must list RS256 in
