@@ -34,6 +34,17 @@ import Testing
                        as: .basic(clientID: client, secret: secret ?? ""))
     }
 
+    /// A listening client Alice signed into, then a logout: one delivery queued.
+    func signedOutOfAListeningClient() throws -> String {
+        let alice = try h.user()
+        let (listening, secret) = try h.app(public: false)
+        try listen(listening)
+        let (session, sid) = try signIn()
+        _ = try redeem(try g.code(client: listening, user: alice, scope: ["openid"], sid: sid), listening, secret)
+        try SessionService(env: h.env, store: h.store).logout(session)
+        return listening
+    }
+
     var sender: LogoutSender { LogoutSender(env: h.env, store: h.store, keys: KeyRing(store: h.store, env: h.env)) }
     var due: [LogoutDelivery] { get throws { try h.store.read { try h.store.dueLogouts(now: h.clock.now, limit: 50) } } }
 
@@ -91,12 +102,7 @@ import Testing
     }
 
     @Test func aFailedDeliveryIsRetriedWithBackoffThenGivenUpAndAudited() throws {
-        let alice = try h.user()
-        let (listening, secret) = try h.app(public: false)
-        try listen(listening)
-        let (session, sid) = try signIn()
-        _ = try redeem(try g.code(client: listening, user: alice, scope: ["openid"], sid: sid), listening, secret)
-        try SessionService(env: h.env, store: h.store).logout(session)
+        let listening = try signedOutOfAListeningClient()
         var attempts = 0
         for wait in LogoutSender.backoff {
             #expect(try sender.runOnce { batch in attempts += batch.count; return batch.map { _ in false } } == 1)
@@ -131,26 +137,17 @@ import Testing
     }
 
     @Test func aDeliveryGoesOutOnceHoweverManyNodesPoll() throws {
-        let alice = try h.user()
-        let (listening, secret) = try h.app(public: false)
-        try listen(listening)
-        let (session, sid) = try signIn()
-        _ = try redeem(try g.code(client: listening, user: alice, scope: ["openid"], sid: sid), listening, secret)
-        try SessionService(env: h.env, store: h.store).logout(session)
+        let listening = try signedOutOfAListeningClient()
         let other = try h.anotherStore()
         let delivery = try #require(try due.first)
+        #expect(delivery.clientID == listening)
         #expect(try other.write { try other.claimLogout(delivery, nextAttemptAt: h.clock.now + 10_000) })
         #expect(try !h.store.write { try h.store.claimLogout(delivery, nextAttemptAt: h.clock.now + 10_000) }, "claimed by the other node")
         #expect(try sender.runOnce { batch in Issue.record("sent twice"); return batch.map { _ in true } } == 0)
     }
 
     @Test func aClientThatIsGoneOrDisabledIsToldNothing() throws {
-        let alice = try h.user()
-        let (listening, secret) = try h.app(public: false)
-        try listen(listening)
-        let (session, sid) = try signIn()
-        _ = try redeem(try g.code(client: listening, user: alice, scope: ["openid"], sid: sid), listening, secret)
-        try SessionService(env: h.env, store: h.store).logout(session)
+        let listening = try signedOutOfAListeningClient()
         try h.store.write {
             var c = try #require(try h.store.client(listening))
             c.enabled = false

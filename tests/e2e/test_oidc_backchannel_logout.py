@@ -78,6 +78,17 @@ def register(stack, bcl, after):
     return body["client_id"], body["client_secret"], redirect
 
 
+def signed_in(stack, bcl):
+    """A registered listening client the demo user signed into with authlib's code flow: its id, the person, the ID token's claims."""
+    client_id, secret, redirect = register(stack, bcl, "https://rp.example/after")
+    person = Browser(stack)
+    client = oauth_client(stack, client_id, secret, redirect, scope="openid profile")
+    url, _, verifier, _ = start(stack, client)
+    token = client.fetch_token(stack.url("/oauth2/token"), authorization_response=person.authorize(url), code_verifier=verifier)
+    id_claims = jwt.decode(token["id_token"], KeySet.import_key_set(requests.get(stack.url("/oauth2/jwks")).json())).claims
+    return client_id, person, id_claims
+
+
 def check_logout_token(stack, received, client_id, id_claims):
     """What oidcc-backchannel-rp-initiated-logout checks of the POST and its token."""
     path, content_type, form, _ = received
@@ -126,12 +137,7 @@ def test_oidcc_backchannel_rp_initiated_logout(stack, bcl):
 
 
 def test_revoking_the_connection_tells_the_client(stack, bcl):
-    client_id, secret, redirect = register(stack, bcl, "https://rp.example/after")
-    person = Browser(stack)
-    client = oauth_client(stack, client_id, secret, redirect, scope="openid profile")
-    url, _, verifier, _ = start(stack, client)
-    token = client.fetch_token(stack.url("/oauth2/token"), authorization_response=person.authorize(url), code_verifier=verifier)
-    id_claims = jwt.decode(token["id_token"], KeySet.import_key_set(requests.get(stack.url("/oauth2/jwks")).json())).claims
+    client_id, person, id_claims = signed_in(stack, bcl)
     r = person.http.delete(stack.url(f"/api/v1/me/connections/{client_id}"), headers={"X-CSRF-Token": person.http.cookies.get("lk_csrf")})
     assert r.status_code == 204, r.text
     check_logout_token(stack, bcl.wait_for(1), client_id, id_claims)
@@ -140,12 +146,7 @@ def test_revoking_the_connection_tells_the_client(stack, bcl):
 
 def test_a_failed_delivery_is_retried_from_the_queue(stack, bcl):
     """The receiver answers 503 first: the token comes again after the first backoff step (10 s), from the queue."""
-    client_id, secret, redirect = register(stack, bcl, "https://rp.example/after")
-    person = Browser(stack)
-    client = oauth_client(stack, client_id, secret, redirect, scope="openid profile")
-    url, _, verifier, _ = start(stack, client)
-    token = client.fetch_token(stack.url("/oauth2/token"), authorization_response=person.authorize(url), code_verifier=verifier)
-    id_claims = jwt.decode(token["id_token"], KeySet.import_key_set(requests.get(stack.url("/oauth2/jwks")).json())).claims
+    client_id, person, id_claims = signed_in(stack, bcl)
     bcl.statuses.append(503)
     assert person.http.delete(stack.url("/api/v1/session"), headers={"X-CSRF-Token": person.http.cookies.get("lk_csrf")}).status_code == 204
     first = bcl.wait_for(1)
