@@ -360,6 +360,8 @@ def idpyoidc_rp(stack, registrar, redirect_uris, **metadata):
     the suite checks them, and the service parses and keeps the answer."""
     services = copy.deepcopy(DEFAULT_OIDC_SERVICES)
     services["registration"]["kwargs"] = {"client_authn_methods": ["bearer_header"]}
+    # RP-Initiated Logout with the library's own helper (its end_session service).
+    services["end_session"] = {"class": "idpyoidc.client.oidc.end_session.EndSession"}
     rp = StandAloneClient(config={
         "issuer": stack.base, "client_type": "oidc", "redirect_uris": redirect_uris, "services": services,
         "preference": {"response_types_supported": ["code"], "token_endpoint_auth_method": "client_secret_basic",
@@ -379,13 +381,13 @@ def idpyoidc_rp(stack, registrar, redirect_uris, **metadata):
     return rp, reg
 
 
-def idpyoidc_sign_in(stack, rp):
+def idpyoidc_sign_in(stack, rp, person=None):
     """The authorization service's request, a person's sign-in, the response parsed and checked
     by idpyoidc (state), the token service (ID token signature, iss, aud, nonce verified by
     idpyoidc) and the userinfo service."""
     url = rp.init_authorization()
     sent = {k: v[0] for k, v in parse_qs(urlparse(url).query).items()}
-    back = authorize(stack, url)
+    back = authorize(stack, url, person)
     code = check_callback(stack, back, sent["redirect_uri"], sent["state"])
     response = rp.finalize_auth({k: v[0] for k, v in parse_qs(urlparse(back).query).items()})
     assert "error" not in response, response.to_dict()
@@ -394,7 +396,7 @@ def idpyoidc_sign_in(stack, rp):
     assert tokens["__verified_id_token"]["nonce"] == sent["nonce"]
     info = rp.get_user_info(response["state"], access_token=tokens["access_token"])
     assert info["sub"] == tokens["__verified_id_token"]["sub"]
-    return SimpleNamespace(sent=sent, code=code, tokens=tokens, userinfo=info)
+    return SimpleNamespace(sent=sent, code=code, tokens=tokens, userinfo=info, state=response["state"])
 
 
 # The plan's modules, in its order ---------------------------------------------------------------------------------
@@ -895,3 +897,18 @@ def test_oidcc_ensure_client_assertion_with_iss_aud_succeeds(stack, registrar):
     assert body["error"] == "invalid_client", body
     description = body.get("error_description", " ")  # ValidateErrorDescriptionFromTokenEndpointResponseError
     assert VSCHAR.match(description) and '"' not in description and "\\" not in description, description
+
+
+def test_idpyoidc_end_session_service_signs_the_user_out(stack, registrar):
+    """RP-Initiated Logout 1.0 as an RP library does it: idpyoidc's end_session service builds the
+    request (the session's ID token as id_token_hint, the registered post_logout_redirect_uri, a
+    state it binds), the person's browser follows it, Latchkey ends the session and redirects."""
+    after = "https://rp.example/after-idpyoidc"
+    rp, _ = idpyoidc_rp(stack, registrar, [callback(stack)], post_logout_redirect_uris=[after])
+    person = Browser(stack)
+    flow = idpyoidc_sign_in(stack, rp, person)
+    request = rp.get_service("end_session").get_request_parameters(state=flow.state, request_args={"post_logout_redirect_uri": after})
+    assert "id_token_hint=" in request["url"]
+    r = person.http.get(request["url"], allow_redirects=False)
+    assert r.status_code == 303 and r.headers["Location"].startswith(after + "?state="), (r.status_code, r.text[:300])
+    assert person.http.get(stack.url("/api/v1/session")).status_code == 401
