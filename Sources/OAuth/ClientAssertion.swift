@@ -20,6 +20,9 @@ public enum ClientAssertion {
     public static func jwksProblem(_ jwks: JSON) -> String? {
         guard jwks.objectValue != nil, let keys = jwks["keys"]?.arrayValue else { return "must be a JWK Set: {\"keys\": [...]}" }
         guard (1...maxKeys).contains(keys.count) else { return "must hold 1 to \(maxKeys) keys" }
+        // With more than one key each has its kid, once: an assertion names the one it was signed with.
+        let kids = keys.compactMap { $0["kid"]?.stringValue }
+        if keys.count > 1 && (kids.count != keys.count || Set(kids).count != kids.count) { return "keys must each have a distinct kid" }
         guard jwks.serialized().count <= 16 * 1024 else { return "must serialize to at most 16 KiB" }
         for (i, key) in keys.enumerated() {
             guard key.objectValue != nil else { return "keys[\(i)] must be a JWK object" }
@@ -27,8 +30,13 @@ public enum ClientAssertion {
                 return "keys[\(i)] holds the private member \(member): register public keys only"
             }
             if let use = key["use"]?.stringValue, use != "sig" { return "keys[\(i)] is not a signature key (use \(use))" }
-            if key["kty"]?.stringValue == "RSA", (key["n"]?.stringValue.flatMap(Base64.urlDecode)?.drop { $0 == 0 }.count ?? 0) < 256 {
-                return "keys[\(i)] is an RSA key under 2048 bits"
+            if key["kty"]?.stringValue == "RSA" {
+                // Bounded work per verification: 2048 to 4096 bits, a small odd public exponent (65537 as a rule).
+                let n = key["n"]?.stringValue.flatMap(Base64.urlDecode)?.drop { $0 == 0 }.count ?? 0
+                guard (256...512).contains(n) else { return "keys[\(i)] must be an RSA key of 2048 to 4096 bits" }
+                let e = Array(key["e"]?.stringValue.flatMap(Base64.urlDecode)?.drop { $0 == 0 } ?? [])
+                let value = e.count <= 4 ? e.reduce(UInt64(0)) { $0 << 8 | UInt64($1) } : 0
+                guard value >= 3, value % 2 == 1 else { return "keys[\(i)] must have a small odd public exponent (65537)" }
             }
             guard (try? SigningKey(jwk: key)) != nil else { return "keys[\(i)] is not an EC P-256, RSA or Ed25519 public key" }
         }
@@ -43,11 +51,13 @@ public enum ClientAssertion {
     /// The assertion's `jti` and expiry once it verifies with one of the
     /// client's keys (the header's `alg` must be the key's, RFC 8725 §3.1)
     /// and its claims hold (RFC 7523 §3): `iss` and `sub` the client, `aud`
-    /// naming one of `audiences` (the issuer, the receiving endpoint), `exp`
+    /// naming one of `audiences` (the issuer, the token or PAR endpoint), `exp`
     /// in the future and at most five minutes ahead, `jti` present.
     static func verify(_ token: String, client: Client, audiences: [String], now: Int64) -> (jti: String, expiresAt: Int64)? {
         guard let parsed = JWS.parse(token, maxLength: maxLength), let keys = client.jwks?["keys"]?.arrayValue else { return nil }
         let kid = parsed.kid
+        // One verification per assertion: with several keys the assertion must say which.
+        if kid == nil && keys.count > 1 { return nil }
         let verified = keys.contains { jwk in
             guard kid == nil || jwk["kid"]?.stringValue == kid, let key = try? SigningKey(jwk: jwk) else { return false }
             return JWS.verifyForeign(parsed, key: key)
@@ -61,6 +71,7 @@ public enum ClientAssertion {
         if let iat = claims["iat"]?.intValue, iat > nowSeconds + skewSeconds { return nil }
         let aud = claims["aud"]?.stringValue.map { [$0] } ?? (claims["aud"]?.arrayValue ?? []).compactMap(\.stringValue)
         guard aud.contains(where: audiences.contains) else { return nil }
-        return (jti, exp * 1000)
+        // Kept past exp by more than the clock skew allowed, so a node whose clock lags cannot take it again.
+        return (jti, (exp + 2 * skewSeconds) * 1000)
     }
 }

@@ -24,8 +24,14 @@ public struct ClientAuthenticator {
     let guards: AbuseGuards?
     /// The caller's address, for the failure limits.
     let address: String
-    /// The receiving endpoint's URL: an assertion's `aud` may name it, or the issuer.
+    /// The receiving endpoint's URL (kept for what may need it; an assertion's `aud` is checked against `assertionAudiences`).
     let endpoint: String?
+
+    /// What an assertion's `aud` may name (RFC 9126 §2's list): the issuer, the
+    /// token endpoint, the PAR endpoint; never an arbitrary path, so that an
+    /// assertion a client made for another server's endpoint URL that happens
+    /// to point here (the 2025 audience-injection finding) needs one of these.
+    var assertionAudiences: [String] { [env.issuer, env.issuer + "/oauth2/token", env.issuer + "/oauth2/par"] }
 
     public init(env: Environment, store: any ClientStorage & CredentialStorage, hasher: SecretHasher, guards: AbuseGuards?, address: String = "",
                 endpoint: String? = nil) {
@@ -98,9 +104,11 @@ public struct ClientAuthenticator {
         guard let subject = ClientAssertion.subject(assertion), clientID == nil || clientID == subject else {
             throw OAuthError.invalidClient(detail: "client_assertion malformed or naming another client")
         }
-        if let wait = guards?.failures.refusal(account: subject, address: address, now: now) { throw TooManyFailures(retryAfterSeconds: wait) }
+        if let wait = guards?.failures.refusal(account: subject, address: address, now: now) ?? guards?.failures.retryAfter(.address(address), now: now) {
+            throw TooManyFailures(retryAfterSeconds: wait)
+        }
         guard let client = try store.client(subject), client.enabled, client.authMethod == .privateKeyJWT,
-              let (jti, expiresAt) = ClientAssertion.verify(assertion, client: client, audiences: [env.issuer] + (endpoint.map { [$0] } ?? []), now: now)
+              let (jti, expiresAt) = ClientAssertion.verify(assertion, client: client, audiences: assertionAudiences, now: now)
         else {
             try recordFailure(subject, now: now)
             throw OAuthError.invalidClient(detail: "client_assertion rejected")

@@ -29,13 +29,16 @@ public struct ClientSpec: Sendable, Equatable {
     public var requirePushedRequests: Bool
     /// userinfo_signed_response_alg: nil for plain JSON userinfo answers.
     public var userinfoAlg: String?
+    /// policy_uri and tos_uri (RFC 7591 §2).
+    public var policyURI: String?
+    public var tosURI: String?
 
     public init(clientID: String? = nil, name: String, description: String? = nil, clientURI: String? = nil, redirectURIs: [String] = [],
                 grantTypes: [String]? = nil, authMethod: String = "client_secret_basic", scope: [String] = [], accessTokenTTL: Int = 900,
                 refreshTokenTTL: Int = 2_592_000, enabled: Bool = true, extraData: JSON = .object([]), attributes: JSON = .object([]),
                 idTokenAlg: String = "ES256", postLogoutRedirectURIs: [String] = [], backchannelLogoutURI: String? = nil,
                 backchannelLogoutSessionRequired: Bool = false, jwks: JSON? = nil, requirePushedRequests: Bool = false,
-                userinfoAlg: String? = nil) {
+                userinfoAlg: String? = nil, policyURI: String? = nil, tosURI: String? = nil) {
         self.clientID = clientID
         self.name = name
         self.description = description
@@ -56,6 +59,8 @@ public struct ClientSpec: Sendable, Equatable {
         self.jwks = jwks
         self.requirePushedRequests = requirePushedRequests
         self.userinfoAlg = userinfoAlg
+        self.policyURI = policyURI
+        self.tosURI = tosURI
     }
 
     /// Writes the spec's settable fields onto `client` (create and update).
@@ -80,6 +85,8 @@ public struct ClientSpec: Sendable, Equatable {
         client.jwks = jwks
         client.requirePushedRequests = requirePushedRequests
         client.userinfoAlg = userinfoAlg.flatMap(SignatureAlgorithm.init(rawValue:))
+        client.policyURI = policyURI
+        client.tosURI = tosURI
     }
 
     public init(_ c: Client) {
@@ -88,7 +95,8 @@ public struct ClientSpec: Sendable, Equatable {
                   refreshTokenTTL: c.refreshTokenTTL, enabled: c.enabled, extraData: c.extraData, attributes: c.attributes,
                   idTokenAlg: c.idTokenAlg.rawValue, postLogoutRedirectURIs: c.postLogoutRedirectURIs,
                   backchannelLogoutURI: c.backchannelLogoutURI, backchannelLogoutSessionRequired: c.backchannelLogoutSessionRequired, jwks: c.jwks,
-                  requirePushedRequests: c.requirePushedRequests, userinfoAlg: c.userinfoAlg?.rawValue)
+                  requirePushedRequests: c.requirePushedRequests, userinfoAlg: c.userinfoAlg?.rawValue,
+                  policyURI: c.policyURI, tosURI: c.tosURI)
     }
 
     public static var grantTypeValues: [String] { GrantType.known.map(\.rawValue) }
@@ -143,6 +151,10 @@ public struct ClientSpec: Sendable, Equatable {
             if d.unicodeScalars.contains(where: { $0.value == 0 }) { errors.append(FieldError("description", "must not contain NUL")) }
         }
         if let u = clientURI, let p = URIRules.webURIProblem(u) { errors.append(FieldError("client_uri", p)) }
+        for (field, uri) in [("policy_uri", policyURI), ("tos_uri", tosURI)] {
+            guard let uri else { continue }
+            if let p = URIRules.webURIProblem(uri) { errors.append(FieldError(field, p)) } else if uri.utf8.count > 2048 { errors.append(FieldError(field, "must be at most 2048 bytes")) }
+        }
         if redirectURIs.count > 20 { errors.append(FieldError("redirect_uris", "at most 20 redirect URIs")) }
         for (i, uri) in redirectURIs.enumerated() {
             if let p = URIRules.redirectURIProblem(uri) { errors.append(FieldError("redirect_uris[\(i)]", p)) }

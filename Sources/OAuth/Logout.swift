@@ -53,10 +53,13 @@ public struct LogoutService {
     }
 
     /// The hint's subject and the client it was issued to, when it is an ID
-    /// token Latchkey signed for this issuer (expired is fine: §2).
+    /// token Latchkey signed for this issuer (expired is fine: §2). Only an
+    /// ID token's shape will do (`typ` JWT, `exp`, `iat`, `auth_time`): an
+    /// access token or a signed userinfo answer, also Latchkey's JWTs, is no hint.
     func hint(_ token: String) throws -> (subject: String, clientID: String, sid: String?)? {
         guard let parsed = JWS.parse(token), let kid = parsed.kid, let key = try keys.verificationKey(kid: kid),
-              parsed.algorithm == key.algorithm.rawValue, JWS.verify(parsed, key: key),
+              parsed.algorithm == key.algorithm.rawValue, JWS.verify(parsed, key: key), parsed.typ == "JWT",
+              parsed.payload["exp"]?.intValue != nil, parsed.payload["iat"]?.intValue != nil, parsed.payload["auth_time"]?.intValue != nil,
               parsed.payload["iss"]?.stringValue == env.issuer, let subject = parsed.payload["sub"]?.stringValue else { return nil }
         let audience = parsed.payload["aud"]?.stringValue ?? parsed.payload["azp"]?.stringValue
         guard let audience else { return nil }

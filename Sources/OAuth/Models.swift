@@ -59,6 +59,9 @@ public struct Client: Sendable, Equatable {
     public var requirePushedRequests: Bool
     /// userinfo_signed_response_alg (OIDC Registration §2): userinfo answers as a JWT signed with this algorithm's key; nil: plain JSON.
     public var userinfoAlg: SignatureAlgorithm?
+    /// policy_uri and tos_uri (RFC 7591 §2): the client's privacy policy and terms, linked on the consent page.
+    public var policyURI: String?
+    public var tosURI: String?
 
     public init(clientID: String, organizationID: String, isPrimary: Bool = false, name: String, description: String? = nil,
                 clientURI: String? = nil, redirectURIs: [String] = [], grantTypes: [GrantType] = [.clientCredentials],
@@ -67,7 +70,8 @@ public struct Client: Sendable, Equatable {
                 createdAt: Int64, updatedAt: Int64? = nil, version: Int = 1, lastUsedAt: Int64? = nil, hasLogo: Bool = false,
                 tokenGeneration: Int = 0, idTokenAlg: SignatureAlgorithm = .es256,
                 postLogoutRedirectURIs: [String] = [], backchannelLogoutURI: String? = nil, backchannelLogoutSessionRequired: Bool = false,
-                jwks: JSON? = nil, requirePushedRequests: Bool = false, userinfoAlg: SignatureAlgorithm? = nil) {
+                jwks: JSON? = nil, requirePushedRequests: Bool = false, userinfoAlg: SignatureAlgorithm? = nil,
+                policyURI: String? = nil, tosURI: String? = nil) {
         self.clientID = clientID
         self.organizationID = organizationID
         self.isPrimary = isPrimary
@@ -96,6 +100,8 @@ public struct Client: Sendable, Equatable {
         self.jwks = jwks
         self.requirePushedRequests = requirePushedRequests
         self.userinfoAlg = userinfoAlg
+        self.policyURI = policyURI
+        self.tosURI = tosURI
     }
 
     public var isPublic: Bool { authMethod == .publicClient }

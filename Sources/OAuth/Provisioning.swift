@@ -158,7 +158,11 @@ public struct Provisioning {
             if !client.grantTypes.contains(.clientCredentials) { client.grantTypes.append(.clientCredentials) }
             for scope in Scopes.primary where !client.scope.contains(scope) { client.scope.append(scope) }
             client.enabled = true
-            if client.isPublic { client.authMethod = .clientSecretBasic }
+            // Back to a secret, whatever it used: a leaked private_key_jwt key is locked out like a leaked secret.
+            if !client.authMethod.usesSecret {
+                client.authMethod = .clientSecretBasic
+                client.jwks = nil
+            }
             // The reset ends every token issued so far (a leaked secret's tokens included).
             client.tokenGeneration += 1
             client.version += 1

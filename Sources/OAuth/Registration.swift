@@ -19,7 +19,7 @@ public struct ClientRegistration {
     public static let known = ["redirect_uris", "grant_types", "response_types", "token_endpoint_auth_method", "client_name", "client_uri",
                                "scope", "id_token_signed_response_alg", "post_logout_redirect_uris", "backchannel_logout_uri",
                                "backchannel_logout_session_required", "jwks", "require_pushed_authorization_requests",
-                               "userinfo_signed_response_alg"]
+                               "userinfo_signed_response_alg", "policy_uri", "tos_uri"]
     /// What the code flow grants a client that names no scope.
     public static let defaultScope = ["openid", "profile", "email", "offline_access"]
 
@@ -141,6 +141,7 @@ public struct ClientRegistration {
         (spec.authMethod, spec.scope, spec.idTokenAlg, spec.postLogoutRedirectURIs) = (sent.authMethod, sent.scope, sent.idTokenAlg, sent.postLogoutRedirectURIs)
         (spec.backchannelLogoutURI, spec.backchannelLogoutSessionRequired) = (sent.backchannelLogoutURI, sent.backchannelLogoutSessionRequired)
         (spec.jwks, spec.requirePushedRequests, spec.userinfoAlg) = (sent.jwks, sent.requirePushedRequests, sent.userinfoAlg)
+        (spec.policyURI, spec.tosURI) = (sent.policyURI, sent.tosURI)
         // The client may have registered anonymously: it may not point Latchkey's POSTs at loopback or an address.
         if sent.backchannelLogoutURI != client.backchannelLogoutURI { try ClientRegistration.checkReachable(sent.backchannelLogoutURI) }
         do {
@@ -195,7 +196,8 @@ public struct ClientRegistration {
                           backchannelLogoutSessionRequired: try r.bool("backchannel_logout_session_required") ?? false,
                           jwks: body["jwks"].flatMap { $0.isNull ? nil : $0 },
                           requirePushedRequests: try r.bool("require_pushed_authorization_requests") ?? false,
-                          userinfoAlg: try r.string("userinfo_signed_response_alg"))
+                          userinfoAlg: try r.string("userinfo_signed_response_alg"), policyURI: try r.string("policy_uri"),
+                          tosURI: try r.string("tos_uri"))
     }
 
     /// Latchkey POSTs logout tokens to `backchannel_logout_uri` from inside
@@ -248,6 +250,8 @@ public struct ClientRegistration {
         if let jwks = c.jwks { members.append(("jwks", jwks)) }
         members.append(("require_pushed_authorization_requests", .bool(c.requirePushedRequests)))
         if let alg = c.userinfoAlg { members.append(("userinfo_signed_response_alg", .string(alg.rawValue))) }
+        if let uri = c.policyURI { members.append(("policy_uri", .string(uri))) }
+        if let uri = c.tosURI { members.append(("tos_uri", .string(uri))) }
         if let uri = c.clientURI { members.append(("client_uri", .string(uri))) }
         return .object(members)
     }

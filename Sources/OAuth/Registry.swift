@@ -102,9 +102,10 @@ public struct ClientRegistry {
 
     /// The app surface's `/auth/code` (SPEC 6.4): an app is an enabled
     /// client with the authorization_code grant and exactly one redirect
-    /// URI, of `organization` when the caller is bound to one.
+    /// URI, of `organization` when the caller is bound to one; never one that
+    /// must push its requests (RFC 9126 §6: it gets codes through PAR only).
     public func app(forCode id: String, organization: String?) throws -> Client? {
-        guard let client = try store.client(id), client.enabled, client.redirectURIs.count == 1,
+        guard let client = try store.client(id), client.enabled, client.redirectURIs.count == 1, !client.requirePushedRequests,
               client.grantTypes.contains(.authorizationCode), organization == nil || organization == client.organizationID else { return nil }
         return client
     }
@@ -177,6 +178,8 @@ public struct ClientRegistry {
             }
             var updated = current
             spec.apply(to: &updated)
+            // Keys registered for private_key_jwt go when the client stops using it (they would come back with it otherwise).
+            if updated.authMethod != .privateKeyJWT && current.authMethod == .privateKeyJWT { updated.jwks = nil }
             updated.version = current.version + 1
             updated.updatedAt = env.now()
             if current.enabled && !updated.enabled {

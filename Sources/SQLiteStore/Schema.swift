@@ -285,6 +285,9 @@ enum Schema {
         ALTER TABLE clients ADD COLUMN jwks TEXT;
         -- userinfo_signed_response_alg (OIDC Registration §2): signed userinfo answers.
         ALTER TABLE clients ADD COLUMN userinfo_signed_response_alg TEXT;
+        -- policy_uri and tos_uri (RFC 7591 §2): linked where the user decides.
+        ALTER TABLE clients ADD COLUMN policy_uri TEXT;
+        ALTER TABLE clients ADD COLUMN tos_uri TEXT;
         CREATE TABLE client_assertions (
             client_id TEXT NOT NULL,
             jti TEXT NOT NULL,

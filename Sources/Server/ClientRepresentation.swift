@@ -21,7 +21,7 @@ enum ClientRepresentation {
             ("post_logout_redirect_uris", JSON(c.postLogoutRedirectURIs)),
             ("backchannel_logout_uri", JSON(c.backchannelLogoutURI)), ("backchannel_logout_session_required", .bool(c.backchannelLogoutSessionRequired)),
             ("jwks", c.jwks ?? .null), ("require_pushed_authorization_requests", .bool(c.requirePushedRequests)),
-            ("userinfo_signed_response_alg", JSON(c.userinfoAlg?.rawValue)),
+            ("userinfo_signed_response_alg", JSON(c.userinfoAlg?.rawValue)), ("policy_uri", JSON(c.policyURI)), ("tos_uri", JSON(c.tosURI)),
             ("created_at", .string(Timestamp.rfc3339(millis: c.createdAt))), ("updated_at", .string(Timestamp.rfc3339(millis: c.updatedAt))),
             ("version", JSON(c.version)),
         ]

@@ -25,7 +25,8 @@ extension UserEndpoints {
             throw consentError(.notFound)
         }
         var clientJSON: [(String, JSON)] = [("client_id", .string(client.clientID)), ("client_name", .string(ClientSpec.displaySafe(client.name))),
-                                            ("client_uri", JSON(client.clientURI))]
+                                            ("client_uri", JSON(client.clientURI)), ("policy_uri", JSON(client.policyURI)),
+                                            ("tos_uri", JSON(client.tosURI))]
         clientJSON.append(("logo_uri", client.hasLogo ? .string("\(ctx.env.issuer)/api/v1/clients/\(client.clientID)/logo") : .null))
         // SPEC 7.1: the consent page names the organization that registered the client.
         let organization = try ctx.store.read { try ctx.store.organization(client.organizationID) }

@@ -17,7 +17,7 @@ enum NativeEndpoints {
     static let writableFields = ["client_name", "description", "client_uri", "redirect_uris", "grant_types", "token_endpoint_auth_method",
                                  "scope", "access_token_ttl", "refresh_token_ttl", "enabled", "extra_data", "id_token_signed_response_alg",
                                  "post_logout_redirect_uris", "backchannel_logout_uri", "backchannel_logout_session_required", "jwks",
-                                 "require_pushed_authorization_requests", "userinfo_signed_response_alg"]
+                                 "require_pushed_authorization_requests", "userinfo_signed_response_alg", "policy_uri", "tos_uri"]
     static let readOnlyFields = ["organization_id", "primary", "logo_uri", "created_at", "updated_at", "client_secret"]
 
     /// Refuses read-only and unknown members (400), never ignores them.
@@ -56,6 +56,8 @@ enum NativeEndpoints {
         if let jwks = c.jwks { members.append(("jwks", jwks)) }
         members.append(("require_pushed_authorization_requests", .bool(c.requirePushedRequests)))
         if let alg = c.userinfoAlg { members.append(("userinfo_signed_response_alg", .string(alg.rawValue))) }
+        if let uri = c.policyURI { members.append(("policy_uri", .string(uri))) }
+        if let uri = c.tosURI { members.append(("tos_uri", .string(uri))) }
         return .object(members)
     }
 
@@ -84,6 +86,7 @@ enum NativeEndpoints {
         let jwks = body["jwks"].flatMap { $0.isNull ? nil : $0 }
         let requirePushed = try r.bool("require_pushed_authorization_requests") ?? false
         let userinfoAlg = try r.string("userinfo_signed_response_alg")
+        let policyURI = try r.string("policy_uri"), tosURI = try r.string("tos_uri")
         var extra: JSON = .object([])
         if let value = body["extra_data"], !value.isNull {
             if value.objectValue != nil { extra = value } else { try r.fail("extra_data", "must be a JSON object") }
@@ -94,7 +97,7 @@ enum NativeEndpoints {
                           enabled: enabled, extraData: extra, attributes: attributes, idTokenAlg: idTokenAlg,
                           postLogoutRedirectURIs: postLogout, backchannelLogoutURI: backchannelURI,
                           backchannelLogoutSessionRequired: sessionRequired, jwks: jwks, requirePushedRequests: requirePushed,
-                          userinfoAlg: userinfoAlg)
+                          userinfoAlg: userinfoAlg, policyURI: policyURI, tosURI: tosURI)
     }
 
     static func versionField(_ members: [(String, JSON)]) throws -> ExpectedVersion? {

@@ -8,7 +8,8 @@ extension SharedRows {
         c.token_endpoint_auth_method, c.scope, c.access_token_ttl, c.refresh_token_ttl, c.enabled, c.extra_data, c.attributes,
         c.created_at, c.updated_at, c.version, c.last_used_at, EXISTS(SELECT 1 FROM client_logos l WHERE l.client_id = c.client_id),
         c.token_generation, c.id_token_signed_response_alg, c.post_logout_redirect_uris, c.backchannel_logout_uri,
-        c.backchannel_logout_session_required, c.jwks, c.require_pushed_authorization_requests, c.userinfo_signed_response_alg
+        c.backchannel_logout_session_required, c.jwks, c.require_pushed_authorization_requests, c.userinfo_signed_response_alg,
+        c.policy_uri, c.tos_uri
         """
 
     public static func client(_ r: some SQLRowValues) -> Client {
@@ -22,7 +23,8 @@ extension SharedRows {
                       idTokenAlg: SignatureAlgorithm(rawValue: r.string(21)) ?? .es256, postLogoutRedirectURIs: strings(22),
                       backchannelLogoutURI: r.optionalString(23), backchannelLogoutSessionRequired: r.bool(24),
                       jwks: r.optionalString(25).flatMap { try? JSON.parse(Array($0.utf8)) }, requirePushedRequests: r.bool(26),
-                      userinfoAlg: r.optionalString(27).flatMap(SignatureAlgorithm.init(rawValue:)))
+                      userinfoAlg: r.optionalString(27).flatMap(SignatureAlgorithm.init(rawValue:)), policyURI: r.optionalString(28),
+                      tosURI: r.optionalString(29))
     }
 
     public static func values(_ c: Client) -> [SQLArgument] {
@@ -32,7 +34,7 @@ extension SharedRows {
          .int(c.createdAt), .int(c.updatedAt), SQLArgument(c.version), SQLArgument(c.lastUsedAt), SQLArgument(c.tokenGeneration),
          .text(c.idTokenAlg.rawValue), .text(JSON(c.postLogoutRedirectURIs).text), SQLArgument(c.backchannelLogoutURI),
          SQLArgument(flag: c.backchannelLogoutSessionRequired), SQLArgument(c.jwks?.text), SQLArgument(flag: c.requirePushedRequests),
-         SQLArgument(c.userinfoAlg?.rawValue)]
+         SQLArgument(c.userinfoAlg?.rawValue), SQLArgument(c.policyURI), SQLArgument(c.tosURI)]
     }
 }
 
@@ -71,8 +73,8 @@ extension SQLStatementRunner {
               token_endpoint_auth_method, scope, access_token_ttl, refresh_token_ttl, enabled, extra_data, attributes, created_at,
               updated_at, version, last_used_at, token_generation, id_token_signed_response_alg, post_logout_redirect_uris,
               backchannel_logout_uri, backchannel_logout_session_required, jwks, require_pushed_authorization_requests,
-              userinfo_signed_response_alg)
-              VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+              userinfo_signed_response_alg, policy_uri, tos_uri)
+              VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, SharedRows.values(c))
     }
 
@@ -85,7 +87,7 @@ extension SQLStatementRunner {
               attributes = ?, created_at = ?, updated_at = ?, version = ?, last_used_at = ?, token_generation = ?,
               id_token_signed_response_alg = ?, post_logout_redirect_uris = ?, backchannel_logout_uri = ?,
               backchannel_logout_session_required = ?, jwks = ?, require_pushed_authorization_requests = ?,
-              userinfo_signed_response_alg = ? WHERE client_id = ?
+              userinfo_signed_response_alg = ?, policy_uri = ?, tos_uri = ? WHERE client_id = ?
             """, values)
     }
 

@@ -78,6 +78,56 @@ import Testing
         #expect(refused(jwt), "the same assertion (its jti) in the other form is a replay")
     }
 
+    /// RFC 9126 §2's audiences: the issuer, the token endpoint, the PAR
+    /// endpoint; no other URL, so an assertion made for another server's
+    /// "token endpoint" that points here elsewhere does not pass.
+    @Test func theAudienceIsTheIssuerTheTokenOrThePAREndpoint() throws {
+        for aud in [StoreFixture.issuer, StoreFixture.issuer + "/oauth2/token", StoreFixture.issuer + "/oauth2/par"] {
+            #expect(try authenticate(try assertion(["aud": .string(aud)])).clientID == clientID, "\(aud)")
+        }
+        for aud in [StoreFixture.issuer + "/oauth2/introspect", StoreFixture.issuer + "/api/v1/clients", StoreFixture.issuer + "/"] {
+            #expect(refused(try assertion(["aud": .string(aud)])), "\(aud)")
+        }
+    }
+
+    /// Verification work is bounded: RSA 2048 to 4096 bits with a small odd
+    /// exponent, one key tried per assertion.
+    @Test func keysThatWouldCostOrForgeAreRefused() throws {
+        let registry = try h.registry()
+        let caller = try h.caller(scopes: ["clients:read", "clients:write"])
+        let rsa = try JWK.publicJWK(try SigningKey.generate(.rs256), kid: "r")
+        let huge = Base64.urlEncode([UInt8](repeating: 0xFF, count: 383) + [0x01])
+        func spec(_ keys: [JSON]) -> ClientSpec {
+            ClientSpec(name: "x", grantTypes: ["client_credentials"], authMethod: "private_key_jwt", jwks: ["keys": .array(keys)])
+        }
+        for (name, keys) in [("e = 1", [rsa.setting("e", "AQ")]), ("a 3070-bit exponent", [rsa.setting("e", .string(huge))]),
+                             ("an even exponent", [rsa.setting("e", "AQAA")]),
+                             ("two keys without kids", [try JWK.publicJWK(key, kid: "a").setting("kid", nil), rsa.setting("kid", nil)]),
+                             ("the same kid twice", [try JWK.publicJWK(key, kid: "same"), rsa.setting("kid", "same")])] as [(String, [JSON])] {
+            #expect(throws: RegistryError.self, "\(name)") { try registry.create(spec(keys), caller: caller) }
+        }
+        // With two keys, an assertion without kid is not tried against each.
+        let two = try registry.create(spec([try JWK.publicJWK(key, kid: "k1"), rsa]), caller: caller).client
+        let now = h.clock.now / 1000
+        let unnamed = try JWS.sign(payload: ["iss": .string(two.clientID), "sub": .string(two.clientID), "aud": .string(Self.tokenEndpoint),
+                                            "exp": .int(now + 60), "jti": "j"], key: key, kid: nil, typ: "JWT")
+        #expect(throws: OAuthError.self) { try authenticator.authenticate(.assertion(clientID: nil, assertion: unnamed), allowPublic: false) }
+    }
+
+    /// An operator's reset of a primary that signs with keys goes back to a
+    /// secret and drops the keys: a leaked key is locked out.
+    @Test func aPrimaryResetDropsTheKeys() throws {
+        try h.store.write {
+            var primary = try #require(try h.store.client(h.primary.clientID))
+            primary.authMethod = .privateKeyJWT
+            primary.jwks = ["keys": [try JWK.publicJWK(key, kid: "k1")]]
+            try h.store.updateClient(primary)
+        }
+        _ = try Provisioning(env: h.env, store: h.store).resetPrimary(organizationID: h.primary.organizationID)
+        let reset = try #require(try h.store.read { try h.store.client(h.primary.clientID) })
+        #expect(reset.authMethod == .clientSecretBasic && reset.jwks == nil)
+    }
+
     @Test func everyBrokenClaimIsRefused() throws {
         let now = h.clock.now / 1000
         for (name, overrides) in [
@@ -138,9 +188,9 @@ import Testing
 }
 
 extension JSON {
-    fileprivate func setting(_ key: String, _ value: JSON) -> JSON {
+    fileprivate func setting(_ key: String, _ value: JSON?) -> JSON {
         var copy = self
-        copy.set(key, value)
+        if let value { copy.set(key, value) } else { copy = .object((copy.objectValue ?? []).filter { $0.0 != key }) }
         return copy
     }
 }

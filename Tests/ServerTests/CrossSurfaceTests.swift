@@ -1,4 +1,6 @@
 import Common
+import JOSE
+import Cryptography
 import HTTPCore
 import OAuth
 import TestSupport
@@ -60,6 +62,15 @@ import Testing
         setNative(integration)
         #expect(h.json("PUT", "/external/v1/oauth/client", token: token, body: ["clientId": .string(integration), "application": "Int 2"]).status == 204)
         try kept(integration, "integration")
+        // A client that signs its assertions stays one through a /v3 update (CONFIDENTIAL keeps the confidential method).
+        let key = try SigningKey.generate(.es256)
+        let jwks: JSON = ["keys": [try JWK.publicJWK(key, kid: "k")]]
+        #expect(h.json("PATCH", "/api/v1/clients/\(v3)", token: token, body: ["token_endpoint_auth_method": "private_key_jwt", "jwks": jwks],
+                       contentType: "application/merge-patch+json").status == 200)
+        #expect(h.json("PATCH", "/v3/oauth-clients/\(v3)", token: token, body: [["op": "replace", "path": "/name", "value": "Again"]],
+                       contentType: "application/json-patch+json").status == 200)
+        let signed = try #require(h.json("GET", "/api/v1/clients/\(v3)", token: token).json)
+        #expect(signed["token_endpoint_auth_method"] == "private_key_jwt" && signed["jwks"] == jwks)
     }
 }
 

@@ -77,6 +77,18 @@ import Testing
         #expect(b.send("GET", "/api/v1/session").status == 200, "nothing ended before the user answers")
     }
 
+    /// Only an ID token is a hint: Latchkey's access tokens and signed userinfo answers are JWTs too.
+    @Test func anAccessTokenIsNoHint() throws {
+        let h = try Harness()
+        let (b, client, _) = try signedIn(h)
+        let pkce = PKCE()
+        let tokens = try #require(flow.exchange(h, client: client, code: try flow.code(h, b, client: client, pkce: pkce), verifier: pkce.verifier).json)
+        let access = try #require(tokens["access_token"]?.stringValue)
+        let page = logout(b, [("id_token_hint", access), ("post_logout_redirect_uri", Self.after)])
+        #expect(page.status != 303 && page.headers[.location] == nil)
+        #expect(b.send("GET", "/api/v1/session").status == 200, "nothing ended unasked")
+    }
+
     @Test func aHintForAnotherUserIsConfirmedThenRedirected() throws {
         let h = try Harness()
         let (b, client, aliceToken) = try signedIn(h)

@@ -116,6 +116,9 @@ import Testing
         let uri = try #require(push(h, client, secret, pushedParams(pkce)).json?["request_uri"]?.stringValue)
         let b = Browser(h)
         #expect(try finish(b, b.authorize([("client_id", client), ("request_uri", uri)]))["code"] != nil)
+        // Nor through the app API's /auth/code, which issues codes without a push.
+        let direct2 = b.json("POST", "/api/oauth/auth/code", ["client_id": .string(client), "scope": "openid"])
+        #expect(direct2.status == 404, "\(direct2.bodyText)")
         let discovery = try #require(h.call("GET", "/.well-known/openid-configuration").json)
         #expect(discovery["pushed_authorization_request_endpoint"] == .string(Harness.issuer + "/oauth2/par"))
         #expect(discovery["require_pushed_authorization_requests"] == false)

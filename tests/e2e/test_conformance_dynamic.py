@@ -606,8 +606,9 @@ def consent_page_client(stack, reg, redirect_uri):
 
 
 REGISTRATION_URIS_IGNORED = (
-    "Registration ignores {0} (RFC 7591 §2 'ignored'; README: the metadata Latchkey takes), so neither the sign-in nor "
-    "the consent page can show it; the module's screenshot review fails.")
+    "Registration ignores {0} (RFC 7591 §2 'ignored'): Latchkey shows only logos uploaded to it (no remote image on its "
+    "pages: no request to the client's servers from the user's browser), so neither the sign-in nor the consent page "
+    "can show it; the module's screenshot review fails.")
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=REGISTRATION_URIS_IGNORED.format("logo_uri"))
@@ -622,7 +623,6 @@ def test_oidcc_registration_logo_uri(stack, registrar, rp_server):
     assert client.get("logo_uri"), client
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=REGISTRATION_URIS_IGNORED.format("policy_uri"))
 def test_oidcc_registration_policy_uri(stack, registrar):
     """oidcc-registration-policy-uri: "…This should result in the browser being redirected to a
     login page with a link to the policy document displayed… A screenshot of the login page
@@ -634,7 +634,6 @@ def test_oidcc_registration_policy_uri(stack, registrar):
     assert policy in json.dumps(client), client
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=REGISTRATION_URIS_IGNORED.format("tos_uri"))
 def test_oidcc_registration_tos_uri(stack, registrar):
     """oidcc-registration-tos-uri: "…This should result in the browser being redirected to a
     login page with a link to the TOS document displayed… A screenshot of the login page should

@@ -100,18 +100,19 @@ def test_only_the_registered_keys_verify(stack):
     assert primary.status_code == 401
 
 
-def test_introspection_and_revocation_take_assertions_for_their_own_audience(stack):
+def test_introspection_and_revocation_take_assertions_for_the_issuer(stack):
+    """The audiences RFC 9126 §2 lists (issuer, token endpoint, PAR endpoint) at every endpoint that authenticates
+    clients; no other URL (the 2025 audience-injection finding: an assertion made for a URL another server named)."""
     key = ECKey.generate_key("P-256")
     client_id = signed_client(stack, key, scope="clients:read tokens:introspect")
     access = post(stack, "/oauth2/token", client_id, assertion(stack, client_id, key), grant_type="client_credentials").json()["access_token"]
-    r = post(stack, "/oauth2/introspect", client_id, assertion(stack, client_id, key, aud=stack.url("/oauth2/introspect")), token=access)
+    r = post(stack, "/oauth2/introspect", client_id, assertion(stack, client_id, key, aud=stack.base), token=access)
     assert r.status_code == 200 and r.json()["active"] is True
-    r = post(stack, "/oauth2/revoke", client_id, assertion(stack, client_id, key, aud=stack.url("/oauth2/revoke")), token=access)
+    r = post(stack, "/oauth2/revoke", client_id, assertion(stack, client_id, key, aud=stack.url("/oauth2/token")), token=access)
     assert r.status_code == 200
-    r = post(stack, "/oauth2/introspect", client_id, assertion(stack, client_id, key, aud=stack.url("/oauth2/introspect")), token=access)
+    r = post(stack, "/oauth2/introspect", client_id, assertion(stack, client_id, key, aud=stack.base), token=access)
     assert r.json() == {"active": False}
-    # Another endpoint's URL as the audience is refused.
-    r = post(stack, "/oauth2/introspect", client_id, assertion(stack, client_id, key, aud=stack.url("/oauth2/revoke")), token=access)
+    r = post(stack, "/oauth2/introspect", client_id, assertion(stack, client_id, key, aud=stack.url("/oauth2/introspect")), token=access)
     assert r.status_code == 401
 
 

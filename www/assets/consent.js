@@ -34,6 +34,11 @@ document.addEventListener("DOMContentLoaded", async () => {
   }
   const homepage = client.client_uri ? Latchkey.safeHttpURL(client.client_uri) : null;
   if (homepage) meta.append(Latchkey.el("a", { href: homepage, rel: "noopener noreferrer", target: "_blank", text: new URL(homepage).host }));
+  // The client's privacy policy and terms (RFC 7591 policy_uri, tos_uri), where the user decides.
+  for (const [uri, text, id] of [[client.policy_uri, "Privacy policy", "policy"], [client.tos_uri, "Terms of service", "tos"]]) {
+    const safe = uri ? Latchkey.safeHttpURL(uri) : null;
+    if (safe) meta.append(Latchkey.el("a", { href: safe, id, class: "document", rel: "noopener noreferrer", target: "_blank", text }));
+  }
   app.append(meta);
 
   title.textContent = client.client_name + " wants to access your account";

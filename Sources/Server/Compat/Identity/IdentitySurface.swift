@@ -122,7 +122,9 @@ enum IdentitySurface {
         var spec = current.map(ClientSpec.init) ?? ClientSpec(name: name)
         spec.clientID = nil
         (spec.name, spec.description, spec.clientURI, spec.redirectURIs) = (name, description, try r.string("homepageUrl"), try r.strings("redirectUris") ?? [])
-        (spec.grantTypes, spec.authMethod, spec.scope) = (grants, type == "PUBLIC" ? "none" : "client_secret_basic", scope)
+        // CONFIDENTIAL keeps the confidential method the client has (secret or private_key_jwt).
+        let confidential = current.map { $0.isPublic ? "client_secret_basic" : $0.authMethod.rawValue } ?? "client_secret_basic"
+        (spec.grantTypes, spec.authMethod, spec.scope) = (grants, type == "PUBLIC" ? "none" : confidential, scope)
         (spec.accessTokenTTL, spec.refreshTokenTTL) = (accessTTL, try r.int("refreshTokenValiditySeconds") ?? current?.refreshTokenTTL ?? 2_592_000)
         (spec.enabled, spec.attributes) = (enabled, attributes)
         return spec
