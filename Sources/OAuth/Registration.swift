@@ -17,9 +17,7 @@ public struct ClientRegistration {
     public static let openOrganizationMeta = "open_registration_org"
     /// Metadata Latchkey knows; anything else is ignored (RFC 7591 §2).
     public static let known = ["redirect_uris", "grant_types", "response_types", "token_endpoint_auth_method", "client_name", "client_uri",
-                               "scope", "id_token_signed_response_alg", "post_logout_redirect_uris", "backchannel_logout_uri",
-                               "backchannel_logout_session_required", "jwks", "require_pushed_authorization_requests",
-                               "userinfo_signed_response_alg", "policy_uri", "tos_uri"]
+                               "scope", "id_token_signed_response_alg"] + ClientMetadata.names
     /// What the code flow grants a client that names no scope.
     public static let defaultScope = ["openid", "profile", "email", "offline_access"]
 
@@ -140,6 +138,7 @@ public struct ClientRegistration {
         (spec.name, spec.clientURI, spec.redirectURIs, spec.grantTypes) = (sent.name, sent.clientURI, sent.redirectURIs, sent.grantTypes)
         (spec.authMethod, spec.scope, spec.idTokenAlg, spec.postLogoutRedirectURIs) = (sent.authMethod, sent.scope, sent.idTokenAlg, sent.postLogoutRedirectURIs)
         (spec.backchannelLogoutURI, spec.backchannelLogoutSessionRequired) = (sent.backchannelLogoutURI, sent.backchannelLogoutSessionRequired)
+        // (ClientMetadata.read set each of these on `sent`.)
         (spec.jwks, spec.requirePushedRequests, spec.userinfoAlg) = (sent.jwks, sent.requirePushedRequests, sent.userinfoAlg)
         (spec.policyURI, spec.tosURI) = (sent.policyURI, sent.tosURI)
         // The client may have registered anonymously: it may not point Latchkey's POSTs at loopback or an address.
@@ -188,16 +187,11 @@ public struct ClientRegistration {
             scope = parsed
         }
         let name = try r.string("client_name") ?? current?.name ?? "Registered client"
-        return ClientSpec(name: name, clientURI: try r.string("client_uri"), redirectURIs: try r.strings("redirect_uris") ?? [],
-                          grantTypes: grantTypes, authMethod: try r.string("token_endpoint_auth_method") ?? "client_secret_basic", scope: scope,
-                          enabled: true, idTokenAlg: try r.string("id_token_signed_response_alg") ?? "RS256",
-                          postLogoutRedirectURIs: try r.strings("post_logout_redirect_uris") ?? [],
-                          backchannelLogoutURI: try r.string("backchannel_logout_uri"),
-                          backchannelLogoutSessionRequired: try r.bool("backchannel_logout_session_required") ?? false,
-                          jwks: body["jwks"].flatMap { $0.isNull ? nil : $0 },
-                          requirePushedRequests: try r.bool("require_pushed_authorization_requests") ?? false,
-                          userinfoAlg: try r.string("userinfo_signed_response_alg"), policyURI: try r.string("policy_uri"),
-                          tosURI: try r.string("tos_uri"))
+        var spec = ClientSpec(name: name, clientURI: try r.string("client_uri"), redirectURIs: try r.strings("redirect_uris") ?? [],
+                              grantTypes: grantTypes, authMethod: try r.string("token_endpoint_auth_method") ?? "client_secret_basic", scope: scope,
+                              enabled: true, idTokenAlg: try r.string("id_token_signed_response_alg") ?? "RS256")
+        try ClientMetadata.read(&r, into: &spec)
+        return spec
     }
 
     /// Latchkey POSTs logout tokens to `backchannel_logout_uri` from inside
@@ -243,15 +237,7 @@ public struct ClientRegistration {
             ("response_types", c.grantTypes.contains(.authorizationCode) ? ["code"] : .array([])),
             ("token_endpoint_auth_method", .string(c.authMethod.rawValue)), ("scope", .string(Scopes.join(c.scope))),
             ("id_token_signed_response_alg", .string(c.idTokenAlg.rawValue)),
-            ("post_logout_redirect_uris", JSON(c.postLogoutRedirectURIs)),
-            ("backchannel_logout_session_required", .bool(c.backchannelLogoutSessionRequired)),
-        ]
-        if let uri = c.backchannelLogoutURI { members.append(("backchannel_logout_uri", .string(uri))) }
-        if let jwks = c.jwks { members.append(("jwks", jwks)) }
-        members.append(("require_pushed_authorization_requests", .bool(c.requirePushedRequests)))
-        if let alg = c.userinfoAlg { members.append(("userinfo_signed_response_alg", .string(alg.rawValue))) }
-        if let uri = c.policyURI { members.append(("policy_uri", .string(uri))) }
-        if let uri = c.tosURI { members.append(("tos_uri", .string(uri))) }
+        ] + ClientMetadata.members(c)
         if let uri = c.clientURI { members.append(("client_uri", .string(uri))) }
         return .object(members)
     }

@@ -18,13 +18,9 @@ enum ClientRepresentation {
             ("token_endpoint_auth_method", .string(c.authMethod.rawValue)), ("scope", .string(Scopes.join(c.scope))),
             ("access_token_ttl", JSON(c.accessTokenTTL)), ("refresh_token_ttl", JSON(c.refreshTokenTTL)),
             ("enabled", .bool(c.enabled)), ("extra_data", c.extraData), ("id_token_signed_response_alg", .string(c.idTokenAlg.rawValue)),
-            ("post_logout_redirect_uris", JSON(c.postLogoutRedirectURIs)),
-            ("backchannel_logout_uri", JSON(c.backchannelLogoutURI)), ("backchannel_logout_session_required", .bool(c.backchannelLogoutSessionRequired)),
-            ("jwks", c.jwks ?? .null), ("require_pushed_authorization_requests", .bool(c.requirePushedRequests)),
-            ("userinfo_signed_response_alg", JSON(c.userinfoAlg?.rawValue)), ("policy_uri", JSON(c.policyURI)), ("tos_uri", JSON(c.tosURI)),
             ("created_at", .string(Timestamp.rfc3339(millis: c.createdAt))), ("updated_at", .string(Timestamp.rfc3339(millis: c.updatedAt))),
             ("version", JSON(c.version)),
         ]
-        return .object(members)
+        return .object(members + ClientMetadata.members(c))
     }
 }

@@ -15,9 +15,8 @@ enum NativeEndpoints {
     // MARK: Bodies
 
     static let writableFields = ["client_name", "description", "client_uri", "redirect_uris", "grant_types", "token_endpoint_auth_method",
-                                 "scope", "access_token_ttl", "refresh_token_ttl", "enabled", "extra_data", "id_token_signed_response_alg",
-                                 "post_logout_redirect_uris", "backchannel_logout_uri", "backchannel_logout_session_required", "jwks",
-                                 "require_pushed_authorization_requests", "userinfo_signed_response_alg", "policy_uri", "tos_uri"]
+                                 "scope", "access_token_ttl", "refresh_token_ttl", "enabled", "extra_data", "id_token_signed_response_alg"]
+        + ClientMetadata.names
     static let readOnlyFields = ["organization_id", "primary", "logo_uri", "created_at", "updated_at", "client_secret"]
 
     /// Refuses read-only and unknown members (400), never ignores them.
@@ -49,15 +48,7 @@ enum NativeEndpoints {
             ("redirect_uris", JSON(c.redirectURIs)), ("grant_types", JSON(c.grantTypes.map(\.rawValue))), ("token_endpoint_auth_method", .string(c.authMethod.rawValue)),
             ("scope", .string(Scopes.join(c.scope))), ("access_token_ttl", JSON(c.accessTokenTTL)), ("refresh_token_ttl", JSON(c.refreshTokenTTL)),
             ("enabled", .bool(c.enabled)), ("extra_data", c.extraData), ("id_token_signed_response_alg", .string(c.idTokenAlg.rawValue)),
-            ("post_logout_redirect_uris", JSON(c.postLogoutRedirectURIs)),
-            ("backchannel_logout_session_required", .bool(c.backchannelLogoutSessionRequired)),
-        ]
-        if let uri = c.backchannelLogoutURI { members.append(("backchannel_logout_uri", .string(uri))) }
-        if let jwks = c.jwks { members.append(("jwks", jwks)) }
-        members.append(("require_pushed_authorization_requests", .bool(c.requirePushedRequests)))
-        if let alg = c.userinfoAlg { members.append(("userinfo_signed_response_alg", .string(alg.rawValue))) }
-        if let uri = c.policyURI { members.append(("policy_uri", .string(uri))) }
-        if let uri = c.tosURI { members.append(("tos_uri", .string(uri))) }
+        ] + ClientMetadata.members(c)
         return .object(members)
     }
 
@@ -79,25 +70,17 @@ enum NativeEndpoints {
         let accessTTL = try r.int("access_token_ttl") ?? 900
         let refreshTTL = try r.int("refresh_token_ttl") ?? 2_592_000
         let idTokenAlg = try r.string("id_token_signed_response_alg") ?? "ES256"
-        let postLogout = try r.strings("post_logout_redirect_uris") ?? []
         let enabled = try r.bool("enabled") ?? true
-        let backchannelURI = try r.string("backchannel_logout_uri")
-        let sessionRequired = try r.bool("backchannel_logout_session_required") ?? false
-        let jwks = body["jwks"].flatMap { $0.isNull ? nil : $0 }
-        let requirePushed = try r.bool("require_pushed_authorization_requests") ?? false
-        let userinfoAlg = try r.string("userinfo_signed_response_alg")
-        let policyURI = try r.string("policy_uri"), tosURI = try r.string("tos_uri")
         var extra: JSON = .object([])
         if let value = body["extra_data"], !value.isNull {
             if value.objectValue != nil { extra = value } else { try r.fail("extra_data", "must be a JSON object") }
         }
+        var spec = ClientSpec(clientID: clientID, name: name, description: description, clientURI: clientURI, redirectURIs: redirectURIs,
+                              grantTypes: grantTypes, authMethod: method, scope: scope, accessTokenTTL: accessTTL, refreshTokenTTL: refreshTTL,
+                              enabled: enabled, extraData: extra, attributes: attributes, idTokenAlg: idTokenAlg)
+        try ClientMetadata.read(&r, into: &spec)
         if !r.errors.isEmpty { throw RegistryError.invalid(r.errors) }
-        return ClientSpec(clientID: clientID, name: name, description: description, clientURI: clientURI, redirectURIs: redirectURIs,
-                          grantTypes: grantTypes, authMethod: method, scope: scope, accessTokenTTL: accessTTL, refreshTokenTTL: refreshTTL,
-                          enabled: enabled, extraData: extra, attributes: attributes, idTokenAlg: idTokenAlg,
-                          postLogoutRedirectURIs: postLogout, backchannelLogoutURI: backchannelURI,
-                          backchannelLogoutSessionRequired: sessionRequired, jwks: jwks, requirePushedRequests: requirePushed,
-                          userinfoAlg: userinfoAlg, policyURI: policyURI, tosURI: tosURI)
+        return spec
     }
 
     static func versionField(_ members: [(String, JSON)]) throws -> ExpectedVersion? {

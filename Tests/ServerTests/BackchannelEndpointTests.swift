@@ -21,7 +21,7 @@ import Testing
         #expect(read["backchannel_logout_uri"] == "https://rp.example/bcl" && read["backchannel_logout_session_required"] == true)
         let patched = h.json("PATCH", "/api/v1/clients/\(id)", token: token, body: ["backchannel_logout_uri": nil, "backchannel_logout_session_required": false],
                              contentType: "application/merge-patch+json")
-        #expect(patched.status == 200 && patched.json?["backchannel_logout_uri"] == .null, "\(patched.bodyText)")
+        #expect(patched.status == 200 && patched.json?["backchannel_logout_uri"] == nil, "unset: left out, \(patched.bodyText)")
         for (bad, field) in [(["backchannel_logout_uri": "http://rp.example/bcl"], "backchannel_logout_uri"),
                              (["backchannel_logout_uri": "https://rp.example/bcl#f"], "backchannel_logout_uri"),
                              (["backchannel_logout_uri": 7], "backchannel_logout_uri"),

@@ -47,6 +47,7 @@ def wait(driver, condition, timeout=15):
 def make_app(stack, name, redirect):
     r = requests.post(stack.url("/api/v1/clients"), headers=stack.bearer(), json={
         "client_name": name, "client_uri": "https://photos.example", "redirect_uris": [redirect],
+        "policy_uri": "https://photos.example/privacy", "tos_uri": "https://photos.example/terms",
         "grant_types": ["authorization_code", "refresh_token"], "scope": "openid profile email offline_access",
         "token_endpoint_auth_method": "none"})
     assert r.status_code == 201, r.text
@@ -78,6 +79,9 @@ def test_sign_in_consent_and_redirect_with_code_and_state(stack, browser):
     assert any("See your email address" in t for t in labels)
     homepage = browser.find_element(By.CSS_SELECTOR, "#app a")
     assert homepage.get_attribute("href") == "https://photos.example/"
+    # RFC 7591 policy_uri and tos_uri, linked where the user decides.
+    assert browser.find_element(By.ID, "policy").get_attribute("href") == "https://photos.example/privacy"
+    assert browser.find_element(By.ID, "tos").get_attribute("href") == "https://photos.example/terms"
     # SPEC 7.1: the consent page names the organization that registered the client.
     assert browser.find_element(By.CSS_SELECTOR, "#app .organization").text == "Registered by E2E"
     browser.execute_script("window.scrollTo(0, 0)")
