@@ -51,6 +51,7 @@ public enum CGI {
         "HTTP_IF_MATCH": .ifMatch,
         "HTTP_IF_NONE_MATCH": .ifNoneMatch,
         "HTTP_ACCEPT": .accept,
+        "HTTP_DPOP": .dpop,
     ]
 
     static func isValidRequestID(_ id: String) -> Bool {

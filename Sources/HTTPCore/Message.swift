@@ -6,6 +6,9 @@ extension HTTPField.Name {
     public static let xRequestID = HTTPField.Name("X-Request-Id")!
     public static let xTotalCount = HTTPField.Name("X-Total-Count")!
     public static let xCSRFToken = HTTPField.Name("X-CSRF-Token")!
+    /// RFC 9449 §4.1: a DPoP proof.
+    public static let dpop = HTTPField.Name("DPoP")!
+    public static let dpopNonce = HTTPField.Name("DPoP-Nonce")!
     public static let pragma = HTTPField.Name("Pragma")!
 }
 

@@ -17,9 +17,11 @@ public struct AccessTokenClaims: Sendable, Equatable {
     public var grantID: String?
     /// The client's token generation at issuance (`gen`, absent when 0).
     public var generation: Int
+    /// The DPoP key the token is bound to (`cnf.jkt`, RFC 9449 §6): only its holder may use it.
+    public var jkt: String?
 
     public init(issuer: String, subject: String, audience: String, clientID: String, scope: [String], issuedAt: Int64,
-                expiresAt: Int64, jti: String, authTime: Int64? = nil, grantID: String? = nil, generation: Int = 0) {
+                expiresAt: Int64, jti: String, authTime: Int64? = nil, grantID: String? = nil, generation: Int = 0, jkt: String? = nil) {
         self.issuer = issuer
         self.subject = subject
         self.audience = audience
@@ -31,6 +33,7 @@ public struct AccessTokenClaims: Sendable, Equatable {
         self.authTime = authTime
         self.grantID = grantID
         self.generation = generation
+        self.jkt = jkt
     }
 
     /// A token the client obtained for itself (client_credentials): no user,
@@ -48,6 +51,7 @@ public struct AccessTokenClaims: Sendable, Equatable {
         if let authTime { members.append(("auth_time", .int(authTime))) }
         if let grantID { members.append(("gid", .string(grantID))) }
         if generation != 0 { members.append(("gen", .int(Int64(generation)))) }
+        if let jkt { members.append(("cnf", ["jkt": .string(jkt)])) }
         return .object(members)
     }
 
@@ -57,7 +61,7 @@ public struct AccessTokenClaims: Sendable, Equatable {
               let exp = json["exp"]?.intValue, let jti = json["jti"]?.stringValue else { return nil }
         self.init(issuer: iss, subject: sub, audience: aud, clientID: cid, scope: Scopes.parse(scope) ?? [], issuedAt: iat,
                   expiresAt: exp, jti: jti, authTime: json["auth_time"]?.intValue, grantID: json["gid"]?.stringValue,
-                  generation: Int(json["gen"]?.intValue ?? 0))
+                  generation: Int(json["gen"]?.intValue ?? 0), jkt: json["cnf"]?["jkt"]?.stringValue)
     }
 }
 
@@ -104,11 +108,12 @@ public struct AccessTokens {
     /// The audience of tokens Latchkey issues: its own APIs under the issuer.
     public var audience: String { env.issuer }
 
-    public func issue(client: Client, subject: String, scope: [String], ttl: Int, authTime: Int64? = nil, grantID: String? = nil) throws -> (token: String, claims: AccessTokenClaims) {
+    public func issue(client: Client, subject: String, scope: [String], ttl: Int, authTime: Int64? = nil, grantID: String? = nil,
+                      jkt: String? = nil) throws -> (token: String, claims: AccessTokenClaims) {
         let now = env.nowSeconds
         let claims = AccessTokenClaims(issuer: env.issuer, subject: subject, audience: audience, clientID: client.clientID, scope: scope,
                                        issuedAt: now, expiresAt: now + Int64(ttl), jti: env.randomToken(bytes: 18),
-                                       authTime: authTime, grantID: grantID, generation: client.tokenGeneration)
+                                       authTime: authTime, grantID: grantID, generation: client.tokenGeneration, jkt: jkt)
         let (kid, key) = try keys.signingKey()
         let token = try JWS.sign(payload: claims.json, key: key, kid: kid, typ: AccessTokens.type)
         return (token, claims)

@@ -11,6 +11,7 @@ public enum ClientMetadata {
             ("post_logout_redirect_uris", JSON(c.postLogoutRedirectURIs)),
             ("backchannel_logout_session_required", .bool(c.backchannelLogoutSessionRequired)),
             ("require_pushed_authorization_requests", .bool(c.requirePushedRequests)),
+            ("dpop_bound_access_tokens", .bool(c.dpopBoundAccessTokens)),
         ]
         if let uri = c.backchannelLogoutURI { members.append(("backchannel_logout_uri", .string(uri))) }
         if let jwks = c.jwks { members.append(("jwks", jwks)) }
@@ -22,7 +23,8 @@ public enum ClientMetadata {
 
     /// Their names, for the surfaces' lists of fields they take.
     public static let names = ["post_logout_redirect_uris", "backchannel_logout_uri", "backchannel_logout_session_required", "jwks",
-                               "require_pushed_authorization_requests", "userinfo_signed_response_alg", "policy_uri", "tos_uri"]
+                               "require_pushed_authorization_requests", "userinfo_signed_response_alg", "policy_uri", "tos_uri",
+                               "dpop_bound_access_tokens"]
 
     /// Reads them from a body into `spec` (absent: the defaults; the
     /// registry's rules judge the values, `ClientSpec.problems`).
@@ -35,5 +37,6 @@ public enum ClientMetadata {
         spec.userinfoAlg = try r.string("userinfo_signed_response_alg")
         spec.policyURI = try r.string("policy_uri")
         spec.tosURI = try r.string("tos_uri")
+        spec.dpopBoundAccessTokens = try r.bool("dpop_bound_access_tokens") ?? false
     }
 }

@@ -32,13 +32,16 @@ public struct ClientSpec: Sendable, Equatable {
     /// policy_uri and tos_uri (RFC 7591 §2).
     public var policyURI: String?
     public var tosURI: String?
+    /// dpop_bound_access_tokens (RFC 9449 §5.2).
+    public var dpopBoundAccessTokens: Bool
 
     public init(clientID: String? = nil, name: String, description: String? = nil, clientURI: String? = nil, redirectURIs: [String] = [],
                 grantTypes: [String]? = nil, authMethod: String = "client_secret_basic", scope: [String] = [], accessTokenTTL: Int = 900,
                 refreshTokenTTL: Int = 2_592_000, enabled: Bool = true, extraData: JSON = .object([]), attributes: JSON = .object([]),
                 idTokenAlg: String = "ES256", postLogoutRedirectURIs: [String] = [], backchannelLogoutURI: String? = nil,
                 backchannelLogoutSessionRequired: Bool = false, jwks: JSON? = nil, requirePushedRequests: Bool = false,
-                userinfoAlg: String? = nil, policyURI: String? = nil, tosURI: String? = nil) {
+                userinfoAlg: String? = nil, policyURI: String? = nil, tosURI: String? = nil,
+                dpopBoundAccessTokens: Bool = false) {
         self.clientID = clientID
         self.name = name
         self.description = description
@@ -61,6 +64,7 @@ public struct ClientSpec: Sendable, Equatable {
         self.userinfoAlg = userinfoAlg
         self.policyURI = policyURI
         self.tosURI = tosURI
+        self.dpopBoundAccessTokens = dpopBoundAccessTokens
     }
 
     /// Writes the spec's settable fields onto `client` (create and update).
@@ -87,6 +91,7 @@ public struct ClientSpec: Sendable, Equatable {
         client.userinfoAlg = userinfoAlg.flatMap(SignatureAlgorithm.init(rawValue:))
         client.policyURI = policyURI
         client.tosURI = tosURI
+        client.dpopBoundAccessTokens = dpopBoundAccessTokens
     }
 
     public init(_ c: Client) {
@@ -96,7 +101,7 @@ public struct ClientSpec: Sendable, Equatable {
                   idTokenAlg: c.idTokenAlg.rawValue, postLogoutRedirectURIs: c.postLogoutRedirectURIs,
                   backchannelLogoutURI: c.backchannelLogoutURI, backchannelLogoutSessionRequired: c.backchannelLogoutSessionRequired, jwks: c.jwks,
                   requirePushedRequests: c.requirePushedRequests, userinfoAlg: c.userinfoAlg?.rawValue,
-                  policyURI: c.policyURI, tosURI: c.tosURI)
+                  policyURI: c.policyURI, tosURI: c.tosURI, dpopBoundAccessTokens: c.dpopBoundAccessTokens)
     }
 
     public static var grantTypeValues: [String] { GrantType.known.map(\.rawValue) }

@@ -62,6 +62,8 @@ public struct Client: Sendable, Equatable {
     /// policy_uri and tos_uri (RFC 7591 §2): the client's privacy policy and terms, linked on the consent page.
     public var policyURI: String?
     public var tosURI: String?
+    /// dpop_bound_access_tokens (RFC 9449 §5.2): every token request must carry a DPoP proof.
+    public var dpopBoundAccessTokens: Bool
 
     public init(clientID: String, organizationID: String, isPrimary: Bool = false, name: String, description: String? = nil,
                 clientURI: String? = nil, redirectURIs: [String] = [], grantTypes: [GrantType] = [.clientCredentials],
@@ -71,7 +73,7 @@ public struct Client: Sendable, Equatable {
                 tokenGeneration: Int = 0, idTokenAlg: SignatureAlgorithm = .es256,
                 postLogoutRedirectURIs: [String] = [], backchannelLogoutURI: String? = nil, backchannelLogoutSessionRequired: Bool = false,
                 jwks: JSON? = nil, requirePushedRequests: Bool = false, userinfoAlg: SignatureAlgorithm? = nil,
-                policyURI: String? = nil, tosURI: String? = nil) {
+                policyURI: String? = nil, tosURI: String? = nil, dpopBoundAccessTokens: Bool = false) {
         self.clientID = clientID
         self.organizationID = organizationID
         self.isPrimary = isPrimary
@@ -102,6 +104,7 @@ public struct Client: Sendable, Equatable {
         self.userinfoAlg = userinfoAlg
         self.policyURI = policyURI
         self.tosURI = tosURI
+        self.dpopBoundAccessTokens = dpopBoundAccessTokens
     }
 
     public var isPublic: Bool { authMethod == .publicClient }

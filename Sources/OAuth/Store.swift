@@ -72,6 +72,8 @@ public protocol CredentialStorage: Transactional {
     /// Records a client assertion's `jti` until it expires: true the first
     /// time, false for a replay (RFC 7523 §3, SPEC 10.2), however many race.
     func useAssertion(clientID: String, jti: String, expiresAt: Int64, now: Int64) throws -> Bool
+    /// Records a DPoP proof's `jti` for its key until it expires: true the first time (RFC 9449 §11.1), on every node.
+    func useProof(jkt: String, jti: String, expiresAt: Int64, now: Int64) throws -> Bool
 
     func insertSigningKey(_ key: SigningKeyRecord) throws
     func signingKeys() throws -> [SigningKeyRecord]

@@ -7,10 +7,12 @@ public struct TokenResponse: Sendable, Equatable {
     public var scope: [String]
     public var refreshToken: String?
     public var idToken: String?
+    /// Bound to a DPoP key (RFC 9449 §5): token_type DPoP.
+    public var dpopBound = false
 
     public var json: JSON {
         var members: [(String, JSON)] = [
-            ("access_token", .string(accessToken)), ("token_type", "Bearer"),
+            ("access_token", .string(accessToken)), ("token_type", dpopBound ? "DPoP" : "Bearer"),
             ("expires_in", .int(Int64(expiresIn))), ("scope", .string(Scopes.join(scope))),
         ]
         if let refreshToken { members.append(("refresh_token", .string(refreshToken))) }
@@ -46,11 +48,12 @@ public struct TokenService {
         guard allowed else { return ["active": false] }
         var members: [(String, JSON)] = [
             ("active", true), ("scope", .string(Scopes.join(claims.scope))), ("client_id", .string(claims.clientID)),
-            ("token_type", "Bearer"), ("exp", .int(claims.expiresAt)), ("iat", .int(claims.issuedAt)),
+            ("token_type", claims.jkt == nil ? "Bearer" : "DPoP"), ("exp", .int(claims.expiresAt)), ("iat", .int(claims.issuedAt)),
             ("sub", .string(claims.subject)), ("aud", .string(claims.audience)), ("iss", .string(claims.issuer)),
             ("jti", .string(claims.jti)),
         ]
         if let authTime = claims.authTime { members.append(("auth_time", .int(authTime))) }
+        if let jkt = claims.jkt { members.append(("cnf", ["jkt": .string(jkt)])) }
         return .object(members)
     }
 

@@ -148,8 +148,11 @@ public struct RefreshTokenRecord: Sendable, Equatable {
     public var createdAt: Int64
     public var expiresAt: Int64
     public var rotatedAt: Int64?
+    /// The DPoP key a public client's refresh token is bound to (RFC 9449 §5).
+    public var jkt: String?
 
-    public init(tokenHash: String, familyID: String, clientID: String, userID: String, scope: [String], authTime: Int64, createdAt: Int64, expiresAt: Int64, rotatedAt: Int64? = nil) {
+    public init(tokenHash: String, familyID: String, clientID: String, userID: String, scope: [String], authTime: Int64, createdAt: Int64,
+                expiresAt: Int64, rotatedAt: Int64? = nil, jkt: String? = nil) {
         self.tokenHash = tokenHash
         self.familyID = familyID
         self.clientID = clientID
@@ -159,6 +162,7 @@ public struct RefreshTokenRecord: Sendable, Equatable {
         self.createdAt = createdAt
         self.expiresAt = expiresAt
         self.rotatedAt = rotatedAt
+        self.jkt = jkt
     }
 }
 

@@ -288,6 +288,16 @@ enum Schema {
         -- policy_uri and tos_uri (RFC 7591 §2): linked where the user decides.
         ALTER TABLE clients ADD COLUMN policy_uri TEXT;
         ALTER TABLE clients ADD COLUMN tos_uri TEXT;
+        -- DPoP (RFC 9449): clients whose tokens are always bound, and public clients' bound refresh tokens.
+        ALTER TABLE clients ADD COLUMN dpop_bound_access_tokens INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE refresh_tokens ADD COLUMN dpop_jkt TEXT;
+        CREATE TABLE dpop_proofs (
+            jkt TEXT NOT NULL,
+            jti TEXT NOT NULL,
+            expires_at INTEGER NOT NULL,
+            PRIMARY KEY (jkt, jti)
+        ) STRICT;
+        CREATE INDEX dpop_proofs_by_expiry ON dpop_proofs(expires_at);
         CREATE TABLE client_assertions (
             client_id TEXT NOT NULL,
             jti TEXT NOT NULL,

@@ -22,6 +22,7 @@ enum DiscoveryEndpoints {
             "revocation_endpoint": .string(issuer + "/oauth2/revoke"),
             "registration_endpoint": .string(issuer + "/oauth2/register"),
             "pushed_authorization_request_endpoint": .string(issuer + "/oauth2/par"),
+            "dpop_signing_alg_values_supported": ["ES256", "RS256", "EdDSA"],
             "require_pushed_authorization_requests": false,
             "end_session_endpoint": .string(issuer + "/oauth2/logout"),
             "response_types_supported": ["code"],

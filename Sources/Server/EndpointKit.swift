@@ -10,21 +10,41 @@ import OAuth
 enum EndpointKit {
     // MARK: Callers
 
+    /// The access token of `Authorization: Bearer …` or, for DPoP-bound
+    /// tokens (RFC 9449 §7.1), `Authorization: DPoP …`.
     static func bearerToken(_ request: Request) -> String? {
         guard let header = request.headers.value(.authorization) else { return nil }
         let parts = header.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
+        guard parts.count == 2, ["bearer", "dpop"].contains(parts[0].lowercased()) else { return nil }
         return parts[1].trimmingSpaces()
+    }
+
+    /// The Authorization header's scheme, lowercased.
+    static func authorizationScheme(_ request: Request) -> String? {
+        request.headers.value(.authorization)?.split(separator: " ", maxSplits: 1).first.map { $0.lowercased() }
     }
 
     /// The bearer token's client, which must hold one of `scopes` (any when
     /// empty). Every management surface comes through here: only a token the
     /// client obtained for itself (client_credentials) is accepted (SPEC 3).
     static func caller(_ request: Request, _ ctx: RequestContext, scopes: [String], surface: Surface) throws -> Caller {
+        let (caller, proof) = try callerProvingLater(request, ctx, scopes: scopes, surface: surface)
+        try proof()
+        return caller
+    }
+
+    /// `caller` for a read that wants one transaction for the caller and
+    /// what it reads: the DPoP proof of a bound token (its jti is written)
+    /// is checked by `proof`, which the handler calls after the read and
+    /// before answering. Only for handlers without side effects.
+    static func callerProvingLater(_ request: Request, _ ctx: RequestContext, scopes: [String],
+                                   surface: Surface) throws -> (caller: Caller, proof: () throws -> Void) {
+        let token = bearerToken(request)
         let (claims, client) = try ctx.store.read {
-            try ctx.tokens.authenticateBearer(bearerToken(request), requiredScope: scopes, clientOnly: true)
+            try ctx.tokens.authenticateBearer(token, requiredScope: scopes, clientOnly: true)
         }
-        return Caller(client: client, scopes: claims.scope, requestID: request.requestID, surface: surface.rawValue)
+        let caller = Caller(client: client, scopes: claims.scope, requestID: request.requestID, surface: surface.rawValue)
+        return (caller, { if let token { try DPoPEndpoint.checkBinding(request, ctx, token: token, claims: claims) } })
     }
 
     static func registry(_ ctx: RequestContext) -> ClientRegistry {

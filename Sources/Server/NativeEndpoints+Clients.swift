@@ -41,12 +41,13 @@ extension NativeEndpoints {
     }
 
     static func getClient(_ request: Request, _ ctx: RequestContext) throws -> Response {
-        // One read transaction for the caller's token and the client.
-        let client = try ctx.store.read {
-            let caller = try caller(request, ctx, scopes: ["clients:read"])
-            return try EndpointKit.registry(ctx).get(ctx.param("id"), caller: caller)
+        // One read transaction for the caller's token and the client; a DPoP-bound caller proves its key after it.
+        let (client, proof) = try ctx.store.read {
+            let (caller, proof) = try EndpointKit.callerProvingLater(request, ctx, scopes: ["clients:read"], surface: .native)
+            return (Result { try EndpointKit.registry(ctx).get(ctx.param("id"), caller: caller) }, proof)
         }
-        return withClient(client, ctx)
+        try proof()  // before anything of the answer, a 404 included
+        return withClient(try client.get(), ctx)
     }
 
     static func currentClient(_ request: Request, _ ctx: RequestContext) throws -> Response {

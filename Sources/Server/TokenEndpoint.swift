@@ -75,8 +75,9 @@ enum TokenEndpoint {
         let form = try OAuthForm(request)
         guard let grantType = form["grant_type"] else { throw OAuthError.invalidRequest("grant_type is required.") }
         let credentials = try form.credentials(request)
+        let jkt = try DPoPEndpoint.proofKey(request, ctx, accessToken: nil)
         let exchange = TokenExchange(service: ctx.tokens, authenticator: ctx.clientAuthenticator(request))
-        let result = try exchange.exchange(TokenRequest(grantType: grantType, parameters: form.values), credentials: credentials)
+        let result = try exchange.exchange(TokenRequest(grantType: grantType, parameters: form.values, dpopJKT: jkt), credentials: credentials)
         return uncached(.json(result.json))
     }
 

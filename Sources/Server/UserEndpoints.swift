@@ -46,7 +46,9 @@ enum UserEndpoints {
     /// The user behind a user's bearer token holding one of `scopes`, and the
     /// client the token was issued to.
     static func userCaller(_ request: Request, _ ctx: RequestContext, scopes: [String]) throws -> (user: User, client: Client) {
-        let (claims, client) = try ctx.store.read { try ctx.tokens.authenticateBearer(EndpointKit.bearerToken(request), requiredScope: scopes) }
+        let token = EndpointKit.bearerToken(request)
+        let (claims, client) = try ctx.store.read { try ctx.tokens.authenticateBearer(token, requiredScope: scopes) }
+        if let token { try DPoPEndpoint.checkBinding(request, ctx, token: token, claims: claims) }
         guard claims.grantID != nil, let user = try ctx.store.read({ try ctx.store.user(id: claims.subject) }) else {
             throw APIProblem(status: 403, code: "user_token_required", title: "Forbidden", detail: "This API needs a user's token.")
         }
@@ -167,7 +169,10 @@ enum UserEndpoints {
            let items = FormEncoding.parse(request.body) {
             token = items.first(where: { $0.0 == "access_token" })?.1
         }
-        switch try ctx.store.read({ try ctx.tokens.userinfo(token) }) {
+        let (answer, claims) = try ctx.store.read { try ctx.tokens.userinfo(token) }
+        // Outside the read: a proof's jti is written.
+        if let token { try DPoPEndpoint.checkBinding(request, ctx, token: token, claims: claims) }
+        switch answer {
         case let .json(claims): return Response.json(claims).noStore()
         case let .jwt(signed): return Response.text(signed, status: .ok, contentType: "application/jwt").noStore()
         }

@@ -9,7 +9,7 @@ extension SharedRows {
         c.created_at, c.updated_at, c.version, c.last_used_at, EXISTS(SELECT 1 FROM client_logos l WHERE l.client_id = c.client_id),
         c.token_generation, c.id_token_signed_response_alg, c.post_logout_redirect_uris, c.backchannel_logout_uri,
         c.backchannel_logout_session_required, c.jwks, c.require_pushed_authorization_requests, c.userinfo_signed_response_alg,
-        c.policy_uri, c.tos_uri
+        c.policy_uri, c.tos_uri, c.dpop_bound_access_tokens
         """
 
     public static func client(_ r: some SQLRowValues) -> Client {
@@ -24,7 +24,7 @@ extension SharedRows {
                       backchannelLogoutURI: r.optionalString(23), backchannelLogoutSessionRequired: r.bool(24),
                       jwks: r.optionalString(25).flatMap { try? JSON.parse(Array($0.utf8)) }, requirePushedRequests: r.bool(26),
                       userinfoAlg: r.optionalString(27).flatMap(SignatureAlgorithm.init(rawValue:)), policyURI: r.optionalString(28),
-                      tosURI: r.optionalString(29))
+                      tosURI: r.optionalString(29), dpopBoundAccessTokens: r.bool(30))
     }
 
     public static func values(_ c: Client) -> [SQLArgument] {
@@ -34,7 +34,8 @@ extension SharedRows {
          .int(c.createdAt), .int(c.updatedAt), SQLArgument(c.version), SQLArgument(c.lastUsedAt), SQLArgument(c.tokenGeneration),
          .text(c.idTokenAlg.rawValue), .text(JSON(c.postLogoutRedirectURIs).text), SQLArgument(c.backchannelLogoutURI),
          SQLArgument(flag: c.backchannelLogoutSessionRequired), SQLArgument(c.jwks?.text), SQLArgument(flag: c.requirePushedRequests),
-         SQLArgument(c.userinfoAlg?.rawValue), SQLArgument(c.policyURI), SQLArgument(c.tosURI)]
+         SQLArgument(c.userinfoAlg?.rawValue), SQLArgument(c.policyURI), SQLArgument(c.tosURI),
+         SQLArgument(flag: c.dpopBoundAccessTokens)]
     }
 }
 
@@ -73,8 +74,8 @@ extension SQLStatementRunner {
               token_endpoint_auth_method, scope, access_token_ttl, refresh_token_ttl, enabled, extra_data, attributes, created_at,
               updated_at, version, last_used_at, token_generation, id_token_signed_response_alg, post_logout_redirect_uris,
               backchannel_logout_uri, backchannel_logout_session_required, jwks, require_pushed_authorization_requests,
-              userinfo_signed_response_alg, policy_uri, tos_uri)
-              VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+              userinfo_signed_response_alg, policy_uri, tos_uri, dpop_bound_access_tokens)
+              VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, SharedRows.values(c))
     }
 
@@ -87,7 +88,7 @@ extension SQLStatementRunner {
               attributes = ?, created_at = ?, updated_at = ?, version = ?, last_used_at = ?, token_generation = ?,
               id_token_signed_response_alg = ?, post_logout_redirect_uris = ?, backchannel_logout_uri = ?,
               backchannel_logout_session_required = ?, jwks = ?, require_pushed_authorization_requests = ?,
-              userinfo_signed_response_alg = ?, policy_uri = ?, tos_uri = ? WHERE client_id = ?
+              userinfo_signed_response_alg = ?, policy_uri = ?, tos_uri = ?, dpop_bound_access_tokens = ? WHERE client_id = ?
             """, values)
     }
 
@@ -136,6 +137,12 @@ extension SQLStatementRunner {
         try blindUpdate("DELETE FROM client_assertions WHERE expires_at < ?", [.int(now)])
         return try update("INSERT INTO client_assertions(client_id, jti, expires_at) VALUES(?, ?, ?) ON CONFLICT(client_id, jti) DO NOTHING",
                           [.text(clientID), .text(jti), .int(expiresAt)]) == 1
+    }
+
+    public func useProof(jkt: String, jti: String, expiresAt: Int64, now: Int64) throws -> Bool {
+        try blindUpdate("DELETE FROM dpop_proofs WHERE expires_at < ?", [.int(now)])
+        return try update("INSERT INTO dpop_proofs(jkt, jti, expires_at) VALUES(?, ?, ?) ON CONFLICT(jkt, jti) DO NOTHING",
+                          [.text(jkt), .text(jti), .int(expiresAt)]) == 1
     }
 
     public func insertSecret(_ s: ClientSecret) throws {

@@ -93,10 +93,10 @@ extension SQLStatementRunner {
 
     public func insertRefreshToken(_ t: RefreshTokenRecord) throws {
         try blindUpdate("""
-            INSERT INTO refresh_tokens(token_hash, family_id, client_id, user_id, scope, auth_time, created_at, expires_at)
-            VALUES(?, ?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO refresh_tokens(token_hash, family_id, client_id, user_id, scope, auth_time, created_at, expires_at, dpop_jkt)
+            VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, [.text(t.tokenHash), .text(t.familyID), .text(t.clientID), .text(t.userID), .text(Scopes.join(t.scope)),
-                  .int(t.authTime), .int(t.createdAt), .int(t.expiresAt)])
+                  .int(t.authTime), .int(t.createdAt), .int(t.expiresAt), SQLArgument(t.jkt)])
     }
 
     public func rotateRefreshToken(hash: String, at: Int64) throws -> Bool {

@@ -64,7 +64,7 @@ import Testing
         #expect(names.contains("authorization"), "the scan finds the reads")
         let carried: [String: HTTPField.Name] = [
             "authorization": .authorization, "cookie": .cookie, "xCSRFToken": .xCSRFToken, "ifMatch": .ifMatch,
-            "ifNoneMatch": .ifNoneMatch, "accept": .accept, "contentType": .contentType, "contentLength": .contentLength,
+            "ifNoneMatch": .ifNoneMatch, "accept": .accept, "contentType": .contentType, "contentLength": .contentLength, "dpop": .dpop,
         ]
         for name in names {
             let field = try #require(carried[name], "request.headers reads .\(name): add it to CGI.headersRead and to this table")

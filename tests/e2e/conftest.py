@@ -47,7 +47,7 @@ STORES = [s for s in os.environ.get("LATCHKEY_E2E_STORES", "sqlite,postgres").sp
 HTTPS_MODULES = {
     "test_user_flow", "test_oidc_claims", "test_oidc_id_token_alg", "test_oidc_registration", "test_oidc_logout", "test_oidc_backchannel_logout",
     "test_conformance_dynamic", "test_conformance_rp_initiated_logout", "test_conformance_form_post", "test_pushed_authorization_requests",
-    "test_private_key_jwt",
+    "test_private_key_jwt", "test_dpop",
 }
 HTTPS = "https" if os.environ.get("LATCHKEY_E2E_HTTPS", "on") == "on" else None
 

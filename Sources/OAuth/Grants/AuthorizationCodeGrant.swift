@@ -55,10 +55,10 @@ public struct AuthorizationCodeGrant: Grant {
             try s.store.insertFamily(id: familyID, clientID: client.clientID, userID: user.id, createdAt: now, sid: endsWithSession)
             try s.store.touchConnection(userID: user.id, clientID: client.clientID, accessTime: now)
             let refresh = try s.storeRefreshToken(client: client, userID: user.id, scope: record.scope, authTime: record.authTime, familyID: familyID,
-                                                issue: s.issuesRefreshToken(client, scope: record.scope))
+                                                issue: s.issuesRefreshToken(client, scope: record.scope), jkt: request.dpopJKT)
             return .issued(TokenService.Issuance(client: client, userID: user.id, user: user, scope: record.scope, authTime: record.authTime, familyID: familyID,
                                     nonce: record.nonce, refreshToken: refresh, idToken: record.scope.contains("openid"), sid: record.sid,
-                                    acr: record.claims?.wantsACR == true))
+                                    acr: record.claims?.wantsACR == true, jkt: request.dpopJKT))
         }
         switch outcome {
         case let .issued(issuance): return try s.sign(issuance)

@@ -19,8 +19,10 @@ public struct ClientCredentialsGrant: Grant {
             guard requested.allSatisfy(client.scope.contains) else { throw OAuthError.invalidScope() }
             scope = requested
         }
-        let issued = try service.tokens.issue(client: client, subject: client.clientID, scope: scope, ttl: client.accessTokenTTL)
-        return TokenResponse(accessToken: issued.token, expiresIn: client.accessTokenTTL, scope: scope)
+        let issued = try service.tokens.issue(client: client, subject: client.clientID, scope: scope, ttl: client.accessTokenTTL, jkt: request.dpopJKT)
+        var response = TokenResponse(accessToken: issued.token, expiresIn: client.accessTokenTTL, scope: scope)
+        response.dpopBound = request.dpopJKT != nil
+        return response
     }
 
     /// Records when a client last obtained a token, at most once a day, so

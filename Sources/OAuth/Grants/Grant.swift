@@ -6,10 +6,13 @@ import Common
 public struct TokenRequest: Sendable {
     public let grantType: String
     public let parameters: [String: String]
+    /// The thumbprint of the key of a verified DPoP proof sent with the request (RFC 9449 §5).
+    public let dpopJKT: String?
 
-    public init(grantType: String, parameters: [String: String]) {
+    public init(grantType: String, parameters: [String: String], dpopJKT: String? = nil) {
         self.grantType = grantType
         self.parameters = parameters
+        self.dpopJKT = dpopJKT
     }
 
     public subscript(name: String) -> String? { parameters[name] }
@@ -79,6 +82,10 @@ public struct TokenExchange {
         let authenticate = {
             let client = try authenticator.authenticate(credentials, allowPublic: grant.allowsPublicClients)
             guard client.grantTypes.contains(grant.type) else { throw OAuthError.unauthorizedClient() }
+            // RFC 9449 §5.2 dpop_bound_access_tokens: such a client's tokens are always bound.
+            if client.dpopBoundAccessTokens && request.dpopJKT == nil {
+                throw OAuthError("invalid_dpop_proof", status: 400, "This client's tokens must be bound to a DPoP key: send a DPoP proof.")
+            }
             return client
         }
         let client: Client

@@ -31,6 +31,8 @@ extension TokenService {
         var sid: String?
         /// `acr` asked for with the claims parameter.
         var acr: Bool
+        /// The DPoP key the access token is bound to.
+        var jkt: String? = nil
     }
 
     /// Signs the access token (and the ID token) of a committed grant.
@@ -46,7 +48,9 @@ extension TokenService {
     /// Without `offline_access` a refresh token does not outlive the sign-in
     /// it came from (OIDC Core §11; Back-Channel Logout §2.7): it expires with
     /// the session, `auth_time` plus a session's lifetime, at the latest.
-    func storeRefreshToken(client: Client, userID: String, scope: [String], authTime: Int64, familyID: String, issue: Bool) throws -> String? {
+    /// A public client's refresh token is bound to its DPoP key when it sent a proof (RFC 9449 §5): `jkt`.
+    func storeRefreshToken(client: Client, userID: String, scope: [String], authTime: Int64, familyID: String, issue: Bool,
+                           jkt: String? = nil) throws -> String? {
         guard issue else { return nil }
         let refresh = env.randomToken(prefix: "lkr_", bytes: 32)
         let now = env.now()
@@ -54,14 +58,15 @@ extension TokenService {
         if !scope.contains("offline_access") { expiresAt = min(expiresAt, authTime * 1000 + SessionService.lifetimeMillis) }
         try store.insertRefreshToken(RefreshTokenRecord(tokenHash: TokenService.hash(refresh), familyID: familyID, clientID: client.clientID,
                                                         userID: userID, scope: scope, authTime: authTime, createdAt: now,
-                                                        expiresAt: expiresAt))
+                                                        expiresAt: expiresAt, jkt: client.isPublic ? jkt : nil))
         return refresh
     }
 
     func sign(_ i: Issuance) throws -> TokenResponse {
         let access = try tokens.issue(client: i.client, subject: i.userID, scope: i.scope, ttl: i.client.accessTokenTTL,
-                                      authTime: i.authTime, grantID: i.familyID)
+                                      authTime: i.authTime, grantID: i.familyID, jkt: i.jkt)
         var response = TokenResponse(accessToken: access.token, expiresIn: i.client.accessTokenTTL, scope: i.scope)
+        response.dpopBound = i.jkt != nil
         response.refreshToken = i.refreshToken
         if i.idToken, let user = i.user {
             response.idToken = try idToken(client: i.client, user: user, i, accessToken: access.token)

@@ -27,6 +27,10 @@ public struct RefreshTokenGrant: Grant {
             guard record.expiresAt > now, !(try s.store.isFamilyRevoked(id: record.familyID)) else {
                 return .refused(.invalidGrant(detail: "refresh token expired or revoked"))
             }
+            // RFC 9449 §5: a public client's bound refresh token is used only with a proof of the same key.
+            if let bound = record.jkt, bound != request.dpopJKT {
+                return .refused(OAuthError("invalid_dpop_proof", status: 400, "This refresh token is bound to a DPoP key: prove it."))
+            }
             var scope = record.scope
             if let requestedScope {
                 guard let requested = Scopes.parse(requestedScope), requested.allSatisfy(record.scope.contains) else {
@@ -41,10 +45,10 @@ public struct RefreshTokenGrant: Grant {
             // The user exists: deleting a user deletes its refresh tokens (foreign key, ON DELETE CASCADE).
             try s.store.touchConnection(userID: record.userID, clientID: client.clientID, accessTime: now)
             let refresh = try s.storeRefreshToken(client: client, userID: record.userID, scope: record.scope, authTime: record.authTime,
-                                                familyID: record.familyID, issue: true)
+                                                familyID: record.familyID, issue: true, jkt: record.jkt ?? request.dpopJKT)
             // OIDC Core §12.2: a refreshed response "might not contain an id_token"; the client has one.
             return .issued(TokenService.Issuance(client: client, userID: record.userID, user: nil, scope: scope, authTime: record.authTime, familyID: record.familyID,
-                                    nonce: nil, refreshToken: refresh, idToken: false, sid: nil, acr: false))
+                                    nonce: nil, refreshToken: refresh, idToken: false, sid: nil, acr: false, jkt: request.dpopJKT))
         }
         switch outcome {
         case let .issued(issuance): return try s.sign(issuance)

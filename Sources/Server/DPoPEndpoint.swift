@@ -1,0 +1,45 @@
+import Common
+import HTTPCore
+import OAuth
+
+/// DPoP (RFC 9449) at the HTTP surface: the proof a request carries, and
+/// the rule for a bound token at every endpoint that takes access tokens.
+enum DPoPEndpoint {
+    /// The key thumbprint of the request's verified `DPoP` proof, nil when
+    /// there is none; a bad proof is `invalid_dpop_proof` (§7.1: 400 at the
+    /// token endpoint, 401 with a DPoP challenge at a resource).
+    static func proofKey(_ request: Request, _ ctx: RequestContext, accessToken: String?) throws -> String? {
+        let proofs = request.headers[values: .dpop]
+        guard !proofs.isEmpty else { return nil }
+        guard proofs.count == 1 else { throw refusal("Send one DPoP proof.", resource: accessToken != nil) }
+        let now = ctx.env.now()
+        do {
+            // The jti is written in a transaction of its own: callers check proofs outside any read.
+            return try DPoP.verify(proofs[0], method: request.method.rawValue, url: ctx.env.issuer + request.path, accessToken: accessToken,
+                                   now: now) { jkt, jti, expiresAt in
+                try ctx.store.write { try ctx.store.useProof(jkt: jkt, jti: jti, expiresAt: expiresAt, now: now) }
+            }
+        } catch let refused as DPoP.Refusal {
+            throw refusal("The DPoP proof is invalid: \(refused.reason).", resource: accessToken != nil)
+        }
+    }
+
+    static func refusal(_ description: String, resource: Bool) -> OAuthError {
+        resource ? OAuthError("invalid_dpop_proof", status: 401, description,
+                              headers: [("WWW-Authenticate", "DPoP error=\"invalid_dpop_proof\", algs=\"ES256 RS256 EdDSA\"")])
+            : OAuthError("invalid_dpop_proof", status: 400, description)
+    }
+
+    /// §7.1: a token bound to a key is used with the DPoP scheme and a proof
+    /// of that key for this request and token; a bearer use of it is refused.
+    static func checkBinding(_ request: Request, _ ctx: RequestContext, token: String, claims: AccessTokenClaims) throws {
+        guard let bound = claims.jkt else { return }
+        guard EndpointKit.authorizationScheme(request) == "dpop" else {
+            throw OAuthError("invalid_token", status: 401, "This token is bound to a DPoP key: use the DPoP scheme with a proof.",
+                             headers: [("WWW-Authenticate", "DPoP error=\"invalid_token\", algs=\"ES256 RS256 EdDSA\"")])
+        }
+        guard try proofKey(request, ctx, accessToken: token) == bound else {
+            throw refusal("A DPoP proof of the token's key is required.", resource: true)
+        }
+    }
+}

@@ -1,0 +1,97 @@
+import Common
+import Cryptography
+import JOSE
+import OAuth
+import TestSupport
+import Testing
+
+/// Proof ids seen, as the store records them (a set, for tests over plain values).
+final class SeenProofs {
+    var ids = Set<String>()
+    func use(_ jkt: String, _ jti: String, _ expiresAt: Int64) -> Bool { ids.insert(jkt + " " + jti).inserted }
+}
+
+/// RFC 9449 §4.3's proof checks over plain values.
+@Suite struct DPoPTests {
+    static let url = "https://auth.example.test/oauth2/token"
+    static let now: Int64 = 1_796_000_000_000
+
+    /// A proof as a client library makes one: its public key in the header.
+    static func proof(_ key: SigningKey, jwk: JSON? = nil, typ: String = "dpop+jwt", alg: String? = nil, claims: [String: JSON?] = [:]) throws -> String {
+        var payload: [(String, JSON)] = [("jti", .string(Base64.urlEncode(SecureRandom.bytes(12)))), ("htm", "POST"), ("htu", .string(url)),
+                                         ("iat", .int(now / 1000))]
+        for (name, value) in claims {
+            payload.removeAll { $0.0 == name }
+            if let value { payload.append((name, value)) }
+        }
+        let header: JSON = ["typ": .string(typ), "alg": .string(alg ?? key.algorithm.rawValue), "jwk": try jwk ?? JWK.publicJWK(key, kid: "k")]
+        let input = Base64.urlEncode(header.serialized()) + "." + Base64.urlEncode(JSON.object(payload).serialized())
+        return input + "." + Base64.urlEncode(try key.sign(Array(input.utf8)))
+    }
+
+    func verify(_ proof: String, method: String = "POST", url: String = DPoPTests.url, token: String? = nil,
+                seen: SeenProofs = SeenProofs()) throws -> String {
+        try DPoP.verify(proof, method: method, url: url, accessToken: token, now: Self.now, used: seen.use)
+    }
+
+    @Test(arguments: [SignatureAlgorithm.es256, .rs256, .edDSA])
+    func aGoodProofGivesItsKeysThumbprint(_ alg: SignatureAlgorithm) throws {
+        let key = try SigningKey.generate(alg)
+        #expect(try verify(try Self.proof(key)) == (try JWK.thumbprint(key)))
+        // §4.3: htu compares without query and fragment, scheme and host in any case.
+        #expect(try verify(try Self.proof(key, claims: ["htu": "HTTPS://Auth.Example.Test/oauth2/token?x=1#f"])) == (try JWK.thumbprint(key)))
+    }
+
+    @Test func everyBrokenProofIsRefused() throws {
+        let key = try SigningKey.generate(.es256)
+        let other = try SigningKey.generate(.es256)
+        var withPrivate = try JWK.publicJWK(key, kid: "k")
+        withPrivate.set("d", "AAAA")
+        let cases: [(String, String)] = [
+            ("typ JWT", try Self.proof(key, typ: "JWT")),
+            ("another key in the header", try Self.proof(key, jwk: try JWK.publicJWK(other, kid: "o"))),
+            ("a private key in the header", try Self.proof(key, jwk: withPrivate)),
+            ("no jti", try Self.proof(key, claims: ["jti": nil])),
+            ("another method", try Self.proof(key, claims: ["htm": "GET"])),
+            ("another URL", try Self.proof(key, claims: ["htu": "https://auth.example.test/oauth2/introspect"])),
+            ("iat too old", try Self.proof(key, claims: ["iat": .int(Self.now / 1000 - 61)])),
+            ("iat in the future", try Self.proof(key, claims: ["iat": .int(Self.now / 1000 + 61)])),
+            ("no iat", try Self.proof(key, claims: ["iat": nil])),
+            ("garbage", "a.b.c"),
+        ]
+        for (name, proof) in cases {
+            #expect(throws: DPoP.Refusal.self, "\(name)") { try verify(proof) }
+        }
+        // alg none with the same header and payload.
+        let parts = try Self.proof(key).split(separator: ".")
+        let none = Base64.urlEncode(Array(#"{"typ":"dpop+jwt","alg":"none"}"#.utf8)) + "." + parts[1] + "."
+        #expect(throws: DPoP.Refusal.self) { try verify(none) }
+    }
+
+    @Test func aProofIsUsedOnceAndCarriesItsTokensHash() throws {
+        let key = try SigningKey.generate(.es256)
+        let seen = SeenProofs()
+        let proof = try Self.proof(key)
+        _ = try verify(proof, seen: seen)
+        #expect(throws: DPoP.Refusal.self, "§11.1: replayed") { try verify(proof, seen: seen) }
+        // At a resource: ath is the token's SHA-256.
+        let token = "eyJ.token.sig"
+        let resource = "https://auth.example.test/oauth2/userinfo"
+        let good = try Self.proof(key, claims: ["htm": "GET", "htu": .string(resource), "ath": .string(Base64.urlEncode(Digest.sha256(token)))])
+        _ = try verify(good, method: "GET", url: resource, token: token)
+        let noATH = try Self.proof(key, claims: ["htm": "GET", "htu": .string(resource)])
+        #expect(throws: DPoP.Refusal.self) { try verify(noATH, method: "GET", url: resource, token: token) }
+        let otherATH = try Self.proof(key, claims: ["htm": "GET", "htu": .string(resource), "ath": .string(Base64.urlEncode(Digest.sha256("x")))])
+        #expect(throws: DPoP.Refusal.self) { try verify(otherATH, method: "GET", url: resource, token: token) }
+    }
+
+    /// §11.1 on every store and node: a proof's jti is taken once, however many connections race, and forgotten once expired.
+    @Test func theStoreTakesAProofOnce() throws {
+        let h = try StoreFixture()
+        let other = try h.anotherStore()
+        #expect(try h.store.write { try h.store.useProof(jkt: "k", jti: "j", expiresAt: 2_000, now: 1_000) })
+        #expect(try !other.write { try other.useProof(jkt: "k", jti: "j", expiresAt: 2_000, now: 1_500) }, "the other node sees it")
+        #expect(try other.write { try other.useProof(jkt: "k2", jti: "j", expiresAt: 2_000, now: 1_500) }, "per key")
+        #expect(try h.store.write { try h.store.useProof(jkt: "k", jti: "j", expiresAt: 4_000, now: 3_000) }, "expired, forgotten")
+    }
+}

@@ -1,0 +1,107 @@
+import Common
+import Cryptography
+import HTTPCore
+import JOSE
+import OAuth
+import TestSupport
+import Testing
+
+/// DPoP (RFC 9449) at the token endpoint and at the resources, each test
+/// named after the section it enforces.
+@Suite struct DPoPEndpointTests {
+    let flow = UserFlowTests()
+
+    /// A proof for `method` `path` (with `ath` when `token` is given), made with `key`, at the harness clock's time.
+    func proof(_ h: Harness, _ key: SigningKey, _ method: String, _ path: String, token: String? = nil) throws -> String {
+        var claims: [String: JSON?] = ["htm": .string(method), "htu": .string(Harness.issuer + path), "iat": .int(h.clock.now / 1000)]
+        if let token { claims["ath"] = .string(Base64.urlEncode(Digest.sha256(token))) }
+        return try DPoPTestProof.make(key, claims: claims)
+    }
+
+    @Test func rfc9449Section5And7AClientCredentialsTokenIsBoundAndUsedOnlyWithItsKey() throws {
+        let h = try Harness()
+        let key = try SigningKey.generate(.es256)
+        let r = h.form("/oauth2/token", [("grant_type", "client_credentials"), ("scope", "clients:read tokens:introspect")],
+                       basic: (h.primary.clientID, h.primary.clientSecret), headers: [("DPoP", try proof(h, key, "POST", "/oauth2/token"))])
+        #expect(r.status == 200 && r.json?["token_type"] == "DPoP", "\(r.bodyText)")
+        let token = try #require(r.json?["access_token"]?.stringValue)
+        let jkt = try JWK.thumbprint(key)
+        #expect(JWS.parse(token)?.payload["cnf"] == ["jkt": .string(jkt)])
+        let path = "/api/v1/clients/\(h.primary.clientID)"
+        // §7.1: as a bearer token, refused; with the DPoP scheme and a proof of its key for this request, accepted.
+        let bearer = h.call("GET", path, headers: [("Authorization", "Bearer \(token)")])
+        #expect(bearer.status == 401 && bearer.headers[.wwwAuthenticate]?.hasPrefix("DPoP") == true, "\(bearer.bodyText)")
+        let ok = h.call("GET", path, headers: [("Authorization", "DPoP \(token)"), ("DPoP", try proof(h, key, "GET", path, token: token))])
+        #expect(ok.status == 200, "\(ok.bodyText)")
+        for (name, badProof) in [("no proof", nil), ("another key", try proof(h, try SigningKey.generate(.es256), "GET", path, token: token)),
+                                 ("another method", try proof(h, key, "DELETE", path, token: token)),
+                                 ("no ath", try proof(h, key, "GET", path))] as [(String, String?)] {
+            var headers = [("Authorization", "DPoP \(token)")]
+            if let badProof { headers.append(("DPoP", badProof)) }
+            #expect(h.call("GET", path, headers: headers).status == 401, "\(name)")
+        }
+        // §6.2: introspection names the key.
+        let introspected = h.form("/oauth2/introspect", [("token", token)], basic: (h.primary.clientID, h.primary.clientSecret))
+        #expect(introspected.json?["cnf"] == ["jkt": .string(jkt)] && introspected.json?["token_type"] == "DPoP")
+        // A bad proof at the token endpoint is 400 invalid_dpop_proof.
+        let bad = h.form("/oauth2/token", [("grant_type", "client_credentials")], basic: (h.primary.clientID, h.primary.clientSecret),
+                         headers: [("DPoP", try proof(h, key, "POST", "/oauth2/introspect"))])
+        #expect(bad.status == 400 && bad.json?["error"] == "invalid_dpop_proof")
+    }
+
+    @Test func rfc9449Section5Point2AClientMarkedDPoPBoundMustProve() throws {
+        let h = try Harness()
+        try h.store.write {
+            var c = try #require(try h.store.client(h.primary.clientID))
+            c.dpopBoundAccessTokens = true
+            try h.store.updateClient(c)
+        }
+        let plain = h.form("/oauth2/token", [("grant_type", "client_credentials")], basic: (h.primary.clientID, h.primary.clientSecret))
+        #expect(plain.status == 400 && plain.json?["error"] == "invalid_dpop_proof")
+        let key = try SigningKey.generate(.es256)
+        let proved = h.form("/oauth2/token", [("grant_type", "client_credentials")], basic: (h.primary.clientID, h.primary.clientSecret),
+                            headers: [("DPoP", try proof(h, key, "POST", "/oauth2/token"))])
+        #expect(proved.status == 200 && proved.json?["token_type"] == "DPoP")
+    }
+
+    @Test func rfc9449Section5APublicClientsRefreshTokenIsBoundToItsKey() throws {
+        let h = try Harness()
+        _ = try h.user()
+        let (client, _) = try h.app(public: true)
+        let key = try SigningKey.generate(.es256)
+        let b = Browser(h), pkce = PKCE()
+        let code = try flow.code(h, b, client: client, pkce: pkce)
+        let tokens = h.form("/oauth2/token", [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", Harness.redirect),
+                                              ("code_verifier", pkce.verifier), ("client_id", client)],
+                            headers: [("DPoP", try proof(h, key, "POST", "/oauth2/token"))])
+        #expect(tokens.status == 200 && tokens.json?["token_type"] == "DPoP", "\(tokens.bodyText)")
+        let refresh = try #require(tokens.json?["refresh_token"]?.stringValue)
+        let access = try #require(tokens.json?["access_token"]?.stringValue)
+        // Userinfo with the bound token: its key's proof, or nothing.
+        #expect(h.call("GET", "/oauth2/userinfo", headers: [("Authorization", "Bearer \(access)")]).status == 401)
+        let info = h.call("GET", "/oauth2/userinfo", headers: [("Authorization", "DPoP \(access)"),
+                                                               ("DPoP", try proof(h, key, "GET", "/oauth2/userinfo", token: access))])
+        #expect(info.status == 200 && info.json?["sub"] != nil, "\(info.bodyText)")
+        func refreshWith(_ signer: SigningKey?) throws -> Response {
+            h.form("/oauth2/token", [("grant_type", "refresh_token"), ("refresh_token", refresh), ("client_id", client)],
+                   headers: try signer.map { [("DPoP", try proof(h, $0, "POST", "/oauth2/token"))] } ?? [])
+        }
+        #expect(try refreshWith(nil).status == 400, "no proof")
+        #expect(try refreshWith(try SigningKey.generate(.es256)).status == 400, "another key")
+        let refreshed = try refreshWith(key)
+        #expect(refreshed.status == 200 && refreshed.json?["token_type"] == "DPoP", "\(refreshed.bodyText)")
+        let discovery = try #require(h.call("GET", "/.well-known/openid-configuration").json)
+        #expect(discovery["dpop_signing_alg_values_supported"] == ["ES256", "RS256", "EdDSA"])
+    }
+}
+
+/// Proofs as a client library makes them (the header carries the public key).
+enum DPoPTestProof {
+    static func make(_ key: SigningKey, claims: [String: JSON?]) throws -> String {
+        var payload: [(String, JSON)] = [("jti", .string(Base64.urlEncode(SecureRandom.bytes(12))))]
+        for (name, value) in claims { if let value { payload.append((name, value)) } }
+        let header: JSON = ["typ": "dpop+jwt", "alg": .string(key.algorithm.rawValue), "jwk": try JWK.publicJWK(key, kid: "k")]
+        let input = Base64.urlEncode(header.serialized()) + "." + Base64.urlEncode(JSON.object(payload).serialized())
+        return input + "." + Base64.urlEncode(try key.sign(Array(input.utf8)))
+    }
+}

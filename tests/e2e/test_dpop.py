@@ -1,0 +1,107 @@
+"""DPoP (RFC 9449) through nginx, the proofs made with joserfc as a client
+library would: bound client_credentials tokens used at the management API,
+a public client's bound tokens at userinfo and at refresh, replay refused;
+then the FAPI 2.0 shape end to end: private_key_jwt, PAR, PKCE and DPoP
+together. Named after the RFC sections they enforce."""
+import base64
+import hashlib
+import secrets
+import time
+import uuid
+from urllib.parse import parse_qs, urlencode, urlparse
+
+import requests
+from joserfc import jwt
+from joserfc.jwk import ECKey
+
+from test_user_flow import Browser, make_app
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+def proof(key, method, url, token=None):
+    claims = {"jti": uuid.uuid4().hex, "htm": method, "htu": url, "iat": int(time.time())}
+    if token:
+        claims["ath"] = base64.urlsafe_b64encode(hashlib.sha256(token.encode()).digest()).rstrip(b"=").decode()
+    return jwt.encode({"typ": "dpop+jwt", "alg": "ES256", "jwk": key.as_dict(private=False)}, claims, key)
+
+
+def test_rfc9449_section_5_and_7_a_bound_client_credentials_token(stack):
+    key = ECKey.generate_key("P-256")
+    token_url = stack.url("/oauth2/token")
+    r = requests.post(token_url, data={"grant_type": "client_credentials", "scope": "clients:read"}, auth=(stack.client_id, stack.client_secret),
+                      headers={"DPoP": proof(key, "POST", token_url)})
+    assert r.status_code == 200 and r.json()["token_type"] == "DPoP", r.text
+    token = r.json()["access_token"]
+    url = stack.url(f"/api/v1/clients/{stack.client_id}")
+    bearer = requests.get(url, headers={"Authorization": f"Bearer {token}"})
+    assert bearer.status_code == 401 and bearer.headers["WWW-Authenticate"].startswith("DPoP")
+    signed = proof(key, "GET", url, token)
+    assert requests.get(url, headers={"Authorization": f"DPoP {token}", "DPoP": signed}).status_code == 200
+    # §11.1: the same proof again is refused.
+    assert requests.get(url, headers={"Authorization": f"DPoP {token}", "DPoP": signed}).status_code == 401
+    discovery = requests.get(stack.url("/.well-known/openid-configuration")).json()
+    assert "ES256" in discovery["dpop_signing_alg_values_supported"]
+
+
+def test_rfc9449_section_5_a_public_clients_tokens_are_bound_at_userinfo_and_refresh(stack):
+    key = ECKey.generate_key("P-256")
+    client_id, _, redirect = make_app(stack, public=True)
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    location = Browser(stack).authorize(stack.url("/oauth2/authorize?") + urlencode({
+        "response_type": "code", "client_id": client_id, "redirect_uri": redirect, "scope": "openid profile offline_access", "state": "s",
+        "code_challenge": challenge, "code_challenge_method": "S256"}))
+    code = parse_qs(urlparse(location).query)["code"][0]
+    token_url = stack.url("/oauth2/token")
+    tokens = requests.post(token_url, data={"grant_type": "authorization_code", "code": code, "redirect_uri": redirect, "client_id": client_id,
+                                            "code_verifier": verifier}, headers={"DPoP": proof(key, "POST", token_url)}).json()
+    assert tokens["token_type"] == "DPoP", tokens
+    userinfo = stack.url("/oauth2/userinfo")
+    r = requests.get(userinfo, headers={"Authorization": f"DPoP {tokens['access_token']}", "DPoP": proof(key, "GET", userinfo, tokens["access_token"])})
+    assert r.status_code == 200 and r.json()["sub"]
+    other = ECKey.generate_key("P-256")
+    refresh = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"], "client_id": client_id}
+    assert requests.post(token_url, data=refresh, headers={"DPoP": proof(other, "POST", token_url)}).status_code == 400
+    assert requests.post(token_url, data=refresh).status_code == 400
+    refreshed = requests.post(token_url, data=refresh, headers={"DPoP": proof(key, "POST", token_url)})
+    assert refreshed.status_code == 200 and refreshed.json()["token_type"] == "DPoP"
+
+
+def test_fapi2_private_key_jwt_par_pkce_and_dpop_together(stack):
+    """The FAPI 2.0 Security Profile's shape with third-party libraries only: a client that signs its
+    assertions (no secret), must push its requests and must bind its tokens."""
+    client_key, dpop_key = ECKey.generate_key("P-256"), ECKey.generate_key("P-256")
+    redirect = f"http://127.0.0.1:{stack.port}/demo/callback"
+    r = requests.post(stack.url("/api/v1/clients"), headers=stack.bearer(), json={
+        "client_name": "FAPI client", "redirect_uris": [redirect], "grant_types": ["authorization_code"], "scope": "openid profile",
+        "token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [dict(client_key.as_dict(private=False), kid="f1")]},
+        "require_pushed_authorization_requests": True, "dpop_bound_access_tokens": True})
+    assert r.status_code == 201, r.text
+    client_id = r.json()["client_id"]
+
+    def assertion():
+        now = int(time.time())
+        return jwt.encode({"alg": "ES256", "kid": "f1"}, {"iss": client_id, "sub": client_id, "aud": stack.base, "iat": now, "exp": now + 60,
+                                                          "jti": uuid.uuid4().hex}, client_key)
+
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    pushed = requests.post(stack.url("/oauth2/par"), data={
+        "response_type": "code", "client_id": client_id, "redirect_uri": redirect, "scope": "openid profile", "state": "fapi",
+        "nonce": "fapi-nonce", "code_challenge": challenge, "code_challenge_method": "S256",
+        "client_assertion_type": ASSERTION_TYPE, "client_assertion": assertion()})
+    assert pushed.status_code == 201, pushed.text
+    location = Browser(stack).authorize(stack.url("/oauth2/authorize?") + urlencode({"client_id": client_id, "request_uri": pushed.json()["request_uri"]}))
+    code = parse_qs(urlparse(location).query)["code"][0]
+    token_url = stack.url("/oauth2/token")
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect, "code_verifier": verifier, "client_id": client_id,
+            "client_assertion_type": ASSERTION_TYPE}
+    # Without the DPoP proof this client is refused (dpop_bound_access_tokens); the code is not spent by that.
+    assert requests.post(token_url, data=dict(form, client_assertion=assertion())).status_code == 400
+    tokens = requests.post(token_url, data=dict(form, client_assertion=assertion()), headers={"DPoP": proof(dpop_key, "POST", token_url)})
+    assert tokens.status_code == 200 and tokens.json()["token_type"] == "DPoP", tokens.text
+    userinfo = stack.url("/oauth2/userinfo")
+    access = tokens.json()["access_token"]
+    r = requests.get(userinfo, headers={"Authorization": f"DPoP {access}", "DPoP": proof(dpop_key, "GET", userinfo, access)})
+    assert r.status_code == 200
