@@ -49,7 +49,7 @@ public struct AuthorizationService {
         case .challengeMethodUnsupported, .challengeMethodMissing: return "code_challenge_method must be S256."
         case .challengeMissing: return "code_challenge is missing."
         case .challengeMalformed: return "code_challenge is malformed."
-        case .pkceRequired: return "Public clients must use PKCE (S256)."
+        case .pkceRequired: return "This client must use PKCE (S256): it is public or held to FAPI 2.0."
         case .nonceTooLong, .nonceNotPrintable: return "nonce is too long."
         case .promptInvalid: return "prompt is invalid."
         case .maxAgeInvalid: return "max_age is invalid."
@@ -117,7 +117,7 @@ public struct AuthorizationService {
             guard let to = failure.destination else { return .errorPage(description) }
             return errorRedirect(to.redirectURI, failure.check.errorCode, description, state: to.state, mode: to.mode)
         }
-        if client.requirePushedRequests {
+        if client.mustPushRequests {
             return errorRedirect(request.redirectURI, "invalid_request", "This client must push its authorization requests (RFC 9126).",
                                  state: request.state, mode: request.responseMode)
         }

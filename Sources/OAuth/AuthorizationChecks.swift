@@ -273,7 +273,7 @@ public enum AuthorizationChecks {
         if let method, method != "S256" { throw .challengeMethodUnsupported }
         if challenge == nil && method != nil { throw .challengeMissing }
         guard let challenge else {
-            if client.isPublic { throw .pkceRequired }
+            if client.mustUsePKCE { throw .pkceRequired }
             return nil
         }
         guard method != nil else { throw .challengeMethodMissing }

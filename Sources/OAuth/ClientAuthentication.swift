@@ -24,14 +24,15 @@ public struct ClientAuthenticator {
     let guards: AbuseGuards?
     /// The caller's address, for the failure limits.
     let address: String
-    /// The receiving endpoint's URL (kept for what may need it; an assertion's `aud` is checked against `assertionAudiences`).
+    /// The receiving endpoint's URL (token, introspection, revocation or PAR).
     let endpoint: String?
 
-    /// What an assertion's `aud` may name (RFC 9126 §2's list): the issuer, the
-    /// token endpoint, the PAR endpoint; never an arbitrary path, so that an
-    /// assertion a client made for another server's endpoint URL that happens
-    /// to point here (the 2025 audience-injection finding) needs one of these.
-    var assertionAudiences: [String] { [env.issuer, env.issuer + "/oauth2/token", env.issuer + "/oauth2/par"] }
+    /// What an assertion's `aud` may name: the issuer, the token and PAR
+    /// endpoints (RFC 9126 §2's list) and the endpoint receiving it (SPEC
+    /// 10.2); no other URL of this server.
+    var assertionAudiences: [String] {
+        [env.issuer, env.issuer + "/oauth2/token", env.issuer + "/oauth2/par"] + (endpoint.map { [$0] } ?? [])
+    }
 
     public init(env: Environment, store: any ClientStorage & CredentialStorage, hasher: SecretHasher, guards: AbuseGuards?, address: String = "",
                 endpoint: String? = nil) {

@@ -11,7 +11,7 @@ public enum ClientMetadata {
             ("post_logout_redirect_uris", JSON(c.postLogoutRedirectURIs)),
             ("backchannel_logout_session_required", .bool(c.backchannelLogoutSessionRequired)),
             ("require_pushed_authorization_requests", .bool(c.requirePushedRequests)),
-            ("dpop_bound_access_tokens", .bool(c.dpopBoundAccessTokens)),
+            ("dpop_bound_access_tokens", .bool(c.dpopBoundAccessTokens)), ("fapi2_security_profile", .bool(c.fapi2)),
         ]
         if let uri = c.backchannelLogoutURI { members.append(("backchannel_logout_uri", .string(uri))) }
         if let jwks = c.jwks { members.append(("jwks", jwks)) }
@@ -24,7 +24,7 @@ public enum ClientMetadata {
     /// Their names, for the surfaces' lists of fields they take.
     public static let names = ["post_logout_redirect_uris", "backchannel_logout_uri", "backchannel_logout_session_required", "jwks",
                                "require_pushed_authorization_requests", "userinfo_signed_response_alg", "policy_uri", "tos_uri",
-                               "dpop_bound_access_tokens"]
+                               "dpop_bound_access_tokens", "fapi2_security_profile"]
 
     /// Reads them from a body into `spec` (absent: the defaults; the
     /// registry's rules judge the values, `ClientSpec.problems`).
@@ -38,5 +38,6 @@ public enum ClientMetadata {
         spec.policyURI = try r.string("policy_uri")
         spec.tosURI = try r.string("tos_uri")
         spec.dpopBoundAccessTokens = try r.bool("dpop_bound_access_tokens") ?? false
+        spec.fapi2 = try r.bool("fapi2_security_profile") ?? false
     }
 }

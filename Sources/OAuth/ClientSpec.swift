@@ -34,6 +34,8 @@ public struct ClientSpec: Sendable, Equatable {
     public var tosURI: String?
     /// dpop_bound_access_tokens (RFC 9449 §5.2).
     public var dpopBoundAccessTokens: Bool
+    /// fapi2_security_profile (SPEC 10.2).
+    public var fapi2: Bool
 
     public init(clientID: String? = nil, name: String, description: String? = nil, clientURI: String? = nil, redirectURIs: [String] = [],
                 grantTypes: [String]? = nil, authMethod: String = "client_secret_basic", scope: [String] = [], accessTokenTTL: Int = 900,
@@ -41,7 +43,7 @@ public struct ClientSpec: Sendable, Equatable {
                 idTokenAlg: String = "ES256", postLogoutRedirectURIs: [String] = [], backchannelLogoutURI: String? = nil,
                 backchannelLogoutSessionRequired: Bool = false, jwks: JSON? = nil, requirePushedRequests: Bool = false,
                 userinfoAlg: String? = nil, policyURI: String? = nil, tosURI: String? = nil,
-                dpopBoundAccessTokens: Bool = false) {
+                dpopBoundAccessTokens: Bool = false, fapi2: Bool = false) {
         self.clientID = clientID
         self.name = name
         self.description = description
@@ -65,6 +67,7 @@ public struct ClientSpec: Sendable, Equatable {
         self.policyURI = policyURI
         self.tosURI = tosURI
         self.dpopBoundAccessTokens = dpopBoundAccessTokens
+        self.fapi2 = fapi2
     }
 
     /// Writes the spec's settable fields onto `client` (create and update).
@@ -92,6 +95,7 @@ public struct ClientSpec: Sendable, Equatable {
         client.policyURI = policyURI
         client.tosURI = tosURI
         client.dpopBoundAccessTokens = dpopBoundAccessTokens
+        client.fapi2 = fapi2
     }
 
     public init(_ c: Client) {
@@ -101,7 +105,8 @@ public struct ClientSpec: Sendable, Equatable {
                   idTokenAlg: c.idTokenAlg.rawValue, postLogoutRedirectURIs: c.postLogoutRedirectURIs,
                   backchannelLogoutURI: c.backchannelLogoutURI, backchannelLogoutSessionRequired: c.backchannelLogoutSessionRequired, jwks: c.jwks,
                   requirePushedRequests: c.requirePushedRequests, userinfoAlg: c.userinfoAlg?.rawValue,
-                  policyURI: c.policyURI, tosURI: c.tosURI, dpopBoundAccessTokens: c.dpopBoundAccessTokens)
+                  policyURI: c.policyURI, tosURI: c.tosURI, dpopBoundAccessTokens: c.dpopBoundAccessTokens,
+                  fapi2: c.fapi2)
     }
 
     public static var grantTypeValues: [String] { GrantType.known.map(\.rawValue) }
@@ -199,6 +204,9 @@ public struct ClientSpec: Sendable, Equatable {
         }
         if backchannelLogoutSessionRequired && backchannelLogoutURI == nil {
             errors.append(FieldError("backchannel_logout_session_required", "needs a backchannel_logout_uri"))
+        }
+        if fapi2 && authMethod != ClientAuthMethod.privateKeyJWT.rawValue {
+            errors.append(FieldError("fapi2_security_profile", "needs token_endpoint_auth_method private_key_jwt"))
         }
         if let jwks {
             if let problem = ClientAssertion.jwksProblem(jwks) { errors.append(FieldError("jwks", problem)) }

@@ -64,6 +64,14 @@ public struct Client: Sendable, Equatable {
     public var tosURI: String?
     /// dpop_bound_access_tokens (RFC 9449 §5.2): every token request must carry a DPoP proof.
     public var dpopBoundAccessTokens: Bool
+    /// Held to the FAPI 2.0 Security Profile (SPEC 10.2): PAR, PKCE S256,
+    /// private_key_jwt and DPoP on every request, whatever else is set.
+    public var fapi2: Bool
+
+    /// The profile's rules, or the client's own settings.
+    public var mustPushRequests: Bool { requirePushedRequests || fapi2 }
+    public var mustBindTokens: Bool { dpopBoundAccessTokens || fapi2 }
+    public var mustUsePKCE: Bool { isPublic || fapi2 }
 
     public init(clientID: String, organizationID: String, isPrimary: Bool = false, name: String, description: String? = nil,
                 clientURI: String? = nil, redirectURIs: [String] = [], grantTypes: [GrantType] = [.clientCredentials],
@@ -73,7 +81,8 @@ public struct Client: Sendable, Equatable {
                 tokenGeneration: Int = 0, idTokenAlg: SignatureAlgorithm = .es256,
                 postLogoutRedirectURIs: [String] = [], backchannelLogoutURI: String? = nil, backchannelLogoutSessionRequired: Bool = false,
                 jwks: JSON? = nil, requirePushedRequests: Bool = false, userinfoAlg: SignatureAlgorithm? = nil,
-                policyURI: String? = nil, tosURI: String? = nil, dpopBoundAccessTokens: Bool = false) {
+                policyURI: String? = nil, tosURI: String? = nil, dpopBoundAccessTokens: Bool = false,
+                fapi2: Bool = false) {
         self.clientID = clientID
         self.organizationID = organizationID
         self.isPrimary = isPrimary
@@ -105,6 +114,7 @@ public struct Client: Sendable, Equatable {
         self.policyURI = policyURI
         self.tosURI = tosURI
         self.dpopBoundAccessTokens = dpopBoundAccessTokens
+        self.fapi2 = fapi2
     }
 
     public var isPublic: Bool { authMethod == .publicClient }

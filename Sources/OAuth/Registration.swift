@@ -140,7 +140,7 @@ public struct ClientRegistration {
         (spec.backchannelLogoutURI, spec.backchannelLogoutSessionRequired) = (sent.backchannelLogoutURI, sent.backchannelLogoutSessionRequired)
         // (ClientMetadata.read set each of these on `sent`.)
         (spec.jwks, spec.requirePushedRequests, spec.userinfoAlg) = (sent.jwks, sent.requirePushedRequests, sent.userinfoAlg)
-        (spec.policyURI, spec.tosURI, spec.dpopBoundAccessTokens) = (sent.policyURI, sent.tosURI, sent.dpopBoundAccessTokens)
+        (spec.policyURI, spec.tosURI, spec.dpopBoundAccessTokens, spec.fapi2) = (sent.policyURI, sent.tosURI, sent.dpopBoundAccessTokens, sent.fapi2)
         // The client may have registered anonymously: it may not point Latchkey's POSTs at loopback or an address.
         if sent.backchannelLogoutURI != client.backchannelLogoutURI { try ClientRegistration.checkReachable(sent.backchannelLogoutURI) }
         do {

@@ -105,7 +105,7 @@ public struct ClientRegistry {
     /// URI, of `organization` when the caller is bound to one; never one that
     /// must push its requests (RFC 9126 §6: it gets codes through PAR only).
     public func app(forCode id: String, organization: String?) throws -> Client? {
-        guard let client = try store.client(id), client.enabled, client.redirectURIs.count == 1, !client.requirePushedRequests,
+        guard let client = try store.client(id), client.enabled, client.redirectURIs.count == 1, !client.mustPushRequests,
               client.grantTypes.contains(.authorizationCode), organization == nil || organization == client.organizationID else { return nil }
         return client
     }

@@ -233,6 +233,8 @@ enum PostgresSchema {
         -- DPoP (RFC 9449): clients whose tokens are always bound, and public clients' bound refresh tokens.
         ALTER TABLE clients ADD COLUMN dpop_bound_access_tokens BIGINT NOT NULL DEFAULT 0;
         ALTER TABLE refresh_tokens ADD COLUMN dpop_jkt TEXT;
+        -- Clients held to the FAPI 2.0 Security Profile (SPEC 10.2).
+        ALTER TABLE clients ADD COLUMN fapi2_security_profile BIGINT NOT NULL DEFAULT 0;
         CREATE TABLE dpop_proofs (
             jkt TEXT NOT NULL,
             jti TEXT NOT NULL,

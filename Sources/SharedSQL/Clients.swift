@@ -9,7 +9,7 @@ extension SharedRows {
         c.created_at, c.updated_at, c.version, c.last_used_at, EXISTS(SELECT 1 FROM client_logos l WHERE l.client_id = c.client_id),
         c.token_generation, c.id_token_signed_response_alg, c.post_logout_redirect_uris, c.backchannel_logout_uri,
         c.backchannel_logout_session_required, c.jwks, c.require_pushed_authorization_requests, c.userinfo_signed_response_alg,
-        c.policy_uri, c.tos_uri, c.dpop_bound_access_tokens
+        c.policy_uri, c.tos_uri, c.dpop_bound_access_tokens, c.fapi2_security_profile
         """
 
     public static func client(_ r: some SQLRowValues) -> Client {
@@ -24,7 +24,7 @@ extension SharedRows {
                       backchannelLogoutURI: r.optionalString(23), backchannelLogoutSessionRequired: r.bool(24),
                       jwks: r.optionalString(25).flatMap { try? JSON.parse(Array($0.utf8)) }, requirePushedRequests: r.bool(26),
                       userinfoAlg: r.optionalString(27).flatMap(SignatureAlgorithm.init(rawValue:)), policyURI: r.optionalString(28),
-                      tosURI: r.optionalString(29), dpopBoundAccessTokens: r.bool(30))
+                      tosURI: r.optionalString(29), dpopBoundAccessTokens: r.bool(30), fapi2: r.bool(31))
     }
 
     public static func values(_ c: Client) -> [SQLArgument] {
@@ -35,7 +35,7 @@ extension SharedRows {
          .text(c.idTokenAlg.rawValue), .text(JSON(c.postLogoutRedirectURIs).text), SQLArgument(c.backchannelLogoutURI),
          SQLArgument(flag: c.backchannelLogoutSessionRequired), SQLArgument(c.jwks?.text), SQLArgument(flag: c.requirePushedRequests),
          SQLArgument(c.userinfoAlg?.rawValue), SQLArgument(c.policyURI), SQLArgument(c.tosURI),
-         SQLArgument(flag: c.dpopBoundAccessTokens)]
+         SQLArgument(flag: c.dpopBoundAccessTokens), SQLArgument(flag: c.fapi2)]
     }
 }
 
@@ -74,8 +74,8 @@ extension SQLStatementRunner {
               token_endpoint_auth_method, scope, access_token_ttl, refresh_token_ttl, enabled, extra_data, attributes, created_at,
               updated_at, version, last_used_at, token_generation, id_token_signed_response_alg, post_logout_redirect_uris,
               backchannel_logout_uri, backchannel_logout_session_required, jwks, require_pushed_authorization_requests,
-              userinfo_signed_response_alg, policy_uri, tos_uri, dpop_bound_access_tokens)
-              VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+              userinfo_signed_response_alg, policy_uri, tos_uri, dpop_bound_access_tokens, fapi2_security_profile)
+              VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, SharedRows.values(c))
     }
 
@@ -88,7 +88,8 @@ extension SQLStatementRunner {
               attributes = ?, created_at = ?, updated_at = ?, version = ?, last_used_at = ?, token_generation = ?,
               id_token_signed_response_alg = ?, post_logout_redirect_uris = ?, backchannel_logout_uri = ?,
               backchannel_logout_session_required = ?, jwks = ?, require_pushed_authorization_requests = ?,
-              userinfo_signed_response_alg = ?, policy_uri = ?, tos_uri = ?, dpop_bound_access_tokens = ? WHERE client_id = ?
+              userinfo_signed_response_alg = ?, policy_uri = ?, tos_uri = ?, dpop_bound_access_tokens = ?,
+              fapi2_security_profile = ? WHERE client_id = ?
             """, values)
     }
 

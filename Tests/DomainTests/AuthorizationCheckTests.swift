@@ -44,6 +44,17 @@ import Testing
         }
     }
 
+    /// SPEC 10.2: a client held to FAPI 2.0 uses PKCE (S256) though it is confidential, pushes its requests and binds its tokens.
+    @Test func aFAPI2ClientMustUsePKCEPushAndBind() throws {
+        var fapi = Self.confidential
+        fapi.fapi2 = true
+        #expect(throws: AuthorizationCheck.pkceRequired) { try AuthorizationChecks.pkce(challenge: nil, method: nil, client: fapi) }
+        #expect(try AuthorizationChecks.pkce(challenge: Self.good, method: "S256", client: fapi) == Self.good)
+        #expect(fapi.mustPushRequests && fapi.mustBindTokens && !Self.confidential.mustPushRequests)
+        let spec = ClientSpec(name: "x", redirectURIs: ["https://c.example/cb"], fapi2: true)
+        #expect(spec.problems().contains { $0.field == "fapi2_security_profile" }, "a secret is not enough")
+    }
+
     @Test func nonce() throws {
         #expect(try AuthorizationChecks.nonce(nil) == nil)
         #expect(try AuthorizationChecks.nonce("n-1") == "n-1")

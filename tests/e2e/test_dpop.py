@@ -76,7 +76,7 @@ def test_fapi2_private_key_jwt_par_pkce_and_dpop_together(stack):
     r = requests.post(stack.url("/api/v1/clients"), headers=stack.bearer(), json={
         "client_name": "FAPI client", "redirect_uris": [redirect], "grant_types": ["authorization_code"], "scope": "openid profile",
         "token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [dict(client_key.as_dict(private=False), kid="f1")]},
-        "require_pushed_authorization_requests": True, "dpop_bound_access_tokens": True})
+        "fapi2_security_profile": True})
     assert r.status_code == 201, r.text
     client_id = r.json()["client_id"]
 
@@ -85,8 +85,19 @@ def test_fapi2_private_key_jwt_par_pkce_and_dpop_together(stack):
         return jwt.encode({"alg": "ES256", "kid": "f1"}, {"iss": client_id, "sub": client_id, "aud": stack.base, "iat": now, "exp": now + 60,
                                                           "jti": uuid.uuid4().hex}, client_key)
 
+    # A FAPI 2.0 client authenticates with private_key_jwt, never a secret.
+    refused = requests.post(stack.url("/api/v1/clients"), headers=stack.bearer(), json={
+        "client_name": "FAPI with a secret", "redirect_uris": [redirect], "grant_types": ["authorization_code"], "fapi2_security_profile": True})
+    assert refused.status_code == 400 and refused.json()["errors"][0]["field"] == "fapi2_security_profile"
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    base = {"response_type": "code", "client_id": client_id, "redirect_uri": redirect, "scope": "openid profile", "state": "fapi"}
+    # No PAR: refused at /authorize. No PKCE: refused at PAR, though the client is confidential.
+    direct = requests.get(stack.url("/oauth2/authorize?") + urlencode(dict(base, code_challenge=challenge, code_challenge_method="S256")),
+                          allow_redirects=False)
+    assert direct.status_code == 303 and "error=invalid_request" in direct.headers["Location"]
+    no_pkce = requests.post(stack.url("/oauth2/par"), data=dict(base, client_assertion_type=ASSERTION_TYPE, client_assertion=assertion()))
+    assert no_pkce.status_code == 400 and no_pkce.json()["error"] == "invalid_request"
     pushed = requests.post(stack.url("/oauth2/par"), data={
         "response_type": "code", "client_id": client_id, "redirect_uri": redirect, "scope": "openid profile", "state": "fapi",
         "nonce": "fapi-nonce", "code_challenge": challenge, "code_challenge_method": "S256",

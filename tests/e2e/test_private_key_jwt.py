@@ -100,9 +100,9 @@ def test_only_the_registered_keys_verify(stack):
     assert primary.status_code == 401
 
 
-def test_introspection_and_revocation_take_assertions_for_the_issuer(stack):
-    """The audiences RFC 9126 §2 lists (issuer, token endpoint, PAR endpoint) at every endpoint that authenticates
-    clients; no other URL (the 2025 audience-injection finding: an assertion made for a URL another server named)."""
+def test_introspection_and_revocation_take_assertions_for_the_issuer_or_themselves(stack):
+    """The audiences RFC 9126 §2 lists (issuer, token endpoint, PAR endpoint) and the receiving endpoint (SPEC 10.2)
+    at every endpoint that authenticates clients; no other URL of this server."""
     key = ECKey.generate_key("P-256")
     client_id = signed_client(stack, key, scope="clients:read tokens:introspect")
     access = post(stack, "/oauth2/token", client_id, assertion(stack, client_id, key), grant_type="client_credentials").json()["access_token"]
@@ -113,7 +113,9 @@ def test_introspection_and_revocation_take_assertions_for_the_issuer(stack):
     r = post(stack, "/oauth2/introspect", client_id, assertion(stack, client_id, key, aud=stack.base), token=access)
     assert r.json() == {"active": False}
     r = post(stack, "/oauth2/introspect", client_id, assertion(stack, client_id, key, aud=stack.url("/oauth2/introspect")), token=access)
-    assert r.status_code == 401
+    assert r.status_code == 200, "its own URL"
+    r = post(stack, "/oauth2/introspect", client_id, assertion(stack, client_id, key, aud=stack.url("/oauth2/revoke")), token=access)
+    assert r.status_code == 401, "another endpoint's URL"
 
 
 def test_dynamic_registration_takes_jwks_and_issues_no_secret(stack):

@@ -83,7 +83,7 @@ public struct TokenExchange {
             let client = try authenticator.authenticate(credentials, allowPublic: grant.allowsPublicClients)
             guard client.grantTypes.contains(grant.type) else { throw OAuthError.unauthorizedClient() }
             // RFC 9449 §5.2 dpop_bound_access_tokens: such a client's tokens are always bound.
-            if client.dpopBoundAccessTokens && request.dpopJKT == nil {
+            if client.mustBindTokens && request.dpopJKT == nil {
                 throw OAuthError("invalid_dpop_proof", status: 400, "This client's tokens must be bound to a DPoP key: send a DPoP proof.")
             }
             return client
