@@ -8,8 +8,8 @@ divided by N.
 
 Prints instructions per request by scenario (client_credentials token,
 JWT introspection, a client read; `code`: one whole code flow of a signed-in
-user with remembered consent, authorize then token, counted as one) for
-this build and the baseline."""
+user with remembered consent, authorize then token, counted as one; `dpop`:
+a client_credentials token with a DPoP proof) for this build and the baseline."""
 import argparse
 import re
 import stat
@@ -51,11 +51,28 @@ def scenario_requests(stack: Stack, name: str):
         return lambda: session.post(stack.url("/oauth2/token"), data={"grant_type": "client_credentials"}, auth=auth)
     if name == "code":
         return code_flow(stack, session)
+    if name == "dpop":
+        return dpop_tokens(stack, session, auth)
     token = stack.token()
     if name == "introspect":
         return lambda: session.post(stack.url("/oauth2/introspect"), data={"token": token}, auth=auth)
     headers = {"Authorization": f"Bearer {token}"}
     return lambda: session.get(stack.url(f"/api/v1/clients/{stack.client_id}"), headers=headers)
+
+
+def dpop_tokens(stack: Stack, session, auth):
+    """client_credentials with a fresh DPoP proof each time (made here, outside the measured process)."""
+    import uuid
+    from joserfc import jwt
+    from joserfc.jwk import ECKey
+    key = ECKey.generate_key("P-256")
+    url = stack.url("/oauth2/token")
+
+    def token():
+        proof = jwt.encode({"typ": "dpop+jwt", "alg": "ES256", "jwk": key.as_dict(private=False)},
+                           {"jti": uuid.uuid4().hex, "htm": "POST", "htu": url, "iat": int(time.time())}, key)
+        return session.post(url, data={"grant_type": "client_credentials"}, auth=auth, headers={"DPoP": proof})
+    return token
 
 
 def code_flow(stack: Stack, session):

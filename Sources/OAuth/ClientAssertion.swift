@@ -25,20 +25,26 @@ public enum ClientAssertion {
         if keys.count > 1 && (kids.count != keys.count || Set(kids).count != kids.count) { return "keys must each have a distinct kid" }
         guard jwks.serialized().count <= 16 * 1024 else { return "must serialize to at most 16 KiB" }
         for (i, key) in keys.enumerated() {
-            guard key.objectValue != nil else { return "keys[\(i)] must be a JWK object" }
-            if let member = privateMembers.first(where: { key[$0] != nil }) {
-                return "keys[\(i)] holds the private member \(member): register public keys only"
-            }
-            if let use = key["use"]?.stringValue, use != "sig" { return "keys[\(i)] is not a signature key (use \(use))" }
-            if key["kty"]?.stringValue == "RSA" {
-                // Bounded work per verification: 2048 to 4096 bits, a small odd public exponent (65537 as a rule).
-                let n = key["n"]?.stringValue.flatMap(Base64.urlDecode)?.drop { $0 == 0 }.count ?? 0
-                guard (256...512).contains(n) else { return "keys[\(i)] must be an RSA key of 2048 to 4096 bits" }
-                let e = Array(key["e"]?.stringValue.flatMap(Base64.urlDecode)?.drop { $0 == 0 } ?? [])
-                let value = e.count <= 4 ? e.reduce(UInt64(0)) { $0 << 8 | UInt64($1) } : 0
-                guard value >= 3, value % 2 == 1 else { return "keys[\(i)] must have a small odd public exponent (65537)" }
-            }
+            if let problem = shapeProblem(key) { return "keys[\(i)] \(problem)" }
             guard (try? SigningKey(jwk: key)) != nil else { return "keys[\(i)] is not an EC P-256, RSA or Ed25519 public key" }
+        }
+        return nil
+    }
+
+    /// What makes a JWK unacceptable before it is even imported: not an
+    /// object, a private member, not for signatures, an RSA key outside
+    /// 2048–4096 bits or without a small odd exponent (bounded work per
+    /// verification). Nil when its shape is fine.
+    public static func shapeProblem(_ key: JSON) -> String? {
+        guard key.objectValue != nil else { return "must be a JWK object" }
+        if let member = privateMembers.first(where: { key[$0] != nil }) { return "holds the private member \(member): public keys only" }
+        if let use = key["use"]?.stringValue, use != "sig" { return "is not a signature key (use \(use))" }
+        if key["kty"]?.stringValue == "RSA" {
+            let n = key["n"]?.stringValue.flatMap(Base64.urlDecode)?.drop { $0 == 0 }.count ?? 0
+            guard (256...512).contains(n) else { return "must be an RSA key of 2048 to 4096 bits" }
+            let e = Array(key["e"]?.stringValue.flatMap(Base64.urlDecode)?.drop { $0 == 0 } ?? [])
+            let value = e.count <= 4 ? e.reduce(UInt64(0)) { $0 << 8 | UInt64($1) } : 0
+            guard value >= 3, value % 2 == 1 else { return "must have a small odd public exponent (65537)" }
         }
         return nil
     }

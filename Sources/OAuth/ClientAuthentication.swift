@@ -82,7 +82,7 @@ public struct ClientAuthenticator {
                 throw OAuthError.invalidClient(basic: basic, detail: "unknown client")
             }
             let ok = try cheap || hasher.verify(secret, against: secrets, now: now, guards: guards, limitKeys: [.address(address)])
-            guard ok, client.authMethod.usesSecret, client.enabled else {
+            guard ok, client.authMethod.usesSecret, !client.fapi2, client.enabled else {
                 try recordFailure(clientID, now: now)
                 throw OAuthError.invalidClient(basic: basic, detail: "bad secret or disabled client")
             }
@@ -109,7 +109,8 @@ public struct ClientAuthenticator {
             throw TooManyFailures(retryAfterSeconds: wait)
         }
         guard let client = try store.client(subject), client.enabled, client.authMethod == .privateKeyJWT,
-              let (jti, expiresAt) = ClientAssertion.verify(assertion, client: client, audiences: assertionAudiences, now: now)
+              let (jti, expiresAt) = ClientAssertion.verify(assertion, client: client,
+                                                                       audiences: client.fapi2 ? [env.issuer] : assertionAudiences, now: now)
         else {
             try recordFailure(subject, now: now)
             throw OAuthError.invalidClient(detail: "client_assertion rejected")

@@ -1,6 +1,7 @@
 import Common
 import Cryptography
 import JOSE
+import Synchronization
 
 /// DPoP (RFC 9449): a client proves with each request that it holds the
 /// private key its tokens are bound to (`cnf.jkt`, the key's RFC 7638
@@ -26,14 +27,18 @@ public enum DPoP {
         guard let algorithm = parsed.algorithm.flatMap(SignatureAlgorithm.init(rawValue:)), algorithms.contains(algorithm) else {
             throw Refusal(reason: "unsupported alg")
         }
-        // The key in the header: public, of bounded cost (the rules a client's registered keys follow).
-        guard let jwk = parsed.header["jwk"], ClientAssertion.jwksProblem(["keys": [jwk]]) == nil, let key = try? SigningKey(jwk: jwk),
-              JWS.verifyForeign(parsed, key: key), let jkt = try? JWK.thumbprint(key) else { throw Refusal(reason: "bad key or signature") }
+        // The key in the header: public, of bounded cost (the rules a client's registered keys follow), imported once per key.
+        guard let jwk = parsed.header["jwk"], ClientAssertion.shapeProblem(jwk) == nil, let (key, jkt) = keys.key(jwk),
+              JWS.verifyForeign(parsed, key: key) else { throw Refusal(reason: "bad key or signature") }
         let claims = parsed.payload, nowSeconds = now / 1000
         guard let jti = claims["jti"]?.stringValue, (1...256).contains(jti.utf8.count) else { throw Refusal(reason: "no jti") }
         guard claims["htm"]?.stringValue == method else { throw Refusal(reason: "htm is not the request's method") }
-        guard let htu = claims["htu"]?.stringValue, target(htu) == target(url) else { throw Refusal(reason: "htu is not the request's URL") }
-        guard let iat = claims["iat"]?.intValue, abs(iat - nowSeconds) <= windowSeconds else { throw Refusal(reason: "iat outside the window") }
+        // htu loses its query and fragment; the server's own URL (issuer and decoded path) is taken as it is.
+        guard let htu = claims["htu"]?.stringValue, target(htu) == caseless(url) else { throw Refusal(reason: "htu is not the request's URL") }
+        // No arithmetic on what the proof says: compared against bounds computed from the clock.
+        guard let iat = claims["iat"]?.intValue, iat >= nowSeconds - windowSeconds, iat <= nowSeconds + windowSeconds else {
+            throw Refusal(reason: "iat outside the window")
+        }
         if let accessToken {
             guard claims["ath"]?.stringValue == Base64.urlEncode(Digest.sha256(accessToken)) else { throw Refusal(reason: "ath is not the token's hash") }
         }
@@ -42,15 +47,43 @@ public enum DPoP {
         return jkt
     }
 
+    /// Proof keys already imported, by their JWK's text: a client signs many
+    /// proofs with one key, and importing it (OpenSSL's decoders) and its
+    /// thumbprint cost several times the verification itself.
+    static let keys = ProofKeys(capacity: 4096)
+
     /// A URL without query and fragment, scheme and host lowercased (§4.3: htu compares so).
     static func target(_ url: String) -> String {
         let noFragment = url.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-        let base = String(noFragment.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? "")
+        return caseless(String(noFragment.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""))
+    }
+
+    /// The scheme and authority lowercased, the rest as it is.
+    static func caseless(_ base: String) -> String {
         // The scheme and authority (up to the first "/" after "://") compare without case.
         let chars = Array(base.utf8)
         guard let colon = chars.firstIndex(of: UInt8(ascii: ":")), chars.count > colon + 2,
               chars[colon + 1] == UInt8(ascii: "/"), chars[colon + 2] == UInt8(ascii: "/") else { return base }
         let pathStart = chars[(colon + 3)...].firstIndex(of: UInt8(ascii: "/")) ?? chars.count
         return String(decoding: chars[..<pathStart], as: UTF8.self).lowercased() + String(decoding: chars[pathStart...], as: UTF8.self)
+    }
+}
+
+/// Imported proof keys and their thumbprints, bounded (emptied when full).
+final class ProofKeys: Sendable {
+    private let entries = Mutex<[String: (SigningKey, String)]>([:])
+    private let capacity: Int
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    func key(_ jwk: JSON) -> (SigningKey, String)? {
+        let text = jwk.text
+        if let known = entries.withLock({ $0[text] }) { return known }
+        guard let key = try? SigningKey(jwk: jwk), let jkt = try? JWK.thumbprint(key) else { return nil }
+        entries.withLock { cache in
+            if cache.count >= capacity { cache.removeAll(keepingCapacity: true) }
+            cache[text] = (key, jkt)
+        }
+        return (key, jkt)
     }
 }

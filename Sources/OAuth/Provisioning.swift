@@ -163,6 +163,8 @@ public struct Provisioning {
                 client.authMethod = .clientSecretBasic
                 client.jwks = nil
             }
+            // A primary on a secret is no FAPI 2.0 client.
+            client.fapi2 = false
             // The reset ends every token issued so far (a leaked secret's tokens included).
             client.tokenGeneration += 1
             client.version += 1

@@ -140,7 +140,11 @@ public struct ClientRegistration {
         (spec.backchannelLogoutURI, spec.backchannelLogoutSessionRequired) = (sent.backchannelLogoutURI, sent.backchannelLogoutSessionRequired)
         // (ClientMetadata.read set each of these on `sent`.)
         (spec.jwks, spec.requirePushedRequests, spec.userinfoAlg) = (sent.jwks, sent.requirePushedRequests, sent.userinfoAlg)
-        (spec.policyURI, spec.tosURI, spec.dpopBoundAccessTokens, spec.fapi2) = (sent.policyURI, sent.tosURI, sent.dpopBoundAccessTokens, sent.fapi2)
+        (spec.policyURI, spec.tosURI) = (sent.policyURI, sent.tosURI)
+        // What holds the client to a stricter profile stays set: the client itself may add it, only an operator removes it.
+        spec.fapi2 = client.fapi2 || sent.fapi2
+        spec.dpopBoundAccessTokens = client.dpopBoundAccessTokens || sent.dpopBoundAccessTokens
+        spec.requirePushedRequests = client.requirePushedRequests || sent.requirePushedRequests
         // The client may have registered anonymously: it may not point Latchkey's POSTs at loopback or an address.
         if sent.backchannelLogoutURI != client.backchannelLogoutURI { try ClientRegistration.checkReachable(sent.backchannelLogoutURI) }
         do {

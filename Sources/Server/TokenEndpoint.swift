@@ -75,9 +75,13 @@ enum TokenEndpoint {
         let form = try OAuthForm(request)
         guard let grantType = form["grant_type"] else { throw OAuthError.invalidRequest("grant_type is required.") }
         let credentials = try form.credentials(request)
-        let jkt = try DPoPEndpoint.proofKey(request, ctx, accessToken: nil)
         let exchange = TokenExchange(service: ctx.tokens, authenticator: ctx.clientAuthenticator(request))
-        let result = try exchange.exchange(TokenRequest(grantType: grantType, parameters: form.values, dpopJKT: jkt), credentials: credentials)
+        // A DPoP proof is checked (and its jti written) once the client is authenticated.
+        let proof: (() throws -> String)? = request.headers[values: .dpop].isEmpty ? nil : {
+            guard let jkt = try DPoPEndpoint.proofKey(request, ctx, accessToken: nil) else { throw DPoPEndpoint.refusal("No DPoP proof.", resource: false) }
+            return jkt
+        }
+        let result = try exchange.exchange(TokenRequest(grantType: grantType, parameters: form.values), credentials: credentials, proof: proof)
         return uncached(.json(result.json))
     }
 

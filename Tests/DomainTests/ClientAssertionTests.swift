@@ -88,6 +88,14 @@ import Testing
         for aud in [StoreFixture.issuer + "/oauth2/introspect", StoreFixture.issuer + "/api/v1/clients", StoreFixture.issuer + "/"] {
             #expect(refused(try assertion(["aud": .string(aud)])), "\(aud)")
         }
+        // A FAPI 2.0 client's assertions name the issuer, nothing else.
+        try h.store.write {
+            var c = try #require(try h.store.client(clientID))
+            c.fapi2 = true
+            try h.store.updateClient(c)
+        }
+        #expect(refused(try assertion(["aud": .string(Self.tokenEndpoint)])))
+        #expect(try authenticate(try assertion(["aud": .string(StoreFixture.issuer)])).clientID == clientID)
     }
 
     /// Verification work is bounded: RSA 2048 to 4096 bits with a small odd

@@ -62,6 +62,10 @@ final class SeenProofs {
         for (name, proof) in cases {
             #expect(throws: DPoP.Refusal.self, "\(name)") { try verify(proof) }
         }
+        // Extreme numbers are refused, never computed with (an overflow would stop the process).
+        for iat in [Int64.min, Int64.max] {
+            #expect(throws: DPoP.Refusal.self, "iat \(iat)") { try verify(try Self.proof(key, claims: ["iat": .int(iat)])) }
+        }
         // alg none with the same header and payload.
         let parts = try Self.proof(key).split(separator: ".")
         let none = Base64.urlEncode(Array(#"{"typ":"dpop+jwt","alg":"none"}"#.utf8)) + "." + parts[1] + "."

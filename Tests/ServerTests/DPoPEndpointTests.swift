@@ -49,6 +49,31 @@ import Testing
         #expect(bad.status == 400 && bad.json?["error"] == "invalid_dpop_proof")
     }
 
+    /// An unauthenticated caller's proof is not recorded: nothing is stored for it.
+    @Test func aProofIsRecordedOnlyForAnAuthenticatedClient() throws {
+        let h = try Harness()
+        let key = try SigningKey.generate(.es256)
+        let jti = "anonymous-proof-1"
+        let proof = try DPoPTestProof.make(key, claims: ["jti": .string(jti), "htm": "POST", "htu": .string(Harness.issuer + "/oauth2/token"),
+                                                         "iat": .int(h.clock.now / 1000)])
+        let r = h.form("/oauth2/token", [("grant_type", "client_credentials")], basic: (h.primary.clientID, "wrong"), headers: [("DPoP", proof)])
+        #expect(r.status == 401)
+        let jkt = try JWK.thumbprint(key)
+        #expect(try h.store.write { try h.store.useProof(jkt: jkt, jti: jti, expiresAt: h.clock.now + 60_000, now: h.clock.now) },
+                "not recorded by the refused request")
+    }
+
+    /// A registered client may add these flags with RFC 7592, never drop them (only an operator does).
+    @Test func aRegisteredClientCannotDropItsStricterProfile() throws {
+        let h = try Harness()
+        let created = try #require(h.json("POST", "/oauth2/register", token: try h.token(), body: [
+            "redirect_uris": ["https://rp.example/cb"], "dpop_bound_access_tokens": true, "require_pushed_authorization_requests": true]).json)
+        let id = try #require(created["client_id"]?.stringValue), rat = try #require(created["registration_access_token"]?.stringValue)
+        let replaced = h.json("PUT", "/oauth2/register/\(id)", token: rat, body: ["client_id": .string(id), "redirect_uris": ["https://rp.example/cb"]])
+        #expect(replaced.status == 200 && replaced.json?["dpop_bound_access_tokens"] == true
+                && replaced.json?["require_pushed_authorization_requests"] == true, "\(replaced.bodyText)")
+    }
+
     @Test func rfc9449Section5Point2AClientMarkedDPoPBoundMustProve() throws {
         let h = try Harness()
         try h.store.write {

@@ -74,35 +74,41 @@ public struct TokenExchange {
         self.authenticator = authenticator
     }
 
-    public func exchange(_ request: TokenRequest, credentials: PresentedCredentials) throws -> TokenResponse {
-        guard let grant = TokenExchange.grants[GrantType(rawValue: request.grantType)] else {
+    /// `proof`, when the request carries a DPoP proof: checks it and records
+    /// its jti (a write), called once the client is authenticated, so an
+    /// anonymous caller makes the server store nothing; it returns the key's
+    /// thumbprint the tokens are bound to.
+    public func exchange(_ unbound: TokenRequest, credentials: PresentedCredentials,
+                         proof: (() throws -> String)? = nil) throws -> TokenResponse {
+        guard let grant = TokenExchange.grants[GrantType(rawValue: unbound.grantType)] else {
             throw OAuthError.unsupportedGrantType()
         }
         let store = service.store
         let authenticate = {
             let client = try authenticator.authenticate(credentials, allowPublic: grant.allowsPublicClients)
             guard client.grantTypes.contains(grant.type) else { throw OAuthError.unauthorizedClient() }
-            // RFC 9449 §5.2 dpop_bound_access_tokens: such a client's tokens are always bound.
-            if client.mustBindTokens && request.dpopJKT == nil {
+            // RFC 9449 §5.2 dpop_bound_access_tokens (and FAPI 2.0): such a client's tokens are always bound.
+            if client.mustBindTokens && proof == nil {
                 throw OAuthError("invalid_dpop_proof", status: 400, "This client's tokens must be bound to a DPoP key: send a DPoP proof.")
             }
             return client
         }
         let client: Client
         let response: TokenResponse
-        if credentials.writesOnUse {
-            // An assertion's jti is written first, in a transaction of its own.
-            client = try authenticate()
+        if credentials.writesOnUse || proof != nil {
+            // An assertion's jti and a proof's jti are written in transactions of their own, outside any read.
+            client = credentials.writesOnUse ? try authenticate() : try store.read(authenticate)
+            let request = TokenRequest(grantType: unbound.grantType, parameters: unbound.parameters, dpopJKT: try proof?())
             response = grant.readsOnly ? try store.read { try grant.exchange(request, client: client, service: service) }
                 : try grant.exchange(request, client: client, service: service)
         } else if grant.readsOnly {
             (client, response) = try store.read {
                 let client = try authenticate()
-                return (client, try grant.exchange(request, client: client, service: service))
+                return (client, try grant.exchange(unbound, client: client, service: service))
             }
         } else {
             client = try store.read(authenticate)
-            response = try grant.exchange(request, client: client, service: service)
+            response = try grant.exchange(unbound, client: client, service: service)
         }
         try grant.issued(to: client, service: service)
         return response
