@@ -76,3 +76,85 @@ def test_logout_spends_little_on_anonymous_garbage(stack, callers):
     # An oversized hint is refused by nginx or the worker, never parsed at length.
     big = call("GET", stack.url("/oauth2/logout"), params={"id_token_hint": "a." * 20000}, allow_redirects=False)
     assert big.status_code in (400, 414)
+
+
+# SPEC 10.2's endpoints and bindings (session 7): PAR, DPoP-bound tokens, the new client metadata -----------------------
+
+
+def test_par_takes_only_client_authentication_and_never_crosses_clients(stack, callers):
+    a, b = callers["a"], callers["b"]
+    app, secret, redirect = a.web_app(scope="openid profile")
+    params = {"response_type": "code", "client_id": app, "redirect_uri": redirect, "scope": "openid", "state": "m",
+              "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "code_challenge_method": "S256"}
+    # A bearer token of any kind is no client authentication here.
+    for kind, token in callers["tokens"].items():
+        r = call("POST", stack.url("/oauth2/par"), token, data=params)
+        assert r.status_code == 401, (kind, r.status_code, r.text)
+    # Another organization's client cannot push for this one, nor use its request_uri.
+    b_app, b_secret, _ = b.web_app(scope="openid")
+    r = requests.post(stack.url("/oauth2/par"), data=params, auth=(b_app, b_secret))
+    assert r.status_code == 400, r.text
+    uri = requests.post(stack.url("/oauth2/par"), data=params, auth=(app, secret)).json()["request_uri"]
+    r = requests.get(stack.url("/oauth2/authorize"), params={"client_id": b_app, "request_uri": uri}, allow_redirects=False)
+    assert r.status_code == 400 and "Location" not in r.headers
+    # A disabled client pushes nothing.
+    assert requests.patch(stack.url(f"/api/v1/clients/{app}"), headers=a.bearer(), json={"enabled": False}).status_code == 200
+    assert requests.post(stack.url("/oauth2/par"), data=params, auth=(app, secret)).status_code == 401
+
+
+def test_a_dpop_bound_token_is_refused_in_every_other_hand(stack, callers):
+    import base64
+    import hashlib
+    import time
+    import uuid
+    from joserfc import jwt
+    from joserfc.jwk import ECKey
+
+    a, b = callers["a"], callers["b"]
+    key = ECKey.generate_key("P-256")
+
+    def proof(method, url, token=None, signer=key):
+        claims = {"jti": uuid.uuid4().hex, "htm": method, "htu": url, "iat": int(time.time())}
+        if token:
+            claims["ath"] = base64.urlsafe_b64encode(hashlib.sha256(token.encode()).digest()).rstrip(b"=").decode()
+        return jwt.encode({"typ": "dpop+jwt", "alg": "ES256", "jwk": signer.as_dict(private=False)}, claims, signer)
+
+    token_url = stack.url("/oauth2/token")
+    bound = requests.post(token_url, data={"grant_type": "client_credentials", "scope": "clients:read"}, auth=(a.client_id, a.secret),
+                          headers={"DPoP": proof("POST", token_url)}).json()["access_token"]
+    own, theirs = stack.url(f"/api/v1/clients/{a.client_id}"), stack.url(f"/api/v1/clients/{b.client_id}")
+    assert requests.get(own, headers={"Authorization": f"DPoP {bound}", "DPoP": proof("GET", own, bound)}).status_code == 200
+    # Another organization's client: 404, proof or not; a proof of another key, or made for another token: 401.
+    assert requests.get(theirs, headers={"Authorization": f"DPoP {bound}", "DPoP": proof("GET", theirs, bound)}).status_code == 404
+    other = ECKey.generate_key("P-256")
+    assert requests.get(own, headers={"Authorization": f"DPoP {bound}", "DPoP": proof("GET", own, bound, other)}).status_code == 401
+    assert requests.get(own, headers={"Authorization": f"DPoP {bound}", "DPoP": proof("GET", own, "another-token")}).status_code == 401
+    # A narrowed bound token still cannot write, and unbound tokens of every kind still get what they got before.
+    r = requests.patch(own, headers={"Authorization": f"DPoP {bound}", "DPoP": proof("PATCH", own, bound)}, json={"description": "x"})
+    assert r.status_code == 403, r.text
+    for kind, token in callers["tokens"].items():
+        r = call("PATCH", own, token, json={"fapi2_security_profile": True, "dpop_bound_access_tokens": True})
+        assert r.status_code in (401, 403), (kind, r.status_code, r.text)
+
+
+def test_unauthenticated_dpop_and_assertions_cost_no_rows(stack, callers):
+    """An anonymous caller's self-signed proof or assertion gets 401 (429 past the failure limit), never a 5xx; that the
+    refused request stores nothing is DPoPEndpointTests.aProofIsRecordedOnlyForAnAuthenticatedClient (both stores)."""
+    import time
+    import uuid
+    from joserfc import jwt
+    from joserfc.jwk import ECKey
+    key = ECKey.generate_key("P-256")
+    url = stack.url("/oauth2/token")
+    # Few: past the failure limit the answer is 429 (SPEC 7.1), and the shared stack's other tests count failures too.
+    for _ in range(3):
+        p = jwt.encode({"typ": "dpop+jwt", "alg": "ES256", "jwk": key.as_dict(private=False)},
+                       {"jti": uuid.uuid4().hex, "htm": "POST", "htu": url, "iat": int(time.time())}, key)
+        r = requests.post(url, data={"grant_type": "client_credentials"}, auth=("nobody-here", "wrong"), headers={"DPoP": p})
+        assert r.status_code in (401, 429), r.text
+    # An assertion naming a client that does not exist, or one with a giant iat, is a 4xx, never a 5xx.
+    forged = jwt.encode({"alg": "ES256", "kid": "x"}, {"iss": "ghost", "sub": "ghost", "aud": stack.base, "exp": 2**63 - 1, "iat": -2**63,
+                                                       "jti": "j"}, key)
+    r = requests.post(url, data={"grant_type": "client_credentials", "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                                 "client_assertion": forged})
+    assert r.status_code in (401, 429), r.text
