@@ -98,6 +98,13 @@ public struct ClientAuthenticator {
         }
     }
 
+    /// `authenticate` from outside any transaction: an assertion (its jti is
+    /// written) in a transaction of its own, anything else in one read.
+    public func authenticateAlone(_ credentials: PresentedCredentials, allowPublic: Bool) throws -> Client {
+        credentials.writesOnUse ? try authenticate(credentials, allowPublic: allowPublic)
+            : try store.read { try authenticate(credentials, allowPublic: allowPublic) }
+    }
+
     /// private_key_jwt: the assertion verified with the client's keys, then
     /// its `jti` recorded (a replay is refused), in a write of its own.
     func authenticate(assertion: String, clientID: String?) throws -> Client {

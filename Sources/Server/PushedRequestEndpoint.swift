@@ -13,9 +13,7 @@ enum PushedRequestEndpoint {
     static func push(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let form = try OAuthForm(request)
         let credentials = try form.credentials(request)
-        let authenticator = ctx.clientAuthenticator(request)
-        let client = credentials.writesOnUse ? try authenticator.authenticate(credentials, allowPublic: true)
-            : try ctx.store.read { try authenticator.authenticate(credentials, allowPublic: true) }
+        let client = try ctx.clientAuthenticator(request).authenticateAlone(credentials, allowPublic: true)
         let pairs = form.values.filter { !credentialParameters.contains($0.key) }.map { ($0.key, $0.value) }
         let pushed = try AuthorizationService(env: ctx.env, store: ctx.store).push(AuthorizationParameters(pairs: pairs), client: client)
         return TokenEndpoint.uncached(.json(["request_uri": .string(pushed.requestURI), "expires_in": JSON(pushed.expiresIn)], status: .created))

@@ -103,9 +103,7 @@ enum TokenEndpoint {
     static func revoke(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let form = try OAuthForm(request)
         let credentials = try form.credentials(request)
-        let authenticator = ctx.clientAuthenticator(request)
-        let caller = credentials.writesOnUse ? try authenticator.authenticate(credentials, allowPublic: true)
-            : try ctx.store.read { try authenticator.authenticate(credentials, allowPublic: true) }
+        let caller = try ctx.clientAuthenticator(request).authenticateAlone(credentials, allowPublic: true)
         guard let token = form["token"] else { throw OAuthError.invalidRequest("token is required.") }
         try ctx.tokens.revoke(token: token, caller: caller)
         return uncached(Response(status: 200))
