@@ -219,6 +219,8 @@ public struct AuthorizationService {
             return .login(requestID: requestID)
         }
         let user = session!.user
+        // A device's request is always answered on the consent screen (RFC 8628 §5.4: the user sees which app a code is for).
+        if request.deviceCodeHash != nil { return .consent(requestID: requestID) }
         let remembered = try store.read { try store.connection(userID: user.id, clientID: request.clientID) }?.rememberedScope ?? []
         let covered = request.scope.allSatisfy(remembered.contains)
         if !covered || request.prompt.contains("consent") {
@@ -266,12 +268,18 @@ public struct AuthorizationService {
                 try store.recordSessionClient(sid: sid, clientID: request.clientID, userID: user.id, at: now,
                                               expiresAt: now + SessionService.lifetimeMillis)
             }
-            let existing = try store.connection(userID: user.id, clientID: request.clientID)
-            try store.upsertConnection(UserConnection(userID: user.id, clientID: request.clientID, rememberedScope: remember ? scope : [],
-                                                      grantedScope: scope, authTime: authTime, accessTime: now,
-                                                      createdAt: existing?.createdAt ?? now))
+            try recordConnection(userID: user.id, clientID: request.clientID, scope: scope, remember: remember, authTime: authTime, now: now)
         }
         return code
+    }
+
+    /// The user granted `scope` to the client (inside the grant's
+    /// transaction): the connection the account page lists (SPEC 5.2), and,
+    /// when `remember`, what later requests need not ask again.
+    func recordConnection(userID: String, clientID: String, scope: [String], remember: Bool, authTime: Int64, now: Int64) throws {
+        let existing = try store.connection(userID: userID, clientID: clientID)
+        try store.upsertConnection(UserConnection(userID: userID, clientID: clientID, rememberedScope: remember ? scope : [],
+                                                  grantedScope: scope, authTime: authTime, accessTime: now, createdAt: existing?.createdAt ?? now))
     }
 
     // MARK: Consent
@@ -280,12 +288,21 @@ public struct AuthorizationService {
     public func accept(_ requestID: String, browser: String?, user: User, session: SessionRecord, scope: [String], remember: Bool) throws -> AuthorizationResponse {
         guard let stored = try pending(requestID, browser: browser) else { throw ConsentError.notFound }
         guard !scope.isEmpty, scope.allSatisfy(stored.request.scope.contains) else { throw ConsentError.scopeNotRequested }
+        if let device = stored.request.deviceCodeHash {
+            return try DeviceAuthorizationService(env: env, store: store).answer(stored, deviceCodeHash: device, user: user, authTime: session.authTime,
+                                                                                  scope: stored.request.scope.filter(scope.contains), remember: remember)
+        }
         return try grant(stored, user: user, authTime: session.authTime, sid: session.sid,
                          scope: stored.request.scope.filter(scope.contains), remember: remember)
     }
 
-    public func reject(_ requestID: String, browser: String?) throws -> AuthorizationResponse {
+    /// `user`: who denied it (recorded on a device code, which a user's answer ends).
+    public func reject(_ requestID: String, browser: String?, user: User, session: SessionRecord) throws -> AuthorizationResponse {
         guard let stored = try pending(requestID, browser: browser) else { throw ConsentError.notFound }
+        if let device = stored.request.deviceCodeHash {
+            return try DeviceAuthorizationService(env: env, store: store).answer(stored, deviceCodeHash: device, user: user, authTime: session.authTime,
+                                                                                  scope: nil, remember: false)
+        }
         let answered = try store.write { try store.markAuthorizationRequestAnswered(idHash: stored.idHash, at: env.now()) }
         guard answered else { throw ConsentError.alreadyAnswered }
         return errorResponse(stored.request.redirectURI, "access_denied", "The user denied the request.", state: stored.request.state,

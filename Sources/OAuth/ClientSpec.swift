@@ -184,8 +184,11 @@ public struct ClientSpec: Sendable, Equatable {
         if grantTypes.contains("authorization_code") && redirectURIs.isEmpty {
             errors.append(FieldError("redirect_uris", "the authorization_code grant needs at least one redirect URI"))
         }
-        if grantTypes.contains("refresh_token") && !grantTypes.contains("authorization_code") {
-            errors.append(FieldError("grant_types", "refresh_token needs authorization_code"))
+        if grantTypes.contains("refresh_token") && !grantTypes.contains("authorization_code") && !grantTypes.contains(GrantType.deviceCode.rawValue) {
+            errors.append(FieldError("grant_types", "refresh_token needs authorization_code or \(GrantType.deviceCode.rawValue)"))
+        }
+        if fapi2 && grantTypes.contains(GrantType.deviceCode.rawValue) {
+            errors.append(FieldError("grant_types", "a FAPI 2.0 client uses the authorization code grant, not the device authorization grant"))
         }
         if scope.count > 100 { errors.append(FieldError("scope", "at most 100 scopes")) }
         if !(60...86_400).contains(accessTokenTTL) { errors.append(FieldError("access_token_ttl", "must be 60..86400 seconds")) }

@@ -134,6 +134,22 @@ public protocol GrantStorage: Transactional {
     func refreshToken(hash: String) throws -> RefreshTokenRecord?
     /// Marks a refresh token rotated; true for exactly one caller.
     func rotateRefreshToken(hash: String, at: Int64) throws -> Bool
+
+    /// Stores a device authorization (RFC 8628 §3.2); false when its user
+    /// code is already held by another (the caller draws a new one).
+    func insertDeviceCode(_ record: DeviceCodeRecord) throws -> Bool
+    /// How many of the client's device codes have not expired (SPEC 7.1: what an anonymous caller may make the server keep).
+    func liveDeviceCodeCount(clientID: String, now: Int64) throws -> Int
+    func deviceCode(hash: String) throws -> DeviceCodeRecord?
+    func deviceCode(userCodeHash: String) throws -> DeviceCodeRecord?
+    /// The user's answer to a pending, unexpired device code: true for exactly one caller, however many race.
+    func answerDeviceCode(hash: String, status: DeviceCodeRecord.Status, userID: String, scope: [String], authTime: Int64, now: Int64) throws -> Bool
+    /// A poll of a pending device code (§3.5): true when it came at least the
+    /// code's interval after the previous one, which it then becomes; false
+    /// when it came sooner, and then the interval grows by 5 seconds (up to a minute).
+    func pollDeviceCode(hash: String, now: Int64) throws -> Bool
+    /// Redeems an approved device code: true for exactly one caller.
+    func redeemDeviceCode(hash: String, familyID: String) throws -> Bool
 }
 
 /// The apps a user has connected (SPEC 5.2).

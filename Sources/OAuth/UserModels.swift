@@ -43,6 +43,10 @@ public struct AuthorizationRequest: Sendable, Equatable {
     public var claims: ClaimsRequest?
     /// Whether the client listens for Back-Channel Logout (then the code records the session it was issued in).
     public var backchannel = false
+    /// A device authorization (RFC 8628) the user answers on the consent
+    /// screen: the hash of its device code. Such a request has no redirect
+    /// URI; the answer goes to the device code, and the browser back to `/device`.
+    public var deviceCodeHash: String?
 
     public init(clientID: String, redirectURI: String, redirectURISent: Bool, scope: [String], state: String?, nonce: String?,
                 codeChallenge: String?, prompt: [String], maxAge: Int?, browserHash: String? = nil, responseMode: ResponseMode = .query,
@@ -67,6 +71,7 @@ public struct AuthorizationRequest: Sendable, Equatable {
             "scope": .string(Scopes.join(scope)), "state": JSON(state), "nonce": JSON(nonce), "code_challenge": JSON(codeChallenge),
             "prompt": JSON(prompt), "max_age": maxAge.map { JSON($0) } ?? .null, "browser": JSON(browserHash),
             "response_mode": .string(responseMode.rawValue), "claims": claims?.json ?? .null, "backchannel": .bool(backchannel),
+            "device": JSON(deviceCodeHash),
         ]
     }
 
@@ -80,6 +85,7 @@ public struct AuthorizationRequest: Sendable, Equatable {
                   responseMode: json["response_mode"]?.stringValue.flatMap(ResponseMode.init(rawValue:)) ?? .query,
                   claims: json["claims"].flatMap(ClaimsRequest.init(json:)))
         backchannel = json["backchannel"]?.boolValue ?? false
+        deviceCodeHash = json["device"]?.stringValue
     }
 }
 

@@ -342,5 +342,26 @@ enum Schema {
         CREATE INDEX logout_deliveries_due ON logout_deliveries(next_attempt_at);
         CREATE INDEX logout_deliveries_by_client ON logout_deliveries(client_id, subject);
         """,
+        // 13: the device authorization grant (RFC 8628): each device code (hashed) with its
+        // user code (hashed, unique while kept), the polling pace, and the user's answer.
+        """
+        CREATE TABLE device_codes (
+            device_code_hash TEXT PRIMARY KEY,
+            user_code_hash TEXT NOT NULL UNIQUE,
+            client_id TEXT NOT NULL REFERENCES clients(client_id) ON DELETE CASCADE,
+            scope TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            poll_interval INTEGER NOT NULL,
+            last_polled_at INTEGER,
+            status TEXT NOT NULL,
+            user_id TEXT REFERENCES users(id) ON DELETE CASCADE,
+            auth_time INTEGER,
+            family_id TEXT
+        ) STRICT;
+        CREATE INDEX device_codes_by_client ON device_codes(client_id, expires_at);
+        CREATE INDEX device_codes_by_expiry ON device_codes(expires_at);
+        CREATE INDEX device_codes_by_user_client ON device_codes(user_id, client_id) WHERE user_id IS NOT NULL;
+        """,
     ]
 }

@@ -34,7 +34,9 @@ extension UserEndpoints {
             "client": .object(clientJSON),
             "organization": ["organization_id": .string(client.organizationID), "name": JSON(organization.map { ClientSpec.displaySafe($0.name) })],
             "scopes": .array(stored.request.scope.map { ["name": .string($0), "description": .string(ScopeCatalog.describe($0))] }),
-            "redirect_uri": .string(stored.request.redirectURI),
+            // A device's request (RFC 8628) goes back to no redirect URI: the page says to return to the device.
+            "redirect_uri": stored.request.deviceCodeHash == nil ? .string(stored.request.redirectURI) : .null,
+            "device": .bool(stored.request.deviceCodeHash != nil),
             "response_mode": .string(stored.request.responseMode.rawValue),
         ]).noStore()
     }
@@ -114,10 +116,10 @@ extension UserEndpoints {
 
     static func reject(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let answer = try answer(request, scopeRequired: false)
-        _ = try sessionUser(request, ctx, write: true, csrfToken: answer.csrfToken)
+        let (session, user) = try sessionUser(request, ctx, write: true, csrfToken: answer.csrfToken)
         do {
-            return answered(try AuthorizationService(env: ctx.env, store: ctx.store).reject(ctx.param("id"), browser: request.cookies[browserCookie]),
-                            answer, ctx)
+            return answered(try AuthorizationService(env: ctx.env, store: ctx.store).reject(ctx.param("id"), browser: request.cookies[browserCookie],
+                                                                                             user: user, session: session), answer, ctx)
         } catch let e as ConsentError {
             throw consentError(e)
         }

@@ -140,18 +140,34 @@ enum UserEndpoints {
             params = request.queryItems
         }
         guard let params else { return errorPage("The request is not valid percent-encoding.") }
-        // The browser-binding cookie: kept when the browser has a well-formed one, else a new one.
-        var browser = request.cookies[browserCookie] ?? ""
-        let fresh = !(32...128).contains(browser.utf8.count) || !browser.utf8.allSatisfy(Base64.isURLSafeByte)
-        if fresh { browser = ctx.env.randomToken(bytes: 32) }
+        let browser = browserBinding(request, ctx)
         let decision = try AuthorizationService(env: ctx.env, store: ctx.store)
-            .authorize(AuthorizationParameters(pairs: params), sessionToken: request.cookies[sessionCookie], browser: browser)
-        var response = respond(decision, ctx)
-        if fresh {
-            response.headers.add(.setCookie, Cookies.make(name: browserCookie, value: browser, maxAge: nil, httpOnly: true,
-                                                            secure: secureCookies(request, ctx)))
+            .authorize(AuthorizationParameters(pairs: params), sessionToken: request.cookies[sessionCookie], browser: browser.value)
+        return browser.bind(respond(decision, ctx))
+    }
+
+    /// The browser-binding cookie (SPEC 7.1), for a request about to store
+    /// an authorization request: the browser's own when well formed, else a
+    /// new one, which `bind` sets on the response.
+    struct BrowserBinding {
+        let value: String
+        let setCookie: String?
+
+        func bind(_ response: Response) -> Response {
+            var response = response
+            if let setCookie { response.headers.add(.setCookie, setCookie) }
+            return response
         }
-        return response
+    }
+
+    static func browserBinding(_ request: Request, _ ctx: RequestContext) -> BrowserBinding {
+        let presented = request.cookies[browserCookie] ?? ""
+        if (32...128).contains(presented.utf8.count) && presented.utf8.allSatisfy(Base64.isURLSafeByte) {
+            return BrowserBinding(value: presented, setCookie: nil)
+        }
+        let fresh = ctx.env.randomToken(bytes: 32)
+        return BrowserBinding(value: fresh, setCookie: Cookies.make(name: browserCookie, value: fresh, maxAge: nil, httpOnly: true,
+                                                                   secure: secureCookies(request, ctx)))
     }
 
     static func authorizeContinue(_ request: Request, _ ctx: RequestContext) throws -> Response {

@@ -102,4 +102,63 @@ extension SQLStatementRunner {
     public func rotateRefreshToken(hash: String, at: Int64) throws -> Bool {
         try update("UPDATE refresh_tokens SET rotated_at = ? WHERE token_hash = ? AND rotated_at IS NULL", [.int(at), .text(hash)]) == 1
     }
+
+    // MARK: Device codes (RFC 8628)
+
+    public func insertDeviceCode(_ d: DeviceCodeRecord) throws -> Bool {
+        // What an anonymous caller stored is gone a while after it expired (kept that long to answer expired_token).
+        try blindUpdate("DELETE FROM device_codes WHERE expires_at < ?", [.int(d.createdAt - DeviceCodeRecord.keptAfterExpiryMillis)])
+        return try update("""
+            INSERT INTO device_codes(device_code_hash, user_code_hash, client_id, scope, created_at, expires_at, poll_interval, status)
+            VALUES(?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_code_hash) DO NOTHING
+            """, [.text(d.deviceCodeHash), .text(d.userCodeHash), .text(d.clientID), .text(Scopes.join(d.scope)), .int(d.createdAt),
+                  .int(d.expiresAt), SQLArgument(d.interval), .text(d.status.rawValue)]) == 1
+    }
+
+    public func liveDeviceCodeCount(clientID: String, now: Int64) throws -> Int {
+        Int(try query("SELECT COUNT(*) FROM device_codes WHERE client_id = ? AND expires_at > ?", [.text(clientID), .int(now)]).first?.int(0) ?? 0)
+    }
+
+    static var deviceCodeColumns: String {
+        "device_code_hash, user_code_hash, client_id, scope, created_at, expires_at, poll_interval, last_polled_at, status, user_id, auth_time, family_id"
+    }
+
+    func deviceCodeRecord(_ r: Row) -> DeviceCodeRecord? {
+        guard let status = DeviceCodeRecord.Status(rawValue: r.string(8)) else { return nil }
+        return DeviceCodeRecord(deviceCodeHash: r.string(0), userCodeHash: r.string(1), clientID: r.string(2), scope: Scopes.parse(r.string(3)) ?? [],
+                                createdAt: r.int(4), expiresAt: r.int(5), interval: Int(r.int(6)), lastPolledAt: r.optionalInt(7), status: status,
+                                userID: r.optionalString(9), authTime: r.optionalInt(10), familyID: r.optionalString(11))
+    }
+
+    public func deviceCode(hash: String) throws -> DeviceCodeRecord? {
+        try query("SELECT \(Self.deviceCodeColumns) FROM device_codes WHERE device_code_hash = ?", [.text(hash)]).first.flatMap(deviceCodeRecord)
+    }
+
+    public func deviceCode(userCodeHash: String) throws -> DeviceCodeRecord? {
+        try query("SELECT \(Self.deviceCodeColumns) FROM device_codes WHERE user_code_hash = ?", [.text(userCodeHash)]).first.flatMap(deviceCodeRecord)
+    }
+
+    public func answerDeviceCode(hash: String, status: DeviceCodeRecord.Status, userID: String, scope: [String], authTime: Int64, now: Int64) throws -> Bool {
+        try update("""
+            UPDATE device_codes SET status = ?, user_id = ?, scope = ?, auth_time = ?
+            WHERE device_code_hash = ? AND status = 'pending' AND expires_at > ?
+            """, [.text(status.rawValue), .text(userID), .text(Scopes.join(scope)), .int(authTime), .text(hash), .int(now)]) == 1
+    }
+
+    public func pollDeviceCode(hash: String, now: Int64) throws -> Bool {
+        if try update("""
+            UPDATE device_codes SET last_polled_at = ?
+            WHERE device_code_hash = ? AND (last_polled_at IS NULL OR last_polled_at + poll_interval * 1000 <= ?)
+            """, [.int(now), .text(hash), .int(now)]) == 1 { return true }
+        try update("""
+            UPDATE device_codes SET last_polled_at = ?, poll_interval = CASE WHEN poll_interval < 60 THEN poll_interval + 5 ELSE poll_interval END
+            WHERE device_code_hash = ?
+            """, [.int(now), .text(hash)])
+        return false
+    }
+
+    public func redeemDeviceCode(hash: String, familyID: String) throws -> Bool {
+        try update("UPDATE device_codes SET status = 'redeemed', family_id = ? WHERE device_code_hash = ? AND status = 'approved'",
+                   [.text(familyID), .text(hash)]) == 1
+    }
 }

@@ -65,6 +65,8 @@ extension SQLStatementRunner {
     public func deleteConnection(userID: String, clientID: String) throws {
         try update("DELETE FROM connections WHERE user_id = ? AND client_id = ?", [.text(userID), .text(clientID)])
         try update("DELETE FROM authorization_codes WHERE user_id = ? AND client_id = ? AND consumed_at IS NULL", [.text(userID), .text(clientID)])
+        // A device code approved but not yet redeemed is a grant in waiting: the device's next poll is access_denied.
+        try update("UPDATE device_codes SET status = 'denied' WHERE user_id = ? AND client_id = ? AND status = 'approved'", [.text(userID), .text(clientID)])
     }
 
     /// Records use of a connection, to the minute: a refresh within a minute

@@ -74,6 +74,34 @@ import Testing
         #expect(outcomes.filter { (try? $0.get()) == true }.count == 1, "\(outcomes)")
     }
 
+    /// RFC 8628: a device code is answered once (approve and deny racing on two
+    /// consent screens) and redeemed once (parallel polls), and a user code
+    /// names one live device code at a time.
+    @Test func aDeviceCodeIsAnsweredOnceAndRedeemedOnce() throws {
+        let h = try StoreFixture()
+        let user = try h.user()
+        let (client, _) = try h.app(grantTypes: [.deviceCode])
+        let now = h.clock.now
+        let record = DeviceCodeRecord(deviceCodeHash: "race-device", userCodeHash: "race-user", clientID: client, scope: ["openid"], createdAt: now,
+                                      expiresAt: now + 600_000, interval: 5)
+        #expect(try h.store.write { try h.store.insertDeviceCode(record) })
+        var clash = record
+        clash.deviceCodeHash = "another-device"
+        #expect(try h.store.write { try h.store.insertDeviceCode(clash) } == false, "the user code is taken")
+        let answers = race(h, 8) { store, _ in
+            try store.write {
+                try store.answerDeviceCode(hash: "race-device", status: .approved, userID: user, scope: ["openid"], authTime: now / 1000, now: now)
+            }
+        }
+        #expect(answers.filter { (try? $0.get()) == true }.count == 1, "\(answers)")
+        #expect(try h.store.write {
+            try h.store.answerDeviceCode(hash: "race-device", status: .denied, userID: user, scope: [], authTime: now / 1000, now: now)
+        } == false, "an answered code is not answered again")
+        let redemptions = race(h, 8) { store, i in try store.write { try store.redeemDeviceCode(hash: "race-device", familyID: "family-\(i)") } }
+        #expect(redemptions.filter { (try? $0.get()) == true }.count == 1, "\(redemptions)")
+        #expect(try h.store.read { try h.store.deviceCode(hash: "race-device") }?.status == .redeemed)
+    }
+
     @Test func theClientLimitHoldsUnderConcurrentCreates() throws {
         let h = try StoreFixture()
         let org = try Provisioning(env: h.env, store: h.store).createOrganization(name: "Limited", clientLimit: 5)

@@ -27,8 +27,9 @@ final class Harness {
     var storeFactory: @Sendable () throws -> any Store { fixture.storeFactory }
     func anotherStore() throws -> any Store { try fixture.anotherStore() }
     func app(public isPublic: Bool = true, redirectURIs: [String] = [Harness.redirect],
-             scope: [String] = ["openid", "profile", "email", "offline_access", "connections:read", "connections:write"]) throws -> (String, String?) {
-        try fixture.app(public: isPublic, redirectURIs: redirectURIs, scope: scope)
+             scope: [String] = ["openid", "profile", "email", "offline_access", "connections:read", "connections:write"],
+             grantTypes: [GrantType] = [.authorizationCode, .refreshToken]) throws -> (String, String?) {
+        try fixture.app(public: isPublic, redirectURIs: redirectURIs, scope: scope, grantTypes: grantTypes)
     }
     func user(_ username: String = "alice") throws -> String { try fixture.user(username) }
 

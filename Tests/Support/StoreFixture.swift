@@ -175,14 +175,15 @@ package final class StoreFixture {
 
     /// A user-facing app: public (PKCE) or confidential, with refresh tokens.
     package func app(public isPublic: Bool = true, redirectURIs: [String] = [StoreFixture.redirect],
-             scope: [String] = ["openid", "profile", "email", "offline_access", "connections:read", "connections:write"]) throws -> (String, String?) {
+             scope: [String] = ["openid", "profile", "email", "offline_access", "connections:read", "connections:write"],
+             grantTypes: [GrantType] = [.authorizationCode, .refreshToken]) throws -> (String, String?) {
         let hasher = try Provisioning.secretHasher(store: store, env: env)
         let id = "app-" + env.randomID(10)
         let secret = isPublic ? nil : hasher.generate(env)
         try store.write {
             try store.insertClient(Client(clientID: id, organizationID: primary.organizationID, name: "Photo <b>Book</b>",
                                           clientURI: "https://app.example", redirectURIs: redirectURIs,
-                                          grantTypes: [.authorizationCode, .refreshToken], authMethod: isPublic ? .publicClient : .clientSecretBasic,
+                                          grantTypes: grantTypes, authMethod: isPublic ? .publicClient : .clientSecretBasic,
                                           scope: scope, createdAt: clock.now))
             if let secret { try store.insertSecret(hasher.record(for: secret, clientID: id, at: clock.now)) }
         }

@@ -42,7 +42,10 @@ document.addEventListener("DOMContentLoaded", async () => {
   app.append(meta);
 
   title.textContent = client.client_name + " wants to access your account";
-  document.getElementById("lead").textContent = "Review what it asks for. You can change this later on your account page.";
+  document.getElementById("lead").textContent = data.device
+    // RFC 8628 §5.4: a code someone sent the user is the attack; say so where the user decides.
+    ? "A device you entered a code for asks for access. Approve only if you started this on a device you are holding."
+    : "Review what it asks for. You can change this later on your account page.";
 
   const list = document.getElementById("scopes");
   for (const scope of data.scopes) {
@@ -59,7 +62,9 @@ document.addEventListener("DOMContentLoaded", async () => {
     row.append(box, label);
     list.append(row);
   }
-  document.getElementById("redirect").textContent = "After you decide, you will be sent to " + data.redirect_uri;
+  document.getElementById("redirect").textContent = data.device
+    ? "After you decide, return to your device."
+    : "After you decide, you will be sent to " + data.redirect_uri;
   const form = document.getElementById("consent-form");
   form.hidden = false;
   document.getElementById("approve").focus();

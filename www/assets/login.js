@@ -4,7 +4,13 @@ document.addEventListener("DOMContentLoaded", () => {
   const form = document.getElementById("login-form");
   const button = document.getElementById("submit");
   const request = Latchkey.param("request");
+  // Where to go after signing in: the pending request, the device page (a fixed path, never a URL from the query), or the account.
+  const device = Latchkey.param("then") === "device";
+  const userCode = Latchkey.param("user_code");
+  const next = request ? "/oauth2/authorize/continue?request=" + encodeURIComponent(request)
+    : device ? "/device/" + (userCode ? "?user_code=" + encodeURIComponent(userCode) : "") : "/account/";
   if (request) document.getElementById("lead").textContent = "Sign in to continue to the application.";
+  if (device) document.getElementById("lead").textContent = "Sign in to connect your device.";
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -19,7 +25,7 @@ document.addEventListener("DOMContentLoaded", () => {
     try {
       const { status } = await Latchkey.api("POST", "/api/v1/session", { username, password });
       if (status === 204) {
-        window.location.assign(request ? "/oauth2/authorize/continue?request=" + encodeURIComponent(request) : "/account/");
+        window.location.assign(next);
         return;
       }
       if (status === 429) Latchkey.showError("Too many attempts. Wait a moment and try again.");

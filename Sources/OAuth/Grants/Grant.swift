@@ -61,6 +61,7 @@ public struct TokenExchange {
         AuthorizationCodeGrant(),
         RefreshTokenGrant(),
         ClientCredentialsGrant(),
+        DeviceCodeGrant(),
     ]
 
     /// The grants by `grant_type`.

@@ -1,0 +1,64 @@
+import Common
+
+/// RFC 8628 §3.4, §3.5: the device polls with its device code until the
+/// user has answered. Each poll is one transaction: a poll sooner than the
+/// code's interval is `slow_down` (and the interval grows by 5 seconds), a
+/// pending code is `authorization_pending`, a denied one `access_denied`,
+/// an expired one `expired_token`; an approved code is redeemed once, with
+/// the connection the approval recorded still there (SPEC 5.2), into a token
+/// family as a redeemed authorization code is.
+public struct DeviceCodeGrant: Grant {
+    public let type = GrantType.deviceCode
+    public let allowsPublicClients = true
+
+    public init() {}
+
+    public func exchange(_ request: TokenRequest, client: Client, service s: TokenService) throws -> TokenResponse {
+        let hash = DeviceAuthorizationService.hash(try request.required("device_code"))
+        let now = s.env.now()
+        let outcome: TokenService.Outcome = try s.store.write {
+            guard let record = try s.store.deviceCode(hash: hash), record.clientID == client.clientID else {
+                return .refused(.invalidGrant(detail: "unknown device code or another client's"))
+            }
+            guard record.expiresAt > now else { return .refused(OAuthError("expired_token", status: 400, "The device code has expired.")) }
+            switch record.status {
+            case .pending:
+                guard try s.store.pollDeviceCode(hash: hash, now: now) else {
+                    return .refused(OAuthError("slow_down", status: 400, "Polling too often: wait 5 more seconds between requests."))
+                }
+                return .refused(OAuthError("authorization_pending", status: 400, "The user has not answered yet."))
+            case .denied:
+                return .refused(OAuthError("access_denied", status: 400, "The user denied the request."))
+            case .redeemed:
+                return .refused(.invalidGrant(detail: "device code already redeemed"))
+            case .approved:
+                break
+            }
+            guard let userID = record.userID, let authTime = record.authTime,
+                  try s.store.connection(userID: userID, clientID: client.clientID) != nil,
+                  let user = try s.store.user(id: userID) else {
+                return .refused(.invalidGrant(detail: "the user disconnected the client"))
+            }
+            let familyID = s.env.randomToken(bytes: 16)
+            guard try s.store.redeemDeviceCode(hash: hash, familyID: familyID) else {
+                return .refused(.invalidGrant(detail: "device code redeemed concurrently"))
+            }
+            // Approved in a browser, used on another device: the grant does not end with that browser's session.
+            try s.store.insertFamily(id: familyID, clientID: client.clientID, userID: user.id, createdAt: now, sid: nil)
+            try s.store.touchConnection(userID: user.id, clientID: client.clientID, accessTime: now)
+            let refresh = try s.storeRefreshToken(client: client, userID: user.id, scope: record.scope, authTime: authTime, familyID: familyID,
+                                                  issue: s.issuesRefreshToken(client, scope: record.scope), jkt: request.dpopJKT)
+            return .issued(TokenService.Issuance(client: client, userID: user.id, user: user, scope: record.scope, authTime: authTime,
+                                                 familyID: familyID, nonce: nil, refreshToken: refresh, idToken: record.scope.contains("openid"),
+                                                 sid: nil, acr: false, jkt: request.dpopJKT))
+        }
+        switch outcome {
+        case let .issued(issuance): return try s.sign(issuance)
+        case let .refused(error): throw error
+        }
+    }
+}
+
+extension GrantType {
+    public static let deviceCode = GrantType(rawValue: "urn:ietf:params:oauth:grant-type:device_code")
+}

@@ -1,0 +1,252 @@
+import Common
+import Cryptography
+import HTTPCore
+import JOSE
+import OAuth
+import TestSupport
+import Testing
+
+/// The device authorization grant (RFC 8628) through the handlers: the
+/// device's requests, the user's page API and the consent screen, each
+/// test named after the section it enforces.
+@Suite struct DeviceAuthorizationTests {
+    static let grant = "urn:ietf:params:oauth:grant-type:device_code"
+    static let deviceGrants: [GrantType] = [.deviceCode, .refreshToken]
+
+    /// A device client (public unless `public: false`) and a signed-in browser.
+    func setUp(public isPublic: Bool = true) throws -> (Harness, String, String?, Browser) {
+        let h = try Harness()
+        _ = try h.user()
+        let (client, secret) = try h.app(public: isPublic, redirectURIs: [], grantTypes: DeviceAuthorizationTests.deviceGrants)
+        let b = Browser(h)
+        b.login()
+        return (h, client, secret, b)
+    }
+
+    func start(_ h: Harness, _ client: String, _ secret: String?, scope: String = "openid profile offline_access") -> Response {
+        var items = [("scope", scope)]
+        if secret == nil { items.append(("client_id", client)) }
+        return h.form("/oauth2/device_authorization", items, basic: secret.map { (client, $0) })
+    }
+
+    func poll(_ h: Harness, _ client: String, _ secret: String?, _ deviceCode: String) -> Response {
+        var items = [("grant_type", DeviceAuthorizationTests.grant), ("device_code", deviceCode)]
+        if secret == nil { items.append(("client_id", client)) }
+        return h.form("/oauth2/token", items, basic: secret.map { (client, $0) })
+    }
+
+    /// The user types `userCode` on the device page; the consent request's id.
+    func enter(_ b: Browser, _ userCode: String) throws -> String {
+        let r = b.json("POST", "/api/v1/device", ["user_code": .string(userCode)])
+        #expect(r.status == 200, "\(r.bodyText)")
+        let id = try #require(r.json?["request_id"]?.stringValue)
+        #expect(r.json?["redirect_to"]?.stringValue == "/consent/?request=\(id)")
+        return id
+    }
+
+    @Test func rfc8628Section3Point2TheDeviceGetsItsCodesAndTheUserApprovesOnTheConsentScreen() throws {
+        let (h, client, _, b) = try setUp()
+        let started = start(h, client, nil)
+        #expect(started.status == 200, "\(started.bodyText)")
+        #expect(started.headers[.cacheControl] == "no-store")
+        let body = try #require(started.json)
+        let deviceCode = try #require(body["device_code"]?.stringValue)
+        let userCode = try #require(body["user_code"]?.stringValue)
+        #expect(userCode.utf8.count == 9 && userCode.utf8.allSatisfy { "BCDFGHJKLMNPQRSTVWXZ-".utf8.contains($0) })
+        #expect(body["verification_uri"]?.stringValue == Harness.issuer + "/device/")
+        #expect(body["verification_uri_complete"]?.stringValue == Harness.issuer + "/device/?user_code=" + userCode)
+        #expect(body["expires_in"] == 600 && body["interval"] == 5)
+
+        #expect(poll(h, client, nil, deviceCode).json?["error"] == "authorization_pending")
+        // §6.1: case, dashes and blanks do not matter to the user.
+        let id = try enter(b, " " + userCode.lowercased().replacingOccurrences(of: "-", with: " ") + " ")
+        let details = try #require(b.send("GET", "/api/v1/authorization-requests/\(id)").json)
+        #expect(details["device"] == true && details["redirect_uri"] == .null)
+        #expect((details["scopes"]?.arrayValue ?? []).compactMap { $0["name"]?.stringValue } == ["openid", "profile", "offline_access"])
+        let accepted = b.json("POST", "/api/v1/authorization-requests/\(id)/accept", ["scope": ["openid", "offline_access"], "remember": false])
+        #expect(accepted.json?["redirect_to"]?.stringValue == Harness.issuer + "/device/?result=approved", "\(accepted.bodyText)")
+
+        h.clock.advance(seconds: 5)
+        let tokens = poll(h, client, nil, deviceCode)
+        #expect(tokens.status == 200, "\(tokens.bodyText)")
+        let t = try #require(tokens.json)
+        #expect(t["scope"] == "openid offline_access" && t["token_type"] == "Bearer")
+        #expect(t["refresh_token"]?.stringValue != nil)
+        let idTokenText = try #require(t["id_token"]?.stringValue)
+        let idToken = try #require(JWS.parse(idTokenText))
+        #expect(idToken.payload["aud"]?.stringValue == client && idToken.payload["nonce"] == nil && idToken.payload["sid"] == nil)
+        // The connection is on the user's account page.
+        let connections = b.send("GET", "/api/v1/me/connections").json?["connections"]?.arrayValue ?? []
+        #expect(connections.contains { $0["client_id"]?.stringValue == client })
+        // Redeemed once: the same device code again (even after the interval) is invalid_grant.
+        h.clock.advance(seconds: 5)
+        #expect(poll(h, client, nil, deviceCode).json?["error"] == "invalid_grant")
+        // The user code is spent too.
+        #expect(b.json("POST", "/api/v1/device", ["user_code": .string(userCode)]).status == 404)
+        // The refresh token works like any other.
+        let refreshed = h.form("/oauth2/token", [("grant_type", "refresh_token"), ("refresh_token", try #require(t["refresh_token"]?.stringValue)),
+                                                 ("client_id", client)])
+        #expect(refreshed.status == 200, "\(refreshed.bodyText)")
+    }
+
+    @Test func rfc8628Section3Point5PollingFasterThanTheIntervalIsSlowDownAndTheIntervalGrows() throws {
+        let (h, client, secret, _) = try setUp(public: false)
+        let deviceCode = try #require(start(h, client, secret).json?["device_code"]?.stringValue)
+        #expect(poll(h, client, secret, deviceCode).json?["error"] == "authorization_pending")
+        h.clock.advance(seconds: 4)
+        let fast = poll(h, client, secret, deviceCode)
+        #expect(fast.status == 400 && fast.json?["error"] == "slow_down", "\(fast.bodyText)")
+        // The interval is now 10 seconds, counted from the last poll.
+        h.clock.advance(seconds: 9)
+        #expect(poll(h, client, secret, deviceCode).json?["error"] == "slow_down")
+        h.clock.advance(seconds: 15)
+        #expect(poll(h, client, secret, deviceCode).json?["error"] == "authorization_pending")
+        let stored = try #require(try h.store.read { try h.store.deviceCode(hash: Base64.urlEncode(Digest.sha256(deviceCode))) })
+        #expect(stored.interval == 15)
+    }
+
+    @Test func rfc8628Section3Point5ADeniedCodeIsAccessDeniedAndAnExpiredOneExpiredToken() throws {
+        let (h, client, _, b) = try setUp()
+        let first = try #require(start(h, client, nil).json)
+        let id = try enter(b, try #require(first["user_code"]?.stringValue))
+        let denied = b.json("POST", "/api/v1/authorization-requests/\(id)/reject", [:])
+        #expect(denied.json?["redirect_to"]?.stringValue == Harness.issuer + "/device/?result=denied", "\(denied.bodyText)")
+        #expect(poll(h, client, nil, try #require(first["device_code"]?.stringValue)).json?["error"] == "access_denied")
+
+        let second = try #require(start(h, client, nil).json)
+        h.clock.advance(seconds: 601)
+        #expect(poll(h, client, nil, try #require(second["device_code"]?.stringValue)).json?["error"] == "expired_token")
+        #expect(b.json("POST", "/api/v1/device", ["user_code": second["user_code"] ?? .null]).status == 404, "an expired code cannot be entered")
+    }
+
+    @Test func rfc8628Section3Point4ADeviceCodeIsItsClientsOnly() throws {
+        let (h, client, _, b) = try setUp()
+        let (other, _) = try h.app(public: true, redirectURIs: [], grantTypes: DeviceAuthorizationTests.deviceGrants)
+        let body = try #require(start(h, client, nil).json)
+        let deviceCode = try #require(body["device_code"]?.stringValue)
+        let id = try enter(b, try #require(body["user_code"]?.stringValue))
+        _ = b.json("POST", "/api/v1/authorization-requests/\(id)/accept", ["scope": ["openid"], "remember": true])
+        #expect(poll(h, other, nil, deviceCode).json?["error"] == "invalid_grant")
+        #expect(poll(h, client, nil, "lkd_guess").json?["error"] == "invalid_grant")
+        // The refusals spent nothing: the client still redeems it.
+        #expect(poll(h, client, nil, deviceCode).status == 200)
+    }
+
+    @Test func spec5Point2ADisconnectBeforeTheDevicePollsEndsTheApproval() throws {
+        let (h, client, _, b) = try setUp()
+        let body = try #require(start(h, client, nil).json)
+        let id = try enter(b, try #require(body["user_code"]?.stringValue))
+        _ = b.json("POST", "/api/v1/authorization-requests/\(id)/accept", ["scope": ["openid", "profile"], "remember": true])
+        #expect(b.send("DELETE", "/api/v1/me/connections/\(client)").status == 204)
+        #expect(poll(h, client, nil, try #require(body["device_code"]?.stringValue)).json?["error"] == "access_denied")
+    }
+
+    @Test func rfc8628Section5Point4ADeviceRequestIsAlwaysAnsweredOnTheConsentScreenOnce() throws {
+        let (h, client, _, b) = try setUp()
+        // Remembered consent for the client does not approve a device on its own.
+        let first = try #require(start(h, client, nil).json)
+        let firstID = try enter(b, try #require(first["user_code"]?.stringValue))
+        _ = b.json("POST", "/api/v1/authorization-requests/\(firstID)/accept", ["scope": ["openid", "profile", "offline_access"], "remember": true])
+        let second = try #require(start(h, client, nil).json)
+        let id = try enter(b, try #require(second["user_code"]?.stringValue))
+        let continued = b.send("GET", "/oauth2/authorize/continue", query: "request=\(id)")
+        #expect(continued.headers[.location] == "/consent/?request=\(id)")
+        // Another browser, even signed in as the same user, cannot see or answer it.
+        let other = Browser(h)
+        other.login()
+        #expect(other.send("GET", "/api/v1/authorization-requests/\(id)").status == 404)
+        #expect(other.json("POST", "/api/v1/authorization-requests/\(id)/accept", ["scope": ["openid"], "remember": false]).status == 404)
+        // Answered once: approve, then deny again, is refused; the code stays approved.
+        #expect(b.json("POST", "/api/v1/authorization-requests/\(id)/accept", ["scope": ["openid"], "remember": false]).status == 200)
+        #expect(b.json("POST", "/api/v1/authorization-requests/\(id)/reject", [:]).status == 404)
+        // A code entered twice makes two consent requests; the first answer wins, the second finds the code answered.
+        let third = try #require(start(h, client, nil).json)
+        let code = try #require(third["user_code"]?.stringValue)
+        let (a, c) = (try enter(b, code), try enter(b, code))
+        #expect(b.json("POST", "/api/v1/authorization-requests/\(a)/reject", [:]).status == 200)
+        #expect(b.json("POST", "/api/v1/authorization-requests/\(c)/accept", ["scope": ["openid"], "remember": false]).status == 404)
+        #expect(poll(h, client, nil, try #require(third["device_code"]?.stringValue)).json?["error"] == "access_denied")
+    }
+
+    @Test(arguments: [
+        ("no scope", [("scope", "")], 400, "invalid_scope"),
+        ("a scope the client did not register", [("scope", "openid phone")], 400, "invalid_scope"),
+        ("a management scope", [("scope", "clients:write")], 400, "invalid_scope"),
+        ("a malformed scope", [("scope", "openid \"x\"")], 400, "invalid_scope"),
+    ] as [(String, [(String, String)], Int, String)])
+    func rfc8628Section3Point2TheScopeIsCheckedAsAtTheAuthorizationEndpoint(_ name: String, _ items: [(String, String)], _ status: Int, _ error: String) throws {
+        let (h, client, _, _) = try setUp()
+        let r = h.form("/oauth2/device_authorization", items + [("client_id", client)])
+        #expect(r.status.code == status && r.json?["error"]?.stringValue == error, "\(name): \(r.bodyText)")
+        #expect(try h.store.read { try h.store.liveDeviceCodeCount(clientID: client, now: h.clock.now) } == 0)
+    }
+
+    @Test func rfc8628Section3Point1TheClientAuthenticatesAndMustHaveRegisteredTheGrant() throws {
+        let (h, client, secret, _) = try setUp(public: false)
+        let s = try #require(secret)
+        #expect(start(h, client, s + "x").status == 401, "a wrong secret")
+        #expect(start(h, client, nil).status == 401, "a confidential client without its secret")
+        #expect(h.form("/oauth2/device_authorization", [("client_id", "unknown-client"), ("scope", "openid")]).status == 401)
+        let (codeOnly, _) = try h.app(public: true)
+        #expect(start(h, codeOnly, nil).json?["error"] == "unauthorized_client")
+        // Not a form: 400, nothing stored.
+        let json = h.call("POST", "/oauth2/device_authorization", headers: [("Content-Type", "application/json")], body: Array("{}".utf8))
+        #expect(json.status == 400 && json.json?["error"] == "invalid_request")
+        #expect(try h.store.read { try h.store.liveDeviceCodeCount(clientID: client, now: h.clock.now) } == 0)
+        // The token endpoint refuses the grant to a client that did not register it.
+        #expect(poll(h, codeOnly, nil, "lkd_x").json?["error"] == "unauthorized_client")
+    }
+
+    @Test func spec7Point1WrongUserCodesAreLimitedPerAccountAndAddress() throws {
+        let (h, client, _, b) = try setUp()
+        let body = try #require(start(h, client, nil).json)
+        for guess in 0..<10 {
+            let r = b.json("POST", "/api/v1/device", ["user_code": .string(guess % 2 == 0 ? "BCDF-GHJK" : "not a code")])
+            #expect(r.status == 404, "\(r.bodyText)")
+        }
+        // The eleventh try within the minute is refused before any lookup, even with the right code.
+        let limited = b.json("POST", "/api/v1/device", ["user_code": body["user_code"] ?? .null])
+        #expect(limited.status == 429 && limited.headers[.retryAfter] != nil, "\(limited.bodyText)")
+        h.clock.advance(seconds: 61)
+        _ = try enter(b, try #require(body["user_code"]?.stringValue))
+    }
+
+    @Test func theDevicePageAPIWantsASessionItsCSRFTokenAndAOneMemberBody() throws {
+        let (h, client, _, b) = try setUp()
+        let code = try #require(start(h, client, nil).json?["user_code"])
+        #expect(Browser(h).json("POST", "/api/v1/device", ["user_code": code]).status == 401, "no session")
+        #expect(b.json("POST", "/api/v1/device", ["user_code": code], csrf: false).status == 403, "no CSRF token")
+        #expect(b.json("POST", "/api/v1/device", ["user_code": code, "extra": true]).status == 400)
+        #expect(b.json("POST", "/api/v1/device", ["user_code": 12345678]).status == 400)
+        #expect(b.send("POST", "/api/v1/device", headers: [("Content-Type", "application/json")], body: Array("{".utf8)).status == 400)
+        // A user's bearer token is not a browser: the page API takes sessions only.
+        #expect(h.json("POST", "/api/v1/device", token: try h.token(), body: ["user_code": code]).status == 401)
+    }
+
+    @Test func spec7Point1AClientHasAtMostSoManyLiveDeviceCodes() throws {
+        let (h, client, _, _) = try setUp()
+        let clientRecord = try #require(try h.store.read { try h.store.client(client) })
+        var service = DeviceAuthorizationService(env: h.env, store: h.store)
+        service.liveCodesPerClient = 3
+        for _ in 0..<3 { _ = try service.start(client: clientRecord, scope: "openid") }
+        #expect(throws: TooManyFailures.self) { try service.start(client: clientRecord, scope: "openid") }
+        h.clock.advance(seconds: 601)
+        _ = try service.start(client: clientRecord, scope: "openid")
+    }
+
+    @Test func registrationAcceptsADeviceClientWithoutRedirectURIsButNotForFAPI() throws {
+        let h = try Harness()
+        let token = try h.token()
+        let created = h.json("POST", "/api/v1/clients", token: token, body: [
+            "client_name": "TV app", "grant_types": [.string(DeviceAuthorizationTests.grant), "refresh_token"], "token_endpoint_auth_method": "none",
+            "scope": "openid offline_access",
+        ])
+        #expect(created.status == 201, "\(created.bodyText)")
+        let discovery = try #require(h.call("GET", "/.well-known/openid-configuration").json)
+        #expect(discovery["device_authorization_endpoint"]?.stringValue == Harness.issuer + "/oauth2/device_authorization")
+        #expect(discovery["grant_types_supported"]?.arrayValue?.contains(.string(DeviceAuthorizationTests.grant)) == true)
+        let spec = ClientSpec(name: "FAPI TV", redirectURIs: [], grantTypes: [DeviceAuthorizationTests.grant], authMethod: "private_key_jwt",
+                              fapi2: true)
+        #expect(spec.problems().contains { $0.field == "grant_types" })
+    }
+}
