@@ -245,7 +245,7 @@ def test_a_flood_of_introspection_and_revocation_is_bounded(limited_stack):
 
 def test_every_credential_or_anonymous_state_endpoint_has_a_zone(limited_stack):
     stack = limited_stack
-    for selector in ("= /oauth2/token", "= /oauth2/par", "= /oauth2/authorize", "= /oauth2/authorize/continue", "= /oauth2/introspect",
+    for selector in ("= /oauth2/token", "= /oauth2/par", "= /oauth2/device_authorization", "= /api/v1/device", "= /oauth2/authorize", "= /oauth2/authorize/continue", "= /oauth2/introspect",
                      "= /oauth2/revoke", "= /oauth2/userinfo", "= /api/v1/session", "= /api/oauth/token",
                      "= /api/oauth/auth/code", "/api/", "/external/", "/uc/", "/v3/",
                      "~ ^/api/v1/clients/[^/]+/logo$", "~ ^/api/oauth/app/id/[^/]+/image$"):

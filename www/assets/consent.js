@@ -65,6 +65,8 @@ document.addEventListener("DOMContentLoaded", async () => {
   document.getElementById("redirect").textContent = data.device
     ? "After you decide, return to your device."
     : "After you decide, you will be sent to " + data.redirect_uri;
+  // A device's approval is one decision for that device: nothing to remember for later sign-ins.
+  if (data.device) document.querySelector(".remember").hidden = true;
   const form = document.getElementById("consent-form");
   form.hidden = false;
   document.getElementById("approve").focus();
@@ -104,7 +106,7 @@ document.addEventListener("DOMContentLoaded", async () => {
     event.preventDefault();
     const scope = Array.from(list.querySelectorAll("input[type=checkbox]")).filter((b) => b.checked).map((b) => b.value);
     if (scope.length === 0) { Latchkey.showError("Choose at least one permission, or deny."); return; }
-    answer("/accept", { scope, remember: document.getElementById("remember").checked });
+    answer("/accept", { scope, remember: !data.device && document.getElementById("remember").checked });
   });
   document.getElementById("deny").addEventListener("click", () => answer("/reject", {}));
 });
