@@ -267,3 +267,17 @@ def test_rfc8628_section_5_1_user_code_guesses_are_throttled(limited_stack):
             break
     assert 429 in statuses and set(statuses) <= {404, 429}, statuses
     time.sleep(3)  # let nginx's bucket refill for the tests after this one (the workers' window is per account)
+
+
+def test_rfc8628_section_5_2_device_authorization_requests_are_throttled_per_address(limited_stack):
+    stack = limited_stack
+    client_id, _ = device_client(stack, name="Throttled TV")
+    statuses = []
+    for _ in range(40):
+        r = requests.post(stack.url("/oauth2/device_authorization"), data={"client_id": client_id, "scope": "openid"})
+        statuses.append(r.status_code)
+        if r.status_code == 429:
+            assert r.headers["Retry-After"] and r.json()["error"] == "rate_limited"
+            break
+    assert 429 in statuses and set(statuses) <= {200, 429}, statuses
+    time.sleep(3)
