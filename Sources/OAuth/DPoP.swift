@@ -14,6 +14,8 @@ public enum DPoP {
 
     public struct Refusal: Error, Equatable {
         public let reason: String
+        /// The proof lacked the server's current nonce (§8, §9): the answer is `use_dpop_nonce` with a fresh one.
+        public var wantsNonce = false
     }
 
     /// RFC 9449 §4.3's checks of the proof in a `DPoP` header for a request
@@ -21,8 +23,11 @@ public enum DPoP {
     /// at a resource); returns the thumbprint of the proof's key.
     /// The proof's `jti` is then `used`: `used(jkt, jti, expiresAt)` records
     /// it and answers whether it was new (a replay is refused, §11.1).
+    /// With `nonces` (server nonces configured, §8 and §9), the proof must
+    /// carry a current one; checked after its signature and before its jti is
+    /// recorded, so a proof refused for its nonce can be remade and sent again.
     public static func verify(_ proof: String, method: String, url: String, accessToken: String? = nil, now: Int64,
-                              used: (String, String, Int64) throws -> Bool) throws -> String {
+                              nonces: DPoPNonces? = nil, used: (String, String, Int64) throws -> Bool) throws -> String {
         guard let parsed = JWS.parse(proof, maxLength: 8192), parsed.typ == "dpop+jwt" else { throw Refusal(reason: "not a dpop+jwt JWS") }
         guard let algorithm = parsed.algorithm.flatMap(SignatureAlgorithm.init(rawValue:)), algorithms.contains(algorithm) else {
             throw Refusal(reason: "unsupported alg")
@@ -41,6 +46,11 @@ public enum DPoP {
         }
         if let accessToken {
             guard claims["ath"]?.stringValue == Base64.urlEncode(Digest.sha256(accessToken)) else { throw Refusal(reason: "ath is not the token's hash") }
+        }
+        if let nonces {
+            guard let nonce = claims["nonce"]?.stringValue, nonces.accepts(nonce, now: now) else {
+                throw Refusal(reason: "the server's DPoP nonce is required", wantsNonce: true)
+            }
         }
         // Kept past the window by its length again, so a node whose clock lags cannot take it a second time.
         guard try used(jkt, jti, (iat + 2 * windowSeconds) * 1000) else { throw Refusal(reason: "proof replayed") }
@@ -85,5 +95,36 @@ final class ProofKeys: Sendable {
             cache[text] = (key, jkt)
         }
         return (key, jkt)
+    }
+}
+
+/// Server-provided DPoP nonces (RFC 9449 §8, §9), when configured: the
+/// server decides how fresh a proof must be instead of trusting the
+/// client's clock. Stateless and the same on every node: a nonce is an
+/// HMAC, under a key derived from the server's pepper, of the current
+/// five-minute window; the current and the previous window's nonces are
+/// accepted, so a nonce lives five to ten minutes and no node stores any.
+public struct DPoPNonces: Sendable {
+    public static let windowSeconds: Int64 = 300
+    let key: HMACKey
+
+    public init(hasher: SecretHasher) {
+        key = HMACKey(key: hasher.derivedKey("latchkey dpop-nonce v1"))
+    }
+
+    func nonce(window: Int64) -> String {
+        Base64.urlEncode(Array(key.mac(Array("\(window)".utf8)).prefix(24)))
+    }
+
+    /// The nonce to hand out now (`DPoP-Nonce`).
+    public func current(now: Int64) -> String { nonce(window: now / 1000 / DPoPNonces.windowSeconds) }
+
+    public func accepts(_ presented: String, now: Int64) -> Bool {
+        guard presented.utf8.count == 32 else { return false }
+        let window = now / 1000 / DPoPNonces.windowSeconds
+        // Both compared, whichever matches: constant time either way.
+        let current = Digest.constantTimeEqual(Array(presented.utf8), Array(nonce(window: window).utf8))
+        let previous = Digest.constantTimeEqual(Array(presented.utf8), Array(nonce(window: window - 1).utf8))
+        return current || previous
     }
 }

@@ -17,6 +17,8 @@ public struct Environment: Sendable {
     /// When true, a confidential client may authenticate with either
     /// client_secret_basic or client_secret_post, whatever it registered.
     public var acceptAnySecretMethod: Bool
+    /// Whether DPoP proofs must carry a server-provided nonce (RFC 9449 §8, §9; `serve --dpop-nonces`).
+    public var dpopNonces = false
 
     public init(issuer: String, now: @escaping @Sendable () -> Int64, random: @escaping @Sendable (Int) -> [UInt8] = SecureRandom.bytes,
                 kek: [UInt8]? = nil, acceptAnySecretMethod: Bool = false) {

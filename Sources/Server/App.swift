@@ -50,6 +50,8 @@ public struct RequestContext {
     public let images: ImageReencoder
     public let tokenCache = VerifiedTokenCache()
     public let metrics: Metrics
+    /// Server DPoP nonces, when the environment asks for them.
+    public var dpopNonces: DPoPNonces?
     public var pathParams: [String: String] = [:]
 
     public var tokens: TokenService { TokenService(env: env, store: store, keys: keys, cache: tokenCache) }
@@ -92,7 +94,9 @@ public final class Worker {
         self.app = app
         let keys = KeyRing(store: store, env: app.env)
         let hasher = try Provisioning.secretHasher(store: store, env: app.env)
-        context = RequestContext(env: app.env, store: store, keys: keys, hasher: hasher, guards: app.guards, images: app.images, metrics: app.metrics)
+        var context = RequestContext(env: app.env, store: store, keys: keys, hasher: hasher, guards: app.guards, images: app.images, metrics: app.metrics)
+        if app.env.dpopNonces { context.dpopNonces = DPoPNonces(hasher: hasher) }
+        self.context = context
     }
 
     /// Routes, runs and answers one request; never throws, never leaks an

@@ -16,18 +16,33 @@ enum DPoPEndpoint {
         do {
             // The jti is written in a transaction of its own: callers check proofs outside any read.
             return try DPoP.verify(proofs[0], method: request.method.rawValue, url: ctx.env.issuer + request.path, accessToken: accessToken,
-                                   now: now) { jkt, jti, expiresAt in
+                                   now: now, nonces: ctx.dpopNonces) { jkt, jti, expiresAt in
                 try ctx.store.write { try ctx.store.useProof(jkt: jkt, jti: jti, expiresAt: expiresAt, now: now) }
             }
         } catch let refused as DPoP.Refusal {
+            if refused.wantsNonce, let nonces = ctx.dpopNonces {
+                throw refusal("The DPoP proof must carry the nonce in DPoP-Nonce.", resource: accessToken != nil, code: "use_dpop_nonce",
+                              nonce: nonces.current(now: now))
+            }
             throw refusal("The DPoP proof is invalid: \(refused.reason).", resource: accessToken != nil)
         }
     }
 
-    static func refusal(_ description: String, resource: Bool) -> OAuthError {
-        resource ? OAuthError("invalid_dpop_proof", status: 401, description,
-                              headers: [("WWW-Authenticate", "DPoP error=\"invalid_dpop_proof\", algs=\"ES256 RS256 EdDSA\"")])
-            : OAuthError("invalid_dpop_proof", status: 400, description)
+    /// §7.1 and §9: a 400 at the token endpoint, a 401 with a DPoP challenge
+    /// at a resource; `use_dpop_nonce` carries the nonce to use (§8, §9).
+    static func refusal(_ description: String, resource: Bool, code: String = "invalid_dpop_proof", nonce: String? = nil) -> OAuthError {
+        var headers: [(String, String)] = nonce.map { [("DPoP-Nonce", $0)] } ?? []
+        if resource { headers.append(("WWW-Authenticate", "DPoP error=\"\(code)\", algs=\"ES256 RS256 EdDSA\"")) }
+        return OAuthError(code, status: resource ? 401 : 400, description, headers: headers)
+    }
+
+    /// §8.2: with server nonces configured, a fresh one rides on every answer
+    /// of an endpoint that takes proofs, so a client rarely meets use_dpop_nonce twice.
+    static func withNonce(_ response: Response, _ ctx: RequestContext) -> Response {
+        guard let nonces = ctx.dpopNonces else { return response }
+        var r = response
+        r.headers.add(.dpopNonce, nonces.current(now: ctx.env.now()))
+        return r
     }
 
     /// §7.1: a token bound to a key is used with the DPoP scheme and a proof

@@ -82,7 +82,7 @@ enum TokenEndpoint {
             return jkt
         }
         let result = try exchange.exchange(TokenRequest(grantType: grantType, parameters: form.values), credentials: credentials, proof: proof)
-        return uncached(.json(result.json))
+        return DPoPEndpoint.withNonce(uncached(.json(result.json)), ctx)
     }
 
     /// RFC 7662 §2.

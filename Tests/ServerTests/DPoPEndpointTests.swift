@@ -3,6 +3,7 @@ import Cryptography
 import HTTPCore
 import JOSE
 import OAuth
+import Server
 import TestSupport
 import Testing
 
@@ -47,6 +48,63 @@ import Testing
         let bad = h.form("/oauth2/token", [("grant_type", "client_credentials")], basic: (h.primary.clientID, h.primary.clientSecret),
                          headers: [("DPoP", try proof(h, key, "POST", "/oauth2/introspect"))])
         #expect(bad.status == 400 && bad.json?["error"] == "invalid_dpop_proof")
+    }
+
+    /// §8 and §9: with server nonces configured, a proof without the current
+    /// nonce is answered use_dpop_nonce with one in DPoP-Nonce (400 at the
+    /// token endpoint, 401 with a DPoP challenge at a resource); a proof with
+    /// it is accepted, for five to ten minutes, on any node sharing the store.
+    @Test func rfc9449Sections8And9ServerNoncesWhenConfigured() throws {
+        let h = try Harness(dpopNonces: true)
+        let key = try SigningKey.generate(.es256)
+        func nonceProof(_ method: String, _ path: String, nonce: String?, token: String? = nil) throws -> String {
+            var claims: [String: JSON?] = ["htm": .string(method), "htu": .string(Harness.issuer + path), "iat": .int(h.clock.now / 1000)]
+            if let nonce { claims["nonce"] = .string(nonce) }
+            if let token { claims["ath"] = .string(Base64.urlEncode(Digest.sha256(token))) }
+            return try DPoPTestProof.make(key, claims: claims)
+        }
+        func tokenRequest(_ proof: String) -> Response {
+            h.form("/oauth2/token", [("grant_type", "client_credentials"), ("scope", "clients:read")],
+                   basic: (h.primary.clientID, h.primary.clientSecret), headers: [("DPoP", proof)])
+        }
+        let first = tokenRequest(try nonceProof("POST", "/oauth2/token", nonce: nil))
+        #expect(first.status == 400 && first.json?["error"] == "use_dpop_nonce", "\(first.bodyText)")
+        let nonce = try #require(first.headers[.dpopNonce])
+        #expect(tokenRequest(try nonceProof("POST", "/oauth2/token", nonce: "x" + nonce.dropFirst())).json?["error"] == "use_dpop_nonce")
+        let issued = tokenRequest(try nonceProof("POST", "/oauth2/token", nonce: nonce))
+        #expect(issued.status == 200 && issued.json?["token_type"] == "DPoP", "\(issued.bodyText)")
+        #expect(issued.headers[.dpopNonce] == nonce, "§8.2: the current nonce rides on the answer")
+        let token = try #require(issued.json?["access_token"]?.stringValue)
+        // At a resource: 401 with the challenge and a nonce, then accepted with it.
+        let path = "/api/v1/clients/\(h.primary.clientID)"
+        let resource = h.call("GET", path, headers: [("Authorization", "DPoP \(token)"), ("DPoP", try nonceProof("GET", path, nonce: nil, token: token))])
+        #expect(resource.status == 401 && resource.headers[.wwwAuthenticate]?.contains("error=\"use_dpop_nonce\"") == true, "\(resource.bodyText)")
+        #expect(resource.headers[.dpopNonce] == nonce)
+        #expect(h.call("GET", path, headers: [("Authorization", "DPoP \(token)"), ("DPoP", try nonceProof("GET", path, nonce: nonce, token: token))])
+            .status == 200)
+        // The previous window's nonce still works; one from two windows ago does not.
+        h.clock.advance(seconds: DPoPNonces.windowSeconds)
+        #expect(tokenRequest(try nonceProof("POST", "/oauth2/token", nonce: nonce)).status == 200)
+        h.clock.advance(seconds: DPoPNonces.windowSeconds)
+        let stale = tokenRequest(try nonceProof("POST", "/oauth2/token", nonce: nonce))
+        #expect(stale.json?["error"] == "use_dpop_nonce" && stale.headers[.dpopNonce] != nonce)
+        // Another node (another worker over the same store) accepts this node's nonce.
+        let other = try Worker(app: Application(env: { var e = h.env; e.dpopNonces = true; return e }(), logger: Logger(level: .off)),
+                               store: try h.anotherStore())
+        let fresh = try #require(stale.headers[.dpopNonce])
+        let proof = try nonceProof("POST", "/oauth2/token", nonce: fresh)
+        let body = Array(FormEncoding.serialize([("grant_type", "client_credentials"), ("scope", "clients:read")]).utf8)
+        let elsewhere = other.handle(Request(method: .post, path: "/oauth2/token", query: "",
+                                             headers: HTTPFields([("Content-Type", "application/x-www-form-urlencoded"), ("DPoP", proof),
+                                                                  ("Authorization", Harness.basic(h.primary.clientID, h.primary.clientSecret))]),
+                                             body: body, requestID: "req-other"))
+        #expect(elsewhere.status == 200, "\(elsewhere.bodyText)")
+        // Without the setting, no nonce is asked for or handed out.
+        let plain = try Harness()
+        let noNonce = plain.form("/oauth2/token", [("grant_type", "client_credentials")], basic: (plain.primary.clientID, plain.primary.clientSecret),
+                                 headers: [("DPoP", try DPoPTestProof.make(key, claims: ["htm": "POST", "htu": .string(Harness.issuer + "/oauth2/token"),
+                                                                                         "iat": .int(plain.clock.now / 1000)]))])
+        #expect(noNonce.status == 200 && noNonce.headers[.dpopNonce] == nil)
     }
 
     /// An unauthenticated caller's proof is not recorded: nothing is stored for it.

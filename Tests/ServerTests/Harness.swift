@@ -14,9 +14,11 @@ final class Harness {
     static let issuer = StoreFixture.issuer
     static let redirect = StoreFixture.redirect
 
-    init(kek: [UInt8]? = nil, guards: AbuseGuards = AbuseGuards(), images: ImageReencoder = .inProcess) throws {
+    init(kek: [UInt8]? = nil, guards: AbuseGuards = AbuseGuards(), images: ImageReencoder = .inProcess, dpopNonces: Bool = false) throws {
         fixture = try StoreFixture(kek: kek)
-        worker = try Worker(app: Application(env: fixture.env, logger: Logger(level: .off), guards: guards, images: images), store: fixture.store)
+        var env = fixture.env
+        env.dpopNonces = dpopNonces
+        worker = try Worker(app: Application(env: env, logger: Logger(level: .off), guards: guards, images: images), store: fixture.store)
     }
 
     var store: any Store { fixture.store }

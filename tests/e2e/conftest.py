@@ -106,8 +106,10 @@ class Stack:
     sharing one PostgreSQL database behind one nginx upstream."""
 
     def __init__(self, state: Path, rate_limits: str = "on", workers: int = 4, log_level: str | None = "debug", store: str = "sqlite",
-                 nodes: int | None = None, cluster: "PostgresCluster | None" = None, tls: bool = False):
+                 nodes: int | None = None, cluster: "PostgresCluster | None" = None, tls: bool = False, env: dict | None = None):
         self.state = state
+        # Settings for the nodes (LATCHKEY_* variables), besides the database's.
+        self.node_env = env or {}
         self.store = store
         self.port = free_port()
         self.tls = tls
@@ -148,7 +150,7 @@ class Stack:
 
     def start_node(self, n):
         """Starts node n (1-based) on its socket."""
-        env = dict(os.environ, **self.db_env())
+        env = dict(os.environ, **self.db_env(), **self.node_env)
         if self.log_level:
             env["LATCHKEY_LOG_LEVEL"] = self.log_level
         socket = self.sockets[n - 1]

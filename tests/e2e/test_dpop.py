@@ -6,21 +6,27 @@ together. Named after the RFC sections they enforce."""
 import base64
 import hashlib
 import secrets
+import tempfile
 import time
 import uuid
+from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlparse
 
+import pytest
 import requests
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
+from conftest import STORES, Stack
 from test_user_flow import Browser, make_app
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
-def proof(key, method, url, token=None):
+def proof(key, method, url, token=None, nonce=None):
     claims = {"jti": uuid.uuid4().hex, "htm": method, "htu": url, "iat": int(time.time())}
+    if nonce:
+        claims["nonce"] = nonce
     if token:
         claims["ath"] = base64.urlsafe_b64encode(hashlib.sha256(token.encode()).digest()).rstrip(b"=").decode()
     return jwt.encode({"typ": "dpop+jwt", "alg": "ES256", "jwk": key.as_dict(private=False)}, claims, key)
@@ -116,3 +122,40 @@ def test_fapi2_private_key_jwt_par_pkce_and_dpop_together(stack):
     access = tokens.json()["access_token"]
     r = requests.get(userinfo, headers={"Authorization": f"DPoP {access}", "DPoP": proof(dpop_key, "GET", userinfo, access)})
     assert r.status_code == 200
+
+
+@pytest.fixture(params=STORES)
+def nonce_stack(request):
+    """Nodes started with LATCHKEY_DPOP_NONCES=1 (on PostgreSQL, two of them: a nonce from one works on the other)."""
+    with tempfile.TemporaryDirectory(prefix="latchkey-e2e-") as tmp:
+        s = Stack(Path(tmp), rate_limits="off", store=request.param, env={"LATCHKEY_DPOP_NONCES": "1"}).start()
+        yield s
+        s.stop()
+
+
+def test_rfc9449_sections_8_and_9_server_nonces_when_configured(nonce_stack):
+    stack = nonce_stack
+    key = ECKey.generate_key("P-256")
+    token_url = stack.url("/oauth2/token")
+    data = {"grant_type": "client_credentials", "scope": "clients:read"}
+    auth = (stack.client_id, stack.client_secret)
+    # §8: no nonce, use_dpop_nonce with one to use.
+    first = requests.post(token_url, data=data, auth=auth, headers={"DPoP": proof(key, "POST", token_url)})
+    assert first.status_code == 400 and first.json()["error"] == "use_dpop_nonce", first.text
+    nonce = first.headers["DPoP-Nonce"]
+    # The retry with it succeeds, on whichever node nginx picks (several times, so both nodes of a pair answer).
+    for _ in range(4):
+        r = requests.post(token_url, data=data, auth=auth, headers={"DPoP": proof(key, "POST", token_url, nonce=nonce)})
+        assert r.status_code == 200 and r.json()["token_type"] == "DPoP", r.text
+        assert r.headers["DPoP-Nonce"]
+    token = r.json()["access_token"]
+    # §9: a resource answers 401 with the challenge and a nonce, then accepts a proof with it.
+    url = stack.url(f"/api/v1/clients/{stack.client_id}")
+    resource = requests.get(url, headers={"Authorization": f"DPoP {token}", "DPoP": proof(key, "GET", url, token)})
+    assert resource.status_code == 401 and 'error="use_dpop_nonce"' in resource.headers["WWW-Authenticate"]
+    fresh = resource.headers["DPoP-Nonce"]
+    ok = requests.get(url, headers={"Authorization": f"DPoP {token}", "DPoP": proof(key, "GET", url, token, nonce=fresh)})
+    assert ok.status_code == 200, ok.text
+    # A made-up nonce is refused the same way.
+    bad = requests.post(token_url, data=data, auth=auth, headers={"DPoP": proof(key, "POST", token_url, nonce="A" * 32)})
+    assert bad.status_code == 400 and bad.json()["error"] == "use_dpop_nonce"

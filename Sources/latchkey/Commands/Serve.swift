@@ -19,6 +19,8 @@ struct Serve: ParsableCommand {
     @Option(help: "Issuer URL (env LATCHKEY_ISSUER; default: the one given to init).") var issuer: String?
     @Flag(name: .customLong("accept-any-secret-method"), help: "Accept client_secret_basic and client_secret_post from every confidential client (env LATCHKEY_ACCEPT_ANY_SECRET_METHOD=1).")
     var acceptAny = false
+    @Flag(name: .customLong("dpop-nonces"), help: "Require a server-provided nonce in every DPoP proof (RFC 9449 §8, §9; env LATCHKEY_DPOP_NONCES=1).")
+    var dpopNonces = false
     @Option(name: .customLong("log-level"), help: "debug (every request), info (default: 4xx and 5xx requests, start and stop), warn, error or off (env LATCHKEY_LOG_LEVEL).")
     var logLevel: String?
     @Flag(name: .customLong("quiet"), help: "Log errors only (--log-level error).") var quiet = false
@@ -52,6 +54,7 @@ enum ServeCommand {
         let issuer = try validatedIssuer(options.issuer ?? env["LATCHKEY_ISSUER"] ?? stored)
         var environment = try options.common.environment(issuer: issuer)
         environment.acceptAnySecretMethod = options.acceptAny || env["LATCHKEY_ACCEPT_ANY_SECRET_METHOD"] == "1"
+        environment.dpopNonces = options.dpopNonces || env["LATCHKEY_DPOP_NONCES"] == "1"
         // Every deployment publishes an ES256 and an RS256 key (SPEC 10.1): one from before gains the missing one.
         try KeyManagement.ensurePublished(store: store, env: environment)
         // Fail now, not on the first request, when the signing key cannot be loaded.
