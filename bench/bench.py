@@ -31,6 +31,74 @@ def lua(path: Path, method: str, body: str = "", headers: dict | None = None) ->
     return path
 
 
+POOL_LUA = r"""
+-- One single-use credential per request (a DPoP proof or a client
+-- assertion, each with its own jti), from a file written just before the
+-- run; each thread takes its own share of the lines. Past the end of its
+-- share a thread repeats its last line, which the server refuses as a
+-- replay: the non-2xx count shows it, so a pool too small cannot pass for speed.
+threads = {}
+function setup(thread)
+  table.insert(threads, thread)
+  thread:set("id", #threads)
+  thread:set("nthreads", NTHREADS)
+end
+function init(args)
+  items, n = {}, 0
+  local i = 0
+  for line in io.lines(POOL) do
+    if i % nthreads == id - 1 then table.insert(items, line) end
+    i = i + 1
+  end
+end
+function request()
+  n = n + 1
+  local item = items[n] or items[#items]
+  if HEADER ~= "" then
+    return wrk.format("POST", PATH, {["Content-Type"] = "application/x-www-form-urlencoded", ["Authorization"] = AUTH, [HEADER] = item}, BODY)
+  end
+  return wrk.format("POST", PATH, {["Content-Type"] = "application/x-www-form-urlencoded"}, BODY .. item)
+end
+"""
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class CredentialPool:
+    """Single-use ES256 JWTs (DPoP proofs or private_key_jwt assertions) for
+    one wrk run, written to `path` by `prepare()` just before the run (their
+    `iat`/`exp` must be fresh, their `jti` new), signed with `cryptography`."""
+
+    def __init__(self, path: Path, count: int, header: dict, claims):
+        from cryptography.hazmat.primitives.asymmetric import ec
+        self.path, self.count, self.claims = path, count, claims
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        numbers = self.key.public_key().public_numbers()
+        self.jwk = {"kty": "EC", "crv": "P-256", "x": b64url(numbers.x.to_bytes(32, "big")), "y": b64url(numbers.y.to_bytes(32, "big"))}
+        self.header = b64url(json.dumps(header(self.jwk), separators=(",", ":")).encode())
+
+    def sign(self, claims: dict) -> str:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+        signing_input = f"{self.header}.{b64url(json.dumps(claims, separators=(',', ':')).encode())}"
+        r, s = decode_dss_signature(self.key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+        return f"{signing_input}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+    def prepare(self):
+        now = int(time.time())
+        self.path.write_text("\n".join(self.sign(self.claims(secrets.token_urlsafe(12), now)) for _ in range(self.count)) + "\n")
+
+
+def pool_script(path: Path, pool: Path, request_path: str, body: str, header: str = "", auth: str = "") -> Path:
+    consts = (f"POOL = {json.dumps(str(pool))}\nNTHREADS = 2\nPATH = {json.dumps(request_path)}\nBODY = {json.dumps(body)}\n"
+              f"HEADER = {json.dumps(header)}\nAUTH = {json.dumps(auth)}\n")
+    path.write_text(consts + POOL_LUA)
+    return path
+
+
 FLOW_LUA = r"""
 -- A complete authorization code flow per three requests, through a work
 -- queue shared by this thread's connections: authorize (prompt=consent,
@@ -337,12 +405,12 @@ def setup_store(tmp: Path, store: str, args, binary: str | None = None, label: s
     try:
         stack = Stack(tmp / (label or store), rate_limits="off", workers=args.workers, log_level=None, store=store,
                       nodes=args.pg_nodes if store == "postgres" else 1).start()
-        return scenarios_for(stack, tmp, store, label or store)
+        return scenarios_for(stack, tmp, store, label or store, args.duration)
     finally:
         conftest.BIN = current
 
 
-def scenarios_for(stack, tmp: Path, store: str, label: str) -> dict:
+def scenarios_for(stack, tmp: Path, store: str, label: str, duration: int) -> dict:
     basic = "Basic " + base64.b64encode(f"{stack.client_id}:{stack.client_secret}".encode()).decode()
     token = stack.token(scope="clients:read")
     form = {"Content-Type": "application/x-www-form-urlencoded", "Authorization": basic}
@@ -352,15 +420,43 @@ def scenarios_for(stack, tmp: Path, store: str, label: str) -> dict:
                             json={"client_name": "bench read"}).json()["client_id"]
     d = tmp / f"{label}-scripts"
     d.mkdir()
+    # SPEC 10.2: the same client_credentials token bound to a DPoP key (a proof per request), and one for a
+    # private_key_jwt client (an assertion per request), each credential single use, made before each run.
+    token_url = stack.url("/oauth2/token")
+    pool_size = duration * 8000
+    dpop = CredentialPool(d / "dpop.pool", pool_size, lambda jwk: {"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk},
+                          lambda jti, now: {"jti": jti, "htm": "POST", "htu": token_url, "iat": now})
+    assertion = CredentialPool(d / "assertion.pool", pool_size, lambda jwk: {"alg": "ES256", "kid": "bench-1"}, None)
+    assertion.jwk["kid"] = "bench-1"
+    created = requests.post(stack.url("/api/v1/clients"), headers={"Authorization": f"Bearer {writer}"},
+                            json={"client_name": "bench private_key_jwt", "grant_types": ["client_credentials"], "scope": "clients:read",
+                                  "token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [assertion.jwk]}})
+    assert created.status_code == 201, created.text
+    jwt_client = created.json()["client_id"]
+    assertion.claims = lambda jti, now: {"iss": jwt_client, "sub": jwt_client, "aud": token_url, "jti": jti, "iat": now, "exp": now + 240}
+    plain_body = "grant_type=client_credentials&scope=clients:read"
     scenarios = [
         ("GET /healthz", stack.url("/healthz"), None),
-        ("POST /oauth2/token (client_credentials)", stack.url("/oauth2/token"),
-         lua(d / "token.lua", "POST", "grant_type=client_credentials&scope=clients:read", form)),
+        ("POST /oauth2/token (client_credentials)", token_url, lua(d / "token.lua", "POST", plain_body, form)),
         ("POST /oauth2/introspect (JWT)", stack.url("/oauth2/introspect"), lua(d / "introspect.lua", "POST", f"token={token}", form)),
         ("GET /api/v1/clients/{id} (read)", stack.url(f"/api/v1/clients/{read_id}"),
          lua(d / "read.lua", "GET", "", {"Authorization": f"Bearer {writer}"})),
+        ("POST /oauth2/token (client_credentials, DPoP-bound)", token_url,
+         pool_script(d / "dpop.lua", dpop.path, "/oauth2/token", plain_body, header="DPoP", auth=basic), dpop.prepare),
+        ("POST /oauth2/token (client_credentials, private_key_jwt)", token_url,
+         pool_script(d / "assertion.lua", assertion.path, "/oauth2/token",
+                     f"{plain_body}&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion="),
+         assertion.prepare),
     ]
     return {"store": store, "label": label, "stack": stack, "writer": writer, "scenarios": scenarios, "dir": d, "rounds": []}
+
+
+def run_scenario(scenario, duration: int, connections: int) -> dict:
+    """One wrk run of a ratio scenario, after writing its fresh credentials when it has any."""
+    _, url, script, *prepare = scenario
+    for step in prepare:
+        step()
+    return wrk(url, script, duration, connections)
 
 
 def main():
@@ -392,7 +488,7 @@ def main():
             # its own round.
             for _ in range(args.rounds):
                 for run in runs:
-                    run["rounds"].append([wrk(url, script, args.duration, args.connections) for _, url, script in run["scenarios"]])
+                    run["rounds"].append([run_scenario(scenario, args.duration, args.connections) for scenario in run["scenarios"]])
             for run in runs if not args.ratios_only else []:
                 stack, d = run["stack"], run["dir"]
                 run["create"] = wrk(stack.url("/api/v1/clients"), lua(d / "create.lua", "POST", '{"client_name":"bench client","scope":"openid"}',
@@ -467,7 +563,7 @@ def report_ratios(runs, args) -> None:
         print(f"\nstore: {run['label']} ({nodes} node{'s' if nodes > 1 else ''})\n")
         print("| scenario | requests/s | p50 ms | p99 ms | x /healthz | non-2xx |")
         print("| --- | ---: | ---: | ---: | ---: | ---: |")
-        for i, (name, _, _) in enumerate(run["scenarios"]):
+        for i, (name, *_) in enumerate(run["scenarios"]):
             results = [r[i] for r in rounds]
             ratio = median([r[i]["rps"] / r[0]["rps"] for r in rounds])
             print(f"| {name} | {median([x['rps'] for x in results]):.0f} | {median([x['p50'] for x in results]):.2f} | "
@@ -476,9 +572,17 @@ def report_ratios(runs, args) -> None:
     for b in runs[1:]:
         want = " (SPEC 9 wants >= 0.8 for tokens and introspection)" if b["store"] == "postgres" else ""
         print(f"\n{b['label']} / {a['label']} in the same rounds (medians of per-round ratios){want}:")
-        for i, (name, _, _) in enumerate(a["scenarios"]):
+        for i, (name, *_) in enumerate(a["scenarios"]):
             ratio = median([rb[i]["rps"] / ra[i]["rps"] for ra, rb in zip(a["rounds"], b["rounds"])])
             print(f"  {name}: {ratio:.2f}")
+    for run in runs:
+        # SPEC 10.2: what binding a token to a DPoP key, or authenticating with an assertion, costs against the plain token.
+        names = [name for name, *_ in run["scenarios"]]
+        plain = names.index("POST /oauth2/token (client_credentials)")
+        for i, name in enumerate(names):
+            if name.startswith("POST /oauth2/token (client_credentials, "):
+                ratio = median([r[i]["rps"] / r[plain]["rps"] for r in run["rounds"]])
+                print(f"{run['label']}: {name[len('POST /oauth2/token (client_credentials, '):-1]} / plain client_credentials tokens: {ratio:.2f}")
     first = runs[0]
     signs = es256_signatures_per_second()
     if signs:

@@ -49,6 +49,8 @@ public enum Base64 {
     public static func decode(bytes: [UInt8]) -> [UInt8]? { decode(chars: bytes, url: false) }
     /// Base64url without padding; refuses '=', '+', '/' and non-canonical trailing bits.
     public static func urlDecode(_ text: String) -> [UInt8]? { decode(text, url: true) }
+    /// Base64url from bytes (a part of a compact JWS already split up).
+    public static func urlDecode(bytes: ArraySlice<UInt8>) -> [UInt8]? { decode(chars: Array(bytes), url: true) }
 
     static func decode(_ text: String, url: Bool) -> [UInt8]? { decode(chars: Array(text.utf8), url: url) }
 

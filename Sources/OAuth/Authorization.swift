@@ -290,7 +290,7 @@ public struct AuthorizationService {
         guard !scope.isEmpty, scope.allSatisfy(stored.request.scope.contains) else { throw ConsentError.scopeNotRequested }
         if let device = stored.request.deviceCodeHash {
             return try DeviceAuthorizationService(env: env, store: store).answer(stored, deviceCodeHash: device, user: user, authTime: session.authTime,
-                                                                                  scope: stored.request.scope.filter(scope.contains), remember: remember)
+                                                                                  scope: stored.request.scope.filter(scope.contains))
         }
         return try grant(stored, user: user, authTime: session.authTime, sid: session.sid,
                          scope: stored.request.scope.filter(scope.contains), remember: remember)
@@ -301,7 +301,7 @@ public struct AuthorizationService {
         guard let stored = try pending(requestID, browser: browser) else { throw ConsentError.notFound }
         if let device = stored.request.deviceCodeHash {
             return try DeviceAuthorizationService(env: env, store: store).answer(stored, deviceCodeHash: device, user: user, authTime: session.authTime,
-                                                                                  scope: nil, remember: false)
+                                                                                  scope: nil)
         }
         let answered = try store.write { try store.markAuthorizationRequestAnswered(idHash: stored.idHash, at: env.now()) }
         guard answered else { throw ConsentError.alreadyAnswered }

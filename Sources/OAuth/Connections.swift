@@ -30,8 +30,11 @@ public struct ConnectionService {
     public func delete(userID: String, clientID: String) throws -> Bool {
         try store.write {
             guard try store.connection(userID: userID, clientID: clientID) != nil else { return false }
-            try store.revokeFamilies(userID: userID, clientID: clientID, at: env.now())
+            // The connection, its unredeemed codes and approved device codes go first: on PostgreSQL
+            // (read committed) those writes wait for a redemption in flight to commit, so the
+            // revocation after them sees the family it created (SPEC 5.2: no grant outlives its connection).
             try store.deleteConnection(userID: userID, clientID: clientID)
+            try store.revokeFamilies(userID: userID, clientID: clientID, at: env.now())
             if let client = try store.client(clientID) {
                 try BackchannelLogout.connectionEnded(userID: userID, client: client, store: store, env: env)
             }

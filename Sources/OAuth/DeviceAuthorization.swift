@@ -31,10 +31,12 @@ public struct DeviceCodeRecord: Sendable, Equatable {
     public var userID: String?
     public var authTime: Int64?
     public var familyID: String?
+    /// The address (an IPv6 one by its /64) the device authorization came from.
+    public var requestedFrom: String
 
     public init(deviceCodeHash: String, userCodeHash: String, clientID: String, scope: [String], createdAt: Int64, expiresAt: Int64,
                 interval: Int, lastPolledAt: Int64? = nil, status: Status = .pending, userID: String? = nil, authTime: Int64? = nil,
-                familyID: String? = nil) {
+                familyID: String? = nil, requestedFrom: String = "") {
         self.deviceCodeHash = deviceCodeHash
         self.userCodeHash = userCodeHash
         self.clientID = clientID
@@ -47,6 +49,7 @@ public struct DeviceCodeRecord: Sendable, Equatable {
         self.userID = userID
         self.authTime = authTime
         self.familyID = familyID
+        self.requestedFrom = requestedFrom
     }
 }
 
@@ -57,14 +60,22 @@ public struct DeviceCodeRecord: Sendable, Equatable {
 ///
 /// User codes are 8 letters from RFC 8628 §6.1's 20 consonants (no vowels,
 /// so no words; about 34.6 bits), shown as `BCDF-GHJK`, read back with case,
-/// dashes and spaces ignored. Guessing one is bounded by the failure limiter
-/// (10 wrong codes a minute per account and address) on top of nginx's
-/// per-address limit; a device code is 256 random bits.
+/// dashes and spaces ignored. Entering one is bounded by the failure limiter
+/// (10 codes a minute per account and address, right or wrong) on top of
+/// nginx's per-address limit; a device code is 256 random bits.
+///
+/// What an anonymous caller can make the server keep: a public client's id
+/// is all a device authorization takes, so live codes are bounded per client
+/// (10,000) and per client and address (50; IPv6 by its /64): filling a
+/// client's allowance, which would stop its devices from signing in, takes
+/// two hundred addresses, and nginx allows each one a second.
 public struct DeviceAuthorizationService {
     public static let lifetimeSeconds = 600
     public static let intervalSeconds = 5
-    /// SPEC 7.1: at most this many unexpired device codes per client, whoever asks (a public client needs no secret).
-    public var liveCodesPerClient = 1000
+    /// SPEC 7.1: at most this many unexpired device codes per client, whoever asks (a public client needs no secret)...
+    public var liveCodesPerClient = 10_000
+    /// ...and per client and address.
+    public var liveCodesPerAddress = 50
     static let alphabet = Array("BCDFGHJKLMNPQRSTVWXZ".utf8)
     static let userCodeLength = 8
 
@@ -85,23 +96,40 @@ public struct DeviceAuthorizationService {
 
     static func hash(_ value: String) -> String { Base64.urlEncode(Digest.sha256(value)) }
 
+    /// Whether the client may use the grant now: enabled, registered for it,
+    /// and not held to FAPI 2.0, which knows the code flow only (with PAR).
+    static func eligible(_ client: Client) -> Bool { client.enabled && client.grantTypes.contains(.deviceCode) && !client.fapi2 }
+
     /// §3.1, for an authenticated client that registered the grant: the
     /// scope checked as at the authorization endpoint (RFC 6749 §3.3; only
-    /// scopes the client registered, never a management scope), then a new
-    /// device code and user code.
-    public func start(client: Client, scope raw: String?) throws -> Started {
-        guard client.grantTypes.contains(.deviceCode) else { throw OAuthError.unauthorizedClient() }
-        // FAPI 2.0 knows the code flow only (with PAR): a client held to it gets no device codes.
-        guard !client.fapi2 else { throw OAuthError("unauthorized_client", status: 400, "A client held to FAPI 2.0 may not use the device authorization grant.") }
-        guard let scope = Scopes.parse(raw ?? ""), !scope.isEmpty else { throw OAuthError("invalid_scope", status: 400, "scope is missing or malformed.") }
-        guard scope.allSatisfy({ AuthorizationChecks.isRequestable($0, by: client) }) else {
-            throw OAuthError("invalid_scope", status: 400, "The client may not request this scope.")
+    /// scopes the client registered, never a management scope; without one,
+    /// every scope the client may ask a user for), then a new device code
+    /// and user code. `address`: the caller's, which bounds its live codes.
+    public func start(client: Client, scope raw: String?, address: String) throws -> Started {
+        guard DeviceAuthorizationService.eligible(client) else {
+            throw OAuthError("unauthorized_client", status: 400, "The client may not use the device authorization grant.")
+        }
+        let scope: [String]
+        if let raw {
+            guard let parsed = Scopes.parse(raw), !parsed.isEmpty else { throw OAuthError("invalid_scope", status: 400, "scope is malformed.") }
+            guard parsed.allSatisfy({ AuthorizationChecks.isRequestable($0, by: client) }) else {
+                throw OAuthError("invalid_scope", status: 400, "The client may not request this scope.")
+            }
+            scope = parsed
+        } else {
+            scope = client.scope.filter { AuthorizationChecks.isRequestable($0, by: client) }
+            guard !scope.isEmpty else { throw OAuthError("invalid_scope", status: 400, "scope is required: the client has no scope to ask a user for.") }
         }
         let deviceCode = env.randomToken(prefix: "lkd_", bytes: 32)
         let now = env.now()
+        let from = FailureLimiter.addressKey(address)
         return try store.write {
-            guard try store.liveDeviceCodeCount(clientID: client.clientID, now: now) < liveCodesPerClient else {
-                throw TooManyFailures(retryAfterSeconds: 60)
+            let live = try store.liveDeviceCodes(clientID: client.clientID, address: from, now: now)
+            guard live.client < liveCodesPerClient, live.address < liveCodesPerAddress else {
+                // Until the first of this address's codes expires (or a minute when the client's allowance is what is spent).
+                let wait = live.address >= liveCodesPerAddress ? live.firstExpiry.map { Int(($0 - now + 999) / 1000) } ?? 60 : 60
+                throw OAuthError("rate_limited", status: 429, "Too many device authorizations of this client are in progress; retry after Retry-After seconds.",
+                                 headers: [("Retry-After", String(max(1, wait)))])
             }
             // A clash with a user code still kept is rare (a few thousand kept out of 20^8): draw again.
             for _ in 0..<5 {
@@ -109,7 +137,7 @@ public struct DeviceAuthorizationService {
                 let record = DeviceCodeRecord(deviceCodeHash: DeviceAuthorizationService.hash(deviceCode),
                                               userCodeHash: DeviceAuthorizationService.hash(userCode), clientID: client.clientID, scope: scope,
                                               createdAt: now, expiresAt: now + Int64(DeviceAuthorizationService.lifetimeSeconds) * 1000,
-                                              interval: DeviceAuthorizationService.intervalSeconds)
+                                              interval: DeviceAuthorizationService.intervalSeconds, requestedFrom: from)
                 if try store.insertDeviceCode(record) {
                     return Started(deviceCode: deviceCode, userCode: DeviceAuthorizationService.display(userCode),
                                    expiresIn: DeviceAuthorizationService.lifetimeSeconds, interval: DeviceAuthorizationService.intervalSeconds)
@@ -148,16 +176,20 @@ public struct DeviceAuthorizationService {
     /// pending, unexpired device authorization, a request for the consent
     /// screen, bound to this browser (as /oauth2/authorize's are), and its id.
     /// Nil for anything else, alike (a wrong code and an answered one look the same).
-    /// A wrong code counts against the user's failure limit from this address.
+    /// Every code entered, right or wrong, counts against the user's limit
+    /// from this address (each right one stores a consent request); the
+    /// address's own count, which sign-in also checks, is left alone.
     public func enter(_ typed: String, user: User, browser: String, guards: AbuseGuards, address: String) throws -> String? {
         let now = env.now()
         let account = "device:" + user.id
         if let wait = guards.failures.refusal(account: account, address: address, now: now) { throw TooManyFailures(retryAfterSeconds: wait) }
+        guards.failures.recordFailure(FailureLimiter.keys(account: account, address: address).filter {
+            if case .address = $0 { return false } else { return true }
+        }, now: now)
         guard let code = DeviceAuthorizationService.normalize(typed),
               let record = try store.read({ try store.deviceCode(userCodeHash: DeviceAuthorizationService.hash(code)) }),
               record.status == .pending, record.expiresAt > now,
-              let client = try store.read({ try store.client(record.clientID) }), client.enabled else {
-            guards.failures.recordFailure(FailureLimiter.keys(account: account, address: address), now: now)
+              let client = try store.read({ try store.client(record.clientID) }), DeviceAuthorizationService.eligible(client) else {
             return nil
         }
         var request = AuthorizationRequest(clientID: client.clientID, redirectURI: "", redirectURISent: false, scope: record.scope, state: nil,
@@ -173,19 +205,24 @@ public struct DeviceAuthorizationService {
 
     /// The user's answer on the consent screen, in one transaction: the
     /// consent request answered once, the device code answered once (and
-    /// still unexpired), and, when approved, the connection recorded (SPEC
-    /// 5.2: the device's grant will exist only with it). The browser goes
-    /// back to the device page, which says what happened.
-    func answer(_ stored: StoredAuthorizationRequest, deviceCodeHash: String, user: User, authTime: Int64, scope: [String]?,
-                remember: Bool) throws -> AuthorizationResponse {
+    /// still unexpired, its client still allowed the grant), and, when
+    /// approved, the connection recorded (SPEC 5.2: the device's grant will
+    /// exist only with it). A device's approval is for that device: it adds
+    /// its scope to the connection's and changes no remembered consent. The
+    /// browser goes back to the device page, which says what happened.
+    func answer(_ stored: StoredAuthorizationRequest, deviceCodeHash: String, user: User, authTime: Int64, scope: [String]?) throws -> AuthorizationResponse {
         let now = env.now()
         try store.write {
             guard try store.markAuthorizationRequestAnswered(idHash: stored.idHash, at: now) else { throw ConsentError.alreadyAnswered }
-            guard try store.answerDeviceCode(hash: deviceCodeHash, status: scope == nil ? .denied : .approved, userID: user.id,
+            guard let client = try store.client(stored.request.clientID), DeviceAuthorizationService.eligible(client),
+                  try store.answerDeviceCode(hash: deviceCodeHash, status: scope == nil ? .denied : .approved, userID: user.id,
                                              scope: scope ?? stored.request.scope, authTime: authTime, now: now) else { throw ConsentError.notFound }
             if let scope {
-                try AuthorizationService(env: env, store: store).recordConnection(userID: user.id, clientID: stored.request.clientID, scope: scope,
-                                                                                  remember: remember, authTime: authTime, now: now)
+                let existing = try store.connection(userID: user.id, clientID: client.clientID)
+                let granted = (existing?.grantedScope ?? []) + scope.filter { !(existing?.grantedScope ?? []).contains($0) }
+                try store.upsertConnection(UserConnection(userID: user.id, clientID: client.clientID, rememberedScope: existing?.rememberedScope ?? [],
+                                                          grantedScope: granted, authTime: authTime, accessTime: now,
+                                                          createdAt: existing?.createdAt ?? now))
             }
         }
         return AuthorizationResponse(redirectURI: env.issuer + "/device/", parameters: [("result", scope == nil ? "denied" : "approved")], mode: .query)

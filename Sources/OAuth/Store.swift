@@ -138,8 +138,9 @@ public protocol GrantStorage: Transactional {
     /// Stores a device authorization (RFC 8628 §3.2); false when its user
     /// code is already held by another (the caller draws a new one).
     func insertDeviceCode(_ record: DeviceCodeRecord) throws -> Bool
-    /// How many of the client's device codes have not expired (SPEC 7.1: what an anonymous caller may make the server keep).
-    func liveDeviceCodeCount(clientID: String, now: Int64) throws -> Int
+    /// The client's device codes that have not expired, all of them and those asked for from `address`,
+    /// and when the first of the latter expires (SPEC 7.1: what an anonymous caller may make the server keep).
+    func liveDeviceCodes(clientID: String, address: String, now: Int64) throws -> (client: Int, address: Int, firstExpiry: Int64?)
     func deviceCode(hash: String) throws -> DeviceCodeRecord?
     func deviceCode(userCodeHash: String) throws -> DeviceCodeRecord?
     /// The user's answer to a pending, unexpired device code: true for exactly one caller, however many race.

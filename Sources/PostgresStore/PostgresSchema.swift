@@ -285,7 +285,8 @@ enum PostgresSchema {
         CREATE INDEX logout_deliveries_by_client ON logout_deliveries(client_id, subject);
         """,
         // 9: the device authorization grant (RFC 8628): each device code (hashed) with its
-        // user code (hashed, unique while kept), the polling pace, and the user's answer.
+        // user code (hashed, unique while kept), the polling pace, the user's answer, and the
+        // address that asked (live codes are bounded per client and per address).
         """
         CREATE TABLE device_codes (
             device_code_hash TEXT PRIMARY KEY,
@@ -299,7 +300,8 @@ enum PostgresSchema {
             status TEXT NOT NULL,
             user_id TEXT REFERENCES users(id) ON DELETE CASCADE,
             auth_time BIGINT,
-            family_id TEXT
+            family_id TEXT,
+            requested_from TEXT NOT NULL
         );
         CREATE INDEX device_codes_by_client ON device_codes(client_id, expires_at);
         CREATE INDEX device_codes_by_expiry ON device_codes(expires_at);

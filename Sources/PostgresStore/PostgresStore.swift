@@ -56,6 +56,8 @@ public final class PostgresStore: Store {
     }
 
     public static var schemaVersion: Int { PostgresSchema.migrations.count }
+    /// The migrations' text, in order (tests pin the shipped ones: a migration, once shipped, never changes).
+    public static var migrations: [String] { PostgresSchema.migrations }
 
     /// Applies pending migrations, each in a transaction holding the lock
     /// row, so that several nodes may run `latchkey migrate` at once.

@@ -84,6 +84,8 @@ public final class SQLiteStore: Store {
     }
 
     public static var schemaVersion: Int { Schema.migrations.count }
+    /// The migrations' text, in order (tests pin the shipped ones: a migration, once shipped, never changes).
+    public static var migrations: [String] { Schema.migrations }
 
     public func migrate() throws -> Int { try wrap { try SQLiteStore.migrate(db) } }
 

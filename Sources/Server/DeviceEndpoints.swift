@@ -15,7 +15,7 @@ enum DeviceEndpoints {
         let form = try OAuthForm(request)
         let credentials = try form.credentials(request)
         let client = try ctx.clientAuthenticator(request).authenticateAlone(credentials, allowPublic: true)
-        let started = try DeviceAuthorizationService(env: ctx.env, store: ctx.store).start(client: client, scope: form["scope"])
+        let started = try DeviceAuthorizationService(env: ctx.env, store: ctx.store).start(client: client, scope: form["scope"], address: request.remoteAddress)
         let page = ctx.env.issuer + "/device/"
         return TokenEndpoint.uncached(.json([
             "device_code": .string(started.deviceCode),
@@ -31,7 +31,7 @@ enum DeviceEndpoints {
     /// page (a session and its CSRF token): the consent request for that
     /// code, bound to this browser, as `{"request_id", "redirect_to"}`. A
     /// code that is unknown, expired or already answered is one 404; past
-    /// ten wrong codes a minute, 429 with `Retry-After`.
+    /// ten codes a minute, 429 with `Retry-After`.
     static func enter(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let members = try EndpointKit.jsonObject(request)
         guard members.count == 1, let typed = JSON.object(members)["user_code"]?.stringValue else {

@@ -109,25 +109,31 @@ extension SQLStatementRunner {
         // What an anonymous caller stored is gone a while after it expired (kept that long to answer expired_token).
         try blindUpdate("DELETE FROM device_codes WHERE expires_at < ?", [.int(d.createdAt - DeviceCodeRecord.keptAfterExpiryMillis)])
         return try update("""
-            INSERT INTO device_codes(device_code_hash, user_code_hash, client_id, scope, created_at, expires_at, poll_interval, status)
-            VALUES(?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_code_hash) DO NOTHING
+            INSERT INTO device_codes(device_code_hash, user_code_hash, client_id, scope, created_at, expires_at, poll_interval, status,
+              requested_from)
+            VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_code_hash) DO NOTHING
             """, [.text(d.deviceCodeHash), .text(d.userCodeHash), .text(d.clientID), .text(Scopes.join(d.scope)), .int(d.createdAt),
-                  .int(d.expiresAt), SQLArgument(d.interval), .text(d.status.rawValue)]) == 1
+                  .int(d.expiresAt), SQLArgument(d.interval), .text(d.status.rawValue), .text(d.requestedFrom)]) == 1
     }
 
-    public func liveDeviceCodeCount(clientID: String, now: Int64) throws -> Int {
-        Int(try query("SELECT COUNT(*) FROM device_codes WHERE client_id = ? AND expires_at > ?", [.text(clientID), .int(now)]).first?.int(0) ?? 0)
+    public func liveDeviceCodes(clientID: String, address: String, now: Int64) throws -> (client: Int, address: Int, firstExpiry: Int64?) {
+        guard let r = try query("""
+            SELECT COUNT(*), COALESCE(SUM(CASE WHEN requested_from = ? THEN 1 ELSE 0 END), 0), MIN(CASE WHEN requested_from = ? THEN expires_at END)
+            FROM device_codes WHERE client_id = ? AND expires_at > ?
+            """, [.text(address), .text(address), .text(clientID), .int(now)]).first else { return (0, 0, nil) }
+        return (Int(r.int(0)), Int(r.int(1)), r.optionalInt(2))
     }
 
     static var deviceCodeColumns: String {
-        "device_code_hash, user_code_hash, client_id, scope, created_at, expires_at, poll_interval, last_polled_at, status, user_id, auth_time, family_id"
+        "device_code_hash, user_code_hash, client_id, scope, created_at, expires_at, poll_interval, last_polled_at, status, user_id, auth_time, " +
+            "family_id, requested_from"
     }
 
     func deviceCodeRecord(_ r: Row) -> DeviceCodeRecord? {
         guard let status = DeviceCodeRecord.Status(rawValue: r.string(8)) else { return nil }
         return DeviceCodeRecord(deviceCodeHash: r.string(0), userCodeHash: r.string(1), clientID: r.string(2), scope: Scopes.parse(r.string(3)) ?? [],
                                 createdAt: r.int(4), expiresAt: r.int(5), interval: Int(r.int(6)), lastPolledAt: r.optionalInt(7), status: status,
-                                userID: r.optionalString(9), authTime: r.optionalInt(10), familyID: r.optionalString(11))
+                                userID: r.optionalString(9), authTime: r.optionalInt(10), familyID: r.optionalString(11), requestedFrom: r.string(12))
     }
 
     public func deviceCode(hash: String) throws -> DeviceCodeRecord? {

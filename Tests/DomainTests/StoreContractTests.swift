@@ -1,4 +1,5 @@
 import Common
+import Cryptography
 import Foundation
 import SQLiteStore
 import OAuth
@@ -100,6 +101,78 @@ import Testing
         let redemptions = race(h, 8) { store, i in try store.write { try store.redeemDeviceCode(hash: "race-device", familyID: "family-\(i)") } }
         #expect(redemptions.filter { (try? $0.get()) == true }.count == 1, "\(redemptions)")
         #expect(try h.store.read { try h.store.deviceCode(hash: "race-device") }?.status == .redeemed)
+    }
+
+    /// SPEC 5.2 under a race: a user disconnects the client while its device
+    /// (or its code flow) redeems a grant on another connection. Whichever
+    /// commits first, no grant outlives the connection: a family the
+    /// redemption created is revoked by the disconnect that followed it.
+    @Test func aDisconnectRacingARedemptionLeavesNoLiveGrant() throws {
+        let h = try StoreFixture()
+        let userID = try h.user()
+        let (client, _) = try h.app(grantTypes: [.authorizationCode, .deviceCode, .refreshToken])
+        let user = try #require(try h.store.read { try h.store.user(id: userID) })
+        let env = h.env, factory = h.storeFactory
+        var familiesSeen = 0
+        for round in 0..<30 {
+            let now = h.clock.now
+            let redeem: @Sendable (any Store) throws -> Void
+            if round % 2 == 0 {
+                let code = "lkd_race_\(round)"
+                let hash = Base64.urlEncode(Digest.sha256(code))
+                try h.store.write {
+                    _ = try h.store.insertDeviceCode(DeviceCodeRecord(deviceCodeHash: hash, userCodeHash: "race-user-\(round)", clientID: client,
+                                                                      scope: ["openid", "offline_access"], createdAt: now, expiresAt: now + 600_000,
+                                                                      interval: 5))
+                    _ = try h.store.answerDeviceCode(hash: hash, status: .approved, userID: userID, scope: ["openid", "offline_access"],
+                                                     authTime: now / 1000, now: now)
+                    try h.store.upsertConnection(UserConnection(userID: userID, clientID: client, rememberedScope: [], grantedScope: ["openid"],
+                                                                authTime: now / 1000, accessTime: now, createdAt: now))
+                }
+                redeem = { store in _ = try StoreContractTests.exchange(env, store, GrantType.deviceCode.rawValue, ["device_code": code], client) }
+            } else {
+                let request = AuthorizationRequest(clientID: client, redirectURI: StoreFixture.redirect, redirectURISent: true,
+                                                   scope: ["openid", "offline_access"], state: nil, nonce: nil, codeChallenge: nil, prompt: [], maxAge: nil)
+                let code = try AuthorizationService(env: env, store: h.store).issueCode(request, user: user, authTime: now / 1000, sid: nil,
+                                                                                      scope: ["openid", "offline_access"], remember: false, answering: nil)
+                redeem = { store in
+                    _ = try StoreContractTests.exchange(env, store, "authorization_code", ["code": code, "redirect_uri": StoreFixture.redirect], client)
+                }
+            }
+            _ = race(h, 2) { store, i in
+                if i == 0 { try redeem(store); return }
+                // The disconnect starts a little later each round, to land anywhere inside the redemption's transaction.
+                usleep(UInt32(round % 10) * 250)
+                _ = try ConnectionService(env: env, store: store).delete(userID: userID, clientID: client)
+            }
+            #expect(try h.store.read { try h.store.connection(userID: userID, clientID: client) } == nil)
+            let live = try h.store.read {
+                try h.store.connections(userID: userID, limit: 10, offset: 0).total
+            }
+            #expect(live == 0)
+            // Every family of the pair is revoked.
+            let families = try StoreContractTests.familyIDs(h, userID: userID, clientID: client)
+            familiesSeen = families.count
+            for family in families { #expect(try h.store.read { try h.store.isFamilyRevoked(id: family) }, "round \(round): family \(family) outlived the connection") }
+        }
+        // Some redemptions won their race (else the rounds proved nothing).
+        #expect(familiesSeen > 0)
+    }
+
+    static func exchange(_ env: OAuth.Environment, _ store: any Store, _ grantType: String, _ parameters: [String: String], _ client: String) throws -> TokenResponse {
+        let service = TokenService(env: env, store: store, keys: KeyRing(store: store, env: env))
+        let hasher = try Provisioning.secretHasher(store: store, env: env)
+        return try TokenExchange(service: service, authenticator: ClientAuthenticator(env: env, store: store, hasher: hasher, guards: nil))
+            .exchange(TokenRequest(grantType: grantType, parameters: parameters), credentials: .publicClient(clientID: client))
+    }
+
+    /// The token families of a user and client, as a backup sees them.
+    static func familyIDs(_ h: StoreFixture, userID: String, clientID: String) throws -> [String] {
+        guard let store = h.store as? any TransferableStore else { return [] }
+        let dump = try #require(try store.dumpAll().first { $0.table == "token_families" })
+        let id = try #require(dump.columns.firstIndex(of: "id")), user = try #require(dump.columns.firstIndex(of: "user_id"))
+        let client = try #require(dump.columns.firstIndex(of: "client_id"))
+        return dump.rows.filter { $0[user] == .text(userID) && $0[client] == .text(clientID) }.compactMap { if case let .text(v) = $0[id] { v } else { nil } }
     }
 
     @Test func theClientLimitHoldsUnderConcurrentCreates() throws {

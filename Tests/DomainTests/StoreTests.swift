@@ -3,6 +3,8 @@ import Foundation
 import OAuth
 import SQLite
 import SQLiteStore
+import PostgresStore
+import Cryptography
 import TestSupport
 import Testing
 
@@ -13,6 +15,16 @@ import Testing
         #expect(try h.sqlite.migrate() == 0)
         let again = try SQLiteStore(path: h.directory + "/test.db")
         #expect(try again.schemaVersionApplied() == SQLiteStore.schemaVersion)
+    }
+
+    /// Migrations are append-only: what a deployment already ran is never
+    /// edited (a changed one would leave existing databases behind). The
+    /// shipped ones are pinned by digest; a new migration is appended and,
+    /// once released, pinned here too.
+    @Test func shippedMigrationsNeverChange() {
+        func digest(_ migrations: ArraySlice<String>) -> String { Base64.urlEncode(Digest.sha256(migrations.joined(separator: "\u{0}"))) }
+        #expect(digest(SQLiteStore.migrations.prefix(12)) == "QzjFOzN76LrYUbOuoxbhJ7JnMigr8rSwm6j3I-bd8Dk", "SQLite migrations 1-12 changed")
+        #expect(digest(PostgresStore.migrations.prefix(8)) == "BFUwY0psxTISwy7OnKL7Df2h264thX8vptRHvO8dU7c", "PostgreSQL migrations 1-8 changed")
     }
 
     @Test func clientsRoundTripWithNonASCIIAndInjectionText() throws {

@@ -169,7 +169,6 @@ import Testing
     }
 
     @Test(arguments: [
-        ("no scope", [("scope", "")], 400, "invalid_scope"),
         ("a scope the client did not register", [("scope", "openid phone")], 400, "invalid_scope"),
         ("a management scope", [("scope", "clients:write")], 400, "invalid_scope"),
         ("a malformed scope", [("scope", "openid \"x\"")], 400, "invalid_scope"),
@@ -178,7 +177,7 @@ import Testing
         let (h, client, _, _) = try setUp()
         let r = h.form("/oauth2/device_authorization", items + [("client_id", client)])
         #expect(r.status.code == status && r.json?["error"]?.stringValue == error, "\(name): \(r.bodyText)")
-        #expect(try h.store.read { try h.store.liveDeviceCodeCount(clientID: client, now: h.clock.now) } == 0)
+        #expect(try h.store.read { try h.store.liveDeviceCodes(clientID: client, address: "", now: h.clock.now) }.client == 0)
     }
 
     @Test func rfc8628Section3Point1TheClientAuthenticatesAndMustHaveRegisteredTheGrant() throws {
@@ -192,18 +191,20 @@ import Testing
         // Not a form: 400, nothing stored.
         let json = h.call("POST", "/oauth2/device_authorization", headers: [("Content-Type", "application/json")], body: Array("{}".utf8))
         #expect(json.status == 400 && json.json?["error"] == "invalid_request")
-        #expect(try h.store.read { try h.store.liveDeviceCodeCount(clientID: client, now: h.clock.now) } == 0)
+        #expect(try h.store.read { try h.store.liveDeviceCodes(clientID: client, address: "", now: h.clock.now) }.client == 0)
         // The token endpoint refuses the grant to a client that did not register it.
         #expect(poll(h, codeOnly, nil, "lkd_x").json?["error"] == "unauthorized_client")
     }
 
-    @Test func spec7Point1WrongUserCodesAreLimitedPerAccountAndAddress() throws {
+    @Test func spec7Point1UserCodesEnteredAreLimitedPerAccountAndAddress() throws {
         let (h, client, _, b) = try setUp()
         let body = try #require(start(h, client, nil).json)
-        for guess in 0..<10 {
+        for guess in 0..<9 {
             let r = b.json("POST", "/api/v1/device", ["user_code": .string(guess % 2 == 0 ? "BCDF-GHJK" : "not a code")])
             #expect(r.status == 404, "\(r.bodyText)")
         }
+        // A right code counts too (it stores a consent request).
+        _ = try enter(b, try #require(body["user_code"]?.stringValue))
         // The eleventh try within the minute is refused before any lookup, even with the right code.
         let limited = b.json("POST", "/api/v1/device", ["user_code": body["user_code"] ?? .null])
         #expect(limited.status == 429 && limited.headers[.retryAfter] != nil, "\(limited.bodyText)")
@@ -223,15 +224,102 @@ import Testing
         #expect(h.json("POST", "/api/v1/device", token: try h.token(), body: ["user_code": code]).status == 401)
     }
 
-    @Test func spec7Point1AClientHasAtMostSoManyLiveDeviceCodes() throws {
+    @Test func spec7Point1LiveDeviceCodesAreBoundedPerAddressAndPerClient() throws {
         let (h, client, _, _) = try setUp()
         let clientRecord = try #require(try h.store.read { try h.store.client(client) })
         var service = DeviceAuthorizationService(env: h.env, store: h.store)
-        service.liveCodesPerClient = 3
-        for _ in 0..<3 { _ = try service.start(client: clientRecord, scope: "openid") }
-        #expect(throws: TooManyFailures.self) { try service.start(client: clientRecord, scope: "openid") }
-        h.clock.advance(seconds: 601)
-        _ = try service.start(client: clientRecord, scope: "openid")
+        (service.liveCodesPerAddress, service.liveCodesPerClient) = (2, 5)
+        func refusal(_ address: String) -> OAuthError? {
+            do { _ = try service.start(client: clientRecord, scope: "openid", address: address); return nil } catch { return error as? OAuthError }
+        }
+        #expect(refusal("192.0.2.1") == nil)
+        h.clock.advance(seconds: 100)
+        #expect(refusal("192.0.2.1") == nil)
+        // The address's third: 429 until its first code expires (500 s from now).
+        let limited = try #require(refusal("192.0.2.1"))
+        #expect(limited.status == 429 && limited.code == "rate_limited" && limited.headers.contains { $0 == ("Retry-After", "500") })
+        // An IPv6 address counts by its /64.
+        #expect(refusal("2001:db8:1:2::1") == nil && refusal("2001:db8:1:2:ffff::9") == nil)
+        #expect(refusal("2001:db8:1:2::77")?.status == 429)
+        // Other addresses until the client's allowance is spent.
+        #expect(refusal("198.51.100.7") == nil)
+        #expect(refusal("198.51.100.8")?.status == 429, "five live codes for the client")
+        h.clock.advance(seconds: 501)
+        #expect(refusal("192.0.2.1") == nil, "the first code expired")
+    }
+
+    @Test func rfc8628Section3Point1WithoutAScopeTheDeviceAsksForEveryScopeTheClientMayAskAUserFor() throws {
+        let (h, client, _, _) = try setUp()
+        let started = h.form("/oauth2/device_authorization", [("client_id", client)])
+        #expect(started.status == 200, "\(started.bodyText)")
+        let code = try #require(started.json?["device_code"]?.stringValue)
+        let stored = try #require(try h.store.read { try h.store.deviceCode(hash: Base64.urlEncode(Digest.sha256(code))) })
+        #expect(stored.scope == ["openid", "profile", "email", "offline_access", "connections:read", "connections:write"])
+    }
+
+    @Test func aDeviceApprovalAddsToTheConnectionAndRemembersNothing() throws {
+        let h = try Harness()
+        _ = try h.user()
+        let (client, _) = try h.app(public: true, grantTypes: [.authorizationCode, .deviceCode, .refreshToken])
+        let b = Browser(h)
+        b.login()
+        // The code flow first, remembered for openid profile.
+        let pkce = PKCE()
+        let first = b.authorize([("response_type", "code"), ("client_id", client), ("redirect_uri", Harness.redirect), ("scope", "openid profile"),
+                                 ("code_challenge", pkce.challenge), ("code_challenge_method", "S256")])
+        let location = try #require(first.headers[.location])
+        let consent = try #require(queryItems(location)["request"])
+        let remembered = b.json("POST", "/api/v1/authorization-requests/\(consent)/accept", ["scope": ["openid", "profile"], "remember": true])
+        #expect(remembered.status == 200, "\(location) \(remembered.bodyText)")
+        // A device asks for openid email; the user approves with remember: true (the page never offers it).
+        let started = try #require(start(h, client, nil, scope: "openid email").json)
+        let id = try enter(b, try #require(started["user_code"]?.stringValue))
+        #expect(b.json("POST", "/api/v1/authorization-requests/\(id)/accept", ["scope": ["openid", "email"], "remember": true]).status == 200)
+        let alice = try #require(try h.store.read { try h.store.user(username: "alice") })
+        let connection = try #require(try h.store.read { try h.store.connection(userID: alice.id, clientID: client) })
+        #expect(connection.rememberedScope == ["openid", "profile"], "the code flow's remembered consent is kept, nothing added")
+        #expect(connection.grantedScope == ["openid", "profile", "email"])
+        // So the code flow still asks before granting email.
+        let again = b.authorize([("response_type", "code"), ("client_id", client), ("redirect_uri", Harness.redirect), ("scope", "openid email"),
+                                 ("code_challenge", pkce.challenge), ("code_challenge_method", "S256")])
+        #expect(again.headers[.location]?.hasPrefix("/consent/") == true)
+    }
+
+    @Test func aClientThatLostTheGrantCannotHaveItsCodesEnteredOrAnswered() throws {
+        let (h, client, _, b) = try setUp()
+        let first = try #require(start(h, client, nil).json)
+        let second = try #require(start(h, client, nil).json)
+        let id = try enter(b, try #require(first["user_code"]?.stringValue))
+        try h.store.write {
+            guard var record = try h.store.client(client) else { return }
+            record.grantTypes = [.authorizationCode]
+            record.redirectURIs = [Harness.redirect]
+            try h.store.updateClient(record)
+        }
+        #expect(b.json("POST", "/api/v1/device", ["user_code": second["user_code"] ?? .null]).status == 404)
+        #expect(b.json("POST", "/api/v1/authorization-requests/\(id)/accept", ["scope": ["openid"], "remember": false]).status == 404)
+        let user = try #require(try h.store.read { try h.store.user(username: "alice") })
+        #expect(try h.store.read { try h.store.connection(userID: user.id, clientID: client) } == nil, "nothing recorded")
+    }
+
+    @Test func withoutOfflineAccessADevicesRefreshTokenLivesASessionFromItsRedemption() throws {
+        let (h, client, _, b) = try setUp()
+        try h.store.write {
+            guard var record = try h.store.client(client) else { return }
+            RefreshTokenPolicy.always.store(in: &record.attributes)
+            try h.store.updateClient(record)
+        }
+        // The browser signed in almost a session's length ago.
+        h.clock.advance(seconds: SessionService.lifetimeMillis / 1000 - 30)
+        let started = try #require(start(h, client, nil, scope: "openid profile").json)
+        let id = try enter(b, try #require(started["user_code"]?.stringValue))
+        _ = b.json("POST", "/api/v1/authorization-requests/\(id)/accept", ["scope": ["openid", "profile"], "remember": false])
+        let deviceCode = try #require(started["device_code"]?.stringValue)
+        let tokens = try #require(poll(h, client, nil, deviceCode).json)
+        let refresh = try #require(tokens["refresh_token"]?.stringValue)
+        h.clock.advance(seconds: 3600)
+        let refreshed = h.form("/oauth2/token", [("grant_type", "refresh_token"), ("refresh_token", refresh), ("client_id", client)])
+        #expect(refreshed.status == 200, "\(refreshed.bodyText)")
     }
 
     @Test func registrationAcceptsADeviceClientWithoutRedirectURIsButNotForFAPI() throws {

@@ -234,7 +234,7 @@ def test_rfc8628_section_3_3_a_code_is_entered_by_a_signed_in_user_only_and_answ
 
 def test_rfc8628_section_3_1_bad_requests_change_nothing(stack):
     client_id, _ = device_client(stack)
-    for data, error in (({"client_id": client_id}, "invalid_scope"), ({"client_id": client_id, "scope": "openid clients:write"}, "invalid_scope"),
+    for data, error in (({"client_id": client_id, "scope": "openid clients:write"}, "invalid_scope"),
                         ({"client_id": client_id, "scope": "openid email"}, "invalid_scope"), ({"scope": "openid"}, "invalid_client")):
         r = requests.post(stack.url("/oauth2/device_authorization"), data=data)
         assert r.status_code in (400, 401) and r.json()["error"] == error, r.text

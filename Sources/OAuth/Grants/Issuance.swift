@@ -49,13 +49,14 @@ extension TokenService {
     /// it came from (OIDC Core §11; Back-Channel Logout §2.7): it expires with
     /// the session, `auth_time` plus a session's lifetime, at the latest.
     /// A public client's refresh token is bound to its DPoP key when it sent a proof (RFC 9449 §5): `jkt`.
+    /// `signedInAt` (seconds): when the sign-in it came from began, `authTime` unless the grant says otherwise.
     func storeRefreshToken(client: Client, userID: String, scope: [String], authTime: Int64, familyID: String, issue: Bool,
-                           jkt: String? = nil) throws -> String? {
+                           jkt: String? = nil, signedInAt: Int64? = nil) throws -> String? {
         guard issue else { return nil }
         let refresh = env.randomToken(prefix: "lkr_", bytes: 32)
         let now = env.now()
         var expiresAt = now + Int64(client.refreshTokenTTL) * 1000
-        if !scope.contains("offline_access") { expiresAt = min(expiresAt, authTime * 1000 + SessionService.lifetimeMillis) }
+        if !scope.contains("offline_access") { expiresAt = min(expiresAt, (signedInAt ?? authTime) * 1000 + SessionService.lifetimeMillis) }
         try store.insertRefreshToken(RefreshTokenRecord(tokenHash: TokenService.hash(refresh), familyID: familyID, clientID: client.clientID,
                                                         userID: userID, scope: scope, authTime: authTime, createdAt: now,
                                                         expiresAt: expiresAt, jkt: client.isPublic ? jkt : nil))
