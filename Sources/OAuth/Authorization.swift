@@ -54,6 +54,7 @@ public struct AuthorizationService {
         case .promptInvalid: return "prompt is invalid."
         case .maxAgeInvalid: return "max_age is invalid."
         case .stateTooLong: return "state is too long."
+        case .dpopKeyMalformed: return "dpop_jkt must be a JWK SHA-256 thumbprint (RFC 9449 §10)."
         }
     }
 
@@ -262,7 +263,7 @@ public struct AuthorizationService {
                                                          redirectURI: request.redirectURI, redirectURISent: request.redirectURISent,
                                                          scope: scope, nonce: request.nonce, codeChallenge: request.codeChallenge,
                                                          authTime: authTime, createdAt: now, expiresAt: now + AuthorizationService.codeLifetimeMillis,
-                                                         sid: sid, claims: request.claims))
+                                                         sid: sid, claims: request.claims, dpopJKT: request.dpopJKT))
             // Back-Channel Logout needs the session signed in here only when the client listens.
             if let sid, request.backchannel {
                 try store.recordSessionClient(sid: sid, clientID: request.clientID, userID: user.id, at: now,

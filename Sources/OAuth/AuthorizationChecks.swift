@@ -55,6 +55,8 @@ public enum AuthorizationCheck: Error, Equatable, Sendable {
     case maxAgeInvalid
     /// A state over 2048 bytes (it is stored and echoed).
     case stateTooLong
+    /// `dpop_jkt` is not a JWK SHA-256 thumbprint (RFC 9449 §10).
+    case dpopKeyMalformed
 
     /// The RFC 6749 §4.1.2.1 / OIDC Core §3.1.2.6 error code a redirect carries.
     public var errorCode: String {
@@ -102,6 +104,7 @@ public enum AuthorizationChecks {
         var stateEchoed = true
         /// The state a refused request object carried, for its error (when the request has none of its own).
         var objectState: String?
+        var dpopJKT: String?
 
         var checkedClient: Client { client! }
     }
@@ -112,7 +115,7 @@ public enum AuthorizationChecks {
     public static let order: [(name: String, check: Check)] = [
         ("client", client), ("redirectURI", redirectURI), ("singleValued", singleValued), ("responseMode", responseMode),
         ("responseType", responseType), ("requestObject", requestObject), ("scope", scope), ("claims", claims), ("pkce", pkce), ("nonce", nonce),
-        ("prompt", prompt), ("maxAge", maxAge), ("state", state),
+        ("prompt", prompt), ("maxAge", maxAge), ("state", state), ("dpopKey", dpopKey),
     ]
 
     /// Runs every check in `order`; `lookup` finds the client this surface
@@ -136,6 +139,7 @@ public enum AuthorizationChecks {
                                            scope: draft.scope, state: parameters.state, nonce: draft.nonce, codeChallenge: draft.challenge,
                                            prompt: draft.prompt, maxAge: draft.maxAge, responseMode: draft.mode, claims: draft.claims)
         request.backchannel = client.backchannelLogoutURI != nil
+        request.dpopJKT = draft.dpopJKT
         return (client, request)
     }
 
@@ -263,6 +267,15 @@ public enum AuthorizationChecks {
             d.stateEchoed = false
             throw AuthorizationCheck.stateTooLong
         }
+    }
+
+    /// RFC 9449 §10: `dpop_jkt` binds the code to a DPoP key: the token
+    /// request must then carry a proof of that key. A SHA-256 thumbprint is
+    /// 43 base64url characters.
+    static func dpopKey(_ d: inout Draft) throws {
+        guard let jkt = d.parameters.dpopJKT else { return }
+        guard jkt.utf8.count == 43, jkt.utf8.allSatisfy(Base64.isURLSafeByte) else { throw AuthorizationCheck.dpopKeyMalformed }
+        d.dpopJKT = jkt
     }
 
     // MARK: Rules the checks share with other endpoints

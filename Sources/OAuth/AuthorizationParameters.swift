@@ -14,6 +14,8 @@ public struct AuthorizationParameters: Sendable, Equatable {
     public var requestObject: String?
     public var requestURI: String?
     public var claims: String?
+    /// RFC 9449 §10: the thumbprint of the DPoP key the code is bound to.
+    public var dpopJKT: String?
     /// Whether some parameter came more than once.
     public var repeated = false
 
@@ -46,5 +48,6 @@ public struct AuthorizationParameters: Sendable, Equatable {
         requestObject = values["request"]
         requestURI = values["request_uri"]
         claims = values["claims"]
+        dpopJKT = values["dpop_jkt"]
     }
 }

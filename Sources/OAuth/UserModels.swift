@@ -47,6 +47,8 @@ public struct AuthorizationRequest: Sendable, Equatable {
     /// screen: the hash of its device code. Such a request has no redirect
     /// URI; the answer goes to the device code, and the browser back to `/device`.
     public var deviceCodeHash: String?
+    /// RFC 9449 §10: the DPoP key the code is bound to (`dpop_jkt`, or a PAR request's proof).
+    public var dpopJKT: String?
 
     public init(clientID: String, redirectURI: String, redirectURISent: Bool, scope: [String], state: String?, nonce: String?,
                 codeChallenge: String?, prompt: [String], maxAge: Int?, browserHash: String? = nil, responseMode: ResponseMode = .query,
@@ -71,7 +73,7 @@ public struct AuthorizationRequest: Sendable, Equatable {
             "scope": .string(Scopes.join(scope)), "state": JSON(state), "nonce": JSON(nonce), "code_challenge": JSON(codeChallenge),
             "prompt": JSON(prompt), "max_age": maxAge.map { JSON($0) } ?? .null, "browser": JSON(browserHash),
             "response_mode": .string(responseMode.rawValue), "claims": claims?.json ?? .null, "backchannel": .bool(backchannel),
-            "device": JSON(deviceCodeHash),
+            "device": JSON(deviceCodeHash), "dpop_jkt": JSON(dpopJKT),
         ]
     }
 
@@ -86,6 +88,7 @@ public struct AuthorizationRequest: Sendable, Equatable {
                   claims: json["claims"].flatMap(ClaimsRequest.init(json:)))
         backchannel = json["backchannel"]?.boolValue ?? false
         deviceCodeHash = json["device"]?.stringValue
+        dpopJKT = json["dpop_jkt"]?.stringValue
     }
 }
 
@@ -122,10 +125,12 @@ public struct AuthorizationCodeRecord: Sendable, Equatable {
     /// The session the code was issued in (`sid`, Back-Channel Logout 1.0); nil without one.
     public var sid: String?
     public var claims: ClaimsRequest?
+    /// RFC 9449 §10: the DPoP key whose proof must come with the redemption.
+    public var dpopJKT: String?
 
     public init(codeHash: String, clientID: String, userID: String, redirectURI: String, redirectURISent: Bool, scope: [String], nonce: String? = nil,
                 codeChallenge: String? = nil, authTime: Int64, createdAt: Int64, expiresAt: Int64, consumedAt: Int64? = nil, familyID: String? = nil,
-                sid: String? = nil, claims: ClaimsRequest? = nil) {
+                sid: String? = nil, claims: ClaimsRequest? = nil, dpopJKT: String? = nil) {
         self.codeHash = codeHash
         self.clientID = clientID
         self.userID = userID
@@ -141,6 +146,7 @@ public struct AuthorizationCodeRecord: Sendable, Equatable {
         self.familyID = familyID
         self.sid = sid
         self.claims = claims
+        self.dpopJKT = dpopJKT
     }
 }
 

@@ -306,6 +306,8 @@ enum PostgresSchema {
         CREATE INDEX device_codes_by_client ON device_codes(client_id, expires_at);
         CREATE INDEX device_codes_by_expiry ON device_codes(expires_at);
         CREATE INDEX device_codes_by_user_client ON device_codes(user_id, client_id) WHERE user_id IS NOT NULL;
+        -- RFC 9449 §10: a code bound to a DPoP key (dpop_jkt, or a pushed request's proof).
+        ALTER TABLE authorization_codes ADD COLUMN dpop_jkt TEXT;
         """,
     ]
 }

@@ -51,10 +51,10 @@ extension SQLStatementRunner {
     public func insertCode(_ c: AuthorizationCodeRecord) throws {
         try blindUpdate("""
             INSERT INTO authorization_codes(code_hash, client_id, user_id, redirect_uri, redirect_uri_sent, scope, nonce, code_challenge,
-              auth_time, created_at, expires_at, sid, claims) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+              auth_time, created_at, expires_at, sid, claims, dpop_jkt) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, [.text(c.codeHash), .text(c.clientID), .text(c.userID), .text(c.redirectURI), SQLArgument(flag: c.redirectURISent),
                   .text(Scopes.join(c.scope)), SQLArgument(c.nonce), SQLArgument(c.codeChallenge), .int(c.authTime), .int(c.createdAt),
-                  .int(c.expiresAt), SQLArgument(c.sid), SQLArgument(c.claims?.json.text)])
+                  .int(c.expiresAt), SQLArgument(c.sid), SQLArgument(c.claims?.json.text), SQLArgument(c.dpopJKT)])
         try blindUpdate("DELETE FROM authorization_codes WHERE expires_at < ?", [.int(c.createdAt - 86_400_000)])
     }
 

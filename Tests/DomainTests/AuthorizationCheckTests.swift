@@ -106,6 +106,7 @@ import Testing
             (.promptInvalid, true, { $0.prompt = "login consent" }),
             (.maxAgeInvalid, true, { $0.maxAge = "0" }),
             (.stateTooLong, true, { $0.state = "s" }),
+            (.dpopKeyMalformed, true, { $0.dpopJKT = String(repeating: "k", count: 43) }),
         ]
         var p = AuthorizationParameters(scope: "openid  profile", nonce: String(repeating: "n", count: 256), codeChallenge: "short",
                                         codeChallengeMethod: "plain")
@@ -117,6 +118,7 @@ import Testing
         p.maxAge = "-1"
         p.state = String(repeating: "s", count: 2049)
         p.claims = #"{"id_token": ["acr"]}"#
+        p.dpopJKT = "short"
         for (expected, redirected, mend) in walk {
             guard case .failure(let failure) = Self.judge(p, .authorizationEndpoint) else {
                 Issue.record("accepted before \(expected)")
@@ -132,13 +134,14 @@ import Testing
             mend(&p)
         }
         let request = try Self.judge(p, .authorizationEndpoint).get()
-        #expect(request == AuthorizationRequest(clientID: "conf", redirectURI: "https://c.example/cb", redirectURISent: true, scope: ["openid", "profile"],
-                                                state: "s", nonce: "n-1", codeChallenge: Self.good, prompt: ["login", "consent"], maxAge: 0,
-                                                responseMode: .formPost,
-                                                claims: ClaimsRequest(idToken: ["acr"], userinfo: ["given_name", "email"], essentialACR: ["1"])),
-                "profile joins the scope for given_name; email, which the client may not ask for, does not")
+        var expected = AuthorizationRequest(clientID: "conf", redirectURI: "https://c.example/cb", redirectURISent: true, scope: ["openid", "profile"],
+                                            state: "s", nonce: "n-1", codeChallenge: Self.good, prompt: ["login", "consent"], maxAge: 0,
+                                            responseMode: .formPost,
+                                            claims: ClaimsRequest(idToken: ["acr"], userinfo: ["given_name", "email"], essentialACR: ["1"]))
+        expected.dpopJKT = String(repeating: "k", count: 43)
+        #expect(request == expected, "profile joins the scope for given_name; email, which the client may not ask for, does not")
         #expect(AuthorizationChecks.order.map(\.name) == ["client", "redirectURI", "singleValued", "responseMode", "responseType", "requestObject",
-                                                             "scope", "claims", "pkce", "nonce", "prompt", "maxAge", "state"])
+                                                             "scope", "claims", "pkce", "nonce", "prompt", "maxAge", "state", "dpopKey"])
     }
 
     /// The app API runs the same list with its own rules: the one registered

@@ -107,6 +107,65 @@ import Testing
         #expect(noNonce.status == 200 && noNonce.headers[.dpopNonce] == nil)
     }
 
+    /// RFC 9449 §10: `dpop_jkt` binds the code to a key; the redemption
+    /// needs a proof of that key, and a refused one leaves the code unspent.
+    @Test func rfc9449Section10ACodeBoundWithDpopJktIsRedeemedOnlyWithItsKey() throws {
+        let h = try Harness()
+        _ = try h.user()
+        let (client, _) = try h.app()
+        let key = try SigningKey.generate(.es256), other = try SigningKey.generate(.es256)
+        let pkce = PKCE()
+        let b = Browser(h)
+        let items = try PushedRequestTests().finish(b, b.authorize([
+            ("response_type", "code"), ("client_id", client), ("redirect_uri", Harness.redirect), ("scope", "openid"),
+            ("code_challenge", pkce.challenge), ("code_challenge_method", "S256"), ("dpop_jkt", try JWK.thumbprint(key))]))
+        let code = try #require(items["code"])
+        func redeem(_ proofKey: SigningKey?) throws -> Response {
+            let headers = try proofKey.map { [("DPoP", try proof(h, $0, "POST", "/oauth2/token"))] } ?? []
+            return h.form("/oauth2/token", [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", Harness.redirect),
+                                            ("code_verifier", pkce.verifier), ("client_id", client)], headers: headers)
+        }
+        #expect(try redeem(nil).json?["error"] == "invalid_dpop_proof")
+        #expect(try redeem(other).json?["error"] == "invalid_dpop_proof")
+        let tokens = try redeem(key)
+        #expect(tokens.status == 200 && tokens.json?["token_type"] == "DPoP", "\(tokens.bodyText)")
+        // A malformed dpop_jkt is an error for the client, in the query.
+        let malformed = Browser(h).authorize([("response_type", "code"), ("client_id", client), ("redirect_uri", Harness.redirect),
+                                              ("scope", "openid"), ("state", "s1"), ("code_challenge", pkce.challenge),
+                                              ("code_challenge_method", "S256"), ("dpop_jkt", "not-a-thumbprint")])
+        let error = queryItems(try #require(malformed.headers[.location]))
+        #expect(error["error"] == "invalid_request" && error["state"] == "s1")
+    }
+
+    /// RFC 9449 §10.1: a proof sent with a pushed request binds the code;
+    /// with `dpop_jkt` as well, both must name the same key.
+    @Test func rfc9449Section10Point1AProofWithThePushBindsTheCode() throws {
+        let h = try Harness()
+        _ = try h.user()
+        let (client, secret) = try h.app(public: false)
+        let par = PushedRequestTests()
+        let key = try SigningKey.generate(.es256), other = try SigningKey.generate(.es256)
+        let pkce = PKCE()
+        func push(_ extra: [(String, String)], proofKey: SigningKey?) throws -> Response {
+            let headers = try proofKey.map { [("DPoP", try proof(h, $0, "POST", "/oauth2/par"))] } ?? []
+            return h.form("/oauth2/par", par.pushedParams(pkce) + extra, basic: (client, try #require(secret)), headers: headers)
+        }
+        let mismatch = try push([("dpop_jkt", try JWK.thumbprint(other))], proofKey: key)
+        #expect(mismatch.status == 400 && mismatch.json?["error"] == "invalid_dpop_proof", "\(mismatch.bodyText)")
+        let badProof = h.form("/oauth2/par", par.pushedParams(pkce), basic: (client, try #require(secret)),
+                              headers: [("DPoP", try proof(h, key, "POST", "/oauth2/token"))])
+        #expect(badProof.status == 400 && badProof.json?["error"] == "invalid_dpop_proof", "a proof for another URL")
+        let pushed = try push([], proofKey: key)
+        let uri = try #require(pushed.json?["request_uri"]?.stringValue, "\(pushed.bodyText)")
+        let b = Browser(h)
+        let code = try #require(try par.finish(b, b.authorize([("client_id", client), ("request_uri", uri)]))["code"])
+        let basic = (client, try #require(secret))
+        let items = [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", Harness.redirect), ("code_verifier", pkce.verifier)]
+        #expect(h.form("/oauth2/token", items, basic: basic).json?["error"] == "invalid_dpop_proof")
+        let tokens = h.form("/oauth2/token", items, basic: basic, headers: [("DPoP", try proof(h, key, "POST", "/oauth2/token"))])
+        #expect(tokens.status == 200 && tokens.json?["token_type"] == "DPoP", "\(tokens.bodyText)")
+    }
+
     /// An unauthenticated caller's proof is not recorded: nothing is stored for it.
     @Test func aProofIsRecordedOnlyForAnAuthenticatedClient() throws {
         let h = try Harness()

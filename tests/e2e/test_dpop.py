@@ -74,6 +74,38 @@ def test_rfc9449_section_5_a_public_clients_tokens_are_bound_at_userinfo_and_ref
     assert refreshed.status_code == 200 and refreshed.json()["token_type"] == "DPoP"
 
 
+def test_rfc9449_section_10_a_code_bound_by_dpop_jkt_or_by_a_proof_at_par(stack):
+    key, other = ECKey.generate_key("P-256"), ECKey.generate_key("P-256")
+    client_id, secret, redirect = make_app(stack)
+    token_url, par_url = stack.url("/oauth2/token"), stack.url("/oauth2/par")
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    request = {"response_type": "code", "client_id": client_id, "redirect_uri": redirect, "scope": "openid", "state": "s",
+               "code_challenge": challenge, "code_challenge_method": "S256"}
+    redeem = {"grant_type": "authorization_code", "redirect_uri": redirect, "code_verifier": verifier}
+
+    def code_of(location):
+        return parse_qs(urlparse(location).query)["code"][0]
+
+    # §10: dpop_jkt (joserfc's RFC 7638 thumbprint) on the front channel.
+    code = code_of(Browser(stack).authorize(stack.url("/oauth2/authorize?") + urlencode({**request, "dpop_jkt": key.thumbprint()})))
+    refused = requests.post(token_url, data={**redeem, "code": code}, auth=(client_id, secret), headers={"DPoP": proof(other, "POST", token_url)})
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_dpop_proof"
+    bound = requests.post(token_url, data={**redeem, "code": code}, auth=(client_id, secret), headers={"DPoP": proof(key, "POST", token_url)})
+    assert bound.status_code == 200 and bound.json()["token_type"] == "DPoP", bound.text
+    # §10.1: a proof with the push binds the code; dpop_jkt naming another key is refused.
+    mismatch = requests.post(par_url, data={**request, "dpop_jkt": other.thumbprint()}, auth=(client_id, secret),
+                             headers={"DPoP": proof(key, "POST", par_url)})
+    assert mismatch.status_code == 400 and mismatch.json()["error"] == "invalid_dpop_proof"
+    pushed = requests.post(par_url, data=request, auth=(client_id, secret), headers={"DPoP": proof(key, "POST", par_url)})
+    assert pushed.status_code == 201, pushed.text
+    code = code_of(Browser(stack).authorize(stack.url("/oauth2/authorize?") + urlencode({"client_id": client_id,
+                                                                                         "request_uri": pushed.json()["request_uri"]})))
+    assert requests.post(token_url, data={**redeem, "code": code}, auth=(client_id, secret)).json()["error"] == "invalid_dpop_proof"
+    bound = requests.post(token_url, data={**redeem, "code": code}, auth=(client_id, secret), headers={"DPoP": proof(key, "POST", token_url)})
+    assert bound.status_code == 200 and bound.json()["token_type"] == "DPoP", bound.text
+
+
 def test_fapi2_private_key_jwt_par_pkce_and_dpop_together(stack):
     """The FAPI 2.0 Security Profile's shape with third-party libraries only: a client that signs its
     assertions (no secret), must push its requests and must bind its tokens."""

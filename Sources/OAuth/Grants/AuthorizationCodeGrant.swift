@@ -39,6 +39,10 @@ public struct AuthorizationCodeGrant: Grant {
             } else if verifier != nil {
                 return .refused(.invalidGrant("No code_challenge was sent with the authorization request."))
             }
+            // RFC 9449 §10: a code bound to a DPoP key is redeemed only with a proof of that key (and stays unspent otherwise).
+            if let bound = record.dpopJKT, request.dpopJKT != bound {
+                return .refused(OAuthError("invalid_dpop_proof", status: 400, "The code is bound to a DPoP key: send a proof of that key."))
+            }
             // SPEC 5.2: a grant exists only with its connection; a code the user
             // disconnected meanwhile is gone (deleteConnection), and this is the
             // second line of that rule.

@@ -181,7 +181,7 @@ enum AppSurface {
         // Parameters this surface does not take (the field list refuses them first).
         case .redirectURIMissing, .parameterRepeated, .responseModeUnsupported, .responseTypeMissing, .responseTypeUnsupported,
              .requestObjectUnsupported, .requestURIUnsupported, .scopeNotAllowed, .promptInvalid, .maxAgeInvalid, .stateTooLong,
-             .claimsMalformed, .acrUnmet:
+             .claimsMalformed, .acrUnmet, .dpopKeyMalformed:
             return Failure(status: 400, message: AuthorizationService.describe(check))
         }
     }
