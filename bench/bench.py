@@ -31,18 +31,22 @@ def lua(path: Path, method: str, body: str = "", headers: dict | None = None) ->
     return path
 
 
-POOL_LUA = r"""
--- One single-use credential per request (a DPoP proof or a client
--- assertion, each with its own jti), from a file written just before the
--- run; each thread takes its own share of the lines. Past the end of its
--- share a thread repeats its last line, which the server refuses as a
--- replay: the non-2xx count shows it, so a pool too small cannot pass for speed.
+# Each wrk thread learns its number and the thread count (to take its own share of the work).
+THREADS_LUA = r"""
 threads = {}
 function setup(thread)
   table.insert(threads, thread)
   thread:set("id", #threads)
   thread:set("nthreads", NTHREADS)
 end
+"""
+
+POOL_LUA = THREADS_LUA + r"""
+-- One single-use credential per request (a DPoP proof or a client
+-- assertion, each with its own jti), from a file written just before the
+-- run; each thread takes its own share of the lines. Past the end of its
+-- share a thread repeats its last line, which the server refuses as a
+-- replay: the non-2xx count shows it, so a pool too small cannot pass for speed.
 function init(args)
   items, n = {}, 0
   local i = 0
@@ -133,7 +137,7 @@ threads = {}
 function setup(thread) table.insert(threads, thread) end
 """
 
-REFRESH_LUA = r"""
+REFRESH_LUA = THREADS_LUA + r"""
 -- Refresh-token rotation: each response's new refresh token goes back in
 -- the queue; the seed tokens are independent chains.
 local queue = {}
@@ -157,12 +161,6 @@ function done(summary, latency, requests)
   local total = 0
   for _, t in ipairs(threads) do total = total + t:get("rotations") end
   io.write(string.format("ROTATIONS %d\n", total))
-end
-threads = {}
-function setup(thread)
-  table.insert(threads, thread)
-  thread:set("id", #threads)
-  thread:set("nthreads", NTHREADS)
 end
 """
 
