@@ -4,6 +4,7 @@ device_code grant, honouring interval and slow_down), the user side in
 Chromium (the /device page, sign-in, the consent screen, keyboard only),
 and negative cases named after the section they enforce."""
 import concurrent.futures
+import json
 import threading
 import time
 from urllib.parse import parse_qs, urlparse
@@ -12,23 +13,39 @@ import pytest
 import requests
 from authlib.integrations.requests_client import OAuth2Session
 from authlib.integrations.requests_client import OAuthError
+from authlib.oauth2.rfc7523 import PrivateKeyJWT
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 
+from conftest import run_cli
 from test_browser import OUT, browser, sign_in, wait  # noqa: F401 (the browser fixture)
 from test_dpop import proof
+from test_private_key_jwt import ASSERTION_TYPE, assertion
 from test_user_flow import Browser
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
 
-def device_client(stack, public=True, name="Living-room TV"):
+_device_orgs = {}
+
+
+def device_org_bearer(stack):
+    """A bearer token of an organization of this file's own (one per stack), so that its clients
+    do not spend the shared organization's client allowance."""
+    if stack.base not in _device_orgs:
+        org = json.loads(run_cli(stack, "org", "create", "Devices", "--client-limit", "1000").stdout)
+        _device_orgs[stack.base] = (org["client_id"], org["client_secret"])
+    client_id, secret = _device_orgs[stack.base]
+    return {"Authorization": f"Bearer {stack.token(client_id, secret)}"}
+
+
+def device_client(stack, public=True, name="Living-room TV", **extra):
     body = {"client_name": name, "grant_types": [DEVICE_GRANT, "refresh_token"], "scope": "openid profile offline_access",
-            "token_endpoint_auth_method": "none" if public else "client_secret_basic"}
-    r = requests.post(stack.url("/api/v1/clients"), headers=stack.bearer(), json=body)
+            "token_endpoint_auth_method": "none" if public else "client_secret_basic", **extra}
+    r = requests.post(stack.url("/api/v1/clients"), headers=device_org_bearer(stack), json=body)
     assert r.status_code == 201, r.text
     return r.json()["client_id"], r.json().get("client_secret")
 
@@ -281,3 +298,28 @@ def test_rfc8628_section_5_2_device_authorization_requests_are_throttled_per_add
             break
     assert 429 in statuses and set(statuses) <= {200, 429}, statuses
     time.sleep(3)
+
+
+def test_rfc8628_with_private_key_jwt_the_device_authenticates_with_assertions_at_both_endpoints(stack):
+    key = ECKey.generate_key("P-256")
+    public = {**key.as_dict(private=False), "kid": "tv-1"}
+    client_id, secret = device_client(stack, public=False, name="Signed TV", token_endpoint_auth_method="private_key_jwt",
+                                      jwks={"keys": [public]})
+    assert secret is None
+    endpoint = stack.url("/oauth2/device_authorization")
+    # An assertion for the endpoint receiving it (SPEC 10.2), used once.
+    signed = assertion(stack, client_id, key, kid="tv-1", aud=endpoint)
+    data = {"client_id": client_id, "scope": "openid", "client_assertion_type": ASSERTION_TYPE, "client_assertion": signed}
+    started = requests.post(endpoint, data=data)
+    assert started.status_code == 200, started.text
+    replayed = requests.post(endpoint, data=data)
+    assert replayed.status_code == 401 and replayed.json()["error"] == "invalid_client"
+    person = Browser(stack)
+    person.login()
+    user_enters(stack, person, started.json()["user_code"])
+    # The poll: authlib's private_key_jwt client authentication.
+    session = OAuth2Session(client_id, key, token_endpoint_auth_method="private_key_jwt")
+    session.register_client_auth_method(PrivateKeyJWT(stack.url("/oauth2/token"), alg="ES256", headers={"kid": "tv-1"},
+                                                      claims={"exp": int(time.time()) + 120}))
+    token = session.fetch_token(stack.url("/oauth2/token"), grant_type=DEVICE_GRANT, device_code=started.json()["device_code"])
+    assert token["scope"] == "openid" and token["id_token"]
