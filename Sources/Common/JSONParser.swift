@@ -67,14 +67,18 @@ private struct Parser {
         guard depth <= maxDepth else { throw error("JSON nested too deeply") }
         index += 1
         var members: [(String, JSON)] = []
-        var seen = Set<String>()
+        // Duplicate keys: a look along the members while there are few (most objects), a set past that (linear on large input).
+        var seen: Set<String>?
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") { index += 1; return .object(members) }
         while true {
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected an object key") }
             let key = try parseString()
-            guard seen.insert(key).inserted else { throw error("duplicate key \"\(key.prefix(64))\"") }
+            if seen == nil && members.count >= 16 { seen = Set(members.map(\.0)) }
+            let duplicate = seen?.contains(key) ?? members.contains { $0.0 == key }
+            guard !duplicate else { throw error("duplicate key \"\(key.prefix(64))\"") }
+            seen?.insert(key)
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':'") }
             index += 1
@@ -128,6 +132,12 @@ private struct Parser {
             guard index < bytes.count, isDigit(bytes[index]) else { throw error("invalid number") }
             while index < bytes.count, isDigit(bytes[index]) { index += 1 }
         }
+        // Integers of up to 18 digits (every one JOSE and the APIs use) without a detour through text.
+        if isInteger, index - start <= 18 {
+            var value: Int64 = 0
+            for b in bytes[(bytes[start] == UInt8(ascii: "-") ? start + 1 : start)..<index] { value = value * 10 + Int64(b - UInt8(ascii: "0")) }
+            return .int(bytes[start] == UInt8(ascii: "-") ? -value : value)
+        }
         let text = String(decoding: bytes[start..<index], as: UTF8.self)
         if isInteger, let i = Int64(text) { return .int(i) }
         guard let d = Double(text), d.isFinite else { throw error("number out of range") }
@@ -138,7 +148,15 @@ private struct Parser {
 
     mutating func parseString() throws -> String {
         index += 1
-        var out: [UInt8] = []
+        // The common case, no escape: the bytes up to the closing quote are the string.
+        let start = index
+        while index < bytes.count, bytes[index] != UInt8(ascii: "\""), bytes[index] != UInt8(ascii: "\\"), bytes[index] >= 0x20 { index += 1 }
+        if index < bytes.count, bytes[index] == UInt8(ascii: "\"") {
+            guard let s = String(validating: bytes[start..<index], as: UTF8.self) else { throw error("invalid UTF-8 in string") }
+            index += 1
+            return s
+        }
+        var out = Array(bytes[start..<index])
         while true {
             guard index < bytes.count else { throw error("unterminated string") }
             let b = bytes[index]

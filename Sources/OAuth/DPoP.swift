@@ -64,8 +64,10 @@ public enum DPoP {
 
     /// A URL without query and fragment, scheme and host lowercased (§4.3: htu compares so).
     static func target(_ url: String) -> String {
-        let noFragment = url.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-        return caseless(String(noFragment.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""))
+        // Bytes, not characters: String.split would walk grapheme clusters.
+        let bytes = url.utf8
+        let end = bytes.firstIndex { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") } ?? bytes.endIndex
+        return caseless(String(decoding: bytes[..<end], as: UTF8.self))
     }
 
     /// The scheme and authority lowercased, the rest as it is.

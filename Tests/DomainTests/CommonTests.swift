@@ -35,6 +35,30 @@ import Testing
 
     @Test func keepsLargeIntegersExact() throws {
         #expect(try JSON.parse("9007199254740993") == .int(9_007_199_254_740_993))
+        // Up to 18 digits are read directly, longer ones through text; past Int64, a double.
+        #expect(try JSON.parse("[-0, -12, 0, 999999999999999999, -999999999999999999, 9223372036854775807, -9223372036854775808]")
+            == [.int(0), .int(-12), .int(0), .int(999_999_999_999_999_999), .int(-999_999_999_999_999_999), .int(.max), .int(.min)])
+        #expect(try JSON.parse("9223372036854775808") == .double(9_223_372_036_854_775_808))
+    }
+
+    /// Strings without escapes are taken as they are; an escape anywhere falls back to decoding.
+    @Test func readsStringsWithAndWithoutEscapes() throws {
+        #expect(try JSON.parse(#"["plain", "ünïcode 😀", "tail\n", "a\"b", "\u0041BC", ""]"#)
+            == ["plain", "ünïcode 😀", "tail\n", "a\"b", "ABC", ""])
+        #expect(throws: JSONParseError.self) { try JSON.parse([0x22, 0x61, 0xC3, 0x22]) }
+    }
+
+    /// Duplicate keys are refused in small objects and in large ones (which switch to a set: linear, not quadratic).
+    @Test func refusesDuplicateKeysAtEverySize() throws {
+        for size in [2, 15, 16, 17, 40] {
+            var members = (0..<size).map { "\"k\($0)\": \($0)" }
+            _ = try JSON.parse("{" + members.joined(separator: ",") + "}")
+            members.append("\"k\(size - 1)\": 0")
+            #expect(throws: JSONParseError.self, "\(size) members") { try JSON.parse("{" + members.joined(separator: ",") + "}") }
+        }
+        // A large object (20,000 keys) parses: the set keeps the duplicate check linear.
+        let big = "{" + (0..<20_000).map { "\"key\($0)\": true" }.joined(separator: ",") + "}"
+        #expect(try JSON.parse(big).objectValue?.count == 20_000)
     }
 }
 
