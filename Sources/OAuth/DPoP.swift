@@ -57,6 +57,18 @@ public enum DPoP {
         return jkt
     }
 
+    /// With server nonces configured, whether a proof's `nonce` claim is a
+    /// current one, read without checking anything else (nonces are handed to
+    /// anyone, so nothing is learnt): the answer to a proof without one,
+    /// `use_dpop_nonce`, comes before the client authenticates, so a client
+    /// assertion sent with it is not spent by a request the client must repeat
+    /// (§8), and before any signature is verified. A proof that passes is
+    /// still checked in full, `nonce` included, where it is used.
+    public static func carriesNonce(_ proof: String, nonces: DPoPNonces, now: Int64) -> Bool {
+        guard let nonce = JWS.parse(proof, maxLength: 8192)?.payload["nonce"]?.stringValue else { return false }
+        return nonces.accepts(nonce, now: now)
+    }
+
     /// Proof keys already imported, by their JWK's text: a client signs many
     /// proofs with one key, and importing it (OpenSSL's decoders) and its
     /// thumbprint cost several times the verification itself.
@@ -111,7 +123,7 @@ public struct DPoPNonces: Sendable {
     let key: HMACKey
 
     public init(hasher: SecretHasher) {
-        key = HMACKey(key: hasher.derivedKey("latchkey dpop-nonce v1"))
+        key = HMACKey(key: hasher.derivedKey("dpop-nonce v1"))
     }
 
     func nonce(window: Int64) -> String {

@@ -18,7 +18,9 @@ public struct SecretHasher: Sendable {
     public func generate(_ env: Environment) -> String { env.randomToken(prefix: SecretHasher.prefix, bytes: 32) }
 
     /// A key for another purpose, derived from the pepper (the same on every node sharing the store).
-    public func derivedKey(_ label: String) -> [UInt8] { mac.mac(Array(label.utf8)) }
+    /// The label is prefixed with a NUL byte, which no hashed secret begins with: a derived key is
+    /// never the hash of any secret.
+    public func derivedKey(_ label: String) -> [UInt8] { mac.mac([0] + Array(label.utf8)) }
 
     public func hmacHash(_ secret: String) -> String {
         Base64.urlEncode(mac.mac(Array(secret.utf8)))

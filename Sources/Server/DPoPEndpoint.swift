@@ -28,6 +28,20 @@ enum DPoPEndpoint {
         }
     }
 
+    /// §8: with server nonces configured, a request whose proof carries no
+    /// current nonce is answered `use_dpop_nonce` before anything else is
+    /// done for it: no client authentication (an assertion would be spent),
+    /// no signature checked, nothing written. For the endpoints that
+    /// authenticate clients and take proofs (token, PAR).
+    static func demandNonce(_ request: Request, _ ctx: RequestContext) throws {
+        guard let nonces = ctx.dpopNonces, let proof = request.headers[values: .dpop].first else { return }
+        let now = ctx.env.now()
+        guard DPoP.carriesNonce(proof, nonces: nonces, now: now) else {
+            throw refusal("The DPoP proof must carry the nonce in DPoP-Nonce.", resource: false, code: "use_dpop_nonce",
+                          nonce: nonces.current(now: now))
+        }
+    }
+
     /// §7.1 and §9: a 400 at the token endpoint, a 401 with a DPoP challenge
     /// at a resource; `use_dpop_nonce` carries the nonce to use (§8, §9).
     static func refusal(_ description: String, resource: Bool, code: String = "invalid_dpop_proof", nonce: String? = nil) -> OAuthError {

@@ -75,6 +75,7 @@ enum TokenEndpoint {
         let form = try OAuthForm(request)
         guard let grantType = form["grant_type"] else { throw OAuthError.invalidRequest("grant_type is required.") }
         let credentials = try form.credentials(request)
+        try DPoPEndpoint.demandNonce(request, ctx)
         let exchange = TokenExchange(service: ctx.tokens, authenticator: ctx.clientAuthenticator(request))
         // A DPoP proof is checked (and its jti written) once the client is authenticated.
         let proof: (() throws -> String)? = request.headers[values: .dpop].isEmpty ? nil : {

@@ -70,6 +70,10 @@ import Testing
         let first = tokenRequest(try nonceProof("POST", "/oauth2/token", nonce: nil))
         #expect(first.status == 400 && first.json?["error"] == "use_dpop_nonce", "\(first.bodyText)")
         let nonce = try #require(first.headers[.dpopNonce])
+        // Answered before the client authenticates (an assertion sent along stays unspent, nothing is checked or written).
+        let unauthenticated = h.form("/oauth2/token", [("grant_type", "client_credentials")], basic: (h.primary.clientID, "wrong"),
+                                     headers: [("DPoP", try nonceProof("POST", "/oauth2/token", nonce: nil))])
+        #expect(unauthenticated.status == 400 && unauthenticated.json?["error"] == "use_dpop_nonce")
         #expect(tokenRequest(try nonceProof("POST", "/oauth2/token", nonce: "x" + nonce.dropFirst())).json?["error"] == "use_dpop_nonce")
         let issued = tokenRequest(try nonceProof("POST", "/oauth2/token", nonce: nonce))
         #expect(issued.status == 200 && issued.json?["token_type"] == "DPoP", "\(issued.bodyText)")

@@ -18,6 +18,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey
 
 from conftest import STORES, Stack
+from test_private_key_jwt import ASSERTION_TYPE, assertion, signed_client
 from test_user_flow import Browser, make_app
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -191,3 +192,13 @@ def test_rfc9449_sections_8_and_9_server_nonces_when_configured(nonce_stack):
     # A made-up nonce is refused the same way.
     bad = requests.post(token_url, data=data, auth=auth, headers={"DPoP": proof(key, "POST", token_url, nonce="A" * 32)})
     assert bad.status_code == 400 and bad.json()["error"] == "use_dpop_nonce"
+    # §8's retry with a private_key_jwt client: the refusal comes before client authentication, so the
+    # same request (the same assertion) sent again with the nonce succeeds.
+    client_key = ECKey.generate_key("P-256")
+    signed = signed_client(stack, client_key)
+    form = {"grant_type": "client_credentials", "scope": "clients:read", "client_id": signed, "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": assertion(stack, signed, client_key)}
+    first = requests.post(token_url, data=form, headers={"DPoP": proof(key, "POST", token_url)})
+    assert first.status_code == 400 and first.json()["error"] == "use_dpop_nonce", first.text
+    again = requests.post(token_url, data=form, headers={"DPoP": proof(key, "POST", token_url, nonce=first.headers["DPoP-Nonce"])})
+    assert again.status_code == 200 and again.json()["token_type"] == "DPoP", again.text
