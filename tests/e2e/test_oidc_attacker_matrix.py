@@ -1,5 +1,6 @@
 """Every kind of caller against the endpoints SPEC 10.1 added (registration,
-its configuration endpoint, the profile API, logout): a full management
+its configuration endpoint, the profile API, logout; then PAR, DPoP and the
+device flow of SPEC 10.2): a full management
 token, a narrowed one, another organization's, a user's, a deleted and a
 disabled client's, and none. Only the intended caller gets anything; no
 answer is a 5xx."""
@@ -158,3 +159,32 @@ def test_unauthenticated_dpop_and_assertions_cost_no_rows(stack, callers):
     r = requests.post(url, data={"grant_type": "client_credentials", "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
                                  "client_assertion": forged})
     assert r.status_code in (401, 429), r.text
+
+
+DEVICE = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+def test_the_device_flow_takes_only_client_authentication_and_never_crosses_clients(stack, callers):
+    a, b = callers["a"], callers["b"]
+    endpoint, token_url = stack.url("/oauth2/device_authorization"), stack.url("/oauth2/token")
+    device, _ = a.client(grant_types=[DEVICE], scope="openid profile", token_endpoint_auth_method="none")
+    # A bearer token of any kind is no client authentication at the device authorization endpoint, and no
+    # signed-in browser at the device page's API.
+    for kind, token in callers["tokens"].items():
+        r = call("POST", endpoint, token, data={"scope": "openid"})
+        assert r.status_code == 401, (kind, r.status_code, r.text)
+        r = call("POST", stack.url("/api/v1/device"), token, json={"user_code": "BCDF-GHJK"})
+        assert r.status_code == 401, (kind, r.status_code, r.text)
+    # Another organization's client cannot redeem this client's device code.
+    started = requests.post(endpoint, data={"client_id": device, "scope": "openid"}).json()
+    b_device, b_secret = b.client(grant_types=[DEVICE], scope="openid")
+    r = call("POST", token_url, data={"grant_type": DEVICE, "device_code": started["device_code"]}, auth=(b_device, b_secret))
+    assert r.status_code == 400 and r.json()["error"] == "invalid_grant", r.text
+    # A disabled client, and then a deleted one, gets no device codes and redeems none.
+    conf, conf_secret = a.client(grant_types=[DEVICE], scope="openid")
+    code = requests.post(endpoint, data={"scope": "openid"}, auth=(conf, conf_secret)).json()["device_code"]
+    assert requests.patch(stack.url(f"/api/v1/clients/{conf}"), headers=a.bearer(), json={"enabled": False}).status_code == 200
+    assert call("POST", endpoint, data={"scope": "openid"}, auth=(conf, conf_secret)).status_code == 401
+    assert call("POST", token_url, data={"grant_type": DEVICE, "device_code": code}, auth=(conf, conf_secret)).status_code == 401
+    assert requests.delete(stack.url(f"/api/v1/clients/{conf}"), headers=a.bearer()).status_code == 204
+    assert call("POST", token_url, data={"grant_type": DEVICE, "device_code": code}, auth=(conf, conf_secret)).status_code == 401
