@@ -127,7 +127,7 @@ public final class Worker {
                 var context = self.context
                 context.pathParams = params
                 do {
-                    response = try endpoint.handler(request, context)
+                    response = DPoPEndpoint.withNonce(try endpoint.handler(request, context), request, context)
                 } catch {
                     failure = "\(error)"
                     response = ErrorRendering.render(error, surface: endpoint.surface, request: request)

@@ -50,10 +50,13 @@ enum DPoPEndpoint {
         return OAuthError(code, status: resource ? 401 : 400, description, headers: headers)
     }
 
-    /// §8.2: with server nonces configured, a fresh one rides on every answer
-    /// of an endpoint that takes proofs, so a client rarely meets use_dpop_nonce twice.
-    static func withNonce(_ response: Response, _ ctx: RequestContext) -> Response {
-        guard let nonces = ctx.dpopNonces else { return response }
+    /// §8.2 and §9: with server nonces configured, the current one rides on
+    /// every successful answer to a request that carried a proof (the token
+    /// and PAR endpoints, userinfo, the management and user-token APIs), so a
+    /// client moves to the next nonce without meeting use_dpop_nonce.
+    static func withNonce(_ response: Response, _ request: Request, _ ctx: RequestContext) -> Response {
+        guard let nonces = ctx.dpopNonces, (200..<300).contains(response.status.code), response.headers[.dpopNonce] == nil,
+              !request.headers[values: .dpop].isEmpty else { return response }
         var r = response
         r.headers.add(.dpopNonce, nonces.current(now: ctx.env.now()))
         return r

@@ -19,15 +19,13 @@ enum PushedRequestEndpoint {
         var pairs = form.values.filter { !credentialParameters.contains($0.key) }.map { ($0.key, $0.value) }
         // RFC 9449 §10.1: a DPoP proof sent with the push binds the code as dpop_jkt does (checked, and its jti
         // recorded, once the client is authenticated); sent with dpop_jkt, both must name the same key.
-        let jkt = try DPoPEndpoint.proofKey(request, ctx, accessToken: nil)
-        if let jkt {
+        if let jkt = try DPoPEndpoint.proofKey(request, ctx, accessToken: nil) {
             if let named = form["dpop_jkt"], named != jkt {
                 throw DPoPEndpoint.refusal("dpop_jkt does not name the DPoP proof's key.", resource: false)
             }
             pairs = pairs.filter { $0.0 != "dpop_jkt" } + [("dpop_jkt", jkt)]
         }
         let pushed = try AuthorizationService(env: ctx.env, store: ctx.store).push(AuthorizationParameters(pairs: pairs), client: client)
-        let response = TokenEndpoint.uncached(.json(["request_uri": .string(pushed.requestURI), "expires_in": JSON(pushed.expiresIn)], status: .created))
-        return jkt == nil ? response : DPoPEndpoint.withNonce(response, ctx)
+        return TokenEndpoint.uncached(.json(["request_uri": .string(pushed.requestURI), "expires_in": JSON(pushed.expiresIn)], status: .created))
     }
 }

@@ -83,7 +83,7 @@ enum TokenEndpoint {
             return jkt
         }
         let result = try exchange.exchange(TokenRequest(grantType: grantType, parameters: form.values), credentials: credentials, proof: proof)
-        return DPoPEndpoint.withNonce(uncached(.json(result.json)), ctx)
+        return uncached(.json(result.json))
     }
 
     /// RFC 7662 §2.

@@ -188,12 +188,10 @@ enum UserEndpoints {
         let (answer, claims) = try ctx.store.read { try ctx.tokens.userinfo(token) }
         // Outside the read: a proof's jti is written.
         if let token { try DPoPEndpoint.checkBinding(request, ctx, token: token, claims: claims) }
-        let response: Response
         switch answer {
-        case let .json(claims): response = Response.json(claims).noStore()
-        case let .jwt(signed): response = Response.text(signed, status: .ok, contentType: "application/jwt").noStore()
+        case let .json(claims): return Response.json(claims).noStore()
+        case let .jwt(signed): return Response.text(signed, status: .ok, contentType: "application/jwt").noStore()
         }
-        return claims.jkt == nil ? response : DPoPEndpoint.withNonce(response, ctx)
     }
 
     // MARK: Connections
