@@ -94,8 +94,6 @@ public struct DeviceAuthorizationService {
         public var interval: Int
     }
 
-    static func hash(_ value: String) -> String { Base64.urlEncode(Digest.sha256(value)) }
-
     /// Whether the client may use the grant now: enabled, registered for it,
     /// and not held to FAPI 2.0, which knows the code flow only (with PAR).
     static func eligible(_ client: Client) -> Bool { client.enabled && client.grantTypes.contains(.deviceCode) && !client.fapi2 }
@@ -134,8 +132,8 @@ public struct DeviceAuthorizationService {
             // A clash with a user code still kept is rare (a few thousand kept out of 20^8): draw again.
             for _ in 0..<5 {
                 let userCode = newUserCode()
-                let record = DeviceCodeRecord(deviceCodeHash: DeviceAuthorizationService.hash(deviceCode),
-                                              userCodeHash: DeviceAuthorizationService.hash(userCode), clientID: client.clientID, scope: scope,
+                let record = DeviceCodeRecord(deviceCodeHash: AuthorizationService.hash(deviceCode),
+                                              userCodeHash: AuthorizationService.hash(userCode), clientID: client.clientID, scope: scope,
                                               createdAt: now, expiresAt: now + Int64(DeviceAuthorizationService.lifetimeSeconds) * 1000,
                                               interval: DeviceAuthorizationService.intervalSeconds, requestedFrom: from)
                 if try store.insertDeviceCode(record) {
@@ -187,7 +185,7 @@ public struct DeviceAuthorizationService {
             if case .address = $0 { return false } else { return true }
         }, now: now)
         guard let code = DeviceAuthorizationService.normalize(typed),
-              let record = try store.read({ try store.deviceCode(userCodeHash: DeviceAuthorizationService.hash(code)) }),
+              let record = try store.read({ try store.deviceCode(userCodeHash: AuthorizationService.hash(code)) }),
               record.status == .pending, record.expiresAt > now,
               let client = try store.read({ try store.client(record.clientID) }), DeviceAuthorizationService.eligible(client) else {
             return nil

@@ -14,7 +14,7 @@ public struct DeviceCodeGrant: Grant {
     public init() {}
 
     public func exchange(_ request: TokenRequest, client: Client, service s: TokenService) throws -> TokenResponse {
-        let hash = DeviceAuthorizationService.hash(try request.required("device_code"))
+        let hash = AuthorizationService.hash(try request.required("device_code"))
         let now = s.env.now()
         let outcome: TokenService.Outcome = try s.store.write {
             guard let record = try s.store.deviceCode(hash: hash), record.clientID == client.clientID else {
