@@ -184,10 +184,14 @@ public struct DeviceAuthorizationService {
         guards.failures.recordFailure(FailureLimiter.keys(account: account, address: address).filter {
             if case .address = $0 { return false } else { return true }
         }, now: now)
-        guard let code = DeviceAuthorizationService.normalize(typed),
-              let record = try store.read({ try store.deviceCode(userCodeHash: AuthorizationService.hash(code)) }),
-              record.status == .pending, record.expiresAt > now,
-              let client = try store.read({ try store.client(record.clientID) }), DeviceAuthorizationService.eligible(client) else {
+        guard let code = DeviceAuthorizationService.normalize(typed) else { return nil }
+        // The code and its client in one read.
+        let found = try store.read { () throws -> (DeviceCodeRecord, Client)? in
+            guard let record = try store.deviceCode(userCodeHash: AuthorizationService.hash(code)),
+                  let client = try store.client(record.clientID) else { return nil }
+            return (record, client)
+        }
+        guard let (record, client) = found, record.status == .pending, record.expiresAt > now, DeviceAuthorizationService.eligible(client) else {
             return nil
         }
         var request = AuthorizationRequest(clientID: client.clientID, redirectURI: "", redirectURISent: false, scope: record.scope, state: nil,

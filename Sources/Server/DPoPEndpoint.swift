@@ -20,10 +20,7 @@ enum DPoPEndpoint {
                 try ctx.store.write { try ctx.store.useProof(jkt: jkt, jti: jti, expiresAt: expiresAt, now: now) }
             }
         } catch let refused as DPoP.Refusal {
-            if refused.wantsNonce, let nonces = ctx.dpopNonces {
-                throw refusal("The DPoP proof must carry the nonce in DPoP-Nonce.", resource: accessToken != nil, code: "use_dpop_nonce",
-                              nonce: nonces.current(now: now))
-            }
+            if refused.wantsNonce, let nonces = ctx.dpopNonces { throw nonceRefusal(nonces, now: now, resource: accessToken != nil) }
             throw refusal("The DPoP proof is invalid: \(refused.reason).", resource: accessToken != nil)
         }
     }
@@ -36,17 +33,22 @@ enum DPoPEndpoint {
     static func demandNonce(_ request: Request, _ ctx: RequestContext) throws {
         guard let nonces = ctx.dpopNonces, let proof = request.headers[values: .dpop].first else { return }
         let now = ctx.env.now()
-        guard DPoP.carriesNonce(proof, nonces: nonces, now: now) else {
-            throw refusal("The DPoP proof must carry the nonce in DPoP-Nonce.", resource: false, code: "use_dpop_nonce",
-                          nonce: nonces.current(now: now))
-        }
+        guard DPoP.carriesNonce(proof, nonces: nonces, now: now) else { throw nonceRefusal(nonces, now: now, resource: false) }
     }
+
+    /// §8, §9: `use_dpop_nonce`, with the nonce to use.
+    static func nonceRefusal(_ nonces: DPoPNonces, now: Int64, resource: Bool) -> OAuthError {
+        refusal("The DPoP proof must carry the nonce in DPoP-Nonce.", resource: resource, code: "use_dpop_nonce", nonce: nonces.current(now: now))
+    }
+
+    /// The proof algorithms a challenge names (§7.1).
+    static let algorithms = DPoP.algorithms.map(\.rawValue).joined(separator: " ")
 
     /// §7.1 and §9: a 400 at the token endpoint, a 401 with a DPoP challenge
     /// at a resource; `use_dpop_nonce` carries the nonce to use (§8, §9).
     static func refusal(_ description: String, resource: Bool, code: String = "invalid_dpop_proof", nonce: String? = nil) -> OAuthError {
         var headers: [(String, String)] = nonce.map { [("DPoP-Nonce", $0)] } ?? []
-        if resource { headers.append(("WWW-Authenticate", "DPoP error=\"\(code)\", algs=\"ES256 RS256 EdDSA\"")) }
+        if resource { headers.append(("WWW-Authenticate", "DPoP error=\"\(code)\", algs=\"\(algorithms)\"")) }
         return OAuthError(code, status: resource ? 401 : 400, description, headers: headers)
     }
 
@@ -67,8 +69,7 @@ enum DPoPEndpoint {
     static func checkBinding(_ request: Request, _ ctx: RequestContext, token: String, claims: AccessTokenClaims) throws {
         guard let bound = claims.jkt else { return }
         guard EndpointKit.authorizationScheme(request) == "dpop" else {
-            throw OAuthError("invalid_token", status: 401, "This token is bound to a DPoP key: use the DPoP scheme with a proof.",
-                             headers: [("WWW-Authenticate", "DPoP error=\"invalid_token\", algs=\"ES256 RS256 EdDSA\"")])
+            throw refusal("This token is bound to a DPoP key: use the DPoP scheme with a proof.", resource: true, code: "invalid_token")
         }
         guard try proofKey(request, ctx, accessToken: token) == bound else {
             throw refusal("A DPoP proof of the token's key is required.", resource: true)

@@ -23,7 +23,7 @@ enum DiscoveryEndpoints {
             "registration_endpoint": .string(issuer + "/oauth2/register"),
             "pushed_authorization_request_endpoint": .string(issuer + "/oauth2/par"),
             "device_authorization_endpoint": .string(issuer + "/oauth2/device_authorization"),
-            "dpop_signing_alg_values_supported": ["ES256", "RS256", "EdDSA"],
+            "dpop_signing_alg_values_supported": JSON(DPoP.algorithms.map(\.rawValue)),
             "require_pushed_authorization_requests": false,
             "end_session_endpoint": .string(issuer + "/oauth2/logout"),
             "response_types_supported": ["code"],
