@@ -6,7 +6,8 @@ divided by N.
 
     python3 bench/callgrind.py [--baseline OLD_BINARY] [--requests N]
 
-Prints instructions per request by scenario (client_credentials token,
+Prints instructions per request by scenario (`healthz`: the transport
+alone; client_credentials token,
 JWT introspection, a client read; `code`: one whole code flow of a signed-in
 user with remembered consent, authorize then token, counted as one; `dpop`:
 a client_credentials token with a DPoP proof) for this build and the baseline."""
@@ -47,6 +48,8 @@ def scenario_requests(stack: Stack, name: str):
     """A function that sends one request of the scenario."""
     session = requests.Session()
     auth = (stack.client_id, stack.client_secret)
+    if name == "healthz":
+        return lambda: session.get(stack.url("/healthz"))
     if name == "token":
         return lambda: session.post(stack.url("/oauth2/token"), data={"grant_type": "client_credentials"}, auth=auth)
     if name == "code":
@@ -157,7 +160,7 @@ def main():
         for name in args.scenarios.split(","):
             row = []
             for label, binary in binaries:
-                small = instructions(binary, name, SMALL, tmp)
+                small = instructions(binary, name, SMALL, tmp, args.keep)
                 large = instructions(binary, name, SMALL + args.requests, tmp, args.keep)
                 per = (large - small) / args.requests
                 row.append(per)

@@ -22,25 +22,32 @@ public enum Base64 {
     public static func urlEncode(_ data: [UInt8], into out: inout [UInt8]) { encode(data, alphabet: urlAlphabet, pad: false, into: &out) }
 
     static func encode(_ data: [UInt8], alphabet: [UInt8], pad: Bool, into out: inout [UInt8]) {
-        out.reserveCapacity(out.count + (data.count + 2) / 3 * 4)
-        var i = 0
-        while i + 3 <= data.count {
-            let n = UInt32(data[i]) << 16 | UInt32(data[i + 1]) << 8 | UInt32(data[i + 2])
-            out.append(alphabet[Int(n >> 18 & 63)]); out.append(alphabet[Int(n >> 12 & 63)])
-            out.append(alphabet[Int(n >> 6 & 63)]); out.append(alphabet[Int(n & 63)])
-            i += 3
+        let rest = data.count % 3
+        let length = data.count / 3 * 4 + (rest == 0 ? 0 : pad ? 4 : rest + 1)
+        guard length > 0 else { return }
+        // Written into a buffer of the exact size, then appended whole: no per-byte growth checks.
+        let encoded = [UInt8](unsafeUninitializedCapacity: length) { buffer, initialized in
+            data.withUnsafeBufferPointer { input in
+                alphabet.withUnsafeBufferPointer { letters in
+                    var i = 0, o = 0
+                    while i + 3 <= input.count {
+                        let n = UInt32(input[i]) << 16 | UInt32(input[i + 1]) << 8 | UInt32(input[i + 2])
+                        buffer[o] = letters[Int(n >> 18 & 63)]; buffer[o + 1] = letters[Int(n >> 12 & 63)]
+                        buffer[o + 2] = letters[Int(n >> 6 & 63)]; buffer[o + 3] = letters[Int(n & 63)]
+                        i += 3; o += 4
+                    }
+                    if rest > 0 {
+                        let n = UInt32(input[i]) << 16 | (rest == 2 ? UInt32(input[i + 1]) << 8 : 0)
+                        buffer[o] = letters[Int(n >> 18 & 63)]; buffer[o + 1] = letters[Int(n >> 12 & 63)]
+                        o += 2
+                        if rest == 2 { buffer[o] = letters[Int(n >> 6 & 63)]; o += 1 }
+                        while pad && o < length { buffer[o] = 61; o += 1 }
+                    }
+                    initialized = o
+                }
+            }
         }
-        let rest = data.count - i
-        if rest == 1 {
-            let n = UInt32(data[i]) << 16
-            out.append(alphabet[Int(n >> 18 & 63)]); out.append(alphabet[Int(n >> 12 & 63)])
-            if pad { out.append(contentsOf: [61, 61]) }
-        } else if rest == 2 {
-            let n = UInt32(data[i]) << 16 | UInt32(data[i + 1]) << 8
-            out.append(alphabet[Int(n >> 18 & 63)]); out.append(alphabet[Int(n >> 12 & 63)])
-            out.append(alphabet[Int(n >> 6 & 63)])
-            if pad { out.append(61) }
-        }
+        out.append(contentsOf: encoded)
     }
 
     /// Standard base64; padding optional, no whitespace.
@@ -54,38 +61,48 @@ public enum Base64 {
 
     static func decode(_ text: String, url: Bool) -> [UInt8]? { decode(chars: Array(text.utf8), url: url) }
 
+    /// Each byte's 6-bit value in one alphabet, 0xFF for a byte outside it.
+    static func values(_ alphabet: [UInt8]) -> [UInt8] {
+        var table = [UInt8](repeating: 0xFF, count: 256)
+        for (value, letter) in alphabet.enumerated() { table[Int(letter)] = UInt8(value) }
+        return table
+    }
+
+    static let standardValues = values(alphabet)
+    static let urlValues = values(urlAlphabet)
+
     static func decode(chars input: [UInt8], url: Bool) -> [UInt8]? {
-        var chars = input
+        var count = input.count
         if !url {
-            let total = chars.count
             var pads = 0
-            while chars.last == 61 { chars.removeLast(); pads += 1 }
-            if pads > 2 || (pads > 0 && total % 4 != 0) { return nil }
+            while count > 0 && input[count - 1] == 61 { count -= 1; pads += 1 }
+            if pads > 2 || (pads > 0 && input.count % 4 != 0) { return nil }
         }
-        if chars.count % 4 == 1 { return nil }
-        var out: [UInt8] = []
-        out.reserveCapacity(chars.count * 3 / 4)
-        var acc: UInt32 = 0
-        var bits = 0
-        for c in chars {
-            let v: UInt32
-            switch c {
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"): v = UInt32(c - 65)
-            case UInt8(ascii: "a")...UInt8(ascii: "z"): v = UInt32(c - 97 + 26)
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): v = UInt32(c - 48 + 52)
-            case UInt8(ascii: "-") where url, UInt8(ascii: "+") where !url: v = 62
-            case UInt8(ascii: "_") where url, UInt8(ascii: "/") where !url: v = 63
-            default: return nil
-            }
-            acc = acc << 6 | v
-            bits += 6
-            if bits >= 8 {
-                bits -= 8
-                out.append(UInt8(acc >> UInt32(bits) & 0xFF))
+        if count % 4 == 1 { return nil }
+        let table = url ? urlValues : standardValues
+        var valid = true
+        let decoded = [UInt8](unsafeUninitializedCapacity: count * 3 / 4) { buffer, initialized in
+            input.withUnsafeBufferPointer { chars in
+                table.withUnsafeBufferPointer { values in
+                    var acc: UInt32 = 0, bits: UInt32 = 0, o = 0
+                    for i in 0..<count {
+                        let v = values[Int(chars[i])]
+                        if v == 0xFF { valid = false; break }
+                        acc = acc << 6 | UInt32(v)
+                        bits += 6
+                        if bits >= 8 {
+                            bits -= 8
+                            buffer[o] = UInt8(truncatingIfNeeded: acc >> bits)
+                            o += 1
+                        }
+                    }
+                    // Canonical encodings only: the bits past the last whole byte are zero.
+                    if valid && bits > 0 && acc & ((1 << bits) - 1) != 0 { valid = false }
+                    initialized = o
+                }
             }
         }
-        if bits > 0 && acc & ((1 << UInt32(bits)) - 1) != 0 { return nil }
-        return out
+        return valid ? decoded : nil
     }
 }
 

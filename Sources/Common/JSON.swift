@@ -107,9 +107,9 @@ extension JSON {
 
     func write(into out: inout [UInt8]) {
         switch self {
-        case .null: out.append(contentsOf: Array("null".utf8))
-        case let .bool(b): out.append(contentsOf: Array((b ? "true" : "false").utf8))
-        case let .int(i): out.append(contentsOf: String(i).utf8)
+        case .null: out.append(contentsOf: "null".utf8)
+        case let .bool(b): out.append(contentsOf: (b ? "true" : "false").utf8)
+        case let .int(i): JSON.writeInt(i, into: &out)
         case let .double(d):
             if d.isFinite && d.rounded() == d && abs(d) < 1e15 {
                 out.append(contentsOf: Array(String(Int64(d)).utf8))
@@ -140,28 +140,46 @@ extension JSON {
 
     static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
+    /// Decimal digits without an intermediate string (times and lifetimes in every token).
+    static func writeInt(_ value: Int64, into out: inout [UInt8]) {
+        if value < 0 { out.append(UInt8(ascii: "-")) }
+        var magnitude = value.magnitude
+        let start = out.count
+        repeat {
+            out.append(UInt8(ascii: "0") + UInt8(magnitude % 10))
+            magnitude /= 10
+        } while magnitude > 0
+        out[start...].reverse()
+    }
+
     static func writeString(_ s: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
-        // Most strings need no escaping: copy their bytes whole.
-        let clean = s.utf8.withContiguousStorageIfAvailable { !$0.contains(where: needsEscape) } ?? !s.utf8.contains(where: needsEscape)
-        if clean {
-            out.append(contentsOf: s.utf8)
-        } else {
-            for byte in s.utf8 {
-                switch byte {
-                case UInt8(ascii: "\""), UInt8(ascii: "\\"): out.append(UInt8(ascii: "\\")); out.append(byte)
-                case 0x0A: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "n"))
-                case 0x0D: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "r"))
-                case 0x09: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "t"))
-                case 0..<0x20, 0x7F:
-                    out.append(contentsOf: "\\u00".utf8)
-                    out.append(hexDigits[Int(byte >> 4)])
-                    out.append(hexDigits[Int(byte & 0xF)])
-                default: out.append(byte)
-                }
+        var text = s
+        // Runs of bytes that need no escaping (most strings are one run) are copied whole.
+        text.withUTF8 { bytes in
+            var run = 0
+            for i in 0..<bytes.count where needsEscape(bytes[i]) {
+                if run < i { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run..<i])) }
+                writeEscape(bytes[i], into: &out)
+                run = i + 1
             }
+            if run < bytes.count { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run...])) }
         }
         out.append(UInt8(ascii: "\""))
+    }
+
+    static func writeEscape(_ byte: UInt8, into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\\"))
+        switch byte {
+        case 0x0A: out.append(UInt8(ascii: "n"))
+        case 0x0D: out.append(UInt8(ascii: "r"))
+        case 0x09: out.append(UInt8(ascii: "t"))
+        case UInt8(ascii: "\""), UInt8(ascii: "\\"): out.append(byte)
+        default:
+            out.append(contentsOf: "u00".utf8)
+            out.append(hexDigits[Int(byte >> 4)])
+            out.append(hexDigits[Int(byte & 0xF)])
+        }
     }
 
     @inline(__always)

@@ -89,12 +89,16 @@ public enum BasicCredentials {
     public static func parse(_ header: String?, formDecode: Bool) -> Parsed {
         guard let header else { return .absent }
         // "Basic" SP token68 (RFC 7617), read bytewise.
-        let bytes = Array(header.utf8.drop { $0 == 0x20 })
-        guard let space = bytes.firstIndex(of: 0x20), space == 5,
-              zip(bytes[0..<5], "basic".utf8).allSatisfy({ $0 | 0x20 == $1 }) else { return .absent }
-        let encoded = bytes[(space + 1)...].drop { $0 == 0x20 || $0 == 0x09 }.reversed().drop { $0 == 0x20 || $0 == 0x09 }.reversed()
-        guard !encoded.isEmpty else { return .absent }
-        guard let raw = Base64.decode(bytes: Array(encoded)), String(validating: raw, as: UTF8.self) != nil,
+        let bytes = Array(header.utf8)
+        var start = 0
+        while start < bytes.count && bytes[start] == 0x20 { start += 1 }
+        guard bytes.count - start > 5, bytes[start + 5] == 0x20,
+              zip(bytes[start..<start + 5], "basic".utf8).allSatisfy({ $0 | 0x20 == $1 }) else { return .absent }
+        var from = start + 6, to = bytes.count
+        while from < to && (bytes[from] == 0x20 || bytes[from] == 0x09) { from += 1 }
+        while to > from && (bytes[to - 1] == 0x20 || bytes[to - 1] == 0x09) { to -= 1 }
+        guard from < to else { return .absent }
+        guard let raw = Base64.decode(bytes: Array(bytes[from..<to])), String(validating: raw, as: UTF8.self) != nil,
               let colon = raw.firstIndex(of: UInt8(ascii: ":")) else { return .malformed }
         let userBytes = Array(raw[..<colon]), passwordBytes = Array(raw[(colon + 1)...])
         if formDecode {

@@ -32,5 +32,14 @@ public enum Scopes {
         !token.isEmpty && token.utf8.count <= 128 && token.utf8.allSatisfy { b in b == 0x21 || (b >= 0x23 && b <= 0x5B) || (b >= 0x5D && b <= 0x7E) }
     }
 
-    public static func join(_ scopes: [String]) -> String { scopes.joined(separator: " ") }
+    /// Space-separated (RFC 6749 §3.3), built as bytes: `joined(separator:)` costs several times more, twice a token.
+    public static func join(_ scopes: [String]) -> String {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(scopes.reduce(scopes.count) { $0 + $1.utf8.count })
+        for (i, scope) in scopes.enumerated() {
+            if i > 0 { bytes.append(0x20) }
+            bytes.append(contentsOf: scope.utf8)
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
 }

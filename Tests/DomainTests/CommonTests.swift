@@ -30,6 +30,10 @@ import Testing
     }
 
     @Test func escapesControlCharactersAndQuotes() {
+        #expect(JSON.string("plain é ok").text == "\"plain é ok\"")
+        #expect(JSON.string("\u{7f}ab\"\"cd\te").text == #""\u007fab\"\"cd\te""#)
+        #expect(JSON.array([.int(0), .int(-7), .int(1_700_000_000_123), .int(Int64.min), .int(Int64.max)]).text
+                == "[0,-7,1700000000123,-9223372036854775808,9223372036854775807]")
         #expect(JSON.string("a\"b\\c\n\u{0}\u{1f}").text == #""a\"b\\c\n\u0000\u001f""#)
     }
 
@@ -71,6 +75,23 @@ import Testing
             #expect(Base64.urlDecode(text) == bytes)
             #expect(Base64.decode(Base64.encode(bytes)) == bytes)
         }
+    }
+
+    @Test func base64MatchesRFC4648Vectors() {
+        let vectors = ["": "", "f": "Zg==", "fo": "Zm8=", "foo": "Zm9v", "foob": "Zm9vYg==", "fooba": "Zm9vYmE=", "foobar": "Zm9vYmFy"]
+        for (plain, encoded) in vectors {
+            #expect(Base64.encode(Array(plain.utf8)) == encoded)
+            #expect(Base64.urlEncode(Array(plain.utf8)) == encoded.replacingOccurrences(of: "=", with: ""))
+            #expect(Base64.decode(encoded) == Array(plain.utf8))
+        }
+        let every = (0...255).map { UInt8($0) }
+        #expect(Base64.encode(every).hasPrefix("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+P0BB"))
+        #expect(Base64.urlDecode(Base64.urlEncode(every)) == every && Base64.decode(Base64.encode(every)) == every)
+        var appended: [UInt8] = Array("x.".utf8)
+        Base64.urlEncode(Array("foob".utf8), into: &appended)
+        #expect(appended == Array("x.Zm9vYg".utf8))
+        // Bytes outside the alphabet anywhere (high bytes, '=' inside, the other alphabet's letters) are refused.
+        #expect(Base64.urlDecode("Zm\u{e9}9v") == nil && Base64.decode("Zm=9v") == nil && Base64.decode("Zm9v-_") == nil && Base64.urlDecode("Zm9v+/") == nil)
     }
 
     @Test func base64urlRefusesNonCanonicalInput() {
