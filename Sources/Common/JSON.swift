@@ -157,13 +157,15 @@ extension JSON {
         var text = s
         // Runs of bytes that need no escaping (most strings are one run) are copied whole.
         text.withUTF8 { bytes in
-            var run = 0
-            for i in 0..<bytes.count where needsEscape(bytes[i]) {
-                if run < i { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run..<i])) }
-                writeEscape(bytes[i], into: &out)
-                run = i + 1
+            escaped.withUnsafeBufferPointer { escaped in
+                var run = 0
+                for i in 0..<bytes.count where escaped[Int(bytes[i])] {
+                    if run < i { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run..<i])) }
+                    writeEscape(bytes[i], into: &out)
+                    run = i + 1
+                }
+                if run < bytes.count { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run...])) }
             }
-            if run < bytes.count { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run...])) }
         }
         out.append(UInt8(ascii: "\""))
     }
@@ -181,6 +183,9 @@ extension JSON {
             out.append(hexDigits[Int(byte & 0xF)])
         }
     }
+
+    /// `needsEscape` for every byte, looked up instead of compared four times a byte.
+    static let escaped: [Bool] = (0...255).map { needsEscape(UInt8($0)) }
 
     @inline(__always)
     static func needsEscape(_ byte: UInt8) -> Bool {

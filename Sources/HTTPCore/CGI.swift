@@ -65,11 +65,19 @@ public enum CGI {
     public static func bytes(_ response: Response) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(response.body.count + 256)
-        out.append(contentsOf: Array("Status: \(response.status.code) \(response.status.reason)\r\n".utf8))
+        // Appended piece by piece: an interpolated line per header cost a string and an array each.
+        out.append(contentsOf: "Status: ".utf8)
+        out.append(contentsOf: String(response.status.code).utf8)
+        out.append(0x20)
+        out.append(contentsOf: response.status.reason.utf8)
+        out.append(contentsOf: [13, 10])
         for field in response.headers {
             // HTTPField already replaces CR, LF and NUL in values and names are tokens; checked again at the wire.
             if field.value.utf8.contains(where: { $0 == 13 || $0 == 10 }) { continue }
-            out.append(contentsOf: Array("\(field.name.rawName): \(field.value)\r\n".utf8))
+            out.append(contentsOf: field.name.rawName.utf8)
+            out.append(contentsOf: ": ".utf8)
+            out.append(contentsOf: field.value.utf8)
+            out.append(contentsOf: [13, 10])
         }
         out.append(contentsOf: [13, 10])
         out.append(contentsOf: response.body)
