@@ -78,15 +78,19 @@ import Testing
         // The connection is on the user's account page.
         let connections = b.send("GET", "/api/v1/me/connections").json?["connections"]?.arrayValue ?? []
         #expect(connections.contains { $0["client_id"]?.stringValue == client })
-        // Redeemed once: the same device code again (even after the interval) is invalid_grant.
-        h.clock.advance(seconds: 5)
-        #expect(poll(h, client, nil, deviceCode).json?["error"] == "invalid_grant")
-        // The user code is spent too.
-        #expect(b.json("POST", "/api/v1/device", ["user_code": .string(userCode)]).status == 404)
         // The refresh token works like any other.
         let refreshed = h.form("/oauth2/token", [("grant_type", "refresh_token"), ("refresh_token", try #require(t["refresh_token"]?.stringValue)),
                                                  ("client_id", client)])
         #expect(refreshed.status == 200, "\(refreshed.bodyText)")
+        // Redeemed once: the same device code again (even after the interval) is invalid_grant, and (RFC 6749 §4.1.2,
+        // as for a code) it revokes what the first redemption issued, the rotated refresh token included.
+        h.clock.advance(seconds: 5)
+        #expect(poll(h, client, nil, deviceCode).json?["error"] == "invalid_grant")
+        let afterReplay = h.form("/oauth2/token", [("grant_type", "refresh_token"), ("client_id", client),
+                                                   ("refresh_token", try #require(refreshed.json?["refresh_token"]?.stringValue))])
+        #expect(afterReplay.status == 400 && afterReplay.json?["error"] == "invalid_grant", "\(afterReplay.bodyText)")
+        // The user code is spent too.
+        #expect(b.json("POST", "/api/v1/device", ["user_code": .string(userCode)]).status == 404)
     }
 
     @Test func rfc8628Section3Point5PollingFasterThanTheIntervalIsSlowDownAndTheIntervalGrows() throws {

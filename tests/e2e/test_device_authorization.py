@@ -171,8 +171,12 @@ def test_rfc8628_a_cli_gets_tokens_while_the_user_approves_in_chromium(stack, br
     assert claims["aud"] == client_id and claims["iss"] == stack.base and "nonce" not in claims
     userinfo = requests.get(stack.url("/oauth2/userinfo"), headers={"Authorization": f"Bearer {token['access_token']}"})
     assert userinfo.status_code == 200 and userinfo.json()["sub"] == claims["sub"]
-    # Redeemed once.
+    # Redeemed once; presented again, the device code revokes what it issued (RFC 6749 §4.1.2, as a code does).
     assert poll_once(stack, client_id, started["device_code"]).json()["error"] == "invalid_grant"
+    refreshed = requests.post(stack.url("/oauth2/token"), data={"grant_type": "refresh_token", "refresh_token": token["refresh_token"],
+                                                                "client_id": client_id})
+    assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant", refreshed.text
+    assert requests.get(stack.url("/oauth2/userinfo"), headers={"Authorization": f"Bearer {token['access_token']}"}).status_code == 401
 
 
 def test_rfc8628_section_3_4_a_confidential_client_authenticates_and_may_bind_its_tokens(stack):

@@ -6,7 +6,8 @@ import Common
 /// pending code is `authorization_pending`, a denied one `access_denied`,
 /// an expired one `expired_token`; an approved code is redeemed once, with
 /// the connection the approval recorded still there (SPEC 5.2), into a token
-/// family as a redeemed authorization code is.
+/// family as a redeemed authorization code is; presented again, it revokes
+/// that family.
 public struct DeviceCodeGrant: Grant {
     public let type = GrantType.deviceCode
     public let allowsPublicClients = true
@@ -30,6 +31,9 @@ public struct DeviceCodeGrant: Grant {
             case .denied:
                 return .refused(OAuthError("access_denied", status: 400, "The user denied the request."))
             case .redeemed:
+                // As for an authorization code (RFC 6749 §4.1.2, RFC 9700 §4.5): a device code presented again
+                // may have been stolen, and which of the two holders is the device is unknown, so what it issued is revoked.
+                if let family = record.familyID { try s.store.revokeFamily(id: family, at: now) }
                 return .refused(.invalidGrant(detail: "device code already redeemed"))
             case .approved:
                 break
