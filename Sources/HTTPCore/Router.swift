@@ -59,6 +59,24 @@ public struct Router<Handler: Sendable>: Sendable {
         nodes[node].methods[method] = Target(handler: handlers.count - 1, captureNames: names)
     }
 
+    /// The path's non-empty segments between slashes, found by byte:
+    /// `String.split` would walk grapheme clusters, on every request.
+    static func segments(_ path: String) -> [Substring] {
+        var parts: [Substring] = []
+        let bytes = path.utf8
+        var start = bytes.startIndex
+        var i = start
+        while i != bytes.endIndex {
+            if bytes[i] == UInt8(ascii: "/") {
+                if start != i { parts.append(Substring(bytes[start..<i])) }
+                start = bytes.index(after: i)
+            }
+            i = bytes.index(after: i)
+        }
+        if start != bytes.endIndex { parts.append(Substring(bytes[start...])) }
+        return parts
+    }
+
     static func split(_ path: String) -> [String] {
         path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
     }
@@ -69,26 +87,28 @@ public struct Router<Handler: Sendable>: Sendable {
         if let node = exact[path], let target = nodes[node].methods[method] ?? (method == .head ? nodes[node].methods[.get] : nil) {
             return .found(handlers[target.handler], [:])
         }
-        let parts = path.split(separator: "/", omittingEmptySubsequences: true)
+        let parts = Router.segments(path)
         var best: (target: Target, values: [Substring], literals: Int)?
         var allowed: [HTTPRequest.Method] = []
         // Depth first, literal before capture, with an explicit stack: on
         // equal literal counts the literal-first route wins.
         var stack: [(node: Int, depth: Int, literals: Int, values: [Substring])] = [(0, 0, 0, [])]
         while let (node, depth, literals, values) = stack.popLast() {
-            let here = nodes[node]
             if depth == parts.count {
-                guard !here.methods.isEmpty else { continue }
-                if let target = here.methods[method] ?? (method == .head ? here.methods[.get] : nil) {
+                let methods = nodes[node].methods
+                guard !methods.isEmpty else { continue }
+                if let target = methods[method] ?? (method == .head ? methods[.get] : nil) {
                     if best == nil || literals > best!.literals { best = (target, values, literals) }
                 } else {
-                    for m in here.methodOrder where !allowed.contains(m) { allowed.append(m) }
+                    for m in nodes[node].methodOrder where !allowed.contains(m) { allowed.append(m) }
                 }
                 continue
             }
             // Pushed capture first so the literal branch is explored first.
-            if let next = here.capture { stack.append((next, depth + 1, literals, values + [parts[depth]])) }
-            if !here.literals.isEmpty, let next = here.literals[String(parts[depth])] { stack.append((next, depth + 1, literals + 1, values)) }
+            if let next = nodes[node].capture { stack.append((next, depth + 1, literals, values + [parts[depth]])) }
+            if !nodes[node].literals.isEmpty, let next = nodes[node].literals[String(parts[depth])] {
+                stack.append((next, depth + 1, literals + 1, values))
+            }
         }
         guard let best else { return allowed.isEmpty ? .notFound : .methodNotAllowed(allowed) }
         var captures: [String: String] = [:]

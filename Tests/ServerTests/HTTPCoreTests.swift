@@ -114,6 +114,14 @@ import Testing
         #expect(h2 == "read" && p["id"] == "abc")
     }
 
+    @Test func segmentsAreSplitByByteAndEmptyOnesSkipped() {
+        guard case let .found(h, p) = router().match(method: .get, path: "//api/v1//clients/é\u{301}x") else { Issue.record(); return }
+        #expect(h == "read" && p["id"] == "é\u{301}x")
+        guard case let .found(h2, p2) = router().match(method: .delete, path: "/api/v1/clients//ü") else { Issue.record(); return }
+        #expect(h2 == "delete" && p2["id"] == "ü")
+        guard case .notFound = router().match(method: .get, path: "/api/v1/clients/a/b") else { Issue.record(); return }
+    }
+
     @Test func reportsMethodNotAllowedAndNotFound() {
         guard case let .methodNotAllowed(allowed) = router().match(method: .post, path: "/healthz") else { Issue.record(); return }
         #expect(allowed == [.get])
