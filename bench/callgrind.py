@@ -151,7 +151,7 @@ def main():
     ap.add_argument("--baseline", help="another latchkey binary, measured the same way")
     ap.add_argument("--requests", type=int, default=1000, help="requests measured per scenario (beyond the first 200)")
     ap.add_argument("--scenarios", default="token,introspect,read")
-    ap.add_argument("--keep", type=Path, help="a directory to keep the callgrind outputs in (for callgrind_annotate)")
+    ap.add_argument("--keep", type=Path, help="a directory to keep both runs' callgrind outputs in (for bench/callgrind_diff.py)")
     args = ap.parse_args()
     binaries = [("this build", conftest.BIN)] + ([("baseline", args.baseline)] if args.baseline else [])
     with tempfile.TemporaryDirectory() as directory:
