@@ -137,12 +137,8 @@ public struct Response: Sendable {
 }
 
 extension Substring {
-    public func trimmingSpaces() -> String {
-        var s = self
-        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
-        while let l = s.last, l == " " || l == "\t" { s.removeLast() }
-        return String(s)
-    }
+    /// Without leading and trailing spaces and tabs (HTTP's OWS), found by byte.
+    public func trimmingSpaces() -> String { Cookies.trimmed(utf8) }
 }
 
 extension String {

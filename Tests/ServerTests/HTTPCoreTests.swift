@@ -197,5 +197,10 @@ import Testing
 
     @Test func parsesCookies() {
         #expect(Cookies.parse(["a=1; lk_session=abc", "b=2"]) == ["a": "1", "lk_session": "abc", "b": "2"])
+        // Blanks around names and values go, the first of a repeated name wins, "=" inside a value stays; a pair
+        // without "=", an empty name or an empty value (a cleared cookie) is no cookie.
+        #expect(Cookies.parse([" \tx = 1 ;;y=a=b; x=2; flag; z=;w=é ", "y=3; z=4"]) == ["x": "1", "y": "a=b", "z": "4", "w": "é"])
+        #expect(Cookies.parse([""]) == [:] && Cookies.parse([";"]) == [:] && Cookies.parse(["=v"]) == [:] && Cookies.parse(["a= "]) == [:])
+        #expect(" \t a b \t".trimmingSpaces() == "a b" && "  ".trimmingSpaces() == "" && "x".trimmingSpaces() == "x")
     }
 }
