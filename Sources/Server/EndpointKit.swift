@@ -13,15 +13,21 @@ enum EndpointKit {
     /// The access token of `Authorization: Bearer …` or, for DPoP-bound
     /// tokens (RFC 9449 §7.1), `Authorization: DPoP …`.
     static func bearerToken(_ request: Request) -> String? {
+        // By byte, as HTTP is defined (RFC 9110 §11.4): splitting the String would walk a long token's grapheme clusters.
         guard let header = request.headers.value(.authorization) else { return nil }
-        let parts = header.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, ["bearer", "dpop"].contains(parts[0].lowercased()) else { return nil }
-        return parts[1].trimmingSpaces()
+        let bytes = header.utf8
+        guard let start = bytes.firstIndex(where: { $0 != 0x20 }), let space = bytes[start...].firstIndex(of: 0x20) else { return nil }
+        let rest = bytes[bytes.index(after: space)...]
+        guard !rest.isEmpty else { return nil }
+        let scheme = String(Substring(bytes[start..<space])).lowercased()
+        guard scheme == "bearer" || scheme == "dpop" else { return nil }
+        return Substring(rest).trimmingSpaces()
     }
 
     /// The Authorization header's scheme, lowercased.
     static func authorizationScheme(_ request: Request) -> String? {
-        request.headers.value(.authorization)?.split(separator: " ", maxSplits: 1).first.map { $0.lowercased() }
+        guard let bytes = request.headers.value(.authorization)?.utf8, let start = bytes.firstIndex(where: { $0 != 0x20 }) else { return nil }
+        return String(Substring(bytes[start..<(bytes[start...].firstIndex(of: 0x20) ?? bytes.endIndex)])).lowercased()
     }
 
     /// The bearer token's client, which must hold one of `scopes` (any when

@@ -49,3 +49,18 @@ import HTTPCore
         }
     }
 }
+
+/// `Authorization: Bearer …` and `DPoP …` (RFC 6750 §2.1, RFC 9449 §7.1), read by byte.
+@Suite struct AuthorizationHeaderTests {
+    func request(_ value: String) -> Request { Request(method: .get, path: "/x", headers: [.authorization: value]) }
+
+    @Test func theTokenIsWhatFollowsTheSchemeWithBlanksTrimmed() {
+        let cases: [(String, String?)] = [
+            ("Bearer abc", "abc"), ("bearer  abc ", "abc"), ("  BEARER abc", "abc"), ("DPoP x.y", "x.y"), ("Bearer a b", "a b"),
+            ("Bearer", nil), ("Bearer ", nil), ("Bearer   ", nil), ("Basic abc", nil), ("Bearer\tabc", nil), (" ", nil), ("", nil),
+        ]
+        for (header, token) in cases { #expect(EndpointKit.bearerToken(request(header)) == token, "\(header)") }
+        #expect(EndpointKit.authorizationScheme(request("  Basic abc")) == "basic" && EndpointKit.authorizationScheme(request("DPoP")) == "dpop")
+        #expect(EndpointKit.authorizationScheme(request("   ")) == nil && EndpointKit.bearerToken(Request(method: .get, path: "/x")) == nil)
+    }
+}
