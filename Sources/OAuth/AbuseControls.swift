@@ -1,3 +1,5 @@
+import Common
+import Cryptography
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -128,8 +130,15 @@ public final class FailureLimiter: Sendable {
 
     /// The keys one failed attempt on `account` from `address` counts against.
     public static func keys(account: String, address: String) -> [Key] {
-        let a = addressKey(address)
+        let a = addressKey(address), account = accountKey(account)
         return [.address(a), .account(account, from: a), .accountAnywhere(account)]
+    }
+
+    /// An account as the limits remember it: as sent when it is no longer
+    /// than any real id or username, else by its SHA-256, so an unknown id
+    /// of kilobytes costs the table no more than a real one.
+    public static func accountKey(_ account: String) -> String {
+        account.utf8.count <= 64 ? account : "sha256:" + Hex.encode(Digest.sha256(account))
     }
 
     /// An address as the limits see it: IPv4 as is, IPv6 by its /64 (one
@@ -154,7 +163,7 @@ public final class FailureLimiter: Sendable {
     /// back by others' failures: a distributed guess gets one try a window
     /// from each address once the overall limit is reached.
     public func refusal(account: String, address: String, now: Int64) -> Int? {
-        let a = FailureLimiter.addressKey(address)
+        let a = FailureLimiter.addressKey(address), account = FailureLimiter.accountKey(account)
         return windows.withLock { w in
             func live(_ key: Key) -> (start: Int64, count: Int)? {
                 guard let e = w[key], now - e.start < limits.windowMillis else { return nil }
@@ -187,6 +196,8 @@ public final class FailureLimiter: Sendable {
 
     public let limits: Limits
     private let windows = Mutex<[Key: (start: Int64, count: Int)]>([:])
+    /// How many keys are remembered (what a flood can make the table hold).
+    public var rememberedKeys: Int { windows.withLock { $0.count } }
     private let capacity: Int
 
     public init(limits: Limits = Limits(), capacity: Int = 100_000) {
@@ -223,6 +234,11 @@ public final class FailureLimiter: Sendable {
             return key
         }
         windows.withLock { w in
+            // An address past its limit is refused before anything else: what it sends next is not remembered,
+            // so a refused flood of new ids grows nothing.
+            for key in keys {
+                if case .address = key, let entry = w[key], now - entry.start < limits.windowMillis, entry.count >= limit(key) { return }
+            }
             if w.count >= capacity { w = w.filter { now - $0.value.start < limits.windowMillis } }
             if w.count >= capacity { w = w.filter { $0.value.count >= limit($0.key) } }
             if w.count >= capacity { w.removeAll() }

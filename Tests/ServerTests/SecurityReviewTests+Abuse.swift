@@ -108,6 +108,25 @@ extension SecurityReviewTests {
         #expect(FailureLimiter.addressKey("::1") == "0:0:0:0::/64")
     }
 
+    /// Attacker review, session 9: unknown client ids of kilobytes, one per request, each remembered under its own
+    /// key, grew a worker by 120 MiB. Now a long id is remembered by its hash, and an address past its limit adds nothing.
+    @Test func aFloodOfLongUnknownIDsGrowsTheFailureTableByNothingPastTheAddressLimit() throws {
+        let failures = FailureLimiter(limits: .init(perAddress: 20, perAccount: 10))
+        let h = try Harness(guards: AbuseGuards(failures: failures))
+        func attempt(_ id: String) -> Int {
+            let body = Array(FormEncoding.serialize([("grant_type", "client_credentials"), ("client_id", id), ("client_secret", "x")]).utf8)
+            return h.worker.handle(Request(method: .post, path: "/oauth2/token", headers: HTTPFields([
+                ("Content-Type", "application/x-www-form-urlencoded")]), body: body, remoteAddress: "203.0.113.50")).status.code
+        }
+        var answers: [Int] = []
+        for _ in 0..<200 { answers.append(attempt(String(repeating: "a", count: 7000) + UUID().uuidString)) }
+        #expect(answers.prefix(19).allSatisfy { $0 == 401 } && answers.dropFirst(20).allSatisfy { $0 == 429 }, "\(answers.prefix(25))")
+        // The address and, for each of its 20 failures, the id from it and from anywhere: 41 keys, none of them 7 KB.
+        #expect(failures.rememberedKeys == 41)
+        #expect(FailureLimiter.accountKey(String(repeating: "b", count: 7000)).utf8.count == 71)
+        #expect(FailureLimiter.accountKey("a-real-client-id") == "a-real-client-id")
+    }
+
     /// Setting a caller-chosen password is a slow hash too: on the pool (503
     /// when full) and at most ten a minute per calling client (429).
     @Test func settingPasswordsGoesThroughThePoolAndIsLimited() throws {
