@@ -165,8 +165,11 @@ public struct ClientRegistration {
         try registry.deleteRegistered(client, caller: caller(client))
     }
 
+    /// The holder of a registration access token: the client's owner (RFC
+    /// 7592), as strong as its own credential, so it may change that
+    /// credential and keep its scopes, and add no privileged one.
     func caller(_ client: Client) -> Caller {
-        Caller(client: client, scopes: [], requestID: nil, surface: "registration")
+        Caller(client: client, scopes: client.scope, requestID: nil, surface: "registration")
     }
 
     // MARK: Metadata

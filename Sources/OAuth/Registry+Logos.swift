@@ -12,6 +12,16 @@ extension ClientRegistry {
         }
     }
 
+    /// SPEC 6.0: whoever sets a client's credential (a new secret or
+    /// password, another way to authenticate, other keys) can then act as
+    /// that client, so setting it gives away the client's privileged scopes.
+    /// Another client's: the primary only; anyone's, its own included: only
+    /// with a token that carries every privileged scope the client holds.
+    func checkMaySetCredentials(of client: Client, caller: Caller) throws {
+        guard client.clientID == caller.client.clientID || caller.client.isPrimary else { throw RegistryError.primaryOnly }
+        try checkPrivilegedScopes(added: client.scope, caller: caller)
+    }
+
     public func setLogo(_ id: String, caller: Caller, png: [UInt8], preview: [UInt8]) throws -> Client {
         try store.write {
             var client = try get(id, caller: caller)

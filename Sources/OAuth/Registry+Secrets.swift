@@ -22,14 +22,15 @@ extension ClientRegistry {
 
     /// A new generated secret. The current one stays valid for `graceSeconds`
     /// (0 ends it now); any older one ends now. A client may rotate its own
-    /// secret; only the primary may rotate another's.
+    /// secret; only the primary may rotate another's; either with a token
+    /// carrying the client's privileged scopes (`checkMaySetCredentials`).
     public func rotateSecret(_ id: String, caller: Caller, graceSeconds: Int) throws -> IssuedSecret {
         guard (0...ClientRegistry.maxGraceSeconds).contains(graceSeconds) else {
             throw RegistryError.invalid([FieldError("grace_period_seconds", "must be 0..\(ClientRegistry.maxGraceSeconds)")])
         }
         return try store.write {
             let client = try get(id, caller: caller)
-            guard client.clientID == caller.client.clientID || caller.client.isPrimary else { throw RegistryError.primaryOnly }
+            try checkMaySetCredentials(of: client, caller: caller)
             guard client.authMethod.usesSecret else {
                 throw RegistryError.conflict(.publicClientHasNoSecret)
             }
@@ -49,7 +50,7 @@ extension ClientRegistry {
         let record = try passwordRecord(password, clientID: id, caller: caller)
         try store.write {
             let client = try get(id, caller: caller)
-            guard client.clientID == caller.client.clientID || caller.client.isPrimary else { throw RegistryError.primaryOnly }
+            try checkMaySetCredentials(of: client, caller: caller)
             guard client.authMethod.usesSecret else { throw RegistryError.conflict(.publicClientHasNoSecret) }
             _ = try retireSecrets(of: id, graceSeconds: 0, now: env.now())
             try store.insertSecret(record)

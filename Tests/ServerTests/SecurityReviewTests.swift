@@ -4,6 +4,7 @@ import Foundation
 import Synchronization
 import HTTPCore
 import Imaging
+import JOSE
 import OAuth
 import Server
 import TestSupport
@@ -134,5 +135,58 @@ import Testing
         let v3 = h.json("POST", "/v3/oauth-clients", token: v3Token, body: IdentitySurfaceTests.createBody)
         #expect(v3.status == 200)
         #expect(v3.json?["scope"] == ["sp:oauth-client:manage"])
+    }
+
+    // Attacker review, session 9: setting a client's credential gives away its privileged scopes (SPEC 6.0).
+    @Test func settingAnotherClientsCredentialNeedsThePrimaryAndEveryPrivilegedScopeItHolds() throws {
+        let h = try Harness()
+        let full = try h.token()
+        func create(_ body: JSON) throws -> (String, String) {
+            let r = try #require(h.json("POST", "/api/v1/clients", token: full, body: body).json)
+            return (try #require(r["client_id"]?.stringValue), try #require(r["client_secret"]?.stringValue))
+        }
+        let (ops, opsSecret) = try create(["client_name": "Ops", "grant_types": ["client_credentials"], "scope": "keys:manage audit:read clients:read"])
+        let (bot, botSecret) = try create(["client_name": "Provisioner", "grant_types": ["client_credentials"], "scope": "clients:write"])
+        let key = try SigningKey.generate(.es256)
+        let takeOver: JSON = ["token_endpoint_auth_method": "private_key_jwt", "jwks": ["keys": [try JWK.publicJWK(key, kid: "k1")]]]
+        let merge = "application/merge-patch+json"
+
+        // A secondary with clients:write: not the primary, so another client's way of authenticating is not its to set.
+        let botToken = try h.token(clientID: bot, secret: botSecret)
+        let bySecondary = h.json("PATCH", "/api/v1/clients/\(ops)", token: botToken, body: takeOver, contentType: merge)
+        #expect(bySecondary.status == 403 && bySecondary.json?["code"] == "primary_only", "\(bySecondary.bodyText)")
+        // The primary, narrowed to one surface's scope: no credential of a client holding scopes the token lacks, on any surface.
+        let narrowed: [(String, String, String, JSON?, String)] = [
+            ("clients:write", "PATCH", "/api/v1/clients/\(ops)", takeOver, merge),
+            ("clients:write", "POST", "/api/v1/clients/\(ops)/secret", [:], "application/json"),
+            ("manageExternalClients", "PUT", "/external/v1/oauth/client/password-reset", ["clientId": .string(ops), "password": "attacker-chosen"],
+             "application/json"),
+            ("gov.user.oauth.app:write", "PUT", "/api/oauth/app/id/\(ops)/rotate", nil, "application/json"),
+        ]
+        for (scope, method, path, body, type) in narrowed {
+            let r = h.json(method, path, token: try h.token(scope: scope), body: body, contentType: type)
+            #expect(r.status == 403, "\(scope) \(method) \(path): \(r.status) \(r.bodyText)")
+        }
+        // Nothing changed: the old secret still works, and only it.
+        #expect(h.form("/oauth2/token", [("grant_type", "client_credentials")], basic: (ops, opsSecret)).status == 200)
+        // With every privileged scope the target holds, the primary may.
+        let enough = try h.token(scope: "clients:write keys:manage audit:read clients:read")
+        #expect(h.json("POST", "/api/v1/clients/\(ops)/secret", token: enough, body: [:]).status == 200)
+        #expect(h.json("PATCH", "/api/v1/clients/\(ops)", token: enough, body: takeOver, contentType: merge).status == 200)
+        // A client without privileged scopes: any primary token that may write clients.
+        let (plain, _) = try create(["client_name": "Plain", "grant_types": ["client_credentials"], "scope": "createSubscription"])
+        #expect(h.json("POST", "/api/v1/clients/\(plain)/secret", token: try h.token(scope: "clients:write"), body: [:]).status == 200)
+    }
+
+    @Test func aNarrowedTokenCannotMintItsOwnClientsFullCredential() throws {
+        let h = try Harness()
+        for (method, path, body) in [("POST", "/api/v1/clients/current/secret", JSON.object([])),
+                                     ("PUT", "/external/v1/oauth/password", ["password": "attacker-chosen"])] {
+            let r = h.json(method, path, token: try h.token(scope: "tokens:introspect"), body: body)
+            #expect(r.status == 403, "\(path): \(r.status) \(r.bodyText)")
+        }
+        #expect(h.form("/oauth2/token", [("grant_type", "client_credentials")], basic: (h.primary.clientID, h.primary.clientSecret)).status == 200)
+        // A token with the client's scopes (what it gets without asking for fewer) may.
+        #expect(h.json("POST", "/api/v1/clients/current/secret", token: try h.token(), body: [:]).status == 200)
     }
 }

@@ -273,6 +273,41 @@ def test_a_narrowed_token_grants_no_more_than_it_carries(stack):
     assert json.loads(b64url_decode(token.split(".")[1]))["scope"] == "sp:oauth-client:manage"
 
 
+# Session 9's attacker review: setting a client's credential (secret, password, auth method, keys) gives away its
+# privileged scopes, so it needs the primary (for another client) and a token carrying them all (SPEC 6.0) -----------
+
+def test_a_clients_credential_is_set_only_with_every_privileged_scope_it_holds(stack):
+    from joserfc.jwk import ECKey
+    org = Org(stack)
+    ops, ops_secret = org.client(client_name="Ops", grant_types=["client_credentials"], scope="keys:manage audit:read clients:read")
+    bot, bot_secret = org.client(client_name="Provisioner", grant_types=["client_credentials"], scope="clients:write")
+    key = ECKey.generate_key("P-256", parameters={"kid": "k1"})
+    take_over = {"token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [key.as_dict(private=False)]}}
+    merge = {"Content-Type": "application/merge-patch+json"}
+    bot_bearer = {"Authorization": "Bearer " + client_token(stack, bot, bot_secret)}
+    r = requests.patch(stack.url(f"/api/v1/clients/{ops}"), headers={**bot_bearer, **merge}, data=json.dumps(take_over))
+    assert r.status_code == 403 and r.json()["code"] == "primary_only", r.text
+    attempts = [
+        ("clients:write", "PATCH", f"/api/v1/clients/{ops}", take_over, merge),
+        ("clients:write", "POST", f"/api/v1/clients/{ops}/secret", {}, {}),
+        ("manageExternalClients", "PUT", "/external/v1/oauth/client/password-reset", {"clientId": ops, "password": "attacker-chosen"}, {}),
+        ("gov.user.oauth.app:write", "PUT", f"/api/oauth/app/id/{ops}/rotate", None, {}),
+    ]
+    for scope, method, path, body, headers in attempts:
+        r = requests.request(method, stack.url(path), headers={**org.bearer(scope), "Content-Type": "application/json", **headers},
+                             data=None if body is None else json.dumps(body))
+        assert r.status_code == 403, (scope, path, r.status_code, r.text)
+    # Nothing changed: Ops still signs in with its own secret.
+    assert client_token(stack, ops, ops_secret)
+    # A narrowed token cannot mint its own client's full credential either.
+    for method, path, body in [("POST", "/api/v1/clients/current/secret", {}), ("PUT", "/external/v1/oauth/password", {"password": "attacker-chosen"})]:
+        r = requests.request(method, stack.url(path), headers=org.bearer("tokens:introspect"), json=body)
+        assert r.status_code == 403, (path, r.status_code, r.text)
+    # With every privileged scope Ops holds, the primary may.
+    r = requests.post(stack.url(f"/api/v1/clients/{ops}/secret"), headers=org.bearer("clients:write keys:manage audit:read clients:read"), json={})
+    assert r.status_code == 200, r.text
+
+
 # 6. A deleted client's id is retired and its tokens stay dead (SPEC 4.5, 6.1) --------------------------------------
 
 def test_a_deleted_clients_token_stays_dead(stack):
