@@ -83,16 +83,25 @@ public struct ClientRegistration {
     /// (the app surface's scopes, connections, client_credentials).
     public static let anonymousGrants = ["authorization_code", "refresh_token"]
 
+    /// The attribute that marks a client registered anonymously: its own
+    /// updates (RFC 7592) stay within what an anonymous registration may ask.
+    static let anonymousAttribute = "registered_anonymously"
+
+    static func checkAnonymousLimits(_ spec: ClientSpec) throws {
+        if let extra = spec.scope.first(where: { !ClientRegistration.defaultScope.contains($0) }) {
+            throw Refusal.invalidMetadata("scope: an anonymous registration may ask for \(Scopes.join(ClientRegistration.defaultScope)) only, not \(extra)")
+        }
+        if let extra = spec.grantTypes.first(where: { !ClientRegistration.anonymousGrants.contains($0) }) {
+            throw Refusal.invalidMetadata("grant_types: an anonymous registration may use authorization_code and refresh_token only, not \(extra)")
+        }
+    }
+
     public func register(_ metadata: JSON, caller: Caller) throws -> Registered {
-        let spec = try self.spec(metadata, current: nil)
+        var spec = try self.spec(metadata, current: nil)
         if caller.actor == ClientRegistration.anonymous {
-            if let extra = spec.scope.first(where: { !ClientRegistration.defaultScope.contains($0) }) {
-                throw Refusal.invalidMetadata("scope: an anonymous registration may ask for \(Scopes.join(ClientRegistration.defaultScope)) only, not \(extra)")
-            }
-            if let extra = spec.grantTypes.first(where: { !ClientRegistration.anonymousGrants.contains($0) }) {
-                throw Refusal.invalidMetadata("grant_types: an anonymous registration may use authorization_code and refresh_token only, not \(extra)")
-            }
+            try ClientRegistration.checkAnonymousLimits(spec)
             try ClientRegistration.checkReachable(spec.backchannelLogoutURI)
+            spec.attributes.set(ClientRegistration.anonymousAttribute, .bool(true))
         }
         let token = env.randomToken(prefix: "lkg_", bytes: 32)
         do {
@@ -147,6 +156,8 @@ public struct ClientRegistration {
         spec.requirePushedRequests = client.requirePushedRequests || sent.requirePushedRequests
         // The client may have registered anonymously: it may not point Latchkey's POSTs at loopback or an address.
         if sent.backchannelLogoutURI != client.backchannelLogoutURI { try ClientRegistration.checkReachable(sent.backchannelLogoutURI) }
+        // And if it did, it stays within what that allowed (attacker review: a PUT gave it client_credentials and API scopes).
+        if client.attributes[ClientRegistration.anonymousAttribute]?.boolValue == true { try ClientRegistration.checkAnonymousLimits(spec) }
         do {
             let updated = try registry.update(clientID, caller: self.caller(client), expected: nil, action: "client.updated") { _ in spec }
             if updated.authMethod.usesSecret, try store.read({ try store.secrets(clientID: clientID) }).isEmpty {

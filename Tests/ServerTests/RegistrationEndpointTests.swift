@@ -49,6 +49,33 @@ import Testing
         #expect(h.json("GET", "/api/v1/clients", token: token).status == 401)
     }
 
+    /// Attacker review, session 9: an anonymous registrant's own update (RFC 7592 §2.2) gave it client_credentials and
+    /// the organization's API scopes; it stays within what an anonymous registration may ask for.
+    @Test func anAnonymousRegistrantsUpdatesStayWithinTheAnonymousLimits() throws {
+        let h = try Harness()
+        try ClientRegistration.setOpen(true, organizationID: h.primary.organizationID, store: h.store)
+        let created = try #require(register(h, token: nil).json)
+        let id = try #require(created["client_id"]?.stringValue), token = try #require(created["registration_access_token"]?.stringValue)
+        let base: [(String, JSON)] = [("client_id", .string(id)), ("redirect_uris", ["https://rp.example/cb"]), ("client_name", "RP")]
+        for (name, value) in [("grant_types", JSON(["authorization_code", "client_credentials"])), ("scope", "openid createSubscription"),
+                              ("scope", "openid gov.user.oauth.authorize")] {
+            let r = h.json("PUT", "/oauth2/register/\(id)", token: token, body: .object(base + [(name, value)]))
+            #expect(r.status == 400 && r.json?["error"] == "invalid_client_metadata", "\(name): \(r.bodyText)")
+        }
+        let secret = try #require(created["client_secret"]?.stringValue)
+        #expect(h.form("/oauth2/token", [("grant_type", "client_credentials"), ("client_id", id), ("client_secret", secret)])
+            .json?["error"] == "unauthorized_client")
+        // What an anonymous registration may have, it may still change.
+        let allowed = h.json("PUT", "/oauth2/register/\(id)", token: token, body: .object(base + [("scope", "openid email")]))
+        #expect(allowed.status == 200 && allowed.json?["scope"] == "openid email", "\(allowed.bodyText)")
+        // A client registered with a management token is not held to them.
+        let managed = try #require(register(h, token: try h.token()).json)
+        let managedID = try #require(managed["client_id"]?.stringValue)
+        let widened = h.json("PUT", "/oauth2/register/\(managedID)", token: try #require(managed["registration_access_token"]?.stringValue),
+                             body: ["client_id": .string(managedID), "redirect_uris": ["https://rp.example/cb"], "scope": "openid createSubscription"])
+        #expect(widened.status == 200, "\(widened.bodyText)")
+    }
+
     @Test func badBodiesAreRFC7591Errors() throws {
         let h = try Harness()
         let token = try h.token()
