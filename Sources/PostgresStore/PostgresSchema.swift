@@ -309,5 +309,14 @@ enum PostgresSchema {
         -- RFC 9449 §10: a code bound to a DPoP key (dpop_jkt, or a pushed request's proof).
         ALTER TABLE authorization_codes ADD COLUMN dpop_jkt TEXT;
         """,
+        // 10: clients registered anonymously (RFC 7591, the audit log's actor `anonymous`) are marked as such, so
+        // their own updates (RFC 7592) stay within what an anonymous registration may ask for. Text, not JSON
+        // functions: the attributes are always an object as Latchkey wrote it, and nothing here can fail on one.
+        """
+        UPDATE clients
+        SET attributes = '{"registered_anonymously":true' || CASE WHEN attributes = '{}' THEN '}' ELSE ',' || substr(attributes, 2) END
+        WHERE attributes LIKE '{%' AND attributes NOT LIKE '%"registered_anonymously"%'
+          AND client_id IN (SELECT target FROM audit_events WHERE action = 'client.created' AND actor = 'anonymous' AND target IS NOT NULL);
+        """,
     ]
 }

@@ -27,6 +27,33 @@ import Testing
         #expect(digest(PostgresStore.migrations.prefix(8)) == "BFUwY0psxTISwy7OnKL7Df2h264thX8vptRHvO8dU7c", "PostgreSQL migrations 1-8 changed")
     }
 
+    /// SQLite migration 14, PostgreSQL 10: clients the audit log says were registered anonymously (before the
+    /// registration marked them) are marked, with what else their attributes hold kept; no other client is.
+    @Test func theMigrationMarksClientsRegisteredAnonymouslyBeforeTheMark() throws {
+        let h = try StoreFixture()
+        let registry = try h.registry()
+        var anonymous = try h.caller()
+        anonymous.actor = "anonymous"
+        let bare = try registry.create(ClientSpec(name: "Anon bare", redirectURIs: [StoreFixture.redirect]), caller: anonymous).client.clientID
+        var withAttributes = ClientSpec(name: "Anon with attributes", redirectURIs: [StoreFixture.redirect])
+        withAttributes.attributes = ["businessName": "B \"quoted\", {braced}"]
+        let rich = try registry.create(withAttributes, caller: anonymous).client.clientID
+        let managed = try registry.create(ClientSpec(name: "Managed", redirectURIs: [StoreFixture.redirect]), caller: try h.caller()).client.clientID
+        // The last migration again, as on a database that had these clients before it.
+        try h.store.write {
+            if let sqlite = h.store as? SQLiteStore {
+                _ = try sqlite.update("PRAGMA user_version = \(SQLiteStore.schemaVersion - 1)", [])
+            } else if let postgres = h.store as? PostgresStore {
+                _ = try postgres.update("UPDATE schema_version SET version = ? WHERE id = 1", [.int(Int64(PostgresStore.migrations.count - 1))])
+            }
+        }
+        #expect(try (h.store as? SQLiteStore)?.migrate() ?? (h.store as? PostgresStore)?.migrate() == 1)
+        let clients = try h.store.read { try [bare, rich, managed].map { try #require(try h.store.client($0)) } }
+        #expect(clients[0].attributes == ["registered_anonymously": true])
+        #expect(clients[1].attributes["registered_anonymously"] == true && clients[1].attributes["businessName"] == "B \"quoted\", {braced}")
+        #expect(clients[2].attributes["registered_anonymously"] == nil)
+    }
+
     @Test func clientsRoundTripWithNonASCIIAndInjectionText() throws {
         let h = try StoreFixture()
         let client = Client(clientID: "client-ü-1", organizationID: h.primary.organizationID, name: "Zürich 🚀 '); DROP TABLE clients;--",
