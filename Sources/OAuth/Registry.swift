@@ -188,6 +188,10 @@ public struct ClientRegistry {
                 // SPEC 4.5: a disabled client's tokens end now, and re-enabling it brings none back.
                 updated.tokenGeneration += 1
                 try store.revokeFamilies(clientID: id, at: env.now())
+            } else if current.scope.contains(where: { Scopes.isPrivileged($0) && !updated.scope.contains($0) }) {
+                // A privileged scope taken away (after an incident, say) is gone from the tokens already out too:
+                // they end now, and the client asks for new ones with what it still holds.
+                updated.tokenGeneration += 1
             }
             try store.updateClient(updated)
             // A client that no longer authenticates with a secret keeps none that could still work.

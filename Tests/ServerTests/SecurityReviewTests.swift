@@ -189,4 +189,23 @@ import Testing
         // A token with the client's scopes (what it gets without asking for fewer) may.
         #expect(h.json("POST", "/api/v1/clients/current/secret", token: try h.token(), body: [:]).status == 200)
     }
+
+    @Test func takingAPrivilegedScopeAwayEndsTheClientsTokens() throws {
+        let h = try Harness()
+        let created = try #require(h.json("POST", "/api/v1/clients", token: try h.token(),
+                                          body: ["client_name": "Auditor", "grant_types": ["client_credentials"], "scope": "audit:read createSubscription"]).json)
+        let id = try #require(created["client_id"]?.stringValue), secret = try #require(created["client_secret"]?.stringValue)
+        let before = try h.token(clientID: id, secret: secret)
+        #expect(h.json("GET", "/api/v1/audit", token: before).status == 200)
+        // A free scope changed: the tokens stay.
+        #expect(h.json("PATCH", "/api/v1/clients/\(id)", token: try h.token(), body: ["scope": "audit:read createSubscription openid"],
+                       contentType: "application/merge-patch+json").status == 200)
+        #expect(h.json("GET", "/api/v1/audit", token: before).status == 200)
+        // The privileged one taken away: the token out is dead at once, and a new one carries what is left.
+        #expect(h.json("PATCH", "/api/v1/clients/\(id)", token: try h.token(), body: ["scope": "createSubscription"],
+                       contentType: "application/merge-patch+json").status == 200)
+        #expect(h.json("GET", "/api/v1/audit", token: before).status == 401)
+        let after = try h.token(clientID: id, secret: secret)
+        #expect(h.json("GET", "/api/v1/audit", token: after).status == 403)
+    }
 }
