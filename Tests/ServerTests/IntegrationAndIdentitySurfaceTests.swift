@@ -147,6 +147,31 @@ import Testing
         #expect(gone.json?["messages"]?.arrayValue?.first?["locale"] == "en-US")
     }
 
+    /// SPEC audit, session 9: a client made on another surface (no description, a grant /v3 cannot name) patches
+    /// like any other, and keeps what /v3 does not show.
+    @Test func aClientMadeElsewherePatchesAndKeepsWhatThisSurfaceCannotName() throws {
+        let h = try Harness()
+        let token = try h.token()
+        let created = try #require(h.json("POST", "/api/v1/clients", token: token, body: [
+            "client_name": "Native", "grant_types": ["urn:ietf:params:oauth:grant-type:device_code", "refresh_token"],
+            "token_endpoint_auth_method": "none", "scope": "openid"]).json)
+        let id = try #require(created["client_id"]?.stringValue)
+        for target in [id, h.primary.clientID] {
+            let r = h.json("PATCH", "/v3/oauth-clients/\(target)", token: token, body: [["op": "replace", "path": "/accessTokenValiditySeconds", "value": 600]],
+                           contentType: "application/json-patch+json")
+            #expect(r.status == 200, "\(target): \(r.bodyText)")
+        }
+        let native = try #require(h.json("GET", "/api/v1/clients/\(id)", token: token).json)
+        #expect(native["grant_types"] == ["refresh_token", "urn:ietf:params:oauth:grant-type:device_code"] || native["grant_types"] == ["urn:ietf:params:oauth:grant-type:device_code", "refresh_token"],
+                "\(native["grant_types"] ?? .null)")
+        #expect(native["description"] == nil || native["description"] == .null)
+        #expect(native["access_token_ttl"] == 600)
+        // Create still wants its description.
+        var body = IdentitySurfaceTests.createBody.objectValue ?? []
+        body.removeAll { $0.0 == "description" }
+        #expect(h.json("POST", "/v3/oauth-clients", token: token, body: .object(body)).status == 400)
+    }
+
     @Test func requiredFieldsScopesAndErrorShapes() throws {
         let h = try Harness()
         let token = try h.token()

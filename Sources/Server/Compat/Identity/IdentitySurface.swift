@@ -90,7 +90,8 @@ enum IdentitySurface {
         func fail(_ field: String, _ why: String) -> Failure { Failure(status: 400, message: "\(field) \(why)", field: field) }
         var r = FieldReader(body) { fail($0.field, $0.message) }
         let name = try r.string("name", required: true)!
-        let description = try r.string("description", required: true)!
+        // Required on create (SPEC 6.3); a client made elsewhere may have none, and a patch of its name must not need one.
+        let description = current == nil ? try r.string("description", required: true)! : try r.string("description")
         let accessTTL = try r.int("accessTokenValiditySeconds", required: true)!
         guard let grantItems = try r.strings("grantTypes", required: true) else { throw fail("grantTypes", "is required") }
         var grants: [String] = []
@@ -98,6 +99,8 @@ enum IdentitySurface {
             guard let mapped = grantNames[g] else { throw fail("grantTypes", "must contain only CLIENT_CREDENTIALS, AUTHORIZATION_CODE, REFRESH_TOKEN") }
             if !grants.contains(mapped) { grants.append(mapped) }
         }
+        // Grants this surface cannot name (the device grant, say) are not its to remove.
+        for g in current?.grantTypes ?? [] where !grantNames.values.contains(g.rawValue) && !grants.contains(g.rawValue) { grants.append(g.rawValue) }
         guard let accessType = try r.string("accessType", required: true), ["ONLINE", "OFFLINE"].contains(accessType) else {
             throw fail("accessType", "must be ONLINE or OFFLINE")
         }
