@@ -231,7 +231,7 @@ public struct AuthorizationService {
             return .consent(requestID: requestID)
         }
         return .respond(try grant(stored, user: user, authTime: session!.session.authTime, sid: session!.session.sid,
-                                  scope: request.scope, remember: true))
+                                  scope: request.scope, remember: true, silently: true))
     }
 
     func answerWithError(_ stored: StoredAuthorizationRequest, _ error: String, _ description: String) throws -> AuthorizeDecision {
@@ -241,8 +241,10 @@ public struct AuthorizationService {
 
     /// Answers the request with a code for `scope` (a subset of what was
     /// asked), records the connection, and returns the client's response.
-    func grant(_ stored: StoredAuthorizationRequest, user: User, authTime: Int64, sid: String?, scope: [String], remember: Bool) throws -> AuthorizationResponse {
-        let code = try issueCode(stored.request, user: user, authTime: authTime, sid: sid, scope: scope, remember: remember, answering: stored.idHash)
+    func grant(_ stored: StoredAuthorizationRequest, user: User, authTime: Int64, sid: String?, scope: [String], remember: Bool,
+               silently: Bool = false) throws -> AuthorizationResponse {
+        let code = try issueCode(stored.request, user: user, authTime: authTime, sid: sid, scope: scope, remember: remember, answering: stored.idHash,
+                                 silently: silently)
         return AuthorizationResponse(redirectURI: stored.request.redirectURI, parameters: [("code", code), ("state", stored.request.state), ("iss", env.issuer)],
                                      mode: stored.request.responseMode)
     }
@@ -252,7 +254,7 @@ public struct AuthorizationService {
     /// `sid`: the session signing in (nil for a user's token on the app
     /// API), recorded for Back-Channel Logout and carried to the ID token.
     public func issueCode(_ request: AuthorizationRequest, user: User, authTime: Int64, sid: String?, scope: [String], remember: Bool,
-                          answering idHash: String?) throws -> String {
+                          answering idHash: String?, silently: Bool = false) throws -> String {
         let code = env.randomToken(prefix: "lkc_", bytes: 32)
         let now = env.now()
         try store.write {
@@ -269,18 +271,25 @@ public struct AuthorizationService {
                 try store.recordSessionClient(sid: sid, clientID: request.clientID, userID: user.id, at: now,
                                               expiresAt: now + SessionService.lifetimeMillis)
             }
-            try recordConnection(userID: user.id, clientID: request.clientID, scope: scope, remember: remember, authTime: authTime, now: now)
+            try recordConnection(userID: user.id, clientID: request.clientID, scope: scope, remember: remember, silently: silently,
+                                 authTime: authTime, now: now)
         }
         return code
     }
 
     /// The user granted `scope` to the client (inside the grant's
-    /// transaction): the connection the account page lists (SPEC 5.2), and,
-    /// when `remember`, what later requests need not ask again.
-    func recordConnection(userID: String, clientID: String, scope: [String], remember: Bool, authTime: Int64, now: Int64) throws {
+    /// transaction): the connection the account page lists (SPEC 5.2), with
+    /// every scope granted since the user connected the app, and, when
+    /// `remember`, what later requests need not ask again: what the user
+    /// approved on the consent screen, or, answered `silently` from a
+    /// remembered consent, that consent unchanged (a request for fewer
+    /// scopes does not forget the others).
+    func recordConnection(userID: String, clientID: String, scope: [String], remember: Bool, silently: Bool = false, authTime: Int64, now: Int64) throws {
         let existing = try store.connection(userID: userID, clientID: clientID)
-        try store.upsertConnection(UserConnection(userID: userID, clientID: clientID, rememberedScope: remember ? scope : [],
-                                                  grantedScope: scope, authTime: authTime, accessTime: now, createdAt: existing?.createdAt ?? now))
+        let granted = (existing?.grantedScope ?? []) + scope.filter { !(existing?.grantedScope ?? []).contains($0) }
+        let remembered = !remember ? [] : silently ? existing?.rememberedScope ?? scope : scope
+        try store.upsertConnection(UserConnection(userID: userID, clientID: clientID, rememberedScope: remembered,
+                                                  grantedScope: granted, authTime: authTime, accessTime: now, createdAt: existing?.createdAt ?? now))
     }
 
     // MARK: Consent

@@ -93,6 +93,27 @@ extension UserFlowTests {
         #expect(next.headers[.location]?.hasPrefix("/consent/") == true)
     }
 
+    /// SPEC audit, session 9: a silent answer to a request for fewer scopes forgot the others (SPEC 5.1: straight back
+    /// with a code when the user already granted every requested scope), and the account page lost them too.
+    @Test func aSilentAnswerToFewerScopesForgetsNothing() throws {
+        let h = try Harness()
+        let user = try h.user()
+        let (client, _) = try h.app()
+        let pkce = PKCE()
+        let b = Browser(h)
+        _ = try code(h, b, client: client, pkce: pkce)
+        let narrower = b.authorize(authorizeParams(client, pkce, scope: "openid profile"))
+        #expect(queryItems(narrower.headers[.location] ?? "")["code"] != nil)
+        let again = b.authorize(authorizeParams(client, pkce))
+        #expect(queryItems(again.headers[.location] ?? "")["code"] != nil, "\(again.headers[.location] ?? "")")
+        let connection = try h.store.read { try h.store.connection(userID: user, clientID: client) }
+        #expect(Set(connection?.rememberedScope ?? []) == ["openid", "profile", "email", "offline_access"])
+        #expect(Set(connection?.grantedScope ?? []) == ["openid", "profile", "email", "offline_access"])
+        // Answered on the consent screen, what the user approves there is what is remembered.
+        _ = try code(h, b, client: client, pkce: pkce, grant: ["openid"], extra: [("prompt", "consent")])
+        #expect(try h.store.read { try h.store.connection(userID: user, clientID: client) }?.rememberedScope == ["openid"])
+    }
+
     @Test func consentRules() throws {
         let h = try Harness()
         _ = try h.user()
