@@ -165,6 +165,11 @@ public enum KeyManagement {
     /// The access-token algorithm: the one chosen by `keys rotate --alg`;
     /// before any choice, the algorithm of the newest current key (a
     /// deployment from before SPEC 10.1 had exactly one); ES256 otherwise.
+    /// The algorithm that signs access tokens now (what `keys rotate` without `--alg` rotates, SPEC 10.1).
+    public static func accessAlgorithm(store: any MetaStorage & CredentialStorage) throws -> SignatureAlgorithm {
+        try store.read { accessAlgorithm(chosen: try store.meta(accessAlgorithmMeta), records: try store.signingKeys()) }
+    }
+
     static func accessAlgorithm(chosen: String?, records: [SigningKeyRecord]) -> SignatureAlgorithm {
         if let chosen, let alg = SignatureAlgorithm(rawValue: chosen) { return alg }
         let newest = records.filter { $0.retiredAt == nil }.max { $0.createdAt < $1.createdAt }

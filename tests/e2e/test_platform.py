@@ -102,10 +102,15 @@ def test_key_rotation_publishes_the_new_key_and_old_tokens_keep_verifying(fresh_
         assert verify(s, old).header["kid"] == old_kid
         r = requests.post(s.url("/oauth2/introspect"), data={"token": old}, auth=(s.client_id, s.client_secret))
         assert r.json()["active"] is True
+    # SPEC 10.1: without --alg, the access-token algorithm's key is rotated (EdDSA here, after rotating it last).
+    run_cli(s, "keys", "rotate", "--alg", "EdDSA")
+    plain = json.loads(run_cli(s, "keys", "rotate").stdout)
+    assert plain["alg"] == "EdDSA", plain
+    assert verify(s, s.token()).header["kid"] == plain["kid"]
     listed = json.loads(run_cli(s, "keys", "list").stdout)["keys"]
     # SPEC 10.1: one current key per algorithm (init made ES256 and RS256); each rotation retired its own algorithm's.
     assert sorted(k["alg"] for k in listed if k["status"] == "active") == ["ES256", "EdDSA", "RS256"]
-    assert len(listed) == 5
+    assert len(listed) == 7
 
 
 def test_rate_limit_answers_429_with_retry_after_and_json(limited_stack):

@@ -34,12 +34,14 @@ struct Keys: ParsableCommand {
     struct Rotate: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Make a new signing key; older keys stay published until their tokens expire.")
         @OptionGroup var common: Common
-        @Option var alg: String = "ES256"
+        @Option(help: "ES256, RS256 or EdDSA; without it, the algorithm that signs access tokens now (ES256 unless changed)")
+        var alg: String?
 
         func run() throws {
-            guard let algorithm = SignatureAlgorithm(rawValue: alg) else { throw ValidationError("--alg must be ES256, RS256 or EdDSA") }
+            if let alg, SignatureAlgorithm(rawValue: alg) == nil { throw ValidationError("--alg must be ES256, RS256 or EdDSA") }
             let store = try common.openAnyStore()
             guard let issuer = try store.meta("issuer") else { throw CLIError(ProvisioningError.notInitialized.description) }
+            let algorithm = try alg.flatMap(SignatureAlgorithm.init(rawValue:)) ?? KeyManagement.accessAlgorithm(store: store)
             let env = try common.environment(issuer: issuer)
             let kid = try KeyManagement.rotate(store: store, env: env, algorithm: algorithm)
             try store.write {

@@ -42,6 +42,9 @@ import Testing
         // Rotating without --alg's choice changing keeps the access algorithm with its new key.
         let again = try KeyManagement.rotate(store: h.store, env: h.env, algorithm: .rs256)
         #expect(try KeyRing(store: h.store, env: h.env).signingKey().kid == again)
+        // What `keys rotate` without --alg rotates (SPEC 10.1): the access-token algorithm, ES256 on a fresh deployment.
+        #expect(try KeyManagement.accessAlgorithm(store: h.store) == .rs256)
+        #expect(try KeyManagement.accessAlgorithm(store: try StoreFixture().store) == .es256)
     }
 
     /// A deployment from before SPEC 10.1 had one current key and no
