@@ -47,12 +47,20 @@ public struct APIProblem: Error, Equatable, CustomStringConvertible {
 
 /// The one place where errors become responses, per surface.
 public enum ErrorRendering {
+    /// SPEC 2: error bodies repeat the request id; an OAuth error object
+    /// (RFC 6749 §5.2) gains it as one more member, which clients ignore.
+    static func withRequestID(_ body: JSON, _ request: Request) -> JSON {
+        guard case var .object(members) = body, !request.requestID.isEmpty else { return body }
+        members.append(("request_id", .string(request.requestID)))
+        return .object(members)
+    }
+
     public static func render(_ error: Error, surface: Surface, request: Request) -> Response {
         if let response = renderRetryLater(error, surface: surface, request: request) { return response }
         if let response = renderCompatible(error, surface: surface, request: request) { return response }
         switch (error, surface) {
         case let (e as OAuthError, .oauth), let (e as OAuthError, .bearer), let (e as OAuthError, .registration):
-            var response = Response.json(e.json, status: .init(code: e.status)).noStore()
+            var response = Response.json(withRequestID(e.json, request), status: .init(code: e.status)).noStore()
             response.headers.append(contentsOf: HTTPFields(e.headers))
             return response
         case let (e as OAuthError, _):
@@ -62,7 +70,8 @@ public enum ErrorRendering {
             if e.status == 503 { problem.title = "Service unavailable" }
             return problemResponse(problem, request: request)
         case let (e as APIProblem, .oauth):
-            return Response.json(["error": e.status == 413 ? "invalid_request" : .string(e.code), "error_description": .string(e.detail)], status: e.status)
+            return Response.json(withRequestID(["error": e.status == 413 ? "invalid_request" : .string(e.code), "error_description": .string(e.detail)],
+                                               request), status: e.status)
         case let (e as APIProblem, _):
             return problemResponse(e, request: request)
         case let (e as RegistryError, _):
@@ -72,7 +81,7 @@ public enum ErrorRendering {
             return render(APIProblem.conflict("conflict", "The write conflicts with existing data."), surface: surface, request: request)
         default:
             if surface == .oauth {
-                return Response.json(["error": "server_error", "error_description": "An internal error occurred."], status: 500)
+                return Response.json(withRequestID(["error": "server_error", "error_description": "An internal error occurred."], request), status: 500)
             }
             return problemResponse(APIProblem(status: 500, code: "internal_error", title: "Internal server error",
                                               detail: "An internal error occurred; the request id identifies it in the logs."), request: request)

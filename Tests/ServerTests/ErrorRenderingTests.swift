@@ -64,3 +64,17 @@ import HTTPCore
         #expect(EndpointKit.authorizationScheme(request("   ")) == nil && EndpointKit.bearerToken(Request(method: .get, path: "/x")) == nil)
     }
 }
+
+/// SPEC 2: error bodies repeat the request id, the OAuth endpoints' included (SPEC audit, session 9).
+@Suite struct OAuthErrorRequestIDTests {
+    @Test func oauthErrorBodiesCarryTheRequestID() throws {
+        let h = try Harness()
+        let token = h.form("/oauth2/token", [("grant_type", "client_credentials")], basic: (h.primary.clientID, "wrong"))
+        #expect(token.status == 401 && token.json?["error"] == "invalid_client" && token.json?["request_id"] == "req-test")
+        let grant = h.form("/oauth2/token", [("grant_type", "password")], basic: (h.primary.clientID, h.primary.clientSecret))
+        #expect(grant.json?["error"] == "unsupported_grant_type" && grant.json?["request_id"] == "req-test")
+        let userinfo = h.call("GET", "/oauth2/userinfo", headers: [("Authorization", "Bearer nope")])
+        #expect(userinfo.status == 401 && userinfo.json?["request_id"] == "req-test")
+        #expect(userinfo.headers[.wwwAuthenticate]?.hasPrefix("Bearer") == true)
+    }
+}
