@@ -38,9 +38,16 @@ enum UserEndpoints {
     }
 
     /// A user by session cookie, or by a user's bearer token holding one of `scopes`.
+    /// Neither: 401 with a bare `Bearer` challenge (SPEC 3, RFC 6750 §3: no error code when nothing was sent).
     static func user(_ request: Request, _ ctx: RequestContext, scopes: [String], write: Bool) throws -> User {
         if request.headers.value(.authorization) != nil { return try userCaller(request, ctx, scopes: scopes).user }
-        return try sessionUser(request, ctx, write: write).user
+        do {
+            return try sessionUser(request, ctx, write: write).user
+        } catch let problem as APIProblem where problem == signInRequired {
+            var challenged = problem
+            challenged.headers[.wwwAuthenticate] = "Bearer"
+            throw challenged
+        }
     }
 
     /// The user behind a user's bearer token holding one of `scopes`, and the

@@ -78,3 +78,17 @@ import HTTPCore
         #expect(userinfo.headers[.wwwAuthenticate]?.hasPrefix("Bearer") == true)
     }
 }
+
+/// SPEC 3: an endpoint that takes a user's bearer token challenges with `Bearer` when nothing at all was sent.
+@Suite struct UserEndpointChallengeTests {
+    @Test func connectionsWithoutSessionOrTokenChallengeWithBearer() throws {
+        let h = try Harness()
+        for (method, path) in [("GET", "/api/v1/me/connections"), ("DELETE", "/api/v1/me/connections/some-client")] {
+            let r = h.call(method, path)
+            #expect(r.status == 401 && r.headers[.wwwAuthenticate] == "Bearer", "\(path): \(r.headers[.wwwAuthenticate] ?? "none")")
+            #expect(r.json?["code"] == "login_required")
+        }
+        // A session-only endpoint has nothing to challenge with.
+        #expect(h.call("GET", "/api/v1/session").headers[.wwwAuthenticate] == nil)
+    }
+}
