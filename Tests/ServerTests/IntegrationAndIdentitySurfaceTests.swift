@@ -56,6 +56,10 @@ import Testing
             #expect(r.status == 400 && code(r) == "GN0002", "\(bad.text)")
             #expect(r.json?["message"]?.stringValue?.hasPrefix("The payload you have supplied is invalid.") == true)
         }
+        // The message names the field as this surface calls it (SPEC 6.2), not the registry's name for it.
+        let emptyName = h.json("POST", "/external/v1/oauth/client", token: token, body: ["password": "long-enough", "application": ""])
+        #expect(emptyName.json?["message"]?.stringValue?.hasPrefix("The payload you have supplied is invalid. application:") == true,
+                "\(emptyName.bodyText)")
         let malformed = h.call("POST", "/external/v1/oauth/client", headers: [("Authorization", "Bearer \(token)"), ("Content-Type", "application/json")],
                                body: Array("{nope".utf8))
         #expect(code(malformed) == "GN0002")

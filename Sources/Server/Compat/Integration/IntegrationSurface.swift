@@ -36,7 +36,7 @@ enum IntegrationSurface {
         case let e as RegistryError:
             switch e {
             case .notFound: failure = Failure(code: "AU0005", status: 404, message: "Client not found.")
-            case let .invalid(errors): failure = .payload(errors.first?.field ?? "body", errors.first?.message ?? "invalid")
+            case let .invalid(errors): failure = .payload(fieldName(errors.first?.field ?? "body"), errors.first?.message ?? "invalid")
             case let .forbidden(why):
                 switch why {
                 case .privilegedScope: failure = Failure(code: "AU0002", status: 403, message: why.message)
@@ -62,6 +62,11 @@ enum IntegrationSurface {
     }
 
     // MARK: Helpers
+
+    /// The registry's field as this surface names it (SPEC 6.2: GN0002 names the field the caller sent).
+    static func fieldName(_ native: String) -> String {
+        ["client_name": "application", "scope": "accessScopes", "extra_data": "extraData", "client_id": "clientId"][native] ?? native
+    }
 
     static func caller(_ request: Request, _ ctx: RequestContext, scopes: [String]) throws -> Caller {
         do {
