@@ -6,6 +6,7 @@ every response nginx answers itself."""
 import base64
 import concurrent.futures
 import http.client
+import json
 import re
 import signal
 import socket
@@ -14,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+import json
 import pytest
 import requests
 
@@ -115,10 +117,26 @@ def test_oauth_endpoints_keep_16_kib(stack, path):
 
 
 def test_v3_oversized_body_gets_the_json_413(stack):
-    # /v3/ sets its own error_page (429): the 413 must still be nginx's JSON answer, not its HTML page.
+    # /v3/ sets its own error_page (429): the 413 must still be nginx's JSON answer, not its HTML page, in /v3's shape.
     status, content_type, body = declared_body(stack, "POST", "/v3/oauth-clients", 2 * 1024 * 1024)
     assert status == 413
     assert content_type.startswith("application/json"), body
+    assert json.loads(body)["detailCode"] == "413.0 Payload Too Large"
+
+
+@pytest.mark.parametrize("path,media_type,check", [
+    ("/api/v1/clients", "application/problem+json", lambda b: b["status"] == 413 and b["code"] == "body_too_large" and b["request_id"]),
+    ("/api/v1/clients/some-id/logo", "application/problem+json", lambda b: b["code"] == "body_too_large"),
+    ("/external/v1/oauth/client", "application/json", lambda b: b["code"] == "GN0002" and "too large" in b["message"]),
+    ("/api/oauth/app", "application/json", lambda b: set(b) == {"message"}),
+    ("/api/oauth/auth/code", "application/json", lambda b: set(b) == {"message"}),
+])
+def test_an_oversized_body_is_answered_in_its_surfaces_shape(stack, path, media_type, check):
+    # SPEC 2 and 6.2-6.4: nginx's 413 speaks each surface's error shape, as the workers would (SPEC audit, session 9).
+    status, content_type, body = declared_body(stack, "POST", path, 3 * 1024 * 1024)
+    assert status == 413, body
+    assert content_type.startswith(media_type), content_type
+    assert check(json.loads(body)), body
 
 
 # 2. limit_req on authorize, introspection, revocation, /auth/code.
