@@ -81,6 +81,10 @@ def test_scripts_run_first_and_second_start(tmp_path):
             db.close()
     finally:
         stop(proc, port)
+    # The state belongs to its issuer: with TLS switched on it is not reused (its credentials name another issuer).
+    env = dict(os.environ, LATCHKEY_STATE_DIR=str(state), LATCHKEY_HTTP_PORT=str(port), LATCHKEY_SKIP_BUILD="1", LATCHKEY_TLS="on")
+    refused = subprocess.run([str(ROOT / "scripts" / "run")], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    assert refused.returncode == 2 and f"made for the issuer {issuer}" in refused.stderr, refused.stderr
     proc, out = start(state, port)
     try:
         assert "lks_" not in out
