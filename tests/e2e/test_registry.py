@@ -72,10 +72,11 @@ def test_logo_upload_and_fetch_through_nginx(stack):
     assert requests.put(stack.url(f"/api/v1/clients/{cid}/logo"), headers={**headers, "Content-Type": "image/png"}, data=png(10, 10)).status_code == 204
     svg = b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>"
     assert requests.put(stack.url(f"/api/v1/clients/{cid}/logo"), headers={**headers, "Content-Type": "image/svg+xml"}, data=svg).status_code == 415
-    # nginx allows 2 MiB on logo routes and answers 413 with JSON past it.
+    # nginx allows 2 MiB on logo routes and answers 413 past it, as a problem like the workers' (SPEC 2).
     big = requests.put(stack.url(f"/api/v1/clients/{cid}/logo"), headers={**headers, "Content-Type": "image/png"}, data=b"\0" * (3 * 1024 * 1024))
     assert big.status_code == 413
-    assert big.json()["error"] == "invalid_request"
+    assert big.headers["Content-Type"].startswith("application/problem+json")
+    assert big.json()["code"] == "body_too_large"
     assert requests.delete(stack.url(f"/api/v1/clients/{cid}/logo"), headers=headers).status_code == 204
     assert requests.get(stack.url(f"/api/v1/clients/{cid}/logo")).status_code == 404
 
