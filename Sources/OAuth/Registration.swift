@@ -177,10 +177,12 @@ public struct ClientRegistration {
     }
 
     /// The holder of a registration access token: the client's owner (RFC
-    /// 7592), as strong as its own credential, so it may change that
-    /// credential and keep its scopes, and add no privileged one.
+    /// 7592), with the client's scopes but no privileged one. It may change
+    /// the credential of a client that holds none (its method, its keys, a
+    /// new secret), and add none; a privileged scope an operator gave the
+    /// client later is not the token's to hand on (SPEC 6.0).
     func caller(_ client: Client) -> Caller {
-        Caller(client: client, scopes: client.scope, requestID: nil, surface: "registration")
+        Caller(client: client, scopes: client.scope.filter { !Scopes.isPrivileged($0) }, requestID: nil, surface: "registration")
     }
 
     // MARK: Metadata

@@ -47,6 +47,8 @@ extension ClientRegistry {
     /// Sets a caller-chosen password as the client's only secret (no grace):
     /// a client's own password change, or the primary's for another client.
     public func setPassword(_ id: String, caller: Caller, password: String) throws {
+        // Refused before the slow hash is spent, and again in the write (the client may change meanwhile).
+        try store.read { try checkMaySetCredentials(of: try get(id, caller: caller), caller: caller) }
         let record = try passwordRecord(password, clientID: id, caller: caller)
         try store.write {
             let client = try get(id, caller: caller)

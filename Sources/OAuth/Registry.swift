@@ -167,8 +167,9 @@ public struct ClientRegistry {
             let problems = spec.problems()
             guard problems.isEmpty else { throw RegistryError.invalid(problems) }
             try checkPrivilegedScopes(added: spec.scope.filter { !current.scope.contains($0) }, caller: caller)
-            // How the client authenticates, and its keys, are its credential.
-            if spec.authMethod != current.authMethod.rawValue || spec.jwks != current.jwks { try checkMaySetCredentials(of: current, caller: caller) }
+            // New keys are a credential: whoever registers them can sign as the client (switching between secret methods,
+            // or to none, hands over nothing; a new secret comes only through rotateSecret and setPassword).
+            if let keys = spec.jwks, keys != current.jwks { try checkMaySetCredentials(of: current, caller: caller) }
             if spec.idTokenAlg != current.idTokenAlg.rawValue { try checkSigningKey(spec.idTokenAlg) }
             if let alg = spec.userinfoAlg, alg != current.userinfoAlg?.rawValue { try checkSigningKey(alg, field: "userinfo_signed_response_alg") }
             if current.isPrimary {

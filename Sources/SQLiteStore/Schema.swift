@@ -373,8 +373,9 @@ enum Schema {
         """
         UPDATE clients
         SET attributes = '{"registered_anonymously":true' || CASE WHEN attributes = '{}' THEN '}' ELSE ',' || substr(attributes, 2) END
-        WHERE attributes LIKE '{%' AND attributes NOT LIKE '%"registered_anonymously"%'
-          AND client_id IN (SELECT target FROM audit_events WHERE action = 'client.created' AND actor = 'anonymous' AND target IS NOT NULL);
+        WHERE substr(attributes, 1, 1) = '{' AND instr(attributes, '"registered_anonymously"') = 0
+          AND client_id IN (SELECT target FROM audit_events
+                            WHERE action = 'client.created' AND actor = 'anonymous' AND surface = 'registration' AND target IS NOT NULL);
         """,
     ]
 }

@@ -32,7 +32,7 @@ import Testing
     @Test func theMigrationMarksClientsRegisteredAnonymouslyBeforeTheMark() throws {
         let h = try StoreFixture()
         let registry = try h.registry()
-        var anonymous = try h.caller()
+        var anonymous = try h.caller(surface: "registration")
         anonymous.actor = "anonymous"
         let bare = try registry.create(ClientSpec(name: "Anon bare", redirectURIs: [StoreFixture.redirect]), caller: anonymous).client.clientID
         var withAttributes = ClientSpec(name: "Anon with attributes", redirectURIs: [StoreFixture.redirect])

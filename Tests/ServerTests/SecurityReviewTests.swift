@@ -208,4 +208,36 @@ import Testing
         let after = try h.token(clientID: id, secret: secret)
         #expect(h.json("GET", "/api/v1/audit", token: after).status == 403)
     }
+
+    /// Review of session 9's fix: a registration access token carried its client's privileged scopes, so a secondary
+    /// that registered a client could take it over once an operator gave it one. It carries none now.
+    @Test func aRegistrationAccessTokenCannotSetTheCredentialOfAClientGivenAPrivilegedScopeLater() throws {
+        let h = try Harness()
+        let full = try h.token()
+        let s = try #require(h.json("POST", "/api/v1/clients", token: full, body: [
+            "client_name": "Registrar", "grant_types": ["client_credentials"], "scope": "clients:write clients:read"]).json)
+        let sToken = try h.token(clientID: try #require(s["client_id"]?.stringValue), secret: try #require(s["client_secret"]?.stringValue))
+        let registered = try #require(h.json("POST", "/oauth2/register", token: sToken, body: [
+            "grant_types": ["client_credentials"], "scope": "createSubscription", "client_name": "Worker", "redirect_uris": []]).json)
+        let id = try #require(registered["client_id"]?.stringValue), rat = try #require(registered["registration_access_token"]?.stringValue)
+        let secret = try #require(registered["client_secret"]?.stringValue)
+        #expect(h.json("PATCH", "/api/v1/clients/\(id)", token: full, body: ["scope": "createSubscription keys:manage"],
+                       contentType: "application/merge-patch+json").status == 200)
+        let key = try SigningKey.generate(.es256)
+        let base: [(String, JSON)] = [("client_id", .string(id)), ("grant_types", ["client_credentials"]), ("client_name", "Worker"),
+                                      ("scope", "createSubscription keys:manage")]
+        let takeOver = h.json("PUT", "/oauth2/register/\(id)", token: rat, body: .object(base + [
+            ("token_endpoint_auth_method", "private_key_jwt"), ("jwks", ["keys": [try JWK.publicJWK(key, kid: "k1")]])]))
+        #expect(takeOver.status == 400 || takeOver.status == 403, "\(takeOver.status) \(takeOver.bodyText)")
+        #expect(h.form("/oauth2/token", [("grant_type", "client_credentials")], basic: (id, secret)).status == 200)
+        // Switching between the secret methods hands over nothing, and stays allowed (no new secret comes with it).
+        let post = h.json("PUT", "/oauth2/register/\(id)", token: rat, body: .object(base + [("token_endpoint_auth_method", "client_secret_post")]))
+        #expect(post.status == 200 && post.json?["client_secret"] == nil, "\(post.bodyText)")
+        // And a secondary with clients:write may switch another client's secret method, as any writable field.
+        let other = try #require(h.json("POST", "/api/v1/clients", token: full, body: [
+            "client_name": "Other", "grant_types": ["client_credentials"], "scope": "audit:read", "token_endpoint_auth_method": "client_secret_post"]).json)
+        let otherID = try #require(other["client_id"]?.stringValue)
+        #expect(h.json("PATCH", "/api/v1/clients/\(otherID)", token: sToken, body: ["token_endpoint_auth_method": "client_secret_basic"],
+                       contentType: "application/merge-patch+json").status == 200)
+    }
 }
