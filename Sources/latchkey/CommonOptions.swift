@@ -50,13 +50,18 @@ struct Common: ParsableArguments {
     }
 
     /// The configured store: PostgreSQL when a URL is given, else SQLite.
-    func openAnyStore(migrate: Bool = true) throws -> any Store {
+    /// Only `creating` (init, migrate) makes a SQLite file that is not
+    /// there: any other command on a missing one says so and leaves none.
+    func openAnyStore(migrate: Bool = true, creating: Bool = false) throws -> any Store {
         if let url = databaseURL { return try PostgresStore(url: url, migrate: migrate) }
-        return try openStore()
+        return try openStore(creating: creating)
     }
 
-    func openStore() throws -> SQLiteStore {
+    func openStore(creating: Bool = false) throws -> SQLiteStore {
         let path = try databasePath()
+        guard creating || FileManager.default.fileExists(atPath: path) else {
+            throw CLIError("no database at \(path): \(ProvisioningError.notInitialized.description)")
+        }
         let dir = (path as NSString).deletingLastPathComponent
         if !dir.isEmpty && !FileManager.default.fileExists(atPath: dir) {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])

@@ -353,3 +353,13 @@ def test_a_primary_cannot_lock_itself_out_and_the_operator_resets_it(stack):
     assert "clients:write" in fresh.json()["scope"].split()
     unknown = run_cli(stack, "org", "reset-primary", "org-nope", check=False)
     assert unknown.returncode == 1 and "lks_" not in unknown.stdout + unknown.stderr
+
+
+@pytest.mark.parametrize("args", [["keys", "list"], ["org", "create", "X"], ["keys", "rotate"], ["org", "set", "org-x", "--open-registration", "on"]])
+def test_cli_commands_on_a_missing_database_say_so_and_create_nothing(tmp_path, args):
+    """Only `init` and `migrate` make a database (SPEC audit, session 9: `keys list` made an empty one and printed no keys)."""
+    db = tmp_path / "missing" / "latchkey.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LATCHKEY_")}
+    r = subprocess.run([BIN, *args, "--db", str(db)], capture_output=True, text=True, env=env)
+    assert r.returncode != 0 and "latchkey init" in r.stderr, (r.returncode, r.stdout, r.stderr)
+    assert not db.exists()

@@ -23,7 +23,7 @@ struct Init: ParsableCommand {
         guard let raw = issuer ?? common.env["LATCHKEY_ISSUER"] else { throw ValidationError("--issuer (or LATCHKEY_ISSUER) is required") }
         let issuer = try validatedIssuer(raw)
         guard let algorithm = SignatureAlgorithm(rawValue: alg) else { throw ValidationError("--alg must be ES256, RS256 or EdDSA") }
-        let store = try common.openAnyStore()
+        let store = try common.openAnyStore(creating: true)
         let result = try Provisioning(env: try common.environment(issuer: issuer), store: store)
             .initialize(issuer: issuer, organizationName: org, clientLimit: clientLimit, algorithm: algorithm)
         printJSON(result.json)

@@ -22,7 +22,7 @@ struct Migrate: ParsableCommand {
             _ = try store.migrate()
             printJSON(["schema_version": JSON(try store.schemaVersionApplied())])
         } else {
-            let store = try common.openStore()
+            let store = try common.openStore(creating: true)
             printJSON(["schema_version": JSON(try store.schemaVersionApplied())])
         }
     }
