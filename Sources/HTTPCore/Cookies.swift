@@ -14,24 +14,14 @@ public enum Cookies {
             while start != bytes.endIndex {
                 let end = bytes[start...].firstIndex(of: UInt8(ascii: ";")) ?? bytes.endIndex
                 if let equals = bytes[start..<end].firstIndex(of: UInt8(ascii: "=")) {
-                    let name = trimmed(bytes[start..<equals]), value = trimmed(bytes[bytes.index(after: equals)..<end])
+                    let name = Substring(bytes[start..<equals]).trimmingSpaces()
+                    let value = Substring(bytes[bytes.index(after: equals)..<end]).trimmingSpaces()
                     if !name.isEmpty && !value.isEmpty && jar[name] == nil { jar[name] = value }
                 }
                 start = end == bytes.endIndex ? end : bytes.index(after: end)
             }
         }
         return jar
-    }
-
-    static func trimmed(_ bytes: Substring.UTF8View) -> String {
-        var start = bytes.startIndex, end = bytes.endIndex
-        while start != end && (bytes[start] == 0x20 || bytes[start] == 0x09) { start = bytes.index(after: start) }
-        while start != end {
-            let last = bytes.index(before: end)
-            guard bytes[last] == 0x20 || bytes[last] == 0x09 else { break }
-            end = last
-        }
-        return String(Substring(bytes[start..<end]))
     }
 
     public static func make(name: String, value: String, maxAge: Int?, httpOnly: Bool, secure: Bool, sameSite: String = "Lax", path: String = "/") -> String {

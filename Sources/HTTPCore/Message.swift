@@ -138,7 +138,17 @@ public struct Response: Sendable {
 
 extension Substring {
     /// Without leading and trailing spaces and tabs (HTTP's OWS), found by byte.
-    public func trimmingSpaces() -> String { Cookies.trimmed(utf8) }
+    public func trimmingSpaces() -> String {
+        let bytes = utf8
+        var start = bytes.startIndex, end = bytes.endIndex
+        while start != end && (bytes[start] == 0x20 || bytes[start] == 0x09) { start = bytes.index(after: start) }
+        while start != end {
+            let last = bytes.index(before: end)
+            guard bytes[last] == 0x20 || bytes[last] == 0x09 else { break }
+            end = last
+        }
+        return String(Substring(bytes[start..<end]))
+    }
 }
 
 extension String {
