@@ -111,7 +111,8 @@ public struct ClientSpec: Sendable, Equatable {
 
     public static var grantTypeValues: [String] { GrantType.known.map(\.rawValue) }
     public static let authMethodValues = ClientAuthMethod.allCases.map(\.rawValue)
-    public static let reservedIDs: Set<String> = ["current", "ids"]
+    /// Path words, and `anonymous`, the audit log's name for an anonymous registrant (no client may be taken for it).
+    public static let reservedIDs: Set<String> = ["current", "ids", "anonymous"]
     /// Prefixes of the server's own identifiers: users (`usr-`, the subject of
     /// user tokens) and organizations (`org-`). A client id never takes them,
     /// so a client's token can never carry a user's subject (RFC 9700 §4.15).
@@ -150,7 +151,7 @@ public struct ClientSpec: Sendable, Equatable {
     public func problems() -> [FieldError] {
         var errors: [FieldError] = []
         if let clientID, !ClientSpec.isValidClientID(clientID) {
-            errors.append(FieldError("client_id", "must be 5..50 characters of A-Z, a-z, 0-9 and '-', not starting with usr- or org-"))
+            errors.append(FieldError("client_id", "must be 5..50 characters of A-Z, a-z, 0-9 and '-', not starting with usr- or org-, and not current or anonymous"))
         }
         if name.utf8.isEmpty || name.utf8.count > 127 { errors.append(FieldError("client_name", "must be 1..127 bytes of UTF-8")) }
         else if !ClientSpec.isDisplaySafe(name) || name.trimmingCharacters().isEmpty {

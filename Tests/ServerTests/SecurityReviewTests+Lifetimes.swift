@@ -63,7 +63,8 @@ extension SecurityReviewTests {
         let h = try Harness()
         let token = try h.token()
         let user = try h.user()
-        for id in [user, "usr-abcdef", "USR-abcdef", "org-abcdef", "Org-12345"] {
+        // `anonymous` too: it is the audit log's name for an anonymous registrant (session 9 review).
+        for id in [user, "usr-abcdef", "USR-abcdef", "org-abcdef", "Org-12345", "anonymous", "Anonymous"] {
             #expect(h.json("POST", "/api/v1/clients", token: token, body: ["client_id": .string(id), "client_name": "x"]).status == 400, "\(id)")
         }
         #expect(!ClientSpec.isValidClientID(user))

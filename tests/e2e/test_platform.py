@@ -363,3 +363,13 @@ def test_cli_commands_on_a_missing_database_say_so_and_create_nothing(tmp_path, 
     r = subprocess.run([BIN, *args, "--db", str(db)], capture_output=True, text=True, env=env)
     assert r.returncode != 0 and "latchkey init" in r.stderr, (r.returncode, r.stdout, r.stderr)
     assert not db.exists()
+
+
+def test_org_create_with_a_client_limit_out_of_range_is_a_usage_error(tmp_path):
+    """Exit code 2, as for any usage error, before the database is touched (SPEC audit, session 9)."""
+    db = tmp_path / "latchkey.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LATCHKEY_")}
+    for limit in ("0", "100001"):
+        r = subprocess.run([BIN, "org", "create", "X", "--client-limit", limit, "--db", str(db)], capture_output=True, text=True, env=env)
+        assert r.returncode == 2 and "client-limit" in r.stderr, (r.returncode, r.stderr)
+    assert not db.exists()

@@ -53,6 +53,10 @@ struct Org: ParsableCommand {
         @Argument(help: "Organization name.") var name: String
         @Option(name: .customLong("client-limit")) var clientLimit: Int = Provisioning.defaultClientLimit
 
+        func validate() throws {
+            guard (1...100_000).contains(clientLimit) else { throw ValidationError("--client-limit must be 1..100000") }
+        }
+
         func run() throws {
             let store = try common.openAnyStore()
             guard let issuer = try store.meta("issuer") else { throw CLIError(ProvisioningError.notInitialized.description) }
