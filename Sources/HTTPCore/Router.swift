@@ -35,7 +35,7 @@ public struct Router<Handler: Sendable>: Sendable {
     public mutating func add(_ method: HTTPRequest.Method, _ pattern: String, _ handler: Handler) {
         var node = 0
         var names: [String] = []
-        for segment in Router.split(pattern) {
+        for segment in Router.segments(pattern).map(String.init) {
             if segment.hasPrefix("{") && segment.hasSuffix("}") {
                 names.append(String(segment.dropFirst().dropLast()))
                 if let next = nodes[node].capture {
@@ -77,9 +77,6 @@ public struct Router<Handler: Sendable>: Sendable {
         return parts
     }
 
-    static func split(_ path: String) -> [String] {
-        path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
-    }
 
     public func match(method: HTTPRequest.Method, path: String) -> Match {
         // A trailing slash is a different resource, except for the root.

@@ -14,6 +14,18 @@ public enum AuthorizeDecision: Equatable, Sendable {
 
 /// The authorization endpoint's rules and the consent decisions behind the
 /// login and consent pages (SPEC 4.4, 5.1).
+/// What a grant does to the consent a user asked to be remembered.
+public enum RememberedConsent: Sendable {
+    /// What the user approved now is what later requests need not ask again ("remember" on the consent screen).
+    case replace
+    /// Nothing is remembered ("remember" unticked).
+    case forget
+    /// The remembered consent stays as it was: a request it covered, answered
+    /// without asking (one for fewer scopes forgets none of the others), or a
+    /// device's approval, which is for that device only.
+    case keep
+}
+
 public struct AuthorizationService {
     public static let requestLifetimeMillis: Int64 = 10 * 60_000
     public static let codeLifetimeMillis: Int64 = 60_000
@@ -231,7 +243,7 @@ public struct AuthorizationService {
             return .consent(requestID: requestID)
         }
         return .respond(try grant(stored, user: user, authTime: session!.session.authTime, sid: session!.session.sid,
-                                  scope: request.scope, remember: true, silently: true))
+                                  scope: request.scope, consent: .keep))
     }
 
     func answerWithError(_ stored: StoredAuthorizationRequest, _ error: String, _ description: String) throws -> AuthorizeDecision {
@@ -241,10 +253,9 @@ public struct AuthorizationService {
 
     /// Answers the request with a code for `scope` (a subset of what was
     /// asked), records the connection, and returns the client's response.
-    func grant(_ stored: StoredAuthorizationRequest, user: User, authTime: Int64, sid: String?, scope: [String], remember: Bool,
-               silently: Bool = false) throws -> AuthorizationResponse {
-        let code = try issueCode(stored.request, user: user, authTime: authTime, sid: sid, scope: scope, remember: remember, answering: stored.idHash,
-                                 silently: silently)
+    func grant(_ stored: StoredAuthorizationRequest, user: User, authTime: Int64, sid: String?, scope: [String],
+               consent: RememberedConsent) throws -> AuthorizationResponse {
+        let code = try issueCode(stored.request, user: user, authTime: authTime, sid: sid, scope: scope, consent: consent, answering: stored.idHash)
         return AuthorizationResponse(redirectURI: stored.request.redirectURI, parameters: [("code", code), ("state", stored.request.state), ("iss", env.issuer)],
                                      mode: stored.request.responseMode)
     }
@@ -253,8 +264,8 @@ public struct AuthorizationService {
     /// transaction; `answering` marks a stored request answered (once).
     /// `sid`: the session signing in (nil for a user's token on the app
     /// API), recorded for Back-Channel Logout and carried to the ID token.
-    public func issueCode(_ request: AuthorizationRequest, user: User, authTime: Int64, sid: String?, scope: [String], remember: Bool,
-                          answering idHash: String?, silently: Bool = false) throws -> String {
+    public func issueCode(_ request: AuthorizationRequest, user: User, authTime: Int64, sid: String?, scope: [String], consent: RememberedConsent,
+                          answering idHash: String?) throws -> String {
         let code = env.randomToken(prefix: "lkc_", bytes: 32)
         let now = env.now()
         try store.write {
@@ -271,23 +282,24 @@ public struct AuthorizationService {
                 try store.recordSessionClient(sid: sid, clientID: request.clientID, userID: user.id, at: now,
                                               expiresAt: now + SessionService.lifetimeMillis)
             }
-            try recordConnection(userID: user.id, clientID: request.clientID, scope: scope, remember: remember, silently: silently,
-                                 authTime: authTime, now: now)
+            try recordConnection(userID: user.id, clientID: request.clientID, scope: scope, consent: consent, authTime: authTime, now: now)
         }
         return code
     }
 
     /// The user granted `scope` to the client (inside the grant's
     /// transaction): the connection the account page lists (SPEC 5.2), with
-    /// every scope granted since the user connected the app, and, when
-    /// `remember`, what later requests need not ask again: what the user
-    /// approved on the consent screen, or, answered `silently` from a
-    /// remembered consent, that consent unchanged (a request for fewer
-    /// scopes does not forget the others).
-    func recordConnection(userID: String, clientID: String, scope: [String], remember: Bool, silently: Bool = false, authTime: Int64, now: Int64) throws {
+    /// every scope granted since the user connected the app, and what later
+    /// requests need not ask again, as `consent` says.
+    func recordConnection(userID: String, clientID: String, scope: [String], consent: RememberedConsent, authTime: Int64, now: Int64) throws {
         let existing = try store.connection(userID: userID, clientID: clientID)
         let granted = (existing?.grantedScope ?? []) + scope.filter { !(existing?.grantedScope ?? []).contains($0) }
-        let remembered = !remember ? [] : silently ? existing?.rememberedScope ?? scope : scope
+        let remembered: [String]
+        switch consent {
+        case .replace: remembered = scope
+        case .forget: remembered = []
+        case .keep: remembered = existing?.rememberedScope ?? []
+        }
         try store.upsertConnection(UserConnection(userID: userID, clientID: clientID, rememberedScope: remembered,
                                                   grantedScope: granted, authTime: authTime, accessTime: now, createdAt: existing?.createdAt ?? now))
     }
@@ -303,7 +315,7 @@ public struct AuthorizationService {
                                                                                   scope: stored.request.scope.filter(scope.contains))
         }
         return try grant(stored, user: user, authTime: session.authTime, sid: session.sid,
-                         scope: stored.request.scope.filter(scope.contains), remember: remember)
+                         scope: stored.request.scope.filter(scope.contains), consent: remember ? .replace : .forget)
     }
 
     /// `user`: who denied it (recorded on a device code, which a user's answer ends).

@@ -220,11 +220,8 @@ public struct DeviceAuthorizationService {
                   try store.answerDeviceCode(hash: deviceCodeHash, status: scope == nil ? .denied : .approved, userID: user.id,
                                              scope: scope ?? stored.request.scope, authTime: authTime, now: now) else { throw ConsentError.notFound }
             if let scope {
-                let existing = try store.connection(userID: user.id, clientID: client.clientID)
-                let granted = (existing?.grantedScope ?? []) + scope.filter { !(existing?.grantedScope ?? []).contains($0) }
-                try store.upsertConnection(UserConnection(userID: user.id, clientID: client.clientID, rememberedScope: existing?.rememberedScope ?? [],
-                                                          grantedScope: granted, authTime: authTime, accessTime: now,
-                                                          createdAt: existing?.createdAt ?? now))
+                try AuthorizationService(env: env, store: store).recordConnection(userID: user.id, clientID: client.clientID, scope: scope,
+                                                                                   consent: .keep, authTime: authTime, now: now)
             }
         }
         return AuthorizationResponse(redirectURI: env.issuer + "/device/", parameters: [("result", scope == nil ? "denied" : "approved")], mode: .query)

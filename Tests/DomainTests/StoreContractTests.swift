@@ -134,7 +134,7 @@ import Testing
                 let request = AuthorizationRequest(clientID: client, redirectURI: StoreFixture.redirect, redirectURISent: true,
                                                    scope: ["openid", "offline_access"], state: nil, nonce: nil, codeChallenge: nil, prompt: [], maxAge: nil)
                 let code = try AuthorizationService(env: env, store: h.store).issueCode(request, user: user, authTime: now / 1000, sid: nil,
-                                                                                      scope: ["openid", "offline_access"], remember: false, answering: nil)
+                                                                                      scope: ["openid", "offline_access"], consent: .forget, answering: nil)
                 redeem = { store in
                     _ = try StoreContractTests.exchange(env, store, "authorization_code", ["code": code, "redirect_uri": StoreFixture.redirect], client)
                 }

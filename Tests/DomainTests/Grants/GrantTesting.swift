@@ -43,7 +43,7 @@ struct GrantTesting {
         request.backchannel = try h.store.read { try h.store.client(client) }?.backchannelLogoutURI != nil
         let person = try #require(try h.store.read { try h.store.user(id: user) })
         return try AuthorizationService(env: h.env, store: h.store).issueCode(request, user: person, authTime: h.clock.now / 1000, sid: sid, scope: scope,
-                                                                              remember: true, answering: nil)
+                                                                              consent: .replace, answering: nil)
     }
 }
 

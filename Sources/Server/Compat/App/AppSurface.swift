@@ -221,7 +221,7 @@ enum AppSurface {
             throw AppSurface.failure(failure.check)
         }
         let code = try AuthorizationService(env: ctx.env, store: ctx.store)
-            .issueCode(authorization, user: user, authTime: authTime, sid: sid, scope: authorization.scope, remember: true, answering: nil)
+            .issueCode(authorization, user: user, authTime: authTime, sid: sid, scope: authorization.scope, consent: .replace, answering: nil)
         return Response.json(["code": .string(code)]).noStore()
     }
 
