@@ -169,10 +169,11 @@ public protocol ConnectionStorage: Transactional {
 public protocol UpstreamStorage: Transactional {
     func insertUpstream(_ record: UpstreamClient) throws
     func updateUpstream(_ record: UpstreamClient) throws
-    func upstream(sysID: String) throws -> UpstreamClient?
+    /// sysIds are an organization's own (SPEC 6.5, 6.0): another organization's record is never found by its id.
+    func upstream(organizationID: String, sysID: String) throws -> UpstreamClient?
     func upstream(organizationID: String, name: String) throws -> UpstreamClient?
     func upstreams(organizationID: String) throws -> [UpstreamClient]
-    func deleteUpstream(sysID: String) throws
+    func deleteUpstream(organizationID: String, sysID: String) throws
     /// Upstream records whose secret is not sealed (stored before a KEK was configured).
     func upstreamsStoredInClear() throws -> [UpstreamClient]
 }

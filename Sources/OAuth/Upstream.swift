@@ -142,7 +142,7 @@ public struct UpstreamRegistry {
                                     scopes: scopes, version: 1, createdAt: now, updatedAt: now)
         try validate(record)
         return try store.write {
-            if try store.upstream(sysID: sysID) != nil { throw UpstreamError.conflict("An OAuth Client with id \"\(sysID)\" already exists.") }
+            if try store.upstream(organizationID: caller.organizationID, sysID: sysID) != nil { throw UpstreamError.conflict("An OAuth Client with id \"\(sysID)\" already exists.") }
             if try store.upstream(organizationID: caller.organizationID, name: name) != nil {
                 throw UpstreamError.conflict("An OAuth Client with name \"\(name)\" already exists.")
             }
@@ -158,7 +158,7 @@ public struct UpstreamRegistry {
         try store.write {
             var record: UpstreamClient
             if let sysID = input.sysID {
-                guard let found = try store.upstream(sysID: sysID.lowercased()), found.organizationID == caller.organizationID else {
+                guard let found = try store.upstream(organizationID: caller.organizationID, sysID: sysID.lowercased()) else {
                     throw UpstreamError.notFoundByID(sysID)
                 }
                 record = found
@@ -200,7 +200,7 @@ public struct UpstreamRegistry {
     public func find(name: String?, sysID: String?, caller: Caller) throws -> UpstreamClient {
         try store.read {
             if let sysID {
-                guard let r = try store.upstream(sysID: sysID.lowercased()), r.organizationID == caller.organizationID else {
+                guard let r = try store.upstream(organizationID: caller.organizationID, sysID: sysID.lowercased()) else {
                     throw UpstreamError.notFoundByID(sysID)
                 }
                 return r
@@ -215,7 +215,7 @@ public struct UpstreamRegistry {
     public func delete(name: String?, sysID: String?, caller: Caller) throws {
         try store.write {
             let r = try find(name: name, sysID: sysID, caller: caller)
-            try store.deleteUpstream(sysID: r.sysID)
+            try store.deleteUpstream(organizationID: r.organizationID, sysID: r.sysID)
             try audit(caller, "upstream_client.deleted", r.sysID, r.name)
         }
     }

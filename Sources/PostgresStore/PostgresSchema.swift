@@ -319,5 +319,10 @@ enum PostgresSchema {
           AND client_id IN (SELECT target FROM audit_events
                             WHERE action = 'client.created' AND actor = 'anonymous' AND surface = 'registration' AND target IS NOT NULL);
         """,
+        // 11: upstream records' sysIds are each organization's own (SPEC 6.0: nothing of one organization is
+        // observable from another; a sysId taken elsewhere was a 409 that told it exists).
+        """
+        ALTER TABLE upstream_clients DROP CONSTRAINT upstream_clients_pkey, ADD PRIMARY KEY (organization_id, sys_id);
+        """,
     ]
 }

@@ -377,5 +377,35 @@ enum Schema {
           AND client_id IN (SELECT target FROM audit_events
                             WHERE action = 'client.created' AND actor = 'anonymous' AND surface = 'registration' AND target IS NOT NULL);
         """,
+        // 15: upstream records' sysIds are each organization's own (SPEC 6.0: nothing of one organization is
+        // observable from another; a sysId taken elsewhere was a 409 that told it exists). The key becomes
+        // (organization_id, sys_id); SQLite cannot change a primary key in place, so the table is rebuilt.
+        """
+        CREATE TABLE upstream_clients_by_organization (
+            sys_id TEXT NOT NULL,
+            organization_id TEXT NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            tenant_id TEXT,
+            client_id TEXT NOT NULL,
+            secret BLOB NOT NULL,
+            secret_encrypted INTEGER NOT NULL,
+            description TEXT,
+            cluster_redirect_urls TEXT NOT NULL,
+            opswise_groups TEXT NOT NULL,
+            scopes TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            PRIMARY KEY (organization_id, sys_id),
+            UNIQUE (organization_id, name)
+        ) STRICT;
+        INSERT INTO upstream_clients_by_organization(sys_id, organization_id, name, provider, tenant_id, client_id, secret, secret_encrypted,
+            description, cluster_redirect_urls, opswise_groups, scopes, version, created_at, updated_at)
+        SELECT sys_id, organization_id, name, provider, tenant_id, client_id, secret, secret_encrypted,
+            description, cluster_redirect_urls, opswise_groups, scopes, version, created_at, updated_at FROM upstream_clients;
+        DROP TABLE upstream_clients;
+        ALTER TABLE upstream_clients_by_organization RENAME TO upstream_clients;
+        """,
     ]
 }

@@ -34,15 +34,17 @@ extension SQLStatementRunner {
 
     public func updateUpstream(_ u: UpstreamClient) throws {
         var values = Array(SharedRows.upstreamValues(u).dropFirst(2))
-        values.append(.text(u.sysID))
+        values += [.text(u.organizationID), .text(u.sysID)]
         try update("""
             UPDATE upstream_clients SET name = ?, provider = ?, tenant_id = ?, client_id = ?, secret = ?, secret_encrypted = ?, description = ?,
-              cluster_redirect_urls = ?, opswise_groups = ?, scopes = ?, version = ?, created_at = ?, updated_at = ? WHERE sys_id = ?
+              cluster_redirect_urls = ?, opswise_groups = ?, scopes = ?, version = ?, created_at = ?, updated_at = ?
+            WHERE organization_id = ? AND sys_id = ?
             """, values)
     }
 
-    public func upstream(sysID: String) throws -> UpstreamClient? {
-        try query("SELECT \(SharedRows.upstreamColumns) FROM upstream_clients WHERE sys_id = ?", [.text(sysID)]).first.map(SharedRows.upstream)
+    public func upstream(organizationID: String, sysID: String) throws -> UpstreamClient? {
+        try query("SELECT \(SharedRows.upstreamColumns) FROM upstream_clients WHERE organization_id = ? AND sys_id = ?",
+                  [.text(organizationID), .text(sysID)]).first.map(SharedRows.upstream)
     }
 
     public func upstream(organizationID: String, name: String) throws -> UpstreamClient? {
@@ -59,7 +61,9 @@ extension SQLStatementRunner {
         try query("SELECT \(SharedRows.upstreamColumns) FROM upstream_clients WHERE secret_encrypted = 0").map(SharedRows.upstream)
     }
 
-    public func deleteUpstream(sysID: String) throws { try update("DELETE FROM upstream_clients WHERE sys_id = ?", [.text(sysID)]) }
+    public func deleteUpstream(organizationID: String, sysID: String) throws {
+        try update("DELETE FROM upstream_clients WHERE organization_id = ? AND sys_id = ?", [.text(organizationID), .text(sysID)])
+    }
 
     // MARK: Audit
 

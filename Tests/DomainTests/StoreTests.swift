@@ -39,19 +39,51 @@ import Testing
         withAttributes.attributes = ["businessName": "B \"quoted\", {braced}"]
         let rich = try registry.create(withAttributes, caller: anonymous).client.clientID
         let managed = try registry.create(ClientSpec(name: "Managed", redirectURIs: [StoreFixture.redirect]), caller: try h.caller()).client.clientID
-        // The last migration again, as on a database that had these clients before it.
-        try h.store.write {
-            if let sqlite = h.store as? SQLiteStore {
-                _ = try sqlite.update("PRAGMA user_version = \(SQLiteStore.schemaVersion - 1)", [])
-            } else if let postgres = h.store as? PostgresStore {
-                _ = try postgres.update("UPDATE schema_version SET version = ? WHERE id = 1", [.int(Int64(PostgresStore.migrations.count - 1))])
-            }
-        }
-        #expect(try (h.store as? SQLiteStore)?.migrate() ?? (h.store as? PostgresStore)?.migrate() == 1)
+        // That migration (and those after it) again, as on a database that had these clients before it.
+        let rerun = try rewindMigrations(h.store, sqlite: 14, postgres: 10)
+        #expect(try (h.store as? SQLiteStore)?.migrate() ?? (h.store as? PostgresStore)?.migrate() == rerun)
         let clients = try h.store.read { try [bare, rich, managed].map { try #require(try h.store.client($0)) } }
         #expect(clients[0].attributes == ["registered_anonymously": true])
         #expect(clients[1].attributes["registered_anonymously"] == true && clients[1].attributes["businessName"] == "B \"quoted\", {braced}")
         #expect(clients[2].attributes["registered_anonymously"] == nil)
+    }
+
+    /// Marks the store as having applied the migrations before the given one (numbered from 1), so that
+    /// `migrate()` runs it and every later one again; returns how many that is.
+    func rewindMigrations(_ store: any Store, sqlite: Int, postgres: Int) throws -> Int {
+        try store.write {
+            if let s = store as? SQLiteStore {
+                _ = try s.update("PRAGMA user_version = \(sqlite - 1)", [])
+            } else if let p = store as? PostgresStore {
+                _ = try p.update("UPDATE schema_version SET version = ? WHERE id = 1", [.int(Int64(postgres - 1))])
+            }
+        }
+        return store is SQLiteStore ? SQLiteStore.schemaVersion - sqlite + 1 : PostgresStore.migrations.count - postgres + 1
+    }
+
+    /// SQLite migration 15, PostgreSQL 11: upstream records keyed by (organization, sysId), every record and
+    /// field kept; afterwards the same sysId can be two organizations' records.
+    @Test func theMigrationKeysUpstreamRecordsByOrganization() throws {
+        let h = try StoreFixture()
+        let orgB = try Provisioning(env: h.env, store: h.store).createOrganization(name: "B", clientLimit: 10)
+        func record(_ org: String, _ sysID: String, _ name: String) -> UpstreamClient {
+            UpstreamClient(sysID: sysID, organizationID: org, name: name, provider: .azureAD, tenantID: "common", clientID: "c-\(name)",
+                           secret: [1, 2, 3], secretEncrypted: false, description: "d \(name)", clusterRedirectURLs: [(node: "n", url: "https://uc.example/cb")],
+                           opswiseGroups: ["ops"], scopes: ["openid"], version: 3, createdAt: 5, updatedAt: 6)
+        }
+        let a = record(h.primary.organizationID, String(repeating: "a", count: 32), "A one")
+        let b = record(orgB.organizationID, String(repeating: "b", count: 32), "B one")
+        try h.store.write { try h.store.insertUpstream(a); try h.store.insertUpstream(b) }
+        let rerun = try rewindMigrations(h.store, sqlite: 15, postgres: 11)
+        #expect(try (h.store as? SQLiteStore)?.migrate() ?? (h.store as? PostgresStore)?.migrate() == rerun)
+        let found = try h.store.read {
+            try [(a.organizationID, a.sysID), (b.organizationID, b.sysID), (b.organizationID, a.sysID)].map { try h.store.upstream(organizationID: $0, sysID: $1) }
+        }
+        #expect(found == [a, b, nil])
+        let twin = record(orgB.organizationID, a.sysID, "B twin")
+        try h.store.write { try h.store.insertUpstream(twin) }
+        try h.store.write { try h.store.deleteUpstream(organizationID: orgB.organizationID, sysID: a.sysID) }
+        #expect(try h.store.read { try h.store.upstream(organizationID: a.organizationID, sysID: a.sysID) } == a)
     }
 
     @Test func clientsRoundTripWithNonASCIIAndInjectionText() throws {

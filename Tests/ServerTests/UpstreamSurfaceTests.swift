@@ -128,6 +128,34 @@ import Testing
         #expect(noScope.status == 403)
     }
 
+    /// SPEC 6.0, 6.5: a sysId is its organization's own. Another organization's record is not found, changed
+    /// or deleted by its id, and the same id retained in two organizations is two records (a sysId taken
+    /// elsewhere used to be a 409 that told the id exists).
+    @Test func sysIdsAreEachOrganizationsOwn() throws {
+        let h = try Harness()
+        let sysID = "0123456789abcdef0123456789abcdef"
+        let record = #"{"name": "Shared name", "provider": "Google", "clientId": "c", "clientSecret": "s", "scopes": ["openid"], "sysId": "\#(sysID)"}"#
+        #expect(send(h, "POST", body: record).status == 200)
+        let orgB = try Provisioning(env: h.env, store: h.store).createOrganization(name: "B", clientLimit: 10)
+        func asB(_ method: String, query: String = "", body: String = "") -> Response {
+            var headers = [("Authorization", Harness.basic(orgB.clientID, orgB.clientSecret))]
+            if !body.isEmpty { headers.append(("Content-Type", "application/json")) }
+            return h.call(method, "/uc/resources/oauthclient", query: query, headers: headers, body: Array(body.utf8))
+        }
+        let notFound = "An OAuth Client with id \"\(sysID)\" does not exist."
+        #expect(asB("GET", query: "oauthclientid=\(sysID)").bodyText == notFound)
+        #expect(asB("PUT", body: #"{"sysId": "\#(sysID)", "description": "B was here"}"#).status == 404)
+        #expect(asB("DELETE", query: "oauthclientid=\(sysID)").status == 404)
+        let created = asB("POST", body: record)
+        #expect(created.status == 200 && created.bodyText == "Successfully created the OAuth Client with id \(sysID).")
+        #expect(asB("PUT", body: #"{"sysId": "\#(sysID)", "description": "B's own"}"#).status == 200)
+        #expect(asB("DELETE", query: "oauthclientid=\(sysID)").status == 200)
+        // Organization A's record was never touched.
+        let mine = try #require(send(h, "GET", query: "oauthclientid=\(sysID)").json)
+        #expect(mine["version"] == 1 && mine["description"] == .null)
+        #expect(send(h, "POST", body: record).status == 409)
+    }
+
     @Test func secretsAreSealedWithTheKEK() throws {
         let h = try Harness(kek: Array(repeating: 7, count: 32))
         #expect(send(h, "POST", body: #"{"name": "Sealed", "provider": "Google", "clientId": "c", "clientSecret": "very-secret-value", "scopes": ["openid"]}"#).status == 200)
