@@ -219,13 +219,7 @@ public struct AuthorizationService {
     func proceed(_ stored: StoredAuthorizationRequest, requestID: String, sessionToken: String?) throws -> AuthorizeDecision {
         let request = stored.request
         let session = try SessionService(env: env, store: store).current(sessionToken)
-        let nowSeconds = env.nowSeconds
-        var needsLogin = session == nil
-        if let (s, _) = session {
-            if request.prompt.contains("login") && s.createdAt < stored.createdAt { needsLogin = true }
-            if let maxAge = request.maxAge, nowSeconds - s.authTime > Int64(maxAge) { needsLogin = true }
-        }
-        if needsLogin {
+        if session.map({ !signedInFreshly(for: stored, $0.session) }) ?? true {
             if request.prompt.contains("none") {
                 return try answerWithError(stored, "login_required", "The user is not signed in.")
             }
@@ -242,8 +236,22 @@ public struct AuthorizationService {
             }
             return .consent(requestID: requestID)
         }
-        return .respond(try grant(stored, user: user, authTime: session!.session.authTime, sid: session!.session.sid,
-                                  scope: request.scope, consent: .keep))
+        do {
+            return .respond(try grant(stored, user: user, authTime: session!.session.authTime, sid: session!.session.sid,
+                                      scope: request.scope, consent: .keep))
+        } catch ConsentError.clientChanged {
+            return .errorPage(ConsentError.clientChangedMessage)
+        }
+    }
+
+    /// Whether `session` signed in recently enough to answer the request
+    /// (OIDC Core §3.1.2.1): after the request was made when it says
+    /// `prompt=login`, and within its `max_age`. Checked wherever the request
+    /// can be answered, the consent page's own calls included.
+    public func signedInFreshly(for stored: StoredAuthorizationRequest, _ session: SessionRecord) -> Bool {
+        if stored.request.prompt.contains("login") && session.createdAt < stored.createdAt { return false }
+        if let maxAge = stored.request.maxAge, env.nowSeconds - session.authTime > Int64(maxAge) { return false }
+        return true
     }
 
     func answerWithError(_ stored: StoredAuthorizationRequest, _ error: String, _ description: String) throws -> AuthorizeDecision {
@@ -268,6 +276,13 @@ public struct AuthorizationService {
                           answering idHash: String?) throws -> String {
         let code = env.randomToken(prefix: "lkc_", bytes: 32)
         let now = env.now()
+        // The client as it is now, not as it was when the request was made (up to ten minutes ago): a
+        // disabled client, a redirect URI taken off it, or a scope it no longer holds gets no code. Read
+        // where the request's other reads are (the memo answers it, no round trip of its own); the token
+        // endpoint checks the client again when the code is redeemed.
+        guard let client = try store.read({ try store.client(request.clientID) }), client.enabled,
+              AuthorizationService.redirectURIMatches(request.redirectURI, registered: client.redirectURIs),
+              scope.allSatisfy(client.scope.contains) else { throw ConsentError.clientChanged }
         try store.write {
             if let idHash {
                 guard try store.markAuthorizationRequestAnswered(idHash: idHash, at: now) else { throw ConsentError.alreadyAnswered }
@@ -309,6 +324,7 @@ public struct AuthorizationService {
     /// The consent decision of a signed-in user (SPEC 5.1).
     public func accept(_ requestID: String, browser: String?, user: User, session: SessionRecord, scope: [String], remember: Bool) throws -> AuthorizationResponse {
         guard let stored = try pending(requestID, browser: browser) else { throw ConsentError.notFound }
+        guard signedInFreshly(for: stored, session) else { throw ConsentError.loginRequired }
         guard !scope.isEmpty, scope.allSatisfy(stored.request.scope.contains) else { throw ConsentError.scopeNotRequested }
         if let device = stored.request.deviceCodeHash {
             return try DeviceAuthorizationService(env: env, store: store).answer(stored, deviceCodeHash: device, user: user, authTime: session.authTime,
@@ -336,4 +352,10 @@ public enum ConsentError: Error, Equatable {
     case notFound
     case alreadyAnswered
     case scopeNotRequested
+    /// The request asks for a newer sign-in than the session's (`prompt=login`, `max_age`).
+    case loginRequired
+    /// The client was disabled, lost the redirect URI or a scope since the request was made.
+    case clientChanged
+
+    public static let clientChangedMessage = "The application changed since this request was made. Go back to it and start again."
 }

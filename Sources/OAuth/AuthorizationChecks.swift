@@ -258,7 +258,10 @@ public enum AuthorizationChecks {
 
     static func maxAge(_ d: inout Draft) throws {
         guard let raw = d.parameters.maxAge else { return }
-        guard let value = Int(raw), value >= 0 else { throw AuthorizationCheck.maxAgeInvalid }
+        // Plain digits only (OIDC Core: a number of seconds); Int() would also take "+5".
+        guard !raw.isEmpty, raw.utf8.count <= 10, raw.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let value = Int(raw) else {
+            throw AuthorizationCheck.maxAgeInvalid
+        }
         d.maxAge = value
     }
 

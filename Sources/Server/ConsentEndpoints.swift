@@ -14,16 +14,21 @@ extension UserEndpoints {
         case .alreadyAnswered: return .conflict("already_answered", "The authorization request was already answered.")
         case .scopeNotRequested: return APIProblem(status: 400, code: "invalid_scope", title: "Invalid scope",
                                                    detail: "Only scopes the application asked for can be granted.")
+        // The consent page sends the user to the login page on a 401.
+        case .loginRequired: return APIProblem(status: 401, code: "login_required", title: "Sign in again",
+                                               detail: "This application asks you to sign in again before you answer.")
+        case .clientChanged: return .conflict("client_changed", ConsentError.clientChangedMessage)
         }
     }
 
     static func authorizationRequest(_ request: Request, _ ctx: RequestContext) throws -> Response {
-        _ = try sessionUser(request, ctx, write: false)
+        let (session, _) = try sessionUser(request, ctx, write: false)
         let service = AuthorizationService(env: ctx.env, store: ctx.store)
         guard let stored = try service.pending(ctx.param("id"), browser: request.cookies[browserCookie]),
               let client = try ctx.store.read({ try ctx.store.client(stored.request.clientID) }) else {
             throw consentError(.notFound)
         }
+        guard service.signedInFreshly(for: stored, session) else { throw consentError(.loginRequired) }
         var clientJSON: [(String, JSON)] = [("client_id", .string(client.clientID)), ("client_name", .string(ClientSpec.displaySafe(client.name))),
                                             ("client_uri", JSON(client.clientURI)), ("policy_uri", JSON(client.policyURI)),
                                             ("tos_uri", JSON(client.tosURI))]

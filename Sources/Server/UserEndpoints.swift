@@ -52,14 +52,14 @@ enum UserEndpoints {
 
     /// The user behind a user's bearer token holding one of `scopes`, and the
     /// client the token was issued to.
-    static func userCaller(_ request: Request, _ ctx: RequestContext, scopes: [String]) throws -> (user: User, client: Client) {
+    static func userCaller(_ request: Request, _ ctx: RequestContext, scopes: [String]) throws -> (user: User, client: Client, claims: AccessTokenClaims) {
         let token = EndpointKit.bearerToken(request)
         let (claims, client) = try ctx.store.read { try ctx.tokens.authenticateBearer(token, requiredScope: scopes) }
         if let token { try DPoPEndpoint.checkBinding(request, ctx, token: token, claims: claims) }
         guard claims.grantID != nil, let user = try ctx.store.read({ try ctx.store.user(id: claims.subject) }) else {
             throw APIProblem(status: 403, code: "user_token_required", title: "Forbidden", detail: "This API needs a user's token.")
         }
-        return (user, client)
+        return (user, client, claims)
     }
 
     // MARK: Session

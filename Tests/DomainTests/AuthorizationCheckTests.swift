@@ -144,6 +144,18 @@ import Testing
                                                              "scope", "claims", "pkce", "nonce", "prompt", "maxAge", "state", "dpopKey"])
     }
 
+    /// max_age is plain digits (attacker review, session 10: "+5" was taken as 5).
+    @Test(arguments: ["+5", " 5", "5 ", "0x10", "-0", "1e3", "99999999999", ""])
+    func maxAgeIsPlainDigits(_ raw: String) throws {
+        var p = AuthorizationParameters(pairs: [("client_id", "conf"), ("redirect_uri", "https://c.example/cb"), ("response_type", "code"),
+                                                ("scope", "openid"), ("code_challenge", Self.good), ("code_challenge_method", "S256"),
+                                                ("max_age", "300")])
+        #expect(try Self.judge(p, .authorizationEndpoint).get().maxAge == 300)
+        p.maxAge = raw
+        guard case .failure(let failure) = Self.judge(p, .authorizationEndpoint) else { Issue.record("max_age \(raw) accepted"); return }
+        #expect(failure.check == .maxAgeInvalid)
+    }
+
     /// The app API runs the same list with its own rules: the one registered
     /// URI, code implied, unrequestable scopes dropped, openid required.
     @Test func appAPIRunsTheSameList() throws {

@@ -41,9 +41,16 @@ import Testing
         #expect(withToken.status == 201 && withToken.json?["backchannel_logout_uri"] == "http://127.0.0.1:9/bcl", "\(withToken.bodyText)")
         #expect(withToken.json?["backchannel_logout_session_required"] == true)
         try h.store.write { try h.store.setMeta(ClientRegistration.openOrganizationMeta, h.primary.organizationID) }
-        for uri in ["http://127.0.0.1:9/bcl", "https://localhost/bcl", "https://10.0.0.5/bcl", "https://[::1]/bcl"] {
+        // Attacker review, session 10: IPv4 in the other spellings a resolver takes, and localhost names.
+        for uri in ["http://127.0.0.1:9/bcl", "https://localhost/bcl", "https://10.0.0.5/bcl", "https://[::1]/bcl",
+                    "https://0x7f.0.0.1:9/bcl", "https://0x7f000001/bcl", "https://2130706433/bcl", "https://127.1/bcl", "https://0177.0.0.1/bcl",
+                    "https://foo.localhost/bcl", "https://LOCALHOST./bcl", "https://rp.example.0x0a/bcl"] {
             let r = h.json("POST", "/oauth2/register", token: nil, body: ["redirect_uris": ["https://rp.example/cb"], "backchannel_logout_uri": .string(uri)])
             #expect(r.status == 400 && r.json?["error"] == "invalid_client_metadata", "\(uri): \(r.bodyText)")
+        }
+        for name in ["https://x0a.example/bcl", "https://1password.example/bcl"] {
+            let r = h.json("POST", "/oauth2/register", token: nil, body: ["redirect_uris": ["https://rp.example/cb"], "backchannel_logout_uri": .string(name)])
+            #expect(r.status == 201, "\(name): \(r.bodyText)")
         }
         let open = h.json("POST", "/oauth2/register", token: nil, body: ["redirect_uris": ["https://rp.example/cb"], "backchannel_logout_uri": "https://rp.example/bcl"])
         #expect(open.status == 201, "\(open.bodyText)")

@@ -190,7 +190,8 @@ enum AppSurface {
     /// redirect URI (single use, 60 s).
     static func authCode(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let user: User
-        var authTime = ctx.env.nowSeconds
+        /// When the user last signed in (OIDC Core §2 auth_time): the session's, or the one the user's token carries.
+        let authTime: Int64
         /// A user token serves only for apps of its own client's organization (SPEC 6.4).
         var organization: String?
         /// The session signing in, when it is one (Back-Channel Logout).
@@ -198,6 +199,7 @@ enum AppSurface {
         if request.headers.value(.authorization) != nil {
             let caller = try UserEndpoints.userCaller(request, ctx, scopes: ["gov.user.oauth.authorize"])
             user = caller.user
+            authTime = caller.claims.authTime ?? caller.claims.issuedAt
             organization = caller.client.organizationID
         } else {
             let s = try UserEndpoints.sessionUser(request, ctx, write: true)
@@ -220,9 +222,14 @@ enum AppSurface {
         } catch let failure as AuthorizationFailure {
             throw AppSurface.failure(failure.check)
         }
-        let code = try AuthorizationService(env: ctx.env, store: ctx.store)
-            .issueCode(authorization, user: user, authTime: authTime, sid: sid, scope: authorization.scope, consent: .replace, answering: nil)
-        return Response.json(["code": .string(code)]).noStore()
+        do {
+            let code = try AuthorizationService(env: ctx.env, store: ctx.store)
+                .issueCode(authorization, user: user, authTime: authTime, sid: sid, scope: authorization.scope, consent: .replace, answering: nil)
+            return Response.json(["code": .string(code)]).noStore()
+        } catch ConsentError.clientChanged {
+            // Disabled or changed between the checks above and the code's transaction.
+            throw RegistryError.notFound
+        }
     }
 
     // MARK: Connections

@@ -1,0 +1,111 @@
+import Common
+import JOSE
+import HTTPCore
+import OAuth
+import TestSupport
+import Testing
+
+/// What answering a pending request requires (attacker review, session 10): a sign-in as fresh as the request
+/// asks for, and the client as it is now, not as it was when the request was made.
+extension UserFlowTests {
+    /// OIDC Core §3.1.2.1: `prompt=login` and `max_age` make the user sign in again. The consent page's own
+    /// calls held to it too, so editing `/login/?request=` into `/consent/?request=` skips no password.
+    @Test func answeringARequestNeedsTheSignInItAsksFor() throws {
+        let h = try Harness()
+        _ = try h.user()
+        let (client, _) = try h.app()
+        let pkce = PKCE()
+        let b = Browser(h)
+        b.login()
+        h.clock.advance(seconds: 1)
+        let relogin = try #require(b.authorize(authorizeParams(client, pkce, extra: [("prompt", "login")])).headers[.location])
+        #expect(relogin.hasPrefix("/login/"))
+        let request = try #require(queryItems(relogin)["request"])
+        let details = b.send("GET", "/api/v1/authorization-requests/\(request)")
+        #expect(details.status == 401 && details.json?["code"] == "login_required", "\(details.bodyText)")
+        let early = b.json("POST", "/api/v1/authorization-requests/\(request)/accept", ["scope": ["openid"]])
+        #expect(early.status == 401 && early.json?["redirect_to"] == nil)
+        // Signed in again, the same request is answered.
+        b.login()
+        #expect(b.send("GET", "/api/v1/authorization-requests/\(request)").status == 200)
+        let accepted = b.json("POST", "/api/v1/authorization-requests/\(request)/accept", ["scope": ["openid"]])
+        #expect(queryItems(accepted.json?["redirect_to"]?.stringValue ?? "")["code"] != nil, "\(accepted.bodyText)")
+
+        // max_age: a sign-in older than it cannot answer.
+        let aged = try #require(b.authorize(authorizeParams(client, pkce, extra: [("prompt", "consent"), ("max_age", "60")])).headers[.location])
+        #expect(aged.hasPrefix("/consent/"))
+        let agedRequest = try #require(queryItems(aged)["request"])
+        h.clock.advance(seconds: 61)
+        #expect(b.send("GET", "/api/v1/authorization-requests/\(agedRequest)").status == 401)
+        #expect(b.json("POST", "/api/v1/authorization-requests/\(agedRequest)/accept", ["scope": ["openid"]]).status == 401)
+    }
+
+    /// SPEC 4.4, 4.5, RFC 9700 §2.1: a request made before its client was disabled, lost the redirect URI or a
+    /// scope gets no code when it is answered (on the consent screen or silently), and no connection.
+    @Test(arguments: ["disabled", "redirect", "scope"])
+    func aRequestIsAnsweredForTheClientAsItIsNow(_ change: String) throws {
+        let h = try Harness()
+        let user = try h.user()
+        let (client, _) = try h.app(public: false)
+        let pkce = PKCE()
+        let b = Browser(h)
+        b.login()
+        let location = try #require(b.authorize(authorizeParams(client, pkce, scope: "openid profile")).headers[.location])
+        let request = try #require(queryItems(location)["request"])
+        let body: JSON = switch change {
+        case "disabled": ["enabled": false]
+        case "redirect": ["redirect_uris": ["https://elsewhere.example/cb"]]
+        default: ["scope": "openid"]
+        }
+        #expect(h.json("PATCH", "/api/v1/clients/\(client)", token: try h.token(), body: body).status == 200)
+        let accepted = b.json("POST", "/api/v1/authorization-requests/\(request)/accept", ["scope": ["openid", "profile"]])
+        #expect(accepted.status == 409 && accepted.json?["code"] == "client_changed", "\(accepted.bodyText)")
+        #expect(accepted.json?["redirect_to"] == nil)
+        #expect(try h.store.read { try h.store.connection(userID: user, clientID: client) } == nil)
+    }
+
+    /// The same on the silent path: a request waiting at the login page while its client is disabled.
+    @Test func aRequestWaitingForASignInIsNotAnsweredForADisabledClient() throws {
+        let h = try Harness()
+        _ = try h.user()
+        let (client, _) = try h.app()
+        let pkce = PKCE()
+        let b = Browser(h)
+        _ = try code(h, b, client: client, pkce: pkce)
+        h.clock.advance(seconds: 1)
+        let relogin = try #require(b.authorize(authorizeParams(client, pkce, extra: [("prompt", "login")])).headers[.location])
+        let request = try #require(queryItems(relogin)["request"])
+        #expect(h.json("PATCH", "/api/v1/clients/\(client)", token: try h.token(), body: ["enabled": false]).status == 200)
+        b.login()
+        let next = b.send("GET", "/oauth2/authorize/continue", query: "request=\(PercentEncoding.encode(request))")
+        #expect(next.status == 400 && next.headers[.location] == nil, "\(next.status) \(next.headers[.location] ?? "")")
+    }
+}
+
+extension UserFlowTests {
+    /// OIDC Core §2: `auth_time` is when the user signed in. A code minted with a user's token on the app API
+    /// carries the token's, not the moment of the call (an app could otherwise claim a fresh sign-in for others).
+    @Test func aCodeMintedWithAUserTokenCarriesItsSignInTime() throws {
+        let h = try Harness()
+        _ = try h.user()
+        let token = try h.token()
+        let minter = try #require(h.json("POST", "/api/v1/clients", token: token, body: [
+            "client_name": "Minter", "redirect_uris": .array([.string(Harness.redirect)]), "grant_types": ["authorization_code"],
+            "scope": "openid gov.user.oauth.authorize",
+        ]).json)
+        let minterID = try #require(minter["client_id"]?.stringValue), minterSecret = try #require(minter["client_secret"]?.stringValue)
+        let target = try #require(h.json("POST", "/api/oauth/app", token: token, body: ["name": "Target", "redirect_uri": "https://t.example/cb"]).json)
+        let targetID = try #require(target["client_id"]?.stringValue), targetKey = try #require(target["key"]?.stringValue)
+        let pkce = PKCE()
+        let signedInAt = h.env.nowSeconds
+        let code = try self.code(h, Browser(h), client: minterID, pkce: pkce, scope: "openid gov.user.oauth.authorize")
+        let userToken = try #require(exchange(h, client: minterID, secret: minterSecret, code: code, verifier: pkce.verifier).json?["access_token"]?.stringValue)
+        h.clock.advance(seconds: 100)
+        let minted = try #require(h.json("POST", "/api/oauth/auth/code", token: userToken, body: ["client_id": .string(targetID), "scope": "openid"])
+            .json?["code"]?.stringValue)
+        let tokens = h.form("/oauth2/token", [("grant_type", "authorization_code"), ("code", minted), ("redirect_uri", "https://t.example/cb")],
+                            basic: (targetID, targetKey))
+        let idToken = try #require(tokens.json?["id_token"]?.stringValue, "\(tokens.bodyText)")
+        #expect(JWS.parse(idToken)?.payload["auth_time"]?.intValue == signedInAt)
+    }
+}
