@@ -95,9 +95,10 @@ public struct LogoutService {
         }
         let sessions = SessionService(env: env, store: store)
         guard let token = sessionToken, let (session, user) = try sessions.current(token) else { return .signedOut(redirect: redirect) }
-        // The hint must name this user and, when it names a session, this one: an ID token from an
-        // earlier session (any client the user ever used holds one) does not end this one unasked.
-        if let subject, subject == user.id, sid == nil || sid == session.sid {
+        // The hint must name this user and this very session: an ID token from an earlier session (any
+        // client the user ever used holds one), or one no browser session signed in for (minted on the app
+        // API with a user's token, or by a device), does not end this one unasked.
+        if let subject, subject == user.id, let sid, sid == session.sid {
             try sessions.logout(token)
             return .signedOut(redirect: redirect)
         }
