@@ -246,10 +246,13 @@ public struct AuthorizationService {
 
     /// Whether `session` signed in recently enough to answer the request
     /// (OIDC Core §3.1.2.1): after the request was made when it says
-    /// `prompt=login`, and within its `max_age`. Checked wherever the request
+    /// `prompt=login` or names another user in `id_token_hint`, and within its `max_age`. Checked wherever the request
     /// can be answered, the consent page's own calls included.
     public func signedInFreshly(for stored: StoredAuthorizationRequest, _ session: SessionRecord) -> Bool {
-        if stored.request.prompt.contains("login") && session.createdAt < stored.createdAt { return false }
+        // A hint naming someone else (OIDC Core §3.1.2.2) asks for a sign-in as well; whoever signs in
+        // after the request answers it (the user may choose another account).
+        let hintedElse = stored.request.hintedSubject.map { $0 != session.userID } ?? false
+        if (stored.request.prompt.contains("login") || hintedElse) && session.createdAt < stored.createdAt { return false }
         if let maxAge = stored.request.maxAge, env.nowSeconds - session.authTime > Int64(maxAge) { return false }
         return true
     }

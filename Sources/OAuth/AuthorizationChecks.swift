@@ -140,6 +140,7 @@ public enum AuthorizationChecks {
                                            prompt: draft.prompt, maxAge: draft.maxAge, responseMode: draft.mode, claims: draft.claims)
         request.backchannel = client.backchannelLogoutURI != nil
         request.dpopJKT = draft.dpopJKT
+        request.hintedSubject = parameters.hintedSubject
         return (client, request)
     }
 

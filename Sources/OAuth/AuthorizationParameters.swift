@@ -16,6 +16,12 @@ public struct AuthorizationParameters: Sendable, Equatable {
     public var claims: String?
     /// RFC 9449 §10: the thumbprint of the DPoP key the code is bound to.
     public var dpopJKT: String?
+    /// OIDC Core §3.1.2.1: an ID token naming the user the client expects.
+    public var idTokenHint: String?
+    /// The subject of `idTokenHint` once the endpoint verified it as one of
+    /// this server's ID tokens; "" when it could not (no user is that). Never
+    /// read from the request itself.
+    public var hintedSubject: String?
     /// Whether some parameter came more than once.
     public var repeated = false
 
@@ -49,5 +55,6 @@ public struct AuthorizationParameters: Sendable, Equatable {
         requestURI = values["request_uri"]
         claims = values["claims"]
         dpopJKT = values["dpop_jkt"]
+        idTokenHint = values["id_token_hint"]
     }
 }

@@ -56,7 +56,7 @@ public struct LogoutService {
     /// token Latchkey signed for this issuer (expired is fine: §2). Only an
     /// ID token's shape will do (`typ` JWT, `exp`, `iat`, `auth_time`): an
     /// access token or a signed userinfo answer, also Latchkey's JWTs, is no hint.
-    func hint(_ token: String) throws -> (subject: String, clientID: String, sid: String?)? {
+    public func hint(_ token: String) throws -> (subject: String, clientID: String, sid: String?)? {
         guard let parsed = JWS.parse(token), let kid = parsed.kid, let key = try keys.verificationKey(kid: kid),
               parsed.algorithm == key.algorithm.rawValue, JWS.verify(parsed, key: key), parsed.typ == "JWT",
               parsed.payload["exp"]?.intValue != nil, parsed.payload["iat"]?.intValue != nil, parsed.payload["auth_time"]?.intValue != nil,

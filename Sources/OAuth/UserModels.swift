@@ -49,6 +49,9 @@ public struct AuthorizationRequest: Sendable, Equatable {
     public var deviceCodeHash: String?
     /// RFC 9449 §10: the DPoP key the code is bound to (`dpop_jkt`, or a PAR request's proof).
     public var dpopJKT: String?
+    /// The user an `id_token_hint` named ("" for a hint that did not verify): another user's session
+    /// answers only after signing in anew (OIDC Core §3.1.2.2).
+    public var hintedSubject: String?
 
     public init(clientID: String, redirectURI: String, redirectURISent: Bool, scope: [String], state: String?, nonce: String?,
                 codeChallenge: String?, prompt: [String], maxAge: Int?, browserHash: String? = nil, responseMode: ResponseMode = .query,
@@ -73,7 +76,7 @@ public struct AuthorizationRequest: Sendable, Equatable {
             "scope": .string(Scopes.join(scope)), "state": JSON(state), "nonce": JSON(nonce), "code_challenge": JSON(codeChallenge),
             "prompt": JSON(prompt), "max_age": maxAge.map { JSON($0) } ?? .null, "browser": JSON(browserHash),
             "response_mode": .string(responseMode.rawValue), "claims": claims?.json ?? .null, "backchannel": .bool(backchannel),
-            "device": JSON(deviceCodeHash), "dpop_jkt": JSON(dpopJKT),
+            "device": JSON(deviceCodeHash), "dpop_jkt": JSON(dpopJKT), "hinted_subject": JSON(hintedSubject),
         ]
     }
 
@@ -89,6 +92,7 @@ public struct AuthorizationRequest: Sendable, Equatable {
         backchannel = json["backchannel"]?.boolValue ?? false
         deviceCodeHash = json["device"]?.stringValue
         dpopJKT = json["dpop_jkt"]?.stringValue
+        hintedSubject = json["hinted_subject"]?.stringValue
     }
 }
 

@@ -25,7 +25,7 @@ enum PushedRequestEndpoint {
             }
             pairs = pairs.filter { $0.0 != "dpop_jkt" } + [("dpop_jkt", jkt)]
         }
-        let pushed = try AuthorizationService(env: ctx.env, store: ctx.store).push(AuthorizationParameters(pairs: pairs), client: client)
+        let pushed = try AuthorizationService(env: ctx.env, store: ctx.store).push(try UserEndpoints.authorizationParameters(pairs, ctx), client: client)
         return TokenEndpoint.uncached(.json(["request_uri": .string(pushed.requestURI), "expires_in": JSON(pushed.expiresIn)], status: .created))
     }
 }

@@ -137,6 +137,16 @@ enum UserEndpoints {
         }
     }
 
+    /// An authorization request's parameters, its `id_token_hint` verified
+    /// (OIDC Core §3.1.2.1: one of this server's ID tokens, expired or not).
+    static func authorizationParameters(_ pairs: [(String, String)], _ ctx: RequestContext) throws -> AuthorizationParameters {
+        var parameters = AuthorizationParameters(pairs: pairs)
+        if let hint = parameters.idTokenHint {
+            parameters.hintedSubject = try LogoutService(env: ctx.env, store: ctx.store, keys: ctx.keys).hint(hint)?.subject ?? ""
+        }
+        return parameters
+    }
+
     /// GET (query) or POST (form) /oauth2/authorize.
     static func authorize(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let params: [(String, String)]?
@@ -149,7 +159,7 @@ enum UserEndpoints {
         guard let params else { return errorPage("The request is not valid percent-encoding.") }
         let browser = browserBinding(request, ctx)
         let decision = try AuthorizationService(env: ctx.env, store: ctx.store)
-            .authorize(AuthorizationParameters(pairs: params), sessionToken: request.cookies[sessionCookie], browser: browser.value)
+            .authorize(try authorizationParameters(params, ctx), sessionToken: request.cookies[sessionCookie], browser: browser.value)
         return browser.bind(respond(decision, ctx))
     }
 

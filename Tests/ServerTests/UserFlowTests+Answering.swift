@@ -109,3 +109,38 @@ extension UserFlowTests {
         #expect(JWS.parse(idToken)?.payload["auth_time"]?.intValue == signedInAt)
     }
 }
+
+extension UserFlowTests {
+    /// OIDC Core §3.1.2.2: an id_token_hint naming another user than the signed-in one is login_required under
+    /// prompt=none, and otherwise a sign-in first (after which whoever signed in answers); naming the signed-in
+    /// user, or not verifying, it is what it says.
+    @Test func anIDTokenHintForAnotherUserAsksForASignIn() throws {
+        let h = try Harness()
+        _ = try h.user("alice")
+        _ = try h.user("bob")
+        let (client, _) = try h.app()
+        let pkce = PKCE()
+        let alice = Browser(h)
+        let aliceCode = try code(h, alice, client: client, pkce: pkce)
+        let aliceID = try #require(exchange(h, client: client, code: aliceCode, verifier: pkce.verifier).json?["id_token"]?.stringValue)
+        let silent = alice.authorize(authorizeParams(client, pkce, extra: [("prompt", "none"), ("id_token_hint", aliceID)]))
+        #expect(queryItems(silent.headers[.location] ?? "")["code"] != nil, "the hinted user is the signed-in one")
+
+        let bob = Browser(h)
+        #expect(bob.login("bob").status == 204)
+        _ = try code(h, bob, client: client, pkce: pkce)  // bob approves the app
+        h.clock.advance(seconds: 1)
+        let refused = bob.authorize(authorizeParams(client, pkce, extra: [("prompt", "none"), ("id_token_hint", aliceID)]))
+        #expect(queryItems(refused.headers[.location] ?? "")["error"] == "login_required")
+        let forged = bob.authorize(authorizeParams(client, pkce, extra: [("prompt", "none"), ("id_token_hint", aliceID + "x")]))
+        #expect(queryItems(forged.headers[.location] ?? "")["error"] == "login_required", "a hint that does not verify names nobody")
+        h.clock.advance(seconds: 1)
+        let interactive = try #require(bob.authorize(authorizeParams(client, pkce, extra: [("id_token_hint", aliceID)])).headers[.location])
+        #expect(interactive.hasPrefix("/login/"))
+        let request = try #require(queryItems(interactive)["request"])
+        h.clock.advance(seconds: 1)
+        #expect(bob.login("bob").status == 204)
+        let next = try #require(bob.send("GET", "/oauth2/authorize/continue", query: "request=\(PercentEncoding.encode(request))").headers[.location])
+        #expect(queryItems(next)["code"] != nil, "whoever signs in after the request answers it: \(next)")
+    }
+}
