@@ -96,6 +96,36 @@ def test_sign_in_consent_and_redirect_with_code_and_state(stack, browser):
     assert query["iss"] == [stack.base]
 
 
+def test_prompt_login_cannot_be_skipped_by_opening_the_consent_page(stack, browser):
+    """OIDC Core 3.1.2.1 (attacker review, session 10): with prompt=login, editing /login/?request= into
+    /consent/?request= sends the browser back to sign in; answered after signing in again, the code comes."""
+    redirect = f"http://127.0.0.1:{stack.port}/demo/landing"
+    client_id = make_app(stack, "Fresh sign-in app", redirect)
+    params = {"response_type": "code", "client_id": client_id, "redirect_uri": redirect, "scope": "openid",
+              "state": "fresh-1", "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "code_challenge_method": "S256"}
+    browser.get(stack.url("/oauth2/authorize?" + urlencode(params)))
+    sign_in(browser, stack)
+    wait(browser, EC.url_contains("/consent/"))
+    browser.get(stack.url("/oauth2/authorize?" + urlencode({**params, "prompt": "login"})))
+    wait(browser, EC.url_contains("/login/"))
+    request_id = parse_qs(urlparse(browser.current_url).query)["request"][0]
+    browser.get(stack.url("/consent/?" + urlencode({"request": request_id})))
+    wait(browser, EC.url_contains("/login/"))
+    assert parse_qs(urlparse(browser.current_url).query)["request"] == [request_id]
+    # The page's API says the same to a script that skips the page.
+    cookies = {c["name"]: c["value"] for c in browser.get_cookies()}
+    accepted = requests.post(stack.url(f"/api/v1/authorization-requests/{request_id}/accept"), cookies=cookies,
+                             headers={"X-CSRF-Token": cookies["lk_csrf"]}, json={"scope": ["openid"], "remember": True})
+    assert accepted.status_code == 401 and accepted.json()["code"] == "login_required", accepted.text
+    sign_in(browser, stack)
+    wait(browser, EC.url_contains("/consent/"))
+    wait(browser, lambda d: d.find_element(By.ID, "approve").is_enabled())
+    browser.find_element(By.ID, "approve").click()
+    wait(browser, EC.url_contains("/demo/landing"))
+    query = parse_qs(urlparse(browser.current_url).query)
+    assert query["state"] == ["fresh-1"] and query["code"][0].startswith("lkc_")
+
+
 def test_demo_app_shows_claims_and_account_page_revokes(stack, browser):
     client_id = make_app(stack, "Latchkey demo app", f"http://127.0.0.1:{stack.port}/demo/callback")
     browser.get(stack.url(f"/demo/?client_id={client_id}"))

@@ -95,6 +95,11 @@ document.addEventListener("DOMContentLoaded", async () => {
         window.location.assign(result.data.redirect_to);
         return;
       }
+      // The request asks for a newer sign-in (prompt=login, max_age): sign in, then answer.
+      if (result.status === 401) {
+        window.location.assign("/login/?request=" + encodeURIComponent(request));
+        return;
+      }
       Latchkey.showError(result.data && result.data.detail ? result.data.detail : "Your answer could not be saved.");
     } catch (_) {
       Latchkey.showError("Latchkey could not be reached. Try again.");
