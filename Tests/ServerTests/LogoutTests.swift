@@ -82,22 +82,7 @@ import Testing
     @Test func aHintWithoutASessionIsConfirmedFirst() throws {
         let h = try Harness()
         let (b, _, _) = try signedIn(h)
-        let token = try h.token()
-        let minter = try #require(h.json("POST", "/api/v1/clients", token: token, body: [
-            "client_name": "Minter", "redirect_uris": .array([.string(Harness.redirect)]), "grant_types": ["authorization_code"],
-            "scope": "openid gov.user.oauth.authorize",
-        ]).json)
-        let minterID = try #require(minter["client_id"]?.stringValue), minterSecret = try #require(minter["client_secret"]?.stringValue)
-        let pkce = PKCE()
-        let code = try flow.code(h, b, client: minterID, pkce: pkce, scope: "openid gov.user.oauth.authorize")
-        let userToken = try #require(flow.exchange(h, client: minterID, secret: minterSecret, code: code, verifier: pkce.verifier).json?["access_token"]?.stringValue)
-        let target = try #require(h.json("POST", "/api/oauth/app", token: token, body: ["name": "Target", "redirect_uri": "https://t.example/cb"]).json)
-        let targetID = try #require(target["client_id"]?.stringValue), targetKey = try #require(target["key"]?.stringValue)
-        let minted = try #require(h.json("POST", "/api/oauth/auth/code", token: userToken, body: ["client_id": .string(targetID), "scope": "openid"])
-            .json?["code"]?.stringValue)
-        let tokens = h.form("/oauth2/token", [("grant_type", "authorization_code"), ("code", minted), ("redirect_uri", "https://t.example/cb")],
-                            basic: (targetID, targetKey))
-        let sidless = try #require(tokens.json?["id_token"]?.stringValue)
+        let sidless = try flow.idTokenMintedWithAUserToken(h, b)
         let page = logout(b, [("id_token_hint", sidless)])
         #expect(page.status == 200 && page.bodyText.contains("sign-out"), "the confirmation page: \(page.status)")
         #expect(b.send("GET", "/api/v1/session").status == 200, "nothing ended before the user answers")

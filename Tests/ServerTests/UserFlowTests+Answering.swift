@@ -83,11 +83,10 @@ extension UserFlowTests {
 }
 
 extension UserFlowTests {
-    /// OIDC Core §2: `auth_time` is when the user signed in. A code minted with a user's token on the app API
-    /// carries the token's, not the moment of the call (an app could otherwise claim a fresh sign-in for others).
-    @Test func aCodeMintedWithAUserTokenCarriesItsSignInTime() throws {
-        let h = try Harness()
-        _ = try h.user()
+    /// An ID token for the app API's `/auth/code` path: a client holding `gov.user.oauth.authorize` signs the
+    /// user in through `browser` for a user token, `between` runs, and with that token a code is minted for
+    /// another app of the organization, which redeems it.
+    func idTokenMintedWithAUserToken(_ h: Harness, _ browser: Browser, between: () -> Void = {}) throws -> String {
         let token = try h.token()
         let minter = try #require(h.json("POST", "/api/v1/clients", token: token, body: [
             "client_name": "Minter", "redirect_uris": .array([.string(Harness.redirect)]), "grant_types": ["authorization_code"],
@@ -97,15 +96,23 @@ extension UserFlowTests {
         let target = try #require(h.json("POST", "/api/oauth/app", token: token, body: ["name": "Target", "redirect_uri": "https://t.example/cb"]).json)
         let targetID = try #require(target["client_id"]?.stringValue), targetKey = try #require(target["key"]?.stringValue)
         let pkce = PKCE()
-        let signedInAt = h.env.nowSeconds
-        let code = try self.code(h, Browser(h), client: minterID, pkce: pkce, scope: "openid gov.user.oauth.authorize")
+        let code = try self.code(h, browser, client: minterID, pkce: pkce, scope: "openid gov.user.oauth.authorize")
         let userToken = try #require(exchange(h, client: minterID, secret: minterSecret, code: code, verifier: pkce.verifier).json?["access_token"]?.stringValue)
-        h.clock.advance(seconds: 100)
+        between()
         let minted = try #require(h.json("POST", "/api/oauth/auth/code", token: userToken, body: ["client_id": .string(targetID), "scope": "openid"])
             .json?["code"]?.stringValue)
         let tokens = h.form("/oauth2/token", [("grant_type", "authorization_code"), ("code", minted), ("redirect_uri", "https://t.example/cb")],
                             basic: (targetID, targetKey))
-        let idToken = try #require(tokens.json?["id_token"]?.stringValue, "\(tokens.bodyText)")
+        return try #require(tokens.json?["id_token"]?.stringValue, "\(tokens.bodyText)")
+    }
+
+    /// OIDC Core §2: `auth_time` is when the user signed in. A code minted with a user's token on the app API
+    /// carries the token's, not the moment of the call (an app could otherwise claim a fresh sign-in for others).
+    @Test func aCodeMintedWithAUserTokenCarriesItsSignInTime() throws {
+        let h = try Harness()
+        _ = try h.user()
+        let signedInAt = h.env.nowSeconds
+        let idToken = try idTokenMintedWithAUserToken(h, Browser(h)) { h.clock.advance(seconds: 100) }
         #expect(JWS.parse(idToken)?.payload["auth_time"]?.intValue == signedInAt)
     }
 }
