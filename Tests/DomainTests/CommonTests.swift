@@ -1,4 +1,4 @@
-import Common
+@testable import Common
 import TestSupport
 import Testing
 
@@ -35,6 +35,35 @@ import Testing
         #expect(JSON.array([.int(0), .int(-7), .int(1_700_000_000_123), .int(Int64.min), .int(Int64.max)]).text
                 == "[0,-7,1700000000123,-9223372036854775808,9223372036854775807]")
         #expect(JSON.string("a\"b\\c\n\u{0}\u{1f}").text == #""a\"b\\c\n\u0000\u001f""#)
+    }
+
+    /// The run-copying writer escapes exactly what the byte rule says, wherever the byte that needs it falls,
+    /// next to multi-byte UTF-8 and at every length.
+    @Test func escapesLikeTheByteRuleAtEveryPosition() throws {
+        func reference(_ s: String) -> [UInt8] {
+            var out: [UInt8] = [0x22]
+            for b in s.utf8 {
+                if JSON.needsEscape(b) { JSON.writeEscape(b, into: &out) } else { out.append(b) }
+            }
+            return out + [0x22]
+        }
+        let specials: [Character] = ["\u{0}", "\u{1F}", "\"", "\\", "\u{7F}", "\n", "é", "🔑", " ", "~", "!", "#", "[", "]", "\u{20}", "\u{21}", "\u{5B}", "\u{5D}", "\u{7E}", "\u{80}"]
+        for length in 0...24 {
+            for special in specials {
+                for position in 0..<max(1, length) {
+                    var chars = Array(repeating: Character("a"), count: length)
+                    if length > 0 { chars[position] = special }
+                    let text = String(chars)
+                    var out: [UInt8] = []
+                    JSON.writeString(text, into: &out)
+                    #expect(out == reference(text), "\(length) \(position) \(special.unicodeScalars.first!.value)")
+                    if out != reference(text) { return }
+                }
+            }
+        }
+        // Every byte value once, in one string, and round trips through the parser.
+        let all = String(decoding: (0..<128).map(UInt8.init), as: UTF8.self) + "ünï🔑"
+        #expect(try JSON.parse(JSON.string(all).serialized()) == .string(all))
     }
 
     @Test func keepsLargeIntegersExact() throws {
