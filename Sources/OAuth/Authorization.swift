@@ -246,14 +246,17 @@ public struct AuthorizationService {
 
     /// Whether `session` signed in recently enough to answer the request
     /// (OIDC Core §3.1.2.1): after the request was made when it says
-    /// `prompt=login` or names another user in `id_token_hint`, and within its `max_age`. Checked wherever the request
+    /// `prompt=login` or names another user in `id_token_hint`, and no more
+    /// than its `max_age` before the request. Checked wherever the request
     /// can be answered, the consent page's own calls included.
     public func signedInFreshly(for stored: StoredAuthorizationRequest, _ session: SessionRecord) -> Bool {
         // A hint naming someone else (OIDC Core §3.1.2.2) asks for a sign-in as well; whoever signs in
         // after the request answers it (the user may choose another account).
         let hintedElse = stored.request.hintedSubject.map { $0 != session.userID } ?? false
         if (stored.request.prompt.contains("login") || hintedElse) && session.createdAt < stored.createdAt { return false }
-        if let maxAge = stored.request.maxAge, env.nowSeconds - session.authTime > Int64(maxAge) { return false }
+        // max_age is measured when the request is made: a sign-in older than it then must be made again; one
+        // made since (or fresh enough then) stays good however long the user takes on the consent screen.
+        if let maxAge = stored.request.maxAge, stored.createdAt / 1000 - session.authTime > Int64(maxAge) { return false }
         return true
     }
 
@@ -343,6 +346,11 @@ public struct AuthorizationService {
         if let device = stored.request.deviceCodeHash {
             return try DeviceAuthorizationService(env: env, store: store).answer(stored, deviceCodeHash: device, user: user, authTime: session.authTime,
                                                                                   scope: nil)
+        }
+        // Not even an error goes to a redirect URI the client no longer has, or to a disabled client.
+        guard let client = try store.read({ try store.client(stored.request.clientID) }), client.enabled,
+              AuthorizationService.redirectURIMatches(stored.request.redirectURI, registered: client.redirectURIs) else {
+            throw ConsentError.clientChanged
         }
         let answered = try store.write { try store.markAuthorizationRequestAnswered(idHash: stored.idHash, at: env.now()) }
         guard answered else { throw ConsentError.alreadyAnswered }

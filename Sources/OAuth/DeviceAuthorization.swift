@@ -216,8 +216,10 @@ public struct DeviceAuthorizationService {
         let now = env.now()
         try store.write {
             guard try store.markAuthorizationRequestAnswered(idHash: stored.idHash, at: now) else { throw ConsentError.alreadyAnswered }
-            guard let client = try store.client(stored.request.clientID), DeviceAuthorizationService.eligible(client),
-                  try store.answerDeviceCode(hash: deviceCodeHash, status: scope == nil ? .denied : .approved, userID: user.id,
+            guard let client = try store.client(stored.request.clientID), DeviceAuthorizationService.eligible(client) else { throw ConsentError.notFound }
+            // The client as it is now (as for a code): a scope it no longer holds is not approved for it.
+            if let scope, !scope.allSatisfy(client.scope.contains) { throw ConsentError.clientChanged }
+            guard try store.answerDeviceCode(hash: deviceCodeHash, status: scope == nil ? .denied : .approved, userID: user.id,
                                              scope: scope ?? stored.request.scope, authTime: authTime, now: now) else { throw ConsentError.notFound }
             if let scope {
                 try AuthorizationService(env: env, store: store).recordConnection(userID: user.id, clientID: client.clientID, scope: scope,

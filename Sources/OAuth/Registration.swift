@@ -223,19 +223,21 @@ public struct ClientRegistration {
     static func checkReachable(_ uri: String?) throws {
         guard let uri else { return }
         guard let parts = URIRules.parse(uri), parts.scheme == "https", !URIRules.isLoopback(parts.host),
-              !parts.host.hasPrefix("["), !endsInANumber(parts.host) else {
+              !parts.host.hasPrefix("["), !isNotAPublicName(parts.host) else {
             throw Refusal.invalidMetadata("backchannel_logout_uri: must be https on a DNS name for a client registered without an initial access token")
         }
     }
 
-    /// Whether a host is an IPv4 address in any spelling a resolver takes
-    /// (`127.1`, `0x7f.0.0.1`, `2130706433`, octal), or a `localhost` name:
-    /// as the WHATWG URL standard decides, its last label is a number. No DNS
-    /// name ends in one (RFC 1123 §2.1: top-level labels are alphabetic).
-    static func endsInANumber(_ host: String) -> Bool {
+    /// Whether a host is not a name on the public DNS: an IPv4 address in any
+    /// spelling a resolver takes (`127.1`, `0x7f.0.0.1`, `2130706433`,
+    /// octal; as the WHATWG URL standard decides, its last label is a number,
+    /// and no DNS name ends in one, RFC 1123 §2.1), a `localhost` name, or a
+    /// single label (`vm`, `ip6-localhost`: names from /etc/hosts or the
+    /// search domain, never a public host).
+    static func isNotAPublicName(_ host: String) -> Bool {
         var labels = host.lowercased().split(separator: ".", omittingEmptySubsequences: false)
         if labels.count > 1 && labels.last == "" { labels.removeLast() }
-        guard let last = labels.last else { return true }
+        guard labels.count > 1, let last = labels.last else { return true }
         if last == "localhost" { return true }
         if !last.isEmpty && last.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) { return true }
         return last.hasPrefix("0x") && last.utf8.dropFirst(2).allSatisfy { Hex.nibble($0) != nil }

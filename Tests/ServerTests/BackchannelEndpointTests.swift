@@ -44,7 +44,7 @@ import Testing
         // Attacker review, session 10: IPv4 in the other spellings a resolver takes, and localhost names.
         for uri in ["http://127.0.0.1:9/bcl", "https://localhost/bcl", "https://10.0.0.5/bcl", "https://[::1]/bcl",
                     "https://0x7f.0.0.1:9/bcl", "https://0x7f000001/bcl", "https://2130706433/bcl", "https://127.1/bcl", "https://0177.0.0.1/bcl",
-                    "https://foo.localhost/bcl", "https://LOCALHOST./bcl", "https://rp.example.0x0a/bcl"] {
+                    "https://foo.localhost/bcl", "https://LOCALHOST./bcl", "https://rp.example.0x0a/bcl", "https://vm/bcl", "https://ip6-localhost/bcl"] {
             let r = h.json("POST", "/oauth2/register", token: nil, body: ["redirect_uris": ["https://rp.example/cb"], "backchannel_logout_uri": .string(uri)])
             #expect(r.status == 400 && r.json?["error"] == "invalid_client_metadata", "\(uri): \(r.bodyText)")
         }

@@ -306,6 +306,23 @@ import Testing
         #expect(try h.store.read { try h.store.connection(userID: user.id, clientID: client) } == nil, "nothing recorded")
     }
 
+    /// As for a code (attacker review, session 10): a scope taken off the client after the user entered the
+    /// code is not approved for it.
+    @Test func aScopeTheClientLostIsNotApproved() throws {
+        let (h, client, _, b) = try setUp()
+        let started = try #require(start(h, client, nil).json)
+        let id = try enter(b, try #require(started["user_code"]?.stringValue))
+        try h.store.write {
+            guard var record = try h.store.client(client) else { return }
+            record.scope = ["openid"]
+            try h.store.updateClient(record)
+        }
+        let accepted = b.json("POST", "/api/v1/authorization-requests/\(id)/accept", ["scope": ["openid", "profile"], "remember": false])
+        #expect(accepted.status == 409 && accepted.json?["code"] == "client_changed", "\(accepted.bodyText)")
+        let polled = poll(h, client, nil, try #require(started["device_code"]?.stringValue))
+        #expect(polled.json?["error"] == "authorization_pending", "\(polled.bodyText)")
+    }
+
     @Test func withoutOfflineAccessADevicesRefreshTokenLivesASessionFromItsRedemption() throws {
         let (h, client, _, b) = try setUp()
         try h.store.write {

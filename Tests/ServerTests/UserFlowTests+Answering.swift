@@ -31,13 +31,19 @@ extension UserFlowTests {
         let accepted = b.json("POST", "/api/v1/authorization-requests/\(request)/accept", ["scope": ["openid"]])
         #expect(queryItems(accepted.json?["redirect_to"]?.stringValue ?? "")["code"] != nil, "\(accepted.bodyText)")
 
-        // max_age: a sign-in older than it cannot answer.
-        let aged = try #require(b.authorize(authorizeParams(client, pkce, extra: [("prompt", "consent"), ("max_age", "60")])).headers[.location])
-        #expect(aged.hasPrefix("/consent/"))
-        let agedRequest = try #require(queryItems(aged)["request"])
+        // max_age, measured when the request is made: a sign-in older than it then cannot answer; a fresh one
+        // can, however long the user then takes on the consent screen.
         h.clock.advance(seconds: 61)
+        let aged = try #require(b.authorize(authorizeParams(client, pkce, extra: [("prompt", "consent"), ("max_age", "60")])).headers[.location])
+        #expect(aged.hasPrefix("/login/"))
+        let agedRequest = try #require(queryItems(aged)["request"])
         #expect(b.send("GET", "/api/v1/authorization-requests/\(agedRequest)").status == 401)
         #expect(b.json("POST", "/api/v1/authorization-requests/\(agedRequest)/accept", ["scope": ["openid"]]).status == 401)
+        b.login()
+        h.clock.advance(seconds: 120)
+        #expect(b.send("GET", "/api/v1/authorization-requests/\(agedRequest)").status == 200)
+        let late = b.json("POST", "/api/v1/authorization-requests/\(agedRequest)/accept", ["scope": ["openid"]])
+        #expect(queryItems(late.json?["redirect_to"]?.stringValue ?? "")["code"] != nil, "\(late.bodyText)")
     }
 
     /// SPEC 4.4, 4.5, RFC 9700 §2.1: a request made before its client was disabled, lost the redirect URI or a
@@ -62,6 +68,11 @@ extension UserFlowTests {
         #expect(accepted.status == 409 && accepted.json?["code"] == "client_changed", "\(accepted.bodyText)")
         #expect(accepted.json?["redirect_to"] == nil)
         #expect(try h.store.read { try h.store.connection(userID: user, clientID: client) } == nil)
+        // Denying sends nothing to a redirect URI taken off the client, or to a disabled client, either.
+        if change != "scope" {
+            let rejected = b.json("POST", "/api/v1/authorization-requests/\(request)/reject", [:])
+            #expect(rejected.status == 409 && rejected.json?["redirect_to"] == nil, "\(rejected.bodyText)")
+        }
     }
 
     /// The same on the silent path: a request waiting at the login page while its client is disabled.
