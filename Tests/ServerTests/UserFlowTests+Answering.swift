@@ -162,3 +162,25 @@ extension UserFlowTests {
         #expect(queryItems(next)["code"] != nil, "whoever signs in after the request answers it: \(next)")
     }
 }
+
+extension UserFlowTests {
+    /// A scope taken off a client is not issued again: not when a code made before is redeemed, not when a
+    /// refresh token from before is used (attacker review, session 10; a privileged scope also ends the tokens).
+    @Test func aScopeTakenOffTheClientIsNotIssuedAgain() throws {
+        let h = try Harness()
+        _ = try h.user()
+        let (client, secret) = try h.app(public: false)
+        let pkce = PKCE()
+        let code = try self.code(h, Browser(h), client: client, pkce: pkce)
+        #expect(h.json("PATCH", "/api/v1/clients/\(client)", token: try h.token(), body: ["scope": "openid email offline_access"]).status == 200)
+        let tokens = try #require(exchange(h, client: client, secret: secret, code: code, verifier: pkce.verifier).json)
+        #expect(tokens["scope"] == "openid email offline_access", "\(tokens)")
+        let refresh = try #require(tokens["refresh_token"]?.stringValue)
+        #expect(h.json("PATCH", "/api/v1/clients/\(client)", token: try h.token(), body: ["scope": "openid offline_access"]).status == 200)
+        let refreshed = h.form("/oauth2/token", [("grant_type", "refresh_token"), ("refresh_token", refresh)], basic: (client, try #require(secret)))
+        #expect(refreshed.json?["scope"] == "openid offline_access", "\(refreshed.bodyText)")
+        let asked = h.form("/oauth2/token", [("grant_type", "refresh_token"), ("refresh_token", try #require(refreshed.json?["refresh_token"]?.stringValue)),
+                                             ("scope", "openid email")], basic: (client, try #require(secret)))
+        #expect(asked.json?["error"] == "invalid_scope", "\(asked.bodyText)")
+    }
+}

@@ -38,6 +38,9 @@ public struct DeviceCodeGrant: Grant {
             case .approved:
                 break
             }
+            // Only scopes the client still holds are issued (one taken off it since the user approved is not).
+            let scope = record.scope.filter(client.scope.contains)
+            guard !scope.isEmpty else { return .refused(.invalidGrant(detail: "the client no longer holds any scope of the code")) }
             guard let userID = record.userID, let authTime = record.authTime,
                   try s.store.connection(userID: userID, clientID: client.clientID) != nil,
                   let user = try s.store.user(id: userID) else {
@@ -51,11 +54,11 @@ public struct DeviceCodeGrant: Grant {
             // and without offline_access its refresh token lives a session's length from now, not from that sign-in.
             try s.store.insertFamily(id: familyID, clientID: client.clientID, userID: user.id, createdAt: now, sid: nil)
             try s.store.touchConnection(userID: user.id, clientID: client.clientID, accessTime: now)
-            let refresh = try s.storeRefreshToken(client: client, userID: user.id, scope: record.scope, authTime: authTime, familyID: familyID,
-                                                  issue: s.issuesRefreshToken(client, scope: record.scope), jkt: request.dpopJKT,
+            let refresh = try s.storeRefreshToken(client: client, userID: user.id, scope: scope, authTime: authTime, familyID: familyID,
+                                                  issue: s.issuesRefreshToken(client, scope: scope), jkt: request.dpopJKT,
                                                   signedInAt: now / 1000)
-            return .issued(TokenService.Issuance(client: client, userID: user.id, user: user, scope: record.scope, authTime: authTime,
-                                                 familyID: familyID, nonce: nil, refreshToken: refresh, idToken: record.scope.contains("openid"),
+            return .issued(TokenService.Issuance(client: client, userID: user.id, user: user, scope: scope, authTime: authTime,
+                                                 familyID: familyID, nonce: nil, refreshToken: refresh, idToken: scope.contains("openid"),
                                                  sid: nil, acr: false, jkt: request.dpopJKT))
         }
         switch outcome {

@@ -31,9 +31,12 @@ public struct RefreshTokenGrant: Grant {
             if let bound = record.jkt, bound != request.dpopJKT {
                 return .refused(OAuthError("invalid_dpop_proof", status: 400, "This refresh token is bound to a DPoP key: prove it."))
             }
-            var scope = record.scope
+            // The family's scopes the client still holds (one taken off it since is not issued again).
+            let held = record.scope.filter(client.scope.contains)
+            guard !held.isEmpty else { return .refused(.invalidGrant(detail: "the client no longer holds any scope of the grant")) }
+            var scope = held
             if let requestedScope {
-                guard let requested = Scopes.parse(requestedScope), requested.allSatisfy(record.scope.contains) else {
+                guard let requested = Scopes.parse(requestedScope), requested.allSatisfy(held.contains) else {
                     return .refused(.invalidScope())
                 }
                 scope = requested
@@ -44,7 +47,7 @@ public struct RefreshTokenGrant: Grant {
             }
             // The user exists: deleting a user deletes its refresh tokens (foreign key, ON DELETE CASCADE).
             try s.store.touchConnection(userID: record.userID, clientID: client.clientID, accessTime: now)
-            let refresh = try s.storeRefreshToken(client: client, userID: record.userID, scope: record.scope, authTime: record.authTime,
+            let refresh = try s.storeRefreshToken(client: client, userID: record.userID, scope: held, authTime: record.authTime,
                                                 familyID: record.familyID, issue: true, jkt: record.jkt ?? request.dpopJKT)
             // OIDC Core §12.2: a refreshed response "might not contain an id_token"; the client has one.
             return .issued(TokenService.Issuance(client: client, userID: record.userID, user: nil, scope: scope, authTime: record.authTime, familyID: record.familyID,
