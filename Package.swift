@@ -36,10 +36,6 @@ let package = Package(
         .executableTarget(name: "latchkey", dependencies: [
             "Common", "FastCGI", "HTTPCore", "Imaging", "OAuth", "SQLiteStore", "Postgres", "PostgresStore", "Server", "Cryptography",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ], linkerSettings: [
-            // jemalloc (Debian libjemalloc-dev) replaces glibc's malloc in the server: per-thread caches
-            // without arena locks for Swift's and OpenSSL's many small allocations (README, Performance).
-            .linkedLibrary("jemalloc"),
         ]),
         // Three test targets, by layer (issue 12): the C wrappers, the domain
         // (OAuth rules, grants, registry, stores; no HTTP) and the server
