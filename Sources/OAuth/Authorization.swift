@@ -274,6 +274,17 @@ public struct AuthorizationService {
                                      mode: stored.request.responseMode)
     }
 
+    /// The request's client as it is now, not as it was when the request was
+    /// made (up to ten minutes ago), when it may still be answered at the
+    /// request's redirect URI: enabled, and the URI still registered. Read
+    /// where the request's other reads are (the memo answers it, no round
+    /// trip of its own).
+    func answerableClient(_ request: AuthorizationRequest) throws -> Client? {
+        guard let client = try store.read({ try store.client(request.clientID) }), client.enabled,
+              AuthorizationService.redirectURIMatches(request.redirectURI, registered: client.redirectURIs) else { return nil }
+        return client
+    }
+
     /// Issues a single-use, 60-second code and records the connection, in one
     /// transaction; `answering` marks a stored request answered (once).
     /// `sid`: the session signing in (nil for a user's token on the app
@@ -282,13 +293,9 @@ public struct AuthorizationService {
                           answering idHash: String?) throws -> String {
         let code = env.randomToken(prefix: "lkc_", bytes: 32)
         let now = env.now()
-        // The client as it is now, not as it was when the request was made (up to ten minutes ago): a
-        // disabled client, a redirect URI taken off it, or a scope it no longer holds gets no code. Read
-        // where the request's other reads are (the memo answers it, no round trip of its own); the token
-        // endpoint checks the client again when the code is redeemed.
-        guard let client = try store.read({ try store.client(request.clientID) }), client.enabled,
-              AuthorizationService.redirectURIMatches(request.redirectURI, registered: client.redirectURIs),
-              scope.allSatisfy(client.scope.contains) else { throw ConsentError.clientChanged }
+        // A disabled client, a redirect URI taken off it or a scope it no longer holds gets no code (the
+        // token endpoint checks the client and its scopes again at redemption).
+        guard let client = try answerableClient(request), scope.allSatisfy(client.scope.contains) else { throw ConsentError.clientChanged }
         try store.write {
             if let idHash {
                 guard try store.markAuthorizationRequestAnswered(idHash: idHash, at: now) else { throw ConsentError.alreadyAnswered }
@@ -348,10 +355,7 @@ public struct AuthorizationService {
                                                                                   scope: nil)
         }
         // Not even an error goes to a redirect URI the client no longer has, or to a disabled client.
-        guard let client = try store.read({ try store.client(stored.request.clientID) }), client.enabled,
-              AuthorizationService.redirectURIMatches(stored.request.redirectURI, registered: client.redirectURIs) else {
-            throw ConsentError.clientChanged
-        }
+        guard try answerableClient(stored.request) != nil else { throw ConsentError.clientChanged }
         let answered = try store.write { try store.markAuthorizationRequestAnswered(idHash: stored.idHash, at: env.now()) }
         guard answered else { throw ConsentError.alreadyAnswered }
         return errorResponse(stored.request.redirectURI, "access_denied", "The user denied the request.", state: stored.request.state,

@@ -44,9 +44,8 @@ public struct AuthorizationCodeGrant: Grant {
                 return .refused(OAuthError("invalid_dpop_proof", status: 400, "The code is bound to a DPoP key: send a proof of that key."))
             }
             // Only scopes the client still holds are issued (one taken off it since the code was made is not).
-            guard record.scope.contains(where: client.scope.contains) else {
-                return .refused(.invalidGrant(detail: "the client no longer holds any scope of the code"))
-            }
+            let scope = record.scope.filter(client.scope.contains)
+            guard !scope.isEmpty else { return .refused(.invalidGrant(detail: "the client no longer holds any scope of the code")) }
             // SPEC 5.2: a grant exists only with its connection; a code the user
             // disconnected meanwhile is gone (deleteConnection), and this is the
             // second line of that rule.
@@ -58,7 +57,6 @@ public struct AuthorizationCodeGrant: Grant {
                 return .refused(.invalidGrant(detail: "code consumed concurrently"))
             }
             guard let user = try s.store.user(id: record.userID) else { return .refused(.invalidGrant(detail: "user gone")) }
-            let scope = record.scope.filter(client.scope.contains)
             // Back-Channel Logout 1.0 §2.7: a grant without offline_access ends with the session it was made in.
             let endsWithSession = scope.contains("offline_access") ? nil : record.sid
             try s.store.insertFamily(id: familyID, clientID: client.clientID, userID: user.id, createdAt: now, sid: endsWithSession)
