@@ -115,7 +115,7 @@ extension UserEndpoints {
                         remember: answer.remember)
             return answered(response, answer, ctx)
         } catch let e as ConsentError {
-            throw consentError(e)
+            return try refused(e, answer, requestID: ctx.param("id"))
         }
     }
 
@@ -126,7 +126,19 @@ extension UserEndpoints {
             return answered(try AuthorizationService(env: ctx.env, store: ctx.store).reject(ctx.param("id"), browser: request.cookies[browserCookie],
                                                                                              user: user, session: session), answer, ctx)
         } catch let e as ConsentError {
-            throw consentError(e)
+            return try refused(e, answer, requestID: ctx.param("id"))
         }
+    }
+
+    /// An answer that could not be taken: a problem for a script; for the
+    /// page's own form (a form_post request), where the browser shows what
+    /// comes back, the login page when a newer sign-in is needed, else a page.
+    static func refused(_ e: ConsentError, _ answer: Answer, requestID: String) throws -> Response {
+        guard answer.fromForm else { throw consentError(e) }
+        if e == .loginRequired { return .redirect("/login/?request=\(PercentEncoding.encode(requestID))", status: 303) }
+        let problem = consentError(e)
+        var page = errorPage(problem.detail)
+        page.status = problem.status
+        return page
     }
 }

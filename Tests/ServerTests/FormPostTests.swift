@@ -125,6 +125,35 @@ import Testing
         #expect(json.json?["redirect_to"] == nil)
     }
 
+    /// The page's own form shows the browser what comes back: a stale sign-in goes to the login page and a
+    /// client changed since is an error page, not a JSON problem.
+    @Test func aFormAnswerThatCannotBeTakenIsAPage() throws {
+        let h = try Harness()
+        _ = try h.user()
+        let (client, _) = try h.app()
+        let b = Browser(h)
+        #expect(b.login().status == 204)
+        h.clock.advance(seconds: 1)
+        let csrf = try #require(b.cookies["lk_csrf"])
+        func answer(_ request: String) -> Response {
+            b.send("POST", "/api/v1/authorization-requests/\(request)/accept", headers: [("Content-Type", "application/x-www-form-urlencoded")],
+                   body: Array(FormEncoding.serialize([("scope", "openid"), ("csrf_token", csrf)]).utf8), csrf: false)
+        }
+        func pending(_ prompt: String) throws -> String {
+            let location = try #require(b.authorize(flow.authorizeParams(client, PKCE(), extra: [("response_mode", "form_post"), ("prompt", prompt)]))
+                .headers[.location])
+            return try #require(queryItems(location)["request"])
+        }
+        let stale = try pending("login")
+        let toLogin = answer(stale)
+        #expect(toLogin.status == 303 && toLogin.headers[.location] == "/login/?request=\(stale)", "\(toLogin.status) \(toLogin.bodyText)")
+        let unchanged = try pending("consent")
+        #expect(h.json("PATCH", "/api/v1/clients/\(client)", token: try h.token(), body: ["enabled": false]).status == 200)
+        let changed = answer(unchanged)
+        #expect(changed.status == 409 && changed.headers[.contentType]?.hasPrefix("text/html") == true, "\(changed.bodyText)")
+        #expect(changed.bodyText.contains("The application changed since this request was made."))
+    }
+
     @Test func discoveryNamesBothModes() throws {
         let h = try Harness()
         #expect(h.call("GET", "/.well-known/openid-configuration").json?["response_modes_supported"] == ["query", "form_post"])
