@@ -27,6 +27,19 @@ import Testing
         return fields
     }
 
+    /// The consent page's own form answering `request` (`path`: accept or reject), as a browser submits it.
+    func formAnswer(_ b: Browser, _ request: String, _ path: String, _ items: [(String, String)]) -> Response {
+        b.send("POST", "/api/v1/authorization-requests/\(request)/\(path)", headers: [("Content-Type", "application/x-www-form-urlencoded")],
+               body: Array(FormEncoding.serialize(items).utf8), csrf: false)
+    }
+
+    /// A pending form_post request of `client` for this signed-in browser, with `prompt`; its id.
+    func pendingFormPost(_ b: Browser, _ client: String, prompt: String = "consent") throws -> String {
+        let location = try #require(b.authorize(flow.authorizeParams(client, PKCE(), extra: [("response_mode", "form_post"), ("prompt", prompt)]))
+            .headers[.location])
+        return try #require(queryItems(location)["request"])
+    }
+
     func checkPage(_ r: Response, _ h: Harness) throws -> [String: String] {
         #expect(r.status == .ok)
         #expect(r.headers[.contentType] == "text/html; charset=utf-8")
@@ -83,10 +96,7 @@ import Testing
         let location = try #require(first.headers[.location])
         let request = try #require(queryItems(location)["request"])
         #expect(b.send("GET", "/api/v1/authorization-requests/\(request)").json?["response_mode"] == "form_post")
-        func answer(_ path: String, _ items: [(String, String)]) -> Response {
-            b.send("POST", "/api/v1/authorization-requests/\(request)/\(path)", headers: [("Content-Type", "application/x-www-form-urlencoded")],
-                   body: Array(FormEncoding.serialize(items).utf8), csrf: false)
-        }
+        func answer(_ path: String, _ items: [(String, String)]) -> Response { formAnswer(b, request, path, items) }
         // Without the CSRF token, or with another one: refused, and the request stays pending.
         #expect(answer("accept", [("scope", "openid"), ("remember", "true")]).status == 403)
         #expect(answer("accept", [("scope", "openid"), ("csrf_token", "forged")]).status == 403)
@@ -106,19 +116,12 @@ import Testing
         let (client, _) = try h.app()
         let b = Browser(h)
         #expect(b.login().status == 204)
-        func pending() throws -> String {
-            let r = b.authorize(flow.authorizeParams(client, PKCE(), extra: [("response_mode", "form_post"), ("prompt", "consent")]))
-            let location = try #require(r.headers[.location])
-            return try #require(queryItems(location)["request"])
-        }
         let csrf = try #require(b.cookies["lk_csrf"])
-        let refused = b.send("POST", "/api/v1/authorization-requests/\(try pending())/reject",
-                             headers: [("Content-Type", "application/x-www-form-urlencoded")],
-                             body: Array(FormEncoding.serialize([("csrf_token", csrf)]).utf8), csrf: false)
+        let refused = formAnswer(b, try pendingFormPost(b, client), "reject", [("csrf_token", csrf)])
         let fields = try checkPage(refused, h)
         #expect(fields["error"] == "access_denied" && fields["code"] == nil)
         // A JSON caller (another consent UI) gets what the page would carry.
-        let json = b.json("POST", "/api/v1/authorization-requests/\(try pending())/accept", ["scope": ["openid"], "remember": false])
+        let json = b.json("POST", "/api/v1/authorization-requests/\(try pendingFormPost(b, client))/accept", ["scope": ["openid"], "remember": false])
         #expect(json.status == 200)
         #expect(json.json?["form_post"]?["action"] == .string(Harness.redirect))
         #expect(json.json?["form_post"]?["fields"]?["code"]?.stringValue?.hasPrefix("lkc_") == true)
@@ -135,19 +138,11 @@ import Testing
         #expect(b.login().status == 204)
         h.clock.advance(seconds: 1)
         let csrf = try #require(b.cookies["lk_csrf"])
-        func answer(_ request: String) -> Response {
-            b.send("POST", "/api/v1/authorization-requests/\(request)/accept", headers: [("Content-Type", "application/x-www-form-urlencoded")],
-                   body: Array(FormEncoding.serialize([("scope", "openid"), ("csrf_token", csrf)]).utf8), csrf: false)
-        }
-        func pending(_ prompt: String) throws -> String {
-            let location = try #require(b.authorize(flow.authorizeParams(client, PKCE(), extra: [("response_mode", "form_post"), ("prompt", prompt)]))
-                .headers[.location])
-            return try #require(queryItems(location)["request"])
-        }
-        let stale = try pending("login")
+        func answer(_ request: String) -> Response { formAnswer(b, request, "accept", [("scope", "openid"), ("csrf_token", csrf)]) }
+        let stale = try pendingFormPost(b, client, prompt: "login")
         let toLogin = answer(stale)
         #expect(toLogin.status == 303 && toLogin.headers[.location] == "/login/?request=\(stale)", "\(toLogin.status) \(toLogin.bodyText)")
-        let unchanged = try pending("consent")
+        let unchanged = try pendingFormPost(b, client)
         #expect(h.json("PATCH", "/api/v1/clients/\(client)", token: try h.token(), body: ["enabled": false]).status == 200)
         let changed = answer(unchanged)
         #expect(changed.status == 409 && changed.headers[.contentType]?.hasPrefix("text/html") == true, "\(changed.bodyText)")
