@@ -136,6 +136,24 @@ import Testing
         #expect(throws: CryptoError.self) { try verifier.sign([1]) }
     }
 
+    /// ES256 nonces are prepared in batches: across several refills every
+    /// signature verifies (low S: `verify` refuses high S) and no two share
+    /// an r, which a nonce used twice would (and would give the key away).
+    @Test func preparedNoncesAreEachUsedOnce() throws {
+        let key = try SigningKey.generate(.es256)
+        let publicKey = try SigningKey(publicKeyDER: try key.publicKeyDER(), algorithm: .es256)
+        let signer = PreparedKey(key)
+        var rs = Set<[UInt8]>()
+        let count = 3 * PreparedKey.nonceBatch + 1
+        for i in 0..<count {
+            let message = Array("same message, \(i % 2)".utf8)
+            let signature = try signer.sign(message)
+            #expect(publicKey.verify(signature: signature, message: message))
+            rs.insert(Array(signature[0..<32]))
+        }
+        #expect(rs.count == count)
+    }
+
     @Test func keysRefuseAnotherAlgorithm() throws {
         let ec = try SigningKey.generate(.es256)
         #expect(throws: CryptoError.self) { try SigningKey(publicKeyDER: try ec.publicKeyDER(), algorithm: .rs256) }
