@@ -2,8 +2,7 @@
 #define LATCHKEY_COPENSSL_SHIM_H
 /* Only what Swift cannot express over the EVP calls: a function-like macro
    (OPENSSL_free), the OSSL_PARAM_BLD builders whose ownership rules read
-   better in C, ECDSA_SIG's r/s conversion, and ECDSA signing with the
-   nonce prepared ahead (EC_KEY functions OpenSSL 3 marks deprecated). Key generation, AES-GCM and
+   better in C, and ECDSA_SIG's r/s conversion. Key generation, AES-GCM and
    the DER encodings are Swift (the Cryptography target).
    Every helper returns NULL / 0 on failure and leaves the error queue for
    the Swift wrapper to read and clear. */
@@ -20,7 +19,6 @@
 #include <openssl/bn.h>
 #include <openssl/hmac.h>
 #include <openssl/kdf.h>
-#include <openssl/ecdsa.h>
 
 static inline void lk_openssl_free(void *p) { OPENSSL_free(p); }
 
@@ -131,33 +129,5 @@ static inline int lk_ecdsa_raw_to_der(const unsigned char *raw, int half, unsign
     ECDSA_SIG_free(sig);
     return len > 0 ? len : 0;
 }
-
-/* ECDSA P-256 with the nonce work done ahead of the message. Of a signature's
-   instructions nearly all go to the nonce: k, r = x(k*G) mod n and k^-1 mod n
-   (OpenSSL's ECDSA_sign_setup, constant time, k from the private DRBG); what
-   is left once the digest is known is s = k^-1 (z + r d) (ECDSA_do_sign_ex).
-   OpenSSL 3 offers this only through the EC_KEY functions it marks
-   deprecated (there is no EVP form); they are confined to these helpers.
-   Each (kinv, r) pair must sign exactly one message and is then cleared. */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-static inline EC_KEY *lk_ec_key(const EVP_PKEY *pkey) { return EVP_PKEY_get1_EC_KEY((EVP_PKEY *)pkey); }
-static inline void lk_ec_key_free(EC_KEY *key) { EC_KEY_free(key); }
-static inline int lk_ecdsa_setup(EC_KEY *key, BN_CTX *ctx, BIGNUM **kinv, BIGNUM **r) {
-    *kinv = NULL; *r = NULL;
-    return ECDSA_sign_setup(key, ctx, kinv, r);
-}
-/* Signs a 32-byte digest with one prepared pair: raw r || s into out (64 bytes). */
-static inline int lk_ecdsa_sign_prepared(EC_KEY *key, const unsigned char *digest, const BIGNUM *kinv,
-                                         const BIGNUM *r, unsigned char *out) {
-    ECDSA_SIG *sig = ECDSA_do_sign_ex(digest, 32, kinv, r, key);
-    if (!sig) return 0;
-    const BIGNUM *sr = NULL, *ss = NULL;
-    ECDSA_SIG_get0(sig, &sr, &ss);
-    int ok = BN_bn2binpad(sr, out, 32) == 32 && BN_bn2binpad(ss, out + 32, 32) == 32;
-    ECDSA_SIG_free(sig);
-    return ok;
-}
-#pragma GCC diagnostic pop
 
 #endif
