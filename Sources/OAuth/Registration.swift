@@ -138,9 +138,36 @@ public struct ClientRegistration {
     /// RFC 7591 does not cover (enabled, lifetimes, description, extra data,
     /// a compatible surface's attributes) stays as the operator left it. A
     /// client that becomes confidential gets a new secret, returned here.
+    ///
+    /// One transaction from the token check to the new secret (attacker
+    /// review): the client replaced is the one the write sees, so an
+    /// operator's `enabled: false` committed meanwhile is not overwritten
+    /// with a stale `true`, and a refused secret leaves nothing changed.
     public func replace(_ clientID: String, token: String?, metadata: JSON) throws -> Registered {
-        let client = try authorized(clientID, token: token)
+        // Refused before any write when the token is wrong; checked again inside it.
+        _ = try authorized(clientID, token: token)
         guard metadata["client_id"] == .string(clientID) else { throw Refusal.invalidMetadata("client_id must be the client's own (RFC 7592 §2.2)") }
+        do {
+            return try store.write {
+                let client = try authorized(clientID, token: token)
+                let updated = try registry.update(clientID, caller: self.caller(client), expected: nil, action: "client.updated") { current in
+                    // The client as the write holds it: an operator's change committed meanwhile is what is replaced.
+                    guard current.enabled else { throw Refusal.invalidToken }
+                    return try replacement(metadata, for: current)
+                }
+                if updated.authMethod.usesSecret, try store.secrets(clientID: clientID).isEmpty {
+                    let issued = try registry.rotateSecret(clientID, caller: self.caller(updated), graceSeconds: 0)
+                    return Registered(client: issued.client, secret: issued.secret, registrationToken: nil)
+                }
+                return Registered(client: updated, secret: nil, registrationToken: nil)
+            }
+        } catch let e as RegistryError {
+            throw refusal(e)
+        }
+    }
+
+    /// What `client` becomes under a replacement with `metadata`.
+    func replacement(_ metadata: JSON, for client: Client) throws -> ClientSpec {
         let sent = try self.spec(metadata, current: client)
         var spec = ClientSpec(client)
         spec.clientID = nil
@@ -158,22 +185,21 @@ public struct ClientRegistration {
         if sent.backchannelLogoutURI != client.backchannelLogoutURI { try ClientRegistration.checkReachable(sent.backchannelLogoutURI) }
         // And if it did, it stays within what that allowed (attacker review: a PUT gave it client_credentials and API scopes).
         if client.attributes[ClientRegistration.anonymousAttribute]?.boolValue == true { try ClientRegistration.checkAnonymousLimits(spec) }
-        do {
-            let updated = try registry.update(clientID, caller: self.caller(client), expected: nil, action: "client.updated") { _ in spec }
-            if updated.authMethod.usesSecret, try store.read({ try store.secrets(clientID: clientID) }).isEmpty {
-                let issued = try registry.rotateSecret(clientID, caller: self.caller(updated), graceSeconds: 0)
-                return Registered(client: issued.client, secret: issued.secret, registrationToken: nil)
-            }
-            return Registered(client: updated, secret: nil, registrationToken: nil)
-        } catch let e as RegistryError {
-            throw refusal(e)
-        }
+        return spec
     }
 
-    /// RFC 7592 §2.3: the client deletes itself (its id is never given again, SPEC 4.5).
+    /// RFC 7592 §2.3: the client deletes itself (its id is never given again,
+    /// SPEC 4.5), checked in the same transaction: a client disabled a moment
+    /// before cannot.
     public func delete(_ clientID: String, token: String?) throws {
-        let client = try authorized(clientID, token: token)
-        try registry.deleteRegistered(client, caller: caller(client))
+        do {
+            try store.write {
+                let client = try authorized(clientID, token: token)
+                try registry.deleteRegistered(client, caller: caller(client))
+            }
+        } catch RegistryError.notFound {
+            throw Refusal.invalidToken
+        }
     }
 
     /// The holder of a registration access token: the client's owner (RFC

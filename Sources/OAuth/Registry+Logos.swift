@@ -24,7 +24,7 @@ extension ClientRegistry {
 
     public func setLogo(_ id: String, caller: Caller, png: [UInt8], preview: [UInt8]) throws -> Client {
         try store.write {
-            var client = try get(id, caller: caller)
+            var client = try getForUpdate(id, caller: caller)
             try checkMayChange(client, caller: caller)
             let etag = Hex.encode(Array(Digest.sha256(png).prefix(16)))
             try store.setLogo(clientID: id, contentType: "image/png", image: png, preview: preview, etag: etag, at: env.now())
@@ -39,7 +39,7 @@ extension ClientRegistry {
 
     public func deleteLogo(_ id: String, caller: Caller) throws {
         try store.write {
-            var client = try get(id, caller: caller)
+            var client = try getForUpdate(id, caller: caller)
             try checkMayChange(client, caller: caller)
             guard client.hasLogo else { throw RegistryError.notFound }
             try store.deleteLogo(clientID: id)

@@ -29,7 +29,7 @@ extension ClientRegistry {
             throw RegistryError.invalid([FieldError("grace_period_seconds", "must be 0..\(ClientRegistry.maxGraceSeconds)")])
         }
         return try store.write {
-            let client = try get(id, caller: caller)
+            let client = try getForUpdate(id, caller: caller)
             try checkMaySetCredentials(of: client, caller: caller)
             guard client.authMethod.usesSecret else {
                 throw RegistryError.conflict(.publicClientHasNoSecret)
@@ -51,7 +51,7 @@ extension ClientRegistry {
         try store.read { try checkMaySetCredentials(of: try get(id, caller: caller), caller: caller) }
         let record = try passwordRecord(password, clientID: id, caller: caller)
         try store.write {
-            let client = try get(id, caller: caller)
+            let client = try getForUpdate(id, caller: caller)
             try checkMaySetCredentials(of: client, caller: caller)
             guard client.authMethod.usesSecret else { throw RegistryError.conflict(.publicClientHasNoSecret) }
             _ = try retireSecrets(of: id, graceSeconds: 0, now: env.now())

@@ -65,6 +65,14 @@ public struct ClientRegistry {
         return client
     }
 
+    /// `get` inside a write, with the client's row held until the commit
+    /// (`clientForUpdate`): what the write changes is the latest committed
+    /// client, on every node.
+    func getForUpdate(_ id: String, caller: Caller) throws -> Client {
+        guard let client = try store.clientForUpdate(id), client.organizationID == caller.organizationID else { throw RegistryError.notFound }
+        return client
+    }
+
     public func list(caller: Caller, namePrefix: String?, limit: Int, offset: Int) throws -> (clients: [Client], total: Int) {
         try list(caller: caller, filter: ClientFilter(namePrefix: namePrefix), limit: limit, offset: offset)
     }
@@ -155,7 +163,7 @@ public struct ClientRegistry {
     public func update(_ id: String, caller: Caller, expected: ExpectedVersion?, action: String = "client.updated",
                        change: (Client) throws -> ClientSpec) throws -> Client {
         try store.write {
-            let current = try get(id, caller: caller)
+            let current = try getForUpdate(id, caller: caller)
             switch expected {
             case let .ifMatch(v) where v != current.version: throw RegistryError.preconditionFailed
             case let .field(v) where v != current.version: throw RegistryError.staleVersion
@@ -208,7 +216,7 @@ public struct ClientRegistry {
     /// primary client may do it, and never to itself.
     public func delete(_ id: String, caller: Caller) throws {
         try store.write {
-            let client = try get(id, caller: caller)
+            let client = try getForUpdate(id, caller: caller)
             if client.isPrimary { throw RegistryError.primaryUndeletable }
             guard caller.client.isPrimary else { throw RegistryError.primaryOnly }
             try store.deleteClient(id)
@@ -222,6 +230,8 @@ public struct ClientRegistry {
     public func deleteRegistered(_ client: Client, caller: Caller) throws {
         guard !client.isPrimary, caller.client.clientID == client.clientID else { throw RegistryError.primaryOnly }
         try store.write {
+            // Disabled by an operator meanwhile: it may not manage itself any more.
+            guard try store.clientForUpdate(client.clientID)?.enabled == true else { throw RegistryError.notFound }
             try store.deleteClient(client.clientID)
             try audit(caller, "client.deleted", target: client.clientID, details: ["client_name": .string(client.name)])
         }

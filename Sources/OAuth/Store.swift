@@ -39,6 +39,11 @@ public protocol ClientStorage: Transactional {
 
     func insertClient(_ client: Client) throws
     func client(_ id: String) throws -> Client?
+    /// Inside a write: the client as last committed, held until this write
+    /// commits, so a read-modify-write of it cannot lose another writer's
+    /// change (SQLite's write lock already holds every row; PostgreSQL locks
+    /// the row, `FOR UPDATE`, and reads it past the memo).
+    func clientForUpdate(_ id: String) throws -> Client?
     /// Writes every mutable field of `client` (version included).
     func updateClient(_ client: Client) throws
     /// Removes the client and everything that hangs off it, and retires its

@@ -37,6 +37,11 @@ extension PostgresStore {
         }
     }
 
+    public func clientForUpdate(_ id: String) throws -> Client? {
+        precondition(writing, "clientForUpdate outside a write")
+        return try rows("SELECT \(SharedRows.clientColumns) FROM clients c WHERE c.client_id = ? FOR UPDATE", [.text(id)]).first.map(SharedRows.client)
+    }
+
     public func deleteClient(_ id: String) throws {
         guard let org = try rows("SELECT organization_id FROM clients WHERE client_id = ?", [.text(id)]).first?.string(0) else { return }
         try exec("DELETE FROM clients WHERE client_id = ?", [.text(id)])

@@ -32,6 +32,9 @@ extension SQLiteStore {
         }
     }
 
+    /// The write lock already keeps every other writer out.
+    public func clientForUpdate(_ id: String) throws -> Client? { try client(id) }
+
     public func deleteClient(_ id: String) throws {
         try exec("DELETE FROM clients WHERE client_id = ?", [.text(id)])
     }

@@ -32,6 +32,62 @@ import Testing
         return results.withLock { $0 }
     }
 
+    /// Runs `change` in a write on another connection (another node) and,
+    /// while that write still holds what it changed, `body` on this one; the
+    /// other write commits 0.3 s later. Returns the other write's error.
+    static func whileAnotherConnectionHolds(_ h: StoreFixture, _ change: @escaping @Sendable (any Store) throws -> Void,
+                                            _ body: () throws -> Void) throws -> String? {
+        let factory = h.storeFactory
+        let failure = Mutex<String?>(nil)
+        let holding = DispatchSemaphore(value: 0), finished = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            do {
+                let other = try factory()
+                try other.write {
+                    try change(other)
+                    holding.signal()
+                    Thread.sleep(forTimeInterval: 0.3)
+                }
+            } catch {
+                failure.withLock { $0 = "\(error)" }
+                holding.signal()
+            }
+            finished.signal()
+        }
+        holding.wait()
+        try body()
+        finished.wait()
+        return failure.withLock { $0 }
+    }
+
+    /// An update made against version N while another node's write of the
+    /// same client is in flight waits for it and sees version N+1: 412, not
+    /// a lost update (SPEC 9: version conflicts are detected across nodes).
+    @Test func anUpdateRacingAnotherNodesSeesItsCommit() throws {
+        let h = try StoreFixture()
+        let (id, _) = try h.app()
+        let registry = try h.registry()
+        let admin = try h.caller(scopes: Scopes.primary)
+        let version = try #require(try h.store.read { try h.store.client(id) }).version
+        let failure = try Self.whileAnotherConnectionHolds(h, { other in
+            guard var client = try other.clientForUpdate(id) else { throw HarnessError("no client") }
+            client.enabled = false
+            client.version += 1
+            try other.updateClient(client)
+        }) {
+            #expect(throws: RegistryError.preconditionFailed) {
+                _ = try registry.update(id, caller: admin, expected: .ifMatch(version)) { current in
+                    var spec = ClientSpec(current)
+                    spec.description = "changed on this node"
+                    return spec
+                }
+            }
+        }
+        #expect(failure == nil)
+        let final = try #require(try h.store.read { try h.store.client(id) })
+        #expect(!final.enabled && final.version == version + 1 && final.description != "changed on this node")
+    }
+
     @Test func aCodeIsConsumedOnceHoweverManyConnectionsRace() throws {
         let h = try StoreFixture()
         let user = try h.user()

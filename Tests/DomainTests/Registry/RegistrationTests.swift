@@ -1,5 +1,7 @@
 import Common
+import Foundation
 import OAuth
+import Synchronization
 import TestSupport
 import Testing
 
@@ -143,6 +145,48 @@ import Testing
             _ = try s.registration.replace(id, token: token, metadata: ["client_id": .string(id), "redirect_uris": ["https://rp.example/2"]])
         }
         #expect(try s.h.store.read { try s.h.store.client(id) }?.enabled == false, "it stays disabled")
+    }
+
+    /// Another connection (an operator on another node) disables the client
+    /// and commits while the PUT waits for the write: the PUT replaces the
+    /// disabled client, so it is refused and the client stays off (attacker
+    /// review: the PUT used to write back the `enabled` it had read before).
+    @Test func aReplaceRacingAnOperatorsDisableDoesNotSwitchItBackOn() throws {
+        let s = try RegistrationTests.Setup()
+        let r = try s.registration.register(RegistrationTests.web, caller: try s.initial())
+        let id = r.client.clientID, token = try #require(r.registrationToken)
+        let failure = try StoreContractTests.whileAnotherConnectionHolds(s.h, { other in
+            guard var client = try other.clientForUpdate(id) else { throw HarnessError("no client") }
+            client.enabled = false
+            client.version += 1
+            try other.updateClient(client)
+        }) {
+            #expect(throws: ClientRegistration.Refusal.invalidToken) {
+                _ = try s.registration.replace(id, token: token, metadata: ["client_id": .string(id), "redirect_uris": ["https://rp.example/2"]])
+            }
+        }
+        #expect(failure == nil)
+        #expect(try s.h.store.read { try s.h.store.client(id) }?.enabled == false, "it stays disabled")
+    }
+
+    /// A PUT whose new secret is refused (the client holds a privileged scope
+    /// the registration access token does not carry) changes nothing: the
+    /// method and grants it sent are not left behind without a secret.
+    @Test func aRefusedSecretLeavesTheClientAsItWas() throws {
+        let s = try RegistrationTests.Setup()
+        let body: JSON = ["redirect_uris": ["https://rp.example/cb"], "scope": "openid clients:read",
+                          "grant_types": ["authorization_code", "client_credentials"]]
+        let r = try s.registration.register(body, caller: try s.initial(["clients:write", "clients:read"]))
+        let id = r.client.clientID, token = try #require(r.registrationToken)
+        var publicBody: JSON = ["client_id": .string(id), "redirect_uris": ["https://rp.example/cb"], "scope": "openid clients:read"]
+        publicBody.set("token_endpoint_auth_method", "none")
+        _ = try s.registration.replace(id, token: token, metadata: publicBody)
+        let before = try #require(try s.h.store.read { try s.h.store.client(id) })
+        var back = body
+        back.set("client_id", .string(id))
+        #expect(throws: ClientRegistration.Refusal.self) { _ = try s.registration.replace(id, token: token, metadata: back) }
+        let after = try #require(try s.h.store.read { try s.h.store.client(id) })
+        #expect(after.authMethod == before.authMethod && !after.authMethod.usesSecret && after.grantTypes == before.grantTypes && after.version == before.version)
     }
 
     @Test func becomingConfidentialAgainIssuesASecret() throws {
