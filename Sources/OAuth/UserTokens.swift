@@ -38,11 +38,14 @@ extension TokenService {
               let owner = try store.client(record.clientID), owner.enabled,
               owner.clientID == caller.clientID || (caller.scope.contains("tokens:introspect") && owner.organizationID == caller.organizationID)
         else { return ["active": false] }
-        return [
-            "active": true, "scope": .string(Scopes.join(record.scope)), "client_id": .string(record.clientID), "sub": .string(record.userID),
-            "token_type": "refresh_token", "exp": .int(record.expiresAt / 1000), "iat": .int(record.createdAt / 1000),
-            "iss": .string(env.issuer),
+        var answer: [(String, JSON)] = [
+            ("active", true), ("scope", .string(Scopes.join(record.scope))), ("client_id", .string(record.clientID)), ("sub", .string(record.userID)),
+            ("token_type", "refresh_token"), ("exp", .int(record.expiresAt / 1000)), ("iat", .int(record.createdAt / 1000)),
+            ("iss", .string(env.issuer)),
         ]
+        // A public client's refresh token bound to its DPoP key (RFC 9449 §5) says so, as a bound access token does (§6.2).
+        if let jkt = record.jkt { answer.append(("cnf", ["jkt": .string(jkt)])) }
+        return .object(answer)
     }
 
     /// Revocation of a refresh token revokes its family (RFC 7009 §2.1).

@@ -223,6 +223,10 @@ import Testing
         #expect(tokens.status == 200 && tokens.json?["token_type"] == "DPoP", "\(tokens.bodyText)")
         let refresh = try #require(tokens.json?["refresh_token"]?.stringValue)
         let access = try #require(tokens.json?["access_token"]?.stringValue)
+        // Introspection shows the binding of the refresh token too (SPEC 10.2: `cnf` at introspection).
+        let introspected = h.form("/oauth2/introspect", [("token", refresh)], basic: (h.primary.clientID, h.primary.clientSecret))
+        let jkt = try JWK.thumbprint(key)
+        #expect(introspected.json?["token_type"] == "refresh_token" && introspected.json?["cnf"] == ["jkt": .string(jkt)], "\(introspected.bodyText)")
         // Userinfo with the bound token: its key's proof, or nothing.
         #expect(h.call("GET", "/oauth2/userinfo", headers: [("Authorization", "Bearer \(access)")]).status == 401)
         let info = h.call("GET", "/oauth2/userinfo", headers: [("Authorization", "DPoP \(access)"),
