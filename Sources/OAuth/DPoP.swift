@@ -3,6 +3,20 @@ import Cryptography
 import JOSE
 import Synchronization
 
+/// A verified DPoP proof of a token request, its `jti` not yet recorded:
+/// the key's thumbprint the tokens are bound to, and what the replay check
+/// (RFC 9449 §11.1) records.
+public struct DPoPProof: Sendable {
+    public let jkt: String
+    public let jti: String
+    public let expiresAt: Int64
+    public let verifiedAt: Int64
+
+    public init(jkt: String, jti: String, expiresAt: Int64, verifiedAt: Int64) {
+        (self.jkt, self.jti, self.expiresAt, self.verifiedAt) = (jkt, jti, expiresAt, verifiedAt)
+    }
+}
+
 /// DPoP (RFC 9449): a client proves with each request that it holds the
 /// private key its tokens are bound to (`cnf.jkt`, the key's RFC 7638
 /// thumbprint). A proof is a `dpop+jwt` carrying its public key in the

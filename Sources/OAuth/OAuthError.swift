@@ -43,6 +43,8 @@ public struct OAuthError: Error, Equatable, CustomStringConvertible {
     public static func unsupportedGrantType(fileID: String = #fileID, line: Int = #line) -> OAuthError {
         OAuthError("unsupported_grant_type", status: 400, "The grant type is not supported.", fileID: fileID, line: line)
     }
+    /// RFC 9449 §11.1: a DPoP proof seen before.
+    public static var proofReplayed: OAuthError { OAuthError("invalid_dpop_proof", status: 400, "The DPoP proof is invalid: proof replayed.") }
     public static func invalidScope(_ description: String = "The requested scope is invalid or exceeds what the client may request.", fileID: String = #fileID, line: Int = #line) -> OAuthError {
         OAuthError("invalid_scope", status: 400, description, fileID: fileID, line: line)
     }

@@ -9,16 +9,30 @@ enum DPoPEndpoint {
     /// there is none; a bad proof is `invalid_dpop_proof` (§7.1: 400 at the
     /// token endpoint, 401 with a DPoP challenge at a resource).
     static func proofKey(_ request: Request, _ ctx: RequestContext, accessToken: String?) throws -> String? {
+        guard let proof = try verifiedProof(request, ctx, accessToken: accessToken) else { return nil }
+        // The jti is written in a transaction of its own: callers check proofs outside any read.
+        guard try ctx.store.write({ try ctx.store.useProof(jkt: proof.jkt, jti: proof.jti, expiresAt: proof.expiresAt, now: proof.verifiedAt) }) else {
+            throw refusal("The DPoP proof is invalid: proof replayed.", resource: accessToken != nil)
+        }
+        return proof.jkt
+    }
+
+    /// The request's proof checked in full (§4.3, the nonce included) but
+    /// its jti not yet recorded: the caller records it in the transaction
+    /// that uses it (the token endpoint's grants). nil without a proof.
+    static func verifiedProof(_ request: Request, _ ctx: RequestContext, accessToken: String?) throws -> DPoPProof? {
         let proofs = request.headers[values: .dpop]
         guard !proofs.isEmpty else { return nil }
         guard proofs.count == 1 else { throw refusal("Send one DPoP proof.", resource: accessToken != nil) }
         let now = ctx.env.now()
         do {
-            // The jti is written in a transaction of its own: callers check proofs outside any read.
-            return try DPoP.verify(proofs[0], method: request.method.rawValue, url: ctx.env.issuer + request.path, accessToken: accessToken,
-                                   now: now, nonces: ctx.dpopNonces) { jkt, jti, expiresAt in
-                try ctx.store.write { try ctx.store.useProof(jkt: jkt, jti: jti, expiresAt: expiresAt, now: now) }
+            var verified: DPoPProof?
+            _ = try DPoP.verify(proofs[0], method: request.method.rawValue, url: ctx.env.issuer + request.path, accessToken: accessToken,
+                                now: now, nonces: ctx.dpopNonces) { jkt, jti, expiresAt in
+                verified = DPoPProof(jkt: jkt, jti: jti, expiresAt: expiresAt, verifiedAt: now)
+                return true
             }
+            return verified
         } catch let refused as DPoP.Refusal {
             if refused.wantsNonce, let nonces = ctx.dpopNonces { throw nonceRefusal(nonces, now: now, resource: accessToken != nil) }
             throw refusal("The DPoP proof is invalid: \(refused.reason).", resource: accessToken != nil)

@@ -77,10 +77,10 @@ enum TokenEndpoint {
         let credentials = try form.credentials(request)
         try DPoPEndpoint.demandNonce(request, ctx)
         let exchange = TokenExchange(service: ctx.tokens, authenticator: ctx.clientAuthenticator(request))
-        // A DPoP proof is checked (and its jti written) once the client is authenticated.
-        let proof: (() throws -> String)? = request.headers[values: .dpop].isEmpty ? nil : {
-            guard let jkt = try DPoPEndpoint.proofKey(request, ctx, accessToken: nil) else { throw DPoPEndpoint.refusal("No DPoP proof.", resource: false) }
-            return jkt
+        // A DPoP proof is checked once the client is authenticated, and its jti written by the grant that uses it.
+        let proof: (() throws -> DPoPProof)? = request.headers[values: .dpop].isEmpty ? nil : {
+            guard let proof = try DPoPEndpoint.verifiedProof(request, ctx, accessToken: nil) else { throw DPoPEndpoint.refusal("No DPoP proof.", resource: false) }
+            return proof
         }
         let result = try exchange.exchange(TokenRequest(grantType: grantType, parameters: form.values), credentials: credentials, proof: proof)
         return uncached(.json(result.json))

@@ -184,6 +184,40 @@ import Testing
                 "not recorded by the refused request")
     }
 
+    /// A public client is "authenticated" by naming it: its proof is recorded
+    /// by the grant once the code or refresh token has proved good (attacker
+    /// review: a made-up refresh token stored a row per request), and a proof
+    /// already used by one grant is refused by another, which spends nothing.
+    @Test func rfc9449Section11_1APublicClientsProofIsRecordedByTheGrantThatUsesIt() throws {
+        let h = try Harness()
+        _ = try h.user()
+        let (client, _) = try h.app(public: true)
+        let key = try SigningKey.generate(.es256)
+        let jkt = try JWK.thumbprint(key)
+        func proof(_ jti: String) throws -> String {
+            try DPoPTestProof.make(key, claims: ["jti": .string(jti), "htm": "POST", "htu": .string(Harness.issuer + "/oauth2/token"),
+                                                 "iat": .int(h.clock.now / 1000)])
+        }
+        let madeUp = h.form("/oauth2/token", [("grant_type", "refresh_token"), ("refresh_token", "lkr_made-up"), ("client_id", client)],
+                            headers: [("DPoP", try proof("made-up-refresh"))])
+        #expect(madeUp.status == 400 && madeUp.json?["error"] == "invalid_grant")
+        let b = Browser(h), pkce = PKCE()
+        let code = try flow.code(h, b, client: client, pkce: pkce)
+        let redeem = [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", Harness.redirect),
+                      ("code_verifier", pkce.verifier), ("client_id", client)]
+        let tokens = h.form("/oauth2/token", redeem, headers: [("DPoP", try proof("redeem"))])
+        #expect(tokens.status == 200 && tokens.json?["token_type"] == "DPoP", "\(tokens.bodyText)")
+        let refresh = try #require(tokens.json?["refresh_token"]?.stringValue)
+        let refreshing = [("grant_type", "refresh_token"), ("refresh_token", refresh), ("client_id", client)]
+        let replayed = h.form("/oauth2/token", refreshing, headers: [("DPoP", try proof("redeem"))])
+        #expect(replayed.status == 400 && replayed.json?["error"] == "invalid_dpop_proof", "\(replayed.bodyText)")
+        #expect(h.form("/oauth2/token", refreshing, headers: [("DPoP", try proof("refresh"))]).status == 200, "the refresh token was not spent")
+        #expect(try h.store.write { try h.store.useProof(jkt: jkt, jti: "made-up-refresh", expiresAt: h.clock.now + 60_000, now: h.clock.now) },
+                "the refused request recorded nothing")
+        #expect(try !h.store.write { try h.store.useProof(jkt: jkt, jti: "refresh", expiresAt: h.clock.now + 60_000, now: h.clock.now) },
+                "the grant recorded its proof")
+    }
+
     /// A registered client may add these flags with RFC 7592, never drop them (only an operator does).
     @Test func aRegisteredClientCannotDropItsStricterProfile() throws {
         let h = try Harness()
@@ -248,7 +282,8 @@ import Testing
 /// Proofs as a client library makes them (the header carries the public key).
 enum DPoPTestProof {
     static func make(_ key: SigningKey, claims: [String: JSON?]) throws -> String {
-        var payload: [(String, JSON)] = [("jti", .string(Base64.urlEncode(SecureRandom.bytes(12))))]
+        // A fresh jti unless `claims` names one.
+        var payload: [(String, JSON)] = claims.keys.contains("jti") ? [] : [("jti", .string(Base64.urlEncode(SecureRandom.bytes(12))))]
         for (name, value) in claims { if let value { payload.append((name, value)) } }
         let header: JSON = ["typ": "dpop+jwt", "alg": .string(key.algorithm.rawValue), "jwk": try JWK.publicJWK(key, kid: "k")]
         let input = Base64.urlEncode(header.serialized()) + "." + Base64.urlEncode(JSON.object(payload).serialized())

@@ -22,6 +22,8 @@ public struct AuthorizationCodeGrant: Grant {
             guard let record = try s.store.code(hash: codeHash), record.clientID == client.clientID else {
                 return .refused(.invalidGrant(detail: "unknown code or another client's"))
             }
+            // The proof is recorded once the code is known to be this client's (RFC 9449 §11.1; nothing stored for a made-up one).
+            guard try s.useProof(request) else { return .refused(.proofReplayed) }
             if record.consumedAt != nil {
                 // RFC 6749 §4.1.2: a second redemption revokes what the first one issued.
                 if let family = record.familyID { try s.store.revokeFamily(id: family, at: now) }

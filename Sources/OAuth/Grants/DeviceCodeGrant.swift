@@ -21,6 +21,7 @@ public struct DeviceCodeGrant: Grant {
             guard let record = try s.store.deviceCode(hash: hash), record.clientID == client.clientID else {
                 return .refused(.invalidGrant(detail: "unknown device code or another client's"))
             }
+            guard try s.useProof(request) else { return .refused(.proofReplayed) }
             guard record.expiresAt > now else { return .refused(OAuthError("expired_token", status: 400, "The device code has expired.")) }
             switch record.status {
             case .pending:

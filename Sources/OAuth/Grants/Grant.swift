@@ -6,13 +6,15 @@ import Common
 public struct TokenRequest: Sendable {
     public let grantType: String
     public let parameters: [String: String]
-    /// The thumbprint of the key of a verified DPoP proof sent with the request (RFC 9449 §5).
-    public let dpopJKT: String?
+    /// The verified DPoP proof sent with the request (RFC 9449 §5), not yet recorded.
+    public let proof: DPoPProof?
+    /// The thumbprint of its key: what the tokens are bound to.
+    public var dpopJKT: String? { proof?.jkt }
 
-    public init(grantType: String, parameters: [String: String], dpopJKT: String? = nil) {
+    public init(grantType: String, parameters: [String: String], proof: DPoPProof? = nil) {
         self.grantType = grantType
         self.parameters = parameters
-        self.dpopJKT = dpopJKT
+        self.proof = proof
     }
 
     public subscript(name: String) -> String? { parameters[name] }
@@ -75,12 +77,15 @@ public struct TokenExchange {
         self.authenticator = authenticator
     }
 
-    /// `proof`, when the request carries a DPoP proof: checks it and records
-    /// its jti (a write), called once the client is authenticated, so an
-    /// anonymous caller makes the server store nothing; it returns the key's
-    /// thumbprint the tokens are bound to.
+    /// `proof`, when the request carries a DPoP proof: checks it (called once
+    /// the client is authenticated). Its jti is recorded (RFC 9449 §11.1) by
+    /// the transaction that uses it: a writing grant's own, once the code,
+    /// refresh token or device code has proved to be the client's (`TokenService.useProof`),
+    /// so a request naming a public client and a made-up code stores
+    /// nothing (attacker review); for client_credentials, in a write of its
+    /// own before the token is signed.
     public func exchange(_ unbound: TokenRequest, credentials: PresentedCredentials,
-                         proof: (() throws -> String)? = nil) throws -> TokenResponse {
+                         proof: (() throws -> DPoPProof)? = nil) throws -> TokenResponse {
         guard let grant = TokenExchange.grants[GrantType(rawValue: unbound.grantType)] else {
             throw OAuthError.unsupportedGrantType()
         }
@@ -99,9 +104,13 @@ public struct TokenExchange {
         if credentials.writesOnUse || proof != nil {
             // An assertion's jti and a proof's jti are written in transactions of their own, outside any read.
             client = credentials.writesOnUse ? try authenticate() : try store.read(authenticate)
-            let request = TokenRequest(grantType: unbound.grantType, parameters: unbound.parameters, dpopJKT: try proof?())
-            response = grant.readsOnly ? try store.read { try grant.exchange(request, client: client, service: service) }
-                : try grant.exchange(request, client: client, service: service)
+            let request = TokenRequest(grantType: unbound.grantType, parameters: unbound.parameters, proof: try proof?())
+            if grant.readsOnly {
+                guard try store.write({ try service.useProof(request) }) else { throw OAuthError.proofReplayed }
+                response = try store.read { try grant.exchange(request, client: client, service: service) }
+            } else {
+                response = try grant.exchange(request, client: client, service: service)
+            }
         } else if grant.readsOnly {
             (client, response) = try store.read {
                 let client = try authenticate()

@@ -44,6 +44,16 @@ extension TokenService {
             && (scope.contains("offline_access") || client.refreshTokenPolicy == .always)
     }
 
+    /// Records the request's DPoP proof (its jti, RFC 9449 §11.1) inside the
+    /// grant's transaction, once the code, refresh token or device code has
+    /// proved to be the client's and before anything else is checked or
+    /// spent: false when the proof was used before (the grant then answers
+    /// `OAuthError.proofReplayed` and changes nothing).
+    func useProof(_ request: TokenRequest) throws -> Bool {
+        guard let p = request.proof else { return true }
+        return try store.useProof(jkt: p.jkt, jti: p.jti, expiresAt: p.expiresAt, now: p.verifiedAt)
+    }
+
     /// Stores a new refresh token of the family (inside the grant's transaction).
     /// Without `offline_access` a refresh token does not outlive the sign-in
     /// it came from (OIDC Core §11; Back-Channel Logout §2.7): it expires with

@@ -19,6 +19,7 @@ public struct RefreshTokenGrant: Grant {
             guard let record = try s.store.refreshToken(hash: tokenHash), record.clientID == client.clientID else {
                 return .refused(.invalidGrant(detail: "unknown refresh token or another client's"))
             }
+            guard try s.useProof(request) else { return .refused(.proofReplayed) }
             if record.rotatedAt != nil {
                 // Reuse of a rotated-out token: the family is compromised.
                 try s.store.revokeFamily(id: record.familyID, at: now)
