@@ -194,9 +194,11 @@ public struct ClientRegistry {
             updated.version = current.version + 1
             updated.updatedAt = env.now()
             if current.enabled && !updated.enabled {
-                // SPEC 4.5: a disabled client's tokens end now, and re-enabling it brings none back.
+                // SPEC 4.5: a disabled client's tokens end now, and re-enabling it brings none back;
+                // its registration access token (RFC 7592) included, which would otherwise outlive an incident.
                 updated.tokenGeneration += 1
                 try store.revokeFamilies(clientID: id, at: env.now())
+                try store.deleteRegistrationToken(clientID: id)
             } else if current.scope.contains(where: { Scopes.isPrivileged($0) && !updated.scope.contains($0) }) {
                 // A privileged scope taken away (after an incident, say) is gone from the tokens already out too:
                 // they end now, and the client asks for new ones with what it still holds.

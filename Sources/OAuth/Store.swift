@@ -64,6 +64,7 @@ public protocol ClientStorage: Transactional {
     func deleteLogo(clientID: String) throws
     /// RFC 7592: the hash of a dynamically registered client's registration access token.
     func setRegistrationToken(clientID: String, hash: String, at: Int64) throws
+    func deleteRegistrationToken(clientID: String) throws
     func registrationTokenHash(clientID: String) throws -> String?
 }
 

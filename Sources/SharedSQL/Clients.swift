@@ -116,6 +116,10 @@ extension SQLStatementRunner {
             """, [.text(clientID), .text(hash), .int(at)])
     }
 
+    public func deleteRegistrationToken(clientID: String) throws {
+        try blindUpdate("DELETE FROM registration_tokens WHERE client_id = ?", [.text(clientID)])
+    }
+
     public func registrationTokenHash(clientID: String) throws -> String? {
         try query("SELECT token_hash FROM registration_tokens WHERE client_id = ?", [.text(clientID)]).first.map { $0.string(0) }
     }

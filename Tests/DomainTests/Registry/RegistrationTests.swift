@@ -189,6 +189,26 @@ import Testing
         #expect(after.authMethod == before.authMethod && !after.authMethod.usesSecret && after.grantTypes == before.grantTypes && after.version == before.version)
     }
 
+    /// Disabling a client ends its registration access token for good, as it
+    /// ends its tokens (SPEC 4.5): re-enabled after an incident, the client
+    /// is managed by its operator, not by whoever held the old token.
+    @Test func disablingAClientEndsItsRegistrationToken() throws {
+        let s = try RegistrationTests.Setup()
+        let r = try s.registration.register(RegistrationTests.web, caller: try s.initial())
+        let id = r.client.clientID, token = try #require(r.registrationToken)
+        let registry = try s.h.registry()
+        let admin = try s.h.caller(scopes: Scopes.primary)
+        for enabled in [false, true] {
+            _ = try registry.update(id, caller: admin, expected: nil) { current in
+                var spec = ClientSpec(current)
+                spec.enabled = enabled
+                return spec
+            }
+        }
+        #expect(try s.h.store.read { try s.h.store.client(id) }?.enabled == true)
+        #expect(throws: ClientRegistration.Refusal.invalidToken) { _ = try s.registration.authorized(id, token: token) }
+    }
+
     @Test func becomingConfidentialAgainIssuesASecret() throws {
         let s = try RegistrationTests.Setup()
         let r = try s.registration.register(RegistrationTests.web, caller: try s.initial())
