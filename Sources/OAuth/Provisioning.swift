@@ -93,7 +93,7 @@ public struct Provisioning {
             for var record in try store.upstreamsStoredInClear() {
                 record.secret = try SealedBox.seal(record.secret, key: kek)
                 record.secretEncrypted = true
-                try store.updateUpstream(record)
+                guard try store.updateUpstream(record, from: record.version) else { throw StoreError.busy }
                 sealed += 1
             }
             return sealed

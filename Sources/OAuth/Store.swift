@@ -174,7 +174,10 @@ public protocol ConnectionStorage: Transactional {
 /// OAuth clients Latchkey holds at upstream providers (SPEC 6.5).
 public protocol UpstreamStorage: Transactional {
     func insertUpstream(_ record: UpstreamClient) throws
-    func updateUpstream(_ record: UpstreamClient) throws
+    /// Writes `record` if the stored one is still at `version`: false when
+    /// another writer changed it meanwhile (its commit is what a racing
+    /// update on another node meets: no lost update, SPEC 9).
+    func updateUpstream(_ record: UpstreamClient, from version: Int) throws -> Bool
     /// sysIds are an organization's own (SPEC 6.5, 6.0): another organization's record is never found by its id.
     func upstream(organizationID: String, sysID: String) throws -> UpstreamClient?
     func upstream(organizationID: String, name: String) throws -> UpstreamClient?

@@ -191,7 +191,9 @@ public struct UpstreamRegistry {
             record.version += 1
             record.updatedAt = env.now()
             try validate(record)
-            try store.updateUpstream(record)
+            guard try store.updateUpstream(record, from: record.version - 1) else {
+                throw UpstreamError.conflict("The OAuth Client was changed meanwhile; read it again.")
+            }
             try audit(caller, "upstream_client.updated", record.sysID, record.name)
             return record
         }

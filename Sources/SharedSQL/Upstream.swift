@@ -32,14 +32,14 @@ extension SQLStatementRunner {
         try update("INSERT INTO upstream_clients(\(SharedRows.upstreamColumns)) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", SharedRows.upstreamValues(u))
     }
 
-    public func updateUpstream(_ u: UpstreamClient) throws {
+    public func updateUpstream(_ u: UpstreamClient, from version: Int) throws -> Bool {
         var values = Array(SharedRows.upstreamValues(u).dropFirst(2))
-        values += [.text(u.organizationID), .text(u.sysID)]
-        try update("""
+        values += [.text(u.organizationID), .text(u.sysID), .int(Int64(version))]
+        return try update("""
             UPDATE upstream_clients SET name = ?, provider = ?, tenant_id = ?, client_id = ?, secret = ?, secret_encrypted = ?, description = ?,
               cluster_redirect_urls = ?, opswise_groups = ?, scopes = ?, version = ?, created_at = ?, updated_at = ?
-            WHERE organization_id = ? AND sys_id = ?
-            """, values)
+            WHERE organization_id = ? AND sys_id = ? AND version = ?
+            """, values) == 1
     }
 
     public func upstream(organizationID: String, sysID: String) throws -> UpstreamClient? {

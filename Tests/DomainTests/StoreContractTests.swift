@@ -88,6 +88,29 @@ import Testing
         #expect(!final.enabled && final.version == version + 1 && final.description != "changed on this node")
     }
 
+    /// The same for an upstream record (SPEC 6.5's `version`): 409, not a lost update.
+    @Test func anUpstreamUpdateRacingAnotherNodesSeesItsCommit() throws {
+        let h = try StoreFixture()
+        let upstreams = UpstreamRegistry(env: h.env, store: h.store)
+        let caller = try h.caller(scopes: ["providers:manage"])
+        var input = UpstreamInput()
+        (input.name, input.provider, input.clientID, input.clientSecret, input.scopes) = ("Corp AD", "Azure AD", "app-1", "s3cret", ["openid"])
+        let created = try upstreams.create(input, caller: caller)
+        let failure = try Self.whileAnotherConnectionHolds(h, { other in
+            guard var record = try other.upstream(organizationID: created.organizationID, sysID: created.sysID) else { throw HarnessError("none") }
+            record.description = "changed on another node"
+            record.version += 1
+            guard try other.updateUpstream(record, from: created.version) else { throw HarnessError("not updated") }
+        }) {
+            var change = UpstreamInput()
+            (change.sysID, change.description, change.version) = (created.sysID, "changed on this node", created.version)
+            #expect(throws: UpstreamError.self) { _ = try upstreams.update(change, caller: caller) }
+        }
+        #expect(failure == nil)
+        let final = try #require(try h.store.read { try h.store.upstream(organizationID: created.organizationID, sysID: created.sysID) })
+        #expect(final.description == "changed on another node" && final.version == created.version + 1)
+    }
+
     @Test func aCodeIsConsumedOnceHoweverManyConnectionsRace() throws {
         let h = try StoreFixture()
         let user = try h.user()
