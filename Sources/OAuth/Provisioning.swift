@@ -153,7 +153,7 @@ public struct Provisioning {
         let hasher = try Provisioning.secretHasher(store: store, env: env)
         return try store.write {
             guard let org = try store.organization(organizationID), let primaryID = org.primaryClientID,
-                  var client = try store.client(primaryID) else { throw ProvisioningError.invalid("no organization \(organizationID)") }
+                  var client = try store.clientForUpdate(primaryID) else { throw ProvisioningError.invalid("no organization \(organizationID)") }
             let now = env.now()
             if !client.grantTypes.contains(.clientCredentials) { client.grantTypes.append(.clientCredentials) }
             for scope in Scopes.primary where !client.scope.contains(scope) { client.scope.append(scope) }

@@ -88,6 +88,27 @@ import Testing
         #expect(!final.enabled && final.version == version + 1 && final.description != "changed on this node")
     }
 
+    /// `latchkey org reset-primary` while a node writes the primary: the reset
+    /// waits and starts from that write (nothing of it lost, and the
+    /// generation bump that ends the old tokens is not overwritten).
+    @Test func aPrimaryResetRacingAnotherNodesWriteKeepsBoth() throws {
+        let h = try StoreFixture()
+        let id = h.primary.clientID
+        let before = try #require(try h.store.read { try h.store.client(id) })
+        let failure = try Self.whileAnotherConnectionHolds(h, { other in
+            guard var client = try other.clientForUpdate(id) else { throw HarnessError("no client") }
+            client.description = "changed on another node"
+            client.version += 1
+            try other.updateClient(client)
+        }) {
+            _ = try Provisioning(env: h.env, store: h.store).resetPrimary(organizationID: h.primary.organizationID)
+        }
+        #expect(failure == nil)
+        let final = try #require(try h.store.read { try h.store.client(id) })
+        #expect(final.description == "changed on another node" && final.version == before.version + 2
+                && final.tokenGeneration == before.tokenGeneration + 1)
+    }
+
     /// The same for an upstream record (SPEC 6.5's `version`): 409, not a lost update.
     @Test func anUpstreamUpdateRacingAnotherNodesSeesItsCommit() throws {
         let h = try StoreFixture()
