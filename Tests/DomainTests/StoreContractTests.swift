@@ -60,6 +60,17 @@ import Testing
         return failure.withLock { $0 }
     }
 
+    /// A write of client `id` as another node makes it: `change` applied to
+    /// the row it holds, and a new version.
+    static func changingClient(_ id: String, _ change: @escaping @Sendable (inout Client) -> Void) -> @Sendable (any Store) throws -> Void {
+        { other in
+            guard var client = try other.clientForUpdate(id) else { throw HarnessError("no client \(id)") }
+            change(&client)
+            client.version += 1
+            try other.updateClient(client)
+        }
+    }
+
     /// An update made against version N while another node's write of the
     /// same client is in flight waits for it and sees version N+1: 412, not
     /// a lost update (SPEC 9: version conflicts are detected across nodes).
@@ -69,12 +80,7 @@ import Testing
         let registry = try h.registry()
         let admin = try h.caller(scopes: Scopes.primary)
         let version = try #require(try h.store.read { try h.store.client(id) }).version
-        let failure = try Self.whileAnotherConnectionHolds(h, { other in
-            guard var client = try other.clientForUpdate(id) else { throw HarnessError("no client") }
-            client.enabled = false
-            client.version += 1
-            try other.updateClient(client)
-        }) {
+        let failure = try Self.whileAnotherConnectionHolds(h, Self.changingClient(id) { $0.enabled = false }) {
             #expect(throws: RegistryError.preconditionFailed) {
                 _ = try registry.update(id, caller: admin, expected: .ifMatch(version)) { current in
                     var spec = ClientSpec(current)
@@ -95,12 +101,7 @@ import Testing
         let h = try StoreFixture()
         let id = h.primary.clientID
         let before = try #require(try h.store.read { try h.store.client(id) })
-        let failure = try Self.whileAnotherConnectionHolds(h, { other in
-            guard var client = try other.clientForUpdate(id) else { throw HarnessError("no client") }
-            client.description = "changed on another node"
-            client.version += 1
-            try other.updateClient(client)
-        }) {
+        let failure = try Self.whileAnotherConnectionHolds(h, Self.changingClient(id) { $0.description = "changed on another node" }) {
             _ = try Provisioning(env: h.env, store: h.store).resetPrimary(organizationID: h.primary.organizationID)
         }
         #expect(failure == nil)

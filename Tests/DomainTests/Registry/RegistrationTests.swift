@@ -155,12 +155,7 @@ import Testing
         let s = try RegistrationTests.Setup()
         let r = try s.registration.register(RegistrationTests.web, caller: try s.initial())
         let id = r.client.clientID, token = try #require(r.registrationToken)
-        let failure = try StoreContractTests.whileAnotherConnectionHolds(s.h, { other in
-            guard var client = try other.clientForUpdate(id) else { throw HarnessError("no client") }
-            client.enabled = false
-            client.version += 1
-            try other.updateClient(client)
-        }) {
+        let failure = try StoreContractTests.whileAnotherConnectionHolds(s.h, StoreContractTests.changingClient(id) { $0.enabled = false }) {
             #expect(throws: ClientRegistration.Refusal.invalidToken) {
                 _ = try s.registration.replace(id, token: token, metadata: ["client_id": .string(id), "redirect_uris": ["https://rp.example/2"]])
             }
