@@ -144,8 +144,9 @@ public struct AuthorizationService {
 
     /// RFC 9126 §2: the authenticated client's request, judged by the same
     /// ordered checks as /oauth2/authorize (a failure is a 400 to the client,
-    /// who is right there), kept for one use within 60 s.
-    public func push(_ p: AuthorizationParameters, client: Client) throws -> (requestURI: String, expiresIn: Int) {
+    /// who is right there), kept for one use within 60 s. A DPoP `proof`
+    /// sent along has its jti recorded with the request (RFC 9449 §11.1).
+    public func push(_ p: AuthorizationParameters, client: Client, proof: DPoPProof? = nil) throws -> (requestURI: String, expiresIn: Int) {
         var parameters = p
         if let id = parameters.clientID, id != client.clientID { throw OAuthError.invalidRequest("client_id does not match the authenticated client.") }
         parameters.clientID = client.clientID
@@ -160,6 +161,9 @@ public struct AuthorizationService {
         let uri = AuthorizationService.requestURIPrefix + env.randomToken(bytes: 32)
         let now = env.now()
         try store.write {
+            if let proof, !(try store.useProof(jkt: proof.jkt, jti: proof.jti, expiresAt: proof.expiresAt, now: proof.verifiedAt)) {
+                throw OAuthError.proofReplayed
+            }
             try store.insertPushedRequest(uriHash: AuthorizationService.hash(uri), clientID: client.clientID, request: request,
                                           expiresAt: now + Int64(AuthorizationService.pushedLifetimeSeconds) * 1000, now: now)
         }

@@ -153,8 +153,27 @@ public struct UpstreamRegistry {
     }
 
     /// Identified by `sysId`, else by `name`. Omitted fields keep their value
-    /// (the secret is write-only, so an export can be re-imported).
+    /// (the secret is write-only, so an export can be re-imported). The
+    /// write is conditional on the version read: another node's commit in
+    /// between makes a write that named a `version` stale (409), and one
+    /// that named none starts over from the committed record.
     public func update(_ input: UpstreamInput, caller: Caller) throws -> UpstreamClient {
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                return try updateOnce(input, caller: caller)
+            } catch is ChangedMeanwhile where input.version == nil && attempt < 5 {
+                continue
+            } catch is ChangedMeanwhile {
+                throw UpstreamError.conflict("The OAuth Client was changed meanwhile; read it again.")
+            }
+        }
+    }
+
+    private struct ChangedMeanwhile: Error {}
+
+    private func updateOnce(_ input: UpstreamInput, caller: Caller) throws -> UpstreamClient {
         try store.write {
             var record: UpstreamClient
             if let sysID = input.sysID {
@@ -191,9 +210,7 @@ public struct UpstreamRegistry {
             record.version += 1
             record.updatedAt = env.now()
             try validate(record)
-            guard try store.updateUpstream(record, from: record.version - 1) else {
-                throw UpstreamError.conflict("The OAuth Client was changed meanwhile; read it again.")
-            }
+            guard try store.updateUpstream(record, from: record.version - 1) else { throw ChangedMeanwhile() }
             try audit(caller, "upstream_client.updated", record.sysID, record.name)
             return record
         }

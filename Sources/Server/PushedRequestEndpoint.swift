@@ -17,15 +17,18 @@ enum PushedRequestEndpoint {
         try DPoPEndpoint.demandNonce(request, ctx)
         let client = try ctx.clientAuthenticator(request).authenticateAlone(credentials, allowPublic: true)
         var pairs = form.values.filter { !credentialParameters.contains($0.key) }.map { ($0.key, $0.value) }
-        // RFC 9449 §10.1: a DPoP proof sent with the push binds the code as dpop_jkt does (checked, and its jti
-        // recorded, once the client is authenticated); sent with dpop_jkt, both must name the same key.
-        if let jkt = try DPoPEndpoint.proofKey(request, ctx, accessToken: nil) {
+        // RFC 9449 §10.1: a DPoP proof sent with the push binds the code as dpop_jkt does (checked once the client
+        // is authenticated, its jti recorded with the pushed request: nothing for a refused one); sent with
+        // dpop_jkt, both must name the same key.
+        let proof = try DPoPEndpoint.verifiedProof(request, ctx, accessToken: nil)
+        if let jkt = proof?.jkt {
             if let named = form["dpop_jkt"], named != jkt {
                 throw DPoPEndpoint.refusal("dpop_jkt does not name the DPoP proof's key.", resource: false)
             }
             pairs = pairs.filter { $0.0 != "dpop_jkt" } + [("dpop_jkt", jkt)]
         }
-        let pushed = try AuthorizationService(env: ctx.env, store: ctx.store).push(try UserEndpoints.authorizationParameters(pairs, ctx), client: client)
+        let pushed = try AuthorizationService(env: ctx.env, store: ctx.store)
+            .push(try UserEndpoints.authorizationParameters(pairs, ctx), client: client, proof: proof)
         return TokenEndpoint.uncached(.json(["request_uri": .string(pushed.requestURI), "expires_in": JSON(pushed.expiresIn)], status: .created))
     }
 }

@@ -131,6 +131,21 @@ import Testing
         #expect(failure == nil)
         let final = try #require(try h.store.read { try h.store.upstream(organizationID: created.organizationID, sysID: created.sysID) })
         #expect(final.description == "changed on another node" && final.version == created.version + 1)
+        // Without a version, the same race is no conflict: the update starts over from the other node's record.
+        let again = try Self.whileAnotherConnectionHolds(h, { other in
+            guard var record = try other.upstream(organizationID: created.organizationID, sysID: created.sysID) else { throw HarnessError("none") }
+            record.scopes = ["openid", "email"]
+            record.version += 1
+            guard try other.updateUpstream(record, from: final.version) else { throw HarnessError("not updated") }
+        }) {
+            var change = UpstreamInput()
+            (change.sysID, change.description) = (created.sysID, "changed on this node")
+            let updated = try upstreams.update(change, caller: caller)
+            #expect(updated.description == "changed on this node")
+        }
+        #expect(again == nil)
+        let last = try #require(try h.store.read { try h.store.upstream(organizationID: created.organizationID, sysID: created.sysID) })
+        #expect(last.description == "changed on this node" && last.scopes == ["openid", "email"] && last.version == final.version + 2)
     }
 
     @Test func aCodeIsConsumedOnceHoweverManyConnectionsRace() throws {

@@ -218,6 +218,31 @@ import Testing
                 "the grant recorded its proof")
     }
 
+    /// At PAR the same: a push refused for its request records nothing of
+    /// its proof (attacker review: a public client's bad push stored a row),
+    /// an accepted one records it with the pushed request, and a proof used
+    /// once cannot push again.
+    @Test func rfc9449Section11_1APushRecordsItsProofOnlyWhenAccepted() throws {
+        let h = try Harness()
+        let (client, _) = try h.app(public: true)
+        let key = try SigningKey.generate(.es256)
+        let jkt = try JWK.thumbprint(key)
+        let pkce = PKCE()
+        func push(_ jti: String, redirect: String) throws -> Response {
+            let proof = try DPoPTestProof.make(key, claims: ["jti": .string(jti), "htm": "POST", "htu": .string(Harness.issuer + "/oauth2/par"),
+                                                             "iat": .int(h.clock.now / 1000)])
+            return h.form("/oauth2/par", [("client_id", client), ("response_type", "code"), ("redirect_uri", redirect), ("scope", "openid"),
+                                          ("code_challenge", pkce.challenge), ("code_challenge_method", "S256")], headers: [("DPoP", proof)])
+        }
+        #expect(try push("refused-push", redirect: "https://attacker.example/cb").status == 400)
+        #expect(try push("accepted-push", redirect: Harness.redirect).status == 201)
+        let replayed = try push("accepted-push", redirect: Harness.redirect)
+        #expect(replayed.status == 400 && replayed.json?["error"] == "invalid_dpop_proof", "\(replayed.bodyText)")
+        #expect(try h.store.write { try h.store.useProof(jkt: jkt, jti: "refused-push", expiresAt: h.clock.now + 60_000, now: h.clock.now) },
+                "the refused push recorded nothing")
+        #expect(try !h.store.write { try h.store.useProof(jkt: jkt, jti: "accepted-push", expiresAt: h.clock.now + 60_000, now: h.clock.now) })
+    }
+
     /// A registered client may add these flags with RFC 7592, never drop them (only an operator does).
     @Test func aRegisteredClientCannotDropItsStricterProfile() throws {
         let h = try Harness()
