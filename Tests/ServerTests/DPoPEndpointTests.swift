@@ -168,6 +168,12 @@ import Testing
         #expect(h.form("/oauth2/token", items, basic: basic).json?["error"] == "invalid_dpop_proof")
         let tokens = h.form("/oauth2/token", items, basic: basic, headers: [("DPoP", try proof(h, key, "POST", "/oauth2/token"))])
         #expect(tokens.status == 200 && tokens.json?["token_type"] == "DPoP", "\(tokens.bodyText)")
+        // The spent code replayed without the key: refused for the proof, and what it issued is not revoked (a replay
+        // with the key would revoke it, RFC 6749 §4.1.2; without it the code cannot be used at all).
+        #expect(h.form("/oauth2/token", items, basic: basic, headers: [("DPoP", try proof(h, other, "POST", "/oauth2/token"))])
+            .json?["error"] == "invalid_dpop_proof")
+        let access = try #require(tokens.json?["access_token"]?.stringValue)
+        #expect(h.form("/oauth2/introspect", [("token", access)], basic: basic).json?["active"] == true, "not revoked")
     }
 
     /// An unauthenticated caller's proof is not recorded: nothing is stored for it.
@@ -299,6 +305,16 @@ import Testing
         #expect(try refreshWith(try SigningKey.generate(.es256)).status == 400, "another key")
         let refreshed = try refreshWith(key)
         #expect(refreshed.status == 200 && refreshed.json?["token_type"] == "DPoP", "\(refreshed.bodyText)")
+        // The rotated-out token in the hands of someone without the key: refused for the proof, and no revocation of
+        // the family (its reuse would revoke it, but a holder without the key cannot use it at all).
+        for signer in [nil, try SigningKey.generate(.es256)] {
+            let stolen = try refreshWith(signer)
+            #expect(stolen.status == 400 && stolen.json?["error"] == "invalid_dpop_proof", "\(stolen.bodyText)")
+        }
+        let next = try #require(refreshed.json?["refresh_token"]?.stringValue)
+        let stillAlive = h.form("/oauth2/token", [("grant_type", "refresh_token"), ("refresh_token", next), ("client_id", client)],
+                                headers: [("DPoP", try proof(h, key, "POST", "/oauth2/token"))])
+        #expect(stillAlive.status == 200, "\(stillAlive.bodyText)")
         let discovery = try #require(h.call("GET", "/.well-known/openid-configuration").json)
         #expect(discovery["dpop_signing_alg_values_supported"] == ["ES256", "RS256", "EdDSA"])
     }

@@ -22,6 +22,11 @@ public struct AuthorizationCodeGrant: Grant {
             guard let record = try s.store.code(hash: codeHash), record.clientID == client.clientID else {
                 return .refused(.invalidGrant(detail: "unknown code or another client's"))
             }
+            // RFC 9449 §10: a code bound to a DPoP key is redeemed only with a proof of that key (and stays unspent
+            // otherwise); checked before replay detection, so without the key a replay cannot revoke the grant either.
+            if let bound = record.dpopJKT, request.dpopJKT != bound {
+                return .refused(OAuthError("invalid_dpop_proof", status: 400, "The code is bound to a DPoP key: send a proof of that key."))
+            }
             // The proof is recorded once the code is known to be this client's (RFC 9449 §11.1; nothing stored for a made-up one).
             guard try s.useProof(request) else { return .refused(.proofReplayed) }
             if record.consumedAt != nil {
@@ -40,10 +45,6 @@ public struct AuthorizationCodeGrant: Grant {
                 }
             } else if verifier != nil {
                 return .refused(.invalidGrant("No code_challenge was sent with the authorization request."))
-            }
-            // RFC 9449 §10: a code bound to a DPoP key is redeemed only with a proof of that key (and stays unspent otherwise).
-            if let bound = record.dpopJKT, request.dpopJKT != bound {
-                return .refused(OAuthError("invalid_dpop_proof", status: 400, "The code is bound to a DPoP key: send a proof of that key."))
             }
             // Only scopes the client still holds are issued (one taken off it since the code was made is not).
             let scope = record.scope.filter(client.scope.contains)

@@ -19,6 +19,11 @@ public struct RefreshTokenGrant: Grant {
             guard let record = try s.store.refreshToken(hash: tokenHash), record.clientID == client.clientID else {
                 return .refused(.invalidGrant(detail: "unknown refresh token or another client's"))
             }
+            // RFC 9449 §5: a public client's bound refresh token is used only with a proof of the same key. Checked
+            // before reuse detection: without the key a stolen, rotated-out token cannot revoke its family either.
+            if let bound = record.jkt, bound != request.dpopJKT {
+                return .refused(OAuthError("invalid_dpop_proof", status: 400, "This refresh token is bound to a DPoP key: prove it."))
+            }
             guard try s.useProof(request) else { return .refused(.proofReplayed) }
             if record.rotatedAt != nil {
                 // Reuse of a rotated-out token: the family is compromised.
@@ -27,10 +32,6 @@ public struct RefreshTokenGrant: Grant {
             }
             guard record.expiresAt > now, !(try s.store.isFamilyRevoked(id: record.familyID)) else {
                 return .refused(.invalidGrant(detail: "refresh token expired or revoked"))
-            }
-            // RFC 9449 §5: a public client's bound refresh token is used only with a proof of the same key.
-            if let bound = record.jkt, bound != request.dpopJKT {
-                return .refused(OAuthError("invalid_dpop_proof", status: 400, "This refresh token is bound to a DPoP key: prove it."))
             }
             // The family's scopes the client still holds (one taken off it since is not issued again).
             let held = record.scope.filter(client.scope.contains)
