@@ -36,6 +36,9 @@ public final class SQLiteStore: Store {
     /// Statements this store has run (reads, writes, transaction control):
     /// lets tests see which requests the memo answers.
     public private(set) var statementsRun = 0
+    /// Write transactions begun (each takes the writer lock): lets tests see
+    /// which requests write.
+    public private(set) var writesBegun = 0
     /// `data_version` and `config_generation.n` in one statement (which, as
     /// the first of a transaction, also starts its snapshot).
     static let countersSQL = "SELECT (SELECT data_version FROM pragma_data_version()), n FROM config_generation WHERE id = 1"
@@ -167,6 +170,7 @@ public final class SQLiteStore: Store {
         }
         writerLock.lock.lock()
         defer { writerLock.lock.unlock() }
+        writesBegun += 1
         try control("BEGIN IMMEDIATE")
         depth = 1
         writing = true

@@ -2,6 +2,7 @@ import Common
 import Cryptography
 import JOSE
 import OAuth
+import SQLiteStore
 import TestSupport
 import Testing
 
@@ -57,6 +58,21 @@ import Testing
         #expect(try authenticate(try assertion(["aud": .string(StoreFixture.issuer)])).clientID == clientID, "the issuer as audience")
         #expect(try authenticate(try assertion(["aud": [.string("https://other.example"), .string(Self.tokenEndpoint)]])).clientID == clientID)
         #expect(try authenticate(try assertion(kid: nil)).clientID == clientID, "without kid every registered key is tried")
+    }
+
+    /// A client_credentials token for a signed assertion and no DPoP proof
+    /// writes once, the assertion's jti: no write transaction of its own for
+    /// a proof it does not have (each one takes SQLite's writer lock).
+    @Test(.enabled(if: TestStore.isSQLite, "SQLite's writer lock")) func aTokenWithoutAProofWritesOnlyTheAssertion() throws {
+        let exchange = TokenExchange(service: TokenService(env: h.env, store: h.store, keys: KeyRing(store: h.store, env: h.env)), authenticator: try authenticator)
+        func token() throws -> TokenResponse {
+            try exchange.exchange(TokenRequest(grantType: "client_credentials", parameters: [:]),
+                                  credentials: .assertion(clientID: clientID, assertion: try assertion()))
+        }
+        _ = try token()  // the first also notes the client's use (once a day)
+        let before = h.sqlite.writesBegun
+        #expect(try token().json["access_token"] != nil)
+        #expect(h.sqlite.writesBegun - before == 1)
     }
 
     /// RFC 7518 does not ask for low-S ECDSA: a client library signs either
