@@ -11,11 +11,7 @@ extension UserFlowTests {
     /// OIDC Core §3.1.2.1: `prompt=login` and `max_age` make the user sign in again. The consent page's own
     /// calls held to it too, so editing `/login/?request=` into `/consent/?request=` skips no password.
     @Test func answeringARequestNeedsTheSignInItAsksFor() throws {
-        let h = try Harness()
-        _ = try h.user()
-        let (client, _) = try h.app()
-        let pkce = PKCE()
-        let b = Browser(h)
+        let (h, _, client, pkce, b) = try started()
         b.login()
         h.clock.advance(seconds: 1)
         let relogin = try #require(b.authorize(authorizeParams(client, pkce, extra: [("prompt", "login")])).headers[.location])
@@ -77,11 +73,7 @@ extension UserFlowTests {
 
     /// The same on the silent path: a request waiting at the login page while its client is disabled.
     @Test func aRequestWaitingForASignInIsNotAnsweredForADisabledClient() throws {
-        let h = try Harness()
-        _ = try h.user()
-        let (client, _) = try h.app()
-        let pkce = PKCE()
-        let b = Browser(h)
+        let (h, _, client, pkce, b) = try started()
         _ = try code(h, b, client: client, pkce: pkce)
         h.clock.advance(seconds: 1)
         let relogin = try #require(b.authorize(authorizeParams(client, pkce, extra: [("prompt", "login")])).headers[.location])

@@ -60,11 +60,7 @@ extension UserFlowTests {
     }
 
     @Test func promptNoneAnswersWithoutAPage() throws {
-        let h = try Harness()
-        _ = try h.user()
-        let (client, _) = try h.app()
-        let pkce = PKCE()
-        let b = Browser(h)
+        let (h, _, client, pkce, b) = try started()
         let noSession = b.authorize(authorizeParams(client, pkce, extra: [("prompt", "none")]))
         #expect(queryItems(noSession.headers[.location] ?? "")["error"] == "login_required")
         b.login()
@@ -83,11 +79,7 @@ extension UserFlowTests {
     }
 
     @Test func rememberFalseAsksAgainNextTime() throws {
-        let h = try Harness()
-        _ = try h.user()
-        let (client, _) = try h.app()
-        let pkce = PKCE()
-        let b = Browser(h)
+        let (h, _, client, pkce, b) = try started()
         _ = try code(h, b, client: client, pkce: pkce, remember: false)
         let next = b.authorize(authorizeParams(client, pkce))
         #expect(next.headers[.location]?.hasPrefix("/consent/") == true)
@@ -96,11 +88,7 @@ extension UserFlowTests {
     /// SPEC audit, session 9: a silent answer to a request for fewer scopes forgot the others (SPEC 5.1: straight back
     /// with a code when the user already granted every requested scope), and the account page lost them too.
     @Test func aSilentAnswerToFewerScopesForgetsNothing() throws {
-        let h = try Harness()
-        let user = try h.user()
-        let (client, _) = try h.app()
-        let pkce = PKCE()
-        let b = Browser(h)
+        let (h, user, client, pkce, b) = try started()
         _ = try code(h, b, client: client, pkce: pkce)
         let narrower = b.authorize(authorizeParams(client, pkce, scope: "openid profile"))
         #expect(queryItems(narrower.headers[.location] ?? "")["code"] != nil)
@@ -115,11 +103,7 @@ extension UserFlowTests {
     }
 
     @Test func consentRules() throws {
-        let h = try Harness()
-        _ = try h.user()
-        let (client, _) = try h.app()
-        let pkce = PKCE()
-        let b = Browser(h)
+        let (h, _, client, pkce, b) = try started()
         b.login()
         let location = try #require(b.authorize(authorizeParams(client, pkce, scope: "openid profile")).headers[.location])
         let request = try #require(queryItems(location)["request"])
@@ -178,11 +162,7 @@ extension UserFlowTests {
     }
 
     @Test func connectionsListAndRevoke() throws {
-        let h = try Harness()
-        _ = try h.user()
-        let (client, _) = try h.app()
-        let pkce = PKCE()
-        let b = Browser(h)
+        let (h, _, client, pkce, b) = try started()
         let tokens = exchange(h, client: client, code: try code(h, b, client: client, pkce: pkce), verifier: pkce.verifier).json!
         let access = try #require(tokens["access_token"]?.stringValue)
         let list = b.send("GET", "/api/v1/me/connections")

@@ -7,6 +7,15 @@ import TestSupport
 import Testing
 
 @Suite struct UserFlowTests {
+    /// How most flow tests begin: a harness with a user, a public app on the
+    /// default redirect URI, a PKCE pair and a browser not yet signed in.
+    func started() throws -> (h: Harness, user: String, client: String, pkce: PKCE, b: Browser) {
+        let h = try Harness()
+        let user = try h.user()
+        let (client, _) = try h.app()
+        return (h, user, client, PKCE(), Browser(h))
+    }
+
     func authorizeParams(_ client: String, _ pkce: PKCE, scope: String = "openid profile email offline_access", extra: [(String, String)] = []) -> [(String, String)] {
         [("response_type", "code"), ("client_id", client), ("redirect_uri", Harness.redirect), ("scope", scope), ("state", "st-1"),
          ("nonce", "n-1"), ("code_challenge", pkce.challenge), ("code_challenge_method", "S256")] + extra
@@ -118,11 +127,7 @@ import Testing
     }
 
     @Test func codesExpireAfterSixtySecondsAndCheckTheVerifier() throws {
-        let h = try Harness()
-        _ = try h.user()
-        let (client, _) = try h.app()
-        let pkce = PKCE()
-        let b = Browser(h)
+        let (h, _, client, pkce, b) = try started()
         let c1 = try code(h, b, client: client, pkce: pkce)
         #expect(exchange(h, client: client, code: c1, verifier: PKCE().verifier).json?["error"] == "invalid_grant")
         let c2 = try code(h, b, client: client, pkce: pkce)
