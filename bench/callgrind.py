@@ -10,7 +10,8 @@ Prints instructions per request by scenario (`healthz`: the transport
 alone; client_credentials token,
 JWT introspection, a client read; `code`: one whole code flow of a signed-in
 user with remembered consent, authorize then token, counted as one; `dpop`:
-a client_credentials token with a DPoP proof) for this build and the baseline."""
+a client_credentials token with a DPoP proof; `pkjwt`: one for a
+`private_key_jwt` client, an assertion per request) for this build and the baseline."""
 import argparse
 import re
 import stat
@@ -56,6 +57,8 @@ def scenario_requests(stack: Stack, name: str):
         return code_flow(stack, session)
     if name == "dpop":
         return dpop_tokens(stack, session, auth)
+    if name == "pkjwt":
+        return assertion_tokens(stack, session)
     token = stack.token()
     if name == "introspect":
         return lambda: session.post(stack.url("/oauth2/introspect"), data={"token": token}, auth=auth)
@@ -75,6 +78,28 @@ def dpop_tokens(stack: Stack, session, auth):
         proof = jwt.encode({"typ": "dpop+jwt", "alg": "ES256", "jwk": key.as_dict(private=False)},
                            {"jti": uuid.uuid4().hex, "htm": "POST", "htu": url, "iat": int(time.time())}, key)
         return session.post(url, data={"grant_type": "client_credentials"}, auth=auth, headers={"DPoP": proof})
+    return token
+
+
+def assertion_tokens(stack: Stack, session):
+    """client_credentials for a private_key_jwt client, a fresh assertion each time (made here, outside the measured process)."""
+    import uuid
+    from joserfc import jwt
+    from joserfc.jwk import ECKey
+    key = ECKey.generate_key("P-256")
+    jwk = {**key.as_dict(private=False), "kid": "cg-1"}
+    created = requests.post(stack.url("/api/v1/clients"), headers=stack.bearer(), json={
+        "client_name": "callgrind private_key_jwt", "grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt",
+        "jwks": {"keys": [jwk]}})
+    assert created.status_code == 201, created.text
+    client_id, url = created.json()["client_id"], stack.url("/oauth2/token")
+
+    def token():
+        now = int(time.time())
+        assertion = jwt.encode({"alg": "ES256", "kid": "cg-1"},
+                               {"iss": client_id, "sub": client_id, "aud": url, "jti": uuid.uuid4().hex, "iat": now, "exp": now + 240}, key)
+        return session.post(url, data={"grant_type": "client_credentials", "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                                       "client_assertion": assertion})
     return token
 
 

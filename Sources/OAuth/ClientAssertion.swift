@@ -65,7 +65,7 @@ public enum ClientAssertion {
         // One verification per assertion: with several keys the assertion must say which.
         if kid == nil && keys.count > 1 { return nil }
         let verified = keys.contains { jwk in
-            guard kid == nil || jwk["kid"]?.stringValue == kid, let key = try? SigningKey(jwk: jwk) else { return false }
+            guard kid == nil || jwk["kid"]?.stringValue == kid, let key = ForeignKeys.shared.key(jwk)?.key else { return false }
             return JWS.verifyForeign(parsed, key: key)
         }
         guard verified else { return nil }

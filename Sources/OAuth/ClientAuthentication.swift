@@ -115,14 +115,15 @@ public struct ClientAuthenticator {
         if let wait = guards?.failures.refusal(account: subject, address: address, now: now) ?? guards?.failures.retryAfter(.address(address), now: now) {
             throw TooManyFailures(retryAfterSeconds: wait)
         }
-        guard let client = try store.client(subject), client.enabled, client.authMethod == .privateKeyJWT,
+        // The client from the memo (validated once per request); the jti is written after, in a write of its own.
+        guard let client = try store.read({ try store.client(subject) }), client.enabled, client.authMethod == .privateKeyJWT,
               let (jti, expiresAt) = ClientAssertion.verify(assertion, client: client,
                                                                        audiences: client.fapi2 ? [env.issuer] : assertionAudiences, now: now)
         else {
             try recordFailure(subject, now: now)
             throw OAuthError.invalidClient(detail: "client_assertion rejected")
         }
-        guard try store.write({ try store.useAssertion(clientID: client.clientID, jti: jti, expiresAt: expiresAt, now: now) }) else {
+        guard try store.writeOne({ try store.useAssertion(clientID: client.clientID, jti: jti, expiresAt: expiresAt, now: now) }) else {
             try recordFailure(subject, now: now)
             throw OAuthError.invalidClient(detail: "client_assertion replayed")
         }

@@ -47,7 +47,7 @@ public enum DPoP {
             throw Refusal(reason: "unsupported alg")
         }
         // The key in the header: public, of bounded cost (the rules a client's registered keys follow), imported once per key.
-        guard let jwk = parsed.header["jwk"], ClientAssertion.shapeProblem(jwk) == nil, let (key, jkt) = keys.key(jwk),
+        guard let jwk = parsed.header["jwk"], ClientAssertion.shapeProblem(jwk) == nil, let (key, jkt) = ForeignKeys.shared.key(jwk),
               JWS.verifyForeign(parsed, key: key) else { throw Refusal(reason: "bad key or signature") }
         let claims = parsed.payload, nowSeconds = now / 1000
         guard let jti = claims["jti"]?.stringValue, (1...256).contains(jti.utf8.count) else { throw Refusal(reason: "no jti") }
@@ -83,11 +83,6 @@ public enum DPoP {
         return nonces.accepts(nonce, now: now)
     }
 
-    /// Proof keys already imported, by their JWK's text: a client signs many
-    /// proofs with one key, and importing it (OpenSSL's decoders) and its
-    /// thumbprint cost several times the verification itself.
-    static let keys = ProofKeys(capacity: 4096)
-
     /// A URL without query and fragment, scheme and host lowercased (§4.3: htu compares so).
     static func target(_ url: String) -> String {
         // Bytes, not characters: String.split would walk grapheme clusters.
@@ -104,25 +99,6 @@ public enum DPoP {
               chars[colon + 1] == UInt8(ascii: "/"), chars[colon + 2] == UInt8(ascii: "/") else { return base }
         let pathStart = chars[(colon + 3)...].firstIndex(of: UInt8(ascii: "/")) ?? chars.count
         return String(decoding: chars[..<pathStart], as: UTF8.self).lowercased() + String(decoding: chars[pathStart...], as: UTF8.self)
-    }
-}
-
-/// Imported proof keys and their thumbprints, bounded (emptied when full).
-final class ProofKeys: Sendable {
-    private let entries = Mutex<[String: (SigningKey, String)]>([:])
-    private let capacity: Int
-
-    init(capacity: Int) { self.capacity = capacity }
-
-    func key(_ jwk: JSON) -> (SigningKey, String)? {
-        let text = jwk.text
-        if let known = entries.withLock({ $0[text] }) { return known }
-        guard let key = try? SigningKey(jwk: jwk), let jkt = try? JWK.thumbprint(key) else { return nil }
-        entries.withLock { cache in
-            if cache.count >= capacity { cache.removeAll(keepingCapacity: true) }
-            cache[text] = (key, jkt)
-        }
-        return (key, jkt)
     }
 }
 

@@ -9,6 +9,12 @@ public protocol Transactional: AnyObject {
     /// Runs `body` in a write transaction, committing when it returns and
     /// rolling back when it throws. Nested calls join the outer transaction.
     func write<T>(_ body: () throws -> T) throws -> T
+    /// `write` for a body whose last statement is the one whose answer it
+    /// needs (after any blind writes, and touching no configuration): a
+    /// single-use record's insert, whose row count is the answer. A store may
+    /// send that statement with the COMMIT in one round trip (PostgreSQL);
+    /// committing a transaction that inserted nothing changes nothing.
+    func writeOne<T>(_ body: () throws -> T) throws -> T
     /// Runs `body` in a read transaction, for a consistent snapshot.
     func read<T>(_ body: () throws -> T) throws -> T
     /// Brackets one request (the worker calls them): a store whose memo is
@@ -19,6 +25,7 @@ public protocol Transactional: AnyObject {
 }
 
 extension Transactional {
+    public func writeOne<T>(_ body: () throws -> T) throws -> T { try write(body) }
     public func beginRequest() {}
     public func endRequest() {}
 }

@@ -19,13 +19,21 @@ extension PostgresStore {
             attempt += 1
             touchedConfig = false
             touchedRevocation = false
+            commitsWithNextStatement = oneStatement
+            committedEarly = false
             // BEGIN travels with the transaction's first statement.
             pending = [("BEGIN", [])]
             do {
                 depth = 1
                 writing = true
-                defer { depth = 0; writing = false; pending = []; if !inRequest { along = AlongRows() } }
+                defer { depth = 0; writing = false; pending = []; committedEarly = false; commitsWithNextStatement = false
+                        if !inRequest { along = AlongRows() } }
                 let result = try body()
+                // writeOne: its statement went with the COMMIT.
+                if committedEarly {
+                    precondition(!touchedConfig && !touchedRevocation, "writeOne touched the configuration or revocations")
+                    return result
+                }
                 // Nothing was written or read: the BEGIN was never sent, no transaction to end.
                 if pending.count == 1 && pending[0].sql == "BEGIN" { return result }
                 if touchedConfig || touchedRevocation {
@@ -58,6 +66,13 @@ extension PostgresStore {
                 throw error
             }
         }
+    }
+
+    public func writeOne<T>(_ body: () throws -> T) throws -> T {
+        guard depth == 0 else { return try write(body) }
+        oneStatement = true
+        defer { oneStatement = false }
+        return try write(body)
     }
 
     /// A read: one round trip for the generation row, then memo answers or,

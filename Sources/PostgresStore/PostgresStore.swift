@@ -42,6 +42,11 @@ public final class PostgresStore: Store {
     var along = AlongRows()
     /// Statements waiting to travel with the next one (a write's BEGIN and its blind writes).
     var pending: [(sql: String, params: [PGValue])] = []
+    /// Inside `writeOne`: the next statement travels with the COMMIT (armed
+    /// again for each attempt), and afterwards the transaction is over.
+    var oneStatement = false
+    var commitsWithNextStatement = false
+    var committedEarly = false
     /// Attempts of a write transaction that keeps meeting serialization failures.
     static let maxAttempts = 5
 
@@ -172,7 +177,18 @@ public final class PostgresStore: Store {
 
     func statement(_ sql: String, _ values: [PGValue]) throws -> PGResult {
         let text = numberedText(sql)
+        precondition(!committedEarly, "writeOne: a statement after the one that committed")
         do {
+            // writeOne: the BEGIN, blind writes, this statement and the COMMIT in one round trip.
+            if commitsWithNextStatement && !pending.isEmpty {
+                commitsWithNextStatement = false
+                let results = try db.pipeline(pending + [(text, values), ("COMMIT", [])])
+                pending = []
+                // A COMMIT of a failed transaction answers ROLLBACK, not an error.
+                guard results.last!.command == "COMMIT" else { throw PGError(sqlstate: "40001", message: "commit rolled back", isConnectionFailure: false) }
+                committedEarly = true
+                return results[results.count - 2]
+            }
             // Inside a write, what waits to be sent (the BEGIN, blind writes) goes in the same round trip.
             if !pending.isEmpty {
                 let batch = pending + [(text, values)]
@@ -200,6 +216,7 @@ public final class PostgresStore: Store {
     /// 3: a round trip saved per statement.
     func blindWrite(_ sql: String, _ values: [PGValue]) throws {
         guard writing else { try exec(sql, values); return }
+        precondition(!committedEarly, "writeOne: a statement after the one that committed")
         note(sql)
         pending.append((numberedText(sql), values))
     }

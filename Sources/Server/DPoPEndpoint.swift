@@ -11,7 +11,7 @@ enum DPoPEndpoint {
     static func proofKey(_ request: Request, _ ctx: RequestContext, accessToken: String?) throws -> String? {
         guard let proof = try verifiedProof(request, ctx, accessToken: accessToken) else { return nil }
         // The jti is written in a transaction of its own: callers check proofs outside any read.
-        guard try ctx.store.write({ try ctx.store.useProof(jkt: proof.jkt, jti: proof.jti, expiresAt: proof.expiresAt, now: proof.verifiedAt) }) else {
+        guard try ctx.store.writeOne({ try ctx.store.useProof(jkt: proof.jkt, jti: proof.jti, expiresAt: proof.expiresAt, now: proof.verifiedAt) }) else {
             throw refusal("The DPoP proof is invalid: proof replayed.", resource: accessToken != nil)
         }
         return proof.jkt

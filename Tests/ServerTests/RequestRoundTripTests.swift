@@ -1,5 +1,7 @@
 import Common
+import Cryptography
 import HTTPCore
+import JOSE
 import OAuth
 import PostgresStore
 import TestSupport
@@ -29,6 +31,66 @@ struct RequestRoundTripTests {
         let r = h.form("/oauth2/introspect", [("token", token)], basic: basic)
         #expect(r.status == 200 && r.json?["active"]?.boolValue == true)
         #expect(store.roundTrips - before == 1)
+    }
+
+    /// A private_key_jwt token: the generation (the client and its keys from
+    /// the memo, validated once for the whole request) and the assertion's
+    /// jti, written in a pipeline of its own. (Before, the client was read
+    /// past the memo, a third round trip.)
+    @Test func aPrivateKeyJWTTokenCostsTwoRoundTrips() throws {
+        let h = try Harness()
+        let store = try #require(h.store as? PostgresStore)
+        let key = try SigningKey.generate(.es256)
+        let created = h.json("POST", "/api/v1/clients", token: try h.token(scope: "clients:write"), body: [
+            "client_name": "Signed", "grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt",
+            "jwks": ["keys": [try JWK.publicJWK(key, kid: "k1")]],
+        ])
+        let clientID = try #require(created.json?["client_id"]?.stringValue, "\(created.bodyText)")
+        func assertion(jti: String? = nil) throws -> String {
+            let now = h.clock.now / 1000
+            let claims: JSON = ["iss": .string(clientID), "sub": .string(clientID), "aud": .string(Harness.issuer + "/oauth2/token"),
+                                "exp": .int(now + 60), "jti": .string(jti ?? h.env.randomToken(bytes: 12))]
+            return try JWS.sign(payload: claims, key: key, kid: "k1", typ: "JWT")
+        }
+        func token() throws -> Response {
+            h.form("/oauth2/token", [("grant_type", "client_credentials"), ("client_assertion", try assertion()),
+                                     ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer")])
+        }
+        // The first token of the day notes the client's use (a write, once a day), which the next read reloads.
+        _ = try token()
+        _ = try token()
+        let before = store.roundTrips
+        let r = try token()
+        #expect(r.status == 200, "\(r.bodyText)")
+        #expect(store.roundTrips - before == 2)
+        // Replayed, it is refused: the conditional insert answered in the COMMIT's round trip.
+        let replayed = h.form("/oauth2/token", [("grant_type", "client_credentials"), ("client_assertion", try assertion(jti: "once")),
+                                                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer")])
+        #expect(replayed.status == 200)
+        #expect(h.form("/oauth2/token", [("grant_type", "client_credentials"), ("client_assertion", try assertion(jti: "once")),
+                                         ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer")]).status == 401)
+    }
+
+    /// A DPoP-bound client_credentials token: the generation and the proof's
+    /// jti with its COMMIT.
+    @Test func aDPoPBoundTokenCostsTwoRoundTrips() throws {
+        let h = try Harness()
+        let store = try #require(h.store as? PostgresStore)
+        let key = try SigningKey.generate(.es256)
+        func token(jti: String? = nil) throws -> Response {
+            var claims: [String: JSON?] = ["htm": "POST", "htu": .string(Harness.issuer + "/oauth2/token"), "iat": .int(h.clock.now / 1000)]
+            if let jti { claims["jti"] = .string(jti) }
+            return h.form("/oauth2/token", [("grant_type", "client_credentials")], basic: (h.primary.clientID, h.primary.clientSecret),
+                          headers: [("DPoP", try DPoPTestProof.make(key, claims: claims))])
+        }
+        _ = try token()
+        _ = try token()
+        let before = store.roundTrips
+        let r = try token()
+        #expect(r.status == 200 && r.json?["token_type"] == "DPoP", "\(r.bodyText)")
+        #expect(store.roundTrips - before == 2)
+        #expect(try token(jti: "once").status == 200)
+        #expect(try token(jti: "once").status == 400, "a replay is refused")
     }
 
     /// The round trips of a code flow by a signed-in user who is asked

@@ -106,7 +106,7 @@ public struct TokenExchange {
             client = credentials.writesOnUse ? try authenticate() : try store.read(authenticate)
             let request = TokenRequest(grantType: unbound.grantType, parameters: unbound.parameters, proof: try proof?())
             if grant.readsOnly {
-                if request.proof != nil { guard try store.write({ try service.useProof(request) }) else { throw OAuthError.proofReplayed } }
+                if request.proof != nil { guard try store.writeOne({ try service.useProof(request) }) else { throw OAuthError.proofReplayed } }
                 response = try store.read { try grant.exchange(request, client: client, service: service) }
             } else {
                 response = try grant.exchange(request, client: client, service: service)
