@@ -49,9 +49,10 @@ public enum ClientAssertion {
         return nil
     }
 
-    /// The client the assertion names (its `sub`, unverified: only to find the keys to verify it with).
-    static func subject(_ token: String) -> String? {
-        JWS.parse(token, maxLength: maxLength)?.payload["sub"]?.stringValue
+    /// The assertion parsed once, and the client it names (its `sub`, unverified: only to find the keys to verify it with).
+    static func parse(_ token: String) -> (parsed: JWS.Parsed, subject: String)? {
+        guard let parsed = JWS.parse(token, maxLength: maxLength), let subject = parsed.payload["sub"]?.stringValue else { return nil }
+        return (parsed, subject)
     }
 
     /// The assertion's `jti` and expiry once it verifies with one of the
@@ -59,8 +60,8 @@ public enum ClientAssertion {
     /// and its claims hold (RFC 7523 §3): `iss` and `sub` the client, `aud`
     /// naming one of `audiences` (the issuer, the token or PAR endpoint), `exp`
     /// in the future and at most five minutes ahead, `jti` present.
-    static func verify(_ token: String, client: Client, audiences: [String], now: Int64) -> (jti: String, expiresAt: Int64)? {
-        guard let parsed = JWS.parse(token, maxLength: maxLength), let keys = client.jwks?["keys"]?.arrayValue else { return nil }
+    static func verify(_ parsed: JWS.Parsed, client: Client, audiences: [String], now: Int64) -> (jti: String, expiresAt: Int64)? {
+        guard let keys = client.jwks?["keys"]?.arrayValue else { return nil }
         let kid = parsed.kid
         // One verification per assertion: with several keys the assertion must say which.
         if kid == nil && keys.count > 1 { return nil }

@@ -109,7 +109,7 @@ public struct ClientAuthenticator {
     /// its `jti` recorded (a replay is refused), in a write of its own.
     func authenticate(assertion: String, clientID: String?) throws -> Client {
         let now = env.now()
-        guard let subject = ClientAssertion.subject(assertion), clientID == nil || clientID == subject else {
+        guard let (parsed, subject) = ClientAssertion.parse(assertion), clientID == nil || clientID == subject else {
             throw OAuthError.invalidClient(detail: "client_assertion malformed or naming another client")
         }
         if let wait = guards?.failures.refusal(account: subject, address: address, now: now) ?? guards?.failures.retryAfter(.address(address), now: now) {
@@ -117,7 +117,7 @@ public struct ClientAuthenticator {
         }
         // The client from the memo (validated once per request); the jti is written after, in a write of its own.
         guard let client = try store.read({ try store.client(subject) }), client.enabled, client.authMethod == .privateKeyJWT,
-              let (jti, expiresAt) = ClientAssertion.verify(assertion, client: client,
+              let (jti, expiresAt) = ClientAssertion.verify(parsed, client: client,
                                                                        audiences: client.fapi2 ? [env.issuer] : assertionAudiences, now: now)
         else {
             try recordFailure(subject, now: now)
