@@ -49,6 +49,16 @@ public enum ClientAssertion {
         return nil
     }
 
+    /// A JWT's `jti` as Latchkey records it for single use (client assertions,
+    /// DPoP proofs): a string of 1 to 256 bytes without control characters
+    /// (PostgreSQL's text holds no NUL: refused here, not failed there).
+    static func recordableJTI(_ claim: JSON?) -> String? {
+        guard let jti = claim?.stringValue, (1...256).contains(jti.utf8.count), !jti.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }) else {
+            return nil
+        }
+        return jti
+    }
+
     /// The assertion parsed once, and the client it names (its `sub`, unverified: only to find the keys to verify it with).
     static func parse(_ token: String) -> (parsed: JWS.Parsed, subject: String)? {
         guard let parsed = JWS.parse(token, maxLength: maxLength), let subject = parsed.payload["sub"]?.stringValue else { return nil }
@@ -73,7 +83,7 @@ public enum ClientAssertion {
         let claims = parsed.payload, nowSeconds = now / 1000
         guard claims["iss"]?.stringValue == client.clientID, claims["sub"]?.stringValue == client.clientID,
               let exp = claims["exp"]?.intValue, exp > nowSeconds, exp <= nowSeconds + maxLifetimeSeconds + skewSeconds,
-              let jti = claims["jti"]?.stringValue, (1...256).contains(jti.utf8.count) else { return nil }
+              let jti = recordableJTI(claims["jti"]) else { return nil }
         if let nbf = claims["nbf"]?.intValue, nbf > nowSeconds + skewSeconds { return nil }
         if let iat = claims["iat"]?.intValue, iat > nowSeconds + skewSeconds { return nil }
         let aud = claims["aud"]?.stringValue.map { [$0] } ?? (claims["aud"]?.arrayValue ?? []).compactMap(\.stringValue)

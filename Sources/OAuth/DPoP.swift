@@ -50,7 +50,7 @@ public enum DPoP {
         guard let jwk = parsed.header["jwk"], ClientAssertion.shapeProblem(jwk) == nil, let (key, jkt) = ForeignKeys.shared.key(jwk),
               JWS.verifyForeign(parsed, key: key) else { throw Refusal(reason: "bad key or signature") }
         let claims = parsed.payload, nowSeconds = now / 1000
-        guard let jti = claims["jti"]?.stringValue, (1...256).contains(jti.utf8.count) else { throw Refusal(reason: "no jti") }
+        guard let jti = ClientAssertion.recordableJTI(claims["jti"]) else { throw Refusal(reason: "no usable jti") }
         guard claims["htm"]?.stringValue == method else { throw Refusal(reason: "htm is not the request's method") }
         // htu loses its query and fragment; the server's own URL (issuer and decoded path) is taken as it is.
         guard let htu = claims["htu"]?.stringValue, target(htu) == caseless(url) else { throw Refusal(reason: "htu is not the request's URL") }

@@ -84,12 +84,8 @@ public protocol CredentialStorage: Transactional {
     func setSecretExpiry(id: Int64, expiresAt: Int64?) throws
     /// Records a client assertion's `jti` until it expires: true the first
     /// time, false for a replay (RFC 7523 §3, SPEC 10.2), however many race.
-    /// `expiresAt` must come from the signed assertion itself (its `exp`),
-    /// never from the clock: the record is keyed by (expiry, client, jti), and
-    /// a replay, the same JWT, meets it by carrying the same expiry.
     func useAssertion(clientID: String, jti: String, expiresAt: Int64, now: Int64) throws -> Bool
     /// Records a DPoP proof's `jti` for its key until it expires: true the first time (RFC 9449 §11.1), on every node.
-    /// As for assertions, `expiresAt` comes from the signed proof (its `iat`).
     func useProof(jkt: String, jti: String, expiresAt: Int64, now: Int64) throws -> Bool
 
     func insertSigningKey(_ key: SigningKeyRecord) throws

@@ -324,13 +324,5 @@ enum PostgresSchema {
         """
         ALTER TABLE upstream_clients DROP CONSTRAINT upstream_clients_pkey, ADD PRIMARY KEY (organization_id, sys_id);
         """,
-        // 12: single-use records keyed by their expiry first (see the SQLite schema): a replay is the same signed JWT
-        // and meets its row; the primary key serves the purge, and the separate expiry indexes go.
-        """
-        ALTER TABLE dpop_proofs DROP CONSTRAINT dpop_proofs_pkey, ADD PRIMARY KEY (expires_at, jkt, jti);
-        DROP INDEX IF EXISTS dpop_proofs_by_expiry;
-        ALTER TABLE client_assertions DROP CONSTRAINT client_assertions_pkey, ADD PRIMARY KEY (expires_at, client_id, jti);
-        DROP INDEX IF EXISTS client_assertions_by_expiry;
-        """,
     ]
 }

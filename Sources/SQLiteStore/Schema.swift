@@ -407,30 +407,5 @@ enum Schema {
         DROP TABLE upstream_clients;
         ALTER TABLE upstream_clients_by_organization RENAME TO upstream_clients;
         """,
-        // Single-use records (DPoP proofs' and client assertions' jti, RFC 9449 §11.1, RFC 7523 §3) keyed by their
-        // expiry first. A replay is the same signed JWT, so it has the same expiry (computed from its iat or exp)
-        // and still meets its row; a proof that differs in anything but jti needs the key's holder. New rows land
-        // at the B-tree's right edge and a purge cuts its left edge: one B-tree a record instead of three (a rowid
-        // table, the (key, jti) index at a random place, the expiry index).
-        """
-        CREATE TABLE dpop_proofs_next (
-            expires_at INTEGER NOT NULL,
-            jkt TEXT NOT NULL,
-            jti TEXT NOT NULL,
-            PRIMARY KEY (expires_at, jkt, jti)
-        ) STRICT, WITHOUT ROWID;
-        INSERT INTO dpop_proofs_next(expires_at, jkt, jti) SELECT expires_at, jkt, jti FROM dpop_proofs;
-        DROP TABLE dpop_proofs;
-        ALTER TABLE dpop_proofs_next RENAME TO dpop_proofs;
-        CREATE TABLE client_assertions_next (
-            expires_at INTEGER NOT NULL,
-            client_id TEXT NOT NULL,
-            jti TEXT NOT NULL,
-            PRIMARY KEY (expires_at, client_id, jti)
-        ) STRICT, WITHOUT ROWID;
-        INSERT INTO client_assertions_next(expires_at, client_id, jti) SELECT expires_at, client_id, jti FROM client_assertions;
-        DROP TABLE client_assertions;
-        ALTER TABLE client_assertions_next RENAME TO client_assertions;
-        """,
     ]
 }

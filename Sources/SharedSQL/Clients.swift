@@ -145,16 +145,19 @@ extension SQLStatementRunner {
 
     public func useAssertion(clientID: String, jti: String, expiresAt: Int64, now: Int64) throws -> Bool {
         if Self.purgesExpired(at: now) { try blindUpdate("DELETE FROM client_assertions WHERE expires_at < ?", [.int(now)]) }
-        // Keyed by (expiry, client, jti): a replayed assertion carries the same exp, so the same expiry.
-        return try update("INSERT INTO client_assertions(expires_at, client_id, jti) VALUES(?, ?, ?) ON CONFLICT DO NOTHING",
-                          [.int(expiresAt), .text(clientID), .text(jti)]) == 1
+        // A record still there past its expiry (not purged yet) counts as gone: taken over, as a new one would be.
+        return try update("""
+            INSERT INTO client_assertions(client_id, jti, expires_at) VALUES(?, ?, ?)
+            ON CONFLICT(client_id, jti) DO UPDATE SET expires_at = excluded.expires_at WHERE client_assertions.expires_at < ?
+            """, [.text(clientID), .text(jti), .int(expiresAt), .int(now)]) == 1
     }
 
     public func useProof(jkt: String, jti: String, expiresAt: Int64, now: Int64) throws -> Bool {
         if Self.purgesExpired(at: now) { try blindUpdate("DELETE FROM dpop_proofs WHERE expires_at < ?", [.int(now)]) }
-        // Keyed by (expiry, key, jti): a replayed proof carries the same iat, so the same expiry.
-        return try update("INSERT INTO dpop_proofs(expires_at, jkt, jti) VALUES(?, ?, ?) ON CONFLICT DO NOTHING",
-                          [.int(expiresAt), .text(jkt), .text(jti)]) == 1
+        return try update("""
+            INSERT INTO dpop_proofs(jkt, jti, expires_at) VALUES(?, ?, ?)
+            ON CONFLICT(jkt, jti) DO UPDATE SET expires_at = excluded.expires_at WHERE dpop_proofs.expires_at < ?
+            """, [.text(jkt), .text(jti), .int(expiresAt), .int(now)]) == 1
     }
 
     public func insertSecret(_ s: ClientSecret) throws {

@@ -55,6 +55,9 @@ import Testing
         let jwt = try assertion()
         #expect(try authenticate(jwt, clientID: clientID).clientID == clientID)
         #expect(refused(jwt), "RFC 7523 §3: the jti is single use")
+        let now = h.clock.now / 1000
+        #expect(try authenticate(try assertion(["jti": "reused", "exp": .int(now + 60)])).clientID == clientID)
+        #expect(refused(try assertion(["jti": "reused", "exp": .int(now + 61)])), "the jti, not the JWT: re-signed with another exp, refused")
         #expect(try authenticate(try assertion(["aud": .string(StoreFixture.issuer)])).clientID == clientID, "the issuer as audience")
         #expect(try authenticate(try assertion(["aud": [.string("https://other.example"), .string(Self.tokenEndpoint)]])).clientID == clientID)
         #expect(try authenticate(try assertion(kid: nil)).clientID == clientID, "without kid every registered key is tried")
@@ -161,6 +164,8 @@ import Testing
             ("exp more than five minutes ahead", ["exp": .int(now + 400)]),
             ("no exp", ["exp": nil]),
             ("no jti", ["jti": nil]),
+            ("a NUL in jti", ["jti": "a\u{0}b"]),  // a 500 on PostgreSQL before (text holds no NUL)
+            ("a control character in jti", ["jti": "a\u{7f}b"]),
             ("iss not the client", ["iss": "someone"]),
             ("sub not the client", ["sub": "someone"]),
             ("not yet valid", ["nbf": .int(now + 120)]),

@@ -52,6 +52,10 @@ final class SeenProofs {
             ("another key in the header", try Self.proof(key, jwk: try JWK.publicJWK(other, kid: "o"))),
             ("a private key in the header", try Self.proof(key, jwk: withPrivate)),
             ("no jti", try Self.proof(key, claims: ["jti": nil])),
+            // A NUL in jti was a 500 on PostgreSQL (text holds none): refused before the store, as any control character.
+            ("a NUL in jti", try Self.proof(key, claims: ["jti": "a\u{0}b"])),
+            ("a newline in jti", try Self.proof(key, claims: ["jti": "a\nb"])),
+            ("an empty jti", try Self.proof(key, claims: ["jti": ""])),
             ("another method", try Self.proof(key, claims: ["htm": "GET"])),
             ("another URL", try Self.proof(key, claims: ["htu": "https://auth.example.test/oauth2/introspect"])),
             ("iat too old", try Self.proof(key, claims: ["iat": .int(Self.now / 1000 - 61)])),
@@ -97,5 +101,7 @@ final class SeenProofs {
         #expect(try !other.write { try other.useProof(jkt: "k", jti: "j", expiresAt: 2_000, now: 1_500) }, "the other node sees it")
         #expect(try other.write { try other.useProof(jkt: "k2", jti: "j", expiresAt: 2_000, now: 1_500) }, "per key")
         #expect(try h.store.write { try h.store.useProof(jkt: "k", jti: "j", expiresAt: 4_000, now: 3_000) }, "expired, forgotten")
+        // Single use is the jti's, not the JWT's: the key's holder re-signing it with another iat (another expiry) is refused too.
+        #expect(try !other.write { try other.useProof(jkt: "k", jti: "j", expiresAt: 4_500, now: 3_000) }, "the same jti, another expiry")
     }
 }

@@ -86,41 +86,6 @@ import Testing
         #expect(try h.store.read { try h.store.upstream(organizationID: a.organizationID, sysID: a.sysID) } == a)
     }
 
-    /// SQLite migration 16, PostgreSQL 12: single-use records (DPoP proofs, client assertions) keyed by their
-    /// expiry first. The records of a database from before it still refuse their replays afterwards, new ones
-    /// are taken once, and a purge still drops what expired.
-    @Test func theMigrationKeysSingleUseRecordsByExpiryAndKeepsThem() throws {
-        let h = try StoreFixture()
-        let rerun = try rewindMigrations(h.store, sqlite: 16, postgres: 12)
-        // The two tables as the migrations before it left them, with a live record each.
-        let integer = h.store is SQLiteStore ? "INTEGER" : "BIGINT", strict = h.store is SQLiteStore ? " STRICT" : ""
-        try h.store.write {
-            for (table, owner) in [("dpop_proofs", "jkt"), ("client_assertions", "client_id")] {
-                let sql = ["DROP TABLE \(table)",
-                           "CREATE TABLE \(table) (\(owner) TEXT NOT NULL, jti TEXT NOT NULL, expires_at \(integer) NOT NULL, PRIMARY KEY (\(owner), jti))\(strict)",
-                           "CREATE INDEX \(table)_by_expiry ON \(table)(expires_at)",
-                           "INSERT INTO \(table)(\(owner), jti, expires_at) VALUES('k', 'old', 5000)"]
-                for statement in sql { _ = try (h.store as? SQLiteStore)?.update(statement, []) ?? (h.store as? PostgresStore)?.update(statement, []) }
-            }
-        }
-        #expect(try (h.store as? SQLiteStore)?.migrate() ?? (h.store as? PostgresStore)?.migrate() == rerun)
-        let now: Int64 = 1_001  // not a purging millisecond (purgesExpired)
-        #expect(try !h.store.write { try h.store.useProof(jkt: "k", jti: "old", expiresAt: 5000, now: now) }, "a proof taken before, still refused")
-        #expect(try !h.store.write { try h.store.useAssertion(clientID: "k", jti: "old", expiresAt: 5000, now: now) }, "an assertion likewise")
-        #expect(try h.store.write { try h.store.useProof(jkt: "k", jti: "new", expiresAt: 5000, now: now) })
-        #expect(try !h.store.write { try h.store.useProof(jkt: "k", jti: "new", expiresAt: 5000, now: now) }, "a replay meets its row")
-        #expect(try h.store.write { try h.store.useProof(jkt: "other", jti: "new", expiresAt: 5000, now: now) }, "per key")
-        #expect(try h.store.write { try h.store.useAssertion(clientID: "other", jti: "old", expiresAt: 5000, now: now) }, "per client")
-        // A purging millisecond past their expiry empties both tables of them.
-        #expect(try h.store.write { try h.store.useProof(jkt: "k", jti: "later", expiresAt: 9000, now: 6000) })
-        #expect(try h.store.write { try h.store.useAssertion(clientID: "k", jti: "later", expiresAt: 9000, now: 6000) })
-        let left = try ["dpop_proofs", "client_assertions"].map { table in
-            try h.store.read { try (h.store as? SQLiteStore)?.query("SELECT count(*) FROM \(table)", []).first?.int(0)
-                ?? (h.store as? PostgresStore)?.query("SELECT count(*) FROM \(table)", []).first?.int(0) }
-        }
-        #expect(left == [1, 1])
-    }
-
     @Test func clientsRoundTripWithNonASCIIAndInjectionText() throws {
         let h = try StoreFixture()
         let client = Client(clientID: "client-ü-1", organizationID: h.primary.organizationID, name: "Zürich 🚀 '); DROP TABLE clients;--",
