@@ -9,10 +9,15 @@ public enum StoreError: Error, Equatable, CustomStringConvertible {
     /// the cause (libpq's first line, never a password) is for the logs and
     /// the CLI.
     case unavailable(String)
+    /// A text value holds a NUL character: PostgreSQL's text cannot, so
+    /// neither store writes one (a read with one matches no row, on both).
+    /// The caller sent it: answered 400.
+    case invalidText
 
     public var description: String {
         switch self {
         case .busy: return "the database is busy"
+        case .invalidText: return "a text value holds a NUL character"
         case let .conflict(what): return "a write conflicts with existing data (\(what))"
         case let .unavailable(cause): return "the database cannot be reached: \(cause)"
         }
@@ -22,7 +27,7 @@ public enum StoreError: Error, Equatable, CustomStringConvertible {
     public var isTransient: Bool {
         switch self {
         case .busy, .unavailable: return true
-        case .conflict: return false
+        case .conflict, .invalidText: return false
         }
     }
 }

@@ -13,6 +13,12 @@ public enum PGValue: Sendable, Equatable {
     public init(_ v: Int) { self = .int(Int64(v)) }
     public init(_ v: Bool) { self = .bool(v) }
 
+    /// Text with a NUL character, which PostgreSQL's text type cannot hold.
+    public var holdsNUL: Bool {
+        if case let .text(s) = self { return s.utf8.contains(0) }
+        return false
+    }
+
     /// The PostgreSQL type a parameter is sent as (0: the server decides).
     var typeOID: UInt32 {
         switch self {
@@ -76,4 +82,8 @@ public struct PGResult: Sendable {
     public let affected: Int
     /// The command tag (`COMMIT`, or `ROLLBACK` when a COMMIT failed).
     public let command: String
+
+    public init(rows: [PGRow], affected: Int, command: String) {
+        (self.rows, self.affected, self.command) = (rows, affected, command)
+    }
 }

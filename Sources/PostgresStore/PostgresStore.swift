@@ -143,6 +143,15 @@ public final class PostgresStore: Store {
     }
     private var numberedCache: [String: String] = [:]
 
+    /// A statement given text with a NUL (which PostgreSQL's text cannot hold,
+    /// and SQLite's could): a read matches no row, as it does on SQLite where
+    /// nothing holding one is ever written; a write is refused, as on SQLite
+    /// (`StoreError.invalidText`, a 400). Nothing is sent.
+    func withoutNUL(_ sql: String) throws -> PGResult {
+        guard sql.drop(while: { $0 == " " || $0 == "\n" }).prefix(6).uppercased() == "SELECT" else { throw StoreError.invalidText }
+        return PGResult(rows: [], affected: 0, command: "SELECT")
+    }
+
     func rows(_ sql: String, _ values: [PGValue] = []) throws -> [PGRow] {
         try statement(sql, values).rows
     }
@@ -176,6 +185,7 @@ public final class PostgresStore: Store {
     }
 
     func statement(_ sql: String, _ values: [PGValue]) throws -> PGResult {
+        if values.contains(where: \.holdsNUL) { return try withoutNUL(sql) }
         let text = numberedText(sql)
         precondition(!committedEarly, "writeOne: a statement after the one that committed")
         do {
@@ -217,6 +227,7 @@ public final class PostgresStore: Store {
     func blindWrite(_ sql: String, _ values: [PGValue]) throws {
         guard writing else { try exec(sql, values); return }
         precondition(!committedEarly, "writeOne: a statement after the one that committed")
+        if values.contains(where: \.holdsNUL) { throw StoreError.invalidText }
         note(sql)
         pending.append((numberedText(sql), values))
     }

@@ -132,7 +132,13 @@ public final class Connection {
             case .null: rc = sqlite3_bind_null(h, index)
             case let .integer(v): rc = sqlite3_bind_int64(h, index, v)
             case let .real(v): rc = sqlite3_bind_double(h, index, v)
-            case let .text(s): rc = sqlite3_bind_text(h, index, s, -1, lk_sqlite_transient())
+            case let .text(s) where s.isEmpty: rc = sqlite3_bind_text(h, index, s, 0, lk_sqlite_transient())
+            case let .text(s):
+                // Its bytes and their count: a C string would end at a NUL, and "a\0b" would be bound (and compared) as "a".
+                var text = s
+                rc = text.withUTF8 { utf8 in
+                    utf8.withMemoryRebound(to: CChar.self) { sqlite3_bind_text(h, index, $0.baseAddress, Int32($0.count), lk_sqlite_transient()) }
+                }
             case let .blob(b):
                 rc = b.withUnsafeBytes { sqlite3_bind_blob(h, index, $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(b.count), lk_sqlite_transient()) }
             }

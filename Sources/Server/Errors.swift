@@ -76,6 +76,9 @@ public enum ErrorRendering {
             return problemResponse(e, request: request)
         case let (e as RegistryError, _):
             return render(problem(e), surface: surface, request: request)
+        case (StoreError.invalidText, _):
+            return render(APIProblem(status: 400, code: "invalid_request", title: "Invalid request", detail: "A value holds a NUL character."),
+                          surface: surface, request: request)
         case let (StoreError.conflict(message), _):
             _ = message
             return render(APIProblem.conflict("conflict", "The write conflicts with existing data."), surface: surface, request: request)

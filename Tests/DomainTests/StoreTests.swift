@@ -86,6 +86,23 @@ import Testing
         #expect(try h.store.read { try h.store.upstream(organizationID: a.organizationID, sysID: a.sysID) } == a)
     }
 
+    /// PostgreSQL's text holds no NUL: on both stores a read with one matches
+    /// no row and a write with one is refused (`StoreError.invalidText`),
+    /// and nothing of the refused write is left.
+    @Test func textWithANULMatchesNothingAndIsNeverWritten() throws {
+        let h = try StoreFixture()
+        let nul = h.primary.clientID + "\u{0}"
+        #expect(try h.store.read { try h.store.client(nul) } == nil)
+        #expect(try h.store.read { try h.store.user(username: "alice\u{0}") } == nil)
+        var client = try #require(try h.store.read { try h.store.client(h.primary.clientID) })
+        let before = client
+        client.description = "with a \u{0} inside"
+        #expect(throws: StoreError.invalidText) { try h.store.write { try h.store.updateClient(client) } }
+        #expect(try h.store.read { try h.store.client(h.primary.clientID) } == before)
+        #expect(throws: StoreError.invalidText) { try h.store.write { try h.store.setMeta("k", "v\u{0}") } }
+        #expect(try h.store.meta("k") == nil)
+    }
+
     @Test func clientsRoundTripWithNonASCIIAndInjectionText() throws {
         let h = try StoreFixture()
         let client = Client(clientID: "client-ü-1", organizationID: h.primary.organizationID, name: "Zürich 🚀 '); DROP TABLE clients;--",

@@ -23,6 +23,21 @@ import Testing
         #expect(try c.integer("SELECT count(*) FROM t") == 1)
     }
 
+    /// Text is bound as its bytes and their count, never as a C string: a
+    /// value with a NUL is compared whole ("a\0b" is not "a"), and the empty
+    /// string stays text, not NULL.
+    @Test func textIsBoundWholeNULsIncluded() throws {
+        let path = temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let c = try Connection(path: path)
+        try c.execute("CREATE TABLE t (s TEXT)")
+        #expect(try c.run("INSERT INTO t VALUES (?)", ["a"]) == 1)
+        #expect(try c.query("SELECT s FROM t WHERE s = ?", ["a\u{0}b"]).isEmpty)
+        #expect(try c.query("SELECT length(CAST(? AS BLOB))", ["a\u{0}b"]).first?.int(0) == 3)
+        #expect(try c.query("SELECT ? IS NULL", [""]).first?.int(0) == 0)
+        #expect(try c.query("SELECT s FROM t WHERE s = ?", ["a"]).count == 1)
+    }
+
     @Test func aUniquenessViolationIsAConstraintError() throws {
         let path = temporaryPath()
         defer { try? FileManager.default.removeItem(atPath: path) }
