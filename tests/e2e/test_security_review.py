@@ -715,3 +715,28 @@ def test_xml_with_many_attributes_is_answered_not_stalled(stack):
                       headers={"Content-Type": "application/xml"}, timeout=10)
     assert r.status_code == 400, r.text[:200]
     assert requests.get(stack.url("/healthz"), timeout=5).status_code == 200
+
+
+# A NUL in an identifier: one answer on both stores, never a 5xx (session 12's review) ----------------------------
+
+def test_a_nul_in_an_identifier_is_a_4xx_on_every_store(stack):
+    org = Org(stack)
+    # SQLite once bound text as a C string: "id\0x" was the client "id", and with its secret got a token.
+    r = requests.post(stack.url("/oauth2/token"), data={"grant_type": "client_credentials"}, auth=(org.client_id + "\0x", org.secret))
+    assert r.status_code == 401, r.text
+    # PostgreSQL's text holds no NUL: these lookups were 500s there.
+    anonymous = [
+        requests.post(stack.url("/oauth2/token"), data={"grant_type": "refresh_token", "refresh_token": "lkr_x", "client_id": "a\0b"}),
+        requests.post(stack.url("/oauth2/par"), data={"client_id": "a\0b", "response_type": "code"}),
+        requests.post(stack.url("/oauth2/device_authorization"), data={"client_id": "a\0b"}),
+        requests.get(stack.url("/oauth2/authorize"), params={"client_id": "a\0b", "response_type": "code"}, allow_redirects=False),
+        requests.post(stack.url("/api/v1/session"), json={"username": "a\0b", "password": "x"}),
+    ]
+    for response in anonymous:
+        assert 400 <= response.status_code < 500, (response.request.method, response.request.url, response.status_code, response.text[:200])
+    r = requests.get(stack.url("/api/oauth/app/ids"), params={"ids": "a\0b"})
+    assert r.status_code == 200 and r.json() == {"apps": []}, r.text
+    # Written, it is refused the same way on both stores.
+    r = requests.post(stack.url("/api/v1/clients"), headers=org.bearer(), json={"client_name": "n", "description": "a\0b"})
+    assert r.status_code == 400, r.text
+    assert requests.get(stack.url("/healthz")).status_code == 200
