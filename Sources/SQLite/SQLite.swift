@@ -9,6 +9,14 @@ public enum SQLValue: Sendable, Equatable {
     case blob([UInt8])
 }
 
+extension SQLValue {
+    /// Text with a NUL character (which a store never writes: PostgreSQL's text cannot hold one).
+    public var holdsNUL: Bool {
+        if case let .text(s) = self { return s.utf8.contains(0) }
+        return false
+    }
+}
+
 extension SQLValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByNilLiteral {
     public init(stringLiteral value: String) { self = .text(value) }
     public init(integerLiteral value: Int64) { self = .integer(value) }

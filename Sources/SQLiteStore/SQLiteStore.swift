@@ -134,7 +134,7 @@ public final class SQLiteStore: Store {
     @discardableResult
     func exec(_ sql: String, _ values: [SQLValue] = []) throws -> Int {
         // Text with a NUL is never written, as PostgreSQL's text cannot hold one (StoreError.invalidText).
-        if values.contains(where: { if case let .text(s) = $0 { return s.utf8.contains(0) } else { return false } }) { throw StoreError.invalidText }
+        if values.contains(where: \.holdsNUL) { throw StoreError.invalidText }
         memo.invalidate()
         statementsRun += 1
         return try wrap { try db.run(sql, values) }
