@@ -324,5 +324,10 @@ enum PostgresSchema {
         """
         ALTER TABLE upstream_clients DROP CONSTRAINT upstream_clients_pkey, ADD PRIMARY KEY (organization_id, sys_id);
         """,
+        // 12: the one list ordered by caller-chosen text (upstream records by name, SPEC 6.5) orders by bytes, as on
+        // SQLite, whatever collation the operator's database was created with (en_US.UTF-8 would put "b" before "C").
+        """
+        ALTER TABLE upstream_clients ALTER COLUMN name TYPE TEXT COLLATE "C";
+        """,
     ]
 }

@@ -103,6 +103,30 @@ import Testing
         #expect(try h.store.meta("k") == nil)
     }
 
+    /// Upstream records list by name in byte order on both stores (PostgreSQL migration 12: the column's
+    /// collation is "C", so a database created with another locale orders the same as SQLite).
+    @Test func upstreamRecordsListByNameInByteOrder() throws {
+        let h = try StoreFixture()
+        let names = ["b", "C", "a", "_z", "Ä", "B"]
+        try h.store.write {
+            for (i, name) in names.enumerated() {
+                try h.store.insertUpstream(UpstreamClient(sysID: String(repeating: String(i), count: 32), organizationID: h.primary.organizationID, name: name,
+                                                          provider: .azureAD, tenantID: "common", clientID: "c\(i)", secret: [1], secretEncrypted: false,
+                                                          description: nil, clusterRedirectURLs: [], opswiseGroups: [], scopes: [], version: 1,
+                                                          createdAt: 1, updatedAt: 1))
+            }
+        }
+        let listed = try h.store.read { try h.store.upstreams(organizationID: h.primary.organizationID).map(\.name) }
+        #expect(listed == names.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) })
+        if let p = h.store as? PostgresStore {
+            let collation = try p.read {
+                try p.query("SELECT collation_name FROM information_schema.columns WHERE table_name = 'upstream_clients' AND column_name = 'name'", [])
+                    .first?.optionalString(0)
+            }
+            #expect(collation == "C")
+        }
+    }
+
     @Test func clientsRoundTripWithNonASCIIAndInjectionText() throws {
         let h = try StoreFixture()
         let client = Client(clientID: "client-ü-1", organizationID: h.primary.organizationID, name: "Zürich 🚀 '); DROP TABLE clients;--",
