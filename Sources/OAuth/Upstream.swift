@@ -98,7 +98,11 @@ public struct UpstreamRegistry {
 
     func validate(_ r: UpstreamClient) throws {
         func bad(_ f: String, _ m: String) -> UpstreamError { .invalid(field: f, message: m) }
-        if r.name.trimmingCharacters().isEmpty || r.name.count > 100 { throw bad("name", "must be 1..100 characters") }
+        // Bytes bounded too: one character may carry any number of combining marks, and PostgreSQL's index on
+        // (organization, name) holds about 2,700 bytes at most (a longer name was a 500 there).
+        if r.name.trimmingCharacters().isEmpty || r.name.count > 100 || r.name.utf8.count > 400 {
+            throw bad("name", "must be 1..100 characters (at most 400 bytes)")
+        }
         if r.name.unicodeScalars.contains(where: { $0.value < 0x20 }) { throw bad("name", "must be printable") }
         if r.clientID.isEmpty || r.clientID.utf8.count > 255 { throw bad("clientId", "must be 1..255 characters") }
         if r.scopes.isEmpty { throw bad("scopes", "must name at least one scope") }

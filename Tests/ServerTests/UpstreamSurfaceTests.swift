@@ -54,6 +54,23 @@ import Testing
         #expect(send(h, "GET").status == 400)
     }
 
+    /// A name is counted in characters and bounded in bytes: one character can carry thousands of combining
+    /// marks, and PostgreSQL's index on (organization, name) holds about 2,700 bytes once compressed (an
+    /// incompressible one was a 500 there and a 200 on SQLite); 100 characters of four bytes each still fit.
+    @Test func aNameOfOneCharacterButManyBytesIsRefusedOnEveryStore() throws {
+        let h = try Harness()
+        func create(_ name: String, sysID: String) -> Response {
+            send(h, "POST", body: #"{"name": "\#(name)", "provider": "Google", "clientId": "g", "clientSecret": "s", "scopes": ["openid"], "sysId": "\#(sysID)"}"#)
+        }
+        // Marks in a varying order, so that PostgreSQL cannot compress the index entry below its limit.
+        var generator = SystemRandomNumberGenerator()
+        let marks = (0..<3000).map { _ in Character(Unicode.Scalar(0x300 + UInt32.random(in: 0..<0x70, using: &generator))!) }
+        let heavy = create("e" + String(marks), sysID: String(repeating: "a", count: 32))
+        #expect(heavy.status == 400, "\(heavy.status) \(heavy.bodyText)")
+        let wide = create(String(repeating: "😀", count: 100), sysID: String(repeating: "b", count: 32))
+        #expect(wide.status == 200, "\(wide.status) \(wide.bodyText)")
+    }
+
     @Test func xmlInAndOut() throws {
         let h = try Harness()
         let xml = """
