@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A value bound to, or read from, a PostgreSQL statement. Parameters and
 /// results travel in the binary format: integers as 8 bytes in network
 /// order, text as its UTF-8 bytes, bytea as is.
@@ -15,8 +19,10 @@ public enum PGValue: Sendable, Equatable {
 
     /// Text with a NUL character, which PostgreSQL's text type cannot hold.
     public var holdsNUL: Bool {
-        if case let .text(s) = self { return s.utf8.contains(0) }
-        return false
+        guard case let .text(s) = self else { return false }
+        // memchr over a native string's bytes; a byte loop for a bridged one.
+        return s.utf8.withContiguousStorageIfAvailable { bytes in bytes.baseAddress.map { memchr($0, 0, bytes.count) != nil } ?? false }
+            ?? s.utf8.contains(0)
     }
 
     /// The PostgreSQL type a parameter is sent as (0: the server decides).

@@ -1,4 +1,7 @@
 internal import CSQLite
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A value bound to or read from a statement.
 public enum SQLValue: Sendable, Equatable {
@@ -12,8 +15,10 @@ public enum SQLValue: Sendable, Equatable {
 extension SQLValue {
     /// Text with a NUL character (which a store never writes: PostgreSQL's text cannot hold one).
     public var holdsNUL: Bool {
-        if case let .text(s) = self { return s.utf8.contains(0) }
-        return false
+        guard case let .text(s) = self else { return false }
+        // memchr over a native string's bytes; a byte loop for a bridged one.
+        return s.utf8.withContiguousStorageIfAvailable { bytes in bytes.baseAddress.map { memchr($0, 0, bytes.count) != nil } ?? false }
+            ?? s.utf8.contains(0)
     }
 }
 
