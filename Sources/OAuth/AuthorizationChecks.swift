@@ -48,7 +48,7 @@ public enum AuthorizationCheck: Error, Equatable, Sendable {
     case pkceRequired
     /// A nonce longer than 255 bytes.
     case nonceTooLong
-    /// A nonce with bytes outside printable ASCII (where the surface asks for it).
+    /// A nonce with a NUL, or (where the surface asks for it) bytes outside printable ASCII.
     case nonceNotPrintable
     /// Unknown prompt values, or `none` with another (OIDC Core §3.1.2.1).
     case promptInvalid
@@ -303,6 +303,8 @@ public enum AuthorizationChecks {
         guard let nonce else { return nil }
         if nonce.utf8.count > 255 { throw .nonceTooLong }
         if printable && !nonce.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) { throw .nonceNotPrintable }
+        // A NUL never (no store keeps one): it was refused only when the code was stored, a 400 instead of the redirect.
+        if nonce.utf8.contains(0) { throw .nonceNotPrintable }
         return nonce
     }
 

@@ -62,6 +62,7 @@ import Testing
         #expect(try AuthorizationChecks.nonce(String(repeating: "n", count: 255)) != nil)
         #expect(try AuthorizationChecks.nonce("tab\there") == "tab\there", "printable only where the surface asks")
         #expect(throws: AuthorizationCheck.nonceNotPrintable) { try AuthorizationChecks.nonce("tab\there", printable: true) }
+        #expect(throws: AuthorizationCheck.nonceNotPrintable, "a NUL on every surface") { try AuthorizationChecks.nonce("a\u{0}b") }
     }
 
     @Test func privilegedScopesAreNeverRequestedOfAUser() {

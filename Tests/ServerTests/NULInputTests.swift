@@ -54,6 +54,12 @@ import Testing
         #expect(suffixed.status == 401, "\(suffixed.bodyText)")
         let login = h.call("POST", "/api/v1/session", headers: [("Content-Type", "application/json")], body: json(#"{"username":"alice\u0000x","password":"x"}"#))
         #expect(login.status == 401, "\(login.bodyText)")
+        // A NUL in the nonce (stored with the code) is refused by the checks, as an error redirect to the client.
+        let pkce = PKCE()
+        let nonce = h.call("GET", "/oauth2/authorize", query: "response_type=code&client_id=\(app)&redirect_uri=\(FormEncoding.encode(Harness.redirect))"
+                            + "&scope=openid&state=s&code_challenge=\(pkce.challenge)&code_challenge_method=S256&nonce=\(Self.encoded)")
+        let location = nonce.headers[.location] ?? ""
+        #expect(nonce.status.code == 303 && location.hasPrefix(Harness.redirect) && location.contains("error=invalid_request"), "\(nonce.status) \(location)")
         // Written, a NUL is refused the same on both stores (SQLite could store one, PostgreSQL cannot).
         let described = h.json("POST", "/api/v1/clients", token: token, body: ["client_name": "n", "description": .string(Self.nul)])
         #expect(described.status == 400, "\(described.bodyText)")
