@@ -120,7 +120,7 @@ import Testing
         #expect(listed == names.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) })
         if let p = h.store as? PostgresStore {
             let collation = try p.read {
-                try p.query("SELECT collation_name FROM information_schema.columns WHERE table_name = 'upstream_clients' AND column_name = 'name'", [])
+                try p.query("SELECT collation_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'upstream_clients' AND column_name = 'name'", [])
                     .first?.optionalString(0)
             }
             #expect(collation == "C")
