@@ -162,7 +162,7 @@ public struct AuthorizationService {
         let uri = AuthorizationService.requestURIPrefix + env.randomToken(bytes: 32)
         let now = env.now()
         try store.write {
-            if let proof, !(try store.useProof(jkt: proof.jkt, jti: proof.jti, expiresAt: proof.expiresAt, now: proof.verifiedAt)) {
+            if let proof, !(try store.useProof(proof)) {
                 throw OAuthError.proofReplayed
             }
             try store.insertPushedRequest(uriHash: AuthorizationService.hash(uri), clientID: client.clientID, request: request,

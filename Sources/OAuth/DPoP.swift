@@ -30,18 +30,20 @@ public enum DPoP {
         public let reason: String
         /// The proof lacked the server's current nonce (§8, §9): the answer is `use_dpop_nonce` with a fresh one.
         public var wantsNonce = false
+
+        public init(reason: String, wantsNonce: Bool = false) { (self.reason, self.wantsNonce) = (reason, wantsNonce) }
     }
 
     /// RFC 9449 §4.3's checks of the proof in a `DPoP` header for a request
     /// to `method` `url` (and `accessToken`, whose hash `ath` must carry,
-    /// at a resource); returns the thumbprint of the proof's key.
-    /// The proof's `jti` is then `used`: `used(jkt, jti, expiresAt)` records
-    /// it and answers whether it was new (a replay is refused, §11.1).
+    /// at a resource); returns the proof verified: its key's thumbprint and
+    /// what the replay check (§11.1) records, which the caller does in the
+    /// transaction that uses the proof (`CredentialStorage.useProof`).
     /// With `nonces` (server nonces configured, §8 and §9), the proof must
     /// carry a current one; checked after its signature and before its jti is
     /// recorded, so a proof refused for its nonce can be remade and sent again.
     public static func verify(_ proof: String, method: String, url: String, accessToken: String? = nil, now: Int64,
-                              nonces: DPoPNonces? = nil, used: (String, String, Int64) throws -> Bool) throws -> String {
+                              nonces: DPoPNonces? = nil) throws -> DPoPProof {
         guard let parsed = JWS.parse(proof, maxLength: 8192), parsed.typ == "dpop+jwt" else { throw Refusal(reason: "not a dpop+jwt JWS") }
         guard let algorithm = parsed.algorithm.flatMap(SignatureAlgorithm.init(rawValue:)), algorithms.contains(algorithm) else {
             throw Refusal(reason: "unsupported alg")
@@ -67,8 +69,7 @@ public enum DPoP {
             }
         }
         // Kept past the window by its length again, so a node whose clock lags cannot take it a second time.
-        guard try used(jkt, jti, (iat + 2 * windowSeconds) * 1000) else { throw Refusal(reason: "proof replayed") }
-        return jkt
+        return DPoPProof(jkt: jkt, jti: jti, expiresAt: (iat + 2 * windowSeconds) * 1000, verifiedAt: now)
     }
 
     /// With server nonces configured, whether a proof's `nonce` claim is a

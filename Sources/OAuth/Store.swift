@@ -101,6 +101,13 @@ public protocol CredentialStorage: Transactional {
 }
 
 /// Local users and their browser sessions (SPEC 5.1).
+extension CredentialStorage {
+    /// `useProof` for a verified proof (`DPoP.verify`).
+    public func useProof(_ proof: DPoPProof) throws -> Bool {
+        try useProof(jkt: proof.jkt, jti: proof.jti, expiresAt: proof.expiresAt, now: proof.verifiedAt)
+    }
+}
+
 public protocol UserStorage: Transactional {
     func insertUser(_ user: User) throws
     func user(username: String) throws -> User?

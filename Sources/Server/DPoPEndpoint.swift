@@ -11,7 +11,7 @@ enum DPoPEndpoint {
     static func proofKey(_ request: Request, _ ctx: RequestContext, accessToken: String?) throws -> String? {
         guard let proof = try verifiedProof(request, ctx, accessToken: accessToken) else { return nil }
         // The jti is written in a transaction of its own: callers check proofs outside any read.
-        guard try ctx.store.writeOne({ try ctx.store.useProof(jkt: proof.jkt, jti: proof.jti, expiresAt: proof.expiresAt, now: proof.verifiedAt) }) else {
+        guard try ctx.store.writeOne({ try ctx.store.useProof(proof) }) else {
             throw refusal("The DPoP proof is invalid: proof replayed.", resource: accessToken != nil)
         }
         return proof.jkt
@@ -26,13 +26,8 @@ enum DPoPEndpoint {
         guard proofs.count == 1 else { throw refusal("Send one DPoP proof.", resource: accessToken != nil) }
         let now = ctx.env.now()
         do {
-            var verified: DPoPProof?
-            _ = try DPoP.verify(proofs[0], method: request.method.rawValue, url: ctx.env.issuer + request.path, accessToken: accessToken,
-                                now: now, nonces: ctx.dpopNonces) { jkt, jti, expiresAt in
-                verified = DPoPProof(jkt: jkt, jti: jti, expiresAt: expiresAt, verifiedAt: now)
-                return true
-            }
-            return verified
+            return try DPoP.verify(proofs[0], method: request.method.rawValue, url: ctx.env.issuer + request.path, accessToken: accessToken,
+                                   now: now, nonces: ctx.dpopNonces)
         } catch let refused as DPoP.Refusal {
             if refused.wantsNonce, let nonces = ctx.dpopNonces { throw nonceRefusal(nonces, now: now, resource: accessToken != nil) }
             throw refusal("The DPoP proof is invalid: \(refused.reason).", resource: accessToken != nil)

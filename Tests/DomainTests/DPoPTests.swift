@@ -31,7 +31,9 @@ final class SeenProofs {
 
     func verify(_ proof: String, method: String = "POST", url: String = DPoPTests.url, token: String? = nil,
                 seen: SeenProofs = SeenProofs()) throws -> String {
-        try DPoP.verify(proof, method: method, url: url, accessToken: token, now: Self.now, used: seen.use)
+        let verified = try DPoP.verify(proof, method: method, url: url, accessToken: token, now: Self.now)
+        guard seen.use(verified.jkt, verified.jti, verified.expiresAt) else { throw DPoP.Refusal(reason: "proof replayed") }
+        return verified.jkt
     }
 
     @Test(arguments: [SignatureAlgorithm.es256, .rs256, .edDSA])

@@ -50,8 +50,8 @@ extension TokenService {
     /// spent: false when the proof was used before (the grant then answers
     /// `OAuthError.proofReplayed` and changes nothing).
     func useProof(_ request: TokenRequest) throws -> Bool {
-        guard let p = request.proof else { return true }
-        return try store.useProof(jkt: p.jkt, jti: p.jti, expiresAt: p.expiresAt, now: p.verifiedAt)
+        guard let proof = request.proof else { return true }
+        return try store.useProof(proof)
     }
 
     /// Stores a new refresh token of the family (inside the grant's transaction).
