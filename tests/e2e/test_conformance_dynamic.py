@@ -13,10 +13,11 @@ modules use requests and joserfc as the rest of this suite does.
 
 Where this differs from the hosted suite:
 - The plan fixes client_auth_type=private_key_jwt for every flow module; Latchkey
-  offers client_secret_basic/post only (private_key_jwt is SPEC 10.2). The modules
-  whose point is the client assertion (registration-jwks-uri,
-  refresh-token-rp-key-rotation, ensure-client-assertion-with-iss-aud-succeeds) use it
-  and are strict xfails; the others register client_secret_basic, as the plan's own
+  takes private_key_jwt with keys registered inline (`jwks`, SPEC 10.2), not from a
+  `jwks_uri`. The modules whose point is the client assertion use it:
+  ensure-client-assertion-with-iss-aud-succeeds passes with inline keys, while
+  registration-jwks-uri and refresh-token-rp-key-rotation need a fetched `jwks_uri` and
+  are strict xfails; the others register client_secret_basic, as the plan's own
   comment allows ("most tests it doesn't matter what client auth is used").
 - The suite requires https for the discovery URL, every endpoint and the
   registration_client_uri; this stack is http on loopback, so those URLs are checked to

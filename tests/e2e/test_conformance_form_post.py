@@ -737,8 +737,8 @@ def request_object_answer(stack, client, answer, state, nonce, unsupported_error
 
 
 FORM_POST_ERROR_IN_QUERY = (
-    "Latchkey does not fetch request_uri documents (no request objects, no PAR yet), so it cannot know the "
-    "response_mode the referenced object names and answers request_uri_not_supported in the default mode: a 303 with "
+    "Latchkey does not fetch request_uri documents (no request objects; a request_uri is only one PAR issued), so it "
+    "cannot know the response_mode the referenced object names and answers request_uri_not_supported in the default mode: a 303 with "
     "the error in the redirect URI's query. The suite's form_post callback checks (CheckCallbackHttpMethodIsPost, "
     "RejectErrorInUrlQuery) FAIL the module before the error would make it skip. (A request object by value is read, "
     "unverified, for its response_mode and state, and refused in that mode: its module skips.)")
