@@ -8,7 +8,8 @@ public enum AuthorizeDecision: Equatable, Sendable {
     case errorPage(String)
     /// Back to the client, in the request's response mode.
     case respond(AuthorizationResponse)
-    case login(requestID: String)
+    /// The sign-in page, with the request's usable `login_hint` to prefill.
+    case login(requestID: String, loginHint: String?)
     case consent(requestID: String)
 }
 
@@ -228,7 +229,7 @@ public struct AuthorizationService {
             if request.prompt.contains("none") {
                 return try answerWithError(stored, "login_required", "The user is not signed in.")
             }
-            return .login(requestID: requestID)
+            return .login(requestID: requestID, loginHint: request.loginHint)
         }
         let user = session!.user
         // A device's request is always answered on the consent screen (RFC 8628 §5.4: the user sees which app a code is for).

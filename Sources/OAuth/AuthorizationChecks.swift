@@ -141,6 +141,7 @@ public enum AuthorizationChecks {
         request.backchannel = client.backchannelLogoutURI != nil
         request.dpopJKT = draft.dpopJKT
         request.hintedSubject = parameters.hintedSubject
+        request.loginHint = AuthorizationRequest.usableLoginHint(parameters.loginHint)
         return (client, request)
     }
 

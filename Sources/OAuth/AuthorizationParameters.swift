@@ -18,6 +18,8 @@ public struct AuthorizationParameters: Sendable, Equatable {
     public var dpopJKT: String?
     /// OIDC Core §3.1.2.1: an ID token naming the user the client expects.
     public var idTokenHint: String?
+    /// OIDC Core §3.1.2.1: who the client thinks will sign in (an email address or a username).
+    public var loginHint: String?
     /// The subject of `idTokenHint` once the endpoint verified it as one of
     /// this server's ID tokens; "" when it could not (no user is that). Never
     /// read from the request itself.
@@ -56,5 +58,6 @@ public struct AuthorizationParameters: Sendable, Equatable {
         claims = values["claims"]
         dpopJKT = values["dpop_jkt"]
         idTokenHint = values["id_token_hint"]
+        loginHint = values["login_hint"]
     }
 }

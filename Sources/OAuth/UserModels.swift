@@ -52,6 +52,8 @@ public struct AuthorizationRequest: Sendable, Equatable {
     /// The user an `id_token_hint` named ("" for a hint that did not verify): another user's session
     /// answers only after signing in anew (OIDC Core §3.1.2.2).
     public var hintedSubject: String?
+    /// `login_hint` (OIDC Core §3.1.2.1), kept only when it is fit to prefill the sign-in page's username.
+    public var loginHint: String?
 
     public init(clientID: String, redirectURI: String, redirectURISent: Bool, scope: [String], state: String?, nonce: String?,
                 codeChallenge: String?, prompt: [String], maxAge: Int?, browserHash: String? = nil, responseMode: ResponseMode = .query,
@@ -77,6 +79,7 @@ public struct AuthorizationRequest: Sendable, Equatable {
             "prompt": JSON(prompt), "max_age": maxAge.map { JSON($0) } ?? .null, "browser": JSON(browserHash),
             "response_mode": .string(responseMode.rawValue), "claims": claims?.json ?? .null, "backchannel": .bool(backchannel),
             "device": JSON(deviceCodeHash), "dpop_jkt": JSON(dpopJKT), "hinted_subject": JSON(hintedSubject),
+            "login_hint": JSON(loginHint),
         ]
     }
 
@@ -93,6 +96,18 @@ public struct AuthorizationRequest: Sendable, Equatable {
         deviceCodeHash = json["device"]?.stringValue
         dpopJKT = json["dpop_jkt"]?.stringValue
         hintedSubject = json["hinted_subject"]?.stringValue
+        loginHint = json["login_hint"]?.stringValue
+    }
+
+    /// A `login_hint` the sign-in page may show as the username: at most 256
+    /// bytes of text without control, bidirectional-override or invisible
+    /// characters. Any other is dropped, not refused: a hint is optional to
+    /// honour (OIDC Core §3.1.2.1), and the user types the name instead.
+    public static func usableLoginHint(_ hint: String?) -> String? {
+        guard let hint, !hint.isEmpty, hint.utf8.count <= 256, ClientSpec.isDisplaySafe(hint), !hint.trimmingCharacters().isEmpty else {
+            return nil
+        }
+        return hint
     }
 }
 

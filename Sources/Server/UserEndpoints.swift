@@ -123,7 +123,9 @@ enum UserEndpoints {
         switch decision {
         case let .errorPage(message): return errorPage(message)
         case let .respond(response): return toClient(response, ctx)
-        case let .login(id): return .redirect("/login/?request=\(PercentEncoding.encode(id))", status: 303)
+        case let .login(id, hint):
+            let prefill = hint.map { "&login_hint=" + PercentEncoding.encode($0) } ?? ""
+            return .redirect("/login/?request=\(PercentEncoding.encode(id))\(prefill)", status: 303)
         case let .consent(id): return .redirect("/consent/?request=\(PercentEncoding.encode(id))", status: 303)
         }
     }

@@ -60,6 +60,17 @@ import Testing
         #expect(again.status == 400 && again.headers[.location] == nil)
     }
 
+    /// A pushed `login_hint` reaches the sign-in page as a sent one does (OIDC Core §3.1.2.1); one sent beside the
+    /// `request_uri` is ignored with every other parameter there (RFC 9126 §4).
+    @Test func rfc9126Section4APushedLoginHintPrefillsTheSignInPage() throws {
+        let h = try Harness()
+        let (client, secret) = try h.app(public: false)
+        let uri = try #require(push(h, client, secret, pushedParams(PKCE()) + [("login_hint", "alice")]).json?["request_uri"]?.stringValue)
+        let r = Browser(h).authorize([("client_id", client), ("request_uri", uri), ("login_hint", "mallory")])
+        let location = try #require(r.headers[.location])
+        #expect(location.hasPrefix("/login/") && queryItems(location)["login_hint"] == "alice")
+    }
+
     @Test func rfc9126Section4ARequestURIExpiresAndBelongsToItsClient() throws {
         let h = try Harness()
         _ = try h.user()

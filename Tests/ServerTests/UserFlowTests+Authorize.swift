@@ -21,6 +21,23 @@ extension UserFlowTests {
         #expect(wrongPath.status == 400)
     }
 
+    /// OIDC Core §3.1.2.1: a usable `login_hint` goes to the sign-in page to prefill the username; one unfit to show
+    /// (control, bidirectional-override or invisible characters, more than 256 bytes, blank) is dropped, the request kept.
+    @Test(arguments: [
+        ("alice", "alice"), ("buffy@example.com", "buffy@example.com"), ("Zoë Q", "Zoë Q"), (String(repeating: "a", count: 256), String(repeating: "a", count: 256)),
+        (String(repeating: "a", count: 257), nil), ("ali\u{202E}ce", nil), ("al\u{7}ice", nil), ("ali\u{200B}ce", nil), ("   ", nil),
+    ] as [(String, String?)])
+    func loginHintPrefillsTheSignInPage(_ hint: String, _ shown: String?) throws {
+        let h = try Harness()
+        let (client, _) = try h.app()
+        let r = Browser(h).authorize(authorizeParams(client, PKCE(), extra: [("login_hint", hint)]))
+        #expect(r.status == 303)
+        let location = try #require(r.headers[.location])
+        #expect(location.hasPrefix("/login/?request="))
+        #expect(queryItems(location)["login_hint"] == shown)
+        #expect(queryItems(location)["request"] != nil)
+    }
+
     @Test func unknownClientsGetAnErrorPage() throws {
         let h = try Harness()
         let r = Browser(h).authorize([("response_type", "code"), ("client_id", "nope"), ("redirect_uri", Harness.redirect), ("scope", "openid")])

@@ -147,6 +147,29 @@ def test_demo_app_shows_claims_and_account_page_revokes(stack, browser):
     assert browser.find_elements(By.CSS_SELECTOR, "button[aria-label='Revoke access for Latchkey demo app']") == []
 
 
+def test_login_hint_prefills_the_username_and_the_user_may_change_it(stack, browser):
+    """OIDC Core 3.1.2.1 login_hint: the sign-in page opens with the hinted username filled in and the password field
+    focused; the user signs in as whoever they type instead (a hint, not a binding). A hint with a control or
+    bidirectional-override character never reaches the page."""
+    redirect = f"http://127.0.0.1:{stack.port}/demo/landing"
+    client_id = make_app(stack, "Hinted app", redirect)
+    params = {"response_type": "code", "client_id": client_id, "redirect_uri": redirect, "scope": "openid",
+              "state": "hint-1", "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "code_challenge_method": "S256"}
+    browser.get(stack.url("/oauth2/authorize?" + urlencode({**params, "login_hint": "someone@example.com"})))
+    wait(browser, EC.presence_of_element_located((By.ID, "username")))
+    username = wait(browser, lambda d: d.find_element(By.ID, "username") if d.find_element(By.ID, "username").get_attribute("value") else False)
+    assert username.get_attribute("value") == "someone@example.com"
+    assert browser.switch_to.active_element.get_attribute("id") == "password"
+    username.clear()
+    sign_in(browser, stack)
+    wait(browser, EC.url_contains("/consent/"))
+    browser.delete_all_cookies()
+    browser.get(stack.url("/oauth2/authorize?" + urlencode({**params, "login_hint": "ali\u202ece"})))
+    wait(browser, EC.presence_of_element_located((By.ID, "username")))
+    assert "login_hint" not in browser.current_url
+    assert browser.find_element(By.ID, "username").get_attribute("value") == ""
+
+
 def test_login_page_shows_one_message_for_bad_credentials(stack, browser):
     browser.get(stack.url("/login/"))
     wait(browser, EC.presence_of_element_located((By.ID, "username")))

@@ -10,6 +10,12 @@ document.addEventListener("DOMContentLoaded", () => {
   const next = request ? "/oauth2/authorize/continue?request=" + encodeURIComponent(request)
     : device ? "/device/" + (userCode ? "?user_code=" + encodeURIComponent(userCode) : "") : "/account/";
   if (request) document.getElementById("lead").textContent = "Sign in to continue to the application.";
+  // OIDC Core 3.1.2.1: the application's login_hint (checked by the server) prefills the username; the user may change it.
+  const hint = request ? Latchkey.param("login_hint") : null;
+  if (hint) {
+    document.getElementById("username").value = hint;
+    document.getElementById("password").focus();
+  }
   if (device) document.getElementById("lead").textContent = "Sign in to connect your device.";
 
   form.addEventListener("submit", async (event) => {
