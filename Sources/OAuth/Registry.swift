@@ -175,9 +175,12 @@ public struct ClientRegistry {
             let problems = spec.problems()
             guard problems.isEmpty else { throw RegistryError.invalid(problems) }
             try checkPrivilegedScopes(added: spec.scope.filter { !current.scope.contains($0) }, caller: caller)
-            // New keys are a credential: whoever registers them can sign as the client (switching between secret methods,
-            // or to none, hands over nothing; a new secret comes only through rotateSecret and setPassword).
+            // New keys are a credential: whoever registers them can sign as the client (switching between secret methods
+            // hands over nothing; a new secret comes only through rotateSecret and setPassword). So is taking one away:
+            // made public, a client's codes and refresh tokens work with its client_id alone, and without the strict
+            // profile, DPoP binding or pushed requests, a stolen token or a forged request does what they stopped.
             if let keys = spec.jwks, keys != current.jwks { try checkMaySetCredentials(of: current, caller: caller) }
+            if ClientRegistry.lowersAuthentication(from: current, to: spec) { try checkMaySetCredentials(of: current, caller: caller) }
             if spec.idTokenAlg != current.idTokenAlg.rawValue { try checkSigningKey(spec.idTokenAlg) }
             if let alg = spec.userinfoAlg, alg != current.userinfoAlg?.rawValue { try checkSigningKey(alg, field: "userinfo_signed_response_alg") }
             if current.isPrimary {
@@ -212,6 +215,16 @@ public struct ClientRegistry {
             try audit(caller, action, target: id, details: ["version": JSON(updated.version)])
             return updated
         }
+    }
+
+    /// Whether `spec` asks less of whoever acts as the client than `current`
+    /// does: no client authentication where there was one, or one of the
+    /// FAPI 2.0 profile, DPoP-bound tokens and pushed requests turned off.
+    static func lowersAuthentication(from current: Client, to spec: ClientSpec) -> Bool {
+        (spec.authMethod == ClientAuthMethod.publicClient.rawValue && !current.isPublic)
+            || (current.fapi2 && !spec.fapi2)
+            || (current.dpopBoundAccessTokens && !spec.dpopBoundAccessTokens)
+            || (current.requirePushedRequests && !spec.requirePushedRequests)
     }
 
     /// Removes a client with its secrets, logo, grants and tokens. Only the

@@ -178,6 +178,44 @@ import Testing
         #expect(h.json("POST", "/api/v1/clients/\(plain)/secret", token: try h.token(scope: "clients:write"), body: [:]).status == 200)
     }
 
+    // Attacker review, session 13: a secondary with clients:write made a FAPI 2.0 client public and switched its profile
+    // off, and the client's refresh token then worked with its client_id alone, no assertion and no DPoP proof.
+    // Taking away what a client's tokens and requests must show is setting its credential (SPEC 6.0, 10.2).
+    @Test(arguments: [
+        (["token_endpoint_auth_method": "none"], false), (["token_endpoint_auth_method": "none"], true),
+        (["fapi2_security_profile": false], true), (["dpop_bound_access_tokens": false], true),
+        (["require_pushed_authorization_requests": false], true), (["fapi2_security_profile": false, "token_endpoint_auth_method": "none"], true),
+    ] as [(JSON, Bool)])
+    func loweringAnotherClientsAuthenticationNeedsThePrimary(_ lowering: JSON, _ strict: Bool) throws {
+        let h = try Harness()
+        let full = try h.token()
+        let key = try SigningKey.generate(.es256)
+        let created = h.json("POST", "/api/v1/clients", token: full, body: [
+            "client_name": "Bank app", "redirect_uris": [.string(Harness.redirect)], "grant_types": ["authorization_code", "refresh_token"],
+            "scope": "openid offline_access", "token_endpoint_auth_method": "private_key_jwt",
+            "jwks": ["keys": [try JWK.publicJWK(key, kid: "k1")]], "fapi2_security_profile": .bool(strict),
+            "dpop_bound_access_tokens": .bool(strict), "require_pushed_authorization_requests": .bool(strict),
+        ])
+        #expect(created.status == 201, "\(created.bodyText)")
+        let bank = try #require(created.json?["client_id"]?.stringValue)
+        let bot = try #require(h.json("POST", "/api/v1/clients", token: full, body: [
+            "client_name": "Provisioner", "grant_types": ["client_credentials"], "scope": "clients:read clients:write"]).json)
+        let botToken = try h.token(clientID: try #require(bot["client_id"]?.stringValue), secret: try #require(bot["client_secret"]?.stringValue))
+        let merge = "application/merge-patch+json"
+        let before = try #require(h.json("GET", "/api/v1/clients/\(bank)", token: full).json)
+        let refused = h.json("PATCH", "/api/v1/clients/\(bank)", token: botToken, body: lowering, contentType: merge)
+        if strict && lowering["token_endpoint_auth_method"] != nil && lowering["fapi2_security_profile"] == nil {
+            // A FAPI 2.0 client cannot be public at all: refused for what it is, before who asks.
+            #expect(refused.status == 400, "\(refused.status) \(refused.bodyText)")
+            return
+        }
+        #expect(refused.status == 403 && refused.json?["code"] == "primary_only", "\(refused.status) \(refused.bodyText)")
+        #expect(h.json("GET", "/api/v1/clients/\(bank)", token: full).json == before, "nothing changed")
+        // What asks more stays the secondary's to change (a name, a redirect URI), and the primary may lower it.
+        #expect(h.json("PATCH", "/api/v1/clients/\(bank)", token: botToken, body: ["client_name": "Bank app 2"], contentType: merge).status == 200)
+        #expect(h.json("PATCH", "/api/v1/clients/\(bank)", token: full, body: lowering, contentType: merge).status == 200)
+    }
+
     @Test func aNarrowedTokenCannotMintItsOwnClientsFullCredential() throws {
         let h = try Harness()
         for (method, path, body) in [("POST", "/api/v1/clients/current/secret", JSON.object([])),

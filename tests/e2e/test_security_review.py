@@ -308,6 +308,27 @@ def test_a_clients_credential_is_set_only_with_every_privileged_scope_it_holds(s
     assert r.status_code == 200, r.text
 
 
+def test_taking_a_clients_authentication_away_is_setting_its_credential(stack):
+    """Attacker review, session 13: a secondary holding clients:write switched a confidential client to `none`, and the
+    client's refresh tokens then worked with its client_id alone. Now that is the primary's (SPEC 6.0): the secondary
+    gets 403 and the refresh token still needs the client's secret."""
+    org = Org(stack)
+    cid, secret, redirect = org.web_app(scope="openid offline_access")
+    refresh = user_tokens(stack, cid, secret, redirect, scope="openid offline_access")["refresh_token"]
+    bot, bot_secret = org.client(client_name="Provisioner", grant_types=["client_credentials"], scope="clients:read clients:write")
+    merge = {"Content-Type": "application/merge-patch+json"}
+    r = requests.patch(stack.url(f"/api/v1/clients/{cid}"), headers={"Authorization": "Bearer " + client_token(stack, bot, bot_secret), **merge},
+                       data=json.dumps({"token_endpoint_auth_method": "none"}))
+    assert r.status_code == 403 and r.json()["code"] == "primary_only", r.text
+    r = requests.post(stack.url("/oauth2/token"), data={"grant_type": "refresh_token", "refresh_token": refresh, "client_id": cid})
+    assert r.status_code == 401 and r.json()["error"] == "invalid_client", r.text
+    r = requests.post(stack.url("/oauth2/token"), data={"grant_type": "refresh_token", "refresh_token": refresh}, auth=(cid, secret))
+    assert r.status_code == 200, r.text
+    # The primary may (its operator's decision).
+    r = requests.patch(stack.url(f"/api/v1/clients/{cid}"), headers={**org.bearer(), **merge}, data=json.dumps({"token_endpoint_auth_method": "none"}))
+    assert r.status_code == 200 and r.json()["token_endpoint_auth_method"] == "none", r.text
+
+
 # 6. A deleted client's id is retired and its tokens stay dead (SPEC 4.5, 6.1) --------------------------------------
 
 def test_a_deleted_clients_token_stays_dead(stack):

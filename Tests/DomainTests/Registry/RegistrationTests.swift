@@ -173,9 +173,17 @@ import Testing
                           "grant_types": ["authorization_code", "client_credentials"]]
         let r = try s.registration.register(body, caller: try s.initial(["clients:write", "clients:read"]))
         let id = r.client.clientID, token = try #require(r.registrationToken)
+        // Made public by its operator (the registration access token may not: taking a client's authentication away
+        // is setting its credential, and this one holds a privileged scope the token lacks).
         var publicBody: JSON = ["client_id": .string(id), "redirect_uris": ["https://rp.example/cb"], "scope": "openid clients:read"]
         publicBody.set("token_endpoint_auth_method", "none")
-        _ = try s.registration.replace(id, token: token, metadata: publicBody)
+        #expect(throws: ClientRegistration.Refusal.self) { _ = try s.registration.replace(id, token: token, metadata: publicBody) }
+        _ = try s.h.registry().update(id, caller: try s.h.caller(scopes: Scopes.primary), expected: nil) { current in
+            var spec = ClientSpec(current)
+            spec.authMethod = "none"
+            spec.grantTypes = ["authorization_code"]
+            return spec
+        }
         let before = try #require(try s.h.store.read { try s.h.store.client(id) })
         var back = body
         back.set("client_id", .string(id))
