@@ -185,8 +185,13 @@ public enum KeyManagement {
                                 publicKey: try key.publicKeyDER(), createdAt: env.now())
     }
 
+    /// A new random version, not the old one plus one: two nodes changing
+    /// the keys at once (one rotating while another starts and publishes a
+    /// missing algorithm's key) would both write the same next number, and a
+    /// node that loaded the first change would never see the second; and a
+    /// failover to a standby behind it would count up to a version a node has
+    /// loaded with other keys (attacker review, session 13).
     static func bumpVersion(_ store: any MetaStorage & CredentialStorage) throws {
-        let v = Int(try store.meta("keys_version") ?? "0") ?? 0
-        try store.setMeta("keys_version", String(v + 1))
+        try store.setMeta("keys_version", Hex.encode(SecureRandom.bytes(16)))
     }
 }

@@ -37,8 +37,12 @@ extension PostgresStore {
                 // Nothing was written or read: the BEGIN was never sent, no transaction to end.
                 if pending.count == 1 && pending[0].sql == "BEGIN" { return result }
                 if touchedConfig || touchedRevocation {
-                    pending.append(("UPDATE generation SET config = config + $1, revocation = revocation + $2 WHERE id = 1",
-                                    [.int(touchedConfig ? 1 : 0), .int(touchedRevocation ? 1 : 0)]))
+                    // A new random value, not the old one plus one: after a failover to a standby that missed the last
+                    // commits (or a restore of an older copy), counting on from there would come back to a value a
+                    // node's memo holds from the lost history, with other rows behind it (attacker review, session 13).
+                    pending.append(("UPDATE generation SET config = COALESCE($1, config), revocation = COALESCE($2, revocation) WHERE id = 1",
+                                    [touchedConfig ? .int(PostgresStore.newGeneration()) : .null,
+                                     touchedRevocation ? .int(PostgresStore.newGeneration()) : .null]))
                 }
                 // The blind writes, the generation bump and the COMMIT: one round trip.
                 let batch = pending + [("COMMIT", [])]
@@ -97,6 +101,9 @@ extension PostgresStore {
             throw PostgresStore.map(error)
         }
     }
+
+    /// A generation value: random, never negative (-1 marks a memo unusable), so that no two histories share one.
+    static func newGeneration() -> Int64 { Int64.random(in: 0...Int64.max) }
 
     public func beginRequest() {
         inRequest = true

@@ -3,6 +3,7 @@ import Foundation
 import SQLiteStore
 import OAuth
 import Synchronization
+import Postgres
 import PostgresStore
 import TestSupport
 import Testing
@@ -33,6 +34,36 @@ struct PostgresMemoTests {
         client.name = "renamed on another node"
         try other.write { try other.updateClient(client) }
         #expect(try store.read { try store.client(id)?.name } == "renamed on another node")
+    }
+
+    /// SPEC 9 across a failover (attacker review, session 13): a standby that missed the primary's last commit takes
+    /// over, and the new primary's next change must end what a node remembered from the lost commit. With generations
+    /// counted up by one, the new primary's change came back to the number the node held, over other rows: a client
+    /// disabled on the new primary stayed enabled in that node's memo, for good. Played here on one database: the lost
+    /// commit is undone by hand (its row and its generation put back), as a standby taking over would have them.
+    @Test func aFailoverToAStandbyBehindNeverBringsBackAGenerationAMemoHolds() throws {
+        let h = try StoreFixture()
+        let node = try #require(h.store as? PostgresStore)
+        let primary = try h.anotherStore()
+        let admin = try PGConnection(try #require(h.postgres?.url))
+        let id = h.primary.clientID
+        let standby = try #require(try admin.execute("SELECT config, revocation FROM generation WHERE id = 1").rows.first)
+        var client = try #require(try primary.read { try primary.client(id) })
+        let name = client.name
+        client.name = "renamed, then lost in the failover"
+        try primary.write { try primary.updateClient(client) }
+        #expect(try node.read { try node.client(id)?.name } == client.name, "the node remembers the lost commit")
+        // The standby takes over without that commit.
+        try admin.execute("UPDATE clients SET client_name = $1 WHERE client_id = $2", [.text(name), .text(id)])
+        try admin.execute("UPDATE generation SET config = $1, revocation = $2 WHERE id = 1", [.int(standby.int(0)), .int(standby.int(1))])
+        // The new primary disables the client; the node's next read must see it.
+        let newPrimary = try h.anotherStore()
+        var current = try #require(try newPrimary.read { try newPrimary.client(id) })
+        #expect(current.name == name && current.enabled)
+        current.enabled = false
+        try newPrimary.write { try newPrimary.updateClient(current) }
+        let seen = try #require(try node.read { try node.client(id) })
+        #expect(!seen.enabled && seen.name == name)
     }
 
     /// SPEC 9: memoized reads cost the exactness round trip and nothing more,

@@ -118,4 +118,19 @@ import Testing
         let digest = algorithm == .edDSA ? Digest.sha512(Array(issued.accessToken.utf8)) : Digest.sha256(issued.accessToken)
         #expect(idToken.payload["at_hash"] == .string(Base64.urlEncode(Array(digest.prefix(digest.count / 2)))))
     }
+
+    /// Attacker review, session 13: two nodes changing the keys at once (one rotating, one starting and publishing a
+    /// missing algorithm's key) read the same version, and counted up they wrote the same next one, so a node that
+    /// loaded the first change never loaded the second; a failover to a standby behind came back to a loaded version
+    /// over other keys. A new version owes nothing to the old.
+    @Test func aKeysVersionIsNeverWrittenTwice() throws {
+        let h = try StoreFixture()
+        var versions: Set<String> = []
+        for _ in 0..<3 {
+            try h.store.write { try h.store.setMeta("keys_version", "5") }
+            try KeyManagement.rotate(store: h.store, env: h.env, algorithm: .es256)
+            versions.insert(try #require(try h.store.read { try h.store.meta("keys_version") }))
+        }
+        #expect(versions.count == 3 && !versions.contains("5"))
+    }
 }
