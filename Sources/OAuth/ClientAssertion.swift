@@ -68,7 +68,8 @@ public enum ClientAssertion {
     /// The assertion's `jti` and expiry once it verifies with one of the
     /// client's keys (the header's `alg` must be the key's, RFC 8725 §3.1)
     /// and its claims hold (RFC 7523 §3): `iss` and `sub` the client, `aud`
-    /// naming one of `audiences` (the issuer, the token or PAR endpoint), `exp`
+    /// naming one of `audiences` (the issuer, the token or PAR endpoint; a
+    /// FAPI 2.0 client's: the issuer, as a string), `exp`
     /// in the future and at most five minutes ahead, `jti` present.
     static func verify(_ parsed: JWS.Parsed, client: Client, audiences: [String], now: Int64) -> (jti: String, expiresAt: Int64)? {
         guard let keys = client.jwks?["keys"]?.arrayValue else { return nil }
@@ -86,6 +87,9 @@ public enum ClientAssertion {
               let jti = recordableJTI(claims["jti"]) else { return nil }
         if let nbf = claims["nbf"]?.intValue, nbf > nowSeconds + skewSeconds { return nil }
         if let iat = claims["iat"]?.intValue, iat > nowSeconds + skewSeconds { return nil }
+        // FAPI 2.0 Security Profile §5.3.2.1: a FAPI client's `aud` is the issuer as a string, never an array that
+        // could also name another server (the audience injection its final text closes).
+        if client.fapi2 && claims["aud"]?.stringValue == nil { return nil }
         let aud = claims["aud"]?.stringValue.map { [$0] } ?? (claims["aud"]?.arrayValue ?? []).compactMap(\.stringValue)
         guard aud.contains(where: audiences.contains) else { return nil }
         // Kept past exp by more than the clock skew allowed, so a node whose clock lags cannot take it again.

@@ -114,6 +114,10 @@ import Testing
             try h.store.updateClient(c)
         }
         #expect(refused(try assertion(["aud": .string(Self.tokenEndpoint)])))
+        // FAPI 2.0 §5.3.2.1 (attacker review, session 13): the issuer as a string, not an array that also names another
+        // server (an assertion a client made for several audiences is not one made for this server alone).
+        #expect(refused(try assertion(["aud": [.string(StoreFixture.issuer), "https://evil.example/token"]])))
+        #expect(refused(try assertion(["aud": [.string(StoreFixture.issuer)]])))
         #expect(try authenticate(try assertion(["aud": .string(StoreFixture.issuer)])).clientID == clientID)
     }
 
