@@ -176,11 +176,10 @@ public struct ClientRegistry {
             guard problems.isEmpty else { throw RegistryError.invalid(problems) }
             try checkPrivilegedScopes(added: spec.scope.filter { !current.scope.contains($0) }, caller: caller)
             // New keys are a credential: whoever registers them can sign as the client (switching between secret methods
-            // hands over nothing; a new secret comes only through rotateSecret and setPassword). So is taking one away:
-            // made public, a client's codes and refresh tokens work with its client_id alone, and without the strict
-            // profile, DPoP binding or pushed requests, a stolen token or a forged request does what they stopped.
+            // hands over nothing; a new secret comes only through rotateSecret and setPassword). So is taking one away,
+            // or giving a disabled one its power back (see `givesCredentialPower`).
             if let keys = spec.jwks, keys != current.jwks { try checkMaySetCredentials(of: current, caller: caller) }
-            if ClientRegistry.lowersAuthentication(from: current, to: spec) { try checkMaySetCredentials(of: current, caller: caller) }
+            if ClientRegistry.givesCredentialPower(from: current, to: spec) { try checkMaySetCredentials(of: current, caller: caller) }
             if spec.idTokenAlg != current.idTokenAlg.rawValue { try checkSigningKey(spec.idTokenAlg) }
             if let alg = spec.userinfoAlg, alg != current.userinfoAlg?.rawValue { try checkSigningKey(alg, field: "userinfo_signed_response_alg") }
             if current.isPrimary {
@@ -208,6 +207,12 @@ public struct ClientRegistry {
                 updated.tokenGeneration += 1
             }
             try store.updateClient(updated)
+            // A redirect URI added (attacker review, session 13): remembered approvals would send codes there without
+            // a word to the user, and for a public client the redirect URI is all that binds a code to the app. Each
+            // user approves again, on a consent screen that names where the answer goes.
+            if updated.redirectURIs.contains(where: { !current.redirectURIs.contains($0) }) {
+                try store.forgetRememberedConsent(clientID: id)
+            }
             // A client that no longer authenticates with a secret keeps none that could still work.
             if !updated.authMethod.usesSecret && current.authMethod.usesSecret {
                 for secret in try store.secrets(clientID: id) { try store.deleteSecret(id: secret.id) }
@@ -217,14 +222,19 @@ public struct ClientRegistry {
         }
     }
 
-    /// Whether `spec` asks less of whoever acts as the client than `current`
-    /// does: no client authentication where there was one, or one of the
-    /// FAPI 2.0 profile, DPoP-bound tokens and pushed requests turned off.
-    static func lowersAuthentication(from current: Client, to spec: ClientSpec) -> Bool {
+    /// Whether `spec` hands whoever holds the client's tokens or credential
+    /// more than `current` does, as setting a credential would (attacker
+    /// reviews, session 13): made public, its codes and refresh tokens work
+    /// with its client id alone; without the FAPI 2.0 profile, DPoP-bound
+    /// tokens or pushed requests, a stolen token or a forged request does what
+    /// they stopped; re-enabled, the secret it had when it was disabled (after
+    /// an incident, say) holds its privileged scopes again.
+    static func givesCredentialPower(from current: Client, to spec: ClientSpec) -> Bool {
         (spec.authMethod == ClientAuthMethod.publicClient.rawValue && !current.isPublic)
             || (current.fapi2 && !spec.fapi2)
             || (current.dpopBoundAccessTokens && !spec.dpopBoundAccessTokens)
             || (current.requirePushedRequests && !spec.requirePushedRequests)
+            || (!current.enabled && spec.enabled)
     }
 
     /// Removes a client with its secrets, logo, grants and tokens. Only the

@@ -183,6 +183,8 @@ public protocol ConnectionStorage: Transactional {
     func deleteConnection(userID: String, clientID: String) throws
     /// Records the use of a connection at minute precision (a use within a minute of the last is not written).
     func touchConnection(userID: String, clientID: String, accessTime: Int64) throws
+    /// Forgets what every user remembered approving for the client: each one's next authorization asks again.
+    func forgetRememberedConsent(clientID: String) throws
 }
 
 /// OAuth clients Latchkey holds at upstream providers (SPEC 6.5).

@@ -75,4 +75,8 @@ extension SQLStatementRunner {
         try blindUpdate("UPDATE connections SET access_time = ? WHERE user_id = ? AND client_id = ? AND access_time <= ?",
                  [.int(accessTime), .text(userID), .text(clientID), .int(accessTime - 60_000)])
     }
+
+    public func forgetRememberedConsent(clientID: String) throws {
+        try blindUpdate("UPDATE connections SET remembered_scope = '' WHERE client_id = ? AND remembered_scope <> ''", [.text(clientID)])
+    }
 }

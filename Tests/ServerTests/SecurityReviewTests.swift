@@ -178,6 +178,58 @@ import Testing
         #expect(h.json("POST", "/api/v1/clients/\(plain)/secret", token: try h.token(scope: "clients:write"), body: [:]).status == 200)
     }
 
+    // Attacker review, session 13: a secondary that may edit a public app added its own redirect URI, and the users who
+    // had ticked "remember" were sent there with a code, without a screen (the app's PKCE is the attacker's own). An added
+    // redirect URI now ends every remembered approval of the client; other edits keep them.
+    @Test func anAddedRedirectURIAsksEveryUserAgain() throws {
+        let flow = UserFlowTests()
+        let (h, _, client, pkce, b) = try flow.started()
+        _ = try flow.code(h, b, client: client, pkce: pkce)
+        func next(_ redirect: String = Harness.redirect) -> String {
+            var params = flow.authorizeParams(client, pkce)
+            params.removeAll { $0.0 == "redirect_uri" }
+            return b.authorize(params + [("redirect_uri", redirect)]).headers[.location] ?? ""
+        }
+        #expect(next().hasPrefix(Harness.redirect + "?"), "remembered: straight back")
+        let full = try h.token()
+        let merge = "application/merge-patch+json"
+        #expect(h.json("PATCH", "/api/v1/clients/\(client)", token: full, body: ["client_name": "Renamed app"], contentType: merge).status == 200)
+        #expect(next().hasPrefix(Harness.redirect + "?"), "a rename keeps the approvals")
+        let bot = try #require(h.json("POST", "/api/v1/clients", token: full, body: [
+            "client_name": "Provisioner", "grant_types": ["client_credentials"], "scope": "clients:read clients:write"]).json)
+        let botToken = try h.token(clientID: try #require(bot["client_id"]?.stringValue), secret: try #require(bot["client_secret"]?.stringValue))
+        let evil = "https://evil.example/cb"
+        let added = h.json("PATCH", "/api/v1/clients/\(client)", token: botToken, body: ["redirect_uris": [.string(Harness.redirect), .string(evil)]],
+                           contentType: merge)
+        #expect(added.status == 200, "\(added.bodyText)")
+        #expect(next(evil).hasPrefix("/consent/"), "the new redirect URI: the user is asked")
+        #expect(next().hasPrefix("/consent/"), "and for the old one too: every approval of the client ended")
+    }
+
+    // Attacker review, session 13: a client the primary disabled (after an incident) was re-enabled by a secondary, on
+    // the native API and on /v3, and its old secret held its privileged scopes again. Re-enabling is the primary's.
+    @Test func reEnablingAnotherClientNeedsThePrimary() throws {
+        let h = try Harness()
+        let full = try h.token()
+        let created = try #require(h.json("POST", "/api/v1/clients", token: full, body: [
+            "client_name": "Key ops", "grant_types": ["client_credentials"], "scope": "keys:manage audit:read"]).json)
+        let ops = try #require(created["client_id"]?.stringValue), opsSecret = try #require(created["client_secret"]?.stringValue)
+        let merge = "application/merge-patch+json"
+        #expect(h.json("PATCH", "/api/v1/clients/\(ops)", token: full, body: ["enabled": false], contentType: merge).status == 200)
+        let bot = try #require(h.json("POST", "/api/v1/clients", token: full, body: [
+            "client_name": "Provisioner", "grant_types": ["client_credentials"], "scope": "clients:read clients:write sp:oauth-client:manage"]).json)
+        let botToken = try h.token(clientID: try #require(bot["client_id"]?.stringValue), secret: try #require(bot["client_secret"]?.stringValue))
+        let native = h.json("PATCH", "/api/v1/clients/\(ops)", token: botToken, body: ["enabled": true], contentType: merge)
+        #expect(native.status == 403 && native.json?["code"] == "primary_only", "\(native.status) \(native.bodyText)")
+        let v3 = h.json("PATCH", "/v3/oauth-clients/\(ops)", token: botToken, body: [["op": "replace", "path": "/enabled", "value": true]],
+                        contentType: "application/json-patch+json")
+        #expect(v3.status == 403, "\(v3.status) \(v3.bodyText)")
+        #expect(h.form("/oauth2/token", [("grant_type", "client_credentials")], basic: (ops, opsSecret)).status == 401, "still disabled")
+        // The primary may, and the client's secret works again.
+        #expect(h.json("PATCH", "/api/v1/clients/\(ops)", token: full, body: ["enabled": true], contentType: merge).status == 200)
+        #expect(h.form("/oauth2/token", [("grant_type", "client_credentials")], basic: (ops, opsSecret)).status == 200)
+    }
+
     // Attacker review, session 13: a secondary with clients:write made a FAPI 2.0 client public and switched its profile
     // off, and the client's refresh token then worked with its client_id alone, no assertion and no DPoP proof.
     // Taking away what a client's tokens and requests must show is setting its credential (SPEC 6.0, 10.2).
