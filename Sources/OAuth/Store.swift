@@ -198,6 +198,9 @@ public protocol UpstreamStorage: Transactional {
     func upstream(organizationID: String, sysID: String) throws -> UpstreamClient?
     func upstream(organizationID: String, name: String) throws -> UpstreamClient?
     func upstreams(organizationID: String) throws -> [UpstreamClient]
+    /// How many records the organization holds; inside a write, creates of
+    /// the same organization wait for this one (the limit holds under races).
+    func upstreamCount(organizationID: String) throws -> Int
     func deleteUpstream(organizationID: String, sysID: String) throws
     /// Upstream records whose secret is not sealed (stored before a KEK was configured).
     func upstreamsStoredInClear() throws -> [UpstreamClient]

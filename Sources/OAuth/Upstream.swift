@@ -94,6 +94,12 @@ public struct UpstreamRegistry {
         self.store = store
     }
 
+    /// SPEC 7.1: what a caller holding `providers:manage` can make the server
+    /// store and send back is bounded (the list has no pages: SPEC 6.5).
+    public static let maxRecordsPerOrganization = 100
+    public static let maxListEntries = 50
+    public static let maxClusterRedirectURLs = 20
+
     static func isSysID(_ s: String) -> Bool { s.utf8.count == 32 && s.utf8.allSatisfy { Hex.nibble($0) != nil } }
 
     func validate(_ r: UpstreamClient) throws {
@@ -106,6 +112,11 @@ public struct UpstreamRegistry {
         if r.name.unicodeScalars.contains(where: { $0.value < 0x20 }) { throw bad("name", "must be printable") }
         if r.clientID.isEmpty || r.clientID.utf8.count > 255 { throw bad("clientId", "must be 1..255 characters") }
         if r.scopes.isEmpty { throw bad("scopes", "must name at least one scope") }
+        if r.scopes.count > Self.maxListEntries { throw bad("scopes", "must name at most \(Self.maxListEntries) scopes") }
+        if r.opswiseGroups.count > Self.maxListEntries { throw bad("opswiseGroups", "must name at most \(Self.maxListEntries) groups") }
+        if r.clusterRedirectURLs.count > Self.maxClusterRedirectURLs {
+            throw bad("clusterRedirectUrls", "must hold at most \(Self.maxClusterRedirectURLs) entries")
+        }
         if r.scopes.contains(where: { $0.isEmpty || $0.utf8.count > 255 || $0.contains(" ") }) { throw bad("scopes", "must be scope names without spaces") }
         if let d = r.description, d.count > 1000 { throw bad("description", "must be at most 1000 characters") }
         if r.provider == .google && r.tenantID != nil { throw bad("tenantId", "applies to Azure AD only") }
@@ -115,6 +126,7 @@ public struct UpstreamRegistry {
         for (i, entry) in r.clusterRedirectURLs.enumerated() {
             if entry.node.isEmpty || entry.node.utf8.count > 255 { throw bad("clusterRedirectUrls[\(i)].clusterNode", "must be 1..255 characters") }
             if let p = URIRules.webURIProblem(entry.url) { throw bad("clusterRedirectUrls[\(i)].redirectUrl", p) }
+            if entry.url.utf8.count > 2048 { throw bad("clusterRedirectUrls[\(i)].redirectUrl", "must be at most 2048 bytes") }
         }
         if r.opswiseGroups.contains(where: { $0.isEmpty || $0.utf8.count > 255 }) { throw bad("opswiseGroups", "must be 1..255 characters each") }
     }
@@ -149,6 +161,9 @@ public struct UpstreamRegistry {
             if try store.upstream(organizationID: caller.organizationID, sysID: sysID) != nil { throw UpstreamError.conflict("An OAuth Client with id \"\(sysID)\" already exists.") }
             if try store.upstream(organizationID: caller.organizationID, name: name) != nil {
                 throw UpstreamError.conflict("An OAuth Client with name \"\(name)\" already exists.")
+            }
+            if try store.upstreamCount(organizationID: caller.organizationID) >= Self.maxRecordsPerOrganization {
+                throw UpstreamError.conflict("The organization holds \(Self.maxRecordsPerOrganization) OAuth Clients, the most it may; delete one first.")
             }
             try store.insertUpstream(record)
             try audit(caller, "upstream_client.created", sysID, name)

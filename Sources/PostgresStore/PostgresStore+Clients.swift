@@ -22,6 +22,14 @@ extension PostgresStore {
         return Int(try rows("SELECT client_count FROM organizations WHERE id = ?\(lock)", [.text(organizationID)]).first?.int(0) ?? 0)
     }
 
+    /// Inside a write the organization's row is locked first, and the count
+    /// read after (a statement of its own, so it sees a create that held the
+    /// lock before): concurrent creates on every node queue, the limit holds.
+    public func upstreamCount(organizationID: String) throws -> Int {
+        if writing { _ = try rows("SELECT id FROM organizations WHERE id = ? FOR UPDATE", [.text(organizationID)]) }
+        return Int(try rows("SELECT count(*) FROM upstream_clients WHERE organization_id = ?", [.text(organizationID)]).first?.int(0) ?? 0)
+    }
+
     // MARK: Clients
 
     public func insertClient(_ c: Client) throws {

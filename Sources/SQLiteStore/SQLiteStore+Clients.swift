@@ -16,6 +16,11 @@ extension SQLiteStore {
     // MARK: Organizations
 
     /// The organization's client count, kept by triggers (migration 6): no scan.
+    /// SQLite's write lock already serializes creates.
+    public func upstreamCount(organizationID: String) throws -> Int {
+        Int(try rows("SELECT count(*) FROM upstream_clients WHERE organization_id = ?", [.text(organizationID)]).first?.int(0) ?? 0)
+    }
+
     public func clientCount(organizationID: String) throws -> Int {
         Int(try rows("SELECT client_count FROM organizations WHERE id = ?", [.text(organizationID)]).first?.int(0) ?? 0)
     }

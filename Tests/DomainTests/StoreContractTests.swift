@@ -110,6 +110,39 @@ import Testing
                 && final.tokenGeneration == before.tokenGeneration + 1)
     }
 
+    /// SPEC 7.1 (attacker review, session 13): a caller holding providers:manage stored 0.9 MB a record, without a
+    /// limit on records, and the unpaged list answered 18 MB. Lists within a record and records within an
+    /// organization are bounded; the limit holds per organization.
+    @Test func upstreamRecordsAreBounded() throws {
+        let h = try StoreFixture()
+        let upstreams = UpstreamRegistry(env: h.env, store: h.store)
+        let caller = try h.caller(scopes: ["providers:manage"])
+        func input(_ name: String) -> UpstreamInput {
+            var input = UpstreamInput()
+            (input.name, input.provider, input.clientID, input.clientSecret, input.scopes) = (name, "Google", "app-1", "s3cret", ["openid"])
+            return input
+        }
+        let many = (0...UpstreamRegistry.maxListEntries).map { "g\($0)" }
+        var groups = input("Groups"), scopes = input("Scopes"), urls = input("Cluster"), long = input("Long")
+        groups.opswiseGroups = many
+        scopes.scopes = many
+        urls.clusterRedirectURLs = (0...UpstreamRegistry.maxClusterRedirectURLs).map { (node: "n\($0)", url: "https://n\($0).example/cb") }
+        long.clusterRedirectURLs = [(node: "n", url: "https://n.example/" + String(repeating: "a", count: 2048))]
+        for (refused, field) in [(groups, "opswiseGroups"), (scopes, "scopes"), (urls, "clusterRedirectUrls"), (long, "clusterRedirectUrls[0].redirectUrl")] {
+            #expect { _ = try upstreams.create(refused, caller: caller) } throws: { ($0 as? UpstreamError).map {
+                if case let .invalid(f, _) = $0 { return f == field } else { return false } } ?? false }
+        }
+        groups.opswiseGroups = Array(many.dropLast())
+        _ = try upstreams.create(groups, caller: caller)
+        for i in 1..<UpstreamRegistry.maxRecordsPerOrganization { _ = try upstreams.create(input("Record \(i)"), caller: caller) }
+        #expect { _ = try upstreams.create(input("One too many"), caller: caller) } throws: { ($0 as? UpstreamError).map {
+            if case .conflict = $0 { return true } else { return false } } ?? false }
+        // Another organization has a limit of its own.
+        let beta = try Provisioning(env: h.env, store: h.store).createOrganization(name: "Beta", clientLimit: 10)
+        _ = try upstreams.create(input("One too many"), caller: try h.caller(beta.clientID, scopes: ["providers:manage"]))
+        #expect(try h.store.read { try h.store.upstreamCount(organizationID: caller.organizationID) } == UpstreamRegistry.maxRecordsPerOrganization)
+    }
+
     /// The same for an upstream record (SPEC 6.5's `version`): 409, not a lost update.
     @Test func anUpstreamUpdateRacingAnotherNodesSeesItsCommit() throws {
         let h = try StoreFixture()
