@@ -22,6 +22,13 @@ extension ClientRegistry {
         try checkPrivilegedScopes(added: client.scope, caller: caller)
     }
 
+    /// Whether `caller` may set `id`'s logo, asked before the upload is
+    /// decoded (a decode costs a child process; attacker review, session 13):
+    /// another organization's client is not found, the primary is its own.
+    public func checkMaySetLogo(_ id: String, caller: Caller) throws {
+        try checkMayChange(try get(id, caller: caller), caller: caller)
+    }
+
     public func setLogo(_ id: String, caller: Caller, png: [UInt8], preview: [UInt8]) throws -> Client {
         try store.write {
             var client = try getForUpdate(id, caller: caller)

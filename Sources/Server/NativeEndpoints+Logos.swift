@@ -10,7 +10,7 @@ extension NativeEndpoints {
     static func putLogo(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let caller = try caller(request, ctx, scopes: ["clients:write"])
         let id = ctx.param("id")
-        _ = try ctx.store.read { try EndpointKit.registry(ctx).get(id, caller: caller) }
+        try ctx.store.read { try EndpointKit.registry(ctx).checkMaySetLogo(id, caller: caller) }
         let (declared, bytes) = try EndpointKit.uploadedImage(request)
         let png = try EndpointKit.processLogo(declared: declared, bytes: bytes, ctx)
         _ = try EndpointKit.registry(ctx).setLogo(id, caller: caller, png: png.logo, preview: png.preview)

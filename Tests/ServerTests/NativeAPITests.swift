@@ -172,6 +172,10 @@ import Testing
         let logo = h.call("PUT", "/api/v1/clients/\(h.primary.clientID)/logo", headers: [("Authorization", "Bearer \(limited)"), ("Content-Type", "image/png")],
                           body: Fixtures.png300x120)
         #expect(logo.status == 403)
+        // Refused before the upload is decoded (attacker review, session 13): bytes that are no image are a 403 too, not a 400.
+        let garbage = h.call("PUT", "/api/v1/clients/\(h.primary.clientID)/logo", headers: [("Authorization", "Bearer \(limited)"),
+                             ("Content-Type", "image/png")], body: Array("not an image".utf8))
+        #expect(garbage.status == 403, "\(garbage.status) \(garbage.bodyText)")
         #expect(h.json("GET", "/api/v1/clients/\(h.primary.clientID)", token: try h.token()).json?["client_name"] != "pwned")
     }
 

@@ -142,7 +142,7 @@ enum AppSurface {
     static func putImage(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let caller = try caller(request, ctx, writeScope)
         let id = ctx.param("client_id")
-        _ = try ctx.store.read { try EndpointKit.registry(ctx).get(id, caller: caller) }
+        try ctx.store.read { try EndpointKit.registry(ctx).checkMaySetLogo(id, caller: caller) }
         guard request.mediaType == "multipart/form-data" else {
             throw Failure(status: 415, message: "Upload the image as multipart/form-data in the field image.")
         }
