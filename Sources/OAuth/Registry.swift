@@ -126,6 +126,15 @@ public struct ClientRegistry {
         let problems = spec.problems()
         guard problems.isEmpty else { throw RegistryError.invalid(problems) }
         try checkPrivilegedScopes(added: spec.scope, caller: caller)
+        // A create that cannot succeed costs no slow hash (attacker review, session 13): a full organization or a
+        // taken id is told so first; the checks inside the write are the ones that hold under races.
+        if password != nil {
+            try store.read {
+                guard let org = try store.organization(caller.organizationID) else { throw RegistryError.notFound }
+                guard try store.clientCount(organizationID: org.id) < org.clientLimit else { throw RegistryError.limitReached }
+                if let id = spec.clientID, try store.client(id) != nil || store.isClientIDRetired(id) { throw RegistryError.conflict(.clientIDTaken) }
+            }
+        }
         let passwordRecord = try password.map { try self.passwordRecord($0, clientID: "", caller: caller) }
         return try store.write {
             try checkSigningKey(spec.idTokenAlg)

@@ -145,6 +145,20 @@ extension SecurityReviewTests {
         #expect(limited.headers[.retryAfter] != nil)
     }
 
+    /// Attacker review, session 13: the integration surface's create hashed the caller's password (a slow hash, ten a
+    /// minute per caller) before it found the organization full. A create that cannot succeed now costs none: twelve
+    /// in a row are each told the organization is full, none is 429, and a password set afterwards is still allowed.
+    @Test func aCreateThatCannotSucceedCostsNoSlowHash() throws {
+        let h = try Harness(guards: AbuseGuards())
+        let org = try Provisioning(env: h.env, store: h.store).createOrganization(name: "Full", clientLimit: 1)
+        let token = try h.token(clientID: org.clientID, secret: org.clientSecret)
+        let answers = (0..<12).map { i in
+            h.json("POST", "/external/v1/oauth/client", token: token, body: ["password": .string("long-enough-\(i)"), "application": .string("App \(i)")]).status.code
+        }
+        #expect(answers.allSatisfy { $0 != 429 && $0 >= 400 && $0 < 500 }, "\(answers)")
+        #expect(h.json("PUT", "/external/v1/oauth/password", token: token, body: ["password": "a-new-password"]).status == 204)
+    }
+
     /// A full failure table drops expired windows, then those under their
     /// limit, never a lock-out in force.
     @Test func aFloodOfAddressesCannotWashOutALockOut() {
