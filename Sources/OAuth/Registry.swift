@@ -128,24 +128,13 @@ public struct ClientRegistry {
         try checkPrivilegedScopes(added: spec.scope, caller: caller)
         // A create that cannot succeed costs no slow hash (attacker review, session 13): a full organization or a
         // taken id is told so first; the checks inside the write are the ones that hold under races.
-        if password != nil {
-            try store.read {
-                guard let org = try store.organization(caller.organizationID) else { throw RegistryError.notFound }
-                guard try store.clientCount(organizationID: org.id) < org.clientLimit else { throw RegistryError.limitReached }
-                if let id = spec.clientID, try store.client(id) != nil || store.isClientIDRetired(id) { throw RegistryError.conflict(.clientIDTaken) }
-            }
-        }
+        if password != nil { _ = try store.read { try checkCreatable(id: spec.clientID, caller: caller) } }
         let passwordRecord = try password.map { try self.passwordRecord($0, clientID: "", caller: caller) }
         return try store.write {
             try checkSigningKey(spec.idTokenAlg)
             if let alg = spec.userinfoAlg { try checkSigningKey(alg, field: "userinfo_signed_response_alg") }
-            guard let org = try store.organization(caller.organizationID) else { throw RegistryError.notFound }
-            guard try store.clientCount(organizationID: org.id) < org.clientLimit else { throw RegistryError.limitReached }
             let id = spec.clientID ?? env.randomID(24)
-            // SPEC 4.5: an id is never reused, so no old token of a deleted client can come back.
-            if try store.client(id) != nil || store.isClientIDRetired(id) {
-                throw RegistryError.conflict(.clientIDTaken)
-            }
+            let org = try checkCreatable(id: id, caller: caller)
             let now = env.now()
             var client = Client(clientID: id, organizationID: org.id, isPrimary: false, name: spec.name, createdAt: now)
             spec.apply(to: &client)
@@ -165,6 +154,16 @@ public struct ClientRegistry {
             try audit(caller, "client.created", target: id, details: ["client_name": .string(spec.name)])
             return IssuedSecret(client: client, secret: secret)
         }
+    }
+
+    /// The caller's organization, when it has room for one more client and
+    /// `id` (when known) is free for good (SPEC 4.5: an id is never reused, so
+    /// no old token of a deleted client can come back).
+    private func checkCreatable(id: String?, caller: Caller) throws -> Organization {
+        guard let org = try store.organization(caller.organizationID) else { throw RegistryError.notFound }
+        guard try store.clientCount(organizationID: org.id) < org.clientLimit else { throw RegistryError.limitReached }
+        if let id, try store.client(id) != nil || store.isClientIDRetired(id) { throw RegistryError.conflict(.clientIDTaken) }
+        return org
     }
 
     /// Replaces the writable fields with what `change` makes of the current
