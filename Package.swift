@@ -42,7 +42,7 @@ let package = Package(
         // (handlers called with plain requests). TestSupport is what they
         // share: a clock, the store the run is on, a provisioned database.
         .target(name: "TestSupport", dependencies: ["Common", "Cryptography", "OAuth", "Postgres", "PostgresStore", "SQLiteStore"], path: "Tests/Support"),
-        .testTarget(name: "WrapperTests", dependencies: ["Common", "Cryptography", "Imaging", "Postgres", "SQLite", "TestSupport"]),
+        .testTarget(name: "WrapperTests", dependencies: ["Common", "Cryptography", "FastCGI", "Imaging", "Postgres", "SQLite", "TestSupport"]),
         .testTarget(name: "DomainTests", dependencies: [
             "Common", "Cryptography", "JOSE", "OAuth", "SQLite", "SQLiteStore", "Postgres", "PostgresStore", "TestSupport",
         ]),

@@ -2,6 +2,7 @@ internal import CFastCGI
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 
 /// One request as libfcgi delivered it: the CGI parameters, copied out of
 /// libfcgi's memory, and the body, or nil when it was larger than allowed
@@ -16,6 +17,15 @@ public struct FastCGIRequest: Sendable {
 public protocol FastCGIHandler: AnyObject {
     /// Returns the complete CGI response: `Status:` line, headers, blank line, body.
     func handle(_ request: FastCGIRequest) -> [UInt8]
+    /// Bracket the requests of one batch: connections this thread accepted
+    /// together, all of them before any was handled (see `FastCGIServer`).
+    func beginBatch()
+    func endBatch()
+}
+
+extension FastCGIHandler {
+    public func beginBatch() {}
+    public func endBatch() {}
 }
 
 /// Where the pool listens.
@@ -56,26 +66,41 @@ public struct FastCGIError: Error, CustomStringConvertible {
     public let description: String
 }
 
-/// A pool of worker threads that all accept from one listening socket
-/// (concurrent `FCGX_Accept_r` needs no lock on Linux).
+/// A pool of worker threads that all accept from one listening socket.
+///
+/// Accepting: the socket is non-blocking; a thread accepts what is waiting
+/// and, when nothing is, sleeps in `epoll_wait` (registered with
+/// `EPOLLEXCLUSIVE`: a new connection wakes one sleeper, not all). When
+/// every other thread is busy, a thread takes up to `maxBatch` connections
+/// that are already waiting, before it reads any of them, and handles them
+/// one after the other between `beginBatch` and `endBatch`: every one of
+/// them had arrived before the first was handled, so a store that must
+/// check a shared database for other nodes' commits (PostgreSQL, SPEC 9)
+/// may check once for the batch (group validation, as group commit shares
+/// a flush). libfcgi itself never accepts: each request slot is given its
+/// connection, and a slot whose connection fails is skipped.
 ///
 /// Shutdown: TERM, INT and HUP are blocked in every thread and awaited with
-/// `sigwait` on the calling thread; on a signal the listening socket is shut
-/// down, which makes every blocked accept fail, in-flight requests finish,
-/// the threads are joined, and `run` returns.
+/// `sigwait` on the calling thread; on a signal an eventfd wakes every
+/// sleeping thread and the listening socket is shut down, in-flight
+/// requests (their batches) finish, the threads are joined, and `run`
+/// returns.
 public struct FastCGIServer: Sendable {
     public let address: ListenAddress
     public let workers: Int
     public let maxBodyBytes: Int
+    /// Connections a thread may take at once when the others are busy (1: one at a time).
+    public let maxBatch: Int
     /// Mode of a unix socket: nginx runs as another user.
     public let socketMode: UInt32
     public let makeHandler: @Sendable (Int) throws -> any FastCGIHandler
 
-    public init(address: ListenAddress, workers: Int, maxBodyBytes: Int, socketMode: UInt32 = 0o660,
+    public init(address: ListenAddress, workers: Int, maxBodyBytes: Int, maxBatch: Int = 1, socketMode: UInt32 = 0o660,
                 makeHandler: @escaping @Sendable (Int) throws -> any FastCGIHandler) {
         self.address = address
         self.workers = max(1, workers)
         self.maxBodyBytes = maxBodyBytes
+        self.maxBatch = min(max(1, maxBatch), 64)
         self.socketMode = socketMode
         self.makeHandler = makeHandler
     }
@@ -88,29 +113,45 @@ public struct FastCGIServer: Sendable {
         sigaddset(&set, SIGTERM)
         sigaddset(&set, SIGINT)
         sigaddset(&set, SIGHUP)
+        // Before the threads start: they inherit the mask.
         pthread_sigmask(SIG_BLOCK, &set, nil)
+        let running = try start()
+        onReady()
+        var received: Int32 = 0
+        sigwait(&set, &received)
+        running.stop()
+        return received
+    }
 
+    /// Opens the socket and starts the threads, with no signal handling
+    /// (`run` adds it); the caller stops the pool.
+    public func start() throws -> RunningPool {
         guard FCGX_Init() == 0 else { throw FastCGIError(description: "FCGX_Init failed") }
         let fd = try openListener()
+        let flags = fcntl(fd, F_GETFL)
+        guard flags >= 0, fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0 else {
+            close(fd)
+            throw FastCGIError(description: "fcntl: \(errnoText())")
+        }
+        let stopFD = lk_eventfd()
+        guard stopFD >= 0 else {
+            close(fd)
+            throw FastCGIError(description: "eventfd: \(errnoText())")
+        }
+        let pool = PoolState(listenFD: fd, stopFD: stopFD, maxBatch: maxBatch, maxBodyBytes: maxBodyBytes)
         var threads: [pthread_t] = []
         for index in 0..<workers {
-            let context = WorkerContext(index: index, fd: fd, maxBodyBytes: maxBodyBytes, makeHandler: makeHandler)
+            let context = WorkerContext(index: index, pool: pool, makeHandler: makeHandler)
             let arg = Unmanaged.passRetained(context).toOpaque()
             var thread = pthread_t()
             guard pthread_create(&thread, nil, workerMain, arg) == 0 else {
                 Unmanaged<WorkerContext>.fromOpaque(arg).release()
+                RunningPool(pool: pool, threads: threads, address: address).stop()
                 throw FastCGIError(description: "pthread_create failed")
             }
             threads.append(thread)
         }
-        onReady()
-        var received: Int32 = 0
-        sigwait(&set, &received)
-        shutdown(fd, Int32(SHUT_RDWR))
-        for thread in threads { pthread_join(thread, nil) }
-        close(fd)
-        if case let .unix(path) = address { unlink(path) }
-        return received
+        return RunningPool(pool: pool, threads: threads, address: address)
     }
 
     func openListener() throws -> Int32 {
@@ -167,18 +208,148 @@ public struct FastCGIServer: Sendable {
 
 func errnoText() -> String { String(cString: strerror(errno)) }
 
+/// A connection a thread accepted as part of a batch and has not read yet.
+struct WaitingConnection: Sendable {
+    let fd: Int32
+    let owner: Int
+    let batch: UInt64
+    let acceptedAt: UInt64
+}
+
+/// What the worker threads of one pool share.
+final class PoolState: Sendable {
+    let listenFD: Int32
+    /// An eventfd written once at shutdown: wakes every thread sleeping in `epoll_wait`.
+    let stopFD: Int32
+    let maxBatch: Int
+    let maxBodyBytes: Int
+    /// Batched connections not yet read, oldest first: their owner takes
+    /// them in turn; another thread takes one that has waited `stealAfter`.
+    let waiting = Mutex<[WaitingConnection]>([])
+    /// How long a batched connection may wait behind its owner's requests
+    /// before a free thread serves it (it then validates on its own).
+    static let stealAfterNanos: UInt64 = 2_000_000
+
+    init(listenFD: Int32, stopFD: Int32, maxBatch: Int, maxBodyBytes: Int) {
+        self.listenFD = listenFD
+        self.stopFD = stopFD
+        self.maxBatch = maxBatch
+        self.maxBodyBytes = maxBodyBytes
+    }
+
+    /// The owner's next connection of `batch`, if any is left.
+    func takeOwn(owner: Int, batch: UInt64) -> Int32? {
+        waiting.withLock { list in
+            guard let i = list.firstIndex(where: { $0.owner == owner && $0.batch == batch }) else { return nil }
+            return list.remove(at: i).fd
+        }
+    }
+
+    /// Another thread's connection that has waited too long, and whether any is waiting at all.
+    func takeStale(now: UInt64) -> (fd: Int32?, anyWaiting: Bool) {
+        waiting.withLock { list in
+            guard let first = list.first else { return (nil, false) }
+            guard now &- first.acceptedAt >= PoolState.stealAfterNanos else { return (nil, true) }
+            list.removeFirst()
+            return (first.fd, !list.isEmpty)
+        }
+    }
+
+    func add(_ connections: [WaitingConnection]) {
+        waiting.withLock { $0.append(contentsOf: connections) }
+    }
+}
+
+/// A started pool: `stop` wakes every sleeping thread, shuts the socket
+/// down, lets in-flight requests (and their batches) finish and joins the threads.
+public struct RunningPool: Sendable {
+    let pool: PoolState
+    let threads: [pthread_t]
+    let address: ListenAddress
+
+    public func stop() {
+        var one: UInt64 = 1
+        _ = write(pool.stopFD, &one, 8)
+        shutdown(pool.listenFD, Int32(SHUT_RDWR))
+        for thread in threads { pthread_join(thread, nil) }
+        close(pool.listenFD)
+        close(pool.stopFD)
+        if case let .unix(path) = address { unlink(path) }
+    }
+}
+
+/// How many connections joined a batch, and how many of those another
+/// thread served after they had waited (process-wide, for `/metrics`).
+public enum AcceptCounters {
+    static let batched = Atomic<Int>(0)
+    static let stolen = Atomic<Int>(0)
+    public static var batchedTotal: Int { batched.load(ordering: .relaxed) }
+    public static var stolenTotal: Int { stolen.load(ordering: .relaxed) }
+}
+
+/// Nanoseconds of CLOCK_MONOTONIC.
+func monotonicNanos() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
 /// Immutable start-up data for one worker thread.
 final class WorkerContext: Sendable {
     let index: Int
-    let fd: Int32
-    let maxBodyBytes: Int
+    let pool: PoolState
     let makeHandler: @Sendable (Int) throws -> any FastCGIHandler
 
-    init(index: Int, fd: Int32, maxBodyBytes: Int, makeHandler: @escaping @Sendable (Int) throws -> any FastCGIHandler) {
+    init(index: Int, pool: PoolState, makeHandler: @escaping @Sendable (Int) throws -> any FastCGIHandler) {
         self.index = index
-        self.fd = fd
-        self.maxBodyBytes = maxBodyBytes
+        self.pool = pool
         self.makeHandler = makeHandler
+    }
+}
+
+/// One thread's way of taking connections from the shared socket.
+struct Acceptor {
+    let pool: PoolState
+    let epoll: Int32
+
+    init?(pool: PoolState) {
+        self.pool = pool
+        epoll = lk_epoll_for_worker(pool.listenFD, pool.stopFD)
+        guard epoll >= 0 else { return nil }
+    }
+
+    enum Outcome { case connection(Int32), nothingWaiting, closed }
+
+    /// A connection already waiting, without sleeping.
+    func acceptNow() -> Outcome {
+        while true {
+            let fd = lk_accept(pool.listenFD)
+            if fd >= 0 { return .connection(fd) }
+            switch errno {
+            case EINTR, ECONNABORTED, EPROTO: continue
+            case EAGAIN, EWOULDBLOCK: return .nothingWaiting
+            // EINVAL after shutdown, or anything else the socket cannot recover from.
+            default: return .closed
+            }
+        }
+    }
+
+    /// A connection, sleeping until one comes (at most `timeoutMillis`, -1:
+    /// no limit): `.nothingWaiting` when the time passed, `.closed` once the pool stops.
+    func acceptWaiting(timeoutMillis: Int32) -> Outcome {
+        let first = acceptNow()
+        guard case .nothingWaiting = first else { return first }
+        switch lk_epoll_sleep(epoll, pool.stopFD, timeoutMillis) {
+        case 0: return acceptNow()
+        default: return .closed
+        }
+    }
+
+    /// Up to `limit` more connections that are already waiting.
+    func acceptMore(limit: Int) -> [Int32] {
+        var more: [Int32] = []
+        while more.count < limit, case let .connection(fd) = acceptNow() { more.append(fd) }
+        return more
     }
 }
 
@@ -186,6 +357,7 @@ final class WorkerContext: Sendable {
 /// `@main` (that would be main-actor isolated and trap on this thread).
 private func workerMain(_ arg: UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
     let context = Unmanaged<WorkerContext>.fromOpaque(arg!).takeRetainedValue()
+    let pool = context.pool
     let handler: any FastCGIHandler
     do {
         handler = try context.makeHandler(context.index)
@@ -194,54 +366,116 @@ private func workerMain(_ arg: UnsafeMutableRawPointer?) -> UnsafeMutableRawPoin
         _ = message.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
         exit(1)
     }
-    // libfcgi keeps pointers into the request: it must not move, so it lives on the heap.
+    guard let acceptor = Acceptor(pool: pool) else {
+        let message = Array("latchkey: worker \(context.index): epoll: \(errnoText())\n".utf8)
+        _ = message.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+        exit(1)
+    }
+    defer { close(acceptor.epoll) }
+    // libfcgi keeps pointers into a request: it must not move, so it lives on
+    // the heap. Listening socket -1: libfcgi never accepts by itself (a
+    // connection accepted after a batch began must not join it); the request
+    // is handed each connection.
     let request = UnsafeMutablePointer<FCGX_Request>.allocate(capacity: 1)
     defer { request.deallocate() }
-    guard FCGX_InitRequest(request, context.fd, 0) == 0 else { return nil }
+    guard FCGX_InitRequest(request, -1, 0) == 0 else { return nil }
     var chunk = [UInt8](repeating: 0, count: 65536)
-    while FCGX_Accept_r(request) >= 0 {
-        var params: [String: String] = [:]
-        params.reserveCapacity(40)
-        if var cursor = request.pointee.envp {
-            while let entry = cursor.pointee {
-                // NAME=value, split on the first '=' by bytes (no Character walking).
-                let bytes = UnsafeRawBufferPointer(start: entry, count: strlen(entry))
-                if let eq = bytes.firstIndex(of: UInt8(ascii: "=")) {
-                    params[String(decoding: bytes[..<eq], as: UTF8.self)] = String(decoding: bytes[(eq + 1)...], as: UTF8.self)
-                }
-                cursor += 1
-            }
-        }
-        let declared = Int(params["CONTENT_LENGTH"] ?? "") ?? 0
-        var body: [UInt8]? = []
-        var tooLarge = declared > context.maxBodyBytes
-        if !tooLarge { body!.reserveCapacity(declared) }
-        while true {
-            let n = chunk.withUnsafeMutableBufferPointer { buf in
-                buf.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buf.count) {
-                    FCGX_GetStr($0, Int32(buf.count), request.pointee.in)
-                }
-            }
-            if n <= 0 { break }
-            if !tooLarge {
-                body!.append(contentsOf: chunk[0..<Int(n)])
-                if body!.count > context.maxBodyBytes { tooLarge = true; body = nil }
-            }
-        }
-        if tooLarge { body = nil }
-        let response = handler.handle(FastCGIRequest(params: params, body: body))
-        response.withUnsafeBufferPointer { buf in
-            buf.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buf.count) {
-                _ = FCGX_PutStr($0, Int32(buf.count), request.pointee.out)
-            }
-        }
-        // The body was drained to its end above, so nothing unread can
-        // make our close send a reset: skip libfcgi's shutdown-and-wait
-        // (it polls until nginx closes, holding this thread meanwhile) and
-        // close at once. `detached` makes FCGX_Finish_r close without it.
-        request.pointee.detached = 1
-        FCGX_Finish_r(request)
+    var batch: UInt64 = 0
+    var inBatch = false
+    func respond(_ fd: Int32) {
+        serve(connection: fd, slot: request, handler: handler, maxBodyBytes: pool.maxBodyBytes, chunk: &chunk)
     }
-    FCGX_Free(request, 0)
-    return nil
+    while true {
+        // This thread's own batch first, in the order it was accepted.
+        if inBatch, let fd = pool.takeOwn(owner: context.index, batch: batch) {
+            respond(fd)
+            continue
+        }
+        if inBatch { handler.endBatch(); inBatch = false }
+        // Then a connection another thread's batch has kept waiting too long:
+        // served on its own, with its own validation.
+        let stale = pool.takeStale(now: monotonicNanos())
+        if let fd = stale.fd {
+            AcceptCounters.stolen.add(1, ordering: .relaxed)
+            respond(fd)
+            continue
+        }
+        // Then new connections: sleep no longer than a waiting one may wait.
+        switch acceptor.acceptWaiting(timeoutMillis: stale.anyWaiting ? 2 : -1) {
+        case .closed:
+            FCGX_Free(request, 0)
+            return nil
+        case .nothingWaiting:
+            continue
+        case let .connection(fd):
+            let more = pool.maxBatch > 1 ? acceptor.acceptMore(limit: pool.maxBatch - 1) : []
+            if more.isEmpty {
+                respond(fd)
+                continue
+            }
+            // Every one of them arrived before any is handled: one batch.
+            batch &+= 1
+            AcceptCounters.batched.add(more.count + 1, ordering: .relaxed)
+            let now = monotonicNanos()
+            pool.add(more.map { WaitingConnection(fd: $0, owner: context.index, batch: batch, acceptedAt: now) })
+            handler.beginBatch()
+            inBatch = true
+            respond(fd)
+        }
+    }
+}
+
+/// Reads one request from `fd`, answers it and closes the connection.
+private func serve(connection fd: Int32, slot request: UnsafeMutablePointer<FCGX_Request>, handler: any FastCGIHandler,
+                   maxBodyBytes: Int, chunk: inout [UInt8]) {
+    // The slot's previous connection was closed when it finished; keepConnection
+    // stops FCGX_Accept_r's own finish step from closing this one before reading it.
+    request.pointee.ipcFd = fd
+    request.pointee.keepConnection = 1
+    // Fails (and closes fd) when the connection ends before a whole request came.
+    guard FCGX_Accept_r(request) >= 0 else { return }
+    var params: [String: String] = [:]
+    params.reserveCapacity(40)
+    if var cursor = request.pointee.envp {
+        while let entry = cursor.pointee {
+            // NAME=value, split on the first '=' by bytes (no Character walking).
+            let bytes = UnsafeRawBufferPointer(start: entry, count: strlen(entry))
+            if let eq = bytes.firstIndex(of: UInt8(ascii: "=")) {
+                params[String(decoding: bytes[..<eq], as: UTF8.self)] = String(decoding: bytes[(eq + 1)...], as: UTF8.self)
+            }
+            cursor += 1
+        }
+    }
+    let declared = Int(params["CONTENT_LENGTH"] ?? "") ?? 0
+    var body: [UInt8]? = []
+    var tooLarge = declared > maxBodyBytes
+    if !tooLarge { body!.reserveCapacity(declared) }
+    while true {
+        let n = chunk.withUnsafeMutableBufferPointer { buf in
+            buf.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buf.count) {
+                FCGX_GetStr($0, Int32(buf.count), request.pointee.in)
+            }
+        }
+        if n <= 0 { break }
+        if !tooLarge {
+            body!.append(contentsOf: chunk[0..<Int(n)])
+            if body!.count > maxBodyBytes { tooLarge = true; body = nil }
+        }
+    }
+    if tooLarge { body = nil }
+    let response = handler.handle(FastCGIRequest(params: params, body: body))
+    response.withUnsafeBufferPointer { buf in
+        buf.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buf.count) {
+            _ = FCGX_PutStr($0, Int32(buf.count), request.pointee.out)
+        }
+    }
+    // The body was drained to its end above, so nothing unread can
+    // make our close send a reset: skip libfcgi's shutdown-and-wait
+    // (it polls until nginx closes, holding this thread meanwhile) and
+    // close at once. `detached` makes FCGX_Finish_r close without it;
+    // keepConnection is nginx's (it asks for none), cleared so the
+    // connection is closed here.
+    request.pointee.detached = 1
+    request.pointee.keepConnection = 0
+    FCGX_Finish_r(request)
 }

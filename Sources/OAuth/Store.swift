@@ -22,12 +22,20 @@ public protocol Transactional: AnyObject {
     /// request, at the request's first read, instead of at every read.
     func beginRequest()
     func endRequest()
+    /// Brackets requests that all arrived before the first of them was
+    /// handled (a worker took them from its socket together): a read begun
+    /// after all of them arrived orders each of them, so such a store may
+    /// validate its memo once for the batch.
+    func beginBatch()
+    func endBatch()
 }
 
 extension Transactional {
     public func writeOne<T>(_ body: () throws -> T) throws -> T { try write(body) }
     public func beginRequest() {}
     public func endRequest() {}
+    public func beginBatch() {}
+    public func endBatch() {}
 }
 
 /// Server settings kept in the store (the issuer, the keys' version, the sealed pepper).

@@ -107,14 +107,27 @@ extension PostgresStore {
 
     public func beginRequest() {
         inRequest = true
-        validated = false
+        if !inBatch { validated = false }
         along = AlongRows()
     }
 
     public func endRequest() {
         inRequest = false
-        validated = false
+        if !inBatch { validated = false }
         along = AlongRows()
+    }
+
+    /// The generation read of a batch's first read orders every request of
+    /// the batch (each had arrived before it began), so it holds for all of
+    /// them: one round trip for the batch instead of one a request.
+    public func beginBatch() {
+        inBatch = true
+        validated = false
+    }
+
+    public func endBatch() {
+        inBatch = false
+        validated = false
     }
 
     /// Whether rows read along may be kept: within a request or a write.

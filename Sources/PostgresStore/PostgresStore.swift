@@ -30,6 +30,8 @@ public final class PostgresStore: Store {
     /// generation read happened (the memo is valid for the rest of it).
     var inRequest = false
     var validated = false
+    /// Between `beginBatch` and `endBatch`: a validation outlives its request.
+    var inBatch = false
     /// What the current write touched: bumps the generation at its commit.
     var touchedConfig = false
     var touchedRevocation = false

@@ -99,6 +99,10 @@ public final class Worker {
         self.context = context
     }
 
+    /// Brackets requests that all arrived before the first was handled (`Store.beginBatch`).
+    public func beginBatch() { context.store.beginBatch() }
+    public func endBatch() { context.store.endBatch() }
+
     /// Routes, runs and answers one request; never throws, never leaks an
     /// internal error's text, always sets `X-Request-Id`.
     public func handle(_ request: Request) -> Response {

@@ -31,14 +31,18 @@ public final class Metrics: Sendable {
     public let workers: Int
     /// The shared database's counters (PostgreSQL), read at each scrape.
     let store: (@Sendable () -> StoreCounters)?
+    /// The worker pool's batching: connections taken in batches, and those another thread took over.
+    let batching: (@Sendable () -> (batched: Int, stolen: Int))?
 
     /// What this node listens on (`latchkey_node_info`), to tell nodes apart behind one balancer.
     public let node: String
 
-    public init(workers: Int = 0, node: String = "", store: (@Sendable () -> StoreCounters)? = nil) {
+    public init(workers: Int = 0, node: String = "", store: (@Sendable () -> StoreCounters)? = nil,
+                batching: (@Sendable () -> (batched: Int, stolen: Int))? = nil) {
         self.workers = workers
         self.node = node
         self.store = store
+        self.batching = batching
     }
 
     public func started() {
@@ -97,6 +101,12 @@ public final class Metrics: Sendable {
             out += "latchkey_slow_hash_in_use \(pool.inUse)\n"
             out += "# HELP latchkey_slow_hash_queued Callers waiting for a slow-hash permit.\n# TYPE latchkey_slow_hash_queued gauge\n"
             out += "latchkey_slow_hash_queued \(pool.queued)\n"
+        }
+        if let (batched, stolen) = batching?() {
+            out += "# HELP latchkey_accept_batched_total Connections a worker thread took together with others, all arrived before any was handled.\n"
+            out += "# TYPE latchkey_accept_batched_total counter\nlatchkey_accept_batched_total \(batched)\n"
+            out += "# HELP latchkey_accept_stolen_total Batched connections another thread served after they had waited 2 ms.\n"
+            out += "# TYPE latchkey_accept_stolen_total counter\nlatchkey_accept_stolen_total \(stolen)\n"
         }
         if let counters = store?() {
             for (name, help, value) in [

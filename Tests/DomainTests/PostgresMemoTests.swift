@@ -95,4 +95,49 @@ struct PostgresMemoTests {
         _ = try store.read { try store.client(id) }
         #expect(store.roundTrips - before == 2)
     }
+
+    /// SPEC 9 with the worker's batches: requests a worker took from its
+    /// socket together all arrived before the batch's first read, so that
+    /// one generation read orders each of them (one round trip for the
+    /// batch). What a request of the batch writes, the next one reads; what
+    /// another node commits after the batch's read, the next batch sees
+    /// (those requests had arrived before that commit ended).
+    @Test func aBatchIsValidatedOnceForAllItsRequests() throws {
+        let h = try StoreFixture()
+        let store = try #require(h.store as? PostgresStore)
+        let id = h.primary.clientID
+        let other = try h.anotherStore()
+        var client = try #require(try other.read { try other.client(id) })
+        client.name = "renamed before the batch"
+        try other.write { try other.updateClient(client) }
+        store.beginBatch()
+        var trips: [Int] = []
+        for _ in 0..<3 {
+            let before = store.roundTrips
+            store.beginRequest()
+            #expect(try store.read { try store.client(id)?.name } == "renamed before the batch")
+            store.endRequest()
+            trips.append(store.roundTrips - before)
+        }
+        #expect(trips == [2, 0, 0], "the generation and the renamed row once, then the memo, for the whole batch")
+        // The batch's own write: the next request of the batch reads it.
+        store.beginRequest()
+        var mine = try #require(try store.read { try store.client(id) })
+        mine.name = "renamed by the batch"
+        try store.write { try store.updateClient(mine) }
+        store.endRequest()
+        store.beginRequest()
+        #expect(try store.read { try store.client(id)?.name } == "renamed by the batch")
+        store.endRequest()
+        // Another node's commit after the batch's read: ordered after the batch's requests, seen by the next batch.
+        var theirs = try #require(try other.read { try other.client(id) })
+        theirs.name = "renamed on another node during the batch"
+        try other.write { try other.updateClient(theirs) }
+        store.endBatch()
+        store.beginBatch()
+        store.beginRequest()
+        #expect(try store.read { try store.client(id)?.name } == "renamed on another node during the batch")
+        store.endRequest()
+        store.endBatch()
+    }
 }

@@ -1,0 +1,230 @@
+import FastCGI
+import Foundation
+import Synchronization
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The worker pool over a real unix socket, with a minimal FastCGI client
+/// and a handler that records what it was given and can hold a request
+/// until the test lets it go: connections taken together form a batch
+/// (`beginBatch` before the first, `endBatch` after the last), a batch
+/// member kept waiting behind its owner's slow request is served by a free
+/// thread instead, and a connection that ends before its request does not
+/// stop the rest.
+@Suite(.serialized) struct FastCGIPoolTests {
+    /// What the handlers saw, in order: "begin@T", "end@T", "NAME@T" (T: the thread's index).
+    final class Log: Sendable {
+        let entries = Mutex<[String]>([])
+        let gates = Mutex<[String: Bool]>([:])
+
+        func add(_ entry: String) { entries.withLock { $0.append(entry) } }
+        var all: [String] { entries.withLock { $0 } }
+
+        func open(_ gate: String) { gates.withLock { $0[gate] = true } }
+        func isOpen(_ gate: String) -> Bool { gates.withLock { $0[gate] ?? $0["*"] ?? false } }
+        /// Lets every held request go (before the pool stops, whatever the test's outcome).
+        func openAll() { open("*") }
+
+        /// Waits (up to 10 s) until `condition` holds for the entries.
+        func waitFor(_ condition: ([String]) -> Bool) -> Bool {
+            for _ in 0..<2000 {
+                if condition(all) { return true }
+                usleep(5_000)
+            }
+            return false
+        }
+    }
+
+    final class RecordingHandler: FastCGIHandler {
+        let index: Int
+        let log: Log
+
+        init(index: Int, log: Log) {
+            self.index = index
+            self.log = log
+        }
+
+        func handle(_ request: FastCGIRequest) -> [UInt8] {
+            let name = request.params["NAME"] ?? "?"
+            log.add("\(name)@\(index)")
+            if let gate = request.params["HOLD"] {
+                while !log.isOpen(gate) { usleep(1_000) }
+            }
+            return Array("Status: 200 OK\r\nContent-Type: text/plain\r\n\r\n\(name)".utf8)
+        }
+
+        func beginBatch() { log.add("begin@\(index)") }
+        func endBatch() { log.add("end@\(index)") }
+    }
+
+    static func socketPath() -> String { "/tmp/lk-fcgi-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock" }
+
+    static func start(workers: Int, maxBatch: Int, log: Log) throws -> (RunningPool, String) {
+        let path = socketPath()
+        let server = FastCGIServer(address: .unix(path: path), workers: workers, maxBodyBytes: 1024, maxBatch: maxBatch) { index in
+            RecordingHandler(index: index, log: log)
+        }
+        return (try server.start(), path)
+    }
+
+    enum ClientError: Error { case failed(String, Int32) }
+
+    /// A FastCGI client connection: connected (so queued on the socket) and its whole request written at once.
+    final class Client {
+        let fd: Int32
+
+        init(path: String, params: [String: String]) throws {
+            fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+            var addr = sockaddr_un()
+            addr.sun_family = sa_family_t(AF_UNIX)
+            let bytes = Array(path.utf8)
+            withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+                for (i, b) in bytes.enumerated() { raw[i] = b }
+                raw[bytes.count] = 0
+            }
+            let ok = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            }
+            guard ok == 0 else { throw ClientError.failed("connect", errno) }
+            // A worker that never answers fails the test instead of hanging it.
+            var timeout = timeval(tv_sec: 10, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            var message = Client.record(type: 1, [0, 1, 0, 0, 0, 0, 0, 0])
+            var pairs: [UInt8] = []
+            for (name, value) in params {
+                pairs += [UInt8(name.utf8.count), UInt8(value.utf8.count)] + Array(name.utf8) + Array(value.utf8)
+            }
+            message += Client.record(type: 4, pairs) + Client.record(type: 4, []) + Client.record(type: 5, [])
+            let written = message.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            guard written == message.count else { throw ClientError.failed("write", errno) }
+        }
+
+        /// A connection that ends without sending a request.
+        init(closingAt path: String) throws {
+            fd = -1
+            let s = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+            var addr = sockaddr_un()
+            addr.sun_family = sa_family_t(AF_UNIX)
+            let bytes = Array(path.utf8)
+            withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+                for (i, b) in bytes.enumerated() { raw[i] = b }
+                raw[bytes.count] = 0
+            }
+            _ = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            }
+            close(s)
+        }
+
+        static func record(type: UInt8, _ content: [UInt8]) -> [UInt8] {
+            [1, type, 0, 1, UInt8(content.count >> 8), UInt8(content.count & 0xff), 0, 0] + content
+        }
+
+        /// The STDOUT records' content the worker wrote before it closed the connection, as text.
+        func response() -> String {
+            var raw: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if n <= 0 { break }
+                raw += buffer[0..<n]
+            }
+            close(fd)
+            var stdout: [UInt8] = []
+            var i = 0
+            while i + 8 <= raw.count {
+                let length = Int(raw[i + 4]) << 8 | Int(raw[i + 5])
+                let end = min(raw.count, i + 8 + length)
+                if raw[i + 1] == 6 { stdout += raw[(i + 8)..<end] }
+                i = end + Int(raw[i + 6])
+            }
+            return String(decoding: stdout, as: UTF8.self)
+        }
+    }
+
+    /// Index of `entry` in the log, or nil.
+    func position(_ log: [String], _ prefix: String) -> Int? { log.firstIndex { $0.hasPrefix(prefix) } }
+
+    @Test func connectionsWaitingTogetherAreOneBatch() throws {
+        let log = Log()
+        let (pool, path) = try Self.start(workers: 1, maxBatch: 8, log: log)
+        defer { pool.stop() }
+        defer { log.openAll() }
+        let first = try Client(path: path, params: ["NAME": "P", "HOLD": "P"])
+        #expect(log.waitFor { $0.contains("P@0") })
+        // Queued while the only thread is busy: taken together when it is free.
+        let waiting = try ["A", "B", "C"].map { try Client(path: path, params: ["NAME": $0]) }
+        log.open("P")
+        #expect(first.response().hasSuffix("P"))
+        for (client, name) in zip(waiting, ["A", "B", "C"]) { #expect(client.response().hasSuffix(name)) }
+        #expect(log.waitFor { $0.contains("end@0") })
+        // P came alone (nothing else was waiting): no batch around it.
+        #expect(Array(log.all.prefix(6)) == ["P@0", "begin@0", "A@0", "B@0", "C@0", "end@0"])
+    }
+
+    @Test func oneConnectionAtATimeWithoutBatching() throws {
+        let log = Log()
+        let (pool, path) = try Self.start(workers: 1, maxBatch: 1, log: log)
+        defer { pool.stop() }
+        defer { log.openAll() }
+        let first = try Client(path: path, params: ["NAME": "P", "HOLD": "P"])
+        #expect(log.waitFor { $0.contains("P@0") })
+        let waiting = try ["A", "B"].map { try Client(path: path, params: ["NAME": $0]) }
+        log.open("P")
+        #expect(first.response().hasSuffix("P"))
+        for (client, name) in zip(waiting, ["A", "B"]) { #expect(client.response().hasSuffix(name)) }
+        #expect(log.all == ["P@0", "A@0", "B@0"])
+    }
+
+    /// A batch's owner held by a slow request: its other connections are
+    /// served by the free thread, outside any batch, while the slow one runs.
+    @Test func aFreeThreadServesWhatASlowBatchKeepsWaiting() throws {
+        let log = Log()
+        let (pool, path) = try Self.start(workers: 2, maxBatch: 8, log: log)
+        defer { pool.stop() }
+        defer { log.openAll() }
+        let p1 = try Client(path: path, params: ["NAME": "P1", "HOLD": "P1"])
+        #expect(log.waitFor { $0.contains { $0.hasPrefix("P1@") } })
+        let p2 = try Client(path: path, params: ["NAME": "P2", "HOLD": "P2"])
+        #expect(log.waitFor { $0.contains { $0.hasPrefix("P2@") } })
+        let slow = try Client(path: path, params: ["NAME": "A", "HOLD": "A"])
+        let quick = try ["B", "C"].map { try Client(path: path, params: ["NAME": $0]) }
+        log.open("P1")
+        #expect(p1.response().hasSuffix("P1"))
+        #expect(log.waitFor { $0.contains { $0.hasPrefix("A@") } })
+        let owner = try #require(log.all.first { $0.hasPrefix("A@") }).split(separator: "@")[1]
+        log.open("P2")
+        #expect(p2.response().hasSuffix("P2"))
+        // A is still held: B and C can only have been answered by the other thread.
+        for (client, name) in zip(quick, ["B", "C"]) { #expect(client.response().hasSuffix(name)) }
+        let entries = log.all
+        #expect(!entries.contains { $0.hasPrefix("end@") })
+        for name in ["B", "C"] {
+            let by = try #require(entries.first { $0.hasPrefix(name + "@") }).split(separator: "@")[1]
+            #expect(by != owner)
+        }
+        #expect(entries.contains("begin@\(owner)"))
+        #expect(!entries.contains { $0.hasPrefix("begin@") && !$0.hasSuffix("@\(owner)") })
+        log.open("A")
+        #expect(slow.response().hasSuffix("A"))
+        #expect(log.waitFor { $0.contains("end@\(owner)") })
+    }
+
+    @Test func aConnectionThatEndsEarlyDoesNotStopItsBatch() throws {
+        let log = Log()
+        let (pool, path) = try Self.start(workers: 1, maxBatch: 8, log: log)
+        defer { pool.stop() }
+        defer { log.openAll() }
+        let first = try Client(path: path, params: ["NAME": "P", "HOLD": "P"])
+        #expect(log.waitFor { $0.contains("P@0") })
+        _ = try Client(closingAt: path)
+        let after = try Client(path: path, params: ["NAME": "A"])
+        log.open("P")
+        #expect(first.response().hasSuffix("P"))
+        #expect(after.response().hasSuffix("A"))
+        #expect(log.waitFor { $0.contains("end@0") })
+        #expect(Array(log.all.prefix(4)) == ["P@0", "begin@0", "A@0", "end@0"])
+    }
+}
