@@ -75,8 +75,9 @@ import Glibc
     final class Client {
         let fd: Int32
 
-        init(path: String, params: [String: String]) throws {
-            fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        /// A socket connected to the pool (queued on its socket until a thread accepts it).
+        static func connected(to path: String) throws -> Int32 {
+            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
             var addr = sockaddr_un()
             addr.sun_family = sa_family_t(AF_UNIX)
             let bytes = Array(path.utf8)
@@ -87,7 +88,12 @@ import Glibc
             let ok = withUnsafePointer(to: &addr) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
             }
-            guard ok == 0 else { throw ClientError.failed("connect", errno) }
+            guard ok == 0 else { close(fd); throw ClientError.failed("connect", errno) }
+            return fd
+        }
+
+        init(path: String, params: [String: String]) throws {
+            fd = try Client.connected(to: path)
             // A worker that never answers fails the test instead of hanging it.
             var timeout = timeval(tv_sec: 10, tv_usec: 0)
             setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
@@ -102,21 +108,7 @@ import Glibc
         }
 
         /// A connection that ends without sending a request.
-        init(closingAt path: String) throws {
-            fd = -1
-            let s = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-            var addr = sockaddr_un()
-            addr.sun_family = sa_family_t(AF_UNIX)
-            let bytes = Array(path.utf8)
-            withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-                for (i, b) in bytes.enumerated() { raw[i] = b }
-                raw[bytes.count] = 0
-            }
-            _ = withUnsafePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-            }
-            close(s)
-        }
+        static func connectAndClose(_ path: String) throws { close(try connected(to: path)) }
 
         static func record(type: UInt8, _ content: [UInt8]) -> [UInt8] {
             [1, type, 0, 1, UInt8(content.count >> 8), UInt8(content.count & 0xff), 0, 0] + content
@@ -144,16 +136,19 @@ import Glibc
         }
     }
 
-    /// Index of `entry` in the log, or nil.
-    func position(_ log: [String], _ prefix: String) -> Int? { log.firstIndex { $0.hasPrefix(prefix) } }
+    /// A request the handler holds until `name` opens, once a thread has it.
+    static func held(_ name: String, at path: String, log: Log) throws -> Client {
+        let client = try Client(path: path, params: ["NAME": name, "HOLD": name])
+        #expect(log.waitFor { $0.contains { $0.hasPrefix(name + "@") } })
+        return client
+    }
 
     @Test func connectionsWaitingTogetherAreOneBatch() throws {
         let log = Log()
         let (pool, path) = try Self.start(workers: 1, maxBatch: 8, log: log)
         defer { pool.stop() }
         defer { log.openAll() }
-        let first = try Client(path: path, params: ["NAME": "P", "HOLD": "P"])
-        #expect(log.waitFor { $0.contains("P@0") })
+        let first = try Self.held("P", at: path, log: log)
         // Queued while the only thread is busy: taken together when it is free.
         let waiting = try ["A", "B", "C"].map { try Client(path: path, params: ["NAME": $0]) }
         log.open("P")
@@ -169,8 +164,7 @@ import Glibc
         let (pool, path) = try Self.start(workers: 1, maxBatch: 1, log: log)
         defer { pool.stop() }
         defer { log.openAll() }
-        let first = try Client(path: path, params: ["NAME": "P", "HOLD": "P"])
-        #expect(log.waitFor { $0.contains("P@0") })
+        let first = try Self.held("P", at: path, log: log)
         let waiting = try ["A", "B"].map { try Client(path: path, params: ["NAME": $0]) }
         log.open("P")
         #expect(first.response().hasSuffix("P"))
@@ -185,10 +179,8 @@ import Glibc
         let (pool, path) = try Self.start(workers: 2, maxBatch: 8, log: log)
         defer { pool.stop() }
         defer { log.openAll() }
-        let p1 = try Client(path: path, params: ["NAME": "P1", "HOLD": "P1"])
-        #expect(log.waitFor { $0.contains { $0.hasPrefix("P1@") } })
-        let p2 = try Client(path: path, params: ["NAME": "P2", "HOLD": "P2"])
-        #expect(log.waitFor { $0.contains { $0.hasPrefix("P2@") } })
+        let p1 = try Self.held("P1", at: path, log: log)
+        let p2 = try Self.held("P2", at: path, log: log)
         let slow = try Client(path: path, params: ["NAME": "A", "HOLD": "A"])
         let quick = try ["B", "C"].map { try Client(path: path, params: ["NAME": $0]) }
         log.open("P1")
@@ -217,9 +209,8 @@ import Glibc
         let (pool, path) = try Self.start(workers: 1, maxBatch: 8, log: log)
         defer { pool.stop() }
         defer { log.openAll() }
-        let first = try Client(path: path, params: ["NAME": "P", "HOLD": "P"])
-        #expect(log.waitFor { $0.contains("P@0") })
-        _ = try Client(closingAt: path)
+        let first = try Self.held("P", at: path, log: log)
+        try Client.connectAndClose(path)
         let after = try Client(path: path, params: ["NAME": "A"])
         log.open("P")
         #expect(first.response().hasSuffix("P"))
