@@ -133,12 +133,14 @@ public struct FastCGIServer: Sendable {
             close(fd)
             throw FastCGIError(description: "fcntl: \(errnoText())")
         }
-        let stopFD = lk_eventfd()
-        guard stopFD >= 0 else {
+        let stopFD = makeEventFD()
+        let nudgeFD = makeEventFD()
+        guard stopFD >= 0, nudgeFD >= 0 else {
             close(fd)
+            if stopFD >= 0 { close(stopFD) }
             throw FastCGIError(description: "eventfd: \(errnoText())")
         }
-        let pool = PoolState(listenFD: fd, stopFD: stopFD, maxBatch: maxBatch, maxBodyBytes: maxBodyBytes)
+        let pool = PoolState(listenFD: fd, stopFD: stopFD, nudgeFD: nudgeFD, maxBatch: maxBatch, maxBodyBytes: maxBodyBytes)
         var threads: [pthread_t] = []
         for index in 0..<workers {
             let context = WorkerContext(index: index, pool: pool, makeHandler: makeHandler)
@@ -221,6 +223,9 @@ final class PoolState: Sendable {
     let listenFD: Int32
     /// An eventfd written once at shutdown: wakes every thread sleeping in `epoll_wait`.
     let stopFD: Int32
+    /// An eventfd written when a batch leaves connections waiting while a
+    /// thread sleeps: wakes one sleeper, which takes over any that wait too long.
+    let nudgeFD: Int32
     let maxBatch: Int
     let maxBodyBytes: Int
     /// Batched connections not yet read, oldest first: their owner takes
@@ -229,10 +234,13 @@ final class PoolState: Sendable {
     /// How long a batched connection may wait behind its owner's requests
     /// before a free thread serves it (it then validates on its own).
     static let stealAfterNanos: UInt64 = 2_000_000
+    /// Threads sleeping in `epoll_wait`.
+    let sleeping = Atomic<Int>(0)
 
-    init(listenFD: Int32, stopFD: Int32, maxBatch: Int, maxBodyBytes: Int) {
+    init(listenFD: Int32, stopFD: Int32, nudgeFD: Int32, maxBatch: Int, maxBodyBytes: Int) {
         self.listenFD = listenFD
         self.stopFD = stopFD
+        self.nudgeFD = nudgeFD
         self.maxBatch = maxBatch
         self.maxBodyBytes = maxBodyBytes
     }
@@ -245,18 +253,27 @@ final class PoolState: Sendable {
         }
     }
 
-    /// Another thread's connection that has waited too long, and whether any is waiting at all.
-    func takeStale(now: UInt64) -> (fd: Int32?, anyWaiting: Bool) {
+    /// Another thread's connection that has waited too long.
+    func takeStale(now: UInt64) -> Int32? {
         waiting.withLock { list in
-            guard let first = list.first else { return (nil, false) }
-            guard now &- first.acceptedAt >= PoolState.stealAfterNanos else { return (nil, true) }
-            list.removeFirst()
-            return (first.fd, !list.isEmpty)
+            guard let first = list.first, now &- first.acceptedAt >= PoolState.stealAfterNanos else { return nil }
+            return list.removeFirst().fd
         }
     }
 
+    /// Whether any batched connection is waiting.
+    var anyWaiting: Bool { waiting.withLock { !$0.isEmpty } }
+
+    /// Connections a batch leaves waiting. A thread asleep since before they
+    /// came is nudged awake, so that it takes over any that wait too long:
+    /// a sleeper either counted itself before this check (and is nudged) or
+    /// looks at the list after this append (and sleeps no longer than 2 ms).
     func add(_ connections: [WaitingConnection]) {
         waiting.withLock { $0.append(contentsOf: connections) }
+        if sleeping.load(ordering: .sequentiallyConsistent) > 0 {
+            var one: UInt64 = 1
+            _ = write(nudgeFD, &one, 8)
+        }
     }
 }
 
@@ -274,6 +291,7 @@ public struct RunningPool: Sendable {
         for thread in threads { pthread_join(thread, nil) }
         close(pool.listenFD)
         close(pool.stopFD)
+        close(pool.nudgeFD)
         if case let .unix(path) = address { unlink(path) }
     }
 }
@@ -286,6 +304,9 @@ public enum AcceptCounters {
     public static var batchedTotal: Int { batched.load(ordering: .relaxed) }
     public static var stolenTotal: Int { stolen.load(ordering: .relaxed) }
 }
+
+/// A non-blocking, close-on-exec eventfd.
+func makeEventFD() -> Int32 { lk_eventfd() }
 
 /// Nanoseconds of CLOCK_MONOTONIC.
 func monotonicNanos() -> UInt64 {
@@ -314,7 +335,7 @@ struct Acceptor {
 
     init?(pool: PoolState) {
         self.pool = pool
-        epoll = lk_epoll_for_worker(pool.listenFD, pool.stopFD)
+        epoll = lk_epoll_for_worker(pool.listenFD, pool.stopFD, pool.nudgeFD)
         guard epoll >= 0 else { return nil }
     }
 
@@ -334,12 +355,16 @@ struct Acceptor {
         }
     }
 
-    /// A connection, sleeping until one comes (at most `timeoutMillis`, -1:
-    /// no limit): `.nothingWaiting` when the time passed, `.closed` once the pool stops.
-    func acceptWaiting(timeoutMillis: Int32) -> Outcome {
+    /// A connection, sleeping until one comes, or at most 2 ms while a
+    /// batched connection waits (it may need taking over): `.nothingWaiting`
+    /// when the time passed or a nudge came, `.closed` once the pool stops.
+    func acceptWaiting() -> Outcome {
         let first = acceptNow()
         guard case .nothingWaiting = first else { return first }
-        switch lk_epoll_sleep(epoll, pool.stopFD, timeoutMillis) {
+        pool.sleeping.add(1, ordering: .sequentiallyConsistent)
+        defer { pool.sleeping.subtract(1, ordering: .sequentiallyConsistent) }
+        let timeout: Int32 = pool.anyWaiting ? 2 : -1
+        switch lk_epoll_sleep(epoll, pool.stopFD, pool.nudgeFD, timeout) {
         case 0: return acceptNow()
         default: return .closed
         }
@@ -394,14 +419,13 @@ private func workerMain(_ arg: UnsafeMutableRawPointer?) -> UnsafeMutableRawPoin
         if inBatch { handler.endBatch(); inBatch = false }
         // Then a connection another thread's batch has kept waiting too long:
         // served on its own, with its own validation.
-        let stale = pool.takeStale(now: monotonicNanos())
-        if let fd = stale.fd {
+        if let fd = pool.takeStale(now: monotonicNanos()) {
             AcceptCounters.stolen.add(1, ordering: .relaxed)
             respond(fd)
             continue
         }
-        // Then new connections: sleep no longer than a waiting one may wait.
-        switch acceptor.acceptWaiting(timeoutMillis: stale.anyWaiting ? 2 : -1) {
+        // Then new connections.
+        switch acceptor.acceptWaiting() {
         case .closed:
             FCGX_Free(request, 0)
             return nil

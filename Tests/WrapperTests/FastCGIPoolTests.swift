@@ -1,4 +1,4 @@
-import FastCGI
+@testable import FastCGI
 import Foundation
 import Synchronization
 import Testing
@@ -217,5 +217,52 @@ import Glibc
         #expect(after.response().hasSuffix("A"))
         #expect(log.waitFor { $0.contains("end@0") })
         #expect(Array(log.all.prefix(4)) == ["P@0", "begin@0", "A@0", "end@0"])
+    }
+
+    /// The hand-over's other half: a thread asleep since before a batch
+    /// formed is nudged awake (it would otherwise sleep until the next
+    /// connection, and the batch's members wait behind a slow request for
+    /// as long as it runs), and a thread about to sleep while batched
+    /// connections wait sleeps 2 ms at most, then looks again.
+    @Test func aBatchLeavingConnectionsWaitingWakesASleeper() throws {
+        let path = Self.socketPath()
+        let server = FastCGIServer(address: .unix(path: path), workers: 1, maxBodyBytes: 1024, maxBatch: 8) { _ in
+            RecordingHandler(index: 0, log: Log())
+        }
+        let listener = try server.openListener()
+        defer { close(listener); unlink(path) }
+        let stop = makeEventFD(), nudge = makeEventFD()
+        defer { close(stop); close(nudge) }
+        let pool = PoolState(listenFD: listener, stopFD: stop, nudgeFD: nudge, maxBatch: 8, maxBodyBytes: 1024)
+        var count: UInt64 = 0
+        // Nobody asleep: no nudge.
+        pool.add([WaitingConnection(fd: -1, owner: 0, batch: 1, acceptedAt: monotonicNanos())])
+        #expect(read(nudge, &count, 8) == -1)
+        // Someone asleep: nudged.
+        pool.sleeping.add(1, ordering: .sequentiallyConsistent)
+        pool.add([WaitingConnection(fd: -1, owner: 0, batch: 1, acceptedAt: monotonicNanos())])
+        pool.sleeping.subtract(1, ordering: .sequentiallyConsistent)
+        #expect(read(nudge, &count, 8) == 8 && count == 1)
+        // About to sleep with connections waiting: back within the hand-over delay, not at the next connection.
+        let flags = fcntl(listener, F_GETFL)
+        _ = fcntl(listener, F_SETFL, flags | O_NONBLOCK)
+        let acceptor = try #require(Acceptor(pool: pool))
+        defer { close(acceptor.epoll) }
+        // A watchdog stops the pool if the sleeper never comes back: the test then fails instead of hanging.
+        let done = DispatchSemaphore(value: 0), watchdogEnded = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            if done.wait(timeout: .now() + 5) == .timedOut {
+                var one: UInt64 = 1
+                _ = write(stop, &one, 8)
+            }
+            watchdogEnded.signal()
+        }
+        let outcome = acceptor.acceptWaiting()
+        done.signal()
+        watchdogEnded.wait()
+        guard case .nothingWaiting = outcome else {
+            Issue.record("the sleeper did not come back to look at the waiting connections")
+            return
+        }
     }
 }
