@@ -10,16 +10,19 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 
-/* An epoll instance for one worker thread: the shared listening socket and
-   the nudge eventfd with EPOLLEXCLUSIVE (each wakes one sleeping thread, not
-   all) and the pool's stop eventfd (wakes every thread). -1 on failure.
-   In C because struct epoll_event is packed on x86-64. */
+/* An epoll instance for one worker thread: the shared listening socket with
+   EPOLLEXCLUSIVE (a new connection wakes one sleeping thread, not all), the
+   pool's stop eventfd (wakes every thread, for good) and its nudge eventfd,
+   edge-triggered and never read: each write is one event for every thread
+   (a thread that read it would hide it from the others, which re-check a
+   level-triggered fd before they return). -1 on failure. In C because
+   struct epoll_event is packed on x86-64. */
 static inline int lk_epoll_for_worker(int listen_fd, int stop_fd, int nudge_fd) {
     int ep = epoll_create1(EPOLL_CLOEXEC);
     if (ep < 0) return -1;
     struct epoll_event listen_event = { .events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = listen_fd };
     struct epoll_event stop_event = { .events = EPOLLIN, .data.fd = stop_fd };
-    struct epoll_event nudge_event = { .events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = nudge_fd };
+    struct epoll_event nudge_event = { .events = EPOLLIN | EPOLLET, .data.fd = nudge_fd };
     if (epoll_ctl(ep, EPOLL_CTL_ADD, listen_fd, &listen_event) != 0 || epoll_ctl(ep, EPOLL_CTL_ADD, stop_fd, &stop_event) != 0
         || epoll_ctl(ep, EPOLL_CTL_ADD, nudge_fd, &nudge_event) != 0) {
         int saved = errno;
@@ -30,21 +33,14 @@ static inline int lk_epoll_for_worker(int listen_fd, int stop_fd, int nudge_fd) 
     return ep;
 }
 
-/* Sleeps until the listening socket, the stop eventfd or the nudge eventfd
-   is ready, or timeout_ms passes (-1: no limit): 1 when the pool stops, 0
-   to look for work again, -1 on error (errno). A nudge is consumed here
-   (the eventfd is non-blocking: another thread may have consumed it). */
-static inline int lk_epoll_sleep(int ep, int stop_fd, int nudge_fd, int timeout_ms) {
+/* Sleeps until the listening socket is ready, the pool stops, a nudge
+   comes, or timeout_ms passes (-1: no limit): 1 when the pool stops, 0 to
+   look for work again, -1 on error (errno). */
+static inline int lk_epoll_sleep(int ep, int stop_fd, int timeout_ms) {
     struct epoll_event events[3];
     int n = epoll_wait(ep, events, 3, timeout_ms);
     if (n < 0) return errno == EINTR ? 0 : -1;
-    for (int i = 0; i < n; i++) {
-        if (events[i].data.fd == stop_fd) return 1;
-        if (events[i].data.fd == nudge_fd) {
-            uint64_t count;
-            (void)!read(nudge_fd, &count, sizeof count);
-        }
-    }
+    for (int i = 0; i < n; i++) if (events[i].data.fd == stop_fd) return 1;
     return 0;
 }
 

@@ -70,15 +70,17 @@ public struct FastCGIError: Error, CustomStringConvertible {
 ///
 /// Accepting: the socket is non-blocking; a thread accepts what is waiting
 /// and, when nothing is, sleeps in `epoll_wait` (registered with
-/// `EPOLLEXCLUSIVE`: a new connection wakes one sleeper, not all). When
-/// every other thread is busy, a thread takes up to `maxBatch` connections
-/// that are already waiting, before it reads any of them, and handles them
-/// one after the other between `beginBatch` and `endBatch`: every one of
+/// `EPOLLEXCLUSIVE`: a new connection wakes one sleeper, not all). When more
+/// connections are already waiting, a thread takes up to `maxBatch` of them
+/// before it reads any, and handles them one after the other between
+/// `beginBatch` and `endBatch`: every one of
 /// them had arrived before the first was handled, so a store that must
 /// check a shared database for other nodes' commits (PostgreSQL, SPEC 9)
 /// may check once for the batch (group validation, as group commit shares
-/// a flush). libfcgi itself never accepts: each request slot is given its
-/// connection, and a slot whose connection fails is skipped.
+/// a flush). A member kept waiting 2 ms behind its owner's current request
+/// is served by the next free thread instead (a sleeping one is nudged),
+/// outside any batch. libfcgi itself never accepts: the request slot is
+/// given each connection, and a connection that fails is skipped.
 ///
 /// Shutdown: TERM, INT and HUP are blocked in every thread and awaited with
 /// `sigwait` on the calling thread; on a signal an eventfd wakes every
@@ -89,7 +91,7 @@ public struct FastCGIServer: Sendable {
     public let address: ListenAddress
     public let workers: Int
     public let maxBodyBytes: Int
-    /// Connections a thread may take at once when the others are busy (1: one at a time).
+    /// Connections a thread may take at once when several wait (1: one at a time).
     public let maxBatch: Int
     /// Mode of a unix socket: nginx runs as another user.
     public let socketMode: UInt32
@@ -223,8 +225,9 @@ final class PoolState: Sendable {
     let listenFD: Int32
     /// An eventfd written once at shutdown: wakes every thread sleeping in `epoll_wait`.
     let stopFD: Int32
-    /// An eventfd written when a batch leaves connections waiting while a
-    /// thread sleeps: wakes one sleeper, which takes over any that wait too long.
+    /// An eventfd written when a batch leaves connections waiting while
+    /// threads sleep: wakes them all, and each takes over any that waits too
+    /// long (one sleeper would not do: the one it takes over may be slow too).
     let nudgeFD: Int32
     let maxBatch: Int
     let maxBodyBytes: Int
@@ -264,8 +267,8 @@ final class PoolState: Sendable {
     /// Whether any batched connection is waiting.
     var anyWaiting: Bool { waiting.withLock { !$0.isEmpty } }
 
-    /// Connections a batch leaves waiting. A thread asleep since before they
-    /// came is nudged awake, so that it takes over any that wait too long:
+    /// Connections a batch leaves waiting. Threads asleep since before they
+    /// came are nudged awake, so that they take over any that wait too long:
     /// a sleeper either counted itself before this check (and is nudged) or
     /// looks at the list after this append (and sleeps no longer than 2 ms).
     func add(_ connections: [WaitingConnection]) {
@@ -285,9 +288,11 @@ public struct RunningPool: Sendable {
     let address: ListenAddress
 
     public func stop() {
+        // The socket first: a connection that comes now is refused (nginx
+        // tries the next node, nothing was sent), not queued and dropped.
+        shutdown(pool.listenFD, Int32(SHUT_RDWR))
         var one: UInt64 = 1
         _ = write(pool.stopFD, &one, 8)
-        shutdown(pool.listenFD, Int32(SHUT_RDWR))
         for thread in threads { pthread_join(thread, nil) }
         close(pool.listenFD)
         close(pool.stopFD)
@@ -341,7 +346,9 @@ struct Acceptor {
 
     enum Outcome { case connection(Int32), nothingWaiting, closed }
 
-    /// A connection already waiting, without sleeping.
+    /// A connection already waiting, without sleeping. After `stop` shut the
+    /// socket down this is `.nothingWaiting` (unix) or `.closed`; the stop
+    /// eventfd is what ends a thread.
     func acceptNow() -> Outcome {
         while true {
             let fd = lk_accept(pool.listenFD)
@@ -349,10 +356,27 @@ struct Acceptor {
             switch errno {
             case EINTR, ECONNABORTED, EPROTO: continue
             case EAGAIN, EWOULDBLOCK: return .nothingWaiting
-            // EINVAL after shutdown, or anything else the socket cannot recover from.
-            default: return .closed
+            case EBADF, EINVAL, ENOTSOCK, EOPNOTSUPP: return .closed
+            default:
+                // Out of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): the
+                // connection stays queued; said once a second at most, tried again
+                // shortly instead of ending the thread (the pool would shrink for good).
+                Acceptor.reportShortage(errno)
+                usleep(10_000)
+                return .nothingWaiting
             }
         }
+    }
+
+    private static let lastShortageReport = Atomic<UInt64>(0)
+
+    static func reportShortage(_ code: Int32) {
+        let now = monotonicNanos()
+        let last = lastShortageReport.load(ordering: .relaxed)
+        guard now &- last >= 1_000_000_000,
+              lastShortageReport.compareExchange(expected: last, desired: now, ordering: .relaxed).exchanged else { return }
+        let message = Array("latchkey: accept: \(String(cString: strerror(code))); retrying\n".utf8)
+        _ = message.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
     }
 
     /// A connection, sleeping until one comes, or at most 2 ms while a
@@ -364,7 +388,7 @@ struct Acceptor {
         pool.sleeping.add(1, ordering: .sequentiallyConsistent)
         defer { pool.sleeping.subtract(1, ordering: .sequentiallyConsistent) }
         let timeout: Int32 = pool.anyWaiting ? 2 : -1
-        switch lk_epoll_sleep(epoll, pool.stopFD, pool.nudgeFD, timeout) {
+        switch lk_epoll_sleep(epoll, pool.stopFD, timeout) {
         case 0: return acceptNow()
         default: return .closed
         }

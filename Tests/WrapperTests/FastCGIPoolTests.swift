@@ -265,4 +265,43 @@ import Glibc
             return
         }
     }
+
+    /// Every sleeping thread is nudged, not one (attacker review): with two
+    /// slow requests in a batch, the one woken thread took the first slow
+    /// member over and the others slept until a new connection came, while
+    /// the quick members waited for the whole slow request.
+    @Test func aNudgeWakesEverySleepingThread() throws {
+        let path = Self.socketPath()
+        let server = FastCGIServer(address: .unix(path: path), workers: 1, maxBodyBytes: 1024, maxBatch: 8) { _ in
+            RecordingHandler(index: 0, log: Log())
+        }
+        let listener = try server.openListener()
+        defer { close(listener); unlink(path) }
+        _ = fcntl(listener, F_SETFL, fcntl(listener, F_GETFL) | O_NONBLOCK)
+        let stop = makeEventFD(), nudge = makeEventFD()
+        defer { close(stop); close(nudge) }
+        let pool = PoolState(listenFD: listener, stopFD: stop, nudgeFD: nudge, maxBatch: 8, maxBodyBytes: 1024)
+        let outcomes = Mutex<[String]>([])
+        let finished = DispatchSemaphore(value: 0)
+        for _ in 0..<3 {
+            Thread.detachNewThread {
+                guard let acceptor = Acceptor(pool: pool) else { return }
+                let outcome = acceptor.acceptWaiting()
+                close(acceptor.epoll)
+                outcomes.withLock { $0.append("\(outcome)") }
+                finished.signal()
+            }
+        }
+        // All three asleep (no connection, nothing waiting: no time limit), then a batch leaves one waiting.
+        for _ in 0..<2000 where pool.sleeping.load(ordering: .sequentiallyConsistent) < 3 { usleep(1_000) }
+        #expect(pool.sleeping.load(ordering: .sequentiallyConsistent) == 3)
+        pool.add([WaitingConnection(fd: -1, owner: 0, batch: 1, acceptedAt: monotonicNanos())])
+        var woken = 0
+        while woken < 3, finished.wait(timeout: .now() + 5) == .success { woken += 1 }
+        // Those still asleep are let go by the stop eventfd, and counted as failures.
+        var one: UInt64 = 1
+        _ = write(stop, &one, 8)
+        while woken < 3, finished.wait(timeout: .now() + 5) == .success { woken += 1 }
+        #expect(outcomes.withLock { $0 } == ["nothingWaiting", "nothingWaiting", "nothingWaiting"])
+    }
 }
