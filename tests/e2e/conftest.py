@@ -175,6 +175,11 @@ class Stack:
             except requests.ConnectionError:
                 pass
             time.sleep(0.05)
+        # Nothing left running behind a failed start (nginx and nodes outlive a caller that never got the stack).
+        try:
+            self.stop()
+        except Exception:  # noqa: BLE001 - the health failure is what to report
+            pass
         raise AssertionError("Latchkey did not become healthy:\n" + self.log_path.read_text(errors="replace"))
 
     def stop(self):
