@@ -1,8 +1,5 @@
 #ifndef LATCHKEY_CFASTCGI_SHIM_H
 #define LATCHKEY_CFASTCGI_SHIM_H
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
 #include <fcgiapp.h>
 #include <sys/socket.h>
 #include <errno.h>
@@ -44,7 +41,12 @@ static inline int lk_epoll_sleep(int ep, int stop_fd, int timeout_ms) {
     return 0;
 }
 
-/* accept4 (a GNU extension) with close-on-exec; the new socket blocks, as libfcgi expects. */
+/* accept4 (Linux, glibc >= 2.10) is declared by <sys/socket.h> only under
+   _GNU_SOURCE, which this module must not define: it changes fd_set and
+   clashes with the Glibc module Swift imports. Declared here instead. */
+extern int accept4(int fd, struct sockaddr *addr, socklen_t *addr_len, int flags);
+
+/* accept4 with close-on-exec; the new socket blocks, as libfcgi expects. */
 static inline int lk_accept(int listen_fd) { return accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC); }
 
 static inline int lk_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
