@@ -173,16 +173,7 @@ public struct FastCGIServer: Sendable {
             let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
             guard fd >= 0 else { throw FastCGIError(description: "socket(): \(errnoText())") }
             unlink(path)
-            var addr = sockaddr_un()
-            addr.sun_family = sa_family_t(AF_UNIX)
-            let bytes = Array(path.utf8)
-            withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-                for (i, b) in bytes.enumerated() { raw[i] = b }
-                raw[bytes.count] = 0
-            }
-            let ok = withUnsafePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-            }
+            let ok = withUnixAddress(path) { bind(fd, $0, $1) }
             guard ok == 0 else { close(fd); throw FastCGIError(description: "bind \(path): \(errnoText())") }
             chmod(path, mode_t(socketMode))
             guard listen(fd, 1024) == 0 else { close(fd); throw FastCGIError(description: "listen: \(errnoText())") }
@@ -211,6 +202,20 @@ public struct FastCGIServer: Sendable {
 }
 
 func errnoText() -> String { String(cString: strerror(errno)) }
+
+/// `body` given the `sockaddr_un` of `path` (shorter than 100 bytes, checked by `ListenAddress`) and its size.
+func withUnixAddress<R>(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
+    var addr = sockaddr_un()
+    addr.sun_family = sa_family_t(AF_UNIX)
+    let bytes = Array(path.utf8)
+    withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+        for (i, b) in bytes.enumerated() { raw[i] = b }
+        raw[bytes.count] = 0
+    }
+    return withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    }
+}
 
 /// A connection a thread accepted as part of a batch and has not read yet.
 struct WaitingConnection: Sendable {

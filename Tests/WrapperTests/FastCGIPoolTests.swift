@@ -71,6 +71,18 @@ import Glibc
 
     enum ClientError: Error { case failed(String, Int32) }
 
+    /// A pool's shared state over a non-blocking listening socket, with no threads: the test plays them.
+    static func poolWithoutThreads() throws -> (PoolState, () -> Void) {
+        let path = socketPath()
+        let server = FastCGIServer(address: .unix(path: path), workers: 1, maxBodyBytes: 1024, maxBatch: 8) { _ in
+            RecordingHandler(index: 0, log: Log())
+        }
+        let listener = try server.openListener()
+        _ = fcntl(listener, F_SETFL, fcntl(listener, F_GETFL) | O_NONBLOCK)
+        let pool = PoolState(listenFD: listener, stopFD: makeEventFD(), nudgeFD: makeEventFD(), maxBatch: 8, maxBodyBytes: 1024)
+        return (pool, { close(listener); unlink(path); close(pool.stopFD); close(pool.nudgeFD) })
+    }
+
     /// A FastCGI client connection: connected (so queued on the socket) and its whole request written at once.
     final class Client {
         let fd: Int32
@@ -78,16 +90,7 @@ import Glibc
         /// A socket connected to the pool (queued on its socket until a thread accepts it).
         static func connected(to path: String) throws -> Int32 {
             let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-            var addr = sockaddr_un()
-            addr.sun_family = sa_family_t(AF_UNIX)
-            let bytes = Array(path.utf8)
-            withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-                for (i, b) in bytes.enumerated() { raw[i] = b }
-                raw[bytes.count] = 0
-            }
-            let ok = withUnsafePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-            }
+            let ok = withUnixAddress(path) { connect(fd, $0, $1) }
             guard ok == 0 else { close(fd); throw ClientError.failed("connect", errno) }
             return fd
         }
@@ -225,15 +228,9 @@ import Glibc
     /// as long as it runs), and a thread about to sleep while batched
     /// connections wait sleeps 2 ms at most, then looks again.
     @Test func aBatchLeavingConnectionsWaitingWakesASleeper() throws {
-        let path = Self.socketPath()
-        let server = FastCGIServer(address: .unix(path: path), workers: 1, maxBodyBytes: 1024, maxBatch: 8) { _ in
-            RecordingHandler(index: 0, log: Log())
-        }
-        let listener = try server.openListener()
-        defer { close(listener); unlink(path) }
-        let stop = makeEventFD(), nudge = makeEventFD()
-        defer { close(stop); close(nudge) }
-        let pool = PoolState(listenFD: listener, stopFD: stop, nudgeFD: nudge, maxBatch: 8, maxBodyBytes: 1024)
+        let (pool, closePool) = try Self.poolWithoutThreads()
+        defer { closePool() }
+        let stop = pool.stopFD, nudge = pool.nudgeFD
         var count: UInt64 = 0
         // Nobody asleep: no nudge.
         pool.add([WaitingConnection(fd: -1, owner: 0, batch: 1, acceptedAt: monotonicNanos())])
@@ -244,8 +241,6 @@ import Glibc
         pool.sleeping.subtract(1, ordering: .sequentiallyConsistent)
         #expect(read(nudge, &count, 8) == 8 && count == 1)
         // About to sleep with connections waiting: back within the hand-over delay, not at the next connection.
-        let flags = fcntl(listener, F_GETFL)
-        _ = fcntl(listener, F_SETFL, flags | O_NONBLOCK)
         let acceptor = try #require(Acceptor(pool: pool))
         defer { close(acceptor.epoll) }
         // A watchdog stops the pool if the sleeper never comes back: the test then fails instead of hanging.
@@ -271,16 +266,9 @@ import Glibc
     /// member over and the others slept until a new connection came, while
     /// the quick members waited for the whole slow request.
     @Test func aNudgeWakesEverySleepingThread() throws {
-        let path = Self.socketPath()
-        let server = FastCGIServer(address: .unix(path: path), workers: 1, maxBodyBytes: 1024, maxBatch: 8) { _ in
-            RecordingHandler(index: 0, log: Log())
-        }
-        let listener = try server.openListener()
-        defer { close(listener); unlink(path) }
-        _ = fcntl(listener, F_SETFL, fcntl(listener, F_GETFL) | O_NONBLOCK)
-        let stop = makeEventFD(), nudge = makeEventFD()
-        defer { close(stop); close(nudge) }
-        let pool = PoolState(listenFD: listener, stopFD: stop, nudgeFD: nudge, maxBatch: 8, maxBodyBytes: 1024)
+        let (pool, closePool) = try Self.poolWithoutThreads()
+        defer { closePool() }
+        let stop = pool.stopFD
         let outcomes = Mutex<[String]>([])
         let finished = DispatchSemaphore(value: 0)
         for _ in 0..<3 {
