@@ -144,8 +144,13 @@ public protocol GrantStorage: Transactional {
 
     func insertCode(_ code: AuthorizationCodeRecord) throws
     func code(hash: String) throws -> AuthorizationCodeRecord?
-    /// Consumes a code: true for exactly one caller, however many race.
-    func consumeCode(hash: String, at: Int64, familyID: String) throws -> Bool
+    /// A code as it was, consumed by this call when it was not yet (for
+    /// `familyID`): `claimed` is true for exactly one caller, however many
+    /// race. A redemption refused after its claim gives it back
+    /// (`unclaimCode`) in the same transaction.
+    func claimCode(hash: String, at: Int64, familyID: String) throws -> Claimed<AuthorizationCodeRecord>?
+    /// Undoes this transaction's claim of a code (a redemption refused after it).
+    func unclaimCode(hash: String) throws
 
     func insertFamily(id: String, clientID: String, userID: String, createdAt: Int64, sid: String?) throws
     /// Ends the token families bound to a session that ended.
@@ -160,8 +165,13 @@ public protocol GrantStorage: Transactional {
 
     func insertRefreshToken(_ token: RefreshTokenRecord) throws
     func refreshToken(hash: String) throws -> RefreshTokenRecord?
-    /// Marks a refresh token rotated; true for exactly one caller.
-    func rotateRefreshToken(hash: String, at: Int64) throws -> Bool
+    /// A refresh token as it was, marked rotated by this call when it was
+    /// not yet: `claimed` is true for exactly one caller, however many race.
+    /// A rotation refused after its claim gives it back
+    /// (`unclaimRefreshToken`) in the same transaction.
+    func claimRefreshToken(hash: String, at: Int64) throws -> Claimed<RefreshTokenRecord>?
+    /// Undoes this transaction's claim of a refresh token (a rotation refused after it).
+    func unclaimRefreshToken(hash: String) throws
 
     /// Stores a device authorization (RFC 8628 §3.2); false when its user
     /// code is already held by another (the caller draws a new one).
@@ -179,6 +189,14 @@ public protocol GrantStorage: Transactional {
     func pollDeviceCode(hash: String, now: Int64) throws -> Bool
     /// Redeems an approved device code: true for exactly one caller.
     func redeemDeviceCode(hash: String, familyID: String) throws -> Bool
+}
+
+/// A single-use record as a claim found it, and whether this claim took it
+/// (false: it was taken before, or by a transaction that won a race).
+public struct Claimed<Record: Sendable>: Sendable {
+    public let record: Record
+    public let claimed: Bool
+    public init(record: Record, claimed: Bool) { (self.record, self.claimed) = (record, claimed) }
 }
 
 /// The apps a user has connected (SPEC 5.2).

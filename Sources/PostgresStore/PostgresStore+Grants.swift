@@ -15,8 +15,18 @@ extension PostgresStore {
     // MARK: Authorization requests and codes
 
     public func code(hash: String) throws -> AuthorizationCodeRecord? {
-        // The user and the connection come along: redeeming a code reads both next.
-        guard let r = try rows("""
+        try rows(PostgresStore.codeSQL, [.text(hash)]).first.map(codeRecord)
+    }
+
+    /// The code (with its user and connection, read along) and its consumption in one round trip.
+    public func claimCode(hash: String, at: Int64, familyID: String) throws -> Claimed<AuthorizationCodeRecord>? {
+        let (rows, claimed) = try readThenClaim(PostgresStore.codeSQL, [.text(hash)], ClaimSQL.consumeCode,
+                                                ClaimSQL.consumeCodeArguments(hash: hash, at: at, familyID: familyID).map(PostgresStore.value))
+        return rows.first.map { Claimed(record: codeRecord($0), claimed: claimed) }
+    }
+
+    // The user and the connection come along: redeeming a code reads both next.
+    static let codeSQL = """
             SELECT c.code_hash, c.client_id, c.user_id, c.redirect_uri, c.redirect_uri_sent, c.scope, c.nonce, c.code_challenge,
               c.auth_time, c.created_at, c.expires_at, c.consumed_at, c.family_id,
               u.id, u.username, u.email, u.name, u.password_hash, u.created_at,
@@ -24,7 +34,9 @@ extension PostgresStore {
             FROM authorization_codes c LEFT JOIN users u ON u.id = c.user_id
               LEFT JOIN connections n ON n.user_id = c.user_id AND n.client_id = c.client_id
             WHERE c.code_hash = ?
-            """, [.text(hash)]).first else { return nil }
+            """
+
+    private func codeRecord(_ r: PGRow) -> AuthorizationCodeRecord {
         keepUser(r, from: 13, id: r.string(2))
         if keepsAlong {
             along.connections[AlongRows.key(r.string(2), r.string(1))] = r.isNull(19) ? .some(nil) : SharedRows.connection(r.columns(from: 19))
@@ -53,12 +65,24 @@ extension PostgresStore {
     }
 
     public func refreshToken(hash: String) throws -> RefreshTokenRecord? {
-        // The family's state comes along (a round trip saved): a rotation asks for it next, in the same transaction.
-        guard let r = try rows("""
-            SELECT t.token_hash, t.family_id, t.client_id, t.user_id, t.scope, t.auth_time, t.created_at, t.expires_at, t.rotated_at,
-              f.id, f.revoked_at, t.dpop_jkt
-            FROM refresh_tokens t LEFT JOIN token_families f ON f.id = t.family_id WHERE t.token_hash = ?
-            """, [.text(hash)]).first else { return nil }
+        try rows(PostgresStore.refreshTokenSQL, [.text(hash)]).first.map(refreshTokenRecord)
+    }
+
+    /// The token (with its family's state, read along) and its rotation in one round trip.
+    public func claimRefreshToken(hash: String, at: Int64) throws -> Claimed<RefreshTokenRecord>? {
+        let (rows, claimed) = try readThenClaim(PostgresStore.refreshTokenSQL, [.text(hash)], ClaimSQL.rotateRefreshToken,
+                                                ClaimSQL.rotateRefreshTokenArguments(hash: hash, at: at).map(PostgresStore.value))
+        return rows.first.map { Claimed(record: refreshTokenRecord($0), claimed: claimed) }
+    }
+
+    // The family's state comes along (a round trip saved): a rotation asks for it next, in the same transaction.
+    static let refreshTokenSQL = """
+        SELECT t.token_hash, t.family_id, t.client_id, t.user_id, t.scope, t.auth_time, t.created_at, t.expires_at, t.rotated_at,
+          f.id, f.revoked_at, t.dpop_jkt
+        FROM refresh_tokens t LEFT JOIN token_families f ON f.id = t.family_id WHERE t.token_hash = ?
+        """
+
+    private func refreshTokenRecord(_ r: PGRow) -> RefreshTokenRecord {
         if keepsAlong, let family = r.optionalString(9) { along.families[family] = r.optionalInt(10) != nil }
         return RefreshTokenRecord(tokenHash: r.string(0), familyID: r.string(1), clientID: r.string(2), userID: r.string(3),
                                   scope: Scopes.parse(r.string(4)) ?? [], authTime: r.int(5), createdAt: r.int(6), expiresAt: r.int(7),

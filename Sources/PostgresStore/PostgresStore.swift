@@ -213,6 +213,21 @@ public final class PostgresStore: Store {
         }
     }
 
+    /// A read and the write that claims what it read, in one round trip
+    /// (with what waits: the BEGIN, blind writes), inside a write
+    /// transaction: the read sees the row as it was before the write; the
+    /// write, run after it, reports whether it took the row (a concurrent
+    /// claim holds the row until it ends, and then this one takes nothing).
+    func readThenClaim(_ read: String, _ readValues: [PGValue], _ claim: String, _ claimValues: [PGValue]) throws -> (rows: [PGRow], claimed: Bool) {
+        precondition(writing && !committedEarly && !commitsWithNextStatement, "a claim belongs in a write transaction")
+        if (readValues + claimValues).contains(where: \.holdsNUL) { throw StoreError.invalidText }
+        note(claim)
+        let batch = pending + [(numberedText(read), readValues), (numberedText(claim), claimValues)]
+        pending = []
+        let results = try db.pipeline(batch)
+        return (results[results.count - 2].rows, results[results.count - 1].affected == 1)
+    }
+
     private func numberedText(_ sql: String) -> String {
         if let known = numberedCache[sql] { return known }
         let text = PostgresStore.numbered(sql)

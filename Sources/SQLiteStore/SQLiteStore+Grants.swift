@@ -28,6 +28,13 @@ extension SQLiteStore {
         }
     }
 
+    /// The read, then the consumption (a SQLite write transaction has the database to itself).
+    public func claimCode(hash: String, at: Int64, familyID: String) throws -> Claimed<AuthorizationCodeRecord>? {
+        guard let record = try code(hash: hash) else { return nil }
+        let claimed = try record.consumedAt == nil && consumeCode(hash: hash, at: at, familyID: familyID)
+        return Claimed(record: record, claimed: claimed)
+    }
+
     // MARK: Token families and refresh tokens
 
     public func isFamilyRevoked(id: String) throws -> Bool {
@@ -46,5 +53,12 @@ extension SQLiteStore {
                                scope: Scopes.parse($0.string(4)) ?? [], authTime: $0.int(5), createdAt: $0.int(6), expiresAt: $0.int(7),
                                rotatedAt: $0.optionalInt(8), jkt: $0.optionalString(9))
         }
+    }
+
+    /// The read, then the rotation (a SQLite write transaction has the database to itself).
+    public func claimRefreshToken(hash: String, at: Int64) throws -> Claimed<RefreshTokenRecord>? {
+        guard let record = try refreshToken(hash: hash) else { return nil }
+        let claimed = try record.rotatedAt == nil && rotateRefreshToken(hash: hash, at: at)
+        return Claimed(record: record, claimed: claimed)
     }
 }

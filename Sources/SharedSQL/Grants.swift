@@ -8,6 +8,17 @@ extension SharedRows {
     }
 }
 
+/// The updates that take a single-use grant record: each store sends them its
+/// own way (SQLite after the read, PostgreSQL in the read's round trip).
+public enum ClaimSQL {
+    public static let consumeCode = "UPDATE authorization_codes SET consumed_at = ?, family_id = ? WHERE code_hash = ? AND consumed_at IS NULL"
+    public static func consumeCodeArguments(hash: String, at: Int64, familyID: String) -> [SQLArgument] {
+        [.int(at), .text(familyID), .text(hash)]
+    }
+    public static let rotateRefreshToken = "UPDATE refresh_tokens SET rotated_at = ? WHERE token_hash = ? AND rotated_at IS NULL"
+    public static func rotateRefreshTokenArguments(hash: String, at: Int64) -> [SQLArgument] { [.int(at), .text(hash)] }
+}
+
 /// Revocations, pending authorization requests, codes, token families and refresh tokens (GrantStorage), on both stores:
 /// what reads them along with other rows, or through a memo, stays in each store.
 extension SQLStatementRunner {
@@ -58,9 +69,13 @@ extension SQLStatementRunner {
         try blindUpdate("DELETE FROM authorization_codes WHERE expires_at < ?", [.int(c.createdAt - 86_400_000)])
     }
 
+    /// Consumes a code: true for exactly one caller, however many race (the second half of a claim).
     public func consumeCode(hash: String, at: Int64, familyID: String) throws -> Bool {
-        try update("UPDATE authorization_codes SET consumed_at = ?, family_id = ? WHERE code_hash = ? AND consumed_at IS NULL",
-                 [.int(at), .text(familyID), .text(hash)]) == 1
+        try update(ClaimSQL.consumeCode, ClaimSQL.consumeCodeArguments(hash: hash, at: at, familyID: familyID)) == 1
+    }
+
+    public func unclaimCode(hash: String) throws {
+        try blindUpdate("UPDATE authorization_codes SET consumed_at = NULL, family_id = NULL WHERE code_hash = ?", [.text(hash)])
     }
 
     /// `sid`: the session the family ends with (granted without offline_access, Back-Channel Logout 1.0 §2.7).
@@ -99,8 +114,13 @@ extension SQLStatementRunner {
                   .int(t.authTime), .int(t.createdAt), .int(t.expiresAt), SQLArgument(t.jkt)])
     }
 
+    /// Marks a refresh token rotated: true for exactly one caller, however many race (the second half of a claim).
     public func rotateRefreshToken(hash: String, at: Int64) throws -> Bool {
-        try update("UPDATE refresh_tokens SET rotated_at = ? WHERE token_hash = ? AND rotated_at IS NULL", [.int(at), .text(hash)]) == 1
+        try update(ClaimSQL.rotateRefreshToken, ClaimSQL.rotateRefreshTokenArguments(hash: hash, at: at)) == 1
+    }
+
+    public func unclaimRefreshToken(hash: String) throws {
+        try blindUpdate("UPDATE refresh_tokens SET rotated_at = NULL WHERE token_hash = ?", [.text(hash)])
     }
 
     // MARK: Device codes (RFC 8628)

@@ -191,7 +191,7 @@ import Testing
                                                            redirectURISent: true, scope: ["openid"], nonce: nil, codeChallenge: nil,
                                                            authTime: now / 1000, createdAt: now, expiresAt: now + 60_000))
         }
-        let outcomes = race(h, 8) { store, i in try store.write { try store.consumeCode(hash: "race-code", at: now, familyID: "family-\(i)") } }
+        let outcomes = race(h, 8) { store, i in try store.write { try store.claimCode(hash: "race-code", at: now, familyID: "family-\(i)")?.claimed } }
         let wins = outcomes.filter { (try? $0.get()) == true }.count
         let refused = outcomes.filter { if case .failure = $0 { return true } else { return false } }
         #expect(wins == 1, "\(outcomes)")
@@ -209,8 +209,46 @@ import Testing
             try h.store.insertRefreshToken(RefreshTokenRecord(tokenHash: "race-refresh", familyID: "fam", clientID: client, userID: user,
                                                               scope: ["openid"], authTime: now / 1000, createdAt: now, expiresAt: now + 60_000))
         }
-        let outcomes = race(h, 8) { store, _ in try store.write { try store.rotateRefreshToken(hash: "race-refresh", at: now) } }
+        let outcomes = race(h, 8) { store, _ in try store.write { try store.claimRefreshToken(hash: "race-refresh", at: now)?.claimed } }
         #expect(outcomes.filter { (try? $0.get()) == true }.count == 1, "\(outcomes)")
+        // The winner's rotation is what stays.
+        #expect(try h.store.read { try h.store.refreshToken(hash: "race-refresh")?.rotatedAt } == now)
+    }
+
+    /// A claim given back in its own transaction leaves the record as it was:
+    /// the next claim takes it (a rotation or a redemption refused after its
+    /// claim, e.g. for a scope the grant does not hold, spends nothing).
+    @Test func aClaimGivenBackLeavesTheRecordToTheNextClaim() throws {
+        let h = try StoreFixture()
+        let user = try h.user()
+        let (client, _) = try h.app()
+        let now = h.clock.now
+        try h.store.write {
+            try h.store.insertFamily(id: "fam", clientID: client, userID: user, createdAt: now, sid: nil)
+            try h.store.insertRefreshToken(RefreshTokenRecord(tokenHash: "given-back", familyID: "fam", clientID: client, userID: user,
+                                                              scope: ["openid"], authTime: now / 1000, createdAt: now, expiresAt: now + 60_000))
+            try h.store.insertCode(AuthorizationCodeRecord(codeHash: "given-back-code", clientID: client, userID: user, redirectURI: StoreFixture.redirect,
+                                                           redirectURISent: true, scope: ["openid"], nonce: nil, codeChallenge: nil,
+                                                           authTime: now / 1000, createdAt: now, expiresAt: now + 60_000))
+        }
+        for _ in 0..<2 {
+            let took = try h.store.write {
+                let token = try h.store.claimRefreshToken(hash: "given-back", at: now)?.claimed
+                try h.store.unclaimRefreshToken(hash: "given-back")
+                let code = try h.store.claimCode(hash: "given-back-code", at: now, familyID: "f1")?.claimed
+                try h.store.unclaimCode(hash: "given-back-code")
+                return [token, code]
+            }
+            #expect(took == [true, true])
+        }
+        #expect(try h.store.read { try h.store.refreshToken(hash: "given-back")?.rotatedAt } == nil)
+        let code = try #require(try h.store.read { try h.store.code(hash: "given-back-code") })
+        #expect(code.consumedAt == nil && code.familyID == nil)
+        // Claimed for good: the next claim finds it taken, as it was.
+        #expect(try h.store.write { try h.store.claimRefreshToken(hash: "given-back", at: now + 1)?.claimed } == true)
+        let again = try #require(try h.store.write { try h.store.claimRefreshToken(hash: "given-back", at: now + 2) })
+        #expect(!again.claimed && again.record.rotatedAt == now + 1)
+        #expect(try h.store.write { try h.store.claimRefreshToken(hash: "unknown", at: now) } == nil)
     }
 
     @Test func anAuthorizationRequestIsAnsweredOnce() throws {
@@ -394,7 +432,7 @@ import Testing
         #expect(throws: StoreError.self) {
             try store.write {
                 try store.insertFamily(id: "fam-2", clientID: client, userID: userID, createdAt: now, sid: nil)
-                _ = try store.rotateRefreshToken(hash: "dup-hash", at: now)
+                _ = try store.claimRefreshToken(hash: "dup-hash", at: now)
                 try store.insertRefreshToken(token)  // the same hash again: refused, at the latest at the COMMIT
             }
         }

@@ -99,8 +99,8 @@ struct RequestRoundTripTests {
     /// the connection), the accept (the generation, the session with its
     /// user, the request; BEGIN + answered, the code + the connection, the
     /// connection + COMMIT) and the exchange (the generation, BEGIN + the code
-    /// with its user and connection, the redemption, the grant + COMMIT).
-    @Test func aCodeFlowCostsFourteenRoundTrips() throws {
+    /// with its user and connection + its redemption, the grant + COMMIT).
+    @Test func aCodeFlowCostsThirteenRoundTrips() throws {
         let h = try Harness()
         let store = try #require(h.store as? PostgresStore)
         _ = try h.user()
@@ -124,17 +124,17 @@ struct RequestRoundTripTests {
             #expect(store.roundTrips - before == 6)
             before = store.roundTrips
             #expect(flow.exchange(h, client: client, code: code, verifier: pkce.verifier).status == 200)
-            #expect(store.roundTrips - before == 4)
+            #expect(store.roundTrips - before == 3)
         }
     }
 
     /// PLATFORM-POSTGRES 3: the BEGIN travels with the first statement and
     /// the writes nobody reads (the new refresh token, the use of the
     /// connection) with the COMMIT, and a request validates the memo once. A
-    /// rotation: the generation read (the client is memoized), then three
-    /// round trips (BEGIN + the token with its family, the rotation, the
+    /// rotation: the generation read (the client is memoized), then two
+    /// round trips (BEGIN + the token with its family + its rotation, the
     /// rest + COMMIT); the signature after it reads nothing. Eight before.
-    @Test func aRefreshRotationCostsFourRoundTrips() throws {
+    @Test func aRefreshRotationCostsThreeRoundTrips() throws {
         let h = try Harness()
         let store = try #require(h.store as? PostgresStore)
         _ = try h.user()
@@ -148,7 +148,7 @@ struct RequestRoundTripTests {
             let r = h.form("/oauth2/token", [("grant_type", "refresh_token"), ("refresh_token", refresh), ("client_id", client)])
             #expect(r.status == 200)
             refresh = try #require(r.json?["refresh_token"]?.stringValue)
-            if round > 0 { #expect(store.roundTrips - before == 4) }
+            if round > 0 { #expect(store.roundTrips - before == 3) }
         }
     }
 }

@@ -15,65 +15,77 @@ public struct AuthorizationCodeGrant: Grant {
 
     public func exchange(_ request: TokenRequest, client: Client, service s: TokenService) throws -> TokenResponse {
         let code = try request.required("code")
-        let redirectURI = request["redirect_uri"], verifier = request["code_verifier"]
         let codeHash = TokenService.hash(code)
         let now = s.env.now()
         let outcome: TokenService.Outcome = try s.store.write {
-            guard let record = try s.store.code(hash: codeHash), record.clientID == client.clientID else {
+            // The code is read and, when unspent, consumed in one step (one round trip on PostgreSQL); a refusal
+            // below gives it back in the same transaction.
+            let familyID = s.env.randomToken(bytes: 16)
+            guard let claim = try s.store.claimCode(hash: codeHash, at: now, familyID: familyID) else {
                 return .refused(.invalidGrant(detail: "unknown code or another client's"))
             }
-            // RFC 9449 §10: a code bound to a DPoP key is redeemed only with a proof of that key (and stays unspent
-            // otherwise); checked before replay detection, so without the key a replay cannot revoke the grant either.
-            if let bound = record.dpopJKT, request.dpopJKT != bound {
-                return .refused(OAuthError("invalid_dpop_proof", status: 400, "The code is bound to a DPoP key: send a proof of that key."))
-            }
-            // The proof is recorded once the code is known to be this client's (RFC 9449 §11.1; nothing stored for a made-up one).
-            guard try s.useProof(request) else { return .refused(.proofReplayed) }
-            if record.consumedAt != nil {
-                // RFC 6749 §4.1.2: a second redemption revokes what the first one issued.
-                if let family = record.familyID { try s.store.revokeFamily(id: family, at: now) }
-                return .refused(.invalidGrant(detail: "code replayed"))
-            }
-            guard record.expiresAt > now else { return .refused(.invalidGrant(detail: "code expired")) }
-            if record.redirectURISent || redirectURI != nil {
-                guard redirectURI == record.redirectURI else { return .refused(.invalidGrant("redirect_uri does not match the authorization request.")) }
-            }
-            if let challenge = record.codeChallenge {
-                guard let verifier, AuthorizationService.isValidCodeChallenge(verifier),
-                      Digest.constantTimeEqual(Array(Base64.urlEncode(Digest.sha256(verifier)).utf8), Array(challenge.utf8)) else {
-                    return .refused(.invalidGrant("The code_verifier does not match the code_challenge."))
-                }
-            } else if verifier != nil {
-                return .refused(.invalidGrant("No code_challenge was sent with the authorization request."))
-            }
-            // Only scopes the client still holds are issued (one taken off it since the code was made is not).
-            let scope = record.scope.filter(client.scope.contains)
-            guard !scope.isEmpty else { return .refused(.invalidGrant(detail: "the client no longer holds any scope of the code")) }
-            // SPEC 5.2: a grant exists only with its connection; a code the user
-            // disconnected meanwhile is gone (deleteConnection), and this is the
-            // second line of that rule.
-            guard try s.store.connection(userID: record.userID, clientID: client.clientID) != nil else {
-                return .refused(.invalidGrant(detail: "the user disconnected the client"))
-            }
-            let familyID = s.env.randomToken(bytes: 16)
-            guard try s.store.consumeCode(hash: codeHash, at: now, familyID: familyID) else {
-                return .refused(.invalidGrant(detail: "code consumed concurrently"))
-            }
-            guard let user = try s.store.user(id: record.userID) else { return .refused(.invalidGrant(detail: "user gone")) }
-            // Back-Channel Logout 1.0 §2.7: a grant without offline_access ends with the session it was made in.
-            let endsWithSession = scope.contains("offline_access") ? nil : record.sid
-            try s.store.insertFamily(id: familyID, clientID: client.clientID, userID: user.id, createdAt: now, sid: endsWithSession)
-            try s.store.touchConnection(userID: user.id, clientID: client.clientID, accessTime: now)
-            let refresh = try s.storeRefreshToken(client: client, userID: user.id, scope: scope, authTime: record.authTime, familyID: familyID,
-                                                issue: s.issuesRefreshToken(client, scope: scope), jkt: request.dpopJKT)
-            return .issued(TokenService.Issuance(client: client, userID: user.id, user: user, scope: scope, authTime: record.authTime, familyID: familyID,
-                                    nonce: record.nonce, refreshToken: refresh, idToken: scope.contains("openid"), sid: record.sid,
-                                    acr: record.claims?.wantsACR == true, jkt: request.dpopJKT))
+            let outcome = try redeem(claim, familyID: familyID, request: request, client: client, service: s, now: now)
+            if claim.claimed, case .refused = outcome { try s.store.unclaimCode(hash: codeHash) }
+            return outcome
         }
         switch outcome {
         case let .issued(issuance): return try s.sign(issuance)
         case let .refused(error): throw error
         }
+    }
+
+    /// The checks of a redemption on the code as its claim found it, in
+    /// their order, and the grant when it passes them all.
+    private func redeem(_ claim: Claimed<AuthorizationCodeRecord>, familyID: String, request: TokenRequest, client: Client,
+                        service s: TokenService, now: Int64) throws -> TokenService.Outcome {
+        let redirectURI = request["redirect_uri"], verifier = request["code_verifier"]
+        let record = claim.record
+        guard record.clientID == client.clientID else { return .refused(.invalidGrant(detail: "unknown code or another client's")) }
+        // RFC 9449 §10: a code bound to a DPoP key is redeemed only with a proof of that key (and stays unspent
+        // otherwise); checked before replay detection, so without the key a replay cannot revoke the grant either.
+        if let bound = record.dpopJKT, request.dpopJKT != bound {
+            return .refused(OAuthError("invalid_dpop_proof", status: 400, "The code is bound to a DPoP key: send a proof of that key."))
+        }
+        // The proof is recorded once the code is known to be this client's (RFC 9449 §11.1; nothing stored for a made-up one).
+        guard try s.useProof(request) else { return .refused(.proofReplayed) }
+        if record.consumedAt != nil {
+            // RFC 6749 §4.1.2: a second redemption revokes what the first one issued.
+            if let family = record.familyID { try s.store.revokeFamily(id: family, at: now) }
+            return .refused(.invalidGrant(detail: "code replayed"))
+        }
+        guard record.expiresAt > now else { return .refused(.invalidGrant(detail: "code expired")) }
+        if record.redirectURISent || redirectURI != nil {
+            guard redirectURI == record.redirectURI else { return .refused(.invalidGrant("redirect_uri does not match the authorization request.")) }
+        }
+        if let challenge = record.codeChallenge {
+            guard let verifier, AuthorizationService.isValidCodeChallenge(verifier),
+                  Digest.constantTimeEqual(Array(Base64.urlEncode(Digest.sha256(verifier)).utf8), Array(challenge.utf8)) else {
+                return .refused(.invalidGrant("The code_verifier does not match the code_challenge."))
+            }
+        } else if verifier != nil {
+            return .refused(.invalidGrant("No code_challenge was sent with the authorization request."))
+        }
+        // Only scopes the client still holds are issued (one taken off it since the code was made is not).
+        let scope = record.scope.filter(client.scope.contains)
+        guard !scope.isEmpty else { return .refused(.invalidGrant(detail: "the client no longer holds any scope of the code")) }
+        // SPEC 5.2: a grant exists only with its connection; a code the user
+        // disconnected meanwhile is gone (deleteConnection), and this is the
+        // second line of that rule.
+        guard try s.store.connection(userID: record.userID, clientID: client.clientID) != nil else {
+            return .refused(.invalidGrant(detail: "the user disconnected the client"))
+        }
+        // Unspent when read, yet consumed by a transaction that won the race to it.
+        guard claim.claimed else { return .refused(.invalidGrant(detail: "code consumed concurrently")) }
+        guard let user = try s.store.user(id: record.userID) else { return .refused(.invalidGrant(detail: "user gone")) }
+        // Back-Channel Logout 1.0 §2.7: a grant without offline_access ends with the session it was made in.
+        let endsWithSession = scope.contains("offline_access") ? nil : record.sid
+        try s.store.insertFamily(id: familyID, clientID: client.clientID, userID: user.id, createdAt: now, sid: endsWithSession)
+        try s.store.touchConnection(userID: user.id, clientID: client.clientID, accessTime: now)
+        let refresh = try s.storeRefreshToken(client: client, userID: user.id, scope: scope, authTime: record.authTime, familyID: familyID,
+                                            issue: s.issuesRefreshToken(client, scope: scope), jkt: request.dpopJKT)
+        return .issued(TokenService.Issuance(client: client, userID: user.id, user: user, scope: scope, authTime: record.authTime, familyID: familyID,
+                                nonce: record.nonce, refreshToken: refresh, idToken: scope.contains("openid"), sid: record.sid,
+                                acr: record.claims?.wantsACR == true, jkt: request.dpopJKT))
     }
 }
 

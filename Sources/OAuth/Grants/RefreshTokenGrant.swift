@@ -12,53 +12,67 @@ public struct RefreshTokenGrant: Grant {
 
     public func exchange(_ request: TokenRequest, client: Client, service s: TokenService) throws -> TokenResponse {
         let refreshToken = try request.required("refresh_token")
-        let requestedScope = request["scope"]
         let tokenHash = TokenService.hash(refreshToken)
         let now = s.env.now()
         let outcome: TokenService.Outcome = try s.store.write {
-            guard let record = try s.store.refreshToken(hash: tokenHash), record.clientID == client.clientID else {
+            // The token is read and, when still current, rotated in one step (one round trip on PostgreSQL); a
+            // refusal below gives the rotation back in the same transaction.
+            guard let claim = try s.store.claimRefreshToken(hash: tokenHash, at: now) else {
                 return .refused(.invalidGrant(detail: "unknown refresh token or another client's"))
             }
-            // RFC 9449 §5: a public client's bound refresh token is used only with a proof of the same key. Checked
-            // before reuse detection: without the key a stolen, rotated-out token cannot revoke its family either.
-            if let bound = record.jkt, bound != request.dpopJKT {
-                return .refused(OAuthError("invalid_dpop_proof", status: 400, "This refresh token is bound to a DPoP key: prove it."))
-            }
-            guard try s.useProof(request) else { return .refused(.proofReplayed) }
-            if record.rotatedAt != nil {
-                // Reuse of a rotated-out token: the family is compromised.
-                try s.store.revokeFamily(id: record.familyID, at: now)
-                return .refused(.invalidGrant(detail: "refresh token reused"))
-            }
-            guard record.expiresAt > now, !(try s.store.isFamilyRevoked(id: record.familyID)) else {
-                return .refused(.invalidGrant(detail: "refresh token expired or revoked"))
-            }
-            // The family's scopes the client still holds (one taken off it since is not issued again).
-            let held = record.scope.filter(client.scope.contains)
-            guard !held.isEmpty else { return .refused(.invalidGrant(detail: "the client no longer holds any scope of the grant")) }
-            var scope = held
-            if let requestedScope {
-                guard let requested = Scopes.parse(requestedScope), requested.allSatisfy(held.contains) else {
-                    return .refused(.invalidScope())
-                }
-                scope = requested
-            }
-            guard try s.store.rotateRefreshToken(hash: tokenHash, at: now) else {
-                try s.store.revokeFamily(id: record.familyID, at: now)
-                return .refused(.invalidGrant(detail: "refresh token reused concurrently"))
-            }
-            // The user exists: deleting a user deletes its refresh tokens (foreign key, ON DELETE CASCADE).
-            try s.store.touchConnection(userID: record.userID, clientID: client.clientID, accessTime: now)
-            let refresh = try s.storeRefreshToken(client: client, userID: record.userID, scope: held, authTime: record.authTime,
-                                                familyID: record.familyID, issue: true, jkt: record.jkt ?? request.dpopJKT)
-            // OIDC Core §12.2: a refreshed response "might not contain an id_token"; the client has one.
-            return .issued(TokenService.Issuance(client: client, userID: record.userID, user: nil, scope: scope, authTime: record.authTime, familyID: record.familyID,
-                                    nonce: nil, refreshToken: refresh, idToken: false, sid: nil, acr: false, jkt: request.dpopJKT))
+            let outcome = try rotate(claim, request: request, client: client, service: s, now: now)
+            if claim.claimed, case .refused = outcome { try s.store.unclaimRefreshToken(hash: tokenHash) }
+            return outcome
         }
         switch outcome {
         case let .issued(issuance): return try s.sign(issuance)
         case let .refused(error): throw error
         }
+    }
+
+    /// The checks of a rotation on the token as its claim found it, in their
+    /// order, and the new token when it passes them all.
+    private func rotate(_ claim: Claimed<RefreshTokenRecord>, request: TokenRequest, client: Client, service s: TokenService,
+                        now: Int64) throws -> TokenService.Outcome {
+        let record = claim.record
+        guard record.clientID == client.clientID else { return .refused(.invalidGrant(detail: "unknown refresh token or another client's")) }
+        // RFC 9449 §5: a public client's bound refresh token is used only with a proof of the same key. Checked
+        // before reuse detection: without the key a stolen, rotated-out token cannot revoke its family either.
+        if let bound = record.jkt, bound != request.dpopJKT {
+            return .refused(OAuthError("invalid_dpop_proof", status: 400, "This refresh token is bound to a DPoP key: prove it."))
+        }
+        guard try s.useProof(request) else { return .refused(.proofReplayed) }
+        if record.rotatedAt != nil {
+            // Reuse of a rotated-out token: the family is compromised.
+            try s.store.revokeFamily(id: record.familyID, at: now)
+            return .refused(.invalidGrant(detail: "refresh token reused"))
+        }
+        guard record.expiresAt > now, !(try s.store.isFamilyRevoked(id: record.familyID)) else {
+            return .refused(.invalidGrant(detail: "refresh token expired or revoked"))
+        }
+        // The family's scopes the client still holds (one taken off it since is not issued again).
+        let held = record.scope.filter(client.scope.contains)
+        guard !held.isEmpty else { return .refused(.invalidGrant(detail: "the client no longer holds any scope of the grant")) }
+        var scope = held
+        if let requestedScope = request["scope"] {
+            guard let requested = Scopes.parse(requestedScope), requested.allSatisfy(held.contains) else {
+                return .refused(.invalidScope())
+            }
+            scope = requested
+        }
+        // Current when read, yet rotated by a transaction that won the race to it.
+        guard claim.claimed else {
+            try s.store.revokeFamily(id: record.familyID, at: now)
+            return .refused(.invalidGrant(detail: "refresh token reused concurrently"))
+        }
+        // The user exists: deleting a user deletes its refresh tokens (foreign key, ON DELETE CASCADE).
+        try s.store.touchConnection(userID: record.userID, clientID: client.clientID, accessTime: now)
+        let refresh = try s.storeRefreshToken(client: client, userID: record.userID, scope: held, authTime: record.authTime,
+                                            familyID: record.familyID, issue: true, jkt: record.jkt ?? request.dpopJKT)
+        // OIDC Core §12.2: a refreshed response "might not contain an id_token"; the client has one.
+        return .issued(TokenService.Issuance(client: client, userID: record.userID, user: nil, scope: scope, authTime: record.authTime,
+                                             familyID: record.familyID, nonce: nil, refreshToken: refresh, idToken: false, sid: nil,
+                                             acr: false, jkt: request.dpopJKT))
     }
 }
 
