@@ -186,11 +186,7 @@ import Testing
         let user = try h.user()
         let (client, _) = try h.app()
         let now = h.clock.now
-        try h.store.write {
-            try h.store.insertCode(AuthorizationCodeRecord(codeHash: "race-code", clientID: client, userID: user, redirectURI: StoreFixture.redirect,
-                                                           redirectURISent: true, scope: ["openid"], nonce: nil, codeChallenge: nil,
-                                                           authTime: now / 1000, createdAt: now, expiresAt: now + 60_000))
-        }
+        try h.insertCode(hash: "race-code", client: client, user: user)
         let outcomes = race(h, 8) { store, i in try store.write { try store.claimCode(hash: "race-code", at: now, familyID: "family-\(i)")?.claimed } }
         let wins = outcomes.filter { (try? $0.get()) == true }.count
         let refused = outcomes.filter { if case .failure = $0 { return true } else { return false } }
@@ -204,11 +200,7 @@ import Testing
         let user = try h.user()
         let (client, _) = try h.app()
         let now = h.clock.now
-        try h.store.write {
-            try h.store.insertFamily(id: "fam", clientID: client, userID: user, createdAt: now, sid: nil)
-            try h.store.insertRefreshToken(RefreshTokenRecord(tokenHash: "race-refresh", familyID: "fam", clientID: client, userID: user,
-                                                              scope: ["openid"], authTime: now / 1000, createdAt: now, expiresAt: now + 60_000))
-        }
+        try h.insertRefreshToken(hash: "race-refresh", family: "fam", client: client, user: user)
         let outcomes = race(h, 8) { store, _ in try store.write { try store.claimRefreshToken(hash: "race-refresh", at: now)?.claimed } }
         #expect(outcomes.filter { (try? $0.get()) == true }.count == 1, "\(outcomes)")
         // The winner's rotation is what stays.
@@ -223,14 +215,8 @@ import Testing
         let user = try h.user()
         let (client, _) = try h.app()
         let now = h.clock.now
-        try h.store.write {
-            try h.store.insertFamily(id: "fam", clientID: client, userID: user, createdAt: now, sid: nil)
-            try h.store.insertRefreshToken(RefreshTokenRecord(tokenHash: "given-back", familyID: "fam", clientID: client, userID: user,
-                                                              scope: ["openid"], authTime: now / 1000, createdAt: now, expiresAt: now + 60_000))
-            try h.store.insertCode(AuthorizationCodeRecord(codeHash: "given-back-code", clientID: client, userID: user, redirectURI: StoreFixture.redirect,
-                                                           redirectURISent: true, scope: ["openid"], nonce: nil, codeChallenge: nil,
-                                                           authTime: now / 1000, createdAt: now, expiresAt: now + 60_000))
-        }
+        try h.insertRefreshToken(hash: "given-back", family: "fam", client: client, user: user)
+        try h.insertCode(hash: "given-back-code", client: client, user: user)
         for _ in 0..<2 {
             let took = try h.store.write {
                 let token = try h.store.claimRefreshToken(hash: "given-back", at: now)?.claimed
