@@ -144,11 +144,13 @@ public protocol GrantStorage: Transactional {
 
     func insertCode(_ code: AuthorizationCodeRecord) throws
     func code(hash: String) throws -> AuthorizationCodeRecord?
-    /// A code as it was, consumed by this call when it was not yet (for
-    /// `familyID`): `claimed` is true for exactly one caller, however many
-    /// race. A redemption refused after its claim gives it back
+    /// A code as it was, consumed by this call (for `familyID`) when it was
+    /// not yet and `clientID` may redeem it (its client, with the DPoP key
+    /// `jkt` when the code is bound to one): `claimed` is true for exactly
+    /// one caller, however many race; a caller that may not redeem it writes
+    /// nothing. A redemption refused after its claim gives it back
     /// (`unclaimCode`) in the same transaction.
-    func claimCode(hash: String, at: Int64, familyID: String) throws -> Claimed<AuthorizationCodeRecord>?
+    func claimCode(hash: String, clientID: String, jkt: String?, at: Int64, familyID: String) throws -> Claimed<AuthorizationCodeRecord>?
     /// Undoes this transaction's claim of a code (a redemption refused after it).
     func unclaimCode(hash: String) throws
 
@@ -166,10 +168,12 @@ public protocol GrantStorage: Transactional {
     func insertRefreshToken(_ token: RefreshTokenRecord) throws
     func refreshToken(hash: String) throws -> RefreshTokenRecord?
     /// A refresh token as it was, marked rotated by this call when it was
-    /// not yet: `claimed` is true for exactly one caller, however many race.
-    /// A rotation refused after its claim gives it back
+    /// not yet and `clientID` may rotate it (its client, with the DPoP key
+    /// `jkt` when the token is bound to one): `claimed` is true for exactly
+    /// one caller, however many race; a caller that may not rotate it writes
+    /// nothing. A rotation refused after its claim gives it back
     /// (`unclaimRefreshToken`) in the same transaction.
-    func claimRefreshToken(hash: String, at: Int64) throws -> Claimed<RefreshTokenRecord>?
+    func claimRefreshToken(hash: String, clientID: String, jkt: String?, at: Int64) throws -> Claimed<RefreshTokenRecord>?
     /// Undoes this transaction's claim of a refresh token (a rotation refused after it).
     func unclaimRefreshToken(hash: String) throws
 

@@ -19,9 +19,9 @@ extension PostgresStore {
     }
 
     /// The code (with its user and connection, read along) and its consumption in one round trip.
-    public func claimCode(hash: String, at: Int64, familyID: String) throws -> Claimed<AuthorizationCodeRecord>? {
-        let (rows, claimed) = try readThenClaim(PostgresStore.codeSQL, [.text(hash)], ClaimSQL.consumeCode,
-                                                ClaimSQL.consumeCodeArguments(hash: hash, at: at, familyID: familyID).map(PostgresStore.value))
+    public func claimCode(hash: String, clientID: String, jkt: String?, at: Int64, familyID: String) throws -> Claimed<AuthorizationCodeRecord>? {
+        let claim = ClaimSQL.consumeCodeArguments(hash: hash, clientID: clientID, jkt: jkt, at: at, familyID: familyID)
+        let (rows, claimed) = try readThenClaim(PostgresStore.codeSQL, [.text(hash)], ClaimSQL.consumeCode, claim.map(PostgresStore.value))
         return rows.first.map { Claimed(record: codeRecord($0), claimed: claimed) }
     }
 
@@ -69,9 +69,9 @@ extension PostgresStore {
     }
 
     /// The token (with its family's state, read along) and its rotation in one round trip.
-    public func claimRefreshToken(hash: String, at: Int64) throws -> Claimed<RefreshTokenRecord>? {
-        let (rows, claimed) = try readThenClaim(PostgresStore.refreshTokenSQL, [.text(hash)], ClaimSQL.rotateRefreshToken,
-                                                ClaimSQL.rotateRefreshTokenArguments(hash: hash, at: at).map(PostgresStore.value))
+    public func claimRefreshToken(hash: String, clientID: String, jkt: String?, at: Int64) throws -> Claimed<RefreshTokenRecord>? {
+        let claim = ClaimSQL.rotateRefreshTokenArguments(hash: hash, clientID: clientID, jkt: jkt, at: at)
+        let (rows, claimed) = try readThenClaim(PostgresStore.refreshTokenSQL, [.text(hash)], ClaimSQL.rotateRefreshToken, claim.map(PostgresStore.value))
         return rows.first.map { Claimed(record: refreshTokenRecord($0), claimed: claimed) }
     }
 

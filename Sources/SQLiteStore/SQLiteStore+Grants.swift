@@ -29,9 +29,9 @@ extension SQLiteStore {
     }
 
     /// The read, then the consumption (a SQLite write transaction has the database to itself).
-    public func claimCode(hash: String, at: Int64, familyID: String) throws -> Claimed<AuthorizationCodeRecord>? {
+    public func claimCode(hash: String, clientID: String, jkt: String?, at: Int64, familyID: String) throws -> Claimed<AuthorizationCodeRecord>? {
         guard let record = try code(hash: hash) else { return nil }
-        let claimed = try record.consumedAt == nil && consumeCode(hash: hash, at: at, familyID: familyID)
+        let claimed = try record.consumedAt == nil && consumeCode(hash: hash, clientID: clientID, jkt: jkt, at: at, familyID: familyID)
         return Claimed(record: record, claimed: claimed)
     }
 
@@ -56,9 +56,9 @@ extension SQLiteStore {
     }
 
     /// The read, then the rotation (a SQLite write transaction has the database to itself).
-    public func claimRefreshToken(hash: String, at: Int64) throws -> Claimed<RefreshTokenRecord>? {
+    public func claimRefreshToken(hash: String, clientID: String, jkt: String?, at: Int64) throws -> Claimed<RefreshTokenRecord>? {
         guard let record = try refreshToken(hash: hash) else { return nil }
-        let claimed = try record.rotatedAt == nil && rotateRefreshToken(hash: hash, at: at)
+        let claimed = try record.rotatedAt == nil && rotateRefreshToken(hash: hash, clientID: clientID, jkt: jkt, at: at)
         return Claimed(record: record, claimed: claimed)
     }
 }

@@ -10,13 +10,24 @@ extension SharedRows {
 
 /// The updates that take a single-use grant record: each store sends them its
 /// own way (SQLite after the read, PostgreSQL in the read's round trip).
+/// Only its client, with the DPoP key it is bound to, takes one: another
+/// caller's refused request writes nothing (and so never conflicts with the
+/// owner's, even on a store running snapshot isolation).
 public enum ClaimSQL {
-    public static let consumeCode = "UPDATE authorization_codes SET consumed_at = ?, family_id = ? WHERE code_hash = ? AND consumed_at IS NULL"
-    public static func consumeCodeArguments(hash: String, at: Int64, familyID: String) -> [SQLArgument] {
-        [.int(at), .text(familyID), .text(hash)]
+    public static let consumeCode = """
+        UPDATE authorization_codes SET consumed_at = ?, family_id = ?
+        WHERE code_hash = ? AND consumed_at IS NULL AND client_id = ? AND (dpop_jkt IS NULL OR dpop_jkt = ?)
+        """
+    public static func consumeCodeArguments(hash: String, clientID: String, jkt: String?, at: Int64, familyID: String) -> [SQLArgument] {
+        [.int(at), .text(familyID), .text(hash), .text(clientID), SQLArgument(jkt)]
     }
-    public static let rotateRefreshToken = "UPDATE refresh_tokens SET rotated_at = ? WHERE token_hash = ? AND rotated_at IS NULL"
-    public static func rotateRefreshTokenArguments(hash: String, at: Int64) -> [SQLArgument] { [.int(at), .text(hash)] }
+    public static let rotateRefreshToken = """
+        UPDATE refresh_tokens SET rotated_at = ?
+        WHERE token_hash = ? AND rotated_at IS NULL AND client_id = ? AND (dpop_jkt IS NULL OR dpop_jkt = ?)
+        """
+    public static func rotateRefreshTokenArguments(hash: String, clientID: String, jkt: String?, at: Int64) -> [SQLArgument] {
+        [.int(at), .text(hash), .text(clientID), SQLArgument(jkt)]
+    }
 }
 
 /// Revocations, pending authorization requests, codes, token families and refresh tokens (GrantStorage), on both stores:
@@ -70,8 +81,8 @@ extension SQLStatementRunner {
     }
 
     /// Consumes a code: true for exactly one caller, however many race (the second half of a claim).
-    public func consumeCode(hash: String, at: Int64, familyID: String) throws -> Bool {
-        try update(ClaimSQL.consumeCode, ClaimSQL.consumeCodeArguments(hash: hash, at: at, familyID: familyID)) == 1
+    public func consumeCode(hash: String, clientID: String, jkt: String?, at: Int64, familyID: String) throws -> Bool {
+        try update(ClaimSQL.consumeCode, ClaimSQL.consumeCodeArguments(hash: hash, clientID: clientID, jkt: jkt, at: at, familyID: familyID)) == 1
     }
 
     public func unclaimCode(hash: String) throws {
@@ -115,8 +126,8 @@ extension SQLStatementRunner {
     }
 
     /// Marks a refresh token rotated: true for exactly one caller, however many race (the second half of a claim).
-    public func rotateRefreshToken(hash: String, at: Int64) throws -> Bool {
-        try update(ClaimSQL.rotateRefreshToken, ClaimSQL.rotateRefreshTokenArguments(hash: hash, at: at)) == 1
+    public func rotateRefreshToken(hash: String, clientID: String, jkt: String?, at: Int64) throws -> Bool {
+        try update(ClaimSQL.rotateRefreshToken, ClaimSQL.rotateRefreshTokenArguments(hash: hash, clientID: clientID, jkt: jkt, at: at)) == 1
     }
 
     public func unclaimRefreshToken(hash: String) throws {

@@ -187,7 +187,7 @@ import Testing
         let (client, _) = try h.app()
         let now = h.clock.now
         try h.insertCode(hash: "race-code", client: client, user: user)
-        let outcomes = race(h, 8) { store, i in try store.write { try store.claimCode(hash: "race-code", at: now, familyID: "family-\(i)")?.claimed } }
+        let outcomes = race(h, 8) { store, i in try store.write { try store.claimCode(hash: "race-code", clientID: client, jkt: nil, at: now, familyID: "family-\(i)")?.claimed } }
         let wins = outcomes.filter { (try? $0.get()) == true }.count
         let refused = outcomes.filter { if case .failure = $0 { return true } else { return false } }
         #expect(wins == 1, "\(outcomes)")
@@ -201,7 +201,7 @@ import Testing
         let (client, _) = try h.app()
         let now = h.clock.now
         try h.insertRefreshToken(hash: "race-refresh", family: "fam", client: client, user: user)
-        let outcomes = race(h, 8) { store, _ in try store.write { try store.claimRefreshToken(hash: "race-refresh", at: now)?.claimed } }
+        let outcomes = race(h, 8) { store, _ in try store.write { try store.claimRefreshToken(hash: "race-refresh", clientID: client, jkt: nil, at: now)?.claimed } }
         #expect(outcomes.filter { (try? $0.get()) == true }.count == 1, "\(outcomes)")
         // The winner's rotation is what stays.
         #expect(try h.store.read { try h.store.refreshToken(hash: "race-refresh")?.rotatedAt } == now)
@@ -219,9 +219,9 @@ import Testing
         try h.insertCode(hash: "given-back-code", client: client, user: user)
         for _ in 0..<2 {
             let took = try h.store.write {
-                let token = try h.store.claimRefreshToken(hash: "given-back", at: now)?.claimed
+                let token = try h.store.claimRefreshToken(hash: "given-back", clientID: client, jkt: nil, at: now)?.claimed
                 try h.store.unclaimRefreshToken(hash: "given-back")
-                let code = try h.store.claimCode(hash: "given-back-code", at: now, familyID: "f1")?.claimed
+                let code = try h.store.claimCode(hash: "given-back-code", clientID: client, jkt: nil, at: now, familyID: "f1")?.claimed
                 try h.store.unclaimCode(hash: "given-back-code")
                 return [token, code]
             }
@@ -231,10 +231,38 @@ import Testing
         let code = try #require(try h.store.read { try h.store.code(hash: "given-back-code") })
         #expect(code.consumedAt == nil && code.familyID == nil)
         // Claimed for good: the next claim finds it taken, as it was.
-        #expect(try h.store.write { try h.store.claimRefreshToken(hash: "given-back", at: now + 1)?.claimed } == true)
-        let again = try #require(try h.store.write { try h.store.claimRefreshToken(hash: "given-back", at: now + 2) })
+        #expect(try h.store.write { try h.store.claimRefreshToken(hash: "given-back", clientID: client, jkt: nil, at: now + 1)?.claimed } == true)
+        let again = try #require(try h.store.write { try h.store.claimRefreshToken(hash: "given-back", clientID: client, jkt: nil, at: now + 2) })
         #expect(!again.claimed && again.record.rotatedAt == now + 1)
-        #expect(try h.store.write { try h.store.claimRefreshToken(hash: "unknown", at: now) } == nil)
+        #expect(try h.store.write { try h.store.claimRefreshToken(hash: "unknown", clientID: client, jkt: nil, at: now) } == nil)
+    }
+
+    /// Only the record's client, with the DPoP key it is bound to, takes it:
+    /// another caller's claim finds it as it is and writes nothing (so a
+    /// refused request never holds or changes the owner's row).
+    @Test func aClaimByAnotherClientOrWithoutTheBoundKeyTakesNothing() throws {
+        let h = try StoreFixture()
+        let user = try h.user()
+        let (client, _) = try h.app()
+        let (other, _) = try h.app()
+        let now = h.clock.now
+        try h.insertRefreshToken(hash: "bound", family: "fam", client: client, user: user, jkt: "key-1")
+        try h.insertCode(hash: "bound-code", client: client, user: user, jkt: "key-1")
+        let attempts: [(String, String?)] = [(other, "key-1"), (client, nil), (client, "key-2"), (other, nil)]
+        for (caller, jkt) in attempts {
+            let took = try h.store.write {
+                [try h.store.claimRefreshToken(hash: "bound", clientID: caller, jkt: jkt, at: now)?.claimed,
+                 try h.store.claimCode(hash: "bound-code", clientID: caller, jkt: jkt, at: now, familyID: "f")?.claimed]
+            }
+            #expect(took == [false, false], "\(caller) \(jkt ?? "no key")")
+        }
+        #expect(try h.store.read { try h.store.refreshToken(hash: "bound")?.rotatedAt } == nil)
+        #expect(try h.store.read { try h.store.code(hash: "bound-code")?.consumedAt } == nil)
+        let owner = try h.store.write {
+            [try h.store.claimRefreshToken(hash: "bound", clientID: client, jkt: "key-1", at: now)?.claimed,
+             try h.store.claimCode(hash: "bound-code", clientID: client, jkt: "key-1", at: now, familyID: "f")?.claimed]
+        }
+        #expect(owner == [true, true])
     }
 
     @Test func anAuthorizationRequestIsAnsweredOnce() throws {
@@ -418,7 +446,7 @@ import Testing
         #expect(throws: StoreError.self) {
             try store.write {
                 try store.insertFamily(id: "fam-2", clientID: client, userID: userID, createdAt: now, sid: nil)
-                _ = try store.claimRefreshToken(hash: "dup-hash", at: now)
+                _ = try store.claimRefreshToken(hash: "dup-hash", clientID: client, jkt: nil, at: now)
                 try store.insertRefreshToken(token)  // the same hash again: refused, at the latest at the COMMIT
             }
         }

@@ -134,23 +134,24 @@ package final class StoreFixture {
 
     deinit { try? FileManager.default.removeItem(atPath: directory) }
 
-    /// An unspent, 60-second code of `client` for `user` under `hash` (no PKCE).
-    package func insertCode(hash: String, client: String, user: String) throws {
+    /// An unspent, 60-second code of `client` for `user` under `hash` (no PKCE), bound to the DPoP key `jkt` if given.
+    package func insertCode(hash: String, client: String, user: String, jkt: String? = nil) throws {
         let now = clock.now
         try store.write {
             try store.insertCode(AuthorizationCodeRecord(codeHash: hash, clientID: client, userID: user, redirectURI: StoreFixture.redirect,
                                                          redirectURISent: true, scope: ["openid"], nonce: nil, codeChallenge: nil,
-                                                         authTime: now / 1000, createdAt: now, expiresAt: now + 60_000))
+                                                         authTime: now / 1000, createdAt: now, expiresAt: now + 60_000, dpopJKT: jkt))
         }
     }
 
-    /// A current refresh token under `hash`, alone in a new family `family`.
-    package func insertRefreshToken(hash: String, family: String, client: String, user: String) throws {
+    /// A current refresh token under `hash`, alone in a new family `family`, bound to the DPoP key `jkt` if given.
+    package func insertRefreshToken(hash: String, family: String, client: String, user: String, jkt: String? = nil) throws {
         let now = clock.now
         try store.write {
             try store.insertFamily(id: family, clientID: client, userID: user, createdAt: now, sid: nil)
             try store.insertRefreshToken(RefreshTokenRecord(tokenHash: hash, familyID: family, clientID: client, userID: user,
-                                                            scope: ["openid"], authTime: now / 1000, createdAt: now, expiresAt: now + 60_000))
+                                                            scope: ["openid"], authTime: now / 1000, createdAt: now, expiresAt: now + 60_000,
+                                                            jkt: jkt))
         }
     }
 

@@ -18,10 +18,11 @@ public struct AuthorizationCodeGrant: Grant {
         let codeHash = TokenService.hash(code)
         let now = s.env.now()
         let outcome: TokenService.Outcome = try s.store.write {
-            // The code is read and, when unspent, consumed in one step (one round trip on PostgreSQL); a refusal
-            // below gives it back in the same transaction.
+            // The code is read and, when unspent and this client's (with the key it is bound to), consumed in one
+            // step (one round trip on PostgreSQL); a refusal below gives it back in the same transaction.
             let familyID = s.env.randomToken(bytes: 16)
-            guard let claim = try s.store.claimCode(hash: codeHash, at: now, familyID: familyID) else {
+            guard let claim = try s.store.claimCode(hash: codeHash, clientID: client.clientID, jkt: request.dpopJKT, at: now,
+                                                    familyID: familyID) else {
                 return .refused(.invalidGrant(detail: "unknown code or another client's"))
             }
             let outcome = try redeem(claim, familyID: familyID, request: request, client: client, service: s, now: now)

@@ -15,9 +15,9 @@ public struct RefreshTokenGrant: Grant {
         let tokenHash = TokenService.hash(refreshToken)
         let now = s.env.now()
         let outcome: TokenService.Outcome = try s.store.write {
-            // The token is read and, when still current, rotated in one step (one round trip on PostgreSQL); a
-            // refusal below gives the rotation back in the same transaction.
-            guard let claim = try s.store.claimRefreshToken(hash: tokenHash, at: now) else {
+            // The token is read and, when current and this client's (with the key it is bound to), rotated in one
+            // step (one round trip on PostgreSQL); a refusal below gives the rotation back in the same transaction.
+            guard let claim = try s.store.claimRefreshToken(hash: tokenHash, clientID: client.clientID, jkt: request.dpopJKT, at: now) else {
                 return .refused(.invalidGrant(detail: "unknown refresh token or another client's"))
             }
             let outcome = try rotate(claim, request: request, client: client, service: s, now: now)
