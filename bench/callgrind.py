@@ -13,6 +13,7 @@ user with remembered consent, authorize then token, counted as one; `dpop`:
 a client_credentials token with a DPoP proof; `pkjwt`: one for a
 `private_key_jwt` client, an assertion per request) for this build and the baseline."""
 import argparse
+import os
 import re
 import stat
 import subprocess
@@ -178,10 +179,17 @@ def main():
     ap.add_argument("--scenarios", default="token,introspect,read")
     ap.add_argument("--keep", type=Path, help="a directory to keep both runs' callgrind outputs in (for bench/callgrind_diff.py)")
     args = ap.parse_args()
-    binaries = [("this build", conftest.BIN)] + ([("baseline", args.baseline)] if args.baseline else [])
+    # The release build unless LATCHKEY_BIN names another (the end-to-end harness defaults to the debug
+    # build, whose counts are several times a release build's and say nothing about speed).
+    this = os.environ.get("LATCHKEY_BIN") or str(Path(__file__).resolve().parents[1] / ".build" / "release" / "latchkey")
+    if not Path(this).exists():
+        sys.exit(f"{this} is missing: swift build -c release --product latchkey, or set LATCHKEY_BIN")
+    binaries = [("this build", this)] + ([("baseline", args.baseline)] if args.baseline else [])
     with tempfile.TemporaryDirectory() as directory:
         tmp = Path(directory)
         print(f"callgrind instructions per request (one worker thread, ({SMALL}+{args.requests} - {SMALL}) / {args.requests})")
+        for label, binary in binaries:
+            print(f"  {label}: {binary}")
         for name in args.scenarios.split(","):
             row = []
             for label, binary in binaries:
