@@ -303,6 +303,8 @@ public struct AuthorizationService {
         // token endpoint checks the client and its scopes again at redemption).
         guard let client = try answerableClient(request), scope.allSatisfy(client.scope.contains) else { throw ConsentError.clientChanged }
         try store.write {
+            // recordConnection reads it below: on PostgreSQL the read goes with the answer's update.
+            try store.prefetchConnection(userID: user.id, clientID: request.clientID)
             if let idHash {
                 guard try store.markAuthorizationRequestAnswered(idHash: idHash, at: now) else { throw ConsentError.alreadyAnswered }
             }

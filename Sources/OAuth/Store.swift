@@ -206,6 +206,10 @@ public struct Claimed<Record: Sendable>: Sendable {
 /// The apps a user has connected (SPEC 5.2).
 public protocol ConnectionStorage: Transactional {
     func connection(userID: String, clientID: String) throws -> UserConnection?
+    /// Inside a write: the transaction will read this connection. A store
+    /// that can send the read with its next statement does (PostgreSQL: a
+    /// round trip saved); the read itself still answers as `connection`.
+    func prefetchConnection(userID: String, clientID: String) throws
     func upsertConnection(_ connection: UserConnection) throws
     func connections(userID: String, limit: Int, offset: Int) throws -> (connections: [UserConnection], total: Int)
     /// Forgets the connection and the user's unredeemed codes for the client
@@ -215,6 +219,11 @@ public protocol ConnectionStorage: Transactional {
     func touchConnection(userID: String, clientID: String, accessTime: Int64) throws
     /// Forgets what every user remembered approving for the client: each one's next authorization asks again.
     func forgetRememberedConsent(clientID: String) throws
+}
+
+extension ConnectionStorage {
+    /// Nothing to save where a read costs no round trip.
+    public func prefetchConnection(userID: String, clientID: String) throws {}
 }
 
 /// OAuth clients Latchkey holds at upstream providers (SPEC 6.5).

@@ -26,7 +26,7 @@ extension PostgresStore {
             do {
                 depth = 1
                 writing = true
-                defer { depth = 0; writing = false; pending = []; committedEarly = false; commitsWithNextStatement = false
+                defer { depth = 0; writing = false; pending = []; pendingConnectionReads = []; committedEarly = false; commitsWithNextStatement = false
                         if !inRequest { along = AlongRows() } }
                 let result = try body()
                 // writeOne: its statement went with the COMMIT.
@@ -45,9 +45,7 @@ extension PostgresStore {
                                      touchedRevocation ? .int(PostgresStore.newGeneration()) : .null]))
                 }
                 // The blind writes, the generation bump and the COMMIT: one round trip.
-                let batch = pending + [("COMMIT", [])]
-                pending = []
-                let commit = try db.pipeline(batch).last!
+                let commit = try sendPending(with: [("COMMIT", [])])[0]
                 // A COMMIT of a failed transaction answers ROLLBACK, not an error.
                 guard commit.command == "COMMIT" else { throw PGError(sqlstate: "40001", message: "commit rolled back", isConnectionFailure: false) }
                 // What this write changed is read afresh; token-only writes keep the memo.

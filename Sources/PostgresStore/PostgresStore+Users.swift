@@ -36,10 +36,25 @@ extension PostgresStore {
     // MARK: Connections
 
     public func connection(userID: String, clientID: String) throws -> UserConnection? {
-        if keepsAlong, let known = along.connections[AlongRows.key(userID, clientID)] { return known }
-        return try rows("""
-            SELECT user_id, client_id, remembered_scope, granted_scope, auth_time, access_time, created_at FROM connections
-            WHERE user_id = ? AND client_id = ?
-            """, [.text(userID), .text(clientID)]).first.map(SharedRows.connection)
+        let key = AlongRows.key(userID, clientID)
+        // Read ahead and not yet sent: sent now, with what else waits.
+        if pendingConnectionReads.contains(where: { $0.key == key }) { _ = try sendPending(with: []) }
+        if keepsAlong, let known = along.connections[key] { return known }
+        return try rows(PostgresStore.connectionSQL, [.text(userID), .text(clientID)]).first.map(SharedRows.connection)
     }
+
+    /// Queued to travel with the write's next statement; its row is then kept as read along.
+    public func prefetchConnection(userID: String, clientID: String) throws {
+        let key = AlongRows.key(userID, clientID)
+        guard writing, !committedEarly, !commitsWithNextStatement, along.connections[key] == nil,
+              !pendingConnectionReads.contains(where: { $0.key == key }) else { return }
+        if userID.contains("\u{0}") || clientID.contains("\u{0}") { return }
+        pendingConnectionReads.append((pending.count, key))
+        pending.append((numberedText(PostgresStore.connectionSQL), [.text(userID), .text(clientID)]))
+    }
+
+    static let connectionSQL = """
+        SELECT user_id, client_id, remembered_scope, granted_scope, auth_time, access_time, created_at FROM connections
+        WHERE user_id = ? AND client_id = ?
+        """
 }

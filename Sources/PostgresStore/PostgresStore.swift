@@ -42,8 +42,11 @@ public final class PostgresStore: Store {
     /// statement earlier is as good. Forgotten when the request or write
     /// ends, and a table's part by any write to that table.
     var along = AlongRows()
-    /// Statements waiting to travel with the next one (a write's BEGIN and its blind writes).
+    /// Statements waiting to travel with the next one (a write's BEGIN, its
+    /// blind writes, reads asked for ahead: `prefetchConnection`).
     var pending: [(sql: String, params: [PGValue])] = []
+    /// The reads ahead among `pending`: each one's position there and the connection it reads.
+    var pendingConnectionReads: [(index: Int, key: String)] = []
     /// Inside `writeOne`: the next statement travels with the COMMIT (armed
     /// again for each attempt), and afterwards the transaction is over.
     var oneStatement = false
@@ -164,6 +167,9 @@ public final class PostgresStore: Store {
         return try statement(sql, values).affected
     }
 
+    /// The tables whose rows others reference with ON DELETE CASCADE (PostgresSchema; a test holds this list to it).
+    static let cascadingTables: Set<String> = ["organizations", "clients", "users", "token_families"]
+
     static let configTables: Set<String> = ["meta", "organizations", "clients", "client_secrets", "client_logos", "signing_keys",
                                             "retired_client_ids", "upstream_clients"]
 
@@ -180,8 +186,9 @@ public final class PostgresStore: Store {
         default: table = nil
         }
         guard let table else { return }
-        // A delete may cascade to rows read along (a client's connections, a user's sessions): forget them all.
-        if words.first?.uppercased() == "DELETE" { along = AlongRows() } else { along.forget(table: table) }
+        // A delete from a table others reference may cascade to rows read along (a client's connections, a
+        // user's families): forget them all. Deletes elsewhere (the purges of expired codes and requests) cascade nowhere.
+        if words.first?.uppercased() == "DELETE" && PostgresStore.cascadingTables.contains(table) { along = AlongRows() } else { along.forget(table: table) }
         if PostgresStore.configTables.contains(table) { touchedConfig = true }
         if table == "revoked_tokens" || (table == "token_families" && sql.contains("revoked_at =")) { touchedRevocation = true }
     }
@@ -194,19 +201,14 @@ public final class PostgresStore: Store {
             // writeOne: the BEGIN, blind writes, this statement and the COMMIT in one round trip.
             if commitsWithNextStatement && !pending.isEmpty {
                 commitsWithNextStatement = false
-                let results = try db.pipeline(pending + [(text, values), ("COMMIT", [])])
-                pending = []
+                let results = try sendPending(with: [(text, values), ("COMMIT", [])])
                 // A COMMIT of a failed transaction answers ROLLBACK, not an error.
                 guard results.last!.command == "COMMIT" else { throw PGError(sqlstate: "40001", message: "commit rolled back", isConnectionFailure: false) }
                 committedEarly = true
-                return results[results.count - 2]
+                return results[0]
             }
             // Inside a write, what waits to be sent (the BEGIN, blind writes) goes in the same round trip.
-            if !pending.isEmpty {
-                let batch = pending + [(text, values)]
-                pending = []
-                return try db.pipeline(batch).last!
-            }
+            if !pending.isEmpty { return try sendPending(with: [(text, values)])[0] }
             return try db.execute(text, values)
         } catch let error as PGError where depth == 0 {
             throw PostgresStore.map(error)
@@ -222,13 +224,24 @@ public final class PostgresStore: Store {
         precondition(writing && !committedEarly && !commitsWithNextStatement, "a claim belongs in a write transaction")
         if (readValues + claimValues).contains(where: \.holdsNUL) { throw StoreError.invalidText }
         note(claim)
-        let batch = pending + [(numberedText(read), readValues), (numberedText(claim), claimValues)]
-        pending = []
-        let results = try db.pipeline(batch)
-        return (results[results.count - 2].rows, results[results.count - 1].affected == 1)
+        let results = try sendPending(with: [(numberedText(read), readValues), (numberedText(claim), claimValues)])
+        return (results[0].rows, results[1].affected == 1)
     }
 
-    private func numberedText(_ sql: String) -> String {
+    /// What waits (`pending`) and `statements` in one round trip; the
+    /// results of `statements`. The connections read ahead are kept as rows
+    /// read along.
+    func sendPending(with statements: [(sql: String, params: [PGValue])]) throws -> [PGResult] {
+        let batch = pending + statements
+        let reads = pendingConnectionReads
+        pending = []
+        pendingConnectionReads = []
+        let results = try db.pipeline(batch)
+        for read in reads { along.connections[read.key] = .some(results[read.index].rows.first.map(SharedRows.connection)) }
+        return Array(results.suffix(statements.count))
+    }
+
+    func numberedText(_ sql: String) -> String {
         if let known = numberedCache[sql] { return known }
         let text = PostgresStore.numbered(sql)
         numberedCache[sql] = text

@@ -4,7 +4,7 @@ import SQLiteStore
 import OAuth
 import Synchronization
 import Postgres
-import PostgresStore
+@testable import PostgresStore
 import TestSupport
 import Testing
 
@@ -16,6 +16,19 @@ import Testing
 /// one round trip per request while nothing changed.
 @Suite(.enabled(if: TestStore.kind == .postgres, "the PostgreSQL run of scripts/test"))
 struct PostgresMemoTests {
+    /// Rows read along are forgotten wholesale only at a delete that may
+    /// cascade to them: the list of such tables is the schema's own.
+    @Test func theTablesWhoseDeletesCascadeAreTheSchemas() throws {
+        let h = try StoreFixture()
+        let schema = try #require(h.postgres).name
+        let catalog = try PGConnection(try #require(h.postgres).url)
+        let referenced = try catalog.execute("""
+            SELECT DISTINCT (SELECT relname FROM pg_class WHERE oid = c.confrelid) FROM pg_constraint c
+            JOIN pg_namespace n ON n.oid = c.connamespace WHERE c.contype = 'f' AND c.confdeltype = 'c' AND n.nspname = $1
+            """, [.text(schema)]).rows.map { $0.string(0) }
+        #expect(Set(referenced) == PostgresStore.cascadingTables)
+    }
+
     @Test func anUnchangedConfigurationCostsOneRoundTripARead() throws {
         let h = try StoreFixture()
         let store = try #require(h.store as? PostgresStore)
