@@ -56,6 +56,8 @@ def scenario_requests(stack: Stack, name: str):
         return lambda: session.post(stack.url("/oauth2/token"), data={"grant_type": "client_credentials"}, auth=auth)
     if name == "code":
         return code_flow(stack, session)
+    if name == "refresh":
+        return refresh_rotations(stack, session)
     if name == "dpop":
         return dpop_tokens(stack, session, auth)
     if name == "pkjwt":
@@ -124,6 +126,38 @@ def code_flow(stack: Stack, session):
         return requests.post(stack.url("/oauth2/token"), data={"grant_type": "authorization_code", "code": code, "redirect_uri": redirect},
                              auth=auth)
     return flow
+
+
+def refresh_rotations(stack: Stack, session):
+    """A public client's refresh token (PKCE code flow of a signed-in user once, then each call rotates the current token)."""
+    import base64
+    import hashlib
+    import secrets
+    from urllib.parse import parse_qs, urlparse
+    redirect = "http://127.0.0.1:9/cb"
+    client = requests.post(stack.url("/api/v1/clients"), headers=stack.bearer(), json={
+        "client_name": "bench", "redirect_uris": [redirect], "grant_types": ["authorization_code", "refresh_token"],
+        "scope": "openid offline_access", "token_endpoint_auth_method": "none", "refresh_token_ttl": 86400}).json()["client_id"]
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    assert session.post(stack.url("/api/v1/session"), json={"username": "demo", "password": stack.demo_password}).status_code == 204
+    params = {"response_type": "code", "client_id": client, "redirect_uri": redirect, "scope": "openid offline_access", "state": "s",
+              "code_challenge": challenge, "code_challenge_method": "S256"}
+    first = session.get(stack.url("/oauth2/authorize"), params=params, allow_redirects=False).headers["Location"]
+    request_id = parse_qs(urlparse(first).query)["request"][0]
+    accepted = session.post(stack.url(f"/api/v1/authorization-requests/{request_id}/accept"),
+                            headers={"X-CSRF-Token": session.cookies["lk_csrf"]},
+                            json={"scope": ["openid", "offline_access"], "remember": True}).json()
+    code = parse_qs(urlparse(accepted["redirect_to"]).query)["code"][0]
+    current = [requests.post(stack.url("/oauth2/token"), data={"grant_type": "authorization_code", "code": code, "client_id": client,
+                                                              "redirect_uri": redirect, "code_verifier": verifier}).json()["refresh_token"]]
+
+    def rotate():
+        r = session.post(stack.url("/oauth2/token"), data={"grant_type": "refresh_token", "refresh_token": current[0], "client_id": client})
+        if r.status_code == 200:
+            current[0] = r.json()["refresh_token"]
+        return r
+    return rotate
 
 
 def start(stack: Stack) -> Stack:

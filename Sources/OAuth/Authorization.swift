@@ -234,9 +234,10 @@ public struct AuthorizationService {
         let user = session!.user
         // A device's request is always answered on the consent screen (RFC 8628 §5.4: the user sees which app a code is for).
         if request.deviceCodeHash != nil { return .consent(requestID: requestID) }
-        let remembered = try store.read { try store.connection(userID: user.id, clientID: request.clientID) }?.rememberedScope ?? []
-        let covered = request.scope.allSatisfy(remembered.contains)
-        if !covered || request.prompt.contains("consent") {
+        // prompt=consent asks again whatever was remembered: the connection is not read for it.
+        let covered = try !request.prompt.contains("consent")
+            && request.scope.allSatisfy((store.read { try store.connection(userID: user.id, clientID: request.clientID) }?.rememberedScope ?? []).contains)
+        if !covered {
             if request.prompt.contains("none") {
                 return try answerWithError(stored, "consent_required", "The user has not approved this client.")
             }

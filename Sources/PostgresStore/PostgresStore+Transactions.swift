@@ -77,27 +77,45 @@ extension PostgresStore {
         return try write(body)
     }
 
-    /// A read: one round trip for the generation row, then memo answers or,
-    /// for what the memo lacks, single statements (each sees every commit
-    /// made before it).
+    /// A read: the generation row, then memo answers or, for what the memo
+    /// lacks, single statements (each sees every commit made before it).
+    /// The generation read travels with the read's first statement (SPEC 9:
+    /// one round trip for both), or alone just before the first memo answer.
     public func read<T>(_ body: () throws -> T) throws -> T {
         if depth > 0 { return try body() }
+        depth = 1
+        defer { depth = 0; memoUsable = false; generationPending = false; pending = [] }
         do {
             // Within one request the generation read at its first read holds
             // for the rest of it (the request is ordered at that moment; what
             // it writes itself, the memo forgets at the commit).
-            if !(inRequest && validated) {
-                let row = try statement("SELECT config, revocation FROM generation WHERE id = 1", []).rows.first
-                memo.revalidate(config: row?.int(0) ?? -1, revocation: row?.int(1) ?? -1)
-                validated = row != nil
+            if inRequest && validated {
+                memoUsable = true
+            } else {
+                generationPending = true
+                pending = [(PostgresStore.generationSQL, [])]
             }
-            depth = 1
-            memoUsable = validated
-            defer { depth = 0; memoUsable = false }
             return try body()
         } catch let error as PGError {
             throw PostgresStore.map(error)
         }
+    }
+
+    static let generationSQL = "SELECT config, revocation FROM generation WHERE id = 1"
+
+    /// The generation read's answer (the first of a batch sent while it was pending): the memo is valid from here on.
+    func validate(with result: PGResult) {
+        generationPending = false
+        let row = result.rows.first
+        memo.revalidate(config: row?.int(0) ?? -1, revocation: row?.int(1) ?? -1)
+        validated = row != nil
+        memoUsable = validated
+    }
+
+    /// Before a memo answer: the generation read, if it has not gone out yet, alone.
+    func validateIfPending() throws {
+        guard generationPending else { return }
+        _ = try sendPending(with: [])
     }
 
     /// A generation value: random, never negative (-1 marks a memo unusable), so that no two histories share one.

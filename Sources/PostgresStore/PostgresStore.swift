@@ -26,6 +26,9 @@ public final class PostgresStore: Store {
     var memo = PostgresMemo()
     /// Inside a read whose generation matched the memo's.
     var memoUsable = false
+    /// Inside a read whose generation read waits in `pending` (first there)
+    /// to travel with the read's first statement.
+    var generationPending = false
     /// Between `beginRequest` and `endRequest`, and whether this request's
     /// generation read happened (the memo is valid for the rest of it).
     var inRequest = false
@@ -234,9 +237,11 @@ public final class PostgresStore: Store {
     func sendPending(with statements: [(sql: String, params: [PGValue])]) throws -> [PGResult] {
         let batch = pending + statements
         let reads = pendingConnectionReads
+        let generation = generationPending
         pending = []
         pendingConnectionReads = []
         let results = try db.pipeline(batch)
+        if generation { validate(with: results[0]) }
         for read in reads { along.connections[read.key] = .some(results[read.index].rows.first.map(SharedRows.connection)) }
         return Array(results.suffix(statements.count))
     }
@@ -264,9 +269,11 @@ public final class PostgresStore: Store {
 
     /// A remembered answer while the generation holds, or `load()`'s, remembered.
     func memoized<V>(_ table: WritableKeyPath<PostgresMemo, [String: V]>, _ key: String, _ load: () throws -> V) throws -> V {
-        guard memoUsable else { return try load() }
-        if let hit = memo[keyPath: table][key] { return hit }
+        // Nothing remembered for the key: the load takes the generation read along (one round trip for both).
+        if !generationPending || memo[keyPath: table][key] != nil { try validateIfPending() }
+        if memoUsable, let hit = memo[keyPath: table][key] { return hit }
         let value = try load()
+        guard memoUsable else { return value }
         if memo[keyPath: table].count >= PostgresMemo.capacity { memo[keyPath: table].removeAll(keepingCapacity: true) }
         memo[keyPath: table][key] = value
         return value

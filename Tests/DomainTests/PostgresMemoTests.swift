@@ -109,6 +109,47 @@ struct PostgresMemoTests {
         #expect(store.roundTrips - before == 2)
     }
 
+    /// SPEC 9: the generation is read in the same round trip as a read's
+    /// first query, and the memo answers after it are those of that
+    /// generation: a client disabled on another node is seen by a read that
+    /// begins with a query the memo does not hold (here a session) and then
+    /// asks the memo; a client remembered is answered after the generation
+    /// read alone, a client not remembered comes with it.
+    @Test func theGenerationTravelsWithTheFirstQuery() throws {
+        let h = try StoreFixture()
+        let store = try #require(h.store as? PostgresStore)
+        let other = try h.anotherStore()
+        let id = h.primary.clientID
+        #expect(try store.read { try store.client(id)?.enabled } == true)
+        var client = try #require(try other.read { try other.client(id) })
+        client.enabled = false
+        try other.write { try other.updateClient(client) }
+        var before = store.roundTrips
+        let seen = try store.read { (try store.session(idHash: "unknown"), try store.client(id)) }
+        #expect(seen.0 == nil && seen.1?.enabled == false, "the memo was validated by the generation read sent with the session's")
+        #expect(store.roundTrips - before == 2, "the generation with the session, then the client the generation's change made it forget")
+        // Remembered and unchanged: the generation read alone, then the memo.
+        before = store.roundTrips
+        #expect(try store.read { try store.client(id)?.enabled } == false)
+        #expect(store.roundTrips - before == 1)
+        // Not remembered: one round trip for the generation and the row.
+        before = store.roundTrips
+        #expect(try store.read { try store.client("unknown-client") } == nil)
+        #expect(store.roundTrips - before == 1)
+        #expect(try store.read { try store.client("unknown-client") } == nil)
+        // A read that asks nothing sends nothing, and leaves nothing waiting for the next.
+        before = store.roundTrips
+        try store.read {}
+        #expect(store.roundTrips == before)
+        let alone = store.roundTrips
+        try store.write { try store.deleteSession(idHash: "none") }
+        let writeTrips = store.roundTrips - alone
+        try store.read {}
+        let again = store.roundTrips
+        try store.write { try store.deleteSession(idHash: "none") }
+        #expect(store.roundTrips - again == writeTrips, "no generation read left over goes with the write")
+    }
+
     /// SPEC 9 with the worker's batches: requests a worker took from its
     /// socket together all arrived before the batch's first read, so that
     /// one generation read orders each of them (one round trip for the
@@ -132,7 +173,7 @@ struct PostgresMemoTests {
             store.endRequest()
             trips.append(store.roundTrips - before)
         }
-        #expect(trips == [2, 0, 0], "the generation and the renamed row once, then the memo, for the whole batch")
+        #expect(trips == [1, 0, 0], "the generation with the renamed row once, then the memo, for the whole batch")
         // The batch's own write: the next request of the batch reads it.
         store.beginRequest()
         var mine = try #require(try store.read { try store.client(id) })
