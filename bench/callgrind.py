@@ -11,7 +11,9 @@ alone; client_credentials token,
 JWT introspection, a client read; `code`: one whole code flow of a signed-in
 user with remembered consent, authorize then token, counted as one; `dpop`:
 a client_credentials token with a DPoP proof; `pkjwt`: one for a
-`private_key_jwt` client, an assertion per request) for this build and the baseline."""
+`private_key_jwt` client, an assertion per request; `refresh`: a public
+client's refresh-token rotation, each call rotating the token the last one
+returned) for this build and the baseline."""
 import argparse
 import os
 import re
