@@ -54,7 +54,8 @@ extension PostgresStore {
         if keepsAlong, let known = along.families[id] { return known }
         // A family not (yet) seen is answered afresh each time: only answers
         // about existing families are remembered.
-        try validateIfPending()
+        // Nothing remembered for the family: the read takes the generation read along (one round trip for both).
+        if !generationPending || memo.revokedFamilies[id] != nil { try validateIfPending() }
         if memoUsable, let hit = memo.revokedFamilies[id] { return hit }
         guard let row = try rows("SELECT revoked_at FROM token_families WHERE id = ?", [.text(id)]).first else { return true }
         let revoked = row.optionalInt(0) != nil

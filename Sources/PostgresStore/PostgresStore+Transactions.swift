@@ -105,7 +105,6 @@ extension PostgresStore {
 
     /// The generation read's answer (the first of a batch sent while it was pending): the memo is valid from here on.
     func validate(with result: PGResult) {
-        generationPending = false
         let row = result.rows.first
         memo.revalidate(config: row?.int(0) ?? -1, revocation: row?.int(1) ?? -1)
         validated = row != nil

@@ -240,6 +240,8 @@ public final class PostgresStore: Store {
         let generation = generationPending
         pending = []
         pendingConnectionReads = []
+        // Sent (or lost with a failed pipeline, after which the memo stays unusable for the read): no longer waiting.
+        generationPending = false
         let results = try db.pipeline(batch)
         if generation { validate(with: results[0]) }
         for read in reads { along.connections[read.key] = .some(results[read.index].rows.first.map(SharedRows.connection)) }

@@ -137,6 +137,9 @@ struct PostgresMemoTests {
         #expect(try store.read { try store.client("unknown-client") } == nil)
         #expect(store.roundTrips - before == 1)
         #expect(try store.read { try store.client("unknown-client") } == nil)
+        before = store.roundTrips
+        #expect(try store.read { try store.isFamilyRevoked(id: "unknown-family") })
+        #expect(store.roundTrips - before == 1, "a family not remembered comes with the generation read too")
         // A read that asks nothing sends nothing, and leaves nothing waiting for the next.
         before = store.roundTrips
         try store.read {}
