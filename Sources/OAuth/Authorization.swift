@@ -202,6 +202,14 @@ public struct AuthorizationService {
         return try proceed(stored, requestID: id, sessionToken: sessionToken)
     }
 
+    /// Inside a read: `pending` will load this request. A store that can send
+    /// the read with its next statement does (PostgreSQL: the consent page's
+    /// session and request in one round trip).
+    public func readAhead(_ requestID: String) throws {
+        guard requestID.utf8.count <= 128 else { return }
+        try store.prefetchAuthorizationRequest(idHash: AuthorizationService.hash(requestID))
+    }
+
     /// Loads a pending request of this browser; nil when unknown, expired,
     /// answered or started by another browser (all alike).
     public func pending(_ requestID: String, browser: String?) throws -> StoredAuthorizationRequest? {

@@ -134,6 +134,11 @@ public protocol UserStorage: Transactional {
 public protocol GrantStorage: Transactional {
     func insertAuthorizationRequest(idHash: String, request: AuthorizationRequest, createdAt: Int64, expiresAt: Int64) throws
     func authorizationRequest(idHash: String) throws -> StoredAuthorizationRequest?
+    /// Inside a read or write: the request will read this authorization
+    /// request. A store that can send the read with its next statement does
+    /// (PostgreSQL: a round trip saved); the read itself still answers as
+    /// `authorizationRequest`.
+    func prefetchAuthorizationRequest(idHash: String) throws
     /// Marks the request answered; false when it already was (answered once).
     func markAuthorizationRequestAnswered(idHash: String, at: Int64) throws -> Bool
 
@@ -224,6 +229,11 @@ public protocol ConnectionStorage: Transactional {
 extension ConnectionStorage {
     /// Nothing to save where a read costs no round trip.
     public func prefetchConnection(userID: String, clientID: String) throws {}
+}
+
+extension GrantStorage {
+    /// Nothing to save where a read costs no round trip.
+    public func prefetchAuthorizationRequest(idHash: String) throws {}
 }
 
 /// OAuth clients Latchkey holds at upstream providers (SPEC 6.5).

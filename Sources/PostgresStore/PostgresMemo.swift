@@ -41,6 +41,7 @@ struct AlongRows {
     var users: [String: User?] = [:]
     var connections: [String: UserConnection?] = [:]
     var families: [String: Bool] = [:]
+    var requests: [String: StoredAuthorizationRequest?] = [:]
 
     static func key(_ userID: String, _ clientID: String) -> String { userID + "\u{0}" + clientID }
 
@@ -50,6 +51,7 @@ struct AlongRows {
         case "users": users = [:]
         case "connections": connections = [:]
         case "token_families": families = [:]
+        case "authorization_requests": requests = [:]
         default: break
         }
     }

@@ -26,7 +26,8 @@ extension PostgresStore {
             do {
                 depth = 1
                 writing = true
-                defer { depth = 0; writing = false; pending = []; pendingConnectionReads = []; committedEarly = false; commitsWithNextStatement = false
+                defer { depth = 0; writing = false; pending = []; pendingConnectionReads = []; pendingRequestReads = []; committedEarly = false
+                        commitsWithNextStatement = false
                         if !inRequest { along = AlongRows() } }
                 let result = try body()
                 // writeOne: its statement went with the COMMIT.
@@ -84,7 +85,7 @@ extension PostgresStore {
     public func read<T>(_ body: () throws -> T) throws -> T {
         if depth > 0 { return try body() }
         depth = 1
-        defer { depth = 0; memoUsable = false; generationPending = false; pending = [] }
+        defer { depth = 0; memoUsable = false; generationPending = false; pending = []; pendingRequestReads = [] }
         do {
             // Within one request the generation read at its first read holds
             // for the rest of it (the request is ordered at that moment; what

@@ -50,6 +50,8 @@ public final class PostgresStore: Store {
     var pending: [(sql: String, params: [PGValue])] = []
     /// The reads ahead among `pending`: each one's position there and the connection it reads.
     var pendingConnectionReads: [(index: Int, key: String)] = []
+    /// The same for authorization requests (`prefetchAuthorizationRequest`), by their id's hash.
+    var pendingRequestReads: [(index: Int, idHash: String)] = []
     /// Inside `writeOne`: the next statement travels with the COMMIT (armed
     /// again for each attempt), and afterwards the transaction is over.
     var oneStatement = false
@@ -236,15 +238,17 @@ public final class PostgresStore: Store {
     /// read along.
     func sendPending(with statements: [(sql: String, params: [PGValue])]) throws -> [PGResult] {
         let batch = pending + statements
-        let reads = pendingConnectionReads
+        let reads = pendingConnectionReads, requestReads = pendingRequestReads
         let generation = generationPending
         pending = []
         pendingConnectionReads = []
+        pendingRequestReads = []
         // Sent (or lost with a failed pipeline, after which the memo stays unusable for the read): no longer waiting.
         generationPending = false
         let results = try db.pipeline(batch)
         if generation { validate(with: results[0]) }
         for read in reads { along.connections[read.key] = .some(results[read.index].rows.first.map(SharedRows.connection)) }
+        for read in requestReads { along.requests[read.idHash] = .some(results[read.index].rows.first.flatMap(SharedRows.authorizationRequest)) }
         return Array(results.suffix(statements.count))
     }
 

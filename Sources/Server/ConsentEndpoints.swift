@@ -21,9 +21,19 @@ extension UserEndpoints {
         }
     }
 
+    /// The signed-in user, with the pending request `id` read ahead (on
+    /// PostgreSQL the session, its user and the request in one round trip).
+    static func sessionUser(_ request: Request, _ ctx: RequestContext, write: Bool, csrfToken: String? = nil,
+                            readingAhead service: AuthorizationService) throws -> (session: SessionRecord, user: User) {
+        try ctx.store.read {
+            try service.readAhead(ctx.param("id"))
+            return try sessionUser(request, ctx, write: write, csrfToken: csrfToken)
+        }
+    }
+
     static func authorizationRequest(_ request: Request, _ ctx: RequestContext) throws -> Response {
-        let (session, _) = try sessionUser(request, ctx, write: false)
         let service = AuthorizationService(env: ctx.env, store: ctx.store)
+        let (session, _) = try sessionUser(request, ctx, write: false, readingAhead: service)
         guard let stored = try service.pending(ctx.param("id"), browser: request.cookies[browserCookie]),
               let client = try ctx.store.read({ try ctx.store.client(stored.request.clientID) }) else {
             throw consentError(.notFound)
@@ -108,11 +118,11 @@ extension UserEndpoints {
 
     static func accept(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let answer = try answer(request, scopeRequired: true)
-        let (session, user) = try sessionUser(request, ctx, write: true, csrfToken: answer.csrfToken)
+        let service = AuthorizationService(env: ctx.env, store: ctx.store)
+        let (session, user) = try sessionUser(request, ctx, write: true, csrfToken: answer.csrfToken, readingAhead: service)
         do {
-            let response = try AuthorizationService(env: ctx.env, store: ctx.store)
-                .accept(ctx.param("id"), browser: request.cookies[browserCookie], user: user, session: session, scope: answer.scope,
-                        remember: answer.remember)
+            let response = try service.accept(ctx.param("id"), browser: request.cookies[browserCookie], user: user, session: session,
+                                              scope: answer.scope, remember: answer.remember)
             return answered(response, answer, ctx)
         } catch let e as ConsentError {
             return try refused(e, answer, requestID: ctx.param("id"))
@@ -121,10 +131,10 @@ extension UserEndpoints {
 
     static func reject(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let answer = try answer(request, scopeRequired: false)
-        let (session, user) = try sessionUser(request, ctx, write: true, csrfToken: answer.csrfToken)
+        let service = AuthorizationService(env: ctx.env, store: ctx.store)
+        let (session, user) = try sessionUser(request, ctx, write: true, csrfToken: answer.csrfToken, readingAhead: service)
         do {
-            return answered(try AuthorizationService(env: ctx.env, store: ctx.store).reject(ctx.param("id"), browser: request.cookies[browserCookie],
-                                                                                             user: user, session: session), answer, ctx)
+            return answered(try service.reject(ctx.param("id"), browser: request.cookies[browserCookie], user: user, session: session), answer, ctx)
         } catch let e as ConsentError {
             return try refused(e, answer, requestID: ctx.param("id"))
         }

@@ -2,6 +2,14 @@ import Common
 import OAuth
 
 extension SharedRows {
+    public static let authorizationRequestSQL = "SELECT id_hash, params, created_at, expires_at, answered_at FROM authorization_requests WHERE id_hash = ?"
+
+    /// A row of `authorizationRequestSQL`; nil when its parameters do not parse.
+    public static func authorizationRequest(_ r: some SQLRowValues) -> StoredAuthorizationRequest? {
+        guard let json = try? JSON.parse(r.string(1)), let request = AuthorizationRequest(json: json) else { return nil }
+        return StoredAuthorizationRequest(idHash: r.string(0), request: request, createdAt: r.int(2), expiresAt: r.int(3), answeredAt: r.optionalInt(4))
+    }
+
     /// A stored `claims` request (its JSON text), or nil.
     public static func claims(_ text: String?) -> ClaimsRequest? {
         text.flatMap { try? JSON.parse(Array($0.utf8)) }.flatMap(ClaimsRequest.init(json:))
@@ -46,10 +54,7 @@ extension SQLStatementRunner {
     }
 
     public func authorizationRequest(idHash: String) throws -> StoredAuthorizationRequest? {
-        guard let r = try query("SELECT id_hash, params, created_at, expires_at, answered_at FROM authorization_requests WHERE id_hash = ?",
-                               [.text(idHash)]).first,
-              let json = try? JSON.parse(r.string(1)), let request = AuthorizationRequest(json: json) else { return nil }
-        return StoredAuthorizationRequest(idHash: r.string(0), request: request, createdAt: r.int(2), expiresAt: r.int(3), answeredAt: r.optionalInt(4))
+        try query(SharedRows.authorizationRequestSQL, [.text(idHash)]).first.flatMap(SharedRows.authorizationRequest)
     }
 
     public func markAuthorizationRequestAnswered(idHash: String, at: Int64) throws -> Bool {

@@ -153,6 +153,39 @@ struct PostgresMemoTests {
         #expect(store.roundTrips - again == writeTrips, "no generation read left over goes with the write")
     }
 
+    /// The consent page's session and the request it answers in one round
+    /// trip: the request read ahead answers as its own read would, within the
+    /// request only, and a write to the requests (the answer) forgets it.
+    @Test func aRequestReadAheadAnswersOnceAndAWriteForgetsIt() throws {
+        let h = try StoreFixture()
+        let store = try #require(h.store as? PostgresStore)
+        let (client, _) = try h.app()
+        let now = h.clock.now
+        let request = AuthorizationRequest(clientID: client, redirectURI: StoreFixture.redirect, redirectURISent: true, scope: ["openid"], state: nil,
+                                           nonce: nil, codeChallenge: nil, prompt: [], maxAge: nil)
+        try store.write { try store.insertAuthorizationRequest(idHash: "ahead", request: request, createdAt: now, expiresAt: now + 60_000) }
+        store.beginRequest()
+        var before = store.roundTrips
+        let session = try store.read { try store.prefetchAuthorizationRequest(idHash: "ahead"); return try store.session(idHash: "none") }
+        #expect(session == nil)
+        let ahead = try store.read { try store.authorizationRequest(idHash: "ahead") }
+        #expect(ahead?.request.clientID == client && ahead?.answeredAt == nil)
+        #expect(store.roundTrips - before == 1, "the generation, the request and the session together")
+        // Answered on another node meanwhile: this request ordered itself before that, and says so at its write.
+        let other = try h.anotherStore()
+        #expect(try other.write { try other.markAuthorizationRequestAnswered(idHash: "ahead", at: now) })
+        #expect(try store.write { try store.markAuthorizationRequestAnswered(idHash: "ahead", at: now) } == false)
+        before = store.roundTrips
+        #expect(try store.read { try store.authorizationRequest(idHash: "ahead") }?.answeredAt == now, "read again after the write")
+        #expect(store.roundTrips - before == 1)
+        store.endRequest()
+        // Outside a request nothing is kept: a read ahead is not queued.
+        before = store.roundTrips
+        _ = try store.read { try store.prefetchAuthorizationRequest(idHash: "ahead"); return try store.session(idHash: "none") }
+        _ = try store.read { try store.authorizationRequest(idHash: "ahead") }
+        #expect(store.roundTrips - before == 2)
+    }
+
     /// SPEC 9 with the worker's batches: requests a worker took from its
     /// socket together all arrived before the batch's first read, so that
     /// one generation read orders each of them (one round trip for the
