@@ -115,7 +115,11 @@ extension PostgresStore {
     /// Before a memo answer: the generation read, if it has not gone out yet, alone.
     func validateIfPending() throws {
         guard generationPending else { return }
-        _ = try sendPending(with: [])
+        guard pending.count == 1 else { _ = try sendPending(with: []); return }
+        // The generation read alone (a token, an introspection: the memo answers the rest): a plain statement.
+        pending = []
+        generationPending = false
+        validate(with: try db.execute(PostgresStore.generationSQL, []))
     }
 
     /// A generation value: random, never negative (-1 marks a memo unusable), so that no two histories share one.
