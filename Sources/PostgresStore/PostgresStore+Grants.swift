@@ -51,8 +51,7 @@ extension PostgresStore {
     // MARK: Authorization requests
 
     public func authorizationRequest(idHash: String) throws -> StoredAuthorizationRequest? {
-        // Read ahead and not yet sent: sent now, with what else waits.
-        if pendingRequestReads.contains(where: { $0.idHash == idHash }) { _ = try sendPending(with: []) }
+        try sendIfReadAhead(.request(idHash))
         if keepsAlong, let known = along.requests[idHash] { return known }
         return try rows(SharedRows.authorizationRequestSQL, [.text(idHash)]).first.flatMap(SharedRows.authorizationRequest)
     }
@@ -61,9 +60,8 @@ extension PostgresStore {
     /// read, with its generation read); its row is then kept as read along.
     public func prefetchAuthorizationRequest(idHash: String) throws {
         guard depth > 0, keepsAlong, !committedEarly, !commitsWithNextStatement, along.requests[idHash] == nil,
-              !pendingRequestReads.contains(where: { $0.idHash == idHash }), !idHash.contains("\u{0}") else { return }
-        pendingRequestReads.append((pending.count, idHash))
-        pending.append((numberedText(SharedRows.authorizationRequestSQL), [.text(idHash)]))
+              !idHash.contains("\u{0}") else { return }
+        readAhead(.request(idHash), SharedRows.authorizationRequestSQL, [.text(idHash)])
     }
 
     // MARK: Token families and refresh tokens

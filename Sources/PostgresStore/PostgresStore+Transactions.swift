@@ -26,8 +26,7 @@ extension PostgresStore {
             do {
                 depth = 1
                 writing = true
-                defer { depth = 0; writing = false; pending = []; pendingConnectionReads = []; pendingRequestReads = []; committedEarly = false
-                        commitsWithNextStatement = false
+                defer { depth = 0; writing = false; pending = []; readsAhead = []; committedEarly = false; commitsWithNextStatement = false
                         if !inRequest { along = AlongRows() } }
                 let result = try body()
                 // writeOne: its statement went with the COMMIT.
@@ -85,7 +84,7 @@ extension PostgresStore {
     public func read<T>(_ body: () throws -> T) throws -> T {
         if depth > 0 { return try body() }
         depth = 1
-        defer { depth = 0; memoUsable = false; generationPending = false; pending = []; pendingRequestReads = [] }
+        defer { depth = 0; memoUsable = false; generationPending = false; pending = []; readsAhead = [] }
         do {
             // Within one request the generation read at its first read holds
             // for the rest of it (the request is ordered at that moment; what

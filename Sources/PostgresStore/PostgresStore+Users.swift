@@ -37,8 +37,7 @@ extension PostgresStore {
 
     public func connection(userID: String, clientID: String) throws -> UserConnection? {
         let key = AlongRows.key(userID, clientID)
-        // Read ahead and not yet sent: sent now, with what else waits.
-        if pendingConnectionReads.contains(where: { $0.key == key }) { _ = try sendPending(with: []) }
+        try sendIfReadAhead(.connection(key))
         if keepsAlong, let known = along.connections[key] { return known }
         return try rows(PostgresStore.connectionSQL, [.text(userID), .text(clientID)]).first.map(SharedRows.connection)
     }
@@ -47,10 +46,8 @@ extension PostgresStore {
     public func prefetchConnection(userID: String, clientID: String) throws {
         let key = AlongRows.key(userID, clientID)
         guard writing, !committedEarly, !commitsWithNextStatement, along.connections[key] == nil,
-              !pendingConnectionReads.contains(where: { $0.key == key }) else { return }
-        if userID.contains("\u{0}") || clientID.contains("\u{0}") { return }
-        pendingConnectionReads.append((pending.count, key))
-        pending.append((numberedText(PostgresStore.connectionSQL), [.text(userID), .text(clientID)]))
+              !userID.contains("\u{0}"), !clientID.contains("\u{0}") else { return }
+        readAhead(.connection(key), PostgresStore.connectionSQL, [.text(userID), .text(clientID)])
     }
 
     static let connectionSQL = """

@@ -48,10 +48,8 @@ public final class PostgresStore: Store {
     /// Statements waiting to travel with the next one (a write's BEGIN, its
     /// blind writes, reads asked for ahead: `prefetchConnection`).
     var pending: [(sql: String, params: [PGValue])] = []
-    /// The reads ahead among `pending`: each one's position there and the connection it reads.
-    var pendingConnectionReads: [(index: Int, key: String)] = []
-    /// The same for authorization requests (`prefetchAuthorizationRequest`), by their id's hash.
-    var pendingRequestReads: [(index: Int, idHash: String)] = []
+    /// The reads ahead among `pending`: each one's position there and the row it reads.
+    var readsAhead: [(index: Int, row: ReadAhead)] = []
     /// Inside `writeOne`: the next statement travels with the COMMIT (armed
     /// again for each attempt), and afterwards the transaction is over.
     var oneStatement = false
@@ -238,18 +236,40 @@ public final class PostgresStore: Store {
     /// read along.
     func sendPending(with statements: [(sql: String, params: [PGValue])]) throws -> [PGResult] {
         let batch = pending + statements
-        let reads = pendingConnectionReads, requestReads = pendingRequestReads
+        let reads = readsAhead
         let generation = generationPending
         pending = []
-        pendingConnectionReads = []
-        pendingRequestReads = []
+        readsAhead = []
         // Sent (or lost with a failed pipeline, after which the memo stays unusable for the read): no longer waiting.
         generationPending = false
         let results = try db.pipeline(batch)
         if generation { validate(with: results[0]) }
-        for read in reads { along.connections[read.key] = .some(results[read.index].rows.first.map(SharedRows.connection)) }
-        for read in requestReads { along.requests[read.idHash] = .some(results[read.index].rows.first.flatMap(SharedRows.authorizationRequest)) }
+        for read in reads {
+            let row = results[read.index].rows.first
+            switch read.row {
+            case let .connection(key): along.connections[key] = .some(row.map(SharedRows.connection))
+            case let .request(idHash): along.requests[idHash] = .some(row.flatMap(SharedRows.authorizationRequest))
+            }
+        }
         return Array(results.suffix(statements.count))
+    }
+
+    /// A row a later statement of this read or write will ask for, and where `sendPending` keeps it.
+    enum ReadAhead: Equatable {
+        case connection(String)
+        case request(String)
+    }
+
+    /// Queues the read of `row` to travel with the next statement; its answer is then kept as read along.
+    func readAhead(_ row: ReadAhead, _ sql: String, _ values: [PGValue]) {
+        guard !readsAhead.contains(where: { $0.row == row }) else { return }
+        readsAhead.append((pending.count, row))
+        pending.append((numberedText(sql), values))
+    }
+
+    /// Before answering `row` from the rows read along: read ahead and not yet sent, it is sent now, with what else waits.
+    func sendIfReadAhead(_ row: ReadAhead) throws {
+        if readsAhead.contains(where: { $0.row == row }) { _ = try sendPending(with: []) }
     }
 
     func numberedText(_ sql: String) -> String {
