@@ -249,6 +249,12 @@ def test_a_flood_of_introspection_and_revocation_is_bounded(limited_stack):
     revoke = [s for r, _ in results for s in r[1::2]]
     assert set(introspect + revoke) <= {200, 429}, sorted(set(introspect + revoke))
     total = len(introspect) + len(revoke)
+    if total <= 4000 + 2000 * elapsed and 429 not in introspect + revoke:
+        # The workers answered fewer than the allowance (a slow machine, two nodes sharing two cores with
+        # PostgreSQL): the flood never outran it, so there was nothing to throttle. That the zone is there at
+        # all, test_every_credential_or_anonymous_state_endpoint_has_a_zone checks on every run.
+        time.sleep(2.5)
+        pytest.skip(f"{total} requests in {elapsed:.2f} s: under the allowance of {4000 + 2000 * elapsed:.0f}, nothing to throttle")
     assert introspect.count(429) > 0 and revoke.count(429) > 0, \
         f"{total} requests in {elapsed:.2f} s: {introspect.count(429)} + {revoke.count(429)} throttled"
     # Never more than the allowance passes (burst 4000, 2000/s, and some slack).
