@@ -6,6 +6,8 @@
 #include <unistd.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <netinet/in.h>
+#include <string.h>
 
 /* An epoll instance for one worker thread: the shared listening socket with
    EPOLLEXCLUSIVE (a new connection wakes one sleeping thread, not all), the
@@ -48,6 +50,25 @@ extern int accept4(int fd, struct sockaddr *addr, socklen_t *addr_len, int flags
 
 /* accept4 with close-on-exec; the new socket blocks, as libfcgi expects. */
 static inline int lk_accept(int listen_fd) { return accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC); }
+
+/* lk_accept that also says who connected: the peer's IPv4 (4 bytes) or
+   IPv6 (16 bytes) address in `address`, its length in `*length` (0 for a
+   unix socket's peer or any other family). */
+static inline int lk_accept_peer(int listen_fd, unsigned char address[16], int *length) {
+    struct sockaddr_storage peer;
+    socklen_t size = sizeof peer;
+    int fd = accept4(listen_fd, (struct sockaddr *)&peer, &size, SOCK_CLOEXEC);
+    *length = 0;
+    if (fd < 0) return fd;
+    if (peer.ss_family == AF_INET) {
+        memcpy(address, &((struct sockaddr_in *)&peer)->sin_addr, 4);
+        *length = 4;
+    } else if (peer.ss_family == AF_INET6) {
+        memcpy(address, &((struct sockaddr_in6 *)&peer)->sin6_addr, 16);
+        *length = 16;
+    }
+    return fd;
+}
 
 static inline int lk_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
 #endif

@@ -95,15 +95,19 @@ public struct FastCGIServer: Sendable {
     public let maxBatch: Int
     /// Mode of a unix socket: nginx runs as another user.
     public let socketMode: UInt32
+    /// The peers a TCP listener admits (nil: any); a connection from another
+    /// is closed before anything is read from it.
+    public let allowFrom: PeerAllowList?
     public let makeHandler: @Sendable (Int) throws -> any FastCGIHandler
 
     public init(address: ListenAddress, workers: Int, maxBodyBytes: Int, maxBatch: Int = 1, socketMode: UInt32 = 0o660,
-                makeHandler: @escaping @Sendable (Int) throws -> any FastCGIHandler) {
+                allowFrom: PeerAllowList? = nil, makeHandler: @escaping @Sendable (Int) throws -> any FastCGIHandler) {
         self.address = address
         self.workers = max(1, workers)
         self.maxBodyBytes = maxBodyBytes
         self.maxBatch = min(max(1, maxBatch), 64)
         self.socketMode = socketMode
+        self.allowFrom = allowFrom
         self.makeHandler = makeHandler
     }
 
@@ -142,7 +146,8 @@ public struct FastCGIServer: Sendable {
             if stopFD >= 0 { close(stopFD) }
             throw FastCGIError(description: "eventfd: \(errnoText())")
         }
-        let pool = PoolState(listenFD: fd, stopFD: stopFD, nudgeFD: nudgeFD, maxBatch: maxBatch, maxBodyBytes: maxBodyBytes)
+        let pool = PoolState(listenFD: fd, stopFD: stopFD, nudgeFD: nudgeFD, maxBatch: maxBatch, maxBodyBytes: maxBodyBytes,
+                             allowFrom: allowFrom)
         var threads: [pthread_t] = []
         for index in 0..<workers {
             let context = WorkerContext(index: index, pool: pool, makeHandler: makeHandler)
@@ -236,6 +241,7 @@ final class PoolState: Sendable {
     let nudgeFD: Int32
     let maxBatch: Int
     let maxBodyBytes: Int
+    let allowFrom: PeerAllowList?
     /// Batched connections not yet read, oldest first: their owner takes
     /// them in turn; another thread takes one that has waited `stealAfter`.
     let waiting = Mutex<[WaitingConnection]>([])
@@ -245,12 +251,13 @@ final class PoolState: Sendable {
     /// Threads sleeping in `epoll_wait`.
     let sleeping = Atomic<Int>(0)
 
-    init(listenFD: Int32, stopFD: Int32, nudgeFD: Int32, maxBatch: Int, maxBodyBytes: Int) {
+    init(listenFD: Int32, stopFD: Int32, nudgeFD: Int32, maxBatch: Int, maxBodyBytes: Int, allowFrom: PeerAllowList? = nil) {
         self.listenFD = listenFD
         self.stopFD = stopFD
         self.nudgeFD = nudgeFD
         self.maxBatch = maxBatch
         self.maxBodyBytes = maxBodyBytes
+        self.allowFrom = allowFrom
     }
 
     /// The owner's next connection of `batch`, if any is left.
@@ -306,13 +313,16 @@ public struct RunningPool: Sendable {
     }
 }
 
-/// How many connections joined a batch, and how many of those another
-/// thread served after they had waited (process-wide, for `/metrics`).
+/// How many connections joined a batch, how many of those another thread
+/// served after they had waited, and how many came from a peer the allow
+/// list does not admit (process-wide, for `/metrics`).
 public enum AcceptCounters {
     static let batched = Atomic<Int>(0)
     static let stolen = Atomic<Int>(0)
+    static let refused = Atomic<Int>(0)
     public static var batchedTotal: Int { batched.load(ordering: .relaxed) }
     public static var stolenTotal: Int { stolen.load(ordering: .relaxed) }
+    public static var refusedTotal: Int { refused.load(ordering: .relaxed) }
 }
 
 /// A non-blocking, close-on-exec eventfd.
@@ -356,8 +366,9 @@ struct Acceptor {
     /// eventfd is what ends a thread.
     func acceptNow() -> Outcome {
         while true {
-            let fd = lk_accept(pool.listenFD)
+            let fd = pool.allowFrom == nil ? lk_accept(pool.listenFD) : acceptAdmitted()
             if fd >= 0 { return .connection(fd) }
+            if fd == Acceptor.refused { continue }
             switch errno {
             case EINTR, ECONNABORTED, EPROTO: continue
             case EAGAIN, EWOULDBLOCK: return .nothingWaiting
@@ -373,14 +384,46 @@ struct Acceptor {
         }
     }
 
+    /// What `acceptAdmitted` returns for a connection it closed.
+    static let refused: Int32 = -2
+
+    /// A connection from a peer the allow list admits; one from any other is
+    /// closed unread (`refused`), counted and said once a second at most.
+    func acceptAdmitted() -> Int32 {
+        var address = [UInt8](repeating: 0, count: 16)
+        var length: Int32 = 0
+        let fd = lk_accept_peer(pool.listenFD, &address, &length)
+        guard fd >= 0, let allowFrom = pool.allowFrom else { return fd }
+        let peer = Array(address[0..<Int(length)])
+        if allowFrom.admits(peer) { return fd }
+        close(fd)
+        AcceptCounters.refused.add(1, ordering: .relaxed)
+        Acceptor.sayAtMostOnceASecond(Acceptor.lastRefusalReport,
+                                      "latchkey: refused a FastCGI connection from \(Acceptor.text(peer)): not in --allow-from \(allowFrom)\n")
+        return Acceptor.refused
+    }
+
+    /// A peer's address as text.
+    static func text(_ peer: [UInt8]) -> String {
+        var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        let family = peer.count == 4 ? AF_INET : AF_INET6
+        guard inet_ntop(family, peer, &buffer, socklen_t(buffer.count)) != nil else { return "?" }
+        return String(cString: buffer)
+    }
+
     private static let lastShortageReport = Atomic<UInt64>(0)
+    private static let lastRefusalReport = Atomic<UInt64>(0)
 
     static func reportShortage(_ code: Int32) {
+        sayAtMostOnceASecond(lastShortageReport, "latchkey: accept: \(String(cString: strerror(code))); retrying\n")
+    }
+
+    /// Writes a line to stderr unless one was written through `last` less than a second ago.
+    static func sayAtMostOnceASecond(_ last: borrowing Atomic<UInt64>, _ line: @autoclosure () -> String) {
         let now = monotonicNanos()
-        let last = lastShortageReport.load(ordering: .relaxed)
-        guard now &- last >= 1_000_000_000,
-              lastShortageReport.compareExchange(expected: last, desired: now, ordering: .relaxed).exchanged else { return }
-        let message = Array("latchkey: accept: \(String(cString: strerror(code))); retrying\n".utf8)
+        let then = last.load(ordering: .relaxed)
+        guard now &- then >= 1_000_000_000, last.compareExchange(expected: then, desired: now, ordering: .relaxed).exchanged else { return }
+        let message = Array(line().utf8)
         _ = message.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
     }
 

@@ -31,18 +31,19 @@ public final class Metrics: Sendable {
     public let workers: Int
     /// The shared database's counters (PostgreSQL), read at each scrape.
     let store: (@Sendable () -> StoreCounters)?
-    /// The worker pool's batching: connections taken in batches, and those another thread took over.
-    let batching: (@Sendable () -> (batched: Int, stolen: Int))?
+    /// The worker pool's accepting: connections taken in batches, those another thread took over, and those
+    /// refused for their peer address (`--allow-from`).
+    let accepting: (@Sendable () -> (batched: Int, stolen: Int, refused: Int))?
 
     /// What this node listens on (`latchkey_node_info`), to tell nodes apart behind one balancer.
     public let node: String
 
     public init(workers: Int = 0, node: String = "", store: (@Sendable () -> StoreCounters)? = nil,
-                batching: (@Sendable () -> (batched: Int, stolen: Int))? = nil) {
+                accepting: (@Sendable () -> (batched: Int, stolen: Int, refused: Int))? = nil) {
         self.workers = workers
         self.node = node
         self.store = store
-        self.batching = batching
+        self.accepting = accepting
     }
 
     public func started() {
@@ -102,11 +103,13 @@ public final class Metrics: Sendable {
             out += "# HELP latchkey_slow_hash_queued Callers waiting for a slow-hash permit.\n# TYPE latchkey_slow_hash_queued gauge\n"
             out += "latchkey_slow_hash_queued \(pool.queued)\n"
         }
-        if let (batched, stolen) = batching?() {
+        if let (batched, stolen, refused) = accepting?() {
             out += "# HELP latchkey_accept_batched_total Connections a worker thread took together with others, all arrived before any was handled.\n"
             out += "# TYPE latchkey_accept_batched_total counter\nlatchkey_accept_batched_total \(batched)\n"
             out += "# HELP latchkey_accept_stolen_total Batched connections another thread served after they had waited 2 ms.\n"
             out += "# TYPE latchkey_accept_stolen_total counter\nlatchkey_accept_stolen_total \(stolen)\n"
+            out += "# HELP latchkey_accept_refused_total Connections closed unread: their peer is not in --allow-from.\n"
+            out += "# TYPE latchkey_accept_refused_total counter\nlatchkey_accept_refused_total \(refused)\n"
         }
         if let counters = store?() {
             for (name, help, value) in [

@@ -140,4 +140,12 @@ extension String {
         #expect(text.contains("latchkey_store_connect_failures_total 2\n"))
         #expect(text.contains("latchkey_store_retries_total 5\n"))
     }
+
+    @Test func thePoolsAcceptCountersAreRenderedWhenGiven() {
+        #expect(!Metrics(workers: 3).render().contains("latchkey_accept_"))
+        let text = Metrics(workers: 3, accepting: { (batched: 7, stolen: 2, refused: 4) }).render()
+        #expect(text.contains("# TYPE latchkey_accept_batched_total counter\nlatchkey_accept_batched_total 7\n"))
+        #expect(text.contains("latchkey_accept_stolen_total 2\n"))
+        #expect(text.contains("# TYPE latchkey_accept_refused_total counter\nlatchkey_accept_refused_total 4\n"))
+    }
 }

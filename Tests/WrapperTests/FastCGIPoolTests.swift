@@ -95,8 +95,13 @@ import Glibc
             return fd
         }
 
-        init(path: String, params: [String: String]) throws {
-            fd = try Client.connected(to: path)
+        convenience init(path: String, params: [String: String]) throws {
+            try self.init(fd: try Client.connected(to: path), params: params)
+        }
+
+        /// A request on a socket already connected (the client owns it from here).
+        init(fd: Int32, params: [String: String]) throws {
+            self.fd = fd
             // A worker that never answers fails the test instead of hanging it.
             var timeout = timeval(tv_sec: 10, tv_usec: 0)
             setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))

@@ -22,6 +22,39 @@ def free_port():
         return s.getsockname()[1]
 
 
+def fastcgi_get(host, port, path="/healthz", source=None, timeout=5.0) -> bytes:
+    """One FastCGI request (a GET of `path`) straight to a node's TCP port, as nginx would send it, from `source`
+    (an address of this host) when given: the bytes of its STDOUT records, b"" when the node closed the connection
+    without answering."""
+    def record(kind, content=b""):
+        return bytes([1, kind, 0, 1, len(content) >> 8, len(content) & 0xFF, 0, 0]) + content
+
+    def pair(name, value):
+        return bytes([len(name), len(value)]) + name + value
+    params = b"".join(pair(k.encode(), v.encode()) for k, v in {
+        "REQUEST_METHOD": "GET", "SCRIPT_NAME": path, "REQUEST_URI": path, "DOCUMENT_URI": path, "QUERY_STRING": "",
+        "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "192.0.2.1", "HTTP_HOST": "fastcgi.test", "CONTENT_LENGTH": ""}.items())
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        if source:
+            s.bind((source, 0))
+        s.connect((host, port))
+        s.sendall(record(1, bytes([0, 1, 0, 0, 0, 0, 0, 0])) + record(4, params) + record(4) + record(5))
+        raw = b""
+        try:
+            while chunk := s.recv(65536):
+                raw += chunk
+        except ConnectionResetError:
+            pass
+    out, i = b"", 0
+    while i + 8 <= len(raw):
+        length, padding = raw[i + 4] << 8 | raw[i + 5], raw[i + 6]
+        if raw[i + 1] == 6:
+            out += raw[i + 8:i + 8 + length]
+        i += 8 + length + padding
+    return out
+
+
 def run_cli(db, *args, stdin=None, check=True):
     """Runs the CLI against a stack's database: a SQLite path, or a Stack
     (whose database may be PostgreSQL)."""

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import BIN, ROOT, free_port
+from conftest import BIN, ROOT, fastcgi_get, free_port
 from loadgen import Load
 
 PASSWORD = "pw-" + secrets.token_hex(12)
@@ -159,7 +159,9 @@ class MultiHost:
 
     def start_node(self, name):
         self.nodes[name] = subprocess.Popen(
-            ["ip", "netns", "exec", self.hosts.ns[name], BIN, "serve", "--listen", f"{self.hosts.addr[name]}:9000", "--workers", "2"],
+            ["ip", "netns", "exec", self.hosts.ns[name], BIN, "serve", "--listen", f"{self.hosts.addr[name]}:9000", "--workers", "2",
+             # FastCGI from the balancer only (docs/scaling.md).
+             "--allow-from", self.hosts.addr["lb"]],
             env=self.env(), stdout=self.log, stderr=self.log)
 
     def start(self):
@@ -260,6 +262,19 @@ def test_nodes_on_their_own_hosts_serve_over_tcp_and_share_postgresql(hosts):
         assert requests.post(m.base + "/oauth2/introspect", data={"token": t}, auth=m.client).json() == {"active": False}
     # The nodes listen on the private network only: the FastCGI port is not on loopback of the balancer.
     assert subprocess.run(["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9000"], capture_output=True).returncode != 0
+
+
+def test_a_node_answers_fastcgi_from_the_balancer_only(hosts):
+    """Another host on the private network (here the database's) reaches a node's FastCGI port but is closed unread:
+    without --allow-from it could speak for nginx (any REMOTE_ADDR, no rate limit)."""
+    m = hosts
+    node = m.hosts.addr["n1"]
+    assert fastcgi_get(node, 9000).startswith(b"Status: 200"), "the balancer's own address is admitted"
+    probe = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); from conftest import fastcgi_get; "
+             f"print(repr(fastcgi_get({node!r}, 9000)))")
+    r = sh("python3", "-c", probe, ns=m.hosts.ns["db"], check=False)
+    assert r.returncode == 0 and r.stdout.strip() == "b''", (r.stdout, r.stderr)
+    assert "\nlatchkey_accept_refused_total 1\n" in fastcgi_get(node, 9000, path="/metrics").decode()
 
 
 def test_postgresql_over_tcp_requires_the_password(hosts):

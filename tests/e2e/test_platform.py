@@ -17,7 +17,7 @@ from authlib.integrations.requests_client import OAuth2Session
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from conftest import BIN, ROOT, run_cli
+from conftest import BIN, ROOT, fastcgi_get, free_port, run_cli
 
 
 def jwks(stack):
@@ -241,6 +241,79 @@ def test_serve_refuses_an_unknown_log_level(tmp_path):
                           capture_output=True, text=True, timeout=20)
     assert proc.returncode != 0 and "--log-level must be one of debug, info, warn, error, off" in proc.stderr
     assert not (tmp_path / "l.sock").exists()
+
+
+def test_serve_over_tcp_answers_only_the_peers_allow_from_names(tmp_path):
+    """FastCGI carries no authentication: a node on TCP closes, unread, a connection from any peer --allow-from does
+    not name (every 127.x address is this host's loopback: two peers to tell apart)."""
+    db = tmp_path / "t.db"
+    run_cli(db, "init", "--issuer", "http://127.0.0.1:1")
+    port = free_port()
+    proc = subprocess.Popen([BIN, "serve", "--listen", f"127.0.0.1:{port}", "--workers", "2", "--db", str(db), "--allow-from", "127.0.0.2, 10.9.0.0/16"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for _ in range(200):
+            try:
+                if b"200" in fastcgi_get("127.0.0.1", port, source="127.0.0.2"):
+                    break
+            except OSError:
+                time.sleep(0.05)
+        answer = fastcgi_get("127.0.0.1", port, source="127.0.0.2")
+        assert answer.startswith(b"Status: 200") and answer.endswith(b'{"status":"ok"}'), answer
+        assert fastcgi_get("127.0.0.1", port, source="127.0.0.1") == b""
+        assert fastcgi_get("127.0.0.1", port, path="/metrics", source="127.0.0.3") == b""
+        metrics = fastcgi_get("127.0.0.1", port, path="/metrics", source="127.0.0.2").decode()
+        assert "\nlatchkey_accept_refused_total 2\n" in metrics, metrics
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    lines = [json.loads(line) for line in proc.stderr.read().decode().splitlines() if line.startswith("{")]
+    serving = next(line for line in lines if line["message"] == "latchkey serving")
+    assert serving["allow_from"] == "127.0.0.2,10.9.0.0/16"
+    assert not any(line["level"] == "warn" for line in lines)
+
+
+def test_serve_over_tcp_without_allow_from_warns_and_a_bad_list_is_refused(tmp_path):
+    db = tmp_path / "w.db"
+    run_cli(db, "init", "--issuer", "http://127.0.0.1:1")
+    for args, says in [(["--listen", f"127.0.0.1:{free_port()}", "--allow-from", "10.0.0.1,nginx.internal"], "--allow-from must be IP addresses"),
+                       (["--listen", f"127.0.0.1:{free_port()}", "--allow-from", "10.0.0.1/33"], "--allow-from must be IP addresses"),
+                       (["--listen", f"unix:{tmp_path / 'w.sock'}", "--allow-from", "10.0.0.1"], "--allow-from applies to a TCP listener")]:
+        proc = subprocess.run([BIN, "serve", "--db", str(db), *args], capture_output=True, text=True, timeout=20)
+        assert proc.returncode != 0 and says in proc.stderr, (args, proc.stderr)
+    # libfcgi's own variable is honoured (its comma-separated IPv4 list).
+    port = free_port()
+    proc = subprocess.Popen([BIN, "serve", "--listen", f"127.0.0.1:{port}", "--workers", "1", "--db", str(db)],
+                            env=dict(os.environ, FCGI_WEB_SERVER_ADDRS="127.0.0.5"), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for _ in range(200):
+            try:
+                if fastcgi_get("127.0.0.1", port, source="127.0.0.5"):
+                    break
+            except OSError:
+                time.sleep(0.05)
+        assert fastcgi_get("127.0.0.1", port, source="127.0.0.1") == b""
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+    # Without a list a TCP node serves anyone who reaches the port, and says so at start.
+    port = free_port()
+    proc = subprocess.Popen([BIN, "serve", "--listen", f"127.0.0.1:{port}", "--workers", "1", "--db", str(db)],
+                            env={k: v for k, v in os.environ.items() if k not in ("FCGI_WEB_SERVER_ADDRS", "LATCHKEY_ALLOW_FROM")},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for _ in range(200):
+            try:
+                if fastcgi_get("127.0.0.1", port, source="127.0.0.7"):
+                    break
+            except OSError:
+                time.sleep(0.05)
+        assert fastcgi_get("127.0.0.1", port, source="127.0.0.7").startswith(b"Status: 200")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+    lines = [json.loads(line) for line in proc.stderr.read().decode().splitlines() if line.startswith("{")]
+    assert any(line["level"] == "warn" and "--allow-from" in line["message"] for line in lines), lines
 
 
 def test_cli_contract(tmp_path):

@@ -15,6 +15,9 @@ struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the FastCGI worker pool.")
     @OptionGroup var common: Common
     @Option(help: "unix:PATH, HOST:PORT or systemd (env LATCHKEY_LISTEN).") var listen: String?
+    @Option(name: .customLong("allow-from"),
+            help: "With a TCP listener: the only peers (nginx hosts) that may connect, IP addresses or networks separated by commas (10.0.0.2,10.0.1.0/24; env LATCHKEY_ALLOW_FROM, else FCGI_WEB_SERVER_ADDRS).")
+    var allowFrom: String?
     @Option(help: "Worker threads (default one per core and one more, at least 3; env LATCHKEY_WORKERS).") var workers: Int?
     @Option(help: "Issuer URL (env LATCHKEY_ISSUER; default: the one given to init).") var issuer: String?
     @Flag(name: .customLong("accept-any-secret-method"), help: "Accept client_secret_basic and client_secret_post from every confidential client (env LATCHKEY_ACCEPT_ANY_SECRET_METHOD=1).")
@@ -44,6 +47,7 @@ enum ServeCommand {
         guard let address = ListenAddress(options.listen ?? env["LATCHKEY_LISTEN"] ?? "unix:/run/latchkey/latchkey.sock") else {
             throw ValidationError("--listen must be unix:PATH, HOST:PORT or systemd")
         }
+        let allowFrom = try peerAllowList(options.allowFrom ?? env["LATCHKEY_ALLOW_FROM"] ?? env["FCGI_WEB_SERVER_ADDRS"], address: address)
         let workers = options.workers ?? Int(env["LATCHKEY_WORKERS"] ?? "") ?? max(3, ProcessInfo.processInfo.activeProcessorCount + 1)
         guard (1...256).contains(workers) else { throw ValidationError("--workers must be 1..256") }
         // PostgreSQL when a URL is configured (SPEC 9: any number of nodes share it), else SQLite.
@@ -69,7 +73,7 @@ enum ServeCommand {
         let app = Application(env: environment, logger: Logger(level: level), images: ReencodeImage.childProcess(),
                               metrics: Metrics(workers: workers, node: address.description,
                                                                store: databaseURL == nil ? nil : postgresCounters,
-                                                               batching: { (AcceptCounters.batchedTotal, AcceptCounters.stolenTotal) }))
+                                                               accepting: { (AcceptCounters.batchedTotal, AcceptCounters.stolenTotal, AcceptCounters.refusedTotal) }))
         let writerLock = WriterLock()
         // Requests checkpoint only past 16,000 WAL pages (a backstop); the checkpointer does it every 200 ms
         // and starts the WAL over once it passes 4,096 pages.
@@ -77,7 +81,8 @@ enum ServeCommand {
         // them (SPEC 9); on SQLite that check is a memory read and nothing is gained.
         let batch = Int(env["LATCHKEY_ACCEPT_BATCH"] ?? "") ?? (databaseURL == nil ? 1 : 8)
         guard (1...64).contains(batch) else { throw ValidationError("LATCHKEY_ACCEPT_BATCH must be 1..64") }
-        let server = FastCGIServer(address: address, workers: workers, maxBodyBytes: 3 * 1024 * 1024, maxBatch: batch) { _ in
+        let server = FastCGIServer(address: address, workers: workers, maxBodyBytes: 3 * 1024 * 1024, maxBatch: batch,
+                                   allowFrom: allowFrom) { _ in
             // Each worker thread its own connection.
             let store: any Store = if let databaseURL {
                 try PostgresStore(url: databaseURL, migrate: false)
@@ -101,9 +106,27 @@ enum ServeCommand {
             checkpointer?.start()
             logoutDelivery.start()
             app.logger.info("latchkey serving", [("listen", .string(address.description)), ("workers", JSON(workers)), ("issuer", .string(issuer)),
-                                                 ("sealed_at_start", JSON(sealed))])
+                                                 ("sealed_at_start", JSON(sealed)), ("allow_from", allowFrom.map { .string($0.description) } ?? .null)])
+            if case .tcp = address, allowFrom == nil {
+                app.logger.warn("FastCGI over TCP admits any peer that reaches the port: name the nginx hosts with --allow-from",
+                                [("listen", .string(address.description))])
+            }
         }
         app.logger.info("latchkey stopped", [("signal", JSON(Int(signal)))])
+    }
+}
+
+extension ServeCommand {
+    /// `--allow-from` (or its environment variables), checked: a list only a TCP listener (or systemd's socket, which may be one) can use.
+    static func peerAllowList(_ text: String?, address: ListenAddress) throws -> PeerAllowList? {
+        guard let text else { return nil }
+        guard let list = PeerAllowList(text) else {
+            throw ValidationError("--allow-from must be IP addresses or networks (10.0.0.2, 10.0.0.0/24, fd00::/8) separated by commas")
+        }
+        if case .unix = address {
+            throw ValidationError("--allow-from applies to a TCP listener; a unix socket's file mode decides who connects")
+        }
+        return list
     }
 }
 
