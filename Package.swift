@@ -19,7 +19,7 @@ let package = Package(
         .systemLibrary(name: "CGD", path: "Sources/CGD"),
         .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
 
-        .target(name: "FastCGI", dependencies: ["CFastCGI"]),
+        .target(name: "FastCGI", dependencies: ["CFastCGI", "Common"]),
         .target(name: "SQLite", dependencies: ["CSQLite"]),
         .target(name: "Cryptography", dependencies: ["COpenSSL", "Common"]),
         .target(name: "Imaging", dependencies: ["CGD"]),

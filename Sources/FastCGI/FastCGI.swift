@@ -2,6 +2,7 @@ internal import CFastCGI
 #if canImport(Glibc)
 import Glibc
 #endif
+import Common
 import Synchronization
 
 /// One request as libfcgi delivered it: the CGI parameters, copied out of
@@ -97,11 +98,11 @@ public struct FastCGIServer: Sendable {
     public let socketMode: UInt32
     /// The peers a TCP listener admits (nil: any); a connection from another
     /// is closed before anything is read from it.
-    public let allowFrom: PeerAllowList?
+    public let allowFrom: IPNetworks?
     public let makeHandler: @Sendable (Int) throws -> any FastCGIHandler
 
     public init(address: ListenAddress, workers: Int, maxBodyBytes: Int, maxBatch: Int = 1, socketMode: UInt32 = 0o660,
-                allowFrom: PeerAllowList? = nil, makeHandler: @escaping @Sendable (Int) throws -> any FastCGIHandler) {
+                allowFrom: IPNetworks? = nil, makeHandler: @escaping @Sendable (Int) throws -> any FastCGIHandler) {
         self.address = address
         self.workers = max(1, workers)
         self.maxBodyBytes = maxBodyBytes
@@ -241,7 +242,7 @@ final class PoolState: Sendable {
     let nudgeFD: Int32
     let maxBatch: Int
     let maxBodyBytes: Int
-    let allowFrom: PeerAllowList?
+    let allowFrom: IPNetworks?
     /// Batched connections not yet read, oldest first: their owner takes
     /// them in turn; another thread takes one that has waited `stealAfter`.
     let waiting = Mutex<[WaitingConnection]>([])
@@ -251,7 +252,7 @@ final class PoolState: Sendable {
     /// Threads sleeping in `epoll_wait`.
     let sleeping = Atomic<Int>(0)
 
-    init(listenFD: Int32, stopFD: Int32, nudgeFD: Int32, maxBatch: Int, maxBodyBytes: Int, allowFrom: PeerAllowList? = nil) {
+    init(listenFD: Int32, stopFD: Int32, nudgeFD: Int32, maxBatch: Int, maxBodyBytes: Int, allowFrom: IPNetworks? = nil) {
         self.listenFD = listenFD
         self.stopFD = stopFD
         self.nudgeFD = nudgeFD
@@ -394,21 +395,14 @@ struct Acceptor {
         var length: Int32 = 0
         let fd = lk_accept_peer(pool.listenFD, &address, &length)
         guard fd >= 0, let allowFrom = pool.allowFrom else { return fd }
+        // A unix socket's peer (no address) is the socket file's business.
         let peer = Array(address[0..<Int(length)])
-        if allowFrom.admits(peer) { return fd }
+        if peer.isEmpty || allowFrom.contains(peer) { return fd }
         close(fd)
         AcceptCounters.refused.add(1, ordering: .relaxed)
         Acceptor.sayAtMostOnceASecond(Acceptor.lastRefusalReport,
-                                      "latchkey: refused a FastCGI connection from \(Acceptor.text(peer)): not in --allow-from \(allowFrom)\n")
+                                      "latchkey: refused a FastCGI connection from \(IPAddress.text(peer)): not in --allow-from \(allowFrom)\n")
         return Acceptor.refused
-    }
-
-    /// A peer's address as text.
-    static func text(_ peer: [UInt8]) -> String {
-        var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
-        let family = peer.count == 4 ? AF_INET : AF_INET6
-        guard inet_ntop(family, peer, &buffer, socklen_t(buffer.count)) != nil else { return "?" }
-        return String(cString: buffer)
     }
 
     private static let lastShortageReport = Atomic<UInt64>(0)

@@ -1,3 +1,4 @@
+import Common
 @testable import FastCGI
 import Foundation
 import Testing
@@ -5,53 +6,10 @@ import Testing
 import Glibc
 #endif
 
-/// `--allow-from`: what the list accepts as addresses and networks, and a
-/// pool listening on TCP that serves the peers it names and closes every
-/// other connection unread (FastCGI has no authentication of its own).
+/// `--allow-from`: a pool listening on TCP serves the peers its list names
+/// and closes every other connection unread (FastCGI has no authentication
+/// of its own). The list itself: `IPNetworksTests`.
 @Suite(.serialized) struct FastCGIAllowListTests {
-    static func bytes(_ text: String) -> [UInt8] { PeerAllowList.bytes(text)! }
-
-    @Test func addressesAndNetworks() throws {
-        let list = try #require(PeerAllowList("10.0.0.2, 10.1.0.0/16 fd00::/8,192.168.7.9/24"))
-        #expect(list.description == "10.0.0.2,10.1.0.0/16,fd00::/8,192.168.7.9/24")
-        #expect(list.admits(Self.bytes("10.0.0.2")))
-        #expect(!list.admits(Self.bytes("10.0.0.3")))
-        #expect(list.admits(Self.bytes("10.1.255.7")))
-        #expect(!list.admits(Self.bytes("10.2.0.1")))
-        // A network written with host bits names the network (as nginx's allow does).
-        #expect(list.admits(Self.bytes("192.168.7.200")))
-        #expect(!list.admits(Self.bytes("192.168.8.1")))
-        #expect(list.admits(Self.bytes("fd12:3456::1")))
-        #expect(!list.admits(Self.bytes("fe80::1")))
-        // An IPv4 peer on an IPv6 socket is matched as the IPv4 address it is; an IPv6 peer never matches IPv4 entries.
-        #expect(list.admits(Self.bytes("::ffff:10.0.0.2")))
-        #expect(!list.admits(Self.bytes("::ffff:10.0.0.3")))
-        #expect(!list.admits(Self.bytes("::a00:2")))
-        // A unix socket's peer (no address) is the socket file's business.
-        #expect(list.admits([]))
-    }
-
-    @Test func prefixesAtTheEdges() throws {
-        let odd = try #require(PeerAllowList("10.0.0.0/9"))
-        #expect(odd.admits(Self.bytes("10.127.255.255")))
-        #expect(!odd.admits(Self.bytes("10.128.0.0")))
-        let everyone = try #require(PeerAllowList("0.0.0.0/0"))
-        #expect(everyone.admits(Self.bytes("203.0.113.9")))
-        #expect(!everyone.admits(Self.bytes("2001:db8::1")))
-        let mapped = try #require(PeerAllowList("::ffff:10.0.0.0/104"))
-        #expect(mapped.admits(Self.bytes("10.255.0.1")))
-        #expect(!mapped.admits(Self.bytes("11.0.0.1")))
-        #expect(try #require(PeerAllowList("::1/128")).admits(Self.bytes("::1")))
-    }
-
-    @Test func whatIsNotAnAddressIsRefused() {
-        for text in ["", " , ", "10.0.0", "10.0.0.256", "010.0.0.1", "10.0.0.1/33", "10.0.0.1/", "10.0.0.1/+8", "10.0.0.1/-1",
-                     "10.0.0.1/08x", "fd00::/129", "::ffff:10.0.0.0/95", "fe80::1%eth0", "nginx.internal", "10.0.0.1,bogus",
-                     "10.0.0.1/1/2"] {
-            #expect(PeerAllowList(text) == nil, "\(text)")
-        }
-    }
-
     /// A TCP socket from `source` (bound before it connects) to the pool on 127.0.0.1:`port`.
     static func connect(from source: String, port: UInt16) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -75,7 +33,7 @@ import Glibc
         for _ in 0..<50 {
             let port = UInt16.random(in: 20_000...60_000)
             let server = FastCGIServer(address: .tcp(host: "127.0.0.1", port: port), workers: 1, maxBodyBytes: 1024,
-                                       allowFrom: PeerAllowList(allowFrom)) { index in
+                                       allowFrom: IPNetworks(allowFrom)) { index in
                 FastCGIPoolTests.RecordingHandler(index: index, log: log)
             }
             if let pool = try? server.start() { return (pool, port) }

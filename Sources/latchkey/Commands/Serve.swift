@@ -118,9 +118,9 @@ enum ServeCommand {
 
 extension ServeCommand {
     /// `--allow-from` (or its environment variables), checked: a list only a TCP listener (or systemd's socket, which may be one) can use.
-    static func peerAllowList(_ text: String?, address: ListenAddress) throws -> PeerAllowList? {
+    static func peerAllowList(_ text: String?, address: ListenAddress) throws -> IPNetworks? {
         guard let text else { return nil }
-        guard let list = PeerAllowList(text) else {
+        guard let list = IPNetworks(text) else {
             throw ValidationError("--allow-from must be IP addresses or networks (10.0.0.2, 10.0.0.0/24, fd00::/8) separated by commas")
         }
         if case .unix = address {
