@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Layering (see README "Architecture"): five system-library targets, each
+// Layering (see README "Architecture"): six system-library targets, each
 // imported by exactly one thin wrapper; everything above them is safe Swift.
 let package = Package(
     name: "Latchkey",
@@ -18,12 +18,14 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL"),
         .systemLibrary(name: "CGD", path: "Sources/CGD"),
         .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
 
         .target(name: "FastCGI", dependencies: ["CFastCGI", "Common"]),
         .target(name: "SQLite", dependencies: ["CSQLite"]),
         .target(name: "Cryptography", dependencies: ["COpenSSL", "Common"]),
         .target(name: "Imaging", dependencies: ["CGD"]),
         .target(name: "Postgres", dependencies: ["CLibPQ"]),
+        .target(name: "HTTPClient", dependencies: ["CCurl"]),
 
         .target(name: "Common"),
         .target(name: "HTTPCore", dependencies: ["Common", .product(name: "HTTPTypes", package: "swift-http-types")]),
@@ -34,7 +36,7 @@ let package = Package(
         .target(name: "PostgresStore", dependencies: ["Common", "Postgres", "OAuth", "SharedSQL"]),
         .target(name: "Server", dependencies: ["Common", "HTTPCore", "JOSE", "OAuth", "Cryptography", "Imaging"]),
         .executableTarget(name: "latchkey", dependencies: [
-            "Common", "FastCGI", "HTTPCore", "Imaging", "OAuth", "SQLiteStore", "Postgres", "PostgresStore", "Server", "Cryptography",
+            "Common", "FastCGI", "HTTPClient", "HTTPCore", "Imaging", "OAuth", "SQLiteStore", "Postgres", "PostgresStore", "Server", "Cryptography",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Three test targets, by layer (issue 12): the C wrappers, the domain
@@ -42,7 +44,7 @@ let package = Package(
         // (handlers called with plain requests). TestSupport is what they
         // share: a clock, the store the run is on, a provisioned database.
         .target(name: "TestSupport", dependencies: ["Common", "Cryptography", "OAuth", "Postgres", "PostgresStore", "SQLiteStore"], path: "Tests/Support"),
-        .testTarget(name: "WrapperTests", dependencies: ["Common", "Cryptography", "FastCGI", "Imaging", "Postgres", "SQLite", "TestSupport"]),
+        .testTarget(name: "WrapperTests", dependencies: ["Common", "Cryptography", "FastCGI", "HTTPClient", "Imaging", "Postgres", "SQLite", "TestSupport"]),
         .testTarget(name: "DomainTests", dependencies: [
             "Common", "Cryptography", "JOSE", "OAuth", "SQLite", "SQLiteStore", "Postgres", "PostgresStore", "TestSupport",
         ]),

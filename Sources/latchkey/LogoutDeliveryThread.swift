@@ -1,8 +1,6 @@
 import Common
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
+import HTTPClient
 import OAuth
 import Server
 import Synchronization
@@ -16,13 +14,16 @@ final class LogoutDeliveryThread: Sendable {
     private let logger: Logger
     private let state = Mutex<(stop: Bool, done: Bool)>((false, false))
     private let intervalMillis: Int
+    private let allowed: IPNetworks?
 
     /// `intervalMillis`: how often this node looks for due tokens (`LATCHKEY_BACKCHANNEL_INTERVAL_MS`,
-    /// default 1000); 0: this node sends none (another node does).
-    init(env: Environment, logger: Logger, intervalMillis: Int, makeStore: @escaping @Sendable () throws -> any Store) {
+    /// default 1000); 0: this node sends none (another node does). `allowed`: the non-public networks
+    /// logout tokens may go to (`LATCHKEY_BACKCHANNEL_ALLOW`).
+    init(env: Environment, logger: Logger, intervalMillis: Int, allowed: IPNetworks?, makeStore: @escaping @Sendable () throws -> any Store) {
         self.env = env
         self.logger = logger
         self.intervalMillis = intervalMillis
+        self.allowed = allowed
         self.makeStore = makeStore
     }
 
@@ -40,7 +41,7 @@ final class LogoutDeliveryThread: Sendable {
 
     private func loop() {
         defer { state.withLock { $0.done = true } }
-        let poster = LogoutPoster(logger: logger)
+        let poster = LogoutPoster(logger: logger, allowed: allowed)
         var sender: LogoutSender?
         while !state.withLock({ $0.stop }) {
             Thread.sleep(forTimeInterval: Double(intervalMillis) / 1000)
@@ -60,65 +61,43 @@ final class LogoutDeliveryThread: Sendable {
 }
 
 /// One POST of a logout token (§2.5): form-encoded, a 5-second timeout, no
-/// redirect followed (a 3xx is a failure), no cookies, the answer's body unread.
-final class LogoutPoster: NSObject, URLSessionTaskDelegate, Sendable {
+/// redirect followed (a 3xx is a failure), no cookies, the answer's body
+/// unread. Only to public addresses unless the operator names a network
+/// (`LATCHKEY_BACKCHANNEL_ALLOW`): a logout URI is chosen by whoever manages
+/// the client (a tenant's admin, or anyone where registration is open), and
+/// must not make the server a way into its own host or private network
+/// (loopback services, cloud metadata at 169.254.169.254, internal APIs).
+/// The check is on the address actually dialled (`FormPoster`).
+final class LogoutPoster: Sendable {
     private let logger: Logger
-    private let session = Mutex<URLSession?>(nil)
+    private let allowed: IPNetworks?
 
-    init(logger: Logger) {
+    init(logger: Logger, allowed: IPNetworks?) {
         self.logger = logger
+        self.allowed = allowed
     }
 
-    private var urlSession: URLSession {
-        session.withLock { current in
-            if let current { return current }
-            let configuration = URLSessionConfiguration.ephemeral
-            configuration.timeoutIntervalForRequest = TimeInterval(LogoutSender.timeoutSeconds)
-            configuration.timeoutIntervalForResource = TimeInterval(LogoutSender.timeoutSeconds)
-            configuration.httpShouldSetCookies = false
-            configuration.httpCookieAcceptPolicy = .never
-            configuration.urlCache = nil
-            let made = URLSession(configuration: configuration, delegate: self, delegateQueue: nil)
-            current = made
-            return made
-        }
-    }
-
-    func urlSession(_ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse, newRequest request: URLRequest,
-                    completionHandler: @escaping @Sendable (URLRequest?) -> Void) {
-        completionHandler(nil)
+    /// Whether a logout token may be sent to this address.
+    static func admits(_ address: [UInt8], allowed: IPNetworks?) -> Bool {
+        IPAddress.isPublic(address) || allowed?.contains(address) == true
     }
 
     /// Every POST of the batch at once; waits for all, one timeout at most.
     func post(_ batch: [(uri: String, form: [UInt8])]) -> [Bool] {
-        let statuses = Mutex<[Int?]>(Array(repeating: nil, count: batch.count))
-        let group = DispatchGroup()
-        var tasks: [URLSessionDataTask] = []
-        for (i, item) in batch.enumerated() {
-            guard let url = URL(string: item.uri) else { continue }
-            var request = URLRequest(url: url, timeoutInterval: TimeInterval(LogoutSender.timeoutSeconds))
-            request.httpMethod = "POST"
-            request.setValue("application/x-www-form-urlencoded", forHTTPHeaderField: "Content-Type")
-            request.httpBody = Data(item.form)
-            group.enter()
-            let task = urlSession.dataTask(with: request) { _, response, _ in
-                statuses.withLock { $0[i] = (response as? HTTPURLResponse)?.statusCode }
-                group.leave()
-            }
-            tasks.append(task)
-            task.resume()
+        let allowed = self.allowed
+        let outcomes = FormPoster.post(batch.map { ($0.uri, $0.form) }, timeoutSeconds: LogoutSender.timeoutSeconds) {
+            LogoutPoster.admits($0, allowed: allowed)
         }
-        if group.wait(timeout: .now() + .seconds(LogoutSender.timeoutSeconds + 1)) == .timedOut {
-            for task in tasks { task.cancel() }
-        }
-        let answered = statuses.withLock { $0 }
-        return zip(batch, answered).map { item, status in
-            guard let status, (200..<300).contains(status) else {
-                let host = URL(string: item.uri)?.host ?? ""
-                logger.warn("logout token not delivered", [("host", .string(host)), ("status", status.map { JSON($0) } ?? "no answer")])
-                return false
+        return zip(batch, outcomes).map { item, outcome in
+            if let status = outcome.status, (200..<300).contains(status) { return true }
+            let host = URL(string: item.uri)?.host ?? ""
+            if outcome.refusedAddress {
+                logger.warn("logout token not delivered: the host's address is not public (LATCHKEY_BACKCHANNEL_ALLOW names the networks allowed)",
+                            [("host", .string(host))])
+            } else {
+                logger.warn("logout token not delivered", [("host", .string(host)), ("status", outcome.status.map { JSON($0) } ?? "no answer")])
             }
-            return true
+            return false
         }
     }
 }

@@ -183,7 +183,8 @@ class Stack:
 
     def start_node(self, n):
         """Starts node n (1-based) on its socket."""
-        env = dict(os.environ, **self.db_env(), **self.node_env)
+        # Logout tokens go to public addresses only unless named (SPEC 7.1): the tests' receivers listen on loopback.
+        env = dict(os.environ, **{"LATCHKEY_BACKCHANNEL_ALLOW": "127.0.0.0/8,::1", **self.db_env(), **self.node_env})
         if self.log_level:
             env["LATCHKEY_LOG_LEVEL"] = self.log_level
         socket = self.sockets[n - 1]

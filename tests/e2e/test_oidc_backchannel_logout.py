@@ -4,7 +4,9 @@ registered dynamically with a backchannel_logout_uri (a small receiver this
 test starts) signs a user in with authlib's code flow; RP-initiated logout
 ends the session and the worker's background queue POSTs a logout token,
 which joserfc verifies against the JWKS. Also: a revoked connection tells
-the client, and a failed delivery is retried."""
+the client, a failed delivery is retried, and a logout URI on a private
+address is never posted to unless the operator names its network (the
+shared stacks name loopback, where these receivers listen)."""
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,7 +17,7 @@ import requests
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from conftest import free_port
+from conftest import Stack, free_port
 from test_user_flow import Browser, oauth_client, start
 
 EVENT = "http://schemas.openid.net/event/backchannel-logout"
@@ -154,3 +156,21 @@ def test_a_failed_delivery_is_retried_from_the_queue(stack, bcl):
     assert second[3] - first[3] >= 9, "retried after the backoff, not at once"
     check_logout_token(stack, second, client_id, id_claims)
     assert first[2]["logout_token"] != second[2]["logout_token"], "each attempt signs a fresh token (new jti, iat)"
+
+
+def test_a_logout_uri_on_a_non_public_address_is_never_posted_to(bcl, tmp_path):
+    """SPEC 7.1: the server's own requests go to public addresses only, unless LATCHKEY_BACKCHANNEL_ALLOW names the
+    network. A client's admin (or anyone, where registration is open) chose the URI: loopback here stands for the
+    host's own services, the private network, the cloud metadata address."""
+    s = Stack(tmp_path / "s", rate_limits="off", env={"LATCHKEY_BACKCHANNEL_ALLOW": ""}).start()
+    try:
+        client_id, person, _ = signed_in(s, bcl)
+        assert person.http.delete(s.url("/api/v1/session"), headers={"X-CSRF-Token": person.http.cookies.get("lk_csrf")}).status_code == 204
+        deadline = time.monotonic() + 15
+        while "the host's address is not public" not in s.log_path.read_text(errors="replace") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "the host's address is not public" in s.log_path.read_text(errors="replace")
+        time.sleep(1.5)
+        assert bcl.posts == [], "nothing reached the receiver on loopback"
+    finally:
+        s.stop()

@@ -316,6 +316,15 @@ def test_serve_over_tcp_without_allow_from_warns_and_a_bad_list_is_refused(tmp_p
     assert any(line["level"] == "warn" and "--allow-from" in line["message"] for line in lines), lines
 
 
+def test_serve_refuses_a_backchannel_allow_list_that_is_not_networks(tmp_path):
+    db = tmp_path / "b.db"
+    run_cli(db, "init", "--issuer", "http://127.0.0.1:1")
+    proc = subprocess.run([BIN, "serve", "--listen", f"unix:{tmp_path / 'b.sock'}", "--db", str(db)], capture_output=True, text=True, timeout=20,
+                          env=dict(os.environ, LATCHKEY_BACKCHANNEL_ALLOW="10.0.0.0/8,rp.internal"))
+    assert proc.returncode != 0 and "LATCHKEY_BACKCHANNEL_ALLOW must be IP addresses or networks" in proc.stderr, proc.stderr
+    assert not (tmp_path / "b.sock").exists()
+
+
 def test_cli_contract(tmp_path):
     db = tmp_path / "c.db"
     out = run_cli(db, "init", "--issuer", "https://auth.example.com", "--org", "Acme", "--client-limit", "5")
@@ -361,7 +370,7 @@ def test_only_the_wrappers_import_c_modules():
         target = path.relative_to(ROOT / "Sources").parts[0]
         for line in path.read_text().splitlines():
             m = re.match(r"\s*(?:@_implementationOnly |internal |public |package )?import (C[A-Z]\w*)", line)
-            if m and (target, m.group(1)) not in {("FastCGI", "CFastCGI"), ("SQLite", "CSQLite"), ("Cryptography", "COpenSSL"), ("Imaging", "CGD"), ("Postgres", "CLibPQ")}:
+            if m and (target, m.group(1)) not in {("FastCGI", "CFastCGI"), ("SQLite", "CSQLite"), ("Cryptography", "COpenSSL"), ("Imaging", "CGD"), ("Postgres", "CLibPQ"), ("HTTPClient", "CCurl")}:
                 offenders.append(f"{path}: {line.strip()}")
     assert not offenders, offenders
 

@@ -96,7 +96,14 @@ enum ServeCommand {
         // Back-Channel Logout tokens go out from here, never from a request.
         let interval = Int(env["LATCHKEY_BACKCHANNEL_INTERVAL_MS"] ?? "") ?? 1000
         guard (0...60_000).contains(interval) else { throw ValidationError("LATCHKEY_BACKCHANNEL_INTERVAL_MS must be 0..60000") }
-        let logoutDelivery = LogoutDeliveryThread(env: environment, logger: app.logger, intervalMillis: interval) {
+        var allowed: IPNetworks? = nil
+        if let text = env["LATCHKEY_BACKCHANNEL_ALLOW"], !text.isEmpty {
+            guard let networks = IPNetworks(text) else {
+                throw ValidationError("LATCHKEY_BACKCHANNEL_ALLOW must be IP addresses or networks (127.0.0.0/8, 10.0.0.0/8, fd00::/8) separated by commas")
+            }
+            allowed = networks
+        }
+        let logoutDelivery = LogoutDeliveryThread(env: environment, logger: app.logger, intervalMillis: interval, allowed: allowed) {
             if let databaseURL { return try PostgresStore(url: databaseURL, migrate: false) }
             return try SQLiteStore(path: path, writerLock: writerLock, migrate: false)
         }

@@ -1,0 +1,138 @@
+import Foundation
+import HTTPClient
+import Synchronization
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Outgoing POSTs over libcurl against a listener on loopback: the address
+/// check is asked about the address actually dialled (a name included),
+/// a refused one is never connected to, redirects are not followed, only
+/// http and https are spoken, and a silent receiver costs one timeout.
+@Suite(.serialized) struct FormPosterTests {
+    /// A one-thread HTTP listener on 127.0.0.1 that records each request it reads and answers `answer`
+    /// (nil: reads and never answers until stopped).
+    final class Listener: Sendable {
+        let fd: Int32
+        let port: UInt16
+        let requests = Mutex<[String]>([])
+        let answer: String?
+
+        init(answer: String?) throws {
+            self.answer = answer
+            let listening = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let size = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listening, $0, size) } }
+            var length = size
+            let named = withUnsafeMutablePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listening, $0, &length) }
+            }
+            guard bound == 0, named == 0, listen(listening, 16) == 0 else { close(listening); throw CocoaError(.fileNoSuchFile) }
+            fd = listening
+            port = UInt16(bigEndian: address.sin_port)
+            let thread = Thread { [self] in self.serve() }
+            thread.start()
+        }
+
+        private func serve() {
+            while true {
+                let client = accept(fd, nil, nil)
+                if client < 0 { return }
+                var received: [UInt8] = []
+                var buffer = [UInt8](repeating: 0, count: 4096)
+                // Headers and a small body: read until the body's length is in.
+                while true {
+                    let n = buffer.withUnsafeMutableBytes { read(client, $0.baseAddress, $0.count) }
+                    if n <= 0 { break }
+                    received += buffer[0..<n]
+                    let text = String(decoding: received, as: UTF8.self)
+                    if let end = text.range(of: "\r\n\r\n") {
+                        let length = text.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+                            .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
+                        if text[end.upperBound...].utf8.count >= length { break }
+                    }
+                }
+                requests.withLock { $0.append(String(decoding: received, as: UTF8.self)) }
+                if let answer {
+                    let bytes = Array(answer.utf8)
+                    _ = bytes.withUnsafeBytes { write(client, $0.baseAddress, $0.count) }
+                    close(client)
+                } else {
+                    usleep(10_000_000)
+                    close(client)
+                }
+            }
+        }
+
+        func stop() {
+            shutdown(fd, Int32(SHUT_RDWR))
+            close(fd)
+        }
+
+        var seen: [String] { requests.withLock { $0 } }
+        var url: String { "http://127.0.0.1:\(port)/logout" }
+    }
+
+    static let form = Array("logout_token=abc.def.ghi".utf8)
+
+    @Test func anAdmittedAddressGetsTheFormAndItsStatusComesBack() throws {
+        let listener = try Listener(answer: "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+        defer { listener.stop() }
+        let asked = Mutex<[[UInt8]]>([])
+        let outcomes = FormPoster.post([(listener.url, Self.form)], timeoutSeconds: 5) { address in
+            asked.withLock { $0.append(address) }
+            return true
+        }
+        #expect(outcomes == [FormPoster.Outcome(status: 204, refusedAddress: false)])
+        #expect(asked.withLock { $0 } == [[127, 0, 0, 1]])
+        let request = try #require(listener.seen.first)
+        #expect(request.hasPrefix("POST /logout HTTP/1.1\r\n"))
+        #expect(request.contains("Content-Type: application/x-www-form-urlencoded\r\n"))
+        #expect(request.hasSuffix("\r\n\r\nlogout_token=abc.def.ghi"))
+    }
+
+    @Test func aRefusedAddressIsNeverDialledEvenBehindAName() throws {
+        let listener = try Listener(answer: "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        defer { listener.stop() }
+        // "localhost" is a name: what is refused is the address it resolved to, at the moment of dialling.
+        let asked = Mutex<[[UInt8]]>([])
+        let outcomes = FormPoster.post([(listener.url, Self.form), ("http://localhost:\(listener.port)/logout", Self.form)], timeoutSeconds: 5) { address in
+            asked.withLock { $0.append(address) }
+            return false
+        }
+        #expect(outcomes == [FormPoster.Outcome(status: nil, refusedAddress: true), FormPoster.Outcome(status: nil, refusedAddress: true)])
+        #expect(asked.withLock { $0 }.allSatisfy { $0 == [127, 0, 0, 1] || $0 == Array(repeating: 0, count: 15) + [1] })
+        usleep(100_000)
+        #expect(listener.seen.isEmpty, "nothing reached the listener")
+    }
+
+    @Test func redirectsAreNotFollowedAndOnlyHTTPIsSpoken() throws {
+        let target = try Listener(answer: "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        defer { target.stop() }
+        let redirecting = try Listener(answer: "HTTP/1.1 307 Temporary Redirect\r\nLocation: \(target.url)\r\nContent-Length: 0\r\n\r\n")
+        defer { redirecting.stop() }
+        let outcomes = FormPoster.post([(redirecting.url, Self.form), ("file:///etc/passwd", Self.form), ("gopher://127.0.0.1:\(target.port)/", Self.form)],
+                                       timeoutSeconds: 5) { _ in true }
+        #expect(outcomes[0] == FormPoster.Outcome(status: 307, refusedAddress: false))
+        #expect(outcomes[1].status == nil && outcomes[2].status == nil)
+        usleep(100_000)
+        #expect(redirecting.seen.count == 1)
+        #expect(target.seen.isEmpty, "the redirect was not followed; gopher was not spoken")
+    }
+
+    @Test func aSilentReceiverCostsOneTimeoutAndHoldsUpNoOther() throws {
+        let silent = try Listener(answer: nil)
+        defer { silent.stop() }
+        let quick = try Listener(answer: "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        defer { quick.stop() }
+        let started = Date()
+        let outcomes = FormPoster.post([(silent.url, Self.form), (quick.url, Self.form)], timeoutSeconds: 1) { _ in true }
+        #expect(outcomes == [FormPoster.Outcome(status: nil, refusedAddress: false), FormPoster.Outcome(status: 200, refusedAddress: false)])
+        // The silent receiver holds its connection for 10 s: the 1 s timeout, not the receiver, ended the wait.
+        #expect(Date().timeIntervalSince(started) < 8, "bounded by the timeout, not by the receiver")
+    }
+}
