@@ -36,7 +36,13 @@ public struct ClientRegistration {
         case notAllowed
         /// RFC 7592 §2: an unknown client or a wrong registration access token (the two alike).
         case invalidToken
+        /// The open organization took as many anonymous registrations as its window allows: try again after `seconds`.
+        case allowanceSpent(seconds: Int64)
     }
+
+    /// How many anonymous registrations an organization takes a day: its client limit (so a full
+    /// day of creating and deleting keeps no more retired ids and audit events than one full organization).
+    public static let anonymousWindowMillis: Int64 = 86_400_000
 
     /// A registered client as RFC 7591 §3.2.1 returns it.
     public struct Registered: Sendable, Equatable {
@@ -105,8 +111,17 @@ public struct ClientRegistration {
         }
         let token = env.randomToken(prefix: "lkg_", bytes: 32)
         do {
-            // One transaction: a client never exists without its registration access token.
+            // One transaction: a client never exists without its registration access token, and a refused
+            // registration spends none of the organization's anonymous allowance.
             let issued = try store.write {
+                if caller.actor == ClientRegistration.anonymous {
+                    let limit = try store.organization(caller.organizationID)?.clientLimit ?? 0
+                    let now = env.now()
+                    if let ends = try store.spendAnonymousRegistration(organizationID: caller.organizationID, limit: limit,
+                                                                       windowMillis: ClientRegistration.anonymousWindowMillis, now: now) {
+                        throw Refusal.allowanceSpent(seconds: max(1, (ends - now + 999) / 1000))
+                    }
+                }
                 let issued = try registry.create(spec, caller: caller)
                 try store.setRegistrationToken(clientID: issued.client.clientID, hash: ClientRegistration.hash(token), at: env.now())
                 return issued

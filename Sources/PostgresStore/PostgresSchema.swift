@@ -329,5 +329,13 @@ enum PostgresSchema {
         """
         ALTER TABLE upstream_clients ALTER COLUMN name TYPE TEXT COLLATE "C";
         """,
+        // 13: each organization's allowance of anonymous registrations (SQLite's 16).
+        """
+        CREATE TABLE IF NOT EXISTS anonymous_registrations (
+            organization_id TEXT PRIMARY KEY REFERENCES organizations(id) ON DELETE CASCADE,
+            window_start BIGINT NOT NULL,
+            used BIGINT NOT NULL
+        );
+        """,
     ]
 }

@@ -407,5 +407,14 @@ enum Schema {
         DROP TABLE upstream_clients;
         ALTER TABLE upstream_clients_by_organization RENAME TO upstream_clients;
         """,
+        // 16: each organization's allowance of anonymous registrations (RFC 7591 without an initial access token):
+        // `used` of them in the window that began at `window_start`; deleting a client gives none back (SPEC 7.1).
+        """
+        CREATE TABLE IF NOT EXISTS anonymous_registrations (
+            organization_id TEXT PRIMARY KEY REFERENCES organizations(id) ON DELETE CASCADE,
+            window_start INTEGER NOT NULL,
+            used INTEGER NOT NULL
+        ) STRICT;
+        """,
     ]
 }

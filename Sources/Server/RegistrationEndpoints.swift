@@ -54,6 +54,12 @@ enum RegistrationEndpoints {
             case let .invalidMetadata(why): (status, code, text) = (.badRequest, "invalid_client_metadata", why)
             case .notAllowed: (status, code, text) = (.unauthorized, "invalid_token", "An initial access token is required.")
             case .invalidToken: (status, code, text) = (.unauthorized, "invalid_token", "The registration access token is not valid for this client.")
+            case let .allowanceSpent(seconds):
+                var response = Response.json(["error": "temporarily_unavailable", "error_description": .string(
+                    "This server takes no more registrations without an initial access token today; try again later.")],
+                    status: .tooManyRequests).noStore()
+                response.headers[.retryAfter] = String(seconds)
+                return response
             }
         case let p as APIProblem where p.status.kind == .clientError:
             (status, code, text) = (p.status, "invalid_client_metadata", p.detail)

@@ -152,6 +152,22 @@ extension SQLStatementRunner {
             """, [.text(clientID), .text(jti), .int(expiresAt), .int(now)]) == 1
     }
 
+    public func spendAnonymousRegistration(organizationID: String, limit: Int, windowMillis: Int64, now: Int64) throws -> Int64? {
+        // One statement, so two registrations at once cannot both take the last one: a window that began
+        // `windowMillis` ago or more starts over with this one; otherwise it counts while some are left.
+        let counted = try update("""
+            INSERT INTO anonymous_registrations(organization_id, window_start, used) VALUES(?, ?, 1)
+            ON CONFLICT(organization_id) DO UPDATE SET
+                used = CASE WHEN excluded.window_start - anonymous_registrations.window_start >= ? THEN 1 ELSE anonymous_registrations.used + 1 END,
+                window_start = CASE WHEN excluded.window_start - anonymous_registrations.window_start >= ? THEN excluded.window_start
+                                    ELSE anonymous_registrations.window_start END
+            WHERE excluded.window_start - anonymous_registrations.window_start >= ? OR anonymous_registrations.used < ?
+            """, [.text(organizationID), .int(now), .int(windowMillis), .int(windowMillis), .int(windowMillis), .int(Int64(limit))]) == 1
+        if counted { return nil }
+        let start = try query("SELECT window_start FROM anonymous_registrations WHERE organization_id = ?", [.text(organizationID)]).first?.int(0) ?? now
+        return start + windowMillis
+    }
+
     public func useProof(jkt: String, jti: String, expiresAt: Int64, now: Int64) throws -> Bool {
         if Self.purgesExpired(at: now) { try blindUpdate("DELETE FROM dpop_proofs WHERE expires_at < ?", [.int(now)]) }
         return try update("""

@@ -396,6 +396,27 @@ import Testing
         #expect(try h.store.clients(organizationID: org.organizationID, namePrefix: nil, limit: 50, offset: 0).clients.count == 5)
     }
 
+    /// The anonymous registration allowance: spent by exactly `limit` of many racing writes, then refused until the
+    /// window ends (when it is), and started over after it.
+    @Test func theAnonymousAllowanceIsSpentExactlyUnderRaces() throws {
+        let h = try StoreFixture()
+        let org = try Provisioning(env: h.env, store: h.store).createOrganization(name: "Open", clientLimit: 5).organizationID
+        let outcomes = race(h, 10) { store, _ in
+            try store.write { try store.spendAnonymousRegistration(organizationID: org, limit: 3, windowMillis: 1_000, now: 10_000) }
+        }
+        let counted = outcomes.filter { if case .success(nil) = $0 { return true } else { return false } }.count
+        #expect(counted == 3, "\(outcomes)")
+        #expect(outcomes.allSatisfy {
+            switch $0 {
+            case .success(let ends): return ends == nil || ends == 11_000
+            case .failure(let e): return (e as? StoreError)?.isTransient == true
+            }
+        })
+        #expect(try h.store.write { try h.store.spendAnonymousRegistration(organizationID: org, limit: 3, windowMillis: 1_000, now: 10_999) } == 11_000)
+        #expect(try h.store.write { try h.store.spendAnonymousRegistration(organizationID: org, limit: 3, windowMillis: 1_000, now: 11_000) } == nil)
+        #expect(try h.store.write { try h.store.spendAnonymousRegistration(organizationID: org, limit: 3, windowMillis: 1_000, now: 11_001) } == nil)
+    }
+
     @Test func aRevocationOnOneConnectionIsSeenByEveryOtherAtOnce() throws {
         let h = try StoreFixture()
         let token = try h.token()

@@ -76,6 +76,32 @@ import Testing
         #expect(widened.status == 200, "\(widened.bodyText)")
     }
 
+    /// Attacker review, session 17: registering and deleting in a loop kept a retired id and two audit events each time,
+    /// without end. Anonymous registrations now spend an allowance (the organization's client limit a day) that a delete
+    /// gives nothing back to; a refused registration spends none, and one with an initial access token none either.
+    @Test func anonymousRegistrationsSpendADailyAllowanceThatDeletesDoNotRefund() throws {
+        let h = try Harness()
+        let org = try Provisioning(env: h.env, store: h.store).createOrganization(name: "Open", clientLimit: 2)
+        try ClientRegistration.setOpen(true, organizationID: org.organizationID, store: h.store)
+        // Invalid metadata is refused before anything is spent.
+        #expect(register(h, token: nil, body: ["redirect_uris": ["http://rp.example/cb"]]).status == 400)
+        for _ in 0..<2 {
+            let created = try #require(register(h, token: nil).json)
+            let id = try #require(created["client_id"]?.stringValue)
+            #expect(h.json("DELETE", "/oauth2/register/\(id)", token: try #require(created["registration_access_token"]?.stringValue)).status == 204)
+        }
+        let spent = register(h, token: nil)
+        #expect(spent.status == 429 && spent.json?["error"] == "temporarily_unavailable", "\(spent.bodyText)")
+        #expect(spent.headers[.retryAfter] == "86400" && spent.headers[.cacheControl] == "no-store")
+        #expect(try h.store.read { try h.store.clientCount(organizationID: org.organizationID) } == 1, "its primary: the refused one left nothing")
+        // An initial access token's registrations are the organization's own business.
+        #expect(register(h, token: try h.token()).status == 201)
+        h.clock.advance(seconds: 3_600)
+        #expect(register(h, token: nil).headers[.retryAfter] == "82800")
+        h.clock.advance(seconds: 82_800)
+        #expect(register(h, token: nil).status == 201, "a new window")
+    }
+
     @Test func badBodiesAreRFC7591Errors() throws {
         let h = try Harness()
         let token = try h.token()
