@@ -205,9 +205,11 @@ public struct ClientRegistry {
             updated.updatedAt = env.now()
             if current.enabled && !updated.enabled {
                 // SPEC 4.5: a disabled client's tokens end now, and re-enabling it brings none back;
-                // its registration access token (RFC 7592) included, which would otherwise outlive an incident.
+                // its registration access token (RFC 7592) included, which would otherwise outlive an incident,
+                // and what was about to become a grant: unredeemed codes, approved device codes (attacker review).
                 updated.tokenGeneration += 1
                 try store.revokeFamilies(clientID: id, at: env.now())
+                try store.withdrawPendingGrants(clientID: id)
                 try store.deleteRegistrationToken(clientID: id)
             } else if current.scope.contains(where: { Scopes.isPrivileged($0) && !updated.scope.contains($0) }) {
                 // A privileged scope taken away (after an incident, say) is gone from the tokens already out too:

@@ -175,6 +175,9 @@ public protocol GrantStorage: Transactional {
     func revokeFamilies(userID: String, clientID: String, at: Int64) throws
     /// Every grant of a client, whoever the user.
     func revokeFamilies(clientID: String, at: Int64) throws
+    /// What would still become a grant of the client: its unredeemed codes go, its pending and approved
+    /// device codes are denied, its pushed requests go (a client disabled: SPEC 4.5, re-enabling brings none back).
+    func withdrawPendingGrants(clientID: String) throws
     func isFamilyRevoked(id: String) throws -> Bool
 
     func insertRefreshToken(_ token: RefreshTokenRecord) throws

@@ -122,6 +122,12 @@ extension SQLStatementRunner {
         try update("UPDATE token_families SET revoked_at = ? WHERE client_id = ? AND revoked_at IS NULL", [.int(at), .text(clientID)])
     }
 
+    public func withdrawPendingGrants(clientID: String) throws {
+        try blindUpdate("DELETE FROM authorization_codes WHERE client_id = ? AND consumed_at IS NULL", [.text(clientID)])
+        try blindUpdate("UPDATE device_codes SET status = 'denied' WHERE client_id = ? AND status IN ('pending', 'approved')", [.text(clientID)])
+        try blindUpdate("DELETE FROM pushed_requests WHERE client_id = ?", [.text(clientID)])
+    }
+
     public func insertRefreshToken(_ t: RefreshTokenRecord) throws {
         try blindUpdate("""
             INSERT INTO refresh_tokens(token_hash, family_id, client_id, user_id, scope, auth_time, created_at, expires_at, dpop_jkt)

@@ -44,6 +44,26 @@ import Testing
         return id
     }
 
+    /// SPEC 4.5 (attacker review, session 17): a device code approved before its client was disabled came back as
+    /// tokens once the client was enabled again; disabling denies it, and one still waiting for the user too.
+    @Test func disablingTheClientDeniesItsApprovedAndWaitingDeviceCodes() throws {
+        let (h, client, _, b) = try setUp()
+        let approved = try #require(start(h, client, nil).json)
+        let waiting = try #require(start(h, client, nil).json)
+        let id = try enter(b, try #require(approved["user_code"]?.stringValue))
+        #expect(b.json("POST", "/api/v1/authorization-requests/\(id)/accept", ["scope": ["openid"], "remember": false]).status == 200)
+        let token = try h.token()
+        #expect(h.json("PATCH", "/api/v1/clients/\(client)", token: token, body: ["enabled": false]).status == 200)
+        #expect(h.json("PATCH", "/api/v1/clients/\(client)", token: token, body: ["enabled": true]).status == 200)
+        h.clock.advance(seconds: 5)
+        for code in [approved, waiting] {
+            let r = poll(h, client, nil, try #require(code["device_code"]?.stringValue))
+            #expect(r.status == 400 && r.json?["error"] == "access_denied", "\(r.bodyText)")
+        }
+        // The user's page no longer takes the waiting one's code.
+        #expect(b.json("POST", "/api/v1/device", ["user_code": .string(try #require(waiting["user_code"]?.stringValue))]).status != 200)
+    }
+
     @Test func rfc8628Section3Point2TheDeviceGetsItsCodesAndTheUserApprovesOnTheConsentScreen() throws {
         let (h, client, _, b) = try setUp()
         let started = start(h, client, nil)

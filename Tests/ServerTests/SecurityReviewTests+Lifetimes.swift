@@ -46,8 +46,13 @@ extension SecurityReviewTests {
         let code = try flow.code(h, Browser(h), client: id, pkce: pkce, scope: "openid offline_access")
         let tokens = try #require(flow.exchange(h, client: id, secret: secret, code: code, verifier: pkce.verifier).json)
         let refresh = try #require(tokens["refresh_token"]?.stringValue)
+        // A code issued before the incident and not redeemed yet (attacker review, session 17: it redeemed after re-enabling).
+        let pending = PKCE()
+        let unredeemed = try flow.code(h, Browser(h), client: id, pkce: pending, scope: "openid offline_access")
         #expect(h.json("PATCH", "/api/v1/clients/\(id)", token: primary, body: ["enabled": false]).status == 200)
         #expect(h.json("PATCH", "/api/v1/clients/\(id)", token: primary, body: ["enabled": true]).status == 200)
+        let late = flow.exchange(h, client: id, secret: secret, code: unredeemed, verifier: pending.verifier)
+        #expect(late.status == 400 && late.json?["error"] == "invalid_grant", "\(late.bodyText)")
         #expect(h.json("GET", "/api/v1/clients/current", token: own).status == 401)
         #expect(h.form("/oauth2/introspect", [("token", own)], basic: (h.primary.clientID, h.primary.clientSecret)).json == ["active": false])
         #expect(h.form("/oauth2/token", [("grant_type", "refresh_token"), ("refresh_token", refresh)], basic: (id, secret)).status == 400)
