@@ -39,6 +39,7 @@ extension ClientRegistry {
             let secret = hasher.generate(env)
             try store.insertSecret(hasher.record(for: secret, clientID: id, at: now))
             let updated = try touch(client, at: now)
+            try endRegistrationTokenIfCutOff(id, caller: caller)
             try audit(caller, "client.secret_rotated", target: id, details: ["grace_period_seconds": JSON(graceSeconds)])
             return IssuedSecret(client: updated, secret: secret, previousSecretExpiresAt: previousExpiry)
         }
@@ -57,6 +58,7 @@ extension ClientRegistry {
             _ = try retireSecrets(of: id, graceSeconds: 0, now: env.now())
             try store.insertSecret(record)
             _ = try touch(client, at: env.now())
+            try endRegistrationTokenIfCutOff(id, caller: caller)
             try audit(caller, "client.password_set", target: id)
         }
     }
@@ -68,6 +70,14 @@ extension ClientRegistry {
         guard caller.client.isPrimary else { throw RegistryError.primaryOnly }
         _ = try store.read { try locate(id, caller: caller) }
         try setPassword(id, caller: caller, password: password)
+    }
+
+    /// Another caller (an operator) who rotates a client's credential or takes something from it cuts the client
+    /// off as it stood: its RFC 7592 registration access token, usually kept beside the old secret, ends too, so
+    /// whoever holds it cannot undo the change (switch the method to get a new secret, put the removed grant or
+    /// redirect URI back; attacker review, session 17). The client's own changes keep it.
+    func endRegistrationTokenIfCutOff(_ id: String, caller: Caller) throws {
+        if caller.client.clientID != id { try store.deleteRegistrationToken(clientID: id) }
     }
 
     func retireSecrets(of id: String, graceSeconds: Int, now: Int64) throws -> Int64? {

@@ -211,10 +211,16 @@ public struct ClientRegistry {
                 try store.revokeFamilies(clientID: id, at: env.now())
                 try store.withdrawPendingGrants(clientID: id)
                 try store.deleteRegistrationToken(clientID: id)
-            } else if current.scope.contains(where: { Scopes.isPrivileged($0) && !updated.scope.contains($0) }) {
+            } else if current.scope.contains(where: { Scopes.isPrivileged($0) && !updated.scope.contains($0) })
+                        || (current.grantTypes.contains(.clientCredentials) && !updated.grantTypes.contains(.clientCredentials)) {
                 // A privileged scope taken away (after an incident, say) is gone from the tokens already out too:
-                // they end now, and the client asks for new ones with what it still holds.
+                // they end now, and the client asks for new ones with what it still holds. So is client_credentials:
+                // the client's own tokens end with the grant that gave them (attacker review, session 17).
                 updated.tokenGeneration += 1
+            }
+            if current.grantTypes.contains(where: { !updated.grantTypes.contains($0) }) || current.scope.contains(where: { !updated.scope.contains($0) })
+                || current.redirectURIs.contains(where: { !updated.redirectURIs.contains($0) }) {
+                try endRegistrationTokenIfCutOff(id, caller: caller)
             }
             try store.updateClient(updated)
             // A redirect URI added (attacker review, session 13): remembered approvals would send codes there without
@@ -238,13 +244,17 @@ public struct ClientRegistry {
     /// with its client id alone; without the FAPI 2.0 profile, DPoP-bound
     /// tokens or pushed requests, a stolen token or a forged request does what
     /// they stopped; re-enabled, the secret it had when it was disabled (after
-    /// an incident, say) holds its privileged scopes again.
+    /// an incident, say) holds its privileged scopes again; so it does when
+    /// client_credentials comes back to a client holding privileged scopes.
     static func givesCredentialPower(from current: Client, to spec: ClientSpec) -> Bool {
         (spec.authMethod == ClientAuthMethod.publicClient.rawValue && !current.isPublic)
             || (current.fapi2 && !spec.fapi2)
             || (current.dpopBoundAccessTokens && !spec.dpopBoundAccessTokens)
             || (current.requirePushedRequests && !spec.requirePushedRequests)
             || (!current.enabled && spec.enabled)
+            // client_credentials given back to a client that holds management scopes: its secret mints them again.
+            || (!current.grantTypes.contains(.clientCredentials) && spec.grantTypes.contains(GrantType.clientCredentials.rawValue)
+                && current.scope.contains(where: Scopes.isPrivileged))
     }
 
     /// Removes a client with its secrets, logo, grants and tokens. Only the

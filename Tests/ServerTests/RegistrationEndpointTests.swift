@@ -102,6 +102,41 @@ import Testing
         #expect(register(h, token: nil).status == 201, "a new window")
     }
 
+    /// Attacker review, session 17: an operator who rotated a registered client's secret (its configuration leaked)
+    /// or took a grant, scope or redirect URI from it was undone by the registration access token kept beside that
+    /// secret (a PUT switching the method back got a new secret; a PUT put the URI back). The operator's cut ends the
+    /// token; the client's own changes and an operator's harmless ones keep it.
+    @Test func anOperatorsCutEndsTheRegistrationAccessToken() throws {
+        let h = try Harness()
+        let operatorToken = try h.token()
+        func registered() throws -> (id: String, token: String) {
+            let body = try #require(register(h, token: operatorToken, body: ["redirect_uris": ["https://rp.example/cb", "https://rp.example/2"],
+                                                                           "client_name": "RP", "scope": "openid profile",
+                                                                           "grant_types": ["authorization_code", "refresh_token"]]).json)
+            return (try #require(body["client_id"]?.stringValue), try #require(body["registration_access_token"]?.stringValue))
+        }
+        func read(_ c: (id: String, token: String)) -> Int { h.json("GET", "/oauth2/register/\(c.id)", token: c.token).status.code }
+        let merge = "application/merge-patch+json"
+        // Harmless: a description. The client's own narrowing: its own business.
+        let kept = try registered()
+        #expect(h.json("PATCH", "/api/v1/clients/\(kept.id)", token: operatorToken, body: ["description": "ours"], contentType: merge).status == 200)
+        #expect(h.json("PUT", "/oauth2/register/\(kept.id)", token: kept.token,
+                       body: ["client_id": .string(kept.id), "redirect_uris": ["https://rp.example/cb"], "scope": "openid"]).status == 200)
+        #expect(read(kept) == 200)
+        // An operator's cuts.
+        let rotated = try registered()
+        #expect(h.json("POST", "/api/v1/clients/\(rotated.id)/secret", token: operatorToken, body: [:]).status == 200)
+        #expect(read(rotated) == 401)
+        let switched = h.json("PUT", "/oauth2/register/\(rotated.id)", token: rotated.token,
+                              body: ["client_id": .string(rotated.id), "redirect_uris": ["https://rp.example/cb"], "token_endpoint_auth_method": "none"])
+        #expect(switched.status == 401, "no new secret for whoever kept the old token")
+        for (field, value) in [("redirect_uris", JSON(["https://rp.example/cb"])), ("scope", "openid"), ("grant_types", JSON(["authorization_code"]))] {
+            let cut = try registered()
+            #expect(h.json("PATCH", "/api/v1/clients/\(cut.id)", token: operatorToken, body: .object([(field, value)]), contentType: merge).status == 200)
+            #expect(read(cut) == 401, "\(field)")
+        }
+    }
+
     @Test func badBodiesAreRFC7591Errors() throws {
         let h = try Harness()
         let token = try h.token()

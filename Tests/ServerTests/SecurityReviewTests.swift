@@ -230,6 +230,32 @@ import Testing
         #expect(h.form("/oauth2/token", [("grant_type", "client_credentials")], basic: (ops, opsSecret)).status == 200)
     }
 
+    // Attacker review, session 17: taking client_credentials from a client holding a management scope ended none of its
+    // tokens, and a secondary with clients:write could give the grant back, so that the old secret minted them again.
+    @Test func clientCredentialsTakenAwayEndsItsTokensAndComesBackOnlyThroughThePrimary() throws {
+        let h = try Harness()
+        let full = try h.token()
+        let created = try #require(h.json("POST", "/api/v1/clients", token: full, body: [
+            "client_name": "Reader", "grant_types": ["client_credentials"], "scope": "clients:read"]).json)
+        let reader = try #require(created["client_id"]?.stringValue), secret = try #require(created["client_secret"]?.stringValue)
+        let old = try h.token(clientID: reader, secret: secret)
+        #expect(h.json("GET", "/api/v1/clients", token: old).status == 200)
+        let merge = "application/merge-patch+json"
+        #expect(h.json("PATCH", "/api/v1/clients/\(reader)", token: full, body: ["grant_types": ["authorization_code"],
+                                                                                 "redirect_uris": [.string(Harness.redirect)]],
+                       contentType: merge).status == 200)
+        #expect(h.json("GET", "/api/v1/clients", token: old).status == 401, "its client_credentials token ended with the grant")
+        let bot = try #require(h.json("POST", "/api/v1/clients", token: full, body: [
+            "client_name": "Provisioner", "grant_types": ["client_credentials"], "scope": "clients:read clients:write"]).json)
+        let botToken = try h.token(clientID: try #require(bot["client_id"]?.stringValue), secret: try #require(bot["client_secret"]?.stringValue))
+        let back = h.json("PATCH", "/api/v1/clients/\(reader)", token: botToken, body: ["grant_types": ["client_credentials"]], contentType: merge)
+        #expect(back.status == 403 && back.json?["code"] == "primary_only", "\(back.status) \(back.bodyText)")
+        #expect(h.form("/oauth2/token", [("grant_type", "client_credentials")], basic: (reader, secret)).status != 200)
+        // A client without management scopes is anyone's with clients:write to change so; the primary may give it back here.
+        #expect(h.json("PATCH", "/api/v1/clients/\(reader)", token: full, body: ["grant_types": ["client_credentials"]], contentType: merge).status == 200)
+        #expect(h.form("/oauth2/token", [("grant_type", "client_credentials")], basic: (reader, secret)).status == 200)
+    }
+
     // Attacker review, session 13: a secondary with clients:write made a FAPI 2.0 client public and switched its profile
     // off, and the client's refresh token then worked with its client_id alone, no assertion and no DPoP proof.
     // Taking away what a client's tokens and requests must show is setting its credential (SPEC 6.0, 10.2).
