@@ -158,20 +158,29 @@ public struct ClientRegistration {
     /// review): the client replaced is the one the write sees, so an
     /// operator's `enabled: false` committed meanwhile is not overwritten
     /// with a stale `true`, and a refused secret leaves nothing changed.
-    public func replace(_ clientID: String, token: String?, metadata: JSON) throws -> Registered {
+    public func replace(_ clientID: String, token: String?, metadata: JSON, requestID: String? = nil) throws -> Registered {
         // Refused before any write when the token is wrong; checked again inside it.
         _ = try authorized(clientID, token: token)
         guard metadata["client_id"] == .string(clientID) else { throw Refusal.invalidMetadata("client_id must be the client's own (RFC 7592 §2.2)") }
         do {
             return try store.write {
                 let client = try authorized(clientID, token: token)
-                let updated = try registry.update(clientID, caller: self.caller(client), expected: nil, action: "client.updated") { current in
+                // §2.2: a client_secret sent must be the one currently issued (it never sets one).
+                if let sent = metadata["client_secret"], sent != .null {
+                    let secrets = try store.secrets(clientID: clientID)
+                    guard let text = sent.stringValue, try registry.hasher.verify(text, against: secrets, now: env.now(), guards: registry.guards,
+                                                                                   limitKeys: [.account("registration:" + clientID, from: "*")]) else {
+                        throw Refusal.invalidMetadata("client_secret: not the client's current secret (RFC 7592 §2.2)")
+                    }
+                }
+                let caller = self.caller(client, requestID: requestID)
+                let updated = try registry.update(clientID, caller: caller, expected: nil, action: "client.updated") { current in
                     // The client as the write holds it: an operator's change committed meanwhile is what is replaced.
                     guard current.enabled else { throw Refusal.invalidToken }
                     return try replacement(metadata, for: current)
                 }
                 if updated.authMethod.usesSecret, try store.secrets(clientID: clientID).isEmpty {
-                    let issued = try registry.rotateSecret(clientID, caller: self.caller(updated), graceSeconds: 0)
+                    let issued = try registry.rotateSecret(clientID, caller: self.caller(updated, requestID: requestID), graceSeconds: 0)
                     return Registered(client: issued.client, secret: issued.secret, registrationToken: nil)
                 }
                 return Registered(client: updated, secret: nil, registrationToken: nil)
@@ -206,11 +215,11 @@ public struct ClientRegistration {
     /// RFC 7592 §2.3: the client deletes itself (its id is never given again,
     /// SPEC 4.5), checked in the same transaction: a client disabled a moment
     /// before cannot.
-    public func delete(_ clientID: String, token: String?) throws {
+    public func delete(_ clientID: String, token: String?, requestID: String? = nil) throws {
         do {
             try store.write {
                 let client = try authorized(clientID, token: token)
-                try registry.deleteRegistered(client, caller: caller(client))
+                try registry.deleteRegistered(client, caller: caller(client, requestID: requestID))
             }
         } catch RegistryError.notFound {
             throw Refusal.invalidToken
@@ -222,8 +231,8 @@ public struct ClientRegistration {
     /// the credential of a client that holds none (its method, its keys, a
     /// new secret), and add none; a privileged scope an operator gave the
     /// client later is not the token's to hand on (SPEC 6.0).
-    func caller(_ client: Client) -> Caller {
-        Caller(client: client, scopes: client.scope.filter { !Scopes.isPrivileged($0) }, requestID: nil, surface: "registration")
+    func caller(_ client: Client, requestID: String?) -> Caller {
+        Caller(client: client, scopes: client.scope.filter { !Scopes.isPrivileged($0) }, requestID: requestID, surface: "registration")
     }
 
     // MARK: Metadata

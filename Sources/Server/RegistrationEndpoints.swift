@@ -34,12 +34,13 @@ enum RegistrationEndpoints {
 
     static func replace(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let metadata = try metadata(request)
-        return answer(try registration(ctx).replace(ctx.param("client_id"), token: EndpointKit.bearerToken(request), metadata: metadata), ctx,
+        return answer(try registration(ctx).replace(ctx.param("client_id"), token: EndpointKit.bearerToken(request), metadata: metadata,
+                                                    requestID: request.requestID), ctx,
                       status: .ok)
     }
 
     static func delete(_ request: Request, _ ctx: RequestContext) throws -> Response {
-        try registration(ctx).delete(ctx.param("client_id"), token: EndpointKit.bearerToken(request))
+        try registration(ctx).delete(ctx.param("client_id"), token: EndpointKit.bearerToken(request), requestID: request.requestID)
         return .empty()
     }
 

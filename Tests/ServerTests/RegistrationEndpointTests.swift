@@ -27,7 +27,19 @@ import Testing
         #expect(read.status == 200 && read.json?["client_secret"] == nil && read.json?["registration_access_token"] == nil)
         let replaced = h.json("PUT", "/oauth2/register/\(id)", token: token, body: ["client_id": .string(id), "redirect_uris": ["https://rp.example/2"]])
         #expect(replaced.status == 200 && replaced.json?["redirect_uris"] == ["https://rp.example/2"])
+        // §2.2: a client_secret sent must be the current one (attacker review, session 17: any value was ignored).
+        let secret = try #require(body["client_secret"]?.stringValue)
+        let wrong = h.json("PUT", "/oauth2/register/\(id)", token: token,
+                           body: ["client_id": .string(id), "redirect_uris": ["https://rp.example/3"], "client_secret": "lks_wrong"])
+        #expect(wrong.status == 400 && wrong.json?["error"] == "invalid_client_metadata", "\(wrong.bodyText)")
+        let right = h.json("PUT", "/oauth2/register/\(id)", token: token,
+                           body: ["client_id": .string(id), "redirect_uris": ["https://rp.example/3"], "client_secret": .string(secret)])
+        #expect(right.status == 200 && right.json?["redirect_uris"] == ["https://rp.example/3"], "\(right.bodyText)")
         #expect(h.json("DELETE", "/oauth2/register/\(id)", token: token).status == 204)
+        // Every write names its request in the audit log (SPEC 6.0), the token holder's included.
+        let events = try h.store.auditEvents(organizationID: h.primary.organizationID, limit: 100, offset: 0).events.filter { $0.target == id }
+        #expect(Set(events.map(\.action)) == ["client.created", "client.updated", "client.deleted"])
+        #expect(events.allSatisfy { $0.requestID == "req-test" }, "\(events.map(\.requestID))")
         #expect(h.json("GET", "/oauth2/register/\(id)", token: token).status == 401)
     }
 
