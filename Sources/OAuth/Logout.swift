@@ -82,8 +82,9 @@ public struct LogoutService {
         if let uri = p.postLogoutRedirectURI {
             guard let client, client.postLogoutRedirectURIs.contains(uri) else { return nil }
             // §3: without an id_token_hint nothing confirms that the client asked (anyone may
-            // register a client and its URIs): no redirection then, only the signed-out page.
-            if subject != nil { redirect = p.state == nil ? uri : AuthorizationService.redirect(uri, [("state", p.state)]) }
+            // register a client and its URIs): no redirection then, only the signed-out page. Nor for a
+            // client an operator disabled: its URIs lead nowhere any more (attacker review, session 17).
+            if subject != nil && client.enabled { redirect = p.state == nil ? uri : AuthorizationService.redirect(uri, [("state", p.state)]) }
         }
         return (subject, sid, client, redirect)
     }

@@ -148,6 +148,20 @@ import Testing
         #expect(page.status == 200 && page.bodyText.contains("You are signed out"))
     }
 
+    /// Attacker review, session 17: the hint of a client an operator disabled still sent the browser to its URI.
+    @Test func aDisabledClientsURIsLeadNowhere() throws {
+        let h = try Harness()
+        let (b, client, idToken) = try signedIn(h)
+        #expect(h.json("PATCH", "/api/v1/clients/\(client)", token: try h.token(), body: ["enabled": false]).status == 200)
+        let stranger = Browser(h)
+        let visitor = logout(stranger, [("id_token_hint", idToken), ("post_logout_redirect_uri", Self.after)])
+        #expect(visitor.headers[.location] == nil && visitor.bodyText.contains("You are signed out"))
+        // The user's own logout still ends the session, on the signed-out page.
+        let own = logout(b, [("id_token_hint", idToken), ("post_logout_redirect_uri", Self.after), ("state", "s")])
+        #expect(own.headers[.location] == nil, "\(own.status) \(own.headers)")
+        #expect(b.send("GET", "/api/v1/session").status == 401, "the session is over")
+    }
+
     @Test func clientsRegisterPostLogoutURIsAndDiscoveryNamesTheEndpoint() throws {
         let h = try Harness()
         let token = try h.token()
