@@ -161,8 +161,10 @@ public final class FailureLimiter: Sendable {
     /// this address has failed on the account too. An address that never
     /// failed on the account (the account's owner, usually) is never held
     /// back by others' failures: a distributed guess gets one try a window
-    /// from each address once the overall limit is reached.
-    public func refusal(account: String, address: String, now: Int64) -> Int? {
+    /// from each address once the overall limit is reached. With `wholeAccount`
+    /// (an account only its owner can try, such as the user codes a signed-in
+    /// user enters), the overall limit holds for every address.
+    public func refusal(account: String, address: String, now: Int64, wholeAccount: Bool = false) -> Int? {
         let a = FailureLimiter.addressKey(address), account = FailureLimiter.accountKey(account)
         return windows.withLock { w in
             func live(_ key: Key) -> (start: Int64, count: Int)? {
@@ -170,8 +172,9 @@ public final class FailureLimiter: Sendable {
                 return e
             }
             func wait(_ e: (start: Int64, count: Int)) -> Int { Int((e.start + limits.windowMillis - now + 999) / 1000) }
-            guard let own = live(.account(account, from: a)) else { return nil }
-            if own.count >= limits.perAccount { return wait(own) }
+            let own = live(.account(account, from: a))
+            if let own, own.count >= limits.perAccount { return wait(own) }
+            guard own != nil || wholeAccount else { return nil }
             if let all = live(.accountAnywhere(account)), all.count >= limits.perAccountAnywhere { return wait(all) }
             return nil
         }

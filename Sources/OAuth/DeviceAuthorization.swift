@@ -180,7 +180,11 @@ public struct DeviceAuthorizationService {
     public func enter(_ typed: String, user: User, browser: String, guards: AbuseGuards, address: String) throws -> String? {
         let now = env.now()
         let account = "device:" + user.id
-        if let wait = guards.failures.refusal(account: account, address: address, now: now) { throw TooManyFailures(retryAfterSeconds: wait) }
+        // Only the signed-in user enters codes for this account, so its overall limit holds from every address: a user
+        // guessing from many addresses (an IPv6 /48 holds 65,536 /64s) gets no more tries (attacker review, session 17).
+        if let wait = guards.failures.refusal(account: account, address: address, now: now, wholeAccount: true) {
+            throw TooManyFailures(retryAfterSeconds: wait)
+        }
         guards.failures.recordFailure(FailureLimiter.keys(account: account, address: address).filter {
             if case .address = $0 { return false } else { return true }
         }, now: now)

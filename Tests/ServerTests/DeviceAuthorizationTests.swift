@@ -236,6 +236,27 @@ import Testing
         _ = try enter(b, try #require(body["user_code"]?.stringValue))
     }
 
+    /// Attacker review, session 17: past the account's overall limit, each address that had not failed on it yet still
+    /// got its tries, so one user guessing from many addresses (an IPv6 /48 is 65,536 /64s) was barely slowed. Only the
+    /// signed-in user enters codes for the account: its overall limit holds from every address.
+    @Test func spec7Point1TheAccountsOverallLimitHoldsFromEveryAddress() throws {
+        let (h, client, _, _) = try setUp()
+        let body = try #require(start(h, client, nil).json)
+        let user = try #require(try h.store.read { try h.store.user(username: "alice") })
+        let service = DeviceAuthorizationService(env: h.env, store: h.store)
+        let guards = AbuseGuards()
+        func enter(_ code: String, from address: String) throws -> String? {
+            try service.enter(code, user: user, browser: "browser-cookie", guards: guards, address: address)
+        }
+        for i in 0..<100 {
+            #expect(try enter("BCDF-GHJK", from: "2001:db8:\(String(i, radix: 16))::1") == nil)
+        }
+        #expect(throws: TooManyFailures.self) { _ = try enter(try #require(body["user_code"]?.stringValue), from: "2001:db8:ffff::1") }
+        #expect(throws: TooManyFailures.self) { _ = try enter(try #require(body["user_code"]?.stringValue), from: "198.51.100.7") }
+        h.clock.advance(seconds: 61)
+        #expect(try enter(try #require(body["user_code"]?.stringValue), from: "198.51.100.7") != nil)
+    }
+
     @Test func theDevicePageAPIWantsASessionItsCSRFTokenAndAOneMemberBody() throws {
         let (h, client, _, b) = try setUp()
         let code = try #require(start(h, client, nil).json?["user_code"])
