@@ -41,12 +41,17 @@ static curl_socket_t lk_curl_open_socket(void *data, curlsocktype purpose, struc
         memcpy(bytes, &((struct sockaddr_in6 *)&address->addr)->sin6_addr, 16);
         length = 16;
     }
+    if ((length == 4 && address->addrlen < sizeof(struct sockaddr_in)) || (length == 16 && address->addrlen < sizeof(struct sockaddr_in6))) length = 0;
     if (length == 0 || !gate->admit(bytes, length, gate->context)) {
         *gate->refused = 1;
         return CURL_SOCKET_BAD;
     }
     return socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
 }
+
+/* libcurl's global set-up, once, before any transfer (its implicit one in
+   curl_easy_init is not safe while another thread does the same). */
+static inline int lk_curl_global_init(void) { return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1; }
 
 static size_t lk_curl_discard(char *data, size_t size, size_t count, void *user) {
     (void)data; (void)user;
@@ -73,21 +78,23 @@ static inline int lk_curl_post_all(struct lk_curl_post *posts, int count, long t
         CURL *e = curl_easy_init();
         if (e == NULL) { failed = 1; break; }
         easy[i] = e;
-        curl_easy_setopt(e, CURLOPT_URL, posts[i].url);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, posts[i].body);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, posts[i].body_length);
-        curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
-        curl_easy_setopt(e, CURLOPT_USERAGENT, "Latchkey");
-        curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-        curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
-        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
-        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
-        curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, lk_curl_open_socket);
-        curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, &gates[i]);
-        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, lk_curl_discard);
-        if (curl_multi_add_handle(multi, e) != CURLM_OK) { failed = 1; break; }
+        /* Every option is required: one the runtime library refuses (an older libcurl) fails the batch, never
+           sends without the address check, the protocol limit or the proxy setting. */
+        if (curl_easy_setopt(e, CURLOPT_URL, posts[i].url) != CURLE_OK
+            || curl_easy_setopt(e, CURLOPT_POSTFIELDS, posts[i].body) != CURLE_OK
+            || curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, posts[i].body_length) != CURLE_OK
+            || curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers) != CURLE_OK
+            || curl_easy_setopt(e, CURLOPT_USERAGENT, "Latchkey") != CURLE_OK
+            || curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK
+            || curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK
+            || curl_easy_setopt(e, CURLOPT_NOPROXY, "*") != CURLE_OK
+            || curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK
+            || curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms) != CURLE_OK
+            || curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms) != CURLE_OK
+            || curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, lk_curl_open_socket) != CURLE_OK
+            || curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, &gates[i]) != CURLE_OK
+            || curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, lk_curl_discard) != CURLE_OK
+            || curl_multi_add_handle(multi, e) != CURLM_OK) { failed = 1; break; }
     }
     if (!failed) {
         int running = 1;

@@ -69,18 +69,29 @@ public enum IPAddress {
         return stride(from: 0, to: 16, by: 2).map { String(UInt16(address[$0]) << 8 | UInt16(address[$0 + 1]), radix: 16) }.joined(separator: ":")
     }
 
-    /// Addresses that are not a destination on the public internet: this
-    /// host, private and shared networks, link-local (cloud metadata
-    /// services live there), documentation, benchmarking, multicast and
-    /// reserved ranges (the IANA special-purpose registries, RFC 6890).
-    /// What the server itself sends requests to (Back-Channel Logout) must
-    /// not reach these unless the operator names them.
+    /// Addresses inside the public ranges that are still not a destination on
+    /// the internet: for IPv4 this host, private and shared networks,
+    /// link-local (cloud metadata services live there), documentation,
+    /// benchmarking, multicast and reserved ranges; for IPv6 the
+    /// special-purpose blocks inside global unicast (IETF protocol
+    /// assignments with Teredo, documentation, 6to4). The IANA
+    /// special-purpose registries, RFC 6890.
     public static let nonPublic: IPNetworks = IPNetworks(
         "0.0.0.0/8 10.0.0.0/8 100.64.0.0/10 127.0.0.0/8 169.254.0.0/16 172.16.0.0/12 192.0.0.0/24 192.0.2.0/24 192.88.99.0/24 " +
         "192.168.0.0/16 198.18.0.0/15 198.51.100.0/24 203.0.113.0/24 224.0.0.0/4 240.0.0.0/4 " +
-        "::/128 ::1/128 64:ff9b::/96 64:ff9b:1::/48 100::/64 2001::/23 2001:db8::/32 2002::/16 fc00::/7 fe80::/10 fec0::/10 ff00::/8")!
+        "2001::/23 2001:db8::/32 2002::/16 3fff::/20")!
 
-    public static func isPublic(_ address: [UInt8]) -> Bool { !nonPublic.contains(address) }
+    /// Whether an address is a destination on the public internet. What the
+    /// server itself sends requests to (Back-Channel Logout) reaches nothing
+    /// else unless the operator names it. IPv6 counts only inside global
+    /// unicast, 2000::/3, so loopback, link-local, unique-local, multicast,
+    /// IPv4-compatible (`::7f00:1`), translated (`::ffff:0:…`, NAT64's
+    /// `64:ff9b::`) and anything IANA assigns later outside it are not.
+    public static func isPublic(_ address: [UInt8]) -> Bool {
+        let address = unmapped(address)
+        guard address.count == 4 || (address.count == 16 && address[0] & 0xE0 == 0x20) else { return false }
+        return !nonPublic.contains(address)
+    }
 }
 
 /// A list of IP networks (`10.0.0.2`, `10.0.0.0/24`, `fd00::/8`), matched

@@ -27,9 +27,13 @@ public enum FormPoster {
         init(_ admits: @escaping @Sendable ([UInt8]) -> Bool) { self.admits = admits }
     }
 
+    /// libcurl's global set-up, done once (Swift runs a static's initializer once, thread-safely).
+    static let ready: Bool = lk_curl_global_init() == 0
+
     public static func post(_ batch: [(url: String, form: [UInt8])], timeoutSeconds: Int,
                             admits: @escaping @Sendable ([UInt8]) -> Bool) -> [Outcome] {
         guard !batch.isEmpty else { return [] }
+        guard ready else { return batch.map { _ in Outcome(status: nil, refusedAddress: false) } }
         // NUL-terminated copies that outlive the call (libcurl keeps the pointers until the transfers end).
         let urls = batch.map { Array($0.url.utf8CString) }
         let bodies = batch.map { $0.form.map { CChar(bitPattern: $0) } + [0] }

@@ -162,21 +162,19 @@ public struct ClientRegistration {
         // Refused before any write when the token is wrong; checked again inside it.
         _ = try authorized(clientID, token: token)
         guard metadata["client_id"] == .string(clientID) else { throw Refusal.invalidMetadata("client_id must be the client's own (RFC 7592 §2.2)") }
+        let verified = try verifiedSecrets(metadata["client_secret"], clientID: clientID)
         do {
             return try store.write {
                 let client = try authorized(clientID, token: token)
-                // §2.2: a client_secret sent must be the one currently issued (it never sets one).
-                if let sent = metadata["client_secret"], sent != .null {
-                    let secrets = try store.secrets(clientID: clientID)
-                    guard let text = sent.stringValue, try registry.hasher.verify(text, against: secrets, now: env.now(), guards: registry.guards,
-                                                                                   limitKeys: [.account("registration:" + clientID, from: "*")]) else {
-                        throw Refusal.invalidMetadata("client_secret: not the client's current secret (RFC 7592 §2.2)")
-                    }
+                // The secrets the client_secret was verified against are still the client's (no slow hash in here).
+                if let verified, try store.secrets(clientID: clientID).map(\.id) != verified {
+                    throw Refusal.invalidMetadata("client_secret: the client's secret changed meanwhile")
                 }
                 let caller = self.caller(client, requestID: requestID)
                 let updated = try registry.update(clientID, caller: caller, expected: nil, action: "client.updated") { current in
-                    // The client as the write holds it: an operator's change committed meanwhile is what is replaced.
-                    guard current.enabled else { throw Refusal.invalidToken }
+                    // The client as the write holds it (its row locked): an operator's change committed meanwhile is what is
+                    // replaced, and an operator's cut committed meanwhile (the token ended) refuses it.
+                    guard current.enabled, try stillHolds(clientID, token: token) else { throw Refusal.invalidToken }
                     return try replacement(metadata, for: current)
                 }
                 if updated.authMethod.usesSecret, try store.secrets(clientID: clientID).isEmpty {
@@ -188,6 +186,30 @@ public struct ClientRegistration {
         } catch let e as RegistryError {
             throw refusal(e)
         }
+    }
+
+    /// §2.2: a `client_secret` sent with a replacement must be the one currently issued (it never sets one).
+    /// Verified before the write (a caller-chosen password costs a slow hash, which must hold no write lock);
+    /// a wrong one counts against the client's failure limit, as at the token endpoint. Returns the ids of the
+    /// secrets it was verified against, nil when none was sent.
+    func verifiedSecrets(_ sent: JSON?, clientID: String) throws -> [Int64]? {
+        guard let sent, sent != .null else { return nil }
+        let secrets = try store.read { try store.secrets(clientID: clientID) }
+        let key = FailureLimiter.Key.account("registration:" + clientID, from: "*")
+        let now = env.now()
+        if let wait = registry.guards?.failures.retryAfter(key, now: now) { throw TooManyFailures(retryAfterSeconds: wait) }
+        guard let text = sent.stringValue,
+              try registry.hasher.verify(text, against: secrets, now: now, guards: registry.guards, limitKeys: [key]) else {
+            registry.guards?.failures.recordFailure([key], now: now)
+            throw Refusal.invalidMetadata("client_secret: not the client's current secret (RFC 7592 §2.2)")
+        }
+        return secrets.map(\.id)
+    }
+
+    /// Inside a write, once the client's row is held: whether `token` is still its registration access token.
+    func stillHolds(_ clientID: String, token: String?) throws -> Bool {
+        guard let token, let stored = try store.registrationTokenHash(clientID: clientID) else { return false }
+        return Digest.constantTimeEqual(Array(stored.utf8), Array(ClientRegistration.hash(token).utf8))
     }
 
     /// What `client` becomes under a replacement with `metadata`.
@@ -219,6 +241,8 @@ public struct ClientRegistration {
         do {
             try store.write {
                 let client = try authorized(clientID, token: token)
+                // The row held, the token checked again: an operator's cut committed meanwhile refuses it.
+                guard try store.clientForUpdate(clientID) != nil, try stillHolds(clientID, token: token) else { throw Refusal.invalidToken }
                 try registry.deleteRegistered(client, caller: caller(client, requestID: requestID))
             }
         } catch RegistryError.notFound {

@@ -218,10 +218,7 @@ public struct ClientRegistry {
                 // the client's own tokens end with the grant that gave them (attacker review, session 17).
                 updated.tokenGeneration += 1
             }
-            if current.grantTypes.contains(where: { !updated.grantTypes.contains($0) }) || current.scope.contains(where: { !updated.scope.contains($0) })
-                || current.redirectURIs.contains(where: { !updated.redirectURIs.contains($0) }) {
-                try endRegistrationTokenIfCutOff(id, caller: caller)
-            }
+            if ClientRegistry.cutsOff(from: current, to: updated) { try endRegistrationTokenIfCutOff(id, caller: caller) }
             try store.updateClient(updated)
             // A redirect URI added (attacker review, session 13): remembered approvals would send codes there without
             // a word to the user, and for a public client the redirect URI is all that binds a code to the app. Each
@@ -252,9 +249,21 @@ public struct ClientRegistry {
             || (current.dpopBoundAccessTokens && !spec.dpopBoundAccessTokens)
             || (current.requirePushedRequests && !spec.requirePushedRequests)
             || (!current.enabled && spec.enabled)
-            // client_credentials given back to a client that holds management scopes: its secret mints them again.
+            // client_credentials given back to a client that holds (or is given) management scopes: its secret mints them again.
             || (!current.grantTypes.contains(.clientCredentials) && spec.grantTypes.contains(GrantType.clientCredentials.rawValue)
-                && current.scope.contains(where: Scopes.isPrivileged))
+                && (current.scope + spec.scope).contains(where: Scopes.isPrivileged))
+    }
+
+    /// Whether a change takes from the client what its registration access
+    /// token could put back: a grant type, a scope or a URI removed, its
+    /// authentication method or keys changed (a credential replaced), its
+    /// back-channel logout URI changed (attacker reviews, session 17).
+    static func cutsOff(from current: Client, to updated: Client) -> Bool {
+        func removes<T: Equatable>(_ old: [T], _ new: [T]) -> Bool { old.contains { !new.contains($0) } }
+        return removes(current.grantTypes, updated.grantTypes) || removes(current.scope, updated.scope)
+            || removes(current.redirectURIs, updated.redirectURIs) || removes(current.postLogoutRedirectURIs, updated.postLogoutRedirectURIs)
+            || current.authMethod != updated.authMethod || current.jwks != updated.jwks
+            || current.backchannelLogoutURI != updated.backchannelLogoutURI
     }
 
     /// Removes a client with its secrets, logo, grants and tokens. Only the

@@ -60,6 +60,21 @@ import Testing
         #expect(again.status == 400 && again.headers[.location] == nil)
     }
 
+    /// SPEC 4.5: a request pushed before its client was disabled is gone after it is enabled again.
+    @Test func disablingTheClientWithdrawsItsPushedRequests() throws {
+        let h = try Harness()
+        _ = try h.user()
+        let (client, secret) = try h.app(public: false)
+        let uri = try #require(push(h, client, secret, pushedParams(PKCE())).json?["request_uri"]?.stringValue)
+        let token = try h.token()
+        #expect(h.json("PATCH", "/api/v1/clients/\(client)", token: token, body: ["enabled": false]).status == 200)
+        #expect(h.json("PATCH", "/api/v1/clients/\(client)", token: token, body: ["enabled": true]).status == 200)
+        let b = Browser(h)
+        b.login()
+        let late = b.authorize([("client_id", client), ("request_uri", uri)])
+        #expect(late.status == 400 && late.headers[.location] == nil, "\(late.status) \(late.headers)")
+    }
+
     /// A pushed `login_hint` reaches the sign-in page as a sent one does (OIDC Core §3.1.2.1); one sent beside the
     /// `request_uri` is ignored with every other parameter there (RFC 9126 §4).
     @Test func rfc9126Section4APushedLoginHintPrefillsTheSignInPage() throws {

@@ -35,6 +35,14 @@ import Testing
         let right = h.json("PUT", "/oauth2/register/\(id)", token: token,
                            body: ["client_id": .string(id), "redirect_uris": ["https://rp.example/3"], "client_secret": .string(secret)])
         #expect(right.status == 200 && right.json?["redirect_uris"] == ["https://rp.example/3"], "\(right.bodyText)")
+        // Wrong ones count against the client's failure limit (10 a minute), as at the token endpoint.
+        for _ in 0..<9 {
+            #expect(h.json("PUT", "/oauth2/register/\(id)", token: token,
+                           body: ["client_id": .string(id), "redirect_uris": ["https://rp.example/3"], "client_secret": "lks_guess"]).status == 400)
+        }
+        let limited = h.json("PUT", "/oauth2/register/\(id)", token: token,
+                             body: ["client_id": .string(id), "redirect_uris": ["https://rp.example/3"], "client_secret": "lks_guess"])
+        #expect(limited.status == 429 && limited.headers[.retryAfter] != nil, "\(limited.status) \(limited.bodyText)")
         #expect(h.json("DELETE", "/oauth2/register/\(id)", token: token).status == 204)
         // Every write names its request in the audit log (SPEC 6.0), the token holder's included.
         let events = try h.store.auditEvents(organizationID: h.primary.organizationID, limit: 100, offset: 0).events.filter { $0.target == id }
@@ -142,7 +150,9 @@ import Testing
         let switched = h.json("PUT", "/oauth2/register/\(rotated.id)", token: rotated.token,
                               body: ["client_id": .string(rotated.id), "redirect_uris": ["https://rp.example/cb"], "token_endpoint_auth_method": "none"])
         #expect(switched.status == 401, "no new secret for whoever kept the old token")
-        for (field, value) in [("redirect_uris", JSON(["https://rp.example/cb"])), ("scope", "openid"), ("grant_types", JSON(["authorization_code"]))] {
+        for (field, value) in [("redirect_uris", JSON(["https://rp.example/cb"])), ("scope", "openid"), ("grant_types", JSON(["authorization_code"])),
+                               // A credential replaced by switching the method: the holder could switch back and get a secret.
+                               ("token_endpoint_auth_method", "client_secret_post"), ("backchannel_logout_uri", "https://rp.example/bcl")] {
             let cut = try registered()
             #expect(h.json("PATCH", "/api/v1/clients/\(cut.id)", token: operatorToken, body: .object([(field, value)]), contentType: merge).status == 200)
             #expect(read(cut) == 401, "\(field)")

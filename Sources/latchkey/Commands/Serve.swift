@@ -47,7 +47,9 @@ enum ServeCommand {
         guard let address = ListenAddress(options.listen ?? env["LATCHKEY_LISTEN"] ?? "unix:/run/latchkey/latchkey.sock") else {
             throw ValidationError("--listen must be unix:PATH, HOST:PORT or systemd")
         }
-        let allowFrom = try peerAllowList(options.allowFrom ?? env["LATCHKEY_ALLOW_FROM"] ?? env["FCGI_WEB_SERVER_ADDRS"], address: address)
+        // libfcgi's own variable, left in the environment by a spawn-fcgi set-up, is not an error on a unix socket.
+        let inherited: String? = if case .unix = address { nil } else { env["FCGI_WEB_SERVER_ADDRS"] }
+        let allowFrom = try peerAllowList(options.allowFrom ?? env["LATCHKEY_ALLOW_FROM"] ?? inherited, address: address)
         let workers = options.workers ?? Int(env["LATCHKEY_WORKERS"] ?? "") ?? max(3, ProcessInfo.processInfo.activeProcessorCount + 1)
         guard (1...256).contains(workers) else { throw ValidationError("--workers must be 1..256") }
         // PostgreSQL when a URL is configured (SPEC 9: any number of nodes share it), else SQLite.
