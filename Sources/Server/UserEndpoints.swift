@@ -79,6 +79,12 @@ enum UserEndpoints {
         guard let started else {
             throw APIProblem(status: 401, code: "invalid_credentials", title: "Unauthorized", detail: "The username or password is incorrect.")
         }
+        // One browser, one session: the one its cookie named ends as a logout would (its session-bound tokens, a
+        // back-channel logout to each client it signed into). Replaced without a word, it outlived its cookie, and the
+        // user's later logout never told those clients (attacker review, session 17; another user on a shared computer).
+        if let previous = request.cookies[sessionCookie], !previous.isEmpty {
+            try SessionService(env: ctx.env, store: ctx.store).logout(previous)
+        }
         let secure = secureCookies(request, ctx)
         let maxAge = Int(SessionService.lifetimeMillis / 1000)
         var response = Response.empty().noStore()

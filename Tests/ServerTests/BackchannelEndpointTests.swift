@@ -94,4 +94,34 @@ import Testing
         let queued = try h.store.read { try h.store.dueLogouts(now: h.clock.now, limit: 10) }
         #expect(queued.map(\.clientID) == [id] && queued.first?.sid == sid)
     }
+
+    /// Attacker review, session 17: signing in again in the same browser (another user at a shared computer, or the
+    /// same one) left the session the cookie named alive, cookie-less: its clients heard nothing at the next logout.
+    /// A new sign-in ends it as a logout does.
+    @Test func aNewSignInEndsTheSessionTheBrowserHad() throws {
+        let h = try Harness()
+        _ = try h.user()
+        _ = try h.user("bob")
+        let token = try h.token()
+        let client = try #require(h.json("POST", "/api/v1/clients", token: token, body: [
+            "client_name": "RP", "redirect_uris": [.string(Harness.redirect)], "grant_types": ["authorization_code"], "scope": "openid",
+            "backchannel_logout_uri": "https://rp.example/bcl"]).json)
+        let id = try #require(client["client_id"]?.stringValue), secret = try #require(client["client_secret"]?.stringValue)
+        let b = Browser(h), pkce = PKCE(), flows = UserFlowTests()
+        let code = try flows.code(h, b, client: id, pkce: pkce, scope: "openid")
+        let idToken = try #require(flows.exchange(h, client: id, secret: secret, code: code, verifier: pkce.verifier).json?["id_token"]?.stringValue)
+        let sid = try #require(JWS.parse(idToken)?.payload["sid"]?.stringValue)
+        let alicesCookie = try #require(b.cookies["lk_session"])
+        // A wrong password changes nothing.
+        #expect(b.login("bob", "wrong").status == 401)
+        #expect(try h.store.read { try h.store.dueLogouts(now: h.clock.now, limit: 10) }.isEmpty)
+        #expect(b.login("bob").status == 204, "bob signs in on the same browser")
+        let queued = try h.store.read { try h.store.dueLogouts(now: h.clock.now, limit: 10) }
+        #expect(queued.map(\.clientID) == [id] && queued.first?.sid == sid)
+        // Alice's old cookie names no session any more.
+        let old = Browser(h)
+        old.cookies["lk_session"] = alicesCookie
+        #expect(old.send("GET", "/api/v1/session").status == 401)
+        #expect(b.send("GET", "/api/v1/session").json?["username"] == "bob")
+    }
 }
