@@ -3,6 +3,7 @@ real OAuth client library, token verification with an independent JOSE
 library, introspection, revocation, key rotation, rate limiting, bad input
 and graceful shutdown, all through nginx."""
 import base64
+import contextlib
 import json
 import os
 import re
@@ -243,31 +244,44 @@ def test_serve_refuses_an_unknown_log_level(tmp_path):
     assert not (tmp_path / "l.sock").exists()
 
 
+@contextlib.contextmanager
+def serving_over_tcp(db, *args, source, env=None):
+    """`latchkey serve` on 127.0.0.1 (a free port) with `args`, once a FastCGI request from `source` is answered;
+    stopped (SIGTERM) at the end. Yields (process, port)."""
+    port = free_port()
+    proc = subprocess.Popen([BIN, "serve", "--listen", f"127.0.0.1:{port}", "--workers", "1", "--db", str(db), *args],
+                            env=env or dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for _ in range(200):
+            try:
+                if fastcgi_get("127.0.0.1", port, source=source):
+                    break
+            except OSError:
+                time.sleep(0.05)
+        yield proc, port
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+
+
+def json_lines(proc):
+    return [json.loads(line) for line in proc.stderr.read().decode().splitlines() if line.startswith("{")]
+
+
 def test_serve_over_tcp_answers_only_the_peers_allow_from_names(tmp_path):
     """FastCGI carries no authentication: a node on TCP closes, unread, a connection from any peer --allow-from does
     not name (every 127.x address is this host's loopback: two peers to tell apart)."""
     db = tmp_path / "t.db"
     run_cli(db, "init", "--issuer", "http://127.0.0.1:1")
-    port = free_port()
-    proc = subprocess.Popen([BIN, "serve", "--listen", f"127.0.0.1:{port}", "--workers", "2", "--db", str(db), "--allow-from", "127.0.0.2, 10.9.0.0/16"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        for _ in range(200):
-            try:
-                if b"200" in fastcgi_get("127.0.0.1", port, source="127.0.0.2"):
-                    break
-            except OSError:
-                time.sleep(0.05)
+    with serving_over_tcp(db, "--allow-from", "127.0.0.2, 10.9.0.0/16", source="127.0.0.2") as (proc, port):
         answer = fastcgi_get("127.0.0.1", port, source="127.0.0.2")
         assert answer.startswith(b"Status: 200") and answer.endswith(b'{"status":"ok"}'), answer
         assert fastcgi_get("127.0.0.1", port, source="127.0.0.1") == b""
         assert fastcgi_get("127.0.0.1", port, path="/metrics", source="127.0.0.3") == b""
         metrics = fastcgi_get("127.0.0.1", port, path="/metrics", source="127.0.0.2").decode()
         assert "\nlatchkey_accept_refused_total 2\n" in metrics, metrics
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
-    lines = [json.loads(line) for line in proc.stderr.read().decode().splitlines() if line.startswith("{")]
+    assert proc.returncode == 0
+    lines = json_lines(proc)
     serving = next(line for line in lines if line["message"] == "latchkey serving")
     assert serving["allow_from"] == "127.0.0.2,10.9.0.0/16"
     assert not any(line["level"] == "warn" for line in lines)
@@ -282,38 +296,13 @@ def test_serve_over_tcp_without_allow_from_warns_and_a_bad_list_is_refused(tmp_p
         proc = subprocess.run([BIN, "serve", "--db", str(db), *args], capture_output=True, text=True, timeout=20)
         assert proc.returncode != 0 and says in proc.stderr, (args, proc.stderr)
     # libfcgi's own variable is honoured (its comma-separated IPv4 list).
-    port = free_port()
-    proc = subprocess.Popen([BIN, "serve", "--listen", f"127.0.0.1:{port}", "--workers", "1", "--db", str(db)],
-                            env=dict(os.environ, FCGI_WEB_SERVER_ADDRS="127.0.0.5"), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        for _ in range(200):
-            try:
-                if fastcgi_get("127.0.0.1", port, source="127.0.0.5"):
-                    break
-            except OSError:
-                time.sleep(0.05)
+    with serving_over_tcp(db, source="127.0.0.5", env=dict(os.environ, FCGI_WEB_SERVER_ADDRS="127.0.0.5")) as (_, port):
         assert fastcgi_get("127.0.0.1", port, source="127.0.0.1") == b""
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=10)
     # Without a list a TCP node serves anyone who reaches the port, and says so at start.
-    port = free_port()
-    proc = subprocess.Popen([BIN, "serve", "--listen", f"127.0.0.1:{port}", "--workers", "1", "--db", str(db)],
-                            env={k: v for k, v in os.environ.items() if k not in ("FCGI_WEB_SERVER_ADDRS", "LATCHKEY_ALLOW_FROM")},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        for _ in range(200):
-            try:
-                if fastcgi_get("127.0.0.1", port, source="127.0.0.7"):
-                    break
-            except OSError:
-                time.sleep(0.05)
+    bare = {k: v for k, v in os.environ.items() if k not in ("FCGI_WEB_SERVER_ADDRS", "LATCHKEY_ALLOW_FROM")}
+    with serving_over_tcp(db, source="127.0.0.7", env=bare) as (proc, port):
         assert fastcgi_get("127.0.0.1", port, source="127.0.0.7").startswith(b"Status: 200")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=10)
-    lines = [json.loads(line) for line in proc.stderr.read().decode().splitlines() if line.startswith("{")]
-    assert any(line["level"] == "warn" and "--allow-from" in line["message"] for line in lines), lines
+    assert any(line["level"] == "warn" and "--allow-from" in line["message"] for line in json_lines(proc))
 
 
 def test_serve_refuses_a_backchannel_allow_list_that_is_not_networks(tmp_path):
