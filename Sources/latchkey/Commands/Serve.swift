@@ -98,13 +98,8 @@ enum ServeCommand {
         // Back-Channel Logout tokens go out from here, never from a request.
         let interval = Int(env["LATCHKEY_BACKCHANNEL_INTERVAL_MS"] ?? "") ?? 1000
         guard (0...60_000).contains(interval) else { throw ValidationError("LATCHKEY_BACKCHANNEL_INTERVAL_MS must be 0..60000") }
-        var allowed: IPNetworks? = nil
-        if let text = env["LATCHKEY_BACKCHANNEL_ALLOW"], !text.isEmpty {
-            guard let networks = IPNetworks(text) else {
-                throw ValidationError("LATCHKEY_BACKCHANNEL_ALLOW must be IP addresses or networks (127.0.0.0/8, 10.0.0.0/8, fd00::/8) separated by commas")
-            }
-            allowed = networks
-        }
+        let allowed = try networks(env["LATCHKEY_BACKCHANNEL_ALLOW"].flatMap { $0.isEmpty ? nil : $0 }, named: "LATCHKEY_BACKCHANNEL_ALLOW",
+                                   example: "127.0.0.0/8, 10.0.0.0/8, fd00::/8")
         let logoutDelivery = LogoutDeliveryThread(env: environment, logger: app.logger, intervalMillis: interval, allowed: allowed) {
             if let databaseURL { return try PostgresStore(url: databaseURL, migrate: false) }
             return try SQLiteStore(path: path, writerLock: writerLock, migrate: false)
@@ -128,12 +123,18 @@ enum ServeCommand {
 extension ServeCommand {
     /// `--allow-from` (or its environment variables), checked: a list only a TCP listener (or systemd's socket, which may be one) can use.
     static func peerAllowList(_ text: String?, address: ListenAddress) throws -> IPNetworks? {
-        guard let text else { return nil }
-        guard let list = IPNetworks(text) else {
-            throw ValidationError("--allow-from must be IP addresses or networks (10.0.0.2, 10.0.0.0/24, fd00::/8) separated by commas")
-        }
+        guard let list = try networks(text, named: "--allow-from", example: "10.0.0.2, 10.0.0.0/24, fd00::/8") else { return nil }
         if case .unix = address {
             throw ValidationError("--allow-from applies to a TCP listener; a unix socket's file mode decides who connects")
+        }
+        return list
+    }
+
+    /// A setting's list of IP networks (nil when unset), or why it is refused.
+    static func networks(_ text: String?, named name: String, example: String) throws -> IPNetworks? {
+        guard let text else { return nil }
+        guard let list = IPNetworks(text) else {
+            throw ValidationError("\(name) must be IP addresses or networks (\(example)) separated by commas")
         }
         return list
     }
