@@ -207,9 +207,11 @@ public struct ClientRegistry {
                 // SPEC 4.5: a disabled client's tokens end now, and re-enabling it brings none back;
                 // its registration access token (RFC 7592) included, which would otherwise outlive an incident,
                 // and what was about to become a grant: unredeemed codes, approved device codes (attacker review).
+                // Those go first: on PostgreSQL (read committed) their writes wait for a redemption in flight to
+                // commit, so the revocation after them sees the family it created (as a disconnect does).
                 updated.tokenGeneration += 1
-                try store.revokeFamilies(clientID: id, at: env.now())
                 try store.withdrawPendingGrants(clientID: id)
+                try store.revokeFamilies(clientID: id, at: env.now())
                 try store.deleteRegistrationToken(clientID: id)
             } else if current.scope.contains(where: { Scopes.isPrivileged($0) && !updated.scope.contains($0) })
                         || (current.grantTypes.contains(.clientCredentials) && !updated.grantTypes.contains(.clientCredentials)) {

@@ -57,7 +57,8 @@ public protocol ClientStorage: Transactional {
     /// Inside a write: the client as last committed, held until this write
     /// commits, so a read-modify-write of it cannot lose another writer's
     /// change (SQLite's write lock already holds every row; PostgreSQL locks
-    /// the row, `FOR UPDATE`, and reads it past the memo).
+    /// the row, `FOR NO KEY UPDATE`, and reads it past the memo; grants that
+    /// reference the client, whose foreign keys take `KEY SHARE`, go on).
     func clientForUpdate(_ id: String) throws -> Client?
     /// Writes every mutable field of `client` (version included).
     func updateClient(_ client: Client) throws

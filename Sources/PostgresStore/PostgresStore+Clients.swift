@@ -47,7 +47,7 @@ extension PostgresStore {
 
     public func clientForUpdate(_ id: String) throws -> Client? {
         precondition(writing, "clientForUpdate outside a write")
-        return try rows("SELECT \(SharedRows.clientColumns) FROM clients c WHERE c.client_id = ? FOR UPDATE", [.text(id)]).first.map(SharedRows.client)
+        return try rows("SELECT \(SharedRows.clientColumns) FROM clients c WHERE c.client_id = ? FOR NO KEY UPDATE", [.text(id)]).first.map(SharedRows.client)
     }
 
     public func deleteClient(_ id: String) throws {

@@ -8,10 +8,6 @@ import Postgres
 import TestSupport
 import Testing
 
-/// Exactly-once rules under races between connections (SPEC 9): the
-/// threads here stand for workers and nodes, each with its own connection.
-/// The suite runs on SQLite and, under `LATCHKEY_TEST_STORE=postgres`, on
-/// PostgreSQL (scripts/test runs both).
 /// The PostgreSQL store's memo (SPEC 9): exact across nodes at the cost of
 /// one round trip per request while nothing changed.
 @Suite(.enabled(if: TestStore.kind == .postgres, "the PostgreSQL run of scripts/test"))

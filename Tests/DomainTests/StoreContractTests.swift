@@ -34,8 +34,8 @@ import Testing
 
     /// Runs `change` in a write on another connection (another node) and,
     /// while that write still holds what it changed, `body` on this one; the
-    /// other write commits 0.3 s later. Returns the other write's error.
-    static func whileAnotherConnectionHolds(_ h: StoreFixture, _ change: @escaping @Sendable (any Store) throws -> Void,
+    /// other write commits `seconds` later. Returns the other write's error.
+    static func whileAnotherConnectionHolds(_ h: StoreFixture, for seconds: Double = 0.3, _ change: @escaping @Sendable (any Store) throws -> Void,
                                             _ body: () throws -> Void) throws -> String? {
         let factory = h.storeFactory
         let failure = Mutex<String?>(nil)
@@ -46,7 +46,7 @@ import Testing
                 try other.write {
                     try change(other)
                     holding.signal()
-                    Thread.sleep(forTimeInterval: 0.3)
+                    Thread.sleep(forTimeInterval: seconds)
                 }
             } catch {
                 failure.withLock { $0 = "\(error)" }
@@ -69,6 +69,27 @@ import Testing
             client.version += 1
             try other.updateClient(client)
         }
+    }
+
+    /// A client being changed on another node holds back no grant of it:
+    /// PostgreSQL's store locks the row `FOR NO KEY UPDATE`, which the
+    /// grants' foreign keys (`KEY SHARE`) pass. Locked `FOR UPDATE`, every
+    /// redemption of the client waited for the change to commit, and a
+    /// disable (which waits for the code row a redemption claimed)
+    /// deadlocked with one for a second, PostgreSQL's `deadlock_timeout`.
+    @Test(.enabled(if: TestStore.kind == .postgres, "row locks are PostgreSQL's; SQLite has one writer"))
+    func aClientBeingChangedHoldsBackNoGrantOfIt() throws {
+        let h = try StoreFixture()
+        let userID = try h.user()
+        let (client, _) = try h.app()
+        let failure = try Self.whileAnotherConnectionHolds(h, for: 3, Self.changingClient(client) { $0.description = "being changed" }) {
+            try h.store.write { try h.store.insertFamily(id: "held-family", clientID: client, userID: userID, createdAt: h.clock.now, sid: nil) }
+            // Written while the change was still in flight, not after it committed.
+            let third = try h.anotherStore()
+            #expect(try third.read { try third.client(client) }?.description != "being changed")
+        }
+        #expect(failure == nil)
+        #expect(try h.store.read { try h.store.client(client) }?.description == "being changed")
     }
 
     /// An update made against version N while another node's write of the
@@ -304,16 +325,32 @@ import Testing
         #expect(try h.store.read { try h.store.deviceCode(hash: "race-device") }?.status == .redeemed)
     }
 
-    /// SPEC 5.2 under a race: a user disconnects the client while its device
-    /// (or its code flow) redeems a grant on another connection. Whichever
-    /// commits first, no grant outlives the connection: a family the
-    /// redemption created is revoked by the disconnect that followed it.
-    @Test func aDisconnectRacingARedemptionLeavesNoLiveGrant() throws {
+    /// What ends a user's grants to a client: the user disconnecting it
+    /// (SPEC 5.2), or its organization disabling the client (SPEC 4.5).
+    enum GrantEnding: String, CaseIterable, CustomTestStringConvertible {
+        case disconnect, disable
+        var testDescription: String { rawValue }
+    }
+
+    /// SPEC 5.2 and 4.5 under a race: a user disconnects the client, or its
+    /// organization disables it, while its device (or its code flow) redeems
+    /// a grant on another connection. Whichever commits first, no grant
+    /// outlives the ending: a family the redemption created is revoked by
+    /// the ending that followed it.
+    @Test(arguments: GrantEnding.allCases) func anEndingRacingARedemptionLeavesNoLiveGrant(_ ending: GrantEnding) throws {
         let h = try StoreFixture()
         let userID = try h.user()
         let (client, _) = try h.app(grantTypes: [.authorizationCode, .deviceCode, .refreshToken])
         let user = try #require(try h.store.read { try h.store.user(id: userID) })
         let env = h.env, factory = h.storeFactory
+        let admin = try h.caller(), hasher = try Provisioning.secretHasher(store: h.store, env: env)
+        let setEnabled: @Sendable (any Store, Bool) throws -> Void = { store, enabled in
+            _ = try ClientRegistry(env: env, store: store, hasher: hasher).update(client, caller: admin, expected: nil) { current in
+                var spec = ClientSpec(current)
+                spec.enabled = enabled
+                return spec
+            }
+        }
         var familiesSeen = 0
         for round in 0..<30 {
             let now = h.clock.now
@@ -342,19 +379,27 @@ import Testing
             }
             _ = race(h, 2) { store, i in
                 if i == 0 { try redeem(store); return }
-                // The disconnect starts a little later each round, to land anywhere inside the redemption's transaction.
+                // The ending starts a little later each round, to land anywhere inside the redemption's transaction.
                 usleep(UInt32(round % 10) * 250)
-                _ = try ConnectionService(env: env, store: store).delete(userID: userID, clientID: client)
+                switch ending {
+                case .disconnect: _ = try ConnectionService(env: env, store: store).delete(userID: userID, clientID: client)
+                case .disable: try setEnabled(store, false)
+                }
             }
-            #expect(try h.store.read { try h.store.connection(userID: userID, clientID: client) } == nil)
-            let live = try h.store.read {
-                try h.store.connections(userID: userID, limit: 10, offset: 0).total
+            switch ending {
+            case .disconnect:
+                #expect(try h.store.read { try h.store.connection(userID: userID, clientID: client) } == nil)
+                #expect(try h.store.read { try h.store.connections(userID: userID, limit: 10, offset: 0).total } == 0)
+            case .disable:
+                // Enabled again, the client gets none of its grants back (the next round needs it enabled too).
+                try setEnabled(h.store, true)
             }
-            #expect(live == 0)
             // Every family of the pair is revoked.
             let families = try StoreContractTests.familyIDs(h, userID: userID, clientID: client)
             familiesSeen = families.count
-            for family in families { #expect(try h.store.read { try h.store.isFamilyRevoked(id: family) }, "round \(round): family \(family) outlived the connection") }
+            for family in families {
+                #expect(try h.store.read { try h.store.isFamilyRevoked(id: family) }, "round \(round): family \(family) outlived the \(ending)")
+            }
         }
         // Some redemptions won their race (else the rounds proved nothing).
         #expect(familiesSeen > 0)
