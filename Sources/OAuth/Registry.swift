@@ -203,14 +203,19 @@ public struct ClientRegistry {
             if updated.authMethod != .privateKeyJWT && current.authMethod == .privateKeyJWT { updated.jwks = nil }
             updated.version = current.version + 1
             updated.updatedAt = env.now()
+            if current.enabled != updated.enabled {
+                // What was about to become a grant (unredeemed codes, device codes, pushed requests: attacker
+                // review) goes when the client is disabled; and again when it is enabled, for a request that read
+                // it enabled just before the disable may have written one after it (no grant is begun for a
+                // disabled client, so any left is one of those). First: on PostgreSQL (read committed) these
+                // writes wait for a redemption in flight to commit, so the revocation below sees the family it
+                // created (as a disconnect does).
+                try store.withdrawPendingGrants(clientID: id)
+            }
             if current.enabled && !updated.enabled {
                 // SPEC 4.5: a disabled client's tokens end now, and re-enabling it brings none back;
-                // its registration access token (RFC 7592) included, which would otherwise outlive an incident,
-                // and what was about to become a grant: unredeemed codes, approved device codes (attacker review).
-                // Those go first: on PostgreSQL (read committed) their writes wait for a redemption in flight to
-                // commit, so the revocation after them sees the family it created (as a disconnect does).
+                // its registration access token (RFC 7592) included, which would otherwise outlive an incident.
                 updated.tokenGeneration += 1
-                try store.withdrawPendingGrants(clientID: id)
                 try store.revokeFamilies(clientID: id, at: env.now())
                 try store.deleteRegistrationToken(clientID: id)
             } else if current.scope.contains(where: { Scopes.isPrivileged($0) && !updated.scope.contains($0) })

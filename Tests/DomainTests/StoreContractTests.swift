@@ -343,14 +343,7 @@ import Testing
         let (client, _) = try h.app(grantTypes: [.authorizationCode, .deviceCode, .refreshToken])
         let user = try #require(try h.store.read { try h.store.user(id: userID) })
         let env = h.env, factory = h.storeFactory
-        let admin = try h.caller(), hasher = try Provisioning.secretHasher(store: h.store, env: env)
-        let setEnabled: @Sendable (any Store, Bool) throws -> Void = { store, enabled in
-            _ = try ClientRegistry(env: env, store: store, hasher: hasher).update(client, caller: admin, expected: nil) { current in
-                var spec = ClientSpec(current)
-                spec.enabled = enabled
-                return spec
-            }
-        }
+        let setEnabled = try Self.settingEnabled(h, client)
         var familiesSeen = 0
         for round in 0..<30 {
             let now = h.clock.now
@@ -403,6 +396,47 @@ import Testing
         }
         // Some redemptions won their race (else the rounds proved nothing).
         #expect(familiesSeen > 0)
+    }
+
+    /// Enables or disables `client` as its organization's primary does, on the store given.
+    static func settingEnabled(_ h: StoreFixture, _ client: String) throws -> @Sendable (any Store, Bool) throws -> Void {
+        let env = h.env, admin = try h.caller(), hasher = try Provisioning.secretHasher(store: h.store, env: env)
+        return { store, enabled in
+            _ = try ClientRegistry(env: env, store: store, hasher: hasher).update(client, caller: admin, expected: nil) { current in
+                var spec = ClientSpec(current)
+                spec.enabled = enabled
+                return spec
+            }
+        }
+    }
+
+    /// SPEC 4.5 under a race: a consent answered while its client is being
+    /// disabled read the client enabled, and wrote its code after the
+    /// disable had withdrawn the client's codes (on SQLite the write waits
+    /// for the disable to commit). Enabling the client again brings no such
+    /// code back: no code is issued to a disabled client, so any still there
+    /// is one of those, and re-enabling withdraws it.
+    @Test func aCodeIssuedAsItsClientIsDisabledIsGoneWhenItIsEnabledAgain() throws {
+        let h = try StoreFixture()
+        let userID = try h.user()
+        let (client, _) = try h.app()
+        let user = try #require(try h.store.read { try h.store.user(id: userID) })
+        let setEnabled = try Self.settingEnabled(h, client)
+        let request = AuthorizationRequest(clientID: client, redirectURI: StoreFixture.redirect, redirectURISent: true,
+                                           scope: ["openid", "offline_access"], state: nil, nonce: nil, codeChallenge: nil, prompt: [], maxAge: nil)
+        var code: String?
+        let failure = try Self.whileAnotherConnectionHolds(h, { try setEnabled($0, false) }) {
+            code = try? AuthorizationService(env: h.env, store: h.store).issueCode(request, user: user, authTime: h.clock.now / 1000, sid: nil,
+                                                                                  scope: ["openid", "offline_access"], consent: .forget, answering: nil)
+        }
+        #expect(failure == nil)
+        try setEnabled(h.store, true)
+        if let code {
+            #expect(throws: OAuthError.self) {
+                try StoreContractTests.exchange(h.env, h.store, "authorization_code", ["code": code, "redirect_uri": StoreFixture.redirect], client)
+            }
+        }
+        #expect(try StoreContractTests.familyIDs(h, userID: userID, clientID: client).isEmpty)
     }
 
     static func exchange(_ env: OAuth.Environment, _ store: any Store, _ grantType: String, _ parameters: [String: String], _ client: String) throws -> TokenResponse {
