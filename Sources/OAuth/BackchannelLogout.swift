@@ -52,9 +52,11 @@ public enum BackchannelLogout {
     /// Inside the transaction that ends session `sid` of `userID`.
     static func sessionEnded(sid: String, userID: String, store: Store, env: Environment) throws {
         let now = env.now()
-        try store.revokeFamilies(sid: sid, at: now)
         // A code issued in the session and not yet redeemed would start a grant bound to a session that is over.
+        // Spent first: on PostgreSQL (read committed) this write waits for a redemption in flight to commit,
+        // so the revocation after it sees the family that redemption created.
         try store.expireCodes(userID: userID, sid: sid, at: now)
+        try store.revokeFamilies(sid: sid, at: now)
         for clientID in try store.takeSessionClients(sid: sid) {
             guard let client = try store.client(clientID), client.backchannelLogoutURI != nil else { continue }
             try store.enqueueLogout(LogoutDelivery(id: env.randomID(24), clientID: clientID, subject: userID, sid: sid, nextAttemptAt: now, createdAt: now),

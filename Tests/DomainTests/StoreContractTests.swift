@@ -326,15 +326,17 @@ import Testing
     }
 
     /// What ends a user's grants to a client: the user disconnecting it
-    /// (SPEC 5.2), or its organization disabling the client (SPEC 4.5).
+    /// (SPEC 5.2), its organization disabling the client (SPEC 4.5), or the
+    /// user signing out of the session a grant without `offline_access`
+    /// is bound to (Back-Channel Logout 1.0 §2.7).
     enum GrantEnding: String, CaseIterable, CustomTestStringConvertible {
-        case disconnect, disable
+        case disconnect, disable, logout
         var testDescription: String { rawValue }
     }
 
-    /// SPEC 5.2 and 4.5 under a race: a user disconnects the client, or its
-    /// organization disables it, while its device (or its code flow) redeems
-    /// a grant on another connection. Whichever commits first, no grant
+    /// SPEC 5.2 and 4.5 under a race: a user disconnects the client, its
+    /// organization disables it, or the user signs out, while its device
+    /// (or its code flow) redeems a grant on another connection. Whichever commits first, no grant
     /// outlives the ending: a family the redemption created is revoked by
     /// the ending that followed it.
     @Test(arguments: GrantEnding.allCases) func anEndingRacingARedemptionLeavesNoLiveGrant(_ ending: GrantEnding) throws {
@@ -347,8 +349,13 @@ import Testing
         var familiesSeen = 0
         for round in 0..<30 {
             let now = h.clock.now
+            let sessionToken = "race-session-\(round)"
+            let session = SessionRecord(idHash: SessionService.hash(sessionToken), userID: userID, csrf: "c", authTime: now / 1000,
+                                        createdAt: now, expiresAt: now + 3_600_000)
+            try h.store.write { try h.store.insertSession(session) }
             let redeem: @Sendable (any Store) throws -> Void
-            if round % 2 == 0 {
+            // A device grant is bound to no session: signing out ends the code flow's.
+            if round % 2 == 0 && ending != .logout {
                 let code = "lkd_race_\(round)"
                 let hash = Base64.urlEncode(Digest.sha256(code))
                 try h.store.write {
@@ -362,10 +369,12 @@ import Testing
                 }
                 redeem = { store in _ = try StoreContractTests.exchange(env, store, GrantType.deviceCode.rawValue, ["device_code": code], client) }
             } else {
+                // Signing out ends only what was granted without offline_access.
+                let scope = ending == .logout ? ["openid"] : ["openid", "offline_access"]
                 let request = AuthorizationRequest(clientID: client, redirectURI: StoreFixture.redirect, redirectURISent: true,
-                                                   scope: ["openid", "offline_access"], state: nil, nonce: nil, codeChallenge: nil, prompt: [], maxAge: nil)
-                let code = try AuthorizationService(env: env, store: h.store).issueCode(request, user: user, authTime: now / 1000, sid: nil,
-                                                                                      scope: ["openid", "offline_access"], consent: .forget, answering: nil)
+                                                   scope: scope, state: nil, nonce: nil, codeChallenge: nil, prompt: [], maxAge: nil)
+                let code = try AuthorizationService(env: env, store: h.store).issueCode(request, user: user, authTime: now / 1000,
+                                                                                      sid: session.sid, scope: scope, consent: .forget, answering: nil)
                 redeem = { store in
                     _ = try StoreContractTests.exchange(env, store, "authorization_code", ["code": code, "redirect_uri": StoreFixture.redirect], client)
                 }
@@ -377,6 +386,7 @@ import Testing
                 switch ending {
                 case .disconnect: _ = try ConnectionService(env: env, store: store).delete(userID: userID, clientID: client)
                 case .disable: try setEnabled(store, false)
+                case .logout: try SessionService(env: env, store: store).logout(sessionToken)
                 }
             }
             switch ending {
@@ -386,6 +396,8 @@ import Testing
             case .disable:
                 // Enabled again, the client gets none of its grants back (the next round needs it enabled too).
                 try setEnabled(h.store, true)
+            case .logout:
+                #expect(try h.store.read { try h.store.session(idHash: session.idHash) } == nil)
             }
             // Every family of the pair is revoked.
             let families = try StoreContractTests.familyIDs(h, userID: userID, clientID: client)
