@@ -250,8 +250,12 @@ public struct ClientRegistry {
     /// they stopped; re-enabled, the secret it had when it was disabled (after
     /// an incident, say) holds its privileged scopes again; so it does when
     /// client_credentials comes back to a client holding privileged scopes.
+    /// Switched to private_key_jwt, the keys it registers, or kept from
+    /// before while it used a secret, become its credential (attacker review,
+    /// session 18: keys stored by a secondary woke after an operator's cut).
     static func givesCredentialPower(from current: Client, to spec: ClientSpec) -> Bool {
         (spec.authMethod == ClientAuthMethod.publicClient.rawValue && !current.isPublic)
+            || (spec.authMethod == ClientAuthMethod.privateKeyJWT.rawValue && current.authMethod != .privateKeyJWT)
             || (current.fapi2 && !spec.fapi2)
             || (current.dpopBoundAccessTokens && !spec.dpopBoundAccessTokens)
             || (current.requirePushedRequests && !spec.requirePushedRequests)

@@ -356,4 +356,47 @@ import Testing
         #expect(h.json("PATCH", "/api/v1/clients/\(otherID)", token: sToken, body: ["token_endpoint_auth_method": "client_secret_basic"],
                        contentType: "application/merge-patch+json").status == 200)
     }
+
+    /// Attacker review, session 18: keys stored on a client that authenticates with a secret (set at its creation by a
+    /// secondary, or by its registration access token while it held no privileged scope) lay dormant; switching the
+    /// method alone to private_key_jwt woke them, unchecked, after an operator had given the client a privileged
+    /// scope and rotated its secret to cut the key holder off. The switch is setting a credential now.
+    @Test func switchingToPrivateKeyJWTWithKeysStoredEarlierIsSettingACredential() throws {
+        let h = try Harness()
+        let full = try h.token()
+        let merge = "application/merge-patch+json"
+        let s = try #require(h.json("POST", "/api/v1/clients", token: full, body: [
+            "client_name": "Secondary", "grant_types": ["client_credentials"], "scope": "clients:read clients:write"]).json)
+        let sToken = try h.token(clientID: try #require(s["client_id"]?.stringValue), secret: try #require(s["client_secret"]?.stringValue))
+        let key = try SigningKey.generate(.es256)
+        let jwks: JSON = ["keys": [try JWK.publicJWK(key, kid: "k1")]]
+
+        // A secondary's client, its keys stored while it uses a secret; then the operator's privileged scope and cut.
+        let made = try #require(h.json("POST", "/api/v1/clients", token: sToken, body: [
+            "client_name": "Worker", "grant_types": ["client_credentials"], "scope": "openid", "jwks": jwks]).json)
+        let worker = try #require(made["client_id"]?.stringValue)
+        #expect(h.json("PATCH", "/api/v1/clients/\(worker)", token: full, body: ["scope": "openid audit:read"], contentType: merge).status == 200)
+        let rotated = h.json("POST", "/api/v1/clients/\(worker)/secret", token: full, body: ["grace_period_seconds": 0])
+        #expect(rotated.status == 200)
+        let switchOver = h.json("PATCH", "/api/v1/clients/\(worker)", token: sToken, body: ["token_endpoint_auth_method": "private_key_jwt"],
+                                contentType: merge)
+        #expect(switchOver.status == 403 && switchOver.json?["code"] == "primary_only", "\(switchOver.status) \(switchOver.bodyText)")
+        let newSecret = try #require(rotated.json?["client_secret"]?.stringValue)
+        #expect(h.form("/oauth2/token", [("grant_type", "client_credentials")], basic: (worker, newSecret)).status == 200, "nothing changed")
+
+        // The same through RFC 7592: keys put while the client held no privileged scope, the method switched after one.
+        let registered = try #require(h.json("POST", "/oauth2/register", token: full, body: [
+            "grant_types": ["client_credentials"], "scope": "openid", "client_name": "Registered", "redirect_uris": []]).json)
+        let id = try #require(registered["client_id"]?.stringValue), rat = try #require(registered["registration_access_token"]?.stringValue)
+        let base: [(String, JSON)] = [("client_id", .string(id)), ("grant_types", ["client_credentials"]), ("client_name", "Registered")]
+        #expect(h.json("PUT", "/oauth2/register/\(id)", token: rat, body: .object(base + [("scope", "openid"), ("jwks", jwks)])).status == 200)
+        #expect(h.json("PATCH", "/api/v1/clients/\(id)", token: full, body: ["scope": "openid audit:read"], contentType: merge).status == 200)
+        let viaToken = h.json("PUT", "/oauth2/register/\(id)", token: rat, body: .object(base + [
+            ("scope", "openid audit:read"), ("jwks", jwks), ("token_endpoint_auth_method", "private_key_jwt")]))
+        #expect(viaToken.status == 400 || viaToken.status == 403, "\(viaToken.status) \(viaToken.bodyText)")
+        #expect(try h.store.read { try h.store.client(id) }?.authMethod == .clientSecretBasic)
+        // The primary may, holding the scope.
+        #expect(h.json("PATCH", "/api/v1/clients/\(worker)", token: full, body: ["token_endpoint_auth_method": "private_key_jwt"],
+                       contentType: merge).status == 200)
+    }
 }
