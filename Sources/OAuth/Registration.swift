@@ -93,6 +93,8 @@ public struct ClientRegistration {
     /// updates (RFC 7592) stay within what an anonymous registration may ask.
     static let anonymousAttribute = "registered_anonymously"
 
+    static func isAnonymous(_ client: Client) -> Bool { client.attributes[anonymousAttribute]?.boolValue == true }
+
     static func checkAnonymousLimits(_ spec: ClientSpec) throws {
         if let extra = spec.scope.first(where: { !ClientRegistration.defaultScope.contains($0) }) {
             throw Refusal.invalidMetadata("scope: an anonymous registration may ask for \(Scopes.join(ClientRegistration.defaultScope)) only, not \(extra)")
@@ -114,14 +116,7 @@ public struct ClientRegistration {
             // One transaction: a client never exists without its registration access token, and a refused
             // registration spends none of the organization's anonymous allowance.
             let issued = try store.write {
-                if caller.actor == ClientRegistration.anonymous {
-                    let limit = try store.organization(caller.organizationID)?.clientLimit ?? 0
-                    let now = env.now()
-                    if let ends = try store.spendAnonymousRegistration(organizationID: caller.organizationID, limit: limit,
-                                                                       windowMillis: ClientRegistration.anonymousWindowMillis, now: now) {
-                        throw Refusal.allowanceSpent(seconds: max(1, (ends - now + 999) / 1000))
-                    }
-                }
+                if caller.actor == ClientRegistration.anonymous { try spendAnonymousWrite(organizationID: caller.organizationID) }
                 let issued = try registry.create(spec, caller: caller)
                 try store.setRegistrationToken(clientID: issued.client.clientID, hash: ClientRegistration.hash(token), at: env.now())
                 return issued
@@ -129,6 +124,17 @@ public struct ClientRegistration {
             return Registered(client: issued.client, secret: issued.secret, registrationToken: token)
         } catch let e as RegistryError {
             throw refusal(e)
+        }
+    }
+
+    /// Inside the write: one of the organization's anonymous writes a day
+    /// (as many as its client limit), or 429 until its window ends.
+    func spendAnonymousWrite(organizationID: String) throws {
+        let limit = try store.organization(organizationID)?.clientLimit ?? 0
+        let now = env.now()
+        if let ends = try store.spendAnonymousWrite(organizationID: organizationID, limit: limit,
+                                                    windowMillis: ClientRegistration.anonymousWindowMillis, now: now) {
+            throw Refusal.allowanceSpent(seconds: max(1, (ends - now + 999) / 1000))
         }
     }
 
@@ -166,6 +172,9 @@ public struct ClientRegistration {
         do {
             return try store.write {
                 let client = try authorized(clientID, token: token)
+                // A client registered anonymously writes within the same allowance as its registration: each
+                // replacement is an audit event and a version, and nothing else bounds them (attacker review, session 18).
+                if ClientRegistration.isAnonymous(client) { try spendAnonymousWrite(organizationID: client.organizationID) }
                 // The secrets the client_secret was verified against are still the client's (no slow hash in here).
                 if let verified, try store.secrets(clientID: clientID).map(\.id) != verified {
                     throw Refusal.invalidMetadata("client_secret: the client's secret changed meanwhile")
@@ -230,7 +239,7 @@ public struct ClientRegistration {
         // The client may have registered anonymously: it may not point Latchkey's POSTs at loopback or an address.
         if sent.backchannelLogoutURI != client.backchannelLogoutURI { try ClientRegistration.checkReachable(sent.backchannelLogoutURI) }
         // And if it did, it stays within what that allowed (attacker review: a PUT gave it client_credentials and API scopes).
-        if client.attributes[ClientRegistration.anonymousAttribute]?.boolValue == true { try ClientRegistration.checkAnonymousLimits(spec) }
+        if ClientRegistration.isAnonymous(client) { try ClientRegistration.checkAnonymousLimits(spec) }
         return spec
     }
 

@@ -67,13 +67,14 @@ public protocol ClientStorage: Transactional {
     func deleteClient(_ id: String) throws
     /// Whether `id` belonged to a client that was deleted: never given again.
     func isClientIDRetired(_ id: String) throws -> Bool
-    /// Counts one anonymous registration (RFC 7591 without an initial access
-    /// token) against the organization's allowance of `limit` a window of
-    /// `windowMillis`: nil when counted; when none is left, the millisecond
-    /// the window ends. Deleting a client gives none back (SPEC 7.1: what an
-    /// anonymous caller can make the server keep, retired ids and audit
-    /// events, is bounded).
-    func spendAnonymousRegistration(organizationID: String, limit: Int, windowMillis: Int64, now: Int64) throws -> Int64?
+    /// Counts one anonymous write (a registration without an initial access
+    /// token, RFC 7591, or a replacement by such a client's registration
+    /// access token, RFC 7592) against the organization's allowance of
+    /// `limit` a window of `windowMillis`: nil when counted; when none is
+    /// left, the millisecond the window ends. Deleting a client gives none
+    /// back (SPEC 7.1: what an anonymous caller can make the server keep,
+    /// retired ids and audit events, is bounded).
+    func spendAnonymousWrite(organizationID: String, limit: Int, windowMillis: Int64, now: Int64) throws -> Int64?
     /// One page of the organization's clients that pass `filter`, oldest first, and how many pass it in all.
     func clients(organizationID: String, filter: ClientFilter, limit: Int, offset: Int) throws -> (clients: [Client], total: Int)
     func touchClient(_ id: String, lastUsedAt: Int64) throws

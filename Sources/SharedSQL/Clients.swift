@@ -152,7 +152,7 @@ extension SQLStatementRunner {
             """, [.text(clientID), .text(jti), .int(expiresAt), .int(now)]) == 1
     }
 
-    public func spendAnonymousRegistration(organizationID: String, limit: Int, windowMillis: Int64, now: Int64) throws -> Int64? {
+    public func spendAnonymousWrite(organizationID: String, limit: Int, windowMillis: Int64, now: Int64) throws -> Int64? {
         // One statement, so two registrations at once cannot both take the last one: a window that began
         // `windowMillis` ago or more starts over with this one; otherwise it counts while some are left.
         let counted = try update("""

@@ -493,7 +493,7 @@ import Testing
         let h = try StoreFixture()
         let org = try Provisioning(env: h.env, store: h.store).createOrganization(name: "Open", clientLimit: 5).organizationID
         let outcomes = race(h, 10) { store, _ in
-            try store.write { try store.spendAnonymousRegistration(organizationID: org, limit: 3, windowMillis: 1_000, now: 10_000) }
+            try store.write { try store.spendAnonymousWrite(organizationID: org, limit: 3, windowMillis: 1_000, now: 10_000) }
         }
         let counted = outcomes.filter { if case .success(nil) = $0 { return true } else { return false } }.count
         #expect(counted == 3, "\(outcomes)")
@@ -503,9 +503,9 @@ import Testing
             case .failure(let e): return (e as? StoreError)?.isTransient == true
             }
         })
-        #expect(try h.store.write { try h.store.spendAnonymousRegistration(organizationID: org, limit: 3, windowMillis: 1_000, now: 10_999) } == 11_000)
-        #expect(try h.store.write { try h.store.spendAnonymousRegistration(organizationID: org, limit: 3, windowMillis: 1_000, now: 11_000) } == nil)
-        #expect(try h.store.write { try h.store.spendAnonymousRegistration(organizationID: org, limit: 3, windowMillis: 1_000, now: 11_001) } == nil)
+        #expect(try h.store.write { try h.store.spendAnonymousWrite(organizationID: org, limit: 3, windowMillis: 1_000, now: 10_999) } == 11_000)
+        #expect(try h.store.write { try h.store.spendAnonymousWrite(organizationID: org, limit: 3, windowMillis: 1_000, now: 11_000) } == nil)
+        #expect(try h.store.write { try h.store.spendAnonymousWrite(organizationID: org, limit: 3, windowMillis: 1_000, now: 11_001) } == nil)
     }
 
     @Test func aRevocationOnOneConnectionIsSeenByEveryOtherAtOnce() throws {

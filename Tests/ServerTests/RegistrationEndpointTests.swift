@@ -122,6 +122,38 @@ import Testing
         #expect(register(h, token: nil).status == 201, "a new window")
     }
 
+    /// Attacker review, session 18: an anonymous client's RFC 7592 replacements, each an audit event and a version,
+    /// were bounded by nginx's write rate alone (about 864k a day per address). They spend the organization's
+    /// anonymous allowance now, as its registration did; a refused one spends none, and a client an initial access
+    /// token registered writes as its organization does.
+    @Test func anAnonymousClientsReplacementsSpendTheAnonymousAllowance() throws {
+        let h = try Harness()
+        let org = try Provisioning(env: h.env, store: h.store).createOrganization(name: "Open", clientLimit: 3)
+        try ClientRegistration.setOpen(true, organizationID: org.organizationID, store: h.store)
+        let created = try #require(register(h, token: nil).json)
+        let id = try #require(created["client_id"]?.stringValue), rat = try #require(created["registration_access_token"]?.stringValue)
+        func replace(_ name: String, scope: String = "openid") -> Response {
+            h.json("PUT", "/oauth2/register/\(id)", token: rat,
+                   body: ["client_id": .string(id), "redirect_uris": ["https://rp.example/cb"], "client_name": .string(name), "scope": .string(scope)])
+        }
+        #expect(replace("refused", scope: "openid clients:write").status == 400, "refused: spends nothing")
+        #expect(replace("first").status == 200)
+        #expect(replace("second").status == 200)
+        let spent = replace("third")
+        #expect(spent.status == 429 && spent.json?["error"] == "temporarily_unavailable" && spent.headers[.retryAfter] == "86400", "\(spent.bodyText)")
+        #expect(try h.store.read { try h.store.client(id) }?.name == "second", "the refused replacement changed nothing")
+        #expect(register(h, token: nil).status == 429, "registrations share the allowance")
+        // A client registered with an initial access token is its organization's business.
+        let managed = try #require(register(h, token: try h.token()).json)
+        let managedID = try #require(managed["client_id"]?.stringValue)
+        for name in ["a", "b", "c", "d"] {
+            #expect(h.json("PUT", "/oauth2/register/\(managedID)", token: try #require(managed["registration_access_token"]?.stringValue),
+                           body: ["client_id": .string(managedID), "redirect_uris": ["https://rp.example/cb"], "client_name": .string(name)]).status == 200)
+        }
+        h.clock.advance(seconds: 86_400)
+        #expect(replace("a new window").status == 200)
+    }
+
     /// Attacker review, session 17: an operator who rotated a registered client's secret (its configuration leaked)
     /// or took a grant, scope or redirect URI from it was undone by the registration access token kept beside that
     /// secret (a PUT switching the method back got a new secret; a PUT put the URI back). The operator's cut ends the
