@@ -410,6 +410,53 @@ import Testing
         #expect(familiesSeen > 0)
     }
 
+    /// RFC 6749 §4.1.2 under a race (attacker review, session 18): the same
+    /// code (or device code) redeemed on two nodes at once. One redemption
+    /// wins; the other, which read it unspent and lost the race to it,
+    /// revokes what the winner issued, as a replay after it does.
+    @Test func aCodeRedeemedTwiceAtOnceRevokesWhatTheWinnerIssued() throws {
+        let h = try StoreFixture()
+        let userID = try h.user()
+        let (client, _) = try h.app(grantTypes: [.authorizationCode, .deviceCode, .refreshToken])
+        let user = try #require(try h.store.read { try h.store.user(id: userID) })
+        let env = h.env
+        for round in 0..<16 {
+            let now = h.clock.now
+            let redeem: @Sendable (any Store) throws -> TokenResponse
+            if round % 2 == 0 {
+                let code = "lkd_twice_\(round)"
+                let hash = Base64.urlEncode(Digest.sha256(code))
+                try h.store.write {
+                    _ = try h.store.insertDeviceCode(DeviceCodeRecord(deviceCodeHash: hash, userCodeHash: "twice-user-\(round)", clientID: client,
+                                                                      scope: ["openid", "offline_access"], createdAt: now, expiresAt: now + 600_000,
+                                                                      interval: 5))
+                    _ = try h.store.answerDeviceCode(hash: hash, status: .approved, userID: userID, scope: ["openid", "offline_access"],
+                                                     authTime: now / 1000, now: now)
+                    try h.store.upsertConnection(UserConnection(userID: userID, clientID: client, rememberedScope: [], grantedScope: ["openid"],
+                                                                authTime: now / 1000, accessTime: now, createdAt: now))
+                }
+                redeem = { store in try StoreContractTests.exchange(env, store, GrantType.deviceCode.rawValue, ["device_code": code], client) }
+            } else {
+                let request = AuthorizationRequest(clientID: client, redirectURI: StoreFixture.redirect, redirectURISent: true,
+                                                   scope: ["openid", "offline_access"], state: nil, nonce: nil, codeChallenge: nil, prompt: [], maxAge: nil)
+                let code = try AuthorizationService(env: env, store: h.store).issueCode(request, user: user, authTime: now / 1000, sid: nil,
+                                                                                      scope: ["openid", "offline_access"], consent: .forget, answering: nil)
+                redeem = { store in
+                    try StoreContractTests.exchange(env, store, "authorization_code", ["code": code, "redirect_uri": StoreFixture.redirect], client)
+                }
+            }
+            let outcomes = race(h, 2) { store, _ in try redeem(store) }
+            let issued = outcomes.compactMap { try? $0.get() }
+            #expect(issued.count == 1, "round \(round): \(outcomes)")
+            // What the winner issued is revoked: its refresh token's family.
+            for response in issued {
+                let refresh = try #require(response.refreshToken)
+                let family = try #require(try h.store.read { try h.store.refreshToken(hash: Base64.urlEncode(Digest.sha256(refresh))) }?.familyID)
+                #expect(try h.store.read { try h.store.isFamilyRevoked(id: family) }, "round \(round): the winner's tokens outlived the second redemption")
+            }
+        }
+    }
+
     /// Enables or disables `client` as its organization's primary does, on the store given.
     static func settingEnabled(_ h: StoreFixture, _ client: String) throws -> @Sendable (any Store, Bool) throws -> Void {
         let env = h.env, admin = try h.caller(), hasher = try Provisioning.secretHasher(store: h.store, env: env)

@@ -49,10 +49,13 @@ public struct AuthorizationCodeGrant: Grant {
         }
         // The proof is recorded once the code is known to be this client's (RFC 9449 §11.1; nothing stored for a made-up one).
         guard try s.useProof(request) else { return .refused(.proofReplayed) }
-        if record.consumedAt != nil {
-            // RFC 6749 §4.1.2: a second redemption revokes what the first one issued.
-            if let family = record.familyID { try s.store.revokeFamily(id: family, at: now) }
-            return .refused(.invalidGrant(detail: "code replayed"))
+        if record.consumedAt != nil || !claim.claimed {
+            // RFC 6749 §4.1.2: a second redemption revokes what the first one issued. One that read the code unspent
+            // and lost the race to it (another node's redemption held the row until it committed) reads the family
+            // the winner wrote, now committed (attacker review, session 18: the winner's tokens stayed live).
+            let family = record.consumedAt != nil ? record.familyID : try s.store.code(hash: record.codeHash)?.familyID
+            if let family { try s.store.revokeFamily(id: family, at: now) }
+            return .refused(.invalidGrant(detail: record.consumedAt != nil ? "code replayed" : "code consumed concurrently"))
         }
         guard record.expiresAt > now else { return .refused(.invalidGrant(detail: "code expired")) }
         if record.redirectURISent || redirectURI != nil {
@@ -75,8 +78,6 @@ public struct AuthorizationCodeGrant: Grant {
         guard try s.store.connection(userID: record.userID, clientID: client.clientID) != nil else {
             return .refused(.invalidGrant(detail: "the user disconnected the client"))
         }
-        // Unspent when read, yet consumed by a transaction that won the race to it.
-        guard claim.claimed else { return .refused(.invalidGrant(detail: "code consumed concurrently")) }
         guard let user = try s.store.user(id: record.userID) else { return .refused(.invalidGrant(detail: "user gone")) }
         // Back-Channel Logout 1.0 §2.7: a grant without offline_access ends with the session it was made in.
         let endsWithSession = scope.contains("offline_access") ? nil : record.sid
