@@ -30,10 +30,18 @@ public final class KeyRing {
     func refresh() throws {
         // In a read of its own when called outside one (a signature after a
         // grant's write): the request's memo answers it.
-        let (version, records, chosen): (String, [SigningKeyRecord]?, String?) = try store.read {
-            let version = try store.meta("keys_version") ?? "0"
-            guard version != loadedVersion else { return (version, nil, nil) }
-            return (version, try store.signingKeys(), try store.meta(KeyManagement.accessAlgorithmMeta))
+        let version: String, records: [SigningKeyRecord]?, chosen: String?
+        do {
+            (version, records, chosen) = try store.read {
+                let version = try store.meta("keys_version") ?? "0"
+                guard version != loadedVersion else { return (version, nil, nil) }
+                return (version, try store.signingKeys(), try store.meta(KeyManagement.accessAlgorithmMeta))
+            }
+        } catch let error as StoreError where error.isTransient && loadedVersion != nil {
+            // The database gone a moment: the keys loaded last still sign (a key rotated out stays published
+            // 24 hours, so what they sign verifies). A grant that committed just before is answered, not 503
+            // (its client's retry would be a replay that revokes it; attacker review, session 18).
+            return
         }
         guard let records else { return }
         let now = env.now()

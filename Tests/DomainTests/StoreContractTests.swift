@@ -4,6 +4,7 @@ import Foundation
 import SQLiteStore
 import OAuth
 import Synchronization
+import Postgres
 import PostgresStore
 import TestSupport
 import Testing
@@ -455,6 +456,32 @@ import Testing
                 #expect(try h.store.read { try h.store.isFamilyRevoked(id: family) }, "round \(round): the winner's tokens outlived the second redemption")
             }
         }
+    }
+
+    /// What an ID token says of the user is read inside the grant's
+    /// transaction (attacker review, session 18): read after the commit, a
+    /// failure (here the profiles' table locked past the statement's lock
+    /// timeout, as a database gone a moment) answered 503 for a code already
+    /// spent, and the client's retry was a replay that revoked the grant.
+    @Test(.enabled(if: TestStore.kind == .postgres, "a table lock from another session is PostgreSQL's"))
+    func aRedemptionThatFailsReadingTheProfileLeavesItsCodeUnspent() throws {
+        let h = try StoreFixture()
+        let userID = try h.user()
+        let (client, _) = try h.app()
+        let user = try #require(try h.store.read { try h.store.user(id: userID) })
+        let scope = ["openid", "profile"]
+        let request = AuthorizationRequest(clientID: client, redirectURI: StoreFixture.redirect, redirectURISent: true,
+                                           scope: scope, state: nil, nonce: nil, codeChallenge: nil, prompt: [], maxAge: nil)
+        let code = try AuthorizationService(env: h.env, store: h.store).issueCode(request, user: user, authTime: h.clock.now / 1000, sid: nil,
+                                                                                scope: scope, consent: .forget, answering: nil)
+        let parameters = ["code": code, "redirect_uri": StoreFixture.redirect]
+        let locker = try PGConnection(try #require(h.postgres).url)
+        try locker.run("BEGIN")
+        try locker.run("LOCK TABLE user_profiles IN ACCESS EXCLUSIVE MODE")
+        #expect(throws: StoreError.self) { try Self.exchange(h.env, h.store, "authorization_code", parameters, client) }
+        try locker.run("ROLLBACK")
+        let retried = try Self.exchange(h.env, h.store, "authorization_code", parameters, client)
+        #expect(retried.idToken != nil)
     }
 
     /// Enables or disables `client` as its organization's primary does, on the store given.

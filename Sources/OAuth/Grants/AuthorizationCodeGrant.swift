@@ -87,7 +87,8 @@ public struct AuthorizationCodeGrant: Grant {
                                             issue: s.issuesRefreshToken(client, scope: scope), jkt: request.dpopJKT)
         return .issued(TokenService.Issuance(client: client, userID: user.id, user: user, scope: scope, authTime: record.authTime, familyID: familyID,
                                 nonce: record.nonce, refreshToken: refresh, idToken: scope.contains("openid"), sid: record.sid,
-                                acr: record.claims?.wantsACR == true, jkt: request.dpopJKT))
+                                acr: record.claims?.wantsACR == true, jkt: request.dpopJKT,
+                                profile: try s.profileForIDToken(user, scope: scope)))
     }
 }
 

@@ -63,7 +63,8 @@ public struct DeviceCodeGrant: Grant {
                                                   signedInAt: now / 1000)
             return .issued(TokenService.Issuance(client: client, userID: user.id, user: user, scope: scope, authTime: authTime,
                                                  familyID: familyID, nonce: nil, refreshToken: refresh, idToken: scope.contains("openid"),
-                                                 sid: nil, acr: false, jkt: request.dpopJKT))
+                                                 sid: nil, acr: false, jkt: request.dpopJKT,
+                                                 profile: try s.profileForIDToken(user, scope: scope)))
         }
         switch outcome {
         case let .issued(issuance): return try s.sign(issuance)

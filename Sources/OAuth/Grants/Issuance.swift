@@ -33,6 +33,17 @@ extension TokenService {
         var acr: Bool
         /// The DPoP key the access token is bound to.
         var jkt: String? = nil
+        /// The user's profile for the ID token's claims, read inside the grant's transaction (`profileForIDToken`).
+        var profile: UserProfile? = nil
+    }
+
+    /// What an ID token for `scope` will say of the user beyond `User`, read
+    /// inside the grant's transaction: nothing is read once it has committed,
+    /// for a read failing then (the database gone a moment) would answer 503
+    /// for a grant that exists, and the client's retry would be a replay that
+    /// revokes it (attacker review, session 18).
+    func profileForIDToken(_ user: User, scope: [String]) throws -> UserProfile? {
+        scope.contains("openid") && UserProfile.needed(for: scope) ? try store.userProfile(userID: user.id) : nil
     }
 
     /// Signs the access token (and the ID token) of a committed grant.
@@ -102,8 +113,7 @@ extension TokenService {
         // Latchkey signs users in with a password only (RFC 8176), the one context it names (OIDC Core §2 acr).
         claims.append(("amr", ["pwd"]))
         if i.acr { claims.append(("acr", .string(ClaimsRequest.passwordACR))) }
-        let profile = UserProfile.needed(for: scope) ? try store.read { try store.userProfile(userID: user.id) } : nil
-        claims += UserProfile.claims(user, profile, scope: scope)
+        claims += UserProfile.claims(user, i.profile, scope: scope)
         return try JWS.sign(payload: .object(claims), key: key, kid: kid, typ: "JWT")
     }
 }
