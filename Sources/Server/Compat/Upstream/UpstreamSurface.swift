@@ -42,8 +42,9 @@ enum UpstreamSurface {
         }
     }
 
-    /// HTTP Basic with a client holding providers:manage; anything else is 403
-    /// (401 with a challenge when no credentials were sent).
+    /// HTTP Basic with a client holding providers:manage and the
+    /// client_credentials grant; anything else is 403 (401 with a challenge
+    /// when no credentials were sent).
     static func caller(_ request: Request, _ ctx: RequestContext) throws -> Caller {
         switch BasicCredentials.parse(request.headers.value(.authorization), formDecode: false) {
         case .absent:
@@ -60,7 +61,9 @@ enum UpstreamSurface {
             } catch let e as OAuthError where e.status == 401 {
                 throw Failure(status: 403, message: prohibited)
             }
-            guard client.scope.contains(scope) else { throw Failure(status: 403, message: prohibited) }
+            // The client acting as itself, as a client_credentials token would (SPEC 3): an operator who took that
+            // grant away to end a client's management power ended this too (attacker review, session 18).
+            guard client.scope.contains(scope), client.grantTypes.contains(.clientCredentials) else { throw Failure(status: 403, message: prohibited) }
             return Caller(client: client, scopes: client.scope, requestID: request.requestID, surface: Surface.upstream.rawValue)
         }
     }
