@@ -116,6 +116,38 @@ def test_scripts_run_with_postgres_two_nodes(tmp_path):
             r = requests.post(issuer + "/oauth2/introspect", data={"token": token}, auth=(bootstrap["client_id"], bootstrap["client_secret"]))
             assert r.json()["active"] is True
         assert not (state / "latchkey.db").exists(), "the SQLite file must not be used with PostgreSQL"
+        # SPEC 9: one node killed, the other serves and the first comes back (attacker review, session 18: the
+        # whole stack stopped with it).
+        def node_pid(n):
+            found = subprocess.run(["pgrep", "-f", f"unix:{state}/run/latchkey-{n}.sock"], capture_output=True, text=True).stdout.split()
+            return int(found[0]) if found else None
+        killed = node_pid(1)
+        os.kill(killed, signal.SIGKILL)
+        # Until its last thread is gone its socket takes connections: a POST sent into it then is a 502 nginx
+        # must not replay (it may have reached a worker). Once the socket refuses them, nginx moves on.
+        def refused(path):
+            with socket.socket(socket.AF_UNIX) as s:
+                try:
+                    s.connect(str(path))
+                    return False
+                except ConnectionRefusedError:
+                    return True
+        while not refused(state / "run" / "latchkey-1.sock"):
+            time.sleep(0.01)
+        for _ in range(20):
+            r = requests.post(issuer + "/oauth2/introspect", data={"token": token}, auth=(bootstrap["client_id"], bootstrap["client_secret"]))
+            assert r.status_code == 200 and r.json()["active"] is True
+        deadline = time.time() + 15
+        while time.time() < deadline and node_pid(1) in (None, killed):
+            time.sleep(0.2)
+        assert node_pid(1) not in (None, killed), "node 1 was not started again"
+        assert proc.poll() is None, "scripts/run ended with its node"
+        for _ in range(50):
+            if (state / "run" / "latchkey-1.sock").exists():
+                break
+            time.sleep(0.1)
+        for _ in range(6):
+            assert requests.get(issuer + "/healthz").status_code == 200
     finally:
         stop(proc, port)
     assert not (state / "postgres" / "data" / "postmaster.pid").exists(), "PostgreSQL still running after Ctrl-C"
