@@ -4,9 +4,15 @@ import OAuth
 
 enum SystemEndpoints {
     /// 200 once the database answers and a signing key exists; 503 otherwise.
+    /// Ready: the store answers (a read of its own, which on PostgreSQL is
+    /// a round trip: the key ring signs on with the keys it loaded while the
+    /// database is gone a moment, so it says nothing of it) and a key signs.
+    /// Otherwise 503 with `Retry-After`, as every other answer then.
     static func health(_ request: Request, _ ctx: RequestContext) throws -> Response {
-        let ready = (try? ctx.keys.signingKey()) != nil
-        return Response.json(["status": ready ? "ok" : "unavailable"], status: ready ? 200 : 503).noStore()
+        let ready = (try? ctx.store.read { try ctx.store.meta("keys_version") }) != nil && (try? ctx.keys.signingKey()) != nil
+        var response = Response.json(["status": ready ? "ok" : "unavailable"], status: ready ? 200 : 503).noStore()
+        if !ready { response.headers[.retryAfter] = "1" }
+        return response
     }
 
     /// Prometheus text metrics of this node. nginx serves the path only to

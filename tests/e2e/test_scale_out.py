@@ -183,6 +183,9 @@ def test_a_postgresql_restart_under_load_costs_503s_never_500s_or_hangs(pg_stack
         r = requests.post(stack.url("/oauth2/token"), data={"grant_type": "client_credentials"}, auth=(stack.client_id, stack.client_secret),
                           timeout=15)
         assert r.status_code == 503 and r.headers.get("Retry-After") and time.monotonic() - started < 8
+        # The health check says so too, with Retry-After (attacker review, session 18).
+        health = requests.get(stack.url("/healthz"), timeout=15)
+        assert health.status_code == 503 and health.headers.get("Retry-After") == "1", health.text
         time.sleep(1)
         subprocess.run([str(ROOT / "scripts" / "pg-cluster"), "start", str(cluster.directory)], check=True, capture_output=True)
         deadline = time.monotonic() + 15
