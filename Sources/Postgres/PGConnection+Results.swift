@@ -23,7 +23,9 @@ extension PGConnection {
             while PQisBusy(c) == 1 {
                 let left = deadline - PGConnection.nowMillis()
                 guard left > 0, lk_pq_wait_readable(c, Int32(left)) == 1, PQconsumeInput(c) == 1 else {
-                    let timedOut = left <= 0
+                    // The wait may have ended at the deadline itself (poll's own timeout): that is no answer too.
+                    let timedOut = PGConnection.nowMillis() >= deadline
+                    if timedOut { noAnswerAt = PGConnection.nowMillis() }
                     drop()
                     throw PGError(sqlstate: nil, message: timedOut ? "no answer within \(timeoutMillis) ms" : "connection lost",
                                   isConnectionFailure: true)

@@ -18,6 +18,16 @@ public final class PGConnection {
     public private(set) var roundTrips = 0
     /// How many times the connection was (re)established.
     public private(set) var connects = 0
+    /// When the server last gave no answer within the deadline (a hung
+    /// server or network). Until `mayReconnect()`, or one more deadline has
+    /// passed, `connect()` fails at once: a caller making several statements
+    /// waits one deadline in all, not one more for each reconnect (a connect
+    /// to a hung server waits out its own timeout).
+    var noAnswerAt: Int64?
+
+    /// Lets the next statement reconnect at once after a deadline passed
+    /// (the store calls it as each request begins).
+    public func mayReconnect() { noAnswerAt = nil }
 
     /// `conninfo`: a `postgresql://` URI or `key=value` pairs (libpq's forms).
     public init(_ conninfo: String, timeoutMillis: Int = 3_000) throws {
@@ -31,6 +41,10 @@ public final class PGConnection {
     public var isConnected: Bool { conn.map { PQstatus($0) == CONNECTION_OK } ?? false }
 
     func connect() throws {
+        if let at = noAnswerAt, PGConnection.nowMillis() - at < Int64(timeoutMillis) {
+            throw PGError(sqlstate: nil, message: "no answer within \(timeoutMillis) ms a moment ago; not reconnecting yet", isConnectionFailure: true)
+        }
+        noAnswerAt = nil
         if let conn { PQfinish(conn) }
         conn = nil
         prepared = [:]

@@ -126,6 +126,8 @@ extension PostgresStore {
 
     public func beginRequest() {
         inRequest = true
+        // A request after one that waited out its deadline connects again at once (within one, it does not).
+        db.mayReconnect()
         if !inBatch { validated = false }
         along = AlongRows()
     }

@@ -73,12 +73,24 @@ struct PostgresTests {
             try c.execute("SELECT pg_sleep(5)")
             Issue.record("pg_sleep(5) answered within 500 ms")
         } catch let e as PGError {
-            #expect(e.isConnectionFailure)
+            #expect(e.isConnectionFailure && e.message == "no answer within 500 ms")
         }
         #expect(Date().timeIntervalSince(started) < 3)
         #expect(!c.isConnected)
+        // Not at once again (attacker review, session 18: a hung server cost a request its statement's deadline and
+        // then a reconnect's): within one more deadline the next statement fails without trying...
+        let again = Date()
+        #expect(throws: PGError.self) { try c.execute("SELECT 1::bigint") }
+        #expect(Date().timeIntervalSince(again) < 0.2 && c.connects == 1)
+        // ...until the caller says a new attempt may begin (a new request), or that deadline has passed.
+        c.mayReconnect()
         #expect(try c.execute("SELECT $1::bigint + 1", [.int(41)]).rows.first?.int(0) == 42)
         #expect(c.connects == 2)
+        try c.run("SET statement_timeout = 0")
+        #expect(throws: PGError.self) { try c.execute("SELECT pg_sleep(5)") }
+        Thread.sleep(forTimeInterval: 0.6)
+        #expect(try c.execute("SELECT 3::bigint").rows.first?.int(0) == 3)
+        #expect(c.connects == 3)
     }
 
     @Test func aTerminatedSessionIsAConnectionFailureThenReconnects() throws {
