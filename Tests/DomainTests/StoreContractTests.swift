@@ -345,7 +345,7 @@ import Testing
         let userID = try h.user()
         let (client, _) = try h.app(grantTypes: [.authorizationCode, .deviceCode, .refreshToken])
         let user = try #require(try h.store.read { try h.store.user(id: userID) })
-        let env = h.env, factory = h.storeFactory
+        let env = h.env
         let setEnabled = try Self.settingEnabled(h, client)
         var familiesSeen = 0
         for round in 0..<30 {
@@ -354,34 +354,11 @@ import Testing
             let session = SessionRecord(idHash: SessionService.hash(sessionToken), userID: userID, csrf: "c", authTime: now / 1000,
                                         createdAt: now, expiresAt: now + 3_600_000)
             try h.store.write { try h.store.insertSession(session) }
-            let redeem: @Sendable (any Store) throws -> Void
-            // A device grant is bound to no session: signing out ends the code flow's.
-            if round % 2 == 0 && ending != .logout {
-                let code = "lkd_race_\(round)"
-                let hash = Base64.urlEncode(Digest.sha256(code))
-                try h.store.write {
-                    _ = try h.store.insertDeviceCode(DeviceCodeRecord(deviceCodeHash: hash, userCodeHash: "race-user-\(round)", clientID: client,
-                                                                      scope: ["openid", "offline_access"], createdAt: now, expiresAt: now + 600_000,
-                                                                      interval: 5))
-                    _ = try h.store.answerDeviceCode(hash: hash, status: .approved, userID: userID, scope: ["openid", "offline_access"],
-                                                     authTime: now / 1000, now: now)
-                    try h.store.upsertConnection(UserConnection(userID: userID, clientID: client, rememberedScope: [], grantedScope: ["openid"],
-                                                                authTime: now / 1000, accessTime: now, createdAt: now))
-                }
-                redeem = { store in _ = try StoreContractTests.exchange(env, store, GrantType.deviceCode.rawValue, ["device_code": code], client) }
-            } else {
-                // Signing out ends only what was granted without offline_access.
-                let scope = ending == .logout ? ["openid"] : ["openid", "offline_access"]
-                let request = AuthorizationRequest(clientID: client, redirectURI: StoreFixture.redirect, redirectURISent: true,
-                                                   scope: scope, state: nil, nonce: nil, codeChallenge: nil, prompt: [], maxAge: nil)
-                let code = try AuthorizationService(env: env, store: h.store).issueCode(request, user: user, authTime: now / 1000,
-                                                                                      sid: session.sid, scope: scope, consent: .forget, answering: nil)
-                redeem = { store in
-                    _ = try StoreContractTests.exchange(env, store, "authorization_code", ["code": code, "redirect_uri": StoreFixture.redirect], client)
-                }
-            }
+            // A device grant is bound to no session, and signing out ends only what was granted without offline_access.
+            let redeem = try Self.redemption(h, client: client, user: user, device: round % 2 == 0 && ending != .logout, name: "race-\(round)",
+                                             scope: ending == .logout ? ["openid"] : ["openid", "offline_access"], sid: session.sid)
             _ = race(h, 2) { store, i in
-                if i == 0 { try redeem(store); return }
+                if i == 0 { _ = try redeem(store); return }
                 // The ending starts a little later each round, to land anywhere inside the redemption's transaction.
                 usleep(UInt32(round % 10) * 250)
                 switch ending {
@@ -420,32 +397,9 @@ import Testing
         let userID = try h.user()
         let (client, _) = try h.app(grantTypes: [.authorizationCode, .deviceCode, .refreshToken])
         let user = try #require(try h.store.read { try h.store.user(id: userID) })
-        let env = h.env
         for round in 0..<16 {
-            let now = h.clock.now
-            let redeem: @Sendable (any Store) throws -> TokenResponse
-            if round % 2 == 0 {
-                let code = "lkd_twice_\(round)"
-                let hash = Base64.urlEncode(Digest.sha256(code))
-                try h.store.write {
-                    _ = try h.store.insertDeviceCode(DeviceCodeRecord(deviceCodeHash: hash, userCodeHash: "twice-user-\(round)", clientID: client,
-                                                                      scope: ["openid", "offline_access"], createdAt: now, expiresAt: now + 600_000,
-                                                                      interval: 5))
-                    _ = try h.store.answerDeviceCode(hash: hash, status: .approved, userID: userID, scope: ["openid", "offline_access"],
-                                                     authTime: now / 1000, now: now)
-                    try h.store.upsertConnection(UserConnection(userID: userID, clientID: client, rememberedScope: [], grantedScope: ["openid"],
-                                                                authTime: now / 1000, accessTime: now, createdAt: now))
-                }
-                redeem = { store in try StoreContractTests.exchange(env, store, GrantType.deviceCode.rawValue, ["device_code": code], client) }
-            } else {
-                let request = AuthorizationRequest(clientID: client, redirectURI: StoreFixture.redirect, redirectURISent: true,
-                                                   scope: ["openid", "offline_access"], state: nil, nonce: nil, codeChallenge: nil, prompt: [], maxAge: nil)
-                let code = try AuthorizationService(env: env, store: h.store).issueCode(request, user: user, authTime: now / 1000, sid: nil,
-                                                                                      scope: ["openid", "offline_access"], consent: .forget, answering: nil)
-                redeem = { store in
-                    try StoreContractTests.exchange(env, store, "authorization_code", ["code": code, "redirect_uri": StoreFixture.redirect], client)
-                }
-            }
+            let redeem = try Self.redemption(h, client: client, user: user, device: round % 2 == 0, name: "twice-\(round)",
+                                             scope: ["openid", "offline_access"])
             let outcomes = race(h, 2) { store, _ in try redeem(store) }
             let issued = outcomes.compactMap { try? $0.get() }
             #expect(issued.count == 1, "round \(round): \(outcomes)")
@@ -523,6 +477,31 @@ import Testing
             }
         }
         #expect(try StoreContractTests.familyIDs(h, userID: userID, clientID: client).isEmpty)
+    }
+
+    /// A grant of `user` to `client` ready to be redeemed on any connection:
+    /// a device code the user approved (`device`), or a code issued in the
+    /// session `sid`; the closure redeems it.
+    static func redemption(_ h: StoreFixture, client: String, user: User, device: Bool, name: String, scope: [String],
+                           sid: String? = nil) throws -> @Sendable (any Store) throws -> TokenResponse {
+        let env = h.env, now = h.clock.now
+        if device {
+            let code = "lkd_\(name)"
+            let hash = Base64.urlEncode(Digest.sha256(code))
+            try h.store.write {
+                _ = try h.store.insertDeviceCode(DeviceCodeRecord(deviceCodeHash: hash, userCodeHash: "user-\(name)", clientID: client, scope: scope,
+                                                                  createdAt: now, expiresAt: now + 600_000, interval: 5))
+                _ = try h.store.answerDeviceCode(hash: hash, status: .approved, userID: user.id, scope: scope, authTime: now / 1000, now: now)
+                try h.store.upsertConnection(UserConnection(userID: user.id, clientID: client, rememberedScope: [], grantedScope: scope,
+                                                            authTime: now / 1000, accessTime: now, createdAt: now))
+            }
+            return { store in try StoreContractTests.exchange(env, store, GrantType.deviceCode.rawValue, ["device_code": code], client) }
+        }
+        let request = AuthorizationRequest(clientID: client, redirectURI: StoreFixture.redirect, redirectURISent: true,
+                                           scope: scope, state: nil, nonce: nil, codeChallenge: nil, prompt: [], maxAge: nil)
+        let code = try AuthorizationService(env: env, store: h.store).issueCode(request, user: user, authTime: now / 1000, sid: sid, scope: scope,
+                                                                              consent: .forget, answering: nil)
+        return { store in try StoreContractTests.exchange(env, store, "authorization_code", ["code": code, "redirect_uri": StoreFixture.redirect], client) }
     }
 
     static func exchange(_ env: OAuth.Environment, _ store: any Store, _ grantType: String, _ parameters: [String: String], _ client: String) throws -> TokenResponse {
