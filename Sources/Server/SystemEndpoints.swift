@@ -3,11 +3,10 @@ import HTTPCore
 import OAuth
 
 enum SystemEndpoints {
-    /// 200 once the database answers and a signing key exists; 503 otherwise.
-    /// Ready: the store answers (a read of its own, which on PostgreSQL is
-    /// a round trip: the key ring signs on with the keys it loaded while the
-    /// database is gone a moment, so it says nothing of it) and a key signs.
-    /// Otherwise 503 with `Retry-After`, as every other answer then.
+    /// 200 once the database answers (a read of its own, on PostgreSQL a
+    /// round trip: the key ring signs on with the keys it loaded while the
+    /// database is gone a moment, so a key says nothing of it) and a signing
+    /// key exists; otherwise 503 with `Retry-After`, as every answer then.
     static func health(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let ready = (try? ctx.store.read { try ctx.store.meta("keys_version") }) != nil && (try? ctx.keys.signingKey()) != nil
         var response = Response.json(["status": ready ? "ok" : "unavailable"], status: ready ? 200 : 503).noStore()
