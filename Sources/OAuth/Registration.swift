@@ -236,10 +236,13 @@ public struct ClientRegistration {
         spec.fapi2 = client.fapi2 || sent.fapi2
         spec.dpopBoundAccessTokens = client.dpopBoundAccessTokens || sent.dpopBoundAccessTokens
         spec.requirePushedRequests = client.requirePushedRequests || sent.requirePushedRequests
-        // The client may have registered anonymously: it may not point Latchkey's POSTs at loopback or an address.
-        if sent.backchannelLogoutURI != client.backchannelLogoutURI { try ClientRegistration.checkReachable(sent.backchannelLogoutURI) }
-        // And if it did, it stays within what that allowed (attacker review: a PUT gave it client_credentials and API scopes).
-        if ClientRegistration.isAnonymous(client) { try ClientRegistration.checkAnonymousLimits(spec) }
+        // A client registered anonymously stays within what that allowed: Latchkey's POSTs never at loopback or an
+        // address, and (attacker review: a PUT gave it client_credentials and API scopes) no more than such a
+        // registration may ask. One registered with an initial access token may name any URI, as it did then.
+        if ClientRegistration.isAnonymous(client) {
+            if sent.backchannelLogoutURI != client.backchannelLogoutURI { try ClientRegistration.checkReachable(sent.backchannelLogoutURI) }
+            try ClientRegistration.checkAnonymousLimits(spec)
+        }
         return spec
     }
 

@@ -40,6 +40,14 @@ import Testing
                                       "backchannel_logout_session_required": true])
         #expect(withToken.status == 201 && withToken.json?["backchannel_logout_uri"] == "http://127.0.0.1:9/bcl", "\(withToken.bodyText)")
         #expect(withToken.json?["backchannel_logout_session_required"] == true)
+        // Its registration access token may move it as the initial access token could place it (review, session 18:
+        // a replacement held it to the anonymous rule).
+        let registered = try #require(withToken.json)
+        let registeredID = try #require(registered["client_id"]?.stringValue)
+        let replaced = h.json("PUT", "/oauth2/register/\(registeredID)", token: try #require(registered["registration_access_token"]?.stringValue),
+                              body: ["client_id": .string(registeredID), "redirect_uris": ["https://rp.example/cb"],
+                                     "backchannel_logout_uri": "http://127.0.0.1:9/other"])
+        #expect(replaced.status == 200 && replaced.json?["backchannel_logout_uri"] == "http://127.0.0.1:9/other", "\(replaced.bodyText)")
         try h.store.write { try h.store.setMeta(ClientRegistration.openOrganizationMeta, h.primary.organizationID) }
         // Attacker review, session 10: IPv4 in the other spellings a resolver takes, and localhost names.
         for uri in ["http://127.0.0.1:9/bcl", "https://localhost/bcl", "https://10.0.0.5/bcl", "https://[::1]/bcl",
