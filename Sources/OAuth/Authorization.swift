@@ -252,10 +252,14 @@ public struct AuthorizationService {
             return .consent(requestID: requestID)
         }
         do {
-            return .respond(try grant(stored, user: user, authTime: session!.session.authTime, sid: session!.session.sid,
+            return .respond(try grant(stored, user: user, authTime: session!.session.authTime, session: session!.session,
                                       scope: request.scope, consent: .keep))
         } catch ConsentError.clientChanged {
             return .errorPage(ConsentError.clientChangedMessage)
+        } catch ConsentError.loginRequired {
+            // Signed out while this was being answered: as if the browser had not been signed in.
+            if request.prompt.contains("none") { return try answerWithError(stored, "login_required", "The user is not signed in.") }
+            return .login(requestID: requestID, loginHint: request.loginHint)
         }
     }
 
@@ -282,9 +286,10 @@ public struct AuthorizationService {
 
     /// Answers the request with a code for `scope` (a subset of what was
     /// asked), records the connection, and returns the client's response.
-    func grant(_ stored: StoredAuthorizationRequest, user: User, authTime: Int64, sid: String?, scope: [String],
+    func grant(_ stored: StoredAuthorizationRequest, user: User, authTime: Int64, session: SessionRecord?, scope: [String],
                consent: RememberedConsent) throws -> AuthorizationResponse {
-        let code = try issueCode(stored.request, user: user, authTime: authTime, sid: sid, scope: scope, consent: consent, answering: stored.idHash)
+        let code = try issueCode(stored.request, user: user, authTime: authTime, session: session, scope: scope, consent: consent,
+                                 answering: stored.idHash)
         return AuthorizationResponse(redirectURI: stored.request.redirectURI, parameters: [("code", code), ("state", stored.request.state), ("iss", env.issuer)],
                                      mode: stored.request.responseMode)
     }
@@ -302,18 +307,21 @@ public struct AuthorizationService {
 
     /// Issues a single-use, 60-second code and records the connection, in one
     /// transaction; `answering` marks a stored request answered (once).
-    /// `sid`: the session signing in (nil for a user's token on the app
-    /// API), recorded for Back-Channel Logout and carried to the ID token.
-    public func issueCode(_ request: AuthorizationRequest, user: User, authTime: Int64, sid: String?, scope: [String], consent: RememberedConsent,
-                          answering idHash: String?) throws -> String {
+    /// `session`: the session signing in (nil for a user's token on the app
+    /// API); its `sid` is recorded for Back-Channel Logout and carried to
+    /// the ID token. A session that ended meanwhile gets no code.
+    public func issueCode(_ request: AuthorizationRequest, user: User, authTime: Int64, session: SessionRecord?, scope: [String],
+                          consent: RememberedConsent, answering idHash: String?) throws -> String {
+        let sid = session?.sid
         let code = env.randomToken(prefix: "lkc_", bytes: 32)
         let now = env.now()
         // A disabled client, a redirect URI taken off it or a scope it no longer holds gets no code (the
         // token endpoint checks the client and its scopes again at redemption).
         guard let client = try answerableClient(request), scope.allSatisfy(client.scope.contains) else { throw ConsentError.clientChanged }
         try store.write {
-            // recordConnection reads it below: on PostgreSQL the read goes with the answer's update.
+            // recordConnection reads it below, and the session is held: on PostgreSQL the reads go with the answer's update.
             try store.prefetchConnection(userID: user.id, clientID: request.clientID)
+            if let session { try store.prefetchSessionHold(idHash: session.idHash) }
             if let idHash {
                 guard try store.markAuthorizationRequestAnswered(idHash: idHash, at: now) else { throw ConsentError.alreadyAnswered }
             }
@@ -328,6 +336,10 @@ public struct AuthorizationService {
                                               expiresAt: now + SessionService.lifetimeMillis)
             }
             try recordConnection(userID: user.id, clientID: request.clientID, scope: scope, consent: consent, authTime: authTime, now: now)
+            // Signed out meanwhile (the consent read the session before this write; review, session 18): the
+            // logout spent the session's codes and revoked its grants before this one existed. Held, the logout
+            // waits for this write and then spends its code too.
+            if let session, try !store.holdSession(idHash: session.idHash) { throw ConsentError.loginRequired }
         }
         return code
     }
@@ -360,7 +372,7 @@ public struct AuthorizationService {
             return try DeviceAuthorizationService(env: env, store: store).answer(stored, deviceCodeHash: device, user: user, authTime: session.authTime,
                                                                                   scope: stored.request.scope.filter(scope.contains))
         }
-        return try grant(stored, user: user, authTime: session.authTime, sid: session.sid,
+        return try grant(stored, user: user, authTime: session.authTime, session: session,
                          scope: stored.request.scope.filter(scope.contains), consent: remember ? .replace : .forget)
     }
 

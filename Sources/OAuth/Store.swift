@@ -136,6 +136,19 @@ public protocol UserStorage: Transactional {
     func insertSession(_ session: SessionRecord) throws
     func session(idHash: String) throws -> SessionRecord?
     func deleteSession(idHash: String) throws
+    /// Inside a write: whether the session is still there, held until the
+    /// write commits, so a logout either comes first (and this is false) or
+    /// waits and then sees what the write did (SQLite's write lock holds every
+    /// row; PostgreSQL takes `KEY SHARE`, which the logout's delete waits for).
+    func holdSession(idHash: String) throws -> Bool
+    /// Inside a write: the transaction will ask `holdSession`. A store that
+    /// can send it with its next statement does (PostgreSQL: a round trip saved).
+    func prefetchSessionHold(idHash: String) throws
+}
+
+extension UserStorage {
+    /// Nothing to save where a read costs no round trip.
+    public func prefetchSessionHold(idHash: String) throws {}
 }
 
 /// Grants: authorization requests, codes, token families and refresh

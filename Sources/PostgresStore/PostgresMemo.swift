@@ -42,6 +42,8 @@ struct AlongRows {
     var connections: [String: UserConnection?] = [:]
     var families: [String: Bool] = [:]
     var requests: [String: StoredAuthorizationRequest?] = [:]
+    /// Sessions held by this write (`holdSession`): whether each was there.
+    var sessions: [String: Bool] = [:]
 
     static func key(_ userID: String, _ clientID: String) -> String { userID + "\u{0}" + clientID }
 
@@ -52,6 +54,7 @@ struct AlongRows {
         case "connections": connections = [:]
         case "token_families": families = [:]
         case "authorization_requests": requests = [:]
+        case "sessions": sessions = [:]
         default: break
         }
     }

@@ -21,6 +21,21 @@ extension PostgresStore {
 
     // MARK: Sessions
 
+    public func holdSession(idHash: String) throws -> Bool {
+        precondition(writing, "holdSession outside a write")
+        try sendIfReadAhead(.session(idHash))
+        if let held = along.sessions.removeValue(forKey: idHash) { return held }
+        return try !rows(PostgresStore.holdSessionSQL, [.text(idHash)]).isEmpty
+    }
+
+    public func prefetchSessionHold(idHash: String) throws {
+        guard writing, !committedEarly, !commitsWithNextStatement, along.sessions[idHash] == nil, !idHash.contains("\u{0}") else { return }
+        readAhead(.session(idHash), PostgresStore.holdSessionSQL, [.text(idHash)])
+    }
+
+    /// `KEY SHARE`: a logout's delete of the row waits for the write holding it, and the other way round.
+    static let holdSessionSQL = "SELECT 1 FROM sessions WHERE id_hash = ? FOR KEY SHARE"
+
     public func session(idHash: String) throws -> SessionRecord? {
         // The user comes along: a session is read to learn who is signed in.
         guard let r = try rows("""

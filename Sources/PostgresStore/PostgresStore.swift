@@ -249,6 +249,7 @@ public final class PostgresStore: Store {
             switch read.row {
             case let .connection(key): along.connections[key] = .some(row.map(SharedRows.connection))
             case let .request(idHash): along.requests[idHash] = .some(row.flatMap(SharedRows.authorizationRequest))
+            case let .session(idHash): along.sessions[idHash] = row != nil
             }
         }
         return Array(results.suffix(statements.count))
@@ -258,6 +259,8 @@ public final class PostgresStore: Store {
     enum ReadAhead: Equatable {
         case connection(String)
         case request(String)
+        /// A session held for the write (`holdSession`).
+        case session(String)
     }
 
     /// Queues the read of `row` to travel with the next statement; its answer is then kept as read along.

@@ -15,6 +15,10 @@ extension SQLiteStore {
 
     // MARK: Sessions
 
+    public func holdSession(idHash: String) throws -> Bool {
+        try !rows("SELECT 1 FROM sessions WHERE id_hash = ?", [.text(idHash)]).isEmpty
+    }
+
     public func session(idHash: String) throws -> SessionRecord? {
         try rows("SELECT id_hash, user_id, csrf, auth_time, created_at, expires_at, sid FROM sessions WHERE id_hash = ?", [.text(idHash)]).first.map {
             SessionRecord(idHash: $0.string(0), userID: $0.string(1), csrf: $0.string(2), authTime: $0.int(3), createdAt: $0.int(4), expiresAt: $0.int(5),

@@ -24,9 +24,11 @@ import Testing
         }
     }
 
-    func signIn() throws -> (token: String, sid: String) {
+    func signIn() throws -> (token: String, sid: String, record: SessionRecord) {
         let started = try #require(try SessionService(env: h.env, store: h.store).login(username: "alice", password: "correct horse battery"))
-        return (started.token, BackchannelLogout.sid(sessionIDHash: SessionService.hash(started.token)))
+        let record = try #require(try h.store.read { try h.store.session(idHash: SessionService.hash(started.token)) })
+        #expect(record.sid == BackchannelLogout.sid(sessionIDHash: SessionService.hash(started.token)))
+        return (started.token, record.sid, record)
     }
 
     func redeem(_ code: String, _ client: String, _ secret: String?) throws -> TokenResponse {
@@ -39,8 +41,8 @@ import Testing
         let alice = try h.user()
         let (listening, secret) = try h.app(public: false)
         try listen(listening)
-        let (session, sid) = try signIn()
-        _ = try redeem(try g.code(client: listening, user: alice, scope: ["openid"], sid: sid), listening, secret)
+        let (session, sid, record) = try signIn()
+        _ = try redeem(try g.code(client: listening, user: alice, scope: ["openid"], session: record), listening, secret)
         try SessionService(env: h.env, store: h.store).logout(session)
         return listening
     }
@@ -64,14 +66,14 @@ import Testing
         let (listening, secret) = try h.app(public: false)
         let (quiet, quietSecret) = try h.app(public: false)
         try listen(listening)
-        let (session, sid) = try signIn()
+        let (session, sid, record) = try signIn()
         // §2.1: ID tokens carry the session's sid.
-        let bound = try redeem(try g.code(client: listening, user: alice, scope: ["openid"], sid: sid), listening, secret)
+        let bound = try redeem(try g.code(client: listening, user: alice, scope: ["openid"], session: record), listening, secret)
         let boundIDToken = try #require(bound.idToken)
         let idToken = try #require(JWS.parse(boundIDToken))
         #expect(idToken.payload["sid"] == .string(sid))
-        let offline = try redeem(try g.code(client: listening, user: alice, scope: ["openid", "offline_access"], sid: sid), listening, secret)
-        _ = try redeem(try g.code(client: quiet, user: alice, scope: ["openid"], sid: sid), quiet, quietSecret)
+        let offline = try redeem(try g.code(client: listening, user: alice, scope: ["openid", "offline_access"], session: record), listening, secret)
+        _ = try redeem(try g.code(client: quiet, user: alice, scope: ["openid"], session: record), quiet, quietSecret)
         #expect(try due.isEmpty)
 
         try SessionService(env: h.env, store: h.store).logout(session)
@@ -124,9 +126,9 @@ import Testing
         let (second, secondSecret) = try h.app(public: false)
         try listen(first)
         try listen(second)
-        let (session, sid) = try signIn()
-        _ = try redeem(try g.code(client: first, user: alice, scope: ["openid"], sid: sid), first, firstSecret)
-        _ = try redeem(try g.code(client: second, user: alice, scope: ["openid"], sid: sid), second, secondSecret)
+        let (session, sid, record) = try signIn()
+        _ = try redeem(try g.code(client: first, user: alice, scope: ["openid"], session: record), first, firstSecret)
+        _ = try redeem(try g.code(client: second, user: alice, scope: ["openid"], session: record), second, secondSecret)
         try SessionService(env: h.env, store: h.store).logout(session)
         var batches: [Int] = []
         let failing = try #require(try due.first?.clientID)
@@ -161,8 +163,8 @@ import Testing
         let alice = try h.user()
         let (listening, secret) = try h.app(public: false)
         try listen(listening)
-        let (_, sid) = try signIn()
-        _ = try redeem(try g.code(client: listening, user: alice, scope: ["openid"], sid: sid), listening, secret)
+        let (_, sid, record) = try signIn()
+        _ = try redeem(try g.code(client: listening, user: alice, scope: ["openid"], session: record), listening, secret)
         let connections = ConnectionService(env: h.env, store: h.store)
         #expect(try connections.delete(userID: alice, clientID: listening))
         #expect(try due.map(\.sid) == [sid])

@@ -356,7 +356,7 @@ import Testing
             try h.store.write { try h.store.insertSession(session) }
             // A device grant is bound to no session, and signing out ends only what was granted without offline_access.
             let redeem = try Self.redemption(h, client: client, user: user, device: round % 2 == 0 && ending != .logout, name: "race-\(round)",
-                                             scope: ending == .logout ? ["openid"] : ["openid", "offline_access"], sid: session.sid)
+                                             scope: ending == .logout ? ["openid"] : ["openid", "offline_access"], session: session)
             _ = race(h, 2) { store, i in
                 if i == 0 { _ = try redeem(store); return }
                 // The ending starts a little later each round, to land anywhere inside the redemption's transaction.
@@ -426,7 +426,7 @@ import Testing
         let scope = ["openid", "profile"]
         let request = AuthorizationRequest(clientID: client, redirectURI: StoreFixture.redirect, redirectURISent: true,
                                            scope: scope, state: nil, nonce: nil, codeChallenge: nil, prompt: [], maxAge: nil)
-        let code = try AuthorizationService(env: h.env, store: h.store).issueCode(request, user: user, authTime: h.clock.now / 1000, sid: nil,
+        let code = try AuthorizationService(env: h.env, store: h.store).issueCode(request, user: user, authTime: h.clock.now / 1000, session: nil,
                                                                                 scope: scope, consent: .forget, answering: nil)
         let parameters = ["code": code, "redirect_uri": StoreFixture.redirect]
         let locker = try PGConnection(try #require(h.postgres).url)
@@ -436,6 +436,35 @@ import Testing
         try locker.run("ROLLBACK")
         let retried = try Self.exchange(h.env, h.store, "authorization_code", parameters, client)
         #expect(retried.idToken != nil)
+    }
+
+    /// A consent answered while its session signs out on another node
+    /// (review, session 18): the consent read the session before its write,
+    /// and the logout spent the session's codes and revoked its grants
+    /// before this code existed, which then outlived it. The code's write
+    /// holds the session: the logout comes first and no code is issued (as
+    /// here: on SQLite the write waits for it, on PostgreSQL the hold does),
+    /// or it waits and then spends the code.
+    @Test func noCodeIsIssuedInASessionThatSignedOutMeanwhile() throws {
+        let h = try StoreFixture()
+        let userID = try h.user()
+        let (client, _) = try h.app()
+        let user = try #require(try h.store.read { try h.store.user(id: userID) })
+        let token = "session-signing-out", now = h.clock.now
+        let session = SessionRecord(idHash: SessionService.hash(token), userID: userID, csrf: "c", authTime: now / 1000, createdAt: now,
+                                    expiresAt: now + 3_600_000)
+        try h.store.write { try h.store.insertSession(session) }
+        let request = AuthorizationRequest(clientID: client, redirectURI: StoreFixture.redirect, redirectURISent: true,
+                                           scope: ["openid"], state: nil, nonce: nil, codeChallenge: nil, prompt: [], maxAge: nil)
+        let env = h.env
+        let failure = try Self.whileAnotherConnectionHolds(h, { try SessionService(env: env, store: $0).logout(token) }) {
+            #expect(throws: ConsentError.loginRequired) {
+                try AuthorizationService(env: h.env, store: h.store).issueCode(request, user: user, authTime: now / 1000, session: session,
+                                                                              scope: ["openid"], consent: .forget, answering: nil)
+            }
+        }
+        #expect(failure == nil)
+        #expect(try h.store.read { try h.store.connection(userID: userID, clientID: client) } == nil, "nothing of the refused write stays")
     }
 
     /// Enables or disables `client` as its organization's primary does, on the store given.
@@ -466,7 +495,7 @@ import Testing
                                            scope: ["openid", "offline_access"], state: nil, nonce: nil, codeChallenge: nil, prompt: [], maxAge: nil)
         var code: String?
         let failure = try Self.whileAnotherConnectionHolds(h, { try setEnabled($0, false) }) {
-            code = try? AuthorizationService(env: h.env, store: h.store).issueCode(request, user: user, authTime: h.clock.now / 1000, sid: nil,
+            code = try? AuthorizationService(env: h.env, store: h.store).issueCode(request, user: user, authTime: h.clock.now / 1000, session: nil,
                                                                                   scope: ["openid", "offline_access"], consent: .forget, answering: nil)
         }
         #expect(failure == nil)
@@ -480,10 +509,10 @@ import Testing
     }
 
     /// A grant of `user` to `client` ready to be redeemed on any connection:
-    /// a device code the user approved (`device`), or a code issued in the
-    /// session `sid`; the closure redeems it.
+    /// a device code the user approved (`device`), or a code issued in
+    /// `session`; the closure redeems it.
     static func redemption(_ h: StoreFixture, client: String, user: User, device: Bool, name: String, scope: [String],
-                           sid: String? = nil) throws -> @Sendable (any Store) throws -> TokenResponse {
+                           session: SessionRecord? = nil) throws -> @Sendable (any Store) throws -> TokenResponse {
         let env = h.env, now = h.clock.now
         if device {
             let code = "lkd_\(name)"
@@ -499,7 +528,7 @@ import Testing
         }
         let request = AuthorizationRequest(clientID: client, redirectURI: StoreFixture.redirect, redirectURISent: true,
                                            scope: scope, state: nil, nonce: nil, codeChallenge: nil, prompt: [], maxAge: nil)
-        let code = try AuthorizationService(env: env, store: h.store).issueCode(request, user: user, authTime: now / 1000, sid: sid, scope: scope,
+        let code = try AuthorizationService(env: env, store: h.store).issueCode(request, user: user, authTime: now / 1000, session: session, scope: scope,
                                                                               consent: .forget, answering: nil)
         return { store in try StoreContractTests.exchange(env, store, "authorization_code", ["code": code, "redirect_uri": StoreFixture.redirect], client) }
     }

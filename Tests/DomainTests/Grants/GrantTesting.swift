@@ -35,14 +35,14 @@ struct GrantTesting {
 
     /// A code for `client` as the consent screen issues it, with PKCE (S256) unless `challenge` is nil.
     func code(client: String, user: String, verifier: String? = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
-              scope: [String] = ["openid", "offline_access"], sid: String? = nil, claims: ClaimsRequest? = nil) throws -> String {
+              scope: [String] = ["openid", "offline_access"], session: SessionRecord? = nil, claims: ClaimsRequest? = nil) throws -> String {
         let challenge = verifier.map { Base64.urlEncode(Digest.sha256($0)) }
         var request = AuthorizationRequest(clientID: client, redirectURI: StoreFixture.redirect, redirectURISent: true, scope: scope, state: nil,
                                            nonce: "n-1", codeChallenge: challenge, prompt: [], maxAge: nil, claims: claims)
         // As the authorization checks set it from the client.
         request.backchannel = try h.store.read { try h.store.client(client) }?.backchannelLogoutURI != nil
         let person = try #require(try h.store.read { try h.store.user(id: user) })
-        return try AuthorizationService(env: h.env, store: h.store).issueCode(request, user: person, authTime: h.clock.now / 1000, sid: sid, scope: scope,
+        return try AuthorizationService(env: h.env, store: h.store).issueCode(request, user: person, authTime: h.clock.now / 1000, session: session, scope: scope,
                                                                               consent: .replace, answering: nil)
     }
 }

@@ -195,7 +195,7 @@ enum AppSurface {
         /// A user token serves only for apps of its own client's organization (SPEC 6.4).
         var organization: String?
         /// The session signing in, when it is one (Back-Channel Logout).
-        var sid: String?
+        var session: SessionRecord?
         if request.headers.value(.authorization) != nil {
             let caller = try UserEndpoints.userCaller(request, ctx, scopes: ["gov.user.oauth.authorize"])
             user = caller.user
@@ -205,7 +205,7 @@ enum AppSurface {
             let s = try UserEndpoints.sessionUser(request, ctx, write: true)
             user = s.user
             authTime = s.session.authTime
-            sid = s.session.sid
+            session = s.session
         }
         let members = try EndpointKit.jsonObject(request)
         let allowed = ["client_id", "scope", "nonce", "code_challenge", "code_challenge_method"]
@@ -224,11 +224,15 @@ enum AppSurface {
         }
         do {
             let code = try AuthorizationService(env: ctx.env, store: ctx.store)
-                .issueCode(authorization, user: user, authTime: authTime, sid: sid, scope: authorization.scope, consent: .replace, answering: nil)
+                .issueCode(authorization, user: user, authTime: authTime, session: session, scope: authorization.scope, consent: .replace,
+                           answering: nil)
             return Response.json(["code": .string(code)]).noStore()
         } catch ConsentError.clientChanged {
             // Disabled or changed between the checks above and the code's transaction.
             throw RegistryError.notFound
+        } catch ConsentError.loginRequired {
+            // The session ended between its check above and the code's transaction.
+            throw Failure(status: 401, message: "Sign in again.")
         }
     }
 
