@@ -19,10 +19,10 @@ public final class PGConnection {
     /// How many times the connection was (re)established.
     public private(set) var connects = 0
     /// When the server last gave no answer within the deadline (a hung
-    /// server or network). Until `mayReconnect()`, or one more deadline has
-    /// passed, `connect()` fails at once: a caller making several statements
-    /// waits one deadline in all, not one more for each reconnect (a connect
-    /// to a hung server waits out its own timeout).
+    /// server or network), or a reconnect failed. Until `mayReconnect()`, or
+    /// one more deadline has passed, `connect()` fails at once: a caller
+    /// making several statements waits one deadline in all, not one more for
+    /// each reconnect (a connect to a hung server waits out its own timeout).
     var noAnswerAt: Int64?
 
     /// Lets the next statement reconnect at once after a deadline passed
@@ -42,7 +42,7 @@ public final class PGConnection {
 
     func connect() throws {
         if let at = noAnswerAt, PGConnection.nowMillis() - at < Int64(timeoutMillis) {
-            throw PGError(sqlstate: nil, message: "no answer within \(timeoutMillis) ms a moment ago; not reconnecting yet", isConnectionFailure: true)
+            throw PGError(sqlstate: nil, message: "the database failed a moment ago; not reconnecting yet", isConnectionFailure: true)
         }
         noAnswerAt = nil
         if let conn { PQfinish(conn) }
@@ -55,6 +55,7 @@ public final class PGConnection {
         guard let c, PQstatus(c) == CONNECTION_OK else {
             let message = c.map { String(cString: PQerrorMessage($0)) } ?? "out of memory"
             if let c { PQfinish(c) }
+            noAnswerAt = PGConnection.nowMillis()
             PGCounters.refused.add(1, ordering: .relaxed)
             throw PGError(sqlstate: nil, message: PGConnection.firstLine(message), isConnectionFailure: true)
         }

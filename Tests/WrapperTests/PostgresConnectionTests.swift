@@ -93,6 +93,45 @@ struct PostgresTests {
         #expect(c.connects == 3)
     }
 
+    /// A reconnect that fails (here the role's one connection is taken; a
+    /// hung server's connect waits out its timeout) holds off the next as a
+    /// deadline does (review, session 18: a request waited two).
+    @Test func aFailedReconnectIsNotTriedAgainUntilTheCallerSaysSo() throws {
+        let admin = try connection()
+        let role = "lk_one_\(Int.random(in: 0..<1_000_000))"
+        try admin.run("CREATE ROLE \(role) LOGIN CONNECTION LIMIT 1")
+        defer { _ = try? admin.run("DROP ROLE \(role)") }
+        let url = TestDatabase.url!.replacingOccurrences(of: "user=postgres", with: "user=\(role)")
+        let c = try PGConnection(url, timeoutMillis: 500)
+        let pid = try #require(try c.execute("SELECT pg_backend_pid()::bigint").rows.first?.int(0))
+        try admin.execute("SELECT pg_terminate_backend($1::int)", [.int(pid)])
+        var seat: PGConnection?
+        for _ in 0..<50 where seat == nil { seat = try? PGConnection(url, timeoutMillis: 500); if seat == nil { Thread.sleep(forTimeInterval: 0.05) } }
+        #expect(seat != nil, "the role's one connection")
+        // The old session is gone, and its reconnect refused (too many connections for the role)...
+        var failures = 0
+        for _ in 0..<3 where failures < 2 {
+            do { try c.execute("SELECT 1::bigint") } catch let e as PGError { #expect(e.isConnectionFailure); failures += 1 }
+        }
+        #expect(failures == 2 && c.connects == 1)
+        // ...and not tried again at once: the next statement fails without a connect.
+        do {
+            try c.execute("SELECT 1::bigint")
+            Issue.record("answered without its connection")
+        } catch let e as PGError {
+            #expect(e.message == "the database failed a moment ago; not reconnecting yet")
+        }
+        seat = nil
+        // Once the caller says so it connects again (the freed seat may take the server a moment).
+        var answer: Int64?
+        for _ in 0..<40 where answer == nil {
+            c.mayReconnect()
+            answer = try? c.execute("SELECT 7::bigint").rows.first?.int(0)
+            if answer == nil { Thread.sleep(forTimeInterval: 0.05) }
+        }
+        #expect(answer == 7 && c.connects == 2)
+    }
+
     @Test func aTerminatedSessionIsAConnectionFailureThenReconnects() throws {
         let c = try connection()
         let pid = try #require(try c.execute("SELECT pg_backend_pid()::bigint").rows.first?.int(0))
