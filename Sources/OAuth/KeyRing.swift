@@ -14,6 +14,8 @@ public final class KeyRing {
     let store: any MetaStorage & CredentialStorage
     let env: Environment
     private var loadedVersion: String?
+    /// Why the last refresh could not read the keys (they are as loaded before), nil when it could.
+    private var outage: StoreError?
     /// The newest unretired key of each algorithm: it signs the ID tokens of
     /// the clients that chose that algorithm.
     private var current: [SignatureAlgorithm: (kid: String, key: PreparedKey)] = [:]
@@ -41,8 +43,10 @@ public final class KeyRing {
             // The database gone a moment: the keys loaded last still sign (a key rotated out stays published
             // 24 hours, so what they sign verifies). A grant that committed just before is answered, not 503
             // (its client's retry would be a replay that revokes it; attacker review, session 18).
+            outage = error
             return
         }
+        outage = nil
         guard let records else { return }
         let now = env.now()
         var newCurrent: [SignatureAlgorithm: (kid: String, key: PreparedKey)] = [:]
@@ -90,10 +94,15 @@ public final class KeyRing {
         return SignatureAlgorithm.allCases.filter { current[$0] != nil }
     }
 
-    /// A published key by `kid`; nil when unknown or past retention.
+    /// A published key by `kid`; nil when unknown or past retention. While
+    /// the keys cannot be read again, a kid not among those loaded may be
+    /// one made since on another node: the outage is the answer (503), not
+    /// an invalid token a client would throw away.
     public func verificationKey(kid: String) throws -> PreparedKey? {
         try refresh()
-        return verification[kid]
+        if let key = verification[kid] { return key }
+        if let outage { throw outage }
+        return nil
     }
 
     public func jwkSet() throws -> JSON {

@@ -62,9 +62,14 @@ import Testing
         store.down = true
         #expect(try ring.signingKey().kid == loaded)
         #expect(try ring.signingKey(for: .rs256).kid == idTokens)
+        // A token's kid among the loaded keys verifies; another may be a key made since on another node: the
+        // outage is the answer (a 503), not "no such key" (a 401 its client would act on).
+        #expect(try ring.verificationKey(kid: loaded) != nil)
+        #expect(throws: StoreError.self) { try ring.verificationKey(kid: "made-elsewhere-meanwhile") }
         // Back, it reads again: a rotation made meanwhile is picked up.
         store.down = false
         try KeyManagement.rotate(store: h.store, env: h.env, algorithm: .es256)
         #expect(try ring.signingKey().kid != loaded)
+        #expect(try ring.verificationKey(kid: "never-made") == nil)
     }
 }
