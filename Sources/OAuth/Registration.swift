@@ -172,9 +172,6 @@ public struct ClientRegistration {
         do {
             return try store.write {
                 let client = try authorized(clientID, token: token)
-                // A client registered anonymously writes within the same allowance as its registration: each
-                // replacement is an audit event and a version, and nothing else bounds them (attacker review, session 18).
-                if ClientRegistration.isAnonymous(client) { try spendAnonymousWrite(organizationID: client.organizationID) }
                 // The secrets the client_secret was verified against are still the client's (no slow hash in here).
                 if let verified, try store.secrets(clientID: clientID).map(\.id) != verified {
                     throw Refusal.invalidMetadata("client_secret: the client's secret changed meanwhile")
@@ -184,6 +181,10 @@ public struct ClientRegistration {
                     // The client as the write holds it (its row locked): an operator's change committed meanwhile is what is
                     // replaced, and an operator's cut committed meanwhile (the token ended) refuses it.
                     guard current.enabled, try stillHolds(clientID, token: token) else { throw Refusal.invalidToken }
+                    // A client registered anonymously writes within the same allowance as its registration: each
+                    // replacement is an audit event and a version, and nothing else bounded them (attacker review,
+                    // session 18). Spent with the client's row held, as a delete takes its organization's after it.
+                    if ClientRegistration.isAnonymous(current) { try spendAnonymousWrite(organizationID: current.organizationID) }
                     return try replacement(metadata, for: current)
                 }
                 if updated.authMethod.usesSecret, try store.secrets(clientID: clientID).isEmpty {

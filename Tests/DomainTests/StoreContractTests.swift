@@ -467,6 +467,45 @@ import Testing
         #expect(try h.store.read { try h.store.connection(userID: userID, clientID: client) } == nil, "nothing of the refused write stays")
     }
 
+    /// The same race made certain: another node's redemption has claimed
+    /// the code and not yet committed when this one reads it unspent. On
+    /// PostgreSQL this one's claim waits, then takes nothing, and it revokes
+    /// the family the winner committed; on SQLite it waits for the winner
+    /// and finds a replay. Either way the winner's grant is revoked.
+    @Test func theRedemptionThatLosesTheRaceRevokesTheWinnersFamily() throws {
+        let h = try StoreFixture()
+        let userID = try h.user()
+        let (client, _) = try h.app()
+        let user = try #require(try h.store.read { try h.store.user(id: userID) })
+        let redeem = try Self.redemption(h, client: client, user: user, device: false, name: "held", scope: ["openid", "offline_access"])
+        let hash = try #require(try h.store.read { try Self.codeHashes(h) }.first)
+        let now = h.clock.now
+        let failure = try Self.whileAnotherConnectionHolds(h, { other in
+            guard try other.claimCode(hash: hash, clientID: client, jkt: nil, at: now, familyID: "winner")?.claimed == true else {
+                throw HarnessError("the other node did not claim the code")
+            }
+            try other.insertFamily(id: "winner", clientID: client, userID: userID, createdAt: now, sid: nil)
+        }) {
+            do {
+                _ = try redeem(h.store)
+                Issue.record("a claimed code was redeemed again")
+            } catch let e as OAuthError {
+                #expect(e.code == "invalid_grant")
+                #expect(e.detail == (TestStore.isSQLite ? "code replayed" : "code consumed concurrently"), "\(e)")
+            }
+        }
+        #expect(failure == nil)
+        #expect(try h.store.read { try h.store.isFamilyRevoked(id: "winner") })
+    }
+
+    /// The hashes of the codes in the store, as a backup sees them.
+    static func codeHashes(_ h: StoreFixture) throws -> [String] {
+        guard let store = h.store as? any TransferableStore else { return [] }
+        let dump = try #require(try store.dumpAll().first { $0.table == "authorization_codes" })
+        let column = try #require(dump.columns.firstIndex(of: "code_hash"))
+        return dump.rows.compactMap { if case let .text(v) = $0[column] { v } else { nil } }
+    }
+
     /// Enables or disables `client` as its organization's primary does, on the store given.
     static func settingEnabled(_ h: StoreFixture, _ client: String) throws -> @Sendable (any Store, Bool) throws -> Void {
         let env = h.env, admin = try h.caller(), hasher = try Provisioning.secretHasher(store: h.store, env: env)
@@ -500,10 +539,10 @@ import Testing
         }
         #expect(failure == nil)
         try setEnabled(h.store, true)
-        if let code {
-            #expect(throws: OAuthError.self) {
-                try StoreContractTests.exchange(h.env, h.store, "authorization_code", ["code": code, "redirect_uri": StoreFixture.redirect], client)
-            }
+        // The code was issued (the request read the client enabled) and is gone.
+        let issued = try #require(code)
+        #expect(throws: OAuthError.self) {
+            try StoreContractTests.exchange(h.env, h.store, "authorization_code", ["code": issued, "redirect_uri": StoreFixture.redirect], client)
         }
         #expect(try StoreContractTests.familyIDs(h, userID: userID, clientID: client).isEmpty)
     }

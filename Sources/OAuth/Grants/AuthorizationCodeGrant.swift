@@ -49,13 +49,17 @@ public struct AuthorizationCodeGrant: Grant {
         }
         // The proof is recorded once the code is known to be this client's (RFC 9449 §11.1; nothing stored for a made-up one).
         guard try s.useProof(request) else { return .refused(.proofReplayed) }
-        if record.consumedAt != nil || !claim.claimed {
-            // RFC 6749 §4.1.2: a second redemption revokes what the first one issued. One that read the code unspent
-            // and lost the race to it (another node's redemption held the row until it committed) reads the family
-            // the winner wrote, now committed (attacker review, session 18: the winner's tokens stayed live).
-            let family = record.consumedAt != nil ? record.familyID : try s.store.code(hash: record.codeHash)?.familyID
-            if let family { try s.store.revokeFamily(id: family, at: now) }
-            return .refused(.invalidGrant(detail: record.consumedAt != nil ? "code replayed" : "code consumed concurrently"))
+        if record.consumedAt != nil {
+            // RFC 6749 §4.1.2: a second redemption revokes what the first one issued.
+            if let family = record.familyID { try s.store.revokeFamily(id: family, at: now) }
+            return .refused(.invalidGrant(detail: "code replayed"))
+        }
+        if !claim.claimed {
+            // Unspent when read, yet consumed by a redemption that won the race to it (another node's, which held
+            // the row until it committed): a second redemption all the same, with the family the winner wrote, now
+            // committed (attacker review, session 18: the winner's tokens stayed live).
+            try s.revokeWinnersFamily(try s.store.code(hash: record.codeHash)?.familyID, at: now)
+            return .refused(.invalidGrant(detail: "code consumed concurrently"))
         }
         guard record.expiresAt > now else { return .refused(.invalidGrant(detail: "code expired")) }
         if record.redirectURISent || redirectURI != nil {

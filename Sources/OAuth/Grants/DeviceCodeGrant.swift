@@ -50,8 +50,8 @@ public struct DeviceCodeGrant: Grant {
             let familyID = s.env.randomToken(bytes: 16)
             guard try s.store.redeemDeviceCode(hash: hash, familyID: familyID) else {
                 // Approved when read, yet redeemed by a request that won the race to it (on another node): revoked
-                // as a redemption presented again is, with the family the winner wrote, now committed.
-                if let family = try s.store.deviceCode(hash: hash)?.familyID { try s.store.revokeFamily(id: family, at: now) }
+                // as a device code presented again is.
+                try s.revokeWinnersFamily(try s.store.deviceCode(hash: hash)?.familyID, at: now)
                 return .refused(.invalidGrant(detail: "device code redeemed concurrently"))
             }
             // Approved in a browser, used on another device: the grant does not end with that browser's session,

@@ -37,6 +37,14 @@ extension TokenService {
         var profile: UserProfile? = nil
     }
 
+    /// A single-use grant (a code, a device code) redeemed twice at once: the
+    /// redemption that lost the race revokes what the winner issued, its
+    /// family read again once the winner committed (`nil`: withdrawn, nothing
+    /// was issued), as a second redemption after it does (RFC 6749 §4.1.2).
+    func revokeWinnersFamily(_ family: String?, at now: Int64) throws {
+        if let family { try store.revokeFamily(id: family, at: now) }
+    }
+
     /// What an ID token for `scope` will say of the user beyond `User`, read
     /// inside the grant's transaction: nothing is read once it has committed,
     /// for a read failing then (the database gone a moment) would answer 503
