@@ -60,6 +60,16 @@ final class Harness {
         return token
     }
 
+    /// A confidential client created through the native API with `token`
+    /// (the primary's full token when nil): its id and its secret.
+    func createClient(_ body: JSON, token: String? = nil) throws -> (id: String, secret: String) {
+        let r = json("POST", "/api/v1/clients", token: try token ?? self.token(), body: body)
+        guard r.status == 201, let id = r.json?["client_id"]?.stringValue, let secret = r.json?["client_secret"]?.stringValue else {
+            throw HarnessError("client create failed: \(r.status) \(r.bodyText)")
+        }
+        return (id, secret)
+    }
+
     func json(_ method: String, _ path: String, token: String?, body: JSON? = nil, contentType: String = "application/json",
               headers: [(String, String)] = []) -> Response {
         var h = headers

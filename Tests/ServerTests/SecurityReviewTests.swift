@@ -211,9 +211,8 @@ import Testing
     @Test func reEnablingAnotherClientNeedsThePrimary() throws {
         let h = try Harness()
         let full = try h.token()
-        let created = try #require(h.json("POST", "/api/v1/clients", token: full, body: [
-            "client_name": "Key ops", "grant_types": ["client_credentials"], "scope": "keys:manage audit:read"]).json)
-        let ops = try #require(created["client_id"]?.stringValue), opsSecret = try #require(created["client_secret"]?.stringValue)
+        let (ops, opsSecret) = try h.createClient(["client_name": "Key ops", "grant_types": ["client_credentials"], "scope": "keys:manage audit:read"],
+                                                  token: full)
         let merge = "application/merge-patch+json"
         #expect(h.json("PATCH", "/api/v1/clients/\(ops)", token: full, body: ["enabled": false], contentType: merge).status == 200)
         let bot = try #require(h.json("POST", "/api/v1/clients", token: full, body: [
@@ -235,9 +234,7 @@ import Testing
     @Test func clientCredentialsTakenAwayEndsItsTokensAndComesBackOnlyThroughThePrimary() throws {
         let h = try Harness()
         let full = try h.token()
-        let created = try #require(h.json("POST", "/api/v1/clients", token: full, body: [
-            "client_name": "Reader", "grant_types": ["client_credentials"], "scope": "clients:read"]).json)
-        let reader = try #require(created["client_id"]?.stringValue), secret = try #require(created["client_secret"]?.stringValue)
+        let (reader, secret) = try h.createClient(["client_name": "Reader", "grant_types": ["client_credentials"], "scope": "clients:read"], token: full)
         let old = try h.token(clientID: reader, secret: secret)
         #expect(h.json("GET", "/api/v1/clients", token: old).status == 200)
         let merge = "application/merge-patch+json"
@@ -365,16 +362,15 @@ import Testing
         let h = try Harness()
         let full = try h.token()
         let merge = "application/merge-patch+json"
-        let s = try #require(h.json("POST", "/api/v1/clients", token: full, body: [
-            "client_name": "Secondary", "grant_types": ["client_credentials"], "scope": "clients:read clients:write"]).json)
-        let sToken = try h.token(clientID: try #require(s["client_id"]?.stringValue), secret: try #require(s["client_secret"]?.stringValue))
+        let secondary = try h.createClient(["client_name": "Secondary", "grant_types": ["client_credentials"], "scope": "clients:read clients:write"],
+                                           token: full)
+        let sToken = try h.token(clientID: secondary.id, secret: secondary.secret)
         let key = try SigningKey.generate(.es256)
         let jwks: JSON = ["keys": [try JWK.publicJWK(key, kid: "k1")]]
 
         // A secondary's client, its keys stored while it uses a secret; then the operator's privileged scope and cut.
-        let made = try #require(h.json("POST", "/api/v1/clients", token: sToken, body: [
-            "client_name": "Worker", "grant_types": ["client_credentials"], "scope": "openid", "jwks": jwks]).json)
-        let worker = try #require(made["client_id"]?.stringValue)
+        let (worker, _) = try h.createClient(["client_name": "Worker", "grant_types": ["client_credentials"], "scope": "openid", "jwks": jwks],
+                                             token: sToken)
         #expect(h.json("PATCH", "/api/v1/clients/\(worker)", token: full, body: ["scope": "openid audit:read"], contentType: merge).status == 200)
         let rotated = h.json("POST", "/api/v1/clients/\(worker)/secret", token: full, body: ["grace_period_seconds": 0])
         #expect(rotated.status == 200)

@@ -145,9 +145,7 @@ import Testing
         #expect(noScope.status == 403)
         // Attacker review, session 18: nor is one whose client_credentials grant an operator took away (its tokens ended
         // with it; its secret still opened this surface).
-        let made = try #require(h.json("POST", "/api/v1/clients", token: try h.token(), body: [
-            "client_name": "Provider admin", "grant_types": ["client_credentials"], "scope": "providers:manage"]).json)
-        let id = try #require(made["client_id"]?.stringValue), madeSecret = try #require(made["client_secret"]?.stringValue)
+        let (id, madeSecret) = try h.createClient(["client_name": "Provider admin", "grant_types": ["client_credentials"], "scope": "providers:manage"])
         let list = { h.call("GET", "/uc/resources/oauthclient/list", headers: [("Authorization", Harness.basic(id, madeSecret))]).status }
         #expect(list() == 200)
         #expect(h.json("PATCH", "/api/v1/clients/\(id)", token: try h.token(), body: [
