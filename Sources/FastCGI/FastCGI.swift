@@ -398,8 +398,8 @@ struct Acceptor {
         // A unix socket's peer (no address) is the socket file's business.
         let peer = Array(address[0..<Int(length)])
         if peer.isEmpty || allowFrom.contains(peer) { return fd }
-        close(fd)
         AcceptCounters.refused.add(1, ordering: .relaxed)
+        close(fd)
         Acceptor.sayAtMostOnceASecond(Acceptor.lastRefusalReport,
                                       "latchkey: refused a FastCGI connection from \(IPAddress.text(peer)): not in --allow-from \(allowFrom)\n")
         return Acceptor.refused
