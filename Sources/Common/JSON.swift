@@ -193,4 +193,57 @@ extension JSON {
     }
 }
 
+/// A JSON object written straight to bytes, for the objects every token
+/// request builds (access-token claims, JWS headers, token responses): no
+/// `JSON` tree, no arrays of members, no key strings. Keys are literals
+/// written as they are (plain ASCII names, checked in debug builds); values
+/// are escaped exactly as `JSON` escapes them, so the bytes are what
+/// `JSON.object(...).serialized()` gives for the same members.
+public struct JSONObjectWriter {
+    private var out: [UInt8]
+    private var first = true
+
+    public init(capacity: Int = 256) {
+        out = []
+        out.reserveCapacity(capacity)
+        out.append(UInt8(ascii: "{"))
+    }
+
+    private mutating func key(_ name: StaticString) {
+        assert(!JSONObjectWriter.anyEscaped(name), "a JSON key literal needs no escaping")
+        if !first { out.append(UInt8(ascii: ",")) }
+        first = false
+        out.append(UInt8(ascii: "\""))
+        name.withUTF8Buffer { out.append(contentsOf: $0) }
+        out.append(UInt8(ascii: "\""))
+        out.append(UInt8(ascii: ":"))
+    }
+
+    private static func anyEscaped(_ name: StaticString) -> Bool {
+        name.withUTF8Buffer { $0.contains { JSON.escaped[Int($0)] } }
+    }
+
+    public mutating func string(_ name: StaticString, _ value: String) {
+        key(name)
+        JSON.writeString(value, into: &out)
+    }
+
+    public mutating func int(_ name: StaticString, _ value: Int64) {
+        key(name)
+        JSON.writeInt(value, into: &out)
+    }
+
+    /// A member whose value is any JSON (a nested object, an array).
+    public mutating func value(_ name: StaticString, _ value: JSON) {
+        key(name)
+        value.write(into: &out)
+    }
+
+    /// The object's bytes, closed.
+    public consuming func finish() -> [UInt8] {
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
+}
+
 // MARK: - Parsing

@@ -105,6 +105,11 @@ public struct Response: Sendable {
         Response(status: status, headers: fields(.contentType, contentType), body: value.serialized())
     }
 
+    /// A JSON body already serialized (`JSONObjectWriter`).
+    public static func json(serialized body: [UInt8], status: HTTPResponse.Status = .ok) -> Response {
+        Response(status: status, headers: fields(.contentType, "application/json"), body: body)
+    }
+
     /// One field, with room for the handful a response gets on its way out
     /// (cache, request id, security headers) without regrowing.
     static func fields(_ name: HTTPField.Name, _ value: String) -> HTTPFields {

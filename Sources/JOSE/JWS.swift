@@ -6,13 +6,22 @@ public enum JWS {
     /// Signs `payload` with `key`; the header gets `alg` from the key (never
     /// from the caller), then `typ` and `kid` when given.
     public static func sign(payload: JSON, key: some JWSKey, kid: String?, typ: String?) throws -> String {
-        var header: [(String, JSON)] = [("alg", .string(key.algorithm.rawValue))]
-        if let typ { header.append(("typ", .string(typ))) }
-        if let kid { header.append(("kid", .string(kid))) }
+        try sign(serializedPayload: payload.serialized(), key: key, kid: kid, typ: typ)
+    }
+
+    /// `sign` for a payload already serialized (an access token's claims, written without a `JSON` tree).
+    public static func sign(serializedPayload payload: [UInt8], key: some JWSKey, kid: String?, typ: String?) throws -> String {
+        var header = JSONObjectWriter(capacity: 96)
+        header.string("alg", key.algorithm.rawValue)
+        if let typ { header.string("typ", typ) }
+        if let kid { header.string("kid", kid) }
+        let headerBytes = header.finish()
         var token: [UInt8] = []
-        Base64.urlEncode(JSON.object(header).serialized(), into: &token)
+        // Header, payload and a signature of up to 512 bytes (RS256 with a 4096-bit key), base64url: no regrowth.
+        token.reserveCapacity((headerBytes.count + payload.count + 512) / 3 * 4 + 8)
+        Base64.urlEncode(headerBytes, into: &token)
         token.append(UInt8(ascii: "."))
-        Base64.urlEncode(payload.serialized(), into: &token)
+        Base64.urlEncode(payload, into: &token)
         let signature = try key.sign(token)
         token.append(UInt8(ascii: "."))
         Base64.urlEncode(signature, into: &token)

@@ -42,17 +42,22 @@ public struct AccessTokenClaims: Sendable, Equatable {
     /// user's `usr-` form (SPEC 6.1), so the two kinds of subject stay apart.
     public var isClientCredentials: Bool { grantID == nil && authTime == nil && subject == clientID }
 
-    var json: JSON {
-        var members: [(String, JSON)] = [
-            ("iss", .string(issuer)), ("sub", .string(subject)), ("aud", .string(audience)),
-            ("client_id", .string(clientID)), ("scope", .string(Scopes.join(scope))),
-            ("iat", .int(issuedAt)), ("exp", .int(expiresAt)), ("jti", .string(jti)),
-        ]
-        if let authTime { members.append(("auth_time", .int(authTime))) }
-        if let grantID { members.append(("gid", .string(grantID))) }
-        if generation != 0 { members.append(("gen", .int(Int64(generation)))) }
-        if let jkt { members.append(("cnf", ["jkt": .string(jkt)])) }
-        return .object(members)
+    /// The claims as the token's JWS payload (RFC 9068 §2.2), written directly: every token request builds one.
+    var serialized: [UInt8] {
+        var claims = JSONObjectWriter(capacity: 320)
+        claims.string("iss", issuer)
+        claims.string("sub", subject)
+        claims.string("aud", audience)
+        claims.string("client_id", clientID)
+        claims.string("scope", Scopes.join(scope))
+        claims.int("iat", issuedAt)
+        claims.int("exp", expiresAt)
+        claims.string("jti", jti)
+        if let authTime { claims.int("auth_time", authTime) }
+        if let grantID { claims.string("gid", grantID) }
+        if generation != 0 { claims.int("gen", Int64(generation)) }
+        if let jkt { claims.value("cnf", ["jkt": .string(jkt)]) }
+        return claims.finish()
     }
 
     init?(json: JSON) {
@@ -115,7 +120,7 @@ public struct AccessTokens {
                                        issuedAt: now, expiresAt: now + Int64(ttl), jti: env.randomToken(bytes: 18),
                                        authTime: authTime, grantID: grantID, generation: client.tokenGeneration, jkt: jkt)
         let (kid, key) = try keys.signingKey()
-        let token = try JWS.sign(payload: claims.json, key: key, kid: kid, typ: AccessTokens.type)
+        let token = try JWS.sign(serializedPayload: claims.serialized, key: key, kid: kid, typ: AccessTokens.type)
         return (token, claims)
     }
 

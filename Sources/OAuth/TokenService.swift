@@ -10,14 +10,16 @@ public struct TokenResponse: Sendable, Equatable {
     /// Bound to a DPoP key (RFC 9449 §5): token_type DPoP.
     public var dpopBound = false
 
-    public var json: JSON {
-        var members: [(String, JSON)] = [
-            ("access_token", .string(accessToken)), ("token_type", dpopBound ? "DPoP" : "Bearer"),
-            ("expires_in", .int(Int64(expiresIn))), ("scope", .string(Scopes.join(scope))),
-        ]
-        if let refreshToken { members.append(("refresh_token", .string(refreshToken))) }
-        if let idToken { members.append(("id_token", .string(idToken))) }
-        return .object(members)
+    /// The response body (RFC 6749 §5.1), written directly: every token request sends one.
+    public var serialized: [UInt8] {
+        var body = JSONObjectWriter(capacity: accessToken.utf8.count + (refreshToken?.utf8.count ?? 0) + (idToken?.utf8.count ?? 0) + 128)
+        body.string("access_token", accessToken)
+        body.string("token_type", dpopBound ? "DPoP" : "Bearer")
+        body.int("expires_in", Int64(expiresIn))
+        body.string("scope", Scopes.join(scope))
+        if let refreshToken { body.string("refresh_token", refreshToken) }
+        if let idToken { body.string("id_token", idToken) }
+        return body.finish()
     }
 }
 

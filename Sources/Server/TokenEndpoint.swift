@@ -83,7 +83,7 @@ enum TokenEndpoint {
             return proof
         }
         let result = try exchange.exchange(TokenRequest(grantType: grantType, parameters: form.values), credentials: credentials, proof: proof)
-        return uncached(.json(result.json))
+        return uncached(.json(serialized: result.serialized))
     }
 
     /// RFC 7662 §2.

@@ -74,7 +74,7 @@ import Testing
         }
         _ = try token()  // the first also notes the client's use (once a day)
         let before = h.sqlite.writesBegun
-        #expect(try token().json["access_token"] != nil)
+        #expect(try token().accessToken.isEmpty == false)
         #expect(h.sqlite.writesBegun - before == 1)
     }
 

@@ -29,6 +29,20 @@ import Testing
         _ = try JSON.parse(ok)
     }
 
+    /// The hot-path writer gives the bytes the tree gives for the same members, escapes included.
+    @Test func anObjectWrittenDirectlyIsTheObjectSerialized() {
+        let text = "a\"b\\c\n\u{0}\u{7f} é 😀"
+        var writer = JSONObjectWriter(capacity: 4)
+        writer.string("s", text)
+        writer.int("n", -42)
+        writer.int("big", Int64.max)
+        writer.value("cnf", ["jkt": "x"])
+        writer.string("empty", "")
+        let tree: JSON = ["s": .string(text), "n": -42, "big": .int(Int64.max), "cnf": ["jkt": "x"], "empty": ""]
+        #expect(writer.finish() == tree.serialized())
+        #expect(JSONObjectWriter().finish() == Array("{}".utf8))
+    }
+
     @Test func escapesControlCharactersAndQuotes() {
         #expect(JSON.string("plain é ok").text == "\"plain é ok\"")
         #expect(JSON.string("\u{7f}ab\"\"cd\te").text == #""\u007fab\"\"cd\te""#)
