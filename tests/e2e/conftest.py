@@ -1,7 +1,9 @@
 """End-to-end fixtures: a real Latchkey worker pool behind a real nginx on
 loopback, initialized in a temporary state directory."""
+import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -132,6 +134,34 @@ def postgres_cluster():
 def pytest_sessionfinish(session, exitstatus):
     if _cluster is not None:
         _cluster.stop()
+        # The session's own temporary cluster (about 170 MB): CI machines are reused.
+        shutil.rmtree(_cluster.directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def chromium(*arguments: str, prefs: dict | None = None):
+    """A headless Debian chromium driven by chromedriver (selenium), quit and
+    cleaned up afterwards: its temporary files (the profile, the singleton
+    socket directory that chromium leaves in TMPDIR) go to a directory of its
+    own, removed once it has quit."""
+    binary, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    if not binary or not driver_path:
+        pytest.fail("chromium and chromium-driver must be installed (scripts/test installs them)")
+    from selenium import webdriver
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", *arguments):
+        options.add_argument(argument)
+    if prefs:
+        options.add_experimental_option("prefs", prefs)
+    scratch = tempfile.mkdtemp(prefix="latchkey-chromium-")
+    service = webdriver.ChromeService(executable_path=driver_path, env={**os.environ, "TMPDIR": scratch})
+    driver = webdriver.Chrome(service=service, options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 class Stack:

@@ -2,42 +2,27 @@
 driven by selenium): sign in on /login/, approve on /consent/ with the
 keyboard, land on the redirect URI with code and state; the demo app shows
 the ID token's claims; revoke on /account/. Screenshots go to test-output/."""
-import os
-import shutil
-from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlparse
 
 import pytest
 import requests
-from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from conftest import ROOT
+from conftest import ROOT, chromium
 
 OUT = ROOT / "test-output"
 
 
 @pytest.fixture
 def browser():
-    chromium = shutil.which("chromium")
-    driver_path = shutil.which("chromedriver")
-    if not chromium or not driver_path:
-        pytest.fail("chromium and chromium-driver must be installed (scripts/test installs them)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1100,900",
-                "--disable-extensions", "--no-first-run",
-                # The https stack's certificate comes from a CA made for the test run.
-                "--ignore-certificate-errors"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver_path), options=options)
-    driver.set_page_load_timeout(30)
-    OUT.mkdir(exist_ok=True)
-    yield driver
-    driver.quit()
+    # --ignore-certificate-errors: the https stack's certificate comes from a CA made for the test run.
+    with chromium("--window-size=1100,900", "--disable-extensions", "--no-first-run", "--ignore-certificate-errors") as driver:
+        driver.set_page_load_timeout(30)
+        OUT.mkdir(exist_ok=True)
+        yield driver
 
 
 def wait(driver, condition, timeout=15):

@@ -12,12 +12,11 @@ from urllib.parse import parse_qs, urlencode
 
 import pytest
 import requests
-from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 
-from conftest import free_port
+from conftest import chromium, free_port
 from test_browser import OUT, browser, sign_in, wait  # noqa: F401 (the browser fixture)
 
 
@@ -126,13 +125,7 @@ def test_the_form_post_page_works_without_script(stack, receiver):
     accepted = http.post(stack.url(f"/api/v1/authorization-requests/{request_id}/accept"), headers={"X-CSRF-Token": http.cookies["lk_csrf"]},
                          json={"scope": ["openid", "profile"], "remember": True})
     assert accepted.status_code == 200 and "form_post" in accepted.json()
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser_binary()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=900,600"):
-        options.add_argument(arg)
-    options.add_experimental_option("prefs", {"profile.managed_default_content_settings.javascript": 2})
-    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=chromedriver()), options=options)
-    try:
+    with chromium("--window-size=900,600", prefs={"profile.managed_default_content_settings.javascript": 2}) as driver:
         driver.get(stack.url("/healthz"))
         for name in ("lk_session", "lk_csrf", "lk_browser"):
             driver.add_cookie({"name": name, "value": http.cookies[name], "path": "/"})
@@ -146,15 +139,4 @@ def test_the_form_post_page_works_without_script(stack, receiver):
         method, _, _, fields = receiver.posts()[-1]
         assert method == "POST" and fields["state"] == ["no-script"]
         assert redeem(stack, client_id, receiver.redirect, fields["code"][0], verifier).status_code == 200
-    finally:
-        driver.quit()
 
-
-def browser_binary():
-    import shutil
-    return shutil.which("chromium")
-
-
-def chromedriver():
-    import shutil
-    return shutil.which("chromedriver")
