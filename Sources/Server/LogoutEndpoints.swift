@@ -35,11 +35,13 @@ enum LogoutEndpoints {
             }
             items = query
         }
+        let confirming = request.method == .post && items.contains { $0.0 == "confirm" }
+        if !confirming, let again = UserEndpoints.resentWithCookies(request, "/oauth2/logout", items) { return again }
         let parameters = LogoutService.Parameters(items)
         let service = LogoutService(env: ctx.env, store: ctx.store, keys: ctx.keys)
         let sessionToken = request.cookies[UserEndpoints.sessionCookie]
         let decision: LogoutService.Decision
-        if request.method == .post, items.contains(where: { $0.0 == "confirm" }) {
+        if confirming {
             // The user's answer on the confirmation page: the session's CSRF token must come with it.
             let token = items.first { $0.0 == "csrf_token" }?.1
             guard let current = try SessionService(env: ctx.env, store: ctx.store).current(sessionToken),
@@ -59,9 +61,12 @@ enum LogoutEndpoints {
         case let .signedOut(redirect):
             var response = redirect.map { Response.redirect($0, status: .seeOther) }
                 ?? page("You are signed out", "<p>You can close this window.</p>")
-            let secure = UserEndpoints.secureCookies(request, ctx)
-            response.headers.add(.setCookie, Cookies.make(name: UserEndpoints.sessionCookie, value: "", maxAge: 0, httpOnly: true, secure: secure))
-            response.headers.add(.setCookie, Cookies.make(name: UserEndpoints.csrfCookie, value: "", maxAge: 0, httpOnly: false, secure: secure))
+            // Cookies are cleared only where one came (a request without, from another site, ends nothing).
+            if sessionToken != nil {
+                let secure = UserEndpoints.secureCookies(request, ctx)
+                response.headers.add(.setCookie, Cookies.make(name: UserEndpoints.sessionCookie, value: "", maxAge: 0, httpOnly: true, secure: secure))
+                response.headers.add(.setCookie, Cookies.make(name: UserEndpoints.csrfCookie, value: "", maxAge: 0, httpOnly: false, secure: secure))
+            }
             return response
         }
     }

@@ -165,10 +165,24 @@ enum UserEndpoints {
             params = request.queryItems
         }
         guard let params else { return errorPage("The request is not valid percent-encoding.") }
+        if let again = resentWithCookies(request, "/oauth2/authorize", params) { return again }
         let browser = browserBinding(request, ctx)
         let decision = try AuthorizationService(env: ctx.env, store: ctx.store)
             .authorize(try authorizationParameters(params, ctx), sessionToken: request.cookies[sessionCookie], browser: browser.value)
         return browser.bind(respond(decision, ctx))
+    }
+
+    /// A browser's POST that carried none of Latchkey's cookies: another
+    /// site's form (`SameSite=Lax` holds every one back on a cross-site POST)
+    /// or a browser that has none yet. Answered as it stands, it would look
+    /// signed out: the user sent to sign in again (which ends their session),
+    /// a new browser binding replacing theirs, a logout clearing cookies of a
+    /// session it never ends. So it goes again as a GET (303) with the same
+    /// parameters: a top-level navigation, on which the browser sends them.
+    static func resentWithCookies(_ request: Request, _ path: String, _ parameters: [(String, String)]) -> Response? {
+        guard request.method == .post, request.cookies[sessionCookie] == nil, request.cookies[browserCookie] == nil else { return nil }
+        let query = parameters.map { PercentEncoding.encode($0.0) + "=" + PercentEncoding.encode($0.1) }.joined(separator: "&")
+        return .redirect(query.isEmpty ? path : path + "?" + query, status: .seeOther)
     }
 
     /// The browser-binding cookie (SPEC 7.1), for a request about to store

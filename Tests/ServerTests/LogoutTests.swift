@@ -137,6 +137,37 @@ import Testing
         #expect(b.send("GET", "/api/v1/session").status == 200, "\(name): the session stays")
     }
 
+    /// Attacker review, session 19: another site's form POSTs the logout, and
+    /// `SameSite=Lax` keeps every cookie back. Answered as it stood, the POST
+    /// cleared the cookies and ended nothing on the server (the session, its
+    /// grants and the back-channel logouts all stayed), and without a hint it
+    /// signed the browser out unasked. It goes again as a GET (303), which
+    /// the browser sends its cookies with.
+    @Test func aPostWithoutCookiesGoesAgainAsAGetThatCarriesThem() throws {
+        let h = try Harness()
+        let (b, client, idToken) = try signedIn(h)
+        func crossSite(_ items: [(String, String)]) -> Response {
+            h.call("POST", "/oauth2/logout", headers: [("Content-Type", "application/x-www-form-urlencoded")],
+                   body: Array(FormEncoding.serialize(items).utf8))
+        }
+        func followed(_ r: Response) throws -> Response {
+            let location = try #require(r.headers[.location])
+            #expect(location.hasPrefix("/oauth2/logout?"))
+            return b.send("GET", "/oauth2/logout", query: String(location.dropFirst("/oauth2/logout?".count)))
+        }
+        let unasked = crossSite([("client_id", client)])
+        #expect(unasked.status == 303 && unasked.headers[values: .setCookie].isEmpty, "nothing cleared")
+        #expect(try followed(unasked).bodyText.contains("Sign out of Latchkey?"), "without a hint the user is asked")
+        #expect(b.send("GET", "/api/v1/session").status == 200)
+
+        let asked = crossSite([("id_token_hint", idToken), ("post_logout_redirect_uri", Self.after), ("state", "bye 2")])
+        #expect(asked.status == 303 && asked.headers[values: .setCookie].isEmpty)
+        #expect(b.send("GET", "/api/v1/session").status == 200, "the cookie-less POST itself ends nothing")
+        let done = try followed(asked)
+        #expect(done.status == 303 && done.headers[.location] == Self.after + "?state=bye%202")
+        #expect(b.send("GET", "/api/v1/session").status == 401, "the session is over on the server")
+    }
+
     @Test func withoutASessionThereIsNothingToEnd() throws {
         let h = try Harness()
         let (_, client, idToken) = try signedIn(h)
@@ -146,6 +177,7 @@ import Testing
         #expect(logout(stranger, [("client_id", client), ("post_logout_redirect_uri", Self.after)]).headers[.location] == nil)
         let page = logout(stranger, [("client_id", client)])
         #expect(page.status == 200 && page.bodyText.contains("You are signed out"))
+        #expect(page.headers[values: .setCookie].isEmpty, "no cookie came, none is cleared")
     }
 
     /// Attacker review, session 17: the hint of a client an operator disabled still sent the browser to its URI.

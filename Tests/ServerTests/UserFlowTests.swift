@@ -97,6 +97,35 @@ import Testing
         #expect(refused.headers[.wwwAuthenticate]?.contains("error_description=\"The access token was not issued to a user.\"") == true)
     }
 
+    /// Attacker review, session 19: another site's form POSTs an authorization
+    /// request without the browser's cookies (`SameSite=Lax`). Answered as it
+    /// stood, it sent a signed-in user to sign in again (ending their session)
+    /// and replaced their browser binding (breaking a consent open in another
+    /// tab). It goes again as a GET (303), which carries the cookies.
+    @Test func aPostedAuthorizationRequestWithoutCookiesGoesAgainAsAGet() throws {
+        let h = try Harness()
+        _ = try h.user()
+        let (client, _) = try h.app()
+        let b = Browser(h)
+        _ = try code(h, b, client: client, pkce: PKCE())
+        let params = authorizeParams(client, PKCE())
+        let posted = h.call("POST", "/oauth2/authorize", headers: [("Content-Type", "application/x-www-form-urlencoded")],
+                            body: Array(FormEncoding.serialize(params).utf8))
+        #expect(posted.status == 303 && posted.headers[values: .setCookie].isEmpty, "no new browser binding")
+        let location = try #require(posted.headers[.location])
+        #expect(location.hasPrefix("/oauth2/authorize?"))
+        let query = String(location.dropFirst("/oauth2/authorize?".count))
+        #expect(FormEncoding.parse(query).map { $0.map { "\($0.0)=\($0.1)" } } == params.map { "\($0.0)=\($0.1)" })
+        let before = b.cookies
+        let followed = b.send("GET", "/oauth2/authorize", query: query)
+        #expect(followed.headers[.location]?.hasPrefix(Harness.redirect + "?") == true, "the remembered consent answers; no sign-in")
+        #expect(b.cookies == before)
+        // A POST that carries the cookies (from Latchkey's own pages) is answered at once.
+        let samesite = b.send("POST", "/oauth2/authorize", headers: [("Content-Type", "application/x-www-form-urlencoded")],
+                              body: Array(FormEncoding.serialize(params).utf8))
+        #expect(samesite.headers[.location]?.hasPrefix(Harness.redirect + "?") == true)
+    }
+
     @Test func confidentialClientsAuthenticateAtTheTokenEndpoint() throws {
         let h = try Harness()
         _ = try h.user()
