@@ -269,6 +269,8 @@ public struct AuthorizationService {
     /// than its `max_age` before the request. Checked wherever the request
     /// can be answered, the consent page's own calls included.
     public func signedInFreshly(for stored: StoredAuthorizationRequest, _ session: SessionRecord) -> Bool {
+        // A `sub` value asked for in `claims` (OIDC Core §5.5.1): that user only, however freshly anyone else signed in.
+        if let required = stored.request.claims?.subject, required != session.userID { return false }
         // A hint naming someone else (OIDC Core §3.1.2.2) asks for a sign-in as well; whoever signs in
         // after the request answers it (the user may choose another account).
         let hintedElse = stored.request.hintedSubject.map { $0 != session.userID } ?? false

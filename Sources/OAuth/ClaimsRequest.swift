@@ -15,6 +15,9 @@ public struct ClaimsRequest: Sendable, Equatable {
     public var userinfo: [String]
     /// The `acr` values an essential `acr` request accepts (empty: any).
     public var essentialACR: [String]
+    /// The user the ID token must be about (`"sub": {"value": …}`, §5.5.1):
+    /// no answer for anyone else, whoever is signed in.
+    public var subject: String?
 
     public static let maxParameterBytes = 4096
     public static let maxClaims = 32
@@ -28,10 +31,11 @@ public struct ClaimsRequest: Sendable, Equatable {
         "address": "address",
     ]
 
-    public init(idToken: [String] = [], userinfo: [String] = [], essentialACR: [String] = []) {
+    public init(idToken: [String] = [], userinfo: [String] = [], essentialACR: [String] = [], subject: String? = nil) {
         self.idToken = idToken
         self.userinfo = userinfo
         self.essentialACR = essentialACR
+        self.subject = subject
     }
 
     /// Parses the parameter; nil unless it is a JSON object of §5.5's shape
@@ -55,6 +59,10 @@ public struct ClaimsRequest: Sendable, Equatable {
                     if let values = spec["values"], values.arrayValue == nil { return nil }
                 }
                 if !self[keyPath: keyPath].contains(name) { self[keyPath: keyPath].append(name) }
+                if name == "sub", target == "id_token", let value = spec["value"] {
+                    guard let subject = value.stringValue else { return nil }
+                    self.subject = subject
+                }
                 if name == "acr", target == "id_token", spec["essential"]?.boolValue == true {
                     essentialACR = ([spec["value"]] + (spec["values"]?.arrayValue ?? []).map { Optional($0) }).compactMap { $0?.stringValue }
                 }
@@ -78,12 +86,12 @@ public struct ClaimsRequest: Sendable, Equatable {
 
     /// Stored with the request and the code: the names only.
     public var json: JSON {
-        ["id_token": JSON(idToken), "userinfo": JSON(userinfo), "essential_acr": JSON(essentialACR)]
+        ["id_token": JSON(idToken), "userinfo": JSON(userinfo), "essential_acr": JSON(essentialACR), "sub": JSON(subject)]
     }
 
     public init?(json: JSON) {
         guard json.objectValue != nil else { return nil }
         func names(_ key: String) -> [String] { (json[key]?.arrayValue ?? []).compactMap(\.stringValue) }
-        self.init(idToken: names("id_token"), userinfo: names("userinfo"), essentialACR: names("essential_acr"))
+        self.init(idToken: names("id_token"), userinfo: names("userinfo"), essentialACR: names("essential_acr"), subject: json["sub"]?.stringValue)
     }
 }

@@ -224,6 +224,10 @@ import Testing
         #expect(r.scopes == ["phone", "address"], "claims Latchkey does not hold bring no scope")
         #expect(r.wantsACR && r.acrSatisfiable)
         #expect(ClaimsRequest(json: r.json) == r, "stored and read back")
+        let named = try #require(ClaimsRequest(parameter: #"{"id_token": {"sub": {"value": "usr-abc", "essential": true}}}"#))
+        #expect(named.subject == "usr-abc" && ClaimsRequest(json: named.json) == named)
+        #expect(ClaimsRequest(parameter: #"{"id_token": {"sub": {"value": 7}}}"#) == nil, "a subject is a string")
+        #expect(try #require(ClaimsRequest(parameter: #"{"userinfo": {"sub": {"value": "usr-abc"}}}"#)).subject == nil)
         #expect(!(try #require(ClaimsRequest(parameter: #"{"id_token": {"acr": {"essential": true, "values": ["urn:mace:incommon:iap:silver"]}}}"#)).acrSatisfiable))
         #expect(try #require(ClaimsRequest(parameter: #"{"id_token": {"acr": {"values": ["2"]}}}"#)).acrSatisfiable, "a voluntary acr is answered with what there is")
     }

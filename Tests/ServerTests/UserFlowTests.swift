@@ -126,6 +126,34 @@ import Testing
         #expect(samesite.headers[.location]?.hasPrefix(Harness.redirect + "?") == true)
     }
 
+    /// Attacker review, session 19: a `sub` value asked for in `claims` was
+    /// ignored. OIDC Core §5.5.1: an answer only for that user, never for
+    /// another one signed in, even freshly.
+    @Test func aSubjectNamedInClaimsIsAnsweredForThatUserOnly() throws {
+        let h = try Harness()
+        let alice = try h.user()
+        let bob = try h.user("bob")
+        let (client, _) = try h.app()
+        let b = Browser(h)
+        _ = try code(h, b, client: client, pkce: PKCE())  // alice signed in, her consent remembered
+        func ask(_ subject: String, prompt: String? = nil) -> Response {
+            b.authorize(authorizeParams(client, PKCE(), extra: [("claims", #"{"id_token":{"sub":{"value":"\#(subject)","essential":true}}}"#)]
+                                                              + (prompt.map { [("prompt", $0)] } ?? [])))
+        }
+        let silent = ask(bob, prompt: "none")
+        #expect(silent.status == 303 && queryItems(silent.headers[.location] ?? "")["error"] == "login_required")
+        let asked = ask(bob)
+        #expect(asked.headers[.location]?.hasPrefix("/login/") == true, "sign in as bob")
+        // Signing in again as alice answers nothing for bob.
+        let request = try #require(queryItems(asked.headers[.location] ?? "")["request"])
+        #expect(b.login().status == 204)
+        let next = b.send("GET", "/oauth2/authorize/continue", query: "request=\(PercentEncoding.encode(request))")
+        #expect(next.headers[.location]?.hasPrefix("/login/") == true)
+        #expect(b.send("GET", "/api/v1/authorization-requests/\(request)").status == 401)
+        let mine = ask(alice, prompt: "none")
+        #expect(queryItems(mine.headers[.location] ?? "")["code"] != nil, "her own sub is answered")
+    }
+
     @Test func confidentialClientsAuthenticateAtTheTokenEndpoint() throws {
         let h = try Harness()
         _ = try h.user()
