@@ -243,7 +243,7 @@ public struct AuthorizationService {
         // A device's request is always answered on the consent screen (RFC 8628 §5.4: the user sees which app a code is for).
         if request.deviceCodeHash != nil { return .consent(requestID: requestID) }
         // prompt=consent asks again whatever was remembered: the connection is not read for it.
-        let covered = try !request.prompt.contains("consent")
+        let covered = try !request.prompt.contains("consent") && rememberedConsentApplies(request)
             && request.scope.allSatisfy((store.read { try store.connection(userID: user.id, clientID: request.clientID) }?.rememberedScope ?? []).contains)
         if !covered {
             if request.prompt.contains("none") {
@@ -261,6 +261,19 @@ public struct AuthorizationService {
             if request.prompt.contains("none") { return try answerWithError(stored, "login_required", "The user is not signed in.") }
             return .login(requestID: requestID, loginHint: request.loginHint)
         }
+    }
+
+    /// Whether a remembered consent may answer the request without the user
+    /// (RFC 8252 §8.6, RFC 6749 §10.2: not when the client's identity is not
+    /// assured). A public client proves nothing at the token endpoint, and a
+    /// loopback redirect URI takes any port: any program on the user's
+    /// machine could start the request, listen for the code and redeem it
+    /// with its own PKCE verifier. Such a request is shown to the user every
+    /// time; an https redirect URI (the code goes to the registered host) or a
+    /// client authenticating at the token endpoint keeps the remembered consent.
+    func rememberedConsentApplies(_ request: AuthorizationRequest) throws -> Bool {
+        guard let parts = URIRules.parse(request.redirectURI), parts.scheme == "http", URIRules.isLoopback(parts.host) else { return true }
+        return try store.read { try store.client(request.clientID) }.map { !$0.isPublic } ?? false
     }
 
     /// Whether `session` signed in recently enough to answer the request

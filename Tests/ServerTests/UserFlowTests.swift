@@ -154,6 +154,39 @@ import Testing
         #expect(queryItems(mine.headers[.location] ?? "")["code"] != nil, "her own sub is answered")
     }
 
+    /// Attacker review, session 19 (RFC 8252 §8.6): a remembered consent let
+    /// anyone who could open a URL in the user's browser get a code for a
+    /// public loopback client on a port of their own and redeem it with their
+    /// own verifier. Such a client is asked every time; an authenticating
+    /// client, or an https redirect URI, keeps the remembered consent.
+    @Test(arguments: [(true, "http://127.0.0.1/cb", "http://127.0.0.1:31337/cb", false),
+                      (true, "http://localhost:8400/cb", "http://localhost:8400/cb", false),
+                      (false, "http://127.0.0.1/cb", "http://127.0.0.1:31337/cb", true),
+                      (true, Harness.redirect, Harness.redirect, true)])
+    func aRememberedConsentAnswersOnlyWhereTheClientIsAssured(_ isPublic: Bool, _ registered: String, _ later: String, _ remembered: Bool) throws {
+        let h = try Harness()
+        _ = try h.user()
+        let (client, _) = try h.app(public: isPublic, redirectURIs: [registered])
+        let b = Browser(h)
+        func ask(_ uri: String, prompt: String? = nil) -> Response {
+            b.authorize(authorizeParams(client, PKCE()).filter { $0.0 != "redirect_uri" } + [("redirect_uri", uri)]
+                        + (prompt.map { [("prompt", $0)] } ?? []))
+        }
+        // The first time: sign in, approve, remember.
+        let request = try #require(queryItems(ask(registered).headers[.location] ?? "")["request"])
+        #expect(b.login().status == 204)
+        #expect(b.json("POST", "/api/v1/authorization-requests/\(request)/accept", ["scope": ["openid", "profile", "email", "offline_access"],
+                                                                                    "remember": true]).status == 200)
+        let again = ask(later), silent = ask(later, prompt: "none")
+        if remembered {
+            #expect(queryItems(again.headers[.location] ?? "")["code"] != nil)
+            #expect(queryItems(silent.headers[.location] ?? "")["code"] != nil)
+        } else {
+            #expect(again.headers[.location]?.hasPrefix("/consent/") == true, "asked again")
+            #expect(queryItems(silent.headers[.location] ?? "")["error"] == "consent_required")
+        }
+    }
+
     @Test func confidentialClientsAuthenticateAtTheTokenEndpoint() throws {
         let h = try Harness()
         _ = try h.user()

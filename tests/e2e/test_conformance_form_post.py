@@ -190,7 +190,12 @@ def authorize(stack, person, params, post=False):
         if r.status_code not in (302, 303):
             break
         location = r.headers["Location"]
-        if location.startswith("/login/"):
+        if post and location.startswith("/oauth2/authorize?"):
+            # A POST without Latchkey's cookies (as another site's form sends it) goes again as a GET, which a browser
+            # sends them with.
+            steps.append("as a GET")
+            r = http.get(stack.url(location), allow_redirects=False)
+        elif location.startswith("/login/"):
             steps.append("login")
             request_id = parse_qs(urlparse(location).query)["request"][0]
             person.login()

@@ -71,12 +71,14 @@ def receiver():
     r.close()
 
 
-def make_app(stack, redirect):
+def make_app(stack, redirect, public=True):
+    """A form-post app on a loopback redirect URI. Only a confidential one gets answered from a remembered
+    consent there (RFC 8252 §8.6: a public loopback client is asked every time)."""
     r = requests.post(stack.url("/api/v1/clients"), headers=stack.bearer(), json={
         "client_name": "Form post app", "redirect_uris": [redirect], "grant_types": ["authorization_code"],
-        "scope": "openid profile", "token_endpoint_auth_method": "none"})
+        "scope": "openid profile", "token_endpoint_auth_method": "none" if public else "client_secret_basic"})
     assert r.status_code == 201, r.text
-    return r.json()["client_id"]
+    return r.json()["client_id"] if public else (r.json()["client_id"], r.json()["client_secret"])
 
 
 def authorize_url(stack, client_id, redirect, verifier, state):
@@ -86,9 +88,10 @@ def authorize_url(stack, client_id, redirect, verifier, state):
         "scope": "openid profile", "state": state, "nonce": "n-1", "code_challenge": challenge, "code_challenge_method": "S256"}))
 
 
-def redeem(stack, client_id, redirect, code, verifier):
+def redeem(stack, client_id, redirect, code, verifier, secret=None):
     return requests.post(stack.url("/oauth2/token"), data={"grant_type": "authorization_code", "code": code, "client_id": client_id,
-                                                          "redirect_uri": redirect, "code_verifier": verifier})
+                                                          "redirect_uri": redirect, "code_verifier": verifier},
+                         auth=(client_id, secret) if secret else None)
 
 
 def test_form_post_delivers_the_code_as_a_post_after_consent(stack, browser, receiver):
@@ -116,7 +119,7 @@ def test_form_post_delivers_the_code_as_a_post_after_consent(stack, browser, rec
 
 def test_the_form_post_page_works_without_script(stack, receiver):
     """A remembered consent answers /oauth2/authorize with the page itself; with script off, its button posts it."""
-    client_id = make_app(stack, receiver.redirect)
+    client_id, secret = make_app(stack, receiver.redirect, public=False)
     # Sign in and remember the consent through the APIs, then hand the cookies to a browser without script.
     http = requests.Session()
     assert http.post(stack.url("/api/v1/session"), json={"username": "demo", "password": stack.demo_password}).status_code == 204
@@ -138,5 +141,5 @@ def test_the_form_post_page_works_without_script(stack, receiver):
         wait(driver, lambda d: d.find_elements(By.ID, "received"))
         method, _, _, fields = receiver.posts()[-1]
         assert method == "POST" and fields["state"] == ["no-script"]
-        assert redeem(stack, client_id, receiver.redirect, fields["code"][0], verifier).status_code == 200
+        assert redeem(stack, client_id, receiver.redirect, fields["code"][0], verifier, secret).status_code == 200
 
