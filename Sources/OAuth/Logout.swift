@@ -103,7 +103,9 @@ public struct LogoutService {
             try sessions.logout(token)
             return .signedOut(redirect: redirect)
         }
-        return .confirm(clientName: client.map { ClientSpec.displaySafe($0.name) }, redirectOrigin: redirect.flatMap(URIRules.origin))
+        // Only a hint shows that the client asked: a bare client_id could put any app's name on the page.
+        return .confirm(clientName: subject == nil ? nil : client.map { ClientSpec.displaySafe($0.name) },
+                        redirectOrigin: redirect.flatMap(URIRules.origin))
     }
 
     /// The user confirmed on the page (the caller checked the CSRF token).

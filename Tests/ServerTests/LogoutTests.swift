@@ -50,6 +50,8 @@ import Testing
         #expect(page.headers[.contentSecurityPolicy]?.contains("form-action 'self';") == true)
         #expect(!page.bodyText.contains("<script"))
         #expect(page.bodyText.contains("value=\"s&quot;&lt;\""))
+        // Attacker review, session 19: a bare client_id names no app (anyone may send any client's id).
+        #expect(page.bodyText.contains("A sign-out was requested for this browser.") && !page.bodyText.contains("asks to sign you out"))
         #expect(b.send("GET", "/api/v1/session").status == 200, "nothing ended before the user answers")
         func confirm(_ csrf: String) -> Response {
             b.send("POST", "/oauth2/logout", headers: [("Content-Type", "application/x-www-form-urlencoded")],
@@ -108,7 +110,7 @@ import Testing
         #expect(b.login("bob").status == 204)
         let items = [("id_token_hint", aliceToken), ("post_logout_redirect_uri", Self.after), ("state", "st")]
         let page = logout(b, items)
-        #expect(page.status == 200 && page.bodyText.contains("sign-out"))
+        #expect(page.status == 200 && page.bodyText.contains("asks to sign you out"), "a valid hint shows the client asked")
         #expect(page.headers[.contentSecurityPolicy]?.contains("form-action 'self' https://app.example;") == true,
                 "the confirmation redirects there, and browsers apply form-action to that redirect")
         _ = client
