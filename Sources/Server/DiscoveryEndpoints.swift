@@ -34,7 +34,8 @@ enum DiscoveryEndpoints {
             "userinfo_signing_alg_values_supported": JSON(algorithms.map(\.rawValue)),
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
-            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+            // A public client revokes its own tokens with its client_id alone (RFC 7009 §2.1).
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
             "token_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256", "EdDSA"],
             "introspection_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256", "EdDSA"],
             "revocation_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256", "EdDSA"],

@@ -231,4 +231,20 @@ extension UserFlowTests {
         #expect(h.form("/oauth2/introspect", [("token", refresh)], basic: (client, secret!)).json == ["active": false])
         #expect(h.form("/oauth2/introspect", [("token", access)], basic: (client, secret!)).json == ["active": false])
     }
+
+    /// A public client revokes its own tokens with its client_id alone (RFC 7009 §2.1), and discovery says so
+    /// (attacker review, session 19: "none" was missing from revocation_endpoint_auth_methods_supported).
+    @Test func aPublicClientRevokesWithItsIDAndDiscoveryNamesIt() throws {
+        let h = try Harness()
+        _ = try h.user()
+        let (client, _) = try h.app()
+        let pkce = PKCE()
+        let tokens = exchange(h, client: client, code: try code(h, Browser(h), client: client, pkce: pkce), verifier: pkce.verifier).json!
+        let refresh = try #require(tokens["refresh_token"]?.stringValue)
+        #expect(h.form("/oauth2/revoke", [("token", refresh), ("client_id", client)]).status == 200)
+        #expect(h.form("/oauth2/token", [("grant_type", "refresh_token"), ("refresh_token", refresh), ("client_id", client)]).status == 400)
+        let discovery = try #require(h.call("GET", "/.well-known/openid-configuration").json)
+        #expect(discovery["revocation_endpoint_auth_methods_supported"]?.arrayValue?.contains("none") == true)
+        #expect(discovery["introspection_endpoint_auth_methods_supported"]?.arrayValue?.contains("none") == false)
+    }
 }
