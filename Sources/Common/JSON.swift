@@ -63,6 +63,15 @@ extension JSON {
         default: return nil
         }
     }
+    /// A JWT NumericDate (RFC 7519 §2): seconds, fractions allowed, read
+    /// down to a whole second. nil for anything else or out of range.
+    public var numericDateValue: Int64? {
+        switch self {
+        case let .int(i): return i
+        case let .double(d) where d.isFinite && abs(d) < 9.0e15: return Int64(d.rounded(.down))
+        default: return nil
+        }
+    }
     public var arrayValue: [JSON]? { if case let .array(a) = self { return a } else { return nil } }
     public var objectValue: [(String, JSON)]? { if case let .object(o) = self { return o } else { return nil } }
     public var isNull: Bool { if case .null = self { return true } else { return false } }

@@ -83,10 +83,13 @@ public enum ClientAssertion {
         guard verified else { return nil }
         let claims = parsed.payload, nowSeconds = now / 1000
         guard claims["iss"]?.stringValue == client.clientID, claims["sub"]?.stringValue == client.clientID,
-              let exp = claims["exp"]?.intValue, exp > nowSeconds, exp <= nowSeconds + maxLifetimeSeconds + skewSeconds,
+              let exp = claims["exp"]?.numericDateValue, exp > nowSeconds, exp <= nowSeconds + maxLifetimeSeconds + skewSeconds,
               let jti = recordableJTI(claims["jti"]) else { return nil }
-        if let nbf = claims["nbf"]?.intValue, nbf > nowSeconds + skewSeconds { return nil }
-        if let iat = claims["iat"]?.intValue, iat > nowSeconds + skewSeconds { return nil }
+        // nbf and iat are optional, but one that is there and no NumericDate is a malformed assertion, not an absent claim.
+        for name in ["nbf", "iat"] {
+            guard let value = claims[name] else { continue }
+            guard let seconds = value.numericDateValue, seconds <= nowSeconds + skewSeconds else { return nil }
+        }
         // FAPI 2.0 Security Profile §5.3.2.1: a FAPI client's `aud` is the issuer as a string, never an array that
         // could also name another server (the audience injection its final text closes).
         if client.fapi2 && claims["aud"]?.stringValue == nil { return nil }

@@ -57,7 +57,7 @@ public enum DPoP {
         // htu loses its query and fragment; the server's own URL (issuer and decoded path) is taken as it is.
         guard let htu = claims["htu"]?.stringValue, target(htu) == caseless(url) else { throw Refusal(reason: "htu is not the request's URL") }
         // No arithmetic on what the proof says: compared against bounds computed from the clock.
-        guard let iat = claims["iat"]?.intValue, iat >= nowSeconds - windowSeconds, iat <= nowSeconds + windowSeconds else {
+        guard let iat = claims["iat"]?.numericDateValue, iat >= nowSeconds - windowSeconds, iat <= nowSeconds + windowSeconds else {
             throw Refusal(reason: "iat outside the window")
         }
         if let accessToken {

@@ -173,9 +173,17 @@ import Testing
             ("iss not the client", ["iss": "someone"]),
             ("sub not the client", ["sub": "someone"]),
             ("not yet valid", ["nbf": .int(now + 120)]),
+            // A claim that is there but no NumericDate is malformed, not absent.
+            ("nbf a string", ["nbf": .string("0")]),
+            ("iat a string", ["iat": .string("0")]),
+            ("not yet valid by a fraction", ["nbf": .double(Double(now) + 120.5)]),
+            ("exp a string", ["exp": .string(String(now + 60))]),
         ] as [(String, [String: JSON?])] {
             #expect(refused(try assertion(overrides)), "\(name)")
         }
+        // RFC 7519 §2: a NumericDate may have a fraction (attacker review, session 19: such exp was refused).
+        let fractional = try assertion(["exp": .double(Double(now) + 60.25), "iat": .double(Double(now) - 0.5)])
+        #expect(try authenticate(fractional, clientID: clientID).clientID == clientID)
         #expect(refused(try assertion(), clientID: "another-client"), "client_id must be the assertion's client")
     }
 

@@ -42,6 +42,8 @@ final class SeenProofs {
         #expect(try verify(try Self.proof(key)) == (try JWK.thumbprint(key)))
         // §4.3: htu compares without query and fragment, scheme and host in any case.
         #expect(try verify(try Self.proof(key, claims: ["htu": "HTTPS://Auth.Example.Test/oauth2/token?x=1#f"])) == (try JWK.thumbprint(key)))
+        // RFC 7519 §2: iat may have a fraction (attacker review, session 19: refused before).
+        #expect(try verify(try Self.proof(key, claims: ["iat": .double(Double(Self.now) / 1000 + 0.25)])) == (try JWK.thumbprint(key)))
     }
 
     @Test func everyBrokenProofIsRefused() throws {
