@@ -26,7 +26,12 @@ public enum ClientAssertion {
         guard jwks.serialized().count <= 16 * 1024 else { return "must serialize to at most 16 KiB" }
         for (i, key) in keys.enumerated() {
             if let problem = shapeProblem(key) { return "keys[\(i)] \(problem)" }
-            guard (try? SigningKey(jwk: key)) != nil else { return "keys[\(i)] is not an EC P-256, RSA or Ed25519 public key" }
+            guard let imported = try? SigningKey(jwk: key) else { return "keys[\(i)] is not an EC P-256, RSA or Ed25519 public key" }
+            // RFC 7517 §4.4: the algorithm the key is meant for. Latchkey verifies each kind of key with one
+            // algorithm; a key that says another (HS256 on an EC key) is refused, not silently used otherwise.
+            if let alg = key["alg"], alg.stringValue != imported.algorithm.rawValue {
+                return "keys[\(i)] alg must be \(imported.algorithm.rawValue) for this key (or left out)"
+            }
         }
         return nil
     }

@@ -219,7 +219,11 @@ import Testing
         withPrivate.set("d", "AAAA")
         for (name, jwks) in [("none at all", nil), ("a private member", ["keys": [withPrivate]]), ("no keys", ["keys": []]),
                              ("not a set", .string("x")), ("an encryption key", ["keys": [try JWK.publicJWK(key, kid: "e").setting("use", "enc")]]),
-                             ("a short RSA key", ["keys": [short]])] as [(String, JSON?)] {
+                             ("a short RSA key", ["keys": [short]]),
+                             // Attacker review, session 19: an alg other than the key's own was taken and ignored.
+                             ("an EC key saying HS256", ["keys": [try JWK.publicJWK(key, kid: "h").setting("alg", "HS256")]]),
+                             ("an RSA key saying ES256", ["keys": [rsaJWK.setting("alg", "ES256")]]),
+                             ("an alg that is no string", ["keys": [rsaJWK.setting("alg", .int(1))]])] as [(String, JSON?)] {
             let spec = ClientSpec(name: "x", grantTypes: ["client_credentials"], authMethod: "private_key_jwt", jwks: jwks)
             #expect(throws: RegistryError.self, "\(name)") { try registry.create(spec, caller: caller) }
         }
