@@ -75,8 +75,15 @@ enum DPoPEndpoint {
 
     /// §7.1: a token bound to a key is used with the DPoP scheme and a proof
     /// of that key for this request and token; a bearer use of it is refused.
+    /// The DPoP scheme is for bound tokens only: an unbound one sent with it
+    /// (a proof or not) is refused too, as no proof can match its key.
     static func checkBinding(_ request: Request, _ ctx: RequestContext, token: String, claims: AccessTokenClaims) throws {
-        guard let bound = claims.jkt else { return }
+        guard let bound = claims.jkt else {
+            if EndpointKit.authorizationScheme(request) == "dpop" {
+                throw refusal("This token is not bound to a DPoP key: use the Bearer scheme.", resource: true, code: "invalid_token")
+            }
+            return
+        }
         guard EndpointKit.authorizationScheme(request) == "dpop" else {
             throw refusal("This token is bound to a DPoP key: use the DPoP scheme with a proof.", resource: true, code: "invalid_token")
         }

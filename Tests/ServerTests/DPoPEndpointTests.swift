@@ -41,6 +41,13 @@ import Testing
             if let badProof { headers.append(("DPoP", badProof)) }
             #expect(h.call("GET", path, headers: headers).status == 401, "\(name)")
         }
+        // The DPoP scheme is for bound tokens (attacker review, session 19: an unbound one was taken with it, no proof asked).
+        let plain = try #require(h.form("/oauth2/token", [("grant_type", "client_credentials"), ("scope", "clients:read")],
+                                        basic: (h.primary.clientID, h.primary.clientSecret)).json?["access_token"]?.stringValue)
+        #expect(h.call("GET", path, headers: [("Authorization", "Bearer \(plain)")]).status == 200)
+        let unboundAsDPoP = h.call("GET", path, headers: [("Authorization", "DPoP \(plain)")])
+        #expect(unboundAsDPoP.status == 401 && unboundAsDPoP.headers[.wwwAuthenticate]?.contains("invalid_token") == true)
+        #expect(h.call("GET", path, headers: [("Authorization", "DPoP \(plain)"), ("DPoP", try proof(h, key, "GET", path, token: plain))]).status == 401)
         // §6.2: introspection names the key.
         let introspected = h.form("/oauth2/introspect", [("token", token)], basic: (h.primary.clientID, h.primary.clientSecret))
         #expect(introspected.json?["cnf"] == ["jkt": .string(jkt)] && introspected.json?["token_type"] == "DPoP")
