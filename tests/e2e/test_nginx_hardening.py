@@ -6,10 +6,15 @@ every response nginx answers itself."""
 import base64
 import concurrent.futures
 import http.client
+import ipaddress
 import json
+import os
+import random
 import re
 import signal
 import socket
+import struct
+import subprocess
 import tempfile
 import threading
 import time
@@ -18,7 +23,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import ROOT, Stack
+from conftest import ROOT, Stack, free_port
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
@@ -361,3 +366,76 @@ def test_nginx_gateway_errors_carry_a_request_id():
             assert len(ids) == 1 and HEX32.match(ids[0]), ids
         finally:
             s.stop()
+
+
+def _ipv6_64_key(address: ipaddress.IPv6Address) -> str:
+    """What the rate limits should count an IPv6 address by: its /64, as its first four groups in hex."""
+    return ":".join(f"{g:x}" for g in struct.unpack(">8H", address.packed)[:4])
+
+
+def test_rate_limits_count_an_ipv6_address_by_its_64(tmp_path):
+    """Attacker review, session 19: every limit_req zone keyed on $binary_remote_addr, the full /128, so a host
+    with a /64 had a fresh allowance for each of its addresses. The zones key on $lk_remote_net: the address's /64
+    for IPv6. Checked here on the map itself (nginx/latchkey-remote-net.conf, as latchkey.conf includes it), fed
+    addresses written as nginx writes $remote_addr (RFC 5952, as Python's ipaddress does): zero runs everywhere."""
+    port = free_port()
+    user = "user root;" if os.getuid() == 0 else ""
+    (tmp_path / "nginx.conf").write_text(f"""{user}
+pid {tmp_path}/nginx.pid;
+error_log {tmp_path}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    map $arg_ip $lk_remote_net {{
+        default "whole";
+        include {ROOT}/nginx/latchkey-remote-net.conf;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ return 200 "$lk_remote_net"; }}
+    }}
+}}
+""")
+    nginx = subprocess.Popen(["nginx", "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path), "-g", "daemon off;"])
+    try:
+        http = requests.Session()
+        for _ in range(100):
+            try:
+                http.get(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        rng = random.Random(19)
+        addresses = [ipaddress.IPv6Address(bytes(16)), ipaddress.IPv6Address("::1"), ipaddress.IPv6Address("2001:db8::1"),
+                     ipaddress.IPv6Address("2001:db8:0:1::"), ipaddress.IPv6Address("::5:6:7:8:9"), ipaddress.IPv6Address("1::2:3:4:5:6")]
+        for _ in range(1500):
+            # Each group zero half the time: every placement of the "::" run, and of the groups after it, comes up.
+            groups = [0 if rng.random() < 0.5 else rng.randrange(1, 0x10000) for _ in range(8)]
+            addresses.append(ipaddress.IPv6Address(struct.pack(">8H", *groups)))
+        def key(ip):
+            # $arg_ip is the raw query: the colons go unencoded, as in $remote_addr.
+            return http.get(f"http://127.0.0.1:{port}/?ip={ip}").text
+
+        wrong = []
+        for address in addresses:
+            got = key(address.compressed)
+            if "." in address.compressed:
+                expected = "\x7f\x00\x00\x01"  # written with a dotted part: the whole (here the test's own) address
+            else:
+                expected = _ipv6_64_key(address)
+            if got != expected:
+                wrong.append((address.compressed, got, expected))
+        assert not wrong, wrong[:10]
+        # IPv4 counts by the whole address; two addresses of one /64 share a key.
+        assert key("203.0.113.7") == "\x7f\x00\x00\x01"
+        assert key("2001:db8:1:2:a::1") == key("2001:db8:1:2:ffff:ffff:ffff:ffff") == "2001:db8:1:2"
+    finally:
+        nginx.terminate()
+        nginx.wait(timeout=10)
+
+
+def test_every_zone_counts_by_the_remote_net():
+    text = (ROOT / "nginx" / "latchkey.conf").read_text()
+    zones = re.findall(r"^limit_req_zone (\S+) zone=(\w+)", text, re.M)
+    assert zones and all(key in ("$lk_remote_net", "$lk_api_write_key", "$lk_bearer_token") for key, _ in zones), zones
+    assert "$binary_remote_addr" not in text.split("map $remote_addr $lk_remote_net", 1)[1].split("}", 1)[1]
