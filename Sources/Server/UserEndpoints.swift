@@ -179,11 +179,18 @@ enum UserEndpoints {
     /// a new browser binding replacing theirs, a logout clearing cookies of a
     /// session it never ends. So it goes again as a GET (303) with the same
     /// parameters: a top-level navigation, on which the browser sends them.
+    /// A longer one is refused (400) rather than resent: its `Location`
+    /// would not fit in nginx's buffer for a response's head (a 502).
     static func resentWithCookies(_ request: Request, _ path: String, _ parameters: [(String, String)]) -> Response? {
         guard request.method == .post, request.cookies[sessionCookie] == nil, request.cookies[browserCookie] == nil else { return nil }
         let query = parameters.map { PercentEncoding.encode($0.0) + "=" + PercentEncoding.encode($0.1) }.joined(separator: "&")
+        guard query.utf8.count <= maxResentQueryBytes else {
+            return errorPage("This request came from another site and is too long to pass on. Send it as a GET, or push it first (PAR).")
+        }
         return .redirect(query.isEmpty ? path : path + "?" + query, status: .seeOther)
     }
+
+    static let maxResentQueryBytes = 3000
 
     /// The browser-binding cookie (SPEC 7.1), for a request about to store
     /// an authorization request: the browser's own when well formed, else a

@@ -120,6 +120,10 @@ import Testing
         let followed = b.send("GET", "/oauth2/authorize", query: query)
         #expect(followed.headers[.location]?.hasPrefix(Harness.redirect + "?") == true, "the remembered consent answers; no sign-in")
         #expect(b.cookies == before)
+        // Too long to pass on in a Location (nginx's buffer for a response head is 4 KiB): a 400 page, never a 502.
+        let long = h.call("POST", "/oauth2/authorize", headers: [("Content-Type", "application/x-www-form-urlencoded")],
+                          body: Array(FormEncoding.serialize(params.filter { $0.0 != "state" } + [("state", String(repeating: "s", count: 3000))]).utf8))
+        #expect(long.status == 400 && long.headers[.location] == nil && long.bodyText.contains("too long to pass on"))
         // A POST that carries the cookies (from Latchkey's own pages) is answered at once.
         let samesite = b.send("POST", "/oauth2/authorize", headers: [("Content-Type", "application/x-www-form-urlencoded")],
                               body: Array(FormEncoding.serialize(params).utf8))

@@ -439,3 +439,15 @@ def test_every_zone_counts_by_the_remote_net():
     zones = re.findall(r"^limit_req_zone (\S+) zone=(\w+)", text, re.M)
     assert zones and all(key in ("$lk_remote_net", "$lk_api_write_key", "$lk_bearer_token") for key, _ in zones), zones
     assert "$binary_remote_addr" not in text.split("map $remote_addr $lk_remote_net", 1)[1].split("}", 1)[1]
+
+
+def test_a_cookieless_post_is_resent_as_a_get_through_nginx_at_any_length(stack):
+    """A browser POST without Latchkey's cookies (another site's form) goes again as a GET (303). The longest one
+    passed on still fits nginx's buffer for a response head (4 KiB: a longer Location would be a 502); a longer one
+    is a 400 page."""
+    for length, status in ((2900, 303), (3100, 400)):
+        filler = "s" * (length - len("state="))
+        r = requests.post(stack.url("/oauth2/authorize"), data={"state": filler}, allow_redirects=False)
+        assert r.status_code == status, (length, r.status_code, r.text[:200])
+        if status == 303:
+            assert r.headers["Location"] == "/oauth2/authorize?state=" + filler
