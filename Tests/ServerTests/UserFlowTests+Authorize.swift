@@ -236,10 +236,7 @@ extension UserFlowTests {
     /// (attacker review, session 19: "none" was missing from revocation_endpoint_auth_methods_supported).
     @Test func aPublicClientRevokesWithItsIDAndDiscoveryNamesIt() throws {
         let h = try Harness()
-        _ = try h.user()
-        let (client, _) = try h.app()
-        let pkce = PKCE()
-        let tokens = exchange(h, client: client, code: try code(h, Browser(h), client: client, pkce: pkce), verifier: pkce.verifier).json!
+        let (client, tokens) = try publicAppWithTokens(h)
         let refresh = try #require(tokens["refresh_token"]?.stringValue)
         #expect(h.form("/oauth2/revoke", [("token", refresh), ("client_id", client)]).status == 200)
         #expect(h.form("/oauth2/token", [("grant_type", "refresh_token"), ("refresh_token", refresh), ("client_id", client)]).status == 400)

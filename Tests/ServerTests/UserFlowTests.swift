@@ -240,12 +240,17 @@ import Testing
         #expect(exchange(h, client: client, code: c4, verifier: pkce.verifier).status == 200)
     }
 
-    @Test func refreshTokensRotateAndReuseRevokesTheFamily() throws {
-        let h = try Harness()
+    /// A new public app and the tokens a signed-in user's whole browser flow gives it.
+    func publicAppWithTokens(_ h: Harness) throws -> (client: String, tokens: JSON) {
         _ = try h.user()
         let (client, _) = try h.app()
         let pkce = PKCE()
-        let first = exchange(h, client: client, code: try code(h, Browser(h), client: client, pkce: pkce), verifier: pkce.verifier).json!
+        return (client, try #require(exchange(h, client: client, code: try code(h, Browser(h), client: client, pkce: pkce), verifier: pkce.verifier).json))
+    }
+
+    @Test func refreshTokensRotateAndReuseRevokesTheFamily() throws {
+        let h = try Harness()
+        let (client, first) = try publicAppWithTokens(h)
         let r1 = try #require(first["refresh_token"]?.stringValue)
         let rotated = h.form("/oauth2/token", [("grant_type", "refresh_token"), ("refresh_token", r1), ("client_id", client)])
         #expect(rotated.status == 200)
@@ -269,6 +274,7 @@ import Testing
         #expect(h.form("/oauth2/introspect", [("token", a2)], basic: (h.primary.clientID, h.primary.clientSecret)).json == ["active": false])
         // Refresh tokens are bound to their client.
         let (other, _) = try h.app()
+        let pkce = PKCE()
         let fresh = exchange(h, client: client, code: try code(h, Browser(h), client: client, pkce: pkce), verifier: pkce.verifier).json!
         let stolen = h.form("/oauth2/token", [("grant_type", "refresh_token"), ("refresh_token", fresh["refresh_token"]!.stringValue!), ("client_id", other)])
         #expect(stolen.json?["error"] == "invalid_grant")

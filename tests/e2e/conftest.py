@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -136,6 +137,36 @@ def pytest_sessionfinish(session, exitstatus):
         _cluster.stop()
         # The session's own temporary cluster (about 170 MB): CI machines are reused.
         shutil.rmtree(_cluster.directory, ignore_errors=True)
+
+
+class StaticPage:
+    """One body served on 127.0.0.1 (a port of its own) for every GET, the paths asked for kept in `fetched`:
+    another site's page, an RP's request object. `stop()` when done."""
+
+    def __init__(self, body: str, content_type: str = "text/html"):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        self.fetched = []
+        outer, data = self, body.encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                outer.fetched.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.port = free_port()
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
 
 
 @contextlib.contextmanager

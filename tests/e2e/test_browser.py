@@ -11,7 +11,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from conftest import ROOT, chromium
+from conftest import ROOT, StaticPage, chromium
 
 OUT = ROOT / "test-output"
 
@@ -181,10 +181,6 @@ def test_another_sites_logout_form_asks_the_user_and_leaves_the_session(stack, b
     SameSite=Lax cookie with a cross-site POST; the server used to answer "You are signed out" and
     clear the cookies while the session lived on. The POST now goes again as a GET, which carries the
     cookies: without an id_token_hint the user is asked, and nothing ends unasked."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    from conftest import free_port
     browser.get(stack.url("/login/"))
     sign_in(browser, stack)
     wait(browser, EC.url_contains("/account/"))
@@ -196,27 +192,13 @@ def test_another_sites_logout_form_asks_the_user_and_leaves_the_session(stack, b
     form = (f'<!doctype html><form id="f" method="post" action="{stack.url("/oauth2/logout")}">'
             '<input type="hidden" name="state" value="x"></form><script>document.getElementById("f").submit()</script>')
 
-    class Page(BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = form.encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    port = free_port()
-    server = ThreadingHTTPServer(("127.0.0.1", port), Page)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    page = StaticPage(form)
     try:
         # localhost and 127.0.0.1 are different sites: the POST is cross-site.
-        browser.get(f"http://localhost:{port}/")
+        browser.get(f"http://localhost:{page.port}/")
         heading = wait(browser, lambda d: d.find_element(By.TAG_NAME, "h1") if "/oauth2/logout" in d.current_url else False)
         assert heading.text == "Sign out of Latchkey?", browser.page_source[:500]
     finally:
-        server.shutdown()
+        page.stop()
     browser.get(stack.url("/account/"))  # the confirmation page's CSP allows no fetch
     assert session_status() == 200, "the session is still there, its cookie too"

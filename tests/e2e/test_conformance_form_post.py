@@ -21,13 +21,11 @@ import json
 import math
 import secrets
 import string
-import threading
 import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlparse
 
 import pytest
@@ -38,7 +36,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 
-from conftest import free_port
+from conftest import StaticPage
 from test_browser import browser, sign_in, wait  # noqa: F401 (the browser fixture)
 from test_form_post import receiver  # noqa: F401 (the receiver fixture)
 from test_user_flow import Browser, verify_id_token
@@ -690,30 +688,11 @@ def register_dynamic_client(stack):
     return Client(r.json()["client_id"], r.json()["client_secret"], redirect)
 
 
-class _RequestObjectHost:
+def request_object_host(body):
     """Where the suite serves the request object for request_uri: GET answers it as application/oauth-authz-req+jwt."""
-
-    def __init__(self, body):
-        self.fetched = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                outer.fetched.append(self.path)
-                data = body.encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/oauth-authz-req+jwt")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.port = free_port()
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.uri = f"http://127.0.0.1:{self.port}/requests/{random_alnum(10)}"
+    host = StaticPage(body, "application/oauth-authz-req+jwt")
+    host.uri = f"http://127.0.0.1:{host.port}/requests/{random_alnum(10)}"
+    return host
 
 
 def request_object_claims(stack, client, state, nonce):
@@ -760,13 +739,13 @@ def test_oidcc_request_uri_unsigned_supported_correctly_or_rejected_as_unsupport
         pytest.skip("'none' is not in request_object_signing_alg_values_supported: the module skips itself")
     client = register_dynamic_client(stack)
     state, nonce = random_alnum(32), random_alnum(16)
-    host = _RequestObjectHost(unsigned_jwt(request_object_claims(stack, client, state, nonce)))
+    host = request_object_host(unsigned_jwt(request_object_claims(stack, client, state, nonce)))
     try:
         person = Browser(stack)
         answer = authorize(stack, person, outer_parameters(client, "request_uri", host.uri))
         request_object_answer(stack, client, answer, state, nonce, "request_uri_not_supported")
     finally:
-        host.server.shutdown()
+        host.stop()
 
 
 def test_oidcc_unsigned_request_object_supported_correctly_or_rejected_as_unsupported(stack):
