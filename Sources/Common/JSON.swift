@@ -63,6 +63,7 @@ extension JSON {
         default: return nil
         }
     }
+
     /// A JWT NumericDate (RFC 7519 §2): seconds, fractions allowed, read
     /// down to a whole second. nil for anything else or out of range.
     public var numericDateValue: Int64? {
@@ -72,6 +73,7 @@ extension JSON {
         default: return nil
         }
     }
+
     public var arrayValue: [JSON]? { if case let .array(a) = self { return a } else { return nil } }
     public var objectValue: [(String, JSON)]? { if case let .object(o) = self { return o } else { return nil } }
     public var isNull: Bool { if case .null = self { return true } else { return false } }

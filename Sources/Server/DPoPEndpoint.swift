@@ -78,13 +78,12 @@ enum DPoPEndpoint {
     /// The DPoP scheme is for bound tokens only: an unbound one sent with it
     /// (a proof or not) is refused too, as no proof can match its key.
     static func checkBinding(_ request: Request, _ ctx: RequestContext, token: String, claims: AccessTokenClaims) throws {
+        let dpopScheme = EndpointKit.authorizationScheme(request) == "dpop"
         guard let bound = claims.jkt else {
-            if EndpointKit.authorizationScheme(request) == "dpop" {
-                throw refusal("This token is not bound to a DPoP key: use the Bearer scheme.", resource: true, code: "invalid_token")
-            }
+            if dpopScheme { throw refusal("This token is not bound to a DPoP key: use the Bearer scheme.", resource: true, code: "invalid_token") }
             return
         }
-        guard EndpointKit.authorizationScheme(request) == "dpop" else {
+        guard dpopScheme else {
             throw refusal("This token is bound to a DPoP key: use the DPoP scheme with a proof.", resource: true, code: "invalid_token")
         }
         guard try proofKey(request, ctx, accessToken: token) == bound else {

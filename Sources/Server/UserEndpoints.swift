@@ -183,7 +183,7 @@ enum UserEndpoints {
     /// would not fit in nginx's buffer for a response's head (a 502).
     static func resentWithCookies(_ request: Request, _ path: String, _ parameters: [(String, String)]) -> Response? {
         guard request.method == .post, request.cookies[sessionCookie] == nil, request.cookies[browserCookie] == nil else { return nil }
-        let query = parameters.map { PercentEncoding.encode($0.0) + "=" + PercentEncoding.encode($0.1) }.joined(separator: "&")
+        let query = FormEncoding.serialize(parameters)
         guard query.utf8.count <= maxResentQueryBytes else {
             return errorPage("This request came from another site and is too long to pass on. Send it as a GET, or push it first (PAR).")
         }
