@@ -78,7 +78,7 @@ enum DPoPEndpoint {
     /// The DPoP scheme is for bound tokens only: an unbound one sent with it
     /// (a proof or not) is refused too, as no proof can match its key.
     static func checkBinding(_ request: Request, _ ctx: RequestContext, token: String, claims: AccessTokenClaims) throws {
-        let dpopScheme = EndpointKit.authorizationScheme(request) == "dpop"
+        let dpopScheme = EndpointKit.usesDPoPScheme(request)
         guard let bound = claims.jkt else {
             if dpopScheme { throw refusal("This token is not bound to a DPoP key: use the Bearer scheme.", resource: true, code: "invalid_token") }
             return

@@ -24,10 +24,12 @@ enum EndpointKit {
         return Substring(rest).trimmingSpaces()
     }
 
-    /// The Authorization header's scheme, lowercased.
-    static func authorizationScheme(_ request: Request) -> String? {
-        guard let bytes = request.headers.value(.authorization)?.utf8, let start = bytes.firstIndex(where: { $0 != 0x20 }) else { return nil }
-        return String(Substring(bytes[start..<(bytes[start...].firstIndex(of: 0x20) ?? bytes.endIndex)])).lowercased()
+    /// Whether the Authorization header's scheme is `DPoP` (in any case), read
+    /// by byte: every management request asks, bound token or not.
+    static func usesDPoPScheme(_ request: Request) -> Bool {
+        guard let bytes = request.headers.value(.authorization)?.utf8, let start = bytes.firstIndex(where: { $0 != 0x20 }) else { return false }
+        let scheme = bytes[start..<(bytes[start...].firstIndex(of: 0x20) ?? bytes.endIndex)]
+        return scheme.count == 4 && zip(scheme, "dpop".utf8).allSatisfy { $0 | 0x20 == $1 }
     }
 
     /// The bearer token's client, which must hold one of `scopes` (any when

@@ -60,8 +60,11 @@ import HTTPCore
             ("Bearer", nil), ("Bearer ", nil), ("Bearer   ", nil), ("Basic abc", nil), ("Bearer\tabc", nil), (" ", nil), ("", nil),
         ]
         for (header, token) in cases { #expect(EndpointKit.bearerToken(request(header)) == token, "\(header)") }
-        #expect(EndpointKit.authorizationScheme(request("  Basic abc")) == "basic" && EndpointKit.authorizationScheme(request("DPoP")) == "dpop")
-        #expect(EndpointKit.authorizationScheme(request("   ")) == nil && EndpointKit.bearerToken(Request(method: .get, path: "/x")) == nil)
+        for (header, dpop) in [("DPoP x", true), ("  dpop x", true), ("DPoP", true), ("DPoPs x", false), ("Bearer x", false), ("DPo x", false),
+                               ("   ", false)] {
+            #expect(EndpointKit.usesDPoPScheme(request(header)) == dpop, "\(header)")
+        }
+        #expect(!EndpointKit.usesDPoPScheme(Request(method: .get, path: "/x")) && EndpointKit.bearerToken(Request(method: .get, path: "/x")) == nil)
     }
 }
 
