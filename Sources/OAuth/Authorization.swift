@@ -268,11 +268,12 @@ public struct AuthorizationService {
     /// assured). A public client proves nothing at the token endpoint, and a
     /// loopback redirect URI takes any port: any program on the user's
     /// machine could start the request, listen for the code and redeem it
-    /// with its own PKCE verifier. Such a request is shown to the user every
-    /// time; an https redirect URI (the code goes to the registered host) or a
-    /// client authenticating at the token endpoint keeps the remembered consent.
+    /// with its own PKCE verifier (https on a loopback host no less: it is the
+    /// same machine). Such a request is shown to the user every time; a
+    /// redirect URI on a public host (the code goes to the registered host) or
+    /// a client authenticating at the token endpoint keeps the remembered consent.
     func rememberedConsentApplies(_ request: AuthorizationRequest) throws -> Bool {
-        guard let parts = URIRules.parse(request.redirectURI), parts.scheme == "http", URIRules.isLoopback(parts.host) else { return true }
+        guard let parts = URIRules.parse(request.redirectURI), URIRules.isLoopback(parts.host) else { return true }
         return try store.read { try store.client(request.clientID) }.map { !$0.isPublic } ?? false
     }
 

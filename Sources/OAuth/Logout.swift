@@ -103,18 +103,24 @@ public struct LogoutService {
             try sessions.logout(token)
             return .signedOut(redirect: redirect)
         }
-        // Only a hint shows that the client asked: a bare client_id could put any app's name on the page.
-        return .confirm(clientName: subject == nil ? nil : client.map { ClientSpec.displaySafe($0.name) },
-                        redirectOrigin: redirect.flatMap(URIRules.origin))
+        // Only a hint about this user shows that the client asked on their behalf: a bare client_id, or anyone's
+        // own ID token of a client of their own, could put any app's name on the page and send the user to its
+        // URI after they confirm (attacker review, session 19).
+        let theirs = subject == user.id
+        return .confirm(clientName: theirs ? client.map { ClientSpec.displaySafe($0.name) } : nil,
+                        redirectOrigin: theirs ? redirect.flatMap(URIRules.origin) : nil)
     }
 
     /// The user confirmed on the page (the caller checked the CSRF token).
     public func confirmed(_ p: Parameters, sessionToken: String?) throws -> Decision {
-        guard let (_, _, _, redirect) = try resolve(p) else {
+        guard let (subject, _, _, redirect) = try resolve(p) else {
             return .errorPage("The logout request is not valid: its id_token_hint, client_id or post_logout_redirect_uri does not match a registered client.")
         }
-        if let token = sessionToken { try SessionService(env: env, store: store).logout(token) }
-        return .signedOut(redirect: redirect)
+        let sessions = SessionService(env: env, store: store)
+        let user = try sessionToken.flatMap { try sessions.current($0) }?.user
+        if let token = sessionToken { try sessions.logout(token) }
+        // To the client's URI only when the hint was about the user who confirmed (see `request`).
+        return .signedOut(redirect: subject != nil && subject == user?.id ? redirect : nil)
     }
 }
 

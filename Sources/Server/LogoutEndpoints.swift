@@ -36,7 +36,9 @@ enum LogoutEndpoints {
             items = query
         }
         let confirming = request.method == .post && items.contains { $0.0 == "confirm" }
-        if !confirming, let again = UserEndpoints.resentWithCookies(request, "/oauth2/logout", items) { return again }
+        if !confirming, let again = UserEndpoints.resentWithCookies(request, "/oauth2/logout", items, tooLong: {
+            page("This sign-out link does not work", "<p role=\"alert\">\(XMLElement.escape($0))</p>", status: .badRequest)
+        }) { return again }
         let parameters = LogoutService.Parameters(items)
         let service = LogoutService(env: ctx.env, store: ctx.store, keys: ctx.keys)
         let sessionToken = request.cookies[UserEndpoints.sessionCookie]

@@ -27,20 +27,26 @@ enum RegistrationEndpoints {
         return answer(try registration(ctx).register(metadata, caller: caller), ctx, status: .created)
     }
 
+    /// The registration access token: a Bearer token (RFC 7592 §3). The DPoP
+    /// scheme is for DPoP-bound access tokens, which this is not: as none.
+    static func registrationToken(_ request: Request) -> String? {
+        EndpointKit.usesDPoPScheme(request) ? nil : EndpointKit.bearerToken(request)
+    }
+
     static func read(_ request: Request, _ ctx: RequestContext) throws -> Response {
-        let client = try registration(ctx).authorized(ctx.param("client_id"), token: EndpointKit.bearerToken(request))
+        let client = try registration(ctx).authorized(ctx.param("client_id"), token: registrationToken(request))
         return answer(ClientRegistration.Registered(client: client, secret: nil, registrationToken: nil), ctx, status: .ok)
     }
 
     static func replace(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let metadata = try metadata(request)
-        return answer(try registration(ctx).replace(ctx.param("client_id"), token: EndpointKit.bearerToken(request), metadata: metadata,
+        return answer(try registration(ctx).replace(ctx.param("client_id"), token: registrationToken(request), metadata: metadata,
                                                     requestID: request.requestID), ctx,
                       status: .ok)
     }
 
     static func delete(_ request: Request, _ ctx: RequestContext) throws -> Response {
-        try registration(ctx).delete(ctx.param("client_id"), token: EndpointKit.bearerToken(request), requestID: request.requestID)
+        try registration(ctx).delete(ctx.param("client_id"), token: registrationToken(request), requestID: request.requestID)
         return .empty()
     }
 

@@ -165,7 +165,7 @@ enum UserEndpoints {
             params = request.queryItems
         }
         guard let params else { return errorPage("The request is not valid percent-encoding.") }
-        if let again = resentWithCookies(request, "/oauth2/authorize", params) { return again }
+        if let again = resentWithCookies(request, "/oauth2/authorize", params, tooLong: errorPage) { return again }
         let browser = browserBinding(request, ctx)
         let decision = try AuthorizationService(env: ctx.env, store: ctx.store)
             .authorize(try authorizationParameters(params, ctx), sessionToken: request.cookies[sessionCookie], browser: browser.value)
@@ -179,18 +179,29 @@ enum UserEndpoints {
     /// a new browser binding replacing theirs, a logout clearing cookies of a
     /// session it never ends. So it goes again as a GET (303) with the same
     /// parameters: a top-level navigation, on which the browser sends them.
-    /// A longer one is refused (400) rather than resent: its `Location`
-    /// would not fit in nginx's buffer for a response's head (a 502).
-    static func resentWithCookies(_ request: Request, _ path: String, _ parameters: [(String, String)]) -> Response? {
-        guard request.method == .post, request.cookies[sessionCookie] == nil, request.cookies[browserCookie] == nil else { return nil }
+    /// A longer one is refused (`tooLong`, a 400 page) rather than resent:
+    /// the GET's request line must fit nginx's 8 KB header buffers. A
+    /// `lk_browser` that is not one Latchkey set (a sibling domain can plant
+    /// cookies) counts as none.
+    static func resentWithCookies(_ request: Request, _ path: String, _ parameters: [(String, String)],
+                                  tooLong: (String) -> Response) -> Response? {
+        guard request.method == .post, request.cookies[sessionCookie] == nil, wellFormedBrowserCookie(request) == nil else { return nil }
         let query = FormEncoding.serialize(parameters)
         guard query.utf8.count <= maxResentQueryBytes else {
-            return errorPage("This request came from another site and is too long to pass on. Send it as a GET, or push it first (PAR).")
+            return tooLong("This request came from another site and is too long to pass on. Send it as a GET, or push it first (PAR).")
         }
         return .redirect(query.isEmpty ? path : path + "?" + query, status: .seeOther)
     }
 
-    static let maxResentQueryBytes = 3000
+    /// Within nginx's 8 KB for a request line, and (with `fastcgi_buffer_size 16k` on the two locations) its buffer for a response head.
+    static let maxResentQueryBytes = 7000
+
+    /// The browser-binding cookie when it has the shape of one Latchkey sets.
+    static func wellFormedBrowserCookie(_ request: Request) -> String? {
+        guard let presented = request.cookies[browserCookie], (32...128).contains(presented.utf8.count),
+              presented.utf8.allSatisfy(Base64.isURLSafeByte) else { return nil }
+        return presented
+    }
 
     /// The browser-binding cookie (SPEC 7.1), for a request about to store
     /// an authorization request: the browser's own when well formed, else a
@@ -207,10 +218,7 @@ enum UserEndpoints {
     }
 
     static func browserBinding(_ request: Request, _ ctx: RequestContext) -> BrowserBinding {
-        let presented = request.cookies[browserCookie] ?? ""
-        if (32...128).contains(presented.utf8.count) && presented.utf8.allSatisfy(Base64.isURLSafeByte) {
-            return BrowserBinding(value: presented, setCookie: nil)
-        }
+        if let presented = wellFormedBrowserCookie(request) { return BrowserBinding(value: presented, setCookie: nil) }
         let fresh = ctx.env.randomToken(bytes: 32)
         return BrowserBinding(value: fresh, setCookie: Cookies.make(name: browserCookie, value: fresh, maxAge: nil, httpOnly: true,
                                                                    secure: secureCookies(request, ctx)))

@@ -25,6 +25,8 @@ import Testing
         // RFC 7592: read (no secret, no token), replace, delete with the registration access token.
         let read = h.json("GET", "/oauth2/register/\(id)", token: token)
         #expect(read.status == 200 && read.json?["client_secret"] == nil && read.json?["registration_access_token"] == nil)
+        // A Bearer token (§3); with the DPoP scheme, as none (session 19).
+        #expect(h.call("GET", "/oauth2/register/\(id)", headers: [("Authorization", "DPoP \(token)")]).status == 401)
         let replaced = h.json("PUT", "/oauth2/register/\(id)", token: token, body: ["client_id": .string(id), "redirect_uris": ["https://rp.example/2"]])
         #expect(replaced.status == 200 && replaced.json?["redirect_uris"] == ["https://rp.example/2"])
         // §2.2: a client_secret sent must be the current one (attacker review, session 17: any value was ignored).
