@@ -272,7 +272,7 @@ public struct AuthorizationService {
     /// same machine). Such a request is shown to the user every time; a
     /// redirect URI on a public host (the code goes to the registered host) or
     /// a client authenticating at the token endpoint keeps the remembered consent.
-    func rememberedConsentApplies(_ request: AuthorizationRequest) throws -> Bool {
+    public func rememberedConsentApplies(_ request: AuthorizationRequest) throws -> Bool {
         guard let parts = URIRules.parse(request.redirectURI), URIRules.isLoopback(parts.host) else { return true }
         return try store.read { try store.client(request.clientID) }.map { !$0.isPublic } ?? false
     }

@@ -45,6 +45,7 @@ extension UserEndpoints {
         clientJSON.append(("logo_uri", client.hasLogo ? .string("\(ctx.env.issuer)/api/v1/clients/\(client.clientID)/logo") : .null))
         // SPEC 7.1: the consent page names the organization that registered the client.
         let organization = try ctx.store.read { try ctx.store.organization(client.organizationID) }
+        let rememberOffered = try stored.request.deviceCodeHash == nil && service.rememberedConsentApplies(stored.request)
         return Response.json([
             "client": .object(clientJSON),
             "organization": ["organization_id": .string(client.organizationID), "name": JSON(organization.map { ClientSpec.displaySafe($0.name) })],
@@ -52,6 +53,8 @@ extension UserEndpoints {
             // A device's request (RFC 8628) goes back to no redirect URI: the page says to return to the device.
             "redirect_uri": stored.request.deviceCodeHash == nil ? .string(stored.request.redirectURI) : .null,
             "device": .bool(stored.request.deviceCodeHash != nil),
+            // Whether "remember" could ever answer a later request (not for a device, nor a public loopback client's).
+            "remember_offered": .bool(rememberOffered),
             "response_mode": .string(stored.request.responseMode.rawValue),
         ]).noStore()
     }

@@ -189,9 +189,10 @@ import Testing
             b.authorize(authorizeParams(client, PKCE()).filter { $0.0 != "redirect_uri" } + [("redirect_uri", uri)]
                         + (prompt.map { [("prompt", $0)] } ?? []))
         }
-        // The first time: sign in, approve, remember.
+        // The first time: sign in, approve, remember (offered only where it can answer later).
         let request = try #require(queryItems(ask(registered).headers[.location] ?? "")["request"])
         #expect(b.login().status == 204)
+        #expect(b.send("GET", "/api/v1/authorization-requests/\(request)").json?["remember_offered"] == .bool(remembered))
         #expect(b.json("POST", "/api/v1/authorization-requests/\(request)/accept", ["scope": ["openid", "profile", "email", "offline_access"],
                                                                                     "remember": true]).status == 200)
         let again = ask(later), silent = ask(later, prompt: "none")

@@ -65,8 +65,9 @@ document.addEventListener("DOMContentLoaded", async () => {
   document.getElementById("redirect").textContent = data.device
     ? "After you decide, return to your device."
     : "After you decide, you will be sent to " + data.redirect_uri;
-  // A device's approval is one decision for that device: nothing to remember for later sign-ins.
-  if (data.device) document.querySelector(".remember").hidden = true;
+  // Nothing to remember where a remembered answer would never be used: a device's approval is one decision for
+  // that device, and a public app on this machine (a loopback address) is asked every time.
+  if (!data.remember_offered) document.querySelector(".remember").hidden = true;
   const form = document.getElementById("consent-form");
   form.hidden = false;
   document.getElementById("approve").focus();
@@ -111,7 +112,7 @@ document.addEventListener("DOMContentLoaded", async () => {
     event.preventDefault();
     const scope = Array.from(list.querySelectorAll("input[type=checkbox]")).filter((b) => b.checked).map((b) => b.value);
     if (scope.length === 0) { Latchkey.showError("Choose at least one permission, or deny."); return; }
-    answer("/accept", { scope, remember: !data.device && document.getElementById("remember").checked });
+    answer("/accept", { scope, remember: data.remember_offered && document.getElementById("remember").checked });
   });
   document.getElementById("deny").addEventListener("click", () => answer("/reject", {}));
 });
