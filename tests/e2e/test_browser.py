@@ -69,6 +69,8 @@ def test_sign_in_consent_and_redirect_with_code_and_state(stack, browser):
     assert browser.find_element(By.ID, "tos").get_attribute("href") == "https://photos.example/terms"
     # SPEC 7.1: the consent page names the organization that registered the client.
     assert browser.find_element(By.CSS_SELECTOR, "#app .organization").text == "Registered by E2E"
+    # A public app on a loopback address is asked every time (RFC 8252 §8.6): nothing to remember is offered.
+    assert not browser.find_element(By.ID, "remember").is_displayed()
     browser.execute_script("window.scrollTo(0, 0)")
     browser.save_screenshot(str(OUT / "consent.png"))
     # Keyboard only: the approve button has focus; Enter submits.
