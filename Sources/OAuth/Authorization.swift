@@ -272,9 +272,10 @@ public struct AuthorizationService {
     /// same machine). Such a request is shown to the user every time; a
     /// redirect URI on a public host (the code goes to the registered host) or
     /// a client authenticating at the token endpoint keeps the remembered consent.
-    public func rememberedConsentApplies(_ request: AuthorizationRequest) throws -> Bool {
+    /// `client`: the request's client when the caller has read it already.
+    public func rememberedConsentApplies(_ request: AuthorizationRequest, client: Client? = nil) throws -> Bool {
         guard let parts = URIRules.parse(request.redirectURI), URIRules.isLoopback(parts.host) else { return true }
-        return try store.read { try store.client(request.clientID) }.map { !$0.isPublic } ?? false
+        return try (client ?? store.read { try store.client(request.clientID) }).map { !$0.isPublic } ?? false
     }
 
     /// Whether `session` signed in recently enough to answer the request

@@ -111,16 +111,15 @@ public struct LogoutService {
                         redirectOrigin: theirs ? redirect.flatMap(URIRules.origin) : nil)
     }
 
-    /// The user confirmed on the page (the caller checked the CSRF token).
-    public func confirmed(_ p: Parameters, sessionToken: String?) throws -> Decision {
+    /// The user confirmed on the page (the caller checked the CSRF token
+    /// against the session it read: `userID` is that session's user).
+    public func confirmed(_ p: Parameters, sessionToken: String?, userID: String) throws -> Decision {
         guard let (subject, _, _, redirect) = try resolve(p) else {
             return .errorPage("The logout request is not valid: its id_token_hint, client_id or post_logout_redirect_uri does not match a registered client.")
         }
-        let sessions = SessionService(env: env, store: store)
-        let user = try sessionToken.flatMap { try sessions.current($0) }?.user
-        if let token = sessionToken { try sessions.logout(token) }
+        if let token = sessionToken { try SessionService(env: env, store: store).logout(token) }
         // To the client's URI only when the hint was about the user who confirmed (see `request`).
-        return .signedOut(redirect: subject != nil && subject == user?.id ? redirect : nil)
+        return .signedOut(redirect: subject != nil && subject == userID ? redirect : nil)
     }
 }
 

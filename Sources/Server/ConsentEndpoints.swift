@@ -45,7 +45,7 @@ extension UserEndpoints {
         clientJSON.append(("logo_uri", client.hasLogo ? .string("\(ctx.env.issuer)/api/v1/clients/\(client.clientID)/logo") : .null))
         // SPEC 7.1: the consent page names the organization that registered the client.
         let organization = try ctx.store.read { try ctx.store.organization(client.organizationID) }
-        let rememberOffered = try stored.request.deviceCodeHash == nil && service.rememberedConsentApplies(stored.request)
+        let rememberOffered = try stored.request.deviceCodeHash == nil && service.rememberedConsentApplies(stored.request, client: client)
         return Response.json([
             "client": .object(clientJSON),
             "organization": ["organization_id": .string(client.organizationID), "name": JSON(organization.map { ClientSpec.displaySafe($0.name) })],

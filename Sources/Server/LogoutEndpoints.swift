@@ -51,7 +51,7 @@ enum LogoutEndpoints {
                 return page("Sign-out not confirmed", "<p role=\"alert\">The confirmation did not come from this browser's session.</p>",
                             status: .forbidden)
             }
-            decision = try service.confirmed(parameters, sessionToken: sessionToken)
+            decision = try service.confirmed(parameters, sessionToken: sessionToken, userID: current.user.id)
         } else {
             decision = try service.request(parameters, sessionToken: sessionToken)
         }
