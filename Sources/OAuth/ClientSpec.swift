@@ -147,6 +147,25 @@ public struct ClientSpec: Sendable, Equatable {
         }
     }
 
+    /// Whether text shows something: at least one letter, number,
+    /// punctuation mark or symbol. Whitespace (U+00A0 and U+3000 among it),
+    /// combining marks with nothing to sit on, and U+2800 BRAILLE PATTERN
+    /// BLANK (a symbol that draws nothing) do not count, so a name cannot
+    /// look empty on a consent screen and leave only what is around it to read.
+    public static func isVisible(_ text: String) -> Bool {
+        text.unicodeScalars.contains { u in
+            guard u.value != 0x2800 else { return false }
+            switch u.properties.generalCategory {
+            case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter,
+                 .decimalNumber, .letterNumber, .otherNumber,
+                 .connectorPunctuation, .dashPunctuation, .openPunctuation, .closePunctuation, .initialPunctuation, .finalPunctuation,
+                 .otherPunctuation, .mathSymbol, .currencySymbol, .modifierSymbol, .otherSymbol:
+                return !u.properties.isDefaultIgnorableCodePoint
+            default: return false
+            }
+        }
+    }
+
     /// Every rule of SPEC 6.1 on the fields and on their combination.
     public func problems() -> [FieldError] {
         var errors: [FieldError] = []
@@ -154,8 +173,8 @@ public struct ClientSpec: Sendable, Equatable {
             errors.append(FieldError("client_id", "must be 5..50 characters of A-Z, a-z, 0-9 and '-', not starting with usr- or org-, and not current or anonymous"))
         }
         if name.utf8.isEmpty || name.utf8.count > 127 { errors.append(FieldError("client_name", "must be 1..127 bytes of UTF-8")) }
-        else if !ClientSpec.isDisplaySafe(name) || name.trimmingCharacters().isEmpty {
-            errors.append(FieldError("client_name", "must be printable text without control or bidirectional-override characters"))
+        else if !ClientSpec.isDisplaySafe(name) || !ClientSpec.isVisible(name) {
+            errors.append(FieldError("client_name", "must be printable text with a visible character and without control or bidirectional-override characters"))
         }
         if let d = description {
             if d.count > 1000 { errors.append(FieldError("description", "must be at most 1000 characters")) }

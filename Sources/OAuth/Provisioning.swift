@@ -126,8 +126,8 @@ public struct Provisioning {
     private func createOrganizationInTransaction(name: String, clientLimit: Int, hasher: SecretHasher, action: String) throws -> ProvisionedOrganization {
         let trimmed = name.trimmingCharacters()
         guard !trimmed.isEmpty, trimmed.utf8.count <= 200 else { throw ProvisioningError.invalid("organization name must be 1..200 bytes") }
-        guard ClientSpec.isDisplaySafe(trimmed) else {
-            throw ProvisioningError.invalid("organization name must not contain control or bidirectional-override characters")
+        guard ClientSpec.isDisplaySafe(trimmed), ClientSpec.isVisible(trimmed) else {
+            throw ProvisioningError.invalid("organization name must show a visible character and not contain control or bidirectional-override characters")
         }
         guard (1...100_000).contains(clientLimit) else { throw ProvisioningError.invalid("client limit must be 1..100000") }
         let now = env.now()

@@ -104,7 +104,7 @@ public struct AuthorizationRequest: Sendable, Equatable {
     /// characters. Any other is dropped, not refused: a hint is optional to
     /// honour (OIDC Core §3.1.2.1), and the user types the name instead.
     public static func usableLoginHint(_ hint: String?) -> String? {
-        guard let hint, hint.utf8.count <= 256, ClientSpec.isDisplaySafe(hint), !hint.trimmingCharacters().isEmpty else {
+        guard let hint, hint.utf8.count <= 256, ClientSpec.isDisplaySafe(hint), ClientSpec.isVisible(hint) else {
             return nil
         }
         return hint

@@ -138,7 +138,8 @@ extension SecurityReviewTests {
         let token = try h.token()
         for name in ["Pay\u{202E}lapyaP", "a\u{200F}b", "x\u{0085}y", "tab\tname", "\u{2066}iso", "line\u{2028}sep", "par\u{2029}a",
                      "soft\u{00AD}hyphen", "mongolian\u{180E}", "arabic\u{0600}", "cgj\u{034F}", "emoji\u{FE0F}", "music\u{1D173}",
-                     "tag\u{E0041}", "\u{115F}filler", "han\u{3164}", "private\u{E000}", "unassigned\u{0378}"] {
+                     "tag\u{E0041}", "\u{115F}filler", "han\u{3164}", "private\u{E000}", "unassigned\u{0378}", "\u{2800}\u{2800}",
+                     "\u{00A0}\u{3000}", "\u{0301}"] {
             #expect(h.json("POST", "/api/v1/clients", token: token, body: ["client_name": .string(name)]).status == 400, "\(name.unicodeScalars.map(\.value))")
             #expect(h.json("POST", "/api/oauth/app", token: token, body: ["name": .string(name), "redirect_uri": "https://x.example/cb"]).status == 400)
         }

@@ -25,7 +25,7 @@ extension UserFlowTests {
     /// (control, bidirectional-override or invisible characters, more than 256 bytes, blank) is dropped, the request kept.
     @Test(arguments: [
         ("alice", "alice"), ("buffy@example.com", "buffy@example.com"), ("Zoë Q", "Zoë Q"), (String(repeating: "a", count: 256), String(repeating: "a", count: 256)),
-        ("a&then=device#x", "a&then=device#x"), (String(repeating: "a", count: 257), nil), ("ali\u{202E}ce", nil), ("al\u{7}ice", nil), ("ali\u{200B}ce", nil), ("   ", nil),
+        ("a&then=device#x", "a&then=device#x"), (String(repeating: "a", count: 257), nil), ("ali\u{202E}ce", nil), ("al\u{7}ice", nil), ("ali\u{200B}ce", nil), ("   ", nil), ("\u{2800}", nil), ("\u{00A0}", nil),
     ] as [(String, String?)])
     func loginHintPrefillsTheSignInPage(_ hint: String, _ shown: String?) throws {
         let h = try Harness()

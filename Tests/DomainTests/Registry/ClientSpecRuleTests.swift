@@ -13,11 +13,21 @@ import Testing
 
     @Test func theValidSpecificationHasNoProblem() { #expect(Self.valid().problems().isEmpty) }
 
+    @Test(arguments: ["名前", "🙂", "-", "\u{00A0}é\u{2800}", "١٢٣", "a\u{0301}"])
+    func aNameWithOneVisibleCharacterIsAccepted(_ name: String) {
+        var spec = Self.valid()
+        spec.name = name
+        #expect(spec.problems().isEmpty, "\(name.unicodeScalars.map(\.value)): \(spec.problems())")
+    }
+
     @Test(arguments: [
         ("a reserved client_id", { @Sendable (s: inout ClientSpec) in s.clientID = "usr-12345" }, "client_id"),
         ("a client_id too short", { @Sendable (s: inout ClientSpec) in s.clientID = "abc" }, "client_id"),
         ("an empty name", { @Sendable (s: inout ClientSpec) in s.name = "" }, "client_name"),
         ("a name of spaces", { @Sendable (s: inout ClientSpec) in s.name = "   " }, "client_name"),
+        ("a name of U+2800 BRAILLE PATTERN BLANK", { @Sendable (s: inout ClientSpec) in s.name = "\u{2800}\u{2800}" }, "client_name"),
+        ("a name of no-break and ideographic spaces", { @Sendable (s: inout ClientSpec) in s.name = "\u{00A0}\u{3000}\u{2007}" }, "client_name"),
+        ("a name of combining marks alone", { @Sendable (s: inout ClientSpec) in s.name = "\u{0301}\u{20DD}" }, "client_name"),
         ("a bidirectional override in the name", { @Sendable (s: inout ClientSpec) in s.name = "evil\u{202E}txt.exe" }, "client_name"),
         ("a name over 127 bytes", { @Sendable (s: inout ClientSpec) in s.name = String(repeating: "é", count: 64) }, "client_name"),
         ("a client_uri with user-info", { @Sendable (s: inout ClientSpec) in s.clientURI = "https://user@app.example" }, "client_uri"),

@@ -89,3 +89,21 @@ import Testing
         #expect(try t.h.store.read { try t.registry.app(forCode: t.clientA, organization: organization) } == nil)
     }
 }
+
+/// An organization's name is shown on consent screens (SPEC 7.1), so it
+/// follows the client name's rules: something visible, nothing that hides.
+@Suite struct OrganizationNameTests {
+    @Test(arguments: ["", "   ", "\u{2800}", "\u{00A0}\u{3000}", "\u{0301}", "Ev\u{202E}il", "a\u{200B}b"])
+    func aNameThatShowsNothingOrHidesSomethingIsRefused(_ name: String) throws {
+        let h = try StoreFixture()
+        #expect(throws: ProvisioningError.self, "\(name.unicodeScalars.map(\.value))") {
+            _ = try Provisioning(env: h.env, store: h.store).createOrganization(name: name, clientLimit: 10)
+        }
+    }
+
+    @Test func aVisibleNameIsKeptTrimmed() throws {
+        let h = try StoreFixture()
+        let created = try Provisioning(env: h.env, store: h.store).createOrganization(name: "  Ünïcødé 名前 ", clientLimit: 10)
+        #expect(try h.store.organization(created.organizationID)?.name == "Ünïcødé 名前")
+    }
+}
