@@ -89,20 +89,25 @@ extension String {
 }
 
 extension JSON {
+    /// The operations applied in order, each in place: linear in the
+    /// operations and the paths they walk, however large an array grows
+    /// (a copy of the array for each `add` made 8,000 of them cost most of
+    /// a second, review session 20). On a failing operation the partly
+    /// patched copy is dropped.
     public func patched(with operations: [JSONPatchOperation]) throws -> JSON {
         var doc = self
         for op in operations {
             switch op.op {
-            case "add": doc = try doc.adding(op.value!, at: op.path[...])
-            case "remove": doc = try doc.removing(at: op.path[...])
+            case "add": try doc.add(op.value!, at: op.path[...])
+            case "remove": _ = try doc.remove(at: op.path[...])
             case "replace":
-                _ = try doc.value(at: op.path[...])
-                doc = try doc.removing(at: op.path[...]).adding(op.value!, at: op.path[...])
+                _ = try doc.remove(at: op.path[...])
+                try doc.add(op.value!, at: op.path[...])
             case "move":
-                let value = try doc.value(at: op.from![...])
                 if op.path.starts(with: op.from!) && op.path != op.from! { throw JSONPatchError("cannot move a value into itself") }
-                doc = try doc.removing(at: op.from![...]).adding(value, at: op.path[...])
-            case "copy": doc = try doc.adding(try doc.value(at: op.from![...]), at: op.path[...])
+                let value = try doc.remove(at: op.from![...])
+                try doc.add(value, at: op.path[...])
+            case "copy": try doc.add(try doc.value(at: op.from![...]), at: op.path[...])
             case "test":
                 guard try doc.value(at: op.path[...]) == op.value! else { throw JSONPatchError("test failed at /\(op.path.joined(separator: "/"))") }
             default: throw JSONPatchError("unsupported op")
@@ -118,50 +123,78 @@ extension JSON {
             guard let child = self[head] else { throw JSONPatchError("no member \(head)") }
             return try child.value(at: path.dropFirst())
         case let .array(items):
-            guard let i = Int(head), i >= 0, i < items.count, String(i) == head else { throw JSONPatchError("no index \(head)") }
+            guard let i = JSON.index(head, in: items.count) else { throw JSONPatchError("no index \(head)") }
             return try items[i].value(at: path.dropFirst())
         default: throw JSONPatchError("path goes through a scalar")
         }
     }
 
-    func adding(_ value: JSON, at path: ArraySlice<String>) throws -> JSON {
-        guard let head = path.first else { return value }
-        switch self {
-        case var .object(members):
+    /// An array index as RFC 6901 spells it (no sign, no leading zero), below `count`.
+    static func index(_ token: String, in count: Int) -> Int? {
+        guard let i = Int(token), i >= 0, i < count, String(i) == token else { return nil }
+        return i
+    }
+
+    /// RFC 6902 §4.1 in place.
+    mutating func add(_ value: JSON, at path: ArraySlice<String>) throws {
+        guard let head = path.first else { self = value; return }
+        if var members = takeObject() {
+            defer { self = .object(members) }
             if path.count == 1 {
-                var object = JSON.object(members)
-                object.set(head, value)
-                return object
+                if let i = members.firstIndex(where: { $0.0 == head }) { members[i].1 = value } else { members.append((head, value)) }
+                return
             }
             guard let i = members.firstIndex(where: { $0.0 == head }) else { throw JSONPatchError("no member \(head)") }
-            members[i].1 = try members[i].1.adding(value, at: path.dropFirst())
-            return .object(members)
-        case var .array(items):
+            try members[i].1.add(value, at: path.dropFirst())
+        } else if var items = takeArray() {
+            defer { self = .array(items) }
             if path.count == 1 {
-                if head == "-" { items.append(value); return .array(items) }
-                guard let i = Int(head), i >= 0, i <= items.count, String(i) == head else { throw JSONPatchError("bad index \(head)") }
+                if head == "-" { items.append(value); return }
+                guard let i = JSON.index(head, in: items.count + 1) else { throw JSONPatchError("bad index \(head)") }
                 items.insert(value, at: i)
-                return .array(items)
+                return
             }
-            guard let i = Int(head), i >= 0, i < items.count, String(i) == head else { throw JSONPatchError("no index \(head)") }
-            items[i] = try items[i].adding(value, at: path.dropFirst())
-            return .array(items)
-        default: throw JSONPatchError("path goes through a scalar")
+            guard let i = JSON.index(head, in: items.count) else { throw JSONPatchError("no index \(head)") }
+            try items[i].add(value, at: path.dropFirst())
+        } else {
+            throw JSONPatchError("path goes through a scalar")
         }
     }
 
-    func removing(at path: ArraySlice<String>) throws -> JSON {
+    /// RFC 6902 §4.2 in place; the value removed.
+    mutating func remove(at path: ArraySlice<String>) throws -> JSON {
         guard let head = path.first else { throw JSONPatchError("cannot remove the whole document") }
-        switch self {
-        case var .object(members):
+        if var members = takeObject() {
+            defer { self = .object(members) }
             guard let i = members.firstIndex(where: { $0.0 == head }) else { throw JSONPatchError("no member \(head)") }
-            if path.count == 1 { members.remove(at: i) } else { members[i].1 = try members[i].1.removing(at: path.dropFirst()) }
-            return .object(members)
-        case var .array(items):
-            guard let i = Int(head), i >= 0, i < items.count, String(i) == head else { throw JSONPatchError("no index \(head)") }
-            if path.count == 1 { items.remove(at: i) } else { items[i] = try items[i].removing(at: path.dropFirst()) }
-            return .array(items)
-        default: throw JSONPatchError("path goes through a scalar")
+            if path.count == 1 { return members.remove(at: i).1 }
+            return try members[i].1.remove(at: path.dropFirst())
+        } else if var items = takeArray() {
+            defer { self = .array(items) }
+            guard let i = JSON.index(head, in: items.count) else { throw JSONPatchError("no index \(head)") }
+            if path.count == 1 { return items.remove(at: i) }
+            return try items[i].remove(at: path.dropFirst())
+        } else {
+            throw JSONPatchError("path goes through a scalar")
         }
+    }
+
+    /// The members moved out of an object, leaving `null` until they are put
+    /// back: with `self` no longer holding them they are the only reference,
+    /// and change without a copy (a `case var` binding shares them with
+    /// `self` while it lives). Nil, and `self` unchanged, for anything else.
+    private mutating func takeObject() -> [(String, JSON)]? {
+        var taken: [(String, JSON)]?
+        if case let .object(members) = self { taken = members }
+        if taken != nil { self = .null }
+        return taken
+    }
+
+    /// As `takeObject`, for an array's items.
+    private mutating func takeArray() -> [JSON]? {
+        var taken: [JSON]?
+        if case let .array(items) = self { taken = items }
+        if taken != nil { self = .null }
+        return taken
     }
 }

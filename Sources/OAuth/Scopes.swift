@@ -18,14 +18,20 @@ public enum Scopes {
     /// the string has empty tokens (double or edge spaces).
     public static func parse(_ text: String) -> [String]? {
         if text.isEmpty { return [] }
-        var result: [String] = []
+        var result = UniqueStrings()
         for token in text.utf8.split(separator: 0x20, omittingEmptySubsequences: false) {
             guard !token.isEmpty, token.count <= 128,
                   token.allSatisfy({ b in b == 0x21 || (b >= 0x23 && b <= 0x5B) || (b >= 0x5D && b <= 0x7E) }) else { return nil }
-            let t = String(decoding: token, as: UTF8.self)
-            if !result.contains(t) { result.append(t) }
+            result.insert(String(decoding: token, as: UTF8.self))
         }
-        return result
+        return result.values
+    }
+
+    /// The names in order, each kept once (what every surface stores).
+    public static func unique<S: Sequence<String>>(_ names: S) -> [String] {
+        var result = UniqueStrings()
+        for name in names { result.insert(name) }
+        return result.values
     }
 
     public static func isValidToken<S: StringProtocol>(_ token: S) -> Bool {
@@ -41,5 +47,27 @@ public enum Scopes {
             bytes.append(contentsOf: scope.utf8)
         }
         return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+/// Strings in the order first inserted, each once, in time linear in how
+/// many are inserted (SPEC 7.1): a short list is searched, a longer one
+/// also kept in a set. Comparing each with all before it let one request
+/// of 40,000 scope names hold a worker for seconds (review, session 20).
+public struct UniqueStrings {
+    public private(set) var values: [String] = []
+    private var seen: Set<String> = []
+    /// Up to this many, a search costs less than hashing.
+    static let searched = 8
+
+    public init() {}
+
+    public mutating func insert(_ value: String) {
+        if values.count < UniqueStrings.searched {
+            if !values.contains(value) { values.append(value) }
+            return
+        }
+        if seen.isEmpty { seen = Set(values) }
+        if seen.insert(value).inserted { values.append(value) }
     }
 }

@@ -41,7 +41,7 @@ import Testing
         let alice = try h.user()
         let (listening, secret) = try h.app(public: false)
         try listen(listening)
-        let (session, sid, record) = try signIn()
+        let (session, _, record) = try signIn()
         _ = try redeem(try g.code(client: listening, user: alice, scope: ["openid"], session: record), listening, secret)
         try SessionService(env: h.env, store: h.store).logout(session)
         return listening
@@ -126,7 +126,7 @@ import Testing
         let (second, secondSecret) = try h.app(public: false)
         try listen(first)
         try listen(second)
-        let (session, sid, record) = try signIn()
+        let (session, _, record) = try signIn()
         _ = try redeem(try g.code(client: first, user: alice, scope: ["openid"], session: record), first, firstSecret)
         _ = try redeem(try g.code(client: second, user: alice, scope: ["openid"], session: record), second, secondSecret)
         try SessionService(env: h.env, store: h.store).logout(session)

@@ -160,3 +160,61 @@ import Testing
         #expect(Timestamp.parse("2026-13-30T08:00:00Z") == nil)
     }
 }
+
+/// RFC 6902 JSON Patch, with the examples of its appendix A, applied in place.
+@Suite struct JSONPatchTests {
+    func apply(_ doc: String, _ ops: String) throws -> JSON {
+        try JSON.parse(doc).patched(with: try #require(JSON.parse(ops).arrayValue).map(JSONPatchOperation.init))
+    }
+
+    @Test(arguments: [
+        (#"{"foo":"bar"}"#, #"[{"op":"add","path":"/baz","value":"qux"}]"#, #"{"foo":"bar","baz":"qux"}"#),         // A.1
+        (#"{"foo":["bar","baz"]}"#, #"[{"op":"add","path":"/foo/1","value":"qux"}]"#, #"{"foo":["bar","qux","baz"]}"#), // A.2
+        (#"{"baz":"qux","foo":"bar"}"#, #"[{"op":"remove","path":"/baz"}]"#, #"{"foo":"bar"}"#),                        // A.3
+        (#"{"foo":["bar","qux","baz"]}"#, #"[{"op":"remove","path":"/foo/1"}]"#, #"{"foo":["bar","baz"]}"#),             // A.4
+        (#"{"baz":"qux","foo":"bar"}"#, #"[{"op":"replace","path":"/baz","value":"boo"}]"#, #"{"foo":"bar","baz":"boo"}"#), // A.5
+        (#"{"foo":{"bar":"baz","waldo":"fred"},"qux":{"corge":"grault"}}"#, #"[{"op":"move","from":"/foo/waldo","path":"/qux/thud"}]"#,
+         #"{"foo":{"bar":"baz"},"qux":{"corge":"grault","thud":"fred"}}"#),                                                // A.6
+        (#"{"foo":["all","grass","cows","eat"]}"#, #"[{"op":"move","from":"/foo/1","path":"/foo/3"}]"#,
+         #"{"foo":["all","cows","eat","grass"]}"#),                                                                         // A.7
+        (#"{"foo":"bar"}"#, #"[{"op":"add","path":"/child","value":{"grandchild":{}}}]"#, #"{"foo":"bar","child":{"grandchild":{}}}"#), // A.10
+        (#"{"foo":["bar"]}"#, #"[{"op":"add","path":"/foo/-","value":["abc","def"]}]"#, #"{"foo":["bar",["abc","def"]]}"#),  // A.16
+        (#"{"a":{"b":[1,2]}}"#, #"[{"op":"copy","from":"/a/b","path":"/c"},{"op":"add","path":"/a/b/-","value":3}]"#,
+         #"{"a":{"b":[1,2,3]},"c":[1,2]}"#),
+    ])
+    func appendixExamples(_ doc: String, _ ops: String, _ expected: String) throws {
+        #expect(try apply(doc, ops) == JSON.parse(expected))
+    }
+
+    @Test(arguments: [
+        (#"{"foo":"bar"}"#, #"[{"op":"add","path":"/baz/bat","value":"qux"}]"#),       // A.12: no parent
+        (#"{"foo":["bar"]}"#, #"[{"op":"add","path":"/foo/2","value":1}]"#),            // past the end
+        (#"{"foo":["bar"]}"#, #"[{"op":"remove","path":"/foo/01"}]"#),                  // a leading zero
+        (#"{"baz":"qux"}"#, #"[{"op":"test","path":"/baz","value":"bar"}]"#),           // A.9
+        (#"{"a":{"b":1}}"#, #"[{"op":"move","from":"/a","path":"/a/c"}]"#),             // into itself
+        (#"{"a":1}"#, #"[{"op":"replace","path":"/b","value":2}]"#),                    // nothing to replace
+        (#"{"a":1}"#, #"[{"op":"remove","path":""}]"#),
+    ])
+    func aFailingOperationFailsThePatch(_ doc: String, _ ops: String) throws {
+        #expect(throws: JSONPatchError.self) { try apply(doc, ops) }
+    }
+
+    /// The document patched is a copy: the original stays as it was, also when an operation fails midway.
+    @Test func theOriginalIsLeftAlone() throws {
+        let original = try JSON.parse(#"{"list":[1,2],"o":{"k":"v"}}"#)
+        let ops = try #require(JSON.parse(#"[{"op":"add","path":"/list/-","value":3},{"op":"remove","path":"/o/k"},{"op":"remove","path":"/nope"}]"#)
+            .arrayValue).map(JSONPatchOperation.init)
+        #expect(throws: JSONPatchError.self) { try original.patched(with: Array(ops.prefix(3))) }
+        let patched = try original.patched(with: Array(ops.prefix(2)))
+        #expect(try patched == JSON.parse(#"{"list":[1,2,3],"o":{}}"#))
+        #expect(try original == JSON.parse(#"{"list":[1,2],"o":{"k":"v"}}"#))
+    }
+
+    /// 100,000 appends to one array: with a copy of the array for each, 5 x 10^9 elements copied.
+    @Test func manyAppendsGrowTheArrayInPlace() throws {
+        let ops = try (0..<100_000).map { try JSONPatchOperation(["op": "add", "path": "/a/-", "value": .int(Int64($0))]) }
+        let patched = try JSON.parse(#"{"a":[]}"#).patched(with: ops)
+        #expect(patched["a"]?.arrayValue?.count == 100_000)
+        #expect(patched["a"]?.arrayValue?.last == .int(99_999))
+    }
+}

@@ -135,6 +135,13 @@ import Testing
             #expect(refused.json?["detailCode"] == "400.1 Bad Request Content")
         }
         #expect(h.json("PATCH", "/v3/oauth-clients/\(id)", token: token, body: [["op": "replace", "path": "/name", "value": "x"]]).status == 415)
+        // At most 100 operations (review, session 20: the patch runs with the client's row held).
+        let renames = { (n: Int) in JSON.array((0..<n).map { ["op": "replace", "path": "/name", "value": .string("Reports \($0)")] }) }
+        let tooMany = h.json("PATCH", "/v3/oauth-clients/\(id)", token: token, body: renames(101), contentType: "application/json-patch+json")
+        #expect(tooMany.status == 400, "\(tooMany.bodyText)")
+        #expect(h.json("GET", "/v3/oauth-clients/\(id)", token: token).json?["name"] == "Reports")
+        let hundred = h.json("PATCH", "/v3/oauth-clients/\(id)", token: token, body: renames(100), contentType: "application/json-patch+json")
+        #expect(hundred.status == 200 && hundred.json?["name"] == "Reports 99", "\(hundred.bodyText)")
         // Filters.
         _ = try h.token(clientID: h.primary.clientID)
         let never = try #require(h.call("GET", "/v3/oauth-clients", query: "filters=lastUsed%20isnull&count=true", headers: [("Authorization", "Bearer \(token)")]).json?.arrayValue)

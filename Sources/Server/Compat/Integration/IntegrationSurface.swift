@@ -104,9 +104,7 @@ enum IntegrationSurface {
         guard let items = value.arrayValue, items.allSatisfy({ $0.stringValue.map(Scopes.isValidToken) == true }) else {
             throw Failure.payload("accessScopes", "must be an array of scope names")
         }
-        var out: [String] = []
-        for s in items.compactMap(\.stringValue) where !out.contains(s) { out.append(s) }
-        return out
+        return Scopes.unique(items.compactMap(\.stringValue))
     }
 
     static func extraData(_ body: JSON) throws -> JSON? {
