@@ -155,6 +155,23 @@ extension SecurityReviewTests {
         #expect(details.json?["organization"]?["organization_id"] == .string(h.primary.organizationID))
     }
 
+    /// An answer is not much larger than its request (SPEC 7.1): 10,000 bad redirect URIs are one
+    /// error, on every surface that takes a list (review, session 20: a 50 MB answer to an 800 KB request).
+    @Test func aLongListOfBadEntriesIsAnsweredInFewBytes() throws {
+        let h = try Harness()
+        let token = try h.token()
+        let many = JSON.array(Array(repeating: "a", count: 10_000))
+        let native = h.json("POST", "/api/v1/clients", token: token, body: ["client_name": "x", "redirect_uris": many, "post_logout_redirect_uris": many])
+        let v3 = h.json("POST", "/v3/oauth-clients", token: token, body: [
+            "name": "x", "description": "d", "accessTokenValiditySeconds": 600, "grantTypes": ["AUTHORIZATION_CODE"], "accessType": "ONLINE",
+            "enabled": true, "redirectUris": many])
+        for answer in [native, v3] {
+            #expect(answer.status == 400)
+            #expect(answer.body.count < 4_096, "\(answer.body.count) bytes: \(answer.bodyText.prefix(300))")
+            #expect(answer.bodyText.contains("at most 20 entries"), "\(answer.bodyText.prefix(300))")
+        }
+    }
+
     // 10. An anonymous authorize stores nothing that outlives its 10 minutes.
     @Test func expiredAuthorizationRequestsAreSweptByTheNextOne() throws {
         let h = try Harness()

@@ -13,6 +13,22 @@ import Testing
 
     @Test func theValidSpecificationHasNoProblem() { #expect(Self.valid().problems().isEmpty) }
 
+    /// A list over its limit is one problem, not one per entry (review, session 20).
+    @Test func aListOverItsLimitIsOneProblem() {
+        var spec = Self.valid()
+        spec.redirectURIs = Array(repeating: "a", count: 10_000)
+        spec.postLogoutRedirectURIs = Array(repeating: "b", count: 21)
+        spec.grantTypes = Array(repeating: "password", count: 1_000)
+        let problems = spec.problems()
+        #expect(problems.filter { $0.field.hasPrefix("redirect_uris") }.map(\.field) == ["redirect_uris"])
+        #expect(problems.filter { $0.field.hasPrefix("post_logout_redirect_uris") }.map(\.field) == ["post_logout_redirect_uris"])
+        #expect(problems.filter { $0.field.hasPrefix("grant_types") }.map(\.field) == ["grant_types"])
+        // Within the limit, each entry is named, and a repeat once.
+        spec = Self.valid()
+        spec.redirectURIs = ["a", "https://app.example/cb", "https://app.example/cb", "b"]
+        #expect(spec.problems().map(\.field) == ["redirect_uris[0]", "redirect_uris[3]", "redirect_uris"])
+    }
+
     @Test(arguments: ["名前", "🙂", "-", "\u{00A0}é\u{2800}", "١٢٣", "a\u{0301}"])
     func aNameWithOneVisibleCharacterIsAccepted(_ name: String) {
         var spec = Self.valid()
