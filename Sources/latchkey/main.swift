@@ -26,6 +26,10 @@ struct Latchkey: ParsableCommand {
 
 /// Exit codes: 0 success, 1 failure, 2 usage error.
 func runCLI() -> Int32 {
+    // Every file Latchkey writes is its owner's alone, whatever the caller's umask: databases, their WAL, backups
+    // (password and secret hashes, sealed keys) and restore's working copy (review, session 20: a backup came out
+    // 0644). The FastCGI socket, which nginx must reach, gets its mode set explicitly.
+    umask(0o077)
     do {
         var command = try Latchkey.parseAsRoot()
         try command.run()

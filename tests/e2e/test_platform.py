@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -332,8 +333,14 @@ def test_cli_contract(tmp_path):
     assert run_cli(db, "frobnicate", check=False).returncode == 2
     assert run_cli(db, "init", "--issuer", "ftp://x", check=False).returncode in (1, 2)
     backup = tmp_path / "backup.db"
-    assert json.loads(run_cli(db, "backup", str(backup)).stdout)["backup"] == str(backup)
-    assert backup.exists()
+    # Written for its owner alone, whatever the caller's umask (it holds password and secret hashes).
+    caller_umask = os.umask(0o022)
+    try:
+        assert json.loads(run_cli(db, "backup", str(backup)).stdout)["backup"] == str(backup)
+    finally:
+        os.umask(caller_umask)
+    assert stat.S_IMODE(backup.stat().st_mode) == 0o600
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
     # The secret is stored as a keyed hash, never in clear.
     assert init["client_secret"].encode() not in db.read_bytes() + backup.read_bytes()
 

@@ -223,8 +223,14 @@ def test_backup_from_postgresql_and_restore_into_an_empty_one(pg_stack, tmp_path
     stack, cluster = pg_stack
     t = token(stack)
     path = tmp_path / "backup.db"
-    out = json.loads(run_cli(stack, "backup", str(path)).stdout)
+    caller_umask = os.umask(0o022)
+    try:
+        out = json.loads(run_cli(stack, "backup", str(path)).stdout)
+    finally:
+        os.umask(caller_umask)
     assert out["backup"] == str(path) and out["rows"]["clients"] >= 1
+    # Its owner's alone, whatever the caller's umask: it holds password and secret hashes (review, session 20).
+    assert path.stat().st_mode & 0o077 == 0
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         assert db.execute("SELECT count(*) FROM clients").fetchone()[0] == out["rows"]["clients"]

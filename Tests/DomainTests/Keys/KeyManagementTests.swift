@@ -28,6 +28,27 @@ import Testing
         #expect(Set(published.compactMap { $0["kty"]?.stringValue }) == ["EC", "RSA"])
     }
 
+    /// Once a KEK seals the keys, no key is made without it (review, session 20): it would sign in clear.
+    @Test func noKeyIsMadeInClearWhereTheKeysAreSealed() throws {
+        let h = try StoreFixture()
+        let clock = h.clock
+        let kek = OAuth.Environment(issuer: h.env.issuer, now: { clock.now }, kek: Array(repeating: 7, count: 32))
+        try Provisioning.sealAtRest(store: h.store, env: kek)
+        #expect(try h.store.signingKeys().allSatisfy(\.encrypted))
+        let before = try h.store.signingKeys()
+        #expect(throws: ProvisioningError.self) { try KeyManagement.rotate(store: h.store, env: h.env, algorithm: .es256) }
+        // A missing algorithm's key is not made in clear either (serve without the KEK).
+        try h.store.write { try h.store.retireSigningKeys(algorithm: "RS256", at: clock.now) }
+        #expect(throws: ProvisioningError.self) { try KeyManagement.ensurePublished(store: h.store, env: h.env) }
+        #expect(try h.store.signingKeys().map(\.kid) == before.map(\.kid))
+        // With the KEK, a rotation makes a sealed key.
+        let kid = try KeyManagement.rotate(store: h.store, env: kek, algorithm: .es256)
+        #expect(try h.store.signingKeys().first { $0.kid == kid }?.encrypted == true)
+        // Where nothing was ever sealed, no KEK is needed.
+        let plain = try StoreFixture()
+        _ = try KeyManagement.rotate(store: plain.store, env: plain.env, algorithm: .es256)
+    }
+
     @Test func rotatingOneAlgorithmKeepsTheOthersAndTakesAccessTokens() throws {
         let h = try StoreFixture()
         #expect(try KeyManagement.accessAlgorithm(store: h.store) == .es256)
