@@ -266,3 +266,24 @@ def test_each_node_serves_prometheus_metrics_to_the_private_network(stack):
     block = conf[conf.index("location = /metrics"):]
     block = block[:block.index("}")]
     assert "deny all;" in block and "allow 10.0.0.0/8;" in block
+
+
+@pytest.mark.parametrize("shared_socket_dir", [False, True], ids=["own-socket-dir", "socket-dir-shared-with-the-nodes"])
+def test_another_local_account_cannot_reach_the_local_postgresql(tmp_path, shared_socket_dir):
+    """scripts/pg-cluster trusts whoever reaches its socket, so the socket is its owner's alone: another local
+    account (here `nobody`) is refused, also where the socket directory is shared with the nodes' sockets as
+    `scripts/run` shares it (review, session 20: any local user was superuser and could rewrite password hashes)."""
+    directory = tmp_path / "pg"
+    args = [str(ROOT / "scripts" / "pg-cluster"), "start", str(directory)]
+    if shared_socket_dir:
+        (tmp_path / "run").mkdir()
+        args.append(str(tmp_path / "run"))
+    url = subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip()
+    try:
+        own = subprocess.run(["psql", url, "-tAc", "SELECT 1"], capture_output=True, text=True, timeout=30)
+        assert own.returncode == 0 and own.stdout.strip() == "1", own.stderr
+        other = subprocess.run(["runuser", "-u", "nobody", "--", "psql", url, "-tAc", "SELECT 1"], capture_output=True, text=True,
+                               timeout=30)
+        assert other.returncode != 0 and "Permission denied" in other.stderr, other.stdout + other.stderr
+    finally:
+        subprocess.run([str(ROOT / "scripts" / "pg-cluster"), "stop", str(directory)], check=False)
