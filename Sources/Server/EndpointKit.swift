@@ -140,8 +140,12 @@ enum EndpointKit {
 
     /// Magic bytes, declared type, header dimensions, then decode and
     /// re-encode as PNG within 256x256 (SPEC 6.1).
-    /// The side of the preview the public app reads carry inline (SPEC 6.4, 7.1).
-    static let previewSide = 64
+    /// The preview the public app reads carry inline (SPEC 6.4, 7.1): 64 px,
+    /// or 32 px when a noisy image makes that larger than `maxPreviewBytes`
+    /// (a 64 px preview of noise is 14 KB, and a public read carries twenty:
+    /// review, session 20).
+    static let previewSides = [64, 32]
+    static let maxPreviewBytes = 6_144
 
     /// Checks an upload and re-encodes it: the logo (256 px) and its preview.
     static func processLogo(declared: String?, bytes: [UInt8], _ ctx: RequestContext) throws -> (logo: [UInt8], preview: [UInt8]) {
@@ -166,8 +170,8 @@ enum EndpointKit {
                              detail: "Logos may be at most 4096 pixels on a side and 4194304 pixels in all (and a JPEG at most 64 scans).")
         }
         do {
-            let sizes = try ctx.images.reencode(bytes, format, [256, previewSide])
-            return (sizes[0], sizes[1])
+            let sizes = try ctx.images.reencode(bytes, format, [256] + previewSides)
+            return (sizes[0], sizes[1].count <= maxPreviewBytes ? sizes[1] : sizes[2])
         } catch let busy as SlowHashesBusy {
             throw busy  // every decode permit is taken: 503 in the surface's one shape (ErrorRendering)
         } catch {

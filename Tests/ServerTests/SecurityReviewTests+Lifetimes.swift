@@ -124,6 +124,16 @@ extension SecurityReviewTests {
         let png = try #require(Base64.decode(String(logo.dropFirst("data:image/png;base64,".count))))
         let header = try #require(Imaging.header(png))
         #expect(max(header.width, header.height) <= 64)
+        // Noise, which no encoder shrinks, gets a 32 px preview: at most 32x32x4 bytes and a few headers.
+        let noisy = h.call("PUT", "/api/oauth/app/id/\(app)/image", headers: [
+            ("Authorization", "Bearer \(token)"), ("Content-Type", "multipart/form-data; boundary=XyZ-boundary-42"),
+        ], body: Fixtures.multipart(contentType: "image/png", body: Fixtures.noisePNG(side: 256)))
+        #expect(noisy.status == 204, "\(noisy.bodyText)")
+        let noisyLogo = try #require(h.call("GET", "/api/oauth/app/id/\(app)").json?["logo"]?.stringValue)
+        let noisyPreview = try #require(Base64.decode(String(noisyLogo.dropFirst("data:image/png;base64,".count))))
+        #expect(noisyPreview.count <= 6_144, "\(noisyPreview.count) bytes")
+        #expect(try #require(Imaging.header(noisyPreview)).width == 32)
+        #expect(h.call("GET", "/api/oauth/app/id/\(app)/image").body.count > 100_000, "the logo itself is kept at 256 px")
         let ids = (0..<21).map { "id\($0)x" }.joined(separator: ",")
         #expect(h.call("GET", "/api/oauth/app/ids", query: "ids=\(ids)").status == 400)
         #expect(h.call("GET", "/api/oauth/app/ids", query: "ids=\(app),\(h.primary.clientID)").json?["apps"]?.arrayValue?.count == 1)

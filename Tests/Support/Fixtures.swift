@@ -13,6 +13,47 @@ package enum Fixtures {
         return b
     }
 
+    /// A PNG of random RGBA pixels (so it compresses to nothing), written
+    /// with stored deflate blocks: the largest preview a logo can make.
+    package static func noisePNG(side: Int, seed: UInt64 = 42) -> [UInt8] {
+        var state = seed
+        var raw: [UInt8] = []
+        for _ in 0..<side {
+            raw.append(0)  // filter: none
+            for _ in 0..<(side * 4) {
+                state = state &* 6364136223846793005 &+ 1442695040888963407
+                raw.append(UInt8(truncatingIfNeeded: state >> 56))
+            }
+        }
+        func be(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8(v >> 16 & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v & 0xFF)] }
+        func crc32(_ bytes: [UInt8]) -> UInt32 {
+            var c: UInt32 = 0xFFFF_FFFF
+            for b in bytes {
+                c ^= UInt32(b)
+                for _ in 0..<8 { c = c & 1 == 1 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
+            }
+            return ~c
+        }
+        func chunk(_ kind: String, _ data: [UInt8]) -> [UInt8] {
+            let body = Array(kind.utf8) + data
+            return be(UInt32(data.count)) + body + be(crc32(body))
+        }
+        var zlib: [UInt8] = [0x78, 0x01]
+        var offset = 0
+        repeat {
+            let n = min(65_535, raw.count - offset)
+            zlib.append(offset + n == raw.count ? 1 : 0)
+            zlib += [UInt8(n & 0xFF), UInt8(n >> 8), UInt8(~n & 0xFF), UInt8((~n >> 8) & 0xFF)]
+            zlib += raw[offset..<(offset + n)]
+            offset += n
+        } while offset < raw.count
+        var a: UInt32 = 1, b: UInt32 = 0
+        for byte in raw { a = (a + UInt32(byte)) % 65_521; b = (b + a) % 65_521 }
+        zlib += be(b << 16 | a)
+        let header = be(UInt32(side)) + be(UInt32(side)) + [8, 6, 0, 0, 0]  // 8-bit RGBA
+        return [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] + chunk("IHDR", header) + chunk("IDAT", zlib) + chunk("IEND", [])
+    }
+
     package static func multipart(field: String = "image", filename: String = "logo.png", contentType: String?, body: [UInt8],
                           boundary: String = "XyZ-boundary-42") -> [UInt8] {
         var out = Array("--\(boundary)\r\nContent-Disposition: form-data; name=\"\(field)\"; filename=\"\(filename)\"\r\n".utf8)
