@@ -268,6 +268,47 @@ def test_each_node_serves_prometheus_metrics_to_the_private_network(stack):
     assert "deny all;" in block and "allow 10.0.0.0/8;" in block
 
 
+def test_restore_works_on_a_private_copy_of_a_backup_others_may_read(pg_stack, tmp_path):
+    """restore brings the backup to the current schema on a working copy in the temporary directory: that copy
+    (and SQLite's journals beside it) is its owner's alone even when the backup is 0644, as backups made before
+    session 20 are (review, session 20: FileManager gave the copy the backup's mode). The restore is held on a
+    lock while the test looks at the copy."""
+    import os
+    stack, cluster = pg_stack
+    backup = tmp_path / "backup.db"
+    run_cli(stack, "backup", str(backup))
+    backup.chmod(0o644)
+    target = cluster.database("lk_private_" + os.urandom(4).hex())
+    from conftest import BIN
+    env = dict(os.environ, LATCHKEY_DATABASE_URL=target, TMPDIR=str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    subprocess.run([BIN, "migrate"], env=env, check=True, capture_output=True, timeout=60)
+    locker = subprocess.Popen(["psql", target, "-qtA"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    restore = None
+    try:
+        locker.stdin.write("BEGIN;\nLOCK TABLE organizations IN ACCESS EXCLUSIVE MODE;\nSELECT 'locked';\n")
+        locker.stdin.flush()
+        assert locker.stdout.readline().strip() == "locked"
+        restore = subprocess.Popen([BIN, "restore", str(backup)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 20
+        while not any(p.is_dir() and any(p.iterdir()) for p in (tmp_path / "tmp").iterdir()):
+            assert restore.poll() is None and time.monotonic() < deadline, "no working copy appeared"
+            time.sleep(0.05)
+        (directory,) = list((tmp_path / "tmp").iterdir())
+        assert directory.stat().st_mode & 0o777 == 0o700
+        locker.stdin.write("ROLLBACK;\n")
+        locker.stdin.close()
+        out, err = restore.communicate(timeout=60)
+        assert restore.returncode == 0, err
+        assert json.loads(out)["rows"]["clients"] >= 1
+        assert list((tmp_path / "tmp").iterdir()) == [], "the working copy is removed"
+    finally:
+        if restore and restore.poll() is None:
+            restore.kill()
+        locker.kill()
+        locker.wait()
+
+
 @pytest.mark.parametrize("shared_socket_dir", [False, True], ids=["own-socket-dir", "socket-dir-shared-with-the-nodes"])
 def test_another_local_account_cannot_reach_the_local_postgresql(tmp_path, shared_socket_dir):
     """scripts/pg-cluster trusts whoever reaches its socket, so the socket is its owner's alone: another local
