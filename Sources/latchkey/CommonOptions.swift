@@ -52,8 +52,9 @@ struct Common: ParsableArguments {
     /// The configured store: PostgreSQL when a URL is given, else SQLite.
     /// Only `creating` (init, migrate) makes a SQLite file that is not
     /// there: any other command on a missing one says so and leaves none.
-    func openAnyStore(migrate: Bool = true, creating: Bool = false) throws -> any Store {
-        if let url = databaseURL { return try PostgresStore(url: url, migrate: migrate) }
+    /// `timeoutMillis`: how long a PostgreSQL statement or lock may take (the serving deadline unless given).
+    func openAnyStore(migrate: Bool = true, creating: Bool = false, timeoutMillis: Int = 3_000) throws -> any Store {
+        if let url = databaseURL { return try PostgresStore(url: url, migrate: migrate, timeoutMillis: timeoutMillis) }
         return try openStore(creating: creating)
     }
 

@@ -309,6 +309,38 @@ def test_restore_works_on_a_private_copy_of_a_backup_others_may_read(pg_stack, t
         locker.wait()
 
 
+def test_a_node_starting_while_another_migrates_waits_for_it(pg_stack, tmp_path):
+    """serve migrates at start under the lock row of schema_version; a node starting while another holds it (a
+    migration in progress) waits for it instead of failing after the serving deadline, 2 s (review, session 20)."""
+    import os
+    _, cluster = pg_stack
+    from conftest import BIN
+    env = dict(os.environ, LATCHKEY_DATABASE_URL=cluster.database("lk_wait_" + os.urandom(4).hex()), LATCHKEY_BACKCHANNEL_INTERVAL_MS="0")
+    subprocess.run([BIN, "init", "--issuer", "https://wait.example"], env=env, check=True, capture_output=True, timeout=60)
+    locker = subprocess.Popen(["psql", env["LATCHKEY_DATABASE_URL"], "-qtA"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    socket = tmp_path / "node.sock"
+    node = subprocess.Popen([BIN, "serve", "--listen", f"unix:{socket}", "--workers", "1"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        locker.stdin.write("BEGIN;\nSELECT version FROM schema_version WHERE id = 1 FOR UPDATE;\nSELECT 'locked';\n")
+        locker.stdin.flush()
+        assert locker.stdout.readline().strip().isdigit() and locker.stdout.readline().strip() == "locked"
+        time.sleep(6)
+        assert node.poll() is None, node.stderr.read()
+        assert not socket.exists(), "it serves only once it has migrated"
+        locker.stdin.write("ROLLBACK;\n")
+        locker.stdin.flush()
+        deadline = time.monotonic() + 30
+        while not socket.exists():
+            assert node.poll() is None and time.monotonic() < deadline, "the node did not start after the lock was released"
+            time.sleep(0.1)
+    finally:
+        node.terminate()
+        node.wait(timeout=30)
+        locker.kill()
+        locker.wait()
+
+
 @pytest.mark.parametrize("shared_socket_dir", [False, True], ids=["own-socket-dir", "socket-dir-shared-with-the-nodes"])
 def test_another_local_account_cannot_reach_the_local_postgresql(tmp_path, shared_socket_dir):
     """scripts/pg-cluster trusts whoever reaches its socket, so the socket is its owner's alone: another local
