@@ -23,8 +23,19 @@ extension JSON: Equatable {
         case let (.array(a), .array(b)): return a == b
         case let (.object(a), .object(b)):
             guard a.count == b.count else { return false }
+            // Members in any order, each found in the other: by a scan among a few, past that through an index
+            // (a scan each made a JSON Patch `test` of 40,000 members cost seconds; review, session 20).
+            if a.count <= 16 {
+                for (key, value) in a {
+                    guard let other = b.first(where: { $0.0 == key }), other.1 == value else { return false }
+                }
+                return true
+            }
+            var index: [String: JSON] = [:]
+            index.reserveCapacity(b.count)
+            for (key, value) in b where index[key] == nil { index[key] = value }
             for (key, value) in a {
-                guard let other = b.first(where: { $0.0 == key }), other.1 == value else { return false }
+                guard let other = index[key], other == value else { return false }
             }
             return true
         default: return false
