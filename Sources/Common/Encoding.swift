@@ -161,3 +161,22 @@ public enum PercentEncoding {
         return String(decoding: out, as: UTF8.self)
     }
 }
+
+/// What an error message repeats of a caller's own text (a field or member
+/// name, a path): at most 64 bytes, cut at a character, marked with "…"
+/// when cut. An error answer stays small whatever was sent (SPEC 7.1;
+/// review, session 20: a 1 MiB field name came back three times over,
+/// escaped, 18 MB for 1 MB).
+public enum Echo {
+    public static let maxBytes = 64
+
+    public static func name<S: StringProtocol>(_ text: S) -> String {
+        guard text.utf8.count > maxBytes else { return String(text) }
+        var cut = ""
+        for c in text {
+            guard cut.utf8.count + c.utf8.count <= maxBytes else { break }
+            cut.append(c)
+        }
+        return cut + "…"
+    }
+}

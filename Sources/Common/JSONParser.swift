@@ -85,7 +85,7 @@ private struct Parser {
             let key = try parseString()
             if seen == nil && members.count >= 16 { seen = Set(members.map(\.0)) }
             let duplicate = seen?.contains(key) ?? members.contains { $0.0 == key }
-            guard !duplicate else { throw error("duplicate key \"\(key.prefix(64))\"") }
+            guard !duplicate else { throw error("duplicate key \"\(Echo.name(key))\"") }
             seen?.insert(key)
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':'") }

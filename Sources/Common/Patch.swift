@@ -61,7 +61,7 @@ public struct JSONPatchOperation: Sendable, Equatable {
             self.value = value
         }
         for (key, _) in members where !["op", "path", "from", "value"].contains(key) {
-            throw JSONPatchError("unknown member \(key)")
+            throw JSONPatchError("unknown member \(Echo.name(key))")
         }
     }
 
@@ -109,7 +109,7 @@ extension JSON {
                 try doc.add(value, at: op.path[...])
             case "copy": try doc.add(try doc.value(at: op.from![...]), at: op.path[...])
             case "test":
-                guard try doc.value(at: op.path[...]) == op.value! else { throw JSONPatchError("test failed at /\(op.path.joined(separator: "/"))") }
+                guard try doc.value(at: op.path[...]) == op.value! else { throw JSONPatchError("test failed at \(Echo.name("/" + op.path.joined(separator: "/")))") }
             default: throw JSONPatchError("unsupported op")
             }
         }
@@ -120,10 +120,10 @@ extension JSON {
         guard let head = path.first else { return self }
         switch self {
         case .object:
-            guard let child = self[head] else { throw JSONPatchError("no member \(head)") }
+            guard let child = self[head] else { throw JSONPatchError("no member \(Echo.name(head))") }
             return try child.value(at: path.dropFirst())
         case let .array(items):
-            guard let i = JSON.index(head, in: items.count) else { throw JSONPatchError("no index \(head)") }
+            guard let i = JSON.index(head, in: items.count) else { throw JSONPatchError("no index \(Echo.name(head))") }
             return try items[i].value(at: path.dropFirst())
         default: throw JSONPatchError("path goes through a scalar")
         }
@@ -144,17 +144,17 @@ extension JSON {
                 if let i = members.firstIndex(where: { $0.0 == head }) { members[i].1 = value } else { members.append((head, value)) }
                 return
             }
-            guard let i = members.firstIndex(where: { $0.0 == head }) else { throw JSONPatchError("no member \(head)") }
+            guard let i = members.firstIndex(where: { $0.0 == head }) else { throw JSONPatchError("no member \(Echo.name(head))") }
             try members[i].1.add(value, at: path.dropFirst())
         } else if var items = takeArray() {
             defer { self = .array(items) }
             if path.count == 1 {
                 if head == "-" { items.append(value); return }
-                guard let i = JSON.index(head, in: items.count + 1) else { throw JSONPatchError("bad index \(head)") }
+                guard let i = JSON.index(head, in: items.count + 1) else { throw JSONPatchError("bad index \(Echo.name(head))") }
                 items.insert(value, at: i)
                 return
             }
-            guard let i = JSON.index(head, in: items.count) else { throw JSONPatchError("no index \(head)") }
+            guard let i = JSON.index(head, in: items.count) else { throw JSONPatchError("no index \(Echo.name(head))") }
             try items[i].add(value, at: path.dropFirst())
         } else {
             throw JSONPatchError("path goes through a scalar")
@@ -166,12 +166,12 @@ extension JSON {
         guard let head = path.first else { throw JSONPatchError("cannot remove the whole document") }
         if var members = takeObject() {
             defer { self = .object(members) }
-            guard let i = members.firstIndex(where: { $0.0 == head }) else { throw JSONPatchError("no member \(head)") }
+            guard let i = members.firstIndex(where: { $0.0 == head }) else { throw JSONPatchError("no member \(Echo.name(head))") }
             if path.count == 1 { return members.remove(at: i).1 }
             return try members[i].1.remove(at: path.dropFirst())
         } else if var items = takeArray() {
             defer { self = .array(items) }
-            guard let i = JSON.index(head, in: items.count) else { throw JSONPatchError("no index \(head)") }
+            guard let i = JSON.index(head, in: items.count) else { throw JSONPatchError("no index \(Echo.name(head))") }
             if path.count == 1 { return items.remove(at: i) }
             return try items[i].remove(at: path.dropFirst())
         } else {

@@ -185,7 +185,7 @@ private struct XMLReader {
             try countNode()
             let attr = try name()
             skipSpace()
-            guard i < chars.count, chars[i] == "=" else { throw XMLParseError("expected '=' after attribute \(attr)") }
+            guard i < chars.count, chars[i] == "=" else { throw XMLParseError("expected '=' after attribute \(Echo.name(attr))") }
             i += 1
             skipSpace()
             guard i < chars.count, chars[i] == "\"" || chars[i] == "'" else { throw XMLParseError("attribute values must be quoted") }
@@ -201,17 +201,17 @@ private struct XMLReader {
             guard i < chars.count else { throw XMLParseError("unterminated attribute value") }
             i += 1
             work += 1
-            guard attributeNames.insert(attr).inserted else { throw XMLParseError("duplicate attribute \(attr)") }
+            guard attributeNames.insert(attr).inserted else { throw XMLParseError("duplicate attribute \(Echo.name(attr))") }
             node.attributes.append((attr, try decode(raw)))
         }
         var text = ""
         while true {
-            guard i < chars.count else { throw XMLParseError("unterminated element \(node.name)") }
+            guard i < chars.count else { throw XMLParseError("unterminated element \(Echo.name(node.name))") }
             if peek("</") {
                 i += 2
                 let closing = try name()
                 skipSpace()
-                guard closing == node.name, i < chars.count, chars[i] == ">" else { throw XMLParseError("mismatched end tag \(closing)") }
+                guard closing == node.name, i < chars.count, chars[i] == ">" else { throw XMLParseError("mismatched end tag \(Echo.name(closing))") }
                 i += 1
                 node.text = node.children.isEmpty ? text : text.trimmingXMLSpace()
                 return node
@@ -255,7 +255,7 @@ private struct XMLReader {
                 var value: UInt32?
                 if entity.hasPrefix("#x") { value = UInt32(entity.dropFirst(2), radix: 16) } else if entity.hasPrefix("#") { value = UInt32(entity.dropFirst()) }
                 guard let v = value, let scalar = Unicode.Scalar(v), v >= 0x20 || v == 0x9 || v == 0xA || v == 0xD else {
-                    throw XMLParseError("unknown entity &\(entity); (entities are never resolved)")
+                    throw XMLParseError("unknown entity &\(Echo.name(entity)); (entities are never resolved)")
                 }
                 out.unicodeScalars.append(scalar)
             }

@@ -7,7 +7,6 @@ import Postgres
 /// nodes): configuration answers while the configuration generation holds,
 /// revocation answers while the revocation generation holds.
 struct PostgresMemo {
-    static let capacity = 4096
     var config: Int64 = -1
     var revocation: Int64 = -1
     var clients: [String: Client?] = [:]

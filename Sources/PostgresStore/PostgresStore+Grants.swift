@@ -76,7 +76,7 @@ extension PostgresStore {
         guard let row = try rows("SELECT revoked_at FROM token_families WHERE id = ?", [.text(id)]).first else { return true }
         let revoked = row.optionalInt(0) != nil
         if memoUsable {
-            if memo.revokedFamilies.count >= PostgresMemo.capacity { memo.revokedFamilies.removeAll(keepingCapacity: true) }
+            if memo.revokedFamilies.count >= MemoBounds.capacity { memo.revokedFamilies.removeAll(keepingCapacity: true) }
             memo.revokedFamilies[id] = revoked
         }
         return revoked

@@ -297,13 +297,16 @@ public final class PostgresStore: Store {
     }
 
     /// A remembered answer while the generation holds, or `load()`'s, remembered.
+    /// How many client answers the memo holds (tests: what a caller's made-up ids leave behind).
+    package var rememberedClients: Int { memo.clients.count }
+
     func memoized<V>(_ table: WritableKeyPath<PostgresMemo, [String: V]>, _ key: String, _ load: () throws -> V) throws -> V {
         // Nothing remembered for the key: the load takes the generation read along (one round trip for both).
         if !generationPending || memo[keyPath: table][key] != nil { try validateIfPending() }
         if memoUsable, let hit = memo[keyPath: table][key] { return hit }
         let value = try load()
-        guard memoUsable else { return value }
-        if memo[keyPath: table].count >= PostgresMemo.capacity { memo[keyPath: table].removeAll(keepingCapacity: true) }
+        guard memoUsable, MemoBounds.remembers(key) else { return value }
+        if memo[keyPath: table].count >= MemoBounds.capacity { memo[keyPath: table].removeAll(keepingCapacity: true) }
         memo[keyPath: table][key] = value
         return value
     }

@@ -9,7 +9,6 @@ import Synchronization
 /// answers only while `data_version` is. `version` -1: unusable until the
 /// next read transaction revalidates.
 struct ReadMemo {
-    static let capacity = 4096
     var version: Int64 = -1
     var configGeneration: Int64 = -1
     var clients: [String: Client?] = [:]

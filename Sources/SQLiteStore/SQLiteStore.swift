@@ -146,15 +146,18 @@ public final class SQLiteStore: Store {
         _ = try wrap { try db.run(sql) }
     }
 
+    /// How many client answers the memo holds (tests: what a caller's made-up ids leave behind).
+    package var rememberedClients: Int { memo.clients.count }
+
     /// True inside a read transaction whose snapshot the memo belongs to.
     private var memoUsable: Bool { depth > 0 && !writing && memo.version >= 0 }
 
     /// The remembered answer for `key` in `table`, or `load()`'s, remembered.
     func memoized<V>(_ table: WritableKeyPath<ReadMemo, [String: V]>, _ key: String, _ load: () throws -> V) throws -> V {
-        guard memoUsable else { return try load() }
+        guard memoUsable, MemoBounds.remembers(key) else { return try load() }
         if let hit = memo[keyPath: table][key] { return hit }
         let value = try load()
-        if memo[keyPath: table].count >= ReadMemo.capacity { memo[keyPath: table].removeAll(keepingCapacity: true) }
+        if memo[keyPath: table].count >= MemoBounds.capacity { memo[keyPath: table].removeAll(keepingCapacity: true) }
         memo[keyPath: table][key] = value
         return value
     }

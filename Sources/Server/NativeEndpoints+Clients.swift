@@ -91,7 +91,7 @@ extension NativeEndpoints {
             let members = try EndpointKit.jsonObject(request)
             for (key, value) in members {
                 guard key == "grace_period_seconds" else {
-                    throw RegistryError.invalid([FieldError(key, "is not a known field")])
+                    throw RegistryError.invalid([FieldError(Echo.name(key), "is not a known field")])
                 }
                 guard let g = value.intValue else { throw RegistryError.invalid([FieldError("grace_period_seconds", "must be an integer")]) }
                 grace = Int(clamping: g)

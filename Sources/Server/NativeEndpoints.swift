@@ -28,7 +28,7 @@ enum NativeEndpoints {
             if readOnlyFields.contains(key) || key == "client_id" {
                 errors.append(FieldError(key, "is read-only"))
             } else {
-                errors.append(FieldError(key, "is not a known field"))
+                errors.append(FieldError(Echo.name(key), "is not a known field"))
             }
         }
         if !errors.isEmpty {

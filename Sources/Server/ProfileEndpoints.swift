@@ -18,7 +18,7 @@ enum ProfileEndpoints {
         let members = try EndpointKit.jsonObject(request)
         let body = JSON.object(members)
         var r = FieldReader(collecting: body)
-        for (key, _) in members where !fields.contains(key) { try r.fail(key, "is not a profile field") }
+        for (key, _) in members where !fields.contains(key) { try r.fail(Echo.name(key), "is not a profile field") }
         // An empty string clears the field, as null does.
         func text(_ reader: inout FieldReader, _ key: String) throws -> String? { try reader.string(key).flatMap { $0.isEmpty ? nil : $0 } }
         var profile = UserProfile()

@@ -17,7 +17,7 @@ struct OAuthForm {
         var values: [String: String] = [:]
         for (name, value) in items {
             guard values[name] == nil else {
-                throw OAuthError.invalidRequest("A parameter was sent more than once.", detail: "duplicate \(name)")
+                throw OAuthError.invalidRequest("A parameter was sent more than once.", detail: "duplicate \(Echo.name(name))")
             }
             values[name] = value
         }

@@ -8,6 +8,19 @@ import OAuth
 /// read along, SQLite's triggers) stays in each store; what is the same is
 /// written once, here, as protocol extensions that satisfy the storage roles.
 
+/// What a store's per-connection read memo may hold (both stores alike).
+public enum MemoBounds {
+    /// Entries per table; a full table starts over.
+    public static let capacity = 4096
+    /// Longer keys are looked up but never remembered: every key is an id
+    /// (at most 50 bytes, a jti or a hash 43), and a caller's made-up id of
+    /// kilobytes (an anonymous app read) otherwise stayed, 4,096 of them a
+    /// worker (review, session 20: 100 MB).
+    public static let maxKeyBytes = 64
+
+    public static func remembers(_ key: String) -> Bool { key.utf8.count <= maxKeyBytes }
+}
+
 /// A value bound to a shared statement: the same neutral values a backup
 /// carries (`StoredValue`), so restoring binds them as they are.
 public typealias SQLArgument = StoredValue

@@ -290,6 +290,22 @@ import Testing
         }
     }
 
+    /// A made-up id longer than any real one is looked up but never remembered, on either store: a caller's
+    /// 7,000-byte ids, 4,096 a worker, held 100 MB (review, session 20). A short unknown one is remembered.
+    @Test func madeUpLongIdsAreNotRemembered() throws {
+        let h = try StoreFixture()
+        let remembered = { (h.store as? SQLiteStore)?.rememberedClients ?? (h.store as? PostgresStore)?.rememberedClients ?? -1 }
+        _ = try h.store.read { try h.store.client(h.primary.clientID) }
+        let start = remembered()
+        #expect(start >= 1)
+        for i in 0..<20 {
+            #expect(try h.store.read { try h.store.client(String(repeating: "x", count: 7_000) + "\(i)") } == nil)
+        }
+        #expect(remembered() == start)
+        #expect(try h.store.read { try h.store.client("unknown-but-short") } == nil)
+        #expect(remembered() == start + 1)
+    }
+
     @Test(.enabled(if: TestStore.isSQLite, "SQLite's own machinery")) func ownTokenOnlyWritesKeepTheConfigurationMemo() throws {
         let h = try StoreFixture()
         let id = h.primary.clientID

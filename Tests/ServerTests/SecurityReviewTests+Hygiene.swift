@@ -172,6 +172,35 @@ extension SecurityReviewTests {
         }
     }
 
+    /// An unknown field's name is repeated in the error at most 64 bytes long, on every surface
+    /// (review, session 20: a 1 MiB name of DEL bytes came back as 18 MB).
+    @Test func anUnknownFieldsNameIsEchoedShort() throws {
+        let h = try Harness()
+        let token = try h.token()
+        let name = String(repeating: "\u{7F}", count: 100_000)
+        let body = JSON.object([(name, .int(1))])
+        var answers = [
+            h.json("POST", "/api/v1/clients", token: token, body: body),
+            h.json("POST", "/v3/oauth-clients", token: token, body: body),
+            h.json("POST", "/api/oauth/app", token: token, body: body),
+            h.json("PATCH", "/v3/oauth-clients/\(h.primary.clientID)", token: token,
+                   body: [["op": "replace", "path": .string("/" + name), "value": 1]], contentType: "application/json-patch+json"),
+            h.json("PATCH", "/v3/oauth-clients/\(h.primary.clientID)", token: token,
+                   body: [["op": "test", "path": .string("/redirectUris/" + name), "value": 1]], contentType: "application/json-patch+json"),
+        ]
+        answers.append(h.call("POST", "/external/v1/oauth/client", headers: [("Authorization", "Bearer \(token)"), ("Content-Type", "application/json")],
+                              body: Array(body.text.utf8)))
+        answers.append(h.call("POST", "/uc/resources/oauthclient", headers: [
+            ("Authorization", Harness.basic(h.primary.clientID, h.primary.clientSecret)), ("Content-Type", "application/xml"),
+        ], body: Array("<oauthClient><\(String(repeating: "x", count: 100_000))>1</\(String(repeating: "x", count: 100_000))></oauthClient>".utf8)))
+        for (i, answer) in answers.enumerated() {
+            #expect((400...404).contains(answer.status.code), "\(i): \(answer.status)")
+            #expect(answer.body.count < 4_096, "\(i): \(answer.body.count) bytes")
+        }
+        #expect(Echo.name("short") == "short")
+        #expect(Echo.name(String(repeating: "é", count: 40)) == String(repeating: "é", count: 32) + "…")
+    }
+
     // 10. An anonymous authorize stores nothing that outlives its 10 minutes.
     @Test func expiredAuthorizationRequestsAreSweptByTheNextOne() throws {
         let h = try Harness()

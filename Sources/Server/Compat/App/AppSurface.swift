@@ -61,7 +61,7 @@ enum AppSurface {
     static func fields(_ request: Request) throws -> (name: String, url: String?, redirect: String) {
         let members = try EndpointKit.jsonObject(request)
         if let unknown = members.first(where: { !["name", "url", "redirect_uri"].contains($0.0) }) {
-            throw Failure(status: 400, message: "Unknown field: \(unknown.0).")
+            throw Failure(status: 400, message: "Unknown field: \(Echo.name(unknown.0)).")
         }
         var r = FieldReader(.object(members)) { Failure(status: 400, message: "\($0.field) \($0.message).") }
         let name = try r.string("name", required: true)!
@@ -209,7 +209,7 @@ enum AppSurface {
         }
         let members = try EndpointKit.jsonObject(request)
         let allowed = ["client_id", "scope", "nonce", "code_challenge", "code_challenge_method"]
-        if let unknown = members.first(where: { !allowed.contains($0.0) }) { throw Failure(status: 400, message: "Unknown field: \(unknown.0).") }
+        if let unknown = members.first(where: { !allowed.contains($0.0) }) { throw Failure(status: 400, message: "Unknown field: \(Echo.name(unknown.0)).") }
         var r = FieldReader(.object(members)) { Failure(status: 400, message: "\($0.field) \($0.message).") }
         let parameters = AuthorizationParameters(clientID: try r.string("client_id"), scope: try r.string("scope"), nonce: try r.string("nonce"),
                                                  codeChallenge: try r.string("code_challenge"),

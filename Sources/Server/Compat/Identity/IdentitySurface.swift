@@ -136,7 +136,7 @@ enum IdentitySurface {
         let members = try EndpointKit.jsonObject(request)
         if let ro = members.first(where: { readOnly.contains($0.0) }) { throw Failure(status: 400, message: "\(ro.0) is read-only", field: ro.0) }
         if let unknown = members.first(where: { !writable.contains($0.0) }) {
-            throw Failure(status: 400, message: "\(unknown.0) is not a known field", field: unknown.0)
+            throw Failure(status: 400, message: "\(Echo.name(unknown.0)) is not a known field", field: Echo.name(unknown.0))
         }
         return members
     }
@@ -196,8 +196,8 @@ enum IdentitySurface {
         for op in operations {
             for pointer in [op.path] + (op.from.map { [$0] } ?? []) {
                 guard let field = pointer.first, patchable.contains(field) else {
-                    let shown = "/" + pointer.joined(separator: "/")
-                    throw Failure(status: 400, message: "The path \(shown) cannot be patched.", field: pointer.first ?? "")
+                    let shown = Echo.name("/" + pointer.joined(separator: "/"))
+                    throw Failure(status: 400, message: "The path \(shown) cannot be patched.", field: Echo.name(pointer.first ?? ""))
                 }
             }
         }

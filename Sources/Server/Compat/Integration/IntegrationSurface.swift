@@ -17,7 +17,7 @@ enum IntegrationSurface {
         static func payload(_ field: String, _ why: String) -> Failure {
             Failure(code: "GN0002", status: 400, message: "The payload you have supplied is invalid. \(field): \(why)")
         }
-        static func notFound(_ id: String) -> Failure { Failure(code: "AU0005", status: 404, message: "Client \(id) not found.") }
+        static func notFound(_ id: String) -> Failure { Failure(code: "AU0005", status: 404, message: "Client \(Echo.name(id)) not found.") }
         static let unauthorized = Failure(code: "AU0001", status: 401, message: "The access token is missing, invalid or expired.")
         static let callerGone = Failure(code: "AU0006", status: 404, message: "The calling client no longer exists.")
         static let primaryOnly = Failure(code: "AU0007", status: 403, message: "This action is reserved for the primary client")
@@ -84,7 +84,7 @@ enum IntegrationSurface {
         } catch let p as APIProblem {
             throw Failure.payload("body", p.detail)
         }
-        if let unknown = members.first(where: { !allowed.contains($0.0) }) { throw Failure.payload(unknown.0, "is not a known field") }
+        if let unknown = members.first(where: { !allowed.contains($0.0) }) { throw Failure.payload(Echo.name(unknown.0), "is not a known field") }
         return .object(members)
     }
 

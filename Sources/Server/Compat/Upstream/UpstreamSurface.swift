@@ -99,7 +99,7 @@ enum UpstreamSurface {
         let body: JSON
         do { body = try JSON.parse(bytes) } catch let e as JSONParseError { throw Failure(status: 400, message: "Invalid JSON: \(e.description).") }
         guard let members = body.objectValue else { throw Failure(status: 400, message: "The body must be a JSON object.") }
-        if let unknown = members.first(where: { !fields.contains($0.0) }) { throw bad(unknown.0, "is not a known field") }
+        if let unknown = members.first(where: { !fields.contains($0.0) }) { throw bad(Echo.name(unknown.0), "is not a known field") }
         var input = UpstreamInput()
         var r = FieldReader(body) { bad($0.field, $0.message) }
         input.sysID = try r.string("sysId")
@@ -142,7 +142,7 @@ enum UpstreamSurface {
         }
         var seen = Set<String>()
         for child in root.children {
-            guard fields.contains(child.name), child.name != "retainSysIds" else { throw bad(child.name, "is not a known field") }
+            guard fields.contains(child.name), child.name != "retainSysIds" else { throw bad(Echo.name(child.name), "is not a known field") }
             guard seen.insert(child.name).inserted else { throw bad(child.name, "appears more than once") }
             func list(_ item: String) throws -> [String] {
                 try child.children.map {
