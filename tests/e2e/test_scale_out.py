@@ -358,5 +358,13 @@ def test_another_local_account_cannot_reach_the_local_postgresql(tmp_path, share
         other = subprocess.run(["runuser", "-u", "nobody", "--", "psql", url, "-tAc", "SELECT 1"], capture_output=True, text=True,
                                timeout=30)
         assert other.returncode != 0 and "Permission denied" in other.stderr, other.stdout + other.stderr
+        # An operator's own setting is theirs: kept at the next start, not overridden.
+        subprocess.run([str(ROOT / "scripts" / "pg-cluster"), "stop", str(directory)], check=True)
+        conf = directory / "data" / "postgresql.conf"
+        conf.write_text(conf.read_text().replace("unix_socket_permissions = 0700", "unix_socket_permissions = 0770"))
+        subprocess.run(args, check=True, capture_output=True)
+        socket_dir = tmp_path / "run" if shared_socket_dir else directory / "run"
+        assert (socket_dir / ".s.PGSQL.5432").stat().st_mode & 0o777 == 0o770
+        assert conf.read_text().count("unix_socket_permissions =") == 2  # the sample's comment and the operator's line
     finally:
         subprocess.run([str(ROOT / "scripts" / "pg-cluster"), "stop", str(directory)], check=False)
