@@ -144,7 +144,7 @@ public enum KeyManagement {
         let record = try newKey(algorithm, env: env)
         let now = env.now()
         try store.write {
-            try refuseClearKeyAmongSealed(store, env: env)
+            try refuseClearAmongSealed(store, env: env)
             try store.retireSigningKeys(algorithm: algorithm.rawValue, at: now)
             try store.deleteSigningKeys(retiredBefore: now - KeyRing.retentionMillis)
             try store.insertSigningKey(record)
@@ -167,7 +167,7 @@ public enum KeyManagement {
         guard !missing.isEmpty else { return [] }
         let records = try missing.map { try newKey($0, env: env) }
         return try store.write {
-            try refuseClearKeyAmongSealed(store, env: env)
+            try refuseClearAmongSealed(store, env: env)
             let existing = try store.signingKeys().filter { $0.retiredAt == nil }
             // Fix the access-token algorithm first, as it was: new keys must not take it over.
             if try store.meta(accessAlgorithmMeta) == nil {
@@ -196,13 +196,14 @@ public enum KeyManagement {
     }
 
     /// Where a key-encryption key is in use (a sealed key or pepper), a key
-    /// made without it would be stored in clear, in backups and on replicas,
-    /// and sign at once, until the next `serve` sealed it: refused (review,
-    /// session 20: `keys rotate` run without LATCHKEY_KEK_FILE did just that).
-    static func refuseClearKeyAmongSealed(_ store: any MetaStorage & CredentialStorage, env: Environment) throws {
+    /// or pepper made without it would be stored in clear, in backups and on
+    /// replicas, and used at once, until the next `serve` sealed it: refused
+    /// (review, session 20: `keys rotate` run without LATCHKEY_KEK_FILE did
+    /// just that).
+    static func refuseClearAmongSealed(_ store: any MetaStorage & CredentialStorage, env: Environment) throws {
         guard env.kek == nil else { return }
         if try store.meta("secret_pepper_sealed") != nil || store.signingKeys().contains(where: \.encrypted) {
-            throw ProvisioningError.invalid("the signing keys are sealed: configure the key-encryption key (LATCHKEY_KEK_FILE) to make one")
+            throw ProvisioningError.invalid("secrets at rest are sealed here: configure the key-encryption key (LATCHKEY_KEK_FILE)")
         }
     }
 

@@ -44,6 +44,12 @@ import Testing
         // With the KEK, a rotation makes a sealed key.
         let kid = try KeyManagement.rotate(store: h.store, env: kek, algorithm: .es256)
         #expect(try h.store.signingKeys().first { $0.kid == kid }?.encrypted == true)
+        // Nor a pepper: a deployment without one, its keys sealed, gets none made in clear.
+        try h.store.write { try h.store.deleteMeta("secret_pepper_sealed") }
+        #expect(throws: ProvisioningError.self) { _ = try Provisioning.secretHasher(store: h.store, env: h.env) }
+        #expect(try h.store.meta("secret_pepper") == nil)
+        _ = try Provisioning.secretHasher(store: h.store, env: kek)
+        #expect(try h.store.meta("secret_pepper_sealed") != nil)
         // Where nothing was ever sealed, no KEK is needed.
         let plain = try StoreFixture()
         _ = try KeyManagement.rotate(store: plain.store, env: plain.env, algorithm: .es256)
