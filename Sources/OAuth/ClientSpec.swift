@@ -125,10 +125,17 @@ public struct ClientSpec: Sendable, Equatable {
         } && !reservedIDs.contains(lower) && !reservedPrefixes.contains(where: lower.hasPrefix)
     }
 
-    /// `text` without the characters `isDisplaySafe` refuses: names stored
-    /// before the rule are shown this way.
-    public static func displaySafe(_ text: String) -> String {
-        isDisplaySafe(text) ? text : String(String.UnicodeScalarView(text.unicodeScalars.filter { isDisplaySafe(String($0)) }))
+    /// A client's name as shown to people: without the characters
+    /// `isDisplaySafe` refuses (names stored before the rule), and its id
+    /// where what is left shows nothing (a blank-looking name stored before
+    /// `isVisible`: independent review, session 20).
+    public static func displayName(_ client: Client) -> String { displaySafe(client.name, fallback: client.clientID) }
+
+    /// `text` without the characters `isDisplaySafe` refuses, or `fallback`
+    /// where what is left would show nothing.
+    public static func displaySafe(_ text: String, fallback: String) -> String {
+        let safe = isDisplaySafe(text) ? text : String(String.UnicodeScalarView(text.unicodeScalars.filter { isDisplaySafe(String($0)) }))
+        return isVisible(safe) ? safe : fallback
     }
 
     /// Whether a name shown to end users is safe to show (SPEC 7.1): no
@@ -137,13 +144,40 @@ public struct ClientSpec: Sendable, Equatable {
     /// bidirectional overrides and isolates, zero-width characters, tags),
     /// line and paragraph separators (Zl, Zp), private use (Co), surrogates
     /// and unassigned code points (Cs, Cn), and every default-ignorable code
-    /// point (variation selectors, Hangul fillers, combining grapheme joiner).
+    /// point (variation selectors, Hangul fillers, combining grapheme joiner);
+    /// except where writing needs them between visible characters: the
+    /// zero-width joiner and non-joiner (Persian and Indic names, emoji
+    /// sequences) between two, and an emoji or text variation selector right
+    /// after an emoji (independent review, session 20: "❤️" and "می‌خواهم" were
+    /// refused). None of these reorders text or stands alone.
     public static func isDisplaySafe(_ text: String) -> Bool {
-        !text.unicodeScalars.contains { u in
-            switch u.properties.generalCategory {
-            case .control, .format, .lineSeparator, .paragraphSeparator, .privateUse, .surrogate, .unassigned: return true
-            default: return u.properties.isDefaultIgnorableCodePoint
+        var previous: Unicode.Scalar?
+        var pendingJoiner = false
+        for u in text.unicodeScalars {
+            defer { previous = u }
+            switch u.value {
+            case 0x200C, 0x200D:  // ZWNJ, ZWJ: after a visible character (or its variation selector), before another
+                guard let p = previous, isPlain(p) || isVariationSelector(p) else { return false }
+                pendingJoiner = true
+                continue
+            case 0xFE0E, 0xFE0F:  // text and emoji presentation: right after a character that has both (an emoji)
+                guard let p = previous, isPlain(p), p.properties.isEmoji else { return false }
+                continue
+            default:
+                guard isPlain(u) else { return false }
+                pendingJoiner = false
             }
+        }
+        return !pendingJoiner
+    }
+
+    static func isVariationSelector(_ u: Unicode.Scalar) -> Bool { u.value == 0xFE0E || u.value == 0xFE0F }
+
+    /// Neither refused by category nor default-ignorable.
+    static func isPlain(_ u: Unicode.Scalar) -> Bool {
+        switch u.properties.generalCategory {
+        case .control, .format, .lineSeparator, .paragraphSeparator, .privateUse, .surrogate, .unassigned: return false
+        default: return !u.properties.isDefaultIgnorableCodePoint
         }
     }
 

@@ -107,7 +107,7 @@ public struct LogoutService {
         // own ID token of a client of their own, could put any app's name on the page and send the user to its
         // URI after they confirm (attacker review, session 19).
         let theirs = subject == user.id
-        return .confirm(clientName: theirs ? client.map { ClientSpec.displaySafe($0.name) } : nil,
+        return .confirm(clientName: theirs ? client.map(ClientSpec.displayName) : nil,
                         redirectOrigin: theirs ? redirect.flatMap(URIRules.origin) : nil)
     }
 

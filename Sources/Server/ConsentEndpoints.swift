@@ -39,7 +39,7 @@ extension UserEndpoints {
             throw consentError(.notFound)
         }
         guard service.signedInFreshly(for: stored, session) else { throw consentError(.loginRequired) }
-        var clientJSON: [(String, JSON)] = [("client_id", .string(client.clientID)), ("client_name", .string(ClientSpec.displaySafe(client.name))),
+        var clientJSON: [(String, JSON)] = [("client_id", .string(client.clientID)), ("client_name", .string(ClientSpec.displayName(client))),
                                             ("client_uri", JSON(client.clientURI)), ("policy_uri", JSON(client.policyURI)),
                                             ("tos_uri", JSON(client.tosURI))]
         clientJSON.append(("logo_uri", client.hasLogo ? .string("\(ctx.env.issuer)/api/v1/clients/\(client.clientID)/logo") : .null))
@@ -48,7 +48,7 @@ extension UserEndpoints {
         let rememberOffered = try stored.request.deviceCodeHash == nil && service.rememberedConsentApplies(stored.request, client: client)
         return Response.json([
             "client": .object(clientJSON),
-            "organization": ["organization_id": .string(client.organizationID), "name": JSON(organization.map { ClientSpec.displaySafe($0.name) })],
+            "organization": ["organization_id": .string(client.organizationID), "name": JSON(organization.map { ClientSpec.displaySafe($0.name, fallback: $0.id) })],
             "scopes": .array(stored.request.scope.map { ["name": .string($0), "description": .string(ScopeCatalog.describe($0))] }),
             // A device's request (RFC 8628) goes back to no redirect URI: the page says to return to the device.
             "redirect_uri": stored.request.deviceCodeHash == nil ? .string(stored.request.redirectURI) : .null,

@@ -253,7 +253,7 @@ enum UserEndpoints {
     static func connectionJSON(_ c: UserConnection, _ client: Client, _ ctx: RequestContext, withName: Bool = true) -> JSON {
         var members: [(String, JSON)] = [("client_id", .string(client.clientID))]
         if withName {
-            members.append(("client_name", .string(ClientSpec.displaySafe(client.name))))
+            members.append(("client_name", .string(ClientSpec.displayName(client))))
             members.append(("logo_uri", client.hasLogo ? .string("\(ctx.env.issuer)/api/v1/clients/\(client.clientID)/logo") : .null))
         }
         members += [

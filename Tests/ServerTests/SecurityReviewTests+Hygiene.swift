@@ -153,6 +153,11 @@ extension SecurityReviewTests {
         let details = b.send("GET", "/api/v1/authorization-requests/\(pending)")
         #expect(details.json?["organization"]?["name"] == "Acme")
         #expect(details.json?["organization"]?["organization_id"] == .string(h.primary.organizationID))
+        // A name stored before the rules, blank once cleaned, is shown as the client's id (independent review, session 20).
+        var stored = try #require(try h.store.read { try h.store.client(client) })
+        stored.name = "\u{2800}\u{202E}"
+        try h.store.write { try h.store.updateClient(stored) }
+        #expect(b.send("GET", "/api/v1/authorization-requests/\(pending)").json?["client"]?["client_name"] == .string(client))
     }
 
     /// An answer is not much larger than its request (SPEC 7.1): 10,000 bad redirect URIs are one

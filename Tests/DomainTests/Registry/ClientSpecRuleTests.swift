@@ -29,6 +29,25 @@ import Testing
         #expect(spec.problems().map(\.field) == ["redirect_uris[0]", "redirect_uris[3]", "redirect_uris"])
     }
 
+    /// Joiners and variation selectors where writing needs them, between visible characters; nowhere else.
+    @Test func joinersAndSelectorsOnlyBetweenVisibleCharacters() {
+        for name in ["❤️", "👨‍👩‍👧", "❤️‍🔥", "می‌خواهم", "क्‍ष", "a\u{0301}", "Photo Book"] {
+            #expect(ClientSpec.isDisplaySafe(name), "\(name.unicodeScalars.map(\.value))")
+        }
+        for name in ["\u{200D}a", "a\u{200D}", "a\u{200D}\u{200D}b", "\u{FE0F}", "a\u{200D}\u{FE0F}", "a\u{200B}b", "a\u{202E}b", "\u{200C}", "emoji\u{FE0F}"] {
+            #expect(!ClientSpec.isDisplaySafe(name), "\(name.unicodeScalars.map(\.value))")
+        }
+    }
+
+    /// A name stored before these rules is shown without what they refuse, and as the client's id where that leaves nothing to see.
+    @Test func aStoredNameThatShowsNothingIsShownAsTheId() {
+        var client = Client(clientID: "photo-app", organizationID: "org-1", name: "\u{2800}\u{202E}", createdAt: 0)
+        #expect(ClientSpec.displayName(client) == "photo-app")
+        client.name = "Pay\u{202E}Pal"
+        #expect(ClientSpec.displayName(client) == "PayPal")
+        #expect(ClientSpec.displaySafe("\u{00A0}", fallback: "org-1") == "org-1")
+    }
+
     @Test(arguments: ["名前", "🙂", "-", "\u{00A0}é\u{2800}", "١٢٣", "a\u{0301}"])
     func aNameWithOneVisibleCharacterIsAccepted(_ name: String) {
         var spec = Self.valid()

@@ -39,7 +39,7 @@ enum AppSurface {
 
     static func json(_ c: Client, logo: [UInt8]?) -> JSON {
         [
-            "client_id": .string(c.clientID), "name": .string(ClientSpec.displaySafe(c.name)), "url": .string(c.clientURI ?? ""),
+            "client_id": .string(c.clientID), "name": .string(ClientSpec.displayName(c)), "url": .string(c.clientURI ?? ""),
             "redirect_uri": .string(c.redirectURIs.first ?? ""),
             "logo": .string(logo.map { "data:image/png;base64," + Base64.encode($0) } ?? ""),
             "time": .int(c.updatedAt / 1000), "creation_time": .int(c.createdAt / 1000),
