@@ -155,6 +155,11 @@ extension SecurityReviewTests {
         #expect(noisyPreview.count <= 6_144, "\(noisyPreview.count) bytes")
         #expect(try #require(Imaging.header(noisyPreview)).width == 32)
         #expect(h.call("GET", "/api/oauth/app/id/\(app)/image").body.count > 100_000, "the logo itself is kept at 256 px")
+        // A larger preview stored before that bound is left out.
+        let oldPreview = try Imaging.reencodePNG(Fixtures.noisePNG(side: 64), format: .png, maxSide: 64)
+        #expect(oldPreview.count > 6_144)
+        try h.store.write { try h.store.setLogo(clientID: app, contentType: "image/png", image: Fixtures.noisePNG(side: 64), preview: oldPreview, etag: "old", at: h.clock.now) }
+        #expect(h.call("GET", "/api/oauth/app/id/\(app)").json?["logo"] == "")
         let ids = (0..<21).map { "id\($0)x" }.joined(separator: ",")
         #expect(h.call("GET", "/api/oauth/app/ids", query: "ids=\(ids)").status == 400)
         #expect(h.call("GET", "/api/oauth/app/ids", query: "ids=\(app),\(h.primary.clientID)").json?["apps"]?.arrayValue?.count == 1)

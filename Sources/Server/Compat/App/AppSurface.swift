@@ -41,7 +41,8 @@ enum AppSurface {
         [
             "client_id": .string(c.clientID), "name": .string(ClientSpec.displayName(c)), "url": .string(c.clientURI ?? ""),
             "redirect_uri": .string(c.redirectURIs.first ?? ""),
-            "logo": .string(logo.map { "data:image/png;base64," + Base64.encode($0) } ?? ""),
+            // A preview stored before the 6 KB bound (noise at 64 px) is left out until the next upload.
+            "logo": .string(logo.flatMap { $0.count <= EndpointKit.maxPreviewBytes ? "data:image/png;base64," + Base64.encode($0) : nil } ?? ""),
             "time": .int(c.updatedAt / 1000), "creation_time": .int(c.createdAt / 1000),
         ]
     }
