@@ -319,12 +319,14 @@ def test_a_node_starting_while_another_migrates_waits_for_it(pg_stack, tmp_path)
     subprocess.run([BIN, "init", "--issuer", "https://wait.example"], env=env, check=True, capture_output=True, timeout=60)
     locker = subprocess.Popen(["psql", env["LATCHKEY_DATABASE_URL"], "-qtA"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     socket = tmp_path / "node.sock"
-    node = subprocess.Popen([BIN, "serve", "--listen", f"unix:{socket}", "--workers", "1"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    node = None
     try:
+        # The lock row held first, then the node started.
         locker.stdin.write("BEGIN;\nSELECT version FROM schema_version WHERE id = 1 FOR UPDATE;\nSELECT 'locked';\n")
         locker.stdin.flush()
         assert locker.stdout.readline().strip().isdigit() and locker.stdout.readline().strip() == "locked"
+        node = subprocess.Popen([BIN, "serve", "--listen", f"unix:{socket}", "--workers", "1"], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
         time.sleep(6)
         assert node.poll() is None, node.stderr.read()
         assert not socket.exists(), "it serves only once it has migrated"
@@ -335,8 +337,9 @@ def test_a_node_starting_while_another_migrates_waits_for_it(pg_stack, tmp_path)
             assert node.poll() is None and time.monotonic() < deadline, "the node did not start after the lock was released"
             time.sleep(0.1)
     finally:
-        node.terminate()
-        node.wait(timeout=30)
+        if node:
+            node.terminate()
+            node.wait(timeout=30)
         locker.kill()
         locker.wait()
 
