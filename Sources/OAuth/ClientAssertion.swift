@@ -43,7 +43,7 @@ public enum ClientAssertion {
     public static func shapeProblem(_ key: JSON) -> String? {
         guard key.objectValue != nil else { return "must be a JWK object" }
         if let member = privateMembers.first(where: { key[$0] != nil }) { return "holds the private member \(member): public keys only" }
-        if let use = key["use"]?.stringValue, use != "sig" { return "is not a signature key (use \(use))" }
+        if let use = key["use"]?.stringValue, use != "sig" { return "is not a signature key (use \(Echo.name(use)))" }
         if key["kty"]?.stringValue == "RSA" {
             let n = key["n"]?.stringValue.flatMap(Base64.urlDecode)?.drop { $0 == 0 }.count ?? 0
             guard (256...512).contains(n) else { return "must be an RSA key of 2048 to 4096 bits" }

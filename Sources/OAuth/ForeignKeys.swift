@@ -16,7 +16,7 @@ import Synchronization
 final class ForeignKeys: Sendable {
     static let shared = ForeignKeys(capacity: 1024)
 
-    private let entries = Mutex<[String: (key: SigningKey, thumbprint: String)]>([:])
+    private let entries = Mutex<[[UInt8]: (key: SigningKey, thumbprint: String)]>([:])
     private let capacity: Int
 
     init(capacity: Int) { self.capacity = capacity }
@@ -25,29 +25,41 @@ final class ForeignKeys: Sendable {
     var count: Int { entries.withLock { $0.count } }
 
     /// The key, imported or remembered; nil for a JWK that is no public key
-    /// (a private member: callers check the shape first, and a private key
-    /// must not be remembered under its public members).
+    /// of a type Latchkey verifies with (callers check the shape first; a
+    /// private member is refused here too, never remembered under its
+    /// public members).
     func key(_ jwk: JSON) -> (key: SigningKey, thumbprint: String)? {
-        guard jwk["d"] == nil else { return nil }
-        let text = ForeignKeys.identity(jwk)
-        if let known = entries.withLock({ $0[text] }) { return known }
+        guard jwk["d"] == nil, let identity = ForeignKeys.identity(jwk) else { return nil }
+        if let known = entries.withLock({ $0[identity] }) { return known }
         guard let key = try? SigningKey(jwk: jwk), let thumbprint = try? JWK.thumbprint(key) else { return nil }
         entries.withLock { cache in
             if cache.count >= capacity { cache.removeAll(keepingCapacity: true) }
-            cache[text] = (key, thumbprint)
+            cache[identity] = (key, thumbprint)
         }
         return (key, thumbprint)
     }
 
-    /// The members RFC 7638 §3.2 hashes, for every key type, in one order:
-    /// what the key is, whatever else the JWK carries (`kid`, `use`, `alg`,
-    /// anything a sender adds).
-    static func identity(_ jwk: JSON) -> String {
-        var text = ""
-        for member in ["kty", "crv", "e", "n", "x", "y"] {
-            text += jwk[member]?.stringValue ?? ""
-            text += "."
+    /// RFC 7638 §3.2's input for the key's type: its required members, and
+    /// only those, as JSON text in the order of their names, compared byte
+    /// for byte. They are exactly what `SigningKey(jwk:)` imports a public
+    /// key from, so one identity is one key: other members (`kid`, `use`,
+    /// `alg`, another type's, padding) neither make another entry nor share
+    /// one (independent review, session 20: a text joined with "." let a
+    /// member holding "." meet another key's entry, and ignored members kept
+    /// entries large). Nil for a type no key is imported from.
+    static func identity(_ jwk: JSON) -> [UInt8]? {
+        let members: [String]
+        switch jwk["kty"]?.stringValue {
+        case "EC": members = ["crv", "kty", "x", "y"]
+        case "RSA": members = ["e", "kty", "n"]
+        case "OKP": members = ["crv", "kty", "x"]
+        default: return nil
         }
-        return text
+        var object: [(String, JSON)] = []
+        for name in members {
+            guard let value = jwk[name]?.stringValue else { return nil }
+            object.append((name, .string(value)))
+        }
+        return Array(JSON.object(object).text.utf8)
     }
 }

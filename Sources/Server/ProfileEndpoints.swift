@@ -18,7 +18,9 @@ enum ProfileEndpoints {
         let members = try EndpointKit.jsonObject(request)
         let body = JSON.object(members)
         var r = FieldReader(collecting: body)
-        for (key, _) in members where !fields.contains(key) { try r.fail(Echo.name(key), "is not a profile field") }
+        for (key, _) in members.lazy.filter({ !fields.contains($0.0) }).prefix(NativeEndpoints.maxNamedMembers) {
+            try r.fail(Echo.name(key), "is not a profile field")
+        }
         // An empty string clears the field, as null does.
         func text(_ reader: inout FieldReader, _ key: String) throws -> String? { try reader.string(key).flatMap { $0.isEmpty ? nil : $0 } }
         var profile = UserProfile()
@@ -31,8 +33,13 @@ enum ProfileEndpoints {
         if let address = body["address"], !address.isNull {
             if let parts = address.objectValue {
                 var a = FieldReader(collecting: address, prefix: "address.")
+                var unknown = 0
                 for (key, _) in parts {
-                    guard UserProfile.addressFields.contains(key) else { try a.fail(key, "is not an address field"); continue }
+                    guard UserProfile.addressFields.contains(key) else {
+                        unknown += 1
+                        if unknown <= NativeEndpoints.maxNamedMembers { try a.fail(Echo.name(key), "is not an address field") }
+                        continue
+                    }
                     profile.address[key] = try text(&a, key)
                 }
                 errors += a.errors

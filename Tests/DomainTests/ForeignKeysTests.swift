@@ -25,6 +25,18 @@ import Testing
         let other = try SigningKey.generate(.es256)
         #expect(cache.key(try JWK.publicJWK(other, kid: "k"))?.thumbprint != first.thumbprint)
         #expect(cache.count == 2)
+        // Members the key's type does not read, holding anything, neither make entries nor meet another key's
+        // (independent review, session 20: with "." as a joiner, {"n":".","x":X} and {"x":"."+X} were one entry).
+        var stray = jwk
+        stray.set("n", .string("."))
+        stray.set("e", .string(String(repeating: "A", count: 5_000)))
+        #expect(cache.key(stray)?.thumbprint == first.thumbprint)
+        #expect(cache.count == 2)
+        var malformed = jwk
+        malformed.set("x", .string("." + (jwk["x"]?.stringValue ?? "")))
+        #expect(cache.key(malformed) == nil)
+        #expect(ForeignKeys.identity(["kty": "EC", "crv": "P-256", "x": "a.b", "y": "c"]) != ForeignKeys.identity(["kty": "EC", "crv": "P-256", "x": "a", "y": "b.c"]))
+        #expect(ForeignKeys.identity(["kty": "oct", "k": "c2VjcmV0"]) == nil)
         var withPrivate = jwk
         withPrivate.set("d", .string(Base64.urlEncode(Array(repeating: 1, count: 32))))
         #expect(cache.key(withPrivate) == nil)

@@ -42,6 +42,20 @@ import Testing
         #expect(try h.store.read { try h.store.userProfile(userID: id) }?.givenName == "Before")
     }
 
+    /// Many unknown members, top level or in the address: ten are named (independent review, session 20).
+    @Test func manyUnknownMembersAreNamedTenAtMost() throws {
+        let h = try Harness()
+        _ = try h.user()
+        let b = Browser(h)
+        #expect(b.login().status == 204)
+        let many = JSON.object((0..<1_500).map { ("k\($0)", JSON.int(0)) })
+        for body in [many, JSON.object([("address", many)])] {
+            let r = b.json("PUT", "/api/v1/me/profile", body)
+            #expect(r.status == 400)
+            #expect(r.json?["errors"]?.arrayValue?.count == 10, "\(r.bodyText.prefix(200))")
+        }
+    }
+
     @Test func aWriteNeedsTheCSRFTokenAndABearerTokenIsNotASession() throws {
         let h = try Harness()
         _ = try h.user()

@@ -202,6 +202,12 @@ extension SecurityReviewTests {
             #expect((400...404).contains(answer.status.code), "\(i): \(answer.status)")
             #expect(answer.body.count < 4_096, "\(i): \(answer.body.count) bytes")
         }
+        // Many unknown members: the first ten are named, the rest counted (independent review, session 20: 8x the request).
+        let many = JSON.object((0..<50_000).map { (String($0), JSON.int(0)) })
+        let native = h.json("POST", "/api/v1/clients", token: token, body: many)
+        #expect(native.status == 400 && native.body.count < 4_096, "\(native.body.count) bytes")
+        #expect(native.json?["errors"]?.arrayValue?.count == 10)
+        #expect(native.bodyText.contains("and 49990 more"))
         #expect(Echo.name("short") == "short")
         #expect(Echo.name(String(repeating: "é", count: 40)) == String(repeating: "é", count: 32) + "…")
     }
