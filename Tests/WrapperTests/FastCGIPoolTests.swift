@@ -278,7 +278,7 @@ import Glibc
         let finished = DispatchSemaphore(value: 0)
         for _ in 0..<3 {
             Thread.detachNewThread {
-                guard let acceptor = Acceptor(pool: pool) else { return }
+                guard let acceptor = Acceptor(pool: pool) else { finished.signal(); return }
                 let outcome = acceptor.acceptWaiting()
                 close(acceptor.epoll)
                 outcomes.withLock { $0.append("\(outcome)") }
@@ -294,7 +294,11 @@ import Glibc
         // Those still asleep are let go by the stop eventfd, and counted as failures.
         var one: UInt64 = 1
         _ = write(stop, &one, 8)
-        while woken < 3, finished.wait(timeout: .now() + 5) == .success { woken += 1 }
+        // Every thread has ended before the pool's descriptors close (`defer`): a thread still running then could
+        // use a number the kernel has given another test's socket meanwhile (seen once under load, session 20:
+        // another pool's connection vanished). The stop eventfd ends them all.
+        while woken < 3, finished.wait(timeout: .now() + 120) == .success { woken += 1 }
+        #expect(woken == 3)
         #expect(outcomes.withLock { $0 } == ["nothingWaiting", "nothingWaiting", "nothingWaiting"])
     }
 }
