@@ -52,9 +52,18 @@ struct Common: ParsableArguments {
     /// The configured store: PostgreSQL when a URL is given, else SQLite.
     /// Only `creating` (init, migrate) makes a SQLite file that is not
     /// there: any other command on a missing one says so and leaves none.
-    /// `timeoutMillis`: how long a PostgreSQL statement or lock may take (the serving deadline unless given).
-    func openAnyStore(migrate: Bool = true, creating: Bool = false, timeoutMillis: Int = 3_000) throws -> any Store {
-        if let url = databaseURL { return try PostgresStore(url: url, migrate: migrate, timeoutMillis: timeoutMillis) }
+    /// The store, migrated unless told not to. On PostgreSQL the store keeps
+    /// the serving deadline (a database that does not answer fails the
+    /// command in seconds), and the migration runs on a connection of its own
+    /// that may wait two minutes: for another node's migration (the lock
+    /// row), or a long one of its own (a node starting, a CLI command run
+    /// meanwhile; independent review, session 20).
+    func openAnyStore(migrate: Bool = true, creating: Bool = false) throws -> any Store {
+        if let url = databaseURL {
+            let store = try PostgresStore(url: url, migrate: false)
+            if migrate { _ = try PostgresStore(url: url, migrate: false, timeoutMillis: 120_000).migrate() }
+            return store
+        }
         return try openStore(creating: creating)
     }
 

@@ -55,9 +55,9 @@ enum ServeCommand {
         // PostgreSQL when a URL is configured (SPEC 9: any number of nodes share it), else SQLite.
         let databaseURL = options.common.databaseURL
         let path = databaseURL == nil ? try options.common.databasePath() : ""
-        // Start-up migrates, and waits for a migration another node is applying (the lock row) instead of
-        // failing after the serving deadline; the workers' own connections keep that deadline.
-        let store = try options.common.openAnyStore(timeoutMillis: 120_000)
+        // Start-up migrates, waiting for a migration another node is applying (the lock row) instead of failing
+        // after the serving deadline; the workers' own connections keep that deadline.
+        let store = try options.common.openAnyStore()
         guard let stored = try store.meta("issuer") else { throw CLIError(ProvisioningError.notInitialized.description) }
         let issuer = try validatedIssuer(options.issuer ?? env["LATCHKEY_ISSUER"] ?? stored)
         var environment = try options.common.environment(issuer: issuer)
