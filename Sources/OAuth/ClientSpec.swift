@@ -145,33 +145,54 @@ public struct ClientSpec: Sendable, Equatable {
     /// line and paragraph separators (Zl, Zp), private use (Co), surrogates
     /// and unassigned code points (Cs, Cn), and every default-ignorable code
     /// point (variation selectors, Hangul fillers, combining grapheme joiner);
-    /// except where writing needs them between visible characters: the
-    /// zero-width joiner and non-joiner (Persian and Indic names, emoji
-    /// sequences) between two, and an emoji or text variation selector right
-    /// after an emoji (independent review, session 20: "❤️" and "می‌خواهم" were
-    /// refused). None of these reorders text or stands alone.
+    /// except where writing needs them (`joinerFits`, `selectorFits`): the
+    /// zero-width non-joiner and joiner in RFC 5892's ContextJ places (after a
+    /// virama; the non-joiner between two letters of a joining script, as in
+    /// Persian), the joiner inside an emoji sequence, and a presentation
+    /// selector after an emoji (independent reviews, session 20: "❤️" and
+    /// "می‌خواهم" were refused, and a first relaxation let "G\u{200D}oogle"
+    /// through). None of these reorders text or stands alone.
     public static func isDisplaySafe(_ text: String) -> Bool {
-        var previous: Unicode.Scalar?
-        var pendingJoiner = false
-        for u in text.unicodeScalars {
-            defer { previous = u }
+        let scalars = Array(text.unicodeScalars)
+        for (i, u) in scalars.enumerated() {
+            let previous = i > 0 ? scalars[i - 1] : nil, next = i + 1 < scalars.count ? scalars[i + 1] : nil
             switch u.value {
-            case 0x200C, 0x200D:  // ZWNJ, ZWJ: after a visible character (or its variation selector), before another
-                guard let p = previous, isPlain(p) || isVariationSelector(p) else { return false }
-                pendingJoiner = true
-                continue
-            case 0xFE0E, 0xFE0F:  // text and emoji presentation: right after a character that has both (an emoji)
-                guard let p = previous, isPlain(p), p.properties.isEmoji else { return false }
-                continue
-            default:
-                guard isPlain(u) else { return false }
-                pendingJoiner = false
+            case 0x200C, 0x200D: guard joinerFits(u, after: previous, before: next) else { return false }
+            case 0xFE0E, 0xFE0F: guard selectorFits(after: previous, before: next) else { return false }
+            default: guard isPlain(u) else { return false }
             }
         }
-        return !pendingJoiner
+        return true
     }
 
-    static func isVariationSelector(_ u: Unicode.Scalar) -> Bool { u.value == 0xFE0E || u.value == 0xFE0F }
+    /// ZWNJ or ZWJ between `previous` and `next`.
+    static func joinerFits(_ joiner: Unicode.Scalar, after previous: Unicode.Scalar?, before next: Unicode.Scalar?) -> Bool {
+        guard let previous, let next, isPlain(next) else { return false }
+        if previous.properties.canonicalCombiningClass.rawValue == 9 { return true }  // after a virama (RFC 5892 A.1, A.2)
+        if joiner.value == 0x200C { return isJoiningLetter(previous) && isJoiningLetter(next) }
+        // ZWJ: inside an emoji sequence (after an emoji, its modifier or its emoji selector; before an emoji).
+        return (isPictographic(previous) || previous.value == 0xFE0F) && isPictographic(next)
+    }
+
+    /// VS15 or VS16 after an emoji that has both presentations (a keycap's
+    /// digit, `#` or `*` only before U+20E3).
+    static func selectorFits(after previous: Unicode.Scalar?, before next: Unicode.Scalar?) -> Bool {
+        guard let previous, previous.properties.isEmoji else { return false }
+        return previous.value > 0x7F || next?.value == 0x20E3
+    }
+
+    /// An emoji that is a picture (not an ASCII digit, `#` or `*`).
+    static func isPictographic(_ u: Unicode.Scalar) -> Bool { u.properties.isEmoji && u.value > 0x7F }
+
+    /// A letter of a script whose letters join (Arabic, Syriac, N'Ko,
+    /// Mandaic, Mongolian), where ZWNJ keeps two apart (RFC 5892 A.1).
+    static func isJoiningLetter(_ u: Unicode.Scalar) -> Bool {
+        guard u.properties.isAlphabetic else { return false }
+        switch u.value {
+        case 0x0600...0x08FF, 0xFB50...0xFDFF, 0xFE70...0xFEFF, 0x1800...0x18AF: return true
+        default: return false
+        }
+    }
 
     /// Neither refused by category nor default-ignorable.
     static func isPlain(_ u: Unicode.Scalar) -> Bool {

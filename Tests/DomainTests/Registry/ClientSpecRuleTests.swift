@@ -34,7 +34,9 @@ import Testing
         for name in ["❤️", "👨‍👩‍👧", "❤️‍🔥", "می‌خواهم", "क्‍ष", "a\u{0301}", "Photo Book"] {
             #expect(ClientSpec.isDisplaySafe(name), "\(name.unicodeScalars.map(\.value))")
         }
-        for name in ["\u{200D}a", "a\u{200D}", "a\u{200D}\u{200D}b", "\u{FE0F}", "a\u{200D}\u{FE0F}", "a\u{200B}b", "a\u{202E}b", "\u{200C}", "emoji\u{FE0F}"] {
+        for name in ["1\u{FE0F}\u{20E3}", "क्‌ष", "🏳️‍🌈", "👍🏽"] { #expect(ClientSpec.isDisplaySafe(name), "\(name.unicodeScalars.map(\.value))") }
+        for name in ["\u{200D}a", "a\u{200D}", "a\u{200D}\u{200D}b", "\u{FE0F}", "a\u{200D}\u{FE0F}", "a\u{200B}b", "a\u{202E}b", "\u{200C}",
+                     "emoji\u{FE0F}", "G\u{200D}oogle", "Pay\u{200C}pal", "a \u{200D} b", "App1\u{FE0F}", "❤\u{200D}a", "م\u{200C}a"] {
             #expect(!ClientSpec.isDisplaySafe(name), "\(name.unicodeScalars.map(\.value))")
         }
     }
