@@ -296,16 +296,18 @@ public final class PostgresStore: Store {
         pending.append((numberedText(sql), values))
     }
 
-    /// A remembered answer while the generation holds, or `load()`'s, remembered.
     /// How many client answers the memo holds (tests: what a caller's made-up ids leave behind).
     package var rememberedClients: Int { memo.clients.count }
 
+    /// A remembered answer while the generation holds, or `load()`'s, remembered.
     func memoized<V>(_ table: WritableKeyPath<PostgresMemo, [String: V]>, _ key: String, _ load: () throws -> V) throws -> V {
+        // A key too long to remember is never looked up either (as on SQLite): it is loaded, with the generation read.
+        let remembers = MemoBounds.remembers(key)
         // Nothing remembered for the key: the load takes the generation read along (one round trip for both).
-        if !generationPending || memo[keyPath: table][key] != nil { try validateIfPending() }
-        if memoUsable, let hit = memo[keyPath: table][key] { return hit }
+        if !generationPending || (remembers && memo[keyPath: table][key] != nil) { try validateIfPending() }
+        if remembers, memoUsable, let hit = memo[keyPath: table][key] { return hit }
         let value = try load()
-        guard memoUsable, MemoBounds.remembers(key) else { return value }
+        guard remembers, memoUsable else { return value }
         if memo[keyPath: table].count >= MemoBounds.capacity { memo[keyPath: table].removeAll(keepingCapacity: true) }
         memo[keyPath: table][key] = value
         return value
