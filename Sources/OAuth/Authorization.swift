@@ -195,7 +195,8 @@ public struct AuthorizationService {
         let now = env.now()
         let stored = StoredAuthorizationRequest(idHash: AuthorizationService.hash(id), request: request, createdAt: now,
                                                 expiresAt: now + AuthorizationService.requestLifetimeMillis, answeredAt: nil)
-        try store.write {
+        // Lost with the database's crash, the browser starts the request again (`writeDeferringFlush`).
+        try store.writeDeferringFlush {
             try store.insertAuthorizationRequest(idHash: stored.idHash, request: request, createdAt: now, expiresAt: stored.expiresAt)
         }
         // Just stored, by this browser: no need to read it back.
@@ -335,7 +336,9 @@ public struct AuthorizationService {
         // A disabled client, a redirect URI taken off it or a scope it no longer holds gets no code (the
         // token endpoint checks the client and its scopes again at redemption).
         guard let client = try answerableClient(request), scope.allSatisfy(client.scope.contains) else { throw ConsentError.clientChanged }
-        try store.write {
+        // Lost with the database's crash, all of it goes (the answer, the code, the connection's new scopes): the
+        // client's redemption fails and the user answers again. A redemption flushes it first (`writeDeferringFlush`).
+        try store.writeDeferringFlush {
             // recordConnection reads it below, and the session is held: on PostgreSQL the reads go with the answer's update.
             try store.prefetchConnection(userID: user.id, clientID: request.clientID)
             if let session { try store.prefetchSessionHold(idHash: session.idHash) }
@@ -374,6 +377,8 @@ public struct AuthorizationService {
         case .forget: remembered = []
         case .keep: remembered = existing?.rememberedScope ?? []
         }
+        // Less remembered than before: the user took something away, which no crash may give back.
+        if !(existing?.rememberedScope ?? []).allSatisfy(remembered.contains) { store.requireFlush() }
         try store.upsertConnection(UserConnection(userID: userID, clientID: clientID, rememberedScope: remembered,
                                                   grantedScope: granted, authTime: authTime, accessTime: now, createdAt: existing?.createdAt ?? now))
     }

@@ -15,6 +15,19 @@ public protocol Transactional: AnyObject {
     /// send that statement with the COMMIT in one round trip (PostgreSQL);
     /// committing a transaction that inserted nothing changes nothing.
     func writeOne<T>(_ body: () throws -> T) throws -> T
+    /// `write` for a transaction whose loss in a crash of the database
+    /// itself (not of a node) would only undo a step the user repeats: an
+    /// authorization request stored, a consent answered with its code. A
+    /// store whose every commit waits for its flush (PostgreSQL) may
+    /// acknowledge this one before the flush and flush it moments later, in
+    /// order: any later commit that waits for its own flush (a code's
+    /// redemption) flushes it first. Never for a claim, a revocation, a
+    /// replay record, a sign-in or anything that takes access away; a body
+    /// that finds it would take some away calls `requireFlush`.
+    func writeDeferringFlush<T>(_ body: () throws -> T) throws -> T
+    /// Inside `writeDeferringFlush`: this transaction takes something away
+    /// after all (a remembered consent narrowed) and commits with its flush.
+    func requireFlush()
     /// Runs `body` in a read transaction, for a consistent snapshot.
     func read<T>(_ body: () throws -> T) throws -> T
     /// Brackets one request (the worker calls them): a store whose memo is
@@ -32,6 +45,9 @@ public protocol Transactional: AnyObject {
 
 extension Transactional {
     public func writeOne<T>(_ body: () throws -> T) throws -> T { try write(body) }
+    /// SQLite in WAL mode with `synchronous=NORMAL` flushes at checkpoints, not at commits: nothing to defer.
+    public func writeDeferringFlush<T>(_ body: () throws -> T) throws -> T { try write(body) }
+    public func requireFlush() {}
     public func beginRequest() {}
     public func endRequest() {}
     public func beginBatch() {}

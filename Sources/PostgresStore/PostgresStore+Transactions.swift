@@ -8,8 +8,27 @@ import Postgres
 /// are retried; the memo is validated once per request.
 extension PostgresStore {
     public func write<T>(_ body: () throws -> T) throws -> T {
+        try write(deferringFlush: false, body)
+    }
+
+    /// The commit is acknowledged before PostgreSQL flushes it (the WAL
+    /// writer flushes it within three `wal_writer_delay`s, 600 ms by
+    /// default, and any commit that waits for its flush flushes everything
+    /// before it): a crash of the database loses at most those moments of
+    /// such writes, and never a later write that depended on them.
+    public func writeDeferringFlush<T>(_ body: () throws -> T) throws -> T {
+        try write(deferringFlush: true, body)
+    }
+
+    public func requireFlush() {
+        defersFlush = false
+    }
+
+    func write<T>(deferringFlush: Bool, _ body: () throws -> T) throws -> T {
         if depth > 0 {
             precondition(writing, "write transaction requested inside a read transaction")
+            // A part that must be durable makes the whole transaction so.
+            if !deferringFlush { defersFlush = false }
             depth += 1
             defer { depth -= 1 }
             return try body()
@@ -21,12 +40,14 @@ extension PostgresStore {
             touchedRevocation = false
             commitsWithNextStatement = oneStatement
             committedEarly = false
+            defersFlush = deferringFlush
             // BEGIN travels with the transaction's first statement.
             pending = [("BEGIN", [])]
             do {
                 depth = 1
                 writing = true
                 defer { depth = 0; writing = false; pending = []; readsAhead = []; committedEarly = false; commitsWithNextStatement = false
+                        defersFlush = false
                         if !inRequest { along = AlongRows() } }
                 let result = try body()
                 // writeOne: its statement went with the COMMIT.
@@ -45,9 +66,12 @@ extension PostgresStore {
                                      touchedRevocation ? .int(PostgresStore.newGeneration()) : .null]))
                 }
                 // The blind writes, the generation bump and the COMMIT: one round trip.
+                let deferred = defersFlush && !touchedConfig && !touchedRevocation
+                if deferred { pending.append(("SET LOCAL synchronous_commit = off", [])) }
                 let commit = try sendPending(with: [("COMMIT", [])])[0]
                 // A COMMIT of a failed transaction answers ROLLBACK, not an error.
                 guard commit.command == "COMMIT" else { throw PGError(sqlstate: "40001", message: "commit rolled back", isConnectionFailure: false) }
+                if deferred { flushesDeferred += 1 }
                 // What this write changed is read afresh; token-only writes keep the memo.
                 if touchedConfig { memo.forgetConfiguration() }
                 if touchedRevocation { memo.forgetRevocations() }

@@ -55,6 +55,11 @@ public final class PostgresStore: Store {
     var oneStatement = false
     var commitsWithNextStatement = false
     var committedEarly = false
+    /// Inside `writeDeferringFlush`, until the body calls `requireFlush`:
+    /// the COMMIT goes with `SET LOCAL synchronous_commit = off`.
+    var defersFlush = false
+    /// Commits sent without waiting for their flush (tests pin which writes do).
+    public internal(set) var flushesDeferred = 0
     /// Attempts of a write transaction that keeps meeting serialization failures.
     static let maxAttempts = 5
 

@@ -129,6 +129,63 @@ struct RequestRoundTripTests {
         }
     }
 
+    /// What a code flow waits for PostgreSQL to flush: only the code's
+    /// redemption. The request stored at the authorize and the consent's
+    /// answer (the code, the connection) commit before their flush; the
+    /// redemption's flush makes them durable first. A consent that narrows
+    /// what was remembered, a refusal and a sign-out wait for theirs.
+    @Test func aCodeFlowWaitsForOneFlushItsRedemptions() throws {
+        let h = try Harness()
+        let store = try #require(h.store as? PostgresStore)
+        _ = try h.user()
+        let (client, _) = try h.app()
+        let flow = UserFlowTests()
+        let b = Browser(h)
+        let warm = PKCE()
+        #expect(flow.exchange(h, client: client, code: try flow.code(h, b, client: client, pkce: warm, scope: "openid"), verifier: warm.verifier).status == 200)
+        func requestID() throws -> String {
+            let first = b.authorize(flow.authorizeParams(client, PKCE(), scope: "openid profile", extra: [("prompt", "consent")]))
+            let location = try #require(first.headers[.location])
+            return try #require(queryItems(location)["request"])
+        }
+        func accept(_ request: String, _ scope: [String], remember: Bool) throws -> String {
+            let accepted = b.json("POST", "/api/v1/authorization-requests/\(request)/accept", ["scope": JSON(scope), "remember": .bool(remember)])
+            let redirect = try #require(accepted.json?["redirect_to"]?.stringValue)
+            return try #require(queryItems(redirect)["code"])
+        }
+        var before = store.flushesDeferred
+        var request = try requestID()
+        #expect(store.flushesDeferred == before + 1, "the request stored")
+        before = store.flushesDeferred
+        _ = try accept(request, ["openid", "profile"], remember: true)
+        #expect(store.flushesDeferred == before + 1, "the code and the connection remembering more")
+        // The same again: nothing narrows.
+        _ = try accept(try requestID(), ["openid", "profile"], remember: true)
+        // Remembering less: the user took something away.
+        request = try requestID()
+        before = store.flushesDeferred
+        _ = try accept(request, ["openid"], remember: true)
+        #expect(store.flushesDeferred == before)
+        // Remembering nothing.
+        request = try requestID()
+        before = store.flushesDeferred
+        _ = try accept(request, ["openid"], remember: false)
+        #expect(store.flushesDeferred == before)
+        // A refusal.
+        request = try requestID()
+        before = store.flushesDeferred
+        #expect(b.json("POST", "/api/v1/authorization-requests/\(request)/reject", [:]).status == 200)
+        #expect(store.flushesDeferred == before)
+        // A whole flow: the request and the answer defer their flushes, the redemption waits for its own.
+        let pkce = PKCE()
+        before = store.flushesDeferred
+        let code = try flow.code(h, b, client: client, pkce: pkce)
+        #expect(store.flushesDeferred == before + 2)
+        before = store.flushesDeferred
+        #expect(flow.exchange(h, client: client, code: code, verifier: pkce.verifier).status == 200)
+        #expect(store.flushesDeferred == before)
+    }
+
     /// PLATFORM-POSTGRES 3: the BEGIN travels with the first statement and
     /// the writes nobody reads (the new refresh token, the use of the
     /// connection) with the COMMIT, and a request validates the memo once. A
