@@ -46,7 +46,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Common", "Cryptography", "OAuth", "Postgres", "PostgresStore", "SQLiteStore"], path: "Tests/Support"),
         .testTarget(name: "WrapperTests", dependencies: ["Common", "Cryptography", "FastCGI", "HTTPClient", "Imaging", "Postgres", "SQLite", "TestSupport"]),
         .testTarget(name: "DomainTests", dependencies: [
-            "Common", "Cryptography", "JOSE", "OAuth", "SQLite", "SQLiteStore", "Postgres", "PostgresStore", "TestSupport",
+            "Common", "Cryptography", "JOSE", "OAuth", "SQLite", "SQLiteStore", "Postgres", "PostgresStore", "SharedSQL", "TestSupport",
         ]),
         .testTarget(name: "ServerTests", dependencies: [
             "Common", "HTTPCore", "JOSE", "OAuth", "Cryptography", "Imaging", "Server", "SQLiteStore", "TestSupport",

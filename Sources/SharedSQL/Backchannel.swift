@@ -9,7 +9,7 @@ extension SQLStatementRunner {
               ON CONFLICT(sid, client_id) DO NOTHING
             """, [.text(sid), .text(clientID), .text(userID), .int(at), .int(expiresAt)])
         // What expired sessions left is gone at the next sign-in to a client.
-        try blindUpdate("DELETE FROM session_clients WHERE expires_at < ?", [.int(at)])
+        try blindUpdate(ExpiredRows.sessionClients, ExpiredRows.arguments(before: at))
     }
 
     public func takeSessionClients(sid: String) throws -> [String] {

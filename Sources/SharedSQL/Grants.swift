@@ -43,14 +43,14 @@ public enum ClaimSQL {
 extension SQLStatementRunner {
     public func revokeAccessToken(jti: String, expiresAt: Int64) throws {
         try update("INSERT INTO revoked_tokens(jti, expires_at) VALUES(?, ?) ON CONFLICT (jti) DO NOTHING", [.text(jti), .int(expiresAt)])
-        try update("DELETE FROM revoked_tokens WHERE expires_at < ?", [.int(expiresAt - 2 * 86_400_000)])
+        try update(ExpiredRows.revokedTokens, ExpiredRows.arguments(before: expiresAt - 2 * 86_400_000))
     }
 
     public func insertAuthorizationRequest(idHash: String, request: AuthorizationRequest, createdAt: Int64, expiresAt: Int64) throws {
         try blindUpdate("INSERT INTO authorization_requests(id_hash, client_id, params, created_at, expires_at) VALUES(?, ?, ?, ?, ?)",
                  [.text(idHash), .text(request.clientID), .text(request.json.text), .int(createdAt), .int(expiresAt)])
         // SPEC 7.1: what an anonymous authorize stored is gone once it expires (at the next insert).
-        try blindUpdate("DELETE FROM authorization_requests WHERE expires_at < ?", [.int(createdAt)])
+        try blindUpdate(ExpiredRows.authorizationRequests, ExpiredRows.arguments(before: createdAt))
     }
 
     public func authorizationRequest(idHash: String) throws -> StoredAuthorizationRequest? {
@@ -62,7 +62,7 @@ extension SQLStatementRunner {
     }
 
     public func insertPushedRequest(uriHash: String, clientID: String, request: AuthorizationRequest, expiresAt: Int64, now: Int64) throws {
-        try blindUpdate("DELETE FROM pushed_requests WHERE expires_at < ?", [.int(now)])
+        try blindUpdate(ExpiredRows.pushedRequests, ExpiredRows.arguments(before: now))
         try update("INSERT INTO pushed_requests(uri_hash, client_id, params, expires_at) VALUES(?, ?, ?, ?)",
                    [.text(uriHash), .text(clientID), .text(request.json.text), .int(expiresAt)])
     }
@@ -82,7 +82,7 @@ extension SQLStatementRunner {
             """, [.text(c.codeHash), .text(c.clientID), .text(c.userID), .text(c.redirectURI), SQLArgument(flag: c.redirectURISent),
                   .text(Scopes.join(c.scope)), SQLArgument(c.nonce), SQLArgument(c.codeChallenge), .int(c.authTime), .int(c.createdAt),
                   .int(c.expiresAt), SQLArgument(c.sid), SQLArgument(c.claims?.json.text), SQLArgument(c.dpopJKT)])
-        try blindUpdate("DELETE FROM authorization_codes WHERE expires_at < ?", [.int(c.createdAt - 86_400_000)])
+        try blindUpdate(ExpiredRows.authorizationCodes, ExpiredRows.arguments(before: c.createdAt - 86_400_000))
     }
 
     /// Consumes a code: true for exactly one caller, however many race (the second half of a claim).
@@ -149,7 +149,7 @@ extension SQLStatementRunner {
 
     public func insertDeviceCode(_ d: DeviceCodeRecord) throws -> Bool {
         // What an anonymous caller stored is gone a while after it expired (kept that long to answer expired_token).
-        try blindUpdate("DELETE FROM device_codes WHERE expires_at < ?", [.int(d.createdAt - DeviceCodeRecord.keptAfterExpiryMillis)])
+        try blindUpdate(ExpiredRows.deviceCodes, ExpiredRows.arguments(before: d.createdAt - DeviceCodeRecord.keptAfterExpiryMillis))
         return try update("""
             INSERT INTO device_codes(device_code_hash, user_code_hash, client_id, scope, created_at, expires_at, poll_interval, status,
               requested_from)

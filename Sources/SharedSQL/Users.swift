@@ -40,7 +40,7 @@ extension SQLStatementRunner {
     public func insertSession(_ s: SessionRecord) throws {
         try blindUpdate("INSERT INTO sessions(id_hash, user_id, csrf, auth_time, created_at, expires_at, sid) VALUES(?, ?, ?, ?, ?, ?, ?)",
                  [.text(s.idHash), .text(s.userID), .text(s.csrf), .int(s.authTime), .int(s.createdAt), .int(s.expiresAt), .text(s.sid)])
-        try blindUpdate("DELETE FROM sessions WHERE expires_at < ?", [.int(s.createdAt)])
+        try blindUpdate(ExpiredRows.sessions, ExpiredRows.arguments(before: s.createdAt))
     }
 
     public func upsertConnection(_ c: UserConnection) throws {

@@ -1,5 +1,7 @@
 import OAuth
+import Postgres
 import PostgresStore
+import SharedSQL
 import TestSupport
 import Testing
 
@@ -49,5 +51,37 @@ struct PostgresDeferredFlushTests {
         #expect(try store.writeDeferringFlush { try use("5", on: store) })
         #expect(store.flushesDeferred == deferred + 1)
         #expect(try other.read { try other.isAccessTokenRevoked(jti: "j") })
+    }
+}
+
+/// The purges of expired rows stay index scans in the plan PostgreSQL
+/// keeps for a prepared statement, even one made while the table was new:
+/// `expires_at < $1` alone became a sequential scan there, which each
+/// insert then ran over the whole table until autovacuum analyzed it.
+@Suite(.enabled(if: TestStore.kind == .postgres, "the PostgreSQL run of scripts/test"))
+struct PostgresPurgePlanTests {
+    @Test func everyPurgeIsAnIndexScanOnANewTableAndAGrownOne() throws {
+        let h = try StoreFixture()
+        let db = try PGConnection(try #require(h.postgres).url)
+        _ = try db.run("SET plan_cache_mode = force_generic_plan")
+        func plans() throws -> [String: String] {
+            var plans: [String: String] = [:]
+            for (i, sql) in ExpiredRows.all.enumerated() {
+                let name = "purge_\(i)_\(Int.random(in: 0..<1_000_000))"
+                var numbered = sql
+                for n in 1...2 { numbered = numbered.replacing("?", with: "$\(n)", maxReplacements: 1) }
+                _ = try db.run("PREPARE \(name)(bigint, bigint) AS " + numbered)
+                plans[sql] = try db.run("EXPLAIN EXECUTE \(name)(0, \(Int64.min))").rows.map { $0.string(0) }.joined(separator: "\n")
+            }
+            return plans
+        }
+        for (sql, plan) in try plans() {
+            #expect(!plan.contains("Seq Scan"), "\(sql)\n\(plan)")
+        }
+        // Grown and analyzed: still through the index.
+        _ = try db.run("INSERT INTO revoked_tokens(jti, expires_at) SELECT 'j' || i, i FROM generate_series(1, 20000) AS i")
+        _ = try db.run("ANALYZE revoked_tokens")
+        let grown = try plans()[ExpiredRows.all[0]] ?? ""
+        #expect(grown.contains("Index") && !grown.contains("Seq Scan"), "\(grown)")
     }
 }
