@@ -571,8 +571,8 @@ def report_ratios(runs, args) -> None:
         want = " (SPEC 9 wants >= 0.8 for tokens and introspection)" if b["store"] == "postgres" else ""
         print(f"\n{b['label']} / {a['label']} in the same rounds (medians of per-round ratios){want}:")
         for i, (name, *_) in enumerate(a["scenarios"]):
-            ratio = median([rb[i]["rps"] / ra[i]["rps"] for ra, rb in zip(a["rounds"], b["rounds"])])
-            print(f"  {name}: {ratio:.2f}")
+            ratios = [rb[i]["rps"] / ra[i]["rps"] for ra, rb in zip(a["rounds"], b["rounds"])]
+            print(f"  {name}: {median(ratios):.2f} (rounds {min(ratios):.2f}-{max(ratios):.2f})")
     speed = es256_speed()
     cores = os.cpu_count() or 1
     for run in runs:
