@@ -23,7 +23,10 @@ public protocol Transactional: AnyObject {
     /// order: any later commit that waits for its own flush (a code's
     /// redemption) flushes it first. Never for a claim, a revocation, a
     /// replay record, a sign-in or anything that takes access away; a body
-    /// that finds it would take some away calls `requireFlush`.
+    /// that finds it would take some away calls `requireFlush`, and a store
+    /// that defers flushes makes any other write durable itself. What acts
+    /// on a deferred row must do so through a write that waits for its own
+    /// flush (a read, or a write that changed nothing, flushes nothing).
     func writeDeferringFlush<T>(_ body: () throws -> T) throws -> T
     /// Inside `writeDeferringFlush`: this transaction takes something away
     /// after all (a remembered consent narrowed) and commits with its flush.

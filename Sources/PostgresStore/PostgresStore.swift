@@ -199,6 +199,26 @@ public final class PostgresStore: Store {
         if words.first?.uppercased() == "DELETE" && PostgresStore.cascadingTables.contains(table) { along = AlongRows() } else { along.forget(table: table) }
         if PostgresStore.configTables.contains(table) { touchedConfig = true }
         if table == "revoked_tokens" || (table == "token_families" && sql.contains("revoked_at =")) { touchedRevocation = true }
+        // Only what a deferred flush was made for keeps it; any other write makes the transaction durable.
+        if defersFlush && !PostgresStore.defersFlush(verb: words[0].uppercased(), table: table, sql: sql) { defersFlush = false }
+    }
+
+    /// The writes `writeDeferringFlush` may leave to the WAL writer: they
+    /// store what a flow started (a request, a code, the pair a
+    /// back-channel logout needs, a connection's scopes: INSERT, or an
+    /// upsert) or mark a request answered, and the purges of expired rows.
+    /// Nothing that spends, deletes or revokes.
+    static func defersFlush(verb: String, table: String, sql: String) -> Bool {
+        switch (verb, table) {
+        case ("INSERT", "authorization_requests"), ("INSERT", "authorization_codes"), ("INSERT", "session_clients"), ("INSERT", "connections"):
+            true
+        case ("UPDATE", "authorization_requests"):
+            sql.hasPrefix("UPDATE authorization_requests SET answered_at = ?")
+        case ("DELETE", _):
+            ExpiredRows.all.contains(sql)
+        default:
+            false
+        }
     }
 
     func statement(_ sql: String, _ values: [PGValue]) throws -> PGResult {

@@ -1,6 +1,6 @@
 import OAuth
 import Postgres
-import PostgresStore
+@testable import PostgresStore
 import SharedSQL
 import TestSupport
 import Testing
@@ -26,29 +26,39 @@ struct PostgresStoreTests {
 }
 
 /// Writes that PostgreSQL acknowledges before their flush
-/// (`writeDeferringFlush`): only those that ask for it and take nothing away.
+/// (`writeDeferringFlush`): only those that ask for it and write nothing
+/// but what a flow starts; the setting ends with the transaction.
 @Suite(.enabled(if: TestStore.kind == .postgres, "the PostgreSQL run of scripts/test"))
 struct PostgresDeferredFlushTests {
     @Test func onlyAWriteThatAsksAndTakesNothingAwayCommitsBeforeItsFlush() throws {
         let h = try StoreFixture()
         let store = try #require(h.store as? PostgresStore)
         let other = try h.anotherStore()
-        let later = Int64.max / 4
-        func use(_ jti: String, on s: any Store) throws -> Bool { try s.useProof(jkt: "k", jti: jti, expiresAt: later, now: 0) }
+        let (client, _) = try h.app()
+        let now = h.clock.now
+        let request = AuthorizationRequest(clientID: client, redirectURI: StoreFixture.redirect, redirectURISent: true, scope: ["openid"], state: nil,
+                                           nonce: nil, codeChallenge: nil, prompt: [], maxAge: nil)
+        func save(_ id: String) throws { try store.insertAuthorizationRequest(idHash: id, request: request, createdAt: now, expiresAt: now + 60_000) }
         var deferred = store.flushesDeferred
-        #expect(try store.writeDeferringFlush { try use("1", on: store) })
+        try store.writeDeferringFlush { try save("1") }
         #expect(store.flushesDeferred == deferred + 1)
+        // The setting was the transaction's alone: this connection's next commits wait for their flush.
+        #expect(try store.db.run("SHOW synchronous_commit").rows.first?.string(0) == "on")
         // Committed all the same: every node sees it at once.
-        #expect(try !other.write { try use("1", on: other) })
+        #expect(try other.read { try other.authorizationRequest(idHash: "1") } != nil)
         deferred = store.flushesDeferred
-        // Each of these commits with its flush.
-        #expect(try store.write { try use("2", on: store) })
-        #expect(try store.writeDeferringFlush { store.requireFlush(); return try use("3", on: store) })
-        #expect(try store.writeDeferringFlush { try store.write { try use("4", on: store) } })
-        try store.writeDeferringFlush { try store.revokeAccessToken(jti: "j", expiresAt: later) }
+        // Each of these commits with its flush: a plain write, one that asks for its flush, a plain part inside
+        // or around a deferring one, and any write beyond what a flow starts (a revocation, a sign-out, a replay record).
+        try store.write { try save("2") }
+        try store.writeDeferringFlush { store.requireFlush(); try save("3") }
+        try store.writeDeferringFlush { try store.write { try save("4") } }
+        try store.write { try store.writeDeferringFlush { try save("5") } }
+        try store.writeDeferringFlush { try save("6"); try store.revokeAccessToken(jti: "j", expiresAt: Int64.max / 4) }
+        try store.writeDeferringFlush { try save("7"); try store.deleteSession(idHash: "none") }
+        try store.writeDeferringFlush { _ = try store.useProof(jkt: "k", jti: "1", expiresAt: Int64.max / 4, now: 0) }
         #expect(store.flushesDeferred == deferred)
         // The next one that asks defers again: a requireFlush holds for its own transaction only.
-        #expect(try store.writeDeferringFlush { try use("5", on: store) })
+        try store.writeDeferringFlush { try save("8"); _ = try store.markAuthorizationRequestAnswered(idHash: "8", at: now) }
         #expect(store.flushesDeferred == deferred + 1)
         #expect(try other.read { try other.isAccessTokenRevoked(jti: "j") })
     }

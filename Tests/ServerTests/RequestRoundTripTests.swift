@@ -160,7 +160,10 @@ struct RequestRoundTripTests {
         _ = try accept(request, ["openid", "profile"], remember: true)
         #expect(store.flushesDeferred == before + 1, "the code and the connection remembering more")
         // The same again: nothing narrows.
-        _ = try accept(try requestID(), ["openid", "profile"], remember: true)
+        request = try requestID()
+        before = store.flushesDeferred
+        _ = try accept(request, ["openid", "profile"], remember: true)
+        #expect(store.flushesDeferred == before + 1)
         // Remembering less: the user took something away.
         request = try requestID()
         before = store.flushesDeferred
@@ -183,6 +186,9 @@ struct RequestRoundTripTests {
         #expect(store.flushesDeferred == before + 2)
         before = store.flushesDeferred
         #expect(flow.exchange(h, client: client, code: code, verifier: pkce.verifier).status == 200)
+        #expect(store.flushesDeferred == before)
+        // A sign-out.
+        #expect(b.send("DELETE", "/api/v1/session").status == 204)
         #expect(store.flushesDeferred == before)
     }
 
