@@ -185,7 +185,7 @@ public struct Provisioning {
         guard Provisioning.isValidUsername(username) else {
             throw ProvisioningError.invalid("username must be 1..64 characters of letters, digits, '.', '_', '-', '@'")
         }
-        guard password.utf8.count >= 8, password.utf8.count <= 1024 else { throw ProvisioningError.invalid("password must be 8..1024 bytes") }
+        try Provisioning.checkPassword(password)
         if let email, email.utf8.count > 254 || !email.contains("@") { throw ProvisioningError.invalid("invalid email") }
         if let name, name.utf8.count > 200 { throw ProvisioningError.invalid("name must be at most 200 bytes") }
         let hash = PasswordHasher.hash(password)
@@ -196,6 +196,34 @@ public struct Provisioning {
             try store.appendAudit(AuditEvent(organizationID: nil, actor: "cli", action: "user.created", target: id, surface: "cli",
                                              requestID: nil, createdAt: env.now()))
             return id
+        }
+    }
+
+    static func checkPassword(_ password: String) throws {
+        guard password.utf8.count >= 8, password.utf8.count <= 1024 else { throw ProvisioningError.invalid("password must be 8..1024 bytes") }
+    }
+
+    /// `latchkey user password`: a new password for a user, and every
+    /// session of theirs ended as a sign-out ends one (the codes issued in
+    /// it spent, the grants bound to it revoked, back-channel logout queued
+    /// for the clients it signed into), unless `keepSessions`: the password
+    /// an attacker learned signs in no more, and what they signed in with is
+    /// over. Grants not bound to a session (a refresh token from before
+    /// sessions had sids) stay; the account page revokes those. Returns the
+    /// user's id and how many sessions ended.
+    public func setPassword(username: String, password: String, keepSessions: Bool) throws -> (userID: String, sessionsEnded: Int) {
+        try Provisioning.checkPassword(password)
+        let hash = PasswordHasher.hash(password)
+        return try store.write {
+            guard let user = try store.user(username: username) else { throw ProvisioningError.invalid("no user \(username)") }
+            try store.setPasswordHash(userID: user.id, hash: hash)
+            let sids = keepSessions ? [] : try store.takeSessions(userID: user.id)
+            for sid in sids {
+                try BackchannelLogout.sessionEnded(sid: sid, userID: user.id, store: store, env: env)
+            }
+            try store.appendAudit(AuditEvent(organizationID: nil, actor: "cli", action: "user.password_changed", target: user.id, surface: "cli",
+                                             requestID: nil, createdAt: env.now()))
+            return (user.id, sids.count)
         }
     }
 

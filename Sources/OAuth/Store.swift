@@ -152,9 +152,14 @@ public protocol UserStorage: Transactional {
     func userProfile(userID: String) throws -> UserProfile?
     func setUserProfile(userID: String, profile: UserProfile) throws
 
+    /// A new password hash (`latchkey user password`).
+    func setPasswordHash(userID: String, hash: String) throws
+
     func insertSession(_ session: SessionRecord) throws
     func session(idHash: String) throws -> SessionRecord?
     func deleteSession(idHash: String) throws
+    /// Inside a write: deletes every session of the user and returns their `sid`s.
+    func takeSessions(userID: String) throws -> [String]
     /// Inside a write: whether the session is still there, held until the
     /// write commits, so a logout either comes first (and this is false) or
     /// waits and then sees what the write did (SQLite's write lock holds every

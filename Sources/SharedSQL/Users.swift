@@ -37,6 +37,19 @@ extension SQLStatementRunner {
 
     public func deleteSession(idHash: String) throws { try update("DELETE FROM sessions WHERE id_hash = ?", [.text(idHash)]) }
 
+    public func setPasswordHash(userID: String, hash: String) throws {
+        try update("UPDATE users SET password_hash = ? WHERE id = ?", [.text(hash), .text(userID)])
+    }
+
+    public func takeSessions(userID: String) throws -> [String] {
+        // An operator's command, rare: no index on sessions by user (a sign-in's insert stays as cheap as it is).
+        let sids = try query("SELECT id_hash, sid FROM sessions WHERE user_id = ? ORDER BY created_at", [.text(userID)]).map {
+            $0.optionalString(1) ?? BackchannelLogout.sid(sessionIDHash: $0.string(0))
+        }
+        if !sids.isEmpty { try update("DELETE FROM sessions WHERE user_id = ?", [.text(userID)]) }
+        return sids
+    }
+
     public func insertSession(_ s: SessionRecord) throws {
         try blindUpdate("INSERT INTO sessions(id_hash, user_id, csrf, auth_time, created_at, expires_at, sid) VALUES(?, ?, ?, ?, ?, ?, ?)",
                  [.text(s.idHash), .text(s.userID), .text(s.csrf), .int(s.authTime), .int(s.createdAt), .int(s.expiresAt), .text(s.sid)])

@@ -12,7 +12,7 @@ import SQLiteStore
 import Server
 
 struct UserCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "user", abstract: "Manage local users.", subcommands: [Add.self, Set.self])
+    static let configuration = CommandConfiguration(commandName: "user", abstract: "Manage local users.", subcommands: [Add.self, Set.self, Password.self])
 
     /// The standard claims behind the profile, phone and address scopes; an empty value clears one.
     struct ProfileOptions: ParsableArguments {
@@ -47,6 +47,34 @@ struct UserCommand: ParsableCommand {
         }
     }
 
+    /// The password from standard input, without its line ending; never from an argument (`ps` shows those).
+    static func readPassword(_ passwordStdin: Bool) throws -> String {
+        guard passwordStdin else { throw ValidationError("--password-stdin is required (passwords are never taken as arguments)") }
+        var password = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+        if password.hasSuffix("\n") { password.removeLast() }
+        if password.hasSuffix("\r") { password.removeLast() }
+        return password
+    }
+
+    struct Password: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Set a user's password, read from standard input; every session of the user ends, as at a sign-out.")
+        @OptionGroup var common: Common
+        @Argument var username: String
+        @Flag(name: .customLong("password-stdin"), help: "Read the password from standard input (required).") var passwordStdin = false
+        @Flag(name: .customLong("keep-sessions"), help: "Leave the user's sessions (and the grants bound to them) as they are.")
+        var keepSessions = false
+
+        func run() throws {
+            let password = try UserCommand.readPassword(passwordStdin)
+            let store = try common.openAnyStore()
+            let issuer = try store.meta("issuer") ?? "http://localhost"
+            let changed = try Provisioning(env: try common.environment(issuer: issuer), store: store)
+                .setPassword(username: username, password: password, keepSessions: keepSessions)
+            printJSON(["user_id": .string(changed.userID), "sessions_ended": JSON(changed.sessionsEnded)])
+        }
+    }
+
     struct Set: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Set a user's profile claims (profile, phone and address scopes).")
         @OptionGroup var common: Common
@@ -71,10 +99,7 @@ struct UserCommand: ParsableCommand {
         @OptionGroup var profile: ProfileOptions
 
         func run() throws {
-            guard passwordStdin else { throw ValidationError("--password-stdin is required (passwords are never taken as arguments)") }
-            var password = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
-            if password.hasSuffix("\n") { password.removeLast() }
-            if password.hasSuffix("\r") { password.removeLast() }
+            let password = try UserCommand.readPassword(passwordStdin)
             let store = try common.openAnyStore()
             let issuer = try store.meta("issuer") ?? "http://localhost"
             let provisioning = Provisioning(env: try common.environment(issuer: issuer), store: store)

@@ -1,0 +1,67 @@
+import Common
+import HTTPCore
+import OAuth
+import TestSupport
+import Testing
+
+/// `latchkey user password` (`Provisioning.setPassword`): the old password
+/// signs in no more, and every session of the user ends as at a sign-out,
+/// with the grants bound to it.
+@Suite struct UserPasswordTests {
+    static let newPassword = "a new passphrase, 2"
+
+    @Test func aNewPasswordEndsEverySessionOfTheUserAndTheirGrants() throws {
+        let h = try Harness()
+        _ = try h.user()
+        _ = try h.user("bob")
+        let (client, _) = try h.app()
+        let flow = UserFlowTests()
+        let first = Browser(h), second = Browser(h), bob = Browser(h)
+        // A grant made in the session (no offline_access: it ends with the session, Back-Channel Logout 1.0 §2.7).
+        let pkce = PKCE()
+        let tokens = flow.exchange(h, client: client, code: try flow.code(h, first, client: client, pkce: pkce, scope: "openid profile"),
+                                   verifier: pkce.verifier)
+        let access = try #require(tokens.json?["access_token"]?.stringValue)
+        func userinfo() -> HTTPResponse.Status { h.call("GET", "/oauth2/userinfo", headers: [("Authorization", "Bearer \(access)")]).status }
+        #expect(userinfo() == 200)
+        #expect(second.login().status == 204)
+        #expect(bob.login("bob").status == 204)
+        let changed = try Provisioning(env: h.env, store: h.store).setPassword(username: "alice", password: Self.newPassword, keepSessions: false)
+        #expect(changed.sessionsEnded == 2)
+        #expect(first.send("GET", "/api/v1/session").status == 401)
+        #expect(second.send("GET", "/api/v1/session").status == 401)
+        #expect(bob.send("GET", "/api/v1/session").status == 200, "another user's session goes on")
+        #expect(userinfo() == 401, "the grant made in an ended session")
+        let again = Browser(h)
+        #expect(again.login().status == 401, "the old password")
+        #expect(again.login("alice", Self.newPassword).status == 204)
+    }
+
+    @Test func keepSessionsLeavesThemAndTheirGrants() throws {
+        let h = try Harness()
+        _ = try h.user()
+        let (client, _) = try h.app()
+        let flow = UserFlowTests()
+        let b = Browser(h)
+        let pkce = PKCE()
+        let tokens = flow.exchange(h, client: client, code: try flow.code(h, b, client: client, pkce: pkce), verifier: pkce.verifier)
+        let refresh = try #require(tokens.json?["refresh_token"]?.stringValue)
+        let changed = try Provisioning(env: h.env, store: h.store).setPassword(username: "alice", password: Self.newPassword, keepSessions: true)
+        #expect(changed.sessionsEnded == 0)
+        #expect(b.send("GET", "/api/v1/session").status == 200)
+        #expect(h.form("/oauth2/token", [("grant_type", "refresh_token"), ("refresh_token", refresh), ("client_id", client)]).status == 200)
+        #expect(Browser(h).login("alice", Self.newPassword).status == 204)
+    }
+
+    @Test func anUnknownUserOrAShortPasswordChangesNothing() throws {
+        let h = try Harness()
+        _ = try h.user()
+        let b = Browser(h)
+        #expect(b.login().status == 204)
+        let provisioning = Provisioning(env: h.env, store: h.store)
+        #expect(throws: ProvisioningError.self) { try provisioning.setPassword(username: "nobody", password: Self.newPassword, keepSessions: false) }
+        #expect(throws: ProvisioningError.self) { try provisioning.setPassword(username: "alice", password: "short", keepSessions: false) }
+        #expect(b.send("GET", "/api/v1/session").status == 200)
+        #expect(Browser(h).login().status == 204, "the password is as it was")
+    }
+}
