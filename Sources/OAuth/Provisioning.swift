@@ -205,25 +205,44 @@ public struct Provisioning {
 
     /// `latchkey user password`: a new password for a user, and every
     /// session of theirs ended as a sign-out ends one (the codes issued in
-    /// it spent, the grants bound to it revoked, back-channel logout queued
-    /// for the clients it signed into), unless `keepSessions`: the password
-    /// an attacker learned signs in no more, and what they signed in with is
-    /// over. Grants not bound to a session (a refresh token from before
-    /// sessions had sids) stay; the account page revokes those. Returns the
-    /// user's id and how many sessions ended.
-    public func setPassword(username: String, password: String, keepSessions: Bool) throws -> (userID: String, sessionsEnded: Int) {
+    /// it spent, the grants made in it without `offline_access` revoked,
+    /// back-channel logout queued for the clients it signed into), unless
+    /// `keepSessions`. A sign-in that verified the old password and has not
+    /// stored its session yet gets none (`SessionService.start`). Grants that
+    /// outlive sessions (`offline_access`, the device flow) stay unless
+    /// `revokeGrants`, which disconnects every app of the user as the account
+    /// page does (each app's grants, codes and approved device codes, and its
+    /// remembered consent). Returns the user's id, the sessions ended and
+    /// the apps disconnected.
+    public func setPassword(username: String, password: String, keepSessions: Bool, revokeGrants: Bool = false) throws
+        -> (userID: String, sessionsEnded: Int, appsDisconnected: Int) {
         try Provisioning.checkPassword(password)
         let hash = PasswordHasher.hash(password)
         return try store.write {
             guard let user = try store.user(username: username) else { throw ProvisioningError.invalid("no user \(username)") }
+            // First: from here on, a sign-in holding the old hash waits for this write and then finds the new one.
             try store.setPasswordHash(userID: user.id, hash: hash)
             let sids = keepSessions ? [] : try store.takeSessions(userID: user.id)
             for sid in sids {
                 try BackchannelLogout.sessionEnded(sid: sid, userID: user.id, store: store, env: env)
             }
+            var disconnected = 0
+            if revokeGrants {
+                let connections = ConnectionService(env: env, store: store)
+                // Each page is disconnected before the next is read (from the start again: what was read is gone).
+                while true {
+                    let page = try store.connections(userID: user.id, limit: 250, offset: 0).connections
+                    var progress = 0
+                    for c in page {
+                        if try connections.delete(userID: user.id, clientID: c.clientID) { progress += 1 }
+                    }
+                    disconnected += progress
+                    if progress == 0 { break }
+                }
+            }
             try store.appendAudit(AuditEvent(organizationID: nil, actor: "cli", action: "user.password_changed", target: user.id, surface: "cli",
                                              requestID: nil, createdAt: env.now()))
-            return (user.id, sids.count)
+            return (user.id, sids.count, disconnected)
         }
     }
 

@@ -46,13 +46,24 @@ public struct SessionService {
             guards?.failures.recordFailure(keys, now: now)
             return nil
         }
+        return try start(user, now: now)
+    }
+
+    /// A session for `user`, whose password hash (read before it was
+    /// verified) is still theirs: a password changed meanwhile (`latchkey
+    /// user password`, which ends every session) signs in no more. The user's
+    /// row is held until the session is in (PostgreSQL: `FOR SHARE`), so a
+    /// change either comes first or waits for this sign-in and ends its session.
+    func start(_ user: User, now: Int64) throws -> Started? {
         let token = env.randomToken(bytes: 32)
         let csrf = env.randomToken(bytes: 24)
-        try store.write {
+        let started = try store.write {
+            guard try store.holdPasswordHash(userID: user.id) == user.passwordHash else { return false }
             try store.insertSession(SessionRecord(idHash: SessionService.hash(token), userID: user.id, csrf: SessionService.hash(csrf), authTime: now / 1000,
                                                   createdAt: now, expiresAt: now + SessionService.lifetimeMillis))
+            return true
         }
-        return Started(token: token, csrf: csrf, user: user)
+        return started ? Started(token: token, csrf: csrf, user: user) : nil
     }
 
     /// The session and user behind a cookie value, if still valid.

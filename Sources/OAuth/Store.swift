@@ -154,6 +154,9 @@ public protocol UserStorage: Transactional {
 
     /// A new password hash (`latchkey user password`).
     func setPasswordHash(userID: String, hash: String) throws
+    /// Inside a write: the user's password hash, the row held until the
+    /// write commits (a sign-in's session goes in under the hash it verified).
+    func holdPasswordHash(userID: String) throws -> String?
 
     func insertSession(_ session: SessionRecord) throws
     func session(idHash: String) throws -> SessionRecord?

@@ -19,6 +19,12 @@ extension PostgresStore {
         along.users[id] = r.isNull(start) ? .some(nil) : SharedRows.user(r.columns(from: start))
     }
 
+    /// `FOR SHARE`: a password change (an update of a column no key holds) waits for it, as it must.
+    public func holdPasswordHash(userID: String) throws -> String? {
+        precondition(writing, "holdPasswordHash outside a write")
+        return try rows("SELECT password_hash FROM users WHERE id = ? FOR SHARE", [.text(userID)]).first?.string(0)
+    }
+
     // MARK: Sessions
 
     public func holdSession(idHash: String) throws -> Bool {

@@ -13,6 +13,11 @@ extension SQLiteStore {
         try rows("SELECT id, username, email, name, password_hash, created_at FROM users WHERE id = ?", [.text(id)]).first.map(SharedRows.user)
     }
 
+    /// SQLite's write lock holds every row.
+    public func holdPasswordHash(userID: String) throws -> String? {
+        try rows("SELECT password_hash FROM users WHERE id = ?", [.text(userID)]).first?.string(0)
+    }
+
     // MARK: Sessions
 
     public func holdSession(idHash: String) throws -> Bool {

@@ -1,6 +1,6 @@
 import Common
 import HTTPCore
-import OAuth
+@testable import OAuth
 import TestSupport
 import Testing
 
@@ -35,6 +35,41 @@ import Testing
         let again = Browser(h)
         #expect(again.login().status == 401, "the old password")
         #expect(again.login("alice", Self.newPassword).status == 204)
+    }
+
+    /// A sign-in verifies the password's hash before it stores its session:
+    /// one that verified the old password while the change ran gets none.
+    @Test func aSignInThatVerifiedTheOldPasswordGetsNoSession() throws {
+        let h = try Harness()
+        _ = try h.user()
+        let before = try #require(try h.store.read { try h.store.user(username: "alice") })
+        _ = try Provisioning(env: h.env, store: h.store).setPassword(username: "alice", password: Self.newPassword, keepSessions: false)
+        let sessions = SessionService(env: h.env, store: h.store)
+        #expect(try sessions.start(before, now: h.fixture.clock.now) == nil)
+        let after = try #require(try h.store.read { try h.store.user(username: "alice") })
+        #expect(try sessions.start(after, now: h.fixture.clock.now) != nil)
+    }
+
+    /// A code issued in an ended session is spent; `--revoke-grants` ends the
+    /// grants that outlive sessions too (offline_access), app by app.
+    @Test func revokeGrantsDisconnectsEveryAppAndACodeOfAnEndedSessionIsSpent() throws {
+        let h = try Harness()
+        _ = try h.user()
+        let (client, _) = try h.app()
+        let flow = UserFlowTests()
+        let b = Browser(h)
+        let offline = PKCE()
+        let tokens = flow.exchange(h, client: client, code: try flow.code(h, b, client: client, pkce: offline), verifier: offline.verifier)
+        let refresh = try #require(tokens.json?["refresh_token"]?.stringValue)
+        let pending = PKCE()
+        let code = try flow.code(h, b, client: client, pkce: pending)
+        let changed = try Provisioning(env: h.env, store: h.store).setPassword(username: "alice", password: Self.newPassword, keepSessions: false,
+                                                                               revokeGrants: true)
+        #expect(changed.sessionsEnded == 1 && changed.appsDisconnected == 1)
+        #expect(flow.exchange(h, client: client, code: code, verifier: pending.verifier).json?["error"]?.stringValue == "invalid_grant")
+        let refreshed = h.form("/oauth2/token", [("grant_type", "refresh_token"), ("refresh_token", refresh), ("client_id", client)])
+        #expect(refreshed.json?["error"]?.stringValue == "invalid_grant")
+        #expect(try ConnectionService(env: h.env, store: h.store).list(userID: changed.userID).isEmpty)
     }
 
     @Test func keepSessionsLeavesThemAndTheirGrants() throws {

@@ -20,8 +20,9 @@ def test_a_new_password_ends_the_users_sessions(stack):
     refused = run_cli(stack, "user", "password", name, check=False)
     assert refused.returncode != 0 and "--password-stdin" in refused.stderr
     assert browser.get(stack.url("/api/v1/session")).status_code == 200
-    changed = json.loads(run_cli(stack, "user", "password", name, "--password-stdin", stdin=new + "\n").stdout)
-    assert changed["sessions_ended"] == 1 and changed["user_id"].startswith("usr-")
+    # Piped from a file written on Windows: the CRLF is the line's end, not the password's.
+    changed = json.loads(run_cli(stack, "user", "password", name, "--password-stdin", stdin=new + "\r\n").stdout)
+    assert changed["sessions_ended"] == 1 and changed["apps_disconnected"] == 0 and changed["user_id"].startswith("usr-")
     assert browser.get(stack.url("/api/v1/session")).status_code == 401
     assert requests.post(stack.url("/api/v1/session"), json={"username": name, "password": old}).status_code == 401
     assert requests.post(stack.url("/api/v1/session"), json={"username": name, "password": new}).status_code == 204

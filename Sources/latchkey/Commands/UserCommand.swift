@@ -48,11 +48,13 @@ struct UserCommand: ParsableCommand {
     }
 
     /// The password from standard input, without its line ending; never from an argument (`ps` shows those).
+    /// One line ending (LF or CRLF) comes off; text that is not UTF-8 is refused.
     static func readPassword(_ passwordStdin: Bool) throws -> String {
         guard passwordStdin else { throw ValidationError("--password-stdin is required (passwords are never taken as arguments)") }
-        var password = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
-        if password.hasSuffix("\n") { password.removeLast() }
-        if password.hasSuffix("\r") { password.removeLast() }
+        var bytes = [UInt8](FileHandle.standardInput.readDataToEndOfFile())
+        if bytes.last == UInt8(ascii: "\n") { bytes.removeLast() }
+        if bytes.last == UInt8(ascii: "\r") { bytes.removeLast() }
+        guard let password = String(validating: bytes, as: UTF8.self) else { throw ValidationError("the password must be UTF-8 text") }
         return password
     }
 
@@ -64,14 +66,18 @@ struct UserCommand: ParsableCommand {
         @Flag(name: .customLong("password-stdin"), help: "Read the password from standard input (required).") var passwordStdin = false
         @Flag(name: .customLong("keep-sessions"), help: "Leave the user's sessions (and the grants bound to them) as they are.")
         var keepSessions = false
+        @Flag(name: .customLong("revoke-grants"),
+              help: "Also disconnect every app of the user, as the account page does: grants that outlive sessions (offline_access, devices) end too.")
+        var revokeGrants = false
 
         func run() throws {
             let password = try UserCommand.readPassword(passwordStdin)
             let store = try common.openAnyStore()
             let issuer = try store.meta("issuer") ?? "http://localhost"
             let changed = try Provisioning(env: try common.environment(issuer: issuer), store: store)
-                .setPassword(username: username, password: password, keepSessions: keepSessions)
-            printJSON(["user_id": .string(changed.userID), "sessions_ended": JSON(changed.sessionsEnded)])
+                .setPassword(username: username, password: password, keepSessions: keepSessions, revokeGrants: revokeGrants)
+            printJSON(["user_id": .string(changed.userID), "sessions_ended": JSON(changed.sessionsEnded),
+                       "apps_disconnected": JSON(changed.appsDisconnected)])
         }
     }
 
