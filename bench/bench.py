@@ -469,7 +469,8 @@ def main():
     ap.add_argument("--stores", default="sqlite,postgres", help="stores to measure side by side (SPEC 9)")
     ap.add_argument("--pg-nodes", type=int, default=1, help="nodes on PostgreSQL (they share the machine's two cores with it)")
     ap.add_argument("--ratios-only", action="store_true", help="only the interleaved ratio scenarios (for quick comparisons)")
-    ap.add_argument("--baseline", help="another latchkey binary, run on SQLite in the same interleaved rounds (A/B; with --ratios-only)")
+    ap.add_argument("--baseline", help="another latchkey binary, run in the same interleaved rounds (A/B; with --ratios-only)")
+    ap.add_argument("--baseline-store", default="sqlite", choices=["sqlite", "postgres"], help="the store the baseline runs on")
     args = ap.parse_args()
     if args.baseline and not args.ratios_only:
         ap.error("--baseline goes with --ratios-only")
@@ -478,7 +479,7 @@ def main():
         tmp = Path(tmp)
         runs = [setup_store(tmp, store, args) for store in stores]
         if args.baseline:
-            runs.append(setup_store(tmp, "sqlite", args, binary=args.baseline, label="sqlite-baseline"))
+            runs.append(setup_store(tmp, args.baseline_store, args, binary=args.baseline, label=f"{args.baseline_store}-baseline"))
         try:
             # The machine's speed drifts by more than the differences measured:
             # the ratio scenarios run interleaved, round after round and store

@@ -4,7 +4,7 @@ builds of latchkey. A request's cost is the difference between a run of
 SMALL+N requests and a run of SMALL (start-up and shutdown cancel out),
 divided by N.
 
-    python3 bench/callgrind.py [--baseline OLD_BINARY] [--requests N]
+    python3 bench/callgrind.py [--baseline OLD_BINARY] [--requests N] [--store postgres]
 
 Prints instructions per request by scenario (`healthz`: the transport
 alone; client_credentials token,
@@ -186,13 +186,13 @@ def total_instructions(out: Path) -> int:
     return int(match.group(1))
 
 
-def instructions(binary: str, name: str, count: int, tmp: Path, keep: Path | None = None) -> int:
+def instructions(binary: str, name: str, count: int, tmp: Path, keep: Path | None = None, store: str = "sqlite") -> int:
     run = Path(tempfile.mkdtemp(dir=tmp))
     out = run / "callgrind.out"
     previous = conftest.BIN
     conftest.BIN = wrapper(run, binary, out)
     try:
-        stack = start(Stack(run / "stack", rate_limits="off", workers=1, log_level=None))
+        stack = start(Stack(run / "stack", rate_limits="off", workers=1, log_level=None, store=store, nodes=1))
         try:
             send = scenario_requests(stack, name)
             for _ in range(count):
@@ -204,7 +204,7 @@ def instructions(binary: str, name: str, count: int, tmp: Path, keep: Path | Non
         conftest.BIN = previous
     if keep:
         keep.mkdir(parents=True, exist_ok=True)
-        (keep / f"{name}-{count}-{Path(binary).parent.parent.name}-{run.name}.out").write_bytes(out.read_bytes())
+        (keep / f"{name}-{store}-{count}-{Path(binary).parent.parent.name}-{run.name}.out").write_bytes(out.read_bytes())
     return total_instructions(out)
 
 
@@ -213,6 +213,7 @@ def main():
     ap.add_argument("--baseline", help="another latchkey binary, measured the same way")
     ap.add_argument("--requests", type=int, default=1000, help="requests measured per scenario (beyond the first 200)")
     ap.add_argument("--scenarios", default="token,introspect,read")
+    ap.add_argument("--store", default="sqlite", help="sqlite, or postgres (one node on a throwaway local cluster)")
     ap.add_argument("--keep", type=Path, help="a directory to keep both runs' callgrind outputs in (for bench/callgrind_diff.py)")
     args = ap.parse_args()
     # The release build unless LATCHKEY_BIN names another (the end-to-end harness defaults to the debug
@@ -223,14 +224,14 @@ def main():
     binaries = [("this build", this)] + ([("baseline", args.baseline)] if args.baseline else [])
     with tempfile.TemporaryDirectory() as directory:
         tmp = Path(directory)
-        print(f"callgrind instructions per request (one worker thread, ({SMALL}+{args.requests} - {SMALL}) / {args.requests})")
+        print(f"callgrind instructions per request ({args.store}, one worker thread, ({SMALL}+{args.requests} - {SMALL}) / {args.requests})")
         for label, binary in binaries:
             print(f"  {label}: {binary}")
         for name in args.scenarios.split(","):
             row = []
             for label, binary in binaries:
-                small = instructions(binary, name, SMALL, tmp, args.keep)
-                large = instructions(binary, name, SMALL + args.requests, tmp, args.keep)
+                small = instructions(binary, name, SMALL, tmp, args.keep, args.store)
+                large = instructions(binary, name, SMALL + args.requests, tmp, args.keep, args.store)
                 per = (large - small) / args.requests
                 row.append(per)
                 print(f"  {name:<11} {label:<11} {per / 1000:8.1f}k", flush=True)

@@ -4,7 +4,7 @@ same in the small run, divided by the requests between them (start-up,
 key loading and shutdown cancel out, which a single profile would mix in).
 
     python3 bench/callgrind.py --scenarios token --requests 2000 --keep /tmp/cg
-    python3 bench/callgrind_diff.py /tmp/cg/token-200-*.out /tmp/cg/token-2200-*.out 2000 [REGEX]
+    python3 bench/callgrind_diff.py /tmp/cg/token-sqlite-200-*.out /tmp/cg/token-sqlite-2200-*.out 2000 [REGEX]
 
 Prints functions costing at least 1k instructions a request, largest first,
 optionally only those whose name matches REGEX."""
