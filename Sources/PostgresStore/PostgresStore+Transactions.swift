@@ -116,6 +116,8 @@ extension PostgresStore {
             if inRequest && validated {
                 memoUsable = true
             } else {
+                // Outside a request (the CLI, logout delivery) the read itself is what must be ordered.
+                if !inRequest { arrival = generationReads.mark() }
                 generationPending = true
                 pending = [(PostgresStore.generationSQL, [])]
             }
@@ -127,22 +129,31 @@ extension PostgresStore {
 
     static let generationSQL = "SELECT config, revocation FROM generation WHERE id = 1"
 
-    /// The generation read's answer (the first of a batch sent while it was pending): the memo is valid from here on.
-    func validate(with result: PGResult) {
-        let row = result.rows.first
-        memo.revalidate(config: row?.int(0) ?? -1, revocation: row?.int(1) ?? -1)
-        validated = row != nil
+    /// The generation row in a result of `generationSQL` (nil: no row).
+    static func generation(in result: PGResult) -> GenerationReads.Values? {
+        guard let row = result.rows.first else { return nil }
+        return GenerationReads.Values(config: row.int(0), revocation: row.int(1))
+    }
+
+    /// A generation read's answer: the memo is valid from here on.
+    func validate(_ values: GenerationReads.Values?) {
+        memo.revalidate(config: values?.config ?? -1, revocation: values?.revocation ?? -1)
+        validated = values != nil
         memoUsable = validated
     }
 
-    /// Before a memo answer: the generation read, if it has not gone out yet, alone.
+    /// Before a memo answer: the generation read, if it has not gone out
+    /// yet, alone, unless another thread's read begun after this request
+    /// arrived answers it (`GenerationReads`).
     func validateIfPending() throws {
         guard generationPending else { return }
         guard pending.count == 1 else { _ = try sendPending(with: []); return }
         // The generation read alone (a token, an introspection: the memo answers the rest): a plain statement.
         pending = []
         generationPending = false
-        validate(with: try db.execute(PostgresStore.generationSQL, []))
+        validate(try generationReads.values(after: arrival, wake: wake) {
+            PostgresStore.generation(in: try db.execute(PostgresStore.generationSQL, []))
+        })
     }
 
     /// A generation value: random, never negative (-1 marks a memo unusable), so that no two histories share one.
@@ -152,7 +163,7 @@ extension PostgresStore {
         inRequest = true
         // A request after one that waited out its deadline connects again at once (within one, it does not).
         db.mayReconnect()
-        if !inBatch { validated = false }
+        if !inBatch { validated = false; arrival = generationReads.mark() }
         along = AlongRows()
     }
 
@@ -168,6 +179,7 @@ extension PostgresStore {
     public func beginBatch() {
         inBatch = true
         validated = false
+        arrival = generationReads.mark()
     }
 
     public func endBatch() {

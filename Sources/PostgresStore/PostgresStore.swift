@@ -35,6 +35,12 @@ public final class PostgresStore: Store {
     var validated = false
     /// Between `beginBatch` and `endBatch`: a validation outlives its request.
     var inBatch = false
+    /// The node's generation reads, shared by its threads, and this
+    /// thread's place in them: the mark taken when its request (or batch,
+    /// or a read outside any request) began, and its semaphore for waiting.
+    let generationReads: GenerationReads
+    var arrival: UInt64 = 0
+    let wake = DispatchSemaphore(value: 0)
     /// What the current write touched: bumps the generation at its commit.
     var touchedConfig = false
     var touchedRevocation = false
@@ -63,8 +69,11 @@ public final class PostgresStore: Store {
     /// Attempts of a write transaction that keeps meeting serialization failures.
     static let maxAttempts = 5
 
-    /// Connects and, with `migrate`, applies pending migrations.
-    public init(url: String, migrate: Bool = true, timeoutMillis: Int = 3_000) throws {
+    /// Connects and, with `migrate`, applies pending migrations. The worker
+    /// threads of one node pass the same `generationReads`; without it, the
+    /// store's reads are its own.
+    public init(url: String, migrate: Bool = true, timeoutMillis: Int = 3_000, generationReads: GenerationReads? = nil) throws {
+        self.generationReads = generationReads ?? GenerationReads()
         do {
             db = try PGConnection(url, timeoutMillis: timeoutMillis)
             if migrate { try PostgresStore.migrate(db) }
@@ -267,8 +276,20 @@ public final class PostgresStore: Store {
         readsAhead = []
         // Sent (or lost with a failed pipeline, after which the memo stays unusable for the read): no longer waiting.
         generationPending = false
-        let results = try db.pipeline(batch)
-        if generation { validate(with: results[0]) }
+        // A generation read travelling with statements is numbered before it goes, so other threads may take its answer.
+        let number = generation ? generationReads.begin() : 0
+        let results: [PGResult]
+        do {
+            results = try db.pipeline(batch)
+        } catch {
+            if generation { generationReads.end(number, nil) }
+            throw error
+        }
+        if generation {
+            let values = PostgresStore.generation(in: results[0])
+            generationReads.end(number, values)
+            validate(values)
+        }
         for read in reads {
             let row = results[read.index].rows.first
             switch read.row {

@@ -118,6 +118,9 @@ public final class Metrics: Sendable {
                 ("latchkey_store_connections_lost_total", "Database connections dropped after a failure or a missed deadline.", counters.connectionsLost),
                 ("latchkey_store_connect_failures_total", "Attempts to connect to the database that failed.", counters.connectFailures),
                 ("latchkey_store_retries_total", "Write transactions run again after a serialization failure or deadlock.", counters.retries),
+                ("latchkey_store_generation_reads_shared_total",
+                 "Requests (or batches) ordered by a generation read another worker thread of this node began after they arrived.",
+                 counters.generationReadsShared),
             ] {
                 out += "# HELP \(name) \(help)\n# TYPE \(name) counter\n\(name) \(value)\n"
             }
@@ -132,9 +135,10 @@ public final class Metrics: Sendable {
 
 /// What the metrics read of a shared database's connections (process-wide totals).
 public struct StoreCounters: Sendable {
-    public var roundTrips = 0, connects = 0, connectionsLost = 0, connectFailures = 0, retries = 0
+    public var roundTrips = 0, connects = 0, connectionsLost = 0, connectFailures = 0, retries = 0, generationReadsShared = 0
 
-    public init(roundTrips: Int, connects: Int, connectionsLost: Int, connectFailures: Int, retries: Int) {
+    public init(roundTrips: Int, connects: Int, connectionsLost: Int, connectFailures: Int, retries: Int, generationReadsShared: Int = 0) {
+        self.generationReadsShared = generationReadsShared
         self.roundTrips = roundTrips
         self.connects = connects
         self.connectionsLost = connectionsLost

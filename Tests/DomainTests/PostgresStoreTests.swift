@@ -1,7 +1,9 @@
+import Foundation
 import OAuth
 import Postgres
 @testable import PostgresStore
 import SharedSQL
+import Synchronization
 import TestSupport
 import Testing
 
@@ -93,5 +95,126 @@ struct PostgresPurgePlanTests {
         _ = try db.run("ANALYZE revoked_tokens")
         let grown = try plans()[ExpiredRows.all[0]] ?? ""
         #expect(grown.contains("Index") && !grown.contains("Seq Scan"), "\(grown)")
+    }
+}
+
+/// One node's worker threads share their generation reads
+/// (`GenerationReads`): a read begun after a request arrived orders it,
+/// whichever thread sent it, and no read begun before it ever does.
+@Suite(.enabled(if: TestStore.kind == .postgres, "the PostgreSQL run of scripts/test"))
+struct PostgresSharedGenerationReadTests {
+    /// Two worker threads of one node (their own connections, one `GenerationReads`).
+    static func node(_ h: StoreFixture, threads: Int = 2) throws -> (GenerationReads, [PostgresStore]) {
+        let reads = GenerationReads()
+        return (reads, try (0..<threads).map { _ in try PostgresStore(url: h.postgres!.url, migrate: false, generationReads: reads) })
+    }
+
+    @Test func aRequestTakesAReadAnotherThreadBeganAfterItArrived() throws {
+        let h = try StoreFixture()
+        let (client, _) = try h.app()
+        let (reads, stores) = try Self.node(h)
+        let (a, b) = (stores[0], stores[1])
+        // b remembers the client.
+        b.beginRequest()
+        #expect(try b.read { try b.client(client) } != nil)
+        b.endRequest()
+        // b's next request arrives; a's read begins after it: b sends nothing to be ordered.
+        b.beginRequest()
+        a.beginRequest()
+        _ = try a.read { try a.client(client) }
+        a.endRequest()
+        let (trips, shared) = (b.roundTrips, reads.sharedTotal)
+        #expect(try b.read { try b.client(client) } != nil)
+        #expect(b.roundTrips == trips)
+        #expect(reads.sharedTotal == shared + 1)
+        b.endRequest()
+        // A batch is marked when it begins, the same way.
+        b.beginBatch()
+        b.beginRequest()
+        _ = try a.read { try a.client(client) }
+        #expect(try b.read { try b.client(client) } != nil)
+        #expect(b.roundTrips == trips)
+        b.endRequest()
+        b.endBatch()
+    }
+
+    @Test func aReadBegunBeforeARequestArrivedNeverOrdersIt() throws {
+        let h = try StoreFixture()
+        let (reads, stores) = try Self.node(h)
+        let (a, b) = (stores[0], stores[1])
+        // b remembers that the token is not revoked.
+        b.beginRequest()
+        #expect(try !b.read { try b.isAccessTokenRevoked(jti: "j") })
+        b.endRequest()
+        // a reads (before the revocation), then another node revokes the token.
+        a.beginRequest()
+        _ = try a.read { try a.isAccessTokenRevoked(jti: "j") }
+        a.endRequest()
+        try h.store.write { try h.store.revokeAccessToken(jti: "j", expiresAt: Int64.max / 4) }
+        // b's request arrives after the revocation was acknowledged: a's read is too old for it; b reads.
+        let (trips, shared) = (b.roundTrips, reads.sharedTotal)
+        b.beginRequest()
+        #expect(try b.read { try b.isAccessTokenRevoked(jti: "j") })
+        #expect(b.roundTrips > trips)
+        #expect(reads.sharedTotal == shared)
+        b.endRequest()
+        // Outside any request, a read is ordered where it begins.
+        try h.store.write { try h.store.revokeAccessToken(jti: "k", expiresAt: Int64.max / 4) }
+        #expect(try a.read { try a.isAccessTokenRevoked(jti: "k") })
+    }
+
+    /// Threads of one node reading while another node commits: every read
+    /// sees each change acknowledged before its request arrived.
+    /// What the threads of the race below share.
+    final class Race: Sendable {
+        let committed = Atomic<Int>(0)
+        let requests = Atomic<Int>(0)
+        let stop = Atomic<Bool>(false)
+        let failures = Mutex<[String]>([])
+    }
+
+    @Test func underRacesEveryRequestSeesWhatWasCommittedBeforeItArrived() throws {
+        let h = try StoreFixture()
+        let (client, _) = try h.app()
+        let url = h.postgres!.url
+        let reads = GenerationReads()
+        let race = Race()
+        let done = DispatchSemaphore(value: 0)
+        let readers = 3
+        for _ in 0..<readers {
+            Thread.detachNewThread {
+                do {
+                    let store = try PostgresStore(url: url, migrate: false, generationReads: reads)
+                    while !race.stop.load(ordering: .acquiring) {
+                        let floor = race.committed.load(ordering: .acquiring)
+                        store.beginRequest()
+                        let name = try store.read { try store.client(client)?.name } ?? ""
+                        store.endRequest()
+                        race.requests.add(1, ordering: .relaxed)
+                        let seen = name.hasPrefix("v ") ? Int(name.dropFirst(2)) ?? -1 : 0
+                        if seen < floor { race.failures.withLock { if $0.count < 5 { $0.append("\(name) after v \(floor)") } } }
+                    }
+                } catch {
+                    race.failures.withLock { $0.append("\(error)") }
+                }
+                done.signal()
+            }
+        }
+        let writer = try PostgresStore(url: url, migrate: false)
+        for version in 1...150 {
+            try writer.write {
+                guard var row = try writer.clientForUpdate(client) else { throw HarnessError("no client") }
+                row.name = "v \(version)"
+                row.version += 1
+                try writer.updateClient(row)
+            }
+            race.committed.store(version, ordering: .releasing)
+        }
+        race.stop.store(true, ordering: .releasing)
+        for _ in 0..<readers { done.wait() }
+        #expect(race.failures.withLock { $0 } == [])
+        #expect(race.requests.load(ordering: .relaxed) > 150)
+        // The threads took one another's reads.
+        #expect(reads.sharedTotal > 0)
     }
 }

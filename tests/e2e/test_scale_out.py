@@ -108,8 +108,9 @@ def both_nodes_metrics(stack, prefix="latchkey_store_"):
 def test_requests_taken_in_batches_still_see_every_commit_made_before_they_were_sent(pg_stack, tmp_path):
     """SPEC 9 with batches: while wrk keeps every worker of both nodes busy, a node takes the connections waiting on its
     socket together and validates its memo once for them (one generation read for the batch: each of them had arrived
-    before it began). The rule stays exact: a token whose revocation was acknowledged by one node is refused by every
-    request sent afterwards, on either node, batched or not; a rotated secret likewise."""
+    before it began), and a node's threads take one another's generation reads begun after a request arrived. The rule
+    stays exact: a token whose revocation was acknowledged by one node is refused by every request sent afterwards, on
+    either node, batched or not, with a read of its own or another thread's; a rotated secret likewise."""
     stack, _ = pg_stack
     h = {"Authorization": f"Bearer {token(stack)}"}
     created = requests.post(stack.url("/api/v1/clients"), headers=h, json={"client_name": "batches", "scope": "clients:read"}).json()
@@ -120,6 +121,7 @@ def test_requests_taken_in_batches_still_see_every_commit_made_before_they_were_
     script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\n'
                       f'wrk.headers["Authorization"] = "Basic {basic}"\nwrk.body = "token={busy}"\n')
     batched_before = both_nodes_metrics(stack, "latchkey_accept_").get("latchkey_accept_batched_total", 0)
+    shared_before = both_nodes_metrics(stack).get("latchkey_store_generation_reads_shared_total", 0)
     load = subprocess.Popen(["wrk", "-t2", "-c32", "-d25s", "-s", str(script), stack.url("/oauth2/introspect")],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -143,12 +145,14 @@ def test_requests_taken_in_batches_still_see_every_commit_made_before_they_were_
                                 auth=(stack.client_id, rotated)).status_code == 200
         stack.client_secret = rotated
         batched = both_nodes_metrics(stack, "latchkey_accept_").get("latchkey_accept_batched_total", 0) - batched_before
+        shared = both_nodes_metrics(stack).get("latchkey_store_generation_reads_shared_total", 0) - shared_before
     finally:
         load.terminate()
         out = load.communicate(timeout=30)[0]
     assert "Non-2xx" not in out, out
-    # The load did form batches: what this test is about was exercised.
+    # The load did form batches and the threads did share reads: what this test is about was exercised.
     assert batched > 100, batched
+    assert shared > 100, shared
 
 
 def test_killing_one_node_under_load_loses_no_acknowledged_write(pg_stack):

@@ -36,10 +36,12 @@ struct Serve: ParsableCommand {
 /// Kept out of `@main`'s isolation: the handler factory runs on worker threads.
 enum ServeCommand {
     /// This process's PostgreSQL connections, for `/metrics`.
-    @Sendable static func postgresCounters() -> StoreCounters {
-        StoreCounters(roundTrips: PGCounters.roundTripsTotal, connects: PGCounters.connectsTotal,
-                      connectionsLost: PGCounters.connectionFailuresTotal, connectFailures: PGCounters.connectFailuresTotal,
-                      retries: PGCounters.retriesTotal)
+    static func postgresCounters(_ reads: GenerationReads) -> @Sendable () -> StoreCounters {
+        {
+            StoreCounters(roundTrips: PGCounters.roundTripsTotal, connects: PGCounters.connectsTotal,
+                          connectionsLost: PGCounters.connectionFailuresTotal, connectFailures: PGCounters.connectFailuresTotal,
+                          retries: PGCounters.retriesTotal, generationReadsShared: reads.sharedTotal)
+        }
     }
 
     static func run(_ options: Serve) throws {
@@ -74,9 +76,12 @@ enum ServeCommand {
         ProcessMemory.returnLargeAllocationsAtOnce()
         // Whatever was stored in clear before a KEK was configured is sealed now.
         let sealed = try Provisioning.sealAtRest(store: store, env: environment)
+        // On PostgreSQL the worker threads share their generation reads (SPEC 9: each request still sees every commit
+        // made before it arrived).
+        let generationReads = GenerationReads()
         let app = Application(env: environment, logger: Logger(level: level), images: ReencodeImage.childProcess(),
                               metrics: Metrics(workers: workers, node: address.description,
-                                                               store: databaseURL == nil ? nil : postgresCounters,
+                                                               store: databaseURL == nil ? nil : postgresCounters(generationReads),
                                                                accepting: { (AcceptCounters.batchedTotal, AcceptCounters.stolenTotal, AcceptCounters.refusedTotal) }))
         let writerLock = WriterLock()
         // Requests checkpoint only past 16,000 WAL pages (a backstop); the checkpointer does it every 200 ms
@@ -89,7 +94,7 @@ enum ServeCommand {
                                    allowFrom: allowFrom) { _ in
             // Each worker thread its own connection.
             let store: any Store = if let databaseURL {
-                try PostgresStore(url: databaseURL, migrate: false)
+                try PostgresStore(url: databaseURL, migrate: false, generationReads: generationReads)
             } else {
                 try SQLiteStore(path: path, writerLock: writerLock, migrate: false, autoCheckpointPages: 16_000)
             }
