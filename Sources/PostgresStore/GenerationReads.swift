@@ -13,8 +13,11 @@ import Synchronization
 /// connection of the thread that sends it.
 ///
 /// Waits are bounded (`patienceNanos`): a thread that has waited that long
-/// sends a read of its own beside the one under way, so a stalled database
-/// costs a request no more than its own deadline and the patience.
+/// sends a read of its own beside the one under way, and an alone read
+/// that began longer ago than that is no longer waited for (the next alone
+/// read takes its place), so one stuck read (a half-open connection, until
+/// its deadline) delays the requests behind it once, by the patience at
+/// most, and not every request after it.
 public final class GenerationReads: Sendable {
     public struct Values: Sendable, Equatable {
         public let config: Int64
@@ -29,8 +32,9 @@ public final class GenerationReads: Sendable {
     struct State {
         /// Reads begun, numbered from 1 in the order they began.
         var begun: UInt64 = 0
-        /// The read sent alone now under way (0: none): the next alone read waits for it.
+        /// The read sent alone now under way (0: none) and when it began: the next alone read waits for it, while it is young.
         var aloneUnderWay: UInt64 = 0
+        var aloneBegan: UInt64 = 0
         /// Every read under way, alone or travelling with a statement.
         var underWay: [UInt64] = []
         /// The answer of the latest-begun read that has answered.
@@ -40,14 +44,17 @@ public final class GenerationReads: Sendable {
 
     private let state = Mutex(State())
     private let sharedCount = Atomic<Int>(0)
+    private let waitCount = Atomic<Int>(0)
     let patienceNanos: UInt64
 
-    public init(patienceMillis: Int = 20) {
+    public init(patienceMillis: Int = 10) {
         patienceNanos = UInt64(max(0, patienceMillis)) * 1_000_000
     }
 
     /// Requests answered with another thread's read (for `/metrics` and tests).
     public var sharedTotal: Int { sharedCount.load(ordering: .relaxed) }
+    /// Times a thread waited for another's read (tests).
+    var waitsTotal: Int { waitCount.load(ordering: .relaxed) }
 
     /// Taken once a request (or a batch of them) has been accepted: reads numbered above it began after it arrived.
     func mark() -> UInt64 {
@@ -93,14 +100,17 @@ public final class GenerationReads: Sendable {
                 if let latest = s.latest, latest.number > mark { return .take(latest.values) }
                 // One under way that began after the mark will do; one that began before it ends soon,
                 // and the threads waiting for it share the read after it.
-                let worthWaiting = s.underWay.contains { $0 > mark } || s.aloneUnderWay != 0
-                if worthWaiting && now < giveUp {
+                let youngAlone = s.aloneUnderWay != 0 && now &- s.aloneBegan < patienceNanos
+                if (s.underWay.contains { $0 > mark } || youngAlone) && now < giveUp {
                     if !s.waiters.contains(where: { $0 === wake }) { s.waiters.append(wake) }
                     return .wait
                 }
                 s.begun += 1
                 s.underWay.append(s.begun)
-                if s.aloneUnderWay == 0 { s.aloneUnderWay = s.begun }
+                if !youngAlone {
+                    s.aloneUnderWay = s.begun
+                    s.aloneBegan = now
+                }
                 return .send(s.begun)
             }
             switch step {
@@ -108,6 +118,7 @@ public final class GenerationReads: Sendable {
                 sharedCount.add(1, ordering: .relaxed)
                 return values
             case .wait:
+                waitCount.add(1, ordering: .relaxed)
                 // A wake-up meant for an earlier wait may end this one early: the loop looks again.
                 _ = wake.wait(timeout: DispatchTime(uptimeNanoseconds: giveUp))
             case let .send(number):

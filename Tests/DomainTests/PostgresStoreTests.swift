@@ -128,7 +128,7 @@ struct PostgresSharedGenerationReadTests {
         #expect(b.roundTrips == trips)
         #expect(reads.sharedTotal == shared + 1)
         b.endRequest()
-        // A batch is marked when it begins, the same way.
+        // A batch is marked when it begins, the same way: a read begun after it answers it...
         b.beginBatch()
         b.beginRequest()
         _ = try a.read { try a.client(client) }
@@ -136,6 +136,59 @@ struct PostgresSharedGenerationReadTests {
         #expect(b.roundTrips == trips)
         b.endRequest()
         b.endBatch()
+        // ...and one begun before it does not, though none began since b's last request: b remembers the token
+        // active, a reads, another node revokes the token, and then b's batch begins.
+        b.beginRequest()
+        #expect(try !b.read { try b.isAccessTokenRevoked(jti: "batch") })
+        b.endRequest()
+        a.beginRequest()
+        _ = try a.read { try a.client(client) }
+        a.endRequest()
+        try h.store.write { try h.store.revokeAccessToken(jti: "batch", expiresAt: Int64.max / 4) }
+        let (batchTrips, batchShared) = (b.roundTrips, reads.sharedTotal)
+        b.beginBatch()
+        b.beginRequest()
+        #expect(try b.read { try b.isAccessTokenRevoked(jti: "batch") })
+        #expect(b.roundTrips > batchTrips)
+        #expect(reads.sharedTotal == batchShared)
+        b.endRequest()
+        b.endBatch()
+    }
+
+    /// A generation read that travels with a statement is numbered before
+    /// it is sent: a request that arrives while it is on its way (after the
+    /// read's snapshot) does not take it, and sees a commit acknowledged
+    /// meanwhile.
+    @Test func aReadTravellingWithASlowStatementDoesNotOrderARequestThatArrivedWhileItWasOut() throws {
+        let h = try StoreFixture()
+        let (reads, stores) = try Self.node(h, threads: 1)
+        let b = stores[0]
+        b.beginRequest()
+        #expect(try !b.read { try b.isAccessTokenRevoked(jti: "slow") })
+        b.endRequest()
+        let sent = DispatchSemaphore(value: 0), back = DispatchSemaphore(value: 0)
+        let failure = Mutex<String?>(nil)
+        let url = h.postgres!.url
+        Thread.detachNewThread {
+            do {
+                let a = try PostgresStore(url: url, migrate: false, generationReads: reads)
+                sent.signal()
+                // The generation read goes first in the pipeline; the answers come back when the sleep ends.
+                _ = try a.read { try a.rows("SELECT pg_sleep(0.6)", []) }
+            } catch {
+                sent.signal()
+                failure.withLock { $0 = "\(error)" }
+            }
+            back.signal()
+        }
+        sent.wait()
+        Thread.sleep(forTimeInterval: 0.2)
+        try h.store.write { try h.store.revokeAccessToken(jti: "slow", expiresAt: Int64.max / 4) }
+        b.beginRequest()
+        back.wait()
+        #expect(failure.withLock { $0 } == nil)
+        #expect(try b.read { try b.isAccessTokenRevoked(jti: "slow") })
+        b.endRequest()
     }
 
     @Test func aReadBegunBeforeARequestArrivedNeverOrdersIt() throws {
@@ -158,7 +211,10 @@ struct PostgresSharedGenerationReadTests {
         #expect(b.roundTrips > trips)
         #expect(reads.sharedTotal == shared)
         b.endRequest()
-        // Outside any request, a read is ordered where it begins.
+        // Outside any request, a read is ordered where it begins: a remembers the token active, b reads, another
+        // node revokes the token, and a's next read (in no request) does not take b's.
+        #expect(try !a.read { try a.isAccessTokenRevoked(jti: "k") })
+        _ = try b.read { try b.isAccessTokenRevoked(jti: "j") }
         try h.store.write { try h.store.revokeAccessToken(jti: "k", expiresAt: Int64.max / 4) }
         #expect(try a.read { try a.isAccessTokenRevoked(jti: "k") })
     }
@@ -216,5 +272,58 @@ struct PostgresSharedGenerationReadTests {
         #expect(race.requests.load(ordering: .relaxed) > 150)
         // The threads took one another's reads.
         #expect(reads.sharedTotal > 0)
+    }
+}
+
+/// `GenerationReads` alone, with stand-in reads: which answers a thread may
+/// take, and that one stuck read does not hold up every request after it.
+@Suite struct GenerationReadsTests {
+    static let one = GenerationReads.Values(config: 1, revocation: 1)
+    static let two = GenerationReads.Values(config: 2, revocation: 2)
+
+    @Test func onlyAReadBegunAfterTheMarkIsTaken() throws {
+        let reads = GenerationReads()
+        let wake = DispatchSemaphore(value: 0)
+        var sent = 0
+        #expect(try reads.values(after: reads.mark(), wake: wake) { sent += 1; return Self.one } == Self.one)
+        // The last answer began before this mark: the caller reads.
+        #expect(try reads.values(after: reads.mark(), wake: wake) { sent += 1; return Self.two } == Self.two)
+        #expect(sent == 2)
+        // A read (travelling with a statement) numbered after the mark, answered: taken, nothing sent.
+        let mark = reads.mark()
+        let number = reads.begin()
+        reads.end(number, Self.one)
+        #expect(try reads.values(after: mark, wake: wake) { sent += 1; return Self.two } == Self.one)
+        #expect(sent == 2)
+        #expect(reads.sharedTotal == 1)
+        // A failed read is never taken.
+        let later = reads.mark()
+        reads.end(reads.begin(), nil)
+        #expect(try reads.values(after: later, wake: wake) { sent += 1; return Self.two } == Self.two)
+        #expect(sent == 3)
+    }
+
+    @Test func aStuckReadHoldsUpOnlyTheRequestsThatArrivedWhileItWasYoung() throws {
+        let reads = GenerationReads(patienceMillis: 20)
+        let stuck = DispatchSemaphore(value: 0), started = DispatchSemaphore(value: 0), done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            _ = try? reads.values(after: reads.mark(), wake: DispatchSemaphore(value: 0)) {
+                started.signal()
+                stuck.wait()
+                return Self.one
+            }
+            done.signal()
+        }
+        started.wait()
+        // Older than the patience: the reads after it neither wait for it nor for one another.
+        Thread.sleep(forTimeInterval: 0.1)
+        let waits = reads.waitsTotal
+        let wake = DispatchSemaphore(value: 0)
+        for _ in 0..<20 {
+            #expect(try reads.values(after: reads.mark(), wake: wake) { Self.two } == Self.two)
+        }
+        #expect(reads.waitsTotal == waits)
+        stuck.signal()
+        done.wait()
     }
 }
