@@ -369,6 +369,8 @@ public struct AuthorizationService {
     /// every scope granted since the user connected the app, and what later
     /// requests need not ask again, as `consent` says.
     func recordConnection(userID: String, clientID: String, scope: [String], consent: RememberedConsent, authTime: Int64, now: Int64) throws {
+        // Read for update: a grant to the same user and client on another node waits for this one, or this for it.
+        try store.prefetchConnection(userID: userID, clientID: clientID)
         let existing = try store.connection(userID: userID, clientID: clientID)
         let granted = (existing?.grantedScope ?? []) + scope.filter { !(existing?.grantedScope ?? []).contains($0) }
         let remembered: [String]

@@ -263,9 +263,14 @@ public struct Claimed<Record: Sendable>: Sendable {
 /// The apps a user has connected (SPEC 5.2).
 public protocol ConnectionStorage: Transactional {
     func connection(userID: String, clientID: String) throws -> UserConnection?
-    /// Inside a write: the transaction will read this connection. A store
-    /// that can send the read with its next statement does (PostgreSQL: a
-    /// round trip saved); the read itself still answers as `connection`.
+    /// Inside a write: the transaction will read this connection to update
+    /// it (`AuthorizationService.recordConnection`). A store whose writes
+    /// run side by side (PostgreSQL) reads it locked, so that two grants to
+    /// one user and client take turns instead of each writing back scopes
+    /// read before the other committed, and sends the read with its next
+    /// statement (a round trip saved); the read itself still answers as
+    /// `connection`. A store whose writes take turns anyway (SQLite) need
+    /// do nothing.
     func prefetchConnection(userID: String, clientID: String) throws
     func upsertConnection(_ connection: UserConnection) throws
     func connections(userID: String, limit: Int, offset: Int) throws -> (connections: [UserConnection], total: Int)

@@ -68,7 +68,26 @@ extension PostgresStore {
         let key = AlongRows.key(userID, clientID)
         guard writing, !committedEarly, !commitsWithNextStatement, along.connections[key] == nil,
               !userID.contains("\u{0}"), !clientID.contains("\u{0}") else { return }
-        readAhead(.connection(key), PostgresStore.connectionSQL, [.text(userID), .text(clientID)])
+        readAhead(.connection(key), PostgresStore.connectionSQL + " FOR NO KEY UPDATE", [.text(userID), .text(clientID)])
+    }
+
+    /// The connection's row merged with what a grant adds: the scopes
+    /// granted are the row's as it is when the update runs and the grant's,
+    /// in order, each once (two grants of a first connection at once both
+    /// insert, and neither read the other's row; a row read for update
+    /// (`prefetchConnection`) makes the other cases take turns).
+    public func upsertConnection(_ c: UserConnection) throws {
+        try blindWrite("""
+            INSERT INTO connections(user_id, client_id, remembered_scope, granted_scope, auth_time, access_time, created_at)
+            VALUES(?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT(user_id, client_id) DO UPDATE SET remembered_scope = excluded.remembered_scope,
+              granted_scope = (SELECT COALESCE(string_agg(s, ' ' ORDER BY first), '') FROM (
+                SELECT s, min(n) AS first
+                FROM unnest(string_to_array(connections.granted_scope || ' ' || excluded.granted_scope, ' ')) WITH ORDINALITY AS t(s, n)
+                WHERE s <> '' GROUP BY s) AS granted),
+              auth_time = excluded.auth_time, access_time = excluded.access_time
+            """, [.text(c.userID), .text(c.clientID), .text(Scopes.join(c.rememberedScope)), .text(Scopes.join(c.grantedScope)),
+                  .int(c.authTime), .int(c.accessTime), .int(c.createdAt)])
     }
 
     static let connectionSQL = """

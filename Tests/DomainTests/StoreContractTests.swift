@@ -438,6 +438,71 @@ import Testing
         #expect(retried.idToken != nil)
     }
 
+    /// Two grants to one user and client at once (two tabs' consents, a
+    /// device approval beside a browser's consent): the connection keeps
+    /// every scope either granted, whether it existed before or both create
+    /// it. On PostgreSQL each read the row before the other committed, and
+    /// the later write put back a list without the other's scope.
+    @Test(arguments: [true, false])
+    func twoGrantsAtOnceKeepEveryScopeEitherGranted(connectedBefore: Bool) throws {
+        let h = try StoreFixture()
+        let userID = try h.user()
+        let (client, _) = try h.app()
+        let user = try #require(try h.store.read { try h.store.user(id: userID) })
+        let env = h.env, now = h.clock.now
+        let grant: @Sendable (any Store, [String]) throws -> Void = { store, scope in
+            let request = AuthorizationRequest(clientID: client, redirectURI: StoreFixture.redirect, redirectURISent: true,
+                                               scope: scope, state: nil, nonce: nil, codeChallenge: nil, prompt: [], maxAge: nil)
+            _ = try AuthorizationService(env: env, store: store).issueCode(request, user: user, authTime: now / 1000, session: nil, scope: scope,
+                                                                          consent: .forget, answering: nil)
+        }
+        if connectedBefore { try grant(h.store, ["openid"]) }
+        let failure = try Self.whileAnotherConnectionHolds(h, { try grant($0, ["openid", "profile"]) }) {
+            try grant(h.store, ["openid", "email"])
+        }
+        #expect(failure == nil)
+        let connection = try #require(try h.store.read { try h.store.connection(userID: userID, clientID: client) })
+        // Each once; in the order the grants committed.
+        #expect(Set(connection.grantedScope) == ["openid", "profile", "email"] && connection.grantedScope.count == 3)
+    }
+
+    /// A user narrows what the app may take without asking while a grant
+    /// that keeps the remembered consent (a device's approval) is under way
+    /// on another node: the narrowing stands. Before the connection was read
+    /// for update, that grant wrote back the wider list it had read.
+    @Test func aNarrowedConsentIsNotUndoneByAGrantThatKeepsWhatWasRemembered() throws {
+        let h = try StoreFixture()
+        let userID = try h.user()
+        let (client, _) = try h.app()
+        let user = try #require(try h.store.read { try h.store.user(id: userID) })
+        let env = h.env, now = h.clock.now
+        let grant: @Sendable (any Store, [String], RememberedConsent) throws -> Void = { store, scope, consent in
+            let request = AuthorizationRequest(clientID: client, redirectURI: StoreFixture.redirect, redirectURISent: true,
+                                               scope: scope, state: nil, nonce: nil, codeChallenge: nil, prompt: [], maxAge: nil)
+            _ = try AuthorizationService(env: env, store: store).issueCode(request, user: user, authTime: now / 1000, session: nil, scope: scope,
+                                                                          consent: consent, answering: nil)
+        }
+        try grant(h.store, ["openid", "profile"], .replace)
+        // This node's grant has read the connection and not committed when the user's narrowing starts on another
+        // node; it commits once the narrowing has, or after half a second if the narrowing waits for it (as it must).
+        let factory = h.storeFactory
+        let failure = Mutex<String?>(nil)
+        let narrowed = DispatchSemaphore(value: 0)
+        try h.store.write {
+            try grant(h.store, ["openid", "email"], .keep)
+            Thread.detachNewThread {
+                do { try grant(try factory(), ["openid"], .replace) } catch { failure.withLock { $0 = "\(error)" } }
+                narrowed.signal()
+            }
+            if narrowed.wait(timeout: .now() + 0.5) == .success { narrowed.signal() }
+        }
+        narrowed.wait()
+        #expect(failure.withLock { $0 } == nil)
+        let connection = try #require(try h.store.read { try h.store.connection(userID: userID, clientID: client) })
+        #expect(connection.rememberedScope == ["openid"])
+        #expect(Set(connection.grantedScope) == ["openid", "profile", "email"])
+    }
+
     /// A consent answered while its session signs out on another node
     /// (review, session 18): the consent read the session before its write,
     /// and the logout spent the session's codes and revoked its grants
