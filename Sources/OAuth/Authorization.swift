@@ -340,8 +340,10 @@ public struct AuthorizationService {
         // client's redemption fails and the user answers again. A redemption flushes it first (`writeDeferringFlush`).
         try store.writeDeferringFlush {
             // recordConnection reads it below, and the session is held: on PostgreSQL the reads go with the answer's update.
-            try store.prefetchConnection(userID: user.id, clientID: request.clientID)
+            // The session first: a password change deletes the user's sessions before their connections, and locks
+            // taken in the other order waited for each other until PostgreSQL's deadlock timeout (review, session 22).
             if let session { try store.prefetchSessionHold(idHash: session.idHash) }
+            try store.prefetchConnection(userID: user.id, clientID: request.clientID)
             if let idHash {
                 guard try store.markAuthorizationRequestAnswered(idHash: idHash, at: now) else { throw ConsentError.alreadyAnswered }
             }

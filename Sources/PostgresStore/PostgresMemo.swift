@@ -39,6 +39,8 @@ struct PostgresMemo {
 struct AlongRows {
     var users: [String: User?] = [:]
     var connections: [String: UserConnection?] = [:]
+    /// Connections read `FOR NO KEY UPDATE` in this write (`prefetchConnection`).
+    var lockedConnections: Set<String> = []
     var families: [String: Bool] = [:]
     var requests: [String: StoredAuthorizationRequest?] = [:]
     /// Sessions held by this write (`holdSession`): whether each was there.
@@ -50,7 +52,7 @@ struct AlongRows {
     mutating func forget(table: String) {
         switch table {
         case "users": users = [:]
-        case "connections": connections = [:]
+        case "connections": connections = [:]; lockedConnections = []
         case "token_families": families = [:]
         case "authorization_requests": requests = [:]
         case "sessions": sessions = [:]

@@ -48,7 +48,8 @@ extension PostgresStore {
                 writing = true
                 defer { depth = 0; writing = false; pending = []; readsAhead = []; committedEarly = false; commitsWithNextStatement = false
                         defersFlush = false
-                        if !inRequest { along = AlongRows() } }
+                        // A row lock ends with its transaction; rows read along stay for the request.
+                        if !inRequest { along = AlongRows() } else { along.lockedConnections = [] } }
                 let result = try body()
                 // writeOne: its statement went with the COMMIT.
                 if committedEarly {

@@ -65,9 +65,10 @@ extension PostgresStore {
 
     /// Queued to travel with the write's next statement; its row is then kept as read along.
     public func prefetchConnection(userID: String, clientID: String) throws {
+        precondition(writing && !committedEarly && !commitsWithNextStatement, "prefetchConnection outside a write")
         let key = AlongRows.key(userID, clientID)
-        guard writing, !committedEarly, !commitsWithNextStatement, along.connections[key] == nil,
-              !userID.contains("\u{0}"), !clientID.contains("\u{0}") else { return }
+        // A row read along without the lock (a code's redemption reads it) is read again, locked.
+        guard !along.lockedConnections.contains(key), !userID.contains("\u{0}"), !clientID.contains("\u{0}") else { return }
         readAhead(.connection(key), PostgresStore.connectionSQL + " FOR NO KEY UPDATE", [.text(userID), .text(clientID)])
     }
 

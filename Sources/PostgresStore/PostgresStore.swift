@@ -293,7 +293,9 @@ public final class PostgresStore: Store {
         for read in reads {
             let row = results[read.index].rows.first
             switch read.row {
-            case let .connection(key): along.connections[key] = .some(row.map(SharedRows.connection))
+            case let .connection(key):
+                along.connections[key] = .some(row.map(SharedRows.connection))
+                along.lockedConnections.insert(key)
             case let .request(idHash): along.requests[idHash] = .some(row.flatMap(SharedRows.authorizationRequest))
             case let .session(idHash): along.sessions[idHash] = row != nil
             }

@@ -1,3 +1,5 @@
+import Common
+import Cryptography
 import Foundation
 import OAuth
 import Postgres
@@ -63,6 +65,42 @@ struct PostgresDeferredFlushTests {
         try store.writeDeferringFlush { try save("8"); _ = try store.markAuthorizationRequestAnswered(idHash: "8", at: now) }
         #expect(store.flushesDeferred == deferred + 1)
         #expect(try other.read { try other.isAccessTokenRevoked(jti: "j") })
+    }
+}
+
+/// The connection a grant updates is held by its write (`prefetchConnection`
+/// reads it `FOR NO KEY UPDATE`), even when the request had already read it
+/// along without the lock (a code's read brings it): another node cannot
+/// take the row until the write ends (review, session 22).
+@Suite(.enabled(if: TestStore.kind == .postgres, "the PostgreSQL run of scripts/test"))
+struct PostgresConnectionLockTests {
+    @Test func aConnectionReadAlongIsReadAgainLockedForTheGrant() throws {
+        let h = try StoreFixture()
+        let store = try #require(h.store as? PostgresStore)
+        let userID = try h.user()
+        let (client, _) = try h.app()
+        let user = try #require(try h.store.read { try h.store.user(id: userID) })
+        let request = AuthorizationRequest(clientID: client, redirectURI: StoreFixture.redirect, redirectURISent: true, scope: ["openid"],
+                                           state: nil, nonce: nil, codeChallenge: nil, prompt: [], maxAge: nil)
+        let code = try AuthorizationService(env: h.env, store: h.store).issueCode(request, user: user, authTime: h.clock.now / 1000, session: nil,
+                                                                                scope: ["openid"], consent: .forget, answering: nil)
+        let other = try PGConnection(try #require(h.postgres).url)
+        let take = "SELECT 1 FROM connections WHERE user_id = '\(userID)' AND client_id = '\(client)' FOR NO KEY UPDATE NOWAIT"
+        store.beginRequest()
+        try store.write {
+            #expect(try store.code(hash: Base64.urlEncode(Digest.sha256(code))) != nil)
+            try store.prefetchConnection(userID: userID, clientID: client)
+            #expect(try store.connection(userID: userID, clientID: client)?.grantedScope == ["openid"])
+            #expect(throws: PGError.self) { try other.run(take) }
+        }
+        // Released with the write; a later write of the same request locks it again.
+        #expect(try other.run(take).rows.count == 1)
+        try store.write {
+            try store.prefetchConnection(userID: userID, clientID: client)
+            _ = try store.connection(userID: userID, clientID: client)
+            #expect(throws: PGError.self) { try other.run(take) }
+        }
+        store.endRequest()
     }
 }
 

@@ -487,13 +487,24 @@ import Testing
         // node; it commits once the narrowing has, or after half a second if the narrowing waits for it (as it must).
         let factory = h.storeFactory
         let failure = Mutex<String?>(nil)
-        let narrowed = DispatchSemaphore(value: 0)
+        let ready = DispatchSemaphore(value: 0), go = DispatchSemaphore(value: 0), narrowed = DispatchSemaphore(value: 0)
+        // The other node connects first, so that the half second is its grant's alone.
+        Thread.detachNewThread {
+            do {
+                let other = try factory()
+                ready.signal()
+                go.wait()
+                try grant(other, ["openid"], .replace)
+            } catch {
+                failure.withLock { $0 = "\(error)" }
+                ready.signal()
+            }
+            narrowed.signal()
+        }
+        ready.wait()
         try h.store.write {
             try grant(h.store, ["openid", "email"], .keep)
-            Thread.detachNewThread {
-                do { try grant(try factory(), ["openid"], .replace) } catch { failure.withLock { $0 = "\(error)" } }
-                narrowed.signal()
-            }
+            go.signal()
             if narrowed.wait(timeout: .now() + 0.5) == .success { narrowed.signal() }
         }
         narrowed.wait()
