@@ -92,6 +92,9 @@ def main():
         finally:
             for run in runs:
                 run["stack"].stop()
+            import conftest
+            if conftest._cluster is not None:
+                conftest._cluster.stop()
 
 if __name__ == "__main__":
     main()
