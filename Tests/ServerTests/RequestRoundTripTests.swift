@@ -101,30 +101,54 @@ struct RequestRoundTripTests {
     /// connection read ahead + answered, the code + the connection + COMMIT)
     /// and the exchange (the generation, BEGIN + the code with its user and
     /// connection + its redemption, the grant + COMMIT).
-    @Test func aCodeFlowCostsNineRoundTrips() throws {
-        let h = try Harness()
-        let store = try #require(h.store as? PostgresStore)
-        _ = try h.user()
-        let (client, _) = try h.app()
+    /// A signed-in user and a public app with one whole flow behind them
+    /// (the sign-in and the client's first use of the day are writes of
+    /// their own), and the steps of the next flows.
+    struct WarmFlow {
+        let h: Harness
+        let store: PostgresStore
+        let client: String
         let flow = UserFlowTests()
-        let b = Browser(h)
-        // A first flow: signs in, and notes the client's first use of the day (a write of its own).
-        let warm = PKCE()
-        #expect(flow.exchange(h, client: client, code: try flow.code(h, b, client: client, pkce: warm), verifier: warm.verifier).status == 200)
+        let b: Browser
+
+        init(scope: String = "openid profile email offline_access") throws {
+            h = try Harness()
+            store = try #require(h.store as? PostgresStore)
+            _ = try h.user()
+            client = try h.app().0
+            b = Browser(h)
+            let warm = PKCE()
+            #expect(flow.exchange(h, client: client, code: try flow.code(h, b, client: client, pkce: warm, scope: scope), verifier: warm.verifier).status == 200)
+        }
+
+        /// An authorize asking for consent: the pending request's id.
+        func request(_ pkce: PKCE, scope: String = "openid profile email offline_access") throws -> String {
+            let first = b.authorize(flow.authorizeParams(client, pkce, scope: scope, extra: [("prompt", "consent")]))
+            let location = try #require(first.headers[.location])
+            return try #require(queryItems(location)["request"])
+        }
+
+        /// The consent's answer: the code.
+        func accept(_ request: String, _ scope: [String], remember: Bool) throws -> String {
+            let accepted = b.json("POST", "/api/v1/authorization-requests/\(request)/accept", ["scope": JSON(scope), "remember": .bool(remember)])
+            let redirect = try #require(accepted.json?["redirect_to"]?.stringValue)
+            return try #require(queryItems(redirect)["code"])
+        }
+    }
+
+    @Test func aCodeFlowCostsNineRoundTrips() throws {
+        let w = try WarmFlow()
+        let store = w.store
         for _ in 0..<2 {
             let pkce = PKCE()
             var before = store.roundTrips
-            let first = b.authorize(flow.authorizeParams(client, pkce, extra: [("prompt", "consent")]))
-            let location = try #require(first.headers[.location])
-            let request = try #require(queryItems(location)["request"])
+            let request = try w.request(pkce)
             #expect(store.roundTrips - before == 3)
             before = store.roundTrips
-            let accepted = b.json("POST", "/api/v1/authorization-requests/\(request)/accept", ["scope": ["openid"], "remember": true])
-            let redirect = try #require(accepted.json?["redirect_to"]?.stringValue)
-            let code = try #require(queryItems(redirect)["code"])
+            let code = try w.accept(request, ["openid"], remember: true)
             #expect(store.roundTrips - before == 3)
             before = store.roundTrips
-            #expect(flow.exchange(h, client: client, code: code, verifier: pkce.verifier).status == 200)
+            #expect(w.flow.exchange(w.h, client: w.client, code: code, verifier: pkce.verifier).status == 200)
             #expect(store.roundTrips - before == 3)
         }
     }
@@ -135,24 +159,10 @@ struct RequestRoundTripTests {
     /// redemption's flush makes them durable first. A consent that narrows
     /// what was remembered, a refusal and a sign-out wait for theirs.
     @Test func aCodeFlowWaitsForOneFlushItsRedemptions() throws {
-        let h = try Harness()
-        let store = try #require(h.store as? PostgresStore)
-        _ = try h.user()
-        let (client, _) = try h.app()
-        let flow = UserFlowTests()
-        let b = Browser(h)
-        let warm = PKCE()
-        #expect(flow.exchange(h, client: client, code: try flow.code(h, b, client: client, pkce: warm, scope: "openid"), verifier: warm.verifier).status == 200)
-        func requestID() throws -> String {
-            let first = b.authorize(flow.authorizeParams(client, PKCE(), scope: "openid profile", extra: [("prompt", "consent")]))
-            let location = try #require(first.headers[.location])
-            return try #require(queryItems(location)["request"])
-        }
-        func accept(_ request: String, _ scope: [String], remember: Bool) throws -> String {
-            let accepted = b.json("POST", "/api/v1/authorization-requests/\(request)/accept", ["scope": JSON(scope), "remember": .bool(remember)])
-            let redirect = try #require(accepted.json?["redirect_to"]?.stringValue)
-            return try #require(queryItems(redirect)["code"])
-        }
+        let w = try WarmFlow(scope: "openid")
+        let (h, store, client, flow, b) = (w.h, w.store, w.client, w.flow, w.b)
+        func requestID() throws -> String { try w.request(PKCE(), scope: "openid profile") }
+        func accept(_ request: String, _ scope: [String], remember: Bool) throws -> String { try w.accept(request, scope, remember: remember) }
         var before = store.flushesDeferred
         var request = try requestID()
         #expect(store.flushesDeferred == before + 1, "the request stored")
