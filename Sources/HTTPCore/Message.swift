@@ -71,6 +71,8 @@ public struct Request: Sendable {
     /// The media type of the body, lowercased, without parameters.
     public var mediaType: String? {
         guard let value = headers.value(.contentType), !value.isEmpty else { return nil }
+        // The usual case, lowercase ASCII without parameters or blanks, is the value itself.
+        if value.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x80 && $0 != UInt8(ascii: ";") && !($0 >= 65 && $0 <= 90) }) { return value }
         let bytes = Array(value.utf8)
         var end = bytes.firstIndex(of: UInt8(ascii: ";")) ?? bytes.count
         var start = 0

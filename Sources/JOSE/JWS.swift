@@ -11,15 +11,27 @@ public enum JWS {
 
     /// `sign` for a payload already serialized (an access token's claims, written without a `JSON` tree).
     public static func sign(serializedPayload payload: [UInt8], key: some JWSKey, kid: String?, typ: String?) throws -> String {
+        try sign(serializedPayload: payload, key: key, encodedHeader: encodedHeader(algorithm: key.algorithm, kid: kid, typ: typ))
+    }
+
+    /// The protected header `sign` writes, base64url-encoded (RFC 7515 §7.1):
+    /// a signer that uses one header for many tokens keeps it.
+    public static func encodedHeader(algorithm: SignatureAlgorithm, kid: String?, typ: String?) -> [UInt8] {
         var header = JSONObjectWriter(capacity: 96)
-        header.string("alg", key.algorithm.rawValue)
+        header.string("alg", algorithm.rawValue)
         if let typ { header.string("typ", typ) }
         if let kid { header.string("kid", kid) }
-        let headerBytes = header.finish()
+        var encoded: [UInt8] = []
+        Base64.urlEncode(header.finish(), into: &encoded)
+        return encoded
+    }
+
+    /// `sign` with a header from `encodedHeader` (for `key`'s algorithm).
+    public static func sign(serializedPayload payload: [UInt8], key: some JWSKey, encodedHeader: [UInt8]) throws -> String {
         var token: [UInt8] = []
         // Header, payload and a signature of up to 512 bytes (RS256 with a 4096-bit key), base64url: no regrowth.
-        token.reserveCapacity((headerBytes.count + payload.count + 512) / 3 * 4 + 8)
-        Base64.urlEncode(headerBytes, into: &token)
+        token.reserveCapacity(encodedHeader.count + (payload.count + 512) / 3 * 4 + 8)
+        token.append(contentsOf: encodedHeader)
         token.append(UInt8(ascii: "."))
         Base64.urlEncode(payload, into: &token)
         let signature = try key.sign(token)

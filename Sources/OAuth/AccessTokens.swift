@@ -119,8 +119,8 @@ public struct AccessTokens {
         let claims = AccessTokenClaims(issuer: env.issuer, subject: subject, audience: audience, clientID: client.clientID, scope: scope,
                                        issuedAt: now, expiresAt: now + Int64(ttl), jti: env.randomToken(bytes: 18),
                                        authTime: authTime, grantID: grantID, generation: client.tokenGeneration, jkt: jkt)
-        let (kid, key) = try keys.signingKey()
-        let token = try JWS.sign(serializedPayload: claims.serialized, key: key, kid: kid, typ: AccessTokens.type)
+        let (key, header) = try keys.accessTokenSigner()
+        let token = try JWS.sign(serializedPayload: claims.serialized, key: key, encodedHeader: header)
         return (token, claims)
     }
 

@@ -21,6 +21,8 @@ public final class KeyRing {
     private var current: [SignatureAlgorithm: (kid: String, key: PreparedKey)] = [:]
     /// The algorithm that signs access tokens (meta `access_token_alg`).
     private var accessAlgorithm: SignatureAlgorithm = .es256
+    /// The access-token signing key's JWS header (`typ` at+jwt), encoded once per key.
+    private var accessHeader: (kid: String, header: [UInt8])?
     private var verification: [String: PreparedKey] = [:]
     private var jwks: JSON = .object([("keys", .array([]))])
 
@@ -79,6 +81,17 @@ public final class KeyRing {
         try refresh()
         guard let key = current[accessAlgorithm] else { throw KeyRingError.noSigningKey }
         return key
+    }
+
+    /// The key new access tokens are signed with and their encoded JWS
+    /// header (RFC 9068 §2.1: `typ` at+jwt, the key's `kid`), the same for
+    /// every token the key signs.
+    func accessTokenSigner() throws -> (key: PreparedKey, header: [UInt8]) {
+        let (kid, key) = try signingKey()
+        if let accessHeader, accessHeader.kid == kid { return (key, accessHeader.header) }
+        let header = JWS.encodedHeader(algorithm: key.algorithm, kid: kid, typ: AccessTokens.type)
+        accessHeader = (kid, header)
+        return (key, header)
     }
 
     /// The current key of `algorithm` (a client's `id_token_signed_response_alg`).

@@ -40,6 +40,7 @@ public enum Scopes {
 
     /// Space-separated (RFC 6749 §3.3), built as bytes: `joined(separator:)` costs several times more, twice a token.
     public static func join(_ scopes: [String]) -> String {
+        if scopes.count == 1 { return scopes[0] }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(scopes.reduce(scopes.count) { $0 + $1.utf8.count })
         for (i, scope) in scopes.enumerated() {

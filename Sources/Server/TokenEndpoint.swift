@@ -15,13 +15,16 @@ struct OAuthForm {
             throw OAuthError.invalidRequest("The body is not valid form encoding.")
         }
         var values: [String: String] = [:]
+        values.reserveCapacity(items.count)
+        var anyEmpty = false
         for (name, value) in items {
             guard values[name] == nil else {
                 throw OAuthError.invalidRequest("A parameter was sent more than once.", detail: "duplicate \(Echo.name(name))")
             }
             values[name] = value
+            anyEmpty = anyEmpty || value.isEmpty
         }
-        self.values = values.filter { !$0.value.isEmpty }
+        self.values = anyEmpty ? values.filter { !$0.value.isEmpty } : values
     }
 
     subscript(name: String) -> String? { values[name] }

@@ -82,6 +82,20 @@ import HTTPCore
     }
 }
 
+/// RFC 6749 §3.2: each token request parameter at most once; an empty one counts as omitted, yet as sent.
+@Suite struct TokenFormParameterTests {
+    @Test func anEmptyParameterIsOmittedButStillCountsAsSent() throws {
+        let h = try Harness()
+        let basic = (h.primary.clientID, h.primary.clientSecret)
+        let empty = h.form("/oauth2/token", [("grant_type", "client_credentials"), ("scope", "")], basic: basic)
+        #expect(empty.status == 200 && Set((empty.json?["scope"]?.stringValue ?? "").split(separator: " ").map(String.init)) == Set(Scopes.primary))
+        for pairs in [[("scope", ""), ("scope", "clients:read")], [("scope", "clients:read"), ("scope", "")], [("scope", ""), ("scope", "")]] {
+            let twice = h.form("/oauth2/token", [("grant_type", "client_credentials")] + pairs, basic: basic)
+            #expect(twice.status == 400 && twice.json?["error"] == "invalid_request", "\(pairs)")
+        }
+    }
+}
+
 /// SPEC 3: an endpoint that takes a user's bearer token challenges with `Bearer` when nothing at all was sent.
 @Suite struct UserEndpointChallengeTests {
     @Test func connectionsWithoutSessionOrTokenChallengeWithBearer() throws {

@@ -33,6 +33,8 @@ import Testing
         ("Application/JSON; charset=UTF-8", "application/json"),
         ("  text/xml\t ;q=1", "text/xml"),
         ("APPLICATION/ÉX", "application/éx"),
+        ("application/json;charset=utf-8", "application/json"),
+        ("application/json ", "application/json"),
     ])
     func mediaTypeIsLowercasedWithoutParameters(_ header: String, _ expected: String) {
         let request = CGI.request(params: ["CONTENT_TYPE": header], body: []) { "id" }
@@ -184,6 +186,11 @@ import Testing
         #expect(BasicCredentials.parse("Basicx \(token)", formDecode: true) == .absent)
         #expect(BasicCredentials.parse("Basic " + Base64.encode([0x69, 0x3A, 0xFF]), formDecode: true) == .malformed)
         #expect(BasicCredentials.parse("Basic " + Base64.encode(Array("a:b%zz".utf8)), formDecode: true) == .malformed)
+        // Text that is not UTF-8, on either side of the colon, with or without form decoding.
+        for raw: [UInt8] in [[0x69, 0x3A, 0xFF], [0xC3, 0x3A, 0x41], [0x69, 0x25, 0x34, 0x31, 0xFF, 0x3A, 0x70]] {
+            #expect(BasicCredentials.parse("Basic " + Base64.encode(raw), formDecode: true) == .malformed)
+            #expect(BasicCredentials.parse("Basic " + Base64.encode(raw), formDecode: false) == .malformed)
+        }
     }
 
     @Test func basicCredentialsAreFormDecoded() {

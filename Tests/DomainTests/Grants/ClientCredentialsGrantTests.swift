@@ -1,4 +1,6 @@
 import Common
+import Cryptography
+import JOSE
 import OAuth
 import TestSupport
 import Testing
@@ -29,6 +31,37 @@ import Testing
         let t = try GrantTesting()
         let issued = try t.exchange("client_credentials", [:], as: t.primary)
         #expect(issued.refreshToken == nil && issued.idToken == nil && issued.accessToken.split(separator: ".").count == 3)
+    }
+
+    /// A worker thread keeps one key ring and encodes an access-token
+    /// header once per key: after each rotation, by another process, its
+    /// tokens name the new key and algorithm, and verify.
+    @Test func tokensNameTheKeyThatSignedThemAcrossRotations() throws {
+        let t = try GrantTesting()
+        let hasher = try Provisioning.secretHasher(store: t.h.store, env: t.h.env)
+        let service = t.service
+        let exchange = TokenExchange(service: service, authenticator: ClientAuthenticator(env: t.h.env, store: t.h.store, hasher: hasher, guards: nil))
+        let verifier = AccessTokens(env: t.h.env, store: t.h.store, keys: KeyRing(store: t.h.store, env: t.h.env))
+        func header(_ token: String) throws -> (alg: String?, kid: String?, typ: String?) {
+            let parsed = try #require(JWS.parse(token))
+            return (parsed.algorithm, parsed.kid, parsed.typ)
+        }
+        var kids: [String] = []
+        for rotation in [nil, SignatureAlgorithm.es256, .rs256, .rs256] {
+            var expected = try KeyRing(store: t.h.store, env: t.h.env).signingKey()
+            if let rotation {
+                _ = try KeyManagement.rotate(store: t.h.store, env: t.h.env, algorithm: rotation)
+                expected = try KeyRing(store: t.h.store, env: t.h.env).signingKey()
+            }
+            for _ in 0..<2 {
+                let token = try exchange.exchange(TokenRequest(grantType: "client_credentials", parameters: [:]), credentials: t.primary).accessToken
+                let (alg, kid, typ) = try header(token)
+                #expect(kid == expected.kid && alg == expected.key.algorithm.rawValue && typ == AccessTokens.type)
+                #expect(try t.h.store.read { try verifier.validate(token) } != nil)
+            }
+            kids.append(expected.kid)
+        }
+        #expect(Set(kids).count == 4, "each rotation made a new access-token key")
     }
 
     /// A public client never gets client_credentials: authentication refuses it before the grant runs.
