@@ -40,6 +40,9 @@ def wrapper(directory: Path, binary: str, out: Path) -> str:
 if [ "$1" = serve ]; then
   # No logout-delivery polls: they would count by wall time, not by request.
   export LATCHKEY_BACKCHANNEL_INTERVAL_MS=0
+  # Swift seeds its hashing per process: dictionaries then collide differently from run to run,
+  # a few hundred instructions a request either way. A fixed seed makes two builds' counts comparable.
+  export SWIFT_DETERMINISTIC_HASHING=1
   exec valgrind --tool=callgrind --callgrind-out-file={out} --dump-instr=no --collect-jumps=no "{binary}" "$@"
 fi
 exec "{binary}" "$@"
