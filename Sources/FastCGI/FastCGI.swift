@@ -99,16 +99,22 @@ public struct FastCGIServer: Sendable {
     /// The peers a TCP listener admits (nil: any); a connection from another
     /// is closed before anything is read from it.
     public let allowFrom: IPNetworks?
+    /// The CGI parameters the handlers read (nil: every one). The others
+    /// (nginx passes every request header as one, and `fastcgi_params` a
+    /// dozen more) are skipped by their names' bytes, never copied.
+    public let parameters: Set<String>?
     public let makeHandler: @Sendable (Int) throws -> any FastCGIHandler
 
     public init(address: ListenAddress, workers: Int, maxBodyBytes: Int, maxBatch: Int = 1, socketMode: UInt32 = 0o660,
-                allowFrom: IPNetworks? = nil, makeHandler: @escaping @Sendable (Int) throws -> any FastCGIHandler) {
+                allowFrom: IPNetworks? = nil, parameters: Set<String>? = nil,
+                makeHandler: @escaping @Sendable (Int) throws -> any FastCGIHandler) {
         self.address = address
         self.workers = max(1, workers)
         self.maxBodyBytes = maxBodyBytes
         self.maxBatch = min(max(1, maxBatch), 64)
         self.socketMode = socketMode
         self.allowFrom = allowFrom
+        self.parameters = parameters
         self.makeHandler = makeHandler
     }
 
@@ -148,7 +154,7 @@ public struct FastCGIServer: Sendable {
             throw FastCGIError(description: "eventfd: \(errnoText())")
         }
         let pool = PoolState(listenFD: fd, stopFD: stopFD, nudgeFD: nudgeFD, maxBatch: maxBatch, maxBodyBytes: maxBodyBytes,
-                             allowFrom: allowFrom)
+                             allowFrom: allowFrom, parameters: parameters.map(ParameterNames.init))
         var threads: [pthread_t] = []
         for index in 0..<workers {
             let context = WorkerContext(index: index, pool: pool, makeHandler: makeHandler)
@@ -243,6 +249,7 @@ final class PoolState: Sendable {
     let maxBatch: Int
     let maxBodyBytes: Int
     let allowFrom: IPNetworks?
+    let parameters: ParameterNames?
     /// Batched connections not yet read, oldest first: their owner takes
     /// them in turn; another thread takes one that has waited `stealAfter`.
     let waiting = Mutex<[WaitingConnection]>([])
@@ -252,13 +259,15 @@ final class PoolState: Sendable {
     /// Threads sleeping in `epoll_wait`.
     let sleeping = Atomic<Int>(0)
 
-    init(listenFD: Int32, stopFD: Int32, nudgeFD: Int32, maxBatch: Int, maxBodyBytes: Int, allowFrom: IPNetworks? = nil) {
+    init(listenFD: Int32, stopFD: Int32, nudgeFD: Int32, maxBatch: Int, maxBodyBytes: Int, allowFrom: IPNetworks? = nil,
+         parameters: ParameterNames? = nil) {
         self.listenFD = listenFD
         self.stopFD = stopFD
         self.nudgeFD = nudgeFD
         self.maxBatch = maxBatch
         self.maxBodyBytes = maxBodyBytes
         self.allowFrom = allowFrom
+        self.parameters = parameters
     }
 
     /// The owner's next connection of `batch`, if any is left.
@@ -474,7 +483,7 @@ private func workerMain(_ arg: UnsafeMutableRawPointer?) -> UnsafeMutableRawPoin
     var batch: UInt64 = 0
     var inBatch = false
     func respond(_ fd: Int32) {
-        serve(connection: fd, slot: request, handler: handler, maxBodyBytes: pool.maxBodyBytes, chunk: &chunk)
+        serve(connection: fd, slot: request, handler: handler, maxBodyBytes: pool.maxBodyBytes, parameters: pool.parameters, chunk: &chunk)
     }
     while true {
         // This thread's own batch first, in the order it was accepted.
@@ -515,9 +524,28 @@ private func workerMain(_ arg: UnsafeMutableRawPointer?) -> UnsafeMutableRawPoin
     }
 }
 
+/// A set of CGI parameter names looked up by their bytes, as libfcgi holds
+/// them: by length, then compared (a name not wanted costs no copy).
+struct ParameterNames: Sendable {
+    private let byLength: [[[UInt8]]]
+
+    init(_ names: Set<String>) {
+        var table = [[[UInt8]]](repeating: [], count: (names.map(\.utf8.count).max() ?? 0) + 1)
+        for name in names { table[name.utf8.count].append(Array(name.utf8)) }
+        byLength = table
+    }
+
+    func contains(_ name: UnsafeRawBufferPointer) -> Bool {
+        guard name.count < byLength.count else { return false }
+        return byLength[name.count].contains { candidate in
+            candidate.withUnsafeBytes { memcmp($0.baseAddress!, name.baseAddress!, name.count) == 0 }
+        }
+    }
+}
+
 /// Reads one request from `fd`, answers it and closes the connection.
 private func serve(connection fd: Int32, slot request: UnsafeMutablePointer<FCGX_Request>, handler: any FastCGIHandler,
-                   maxBodyBytes: Int, chunk: inout [UInt8]) {
+                   maxBodyBytes: Int, parameters: ParameterNames?, chunk: inout [UInt8]) {
     // The slot's previous connection was closed when it finished; keepConnection
     // stops FCGX_Accept_r's own finish step from closing this one before reading it.
     request.pointee.ipcFd = fd
@@ -530,7 +558,7 @@ private func serve(connection fd: Int32, slot request: UnsafeMutablePointer<FCGX
         while let entry = cursor.pointee {
             // NAME=value, split on the first '=' by bytes (no Character walking).
             let bytes = UnsafeRawBufferPointer(start: entry, count: strlen(entry))
-            if let eq = bytes.firstIndex(of: UInt8(ascii: "=")) {
+            if let eq = bytes.firstIndex(of: UInt8(ascii: "=")), parameters?.contains(UnsafeRawBufferPointer(rebasing: bytes[..<eq])) ?? true {
                 params[String(decoding: bytes[..<eq], as: UTF8.self)] = String(decoding: bytes[(eq + 1)...], as: UTF8.self)
             }
             cursor += 1

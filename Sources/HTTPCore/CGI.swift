@@ -36,6 +36,14 @@ public enum CGI {
 
     static let invalidMethod = HTTPRequest.Method("INVALID")!
 
+    /// Every CGI parameter `request` reads: the FastCGI pool copies only
+    /// these (`FastCGIServer.parameters`). A test reads this file for
+    /// `params["..."]` and checks each name is here.
+    public static let parametersRead: Set<String> = Set(headersRead.keys).union([
+        "CONTENT_TYPE", "CONTENT_LENGTH", "DOCUMENT_URI", "REQUEST_URI", "REQUEST_ID", "REQUEST_METHOD", "QUERY_STRING",
+        "HTTPS", "REQUEST_SCHEME", "REMOTE_ADDR",
+    ])
+
     /// The request header fields a handler reads, by the CGI parameter nginx
     /// sends them in; the others (Host, User-Agent, Proxy, ...) are not
     /// carried. Each field costs a validation and a copy (HTTPField), which

@@ -50,6 +50,19 @@ import Testing
     /// The CGI mapping carries only the headers a handler reads
     /// (`CGI.headersRead`): every request header the sources read must be on
     /// that list, or nginx's copy of it would never reach the handler.
+    /// The FastCGI pool copies only `CGI.parametersRead`: every parameter
+    /// `CGI.request` reads must be among them, or it would always be absent.
+    @Test func everyParameterTheRequestReadsIsCopied() throws {
+        let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Sources/HTTPCore/CGI.swift")
+        let text = try String(contentsOfFile: source.path, encoding: .utf8)
+        let read = try NSRegularExpression(pattern: #"params\["([A-Z_]+)"\]"#)
+        let names = Set(read.matches(in: text, range: NSRange(text.startIndex..., in: text)).map { String(text[Range($0.range(at: 1), in: text)!]) })
+        #expect(names.count >= 9, "the scan finds the reads")
+        #expect(names.isSubset(of: CGI.parametersRead), "\(names.subtracting(CGI.parametersRead))")
+        #expect(Set(CGI.headersRead.keys).isSubset(of: CGI.parametersRead))
+    }
+
     @Test func everyHeaderAHandlerReadsIsCarried() throws {
         let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("Sources")

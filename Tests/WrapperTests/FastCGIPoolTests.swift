@@ -151,6 +151,33 @@ import Glibc
         return client
     }
 
+    /// Answers with the names of the parameters it was given, sorted.
+    final class ParameterNamesHandler: FastCGIHandler {
+        func handle(_ request: FastCGIRequest) -> [UInt8] {
+            Array("Status: 200 OK\r\nContent-Type: text/plain\r\n\r\n\(request.params.keys.sorted().joined(separator: ","))".utf8)
+        }
+    }
+
+    /// `parameters`: only the named ones reach the handler; a name of the
+    /// same length, a prefix, a longer one or an empty one does not.
+    @Test func onlyTheNamedParametersAreCopied() throws {
+        let path = Self.socketPath()
+        let server = FastCGIServer(address: .unix(path: path), workers: 1, maxBodyBytes: 1024, parameters: ["NAME", "KEEP_ME", "CONTENT_LENGTH"]) { _ in
+            ParameterNamesHandler()
+        }
+        let pool = try server.start()
+        defer { pool.stop() }
+        let params = ["NAME": "a", "KEEP_ME": "b", "KEEP_MX": "c", "KEEP": "d", "KEEP_ME_TOO": "e", "A_NAME_LONGER_THAN_ANY_NAME_WANTED": "f",
+                      "HTTP_HOST": "g", "": "h"]
+        let filtered = try Client(path: path, params: params).response()
+        #expect(filtered.hasSuffix("\r\n\r\nKEEP_ME,NAME"), "\(filtered)")
+        let everything = FastCGIServer(address: .unix(path: path + "2"), workers: 1, maxBodyBytes: 1024) { _ in ParameterNamesHandler() }
+        let all = try everything.start()
+        defer { all.stop() }
+        // Without a list, every one (libfcgi adds FCGI_ROLE).
+        #expect(try Client(path: path + "2", params: ["NAME": "a", "HTTP_HOST": "g"]).response().hasSuffix("\r\n\r\nFCGI_ROLE,HTTP_HOST,NAME"))
+    }
+
     @Test func connectionsWaitingTogetherAreOneBatch() throws {
         let log = Log()
         let (pool, path) = try Self.start(workers: 1, maxBatch: 8, log: log)

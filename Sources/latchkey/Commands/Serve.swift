@@ -91,7 +91,7 @@ enum ServeCommand {
         let batch = Int(env["LATCHKEY_ACCEPT_BATCH"] ?? "") ?? (databaseURL == nil ? 1 : 8)
         guard (1...64).contains(batch) else { throw ValidationError("LATCHKEY_ACCEPT_BATCH must be 1..64") }
         let server = FastCGIServer(address: address, workers: workers, maxBodyBytes: 3 * 1024 * 1024, maxBatch: batch,
-                                   allowFrom: allowFrom) { _ in
+                                   allowFrom: allowFrom, parameters: CGI.parametersRead) { _ in
             // Each worker thread its own connection.
             let store: any Store = if let databaseURL {
                 try PostgresStore(url: databaseURL, migrate: false, generationReads: generationReads)
