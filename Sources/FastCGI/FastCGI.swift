@@ -536,7 +536,7 @@ struct ParameterNames: Sendable {
     }
 
     func contains(_ name: UnsafeRawBufferPointer) -> Bool {
-        guard name.count < byLength.count else { return false }
+        guard name.count > 0, name.count < byLength.count else { return false }
         return byLength[name.count].contains { candidate in
             candidate.withUnsafeBytes { memcmp($0.baseAddress!, name.baseAddress!, name.count) == 0 }
         }

@@ -98,17 +98,16 @@ public enum BasicCredentials {
         while from < to && (bytes[from] == 0x20 || bytes[from] == 0x09) { from += 1 }
         while to > from && (bytes[to - 1] == 0x20 || bytes[to - 1] == 0x09) { to -= 1 }
         guard from < to else { return .absent }
-        guard let raw = Base64.decode(bytes: Array(bytes[from..<to])), let colon = raw.firstIndex(of: UInt8(ascii: ":")) else { return .malformed }
+        // The credentials must be UTF-8 before any percent-decoding: a broken byte that an escape after it would
+        // complete ("\xC3%A9") is malformed, not "é" (independent review, session 23).
+        guard let raw = Base64.decode(bytes: Array(bytes[from..<to])), String(validating: raw, as: UTF8.self) != nil,
+              let colon = raw.firstIndex(of: UInt8(ascii: ":")) else { return .malformed }
         if formDecode {
-            // Each part is checked as UTF-8 as it is decoded (the colon is ASCII: invalid text is in one of them).
             guard let user = FormEncoding.decode(raw[..<colon], plusIsSpace: true), let password = FormEncoding.decode(raw[(colon + 1)...], plusIsSpace: true) else {
                 return .malformed
             }
             return .credentials(user: user, password: password)
         }
-        guard let user = String(validating: raw[..<colon], as: UTF8.self), let password = String(validating: raw[(colon + 1)...], as: UTF8.self) else {
-            return .malformed
-        }
-        return .credentials(user: user, password: password)
+        return .credentials(user: String(decoding: raw[..<colon], as: UTF8.self), password: String(decoding: raw[(colon + 1)...], as: UTF8.self))
     }
 }

@@ -26,8 +26,10 @@ public enum JWS {
         return encoded
     }
 
-    /// `sign` with a header from `encodedHeader` (for `key`'s algorithm).
-    public static func sign(serializedPayload payload: [UInt8], key: some JWSKey, encodedHeader: [UInt8]) throws -> String {
+    /// `sign` with a header from `encodedHeader`, which must name `key`'s own
+    /// algorithm and kid (`KeyRing.accessTokenSigner` keeps one per key):
+    /// package only, as the public `sign` takes the algorithm from the key.
+    package static func sign(serializedPayload payload: [UInt8], key: some JWSKey, encodedHeader: [UInt8]) throws -> String {
         var token: [UInt8] = []
         // Header, payload and a signature of up to 512 bytes (RS256 with a 4096-bit key), base64url: no regrowth.
         token.reserveCapacity(encodedHeader.count + (payload.count + 512) / 3 * 4 + 8)

@@ -47,9 +47,6 @@ import Testing
         #expect(CGI.request(params: [:], body: nil) { "gen" }.bodyTooLarge)
     }
 
-    /// The CGI mapping carries only the headers a handler reads
-    /// (`CGI.headersRead`): every request header the sources read must be on
-    /// that list, or nginx's copy of it would never reach the handler.
     /// The FastCGI pool copies only `CGI.parametersRead`: every parameter
     /// `CGI.request` reads must be among them, or it would always be absent.
     @Test func everyParameterTheRequestReadsIsCopied() throws {
@@ -63,6 +60,9 @@ import Testing
         #expect(Set(CGI.headersRead.keys).isSubset(of: CGI.parametersRead))
     }
 
+    /// The CGI mapping carries only the headers a handler reads
+    /// (`CGI.headersRead`): every request header the sources read must be on
+    /// that list, or nginx's copy of it would never reach the handler.
     @Test func everyHeaderAHandlerReadsIsCarried() throws {
         let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("Sources")
@@ -200,7 +200,10 @@ import Testing
         #expect(BasicCredentials.parse("Basic " + Base64.encode([0x69, 0x3A, 0xFF]), formDecode: true) == .malformed)
         #expect(BasicCredentials.parse("Basic " + Base64.encode(Array("a:b%zz".utf8)), formDecode: true) == .malformed)
         // Text that is not UTF-8, on either side of the colon, with or without form decoding.
-        for raw: [UInt8] in [[0x69, 0x3A, 0xFF], [0xC3, 0x3A, 0x41], [0x69, 0x25, 0x34, 0x31, 0xFF, 0x3A, 0x70]] {
+        // And a broken byte that a percent escape after it would complete ("\xC3%A9:x", "client:\xE2%82%AC", "%C3\xA9:x").
+        for raw: [UInt8] in [[0x69, 0x3A, 0xFF], [0xC3, 0x3A, 0x41], [0x69, 0x25, 0x34, 0x31, 0xFF, 0x3A, 0x70],
+                             [0xC3, 0x25, 0x41, 0x39, 0x3A, 0x78], Array("client:".utf8) + [0xE2] + Array("%82%AC".utf8),
+                             Array("%C3".utf8) + [0xA9, 0x3A, 0x78]] {
             #expect(BasicCredentials.parse("Basic " + Base64.encode(raw), formDecode: true) == .malformed)
             #expect(BasicCredentials.parse("Basic " + Base64.encode(raw), formDecode: false) == .malformed)
         }
