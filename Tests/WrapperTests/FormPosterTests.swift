@@ -13,11 +13,20 @@ import Glibc
 @Suite(.serialized) struct FormPosterTests {
     /// A one-thread HTTP listener on 127.0.0.1 that records each request it reads and answers `answer`
     /// (nil: reads and never answers until stopped).
+    ///
+    /// Its thread owns the listening descriptor: `stop` shuts the socket down
+    /// and waits for the thread, which closes it last. (It used to close the
+    /// descriptor under a thread still holding a silent connection; ten
+    /// seconds later that thread called accept on the same number, by then
+    /// another test's socket, and took its connection: the FastCGI pool and
+    /// allow-list tests' "first connection never reached the pool".)
     final class Listener: Sendable {
         let fd: Int32
         let port: UInt16
         let requests = Mutex<[String]>([])
         let answer: String?
+        private let stopped = Atomic<Bool>(false)
+        private let finished = DispatchSemaphore(value: 0)
 
         init(answer: String?) throws {
             self.answer = answer
@@ -39,7 +48,12 @@ import Glibc
         }
 
         private func serve() {
-            while true {
+            defer {
+                close(fd)
+                finished.signal()
+            }
+            // After `stop` shut the socket down, accept fails (EINVAL) and the thread ends.
+            while !stopped.load(ordering: .acquiring) {
                 let client = accept(fd, nil, nil)
                 if client < 0 { return }
                 var received: [UInt8] = []
@@ -60,17 +74,19 @@ import Glibc
                 if let answer {
                     let bytes = Array(answer.utf8)
                     _ = bytes.withUnsafeBytes { write(client, $0.baseAddress, $0.count) }
-                    close(client)
                 } else {
-                    usleep(10_000_000)
-                    close(client)
+                    // Silent: the connection is held, unanswered, until the listener stops.
+                    while !stopped.load(ordering: .acquiring) { usleep(10_000) }
                 }
+                close(client)
             }
         }
 
+        /// Ends the listener: no descriptor of it is used or closed after this returns.
         func stop() {
+            stopped.store(true, ordering: .releasing)
             shutdown(fd, Int32(SHUT_RDWR))
-            close(fd)
+            finished.wait()
         }
 
         var seen: [String] { requests.withLock { $0 } }
@@ -138,7 +154,7 @@ import Glibc
         let started = Date()
         let outcomes = FormPoster.post([(silent.url, Self.form), (quick.url, Self.form)], timeoutSeconds: 1) { _ in true }
         #expect(outcomes == [FormPoster.Outcome(status: nil, refusedAddress: false), FormPoster.Outcome(status: 200, refusedAddress: false)])
-        // The silent receiver holds its connection for 10 s: the 1 s timeout, not the receiver, ended the wait.
+        // The silent receiver holds its connection until it stops: the 1 s timeout, not the receiver, ended the wait.
         #expect(Date().timeIntervalSince(started) < 8, "bounded by the timeout, not by the receiver")
     }
 }
