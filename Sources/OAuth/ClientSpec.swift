@@ -118,11 +118,20 @@ public struct ClientSpec: Sendable, Equatable {
     /// so a client's token can never carry a user's subject (RFC 9700 §4.15).
     public static let reservedPrefixes = ["usr-", "org-"]
 
-    public static func isValidClientID(_ id: String) -> Bool {
+    /// Whether `id` starts with a reserved prefix (any case): clients registered so before the prefixes were reserved
+    /// were disabled by migration 7 and stay disabled.
+    public static func hasReservedPrefix(_ id: String) -> Bool {
         let lower = id.lowercased()
-        return (5...50).contains(id.utf8.count) && id.utf8.allSatisfy { b in
+        return reservedPrefixes.contains(where: lower.hasPrefix)
+    }
+
+    /// A description's bound in bytes, beside its 1000 characters (four bytes each, as most characters take at most).
+    public static let maxDescriptionBytes = 4000
+
+    public static func isValidClientID(_ id: String) -> Bool {
+        (5...50).contains(id.utf8.count) && id.utf8.allSatisfy { b in
             (b >= 48 && b <= 57) || (b >= 65 && b <= 90) || (b >= 97 && b <= 122) || b == 45
-        } && !reservedIDs.contains(lower) && !reservedPrefixes.contains(where: lower.hasPrefix)
+        } && !reservedIDs.contains(id.lowercased()) && !hasReservedPrefix(id)
     }
 
     /// A client's name as shown to people: without the characters
@@ -242,7 +251,11 @@ public struct ClientSpec: Sendable, Equatable {
             errors.append(FieldError("client_name", "must be printable text with a visible character and without control or bidirectional-override characters"))
         }
         if let d = description {
-            if d.count > 1000 { errors.append(FieldError("description", "must be at most 1000 characters")) }
+            // Characters are grapheme clusters: one may hold any number of combining marks (a single "e" with
+            // 500,000 of them was one character of 1 MB; attacker review, session 24). Bytes bound it too.
+            if d.count > 1000 || d.utf8.count > ClientSpec.maxDescriptionBytes {
+                errors.append(FieldError("description", "must be at most 1000 characters (\(ClientSpec.maxDescriptionBytes) bytes of UTF-8)"))
+            }
             if d.unicodeScalars.contains(where: { $0.value == 0 }) { errors.append(FieldError("description", "must not contain NUL")) }
         }
         if let u = clientURI, let p = URIRules.webURIProblem(u) { errors.append(FieldError("client_uri", p)) }

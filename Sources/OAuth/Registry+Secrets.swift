@@ -49,7 +49,11 @@ extension ClientRegistry {
     /// a client's own password change, or the primary's for another client.
     public func setPassword(_ id: String, caller: Caller, password: String) throws {
         // Refused before the slow hash is spent, and again in the write (the client may change meanwhile).
-        try store.read { try checkMaySetCredentials(of: try get(id, caller: caller), caller: caller) }
+        try store.read {
+            let client = try get(id, caller: caller)
+            try checkMaySetCredentials(of: client, caller: caller)
+            guard client.authMethod.usesSecret else { throw RegistryError.conflict(.publicClientHasNoSecret) }
+        }
         let record = try passwordRecord(password, clientID: id, caller: caller)
         try store.write {
             let client = try getForUpdate(id, caller: caller)

@@ -190,6 +190,11 @@ public struct ClientRegistry {
             if ClientRegistry.givesCredentialPower(from: current, to: spec) { try checkMaySetCredentials(of: current, caller: caller) }
             if spec.idTokenAlg != current.idTokenAlg.rawValue { try checkSigningKey(spec.idTokenAlg) }
             if let alg = spec.userinfoAlg, alg != current.userinfoAlg?.rawValue { try checkSigningKey(alg, field: "userinfo_signed_response_alg") }
+            // Migration 7 disabled the clients registered with a user's or an organization's id form: enabled again,
+            // their tokens' `sub` would name a user (RFC 9700 §4.15; attacker review, session 24).
+            if !current.enabled && spec.enabled && ClientSpec.hasReservedPrefix(current.clientID) {
+                throw RegistryError.conflict(.reservedClientID)
+            }
             if current.isPrimary {
                 if !spec.enabled { throw RegistryError.conflict(.primaryMustStayEnabled) }
                 if spec.authMethod == "none" { throw RegistryError.conflict(.primaryMustStayConfidential) }

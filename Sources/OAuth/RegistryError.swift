@@ -36,6 +36,8 @@ public enum RegistryError: Error, Equatable {
         case staleVersion
         case clientIDTaken
         case publicClientHasNoSecret
+        /// A client whose id takes a user's or an organization's form (registered before the prefixes were reserved) stays disabled.
+        case reservedClientID
     }
 
     public static let primaryOnly = RegistryError.forbidden(.primaryOnly)
@@ -77,6 +79,7 @@ extension RegistryError.Conflict {
         case .staleVersion: return "version_mismatch"
         case .clientIDTaken: return "client_id_taken"
         case .publicClientHasNoSecret: return "public_client"
+        case .reservedClientID: return "reserved_client_id"
         }
     }
 
@@ -90,6 +93,7 @@ extension RegistryError.Conflict {
         case .staleVersion: return "The client was changed since that version."
         case .clientIDTaken: return "A client with this client_id already exists."
         case .publicClientHasNoSecret: return "This client has no secret: it is public or authenticates with private_key_jwt."
+        case .reservedClientID: return "This client's id takes a user's or an organization's form (usr-, org-): it stays disabled. Register a new client."
         }
     }
 }

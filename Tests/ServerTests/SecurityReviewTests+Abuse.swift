@@ -145,6 +145,22 @@ extension SecurityReviewTests {
         #expect(limited.headers[.retryAfter] != nil)
     }
 
+    /// A password for a client that has no secret (public, or private_key_jwt) is refused before the slow hash
+    /// (attacker review, session 24: it was hashed first): 409 while every permit of the pool is taken, never 503.
+    @Test func aPasswordForAClientWithoutSecretsCostsNoSlowHash() throws {
+        let guards = AbuseGuards(pool: SlowHashPool(permits: 1, maxWaiters: 0))
+        let h = try Harness(guards: guards)
+        let primary = try h.token()
+        let (app, _) = try h.app()
+        try guards.pool.run {
+            let refused = h.json("PUT", "/external/v1/oauth/client/password-reset", token: primary, body: ["clientId": .string(app), "password": "new-password-0"])
+            #expect(refused.status == 409, "\(refused.status)")
+        }
+        // Bytes bound a password too: one character of 1 MB of combining marks is not 8..72 characters of anything.
+        let marks = "e" + String(repeating: "\u{0301}", count: 100_000) + "1234567"
+        #expect(h.json("PUT", "/external/v1/oauth/password", token: primary, body: ["password": .string(marks)]).status == 400)
+    }
+
     /// Attacker review, session 13: the integration surface's create hashed the caller's password (a slow hash, ten a
     /// minute per caller) before it found the organization full. A create that cannot succeed now costs none: twelve
     /// in a row are each told the organization is full, none is 429, and a password set afterwards is still allowed.

@@ -75,6 +75,29 @@ extension SecurityReviewTests {
         #expect(!ClientSpec.isValidClientID(user))
     }
 
+    /// Attacker review, session 24: a client registered with a reserved id form before the prefixes were reserved
+    /// (migration 7 disabled it) could be enabled again, and its tokens' `sub` would name a user. It stays disabled:
+    /// 409 on every surface that enables clients, nothing changed; its other settings may still change.
+    @Test func aQuarantinedClientStaysDisabled() throws {
+        let h = try Harness()
+        let token = try h.token()
+        let user = try h.user()
+        for id in [user, "ORG-legacy1"] {
+            // As migration 7 left it: inserted before the rule, then disabled.
+            let legacy = Client(clientID: id, organizationID: h.primary.organizationID, name: "legacy", grantTypes: [.clientCredentials],
+                                enabled: false, createdAt: 0)
+            try h.store.write { try h.store.insertClient(legacy) }
+            let enable = h.json("PATCH", "/api/v1/clients/\(id)", token: token, body: ["enabled": true])
+            #expect(enable.status == 409, "\(id): \(enable.status)")
+            #expect(enable.json?["code"]?.stringValue == "reserved_client_id")
+            let v3 = h.json("PATCH", "/v3/oauth-clients/\(id)", token: token, body: [["op": "replace", "path": "/enabled", "value": true]],
+                            contentType: "application/json-patch+json")
+            #expect(v3.status == 409 || v3.status == 404, "\(id): /v3 \(v3.status)")
+            #expect(try h.store.read { try h.store.client(id) }?.enabled == false)
+            #expect(h.json("PATCH", "/api/v1/clients/\(id)", token: token, body: ["description": "quarantined"]).status == 200)
+        }
+    }
+
     // 8. Parsers are linear: a tag with many attributes costs work in proportion to its size.
     @Test func xmlAttributesAreParsedInLinearWork() throws {
         for count in [1_000, 9_000] {

@@ -50,6 +50,14 @@ import Testing
         #expect(ClientSpec.displaySafe("\u{00A0}", fallback: "org-1") == "org-1")
     }
 
+    /// A description's 1000 characters, in any script, fit its byte bound.
+    @Test(arguments: ["a", "é", "名", "🙂"])
+    func aDescriptionOfAThousandCharactersIsAccepted(_ character: String) {
+        var spec = Self.valid()
+        spec.description = String(repeating: character, count: 1000)
+        #expect(spec.problems().isEmpty, "\(character): \(spec.problems())")
+    }
+
     @Test(arguments: ["名前", "🙂", "-", "\u{00A0}é\u{2800}", "١٢٣", "a\u{0301}"])
     func aNameWithOneVisibleCharacterIsAccepted(_ name: String) {
         var spec = Self.valid()
@@ -80,6 +88,10 @@ import Testing
         ("an access token TTL under a minute", { @Sendable (s: inout ClientSpec) in s.accessTokenTTL = 59 }, "access_token_ttl"),
         ("a refresh token TTL over a year", { @Sendable (s: inout ClientSpec) in s.refreshTokenTTL = 31_536_001 }, "refresh_token_ttl"),
         ("extra data that is not an object", { @Sendable (s: inout ClientSpec) in s.extraData = [1, 2] }, "extra_data"),
+        ("a description of 1001 characters", { @Sendable (s: inout ClientSpec) in s.description = String(repeating: "a", count: 1001) }, "description"),
+        // One character (a grapheme cluster) of 1 MB: "e" and 500,000 combining acute accents (attacker review, session 24).
+        ("a description of one character and a megabyte", { @Sendable (s: inout ClientSpec) in
+            s.description = "e" + String(repeating: "\u{0301}", count: 500_000) }, "description"),
     ] as [(String, @Sendable (inout ClientSpec) -> Void, String)])
     func aRuleIsBroken(_ name: String, _ change: @Sendable (inout ClientSpec) -> Void, _ field: String) {
         var spec = Self.valid()

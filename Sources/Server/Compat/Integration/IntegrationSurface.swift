@@ -47,7 +47,8 @@ enum IntegrationSurface {
                 switch why {
                 case .limitReached: failure = .limit
                 case .primaryUndeletable: failure = .primaryUndeletable
-                case .primaryMustStayEnabled, .primaryMustStayConfidential, .primaryLockout, .staleVersion, .clientIDTaken, .publicClientHasNoSecret:
+                case .primaryMustStayEnabled, .primaryMustStayConfidential, .primaryLockout, .staleVersion, .clientIDTaken, .publicClientHasNoSecret,
+                     .reservedClientID:
                     failure = Failure(code: "GN0002", status: 409, message: why.message)
                 }
             case .preconditionFailed: failure = Failure(code: "GN0002", status: 412, message: "Precondition failed.")
@@ -95,7 +96,8 @@ enum IntegrationSurface {
 
     static func password(_ body: JSON) throws -> String {
         let p = try string(body, "password", required: true)!
-        guard (8...72).contains(p.count) else { throw Failure.payload("password", "must be 8..72 characters") }
+        // Characters are grapheme clusters (one may be megabytes of combining marks): bytes bound it too.
+        guard (8...72).contains(p.count), p.utf8.count <= 288 else { throw Failure.payload("password", "must be 8..72 characters (at most 288 bytes)") }
         return p
     }
 
