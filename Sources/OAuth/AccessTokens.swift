@@ -73,25 +73,42 @@ public struct AccessTokenClaims: Sendable, Equatable {
 /// Signature checks already done by this worker thread: a token seen again
 /// skips the signature verification (the costliest step) until it expires.
 /// Revocation, family and client checks still run on every use. One per
-/// thread, so no locking.
+/// thread, so no locking. Bounded by count and by the tokens' bytes (the
+/// claims hold about as much again): a client's tokens may be 16 KB of
+/// scopes, and 4,096 of them were 120 MB a thread (attacker review, session
+/// 24). A full cache starts over.
 public final class VerifiedTokenCache {
     private var entries: [String: AccessTokenClaims] = [:]
     private let capacity: Int
+    private let maxBytes: Int
+    /// The bytes of the tokens held.
+    private(set) var bytes = 0
 
-    public init(capacity: Int = 4096) { self.capacity = capacity }
+    public init(capacity: Int = 4096, maxBytes: Int = 3 << 20) {
+        self.capacity = capacity
+        self.maxBytes = maxBytes
+    }
+
+    /// Tokens held (tests).
+    var count: Int { entries.count }
 
     func claims(_ token: String, now: Int64) -> AccessTokenClaims? {
         guard let claims = entries[token] else { return nil }
         if claims.expiresAt <= now {
             entries[token] = nil
+            bytes -= token.utf8.count
             return nil
         }
         return claims
     }
 
     func insert(_ token: String, _ claims: AccessTokenClaims) {
-        if entries.count >= capacity { entries.removeAll(keepingCapacity: true) }
-        entries[token] = claims
+        let size = token.utf8.count
+        if entries.count >= capacity || bytes + size > maxBytes {
+            entries.removeAll(keepingCapacity: true)
+            bytes = 0
+        }
+        if entries.updateValue(claims, forKey: token) == nil { bytes += size }
     }
 }
 
