@@ -334,7 +334,8 @@ public struct AuthorizationService {
         let code = env.randomToken(prefix: "lkc_", bytes: 32)
         let now = env.now()
         // A disabled client, a redirect URI taken off it or a scope it no longer holds gets no code (the
-        // token endpoint checks the client and its scopes again at redemption).
+        // token endpoint checks the client and its scopes again at redemption, and PKCE where the client must use
+        // it now).
         guard let client = try answerableClient(request), scope.allSatisfy(client.scope.contains) else { throw ConsentError.clientChanged }
         // Lost with the database's crash, all of it goes (the answer, the code, the connection's new scopes): the
         // client's redemption fails and the user answers again. A redemption flushes it first (`writeDeferringFlush`).

@@ -292,7 +292,7 @@ import Testing
         let (client, _) = try h.app()
         let now = h.clock.now
         let request = AuthorizationRequest(clientID: client, redirectURI: StoreFixture.redirect, redirectURISent: true, scope: ["openid"], state: nil,
-                                           nonce: nil, codeChallenge: nil, prompt: [], maxAge: nil)
+                                           nonce: nil, codeChallenge: StoreContractTests.challenge, prompt: [], maxAge: nil)
         try h.store.write { try h.store.insertAuthorizationRequest(idHash: "race-request", request: request, createdAt: now, expiresAt: now + 60_000) }
         let outcomes = race(h, 8) { store, _ in try store.write { try store.markAuthorizationRequestAnswered(idHash: "race-request", at: now) } }
         #expect(outcomes.filter { (try? $0.get()) == true }.count == 1, "\(outcomes)")
@@ -425,7 +425,7 @@ import Testing
         let user = try #require(try h.store.read { try h.store.user(id: userID) })
         let scope = ["openid", "profile"]
         let request = AuthorizationRequest(clientID: client, redirectURI: StoreFixture.redirect, redirectURISent: true,
-                                           scope: scope, state: nil, nonce: nil, codeChallenge: nil, prompt: [], maxAge: nil)
+                                           scope: scope, state: nil, nonce: nil, codeChallenge: StoreContractTests.challenge, prompt: [], maxAge: nil)
         let code = try AuthorizationService(env: h.env, store: h.store).issueCode(request, user: user, authTime: h.clock.now / 1000, session: nil,
                                                                                 scope: scope, consent: .forget, answering: nil)
         let parameters = ["code": code, "redirect_uri": StoreFixture.redirect]
@@ -452,7 +452,7 @@ import Testing
         let env = h.env, now = h.clock.now
         let grant: @Sendable (any Store, [String]) throws -> Void = { store, scope in
             let request = AuthorizationRequest(clientID: client, redirectURI: StoreFixture.redirect, redirectURISent: true,
-                                               scope: scope, state: nil, nonce: nil, codeChallenge: nil, prompt: [], maxAge: nil)
+                                               scope: scope, state: nil, nonce: nil, codeChallenge: StoreContractTests.challenge, prompt: [], maxAge: nil)
             _ = try AuthorizationService(env: env, store: store).issueCode(request, user: user, authTime: now / 1000, session: nil, scope: scope,
                                                                           consent: .forget, answering: nil)
         }
@@ -478,7 +478,7 @@ import Testing
         let env = h.env, now = h.clock.now
         let grant: @Sendable (any Store, [String], RememberedConsent) throws -> Void = { store, scope, consent in
             let request = AuthorizationRequest(clientID: client, redirectURI: StoreFixture.redirect, redirectURISent: true,
-                                               scope: scope, state: nil, nonce: nil, codeChallenge: nil, prompt: [], maxAge: nil)
+                                               scope: scope, state: nil, nonce: nil, codeChallenge: StoreContractTests.challenge, prompt: [], maxAge: nil)
             _ = try AuthorizationService(env: env, store: store).issueCode(request, user: user, authTime: now / 1000, session: nil, scope: scope,
                                                                           consent: consent, answering: nil)
         }
@@ -531,7 +531,7 @@ import Testing
                                     expiresAt: now + 3_600_000)
         try h.store.write { try h.store.insertSession(session) }
         let request = AuthorizationRequest(clientID: client, redirectURI: StoreFixture.redirect, redirectURISent: true,
-                                           scope: ["openid"], state: nil, nonce: nil, codeChallenge: nil, prompt: [], maxAge: nil)
+                                           scope: ["openid"], state: nil, nonce: nil, codeChallenge: StoreContractTests.challenge, prompt: [], maxAge: nil)
         let env = h.env
         let failure = try Self.whileAnotherConnectionHolds(h, { try SessionService(env: env, store: $0).logout(token) }) {
             #expect(throws: ConsentError.loginRequired) {
@@ -607,7 +607,7 @@ import Testing
         let user = try #require(try h.store.read { try h.store.user(id: userID) })
         let setEnabled = try Self.settingEnabled(h, client)
         let request = AuthorizationRequest(clientID: client, redirectURI: StoreFixture.redirect, redirectURISent: true,
-                                           scope: ["openid", "offline_access"], state: nil, nonce: nil, codeChallenge: nil, prompt: [], maxAge: nil)
+                                           scope: ["openid", "offline_access"], state: nil, nonce: nil, codeChallenge: StoreContractTests.challenge, prompt: [], maxAge: nil)
         var code: String?
         let failure = try Self.whileAnotherConnectionHolds(h, { try setEnabled($0, false) }) {
             code = try? AuthorizationService(env: h.env, store: h.store).issueCode(request, user: user, authTime: h.clock.now / 1000, session: nil,
@@ -642,13 +642,20 @@ import Testing
             return { store in try StoreContractTests.exchange(env, store, GrantType.deviceCode.rawValue, ["device_code": code], client) }
         }
         let request = AuthorizationRequest(clientID: client, redirectURI: StoreFixture.redirect, redirectURISent: true,
-                                           scope: scope, state: nil, nonce: nil, codeChallenge: nil, prompt: [], maxAge: nil)
+                                           scope: scope, state: nil, nonce: nil, codeChallenge: StoreContractTests.challenge, prompt: [], maxAge: nil)
         let code = try AuthorizationService(env: env, store: h.store).issueCode(request, user: user, authTime: now / 1000, session: session, scope: scope,
                                                                               consent: .forget, answering: nil)
         return { store in try StoreContractTests.exchange(env, store, "authorization_code", ["code": code, "redirect_uri": StoreFixture.redirect], client) }
     }
 
+    /// PKCE for the public clients' codes these tests make (RFC 7636 Appendix B's pair).
+    static let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+    static let challenge = Base64.urlEncode(Digest.sha256(verifier))
+
+    /// A public client's redemption; a code's comes with the verifier of `challenge`.
     static func exchange(_ env: OAuth.Environment, _ store: any Store, _ grantType: String, _ parameters: [String: String], _ client: String) throws -> TokenResponse {
+        var parameters = parameters
+        if grantType == "authorization_code" && parameters["code_verifier"] == nil { parameters["code_verifier"] = verifier }
         let service = TokenService(env: env, store: store, keys: KeyRing(store: store, env: env))
         let hasher = try Provisioning.secretHasher(store: store, env: env)
         return try TokenExchange(service: service, authenticator: ClientAuthenticator(env: env, store: store, hasher: hasher, guards: nil))

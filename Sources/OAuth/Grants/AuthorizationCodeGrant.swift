@@ -72,6 +72,9 @@ public struct AuthorizationCodeGrant: Grant {
             }
         } else if verifier != nil {
             return .refused(.invalidGrant("No code_challenge was sent with the authorization request."))
+        } else if client.mustUsePKCE {
+            // Made public (or FAPI 2.0) since the code was issued: without a challenge, the code alone would do.
+            return .refused(.invalidGrant("This client must use PKCE: the authorization request sent no code_challenge."))
         }
         // Only scopes the client still holds are issued (one taken off it since the code was made is not).
         let scope = record.scope.filter(client.scope.contains)

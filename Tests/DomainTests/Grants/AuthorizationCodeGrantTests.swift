@@ -75,4 +75,26 @@ import Testing
                 == .invalidGrant("No code_challenge was sent with the authorization request."))
         #expect(try t.exchange("authorization_code", ["code": code, "redirect_uri": StoreFixture.redirect], as: confidential).refreshToken != nil)
     }
+
+    /// Attacker review, session 24: a confidential client's request without PKCE, then the client made public. A
+    /// code issued without a challenge is refused (it would be redeemed with the client id alone).
+    @Test func aClientMadePublicSinceTheRequestGetsNoCodeWithoutPKCE() throws {
+        let t = try GrantTesting()
+        let user = try t.h.user()
+        let (client, _) = try t.h.app(public: false)
+        let code = try t.code(client: client, user: user, verifier: nil)
+        try t.h.store.write {
+            var changed = try #require(try t.h.store.client(client))
+            changed.authMethod = .publicClient
+            try t.h.store.updateClient(changed)
+        }
+        #expect(t.refusal("authorization_code", ["code": code, "redirect_uri": StoreFixture.redirect], as: .publicClient(clientID: client))
+                == .invalidGrant("This client must use PKCE: the authorization request sent no code_challenge."))
+        let answeredAfter = try t.code(client: client, user: user, verifier: nil)
+        #expect(t.refusal("authorization_code", ["code": answeredAfter, "redirect_uri": StoreFixture.redirect], as: .publicClient(clientID: client))
+                == .invalidGrant("This client must use PKCE: the authorization request sent no code_challenge."))
+        // With PKCE, as a public client asks, it gets its code.
+        #expect(try t.exchange("authorization_code", ["code": try t.code(client: client, user: user), "redirect_uri": StoreFixture.redirect,
+                                                      "code_verifier": Self.verifier], as: .publicClient(clientID: client)).refreshToken != nil)
+    }
 }
