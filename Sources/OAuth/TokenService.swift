@@ -61,9 +61,16 @@ public struct TokenService {
 
     /// RFC 7009 §2.1: revokes a token issued to the calling client; any other
     /// token (unknown, foreign, already invalid) is answered the same way.
-    public func revoke(token: String, caller: Client) throws {
-        if try revokeRefresh(token, caller: caller) { return }
-        guard let (claims, _) = try store.read({ try tokens.validate(token) }), claims.clientID == caller.clientID else { return }
+    /// A public client's token bound to a DPoP key (RFC 9449 §5) is revoked
+    /// only with `proofKey`, the thumbprint of a valid proof of that key: the
+    /// client id alone is anyone's, and without the key a stolen token could
+    /// not be used, so it must not end its family either (attacker review,
+    /// session 24). A confidential client has authenticated itself.
+    public func revoke(token: String, caller: Client, proofKey: String? = nil) throws {
+        func mayRevoke(boundTo jkt: String?) -> Bool { jkt == nil || !caller.isPublic || jkt == proofKey }
+        if try revokeRefresh(token, caller: caller, mayRevoke: mayRevoke) { return }
+        guard let (claims, _) = try store.read({ try tokens.validate(token) }), claims.clientID == caller.clientID,
+              mayRevoke(boundTo: claims.jkt) else { return }
         try store.write { try store.revokeAccessToken(jti: claims.jti, expiresAt: claims.expiresAt * 1000) }
     }
 

@@ -48,10 +48,10 @@ extension TokenService {
         return .object(answer)
     }
 
-    /// Revocation of a refresh token revokes its family (RFC 7009 §2.1).
-    func revokeRefresh(_ token: String, caller: Client) throws -> Bool {
+    /// Revocation of a refresh token revokes its family (RFC 7009 §2.1), when `mayRevoke` allows it for the token's binding.
+    func revokeRefresh(_ token: String, caller: Client, mayRevoke: (_ boundTo: String?) -> Bool) throws -> Bool {
         guard token.hasPrefix("lkr_"), let record = try store.read({ try store.refreshToken(hash: TokenService.hash(token)) }) else { return false }
-        guard record.clientID == caller.clientID else { return true }
+        guard record.clientID == caller.clientID, mayRevoke(record.jkt) else { return true }
         try store.write { try store.revokeFamily(id: record.familyID, at: env.now()) }
         return true
     }

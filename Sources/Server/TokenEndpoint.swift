@@ -109,7 +109,10 @@ enum TokenEndpoint {
         let credentials = try form.credentials(request)
         let caller = try ctx.clientAuthenticator(request).authenticateAlone(credentials, allowPublic: true)
         guard let token = form["token"] else { throw OAuthError.invalidRequest("token is required.") }
-        try ctx.tokens.revoke(token: token, caller: caller)
+        // A public client's bound tokens are revoked only with a proof of their key (checked, and its jti recorded,
+        // only for such a caller): the client id alone is anyone's.
+        let proofKey = caller.isPublic ? try DPoPEndpoint.proofKey(request, ctx, accessToken: nil) : nil
+        try ctx.tokens.revoke(token: token, caller: caller, proofKey: proofKey)
         return uncached(Response(status: 200))
     }
 }

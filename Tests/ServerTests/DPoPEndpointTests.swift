@@ -325,6 +325,44 @@ import Testing
         let discovery = try #require(h.call("GET", "/.well-known/openid-configuration").json)
         #expect(discovery["dpop_signing_alg_values_supported"] == ["ES256", "RS256", "EdDSA"])
     }
+
+    /// RFC 9449 §5 with RFC 7009: a public client's bound tokens are revoked only with a proof of their key
+    /// (attacker review, session 24: the client id alone revoked a stolen bound refresh token's whole family). Without
+    /// one, or with another key's, the answer is the same 200 and nothing ends.
+    @Test func rfc9449Section5APublicClientsBoundTokensAreRevokedOnlyWithTheirKey() throws {
+        let h = try Harness()
+        _ = try h.user()
+        let (client, _) = try h.app(public: true)
+        let key = try SigningKey.generate(.es256)
+        let b = Browser(h), pkce = PKCE()
+        let code = try flow.code(h, b, client: client, pkce: pkce)
+        let tokens = h.form("/oauth2/token", [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", Harness.redirect),
+                                              ("code_verifier", pkce.verifier), ("client_id", client)],
+                            headers: [("DPoP", try proof(h, key, "POST", "/oauth2/token"))])
+        let refresh = try #require(tokens.json?["refresh_token"]?.stringValue)
+        let access = try #require(tokens.json?["access_token"]?.stringValue)
+        func revoke(_ token: String, _ signer: SigningKey?) throws -> Response {
+            h.form("/oauth2/revoke", [("token", token), ("client_id", client)],
+                   headers: try signer.map { [("DPoP", try proof(h, $0, "POST", "/oauth2/revoke"))] } ?? [])
+        }
+        func active(_ token: String) -> Bool {
+            h.form("/oauth2/introspect", [("token", token)], basic: (h.primary.clientID, h.primary.clientSecret)).json?["active"] == true
+        }
+        for token in [refresh, access] {
+            for signer in [nil, try SigningKey.generate(.es256)] {
+                let answer = try revoke(token, signer)
+                #expect(answer.status == 200, "\(answer.bodyText)")
+                #expect(active(token), "revoked without the key")
+            }
+        }
+        // A proof that is no proof is refused as one.
+        let garbage = h.form("/oauth2/revoke", [("token", access), ("client_id", client)], headers: [("DPoP", "not.a.proof")])
+        #expect(garbage.status == 400 && garbage.json?["error"] == "invalid_dpop_proof", "\(garbage.bodyText)")
+        #expect(try revoke(access, key).status == 200)
+        #expect(!active(access))
+        #expect(try revoke(refresh, key).status == 200)
+        #expect(!active(refresh))
+    }
 }
 
 /// Proofs as a client library makes them (the header carries the public key).
