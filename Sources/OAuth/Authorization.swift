@@ -129,14 +129,29 @@ public struct AuthorizationService {
         } catch let failure as AuthorizationFailure {
             let description = AuthorizationService.describe(failure.check)
             // Until the client and its redirect URI are trusted, errors are a page (RFC 6749 §4.1.2.1).
-            guard let to = failure.destination else { return .errorPage(description) }
+            guard let to = failure.destination,
+                  try redirectsBeforeSignIn(try parameters.clientID.flatMap { id in try store.read { try store.client(id) } }, sessionToken: sessionToken)
+            else { return .errorPage(description) }
             return errorRedirect(to.redirectURI, failure.check.errorCode, description, state: to.state, mode: to.mode)
         }
         if client.mustPushRequests {
-            return errorRedirect(request.redirectURI, "invalid_request", "This client must push its authorization requests (RFC 9126).",
-                                 state: request.state, mode: request.responseMode)
+            let description = "This client must push its authorization requests (RFC 9126)."
+            guard try redirectsBeforeSignIn(client, sessionToken: sessionToken) else { return .errorPage(description) }
+            return errorRedirect(request.redirectURI, "invalid_request", description, state: request.state, mode: request.responseMode)
         }
         return try start(request, sessionToken: sessionToken, browser: browser)
+    }
+
+    /// Whether an error may go to the client's redirect URI while no user is
+    /// signed in. Not for a client registered anonymously (RFC 9700 §4.11.2):
+    /// anyone may register one with a redirect URI of their choosing and send
+    /// a link with a bad parameter (or `prompt=none`) to have this server's
+    /// name send a visitor there at once; "the authorization server MUST
+    /// always authenticate the user first". Such an error is shown as a page
+    /// until someone is signed in (attacker review, session 24).
+    func redirectsBeforeSignIn(_ client: Client?, sessionToken: String?) throws -> Bool {
+        guard let client, ClientRegistration.isAnonymous(client) else { return true }
+        return try SessionService(env: env, store: store).current(sessionToken) != nil
     }
 
     // MARK: Pushed authorization requests (RFC 9126)
@@ -236,6 +251,11 @@ public struct AuthorizationService {
         let session = try SessionService(env: env, store: store).current(sessionToken)
         if session.map({ !signedInFreshly(for: stored, $0.session) }) ?? true {
             if request.prompt.contains("none") {
+                // No one signed in at all: a client registered anonymously gets its error as a page (RFC 9700 §4.11.2).
+                if session == nil, let client = try store.read({ try store.client(request.clientID) }), ClientRegistration.isAnonymous(client) {
+                    _ = try store.write { try store.markAuthorizationRequestAnswered(idHash: stored.idHash, at: env.now()) }
+                    return .errorPage("The user is not signed in.")
+                }
                 return try answerWithError(stored, "login_required", "The user is not signed in.")
             }
             return .login(requestID: requestID, loginHint: request.loginHint)

@@ -95,7 +95,11 @@ public struct LogoutService {
             return .errorPage("The logout request is not valid: its id_token_hint, client_id or post_logout_redirect_uri does not match a registered client.")
         }
         let sessions = SessionService(env: env, store: store)
-        guard let token = sessionToken, let (session, user) = try sessions.current(token) else { return .signedOut(redirect: redirect) }
+        guard let token = sessionToken, let (session, user) = try sessions.current(token) else {
+            // No one is signed in here: nothing ended, and a client registered anonymously does not have this server
+            // send a visitor to its URI (anyone's own ID token for it would do: RFC 9700 §4.11.2, attacker review, session 24).
+            return .signedOut(redirect: client.map(ClientRegistration.isAnonymous) == true ? nil : redirect)
+        }
         // The hint must name this user and this very session: an ID token from an earlier session (any
         // client the user ever used holds one), or one no browser session signed in for (minted on the app
         // API with a user's token, or by a device), does not end this one unasked.

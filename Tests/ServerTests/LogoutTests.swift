@@ -29,6 +29,51 @@ import Testing
 
     func logout(_ b: Browser, _ items: [(String, String)]) -> Response { b.send("GET", "/oauth2/logout", query: FormEncoding.serialize(items)) }
 
+    /// RFC 9700 §4.11.2 (attacker review, session 24): anyone may register a client anonymously with a redirect URI of
+    /// their own and send a link that makes this server redirect a visitor there at once (a bad parameter, or
+    /// `prompt=none`; at logout, their own ID token as the hint). For such a client, while no one is signed in, the
+    /// error (or the signed-out page) stays here; signed in, or for a client an operator registered, it goes back.
+    @Test func anAnonymouslyRegisteredClientIsNotRedirectedToBeforeASignIn() throws {
+        let h = try Harness()
+        _ = try h.user()
+        let (anonymous, _) = try h.app()
+        let (registered, _) = try h.app()
+        for (client, mark) in [(anonymous, true), (registered, false)] {
+            try h.store.write {
+                var c = try #require(try h.store.client(client))
+                if mark { c.attributes.set("registered_anonymously", .bool(true)) }
+                c.postLogoutRedirectURIs = [Self.after]
+                try h.store.updateClient(c)
+            }
+        }
+        let pkce = PKCE()
+        func params(_ client: String, _ overrides: [String: String]) -> [(String, String)] {
+            var p = Dictionary(flow.authorizeParams(client, pkce), uniquingKeysWith: { a, _ in a })
+            for (k, v) in overrides { p[k] = v }
+            return p.map { ($0.key, $0.value) }
+        }
+        let signedIn = Browser(h)
+        #expect(signedIn.login().status == 204)
+        for (overrides, error) in [(["response_type": "token"], "unsupported_response_type"), (["prompt": "none"], "consent_required")] {
+            let page = Browser(h).authorize(params(anonymous, overrides))
+            #expect(page.status == 400 && page.headers[.location] == nil, "\(overrides): \(page.status) \(page.headers[.location] ?? "")")
+            let control = Browser(h).authorize(params(registered, overrides))
+            #expect(control.status == 303 && control.headers[.location]?.hasPrefix(Harness.redirect + "?") == true, "\(overrides)")
+            let answered = signedIn.authorize(params(anonymous, overrides))
+            #expect(answered.status == 303 && queryItems(answered.headers[.location] ?? "")["error"] == error, "\(overrides): \(answered.status)")
+        }
+        // Logout with a genuine hint (the attacker's own ID token for the client) from a browser signed in nowhere.
+        for (client, redirected) in [(anonymous, false), (registered, true)] {
+            let b = Browser(h)
+            let verifier = PKCE()
+            let tokens = flow.exchange(h, client: client, code: try flow.code(h, b, client: client, pkce: verifier), verifier: verifier.verifier)
+            let idToken = try #require(tokens.json?["id_token"]?.stringValue)
+            let r = logout(Browser(h), [("id_token_hint", idToken), ("post_logout_redirect_uri", Self.after), ("state", "s")])
+            #expect(redirected ? r.status == 303 && r.headers[.location] == Self.after + "?state=s" : r.status == 200 && r.headers[.location] == nil,
+                    "\(client): \(r.status)")
+        }
+    }
+
     @Test func aHintForTheSignedInUserEndsTheSessionAndRedirectsWithState() throws {
         let h = try Harness()
         let (b, _, idToken) = try signedIn(h)
