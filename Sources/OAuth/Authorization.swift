@@ -25,7 +25,17 @@ public enum RememberedConsent: Sendable {
     /// without asking (one for fewer scopes forgets none of the others), or a
     /// device's approval, which is for that device only.
     case keep
+    /// As `keep`, for a request answered without asking because the
+    /// remembered consent covered it: it must still cover the request when
+    /// the grant is written. A disconnect (or a narrowed consent) committed
+    /// since it was read took it away, and the user is asked instead
+    /// (attacker review, session 24: a silent sign-in racing a disconnect
+    /// brought the connection back).
+    case covered
 }
+
+/// Thrown inside a grant's write when a `covered` request is no longer covered.
+struct RememberedConsentWithdrawn: Error {}
 
 public struct AuthorizationService {
     public static let requestLifetimeMillis: Int64 = 10 * 60_000
@@ -274,7 +284,12 @@ public struct AuthorizationService {
         }
         do {
             return .respond(try grant(stored, user: user, authTime: session!.session.authTime, session: session!.session,
-                                      scope: request.scope, consent: .keep))
+                                      scope: request.scope, consent: .covered))
+        } catch is RememberedConsentWithdrawn {
+            if request.prompt.contains("none") {
+                return try answerWithError(stored, "consent_required", "The user has not approved this client.")
+            }
+            return .consent(requestID: requestID)
         } catch ConsentError.clientChanged {
             return .errorPage(ConsentError.clientChangedMessage)
         } catch ConsentError.loginRequired {
@@ -400,8 +415,9 @@ public struct AuthorizationService {
         switch consent {
         case .replace: remembered = scope
         case .forget: remembered = []
-        case .keep: remembered = existing?.rememberedScope ?? []
+        case .keep, .covered: remembered = existing?.rememberedScope ?? []
         }
+        if consent == .covered && !scope.allSatisfy(remembered.contains) { throw RememberedConsentWithdrawn() }
         // Less remembered than before: the user took something away, which no crash may give back.
         if !(existing?.rememberedScope ?? []).allSatisfy(remembered.contains) { store.requireFlush() }
         try store.upsertConnection(UserConnection(userID: userID, clientID: clientID, rememberedScope: remembered,

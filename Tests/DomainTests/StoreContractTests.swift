@@ -466,6 +466,39 @@ import Testing
         #expect(Set(connection.grantedScope) == ["openid", "profile", "email"] && connection.grantedScope.count == 3)
     }
 
+    /// A request answered without asking because the remembered consent
+    /// covered it is granted only if the consent still covers it when the
+    /// grant is written (attacker review, session 24): a disconnect, or a
+    /// narrowing, committed between the check and the write leaves no code
+    /// and no connection brought back; the user is asked instead.
+    @Test func aGrantOnRememberedConsentNeedsTheConsentStillThere() throws {
+        let h = try StoreFixture()
+        let userID = try h.user()
+        let (client, _) = try h.app()
+        let user = try #require(try h.store.read { try h.store.user(id: userID) })
+        func grant(_ scope: [String], _ consent: RememberedConsent) throws -> String {
+            let request = AuthorizationRequest(clientID: client, redirectURI: StoreFixture.redirect, redirectURISent: true,
+                                               scope: scope, state: nil, nonce: nil, codeChallenge: StoreContractTests.challenge, prompt: [], maxAge: nil)
+            return try AuthorizationService(env: h.env, store: h.store).issueCode(request, user: user, authTime: h.clock.now / 1000, session: nil,
+                                                                                 scope: scope, consent: consent, answering: nil)
+        }
+        _ = try grant(["openid", "profile"], .replace)
+        _ = try grant(["openid"], .covered)
+        var codes = try Self.codeHashes(h).count
+        // Wider than what is remembered: no code.
+        #expect(throws: (any Error).self) { try grant(["openid", "email"], .covered) }
+        #expect(try Self.codeHashes(h).count == codes)
+        // Disconnected meanwhile: no code, and the connection stays gone.
+        try h.store.write { try h.store.deleteConnection(userID: userID, clientID: client) }
+        codes = try Self.codeHashes(h).count
+        #expect(throws: (any Error).self) { try grant(["openid"], .covered) }
+        #expect(try h.store.read { try h.store.connection(userID: userID, clientID: client) } == nil)
+        #expect(try Self.codeHashes(h).count == codes)
+        // A device's approval (`keep`) is the user's own answer: it connects the app again.
+        _ = try grant(["openid"], .keep)
+        #expect(try h.store.read { try h.store.connection(userID: userID, clientID: client) } != nil)
+    }
+
     /// A user narrows what the app may take without asking while a grant
     /// that keeps the remembered consent (a device's approval) is under way
     /// on another node: the narrowing stands. Before the connection was read
