@@ -62,16 +62,31 @@ public struct TokenService {
     /// RFC 7009 §2.1: revokes a token issued to the calling client; any other
     /// token (unknown, foreign, already invalid) is answered the same way.
     /// A public client's token bound to a DPoP key (RFC 9449 §5) is revoked
-    /// only with `proofKey`, the thumbprint of a valid proof of that key: the
-    /// client id alone is anyone's, and without the key a stolen token could
-    /// not be used, so it must not end its family either (attacker review,
-    /// session 24). A confidential client has authenticated itself.
-    public func revoke(token: String, caller: Client, proofKey: String? = nil) throws {
-        func mayRevoke(boundTo jkt: String?) -> Bool { jkt == nil || !caller.isPublic || jkt == proofKey }
-        if try revokeRefresh(token, caller: caller, mayRevoke: mayRevoke) { return }
-        guard let (claims, _) = try store.read({ try tokens.validate(token) }), claims.clientID == caller.clientID,
-              mayRevoke(boundTo: claims.jkt) else { return }
-        try store.write { try store.revokeAccessToken(jti: claims.jti, expiresAt: claims.expiresAt * 1000) }
+    /// only with `proof`, a verified proof of that key, whose `jti` is
+    /// recorded with the revocation: the client id alone is anyone's, and
+    /// without the key a stolen token could not be used, so it must not end
+    /// its family either (attacker review, session 24). Without one the
+    /// client is told to send one (`invalid_dpop_proof`, 400: the token is its
+    /// own). A confidential client has authenticated itself.
+    public func revoke(token: String, caller: Client, proof: DPoPProof? = nil) throws {
+        if try revokeRefresh(token, caller: caller, proof: proof) { return }
+        guard let (claims, _) = try store.read({ try tokens.validate(token) }), claims.clientID == caller.clientID else { return }
+        let spent = try TokenService.proofForRevoking(boundTo: claims.jkt, caller: caller, proof: proof)
+        try store.write {
+            if let spent, try !store.useProof(spent) { throw OAuthError.proofReplayed }
+            try store.revokeAccessToken(jti: claims.jti, expiresAt: claims.expiresAt * 1000)
+        }
+    }
+
+    /// The proof a revocation of a token bound to `jkt` must record: nil when
+    /// none is needed (an unbound token, a confidential caller); a refusal
+    /// when the public caller sent none, or one of another key.
+    static func proofForRevoking(boundTo jkt: String?, caller: Client, proof: DPoPProof?) throws -> DPoPProof? {
+        guard let jkt, caller.isPublic else { return nil }
+        guard let proof, proof.jkt == jkt else {
+            throw OAuthError("invalid_dpop_proof", status: 400, "The token is bound to a DPoP key: send a proof of that key.")
+        }
+        return proof
     }
 
     /// True when `token` is genuine but its client was deleted.

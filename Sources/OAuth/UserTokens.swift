@@ -48,11 +48,16 @@ extension TokenService {
         return .object(answer)
     }
 
-    /// Revocation of a refresh token revokes its family (RFC 7009 §2.1), when `mayRevoke` allows it for the token's binding.
-    func revokeRefresh(_ token: String, caller: Client, mayRevoke: (_ boundTo: String?) -> Bool) throws -> Bool {
+    /// Revocation of a refresh token revokes its family (RFC 7009 §2.1); a
+    /// public client's bound one only with a proof of its key (`revoke`).
+    func revokeRefresh(_ token: String, caller: Client, proof: DPoPProof?) throws -> Bool {
         guard token.hasPrefix("lkr_"), let record = try store.read({ try store.refreshToken(hash: TokenService.hash(token)) }) else { return false }
-        guard record.clientID == caller.clientID, mayRevoke(record.jkt) else { return true }
-        try store.write { try store.revokeFamily(id: record.familyID, at: env.now()) }
+        guard record.clientID == caller.clientID else { return true }
+        let spent = try TokenService.proofForRevoking(boundTo: record.jkt, caller: caller, proof: proof)
+        try store.write {
+            if let spent, try !store.useProof(spent) { throw OAuthError.proofReplayed }
+            try store.revokeFamily(id: record.familyID, at: env.now())
+        }
         return true
     }
 }

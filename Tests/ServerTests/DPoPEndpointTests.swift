@@ -282,8 +282,8 @@ import Testing
         #expect(proved.status == 200 && proved.json?["token_type"] == "DPoP")
     }
 
-    @Test func rfc9449Section5APublicClientsRefreshTokenIsBoundToItsKey() throws {
-        let h = try Harness()
+    /// A public client's code redeemed with a proof of a new key: the client, the key and the bound tokens.
+    func boundTokens(_ h: Harness) throws -> (client: String, key: SigningKey, refresh: String, access: String) {
         _ = try h.user()
         let (client, _) = try h.app(public: true)
         let key = try SigningKey.generate(.es256)
@@ -293,8 +293,12 @@ import Testing
                                               ("code_verifier", pkce.verifier), ("client_id", client)],
                             headers: [("DPoP", try proof(h, key, "POST", "/oauth2/token"))])
         #expect(tokens.status == 200 && tokens.json?["token_type"] == "DPoP", "\(tokens.bodyText)")
-        let refresh = try #require(tokens.json?["refresh_token"]?.stringValue)
-        let access = try #require(tokens.json?["access_token"]?.stringValue)
+        return (client, key, try #require(tokens.json?["refresh_token"]?.stringValue), try #require(tokens.json?["access_token"]?.stringValue))
+    }
+
+    @Test func rfc9449Section5APublicClientsRefreshTokenIsBoundToItsKey() throws {
+        let h = try Harness()
+        let (client, key, refresh, access) = try boundTokens(h)
         // Introspection shows the binding of the refresh token too (SPEC 10.2: `cnf` at introspection).
         let introspected = h.form("/oauth2/introspect", [("token", refresh)], basic: (h.primary.clientID, h.primary.clientSecret))
         let jkt = try JWK.thumbprint(key)
@@ -328,19 +332,11 @@ import Testing
 
     /// RFC 9449 §5 with RFC 7009: a public client's bound tokens are revoked only with a proof of their key
     /// (attacker review, session 24: the client id alone revoked a stolen bound refresh token's whole family). Without
-    /// one, or with another key's, the answer is the same 200 and nothing ends.
+    /// one, or with another key's, the answer is 400 `invalid_dpop_proof` (the token is the caller's own: it can
+    /// send one), nothing ends and no proof is recorded; a proof is recorded with the revocation it allowed.
     @Test func rfc9449Section5APublicClientsBoundTokensAreRevokedOnlyWithTheirKey() throws {
         let h = try Harness()
-        _ = try h.user()
-        let (client, _) = try h.app(public: true)
-        let key = try SigningKey.generate(.es256)
-        let b = Browser(h), pkce = PKCE()
-        let code = try flow.code(h, b, client: client, pkce: pkce)
-        let tokens = h.form("/oauth2/token", [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", Harness.redirect),
-                                              ("code_verifier", pkce.verifier), ("client_id", client)],
-                            headers: [("DPoP", try proof(h, key, "POST", "/oauth2/token"))])
-        let refresh = try #require(tokens.json?["refresh_token"]?.stringValue)
-        let access = try #require(tokens.json?["access_token"]?.stringValue)
+        let (client, key, refresh, access) = try boundTokens(h)
         func revoke(_ token: String, _ signer: SigningKey?) throws -> Response {
             h.form("/oauth2/revoke", [("token", token), ("client_id", client)],
                    headers: try signer.map { [("DPoP", try proof(h, $0, "POST", "/oauth2/revoke"))] } ?? [])
@@ -348,20 +344,34 @@ import Testing
         func active(_ token: String) -> Bool {
             h.form("/oauth2/introspect", [("token", token)], basic: (h.primary.clientID, h.primary.clientSecret)).json?["active"] == true
         }
-        for token in [refresh, access] {
-            for signer in [nil, try SigningKey.generate(.es256)] {
-                let answer = try revoke(token, signer)
-                #expect(answer.status == 200, "\(answer.bodyText)")
-                #expect(active(token), "revoked without the key")
-            }
+        let stranger = try SigningKey.generate(.es256)
+        for (i, token) in [refresh, access].enumerated() {
+            let withoutProof = try revoke(token, nil)
+            #expect(withoutProof.status == 400 && withoutProof.json?["error"] == "invalid_dpop_proof", "\(withoutProof.bodyText)")
+            let strangers = try DPoPTestProof.make(stranger, claims: ["htm": "POST", "htu": .string(Harness.issuer + "/oauth2/revoke"),
+                                                                       "iat": .int(h.clock.now / 1000), "jti": .string("refused-\(i)")])
+            let otherKey = h.form("/oauth2/revoke", [("token", token), ("client_id", client)], headers: [("DPoP", strangers)])
+            #expect(otherKey.status == 400 && otherKey.json?["error"] == "invalid_dpop_proof", "\(otherKey.bodyText)")
+            #expect(active(token), "revoked without the key")
+            // The refused revocation recorded no proof: this one's jti is still free.
+            #expect(try h.store.write { try h.store.useProof(jkt: try JWK.thumbprint(stranger), jti: "refused-\(i)", expiresAt: proofExpiry(h), now: h.clock.now) })
         }
         // A proof that is no proof is refused as one.
         let garbage = h.form("/oauth2/revoke", [("token", access), ("client_id", client)], headers: [("DPoP", "not.a.proof")])
         #expect(garbage.status == 400 && garbage.json?["error"] == "invalid_dpop_proof", "\(garbage.bodyText)")
-        #expect(try revoke(access, key).status == 200)
+        // A proof of the key, once: the same proof again is a replay.
+        let once = try proof(h, key, "POST", "/oauth2/revoke")
+        #expect(h.form("/oauth2/revoke", [("token", access), ("client_id", client)], headers: [("DPoP", once)]).status == 200)
         #expect(!active(access))
+        let replayed = h.form("/oauth2/revoke", [("token", refresh), ("client_id", client)], headers: [("DPoP", once)])
+        #expect(replayed.status == 400 && replayed.json?["error"] == "invalid_dpop_proof", "\(replayed.bodyText)")
+        #expect(active(refresh))
         #expect(try revoke(refresh, key).status == 200)
         #expect(!active(refresh))
+        // Unknown tokens are answered 200 with or without a proof, and spend none.
+        let unknownProof = try proof(h, key, "POST", "/oauth2/revoke")
+        #expect(h.form("/oauth2/revoke", [("token", "lkr_unknown"), ("client_id", client)], headers: [("DPoP", unknownProof)]).status == 200)
+        #expect(h.form("/oauth2/revoke", [("token", access), ("client_id", client)], headers: [("DPoP", unknownProof)]).status == 200)
     }
 }
 
