@@ -35,6 +35,12 @@ public struct AuthorizationCodeGrant: Grant {
         }
     }
 
+    /// RFC 7636 §4.6 (S256): whether `verifier` is the one `challenge` was made from, compared in constant time.
+    static func verifier(_ verifier: String?, matches challenge: String) -> Bool {
+        guard let verifier, AuthorizationService.isValidCodeChallenge(verifier) else { return false }
+        return Digest.constantTimeEqual(Array(Base64.urlEncode(Digest.sha256(verifier)).utf8), Array(challenge.utf8))
+    }
+
     /// The checks of a redemption on the code as its claim found it, in
     /// their order, and the grant when it passes them all.
     private func redeem(_ claim: Claimed<AuthorizationCodeRecord>, familyID: String, request: TokenRequest, client: Client,
@@ -49,27 +55,27 @@ public struct AuthorizationCodeGrant: Grant {
         }
         // The proof is recorded once the code is known to be this client's (RFC 9449 §11.1; nothing stored for a made-up one).
         guard try s.useProof(request) else { return .refused(.proofReplayed) }
+        // RFC 6749 §4.1.2: a second redemption revokes what the first one issued; of a code with PKCE, only one
+        // that holds its verifier. The code alone (kept in a browser's history or a log for as long as a spent code
+        // is kept) ended a public client's grant, DPoP-bound or not (attacker review, session 24).
+        let provesRequest = record.codeChallenge.map { AuthorizationCodeGrant.verifier(verifier, matches: $0) } ?? true
         if record.consumedAt != nil {
-            // RFC 6749 §4.1.2: a second redemption revokes what the first one issued.
-            if let family = record.familyID { try s.store.revokeFamily(id: family, at: now) }
+            if let family = record.familyID, provesRequest { try s.store.revokeFamily(id: family, at: now) }
             return .refused(.invalidGrant(detail: "code replayed"))
         }
         if !claim.claimed {
             // Unspent when read, yet consumed by a redemption that won the race to it (another node's, which held
             // the row until it committed): a second redemption all the same, with the family the winner wrote, now
             // committed (attacker review, session 18: the winner's tokens stayed live).
-            try s.revokeWinnersFamily(try s.store.code(hash: record.codeHash)?.familyID, at: now)
+            if provesRequest { try s.revokeWinnersFamily(try s.store.code(hash: record.codeHash)?.familyID, at: now) }
             return .refused(.invalidGrant(detail: "code consumed concurrently"))
         }
         guard record.expiresAt > now else { return .refused(.invalidGrant(detail: "code expired")) }
         if record.redirectURISent || redirectURI != nil {
             guard redirectURI == record.redirectURI else { return .refused(.invalidGrant("redirect_uri does not match the authorization request.")) }
         }
-        if let challenge = record.codeChallenge {
-            guard let verifier, AuthorizationService.isValidCodeChallenge(verifier),
-                  Digest.constantTimeEqual(Array(Base64.urlEncode(Digest.sha256(verifier)).utf8), Array(challenge.utf8)) else {
-                return .refused(.invalidGrant("The code_verifier does not match the code_challenge."))
-            }
+        if record.codeChallenge != nil {
+            guard provesRequest else { return .refused(.invalidGrant("The code_verifier does not match the code_challenge.")) }
         } else if verifier != nil {
             return .refused(.invalidGrant("No code_challenge was sent with the authorization request."))
         } else if client.mustUsePKCE {

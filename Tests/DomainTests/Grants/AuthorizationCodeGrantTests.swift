@@ -44,6 +44,29 @@ import Testing
         #expect(t.refusal("refresh_token", ["refresh_token": try #require(first.refreshToken)], as: .publicClient(clientID: client)) == .invalidGrant())
     }
 
+    /// Attacker review, session 24: a spent code is kept a day, and sits in browser histories and logs; sent again
+    /// without its PKCE verifier (or with another), it revoked the grant the first redemption made. Only a replay
+    /// that holds the verifier does.
+    @Test func aReplayWithoutTheVerifierRevokesNothing() throws {
+        let t = try GrantTesting()
+        let user = try t.h.user()
+        let (client, _) = try t.h.app()
+        let code = try t.code(client: client, user: user)
+        let first = try t.exchange("authorization_code", ["code": code, "redirect_uri": StoreFixture.redirect, "code_verifier": Self.verifier],
+                                   as: .publicClient(clientID: client))
+        let refresh = try #require(first.refreshToken)
+        for verifier in [nil, String(repeating: "a", count: 43)] {
+            var parameters = ["code": code, "redirect_uri": StoreFixture.redirect]
+            parameters["code_verifier"] = verifier
+            #expect(t.refusal("authorization_code", parameters, as: .publicClient(clientID: client)) == .invalidGrant())
+        }
+        let rotated = try t.exchange("refresh_token", ["refresh_token": refresh], as: .publicClient(clientID: client))
+        // With the verifier, the replay revokes the family, the refresh token just rotated included.
+        #expect(t.refusal("authorization_code", ["code": code, "redirect_uri": StoreFixture.redirect, "code_verifier": Self.verifier],
+                          as: .publicClient(clientID: client)) == .invalidGrant())
+        #expect(t.refusal("refresh_token", ["refresh_token": try #require(rotated.refreshToken)], as: .publicClient(clientID: client)) == .invalidGrant())
+    }
+
     @Test func anotherClientsCodeAndAnExpiredCodeAreUnknown() throws {
         let t = try GrantTesting()
         let user = try t.h.user()
