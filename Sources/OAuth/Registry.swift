@@ -230,6 +230,9 @@ public struct ClientRegistry {
                 // the client's own tokens end with the grant that gave them (attacker review, session 17).
                 updated.tokenGeneration += 1
             }
+            // Made public: the refresh tokens it was given while it authenticated would work with its id alone
+            // (attacker review, session 24). Its users' grants end; they sign in again.
+            if !current.isPublic && updated.isPublic { try store.revokeFamilies(clientID: id, at: env.now()) }
             if ClientRegistry.cutsOff(from: current, to: updated) { try endRegistrationTokenIfCutOff(id, caller: caller) }
             try store.updateClient(updated)
             // A redirect URI added (attacker review, session 13): remembered approvals would send codes there without

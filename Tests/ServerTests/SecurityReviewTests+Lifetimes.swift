@@ -75,6 +75,21 @@ extension SecurityReviewTests {
         #expect(!ClientSpec.isValidClientID(user))
     }
 
+    /// Attacker review, session 24: a confidential client made public keeps no refresh token it was given while it
+    /// authenticated (each would work with its client id alone from then on).
+    @Test func aClientMadePublicKeepsNoRefreshToken() throws {
+        let h = try Harness()
+        _ = try h.user()
+        let (client, secret) = try h.app(public: false)
+        let flow = UserFlowTests(), pkce = PKCE()
+        let tokens = flow.exchange(h, client: client, secret: secret, code: try flow.code(h, Browser(h), client: client, pkce: pkce), verifier: pkce.verifier)
+        let refresh = try #require(tokens.json?["refresh_token"]?.stringValue)
+        let changed = h.json("PATCH", "/api/v1/clients/\(client)", token: try h.token(), body: ["token_endpoint_auth_method": "none"])
+        #expect(changed.status == 200, "\(changed.bodyText)")
+        let stolen = h.form("/oauth2/token", [("grant_type", "refresh_token"), ("refresh_token", refresh), ("client_id", client)])
+        #expect(stolen.status == 400 && stolen.json?["error"] == "invalid_grant", "\(stolen.bodyText)")
+    }
+
     /// Attacker review, session 24: a client registered with a reserved id form before the prefixes were reserved
     /// (migration 7 disabled it) could be enabled again, and its tokens' `sub` would name a user. It stays disabled:
     /// 409 on every surface that enables clients, nothing changed; its other settings may still change.
@@ -92,7 +107,7 @@ extension SecurityReviewTests {
             #expect(enable.json?["code"]?.stringValue == "reserved_client_id")
             let v3 = h.json("PATCH", "/v3/oauth-clients/\(id)", token: token, body: [["op": "replace", "path": "/enabled", "value": true]],
                             contentType: "application/json-patch+json")
-            #expect(v3.status == 409 || v3.status == 404, "\(id): /v3 \(v3.status)")
+            #expect(v3.status == 409, "\(id): /v3 \(v3.status) \(v3.bodyText)")
             #expect(try h.store.read { try h.store.client(id) }?.enabled == false)
             #expect(h.json("PATCH", "/api/v1/clients/\(id)", token: token, body: ["description": "quarantined"]).status == 200)
         }
