@@ -73,10 +73,11 @@ public struct AccessTokenClaims: Sendable, Equatable {
 /// Signature checks already done by this worker thread: a token seen again
 /// skips the signature verification (the costliest step) until it expires.
 /// Revocation, family and client checks still run on every use. One per
-/// thread, so no locking. Bounded by count and by the tokens' bytes (the
-/// claims hold about as much again): a client's tokens may be 16 KB of
-/// scopes, and 4,096 of them were 120 MB a thread (attacker review, session
-/// 24). A full cache starts over.
+/// thread, so no locking. Bounded by count and by bytes, the token's and its
+/// scopes': a client's tokens may be 16 KB of scopes, and 4,096 of them were
+/// 120 MB a thread (attacker review, session 24). A token over `maxTokenBytes`
+/// is verified on every use instead (a few of them would otherwise empty the
+/// cache of everyone else's). A full cache starts over.
 public final class VerifiedTokenCache {
     private var entries: [String: AccessTokenClaims] = [:]
     private let capacity: Int
@@ -84,9 +85,16 @@ public final class VerifiedTokenCache {
     /// The bytes of the tokens held.
     private(set) var bytes = 0
 
+    public static let maxTokenBytes = 4096
+
     public init(capacity: Int = 4096, maxBytes: Int = 3 << 20) {
         self.capacity = capacity
         self.maxBytes = maxBytes
+    }
+
+    /// What an entry is counted as: the token's bytes, and its scopes' (each a string of its own in the claims).
+    static func weight(_ token: String, _ claims: AccessTokenClaims) -> Int {
+        claims.scope.reduce(token.utf8.count) { $0 + $1.utf8.count + 16 }
     }
 
     /// Tokens held (tests).
@@ -96,14 +104,15 @@ public final class VerifiedTokenCache {
         guard let claims = entries[token] else { return nil }
         if claims.expiresAt <= now {
             entries[token] = nil
-            bytes -= token.utf8.count
+            bytes -= VerifiedTokenCache.weight(token, claims)
             return nil
         }
         return claims
     }
 
     func insert(_ token: String, _ claims: AccessTokenClaims) {
-        let size = token.utf8.count
+        guard token.utf8.count <= VerifiedTokenCache.maxTokenBytes else { return }
+        let size = VerifiedTokenCache.weight(token, claims)
         if entries.count >= capacity || bytes + size > maxBytes {
             entries.removeAll(keepingCapacity: true)
             bytes = 0
