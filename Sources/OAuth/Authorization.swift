@@ -35,7 +35,9 @@ public enum RememberedConsent: Sendable {
 }
 
 /// Thrown inside a grant's write when a `covered` request is no longer covered.
-struct RememberedConsentWithdrawn: Error {}
+public struct RememberedConsentWithdrawn: Error, Equatable {
+    public init() {}
+}
 
 public struct AuthorizationService {
     public static let requestLifetimeMillis: Int64 = 10 * 60_000
@@ -262,11 +264,8 @@ public struct AuthorizationService {
         if session.map({ !signedInFreshly(for: stored, $0.session) }) ?? true {
             if request.prompt.contains("none") {
                 // No one signed in at all: a client registered anonymously gets its error as a page (RFC 9700 §4.11.2).
-                if session == nil, let client = try store.read({ try store.client(request.clientID) }), ClientRegistration.isAnonymous(client) {
-                    _ = try store.write { try store.markAuthorizationRequestAnswered(idHash: stored.idHash, at: env.now()) }
-                    return .errorPage("The user is not signed in.")
-                }
-                return try answerWithError(stored, "login_required", "The user is not signed in.")
+                let page = try session == nil && !redirectsBeforeSignIn(try store.read { try store.client(request.clientID) }, sessionToken: nil)
+                return try answerWithError(stored, "login_required", "The user is not signed in.", asPage: page)
             }
             return .login(requestID: requestID, loginHint: request.loginHint)
         }
@@ -332,8 +331,10 @@ public struct AuthorizationService {
         return true
     }
 
-    func answerWithError(_ stored: StoredAuthorizationRequest, _ error: String, _ description: String) throws -> AuthorizeDecision {
+    /// Answers the request with `error` (once): at its redirect URI, or `asPage` on the error page.
+    func answerWithError(_ stored: StoredAuthorizationRequest, _ error: String, _ description: String, asPage: Bool = false) throws -> AuthorizeDecision {
         _ = try store.write { try store.markAuthorizationRequestAnswered(idHash: stored.idHash, at: env.now()) }
+        if asPage { return .errorPage(description) }
         return errorRedirect(stored.request.redirectURI, error, description, state: stored.request.state, mode: stored.request.responseMode)
     }
 

@@ -118,8 +118,8 @@ public struct ClientSpec: Sendable, Equatable {
     /// so a client's token can never carry a user's subject (RFC 9700 §4.15).
     public static let reservedPrefixes = ["usr-", "org-"]
 
-    /// Whether `id` starts with a reserved prefix (any case): clients registered so before the prefixes were reserved
-    /// were disabled by migration 7 and stay disabled.
+    /// Whether `id` starts with a reserved prefix, in any case. Clients registered with one before the prefixes were
+    /// reserved were disabled by migration 7, and they stay disabled.
     public static func hasReservedPrefix(_ id: String) -> Bool {
         let lower = id.lowercased()
         return reservedPrefixes.contains(where: lower.hasPrefix)
@@ -253,7 +253,7 @@ public struct ClientSpec: Sendable, Equatable {
         if let d = description {
             // Characters are grapheme clusters: one may hold any number of combining marks (a single "e" with
             // 500,000 of them was one character of 1 MB; attacker review, session 24). Bytes bound it too.
-            if d.count > 1000 || d.utf8.count > ClientSpec.maxDescriptionBytes {
+            if d.utf8.count > ClientSpec.maxDescriptionBytes || d.count > 1000 {
                 errors.append(FieldError("description", "must be at most 1000 characters (\(ClientSpec.maxDescriptionBytes) bytes of UTF-8)"))
             }
             if d.unicodeScalars.contains(where: { $0.value == 0 }) { errors.append(FieldError("description", "must not contain NUL")) }

@@ -118,7 +118,7 @@ public struct UpstreamRegistry {
             throw bad("clusterRedirectUrls", "must hold at most \(Self.maxClusterRedirectURLs) entries")
         }
         if r.scopes.contains(where: { $0.isEmpty || $0.utf8.count > 255 || $0.contains(" ") }) { throw bad("scopes", "must be scope names without spaces") }
-        if let d = r.description, d.count > 1000 || d.utf8.count > ClientSpec.maxDescriptionBytes {
+        if let d = r.description, d.utf8.count > ClientSpec.maxDescriptionBytes || d.count > 1000 {
             throw bad("description", "must be at most 1000 characters (\(ClientSpec.maxDescriptionBytes) bytes of UTF-8)")
         }
         if r.provider == .google && r.tenantID != nil { throw bad("tenantId", "applies to Azure AD only") }

@@ -486,12 +486,12 @@ import Testing
         _ = try grant(["openid"], .covered)
         var codes = try Self.codeHashes(h).count
         // Wider than what is remembered: no code.
-        #expect(throws: (any Error).self) { try grant(["openid", "email"], .covered) }
+        #expect(throws: RememberedConsentWithdrawn()) { try grant(["openid", "email"], .covered) }
         #expect(try Self.codeHashes(h).count == codes)
         // Disconnected meanwhile: no code, and the connection stays gone.
         try h.store.write { try h.store.deleteConnection(userID: userID, clientID: client) }
         codes = try Self.codeHashes(h).count
-        #expect(throws: (any Error).self) { try grant(["openid"], .covered) }
+        #expect(throws: RememberedConsentWithdrawn()) { try grant(["openid"], .covered) }
         #expect(try h.store.read { try h.store.connection(userID: userID, clientID: client) } == nil)
         #expect(try Self.codeHashes(h).count == codes)
         // A device's approval (`keep`) is the user's own answer: it connects the app again.

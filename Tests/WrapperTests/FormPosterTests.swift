@@ -26,6 +26,8 @@ import Glibc
         let requests = Mutex<[String]>([])
         let answer: String?
         private let stopped = Atomic<Bool>(false)
+        /// Whether the thread has closed the descriptor (after which its number may be another test's).
+        private let closed = Mutex(false)
         private let finished = DispatchSemaphore(value: 0)
 
         init(answer: String?) throws {
@@ -49,13 +51,19 @@ import Glibc
 
         private func serve() {
             defer {
-                close(fd)
+                closed.withLock { isClosed in
+                    close(fd)
+                    isClosed = true
+                }
                 finished.signal()
             }
             // After `stop` shut the socket down, accept fails (EINVAL) and the thread ends.
             while !stopped.load(ordering: .acquiring) {
                 let client = accept(fd, nil, nil)
-                if client < 0 { return }
+                if client < 0 {
+                    if errno == EINTR || errno == ECONNABORTED { continue }
+                    return
+                }
                 var received: [UInt8] = []
                 var buffer = [UInt8](repeating: 0, count: 4096)
                 // Headers and a small body: read until the body's length is in.
@@ -85,7 +93,8 @@ import Glibc
         /// Ends the listener: no descriptor of it is used or closed after this returns.
         func stop() {
             stopped.store(true, ordering: .releasing)
-            shutdown(fd, Int32(SHUT_RDWR))
+            // Never on a number the thread has closed already (it ends early on an accept error).
+            closed.withLock { isClosed in if !isClosed { shutdown(fd, Int32(SHUT_RDWR)) } }
             finished.wait()
         }
 

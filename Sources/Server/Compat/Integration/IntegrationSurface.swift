@@ -94,10 +94,15 @@ enum IntegrationSurface {
         return try r.string(key, required: required)
     }
 
+    /// 72 characters of four bytes each.
+    static let maxPasswordBytes = 288
+
     static func password(_ body: JSON) throws -> String {
         let p = try string(body, "password", required: true)!
-        // Characters are grapheme clusters (one may be megabytes of combining marks): bytes bound it too.
-        guard (8...72).contains(p.count), p.utf8.count <= 288 else { throw Failure.payload("password", "must be 8..72 characters (at most 288 bytes)") }
+        // Characters are grapheme clusters (one may be megabytes of combining marks): bytes bound it too, first.
+        guard p.utf8.count <= maxPasswordBytes, (8...72).contains(p.count) else {
+            throw Failure.payload("password", "must be 8..72 characters (at most \(maxPasswordBytes) bytes)")
+        }
         return p
     }
 
