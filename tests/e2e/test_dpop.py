@@ -75,6 +75,38 @@ def test_rfc9449_section_5_a_public_clients_tokens_are_bound_at_userinfo_and_ref
     assert refreshed.status_code == 200 and refreshed.json()["token_type"] == "DPoP"
 
 
+def test_rfc9449_section_5_a_public_clients_bound_tokens_are_revoked_only_with_their_key(stack):
+    """RFC 7009 revocation of a public client's bound tokens needs a proof of their key: the client id alone is
+    anyone's (attacker review, session 24). Without one, or with another key's, 400 invalid_dpop_proof and the
+    token stays active; with the key's proof, revoked."""
+    key = ECKey.generate_key("P-256")
+    client_id, _, redirect = make_app(stack, public=True)
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    location = Browser(stack).authorize(stack.url("/oauth2/authorize?") + urlencode({
+        "response_type": "code", "client_id": client_id, "redirect_uri": redirect, "scope": "openid offline_access", "state": "s",
+        "code_challenge": challenge, "code_challenge_method": "S256"}))
+    code = parse_qs(urlparse(location).query)["code"][0]
+    token_url, revoke_url = stack.url("/oauth2/token"), stack.url("/oauth2/revoke")
+    tokens = requests.post(token_url, data={"grant_type": "authorization_code", "code": code, "redirect_uri": redirect, "client_id": client_id,
+                                            "code_verifier": verifier}, headers={"DPoP": proof(key, "POST", token_url)}).json()
+    assert tokens["token_type"] == "DPoP", tokens
+
+    def active(token):
+        return requests.post(stack.url("/oauth2/introspect"), data={"token": token}, auth=(stack.client_id, stack.client_secret)).json()["active"]
+
+    other = ECKey.generate_key("P-256")
+    # The access token first: revoking the refresh token ends its family, the access token with it.
+    for token in (tokens["access_token"], tokens["refresh_token"]):
+        for headers in ({}, {"DPoP": proof(other, "POST", revoke_url)}):
+            r = requests.post(revoke_url, data={"token": token, "client_id": client_id}, headers=headers)
+            assert r.status_code == 400 and r.json()["error"] == "invalid_dpop_proof", r.text
+            assert active(token)
+        r = requests.post(revoke_url, data={"token": token, "client_id": client_id}, headers={"DPoP": proof(key, "POST", revoke_url)})
+        assert r.status_code == 200, r.text
+        assert not active(token)
+
+
 def test_rfc9449_section_10_a_code_bound_by_dpop_jkt_or_by_a_proof_at_par(stack):
     key, other = ECKey.generate_key("P-256"), ECKey.generate_key("P-256")
     client_id, secret, redirect = make_app(stack)
