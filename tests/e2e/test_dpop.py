@@ -33,6 +33,22 @@ def proof(key, method, url, token=None, nonce=None):
     return jwt.encode({"typ": "dpop+jwt", "alg": "ES256", "jwk": key.as_dict(private=False)}, claims, key)
 
 
+def bound_public_tokens(stack, key, scope="openid profile offline_access"):
+    """A public client's code flow (PKCE) redeemed with a proof of `key`: the client id and its bound tokens."""
+    client_id, _, redirect = make_app(stack, public=True)
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    location = Browser(stack).authorize(stack.url("/oauth2/authorize?") + urlencode({
+        "response_type": "code", "client_id": client_id, "redirect_uri": redirect, "scope": scope, "state": "s",
+        "code_challenge": challenge, "code_challenge_method": "S256"}))
+    code = parse_qs(urlparse(location).query)["code"][0]
+    token_url = stack.url("/oauth2/token")
+    tokens = requests.post(token_url, data={"grant_type": "authorization_code", "code": code, "redirect_uri": redirect, "client_id": client_id,
+                                            "code_verifier": verifier}, headers={"DPoP": proof(key, "POST", token_url)}).json()
+    assert tokens["token_type"] == "DPoP", tokens
+    return client_id, tokens
+
+
 def test_rfc9449_section_5_and_7_a_bound_client_credentials_token(stack):
     key = ECKey.generate_key("P-256")
     token_url = stack.url("/oauth2/token")
@@ -53,17 +69,8 @@ def test_rfc9449_section_5_and_7_a_bound_client_credentials_token(stack):
 
 def test_rfc9449_section_5_a_public_clients_tokens_are_bound_at_userinfo_and_refresh(stack):
     key = ECKey.generate_key("P-256")
-    client_id, _, redirect = make_app(stack, public=True)
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    location = Browser(stack).authorize(stack.url("/oauth2/authorize?") + urlencode({
-        "response_type": "code", "client_id": client_id, "redirect_uri": redirect, "scope": "openid profile offline_access", "state": "s",
-        "code_challenge": challenge, "code_challenge_method": "S256"}))
-    code = parse_qs(urlparse(location).query)["code"][0]
+    client_id, tokens = bound_public_tokens(stack, key)
     token_url = stack.url("/oauth2/token")
-    tokens = requests.post(token_url, data={"grant_type": "authorization_code", "code": code, "redirect_uri": redirect, "client_id": client_id,
-                                            "code_verifier": verifier}, headers={"DPoP": proof(key, "POST", token_url)}).json()
-    assert tokens["token_type"] == "DPoP", tokens
     userinfo = stack.url("/oauth2/userinfo")
     r = requests.get(userinfo, headers={"Authorization": f"DPoP {tokens['access_token']}", "DPoP": proof(key, "GET", userinfo, tokens["access_token"])})
     assert r.status_code == 200 and r.json()["sub"]
@@ -80,17 +87,8 @@ def test_rfc9449_section_5_a_public_clients_bound_tokens_are_revoked_only_with_t
     anyone's (attacker review, session 24). Without one, or with another key's, 400 invalid_dpop_proof and the
     token stays active; with the key's proof, revoked."""
     key = ECKey.generate_key("P-256")
-    client_id, _, redirect = make_app(stack, public=True)
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    location = Browser(stack).authorize(stack.url("/oauth2/authorize?") + urlencode({
-        "response_type": "code", "client_id": client_id, "redirect_uri": redirect, "scope": "openid offline_access", "state": "s",
-        "code_challenge": challenge, "code_challenge_method": "S256"}))
-    code = parse_qs(urlparse(location).query)["code"][0]
-    token_url, revoke_url = stack.url("/oauth2/token"), stack.url("/oauth2/revoke")
-    tokens = requests.post(token_url, data={"grant_type": "authorization_code", "code": code, "redirect_uri": redirect, "client_id": client_id,
-                                            "code_verifier": verifier}, headers={"DPoP": proof(key, "POST", token_url)}).json()
-    assert tokens["token_type"] == "DPoP", tokens
+    client_id, tokens = bound_public_tokens(stack, key, scope="openid offline_access")
+    revoke_url = stack.url("/oauth2/revoke")
 
     def active(token):
         return requests.post(stack.url("/oauth2/introspect"), data={"token": token}, auth=(stack.client_id, stack.client_secret)).json()["active"]
