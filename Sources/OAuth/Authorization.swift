@@ -211,6 +211,7 @@ public struct AuthorizationService {
         guard var request = try store.write({ try store.takePushedRequest(uriHash: AuthorizationService.hash(requestURI), clientID: clientID, now: now) }),
               let client = try store.read({ try store.client(clientID) }), client.enabled else { return refused }
         request.backchannel = client.backchannelLogoutURI != nil
+        request.pushed = true
         return try start(request, sessionToken: sessionToken, browser: browser)
     }
 
@@ -350,12 +351,15 @@ public struct AuthorizationService {
 
     /// The request's client as it is now, not as it was when the request was
     /// made (up to ten minutes ago), when it may still be answered at the
-    /// request's redirect URI: enabled, and the URI still registered. Read
-    /// where the request's other reads are (the memo answers it, no round
-    /// trip of its own).
+    /// request's redirect URI: enabled, the URI still registered, and the
+    /// request pushed if the client must push its requests now (RFC 9126 §6,
+    /// FAPI 2.0: marked so after the request was made, it gets no code for
+    /// one that was not). Read where the request's other reads are (the memo
+    /// answers it, no round trip of its own).
     func answerableClient(_ request: AuthorizationRequest) throws -> Client? {
         guard let client = try store.read({ try store.client(request.clientID) }), client.enabled,
-              AuthorizationService.redirectURIMatches(request.redirectURI, registered: client.redirectURIs) else { return nil }
+              AuthorizationService.redirectURIMatches(request.redirectURI, registered: client.redirectURIs),
+              request.pushed || !client.mustPushRequests else { return nil }
         return client
     }
 

@@ -208,7 +208,9 @@ public struct ClientRegistry {
             if updated.authMethod != .privateKeyJWT && current.authMethod == .privateKeyJWT { updated.jwks = nil }
             updated.version = current.version + 1
             updated.updatedAt = env.now()
-            if current.enabled != updated.enabled {
+            // Held to pushed requests from now on (RFC 9126 §6, FAPI 2.0): what was begun without one goes as well, the
+            // codes issued for requests that were not pushed among it (a pending one gets no code: `answerableClient`).
+            if current.enabled != updated.enabled || (!current.mustPushRequests && updated.mustPushRequests) {
                 // What was about to become a grant (unredeemed codes, device codes, pushed requests: attacker
                 // review) goes when the client is disabled; and again when it is enabled, for a request that read
                 // it enabled just before the disable may have written one after it (no grant is begun for a

@@ -54,6 +54,9 @@ public struct AuthorizationRequest: Sendable, Equatable {
     public var hintedSubject: String?
     /// `login_hint` (OIDC Core §3.1.2.1), kept only when it is fit to prefill the sign-in page's username.
     public var loginHint: String?
+    /// Whether it came through the pushed authorization request endpoint (RFC 9126): a client that must push its
+    /// requests (RFC 9126 §6, FAPI 2.0) gets a code only for one that did, whenever it was made.
+    public var pushed = false
 
     public init(clientID: String, redirectURI: String, redirectURISent: Bool, scope: [String], state: String?, nonce: String?,
                 codeChallenge: String?, prompt: [String], maxAge: Int?, browserHash: String? = nil, responseMode: ResponseMode = .query,
@@ -79,7 +82,7 @@ public struct AuthorizationRequest: Sendable, Equatable {
             "prompt": JSON(prompt), "max_age": maxAge.map { JSON($0) } ?? .null, "browser": JSON(browserHash),
             "response_mode": .string(responseMode.rawValue), "claims": claims?.json ?? .null, "backchannel": .bool(backchannel),
             "device": JSON(deviceCodeHash), "dpop_jkt": JSON(dpopJKT), "hinted_subject": JSON(hintedSubject),
-            "login_hint": JSON(loginHint),
+            "login_hint": JSON(loginHint), "pushed": .bool(pushed),
         ]
     }
 
@@ -97,6 +100,7 @@ public struct AuthorizationRequest: Sendable, Equatable {
         dpopJKT = json["dpop_jkt"]?.stringValue
         hintedSubject = json["hinted_subject"]?.stringValue
         loginHint = json["login_hint"]?.stringValue
+        pushed = json["pushed"]?.boolValue ?? false
     }
 
     /// A `login_hint` the sign-in page may show as the username: at most 256

@@ -149,4 +149,39 @@ import Testing
         #expect(discovery["pushed_authorization_request_endpoint"] == .string(Harness.issuer + "/oauth2/par"))
         #expect(discovery["require_pushed_authorization_requests"] == false)
     }
+
+    /// RFC 9126 §6 (and FAPI 2.0, which implies it): a client marked to push its requests after one was made without
+    /// a push gets no code for it; a code already issued for one, and the requests pushed before, are withdrawn with
+    /// the change. Pushed anew, the request gets its code.
+    @Test func rfc9126Section6ARequestMadeBeforeTheClientMustPushGetsNoCode() throws {
+        let h = try Harness()
+        _ = try h.user()
+        let (client, secret) = try h.app(public: false)
+        let pkce = PKCE()
+        // A code issued, and a request waiting on the consent screen, both without a push.
+        let issued = try flow.code(h, Browser(h), client: client, pkce: pkce, remember: false)
+        let b = Browser(h)
+        #expect(b.login().status == 204)
+        let waiting = b.authorize(flow.authorizeParams(client, pkce))
+        let location = try #require(waiting.headers[.location])
+        #expect(location.hasPrefix("/consent/"), "\(location)")
+        let request = try #require(queryItems(location)["request"])
+        let uri = try #require(push(h, client, secret, pushedParams(pkce)).json?["request_uri"]?.stringValue)
+        let token = try h.token()
+        let marked = h.json("PATCH", "/api/v1/clients/\(client)", token: token, body: ["require_pushed_authorization_requests": true])
+        #expect(marked.status == 200, "\(marked.bodyText)")
+        let accepted = b.json("POST", "/api/v1/authorization-requests/\(request)/accept", ["scope": ["openid"], "remember": true])
+        #expect(accepted.status == 409 && accepted.json?["code"] == "client_changed", "\(accepted.status) \(accepted.bodyText)")
+        let denied = b.json("POST", "/api/v1/authorization-requests/\(request)/reject", [:])
+        #expect(denied.status == 409 && denied.json?["code"] == "client_changed", "\(denied.status) \(denied.bodyText)")
+        let redeemed = flow.exchange(h, client: client, secret: secret, code: issued, verifier: pkce.verifier)
+        #expect(redeemed.status == 400 && redeemed.json?["error"] == "invalid_grant", "\(redeemed.status) \(redeemed.bodyText)")
+        // What was pushed is a request the client may still make: withdrawn with the rest, pushed again it gets its code.
+        let late = b.authorize([("client_id", client), ("request_uri", uri)])
+        #expect(late.status == 400 && late.headers[.location] == nil)
+        let again = try #require(push(h, client, secret, pushedParams(pkce)).json?["request_uri"]?.stringValue)
+        let items = try finish(b, b.authorize([("client_id", client), ("request_uri", again)]))
+        let code = try #require(items["code"])
+        #expect(flow.exchange(h, client: client, secret: secret, code: code, verifier: pkce.verifier).status == 200)
+    }
 }
