@@ -239,6 +239,8 @@ public struct AuthorizationService {
         try store.prefetchAuthorizationRequest(idHash: AuthorizationService.hash(requestID))
     }
 
+    public static let unknownRequestMessage = "The authorization request is unknown, expired or already answered."
+
     /// Loads a pending request of this browser; nil when unknown, expired,
     /// answered or started by another browser (all alike).
     public func pending(_ requestID: String, browser: String?) throws -> StoredAuthorizationRequest? {
@@ -255,7 +257,7 @@ public struct AuthorizationService {
     /// Where a stored request goes next for this browser: the login page, the
     /// consent page, or straight back with a code (SPEC 5.1).
     public func next(requestID: String, sessionToken: String?, browser: String?) throws -> AuthorizeDecision {
-        guard let stored = try pending(requestID, browser: browser) else { return .errorPage("The authorization request is unknown, expired or already answered.") }
+        guard let stored = try pending(requestID, browser: browser) else { return .errorPage(AuthorizationService.unknownRequestMessage) }
         return try proceed(stored, requestID: requestID, sessionToken: sessionToken)
     }
 
@@ -292,6 +294,9 @@ public struct AuthorizationService {
             return .consent(requestID: requestID)
         } catch ConsentError.clientChanged {
             return .errorPage(ConsentError.clientChangedMessage)
+        } catch ConsentError.alreadyAnswered {
+            // Answered meanwhile by another request of this browser (a reload racing the first load): it had the code.
+            return .errorPage(AuthorizationService.unknownRequestMessage)
         } catch ConsentError.loginRequired {
             // Signed out while this was being answered: as if the browser had not been signed in.
             if request.prompt.contains("none") { return try answerWithError(stored, "login_required", "The user is not signed in.") }

@@ -66,8 +66,14 @@ public struct LogoutService {
         return (subject, audience, parsed.payload["sid"]?.stringValue)
     }
 
+    /// Why a request is not acceptable, shown on the error page.
+    static let invalidRequest = "The logout request is not valid: its id_token_hint, client_id or post_logout_redirect_uri does not match a "
+        + "registered client, or its state is longer than 2048 bytes."
+
     /// What the request asks for and whether it is acceptable (§2, §3).
     func resolve(_ p: Parameters) throws -> (subject: String?, sid: String?, client: Client?, redirect: String?)? {
+        // Echoed in the redirect: bounded as /oauth2/authorize bounds it (a longer one made a Location nginx refused, 502).
+        if let state = p.state, state.utf8.count > 2048 { return nil }
         var subject: String?, sid: String?, clientID = p.clientID
         if let token = p.idTokenHint {
             guard let (sub, aud, hintSid) = try hint(token) else { return nil }
@@ -92,7 +98,7 @@ public struct LogoutService {
     /// GET or POST /oauth2/logout.
     public func request(_ p: Parameters, sessionToken: String?) throws -> Decision {
         guard let (subject, sid, client, redirect) = try resolve(p) else {
-            return .errorPage("The logout request is not valid: its id_token_hint, client_id or post_logout_redirect_uri does not match a registered client.")
+            return .errorPage(LogoutService.invalidRequest)
         }
         let sessions = SessionService(env: env, store: store)
         guard let token = sessionToken, let (session, user) = try sessions.current(token) else {
@@ -119,7 +125,7 @@ public struct LogoutService {
     /// against the session it read: `userID` is that session's user).
     public func confirmed(_ p: Parameters, sessionToken: String?, userID: String) throws -> Decision {
         guard let (subject, _, _, redirect) = try resolve(p) else {
-            return .errorPage("The logout request is not valid: its id_token_hint, client_id or post_logout_redirect_uri does not match a registered client.")
+            return .errorPage(LogoutService.invalidRequest)
         }
         if let token = sessionToken { try SessionService(env: env, store: store).logout(token) }
         // To the client's URI only when the hint was about the user who confirmed (see `request`).

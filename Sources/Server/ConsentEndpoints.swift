@@ -10,7 +10,7 @@ import OAuth
 extension UserEndpoints {
     static func consentError(_ e: ConsentError) -> APIProblem {
         switch e {
-        case .notFound: return .notFound("The authorization request is unknown, expired or already answered.")
+        case .notFound: return .notFound(AuthorizationService.unknownRequestMessage)
         case .alreadyAnswered: return .conflict("already_answered", "The authorization request was already answered.")
         case .scopeNotRequested: return APIProblem(status: 400, code: "invalid_scope", title: "Invalid scope",
                                                    detail: "Only scopes the application asked for can be granted.")

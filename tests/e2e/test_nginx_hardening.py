@@ -457,7 +457,7 @@ def test_every_zone_counts_by_the_remote_net():
 
 def test_a_cookieless_post_is_resent_as_a_get_through_nginx_at_any_length(stack):
     """A browser POST without Latchkey's cookies (another site's form) goes again as a GET (303). The longest one
-    passed on still fits nginx's buffer for the response head (fastcgi_buffer_size 16k on that location; the default
+    passed on still fits nginx's buffer for the response head (fastcgi_buffer_size 16k, latchkey-fastcgi.conf; the default
     4 KiB would make it a 502) and, followed, its request line (8 KiB); a longer one is a 400 page."""
     for length, status in ((6990, 303), (7010, 400)):
         filler = "s" * (length - len("state="))

@@ -213,3 +213,40 @@ def test_connections_revoke_through_the_api(stack):
     r = requests.post(stack.url("/oauth2/token"), data={"grant_type": "refresh_token", "refresh_token": token["refresh_token"]},
                       auth=(client_id, secret))
     assert r.json()["error"] == "invalid_grant"
+
+
+def test_a_long_state_comes_back_through_every_answer_path(stack):
+    """A state at its limit (2048 bytes, three times that percent-encoded) comes back in the redirect whichever
+    request answers: a continue after sign-in answered by remembered consent, and a consent answered by a plain
+    HTML form (both 303s from a worker; nginx's default 4 KiB buffer for a response head made them 502s, the code
+    already issued and lost). A longer state at logout is the 400 page, not a 502 (attacker review, session 25)."""
+    client_id, secret, redirect = make_app(stack)
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    state = "!" * 2048
+
+    def url(**extra):
+        return stack.url("/oauth2/authorize?" + urlencode({
+            "response_type": "code", "client_id": client_id, "redirect_uri": redirect, "scope": "openid profile",
+            "state": state, "code_challenge": challenge, "code_challenge_method": "S256", **extra}))
+
+    first = Browser(stack).authorize(url())
+    assert parse_qs(urlparse(first).query)["state"] == [state]
+    # Signed out, remembered consent: the continue after sign-in answers with the redirect itself.
+    fresh = Browser(stack)
+    r = fresh.go(url())
+    request_id = parse_qs(urlparse(r.headers["Location"]).query)["request"][0]
+    fresh.login()
+    answered = fresh.http.get(stack.url("/oauth2/authorize/continue"), params={"request": request_id}, allow_redirects=False)
+    assert answered.status_code == 303, (answered.status_code, answered.text[:200])
+    items = parse_qs(urlparse(answered.headers["Location"]).query)
+    assert items["state"] == [state] and items["code"]
+    # The consent page's form, without script: the worker's 303 under /api/.
+    r = fresh.go(url(prompt="consent"))
+    request_id = parse_qs(urlparse(r.headers["Location"]).query)["request"][0]
+    form = [("scope", "openid"), ("scope", "profile"), ("csrf_token", fresh.http.cookies.get("lk_csrf"))]
+    answered = fresh.http.post(stack.url(f"/api/v1/authorization-requests/{request_id}/accept"), data=form, allow_redirects=False)
+    assert answered.status_code == 303, (answered.status_code, answered.text[:200])
+    assert parse_qs(urlparse(answered.headers["Location"]).query)["state"] == [state]
+    too_long = fresh.http.get(stack.url("/oauth2/logout"), params={"client_id": client_id, "state": "!" * 2049}, allow_redirects=False)
+    assert too_long.status_code == 400 and "Location" not in too_long.headers, too_long.status_code
