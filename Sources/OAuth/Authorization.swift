@@ -397,7 +397,8 @@ public struct AuthorizationService {
                                                          redirectURI: request.redirectURI, redirectURISent: request.redirectURISent,
                                                          scope: scope, nonce: request.nonce, codeChallenge: request.codeChallenge,
                                                          authTime: authTime, createdAt: now, expiresAt: now + AuthorizationService.codeLifetimeMillis,
-                                                         sid: sid, claims: request.claims, dpopJKT: request.dpopJKT))
+                                                         sid: sid, claims: request.claims, dpopJKT: request.dpopJKT,
+                                                         pushed: request.pushed))
             // Back-Channel Logout needs the session signed in here only when the client listens.
             if let sid, request.backchannel {
                 try store.recordSessionClient(sid: sid, clientID: request.clientID, userID: user.id, at: now,

@@ -121,7 +121,7 @@ public struct DeviceAuthorizationService {
         let deviceCode = env.randomToken(prefix: "lkd_", bytes: 32)
         let now = env.now()
         let from = FailureLimiter.addressKey(address)
-        return try store.write {
+        func checkAllowance() throws {
             let live = try store.liveDeviceCodes(clientID: client.clientID, address: from, now: now)
             guard live.client < liveCodesPerClient, live.address < liveCodesPerAddress else {
                 // Until the first of this address's codes expires (or a minute when the client's allowance is what is spent).
@@ -129,6 +129,13 @@ public struct DeviceAuthorizationService {
                 throw OAuthError("rate_limited", status: 429, "Too many device authorizations of this client are in progress; retry after Retry-After seconds.",
                                  headers: [("Retry-After", String(max(1, wait)))])
             }
+        }
+        // Checked in a read first: callers past the allowance (a flood, once it is spent) are refused without waiting
+        // for the writer or holding it up (review, session 25: the count, under the writer, stalled every write).
+        // The write checks again, so the allowance holds exactly however many race.
+        try store.read { try checkAllowance() }
+        return try store.write {
+            try checkAllowance()
             // A clash with a user code still kept is rare (a few thousand kept out of 20^8): draw again.
             for _ in 0..<5 {
                 let userCode = newUserCode()

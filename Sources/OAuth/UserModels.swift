@@ -150,10 +150,12 @@ public struct AuthorizationCodeRecord: Sendable, Equatable {
     public var claims: ClaimsRequest?
     /// RFC 9449 §10: the DPoP key whose proof must come with the redemption.
     public var dpopJKT: String?
+    /// Whether its request came through the pushed authorization request endpoint (RFC 9126).
+    public var pushed: Bool
 
     public init(codeHash: String, clientID: String, userID: String, redirectURI: String, redirectURISent: Bool, scope: [String], nonce: String? = nil,
                 codeChallenge: String? = nil, authTime: Int64, createdAt: Int64, expiresAt: Int64, consumedAt: Int64? = nil, familyID: String? = nil,
-                sid: String? = nil, claims: ClaimsRequest? = nil, dpopJKT: String? = nil) {
+                sid: String? = nil, claims: ClaimsRequest? = nil, dpopJKT: String? = nil, pushed: Bool = false) {
         self.codeHash = codeHash
         self.clientID = clientID
         self.userID = userID
@@ -170,6 +172,7 @@ public struct AuthorizationCodeRecord: Sendable, Equatable {
         self.sid = sid
         self.claims = claims
         self.dpopJKT = dpopJKT
+        self.pushed = pushed
     }
 }
 

@@ -337,5 +337,18 @@ enum PostgresSchema {
             used BIGINT NOT NULL
         );
         """,
+        // 14: SQLite's 17 (token_families had its client index from the start).
+        """
+        CREATE INDEX IF NOT EXISTS authorization_codes_by_client ON authorization_codes(client_id);
+        CREATE INDEX IF NOT EXISTS refresh_tokens_by_client ON refresh_tokens(client_id);
+        CREATE INDEX IF NOT EXISTS refresh_tokens_by_user ON refresh_tokens(user_id);
+        CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions(user_id);
+        CREATE INDEX IF NOT EXISTS connections_by_client ON connections(client_id);
+        CREATE INDEX IF NOT EXISTS authorization_requests_by_client ON authorization_requests(client_id);
+        CREATE INDEX IF NOT EXISTS session_clients_by_client ON session_clients(client_id);
+        CREATE INDEX IF NOT EXISTS pushed_requests_by_client ON pushed_requests(client_id);
+        CREATE INDEX IF NOT EXISTS device_codes_by_client_address ON device_codes(client_id, requested_from, expires_at);
+        ALTER TABLE authorization_codes ADD COLUMN IF NOT EXISTS pushed BIGINT NOT NULL DEFAULT 0;
+        """,
     ]
 }

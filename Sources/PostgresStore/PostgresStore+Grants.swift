@@ -30,7 +30,8 @@ extension PostgresStore {
             SELECT c.code_hash, c.client_id, c.user_id, c.redirect_uri, c.redirect_uri_sent, c.scope, c.nonce, c.code_challenge,
               c.auth_time, c.created_at, c.expires_at, c.consumed_at, c.family_id,
               u.id, u.username, u.email, u.name, u.password_hash, u.created_at,
-              n.user_id, n.client_id, n.remembered_scope, n.granted_scope, n.auth_time, n.access_time, n.created_at, c.sid, c.claims, c.dpop_jkt
+              n.user_id, n.client_id, n.remembered_scope, n.granted_scope, n.auth_time, n.access_time, n.created_at, c.sid, c.claims, c.dpop_jkt,
+              c.pushed
             FROM authorization_codes c LEFT JOIN users u ON u.id = c.user_id
               LEFT JOIN connections n ON n.user_id = c.user_id AND n.client_id = c.client_id
             WHERE c.code_hash = ?
@@ -45,7 +46,8 @@ extension PostgresStore {
                                        redirectURISent: r.bool(4), scope: Scopes.parse(r.string(5)) ?? [], nonce: r.optionalString(6),
                                        codeChallenge: r.optionalString(7), authTime: r.int(8), createdAt: r.int(9), expiresAt: r.int(10),
                                        consumedAt: r.optionalInt(11), familyID: r.optionalString(12), sid: r.optionalString(26),
-                                       claims: SharedRows.claims(r.optionalString(27)), dpopJKT: r.optionalString(28))
+                                       claims: SharedRows.claims(r.optionalString(27)), dpopJKT: r.optionalString(28),
+                                       pushed: r.bool(29))
     }
 
     // MARK: Authorization requests

@@ -18,13 +18,14 @@ extension SQLiteStore {
     public func code(hash: String) throws -> AuthorizationCodeRecord? {
         try rows("""
             SELECT code_hash, client_id, user_id, redirect_uri, redirect_uri_sent, scope, nonce, code_challenge, auth_time, created_at,
-              expires_at, consumed_at, family_id, sid, claims, dpop_jkt FROM authorization_codes WHERE code_hash = ?
+              expires_at, consumed_at, family_id, sid, claims, dpop_jkt, pushed FROM authorization_codes WHERE code_hash = ?
             """, [.text(hash)]).first.map {
             AuthorizationCodeRecord(codeHash: $0.string(0), clientID: $0.string(1), userID: $0.string(2), redirectURI: $0.string(3),
                                     redirectURISent: $0.bool(4), scope: Scopes.parse($0.string(5)) ?? [], nonce: $0.optionalString(6),
                                     codeChallenge: $0.optionalString(7), authTime: $0.int(8), createdAt: $0.int(9), expiresAt: $0.int(10),
                                     consumedAt: $0.optionalInt(11), familyID: $0.optionalString(12), sid: $0.optionalString(13),
-                                    claims: SharedRows.claims($0.optionalString(14)), dpopJKT: $0.optionalString(15))
+                                    claims: SharedRows.claims($0.optionalString(14)), dpopJKT: $0.optionalString(15),
+                                    pushed: $0.bool(16))
         }
     }
 

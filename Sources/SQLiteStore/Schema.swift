@@ -416,5 +416,23 @@ enum Schema {
             used INTEGER NOT NULL
         ) STRICT;
         """,
+        // 17 (review, session 25): every foreign key has an index that leads with it, so disabling, deleting or
+        // tightening a client, deleting a user or changing their password (and the cascades of a delete) touch
+        // their rows, not whole tables held up under the writer; a device authorization's per-address count reads
+        // at most that address's codes; a code remembers whether its request was pushed (RFC 9126 §6, checked again
+        // at redemption).
+        """
+        CREATE INDEX IF NOT EXISTS authorization_codes_by_client ON authorization_codes(client_id);
+        CREATE INDEX IF NOT EXISTS refresh_tokens_by_client ON refresh_tokens(client_id);
+        CREATE INDEX IF NOT EXISTS refresh_tokens_by_user ON refresh_tokens(user_id);
+        CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions(user_id);
+        CREATE INDEX IF NOT EXISTS token_families_by_client ON token_families(client_id);
+        CREATE INDEX IF NOT EXISTS connections_by_client ON connections(client_id);
+        CREATE INDEX IF NOT EXISTS authorization_requests_by_client ON authorization_requests(client_id);
+        CREATE INDEX IF NOT EXISTS session_clients_by_client ON session_clients(client_id);
+        CREATE INDEX IF NOT EXISTS pushed_requests_by_client ON pushed_requests(client_id);
+        CREATE INDEX IF NOT EXISTS device_codes_by_client_address ON device_codes(client_id, requested_from, expires_at);
+        ALTER TABLE authorization_codes ADD COLUMN pushed INTEGER NOT NULL DEFAULT 0;
+        """,
     ]
 }

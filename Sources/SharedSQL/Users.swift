@@ -42,7 +42,7 @@ extension SQLStatementRunner {
     }
 
     public func takeSessions(userID: String) throws -> [String] {
-        // An operator's command, rare: no index on sessions by user (a sign-in's insert stays as cheap as it is).
+        // Read and deleted through `sessions_by_user` (a foreign key's index, as every one has: StoreTests).
         let sids = try query("SELECT id_hash, sid FROM sessions WHERE user_id = ? ORDER BY created_at", [.text(userID)]).map {
             $0.optionalString(1) ?? BackchannelLogout.sid(sessionIDHash: $0.string(0))
         }

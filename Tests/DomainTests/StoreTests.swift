@@ -53,6 +53,8 @@ import Testing
     func rewindMigrations(_ store: any Store, sqlite: Int, postgres: Int) throws -> Int {
         try store.write {
             if let s = store as? SQLiteStore {
+                // SQLite cannot add a column that exists (no IF NOT EXISTS): what migration 17 added goes first.
+                if sqlite <= 17 { _ = try s.update("ALTER TABLE authorization_codes DROP COLUMN pushed", []) }
                 _ = try s.update("PRAGMA user_version = \(sqlite - 1)", [])
             } else if let p = store as? PostgresStore {
                 _ = try p.update("UPDATE schema_version SET version = ? WHERE id = 1", [.int(Int64(postgres - 1))])
@@ -125,6 +127,44 @@ import Testing
             }
             #expect(collation == "C")
         }
+    }
+
+    /// Review, session 25: every foreign key has an index that leads with its column, so what a parent's delete
+    /// cascades to, and each statement that finds a client's, a user's or an organization's rows (disabling a
+    /// client withdraws its codes; a password change ends the user's sessions), reads those rows, not a whole table
+    /// (on PostgreSQL a scan of a day's codes ran past the statement timeout, so a compromised client could not be
+    /// disabled; on SQLite it held the writer).
+    @Test func everyForeignKeyHasAnIndexLeadingWithIt() throws {
+        let h = try StoreFixture()
+        var keys: [String] = [], unindexed: [String] = []
+        if let p = h.store as? PostgresStore {
+            let rows = try p.read {
+                try p.query("""
+                    SELECT c.conrelid::regclass::text, a.attname, EXISTS (
+                      SELECT 1 FROM pg_index i WHERE i.indrelid = c.conrelid AND i.indkey[0] = c.conkey[1])
+                    FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+                    WHERE c.contype = 'f' AND c.connamespace = current_schema()::regnamespace
+                    """, [])
+            }
+            for row in rows {
+                keys.append("\(row.string(0)).\(row.string(1))")
+                if !row.bool(2) { unindexed.append("\(row.string(0)).\(row.string(1))") }
+            }
+        } else {
+            let rows = try h.sqlite.read {
+                try h.sqlite.query("""
+                    SELECT m.name, f."from", EXISTS (
+                      SELECT 1 FROM pragma_index_list(m.name) il JOIN pragma_index_info(il.name) ii WHERE ii.seqno = 0 AND ii.name = f."from")
+                    FROM sqlite_master m JOIN pragma_foreign_key_list(m.name) f WHERE m.type = 'table'
+                    """, [])
+            }
+            for row in rows {
+                keys.append("\(row.string(0)).\(row.string(1))")
+                if row.int(2) == 0 { unindexed.append("\(row.string(0)).\(row.string(1))") }
+            }
+        }
+        #expect(keys.contains("authorization_codes.client_id") && keys.contains("sessions.user_id"), "\(keys)")
+        #expect(unindexed.isEmpty, "foreign keys without an index leading with them: \(unindexed)")
     }
 
     @Test func clientsRoundTripWithNonASCIIAndInjectionText() throws {

@@ -3,6 +3,7 @@ import Cryptography
 import HTTPCore
 import JOSE
 import OAuth
+import SQLiteStore
 import TestSupport
 import Testing
 
@@ -280,8 +281,11 @@ import Testing
         #expect(refusal("192.0.2.1") == nil)
         h.clock.advance(seconds: 100)
         #expect(refusal("192.0.2.1") == nil)
-        // The address's third: 429 until its first code expires (500 s from now).
+        // The address's third: 429 until its first code expires (500 s from now). Refused before any write begins
+        // (review, session 25: counted under the writer, a flood past the allowance held up every write).
+        let writesBefore = (h.store as? SQLiteStore)?.writesBegun
         let limited = try #require(refusal("192.0.2.1"))
+        #expect((h.store as? SQLiteStore)?.writesBegun == writesBefore)
         #expect(limited.status == 429 && limited.code == "rate_limited" && limited.headers.contains { $0 == ("Retry-After", "500") })
         // An IPv6 address counts by its /64.
         #expect(refusal("2001:db8:1:2::1") == nil && refusal("2001:db8:1:2:ffff::9") == nil)

@@ -82,6 +82,15 @@ public struct AuthorizationCodeGrant: Grant {
             // Made public (or FAPI 2.0) since the code was issued: without a challenge, the code alone would do.
             return .refused(.invalidGrant("This client must use PKCE: the authorization request sent no code_challenge."))
         }
+        // The client as it is now, as for issuing the code (`answerableClient`), which a consent racing the change
+        // that withdrew the client's codes may have passed just before it (review, session 25): the redirect URI still
+        // registered, and the request pushed if the client must push its requests now (RFC 9126 §6, FAPI 2.0).
+        guard AuthorizationService.redirectURIMatches(record.redirectURI, registered: client.redirectURIs) else {
+            return .refused(.invalidGrant("The code's redirect URI is no longer registered for the client."))
+        }
+        if client.mustPushRequests && !record.pushed {
+            return .refused(.invalidGrant("This client must push its authorization requests: the code's request was not pushed."))
+        }
         // Only scopes the client still holds are issued (one taken off it since the code was made is not).
         let scope = record.scope.filter(client.scope.contains)
         guard !scope.isEmpty else { return .refused(.invalidGrant(detail: "the client no longer holds any scope of the code")) }

@@ -120,4 +120,34 @@ import Testing
         #expect(try t.exchange("authorization_code", ["code": try t.code(client: client, user: user), "redirect_uri": StoreFixture.redirect,
                                                       "code_verifier": Self.verifier], as: .publicClient(clientID: client)).refreshToken != nil)
     }
+
+    /// Review, session 25: a consent that checked the client just before a change withdrew its codes can still write
+    /// its code after it. The redemption checks the client as it is now: a redirect URI taken off it, or pushed
+    /// requests required since (RFC 9126 §6), issue nothing, and the code stays unspent.
+    @Test func aCodeIssuedJustBeforeTheClientChangedIsRefusedAtRedemption() throws {
+        let t = try GrantTesting()
+        let user = try t.h.user()
+        let (client, _) = try t.h.app()
+        let parameters = ["code_verifier": Self.verifier, "redirect_uri": StoreFixture.redirect]
+        func change(_ body: (inout Client) -> Void) throws {
+            try t.h.store.write {
+                var changed = try #require(try t.h.store.client(client))
+                body(&changed)
+                try t.h.store.updateClient(changed)
+            }
+        }
+        let beforeURIRemoved = try t.code(client: client, user: user)
+        try change { $0.redirectURIs = ["https://app.example/elsewhere"] }
+        #expect(t.refusal("authorization_code", parameters.merging(["code": beforeURIRemoved]) { $1 }, as: .publicClient(clientID: client))
+                == .invalidGrant("The code's redirect URI is no longer registered for the client."))
+        try change { $0.redirectURIs = [StoreFixture.redirect] }
+        let beforePushRequired = try t.code(client: client, user: user)
+        try change { $0.requirePushedRequests = true }
+        #expect(t.refusal("authorization_code", parameters.merging(["code": beforePushRequired]) { $1 }, as: .publicClient(clientID: client))
+                == .invalidGrant("This client must push its authorization requests: the code's request was not pushed."))
+        // Refused, the code is unspent: with the client as it was, the same code is redeemed.
+        try change { $0.requirePushedRequests = false }
+        #expect(try t.exchange("authorization_code", parameters.merging(["code": beforePushRequired]) { $1 },
+                               as: .publicClient(clientID: client)).refreshToken != nil)
+    }
 }
