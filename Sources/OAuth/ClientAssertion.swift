@@ -38,8 +38,10 @@ public enum ClientAssertion {
 
     /// What makes a JWK unacceptable before it is even imported: not an
     /// object, a private member, not for signatures, an RSA key outside
-    /// 2048–4096 bits or without a small odd exponent (bounded work per
-    /// verification). Nil when its shape is fine.
+    /// 2048–4096 bits or with a public exponent other than 65537 (bounded
+    /// work per verification: anyone may send a DPoP proof's key, and an
+    /// exponent of 2^32 - 1 made a check cost twice as much, review, session
+    /// 25). Nil when its shape is fine.
     public static func shapeProblem(_ key: JSON) -> String? {
         guard key.objectValue != nil else { return "must be a JWK object" }
         if let member = privateMembers.first(where: { key[$0] != nil }) { return "holds the private member \(member): public keys only" }
@@ -48,8 +50,7 @@ public enum ClientAssertion {
             let n = key["n"]?.stringValue.flatMap(Base64.urlDecode)?.drop { $0 == 0 }.count ?? 0
             guard (256...512).contains(n) else { return "must be an RSA key of 2048 to 4096 bits" }
             let e = Array(key["e"]?.stringValue.flatMap(Base64.urlDecode)?.drop { $0 == 0 } ?? [])
-            let value = e.count <= 4 ? e.reduce(UInt64(0)) { $0 << 8 | UInt64($1) } : 0
-            guard value >= 3, value % 2 == 1 else { return "must have a small odd public exponent (65537)" }
+            guard e == [0x01, 0x00, 0x01] else { return "must have the public exponent 65537 (AQAB)" }
         }
         return nil
     }
@@ -82,8 +83,8 @@ public enum ClientAssertion {
         // One verification per assertion: with several keys the assertion must say which.
         if kid == nil && keys.count > 1 { return nil }
         let verified = keys.contains { jwk in
-            guard kid == nil || jwk["kid"]?.stringValue == kid, let key = ForeignKeys.shared.key(jwk)?.key else { return false }
-            return JWS.verifyForeign(parsed, key: key)
+            guard kid == nil || jwk["kid"]?.stringValue == kid else { return false }
+            return ForeignKeys.shared.verify(jwk, { JWS.verifyForeign(parsed, key: $0) }) != nil
         }
         guard verified else { return nil }
         let claims = parsed.payload, nowSeconds = now / 1000

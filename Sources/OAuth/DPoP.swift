@@ -48,9 +48,8 @@ public enum DPoP {
         guard let algorithm = parsed.algorithm.flatMap(SignatureAlgorithm.init(rawValue:)), algorithms.contains(algorithm) else {
             throw Refusal(reason: "unsupported alg")
         }
-        // The key in the header: public, of bounded cost (the rules a client's registered keys follow), imported once per key.
-        guard let jwk = parsed.header["jwk"], ClientAssertion.shapeProblem(jwk) == nil, let (key, jkt) = ForeignKeys.shared.key(jwk),
-              JWS.verifyForeign(parsed, key: key) else { throw Refusal(reason: "bad key or signature") }
+        // What costs nothing to check comes before the key is imported and its signature checked: a proof made for
+        // another request, or at another time, is refused without either (review, session 25).
         let claims = parsed.payload, nowSeconds = now / 1000
         guard let jti = ClientAssertion.recordableJTI(claims["jti"]) else { throw Refusal(reason: "no usable jti") }
         guard claims["htm"]?.stringValue == method else { throw Refusal(reason: "htm is not the request's method") }
@@ -60,6 +59,9 @@ public enum DPoP {
         guard let iat = claims["iat"]?.numericDateValue, iat >= nowSeconds - windowSeconds, iat <= nowSeconds + windowSeconds else {
             throw Refusal(reason: "iat outside the window")
         }
+        // The key in the header: public, of bounded cost (the rules a client's registered keys follow), imported once per key.
+        guard let jwk = parsed.header["jwk"], ClientAssertion.shapeProblem(jwk) == nil,
+              let jkt = ForeignKeys.shared.verify(jwk, { JWS.verifyForeign(parsed, key: $0) }) else { throw Refusal(reason: "bad key or signature") }
         if let accessToken {
             guard claims["ath"]?.stringValue == Base64.urlEncode(Digest.sha256(accessToken)) else { throw Refusal(reason: "ath is not the token's hash") }
         }

@@ -13,6 +13,9 @@ import Synchronization
 /// many entries of kilobytes, and anyone naming a public client could send
 /// them (review, session 20: 4,200 pushed requests took a worker from 41 to
 /// 74 MB). Bounded: emptied when full, the keys are then imported again.
+/// A key is remembered only once a signature verified with it: proofs
+/// signed by nobody, under keys made up for each, do not push out the keys
+/// clients use (review, session 25).
 final class ForeignKeys: Sendable {
     static let shared = ForeignKeys(capacity: 1024)
 
@@ -24,19 +27,20 @@ final class ForeignKeys: Sendable {
     /// Keys held (tests).
     var count: Int { entries.withLock { $0.count } }
 
-    /// The key, imported or remembered; nil for a JWK that is no public key
-    /// of a type Latchkey verifies with (callers check the shape first; a
-    /// private member is refused here too, never remembered under its
-    /// public members).
-    func key(_ jwk: JSON) -> (key: SigningKey, thumbprint: String)? {
+    /// The key's thumbprint when `verifies` (a signature check) passes with
+    /// it, the key imported or remembered; nil for a JWK that is no public
+    /// key of a type Latchkey verifies with (callers check the shape first; a
+    /// private member is refused here too, never remembered under its public
+    /// members), or when the check fails.
+    func verify(_ jwk: JSON, _ verifies: (SigningKey) -> Bool) -> String? {
         guard jwk["d"] == nil, let identity = ForeignKeys.identity(jwk) else { return nil }
-        if let known = entries.withLock({ $0[identity] }) { return known }
-        guard let key = try? SigningKey(jwk: jwk), let thumbprint = try? JWK.thumbprint(key) else { return nil }
+        if let known = entries.withLock({ $0[identity] }) { return verifies(known.key) ? known.thumbprint : nil }
+        guard let key = try? SigningKey(jwk: jwk), let thumbprint = try? JWK.thumbprint(key), verifies(key) else { return nil }
         entries.withLock { cache in
             if cache.count >= capacity { cache.removeAll(keepingCapacity: true) }
             cache[identity] = (key, thumbprint)
         }
-        return (key, thumbprint)
+        return thumbprint
     }
 
     /// RFC 7638 §3.2's input for the key's type: its required members, and

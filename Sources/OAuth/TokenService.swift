@@ -68,7 +68,11 @@ public struct TokenService {
     /// its family either (attacker review, session 24). Without one the
     /// client is told to send one (`invalid_dpop_proof`, 400: the token is its
     /// own). A confidential client has authenticated itself.
-    public func revoke(token: String, caller: Client, proof: DPoPProof? = nil) throws {
+    /// `proof`: the request's DPoP proof, verified only when a bound token of
+    /// a public caller needs it (an anonymous caller naming a public client
+    /// makes no signature check for a token that is unknown, another client's
+    /// or unbound: review, session 25).
+    public func revoke(token: String, caller: Client, proof: () throws -> DPoPProof? = { nil }) throws {
         if try revokeRefresh(token, caller: caller, proof: proof) { return }
         guard let (claims, _) = try store.read({ try tokens.validate(token) }), claims.clientID == caller.clientID else { return }
         let spent = try TokenService.proofForRevoking(boundTo: claims.jkt, caller: caller, proof: proof)
@@ -81,9 +85,9 @@ public struct TokenService {
     /// The proof a revocation of a token bound to `jkt` must record: nil when
     /// none is needed (an unbound token, a confidential caller); a refusal
     /// when the public caller sent none, or one of another key.
-    static func proofForRevoking(boundTo jkt: String?, caller: Client, proof: DPoPProof?) throws -> DPoPProof? {
+    static func proofForRevoking(boundTo jkt: String?, caller: Client, proof: () throws -> DPoPProof?) throws -> DPoPProof? {
         guard let jkt, caller.isPublic else { return nil }
-        guard let proof, proof.jkt == jkt else {
+        guard let proof = try proof(), proof.jkt == jkt else {
             throw OAuthError("invalid_dpop_proof", status: 400, "The token is bound to a DPoP key: send a proof of that key.")
         }
         return proof

@@ -50,7 +50,7 @@ extension TokenService {
 
     /// Revocation of a refresh token revokes its family (RFC 7009 §2.1); a
     /// public client's bound one only with a proof of its key (`revoke`).
-    func revokeRefresh(_ token: String, caller: Client, proof: DPoPProof?) throws -> Bool {
+    func revokeRefresh(_ token: String, caller: Client, proof: () throws -> DPoPProof?) throws -> Bool {
         guard token.hasPrefix("lkr_"), let record = try store.read({ try store.refreshToken(hash: TokenService.hash(token)) }) else { return false }
         guard record.clientID == caller.clientID else { return true }
         let spent = try TokenService.proofForRevoking(boundTo: record.jkt, caller: caller, proof: proof)

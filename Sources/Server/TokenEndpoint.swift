@@ -109,10 +109,9 @@ enum TokenEndpoint {
         let credentials = try form.credentials(request)
         let caller = try ctx.clientAuthenticator(request).authenticateAlone(credentials, allowPublic: true)
         guard let token = form["token"] else { throw OAuthError.invalidRequest("token is required.") }
-        // A public client's bound tokens are revoked only with a proof of their key (checked for such a caller; its
-        // jti is recorded with the revocation, never for a refused one): the client id alone is anyone's.
-        let proof = caller.isPublic ? try DPoPEndpoint.verifiedProof(request, ctx, accessToken: nil) : nil
-        try ctx.tokens.revoke(token: token, caller: caller, proof: proof)
+        // A public client's bound tokens are revoked only with a proof of their key (checked once such a token is
+        // found; its jti is recorded with the revocation, never for a refused one): the client id alone is anyone's.
+        try ctx.tokens.revoke(token: token, caller: caller) { try DPoPEndpoint.verifiedProof(request, ctx, accessToken: nil) }
         return uncached(Response(status: 200))
     }
 }
