@@ -34,7 +34,7 @@ extension UserEndpoints {
     static func authorizationRequest(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let service = AuthorizationService(env: ctx.env, store: ctx.store)
         let (session, _) = try sessionUser(request, ctx, write: false, readingAhead: service)
-        guard let stored = try service.pending(ctx.param("id"), browser: request.cookies[browserCookie]),
+        guard let stored = try service.pending(ctx.param("id"), browser: cookie(.browser, request, ctx)),
               let client = try ctx.store.read({ try ctx.store.client(stored.request.clientID) }) else {
             throw consentError(.notFound)
         }
@@ -124,7 +124,7 @@ extension UserEndpoints {
         let service = AuthorizationService(env: ctx.env, store: ctx.store)
         let (session, user) = try sessionUser(request, ctx, write: true, csrfToken: answer.csrfToken, readingAhead: service)
         do {
-            let response = try service.accept(ctx.param("id"), browser: request.cookies[browserCookie], user: user, session: session,
+            let response = try service.accept(ctx.param("id"), browser: cookie(.browser, request, ctx), user: user, session: session,
                                               scope: answer.scope, remember: answer.remember)
             return answered(response, answer, ctx)
         } catch let e as ConsentError {
@@ -137,7 +137,7 @@ extension UserEndpoints {
         let service = AuthorizationService(env: ctx.env, store: ctx.store)
         let (session, user) = try sessionUser(request, ctx, write: true, csrfToken: answer.csrfToken, readingAhead: service)
         do {
-            return answered(try service.reject(ctx.param("id"), browser: request.cookies[browserCookie], user: user, session: session), answer, ctx)
+            return answered(try service.reject(ctx.param("id"), browser: cookie(.browser, request, ctx), user: user, session: session), answer, ctx)
         } catch let e as ConsentError {
             return try refused(e, answer, requestID: ctx.param("id"))
         }

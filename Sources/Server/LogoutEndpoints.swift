@@ -36,18 +36,18 @@ enum LogoutEndpoints {
             items = query
         }
         let confirming = request.method == .post && items.contains { $0.0 == "confirm" }
-        if !confirming, let again = UserEndpoints.resentWithCookies(request, "/oauth2/logout", items, tooLong: {
+        if !confirming, let again = UserEndpoints.resentWithCookies(request, ctx, "/oauth2/logout", items, tooLong: {
             page("This sign-out link does not work", "<p role=\"alert\">\(XMLElement.escape($0))</p>", status: .badRequest)
         }) { return again }
         let parameters = LogoutService.Parameters(items)
         let service = LogoutService(env: ctx.env, store: ctx.store, keys: ctx.keys)
-        let sessionToken = request.cookies[UserEndpoints.sessionCookie]
+        let sessionToken = UserEndpoints.cookie(.session, request, ctx)
         let decision: LogoutService.Decision
         if confirming {
             // The user's answer on the confirmation page: the session's CSRF token must come with it.
             let token = items.first { $0.0 == "csrf_token" }?.1
             guard let current = try SessionService(env: ctx.env, store: ctx.store).current(sessionToken),
-                  SessionService.csrfMatches(header: token, session: current.session), request.cookies[UserEndpoints.csrfCookie] == token else {
+                  SessionService.csrfMatches(header: token, session: current.session), UserEndpoints.cookie(.csrf, request, ctx) == token else {
                 return page("Sign-out not confirmed", "<p role=\"alert\">The confirmation did not come from this browser's session.</p>",
                             status: .forbidden)
             }
@@ -59,15 +59,13 @@ enum LogoutEndpoints {
         case let .errorPage(message):
             return page("This sign-out link does not work", "<p role=\"alert\">\(XMLElement.escape(message))</p>", status: .badRequest)
         case let .confirm(clientName, origin):
-            return confirmation(items, clientName: clientName, csrf: request.cookies[UserEndpoints.csrfCookie] ?? "", redirectOrigin: origin)
+            return confirmation(items, clientName: clientName, csrf: UserEndpoints.cookie(.csrf, request, ctx) ?? "", redirectOrigin: origin)
         case let .signedOut(redirect):
             var response = redirect.map { Response.redirect($0, status: .seeOther) }
                 ?? page("You are signed out", "<p>You can close this window.</p>")
             // Cookies are cleared only where one came (a request without, from another site, ends nothing).
             if sessionToken != nil {
-                let secure = UserEndpoints.secureCookies(request, ctx)
-                response.headers.add(.setCookie, Cookies.make(name: UserEndpoints.sessionCookie, value: "", maxAge: 0, httpOnly: true, secure: secure))
-                response.headers.add(.setCookie, Cookies.make(name: UserEndpoints.csrfCookie, value: "", maxAge: 0, httpOnly: false, secure: secure))
+                UserEndpoints.setSessionCookies(&response, token: "", csrf: "", maxAge: 0, request, ctx)
             }
             return response
         }

@@ -5,10 +5,41 @@ import OAuth
 /// Sign-in, consent, the authorization endpoint, userinfo and connections:
 /// everything a person's browser (or a person's app) calls (SPEC 4.4, 5).
 enum UserEndpoints {
-    static let sessionCookie = "lk_session"
-    static let csrfCookie = "lk_csrf"
-    /// Binds pending authorization requests to the browser that started them (SPEC 7.1).
-    static let browserCookie = "lk_browser"
+    /// The browser's cookies: its session, the session's CSRF token (read by
+    /// the pages' script) and the binding of pending authorization requests
+    /// to the browser that started them (SPEC 7.1). Over https each is read
+    /// from a `__Host-` cookie (RFC 6265bis §4.1.3.2): a browser takes one
+    /// only from this very host, over https, Secure, with `Path=/` and no
+    /// `Domain`, so neither a sibling subdomain nor a network attacker on a
+    /// first plain-http visit can plant or shadow it (a planted session was
+    /// a login CSRF; a shadowed one made a logout that ended nothing: review,
+    /// session 25). The session and CSRF cookies are also set under the
+    /// names SPEC 5.1 gives them, for clients that read those, but never
+    /// read back. Over http (a development host), the plain names alone.
+    enum BrowserCookie: String {
+        case session = "lk_session", csrf = "lk_csrf", browser = "lk_browser"
+    }
+
+    static func cookieName(_ cookie: BrowserCookie, secure: Bool) -> String { secure ? "__Host-" + cookie.rawValue : cookie.rawValue }
+
+    static func cookie(_ cookie: BrowserCookie, _ request: Request, _ ctx: RequestContext) -> String? {
+        request.cookies[cookieName(cookie, secure: secureCookies(request, ctx))]
+    }
+
+    /// Its Set-Cookie headers (`maxAge` 0 clears it); only the CSRF token is for script to read.
+    static func setCookies(_ cookie: BrowserCookie, _ value: String, maxAge: Int?, _ request: Request, _ ctx: RequestContext) -> [String] {
+        let secure = secureCookies(request, ctx)
+        let read = Cookies.make(name: cookieName(cookie, secure: secure), value: value, maxAge: maxAge, httpOnly: cookie != .csrf, secure: secure)
+        guard secure && cookie != .browser else { return [read] }
+        return [read, Cookies.make(name: cookie.rawValue, value: value, maxAge: maxAge, httpOnly: cookie != .csrf, secure: true)]
+    }
+
+    /// Sets (or clears, with `maxAge` 0) the session's two cookies on `response`.
+    static func setSessionCookies(_ response: inout Response, token: String, csrf: String, maxAge: Int, _ request: Request, _ ctx: RequestContext) {
+        for header in setCookies(.session, token, maxAge: maxAge, request, ctx) + setCookies(.csrf, csrf, maxAge: maxAge, request, ctx) {
+            response.headers.add(.setCookie, header)
+        }
+    }
 
     // MARK: Who is calling
 
@@ -17,12 +48,12 @@ enum UserEndpoints {
     }
 
     static func session(_ request: Request, _ ctx: RequestContext) throws -> (session: SessionRecord, user: User)? {
-        try SessionService(env: ctx.env, store: ctx.store).current(request.cookies[sessionCookie])
+        try SessionService(env: ctx.env, store: ctx.store).current(cookie(.session, request, ctx))
     }
 
     static let signInRequired = APIProblem(status: 401, code: "login_required", title: "Unauthorized", detail: "Sign in first.")
     static let csrfFailed = APIProblem(status: 403, code: "csrf_failed", title: "Forbidden",
-                                       detail: "X-CSRF-Token must repeat the lk_csrf cookie.")
+                                       detail: "X-CSRF-Token must repeat the CSRF cookie (lk_csrf, __Host-lk_csrf over https).")
 
     /// The signed-in user; state-changing calls also need the CSRF header.
     /// The signed-in user; a write also needs the CSRF token (double
@@ -32,7 +63,7 @@ enum UserEndpoints {
         guard let s = try session(request, ctx) else { throw signInRequired }
         if write {
             let presented = csrfToken ?? request.headers.value(.xCSRFToken)
-            guard SessionService.csrfMatches(header: presented, session: s.session), request.cookies[csrfCookie] == presented else { throw csrfFailed }
+            guard SessionService.csrfMatches(header: presented, session: s.session), cookie(.csrf, request, ctx) == presented else { throw csrfFailed }
         }
         return s
     }
@@ -82,14 +113,12 @@ enum UserEndpoints {
         // One browser, one session: the one its cookie named ends as a logout would (its session-bound tokens, a
         // back-channel logout to each client it signed into). Replaced without a word, it outlived its cookie, and the
         // user's later logout never told those clients (attacker review, session 17; another user on a shared computer).
-        if let previous = request.cookies[sessionCookie], !previous.isEmpty {
+        if let previous = cookie(.session, request, ctx), !previous.isEmpty {
             try SessionService(env: ctx.env, store: ctx.store).logout(previous)
         }
-        let secure = secureCookies(request, ctx)
         let maxAge = Int(SessionService.lifetimeMillis / 1000)
         var response = Response.empty().noStore()
-        response.headers.add(.setCookie, Cookies.make(name: sessionCookie, value: started.token, maxAge: maxAge, httpOnly: true, secure: secure))
-        response.headers.add(.setCookie, Cookies.make(name: csrfCookie, value: started.csrf, maxAge: maxAge, httpOnly: false, secure: secure))
+        setSessionCookies(&response, token: started.token, csrf: started.csrf, maxAge: maxAge, request, ctx)
         return response
     }
 
@@ -103,11 +132,9 @@ enum UserEndpoints {
 
     static func logout(_ request: Request, _ ctx: RequestContext) throws -> Response {
         _ = try sessionUser(request, ctx, write: true)
-        if let token = request.cookies[sessionCookie] { try SessionService(env: ctx.env, store: ctx.store).logout(token) }
-        let secure = secureCookies(request, ctx)
+        if let token = cookie(.session, request, ctx) { try SessionService(env: ctx.env, store: ctx.store).logout(token) }
         var response = Response.empty()
-        response.headers.add(.setCookie, Cookies.make(name: sessionCookie, value: "", maxAge: 0, httpOnly: true, secure: secure))
-        response.headers.add(.setCookie, Cookies.make(name: csrfCookie, value: "", maxAge: 0, httpOnly: false, secure: secure))
+        setSessionCookies(&response, token: "", csrf: "", maxAge: 0, request, ctx)
         return response
     }
 
@@ -165,10 +192,10 @@ enum UserEndpoints {
             params = request.queryItems
         }
         guard let params else { return errorPage("The request is not valid percent-encoding.") }
-        if let again = resentWithCookies(request, "/oauth2/authorize", params, tooLong: errorPage) { return again }
+        if let again = resentWithCookies(request, ctx, "/oauth2/authorize", params, tooLong: errorPage) { return again }
         let browser = browserBinding(request, ctx)
         let decision = try AuthorizationService(env: ctx.env, store: ctx.store)
-            .authorize(try authorizationParameters(params, ctx), sessionToken: request.cookies[sessionCookie], browser: browser.value)
+            .authorize(try authorizationParameters(params, ctx), sessionToken: cookie(.session, request, ctx), browser: browser.value)
         return browser.bind(respond(decision, ctx))
     }
 
@@ -183,9 +210,9 @@ enum UserEndpoints {
     /// the GET's request line must fit nginx's 8 KB header buffers. A
     /// `lk_browser` that is not one Latchkey set (a sibling domain can plant
     /// cookies) counts as none.
-    static func resentWithCookies(_ request: Request, _ path: String, _ parameters: [(String, String)],
+    static func resentWithCookies(_ request: Request, _ ctx: RequestContext, _ path: String, _ parameters: [(String, String)],
                                   tooLong: (String) -> Response) -> Response? {
-        guard request.method == .post, request.cookies[sessionCookie] == nil, wellFormedBrowserCookie(request) == nil else { return nil }
+        guard request.method == .post, cookie(.session, request, ctx) == nil, wellFormedBrowserCookie(request, ctx) == nil else { return nil }
         let query = FormEncoding.serialize(parameters)
         guard query.utf8.count <= maxResentQueryBytes else {
             return tooLong("This request came from another site and is too long to pass on. Send it as a GET, or push it first (PAR).")
@@ -197,8 +224,8 @@ enum UserEndpoints {
     static let maxResentQueryBytes = 7000
 
     /// The browser-binding cookie when it has the shape of one Latchkey sets.
-    static func wellFormedBrowserCookie(_ request: Request) -> String? {
-        guard let presented = request.cookies[browserCookie], (32...128).contains(presented.utf8.count),
+    static func wellFormedBrowserCookie(_ request: Request, _ ctx: RequestContext) -> String? {
+        guard let presented = cookie(.browser, request, ctx), (32...128).contains(presented.utf8.count),
               presented.utf8.allSatisfy(Base64.isURLSafeByte) else { return nil }
         return presented
     }
@@ -218,16 +245,15 @@ enum UserEndpoints {
     }
 
     static func browserBinding(_ request: Request, _ ctx: RequestContext) -> BrowserBinding {
-        if let presented = wellFormedBrowserCookie(request) { return BrowserBinding(value: presented, setCookie: nil) }
+        if let presented = wellFormedBrowserCookie(request, ctx) { return BrowserBinding(value: presented, setCookie: nil) }
         let fresh = ctx.env.randomToken(bytes: 32)
-        return BrowserBinding(value: fresh, setCookie: Cookies.make(name: browserCookie, value: fresh, maxAge: nil, httpOnly: true,
-                                                                   secure: secureCookies(request, ctx)))
+        return BrowserBinding(value: fresh, setCookie: setCookies(.browser, fresh, maxAge: nil, request, ctx).first)
     }
 
     static func authorizeContinue(_ request: Request, _ ctx: RequestContext) throws -> Response {
         guard let id = request.queryValue("request"), !id.isEmpty else { return errorPage("The request parameter is missing.") }
         return respond(try AuthorizationService(env: ctx.env, store: ctx.store)
-            .next(requestID: id, sessionToken: request.cookies[sessionCookie], browser: request.cookies[browserCookie]), ctx)
+            .next(requestID: id, sessionToken: cookie(.session, request, ctx), browser: cookie(.browser, request, ctx)), ctx)
     }
 
 

@@ -119,7 +119,7 @@ import Testing
         let code = try flows.code(h, b, client: id, pkce: pkce, scope: "openid")
         let idToken = try #require(flows.exchange(h, client: id, secret: secret, code: code, verifier: pkce.verifier).json?["id_token"]?.stringValue)
         let sid = try #require(JWS.parse(idToken)?.payload["sid"]?.stringValue)
-        let alicesCookie = try #require(b.cookies["lk_session"])
+        let alicesCookie = try #require(b.cookies["__Host-lk_session"])
         // A wrong password changes nothing.
         #expect(b.login("bob", "wrong").status == 401)
         #expect(try h.store.read { try h.store.dueLogouts(now: h.clock.now, limit: 10) }.isEmpty)
@@ -128,7 +128,7 @@ import Testing
         #expect(queued.map(\.clientID) == [id] && queued.first?.sid == sid)
         // Alice's old cookie names no session any more.
         let old = Browser(h)
-        old.cookies["lk_session"] = alicesCookie
+        old.cookies["__Host-lk_session"] = alicesCookie
         #expect(old.send("GET", "/api/v1/session").status == 401)
         #expect(b.send("GET", "/api/v1/session").json?["username"] == "bob")
     }

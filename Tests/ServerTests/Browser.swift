@@ -16,7 +16,7 @@ final class Browser {
     func send(_ method: String, _ path: String, query: String = "", headers: [(String, String)] = [], body: [UInt8] = [], csrf: Bool = true) -> Response {
         var all = headers
         if !cookies.isEmpty { all.append(("Cookie", cookies.map { "\($0.key)=\($0.value)" }.joined(separator: "; "))) }
-        if csrf, let token = cookies["lk_csrf"] { all.append(("X-CSRF-Token", token)) }
+        if csrf, let token = cookies["__Host-lk_csrf"] { all.append(("X-CSRF-Token", token)) }
         let r = h.call(method, path, query: query, headers: all, body: body)
         for header in r.headers[values: .setCookie] {
             let pair = header.split(separator: ";")[0].split(separator: "=", maxSplits: 1)

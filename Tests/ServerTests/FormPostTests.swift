@@ -100,7 +100,7 @@ import Testing
         // Without the CSRF token, or with another one: refused, and the request stays pending.
         #expect(answer("accept", [("scope", "openid"), ("remember", "true")]).status == 403)
         #expect(answer("accept", [("scope", "openid"), ("csrf_token", "forged")]).status == 403)
-        let csrf = try #require(b.cookies["lk_csrf"])
+        let csrf = try #require(b.cookies["__Host-lk_csrf"])
         let page = answer("accept", [("scope", "openid"), ("scope", "profile"), ("remember", "false"), ("csrf_token", csrf)])
         let fields = try checkPage(page, h)
         let code = try #require(fields["code"])
@@ -116,7 +116,7 @@ import Testing
         let (client, _) = try h.app()
         let b = Browser(h)
         #expect(b.login().status == 204)
-        let csrf = try #require(b.cookies["lk_csrf"])
+        let csrf = try #require(b.cookies["__Host-lk_csrf"])
         let refused = formAnswer(b, try pendingFormPost(b, client), "reject", [("csrf_token", csrf)])
         let fields = try checkPage(refused, h)
         #expect(fields["error"] == "access_denied" && fields["code"] == nil)
@@ -137,7 +137,7 @@ import Testing
         let b = Browser(h)
         #expect(b.login().status == 204)
         h.clock.advance(seconds: 1)
-        let csrf = try #require(b.cookies["lk_csrf"])
+        let csrf = try #require(b.cookies["__Host-lk_csrf"])
         func answer(_ request: String) -> Response { formAnswer(b, request, "accept", [("scope", "openid"), ("csrf_token", csrf)]) }
         let stale = try pendingFormPost(b, client, prompt: "login")
         let toLogin = answer(stale)

@@ -80,7 +80,7 @@ import Testing
         let r = logout(b, [("id_token_hint", idToken), ("post_logout_redirect_uri", Self.after), ("state", "bye-1")])
         #expect(r.status == 303)
         #expect(r.headers[.location] == Self.after + "?state=bye-1")
-        #expect(r.headers[values: .setCookie].contains { $0.hasPrefix("lk_session=;") })
+        #expect(r.headers[values: .setCookie].contains { $0.hasPrefix("__Host-lk_session=;") })
         #expect(b.send("GET", "/api/v1/session").status == 401, "the session is over")
     }
 
@@ -105,7 +105,7 @@ import Testing
         }
         #expect(confirm("forged").status == 403)
         #expect(b.send("GET", "/api/v1/session").status == 200)
-        let done = confirm(try #require(b.cookies["lk_csrf"]))
+        let done = confirm(try #require(b.cookies["__Host-lk_csrf"]))
         #expect(done.status == 200 && done.bodyText.contains("You are signed out"))
         #expect(done.headers[.location] == nil)
         #expect(b.send("GET", "/api/v1/session").status == 401)
@@ -165,7 +165,7 @@ import Testing
         #expect(page.headers[.contentSecurityPolicy]?.contains("form-action 'self';") == true, "no redirect to allow")
         _ = client
         let done = b.send("POST", "/oauth2/logout", headers: [("Content-Type", "application/x-www-form-urlencoded")],
-                          body: Array(FormEncoding.serialize(items + [("csrf_token", try #require(b.cookies["lk_csrf"])), ("confirm", "yes")]).utf8),
+                          body: Array(FormEncoding.serialize(items + [("csrf_token", try #require(b.cookies["__Host-lk_csrf"])), ("confirm", "yes")]).utf8),
                           csrf: false)
         #expect(done.status == 200 && done.headers[.location] == nil && done.bodyText.contains("You are signed out"))
         #expect(b.send("GET", "/api/v1/session").status == 401)

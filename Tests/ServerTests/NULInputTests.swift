@@ -34,7 +34,7 @@ import Testing
             ("authorize, request_uri", h.call("GET", "/oauth2/authorize", query: "client_id=\(app)&request_uri=urn:ietf:params:oauth:request_uri:\(Self.encoded)")),
             ("authorize continue", h.call("GET", "/oauth2/authorize/continue", query: "request=\(Self.encoded)")),
             ("sign-in", h.call("POST", "/api/v1/session", headers: [("Content-Type", "application/json")], body: json(#"{"username":"a\u0000b","password":"x"}"#))),
-            ("session cookie", h.call("GET", "/api/v1/session", headers: [("Cookie", "lk_session=\(Self.encoded)")])),
+            ("session cookie", h.call("GET", "/api/v1/session", headers: [("Cookie", "__Host-lk_session=\(Self.encoded)")])),
             ("authorization request", h.call("GET", "/api/v1/authorization-requests/\(Self.nul)")),
             ("registration read", h.call("GET", "/oauth2/register/\(Self.nul)", headers: [("Authorization", "Bearer x")])),
             ("logout hint", h.call("GET", "/oauth2/logout", query: "client_id=\(Self.encoded)")),

@@ -170,8 +170,19 @@ extension UserFlowTests {
         let ok = b.login()
         #expect(ok.status == 204)
         let setCookies = ok.headers[values: .setCookie]
-        #expect(setCookies.contains { $0.hasPrefix("lk_session=") && $0.contains("HttpOnly") && $0.contains("SameSite=Lax") && $0.contains("Secure") })
-        #expect(setCookies.contains { $0.hasPrefix("lk_csrf=") && !$0.contains("HttpOnly") })
+        #expect(setCookies.contains { $0.hasPrefix("__Host-lk_session=") && $0.contains("HttpOnly") && $0.contains("SameSite=Lax") && $0.contains("Secure") })
+        #expect(setCookies.contains { $0.hasPrefix("__Host-lk_csrf=") && !$0.contains("HttpOnly") })
+        // RFC 6265bis §4.1.3.2: a browser takes a __Host- cookie only when Secure, with Path=/ and no Domain.
+        #expect(setCookies.allSatisfy { $0.contains("; Path=/;") && $0.contains("; Secure") && !$0.lowercased().contains("domain=") })
+        // SPEC 5.1's names are set too, for clients that read them (lk_csrf) ...
+        #expect(setCookies.contains { $0.hasPrefix("lk_session=") && $0.contains("HttpOnly") && $0.contains("Secure") })
+        #expect(setCookies.contains { $0.hasPrefix("lk_csrf=") && !$0.contains("HttpOnly") && $0.contains("Secure") })
+        // ... but over https only the __Host- ones are read (review, session 25). A plain-named copy (what a sibling
+        // subdomain, or a network attacker on a first plain-http visit, can plant) is no session, however valid
+        // its value: a planted session signed the victim in as the attacker.
+        let token = try #require(b.cookies["__Host-lk_session"])
+        #expect(h.call("GET", "/api/v1/session", headers: [("Cookie", "lk_session=\(token)")]).status == 401)
+        #expect(h.call("GET", "/api/v1/session", headers: [("Cookie", "__Host-lk_session=\(token)")]).status == 200)
         #expect(b.send("GET", "/api/v1/session").json?["username"] == "alice")
         #expect(b.send("DELETE", "/api/v1/session", csrf: false).status == 403)
         #expect(b.send("DELETE", "/api/v1/session").status == 204)

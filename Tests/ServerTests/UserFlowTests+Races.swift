@@ -17,9 +17,9 @@ extension UserFlowTests {
         #expect(b.login().status == 204)
         // The continue has loaded the request; another request of the browser answers it before this one's grant.
         let service = AuthorizationService(env: h.env, store: h.store)
-        let stored = try #require(try service.pending(requestID, browser: b.cookies["lk_browser"]))
+        let stored = try #require(try service.pending(requestID, browser: b.cookies["__Host-lk_browser"]))
         #expect(try h.store.write { try h.store.markAuthorizationRequestAnswered(idHash: stored.idHash, at: h.clock.now) })
-        let decision = try service.proceed(stored, requestID: requestID, sessionToken: b.cookies["lk_session"])
+        let decision = try service.proceed(stored, requestID: requestID, sessionToken: b.cookies["__Host-lk_session"])
         #expect(decision == .errorPage(AuthorizationService.unknownRequestMessage), "\(decision)")
         // Through the endpoint, the same request again: the page, as for any request already answered.
         let again = b.send("GET", "/oauth2/authorize/continue", query: "request=\(requestID)")

@@ -122,7 +122,7 @@ import Testing
         #expect(b.cookies == before)
         // Only Latchkey's own cookies hold the resend back: a lone CSRF cookie, or a browser binding of another
         // shape (a sibling domain can plant cookies), do not.
-        for cookie in ["lk_csrf=abc", "lk_browser=planted", "other=1"] {
+        for cookie in ["__Host-lk_csrf=abc", "__Host-lk_browser=planted", "other=1"] {
             let r = h.call("POST", "/oauth2/authorize", headers: [("Content-Type", "application/x-www-form-urlencoded"), ("Cookie", cookie)],
                            body: Array(FormEncoding.serialize(params).utf8))
             #expect(r.status == 303 && r.headers[.location]?.hasPrefix("/oauth2/authorize?") == true, "\(cookie)")

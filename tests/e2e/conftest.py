@@ -300,6 +300,10 @@ class Stack:
         assert r.status_code == 200, r.text
         return r.json()["access_token"]
 
+    def cookie(self, name):
+        """A browser cookie's name on this stack: over https Latchkey's are __Host- cookies."""
+        return "__Host-" + name if self.tls else name
+
     def bearer(self, token=None):
         return {"Authorization": f"Bearer {token or self.token()}"}
 

@@ -42,3 +42,23 @@ def test_the_user_edits_their_profile_on_the_account_page(stack, browser):
     # Reloaded, the form shows what was saved.
     browser.refresh()
     assert wait(browser, EC.visibility_of_element_located((By.ID, "given_name"))).get_attribute("value") == "Demo"
+
+
+def test_a_sign_out_that_fails_says_so_and_stays(stack, browser):
+    """The account page's sign-out goes to the sign-in page only when the server ended the session (204). One that
+    failed (here: the CSRF cookie gone, 403) says so and stays, rather than leaving a live session on a shared
+    computer behind a sign-in page (review, session 25); tried again with the cookie back, it signs out."""
+    browser.get(stack.url("/login/"))
+    sign_in(browser, stack)
+    wait(browser, lambda d: d.get_cookie(stack.cookie("lk_session")) is not None)
+    browser.get(stack.url("/account/"))
+    button = wait(browser, EC.element_to_be_clickable((By.ID, "signout")))
+    csrf = browser.get_cookie(stack.cookie("lk_csrf"))
+    browser.delete_cookie(stack.cookie("lk_csrf"))
+    button.click()
+    wait(browser, EC.text_to_be_present_in_element((By.ID, "error"), "Signing out did not work (403)"))
+    assert browser.current_url.startswith(stack.url("/account/"))
+    browser.add_cookie({"name": csrf["name"], "value": csrf["value"], "path": "/"})
+    browser.find_element(By.ID, "signout").click()
+    wait(browser, lambda d: d.current_url.startswith(stack.url("/login/")))
+    assert browser.get_cookie(stack.cookie("lk_session")) is None

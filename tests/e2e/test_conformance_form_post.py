@@ -202,7 +202,7 @@ def authorize(stack, person, params, post=False):
             steps.append("consent")
             request_id = parse_qs(urlparse(location).query)["request"][0]
             details = http.get(stack.url(f"/api/v1/authorization-requests/{request_id}")).json()
-            form = [("scope", s["name"]) for s in details["scopes"]] + [("remember", "true"), ("csrf_token", http.cookies.get("lk_csrf"))]
+            form = [("scope", s["name"]) for s in details["scopes"]] + [("remember", "true"), ("csrf_token", http.cookies.get(stack.cookie("lk_csrf")))]
             r = http.post(stack.url(f"/api/v1/authorization-requests/{request_id}/accept"), data=form, allow_redirects=False)
         else:
             return Answer("redirect", r, steps, location=location, seconds=time.monotonic() - started)

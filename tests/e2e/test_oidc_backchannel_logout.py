@@ -140,7 +140,7 @@ def test_oidcc_backchannel_rp_initiated_logout(stack, bcl):
 
 def test_revoking_the_connection_tells_the_client(stack, bcl):
     client_id, person, id_claims = signed_in(stack, bcl)
-    r = person.http.delete(stack.url(f"/api/v1/me/connections/{client_id}"), headers={"X-CSRF-Token": person.http.cookies.get("lk_csrf")})
+    r = person.http.delete(stack.url(f"/api/v1/me/connections/{client_id}"), headers={"X-CSRF-Token": person.http.cookies.get(stack.cookie("lk_csrf"))})
     assert r.status_code == 204, r.text
     check_logout_token(stack, bcl.wait_for(1), client_id, id_claims)
     assert person.http.get(stack.url("/api/v1/session")).status_code == 200, "the user's Latchkey session goes on"
@@ -150,7 +150,7 @@ def test_a_failed_delivery_is_retried_from_the_queue(stack, bcl):
     """The receiver answers 503 first: the token comes again after the first backoff step (10 s), from the queue."""
     client_id, person, id_claims = signed_in(stack, bcl)
     bcl.statuses.append(503)
-    assert person.http.delete(stack.url("/api/v1/session"), headers={"X-CSRF-Token": person.http.cookies.get("lk_csrf")}).status_code == 204
+    assert person.http.delete(stack.url("/api/v1/session"), headers={"X-CSRF-Token": person.http.cookies.get(stack.cookie("lk_csrf"))}).status_code == 204
     first = bcl.wait_for(1)
     second = bcl.wait_for(2, seconds=25)
     assert second[3] - first[3] >= 9, "retried after the backoff, not at once"
@@ -165,7 +165,7 @@ def test_a_logout_uri_on_a_non_public_address_is_never_posted_to(bcl, tmp_path):
     s = Stack(tmp_path / "s", rate_limits="off", env={"LATCHKEY_BACKCHANNEL_ALLOW": ""}).start()
     try:
         client_id, person, _ = signed_in(s, bcl)
-        assert person.http.delete(s.url("/api/v1/session"), headers={"X-CSRF-Token": person.http.cookies.get("lk_csrf")}).status_code == 204
+        assert person.http.delete(s.url("/api/v1/session"), headers={"X-CSRF-Token": person.http.cookies.get(s.cookie("lk_csrf"))}).status_code == 204
         deadline = time.monotonic() + 15
         while "the host's address is not public" not in s.log_path.read_text(errors="replace") and time.monotonic() < deadline:
             time.sleep(0.2)

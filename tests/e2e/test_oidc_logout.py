@@ -50,7 +50,7 @@ def test_without_a_hint_the_user_confirms_in_the_browser_and_is_not_redirected(s
     client_id, _ = make_app(stack, f"http://127.0.0.1:{stack.port}/demo/callback", receiver.redirect)
     browser.get(stack.url("/login/"))
     sign_in(browser, stack)
-    wait(browser, lambda d: d.get_cookie("lk_session") is not None)
+    wait(browser, lambda d: d.get_cookie(stack.cookie("lk_session")) is not None)
     browser.get(stack.url("/oauth2/logout?" + urlencode({"client_id": client_id, "post_logout_redirect_uri": receiver.redirect,
                                                          "state": "confirmed"})))
     button = wait(browser, EC.element_to_be_clickable((By.ID, "sign-out")))
@@ -63,4 +63,4 @@ def test_without_a_hint_the_user_confirms_in_the_browser_and_is_not_redirected(s
     wait(browser, EC.text_to_be_present_in_element((By.TAG_NAME, "h1"), "You are signed out"))
     assert browser.current_url.startswith(stack.url("/oauth2/logout"))
     assert receiver.posts() == [] and not [r for r in receiver.received if r[1].startswith("/cb")]
-    assert browser.get_cookie("lk_session") is None
+    assert browser.get_cookie(stack.cookie("lk_session")) is None

@@ -208,7 +208,7 @@ def test_scripts_run_with_tls_serves_the_openid_flow_over_https(tmp_path):
             "response_type": "code", "client_id": demo["client_id"], "redirect_uri": demo["redirect_uri"], "scope": "openid profile",
             "state": "tls", "nonce": "n", "code_challenge": challenge, "code_challenge_method": "S256"}), allow_redirects=False)
         request_id = parse_qs(urlparse(r.headers["Location"]).query)["request"][0]
-        accepted = http.post(f"{issuer}/api/v1/authorization-requests/{request_id}/accept", headers={"X-CSRF-Token": http.cookies["lk_csrf"]},
+        accepted = http.post(f"{issuer}/api/v1/authorization-requests/{request_id}/accept", headers={"X-CSRF-Token": http.cookies["__Host-lk_csrf"]},
                              json={"scope": ["openid", "profile"], "remember": False}).json()
         code = parse_qs(urlparse(accepted["redirect_to"]).query)["code"][0]
         tokens = http.post(issuer + "/oauth2/token", data={"grant_type": "authorization_code", "code": code, "client_id": demo["client_id"],

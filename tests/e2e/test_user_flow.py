@@ -56,7 +56,7 @@ class Browser:
         if location.startswith("/consent/"):
             request_id = parse_qs(urlparse(location).query)["request"][0]
             details = self.http.get(self.stack.url(f"/api/v1/authorization-requests/{request_id}")).json()
-            headers = {"X-CSRF-Token": self.http.cookies.get("lk_csrf")} if csrf else {}
+            headers = {"X-CSRF-Token": self.http.cookies.get(self.stack.cookie("lk_csrf"))} if csrf else {}
             granted = scope or [s["name"] for s in details["scopes"]]
             path = "accept" if approve else "reject"
             answer = self.http.post(self.stack.url(f"/api/v1/authorization-requests/{request_id}/{path}"), headers=headers,
@@ -244,9 +244,30 @@ def test_a_long_state_comes_back_through_every_answer_path(stack):
     # The consent page's form, without script: the worker's 303 under /api/.
     r = fresh.go(url(prompt="consent"))
     request_id = parse_qs(urlparse(r.headers["Location"]).query)["request"][0]
-    form = [("scope", "openid"), ("scope", "profile"), ("csrf_token", fresh.http.cookies.get("lk_csrf"))]
+    form = [("scope", "openid"), ("scope", "profile"), ("csrf_token", fresh.http.cookies.get(stack.cookie("lk_csrf")))]
     answered = fresh.http.post(stack.url(f"/api/v1/authorization-requests/{request_id}/accept"), data=form, allow_redirects=False)
     assert answered.status_code == 303, (answered.status_code, answered.text[:200])
     assert parse_qs(urlparse(answered.headers["Location"]).query)["state"] == [state]
     too_long = fresh.http.get(stack.url("/oauth2/logout"), params={"client_id": client_id, "state": "!" * 2049}, allow_redirects=False)
     assert too_long.status_code == 400 and "Location" not in too_long.headers, too_long.status_code
+
+
+def test_the_session_cookies_cannot_be_planted_from_another_host(stack):
+    """Over https the session, CSRF and browser-binding cookies are read from __Host- cookies (RFC 6265bis
+    §4.1.3.2): Secure, Path=/, no Domain, so a browser takes them from this host alone, never from a sibling
+    subdomain or a plain-http page. The session's two are also set under SPEC 5.1's names, which are never read: a
+    copy there (what those could plant) is no session. Over http (development) the plain names alone (review,
+    session 25: a planted session signed a victim in as the attacker)."""
+    http = requests.Session()
+    login = http.post(stack.url("/api/v1/session"), json={"username": "demo", "password": stack.demo_password})
+    assert login.status_code == 204
+    set_cookies = login.raw.headers.getlist("Set-Cookie")
+    names = sorted(c.split("=", 1)[0] for c in set_cookies)
+    expected = ["lk_session", "lk_csrf"] + (["__Host-lk_session", "__Host-lk_csrf"] if stack.tls else [])
+    assert names == sorted(expected), names
+    if stack.tls:
+        assert all("; Secure" in c and "; Path=/;" in c and "domain=" not in c.lower() for c in set_cookies), set_cookies
+        token = http.cookies.get("__Host-lk_session")
+        planted = requests.get(stack.url("/api/v1/session"), headers={"Cookie": f"lk_session={token}"})
+        assert planted.status_code == 401
+        assert requests.get(stack.url("/api/v1/session"), headers={"Cookie": f"__Host-lk_session={token}"}).status_code == 200

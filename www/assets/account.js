@@ -12,8 +12,15 @@ document.addEventListener("DOMContentLoaded", async () => {
   const signout = document.getElementById("signout");
   signout.hidden = false;
   signout.addEventListener("click", async () => {
-    await Latchkey.api("DELETE", "/api/v1/session");
-    window.location.assign("/login/");
+    // Signed out only when the server says so (204): on a shared computer, a sign-out that failed and still went
+    // to the sign-in page would leave the session to the next person (review, session 25).
+    const { status } = await Latchkey.api("DELETE", "/api/v1/session");
+    if (status === 204 || status === 401) {
+      window.location.assign("/login/");
+    } else {
+      document.getElementById("error").textContent =
+        "Signing out did not work (" + status + "). Reload the page and try again, or close the browser.";
+    }
   });
   await load();
   await loadProfile();

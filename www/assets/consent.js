@@ -81,7 +81,7 @@ document.addEventListener("DOMContentLoaded", async () => {
     const add = (name, value) => post.append(Latchkey.el("input", { type: "hidden", name, value: String(value) }));
     for (const scope of body.scope || []) add("scope", scope);
     if (body.remember !== undefined) add("remember", body.remember ? "true" : "false");
-    add("csrf_token", Latchkey.cookie("lk_csrf") || "");
+    add("csrf_token", Latchkey.csrfToken() || "");
     post.hidden = true;
     document.body.append(post);
     post.submit();

@@ -11,10 +11,15 @@ const Latchkey = {
     return null;
   },
 
+  // The session's CSRF token: __Host-lk_csrf over https (a cookie no other host can set), lk_csrf over http.
+  csrfToken() {
+    return location.protocol === "https:" ? Latchkey.cookie("__Host-lk_csrf") : Latchkey.cookie("lk_csrf");
+  },
+
   // JSON API call with the session cookie and the CSRF header.
   async api(method, path, body) {
     const headers = { "Accept": "application/json" };
-    const csrf = Latchkey.cookie("lk_csrf");
+    const csrf = Latchkey.csrfToken();
     if (csrf) headers["X-CSRF-Token"] = csrf;
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const response = await fetch(path, {
