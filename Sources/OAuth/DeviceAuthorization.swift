@@ -33,10 +33,12 @@ public struct DeviceCodeRecord: Sendable, Equatable {
     public var familyID: String?
     /// The address (an IPv6 one by its /64) the device authorization came from.
     public var requestedFrom: String
+    /// Redeemed with a DPoP proof (RFC 9449): the key its tokens are bound to.
+    public var dpopJKT: String?
 
     public init(deviceCodeHash: String, userCodeHash: String, clientID: String, scope: [String], createdAt: Int64, expiresAt: Int64,
                 interval: Int, lastPolledAt: Int64? = nil, status: Status = .pending, userID: String? = nil, authTime: Int64? = nil,
-                familyID: String? = nil, requestedFrom: String = "") {
+                familyID: String? = nil, requestedFrom: String = "", dpopJKT: String? = nil) {
         self.deviceCodeHash = deviceCodeHash
         self.userCodeHash = userCodeHash
         self.clientID = clientID
@@ -50,6 +52,7 @@ public struct DeviceCodeRecord: Sendable, Equatable {
         self.authTime = authTime
         self.familyID = familyID
         self.requestedFrom = requestedFrom
+        self.dpopJKT = dpopJKT
     }
 }
 

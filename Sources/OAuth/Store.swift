@@ -249,7 +249,7 @@ public protocol GrantStorage: Transactional {
     /// when it came sooner, and then the interval grows by 5 seconds (up to a minute).
     func pollDeviceCode(hash: String, now: Int64) throws -> Bool
     /// Redeems an approved device code: true for exactly one caller.
-    func redeemDeviceCode(hash: String, familyID: String) throws -> Bool
+    func redeemDeviceCode(hash: String, familyID: String, jkt: String?) throws -> Bool
 }
 
 /// A single-use record as a claim found it, and whether this claim took it

@@ -349,6 +349,7 @@ enum PostgresSchema {
         CREATE INDEX IF NOT EXISTS pushed_requests_by_client ON pushed_requests(client_id);
         CREATE INDEX IF NOT EXISTS device_codes_by_client_address ON device_codes(client_id, requested_from, expires_at);
         ALTER TABLE authorization_codes ADD COLUMN IF NOT EXISTS pushed BIGINT NOT NULL DEFAULT 0;
+        ALTER TABLE device_codes ADD COLUMN IF NOT EXISTS dpop_jkt TEXT;
         """,
     ]
 }

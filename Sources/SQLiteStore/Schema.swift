@@ -433,6 +433,7 @@ enum Schema {
         CREATE INDEX IF NOT EXISTS pushed_requests_by_client ON pushed_requests(client_id);
         CREATE INDEX IF NOT EXISTS device_codes_by_client_address ON device_codes(client_id, requested_from, expires_at);
         ALTER TABLE authorization_codes ADD COLUMN pushed INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE device_codes ADD COLUMN dpop_jkt TEXT;
         """,
     ]
 }

@@ -170,14 +170,15 @@ extension SQLStatementRunner {
 
     static var deviceCodeColumns: String {
         "device_code_hash, user_code_hash, client_id, scope, created_at, expires_at, poll_interval, last_polled_at, status, user_id, auth_time, " +
-            "family_id, requested_from"
+            "family_id, requested_from, dpop_jkt"
     }
 
     func deviceCodeRecord(_ r: Row) -> DeviceCodeRecord? {
         guard let status = DeviceCodeRecord.Status(rawValue: r.string(8)) else { return nil }
         return DeviceCodeRecord(deviceCodeHash: r.string(0), userCodeHash: r.string(1), clientID: r.string(2), scope: Scopes.parse(r.string(3)) ?? [],
                                 createdAt: r.int(4), expiresAt: r.int(5), interval: Int(r.int(6)), lastPolledAt: r.optionalInt(7), status: status,
-                                userID: r.optionalString(9), authTime: r.optionalInt(10), familyID: r.optionalString(11), requestedFrom: r.string(12))
+                                userID: r.optionalString(9), authTime: r.optionalInt(10), familyID: r.optionalString(11), requestedFrom: r.string(12),
+                                dpopJKT: r.optionalString(13))
     }
 
     public func deviceCode(hash: String) throws -> DeviceCodeRecord? {
@@ -207,8 +208,8 @@ extension SQLStatementRunner {
         return false
     }
 
-    public func redeemDeviceCode(hash: String, familyID: String) throws -> Bool {
-        try update("UPDATE device_codes SET status = 'redeemed', family_id = ? WHERE device_code_hash = ? AND status = 'approved'",
-                   [.text(familyID), .text(hash)]) == 1
+    public func redeemDeviceCode(hash: String, familyID: String, jkt: String?) throws -> Bool {
+        try update("UPDATE device_codes SET status = 'redeemed', family_id = ?, dpop_jkt = ? WHERE device_code_hash = ? AND status = 'approved'",
+                   [.text(familyID), SQLArgument(jkt), .text(hash)]) == 1
     }
 }

@@ -321,7 +321,7 @@ import Testing
         #expect(try h.store.write {
             try h.store.answerDeviceCode(hash: "race-device", status: .denied, userID: user, scope: [], authTime: now / 1000, now: now)
         } == false, "an answered code is not answered again")
-        let redemptions = race(h, 8) { store, i in try store.write { try store.redeemDeviceCode(hash: "race-device", familyID: "family-\(i)") } }
+        let redemptions = race(h, 8) { store, i in try store.write { try store.redeemDeviceCode(hash: "race-device", familyID: "family-\(i)", jkt: nil) } }
         #expect(redemptions.filter { (try? $0.get()) == true }.count == 1, "\(redemptions)")
         #expect(try h.store.read { try h.store.deviceCode(hash: "race-device") }?.status == .redeemed)
     }

@@ -54,7 +54,10 @@ import Testing
         try store.write {
             if let s = store as? SQLiteStore {
                 // SQLite cannot add a column that exists (no IF NOT EXISTS): what migration 17 added goes first.
-                if sqlite <= 17 { _ = try s.update("ALTER TABLE authorization_codes DROP COLUMN pushed", []) }
+                if sqlite <= 17 {
+                    _ = try s.update("ALTER TABLE authorization_codes DROP COLUMN pushed", [])
+                    _ = try s.update("ALTER TABLE device_codes DROP COLUMN dpop_jkt", [])
+                }
                 _ = try s.update("PRAGMA user_version = \(sqlite - 1)", [])
             } else if let p = store as? PostgresStore {
                 _ = try p.update("UPDATE schema_version SET version = ? WHERE id = 1", [.int(Int64(postgres - 1))])

@@ -403,4 +403,37 @@ import Testing
                               fapi2: true)
         #expect(spec.problems().contains { $0.field == "grant_types" })
     }
+
+    /// RFC 9449 with RFC 8628 (review, session 25): a device code redeemed with a DPoP proof is bound to that key
+    /// for its replay too. Presented again without a proof of the key (the device code alone, from a device's log),
+    /// it ends nothing; with one, what it issued is revoked as for any code presented again.
+    @Test func aDeviceCodeRedeemedWithAKeyIsReplayedToEffectOnlyWithThatKey() throws {
+        let (h, client, _, b) = try setUp()
+        let started = try #require(start(h, client, nil).json)
+        let deviceCode = try #require(started["device_code"]?.stringValue)
+        let id = try enter(b, try #require(started["user_code"]?.stringValue))
+        #expect(b.json("POST", "/api/v1/authorization-requests/\(id)/accept", ["scope": ["openid", "offline_access"], "remember": false]).status == 200)
+        h.clock.advance(seconds: 5)
+        let key = try SigningKey.generate(.es256), stranger = try SigningKey.generate(.es256)
+        func redeem(_ signer: SigningKey?) throws -> Response {
+            let proof = try signer.map { try DPoPTestProof.make($0, claims: ["htm": "POST", "htu": .string(Harness.issuer + "/oauth2/token"),
+                                                                               "iat": .int(h.clock.now / 1000)]) }
+            return h.form("/oauth2/token", [("grant_type", DeviceAuthorizationTests.grant), ("device_code", deviceCode), ("client_id", client)],
+                          headers: proof.map { [("DPoP", $0)] } ?? [])
+        }
+        let tokens = try redeem(key)
+        #expect(tokens.status == 200 && tokens.json?["token_type"] == "DPoP", "\(tokens.bodyText)")
+        let refresh = try #require(tokens.json?["refresh_token"]?.stringValue)
+        func active() -> Bool {
+            h.form("/oauth2/introspect", [("token", refresh)], basic: (h.primary.clientID, h.primary.clientSecret)).json?["active"] == true
+        }
+        for signer in [nil, stranger] {
+            let replay = try redeem(signer)
+            #expect(replay.status == 400 && replay.json?["error"] == "invalid_dpop_proof", "\(replay.bodyText)")
+            #expect(active(), "a replay without the key revoked the grant")
+        }
+        let replay = try redeem(key)
+        #expect(replay.status == 400 && replay.json?["error"] == "invalid_grant", "\(replay.bodyText)")
+        #expect(!active())
+    }
 }

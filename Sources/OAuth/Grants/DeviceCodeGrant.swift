@@ -34,6 +34,11 @@ public struct DeviceCodeGrant: Grant {
             case .redeemed:
                 // As for an authorization code (RFC 6749 §4.1.2, RFC 9700 §4.5): a device code presented again
                 // may have been stolen, and which of the two holders is the device is unknown, so what it issued is revoked.
+                // Redeemed with a DPoP key, only by a holder of that key: the device code alone (from a device's log,
+                // say) does not end a grant whose tokens it could never use (review, session 25).
+                if let bound = record.dpopJKT, request.dpopJKT != bound {
+                    return .refused(OAuthError("invalid_dpop_proof", status: 400, "The device code was redeemed with a DPoP key: send a proof of that key."))
+                }
                 if let family = record.familyID { try s.store.revokeFamily(id: family, at: now) }
                 return .refused(.invalidGrant(detail: "device code already redeemed"))
             case .approved:
@@ -48,7 +53,7 @@ public struct DeviceCodeGrant: Grant {
                 return .refused(.invalidGrant(detail: "the user disconnected the client"))
             }
             let familyID = s.env.randomToken(bytes: 16)
-            guard try s.store.redeemDeviceCode(hash: hash, familyID: familyID) else {
+            guard try s.store.redeemDeviceCode(hash: hash, familyID: familyID, jkt: request.dpopJKT) else {
                 // Approved when read, yet redeemed by a request that won the race to it (on another node): revoked
                 // as a device code presented again is.
                 try s.revokeWinnersFamily(try s.store.deviceCode(hash: hash)?.familyID, at: now)
