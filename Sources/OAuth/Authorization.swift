@@ -80,6 +80,7 @@ public struct AuthorizationService {
         case .promptInvalid: return "prompt is invalid."
         case .maxAgeInvalid: return "max_age is invalid."
         case .stateTooLong: return "state is too long."
+        case .stateNotPrintable: return "state holds a control character (RFC 6749 Appendix A.5)."
         case .dpopKeyMalformed: return "dpop_jkt must be a JWK SHA-256 thumbprint (RFC 9449 §10)."
         }
     }

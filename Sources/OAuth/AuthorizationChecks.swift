@@ -55,6 +55,8 @@ public enum AuthorizationCheck: Error, Equatable, Sendable {
     case maxAgeInvalid
     /// A state over 2048 bytes (it is stored and echoed).
     case stateTooLong
+    /// A state with a control character (RFC 6749 Appendix A.5: VSCHAR; stored as JSON, each one took six bytes).
+    case stateNotPrintable
     /// `dpop_jkt` is not a JWK SHA-256 thumbprint (RFC 9449 §10).
     case dpopKeyMalformed
 
@@ -268,9 +270,15 @@ public enum AuthorizationChecks {
     }
 
     static func state(_ d: inout Draft) throws {
-        if let state = d.parameters.state, state.utf8.count > 2048 {
+        guard let state = d.parameters.state else { return }
+        if state.utf8.count > 2048 {
             d.stateEchoed = false
             throw AuthorizationCheck.stateTooLong
+        }
+        // Text beyond ASCII is let through (RPs put JSON in state); control characters are no state's (review, session 25).
+        if state.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }) {
+            d.stateEchoed = false
+            throw AuthorizationCheck.stateNotPrintable
         }
     }
 

@@ -106,7 +106,8 @@ import Testing
             (.nonceTooLong, true, { $0.nonce = "n-1" }),
             (.promptInvalid, true, { $0.prompt = "login consent" }),
             (.maxAgeInvalid, true, { $0.maxAge = "0" }),
-            (.stateTooLong, true, { $0.state = "s" }),
+            (.stateTooLong, true, { $0.state = "s\u{1}" }),
+            (.stateNotPrintable, true, { $0.state = "s" }),
             (.dpopKeyMalformed, true, { $0.dpopJKT = String(repeating: "k", count: 43) }),
         ]
         var p = AuthorizationParameters(scope: "openid  profile", nonce: String(repeating: "n", count: 256), codeChallenge: "short",
@@ -130,7 +131,7 @@ import Testing
             if let to = failure.destination {
                 #expect(to.redirectURI == "https://c.example/cb")
                 #expect(to.mode == (expected == .responseModeUnsupported ? .query : .formPost), "an unknown mode answers in the default one")
-                #expect(to.state == (expected == .stateTooLong ? nil : p.state), "a state too long is not echoed")
+                #expect(to.state == ([.stateTooLong, .stateNotPrintable].contains(expected) ? nil : p.state), "a state too long or unprintable is not echoed")
             }
             mend(&p)
         }

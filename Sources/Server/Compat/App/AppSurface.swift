@@ -181,7 +181,7 @@ enum AppSurface {
         case .nonceTooLong, .nonceNotPrintable: return Failure(status: 400, message: "nonce must be printable and at most 255 characters.")
         // Parameters this surface does not take (the field list refuses them first).
         case .redirectURIMissing, .parameterRepeated, .responseModeUnsupported, .responseTypeMissing, .responseTypeUnsupported,
-             .requestObjectUnsupported, .requestURIUnsupported, .scopeNotAllowed, .promptInvalid, .maxAgeInvalid, .stateTooLong,
+             .requestObjectUnsupported, .requestURIUnsupported, .scopeNotAllowed, .promptInvalid, .maxAgeInvalid, .stateTooLong, .stateNotPrintable,
              .claimsMalformed, .acrUnmet, .dpopKeyMalformed:
             return Failure(status: 400, message: AuthorizationService.describe(check))
         }
