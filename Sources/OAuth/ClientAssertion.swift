@@ -38,10 +38,9 @@ public enum ClientAssertion {
 
     /// What makes a JWK unacceptable before it is even imported: not an
     /// object, a private member, not for signatures, an RSA key outside
-    /// 2048–4096 bits or with a public exponent other than 65537 (bounded
-    /// work per verification: anyone may send a DPoP proof's key, and an
-    /// exponent of 2^32 - 1 made a check cost twice as much, review, session
-    /// 25). Nil when its shape is fine.
+    /// 2048–4096 bits or without a small odd exponent (bounded work per
+    /// verification; a DPoP proof's key, which anyone may send, must have
+    /// 65537: `DPoP.verify`). Nil when its shape is fine.
     public static func shapeProblem(_ key: JSON) -> String? {
         guard key.objectValue != nil else { return "must be a JWK object" }
         if let member = privateMembers.first(where: { key[$0] != nil }) { return "holds the private member \(member): public keys only" }
@@ -50,7 +49,8 @@ public enum ClientAssertion {
             let n = key["n"]?.stringValue.flatMap(Base64.urlDecode)?.drop { $0 == 0 }.count ?? 0
             guard (256...512).contains(n) else { return "must be an RSA key of 2048 to 4096 bits" }
             let e = Array(key["e"]?.stringValue.flatMap(Base64.urlDecode)?.drop { $0 == 0 } ?? [])
-            guard e == [0x01, 0x00, 0x01] else { return "must have the public exponent 65537 (AQAB)" }
+            let value = e.count <= 4 ? e.reduce(UInt64(0)) { $0 << 8 | UInt64($1) } : 0
+            guard value >= 3, value % 2 == 1 else { return "must have a small odd public exponent (65537)" }
         }
         return nil
     }

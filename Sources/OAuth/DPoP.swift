@@ -59,8 +59,10 @@ public enum DPoP {
         guard let iat = claims["iat"]?.numericDateValue, iat >= nowSeconds - windowSeconds, iat <= nowSeconds + windowSeconds else {
             throw Refusal(reason: "iat outside the window")
         }
-        // The key in the header: public, of bounded cost (the rules a client's registered keys follow), imported once per key.
-        guard let jwk = parsed.header["jwk"], ClientAssertion.shapeProblem(jwk) == nil,
+        // The key in the header: public, of bounded cost (the rules a client's registered keys follow; an RSA key's
+        // exponent 65537, as every library makes them: anyone may send one, and 2^32 - 1 doubled a check's cost,
+        // review, session 25), imported once per key.
+        guard let jwk = parsed.header["jwk"], ClientAssertion.shapeProblem(jwk) == nil, jwk["kty"]?.stringValue != "RSA" || jwk["e"]?.stringValue == "AQAB",
               let jkt = ForeignKeys.shared.verify(jwk, { JWS.verifyForeign(parsed, key: $0) }) else { throw Refusal(reason: "bad key or signature") }
         if let accessToken {
             guard claims["ath"]?.stringValue == Base64.urlEncode(Digest.sha256(accessToken)) else { throw Refusal(reason: "ath is not the token's hash") }

@@ -135,7 +135,8 @@ public struct DeviceAuthorizationService {
         }
         // Checked in a read first: callers past the allowance (a flood, once it is spent) are refused without waiting
         // for the writer or holding it up (review, session 25: the count, under the writer, stalled every write).
-        // The write checks again, so the allowance holds exactly however many race.
+        // The write checks again: on SQLite (one writer) the allowance holds exactly however many race; on PostgreSQL
+        // (read committed) writers in flight together may pass it by their number.
         try store.read { try checkAllowance() }
         return try store.write {
             try checkAllowance()

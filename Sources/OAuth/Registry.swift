@@ -208,9 +208,10 @@ public struct ClientRegistry {
             if updated.authMethod != .privateKeyJWT && current.authMethod == .privateKeyJWT { updated.jwks = nil }
             updated.version = current.version + 1
             updated.updatedAt = env.now()
-            // Held to pushed requests from now on (RFC 9126 §6, FAPI 2.0): what was begun without one goes as well, the
-            // codes issued for requests that were not pushed among it (a pending one gets no code: `answerableClient`).
-            if current.enabled != updated.enabled || (!current.mustPushRequests && updated.mustPushRequests) {
+            // Held to pushed requests from now on (RFC 9126 §6, FAPI 2.0), nothing is withdrawn: a request that was not
+            // pushed gets no code (`answerableClient`), and a code issued for one is refused at redemption; what was
+            // pushed goes on.
+            if current.enabled != updated.enabled {
                 // What was about to become a grant (unredeemed codes, device codes, pushed requests: attacker
                 // review) goes when the client is disabled; and again when it is enabled, for a request that read
                 // it enabled just before the disable may have written one after it (no grant is begun for a

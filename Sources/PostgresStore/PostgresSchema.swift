@@ -337,11 +337,12 @@ enum PostgresSchema {
             used BIGINT NOT NULL
         );
         """,
-        // 14: SQLite's 17 (token_families had its client index from the start).
+        // 14: SQLite's 17 (token_families had its client index from the start). Each index can be made beforehand
+        // with CREATE INDEX CONCURRENTLY under the same name (README, "Upgrading"): this then skips it.
         """
+        ALTER TABLE refresh_tokens DROP CONSTRAINT IF EXISTS refresh_tokens_client_id_fkey,
+          DROP CONSTRAINT IF EXISTS refresh_tokens_user_id_fkey;
         CREATE INDEX IF NOT EXISTS authorization_codes_by_client ON authorization_codes(client_id);
-        CREATE INDEX IF NOT EXISTS refresh_tokens_by_client ON refresh_tokens(client_id);
-        CREATE INDEX IF NOT EXISTS refresh_tokens_by_user ON refresh_tokens(user_id);
         CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions(user_id);
         CREATE INDEX IF NOT EXISTS connections_by_client ON connections(client_id);
         CREATE INDEX IF NOT EXISTS authorization_requests_by_client ON authorization_requests(client_id);
@@ -349,6 +350,8 @@ enum PostgresSchema {
         CREATE INDEX IF NOT EXISTS pushed_requests_by_client ON pushed_requests(client_id);
         CREATE INDEX IF NOT EXISTS device_codes_by_client_address ON device_codes(client_id, requested_from, expires_at);
         ALTER TABLE authorization_codes ADD COLUMN IF NOT EXISTS pushed BIGINT NOT NULL DEFAULT 0;
+        UPDATE authorization_codes SET pushed = 1 WHERE consumed_at IS NULL AND client_id IN (
+            SELECT client_id FROM clients WHERE require_pushed_authorization_requests = 1 OR fapi2_security_profile = 1);
         ALTER TABLE device_codes ADD COLUMN IF NOT EXISTS dpop_jkt TEXT;
         """,
     ]

@@ -418,13 +418,32 @@ enum Schema {
         """,
         // 17 (review, session 25): every foreign key has an index that leads with it, so disabling, deleting or
         // tightening a client, deleting a user or changing their password (and the cascades of a delete) touch
-        // their rows, not whole tables held up under the writer; a device authorization's per-address count reads
-        // at most that address's codes; a code remembers whether its request was pushed (RFC 9126 §6, checked again
-        // at redemption).
+        // their rows, not whole tables held up under the writer. Refresh tokens, the most written table, lose
+        // their keys to the client and the user instead: their family's (a family has both) removes them as it
+        // did, and neither an index for each nor a parent lookup for each is paid on every rotation. A device
+        // authorization's per-address count reads at most that address's codes; a code remembers whether its
+        // request was pushed (RFC 9126 §6, checked again at redemption), and one that exists now and is its
+        // client's who must push came through PAR (nothing else gave it codes); a device code, the DPoP key it
+        // was redeemed with.
         """
+        CREATE TABLE refresh_tokens_rebuilt (
+            token_hash TEXT PRIMARY KEY,
+            family_id TEXT NOT NULL REFERENCES token_families(id) ON DELETE CASCADE,
+            client_id TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            auth_time INTEGER NOT NULL,
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            rotated_at INTEGER,
+            dpop_jkt TEXT
+        ) STRICT;
+        INSERT INTO refresh_tokens_rebuilt(token_hash, family_id, client_id, user_id, scope, auth_time, created_at, expires_at, rotated_at, dpop_jkt)
+        SELECT token_hash, family_id, client_id, user_id, scope, auth_time, created_at, expires_at, rotated_at, dpop_jkt FROM refresh_tokens;
+        DROP TABLE refresh_tokens;
+        ALTER TABLE refresh_tokens_rebuilt RENAME TO refresh_tokens;
+        CREATE INDEX IF NOT EXISTS refresh_tokens_by_family ON refresh_tokens(family_id);
         CREATE INDEX IF NOT EXISTS authorization_codes_by_client ON authorization_codes(client_id);
-        CREATE INDEX IF NOT EXISTS refresh_tokens_by_client ON refresh_tokens(client_id);
-        CREATE INDEX IF NOT EXISTS refresh_tokens_by_user ON refresh_tokens(user_id);
         CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions(user_id);
         CREATE INDEX IF NOT EXISTS token_families_by_client ON token_families(client_id);
         CREATE INDEX IF NOT EXISTS connections_by_client ON connections(client_id);
@@ -433,6 +452,8 @@ enum Schema {
         CREATE INDEX IF NOT EXISTS pushed_requests_by_client ON pushed_requests(client_id);
         CREATE INDEX IF NOT EXISTS device_codes_by_client_address ON device_codes(client_id, requested_from, expires_at);
         ALTER TABLE authorization_codes ADD COLUMN pushed INTEGER NOT NULL DEFAULT 0;
+        UPDATE authorization_codes SET pushed = 1 WHERE consumed_at IS NULL AND client_id IN (
+            SELECT client_id FROM clients WHERE require_pushed_authorization_requests = 1 OR fapi2_security_profile = 1);
         ALTER TABLE device_codes ADD COLUMN dpop_jkt TEXT;
         """,
     ]

@@ -220,7 +220,7 @@ enum UserEndpoints {
         return .redirect(query.isEmpty ? path : path + "?" + query, status: .seeOther)
     }
 
-    /// Within nginx's 8 KB for a request line, and (with `fastcgi_buffer_size 16k` on the two locations) its buffer for a response head.
+    /// Within nginx's 8 KB for a request line, and (`fastcgi_buffer_size 16k`, latchkey-fastcgi.conf) its buffer for a response head.
     static let maxResentQueryBytes = 7000
 
     /// The browser-binding cookie when it has the shape of one Latchkey sets.

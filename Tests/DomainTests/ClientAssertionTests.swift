@@ -121,9 +121,8 @@ import Testing
         #expect(try authenticate(try assertion(["aud": .string(StoreFixture.issuer)])).clientID == clientID)
     }
 
-    /// Verification work is bounded: RSA 2048 to 4096 bits with the exponent
-    /// 65537 (2^32 - 1 made a check cost twice as much: review, session 25),
-    /// one key tried per assertion.
+    /// Verification work is bounded: RSA 2048 to 4096 bits with a small odd
+    /// exponent, one key tried per assertion.
     @Test func keysThatWouldCostOrForgeAreRefused() throws {
         let registry = try h.registry()
         let caller = try h.caller(scopes: ["clients:read", "clients:write"])
@@ -134,7 +133,6 @@ import Testing
         }
         for (name, keys) in [("e = 1", [rsa.setting("e", "AQ")]), ("a 3070-bit exponent", [rsa.setting("e", .string(huge))]),
                              ("an even exponent", [rsa.setting("e", "AQAA")]),
-                             ("e = 3", [rsa.setting("e", "Aw")]), ("e = 2^32 - 1", [rsa.setting("e", "_____w")]),
                              ("two keys without kids", [try JWK.publicJWK(key, kid: "a").setting("kid", nil), rsa.setting("kid", nil)]),
                              ("the same kid twice", [try JWK.publicJWK(key, kid: "same"), rsa.setting("kid", "same")])] as [(String, [JSON])] {
             #expect(throws: RegistryError.self, "\(name)") { try registry.create(spec(keys), caller: caller) }

@@ -80,6 +80,22 @@ final class SeenProofs {
         #expect(throws: DPoP.Refusal.self) { try verify(none) }
     }
 
+    /// Review, session 25: what costs nothing is checked before the key is imported and its signature checked (a
+    /// proof for another request, with a signature that is no signature, is refused for its request); and an RSA
+    /// key, which anyone may send, must have the exponent 65537 (2^32 - 1 doubled a check's cost).
+    @Test func aProofsClaimsAreCheckedBeforeItsKeyAndAnRSAKeyHasTheUsualExponent() throws {
+        let key = try SigningKey.generate(.es256)
+        let forged = try Self.proof(key, claims: ["htm": "GET"]).split(separator: ".").prefix(2).joined(separator: ".") + ".AAAA"
+        #expect(throws: DPoP.Refusal(reason: "htm is not the request's method")) { try verify(forged) }
+        let rsa = try SigningKey.generate(.rs256)
+        #expect(try verify(try Self.proof(rsa)) == (try JWK.thumbprint(rsa)))
+        for e in ["Aw", "_____w"] {
+            var odd = try JWK.publicJWK(rsa, kid: "k")
+            odd.set("e", .string(e))
+            #expect(throws: DPoP.Refusal(reason: "bad key or signature"), "e \(e)") { try verify(try Self.proof(rsa, jwk: odd)) }
+        }
+    }
+
     @Test func aProofIsUsedOnceAndCarriesItsTokensHash() throws {
         let key = try SigningKey.generate(.es256)
         let seen = SeenProofs()

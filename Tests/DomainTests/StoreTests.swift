@@ -403,6 +403,32 @@ import Testing
         #expect(try h.store.read { try h.store.client(id)?.hasLogo } == false)
     }
 
+    /// Refresh tokens hang off their family alone (SQLite migration 17, PostgreSQL 14): a deleted client's still go,
+    /// with its families, and a rotation's insert checks one parent, not three.
+    @Test func aDeletedClientTakesItsRefreshTokensWithItsFamilies() throws {
+        let h = try StoreFixture()
+        let userID = try h.user()
+        let client = Client(clientID: "with-tokens", organizationID: h.primary.organizationID, name: "with-tokens", createdAt: h.clock.now)
+        let now = h.clock.now
+        try h.store.write {
+            try h.store.insertClient(client)
+            try h.store.insertFamily(id: "family-1", clientID: client.clientID, userID: userID, createdAt: now, sid: nil)
+            try h.store.insertRefreshToken(RefreshTokenRecord(tokenHash: "token-1", familyID: "family-1", clientID: client.clientID, userID: userID,
+                                                              scope: ["openid"], authTime: now / 1000, createdAt: now, expiresAt: now + 60_000))
+        }
+        #expect(try h.store.read { try h.store.refreshToken(hash: "token-1") } != nil)
+        try h.store.write { try h.store.deleteClient(client.clientID) }
+        #expect(try h.store.read { try h.store.refreshToken(hash: "token-1") } == nil)
+        // A family's token whose family is unknown is refused, as before.
+        #expect(throws: (any Error).self) {
+            try h.store.write {
+                try h.store.insertRefreshToken(RefreshTokenRecord(tokenHash: "token-2", familyID: "no-family", clientID: h.primary.clientID,
+                                                                  userID: userID, scope: ["openid"], authTime: now / 1000, createdAt: now,
+                                                                  expiresAt: now + 60_000))
+            }
+        }
+    }
+
     @Test func aDeletedClientIsGoneForEveryConnection() throws {
         let h = try StoreFixture()
         let other = try h.anotherStore()
