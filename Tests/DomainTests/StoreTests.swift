@@ -25,6 +25,8 @@ import Testing
         func digest(_ migrations: ArraySlice<String>) -> String { Base64.urlEncode(Digest.sha256(migrations.joined(separator: "\u{0}"))) }
         #expect(digest(SQLiteStore.migrations.prefix(12)) == "QzjFOzN76LrYUbOuoxbhJ7JnMigr8rSwm6j3I-bd8Dk", "SQLite migrations 1-12 changed")
         #expect(digest(PostgresStore.migrations.prefix(8)) == "BFUwY0psxTISwy7OnKL7Df2h264thX8vptRHvO8dU7c", "PostgreSQL migrations 1-8 changed")
+        #expect(digest(SQLiteStore.migrations.prefix(16)) == "c2od0osPwGzQNvCQE_0jsSZeMP1PWnm8z5KRDpVPAiQ", "SQLite migrations 1-16 changed")
+        #expect(digest(PostgresStore.migrations.prefix(13)) == "2ZhpQscSpRquxzAB1V8dFYAvbV_VrtXl_Llk485dCOk", "PostgreSQL migrations 1-13 changed")
     }
 
     /// SQLite migration 14, PostgreSQL 10: clients the audit log says were registered anonymously (before the
