@@ -296,6 +296,31 @@ import Testing
         return (client, key, try #require(tokens.json?["refresh_token"]?.stringValue), try #require(tokens.json?["access_token"]?.stringValue))
     }
 
+    /// Review, session 25: anyone may name a public client, so its proof is verified only once the code or token
+    /// the request names is found to be the client's. A made-up one is invalid_grant, whatever the proof (no
+    /// signature checked under a key of the caller's choosing); for its own, the proof is checked as always.
+    @Test func aPublicClientsProofIsVerifiedOnlyForACodeOrTokenOfItsOwn() throws {
+        let h = try Harness()
+        let (client, key, refresh, _) = try boundTokens(h)
+        func token(_ items: [(String, String)], _ proof: String) -> Response {
+            h.form("/oauth2/token", items + [("client_id", client)], headers: [("DPoP", proof)])
+        }
+        let madeUp: [[(String, String)]] = [
+            [("grant_type", "authorization_code"), ("code", "lkc_made-up"), ("redirect_uri", Harness.redirect),
+             ("code_verifier", String(repeating: "v", count: 43))],
+            [("grant_type", "refresh_token"), ("refresh_token", "lkr_made-up")],
+            [("grant_type", "refresh_token"), ("refresh_token", refresh + "x")],
+        ]
+        for items in madeUp {
+            let r = token(items, "not.a.proof")
+            #expect(r.status == 400 && r.json?["error"] == "invalid_grant", "\(items[0]) \(r.bodyText)")
+        }
+        let own = token([("grant_type", "refresh_token"), ("refresh_token", refresh)], "not.a.proof")
+        #expect(own.status == 400 && own.json?["error"] == "invalid_dpop_proof", "\(own.bodyText)")
+        let rotated = token([("grant_type", "refresh_token"), ("refresh_token", refresh)], try proof(h, key, "POST", "/oauth2/token"))
+        #expect(rotated.status == 200 && rotated.json?["token_type"] == "DPoP", "\(rotated.bodyText)")
+    }
+
     @Test func rfc9449Section5APublicClientsRefreshTokenIsBoundToItsKey() throws {
         let h = try Harness()
         let (client, key, refresh, access) = try boundTokens(h)

@@ -35,6 +35,11 @@ public struct AuthorizationCodeGrant: Grant {
         }
     }
 
+    public func namesItsOwn(_ request: TokenRequest, client: Client, service s: TokenService) throws -> Bool {
+        guard let code = request["code"] else { return true }
+        return try s.store.code(hash: TokenService.hash(code))?.clientID == client.clientID
+    }
+
     /// RFC 7636 §4.6 (S256): whether `verifier` is the one `challenge` was made from, compared in constant time.
     static func verifier(_ verifier: String?, matches challenge: String) -> Bool {
         guard let verifier, AuthorizationService.isValidCodeChallenge(verifier) else { return false }

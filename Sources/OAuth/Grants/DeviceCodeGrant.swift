@@ -14,6 +14,11 @@ public struct DeviceCodeGrant: Grant {
 
     public init() {}
 
+    public func namesItsOwn(_ request: TokenRequest, client: Client, service s: TokenService) throws -> Bool {
+        guard let code = request["device_code"] else { return true }
+        return try s.store.deviceCode(hash: AuthorizationService.hash(code))?.clientID == client.clientID
+    }
+
     public func exchange(_ request: TokenRequest, client: Client, service s: TokenService) throws -> TokenResponse {
         let hash = AuthorizationService.hash(try request.required("device_code"))
         let now = s.env.now()

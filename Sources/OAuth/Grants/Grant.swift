@@ -10,11 +10,15 @@ public struct TokenRequest: Sendable {
     public let proof: DPoPProof?
     /// The thumbprint of its key: what the tokens are bound to.
     public var dpopJKT: String? { proof?.jkt }
+    /// A proof came, unverified: a public client named a code or token that
+    /// is not its own (`Grant.namesItsOwn`). Nothing may use it.
+    public let proofWithheld: Bool
 
-    public init(grantType: String, parameters: [String: String], proof: DPoPProof? = nil) {
+    public init(grantType: String, parameters: [String: String], proof: DPoPProof? = nil, proofWithheld: Bool = false) {
         self.grantType = grantType
         self.parameters = parameters
         self.proof = proof
+        self.proofWithheld = proofWithheld
     }
 
     public subscript(name: String) -> String? { parameters[name] }
@@ -43,6 +47,13 @@ public protocol Grant: Sendable {
     var readsOnly: Bool { get }
     /// The token response for an authenticated client allowed this grant.
     func exchange(_ request: TokenRequest, client: Client, service: TokenService) throws -> TokenResponse
+    /// Whether the code or token the request names exists and is the
+    /// client's (true for a grant that names none, or a request that names
+    /// nothing: the grant refuses it). A public client's DPoP proof is
+    /// verified only then: anyone may name a public client, and a made-up
+    /// code cost a signature check under a key of the caller's choosing
+    /// (review, session 25).
+    func namesItsOwn(_ request: TokenRequest, client: Client, service: TokenService) throws -> Bool
     /// After the response is decided (outside any transaction): bookkeeping
     /// such as noting the client's use.
     func issued(to client: Client, service: TokenService) throws
@@ -50,6 +61,7 @@ public protocol Grant: Sendable {
 
 extension Grant {
     public var readsOnly: Bool { false }
+    public func namesItsOwn(_ request: TokenRequest, client: Client, service: TokenService) throws -> Bool { true }
     public func issued(to client: Client, service: TokenService) throws {}
 }
 
@@ -104,7 +116,9 @@ public struct TokenExchange {
         if credentials.writesOnUse || proof != nil {
             // An assertion's jti and a proof's jti are written in transactions of their own, outside any read.
             client = credentials.writesOnUse ? try authenticate() : try store.read(authenticate)
-            let request = TokenRequest(grantType: unbound.grantType, parameters: unbound.parameters, proof: try proof?())
+            let verifies = try proof == nil || !client.isPublic || store.read { try grant.namesItsOwn(unbound, client: client, service: service) }
+            let request = TokenRequest(grantType: unbound.grantType, parameters: unbound.parameters, proof: verifies ? try proof?() : nil,
+                                       proofWithheld: !verifies)
             if grant.readsOnly {
                 if request.proof != nil { guard try store.writeOne({ try service.useProof(request) }) else { throw OAuthError.proofReplayed } }
                 response = try store.read { try grant.exchange(request, client: client, service: service) }

@@ -69,7 +69,7 @@ extension TokenService {
     /// spent: false when the proof was used before (the grant then answers
     /// `OAuthError.proofReplayed` and changes nothing).
     func useProof(_ request: TokenRequest) throws -> Bool {
-        guard let proof = request.proof else { return true }
+        guard let proof = request.proof else { return !request.proofWithheld }
         return try store.useProof(proof)
     }
 

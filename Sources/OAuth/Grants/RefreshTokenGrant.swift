@@ -30,6 +30,11 @@ public struct RefreshTokenGrant: Grant {
         }
     }
 
+    public func namesItsOwn(_ request: TokenRequest, client: Client, service s: TokenService) throws -> Bool {
+        guard let token = request["refresh_token"] else { return true }
+        return try s.store.refreshToken(hash: TokenService.hash(token))?.clientID == client.clientID
+    }
+
     /// The checks of a rotation on the token as its claim found it, in their
     /// order, and the new token when it passes them all.
     private func rotate(_ claim: Claimed<RefreshTokenRecord>, request: TokenRequest, client: Client, service s: TokenService,
