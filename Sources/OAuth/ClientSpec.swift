@@ -128,6 +128,13 @@ public struct ClientSpec: Sendable, Equatable {
     /// A description's bound in bytes, beside its 1000 characters (four bytes each, as most characters take at most).
     public static let maxDescriptionBytes = 4000
 
+    /// Why a description (a client's, an upstream record's) is too long, or nil. Characters are grapheme clusters:
+    /// one may hold any number of combining marks (a single "e" with 500,000 of them was one character of 1 MB;
+    /// attacker review, session 24), so bytes bound it too, counted first.
+    public static func descriptionLengthProblem(_ d: String) -> String? {
+        d.utf8.count > maxDescriptionBytes || d.count > 1000 ? "must be at most 1000 characters (\(maxDescriptionBytes) bytes of UTF-8)" : nil
+    }
+
     public static func isValidClientID(_ id: String) -> Bool {
         (5...50).contains(id.utf8.count) && id.utf8.allSatisfy { b in
             (b >= 48 && b <= 57) || (b >= 65 && b <= 90) || (b >= 97 && b <= 122) || b == 45
@@ -251,11 +258,7 @@ public struct ClientSpec: Sendable, Equatable {
             errors.append(FieldError("client_name", "must be printable text with a visible character and without control or bidirectional-override characters"))
         }
         if let d = description {
-            // Characters are grapheme clusters: one may hold any number of combining marks (a single "e" with
-            // 500,000 of them was one character of 1 MB; attacker review, session 24). Bytes bound it too.
-            if d.utf8.count > ClientSpec.maxDescriptionBytes || d.count > 1000 {
-                errors.append(FieldError("description", "must be at most 1000 characters (\(ClientSpec.maxDescriptionBytes) bytes of UTF-8)"))
-            }
+            if let problem = ClientSpec.descriptionLengthProblem(d) { errors.append(FieldError("description", problem)) }
             if d.unicodeScalars.contains(where: { $0.value == 0 }) { errors.append(FieldError("description", "must not contain NUL")) }
         }
         if let u = clientURI, let p = URIRules.webURIProblem(u) { errors.append(FieldError("client_uri", p)) }

@@ -118,9 +118,7 @@ public struct UpstreamRegistry {
             throw bad("clusterRedirectUrls", "must hold at most \(Self.maxClusterRedirectURLs) entries")
         }
         if r.scopes.contains(where: { $0.isEmpty || $0.utf8.count > 255 || $0.contains(" ") }) { throw bad("scopes", "must be scope names without spaces") }
-        if let d = r.description, d.utf8.count > ClientSpec.maxDescriptionBytes || d.count > 1000 {
-            throw bad("description", "must be at most 1000 characters (\(ClientSpec.maxDescriptionBytes) bytes of UTF-8)")
-        }
+        if let problem = r.description.flatMap(ClientSpec.descriptionLengthProblem) { throw bad("description", problem) }
         if r.provider == .google && r.tenantID != nil { throw bad("tenantId", "applies to Azure AD only") }
         if let t = r.tenantID, t.isEmpty || t.utf8.count > 64 || !t.utf8.allSatisfy({ Hex.nibble($0) != nil || $0 == 45 || $0 == 46 || ($0 >= 97 && $0 <= 122) || ($0 >= 65 && $0 <= 90) }) {
             throw bad("tenantId", "must be a tenant id or domain")
