@@ -8,6 +8,8 @@
    the Swift wrapper to read and clear. */
 #include <string.h>
 #include <sys/random.h>
+#include <unistd.h>
+#include <time.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/err.h>
@@ -129,5 +131,243 @@ static inline int lk_ecdsa_raw_to_der(const unsigned char *raw, int half, unsign
     ECDSA_SIG_free(sig);
     return len > 0 ? len : 0;
 }
+
+/* ES256 signatures with their nonces prepared ahead (PreparedKey).
+   An ECDSA signature's costly part does not depend on the message: a
+   nonce k, the point kG, its x coordinate r (which needs one inversion mod
+   p to leave Jacobian coordinates) and k^-1 mod n (another inversion). Each
+   signature made here prepares one future (k, kG) on the side; every
+   LK_PRESIGN_BATCH of them are finished together, their 2 x LK_PRESIGN_BATCH
+   inversions done as two (Montgomery's trick: invert the product, then
+   multiply back), and OpenSSL's own ECDSA_do_sign_ex finishes each signature
+   from a prepared (k^-1, r): s = k^-1 (z + r d), computed as in any OpenSSL
+   signature. Until a batch is ready, OpenSSL signs as usual.
+
+   The nonces come from OpenSSL's BN_generate_dsa_nonce (SHA-512 over the
+   private key, OpenSSL's random bytes and, as the "message", a counter and
+   16 bytes from the kernel's getrandom(2), which Linux reseeds when a
+   virtual machine is cloned), kG from EC_POINT_mul (OpenSSL's
+   constant-time fixed-base multiplication), the inversions from
+   BN_mod_exp_mont_consttime (Fermat) and Montgomery multiplications.
+   Each prepared pair is wiped (BN_clear) when it is taken, so a nonce is
+   never used twice; a process that finds itself forked (another pid)
+   wipes every prepared pair before signing. What precomputation gives up
+   is OpenSSL's hedge of mixing the message into its nonce: a process
+   whose memory is copied while it runs (a running VM snapshot restored
+   twice, or a VM rolled back to a snapshot of its memory) holds the same
+   prepared pairs as the copy that ran on. So no pair lives long: a batch
+   whose first nonce is more than LK_PRESIGN_WINDOW_NS old by the wall
+   clock (which a restored VM has set forward by the time it is reachable
+   again, in the usual set-ups) is wiped, not used, which also means a
+   thread uses prepared pairs only while it signs some 64 tokens a second
+   or more (below that, their cost is small anyway); and an
+   operator who restores running VMs can turn presigning off (README
+   "Security"). Under OpenSSL's FIPS mode no presigner is made (the EC_KEY
+   functions would go around the FIPS provider).
+   A presigner belongs to one thread (its BN_CTX and pool are not shared). */
+#define LK_PRESIGN_BATCH 64
+#define LK_PRESIGN_WINDOW_NS 2000000000LL
+
+static inline long long lk_wall_clock_ns(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
+}
+
+/* Whether a batch begun at `since` may still be used or added to at `now` (either way round: a clock set back too). */
+static inline int lk_presign_fresh(long long since, long long now) {
+    long long age = now - since;
+    return age <= LK_PRESIGN_WINDOW_NS && age >= -LK_PRESIGN_WINDOW_NS;
+}
+
+typedef struct {
+    EC_KEY *key;
+    const EC_GROUP *group;
+    const BIGNUM *order;
+    BN_CTX *ctx;
+    BN_MONT_CTX *mont_p, *mont_n;
+    BIGNUM *p, *p_minus_2, *n_minus_2, *t, *inv_p, *inv_n;
+    EC_POINT *point;
+    unsigned long long counter;
+    pid_t pid;
+    /* Wall-clock time of the first nonce of the batch being filled, and of the ready batch's. */
+    long long pending_since, ready_since;
+    /* Signatures OpenSSL made afresh although a prepared pair was taken (s = 0, or a pair that did not work). */
+    unsigned long fallbacks;
+    int pending, ready;
+    BIGNUM *k[LK_PRESIGN_BATCH], *x[LK_PRESIGN_BATCH], *z[LK_PRESIGN_BATCH];
+    BIGNUM *prefix_n[LK_PRESIGN_BATCH], *prefix_p[LK_PRESIGN_BATCH];
+    BIGNUM *kinv[LK_PRESIGN_BATCH], *r[LK_PRESIGN_BATCH];
+} lk_presigner;
+
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Wdeprecated-declarations"
+
+static inline void lk_presigner_free(lk_presigner *ps) {
+    if (!ps) return;
+    BIGNUM **all[] = {ps->k, ps->x, ps->z, ps->prefix_n, ps->prefix_p, ps->kinv, ps->r};
+    for (size_t a = 0; a < sizeof all / sizeof all[0]; a++)
+        for (int i = 0; i < LK_PRESIGN_BATCH; i++) BN_clear_free(all[a][i]);
+    BN_clear_free(ps->t); BN_clear_free(ps->inv_p); BN_clear_free(ps->inv_n);
+    BN_free(ps->p); BN_free(ps->p_minus_2); BN_free(ps->n_minus_2);
+    BN_MONT_CTX_free(ps->mont_p); BN_MONT_CTX_free(ps->mont_n);
+    EC_POINT_clear_free(ps->point);
+    BN_CTX_free(ps->ctx);
+    EC_KEY_free(ps->key);
+    OPENSSL_clear_free(ps, sizeof *ps);
+}
+
+/* A presigner for a P-256 private key, or NULL. */
+static inline lk_presigner *lk_presigner_new(EVP_PKEY *pkey) {
+    if (EVP_default_properties_is_fips_enabled(NULL)) return NULL;
+    lk_presigner *ps = OPENSSL_zalloc(sizeof *ps);
+    if (!ps || !(ps->p = BN_new())) goto fail;
+    ps->key = EVP_PKEY_get1_EC_KEY(pkey);
+    if (!ps->key || !EC_KEY_get0_private_key(ps->key)) goto fail;
+    ps->group = EC_KEY_get0_group(ps->key);
+    if (!ps->group || EC_GROUP_get_curve_name(ps->group) != NID_X9_62_prime256v1) goto fail;
+    ps->order = EC_GROUP_get0_order(ps->group);
+    ps->ctx = BN_CTX_secure_new();
+    ps->pid = getpid();
+    ps->mont_p = BN_MONT_CTX_new();
+    ps->mont_n = BN_MONT_CTX_new();
+    ps->p_minus_2 = BN_new(); ps->n_minus_2 = BN_new();
+    ps->t = BN_new(); ps->inv_p = BN_new(); ps->inv_n = BN_new();
+    ps->point = EC_POINT_new(ps->group);
+    if (!ps->ctx || !ps->mont_p || !ps->mont_n || !ps->p_minus_2 || !ps->n_minus_2 || !ps->t || !ps->inv_p || !ps->inv_n ||
+        !ps->point || !EC_GROUP_get_curve(ps->group, ps->p, NULL, NULL, ps->ctx) ||
+        !BN_MONT_CTX_set(ps->mont_p, ps->p, ps->ctx) || !BN_MONT_CTX_set(ps->mont_n, ps->order, ps->ctx) ||
+        !BN_sub(ps->p_minus_2, ps->p, BN_value_one()) || !BN_sub_word(ps->p_minus_2, 1) ||
+        !BN_sub(ps->n_minus_2, ps->order, BN_value_one()) || !BN_sub_word(ps->n_minus_2, 1)) goto fail;
+    BN_set_flags(ps->t, BN_FLG_CONSTTIME);
+    BN_set_flags(ps->inv_p, BN_FLG_CONSTTIME);
+    BN_set_flags(ps->inv_n, BN_FLG_CONSTTIME);
+    BIGNUM **all[] = {ps->k, ps->x, ps->z, ps->prefix_n, ps->prefix_p, ps->kinv, ps->r};
+    for (size_t a = 0; a < sizeof all / sizeof all[0]; a++)
+        for (int i = 0; i < LK_PRESIGN_BATCH; i++) {
+            if (!(all[a][i] = BN_new())) goto fail;
+            BN_set_flags(all[a][i], BN_FLG_CONSTTIME);
+        }
+    return ps;
+fail:
+    lk_presigner_free(ps);
+    return NULL;
+}
+
+/* Forgets every nonce, pending or ready (after a failure: OpenSSL then signs as usual until a new batch is ready). */
+static inline void lk_presigner_wipe(lk_presigner *ps) {
+    BIGNUM **all[] = {ps->k, ps->x, ps->z, ps->prefix_n, ps->prefix_p, ps->kinv, ps->r};
+    for (size_t a = 0; a < sizeof all / sizeof all[0]; a++)
+        for (int i = 0; i < LK_PRESIGN_BATCH; i++) BN_clear(all[a][i]);
+    BN_clear(ps->t); BN_clear(ps->inv_p); BN_clear(ps->inv_n);
+    ps->pending = 0;
+    ps->ready = 0;
+}
+
+/* Finishes a full batch of pending (k, X, Z): r = x(kG) mod n and k^-1 for each. */
+static inline int lk_presigner_finish_batch(lk_presigner *ps) {
+    const int count = ps->pending;
+    BN_CTX *ctx = ps->ctx;
+    ps->pending = 0;
+    /* Prefix products, kept in the Montgomery domain (k and Z converted first). */
+    for (int i = 0; i < count; i++) {
+        if (!BN_to_montgomery(ps->k[i], ps->k[i], ps->mont_n, ctx) || !BN_to_montgomery(ps->z[i], ps->z[i], ps->mont_p, ctx)) return 0;
+        if (i == 0) {
+            if (!BN_copy(ps->prefix_n[0], ps->k[0]) || !BN_copy(ps->prefix_p[0], ps->z[0])) return 0;
+        } else if (!BN_mod_mul_montgomery(ps->prefix_n[i], ps->prefix_n[i - 1], ps->k[i], ps->mont_n, ctx) ||
+                   !BN_mod_mul_montgomery(ps->prefix_p[i], ps->prefix_p[i - 1], ps->z[i], ps->mont_p, ctx)) return 0;
+    }
+    /* The products' inverses (Fermat, constant time), back in the Montgomery domain. */
+    if (!BN_from_montgomery(ps->t, ps->prefix_n[count - 1], ps->mont_n, ctx) || BN_is_zero(ps->t) ||
+        !BN_mod_exp_mont_consttime(ps->inv_n, ps->t, ps->n_minus_2, ps->order, ctx, ps->mont_n) ||
+        !BN_to_montgomery(ps->inv_n, ps->inv_n, ps->mont_n, ctx)) return 0;
+    if (!BN_from_montgomery(ps->t, ps->prefix_p[count - 1], ps->mont_p, ctx) || BN_is_zero(ps->t) ||
+        !BN_mod_exp_mont_consttime(ps->inv_p, ps->t, ps->p_minus_2, ps->p, ctx, ps->mont_p) ||
+        !BN_to_montgomery(ps->inv_p, ps->inv_p, ps->mont_p, ctx)) return 0;
+    /* Back from the last: with inv = 1/(a_0...a_i), a_i^-1 = inv * (a_0...a_{i-1}) and the next inv = inv * a_i. */
+    int made = 0;
+    for (int i = count - 1; i >= 0; i--) {
+        BIGNUM *kinv = ps->kinv[made], *zinv = ps->t, *r = ps->r[made];
+        if (i > 0) {
+            if (!BN_mod_mul_montgomery(kinv, ps->inv_n, ps->prefix_n[i - 1], ps->mont_n, ctx) ||
+                !BN_mod_mul_montgomery(zinv, ps->inv_p, ps->prefix_p[i - 1], ps->mont_p, ctx) ||
+                !BN_mod_mul_montgomery(ps->inv_n, ps->inv_n, ps->k[i], ps->mont_n, ctx) ||
+                !BN_mod_mul_montgomery(ps->inv_p, ps->inv_p, ps->z[i], ps->mont_p, ctx)) return 0;
+        } else if (!BN_copy(kinv, ps->inv_n) || !BN_copy(zinv, ps->inv_p)) return 0;
+        /* kinv and zinv are in the Montgomery domain: k^-1 leaves it; x = X * zinv^2 comes out of it
+           (X is plain, zinv^2 Montgomery). r = x mod n, and x < p < 2n. */
+        if (!BN_from_montgomery(kinv, kinv, ps->mont_n, ctx) ||
+            !BN_mod_mul_montgomery(zinv, zinv, zinv, ps->mont_p, ctx) ||
+            !BN_mod_mul_montgomery(r, ps->x[i], zinv, ps->mont_p, ctx)) return 0;
+        if (BN_cmp(r, ps->order) >= 0 && !BN_sub(r, r, ps->order)) return 0;
+        BN_clear(ps->k[i]); BN_clear(ps->x[i]); BN_clear(ps->z[i]);
+        if (BN_is_zero(r)) { BN_clear(kinv); continue; }   /* r = 0: no signature can use it */
+        made++;
+    }
+    BN_clear(ps->t); BN_clear(ps->inv_n); BN_clear(ps->inv_p);
+    for (int i = 0; i < count; i++) { BN_clear(ps->prefix_n[i]); BN_clear(ps->prefix_p[i]); }
+    ps->ready = made;
+    ps->ready_since = ps->pending_since;
+    return 1;
+}
+
+/* Prepares one nonce and its point; finishes the batch once it is full and the last one is used up. */
+static inline int lk_presigner_prepare(lk_presigner *ps, long long now) {
+    if (ps->pending > 0 && !lk_presign_fresh(ps->pending_since, now)) {   /* too slow a batch: start again */
+        for (int i = 0; i < ps->pending; i++) { BN_clear(ps->k[i]); BN_clear(ps->x[i]); BN_clear(ps->z[i]); }
+        ps->pending = 0;
+    }
+    if (ps->pending < LK_PRESIGN_BATCH) {
+        int i = ps->pending;
+        if (i == 0) ps->pending_since = now;
+        unsigned char message[sizeof ps->counter + 16];
+        memcpy(message, &ps->counter, sizeof ps->counter);
+        ps->counter++;
+        if (getrandom(message + sizeof ps->counter, 16, 0) != 16) return 0;
+        do {
+            if (!BN_generate_dsa_nonce(ps->k[i], ps->order, EC_KEY_get0_private_key(ps->key), message, sizeof message, ps->ctx)) return 0;
+        } while (BN_is_zero(ps->k[i]));
+        if (!EC_POINT_mul(ps->group, ps->point, ps->k[i], NULL, NULL, ps->ctx) ||
+            !EC_POINT_get_Jprojective_coordinates_GFp(ps->group, ps->point, ps->x[i], NULL, ps->z[i], ps->ctx) ||
+            BN_is_zero(ps->z[i])) return 0;
+        ps->pending++;
+    }
+    if (ps->pending == LK_PRESIGN_BATCH && ps->ready == 0) return lk_presigner_finish_batch(ps);
+    return 1;
+}
+
+/* Signs a SHA-256 digest: raw r || s (32 bytes each) into out. 1 on success. */
+static inline int lk_presigner_sign(lk_presigner *ps, const unsigned char digest[32], unsigned char out[64]) {
+    ECDSA_SIG *sig = NULL;
+    long long now = lk_wall_clock_ns();
+    if (ps->pid != getpid()) {   /* a forked child: its parent holds the same pairs */
+        lk_presigner_wipe(ps);
+        ps->pid = getpid();
+    }
+    if (ps->ready > 0 && !lk_presign_fresh(ps->ready_since, now)) lk_presigner_wipe(ps);
+    if (ps->ready > 0) {
+        int i = --ps->ready;
+        sig = ECDSA_do_sign_ex(digest, 32, ps->kinv[i], ps->r[i], ps->key);
+        BN_clear(ps->kinv[i]);
+        BN_clear(ps->r[i]);
+        if (!sig) {   /* s = 0, never in practice: sign afresh */
+            ERR_clear_error();
+            ps->fallbacks++;
+        }
+    }
+    if (!sig) sig = ECDSA_do_sign_ex(digest, 32, NULL, NULL, ps->key);
+    if (!sig) return 0;
+    const BIGNUM *r = NULL, *s = NULL;
+    ECDSA_SIG_get0(sig, &r, &s);
+    int ok = BN_bn2binpad(r, out, 32) == 32 && BN_bn2binpad(s, out + 32, 32) == 32;
+    ECDSA_SIG_free(sig);
+    if (!lk_presigner_prepare(ps, now)) {
+        ERR_clear_error();
+        lk_presigner_wipe(ps);
+    }
+    return ok;
+}
+
+#pragma clang diagnostic pop
 
 #endif

@@ -8,7 +8,13 @@ import Common
 /// itself. Here the sign and verify operations are initialised once
 /// (`EVP_PKEY_sign_init`, `EVP_PKEY_verify_init`) and each message costs
 /// one SHA-256 and one `EVP_PKEY_sign`/`EVP_PKEY_verify` on the same
-/// context. The signatures are exactly those of `SigningKey.sign`.
+/// context. The signatures are those `SigningKey.sign` makes.
+///
+/// An ES256 key signs with nonces prepared ahead, in batches whose
+/// inversions are shared (`lk_presigner` in the COpenSSL shim): about a
+/// third of an ECDSA signature's work is two modular inversions, and a
+/// batch of 64 does 128 of them as two. OpenSSL still makes every nonce,
+/// every point and every `s`.
 ///
 /// Ed25519 signs the message itself, not a digest (RFC 8032 PureEdDSA), so
 /// an EdDSA key keeps the one-shot `EVP_DigestSign` path.
@@ -19,17 +25,42 @@ public final class PreparedKey {
     public let key: SigningKey
     private var signContext: OpaquePointer?
     private var verifyContext: OpaquePointer?
+    private var presigner: UnsafeMutablePointer<lk_presigner>?
+    /// False when presigning is off, or once a presigner could not be made for this key (OpenSSL in FIPS mode, or
+    /// a key its provider does not hand out as an `EC_KEY`): it then signs through `EVP_PKEY_sign` as RS256 does.
+    private var presigning: Bool
 
-    public init(_ key: SigningKey) {
+    /// `presign`: whether an ES256 key may sign with nonces prepared ahead (`LATCHKEY_ES256_PRESIGN`).
+    public init(_ key: SigningKey, presign: Bool = true) {
         self.key = key
+        self.presigning = presign
     }
 
     deinit {
         if let signContext { EVP_PKEY_CTX_free(signContext) }
         if let verifyContext { EVP_PKEY_CTX_free(verifyContext) }
+        lk_presigner_free(presigner)
     }
 
     public var algorithm: SignatureAlgorithm { key.algorithm }
+
+    /// ES256 nonces prepared so far and not yet used: still in a batch being filled, and ready (tests).
+    var preparedNonces: (pending: Int, ready: Int) {
+        guard let presigner else { return (0, 0) }
+        return (Int(presigner.pointee.pending), Int(presigner.pointee.ready))
+    }
+
+    /// Signatures OpenSSL made afresh although a prepared pair was taken: a pair that did not work (tests).
+    var presignFallbacks: Int { presigner.map { Int($0.pointee.fallbacks) } ?? 0 }
+
+    /// Makes the presigner believe it was made in another process, as a forked child would find (tests).
+    func pretendForked() { presigner?.pointee.pid = 1 }
+
+    /// Moves the prepared batches' start `seconds` into the past, as a VM restored from a snapshot finds them (tests).
+    func pretendPrepared(secondsAgo seconds: Int) {
+        presigner?.pointee.pending_since -= Int64(seconds) * 1_000_000_000
+        presigner?.pointee.ready_since -= Int64(seconds) * 1_000_000_000
+    }
 
     /// An operation context for `sign` (or verify), made on first use.
     private func context(forSigning signing: Bool) throws -> OpaquePointer {
@@ -48,12 +79,30 @@ public final class PreparedKey {
         return ctx
     }
 
+    /// The ES256 presigner, made on first use; nil if none can be made for this key.
+    private func preparedSigner() -> UnsafeMutablePointer<lk_presigner>? {
+        if presigner == nil && presigning {
+            presigner = lk_presigner_new(key.pkey)
+            if presigner == nil {
+                ERR_clear_error()
+                presigning = false
+            }
+        }
+        return presigner
+    }
+
     /// The JWS signature over `message`, as `SigningKey.sign` makes it.
     public func sign(_ message: [UInt8]) throws -> [UInt8] {
         guard key.algorithm != .edDSA else { return try key.sign(message) }
         guard key.hasPrivateKey else { throw CryptoError(plain: "no private key") }
-        let ctx = try context(forSigning: true)
         let digest = Digest.sha256(message)
+        if key.algorithm == .es256, let presigner = preparedSigner() {
+            var raw = [UInt8](repeating: 0, count: 64)
+            guard lk_presigner_sign(presigner, digest, &raw) == 1 else { throw CryptoError("ECDSA_do_sign_ex") }
+            P256Order.makeLowS(&raw)
+            return raw
+        }
+        let ctx = try context(forSigning: true)
         var len = Int(EVP_PKEY_get_size(key.pkey))
         var signature = [UInt8](repeating: 0, count: len)
         let ok = digest.withUnsafeBufferPointer { d in

@@ -190,9 +190,7 @@ public final class SigningKey: @unchecked Sendable {
         var raw = [UInt8](repeating: 0, count: 64)
         let converted = signature.withUnsafeBufferPointer { lk_ecdsa_der_to_raw($0.baseAddress, $0.count, &raw, 32) }
         guard converted == 1 else { throw CryptoError("ECDSA signature conversion") }
-        // Low-S form (SPEC 7.1): of the two valid signatures (r, s) and
-        // (r, n - s), always the one with s <= n/2, so a token has one signature.
-        if P256Order.isHigh(raw[32..<64]) { raw.replaceSubrange(32..<64, with: P256Order.negate(raw[32..<64])) }
+        P256Order.makeLowS(&raw)
         return raw
     }
 
@@ -258,6 +256,12 @@ private func withBytes<R>(_ parts: [[UInt8]?], _ body: ([lk_bytes]) -> R) -> R {
 enum P256Order {
     static let n: [UInt8] = Hex.decode("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551")!
     static let half: [UInt8] = Hex.decode("7fffffff800000007fffffffffffffffde737d56d38bcf4279dce5617e3192a8")!
+
+    /// Low-S form (SPEC 7.1) of a raw `r || s`: of the two valid signatures
+    /// (r, s) and (r, n - s), always the one with s <= n/2, so a token has one signature.
+    static func makeLowS(_ raw: inout [UInt8]) {
+        if isHigh(raw[32..<64]) { raw.replaceSubrange(32..<64, with: negate(raw[32..<64])) }
+    }
 
     /// Whether s > n/2 (a high-S signature).
     static func isHigh(_ s: ArraySlice<UInt8>) -> Bool {

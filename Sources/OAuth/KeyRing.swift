@@ -66,7 +66,7 @@ public final class KeyRing {
                     guard let kek = env.kek else { throw KeyRingError.encryptedWithoutKEK }
                     der = try SealedBox.open(der, key: kek)
                 }
-                newCurrent[alg] = (record.kid, PreparedKey(try SigningKey(privateKeyDER: der, algorithm: alg)))
+                newCurrent[alg] = (record.kid, PreparedKey(try SigningKey(privateKeyDER: der, algorithm: alg), presign: env.presignES256))
             }
         }
         current = newCurrent

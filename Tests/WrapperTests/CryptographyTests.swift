@@ -137,21 +137,95 @@ import Testing
     }
 
     /// ECDSA needs a fresh secret nonce per signature: the same message
-    /// signed many times on one prepared context verifies every time (low
-    /// S: `verify` refuses high S) and never repeats an r, which a repeated
-    /// nonce would (and would give the private key away).
+    /// signed many times on prepared keys verifies every time (low S:
+    /// `verify` refuses high S) and never repeats an r, which a repeated
+    /// nonce would (and would give the private key away). 150 signatures a
+    /// key go through OpenSSL's own nonces (the first 64, while a batch is
+    /// prepared) and then two prepared batches, whose r and k^-1 come from
+    /// the shared inversions: a wrong one would not verify.
     @Test func es256NeverRepeatsANonce() throws {
         let key = try SigningKey.generate(.es256)
         let publicKey = try SigningKey(publicKeyDER: try key.publicKeyDER(), algorithm: .es256)
         let signers = [PreparedKey(key), PreparedKey(key)]
         var rs = Set<[UInt8]>()
         let message = Array("the same message".utf8)
-        for i in 0..<40 {
+        for i in 0..<300 {
             let signature = try signers[i % 2].sign(message)
+            #expect(publicKey.verify(signature: signature, message: message))
+            #expect(!P256Order.isHigh(signature[32..<64]))
+            rs.insert(Array(signature[0..<32]))
+            let made = i / 2 + 1
+            let expected = made < 64 ? (pending: made, ready: 0) : (pending: (made - 64) % 64, ready: 64 - (made - 64) % 64)
+            #expect(signers[i % 2].preparedNonces == expected, "after \(made) signatures")
+        }
+        #expect(rs.count == 300)
+        // Every prepared pair made a valid signature of its own: none had to be redone by OpenSSL.
+        #expect(signers.map(\.presignFallbacks) == [0, 0])
+    }
+
+    /// A prepared batch's pairs are each used once and wiped: a signature
+    /// per prepared pair, all different, and the pool empty when they are gone.
+    @Test func es256PreparedNoncesAreUsedOnce() throws {
+        let key = try SigningKey.generate(.es256)
+        let publicKey = try SigningKey(publicKeyDER: try key.publicKeyDER(), algorithm: .es256)
+        let signer = PreparedKey(key)
+        for i in 0..<64 { _ = try signer.sign(Array("warm \(i)".utf8)) }
+        #expect(signer.preparedNonces == (pending: 0, ready: 64))
+        var rs = Set<[UInt8]>()
+        for i in 0..<64 {
+            let message = Array("prepared \(i)".utf8)
+            let signature = try signer.sign(message)
             #expect(publicKey.verify(signature: signature, message: message))
             rs.insert(Array(signature[0..<32]))
         }
-        #expect(rs.count == 40)
+        #expect(rs.count == 64)
+        // The 64 signatures used the 64 prepared pairs and prepared the next batch in their place.
+        #expect(signer.preparedNonces == (pending: 0, ready: 64))
+        #expect(signer.presignFallbacks == 0)
+    }
+
+    /// A batch prepared more than two seconds ago by the wall clock (a VM
+    /// rolled back to a snapshot of its memory finds its clock moved on) is
+    /// wiped, not used; with presigning off, or before a batch is ready,
+    /// OpenSSL signs as usual.
+    @Test func es256StalePreparedNoncesAreNotUsed() throws {
+        let key = try SigningKey.generate(.es256)
+        let publicKey = try SigningKey(publicKeyDER: try key.publicKeyDER(), algorithm: .es256)
+        let signer = PreparedKey(key)
+        for i in 0..<70 { _ = try signer.sign(Array("before \(i)".utf8)) }
+        #expect(signer.preparedNonces == (pending: 6, ready: 58))
+        signer.pretendPrepared(secondsAgo: 3)
+        let message = Array("after the restore".utf8)
+        #expect(publicKey.verify(signature: try signer.sign(message), message: message))
+        #expect(signer.preparedNonces == (pending: 1, ready: 0))
+        // A batch filled too slowly starts again.
+        for i in 0..<10 { _ = try signer.sign(Array("slow \(i)".utf8)) }
+        #expect(signer.preparedNonces == (pending: 11, ready: 0))
+        signer.pretendPrepared(secondsAgo: 3)
+        _ = try signer.sign(message)
+        #expect(signer.preparedNonces == (pending: 1, ready: 0))
+
+        let plain = PreparedKey(key, presign: false)
+        for i in 0..<70 {
+            let message = Array("plain \(i)".utf8)
+            #expect(publicKey.verify(signature: try plain.sign(message), message: message))
+        }
+        #expect(plain.preparedNonces == (pending: 0, ready: 0))
+    }
+
+    /// A forked child holds its parent's prepared pairs: it wipes them all
+    /// before its first signature (OpenSSL signs it) instead of using one
+    /// its parent may use too.
+    @Test func es256ForkedProcessDropsItsPreparedNonces() throws {
+        let key = try SigningKey.generate(.es256)
+        let publicKey = try SigningKey(publicKeyDER: try key.publicKeyDER(), algorithm: .es256)
+        let signer = PreparedKey(key)
+        for i in 0..<70 { _ = try signer.sign(Array("before \(i)".utf8)) }
+        #expect(signer.preparedNonces == (pending: 6, ready: 58))
+        signer.pretendForked()
+        let message = Array("after the fork".utf8)
+        #expect(publicKey.verify(signature: try signer.sign(message), message: message))
+        #expect(signer.preparedNonces == (pending: 1, ready: 0))
     }
 
     @Test func keysRefuseAnotherAlgorithm() throws {

@@ -70,6 +70,42 @@ def test_authlib_client_credentials_token_verifies_against_jwks(stack):
     assert r.json()["organization_id"] == stack.org_id
 
 
+def test_es256_tokens_with_prepared_nonces_verify_and_never_share_an_r(stack):
+    """Past the first batch of each worker thread's prepared nonces (64), tokens are
+    signed with nonces prepared ahead and inversions shared (PreparedKey): 400
+    tokens from 4 threads all verify with an independent JOSE library, and no two
+    share an r (a repeated nonce would give the signing key away)."""
+    auth = (stack.client_id, stack.client_secret)
+    with requests.Session() as session:   # quickly: a thread uses prepared nonces while it signs 64 in 2 s or fewer
+        responses = [session.post(stack.url("/oauth2/token"), data={"grant_type": "client_credentials"}, auth=auth) for _ in range(400)]
+    assert [r.status_code for r in responses] == [200] * 400
+    keys = jwks(stack)
+    rs = set()
+    for r in responses:
+        token = r.json()["access_token"]
+        jwt.decode(token, keys, algorithms=["ES256"])
+        signature = base64.urlsafe_b64decode(token.rsplit(".", 1)[1] + "==")
+        assert len(signature) == 64
+        rs.add(signature[:32])
+    assert len(rs) == 400
+
+
+def test_serve_with_presigning_off_signs_as_openssl_does_and_refuses_other_values(tmp_path):
+    from conftest import Stack
+    s = Stack(tmp_path / "plain", rate_limits="off", workers=2, env={"LATCHKEY_ES256_PRESIGN": "off"}).start()
+    try:
+        for _ in range(100):
+            verify(s, s.token())
+    finally:
+        s.stop()
+    db = tmp_path / "p.db"
+    run_cli(db, "init", "--issuer", "http://127.0.0.1:1")
+    proc = subprocess.run([BIN, "serve", "--listen", f"unix:{tmp_path / 'p.sock'}", "--db", str(db)], capture_output=True, text=True, timeout=20,
+                          env=dict(os.environ, LATCHKEY_ES256_PRESIGN="maybe"))
+    assert proc.returncode != 0 and "LATCHKEY_ES256_PRESIGN must be on or off" in proc.stderr, proc.stderr
+    assert not (tmp_path / "p.sock").exists()
+
+
 def test_token_responses_are_not_cacheable(stack):
     r = requests.post(stack.url("/oauth2/token"), data={"grant_type": "client_credentials"}, auth=(stack.client_id, stack.client_secret))
     assert r.headers["Cache-Control"] == "no-store"

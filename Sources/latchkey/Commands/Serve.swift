@@ -65,6 +65,11 @@ enum ServeCommand {
         var environment = try options.common.environment(issuer: issuer)
         environment.acceptAnySecretMethod = options.acceptAny || env["LATCHKEY_ACCEPT_ANY_SECRET_METHOD"] == "1"
         environment.dpopNonces = options.dpopNonces || env["LATCHKEY_DPOP_NONCES"] == "1"
+        switch env["LATCHKEY_ES256_PRESIGN"] ?? "on" {
+        case "on": environment.presignES256 = true
+        case "off": environment.presignES256 = false
+        default: throw ValidationError("LATCHKEY_ES256_PRESIGN must be on or off")
+        }
         // Every deployment publishes an ES256 and an RS256 key (SPEC 10.1): one from before gains the missing one.
         try KeyManagement.ensurePublished(store: store, env: environment)
         // Fail now, not on the first request, when the signing key cannot be loaded.
