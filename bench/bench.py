@@ -398,17 +398,20 @@ def median(values):
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
-def setup_store(tmp: Path, store: str, args, binary: str | None = None, label: str | None = None) -> dict:
+def setup_store(tmp: Path, store: str, args, binary: str | None = None, label: str | None = None, presign: str = "off") -> dict:
     """A stack on one store (SQLite: one node; PostgreSQL: `--pg-nodes` nodes on a local cluster) and its scenarios;
-    with `binary`, that build of latchkey instead of this one (an A/B baseline)."""
+    with `binary`, that build of latchkey instead of this one (an A/B baseline); `presign`: LATCHKEY_ES256_PRESIGN."""
     import conftest
     current = conftest.BIN
     if binary:
         conftest.BIN = binary
+    label = label or store
+    if presign == "on":
+        label += "-presign"
     try:
-        stack = Stack(tmp / (label or store), rate_limits="off", workers=args.workers, log_level=None, store=store,
-                      nodes=args.pg_nodes if store == "postgres" else 1).start()
-        return scenarios_for(stack, tmp, store, label or store, args.duration)
+        stack = Stack(tmp / label, rate_limits="off", workers=args.workers, log_level=None, store=store,
+                      nodes=args.pg_nodes if store == "postgres" else 1, env={"LATCHKEY_ES256_PRESIGN": presign}).start()
+        return scenarios_for(stack, tmp, store, label, args.duration)
     finally:
         conftest.BIN = current
 
@@ -476,15 +479,18 @@ def main():
     ap.add_argument("--ratios-only", action="store_true", help="only the interleaved ratio scenarios (for quick comparisons)")
     ap.add_argument("--baseline", help="another latchkey binary, run in the same interleaved rounds (A/B; with --ratios-only)")
     ap.add_argument("--baseline-store", default="sqlite", choices=["sqlite", "postgres"], help="the store the baseline runs on")
+    ap.add_argument("--presign", default="off", choices=["on", "off"], help="LATCHKEY_ES256_PRESIGN for this build's stacks")
+    ap.add_argument("--baseline-presign", default="off", choices=["on", "off"], help="LATCHKEY_ES256_PRESIGN for the baseline's")
     args = ap.parse_args()
     if args.baseline and not args.ratios_only:
         ap.error("--baseline goes with --ratios-only")
     stores = [x for x in args.stores.split(",") if x]
     with tempfile.TemporaryDirectory(prefix="latchkey-bench-") as tmp:
         tmp = Path(tmp)
-        runs = [setup_store(tmp, store, args) for store in stores]
+        runs = [setup_store(tmp, store, args, presign=args.presign) for store in stores]
         if args.baseline:
-            runs.append(setup_store(tmp, args.baseline_store, args, binary=args.baseline, label=f"{args.baseline_store}-baseline"))
+            runs.append(setup_store(tmp, args.baseline_store, args, binary=args.baseline, label=f"{args.baseline_store}-baseline",
+                                    presign=args.baseline_presign))
         try:
             # The machine's speed drifts by more than the differences measured:
             # the ratio scenarios run interleaved, round after round and store

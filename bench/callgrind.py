@@ -4,7 +4,7 @@ builds of latchkey. A request's cost is the difference between a run of
 SMALL+N requests and a run of SMALL (start-up and shutdown cancel out),
 divided by N.
 
-    python3 bench/callgrind.py [--baseline OLD_BINARY] [--requests N] [--store postgres]
+    python3 bench/callgrind.py [--baseline OLD_BINARY] [--requests N] [--store postgres] [--presign on] [--baseline-presign on]
 
 Prints instructions per request by scenario (`healthz`: the transport
 alone; client_credentials token,
@@ -189,13 +189,15 @@ def total_instructions(out: Path) -> int:
     return int(match.group(1))
 
 
-def instructions(binary: str, name: str, count: int, tmp: Path, keep: Path | None = None, store: str = "sqlite") -> int:
+def instructions(binary: str, name: str, count: int, tmp: Path, keep: Path | None = None, store: str = "sqlite",
+                 presign: str = "off") -> int:
     run = Path(tempfile.mkdtemp(dir=tmp))
     out = run / "callgrind.out"
     previous = conftest.BIN
     conftest.BIN = wrapper(run, binary, out)
     try:
-        stack = start(Stack(run / "stack", rate_limits="off", workers=1, log_level=None, store=store, nodes=1))
+        stack = start(Stack(run / "stack", rate_limits="off", workers=1, log_level=None, store=store, nodes=1,
+                            env={"LATCHKEY_ES256_PRESIGN": presign}))
         try:
             send = scenario_requests(stack, name)
             for _ in range(count):
@@ -218,23 +220,25 @@ def main():
     ap.add_argument("--scenarios", default="token,introspect,read")
     ap.add_argument("--store", default="sqlite", help="sqlite, or postgres (one node on a throwaway local cluster)")
     ap.add_argument("--keep", type=Path, help="a directory to keep both runs' callgrind outputs in (for bench/callgrind_diff.py)")
+    ap.add_argument("--presign", default="off", choices=["on", "off"], help="LATCHKEY_ES256_PRESIGN for this build")
+    ap.add_argument("--baseline-presign", default="off", choices=["on", "off"], help="LATCHKEY_ES256_PRESIGN for the baseline")
     args = ap.parse_args()
     # The release build unless LATCHKEY_BIN names another (the end-to-end harness defaults to the debug
     # build, whose counts are several times a release build's and say nothing about speed).
     this = os.environ.get("LATCHKEY_BIN") or str(Path(__file__).resolve().parents[1] / ".build" / "release" / "latchkey")
     if not Path(this).exists():
         sys.exit(f"{this} is missing: swift build -c release --product latchkey, or set LATCHKEY_BIN")
-    binaries = [("this build", this)] + ([("baseline", args.baseline)] if args.baseline else [])
+    binaries = [("this build", this, args.presign)] + ([("baseline", args.baseline, args.baseline_presign)] if args.baseline else [])
     with tempfile.TemporaryDirectory() as directory:
         tmp = Path(directory)
         print(f"callgrind instructions per request ({args.store}, one worker thread, ({SMALL}+{args.requests} - {SMALL}) / {args.requests})")
-        for label, binary in binaries:
-            print(f"  {label}: {binary}")
+        for label, binary, presign in binaries:
+            print(f"  {label}: {binary} (LATCHKEY_ES256_PRESIGN={presign})")
         for name in args.scenarios.split(","):
             row = []
-            for label, binary in binaries:
-                small = instructions(binary, name, SMALL, tmp, args.keep, args.store)
-                large = instructions(binary, name, SMALL + args.requests, tmp, args.keep, args.store)
+            for label, binary, presign in binaries:
+                small = instructions(binary, name, SMALL, tmp, args.keep, args.store, presign)
+                large = instructions(binary, name, SMALL + args.requests, tmp, args.keep, args.store, presign)
                 per = (large - small) / args.requests
                 row.append(per)
                 print(f"  {name:<11} {label:<11} {per / 1000:8.1f}k", flush=True)

@@ -21,6 +21,7 @@
 #include <openssl/bn.h>
 #include <openssl/hmac.h>
 #include <openssl/kdf.h>
+#include <openssl/provider.h>
 
 static inline void lk_openssl_free(void *p) { OPENSSL_free(p); }
 
@@ -132,38 +133,37 @@ static inline int lk_ecdsa_raw_to_der(const unsigned char *raw, int half, unsign
     return len > 0 ? len : 0;
 }
 
-/* ES256 signatures with their nonces prepared ahead (PreparedKey).
+/* ES256 signatures with their nonces prepared ahead (PreparedKey; off
+   unless LATCHKEY_ES256_PRESIGN=on).
    An ECDSA signature's costly part does not depend on the message: a
    nonce k, the point kG, its x coordinate r (which needs one inversion mod
-   p to leave Jacobian coordinates) and k^-1 mod n (another inversion). Each
-   signature made here prepares one future (k, kG) on the side; every
-   LK_PRESIGN_BATCH of them are finished together, their 2 x LK_PRESIGN_BATCH
-   inversions done as two (Montgomery's trick: invert the product, then
-   multiply back), and OpenSSL's own ECDSA_do_sign_ex finishes each signature
-   from a prepared (k^-1, r): s = k^-1 (z + r d), computed as in any OpenSSL
-   signature. Until a batch is ready, OpenSSL signs as usual.
+   p to leave Jacobian coordinates) and k^-1 mod n (another inversion).
+   While a thread signs at least LK_PRESIGN_BATCH tokens in half of
+   LK_PRESIGN_WINDOW_NS, each signature prepares one future (k, kG) on the
+   side; every LK_PRESIGN_BATCH of them are finished together, their
+   2 x LK_PRESIGN_BATCH inversions done as two (Montgomery's trick: invert
+   the product, then multiply back), and OpenSSL's own ECDSA_do_sign_ex
+   finishes each signature from a prepared (k^-1, r): s = k^-1 (z + r d),
+   computed as in any OpenSSL signature. Otherwise OpenSSL signs as usual.
 
    The nonces come from OpenSSL's BN_generate_dsa_nonce (SHA-512 over the
    private key, OpenSSL's random bytes and, as the "message", a counter and
-   16 bytes from the kernel's getrandom(2), which Linux reseeds when a
-   virtual machine is cloned), kG from EC_POINT_mul (OpenSSL's
+   16 bytes from the kernel's getrandom(2)), kG from EC_POINT_mul (OpenSSL's
    constant-time fixed-base multiplication), the inversions from
    BN_mod_exp_mont_consttime (Fermat) and Montgomery multiplications.
    Each prepared pair is wiped (BN_clear) when it is taken, so a nonce is
    never used twice; a process that finds itself forked (another pid)
-   wipes every prepared pair before signing. What precomputation gives up
-   is OpenSSL's hedge of mixing the message into its nonce: a process
-   whose memory is copied while it runs (a running VM snapshot restored
-   twice, or a VM rolled back to a snapshot of its memory) holds the same
-   prepared pairs as the copy that ran on. So no pair lives long: a batch
-   whose first nonce is more than LK_PRESIGN_WINDOW_NS old by the wall
-   clock (which a restored VM has set forward by the time it is reachable
-   again, in the usual set-ups) is wiped, not used, which also means a
-   thread uses prepared pairs only while it signs some 64 tokens a second
-   or more (below that, their cost is small anyway); and an
-   operator who restores running VMs can turn presigning off (README
-   "Security"). Under OpenSSL's FIPS mode no presigner is made (the EC_KEY
-   functions would go around the FIPS provider).
+   wipes every prepared pair before signing, and a batch more than
+   LK_PRESIGN_WINDOW_NS old by the wall clock is wiped, not used.
+   What precomputation gives up is OpenSSL's hedge of mixing the message
+   into its nonce: two copies of one running process (a VM rolled back to a
+   snapshot of its memory after it ran on, or cloned) hold the same
+   prepared pairs, and one pair under two messages gives the private key
+   away. The window does not protect against that (a restored guest's clock
+   goes on from the snapshot until something sets it): hence off by
+   default (README "Security"). Under OpenSSL's FIPS mode, or with the FIPS
+   provider loaded at all, no presigner is made (the EC_KEY functions would
+   go around it).
    A presigner belongs to one thread (its BN_CTX and pool are not shared). */
 #define LK_PRESIGN_BATCH 64
 #define LK_PRESIGN_WINDOW_NS 2000000000LL
@@ -194,6 +194,9 @@ typedef struct {
     long long pending_since, ready_since;
     /* Signatures OpenSSL made afresh although a prepared pair was taken (s = 0, or a pair that did not work). */
     unsigned long fallbacks;
+    /* The signing rate: signatures since `mark`, and whether the last LK_PRESIGN_BATCH took at most half the window. */
+    long long mark;
+    int since_mark, busy;
     int pending, ready;
     BIGNUM *k[LK_PRESIGN_BATCH], *x[LK_PRESIGN_BATCH], *z[LK_PRESIGN_BATCH];
     BIGNUM *prefix_n[LK_PRESIGN_BATCH], *prefix_p[LK_PRESIGN_BATCH];
@@ -219,7 +222,7 @@ static inline void lk_presigner_free(lk_presigner *ps) {
 
 /* A presigner for a P-256 private key, or NULL. */
 static inline lk_presigner *lk_presigner_new(EVP_PKEY *pkey) {
-    if (EVP_default_properties_is_fips_enabled(NULL)) return NULL;
+    if (EVP_default_properties_is_fips_enabled(NULL) || OSSL_PROVIDER_available(NULL, "fips")) return NULL;
     lk_presigner *ps = OPENSSL_zalloc(sizeof *ps);
     if (!ps || !(ps->p = BN_new())) goto fail;
     ps->key = EVP_PKEY_get1_EC_KEY(pkey);
@@ -229,6 +232,7 @@ static inline lk_presigner *lk_presigner_new(EVP_PKEY *pkey) {
     ps->order = EC_GROUP_get0_order(ps->group);
     ps->ctx = BN_CTX_secure_new();
     ps->pid = getpid();
+    ps->mark = lk_wall_clock_ns();
     ps->mont_p = BN_MONT_CTX_new();
     ps->mont_n = BN_MONT_CTX_new();
     ps->p_minus_2 = BN_new(); ps->n_minus_2 = BN_new();
@@ -336,7 +340,12 @@ static inline int lk_presigner_prepare(lk_presigner *ps, long long now) {
     return 1;
 }
 
-/* Signs a SHA-256 digest: raw r || s (32 bytes each) into out. 1 on success. */
+/* The r of the pair the next signature would take, into out (tests); 0 when none is ready. */
+static inline int lk_presigner_next_r(const lk_presigner *ps, unsigned char out[32]) {
+    return ps->ready > 0 && BN_bn2binpad(ps->r[ps->ready - 1], out, 32) == 32;
+}
+
+/* Signs a SHA-256 digest: raw r || s (32 bytes each) into out. 2 from a prepared pair, 1 from OpenSSL's own nonce, 0 on failure. */
 static inline int lk_presigner_sign(lk_presigner *ps, const unsigned char digest[32], unsigned char out[64]) {
     ECDSA_SIG *sig = NULL;
     long long now = lk_wall_clock_ns();
@@ -344,7 +353,19 @@ static inline int lk_presigner_sign(lk_presigner *ps, const unsigned char digest
         lk_presigner_wipe(ps);
         ps->pid = getpid();
     }
-    if (ps->ready > 0 && !lk_presign_fresh(ps->ready_since, now)) lk_presigner_wipe(ps);
+    if (ps->ready > 0 && !lk_presign_fresh(ps->ready_since, now)) {   /* stale: wiped, not used */
+        for (int i = 0; i < ps->ready; i++) { BN_clear(ps->kinv[i]); BN_clear(ps->r[i]); }
+        ps->ready = 0;
+    }
+    /* Prepare only while the thread signs fast enough to use what it prepares within the window. */
+    if (++ps->since_mark >= LK_PRESIGN_BATCH) {
+        ps->busy = lk_presign_fresh(ps->mark, now) && now - ps->mark <= LK_PRESIGN_WINDOW_NS / 2;
+        ps->mark = now;
+        ps->since_mark = 0;
+    } else if (!lk_presign_fresh(ps->mark, now) || now - ps->mark > LK_PRESIGN_WINDOW_NS / 2) {
+        ps->busy = 0;
+    }
+    int presigned = 0;
     if (ps->ready > 0) {
         int i = --ps->ready;
         sig = ECDSA_do_sign_ex(digest, 32, ps->kinv[i], ps->r[i], ps->key);
@@ -353,6 +374,8 @@ static inline int lk_presigner_sign(lk_presigner *ps, const unsigned char digest
         if (!sig) {   /* s = 0, never in practice: sign afresh */
             ERR_clear_error();
             ps->fallbacks++;
+        } else {
+            presigned = 1;
         }
     }
     if (!sig) sig = ECDSA_do_sign_ex(digest, 32, NULL, NULL, ps->key);
@@ -361,11 +384,11 @@ static inline int lk_presigner_sign(lk_presigner *ps, const unsigned char digest
     ECDSA_SIG_get0(sig, &r, &s);
     int ok = BN_bn2binpad(r, out, 32) == 32 && BN_bn2binpad(s, out + 32, 32) == 32;
     ECDSA_SIG_free(sig);
-    if (!lk_presigner_prepare(ps, now)) {
+    if (ps->busy && !lk_presigner_prepare(ps, now)) {
         ERR_clear_error();
         lk_presigner_wipe(ps);
     }
-    return ok;
+    return ok ? 1 + presigned : 0;
 }
 
 #pragma clang diagnostic pop

@@ -1,5 +1,6 @@
 internal import COpenSSL
 import Common
+import Synchronization
 
 /// A `SigningKey` prepared for many signatures and verifications on one
 /// thread. OpenSSL 3's `EVP_DigestSign*` sets up a new operation for every
@@ -10,14 +11,13 @@ import Common
 /// one SHA-256 and one `EVP_PKEY_sign`/`EVP_PKEY_verify` on the same
 /// context. The signatures are those `SigningKey.sign` makes.
 ///
-/// An ES256 key signs with nonces prepared ahead, in batches whose
-/// inversions are shared (`lk_presigner` in the COpenSSL shim): about a
-/// third of an ECDSA signature's work is two modular inversions, and a
-/// batch of 64 does 128 of them as two. OpenSSL still makes every nonce,
-/// every point and every `s`.
-///
-/// Ed25519 signs the message itself, not a digest (RFC 8032 PureEdDSA), so
-/// an EdDSA key keeps the one-shot `EVP_DigestSign` path.
+/// With `presign` (`LATCHKEY_ES256_PRESIGN=on`; off by default), an ES256
+/// key signs with nonces prepared ahead, in batches whose inversions are
+/// shared (`lk_presigner` in the COpenSSL shim): about two fifths of an
+/// ECDSA signature's work is two modular inversions, and a batch of 64 does
+/// 128 of them as two. OpenSSL still makes every nonce, every point and
+/// every `s`. Off by default because a nonce drawn before its message is
+/// not hedged against two copies of one running process (README "Security").
 ///
 /// Not `Sendable`: an `EVP_PKEY_CTX` must not be shared between threads.
 /// Each worker thread makes its own (the key ring is per thread).
@@ -31,7 +31,7 @@ public final class PreparedKey {
     private var presigning: Bool
 
     /// `presign`: whether an ES256 key may sign with nonces prepared ahead (`LATCHKEY_ES256_PRESIGN`).
-    public init(_ key: SigningKey, presign: Bool = true) {
+    public init(_ key: SigningKey, presign: Bool = false) {
         self.key = key
         self.presigning = presign
     }
@@ -53,13 +53,25 @@ public final class PreparedKey {
     /// Signatures OpenSSL made afresh although a prepared pair was taken: a pair that did not work (tests).
     var presignFallbacks: Int { presigner.map { Int($0.pointee.fallbacks) } ?? 0 }
 
+    /// The r of the prepared pair the next signature would take, if one is ready (tests).
+    var nextPreparedR: [UInt8]? {
+        guard let presigner else { return nil }
+        var r = [UInt8](repeating: 0, count: 32)
+        return lk_presigner_next_r(presigner, &r) == 1 ? r : nil
+    }
+
+    private static let presigned = Atomic<Int>(0)
+
+    /// ES256 signatures this process made from prepared pairs (`latchkey_es256_presigned_total`).
+    public static var presignedSignatures: Int { presigned.load(ordering: .relaxed) }
+
     /// Makes the presigner believe it was made in another process, as a forked child would find (tests).
     func pretendForked() { presigner?.pointee.pid = 1 }
 
-    /// Moves the prepared batches' start `seconds` into the past, as a VM restored from a snapshot finds them (tests).
-    func pretendPrepared(secondsAgo seconds: Int) {
-        presigner?.pointee.pending_since -= Int64(seconds) * 1_000_000_000
+    /// Moves the ready batch's start (and the one being filled, with `pendingToo`) `seconds` into the past (tests).
+    func pretendPrepared(secondsAgo seconds: Int, pendingToo: Bool) {
         presigner?.pointee.ready_since -= Int64(seconds) * 1_000_000_000
+        if pendingToo { presigner?.pointee.pending_since -= Int64(seconds) * 1_000_000_000 }
     }
 
     /// An operation context for `sign` (or verify), made on first use.
@@ -98,7 +110,9 @@ public final class PreparedKey {
         let digest = Digest.sha256(message)
         if key.algorithm == .es256, let presigner = preparedSigner() {
             var raw = [UInt8](repeating: 0, count: 64)
-            guard lk_presigner_sign(presigner, digest, &raw) == 1 else { throw CryptoError("ECDSA_do_sign_ex") }
+            let made = lk_presigner_sign(presigner, digest, &raw)
+            guard made > 0 else { throw CryptoError("ECDSA_do_sign_ex") }
+            if made == 2 { PreparedKey.presigned.add(1, ordering: .relaxed) }
             P256Order.makeLowS(&raw)
             return raw
         }

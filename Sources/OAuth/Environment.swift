@@ -19,9 +19,9 @@ public struct Environment: Sendable {
     public var acceptAnySecretMethod: Bool
     /// Whether DPoP proofs must carry a server-provided nonce (RFC 9449 §8, §9; `serve --dpop-nonces`).
     public var dpopNonces = false
-    /// Whether ES256 keys sign with nonces prepared ahead in batches (`PreparedKey`; `LATCHKEY_ES256_PRESIGN=off`
-    /// turns it off where running VMs are restored from memory snapshots).
-    public var presignES256 = true
+    /// Whether ES256 keys sign with nonces prepared ahead in batches (`PreparedKey`; `LATCHKEY_ES256_PRESIGN=on`):
+    /// off by default, as no running copy of the process may ever be restored or cloned with it on.
+    public var presignES256 = false
 
     public init(issuer: String, now: @escaping @Sendable () -> Int64, random: @escaping @Sendable (Int) -> [UInt8] = SecureRandom.bytes,
                 kek: [UInt8]? = nil, acceptAnySecretMethod: Bool = false) {

@@ -1,3 +1,4 @@
+import Cryptography
 import Foundation
 import OAuth
 import Synchronization
@@ -103,6 +104,8 @@ public final class Metrics: Sendable {
             out += "# HELP latchkey_slow_hash_queued Callers waiting for a slow-hash permit.\n# TYPE latchkey_slow_hash_queued gauge\n"
             out += "latchkey_slow_hash_queued \(pool.queued)\n"
         }
+        out += "# HELP latchkey_es256_presigned_total ES256 signatures made from nonces prepared ahead (LATCHKEY_ES256_PRESIGN=on).\n"
+        out += "# TYPE latchkey_es256_presigned_total counter\nlatchkey_es256_presigned_total \(PreparedKey.presignedSignatures)\n"
         if let (batched, stolen, refused) = accepting?() {
             out += "# HELP latchkey_accept_batched_total Connections a worker thread took together with others, all arrived before any was handled.\n"
             out += "# TYPE latchkey_accept_batched_total counter\nlatchkey_accept_batched_total \(batched)\n"

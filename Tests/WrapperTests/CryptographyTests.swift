@@ -136,46 +136,59 @@ import Testing
         #expect(throws: CryptoError.self) { try verifier.sign([1]) }
     }
 
+    /// What a presigner holds after `made` signatures made quickly: none
+    /// prepared for the first 63 (the thread's rate is known after 64), then
+    /// one per signature, a batch finished at 64 and used while the next fills.
+    static func expectedPool(after made: Int) -> (pending: Int, ready: Int) {
+        if made < 64 { return (0, 0) }
+        if made < 127 { return (made - 63, 0) }
+        let j = (made - 127) % 64
+        return (j, 64 - j)
+    }
+
     /// ECDSA needs a fresh secret nonce per signature: the same message
     /// signed many times on prepared keys verifies every time (low S:
     /// `verify` refuses high S) and never repeats an r, which a repeated
     /// nonce would (and would give the private key away). 150 signatures a
-    /// key go through OpenSSL's own nonces (the first 64, while a batch is
-    /// prepared) and then two prepared batches, whose r and k^-1 come from
-    /// the shared inversions: a wrong one would not verify.
+    /// key go through OpenSSL's own nonces (the first 127) and then prepared
+    /// pairs, whose r and k^-1 come from the shared inversions: a wrong one
+    /// would not verify, and OpenSSL never had to redo one.
     @Test func es256NeverRepeatsANonce() throws {
         let key = try SigningKey.generate(.es256)
         let publicKey = try SigningKey(publicKeyDER: try key.publicKeyDER(), algorithm: .es256)
-        let signers = [PreparedKey(key), PreparedKey(key)]
+        let signers = [PreparedKey(key, presign: true), PreparedKey(key, presign: true)]
         var rs = Set<[UInt8]>()
         let message = Array("the same message".utf8)
+        let before = PreparedKey.presignedSignatures
         for i in 0..<300 {
             let signature = try signers[i % 2].sign(message)
             #expect(publicKey.verify(signature: signature, message: message))
             #expect(!P256Order.isHigh(signature[32..<64]))
             rs.insert(Array(signature[0..<32]))
             let made = i / 2 + 1
-            let expected = made < 64 ? (pending: made, ready: 0) : (pending: (made - 64) % 64, ready: 64 - (made - 64) % 64)
-            #expect(signers[i % 2].preparedNonces == expected, "after \(made) signatures")
+            #expect(signers[i % 2].preparedNonces == Self.expectedPool(after: made), "after \(made) signatures")
         }
         #expect(rs.count == 300)
-        // Every prepared pair made a valid signature of its own: none had to be redone by OpenSSL.
         #expect(signers.map(\.presignFallbacks) == [0, 0])
+        #expect(PreparedKey.presignedSignatures - before >= 2 * (150 - 127))
     }
 
-    /// A prepared batch's pairs are each used once and wiped: a signature
-    /// per prepared pair, all different, and the pool empty when they are gone.
+    /// A prepared batch's pairs are each used once and wiped: the signature
+    /// takes the r of the pair that was next, and that r is then gone.
     @Test func es256PreparedNoncesAreUsedOnce() throws {
         let key = try SigningKey.generate(.es256)
         let publicKey = try SigningKey(publicKeyDER: try key.publicKeyDER(), algorithm: .es256)
-        let signer = PreparedKey(key)
-        for i in 0..<64 { _ = try signer.sign(Array("warm \(i)".utf8)) }
+        let signer = PreparedKey(key, presign: true)
+        for i in 0..<127 { _ = try signer.sign(Array("warm \(i)".utf8)) }
         #expect(signer.preparedNonces == (pending: 0, ready: 64))
         var rs = Set<[UInt8]>()
         for i in 0..<64 {
             let message = Array("prepared \(i)".utf8)
+            let next = try #require(signer.nextPreparedR)
             let signature = try signer.sign(message)
             #expect(publicKey.verify(signature: signature, message: message))
+            #expect(Array(signature[0..<32]) == next)
+            #expect(signer.nextPreparedR != next)
             rs.insert(Array(signature[0..<32]))
         }
         #expect(rs.count == 64)
@@ -184,29 +197,34 @@ import Testing
         #expect(signer.presignFallbacks == 0)
     }
 
-    /// A batch prepared more than two seconds ago by the wall clock (a VM
-    /// rolled back to a snapshot of its memory finds its clock moved on) is
-    /// wiped, not used; with presigning off, or before a batch is ready,
-    /// OpenSSL signs as usual.
+    /// A ready batch begun more than two seconds ago by the wall clock is
+    /// wiped, not used (the batch being filled, if fresh, is kept); a batch
+    /// filled too slowly starts again; with presigning off (the default)
+    /// OpenSSL signs every token and nothing is prepared.
     @Test func es256StalePreparedNoncesAreNotUsed() throws {
         let key = try SigningKey.generate(.es256)
         let publicKey = try SigningKey(publicKeyDER: try key.publicKeyDER(), algorithm: .es256)
-        let signer = PreparedKey(key)
-        for i in 0..<70 { _ = try signer.sign(Array("before \(i)".utf8)) }
+        let signer = PreparedKey(key, presign: true)
+        for i in 0..<133 { _ = try signer.sign(Array("before \(i)".utf8)) }
         #expect(signer.preparedNonces == (pending: 6, ready: 58))
-        signer.pretendPrepared(secondsAgo: 3)
+        signer.pretendPrepared(secondsAgo: 3, pendingToo: false)
+        let stale = try #require(signer.nextPreparedR)
         let message = Array("after the restore".utf8)
-        #expect(publicKey.verify(signature: try signer.sign(message), message: message))
+        let signature = try signer.sign(message)
+        #expect(publicKey.verify(signature: signature, message: message))
+        #expect(Array(signature[0..<32]) != stale)
+        #expect(signer.preparedNonces == (pending: 7, ready: 0))
+        // The batch being filled, too old, starts again.
+        signer.pretendPrepared(secondsAgo: 3, pendingToo: true)
+        _ = try signer.sign(message)
         #expect(signer.preparedNonces == (pending: 1, ready: 0))
-        // A batch filled too slowly starts again.
-        for i in 0..<10 { _ = try signer.sign(Array("slow \(i)".utf8)) }
-        #expect(signer.preparedNonces == (pending: 11, ready: 0))
-        signer.pretendPrepared(secondsAgo: 3)
+        // And a clock set back as far counts the same.
+        signer.pretendPrepared(secondsAgo: -3, pendingToo: true)
         _ = try signer.sign(message)
         #expect(signer.preparedNonces == (pending: 1, ready: 0))
 
-        let plain = PreparedKey(key, presign: false)
-        for i in 0..<70 {
+        let plain = PreparedKey(key)
+        for i in 0..<200 {
             let message = Array("plain \(i)".utf8)
             #expect(publicKey.verify(signature: try plain.sign(message), message: message))
         }
@@ -219,12 +237,15 @@ import Testing
     @Test func es256ForkedProcessDropsItsPreparedNonces() throws {
         let key = try SigningKey.generate(.es256)
         let publicKey = try SigningKey(publicKeyDER: try key.publicKeyDER(), algorithm: .es256)
-        let signer = PreparedKey(key)
-        for i in 0..<70 { _ = try signer.sign(Array("before \(i)".utf8)) }
+        let signer = PreparedKey(key, presign: true)
+        for i in 0..<133 { _ = try signer.sign(Array("before \(i)".utf8)) }
         #expect(signer.preparedNonces == (pending: 6, ready: 58))
+        let parents = try #require(signer.nextPreparedR)
         signer.pretendForked()
         let message = Array("after the fork".utf8)
-        #expect(publicKey.verify(signature: try signer.sign(message), message: message))
+        let signature = try signer.sign(message)
+        #expect(publicKey.verify(signature: signature, message: message))
+        #expect(Array(signature[0..<32]) != parents)
         #expect(signer.preparedNonces == (pending: 1, ready: 0))
     }
 

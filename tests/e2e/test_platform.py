@@ -70,34 +70,46 @@ def test_authlib_client_credentials_token_verifies_against_jwks(stack):
     assert r.json()["organization_id"] == stack.org_id
 
 
-def test_es256_tokens_with_prepared_nonces_verify_and_never_share_an_r(stack):
-    """Past the first batch of each worker thread's prepared nonces (64), tokens are
-    signed with nonces prepared ahead and inversions shared (PreparedKey): 400
-    tokens from 4 threads all verify with an independent JOSE library, and no two
-    share an r (a repeated nonce would give the signing key away)."""
-    auth = (stack.client_id, stack.client_secret)
-    with requests.Session() as session:   # quickly: a thread uses prepared nonces while it signs 64 in 2 s or fewer
-        responses = [session.post(stack.url("/oauth2/token"), data={"grant_type": "client_credentials"}, auth=auth) for _ in range(400)]
-    assert [r.status_code for r in responses] == [200] * 400
-    keys = jwks(stack)
-    rs = set()
-    for r in responses:
-        token = r.json()["access_token"]
-        jwt.decode(token, keys, algorithms=["ES256"])
-        signature = base64.urlsafe_b64decode(token.rsplit(".", 1)[1] + "==")
-        assert len(signature) == 64
-        rs.add(signature[:32])
-    assert len(rs) == 400
+def presigned_total(stack):
+    text = requests.get(stack.url("/metrics")).text
+    return int(next(line for line in text.splitlines() if line.startswith("latchkey_es256_presigned_total ")).split()[1])
 
 
-def test_serve_with_presigning_off_signs_as_openssl_does_and_refuses_other_values(tmp_path):
+def test_es256_presigning_on_signs_tokens_that_verify_and_never_share_an_r(tmp_path):
+    """With LATCHKEY_ES256_PRESIGN=on, a worker thread that signs quickly signs with nonces prepared
+    ahead and inversions shared (PreparedKey) once it has signed 127: 400 tokens from one thread all
+    verify with an independent JOSE library, no two share an r (a repeated nonce would give the key
+    away), and /metrics counts the presigned ones."""
     from conftest import Stack
-    s = Stack(tmp_path / "plain", rate_limits="off", workers=2, env={"LATCHKEY_ES256_PRESIGN": "off"}).start()
+    s = Stack(tmp_path / "presign", rate_limits="off", workers=1, env={"LATCHKEY_ES256_PRESIGN": "on"}).start()
     try:
-        for _ in range(100):
-            verify(s, s.token())
+        auth = (s.client_id, s.client_secret)
+        before = presigned_total(s)
+        with requests.Session() as session:   # quickly: a thread prepares while it signs 64 tokens a second or more
+            responses = [session.post(s.url("/oauth2/token"), data={"grant_type": "client_credentials"}, auth=auth) for _ in range(400)]
+        assert [r.status_code for r in responses] == [200] * 400
+        assert presigned_total(s) - before >= 200
+        keys = jwks(s)
+        rs = set()
+        for r in responses:
+            token = r.json()["access_token"]
+            jwt.decode(token, keys, algorithms=["ES256"])
+            signature = base64.urlsafe_b64decode(token.rsplit(".", 1)[1] + "==")
+            assert len(signature) == 64
+            rs.add(signature[:32])
+        assert len(rs) == 400
     finally:
         s.stop()
+
+
+def test_es256_presigning_is_off_by_default_and_refuses_other_values(stack, tmp_path):
+    # Enough tokens, quickly enough, that each of the stack's worker threads would have presigned some were it on.
+    with requests.Session() as session:
+        for _ in range(1000):
+            r = session.post(stack.url("/oauth2/token"), data={"grant_type": "client_credentials"}, auth=(stack.client_id, stack.client_secret))
+            assert r.status_code == 200
+    verify(stack, r.json()["access_token"])
+    assert presigned_total(stack) == 0
     db = tmp_path / "p.db"
     run_cli(db, "init", "--issuer", "http://127.0.0.1:1")
     proc = subprocess.run([BIN, "serve", "--listen", f"unix:{tmp_path / 'p.sock'}", "--db", str(db)], capture_output=True, text=True, timeout=20,

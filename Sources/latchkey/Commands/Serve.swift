@@ -65,7 +65,7 @@ enum ServeCommand {
         var environment = try options.common.environment(issuer: issuer)
         environment.acceptAnySecretMethod = options.acceptAny || env["LATCHKEY_ACCEPT_ANY_SECRET_METHOD"] == "1"
         environment.dpopNonces = options.dpopNonces || env["LATCHKEY_DPOP_NONCES"] == "1"
-        switch env["LATCHKEY_ES256_PRESIGN"] ?? "on" {
+        switch env["LATCHKEY_ES256_PRESIGN"] ?? "off" {
         case "on": environment.presignES256 = true
         case "off": environment.presignES256 = false
         default: throw ValidationError("LATCHKEY_ES256_PRESIGN must be on or off")
