@@ -7,11 +7,11 @@
 #include <sys/socket.h>
 
 /* Whether a connection to this address (4 bytes IPv4, 16 IPv6) may be
-   opened: nonzero yes. Asked by libcurl for every address it is about to
+   opened for the `index`th POST of the batch: nonzero yes. Asked by libcurl for every address it is about to
    connect to, after its own name resolution, so the answer covers the
    address actually dialled (a name that resolves to a public address once
    and to a private one the next time gains nothing). */
-typedef int (*lk_curl_admit)(const unsigned char *address, int length, void *context);
+typedef int (*lk_curl_admit)(const unsigned char *address, int length, int index, void *context);
 
 /* One POST: its URL and body in; its HTTP status (0: none) and whether an
    address was refused out. */
@@ -26,6 +26,7 @@ struct lk_curl_post {
 struct lk_curl_gate {
     lk_curl_admit admit;
     void *context;
+    int index;
     int *refused;
 };
 
@@ -42,7 +43,7 @@ static curl_socket_t lk_curl_open_socket(void *data, curlsocktype purpose, struc
         length = 16;
     }
     if ((length == 4 && address->addrlen < sizeof(struct sockaddr_in)) || (length == 16 && address->addrlen < sizeof(struct sockaddr_in6))) length = 0;
-    if (length == 0 || !gate->admit(bytes, length, gate->context)) {
+    if (length == 0 || !gate->admit(bytes, length, gate->index, gate->context)) {
         *gate->refused = 1;
         return CURL_SOCKET_BAD;
     }
@@ -60,7 +61,8 @@ static size_t lk_curl_discard(char *data, size_t size, size_t count, void *user)
 
 /* POSTs every request of `posts` at once (application/x-www-form-urlencoded;
    http and https only, no redirect followed, no proxy from the environment,
-   the answer's body discarded) and waits for all, `timeout_ms` at most each.
+   the answer's body discarded) and waits for all, `timeout_ms` at most each
+   (2 s at most to connect).
    0 when every transfer ran (each with its own outcome), -1 when libcurl
    could not be set up. */
 static inline int lk_curl_post_all(struct lk_curl_post *posts, int count, long timeout_ms, lk_curl_admit admit, void *context) {
@@ -74,7 +76,7 @@ static inline int lk_curl_post_all(struct lk_curl_post *posts, int count, long t
     for (int i = 0; i < count && !failed; i++) {
         posts[i].status = 0;
         posts[i].refused = 0;
-        gates[i] = (struct lk_curl_gate){ admit, context, &posts[i].refused };
+        gates[i] = (struct lk_curl_gate){ admit, context, i, &posts[i].refused };
         CURL *e = curl_easy_init();
         if (e == NULL) { failed = 1; break; }
         easy[i] = e;
@@ -90,7 +92,10 @@ static inline int lk_curl_post_all(struct lk_curl_post *posts, int count, long t
             || curl_easy_setopt(e, CURLOPT_NOPROXY, "*") != CURLE_OK
             || curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK
             || curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms) != CURLE_OK
-            || curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms) != CURLE_OK
+            || curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms < 2000 ? timeout_ms : 2000L) != CURLE_OK
+            /* A name whose DNS answers slowly must not hold the batch past its timeout (the threaded resolver
+               is left to finish on its own instead of being waited for). */
+            || curl_easy_setopt(e, CURLOPT_QUICK_EXIT, 1L) != CURLE_OK
             || curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, lk_curl_open_socket) != CURLE_OK
             || curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, &gates[i]) != CURLE_OK
             || curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, lk_curl_discard) != CURLE_OK

@@ -23,15 +23,16 @@ public enum FormPoster {
 
     /// What the C callback reaches through its context pointer.
     final class Gate: Sendable {
-        let admits: @Sendable ([UInt8]) -> Bool
-        init(_ admits: @escaping @Sendable ([UInt8]) -> Bool) { self.admits = admits }
+        let admits: @Sendable ([UInt8], Int) -> Bool
+        init(_ admits: @escaping @Sendable ([UInt8], Int) -> Bool) { self.admits = admits }
     }
 
     /// libcurl's global set-up, done once (Swift runs a static's initializer once, thread-safely).
     static let ready: Bool = lk_curl_global_init() == 0
 
+    /// `admits(address, i)`: whether the `i`th POST of the batch may connect to `address`.
     public static func post(_ batch: [(url: String, form: [UInt8])], timeoutSeconds: Int,
-                            admits: @escaping @Sendable ([UInt8]) -> Bool) -> [Outcome] {
+                            admits: @escaping @Sendable (_ address: [UInt8], _ index: Int) -> Bool) -> [Outcome] {
         guard !batch.isEmpty else { return [] }
         guard ready else { return batch.map { _ in Outcome(status: nil, refusedAddress: false) } }
         // NUL-terminated copies that outlive the call (libcurl keeps the pointers until the transfers end).
@@ -40,10 +41,10 @@ public enum FormPoster {
         let gate = Unmanaged.passRetained(Gate(admits))
         defer { gate.release() }
         var posts = [lk_curl_post](repeating: lk_curl_post(), count: batch.count)
-        let admit: lk_curl_admit = { address, length, context in
+        let admit: lk_curl_admit = { address, length, index, context in
             guard let address, let context, length == 4 || length == 16 else { return 0 }
             let bytes = Array(UnsafeBufferPointer(start: address, count: Int(length)))
-            return Unmanaged<Gate>.fromOpaque(context).takeUnretainedValue().admits(bytes) ? 1 : 0
+            return Unmanaged<Gate>.fromOpaque(context).takeUnretainedValue().admits(bytes, Int(index)) ? 1 : 0
         }
         let result: Int32 = withPointers(urls) { urlPointers in
             withPointers(bodies) { bodyPointers in

@@ -6,6 +6,8 @@ import JOSE
 public struct LogoutDelivery: Sendable, Equatable {
     public var id: String
     public var clientID: String
+    /// The client's organization: each gets its share of a delivery round.
+    public var organizationID: String
     /// The user (`sub`).
     public var subject: String
     /// The session (`sid`); nil when the client is told about the user only.
@@ -14,9 +16,11 @@ public struct LogoutDelivery: Sendable, Equatable {
     public var nextAttemptAt: Int64
     public var createdAt: Int64
 
-    public init(id: String, clientID: String, subject: String, sid: String?, attempts: Int = 0, nextAttemptAt: Int64, createdAt: Int64) {
+    public init(id: String, clientID: String, organizationID: String, subject: String, sid: String?, attempts: Int = 0, nextAttemptAt: Int64,
+                createdAt: Int64) {
         self.id = id
         self.clientID = clientID
+        self.organizationID = organizationID
         self.subject = subject
         self.sid = sid
         self.attempts = attempts
@@ -42,6 +46,10 @@ public enum BackchannelLogout {
     /// pile up is not taking them, and one user's logouts must not grow the
     /// queue without bound.
     public static let pendingPerClient = 1000
+    /// Deliveries one organization's clients may have waiting in all: what
+    /// a delivery round reads to share itself out fairly stays bounded
+    /// (SharedSQL `dueLogouts`), whatever one organization's clients do.
+    public static let pendingPerOrganization = 10_000
 
     /// The `sid` of a session: derived from the stored hash of its cookie
     /// value, so it names the session without revealing anything that signs in.
@@ -59,8 +67,9 @@ public enum BackchannelLogout {
         try store.revokeFamilies(sid: sid, at: now)
         for clientID in try store.takeSessionClients(sid: sid) {
             guard let client = try store.client(clientID), client.backchannelLogoutURI != nil else { continue }
-            try store.enqueueLogout(LogoutDelivery(id: env.randomID(24), clientID: clientID, subject: userID, sid: sid, nextAttemptAt: now, createdAt: now),
-                                    limitPerClient: pendingPerClient)
+            try store.enqueueLogout(LogoutDelivery(id: env.randomID(24), clientID: clientID, organizationID: client.organizationID, subject: userID,
+                                                   sid: sid, nextAttemptAt: now, createdAt: now),
+                                    limitPerClient: pendingPerClient, limitPerOrganization: pendingPerOrganization)
         }
     }
 
@@ -73,8 +82,9 @@ public enum BackchannelLogout {
         let now = env.now()
         let targets: [String?] = sids.isEmpty ? (client.backchannelLogoutSessionRequired ? [] : [nil]) : sids
         for sid in targets {
-            try store.enqueueLogout(LogoutDelivery(id: env.randomID(24), clientID: client.clientID, subject: userID, sid: sid, nextAttemptAt: now,
-                                                   createdAt: now), limitPerClient: pendingPerClient)
+            try store.enqueueLogout(LogoutDelivery(id: env.randomID(24), clientID: client.clientID, organizationID: client.organizationID,
+                                                   subject: userID, sid: sid, nextAttemptAt: now, createdAt: now),
+                                    limitPerClient: pendingPerClient, limitPerOrganization: pendingPerOrganization)
         }
     }
 
@@ -101,6 +111,11 @@ public struct LogoutSender {
     public static let backoff: [Int64] = [10, 30, 120, 600, 1800]
     public static let timeoutSeconds = 5
     public static let batch = 16
+    /// A round's share for one client and for one organization's clients: a
+    /// tenant (or anonymous registrants, all in one organization) whose
+    /// receivers never answer holds up only its own share of each round.
+    public static let perClient = 2
+    public static let perOrganization = 4
 
     let env: Environment
     let store: Store
@@ -113,18 +128,26 @@ public struct LogoutSender {
     }
 
     /// One POST per delivery, all at once (a slow receiver must not hold up
-    /// the others): for each, delivered (2xx) or not.
-    public typealias Post = (_ batch: [(uri: String, form: [UInt8])]) -> [Bool]
+    /// the others): for each, delivered (2xx) or not. `operatorNetworks`:
+    /// whether the non-public networks the operator allows
+    /// (`LATCHKEY_BACKCHANNEL_ALLOW`) may be reached for it, which they may
+    /// not for a client registered anonymously (its URI is anyone's choice).
+    public typealias Post = (_ batch: [(uri: String, form: [UInt8], operatorNetworks: Bool)]) -> [Bool]
+
+    /// Whether a logout token may be sent to this address: a public one, or one in the operator's networks when
+    /// those may be reached for the client (`operatorNetworks`). Asked of every address actually dialled.
+    public static func mayPost(to address: [UInt8], allowed: IPNetworks?, operatorNetworks: Bool) -> Bool {
+        IPAddress.isPublic(address) || (operatorNetworks && allowed?.contains(address) == true)
+    }
 
     /// One round over the deliveries due now; returns how many were attempted.
     @discardableResult
     public func runOnce(post: Post) throws -> Int {
-        // Oldest first, but at most two per client a round: one client's backlog holds up no other's.
-        var perClient: [String: Int] = [:]
-        let due = try store.read { try store.dueLogouts(now: env.now(), limit: LogoutSender.batch * 4) }.filter { d in
-            perClient[d.clientID, default: 0] += 1
-            return perClient[d.clientID]! <= 2
-        }.prefix(LogoutSender.batch)
+        // Oldest first, within each client's and each organization's share: one backlog holds up no other's.
+        let due = try store.read {
+            try store.dueLogouts(now: env.now(), limit: LogoutSender.batch, perClient: LogoutSender.perClient,
+                                 perOrganization: LogoutSender.perOrganization)
+        }
         var sending: [(delivery: LogoutDelivery, client: Client, uri: String, form: [UInt8])] = []
         var unsigned: [(LogoutDelivery, Client)] = []
         for d in due {
@@ -148,7 +171,7 @@ public struct LogoutSender {
         }
         for (d, client) in unsigned { try failed(d, client) }
         guard !sending.isEmpty else { return unsigned.count }
-        let delivered = post(sending.map { ($0.uri, $0.form) })
+        let delivered = post(sending.map { ($0.uri, $0.form, !ClientRegistration.isAnonymous($0.client)) })
         for (i, item) in sending.enumerated() {
             if i < delivered.count && delivered[i] {
                 try store.write { try store.deleteLogout(id: item.delivery.id) }

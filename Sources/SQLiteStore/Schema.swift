@@ -456,5 +456,13 @@ enum Schema {
             SELECT client_id FROM clients WHERE require_pushed_authorization_requests = 1 OR fapi2_security_profile = 1);
         ALTER TABLE device_codes ADD COLUMN dpop_jkt TEXT;
         """,
+        // 18 (review, session 26): a logout delivery names its client's organization, so that a delivery round
+        // shares itself out between organizations and counts each one's waiting deliveries from an index.
+        """
+        ALTER TABLE logout_deliveries ADD COLUMN organization_id TEXT NOT NULL DEFAULT '';
+        UPDATE logout_deliveries SET organization_id = COALESCE(
+            (SELECT organization_id FROM clients WHERE clients.client_id = logout_deliveries.client_id), '');
+        CREATE INDEX logout_deliveries_by_organization ON logout_deliveries(organization_id, next_attempt_at);
+        """,
     ]
 }

@@ -77,16 +77,12 @@ final class LogoutPoster: Sendable {
         self.allowed = allowed
     }
 
-    /// Whether a logout token may be sent to this address.
-    static func admits(_ address: [UInt8], allowed: IPNetworks?) -> Bool {
-        IPAddress.isPublic(address) || allowed?.contains(address) == true
-    }
-
     /// Every POST of the batch at once; waits for all, one timeout at most.
-    func post(_ batch: [(uri: String, form: [UInt8])]) -> [Bool] {
+    func post(_ batch: [(uri: String, form: [UInt8], operatorNetworks: Bool)]) -> [Bool] {
         let allowed = self.allowed
-        let outcomes = FormPoster.post(batch.map { ($0.uri, $0.form) }, timeoutSeconds: LogoutSender.timeoutSeconds) {
-            LogoutPoster.admits($0, allowed: allowed)
+        let operatorNetworks = batch.map(\.operatorNetworks)
+        let outcomes = FormPoster.post(batch.map { ($0.uri, $0.form) }, timeoutSeconds: LogoutSender.timeoutSeconds) { address, i in
+            LogoutSender.mayPost(to: address, allowed: allowed, operatorNetworks: operatorNetworks[i])
         }
         return zip(batch, outcomes).map { item, outcome in
             if let status = outcome.status, (200..<300).contains(status) { return true }

@@ -48,7 +48,7 @@ import Testing
     }
 
     var sender: LogoutSender { LogoutSender(env: h.env, store: h.store, keys: KeyRing(store: h.store, env: h.env)) }
-    var due: [LogoutDelivery] { get throws { try h.store.read { try h.store.dueLogouts(now: h.clock.now, limit: 50) } } }
+    var due: [LogoutDelivery] { get throws { try h.store.read { try h.store.dueLogouts(now: h.clock.now, limit: 50, perClient: .max, perOrganization: .max) } } }
 
     /// The logout token a POST carried, verified with the published key.
     func logoutToken(_ form: [UInt8]) throws -> JWS.Parsed {
@@ -138,6 +138,92 @@ import Testing
         #expect(try due.map(\.clientID) == [failing], "the delivered one is gone, the failed one waits for its retry")
     }
 
+    @discardableResult
+    func enqueue(_ clientID: String, _ organizationID: String, _ subject: String,
+                 limitPerOrganization: Int = BackchannelLogout.pendingPerOrganization) throws -> Bool {
+        try h.store.write {
+            try h.store.enqueueLogout(LogoutDelivery(id: h.env.randomID(24), clientID: clientID, organizationID: organizationID, subject: subject,
+                                                     sid: nil, nextAttemptAt: h.clock.now, createdAt: h.clock.now),
+                                      limitPerClient: BackchannelLogout.pendingPerClient, limitPerOrganization: limitPerOrganization)
+        }
+    }
+
+    /// A round shares itself out (review, session 26): however many of one
+    /// organization's clients have older deliveries waiting (receivers that
+    /// never answer hold a round for its whole timeout), another
+    /// organization's delivery goes out in the next round, and neither one
+    /// client nor one organization takes more than its share of it.
+    @Test func aRoundIsSharedBetweenOrganizationsAndClients() throws {
+        let crowded = h.primary.organizationID
+        var crowd: [String] = []
+        for _ in 0..<8 {
+            let (id, _) = try h.app(public: false)
+            try listen(id)
+            crowd.append(id)
+        }
+        for client in crowd { for n in 0..<3 { try enqueue(client, crowded, "user-\(n)") } }
+        h.clock.advance(seconds: 1)
+        let other = try Provisioning(env: h.env, store: h.store).createOrganization(name: "Other", clientLimit: 10)
+        try listen(other.clientID)
+        try enqueue(other.clientID, other.organizationID, "bob")
+        let picked = try h.store.read {
+            try h.store.dueLogouts(now: h.clock.now, limit: LogoutSender.batch, perClient: LogoutSender.perClient,
+                                   perOrganization: LogoutSender.perOrganization)
+        }
+        #expect(picked.contains { $0.clientID == other.clientID && $0.organizationID == other.organizationID })
+        #expect(picked.filter { $0.organizationID == crowded }.count == LogoutSender.perOrganization)
+        #expect(Dictionary(grouping: picked, by: \.clientID).values.allSatisfy { $0.count <= LogoutSender.perClient })
+        #expect(try sender.runOnce { batch in batch.map { _ in false } } == LogoutSender.perOrganization + 1)
+        #expect(try due.count == 8 * 3 - LogoutSender.perOrganization, "the attempted ones wait for their retry")
+        h.clock.advance(seconds: LogoutSender.backoff[0])
+        #expect(try due.contains { $0.clientID == other.clientID })
+        #expect(try due.count == 8 * 3 + 1)
+    }
+
+    /// One organization's clients may have `pendingPerOrganization` deliveries waiting in all; another's are queued.
+    @Test func anOrganizationsWaitingDeliveriesAreBounded() throws {
+        let org = h.primary.organizationID
+        let (first, _) = try h.app(public: false)
+        let (second, _) = try h.app(public: false)
+        #expect(try enqueue(first, org, "a", limitPerOrganization: 3))
+        #expect(try enqueue(first, org, "b", limitPerOrganization: 3))
+        #expect(try enqueue(second, org, "a", limitPerOrganization: 3))
+        #expect(try !enqueue(second, org, "b", limitPerOrganization: 3), "the organization's limit, across its clients")
+        let other = try Provisioning(env: h.env, store: h.store).createOrganization(name: "Other", clientLimit: 10)
+        #expect(try enqueue(other.clientID, other.organizationID, "a", limitPerOrganization: 3))
+        #expect(try due.count == 4)
+    }
+
+    /// The operator's non-public networks (`LATCHKEY_BACKCHANNEL_ALLOW`) are
+    /// for the clients it manages: a client registered anonymously chose its
+    /// URI as anyone may, so its tokens go to public addresses only (review,
+    /// session 26).
+    @Test func anonymouslyRegisteredClientsNeverReachTheOperatorsNetworks() throws {
+        let org = h.primary.organizationID
+        let (managed, _) = try h.app(public: false)
+        let (anonymous, _) = try h.app(public: false)
+        try listen(managed)
+        try listen(anonymous)
+        try h.store.write {
+            var c = try #require(try h.store.client(anonymous))
+            c.attributes.set("registered_anonymously", .bool(true))
+            try h.store.updateClient(c)
+        }
+        try enqueue(managed, org, "alice")
+        try enqueue(anonymous, org, "alice")
+        var reach: [String: Bool] = [:]
+        #expect(try sender.runOnce { batch in
+            for item in batch { reach[(try? logoutToken(item.form).payload["aud"]?.stringValue) ?? "?"] = item.operatorNetworks }
+            return batch.map { _ in true }
+        } == 2)
+        #expect(reach == [managed: true, anonymous: false])
+        let allowed = try #require(IPNetworks("10.0.0.0/8"))
+        #expect(LogoutSender.mayPost(to: [10, 1, 2, 3], allowed: allowed, operatorNetworks: true))
+        #expect(!LogoutSender.mayPost(to: [10, 1, 2, 3], allowed: allowed, operatorNetworks: false))
+        #expect(!LogoutSender.mayPost(to: [127, 0, 0, 1], allowed: allowed, operatorNetworks: true))
+        #expect(LogoutSender.mayPost(to: [93, 184, 216, 34], allowed: nil, operatorNetworks: false))
+    }
+
     @Test func aDeliveryGoesOutOnceHoweverManyNodesPoll() throws {
         let listening = try signedOutOfAListeningClient()
         let other = try h.anotherStore()
@@ -168,12 +254,12 @@ import Testing
         let connections = ConnectionService(env: h.env, store: h.store)
         #expect(try connections.delete(userID: alice, clientID: listening))
         #expect(try due.map(\.sid) == [sid])
-        try h.store.write { for d in try h.store.dueLogouts(now: h.clock.now, limit: 10) { try h.store.deleteLogout(id: d.id) } }
+        try h.store.write { for d in try h.store.dueLogouts(now: h.clock.now, limit: 10, perClient: .max, perOrganization: .max) { try h.store.deleteLogout(id: d.id) } }
         // Connected again without a session (a user's token on the app API): the user alone, unless sid is required.
         _ = try redeem(try g.code(client: listening, user: alice, scope: ["openid"]), listening, secret)
         #expect(try connections.delete(userID: alice, clientID: listening))
         #expect(try due.map(\.sid) == [nil] && due.first?.subject == alice)
-        try h.store.write { for d in try h.store.dueLogouts(now: h.clock.now, limit: 10) { try h.store.deleteLogout(id: d.id) } }
+        try h.store.write { for d in try h.store.dueLogouts(now: h.clock.now, limit: 10, perClient: .max, perOrganization: .max) { try h.store.deleteLogout(id: d.id) } }
         try listen(listening, sessionRequired: true)
         _ = try redeem(try g.code(client: listening, user: alice, scope: ["openid"]), listening, secret)
         #expect(try connections.delete(userID: alice, clientID: listening))

@@ -27,6 +27,8 @@ import Testing
         #expect(digest(PostgresStore.migrations.prefix(8)) == "BFUwY0psxTISwy7OnKL7Df2h264thX8vptRHvO8dU7c", "PostgreSQL migrations 1-8 changed")
         #expect(digest(SQLiteStore.migrations.prefix(16)) == "c2od0osPwGzQNvCQE_0jsSZeMP1PWnm8z5KRDpVPAiQ", "SQLite migrations 1-16 changed")
         #expect(digest(PostgresStore.migrations.prefix(13)) == "2ZhpQscSpRquxzAB1V8dFYAvbV_VrtXl_Llk485dCOk", "PostgreSQL migrations 1-13 changed")
+        #expect(digest(SQLiteStore.migrations.prefix(17)) == "SBxKM9WjjPzEL_bvgYKnIDsAwDIygHzwfXK1Sa9hCC4", "SQLite migrations 1-17 changed")
+        #expect(digest(PostgresStore.migrations.prefix(14)) == "gNGoMpOOxy3TJ-qHv_OSDGff7Rhg7RMm7dA3QzfIqQU", "PostgreSQL migrations 1-14 changed")
     }
 
     /// SQLite migration 14, PostgreSQL 10: clients the audit log says were registered anonymously (before the
@@ -55,7 +57,11 @@ import Testing
     func rewindMigrations(_ store: any Store, sqlite: Int, postgres: Int) throws -> Int {
         try store.write {
             if let s = store as? SQLiteStore {
-                // SQLite cannot add a column that exists (no IF NOT EXISTS): what migration 17 added goes first.
+                // SQLite cannot add a column that exists (no IF NOT EXISTS): what migrations 17 and 18 added goes first.
+                if sqlite <= 18 {
+                    _ = try s.update("DROP INDEX logout_deliveries_by_organization", [])
+                    _ = try s.update("ALTER TABLE logout_deliveries DROP COLUMN organization_id", [])
+                }
                 if sqlite <= 17 {
                     _ = try s.update("ALTER TABLE authorization_codes DROP COLUMN pushed", [])
                     _ = try s.update("ALTER TABLE device_codes DROP COLUMN dpop_jkt", [])
@@ -66,6 +72,24 @@ import Testing
             }
         }
         return store is SQLiteStore ? SQLiteStore.schemaVersion - sqlite + 1 : PostgresStore.migrations.count - postgres + 1
+    }
+
+    /// SQLite migration 18, PostgreSQL 15: a logout delivery waiting from before names its client's organization.
+    @Test func theMigrationNamesEachWaitingLogoutDeliverysOrganization() throws {
+        let h = try StoreFixture()
+        let other = try Provisioning(env: h.env, store: h.store).createOrganization(name: "Other", clientLimit: 10)
+        for (client, org) in [(h.primary.clientID, h.primary.organizationID), (other.clientID, other.organizationID)] {
+            try h.store.write {
+                try h.store.enqueueLogout(LogoutDelivery(id: h.env.randomID(24), clientID: client, organizationID: org, subject: "alice", sid: nil,
+                                                         nextAttemptAt: h.clock.now, createdAt: h.clock.now), limitPerClient: 10, limitPerOrganization: 10)
+            }
+        }
+        if let p = h.store as? PostgresStore { try p.write { _ = try p.update("UPDATE logout_deliveries SET organization_id = ''", []) } }
+        let rerun = try rewindMigrations(h.store, sqlite: 18, postgres: 15)
+        #expect(try (h.store as? SQLiteStore)?.migrate() ?? (h.store as? PostgresStore)?.migrate() == rerun)
+        let waiting = try h.store.read { try h.store.dueLogouts(now: h.clock.now, limit: 10, perClient: 10, perOrganization: 10) }
+        #expect(Set(waiting.map { "\($0.clientID) \($0.organizationID)" })
+                == ["\(h.primary.clientID) \(h.primary.organizationID)", "\(other.clientID) \(other.organizationID)"])
     }
 
     /// SQLite migration 15, PostgreSQL 11: upstream records keyed by (organization, sysId), every record and

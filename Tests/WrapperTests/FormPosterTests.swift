@@ -108,7 +108,7 @@ import Glibc
         let listener = try Listener(answer: "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
         defer { listener.stop() }
         let asked = Mutex<[[UInt8]]>([])
-        let outcomes = FormPoster.post([(listener.url, Self.form)], timeoutSeconds: 5) { address in
+        let outcomes = FormPoster.post([(listener.url, Self.form)], timeoutSeconds: 5) { address, _ in
             asked.withLock { $0.append(address) }
             return true
         }
@@ -125,7 +125,7 @@ import Glibc
         defer { listener.stop() }
         // "localhost" is a name: what is refused is the address it resolved to, at the moment of dialling.
         let asked = Mutex<[[UInt8]]>([])
-        let outcomes = FormPoster.post([(listener.url, Self.form), ("http://localhost:\(listener.port)/logout", Self.form)], timeoutSeconds: 5) { address in
+        let outcomes = FormPoster.post([(listener.url, Self.form), ("http://localhost:\(listener.port)/logout", Self.form)], timeoutSeconds: 5) { address, _ in
             asked.withLock { $0.append(address) }
             return false
         }
@@ -133,6 +133,15 @@ import Glibc
         #expect(asked.withLock { $0 }.allSatisfy { $0 == [127, 0, 0, 1] || $0 == Array(repeating: 0, count: 15) + [1] })
         usleep(100_000)
         #expect(listener.seen.isEmpty, "nothing reached the listener")
+    }
+
+    /// Each POST of a batch is admitted on its own: the check is told which one dials.
+    @Test func eachPostOfABatchIsAdmittedOnItsOwn() throws {
+        let listener = try Listener(answer: "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+        defer { listener.stop() }
+        let outcomes = FormPoster.post([(listener.url, Self.form), (listener.url, Self.form)], timeoutSeconds: 5) { _, index in index == 1 }
+        #expect(outcomes == [FormPoster.Outcome(status: nil, refusedAddress: true), FormPoster.Outcome(status: 204, refusedAddress: false)])
+        #expect(listener.seen.count == 1)
     }
 
     @Test func redirectsAreNotFollowedAndOnlyHTTPIsSpoken() throws {
@@ -143,7 +152,7 @@ import Glibc
         // Schemes libcurl speaks but this sender must not: each would open a connection to the listener if allowed.
         let other = ["ftp", "gopher", "telnet", "dict", "imap", "smtp"].map { ("\($0)://127.0.0.1:\(target.port)/x", Self.form) }
         let dialled = Mutex(0)
-        let outcomes = FormPoster.post([(redirecting.url, Self.form), ("file:///etc/passwd", Self.form)] + other, timeoutSeconds: 5) { _ in
+        let outcomes = FormPoster.post([(redirecting.url, Self.form), ("file:///etc/passwd", Self.form)] + other, timeoutSeconds: 5) { _, _ in
             dialled.withLock { $0 += 1 }
             return true
         }
@@ -161,7 +170,7 @@ import Glibc
         let quick = try Listener(answer: "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
         defer { quick.stop() }
         let started = Date()
-        let outcomes = FormPoster.post([(silent.url, Self.form), (quick.url, Self.form)], timeoutSeconds: 1) { _ in true }
+        let outcomes = FormPoster.post([(silent.url, Self.form), (quick.url, Self.form)], timeoutSeconds: 1) { _, _ in true }
         #expect(outcomes == [FormPoster.Outcome(status: nil, refusedAddress: false), FormPoster.Outcome(status: 200, refusedAddress: false)])
         // The silent receiver holds its connection until it stops: the 1 s timeout, not the receiver, ended the wait.
         #expect(Date().timeIntervalSince(started) < 8, "bounded by the timeout, not by the receiver")
