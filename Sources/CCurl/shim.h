@@ -61,8 +61,7 @@ static size_t lk_curl_discard(char *data, size_t size, size_t count, void *user)
 
 /* POSTs every request of `posts` at once (application/x-www-form-urlencoded;
    http and https only, no redirect followed, no proxy from the environment,
-   the answer's body discarded) and waits for all, `timeout_ms` at most each
-   (2 s at most to connect).
+   the answer's body discarded) and waits for all, `timeout_ms` at most each.
    0 when every transfer ran (each with its own outcome), -1 when libcurl
    could not be set up. */
 static inline int lk_curl_post_all(struct lk_curl_post *posts, int count, long timeout_ms, lk_curl_admit admit, void *context) {
@@ -92,7 +91,7 @@ static inline int lk_curl_post_all(struct lk_curl_post *posts, int count, long t
             || curl_easy_setopt(e, CURLOPT_NOPROXY, "*") != CURLE_OK
             || curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK
             || curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms) != CURLE_OK
-            || curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms < 2000 ? timeout_ms : 2000L) != CURLE_OK
+            || curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms) != CURLE_OK
             /* A name whose DNS answers slowly must not hold the batch past its timeout (the threaded resolver
                is left to finish on its own instead of being waited for). */
             || curl_easy_setopt(e, CURLOPT_QUICK_EXIT, 1L) != CURLE_OK

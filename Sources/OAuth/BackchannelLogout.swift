@@ -6,8 +6,12 @@ import JOSE
 public struct LogoutDelivery: Sendable, Equatable {
     public var id: String
     public var clientID: String
-    /// The client's organization: each gets its share of a delivery round.
-    public var organizationID: String
+    /// The queue it waits in, each with its share of a delivery round and its
+    /// limit of waiting deliveries: its client's organization, or (for a
+    /// client registered anonymously) that organization's anonymous clients
+    /// (`share(of:)`), so that anonymous registrants never crowd out the
+    /// clients a tenant manages.
+    public var share: String
     /// The user (`sub`).
     public var subject: String
     /// The session (`sid`); nil when the client is told about the user only.
@@ -16,16 +20,21 @@ public struct LogoutDelivery: Sendable, Equatable {
     public var nextAttemptAt: Int64
     public var createdAt: Int64
 
-    public init(id: String, clientID: String, organizationID: String, subject: String, sid: String?, attempts: Int = 0, nextAttemptAt: Int64,
+    public init(id: String, clientID: String, share: String, subject: String, sid: String?, attempts: Int = 0, nextAttemptAt: Int64,
                 createdAt: Int64) {
         self.id = id
         self.clientID = clientID
-        self.organizationID = organizationID
+        self.share = share
         self.subject = subject
         self.sid = sid
         self.attempts = attempts
         self.nextAttemptAt = nextAttemptAt
         self.createdAt = createdAt
+    }
+
+    /// The queue a client's deliveries wait in.
+    public static func share(of client: Client) -> String {
+        ClientRegistration.isAnonymous(client) ? client.organizationID + ":anonymous" : client.organizationID
     }
 }
 
@@ -46,10 +55,13 @@ public enum BackchannelLogout {
     /// pile up is not taking them, and one user's logouts must not grow the
     /// queue without bound.
     public static let pendingPerClient = 1000
-    /// Deliveries one organization's clients may have waiting in all: what
-    /// a delivery round reads to share itself out fairly stays bounded
-    /// (SharedSQL `dueLogouts`), whatever one organization's clients do.
-    public static let pendingPerOrganization = 10_000
+    /// Deliveries one share (an organization's managed clients, or its
+    /// anonymous ones) may have waiting in all, so that what a delivery
+    /// round reads stays bounded (SharedSQL `dueLogouts`)...
+    public static let pendingPerShare = 10_000
+    /// ...except that a client with fewer than this many waiting is always
+    /// queued: a share's other clients filling it cannot silence one.
+    public static let reservedPerClient = 10
 
     /// The `sid` of a session: derived from the stored hash of its cookie
     /// value, so it names the session without revealing anything that signs in.
@@ -67,9 +79,9 @@ public enum BackchannelLogout {
         try store.revokeFamilies(sid: sid, at: now)
         for clientID in try store.takeSessionClients(sid: sid) {
             guard let client = try store.client(clientID), client.backchannelLogoutURI != nil else { continue }
-            try store.enqueueLogout(LogoutDelivery(id: env.randomID(24), clientID: clientID, organizationID: client.organizationID, subject: userID,
-                                                   sid: sid, nextAttemptAt: now, createdAt: now),
-                                    limitPerClient: pendingPerClient, limitPerOrganization: pendingPerOrganization)
+            try store.enqueueLogout(LogoutDelivery(id: env.randomID(24), clientID: clientID, share: LogoutDelivery.share(of: client),
+                                                   subject: userID, sid: sid, nextAttemptAt: now, createdAt: now),
+                                    limitPerClient: pendingPerClient, limitPerShare: pendingPerShare, reservedPerClient: reservedPerClient)
         }
     }
 
@@ -82,9 +94,9 @@ public enum BackchannelLogout {
         let now = env.now()
         let targets: [String?] = sids.isEmpty ? (client.backchannelLogoutSessionRequired ? [] : [nil]) : sids
         for sid in targets {
-            try store.enqueueLogout(LogoutDelivery(id: env.randomID(24), clientID: client.clientID, organizationID: client.organizationID,
+            try store.enqueueLogout(LogoutDelivery(id: env.randomID(24), clientID: client.clientID, share: LogoutDelivery.share(of: client),
                                                    subject: userID, sid: sid, nextAttemptAt: now, createdAt: now),
-                                    limitPerClient: pendingPerClient, limitPerOrganization: pendingPerOrganization)
+                                    limitPerClient: pendingPerClient, limitPerShare: pendingPerShare, reservedPerClient: reservedPerClient)
         }
     }
 
@@ -111,11 +123,13 @@ public struct LogoutSender {
     public static let backoff: [Int64] = [10, 30, 120, 600, 1800]
     public static let timeoutSeconds = 5
     public static let batch = 16
-    /// A round's share for one client and for one organization's clients: a
-    /// tenant (or anonymous registrants, all in one organization) whose
-    /// receivers never answer holds up only its own share of each round.
+    /// A round's share for one client and for one share of clients (an
+    /// organization's managed clients, or its anonymous ones): a tenant (or
+    /// anonymous registrants) whose receivers never answer holds up only its
+    /// own share of each round, and every share with a delivery due gets one
+    /// in the round before any gets a second.
     public static let perClient = 2
-    public static let perOrganization = 4
+    public static let perShare = 4
 
     let env: Environment
     let store: Store
@@ -140,13 +154,21 @@ public struct LogoutSender {
         IPAddress.isPublic(address) || (operatorNetworks && allowed?.contains(address) == true)
     }
 
+    /// The check for each POST of a batch (by its place in the batch), as `FormPoster.post` asks it.
+    public static func admission(for batch: [(uri: String, form: [UInt8], operatorNetworks: Bool)],
+                                 allowed: IPNetworks?) -> @Sendable (_ address: [UInt8], _ index: Int) -> Bool {
+        let operatorNetworks = batch.map(\.operatorNetworks)
+        return { address, index in
+            index < operatorNetworks.count && mayPost(to: address, allowed: allowed, operatorNetworks: operatorNetworks[index])
+        }
+    }
+
     /// One round over the deliveries due now; returns how many were attempted.
     @discardableResult
     public func runOnce(post: Post) throws -> Int {
         // Oldest first, within each client's and each organization's share: one backlog holds up no other's.
         let due = try store.read {
-            try store.dueLogouts(now: env.now(), limit: LogoutSender.batch, perClient: LogoutSender.perClient,
-                                 perOrganization: LogoutSender.perOrganization)
+            try store.dueLogouts(now: env.now(), limit: LogoutSender.batch, perClient: LogoutSender.perClient, perShare: LogoutSender.perShare)
         }
         var sending: [(delivery: LogoutDelivery, client: Client, uri: String, form: [UInt8])] = []
         var unsigned: [(LogoutDelivery, Client)] = []

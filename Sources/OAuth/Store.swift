@@ -332,13 +332,14 @@ public protocol BackchannelStorage: Transactional {
     /// The sessions in which the user signed into the client, forgotten as they are returned.
     func takeSessions(userID: String, clientID: String) throws -> [String]
     /// Queues a delivery unless the same (client, subject, sid) is queued
-    /// already, the client has `limitPerClient` waiting or its organization
-    /// `limitPerOrganization`; true when queued.
+    /// already, the client has `limitPerClient` waiting, or its share
+    /// `limitPerShare` while the client has `reservedPerClient` or more; true when queued.
     @discardableResult
-    func enqueueLogout(_ delivery: LogoutDelivery, limitPerClient: Int, limitPerOrganization: Int) throws -> Bool
-    /// Deliveries due at `now`, soonest first: at most `perClient` of one
-    /// client's and `perOrganization` of one organization's.
-    func dueLogouts(now: Int64, limit: Int, perClient: Int, perOrganization: Int) throws -> [LogoutDelivery]
+    func enqueueLogout(_ delivery: LogoutDelivery, limitPerClient: Int, limitPerShare: Int, reservedPerClient: Int) throws -> Bool
+    /// Deliveries due at `now`: at most `perClient` of one client's and
+    /// `perShare` of one share's, each share's oldest first, every share's
+    /// first before any share's second.
+    func dueLogouts(now: Int64, limit: Int, perClient: Int, perShare: Int) throws -> [LogoutDelivery]
     /// Claims a delivery for one attempt: true for exactly one caller, however many nodes race.
     func claimLogout(_ delivery: LogoutDelivery, nextAttemptAt: Int64) throws -> Bool
     func deleteLogout(id: String) throws

@@ -354,12 +354,12 @@ enum PostgresSchema {
             SELECT client_id FROM clients WHERE require_pushed_authorization_requests = 1 OR fapi2_security_profile = 1);
         ALTER TABLE device_codes ADD COLUMN IF NOT EXISTS dpop_jkt TEXT;
         """,
-        // 15: SQLite's 18 (a logout delivery names its client's organization).
+        // 15: SQLite's 18 (a logout delivery names the share it waits in).
         """
-        ALTER TABLE logout_deliveries ADD COLUMN IF NOT EXISTS organization_id TEXT NOT NULL DEFAULT '';
-        UPDATE logout_deliveries SET organization_id = COALESCE(
+        ALTER TABLE logout_deliveries ADD COLUMN IF NOT EXISTS share_key TEXT NOT NULL DEFAULT '';
+        UPDATE logout_deliveries SET share_key = COALESCE(
             (SELECT organization_id FROM clients WHERE clients.client_id = logout_deliveries.client_id), '');
-        CREATE INDEX IF NOT EXISTS logout_deliveries_by_organization ON logout_deliveries(organization_id, next_attempt_at);
+        CREATE INDEX IF NOT EXISTS logout_deliveries_by_share ON logout_deliveries(share_key, next_attempt_at);
         """,
     ]
 }

@@ -456,13 +456,15 @@ enum Schema {
             SELECT client_id FROM clients WHERE require_pushed_authorization_requests = 1 OR fapi2_security_profile = 1);
         ALTER TABLE device_codes ADD COLUMN dpop_jkt TEXT;
         """,
-        // 18 (review, session 26): a logout delivery names its client's organization, so that a delivery round
-        // shares itself out between organizations and counts each one's waiting deliveries from an index.
+        // 18 (review, session 26): a logout delivery names the share it waits in (its client's organization, or
+        // that organization's anonymously registered clients), so that a delivery round shares itself out and
+        // each share's waiting deliveries are counted from an index. Those waiting at the upgrade (seconds'
+        // worth) wait in their organization's.
         """
-        ALTER TABLE logout_deliveries ADD COLUMN organization_id TEXT NOT NULL DEFAULT '';
-        UPDATE logout_deliveries SET organization_id = COALESCE(
+        ALTER TABLE logout_deliveries ADD COLUMN share_key TEXT NOT NULL DEFAULT '';
+        UPDATE logout_deliveries SET share_key = COALESCE(
             (SELECT organization_id FROM clients WHERE clients.client_id = logout_deliveries.client_id), '');
-        CREATE INDEX logout_deliveries_by_organization ON logout_deliveries(organization_id, next_attempt_at);
+        CREATE INDEX logout_deliveries_by_share ON logout_deliveries(share_key, next_attempt_at);
         """,
     ]
 }

@@ -25,33 +25,34 @@ extension SQLStatementRunner {
         return sids
     }
 
-    public func enqueueLogout(_ d: LogoutDelivery, limitPerClient: Int, limitPerOrganization: Int) throws -> Bool {
-        // Once per (client, user, session); nothing past the client's limit (it is not taking them anyway) or its
-        // organization's (what a round reads stays bounded). Both counts read an index alone.
+    public func enqueueLogout(_ d: LogoutDelivery, limitPerClient: Int, limitPerShare: Int, reservedPerClient: Int) throws -> Bool {
+        // Once per (client, user, session); nothing past the client's limit (it is not taking them anyway) or,
+        // beyond the client's reserve, its share's (what a round reads stays bounded). Each count reads an index.
         try update("""
-            INSERT INTO logout_deliveries(id, client_id, organization_id, subject, sid, attempts, next_attempt_at, created_at)
+            INSERT INTO logout_deliveries(id, client_id, share_key, subject, sid, attempts, next_attempt_at, created_at)
               SELECT ?, ?, ?, ?, ?, ?, ?, ?
               WHERE NOT EXISTS (SELECT 1 FROM logout_deliveries WHERE client_id = ? AND subject = ? AND sid IS NOT DISTINCT FROM ?)
                 AND (SELECT COUNT(*) FROM logout_deliveries WHERE client_id = ?) < ?
-                AND (SELECT COUNT(*) FROM logout_deliveries WHERE organization_id = ?) < ?
-            """, [.text(d.id), .text(d.clientID), .text(d.organizationID), .text(d.subject), SQLArgument(d.sid), SQLArgument(d.attempts),
+                AND ((SELECT COUNT(*) FROM logout_deliveries WHERE share_key = ?) < ?
+                     OR (SELECT COUNT(*) FROM logout_deliveries WHERE client_id = ?) < ?)
+            """, [.text(d.id), .text(d.clientID), .text(d.share), .text(d.subject), SQLArgument(d.sid), SQLArgument(d.attempts),
                   .int(d.nextAttemptAt), .int(d.createdAt), .text(d.clientID), .text(d.subject), SQLArgument(d.sid), .text(d.clientID),
-                  SQLArgument(limitPerClient), .text(d.organizationID), SQLArgument(limitPerOrganization)]) == 1
+                  SQLArgument(limitPerClient), .text(d.share), SQLArgument(limitPerShare), .text(d.clientID), SQLArgument(reservedPerClient)]) == 1
     }
 
-    public func dueLogouts(now: Int64, limit: Int, perClient: Int, perOrganization: Int) throws -> [LogoutDelivery] {
-        // Each client's oldest `perClient`, then of those each organization's oldest `perOrganization`, then the
-        // oldest of all: a round's reading is every due row, at most each organization's limit of them.
+    public func dueLogouts(now: Int64, limit: Int, perClient: Int, perShare: Int) throws -> [LogoutDelivery] {
+        // Each client's oldest `perClient`, then of those each share's oldest `perShare`; then every share's
+        // first, oldest first, before any share's second. A round reads every due row: at most each share's limit.
         try query("""
-            SELECT id, client_id, organization_id, subject, sid, attempts, next_attempt_at, created_at FROM (
-              SELECT per_client.*, ROW_NUMBER() OVER (PARTITION BY organization_id ORDER BY next_attempt_at, id) AS in_organization FROM (
-                SELECT id, client_id, organization_id, subject, sid, attempts, next_attempt_at, created_at,
+            SELECT id, client_id, share_key, subject, sid, attempts, next_attempt_at, created_at FROM (
+              SELECT per_client.*, ROW_NUMBER() OVER (PARTITION BY share_key ORDER BY next_attempt_at, id) AS in_share FROM (
+                SELECT id, client_id, share_key, subject, sid, attempts, next_attempt_at, created_at,
                        ROW_NUMBER() OVER (PARTITION BY client_id ORDER BY next_attempt_at, id) AS in_client
                   FROM logout_deliveries WHERE next_attempt_at <= ?
               ) per_client WHERE in_client <= ?
-            ) shares WHERE in_organization <= ? ORDER BY next_attempt_at, id LIMIT ?
-            """, [.int(now), SQLArgument(perClient), SQLArgument(perOrganization), SQLArgument(limit)]).map {
-            LogoutDelivery(id: $0.string(0), clientID: $0.string(1), organizationID: $0.string(2), subject: $0.string(3), sid: $0.optionalString(4),
+            ) shares WHERE in_share <= ? ORDER BY in_share, next_attempt_at, id LIMIT ?
+            """, [.int(now), SQLArgument(perClient), SQLArgument(perShare), SQLArgument(limit)]).map {
+            LogoutDelivery(id: $0.string(0), clientID: $0.string(1), share: $0.string(2), subject: $0.string(3), sid: $0.optionalString(4),
                            attempts: Int($0.int(5)), nextAttemptAt: $0.int(6), createdAt: $0.int(7))
         }
     }

@@ -79,11 +79,8 @@ final class LogoutPoster: Sendable {
 
     /// Every POST of the batch at once; waits for all, one timeout at most.
     func post(_ batch: [(uri: String, form: [UInt8], operatorNetworks: Bool)]) -> [Bool] {
-        let allowed = self.allowed
-        let operatorNetworks = batch.map(\.operatorNetworks)
-        let outcomes = FormPoster.post(batch.map { ($0.uri, $0.form) }, timeoutSeconds: LogoutSender.timeoutSeconds) { address, i in
-            LogoutSender.mayPost(to: address, allowed: allowed, operatorNetworks: operatorNetworks[i])
-        }
+        let outcomes = FormPoster.post(batch.map { ($0.uri, $0.form) }, timeoutSeconds: LogoutSender.timeoutSeconds,
+                                       admits: LogoutSender.admission(for: batch, allowed: allowed))
         return zip(batch, outcomes).map { item, outcome in
             if let status = outcome.status, (200..<300).contains(status) { return true }
             let host = URL(string: item.uri)?.host ?? ""

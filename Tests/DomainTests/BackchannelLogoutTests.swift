@@ -48,7 +48,7 @@ import Testing
     }
 
     var sender: LogoutSender { LogoutSender(env: h.env, store: h.store, keys: KeyRing(store: h.store, env: h.env)) }
-    var due: [LogoutDelivery] { get throws { try h.store.read { try h.store.dueLogouts(now: h.clock.now, limit: 50, perClient: .max, perOrganization: .max) } } }
+    var due: [LogoutDelivery] { get throws { try h.store.read { try h.store.dueLogouts(now: h.clock.now, limit: 50, perClient: .max, perShare: .max) } } }
 
     /// The logout token a POST carried, verified with the published key.
     func logoutToken(_ form: [UInt8]) throws -> JWS.Parsed {
@@ -139,12 +139,28 @@ import Testing
     }
 
     @discardableResult
-    func enqueue(_ clientID: String, _ organizationID: String, _ subject: String,
-                 limitPerOrganization: Int = BackchannelLogout.pendingPerOrganization) throws -> Bool {
+    func enqueue(_ clientID: String, _ share: String, _ subject: String, limitPerShare: Int = BackchannelLogout.pendingPerShare,
+                 reservedPerClient: Int = BackchannelLogout.reservedPerClient) throws -> Bool {
         try h.store.write {
-            try h.store.enqueueLogout(LogoutDelivery(id: h.env.randomID(24), clientID: clientID, organizationID: organizationID, subject: subject,
+            try h.store.enqueueLogout(LogoutDelivery(id: h.env.randomID(24), clientID: clientID, share: share, subject: subject,
                                                      sid: nil, nextAttemptAt: h.clock.now, createdAt: h.clock.now),
-                                      limitPerClient: BackchannelLogout.pendingPerClient, limitPerOrganization: limitPerOrganization)
+                                      limitPerClient: BackchannelLogout.pendingPerClient, limitPerShare: limitPerShare,
+                                      reservedPerClient: reservedPerClient)
+        }
+    }
+
+    var round: [LogoutDelivery] {
+        get throws {
+            try h.store.read { try h.store.dueLogouts(now: h.clock.now, limit: LogoutSender.batch, perClient: LogoutSender.perClient,
+                                                      perShare: LogoutSender.perShare) }
+        }
+    }
+
+    func markAnonymous(_ clientID: String) throws {
+        try h.store.write {
+            var c = try #require(try h.store.client(clientID))
+            c.attributes.set("registered_anonymously", .bool(true))
+            try h.store.updateClient(c)
         }
     }
 
@@ -152,7 +168,8 @@ import Testing
     /// organization's clients have older deliveries waiting (receivers that
     /// never answer hold a round for its whole timeout), another
     /// organization's delivery goes out in the next round, and neither one
-    /// client nor one organization takes more than its share of it.
+    /// client nor one organization takes more than its share of it; each
+    /// share's oldest go first.
     @Test func aRoundIsSharedBetweenOrganizationsAndClients() throws {
         let crowded = h.primary.organizationID
         var crowd: [String] = []
@@ -161,67 +178,124 @@ import Testing
             try listen(id)
             crowd.append(id)
         }
-        for client in crowd { for n in 0..<3 { try enqueue(client, crowded, "user-\(n)") } }
-        h.clock.advance(seconds: 1)
+        for n in 0..<3 {
+            for client in crowd { try enqueue(client, crowded, "user-\(n)") }
+            h.clock.advance(seconds: 1)
+        }
         let other = try Provisioning(env: h.env, store: h.store).createOrganization(name: "Other", clientLimit: 10)
         try listen(other.clientID)
         try enqueue(other.clientID, other.organizationID, "bob")
-        let picked = try h.store.read {
-            try h.store.dueLogouts(now: h.clock.now, limit: LogoutSender.batch, perClient: LogoutSender.perClient,
-                                   perOrganization: LogoutSender.perOrganization)
-        }
-        #expect(picked.contains { $0.clientID == other.clientID && $0.organizationID == other.organizationID })
-        #expect(picked.filter { $0.organizationID == crowded }.count == LogoutSender.perOrganization)
+        let picked = try round
+        #expect(picked.contains { $0.clientID == other.clientID && $0.share == other.organizationID })
+        let crowdedPicked = picked.filter { $0.share == crowded }
+        #expect(crowdedPicked.count == LogoutSender.perShare)
+        #expect(crowdedPicked.allSatisfy { $0.subject == "user-0" }, "the share's oldest")
         #expect(Dictionary(grouping: picked, by: \.clientID).values.allSatisfy { $0.count <= LogoutSender.perClient })
-        #expect(try sender.runOnce { batch in batch.map { _ in false } } == LogoutSender.perOrganization + 1)
-        #expect(try due.count == 8 * 3 - LogoutSender.perOrganization, "the attempted ones wait for their retry")
+        #expect(try sender.runOnce { batch in batch.map { _ in false } } == LogoutSender.perShare + 1)
+        #expect(try due.count == 8 * 3 - LogoutSender.perShare, "the attempted ones wait for their retry")
         h.clock.advance(seconds: LogoutSender.backoff[0])
         #expect(try due.contains { $0.clientID == other.clientID })
         #expect(try due.count == 8 * 3 + 1)
     }
 
-    /// One organization's clients may have `pendingPerOrganization` deliveries waiting in all; another's are queued.
-    @Test func anOrganizationsWaitingDeliveriesAreBounded() throws {
+    /// Every share with a delivery due gets one in a round before any gets a
+    /// second: five organizations with older backlogs (four each would fill
+    /// the round) do not keep a sixth's one delivery out.
+    @Test func everyShareGetsOneBeforeAnyGetsASecond() throws {
+        let provisioning = Provisioning(env: h.env, store: h.store)
+        for o in 0..<5 {
+            let org = try provisioning.createOrganization(name: "Busy \(o)", clientLimit: 10)
+            var clients = [org.clientID]
+            for _ in 0..<2 {
+                let created = try h.registry().create(ClientSpec(name: "c", redirectURIs: [StoreFixture.redirect]),
+                                                      caller: try h.caller(org.clientID, scopes: ["clients:read", "clients:write"]))
+                clients.append(created.client.clientID)
+            }
+            for client in clients { for n in 0..<2 { try enqueue(client, org.organizationID, "user-\(n)") } }
+        }
+        h.clock.advance(seconds: 1)
+        let quiet = try provisioning.createOrganization(name: "Quiet", clientLimit: 10)
+        try enqueue(quiet.clientID, quiet.organizationID, "bob")
+        let picked = try round
+        #expect(picked.count == LogoutSender.batch)
+        #expect(picked.contains { $0.share == quiet.organizationID })
+        #expect(Set(picked.map(\.share)).count == 6)
+    }
+
+    /// Anonymous registrants wait in a share of their own: their backlog
+    /// neither takes the tenant's managed clients' share of a round nor
+    /// fills their limit of waiting deliveries; and any client with fewer
+    /// than its reserve waiting is queued whatever its share holds.
+    @Test func anonymousRegistrantsWaitInAShareOfTheirOwn() throws {
         let org = h.primary.organizationID
-        let (first, _) = try h.app(public: false)
-        let (second, _) = try h.app(public: false)
-        #expect(try enqueue(first, org, "a", limitPerOrganization: 3))
-        #expect(try enqueue(first, org, "b", limitPerOrganization: 3))
-        #expect(try enqueue(second, org, "a", limitPerOrganization: 3))
-        #expect(try !enqueue(second, org, "b", limitPerOrganization: 3), "the organization's limit, across its clients")
-        let other = try Provisioning(env: h.env, store: h.store).createOrganization(name: "Other", clientLimit: 10)
-        #expect(try enqueue(other.clientID, other.organizationID, "a", limitPerOrganization: 3))
-        #expect(try due.count == 4)
+        var anonymous: [String] = []
+        for _ in 0..<4 {
+            let (id, _) = try h.app(public: false)
+            try listen(id)
+            try markAnonymous(id)
+            anonymous.append(id)
+        }
+        let (managed, _) = try h.app(public: false)
+        try listen(managed)
+        let anonymousShare = try LogoutDelivery.share(of: #require(try h.store.read { try h.store.client(anonymous[0]) }))
+        #expect(anonymousShare == org + ":anonymous")
+        #expect(try LogoutDelivery.share(of: #require(try h.store.read { try h.store.client(managed) })) == org)
+        for client in anonymous { for n in 0..<3 { try enqueue(client, anonymousShare, "user-\(n)", limitPerShare: 12, reservedPerClient: 2) } }
+        #expect(try !enqueue(anonymous[0], anonymousShare, "one more", limitPerShare: 12, reservedPerClient: 2), "the share is full")
+        h.clock.advance(seconds: 1)
+        #expect(try enqueue(managed, org, "bob", limitPerShare: 12, reservedPerClient: 2))
+        let picked = try round
+        #expect(picked.filter { $0.share == anonymousShare }.count == LogoutSender.perShare)
+        #expect(picked.contains { $0.clientID == managed })
+        // A fifth anonymous client, with none waiting, has its reserve although its share is full.
+        let (late, _) = try h.app(public: false)
+        #expect(try enqueue(late, anonymousShare, "carol", limitPerShare: 12, reservedPerClient: 2))
+        #expect(try enqueue(late, anonymousShare, "dave", limitPerShare: 12, reservedPerClient: 2))
+        #expect(try !enqueue(late, anonymousShare, "erin", limitPerShare: 12, reservedPerClient: 2), "past its reserve")
+        // A logout queues in the client's share.
+        let signedOut = try signedOutOfAnonymousClient()
+        #expect(try due.first { $0.clientID == signedOut }?.share == anonymousShare)
+    }
+
+    /// A listening anonymous client Alice signed into, then a logout: the client.
+    func signedOutOfAnonymousClient() throws -> String {
+        let alice = try h.user()
+        let (listening, secret) = try h.app(public: false)
+        try listen(listening)
+        try markAnonymous(listening)
+        let (session, _, record) = try signIn()
+        _ = try redeem(try g.code(client: listening, user: alice, scope: ["openid"], session: record), listening, secret)
+        try SessionService(env: h.env, store: h.store).logout(session)
+        return listening
     }
 
     /// The operator's non-public networks (`LATCHKEY_BACKCHANNEL_ALLOW`) are
     /// for the clients it manages: a client registered anonymously chose its
     /// URI as anyone may, so its tokens go to public addresses only (review,
-    /// session 26).
+    /// session 26), checked for each POST of a batch on its own.
     @Test func anonymouslyRegisteredClientsNeverReachTheOperatorsNetworks() throws {
         let org = h.primary.organizationID
         let (managed, _) = try h.app(public: false)
         let (anonymous, _) = try h.app(public: false)
         try listen(managed)
         try listen(anonymous)
-        try h.store.write {
-            var c = try #require(try h.store.client(anonymous))
-            c.attributes.set("registered_anonymously", .bool(true))
-            try h.store.updateClient(c)
-        }
+        try markAnonymous(anonymous)
         try enqueue(managed, org, "alice")
-        try enqueue(anonymous, org, "alice")
-        var reach: [String: Bool] = [:]
-        #expect(try sender.runOnce { batch in
-            for item in batch { reach[(try? logoutToken(item.form).payload["aud"]?.stringValue) ?? "?"] = item.operatorNetworks }
-            return batch.map { _ in true }
-        } == 2)
-        #expect(reach == [managed: true, anonymous: false])
+        try enqueue(anonymous, org + ":anonymous", "alice")
         let allowed = try #require(IPNetworks("10.0.0.0/8"))
-        #expect(LogoutSender.mayPost(to: [10, 1, 2, 3], allowed: allowed, operatorNetworks: true))
-        #expect(!LogoutSender.mayPost(to: [10, 1, 2, 3], allowed: allowed, operatorNetworks: false))
-        #expect(!LogoutSender.mayPost(to: [127, 0, 0, 1], allowed: allowed, operatorNetworks: true))
-        #expect(LogoutSender.mayPost(to: [93, 184, 216, 34], allowed: nil, operatorNetworks: false))
+        var reach: [String: [Bool]] = [:]
+        let sent = try sender.runOnce { batch in
+            let admits = LogoutSender.admission(for: batch, allowed: allowed)
+            for (i, item) in batch.enumerated() {
+                let aud = (try? logoutToken(item.form).payload["aud"]?.stringValue) ?? "?"
+                reach[aud] = [admits([93, 184, 216, 34], i), admits([127, 0, 0, 1], i), admits([10, 1, 2, 3], i)]
+            }
+            return batch.map { _ in true }
+        }
+        #expect(sent == 2)
+        // Public: anyone; loopback: no one; the operator's network: the managed client alone.
+        #expect(reach == [managed: [true, false, true], anonymous: [true, false, false]])
+        #expect(!LogoutSender.mayPost(to: [10, 1, 2, 3], allowed: nil, operatorNetworks: true))
     }
 
     @Test func aDeliveryGoesOutOnceHoweverManyNodesPoll() throws {
@@ -254,12 +328,12 @@ import Testing
         let connections = ConnectionService(env: h.env, store: h.store)
         #expect(try connections.delete(userID: alice, clientID: listening))
         #expect(try due.map(\.sid) == [sid])
-        try h.store.write { for d in try h.store.dueLogouts(now: h.clock.now, limit: 10, perClient: .max, perOrganization: .max) { try h.store.deleteLogout(id: d.id) } }
+        try h.store.write { for d in try h.store.dueLogouts(now: h.clock.now, limit: 10, perClient: .max, perShare: .max) { try h.store.deleteLogout(id: d.id) } }
         // Connected again without a session (a user's token on the app API): the user alone, unless sid is required.
         _ = try redeem(try g.code(client: listening, user: alice, scope: ["openid"]), listening, secret)
         #expect(try connections.delete(userID: alice, clientID: listening))
         #expect(try due.map(\.sid) == [nil] && due.first?.subject == alice)
-        try h.store.write { for d in try h.store.dueLogouts(now: h.clock.now, limit: 10, perClient: .max, perOrganization: .max) { try h.store.deleteLogout(id: d.id) } }
+        try h.store.write { for d in try h.store.dueLogouts(now: h.clock.now, limit: 10, perClient: .max, perShare: .max) { try h.store.deleteLogout(id: d.id) } }
         try listen(listening, sessionRequired: true)
         _ = try redeem(try g.code(client: listening, user: alice, scope: ["openid"]), listening, secret)
         #expect(try connections.delete(userID: alice, clientID: listening))

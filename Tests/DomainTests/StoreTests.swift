@@ -59,8 +59,8 @@ import Testing
             if let s = store as? SQLiteStore {
                 // SQLite cannot add a column that exists (no IF NOT EXISTS): what migrations 17 and 18 added goes first.
                 if sqlite <= 18 {
-                    _ = try s.update("DROP INDEX logout_deliveries_by_organization", [])
-                    _ = try s.update("ALTER TABLE logout_deliveries DROP COLUMN organization_id", [])
+                    _ = try s.update("DROP INDEX logout_deliveries_by_share", [])
+                    _ = try s.update("ALTER TABLE logout_deliveries DROP COLUMN share_key", [])
                 }
                 if sqlite <= 17 {
                     _ = try s.update("ALTER TABLE authorization_codes DROP COLUMN pushed", [])
@@ -74,21 +74,22 @@ import Testing
         return store is SQLiteStore ? SQLiteStore.schemaVersion - sqlite + 1 : PostgresStore.migrations.count - postgres + 1
     }
 
-    /// SQLite migration 18, PostgreSQL 15: a logout delivery waiting from before names its client's organization.
-    @Test func theMigrationNamesEachWaitingLogoutDeliverysOrganization() throws {
+    /// SQLite migration 18, PostgreSQL 15: a logout delivery waiting from before waits in its client's organization's share.
+    @Test func theMigrationNamesEachWaitingLogoutDeliverysShare() throws {
         let h = try StoreFixture()
         let other = try Provisioning(env: h.env, store: h.store).createOrganization(name: "Other", clientLimit: 10)
         for (client, org) in [(h.primary.clientID, h.primary.organizationID), (other.clientID, other.organizationID)] {
             try h.store.write {
-                try h.store.enqueueLogout(LogoutDelivery(id: h.env.randomID(24), clientID: client, organizationID: org, subject: "alice", sid: nil,
-                                                         nextAttemptAt: h.clock.now, createdAt: h.clock.now), limitPerClient: 10, limitPerOrganization: 10)
+                try h.store.enqueueLogout(LogoutDelivery(id: h.env.randomID(24), clientID: client, share: org, subject: "alice", sid: nil,
+                                                         nextAttemptAt: h.clock.now, createdAt: h.clock.now),
+                                          limitPerClient: 10, limitPerShare: 10, reservedPerClient: 1)
             }
         }
-        if let p = h.store as? PostgresStore { try p.write { _ = try p.update("UPDATE logout_deliveries SET organization_id = ''", []) } }
+        if let p = h.store as? PostgresStore { try p.write { _ = try p.update("UPDATE logout_deliveries SET share_key = ''", []) } }
         let rerun = try rewindMigrations(h.store, sqlite: 18, postgres: 15)
         #expect(try (h.store as? SQLiteStore)?.migrate() ?? (h.store as? PostgresStore)?.migrate() == rerun)
-        let waiting = try h.store.read { try h.store.dueLogouts(now: h.clock.now, limit: 10, perClient: 10, perOrganization: 10) }
-        #expect(Set(waiting.map { "\($0.clientID) \($0.organizationID)" })
+        let waiting = try h.store.read { try h.store.dueLogouts(now: h.clock.now, limit: 10, perClient: 10, perShare: 10) }
+        #expect(Set(waiting.map { "\($0.clientID) \($0.share)" })
                 == ["\(h.primary.clientID) \(h.primary.organizationID)", "\(other.clientID) \(other.organizationID)"])
     }
 

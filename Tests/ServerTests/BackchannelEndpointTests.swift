@@ -99,7 +99,7 @@ import Testing
         #expect(h.call("GET", "/oauth2/userinfo", headers: [("Authorization", "Bearer \(access)")]).json?["email"] == "alice@example.com")
         // Signing out of Latchkey queues one logout token for the client, with the ID token's sid.
         #expect(b.send("DELETE", "/api/v1/session").status == 204)
-        let queued = try h.store.read { try h.store.dueLogouts(now: h.clock.now, limit: 10, perClient: .max, perOrganization: .max) }
+        let queued = try h.store.read { try h.store.dueLogouts(now: h.clock.now, limit: 10, perClient: .max, perShare: .max) }
         #expect(queued.map(\.clientID) == [id] && queued.first?.sid == sid)
     }
 
@@ -122,9 +122,9 @@ import Testing
         let alicesCookie = try #require(b.cookies["__Host-lk_session"])
         // A wrong password changes nothing.
         #expect(b.login("bob", "wrong").status == 401)
-        #expect(try h.store.read { try h.store.dueLogouts(now: h.clock.now, limit: 10, perClient: .max, perOrganization: .max) }.isEmpty)
+        #expect(try h.store.read { try h.store.dueLogouts(now: h.clock.now, limit: 10, perClient: .max, perShare: .max) }.isEmpty)
         #expect(b.login("bob").status == 204, "bob signs in on the same browser")
-        let queued = try h.store.read { try h.store.dueLogouts(now: h.clock.now, limit: 10, perClient: .max, perOrganization: .max) }
+        let queued = try h.store.read { try h.store.dueLogouts(now: h.clock.now, limit: 10, perClient: .max, perShare: .max) }
         #expect(queued.map(\.clientID) == [id] && queued.first?.sid == sid)
         // Alice's old cookie names no session any more.
         let old = Browser(h)

@@ -102,7 +102,7 @@ def test_es256_presigning_on_signs_tokens_that_verify_and_never_share_an_r(tmp_p
         s.stop()
 
 
-def test_es256_presigning_is_off_by_default_and_refuses_other_values(stack, tmp_path):
+def test_es256_presigning_is_off_by_default(stack):
     # Enough tokens, quickly enough, that each of the stack's worker threads would have presigned some were it on.
     with requests.Session() as session:
         for _ in range(1000):
@@ -110,12 +110,21 @@ def test_es256_presigning_is_off_by_default_and_refuses_other_values(stack, tmp_
             assert r.status_code == 200
     verify(stack, r.json()["access_token"])
     assert presigned_total(stack) == 0
-    db = tmp_path / "p.db"
+
+
+def assert_serve_refuses(tmp_path, name, value, says):
+    """`latchkey serve` with `name=value` in its environment exits saying `says`, before it listens."""
+    db = tmp_path / "refused.db"
     run_cli(db, "init", "--issuer", "http://127.0.0.1:1")
-    proc = subprocess.run([BIN, "serve", "--listen", f"unix:{tmp_path / 'p.sock'}", "--db", str(db)], capture_output=True, text=True, timeout=20,
-                          env=dict(os.environ, LATCHKEY_ES256_PRESIGN="maybe"))
-    assert proc.returncode != 0 and "LATCHKEY_ES256_PRESIGN must be on or off" in proc.stderr, proc.stderr
-    assert not (tmp_path / "p.sock").exists()
+    sock = tmp_path / "refused.sock"
+    proc = subprocess.run([BIN, "serve", "--listen", f"unix:{sock}", "--db", str(db)], capture_output=True, text=True, timeout=20,
+                          env=dict(os.environ, **{name: value}))
+    assert proc.returncode != 0 and says in proc.stderr, proc.stderr
+    assert not sock.exists()
+
+
+def test_serve_refuses_a_presign_setting_other_than_on_or_off(tmp_path):
+    assert_serve_refuses(tmp_path, "LATCHKEY_ES256_PRESIGN", "maybe", "LATCHKEY_ES256_PRESIGN must be on or off")
 
 
 def test_token_responses_are_not_cacheable(stack):
@@ -355,12 +364,7 @@ def test_serve_over_tcp_without_allow_from_warns_and_a_bad_list_is_refused(tmp_p
 
 
 def test_serve_refuses_a_backchannel_allow_list_that_is_not_networks(tmp_path):
-    db = tmp_path / "b.db"
-    run_cli(db, "init", "--issuer", "http://127.0.0.1:1")
-    proc = subprocess.run([BIN, "serve", "--listen", f"unix:{tmp_path / 'b.sock'}", "--db", str(db)], capture_output=True, text=True, timeout=20,
-                          env=dict(os.environ, LATCHKEY_BACKCHANNEL_ALLOW="10.0.0.0/8,rp.internal"))
-    assert proc.returncode != 0 and "LATCHKEY_BACKCHANNEL_ALLOW must be IP addresses or networks" in proc.stderr, proc.stderr
-    assert not (tmp_path / "b.sock").exists()
+    assert_serve_refuses(tmp_path, "LATCHKEY_BACKCHANNEL_ALLOW", "10.0.0.0/8,rp.internal", "LATCHKEY_BACKCHANNEL_ALLOW must be IP addresses or networks")
 
 
 def test_cli_contract(tmp_path):
