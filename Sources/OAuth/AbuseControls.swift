@@ -262,6 +262,8 @@ public final class FailureLimiter: Sendable {
 /// match again), failures for `failureMillis`. Shared by all worker threads.
 public final class VerifiedSecretCache: Sendable {
     private let entries = Mutex<Set<[UInt8]>>([])
+    /// Keys the users' entries (`signInKey`): random for each process, as it needs to outlive nothing.
+    private let signInMAC = HMACKey(key: SecureRandom.bytes(32))
     private let failures = Mutex<[[UInt8]: Int64]>([:])
     private let capacity: Int
     public let failureMillis: Int64
@@ -272,6 +274,13 @@ public final class VerifiedSecretCache: Sendable {
     }
 
     func contains(_ key: [UInt8]) -> Bool { entries.withLock { $0.contains(key) } }
+
+    /// The entry of a user's password verified against their stored hash: a
+    /// new password hash (`latchkey user password`) makes every old entry
+    /// unreachable, as a rotated client secret does.
+    func signInKey(userID: String, passwordHash: String, password: String) -> [UInt8] {
+        signInMAC.mac(Array("user\u{0}\(userID)\u{0}\(passwordHash)\u{0}\(password)".utf8))
+    }
 
     func insert(_ key: [UInt8]) {
         entries.withLock {

@@ -31,7 +31,10 @@ public struct SessionService {
     /// `guards` (SPEC 7.1) the hash runs on the slow-hash pool (throws
     /// `SlowHashesBusy` when it is full) after the failure limits of the
     /// address and the username (throws `TooManyFailures` past them), and a
-    /// failure is counted against both.
+    /// failure is counted against both; a password verified for the user
+    /// before is remembered (`VerifiedSecretCache`), so one account signing
+    /// in again and again with its own password costs one hash, not one per
+    /// sign-in, and cannot keep the pool from everyone else (review, session 26).
     public func login(username: String, password: String, guards: AbuseGuards? = nil, address: String = "") throws -> Started? {
         let user = try store.read { try store.user(username: username) }
         let account = "user:" + username
@@ -40,8 +43,14 @@ public struct SessionService {
         if let wait = guards?.failures.refusal(account: account, address: address, now: now) { throw TooManyFailures(retryAfterSeconds: wait) }
         try guards?.checkLimits([.address(address)], now: now)
         let hash = user?.passwordHash ?? SessionService.decoyHash
-        let verified = try guards.map { try $0.pool.run { PasswordHasher.verify(password, encoded: hash) } }
-            ?? PasswordHasher.verify(password, encoded: hash)
+        let remembered = user.flatMap { user in guards.map { $0.secrets.signInKey(userID: user.id, passwordHash: hash, password: password) } }
+        let verified: Bool
+        if let guards, let remembered, guards.secrets.contains(remembered) {
+            verified = true
+        } else {
+            verified = try guards.map { try $0.pool.run { PasswordHasher.verify(password, encoded: hash) } } ?? PasswordHasher.verify(password, encoded: hash)
+            if verified, let guards, let remembered { guards.secrets.insert(remembered) }
+        }
         guard let user, verified else {
             guards?.failures.recordFailure(keys, now: now)
             return nil

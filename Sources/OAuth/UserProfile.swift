@@ -111,13 +111,18 @@ public struct ProfileService {
 
     public func current(userID: String) throws -> UserProfile { try store.read { try store.userProfile(userID: userID) } ?? UserProfile() }
 
+    /// A change that changes nothing writes nothing and is not audited: the
+    /// profile form saved again and again (10 a second per address at nginx's
+    /// limit) was a permanent audit row each (review, session 26).
     @discardableResult
     public func update(userID: String, actor: String, surface: String, _ change: (inout UserProfile) -> Void) throws -> UserProfile {
         try store.write {
-            var profile = try store.userProfile(userID: userID) ?? UserProfile()
+            let stored = try store.userProfile(userID: userID)
+            var profile = stored ?? UserProfile()
             change(&profile)
             let problems = profile.problems()
             guard problems.isEmpty else { throw RegistryError.invalid(problems) }
+            if stored == profile { return profile }
             try store.setUserProfile(userID: userID, profile: profile)
             try store.appendAudit(AuditEvent(organizationID: nil, actor: actor, action: "user.profile_set", target: userID, surface: surface,
                                              requestID: nil, createdAt: env.now()))

@@ -1,5 +1,7 @@
 import Common
 import OAuth
+import PostgresStore
+import SQLiteStore
 import TestSupport
 import Testing
 
@@ -46,6 +48,28 @@ import Testing
     }
 
     /// On both stores, through the operator's operation: set, changed, cleared, refused.
+    /// A save that changes nothing writes nothing and leaves no audit row
+    /// (review, session 26: the profile form saved in a loop was a permanent
+    /// row each time); a real change is written and audited once.
+    @Test func aSaveThatChangesNothingIsNotWrittenOrAudited() throws {
+        let h = try StoreFixture()
+        let id = try h.user()
+        let service = ProfileService(env: h.env, store: h.store)
+        func audited() throws -> Int64 {
+            let sql = "SELECT COUNT(*) FROM audit_events WHERE action = 'user.profile_set' AND target = ?"
+            if let s = h.store as? SQLiteStore { return try s.read { try s.query(sql, [.text(id)]).first?.int(0) ?? -1 } }
+            if let p = h.store as? PostgresStore { return try p.read { try p.query(sql, [.text(id)]).first?.int(0) ?? -1 } }
+            return -1
+        }
+        try service.update(userID: id, actor: id, surface: "account") { $0.givenName = "Alice" }
+        #expect(try audited() == 1)
+        for _ in 0..<5 { try service.update(userID: id, actor: id, surface: "account") { $0.givenName = "Alice" } }
+        #expect(try audited() == 1)
+        try service.update(userID: id, actor: id, surface: "account") { $0.givenName = "Alicia" }
+        #expect(try audited() == 2)
+        #expect(try service.current(userID: id).givenName == "Alicia")
+    }
+
     @Test func theOperatorSetsAProfileAndBadValuesChangeNothing() throws {
         let h = try StoreFixture()
         let id = try h.user()

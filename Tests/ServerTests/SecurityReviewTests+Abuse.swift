@@ -209,6 +209,30 @@ extension SecurityReviewTests {
         #expect(limited.headers[.retryAfter] != nil)
     }
 
+    /// Review, session 26: correct sign-ins were never remembered, so one
+    /// account signing in again and again from two addresses kept the pool
+    /// full and everyone else's sign-in got 503. A password verified for the
+    /// user is remembered: signing in with it again costs no hash (it gets
+    /// in while every permit is taken), a wrong one still needs one (503),
+    /// and after `latchkey user password` the old one is a hash again (and
+    /// fails), the new one too until it is remembered.
+    @Test func aRepeatedCorrectSignInCostsNoSlowHash() throws {
+        let guards = AbuseGuards(pool: SlowHashPool(permits: 1, maxWaiters: 0))
+        let h = try Harness(guards: guards)
+        _ = try h.user()
+        #expect(Browser(h).login().status == 204)
+        try guards.pool.run {
+            #expect(Browser(h).login().status == 204)
+            #expect(Browser(h).login("alice", "a wrong password").status == 503)
+            #expect(Browser(h).login("bob", "correct horse battery").status == 503, "an unknown user is hashed (the decoy) as before")
+        }
+        try Provisioning(env: h.env, store: h.store).setPassword(username: "alice", password: "a new horse battery", keepSessions: false)
+        try guards.pool.run { #expect(Browser(h).login().status == 503) }
+        #expect(Browser(h).login().status == 401)
+        #expect(Browser(h).login("alice", "a new horse battery").status == 204)
+        try guards.pool.run { #expect(Browser(h).login("alice", "a new horse battery").status == 204) }
+    }
+
     // 4. A grant exists only with its connection.
     @Test func aCodeIssuedBeforeADisconnectCannotBeRedeemed() throws {
         let h = try Harness()
