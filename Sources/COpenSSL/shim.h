@@ -2,7 +2,8 @@
 #define LATCHKEY_COPENSSL_SHIM_H
 /* Only what Swift cannot express over the EVP calls: a function-like macro
    (OPENSSL_free), the OSSL_PARAM_BLD builders whose ownership rules read
-   better in C, and ECDSA_SIG's r/s conversion. Key generation, AES-GCM and
+   better in C, ECDSA_SIG's r/s conversion, and the ES256 presigner (its
+   BIGNUM arithmetic, at the end: LATCHKEY_ES256_PRESIGN=on). Key generation, AES-GCM and
    the DER encodings are Swift (the Cryptography target).
    Every helper returns NULL / 0 on failure and leaves the error queue for
    the Swift wrapper to read and clear. */
