@@ -37,8 +37,9 @@ public struct SecretHasher: Sendable {
     }
 
     /// True when `presented` is proven right without a slow hash: it matches
-    /// a generated secret (one HMAC), or a password verified before (the
-    /// cache). Such an attempt is never held back by failure limits.
+    /// a generated secret (one HMAC), or, with `guards`, a password verified
+    /// before (the cache). Client authentication asks without `guards`: only
+    /// a generated secret passes the failure limits unchecked.
     public func matchesCheaply(_ presented: String, against secrets: [ClientSecret], now: Int64, guards: AbuseGuards?) -> Bool {
         let presentedHMAC = Array(hmacHash(presented).utf8)
         var matched = false

@@ -36,14 +36,16 @@ extension SecurityReviewTests {
             #expect(attempt(cheapID, cheapSecret).status == 200)
         }
         // Past the per-client failure limit (3: wrong-1 twice, wrong-3): 429 before any hash,
-        // with Retry-After; the cached secret still works.
+        // with Retry-After, for this address even with the remembered secret (no oracle for a guesser,
+        // review session 26); from an address that never failed, the remembered secret works.
         #expect(attempt(integration, "wrong-3").status == 401)
         let limited = attempt(integration, "wrong-4")
         #expect(limited.status == 429)
         #expect(Int(limited.headers[.retryAfter] ?? "") ?? 0 >= 1)
         #expect(limited.json?["error"] == "rate_limited")
-        #expect(attempt(integration, "the-right-one").status == 200)
-        #expect(attempt(cheapID, cheapSecret).status == 200)
+        #expect(attempt(integration, "the-right-one").status == 429)
+        #expect(tokenAttempt(h, integration, "the-right-one", from: "198.51.100.77") == 200)
+        #expect(attempt(cheapID, cheapSecret).status == 200, "a generated secret is never held back")
         // The window passes.
         h.clock.advance(seconds: 61)
         #expect(attempt(integration, "wrong-6").status == 401)
@@ -70,6 +72,32 @@ extension SecurityReviewTests {
         #expect(pool.queued == 0)
     }
 
+    /// A client_credentials request with Basic `id:secret` from `address`: its status.
+    func tokenAttempt(_ h: Harness, _ id: String, _ secret: String, from address: String) -> Int {
+        let body = Array(FormEncoding.serialize([("grant_type", "client_credentials")]).utf8)
+        return h.worker.handle(Request(method: .post, path: "/oauth2/token", headers: HTTPFields([
+            ("Content-Type", "application/x-www-form-urlencoded"), ("Authorization", Harness.basic(id, secret)),
+        ]), body: body, remoteAddress: address)).status.code
+    }
+
+    /// Review, session 26: a caller-chosen password remembered from the
+    /// client's own use answered a guessing address's right guess past its
+    /// failure limit (wrong guesses 429, the right one 200), so the limit did
+    /// not limit guessing for a client in use. A remembered password now
+    /// meets the limits like any other; the owner's address is never held back.
+    @Test func aRememberedPasswordDoesNotLetAGuessingAddressPastItsLimit() throws {
+        let guards = AbuseGuards(failures: FailureLimiter(limits: .init(perAddress: 1000, perAccount: 2, perAccountAnywhere: 100)))
+        let h = try Harness(guards: guards)
+        let id = try #require(h.json("POST", "/external/v1/oauth/client", token: try h.token(),
+                                     body: ["password": "the-right-one", "application": "target"]).json?["clientId"]?.stringValue)
+        #expect(tokenAttempt(h, id, "the-right-one", from: "198.51.100.7") == 200, "verified, and remembered")
+        #expect(tokenAttempt(h, id, "guess-1", from: "203.0.113.9") == 401)
+        #expect(tokenAttempt(h, id, "guess-2", from: "203.0.113.9") == 401)
+        #expect(tokenAttempt(h, id, "guess-3", from: "203.0.113.9") == 429)
+        #expect(tokenAttempt(h, id, "the-right-one", from: "203.0.113.9") == 429, "no oracle past the limit")
+        #expect(tokenAttempt(h, id, "the-right-one", from: "198.51.100.7") == 200)
+    }
+
     /// One attacker guessing a client's password locks out only its own
     /// address; the client's correct password from elsewhere still gets in,
     /// until failures from everywhere pass their own (higher) limit.
@@ -80,12 +108,7 @@ extension SecurityReviewTests {
         let token = try h.token()
         let id = try #require(h.json("POST", "/external/v1/oauth/client", token: token,
                                      body: ["password": "the-right-one", "application": "target"]).json?["clientId"]?.stringValue)
-        func attempt(_ secret: String, from address: String) -> Int {
-            let body = Array(FormEncoding.serialize([("grant_type", "client_credentials")]).utf8)
-            return h.worker.handle(Request(method: .post, path: "/oauth2/token", headers: HTTPFields([
-                ("Content-Type", "application/x-www-form-urlencoded"), ("Authorization", Harness.basic(id, secret)),
-            ]), body: body, remoteAddress: address)).status.code
-        }
+        func attempt(_ secret: String, from address: String) -> Int { tokenAttempt(h, id, secret, from: address) }
         #expect(attempt("guess-1", from: "203.0.113.9") == 401)
         #expect(attempt("guess-2", from: "203.0.113.9") == 401)
         #expect(attempt("guess-3", from: "203.0.113.9") == 429)
