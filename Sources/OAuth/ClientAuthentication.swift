@@ -73,9 +73,11 @@ public struct ClientAuthenticator {
             // one 200 among its 429s (review, session 26).
             let cheap = found != nil && hasher.matchesCheaply(secret, against: secrets, now: now, guards: nil)
             // Ten failures on this client from this address (or the client's
-            // overall limit, once this address failed on it too): refused
-            // before any verification, the same for unknown ids (no oracle).
-            if !cheap, let wait = guards?.failures.refusal(account: clientID, address: address, now: now) {
+            // overall limit, once this address failed on it too, or the
+            // address's own limit): refused before any verification, the same
+            // for unknown ids (no oracle).
+            if !cheap, let wait = guards?.failures.refusal(account: clientID, address: address, now: now)
+                ?? guards?.failures.retryAfter(.address(address), now: now) {
                 throw TooManyFailures(retryAfterSeconds: wait)
             }
             guard let client = found else {
@@ -84,7 +86,15 @@ public struct ClientAuthenticator {
                 try recordFailure(clientID, now: now)
                 throw OAuthError.invalidClient(basic: basic, detail: "unknown client")
             }
-            let ok = try cheap || hasher.verify(secret, against: secrets, now: now, guards: guards, limitKeys: [.address(address)])
+            let ok: Bool
+            do {
+                ok = try cheap || hasher.verify(secret, against: secrets, now: now, guards: guards, limitKeys: [.address(address)])
+            } catch let busy as SlowHashesBusy {
+                // Turned away unverified counts as a failure: while the pool is kept full, wrong guesses (503)
+                // would otherwise cost nothing and a remembered right one would still answer 200.
+                try recordFailure(clientID, now: now)
+                throw busy
+            }
             guard ok, client.authMethod.usesSecret, !client.fapi2, client.enabled else {
                 try recordFailure(clientID, now: now)
                 throw OAuthError.invalidClient(basic: basic, detail: "bad secret or disabled client")

@@ -48,7 +48,15 @@ public struct SessionService {
         if let guards, let remembered, guards.secrets.contains(remembered) {
             verified = true
         } else {
-            verified = try guards.map { try $0.pool.run { PasswordHasher.verify(password, encoded: hash) } } ?? PasswordHasher.verify(password, encoded: hash)
+            do {
+                verified = try guards.map { try $0.pool.run { PasswordHasher.verify(password, encoded: hash) } }
+                    ?? PasswordHasher.verify(password, encoded: hash)
+            } catch let busy as SlowHashesBusy {
+                // Turned away unverified counts as a failure (as for clients): else, with the pool kept full, wrong
+                // guesses (503) would cost nothing and a remembered right one would still sign in.
+                guards?.failures.recordFailure(keys, now: now)
+                throw busy
+            }
             if verified, let guards, let remembered { guards.secrets.insert(remembered) }
         }
         guard let user, verified else {
