@@ -39,6 +39,15 @@ public final class AbuseGuards: Sendable {
         self.secrets = secrets
     }
 
+    /// Refuses with 429 an attempt on `account` from `address` past the
+    /// account's limits there (`FailureLimiter.refusal`) or the address's own:
+    /// checked before anything, a remembered password included, can answer.
+    func checkAttempt(account: String, address: String, now: Int64) throws {
+        if let wait = failures.refusal(account: account, address: address, now: now) ?? failures.retryAfter(.address(address), now: now) {
+            throw TooManyFailures(retryAfterSeconds: wait)
+        }
+    }
+
     /// Refuses with 429 when `keys` (an address, an account) are past their
     /// failure limits: checked before a slow hash is started.
     func checkLimits(_ keys: [FailureLimiter.Key], now: Int64) throws {

@@ -71,15 +71,12 @@ public struct ClientAuthenticator {
             // verified before (remembered) does meet them: past its limit, a
             // guessing address would otherwise learn its right guess from the
             // one 200 among its 429s (review, session 26).
-            let cheap = found != nil && hasher.matchesCheaply(secret, against: secrets, now: now, guards: nil)
+            let cheap = found != nil && hasher.matchesGeneratedSecret(secret, against: secrets, now: now)
             // Ten failures on this client from this address (or the client's
             // overall limit, once this address failed on it too, or the
             // address's own limit): refused before any verification, the same
             // for unknown ids (no oracle).
-            if !cheap, let wait = guards?.failures.refusal(account: clientID, address: address, now: now)
-                ?? guards?.failures.retryAfter(.address(address), now: now) {
-                throw TooManyFailures(retryAfterSeconds: wait)
-            }
+            if !cheap { try guards?.checkAttempt(account: clientID, address: address, now: now) }
             guard let client = found else {
                 // Spend comparable time on unknown ids so they cannot be told apart.
                 _ = hasher.hmacHash(secret)
@@ -125,9 +122,7 @@ public struct ClientAuthenticator {
         guard let (parsed, subject) = ClientAssertion.parse(assertion), clientID == nil || clientID == subject else {
             throw OAuthError.invalidClient(detail: "client_assertion malformed or naming another client")
         }
-        if let wait = guards?.failures.refusal(account: subject, address: address, now: now) ?? guards?.failures.retryAfter(.address(address), now: now) {
-            throw TooManyFailures(retryAfterSeconds: wait)
-        }
+        try guards?.checkAttempt(account: subject, address: address, now: now)
         // The client from the memo (validated once per request); the jti is written after, in a write of its own.
         guard let client = try store.read({ try store.client(subject) }), client.enabled, client.authMethod == .privateKeyJWT,
               let (jti, expiresAt) = ClientAssertion.verify(parsed, client: client,

@@ -36,19 +36,15 @@ public struct SecretHasher: Sendable {
         ClientSecret(clientID: clientID, kind: .scrypt, hash: PasswordHasher.hash(password), createdAt: now)
     }
 
-    /// True when `presented` is proven right without a slow hash: it matches
-    /// a generated secret (one HMAC), or, with `guards`, a password verified
-    /// before (the cache). Client authentication asks without `guards`: only
-    /// a generated secret passes the failure limits unchecked.
-    public func matchesCheaply(_ presented: String, against secrets: [ClientSecret], now: Int64, guards: AbuseGuards?) -> Bool {
+    /// True when `presented` matches a generated secret (one HMAC): the only
+    /// kind that passes the failure limits unchecked (256 random bits are not
+    /// guessed; a remembered password meets them, `verify`).
+    public func matchesGeneratedSecret(_ presented: String, against secrets: [ClientSecret], now: Int64) -> Bool {
         let presentedHMAC = Array(hmacHash(presented).utf8)
         var matched = false
         for secret in secrets {
             if let expiry = secret.expiresAt, expiry <= now { continue }
-            switch secret.kind {
-            case .hmac: if Digest.constantTimeEqual(presentedHMAC, Array(secret.hash.utf8)) { matched = true }
-            case .scrypt: if guards?.secrets.contains(cacheKey(presented, secret)) == true { matched = true }
-            }
+            if secret.kind == .hmac && Digest.constantTimeEqual(presentedHMAC, Array(secret.hash.utf8)) { matched = true }
         }
         return matched
     }

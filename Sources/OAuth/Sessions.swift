@@ -40,8 +40,7 @@ public struct SessionService {
         let account = "user:" + username
         let keys = FailureLimiter.keys(account: account, address: address)
         let now = env.now()
-        if let wait = guards?.failures.refusal(account: account, address: address, now: now) { throw TooManyFailures(retryAfterSeconds: wait) }
-        try guards?.checkLimits([.address(address)], now: now)
+        try guards?.checkAttempt(account: account, address: address, now: now)
         let hash = user?.passwordHash ?? SessionService.decoyHash
         let remembered = user.flatMap { user in guards.map { $0.secrets.signInKey(userID: user.id, passwordHash: hash, password: password) } }
         let verified: Bool
