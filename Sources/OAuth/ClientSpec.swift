@@ -127,6 +127,8 @@ public struct ClientSpec: Sendable, Equatable {
 
     /// A description's bound in bytes, beside its 1000 characters (four bytes each, as most characters take at most).
     public static let maxDescriptionBytes = 4000
+    /// The longest access token lifetime a client may have, in seconds (a day).
+    public static let maxAccessTokenTTL = 86_400
 
     /// Why a description (a client's, an upstream record's) is too long, or nil. Characters are grapheme clusters:
     /// one may hold any number of combining marks (a single "e" with 500,000 of them was one character of 1 MB;
@@ -287,7 +289,7 @@ public struct ClientSpec: Sendable, Equatable {
             errors.append(FieldError("grant_types", "a FAPI 2.0 client uses the authorization code grant, not the device authorization grant"))
         }
         if scope.count > 100 { errors.append(FieldError("scope", "at most 100 scopes")) }
-        if !(60...86_400).contains(accessTokenTTL) { errors.append(FieldError("access_token_ttl", "must be 60..86400 seconds")) }
+        if !(60...ClientSpec.maxAccessTokenTTL).contains(accessTokenTTL) { errors.append(FieldError("access_token_ttl", "must be 60..86400 seconds")) }
         if !(0...31_536_000).contains(refreshTokenTTL) { errors.append(FieldError("refresh_token_ttl", "must be 0..31536000 seconds")) }
         errors += ClientSpec.listProblems("post_logout_redirect_uris", postLogoutRedirectURIs, atMost: 20, URIRules.redirectURIProblem)
         if let uri = backchannelLogoutURI {

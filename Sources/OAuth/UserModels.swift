@@ -176,6 +176,15 @@ public struct AuthorizationCodeRecord: Sendable, Equatable {
     }
 }
 
+/// How long a token family and its refresh tokens are kept once they have
+/// expired, before the purge at the next insert takes them: as long as the
+/// longest access token a family can have issued, so every token a purged
+/// family ever issued has expired too. A rotated-out refresh token presented
+/// later than that is refused as unknown instead of revoking its family.
+public enum TokenFamilies {
+    public static let keptAfterExpiryMillis = Int64(ClientSpec.maxAccessTokenTTL) * 1000
+}
+
 public struct RefreshTokenRecord: Sendable, Equatable {
     public var tokenHash: String
     public var familyID: String

@@ -361,5 +361,15 @@ enum PostgresSchema {
             (SELECT organization_id FROM clients WHERE clients.client_id = logout_deliveries.client_id), '');
         CREATE INDEX IF NOT EXISTS logout_deliveries_by_share ON logout_deliveries(share_key, next_attempt_at);
         """,
+        // 16: SQLite's 19 (token families expire, and are purged with their refresh tokens a day later).
+        """
+        ALTER TABLE token_families ADD COLUMN IF NOT EXISTS expires_at BIGINT NOT NULL DEFAULT 0;
+        UPDATE token_families SET expires_at = GREATEST(created_at,
+            COALESCE((SELECT MAX(expires_at) FROM refresh_tokens WHERE refresh_tokens.family_id = token_families.id), 0));
+        CREATE INDEX IF NOT EXISTS token_families_by_expiry ON token_families(expires_at);
+        CREATE INDEX IF NOT EXISTS refresh_tokens_by_expiry ON refresh_tokens(expires_at);
+        DELETE FROM refresh_tokens WHERE expires_at < (EXTRACT(EPOCH FROM now()) * 1000)::BIGINT - 86400000;
+        DELETE FROM token_families WHERE expires_at < (EXTRACT(EPOCH FROM now()) * 1000)::BIGINT - 86400000;
+        """,
     ]
 }

@@ -466,5 +466,17 @@ enum Schema {
             (SELECT organization_id FROM clients WHERE clients.client_id = logout_deliveries.client_id), '');
         CREATE INDEX logout_deliveries_by_share ON logout_deliveries(share_key, next_attempt_at);
         """,
+        // 19: token families expire (with their last refresh token; one without any, at its creation) and are
+        // purged, with the refresh tokens each rotation leaves behind, a day after they expire (TokenFamilies), from
+        // the expiry indexes. What is older than that at the upgrade goes here rather than in some user's request.
+        """
+        ALTER TABLE token_families ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 0;
+        UPDATE token_families SET expires_at = MAX(created_at,
+            COALESCE((SELECT MAX(expires_at) FROM refresh_tokens WHERE refresh_tokens.family_id = token_families.id), 0));
+        CREATE INDEX token_families_by_expiry ON token_families(expires_at);
+        CREATE INDEX refresh_tokens_by_expiry ON refresh_tokens(expires_at);
+        DELETE FROM refresh_tokens WHERE expires_at < CAST(strftime('%s', 'now') AS INTEGER) * 1000 - 86400000;
+        DELETE FROM token_families WHERE expires_at < CAST(strftime('%s', 'now') AS INTEGER) * 1000 - 86400000;
+        """,
     ]
 }

@@ -46,11 +46,13 @@ public enum ExpiredRows {
     static let sessions = purge("sessions")
     static let clientAssertions = purge("client_assertions")
     static let dpopProofs = purge("dpop_proofs")
+    static let refreshTokens = purge("refresh_tokens")
+    static let tokenFamilies = purge("token_families")
 
     /// Every purge (tests read their plans).
     public static var all: [String] {
         [revokedTokens, authorizationRequests, pushedRequests, authorizationCodes, deviceCodes, sessionClients, sessions, clientAssertions,
-         dpopProofs]
+         dpopProofs, refreshTokens, tokenFamilies]
     }
 }
 

@@ -608,12 +608,7 @@ import Testing
     }
 
     /// The hashes of the codes in the store, as a backup sees them.
-    static func codeHashes(_ h: StoreFixture) throws -> [String] {
-        guard let store = h.store as? any TransferableStore else { return [] }
-        let dump = try #require(try store.dumpAll().first { $0.table == "authorization_codes" })
-        let column = try #require(dump.columns.firstIndex(of: "code_hash"))
-        return dump.rows.compactMap { if case let .text(v) = $0[column] { v } else { nil } }
-    }
+    static func codeHashes(_ h: StoreFixture) throws -> [String] { try h.texts("authorization_codes", "code_hash") }
 
     /// Enables or disables `client` as its organization's primary does, on the store given.
     static func settingEnabled(_ h: StoreFixture, _ client: String) throws -> @Sendable (any Store, Bool) throws -> Void {
@@ -697,11 +692,8 @@ import Testing
 
     /// The token families of a user and client, as a backup sees them.
     static func familyIDs(_ h: StoreFixture, userID: String, clientID: String) throws -> [String] {
-        guard let store = h.store as? any TransferableStore else { return [] }
-        let dump = try #require(try store.dumpAll().first { $0.table == "token_families" })
-        let id = try #require(dump.columns.firstIndex(of: "id")), user = try #require(dump.columns.firstIndex(of: "user_id"))
-        let client = try #require(dump.columns.firstIndex(of: "client_id"))
-        return dump.rows.filter { $0[user] == .text(userID) && $0[client] == .text(clientID) }.compactMap { if case let .text(v) = $0[id] { v } else { nil } }
+        try h.rows("token_families").filter { $0["user_id"] == .text(userID) && $0["client_id"] == .text(clientID) }
+            .compactMap { if case let .text(v)? = $0["id"] { v } else { nil } }
     }
 
     @Test func theClientLimitHoldsUnderConcurrentCreates() throws {

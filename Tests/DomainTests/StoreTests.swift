@@ -29,6 +29,8 @@ import Testing
         #expect(digest(PostgresStore.migrations.prefix(13)) == "2ZhpQscSpRquxzAB1V8dFYAvbV_VrtXl_Llk485dCOk", "PostgreSQL migrations 1-13 changed")
         #expect(digest(SQLiteStore.migrations.prefix(17)) == "SBxKM9WjjPzEL_bvgYKnIDsAwDIygHzwfXK1Sa9hCC4", "SQLite migrations 1-17 changed")
         #expect(digest(PostgresStore.migrations.prefix(14)) == "gNGoMpOOxy3TJ-qHv_OSDGff7Rhg7RMm7dA3QzfIqQU", "PostgreSQL migrations 1-14 changed")
+        #expect(digest(SQLiteStore.migrations.prefix(18)) == "y3MCgZhQfPKNMDEOqZlvjpwdU7JVWawr-OS0XJ2RYPY", "SQLite migrations 1-18 changed")
+        #expect(digest(PostgresStore.migrations.prefix(15)) == "S5I-JX11LAQ1_J3JkLWX_a2N0JC-oMEDu9ogpzsw2w0", "PostgreSQL migrations 1-15 changed")
     }
 
     /// SQLite migration 14, PostgreSQL 10: clients the audit log says were registered anonymously (before the
@@ -57,7 +59,12 @@ import Testing
     func rewindMigrations(_ store: any Store, sqlite: Int, postgres: Int) throws -> Int {
         try store.write {
             if let s = store as? SQLiteStore {
-                // SQLite cannot add a column that exists (no IF NOT EXISTS): what migrations 17 and 18 added goes first.
+                // SQLite cannot add a column that exists (no IF NOT EXISTS): what migrations 17 to 19 added goes first.
+                if sqlite <= 19 {
+                    _ = try s.update("DROP INDEX token_families_by_expiry", [])
+                    _ = try s.update("DROP INDEX refresh_tokens_by_expiry", [])
+                    _ = try s.update("ALTER TABLE token_families DROP COLUMN expires_at", [])
+                }
                 if sqlite <= 18 {
                     _ = try s.update("DROP INDEX logout_deliveries_by_share", [])
                     _ = try s.update("ALTER TABLE logout_deliveries DROP COLUMN share_key", [])
@@ -91,6 +98,38 @@ import Testing
         let waiting = try h.store.read { try h.store.dueLogouts(now: h.clock.now, limit: 10, perClient: 10, perShare: 10) }
         #expect(Set(waiting.map { "\($0.clientID) \($0.share)" })
                 == ["\(h.primary.clientID) \(h.primary.organizationID)", "\(other.clientID) \(other.organizationID)"])
+    }
+
+    /// SQLite migration 19, PostgreSQL 16: a family expires with its last refresh token (one without any at its
+    /// creation), and what expired over a day before the upgrade (by the database's clock) is gone after it.
+    @Test func theMigrationGivesFamiliesTheirExpiryAndPurgesWhatExpiredLongAgo() throws {
+        let h = try StoreFixture()
+        let user = try h.user(), (client, _) = try h.app()
+        let now = Int64(Date().timeIntervalSince1970 * 1000), day: Int64 = 86_400_000
+        func run(_ sql: String, _ arguments: [StoredValue]) throws {
+            if let s = h.store as? SQLiteStore { _ = try s.update(sql, arguments) } else if let p = h.store as? PostgresStore { _ = try p.update(sql, arguments) }
+        }
+        // (family, created, its refresh tokens' expiries)
+        let families: [(String, Int64, [Int64])] = [("live", now - 2 * day, [now - 3 * day, now + 10 * day]), ("recent", now - 3_600_000, []),
+                                                  ("bare", now - 3 * day, []), ("over", now - 40 * day, [now - 9 * day, now - 5 * day])]
+        try h.store.write {
+            for (id, created, expiries) in families {
+                try run("INSERT INTO token_families(id, client_id, user_id, created_at) VALUES(?, ?, ?, ?)", [.text(id), .text(client), .text(user), .int(created)])
+                for (i, expiry) in expiries.enumerated() {
+                    try run("""
+                        INSERT INTO refresh_tokens(token_hash, family_id, client_id, user_id, scope, auth_time, created_at, expires_at)
+                        VALUES(?, ?, ?, ?, 'openid', 0, ?, ?)
+                        """, [.text("\(id)-\(i)"), .text(id), .text(client), .text(user), .int(created), .int(expiry)])
+                }
+            }
+            try run("UPDATE token_families SET expires_at = 0", [])
+        }
+        let rerun = try rewindMigrations(h.store, sqlite: 19, postgres: 16)
+        #expect(try (h.store as? SQLiteStore)?.migrate() ?? (h.store as? PostgresStore)?.migrate() == rerun)
+        var expiries: [String: StoredValue] = [:]
+        for row in try h.rows("token_families") { if case let .text(id)? = row["id"] { expiries[id] = row["expires_at"] } }
+        #expect(expiries == ["live": .int(now + 10 * day), "recent": .int(now - 3_600_000)])
+        #expect(Set(try h.texts("refresh_tokens", "token_hash")) == ["live-1"])
     }
 
     /// SQLite migration 15, PostgreSQL 11: upstream records keyed by (organization, sysId), every record and

@@ -171,6 +171,19 @@ package final class StoreFixture {
         }
     }
 
+    /// A table's rows as a backup sees them (on either store), by column name.
+    package func rows(_ table: String) throws -> [[String: StoredValue]] {
+        guard let store = store as? any TransferableStore, let dump = try store.dumpAll().first(where: { $0.table == table }) else {
+            throw ProvisioningError.invalid("no table \(table)")
+        }
+        return dump.rows.map { Dictionary(uniqueKeysWithValues: zip(dump.columns, $0)) }
+    }
+
+    /// The text values of one column of a table (ids, hashes).
+    package func texts(_ table: String, _ column: String) throws -> [String] {
+        try rows(table).compactMap { if case let .text(v)? = $0[column] { v } else { nil } }
+    }
+
     /// Another connection to the same database (another worker, another node).
     package func anotherStore() throws -> any Store { try storeFactory() }
 

@@ -1,4 +1,5 @@
 import Common
+import Cryptography
 import OAuth
 import TestSupport
 import Testing
@@ -50,6 +51,60 @@ import Testing
         let next = try #require(try t.exchange("refresh_token", ["refresh_token": token], as: .publicClient(clientID: client)).refreshToken)
         #expect(t.refusal("refresh_token", ["refresh_token": token], as: .publicClient(clientID: client)) == .invalidGrant())
         #expect(t.refusal("refresh_token", ["refresh_token": next], as: .publicClient(clientID: client)) == .invalidGrant())
+    }
+
+    /// Every rotation leaves its token behind (for reuse detection) and every
+    /// code flow a family: both are purged a day after they expire
+    /// (`TokenFamilies`), at a later insert, and not before.
+    @Test func expiredRefreshTokensAndFamiliesArePurgedADayAfterTheyExpire() throws {
+        let t = try GrantTesting()
+        let (client, first) = try firstRefreshToken(t)
+        let day: Int64 = 86_400, ttl = Int64(try #require(try t.h.store.read { try t.h.store.client(client) }).refreshTokenTTL)
+        func column(_ table: String, _ name: String) throws -> Set<String> { Set(try t.h.texts(table, name)) }
+        func hash(_ token: String) -> String { Base64.urlEncode(Digest.sha256(token)) }
+        func rotate(_ token: String) throws -> String {
+            try #require(try t.exchange("refresh_token", ["refresh_token": token], as: .publicClient(clientID: client)).refreshToken)
+        }
+        let family = try #require(try t.h.store.read { try t.h.store.refreshToken(hash: hash(first)) }).familyID
+        let second = try rotate(first)
+        t.h.clock.advance(seconds: 20 * day)
+        let third = try rotate(second)
+        // first and second expired (ttl after they were made) a day and a second ago: the next rotation takes them.
+        t.h.clock.advance(seconds: ttl - 20 * day + day + 1)
+        let fourth = try rotate(third)
+        #expect(try column("refresh_tokens", "token_hash") == [hash(third), hash(fourth)])
+        #expect(try column("token_families", "id").contains(family), "its last token lives: the family too")
+
+        // A family without a refresh token expires as it is made: kept a day, then taken by the next code flow.
+        let bob = try t.h.user("bob")
+        let (shortLived, _) = try t.h.app(scope: ["openid"], grantTypes: [.authorizationCode])
+        func codeFlow() throws -> String {
+            let code = try t.code(client: shortLived, user: bob, scope: ["openid"])
+            _ = try t.exchange("authorization_code", ["code": code, "redirect_uri": StoreFixture.redirect,
+                                                      "code_verifier": AuthorizationCodeGrantTests.verifier], as: .publicClient(clientID: shortLived))
+            return try #require(try t.h.store.read { try t.h.store.code(hash: hash(code)) }?.familyID)
+        }
+        let once = try codeFlow()
+        t.h.clock.advance(seconds: day)
+        let twice = try codeFlow()
+        #expect(try column("token_families", "id").isSuperset(of: [once, twice, family]), "a day: not yet")
+        t.h.clock.advance(seconds: 1)
+        _ = try codeFlow()
+        #expect(try !column("token_families", "id").contains(once))
+        #expect(try column("token_families", "id").isSuperset(of: [twice, family]))
+
+        // The first family's last token (fourth) expired a second ago. The family is kept two days more (its
+        // expiry is moved a day past its newest token's, a day at a time), then the next code flow takes it and
+        // its tokens.
+        t.h.clock.advance(seconds: ttl - day)
+        _ = try codeFlow()
+        t.h.clock.advance(seconds: 2 * day - 1)
+        _ = try codeFlow()
+        #expect(try column("token_families", "id").contains(family))
+        t.h.clock.advance(seconds: 1)
+        _ = try codeFlow()
+        #expect(try !column("token_families", "id").contains(family))
+        #expect(try column("refresh_tokens", "token_hash").isDisjoint(with: [hash(third), hash(fourth)]))
     }
 
     @Test func anotherClientsTokenAndAnExpiredTokenAreRefused() throws {
