@@ -211,10 +211,18 @@ public final class FailureLimiter: Sendable {
     /// How many keys are remembered (what a flood can make the table hold).
     public var rememberedKeys: Int { windows.withLock { $0.count } }
     private let capacity: Int
+    /// Whether the accounts' counts are shared with other nodes through the store (`flush`).
+    public let shared: Bool
+    /// Failures on accounts counted here since the last `flush`, and how many keys that is (read without the lock).
+    private let unsent = Mutex<[Key: Int]>([:])
+    private let unsentKeys = Atomic<Int>(0)
 
-    public init(limits: Limits = Limits(), capacity: Int = 100_000) {
+    /// `shared`: the store is one several nodes can share (PostgreSQL), and
+    /// each node's failures on an account are added to the counts there.
+    public init(limits: Limits = Limits(), capacity: Int = 100_000, shared: Bool = false) {
         self.limits = limits
         self.capacity = capacity
+        self.shared = shared
     }
 
     func limit(_ key: Key) -> Int {
@@ -261,7 +269,71 @@ public final class FailureLimiter: Sendable {
                     w[key] = (now, 1)
                 }
             }
+            guard shared else { return }
+            unsent.withLock { u in
+                for key in keys where key.isAccount && (u[key] != nil || u.count < capacity) { u[key, default: 0] += 1 }
+                unsentKeys.store(u.count, ordering: .relaxed)
+            }
         }
+    }
+
+    /// Adds the failures on accounts counted here since the last flush to
+    /// the store's counts and takes the totals back, outside any request's
+    /// transaction (the server calls it as each request ends; nothing to do
+    /// costs one atomic load). What all nodes together counted on an
+    /// account, from one address or from anywhere, then holds here too: a
+    /// node learns the total when it next counts a failure itself, so with
+    /// N nodes a limit holds to within N − 1 attempts. An address's own
+    /// limit stays each node's (it guards that node's work).
+    public func flush(to store: any FailureCountStorage, now: Int64) {
+        guard unsentKeys.load(ordering: .relaxed) > 0 else { return }
+        let batch = unsent.withLock { u -> [Key: Int] in
+            defer { u = [:]; unsentKeys.store(0, ordering: .relaxed) }
+            return u
+        }
+        guard !batch.isEmpty else { return }
+        var byHash: [String: Key] = [:]
+        var counts: [String: Int] = [:]
+        for (key, count) in batch {
+            let hash = FailureLimiter.sharedKey(key)
+            byHash[hash] = key
+            counts[hash] = count
+        }
+        let totals: [String: (start: Int64, count: Int)]
+        do {
+            totals = try store.writeDeferringFlush { try store.addFailures(counts, now: now, windowMillis: limits.windowMillis) }
+        } catch {
+            // The database away a moment: added at the next flush (this node's own counts hold meanwhile).
+            unsent.withLock { u in
+                for (key, count) in batch where u[key] != nil || u.count < capacity { u[key, default: 0] += count }
+                unsentKeys.store(u.count, ordering: .relaxed)
+            }
+            return
+        }
+        windows.withLock { w in
+            for (hash, total) in totals {
+                guard let key = byHash[hash], now - total.start < limits.windowMillis else { continue }
+                if let entry = w[key], now - entry.start < limits.windowMillis, entry.count >= total.count { continue }
+                if w[key] != nil || w.count < capacity { w[key] = total }
+            }
+        }
+    }
+
+    /// An account key as the store knows it: a hash (no username or address in the database), `f:` from one address, `a:` from anywhere.
+    static func sharedKey(_ key: Key) -> String {
+        switch key {
+        case let .account(account, from: address): "f:" + Base64.urlEncode(Digest.sha256("from\u{0}\(account)\u{0}\(address)"))
+        case let .accountAnywhere(account): "a:" + Base64.urlEncode(Digest.sha256("any\u{0}\(account)"))
+        case let .address(address): "x:" + Base64.urlEncode(Digest.sha256("address\u{0}\(address)"))
+        }
+    }
+}
+
+extension FailureLimiter.Key {
+    /// An account's key (from an address, or from anywhere): counted for all nodes when they share a store.
+    var isAccount: Bool {
+        if case .address = self { return false }
+        return true
     }
 }
 

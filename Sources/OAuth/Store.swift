@@ -345,8 +345,18 @@ public protocol BackchannelStorage: Transactional {
     func deleteLogout(id: String) throws
 }
 
+/// Failed credential checks counted for all nodes together (SPEC 9: the
+/// failure limits of SPEC 7.1 hold across nodes): each node adds what it
+/// counted and takes back the totals (`FailureLimiter.flush`).
+public protocol FailureCountStorage: Transactional {
+    /// Adds `counts` to each key's current window (a new one, `windowMillis`
+    /// long from `now`, once the last has ended); each key's window start
+    /// and total after.
+    func addFailures(_ counts: [String: Int], now: Int64, windowMillis: Int64) throws -> [String: (start: Int64, count: Int)]
+}
+
 public protocol Store: MetaStorage, ClientStorage, CredentialStorage, UserStorage, GrantStorage, ConnectionStorage, UpstreamStorage,
-    AuditStorage, BackchannelStorage {}
+    AuditStorage, BackchannelStorage, FailureCountStorage {}
 
 /// Which clients a listing returns: filtered in the store, not in memory,
 /// so a page costs a page whatever the organization's size.

@@ -177,12 +177,14 @@ public struct AuthorizationCodeRecord: Sendable, Equatable {
 }
 
 /// How long a token family and its refresh tokens are kept once they have
-/// expired, before the purge at the next insert takes them: as long as the
-/// longest access token a family can have issued, so every token a purged
-/// family ever issued has expired too. A rotated-out refresh token presented
-/// later than that is refused as unknown instead of revoking its family.
+/// expired, before the purge at the next insert takes them: the longest
+/// access token a family can have issued, and five minutes for the time
+/// between a grant's commit and its token's signing and for clocks that
+/// differ between nodes, so every token a purged family ever issued has
+/// expired too. A rotated-out refresh token presented later than that is
+/// refused as unknown (and revokes nothing) instead of revoking its family.
 public enum TokenFamilies {
-    public static let keptAfterExpiryMillis = Int64(ClientSpec.maxAccessTokenTTL) * 1000
+    public static let keptAfterExpiryMillis = Int64(ClientSpec.maxAccessTokenTTL + 300) * 1000
 }
 
 public struct RefreshTokenRecord: Sendable, Equatable {

@@ -363,13 +363,23 @@ enum PostgresSchema {
         """,
         // 16: SQLite's 19 (token families expire, and are purged with their refresh tokens a day later).
         """
-        ALTER TABLE token_families ADD COLUMN IF NOT EXISTS expires_at BIGINT NOT NULL DEFAULT 0;
+        ALTER TABLE token_families ADD COLUMN IF NOT EXISTS expires_at BIGINT NOT NULL DEFAULT 9223372036854775807;
         UPDATE token_families SET expires_at = GREATEST(created_at,
             COALESCE((SELECT MAX(expires_at) FROM refresh_tokens WHERE refresh_tokens.family_id = token_families.id), 0));
         CREATE INDEX IF NOT EXISTS token_families_by_expiry ON token_families(expires_at);
         CREATE INDEX IF NOT EXISTS refresh_tokens_by_expiry ON refresh_tokens(expires_at);
         DELETE FROM refresh_tokens WHERE expires_at < (EXTRACT(EPOCH FROM now()) * 1000)::BIGINT - 86400000;
         DELETE FROM token_families WHERE expires_at < (EXTRACT(EPOCH FROM now()) * 1000)::BIGINT - 86400000;
+        """,
+        // 17: SQLite's 20 (failed credential checks counted for all nodes together).
+        """
+        CREATE TABLE IF NOT EXISTS failure_counts (
+            key_hash TEXT PRIMARY KEY,
+            window_start BIGINT NOT NULL,
+            count BIGINT NOT NULL,
+            expires_at BIGINT NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS failure_counts_by_expiry ON failure_counts(expires_at);
         """,
     ]
 }

@@ -215,11 +215,14 @@ public final class PostgresStore: Store {
     /// The writes `writeDeferringFlush` may leave to the WAL writer: they
     /// store what a flow started (a request, a code, the pair a
     /// back-channel logout needs, a connection's scopes: INSERT, or an
-    /// upsert) or mark a request answered, and the purges of expired rows.
-    /// Nothing that spends, deletes or revokes.
+    /// upsert) or mark a request answered, the failed credential checks
+    /// counted for all nodes (a count lost in a crash of the database is
+    /// one more try), and the purges of expired rows. Nothing that spends,
+    /// deletes or revokes.
     static func defersFlush(verb: String, table: String, sql: String) -> Bool {
         switch (verb, table) {
-        case ("INSERT", "authorization_requests"), ("INSERT", "authorization_codes"), ("INSERT", "session_clients"), ("INSERT", "connections"):
+        case ("INSERT", "authorization_requests"), ("INSERT", "authorization_codes"), ("INSERT", "session_clients"), ("INSERT", "connections"),
+             ("INSERT", "failure_counts"):
             true
         case ("UPDATE", "authorization_requests"):
             sql.hasPrefix("UPDATE authorization_requests SET answered_at = ?")

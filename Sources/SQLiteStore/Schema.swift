@@ -469,14 +469,27 @@ enum Schema {
         // 19: token families expire (with their last refresh token; one without any, at its creation) and are
         // purged, with the refresh tokens each rotation leaves behind, a day after they expire (TokenFamilies), from
         // the expiry indexes. What is older than that at the upgrade goes here rather than in some user's request.
+        // A family a node of the version before inserts (no expiry given) never expires: nodes upgraded one by one
+        // purge none of its grants.
         """
-        ALTER TABLE token_families ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE token_families ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 9223372036854775807;
         UPDATE token_families SET expires_at = MAX(created_at,
             COALESCE((SELECT MAX(expires_at) FROM refresh_tokens WHERE refresh_tokens.family_id = token_families.id), 0));
-        CREATE INDEX token_families_by_expiry ON token_families(expires_at);
-        CREATE INDEX refresh_tokens_by_expiry ON refresh_tokens(expires_at);
+        CREATE INDEX IF NOT EXISTS token_families_by_expiry ON token_families(expires_at);
+        CREATE INDEX IF NOT EXISTS refresh_tokens_by_expiry ON refresh_tokens(expires_at);
         DELETE FROM refresh_tokens WHERE expires_at < CAST(strftime('%s', 'now') AS INTEGER) * 1000 - 86400000;
         DELETE FROM token_families WHERE expires_at < CAST(strftime('%s', 'now') AS INTEGER) * 1000 - 86400000;
+        """,
+        // 20: failed credential checks counted for all nodes together (FailureLimiter.flush: a key is a hash of
+        // an account, with the address it was tried from or without), a row per key and window.
+        """
+        CREATE TABLE IF NOT EXISTS failure_counts (
+            key_hash TEXT PRIMARY KEY,
+            window_start INTEGER NOT NULL,
+            count INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL
+        ) STRICT;
+        CREATE INDEX IF NOT EXISTS failure_counts_by_expiry ON failure_counts(expires_at);
         """,
     ]
 }

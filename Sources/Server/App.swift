@@ -140,6 +140,8 @@ public final class Worker {
         }
         response.headers[.xRequestID] = request.requestID
         if request.method == .head { response.body = [] }
+        // Failures this node counted go to the counts every node shares, outside the request's transaction.
+        app.guards.failures.flush(to: context.store, now: app.env.now())
         let millis = app.env.now() - started
         app.metrics.finished(route: route, status: response.status.code, millis: millis)
         app.logger.request(request, status: response.status.code, millis: millis, failure: failure)

@@ -48,11 +48,12 @@ public enum ExpiredRows {
     static let dpopProofs = purge("dpop_proofs")
     static let refreshTokens = purge("refresh_tokens")
     static let tokenFamilies = purge("token_families")
+    static let failureCounts = purge("failure_counts")
 
     /// Every purge (tests read their plans).
     public static var all: [String] {
         [revokedTokens, authorizationRequests, pushedRequests, authorizationCodes, deviceCodes, sessionClients, sessions, clientAssertions,
-         dpopProofs, refreshTokens, tokenFamilies]
+         dpopProofs, refreshTokens, tokenFamilies, failureCounts]
     }
 }
 

@@ -111,7 +111,8 @@ import Testing
         }
         // (family, created, its refresh tokens' expiries)
         let families: [(String, Int64, [Int64])] = [("live", now - 2 * day, [now - 3 * day, now + 10 * day]), ("recent", now - 3_600_000, []),
-                                                  ("bare", now - 3 * day, []), ("over", now - 40 * day, [now - 9 * day, now - 5 * day])]
+                                                  ("bare", now - 3 * day, []), ("over", now - 40 * day, [now - 9 * day, now - 5 * day]),
+                                                  ("lately", now - 40 * day, [now - 12 * 3_600_000])]
         try h.store.write {
             for (id, created, expiries) in families {
                 try run("INSERT INTO token_families(id, client_id, user_id, created_at) VALUES(?, ?, ?, ?)", [.text(id), .text(client), .text(user), .int(created)])
@@ -128,8 +129,12 @@ import Testing
         #expect(try (h.store as? SQLiteStore)?.migrate() ?? (h.store as? PostgresStore)?.migrate() == rerun)
         var expiries: [String: StoredValue] = [:]
         for row in try h.rows("token_families") { if case let .text(id)? = row["id"] { expiries[id] = row["expires_at"] } }
-        #expect(expiries == ["live": .int(now + 10 * day), "recent": .int(now - 3_600_000)])
-        #expect(Set(try h.texts("refresh_tokens", "token_hash")) == ["live-1"])
+        #expect(expiries == ["live": .int(now + 10 * day), "recent": .int(now - 3_600_000), "lately": .int(now - 12 * 3_600_000)])
+        #expect(Set(try h.texts("refresh_tokens", "token_hash")) == ["live-1", "lately-0"])
+        // A family inserted by a node of the version before (no expiry given) is never purged.
+        try h.store.write { try run("INSERT INTO token_families(id, client_id, user_id, created_at) VALUES('old-node', ?, ?, 0)", [.text(client), .text(user)]) }
+        try h.store.write { try h.store.insertFamily(id: "new-node", clientID: client, userID: user, createdAt: now + 30 * day, sid: nil) }
+        #expect(Set(try h.texts("token_families", "id")) == ["old-node", "new-node"])
     }
 
     /// SQLite migration 15, PostgreSQL 11: upstream records keyed by (organization, sysId), every record and

@@ -80,6 +80,40 @@ extension SecurityReviewTests {
         ]), body: body, remoteAddress: address)).status.code
     }
 
+    /// SPEC 9: the failure limits hold across nodes. Two nodes (workers with
+    /// guards of their own, each on its own connection to the one database)
+    /// answer one guesser in turn: with the counts shared, the client's limit
+    /// from that address holds to within one attempt (a node learns the total
+    /// when it next counts a failure itself) and then on both nodes; each node
+    /// alone allowed its own limit, twice as many. (The client's generated
+    /// secret is never held back: its HMAC proves it before any limit.)
+    @Test(arguments: [true, false]) func theFailureLimitsHoldAcrossNodes(_ sharedCounts: Bool) throws {
+        let limits = FailureLimiter.Limits(perAddress: 1000, perAccount: 4, perAccountAnywhere: 100)
+        let h = try Harness(guards: AbuseGuards(failures: FailureLimiter(limits: limits, shared: sharedCounts)))
+        let other = try Worker(app: Application(env: h.env, logger: Logger(level: .off),
+                                                guards: AbuseGuards(failures: FailureLimiter(limits: limits, shared: sharedCounts))),
+                               store: try h.anotherStore())
+        func attempt(on node: Int, _ secret: String, from address: String) -> Int {
+            let body = Array(FormEncoding.serialize([("grant_type", "client_credentials")]).utf8)
+            return (node % 2 == 0 ? h.worker : other).handle(Request(method: .post, path: "/oauth2/token", headers: HTTPFields([
+                ("Content-Type", "application/x-www-form-urlencoded"), ("Authorization", Harness.basic(h.primary.clientID, secret)),
+            ]), body: body, remoteAddress: address)).status.code
+        }
+        let answers = (0..<10).map { attempt(on: $0, "guess-\($0)", from: "203.0.113.9") }
+        let allowed = answers.prefix { $0 == 401 }.count
+        #expect(answers.dropFirst(allowed).allSatisfy { $0 == 429 }, "\(answers)")
+        if sharedCounts {
+            #expect(allowed == limits.perAccount + 1, "\(answers)")
+        } else {
+            #expect(allowed == 2 * limits.perAccount, "each node alone: its own limit (\(answers))")
+        }
+        #expect(attempt(on: 0, h.primary.clientSecret, from: "203.0.113.9") == 200)
+        #expect(attempt(on: 1, h.primary.clientSecret, from: "198.51.100.7") == 200)
+        // The window passes on every node.
+        h.clock.advance(seconds: 61)
+        #expect(attempt(on: 1, "guess-again", from: "203.0.113.9") == 401)
+    }
+
     /// Review, session 26: a caller-chosen password remembered from the
     /// client's own use answered a guessing address's right guess past its
     /// failure limit (wrong guesses 429, the right one 200), so the limit did

@@ -54,6 +54,20 @@ def test_revocation_and_rotation_on_one_node_are_seen_by_every_node(pg_stack):
         assert requests.post(stack.url("/oauth2/token"), data={"grant_type": "client_credentials"}, auth=(cid, rotated)).status_code == 200
 
 
+def test_the_failure_limit_on_a_client_holds_across_both_nodes(pg_stack):
+    """SPEC 9 with 7.1: wrong secrets for one client from one address, nginx alternating between the nodes: 429 after
+    the client's limit (10 a minute) counted over both nodes, to within one attempt (a node learns the total when it
+    next counts a failure), not after 10 on each. The right secret still works: it is a generated one."""
+    stack, _ = pg_stack
+    answers = [requests.post(stack.url("/oauth2/token"), data={"grant_type": "client_credentials"},
+                             auth=(stack.client_id, f"lks_wrong-{i}"), timeout=10).status_code for i in range(16)]
+    failed = len([a for a in answers[:answers.index(429)] if a == 401]) if 429 in answers else len(answers)
+    assert 10 <= failed <= 11 and set(answers[failed:]) == {429}, answers
+    limited = requests.post(stack.url("/oauth2/token"), data={"grant_type": "client_credentials"}, auth=(stack.client_id, "lks_wrong"))
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+    assert token(stack)
+
+
 def test_a_key_rotated_by_the_cli_is_published_and_used_by_every_node(pg_stack):
     stack, _ = pg_stack
     before = token(stack)

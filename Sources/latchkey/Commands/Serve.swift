@@ -84,7 +84,9 @@ enum ServeCommand {
         // On PostgreSQL the worker threads share their generation reads (SPEC 9: each request still sees every commit
         // made before it arrived).
         let generationReads = GenerationReads()
-        let app = Application(env: environment, logger: Logger(level: level), images: ReencodeImage.childProcess(),
+        // On PostgreSQL, which several nodes share, failures on an account are counted for all of them (SPEC 9).
+        let guards = AbuseGuards(failures: FailureLimiter(shared: databaseURL != nil))
+        let app = Application(env: environment, logger: Logger(level: level), guards: guards, images: ReencodeImage.childProcess(),
                               metrics: Metrics(workers: workers, node: address.description,
                                                                store: databaseURL == nil ? nil : postgresCounters(generationReads),
                                                                accepting: { (AcceptCounters.batchedTotal, AcceptCounters.stolenTotal, AcceptCounters.refusedTotal) }))

@@ -54,12 +54,12 @@ import Testing
     }
 
     /// Every rotation leaves its token behind (for reuse detection) and every
-    /// code flow a family: both are purged a day after they expire
+    /// code flow a family: both are purged a day (and five minutes) after they expire
     /// (`TokenFamilies`), at a later insert, and not before.
     @Test func expiredRefreshTokensAndFamiliesArePurgedADayAfterTheyExpire() throws {
         let t = try GrantTesting()
         let (client, first) = try firstRefreshToken(t)
-        let day: Int64 = 86_400, ttl = Int64(try #require(try t.h.store.read { try t.h.store.client(client) }).refreshTokenTTL)
+        let day: Int64 = 86_400, kept = TokenFamilies.keptAfterExpiryMillis / 1000, ttl = Int64(try #require(try t.h.store.read { try t.h.store.client(client) }).refreshTokenTTL)
         func column(_ table: String, _ name: String) throws -> Set<String> { Set(try t.h.texts(table, name)) }
         func hash(_ token: String) -> String { Base64.urlEncode(Digest.sha256(token)) }
         func rotate(_ token: String) throws -> String {
@@ -69,13 +69,13 @@ import Testing
         let second = try rotate(first)
         t.h.clock.advance(seconds: 20 * day)
         let third = try rotate(second)
-        // first and second expired (ttl after they were made) a day and a second ago: the next rotation takes them.
-        t.h.clock.advance(seconds: ttl - 20 * day + day + 1)
+        // first and second expired (ttl after they were made) `kept` and a second ago: the next rotation takes them.
+        t.h.clock.advance(seconds: ttl - 20 * day + kept + 1)
         let fourth = try rotate(third)
         #expect(try column("refresh_tokens", "token_hash") == [hash(third), hash(fourth)])
         #expect(try column("token_families", "id").contains(family), "its last token lives: the family too")
 
-        // A family without a refresh token expires as it is made: kept a day, then taken by the next code flow.
+        // A family without a refresh token expires as it is made: kept a while, then taken by the next code flow.
         let bob = try t.h.user("bob")
         let (shortLived, _) = try t.h.app(scope: ["openid"], grantTypes: [.authorizationCode])
         func codeFlow() throws -> String {
@@ -85,20 +85,20 @@ import Testing
             return try #require(try t.h.store.read { try t.h.store.code(hash: hash(code)) }?.familyID)
         }
         let once = try codeFlow()
-        t.h.clock.advance(seconds: day)
+        t.h.clock.advance(seconds: kept)
         let twice = try codeFlow()
-        #expect(try column("token_families", "id").isSuperset(of: [once, twice, family]), "a day: not yet")
+        #expect(try column("token_families", "id").isSuperset(of: [once, twice, family]), "not yet")
         t.h.clock.advance(seconds: 1)
         _ = try codeFlow()
         #expect(try !column("token_families", "id").contains(once))
         #expect(try column("token_families", "id").isSuperset(of: [twice, family]))
 
-        // The first family's last token (fourth) expired a second ago. The family is kept two days more (its
-        // expiry is moved a day past its newest token's, a day at a time), then the next code flow takes it and
-        // its tokens.
-        t.h.clock.advance(seconds: ttl - day)
+        // The first family's last token (fourth) expired a second ago. The family is kept twice `kept` more (its
+        // expiry is moved `kept` past its newest token's, and only when it falls short), then the next code flow
+        // takes it and its tokens.
+        t.h.clock.advance(seconds: ttl - kept)
         _ = try codeFlow()
-        t.h.clock.advance(seconds: 2 * day - 1)
+        t.h.clock.advance(seconds: 2 * kept - 1)
         _ = try codeFlow()
         #expect(try column("token_families", "id").contains(family))
         t.h.clock.advance(seconds: 1)

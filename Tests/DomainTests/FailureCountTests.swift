@@ -1,0 +1,84 @@
+import Common
+import OAuth
+import TestSupport
+import Testing
+
+/// SPEC 9 with SPEC 7.1: failed credential checks counted for all nodes
+/// together, on either store (the server shares them on PostgreSQL).
+@Suite struct FailureCountTests {
+    /// A key's window: counts add up within it, a new one starts once it has
+    /// ended, and ended windows are purged at a later addition.
+    @Test func countsAddUpWithinAWindowAndStartOverAfterIt() throws {
+        let h = try StoreFixture()
+        let t0 = h.clock.now
+        func add(_ counts: [String: Int], at now: Int64) throws -> [String: (start: Int64, count: Int)] {
+            try h.store.write { try h.store.addFailures(counts, now: now, windowMillis: 60_000) }
+        }
+        let first = try add(["k1": 2, "k2": 1], at: t0)
+        #expect(first["k1"]! == (t0, 2) && first["k2"]! == (t0, 1))
+        let second = try add(["k1": 1], at: t0 + 59_999)
+        #expect(second.count == 1 && second["k1"]! == (t0, 3))
+        let third = try add(["k1": 1], at: t0 + 60_001)
+        #expect(third["k1"]! == (t0 + 60_001, 1), "a new window")
+        #expect(Set(try h.texts("failure_counts", "key_hash")) == ["k1"], "k2's ended window purged")
+    }
+
+    /// Two nodes with limiters of their own, each on its own connection,
+    /// counting one guesser in turn: once shared, a limit holds to within one
+    /// attempt on both; the limit from anywhere likewise, for an address that
+    /// failed on the account too.
+    @Test func twoNodesShareTheirCountsOfAnAccount() throws {
+        let h = try StoreFixture()
+        let limits = FailureLimiter.Limits(perAddress: 1000, perAccount: 3, perAccountAnywhere: 5)
+        let nodes = [(FailureLimiter(limits: limits, shared: true), h.store), (FailureLimiter(limits: limits, shared: true), try h.anotherStore())]
+        let now = h.clock.now
+        var allowed = 0
+        for i in 0..<8 {
+            let (limiter, store) = nodes[i % 2]
+            guard limiter.refusal(account: "client-a", address: "203.0.113.9", now: now) == nil else { continue }
+            allowed += 1
+            limiter.recordFailure(FailureLimiter.keys(account: "client-a", address: "203.0.113.9"), now: now)
+            limiter.flush(to: store, now: now)
+        }
+        #expect(allowed == limits.perAccount + 1)
+        #expect(nodes.allSatisfy { $0.0.refusal(account: "client-a", address: "203.0.113.9", now: now) != nil })
+        #expect(nodes.allSatisfy { $0.0.refusal(account: "client-a", address: "198.51.100.7", now: now) == nil }, "another address never failed")
+        // From anywhere: two more addresses fail once each on node 1; node 0 learns the total (6 > 5) at its next.
+        for address in ["192.0.2.1", "192.0.2.2"] {
+            nodes[1].0.recordFailure(FailureLimiter.keys(account: "client-a", address: address), now: now)
+            nodes[1].0.flush(to: nodes[1].1, now: now)
+        }
+        #expect(nodes[0].0.refusal(account: "client-a", address: "192.0.2.3", now: now) == nil)
+        nodes[0].0.recordFailure(FailureLimiter.keys(account: "client-a", address: "192.0.2.3"), now: now)
+        nodes[0].0.flush(to: nodes[0].1, now: now)
+        #expect(nodes[0].0.refusal(account: "client-a", address: "192.0.2.3", now: now) != nil, "past the limit from anywhere")
+        // Nothing in the database names an account or an address.
+        let keys = try h.texts("failure_counts", "key_hash")
+        #expect(keys.count == 5 && keys.allSatisfy { !$0.contains("client-a") && !$0.contains("203.0") })
+    }
+
+    /// A node whose database is away a moment keeps what it counted and adds it at its next flush.
+    @Test func countsAFlushCouldNotAddWaitForTheNext() throws {
+        let h = try StoreFixture()
+        let limiter = FailureLimiter(limits: .init(perAddress: 1000, perAccount: 3), shared: true)
+        let now = h.clock.now
+        limiter.recordFailure(FailureLimiter.keys(account: "client-b", address: "203.0.113.9"), now: now)
+        limiter.flush(to: Unreachable(), now: now)
+        #expect(try h.texts("failure_counts", "key_hash").isEmpty)
+        limiter.flush(to: h.store, now: now)
+        #expect(try h.texts("failure_counts", "key_hash").count == 2)
+        // And a limiter that does not share (SQLite, one node) writes nothing.
+        let alone = FailureLimiter(limits: .init(perAddress: 1000, perAccount: 3))
+        alone.recordFailure(FailureLimiter.keys(account: "client-c", address: "203.0.113.9"), now: now)
+        alone.flush(to: h.store, now: now)
+        #expect(try h.texts("failure_counts", "key_hash").count == 2)
+    }
+}
+
+/// A store that cannot be reached.
+private final class Unreachable: FailureCountStorage {
+    struct Away: Error {}
+    func write<T>(_ body: () throws -> T) throws -> T { throw Away() }
+    func read<T>(_ body: () throws -> T) throws -> T { throw Away() }
+    func addFailures(_ counts: [String: Int], now: Int64, windowMillis: Int64) throws -> [String: (start: Int64, count: Int)] { throw Away() }
+}
