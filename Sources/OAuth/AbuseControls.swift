@@ -216,6 +216,8 @@ public final class FailureLimiter: Sendable {
     /// Failures on accounts counted here since the last `flush`, and how many keys that is (read without the lock).
     private let unsent = Mutex<[Key: Int]>([:])
     private let unsentKeys = Atomic<Int>(0)
+    /// Whether a thread is flushing (one at a time).
+    private let flushing = Atomic<Bool>(false)
 
     /// `shared`: the store is one several nodes can share (PostgreSQL), and
     /// each node's failures on an account are added to the counts there.
@@ -285,13 +287,32 @@ public final class FailureLimiter: Sendable {
     /// node learns the total when it next counts a failure itself, so with
     /// N nodes a limit holds to within N − 1 attempts. An address's own
     /// limit stays each node's (it guards that node's work).
+    ///
+    /// One flush at a time per node, of at most `maxKeysPerFlush` keys: a
+    /// request ending while another flushes leaves its failures to that one,
+    /// which goes on while there are some (a few rounds at most; then the
+    /// next request's), so a flood of wrong secrets from many addresses keeps
+    /// one transaction of the database busy per node, not one per request.
     public func flush(to store: any FailureCountStorage, now: Int64) {
-        guard unsentKeys.load(ordering: .relaxed) > 0 else { return }
-        let batch = unsent.withLock { u -> [Key: Int] in
-            defer { u = [:]; unsentKeys.store(0, ordering: .relaxed) }
-            return u
+        for _ in 0..<8 {
+            guard unsentKeys.load(ordering: .relaxed) > 0,
+                  flushing.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else { return }
+            let sent = flushBatch(to: store, now: now)
+            flushing.store(false, ordering: .releasing)
+            guard sent else { return }
         }
-        guard !batch.isEmpty else { return }
+    }
+
+    /// Sends one batch of unsent counts; false when there was none, or the store could not take it.
+    private func flushBatch(to store: any FailureCountStorage, now: Int64) -> Bool {
+        let batch = unsent.withLock { u -> [Key: Int] in
+            var taken: [Key: Int] = [:]
+            for (key, count) in u.prefix(FailureLimiter.maxKeysPerFlush) { taken[key] = count }
+            for key in taken.keys { u[key] = nil }
+            unsentKeys.store(u.count, ordering: .relaxed)
+            return taken
+        }
+        guard !batch.isEmpty else { return false }
         var byHash: [String: Key] = [:]
         var counts: [String: Int] = [:]
         for (key, count) in batch {
@@ -303,12 +324,12 @@ public final class FailureLimiter: Sendable {
         do {
             totals = try store.writeDeferringFlush { try store.addFailures(counts, now: now, windowMillis: limits.windowMillis) }
         } catch {
-            // The database away a moment: added at the next flush (this node's own counts hold meanwhile).
+            // The database away a moment: added at a later flush (this node's own counts hold meanwhile).
             unsent.withLock { u in
                 for (key, count) in batch where u[key] != nil || u.count < capacity { u[key, default: 0] += count }
                 unsentKeys.store(u.count, ordering: .relaxed)
             }
-            return
+            return false
         }
         windows.withLock { w in
             for (hash, total) in totals {
@@ -317,7 +338,11 @@ public final class FailureLimiter: Sendable {
                 if w[key] != nil || w.count < capacity { w[key] = total }
             }
         }
+        return true
     }
+
+    /// The most keys one flush sends (a transaction of as many upserts).
+    static let maxKeysPerFlush = 128
 
     /// An account key as the store knows it: a hash (no username or address in the database), `f:` from one address, `a:` from anywhere.
     static func sharedKey(_ key: Key) -> String {

@@ -1,4 +1,6 @@
 import Common
+import Foundation
+import Synchronization
 import OAuth
 import TestSupport
 import Testing
@@ -72,6 +74,51 @@ import Testing
         alone.recordFailure(FailureLimiter.keys(account: "client-c", address: "203.0.113.9"), now: now)
         alone.flush(to: h.store, now: now)
         #expect(try h.texts("failure_counts", "key_hash").count == 2)
+    }
+}
+
+/// What a flood costs the database: one flush at a time per node, each of at most 128 keys.
+@Suite struct FailureFlushTests {
+    @Test func aFlushSendsAtMost128KeysATransactionAndEverythingInTheEnd() {
+        let limiter = FailureLimiter(limits: .init(perAddress: 100_000, perAccount: 3), shared: true)
+        for i in 0..<150 { limiter.recordFailure(FailureLimiter.keys(account: "client-\(i)", address: "203.0.113.9"), now: 1_000) }
+        let store = Recording()
+        limiter.flush(to: store, now: 1_000)
+        let batches = store.batches.withLock { $0 }
+        #expect(batches.allSatisfy { $0 <= 128 } && batches.reduce(0, +) == 300, "\(batches)")
+    }
+
+    @Test func aRequestEndingWhileAnotherFlushesLeavesItsFailuresToThatFlush() throws {
+        let limiter = FailureLimiter(limits: .init(perAddress: 1000, perAccount: 3), shared: true)
+        let store = Recording(), entered = DispatchSemaphore(value: 0), done = DispatchSemaphore(value: 0)
+        store.hold.withLock { $0 = (entered, DispatchSemaphore(value: 0)) }
+        let release = try #require(store.hold.withLock { $0?.1 })
+        limiter.recordFailure(FailureLimiter.keys(account: "first", address: "203.0.113.9"), now: 1_000)
+        Thread.detachNewThread { limiter.flush(to: store, now: 1_000); done.signal() }
+        entered.wait()
+        // Another request's failure while the first flush is in the database: its own flush returns at once.
+        limiter.recordFailure(FailureLimiter.keys(account: "second", address: "203.0.113.9"), now: 1_000)
+        limiter.flush(to: store, now: 1_000)
+        #expect(store.batches.withLock { $0 } == [2])
+        release.signal()
+        done.wait()
+        #expect(store.batches.withLock { $0 } == [2, 2], "the first flush took the second's failures on")
+    }
+}
+
+/// Adds nothing, recording how many keys each transaction brought; the first can be held in the database.
+private final class Recording: FailureCountStorage, @unchecked Sendable {
+    let batches = Mutex<[Int]>([])
+    let hold = Mutex<(DispatchSemaphore, DispatchSemaphore)?>(nil)
+    func write<T>(_ body: () throws -> T) throws -> T { try body() }
+    func read<T>(_ body: () throws -> T) throws -> T { try body() }
+    func addFailures(_ counts: [String: Int], now: Int64, windowMillis: Int64) throws -> [String: (start: Int64, count: Int)] {
+        batches.withLock { $0.append(counts.count) }
+        if let (entered, release) = hold.withLock({ h -> (DispatchSemaphore, DispatchSemaphore)? in defer { h = nil }; return h }) {
+            entered.signal()
+            release.wait()
+        }
+        return counts.mapValues { (now, $0) }
     }
 }
 
