@@ -7,31 +7,38 @@
 #include <sys/socket.h>
 
 /* Whether a connection to this address (4 bytes IPv4, 16 IPv6) may be
-   opened for the `index`th POST of the batch: nonzero yes. Asked by libcurl for every address it is about to
+   opened for a POST whose `flag` (the caller's, given when it was started)
+   is this: nonzero yes. Asked by libcurl for every address it is about to
    connect to, after its own name resolution, so the answer covers the
    address actually dialled (a name that resolves to a public address once
    and to a private one the next time gains nothing). */
-typedef int (*lk_curl_admit)(const unsigned char *address, int length, int index, void *context);
+typedef int (*lk_curl_admit)(const unsigned char *address, int length, int flag, void *context);
 
-/* One POST: its URL and body in; its HTTP status (0: none) and whether an
-   address was refused out. */
-struct lk_curl_post {
-    const char *url;
-    const char *body;
-    long body_length;
-    long status;
+struct lk_curl_slot {
+    CURL *easy;
+    long long tag;
+    int flag;
     int refused;
+    struct lk_curl_queue *queue;
 };
 
-struct lk_curl_gate {
+/* POSTs in flight, each finished on its own (application/x-www-form-urlencoded;
+   http and https only, no redirect followed, no proxy from the environment,
+   the answer's body discarded, its own timeout): a slot is free again as soon
+   as its transfer ends, so a receiver that never answers holds one slot for
+   its timeout, not everyone's. One thread's. */
+struct lk_curl_queue {
+    CURLM *multi;
+    struct curl_slist *headers;
     lk_curl_admit admit;
     void *context;
-    int index;
-    int *refused;
+    int capacity;
+    int busy;
+    struct lk_curl_slot *slots;
 };
 
 static curl_socket_t lk_curl_open_socket(void *data, curlsocktype purpose, struct curl_sockaddr *address) {
-    struct lk_curl_gate *gate = data;
+    struct lk_curl_slot *slot = data;
     unsigned char bytes[16];
     int length = 0;
     (void)purpose;
@@ -43,8 +50,8 @@ static curl_socket_t lk_curl_open_socket(void *data, curlsocktype purpose, struc
         length = 16;
     }
     if ((length == 4 && address->addrlen < sizeof(struct sockaddr_in)) || (length == 16 && address->addrlen < sizeof(struct sockaddr_in6))) length = 0;
-    if (length == 0 || !gate->admit(bytes, length, gate->index, gate->context)) {
-        *gate->refused = 1;
+    if (length == 0 || !slot->queue->admit(bytes, length, slot->flag, slot->queue->context)) {
+        slot->refused = 1;
         return CURL_SOCKET_BAD;
     }
     return socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
@@ -59,64 +66,122 @@ static size_t lk_curl_discard(char *data, size_t size, size_t count, void *user)
     return size * count;
 }
 
-/* POSTs every request of `posts` at once (application/x-www-form-urlencoded;
-   http and https only, no redirect followed, no proxy from the environment,
-   the answer's body discarded) and waits for all, `timeout_ms` at most each.
-   0 when every transfer ran (each with its own outcome), -1 when libcurl
-   could not be set up. */
-static inline int lk_curl_post_all(struct lk_curl_post *posts, int count, long timeout_ms, lk_curl_admit admit, void *context) {
-    CURLM *multi = curl_multi_init();
-    CURL **easy = calloc((size_t)count, sizeof(CURL *));
-    struct lk_curl_gate *gates = calloc((size_t)count, sizeof(struct lk_curl_gate));
+static inline void lk_curl_queue_free(struct lk_curl_queue *q) {
+    if (q == NULL) return;
+    for (int i = 0; q->slots != NULL && i < q->capacity; i++) {
+        if (q->slots[i].easy == NULL) continue;
+        if (q->multi != NULL) curl_multi_remove_handle(q->multi, q->slots[i].easy);
+        curl_easy_cleanup(q->slots[i].easy);
+    }
+    if (q->multi != NULL) curl_multi_cleanup(q->multi);
+    curl_slist_free_all(q->headers);
+    free(q->slots);
+    free(q);
+}
+
+/* A queue of `capacity` slots whose connections `admit` vets; NULL when libcurl cannot be set up. */
+static inline struct lk_curl_queue *lk_curl_queue_new(int capacity, lk_curl_admit admit, void *context) {
+    struct lk_curl_queue *q = calloc(1, sizeof *q);
+    if (q == NULL || capacity < 1) { free(q); return NULL; }
+    q->capacity = capacity;
+    q->admit = admit;
+    q->context = context;
+    q->slots = calloc((size_t)capacity, sizeof(struct lk_curl_slot));
+    q->multi = curl_multi_init();
     struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/x-www-form-urlencoded");
     struct curl_slist *more = headers ? curl_slist_append(headers, "Expect:") : NULL;
-    if (more == NULL) { curl_slist_free_all(headers); headers = NULL; } else headers = more;
-    int failed = multi == NULL || easy == NULL || gates == NULL || headers == NULL;
-    for (int i = 0; i < count && !failed; i++) {
-        posts[i].status = 0;
-        posts[i].refused = 0;
-        gates[i] = (struct lk_curl_gate){ admit, context, i, &posts[i].refused };
-        CURL *e = curl_easy_init();
-        if (e == NULL) { failed = 1; break; }
-        easy[i] = e;
-        /* Every option is required: one the runtime library refuses (an older libcurl) fails the batch, never
-           sends without the address check, the protocol limit or the proxy setting. */
-        if (curl_easy_setopt(e, CURLOPT_URL, posts[i].url) != CURLE_OK
-            || curl_easy_setopt(e, CURLOPT_POSTFIELDS, posts[i].body) != CURLE_OK
-            || curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, posts[i].body_length) != CURLE_OK
-            || curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers) != CURLE_OK
-            || curl_easy_setopt(e, CURLOPT_USERAGENT, "Latchkey") != CURLE_OK
-            || curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK
-            || curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK
-            || curl_easy_setopt(e, CURLOPT_NOPROXY, "*") != CURLE_OK
-            || curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK
-            || curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms) != CURLE_OK
-            || curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms) != CURLE_OK
-            /* A name whose DNS answers slowly must not hold the batch past its timeout (the threaded resolver
-               is left to finish on its own instead of being waited for). */
-            || curl_easy_setopt(e, CURLOPT_QUICK_EXIT, 1L) != CURLE_OK
-            || curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, lk_curl_open_socket) != CURLE_OK
-            || curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, &gates[i]) != CURLE_OK
-            || curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, lk_curl_discard) != CURLE_OK
-            || curl_multi_add_handle(multi, e) != CURLM_OK) { failed = 1; break; }
+    q->headers = more ? more : headers;
+    if (q->slots == NULL || q->multi == NULL || more == NULL) { lk_curl_queue_free(q); return NULL; }
+    return q;
+}
+
+static inline int lk_curl_queue_busy(const struct lk_curl_queue *q) { return q->busy; }
+
+/* Starts a POST in a free slot: 0, or -1 when every slot is taken or the
+   transfer could not be set up (nothing is sent then). `body` is copied. */
+static inline int lk_curl_queue_start(struct lk_curl_queue *q, const char *url, const char *body, long body_length, long timeout_ms,
+                                      int flag, long long tag) {
+    int i = 0;
+    while (i < q->capacity && q->slots[i].easy != NULL) i++;
+    if (i == q->capacity) return -1;
+    struct lk_curl_slot *slot = &q->slots[i];
+    CURL *e = curl_easy_init();
+    if (e == NULL) return -1;
+    *slot = (struct lk_curl_slot){ e, tag, flag, 0, q };
+    /* Every option is required: one the runtime library refuses (an older libcurl) fails the POST, never
+       sends it without the address check, the protocol limit or the proxy setting. */
+    if (curl_easy_setopt(e, CURLOPT_URL, url) != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, body_length) != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, body) != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_HTTPHEADER, q->headers) != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_USERAGENT, "Latchkey") != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_NOPROXY, "*") != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms) != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms) != CURLE_OK
+        /* A name whose DNS answers slowly must not hold a slot past its timeout (the threaded resolver
+           is left to finish on its own instead of being waited for). */
+        || curl_easy_setopt(e, CURLOPT_QUICK_EXIT, 1L) != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, lk_curl_open_socket) != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, slot) != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, lk_curl_discard) != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_PRIVATE, slot) != CURLE_OK
+        || curl_multi_add_handle(q->multi, e) != CURLM_OK) {
+        curl_easy_cleanup(e);
+        slot->easy = NULL;
+        return -1;
     }
-    if (!failed) {
-        int running = 1;
-        while (running > 0) {
-            if (curl_multi_perform(multi, &running) != CURLM_OK) break;
-            if (running > 0 && curl_multi_poll(multi, NULL, 0, 200, NULL) != CURLM_OK) break;
+    q->busy++;
+    return 0;
+}
+
+/* Runs the transfers for up to `wait_ms` (less as soon as one ends) and
+   reports those that ended, at most `max`: their tags, HTTP statuses (0:
+   none came) and whether an address was refused; their slots are free
+   again. The number reported, or -1 when libcurl failed (every transfer is
+   then ended and reported in turn as without an answer). */
+static inline int lk_curl_queue_run(struct lk_curl_queue *q, long wait_ms, long long *tags, long *statuses, int *refused, int max) {
+    int running = 0, done = 0;
+    if (q->busy == 0 || max < 1) return 0;
+    int failed = curl_multi_perform(q->multi, &running) != CURLM_OK;
+    for (int pass = 0; pass < 2 && !failed; pass++) {
+        CURLMsg *message;
+        int left = 0;
+        while (done < max && (message = curl_multi_info_read(q->multi, &left)) != NULL) {
+            if (message->msg != CURLMSG_DONE) continue;
+            struct lk_curl_slot *slot = NULL;
+            curl_easy_getinfo(message->easy_handle, CURLINFO_PRIVATE, (char **)&slot);
+            if (slot == NULL) continue;
+            long status = 0;
+            curl_easy_getinfo(slot->easy, CURLINFO_RESPONSE_CODE, &status);
+            tags[done] = slot->tag;
+            statuses[done] = status;
+            refused[done] = slot->refused;
+            done++;
+            curl_multi_remove_handle(q->multi, slot->easy);
+            curl_easy_cleanup(slot->easy);
+            slot->easy = NULL;
+            q->busy--;
         }
-        for (int i = 0; i < count; i++) curl_easy_getinfo(easy[i], CURLINFO_RESPONSE_CODE, &posts[i].status);
+        if (done > 0 || pass == 1 || q->busy == 0) break;
+        if (curl_multi_poll(q->multi, NULL, 0, (int)wait_ms, NULL) != CURLM_OK || curl_multi_perform(q->multi, &running) != CURLM_OK) failed = 1;
     }
-    for (int i = 0; easy != NULL && i < count; i++) {
-        if (easy[i] == NULL) continue;
-        if (multi != NULL) curl_multi_remove_handle(multi, easy[i]);
-        curl_easy_cleanup(easy[i]);
+    if (failed) {
+        for (int i = 0; i < q->capacity && done < max; i++) {
+            struct lk_curl_slot *slot = &q->slots[i];
+            if (slot->easy == NULL) continue;
+            tags[done] = slot->tag;
+            statuses[done] = 0;
+            refused[done] = slot->refused;
+            done++;
+            curl_multi_remove_handle(q->multi, slot->easy);
+            curl_easy_cleanup(slot->easy);
+            slot->easy = NULL;
+            q->busy--;
+        }
     }
-    if (multi != NULL) curl_multi_cleanup(multi);
-    curl_slist_free_all(headers);
-    free(easy);
-    free(gates);
-    return failed ? -1 : 0;
+    return done;
 }
 #endif

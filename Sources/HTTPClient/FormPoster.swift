@@ -1,13 +1,13 @@
 internal import CCurl
 import Synchronization
 
-/// Outgoing form POSTs (Back-Channel Logout tokens), over libcurl: every
-/// request of a batch at once, http and https only, no redirect followed,
-/// no proxy taken from the environment, no cookies, the answer's body
-/// discarded, one timeout for connecting and answering. `admits` is asked
-/// for every address libcurl is about to connect to, after its own name
-/// resolution: a refused address is never dialled (libcurl tries the
-/// name's next address, if any), so what is checked is what is reached.
+/// Outgoing form POSTs (Back-Channel Logout tokens), over libcurl: http and
+/// https only, no redirect followed, no proxy taken from the environment, no
+/// cookies, the answer's body discarded, one timeout for connecting and
+/// answering. `admits` is asked for every address libcurl is about to
+/// connect to, after its own name resolution: a refused address is never
+/// dialled (libcurl tries the name's next address, if any), so what is
+/// checked is what is reached.
 public enum FormPoster {
     public struct Outcome: Sendable, Equatable {
         /// The answer's HTTP status; nil when none came (refused, unreachable, timed out).
@@ -21,51 +21,84 @@ public enum FormPoster {
         }
     }
 
+    /// libcurl's global set-up, done once (Swift runs a static's initializer once, thread-safely).
+    static let ready: Bool = lk_curl_global_init() == 0
+
+    /// Every POST of a batch at once, waiting for all: `admits(address, i)`,
+    /// whether the `i`th may connect to `address`.
+    public static func post(_ batch: [(url: String, form: [UInt8])], timeoutSeconds: Int,
+                            admits: @escaping @Sendable (_ address: [UInt8], _ index: Int) -> Bool) -> [Outcome] {
+        guard !batch.isEmpty else { return [] }
+        guard let queue = FormPostQueue(capacity: batch.count, timeoutSeconds: timeoutSeconds, admits: admits) else {
+            return batch.map { _ in Outcome(status: nil, refusedAddress: false) }
+        }
+        var outcomes = [Outcome?](repeating: nil, count: batch.count)
+        for (i, post) in batch.enumerated() where !queue.start(url: post.url, form: post.form, flag: i, tag: Int64(i)) {
+            outcomes[i] = Outcome(status: nil, refusedAddress: false)
+        }
+        while queue.inFlight > 0 {
+            for (tag, outcome) in queue.finished(waitMillis: 200) { outcomes[Int(tag)] = outcome }
+        }
+        return outcomes.map { $0 ?? Outcome(status: nil, refusedAddress: false) }
+    }
+}
+
+/// POSTs in flight, each finished on its own: a slot is free again as soon
+/// as its transfer ends, so a receiver that never answers holds one slot
+/// for its timeout and nobody else's POST waits for it. Not `Sendable`:
+/// one thread's.
+public final class FormPostQueue {
     /// What the C callback reaches through its context pointer.
     final class Gate: Sendable {
         let admits: @Sendable ([UInt8], Int) -> Bool
         init(_ admits: @escaping @Sendable ([UInt8], Int) -> Bool) { self.admits = admits }
     }
 
-    /// libcurl's global set-up, done once (Swift runs a static's initializer once, thread-safely).
-    static let ready: Bool = lk_curl_global_init() == 0
+    private let queue: UnsafeMutablePointer<lk_curl_queue>
+    private let gate: Unmanaged<Gate>
+    private let timeoutMillis: Int
+    public let capacity: Int
 
-    /// `admits(address, i)`: whether the `i`th POST of the batch may connect to `address`.
-    public static func post(_ batch: [(url: String, form: [UInt8])], timeoutSeconds: Int,
-                            admits: @escaping @Sendable (_ address: [UInt8], _ index: Int) -> Bool) -> [Outcome] {
-        guard !batch.isEmpty else { return [] }
-        guard ready else { return batch.map { _ in Outcome(status: nil, refusedAddress: false) } }
-        // NUL-terminated copies that outlive the call (libcurl keeps the pointers until the transfers end).
-        let urls = batch.map { Array($0.url.utf8CString) }
-        let bodies = batch.map { $0.form.map { CChar(bitPattern: $0) } + [0] }
+    /// `admits(address, flag)`: whether a POST started with `flag` may connect to `address`. Nil when libcurl cannot be set up.
+    public init?(capacity: Int, timeoutSeconds: Int, admits: @escaping @Sendable (_ address: [UInt8], _ flag: Int) -> Bool) {
+        guard FormPoster.ready else { return nil }
         let gate = Unmanaged.passRetained(Gate(admits))
-        defer { gate.release() }
-        var posts = [lk_curl_post](repeating: lk_curl_post(), count: batch.count)
-        let admit: lk_curl_admit = { address, length, index, context in
+        let admit: lk_curl_admit = { address, length, flag, context in
             guard let address, let context, length == 4 || length == 16 else { return 0 }
             let bytes = Array(UnsafeBufferPointer(start: address, count: Int(length)))
-            return Unmanaged<Gate>.fromOpaque(context).takeUnretainedValue().admits(bytes, Int(index)) ? 1 : 0
+            return Unmanaged<Gate>.fromOpaque(context).takeUnretainedValue().admits(bytes, Int(flag)) ? 1 : 0
         }
-        let result: Int32 = withPointers(urls) { urlPointers in
-            withPointers(bodies) { bodyPointers in
-                for i in posts.indices {
-                    posts[i].url = urlPointers[i]
-                    posts[i].body = bodyPointers[i]
-                    posts[i].body_length = batch[i].form.count
-                }
-                return lk_curl_post_all(&posts, Int32(posts.count), timeoutSeconds * 1000, admit, gate.toOpaque())
-            }
+        guard let queue = lk_curl_queue_new(Int32(capacity), admit, gate.toOpaque()) else {
+            gate.release()
+            return nil
         }
-        guard result == 0 else { return batch.map { _ in Outcome(status: nil, refusedAddress: false) } }
-        return posts.map { Outcome(status: $0.status > 0 ? $0.status : nil, refusedAddress: $0.refused != 0) }
+        self.queue = queue
+        self.gate = gate
+        self.capacity = capacity
+        self.timeoutMillis = timeoutSeconds * 1000
     }
 
-    /// Base addresses of each buffer, valid inside `body`.
-    static func withPointers<R>(_ buffers: [[CChar]], _ body: ([UnsafePointer<CChar>]) -> R) -> R {
-        func go(_ i: Int, _ acc: [UnsafePointer<CChar>]) -> R {
-            guard i < buffers.count else { return body(acc) }
-            return buffers[i].withUnsafeBufferPointer { go(i + 1, acc + [$0.baseAddress!]) }
+    deinit {
+        lk_curl_queue_free(queue)
+        gate.release()
+    }
+
+    /// POSTs in flight.
+    public var inFlight: Int { Int(lk_curl_queue_busy(queue)) }
+
+    /// Starts a POST of `form` to `url`; false when every slot is taken or libcurl refused it (nothing sent).
+    public func start(url: String, form: [UInt8], flag: Int, tag: Int64) -> Bool {
+        let body = form.map { CChar(bitPattern: $0) } + [0]
+        return lk_curl_queue_start(queue, url, body, form.count, timeoutMillis, Int32(flag), tag) == 0
+    }
+
+    /// Runs the transfers for up to `waitMillis` (less as soon as one ends): those that ended, by tag.
+    public func finished(waitMillis: Int) -> [(tag: Int64, outcome: FormPoster.Outcome)] {
+        let room = max(1, inFlight)
+        var tags = [Int64](repeating: 0, count: room), statuses = [Int](repeating: 0, count: room), refused = [Int32](repeating: 0, count: room)
+        let done = Int(lk_curl_queue_run(queue, waitMillis, &tags, &statuses, &refused, Int32(room)))
+        return (0..<max(0, done)).map { i in
+            (tags[i], FormPoster.Outcome(status: statuses[i] > 0 ? statuses[i] : nil, refusedAddress: refused[i] != 0))
         }
-        return go(0, [])
     }
 }

@@ -113,27 +113,49 @@ public enum BackchannelLogout {
     }
 }
 
+/// What delivering logout tokens needs of a transport: POSTs started as
+/// slots free up, each ending on its own (`FormPostQueue` in the server).
+public protocol LogoutTransport: AnyObject {
+    /// The most POSTs in flight at once.
+    var capacity: Int { get }
+    var inFlight: Int { get }
+    /// Starts one POST; false when it could not be started (nothing is sent).
+    /// `operatorNetworks`: whether the operator's non-public networks may be reached for it.
+    func start(uri: String, form: [UInt8], operatorNetworks: Bool, tag: Int64) -> Bool
+    /// Waits up to `waitMillis` for POSTs to end: each one's tag, and whether it was delivered (a 2xx answer).
+    func finished(waitMillis: Int) -> [(tag: Int64, delivered: Bool)]
+}
+
 /// Delivers queued logout tokens (§2.5): one POST each, form-encoded
 /// `logout_token`, no redirects followed, a short timeout; a 2xx answer
 /// ends the delivery, anything else is retried later, `backoff.count + 1`
-/// attempts in all, then given up and audited.
-public struct LogoutSender {
+/// attempts in all, then given up and audited. POSTs are in flight on their
+/// own: each slot takes the next due delivery as soon as its POST ends, so
+/// receivers that never answer hold their share's slots for a timeout each
+/// and nobody else's deliveries wait for them (review, session 26: a round
+/// that waited for its slowest POST gave a tarpit every round's 5 s).
+/// One thread's (it remembers what it has in flight).
+public final class LogoutSender {
     /// Seconds to the next attempt after attempt 1, 2, ...: longer than the
     /// POST's timeout, so an attempt in flight is never claimed again.
     public static let backoff: [Int64] = [10, 30, 120, 600, 1800]
     public static let timeoutSeconds = 5
+    /// The most POSTs in flight at once (a node's), and the most a round of `runOnce` sends.
     public static let batch = 16
-    /// A round's share for one client and for one share of clients (an
-    /// organization's managed clients, or its anonymous ones): a tenant (or
-    /// anonymous registrants) whose receivers never answer holds up only its
-    /// own share of each round, and every share with a delivery due gets one
-    /// in the round before any gets a second.
+    /// The most POSTs in flight for one client and for one share of clients
+    /// (an organization's managed clients, or its anonymous ones): a tenant
+    /// (or anonymous registrants) whose receivers never answer holds only its
+    /// own share of the slots, and every share with a delivery due gets a
+    /// slot before any gets a second.
     public static let perClient = 2
     public static let perShare = 4
 
     let env: Environment
     let store: Store
     let keys: KeyRing
+    /// The deliveries whose POSTs are in flight, by tag.
+    private var inFlight: [Int64: (delivery: LogoutDelivery, client: Client)] = [:]
+    private var nextTag: Int64 = 0
 
     public init(env: Environment, store: Store, keys: KeyRing) {
         self.env = env
@@ -141,11 +163,15 @@ public struct LogoutSender {
         self.keys = keys
     }
 
-    /// One POST per delivery, all at once (a slow receiver must not hold up
-    /// the others): for each, delivered (2xx) or not. `operatorNetworks`:
-    /// whether the non-public networks the operator allows
-    /// (`LATCHKEY_BACKCHANNEL_ALLOW`) may be reached for it, which they may
-    /// not for a client registered anonymously (its URI is anyone's choice).
+    /// Deliveries in flight.
+    public var sending: Int { inFlight.count }
+
+    /// One round, all at once, through `post` (a batch transport): every due
+    /// delivery's POST, then every outcome (`post` answers, for each,
+    /// delivered or not). `operatorNetworks`: whether the non-public
+    /// networks the operator allows (`LATCHKEY_BACKCHANNEL_ALLOW`) may be
+    /// reached for it, which they may not for a client registered
+    /// anonymously (its URI is anyone's choice).
     public typealias Post = (_ batch: [(uri: String, form: [UInt8], operatorNetworks: Bool)]) -> [Bool]
 
     /// Whether a logout token may be sent to this address: a public one, or one in the operator's networks when
@@ -154,25 +180,44 @@ public struct LogoutSender {
         IPAddress.isPublic(address) || (operatorNetworks && allowed?.contains(address) == true)
     }
 
-    /// The check for each POST of a batch (by its place in the batch), as `FormPoster.post` asks it.
-    public static func admission(for batch: [(uri: String, form: [UInt8], operatorNetworks: Bool)],
-                                 allowed: IPNetworks?) -> @Sendable (_ address: [UInt8], _ index: Int) -> Bool {
-        let operatorNetworks = batch.map(\.operatorNetworks)
-        return { address, index in
-            index < operatorNetworks.count && mayPost(to: address, allowed: allowed, operatorNetworks: operatorNetworks[index])
+    /// Records the POSTs that ended (waiting up to `waitMillis` while some
+    /// are in flight), then starts due deliveries in the free slots; returns
+    /// how many it started (or gave up on unsigned).
+    @discardableResult
+    public func pump(_ transport: LogoutTransport, waitMillis: Int) throws -> Int {
+        if !inFlight.isEmpty { try record(transport.finished(waitMillis: waitMillis)) }
+        return try fill(transport)
+    }
+
+    /// One round over the deliveries due now, all at once; returns how many were attempted.
+    @discardableResult
+    public func runOnce(post: Post) throws -> Int {
+        try withoutActuallyEscaping(post) { post in
+            let round = RoundTransport(post: post, capacity: LogoutSender.batch)
+            let attempted = try fill(round)
+            try record(round.finished(waitMillis: 0))
+            return attempted
         }
     }
 
-    /// One round over the deliveries due now; returns how many were attempted.
-    @discardableResult
-    public func runOnce(post: Post) throws -> Int {
-        // Oldest first, within each client's and each organization's share: one backlog holds up no other's.
-        let due = try store.read {
-            try store.dueLogouts(now: env.now(), limit: LogoutSender.batch, perClient: LogoutSender.perClient, perShare: LogoutSender.perShare)
+    /// Starts due deliveries in `transport`'s free slots: oldest first, within each client's and each share's
+    /// part of the slots (what is in flight counted), so one backlog holds up no other's.
+    func fill(_ transport: LogoutTransport) throws -> Int {
+        let free = transport.capacity - transport.inFlight
+        guard free > 0 else { return 0 }
+        var byClient: [String: Int] = [:], byShare: [String: Int] = [:]
+        for (d, _) in inFlight.values {
+            byClient[d.clientID, default: 0] += 1
+            byShare[d.share, default: 0] += 1
         }
-        var sending: [(delivery: LogoutDelivery, client: Client, uri: String, form: [UInt8])] = []
+        let due = try store.read {
+            try store.dueLogouts(now: env.now(), limit: transport.capacity + inFlight.count, perClient: LogoutSender.perClient,
+                                 perShare: LogoutSender.perShare)
+        }
+        var started = 0
         var unsigned: [(LogoutDelivery, Client)] = []
-        for d in due {
+        for d in due where started < free {
+            guard byClient[d.clientID, default: 0] < LogoutSender.perClient, byShare[d.share, default: 0] < LogoutSender.perShare else { continue }
             let wait = LogoutSender.backoff[min(d.attempts, LogoutSender.backoff.count - 1)]
             let claimed = try store.write { () throws -> Client?? in
                 guard try store.claimLogout(d, nextAttemptAt: env.now() + wait * 1000) else { return .none }
@@ -189,19 +234,32 @@ public struct LogoutSender {
                 unsigned.append((d, client))
                 continue
             }
-            sending.append((d, client, uri, Array("logout_token=\(PercentEncoding.encode(token))".utf8)))
+            let tag = nextTag
+            nextTag += 1
+            guard transport.start(uri: uri, form: Array("logout_token=\(PercentEncoding.encode(token))".utf8),
+                                  operatorNetworks: !ClientRegistration.isAnonymous(client), tag: tag) else {
+                try failed(d, client)
+                continue
+            }
+            inFlight[tag] = (d, client)
+            byClient[d.clientID, default: 0] += 1
+            byShare[d.share, default: 0] += 1
+            started += 1
         }
         for (d, client) in unsigned { try failed(d, client) }
-        guard !sending.isEmpty else { return unsigned.count }
-        let delivered = post(sending.map { ($0.uri, $0.form, !ClientRegistration.isAnonymous($0.client)) })
-        for (i, item) in sending.enumerated() {
-            if i < delivered.count && delivered[i] {
-                try store.write { try store.deleteLogout(id: item.delivery.id) }
+        return started + unsigned.count
+    }
+
+    /// What the POSTs that ended mean: delivered, or a failed attempt.
+    func record(_ ended: [(tag: Int64, delivered: Bool)]) throws {
+        for (tag, delivered) in ended {
+            guard let (d, client) = inFlight.removeValue(forKey: tag) else { continue }
+            if delivered {
+                try store.write { try store.deleteLogout(id: d.id) }
             } else {
-                try failed(item.delivery, item.client)
+                try failed(d, client)
             }
         }
-        return sending.count + unsigned.count
     }
 
     /// After a failed attempt: the claim already set the next one; past the last, given up and audited.
@@ -214,5 +272,31 @@ public struct LogoutSender {
                                              target: client.clientID, surface: "backchannel", requestID: nil,
                                              details: ["attempts": JSON(attempt)], createdAt: env.now()))
         }
+    }
+}
+
+/// `runOnce`'s transport: the POSTs a fill starts, sent together through a batch `post` when asked what ended.
+final class RoundTransport: LogoutTransport {
+    let post: LogoutSender.Post
+    let capacity: Int
+    private var started: [(tag: Int64, uri: String, form: [UInt8], operatorNetworks: Bool)] = []
+
+    init(post: @escaping LogoutSender.Post, capacity: Int) {
+        self.post = post
+        self.capacity = capacity
+    }
+
+    var inFlight: Int { started.count }
+
+    func start(uri: String, form: [UInt8], operatorNetworks: Bool, tag: Int64) -> Bool {
+        started.append((tag, uri, form, operatorNetworks))
+        return true
+    }
+
+    func finished(waitMillis: Int) -> [(tag: Int64, delivered: Bool)] {
+        guard !started.isEmpty else { return [] }
+        let delivered = post(started.map { ($0.uri, $0.form, $0.operatorNetworks) })
+        defer { started = [] }
+        return started.enumerated().map { i, s in (s.tag, i < delivered.count && delivered[i]) }
     }
 }

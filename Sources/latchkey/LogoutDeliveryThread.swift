@@ -34,63 +34,85 @@ final class LogoutDeliveryThread: Sendable {
         thread.start()
     }
 
-    /// Stops after the current round (a round waits for at most one POST's timeout per delivery).
+    /// Stops within a pass of the loop (200 ms of waiting for POSTs at most); what is in flight is tried again when its claim lapses.
     func stop() {
         state.withLock { $0.stop = true }
     }
 
     private func loop() {
         defer { state.withLock { $0.done = true } }
-        let poster = LogoutPoster(logger: logger, allowed: allowed)
+        guard let poster = LogoutPoster(logger: logger, allowed: allowed) else {
+            logger.warn("logout delivery off: libcurl could not be set up", [])
+            return
+        }
         var sender: LogoutSender?
         while !state.withLock({ $0.stop }) {
-            Thread.sleep(forTimeInterval: Double(intervalMillis) / 1000)
+            // Idle: look for due tokens every interval. With POSTs in flight: wait for them (200 ms at most), and fill
+            // each slot that frees up at once.
+            if sender?.sending ?? 0 == 0 { Thread.sleep(forTimeInterval: Double(intervalMillis) / 1000) }
             do {
                 if sender == nil {
                     let store = try makeStore()
                     sender = LogoutSender(env: env, store: store, keys: KeyRing(store: store, env: env))
                 }
-                try sender?.runOnce(post: poster.post)
+                try sender?.pump(poster, waitMillis: min(intervalMillis, 200))
             } catch {
-                // The database away or busy: a new connection next round; the queue keeps what was not sent.
+                // The database away or busy: a new connection next round; the queue keeps what was not sent (a
+                // POST in flight then is tried again when its claim lapses).
                 logger.warn("logout delivery round failed", [("error", .string(Logger.redacted(String(describing: error))))])
                 sender = nil
+                Thread.sleep(forTimeInterval: Double(intervalMillis) / 1000)
             }
         }
     }
 }
 
-/// One POST of a logout token (§2.5): form-encoded, a 5-second timeout, no
+/// The POSTs of logout tokens (§2.5): form-encoded, a 5-second timeout, no
 /// redirect followed (a 3xx is a failure), no cookies, the answer's body
-/// unread. Only to public addresses unless the operator names a network
+/// unread, `LogoutSender.batch` in flight at most, each ending on its own.
+/// Only to public addresses unless the operator names a network
 /// (`LATCHKEY_BACKCHANNEL_ALLOW`): a logout URI is chosen by whoever manages
 /// the client (a tenant's admin, or anyone where registration is open), and
 /// must not make the server a way into its own host or private network
 /// (loopback services, cloud metadata at 169.254.169.254, internal APIs).
-/// The check is on the address actually dialled (`FormPoster`).
-final class LogoutPoster: Sendable {
+/// The check is on the address actually dialled (`FormPostQueue`). One thread's.
+final class LogoutPoster: LogoutTransport {
     private let logger: Logger
-    private let allowed: IPNetworks?
+    private let queue: FormPostQueue
+    /// The host of each POST in flight, for the log line of one that fails.
+    private var hosts: [Int64: String] = [:]
 
-    init(logger: Logger, allowed: IPNetworks?) {
+    init?(logger: Logger, allowed: IPNetworks?) {
+        guard let queue = FormPostQueue(capacity: LogoutSender.batch, timeoutSeconds: LogoutSender.timeoutSeconds, admits: { address, flag in
+            LogoutSender.mayPost(to: address, allowed: allowed, operatorNetworks: flag == 1)
+        }) else { return nil }
         self.logger = logger
-        self.allowed = allowed
+        self.queue = queue
     }
 
-    /// Every POST of the batch at once; waits for all, one timeout at most.
-    func post(_ batch: [(uri: String, form: [UInt8], operatorNetworks: Bool)]) -> [Bool] {
-        let outcomes = FormPoster.post(batch.map { ($0.uri, $0.form) }, timeoutSeconds: LogoutSender.timeoutSeconds,
-                                       admits: LogoutSender.admission(for: batch, allowed: allowed))
-        return zip(batch, outcomes).map { item, outcome in
-            if let status = outcome.status, (200..<300).contains(status) { return true }
-            let host = URL(string: item.uri)?.host ?? ""
+    var capacity: Int { queue.capacity }
+    var inFlight: Int { queue.inFlight }
+
+    func start(uri: String, form: [UInt8], operatorNetworks: Bool, tag: Int64) -> Bool {
+        guard queue.start(url: uri, form: form, flag: operatorNetworks ? 1 : 0, tag: tag) else {
+            logger.warn("logout token not delivered: the POST could not be started", [("host", .string(URL(string: uri)?.host ?? ""))])
+            return false
+        }
+        hosts[tag] = URL(string: uri)?.host ?? ""
+        return true
+    }
+
+    func finished(waitMillis: Int) -> [(tag: Int64, delivered: Bool)] {
+        queue.finished(waitMillis: waitMillis).map { tag, outcome in
+            let host = hosts.removeValue(forKey: tag) ?? ""
+            if let status = outcome.status, (200..<300).contains(status) { return (tag, true) }
             if outcome.refusedAddress {
                 logger.warn("logout token not delivered: the host's address is not public (LATCHKEY_BACKCHANNEL_ALLOW names the networks allowed)",
                             [("host", .string(host))])
             } else {
                 logger.warn("logout token not delivered", [("host", .string(host)), ("status", outcome.status.map { JSON($0) } ?? "no answer")])
             }
-            return false
+            return (tag, false)
         }
     }
 }

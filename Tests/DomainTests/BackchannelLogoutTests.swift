@@ -50,6 +50,13 @@ import Testing
     var sender: LogoutSender { LogoutSender(env: h.env, store: h.store, keys: KeyRing(store: h.store, env: h.env)) }
     var due: [LogoutDelivery] { get throws { try h.store.read { try h.store.dueLogouts(now: h.clock.now, limit: 50, perClient: .max, perShare: .max) } } }
 
+    /// The client a POST's logout token is for (unverified).
+    static func audience(_ form: [UInt8]) -> String? {
+        let text = String(decoding: form, as: UTF8.self)
+        guard text.hasPrefix("logout_token=") else { return nil }
+        return JWS.parse(String(text.dropFirst("logout_token=".count)))?.payload["aud"]?.stringValue
+    }
+
     /// The logout token a POST carried, verified with the published key.
     func logoutToken(_ form: [UInt8]) throws -> JWS.Parsed {
         let text = String(decoding: form, as: UTF8.self)
@@ -269,6 +276,37 @@ import Testing
         return listening
     }
 
+    /// POSTs in flight end on their own (review, session 26): receivers that
+    /// never answer hold their share's four slots and nothing else, while
+    /// another organization's deliveries are started, delivered and followed
+    /// by its next ones as each slot frees up; when the silent POSTs time out,
+    /// the share's next deliveries take their slots.
+    @Test func receiversThatNeverAnswerHoldOnlyTheirShareOfTheSlots() throws {
+        let silent = h.primary.organizationID
+        var crowd: [String] = []
+        for _ in 0..<4 {
+            let (id, _) = try h.app(public: false)
+            try listen(id)
+            crowd.append(id)
+        }
+        for n in 0..<3 { for client in crowd { try enqueue(client, silent, "user-\(n)") } }
+        let other = try Provisioning(env: h.env, store: h.store).createOrganization(name: "Other", clientLimit: 10)
+        try listen(other.clientID)
+        for n in 0..<5 { try enqueue(other.clientID, other.organizationID, "bob-\(n)") }
+        let transport = Slots(capacity: LogoutSender.batch) { !crowd.contains($0) }
+        let s = sender
+        for _ in 0..<4 {
+            try s.pump(transport, waitMillis: 0)
+            #expect(transport.inFlightByClient.filter { crowd.contains($0.key) }.values.reduce(0, +) == LogoutSender.perShare)
+        }
+        #expect(transport.delivered == 5, "every one of the other organization's tokens, past the silent ones")
+        #expect(try due.filter { $0.clientID == other.clientID }.isEmpty && transport.started == 4 + 5)
+        // The silent POSTs time out: failed attempts, and the share's next deliveries take the slots.
+        transport.endSilent()
+        try s.pump(transport, waitMillis: 0)
+        #expect(transport.started == 4 + 5 + LogoutSender.perShare && s.sending == LogoutSender.perShare)
+    }
+
     /// The operator's non-public networks (`LATCHKEY_BACKCHANNEL_ALLOW`) are
     /// for the clients it manages: a client registered anonymously chose its
     /// URI as anyone may, so its tokens go to public addresses only (review,
@@ -285,10 +323,11 @@ import Testing
         let allowed = try #require(IPNetworks("10.0.0.0/8"))
         var reach: [String: [Bool]] = [:]
         let sent = try sender.runOnce { batch in
-            let admits = LogoutSender.admission(for: batch, allowed: allowed)
-            for (i, item) in batch.enumerated() {
+            for item in batch {
                 let aud = (try? logoutToken(item.form).payload["aud"]?.stringValue) ?? "?"
-                reach[aud] = [admits([93, 184, 216, 34], i), admits([127, 0, 0, 1], i), admits([10, 1, 2, 3], i)]
+                reach[aud] = [[93, 184, 216, 34], [127, 0, 0, 1], [10, 1, 2, 3]].map {
+                    LogoutSender.mayPost(to: $0, allowed: allowed, operatorNetworks: item.operatorNetworks)
+                }
             }
             return batch.map { _ in true }
         }
@@ -348,5 +387,40 @@ import Testing
         let askedToken = try #require(asked.idToken), plainToken = try #require(plain.idToken)
         #expect(JWS.parse(askedToken)?.payload["acr"] == "1")
         #expect(JWS.parse(plainToken)?.payload["acr"] == nil)
+    }
+}
+
+/// A transport whose POSTs to the clients `answers` accepts end (delivered) at the next look, and the others only when told.
+final class Slots: LogoutTransport {
+    let capacity: Int
+    let answers: (String) -> Bool
+    private var flying: [Int64: (client: String, answers: Bool)] = [:]
+    private var silentEnded = false
+    private(set) var started = 0
+    private(set) var delivered = 0
+
+    init(capacity: Int, answers: @escaping (String) -> Bool) {
+        self.capacity = capacity
+        self.answers = answers
+    }
+
+    var inFlight: Int { flying.count }
+    var inFlightByClient: [String: Int] { Dictionary(grouping: flying.values, by: \.client).mapValues(\.count) }
+
+    func start(uri: String, form: [UInt8], operatorNetworks: Bool, tag: Int64) -> Bool {
+        guard flying.count < capacity, let aud = BackchannelLogoutTests.audience(form) else { return false }
+        flying[tag] = (aud, answers(aud))
+        started += 1
+        return true
+    }
+
+    func endSilent() { silentEnded = true }
+
+    func finished(waitMillis: Int) -> [(tag: Int64, delivered: Bool)] {
+        let ended = flying.filter { $0.value.answers || silentEnded }
+        silentEnded = false
+        for tag in ended.keys { flying[tag] = nil }
+        delivered += ended.values.filter(\.answers).count
+        return ended.map { ($0.key, $0.value.answers) }
     }
 }

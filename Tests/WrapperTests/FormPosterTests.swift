@@ -175,4 +175,27 @@ import Glibc
         // The silent receiver holds its connection until it stops: the 1 s timeout, not the receiver, ended the wait.
         #expect(Date().timeIntervalSince(started) < 8, "bounded by the timeout, not by the receiver")
     }
+
+    /// A slot is free as soon as its transfer ends: the quick receiver's POST
+    /// is reported while the silent one is still in flight, and another POST
+    /// takes the freed slot at once; the silent one ends at its timeout.
+    @Test func aQueueFreesEachSlotAsItsPostEnds() throws {
+        let silent = try Listener(answer: nil)
+        defer { silent.stop() }
+        let quick = try Listener(answer: "HTTP/1.1 204 No Content\r\n\r\n")
+        defer { quick.stop() }
+        let queue = try #require(FormPostQueue(capacity: 2, timeoutSeconds: 2) { _, flag in flag == 1 })
+        #expect(queue.start(url: silent.url, form: Self.form, flag: 1, tag: 10))
+        #expect(queue.start(url: quick.url, form: Self.form, flag: 1, tag: 11))
+        #expect(!queue.start(url: quick.url, form: Self.form, flag: 1, tag: 12), "both slots taken")
+        var ended: [(tag: Int64, outcome: FormPoster.Outcome)] = []
+        while ended.isEmpty { ended = queue.finished(waitMillis: 200) }
+        #expect(ended.map(\.tag) == [11] && ended[0].outcome.status == 204 && queue.inFlight == 1)
+        // The freed slot takes the next POST, which the gate refuses by its flag: never dialled.
+        #expect(queue.start(url: quick.url, form: Self.form, flag: 0, tag: 12))
+        var rest: [Int64: FormPoster.Outcome] = [:]
+        while queue.inFlight > 0 { for (tag, outcome) in queue.finished(waitMillis: 200) { rest[tag] = outcome } }
+        #expect(rest == [12: FormPoster.Outcome(status: nil, refusedAddress: true), 10: FormPoster.Outcome(status: nil, refusedAddress: false)])
+        #expect(quick.seen.count == 1)
+    }
 }

@@ -158,6 +158,68 @@ def test_a_failed_delivery_is_retried_from_the_queue(stack, bcl):
     assert first[2]["logout_token"] != second[2]["logout_token"], "each attempt signs a fresh token (new jti, iat)"
 
 
+class Tarpit:
+    """A logout URI whose host takes the connection and the POST and never answers; records when each connection ended."""
+
+    def __init__(self):
+        import socket
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.accepted, self.closed = [], []
+
+        def serve():
+            while True:
+                try:
+                    conn, _ = self.listener.accept()
+                except OSError:
+                    return
+                self.accepted.append(time.monotonic())
+                threading.Thread(target=hold, args=(conn,), daemon=True).start()
+
+        def hold(conn):
+            with conn:
+                while conn.recv(4096):
+                    pass
+            self.closed.append(time.monotonic())
+
+        threading.Thread(target=serve, daemon=True).start()
+
+    @property
+    def uri(self):
+        return f"http://127.0.0.1:{self.port}/backchannel_logout"
+
+
+def sign_into(stack, person, client_id, secret, redirect):
+    client = oauth_client(stack, client_id, secret, redirect, scope="openid profile")
+    url, _, verifier, _ = start(stack, client)
+    client.fetch_token(stack.url("/oauth2/token"), authorization_response=person.authorize(url), code_verifier=verifier)
+
+
+def test_a_receiver_that_never_answers_holds_up_no_other_delivery(stack, bcl):
+    """Review, session 26: a delivery round waited for its slowest POST, so a receiver that never answers held every
+    other client's logout tokens for its whole 5-s timeout, round after round. POSTs now end on their own: a second
+    logout's token reaches the honest receiver while the silent one still holds its first connection open."""
+    tarpit = Tarpit()
+    silent_id, silent_secret, silent_redirect = register(stack, tarpit, "https://rp.example/after")
+    honest_id, honest_secret, honest_redirect = register(stack, bcl, "https://rp.example/after")
+    first = Browser(stack)
+    sign_into(stack, first, silent_id, silent_secret, silent_redirect)
+    sign_into(stack, first, honest_id, honest_secret, honest_redirect)
+    second = Browser(stack)
+    sign_into(stack, second, honest_id, honest_secret, honest_redirect)
+    for person in (first, second):
+        r = person.http.delete(stack.url("/api/v1/session"), headers={"X-CSRF-Token": person.http.cookies.get(stack.cookie("lk_csrf"))})
+        assert r.status_code == 204
+        bcl.wait_for(1 if person is first else 2)
+        assert tarpit.accepted, "the silent receiver was posted to with the first logout"
+    assert not tarpit.closed, "both tokens delivered while the silent POST was still in flight"
+    deadline = time.monotonic() + 15
+    while not tarpit.closed and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert tarpit.closed, "the silent POST ended at its timeout"
+    tarpit.listener.close()
+
+
 def test_a_logout_uri_on_a_non_public_address_is_never_posted_to(bcl, tmp_path):
     """SPEC 7.1: the server's own requests go to public addresses only, unless LATCHKEY_BACKCHANNEL_ALLOW names the
     network. A client's admin (or anyone, where registration is open) chose the URI: loopback here stands for the
