@@ -214,17 +214,67 @@ public final class FailureLimiter: Sendable {
     /// Whether the accounts' counts are shared with other nodes through the store (`flush`).
     public let shared: Bool
     /// Failures on accounts counted here since the last `flush`, and how many keys that is (read without the lock).
-    private let unsent = Mutex<[Key: Int]>([:])
+    private let unsent = Mutex(Unsent())
     private let unsentKeys = Atomic<Int>(0)
     /// Whether a thread is flushing (one at a time).
     private let flushing = Atomic<Bool>(false)
+    /// How an account key is named in the store.
+    private let keyMAC: @Sendable (String) -> String
 
     /// `shared`: the store is one several nodes can share (PostgreSQL), and
-    /// each node's failures on an account are added to the counts there.
-    public init(limits: Limits = Limits(), capacity: Int = 100_000, shared: Bool = false) {
+    /// each node's failures on an account are added to the counts there,
+    /// under `keyMAC` of each key (the server's: an HMAC keyed with the
+    /// secret pepper every node holds, so the table names no username or
+    /// address that a dictionary could find; SHA-256 when none is given).
+    public init(limits: Limits = Limits(), capacity: Int = 100_000, shared: Bool = false,
+                keyMAC: (@Sendable (String) -> String)? = nil) {
         self.limits = limits
         self.capacity = capacity
         self.shared = shared
+        self.keyMAC = keyMAC ?? { Base64.urlEncode(Digest.sha256($0)) }
+    }
+
+    /// Counts not yet sent: keys that failed more than once in their window
+    /// (someone guessing) apart from the rest, sent first and kept when the
+    /// table is full, so a flood of made-up ids, each failing once, neither
+    /// starves nor pushes out a real guess's count.
+    struct Unsent {
+        var repeated: [Key: Int] = [:]
+        var once: [Key: Int] = [:]
+        var count: Int { repeated.count + once.count }
+
+        mutating func add(_ key: Key, repeatedInWindow: Bool, capacity: Int) {
+            if let n = repeated[key] {
+                repeated[key] = n + 1
+            } else if repeatedInWindow {
+                let n = once.removeValue(forKey: key) ?? 0
+                if count >= capacity, let first = once.keys.first { once[first] = nil }
+                if count < capacity { repeated[key] = n + 1 }
+            } else if let n = once[key] {
+                once[key] = n + 1
+            } else if count < capacity {
+                once[key] = 1
+            }
+        }
+
+        /// Up to `limit` keys and their counts, the repeated first; they leave the table.
+        mutating func take(_ limit: Int) -> [Key: Int] {
+            var taken: [Key: Int] = [:]
+            for (key, n) in repeated.prefix(limit) { taken[key] = n }
+            for (key, n) in once.prefix(limit - taken.count) { taken[key] = n }
+            for key in taken.keys {
+                repeated[key] = nil
+                once[key] = nil
+            }
+            return taken
+        }
+
+        /// Counts a flush could not send, back (repeated ones stay repeated).
+        mutating func giveBack(_ batch: [Key: Int], capacity: Int) {
+            for (key, n) in batch {
+                if repeated[key] != nil || n > 1 { repeated[key, default: 0] += n; once[key] = nil } else if once[key] != nil || count < capacity { once[key, default: 0] += n }
+            }
+        }
     }
 
     func limit(_ key: Key) -> Int {
@@ -273,7 +323,7 @@ public final class FailureLimiter: Sendable {
             }
             guard shared else { return }
             unsent.withLock { u in
-                for key in keys where key.isAccount && (u[key] != nil || u.count < capacity) { u[key, default: 0] += 1 }
+                for key in keys where key.isAccount { u.add(key, repeatedInWindow: (w[key]?.count ?? 0) > 1, capacity: capacity) }
                 unsentKeys.store(u.count, ordering: .relaxed)
             }
         }
@@ -306,17 +356,14 @@ public final class FailureLimiter: Sendable {
     /// Sends one batch of unsent counts; false when there was none, or the store could not take it.
     private func flushBatch(to store: any FailureCountStorage, now: Int64) -> Bool {
         let batch = unsent.withLock { u -> [Key: Int] in
-            var taken: [Key: Int] = [:]
-            for (key, count) in u.prefix(FailureLimiter.maxKeysPerFlush) { taken[key] = count }
-            for key in taken.keys { u[key] = nil }
-            unsentKeys.store(u.count, ordering: .relaxed)
-            return taken
+            defer { unsentKeys.store(u.count, ordering: .relaxed) }
+            return u.take(FailureLimiter.maxKeysPerFlush)
         }
         guard !batch.isEmpty else { return false }
         var byHash: [String: Key] = [:]
         var counts: [String: Int] = [:]
         for (key, count) in batch {
-            let hash = FailureLimiter.sharedKey(key)
+            let hash = sharedKey(key)
             byHash[hash] = key
             counts[hash] = count
         }
@@ -326,16 +373,18 @@ public final class FailureLimiter: Sendable {
         } catch {
             // The database away a moment: added at a later flush (this node's own counts hold meanwhile).
             unsent.withLock { u in
-                for (key, count) in batch where u[key] != nil || u.count < capacity { u[key, default: 0] += count }
+                u.giveBack(batch, capacity: capacity)
                 unsentKeys.store(u.count, ordering: .relaxed)
             }
             return false
         }
         windows.withLock { w in
             for (hash, total) in totals {
-                guard let key = byHash[hash], now - total.start < limits.windowMillis else { continue }
+                // A window another node began by a clock ahead of this one's begins now here (never in the future).
+                let start = min(total.start, now)
+                guard let key = byHash[hash], now - start < limits.windowMillis else { continue }
                 if let entry = w[key], now - entry.start < limits.windowMillis, entry.count >= total.count { continue }
-                if w[key] != nil || w.count < capacity { w[key] = total }
+                if w[key] != nil || w.count < capacity { w[key] = (start, total.count) }
             }
         }
         return true
@@ -344,12 +393,12 @@ public final class FailureLimiter: Sendable {
     /// The most keys one flush sends (a transaction of as many upserts).
     static let maxKeysPerFlush = 128
 
-    /// An account key as the store knows it: a hash (no username or address in the database), `f:` from one address, `a:` from anywhere.
-    static func sharedKey(_ key: Key) -> String {
+    /// An account key as the store knows it (`keyMAC`): `f:` from one address, `a:` from anywhere.
+    public func sharedKey(_ key: Key) -> String {
         switch key {
-        case let .account(account, from: address): "f:" + Base64.urlEncode(Digest.sha256("from\u{0}\(account)\u{0}\(address)"))
-        case let .accountAnywhere(account): "a:" + Base64.urlEncode(Digest.sha256("any\u{0}\(account)"))
-        case let .address(address): "x:" + Base64.urlEncode(Digest.sha256("address\u{0}\(address)"))
+        case let .account(account, from: address): "f:" + keyMAC("failure-count\u{0}from\u{0}\(account)\u{0}\(address)")
+        case let .accountAnywhere(account): "a:" + keyMAC("failure-count\u{0}any\u{0}\(account)")
+        case let .address(address): "x:" + keyMAC("failure-count\u{0}address\u{0}\(address)")
         }
     }
 }

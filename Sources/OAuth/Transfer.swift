@@ -41,7 +41,7 @@ public enum StateTables {
         "meta", "organizations", "clients", "registration_tokens", "retired_client_ids", "client_secrets", "client_logos", "signing_keys", "revoked_tokens",
         "users", "user_profiles", "audit_events", "sessions", "authorization_requests", "token_families", "authorization_codes", "refresh_tokens",
         "connections", "upstream_clients", "session_clients", "logout_deliveries", "client_assertions", "pushed_requests", "dpop_proofs",
-        "device_codes", "anonymous_registrations", "failure_counts",
+        "device_codes", "anonymous_registrations",
     ]
 }
 

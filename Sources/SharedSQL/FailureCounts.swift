@@ -4,7 +4,8 @@ import OAuth
 /// Failed credential checks counted for every node (FailureCountStorage), on both stores.
 extension SQLStatementRunner {
     public func addFailures(_ counts: [String: Int], now: Int64, windowMillis: Int64) throws -> [String: (start: Int64, count: Int)] {
-        try blindUpdate(ExpiredRows.failureCounts, ExpiredRows.arguments(before: now))
+        // Windows ended a window ago: no node (its clock a little off) is adding to them any more.
+        try blindUpdate(ExpiredRows.failureCounts, ExpiredRows.arguments(before: now - windowMillis))
         // In one order on every node, so that two nodes adding to the same keys never wait on each other's rows.
         let keys = counts.keys.sorted()
         for key in keys {

@@ -2,6 +2,8 @@ import Common
 import Foundation
 import Synchronization
 import OAuth
+import PostgresStore
+import SQLiteStore
 import TestSupport
 import Testing
 
@@ -20,9 +22,11 @@ import Testing
         #expect(first["k1"]! == (t0, 2) && first["k2"]! == (t0, 1))
         let second = try add(["k1": 1], at: t0 + 59_999)
         #expect(second.count == 1 && second["k1"]! == (t0, 3))
-        let third = try add(["k1": 1], at: t0 + 60_001)
-        #expect(third["k1"]! == (t0 + 60_001, 1), "a new window")
-        #expect(Set(try h.texts("failure_counts", "key_hash")) == ["k1"], "k2's ended window purged")
+        let third = try add(["k1": 1], at: t0 + 60_000)
+        #expect(third["k1"]! == (t0 + 60_000, 1), "a new window")
+        #expect(Set(try h.failureKeys()) == ["k1", "k2"], "k2's window ended, kept a window more")
+        _ = try add(["k1": 1], at: t0 + 120_001)
+        #expect(Set(try h.failureKeys()) == ["k1"], "then purged")
     }
 
     /// Two nodes with limiters of their own, each on its own connection,
@@ -55,7 +59,7 @@ import Testing
         nodes[0].0.flush(to: nodes[0].1, now: now)
         #expect(nodes[0].0.refusal(account: "client-a", address: "192.0.2.3", now: now) != nil, "past the limit from anywhere")
         // Nothing in the database names an account or an address.
-        let keys = try h.texts("failure_counts", "key_hash")
+        let keys = try h.failureKeys()
         #expect(keys.count == 5 && keys.allSatisfy { !$0.contains("client-a") && !$0.contains("203.0") })
     }
 
@@ -66,19 +70,44 @@ import Testing
         let now = h.clock.now
         limiter.recordFailure(FailureLimiter.keys(account: "client-b", address: "203.0.113.9"), now: now)
         limiter.flush(to: Unreachable(), now: now)
-        #expect(try h.texts("failure_counts", "key_hash").isEmpty)
+        #expect(try h.failureKeys().isEmpty)
         limiter.flush(to: h.store, now: now)
-        #expect(try h.texts("failure_counts", "key_hash").count == 2)
+        #expect(try h.failureKeys().count == 2)
         // And a limiter that does not share (SQLite, one node) writes nothing.
         let alone = FailureLimiter(limits: .init(perAddress: 1000, perAccount: 3))
         alone.recordFailure(FailureLimiter.keys(account: "client-c", address: "203.0.113.9"), now: now)
         alone.flush(to: h.store, now: now)
-        #expect(try h.texts("failure_counts", "key_hash").count == 2)
+        #expect(try h.failureKeys().count == 2)
+    }
+}
+
+extension StoreFixture {
+    /// The failure counts' keys, read directly (the table is no part of a backup).
+    func failureKeys() throws -> [String] {
+        let sql = "SELECT key_hash FROM failure_counts ORDER BY key_hash"
+        if let s = store as? SQLiteStore { return try s.read { try s.query(sql, []).map { $0.string(0) } } }
+        if let p = store as? PostgresStore { return try p.read { try p.query(sql, []).map { $0.string(0) } } }
+        return []
     }
 }
 
 /// What a flood costs the database: one flush at a time per node, each of at most 128 keys.
 @Suite struct FailureFlushTests {
+    /// A flood of made-up ids, each failing once, fills the table of unsent
+    /// counts: a key that failed twice (someone guessing) still gets in,
+    /// pushing out one that failed once, and goes in the first flush.
+    @Test func aRepeatedFailureGoesFirstAndIsKeptWhenTheTableIsFull() {
+        let limiter = FailureLimiter(limits: .init(perAddress: 100_000, perAccount: 3), capacity: 40, shared: true)
+        for i in 0..<40 { limiter.recordFailure([.accountAnywhere("made-up-\(i)")], now: 1_000) }
+        limiter.recordFailure([.accountAnywhere("target")], now: 1_000)
+        limiter.recordFailure([.accountAnywhere("target")], now: 1_000)
+        let store = Recording()
+        limiter.flush(to: store, now: 1_000)
+        let first = store.keys.withLock { $0.first ?? [] }
+        #expect(first.contains(limiter.sharedKey(.accountAnywhere("target"))), "\(first.count) keys in the first batch")
+        #expect(store.batches.withLock { $0.reduce(0, +) } == 40, "the table held 40: one made-up id made room")
+    }
+
     @Test func aFlushSendsAtMost128KeysATransactionAndEverythingInTheEnd() {
         let limiter = FailureLimiter(limits: .init(perAddress: 100_000, perAccount: 3), shared: true)
         for i in 0..<150 { limiter.recordFailure(FailureLimiter.keys(account: "client-\(i)", address: "203.0.113.9"), now: 1_000) }
@@ -109,11 +138,13 @@ import Testing
 /// Adds nothing, recording how many keys each transaction brought; the first can be held in the database.
 private final class Recording: FailureCountStorage, @unchecked Sendable {
     let batches = Mutex<[Int]>([])
+    let keys = Mutex<[Set<String>]>([])
     let hold = Mutex<(DispatchSemaphore, DispatchSemaphore)?>(nil)
     func write<T>(_ body: () throws -> T) throws -> T { try body() }
     func read<T>(_ body: () throws -> T) throws -> T { try body() }
     func addFailures(_ counts: [String: Int], now: Int64, windowMillis: Int64) throws -> [String: (start: Int64, count: Int)] {
         batches.withLock { $0.append(counts.count) }
+        keys.withLock { $0.append(Set(counts.keys)) }
         if let (entered, release) = hold.withLock({ h -> (DispatchSemaphore, DispatchSemaphore)? in defer { h = nil }; return h }) {
             entered.signal()
             release.wait()

@@ -114,6 +114,25 @@ extension SecurityReviewTests {
         #expect(attempt(on: 1, "guess-again", from: "203.0.113.9") == 401)
     }
 
+    /// The shared counts are written by failing requests (a flood pays for its own writes): a failure counted
+    /// elsewhere waits through a successful request and goes with the next one that fails.
+    @Test func onlyAFailingRequestCarriesTheFailuresToTheSharedCounts() throws {
+        let limiter = FailureLimiter(limits: .init(perAddress: 1000, perAccount: 10), shared: true)
+        let h = try Harness(guards: AbuseGuards(failures: limiter))
+        // Two other nodes, which learn the table's total for the key as they add their own failure to it.
+        let low = FailureLimiter(limits: .init(perAddress: 1000, perAccount: 2), shared: true)
+        let high = FailureLimiter(limits: .init(perAddress: 1000, perAccount: 3), shared: true)
+        limiter.recordFailure(FailureLimiter.keys(account: "someone", address: "192.0.2.9"), now: h.clock.now)
+        #expect(tokenAttempt(h, h.primary.clientID, h.primary.clientSecret, from: "198.51.100.7") == 200)
+        low.recordFailure(FailureLimiter.keys(account: "someone", address: "192.0.2.9"), now: h.clock.now)
+        low.flush(to: h.store, now: h.clock.now)
+        #expect(low.refusal(account: "someone", address: "192.0.2.9", now: h.clock.now) == nil, "1 in the table: nothing carried yet")
+        #expect(tokenAttempt(h, h.primary.clientID, "lks_wrong", from: "198.51.100.7") == 401)
+        high.recordFailure(FailureLimiter.keys(account: "someone", address: "192.0.2.9"), now: h.clock.now)
+        high.flush(to: h.store, now: h.clock.now)
+        #expect(high.refusal(account: "someone", address: "192.0.2.9", now: h.clock.now) != nil, "3 in the table: the 401 carried it")
+    }
+
     /// Review, session 26: a caller-chosen password remembered from the
     /// client's own use answered a guessing address's right guess past its
     /// failure limit (wrong guesses 429, the right one 200), so the limit did

@@ -85,7 +85,8 @@ enum ServeCommand {
         // made before it arrived).
         let generationReads = GenerationReads()
         // On PostgreSQL, which several nodes share, failures on an account are counted for all of them (SPEC 9).
-        let guards = AbuseGuards(failures: FailureLimiter(shared: databaseURL != nil))
+        let pepper = try Provisioning.secretHasher(store: store, env: environment)
+        let guards = AbuseGuards(failures: FailureLimiter(shared: databaseURL != nil, keyMAC: { pepper.hmacHash($0) }))
         let app = Application(env: environment, logger: Logger(level: level), guards: guards, images: ReencodeImage.childProcess(),
                               metrics: Metrics(workers: workers, node: address.description,
                                                                store: databaseURL == nil ? nil : postgresCounters(generationReads),
