@@ -124,6 +124,11 @@ static inline int lk_curl_queue_start(struct lk_curl_queue *q, const char *url, 
         /* A name whose DNS answers slowly must not hold a slot past its timeout (the threaded resolver
            is left to finish on its own instead of being waited for). */
         || curl_easy_setopt(e, CURLOPT_QUICK_EXIT, 1L) != CURLE_OK
+        /* A connection is never reused: the admission check runs when a socket is opened, and a connection
+           opened for one POST (an operator-allowed address, for a client the operator manages) must not carry
+           another's (an anonymously registered client naming the same host). */
+        || curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L) != CURLE_OK
+        || curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L) != CURLE_OK
         || curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, lk_curl_open_socket) != CURLE_OK
         || curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, slot) != CURLE_OK
         || curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, lk_curl_discard) != CURLE_OK

@@ -45,8 +45,9 @@ public enum FormPoster {
 
 /// POSTs in flight, each finished on its own: a slot is free again as soon
 /// as its transfer ends, so a receiver that never answers holds one slot
-/// for its timeout and nobody else's POST waits for it. Not `Sendable`:
-/// one thread's.
+/// for its timeout and nobody else's POST waits for it. Each POST opens a
+/// connection of its own (none is reused, so each is vetted). Not
+/// `Sendable`: one thread's.
 public final class FormPostQueue {
     /// What the C callback reaches through its context pointer.
     final class Gate: Sendable {

@@ -25,13 +25,16 @@ import Glibc
         let port: UInt16
         let requests = Mutex<[String]>([])
         let answer: String?
+        /// Whether a connection stays open for further requests after an answer (HTTP/1.1 keep-alive).
+        let keepAlive: Bool
         private let stopped = Atomic<Bool>(false)
         /// Whether the thread has closed the descriptor (after which its number may be another test's).
         private let closed = Mutex(false)
         private let finished = DispatchSemaphore(value: 0)
 
-        init(answer: String?) throws {
+        init(answer: String?, keepAlive: Bool = false) throws {
             self.answer = answer
+            self.keepAlive = keepAlive
             let listening = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             var address = sockaddr_in()
             address.sin_family = sa_family_t(AF_INET)
@@ -64,6 +67,7 @@ import Glibc
                     if errno == EINTR || errno == ECONNABORTED { continue }
                     return
                 }
+                repeat {
                 var received: [UInt8] = []
                 var buffer = [UInt8](repeating: 0, count: 4096)
                 // Headers and a small body: read until the body's length is in.
@@ -78,6 +82,7 @@ import Glibc
                         if text[end.upperBound...].utf8.count >= length { break }
                     }
                 }
+                if received.isEmpty { break }
                 requests.withLock { $0.append(String(decoding: received, as: UTF8.self)) }
                 if let answer {
                     let bytes = Array(answer.utf8)
@@ -86,6 +91,7 @@ import Glibc
                     // Silent: the connection is held, unanswered, until the listener stops.
                     while !stopped.load(ordering: .acquiring) { usleep(10_000) }
                 }
+                } while keepAlive && !stopped.load(ordering: .acquiring)
                 close(client)
             }
         }
@@ -197,5 +203,23 @@ import Glibc
         while queue.inFlight > 0 { for (tag, outcome) in queue.finished(waitMillis: 200) { rest[tag] = outcome } }
         #expect(rest == [12: FormPoster.Outcome(status: nil, refusedAddress: true), 10: FormPoster.Outcome(status: nil, refusedAddress: false)])
         #expect(quick.seen.count == 1)
+    }
+
+    /// No connection is reused: one opened for a POST the gate admitted (an
+    /// operator-allowed address) never carries a later POST the gate would
+    /// refuse, to the same host, whose own connection is vetted and refused.
+    @Test func aLaterPostNeverRidesAnEarlierPostsConnection() throws {
+        let listener = try Listener(answer: "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", keepAlive: true)
+        defer { listener.stop() }
+        let queue = try #require(FormPostQueue(capacity: 2, timeoutSeconds: 2) { _, flag in flag == 1 })
+        #expect(queue.start(url: listener.url, form: Self.form, flag: 1, tag: 1))
+        var first: [(tag: Int64, outcome: FormPoster.Outcome)] = []
+        while first.isEmpty { first = queue.finished(waitMillis: 200) }
+        #expect(first.first?.outcome.status == 200)
+        #expect(queue.start(url: listener.url, form: Self.form, flag: 0, tag: 2))
+        var second: [(tag: Int64, outcome: FormPoster.Outcome)] = []
+        while second.isEmpty { second = queue.finished(waitMillis: 200) }
+        #expect(second.first?.outcome == FormPoster.Outcome(status: nil, refusedAddress: true))
+        #expect(listener.seen.count == 1)
     }
 }
