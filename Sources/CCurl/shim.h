@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 /* Whether a connection to this address (4 bytes IPv4, 16 IPv6) may be
    opened for a POST whose `flag` (the caller's, given when it was started)
@@ -61,9 +62,12 @@ static curl_socket_t lk_curl_open_socket(void *data, curlsocktype purpose, struc
    curl_easy_init is not safe while another thread does the same). */
 static inline int lk_curl_global_init(void) { return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1; }
 
+/* The answer's body is never wanted (its status is known by then): the
+   transfer ends at its first byte, so a receiver that streams a body cannot
+   hold a slot for the whole timeout. */
 static size_t lk_curl_discard(char *data, size_t size, size_t count, void *user) {
-    (void)data; (void)user;
-    return size * count;
+    (void)data; (void)size; (void)count; (void)user;
+    return 0;
 }
 
 static inline void lk_curl_queue_free(struct lk_curl_queue *q) {
@@ -139,19 +143,43 @@ static inline int lk_curl_queue_start(struct lk_curl_queue *q, const char *url, 
         return -1;
     }
     q->busy++;
+    /* Under way at once: its timeout runs from now, not from the caller's next look. */
+    int running = 0;
+    curl_multi_perform(q->multi, &running);
     return 0;
 }
 
-/* Runs the transfers for up to `wait_ms` (less as soon as one ends) and
-   reports those that ended, at most `max`: their tags, HTTP statuses (0:
-   none came) and whether an address was refused; their slots are free
-   again. The number reported, or -1 when libcurl failed (every transfer is
-   then ended and reported in turn as without an answer). */
+/* Ends every transfer in flight, unreported (after the caller lost track of them: their deliveries are tried again). */
+static inline void lk_curl_queue_cancel_all(struct lk_curl_queue *q) {
+    for (int i = 0; i < q->capacity; i++) {
+        struct lk_curl_slot *slot = &q->slots[i];
+        if (slot->easy == NULL) continue;
+        curl_multi_remove_handle(q->multi, slot->easy);
+        curl_easy_cleanup(slot->easy);
+        slot->easy = NULL;
+    }
+    q->busy = 0;
+}
+
+/* Runs the transfers until one ends or `wait_ms` has passed (activity on
+   a socket that ends nothing does not cut the wait short) and reports
+   those that ended, at most `max`: their tags, HTTP statuses (0: none
+   came) and whether an address was refused; their slots are free again.
+   Returns the number reported; when libcurl fails, every transfer is ended
+   and reported in turn as without an answer. */
+static inline long long lk_curl_now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
 static inline int lk_curl_queue_run(struct lk_curl_queue *q, long wait_ms, long long *tags, long *statuses, int *refused, int max) {
     int running = 0, done = 0;
     if (q->busy == 0 || max < 1) return 0;
+    long long deadline = lk_curl_now_ms() + wait_ms;
     int failed = curl_multi_perform(q->multi, &running) != CURLM_OK;
-    for (int pass = 0; pass < 2 && !failed; pass++) {
+    for (;;) {
+        if (failed) break;
         CURLMsg *message;
         int left = 0;
         while (done < max && (message = curl_multi_info_read(q->multi, &left)) != NULL) {
@@ -170,8 +198,9 @@ static inline int lk_curl_queue_run(struct lk_curl_queue *q, long wait_ms, long 
             slot->easy = NULL;
             q->busy--;
         }
-        if (done > 0 || pass == 1 || q->busy == 0) break;
-        if (curl_multi_poll(q->multi, NULL, 0, (int)wait_ms, NULL) != CURLM_OK || curl_multi_perform(q->multi, &running) != CURLM_OK) failed = 1;
+        long long left_ms = deadline - lk_curl_now_ms();
+        if (done > 0 || q->busy == 0 || left_ms <= 0) break;
+        if (curl_multi_poll(q->multi, NULL, 0, (int)left_ms, NULL) != CURLM_OK || curl_multi_perform(q->multi, &running) != CURLM_OK) failed = 1;
     }
     if (failed) {
         for (int i = 0; i < q->capacity && done < max; i++) {

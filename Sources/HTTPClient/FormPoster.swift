@@ -93,7 +93,10 @@ public final class FormPostQueue {
         return lk_curl_queue_start(queue, url, body, form.count, timeoutMillis, Int32(flag), tag) == 0
     }
 
-    /// Runs the transfers for up to `waitMillis` (less as soon as one ends): those that ended, by tag.
+    /// Ends every POST in flight, unreported.
+    public func cancelAll() { lk_curl_queue_cancel_all(queue) }
+
+    /// Runs the transfers until one ends or `waitMillis` has passed: those that ended, by tag.
     public func finished(waitMillis: Int) -> [(tag: Int64, outcome: FormPoster.Outcome)] {
         let room = max(1, inFlight)
         var tags = [Int64](repeating: 0, count: room), statuses = [Int](repeating: 0, count: room), refused = [Int32](repeating: 0, count: room)

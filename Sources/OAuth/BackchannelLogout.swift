@@ -1,4 +1,5 @@
 import Common
+import Synchronization
 import Cryptography
 import JOSE
 
@@ -79,10 +80,23 @@ public enum BackchannelLogout {
         try store.revokeFamilies(sid: sid, at: now)
         for clientID in try store.takeSessionClients(sid: sid) {
             guard let client = try store.client(clientID), client.backchannelLogoutURI != nil else { continue }
-            try store.enqueueLogout(LogoutDelivery(id: env.randomID(24), clientID: clientID, share: LogoutDelivery.share(of: client),
-                                                   subject: userID, sid: sid, nextAttemptAt: now, createdAt: now),
-                                    limitPerClient: pendingPerClient, limitPerShare: pendingPerShare, reservedPerClient: reservedPerClient)
+            try enqueue(client: client, subject: userID, sid: sid, store: store, env: env, now: now)
         }
+    }
+
+    private static let dropped = Atomic<Int>(0)
+
+    /// Deliveries this process dropped past their client's or share's limit
+    /// (`latchkey_logout_deliveries_dropped_total`; one whose transaction was
+    /// then retried may be counted twice).
+    public static var droppedDeliveries: Int { dropped.load(ordering: .relaxed) }
+
+    /// Queues one delivery to `client`, or counts it dropped.
+    static func enqueue(client: Client, subject: String, sid: String?, store: Store, env: Environment, now: Int64) throws {
+        let queued = try store.enqueueLogout(LogoutDelivery(id: env.randomID(24), clientID: client.clientID, share: LogoutDelivery.share(of: client),
+                                                            subject: subject, sid: sid, nextAttemptAt: now, createdAt: now),
+                                             limitPerClient: pendingPerClient, limitPerShare: pendingPerShare, reservedPerClient: reservedPerClient)
+        if !queued { dropped.add(1, ordering: .relaxed) }
     }
 
     /// Inside the transaction that revokes the user's connection to `client`:
@@ -93,11 +107,7 @@ public enum BackchannelLogout {
         guard client.backchannelLogoutURI != nil else { return }
         let now = env.now()
         let targets: [String?] = sids.isEmpty ? (client.backchannelLogoutSessionRequired ? [] : [nil]) : sids
-        for sid in targets {
-            try store.enqueueLogout(LogoutDelivery(id: env.randomID(24), clientID: client.clientID, share: LogoutDelivery.share(of: client),
-                                                   subject: userID, sid: sid, nextAttemptAt: now, createdAt: now),
-                                    limitPerClient: pendingPerClient, limitPerShare: pendingPerShare, reservedPerClient: reservedPerClient)
-        }
+        for sid in targets { try enqueue(client: client, subject: userID, sid: sid, store: store, env: env, now: now) }
     }
 
     /// The logout token (§2.4), signed with the client's ID token algorithm.
@@ -119,11 +129,13 @@ public protocol LogoutTransport: AnyObject {
     /// The most POSTs in flight at once.
     var capacity: Int { get }
     var inFlight: Int { get }
-    /// Starts one POST; false when it could not be started (nothing is sent).
-    /// `operatorNetworks`: whether the operator's non-public networks may be reached for it.
-    func start(uri: String, form: [UInt8], operatorNetworks: Bool, tag: Int64) -> Bool
-    /// Waits up to `waitMillis` for POSTs to end: each one's tag, and whether it was delivered (a 2xx answer).
+    /// Starts one POST: its tag (never given to another POST of this transport), or nil when it could not be
+    /// started (nothing is sent). `operatorNetworks`: whether the operator's non-public networks may be reached for it.
+    func start(uri: String, form: [UInt8], operatorNetworks: Bool) -> Int64?
+    /// Waits until a POST ends, `waitMillis` at most: each ended one's tag, and whether it was delivered (a 2xx answer).
     func finished(waitMillis: Int) -> [(tag: Int64, delivered: Bool)]
+    /// Ends every POST in flight, unreported (their deliveries are claimed, and tried again when the claim lapses).
+    func cancelAll()
 }
 
 /// Delivers queued logout tokens (§2.5): one POST each, form-encoded
@@ -153,9 +165,8 @@ public final class LogoutSender {
     let env: Environment
     let store: Store
     let keys: KeyRing
-    /// The deliveries whose POSTs are in flight, by tag.
+    /// The deliveries whose POSTs are in flight, by the transport's tag.
     private var inFlight: [Int64: (delivery: LogoutDelivery, client: Client)] = [:]
-    private var nextTag: Int64 = 0
 
     public init(env: Environment, store: Store, keys: KeyRing) {
         self.env = env
@@ -185,7 +196,7 @@ public final class LogoutSender {
     /// how many it started (or gave up on unsigned).
     @discardableResult
     public func pump(_ transport: LogoutTransport, waitMillis: Int) throws -> Int {
-        if !inFlight.isEmpty { try record(transport.finished(waitMillis: waitMillis)) }
+        if transport.inFlight > 0 { try record(transport.finished(waitMillis: waitMillis)) }
         return try fill(transport)
     }
 
@@ -234,10 +245,8 @@ public final class LogoutSender {
                 unsigned.append((d, client))
                 continue
             }
-            let tag = nextTag
-            nextTag += 1
-            guard transport.start(uri: uri, form: Array("logout_token=\(PercentEncoding.encode(token))".utf8),
-                                  operatorNetworks: !ClientRegistration.isAnonymous(client), tag: tag) else {
+            guard let tag = transport.start(uri: uri, form: Array("logout_token=\(PercentEncoding.encode(token))".utf8),
+                                            operatorNetworks: !ClientRegistration.isAnonymous(client)) else {
                 try failed(d, client)
                 continue
             }
@@ -280,6 +289,7 @@ final class RoundTransport: LogoutTransport {
     let post: LogoutSender.Post
     let capacity: Int
     private var started: [(tag: Int64, uri: String, form: [UInt8], operatorNetworks: Bool)] = []
+    private var nextTag: Int64 = 0
 
     init(post: @escaping LogoutSender.Post, capacity: Int) {
         self.post = post
@@ -288,10 +298,13 @@ final class RoundTransport: LogoutTransport {
 
     var inFlight: Int { started.count }
 
-    func start(uri: String, form: [UInt8], operatorNetworks: Bool, tag: Int64) -> Bool {
-        started.append((tag, uri, form, operatorNetworks))
-        return true
+    func start(uri: String, form: [UInt8], operatorNetworks: Bool) -> Int64? {
+        nextTag += 1
+        started.append((nextTag, uri, form, operatorNetworks))
+        return nextTag
     }
+
+    func cancelAll() { started = [] }
 
     func finished(waitMillis: Int) -> [(tag: Int64, delivered: Bool)] {
         guard !started.isEmpty else { return [] }

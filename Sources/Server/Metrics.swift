@@ -106,6 +106,8 @@ public final class Metrics: Sendable {
         }
         out += "# HELP latchkey_es256_presigned_total ES256 signatures made from nonces prepared ahead (LATCHKEY_ES256_PRESIGN=on).\n"
         out += "# TYPE latchkey_es256_presigned_total counter\nlatchkey_es256_presigned_total \(PreparedKey.presignedSignatures)\n"
+        out += "# HELP latchkey_logout_deliveries_dropped_total Back-channel logout tokens not queued: their client's or share's queue was full.\n"
+        out += "# TYPE latchkey_logout_deliveries_dropped_total counter\nlatchkey_logout_deliveries_dropped_total \(BackchannelLogout.droppedDeliveries)\n"
         if let (batched, stolen, refused) = accepting?() {
             out += "# HELP latchkey_accept_batched_total Connections a worker thread took together with others, all arrived before any was handled.\n"
             out += "# TYPE latchkey_accept_batched_total counter\nlatchkey_accept_batched_total \(batched)\n"

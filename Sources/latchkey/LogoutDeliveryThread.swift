@@ -49,7 +49,7 @@ final class LogoutDeliveryThread: Sendable {
         while !state.withLock({ $0.stop }) {
             // Idle: look for due tokens every interval. With POSTs in flight: wait for them (200 ms at most), and fill
             // each slot that frees up at once.
-            if sender?.sending ?? 0 == 0 { Thread.sleep(forTimeInterval: Double(intervalMillis) / 1000) }
+            if poster.inFlight == 0 { Thread.sleep(forTimeInterval: Double(intervalMillis) / 1000) }
             do {
                 if sender == nil {
                     let store = try makeStore()
@@ -60,6 +60,9 @@ final class LogoutDeliveryThread: Sendable {
                 // The database away or busy: a new connection next round; the queue keeps what was not sent (a
                 // POST in flight then is tried again when its claim lapses).
                 logger.warn("logout delivery round failed", [("error", .string(Logger.redacted(String(describing: error))))])
+                // The sender that knew what is in flight goes: so does what is in flight (its claims lapse, and
+                // the next sender tries those deliveries again).
+                poster.cancelAll()
                 sender = nil
                 Thread.sleep(forTimeInterval: Double(intervalMillis) / 1000)
             }
@@ -81,6 +84,8 @@ final class LogoutPoster: LogoutTransport {
     private let queue: FormPostQueue
     /// The host of each POST in flight, for the log line of one that fails.
     private var hosts: [Int64: String] = [:]
+    /// The last tag given (tags are never given twice over the poster's life).
+    private var lastTag: Int64 = 0
 
     init?(logger: Logger, allowed: IPNetworks?) {
         guard let queue = FormPostQueue(capacity: LogoutSender.batch, timeoutSeconds: LogoutSender.timeoutSeconds, admits: { address, flag in
@@ -93,13 +98,19 @@ final class LogoutPoster: LogoutTransport {
     var capacity: Int { queue.capacity }
     var inFlight: Int { queue.inFlight }
 
-    func start(uri: String, form: [UInt8], operatorNetworks: Bool, tag: Int64) -> Bool {
-        guard queue.start(url: uri, form: form, flag: operatorNetworks ? 1 : 0, tag: tag) else {
+    func start(uri: String, form: [UInt8], operatorNetworks: Bool) -> Int64? {
+        lastTag += 1
+        guard queue.start(url: uri, form: form, flag: operatorNetworks ? 1 : 0, tag: lastTag) else {
             logger.warn("logout token not delivered: the POST could not be started", [("host", .string(URL(string: uri)?.host ?? ""))])
-            return false
+            return nil
         }
-        hosts[tag] = URL(string: uri)?.host ?? ""
-        return true
+        hosts[lastTag] = URL(string: uri)?.host ?? ""
+        return lastTag
+    }
+
+    func cancelAll() {
+        queue.cancelAll()
+        hosts = [:]
     }
 
     func finished(waitMillis: Int) -> [(tag: Int64, delivered: Bool)] {

@@ -307,6 +307,29 @@ import Testing
         #expect(transport.started == 4 + 5 + LogoutSender.perShare && s.sending == LogoutSender.perShare)
     }
 
+    /// A sender made afresh (after a database error) while its predecessor's
+    /// POSTs are still in flight drives the transport all the same: as those
+    /// end, unknown to it, their slots free up and take its deliveries, and
+    /// no outcome of theirs is taken for one of its own (review, session 27).
+    @Test func aNewSenderFreesTheSlotsItsPredecessorLeftInFlight() throws {
+        var clients: [String] = []
+        for _ in 0..<3 {
+            let (id, _) = try h.app(public: false)
+            try listen(id)
+            clients.append(id)
+        }
+        for client in clients { for n in 0..<2 { try enqueue(client, h.primary.organizationID, "user-\(n)") } }
+        let transport = Slots(capacity: 2) { _ in false }
+        try sender.pump(transport, waitMillis: 0)
+        #expect(transport.inFlight == 2 && transport.started == 2)
+        let successor = sender
+        #expect(try successor.pump(transport, waitMillis: 0) == 0, "every slot still taken")
+        transport.endSilent()
+        #expect(try successor.pump(transport, waitMillis: 0) == 2)
+        #expect(successor.sending == 2 && transport.inFlight == 2 && transport.started == 4)
+        #expect(try due.count == 6 - 4, "the predecessor's two wait for their claims to lapse, not counted delivered")
+    }
+
     /// The operator's non-public networks (`LATCHKEY_BACKCHANNEL_ALLOW`) are
     /// for the clients it manages: a client registered anonymously chose its
     /// URI as anyone may, so its tokens go to public addresses only (review,
@@ -379,6 +402,25 @@ import Testing
         #expect(try due.isEmpty, "a client requiring sid gets no token without one")
     }
 
+    /// A token past its client's limit is dropped, and counted where an operator sees it (`/metrics`).
+    @Test func aDeliveryDroppedPastItsClientsLimitIsCounted() throws {
+        let alice = try h.user()
+        let (listening, secret) = try h.app(public: false)
+        try listen(listening)
+        try h.store.write {
+            for n in 0..<BackchannelLogout.pendingPerClient {
+                try h.store.enqueueLogout(LogoutDelivery(id: h.env.randomID(24), clientID: listening, share: h.primary.organizationID,
+                                                         subject: "user-\(n)", sid: nil, nextAttemptAt: h.clock.now, createdAt: h.clock.now),
+                                          limitPerClient: .max, limitPerShare: .max, reservedPerClient: 0)
+            }
+        }
+        _ = try redeem(try g.code(client: listening, user: alice, scope: ["openid"]), listening, secret)
+        let before = BackchannelLogout.droppedDeliveries
+        #expect(try ConnectionService(env: h.env, store: h.store).delete(userID: alice, clientID: listening))
+        #expect(BackchannelLogout.droppedDeliveries > before)
+        #expect(try due.allSatisfy { $0.subject != alice })
+    }
+
     @Test func acrIsInTheIDTokenWhenTheClaimsParameterAsksForIt() throws {
         let alice = try h.user()
         let (client, secret) = try h.app(public: false)
@@ -396,6 +438,7 @@ final class Slots: LogoutTransport {
     let answers: (String) -> Bool
     private var flying: [Int64: (client: String, answers: Bool)] = [:]
     private var silentEnded = false
+    private var lastTag: Int64 = 0
     private(set) var started = 0
     private(set) var delivered = 0
 
@@ -407,12 +450,15 @@ final class Slots: LogoutTransport {
     var inFlight: Int { flying.count }
     var inFlightByClient: [String: Int] { Dictionary(grouping: flying.values, by: \.client).mapValues(\.count) }
 
-    func start(uri: String, form: [UInt8], operatorNetworks: Bool, tag: Int64) -> Bool {
-        guard flying.count < capacity, let aud = BackchannelLogoutTests.audience(form) else { return false }
-        flying[tag] = (aud, answers(aud))
+    func start(uri: String, form: [UInt8], operatorNetworks: Bool) -> Int64? {
+        guard flying.count < capacity, let aud = BackchannelLogoutTests.audience(form) else { return nil }
+        lastTag += 1
+        flying[lastTag] = (aud, answers(aud))
         started += 1
-        return true
+        return lastTag
     }
+
+    func cancelAll() { flying = [:] }
 
     func endSilent() { silentEnded = true }
 

@@ -125,6 +125,7 @@ extension String {
         #expect(text.contains("latchkey_request_duration_seconds_count{route=\"/api/v1/clients/{id}\"} 2"))
         #expect(text.contains("latchkey_request_duration_seconds_bucket{route=\"/healthz\",le=\"+Inf\"} 1"))
         #expect(text.contains("latchkey_slow_hash_in_use 0"))
+        #expect(text.contains("# TYPE latchkey_logout_deliveries_dropped_total counter\nlatchkey_logout_deliveries_dropped_total "))
         #expect(text.contains("latchkey_requests_in_flight 1"), "the scrape itself")
         #expect(!text.contains("some-unknown-id"), "raw paths never become labels")
     }

@@ -222,4 +222,74 @@ import Glibc
         #expect(second.first?.outcome == FormPoster.Outcome(status: nil, refusedAddress: true))
         #expect(listener.seen.count == 1)
     }
+
+    /// A receiver that answers `prefix`, then one more byte every 20 ms for
+    /// `seconds` (a header never finished, or a body streamed), on one
+    /// connection; `dribbled` counts the bytes it got out before the other
+    /// end closed.
+    final class Dribbler: Sendable {
+        let port: UInt16
+        let dribbled = Atomic<Int>(0)
+        let listener: Int32
+
+        init(prefix: String, seconds: Double) throws {
+            let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            self.listener = listener
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) } }
+            let named = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
+            guard bound == 0, named == 0, listen(listener, 4) == 0 else { throw CocoaError(.fileNoSuchFile) }
+            port = UInt16(bigEndian: address.sin_port)
+            let fd = listener
+            Thread.detachNewThread { [self] in
+                let client = accept(fd, nil, nil)
+                guard client >= 0 else { return }
+                defer { close(client) }
+                var buffer = [UInt8](repeating: 0, count: 4096)
+                _ = buffer.withUnsafeMutableBytes { read(client, $0.baseAddress, $0.count) }
+                let head = Array(prefix.utf8)
+                _ = head.withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                let end = Date().addingTimeInterval(seconds)
+                while Date() < end {
+                    usleep(20_000)
+                    guard [UInt8(ascii: "x")].withUnsafeBytes({ send(client, $0.baseAddress, 1, Int32(MSG_NOSIGNAL)) }) == 1 else { return }
+                    dribbled.add(1, ordering: .relaxed)
+                }
+            }
+        }
+
+        var url: String { "http://127.0.0.1:\(port)/logout" }
+        func stop() { shutdown(listener, Int32(SHUT_RDWR)); close(listener) }
+    }
+
+    /// An answer's body is never read: the POST ends at its first byte with
+    /// the status known, so a receiver streaming a body holds no slot.
+    @Test func aStreamedBodyEndsThePostAtItsFirstByte() throws {
+        let streamer = try Dribbler(prefix: "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n", seconds: 3)
+        defer { streamer.stop() }
+        let queue = try #require(FormPostQueue(capacity: 1, timeoutSeconds: 5) { _, _ in true })
+        #expect(queue.start(url: streamer.url, form: Self.form, flag: 0, tag: 1))
+        var ended: [(tag: Int64, outcome: FormPoster.Outcome)] = []
+        while ended.isEmpty { ended = queue.finished(waitMillis: 200) }
+        #expect(ended.first?.outcome.status == 200)
+        #expect(streamer.dribbled.load(ordering: .relaxed) < 40, "ended long before the receiver's 3 s of body")
+    }
+
+    /// Bytes arriving that end nothing do not cut a wait short: the caller
+    /// is not woken (and its queue of deliveries not read) at every packet.
+    @Test func aWaitLastsUntilAPostEndsNotUntilTheNextPacket() throws {
+        let trickler = try Dribbler(prefix: "HTTP/1.1 200 OK\r\nX-Slow: ", seconds: 3)
+        defer { trickler.stop() }
+        let queue = try #require(FormPostQueue(capacity: 1, timeoutSeconds: 5) { _, _ in true })
+        #expect(queue.start(url: trickler.url, form: Self.form, flag: 0, tag: 1))
+        let started = Date()
+        #expect(queue.finished(waitMillis: 300).isEmpty)
+        #expect(Date().timeIntervalSince(started) >= 0.25, "waited its time through the receiver's packets")
+        #expect(trickler.dribbled.load(ordering: .relaxed) >= 5, "the receiver did keep its socket busy meanwhile")
+        queue.cancelAll()
+        #expect(queue.inFlight == 0)
+    }
 }
