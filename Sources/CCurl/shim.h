@@ -149,16 +149,29 @@ static inline int lk_curl_queue_start(struct lk_curl_queue *q, const char *url, 
     return 0;
 }
 
+/* Ends a slot's transfer and frees the slot. */
+static inline void lk_curl_slot_release(struct lk_curl_queue *q, struct lk_curl_slot *slot) {
+    curl_multi_remove_handle(q->multi, slot->easy);
+    curl_easy_cleanup(slot->easy);
+    slot->easy = NULL;
+    q->busy--;
+}
+
+/* Reports a slot's transfer as ended with `status` into the arrays at `*done`, then frees the slot. */
+static inline void lk_curl_slot_report(struct lk_curl_queue *q, struct lk_curl_slot *slot, long status, long long *tags, long *statuses,
+                                       int *refused, int *done) {
+    tags[*done] = slot->tag;
+    statuses[*done] = status;
+    refused[*done] = slot->refused;
+    (*done)++;
+    lk_curl_slot_release(q, slot);
+}
+
 /* Ends every transfer in flight, unreported (after the caller lost track of them: their deliveries are tried again). */
 static inline void lk_curl_queue_cancel_all(struct lk_curl_queue *q) {
     for (int i = 0; i < q->capacity; i++) {
-        struct lk_curl_slot *slot = &q->slots[i];
-        if (slot->easy == NULL) continue;
-        curl_multi_remove_handle(q->multi, slot->easy);
-        curl_easy_cleanup(slot->easy);
-        slot->easy = NULL;
+        if (q->slots[i].easy != NULL) lk_curl_slot_release(q, &q->slots[i]);
     }
-    q->busy = 0;
 }
 
 /* Runs the transfers until one ends or `wait_ms` has passed (activity on
@@ -189,14 +202,7 @@ static inline int lk_curl_queue_run(struct lk_curl_queue *q, long wait_ms, long 
             if (slot == NULL) continue;
             long status = 0;
             curl_easy_getinfo(slot->easy, CURLINFO_RESPONSE_CODE, &status);
-            tags[done] = slot->tag;
-            statuses[done] = status;
-            refused[done] = slot->refused;
-            done++;
-            curl_multi_remove_handle(q->multi, slot->easy);
-            curl_easy_cleanup(slot->easy);
-            slot->easy = NULL;
-            q->busy--;
+            lk_curl_slot_report(q, slot, status, tags, statuses, refused, &done);
         }
         long long left_ms = deadline - lk_curl_now_ms();
         if (done > 0 || q->busy == 0 || left_ms <= 0) break;
@@ -204,16 +210,7 @@ static inline int lk_curl_queue_run(struct lk_curl_queue *q, long wait_ms, long 
     }
     if (failed) {
         for (int i = 0; i < q->capacity && done < max; i++) {
-            struct lk_curl_slot *slot = &q->slots[i];
-            if (slot->easy == NULL) continue;
-            tags[done] = slot->tag;
-            statuses[done] = 0;
-            refused[done] = slot->refused;
-            done++;
-            curl_multi_remove_handle(q->multi, slot->easy);
-            curl_easy_cleanup(slot->easy);
-            slot->easy = NULL;
-            q->busy--;
+            if (q->slots[i].easy != NULL) lk_curl_slot_report(q, &q->slots[i], 0, tags, statuses, refused, &done);
         }
     }
     return done;
