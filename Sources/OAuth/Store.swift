@@ -46,6 +46,13 @@ public protocol Transactional: AnyObject {
     func endBatch()
 }
 
+extension GrantStorage {
+    /// A family that issues no refresh token (yet): it expires at its creation.
+    public func insertFamily(id: String, clientID: String, userID: String, createdAt: Int64, sid: String?) throws {
+        try insertFamily(id: id, clientID: clientID, userID: userID, createdAt: createdAt, sid: sid, expiresAt: createdAt)
+    }
+}
+
 extension Transactional {
     public func writeOne<T>(_ body: () throws -> T) throws -> T { try write(body) }
     /// SQLite in WAL mode with `synchronous=NORMAL` flushes at checkpoints, not at commits: nothing to defer.
@@ -208,7 +215,9 @@ public protocol GrantStorage: Transactional {
     /// Undoes this transaction's claim of a code (a redemption refused after it).
     func unclaimCode(hash: String) throws
 
-    func insertFamily(id: String, clientID: String, userID: String, createdAt: Int64, sid: String?) throws
+    /// `expiresAt`: when nothing the family issued is valid any more (its creation, for a family that issues no
+    /// refresh token; `insertRefreshToken` moves it on).
+    func insertFamily(id: String, clientID: String, userID: String, createdAt: Int64, sid: String?, expiresAt: Int64) throws
     /// Ends the token families bound to a session that ended.
     func revokeFamilies(sid: String, at: Int64) throws
     /// Spends the codes issued in a session that ended, before any is redeemed.

@@ -96,11 +96,12 @@ extension SQLStatementRunner {
 
     /// `sid`: the session the family ends with (granted without offline_access, Back-Channel Logout 1.0 §2.7).
     /// A family without a refresh token expires at its creation; one with, no sooner than its newest token
-    /// (`insertRefreshToken` moves `expires_at` on). Families expired `TokenFamilies.keptAfterExpiryMillis` ago
-    /// are purged (their refresh tokens with them), as nothing they issued is valid any more.
-    public func insertFamily(id: String, clientID: String, userID: String, createdAt: Int64, sid: String? = nil) throws {
+    /// (given here for the first, `insertRefreshToken` moves it on). Families expired
+    /// `TokenFamilies.keptAfterExpiryMillis` ago are purged (their refresh tokens with them), as nothing they
+    /// issued is valid any more.
+    public func insertFamily(id: String, clientID: String, userID: String, createdAt: Int64, sid: String?, expiresAt: Int64) throws {
         try blindUpdate("INSERT INTO token_families(id, client_id, user_id, created_at, sid, expires_at) VALUES(?, ?, ?, ?, ?, ?)",
-                 [.text(id), .text(clientID), .text(userID), .int(createdAt), SQLArgument(sid), .int(createdAt)])
+                 [.text(id), .text(clientID), .text(userID), .int(createdAt), SQLArgument(sid), .int(expiresAt)])
         try blindUpdate(ExpiredRows.tokenFamilies, ExpiredRows.arguments(before: createdAt - TokenFamilies.keptAfterExpiryMillis))
     }
 

@@ -108,10 +108,8 @@ public struct AuthorizationCodeGrant: Grant {
         guard let user = try s.store.user(id: record.userID) else { return .refused(.invalidGrant(detail: "user gone")) }
         // Back-Channel Logout 1.0 §2.7: a grant without offline_access ends with the session it was made in.
         let endsWithSession = scope.contains("offline_access") ? nil : record.sid
-        try s.store.insertFamily(id: familyID, clientID: client.clientID, userID: user.id, createdAt: now, sid: endsWithSession)
-        try s.store.touchConnection(userID: user.id, clientID: client.clientID, accessTime: now)
-        let refresh = try s.storeRefreshToken(client: client, userID: user.id, scope: scope, authTime: record.authTime, familyID: familyID,
-                                            issue: s.issuesRefreshToken(client, scope: scope), jkt: request.dpopJKT)
+        let refresh = try s.openFamily(familyID, client: client, userID: user.id, scope: scope, authTime: record.authTime, sid: endsWithSession,
+                                       jkt: request.dpopJKT)
         return .issued(TokenService.Issuance(client: client, userID: user.id, user: user, scope: scope, authTime: record.authTime, familyID: familyID,
                                 nonce: record.nonce, refreshToken: refresh, idToken: scope.contains("openid"), sid: record.sid,
                                 acr: record.claims?.wantsACR == true, jkt: request.dpopJKT,

@@ -66,11 +66,8 @@ public struct DeviceCodeGrant: Grant {
             }
             // Approved in a browser, used on another device: the grant does not end with that browser's session,
             // and without offline_access its refresh token lives a session's length from now, not from that sign-in.
-            try s.store.insertFamily(id: familyID, clientID: client.clientID, userID: user.id, createdAt: now, sid: nil)
-            try s.store.touchConnection(userID: user.id, clientID: client.clientID, accessTime: now)
-            let refresh = try s.storeRefreshToken(client: client, userID: user.id, scope: scope, authTime: authTime, familyID: familyID,
-                                                  issue: s.issuesRefreshToken(client, scope: scope), jkt: request.dpopJKT,
-                                                  signedInAt: now / 1000)
+            let refresh = try s.openFamily(familyID, client: client, userID: user.id, scope: scope, authTime: authTime, sid: nil,
+                                           jkt: request.dpopJKT, signedInAt: now / 1000)
             return .issued(TokenService.Issuance(client: client, userID: user.id, user: user, scope: scope, authTime: authTime,
                                                  familyID: familyID, nonce: nil, refreshToken: refresh, idToken: scope.contains("openid"),
                                                  sid: nil, acr: false, jkt: request.dpopJKT,
