@@ -167,11 +167,11 @@ static inline void lk_curl_slot_report(struct lk_curl_queue *q, struct lk_curl_s
     lk_curl_slot_release(q, slot);
 }
 
-/* Ends every transfer in flight, unreported (after the caller lost track of them: their deliveries are tried again). */
-static inline void lk_curl_queue_cancel_all(struct lk_curl_queue *q) {
-    for (int i = 0; i < q->capacity; i++) {
-        if (q->slots[i].easy != NULL) lk_curl_slot_release(q, &q->slots[i]);
-    }
+/* Milliseconds on the monotonic clock. */
+static inline long long lk_curl_now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
 /* Runs the transfers until one ends or `wait_ms` has passed (activity on
@@ -180,12 +180,6 @@ static inline void lk_curl_queue_cancel_all(struct lk_curl_queue *q) {
    came) and whether an address was refused; their slots are free again.
    Returns the number reported; when libcurl fails, every transfer is ended
    and reported in turn as without an answer. */
-static inline long long lk_curl_now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 static inline int lk_curl_queue_run(struct lk_curl_queue *q, long wait_ms, long long *tags, long *statuses, int *refused, int max) {
     int running = 0, done = 0;
     if (q->busy == 0 || max < 1) return 0;

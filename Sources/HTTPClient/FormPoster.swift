@@ -1,7 +1,7 @@
 internal import CCurl
 import Synchronization
 
-/// Outgoing form POSTs (Back-Channel Logout tokens), over libcurl: http and
+/// Outgoing form POSTs (Back-Channel Logout tokens, `FormPostQueue`), over libcurl: http and
 /// https only, no redirect followed, no proxy taken from the environment, no
 /// cookies, the answer's body discarded, one timeout for connecting and
 /// answering. `admits` is asked for every address libcurl is about to
@@ -23,24 +23,6 @@ public enum FormPoster {
 
     /// libcurl's global set-up, done once (Swift runs a static's initializer once, thread-safely).
     static let ready: Bool = lk_curl_global_init() == 0
-
-    /// Every POST of a batch at once, waiting for all: `admits(address, i)`,
-    /// whether the `i`th may connect to `address`.
-    public static func post(_ batch: [(url: String, form: [UInt8])], timeoutSeconds: Int,
-                            admits: @escaping @Sendable (_ address: [UInt8], _ index: Int) -> Bool) -> [Outcome] {
-        guard !batch.isEmpty else { return [] }
-        guard let queue = FormPostQueue(capacity: batch.count, timeoutSeconds: timeoutSeconds, admits: admits) else {
-            return batch.map { _ in Outcome(status: nil, refusedAddress: false) }
-        }
-        var outcomes = [Outcome?](repeating: nil, count: batch.count)
-        for (i, post) in batch.enumerated() where !queue.start(url: post.url, form: post.form, flag: i, tag: Int64(i)) {
-            outcomes[i] = Outcome(status: nil, refusedAddress: false)
-        }
-        while queue.inFlight > 0 {
-            for (tag, outcome) in queue.finished(waitMillis: 200) { outcomes[Int(tag)] = outcome }
-        }
-        return outcomes.map { $0 ?? Outcome(status: nil, refusedAddress: false) }
-    }
 }
 
 /// POSTs in flight, each finished on its own: a slot is free again as soon
@@ -92,9 +74,6 @@ public final class FormPostQueue {
         let body = form.map { CChar(bitPattern: $0) } + [0]
         return lk_curl_queue_start(queue, url, body, form.count, timeoutMillis, Int32(flag), tag) == 0
     }
-
-    /// Ends every POST in flight, unreported.
-    public func cancelAll() { lk_curl_queue_cancel_all(queue) }
 
     /// Runs the transfers until one ends or `waitMillis` has passed: those that ended, by tag.
     public func finished(waitMillis: Int) -> [(tag: Int64, outcome: FormPoster.Outcome)] {

@@ -338,13 +338,14 @@ public final class FailureLimiter: Sendable {
     /// N nodes a limit holds to within N − 1 attempts. An address's own
     /// limit stays each node's (it guards that node's work).
     ///
-    /// One flush at a time per node, of at most `maxKeysPerFlush` keys: a
-    /// request ending while another flushes leaves its failures to that one,
-    /// which goes on while there are some (a few rounds at most; then the
-    /// next request's), so a flood of wrong secrets from many addresses keeps
-    /// one transaction of the database busy per node, not one per request.
-    public func flush(to store: any FailureCountStorage, now: Int64) {
-        for _ in 0..<8 {
+    /// One flush at a time per node, of at most `maxKeysPerFlush` keys a
+    /// transaction: a request ending while another flushes leaves its
+    /// failures to that one, which goes on while there are some (`batches`
+    /// transactions at most; then the next flush's), so a flood of wrong
+    /// secrets from many addresses keeps one transaction of the database
+    /// busy per node, not one per request.
+    public func flush(to store: any FailureCountStorage, now: Int64, batches: Int = 8) {
+        for _ in 0..<batches {
             guard unsentKeys.load(ordering: .relaxed) > 0,
                   flushing.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else { return }
             let sent = flushBatch(to: store, now: now)

@@ -3,12 +3,21 @@ import Synchronization
 import Cryptography
 import JOSE
 
+/// What became of a logout token to queue.
+public enum LogoutQueueing: Sendable, Equatable {
+    case queued
+    /// The same (client, subject, sid) waits already: one token tells it.
+    case alreadyQueued
+    /// Its client's or share's queue is full: dropped.
+    case full
+}
+
 /// A logout token waiting to be delivered to one client (Back-Channel Logout 1.0).
 public struct LogoutDelivery: Sendable, Equatable {
     public var id: String
     public var clientID: String
-    /// The queue it waits in, each with its share of a delivery round and its
-    /// limit of waiting deliveries: its client's organization, or (for a
+    /// The queue it waits in, each with its share of the POSTs in flight and
+    /// its limit of waiting deliveries: its client's organization, or (for a
     /// client registered anonymously) that organization's anonymous clients
     /// (`share(of:)`), so that anonymous registrants never crowd out the
     /// clients a tenant manages.
@@ -57,8 +66,8 @@ public enum BackchannelLogout {
     /// queue without bound.
     public static let pendingPerClient = 1000
     /// Deliveries one share (an organization's managed clients, or its
-    /// anonymous ones) may have waiting in all, so that what a delivery
-    /// round reads stays bounded (SharedSQL `dueLogouts`)...
+    /// anonymous ones) may have waiting in all, so that what a read of the
+    /// due deliveries takes stays bounded (SharedSQL `dueLogouts`)...
     public static let pendingPerShare = 10_000
     /// ...except that a client with fewer than this many waiting is always
     /// queued: a share's other clients filling it cannot silence one.
@@ -93,10 +102,10 @@ public enum BackchannelLogout {
 
     /// Queues one delivery to `client`, or counts it dropped.
     static func enqueue(client: Client, subject: String, sid: String?, store: Store, env: Environment, now: Int64) throws {
-        let queued = try store.enqueueLogout(LogoutDelivery(id: env.randomID(24), clientID: client.clientID, share: LogoutDelivery.share(of: client),
+        let queueing = try store.enqueueLogout(LogoutDelivery(id: env.randomID(24), clientID: client.clientID, share: LogoutDelivery.share(of: client),
                                                             subject: subject, sid: sid, nextAttemptAt: now, createdAt: now),
                                              limitPerClient: pendingPerClient, limitPerShare: pendingPerShare, reservedPerClient: reservedPerClient)
-        if !queued { dropped.add(1, ordering: .relaxed) }
+        if queueing == .full { dropped.add(1, ordering: .relaxed) }
     }
 
     /// Inside the transaction that revokes the user's connection to `client`:
@@ -134,25 +143,24 @@ public protocol LogoutTransport: AnyObject {
     func start(uri: String, form: [UInt8], operatorNetworks: Bool) -> Int64?
     /// Waits until a POST ends, `waitMillis` at most: each ended one's tag, and whether it was delivered (a 2xx answer).
     func finished(waitMillis: Int) -> [(tag: Int64, delivered: Bool)]
-    /// Ends every POST in flight, unreported (their deliveries are claimed, and tried again when the claim lapses).
-    func cancelAll()
 }
 
 /// Delivers queued logout tokens (§2.5): one POST each, form-encoded
 /// `logout_token`, no redirects followed, a short timeout; a 2xx answer
 /// ends the delivery, anything else is retried later, `backoff.count + 1`
 /// attempts in all, then given up and audited. POSTs are in flight on their
-/// own: each slot takes the next due delivery as soon as its POST ends, so
+/// own: a slot takes the next due delivery as soon as its POST ends, so
 /// receivers that never answer hold their share's slots for a timeout each
-/// and nobody else's deliveries wait for them (review, session 26: a round
-/// that waited for its slowest POST gave a tarpit every round's 5 s).
-/// One thread's (it remembers what it has in flight).
+/// and nobody else's deliveries wait for them (review, session 26: when
+/// all of a batch's POSTs had to end before the next batch, such receivers
+/// held every batch for their whole timeout). One thread's (it remembers
+/// what it has in flight).
 public final class LogoutSender {
     /// Seconds to the next attempt after attempt 1, 2, ...: longer than the
     /// POST's timeout, so an attempt in flight is never claimed again.
     public static let backoff: [Int64] = [10, 30, 120, 600, 1800]
     public static let timeoutSeconds = 5
-    /// The most POSTs in flight at once (a node's), and the most a round of `runOnce` sends.
+    /// The most POSTs in flight at once (a node's).
     public static let batch = 16
     /// The most POSTs in flight for one client and for one share of clients
     /// (an organization's managed clients, or its anonymous ones): a tenant
@@ -167,6 +175,8 @@ public final class LogoutSender {
     let keys: KeyRing
     /// The deliveries whose POSTs are in flight, by the transport's tag.
     private var inFlight: [Int64: (delivery: LogoutDelivery, client: Client)] = [:]
+    /// When the queue was last read for due deliveries.
+    private var lastFill: Int64?
 
     public init(env: Environment, store: Store, keys: KeyRing) {
         self.env = env
@@ -177,43 +187,32 @@ public final class LogoutSender {
     /// Deliveries in flight.
     public var sending: Int { inFlight.count }
 
-    /// One round, all at once, through `post` (a batch transport): every due
-    /// delivery's POST, then every outcome (`post` answers, for each,
-    /// delivered or not). `operatorNetworks`: whether the non-public
-    /// networks the operator allows (`LATCHKEY_BACKCHANNEL_ALLOW`) may be
-    /// reached for it, which they may not for a client registered
-    /// anonymously (its URI is anyone's choice).
-    public typealias Post = (_ batch: [(uri: String, form: [UInt8], operatorNetworks: Bool)]) -> [Bool]
-
     /// Whether a logout token may be sent to this address: a public one, or one in the operator's networks when
     /// those may be reached for the client (`operatorNetworks`). Asked of every address actually dialled.
     public static func mayPost(to address: [UInt8], allowed: IPNetworks?, operatorNetworks: Bool) -> Bool {
         IPAddress.isPublic(address) || (operatorNetworks && allowed?.contains(address) == true)
     }
 
-    /// Records the POSTs that ended (waiting up to `waitMillis` while some
-    /// are in flight), then starts due deliveries in the free slots; returns
-    /// how many it started (or gave up on unsigned).
+    /// Records the POSTs that ended (waiting up to `waitMillis` while any are
+    /// in flight, this sender's or a predecessor's), then, when one did or
+    /// `refillMillis` have passed since the queue was last read, starts due
+    /// deliveries in the free slots: a receiver that keeps its POST busy
+    /// without ending it does not have the queue read at every wake-up.
+    /// Returns how many it started (or gave up on unsigned).
     @discardableResult
-    public func pump(_ transport: LogoutTransport, waitMillis: Int) throws -> Int {
-        if transport.inFlight > 0 { try record(transport.finished(waitMillis: waitMillis)) }
+    public func pump(_ transport: LogoutTransport, waitMillis: Int, refillMillis: Int = 0) throws -> Int {
+        var ended = 0
+        if transport.inFlight > 0 { ended = try record(transport.finished(waitMillis: waitMillis)) }
+        let now = env.now()
+        if ended == 0, let last = lastFill, now - last < Int64(refillMillis), now >= last { return 0 }
+        lastFill = now
         return try fill(transport)
     }
 
-    /// One round over the deliveries due now, all at once; returns how many were attempted.
-    @discardableResult
-    public func runOnce(post: Post) throws -> Int {
-        try withoutActuallyEscaping(post) { post in
-            let round = RoundTransport(post: post, capacity: LogoutSender.batch)
-            let attempted = try fill(round)
-            try record(round.finished(waitMillis: 0))
-            return attempted
-        }
-    }
-
     /// Starts due deliveries in `transport`'s free slots: oldest first, within each client's and each share's
-    /// part of the slots (what is in flight counted), so one backlog holds up no other's.
-    func fill(_ transport: LogoutTransport) throws -> Int {
+    /// part of the slots (what is in flight counted), so one backlog holds up no other's. Returns how many it
+    /// started (or gave up on unsigned).
+    public func fill(_ transport: LogoutTransport) throws -> Int {
         let free = transport.capacity - transport.inFlight
         guard free > 0 else { return 0 }
         var byClient: [String: Int] = [:], byShare: [String: Int] = [:]
@@ -240,7 +239,7 @@ public final class LogoutSender {
                 try store.write { try store.deleteLogout(id: d.id) }
                 continue
             }
-            // A token that cannot be signed (no key for the client's algorithm) is a failed attempt, not a failed round.
+            // A token that cannot be signed (no key for the client's algorithm) is a failed attempt, not a failed pass.
             guard let token = try? BackchannelLogout.token(d, client: client, keys: keys, env: env) else {
                 unsigned.append((d, client))
                 continue
@@ -259,8 +258,10 @@ public final class LogoutSender {
         return started + unsigned.count
     }
 
-    /// What the POSTs that ended mean: delivered, or a failed attempt.
-    func record(_ ended: [(tag: Int64, delivered: Bool)]) throws {
+    /// What the POSTs that ended mean: delivered, or a failed attempt (a POST this sender did not start is
+    /// passed over: its delivery is tried again when its claim lapses). Returns how many ended.
+    @discardableResult
+    public func record(_ ended: [(tag: Int64, delivered: Bool)]) throws -> Int {
         for (tag, delivered) in ended {
             guard let (d, client) = inFlight.removeValue(forKey: tag) else { continue }
             if delivered {
@@ -269,6 +270,7 @@ public final class LogoutSender {
                 try failed(d, client)
             }
         }
+        return ended.count
     }
 
     /// After a failed attempt: the claim already set the next one; past the last, given up and audited.
@@ -281,35 +283,5 @@ public final class LogoutSender {
                                              target: client.clientID, surface: "backchannel", requestID: nil,
                                              details: ["attempts": JSON(attempt)], createdAt: env.now()))
         }
-    }
-}
-
-/// `runOnce`'s transport: the POSTs a fill starts, sent together through a batch `post` when asked what ended.
-final class RoundTransport: LogoutTransport {
-    let post: LogoutSender.Post
-    let capacity: Int
-    private var started: [(tag: Int64, uri: String, form: [UInt8], operatorNetworks: Bool)] = []
-    private var nextTag: Int64 = 0
-
-    init(post: @escaping LogoutSender.Post, capacity: Int) {
-        self.post = post
-        self.capacity = capacity
-    }
-
-    var inFlight: Int { started.count }
-
-    func start(uri: String, form: [UInt8], operatorNetworks: Bool) -> Int64? {
-        nextTag += 1
-        started.append((nextTag, uri, form, operatorNetworks))
-        return nextTag
-    }
-
-    func cancelAll() { started = [] }
-
-    func finished(waitMillis: Int) -> [(tag: Int64, delivered: Bool)] {
-        guard !started.isEmpty else { return [] }
-        let delivered = post(started.map { ($0.uri, $0.form, $0.operatorNetworks) })
-        defer { started = [] }
-        return started.enumerated().map { i, s in (s.tag, i < delivered.count && delivered[i]) }
     }
 }

@@ -46,13 +46,6 @@ public protocol Transactional: AnyObject {
     func endBatch()
 }
 
-extension GrantStorage {
-    /// A family that issues no refresh token (yet): it expires at its creation.
-    public func insertFamily(id: String, clientID: String, userID: String, createdAt: Int64, sid: String?) throws {
-        try insertFamily(id: id, clientID: clientID, userID: userID, createdAt: createdAt, sid: sid, expiresAt: createdAt)
-    }
-}
-
 extension Transactional {
     public func writeOne<T>(_ body: () throws -> T) throws -> T { try write(body) }
     /// SQLite in WAL mode with `synchronous=NORMAL` flushes at checkpoints, not at commits: nothing to defer.
@@ -342,9 +335,9 @@ public protocol BackchannelStorage: Transactional {
     func takeSessions(userID: String, clientID: String) throws -> [String]
     /// Queues a delivery unless the same (client, subject, sid) is queued
     /// already, the client has `limitPerClient` waiting, or its share
-    /// `limitPerShare` while the client has `reservedPerClient` or more; true when queued.
+    /// `limitPerShare` while the client has `reservedPerClient` or more.
     @discardableResult
-    func enqueueLogout(_ delivery: LogoutDelivery, limitPerClient: Int, limitPerShare: Int, reservedPerClient: Int) throws -> Bool
+    func enqueueLogout(_ delivery: LogoutDelivery, limitPerClient: Int, limitPerShare: Int, reservedPerClient: Int) throws -> LogoutQueueing
     /// Deliveries due at `now`: at most `perClient` of one client's and
     /// `perShare` of one share's, each share's oldest first, every share's
     /// first before any share's second.

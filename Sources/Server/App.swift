@@ -141,8 +141,9 @@ public final class Worker {
         response.headers[.xRequestID] = request.requestID
         if request.method == .head { response.body = [] }
         // Failures this node counted go to the counts every node shares, outside the request's transaction, carried
-        // by a request that failed (a flood of wrong secrets pays for its own writes; a successful request never waits).
-        if response.status.code >= 400 { app.guards.failures.flush(to: context.store, now: app.env.now()) }
+        // by a request that failed, one transaction of at most 128 keys at most (a flood of wrong secrets pays for
+        // its own writes; a successful request never waits).
+        if response.status.code >= 400 { app.guards.failures.flush(to: context.store, now: app.env.now(), batches: 1) }
         let millis = app.env.now() - started
         app.metrics.finished(route: route, status: response.status.code, millis: millis)
         app.logger.request(request, status: response.status.code, millis: millis, failure: failure)

@@ -25,10 +25,10 @@ extension SQLStatementRunner {
         return sids
     }
 
-    public func enqueueLogout(_ d: LogoutDelivery, limitPerClient: Int, limitPerShare: Int, reservedPerClient: Int) throws -> Bool {
+    public func enqueueLogout(_ d: LogoutDelivery, limitPerClient: Int, limitPerShare: Int, reservedPerClient: Int) throws -> LogoutQueueing {
         // Once per (client, user, session); nothing past the client's limit (it is not taking them anyway) or,
-        // beyond the client's reserve, its share's (what a round reads stays bounded). Each count reads an index.
-        try update("""
+        // beyond the client's reserve, its share's (what a read of the due ones takes stays bounded). Each count reads an index.
+        let queued = try update("""
             INSERT INTO logout_deliveries(id, client_id, share_key, subject, sid, attempts, next_attempt_at, created_at)
               SELECT ?, ?, ?, ?, ?, ?, ?, ?
               WHERE NOT EXISTS (SELECT 1 FROM logout_deliveries WHERE client_id = ? AND subject = ? AND sid IS NOT DISTINCT FROM ?)
@@ -38,11 +38,16 @@ extension SQLStatementRunner {
             """, [.text(d.id), .text(d.clientID), .text(d.share), .text(d.subject), SQLArgument(d.sid), SQLArgument(d.attempts),
                   .int(d.nextAttemptAt), .int(d.createdAt), .text(d.clientID), .text(d.subject), SQLArgument(d.sid), .text(d.clientID),
                   SQLArgument(limitPerClient), .text(d.share), SQLArgument(limitPerShare), .text(d.clientID), SQLArgument(reservedPerClient)]) == 1
+        if queued { return .queued }
+        // Not queued: the same one waits already, or a queue is full (told apart only then).
+        let waiting = try query("SELECT 1 FROM logout_deliveries WHERE client_id = ? AND subject = ? AND sid IS NOT DISTINCT FROM ?",
+                                [.text(d.clientID), .text(d.subject), SQLArgument(d.sid)])
+        return waiting.isEmpty ? .full : .alreadyQueued
     }
 
     public func dueLogouts(now: Int64, limit: Int, perClient: Int, perShare: Int) throws -> [LogoutDelivery] {
         // Each client's oldest `perClient`, then of those each share's oldest `perShare`; then every share's
-        // first, oldest first, before any share's second. A round reads every due row: at most each share's limit.
+        // first, oldest first, before any share's second. It reads every due row: at most each share's limit.
         try query("""
             SELECT id, client_id, share_key, subject, sid, attempts, next_attempt_at, created_at FROM (
               SELECT per_client.*, ROW_NUMBER() OVER (PARTITION BY share_key ORDER BY next_attempt_at, id) AS in_share FROM (

@@ -5,9 +5,11 @@ import OAuth
 import Server
 import Synchronization
 
-/// Back-Channel Logout's delivery: `LogoutSender` once a second, on a thread
-/// and a store connection of its own, in every node (the queue's claims let
-/// exactly one node send each token). Never on a request's path.
+/// Back-Channel Logout's delivery: `LogoutSender` on a thread and a store
+/// connection of its own, in every node (the queue's claims let exactly one
+/// node send each token). Idle, it reads the queue every interval; with POSTs
+/// in flight, it waits for them (200 ms at a time) and refills each slot that
+/// frees up. Never on a request's path.
 final class LogoutDeliveryThread: Sendable {
     private let makeStore: @Sendable () throws -> any Store
     private let env: Environment
@@ -47,22 +49,20 @@ final class LogoutDeliveryThread: Sendable {
         }
         var sender: LogoutSender?
         while !state.withLock({ $0.stop }) {
-            // Idle: look for due tokens every interval. With POSTs in flight: wait for them (200 ms at most), and fill
-            // each slot that frees up at once.
+            // Idle: look for due tokens every interval. With POSTs in flight: wait for them (200 ms at a time), fill
+            // each slot that frees up at once, and read the queue for free slots no more often than every interval.
             if poster.inFlight == 0 { Thread.sleep(forTimeInterval: Double(intervalMillis) / 1000) }
             do {
                 if sender == nil {
                     let store = try makeStore()
                     sender = LogoutSender(env: env, store: store, keys: KeyRing(store: store, env: env))
                 }
-                try sender?.pump(poster, waitMillis: min(intervalMillis, 200))
+                try sender?.pump(poster, waitMillis: min(intervalMillis, 200), refillMillis: intervalMillis)
             } catch {
-                // The database away or busy: a new connection next round; the queue keeps what was not sent (a
-                // POST in flight then is tried again when its claim lapses).
-                logger.warn("logout delivery round failed", [("error", .string(Logger.redacted(String(describing: error))))])
-                // The sender that knew what is in flight goes: so does what is in flight (its claims lapse, and
-                // the next sender tries those deliveries again).
-                poster.cancelAll()
+                // The database away or busy: a new connection and sender after a pause; the queue keeps what was not
+                // sent. What is in flight ends on its own, passed over by the new sender (its tags are the old
+                // sender's), and its deliveries are tried again when their claims lapse.
+                logger.warn("logout delivery failed", [("error", .string(Logger.redacted(String(describing: error))))])
                 sender = nil
                 Thread.sleep(forTimeInterval: Double(intervalMillis) / 1000)
             }
@@ -108,10 +108,6 @@ final class LogoutPoster: LogoutTransport {
         return lastTag
     }
 
-    func cancelAll() {
-        queue.cancelAll()
-        hosts = [:]
-    }
 
     func finished(waitMillis: Int) -> [(tag: Int64, delivered: Bool)] {
         queue.finished(waitMillis: waitMillis).map { tag, outcome in

@@ -48,6 +48,17 @@ import Testing
     }
 
     var sender: LogoutSender { LogoutSender(env: h.env, store: h.store, keys: KeyRing(store: h.store, env: h.env)) }
+
+    /// One pass of a new sender, all at once: every due delivery it starts, then `post` answers for each
+    /// whether it was delivered. Returns how many it attempted.
+    func runOnce(_ post: ([(uri: String, form: [UInt8], operatorNetworks: Bool)]) -> [Bool]) throws -> Int {
+        let s = sender, round = Round()
+        let attempted = try s.fill(round)
+        guard !round.started.isEmpty else { return attempted }
+        let delivered = post(round.started.map { ($0.uri, $0.form, $0.operatorNetworks) })
+        try s.record(round.started.enumerated().map { i, p in (p.tag, i < delivered.count && delivered[i]) })
+        return attempted
+    }
     var due: [LogoutDelivery] { get throws { try h.store.read { try h.store.dueLogouts(now: h.clock.now, limit: 50, perClient: .max, perShare: .max) } } }
 
     /// The client a POST's logout token is for (unverified).
@@ -94,7 +105,7 @@ import Testing
         #expect(try g.service.introspect(token: try #require(offline.refreshToken), caller: caller)["active"] == true)
 
         var posts: [(String, [UInt8])] = []
-        #expect(try sender.runOnce { batch in posts += batch.map { ($0.uri, $0.form) }; return batch.map { _ in true } } == 1)
+        #expect(try runOnce { batch in posts += batch.map { ($0.uri, $0.form) }; return batch.map { _ in true } } == 1)
         #expect(posts.count == 1 && posts.first?.0 == Self.uri)
         let form = try #require(posts.first?.1)
         let token = try logoutToken(form)
@@ -114,11 +125,11 @@ import Testing
         let listening = try signedOutOfAListeningClient()
         var attempts = 0
         for wait in LogoutSender.backoff {
-            #expect(try sender.runOnce { batch in attempts += batch.count; return batch.map { _ in false } } == 1)
-            #expect(try sender.runOnce { batch in attempts += batch.count; return batch.map { _ in false } } == 0, "not before its time")
+            #expect(try runOnce { batch in attempts += batch.count; return batch.map { _ in false } } == 1)
+            #expect(try runOnce { batch in attempts += batch.count; return batch.map { _ in false } } == 0, "not before its time")
             h.clock.advance(seconds: wait)
         }
-        #expect(try sender.runOnce { batch in attempts += batch.count; return batch.map { _ in false } } == 1)
+        #expect(try runOnce { batch in attempts += batch.count; return batch.map { _ in false } } == 1)
         #expect(attempts == LogoutSender.backoff.count + 1)
         #expect(try due.isEmpty)
         h.clock.advance(seconds: 86_400)
@@ -139,7 +150,7 @@ import Testing
         try SessionService(env: h.env, store: h.store).logout(session)
         var batches: [Int] = []
         let failing = try #require(try due.first?.clientID)
-        #expect(try sender.runOnce { batch in batches.append(batch.count); return [false, true] } == 2)
+        #expect(try runOnce { batch in batches.append(batch.count); return [false, true] } == 2)
         #expect(batches == [2], "one batch, posted together")
         h.clock.advance(seconds: LogoutSender.backoff[0])
         #expect(try due.map(\.clientID) == [failing], "the delivered one is gone, the failed one waits for its retry")
@@ -148,11 +159,11 @@ import Testing
     @discardableResult
     func enqueue(_ clientID: String, _ share: String, _ subject: String, limitPerShare: Int = BackchannelLogout.pendingPerShare,
                  reservedPerClient: Int = BackchannelLogout.reservedPerClient) throws -> Bool {
-        try h.store.write {
+        try h.store.write { () throws -> Bool in
             try h.store.enqueueLogout(LogoutDelivery(id: h.env.randomID(24), clientID: clientID, share: share, subject: subject,
                                                      sid: nil, nextAttemptAt: h.clock.now, createdAt: h.clock.now),
                                       limitPerClient: BackchannelLogout.pendingPerClient, limitPerShare: limitPerShare,
-                                      reservedPerClient: reservedPerClient)
+                                      reservedPerClient: reservedPerClient) == .queued
         }
     }
 
@@ -198,7 +209,7 @@ import Testing
         #expect(crowdedPicked.count == LogoutSender.perShare)
         #expect(crowdedPicked.allSatisfy { $0.subject == "user-0" }, "the share's oldest")
         #expect(Dictionary(grouping: picked, by: \.clientID).values.allSatisfy { $0.count <= LogoutSender.perClient })
-        #expect(try sender.runOnce { batch in batch.map { _ in false } } == LogoutSender.perShare + 1)
+        #expect(try runOnce { batch in batch.map { _ in false } } == LogoutSender.perShare + 1)
         #expect(try due.count == 8 * 3 - LogoutSender.perShare, "the attempted ones wait for their retry")
         h.clock.advance(seconds: LogoutSender.backoff[0])
         #expect(try due.contains { $0.clientID == other.clientID })
@@ -330,6 +341,27 @@ import Testing
         #expect(try due.count == 6 - 4, "the predecessor's two wait for their claims to lapse, not counted delivered")
     }
 
+    /// While a POST is in flight and none ends, the queue is read for the
+    /// free slots once per `refillMillis`, not at every wake-up (a receiver
+    /// trickling bytes woke the loop at every packet); a POST that ends has
+    /// its slot refilled at once.
+    @Test func theQueueIsReadForFreeSlotsOncePerIntervalUnlessAPostEnds() throws {
+        let (silent, _) = try h.app(public: false)
+        let (other, _) = try h.app(public: false)
+        try listen(silent)
+        try listen(other)
+        try enqueue(silent, h.primary.organizationID, "alice")
+        let transport = Slots(capacity: 4) { $0 != silent }
+        let s = sender
+        #expect(try s.pump(transport, waitMillis: 0, refillMillis: 1000) == 1)
+        try enqueue(other, "another share", "bob")
+        #expect(try s.pump(transport, waitMillis: 0, refillMillis: 1000) == 0, "due, but the queue was read just now")
+        h.clock.advance(seconds: 1)
+        #expect(try s.pump(transport, waitMillis: 0, refillMillis: 1000) == 1)
+        try enqueue(other, "another share", "carol")
+        #expect(try s.pump(transport, waitMillis: 0, refillMillis: 1000) == 1, "bob's POST ended: its slot refilled at once")
+    }
+
     /// The operator's non-public networks (`LATCHKEY_BACKCHANNEL_ALLOW`) are
     /// for the clients it manages: a client registered anonymously chose its
     /// URI as anyone may, so its tokens go to public addresses only (review,
@@ -345,7 +377,7 @@ import Testing
         try enqueue(anonymous, org + ":anonymous", "alice")
         let allowed = try #require(IPNetworks("10.0.0.0/8"))
         var reach: [String: [Bool]] = [:]
-        let sent = try sender.runOnce { batch in
+        let sent = try runOnce { batch in
             for item in batch {
                 let aud = (try? logoutToken(item.form).payload["aud"]?.stringValue) ?? "?"
                 reach[aud] = [[93, 184, 216, 34], [127, 0, 0, 1], [10, 1, 2, 3]].map {
@@ -367,7 +399,7 @@ import Testing
         #expect(delivery.clientID == listening)
         #expect(try other.write { try other.claimLogout(delivery, nextAttemptAt: h.clock.now + 10_000) })
         #expect(try !h.store.write { try h.store.claimLogout(delivery, nextAttemptAt: h.clock.now + 10_000) }, "claimed by the other node")
-        #expect(try sender.runOnce { batch in Issue.record("sent twice"); return batch.map { _ in true } } == 0)
+        #expect(try runOnce { batch in Issue.record("sent twice"); return batch.map { _ in true } } == 0)
     }
 
     @Test func aClientThatIsGoneOrDisabledIsToldNothing() throws {
@@ -377,7 +409,7 @@ import Testing
             c.enabled = false
             try h.store.updateClient(c)
         }
-        #expect(try sender.runOnce { batch in Issue.record("told a disabled client"); return batch.map { _ in true } } == 0)
+        #expect(try runOnce { batch in Issue.record("told a disabled client"); return batch.map { _ in true } } == 0)
         #expect(try due.isEmpty)
     }
 
@@ -419,6 +451,16 @@ import Testing
         #expect(try ConnectionService(env: h.env, store: h.store).delete(userID: alice, clientID: listening))
         #expect(BackchannelLogout.droppedDeliveries > before)
         #expect(try due.allSatisfy { $0.subject != alice })
+        // One waiting already is not a drop: the store tells the two apart.
+        let delivery = LogoutDelivery(id: h.env.randomID(24), clientID: listening, share: h.primary.organizationID, subject: "user-0", sid: nil,
+                                      nextAttemptAt: h.clock.now, createdAt: h.clock.now)
+        #expect(try h.store.write { try h.store.enqueueLogout(delivery, limitPerClient: .max, limitPerShare: .max, reservedPerClient: 0) }
+                == .alreadyQueued)
+        #expect(try h.store.write { try h.store.enqueueLogout(delivery, limitPerClient: 1, limitPerShare: .max, reservedPerClient: 0) }
+                == .alreadyQueued)
+        var other = delivery
+        other.subject = "someone else"
+        #expect(try h.store.write { try h.store.enqueueLogout(other, limitPerClient: 1, limitPerShare: .max, reservedPerClient: 0) } == .full)
     }
 
     @Test func acrIsInTheIDTokenWhenTheClaimsParameterAsksForIt() throws {
@@ -458,7 +500,6 @@ final class Slots: LogoutTransport {
         return lastTag
     }
 
-    func cancelAll() { flying = [:] }
 
     func endSilent() { silentEnded = true }
 
@@ -469,4 +510,18 @@ final class Slots: LogoutTransport {
         delivered += ended.values.filter(\.answers).count
         return ended.map { ($0.key, $0.value.answers) }
     }
+}
+
+/// The POSTs a fill starts, kept for the test to answer.
+final class Round: LogoutTransport {
+    let capacity = LogoutSender.batch
+    private(set) var started: [(tag: Int64, uri: String, form: [UInt8], operatorNetworks: Bool)] = []
+    var inFlight: Int { started.count }
+
+    func start(uri: String, form: [UInt8], operatorNetworks: Bool) -> Int64? {
+        started.append((Int64(started.count + 1), uri, form, operatorNetworks))
+        return Int64(started.count)
+    }
+
+    func finished(waitMillis: Int) -> [(tag: Int64, delivered: Bool)] { [] }
 }

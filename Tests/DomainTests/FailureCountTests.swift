@@ -97,15 +97,25 @@ extension StoreFixture {
     /// counts: a key that failed twice (someone guessing) still gets in,
     /// pushing out one that failed once, and goes in the first flush.
     @Test func aRepeatedFailureGoesFirstAndIsKeptWhenTheTableIsFull() {
-        let limiter = FailureLimiter(limits: .init(perAddress: 100_000, perAccount: 3), capacity: 40, shared: true)
-        for i in 0..<40 { limiter.recordFailure([.accountAnywhere("made-up-\(i)")], now: 1_000) }
-        limiter.recordFailure([.accountAnywhere("target")], now: 1_000)
-        limiter.recordFailure([.accountAnywhere("target")], now: 1_000)
+        let target = FailureLimiter.Key.accountAnywhere("target")
+        // More unsent keys than one transaction takes: the repeated one is in the first.
+        let roomy = FailureLimiter(limits: .init(perAddress: 100_000, perAccount: 3), capacity: 1000, shared: true)
+        for i in 0..<300 { roomy.recordFailure([.accountAnywhere("made-up-\(i)")], now: 1_000) }
+        roomy.recordFailure([target], now: 1_000)
+        roomy.recordFailure([target], now: 1_000)
         let store = Recording()
-        limiter.flush(to: store, now: 1_000)
-        let first = store.keys.withLock { $0.first ?? [] }
-        #expect(first.contains(limiter.sharedKey(.accountAnywhere("target"))), "\(first.count) keys in the first batch")
-        #expect(store.batches.withLock { $0.reduce(0, +) } == 40, "the table held 40: one made-up id made room")
+        roomy.flush(to: store, now: 1_000, batches: 1)
+        #expect(store.keys.withLock { $0 }.first?.contains(roomy.sharedKey(target)) == true)
+        #expect(store.batches.withLock { $0 } == [128])
+        // A full table: the repeated key pushes out a made-up one.
+        let full = FailureLimiter(limits: .init(perAddress: 100_000, perAccount: 3), capacity: 40, shared: true)
+        for i in 0..<40 { full.recordFailure([.accountAnywhere("made-up-\(i)")], now: 1_000) }
+        full.recordFailure([target], now: 1_000)
+        full.recordFailure([target], now: 1_000)
+        let fullStore = Recording()
+        full.flush(to: fullStore, now: 1_000)
+        #expect(fullStore.keys.withLock { $0 }.first?.contains(full.sharedKey(target)) == true)
+        #expect(fullStore.batches.withLock { $0.reduce(0, +) } == 40, "the table held 40: one made-up id made room")
     }
 
     @Test func aFlushSendsAtMost128KeysATransactionAndEverythingInTheEnd() {

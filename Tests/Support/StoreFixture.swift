@@ -229,3 +229,10 @@ package final class StoreFixture {
                                                          password: "correct horse battery")
     }
 }
+
+extension GrantStorage {
+    /// A family that issues no refresh token (yet): it expires at its creation.
+    package func insertFamily(id: String, clientID: String, userID: String, createdAt: Int64, sid: String?) throws {
+        try insertFamily(id: id, clientID: clientID, userID: userID, createdAt: createdAt, sid: sid, expiresAt: createdAt)
+    }
+}

@@ -201,23 +201,27 @@ def test_a_receiver_that_never_answers_holds_up_no_other_delivery(stack, bcl):
     logout's token reaches the honest receiver while the silent one still holds its first connection open."""
     tarpit = Tarpit()
     silent_id, silent_secret, silent_redirect = register(stack, tarpit, "https://rp.example/after")
-    honest_id, honest_secret, honest_redirect = register(stack, bcl, "https://rp.example/after")
-    first = Browser(stack)
-    sign_into(stack, first, silent_id, silent_secret, silent_redirect)
-    sign_into(stack, first, honest_id, honest_secret, honest_redirect)
-    second = Browser(stack)
-    sign_into(stack, second, honest_id, honest_secret, honest_redirect)
-    for person in (first, second):
-        r = person.http.delete(stack.url("/api/v1/session"), headers={"X-CSRF-Token": person.http.cookies.get(stack.cookie("lk_csrf"))})
-        assert r.status_code == 204
-        bcl.wait_for(1 if person is first else 2)
+    try:
+        honest_id, honest_secret, honest_redirect = register(stack, bcl, "https://rp.example/after")
+        first = Browser(stack)
+        sign_into(stack, first, silent_id, silent_secret, silent_redirect)
+        sign_into(stack, first, honest_id, honest_secret, honest_redirect)
+        second = Browser(stack)
+        sign_into(stack, second, honest_id, honest_secret, honest_redirect)
+        for person in (first, second):
+            r = person.http.delete(stack.url("/api/v1/session"), headers={"X-CSRF-Token": person.http.cookies.get(stack.cookie("lk_csrf"))})
+            assert r.status_code == 204
+            bcl.wait_for(1 if person is first else 2)
         assert tarpit.accepted, "the silent receiver was posted to with the first logout"
-    assert not tarpit.closed, "both tokens delivered while the silent POST was still in flight"
-    deadline = time.monotonic() + 15
-    while not tarpit.closed and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert tarpit.closed, "the silent POST ended at its timeout"
-    tarpit.listener.close()
+        assert not tarpit.closed, "both tokens delivered while the silent POST was still in flight"
+        deadline = time.monotonic() + 15
+        while not tarpit.closed and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert tarpit.closed, "the silent POST ended at its timeout"
+    finally:
+        # Its retries must not reach a later test's receiver on a reused port.
+        requests.delete(stack.url(f"/api/v1/clients/{silent_id}"), headers=stack.bearer())
+        tarpit.listener.close()
 
 
 def test_a_logout_uri_on_a_non_public_address_is_never_posted_to(bcl, tmp_path):
