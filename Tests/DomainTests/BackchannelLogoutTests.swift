@@ -15,6 +15,15 @@ import Testing
 
     init() throws { g = try GrantTesting() }
 
+    /// `count` new confidential clients of the primary organization, each listening.
+    func listeningClients(_ count: Int) throws -> [String] {
+        try (0..<count).map { _ in
+            let (id, _) = try h.app(public: false)
+            try listen(id)
+            return id
+        }
+    }
+
     func listen(_ clientID: String, sessionRequired: Bool = false) throws {
         try h.store.write {
             var c = try #require(try h.store.client(clientID))
@@ -190,12 +199,7 @@ import Testing
     /// share's oldest go first.
     @Test func aRoundIsSharedBetweenOrganizationsAndClients() throws {
         let crowded = h.primary.organizationID
-        var crowd: [String] = []
-        for _ in 0..<8 {
-            let (id, _) = try h.app(public: false)
-            try listen(id)
-            crowd.append(id)
-        }
+        let crowd = try listeningClients(8)
         for n in 0..<3 {
             for client in crowd { try enqueue(client, crowded, "user-\(n)") }
             h.clock.advance(seconds: 1)
@@ -246,13 +250,8 @@ import Testing
     /// than its reserve waiting is queued whatever its share holds.
     @Test func anonymousRegistrantsWaitInAShareOfTheirOwn() throws {
         let org = h.primary.organizationID
-        var anonymous: [String] = []
-        for _ in 0..<4 {
-            let (id, _) = try h.app(public: false)
-            try listen(id)
-            try markAnonymous(id)
-            anonymous.append(id)
-        }
+        let anonymous = try listeningClients(4)
+        for id in anonymous { try markAnonymous(id) }
         let (managed, _) = try h.app(public: false)
         try listen(managed)
         let anonymousShare = try LogoutDelivery.share(of: #require(try h.store.read { try h.store.client(anonymous[0]) }))
@@ -294,12 +293,7 @@ import Testing
     /// the share's next deliveries take their slots.
     @Test func receiversThatNeverAnswerHoldOnlyTheirShareOfTheSlots() throws {
         let silent = h.primary.organizationID
-        var crowd: [String] = []
-        for _ in 0..<4 {
-            let (id, _) = try h.app(public: false)
-            try listen(id)
-            crowd.append(id)
-        }
+        let crowd = try listeningClients(4)
         for n in 0..<3 { for client in crowd { try enqueue(client, silent, "user-\(n)") } }
         let other = try Provisioning(env: h.env, store: h.store).createOrganization(name: "Other", clientLimit: 10)
         try listen(other.clientID)
@@ -323,12 +317,7 @@ import Testing
     /// end, unknown to it, their slots free up and take its deliveries, and
     /// no outcome of theirs is taken for one of its own (review, session 27).
     @Test func aNewSenderFreesTheSlotsItsPredecessorLeftInFlight() throws {
-        var clients: [String] = []
-        for _ in 0..<3 {
-            let (id, _) = try h.app(public: false)
-            try listen(id)
-            clients.append(id)
-        }
+        let clients = try listeningClients(3)
         for client in clients { for n in 0..<2 { try enqueue(client, h.primary.organizationID, "user-\(n)") } }
         let transport = Slots(capacity: 2) { _ in false }
         try sender.pump(transport, waitMillis: 0)

@@ -35,19 +35,7 @@ import Glibc
         init(answer: String?, keepAlive: Bool = false) throws {
             self.answer = answer
             self.keepAlive = keepAlive
-            let listening = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let size = socklen_t(MemoryLayout<sockaddr_in>.size)
-            let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listening, $0, size) } }
-            var length = size
-            let named = withUnsafeMutablePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listening, $0, &length) }
-            }
-            guard bound == 0, named == 0, listen(listening, 16) == 0 else { close(listening); throw CocoaError(.fileNoSuchFile) }
-            fd = listening
-            port = UInt16(bigEndian: address.sin_port)
+            (fd, port) = try FormPosterTests.listeningSocket()
             let thread = Thread { [self] in self.serve() }
             thread.start()
         }
@@ -115,6 +103,22 @@ import Glibc
     }
 
     static let form = Array("logout_token=abc.def.ghi".utf8)
+
+    /// A TCP socket listening on a free loopback port: its descriptor and port.
+    static func listeningSocket() throws -> (fd: Int32, port: UInt16) {
+        let listening = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let size = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listening, $0, size) } }
+        var length = size
+        let named = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listening, $0, &length) }
+        }
+        guard bound == 0, named == 0, listen(listening, 16) == 0 else { close(listening); throw CocoaError(.fileNoSuchFile) }
+        return (listening, UInt16(bigEndian: address.sin_port))
+    }
 
     /// Every POST of a batch at once on one queue, waiting for all: `admits(address, i)` for the `i`th.
     static func post(_ batch: [(url: String, form: [UInt8])], timeoutSeconds: Int,
@@ -250,16 +254,7 @@ import Glibc
         let listener: Int32
 
         init(prefix: String, seconds: Double) throws {
-            let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            self.listener = listener
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) } }
-            let named = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
-            guard bound == 0, named == 0, listen(listener, 4) == 0 else { throw CocoaError(.fileNoSuchFile) }
-            port = UInt16(bigEndian: address.sin_port)
+            (listener, port) = try FormPosterTests.listeningSocket()
             let fd = listener
             Thread.detachNewThread { [self] in
                 let client = accept(fd, nil, nil)
