@@ -218,6 +218,12 @@ public final class FailureLimiter: Sendable {
     private let unsentKeys = Atomic<Int>(0)
     /// Whether a thread is flushing (one at a time).
     private let flushing = Atomic<Bool>(false)
+    private let refusedFlushes = Atomic<Int>(0)
+    /// Account keys counted here and not yet added to the store (`latchkey_failure_counts_unsent`).
+    public var unsentAccountKeys: Int { unsentKeys.load(ordering: .relaxed) }
+    /// Flushes the store could not take (`latchkey_failure_count_flushes_failed_total`): while it grows, each
+    /// node's limits hold for what that node counted alone.
+    public var failedFlushes: Int { refusedFlushes.load(ordering: .relaxed) }
     /// How an account key is named in the store.
     private let keyMAC: @Sendable (String) -> String
 
@@ -373,6 +379,7 @@ public final class FailureLimiter: Sendable {
             totals = try store.writeDeferringFlush { try store.addFailures(counts, now: now, windowMillis: limits.windowMillis) }
         } catch {
             // The database away a moment: added at a later flush (this node's own counts hold meanwhile).
+            refusedFlushes.add(1, ordering: .relaxed)
             unsent.withLock { u in
                 u.giveBack(batch, capacity: capacity)
                 unsentKeys.store(u.count, ordering: .relaxed)

@@ -66,8 +66,9 @@ public final class Metrics: Sendable {
         }
     }
 
-    /// The text exposition (version 0.0.4), with the slow-hash pool's state.
-    public func render(pool: SlowHashPoolGauge? = nil) -> String {
+    /// The text exposition (version 0.0.4), with the slow-hash pool's state and, when the failure limiter shares
+    /// its counts with other nodes, how that goes.
+    public func render(pool: SlowHashPoolGauge? = nil, failures: FailureLimiter? = nil) -> String {
         let s = state.withLock { $0 }
         var out = ""
         out += "# HELP latchkey_requests_total Requests answered, by route pattern and status.\n# TYPE latchkey_requests_total counter\n"
@@ -103,6 +104,12 @@ public final class Metrics: Sendable {
             out += "latchkey_slow_hash_in_use \(pool.inUse)\n"
             out += "# HELP latchkey_slow_hash_queued Callers waiting for a slow-hash permit.\n# TYPE latchkey_slow_hash_queued gauge\n"
             out += "latchkey_slow_hash_queued \(pool.queued)\n"
+        }
+        if let failures, failures.shared {
+            out += "# HELP latchkey_failure_counts_unsent Keys of failed attempts counted on this node and not yet added to the shared counts.\n"
+            out += "# TYPE latchkey_failure_counts_unsent gauge\nlatchkey_failure_counts_unsent \(failures.unsentAccountKeys)\n"
+            out += "# HELP latchkey_failure_count_flushes_failed_total Flushes of failure counts the database could not take (kept for the next).\n"
+            out += "# TYPE latchkey_failure_count_flushes_failed_total counter\nlatchkey_failure_count_flushes_failed_total \(failures.failedFlushes)\n"
         }
         out += "# HELP latchkey_es256_presigned_total ES256 signatures made from nonces prepared ahead (LATCHKEY_ES256_PRESIGN=on).\n"
         out += "# TYPE latchkey_es256_presigned_total counter\nlatchkey_es256_presigned_total \(PreparedKey.presignedSignatures)\n"

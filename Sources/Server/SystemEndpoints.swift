@@ -19,6 +19,6 @@ enum SystemEndpoints {
     /// the private network (`location = /metrics`); the workers answer it
     /// whoever asks, as a scraper may reach a node directly.
     static func metrics(_ request: Request, _ ctx: RequestContext) throws -> Response {
-        return Response.text(ctx.metrics.render(pool: ctx.guards.pool), status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8").noStore()
+        return Response.text(ctx.metrics.render(pool: ctx.guards.pool, failures: ctx.guards.failures), status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8").noStore()
     }
 }

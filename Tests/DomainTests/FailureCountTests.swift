@@ -71,8 +71,10 @@ import Testing
         limiter.recordFailure(FailureLimiter.keys(account: "client-b", address: "203.0.113.9"), now: now)
         limiter.flush(to: Unreachable(), now: now)
         #expect(try h.failureKeys().isEmpty)
+        #expect(limiter.failedFlushes == 1 && limiter.unsentAccountKeys == 2, "counted for the metrics")
         limiter.flush(to: h.store, now: now)
         #expect(try h.failureKeys().count == 2)
+        #expect(limiter.failedFlushes == 1 && limiter.unsentAccountKeys == 0)
         // And a limiter that does not share (SQLite, one node) writes nothing.
         let alone = FailureLimiter(limits: .init(perAddress: 1000, perAccount: 3))
         alone.recordFailure(FailureLimiter.keys(account: "client-c", address: "203.0.113.9"), now: now)

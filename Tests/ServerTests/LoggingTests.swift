@@ -1,5 +1,6 @@
 import Common
 import HTTPCore
+import OAuth
 import Server
 import Synchronization
 import TestSupport
@@ -140,6 +141,15 @@ extension String {
         #expect(text.contains("latchkey_store_connections_lost_total 1\n"))
         #expect(text.contains("latchkey_store_connect_failures_total 2\n"))
         #expect(text.contains("latchkey_store_retries_total 5\n"))
+    }
+
+    @Test func aSharedFailureLimitersFlushesAreRendered() {
+        #expect(!Metrics(workers: 3).render(failures: FailureLimiter()).contains("latchkey_failure_count"), "one node: nothing shared")
+        let limiter = FailureLimiter(shared: true)
+        limiter.recordFailure(FailureLimiter.keys(account: "client-a", address: "192.0.2.1"), now: 1_000)
+        let text = Metrics(workers: 3).render(failures: limiter)
+        #expect(text.contains("# TYPE latchkey_failure_counts_unsent gauge\nlatchkey_failure_counts_unsent 2\n"))
+        #expect(text.contains("# TYPE latchkey_failure_count_flushes_failed_total counter\nlatchkey_failure_count_flushes_failed_total 0\n"))
     }
 
     @Test func thePoolsAcceptCountersAreRenderedWhenGiven() {
