@@ -89,10 +89,13 @@ HTTPS = "https" if os.environ.get("LATCHKEY_E2E_HTTPS", "on") == "on" else None
 
 
 def pytest_generate_tests(metafunc):
-    """The shared `stack`: one per store, plus the https one for the OpenID modules."""
+    """The shared `stack`: one per store, plus the https one for the OpenID modules (or the module's `STACKS`)."""
     if "stack" in metafunc.fixturenames:
         module = metafunc.module.__name__.rsplit(".", 1)[-1]
-        params = STORES + ([HTTPS] if HTTPS and module in HTTPS_MODULES else [])
+        # A module may name its stacks (`STACKS`: test_http2.py's is the https one alone).
+        params = getattr(metafunc.module, "STACKS", None)
+        if params is None:
+            params = STORES + ([HTTPS] if HTTPS and module in HTTPS_MODULES else [])
         metafunc.parametrize("stack", params, indirect=True, scope="session")
 
 
