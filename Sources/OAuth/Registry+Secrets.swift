@@ -24,6 +24,8 @@ extension ClientRegistry {
     /// (0 ends it now); any older one ends now. A client may rotate its own
     /// secret; only the primary may rotate another's; either with a token
     /// carrying the client's privileged scopes (`checkMaySetCredentials`).
+    /// The primary's rotation without grace is a cut-off: the client's tokens
+    /// end with the old secret (see `touch`).
     public func rotateSecret(_ id: String, caller: Caller, graceSeconds: Int) throws -> IssuedSecret {
         guard (0...ClientRegistry.maxGraceSeconds).contains(graceSeconds) else {
             throw RegistryError.invalid([FieldError("grace_period_seconds", "must be 0..\(ClientRegistry.maxGraceSeconds)")])
@@ -38,7 +40,7 @@ extension ClientRegistry {
             let previousExpiry = try retireSecrets(of: id, graceSeconds: graceSeconds, now: now)
             let secret = hasher.generate(env)
             try store.insertSecret(hasher.record(for: secret, clientID: id, at: now))
-            let updated = try touch(client, at: now)
+            let updated = try touch(client, at: now, endingTokens: graceSeconds == 0 && isOperator(caller, of: id))
             try endRegistrationTokenIfCutOff(id, caller: caller)
             try audit(caller, "client.secret_rotated", target: id, details: ["grace_period_seconds": JSON(graceSeconds)])
             return IssuedSecret(client: updated, secret: secret, previousSecretExpiresAt: previousExpiry)
@@ -61,7 +63,7 @@ extension ClientRegistry {
             guard client.authMethod.usesSecret else { throw RegistryError.conflict(.publicClientHasNoSecret) }
             _ = try retireSecrets(of: id, graceSeconds: 0, now: env.now())
             try store.insertSecret(record)
-            _ = try touch(client, at: env.now())
+            _ = try touch(client, at: env.now(), endingTokens: isOperator(caller, of: id))
             try endRegistrationTokenIfCutOff(id, caller: caller)
             try audit(caller, "client.password_set", target: id)
         }
@@ -81,8 +83,11 @@ extension ClientRegistry {
     /// whoever holds it cannot undo the change (switch the method to get a new secret, put the removed grant or
     /// redirect URI back; attacker review, session 17). The client's own changes keep it.
     func endRegistrationTokenIfCutOff(_ id: String, caller: Caller) throws {
-        if caller.client.clientID != id { try store.deleteRegistrationToken(clientID: id) }
+        if isOperator(caller, of: id) { try store.deleteRegistrationToken(clientID: id) }
     }
+
+    /// Whether `caller` acts on another client than itself: an operator's change cuts that client off.
+    func isOperator(_ caller: Caller, of id: String) -> Bool { caller.client.clientID != id }
 
     func retireSecrets(of id: String, graceSeconds: Int, now: Int64) throws -> Int64? {
         var previousExpiry: Int64?

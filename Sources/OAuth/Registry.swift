@@ -232,6 +232,11 @@ public struct ClientRegistry {
                 // they end now, and the client asks for new ones with what it still holds. So is client_credentials:
                 // the client's own tokens end with the grant that gave them (attacker review, session 17).
                 updated.tokenGeneration += 1
+            } else if isOperator(caller, of: id) && ClientRegistry.replacesCredential(from: current, to: updated) {
+                // An operator's new kind of credential or new keys: what was issued for the old credential ends, as at
+                // an operator's rotation without grace (a token left alive could switch the method back and mint a
+                // secret; attacker review, session 28).
+                updated.tokenGeneration += 1
             }
             // Made public: the refresh tokens it was given while it authenticated would work with its id alone
             // (attacker review, session 24). Its users' grants end; they sign in again.
@@ -276,6 +281,15 @@ public struct ClientRegistry {
                 && (current.scope + spec.scope).contains(where: Scopes.isPrivileged))
     }
 
+    /// Whether a change replaces what the client authenticates with: a secret
+    /// for keys or none, keys for a secret or none, or the keys it signs with.
+    /// Switching between the secret methods keeps the same secret, and keys
+    /// stored on a client that uses a secret are no credential.
+    static func replacesCredential(from current: Client, to updated: Client) -> Bool {
+        func kind(_ c: Client) -> Int { c.authMethod.usesSecret ? 1 : c.authMethod == .privateKeyJWT ? 2 : 0 }
+        return kind(current) != kind(updated) || (updated.authMethod == .privateKeyJWT && current.jwks != updated.jwks)
+    }
+
     /// Whether a change takes from the client what its registration access
     /// token could put back: a grant type, a scope or a URI removed, its
     /// authentication method or keys changed (a credential replaced), its
@@ -315,10 +329,17 @@ public struct ClientRegistry {
 
     /// A write that changes no field still is a write (SPEC 6.0, 6.4): a new
     /// version and modification time.
-    func touch(_ client: Client, at now: Int64) throws -> Client {
+    /// A new version of `client`. `endingTokens`: an operator replaced its
+    /// credential without grace, so the access tokens given for the old one end
+    /// too (its token generation moves on; SPEC 6.0's "the old one ends"). Left
+    /// alive, a leaked secret's token could mint a credential of its own and
+    /// push out the operator's (`POST /api/v1/clients/current/secret`, the
+    /// integration password; attacker review, session 28).
+    func touch(_ client: Client, at now: Int64, endingTokens: Bool = false) throws -> Client {
         var updated = client
         updated.version += 1
         updated.updatedAt = now
+        if endingTokens { updated.tokenGeneration += 1 }
         try store.updateClient(updated)
         return updated
     }

@@ -395,4 +395,56 @@ import Testing
         #expect(h.json("PATCH", "/api/v1/clients/\(worker)", token: full, body: ["token_endpoint_auth_method": "private_key_jwt"],
                        contentType: merge).status == 200)
     }
+
+    /// Attacker review, session 28: an operator's cut-off (the primary rotating a leaked secret without grace, setting
+    /// the client's password, or giving it keys instead) left the leaked secret's access tokens alive, and one of them
+    /// could mint a credential of its own (`POST /api/v1/clients/current/secret`, the integration password, or switch
+    /// the method back) and push out the operator's. Those tokens now end with the credential they were issued for.
+    @Test func anOperatorsCutOffEndsTheTokensOfTheOldCredential() throws {
+        let h = try Harness()
+        let full = try h.token()
+        let merge = "application/merge-patch+json"
+        func worker() throws -> (id: String, token: String) {
+            let c = try h.createClient(["client_name": "Worker", "grant_types": ["client_credentials"],
+                                        "scope": "clients:read clients:write manageExternalClients"], token: full)
+            return (c.id, try h.token(clientID: c.id, secret: c.secret))
+        }
+        func works(_ token: String) -> Bool { h.json("GET", "/api/v1/clients/current", token: token).status == 200 }
+
+        // The primary's rotation without grace: the old secret's token mints nothing any more.
+        let a = try worker()
+        let rotated = h.json("POST", "/api/v1/clients/\(a.id)/secret", token: full, body: ["grace_period_seconds": 0])
+        #expect(rotated.status == 200)
+        #expect(!works(a.token))
+        #expect(h.json("POST", "/api/v1/clients/current/secret", token: a.token, body: ["grace_period_seconds": 0]).status == 401)
+        #expect(h.json("PUT", "/external/v1/oauth/password", token: a.token, body: ["password": "attacker-chosen-pw"]).status == 401)
+        let operatorSecret = try #require(rotated.json?["client_secret"]?.stringValue)
+        #expect(works(try h.token(clientID: a.id, secret: operatorSecret)), "the operator's secret works, and its tokens")
+
+        // The primary's password for the client (the integration surface's reset): the same.
+        let b = try worker()
+        #expect(h.json("PUT", "/external/v1/oauth/client/password-reset", token: full,
+                       body: ["clientId": .string(b.id), "password": "operator-chosen-pw"]).status == 204)
+        #expect(!works(b.token))
+
+        // The primary's keys instead of the secret: the secret's tokens end, and cannot switch the method back.
+        let c = try worker()
+        let key = try SigningKey.generate(.es256)
+        #expect(h.json("PATCH", "/api/v1/clients/\(c.id)", token: full, body: [
+            "token_endpoint_auth_method": "private_key_jwt", "jwks": ["keys": [try JWK.publicJWK(key, kid: "k1")]]], contentType: merge).status == 200)
+        #expect(!works(c.token))
+        #expect(h.json("PATCH", "/api/v1/clients/current", token: c.token, body: ["token_endpoint_auth_method": "client_secret_basic"],
+                       contentType: merge).status == 401)
+
+        // What cuts nothing off keeps the tokens: a rotation with grace (planned), the client's own rotation (it holds
+        // the new secret), and switching between the secret methods (the same secret).
+        let d = try worker()
+        #expect(h.json("POST", "/api/v1/clients/\(d.id)/secret", token: full, body: ["grace_period_seconds": 600]).status == 200)
+        #expect(works(d.token))
+        #expect(h.json("POST", "/api/v1/clients/current/secret", token: d.token, body: ["grace_period_seconds": 0]).status == 200)
+        #expect(works(d.token))
+        #expect(h.json("PATCH", "/api/v1/clients/\(d.id)", token: full, body: ["token_endpoint_auth_method": "client_secret_post"],
+                       contentType: merge).status == 200)
+        #expect(works(d.token))
+    }
 }

@@ -329,6 +329,25 @@ def test_taking_a_clients_authentication_away_is_setting_its_credential(stack):
     assert r.status_code == 200 and r.json()["token_endpoint_auth_method"] == "none", r.text
 
 
+def test_an_operators_cut_off_ends_the_leaked_secrets_tokens(stack):
+    """Attacker review, session 28: after the primary rotated a leaked secret without grace, a token the leaked secret
+    had minted still worked, rotated the secret again (or set the integration password) and locked the operator's
+    new secret out. It now ends with the secret it was issued for, on every node (two on PostgreSQL)."""
+    org = Org(stack)
+    cid, leaked = org.client(client_name="Leaky", grant_types=["client_credentials"],
+                             scope="clients:read clients:write manageExternalClients")
+    stolen = {"Authorization": "Bearer " + client_token(stack, cid, leaked)}
+    assert requests.get(stack.url("/api/v1/clients/current"), headers=stolen).status_code == 200
+    r = requests.post(stack.url(f"/api/v1/clients/{cid}/secret"), headers=org.bearer(), json={"grace_period_seconds": 0})
+    assert r.status_code == 200, r.text
+    fresh = r.json()["client_secret"]
+    for _ in range(4):  # each node answers from its next request on
+        assert requests.get(stack.url("/api/v1/clients/current"), headers=stolen).status_code == 401
+    assert requests.post(stack.url("/api/v1/clients/current/secret"), headers=stolen, json={"grace_period_seconds": 0}).status_code == 401
+    assert requests.put(stack.url("/external/v1/oauth/password"), headers=stolen, json={"password": "attacker-chosen-pw"}).status_code == 401
+    assert requests.get(stack.url("/api/v1/clients/current"), headers={"Authorization": "Bearer " + client_token(stack, cid, fresh)}).status_code == 200
+
+
 # 6. A deleted client's id is retired and its tokens stay dead (SPEC 4.5, 6.1) --------------------------------------
 
 def test_a_deleted_clients_token_stays_dead(stack):
