@@ -117,25 +117,35 @@ public struct ClientAuthenticator {
 
     /// private_key_jwt: the assertion verified with the client's keys, then
     /// its `jti` recorded (a replay is refused), in a write of its own.
+    ///
+    /// The failure limits meet only an assertion that fails, as they meet only
+    /// a secret that is not a right generated one: a signature under the
+    /// client's key is not guessed, and a check is one verification (under the
+    /// client's registered key, not a slow hash). Checked before the
+    /// signature, they made a client's right assertions 429 once others had
+    /// failed on it, or on anything, from its address (a shared NAT or cloud
+    /// egress: attacker review, session 28).
     func authenticate(assertion: String, clientID: String?) throws -> Client {
         let now = env.now()
         guard let (parsed, subject) = ClientAssertion.parse(assertion), clientID == nil || clientID == subject else {
             throw OAuthError.invalidClient(detail: "client_assertion malformed or naming another client")
         }
-        try guards?.checkAttempt(account: subject, address: address, now: now)
         // The client from the memo (validated once per request); the jti is written after, in a write of its own.
         guard let client = try store.read({ try store.client(subject) }), client.enabled, client.authMethod == .privateKeyJWT,
               let (jti, expiresAt) = ClientAssertion.verify(parsed, client: client,
                                                                        audiences: client.fapi2 ? [env.issuer] : assertionAudiences, now: now)
-        else {
-            try recordFailure(subject, now: now)
-            throw OAuthError.invalidClient(detail: "client_assertion rejected")
-        }
+        else { throw try assertionFailed(subject, "client_assertion rejected", now: now) }
         guard try store.writeOne({ try store.useAssertion(clientID: client.clientID, jti: jti, expiresAt: expiresAt, now: now) }) else {
-            try recordFailure(subject, now: now)
-            throw OAuthError.invalidClient(detail: "client_assertion replayed")
+            throw try assertionFailed(subject, "client_assertion replayed", now: now)
         }
         return client
+    }
+
+    /// A failed assertion: 429 past the limits on `subject` from this address (or the address's own), else counted and 401.
+    private func assertionFailed(_ subject: String, _ detail: String, now: Int64) throws -> Error {
+        try guards?.checkAttempt(account: subject, address: address, now: now)
+        try recordFailure(subject, now: now)
+        return OAuthError.invalidClient(detail: detail)
     }
 
     /// Counts a failure on `clientID` from this address; when that puts the

@@ -4,6 +4,7 @@ import Foundation
 import Synchronization
 import HTTPCore
 import Imaging
+import JOSE
 import OAuth
 import Server
 import TestSupport
@@ -293,6 +294,42 @@ extension SecurityReviewTests {
         for i in 0..<500 { limiter.recordFailure([.address("203.0.113.\(i % 250)-\(i)")], now: 2_000) }
         #expect(limiter.refusal(account: "victim", address: "198.51.100.1", now: 2_000) != nil)
         #expect(limiter.refusal(account: "victim", address: "198.51.100.1", now: 62_000) == nil)
+    }
+
+    /// Attacker review, session 28: a private_key_jwt client's right assertion was refused 429 once others had sent
+    /// forged ones naming it, or failed on anything, from its address (a shared NAT): the limits were checked before
+    /// the signature. A right signature now passes them, as a right generated secret does; failures still meet them.
+    @Test func othersFailuresNeverRefuseAClientsRightAssertion() throws {
+        let guards = AbuseGuards(failures: FailureLimiter(limits: .init(perAddress: 12, perAccount: 3, perAccountAnywhere: 6)))
+        let h = try Harness(guards: guards)
+        let key = try SigningKey.generate(.es256), forger = try SigningKey.generate(.es256)
+        let created = h.json("POST", "/api/v1/clients", token: try h.token(), body: [
+            "client_name": "Signed", "grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt",
+            "jwks": ["keys": [try JWK.publicJWK(key, kid: "k1")]]])
+        let id = try #require(created.json?["client_id"]?.stringValue, "\(created.bodyText)")
+        func attempt(signedBy signer: SigningKey, naming subject: String? = nil, from address: String) throws -> Int {
+            let now = h.clock.now / 1000, subject = subject ?? id
+            let claims: JSON = ["iss": .string(subject), "sub": .string(subject), "aud": .string(Harness.issuer + "/oauth2/token"),
+                                "exp": .int(now + 60), "jti": .string(h.env.randomToken(bytes: 12))]
+            let body = Array(FormEncoding.serialize([
+                ("grant_type", "client_credentials"), ("client_assertion", try JWS.sign(payload: claims, key: signer, kid: "k1", typ: "JWT")),
+                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer")]).utf8)
+            return h.worker.handle(Request(method: .post, path: "/oauth2/token", headers: HTTPFields([
+                ("Content-Type", "application/x-www-form-urlencoded")]), body: body, remoteAddress: address)).status.code
+        }
+        let shared = "203.0.113.70"
+        // Forged assertions naming the client, from the address it shares: 401, then 429 past its limit there.
+        #expect(try (0..<3).map { _ in try attempt(signedBy: forger, from: shared) } == [401, 401, 401])
+        #expect(try attempt(signedBy: forger, from: shared) == 429)
+        #expect(try attempt(signedBy: key, from: shared) == 200, "the client's own signature")
+        // Past the client's overall limit too, from other addresses: its signature still passes, everywhere.
+        for address in ["198.51.100.1", "198.51.100.2", "198.51.100.3"] { _ = try attempt(signedBy: forger, from: address) }
+        #expect(try attempt(signedBy: forger, from: "198.51.100.1") == 429)
+        #expect(try attempt(signedBy: key, from: "198.51.100.1") == 200)
+        // Failures on made-up ids past the address's own limit: the same.
+        for i in 0..<12 { _ = try attempt(signedBy: forger, naming: "nobody-\(i)", from: shared) }
+        #expect(try attempt(signedBy: forger, naming: "nobody-x", from: shared) == 429)
+        #expect(try attempt(signedBy: key, from: shared) == 200)
     }
 
     @Test func anAddressPastItsFailureLimitGets429ButCorrectCheapSecretsPass() throws {
