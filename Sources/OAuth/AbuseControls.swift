@@ -31,12 +31,23 @@ public final class AbuseGuards: Sendable {
     public let pool: SlowHashPool
     public let failures: FailureLimiter
     public let secrets: VerifiedSecretCache
+    /// Changes signed-in users make to their own profile, each an audit row
+    /// kept for good: `profileChangesPerHour` a user on each node, then 429
+    /// (attacker review, session 28: two values saved in turn wrote ten rows a
+    /// second at nginx's limit). Counted per user, the windows of the failure
+    /// limits an hour long.
+    public let profileChanges: FailureLimiter
+    public static let profileChangesPerHour = 20
 
     public init(pool: SlowHashPool = SlowHashPool(), failures: FailureLimiter = FailureLimiter(),
-                secrets: VerifiedSecretCache = VerifiedSecretCache()) {
+                secrets: VerifiedSecretCache = VerifiedSecretCache(),
+                profileChanges: FailureLimiter = FailureLimiter(limits: .init(perAddress: .max, perAccount: .max,
+                                                                               perAccountAnywhere: AbuseGuards.profileChangesPerHour,
+                                                                               windowMillis: 3_600_000))) {
         self.pool = pool
         self.failures = failures
         self.secrets = secrets
+        self.profileChanges = profileChanges
     }
 
     /// Refuses with 429 an attempt on `account` from `address` past the

@@ -113,9 +113,13 @@ public struct ProfileService {
 
     /// A change that changes nothing writes nothing and is not audited: the
     /// profile form saved again and again (10 a second per address at nginx's
-    /// limit) was a permanent audit row each (review, session 26).
+    /// limit) was a permanent audit row each (review, session 26). `limits`:
+    /// the user's own change, at most `AbuseGuards.profileChangesPerHour`
+    /// (then `TooManyFailures`, 429), so two values saved in turn are bounded
+    /// too (review, session 28); the operator's CLI is not limited.
     @discardableResult
-    public func update(userID: String, actor: String, surface: String, _ change: (inout UserProfile) -> Void) throws -> UserProfile {
+    public func update(userID: String, actor: String, surface: String, limits: AbuseGuards? = nil,
+                       _ change: (inout UserProfile) -> Void) throws -> UserProfile {
         try store.write {
             let stored = try store.userProfile(userID: userID)
             var profile = stored ?? UserProfile()
@@ -123,6 +127,11 @@ public struct ProfileService {
             let problems = profile.problems()
             guard problems.isEmpty else { throw RegistryError.invalid(problems) }
             if stored == profile { return profile }
+            if let limits {
+                let now = env.now(), key = FailureLimiter.Key.accountAnywhere(userID)
+                if let wait = limits.profileChanges.retryAfter(key, now: now) { throw TooManyFailures(retryAfterSeconds: wait) }
+                limits.profileChanges.recordFailure([key], now: now)
+            }
             try store.setUserProfile(userID: userID, profile: profile)
             try store.appendAudit(AuditEvent(organizationID: nil, actor: actor, action: "user.profile_set", target: userID, surface: surface,
                                              requestID: nil, createdAt: env.now()))

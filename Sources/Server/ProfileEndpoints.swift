@@ -48,7 +48,8 @@ enum ProfileEndpoints {
             }
         }
         if !errors.isEmpty { throw RegistryError.invalid(errors) }
-        let stored = try ProfileService(env: ctx.env, store: ctx.store).update(userID: user.id, actor: user.id, surface: "account") { $0 = profile }
+        let stored = try ProfileService(env: ctx.env, store: ctx.store).update(userID: user.id, actor: user.id, surface: "account",
+                                                                                   limits: ctx.guards) { $0 = profile }
         return Response.json(stored.json).noStore()
     }
 }

@@ -70,6 +70,25 @@ import Testing
         #expect(try service.current(userID: id).givenName == "Alicia")
     }
 
+    /// Review, session 28: two values saved in turn were a change and an audit row each, ten a second at nginx's
+    /// limit, for good. A user's own changes are bounded per hour (then 429, nothing written); the operator's are not.
+    @Test func aUsersOwnChangesAreBoundedPerHour() throws {
+        let h = try StoreFixture()
+        let id = try h.user()
+        let service = ProfileService(env: h.env, store: h.store)
+        let guards = AbuseGuards()
+        func save(_ name: String) throws { try service.update(userID: id, actor: id, surface: "account", limits: guards) { $0.givenName = name } }
+        for i in 0..<AbuseGuards.profileChangesPerHour { try save(i % 2 == 0 ? "A" : "B") }
+        #expect(throws: TooManyFailures.self) { try save("C") }
+        #expect(try service.current(userID: id).givenName == "B", "nothing written")
+        try save("B")  // no change: no write, no count
+        try service.update(userID: id, actor: "cli", surface: "cli") { $0.givenName = "Operator" }
+        #expect(try service.current(userID: id).givenName == "Operator")
+        h.clock.advance(seconds: 3_600)
+        try save("D")
+        #expect(try service.current(userID: id).givenName == "D")
+    }
+
     @Test func theOperatorSetsAProfileAndBadValuesChangeNothing() throws {
         let h = try StoreFixture()
         let id = try h.user()

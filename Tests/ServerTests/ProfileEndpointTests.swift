@@ -56,6 +56,18 @@ import Testing
         }
     }
 
+    /// Past the user's changes for the hour: 429 with `Retry-After`, which the account page tells the user.
+    @Test func tooManyChangesAre429WithRetryAfter() throws {
+        let h = try Harness()
+        _ = try h.user()
+        let b = Browser(h)
+        #expect(b.login().status == 204)
+        for i in 0..<AbuseGuards.profileChangesPerHour { #expect(b.json("PUT", "/api/v1/me/profile", ["given_name": .string("n\(i)")]).status == 200) }
+        let refused = b.json("PUT", "/api/v1/me/profile", ["given_name": "one more"])
+        #expect(refused.status == 429, "\(refused.bodyText)")
+        #expect(Int(refused.headers[.retryAfter] ?? "") ?? 0 > 0)
+    }
+
     @Test func aWriteNeedsTheCSRFTokenAndABearerTokenIsNotASession() throws {
         let h = try Harness()
         _ = try h.user()

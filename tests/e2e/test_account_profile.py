@@ -2,6 +2,7 @@
 the keyboard, saved, refused with the field named when a value is wrong;
 what the user saved is what an RP with the phone and address scopes gets."""
 import json
+import secrets
 
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -62,3 +63,27 @@ def test_a_sign_out_that_fails_says_so_and_stays(stack, browser):
     browser.find_element(By.ID, "signout").click()
     wait(browser, lambda d: d.current_url.startswith(stack.url("/login/")))
     assert browser.get_cookie(stack.cookie("lk_session")) is None
+
+
+def test_too_many_changes_are_refused_and_the_page_says_so(stack, browser):
+    """A user's own profile changes are bounded per hour (each is an audit row kept for good; review, session 28):
+    past them the save is 429 and the page says so, nothing written. A user of its own, so the shared stack's demo
+    user keeps its allowance."""
+    name, password = "limited-" + secrets.token_hex(4), "pw-" + secrets.token_hex(8)
+    run_cli(stack, "user", "add", name, "--password-stdin", stdin=password + "\n")
+    browser.get(stack.url("/login/"))
+    wait(browser, EC.presence_of_element_located((By.ID, "username")))
+    browser.find_element(By.ID, "username").send_keys(name)
+    browser.find_element(By.ID, "password").send_keys(password + Keys.ENTER)
+    wait(browser, lambda d: d.get_cookie(stack.cookie("lk_session")) is not None)
+    browser.get(stack.url("/account/"))
+    given = wait(browser, EC.visibility_of_element_located((By.ID, "given_name")))
+    status = browser.find_element(By.ID, "profile-status")
+    for i in range(21):
+        given.clear()
+        given.send_keys(f"Name {i}" + Keys.ENTER)
+        if i < 20:
+            wait(browser, lambda d: status.text == "Profile saved.")
+            browser.execute_script("arguments[0].textContent = ''", status)
+    wait(browser, EC.text_to_be_present_in_element((By.ID, "profile-status"), "too many changes"))
+    assert json.loads(run_cli(stack, "user", "set", name).stdout)["given_name"] == "Name 19"

@@ -50,6 +50,10 @@ async function loadProfile() {
       status_.textContent = "Profile saved.";
       return;
     }
+    if (result.status === 429) {
+      status_.textContent = "Not saved: too many changes to your profile for now. Try again later.";
+      return;
+    }
     const errors = (result.data && result.data.errors) || [];
     for (const e of errors) {
       const input = document.getElementById(e.field.replace(/^address\./, ""));
