@@ -6,6 +6,10 @@ import Cryptography
 /// redirected; later ones go back to the client.
 public enum AuthorizeDecision: Equatable, Sendable {
     case errorPage(String)
+    /// An error for a client not trusted with an automatic redirect (one
+    /// registered anonymously): a page that says what went wrong, from which
+    /// the user may go back to the application with the error response.
+    case errorNotice(String, AuthorizationResponse)
     /// Back to the client, in the request's response mode.
     case respond(AuthorizationResponse)
     /// The sign-in page, with the request's usable `login_hint` to prefill.
@@ -94,10 +98,6 @@ public struct AuthorizationService {
         return uri + (uri.contains("?") ? "&" : "?") + query
     }
 
-    func errorRedirect(_ uri: String, _ error: String, _ description: String, state: String?, mode: ResponseMode) -> AuthorizeDecision {
-        .respond(errorResponse(uri, error, description, state: state, mode: mode))
-    }
-
     func errorResponse(_ uri: String, _ error: String, _ description: String, state: String?, mode: ResponseMode) -> AuthorizationResponse {
         AuthorizationResponse(redirectURI: uri, parameters: [("error", error), ("error_description", description), ("state", state), ("iss", env.issuer)],
                               mode: mode)
@@ -142,29 +142,28 @@ public struct AuthorizationService {
         } catch let failure as AuthorizationFailure {
             let description = AuthorizationService.describe(failure.check)
             // Until the client and its redirect URI are trusted, errors are a page (RFC 6749 §4.1.2.1).
-            guard let to = failure.destination,
-                  try redirectsBeforeSignIn(try parameters.clientID.flatMap { id in try store.read { try store.client(id) } }, sessionToken: sessionToken)
-            else { return .errorPage(description) }
-            return errorRedirect(to.redirectURI, failure.check.errorCode, description, state: to.state, mode: to.mode)
+            guard let to = failure.destination else { return .errorPage(description) }
+            return answerError(try parameters.clientID.flatMap { id in try store.read { try store.client(id) } },
+                               errorResponse(to.redirectURI, failure.check.errorCode, description, state: to.state, mode: to.mode), description)
         }
         if client.mustPushRequests {
             let description = "This client must push its authorization requests (RFC 9126)."
-            guard try redirectsBeforeSignIn(client, sessionToken: sessionToken) else { return .errorPage(description) }
-            return errorRedirect(request.redirectURI, "invalid_request", description, state: request.state, mode: request.responseMode)
+            return answerError(client, errorResponse(request.redirectURI, "invalid_request", description, state: request.state,
+                                                     mode: request.responseMode), description)
         }
         return try start(request, sessionToken: sessionToken, browser: browser)
     }
 
-    /// Whether an error may go to the client's redirect URI while no user is
-    /// signed in. Not for a client registered anonymously (RFC 9700 §4.11.2):
-    /// anyone may register one with a redirect URI of their choosing and send
-    /// a link with a bad parameter (or `prompt=none`) to have this server's
-    /// name send a visitor there at once; "the authorization server MUST
-    /// always authenticate the user first". Such an error is shown as a page
-    /// until someone is signed in (attacker review, session 24).
-    func redirectsBeforeSignIn(_ client: Client?, sessionToken: String?) throws -> Bool {
-        guard let client, ClientRegistration.isAnonymous(client) else { return true }
-        return try SessionService(env: env, store: store).current(sessionToken) != nil
+    /// An error for the client's redirect URI, sent there at once, except for
+    /// a client registered anonymously (RFC 9700 §4.11.2): anyone may register
+    /// one with a redirect URI of their choosing and send a link with a bad
+    /// parameter, or `prompt=none`, to have this server's name send a visitor
+    /// there at once, signed in or not. Its error is a page from which the
+    /// user may go back to it (the RFC's "inform the user and rely on the user
+    /// to make the correct decision"; attacker reviews, sessions 24 and 28).
+    func answerError(_ client: Client?, _ response: AuthorizationResponse, _ description: String) -> AuthorizeDecision {
+        if let client, ClientRegistration.isAnonymous(client) { return .errorNotice(description, response) }
+        return .respond(response)
     }
 
     // MARK: Pushed authorization requests (RFC 9126)
@@ -266,11 +265,7 @@ public struct AuthorizationService {
         let request = stored.request
         let session = try SessionService(env: env, store: store).current(sessionToken)
         if session.map({ !signedInFreshly(for: stored, $0.session) }) ?? true {
-            if request.prompt.contains("none") {
-                // No one signed in at all: a client registered anonymously gets its error as a page (RFC 9700 §4.11.2).
-                let page = try session == nil && !redirectsBeforeSignIn(try store.read { try store.client(request.clientID) }, sessionToken: nil)
-                return try answerWithError(stored, "login_required", "The user is not signed in.", asPage: page)
-            }
+            if request.prompt.contains("none") { return try answerWithError(stored, "login_required", "The user is not signed in.") }
             return .login(requestID: requestID, loginHint: request.loginHint)
         }
         let user = session!.user
@@ -339,10 +334,11 @@ public struct AuthorizationService {
     }
 
     /// Answers the request with `error` (once): at its redirect URI, or `asPage` on the error page.
-    func answerWithError(_ stored: StoredAuthorizationRequest, _ error: String, _ description: String, asPage: Bool = false) throws -> AuthorizeDecision {
+    func answerWithError(_ stored: StoredAuthorizationRequest, _ error: String, _ description: String) throws -> AuthorizeDecision {
         _ = try store.write { try store.markAuthorizationRequestAnswered(idHash: stored.idHash, at: env.now()) }
-        if asPage { return .errorPage(description) }
-        return errorRedirect(stored.request.redirectURI, error, description, state: stored.request.state, mode: stored.request.responseMode)
+        return answerError(try store.read { try store.client(stored.request.clientID) },
+                           errorResponse(stored.request.redirectURI, error, description, state: stored.request.state,
+                                         mode: stored.request.responseMode), description)
     }
 
     /// Answers the request with a code for `scope` (a subset of what was

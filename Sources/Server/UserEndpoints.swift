@@ -152,9 +152,36 @@ enum UserEndpoints {
         return response
     }
 
+    /// An error for a client not trusted with an automatic redirect: what went wrong, and a way back to the
+    /// application (a link, or for form_post a form the user submits) that the user chooses to take.
+    static func errorNotice(_ message: String, _ r: AuthorizationResponse) -> Response {
+        let origin = r.origin.flatMap(FormPostPage.plainOrigin)
+        let place = XMLElement.escape(origin ?? "the application")
+        let back: String
+        switch r.mode {
+        case .query:
+            back = "<p><a href=\"\(XMLElement.escape(r.location))\">Return to \(place)</a></p>"
+        case .formPost:
+            let inputs = r.fields.map { "<input type=\"hidden\" name=\"\(XMLElement.escape($0.name))\" value=\"\(XMLElement.escape($0.value))\">" }
+            back = "<form method=\"post\" action=\"\(XMLElement.escape(r.redirectURI))\">\(inputs.joined())<button type=\"submit\">Return to \(place)</button></form>"
+        }
+        let html = """
+            <!doctype html><html lang="en"><head><meta charset="utf-8"><title>Authorization error</title>
+            <meta name="viewport" content="width=device-width, initial-scale=1"><link rel="stylesheet" href="/assets/latchkey.css"></head>
+            <body><main class="card"><h1>This sign-in link does not work</h1><p role="alert">\(XMLElement.escape(message))</p>
+            <p>The application that sent you here registered itself, without review. Go back to it only if you trust \(place).</p>
+            \(back)</main></body></html>
+            """
+        var response = Response.text(html, status: 400, contentType: "text/html; charset=utf-8").noStore()
+        response.headers[.contentSecurityPolicy] = "default-src 'none'; style-src 'self'; form-action \(origin ?? "'none'"); "
+            + "frame-ancestors 'none'; base-uri 'none'"
+        return response
+    }
+
     static func respond(_ decision: AuthorizeDecision, _ ctx: RequestContext) -> Response {
         switch decision {
         case let .errorPage(message): return errorPage(message)
+        case let .errorNotice(message, response): return errorNotice(message, response)
         case let .respond(response): return toClient(response, ctx)
         case let .login(id, hint):
             let prefill = hint.map { "&login_hint=" + PercentEncoding.encode($0) } ?? ""

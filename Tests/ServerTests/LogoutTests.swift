@@ -29,11 +29,12 @@ import Testing
 
     func logout(_ b: Browser, _ items: [(String, String)]) -> Response { b.send("GET", "/oauth2/logout", query: FormEncoding.serialize(items)) }
 
-    /// RFC 9700 §4.11.2 (attacker review, session 24): anyone may register a client anonymously with a redirect URI of
-    /// their own and send a link that makes this server redirect a visitor there at once (a bad parameter, or
-    /// `prompt=none`; at logout, their own ID token as the hint). For such a client, while no one is signed in, the
-    /// error (or the signed-out page) stays here; signed in, or for a client an operator registered, it goes back.
-    @Test func anAnonymouslyRegisteredClientIsNotRedirectedToBeforeASignIn() throws {
+    /// RFC 9700 §4.11.2 (attacker reviews, sessions 24 and 28): anyone may register a client anonymously with a
+    /// redirect URI of their own and send a link that makes this server redirect a visitor there at once (a bad
+    /// parameter, or `prompt=none`; at logout, their own ID token as the hint). For such a client the error stays here,
+    /// signed in or not, on a page from which the user may go back with it (a link, or a form for form_post); the
+    /// signed-out page stays here too. For a client an operator registered, both go back at once.
+    @Test func anAnonymouslyRegisteredClientIsNotRedirectedToWithoutTheUser() throws {
         let h = try Harness()
         _ = try h.user()
         let (anonymous, _) = try h.app()
@@ -54,13 +55,30 @@ import Testing
         }
         let signedIn = Browser(h)
         #expect(signedIn.login().status == 204)
-        for (overrides, error) in [(["response_type": "token"], "unsupported_response_type"), (["prompt": "none"], "consent_required")] {
-            let page = Browser(h).authorize(params(anonymous, overrides))
-            #expect(page.status == 400 && page.headers[.location] == nil, "\(overrides): \(page.status) \(page.headers[.location] ?? "")")
-            let control = Browser(h).authorize(params(registered, overrides))
-            #expect(control.status == 303 && control.headers[.location]?.hasPrefix(Harness.redirect + "?") == true, "\(overrides)")
-            let answered = signedIn.authorize(params(anonymous, overrides))
-            #expect(answered.status == 303 && queryItems(answered.headers[.location] ?? "")["error"] == error, "\(overrides): \(answered.status)")
+        /// The page's way back: the link's error, or the form's fields.
+        func wayBack(_ page: Response) -> [String: String] {
+            let body = page.bodyText
+            if let start = body.range(of: "<a href=\""), let end = body[start.upperBound...].range(of: "\"") {
+                return queryItems(String(body[start.upperBound..<end.lowerBound]).replacingOccurrences(of: "&amp;", with: "&"))
+            }
+            var fields: [String: String] = [:]
+            for part in body.components(separatedBy: "<input type=\"hidden\" name=\"").dropFirst() {
+                let name = part.prefix { $0 != "\"" }
+                if let v = part.range(of: "value=\"") { fields[String(name)] = String(part[v.upperBound...].prefix { $0 != "\"" }) }
+            }
+            return fields
+        }
+        for (overrides, error) in [(["response_type": "token"], "unsupported_response_type"), (["prompt": "none"], "consent_required"),
+                                   (["prompt": "none", "response_mode": "form_post"], "consent_required")] {
+            for browser in [Browser(h), signedIn] {
+                let page = browser.authorize(params(anonymous, overrides))
+                #expect(page.status == 400 && page.headers[.location] == nil, "\(overrides): \(page.status) \(page.headers[.location] ?? "")")
+                let expected = browser === signedIn || overrides["prompt"] == nil ? error : "login_required"
+                #expect(wayBack(page)["error"] == expected && wayBack(page)["iss"] == Harness.issuer, "\(overrides): \(page.bodyText)")
+                #expect(page.headers[.contentSecurityPolicy]?.contains("form-action https://app.example;") == true)
+            }
+            let control = signedIn.authorize(params(registered, overrides))
+            #expect(control.status == (overrides["response_mode"] == nil ? 303 : 200), "\(overrides)")
         }
         // Logout with a genuine hint (the attacker's own ID token for the client) from a browser signed in nowhere.
         for (client, redirected) in [(anonymous, false), (registered, true)] {

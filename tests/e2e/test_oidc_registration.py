@@ -5,6 +5,7 @@ operator opened, then used by authlib for a code flow whose RS256 ID token
 (the registration default) joserfc verifies; then read, replaced and
 deleted with its registration access token."""
 import json
+import re
 from urllib.parse import parse_qs, urlparse
 
 import requests
@@ -84,11 +85,11 @@ def test_anonymous_registration_lands_in_the_open_organization_without_privilege
     assert requests.post(registration_endpoint(s), json=body).status_code == 401
 
 
-def test_an_anonymously_registered_client_is_not_redirected_to_before_a_sign_in(fresh_stack):
-    """RFC 9700 §4.11.2 (attacker review, session 24): anyone may register a client anonymously with a redirect URI of
-    their choosing; a link with a bad parameter, or prompt=none, sent this server's visitors there at once. For such a
-    client, before anyone signs in, the error is a page; a client registered with an initial access token is
-    answered at its redirect URI as before."""
+def test_an_anonymously_registered_client_is_not_redirected_to_without_the_user(fresh_stack):
+    """RFC 9700 §4.11.2 (attacker reviews, sessions 24 and 28): anyone may register a client anonymously with a redirect
+    URI of their choosing; a link with a bad parameter, or prompt=none, sent this server's visitors there at once. For
+    such a client the error is a page, signed in or not, with a link back that the user may follow; a client
+    registered with an initial access token is answered at its redirect URI as before."""
     s = fresh_stack
     org = json.loads(run_cli(s, "org", "create", "Open registrations", "--client-limit", "3").stdout)
     run_cli(s, "org", "set", org["organization_id"], "--open-registration", "on")
@@ -96,14 +97,19 @@ def test_an_anonymously_registered_client_is_not_redirected_to_before_a_sign_in(
     anonymous = requests.post(registration_endpoint(s), json=body)
     registered = requests.post(registration_endpoint(s), json=body, headers=s.bearer())
     assert anonymous.status_code == 201 and registered.status_code == 201, (anonymous.text, registered.text)
+    signed_in = requests.Session()
+    assert signed_in.post(s.url("/api/v1/session"), json={"username": "demo", "password": s.demo_password}).status_code == 204
     for overrides in ({"response_type": "token"}, {"prompt": "none"}):
-        def authorize(client_id):
+        def authorize(client_id, http=requests):
             query = {"response_type": "code", "client_id": client_id, "redirect_uri": "https://rp.example/cb", "scope": "openid",
                      "state": "s", "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "code_challenge_method": "S256"}
             query.update(overrides)
-            return requests.get(s.url("/oauth2/authorize"), params=query, allow_redirects=False)
-        page = authorize(anonymous.json()["client_id"])
-        assert page.status_code == 400 and "Location" not in page.headers, (overrides, page.status_code, page.headers.get("Location"))
+            return http.get(s.url("/oauth2/authorize"), params=query, allow_redirects=False)
+        for http in (requests, signed_in):
+            page = authorize(anonymous.json()["client_id"], http)
+            assert page.status_code == 400 and "Location" not in page.headers, (overrides, page.status_code, page.headers.get("Location"))
+            link = re.search(r'<a href="(https://rp\.example/cb\?[^"]*)">Return to https://rp\.example</a>', page.text)
+            assert link and "error=" in link.group(1) and "state=s" in link.group(1), page.text
         answered = authorize(registered.json()["client_id"])
         assert answered.status_code == 303 and answered.headers["Location"].startswith("https://rp.example/cb?"), overrides
         assert "error=" in answered.headers["Location"]
