@@ -333,7 +333,8 @@ public struct AuthorizationService {
         return true
     }
 
-    /// Answers the request with `error` (once): at its redirect URI, or `asPage` on the error page.
+    /// Answers the request with `error` (once): at its redirect URI, or for a client registered anonymously on a page
+    /// with a link back (`answerError`).
     func answerWithError(_ stored: StoredAuthorizationRequest, _ error: String, _ description: String) throws -> AuthorizeDecision {
         _ = try store.write { try store.markAuthorizationRequestAnswered(idHash: stored.idHash, at: env.now()) }
         return answerError(try store.read { try store.client(stored.request.clientID) },

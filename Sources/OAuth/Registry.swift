@@ -281,13 +281,18 @@ public struct ClientRegistry {
                 && (current.scope + spec.scope).contains(where: Scopes.isPrivileged))
     }
 
-    /// Whether a change replaces what the client authenticates with: a secret
-    /// for keys or none, keys for a secret or none, or the keys it signs with.
-    /// Switching between the secret methods keeps the same secret, and keys
-    /// stored on a client that uses a secret are no credential.
+    /// Whether a change takes away what the client authenticated with: a
+    /// secret for keys or none, keys for a secret or none, or a key it signed
+    /// with removed. Switching between the secret methods keeps the same
+    /// secret; a key added beside the old ones (a rollover, as a rotation with
+    /// grace) or the same keys reordered takes nothing; keys stored on a
+    /// client that uses a secret are no credential.
     static func replacesCredential(from current: Client, to updated: Client) -> Bool {
         func kind(_ c: Client) -> Int { c.authMethod.usesSecret ? 1 : c.authMethod == .privateKeyJWT ? 2 : 0 }
-        return kind(current) != kind(updated) || (updated.authMethod == .privateKeyJWT && current.jwks != updated.jwks)
+        func keys(_ c: Client) -> Set<String> {
+            Set((c.jwks?["keys"]?.arrayValue ?? []).map { JSON.object(($0.objectValue ?? []).sorted { $0.0 < $1.0 }).text })
+        }
+        return kind(current) != kind(updated) || (updated.authMethod == .privateKeyJWT && !keys(current).isSubset(of: keys(updated)))
     }
 
     /// Whether a change takes from the client what its registration access
@@ -331,10 +336,10 @@ public struct ClientRegistry {
     /// version and modification time.
     /// A new version of `client`. `endingTokens`: an operator replaced its
     /// credential without grace, so the access tokens given for the old one end
-    /// too (its token generation moves on; SPEC 6.0's "the old one ends"). Left
-    /// alive, a leaked secret's token could mint a credential of its own and
-    /// push out the operator's (`POST /api/v1/clients/current/secret`, the
-    /// integration password; attacker review, session 28).
+    /// too (its token generation moves on). Left alive, a leaked secret's token
+    /// could mint a credential of its own and push out the operator's
+    /// (`POST /api/v1/clients/current/secret`, the integration password;
+    /// attacker review, session 28).
     func touch(_ client: Client, at now: Int64, endingTokens: Bool = false) throws -> Client {
         var updated = client
         updated.version += 1

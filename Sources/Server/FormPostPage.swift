@@ -8,14 +8,19 @@ import OAuth
 /// else can), `form-action` allows only the redirect URI's origin, and a
 /// button submits it in a browser without script.
 enum FormPostPage {
+    /// The response's fields as hidden inputs of a form.
+    static func hiddenInputs(_ r: AuthorizationResponse) -> String {
+        r.fields.map { "<input type=\"hidden\" name=\"\(XMLElement.escape($0.name))\" value=\"\(XMLElement.escape($0.value))\">" }
+            .joined(separator: "\n")
+    }
+
     static func render(_ r: AuthorizationResponse, nonce: String) -> Response {
-        let inputs = r.fields.map { "<input type=\"hidden\" name=\"\(XMLElement.escape($0.name))\" value=\"\(XMLElement.escape($0.value))\">" }
         let html = """
             <!doctype html><html lang="en"><head><meta charset="utf-8"><title>Returning to the application</title>
             <meta name="viewport" content="width=device-width, initial-scale=1"><link rel="stylesheet" href="/assets/latchkey.css"></head>
             <body><main class="card" aria-busy="true"><h1>Returning to the application</h1>
             <form method="post" action="\(XMLElement.escape(r.redirectURI))">
-            \(inputs.joined(separator: "\n"))
+            \(hiddenInputs(r))
             <noscript><p>Scripts are off in this browser: continue with the button.</p></noscript>
             <button type="submit">Continue</button>
             </form></main>

@@ -162,8 +162,8 @@ enum UserEndpoints {
         case .query:
             back = "<p><a href=\"\(XMLElement.escape(r.location))\">Return to \(place)</a></p>"
         case .formPost:
-            let inputs = r.fields.map { "<input type=\"hidden\" name=\"\(XMLElement.escape($0.name))\" value=\"\(XMLElement.escape($0.value))\">" }
-            back = "<form method=\"post\" action=\"\(XMLElement.escape(r.redirectURI))\">\(inputs.joined())<button type=\"submit\">Return to \(place)</button></form>"
+            back = "<form method=\"post\" action=\"\(XMLElement.escape(r.redirectURI))\">\n\(FormPostPage.hiddenInputs(r))\n"
+                + "<button type=\"submit\">Return to \(place)</button></form>"
         }
         let html = """
             <!doctype html><html lang="en"><head><meta charset="utf-8"><title>Authorization error</title>
@@ -173,7 +173,7 @@ enum UserEndpoints {
             \(back)</main></body></html>
             """
         var response = Response.text(html, status: 400, contentType: "text/html; charset=utf-8").noStore()
-        response.headers[.contentSecurityPolicy] = "default-src 'none'; style-src 'self'; form-action \(origin ?? "'none'"); "
+        response.headers[.contentSecurityPolicy] = "default-src 'none'; style-src 'self'; form-action \(FormPostPage.formAction(r)); "
             + "frame-ancestors 'none'; base-uri 'none'"
         return response
     }

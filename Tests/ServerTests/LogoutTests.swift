@@ -55,26 +55,37 @@ import Testing
         }
         let signedIn = Browser(h)
         #expect(signedIn.login().status == 204)
-        /// The page's way back: the link's error, or the form's fields.
+        /// The page's way back: the link's query, or the form's fields (attribute values unescaped).
         func wayBack(_ page: Response) -> [String: String] {
+            func unescape(_ s: Substring) -> String {
+                [("&quot;", "\""), ("&apos;", "'"), ("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&")]
+                    .reduce(String(s)) { $0.replacingOccurrences(of: $1.0, with: $1.1) }
+            }
             let body = page.bodyText
             if let start = body.range(of: "<a href=\""), let end = body[start.upperBound...].range(of: "\"") {
-                return queryItems(String(body[start.upperBound..<end.lowerBound]).replacingOccurrences(of: "&amp;", with: "&"))
+                return queryItems(unescape(body[start.upperBound..<end.lowerBound]))
             }
             var fields: [String: String] = [:]
             for part in body.components(separatedBy: "<input type=\"hidden\" name=\"").dropFirst() {
                 let name = part.prefix { $0 != "\"" }
-                if let v = part.range(of: "value=\"") { fields[String(name)] = String(part[v.upperBound...].prefix { $0 != "\"" }) }
+                if let v = part.range(of: "value=\"") { fields[String(name)] = unescape(part[v.upperBound...].prefix { $0 != "\"" }) }
             }
             return fields
         }
+        // A state of markup comes back as sent, and nowhere as markup (the page is the server's, under its name).
+        let markup = "\"><script>alert(1)</script>'<a href=x>"
         for (overrides, error) in [(["response_type": "token"], "unsupported_response_type"), (["prompt": "none"], "consent_required"),
-                                   (["prompt": "none", "response_mode": "form_post"], "consent_required")] {
+                                   (["prompt": "none", "response_mode": "form_post"], "consent_required"),
+                                   (["prompt": "none", "state": markup], "consent_required"),
+                                   (["prompt": "none", "response_mode": "form_post", "state": markup], "consent_required")] {
             for browser in [Browser(h), signedIn] {
                 let page = browser.authorize(params(anonymous, overrides))
                 #expect(page.status == 400 && page.headers[.location] == nil, "\(overrides): \(page.status) \(page.headers[.location] ?? "")")
                 let expected = browser === signedIn || overrides["prompt"] == nil ? error : "login_required"
                 #expect(wayBack(page)["error"] == expected && wayBack(page)["iss"] == Harness.issuer, "\(overrides): \(page.bodyText)")
+                if let state = overrides["state"] {
+                    #expect(wayBack(page)["state"] == state && !page.bodyText.contains("<script") && !page.bodyText.contains("<a href=x"))
+                }
                 #expect(page.headers[.contentSecurityPolicy]?.contains("form-action https://app.example;") == true)
             }
             let control = signedIn.authorize(params(registered, overrides))

@@ -447,4 +447,37 @@ import Testing
                        contentType: merge).status == 200)
         #expect(works(d.token))
     }
+
+    /// Independent review, session 28: an operator's planned key rollover (a key added beside the one the client signs
+    /// with, or the same keys reordered) takes nothing away and keeps the tokens, as a rotation with grace does; taking
+    /// the key away is a cut-off and ends them.
+    @Test func anOperatorsKeyRolloverKeepsTokensUntilTheOldKeyGoes() throws {
+        let h = try Harness()
+        let full = try h.token()
+        let merge = "application/merge-patch+json"
+        let old = try SigningKey.generate(.es256), new = try SigningKey.generate(.es256)
+        let oldJWK = try JWK.publicJWK(old, kid: "old"), newJWK = try JWK.publicJWK(new, kid: "new")
+        let created = h.json("POST", "/api/v1/clients", token: full, body: [
+            "client_name": "Signed", "grant_types": ["client_credentials"], "scope": "clients:read",
+            "token_endpoint_auth_method": "private_key_jwt", "jwks": ["keys": [oldJWK]]])
+        let id = try #require(created.json?["client_id"]?.stringValue, "\(created.bodyText)")
+        let now = h.clock.now / 1000
+        let claims: JSON = ["iss": .string(id), "sub": .string(id), "aud": .string(Harness.issuer + "/oauth2/token"), "exp": .int(now + 60),
+                            "jti": "rollover"]
+        let issued = h.form("/oauth2/token", [("grant_type", "client_credentials"),
+                                              ("client_assertion", try JWS.sign(payload: claims, key: old, kid: "old", typ: "JWT")),
+                                              ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer")])
+        let token = try #require(issued.json?["access_token"]?.stringValue, "\(issued.bodyText)")
+        func works() -> Bool { h.json("GET", "/api/v1/clients/current", token: token).status == 200 }
+        func setKeys(_ keys: [JSON]) -> Int {
+            h.json("PATCH", "/api/v1/clients/\(id)", token: full, body: ["jwks": ["keys": .array(keys)]], contentType: merge).status.code
+        }
+        #expect(works())
+        #expect(setKeys([oldJWK, newJWK]) == 200)
+        #expect(works(), "a key added")
+        #expect(setKeys([newJWK, oldJWK]) == 200)
+        #expect(works(), "the same keys reordered")
+        #expect(setKeys([newJWK]) == 200)
+        #expect(!works(), "the key it signed with taken away")
+    }
 }

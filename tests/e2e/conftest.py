@@ -89,22 +89,24 @@ HTTPS = "https" if os.environ.get("LATCHKEY_E2E_HTTPS", "on") == "on" else None
 
 
 def pytest_generate_tests(metafunc):
-    """The shared `stack`: one per store, plus the https one for the OpenID modules (or the module's `STACKS`)."""
+    """The shared `stack`: one per store, plus the https one for the OpenID modules."""
     if "stack" in metafunc.fixturenames:
         module = metafunc.module.__name__.rsplit(".", 1)[-1]
-        # A module may name its stacks (`STACKS`: test_http2.py's is the https one alone).
-        params = getattr(metafunc.module, "STACKS", None)
-        if params is None:
-            params = STORES + ([HTTPS] if HTTPS and module in HTTPS_MODULES else [])
+        params = STORES + ([HTTPS] if HTTPS and module in HTTPS_MODULES else [])
         metafunc.parametrize("stack", params, indirect=True, scope="session")
+
+
+# What requests trusted before any test's CA, and the CAs trusted since (their stacks' directories may be gone).
+_BASE_BUNDLE = os.environ.get("REQUESTS_CA_BUNDLE")
+_TRUSTED_CAS: list[str] = []
 
 
 def trust(ca: Path):
     """Makes requests (and the RP libraries over it) trust `ca` besides what they trusted."""
     import certifi
+    _TRUSTED_CAS.append(ca.read_text())
     bundle = ca.parent / "bundle.pem"
-    base = os.environ.get("REQUESTS_CA_BUNDLE") or certifi.where()
-    bundle.write_text(Path(base).read_text() + "\n" + ca.read_text())
+    bundle.write_text("\n".join([Path(_BASE_BUNDLE or certifi.where()).read_text(), *_TRUSTED_CAS]))
     os.environ["REQUESTS_CA_BUNDLE"] = str(bundle)
 
 
@@ -322,11 +324,25 @@ class Stack:
 def stack(request):
     """The shared stack, rate limits off so that tests do not throttle each
     other: one SQLite node, then two nodes on PostgreSQL (every test that
-    uses it runs on both), and for the OpenID modules one over https
+    uses it runs on both), and for the OpenID modules the https one
     (parametrized by `pytest_generate_tests`)."""
+    if request.param == HTTPS:
+        yield request.getfixturevalue("https_stack")
+        return
     with tempfile.TemporaryDirectory(prefix="latchkey-e2e-") as tmp:
-        https = request.param == HTTPS
-        s = Stack(Path(tmp), rate_limits="off", store="sqlite" if https else request.param, tls=https).start()
+        s = Stack(Path(tmp), rate_limits="off", store=request.param).start()
+        yield s
+        codes = s.stop()
+        assert codes.get("worker") == 0, f"worker did not stop cleanly: {codes}"
+
+
+@pytest.fixture(scope="session")
+def https_stack():
+    """SQLite behind nginx serving TLS and HTTP/2, with a CA made for it: one
+    for the whole session, whichever module asks (the `stack` of the OpenID
+    modules, test_http2.py's own), so pytest's ordering never makes two."""
+    with tempfile.TemporaryDirectory(prefix="latchkey-e2e-") as tmp:
+        s = Stack(Path(tmp), rate_limits="off", store="sqlite", tls=True).start()
         yield s
         codes = s.stop()
         assert codes.get("worker") == 0, f"worker did not stop cleanly: {codes}"

@@ -15,8 +15,7 @@ from joserfc.jwk import ECKey
 from conftest import HTTPS
 from test_dpop import proof
 
-# Only the https stack: HTTP/2 is negotiated over TLS (ALPN).
-STACKS = [HTTPS] if HTTPS else []
+# The https stack alone: HTTP/2 is negotiated over TLS (ALPN).
 pytestmark = pytest.mark.skipif(not HTTPS, reason="LATCHKEY_E2E_HTTPS=off: no https stack")
 
 
@@ -30,14 +29,16 @@ def curl_h2(stack, path, *args):
     return version, int(code), body
 
 
-def test_a_token_is_issued_over_http2(stack):
+def test_a_token_is_issued_over_http2(https_stack):
+    stack = https_stack
     version, code, body = curl_h2(stack, "/oauth2/token", "--user", f"{stack.client_id}:{stack.client_secret}",
                                   "--data", "grant_type=client_credentials")
     assert (version, code) == ("2", 200), body
     assert json.loads(body)["token_type"] == "Bearer"
 
 
-def test_rfc9449_4_3_a_dpop_proofs_htu_matches_over_http2(stack):
+def test_rfc9449_4_3_a_dpop_proofs_htu_matches_over_http2(https_stack):
+    stack = https_stack
     key = ECKey.generate_key("P-256")
     url = stack.url("/oauth2/token")
     version, code, body = curl_h2(stack, "/oauth2/token", "--user", f"{stack.client_id}:{stack.client_secret}",
@@ -51,7 +52,8 @@ def test_rfc9449_4_3_a_dpop_proofs_htu_matches_over_http2(stack):
     assert (version, code) == ("2", 400) and json.loads(body)["error"] == "invalid_dpop_proof", body
 
 
-def test_a_session_cookie_in_a_separate_cookie_field_signs_in(stack):
+def test_a_session_cookie_in_a_separate_cookie_field_signs_in(https_stack):
+    stack = https_stack
     http = requests.Session()
     assert http.post(stack.url("/api/v1/session"), json={"username": "demo", "password": stack.demo_password}).status_code == 204
     name = stack.cookie("lk_session")
