@@ -14,23 +14,59 @@ extension PGConnection {
         var message: String
     }
 
+    /// How long a call waits for the server's answer.
+    struct Wait {
+        var deadline: Int64
+        /// Whether the server was asked to cancel (then the connection is dropped once the answer is read: a
+        /// cancel that arrived late would end the connection's next statement).
+        var cancelled = false
+    }
+
+    /// Waits until a result can be read without blocking. Past the deadline
+    /// the server is asked, once, to cancel what it runs, and given one more
+    /// `timeoutMillis` to say how it ended: PostgreSQL restarts
+    /// `statement_timeout` at each statement of a pipeline, so one of several
+    /// statements, each within its own limit, can outlast the client's
+    /// deadline, and its COMMIT would then run after the client gave up and
+    /// answered 503; the client's retry found the code or refresh token spent
+    /// and revoked the grant (review, session 28). Cancelled, the running
+    /// statement fails and the COMMIT is skipped (a true failure); a COMMIT
+    /// already under way is not cancelled and its result arrives. Only a
+    /// server that answers neither (hung, or a network gone), or a lost
+    /// connection, leaves the outcome unknown: the connection is dropped.
+    func awaitResult(_ c: OpaquePointer, _ wait: inout Wait) throws {
+        while PQisBusy(c) == 1 {
+            let left = wait.deadline - PGConnection.nowMillis()
+            if left > 0, lk_pq_wait_readable(c, Int32(left)) == 1 {
+                guard PQconsumeInput(c) == 1 else { break }
+                continue
+            }
+            // The wait may have ended at the deadline itself (poll's own timeout): that is no answer too.
+            guard PGConnection.nowMillis() >= wait.deadline else { break }
+            if !wait.cancelled, lk_pq_cancel_detached(c) == 0 {
+                wait.cancelled = true
+                wait.deadline = PGConnection.nowMillis() + Int64(timeoutMillis)
+                PGCounters.cancels.add(1, ordering: .relaxed)
+                continue
+            }
+            noAnswerAt = PGConnection.nowMillis()
+            drop()
+            throw PGError(sqlstate: nil, message: "no answer within \(timeoutMillis) ms", isConnectionFailure: true)
+        }
+        guard PQisBusy(c) == 0 else {
+            drop()
+            throw PGError(sqlstate: nil, message: "connection lost", isConnectionFailure: true)
+        }
+    }
+
     /// Reads every result of the statement just sent, within the deadline.
     func collectResults(_ sent: Int32, _ c: OpaquePointer) throws -> Collected {
         guard sent == 1 else { throw connectionFailure(c) }
         var collected: Collected?
-        let deadline = PGConnection.nowMillis() + Int64(timeoutMillis)
+        var wait = Wait(deadline: PGConnection.nowMillis() + Int64(timeoutMillis))
+        defer { if wait.cancelled { drop() } }
         while true {
-            while PQisBusy(c) == 1 {
-                let left = deadline - PGConnection.nowMillis()
-                guard left > 0, lk_pq_wait_readable(c, Int32(left)) == 1, PQconsumeInput(c) == 1 else {
-                    // The wait may have ended at the deadline itself (poll's own timeout): that is no answer too.
-                    let timedOut = PGConnection.nowMillis() >= deadline
-                    if timedOut { noAnswerAt = PGConnection.nowMillis() }
-                    drop()
-                    throw PGError(sqlstate: nil, message: timedOut ? "no answer within \(timeoutMillis) ms" : "connection lost",
-                                  isConnectionFailure: true)
-                }
-            }
+            try awaitResult(c, &wait)
             guard let r = PQgetResult(c) else { break }
             defer { PQclear(r) }
             let status = PQresultStatus(r)

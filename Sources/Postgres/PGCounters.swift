@@ -10,6 +10,7 @@ public enum PGCounters {
     static let failures = Atomic<Int>(0)
     static let refused = Atomic<Int>(0)
     static let retries = Atomic<Int>(0)
+    static let cancels = Atomic<Int>(0)
 
     /// A transaction run again after a serialization failure or deadlock.
     public static func countRetry() { retries.add(1, ordering: .relaxed) }
@@ -19,4 +20,6 @@ public enum PGCounters {
     public static var connectionFailuresTotal: Int { failures.load(ordering: .relaxed) }
     public static var connectFailuresTotal: Int { refused.load(ordering: .relaxed) }
     public static var retriesTotal: Int { retries.load(ordering: .relaxed) }
+    /// Statements the server was asked to cancel when they outlasted the client's deadline.
+    public static var cancelsTotal: Int { cancels.load(ordering: .relaxed) }
 }

@@ -62,8 +62,9 @@ public final class PGConnection {
         lk_pq_silence_notices(c)
         // The server gives up before this client does: a statement waiting on
         // a lock, or running long, fails with an error while the client is
-        // still reading, so a pipeline's COMMIT is never run after the client
-        // stopped waiting for it (and answered 503).
+        // still reading, so the pipeline's COMMIT is skipped. (Each statement
+        // of a pipeline has a limit of its own: several together can outlast
+        // the deadline, and then the client cancels them, `awaitResult`.)
         let limits = "SET statement_timeout = \(max(100, Int(timeoutMillis) - 500)); SET lock_timeout = \(max(50, Int(timeoutMillis) - 1000))"
         let sent = limits.withCString { PQsendQuery(c, $0) }
         conn = c
@@ -144,19 +145,20 @@ public final class PGConnection {
         guard sentAll, PQpipelineSync(c) == 1 else { throw connectionFailure(c) }
         roundTrips += 1
         PGCounters.roundTrips.add(1, ordering: .relaxed)
-        let deadline = PGConnection.nowMillis() + Int64(timeoutMillis)
+        var wait = Wait(deadline: PGConnection.nowMillis() + Int64(timeoutMillis))
+        defer { if wait.cancelled { drop() } }
         var results: [Collected] = []
         // Per statement: its result, then a NULL; at the end one PGRES_PIPELINE_SYNC.
         while results.count < statements.count {
             var collected: Collected?
-            while let r = try nextResult(c, deadline) {
+            while let r = try nextResult(c, &wait) {
                 defer { PQclear(r) }
                 if collected == nil { collected = PGConnection.collect(r) }
             }
             guard let collected else { throw connectionFailure(c) }
             results.append(collected)
         }
-        guard let sync = try nextResult(c, deadline) else { throw connectionFailure(c) }
+        guard let sync = try nextResult(c, &wait) else { throw connectionFailure(c) }
         let synced = PQresultStatus(sync) == PGRES_PIPELINE_SYNC
         PQclear(sync)
         guard synced, PQexitPipelineMode(c) == 1 else { throw connectionFailure(c) }
@@ -168,15 +170,8 @@ public final class PGConnection {
 
     /// The next result of the connection within the deadline (nil: the
     /// current statement's results are done).
-    private func nextResult(_ c: OpaquePointer, _ deadline: Int64) throws -> OpaquePointer? {
-        while PQisBusy(c) == 1 {
-            let left = deadline - PGConnection.nowMillis()
-            guard left > 0, lk_pq_wait_readable(c, Int32(left)) == 1, PQconsumeInput(c) == 1 else {
-                let timedOut = left <= 0
-                drop()
-                throw PGError(sqlstate: nil, message: timedOut ? "no answer within \(timeoutMillis) ms" : "connection lost", isConnectionFailure: true)
-            }
-        }
+    private func nextResult(_ c: OpaquePointer, _ wait: inout Wait) throws -> OpaquePointer? {
+        try awaitResult(c, &wait)
         return PQgetResult(c)
     }
 

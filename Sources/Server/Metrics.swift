@@ -130,6 +130,9 @@ public final class Metrics: Sendable {
                 ("latchkey_store_connections_lost_total", "Database connections dropped after a failure or a missed deadline.", counters.connectionsLost),
                 ("latchkey_store_connect_failures_total", "Attempts to connect to the database that failed.", counters.connectFailures),
                 ("latchkey_store_retries_total", "Write transactions run again after a serialization failure or deadlock.", counters.retries),
+                ("latchkey_store_cancels_total",
+                 "Statements the database was asked to cancel when they outlasted this node's deadline (their outcome then read, not guessed).",
+                 counters.cancels),
                 ("latchkey_store_generation_reads_shared_total",
                  "Requests (or batches) ordered by a generation read another worker thread of this node began after they arrived.",
                  counters.generationReadsShared),
@@ -147,10 +150,12 @@ public final class Metrics: Sendable {
 
 /// What the metrics read of a shared database's connections (process-wide totals).
 public struct StoreCounters: Sendable {
-    public var roundTrips = 0, connects = 0, connectionsLost = 0, connectFailures = 0, retries = 0, generationReadsShared = 0
+    public var roundTrips = 0, connects = 0, connectionsLost = 0, connectFailures = 0, retries = 0, generationReadsShared = 0, cancels = 0
 
-    public init(roundTrips: Int, connects: Int, connectionsLost: Int, connectFailures: Int, retries: Int, generationReadsShared: Int = 0) {
+    public init(roundTrips: Int, connects: Int, connectionsLost: Int, connectFailures: Int, retries: Int, generationReadsShared: Int = 0,
+                cancels: Int = 0) {
         self.generationReadsShared = generationReadsShared
+        self.cancels = cancels
         self.roundTrips = roundTrips
         self.connects = connects
         self.connectionsLost = connectionsLost

@@ -134,13 +134,16 @@ extension String {
     @Test func aSharedDatabasesCountersAreRenderedWhenGiven() {
         let plain = Metrics(workers: 3).render()
         #expect(!plain.contains("latchkey_store_"), "SQLite: no round trips to count")
-        let metrics = Metrics(workers: 3, store: { StoreCounters(roundTrips: 42, connects: 3, connectionsLost: 1, connectFailures: 2, retries: 5) })
+        let metrics = Metrics(workers: 3, store: {
+            StoreCounters(roundTrips: 42, connects: 3, connectionsLost: 1, connectFailures: 2, retries: 5, cancels: 6)
+        })
         let text = metrics.render()
         #expect(text.contains("# TYPE latchkey_store_round_trips_total counter\nlatchkey_store_round_trips_total 42\n"))
         #expect(text.contains("latchkey_store_connects_total 3\n"))
         #expect(text.contains("latchkey_store_connections_lost_total 1\n"))
         #expect(text.contains("latchkey_store_connect_failures_total 2\n"))
         #expect(text.contains("latchkey_store_retries_total 5\n"))
+        #expect(text.contains("# TYPE latchkey_store_cancels_total counter\nlatchkey_store_cancels_total 6\n"))
     }
 
     @Test func aSharedFailureLimitersFlushesAreRendered() {

@@ -66,16 +66,20 @@ struct PostgresTests {
 
     @Test func aStatementPastItsDeadlineDropsTheConnectionAndTheNextReconnects() throws {
         let c = try connection(timeoutMillis: 500)
-        // A server that does not give up by itself (a hung backend, a lost network): the client's deadline ends it.
-        try c.run("SET statement_timeout = 0")
+        // A server that answers nothing, a cancel included (a hung backend, a lost network): its backend stopped
+        // (the tests run as root, or as the cluster's owner). The client's deadline, then the cancel's, end it.
+        let backend = try #require(c.execute("SELECT pg_backend_pid()::bigint").rows.first?.int(0))
+        #expect(kill(pid_t(backend), SIGSTOP) == 0)
+        defer { kill(pid_t(backend), SIGCONT) }
         let started = Date()
         do {
-            try c.execute("SELECT pg_sleep(5)")
-            Issue.record("pg_sleep(5) answered within 500 ms")
+            try c.execute("SELECT 1::bigint")
+            Issue.record("a stopped backend answered")
         } catch let e as PGError {
             #expect(e.isConnectionFailure && e.message == "no answer within 500 ms")
         }
         #expect(Date().timeIntervalSince(started) < 3)
+        kill(pid_t(backend), SIGCONT)
         #expect(!c.isConnected)
         // Not at once again (attacker review, session 18: a hung server cost a request its statement's deadline and
         // then a reconnect's): within one more deadline the next statement fails without trying...
@@ -218,5 +222,37 @@ struct PostgresTests {
         usleep(200_000)
         #expect(try setup.execute("SELECT count(*) FROM \(table) WHERE k = 2").rows.first?.int(0) == 0)
         #expect(try setup.execute("SELECT v FROM \(table) WHERE k = 1").rows.first?.int(0) == 1)
+    }
+
+    /// Review, session 28: PostgreSQL restarts `statement_timeout` at each
+    /// statement of a pipeline, so statements each within their limit
+    /// outlasted the client's deadline together, and the COMMIT ran after the
+    /// client had given up (answered 503: the retry found its code spent).
+    /// Past the deadline the server is now asked to cancel and its answer is
+    /// read: the statement fails, the COMMIT is skipped, the failure is true.
+    @Test func aPipelineOutlastingTheDeadlineIsCancelledNotCommittedLater() throws {
+        let url = try #require(TestDatabase.url)
+        let setup = try PGConnection(url)
+        let table = "cancelp_" + String(UInt32.random(in: 0...UInt32.max))
+        try setup.run("CREATE TABLE \(table)(k BIGINT PRIMARY KEY)")
+        defer { _ = try? setup.run("DROP TABLE \(table)") }
+        let writer = try PGConnection(url, timeoutMillis: 1_500)
+        let cancels = PGCounters.cancelsTotal
+        let started = Date()
+        do {
+            _ = try writer.pipeline([("BEGIN", []), ("SELECT 1::bigint FROM pg_sleep(0.9)", []), ("SELECT 2::bigint FROM pg_sleep(0.9)", []),
+                                     ("INSERT INTO \(table)(k) VALUES($1)", [.int(1)]), ("COMMIT", [])])
+            Issue.record("the pipeline answered within its deadline")
+        } catch let e as PGError {
+            #expect(e.sqlstate == "57014" && !e.isConnectionFailure, "\(e)")
+        }
+        #expect(Date().timeIntervalSince(started) < 3)
+        #expect(PGCounters.cancelsTotal > cancels, "counted (other tests may cancel at the same time)")
+        #expect(!writer.isConnected, "dropped once answered: a late cancel would end its next statement")
+        // Past the time the abandoned COMMIT would have run: nothing was committed.
+        usleep(1_000_000)
+        #expect(try setup.execute("SELECT count(*) FROM \(table)").rows.first?.int(0) == 0)
+        // The next statement reconnects at once (the server answered: no deadline to wait out).
+        #expect(try writer.execute("SELECT $1::bigint + 1", [.int(41)]).rows.first?.int(0) == 42)
     }
 }

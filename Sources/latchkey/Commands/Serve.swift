@@ -40,7 +40,7 @@ enum ServeCommand {
         {
             StoreCounters(roundTrips: PGCounters.roundTripsTotal, connects: PGCounters.connectsTotal,
                           connectionsLost: PGCounters.connectionFailuresTotal, connectFailures: PGCounters.connectFailuresTotal,
-                          retries: PGCounters.retriesTotal, generationReadsShared: reads.sharedTotal)
+                          retries: PGCounters.retriesTotal, generationReadsShared: reads.sharedTotal, cancels: PGCounters.cancelsTotal)
         }
     }
 
