@@ -335,8 +335,12 @@ public struct AuthorizationService {
 
     /// Answers the request with `error` (once): at its redirect URI, or for a client registered anonymously on a page
     /// with a link back (`answerError`).
+    /// A request another of this browser's requests answered meanwhile (a reload racing the first load, one
+    /// with a code) is not answered again with an error (review, session 28): the error page, as for a code.
     func answerWithError(_ stored: StoredAuthorizationRequest, _ error: String, _ description: String) throws -> AuthorizeDecision {
-        _ = try store.write { try store.markAuthorizationRequestAnswered(idHash: stored.idHash, at: env.now()) }
+        guard try store.write({ try store.markAuthorizationRequestAnswered(idHash: stored.idHash, at: env.now()) }) else {
+            return .errorPage(AuthorizationService.unknownRequestMessage)
+        }
         return answerError(try store.read { try store.client(stored.request.clientID) },
                            errorResponse(stored.request.redirectURI, error, description, state: stored.request.state,
                                          mode: stored.request.responseMode), description)

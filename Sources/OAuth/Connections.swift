@@ -29,11 +29,12 @@ public struct ConnectionService {
     /// and tells the client over the back channel when it listens.
     public func delete(userID: String, clientID: String) throws -> Bool {
         try store.write {
-            guard try store.connection(userID: userID, clientID: clientID) != nil else { return false }
             // The connection, its unredeemed codes and approved device codes go first: on PostgreSQL
             // (read committed) those writes wait for a redemption in flight to commit, so the
             // revocation after them sees the family it created (SPEC 5.2: no grant outlives its connection).
-            try store.deleteConnection(userID: userID, clientID: clientID)
+            // A disconnect that finds none (never made, or deleted by a racing one: a double click on two
+            // nodes) ends nothing and queues no second logout token (review, session 28).
+            guard try store.deleteConnection(userID: userID, clientID: clientID) else { return false }
             try store.revokeFamilies(userID: userID, clientID: clientID, at: env.now())
             if let client = try store.client(clientID) {
                 try BackchannelLogout.connectionEnded(userID: userID, client: client, store: store, env: env)

@@ -278,7 +278,9 @@ public protocol ConnectionStorage: Transactional {
     func connections(userID: String, limit: Int, offset: Int) throws -> (connections: [UserConnection], total: Int)
     /// Forgets the connection and the user's unredeemed codes for the client
     /// (SPEC 5.2: a grant exists only with its connection).
-    func deleteConnection(userID: String, clientID: String) throws
+    /// False when there was none: nothing else is done.
+    @discardableResult
+    func deleteConnection(userID: String, clientID: String) throws -> Bool
     /// Records the use of a connection at minute precision (a use within a minute of the last is not written).
     func touchConnection(userID: String, clientID: String, accessTime: Int64) throws
     /// Forgets what every user remembered approving for the client: each one's next authorization asks again.
@@ -309,7 +311,9 @@ public protocol UpstreamStorage: Transactional {
     /// How many records the organization holds; inside a write, creates of
     /// the same organization wait for this one (the limit holds under races).
     func upstreamCount(organizationID: String) throws -> Int
-    func deleteUpstream(organizationID: String, sysID: String) throws
+    /// False when there was none.
+    @discardableResult
+    func deleteUpstream(organizationID: String, sysID: String) throws -> Bool
     /// Upstream records whose secret is not sealed (stored before a KEK was configured).
     func upstreamsStoredInClear() throws -> [UpstreamClient]
 }

@@ -253,7 +253,10 @@ public struct UpstreamRegistry {
     public func delete(name: String?, sysID: String?, caller: Caller) throws {
         try store.write {
             let r = try find(name: name, sysID: sysID, caller: caller)
-            try store.deleteUpstream(organizationID: r.organizationID, sysID: r.sysID)
+            // Deleted meanwhile by a racing request: not found, and no second audit row (review, session 28).
+            guard try store.deleteUpstream(organizationID: r.organizationID, sysID: r.sysID) else {
+                throw sysID.map(UpstreamError.notFoundByID) ?? UpstreamError.notFoundByName(name ?? "")
+            }
             try audit(caller, "upstream_client.deleted", r.sysID, r.name)
         }
     }

@@ -117,25 +117,26 @@ public struct ProfileService {
     /// the user's own change, at most `AbuseGuards.profileChangesPerHour`
     /// (then `TooManyFailures`, 429), so two values saved in turn are bounded
     /// too (review, session 28); the operator's CLI is not limited.
+    /// A change is counted once committed (a transaction run again after a
+    /// serialization failure, or one that failed, counts nothing).
     @discardableResult
     public func update(userID: String, actor: String, surface: String, limits: AbuseGuards? = nil,
                        _ change: (inout UserProfile) -> Void) throws -> UserProfile {
-        try store.write {
+        let key = FailureLimiter.Key.accountAnywhere(userID)
+        let (profile, changed) = try store.write { () throws -> (UserProfile, Bool) in
             let stored = try store.userProfile(userID: userID)
             var profile = stored ?? UserProfile()
             change(&profile)
             let problems = profile.problems()
             guard problems.isEmpty else { throw RegistryError.invalid(problems) }
-            if stored == profile { return profile }
-            if let limits {
-                let now = env.now(), key = FailureLimiter.Key.accountAnywhere(userID)
-                if let wait = limits.profileChanges.retryAfter(key, now: now) { throw TooManyFailures(retryAfterSeconds: wait) }
-                limits.profileChanges.recordFailure([key], now: now)
-            }
+            if stored == profile { return (profile, false) }
+            if let wait = limits?.profileChanges.retryAfter(key, now: env.now()) { throw TooManyFailures(retryAfterSeconds: wait) }
             try store.setUserProfile(userID: userID, profile: profile)
             try store.appendAudit(AuditEvent(organizationID: nil, actor: actor, action: "user.profile_set", target: userID, surface: surface,
                                              requestID: nil, createdAt: env.now()))
-            return profile
+            return (profile, true)
         }
+        if changed { limits?.profileChanges.recordFailure([key], now: env.now()) }
+        return profile
     }
 }

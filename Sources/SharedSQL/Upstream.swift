@@ -61,8 +61,10 @@ extension SQLStatementRunner {
         try query("SELECT \(SharedRows.upstreamColumns) FROM upstream_clients WHERE secret_encrypted = 0").map(SharedRows.upstream)
     }
 
-    public func deleteUpstream(organizationID: String, sysID: String) throws {
-        try update("DELETE FROM upstream_clients WHERE organization_id = ? AND sys_id = ?", [.text(organizationID), .text(sysID)])
+    /// False when there was none (deleted meanwhile by a racing request).
+    @discardableResult
+    public func deleteUpstream(organizationID: String, sysID: String) throws -> Bool {
+        try update("DELETE FROM upstream_clients WHERE organization_id = ? AND sys_id = ?", [.text(organizationID), .text(sysID)]) == 1
     }
 
     // MARK: Audit

@@ -75,11 +75,15 @@ extension SQLStatementRunner {
         return (list, total)
     }
 
-    public func deleteConnection(userID: String, clientID: String) throws {
-        try update("DELETE FROM connections WHERE user_id = ? AND client_id = ?", [.text(userID), .text(clientID)])
+    /// False when there was no connection to delete (one deleted meanwhile by a request racing this one): then
+    /// nothing else is touched.
+    @discardableResult
+    public func deleteConnection(userID: String, clientID: String) throws -> Bool {
+        guard try update("DELETE FROM connections WHERE user_id = ? AND client_id = ?", [.text(userID), .text(clientID)]) == 1 else { return false }
         try update("DELETE FROM authorization_codes WHERE user_id = ? AND client_id = ? AND consumed_at IS NULL", [.text(userID), .text(clientID)])
         // A device code approved but not yet redeemed is a grant in waiting: the device's next poll is access_denied.
         try update("UPDATE device_codes SET status = 'denied' WHERE user_id = ? AND client_id = ? AND status = 'approved'", [.text(userID), .text(clientID)])
+        return true
     }
 
     /// Records use of a connection, to the minute: a refresh within a minute

@@ -365,3 +365,50 @@ struct PostgresSharedGenerationReadTests {
         done.wait()
     }
 }
+
+/// Review, session 28: two disconnects of one app racing on two nodes (a
+/// double click) both read the connection; the one whose DELETE waited for
+/// the other's and then found nothing went on, queued a second, user-wide
+/// back-channel logout token and answered 204. The DELETE's own count now
+/// decides: the loser ends nothing and queues nothing.
+@Suite(.enabled(if: TestStore.kind == .postgres, "the PostgreSQL run of scripts/test"))
+struct PostgresRacingDisconnectTests {
+    @Test func aDisconnectThatLosesTheRaceQueuesNoSecondLogoutToken() throws {
+        let h = try StoreFixture()
+        let userID = try h.user()
+        let (client, _) = try h.app(public: false)
+        let user = try #require(try h.store.read { try h.store.user(id: userID) })
+        try h.store.write {
+            var c = try #require(try h.store.client(client))
+            c.backchannelLogoutURI = "https://app.example/backchannel"
+            try h.store.updateClient(c)
+        }
+        let request = AuthorizationRequest(clientID: client, redirectURI: StoreFixture.redirect, redirectURISent: true, scope: ["openid"],
+                                           state: nil, nonce: nil, codeChallenge: nil, prompt: [], maxAge: nil)
+        _ = try AuthorizationService(env: h.env, store: h.store).issueCode(request, user: user, authTime: h.clock.now / 1000, session: nil,
+                                                                         scope: ["openid"], consent: .forget, answering: nil)
+        let url = try #require(h.postgres).url
+        // The winner, another node, holds its DELETE of the connection open.
+        let winner = try PGConnection(url)
+        try winner.run("BEGIN")
+        try winner.run("DELETE FROM connections WHERE user_id = '\(userID)' AND client_id = '\(client)'")
+        let answered = Mutex<String?>(nil), done = DispatchSemaphore(value: 0)
+        let env = h.env
+        Thread.detachNewThread {
+            do {
+                let loser = try PostgresStore(url: url, migrate: false)
+                let deleted = try ConnectionService(env: env, store: loser).delete(userID: userID, clientID: client)
+                answered.withLock { $0 = "\(deleted)" }
+            } catch {
+                answered.withLock { $0 = "\(error)" }
+            }
+            done.signal()
+        }
+        Thread.sleep(forTimeInterval: 0.3)
+        try winner.run("COMMIT")
+        done.wait()
+        #expect(answered.withLock { $0 } == "false", "the loser found no connection to delete")
+        let queued = try winner.execute("SELECT count(*) FROM logout_deliveries WHERE client_id = $1", [.text(client)]).rows.first?.int(0)
+        #expect(queued == 0)
+    }
+}
