@@ -348,8 +348,8 @@ public final class FailureLimiter: Sendable {
 
     /// Adds the failures on accounts counted here since the last flush to
     /// the store's counts and takes the totals back, outside any request's
-    /// transaction (the server calls it as each request ends; nothing to do
-    /// costs one atomic load). What all nodes together counted on an
+    /// transaction (the server calls it as each request that failed ends;
+    /// nothing to do costs one atomic load). What all nodes together counted on an
     /// account, from one address or from anywhere, then holds here too: a
     /// node learns the total when it next counts a failure itself, so with
     /// N nodes a limit holds to within N − 1 attempts. An address's own
@@ -357,10 +357,11 @@ public final class FailureLimiter: Sendable {
     ///
     /// One flush at a time per node, of at most `maxKeysPerFlush` keys a
     /// transaction: a request ending while another flushes leaves its
-    /// failures to that one, which goes on while there are some (`batches`
-    /// transactions at most; then the next flush's), so a flood of wrong
-    /// secrets from many addresses keeps one transaction of the database
-    /// busy per node, not one per request.
+    /// failures to a later flush, so a flood of wrong secrets from many
+    /// addresses keeps one transaction of the database busy per node, not one
+    /// per request. A flush goes on while there are some, for `batches`
+    /// transactions at most: the server asks for one, so that a failed
+    /// request waits for no more than one transaction.
     public func flush(to store: any FailureCountStorage, now: Int64, batches: Int = 8) {
         for _ in 0..<batches {
             guard unsentKeys.load(ordering: .relaxed) > 0,

@@ -140,15 +140,19 @@ enum UserEndpoints {
 
     // MARK: The authorization endpoint
 
-    static func errorPage(_ message: String) -> Response {
+    /// The authorization endpoint's error page: `message`, then `next` (HTML); no script, and forms to
+    /// `formAction` alone when it is given (none otherwise).
+    static func errorPage(_ message: String, next: String = "<p>Go back to the application and try again.</p>",
+                          formAction: String? = nil) -> Response {
         let html = """
             <!doctype html><html lang="en"><head><meta charset="utf-8"><title>Authorization error</title>
             <meta name="viewport" content="width=device-width, initial-scale=1"><link rel="stylesheet" href="/assets/latchkey.css"></head>
             <body><main class="card"><h1>This sign-in link does not work</h1><p role="alert">\(XMLElement.escape(message))</p>
-            <p>Go back to the application and try again.</p></main></body></html>
+            \(next)</main></body></html>
             """
         var response = Response.text(html, status: 400, contentType: "text/html; charset=utf-8").noStore()
-        response.headers[.contentSecurityPolicy] = "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+        response.headers[.contentSecurityPolicy] = "default-src 'none'; style-src 'self'; " + (formAction.map { "form-action \($0); " } ?? "")
+            + "frame-ancestors 'none'; base-uri 'none'"
         return response
     }
 
@@ -165,17 +169,10 @@ enum UserEndpoints {
             back = "<form method=\"post\" action=\"\(XMLElement.escape(r.redirectURI))\">\n\(FormPostPage.hiddenInputs(r))\n"
                 + "<button type=\"submit\">Return to \(place)</button></form>"
         }
-        let html = """
-            <!doctype html><html lang="en"><head><meta charset="utf-8"><title>Authorization error</title>
-            <meta name="viewport" content="width=device-width, initial-scale=1"><link rel="stylesheet" href="/assets/latchkey.css"></head>
-            <body><main class="card"><h1>This sign-in link does not work</h1><p role="alert">\(XMLElement.escape(message))</p>
+        return errorPage(message, next: """
             <p>The application that sent you here registered itself, without review. Go back to it only if you trust \(place).</p>
-            \(back)</main></body></html>
-            """
-        var response = Response.text(html, status: 400, contentType: "text/html; charset=utf-8").noStore()
-        response.headers[.contentSecurityPolicy] = "default-src 'none'; style-src 'self'; form-action \(FormPostPage.formAction(r)); "
-            + "frame-ancestors 'none'; base-uri 'none'"
-        return response
+            \(back)
+            """, formAction: FormPostPage.formAction(r))
     }
 
     static func respond(_ decision: AuthorizeDecision, _ ctx: RequestContext) -> Response {
@@ -219,7 +216,7 @@ enum UserEndpoints {
             params = request.queryItems
         }
         guard let params else { return errorPage("The request is not valid percent-encoding.") }
-        if let again = resentWithCookies(request, ctx, "/oauth2/authorize", params, tooLong: errorPage) { return again }
+        if let again = resentWithCookies(request, ctx, "/oauth2/authorize", params, tooLong: { errorPage($0) }) { return again }
         let browser = browserBinding(request, ctx)
         let decision = try AuthorizationService(env: ctx.env, store: ctx.store)
             .authorize(try authorizationParameters(params, ctx), sessionToken: cookie(.session, request, ctx), browser: browser.value)

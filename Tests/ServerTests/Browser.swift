@@ -44,6 +44,23 @@ struct PKCE {
     var challenge: String { Base64.urlEncode(Digest.sha256(verifier)) }
 }
 
+/// A page's hidden form fields by name: their values as written in the HTML, or with `unescaping` as a browser reads them.
+func hiddenFields(_ html: String, unescaping: Bool = false) -> [String: String] {
+    var fields: [String: String] = [:]
+    for part in html.components(separatedBy: "<input type=\"hidden\" name=\"").dropFirst() {
+        let name = String(part.prefix { $0 != "\"" })
+        guard let valueStart = part.range(of: "value=\"") else { continue }
+        let value = String(part[valueStart.upperBound...].prefix { $0 != "\"" })
+        fields[name] = unescaping ? unescapeHTML(value) : value
+    }
+    return fields
+}
+
+/// The five entities `XMLElement.escape` writes, read back.
+func unescapeHTML(_ s: String) -> String {
+    [("&quot;", "\""), ("&apos;", "'"), ("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&")].reduce(s) { $0.replacingOccurrences(of: $1.0, with: $1.1) }
+}
+
 func queryItems(_ location: String) -> [String: String] {
     guard let q = location.split(separator: "?", maxSplits: 1).dropFirst().first, let items = FormEncoding.parse(String(q)) else { return [:] }
     return Dictionary(items, uniquingKeysWith: { a, _ in a })

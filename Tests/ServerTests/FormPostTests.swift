@@ -17,16 +17,6 @@ import Testing
         return String(csp[start.upperBound...].prefix { $0 != "'" })
     }
 
-    func hiddenFields(_ html: String) -> [String: String] {
-        var fields: [String: String] = [:]
-        for part in html.components(separatedBy: "<input type=\"hidden\" name=\"").dropFirst() {
-            let name = String(part.prefix { $0 != "\"" })
-            guard let valueStart = part.range(of: "value=\"") else { continue }
-            fields[name] = String(part[valueStart.upperBound...].prefix { $0 != "\"" })
-        }
-        return fields
-    }
-
     /// The consent page's own form answering `request` (`path`: accept or reject), as a browser submits it.
     func formAnswer(_ b: Browser, _ request: String, _ path: String, _ items: [(String, String)]) -> Response {
         b.send("POST", "/api/v1/authorization-requests/\(request)/\(path)", headers: [("Content-Type", "application/x-www-form-urlencoded")],

@@ -57,20 +57,11 @@ import Testing
         #expect(signedIn.login().status == 204)
         /// The page's way back: the link's query, or the form's fields (attribute values unescaped).
         func wayBack(_ page: Response) -> [String: String] {
-            func unescape(_ s: Substring) -> String {
-                [("&quot;", "\""), ("&apos;", "'"), ("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&")]
-                    .reduce(String(s)) { $0.replacingOccurrences(of: $1.0, with: $1.1) }
-            }
             let body = page.bodyText
             if let start = body.range(of: "<a href=\""), let end = body[start.upperBound...].range(of: "\"") {
-                return queryItems(unescape(body[start.upperBound..<end.lowerBound]))
+                return queryItems(unescapeHTML(String(body[start.upperBound..<end.lowerBound])))
             }
-            var fields: [String: String] = [:]
-            for part in body.components(separatedBy: "<input type=\"hidden\" name=\"").dropFirst() {
-                let name = part.prefix { $0 != "\"" }
-                if let v = part.range(of: "value=\"") { fields[String(name)] = unescape(part[v.upperBound...].prefix { $0 != "\"" }) }
-            }
-            return fields
+            return hiddenFields(body, unescaping: true)
         }
         // A state of markup comes back as sent, and nowhere as markup (the page is the server's, under its name).
         let markup = "\"><script>alert(1)</script>'<a href=x>"

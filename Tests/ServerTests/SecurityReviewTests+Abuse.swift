@@ -73,10 +73,10 @@ extension SecurityReviewTests {
         #expect(pool.queued == 0)
     }
 
-    /// A client_credentials request with Basic `id:secret` from `address`: its status.
-    func tokenAttempt(_ h: Harness, _ id: String, _ secret: String, from address: String) -> Int {
+    /// A client_credentials request with Basic `id:secret` from `address` (to `worker`, the harness's by default): its status.
+    func tokenAttempt(_ h: Harness, _ id: String, _ secret: String, from address: String, worker: Worker? = nil) -> Int {
         let body = Array(FormEncoding.serialize([("grant_type", "client_credentials")]).utf8)
-        return h.worker.handle(Request(method: .post, path: "/oauth2/token", headers: HTTPFields([
+        return (worker ?? h.worker).handle(Request(method: .post, path: "/oauth2/token", headers: HTTPFields([
             ("Content-Type", "application/x-www-form-urlencoded"), ("Authorization", Harness.basic(id, secret)),
         ]), body: body, remoteAddress: address)).status.code
     }
@@ -95,10 +95,7 @@ extension SecurityReviewTests {
                                                 guards: AbuseGuards(failures: FailureLimiter(limits: limits, shared: sharedCounts))),
                                store: try h.anotherStore())
         func attempt(on node: Int, _ secret: String, from address: String) -> Int {
-            let body = Array(FormEncoding.serialize([("grant_type", "client_credentials")]).utf8)
-            return (node % 2 == 0 ? h.worker : other).handle(Request(method: .post, path: "/oauth2/token", headers: HTTPFields([
-                ("Content-Type", "application/x-www-form-urlencoded"), ("Authorization", Harness.basic(h.primary.clientID, secret)),
-            ]), body: body, remoteAddress: address)).status.code
+            tokenAttempt(h, h.primary.clientID, secret, from: address, worker: node % 2 == 0 ? h.worker : other)
         }
         let answers = (0..<10).map { attempt(on: $0, "guess-\($0)", from: "203.0.113.9") }
         let allowed = answers.prefix { $0 == 401 }.count

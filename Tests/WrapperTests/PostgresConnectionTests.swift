@@ -10,6 +10,16 @@ import Testing
 struct PostgresTests {
     func connection(timeoutMillis: Int = 3_000) throws -> PGConnection { try PGConnection(TestDatabase.url!, timeoutMillis: timeoutMillis) }
 
+    /// A table of its own (`prefix` and a random suffix, with `columns`) for `body`, dropped after it, and the
+    /// connection that made it.
+    func withScratchTable(_ prefix: String, _ columns: String, _ body: (PGConnection, String) throws -> Void) throws {
+        let setup = try PGConnection(try #require(TestDatabase.url))
+        let table = prefix + String(UInt32.random(in: 0...UInt32.max))
+        try setup.run("CREATE TABLE \(table)(\(columns))")
+        defer { _ = try? setup.run("DROP TABLE \(table)") }
+        try body(setup, table)
+    }
+
     @Test func valuesRoundTripInTheBinaryFormat() throws {
         let c = try connection()
         try c.run("CREATE TEMP TABLE t (i BIGINT, s TEXT, b BYTEA, f BOOLEAN, n TEXT)")
@@ -199,12 +209,8 @@ struct PostgresTests {
     /// lock_timeout fails with 55P03 while the client still listens, so its
     /// COMMIT never runs: a write answered 503 is never committed later
     /// (the review's scenario: the client gave up, the server went on).
-    @Test func aPipelineBlockedOnALockFailsWithoutCommittingLater() throws {
+    @Test func aPipelineBlockedOnALockFailsWithoutCommittingLater() throws { try withScratchTable("lockp_", "k BIGINT PRIMARY KEY, v BIGINT NOT NULL") { setup, table in
         let url = try #require(TestDatabase.url)
-        let setup = try PGConnection(url)
-        let table = "lockp_" + String(UInt32.random(in: 0...UInt32.max))
-        try setup.run("CREATE TABLE \(table)(k BIGINT PRIMARY KEY, v BIGINT NOT NULL)")
-        defer { _ = try? setup.run("DROP TABLE \(table)") }
         try setup.run("INSERT INTO \(table)(k, v) VALUES (1, 0)")
         let holder = try PGConnection(url)
         try holder.run("BEGIN")
@@ -222,7 +228,7 @@ struct PostgresTests {
         usleep(200_000)
         #expect(try setup.execute("SELECT count(*) FROM \(table) WHERE k = 2").rows.first?.int(0) == 0)
         #expect(try setup.execute("SELECT v FROM \(table) WHERE k = 1").rows.first?.int(0) == 1)
-    }
+    } }
 
     /// Review, session 28: PostgreSQL restarts `statement_timeout` at each
     /// statement of a pipeline, so statements each within their limit
@@ -230,13 +236,8 @@ struct PostgresTests {
     /// client had given up (answered 503: the retry found its code spent).
     /// Past the deadline the server is now asked to cancel and its answer is
     /// read: the statement fails, the COMMIT is skipped, the failure is true.
-    @Test func aPipelineOutlastingTheDeadlineIsCancelledNotCommittedLater() throws {
-        let url = try #require(TestDatabase.url)
-        let setup = try PGConnection(url)
-        let table = "cancelp_" + String(UInt32.random(in: 0...UInt32.max))
-        try setup.run("CREATE TABLE \(table)(k BIGINT PRIMARY KEY)")
-        defer { _ = try? setup.run("DROP TABLE \(table)") }
-        let writer = try PGConnection(url, timeoutMillis: 1_500)
+    @Test func aPipelineOutlastingTheDeadlineIsCancelledNotCommittedLater() throws { try withScratchTable("cancelp_", "k BIGINT PRIMARY KEY") { setup, table in
+        let writer = try PGConnection(try #require(TestDatabase.url), timeoutMillis: 1_500)
         let cancels = PGCounters.cancelsTotal
         let started = Date()
         do {
@@ -254,5 +255,5 @@ struct PostgresTests {
         #expect(try setup.execute("SELECT count(*) FROM \(table)").rows.first?.int(0) == 0)
         // The next statement reconnects at once (the server answered: no deadline to wait out).
         #expect(try writer.execute("SELECT $1::bigint + 1", [.int(41)]).rows.first?.int(0) == 42)
-    }
+    } }
 }

@@ -39,10 +39,10 @@ def make_app(stack, name, redirect):
     return r.json()["client_id"]
 
 
-def sign_in(driver, stack):
+def sign_in(driver, stack, username="demo", password=None):
     wait(driver, EC.presence_of_element_located((By.ID, "username")))
-    driver.find_element(By.ID, "username").send_keys("demo")
-    driver.find_element(By.ID, "password").send_keys(stack.demo_password + Keys.ENTER)
+    driver.find_element(By.ID, "username").send_keys(username)
+    driver.find_element(By.ID, "password").send_keys((password or stack.demo_password) + Keys.ENTER)
 
 
 def test_sign_in_consent_and_redirect_with_code_and_state(stack, browser):
