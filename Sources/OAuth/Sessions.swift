@@ -11,12 +11,19 @@ public struct SessionService {
     /// failures take the same time.
     static let decoyHash = PasswordHasher.hash("latchkey-decoy-password")
 
+    /// Live sessions one user may hold: a sign-in beyond them ends the
+    /// oldest (as a logout would), so repeated sign-ins with a user's own
+    /// password cannot pile up rows for twelve hours each.
+    public static let sessionsPerUser = 100
+
     let env: Environment
     let store: Store
+    let sessionsPerUser: Int
 
-    public init(env: Environment, store: Store) {
+    public init(env: Environment, store: Store, sessionsPerUser: Int = SessionService.sessionsPerUser) {
         self.env = env
         self.store = store
+        self.sessionsPerUser = sessionsPerUser
     }
 
     public static func hash(_ token: String) -> String { Base64.urlEncode(Digest.sha256(token)) }
@@ -70,13 +77,18 @@ public struct SessionService {
     /// user password`, which ends every session) signs in no more. The user's
     /// row is held until the session is in (PostgreSQL: `FOR SHARE`), so a
     /// change either comes first or waits for this sign-in and ends its session.
+    /// Past `sessionsPerUser`, the user's oldest sessions end with it, each as its logout would.
     func start(_ user: User, now: Int64) throws -> Started? {
         let token = env.randomToken(bytes: 32)
         let csrf = env.randomToken(bytes: 24)
+        let idHash = SessionService.hash(token)
         let started = try store.write {
             guard try store.holdPasswordHash(userID: user.id) == user.passwordHash else { return false }
-            try store.insertSession(SessionRecord(idHash: SessionService.hash(token), userID: user.id, csrf: SessionService.hash(csrf), authTime: now / 1000,
+            try store.insertSession(SessionRecord(idHash: idHash, userID: user.id, csrf: SessionService.hash(csrf), authTime: now / 1000,
                                                   createdAt: now, expiresAt: now + SessionService.lifetimeMillis))
+            for sid in try store.takeSessions(userID: user.id, beyondNewest: sessionsPerUser, besides: idHash) {
+                try BackchannelLogout.sessionEnded(sid: sid, userID: user.id, store: store, env: env)
+            }
             return true
         }
         return started ? Started(token: token, csrf: csrf, user: user) : nil

@@ -163,6 +163,9 @@ public protocol UserStorage: Transactional {
     func deleteSession(idHash: String) throws
     /// Inside a write: deletes every session of the user and returns their `sid`s.
     func takeSessions(userID: String) throws -> [String]
+    /// Inside a write: deletes the user's sessions beyond its `keeping` newest, the one just `started` always
+    /// counted among them, and returns their `sid`s.
+    func takeSessions(userID: String, beyondNewest keeping: Int, besides started: String) throws -> [String]
     /// Inside a write: whether the session is still there, held until the
     /// write commits, so a logout either comes first (and this is false) or
     /// waits and then sees what the write did (SQLite's write lock holds every

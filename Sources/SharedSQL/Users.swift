@@ -50,6 +50,17 @@ extension SQLStatementRunner {
         return sids
     }
 
+    public func takeSessions(userID: String, beyondNewest keeping: Int, besides started: String) throws -> [String] {
+        // Rarely more than one: a sign-in adds one session. Bounded all the same (the rest go at the next sign-in).
+        let beyond = try query("""
+            SELECT id_hash, sid FROM sessions WHERE user_id = ? AND id_hash <> ? ORDER BY created_at DESC, id_hash DESC LIMIT 100 OFFSET ?
+            """, [.text(userID), .text(started), SQLArgument(max(keeping - 1, 0))])
+        return try beyond.map {
+            try update("DELETE FROM sessions WHERE id_hash = ?", [.text($0.string(0))])
+            return $0.optionalString(1) ?? BackchannelLogout.sid(sessionIDHash: $0.string(0))
+        }
+    }
+
     public func insertSession(_ s: SessionRecord) throws {
         try blindUpdate("INSERT INTO sessions(id_hash, user_id, csrf, auth_time, created_at, expires_at, sid) VALUES(?, ?, ?, ?, ?, ?, ?)",
                  [.text(s.idHash), .text(s.userID), .text(s.csrf), .int(s.authTime), .int(s.createdAt), .int(s.expiresAt), .text(s.sid)])

@@ -130,6 +130,41 @@ import Testing
         #expect(try due.isEmpty)
     }
 
+    @Test func signingInPastTheUsersSessionLimitEndsTheOldestAsItsLogoutWould() throws {
+        let alice = try h.user()
+        let (listening, secret) = try h.app(public: false)
+        try listen(listening)
+        let sessions = SessionService(env: h.env, store: h.store, sessionsPerUser: 3)
+        func signIn() throws -> String {
+            try #require(try sessions.login(username: "alice", password: "correct horse battery")).token
+        }
+        let oldest = try signIn()
+        let oldestRecord = try #require(try h.store.read { try h.store.session(idHash: SessionService.hash(oldest)) })
+        let bound = try redeem(try g.code(client: listening, user: alice, scope: ["openid"], session: oldestRecord), listening, secret)
+        h.clock.advance(seconds: 1)
+        // Sign-ins within one millisecond: the session just started is never the one ended.
+        let kept = [try signIn(), try signIn()]
+        #expect(try sessions.current(oldest) != nil && due.isEmpty, "three sessions: none ended yet")
+
+        let newest = try signIn()
+        #expect(try sessions.current(oldest) == nil, "the fourth sign-in ended the oldest")
+        for token in kept + [newest] { #expect(try sessions.current(token) != nil) }
+        let queued = try due
+        #expect(queued.count == 1 && queued.first?.clientID == listening && queued.first?.sid == oldestRecord.sid)
+        let caller = try #require(try h.store.read { try h.store.client(listening) })
+        #expect(try g.service.introspect(token: bound.accessToken, caller: caller)["active"] == false, "its grants ended with it")
+
+        // Ten more at the limit within one millisecond: the one just started always stays, and three are left.
+        h.clock.advance(seconds: 1)
+        let later = try (0..<10).map { _ in
+            let token = try signIn()
+            #expect(try sessions.current(token) != nil)
+            return token
+        }
+        let live = try (kept + [newest] + later).filter { try sessions.current($0) != nil }
+        #expect(live.count == 3 && live.allSatisfy(later.contains) && live.last == later.last)
+    }
+
     @Test func aFailedDeliveryIsRetriedWithBackoffThenGivenUpAndAudited() throws {
         let listening = try signedOutOfAListeningClient()
         var attempts = 0

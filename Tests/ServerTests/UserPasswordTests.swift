@@ -37,6 +37,21 @@ import Testing
         #expect(again.login("alice", Self.newPassword).status == 204)
     }
 
+    /// A user holds at most `SessionService.sessionsPerUser` sessions: the sign-in past them ends the oldest.
+    @Test func theSignInPastAUsersSessionLimitEndsTheirOldestSession() throws {
+        let h = try Harness()
+        _ = try h.user()
+        let browsers = (0...SessionService.sessionsPerUser).map { _ in Browser(h) }
+        for b in browsers.dropLast() {
+            #expect(b.login().status == 204)
+            h.fixture.clock.advance(seconds: 1)
+        }
+        #expect(browsers.dropLast().allSatisfy { $0.send("GET", "/api/v1/session").status == 200 })
+        #expect(browsers.last?.login().status == 204)
+        #expect(browsers.first?.send("GET", "/api/v1/session").status == 401)
+        #expect(browsers.dropFirst().allSatisfy { $0.send("GET", "/api/v1/session").status == 200 })
+    }
+
     /// A sign-in verifies the password's hash before it stores its session:
     /// one that verified the old password while the change ran gets none.
     @Test func aSignInThatVerifiedTheOldPasswordGetsNoSession() throws {
