@@ -10,11 +10,11 @@ public struct ConnectionService {
         self.store = store
     }
 
-    public func list(userID: String, limit: Int = 250, offset: Int = 0) throws -> [(UserConnection, Client)] {
+    /// One page of the user's connections, oldest first, and how many the user has in all.
+    public func list(userID: String, limit: Int, offset: Int) throws -> (connections: [(UserConnection, Client)], total: Int) {
         try store.read {
-            try store.connections(userID: userID, limit: limit, offset: offset).connections.compactMap { c in
-                try store.client(c.clientID).map { (c, $0) }
-            }
+            let page = try store.connections(userID: userID, limit: limit, offset: offset)
+            return (try page.connections.compactMap { c in try store.client(c.clientID).map { (c, $0) } }, page.total)
         }
     }
 

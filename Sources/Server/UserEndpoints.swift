@@ -315,8 +315,11 @@ enum UserEndpoints {
 
     static func listConnections(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let user = try user(request, ctx, scopes: ["connections:read"], write: false)
-        let list = try ConnectionService(env: ctx.env, store: ctx.store).list(userID: user.id)
-        return .json(["connections": .array(list.map { connectionJSON($0.0, $0.1, ctx) })]).noStore()
+        let (limit, offset) = try NativeEndpoints.listParams(request)
+        let page = try ConnectionService(env: ctx.env, store: ctx.store).list(userID: user.id, limit: limit, offset: offset)
+        var response = Response.json(["connections": .array(page.connections.map { connectionJSON($0.0, $0.1, ctx) })]).noStore()
+        response.headers[.xTotalCount] = String(page.total)
+        return response
     }
 
     static func getConnection(_ request: Request, _ ctx: RequestContext) throws -> Response {

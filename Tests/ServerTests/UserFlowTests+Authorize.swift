@@ -212,6 +212,32 @@ extension UserFlowTests {
         #expect(b.send("GET", "/api/v1/me/connections").json?["connections"] == [])
     }
 
+    /// SPEC 2's lists: `limit` 1..250 (50 by default), `offset`, the total in `X-Total-Count`.
+    @Test func connectionsArePagedAsEveryList() throws {
+        let h = try Harness()
+        let alice = try h.user()
+        let apps = try (0..<3).map { _ in try h.app().0 }
+        try h.store.write {
+            for (i, app) in apps.enumerated() {
+                try h.store.upsertConnection(UserConnection(userID: alice, clientID: app, rememberedScope: [], grantedScope: ["openid"],
+                                                            authTime: 0, accessTime: 0, createdAt: h.fixture.clock.now + Int64(i)))
+            }
+        }
+        let b = Browser(h)
+        #expect(b.login().status == 204)
+        func page(_ query: String) -> (ids: [String], total: String?) {
+            let r = b.send("GET", "/api/v1/me/connections", query: query)
+            return ((r.json?["connections"]?.arrayValue ?? []).compactMap { $0["client_id"]?.stringValue }, r.headers[.xTotalCount])
+        }
+        #expect(page("") == (apps, "3"))
+        #expect(page("limit=2") == (Array(apps.prefix(2)), "3"))
+        #expect(page("limit=2&offset=2") == ([apps[2]], "3"))
+        #expect(page("offset=3") == ([], "3"))
+        for bad in ["limit=0", "limit=251", "limit=x", "offset=-1"] {
+            #expect(b.send("GET", "/api/v1/me/connections", query: bad).status == 400, "\(bad)")
+        }
+    }
+
     @Test func userTokensWithConnectionScopesManageConnections() throws {
         let h = try Harness()
         _ = try h.user()

@@ -66,18 +66,29 @@ async function loadProfile() {
   });
 }
 
+// Every connection, a page of 250 at a time (the API's largest); null if a page could not be loaded.
+async function allConnections() {
+  const all = [];
+  for (;;) {
+    const { status, data } = await Latchkey.api("GET", "/api/v1/me/connections?limit=250&offset=" + all.length);
+    if (status !== 200 || !data) return null;
+    all.push(...data.connections);
+    if (data.connections.length < 250) return all;
+  }
+}
+
 async function load() {
   const main = document.getElementById("main");
   const list = document.getElementById("connections");
-  const { status, data } = await Latchkey.api("GET", "/api/v1/me/connections");
+  const connections = await allConnections();
   main.setAttribute("aria-busy", "false");
-  if (status !== 200 || !data) {
+  if (!connections) {
     Latchkey.showError("Your connected apps could not be loaded.");
     return;
   }
   list.replaceChildren();
-  document.getElementById("empty").hidden = data.connections.length !== 0;
-  for (const c of data.connections) {
+  document.getElementById("empty").hidden = connections.length !== 0;
+  for (const c of connections) {
     const item = Latchkey.el("li");
     const logo = c.logo_uri ? Latchkey.safeHttpURL(c.logo_uri) : null;
     const app = Latchkey.el("div", { class: "app" });

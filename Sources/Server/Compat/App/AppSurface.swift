@@ -242,7 +242,7 @@ enum AppSurface {
     static func listConnections(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let user = try UserEndpoints.user(request, ctx, scopes: ["gov.user.oauth.connection:read"], write: false)
         let (amount, offset) = try page(request)
-        let list = try ConnectionService(env: ctx.env, store: ctx.store).list(userID: user.id, limit: amount, offset: offset)
+        let list = try ConnectionService(env: ctx.env, store: ctx.store).list(userID: user.id, limit: amount, offset: offset).connections
         return .json(["connections": .array(list.map { UserEndpoints.connectionJSON($0.0, $0.1, ctx, withName: false) })])
     }
 
