@@ -100,7 +100,18 @@ public final class VerifiedTokenCache {
     /// Tokens held (tests).
     var count: Int { entries.count }
 
-    func claims(_ token: String, now: Int64) -> AccessTokenClaims? {
+    /// What the keys were when the entries were verified (`KeyRing.currentVerificationEpoch`).
+    private var epoch = 0
+
+    /// The claims verified for `token`, if they still hold: unexpired, and
+    /// the keys (`epoch`) have lost none since (else every entry goes).
+    func claims(_ token: String, now: Int64, epoch: Int) -> AccessTokenClaims? {
+        if epoch != self.epoch {
+            entries.removeAll(keepingCapacity: true)
+            bytes = 0
+            self.epoch = epoch
+            return nil
+        }
         guard let claims = entries[token] else { return nil }
         if claims.expiresAt <= now {
             entries[token] = nil
@@ -165,7 +176,7 @@ public struct AccessTokens {
     /// client still exists (a surface may say "the calling client no longer exists").
     public func verifiedClaims(_ token: String) throws -> AccessTokenClaims? {
         let claims: AccessTokenClaims
-        if let cached = cache?.claims(token, now: env.nowSeconds) {
+        if let cache, let cached = cache.claims(token, now: env.nowSeconds, epoch: try keys.currentVerificationEpoch()) {
             claims = cached
         } else {
             guard let verified = try verifySignatureAndClaims(token) else { return nil }
@@ -184,7 +195,9 @@ public struct AccessTokens {
               let key = try keys.verificationKey(kid: kid), JWS.verify(parsed, key: key),
               let claims = AccessTokenClaims(json: parsed.payload),
               claims.issuer == env.issuer, claims.audience == audience,
-              claims.expiresAt > env.nowSeconds, claims.issuedAt <= env.nowSeconds + 60
+              claims.expiresAt > env.nowSeconds, claims.issuedAt <= env.nowSeconds + 60,
+              // No token Latchkey signs lives longer (and none past its key's retention, KeyRing).
+              claims.expiresAt - claims.issuedAt <= Int64(ClientSpec.maxAccessTokenTTL)
         else { return nil }
         return claims
     }

@@ -25,6 +25,12 @@ public final class KeyRing {
     private var accessHeader: (kid: String, header: [UInt8])?
     private var verification: [String: PreparedKey] = [:]
     private var jwks: JSON = .object([("keys", .array([]))])
+    /// When the first retired key loaded passes its retention: the keys are read again then, version or not.
+    private var nextRetentionEnd: Int64?
+    /// Changes each time a reload leaves out a key the ring verified with
+    /// (revoked, or past its retention): what was verified under it no longer
+    /// holds (`VerifiedTokenCache` starts again).
+    private var verificationEpoch = 0
 
     public init(store: any MetaStorage & CredentialStorage, env: Environment) {
         self.store = store
@@ -35,10 +41,12 @@ public final class KeyRing {
         // In a read of its own when called outside one (a signature after a
         // grant's write): the request's memo answers it.
         let version: String, records: [SigningKeyRecord]?, chosen: String?
+        let now = env.now()
+        let retentionPassed = nextRetentionEnd.map { now >= $0 } ?? false
         do {
             (version, records, chosen) = try store.read {
                 let version = try store.meta("keys_version") ?? "0"
-                guard version != loadedVersion else { return (version, nil, nil) }
+                guard version != loadedVersion || retentionPassed else { return (version, nil, nil) }
                 return (version, try store.signingKeys(), try store.meta(KeyManagement.accessAlgorithmMeta))
             }
         } catch let error as StoreError where error.isTransient && loadedVersion != nil {
@@ -50,7 +58,6 @@ public final class KeyRing {
         }
         outage = nil
         guard let records else { return }
-        let now = env.now()
         var newCurrent: [SignatureAlgorithm: (kid: String, key: PreparedKey)] = [:]
         var newVerification: [String: PreparedKey] = [:]
         var published: [JSON] = []
@@ -71,7 +78,9 @@ public final class KeyRing {
         }
         current = newCurrent
         accessAlgorithm = KeyManagement.accessAlgorithm(chosen: chosen, records: records)
+        if verification.keys.contains(where: { newVerification[$0] == nil }) { verificationEpoch &+= 1 }
         verification = newVerification
+        nextRetentionEnd = records.compactMap { $0.retiredAt.map { $0 + KeyRing.retentionMillis } }.filter { $0 > now }.min()
         jwks = .object([("keys", .array(published))])
         loadedVersion = version
     }
@@ -124,6 +133,13 @@ public final class KeyRing {
     }
 
     public var hasSigningKey: Bool { (try? signingKey()) != nil }
+
+    /// The keys as they are now, and which of their verifications still
+    /// hold: a `VerifiedTokenCache` keeps what it verified while this is unchanged.
+    func currentVerificationEpoch() throws -> Int {
+        try refresh()
+        return verificationEpoch
+    }
 }
 
 public enum KeyRingError: Error, CustomStringConvertible {
@@ -227,6 +243,31 @@ public enum KeyManagement {
         if let kek = env.kek { privateDER = try SealedBox.seal(privateDER, key: kek) }
         return SigningKeyRecord(kid: try JWK.thumbprint(key), algorithm: algorithm.rawValue, privateKey: privateDER, encrypted: encrypted,
                                 publicKey: try key.publicKeyDER(), createdAt: env.now())
+    }
+
+    /// Ends a signing key at once, as for a key that leaked: it leaves the
+    /// JWK Set, and nothing it signed verifies any more (access tokens, ID
+    /// and logout tokens), on every node from its next request. A current key
+    /// is replaced by a new key of its algorithm first, so each algorithm
+    /// keeps one and the access-token algorithm stays. Returns the key's
+    /// algorithm and its replacement's kid.
+    public static func revoke(store: any MetaStorage & CredentialStorage, env: Environment, kid: String) throws -> (algorithm: SignatureAlgorithm, replacement: String?) {
+        let found = try store.read { try store.signingKeys().first { $0.kid == kid } }
+        guard let found, let algorithm = SignatureAlgorithm(rawValue: found.algorithm) else { throw ProvisioningError.invalid("no signing key \(kid)") }
+        // Made outside the write (an RSA key takes a while); left unused if a rotation retired the key meanwhile.
+        let replacement = found.retiredAt == nil ? try newKey(algorithm, env: env) : nil
+        return try store.write {
+            try refuseClearAmongSealed(store, env: env)
+            guard let key = try store.signingKeys().first(where: { $0.kid == kid }) else { throw ProvisioningError.invalid("no signing key \(kid)") }
+            try store.deleteSigningKey(kid: kid)
+            var made: String?
+            if key.retiredAt == nil, let replacement {
+                try store.insertSigningKey(replacement)
+                made = replacement.kid
+            }
+            try bumpVersion(store)
+            return (algorithm, made)
+        }
     }
 
     /// A new random version, not the old one plus one: two nodes changing

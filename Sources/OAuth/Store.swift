@@ -129,6 +129,8 @@ public protocol CredentialStorage: Transactional {
     /// Retires the current keys of one algorithm (they stay published).
     func retireSigningKeys(algorithm: String, at: Int64) throws
     func deleteSigningKeys(retiredBefore: Int64) throws
+    /// Deletes one key, retired or not (`KeyManagement.revoke`).
+    func deleteSigningKey(kid: String) throws
     /// Replaces a key's private key by its sealed form.
     func sealSigningKey(kid: String, privateKey: [UInt8]) throws
 

@@ -88,8 +88,10 @@ public final class PostgresStore: Store {
 
     /// Applies pending migrations, each in a transaction holding the lock
     /// row, so that several nodes may run `latchkey migrate` at once.
+    /// A migration that rewrites rows (or any) changes the generation row
+    /// too: every node's memo reads afresh, as after any write of its own.
     @discardableResult
-    static func migrate(_ db: PGConnection) throws -> Int {
+    static func migrate(_ db: PGConnection, migrations: [String] = PostgresSchema.migrations) throws -> Int {
         // The lock table itself: two nodes creating it at once may collide (23505/42P07): retry.
         for attempt in 0..<5 {
             do {
@@ -101,12 +103,15 @@ public final class PostgresStore: Store {
             }
         }
         var applied = 0
-        for (index, sql) in PostgresSchema.migrations.enumerated() {
+        for (index, sql) in migrations.enumerated() {
             try db.run("BEGIN")
             do {
                 let current = try db.execute("SELECT version FROM schema_version WHERE id = 1 FOR UPDATE").rows.first?.int(0) ?? 0
                 if current >= Int64(index + 1) { try db.run("COMMIT"); continue }
                 try db.script(sql)
+                if try db.execute("SELECT to_regclass('generation') IS NOT NULL").rows.first?.bool(0) == true {
+                    try db.execute("UPDATE generation SET config = $1, revocation = $2 WHERE id = 1", [.int(newGeneration()), .int(newGeneration())])
+                }
                 try db.execute("UPDATE schema_version SET version = $1 WHERE id = 1", [.int(Int64(index + 1))])
                 try db.run("COMMIT")
                 applied += 1

@@ -217,6 +217,10 @@ extension SQLStatementRunner {
     public func deleteSigningKeys(retiredBefore: Int64) throws {
         try update("DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND retired_at < ?", [.int(retiredBefore)])
     }
+
+    public func deleteSigningKey(kid: String) throws {
+        try update("DELETE FROM signing_keys WHERE kid = ?", [.text(kid)])
+    }
 }
 
 extension SQLStatementRunner where Self: ClientStorage {

@@ -25,6 +25,19 @@ struct PostgresMemoTests {
         #expect(Set(referenced) == PostgresStore.cascadingTables)
     }
 
+    /// A migration's rewrite of rows reaches every node's memo (cross-node review, session 29): the memo is ended by
+    /// the generation row, which Latchkey's own writes change and a migration's script did not.
+    @Test func aMigrationThatRewritesRowsEndsEveryNodesMemo() throws {
+        let h = try StoreFixture()
+        let node = try #require(h.store as? PostgresStore)
+        let id = h.primary.clientID
+        #expect(try node.read { try node.client(id)?.enabled } == true)
+        let admin = try PGConnection(try #require(h.postgres?.url))
+        let next = PostgresStore.migrations + ["UPDATE clients SET enabled = 0 WHERE client_id = '\(id)'"]
+        #expect(try PostgresStore.migrate(admin, migrations: next) == 1)
+        #expect(try node.read { try node.client(id)?.enabled } == false, "the memo answered from before the migration")
+    }
+
     @Test func anUnchangedConfigurationCostsOneRoundTripARead() throws {
         let h = try StoreFixture()
         let store = try #require(h.store as? PostgresStore)

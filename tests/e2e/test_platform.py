@@ -172,6 +172,34 @@ def test_key_rotation_publishes_the_new_key_and_old_tokens_keep_verifying(fresh_
     assert len(listed) == 7
 
 
+def test_a_revoked_key_ends_its_tokens_at_once_and_leaves_the_jwks(fresh_stack):
+    """`latchkey keys revoke` (a key that leaked): every worker thread that had verified and remembered a token
+    signed by it refuses it from its next request, and a new key of its algorithm signs from then on."""
+    s = fresh_stack
+    auth = (s.client_id, s.client_secret)
+    token = s.token()
+    leaked = verify(s, token).header["kid"]
+    # Enough introspections for every worker thread to have verified the token and kept it.
+    for _ in range(12):
+        assert requests.post(s.url("/oauth2/introspect"), data={"token": token}, auth=auth).json()["active"] is True
+    revoked = json.loads(run_cli(s, "keys", "revoke", leaked).stdout)
+    assert revoked["revoked"] == leaked and revoked["alg"] == "ES256" and revoked["kid"] not in (None, leaked), revoked
+    for _ in range(12):
+        assert requests.post(s.url("/oauth2/introspect"), data={"token": token}, auth=auth).json() == {"active": False}
+        assert requests.get(s.url("/api/v1/organization"), headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    published = [k["kid"] for k in requests.get(s.url("/oauth2/jwks")).json()["keys"]]
+    assert leaked not in published and revoked["kid"] in published
+    fresh = s.token()
+    assert verify(s, fresh).header["kid"] == revoked["kid"]
+    assert requests.get(s.url("/api/v1/organization"), headers={"Authorization": f"Bearer {fresh}"}).status_code == 200
+    listed = json.loads(run_cli(s, "keys", "list").stdout)["keys"]
+    assert leaked not in [k["kid"] for k in listed]
+    # An unknown kid: exit 1, a message, nothing changed.
+    missing = run_cli(s, "keys", "revoke", leaked, check=False)
+    assert missing.returncode == 1 and "no signing key" in missing.stderr
+    assert json.loads(run_cli(s, "keys", "list").stdout)["keys"] == listed
+
+
 def test_rate_limit_answers_429_with_retry_after_and_json(limited_stack):
     stack = limited_stack
     # A burst of concurrent sign-in attempts: nginx's limit for /api/v1/session is 5/s with a burst of 10.

@@ -12,7 +12,7 @@ import SQLiteStore
 import Server
 
 struct Keys: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Signing keys.", subcommands: [List.self, Rotate.self])
+    static let configuration = CommandConfiguration(abstract: "Signing keys.", subcommands: [List.self, Rotate.self, Revoke.self])
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List signing keys.")
@@ -49,6 +49,28 @@ struct Keys: ParsableCommand {
                                                  requestID: nil, details: ["alg": .string(algorithm.rawValue)], createdAt: env.now()))
             }
             printJSON(["kid": .string(kid), "alg": .string(algorithm.rawValue)])
+        }
+    }
+
+    struct Revoke: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "End a signing key at once (one that leaked): it leaves the JWKS and nothing it signed verifies any more.",
+            discussion: "A current key is replaced by a new key of its algorithm first. Every access token, ID token and logout token it signed stops verifying on every node from its next request: clients get new access tokens, users' apps refresh.")
+        @OptionGroup var common: Common
+        @Argument(help: "the key's kid (`latchkey keys list`)")
+        var kid: String
+
+        func run() throws {
+            let store = try common.openAnyStore()
+            guard let issuer = try store.meta("issuer") else { throw CLIError(ProvisioningError.notInitialized.description) }
+            let env = try common.environment(issuer: issuer)
+            let revoked = try KeyManagement.revoke(store: store, env: env, kid: kid)
+            try store.write {
+                try store.appendAudit(AuditEvent(organizationID: nil, actor: "cli", action: "keys.revoked", target: kid, surface: "cli", requestID: nil,
+                                                 details: ["alg": .string(revoked.algorithm.rawValue), "replacement": revoked.replacement.map(JSON.string) ?? .null],
+                                                 createdAt: env.now()))
+            }
+            printJSON(["revoked": .string(kid), "alg": .string(revoked.algorithm.rawValue), "kid": revoked.replacement.map(JSON.string) ?? .null])
         }
     }
 }

@@ -17,6 +17,65 @@ import Testing
         return kids
     }
 
+    /// A leaked key ends at once (`latchkey keys revoke`), not 24 hours later: what it signed stops verifying on
+    /// every ring, those that had verified and remembered a token included (cross-node review, session 29).
+    @Test func revokingAKeyEndsWhatItSignedAtOnceEverywhere() throws {
+        let h = try StoreFixture()
+        let (id, _) = try h.app(public: false)
+        let client = try #require(try h.store.read { try h.store.client(id) })
+        // Two threads (or nodes), each with its key ring and its cache of verified tokens.
+        let rings = [KeyRing(store: h.store, env: h.env), KeyRing(store: h.store, env: h.env)]
+        let tokens = rings.map { AccessTokens(env: h.env, store: h.store, keys: $0, cache: VerifiedTokenCache()) }
+        let leaked = try #require(current(h.store)["ES256"])
+        let token = try tokens[0].issue(client: client, subject: id, scope: [], ttl: 900).token
+        for t in tokens { #expect(try t.validate(token) != nil) }
+
+        let revoked = try KeyManagement.revoke(store: h.store, env: h.env, kid: leaked)
+        #expect(revoked.algorithm == .es256)
+        let replacement = try #require(revoked.replacement)
+        #expect(try current(h.store) == ["ES256": replacement, "RS256": try #require(current(h.store)["RS256"])])
+        #expect(try !h.store.signingKeys().contains { $0.kid == leaked })
+        for (ring, t) in zip(rings, tokens) {
+            #expect(try t.validate(token) == nil, "remembered as verified, and ended all the same")
+            #expect(try ring.verificationKey(kid: leaked) == nil)
+            #expect(try ring.jwkSet()["keys"]?.arrayValue?.contains { $0["kid"] == .string(leaked) } == false)
+            #expect(try ring.algorithms() == [.es256, .rs256] && ring.signingKey().kid == replacement)
+        }
+        #expect(try tokens[1].validate(try tokens[0].issue(client: client, subject: id, scope: [], ttl: 900).token) != nil)
+
+        // A retired key is revoked without a replacement; an unknown kid is refused and changes nothing.
+        let rotated = try KeyManagement.rotate(store: h.store, env: h.env, algorithm: .es256)
+        let retired = try KeyManagement.revoke(store: h.store, env: h.env, kid: replacement)
+        #expect(try retired.replacement == nil && current(h.store)["ES256"] == rotated)
+        let kids = try h.store.signingKeys().map(\.kid)
+        #expect(throws: ProvisioningError.self) { try KeyManagement.revoke(store: h.store, env: h.env, kid: "no-such-kid") }
+        #expect(try h.store.signingKeys().map(\.kid) == kids)
+    }
+
+    /// A retired key leaves a loaded ring when its retention ends, whether or not the keys changed since.
+    @Test func aRetiredKeyLeavesTheRingWhenItsRetentionEnds() throws {
+        let h = try StoreFixture()
+        let ring = KeyRing(store: h.store, env: h.env)
+        let old = try #require(current(h.store)["ES256"])
+        _ = try KeyManagement.rotate(store: h.store, env: h.env, algorithm: .es256)
+        #expect(try ring.verificationKey(kid: old) != nil)
+        h.clock.advance(seconds: KeyRing.retentionMillis / 1000 - 1)
+        #expect(try ring.verificationKey(kid: old) != nil)
+        h.clock.advance(seconds: 1)
+        #expect(try ring.verificationKey(kid: old) == nil)
+        #expect(try ring.jwkSet()["keys"]?.arrayValue?.contains { $0["kid"] == .string(old) } == false)
+    }
+
+    /// No token Latchkey signs lives longer than a day: one that says it does was not made here.
+    @Test func aTokenClaimingALongerLifeThanAnyClientHasIsRefused() throws {
+        let h = try StoreFixture()
+        let (id, _) = try h.app(public: false)
+        let client = try #require(try h.store.read { try h.store.client(id) })
+        let tokens = AccessTokens(env: h.env, store: h.store, keys: KeyRing(store: h.store, env: h.env), cache: VerifiedTokenCache())
+        #expect(try tokens.validate(try tokens.issue(client: client, subject: id, scope: [], ttl: ClientSpec.maxAccessTokenTTL).token) != nil)
+        #expect(try tokens.validate(try tokens.issue(client: client, subject: id, scope: [], ttl: ClientSpec.maxAccessTokenTTL + 1).token) == nil)
+    }
+
     @Test func initPublishesES256AndRS256AndSignsAccessTokensWithES256() throws {
         let h = try StoreFixture()
         let ring = KeyRing(store: h.store, env: h.env)
