@@ -106,7 +106,7 @@ public struct DeviceAuthorizationService {
     /// scopes the client registered, never a management scope; without one,
     /// every scope the client may ask a user for), then a new device code
     /// and user code. `address`: the caller's, which bounds its live codes.
-    public func start(client: Client, scope raw: String?, address: String) throws -> Started {
+    public func start(client: Client, scope raw: String?, address: String, hasher: SecretHasher) throws -> Started {
         guard DeviceAuthorizationService.eligible(client) else {
             throw OAuthError("unauthorized_client", status: 400, "The client may not use the device authorization grant.")
         }
@@ -144,7 +144,7 @@ public struct DeviceAuthorizationService {
             for _ in 0..<5 {
                 let userCode = newUserCode()
                 let record = DeviceCodeRecord(deviceCodeHash: AuthorizationService.hash(deviceCode),
-                                              userCodeHash: AuthorizationService.hash(userCode), clientID: client.clientID, scope: scope,
+                                              userCodeHash: hasher.userCodeHash(userCode), clientID: client.clientID, scope: scope,
                                               createdAt: now, expiresAt: now + Int64(DeviceAuthorizationService.lifetimeSeconds) * 1000,
                                               interval: DeviceAuthorizationService.intervalSeconds, requestedFrom: from)
                 if try store.insertDeviceCode(record) {
@@ -188,7 +188,7 @@ public struct DeviceAuthorizationService {
     /// Every code entered, right or wrong, counts against the user's limit
     /// from this address (each right one stores a consent request); the
     /// address's own count, which sign-in also checks, is left alone.
-    public func enter(_ typed: String, user: User, browser: String, guards: AbuseGuards, address: String) throws -> String? {
+    public func enter(_ typed: String, user: User, browser: String, guards: AbuseGuards, address: String, hasher: SecretHasher) throws -> String? {
         let now = env.now()
         let account = "device:" + user.id
         // Only the signed-in user enters codes for this account, so its overall limit holds from every address: a user
@@ -202,7 +202,7 @@ public struct DeviceAuthorizationService {
         guard let code = DeviceAuthorizationService.normalize(typed) else { return nil }
         // The code and its client in one read.
         let found = try store.read { () throws -> (DeviceCodeRecord, Client)? in
-            guard let record = try store.deviceCode(userCodeHash: AuthorizationService.hash(code)),
+            guard let record = try store.deviceCode(userCodeHash: hasher.userCodeHash(code)),
                   let client = try store.client(record.clientID) else { return nil }
             return (record, client)
         }

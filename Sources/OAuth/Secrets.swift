@@ -22,6 +22,11 @@ public struct SecretHasher: Sendable {
     /// never the hash of any secret.
     public func derivedKey(_ label: String) -> [UInt8] { mac.mac([0] + Array(label.utf8)) }
 
+    /// A device flow's user code as stored (RFC 8628 §5.1): keyed under the pepper, for 20^8 codes are few enough
+    /// that a plain SHA-256 in a copy of the database gives every live one back at once (secret hygiene review,
+    /// session 29). The input starts with a byte 1, which neither a derived key's label (0) nor a secret begins with.
+    public func userCodeHash(_ code: String) -> String { Base64.urlEncode(mac.mac([1] + Array(code.utf8))) }
+
     public func hmacHash(_ secret: String) -> String {
         Base64.urlEncode(mac.mac(Array(secret.utf8)))
     }

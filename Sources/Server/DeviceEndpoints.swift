@@ -15,7 +15,8 @@ enum DeviceEndpoints {
         let form = try OAuthForm(request)
         let credentials = try form.credentials(request)
         let client = try ctx.clientAuthenticator(request).authenticateAlone(credentials, allowPublic: true)
-        let started = try DeviceAuthorizationService(env: ctx.env, store: ctx.store).start(client: client, scope: form["scope"], address: request.remoteAddress)
+        let started = try DeviceAuthorizationService(env: ctx.env, store: ctx.store).start(client: client, scope: form["scope"], address: request.remoteAddress,
+                                                                                         hasher: ctx.hasher)
         let page = ctx.env.issuer + "/device/"
         return TokenEndpoint.uncached(.json([
             "device_code": .string(started.deviceCode),
@@ -40,7 +41,7 @@ enum DeviceEndpoints {
         let (_, user) = try UserEndpoints.sessionUser(request, ctx, write: true)
         let browser = UserEndpoints.browserBinding(request, ctx)
         guard let id = try DeviceAuthorizationService(env: ctx.env, store: ctx.store)
-            .enter(typed, user: user, browser: browser.value, guards: ctx.guards, address: request.remoteAddress) else {
+            .enter(typed, user: user, browser: browser.value, guards: ctx.guards, address: request.remoteAddress, hasher: ctx.hasher) else {
             throw APIProblem(status: 404, code: "invalid_user_code", title: "Not found",
                              detail: "That code is unknown, has expired or was already used. Check the code your device shows.")
         }

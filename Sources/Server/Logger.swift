@@ -62,10 +62,22 @@ public struct Logger: Sendable {
         guard logs(lineLevel) else { return }
         var line: JSON = [
             "level": .string(lineLevel.name), "request_id": .string(request.requestID), "method": .string(request.method.rawValue),
-            "path": .string(String(Logger.redacted(request.path).prefix(200))), "status": .int(Int64(status)), "ms": .int(millis),
+            "path": .string(String(Logger.loggedPath(request.path).prefix(200))), "status": .int(Int64(status)), "ms": .int(millis),
         ]
         if let failure { line.set("error", .string(String(Logger.redacted(failure).prefix(500)))) }
         emit(line)
+    }
+
+    static let pendingRequests = "/api/v1/authorization-requests/"
+
+    /// A request's path as logged: `redacted`, and a pending authorization
+    /// request's id left out (the database holds only its hash; nginx's log
+    /// does the same).
+    public static func loggedPath(_ path: String) -> String {
+        guard path.hasPrefix(pendingRequests) else { return redacted(path) }
+        let rest = path.utf8.dropFirst(pendingRequests.utf8.count)
+        let tail = rest.firstIndex(of: UInt8(ascii: "/")).map { String(decoding: rest[$0...], as: UTF8.self) } ?? ""
+        return pendingRequests + "[redacted]" + redacted(tail)
     }
 
     /// The text with anything shaped like a Latchkey credential (`lks_`

@@ -77,6 +77,11 @@ import Testing
         #expect(body["verification_uri"]?.stringValue == Harness.issuer + "/device/")
         #expect(body["verification_uri_complete"]?.stringValue == Harness.issuer + "/device/?user_code=" + userCode)
         #expect(body["expires_in"] == 600 && body["interval"] == 5)
+        // §5.1: stored keyed under the pepper; a plain SHA-256 of one of 20^8 codes is undone from a copy of the database.
+        let typed = userCode.replacingOccurrences(of: "-", with: "")
+        #expect(try h.store.read { try h.store.deviceCode(userCodeHash: Base64.urlEncode(Digest.sha256(typed))) } == nil)
+        let keyed = try Provisioning.secretHasher(store: h.store, env: h.env).userCodeHash(typed)
+        #expect(try h.store.read { try h.store.deviceCode(userCodeHash: keyed) }?.clientID == client)
 
         #expect(poll(h, client, nil, deviceCode).json?["error"] == "authorization_pending")
         // §6.1: case, dashes and blanks do not matter to the user.
@@ -247,7 +252,8 @@ import Testing
         let service = DeviceAuthorizationService(env: h.env, store: h.store)
         let guards = AbuseGuards()
         func enter(_ code: String, from address: String) throws -> String? {
-            try service.enter(code, user: user, browser: "browser-cookie", guards: guards, address: address)
+            try service.enter(code, user: user, browser: "browser-cookie", guards: guards, address: address,
+                              hasher: try Provisioning.secretHasher(store: h.store, env: h.env))
         }
         for i in 0..<100 {
             #expect(try enter("BCDF-GHJK", from: "2001:db8:\(String(i, radix: 16))::1") == nil)
@@ -276,7 +282,10 @@ import Testing
         var service = DeviceAuthorizationService(env: h.env, store: h.store)
         (service.liveCodesPerAddress, service.liveCodesPerClient) = (2, 5)
         func refusal(_ address: String) -> OAuthError? {
-            do { _ = try service.start(client: clientRecord, scope: "openid", address: address); return nil } catch { return error as? OAuthError }
+            do {
+                _ = try service.start(client: clientRecord, scope: "openid", address: address, hasher: try Provisioning.secretHasher(store: h.store, env: h.env))
+                return nil
+            } catch { return error as? OAuthError }
         }
         #expect(refusal("192.0.2.1") == nil)
         h.clock.advance(seconds: 100)

@@ -122,6 +122,11 @@ import Testing
             #expect(response.headers[.contentType]?.hasPrefix("text/plain") == true)
         }
         #expect(send(h, "POST", contentType: "text/csv", body: "a,b").status == 415)
+        // An ampersand in a secret is refused without the secret's text in the answer (secret hygiene review, session 29).
+        let ampersand = "<oauthClient><name>x</name><provider>Google</provider><clientId>c</clientId><clientSecret>a&UpSecretPart42;b</clientSecret>"
+            + "<scopes><scope>a</scope></scopes></oauthClient>"
+        let refused = send(h, "POST", contentType: "application/xml", body: ampersand)
+        #expect(refused.status == 400 && !refused.bodyText.contains("UpSecretPart42") && refused.bodyText.contains("&amp;"), "\(refused.bodyText)")
         #expect(try h.store.upstreams(organizationID: h.primary.organizationID).isEmpty)
     }
 

@@ -313,10 +313,12 @@ class Stack:
         return {"Authorization": f"Bearer {token or self.token()}"}
 
     def logs(self):
+        """The workers' log and nginx's access and error logs, as one text."""
         text = self.log_path.read_text(errors="replace")
-        access = self.state / "nginx" / "logs" / "access.log"
-        if access.exists():
-            text += access.read_text(errors="replace")
+        for name in ("access.log", "error.log"):
+            path = self.state / "nginx" / "logs" / name
+            if path.exists():
+                text += path.read_text(errors="replace")
         return text
 
 

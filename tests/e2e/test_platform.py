@@ -291,16 +291,39 @@ def test_no_secret_or_token_reaches_a_log_line(stack):
 
 def test_a_credential_sent_in_a_path_is_redacted_in_both_logs(stack):
     leaked = "lks_" + base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+    second = "lkr_" + base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+    pending = base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
     token = stack.token()
     assert requests.get(stack.url(f"/api/v1/clients/{leaked}"), headers=stack.bearer(token)).status_code == 404
     assert requests.get(stack.url(f"/api/v1/clients/{token}/logo")).status_code == 404
+    # Two in one path: nginx's log ends the path at the first (secret hygiene review, session 29: it kept the second).
+    assert requests.get(stack.url(f"/oauth2/x/{second}/{leaked}")).status_code == 404
+    # A pending authorization request's id, which the database holds only as a hash.
+    assert requests.post(stack.url(f"/api/v1/authorization-requests/{pending}/reject")).status_code >= 400
     time.sleep(0.2)
     access = (stack.state / "nginx" / "logs" / "access.log").read_text()
     worker = stack.log_path.read_text()
     for log in (access, worker):
-        assert leaked not in log and leaked[4:24] not in log
+        assert leaked not in log and leaked[4:24] not in log and second[4:24] not in log and pending[:20] not in log
         assert token.split(".")[1] not in log
-        assert "/api/v1/clients/[redacted lks]" in log and "/api/v1/clients/[redacted JWT]/logo" in log
+        assert "/api/v1/authorization-requests/[redacted]/reject" in log
+    assert "/api/v1/clients/[redacted lks]" in worker and "/api/v1/clients/[redacted JWT]/logo" in worker
+    assert "/api/v1/clients/[redacted]..." in access and "/oauth2/x/[redacted]..." in access
+
+
+def test_refusals_past_a_rate_limit_leave_no_request_line_in_nginx_error_log(limited_stack):
+    """nginx's error lines carry the whole request line, query string included: a 429's must not be logged
+    (secret hygiene review, session 29: an id_token_hint and a live request_uri were found there)."""
+    stack = limited_stack
+    hint = "eyJhbGciOiJFUzI1NiJ9." + base64.urlsafe_b64encode(os.urandom(24)).decode().rstrip("=") + ".c2ln"
+    import concurrent.futures
+    def attempt(_):
+        return requests.get(stack.url("/oauth2/logout"), params={"id_token_hint": hint}, allow_redirects=False).status_code
+    with concurrent.futures.ThreadPoolExecutor(max_workers=30) as pool:
+        statuses = list(pool.map(attempt, range(90)))
+    assert 429 in statuses, statuses
+    assert hint.split(".")[1] not in stack.logs()
+    time.sleep(2.5)  # let the bucket refill for the tests that follow
 
 
 def test_sigterm_stops_the_pool_gracefully(tmp_path):
