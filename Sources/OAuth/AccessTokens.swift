@@ -103,15 +103,19 @@ public final class VerifiedTokenCache {
     /// What the keys were when the entries were verified (`KeyRing.currentVerificationEpoch`).
     private var epoch = 0
 
-    /// The claims verified for `token`, if they still hold: unexpired, and
-    /// the keys (`epoch`) have lost none since (else every entry goes).
-    func claims(_ token: String, now: Int64, epoch: Int) -> AccessTokenClaims? {
-        if epoch != self.epoch {
-            entries.removeAll(keepingCapacity: true)
-            bytes = 0
-            self.epoch = epoch
-            return nil
-        }
+    /// Whether what is held was verified under the keys as they are
+    /// (`epoch`); when they have lost one since, every entry goes.
+    func holds(epoch: Int) -> Bool {
+        guard epoch != self.epoch else { return true }
+        entries.removeAll(keepingCapacity: true)
+        bytes = 0
+        self.epoch = epoch
+        return false
+    }
+
+    /// The claims verified for `token`, unexpired; whether the keys still
+    /// stand behind them is `holds(epoch:)`.
+    func claims(_ token: String, now: Int64) -> AccessTokenClaims? {
         guard let claims = entries[token] else { return nil }
         if claims.expiresAt <= now {
             entries[token] = nil
@@ -175,17 +179,18 @@ public struct AccessTokens {
     /// The claims of a genuine, unexpired, unrevoked token, whether or not its
     /// client still exists (a surface may say "the calling client no longer exists").
     public func verifiedClaims(_ token: String) throws -> AccessTokenClaims? {
-        let claims: AccessTokenClaims
-        if let cache, let cached = cache.claims(token, now: env.nowSeconds, epoch: try keys.currentVerificationEpoch()) {
-            claims = cached
-        } else {
-            guard let verified = try verifySignatureAndClaims(token) else { return nil }
-            cache?.insert(token, verified)
-            claims = verified
-        }
+        let cached = cache?.claims(token, now: env.nowSeconds)
+        guard let claims = try cached ?? verifySignatureAndClaims(token) else { return nil }
+        if cached == nil { cache?.insert(token, claims) }
         if try store.isAccessTokenRevoked(jti: claims.jti) { return nil }
         // A user token dies with its family (code replay, refresh reuse, a disconnected app).
         if let family = claims.grantID, try store.isFamilyRevoked(id: family) { return nil }
+        // A remembered verification holds while the keys lost none since; asked after the reads above, which on
+        // PostgreSQL go with the request's first round trip (review of the change, session 29).
+        if cached != nil, let cache, !cache.holds(epoch: try keys.currentVerificationEpoch()) {
+            guard try verifySignatureAndClaims(token) != nil else { return nil }
+            cache.insert(token, claims)
+        }
         return claims
     }
 

@@ -5,8 +5,9 @@ import JOSE
 /// The signing keys as one worker thread sees them: the current key of
 /// each algorithm, which of them signs access tokens, every published
 /// verification key, and the JWK Set. Reloaded when the `keys_version` meta
-/// value changes, so `latchkey keys rotate` in another process takes effect
-/// on the next request (SPEC 4.6, 10.1).
+/// value changes, so `latchkey keys rotate` or `keys revoke` in another
+/// process takes effect on the next request (SPEC 4.6, 10.1), and when a
+/// retired key's retention ends.
 public final class KeyRing {
     /// Retired keys stay published this long: past the longest token lifetime.
     public static let retentionMillis: Int64 = (86_400 + 300) * 1000
@@ -174,11 +175,11 @@ public enum KeyManagement {
         let now = env.now()
         try store.write {
             try refuseClearAmongSealed(store, env: env)
+            try bumpVersion(store)
             try store.retireSigningKeys(algorithm: algorithm.rawValue, at: now)
             try store.deleteSigningKeys(retiredBefore: now - KeyRing.retentionMillis)
             try store.insertSigningKey(record)
             try store.setMeta(accessAlgorithmMeta, algorithm.rawValue)
-            try bumpVersion(store)
         }
         return record.kid
     }
@@ -197,6 +198,7 @@ public enum KeyManagement {
         let records = try missing.map { try newKey($0, env: env) }
         return try store.write {
             try refuseClearAmongSealed(store, env: env)
+            try bumpVersion(store)
             let existing = try store.signingKeys().filter { $0.retiredAt == nil }
             // Fix the access-token algorithm first, as it was: new keys must not take it over.
             if try store.meta(accessAlgorithmMeta) == nil {
@@ -205,7 +207,6 @@ public enum KeyManagement {
             let current = Set(existing.map(\.algorithm))
             let made = records.filter { !current.contains($0.algorithm) }
             for record in made { try store.insertSigningKey(record) }
-            if !made.isEmpty { try bumpVersion(store) }
             return made.map(\.kid)
         }
     }
@@ -258,6 +259,7 @@ public enum KeyManagement {
         let replacement = found.retiredAt == nil ? try newKey(algorithm, env: env) : nil
         return try store.write {
             try refuseClearAmongSealed(store, env: env)
+            try bumpVersion(store)
             guard let key = try store.signingKeys().first(where: { $0.kid == kid }) else { throw ProvisioningError.invalid("no signing key \(kid)") }
             try store.deleteSigningKey(kid: kid)
             var made: String?
@@ -265,11 +267,14 @@ public enum KeyManagement {
                 try store.insertSigningKey(replacement)
                 made = replacement.kid
             }
-            try bumpVersion(store)
             return (algorithm, made)
         }
     }
 
+    /// Written first in every change of the keys: on PostgreSQL the row's lock
+    /// then makes a second change wait for the first and read what it did
+    /// (two at once each retired only the keys it saw, and an algorithm was
+    /// left with two current keys: review of the change, session 29).
     /// A new random version, not the old one plus one: two nodes changing
     /// the keys at once (one rotating while another starts and publishes a
     /// missing algorithm's key) would both write the same next number, and a

@@ -42,7 +42,8 @@ public struct SessionService {
     /// before is remembered (`VerifiedSecretCache`), so one account signing
     /// in again and again with its own password costs one hash, not one per
     /// sign-in, and cannot keep the pool from everyone else (review, session 26).
-    public func login(username: String, password: String, guards: AbuseGuards? = nil, address: String = "") throws -> Started? {
+    /// `replacing`: the session the browser had (any user's), which ends as a logout would in the same write.
+    public func login(username: String, password: String, guards: AbuseGuards? = nil, address: String = "", replacing previous: String? = nil) throws -> Started? {
         let user = try store.read { try store.user(username: username) }
         let account = "user:" + username
         let keys = FailureLimiter.keys(account: account, address: address)
@@ -69,7 +70,7 @@ public struct SessionService {
             guards?.failures.recordFailure(keys, now: now)
             return nil
         }
-        return try start(user, now: now)
+        return try start(user, now: now, replacing: previous)
     }
 
     /// A session for `user`, whose password hash (read before it was
@@ -77,13 +78,15 @@ public struct SessionService {
     /// user password`, which ends every session) signs in no more. The user's
     /// row is held until the session is in (PostgreSQL: `FOR SHARE`), so a
     /// change either comes first or waits for this sign-in and ends its session.
-    /// Past `sessionsPerUser`, the user's oldest sessions end with it, each as its logout would.
-    func start(_ user: User, now: Int64) throws -> Started? {
+    /// Past `sessionsPerUser`, the user's oldest sessions end with it, each as its logout would, after the one it
+    /// replaces (so a browser signing in again at the limit ends no other session: review of the change, session 29).
+    func start(_ user: User, now: Int64, replacing previous: String? = nil) throws -> Started? {
         let token = env.randomToken(bytes: 32)
         let csrf = env.randomToken(bytes: 24)
         let idHash = SessionService.hash(token)
         let started = try store.write {
             guard try store.holdPasswordHash(userID: user.id) == user.passwordHash else { return false }
+            if let previous, previous.utf8.count <= 128 { try end(idHash: SessionService.hash(previous)) }
             try store.insertSession(SessionRecord(idHash: idHash, userID: user.id, csrf: SessionService.hash(csrf), authTime: now / 1000,
                                                   createdAt: now, expiresAt: now + SessionService.lifetimeMillis))
             for sid in try store.takeSessions(userID: user.id, beyondNewest: sessionsPerUser, besides: idHash) {
@@ -108,12 +111,14 @@ public struct SessionService {
     /// back-channel logout queued for each client it signed into.
     public func logout(_ token: String) throws {
         guard token.utf8.count <= 128 else { return }
-        let idHash = SessionService.hash(token)
-        try store.write {
-            guard let session = try store.session(idHash: idHash) else { return }
-            try store.deleteSession(idHash: idHash)
-            try BackchannelLogout.sessionEnded(sid: session.sid, userID: session.userID, store: store, env: env)
-        }
+        try store.write { try end(idHash: SessionService.hash(token)) }
+    }
+
+    /// Inside a write: ends a session, if it is still there, as `logout` does.
+    private func end(idHash: String) throws {
+        guard let session = try store.session(idHash: idHash) else { return }
+        try store.deleteSession(idHash: idHash)
+        try BackchannelLogout.sessionEnded(sid: session.sid, userID: session.userID, store: store, env: env)
     }
 
     /// Double-submit check: the header must be the session's CSRF token

@@ -103,18 +103,16 @@ enum UserEndpoints {
             throw APIProblem.invalidBody("The body must be {\"username\": \"...\", \"password\": \"...\"}.")
         }
         // Past the failure limits or with the slow-hash pool full, login throws what ErrorRendering answers with 429/503.
-        let started = username.utf8.count <= 256 && password.utf8.count <= 1024
-            ? try SessionService(env: ctx.env, store: ctx.store).login(username: username, password: password, guards: ctx.guards,
-                                                                       address: request.remoteAddress)
-            : nil
-        guard let started else {
-            throw APIProblem(status: 401, code: "invalid_credentials", title: "Unauthorized", detail: "The username or password is incorrect.")
-        }
         // One browser, one session: the one its cookie named ends as a logout would (its session-bound tokens, a
         // back-channel logout to each client it signed into). Replaced without a word, it outlived its cookie, and the
         // user's later logout never told those clients (attacker review, session 17; another user on a shared computer).
-        if let previous = cookie(.session, request, ctx), !previous.isEmpty {
-            try SessionService(env: ctx.env, store: ctx.store).logout(previous)
+        let previous = cookie(.session, request, ctx).flatMap { $0.isEmpty ? nil : $0 }
+        let started = username.utf8.count <= 256 && password.utf8.count <= 1024
+            ? try SessionService(env: ctx.env, store: ctx.store).login(username: username, password: password, guards: ctx.guards,
+                                                                       address: request.remoteAddress, replacing: previous)
+            : nil
+        guard let started else {
+            throw APIProblem(status: 401, code: "invalid_credentials", title: "Unauthorized", detail: "The username or password is incorrect.")
         }
         let maxAge = Int(SessionService.lifetimeMillis / 1000)
         var response = Response.empty().noStore()

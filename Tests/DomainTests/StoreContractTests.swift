@@ -33,6 +33,24 @@ import Testing
         return results.withLock { $0 }
     }
 
+    /// Key changes racing on several connections (nodes) leave one current key per algorithm (review of the change,
+    /// session 29: on PostgreSQL each rotation retired only the keys it saw, and two at once left two current keys).
+    @Test func keyChangesRacingLeaveOneCurrentKeyPerAlgorithm() throws {
+        let h = try StoreFixture()
+        let env = h.env
+        for _ in 0..<4 {
+            let first = try #require(try h.store.read { try h.store.signingKeys() }.first { $0.algorithm == "ES256" && $0.retiredAt == nil }?.kid)
+            let outcomes = race(h, 8) { store, i in
+                if i % 4 == 3 { _ = try KeyManagement.revoke(store: store, env: env, kid: first) } else {
+                    try KeyManagement.rotate(store: store, env: env, algorithm: i % 4 == 2 ? .rs256 : .es256)
+                }
+            }
+            #expect(outcomes.filter { if case .success = $0 { true } else { false } }.count >= 7, "\(outcomes)")
+            let current = try h.store.read { try h.store.signingKeys() }.filter { $0.retiredAt == nil }.map(\.algorithm)
+            #expect(current.sorted() == ["ES256", "RS256"], "\(current)")
+        }
+    }
+
     /// Runs `change` in a write on another connection (another node) and,
     /// while that write still holds what it changed, `body` on this one; the
     /// other write commits `seconds` later. Returns the other write's error.

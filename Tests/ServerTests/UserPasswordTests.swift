@@ -40,7 +40,7 @@ import Testing
     /// A user holds at most `SessionService.sessionsPerUser` sessions: the sign-in past them ends the oldest.
     @Test func theSignInPastAUsersSessionLimitEndsTheirOldestSession() throws {
         let h = try Harness()
-        _ = try h.user()
+        let alice = try h.user()
         let browsers = (0...SessionService.sessionsPerUser).map { _ in Browser(h) }
         for b in browsers.dropLast() {
             #expect(b.login().status == 204)
@@ -50,6 +50,12 @@ import Testing
         #expect(browsers.last?.login().status == 204)
         #expect(browsers.first?.send("GET", "/api/v1/session").status == 401)
         #expect(browsers.dropFirst().allSatisfy { $0.send("GET", "/api/v1/session").status == 200 })
+        // A browser signing in again at the limit replaces its own session and ends no other (review of the change,
+        // session 29: the oldest other one ended first, then its own, leaving one fewer).
+        h.fixture.clock.advance(seconds: 1)
+        #expect(browsers[50].login().status == 204)
+        #expect(browsers.dropFirst().allSatisfy { $0.send("GET", "/api/v1/session").status == 200 })
+        #expect(try h.fixture.texts("sessions", "user_id").filter { $0 == alice }.count == SessionService.sessionsPerUser)
     }
 
     /// A sign-in verifies the password's hash before it stores its session:

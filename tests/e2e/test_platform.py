@@ -296,8 +296,10 @@ def test_a_credential_sent_in_a_path_is_redacted_in_both_logs(stack):
     token = stack.token()
     assert requests.get(stack.url(f"/api/v1/clients/{leaked}"), headers=stack.bearer(token)).status_code == 404
     assert requests.get(stack.url(f"/api/v1/clients/{token}/logo")).status_code == 404
-    # Two in one path: nginx's log ends the path at the first (secret hygiene review, session 29: it kept the second).
+    # Two in one path: nginx's log ends the path at the first (secret hygiene review, session 29: it kept the second),
+    # and one after a percent-encoded newline (nginx's $uri is decoded; review of the change, session 29).
     assert requests.get(stack.url(f"/oauth2/x/{second}/{leaked}")).status_code == 404
+    assert requests.get(stack.url(f"/oauth2/y/%0A{leaked}")).status_code == 404
     # A pending authorization request's id, which the database holds only as a hash.
     assert requests.post(stack.url(f"/api/v1/authorization-requests/{pending}/reject")).status_code >= 400
     time.sleep(0.2)
