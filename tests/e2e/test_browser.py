@@ -2,6 +2,10 @@
 driven by selenium): sign in on /login/, approve on /consent/ with the
 keyboard, land on the redirect URI with code and state; the demo app shows
 the ID token's claims; revoke on /account/. Screenshots go to test-output/."""
+import json
+import secrets
+import sqlite3
+import subprocess
 from urllib.parse import parse_qs, urlencode, urlparse
 
 import pytest
@@ -11,7 +15,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from conftest import ROOT, StaticPage, chromium
+from conftest import ROOT, StaticPage, chromium, run_cli
 
 OUT = ROOT / "test-output"
 
@@ -204,3 +208,36 @@ def test_another_sites_logout_form_asks_the_user_and_leaves_the_session(stack, b
         page.stop()
     browser.get(stack.url("/account/"))  # the confirmation page's CSP allows no fetch
     assert session_status() == 200, "the session is still there, its cookie too"
+
+
+def test_the_account_page_lists_every_connection_page_by_page(stack, browser):
+    """/api/v1/me/connections is paged (SPEC 2: 250 at most a page): the account page reads every page. A user
+    with 251 connected apps sees all of them (the rows written straight into the store: no organization holds
+    that many clients by default, and 251 consents through the browser would take minutes)."""
+    name = "many-" + secrets.token_hex(4)
+    password = "a long enough password " + secrets.token_hex(4)
+    user_id = json.loads(run_cli(stack, "user", "add", name, "--password-stdin", stdin=password + "\n").stdout)["user_id"]
+    org = json.loads(run_cli(stack, "org", "create", name, "--client-limit", "300").stdout)
+    token = requests.post(stack.url("/oauth2/token"), data={"grant_type": "client_credentials", "scope": "clients:write"},
+                          auth=(org["client_id"], org["client_secret"])).json()["access_token"]
+    ids = []
+    for i in range(251):
+        r = requests.post(stack.url("/api/v1/clients"), headers={"Authorization": f"Bearer {token}"}, json={
+            "client_name": f"App {i:03d}", "redirect_uris": ["https://apps.example/cb"], "grant_types": ["authorization_code"],
+            "scope": "openid", "token_endpoint_auth_method": "none"})
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["client_id"])
+    rows = ", ".join(f"('{user_id}', '{cid}', '', 'openid', 0, 0, {1_700_000_000_000 + i})" for i, cid in enumerate(ids))
+    statement = ("INSERT INTO connections(user_id, client_id, remembered_scope, granted_scope, auth_time, access_time, created_at) "
+                 f"VALUES {rows}")
+    if stack.database_url:
+        subprocess.run(["psql", stack.database_url, "-q", "-v", "ON_ERROR_STOP=1", "-c", statement], check=True, capture_output=True)
+    else:
+        with sqlite3.connect(stack.db, timeout=10) as db:
+            db.execute(statement)
+    browser.delete_all_cookies()
+    browser.get(stack.url("/login/"))  # then /account/
+    sign_in(browser, stack, name, password)
+    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#connections li")) == 251)
+    names = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#connections li .name")]
+    assert names[0] == "App 000" and names[-1] == "App 250", (names[:2], names[-2:])
