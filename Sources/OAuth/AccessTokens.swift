@@ -179,15 +179,22 @@ public struct AccessTokens {
     /// The claims of a genuine, unexpired, unrevoked token, whether or not its
     /// client still exists (a surface may say "the calling client no longer exists").
     public func verifiedClaims(_ token: String) throws -> AccessTokenClaims? {
-        let cached = cache?.claims(token, now: env.nowSeconds)
-        guard let claims = try cached ?? verifySignatureAndClaims(token) else { return nil }
-        if cached == nil { cache?.insert(token, claims) }
+        let claims: AccessTokenClaims
+        var remembered = false
+        if let cached = cache?.claims(token, now: env.nowSeconds) {
+            claims = cached
+            remembered = true
+        } else {
+            guard let verified = try verifySignatureAndClaims(token) else { return nil }
+            cache?.insert(token, verified)
+            claims = verified
+        }
         if try store.isAccessTokenRevoked(jti: claims.jti) { return nil }
         // A user token dies with its family (code replay, refresh reuse, a disconnected app).
         if let family = claims.grantID, try store.isFamilyRevoked(id: family) { return nil }
         // A remembered verification holds while the keys lost none since; asked after the reads above, which on
         // PostgreSQL go with the request's first round trip (review of the change, session 29).
-        if cached != nil, let cache, !cache.holds(epoch: try keys.currentVerificationEpoch()) {
+        if remembered, let cache, !cache.holds(epoch: try keys.currentVerificationEpoch()) {
             guard try verifySignatureAndClaims(token) != nil else { return nil }
             cache.insert(token, claims)
         }

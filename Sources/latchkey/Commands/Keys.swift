@@ -55,7 +55,7 @@ struct Keys: ParsableCommand {
     struct Revoke: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "End a signing key at once (one that leaked): it leaves the JWKS and nothing it signed verifies any more.",
-            discussion: "A current key is replaced by a new key of its algorithm first. Every access token, ID token and logout token it signed stops verifying on every node from its next request: clients get new access tokens, users' apps refresh.")
+            discussion: "A current key is replaced by a new key of its algorithm first. Every access token, ID token and logout token it signed stops verifying on every node within a second: clients get new access tokens, users' apps refresh.")
         @OptionGroup var common: Common
         @Argument(help: "the key's kid (`latchkey keys list`)")
         var kid: String
