@@ -6,6 +6,11 @@ extension SharedRows {
         User(id: r.string(0), username: r.string(1), email: r.optionalString(2), name: r.optionalString(3), passwordHash: r.string(4), createdAt: r.int(5))
     }
 
+    /// A session's `sid` from a row of (id_hash, sid): a session from before `sid` was stored has the one derived from its hash.
+    static func sessionSID(_ r: some SQLRowValues) -> String {
+        r.optionalString(1) ?? BackchannelLogout.sid(sessionIDHash: r.string(0))
+    }
+
     public static func connection(_ r: some SQLRowValues) -> UserConnection {
         UserConnection(userID: r.string(0), clientID: r.string(1), rememberedScope: Scopes.parse(r.string(2)) ?? [],
                    grantedScope: Scopes.parse(r.string(3)) ?? [], authTime: r.int(4), accessTime: r.int(5), createdAt: r.int(6))
@@ -43,9 +48,7 @@ extension SQLStatementRunner {
 
     public func takeSessions(userID: String) throws -> [String] {
         // Read and deleted through `sessions_by_user` (a foreign key's index, as every one has: StoreTests).
-        let sids = try query("SELECT id_hash, sid FROM sessions WHERE user_id = ? ORDER BY created_at", [.text(userID)]).map {
-            $0.optionalString(1) ?? BackchannelLogout.sid(sessionIDHash: $0.string(0))
-        }
+        let sids = try query("SELECT id_hash, sid FROM sessions WHERE user_id = ? ORDER BY created_at", [.text(userID)]).map(SharedRows.sessionSID)
         if !sids.isEmpty { try update("DELETE FROM sessions WHERE user_id = ?", [.text(userID)]) }
         return sids
     }
@@ -57,7 +60,7 @@ extension SQLStatementRunner {
             """, [.text(userID), .text(started), SQLArgument(max(keeping - 1, 0))])
         return try beyond.map {
             try update("DELETE FROM sessions WHERE id_hash = ?", [.text($0.string(0))])
-            return $0.optionalString(1) ?? BackchannelLogout.sid(sessionIDHash: $0.string(0))
+            return SharedRows.sessionSID($0)
         }
     }
 
