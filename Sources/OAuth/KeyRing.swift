@@ -179,9 +179,13 @@ public enum KeyManagement {
     /// Makes a new key for `algorithm`, publishes it and makes `algorithm`
     /// the one that signs access tokens; that algorithm's earlier keys are
     /// retired (still published until their tokens have expired), the other
-    /// algorithms' current keys stay.
+    /// algorithms' current keys stay. With `auditedFor`, the change's audit
+    /// row (`keys.rotated`, by that actor and surface) is written in the same
+    /// transaction: there is never a new key without its record, nor a record
+    /// of a rotation that did not happen.
     @discardableResult
-    public static func rotate(store: any MetaStorage & CredentialStorage, env: Environment, algorithm: SignatureAlgorithm) throws -> String {
+    public static func rotate(store: any MetaStorage & CredentialStorage & AuditStorage, env: Environment, algorithm: SignatureAlgorithm,
+                              auditedFor actor: String? = nil) throws -> String {
         let record = try newKey(algorithm, env: env)
         let now = env.now()
         try store.write {
@@ -191,6 +195,10 @@ public enum KeyManagement {
             try store.deleteSigningKeys(retiredBefore: now - KeyRing.retentionMillis)
             try store.insertSigningKey(record)
             try store.setMeta(accessAlgorithmMeta, algorithm.rawValue)
+            if let actor {
+                try store.appendAudit(AuditEvent(organizationID: nil, actor: actor, action: "keys.rotated", target: record.kid, surface: actor,
+                                                 requestID: nil, details: ["alg": .string(algorithm.rawValue)], createdAt: now))
+            }
         }
         return record.kid
     }
@@ -262,8 +270,10 @@ public enum KeyManagement {
     /// and logout tokens), on every node within a second. A current key
     /// is replaced by a new key of its algorithm first, so each algorithm
     /// keeps one and the access-token algorithm stays. Returns the key's
-    /// algorithm and its replacement's kid.
-    public static func revoke(store: any MetaStorage & CredentialStorage, env: Environment, kid: String) throws -> (algorithm: SignatureAlgorithm, replacement: String?) {
+    /// algorithm and its replacement's kid. With `auditedFor`, the audit row
+    /// (`keys.revoked`) is written in the same transaction.
+    public static func revoke(store: any MetaStorage & CredentialStorage & AuditStorage, env: Environment, kid: String,
+                              auditedFor actor: String? = nil) throws -> (algorithm: SignatureAlgorithm, replacement: String?) {
         let found = try store.read { try store.signingKeys().first { $0.kid == kid } }
         guard let found, let algorithm = SignatureAlgorithm(rawValue: found.algorithm) else { throw ProvisioningError.invalid("no signing key \(kid)") }
         // Made outside the write (an RSA key takes a while); left unused if a rotation retired the key meanwhile.
@@ -277,6 +287,11 @@ public enum KeyManagement {
             if key.retiredAt == nil, let replacement {
                 try store.insertSigningKey(replacement)
                 made = replacement.kid
+            }
+            if let actor {
+                try store.appendAudit(AuditEvent(organizationID: nil, actor: actor, action: "keys.revoked", target: kid, surface: actor, requestID: nil,
+                                                 details: ["alg": .string(algorithm.rawValue), "replacement": made.map(JSON.string) ?? .null],
+                                                 createdAt: env.now()))
             }
             return (algorithm, made)
         }

@@ -43,11 +43,7 @@ struct Keys: ParsableCommand {
             guard let issuer = try store.meta("issuer") else { throw CLIError(ProvisioningError.notInitialized.description) }
             let algorithm = try alg.flatMap(SignatureAlgorithm.init(rawValue:)) ?? KeyManagement.accessAlgorithm(store: store)
             let env = try common.environment(issuer: issuer)
-            let kid = try KeyManagement.rotate(store: store, env: env, algorithm: algorithm)
-            try store.write {
-                try store.appendAudit(AuditEvent(organizationID: nil, actor: "cli", action: "keys.rotated", target: kid, surface: "cli",
-                                                 requestID: nil, details: ["alg": .string(algorithm.rawValue)], createdAt: env.now()))
-            }
+            let kid = try KeyManagement.rotate(store: store, env: env, algorithm: algorithm, auditedFor: "cli")
             printJSON(["kid": .string(kid), "alg": .string(algorithm.rawValue)])
         }
     }
@@ -64,12 +60,7 @@ struct Keys: ParsableCommand {
             let store = try common.openAnyStore()
             guard let issuer = try store.meta("issuer") else { throw CLIError(ProvisioningError.notInitialized.description) }
             let env = try common.environment(issuer: issuer)
-            let revoked = try KeyManagement.revoke(store: store, env: env, kid: kid)
-            try store.write {
-                try store.appendAudit(AuditEvent(organizationID: nil, actor: "cli", action: "keys.revoked", target: kid, surface: "cli", requestID: nil,
-                                                 details: ["alg": .string(revoked.algorithm.rawValue), "replacement": revoked.replacement.map(JSON.string) ?? .null],
-                                                 createdAt: env.now()))
-            }
+            let revoked = try KeyManagement.revoke(store: store, env: env, kid: kid, auditedFor: "cli")
             printJSON(["revoked": .string(kid), "alg": .string(revoked.algorithm.rawValue), "kid": revoked.replacement.map(JSON.string) ?? .null])
         }
     }

@@ -3,6 +3,8 @@ import Cryptography
 import Foundation
 import JOSE
 import OAuth
+import Postgres
+import SQLite
 import SQLiteStore
 import TestSupport
 import Testing
@@ -220,5 +222,38 @@ import Testing
             versions.insert(try #require(try h.store.read { try h.store.meta("keys_version") }))
         }
         #expect(versions.count == 3 && !versions.contains("5"))
+    }
+
+    /// Makes every insert into the audit log fail, through a second connection (another process, on either store).
+    func refuseAuditRows(_ h: StoreFixture) throws {
+        if let postgres = h.postgres {
+            let c = try PGConnection(postgres.url)
+            _ = try c.run("CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'injected'; END $$")
+            _ = try c.run("CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION refuse_audit()")
+        } else {
+            _ = try SQLite.Connection(path: h.directory + "/test.db").run("CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'injected'); END")
+        }
+    }
+
+    /// `latchkey keys rotate` and `keys revoke` record themselves in the transaction that changes the keys: a change
+    /// is never left without its audit row (they were two transactions: noticed in session 29, mended in session 30).
+    @Test func aKeyChangeAndItsAuditRowAreOneWrite() throws {
+        let h = try StoreFixture()
+        let es256 = try #require(current(h.store)["ES256"])
+        let rotated = try KeyManagement.rotate(store: h.store, env: h.env, algorithm: .es256, auditedFor: "cli")
+        let revoked = try KeyManagement.revoke(store: h.store, env: h.env, kid: es256, auditedFor: "cli")
+        let rows = try h.rows("audit_events").filter { $0["action"] == .text("keys.rotated") || $0["action"] == .text("keys.revoked") }
+        #expect(rows.map { $0["target"] } == [.text(rotated), .text(es256)])
+        #expect(rows.allSatisfy { $0["actor"] == .text("cli") && $0["surface"] == .text("cli") && $0["organization_id"] == .null })
+        #expect(rows.last?["details"] == .text(#"{"alg":"ES256","replacement":null}"#), "a retired key has no replacement")
+
+        // When the audit row cannot be written, the keys stay as they were.
+        try refuseAuditRows(h)
+        let keys = try h.store.read { try h.store.signingKeys().map(\.kid) }
+        let version = try h.store.read { try h.store.meta("keys_version") }
+        #expect(throws: (any Error).self) { try KeyManagement.rotate(store: h.store, env: h.env, algorithm: .es256, auditedFor: "cli") }
+        #expect(throws: (any Error).self) { try KeyManagement.revoke(store: h.store, env: h.env, kid: rotated, auditedFor: "cli") }
+        #expect(try h.store.read { try h.store.signingKeys().map(\.kid) } == keys)
+        #expect(try h.store.read { try h.store.meta("keys_version") } == version)
     }
 }
