@@ -180,3 +180,24 @@ public enum Echo {
         return cut + "…"
     }
 }
+
+/// UTF-8 text from bytes, refusing invalid UTF-8: `String(validating:as:)`,
+/// with pure ASCII (nearly every protocol value: ids, tokens, grant types)
+/// copied without the standard library's generic validator, whose metadata
+/// lookups cost more than the copy (about 1k instructions a value).
+public enum UTF8Text {
+    public static func string(_ bytes: ArraySlice<UInt8>) -> String? {
+        bytes.withUnsafeBufferPointer(string)
+    }
+
+    public static func string(_ bytes: [UInt8]) -> String? {
+        bytes.withUnsafeBufferPointer(string)
+    }
+
+    public static func string(_ bytes: UnsafeBufferPointer<UInt8>) -> String? {
+        var high: UInt8 = 0
+        for b in bytes { high |= b }
+        if high < 0x80 { return String(decoding: bytes, as: UTF8.self) }
+        return String(validating: bytes, as: UTF8.self)
+    }
+}

@@ -160,7 +160,7 @@ private struct Parser {
         let start = index
         while index < bytes.count, bytes[index] != UInt8(ascii: "\""), bytes[index] != UInt8(ascii: "\\"), bytes[index] >= 0x20 { index += 1 }
         if index < bytes.count, bytes[index] == UInt8(ascii: "\"") {
-            guard let s = String(validating: bytes[start..<index], as: UTF8.self) else { throw error("invalid UTF-8 in string") }
+            guard let s = UTF8Text.string(bytes[start..<index]) else { throw error("invalid UTF-8 in string") }
             index += 1
             return s
         }
@@ -206,7 +206,7 @@ private struct Parser {
             out.append(b)
             index += 1
         }
-        guard let s = String(validating: out, as: UTF8.self) else { throw error("invalid UTF-8 in string") }
+        guard let s = UTF8Text.string(out) else { throw error("invalid UTF-8 in string") }
         return s
     }
 

@@ -38,7 +38,7 @@ public enum FormEncoding {
     static func decode(_ bytes: ArraySlice<UInt8>, plusIsSpace: Bool) -> String? {
         // Nothing to decode (tokens, ids, most values): validate and copy once.
         if !bytes.contains(where: { $0 == UInt8(ascii: "%") || ($0 == UInt8(ascii: "+") && plusIsSpace) }) {
-            return String(validating: bytes, as: UTF8.self)
+            return UTF8Text.string(bytes)
         }
         var out: [UInt8] = []
         out.reserveCapacity(bytes.count)
@@ -57,7 +57,7 @@ public enum FormEncoding {
                 i += 1
             }
         }
-        return String(validating: out, as: UTF8.self)
+        return UTF8Text.string(out)
     }
 
     static func hex(_ c: UInt8) -> UInt8? {
@@ -100,7 +100,7 @@ public enum BasicCredentials {
         guard from < to else { return .absent }
         // The credentials must be UTF-8 before any percent-decoding: a broken byte that an escape after it would
         // complete ("\xC3%A9") is malformed, not "é" (independent review, session 23).
-        guard let raw = Base64.decode(bytes: Array(bytes[from..<to])), String(validating: raw, as: UTF8.self) != nil,
+        guard let raw = Base64.decode(bytes: Array(bytes[from..<to])), UTF8Text.string(raw) != nil,
               let colon = raw.firstIndex(of: UInt8(ascii: ":")) else { return .malformed }
         if formDecode {
             guard let user = FormEncoding.decode(raw[..<colon], plusIsSpace: true), let password = FormEncoding.decode(raw[(colon + 1)...], plusIsSpace: true) else {

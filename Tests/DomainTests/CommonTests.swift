@@ -159,6 +159,25 @@ import Testing
         #expect(Base64.decode("QQ==") == [0x41])
     }
 
+    /// `UTF8Text.string` (its ASCII path skips the validator) answers as `String(validating:)` does: the same text,
+    /// and nil for the same invalid bytes (a high byte anywhere, even after a long ASCII run, takes the validator).
+    @Test func utf8TextAgreesWithTheStandardLibrarysValidation() {
+        let cases: [[UInt8]] = [
+            [], Array("client_credentials".utf8), Array("caf\u{e9} \u{1F600}".utf8), [0x7F, 0x00, 0x41],
+            [0x80], [0xC3], [0xC0, 0xAF], [0xED, 0xA0, 0x80], [0xF4, 0x90, 0x80, 0x80], [0xFF],
+            Array(repeating: 0x61, count: 300) + [0xC3], Array(repeating: 0x61, count: 300) + [0xC3, 0xA9],
+        ]
+        var generator = SystemRandomNumberGenerator()
+        let alphabet: [UInt8] = [0x41, 0x80, 0xC3, 0xA9, 0xE2, 0xF0, 0x9F, 0xFF]
+        let random: [[UInt8]] = (0..<2_000).map { _ in (0..<Int.random(in: 0...12, using: &generator)).map { _ in alphabet.randomElement(using: &generator)! } }
+        for bytes in cases + random {
+            let expected = String(validating: bytes, as: UTF8.self)
+            #expect(UTF8Text.string(bytes) == expected, "\(bytes)")
+            let padded: [UInt8] = [0xC3] + bytes + [0xA9]
+            #expect(UTF8Text.string(padded[1..<padded.count - 1]) == expected, "\(bytes), as a slice of a longer array")
+        }
+    }
+
     @Test func timestampsAreRFC3339WithMilliseconds() {
         #expect(Timestamp.rfc3339(millis: 0) == "1970-01-01T00:00:00.000Z")
         #expect(Timestamp.rfc3339(millis: 1_796_025_600_123) == "2026-11-30T08:00:00.123Z")
