@@ -189,7 +189,7 @@ public enum KeyManagement {
         let record = try newKey(algorithm, env: env)
         let now = env.now()
         try store.write {
-            try refuseClearAmongSealed(store, env: env)
+            try refuseUnlessKEKFits(store, env: env)
             try bumpVersion(store)
             try store.retireSigningKeys(algorithm: algorithm.rawValue, at: now)
             try store.deleteSigningKeys(retiredBefore: now - KeyRing.retentionMillis)
@@ -216,7 +216,7 @@ public enum KeyManagement {
         guard !missing.isEmpty else { return [] }
         let records = try missing.map { try newKey($0, env: env) }
         return try store.write {
-            try refuseClearAmongSealed(store, env: env)
+            try refuseUnlessKEKFits(store, env: env)
             try bumpVersion(store)
             let existing = try store.signingKeys().filter { $0.retiredAt == nil }
             // Fix the access-token algorithm first, as it was: new keys must not take it over.
@@ -248,11 +248,22 @@ public enum KeyManagement {
     /// or pepper made without it would be stored in clear, in backups and on
     /// replicas, and used at once, until the next `serve` sealed it: refused
     /// (review, session 20: `keys rotate` run without LATCHKEY_KEK_FILE did
-    /// just that).
-    static func refuseClearAmongSealed(_ store: any MetaStorage & CredentialStorage, env: Environment) throws {
-        guard env.kek == nil else { return }
-        if try store.meta("secret_pepper_sealed") != nil || store.signingKeys().contains(where: \.encrypted) {
-            throw ProvisioningError.invalid("secrets at rest are sealed here: configure the key-encryption key (LATCHKEY_KEK_FILE)")
+    /// just that). A key-encryption key that does not open what is sealed
+    /// here is refused too: a key sealed under it would become current on
+    /// every node, which could not open it (no token, `/healthz` 503, no
+    /// `serve` starting) until that key was revoked (operator review,
+    /// session 30: one mistyped `--kek-file` on `keys rotate`).
+    static func refuseUnlessKEKFits(_ store: any MetaStorage & CredentialStorage, env: Environment) throws {
+        let sealedPepper = try store.meta("secret_pepper_sealed").flatMap(Hex.decode)
+        guard let kek = env.kek else {
+            if try sealedPepper != nil || store.signingKeys().contains(where: \.encrypted) {
+                throw ProvisioningError.invalid("secrets at rest are sealed here: configure the key-encryption key (LATCHKEY_KEK_FILE)")
+            }
+            return
+        }
+        guard let sealed = try sealedPepper ?? store.signingKeys().first(where: \.encrypted)?.privateKey else { return }
+        guard (try? SealedBox.open(sealed, key: kek)) != nil else {
+            throw ProvisioningError.invalid("the key-encryption key (LATCHKEY_KEK_FILE) does not open the secrets sealed here: it is not the one they were sealed with")
         }
     }
 
@@ -279,7 +290,7 @@ public enum KeyManagement {
         // Made outside the write (an RSA key takes a while); left unused if a rotation retired the key meanwhile.
         let replacement = found.retiredAt == nil ? try newKey(algorithm, env: env) : nil
         return try store.write {
-            try refuseClearAmongSealed(store, env: env)
+            try refuseUnlessKEKFits(store, env: env)
             try bumpVersion(store)
             guard let key = try store.signingKeys().first(where: { $0.kid == kid }) else { throw ProvisioningError.invalid("no signing key \(kid)") }
             try store.deleteSigningKey(kid: kid)

@@ -49,7 +49,7 @@ public struct Provisioning {
         if let pepper = try loadPepper(store: store, env: env, sealIfClear: false) { return SecretHasher(pepper: pepper) }
         return try store.write {
             if let pepper = try loadPepper(store: store, env: env, sealIfClear: true) { return SecretHasher(pepper: pepper) }
-            try KeyManagement.refuseClearAmongSealed(store, env: env)
+            try KeyManagement.refuseUnlessKEKFits(store, env: env)
             let pepper = env.random(32)
             if let kek = env.kek {
                 try store.setMeta("secret_pepper_sealed", Hex.encode(try SealedBox.seal(pepper, key: kek)))

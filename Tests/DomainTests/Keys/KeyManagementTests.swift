@@ -235,6 +235,35 @@ import Testing
         }
     }
 
+    /// A key-encryption key other than the one that sealed the secrets here changes nothing: a key sealed under it
+    /// would become current on every node, which could not open it (operator review, session 30: every token 500,
+    /// `/healthz` 503 and no `serve` starting, after `keys rotate` with a mistyped `--kek-file`).
+    @Test func aKeyEncryptionKeyThatDoesNotOpenTheSealedSecretsChangesNoKey() throws {
+        let h = try StoreFixture()
+        let clock = h.clock
+        let kek = OAuth.Environment(issuer: h.env.issuer, now: { clock.now }, kek: Array(repeating: 7, count: 32))
+        let wrong = OAuth.Environment(issuer: h.env.issuer, now: { clock.now }, kek: Array(repeating: 8, count: 32))
+        try Provisioning.sealAtRest(store: h.store, env: kek)
+        let kids = try h.store.read { try h.store.signingKeys().map(\.kid) }
+        let version = try h.store.read { try h.store.meta("keys_version") }
+        let es256 = try #require(current(h.store)["ES256"])
+        #expect(throws: ProvisioningError.self) { try KeyManagement.rotate(store: h.store, env: wrong, algorithm: .es256, auditedFor: "cli") }
+        #expect(throws: ProvisioningError.self) { try KeyManagement.revoke(store: h.store, env: wrong, kid: es256, auditedFor: "cli") }
+        try h.store.write { try h.store.retireSigningKeys(algorithm: "RS256", at: clock.now) }
+        #expect(throws: ProvisioningError.self) { try KeyManagement.ensurePublished(store: h.store, env: wrong) }
+        #expect(try h.store.read { try h.store.signingKeys().map(\.kid) } == kids)
+        #expect(try h.store.read { try h.store.meta("keys_version") } == version)
+        // The keys the nodes load still open, and the right KEK goes on working.
+        _ = try KeyRing(store: h.store, env: kek).signingKey()
+        #expect(try KeyManagement.ensurePublished(store: h.store, env: kek).count == 1)
+        // With the pepper alone sealed (the keys still in clear), the pepper decides.
+        let fresh = try StoreFixture()
+        _ = try Provisioning.secretHasher(store: fresh.store, env: kek)
+        #expect(try fresh.store.meta("secret_pepper_sealed") != nil && !fresh.store.signingKeys().contains(where: \.encrypted))
+        #expect(throws: ProvisioningError.self) { try KeyManagement.rotate(store: fresh.store, env: wrong, algorithm: .es256) }
+        _ = try KeyManagement.rotate(store: fresh.store, env: kek, algorithm: .es256)
+    }
+
     /// `latchkey keys rotate` and `keys revoke` record themselves in the transaction that changes the keys: a change
     /// is never left without its audit row (they were two transactions: noticed in session 29, mended in session 30).
     @Test func aKeyChangeAndItsAuditRowAreOneWrite() throws {
