@@ -464,6 +464,14 @@ def test_kek_encrypts_private_keys_at_rest(tmp_path):
     proc = subprocess.run([BIN, "serve", "--listen", f"unix:{sock}", "--db", str(db)], capture_output=True, text=True, timeout=20)
     assert proc.returncode == 1
     assert "LATCHKEY_KEK_FILE" in proc.stderr
+    # Another KEK (a mistyped --kek-file) changes no key: a key sealed under it would be current and unopenable everywhere.
+    wrong = tmp_path / "wrong-kek"
+    wrong.write_bytes(os.urandom(32))
+    for command in (["keys", "rotate"], ["keys", "revoke", keys[0]["kid"]]):
+        r = subprocess.run([BIN, *command, "--kek-file", str(wrong)], env=env, capture_output=True, text=True)
+        assert r.returncode == 1 and "not the one they were sealed with" in r.stderr, (command, r.stderr)
+    after = json.loads(subprocess.run([BIN, "keys", "list"], env=env, check=True, capture_output=True, text=True).stdout)["keys"]
+    assert after == keys
 
 
 def test_only_the_wrappers_import_c_modules():
