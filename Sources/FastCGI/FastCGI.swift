@@ -141,6 +141,7 @@ public struct FastCGIServer: Sendable {
     public func start() throws -> RunningPool {
         guard FCGX_Init() == 0 else { throw FastCGIError(description: "FCGX_Init failed") }
         let fd = try openListener()
+        let socketIdentity: [UInt64]? = if case let .unix(path) = address { fileIdentity(path) } else { nil }
         let flags = fcntl(fd, F_GETFL)
         guard flags >= 0, fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0 else {
             close(fd)
@@ -162,12 +163,12 @@ public struct FastCGIServer: Sendable {
             var thread = pthread_t()
             guard pthread_create(&thread, nil, workerMain, arg) == 0 else {
                 Unmanaged<WorkerContext>.fromOpaque(arg).release()
-                RunningPool(pool: pool, threads: threads, address: address).stop()
+                RunningPool(pool: pool, threads: threads, address: address, socketIdentity: socketIdentity).stop()
                 throw FastCGIError(description: "pthread_create failed")
             }
             threads.append(thread)
         }
-        return RunningPool(pool: pool, threads: threads, address: address)
+        return RunningPool(pool: pool, threads: threads, address: address, socketIdentity: socketIdentity)
     }
 
     func openListener() throws -> Int32 {
@@ -182,9 +183,9 @@ public struct FastCGIServer: Sendable {
             unsetenv("LISTEN_FDNAMES")
             return 3
         case let .unix(path):
+            try clearStaleSocket(path)
             let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
             guard fd >= 0 else { throw FastCGIError(description: "socket(): \(errnoText())") }
-            unlink(path)
             let ok = withUnixAddress(path) { bind(fd, $0, $1) }
             guard ok == 0 else { close(fd); throw FastCGIError(description: "bind \(path): \(errnoText())") }
             chmod(path, mode_t(socketMode))
@@ -214,6 +215,40 @@ public struct FastCGIServer: Sendable {
 }
 
 func errnoText() -> String { String(cString: strerror(errno)) }
+
+/// Makes way for a listening socket at `path`: nothing is there, or a socket
+/// no server accepts on any more (one a killed process left) is removed.
+/// Anything else is refused and left alone: a file that is not a socket (a
+/// mistyped `--listen` could name the database) and a socket a running
+/// server listens on (a second node started on the first's path would take
+/// its traffic, and its own stop would delete the first's socket).
+func clearStaleSocket(_ path: String) throws {
+    var info = stat()
+    guard lstat(path, &info) == 0 else {
+        if errno == ENOENT { return }
+        throw FastCGIError(description: "\(path): \(errnoText())")
+    }
+    guard info.st_mode & mode_t(S_IFMT) == mode_t(S_IFSOCK) else {
+        throw FastCGIError(description: "refusing to listen on \(path): a file that is not a socket is there")
+    }
+    // Non-blocking: a server whose queue is full (EAGAIN) is running too, and must not hold up this start.
+    let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+    guard probe >= 0 else { throw FastCGIError(description: "socket(): \(errnoText())") }
+    let connected = withUnixAddress(path) { connect(probe, $0, $1) }
+    let failure = errno
+    close(probe)
+    if connected == 0 || failure == EAGAIN { throw FastCGIError(description: "\(path) is in use: a running server listens on it") }
+    guard failure == ECONNREFUSED else { throw FastCGIError(description: "\(path): \(String(cString: strerror(failure)))") }
+    unlink(path)
+}
+
+/// The device and inode of the file at `path` (nil if there is none): a
+/// pool removes its socket at stop only if the path still names it.
+func fileIdentity(_ path: String) -> [UInt64]? {
+    var info = stat()
+    guard lstat(path, &info) == 0 else { return nil }
+    return [UInt64(info.st_dev), UInt64(info.st_ino)]
+}
 
 /// `body` given the `sockaddr_un` of `path` (shorter than 100 bytes, checked by `ListenAddress`) and its size.
 func withUnixAddress<R>(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
@@ -308,6 +343,8 @@ public struct RunningPool: Sendable {
     let pool: PoolState
     let threads: [pthread_t]
     let address: ListenAddress
+    /// The unix socket's device and inode, as bound.
+    let socketIdentity: [UInt64]?
 
     public func stop() {
         // The socket first: a connection that comes now is refused (nginx
@@ -319,7 +356,8 @@ public struct RunningPool: Sendable {
         close(pool.listenFD)
         close(pool.stopFD)
         close(pool.nudgeFD)
-        if case let .unix(path) = address { unlink(path) }
+        // Only the socket this pool made: if the path was taken over since, it is another server's.
+        if case let .unix(path) = address, let socketIdentity, fileIdentity(path) == socketIdentity { unlink(path) }
     }
 }
 

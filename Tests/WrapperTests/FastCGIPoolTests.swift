@@ -189,6 +189,43 @@ import Glibc
         #expect(try Client(path: path + "2", params: ["NAME": "a", "HTTP_HOST": "g"]).response().hasSuffix("\r\n\r\nFCGI_ROLE=RESPONDER,HTTP_HOST=g,NAME=a"))
     }
 
+    /// `--listen unix:PATH` removes only a socket no server accepts on (operator review, session 30: it deleted
+    /// whatever was at PATH, a database included, and a second node on a running node's path took it over).
+    @Test func aUnixListenerReplacesOnlyAStaleSocket() throws {
+        let log = Log()
+        let path = Self.socketPath()
+        func server() -> FastCGIServer {
+            FastCGIServer(address: .unix(path: path), workers: 1, maxBodyBytes: 1024) { index in RecordingHandler(index: index, log: log) }
+        }
+        // A file that is not a socket stays, and nothing listens.
+        FileManager.default.createFile(atPath: path, contents: Data("not a socket".utf8))
+        #expect(throws: FastCGIError.self) { try server().start() }
+        #expect(FileManager.default.contents(atPath: path) == Data("not a socket".utf8))
+        unlink(path)
+
+        // A socket a running pool listens on is not taken over; the running pool goes on answering.
+        let first = try server().start()
+        #expect(throws: FastCGIError.self) { try server().start() }
+        #expect(try Client(path: path, params: ["NAME": "first"]).response().hasSuffix("first"))
+
+        // A path taken over after all (the socket removed by hand, another pool bound there) is not the
+        // first pool's any more: its stop leaves the second's socket.
+        unlink(path)
+        let second = try server().start()
+        first.stop()
+        #expect(try Client(path: path, params: ["NAME": "second"]).response().hasSuffix("second"))
+        second.stop()
+        #expect(!FileManager.default.fileExists(atPath: path), "a pool's stop removes its own socket")
+
+        // A socket left by a process that died (bound, never unlinked) is replaced.
+        let stale = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        #expect(withUnixAddress(path) { bind(stale, $0, $1) } == 0)
+        close(stale)
+        let third = try server().start()
+        #expect(try Client(path: path, params: ["NAME": "third"]).response().hasSuffix("third"))
+        third.stop()
+    }
+
     @Test func connectionsWaitingTogetherAreOneBatch() throws {
         let log = Log()
         let (pool, path) = try Self.start(workers: 1, maxBatch: 8, log: log)
