@@ -28,6 +28,12 @@ import Testing
         answers.append(("profile", b.send("GET", "/api/v1/me/profile")))
         let code = b.json("POST", "/api/oauth/auth/code", ["client_id": .string(appID), "scope": "openid"])
         answers.append(("app code", code))
+        // The app API's connections (one user's apps) forgot it once (operator review, session 30): every worker
+        // answer without a cache policy of its own is no-store.
+        answers.append(("app connections", b.send("GET", "/api/oauth/connection", query: "amount=10&offset=0")))
+        answers.append(("app connection", b.send("GET", "/api/oauth/connection/id/\(appID)")))
+        answers.append(("identity list", h.json("GET", "/v3/oauth-clients", token: token)))
+        answers.append(("health", h.json("GET", "/healthz", token: nil)))
         answers.append(("token", h.form("/oauth2/token", [("grant_type", "client_credentials")], basic: (h.primary.clientID, h.primary.clientSecret))))
         answers.append(("token error", h.form("/oauth2/token", [("grant_type", "client_credentials")], basic: (h.primary.clientID, "wrong"))))
         answers.append(("introspection", h.form("/oauth2/introspect", [("token", token)], basic: (h.primary.clientID, h.primary.clientSecret))))
@@ -35,6 +41,9 @@ import Testing
             #expect((200..<300).contains(response.status.code) || name.hasSuffix("error"), "\(name): \(response.status.code) \(response.bodyText)")
             #expect(response.headers[.cacheControl] == "no-store", "\(name)")
         }
+        // What is public keeps its own policy.
+        #expect(h.json("GET", "/oauth2/jwks", token: nil).headers[.cacheControl] == "public, max-age=300")
+        #expect(h.json("GET", "/.well-known/openid-configuration", token: nil).headers[.cacheControl] == "public, max-age=3600")
         // RFC 6749 §5.1 also asks successful token responses for Pragma: no-cache.
         #expect(answers.filter { $0.0 == "token" || $0.0 == "introspection" }.allSatisfy { $0.1.headers[.pragma] == "no-cache" })
     }
