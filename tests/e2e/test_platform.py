@@ -521,6 +521,10 @@ def test_nginx_production_config_is_valid(tmp_path):
     assert r.returncode == 0, r.stderr
     text = (ROOT / "nginx" / "latchkey.conf").read_text()
     assert "ssl_protocols TLSv1.2 TLSv1.3;" in text
+    # Port 80's redirect is the default server there (with Debian's default site also claiming it, nginx -t fails
+    # rather than serving that site to plain-http callers), and TLS 1.2 takes forward-secret AEAD suites only.
+    assert "listen 80 default_server;" in text and "listen [::]:80 default_server;" in text
+    assert re.search(r"^\s*ssl_ciphers ECDHE-[^;]*;", text, re.M) and "-SHA:" not in text and "absolute_redirect off;" in text
     assert "limit_req_status 429;" in text
     assert "Strict-Transport-Security" in (ROOT / "nginx" / "latchkey-headers.conf").read_text()
 
