@@ -47,7 +47,14 @@ def stop(proc, port):
 def test_scripts_run_first_and_second_start(tmp_path):
     state = tmp_path / "var"
     port = free_port()
-    proc, out = start(state, port)
+    # Every python3 the script starts records its command line, which any local user can read (/proc/PID/cmdline).
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    argv_log = tmp_path / "python3-argv.log"
+    real = subprocess.run(["which", "python3"], capture_output=True, text=True, check=True).stdout.strip()
+    (shims / "python3").write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {argv_log}\nexec {real} "$@"\n')
+    (shims / "python3").chmod(0o755)
+    proc, out = start(state, port, PATH=f"{shims}:{os.environ['PATH']}")
     try:
         issuer = f"http://127.0.0.1:{port}"
         assert f"issuer:         {issuer}" in out
@@ -55,6 +62,9 @@ def test_scripts_run_first_and_second_start(tmp_path):
         assert stat.S_IMODE((state / "bootstrap.json").stat().st_mode) == 0o600
         assert set(bootstrap) == {"issuer", "organization_id", "client_id", "client_secret", "demo_user"}
         assert bootstrap["client_secret"] in out and bootstrap["demo_user"]["password"] in out
+        argv = argv_log.read_text()
+        assert "bootstrap.json" in argv, "the shim saw the bootstrap step"
+        assert bootstrap["client_secret"] not in argv and bootstrap["demo_user"]["password"] not in argv
         curl = re.search(r"^\s+(curl .*)$", out, re.M).group(1)
         token = json.loads(subprocess.run(curl, shell=True, capture_output=True, text=True, check=True).stdout)["access_token"]
         keys = KeySet.import_key_set(requests.get(issuer + "/oauth2/jwks").json())
