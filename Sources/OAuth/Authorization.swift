@@ -317,8 +317,9 @@ public struct AuthorizationService {
 
     /// Whether `session` signed in recently enough to answer the request
     /// (OIDC Core §3.1.2.1): after the request was made when it says
-    /// `prompt=login` or names another user in `id_token_hint`, and no more
-    /// than its `max_age` before the request. Checked wherever the request
+    /// `prompt=login`, `prompt=select_account` (the sign-in page is where the
+    /// user picks the account) or names another user in `id_token_hint`, and
+    /// no more than its `max_age` before the request. Checked wherever the request
     /// can be answered, the consent page's own calls included.
     public func signedInFreshly(for stored: StoredAuthorizationRequest, _ session: SessionRecord) -> Bool {
         // A `sub` value asked for in `claims` (OIDC Core §5.5.1): that user only, however freshly anyone else signed in.
@@ -326,7 +327,8 @@ public struct AuthorizationService {
         // A hint naming someone else (OIDC Core §3.1.2.2) asks for a sign-in as well; whoever signs in
         // after the request answers it (the user may choose another account).
         let hintedElse = stored.request.hintedSubject.map { $0 != session.userID } ?? false
-        if (stored.request.prompt.contains("login") || hintedElse) && session.createdAt < stored.createdAt { return false }
+        let signInAsked = stored.request.prompt.contains("login") || stored.request.prompt.contains("select_account")
+        if (signInAsked || hintedElse) && session.createdAt < stored.createdAt { return false }
         // max_age is measured when the request is made: a sign-in older than it then must be made again; one
         // made since (or fresh enough then) stays good however long the user takes on the consent screen.
         if let maxAge = stored.request.maxAge, stored.createdAt / 1000 - session.authTime > Int64(maxAge) { return false }

@@ -44,7 +44,7 @@ enum DiscoveryEndpoints {
             "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "azp", "at_hash", "amr", "acr", "sid", "name", "given_name",
                                  "family_name", "preferred_username", "locale", "zoneinfo", "email", "email_verified", "phone_number",
                                  "phone_number_verified", "address"],
-            "prompt_values_supported": ["none", "login", "consent"],
+            "prompt_values_supported": ["none", "login", "consent", "select_account"],
             "authorization_response_iss_parameter_supported": true,
             "request_parameter_supported": false,
             "request_uri_parameter_supported": false,

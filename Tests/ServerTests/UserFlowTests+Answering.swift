@@ -10,11 +10,14 @@ import Testing
 extension UserFlowTests {
     /// OIDC Core §3.1.2.1: `prompt=login` and `max_age` make the user sign in again. The consent page's own
     /// calls held to it too, so editing `/login/?request=` into `/consent/?request=` skips no password.
-    @Test func answeringARequestNeedsTheSignInItAsksFor() throws {
+    /// `prompt=select_account` too: the sign-in page is where the user picks the account (it was accepted and
+    /// ignored, a code for whoever was signed in: FAPI/OIDC review, session 30).
+    @Test(arguments: ["login", "select_account", "select_account consent"])
+    func answeringARequestNeedsTheSignInItAsksFor(_ prompt: String) throws {
         let (h, _, client, pkce, b) = try started()
         b.login()
         h.clock.advance(seconds: 1)
-        let relogin = try #require(b.authorize(authorizeParams(client, pkce, extra: [("prompt", "login")])).headers[.location])
+        let relogin = try #require(b.authorize(authorizeParams(client, pkce, extra: [("prompt", prompt)])).headers[.location])
         #expect(relogin.hasPrefix("/login/"))
         let request = try #require(queryItems(relogin)["request"])
         let details = b.send("GET", "/api/v1/authorization-requests/\(request)")
