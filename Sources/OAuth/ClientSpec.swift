@@ -303,6 +303,23 @@ public struct ClientSpec: Sendable, Equatable {
         if fapi2 && authMethod != ClientAuthMethod.privateKeyJWT.rawValue {
             errors.append(FieldError("fapi2_security_profile", "needs token_endpoint_auth_method private_key_jwt"))
         }
+        // FAPI 2.0 Security Profile §5.4: JWTs are PS256, ES256 or EdDSA; Latchkey has no PS256, so a FAPI client's
+        // keys are EC P-256 or Ed25519 and its signed responses not RS256 (FAPI/OIDC review, session 30).
+        if fapi2 {
+            if (jwks?["keys"]?.arrayValue ?? []).contains(where: { $0["kty"]?.stringValue == "RSA" }) {
+                errors.append(FieldError("jwks", "a FAPI 2.0 client's keys are EC P-256 or Ed25519 (FAPI 2.0 §5.4: no RS256)"))
+            }
+            for (field, alg) in [("id_token_signed_response_alg", idTokenAlg), ("userinfo_signed_response_alg", userinfoAlg)]
+            where alg == SignatureAlgorithm.rs256.rawValue {
+                errors.append(FieldError(field, "a FAPI 2.0 client's is ES256 or EdDSA (FAPI 2.0 §5.4: no RS256)"))
+            }
+            // §5.3.2.2 item 8: http only for loopback interface redirection (RFC 8252 §7.3: an IP literal, not `localhost`).
+            for (i, uri) in redirectURIs.enumerated() {
+                if let parts = URIRules.parse(uri), parts.scheme == "http", parts.host != "127.0.0.1", parts.host != "[::1]" {
+                    errors.append(FieldError("redirect_uris[\(i)]", "a FAPI 2.0 client's http redirect URIs name 127.0.0.1 or [::1] (loopback interface redirection)"))
+                }
+            }
+        }
         if let jwks {
             if let problem = ClientAssertion.jwksProblem(jwks) { errors.append(FieldError("jwks", problem)) }
         } else if authMethod == ClientAuthMethod.privateKeyJWT.rawValue {

@@ -11,9 +11,11 @@ public struct DPoPProof: Sendable {
     public let jti: String
     public let expiresAt: Int64
     public let verifiedAt: Int64
+    /// The algorithm the proof was signed with (a FAPI 2.0 client's may not be RS256).
+    public let algorithm: SignatureAlgorithm
 
-    public init(jkt: String, jti: String, expiresAt: Int64, verifiedAt: Int64) {
-        (self.jkt, self.jti, self.expiresAt, self.verifiedAt) = (jkt, jti, expiresAt, verifiedAt)
+    public init(jkt: String, jti: String, expiresAt: Int64, verifiedAt: Int64, algorithm: SignatureAlgorithm = .es256) {
+        (self.jkt, self.jti, self.expiresAt, self.verifiedAt, self.algorithm) = (jkt, jti, expiresAt, verifiedAt, algorithm)
     }
 }
 
@@ -73,7 +75,7 @@ public enum DPoP {
             }
         }
         // Kept past the window by its length again, so a node whose clock lags cannot take it a second time.
-        return DPoPProof(jkt: jkt, jti: jti, expiresAt: (iat + 2 * windowSeconds) * 1000, verifiedAt: now)
+        return DPoPProof(jkt: jkt, jti: jti, expiresAt: (iat + 2 * windowSeconds) * 1000, verifiedAt: now, algorithm: algorithm)
     }
 
     /// With server nonces configured, whether a proof's `nonce` claim is a

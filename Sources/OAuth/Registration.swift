@@ -294,10 +294,13 @@ public struct ClientRegistration {
             scope = parsed
         }
         let name = try r.string("client_name") ?? current?.name ?? "Registered client"
+        let idTokenAlg = try r.string("id_token_signed_response_alg")
         var spec = ClientSpec(name: name, clientURI: try r.string("client_uri"), redirectURIs: try r.strings("redirect_uris") ?? [],
                               grantTypes: grantTypes, authMethod: try r.string("token_endpoint_auth_method") ?? "client_secret_basic", scope: scope,
-                              enabled: true, idTokenAlg: try r.string("id_token_signed_response_alg") ?? "RS256")
+                              enabled: true, idTokenAlg: idTokenAlg ?? "RS256")
         try ClientMetadata.read(&r, into: &spec)
+        // RS256 is OpenID's default, and FAPI 2.0 §5.4 excludes it: a FAPI client naming none gets ES256.
+        if idTokenAlg == nil && (spec.fapi2 || current?.fapi2 == true) { spec.idTokenAlg = SignatureAlgorithm.es256.rawValue }
         return spec
     }
 
