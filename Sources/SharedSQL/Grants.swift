@@ -154,6 +154,19 @@ extension SQLStatementRunner {
         try update(ClaimSQL.rotateRefreshToken, ClaimSQL.rotateRefreshTokenArguments(hash: hash, clientID: clientID, jkt: jkt, at: at)) == 1
     }
 
+    public func withdrawUnusedSuccessor(of token: RefreshTokenRecord, at now: Int64) throws -> Bool {
+        guard token.rotatedAt != nil else { return false }
+        // The retried token first, rotated anew: on PostgreSQL its row lock lines up retries racing on several nodes,
+        // each then reading what the one before it left, as SQLite's single writer does.
+        try update("UPDATE refresh_tokens SET rotated_at = ? WHERE token_hash = ?", [.int(now), .text(token.tokenHash)])
+        // The successor: the family's unused token, while no token made since the retried one has been used.
+        return try update("""
+            DELETE FROM refresh_tokens WHERE family_id = ? AND rotated_at IS NULL
+              AND NOT EXISTS (SELECT 1 FROM refresh_tokens used WHERE used.family_id = ? AND used.token_hash <> ?
+                              AND used.rotated_at IS NOT NULL AND used.created_at >= ?)
+            """, [.text(token.familyID), .text(token.familyID), .text(token.tokenHash), .int(token.createdAt)]) == 1
+    }
+
     public func unclaimRefreshToken(hash: String) throws {
         try blindUpdate("UPDATE refresh_tokens SET rotated_at = NULL WHERE token_hash = ?", [.text(hash)])
     }

@@ -51,6 +51,41 @@ import Testing
         }
     }
 
+    /// A FAPI 2.0 client's retries with the token a rotation replaced, racing on several connections: exactly one
+    /// withdraws the unused successor; once the retried token counts as rotated anew, the others find no successor.
+    @Test func retriesRacingWithdrawTheUnusedSuccessorOnce() throws {
+        let h = try StoreFixture()
+        let user = try h.user()
+        let (client, _) = try h.app(public: false)
+        try h.insertRefreshToken(hash: "retried", family: "retry-family", client: client, user: user)
+        let rotatedAt = h.clock.now
+        try h.store.write {
+            #expect(try h.store.claimRefreshToken(hash: "retried", clientID: client, jkt: nil, at: rotatedAt)?.claimed == true)
+            try h.store.insertRefreshToken(RefreshTokenRecord(tokenHash: "successor", familyID: "retry-family", clientID: client, userID: user,
+                                                              scope: ["openid"], authTime: rotatedAt / 1000, createdAt: rotatedAt,
+                                                              expiresAt: rotatedAt + 60_000, jkt: nil))
+        }
+        let retried = try #require(try h.store.read { try h.store.refreshToken(hash: "retried") })
+        let outcomes = race(h, 8) { store, i in try store.write { try store.withdrawUnusedSuccessor(of: retried, at: rotatedAt + 1_000 + Int64(i)) } }
+        #expect(outcomes.filter { (try? $0.get()) == true }.count == 1, "\(outcomes)")
+        #expect(try h.store.read { try h.store.refreshToken(hash: "successor") } == nil)
+        #expect(try h.store.read { try h.store.refreshToken(hash: "retried") }?.rotatedAt ?? 0 > rotatedAt)
+        // A used successor is not withdrawn: a token rotated after the retried one's rotation.
+        let again = try #require(try h.store.read { try h.store.refreshToken(hash: "retried") })
+        let later = (again.rotatedAt ?? 0) + 1
+        try h.store.write {
+            try h.store.insertRefreshToken(RefreshTokenRecord(tokenHash: "used-successor", familyID: "retry-family", clientID: client, userID: user,
+                                                              scope: ["openid"], authTime: later / 1000, createdAt: later,
+                                                              expiresAt: later + 60_000, jkt: nil))
+            _ = try h.store.claimRefreshToken(hash: "used-successor", clientID: client, jkt: nil, at: later)
+            try h.store.insertRefreshToken(RefreshTokenRecord(tokenHash: "current", familyID: "retry-family", clientID: client, userID: user,
+                                                              scope: ["openid"], authTime: later / 1000, createdAt: later,
+                                                              expiresAt: later + 60_000, jkt: nil))
+        }
+        #expect(try !h.store.write { try h.store.withdrawUnusedSuccessor(of: again, at: later + 1) })
+        #expect(try h.store.read { try h.store.refreshToken(hash: "current") } != nil)
+    }
+
     /// Runs `change` in a write on another connection (another node) and,
     /// while that write still holds what it changed, `body` on this one; the
     /// other write commits `seconds` later. Returns the other write's error.

@@ -3,7 +3,11 @@ import Common
 /// RFC 6749 §6 with rotation and reuse detection (RFC 9700 §4.14.2): each
 /// refresh token is used once and replaced; presenting a rotated-out token
 /// revokes its whole family. A narrower scope may be asked for, never a
-/// wider one.
+/// wider one. A FAPI 2.0 client may retry with the token a rotation replaced
+/// while the token it got instead is unused (§5.3.2.1 item 10: rotation only
+/// where a retry after a lost response succeeds): that unused token is
+/// withdrawn and a new one issued; once it has been used, the old one is
+/// reuse like any other.
 public struct RefreshTokenGrant: Grant {
     public let type = GrantType.refreshToken
     public let allowsPublicClients = true
@@ -47,7 +51,7 @@ public struct RefreshTokenGrant: Grant {
             return .refused(OAuthError("invalid_dpop_proof", status: 400, "This refresh token is bound to a DPoP key: prove it."))
         }
         guard try s.useProof(request) else { return .refused(.proofReplayed) }
-        if record.rotatedAt != nil {
+        if record.rotatedAt != nil && !client.fapi2 {
             // Reuse of a rotated-out token: the family is compromised.
             try s.store.revokeFamily(id: record.familyID, at: now)
             return .refused(.invalidGrant(detail: "refresh token reused"))
@@ -65,8 +69,14 @@ public struct RefreshTokenGrant: Grant {
             }
             scope = requested
         }
-        // Current when read, yet rotated by a transaction that won the race to it.
-        guard claim.claimed else {
+        if record.rotatedAt != nil {
+            // A FAPI 2.0 client's retry (checked last: nothing is withdrawn for a refused one), or reuse.
+            guard try s.store.withdrawUnusedSuccessor(of: record, at: now) else {
+                try s.store.revokeFamily(id: record.familyID, at: now)
+                return .refused(.invalidGrant(detail: "refresh token reused"))
+            }
+        } else if !claim.claimed {
+            // Current when read, yet rotated by a transaction that won the race to it.
             try s.store.revokeFamily(id: record.familyID, at: now)
             return .refused(.invalidGrant(detail: "refresh token reused concurrently"))
         }

@@ -1,6 +1,9 @@
 import Common
 import Cryptography
+import Foundation
+import JOSE
 import OAuth
+import Synchronization
 import TestSupport
 import Testing
 
@@ -51,6 +54,78 @@ import Testing
         let next = try #require(try t.exchange("refresh_token", ["refresh_token": token], as: .publicClient(clientID: client)).refreshToken)
         #expect(t.refusal("refresh_token", ["refresh_token": token], as: .publicClient(clientID: client)) == .invalidGrant())
         #expect(t.refusal("refresh_token", ["refresh_token": next], as: .publicClient(clientID: client)) == .invalidGrant())
+    }
+
+    /// FAPI 2.0 Security Profile §5.3.2.1 item 10: rotation only where a retry with the previous token succeeds when
+    /// the client never got the new one (a lost response revoked the user's whole grant: FAPI/OIDC review, session 30).
+    /// The unused token is withdrawn; once the new one has been used, the old one is reuse as for any client.
+    @Test func aFAPIClientMayRetryARefreshWhoseAnswerItNeverGot() throws {
+        let t = try GrantTesting()
+        let user = try t.h.user()
+        let key = try SigningKey.generate(.es256)
+        let spec = ClientSpec(name: "Bank", redirectURIs: [StoreFixture.redirect], grantTypes: ["authorization_code", "refresh_token"],
+                              authMethod: "private_key_jwt", scope: ["openid"], jwks: ["keys": [try JWK.publicJWK(key, kid: "k1")]], fapi2: true)
+        let client = try t.h.registry().create(spec, caller: try t.h.caller()).client.clientID
+        try t.h.insertRefreshToken(hash: Base64.urlEncode(Digest.sha256("lkr_first")), family: "family-1", client: client, user: user)
+        let (env, clock) = (t.h.env, t.h.clock)
+        func refresh(_ token: String) throws -> String {
+            try Self.fapiRefresh(token, client: client, key: key, env: env, now: clock.now, store: t.h.store)
+        }
+        func refused(_ token: String) -> Bool { (try? refresh(token)) == nil }
+
+        let lost = try refresh("lkr_first")
+        t.h.clock.advance(seconds: 1)
+        let retried = try refresh("lkr_first")
+        let again = try refresh("lkr_first")
+        #expect(Set([lost, retried, again]).count == 3)
+        #expect(refused(lost) && refused(retried), "withdrawn, unknown now")
+        t.h.clock.advance(seconds: 1)
+        let next = try refresh(again)
+        // Once the new token was used, the old one is reuse: the family ends, the current token with it.
+        #expect(refused("lkr_first"))
+        #expect(refused(next))
+        // Any other client's retry is reuse, as before (SPEC 4.2): `reusingARotatedTokenRevokesTheFamily`.
+
+        // Retries racing on several connections (nodes) never end the family: they take turns, each withdrawing what
+        // the one before it issued, and the last one's token works.
+        try t.h.store.write { try t.h.store.insertFamily(id: "family-2", clientID: client, userID: user, createdAt: t.h.clock.now, sid: nil) }
+        try t.h.store.write {
+            try t.h.store.insertRefreshToken(RefreshTokenRecord(tokenHash: Base64.urlEncode(Digest.sha256("lkr_second")), familyID: "family-2",
+                                                                clientID: client, userID: user, scope: ["openid"], authTime: t.h.clock.now / 1000,
+                                                                createdAt: t.h.clock.now, expiresAt: t.h.clock.now + 60_000, jkt: nil))
+        }
+        _ = try refresh("lkr_second")
+        t.h.clock.advance(seconds: 1)
+        let factory = t.h.storeFactory
+        let issued = Mutex<[String]>([])
+        let start = DispatchSemaphore(value: 0), done = DispatchSemaphore(value: 0)
+        for _ in 0..<6 {
+            Thread.detachNewThread {
+                let store = try? factory()
+                start.wait()
+                if let store, let token = try? Self.fapiRefresh("lkr_second", client: client, key: key, env: env, now: clock.now, store: store) {
+                    issued.withLock { $0.append(token) }
+                }
+                done.signal()
+            }
+        }
+        for _ in 0..<6 { start.signal() }
+        for _ in 0..<6 { done.wait() }
+        #expect(try !t.h.store.read { try t.h.store.isFamilyRevoked(id: "family-2") })
+        #expect(issued.withLock { $0 }.count == 6)
+        #expect(issued.withLock { $0 }.contains { (try? refresh($0)) != nil }, "the last retry's token works")
+    }
+
+    /// A FAPI client's refresh: a private_key_jwt assertion and a DPoP proof taken as verified; the new refresh token.
+    static func fapiRefresh(_ token: String, client: String, key: SigningKey, env: OAuth.Environment, now: Int64, store: any Store) throws -> String {
+        let exchange = TokenExchange(service: TokenService(env: env, store: store, keys: KeyRing(store: store, env: env)),
+                                     authenticator: ClientAuthenticator(env: env, store: store, hasher: try Provisioning.secretHasher(store: store, env: env),
+                                                                        guards: nil))
+        let assertion = try JWS.sign(payload: ["iss": .string(client), "sub": .string(client), "aud": .string(StoreFixture.issuer),
+                                               "exp": .int(now / 1000 + 60), "jti": .string(env.randomToken(bytes: 12))], key: key, kid: "k1", typ: "JWT")
+        let proof = DPoPProof(jkt: "jkt-1", jti: env.randomToken(bytes: 12), expiresAt: now + 120_000, verifiedAt: now)
+        return try #require(try exchange.exchange(TokenRequest(grantType: "refresh_token", parameters: ["refresh_token": token]),
+                                                  credentials: .assertion(clientID: client, assertion: assertion), proof: { proof }).refreshToken)
     }
 
     /// Every rotation leaves its token behind (for reuse detection) and every
