@@ -141,7 +141,7 @@ public final class Worker {
         response.headers[.xRequestID] = request.requestID
         // Nothing a worker answers is stored by a cache unless its endpoint says so (the JWKS, discovery, logos):
         // one user's data on a surface that forgot `noStore()` stays out of shared caches all the same.
-        if response.headers[.cacheControl] == nil { response.headers[.cacheControl] = "no-store" }
+        if !response.headers.contains(.cacheControl) { response.headers[.cacheControl] = "no-store" }
         if request.method == .head { response.body = [] }
         // Failures this node counted go to the counts every node shares, outside the request's transaction, carried
         // by a request that failed, one transaction of at most 128 keys at most (a flood of wrong secrets pays for

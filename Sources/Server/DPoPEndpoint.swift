@@ -67,7 +67,7 @@ enum DPoPEndpoint {
     /// client moves to the next nonce without meeting use_dpop_nonce.
     static func withNonce(_ response: Response, _ request: Request, _ ctx: RequestContext) -> Response {
         guard let nonces = ctx.dpopNonces, (200..<300).contains(response.status.code), response.headers[.dpopNonce] == nil,
-              !request.headers[values: .dpop].isEmpty else { return response }
+              request.headers.contains(.dpop) else { return response }
         var r = response
         r.headers.add(.dpopNonce, nonces.current(now: ctx.env.now()))
         return r

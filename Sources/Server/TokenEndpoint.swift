@@ -81,7 +81,7 @@ enum TokenEndpoint {
         try DPoPEndpoint.demandNonce(request, ctx)
         let exchange = TokenExchange(service: ctx.tokens, authenticator: ctx.clientAuthenticator(request))
         // A DPoP proof is checked once the client is authenticated, and its jti written by the grant that uses it.
-        let proof: (() throws -> DPoPProof)? = request.headers[values: .dpop].isEmpty ? nil : {
+        let proof: (() throws -> DPoPProof)? = !request.headers.contains(.dpop) ? nil : {
             guard let proof = try DPoPEndpoint.verifiedProof(request, ctx, accessToken: nil) else { throw DPoPEndpoint.refusal("No DPoP proof.", resource: false) }
             return proof
         }
