@@ -221,7 +221,10 @@ func errnoText() -> String { String(cString: strerror(errno)) }
 /// Anything else is refused and left alone: a file that is not a socket (a
 /// mistyped `--listen` could name the database) and a socket a running
 /// server listens on (a second node started on the first's path would take
-/// its traffic, and its own stop would delete the first's socket).
+/// its traffic, and its own stop would delete the first's socket). Two
+/// servers started on one path in the same instant can still both pass the
+/// probe; the second's socket is then the path's, and each removes only its
+/// own at stop.
 func clearStaleSocket(_ path: String) throws {
     var info = stat()
     guard lstat(path, &info) == 0 else {

@@ -159,7 +159,9 @@ public enum AuthorizationChecks {
         switch d.surface.redirect {
         case .requested:
             guard let uri = d.parameters.redirectURI, !uri.isEmpty else { throw AuthorizationCheck.redirectURIMissing }
-            guard AuthorizationService.redirectURIMatches(uri, registered: d.checkedClient.redirectURIs) else {
+            // A FAPI 2.0 client's http://localhost, registered before the rule (§5.3.2.2 item 8), is not used.
+            guard AuthorizationService.redirectURIMatches(uri, registered: d.checkedClient.redirectURIs),
+                  !d.checkedClient.fapi2 || URIRules.fapiAllowsScheme(uri) else {
                 throw AuthorizationCheck.redirectURINotRegistered
             }
             d.redirectURI = uri

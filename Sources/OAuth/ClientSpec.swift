@@ -315,7 +315,7 @@ public struct ClientSpec: Sendable, Equatable {
             }
             // §5.3.2.2 item 8: http only for loopback interface redirection (RFC 8252 §7.3: an IP literal, not `localhost`).
             for (i, uri) in redirectURIs.enumerated() {
-                if let parts = URIRules.parse(uri), parts.scheme == "http", parts.host != "127.0.0.1", parts.host != "[::1]" {
+                if !URIRules.fapiAllowsScheme(uri) {
                     errors.append(FieldError("redirect_uris[\(i)]", "a FAPI 2.0 client's http redirect URIs name 127.0.0.1 or [::1] (loopback interface redirection)"))
                 }
             }

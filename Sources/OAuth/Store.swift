@@ -241,11 +241,10 @@ public protocol GrantStorage: Transactional {
     /// Undoes this transaction's claim of a refresh token (a rotation refused after it).
     func unclaimRefreshToken(hash: String) throws
     /// A retry with `token`, which a rotation replaced (a FAPI 2.0 client's
-    /// lost response): the family's unused token is withdrawn unless a token
-    /// made since `token` has been used, and `token` counts as rotated `at`
-    /// this retry. Retries racing take turns: each withdraws what the one
-    /// before it issued. (By milliseconds: a used token made in the very
-    /// millisecond of `token` counts as made since, and the retry is reuse.)
+    /// lost response): the token that rotation (or a retry since) issued,
+    /// its child, is withdrawn (marked `withdrawn_at`) when it is unused.
+    /// True for exactly one caller; retries racing take turns, each
+    /// withdrawing what the one before it issued.
     func withdrawUnusedSuccessor(of token: RefreshTokenRecord, at: Int64) throws -> Bool
 
     /// Stores a device authorization (RFC 8628 §3.2); false when its user

@@ -85,6 +85,13 @@ public enum URIRules {
         host == "127.0.0.1" || host == "[::1]" || host == "localhost"
     }
 
+    /// FAPI 2.0 §5.3.2.2 item 8: http only for loopback interface redirection, which names an IP literal
+    /// (RFC 8252 §7.3), never `localhost`. True when `uri` is fine for a FAPI 2.0 client in that respect.
+    public static func fapiAllowsScheme(_ uri: String) -> Bool {
+        guard let parts = parse(uri), parts.scheme == "http" else { return true }
+        return parts.host == "127.0.0.1" || parts.host == "[::1]"
+    }
+
     /// Nil when `uri` is acceptable as a redirect URI, else the reason.
     public static func redirectURIProblem(_ uri: String) -> String? {
         guard let parts = parse(uri) else { return "must be an absolute https URI (http only on a loopback host), without user-info" }

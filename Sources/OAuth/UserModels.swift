@@ -199,9 +199,15 @@ public struct RefreshTokenRecord: Sendable, Equatable {
     public var rotatedAt: Int64?
     /// The DPoP key a public client's refresh token is bound to (RFC 9449 §5).
     public var jkt: String?
+    /// The hash of the token whose rotation issued this one (nil for a family's first, and before schema 21).
+    public var parentHash: String?
+    /// When a FAPI 2.0 client's retry withdrew it unused (`withdrawUnusedSuccessor`): presented again, it is reuse.
+    public var withdrawnAt: Int64?
 
     public init(tokenHash: String, familyID: String, clientID: String, userID: String, scope: [String], authTime: Int64, createdAt: Int64,
-                expiresAt: Int64, rotatedAt: Int64? = nil, jkt: String? = nil) {
+                expiresAt: Int64, rotatedAt: Int64? = nil, jkt: String? = nil, parentHash: String? = nil, withdrawnAt: Int64? = nil) {
+        self.parentHash = parentHash
+        self.withdrawnAt = withdrawnAt
         self.tokenHash = tokenHash
         self.familyID = familyID
         self.clientID = clientID

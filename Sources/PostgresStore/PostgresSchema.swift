@@ -381,5 +381,14 @@ enum PostgresSchema {
         );
         CREATE INDEX IF NOT EXISTS failure_counts_by_expiry ON failure_counts(expires_at);
         """,
+        // 18: SQLite's 21 (a refresh token's parent; a withdrawn token marked; FAPI clients' RS256 made ES256).
+        """
+        ALTER TABLE refresh_tokens ADD COLUMN IF NOT EXISTS parent_hash TEXT;
+        ALTER TABLE refresh_tokens ADD COLUMN IF NOT EXISTS withdrawn_at BIGINT;
+        UPDATE clients SET id_token_signed_response_alg = 'ES256', version = version + 1
+        WHERE fapi2_security_profile = 1 AND id_token_signed_response_alg = 'RS256';
+        UPDATE clients SET userinfo_signed_response_alg = 'ES256', version = version + 1
+        WHERE fapi2_security_profile = 1 AND userinfo_signed_response_alg = 'RS256';
+        """,
     ]
 }

@@ -491,5 +491,16 @@ enum Schema {
         ) STRICT;
         CREATE INDEX IF NOT EXISTS failure_counts_by_expiry ON failure_counts(expires_at);
         """,
+        // 21: a refresh token names the token whose rotation issued it (a FAPI 2.0 client's retry withdraws
+        // exactly that one), and a token a retry withdrew is marked (presented again, it is reuse). FAPI 2.0
+        // clients' ID tokens and signed userinfo are ES256 where they were RS256 (FAPI 2.0 §5.4).
+        """
+        ALTER TABLE refresh_tokens ADD COLUMN parent_hash TEXT;
+        ALTER TABLE refresh_tokens ADD COLUMN withdrawn_at INTEGER;
+        UPDATE clients SET id_token_signed_response_alg = 'ES256', version = version + 1
+        WHERE fapi2_security_profile = 1 AND id_token_signed_response_alg = 'RS256';
+        UPDATE clients SET userinfo_signed_response_alg = 'ES256', version = version + 1
+        WHERE fapi2_security_profile = 1 AND userinfo_signed_response_alg = 'RS256';
+        """,
     ]
 }

@@ -138,10 +138,10 @@ extension SQLStatementRunner {
     /// detection (RFC 9700 §4.14.2), which matters no more once that token could not be used anyway.
     public func insertRefreshToken(_ t: RefreshTokenRecord) throws {
         try blindUpdate("""
-            INSERT INTO refresh_tokens(token_hash, family_id, client_id, user_id, scope, auth_time, created_at, expires_at, dpop_jkt)
-            VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO refresh_tokens(token_hash, family_id, client_id, user_id, scope, auth_time, created_at, expires_at, dpop_jkt, parent_hash)
+            VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, [.text(t.tokenHash), .text(t.familyID), .text(t.clientID), .text(t.userID), .text(Scopes.join(t.scope)),
-                  .int(t.authTime), .int(t.createdAt), .int(t.expiresAt), SQLArgument(t.jkt)])
+                  .int(t.authTime), .int(t.createdAt), .int(t.expiresAt), SQLArgument(t.jkt), SQLArgument(t.parentHash)])
         // Moved a day past the token's expiry when it falls short of it: a family refreshed every few minutes is
         // written once a day, not at each rotation (an indexed column: SQLite's refresh cost 8% more).
         try blindUpdate("UPDATE token_families SET expires_at = ? WHERE id = ? AND expires_at < ?",
@@ -155,16 +155,14 @@ extension SQLStatementRunner {
     }
 
     public func withdrawUnusedSuccessor(of token: RefreshTokenRecord, at now: Int64) throws -> Bool {
-        guard token.rotatedAt != nil else { return false }
-        // The retried token first, rotated anew: on PostgreSQL its row lock lines up retries racing on several nodes,
-        // each then reading what the one before it left, as SQLite's single writer does.
-        try update("UPDATE refresh_tokens SET rotated_at = ? WHERE token_hash = ?", [.int(now), .text(token.tokenHash)])
-        // The successor: the family's unused token, while no token made since the retried one has been used.
+        // The retried token's row first (written as it is): on PostgreSQL its lock lines up retries racing on several
+        // nodes, each then reading what the one before it left, as SQLite's single writer does.
+        try update("UPDATE refresh_tokens SET rotated_at = rotated_at WHERE token_hash = ?", [.text(token.tokenHash)])
+        // Its successor, the token its rotation (or a retry since) issued, while unused; marked, not deleted.
         return try update("""
-            DELETE FROM refresh_tokens WHERE family_id = ? AND rotated_at IS NULL
-              AND NOT EXISTS (SELECT 1 FROM refresh_tokens used WHERE used.family_id = ? AND used.token_hash <> ?
-                              AND used.rotated_at IS NOT NULL AND used.created_at >= ?)
-            """, [.text(token.familyID), .text(token.familyID), .text(token.tokenHash), .int(token.createdAt)]) == 1
+            UPDATE refresh_tokens SET rotated_at = ?, withdrawn_at = ?
+            WHERE family_id = ? AND parent_hash = ? AND rotated_at IS NULL
+            """, [.int(now), .int(now), .text(token.familyID), .text(token.tokenHash)]) == 1
     }
 
     public func unclaimRefreshToken(hash: String) throws {

@@ -63,24 +63,24 @@ import Testing
             #expect(try h.store.claimRefreshToken(hash: "retried", clientID: client, jkt: nil, at: rotatedAt)?.claimed == true)
             try h.store.insertRefreshToken(RefreshTokenRecord(tokenHash: "successor", familyID: "retry-family", clientID: client, userID: user,
                                                               scope: ["openid"], authTime: rotatedAt / 1000, createdAt: rotatedAt,
-                                                              expiresAt: rotatedAt + 60_000, jkt: nil))
+                                                              expiresAt: rotatedAt + 60_000, jkt: nil, parentHash: "retried"))
         }
         let retried = try #require(try h.store.read { try h.store.refreshToken(hash: "retried") })
         let outcomes = race(h, 8) { store, i in try store.write { try store.withdrawUnusedSuccessor(of: retried, at: rotatedAt + 1_000 + Int64(i)) } }
         #expect(outcomes.filter { (try? $0.get()) == true }.count == 1, "\(outcomes)")
-        #expect(try h.store.read { try h.store.refreshToken(hash: "successor") } == nil)
-        #expect(try h.store.read { try h.store.refreshToken(hash: "retried") }?.rotatedAt ?? 0 > rotatedAt)
-        // A used successor is not withdrawn: a token rotated after the retried one's rotation.
+        #expect(try h.store.read { try h.store.refreshToken(hash: "successor") }?.withdrawnAt != nil, "marked, kept")
+        #expect(try h.store.read { try h.store.refreshToken(hash: "retried") }?.rotatedAt == rotatedAt, "the retried token's rotation stays")
+        // A used successor is not withdrawn, nor what it issued.
         let again = try #require(try h.store.read { try h.store.refreshToken(hash: "retried") })
         let later = (again.rotatedAt ?? 0) + 1
         try h.store.write {
             try h.store.insertRefreshToken(RefreshTokenRecord(tokenHash: "used-successor", familyID: "retry-family", clientID: client, userID: user,
                                                               scope: ["openid"], authTime: later / 1000, createdAt: later,
-                                                              expiresAt: later + 60_000, jkt: nil))
+                                                              expiresAt: later + 60_000, jkt: nil, parentHash: "retried"))
             _ = try h.store.claimRefreshToken(hash: "used-successor", clientID: client, jkt: nil, at: later)
             try h.store.insertRefreshToken(RefreshTokenRecord(tokenHash: "current", familyID: "retry-family", clientID: client, userID: user,
                                                               scope: ["openid"], authTime: later / 1000, createdAt: later,
-                                                              expiresAt: later + 60_000, jkt: nil))
+                                                              expiresAt: later + 60_000, jkt: nil, parentHash: "used-successor"))
         }
         #expect(try !h.store.write { try h.store.withdrawUnusedSuccessor(of: again, at: later + 1) })
         #expect(try h.store.read { try h.store.refreshToken(hash: "current") } != nil)

@@ -59,7 +59,11 @@ import Testing
     func rewindMigrations(_ store: any Store, sqlite: Int, postgres: Int) throws -> Int {
         try store.write {
             if let s = store as? SQLiteStore {
-                // SQLite cannot add a column that exists (no IF NOT EXISTS): what migrations 17 to 19 added goes first.
+                // SQLite cannot add a column that exists (no IF NOT EXISTS): what migrations 17 to 21 added goes first.
+                if sqlite <= 21 {
+                    _ = try s.update("ALTER TABLE refresh_tokens DROP COLUMN withdrawn_at", [])
+                    _ = try s.update("ALTER TABLE refresh_tokens DROP COLUMN parent_hash", [])
+                }
                 if sqlite <= 19 {
                     _ = try s.update("DROP INDEX token_families_by_expiry", [])
                     _ = try s.update("DROP INDEX refresh_tokens_by_expiry", [])
@@ -79,6 +83,28 @@ import Testing
             }
         }
         return store is SQLiteStore ? SQLiteStore.schemaVersion - sqlite + 1 : PostgresStore.migrations.count - postgres + 1
+    }
+
+    /// SQLite migration 21, PostgreSQL 18: a FAPI 2.0 client stored with RS256 ID tokens or signed userinfo (before
+    /// FAPI 2.0 §5.4 was enforced) gets ES256, as a new version; no other client changes.
+    @Test func theMigrationGivesFAPIClientsES256WhereTheyHadRS256() throws {
+        let h = try StoreFixture()
+        let (fapi, _) = try h.app(public: false)
+        let (plain, _) = try h.app(public: false)
+        try h.store.write {
+            for (id, strict) in [(fapi, true), (plain, false)] {
+                var c = try #require(try h.store.client(id))
+                (c.fapi2, c.idTokenAlg, c.userinfoAlg) = (strict, .rs256, .rs256)
+                try h.store.updateClient(c)
+            }
+        }
+        let before = try h.store.read { try [fapi, plain].map { try #require(try h.store.client($0)) } }
+        let rerun = try rewindMigrations(h.store, sqlite: 21, postgres: 18)
+        #expect(try (h.store as? SQLiteStore)?.migrate() ?? (h.store as? PostgresStore)?.migrate() == rerun)
+        let fresh = try h.anotherStore()
+        let after = try fresh.read { try [fapi, plain].map { try #require(try fresh.client($0)) } }
+        #expect(after[0].idTokenAlg == .es256 && after[0].userinfoAlg == .es256 && after[0].version > before[0].version)
+        #expect(after[1] == before[1])
     }
 
     /// SQLite migration 18, PostgreSQL 15: a logout delivery waiting from before waits in its client's organization's share.

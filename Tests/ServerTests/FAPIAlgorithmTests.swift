@@ -20,7 +20,7 @@ import Testing
         var members: [(String, JSON)] = [
             ("client_name", "Bank"), ("grant_types", ["client_credentials", "authorization_code"]), ("redirect_uris", ["https://bank.example/cb"]),
             ("token_endpoint_auth_method", "private_key_jwt"), ("jwks", ["keys": [try JWK.publicJWK(key, kid: "k1")]]),
-            ("fapi2_security_profile", true),
+            ("scope", "openid"), ("fapi2_security_profile", true),
         ]
         for (name, value) in overrides {
             members.removeAll { $0.0 == name }
@@ -97,6 +97,18 @@ import Testing
                                             ("response_type", "code"), ("redirect_uri", "https://bank.example/cb"), ("scope", "openid")],
                             headers: [("DPoP", try dpop.proof(h, try SigningKey.generate(.rs256), "POST", "/oauth2/par"))])
         #expect(pushed.status == 400 && pushed.json?["error"] == "invalid_dpop_proof", "\(pushed.bodyText)")
+        // An http://localhost redirect URI stored before the rule is not used (FAPI 2.0 §5.3.2.2 item 8).
+        try h.store.write {
+            var c = try #require(try h.store.client(clientID))
+            c.redirectURIs.append("http://localhost:8080/cb")
+            try h.store.updateClient(c)
+        }
+        for (uri, status) in [("http://localhost:8080/cb", 400), ("https://bank.example/cb", 201)] {
+            let r = h.form("/oauth2/par", [("client_assertion_type", ClientAssertion.type), ("client_assertion", try assertion(h, key, clientID)),
+                                           ("response_type", "code"), ("redirect_uri", uri), ("scope", "openid"),
+                                           ("code_challenge", PKCE().challenge), ("code_challenge_method", "S256")])
+            #expect(r.status.code == status && (status == 201 || r.bodyText.contains("redirect_uri")), "\(uri): \(r.bodyText)")
+        }
         for alg in [SignatureAlgorithm.es256, .edDSA] {
             let r = try tokenRequest(h, key, clientID, proofKey: try SigningKey.generate(alg))
             #expect(r.status == 200 && r.json?["token_type"] == "DPoP", "\(alg): \(r.bodyText)")

@@ -79,14 +79,15 @@ extension TokenService {
     /// the session, `auth_time` plus a session's lifetime, at the latest.
     /// A public client's refresh token is bound to its DPoP key when it sent a proof (RFC 9449 §5): `jkt`.
     /// `signedInAt` (seconds): when the sign-in it came from began, `authTime` unless the grant says otherwise.
+    /// `parent`: the hash of the token whose rotation issues this one.
     func storeRefreshToken(client: Client, userID: String, scope: [String], authTime: Int64, familyID: String, issue: Bool,
-                           jkt: String? = nil, signedInAt: Int64? = nil) throws -> String? {
+                           jkt: String? = nil, signedInAt: Int64? = nil, parent: String? = nil) throws -> String? {
         guard issue else { return nil }
         let refresh = env.randomToken(prefix: "lkr_", bytes: 32)
         try store.insertRefreshToken(RefreshTokenRecord(tokenHash: TokenService.hash(refresh), familyID: familyID, clientID: client.clientID,
                                                         userID: userID, scope: scope, authTime: authTime, createdAt: env.now(),
                                                         expiresAt: refreshTokenExpiry(client, scope: scope, authTime: authTime, signedInAt: signedInAt),
-                                                        jkt: client.isPublic ? jkt : nil))
+                                                        jkt: client.isPublic ? jkt : nil, parentHash: parent))
         return refresh
     }
 

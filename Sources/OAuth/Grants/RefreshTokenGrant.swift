@@ -3,16 +3,20 @@ import Common
 /// RFC 6749 §6 with rotation and reuse detection (RFC 9700 §4.14.2): each
 /// refresh token is used once and replaced; presenting a rotated-out token
 /// revokes its whole family. A narrower scope may be asked for, never a
-/// wider one. A FAPI 2.0 client may retry with the token a rotation replaced
-/// while the token it got instead is unused (§5.3.2.1 item 10: rotation only
-/// where a retry after a lost response succeeds): that unused token is
-/// withdrawn and a new one issued; once it has been used, the old one is
-/// reuse like any other.
+/// wider one. A FAPI 2.0 client may retry with the token a rotation replaced,
+/// within `retryWindowMillis` of that rotation, while the token it got
+/// instead is unused (§5.3.2.1 item 10: rotation only where a retry after a
+/// lost response succeeds): that unused token is withdrawn and a new one
+/// issued. Otherwise the old one is reuse like any other, and so is a
+/// withdrawn token presented again.
 public struct RefreshTokenGrant: Grant {
     public let type = GrantType.refreshToken
     public let allowsPublicClients = true
 
     public init() {}
+
+    /// How long after a rotation a FAPI 2.0 client may retry with the token it replaced (as Okta's grace period at most).
+    public static let retryWindowMillis: Int64 = 60_000
 
     public func exchange(_ request: TokenRequest, client: Client, service s: TokenService) throws -> TokenResponse {
         let refreshToken = try request.required("refresh_token")
@@ -43,7 +47,13 @@ public struct RefreshTokenGrant: Grant {
     /// order, and the new token when it passes them all.
     private func rotate(_ claim: Claimed<RefreshTokenRecord>, request: TokenRequest, client: Client, service s: TokenService,
                         now: Int64) throws -> TokenService.Outcome {
-        let record = claim.record
+        var record = claim.record
+        // A FAPI client's retry sent while the first request was still running: on PostgreSQL its claim read the
+        // token current, then waited for that request's commit and rotated nothing. Read again (that commit is seen
+        // now): the retry it is, not a race lost (attacker review of the change, session 30).
+        if client.fapi2, !claim.claimed, record.rotatedAt == nil, let fresh = try s.store.refreshToken(hash: record.tokenHash), fresh.rotatedAt != nil {
+            record = fresh
+        }
         guard record.clientID == client.clientID else { return .refused(.invalidGrant(detail: "unknown refresh token or another client's")) }
         // RFC 9449 §5: a public client's bound refresh token is used only with a proof of the same key. Checked
         // before reuse detection: without the key a stolen, rotated-out token cannot revoke its family either.
@@ -51,8 +61,8 @@ public struct RefreshTokenGrant: Grant {
             return .refused(OAuthError("invalid_dpop_proof", status: 400, "This refresh token is bound to a DPoP key: prove it."))
         }
         guard try s.useProof(request) else { return .refused(.proofReplayed) }
-        if record.rotatedAt != nil && !client.fapi2 {
-            // Reuse of a rotated-out token: the family is compromised.
+        if let rotatedAt = record.rotatedAt, !client.fapi2 || record.withdrawnAt != nil || now - rotatedAt > Self.retryWindowMillis {
+            // Reuse of a rotated-out token (or of one a retry withdrew): the family is compromised.
             try s.store.revokeFamily(id: record.familyID, at: now)
             return .refused(.invalidGrant(detail: "refresh token reused"))
         }
@@ -83,7 +93,7 @@ public struct RefreshTokenGrant: Grant {
         // The user exists: deleting a user deletes its refresh tokens (foreign key, ON DELETE CASCADE).
         try s.store.touchConnection(userID: record.userID, clientID: client.clientID, accessTime: now)
         let refresh = try s.storeRefreshToken(client: client, userID: record.userID, scope: held, authTime: record.authTime,
-                                            familyID: record.familyID, issue: true, jkt: record.jkt ?? request.dpopJKT)
+                                            familyID: record.familyID, issue: true, jkt: record.jkt ?? request.dpopJKT, parent: record.tokenHash)
         // OIDC Core §12.2: a refreshed response "might not contain an id_token"; the client has one.
         return .issued(TokenService.Issuance(client: client, userID: record.userID, user: nil, scope: scope, authTime: record.authTime,
                                              familyID: record.familyID, nonce: nil, refreshToken: refresh, idToken: false, sid: nil,
