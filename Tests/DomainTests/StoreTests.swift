@@ -31,6 +31,8 @@ import Testing
         #expect(digest(PostgresStore.migrations.prefix(14)) == "gNGoMpOOxy3TJ-qHv_OSDGff7Rhg7RMm7dA3QzfIqQU", "PostgreSQL migrations 1-14 changed")
         #expect(digest(SQLiteStore.migrations.prefix(18)) == "y3MCgZhQfPKNMDEOqZlvjpwdU7JVWawr-OS0XJ2RYPY", "SQLite migrations 1-18 changed")
         #expect(digest(PostgresStore.migrations.prefix(15)) == "S5I-JX11LAQ1_J3JkLWX_a2N0JC-oMEDu9ogpzsw2w0", "PostgreSQL migrations 1-15 changed")
+        #expect(digest(SQLiteStore.migrations.prefix(20)) == "kD2wuf2uUHaSdQiiA3wBs3RylOw2QbV7XeI6STJelPw", "SQLite migrations 1-20 changed")
+        #expect(digest(PostgresStore.migrations.prefix(17)) == "ElCgE247uThqBzNv2N0lKotpXihTDAMDoBtktb4D0DE", "PostgreSQL migrations 1-17 changed")
     }
 
     /// SQLite migration 14, PostgreSQL 10: clients the audit log says were registered anonymously (before the
