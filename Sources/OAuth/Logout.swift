@@ -52,30 +52,36 @@ public struct LogoutService {
         case signedOut(redirect: String?)
     }
 
-    /// The hint's subject and the client it was issued to, when it is an ID
-    /// token Latchkey signed for this issuer (expired is fine: §2). Only an
-    /// ID token's shape will do (`typ` JWT, `exp`, `iat`, `auth_time`): an
-    /// access token or a signed userinfo answer, also Latchkey's JWTs, is no hint.
-    public func hint(_ token: String) throws -> (subject: String, clientID: String, sid: String?)? {
-        guard let parsed = JWS.parse(token), let kid = parsed.kid, let key = try keys.verificationKey(kid: kid),
-              parsed.algorithm == key.algorithm.rawValue, JWS.verify(parsed, key: key), parsed.typ == "JWT",
-              parsed.payload["exp"]?.intValue != nil, parsed.payload["iat"]?.intValue != nil, parsed.payload["auth_time"]?.intValue != nil,
-              parsed.payload["iss"]?.stringValue == env.issuer, let subject = parsed.payload["sub"]?.stringValue else { return nil }
-        let audience = parsed.payload["aud"]?.stringValue ?? parsed.payload["azp"]?.stringValue
-        guard let audience else { return nil }
-        return (subject, audience, parsed.payload["sid"]?.stringValue)
+    /// What an `id_token_hint` is (parsed once).
+    enum Hint {
+        /// An ID token Latchkey signed for this issuer (expired is fine: §2): its subject, the client it was issued
+        /// to, and its session. Only an ID token's shape will do (`typ` JWT, `exp`, `iat`, `auth_time`): an access
+        /// token or a signed userinfo answer, also Latchkey's JWTs, is no hint.
+        case idToken(subject: String, clientID: String, sid: String?)
+        /// Signed by a key that is not published (any more): one revoked (`latchkey keys revoke`) may have signed
+        /// the ID token of a session still live, where a rotated-out key stays published longer than a session
+        /// lasts. Such a hint is as none, so the user confirms on the page rather than being unable to sign out of
+        /// a session begun before the revoke (review of the change, session 29); a made-up kid gets no more than
+        /// sending no hint gets.
+        case unpublishedKey
+        case invalid
     }
 
-    /// Whether the hint names a key that is not published (any more): one
-    /// revoked (`latchkey keys revoke`) may have signed the ID token of a
-    /// session still live, where a rotated-out key stays published longer
-    /// than a session lasts. Such a hint is as none, so the user confirms on
-    /// the page rather than being unable to sign out of a session begun before
-    /// the revoke (review of the change, session 29); a made-up kid gets no
-    /// more than sending no hint gets.
-    func signedByAnUnpublishedKey(_ token: String) throws -> Bool {
-        guard let kid = JWS.parse(token)?.kid else { return false }
-        return try keys.verificationKey(kid: kid) == nil
+    func classify(_ token: String) throws -> Hint {
+        guard let parsed = JWS.parse(token), let kid = parsed.kid else { return .invalid }
+        guard let key = try keys.verificationKey(kid: kid) else { return .unpublishedKey }
+        guard parsed.algorithm == key.algorithm.rawValue, JWS.verify(parsed, key: key), parsed.typ == "JWT",
+              parsed.payload["exp"]?.intValue != nil, parsed.payload["iat"]?.intValue != nil, parsed.payload["auth_time"]?.intValue != nil,
+              parsed.payload["iss"]?.stringValue == env.issuer, let subject = parsed.payload["sub"]?.stringValue,
+              let audience = parsed.payload["aud"]?.stringValue ?? parsed.payload["azp"]?.stringValue else { return .invalid }
+        return .idToken(subject: subject, clientID: audience, sid: parsed.payload["sid"]?.stringValue)
+    }
+
+    /// The hint's subject, the client it was issued to and its session, when it is an ID token Latchkey signed
+    /// for this issuer with a key still published (`Hint.idToken`).
+    public func hint(_ token: String) throws -> (subject: String, clientID: String, sid: String?)? {
+        guard case let .idToken(subject, clientID, sid) = try classify(token) else { return nil }
+        return (subject, clientID, sid)
     }
 
     /// Why a request is not acceptable, shown on the error page.
@@ -86,14 +92,15 @@ public struct LogoutService {
     func resolve(_ p: Parameters) throws -> (subject: String?, sid: String?, client: Client?, redirect: String?)? {
         // Echoed in the redirect: bounded as /oauth2/authorize bounds it (a longer one made a Location nginx refused, 502).
         if let state = p.state, state.utf8.count > 2048 { return nil }
-        var subject: String?, sid: String?, clientID = p.clientID
-        let ignoredHint = try p.idTokenHint.map(signedByAnUnpublishedKey) ?? false
-        if let token = p.idTokenHint, !ignoredHint {
-            guard let (sub, aud, hintSid) = try hint(token) else { return nil }
-            if let clientID, clientID != aud { return nil }
-            subject = sub
-            sid = hintSid
-            clientID = aud
+        var subject: String?, sid: String?, clientID = p.clientID, ignoredHint = false
+        if let token = p.idTokenHint {
+            switch try classify(token) {
+            case .invalid: return nil
+            case .unpublishedKey: ignoredHint = true
+            case let .idToken(sub, aud, hintSid):
+                if let clientID, clientID != aud { return nil }
+                (subject, sid, clientID) = (sub, hintSid, aud)
+            }
         }
         let client = try clientID.flatMap { id in try store.read { try store.client(id) } }
         if clientID != nil && client == nil { return nil }
