@@ -121,7 +121,7 @@ public enum BackchannelLogout {
 
     /// The logout token (§2.4), signed with the client's ID token algorithm.
     static func token(_ d: LogoutDelivery, client: Client, keys: KeyRing, env: Environment) throws -> String {
-        let (kid, key) = try keys.signingKey(for: client.idTokenAlg)
+        let (kid, key) = try keys.signingKey(for: client.signingAlgorithm(client.idTokenAlg))
         let now = env.nowSeconds
         var claims: [(String, JSON)] = [
             ("iss", .string(env.issuer)), ("sub", .string(d.subject)), ("aud", .string(client.clientID)), ("iat", .int(now)),

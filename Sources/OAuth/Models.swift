@@ -72,6 +72,9 @@ public struct Client: Sendable, Equatable {
     public var mustPushRequests: Bool { requirePushedRequests || fapi2 }
     public var mustBindTokens: Bool { dpopBoundAccessTokens || fapi2 }
     public var mustUsePKCE: Bool { isPublic || fapi2 }
+    /// What the client's ID and logout tokens, and its signed userinfo (`alg`), are signed with: never RS256 for a
+    /// FAPI 2.0 client (§5.4), whatever is stored (a node of the version before may store it during an upgrade).
+    public func signingAlgorithm(_ alg: SignatureAlgorithm) -> SignatureAlgorithm { fapi2 && alg == .rs256 ? .es256 : alg }
 
     public init(clientID: String, organizationID: String, isPrimary: Bool = false, name: String, description: String? = nil,
                 clientURI: String? = nil, redirectURIs: [String] = [], grantTypes: [GrantType] = [.clientCredentials],

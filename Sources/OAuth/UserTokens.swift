@@ -26,7 +26,7 @@ extension TokenService {
         let profile = UserProfile.needed(for: claims.scope) ? try store.userProfile(userID: user.id) : nil
         let released: [(String, JSON)] = [("sub", .string(user.id))] + UserProfile.claims(user, profile, scope: claims.scope)
         guard let alg = client.userinfoAlg else { return (.json(.object(released)), claims) }
-        let (kid, key) = try keys.signingKey(for: alg)
+        let (kid, key) = try keys.signingKey(for: client.signingAlgorithm(alg))
         let signed: [(String, JSON)] = released + [("iss", .string(env.issuer)), ("aud", .string(client.clientID))]
         return (.jwt(try JWS.sign(payload: .object(signed), key: key, kid: kid, typ: "JWT")), claims)
     }

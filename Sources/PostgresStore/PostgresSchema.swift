@@ -385,10 +385,15 @@ enum PostgresSchema {
         """
         ALTER TABLE refresh_tokens ADD COLUMN IF NOT EXISTS parent_hash TEXT;
         ALTER TABLE refresh_tokens ADD COLUMN IF NOT EXISTS withdrawn_at BIGINT;
-        UPDATE clients SET id_token_signed_response_alg = 'ES256', version = version + 1
-        WHERE fapi2_security_profile = 1 AND id_token_signed_response_alg = 'RS256';
-        UPDATE clients SET userinfo_signed_response_alg = 'ES256', version = version + 1
-        WHERE fapi2_security_profile = 1 AND userinfo_signed_response_alg = 'RS256';
+        INSERT INTO audit_events(organization_id, actor, action, target, surface, request_id, details, created_at)
+        SELECT organization_id, 'migration', 'client.updated', client_id, 'migration', NULL,
+          '{"reason":"FAPI 2.0 §5.4: ES256 where RS256 was stored"}', (EXTRACT(EPOCH FROM now()) * 1000)::BIGINT
+        FROM clients WHERE fapi2_security_profile = 1
+          AND (id_token_signed_response_alg = 'RS256' OR userinfo_signed_response_alg = 'RS256');
+        UPDATE clients SET id_token_signed_response_alg = CASE id_token_signed_response_alg WHEN 'RS256' THEN 'ES256' ELSE id_token_signed_response_alg END,
+          userinfo_signed_response_alg = CASE userinfo_signed_response_alg WHEN 'RS256' THEN 'ES256' ELSE userinfo_signed_response_alg END,
+          version = version + 1, updated_at = (EXTRACT(EPOCH FROM now()) * 1000)::BIGINT
+        WHERE fapi2_security_profile = 1 AND (id_token_signed_response_alg = 'RS256' OR userinfo_signed_response_alg = 'RS256');
         """,
     ]
 }

@@ -497,10 +497,15 @@ enum Schema {
         """
         ALTER TABLE refresh_tokens ADD COLUMN parent_hash TEXT;
         ALTER TABLE refresh_tokens ADD COLUMN withdrawn_at INTEGER;
-        UPDATE clients SET id_token_signed_response_alg = 'ES256', version = version + 1
-        WHERE fapi2_security_profile = 1 AND id_token_signed_response_alg = 'RS256';
-        UPDATE clients SET userinfo_signed_response_alg = 'ES256', version = version + 1
-        WHERE fapi2_security_profile = 1 AND userinfo_signed_response_alg = 'RS256';
+        INSERT INTO audit_events(organization_id, actor, action, target, surface, request_id, details, created_at)
+        SELECT organization_id, 'migration', 'client.updated', client_id, 'migration', NULL,
+          '{"reason":"FAPI 2.0 §5.4: ES256 where RS256 was stored"}', CAST(strftime('%s', 'now') AS INTEGER) * 1000
+        FROM clients WHERE fapi2_security_profile = 1
+          AND (id_token_signed_response_alg = 'RS256' OR userinfo_signed_response_alg = 'RS256');
+        UPDATE clients SET id_token_signed_response_alg = CASE id_token_signed_response_alg WHEN 'RS256' THEN 'ES256' ELSE id_token_signed_response_alg END,
+          userinfo_signed_response_alg = CASE userinfo_signed_response_alg WHEN 'RS256' THEN 'ES256' ELSE userinfo_signed_response_alg END,
+          version = version + 1, updated_at = CAST(strftime('%s', 'now') AS INTEGER) * 1000
+        WHERE fapi2_security_profile = 1 AND (id_token_signed_response_alg = 'RS256' OR userinfo_signed_response_alg = 'RS256');
         """,
     ]
 }

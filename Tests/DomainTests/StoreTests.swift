@@ -105,8 +105,11 @@ import Testing
         #expect(try (h.store as? SQLiteStore)?.migrate() ?? (h.store as? PostgresStore)?.migrate() == rerun)
         let fresh = try h.anotherStore()
         let after = try fresh.read { try [fapi, plain].map { try #require(try fresh.client($0)) } }
-        #expect(after[0].idTokenAlg == .es256 && after[0].userinfoAlg == .es256 && after[0].version > before[0].version)
+        #expect(after[0].idTokenAlg == .es256 && after[0].userinfoAlg == .es256 && after[0].version == before[0].version + 1)
         #expect(after[1] == before[1])
+        // Recorded, as every write is (SPEC 6.0): for the FAPI client alone.
+        let audited = try h.rows("audit_events").filter { $0["actor"] == .text("migration") }
+        #expect(audited.map { $0["target"] } == [.text(fapi)])
     }
 
     /// SQLite migration 18, PostgreSQL 15: a logout delivery waiting from before waits in its client's organization's share.

@@ -126,7 +126,7 @@ extension TokenService {
     /// with the ID token's algorithm (SHA-256; SHA-512 for EdDSA).
     func idToken(client: Client, user: User, _ i: Issuance, accessToken: String) throws -> String {
         let scope = i.scope
-        let (kid, key) = try keys.signingKey(for: client.idTokenAlg)
+        let (kid, key) = try keys.signingKey(for: client.signingAlgorithm(client.idTokenAlg))
         let digest = key.algorithm == .edDSA ? Digest.sha512(Array(accessToken.utf8)) : Digest.sha256(accessToken)
         let now = env.nowSeconds
         var claims: [(String, JSON)] = [
