@@ -143,9 +143,9 @@ def test_fapi2_private_key_jwt_par_pkce_and_dpop_together(stack):
     client_key, dpop_key = ECKey.generate_key("P-256"), ECKey.generate_key("P-256")
     redirect = f"http://127.0.0.1:{stack.port}/demo/callback"
     r = requests.post(stack.url("/api/v1/clients"), headers=stack.bearer(), json={
-        "client_name": "FAPI client", "redirect_uris": [redirect], "grant_types": ["authorization_code"], "scope": "openid profile",
-        "token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [dict(client_key.as_dict(private=False), kid="f1")]},
-        "fapi2_security_profile": True})
+        "client_name": "FAPI client", "redirect_uris": [redirect], "grant_types": ["authorization_code", "refresh_token"],
+        "scope": "openid profile offline_access", "token_endpoint_auth_method": "private_key_jwt",
+        "jwks": {"keys": [dict(client_key.as_dict(private=False), kid="f1")]}, "fapi2_security_profile": True})
     assert r.status_code == 201, r.text
     client_id = r.json()["client_id"]
 
@@ -168,7 +168,7 @@ def test_fapi2_private_key_jwt_par_pkce_and_dpop_together(stack):
     no_pkce = requests.post(stack.url("/oauth2/par"), data=dict(base, client_assertion_type=ASSERTION_TYPE, client_assertion=assertion()))
     assert no_pkce.status_code == 400 and no_pkce.json()["error"] == "invalid_request"
     pushed = requests.post(stack.url("/oauth2/par"), data={
-        "response_type": "code", "client_id": client_id, "redirect_uri": redirect, "scope": "openid profile", "state": "fapi",
+        "response_type": "code", "client_id": client_id, "redirect_uri": redirect, "scope": "openid profile offline_access", "state": "fapi",
         "nonce": "fapi-nonce", "code_challenge": challenge, "code_challenge_method": "S256",
         "client_assertion_type": ASSERTION_TYPE, "client_assertion": assertion()})
     assert pushed.status_code == 201, pushed.text
@@ -185,6 +185,21 @@ def test_fapi2_private_key_jwt_par_pkce_and_dpop_together(stack):
     access = tokens.json()["access_token"]
     r = requests.get(userinfo, headers={"Authorization": f"DPoP {access}", "DPoP": proof(dpop_key, "GET", userinfo, access)})
     assert r.status_code == 200
+
+    # FAPI 2.0 §5.3.2.1 item 10: a lost answer to a refresh is retried with the token it replaced (on two nodes,
+    # nginx may send each request to either); the token the lost answer held is then withdrawn, and presented
+    # later it is reuse, which ends the grant.
+    def refreshed(token):
+        return requests.post(token_url, data={"grant_type": "refresh_token", "refresh_token": token, "client_id": client_id,
+                                              "client_assertion_type": ASSERTION_TYPE, "client_assertion": assertion()},
+                             headers={"DPoP": proof(dpop_key, "POST", token_url)})
+    first = tokens.json()["refresh_token"]
+    lost = refreshed(first)
+    assert lost.status_code == 200 and lost.json()["token_type"] == "DPoP", lost.text
+    retried = refreshed(first)
+    assert retried.status_code == 200 and retried.json()["refresh_token"] not in (first, lost.json()["refresh_token"]), retried.text
+    assert refreshed(lost.json()["refresh_token"]).json()["error"] == "invalid_grant"
+    assert refreshed(retried.json()["refresh_token"]).json()["error"] == "invalid_grant", "the grant ended"
 
 
 @pytest.fixture(params=STORES)
