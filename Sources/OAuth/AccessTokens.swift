@@ -160,7 +160,7 @@ public struct AccessTokens {
         let claims = AccessTokenClaims(issuer: env.issuer, subject: subject, audience: audience, clientID: client.clientID, scope: scope,
                                        issuedAt: now, expiresAt: now + Int64(ttl), jti: env.randomToken(bytes: 18),
                                        authTime: authTime, grantID: grantID, generation: client.tokenGeneration, jkt: jkt)
-        let (key, header) = try keys.accessTokenSigner(fapi: client.fapi2)
+        let (key, header) = try keys.accessTokenSigner(for: client)
         let token = try JWS.sign(serializedPayload: claims.serialized, key: key, encodedHeader: header)
         return (token, claims)
     }

@@ -85,7 +85,7 @@ public enum ClientAssertion {
         let verified = keys.contains { jwk in
             guard kid == nil || jwk["kid"]?.stringValue == kid else { return false }
             // FAPI 2.0 §5.4 (no RS256): an RSA key registered before the rule does not authenticate a FAPI client.
-            if client.fapi2 && jwk["kty"]?.stringValue == "RSA" { return false }
+            if jwk["kty"]?.stringValue == "RSA" && !client.allows(.rs256) { return false }
             return ForeignKeys.shared.verify(jwk, { JWS.verifyForeign(parsed, key: $0) }) != nil
         }
         guard verified else { return nil }

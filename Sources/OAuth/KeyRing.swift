@@ -96,12 +96,13 @@ public final class KeyRing {
     /// The key new access tokens are signed with and their encoded JWS
     /// header (RFC 9068 §2.1: `typ` at+jwt, the key's `kid`), the same for
     /// every token the key signs.
-    /// With `fapi`, never RS256 (FAPI 2.0 §5.4): where RS256 signs access
-    /// tokens (`keys rotate --alg RS256`), a FAPI client's are signed with the
-    /// current ES256 key, which is always published.
-    func accessTokenSigner(fapi: Bool = false) throws -> (key: PreparedKey, header: [UInt8]) {
+    /// For `client`, in an algorithm it allows: where RS256 signs access tokens
+    /// (`keys rotate --alg RS256`), a FAPI 2.0 client's are signed with the
+    /// current ES256 key (`Client.signingAlgorithm`).
+    func accessTokenSigner(for client: Client) throws -> (key: PreparedKey, header: [UInt8]) {
         var (kid, key) = try signingKey()
-        if fapi && key.algorithm == .rs256 { (kid, key) = try signingKey(for: .es256) }
+        let algorithm = client.signingAlgorithm(key.algorithm)
+        if algorithm != key.algorithm { (kid, key) = try signingKey(for: algorithm) }
         if let accessHeader, accessHeader.kid == kid { return (key, accessHeader.header) }
         let header = JWS.encodedHeader(algorithm: key.algorithm, kid: kid, typ: AccessTokens.type)
         accessHeader = (kid, header)

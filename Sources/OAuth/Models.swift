@@ -72,9 +72,13 @@ public struct Client: Sendable, Equatable {
     public var mustPushRequests: Bool { requirePushedRequests || fapi2 }
     public var mustBindTokens: Bool { dpopBoundAccessTokens || fapi2 }
     public var mustUsePKCE: Bool { isPublic || fapi2 }
-    /// What the client's ID and logout tokens, and its signed userinfo (`alg`), are signed with: never RS256 for a
-    /// FAPI 2.0 client (§5.4), whatever is stored (a node of the version before may store it during an upgrade).
-    public func signingAlgorithm(_ alg: SignatureAlgorithm) -> SignatureAlgorithm { fapi2 && alg == .rs256 ? .es256 : alg }
+    /// Whether JWTs of this algorithm may be the client's: FAPI 2.0 §5.4 allows PS256, ES256 and EdDSA, and
+    /// Latchkey has no PS256, so a FAPI 2.0 client's (its DPoP proofs, its tokens) are never RS256.
+    public func allows(_ alg: SignatureAlgorithm) -> Bool { !(fapi2 && alg == .rs256) }
+    /// What the client's tokens are signed with where `alg` would be (its ID and logout tokens and signed userinfo
+    /// as stored, a node of the version before may have stored RS256 during an upgrade; the access-token algorithm):
+    /// ES256, always published, where `alg` is not allowed.
+    public func signingAlgorithm(_ alg: SignatureAlgorithm) -> SignatureAlgorithm { allows(alg) ? alg : .es256 }
 
     public init(clientID: String, organizationID: String, isPrimary: Bool = false, name: String, description: String? = nil,
                 clientURI: String? = nil, redirectURIs: [String] = [], grantTypes: [GrantType] = [.clientCredentials],

@@ -45,6 +45,10 @@ public struct OAuthError: Error, Equatable, CustomStringConvertible {
     }
     /// RFC 9449 §11.1: a DPoP proof seen before.
     public static var proofReplayed: OAuthError { OAuthError("invalid_dpop_proof", status: 400, "The DPoP proof is invalid: proof replayed.") }
+    /// FAPI 2.0 §5.4 (`Client.allows`): a FAPI 2.0 client's proof in RS256.
+    public static var proofAlgorithmRefused: OAuthError {
+        OAuthError("invalid_dpop_proof", status: 400, "A FAPI 2.0 client's DPoP proofs are ES256 or EdDSA (FAPI 2.0 §5.4).")
+    }
     public static func invalidScope(_ description: String = "The requested scope is invalid or exceeds what the client may request.", fileID: String = #fileID, line: Int = #line) -> OAuthError {
         OAuthError("invalid_scope", status: 400, description, fileID: fileID, line: line)
     }

@@ -21,9 +21,7 @@ enum PushedRequestEndpoint {
         // is authenticated, its jti recorded with the pushed request: nothing for a refused one); sent with
         // dpop_jkt, both must name the same key.
         let proof = try DPoPEndpoint.verifiedProof(request, ctx, accessToken: nil)
-        if client.fapi2 && proof?.algorithm == .rs256 {
-            throw DPoPEndpoint.refusal("A FAPI 2.0 client's DPoP proofs are ES256 or EdDSA (FAPI 2.0 §5.4).", resource: false)
-        }
+        if let proof, !client.allows(proof.algorithm) { throw OAuthError.proofAlgorithmRefused }
         if let jkt = proof?.jkt {
             if let named = form["dpop_jkt"], named != jkt {
                 throw DPoPEndpoint.refusal("dpop_jkt does not name the DPoP proof's key.", resource: false)

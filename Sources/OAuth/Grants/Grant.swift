@@ -119,10 +119,8 @@ public struct TokenExchange {
             let verifies = try proof == nil || !client.isPublic || store.read { try grant.namesItsOwn(unbound, client: client, service: service) }
             let request = TokenRequest(grantType: unbound.grantType, parameters: unbound.parameters, proof: verifies ? try proof?() : nil,
                                        proofWithheld: !verifies)
-            // FAPI 2.0 §5.4: PS256, ES256 or EdDSA; a key bound by an RS256 proof is refused before its jti is spent.
-            if client.fapi2 && request.proof?.algorithm == .rs256 {
-                throw OAuthError("invalid_dpop_proof", status: 400, "A FAPI 2.0 client's DPoP proofs are ES256 or EdDSA (FAPI 2.0 §5.4).")
-            }
+            // A proof in an algorithm the client may not use is refused before its jti is spent.
+            if let proof = request.proof, !client.allows(proof.algorithm) { throw OAuthError.proofAlgorithmRefused }
             if grant.readsOnly {
                 if request.proof != nil { guard try store.writeOne({ try service.useProof(request) }) else { throw OAuthError.proofReplayed } }
                 response = try store.read { try grant.exchange(request, client: client, service: service) }
