@@ -41,7 +41,11 @@ public final class SQLiteStore: Store {
     public private(set) var writesBegun = 0
     /// `data_version` and `config_generation.n` in one statement (which, as
     /// the first of a transaction, also starts its snapshot).
-    static let countersSQL = "SELECT (SELECT data_version FROM pragma_data_version()), n FROM config_generation WHERE id = 1"
+    /// The two counters, each a cached statement. One statement reading
+    /// `pragma_data_version()` beside the table did both, but SQLite's pragma
+    /// table functions prepare their `PRAGMA` anew each time they are read:
+    /// the parser ran on every write and every read that began a snapshot.
+    static let configGenerationSQL = "SELECT n FROM config_generation WHERE id = 1"
 
     /// Opens (creating if needed) the database and applies pending migrations.
     /// `autoCheckpointPages`: SQLite's default (1000) checkpoints inside the
@@ -230,15 +234,19 @@ public final class SQLiteStore: Store {
     private func beginRead() throws {
         deferredBegin = false
         try control("BEGIN")
-        // One statement starts the snapshot and reads both counters.
         let now = try counters()
         if now.version != memo.version { memo.revalidate(version: now.version, configGeneration: now.configGeneration) }
     }
 
-    /// `data_version` and `config_generation.n` (-1 when unreadable: the memo is then unusable).
+    /// `data_version` and `config_generation.n` (-1 when unreadable: the memo
+    /// is then unusable). Inside the transaction, so both are the snapshot's:
+    /// the first statement begins it, and `data_version` does not move within it.
     private func counters() throws -> (version: Int64, configGeneration: Int64) {
-        let row = try rows(SQLiteStore.countersSQL).first
-        return (row?.int(0) ?? -1, row?.int(1) ?? -1)
+        statementsRun += 2
+        return try wrap {
+            let generation = try db.integer(SQLiteStore.configGenerationSQL) ?? -1
+            return (try db.integer("PRAGMA data_version") ?? -1, generation)
+        }
     }
 }
 
