@@ -13,6 +13,10 @@ public enum StoreError: Error, Equatable, CustomStringConvertible {
     /// neither store writes one (a read with one matches no row, on both).
     /// The caller sent it: answered 400.
     case invalidText
+    /// The database's schema is newer than the migrations this binary holds:
+    /// a newer latchkey migrated it. This one neither serves nor changes it
+    /// (its code would write rows without what the newer schema relies on).
+    case schemaNewer(applied: Int, known: Int)
 
     public var description: String {
         switch self {
@@ -20,6 +24,8 @@ public enum StoreError: Error, Equatable, CustomStringConvertible {
         case .invalidText: return "a text value holds a NUL character"
         case let .conflict(what): return "a write conflicts with existing data (\(what))"
         case let .unavailable(cause): return "the database cannot be reached: \(cause)"
+        case let .schemaNewer(applied, known):
+            return "the database's schema is version \(applied), newer than this latchkey's \(known): run the latchkey that migrated it, or a newer one"
         }
     }
 
@@ -27,7 +33,7 @@ public enum StoreError: Error, Equatable, CustomStringConvertible {
     public var isTransient: Bool {
         switch self {
         case .busy, .unavailable: return true
-        case .conflict, .invalidText: return false
+        case .conflict, .invalidText, .schemaNewer: return false
         }
     }
 }

@@ -87,7 +87,8 @@ public final class PostgresStore: Store {
     public static var migrations: [String] { PostgresSchema.migrations }
 
     /// Applies pending migrations, each in a transaction holding the lock
-    /// row, so that several nodes may run `latchkey migrate` at once.
+    /// row, so that several nodes may run `latchkey migrate` at once. A
+    /// schema newer than these migrations is refused (`StoreError.schemaNewer`).
     /// A migration that rewrites rows (or any) changes the generation row
     /// too: every node's memo reads afresh, as after any write of its own.
     @discardableResult
@@ -102,6 +103,8 @@ public final class PostgresStore: Store {
                 if attempt == 4 { throw e }
             }
         }
+        let found = Int(try db.execute("SELECT version FROM schema_version WHERE id = 1").rows.first?.int(0) ?? 0)
+        guard found <= migrations.count else { throw StoreError.schemaNewer(applied: found, known: migrations.count) }
         var applied = 0
         for (index, sql) in migrations.enumerated() {
             try db.run("BEGIN")

@@ -66,13 +66,15 @@ public final class SQLiteStore: Store {
     }
 
     /// Applies the migrations after `user_version`, each in its own transaction.
-    /// Returns how many were applied.
+    /// Returns how many were applied. A schema newer than this binary's
+    /// migrations is refused (`StoreError.schemaNewer`), untouched.
     @discardableResult
     static func migrate(_ db: Connection) throws -> Int {
         let mode = try db.query("PRAGMA journal_mode = WAL").first?.string(0) ?? ""
         _ = mode
         var applied = 0
         let current = try db.userVersion
+        guard current <= Schema.migrations.count else { throw StoreError.schemaNewer(applied: current, known: Schema.migrations.count) }
         for (index, sql) in Schema.migrations.enumerated() where index + 1 > current {
             try db.execute("BEGIN IMMEDIATE")
             do {

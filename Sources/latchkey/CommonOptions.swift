@@ -67,7 +67,7 @@ struct Common: ParsableArguments {
         return try openStore(creating: creating)
     }
 
-    func openStore(creating: Bool = false) throws -> SQLiteStore {
+    func openStore(creating: Bool = false, migrate: Bool = true) throws -> SQLiteStore {
         let path = try databasePath()
         guard creating || FileManager.default.fileExists(atPath: path) else {
             throw CLIError("no database at \(path): \(ProvisioningError.notInitialized.description)")
@@ -76,7 +76,7 @@ struct Common: ParsableArguments {
         if !dir.isEmpty && !FileManager.default.fileExists(atPath: dir) {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         }
-        return try SQLiteStore(path: path)
+        return try SQLiteStore(path: path, migrate: migrate)
     }
 
     func environment(issuer: String) throws -> OAuth.Environment {

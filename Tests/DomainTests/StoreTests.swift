@@ -35,6 +35,30 @@ import Testing
         #expect(digest(PostgresStore.migrations.prefix(17)) == "ElCgE247uThqBzNv2N0lKotpXihTDAMDoBtktb4D0DE", "PostgreSQL migrations 1-17 changed")
     }
 
+    /// A database a newer latchkey migrated is refused by this one, on either store, and left as it was: migrating
+    /// (`latchkey migrate`, and every command and node that opens the store) says so instead of reporting success
+    /// (upgrade review, session 30: an older binary answered with the newer schema's version and exit 0).
+    @Test func aSchemaNewerThanTheseMigrationsIsRefusedAndLeftAlone() throws {
+        let h = try StoreFixture()
+        let known = h.store is SQLiteStore ? SQLiteStore.schemaVersion : PostgresStore.schemaVersion
+        try h.store.write {
+            if let s = h.store as? SQLiteStore {
+                _ = try s.update("PRAGMA user_version = \(known + 3)", [])
+            } else if let p = h.store as? PostgresStore {
+                _ = try p.update("UPDATE schema_version SET version = ? WHERE id = 1", [.int(Int64(known + 3))])
+            }
+        }
+        let refusal = StoreError.schemaNewer(applied: known + 3, known: known)
+        #expect(throws: refusal) { _ = try (h.store as? SQLiteStore)?.migrate() ?? (h.store as? PostgresStore)?.migrate() }
+        switch TestStore.kind {
+        case .sqlite: #expect(throws: refusal) { _ = try SQLiteStore(path: h.directory + "/test.db") }
+        case .postgres: #expect(throws: refusal) { _ = try PostgresStore(url: h.postgres!.url) }
+        }
+        #expect(!refusal.isTransient && refusal.description.contains("version \(known + 3), newer than this latchkey's \(known)"))
+        let applied = try (h.store as? SQLiteStore)?.schemaVersionApplied() ?? (h.store as? PostgresStore)?.schemaVersionApplied()
+        #expect(applied == known + 3)
+    }
+
     /// SQLite migration 14, PostgreSQL 10: clients the audit log says were registered anonymously (before the
     /// registration marked them) are marked, with what else their attributes hold kept; no other client is.
     @Test func theMigrationMarksClientsRegisteredAnonymouslyBeforeTheMark() throws {

@@ -451,6 +451,43 @@ def test_cli_contract(tmp_path):
     assert init["client_secret"].encode() not in db.read_bytes() + backup.read_bytes()
 
 
+def test_a_schema_a_newer_latchkey_migrated_is_refused_and_a_backup_never_migrates(tmp_path):
+    """A latchkey older than the database's schema refuses it on every command that opens the store, `migrate` and
+    `serve` included: exit 1, both versions named, the file left as it was (upgrade review, session 30: `migrate`
+    answered with the newer version and exit 0). `backup` copies the file as it is, whatever its schema, and never
+    migrates it: one taken before an upgrade is of the schema before it."""
+    import sqlite3
+
+    def version(path, set_to=None):
+        con = sqlite3.connect(path)
+        try:
+            if set_to is not None:
+                con.execute(f"PRAGMA user_version = {set_to}")
+                con.commit()
+            return con.execute("PRAGMA user_version").fetchone()[0]
+        finally:
+            con.close()
+
+    db = tmp_path / "c.db"
+    run_cli(db, "init", "--issuer", "https://auth.example.com", "--org", "Acme")
+    known = json.loads(run_cli(db, "migrate").stdout)["schema_version"]
+    version(db, set_to=known - 1)
+    before = tmp_path / "before.db"
+    run_cli(db, "backup", str(before))
+    assert version(db) == known - 1 and version(before) == known - 1
+    version(db, set_to=known + 2)
+    for args in (["migrate"], ["org", "create", "Second"], ["keys", "list"],
+                 ["serve", "--listen", f"unix:{tmp_path}/s.sock", "--issuer", "https://auth.example.com"]):
+        refused = run_cli(db, *args, check=False)
+        assert refused.returncode == 1, (args, refused.stdout, refused.stderr)
+        assert f"schema is version {known + 2}, newer than this latchkey's {known}" in refused.stderr, (args, refused.stderr)
+    assert version(db) == known + 2
+    assert not (tmp_path / "s.sock").exists()
+    after = tmp_path / "after.db"
+    run_cli(db, "backup", str(after))
+    assert version(after) == known + 2
+
+
 def test_kek_encrypts_private_keys_at_rest(tmp_path):
     kek = tmp_path / "kek"
     kek.write_bytes(os.urandom(32))

@@ -269,6 +269,33 @@ def test_backup_from_postgresql_and_restore_into_an_empty_one(pg_stack, tmp_path
     assert header["kid"] in {k["kid"] for k in keys}
 
 
+def test_a_backup_from_postgresql_of_another_schema_is_refused_before_any_file_is_made(pg_stack, tmp_path):
+    """The PostgreSQL backup is copied table by table in this latchkey's schema: from a newer schema it would leave
+    out what this binary does not know, silently, and from an older one it read columns that are not there (a raw SQL
+    error). Either is refused, naming both versions, and no backup file is left (upgrade review, session 30)."""
+    import os
+    from conftest import BIN
+    _, cluster = pg_stack
+    url = cluster.database("lk_versions_" + os.urandom(4).hex())
+    env = dict(os.environ, LATCHKEY_DATABASE_URL=url)
+
+    def cli(*args):
+        return subprocess.run([BIN, *args], env=env, capture_output=True, text=True, timeout=60)
+
+    assert cli("init", "--issuer", "https://auth.example.com", "--org", "Acme").returncode == 0
+    known = json.loads(cli("migrate").stdout)["schema_version"]
+    for version, says in ((known + 2, f"schema is version {known + 2}, newer than this latchkey's {known}"),
+                          (known - 1, f"schema is version {known - 1}, older than this latchkey's {known}")):
+        subprocess.run(["psql", url, "-q", "-c", f"UPDATE schema_version SET version = {version}"], check=True, capture_output=True)
+        path = tmp_path / f"backup-{version}.db"
+        refused = cli("backup", str(path))
+        assert refused.returncode == 1 and says in refused.stderr, refused.stderr
+        assert not path.exists()
+    subprocess.run(["psql", url, "-q", "-c", f"UPDATE schema_version SET version = {known + 2}"], check=True, capture_output=True)
+    refused = cli("migrate")
+    assert refused.returncode == 1 and f"newer than this latchkey's {known}" in refused.stderr, refused.stderr
+
+
 def test_each_node_serves_prometheus_metrics_to_the_private_network(stack):
     """`/metrics` through nginx from loopback (allowed: the private network); route patterns as labels. Metrics are
     per node: nginx alternates, so every node gets some of the /healthz requests."""

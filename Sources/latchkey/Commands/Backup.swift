@@ -22,10 +22,20 @@ struct Backup: ParsableCommand {
         if let url = common.databaseURL {
             // A whole table per statement: minutes, not the serving deadline of 3 s.
             let source = try PostgresStore(url: url, migrate: false, timeoutMillis: 600_000)
+            // The copy is made table by table in this binary's schema: a newer one would lose what this binary does
+            // not know, silently; an older one lacks columns it reads. Checked before the file is made.
+            let applied = try source.schemaVersionApplied()
+            if applied > PostgresStore.schemaVersion { throw StoreError.schemaNewer(applied: applied, known: PostgresStore.schemaVersion) }
+            guard applied == PostgresStore.schemaVersion else {
+                throw CLIError("the database's schema is version \(applied), older than this latchkey's \(PostgresStore.schemaVersion): "
+                               + "back it up with the latchkey that serves it, or run `latchkey migrate` first")
+            }
             let counts = try StateTransfer.copy(from: source, to: try SQLiteStore(path: path))
             printJSON(["backup": .string(path), "rows": .object(counts.sorted { $0.key < $1.key }.map { ($0.key, JSON($0.value)) })])
         } else {
-            let store = try common.openStore()
+            // VACUUM INTO copies the file as it is, whatever its schema: a backup never migrates (one taken before an
+            // upgrade is of the schema before it; restore brings its copy up to date).
+            let store = try common.openStore(migrate: false)
             try store.backup(to: path)
             printJSON(["backup": .string(path)])
         }
