@@ -119,9 +119,13 @@ struct PostgresPurgePlanTests {
             for (i, sql) in ExpiredRows.all.enumerated() {
                 let name = "purge_\(i)_\(Int.random(in: 0..<1_000_000))"
                 var numbered = sql
-                for n in 1...2 { numbered = numbered.replacing("?", with: "$\(n)", maxReplacements: 1) }
-                _ = try db.run("PREPARE \(name)(bigint, bigint) AS " + numbered)
-                plans[sql] = try db.run("EXPLAIN EXECUTE \(name)(0, \(Int64.min))").rows.map { $0.string(0) }.joined(separator: "\n")
+                let arguments = sql.filter { $0 == "?" }.count
+                for n in 1...arguments { numbered = numbered.replacing("?", with: "$\(n)", maxReplacements: 1) }
+                let types = Array(repeating: "bigint", count: arguments).joined(separator: ", ")
+                // The values every purge binds (ExpiredRows.arguments), with nothing expired before 0.
+                let values = (0..<arguments).map { $0 % 2 == 0 ? "0" : "\(Int64.min)" }.joined(separator: ", ")
+                _ = try db.run("PREPARE \(name)(\(types)) AS " + numbered)
+                plans[sql] = try db.run("EXPLAIN EXECUTE \(name)(\(values))").rows.map { $0.string(0) }.joined(separator: "\n")
             }
             return plans
         }

@@ -3,6 +3,7 @@ import Foundation
 import OAuth
 import SQLite
 import SQLiteStore
+import SharedSQL
 import PostgresStore
 import Cryptography
 import TestSupport
@@ -35,6 +36,27 @@ import Testing
         #expect(digest(PostgresStore.migrations.prefix(17)) == "ElCgE247uThqBzNv2N0lKotpXihTDAMDoBtktb4D0DE", "PostgreSQL migrations 1-17 changed")
         #expect(digest(SQLiteStore.migrations.prefix(21)) == "KbtItANh3D-9sCmQN9h_pR1BZQOMAj3LMtQXT5acSnU", "SQLite migrations 1-21 changed")
         #expect(digest(PostgresStore.migrations.prefix(18)) == "iqS6eZLtVGMAIDsP8_SgWBQ5hrZbTHSPop0pkaM32QU", "PostgreSQL migrations 1-18 changed")
+    }
+
+    /// A purge takes at most `ExpiredRows.batch` expired rows, the oldest first: rows that piled up while nothing
+    /// was inserted go a batch at each insert, not all in one request that holds the writer for seconds meanwhile.
+    @Test func aPurgeTakesABatchOfTheOldestExpiredRowsAtEachInsert() throws {
+        let h = try StoreFixture()
+        let day: Int64 = 86_400_000
+        let expired = ExpiredRows.batch + 88
+        // Revocations kept until two days past their token's expiry: these go with any revocation made three days on.
+        try h.store.write {
+            for i in 0..<expired { try h.store.revokeAccessToken(jti: "old-\(i)", expiresAt: 1_000_000 + Int64(i)) }
+        }
+        func left() throws -> [String] {
+            try h.rows("revoked_tokens").compactMap { if case let .text(jti)? = $0["jti"] { jti } else { nil } }.filter { $0.hasPrefix("old-") }
+        }
+        #expect(try left().count == expired)
+        try h.store.write { try h.store.revokeAccessToken(jti: "new-1", expiresAt: 1_000_000 + 3 * day) }
+        #expect(try Set(left()) == Set((ExpiredRows.batch..<expired).map { "old-\($0)" }), "the oldest batch went first")
+        try h.store.write { try h.store.revokeAccessToken(jti: "new-2", expiresAt: 1_000_000 + 3 * day) }
+        #expect(try left().isEmpty)
+        #expect(try h.store.read { try h.store.isAccessTokenRevoked(jti: "new-1") && h.store.isAccessTokenRevoked(jti: "new-2") })
     }
 
     /// Every table the migrations leave is either state that a backup and a restore carry (`StateTables.all`) or
