@@ -150,6 +150,9 @@ public struct Provisioning {
     /// client_credentials grant and every management scope back, is enabled
     /// and confidential again, and gets a new secret; every older secret ends
     /// now (no grace: the operator resets because a secret is lost or leaked).
+    /// The secret works as printed, with HTTP Basic and no DPoP proof: what
+    /// a primary may set on itself that would stop that (the secret in the
+    /// form only, bound tokens) is undone too (review, session 31).
     public func resetPrimary(organizationID: String) throws -> ProvisionedOrganization {
         let hasher = try Provisioning.secretHasher(store: store, env: env)
         return try store.write {
@@ -159,13 +162,12 @@ public struct Provisioning {
             if !client.grantTypes.contains(.clientCredentials) { client.grantTypes.append(.clientCredentials) }
             for scope in Scopes.primary where !client.scope.contains(scope) { client.scope.append(scope) }
             client.enabled = true
-            // Back to a secret, whatever it used: a leaked private_key_jwt key is locked out like a leaked secret.
-            if !client.authMethod.usesSecret {
-                client.authMethod = .clientSecretBasic
-                client.jwks = nil
-            }
-            // A primary on a secret is no FAPI 2.0 client.
+            // Back to a secret in HTTP Basic, whatever it used: a leaked private_key_jwt key is locked out like a leaked secret.
+            if !client.authMethod.usesSecret { client.jwks = nil }
+            client.authMethod = .clientSecretBasic
+            // A primary on a secret is no FAPI 2.0 client, and its tokens need no proof of a key.
             client.fapi2 = false
+            client.dpopBoundAccessTokens = false
             // The reset ends every token issued so far (a leaked secret's tokens included).
             client.tokenGeneration += 1
             client.version += 1

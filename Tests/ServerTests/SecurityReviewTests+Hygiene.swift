@@ -22,6 +22,9 @@ extension SecurityReviewTests {
         #expect(fewerScopes.status == 409)
         #expect(h.json("PUT", "/external/v1/oauth/client", token: token, body: ["clientId": .string(id), "application": "p", "accessScopes": ["clients:read"]]).status == 409)
         #expect(h.json("PATCH", "/api/v1/clients/\(id)", token: token, body: ["scope": .string(Scopes.join(Scopes.primary + ["openid"]))]).status == 200)
+        // What the primary may set on itself that stops its secret working as printed (Basic, no proof): undone too.
+        #expect(h.json("PATCH", "/api/v1/clients/\(id)", token: token,
+                       body: ["dpop_bound_access_tokens": true, "token_endpoint_auth_method": "client_secret_post"]).status == 200)
         // An older version could lose them: the operator's way back in.
         try h.store.write {
             var p = try #require(try h.store.client(id))

@@ -578,6 +578,9 @@ def test_a_primary_cannot_lock_itself_out_and_the_operator_resets_it(stack):
     assert r.status_code == 409, r.text
     assert r.json()["code"] == "primary_lockout"
     assert requests.patch(stack.url(f"/api/v1/clients/{org['client_id']}"), headers=h, json={"scope": "clients:read"}).status_code == 409
+    # What the primary may set on itself that stops a secret working as printed (Basic, no DPoP proof): the reset undoes it.
+    assert requests.patch(stack.url(f"/api/v1/clients/{org['client_id']}"), headers=h,
+                          json={"dpop_bound_access_tokens": True, "token_endpoint_auth_method": "client_secret_post"}).status_code == 200
     reset = json.loads(run_cli(stack, "org", "reset-primary", org["organization_id"]).stdout)
     assert set(reset) == {"organization_id", "client_id", "client_secret"} and reset["client_id"] == org["client_id"]
     assert requests.post(stack.url("/oauth2/token"), data={"grant_type": "client_credentials"}, auth=basic).status_code == 401
