@@ -600,7 +600,13 @@ private func serve(connection fd: Int32, slot request: UnsafeMutablePointer<FCGX
             // NAME=value, split on the first '=' by bytes (no Character walking).
             let bytes = UnsafeRawBufferPointer(start: entry, count: strlen(entry))
             if let eq = bytes.firstIndex(of: UInt8(ascii: "=")), parameters?.contains(UnsafeRawBufferPointer(rebasing: bytes[..<eq])) ?? true {
-                params[String(decoding: bytes[..<eq], as: UTF8.self)] = String(decoding: bytes[(eq + 1)...], as: UTF8.self)
+                let name = String(decoding: bytes[..<eq], as: UTF8.self), value = String(decoding: bytes[(eq + 1)...], as: UTF8.self)
+                // A header sent twice comes as two parameters from nginx before 1.23 (and joined from 1.23 on): joined
+                // here too (RFC 9110 §5.3), so the last one does not silently stand for both; two DPoP proofs or two
+                // Authorization headers are then one value no check accepts (review, session 31).
+                if let earlier = params.updateValue(value, forKey: name), name.utf8.starts(with: "HTTP_".utf8) {
+                    params[name] = earlier + (name == "HTTP_COOKIE" ? "; " : ", ") + value
+                }
             }
             cursor += 1
         }

@@ -7,9 +7,13 @@ import OAuth
 enum DPoPEndpoint {
     /// The key thumbprint of the request's verified `DPoP` proof, nil when
     /// there is none; a bad proof is `invalid_dpop_proof` (§7.1: 400 at the
-    /// token endpoint, 401 with a DPoP challenge at a resource).
-    static func proofKey(_ request: Request, _ ctx: RequestContext, accessToken: String?) throws -> String? {
+    /// token endpoint, 401 with a DPoP challenge at a resource). With
+    /// `boundTo`, a proof of any other key is refused before its jti is
+    /// recorded: a stolen bound token sent with proofs of the thief's own
+    /// keys wrote a row each (review, session 31).
+    static func proofKey(_ request: Request, _ ctx: RequestContext, accessToken: String?, boundTo expected: String? = nil) throws -> String? {
         guard let proof = try verifiedProof(request, ctx, accessToken: accessToken) else { return nil }
+        if let expected, proof.jkt != expected { throw refusal("A DPoP proof of the token's key is required.", resource: true) }
         // The jti is written in a transaction of its own: callers check proofs outside any read.
         guard try ctx.store.writeOne({ try ctx.store.useProof(proof) }) else {
             throw refusal("The DPoP proof is invalid: proof replayed.", resource: accessToken != nil)
@@ -86,7 +90,7 @@ enum DPoPEndpoint {
         guard dpopScheme else {
             throw refusal("This token is bound to a DPoP key: use the DPoP scheme with a proof.", resource: true, code: "invalid_token")
         }
-        guard try proofKey(request, ctx, accessToken: token) == bound else {
+        guard try proofKey(request, ctx, accessToken: token, boundTo: bound) == bound else {
             throw refusal("A DPoP proof of the token's key is required.", resource: true)
         }
     }

@@ -283,7 +283,9 @@ enum UserEndpoints {
 
     static func userinfo(_ request: Request, _ ctx: RequestContext) throws -> Response {
         var token = EndpointKit.bearerToken(request)
-        if token == nil, request.method == .post, request.mediaType == "application/x-www-form-urlencoded",
+        // The body's token only when no Authorization header came (RFC 6750 §2: one method a request): a header
+        // naming a scheme without a token (`DPoP` alone) is no token, not a way to send it in the body instead.
+        if token == nil, !request.headers.contains(.authorization), request.method == .post, request.mediaType == "application/x-www-form-urlencoded",
            let items = FormEncoding.parse(request.body) {
             token = items.first(where: { $0.0 == "access_token" })?.1
         }

@@ -282,6 +282,63 @@ import Testing
         #expect(proved.status == 200 && proved.json?["token_type"] == "DPoP")
     }
 
+    /// Review, session 31. A stolen bound token sent with proofs of the thief's own keys is refused before any
+    /// proof's jti is recorded (one row a request before); the integration surface's 401 keeps the DPoP challenge
+    /// and the nonce (§7.1, §9) under its own body; userinfo takes no token from the body when an Authorization
+    /// header came, even one naming the DPoP scheme alone (RFC 6750 §2).
+    @Test func aProofOfAnotherKeyIsRefusedUnrecordedAndEverySurfaceSaysDPoP() throws {
+        let h = try Harness(dpopNonces: true)
+        let key = try SigningKey.generate(.es256)
+        let tokenPath = "/oauth2/token"
+        func nonceProof(_ key: SigningKey, _ method: String, _ path: String, nonce: String?, token: String? = nil) throws -> String {
+            var claims: [String: JSON?] = ["htm": .string(method), "htu": .string(Harness.issuer + path), "iat": .int(h.clock.now / 1000)]
+            if let nonce { claims["nonce"] = .string(nonce) }
+            if let token { claims["ath"] = .string(Base64.urlEncode(Digest.sha256(token))) }
+            return try DPoPTestProof.make(key, claims: claims)
+        }
+        let nonce = try #require(h.form(tokenPath, [("grant_type", "client_credentials")], basic: (h.primary.clientID, h.primary.clientSecret),
+                                        headers: [("DPoP", try nonceProof(key, "POST", tokenPath, nonce: nil))]).headers[.dpopNonce])
+        let issued = h.form(tokenPath, [("grant_type", "client_credentials"), ("scope", "clients:read manageExternalClients")],
+                            basic: (h.primary.clientID, h.primary.clientSecret), headers: [("DPoP", try nonceProof(key, "POST", tokenPath, nonce: nonce))])
+        let token = try #require(issued.json?["access_token"]?.stringValue, "\(issued.bodyText)")
+        let recorded = try h.fixture.rows("dpop_proofs").count
+        for path in ["/api/v1/clients/\(h.primary.clientID)", "/external/v1/oauth/client/current"] {
+            let thief = h.call("GET", path, headers: [("Authorization", "DPoP \(token)"),
+                                                      ("DPoP", try nonceProof(try SigningKey.generate(.es256), "GET", path, nonce: nonce, token: token))])
+            #expect(thief.status == 401 && thief.headers[.wwwAuthenticate]?.hasPrefix("DPoP error=\"invalid_dpop_proof\"") == true,
+                    "\(path): \(thief.headers) \(thief.bodyText)")
+        }
+        #expect(try h.fixture.rows("dpop_proofs").count == recorded, "no proof of another key is recorded")
+        // The integration surface: its body, and RFC 9449's challenge and nonce.
+        let integration = "/external/v1/oauth/client/current"
+        let asBearer = h.call("GET", integration, headers: [("Authorization", "Bearer \(token)")])
+        #expect(asBearer.status == 401 && asBearer.json?["code"] == "AU0001")
+        #expect(asBearer.headers[.wwwAuthenticate]?.hasPrefix("DPoP error=\"invalid_token\"") == true, "\(asBearer.headers)")
+        let noNonce = h.call("GET", integration, headers: [("Authorization", "DPoP \(token)"), ("DPoP", try nonceProof(key, "GET", integration, nonce: nil, token: token))])
+        #expect(noNonce.status == 401 && noNonce.headers[.wwwAuthenticate]?.contains("use_dpop_nonce") == true && noNonce.headers[.dpopNonce] != nil,
+                "\(noNonce.headers)")
+        let read = h.call("GET", integration, headers: [("Authorization", "DPoP \(token)"), ("DPoP", try nonceProof(key, "GET", integration, nonce: nonce, token: token))])
+        #expect(read.status == 200, "\(read.bodyText)")
+        let unbound = try h.token(scope: "manageExternalClients")
+        let plainRefusal = h.call("GET", integration, headers: [("Authorization", "Bearer x\(unbound)")])
+        #expect(plainRefusal.status == 401 && plainRefusal.headers[.wwwAuthenticate] == "Bearer realm=\"latchkey\"")
+    }
+
+    /// RFC 6750 §2: userinfo takes its token from one place; with an Authorization header (the DPoP scheme alone,
+    /// no token), a token in the body is not taken instead (review, session 31: it was, with its proof).
+    @Test func userinfoTakesNoTokenFromTheBodyWhenAnAuthorizationHeaderCame() throws {
+        let h = try Harness()
+        let (_, key, _, access) = try boundTokens(h)
+        let path = "/oauth2/userinfo"
+        func post(_ authorization: String?) throws -> Response {
+            var headers = [("Content-Type", "application/x-www-form-urlencoded"), ("DPoP", try proof(h, key, "POST", path, token: access))]
+            if let authorization { headers.append(("Authorization", authorization)) }
+            return h.call("POST", path, headers: headers, body: Array(FormEncoding.serialize([("access_token", access)]).utf8))
+        }
+        #expect(try post("DPoP").status == 401)
+        #expect(try post("DPoP \(access)").status == 200)
+    }
+
     /// A public client's code redeemed with a proof of a new key: the client, the key and the bound tokens.
     func boundTokens(_ h: Harness) throws -> (client: String, key: SigningKey, refresh: String, access: String) {
         _ = try h.user()

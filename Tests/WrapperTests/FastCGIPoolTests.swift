@@ -189,6 +189,21 @@ import Glibc
         #expect(try Client(path: path + "2", params: ["NAME": "a", "HTTP_HOST": "g"]).response().hasSuffix("\r\n\r\nFCGI_ROLE=RESPONDER,HTTP_HOST=g,NAME=a"))
     }
 
+    /// A request header sent twice (two parameters from nginx before 1.23) is one value, joined as RFC 9110 §5.3
+    /// says (cookies with "; "), not the last one standing for both (review, session 31: of two DPoP proofs, the
+    /// second was checked and the first ignored). Other parameters keep the last, as before.
+    @Test func aHeaderSentTwiceIsOneJoinedValue() throws {
+        let path = Self.socketPath()
+        let server = FastCGIServer(address: .unix(path: path), workers: 1, maxBodyBytes: 1024,
+                                   parameters: ["HTTP_DPOP", "HTTP_COOKIE", "HTTP_HOST", "NAME"]) { _ in ParameterNamesHandler() }
+        let pool = try server.start()
+        defer { pool.stop() }
+        let pairs = [("HTTP_DPOP", "first"), ("HTTP_DPOP", "second"), ("HTTP_COOKIE", "a=1"), ("HTTP_COOKIE", "b=2"), ("HTTP_HOST", "h"),
+                     ("NAME", "x"), ("NAME", "y")]
+        let answer = try Client(path: path, pairs: pairs).response()
+        #expect(answer.hasSuffix("\r\n\r\nHTTP_COOKIE=a=1; b=2,HTTP_DPOP=first, second,HTTP_HOST=h,NAME=y"), "\(answer)")
+    }
+
     /// `--listen unix:PATH` removes only a socket no server accepts on (operator review, session 30: it deleted
     /// whatever was at PATH, a database included, and a second node on a running node's path took it over).
     @Test func aUnixListenerReplacesOnlyAStaleSocket() throws {

@@ -67,6 +67,38 @@ def test_rfc9449_section_5_and_7_a_bound_client_credentials_token(stack):
     assert "ES256" in discovery["dpop_signing_alg_values_supported"]
 
 
+def test_rfc9449_section_4_3_two_dpop_headers_are_refused_whichever_comes_last(stack):
+    """§4.3 check 1: one DPoP header. nginx 1.22 hands a header sent twice to FastCGI as two parameters; the worker
+    joins them (RFC 9110 §5.3) instead of keeping the last, so a valid proof after another is refused, at the token
+    endpoint (400) and at a resource (401), and the valid proof alone still works (review, session 31)."""
+    import os
+    import urllib3
+    from urllib3._collections import HTTPHeaderDict
+    http = urllib3.PoolManager(ca_certs=os.environ.get("REQUESTS_CA_BUNDLE"))
+    key, other = ECKey.generate_key("P-256"), ECKey.generate_key("P-256")
+    token_url = stack.url("/oauth2/token")
+    basic = "Basic " + base64.b64encode(f"{stack.client_id}:{stack.client_secret}".encode()).decode()
+
+    def twice(method, url, first, second, **fields):
+        headers = HTTPHeaderDict({"Authorization": fields.pop("authorization", basic)})
+        headers.add("DPoP", first)
+        headers.add("DPoP", second)
+        if method == "POST":
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            return http.request(method, url, body=urlencode(fields), headers=headers)
+        return http.request(method, url, headers=headers)
+
+    refused = twice("POST", token_url, proof(other, "POST", token_url), proof(key, "POST", token_url), grant_type="client_credentials")
+    assert refused.status == 400 and refused.json()["error"] == "invalid_dpop_proof", refused.data
+    r = requests.post(token_url, data={"grant_type": "client_credentials", "scope": "clients:read"}, auth=(stack.client_id, stack.client_secret),
+                      headers={"DPoP": proof(key, "POST", token_url)})
+    token = r.json()["access_token"]
+    url = stack.url(f"/api/v1/clients/{stack.client_id}")
+    at_resource = twice("GET", url, proof(other, "GET", url, token), proof(key, "GET", url, token), authorization=f"DPoP {token}")
+    assert at_resource.status == 401 and at_resource.headers["WWW-Authenticate"].startswith("DPoP"), at_resource.data
+    assert requests.get(url, headers={"Authorization": f"DPoP {token}", "DPoP": proof(key, "GET", url, token)}).status_code == 200
+
+
 def test_rfc9449_section_5_a_public_clients_tokens_are_bound_at_userinfo_and_refresh(stack):
     key = ECKey.generate_key("P-256")
     client_id, tokens = bound_public_tokens(stack, key)

@@ -29,10 +29,15 @@ enum IntegrationSurface {
 
     static func render(_ error: Error, request: Request) -> Response? {
         let failure: Failure
+        // A refused DPoP proof or bound token keeps its challenge and nonce (RFC 9449 §7.1, §9) under the source's body;
+        // any other 401 keeps the source's Bearer challenge.
+        var challenge: [(String, String)] = []
         switch error {
         case let f as Failure: failure = f
         case let e as OAuthError where e.code == "insufficient_scope": failure = .scope(IntegrationSurface.scope)
-        case let e as OAuthError where e.status == 401: failure = .unauthorized
+        case let e as OAuthError where e.status == 401:
+            failure = .unauthorized
+            if e.headers.contains(where: { $0.0 == "DPoP-Nonce" || $0.1.hasPrefix("DPoP ") }) { challenge = e.headers }
         case let e as RegistryError:
             switch e {
             case .notFound: failure = Failure(code: "AU0005", status: 404, message: "Client not found.")
@@ -58,7 +63,8 @@ enum IntegrationSurface {
         default: return nil
         }
         var response = Response.json(["code": .string(failure.code), "message": .string(failure.message)], status: failure.status)
-        if failure.status == 401 { response.headers[.wwwAuthenticate] = "Bearer realm=\"latchkey\"" }
+        response.headers.append(contentsOf: HTTPFields(challenge))
+        if failure.status == 401, !response.headers.contains(.wwwAuthenticate) { response.headers[.wwwAuthenticate] = "Bearer realm=\"latchkey\"" }
         return response
     }
 
