@@ -103,7 +103,8 @@ public enum ClientAssertion {
         if client.fapi2 && claims["aud"]?.stringValue == nil { return nil }
         let aud = claims["aud"]?.stringValue.map { [$0] } ?? (claims["aud"]?.arrayValue ?? []).compactMap(\.stringValue)
         guard aud.contains(where: audiences.contains) else { return nil }
-        // Kept past exp by more than the clock skew allowed, so a node whose clock lags cannot take it again.
-        return (jti, (exp + 2 * skewSeconds) * 1000)
+        // Kept past exp by more than the clock skew allowed, so a node whose clock lags cannot take it again; plus this
+        // server's millisecond, so that assertions whose client pins one `exp` do not all share one expiry (ExpiredRows).
+        return (jti, (exp + 2 * skewSeconds) * 1000 + now % 1000)
     }
 }

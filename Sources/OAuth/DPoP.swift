@@ -74,8 +74,10 @@ public enum DPoP {
                 throw Refusal(reason: "the server's DPoP nonce is required", wantsNonce: true)
             }
         }
-        // Kept past the window by its length again, so a node whose clock lags cannot take it a second time.
-        return DPoPProof(jkt: jkt, jti: jti, expiresAt: (iat + 2 * windowSeconds) * 1000, verifiedAt: now, algorithm: algorithm)
+        // Kept past the window by its length again, so a node whose clock lags cannot take it a second time; plus
+        // this server's millisecond, so that proofs whose client pins one `iat` do not all share one expiry, which
+        // a purge takes whole (review, session 31: ExpiredRows).
+        return DPoPProof(jkt: jkt, jti: jti, expiresAt: (iat + 2 * windowSeconds) * 1000 + now % 1000, verifiedAt: now, algorithm: algorithm)
     }
 
     /// With server nonces configured, whether a proof's `nonce` claim is a

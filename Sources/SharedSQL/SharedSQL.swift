@@ -37,8 +37,13 @@ public enum MemoBounds {
 /// they live) go a batch at each insert after it, not all in the request
 /// that comes first, holding the writer meanwhile (1.5 million expired DPoP
 /// proofs took one DELETE 12 s on SQLite). The bound is the expiry of the
-/// `batch`-th oldest expired row (rows of that same expiry go too), so the
-/// DELETE stays the range scan of the expiry index that it was. Each
+/// `batch`-th oldest expired row, so the DELETE stays the range scan of the
+/// expiry index that it was; rows of that same expiry go too. Expiries are
+/// the server's milliseconds, and the single-use records' (whose client
+/// picks the second: a proof's `iat`, an assertion's `exp`) carry the
+/// server's millisecond as well, so a client that pins one second spreads
+/// its records over a thousand expiries, not one (review, session 31: a
+/// pinned `iat` put every proof of two minutes in one purge). Each
 /// insert adds one row and may take away `batch` (the single-use tables',
 /// purged at one insert in sixteen, `batch` / 16): a backlog shrinks while
 /// traffic lasts.

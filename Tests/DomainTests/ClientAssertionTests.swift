@@ -80,6 +80,19 @@ import Testing
 
     /// RFC 7518 does not ask for low-S ECDSA: a client library signs either
     /// way (Latchkey's own tokens are low-S and checked strictly).
+    /// An assertion's record is kept past its `exp`, to the server's millisecond: assertions whose client pins one
+    /// `exp` do not all share one expiry, which one purge would take whole (review, session 31).
+    @Test func anAssertionsRecordExpiresAtTheServersMillisecond() throws {
+        let exp = h.clock.now / 1000 + 60
+        for jti in ["first", "second"] {
+            _ = try authenticate(try assertion(["jti": .string(jti), "exp": .int(exp)]))
+            h.clock.advance(millis: 1)
+        }
+        let expiries = try h.rows("client_assertions").compactMap { row -> Int64? in if case let .int(v)? = row["expires_at"] { v } else { nil } }
+        #expect(expiries.count == 2 && Set(expiries).count == 2, "\(expiries)")
+        #expect(expiries.allSatisfy { $0 >= (exp + 2 * ClientAssertion.skewSeconds) * 1000 && $0 < (exp + 2 * ClientAssertion.skewSeconds + 1) * 1000 })
+    }
+
     @Test func aHighSSignatureFromTheClientVerifies() throws {
         let jwt = try assertion()
         let parts = jwt.split(separator: ".").map(String.init)

@@ -46,6 +46,19 @@ final class SeenProofs {
         #expect(try verify(try Self.proof(key, claims: ["iat": .double(Double(Self.now) / 1000 + 0.25)])) == (try JWK.thumbprint(key)))
     }
 
+    /// A proof's record is kept past the window, to the server's millisecond: proofs whose client pins one `iat`
+    /// (any second within the window) do not all share one expiry, which one purge would take whole (review,
+    /// session 31), and none is kept less than before.
+    @Test func aProofsRecordExpiresAtTheServersMillisecond() throws {
+        let key = try SigningKey.generate(.es256)
+        let iat = Self.now / 1000 - 30
+        let expiries = try [0, 1, 999].map { offset -> Int64 in
+            try DPoP.verify(try Self.proof(key, claims: ["iat": .int(iat)]), method: "POST", url: Self.url, now: Self.now + Int64(offset)).expiresAt
+        }
+        #expect(Set(expiries).count == 3)
+        #expect(expiries.allSatisfy { $0 >= (iat + 2 * DPoP.windowSeconds) * 1000 && $0 < (iat + 2 * DPoP.windowSeconds + 1) * 1000 })
+    }
+
     @Test func everyBrokenProofIsRefused() throws {
         let key = try SigningKey.generate(.es256)
         let other = try SigningKey.generate(.es256)

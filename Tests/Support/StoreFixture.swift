@@ -17,6 +17,7 @@ package final class TestClock: Sendable {
     package init(_ start: Int64 = 1_796_000_000_000) { millis = Mutex(start) }
     package var now: Int64 { millis.withLock { $0 } }
     package func advance(seconds: Int64) { millis.withLock { $0 += seconds * 1000 } }
+    package func advance(millis step: Int64) { millis.withLock { $0 += step } }
 }
 
 /// A seeded random source (SplitMix64): a fixture's ids, secrets and codes
