@@ -39,12 +39,11 @@ public final class SQLiteStore: Store {
     /// Write transactions begun (each takes the writer lock): lets tests see
     /// which requests write.
     public private(set) var writesBegun = 0
-    /// `data_version` and `config_generation.n` in one statement (which, as
-    /// the first of a transaction, also starts its snapshot).
-    /// The two counters, each a cached statement. One statement reading
-    /// `pragma_data_version()` beside the table did both, but SQLite's pragma
-    /// table functions prepare their `PRAGMA` anew each time they are read:
-    /// the parser ran on every write and every read that began a snapshot.
+    /// The memo's second counter (`counters()` reads each with a cached
+    /// statement). One statement reading `pragma_data_version()` beside the
+    /// table did both, but SQLite's pragma table functions prepare their
+    /// `PRAGMA` anew each time they are read: the parser ran on every write
+    /// and every read that began a snapshot.
     static let configGenerationSQL = "SELECT n FROM config_generation WHERE id = 1"
 
     /// Opens (creating if needed) the database and applies pending migrations.
