@@ -5,22 +5,6 @@ import OAuth
 /// DPoP (RFC 9449) at the HTTP surface: the proof a request carries, and
 /// the rule for a bound token at every endpoint that takes access tokens.
 enum DPoPEndpoint {
-    /// The key thumbprint of the request's verified `DPoP` proof, nil when
-    /// there is none; a bad proof is `invalid_dpop_proof` (§7.1: 400 at the
-    /// token endpoint, 401 with a DPoP challenge at a resource). With
-    /// `boundTo`, a proof of any other key is refused before its jti is
-    /// recorded: a stolen bound token sent with proofs of the thief's own
-    /// keys wrote a row each (review, session 31).
-    static func proofKey(_ request: Request, _ ctx: RequestContext, accessToken: String?, boundTo expected: String? = nil) throws -> String? {
-        guard let proof = try verifiedProof(request, ctx, accessToken: accessToken) else { return nil }
-        if let expected, proof.jkt != expected { throw refusal("A DPoP proof of the token's key is required.", resource: true) }
-        // The jti is written in a transaction of its own: callers check proofs outside any read.
-        guard try ctx.store.writeOne({ try ctx.store.useProof(proof) }) else {
-            throw refusal("The DPoP proof is invalid: proof replayed.", resource: accessToken != nil)
-        }
-        return proof.jkt
-    }
-
     /// The request's proof checked in full (§4.3, the nonce included) but
     /// its jti not yet recorded: the caller records it in the transaction
     /// that uses it (the token endpoint's grants). nil without a proof.
@@ -90,8 +74,12 @@ enum DPoPEndpoint {
         guard dpopScheme else {
             throw refusal("This token is bound to a DPoP key: use the DPoP scheme with a proof.", resource: true, code: "invalid_token")
         }
-        guard try proofKey(request, ctx, accessToken: token, boundTo: bound) == bound else {
+        // A proof of any other key is refused before its jti is recorded: a stolen bound token sent with proofs of
+        // the thief's own keys wrote a row each (review, session 31).
+        guard let proof = try verifiedProof(request, ctx, accessToken: token), proof.jkt == bound else {
             throw refusal("A DPoP proof of the token's key is required.", resource: true)
         }
+        // The jti is written in a transaction of its own: callers check proofs outside any read.
+        guard try ctx.store.writeOne({ try ctx.store.useProof(proof) }) else { throw refusal("The DPoP proof is invalid: proof replayed.", resource: true) }
     }
 }
