@@ -127,8 +127,12 @@ public final class PreparedKey {
         return try key.joseSignature(fromOpenSSL: signature)
     }
 
+    /// Signatures this key was asked to verify (tests: what a request costs).
+    private(set) var verifications = 0
+
     /// Verifies a JWS signature over `message`; false for any malformed input.
     public func verify(signature: [UInt8], message: [UInt8]) -> Bool {
+        verifications += 1
         guard key.algorithm != .edDSA else { return key.verify(signature: signature, message: message) }
         guard let ctx = try? context(forSigning: false) else { ERR_clear_error(); return false }
         guard let sig = key.openSSLSignature(fromJOSE: signature) else { return false }

@@ -171,9 +171,24 @@ public struct AccessTokens {
     /// present, enabled and of the token's generation. nil for anything
     /// else, garbage included.
     public func validate(_ token: String) throws -> (claims: AccessTokenClaims, client: Client)? {
-        guard let claims = try verifiedClaims(token) else { return nil }
-        guard let client = try store.client(claims.clientID), client.enabled, client.tokenGeneration == claims.generation else { return nil }
+        guard case let .usable(claims, client) = try standing(token) else { return nil }
         return (claims, client)
+    }
+
+    /// What a presented token is, from one verification: usable (as
+    /// `validate`), genuine and active but of a client deleted since (a
+    /// surface may say so, SPEC 6.2's AU0006), or neither.
+    public enum Standing {
+        case usable(AccessTokenClaims, Client)
+        case ofDeletedClient
+        case unusable
+    }
+
+    public func standing(_ token: String) throws -> Standing {
+        guard let claims = try verifiedClaims(token) else { return .unusable }
+        guard let client = try store.client(claims.clientID) else { return .ofDeletedClient }
+        guard client.enabled, client.tokenGeneration == claims.generation else { return .unusable }
+        return .usable(claims, client)
     }
 
     /// The claims of a genuine, unexpired, unrevoked token, whether or not its

@@ -10,6 +10,9 @@ public struct OAuthError: Error, Equatable, CustomStringConvertible {
     public let detail: String
     public var headers: [(String, String)]
     public let location: String
+    /// An `invalid_token` refusal of a genuine, active token whose client was
+    /// deleted since (the integration surface answers it as its source does).
+    public private(set) var tokenOfDeletedClient = false
 
     public init(_ code: String, status: Int, _ description: String, detail: String = "", headers: [(String, String)] = [],
                 fileID: String = #fileID, line: Int = #line) {
@@ -23,6 +26,12 @@ public struct OAuthError: Error, Equatable, CustomStringConvertible {
 
     public static func == (lhs: OAuthError, rhs: OAuthError) -> Bool { lhs.code == rhs.code && lhs.status == rhs.status }
     public var description: String { "\(code) (\(status)) at \(location)\(detail.isEmpty ? "" : ": \(detail)")" }
+
+    func ofDeletedClient() -> OAuthError {
+        var refusal = self
+        refusal.tokenOfDeletedClient = true
+        return refusal
+    }
 
     /// The body the OAuth endpoints answer with (RFC 6749 §5.2).
     public var json: JSON { ["error": .string(code), "error_description": .string(publicDescription)] }

@@ -93,19 +93,20 @@ public struct TokenService {
         return proof
     }
 
-    /// True when `token` is genuine but its client was deleted.
-    public func tokenOfDeletedClient(_ token: String?) throws -> Bool {
-        guard let token, let claims = try tokens.verifiedClaims(token) else { return false }
-        return try store.client(claims.clientID) == nil
-    }
-
     /// The API caller behind a bearer token (RFC 6750), which must hold `scope` (if given).
     /// With `clientOnly` (every management API, SPEC 3) only a token issued to
     /// the client itself through client_credentials is accepted: a user's
     /// token is `invalid_token`, whatever its scope.
     public func authenticateBearer(_ token: String?, requiredScope: [String], clientOnly: Bool = false) throws -> (claims: AccessTokenClaims, client: Client) {
         guard let token, !token.isEmpty else { throw OAuthError.invalidToken(missing: true) }
-        guard let result = try tokens.validate(token) else { throw OAuthError.invalidToken() }
+        let result: (claims: AccessTokenClaims, client: Client)
+        switch try tokens.standing(token) {
+        case let .usable(claims, client): result = (claims, client)
+        // Said on the refusal itself, so a surface that names it does not verify the token a second time to find
+        // out (anyone may send a forged token, and each costs a signature check).
+        case .ofDeletedClient: throw OAuthError.invalidToken().ofDeletedClient()
+        case .unusable: throw OAuthError.invalidToken()
+        }
         if clientOnly && !result.claims.isClientCredentials {
             throw OAuthError.invalidToken(description: "A token issued to a user cannot call this API; use the client's own token.")
         }

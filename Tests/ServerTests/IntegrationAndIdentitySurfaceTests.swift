@@ -1,5 +1,7 @@
 import Common
+@testable import Cryptography
 import HTTPCore
+import JOSE
 import OAuth
 import TestSupport
 import Testing
@@ -35,6 +37,34 @@ import Testing
         #expect(h.json("GET", "/api/v1/clients/\(id)", token: token).status == 404)
         let gone = h.json("GET", "/external/v1/oauth/client/current", token: fresh)
         #expect(gone.status == 404 && gone.json?["code"] == "AU0006")
+    }
+
+    /// A refused token is verified once: the answer for a deleted client's
+    /// token (AU0006) comes from that one verification, so a forged token,
+    /// which anyone can send, does not cost a second signature check to find
+    /// that it is not one (it did, session 31's note).
+    @Test func aRefusedTokenCostsOneVerification() throws {
+        let h = try Harness()
+        let primary = try h.token()
+        let doomed = try h.createClient(["client_name": "doomed", "scope": "manageExternalClients"], token: primary)
+        let deleted = try h.token(clientID: doomed.id, secret: doomed.secret)
+        #expect(h.json("DELETE", "/api/v1/clients/\(doomed.id)", token: primary).status == 204)
+        // The primary's token with the deleted client's signature: our key's kid, a well-formed signature, not this one's.
+        let forged = primary.split(separator: ".").prefix(2).joined(separator: ".") + "." + deleted.split(separator: ".")[2]
+        let kid = try #require(JWS.parse(primary)?.kid)
+        let key = try #require(try h.worker.context.keys.verificationKey(kid: kid))
+        for (token, status, code): (String, HTTPResponse.Status, String) in [(forged, 401, "AU0001"), (deleted, 404, "AU0006")] {
+            let before = key.verifications
+            let r = h.json("GET", "/external/v1/oauth/client/current", token: token)
+            #expect(r.status == status && r.json?["code"] == .string(code))
+            #expect(key.verifications - before <= 1, "\(code): \(key.verifications - before) verifications")
+        }
+        // Every other surface, a forged token: one verification and a 401.
+        for path in ["/api/v1/clients", "/v3/oauth-clients", "/api/oauth/app"] {
+            let before = key.verifications
+            #expect(h.json("GET", path, token: forged).status == 401, "\(path)")
+            #expect(key.verifications - before == 1, "\(path): \(key.verifications - before) verifications")
+        }
     }
 
     @Test func errorCodesOfTheSource() throws {

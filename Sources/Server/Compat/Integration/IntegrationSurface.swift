@@ -78,9 +78,8 @@ enum IntegrationSurface {
     static func caller(_ request: Request, _ ctx: RequestContext, scopes: [String]) throws -> Caller {
         do {
             return try EndpointKit.caller(request, ctx, scopes: scopes, surface: .integration)
-        } catch let e as OAuthError where e.status == 401 {
-            if try ctx.store.read({ try ctx.tokens.tokenOfDeletedClient(EndpointKit.bearerToken(request)) }) { throw Failure.callerGone }
-            throw e
+        } catch let e as OAuthError where e.tokenOfDeletedClient {
+            throw Failure.callerGone
         }
     }
 
