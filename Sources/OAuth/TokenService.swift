@@ -93,26 +93,30 @@ public struct TokenService {
         return proof
     }
 
-    /// The API caller behind a bearer token (RFC 6750), which must hold `scope` (if given).
+    /// The API caller behind a bearer token (RFC 6750). What it may do
+    /// (`requireScope`) is asked after its binding is checked (a DPoP-bound
+    /// token's proof): who calls comes before what the token allows, so a
+    /// stolen bound token sent without its key learns nothing of its scope.
     /// With `clientOnly` (every management API, SPEC 3) only a token issued to
     /// the client itself through client_credentials is accepted: a user's
     /// token is `invalid_token`, whatever its scope.
-    public func authenticateBearer(_ token: String?, requiredScope: [String], clientOnly: Bool = false) throws -> (claims: AccessTokenClaims, client: Client) {
+    public func authenticateBearer(_ token: String?, clientOnly: Bool = false) throws -> (claims: AccessTokenClaims, client: Client) {
         guard let token, !token.isEmpty else { throw OAuthError.invalidToken(missing: true) }
-        let result: (claims: AccessTokenClaims, client: Client)
         switch try tokens.standing(token) {
-        case let .usable(claims, client): result = (claims, client)
+        case let .usable(claims, client):
+            if clientOnly && !claims.isClientCredentials {
+                throw OAuthError.invalidToken(description: "A token issued to a user cannot call this API; use the client's own token.")
+            }
+            return (claims, client)
         // Said on the refusal itself, so a surface that names it does not verify the token a second time to find
         // out (anyone may send a forged token, and each costs a signature check).
         case .ofDeletedClient: throw OAuthError.invalidToken().ofDeletedClient()
         case .unusable: throw OAuthError.invalidToken()
         }
-        if clientOnly && !result.claims.isClientCredentials {
-            throw OAuthError.invalidToken(description: "A token issued to a user cannot call this API; use the client's own token.")
-        }
-        if !requiredScope.isEmpty && !requiredScope.contains(where: result.claims.scope.contains) {
-            throw OAuthError.insufficientScope(Scopes.join(requiredScope))
-        }
-        return result
+    }
+
+    /// RFC 6750 §3.1: the token must hold one of `scopes` (any when empty).
+    public static func requireScope(_ scopes: [String], of claims: AccessTokenClaims) throws {
+        if !scopes.isEmpty && !scopes.contains(where: claims.scope.contains) { throw OAuthError.insufficientScope(Scopes.join(scopes)) }
     }
 }

@@ -17,18 +17,17 @@ extension TokenService {
         case jwt(String)
     }
 
-    /// The answer and the token's claims (the caller judges how the token was presented: a DPoP-bound one needs its proof).
-    public func userinfo(_ token: String?) throws -> (Userinfo, AccessTokenClaims) {
-        let (claims, client) = try authenticateBearer(token, requiredScope: [])
+    /// The answer for a token `authenticateBearer` accepted (and, if bound to a DPoP key, whose proof the caller checked).
+    public func userinfo(claims: AccessTokenClaims, client: Client) throws -> Userinfo {
         guard claims.grantID != nil else { throw OAuthError.invalidToken(description: "The access token was not issued to a user.") }
         guard let user = try store.user(id: claims.subject) else { throw OAuthError.invalidToken() }
         guard claims.scope.contains("openid") else { throw OAuthError.insufficientScope("openid") }
         let profile = UserProfile.needed(for: claims.scope) ? try store.userProfile(userID: user.id) : nil
         let released: [(String, JSON)] = [("sub", .string(user.id))] + UserProfile.claims(user, profile, scope: claims.scope)
-        guard let alg = client.userinfoAlg else { return (.json(.object(released)), claims) }
+        guard let alg = client.userinfoAlg else { return .json(.object(released)) }
         let (kid, key) = try keys.signingKey(for: client.signingAlgorithm(alg))
         let signed: [(String, JSON)] = released + [("iss", .string(env.issuer)), ("aud", .string(client.clientID))]
-        return (.jwt(try JWS.sign(payload: .object(signed), key: key, kid: kid, typ: "JWT")), claims)
+        return .jwt(try JWS.sign(payload: .object(signed), key: key, kid: kid, typ: "JWT"))
     }
 
     /// Introspection of an opaque refresh token (RFC 7662).

@@ -48,11 +48,17 @@ enum EndpointKit {
     static func callerProvingLater(_ request: Request, _ ctx: RequestContext, scopes: [String],
                                    surface: Surface) throws -> (caller: Caller, proof: () throws -> Void) {
         let token = bearerToken(request)
-        let (claims, client) = try ctx.store.read {
-            try ctx.tokens.authenticateBearer(token, requiredScope: scopes, clientOnly: true)
-        }
+        let (claims, client) = try ctx.store.read { try ctx.tokens.authenticateBearer(token, clientOnly: true) }
         let caller = Caller(client: client, scopes: claims.scope, requestID: request.requestID, surface: surface.rawValue)
-        return (caller, { if let token { try DPoPEndpoint.checkBinding(request, ctx, token: token, claims: claims) } })
+        let proof = { if let token { try DPoPEndpoint.checkBinding(request, ctx, token: token, claims: claims) } }
+        do {
+            try TokenService.requireScope(scopes, of: claims)
+        } catch {
+            // A bound token's binding first: without the key's proof, a 401, whatever the token's scope.
+            try proof()
+            throw error
+        }
+        return (caller, proof)
     }
 
     static func registry(_ ctx: RequestContext) -> ClientRegistry {

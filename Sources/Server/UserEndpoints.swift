@@ -85,8 +85,9 @@ enum UserEndpoints {
     /// client the token was issued to.
     static func userCaller(_ request: Request, _ ctx: RequestContext, scopes: [String]) throws -> (user: User, client: Client, claims: AccessTokenClaims) {
         let token = EndpointKit.bearerToken(request)
-        let (claims, client) = try ctx.store.read { try ctx.tokens.authenticateBearer(token, requiredScope: scopes) }
+        let (claims, client) = try ctx.store.read { try ctx.tokens.authenticateBearer(token) }
         if let token { try DPoPEndpoint.checkBinding(request, ctx, token: token, claims: claims) }
+        try TokenService.requireScope(scopes, of: claims)
         guard claims.grantID != nil, let user = try ctx.store.read({ try ctx.store.user(id: claims.subject) }) else {
             throw APIProblem(status: 403, code: "user_token_required", title: "Forbidden", detail: "This API needs a user's token.")
         }
@@ -289,10 +290,10 @@ enum UserEndpoints {
            let items = FormEncoding.parse(request.body) {
             token = items.first(where: { $0.0 == "access_token" })?.1
         }
-        let (answer, claims) = try ctx.store.read { try ctx.tokens.userinfo(token) }
-        // Outside the read: a proof's jti is written.
+        let (claims, client) = try ctx.store.read { try ctx.tokens.authenticateBearer(token) }
+        // Outside the read: a proof's jti is written. Before anything the token says is judged (whose it is, its scope).
         if let token { try DPoPEndpoint.checkBinding(request, ctx, token: token, claims: claims) }
-        switch answer {
+        switch try ctx.store.read({ try ctx.tokens.userinfo(claims: claims, client: client) }) {
         case let .json(claims): return Response.json(claims).noStore()
         case let .jwt(signed): return Response.text(signed, status: .ok, contentType: "application/jwt").noStore()
         }

@@ -339,13 +339,44 @@ import Testing
         #expect(try post("DPoP \(access)").status == 200)
     }
 
+    /// Who calls before what the token allows: a bound token sent without a
+    /// proof of its key is 401 on every surface, whether or not its scope
+    /// covers the route (it was 403 where it did not, telling whoever holds a
+    /// stolen token what it may do); with the proof, the scope is judged.
+    @Test func rfc9449Section7_1TheBindingIsCheckedBeforeTheScope() throws {
+        let h = try Harness()
+        let key = try SigningKey.generate(.es256)
+        let narrow = try #require(h.form("/oauth2/token", [("grant_type", "client_credentials"), ("scope", "clients:read")],
+                                         basic: (h.primary.clientID, h.primary.clientSecret),
+                                         headers: [("DPoP", try proof(h, key, "POST", "/oauth2/token"))]).json?["access_token"]?.stringValue)
+        let (_, userKey, _, access) = try boundTokens(h, scope: "profile offline_access")
+        let routes: [(String, String, String, SigningKey, [UInt8])] = [
+            ("POST", "/api/v1/clients", narrow, key, Array(#"{"client_name": "x"}"#.utf8)),
+            ("POST", "/external/v1/oauth/client", narrow, key, Array(#"{"password": "long-enough", "application": "x"}"#.utf8)),
+            ("GET", "/v3/oauth-clients", narrow, key, []),
+            ("GET", "/api/oauth/app", narrow, key, []),
+            ("GET", "/api/v1/me/connections", access, userKey, []),
+            ("GET", "/oauth2/userinfo", access, userKey, []),
+        ]
+        for (method, path, token, signer, body) in routes {
+            for scheme in ["DPoP", "Bearer"] {
+                let r = h.call(method, path, headers: [("Authorization", "\(scheme) \(token)"), ("Content-Type", "application/json")], body: body)
+                #expect(r.status == 401, "\(method) \(path) as \(scheme) without a proof: \(r.status)")
+            }
+            let proven = h.call(method, path, headers: [("Authorization", "DPoP \(token)"), ("Content-Type", "application/json"),
+                                                        ("DPoP", try proof(h, signer, method, path, token: token))], body: body)
+            #expect(proven.status == 403, "\(method) \(path) with its proof: \(proven.status) \(proven.bodyText)")
+        }
+        #expect(try h.store.read { try h.store.clients(organizationID: h.primary.organizationID, namePrefix: nil, limit: 100, offset: 0) }.total == 2)
+    }
+
     /// A public client's code redeemed with a proof of a new key: the client, the key and the bound tokens.
-    func boundTokens(_ h: Harness) throws -> (client: String, key: SigningKey, refresh: String, access: String) {
+    func boundTokens(_ h: Harness, scope: String = "openid profile email offline_access") throws -> (client: String, key: SigningKey, refresh: String, access: String) {
         _ = try h.user()
         let (client, _) = try h.app(public: true)
         let key = try SigningKey.generate(.es256)
         let b = Browser(h), pkce = PKCE()
-        let code = try flow.code(h, b, client: client, pkce: pkce)
+        let code = try flow.code(h, b, client: client, pkce: pkce, scope: scope)
         let tokens = h.form("/oauth2/token", [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", Harness.redirect),
                                               ("code_verifier", pkce.verifier), ("client_id", client)],
                             headers: [("DPoP", try proof(h, key, "POST", "/oauth2/token"))])
