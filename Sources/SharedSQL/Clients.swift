@@ -144,7 +144,7 @@ extension SQLStatementRunner {
     static func purgesExpired(at now: Int64) -> Bool { now % 16 == 0 }
 
     public func useAssertion(clientID: String, jti: String, expiresAt: Int64, now: Int64) throws -> Bool {
-        if Self.purgesExpired(at: now) { try blindUpdate(ExpiredRows.clientAssertions, ExpiredRows.arguments(before: now)) }
+        if Self.purgesExpired(at: now) { try blindUpdate(ExpiredRows.clientAssertions, ExpiredRows.arguments(before: now - ExpiredRows.singleUseMarginMillis)) }
         // A record still there past its expiry (not purged yet) counts as gone: taken over, as a new one would be.
         return try update("""
             INSERT INTO client_assertions(client_id, jti, expires_at) VALUES(?, ?, ?)
@@ -169,7 +169,7 @@ extension SQLStatementRunner {
     }
 
     public func useProof(jkt: String, jti: String, expiresAt: Int64, now: Int64) throws -> Bool {
-        if Self.purgesExpired(at: now) { try blindUpdate(ExpiredRows.dpopProofs, ExpiredRows.arguments(before: now)) }
+        if Self.purgesExpired(at: now) { try blindUpdate(ExpiredRows.dpopProofs, ExpiredRows.arguments(before: now - ExpiredRows.singleUseMarginMillis)) }
         return try update("""
             INSERT INTO dpop_proofs(jkt, jti, expires_at) VALUES(?, ?, ?)
             ON CONFLICT(jkt, jti) DO UPDATE SET expires_at = excluded.expires_at WHERE dpop_proofs.expires_at < ?

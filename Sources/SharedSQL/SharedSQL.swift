@@ -50,6 +50,16 @@ public enum MemoBounds {
 public enum ExpiredRows {
     public static let batch = 512
 
+    /// How long past its expiry a single-use record is left for a purge: its
+    /// expiry is by the clock of the node that accepted it, and a purge on a
+    /// node whose clock runs ahead took records that a node whose clock lags
+    /// still accepted the proof or assertion of (review, session 32: two
+    /// nodes 200 s apart took one DPoP proof twice). Taking a record over
+    /// (`expires_at < now`) is judged by the node that would accept it, so that
+    /// stays exact; purges now hold while the nodes' clocks differ by less than
+    /// this and the proof's window (60 s) together.
+    public static let singleUseMarginMillis: Int64 = 5 * 60_000
+
     static func purge(_ table: String) -> String {
         """
         DELETE FROM \(table) WHERE expires_at < ? AND expires_at >= ? AND expires_at <= COALESCE((SELECT expires_at FROM \(table) \

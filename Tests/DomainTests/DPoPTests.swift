@@ -2,6 +2,7 @@ import Common
 import Cryptography
 import JOSE
 import OAuth
+import SharedSQL
 import TestSupport
 import Testing
 
@@ -136,5 +137,33 @@ final class SeenProofs {
         #expect(try h.store.write { try h.store.useProof(jkt: "k", jti: "j", expiresAt: 4_000, now: 3_000) }, "expired, forgotten")
         // Single use is the jti's, not the JWT's: the key's holder re-signing it with another iat (another expiry) is refused too.
         #expect(try !other.write { try other.useProof(jkt: "k", jti: "j", expiresAt: 4_500, now: 3_000) }, "the same jti, another expiry")
+    }
+
+    /// A purge on a node whose clock runs ahead leaves the records a node
+    /// whose clock lags may still be shown (review, session 32: two nodes
+    /// 200 s apart took one proof twice): purges take only records expired
+    /// by more than the margin, proofs and client assertions alike.
+    @Test func aPurgeByANodeAheadLeavesTheRecordsANodeBehindStillNeeds() throws {
+        let h = try StoreFixture()
+        let lagging = try h.anotherStore()
+        let expiry: Int64 = 1_000_000
+        #expect(try h.store.write {
+            try h.store.useProof(jkt: "k", jti: "first", expiresAt: expiry, now: expiry - 120_000)
+                && h.store.useAssertion(clientID: "c", jti: "first", expiresAt: expiry, now: expiry - 120_000)
+        })
+        // The node ahead inserts at a millisecond that purges (one in sixteen), just inside the margin past the expiry.
+        let ahead = expiry + (ExpiredRows.singleUseMarginMillis - 16) / 16 * 16
+        #expect(try h.store.write {
+            try h.store.useProof(jkt: "k", jti: "second", expiresAt: ahead + 120_000, now: ahead)
+                && h.store.useAssertion(clientID: "c", jti: "second", expiresAt: ahead + 120_000, now: ahead)
+        })
+        // The node behind, before the records' expiry by its clock: both are still there, so the replay is refused.
+        #expect(try !lagging.write { try lagging.useProof(jkt: "k", jti: "first", expiresAt: expiry + 5, now: expiry - 1) })
+        #expect(try !lagging.write { try lagging.useAssertion(clientID: "c", jti: "first", expiresAt: expiry + 5, now: expiry - 1) })
+        // Past the margin, a purge takes them.
+        let later = expiry + ExpiredRows.singleUseMarginMillis + 16
+        #expect(try h.store.write { try h.store.useProof(jkt: "k", jti: "third", expiresAt: later + 120_000, now: later) })
+        #expect(try h.store.write { try h.store.useAssertion(clientID: "c", jti: "third", expiresAt: later + 120_000, now: later) })
+        #expect(try h.rows("dpop_proofs").count == 2 && h.rows("client_assertions").count == 2)
     }
 }
