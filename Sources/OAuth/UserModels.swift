@@ -203,9 +203,16 @@ public struct RefreshTokenRecord: Sendable, Equatable {
     public var parentHash: String?
     /// When a FAPI 2.0 client's retry withdrew it unused (`withdrawUnusedSuccessor`): presented again, it is reuse.
     public var withdrawnAt: Int64?
+    /// When the sign-in its grant came from ends (ms): no token of the family
+    /// lives past it (`TokenService.refreshTokenExpiry`). nil for a grant
+    /// with offline_access, and for tokens stored before schema 22 (then
+    /// `authTime` plus a session's lifetime, as they were issued).
+    public var sessionEndsAt: Int64?
 
     public init(tokenHash: String, familyID: String, clientID: String, userID: String, scope: [String], authTime: Int64, createdAt: Int64,
-                expiresAt: Int64, rotatedAt: Int64? = nil, jkt: String? = nil, parentHash: String? = nil, withdrawnAt: Int64? = nil) {
+                expiresAt: Int64, rotatedAt: Int64? = nil, jkt: String? = nil, parentHash: String? = nil, withdrawnAt: Int64? = nil,
+                sessionEndsAt: Int64? = nil) {
+        self.sessionEndsAt = sessionEndsAt
         self.parentHash = parentHash
         self.withdrawnAt = withdrawnAt
         self.tokenHash = tokenHash

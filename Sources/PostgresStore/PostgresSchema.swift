@@ -395,5 +395,9 @@ enum PostgresSchema {
           version = version + 1, updated_at = (EXTRACT(EPOCH FROM now()) * 1000)::BIGINT
         WHERE fapi2_security_profile = 1 AND (id_token_signed_response_alg = 'RS256' OR userinfo_signed_response_alg = 'RS256');
         """,
+        // 19: SQLite's 22 (when the sign-in a refresh token's grant came from ends).
+        """
+        ALTER TABLE refresh_tokens ADD COLUMN IF NOT EXISTS session_ends_at BIGINT;
+        """,
     ]
 }

@@ -98,7 +98,7 @@ extension PostgresStore {
     // The family's state comes along (a round trip saved): a rotation asks for it next, in the same transaction.
     static let refreshTokenSQL = """
         SELECT t.token_hash, t.family_id, t.client_id, t.user_id, t.scope, t.auth_time, t.created_at, t.expires_at, t.rotated_at,
-          f.id, f.revoked_at, t.dpop_jkt, t.parent_hash, t.withdrawn_at
+          f.id, f.revoked_at, t.dpop_jkt, t.parent_hash, t.withdrawn_at, t.session_ends_at
         FROM refresh_tokens t LEFT JOIN token_families f ON f.id = t.family_id WHERE t.token_hash = ?
         """
 
@@ -107,6 +107,6 @@ extension PostgresStore {
         return RefreshTokenRecord(tokenHash: r.string(0), familyID: r.string(1), clientID: r.string(2), userID: r.string(3),
                                   scope: Scopes.parse(r.string(4)) ?? [], authTime: r.int(5), createdAt: r.int(6), expiresAt: r.int(7),
                                   rotatedAt: r.optionalInt(8), jkt: r.optionalString(11), parentHash: r.optionalString(12),
-                                  withdrawnAt: r.optionalInt(13))
+                                  withdrawnAt: r.optionalInt(13), sessionEndsAt: r.optionalInt(14))
     }
 }

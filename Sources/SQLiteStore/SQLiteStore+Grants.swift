@@ -48,13 +48,13 @@ extension SQLiteStore {
     public func refreshToken(hash: String) throws -> RefreshTokenRecord? {
         try rows("""
             SELECT token_hash, family_id, client_id, user_id, scope, auth_time, created_at, expires_at, rotated_at, dpop_jkt, parent_hash,
-              withdrawn_at
+              withdrawn_at, session_ends_at
             FROM refresh_tokens WHERE token_hash = ?
             """, [.text(hash)]).first.map {
             RefreshTokenRecord(tokenHash: $0.string(0), familyID: $0.string(1), clientID: $0.string(2), userID: $0.string(3),
                                scope: Scopes.parse($0.string(4)) ?? [], authTime: $0.int(5), createdAt: $0.int(6), expiresAt: $0.int(7),
                                rotatedAt: $0.optionalInt(8), jkt: $0.optionalString(9), parentHash: $0.optionalString(10),
-                               withdrawnAt: $0.optionalInt(11))
+                               withdrawnAt: $0.optionalInt(11), sessionEndsAt: $0.optionalInt(12))
         }
     }
 

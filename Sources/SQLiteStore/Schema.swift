@@ -507,5 +507,10 @@ enum Schema {
           version = version + 1, updated_at = CAST(strftime('%s', 'now') AS INTEGER) * 1000
         WHERE fapi2_security_profile = 1 AND (id_token_signed_response_alg = 'RS256' OR userinfo_signed_response_alg = 'RS256');
         """,
+        // 22: a refresh token carries when the sign-in its grant came from ends (ms; NULL with offline_access), so a
+        // rotation keeps the bound its family began with (a device grant's is its redemption's, not the browser's).
+        """
+        ALTER TABLE refresh_tokens ADD COLUMN session_ends_at INTEGER;
+        """,
     ]
 }

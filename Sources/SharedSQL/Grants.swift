@@ -138,10 +138,11 @@ extension SQLStatementRunner {
     /// detection (RFC 9700 §4.14.2), which matters no more once that token could not be used anyway.
     public func insertRefreshToken(_ t: RefreshTokenRecord) throws {
         try blindUpdate("""
-            INSERT INTO refresh_tokens(token_hash, family_id, client_id, user_id, scope, auth_time, created_at, expires_at, dpop_jkt, parent_hash)
-            VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO refresh_tokens(token_hash, family_id, client_id, user_id, scope, auth_time, created_at, expires_at, dpop_jkt, parent_hash,
+              session_ends_at)
+            VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, [.text(t.tokenHash), .text(t.familyID), .text(t.clientID), .text(t.userID), .text(Scopes.join(t.scope)),
-                  .int(t.authTime), .int(t.createdAt), .int(t.expiresAt), SQLArgument(t.jkt), SQLArgument(t.parentHash)])
+                  .int(t.authTime), .int(t.createdAt), .int(t.expiresAt), SQLArgument(t.jkt), SQLArgument(t.parentHash), SQLArgument(t.sessionEndsAt)])
         // Moved a day past the token's expiry when it falls short of it: a family refreshed every few minutes is
         // written once a day, not at each rotation (an indexed column: SQLite's refresh cost 8% more).
         try blindUpdate("UPDATE token_families SET expires_at = ? WHERE id = ? AND expires_at < ?",

@@ -393,8 +393,44 @@ import Testing
         let tokens = try #require(poll(h, client, nil, deviceCode).json)
         let refresh = try #require(tokens["refresh_token"]?.stringValue)
         h.clock.advance(seconds: 3600)
-        let refreshed = h.form("/oauth2/token", [("grant_type", "refresh_token"), ("refresh_token", refresh), ("client_id", client)])
+        func rotate(_ token: String) -> Response {
+            h.form("/oauth2/token", [("grant_type", "refresh_token"), ("refresh_token", token), ("client_id", client)])
+        }
+        let refreshed = rotate(refresh)
         #expect(refreshed.status == 200, "\(refreshed.bodyText)")
+        // Every rotation keeps the redemption's bound (review of time handling, session 32: a rotation fell back to
+        // the browser's sign-in, answering 200 with a refresh token already expired, and the grant was lost).
+        h.clock.advance(seconds: SessionService.lifetimeMillis / 1000 - 3600 - 60)
+        let again = rotate(try #require(refreshed.json?["refresh_token"]?.stringValue))
+        #expect(again.status == 200, "\(again.bodyText)")
+        let last = try #require(again.json?["refresh_token"]?.stringValue)
+        let introspected = h.form("/oauth2/introspect", [("token", last)], basic: (h.primary.clientID, h.primary.clientSecret))
+        #expect(introspected.json?["active"] == true, "\(introspected.bodyText)")
+        h.clock.advance(seconds: 61)
+        #expect(rotate(last).json?["error"] == "invalid_grant", "the redemption's session has ended")
+    }
+
+    /// A rotation that could only issue a token already expired is refused,
+    /// the token left as it was: here a grant with offline_access whose
+    /// client no longer holds that scope, so the grant is bound by the
+    /// sign-in it came from, which ended (it answered 200 with a dead token).
+    @Test func aRotationPastTheGrantsSessionIsRefusedNotAnsweredWithADeadToken() throws {
+        let (h, client, _, b) = try setUp()
+        h.clock.advance(seconds: SessionService.lifetimeMillis / 1000 - 30)
+        let started = try #require(start(h, client, nil).json)
+        let id = try enter(b, try #require(started["user_code"]?.stringValue))
+        _ = b.json("POST", "/api/v1/authorization-requests/\(id)/accept", ["scope": ["openid", "profile", "offline_access"], "remember": false])
+        let deviceCode = try #require(started["device_code"]?.stringValue)
+        let refresh = try #require(poll(h, client, nil, deviceCode).json?["refresh_token"]?.stringValue)
+        try h.store.write {
+            guard var record = try h.store.client(client) else { return }
+            record.scope.removeAll { $0 == "offline_access" }
+            try h.store.updateClient(record)
+        }
+        h.clock.advance(seconds: 60)
+        let refused = h.form("/oauth2/token", [("grant_type", "refresh_token"), ("refresh_token", refresh), ("client_id", client)])
+        #expect(refused.status == 400 && refused.json?["error"] == "invalid_grant", "\(refused.bodyText)")
+        #expect(h.form("/oauth2/introspect", [("token", refresh)], basic: (h.primary.clientID, h.primary.clientSecret)).json?["active"] == true, "not rotated")
     }
 
     @Test func registrationAcceptsADeviceClientWithoutRedirectURIsButNotForFAPI() throws {

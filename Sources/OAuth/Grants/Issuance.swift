@@ -73,28 +73,31 @@ extension TokenService {
         return try store.useProof(proof)
     }
 
-    /// Stores a new refresh token of the family (inside the grant's transaction).
-    /// Without `offline_access` a refresh token does not outlive the sign-in
-    /// it came from (OIDC Core §11; Back-Channel Logout §2.7): it expires with
-    /// the session, `auth_time` plus a session's lifetime, at the latest.
+    /// Stores a new refresh token of the family (inside the grant's transaction),
+    /// expiring at `expiresAt` (`refreshTokenExpiry`) with its grant's `sessionEndsAt`.
     /// A public client's refresh token is bound to its DPoP key when it sent a proof (RFC 9449 §5): `jkt`.
-    /// `signedInAt` (seconds): when the sign-in it came from began, `authTime` unless the grant says otherwise.
     /// `parent`: the hash of the token whose rotation issues this one.
-    func storeRefreshToken(client: Client, userID: String, scope: [String], authTime: Int64, familyID: String, issue: Bool,
-                           jkt: String? = nil, signedInAt: Int64? = nil, parent: String? = nil) throws -> String? {
-        guard issue else { return nil }
+    func storeRefreshToken(client: Client, userID: String, scope: [String], authTime: Int64, familyID: String, expiresAt: Int64,
+                           sessionEndsAt: Int64?, jkt: String? = nil, parent: String? = nil) throws -> String {
         let refresh = env.randomToken(prefix: "lkr_", bytes: 32)
         try store.insertRefreshToken(RefreshTokenRecord(tokenHash: TokenService.hash(refresh), familyID: familyID, clientID: client.clientID,
                                                         userID: userID, scope: scope, authTime: authTime, createdAt: env.now(),
-                                                        expiresAt: refreshTokenExpiry(client, scope: scope, authTime: authTime, signedInAt: signedInAt),
-                                                        jkt: client.isPublic ? jkt : nil, parentHash: parent))
+                                                        expiresAt: expiresAt, jkt: client.isPublic ? jkt : nil, parentHash: parent,
+                                                        sessionEndsAt: sessionEndsAt))
         return refresh
     }
 
-    /// When a refresh token made now expires (`storeRefreshToken`).
-    func refreshTokenExpiry(_ client: Client, scope: [String], authTime: Int64, signedInAt: Int64?) -> Int64 {
-        let expiresAt = env.now() + Int64(client.refreshTokenTTL) * 1000
-        return scope.contains("offline_access") ? expiresAt : min(expiresAt, (signedInAt ?? authTime) * 1000 + SessionService.lifetimeMillis)
+    /// When the sign-in a grant came from ends, for its refresh tokens:
+    /// without `offline_access` none outlives it (OIDC Core §11; Back-Channel
+    /// Logout §2.7), `signedInAt` (seconds; `authTime` unless the grant says
+    /// otherwise) plus a session's lifetime. nil with offline_access.
+    static func sessionEnd(scope: [String], signedInAt: Int64) -> Int64? {
+        scope.contains("offline_access") ? nil : signedInAt * 1000 + SessionService.lifetimeMillis
+    }
+
+    /// When a refresh token made now expires: the client's lifetime for it, within its grant's session.
+    func refreshTokenExpiry(_ client: Client, sessionEndsAt: Int64?) -> Int64 {
+        min(env.now() + Int64(client.refreshTokenTTL) * 1000, sessionEndsAt ?? .max)
     }
 
     /// A new grant's family, its connection touched, and the first refresh token when the client gets one
@@ -102,12 +105,14 @@ extension TokenService {
     /// insert has nothing to move (a write of an indexed column saved from every code flow).
     func openFamily(_ familyID: String, client: Client, userID: String, scope: [String], authTime: Int64, sid: String?, jkt: String?,
                     signedInAt: Int64? = nil) throws -> String? {
-        let now = env.now(), issue = issuesRefreshToken(client, scope: scope)
-        let expiresAt = issue ? refreshTokenExpiry(client, scope: scope, authTime: authTime, signedInAt: signedInAt) + TokenFamilies.keptAfterExpiryMillis : now
-        try store.insertFamily(id: familyID, clientID: client.clientID, userID: userID, createdAt: now, sid: sid, expiresAt: expiresAt)
+        let now = env.now(), sessionEndsAt = Self.sessionEnd(scope: scope, signedInAt: signedInAt ?? authTime)
+        let expiresAt: Int64? = issuesRefreshToken(client, scope: scope) ? refreshTokenExpiry(client, sessionEndsAt: sessionEndsAt) : nil
+        try store.insertFamily(id: familyID, clientID: client.clientID, userID: userID, createdAt: now, sid: sid,
+                               expiresAt: expiresAt.map { $0 + TokenFamilies.keptAfterExpiryMillis } ?? now)
         try store.touchConnection(userID: userID, clientID: client.clientID, accessTime: now)
-        return try storeRefreshToken(client: client, userID: userID, scope: scope, authTime: authTime, familyID: familyID, issue: issue,
-                                     jkt: jkt, signedInAt: signedInAt)
+        guard let expiresAt else { return nil }
+        return try storeRefreshToken(client: client, userID: userID, scope: scope, authTime: authTime, familyID: familyID, expiresAt: expiresAt,
+                                     sessionEndsAt: sessionEndsAt, jkt: jkt)
     }
 
     func sign(_ i: Issuance) throws -> TokenResponse {

@@ -79,6 +79,14 @@ public struct RefreshTokenGrant: Grant {
             }
             scope = requested
         }
+        // The grant's session bound, kept from its first token on (a device grant's is its redemption's, not the
+        // browser's sign-in: review of time handling, session 32). A token stored before schema 22, or a grant whose
+        // client no longer holds offline_access, is bound by its auth_time's session. A rotation that could issue
+        // only a token already expired is refused (it answered 200 with one).
+        let sessionEndsAt = held.contains("offline_access") ? nil
+            : record.sessionEndsAt ?? TokenService.sessionEnd(scope: held, signedInAt: record.authTime)
+        let expiresAt = s.refreshTokenExpiry(client, sessionEndsAt: sessionEndsAt)
+        guard expiresAt > now else { return .refused(.invalidGrant(detail: "the sign-in the grant came from has ended")) }
         if record.rotatedAt != nil {
             // A FAPI 2.0 client's retry (checked last: nothing is withdrawn for a refused one), or reuse.
             guard try s.store.withdrawUnusedSuccessor(of: record, at: now) else {
@@ -93,7 +101,8 @@ public struct RefreshTokenGrant: Grant {
         // The user exists: deleting a user deletes its refresh tokens (foreign key, ON DELETE CASCADE).
         try s.store.touchConnection(userID: record.userID, clientID: client.clientID, accessTime: now)
         let refresh = try s.storeRefreshToken(client: client, userID: record.userID, scope: held, authTime: record.authTime,
-                                            familyID: record.familyID, issue: true, jkt: record.jkt ?? request.dpopJKT, parent: record.tokenHash)
+                                              familyID: record.familyID, expiresAt: expiresAt, sessionEndsAt: sessionEndsAt,
+                                              jkt: record.jkt ?? request.dpopJKT, parent: record.tokenHash)
         // OIDC Core §12.2: a refreshed response "might not contain an id_token"; the client has one.
         return .issued(TokenService.Issuance(client: client, userID: record.userID, user: nil, scope: scope, authTime: record.authTime,
                                              familyID: record.familyID, nonce: nil, refreshToken: refresh, idToken: false, sid: nil,
