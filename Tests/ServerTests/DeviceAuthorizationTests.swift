@@ -149,6 +149,23 @@ import Testing
         #expect(b.json("POST", "/api/v1/device", ["user_code": second["user_code"] ?? .null]).status == 404, "an expired code cannot be entered")
     }
 
+    /// A redeemed device code presented again after its expiry is reuse all
+    /// the same, as an authorization code's replay is (review of time
+    /// handling, session 32: it was expired_token and ended nothing).
+    @Test func aRedeemedDeviceCodePresentedAgainPastItsExpiryRevokesTheGrant() throws {
+        let (h, client, _, b) = try setUp()
+        let started = try #require(start(h, client, nil).json)
+        let id = try enter(b, try #require(started["user_code"]?.stringValue))
+        _ = b.json("POST", "/api/v1/authorization-requests/\(id)/accept", ["scope": ["openid", "offline_access"], "remember": false])
+        let deviceCode = try #require(started["device_code"]?.stringValue)
+        let refresh = try #require(poll(h, client, nil, deviceCode).json?["refresh_token"]?.stringValue)
+        h.clock.advance(seconds: 601)
+        let replay = poll(h, client, nil, deviceCode)
+        #expect(replay.status == 400 && replay.json?["error"] == "invalid_grant", "\(replay.bodyText)")
+        let refreshed = h.form("/oauth2/token", [("grant_type", "refresh_token"), ("refresh_token", refresh), ("client_id", client)])
+        #expect(refreshed.json?["error"] == "invalid_grant", "the grant was revoked: \(refreshed.bodyText)")
+    }
+
     @Test func rfc8628Section3Point4ADeviceCodeIsItsClientsOnly() throws {
         let (h, client, _, b) = try setUp()
         let (other, _) = try h.app(public: true, redirectURIs: [], grantTypes: DeviceAuthorizationTests.deviceGrants)

@@ -27,7 +27,11 @@ public struct DeviceCodeGrant: Grant {
                 return .refused(.invalidGrant(detail: "unknown device code or another client's"))
             }
             guard try s.useProof(request) else { return .refused(.proofReplayed) }
-            guard record.expiresAt > now else { return .refused(OAuthError("expired_token", status: 400, "The device code has expired.")) }
+            // A redeemed code presented again is reuse whenever it comes, past its expiry too, as an authorization
+            // code's replay is (review of time handling, session 32: it was expired_token and revoked nothing).
+            guard record.expiresAt > now || record.status == .redeemed else {
+                return .refused(OAuthError("expired_token", status: 400, "The device code has expired."))
+            }
             switch record.status {
             case .pending:
                 guard try s.store.pollDeviceCode(hash: hash, now: now) else {
