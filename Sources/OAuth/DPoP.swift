@@ -55,8 +55,10 @@ public enum DPoP {
         let claims = parsed.payload, nowSeconds = now / 1000
         guard let jti = ClientAssertion.recordableJTI(claims["jti"]) else { throw Refusal(reason: "no usable jti") }
         guard claims["htm"]?.stringValue == method else { throw Refusal(reason: "htm is not the request's method") }
-        // htu loses its query and fragment; the server's own URL (issuer and decoded path) is taken as it is.
-        guard let htu = claims["htu"]?.stringValue, target(htu) == caseless(url) else { throw Refusal(reason: "htu is not the request's URL") }
+        // Both normalised alike (§4.3: RFC 3986's syntax- and scheme-based normalisation, query and fragment ignored).
+        guard let htu = claims["htu"]?.stringValue, let target = comparable(htu), target == comparable(url) else {
+            throw Refusal(reason: "htu is not the request's URL")
+        }
         // No arithmetic on what the proof says: compared against bounds computed from the clock.
         guard let iat = claims["iat"]?.numericDateValue, iat >= nowSeconds - windowSeconds, iat <= nowSeconds + windowSeconds else {
             throw Refusal(reason: "iat outside the window")
@@ -92,22 +94,82 @@ public enum DPoP {
         return nonces.accepts(nonce, now: now)
     }
 
-    /// A URL without query and fragment, scheme and host lowercased (§4.3: htu compares so).
-    static func target(_ url: String) -> String {
+    /// A URL as §4.3 compares `htu` with the request's: without its query
+    /// and fragment, normalised as RFC 3986 §6.2.2 and §6.2.3 say (scheme
+    /// and host lowercased, an empty or default port dropped, percent-encoded
+    /// unreserved characters decoded and other percent-encodings' hex digits
+    /// uppercased, dot segments removed, an empty path "/"), so a client
+    /// library that spells the server's URL another way is not refused (it
+    /// was, for `:443` or `%7E`). nil for what is not an http or https URL.
+    static func comparable(_ url: String) -> [UInt8]? {
         // Bytes, not characters: String.split would walk grapheme clusters.
-        let bytes = url.utf8
-        let end = bytes.firstIndex { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") } ?? bytes.endIndex
-        return caseless(String(decoding: bytes[..<end], as: UTF8.self))
+        let bytes = Array(url.utf8)
+        let end = bytes.firstIndex { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") } ?? bytes.count
+        guard let colon = bytes[..<end].firstIndex(of: UInt8(ascii: ":")), end >= colon + 3,
+              bytes[colon + 1] == UInt8(ascii: "/"), bytes[colon + 2] == UInt8(ascii: "/") else { return nil }
+        let scheme = bytes[..<colon].map(lowercased)
+        let defaultPort: [UInt8]
+        switch scheme {
+        case Array("https".utf8): defaultPort = Array("443".utf8)
+        case Array("http".utf8): defaultPort = Array("80".utf8)
+        default: return nil
+        }
+        let pathStart = bytes[(colon + 3)..<end].firstIndex(of: UInt8(ascii: "/")) ?? end
+        var authority = bytes[(colon + 3)..<pathStart].map(lowercased)
+        // A port follows the last ":" that is not inside an IPv6 literal's brackets.
+        if let portColon = authority.lastIndex(of: UInt8(ascii: ":")), !authority[portColon...].contains(UInt8(ascii: "]")) {
+            let port = authority[(portColon + 1)...]
+            if port.isEmpty || port.elementsEqual(defaultPort) { authority.removeSubrange(portColon...) }
+        }
+        return scheme + Array("://".utf8) + authority + normalisedPath(bytes[pathStart..<end])
     }
 
-    /// The scheme and authority lowercased, the rest as it is.
-    static func caseless(_ base: String) -> String {
-        // The scheme and authority (up to the first "/" after "://") compare without case.
-        let chars = Array(base.utf8)
-        guard let colon = chars.firstIndex(of: UInt8(ascii: ":")), chars.count > colon + 2,
-              chars[colon + 1] == UInt8(ascii: "/"), chars[colon + 2] == UInt8(ascii: "/") else { return base }
-        let pathStart = chars[(colon + 3)...].firstIndex(of: UInt8(ascii: "/")) ?? chars.count
-        return String(decoding: chars[..<pathStart], as: UTF8.self).lowercased() + String(decoding: chars[pathStart...], as: UTF8.self)
+    private static func lowercased(_ b: UInt8) -> UInt8 { b >= 0x41 && b <= 0x5A ? b | 0x20 : b }
+    private static func uppercased(_ b: UInt8) -> UInt8 { b >= 0x61 && b <= 0x7A ? b & ~0x20 : b }
+
+    /// RFC 3986 §6.2.2.2 then §6.2.2.3 (`remove_dot_segments`, §5.2.4) on a path ("" or starting with "/").
+    private static func normalisedPath(_ path: ArraySlice<UInt8>) -> [UInt8] {
+        func hex(_ b: UInt8) -> UInt8? {
+            switch b {
+            case 0x30...0x39: b - 0x30
+            case 0x41...0x46: b - 0x41 + 10
+            case 0x61...0x66: b - 0x61 + 10
+            default: nil
+            }
+        }
+        func unreserved(_ b: UInt8) -> Bool {
+            (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || (b >= 0x30 && b <= 0x39) || b == 0x2D || b == 0x2E || b == 0x5F || b == 0x7E
+        }
+        var decoded: [UInt8] = []
+        decoded.reserveCapacity(path.count)
+        var i = path.startIndex
+        while i < path.endIndex {
+            if path[i] == UInt8(ascii: "%"), path.endIndex - i >= 3, let high = hex(path[i + 1]), let low = hex(path[i + 2]) {
+                let value = high << 4 | low
+                if unreserved(value) {
+                    decoded.append(value)
+                } else {
+                    decoded += [UInt8(ascii: "%"), uppercased(path[i + 1]), uppercased(path[i + 2])]
+                }
+                i += 3
+            } else {
+                decoded.append(path[i])
+                i += 1
+            }
+        }
+        guard !decoded.isEmpty else { return [UInt8(ascii: "/")] }
+        let segments = decoded.dropFirst().split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
+        var kept: [ArraySlice<UInt8>] = []
+        for (index, segment) in segments.enumerated() {
+            let last = index == segments.count - 1
+            if segment.elementsEqual([UInt8(ascii: ".")]) || segment.elementsEqual([UInt8(ascii: "."), UInt8(ascii: ".")]) {
+                if segment.count == 2, !kept.isEmpty { kept.removeLast() }
+                if last { kept.append([]) }
+            } else {
+                kept.append(segment)
+            }
+        }
+        return [UInt8(ascii: "/")] + Array(kept.joined(separator: [UInt8(ascii: "/")]))
     }
 }
 

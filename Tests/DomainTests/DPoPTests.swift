@@ -1,7 +1,7 @@
 import Common
 import Cryptography
 import JOSE
-import OAuth
+@testable import OAuth
 import SharedSQL
 import TestSupport
 import Testing
@@ -45,6 +45,32 @@ final class SeenProofs {
         #expect(try verify(try Self.proof(key, claims: ["htu": "HTTPS://Auth.Example.Test/oauth2/token?x=1#f"])) == (try JWK.thumbprint(key)))
         // RFC 7519 §2: iat may have a fraction (attacker review, session 19: refused before).
         #expect(try verify(try Self.proof(key, claims: ["iat": .double(Double(Self.now) / 1000 + 0.25)])) == (try JWK.thumbprint(key)))
+    }
+
+    /// §4.3: htu and the request's URL compare after RFC 3986's syntax- and
+    /// scheme-based normalisation (§6.2.2, §6.2.3), which the RFC asks of
+    /// servers "to reduce the likelihood of false negatives"; what names
+    /// another resource is still refused.
+    @Test func htuComparesAsRFC3986NormalisesIt() throws {
+        let key = try SigningKey.generate(.es256)
+        let same = ["https://auth.example.test:443/oauth2/token", "https://auth.example.test:/oauth2/token", "HTTPS://AUTH.example.test/oauth2/token",
+                    "https://auth.example.test/oauth2/./token", "https://auth.example.test/x/../oauth2/token", "https://auth.example.test/%6Fauth2/tok%65n",
+                    "https://auth.example.test/oauth2/token?a=b#c", "https://auth.example.test/a/b/../../oauth2/token"]
+        for htu in same {
+            #expect(throws: Never.self, "\(htu)") { _ = try verify(try Self.proof(key, claims: ["htu": .string(htu)])) }
+        }
+        let other = ["https://auth.example.test:444/oauth2/token", "http://auth.example.test/oauth2/token", "https://auth.example.test/oauth2/token/",
+                     "https://auth.example.test/OAUTH2/token", "https://user@auth.example.test/oauth2/token", "https://auth.example.test.evil/oauth2/token",
+                     "https://auth.example.test/oauth2%2Ftoken", "https://auth.example.test", "ftp://auth.example.test/oauth2/token", "auth.example.test/oauth2/token",
+                     "https://auth.example.test/oauth2/token%"]
+        for htu in other {
+            #expect(throws: DPoP.Refusal.self, "\(htu)") { _ = try verify(try Self.proof(key, claims: ["htu": .string(htu)])) }
+        }
+        // Percent-encodings of reserved characters compare without case; the server's URL is normalised the same way.
+        #expect(DPoP.comparable("https://a.test/x%2fy") == DPoP.comparable("https://A.test:443/x%2Fy"))
+        #expect(DPoP.comparable("https://a.test") == DPoP.comparable("https://a.test/"))
+        #expect(DPoP.comparable("https://[::1]:443/t") == DPoP.comparable("https://[::1]/t"))
+        #expect(DPoP.comparable("https://[::1]/t") != DPoP.comparable("https://[::1]:8443/t"))
     }
 
     /// A proof's record is kept past the window, to the server's millisecond: proofs whose client pins one `iat`
