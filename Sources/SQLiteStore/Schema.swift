@@ -512,5 +512,31 @@ enum Schema {
         """
         ALTER TABLE refresh_tokens ADD COLUMN session_ends_at INTEGER;
         """,
+        // 23: the single-use records keyed by their primary key alone (WITHOUT ROWID): a record is one b-tree entry
+        // and one in the expiry index, not a row, its key's index entry and the expiry's, so a DPoP proof's or an
+        // assertion's insert writes about a fifth fewer WAL pages. The records are copied: a proof recorded before
+        // the upgrade stays refused.
+        """
+        CREATE TABLE dpop_proofs_keyed (
+            jkt TEXT NOT NULL,
+            jti TEXT NOT NULL,
+            expires_at INTEGER NOT NULL,
+            PRIMARY KEY (jkt, jti)
+        ) STRICT, WITHOUT ROWID;
+        INSERT INTO dpop_proofs_keyed(jkt, jti, expires_at) SELECT jkt, jti, expires_at FROM dpop_proofs;
+        DROP TABLE dpop_proofs;
+        ALTER TABLE dpop_proofs_keyed RENAME TO dpop_proofs;
+        CREATE INDEX dpop_proofs_by_expiry ON dpop_proofs(expires_at);
+        CREATE TABLE client_assertions_keyed (
+            client_id TEXT NOT NULL,
+            jti TEXT NOT NULL,
+            expires_at INTEGER NOT NULL,
+            PRIMARY KEY (client_id, jti)
+        ) STRICT, WITHOUT ROWID;
+        INSERT INTO client_assertions_keyed(client_id, jti, expires_at) SELECT client_id, jti, expires_at FROM client_assertions;
+        DROP TABLE client_assertions;
+        ALTER TABLE client_assertions_keyed RENAME TO client_assertions;
+        CREATE INDEX client_assertions_by_expiry ON client_assertions(expires_at);
+        """,
     ]
 }

@@ -160,6 +160,30 @@ import Testing
         return store is SQLiteStore ? SQLiteStore.schemaVersion - sqlite + 1 : PostgresStore.migrations.count - postgres + 1
     }
 
+    /// SQLite migration 23: the single-use records' tables rebuilt keyed by their primary key alone (WITHOUT
+    /// ROWID: fewer WAL pages a record); what they held is carried over, so a DPoP proof or a client assertion
+    /// recorded before the upgrade is still refused after it. PostgreSQL has no such migration (nothing reruns).
+    @Test func theSingleUseRecordsOutliveTheirTablesRebuild() throws {
+        let h = try StoreFixture()
+        let now: Int64 = 1_000_000
+        #expect(try h.store.write {
+            try h.store.useProof(jkt: "k", jti: "before", expiresAt: now + 120_000, now: now)
+                && h.store.useAssertion(clientID: "c", jti: "before", expiresAt: now + 120_000, now: now)
+        })
+        let rerun = try rewindMigrations(h.store, sqlite: 23, postgres: PostgresStore.migrations.count + 1)
+        #expect(try (h.store as? SQLiteStore)?.migrate() ?? (h.store as? PostgresStore)?.migrate() == rerun)
+        let fresh = try h.anotherStore()
+        #expect(try !fresh.write { try fresh.useProof(jkt: "k", jti: "before", expiresAt: now + 121_000, now: now + 1_000) })
+        #expect(try !fresh.write { try fresh.useAssertion(clientID: "c", jti: "before", expiresAt: now + 121_000, now: now + 1_000) })
+        #expect(try fresh.write { try fresh.useProof(jkt: "k", jti: "after", expiresAt: now + 121_000, now: now + 1_000) })
+        if let s = h.store as? SQLiteStore {
+            let tables = try s.read {
+                try s.query("SELECT sql FROM sqlite_master WHERE name IN ('dpop_proofs', 'client_assertions')", []).map { $0.string(0) }
+            }
+            #expect(tables.count == 2 && tables.allSatisfy { $0.hasSuffix("WITHOUT ROWID") }, "\(tables)")
+        }
+    }
+
     /// SQLite migration 21, PostgreSQL 18: a FAPI 2.0 client stored with RS256 ID tokens or signed userinfo (before
     /// FAPI 2.0 §5.4 was enforced) gets ES256, as a new version; no other client changes.
     @Test func theMigrationGivesFAPIClientsES256WhereTheyHadRS256() throws {
