@@ -17,6 +17,10 @@ public enum StoreError: Error, Equatable, CustomStringConvertible {
     /// a newer latchkey migrated it. This one neither serves nor changes it
     /// (its code would write rows without what the newer schema relies on).
     case schemaNewer(applied: Int, known: Int)
+    /// A write was asked for inside a read transaction: a bug in the caller,
+    /// answered 500 for that request alone (it stopped the process, every
+    /// thread with it, when it was a precondition: review, session 32).
+    case writeInsideRead
 
     public var description: String {
         switch self {
@@ -26,6 +30,7 @@ public enum StoreError: Error, Equatable, CustomStringConvertible {
         case let .unavailable(cause): return "the database cannot be reached: \(cause)"
         case let .schemaNewer(applied, known):
             return "the database's schema is version \(applied), newer than this latchkey's \(known): run the latchkey that migrated it, or a newer one"
+        case .writeInsideRead: return "a write was requested inside a read transaction"
         }
     }
 
@@ -33,7 +38,7 @@ public enum StoreError: Error, Equatable, CustomStringConvertible {
     public var isTransient: Bool {
         switch self {
         case .busy, .unavailable: return true
-        case .conflict, .invalidText, .schemaNewer: return false
+        case .conflict, .invalidText, .schemaNewer, .writeInsideRead: return false
         }
     }
 }

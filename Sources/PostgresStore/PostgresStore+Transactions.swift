@@ -26,7 +26,8 @@ extension PostgresStore {
 
     func write<T>(deferringFlush: Bool, _ body: () throws -> T) throws -> T {
         if depth > 0 {
-            precondition(writing, "write transaction requested inside a read transaction")
+            // A bug in the caller: a 500 for its request, not the end of the process.
+            guard writing else { throw StoreError.writeInsideRead }
             // A part that must be durable makes the whole transaction so.
             if !deferringFlush { defersFlush = false }
             depth += 1

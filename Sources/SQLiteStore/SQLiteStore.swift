@@ -172,8 +172,9 @@ public final class SQLiteStore: Store {
     public func write<T>(_ body: () throws -> T) throws -> T {
         if depth > 0 {
             // A write inside a read transaction could not take the writer lock
-            // and could fail on a stale snapshot: that is a bug in the caller.
-            precondition(writing, "write transaction requested inside a read transaction")
+            // and could fail on a stale snapshot: that is a bug in the caller,
+            // a 500 for its request, not the end of the process.
+            guard writing else { throw StoreError.writeInsideRead }
             depth += 1
             defer { depth -= 1 }
             return try body()

@@ -65,7 +65,10 @@ enum DPoPEndpoint {
     /// of that key for this request and token; a bearer use of it is refused.
     /// The DPoP scheme is for bound tokens only: an unbound one sent with it
     /// (a proof or not) is refused too, as no proof can match its key.
-    static func checkBinding(_ request: Request, _ ctx: RequestContext, token: String, claims: AccessTokenClaims) throws {
+    /// `recording`: whether the proof's jti is recorded (a write of its own,
+    /// so never inside a read); false only where the request is refused
+    /// whatever follows.
+    static func checkBinding(_ request: Request, _ ctx: RequestContext, token: String, claims: AccessTokenClaims, recording: Bool = true) throws {
         let dpopScheme = EndpointKit.usesDPoPScheme(request)
         guard let bound = claims.jkt else {
             if dpopScheme { throw refusal("This token is not bound to a DPoP key: use the Bearer scheme.", resource: true, code: "invalid_token") }
@@ -79,6 +82,7 @@ enum DPoPEndpoint {
         guard let proof = try verifiedProof(request, ctx, accessToken: token), proof.jkt == bound else {
             throw refusal("A DPoP proof of the token's key is required.", resource: true)
         }
+        guard recording else { return }
         // The jti is written in a transaction of its own: callers check proofs outside any read.
         guard try ctx.store.writeOne({ try ctx.store.useProof(proof) }) else { throw refusal("The DPoP proof is invalid: proof replayed.", resource: true) }
     }

@@ -50,15 +50,16 @@ enum EndpointKit {
         let token = bearerToken(request)
         let (claims, client) = try ctx.store.read { try ctx.tokens.authenticateBearer(token, clientOnly: true) }
         let caller = Caller(client: client, scopes: claims.scope, requestID: request.requestID, surface: surface.rawValue)
-        let proof = { if let token { try DPoPEndpoint.checkBinding(request, ctx, token: token, claims: claims) } }
         do {
             try TokenService.requireScope(scopes, of: claims)
         } catch {
-            // A bound token's binding first: without the key's proof, a 401, whatever the token's scope.
-            try proof()
+            // A bound token's binding first: without the key's proof, a 401, whatever the token's scope. Checked
+            // without recording the proof's jti: this may run inside a read (`getClient`), where a write is a crash
+            // (review of the change, session 32), and a proof replayed here gets the same 403 again, nothing else.
+            if let token { try DPoPEndpoint.checkBinding(request, ctx, token: token, claims: claims, recording: false) }
             throw error
         }
-        return (caller, proof)
+        return (caller, { if let token { try DPoPEndpoint.checkBinding(request, ctx, token: token, claims: claims) } })
     }
 
     static func registry(_ ctx: RequestContext) -> ClientRegistry {

@@ -59,6 +59,16 @@ import Testing
         #expect(try h.store.read { try h.store.isAccessTokenRevoked(jti: "new-1") && h.store.isAccessTokenRevoked(jti: "new-2") })
     }
 
+    /// A write asked for inside a read is a caller's bug: refused with an error (a 500 for that request), the
+    /// store usable afterwards; as a precondition it stopped the whole process (review of the change, session 32).
+    @Test func aWriteInsideAReadIsRefusedNotAProcessStopped() throws {
+        let h = try StoreFixture()
+        #expect(throws: StoreError.writeInsideRead) {
+            try h.store.read { try h.store.write { try h.store.useProof(jkt: "k", jti: "inside", expiresAt: 2_000, now: 1_000) } }
+        }
+        #expect(try h.store.write { try h.store.useProof(jkt: "k", jti: "inside", expiresAt: 2_000, now: 1_000) }, "nothing was recorded")
+    }
+
     /// Every table the migrations leave is either state that a backup and a restore carry (`StateTables.all`) or
     /// one named here as the store's own: a table added without either would be left out of every backup, silently.
     @Test func everyTableIsCarriedByABackupOrNamedAsTheStoresOwn() throws {

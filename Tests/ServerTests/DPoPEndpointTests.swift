@@ -354,6 +354,11 @@ import Testing
             ("POST", "/api/v1/clients", narrow, key, Array(#"{"client_name": "x"}"#.utf8)),
             ("POST", "/external/v1/oauth/client", narrow, key, Array(#"{"password": "long-enough", "application": "x"}"#.utf8)),
             ("GET", "/v3/oauth-clients", narrow, key, []),
+            // Its caller and the client read in one read transaction: the proof checked there was recorded, a write
+            // inside a read, and the process stopped (review of the change, session 32).
+            ("GET", "/api/v1/clients/\(h.primary.clientID)", try #require(h.form("/oauth2/token", [("grant_type", "client_credentials"),
+                ("scope", "audit:read")], basic: (h.primary.clientID, h.primary.clientSecret),
+                headers: [("DPoP", try proof(h, key, "POST", "/oauth2/token"))]).json?["access_token"]?.stringValue), key, []),
             ("GET", "/api/oauth/app", narrow, key, []),
             ("GET", "/api/v1/me/connections", access, userKey, []),
             ("GET", "/oauth2/userinfo", access, userKey, []),
