@@ -166,6 +166,22 @@ import Testing
         #expect(refreshed.json?["error"] == "invalid_grant", "the grant was revoked: \(refreshed.bodyText)")
     }
 
+    /// For as long as such rows are kept, not longer: a row left over past
+    /// that (rows go when the next device authorization purges them) does
+    /// not let a stale code end a device's grant days later.
+    @Test func aRedeemedDeviceCodeLeftOverPastItsKeepingRevokesNothing() throws {
+        let (h, client, _, b) = try setUp()
+        let started = try #require(start(h, client, nil).json)
+        let id = try enter(b, try #require(started["user_code"]?.stringValue))
+        _ = b.json("POST", "/api/v1/authorization-requests/\(id)/accept", ["scope": ["openid", "offline_access"], "remember": false])
+        let deviceCode = try #require(started["device_code"]?.stringValue)
+        let refresh = try #require(poll(h, client, nil, deviceCode).json?["refresh_token"]?.stringValue)
+        h.clock.advance(seconds: 600 + DeviceCodeRecord.keptAfterExpiryMillis / 1000)
+        #expect(poll(h, client, nil, deviceCode).json?["error"] == "expired_token")
+        let refreshed = h.form("/oauth2/token", [("grant_type", "refresh_token"), ("refresh_token", refresh), ("client_id", client)])
+        #expect(refreshed.status == 200, "the device's grant lives on: \(refreshed.bodyText)")
+    }
+
     @Test func rfc8628Section3Point4ADeviceCodeIsItsClientsOnly() throws {
         let (h, client, _, b) = try setUp()
         let (other, _) = try h.app(public: true, redirectURIs: [], grantTypes: DeviceAuthorizationTests.deviceGrants)

@@ -27,9 +27,12 @@ public struct DeviceCodeGrant: Grant {
                 return .refused(.invalidGrant(detail: "unknown device code or another client's"))
             }
             guard try s.useProof(request) else { return .refused(.proofReplayed) }
-            // A redeemed code presented again is reuse whenever it comes, past its expiry too, as an authorization
-            // code's replay is (review of time handling, session 32: it was expired_token and revoked nothing).
-            guard record.expiresAt > now || record.status == .redeemed else {
+            // A redeemed code presented again is reuse past its expiry too, as an authorization code's replay is
+            // (review of time handling, session 32: it was expired_token and revoked nothing), for as long as rows
+            // are kept (`keptAfterExpiryMillis`): a row left over longer, until the next device authorization
+            // purges it, is not a stale code's way to end a device's grant days later (review of the change).
+            let replayable = record.status == .redeemed && now < record.expiresAt + DeviceCodeRecord.keptAfterExpiryMillis
+            guard record.expiresAt > now || replayable else {
                 return .refused(OAuthError("expired_token", status: 400, "The device code has expired."))
             }
             switch record.status {
