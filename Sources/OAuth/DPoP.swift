@@ -124,6 +124,40 @@ public enum DPoP {
         return scheme + Array("://".utf8) + authority + normalisedPath(bytes[pathStart..<end])
     }
 
+    /// The URL a request was sent to, as `comparable` takes it: the issuer
+    /// and the request's path, which nginx hands over percent-decoded, encoded
+    /// again where RFC 3986 §3.3 allows no literal byte (`%`, `?`, `#`, spaces,
+    /// non-ASCII). Decoded as it is, a path holding `%3F` or `%2565` was cut
+    /// at its `?` or decoded a second time, so a proof for one path passed at
+    /// another (review of the change, session 32).
+    public static func requestURL(issuer: String, decodedPath: String) -> String {
+        var encoded: [UInt8] = []
+        encoded.reserveCapacity(decodedPath.utf8.count)
+        for b in decodedPath.utf8 {
+            if pathCharacter(b) {
+                encoded.append(b)
+            } else {
+                encoded += [UInt8(ascii: "%"), hexDigits[Int(b >> 4)], hexDigits[Int(b & 0x0F)]]
+            }
+        }
+        return issuer + String(decoding: encoded, as: UTF8.self)
+    }
+
+    private static let hexDigits = Array("0123456789ABCDEF".utf8)
+
+    /// RFC 3986's pchar and "/", but for its pct-encoded (a literal `%` here is encoded).
+    private static func pathCharacter(_ b: UInt8) -> Bool {
+        switch b {
+        case UInt8(ascii: "!"), UInt8(ascii: "$"), UInt8(ascii: "&")...UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: "="),
+             UInt8(ascii: ":"), UInt8(ascii: "@"), UInt8(ascii: "/"): true
+        default: unreserved(b)
+        }
+    }
+
+    private static func unreserved(_ b: UInt8) -> Bool {
+        (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || (b >= 0x30 && b <= 0x39) || b == 0x2D || b == 0x2E || b == 0x5F || b == 0x7E
+    }
+
     private static func lowercased(_ b: UInt8) -> UInt8 { b >= 0x41 && b <= 0x5A ? b | 0x20 : b }
     private static func uppercased(_ b: UInt8) -> UInt8 { b >= 0x61 && b <= 0x7A ? b & ~0x20 : b }
 
@@ -136,9 +170,6 @@ public enum DPoP {
             case 0x61...0x66: b - 0x61 + 10
             default: nil
             }
-        }
-        func unreserved(_ b: UInt8) -> Bool {
-            (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || (b >= 0x30 && b <= 0x39) || b == 0x2D || b == 0x2E || b == 0x5F || b == 0x7E
         }
         var decoded: [UInt8] = []
         decoded.reserveCapacity(path.count)

@@ -14,8 +14,8 @@ enum DPoPEndpoint {
         guard proofs.count == 1 else { throw refusal("Send one DPoP proof.", resource: accessToken != nil) }
         let now = ctx.env.now()
         do {
-            return try DPoP.verify(proofs[0], method: request.method.rawValue, url: ctx.env.issuer + request.path, accessToken: accessToken,
-                                   now: now, nonces: ctx.dpopNonces)
+            return try DPoP.verify(proofs[0], method: request.method.rawValue, url: DPoP.requestURL(issuer: ctx.env.issuer, decodedPath: request.path),
+                                   accessToken: accessToken, now: now, nonces: ctx.dpopNonces)
         } catch let refused as DPoP.Refusal {
             if refused.wantsNonce, let nonces = ctx.dpopNonces { throw nonceRefusal(nonces, now: now, resource: accessToken != nil) }
             throw refusal("The DPoP proof is invalid: \(refused.reason).", resource: accessToken != nil)

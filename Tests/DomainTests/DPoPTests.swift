@@ -71,6 +71,19 @@ final class SeenProofs {
         #expect(DPoP.comparable("https://a.test") == DPoP.comparable("https://a.test/"))
         #expect(DPoP.comparable("https://[::1]:443/t") == DPoP.comparable("https://[::1]/t"))
         #expect(DPoP.comparable("https://[::1]/t") != DPoP.comparable("https://[::1]:8443/t"))
+        // The request's path comes decoded (nginx): encoded again, it is neither cut at a `?` or `#` it holds nor
+        // decoded twice, so a proof for one path does not pass at another (review of the change, session 32).
+        let issuer = "https://auth.example.test"
+        let forID = try Self.proof(key, claims: ["htm": "GET", "htu": "https://auth.example.test/api/v1/clients/abc"])
+        for decoded in ["/api/v1/clients/abc?x", "/api/v1/clients/abc#x", "/api/v1/clients/%61bc", "/api/v1/clients/abc/%2E%2E", "/api/v1/clients/abc "] {
+            #expect(throws: DPoP.Refusal.self, "\(decoded)") {
+                _ = try verify(forID, method: "GET", url: DPoP.requestURL(issuer: issuer, decodedPath: decoded))
+            }
+        }
+        #expect(DPoP.requestURL(issuer: issuer, decodedPath: "/a b/%/?/#/é/;=@:!$&'()*+,") == issuer + "/a%20b/%25/%3F/%23/%C3%A9/;=@:!$&'()*+,")
+        #expect(throws: Never.self) { _ = try verify(forID, method: "GET", url: DPoP.requestURL(issuer: issuer, decodedPath: "/api/v1/clients/abc")) }
+        let spaced = try Self.proof(key, claims: ["htm": "GET", "htu": "https://auth.example.test/a%20b/%c3%a9"])
+        #expect(throws: Never.self) { _ = try verify(spaced, method: "GET", url: DPoP.requestURL(issuer: issuer, decodedPath: "/a b/é")) }
     }
 
     /// A proof's record is kept past the window, to the server's millisecond: proofs whose client pins one `iat`
