@@ -36,6 +36,8 @@ import Testing
         #expect(digest(PostgresStore.migrations.prefix(17)) == "ElCgE247uThqBzNv2N0lKotpXihTDAMDoBtktb4D0DE", "PostgreSQL migrations 1-17 changed")
         #expect(digest(SQLiteStore.migrations.prefix(21)) == "KbtItANh3D-9sCmQN9h_pR1BZQOMAj3LMtQXT5acSnU", "SQLite migrations 1-21 changed")
         #expect(digest(PostgresStore.migrations.prefix(18)) == "iqS6eZLtVGMAIDsP8_SgWBQ5hrZbTHSPop0pkaM32QU", "PostgreSQL migrations 1-18 changed")
+        #expect(digest(SQLiteStore.migrations.prefix(23)) == "lwrOyWyJlEK76l7BPXS2QZW7xs4Q43dtGcMt3C-TXDw", "SQLite migrations 1-23 changed")
+        #expect(digest(PostgresStore.migrations.prefix(19)) == "EAvkxxu4TH0dkqWlcQzIu70aleiiNJj3QNxkzyt7O6Q", "PostgreSQL migrations 1-19 changed")
     }
 
     /// A purge takes at most `ExpiredRows.batch` expired rows, the oldest first: rows that piled up while nothing
