@@ -149,16 +149,23 @@ import Testing
         #expect(b.json("POST", "/api/v1/device", ["user_code": second["user_code"] ?? .null]).status == 404, "an expired code cannot be entered")
     }
 
+    /// A device code of the public client `client` that the signed-in `b`
+    /// approved for openid and offline_access and the device redeemed: the
+    /// code and the refresh token it got.
+    func redeemed(_ h: Harness, _ client: String, _ b: Browser) throws -> (deviceCode: String, refresh: String) {
+        let started = try #require(start(h, client, nil).json)
+        let id = try enter(b, try #require(started["user_code"]?.stringValue))
+        _ = b.json("POST", "/api/v1/authorization-requests/\(id)/accept", ["scope": ["openid", "offline_access"], "remember": false])
+        let deviceCode = try #require(started["device_code"]?.stringValue)
+        return (deviceCode, try #require(poll(h, client, nil, deviceCode).json?["refresh_token"]?.stringValue))
+    }
+
     /// A redeemed device code presented again after its expiry is reuse all
     /// the same, as an authorization code's replay is (review of time
     /// handling, session 32: it was expired_token and ended nothing).
     @Test func aRedeemedDeviceCodePresentedAgainPastItsExpiryRevokesTheGrant() throws {
         let (h, client, _, b) = try setUp()
-        let started = try #require(start(h, client, nil).json)
-        let id = try enter(b, try #require(started["user_code"]?.stringValue))
-        _ = b.json("POST", "/api/v1/authorization-requests/\(id)/accept", ["scope": ["openid", "offline_access"], "remember": false])
-        let deviceCode = try #require(started["device_code"]?.stringValue)
-        let refresh = try #require(poll(h, client, nil, deviceCode).json?["refresh_token"]?.stringValue)
+        let (deviceCode, refresh) = try redeemed(h, client, b)
         h.clock.advance(seconds: 601)
         let replay = poll(h, client, nil, deviceCode)
         #expect(replay.status == 400 && replay.json?["error"] == "invalid_grant", "\(replay.bodyText)")
@@ -171,11 +178,7 @@ import Testing
     /// not let a stale code end a device's grant days later.
     @Test func aRedeemedDeviceCodeLeftOverPastItsKeepingRevokesNothing() throws {
         let (h, client, _, b) = try setUp()
-        let started = try #require(start(h, client, nil).json)
-        let id = try enter(b, try #require(started["user_code"]?.stringValue))
-        _ = b.json("POST", "/api/v1/authorization-requests/\(id)/accept", ["scope": ["openid", "offline_access"], "remember": false])
-        let deviceCode = try #require(started["device_code"]?.stringValue)
-        let refresh = try #require(poll(h, client, nil, deviceCode).json?["refresh_token"]?.stringValue)
+        let (deviceCode, refresh) = try redeemed(h, client, b)
         h.clock.advance(seconds: 600 + DeviceCodeRecord.keptAfterExpiryMillis / 1000)
         #expect(poll(h, client, nil, deviceCode).json?["error"] == "expired_token")
         let refreshed = h.form("/oauth2/token", [("grant_type", "refresh_token"), ("refresh_token", refresh), ("client_id", client)])
@@ -450,11 +453,7 @@ import Testing
     @Test func aRotationPastTheGrantsSessionIsRefusedNotAnsweredWithADeadToken() throws {
         let (h, client, _, b) = try setUp()
         h.clock.advance(seconds: SessionService.lifetimeMillis / 1000 - 30)
-        let started = try #require(start(h, client, nil).json)
-        let id = try enter(b, try #require(started["user_code"]?.stringValue))
-        _ = b.json("POST", "/api/v1/authorization-requests/\(id)/accept", ["scope": ["openid", "profile", "offline_access"], "remember": false])
-        let deviceCode = try #require(started["device_code"]?.stringValue)
-        let refresh = try #require(poll(h, client, nil, deviceCode).json?["refresh_token"]?.stringValue)
+        let refresh = try redeemed(h, client, b).refresh
         try h.store.write {
             guard var record = try h.store.client(client) else { return }
             record.scope.removeAll { $0 == "offline_access" }
