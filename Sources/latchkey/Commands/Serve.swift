@@ -126,6 +126,10 @@ enum ServeCommand {
             logoutDelivery.start()
             app.logger.info("latchkey serving", [("listen", .string(address.description)), ("workers", JSON(workers)), ("issuer", .string(issuer)),
                                                  ("sealed_at_start", JSON(sealed)), ("allow_from", allowFrom.map { .string($0.description) } ?? .null)])
+            if let databaseURL, let offset = try? PostgresStore(url: databaseURL, migrate: false).clockOffsetMillis(now: environment.now),
+               let warning = PostgresStore.clockWarning(offsetMillis: offset) {
+                app.logger.warn(warning, [("clock_offset_ms", JSON(Int(offset)))])
+            }
             if case .tcp = address, allowFrom == nil {
                 app.logger.warn("FastCGI over TCP admits any peer that reaches the port: name the nginx hosts with --allow-from",
                                 [("listen", .string(address.description))])
