@@ -145,20 +145,30 @@ public enum Hex {
 public enum PercentEncoding {
     static let upperHex: [UInt8] = Array("0123456789ABCDEF".utf8)
 
-    public static func encode(_ text: String) -> String {
+    public static func encode(_ text: String) -> String { encode(text, keeping: isUnreserved) }
+
+    /// `text` with every byte but those `keeping` accepts escaped, in uppercase hex.
+    public static func encode(_ text: String, keeping: (UInt8) -> Bool) -> String {
         var out: [UInt8] = []
         out.reserveCapacity(text.utf8.count)
         for b in text.utf8 {
-            switch b {
-            case 48...57, 65...90, 97...122, UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+            if keeping(b) {
                 out.append(b)
-            default:
+            } else {
                 out.append(UInt8(ascii: "%"))
                 out.append(upperHex[Int(b >> 4)])
                 out.append(upperHex[Int(b & 0xF)])
             }
         }
         return String(decoding: out, as: UTF8.self)
+    }
+
+    /// RFC 3986 §2.3: ALPHA, DIGIT, "-", ".", "_", "~".
+    public static func isUnreserved(_ b: UInt8) -> Bool {
+        switch b {
+        case 48...57, 65...90, 97...122, UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"): true
+        default: false
+        }
     }
 }
 

@@ -131,31 +131,16 @@ public enum DPoP {
     /// at its `?` or decoded a second time, so a proof for one path passed at
     /// another (review of the change, session 32).
     public static func requestURL(issuer: String, decodedPath: String) -> String {
-        var encoded: [UInt8] = []
-        encoded.reserveCapacity(decodedPath.utf8.count)
-        for b in decodedPath.utf8 {
-            if pathCharacter(b) {
-                encoded.append(b)
-            } else {
-                encoded += [UInt8(ascii: "%"), hexDigits[Int(b >> 4)], hexDigits[Int(b & 0x0F)]]
-            }
-        }
-        return issuer + String(decoding: encoded, as: UTF8.self)
+        issuer + PercentEncoding.encode(decodedPath, keeping: pathCharacter)
     }
-
-    private static let hexDigits = Array("0123456789ABCDEF".utf8)
 
     /// RFC 3986's pchar and "/", but for its pct-encoded (a literal `%` here is encoded).
     private static func pathCharacter(_ b: UInt8) -> Bool {
         switch b {
         case UInt8(ascii: "!"), UInt8(ascii: "$"), UInt8(ascii: "&")...UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: "="),
              UInt8(ascii: ":"), UInt8(ascii: "@"), UInt8(ascii: "/"): true
-        default: unreserved(b)
+        default: PercentEncoding.isUnreserved(b)
         }
-    }
-
-    private static func unreserved(_ b: UInt8) -> Bool {
-        (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || (b >= 0x30 && b <= 0x39) || b == 0x2D || b == 0x2E || b == 0x5F || b == 0x7E
     }
 
     private static func lowercased(_ b: UInt8) -> UInt8 { b >= 0x41 && b <= 0x5A ? b | 0x20 : b }
@@ -163,21 +148,13 @@ public enum DPoP {
 
     /// RFC 3986 §6.2.2.2 then §6.2.2.3 (`remove_dot_segments`, §5.2.4) on a path ("" or starting with "/").
     private static func normalisedPath(_ path: ArraySlice<UInt8>) -> [UInt8] {
-        func hex(_ b: UInt8) -> UInt8? {
-            switch b {
-            case 0x30...0x39: b - 0x30
-            case 0x41...0x46: b - 0x41 + 10
-            case 0x61...0x66: b - 0x61 + 10
-            default: nil
-            }
-        }
         var decoded: [UInt8] = []
         decoded.reserveCapacity(path.count)
         var i = path.startIndex
         while i < path.endIndex {
-            if path[i] == UInt8(ascii: "%"), path.endIndex - i >= 3, let high = hex(path[i + 1]), let low = hex(path[i + 2]) {
+            if path[i] == UInt8(ascii: "%"), path.endIndex - i >= 3, let high = Hex.nibble(path[i + 1]), let low = Hex.nibble(path[i + 2]) {
                 let value = high << 4 | low
-                if unreserved(value) {
+                if PercentEncoding.isUnreserved(value) {
                     decoded.append(value)
                 } else {
                     decoded += [UInt8(ascii: "%"), uppercased(path[i + 1]), uppercased(path[i + 2])]
