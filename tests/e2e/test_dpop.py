@@ -19,6 +19,7 @@ from joserfc.jwk import ECKey
 
 from conftest import STORES, Stack
 from test_private_key_jwt import ASSERTION_TYPE, assertion, signed_client
+from test_security_review import Org
 from test_user_flow import Browser, make_app
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -65,6 +66,30 @@ def test_rfc9449_section_5_and_7_a_bound_client_credentials_token(stack):
     assert requests.get(url, headers={"Authorization": f"DPoP {token}", "DPoP": signed}).status_code == 401
     discovery = requests.get(stack.url("/.well-known/openid-configuration")).json()
     assert "ES256" in discovery["dpop_signing_alg_values_supported"]
+
+
+def test_rfc9449_section_7_1_the_binding_before_the_scope_and_the_node_keeps_serving(stack):
+    """A bound token short of a route's scope: 401 without a proof of its key, 403 with one, on the routes that read
+    their caller and their answer in one transaction too (the client read stopped the process before the fix, and on
+    PostgreSQL nginx passed the GET on to the next node, which stopped as well). Every other kind of caller still
+    gets what it got: no credentials 401, a user's token 401, another organization's token 404."""
+    key = ECKey.generate_key("P-256")
+    token_url = stack.url("/oauth2/token")
+    narrow = requests.post(token_url, data={"grant_type": "client_credentials", "scope": "audit:read"}, auth=(stack.client_id, stack.client_secret),
+                           headers={"DPoP": proof(key, "POST", token_url)}).json()["access_token"]
+    for path in [f"/api/v1/clients/{stack.client_id}", "/api/v1/clients", "/v3/oauth-clients"]:
+        url = stack.url(path)
+        assert requests.get(url, headers={"Authorization": f"DPoP {narrow}"}).status_code == 401, path
+        proven = requests.get(url, headers={"Authorization": f"DPoP {narrow}", "DPoP": proof(key, "GET", url, narrow)})
+        assert proven.status_code == 403, (path, proven.status_code, proven.text)
+        assert requests.get(url).status_code == 401, path
+    assert requests.get(stack.url("/healthz")).status_code == 200
+    read = stack.url(f"/api/v1/clients/{stack.client_id}")
+    _, user_tokens = bound_public_tokens(stack, key)
+    assert requests.get(read, headers={"Authorization": f"DPoP {user_tokens['access_token']}",
+                                       "DPoP": proof(key, "GET", read, user_tokens["access_token"])}).status_code == 401
+    foreign = Org(stack)
+    assert requests.get(read, headers=foreign.bearer()).status_code == 404
 
 
 def test_rfc9449_section_4_3_two_dpop_headers_are_refused_whichever_comes_last(stack):
