@@ -135,7 +135,7 @@ public final class PostgresStore: Store {
     /// How far the database server's clock is ahead of `now` (negative:
     /// behind), in milliseconds, taken at the middle of one round trip. Every
     /// node judges times by its own clock (docs/scaling.md), so `serve`
-    /// compares each node's with the one clock they share and warns.
+    /// compares each node's with the one clock they share (`ClockWatch`).
     public func clockOffsetMillis(now: () -> Int64) throws -> Int64 {
         try wrap {
             let sent = now()
@@ -143,16 +143,6 @@ public final class PostgresStore: Store {
             let received = now()
             return database - (sent + (received - sent) / 2)
         }
-    }
-
-    /// What `serve` logs when its clock is `offsetMillis` off the database's:
-    /// nothing within 10 s (NTP keeps nodes within milliseconds; a round trip
-    /// adds its own half), otherwise what the difference costs.
-    public static func clockWarning(offsetMillis: Int64) -> String? {
-        guard offsetMillis.magnitude > 10_000 else { return nil }
-        return "this node's clock is \(offsetMillis.magnitude / 1000) s \(offsetMillis > 0 ? "behind" : "ahead of") the database's: nodes judge "
-            + "times by their own clocks, so keep them synchronised (NTP); past 60 s apart, access tokens one node issues are refused by "
-            + "the others, and past three minutes a DPoP proof or client assertion may be taken twice (docs/scaling.md)"
     }
 
     /// Statements sent on this connection (round trips), for tests.

@@ -26,6 +26,8 @@ public final class Metrics: Sendable {
         var latency: [String: Histogram] = [:]
         var inFlight = 0
         var busiest = 0
+        /// The database's clock minus this node's at the last measure (`ClockWatch`; PostgreSQL only).
+        var clockOffsetMillis: Int64?
     }
 
     private let state = Mutex(State())
@@ -66,6 +68,10 @@ public final class Metrics: Sendable {
         }
     }
 
+    public func recordClockOffset(millis: Int64) {
+        state.withLock { $0.clockOffsetMillis = millis }
+    }
+
     /// The text exposition (version 0.0.4), with the slow-hash pool's state and, when the failure limiter shares
     /// its counts with other nodes, how that goes.
     public func render(pool: SlowHashPoolGauge? = nil, failures: FailureLimiter? = nil) -> String {
@@ -95,6 +101,10 @@ public final class Metrics: Sendable {
         if !node.isEmpty {
             out += "# HELP latchkey_node_info The node: what it listens on.\n# TYPE latchkey_node_info gauge\n"
             out += "latchkey_node_info{listen=\"\(Metrics.escape(node))\"} 1\n"
+        }
+        if let offset = s.clockOffsetMillis {
+            out += "# HELP latchkey_clock_offset_milliseconds The shared database's clock minus this node's, at the last measure (every minute).\n"
+            out += "# TYPE latchkey_clock_offset_milliseconds gauge\nlatchkey_clock_offset_milliseconds \(offset)\n"
         }
         if workers > 0 {
             out += "# HELP latchkey_worker_threads Worker threads of this node.\n# TYPE latchkey_worker_threads gauge\nlatchkey_worker_threads \(workers)\n"

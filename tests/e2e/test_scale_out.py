@@ -311,6 +311,17 @@ def test_each_node_serves_prometheus_metrics_to_the_private_network(stack):
     block = conf[conf.index("location = /metrics"):]
     block = block[:block.index("}")]
     assert "deny all;" in block and "allow 10.0.0.0/8;" in block
+    # Each node on PostgreSQL watches its clock against the database's (every minute, the first at start: SPEC 9);
+    # here every clock is this machine's. SQLite has one clock and no such gauge.
+    offsets = {}
+    for _ in range(20):
+        text = requests.get(stack.url("/metrics")).text
+        node = next(x for x in text.splitlines() if x.startswith("latchkey_node_info"))
+        offsets[node] = [int(x.split()[1]) for x in text.splitlines() if x.startswith("latchkey_clock_offset_milliseconds ")]
+    if stack.store == "postgres":
+        assert len(offsets) == 2 and all(len(v) == 1 and abs(v[0]) < 2000 for v in offsets.values()), offsets
+    else:
+        assert all(v == [] for v in offsets.values()), offsets
 
 
 def test_restore_works_on_a_private_copy_of_a_backup_others_may_read(pg_stack, tmp_path):

@@ -10,6 +10,7 @@ import Postgres
 import PostgresStore
 import SQLiteStore
 import Server
+import Synchronization
 
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the FastCGI worker pool.")
@@ -120,16 +121,31 @@ enum ServeCommand {
             return try SQLiteStore(path: path, writerLock: writerLock, migrate: false)
         }
         defer { logoutDelivery.stop() }
+        // On PostgreSQL, this node's clock against the database's: at start and every minute (SPEC 9).
+        let clockWatch = databaseURL.map { url in
+            let connection = Mutex<PostgresStore?>(nil)
+            let now = environment.now
+            return ClockWatch(intervalMillis: 60_000, metrics: app.metrics, logger: app.logger, now: now) {
+                try connection.withLock { store in
+                    do {
+                        let open = try store ?? PostgresStore(url: url, migrate: false)
+                        store = open
+                        return try open.clockOffsetMillis(now: now)
+                    } catch {
+                        store = nil
+                        throw error
+                    }
+                }
+            }
+        }
+        defer { clockWatch?.stop() }
         let signal = try server.run {
             // Started here, after the pool has blocked TERM/INT/HUP, so the thread inherits the mask.
             checkpointer?.start()
             logoutDelivery.start()
             app.logger.info("latchkey serving", [("listen", .string(address.description)), ("workers", JSON(workers)), ("issuer", .string(issuer)),
                                                  ("sealed_at_start", JSON(sealed)), ("allow_from", allowFrom.map { .string($0.description) } ?? .null)])
-            if let databaseURL, let offset = try? PostgresStore(url: databaseURL, migrate: false).clockOffsetMillis(now: environment.now),
-               let warning = PostgresStore.clockWarning(offsetMillis: offset) {
-                app.logger.warn(warning, [("clock_offset_ms", JSON(Int(offset)))])
-            }
+            clockWatch?.start()
             if case .tcp = address, allowFrom == nil {
                 app.logger.warn("FastCGI over TCP admits any peer that reaches the port: name the nginx hosts with --allow-from",
                                 [("listen", .string(address.description))])
