@@ -59,6 +59,11 @@ public struct Router<Handler: Sendable>: Sendable {
         nodes[node].methods[method] = Target(handler: handlers.count - 1, captureNames: names)
     }
 
+    /// Every route added: its method and handler (tests walk the whole table).
+    public var routes: [(method: HTTPRequest.Method, handler: Handler)] {
+        nodes.flatMap { node in node.methodOrder.compactMap { method in node.methods[method].map { (method, handlers[$0.handler]) } } }
+    }
+
     /// The path's non-empty segments between slashes, found by byte:
     /// `String.split` would walk grapheme clusters, on every request.
     static func segments(_ path: String) -> [Substring] {
