@@ -9,6 +9,12 @@ public enum StoreError: Error, Equatable, CustomStringConvertible {
     /// the cause (libpq's first line, never a password) is for the logs and
     /// the CLI.
     case unavailable(String)
+    /// The database is there but cannot do the work now: its disk full, an
+    /// I/O error, a read-only file system or server, out of memory or
+    /// connections. Answered like `busy` (503 + Retry-After): what was
+    /// asked is not done, and may succeed once the operator (or the
+    /// database) has cleared the cause, which the log names.
+    case fault(String)
     /// A text value holds a NUL character: PostgreSQL's text cannot, so
     /// neither store writes one (a read with one matches no row, on both).
     /// The caller sent it: answered 400.
@@ -28,16 +34,27 @@ public enum StoreError: Error, Equatable, CustomStringConvertible {
         case .invalidText: return "a text value holds a NUL character"
         case let .conflict(what): return "a write conflicts with existing data (\(what))"
         case let .unavailable(cause): return "the database cannot be reached: \(cause)"
+        case let .fault(cause): return "the database cannot do the work now: \(cause)"
         case let .schemaNewer(applied, known):
             return "the database's schema is version \(applied), newer than this latchkey's \(known): run the latchkey that migrated it, or a newer one"
         case .writeInsideRead: return "a write was requested inside a read transaction"
         }
     }
 
-    /// `busy` or `unavailable`: the request may succeed if retried shortly.
+    /// The transient cases by name (the metrics' label); nil for the others.
+    public var refusalCause: String? {
+        switch self {
+        case .busy: return "busy"
+        case .unavailable: return "unavailable"
+        case .fault: return "fault"
+        case .conflict, .invalidText, .schemaNewer, .writeInsideRead: return nil
+        }
+    }
+
+    /// `busy`, `unavailable` or `fault`: the request may succeed if retried shortly.
     public var isTransient: Bool {
         switch self {
-        case .busy, .unavailable: return true
+        case .busy, .unavailable, .fault: return true
         case .conflict, .invalidText, .schemaNewer, .writeInsideRead: return false
         }
     }

@@ -156,6 +156,12 @@ public final class PostgresStore: Store {
         // (lock_timeout 55P03, statement_timeout 57014): retry shortly.
         if error.isRetryable || error.sqlstate == "55P03" || error.sqlstate == "57014" { return StoreError.busy }
         if error.isConstraint { return StoreError.conflict(error.sqlstate ?? "") }
+        // The server cannot do the work now: read-only (25006: default_transaction_read_only, a standby), short of
+        // resources (class 53: disk full, memory, connections), a system or I/O error (class 58), shutting down or
+        // starting (57P02, 57P03).
+        if let state = error.sqlstate, state == "25006" || state == "57P02" || state == "57P03" || state.hasPrefix("53") || state.hasPrefix("58") {
+            return StoreError.fault(error.message)
+        }
         return error
     }
 

@@ -43,6 +43,13 @@ public struct SQLiteError: Error, CustomStringConvertible {
     /// The database stayed locked past the busy timeout.
     public var isBusy: Bool { code & 0xFF == SQLITE_BUSY || code & 0xFF == SQLITE_LOCKED }
     public var isConstraint: Bool { code & 0xFF == SQLITE_CONSTRAINT }
+    /// The file or the machine failed the work, not the statement: disk full,
+    /// an I/O error, a read-only file, a file that cannot be opened, memory
+    /// exhausted, the WAL's locking protocol. A corrupt file is not one of
+    /// them (retrying does not cure it).
+    public var isStorageFault: Bool {
+        [SQLITE_FULL, SQLITE_IOERR, SQLITE_READONLY, SQLITE_CANTOPEN, SQLITE_NOMEM, SQLITE_PROTOCOL].contains(code & 0xFF)
+    }
 }
 
 /// One row of a result, addressed by column index.

@@ -118,6 +118,7 @@ public final class SQLiteStore: Store {
     static func map(_ error: SQLiteError) -> Error {
         if error.isBusy { return StoreError.busy }
         if error.isConstraint { return StoreError.conflict(error.message) }
+        if error.isStorageFault { return StoreError.fault(error.description) }
         return error
     }
 

@@ -134,6 +134,7 @@ public final class Worker {
                     response = DPoPEndpoint.withNonce(try endpoint.handler(request, context), request, context)
                 } catch {
                     failure = "\(error)"
+                    if let cause = (error as? StoreError)?.refusalCause { app.metrics.storeRefused(cause) }
                     response = ErrorRendering.render(error, surface: endpoint.surface, request: request)
                 }
             }

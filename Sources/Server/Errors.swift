@@ -114,8 +114,10 @@ public enum ErrorRendering {
             (status, code, text, retry) = (.tooManyRequests, "rate_limited",
                                            "Too many failed attempts; retry after the number of seconds in Retry-After.", e.retryAfterSeconds)
         } else if isUnavailable(error) {
+            // A storage fault (disk full, read-only) lasts until someone clears it: retried every second, it would only add load.
+            let fault = if case .fault = error as? StoreError { true } else { false }
             (status, code, text, retry) = (.serviceUnavailable, surface == .native || surface == .system ? "busy" : "temporarily_unavailable",
-                                           "The server is busy; retry shortly.", 1)
+                                           fault ? "The server cannot do this now; retry later." : "The server is busy; retry shortly.", fault ? 5 : 1)
         } else {
             return nil
         }

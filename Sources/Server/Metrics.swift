@@ -28,6 +28,8 @@ public final class Metrics: Sendable {
         var busiest = 0
         /// The database's clock minus this node's at the last measure (`ClockWatch`; PostgreSQL only).
         var clockOffsetMillis: Int64?
+        /// Requests answered 503 because the database could not do their work, by cause.
+        var storeRefusals: [String: Int] = [:]
     }
 
     private let state = Mutex(State())
@@ -68,6 +70,12 @@ public final class Metrics: Sendable {
         }
     }
 
+    /// A request the database could not serve (`StoreError`'s transient cases): `busy` (locked past the wait),
+    /// `unavailable` (not reached), `fault` (disk full, read-only, I/O).
+    public func storeRefused(_ cause: String) {
+        state.withLock { $0.storeRefusals[cause, default: 0] += 1 }
+    }
+
     public func recordClockOffset(millis: Int64) {
         state.withLock { $0.clockOffsetMillis = millis }
     }
@@ -101,6 +109,11 @@ public final class Metrics: Sendable {
         if !node.isEmpty {
             out += "# HELP latchkey_node_info The node: what it listens on.\n# TYPE latchkey_node_info gauge\n"
             out += "latchkey_node_info{listen=\"\(Metrics.escape(node))\"} 1\n"
+        }
+        out += "# HELP latchkey_store_refusals_total Requests answered 503 because the database could not do their work: busy (locked past "
+            + "the wait), unavailable (not reached), fault (disk full, read-only, an I/O error).\n# TYPE latchkey_store_refusals_total counter\n"
+        for cause in ["busy", "unavailable", "fault"] {
+            out += "latchkey_store_refusals_total{cause=\"\(cause)\"} \(s.storeRefusals[cause] ?? 0)\n"
         }
         if let offset = s.clockOffsetMillis {
             out += "# HELP latchkey_clock_offset_milliseconds The shared database's clock minus this node's, at the last measure (every minute).\n"

@@ -180,6 +180,17 @@ package final class StoreFixture {
         return dump.rows.map { Dictionary(uniqueKeysWithValues: zip(dump.columns, $0)) }
     }
 
+    /// Runs one statement on the fixture's own connection, outside any transaction (a session setting, a pragma),
+    /// and returns the first column of its first row as an integer, if it has one.
+    @discardableResult
+    package func statement(_ sql: String) throws -> Int64? {
+        switch store {
+        case let sqlite as SQLiteStore: return try sqlite.query(sql, []).first?.int(0)
+        case let postgres as PostgresStore: return try postgres.query(sql, []).first?.int(0)
+        default: throw ProvisioningError.invalid("no SQL on this store")
+        }
+    }
+
     /// The text values of one column of a table (ids, hashes).
     package func texts(_ table: String, _ column: String) throws -> [String] {
         try rows(table).compactMap { if case let .text(v)? = $0[column] { v } else { nil } }
