@@ -11,6 +11,21 @@ import Synchronization
 public struct FastCGIRequest: Sendable {
     public let params: [String: String]
     public let body: [UInt8]?
+    /// Whether nginx has closed the connection (its read timeout passed, or its client left), so that nobody will
+    /// read the answer. Valid while the request is being handled.
+    public var peerGone: @Sendable () -> Bool = { false }
+}
+
+/// Whether the peer of a connected socket has closed it: a read that would
+/// not wait finds its end (or the connection reset), not "nothing yet".
+/// nginx sends nothing after the request and never half-closes a FastCGI
+/// connection, so an end means it gave the request up.
+func peerClosed(_ fd: Int32) -> Bool {
+    var byte: UInt8 = 0
+    let n = recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
+    if n == 0 { return true }
+    if n < 0 { return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR }
+    return false
 }
 
 /// Per-thread request handler. Lives on one worker thread only, so it may
@@ -628,7 +643,7 @@ private func serve(connection fd: Int32, slot request: UnsafeMutablePointer<FCGX
         }
     }
     if tooLarge { body = nil }
-    let response = handler.handle(FastCGIRequest(params: params, body: body))
+    let response = handler.handle(FastCGIRequest(params: params, body: body, peerGone: { peerClosed(fd) }))
     response.withUnsafeBufferPointer { buf in
         buf.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buf.count) {
             _ = FCGX_PutStr($0, Int32(buf.count), request.pointee.out)

@@ -36,7 +36,10 @@ public protocol Transactional: AnyObject {
     /// Brackets one request (the worker calls them): a store whose memo is
     /// validated against a shared database may validate it once per
     /// request, at the request's first read, instead of at every read.
-    func beginRequest()
+    /// `abandoned`: whether nobody awaits the request's answer any more; a
+    /// store may ask it before committing a write that had to wait, and roll
+    /// the write back instead (`StoreError.abandoned`).
+    func beginRequest(abandoned: @escaping @Sendable () -> Bool)
     func endRequest()
     /// Brackets requests that all arrived before the first of them was
     /// handled (a worker took them from its socket together): a read begun
@@ -51,7 +54,9 @@ extension Transactional {
     /// SQLite in WAL mode with `synchronous=NORMAL` flushes at checkpoints, not at commits: nothing to defer.
     public func writeDeferringFlush<T>(_ body: () throws -> T) throws -> T { try write(body) }
     public func requireFlush() {}
-    public func beginRequest() {}
+    public func beginRequest(abandoned: @escaping @Sendable () -> Bool) {}
+    /// A request whose caller is known to wait (tests, commands).
+    public func beginRequest() { beginRequest(abandoned: { false }) }
     public func endRequest() {}
     public func beginBatch() {}
     public func endBatch() {}

@@ -15,6 +15,12 @@ public enum StoreError: Error, Equatable, CustomStringConvertible {
     /// asked is not done, and may succeed once the operator (or the
     /// database) has cleared the cause, which the log names.
     case fault(String)
+    /// A write that had waited found nobody awaiting its request's answer
+    /// any more (nginx had closed the connection): it was rolled back rather
+    /// than committed unseen. A refresh token rotated that way would have
+    /// been lost to its client, whose retry with the old one then ends the
+    /// grant as a reuse (storage-fault review, session 33).
+    case abandoned
     /// A text value holds a NUL character: PostgreSQL's text cannot, so
     /// neither store writes one (a read with one matches no row, on both).
     /// The caller sent it: answered 400.
@@ -35,6 +41,7 @@ public enum StoreError: Error, Equatable, CustomStringConvertible {
         case let .conflict(what): return "a write conflicts with existing data (\(what))"
         case let .unavailable(cause): return "the database cannot be reached: \(cause)"
         case let .fault(cause): return "the database cannot do the work now: \(cause)"
+        case .abandoned: return "the write waited and its request was given up (the connection closed): rolled back"
         case let .schemaNewer(applied, known):
             return "the database's schema is version \(applied), newer than this latchkey's \(known): run the latchkey that migrated it, or a newer one"
         case .writeInsideRead: return "a write was requested inside a read transaction"
@@ -47,6 +54,7 @@ public enum StoreError: Error, Equatable, CustomStringConvertible {
         case .busy: return "busy"
         case .unavailable: return "unavailable"
         case .fault: return "fault"
+        case .abandoned: return "abandoned"
         case .conflict, .invalidText, .schemaNewer, .writeInsideRead: return nil
         }
     }
@@ -54,7 +62,7 @@ public enum StoreError: Error, Equatable, CustomStringConvertible {
     /// `busy`, `unavailable` or `fault`: the request may succeed if retried shortly.
     public var isTransient: Bool {
         switch self {
-        case .busy, .unavailable, .fault: return true
+        case .busy, .unavailable, .fault, .abandoned: return true
         case .conflict, .invalidText, .schemaNewer, .writeInsideRead: return false
         }
     }

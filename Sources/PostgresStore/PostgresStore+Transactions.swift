@@ -161,7 +161,7 @@ extension PostgresStore {
     /// A generation value: random, never negative (-1 marks a memo unusable), so that no two histories share one.
     static func newGeneration() -> Int64 { Int64.random(in: 0...Int64.max) }
 
-    public func beginRequest() {
+    public func beginRequest(abandoned: @escaping @Sendable () -> Bool) {
         inRequest = true
         // A request after one that waited out its deadline connects again at once (within one, it does not).
         db.mayReconnect()

@@ -113,6 +113,11 @@ public final class Connection {
         sqlite3_busy_timeout(db, busyTimeoutMillis)
     }
 
+    /// How long a statement waits for a lock another connection holds before it fails busy (0: not at all).
+    public func setBusyTimeout(millis: Int32) {
+        sqlite3_busy_timeout(db, max(0, millis))
+    }
+
     deinit {
         cache.removeAll()
         sqlite3_close_v2(db)

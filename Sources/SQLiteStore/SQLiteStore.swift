@@ -28,6 +28,12 @@ public final class WriterLock: Sendable {
 public final class SQLiteStore: Store {
     let db: Connection
     let writerLock: WriterLock
+    /// How long a write may wait for the write lock, this process's writers and other processes' alike (`write`).
+    let busyTimeoutMillis: Int32
+    /// The current request's: whether nobody awaits its answer any more (`write`).
+    private var abandoned: @Sendable () -> Bool = { false }
+    /// A write that waited this long or more asks `abandoned` before it commits.
+    let askAbandonedAfterMillis: Int64
     private var depth = 0
     private var writing = false
     private var memo = ReadMemo()
@@ -52,10 +58,12 @@ public final class SQLiteStore: Store {
     /// background thread instead (`Checkpointer`), keeping this only as a
     /// backstop should the background thread fall behind.
     public init(path: String, writerLock: WriterLock = WriterLock(), migrate: Bool = true, busyTimeoutMillis: Int32 = 5000,
-                autoCheckpointPages: Int = 1000) throws {
+                autoCheckpointPages: Int = 1000, askAbandonedAfterMillis: Int64 = 1000) throws {
         do {
             db = try Connection(path: path, busyTimeoutMillis: busyTimeoutMillis)
             self.writerLock = writerLock
+            self.busyTimeoutMillis = busyTimeoutMillis
+            self.askAbandonedAfterMillis = askAbandonedAfterMillis
             try db.execute("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY;")
             try db.execute("PRAGMA wal_autocheckpoint = \(max(0, autoCheckpointPages))")
             if migrate { try SQLiteStore.migrate(db) }
@@ -122,6 +130,14 @@ public final class SQLiteStore: Store {
         return error
     }
 
+    static func millis(since start: ContinuousClock.Instant) -> Int64 {
+        let elapsed = ContinuousClock.now - start
+        return elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
+    }
+
+    public func beginRequest(abandoned: @escaping @Sendable () -> Bool) { self.abandoned = abandoned }
+    public func endRequest() { abandoned = { false } }
+
     func wrap<T>(_ body: () throws -> T) throws -> T {
         do {
             return try body()
@@ -180,15 +196,32 @@ public final class SQLiteStore: Store {
             defer { depth -= 1 }
             return try body()
         }
-        writerLock.lock.lock()
+        // One wait for the whole write: the writer lock this process's other threads may hold, then SQLite's lock
+        // another process may hold, busyTimeoutMillis in all. Each waiting its own full timeout at each, the k-th writer
+        // queued behind a lock held from outside waited k times it, past nginx's read timeout (storage-fault review).
+        let started = ContinuousClock.now
+        if !writerLock.lock.try() {
+            guard writerLock.lock.lock(before: Date(timeIntervalSinceNow: Double(busyTimeoutMillis) / 1000)) else { throw StoreError.busy }
+        }
         defer { writerLock.lock.unlock() }
         writesBegun += 1
-        try control("BEGIN IMMEDIATE")
+        let waited = Self.millis(since: started)
+        if waited > 0 { db.setBusyTimeout(millis: busyTimeoutMillis - Int32(clamping: waited)) }
+        do {
+            try control("BEGIN IMMEDIATE")
+            if waited > 0 { db.setBusyTimeout(millis: busyTimeoutMillis) }
+        } catch {
+            if waited > 0 { db.setBusyTimeout(millis: busyTimeoutMillis) }
+            throw error
+        }
         depth = 1
         writing = true
         defer { depth = 0; writing = false }
         do {
             let result = try body()
+            // A write that waited may find its request given up (nginx answered 504 and closed): what it would commit,
+            // nobody would hear of (a rotated refresh token, whose client retries with the old one).
+            if Self.millis(since: started) >= askAbandonedAfterMillis, abandoned() { throw StoreError.abandoned }
             // The counters as they will stand after the commit: no other
             // connection can commit while this one holds the write lock, and
             // `data_version` does not move for a connection's own commits. The

@@ -108,12 +108,44 @@ public final class Worker {
     public func handle(_ request: Request) -> Response {
         let started = app.env.now()
         app.metrics.started()
-        context.store.beginRequest()
+        context.store.beginRequest(abandoned: request.abandoned)
         defer { context.store.endRequest() }
         var response: Response
         var failure: String?
         var route = "unmatched"
-        switch app.router.match(method: request.method, path: request.path) {
+        let match = app.router.match(method: request.method, path: request.path)
+        if case let .found(endpoint, _) = match { route = endpoint.pattern }
+        // A request that waited for a worker until nginx gave it up (its read timeout, or its client gone) is not
+        // run: nobody will read the answer, and what it would write (a rotated refresh token, a redeemed code) would be
+        // lost to its client, whose retry then fails or ends the grant (storage-fault review, session 33). 499, as
+        // nginx logs a request its client closed.
+        let abandoned = request.abandoned()
+        if abandoned {
+            response = Response(status: .init(code: 499))
+            failure = "nginx closed the connection before the request was handled: not run"
+        } else {
+            (response, failure) = run(request, match)
+        }
+        response.headers[.xRequestID] = request.requestID
+        // Nothing a worker answers is stored by a cache unless its endpoint says so (the JWKS, discovery, logos):
+        // one user's data on a surface that forgot `noStore()` stays out of shared caches all the same.
+        if !response.headers.contains(.cacheControl) { response.headers[.cacheControl] = "no-store" }
+        if request.method == .head { response.body = [] }
+        // Failures this node counted go to the counts every node shares, outside the request's transaction, carried
+        // by a request that failed, one transaction of at most 128 keys at most (a flood of wrong secrets pays for
+        // its own writes; a successful request never waits).
+        if response.status.code >= 400, !abandoned { app.guards.failures.flush(to: context.store, now: app.env.now(), batches: 1) }
+        let millis = app.env.now() - started
+        app.metrics.finished(route: route, status: response.status.code, millis: millis)
+        app.logger.request(request, status: response.status.code, millis: millis, failure: failure)
+        return response
+    }
+
+    /// The matched route's answer (or the router's 404, 405, 413), and what failed, for the log.
+    private func run(_ request: Request, _ match: Router<Endpoint>.Match) -> (Response, String?) {
+        var response: Response
+        var failure: String?
+        switch match {
         case .notFound:
             response = ErrorRendering.render(APIProblem.notFound(), surface: .native, request: request)
         case let .methodNotAllowed(allowed):
@@ -122,7 +154,6 @@ public final class Worker {
                                              surface: .native, request: request)
             response.headers[.allow] = allowed.map(\.rawValue).joined(separator: ", ")
         case let .found(endpoint, params):
-            route = endpoint.pattern
             if request.bodyTooLarge || request.body.count > endpoint.maxBody {
                 response = ErrorRendering.render(APIProblem(status: 413, code: "body_too_large", title: "Request body too large",
                                                             detail: "The request body exceeds \(endpoint.maxBody) bytes."),
@@ -139,19 +170,7 @@ public final class Worker {
                 }
             }
         }
-        response.headers[.xRequestID] = request.requestID
-        // Nothing a worker answers is stored by a cache unless its endpoint says so (the JWKS, discovery, logos):
-        // one user's data on a surface that forgot `noStore()` stays out of shared caches all the same.
-        if !response.headers.contains(.cacheControl) { response.headers[.cacheControl] = "no-store" }
-        if request.method == .head { response.body = [] }
-        // Failures this node counted go to the counts every node shares, outside the request's transaction, carried
-        // by a request that failed, one transaction of at most 128 keys at most (a flood of wrong secrets pays for
-        // its own writes; a successful request never waits).
-        if response.status.code >= 400 { app.guards.failures.flush(to: context.store, now: app.env.now(), batches: 1) }
-        let millis = app.env.now() - started
-        app.metrics.finished(route: route, status: response.status.code, millis: millis)
-        app.logger.request(request, status: response.status.code, millis: millis, failure: failure)
-        return response
+        return (response, failure)
     }
 }
 

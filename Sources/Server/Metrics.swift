@@ -110,10 +110,11 @@ public final class Metrics: Sendable {
             out += "# HELP latchkey_node_info The node: what it listens on.\n# TYPE latchkey_node_info gauge\n"
             out += "latchkey_node_info{listen=\"\(Metrics.escape(node))\"} 1\n"
         }
-        out += "# HELP latchkey_store_refusals_total Requests answered 503 because the database could not do their work: busy (locked past "
-            + "the wait), unavailable (not reached), fault (disk full, read-only, an I/O error).\n# TYPE latchkey_store_refusals_total counter\n"
-        for cause in ["busy", "unavailable", "fault"] {
-            out += "latchkey_store_refusals_total{cause=\"\(cause)\"} \(s.storeRefusals[cause] ?? 0)\n"
+        out += "# HELP latchkey_storage_refusals_total Requests answered 503 because the database could not do their work: busy (locked past "
+            + "the wait), unavailable (not reached), fault (disk full, read-only, an I/O error), abandoned (a write that waited rolled back: "
+            + "nginx had given the request up).\n# TYPE latchkey_storage_refusals_total counter\n"
+        for cause in ["busy", "unavailable", "fault", "abandoned"] {
+            out += "latchkey_storage_refusals_total{cause=\"\(cause)\"} \(s.storeRefusals[cause] ?? 0)\n"
         }
         if let offset = s.clockOffsetMillis {
             out += "# HELP latchkey_clock_offset_milliseconds The shared database's clock minus this node's, at the last measure (every minute).\n"

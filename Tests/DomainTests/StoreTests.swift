@@ -7,6 +7,7 @@ import SharedSQL
 import PostgresStore
 import Cryptography
 import TestSupport
+import Synchronization
 import Testing
 
 @Suite struct StoreTests {
@@ -650,5 +651,63 @@ import Testing
         #expect(try other.read { try other.client(created.clientID) } != nil)
         try h.store.write { try h.store.deleteClient(created.clientID) }
         #expect(try other.read { try other.client(created.clientID) } == nil)
+    }
+}
+
+/// Writes against a lock held from outside the process and requests nginx has
+/// given up (storage-fault review, session 33: the k-th writer queued behind
+/// an outside lock waited k busy timeouts, past nginx's read timeout, and a
+/// refresh committed after nginx had answered 504; the client's retry with
+/// the old token then ended the grant as a reuse).
+@Suite(.enabled(if: TestStore.isSQLite, "SQLite's own locking"), .serialized) struct SQLiteWriteWaitTests {
+    @Test func writersQueuedBehindAnOutsideLockWaitOneTimeoutInAll() throws {
+        let h = try StoreFixture()
+        let path = h.directory + "/test.db"
+        let lock = WriterLock()
+        let outside = try Connection(path: path, busyTimeoutMillis: 0)
+        try outside.execute("BEGIN IMMEDIATE")
+        defer { try? outside.execute("ROLLBACK") }
+        let results = Mutex<[Int: (error: String, millis: Int64)]>([:])
+        let threads = (0..<3).map { i in
+            Thread {
+                guard let store = try? SQLiteStore(path: path, writerLock: lock, migrate: false, busyTimeoutMillis: 1000) else { return }
+                let start = ContinuousClock.now
+                let outcome: String
+                do { try store.write { try store.useProof(jkt: "k", jti: "queued-\(i)", expiresAt: 2_000, now: 1_000) }; outcome = "committed" } catch {
+                    outcome = "\(error)"
+                }
+                let elapsed = ContinuousClock.now - start
+                results.withLock { $0[i] = (outcome, elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000) }
+            }
+        }
+        for (i, thread) in threads.enumerated() {
+            thread.start()
+            if i == 0 { Thread.sleep(forTimeInterval: 0.1) }
+        }
+        while results.withLock({ $0.count }) < 3 { Thread.sleep(forTimeInterval: 0.02) }
+        let all = results.withLock { $0 }
+        // Each is refused as busy after about one timeout of its own, not after its place in the queue's worth of them.
+        for (i, r) in all.sorted(by: { $0.key < $1.key }) {
+            #expect(r.error == "\(StoreError.busy)", "writer \(i): \(r.error)")
+            #expect(r.millis >= 900 && r.millis < 1_600, "writer \(i) waited \(r.millis) ms")
+        }
+    }
+
+    /// A write that waited asks whether its request is still awaited, and rolls back if not; one that did not wait
+    /// does not ask (the worker asked before running the request).
+    @Test func aWriteThatWaitedIsRolledBackWhenItsRequestWasGivenUp() throws {
+        let h = try StoreFixture()
+        let path = h.directory + "/test.db"
+        let asking = try SQLiteStore(path: path, migrate: false, askAbandonedAfterMillis: 0)
+        let asked = Mutex(0)
+        asking.beginRequest { asked.withLock { $0 += 1 }; return true }
+        #expect(throws: StoreError.abandoned) { try asking.write { try asking.useProof(jkt: "k", jti: "given-up", expiresAt: 2_000, now: 1_000) } }
+        #expect(asked.withLock { $0 } == 1)
+        asking.endRequest()
+        #expect(try asking.write { try asking.useProof(jkt: "k", jti: "given-up", expiresAt: 2_000, now: 1_000) }, "nothing was recorded")
+        let quick = try SQLiteStore(path: path, migrate: false)
+        quick.beginRequest { asked.withLock { $0 += 1 }; return true }
+        #expect(try quick.write { try quick.useProof(jkt: "k", jti: "quick", expiresAt: 2_000, now: 1_000) })
+        #expect(asked.withLock { $0 } == 1)
     }
 }

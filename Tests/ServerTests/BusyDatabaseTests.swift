@@ -68,7 +68,7 @@ import Testing
         #expect(rotation.status == 503 && rotation.headers[.retryAfter] == "5" && rotation.json?["error"] == "temporarily_unavailable",
                 "\(rotation.status) \(rotation.bodyText)")
         // The metrics say why (the storage-fault review: nothing but the 503s showed it).
-        #expect(h.worker.app.metrics.render().contains("latchkey_store_refusals_total{cause=\"fault\"} 2\n"))
+        #expect(h.worker.app.metrics.render().contains("latchkey_storage_refusals_total{cause=\"fault\"} 2\n"))
         // Reads still answer, tokens that write nothing still come.
         #expect(h.json("GET", "/api/v1/clients/\(client)", token: token).status == 200)
         #expect(try !h.token().isEmpty)
@@ -101,5 +101,28 @@ import Testing
         try h.fixture.statement("PRAGMA max_page_count = 1073741823")
         #expect(try h.fixture.texts("clients", "client_id").count == before + created)
         #expect(h.json("POST", "/api/v1/clients", token: token, body: ["client_name": "after"]).status == 201)
+    }
+}
+
+/// A request nginx gave up while it waited for a worker (its read timeout, or
+/// its client gone) is not run (storage-fault review, session 33): a refresh
+/// rotated then was lost to its client, whose retry with the old token ended
+/// the grant as a reuse.
+@Suite struct AbandonedRequestTests {
+    @Test func aRequestNobodyAwaitsAnyMoreIsNotRun() throws {
+        let h = try Harness()
+        let token = try h.token()
+        let before = try h.fixture.texts("clients", "client_id").count
+        var create = Request(method: .post, path: "/api/v1/clients",
+                             headers: HTTPFields([("Authorization", "Bearer \(token)"), ("Content-Type", "application/json")]),
+                             body: Array("{\"client_name\": \"unseen\"}".utf8), requestID: "req-gone")
+        create.abandoned = { true }
+        let r = h.worker.handle(create)
+        #expect(r.status.code == 499)
+        #expect(try h.fixture.texts("clients", "client_id").count == before)
+        #expect(h.worker.app.metrics.render().contains("latchkey_requests_total{route=\"/api/v1/clients\",status=\"499\"} 1\n"))
+        // The same request, awaited, is run.
+        create.abandoned = { false }
+        #expect(h.worker.handle(create).status == 201)
     }
 }

@@ -181,7 +181,8 @@ final class WorkerHandler: FastCGIHandler {
     init(worker: Worker) { self.worker = worker }
 
     func handle(_ request: FastCGIRequest) -> [UInt8] {
-        let req = CGI.request(params: request.params, body: request.body) { Hex.encode(SecureRandom.bytes(16)) }
+        var req = CGI.request(params: request.params, body: request.body) { Hex.encode(SecureRandom.bytes(16)) }
+        req.abandoned = request.peerGone
         return CGI.bytes(worker.handle(req))
     }
 

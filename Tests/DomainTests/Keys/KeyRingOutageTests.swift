@@ -23,7 +23,7 @@ import Testing
         func write<T>(_ body: () throws -> T) throws -> T { try checked(); return try base.write(body) }
         func writeOne<T>(_ body: () throws -> T) throws -> T { try checked(); return try base.writeOne(body) }
         func read<T>(_ body: () throws -> T) throws -> T { try checked(); return try base.read(body) }
-        func beginRequest() { base.beginRequest() }
+        func beginRequest(abandoned: @escaping @Sendable () -> Bool) { base.beginRequest(abandoned: abandoned) }
         func endRequest() { base.endRequest() }
         func beginBatch() { base.beginBatch() }
         func endBatch() { base.endBatch() }

@@ -1,0 +1,75 @@
+"""Storage faults through nginx (storage-fault review, session 33): a SQLite
+database held locked from outside while refreshes wait for it. A request
+nginx gave up (its read timeout passed: 504 to the client) must not commit
+afterwards: a rotated refresh token the client never received, retried with
+the old one, ended the user's grant as a reuse."""
+import base64
+import hashlib
+import secrets
+import sqlite3
+import tempfile
+import threading
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlparse
+
+import requests
+
+from conftest import Stack
+from test_user_flow import Browser, make_app
+
+
+def refresh_token(stack, client_id, redirect):
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    url = stack.url("/oauth2/authorize?" + urlencode({"response_type": "code", "client_id": client_id, "redirect_uri": redirect,
+                                                      "scope": "openid offline_access", "state": "s", "code_challenge": challenge,
+                                                      "code_challenge_method": "S256"}))
+    code = parse_qs(urlparse(Browser(stack).authorize(url)).query)["code"][0]
+    r = requests.post(stack.url("/oauth2/token"), data={"grant_type": "authorization_code", "code": code, "client_id": client_id,
+                                                       "redirect_uri": redirect, "code_verifier": verifier})
+    assert r.status_code == 200, r.text
+    return r.json()["refresh_token"]
+
+
+def test_a_refresh_nginx_gave_up_on_is_not_committed_afterwards():
+    """One worker thread, nginx's read timeout cut to 2 s, the database locked from outside for 3.5 s: the first
+    refresh waits for the lock (nginx answers 504 at 2 s; the lock comes free at 3.5 s, within the write's 5 s, and the
+    write, asking before it commits, rolls back), the second waits behind it for the thread (504 at 2 s; taken at 3.5 s
+    and not run, 499). Afterwards each old refresh token rotates once: nothing was committed for the 504s."""
+    with tempfile.TemporaryDirectory(prefix="latchkey-e2e-faults-") as tmp:
+        stack = Stack(Path(tmp), rate_limits="off", workers=1)
+        conf = stack.state / "nginx" / "conf" / "latchkey-fastcgi.conf"
+        text = conf.read_text()
+        assert "fastcgi_read_timeout 30s;" in text
+        conf.write_text(text.replace("fastcgi_read_timeout 30s;", "fastcgi_read_timeout 2s;"))
+        stack.start()
+        try:
+            client_id, _, redirect = make_app(stack, public=True, scope="openid offline_access")
+            tokens = [refresh_token(stack, client_id, redirect) for _ in range(2)]
+            outside = sqlite3.connect(stack.db, isolation_level=None, timeout=0)
+            outside.execute("BEGIN IMMEDIATE")
+            answers = {}
+
+            def rotate(i):
+                answers[i] = requests.post(stack.url("/oauth2/token"), data={"grant_type": "refresh_token", "refresh_token": tokens[i],
+                                                                            "client_id": client_id}, timeout=20)
+            threads = [threading.Thread(target=rotate, args=(i,)) for i in range(2)]
+            threads[0].start()
+            time.sleep(0.3)
+            threads[1].start()
+            time.sleep(3.2)
+            outside.execute("ROLLBACK")
+            outside.close()
+            for t in threads:
+                t.join()
+            assert [answers[i].status_code for i in range(2)] == [504, 504], [(a.status_code, a.text[:200]) for a in answers.values()]
+            time.sleep(2)  # the worker finishes both after the lock is free
+            for token in tokens:
+                r = requests.post(stack.url("/oauth2/token"), data={"grant_type": "refresh_token", "refresh_token": token,
+                                                                   "client_id": client_id})
+                assert r.status_code == 200, r.text
+            log = stack.log_path.read_text(errors="replace")
+            assert "rolled back" in log and '"status":499' in log, log[-3000:]
+        finally:
+            stack.stop()
