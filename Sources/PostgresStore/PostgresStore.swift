@@ -21,6 +21,9 @@ import Postgres
 /// with libpq's reason (503 with `Retry-After`); the next call reconnects.
 public final class PostgresStore: Store {
     let db: PGConnection
+    /// How often, at most, a request's start looks whether the server closed this connection while it was idle
+    /// (`PGConnection.dropIfClosedByServer`); tests look every time.
+    public var closedConnectionCheckMillis: Int64 = 1000
     var depth = 0
     var writing = false
     var memo = PostgresMemo()

@@ -428,3 +428,31 @@ struct PostgresRacingDisconnectTests {
         #expect(queued == 0)
     }
 }
+
+/// A connection the server closed while it sat idle (a terminated backend, a
+/// restart) is replaced as the next request begins: every worker thread's
+/// first request after a PostgreSQL restart was a 503 (storage-fault review,
+/// session 33).
+@Suite(.enabled(if: TestStore.kind == .postgres, "the PostgreSQL run of scripts/test"))
+struct PostgresClosedConnectionTests {
+    @Test func aConnectionTheServerClosedWhileIdleIsReplacedBeforeTheRequestsFirstStatement() throws {
+        let h = try StoreFixture()
+        let store = try #require(try h.anotherStore() as? PostgresStore)
+        let killer = try #require(try h.anotherStore() as? PostgresStore)
+        store.closedConnectionCheckMillis = 0
+        store.beginRequest()
+        let pid = try #require(try store.query("SELECT pg_backend_pid()", []).first?.int(0))
+        store.endRequest()
+        _ = try killer.query("SELECT pg_terminate_backend(\(pid))", [])
+        // The backend is gone once its pid is no longer listed.
+        var waits = 0
+        while try !killer.query("SELECT 1 FROM pg_stat_activity WHERE pid = \(pid)", []).isEmpty, waits < 250 {
+            Thread.sleep(forTimeInterval: 0.02)
+            waits += 1
+        }
+        store.beginRequest()
+        defer { store.endRequest() }
+        #expect(try store.read { try store.client(h.primary.clientID) }?.clientID == h.primary.clientID)
+        #expect(try store.query("SELECT pg_backend_pid()", []).first?.int(0) != pid)
+    }
+}
