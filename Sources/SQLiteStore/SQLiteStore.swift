@@ -130,6 +130,14 @@ public final class SQLiteStore: Store {
         return error
     }
 
+    /// `BEGIN IMMEDIATE`, waiting for another process's lock at most what is left of the write's wait.
+    private func beginImmediate(waitingAtMost leftMillis: Int32) throws {
+        guard leftMillis < busyTimeoutMillis else { return try control("BEGIN IMMEDIATE") }
+        db.setBusyTimeout(millis: leftMillis)
+        defer { db.setBusyTimeout(millis: busyTimeoutMillis) }
+        try control("BEGIN IMMEDIATE")
+    }
+
     static func millis(since start: ContinuousClock.Instant) -> Int64 {
         let elapsed = ContinuousClock.now - start
         return elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
@@ -205,15 +213,7 @@ public final class SQLiteStore: Store {
         }
         defer { writerLock.lock.unlock() }
         writesBegun += 1
-        let waited = Self.millis(since: started)
-        if waited > 0 { db.setBusyTimeout(millis: busyTimeoutMillis - Int32(clamping: waited)) }
-        do {
-            try control("BEGIN IMMEDIATE")
-            if waited > 0 { db.setBusyTimeout(millis: busyTimeoutMillis) }
-        } catch {
-            if waited > 0 { db.setBusyTimeout(millis: busyTimeoutMillis) }
-            throw error
-        }
+        try beginImmediate(waitingAtMost: busyTimeoutMillis - Int32(clamping: Self.millis(since: started)))
         depth = 1
         writing = true
         defer { depth = 0; writing = false }
