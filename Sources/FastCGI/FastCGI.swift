@@ -11,8 +11,9 @@ import Synchronization
 public struct FastCGIRequest: Sendable {
     public let params: [String: String]
     public let body: [UInt8]?
-    /// Whether nginx has closed the connection (its read timeout passed, or its client left), so that nobody will
-    /// read the answer. Valid while the request is being handled.
+    /// Whether nginx has closed the connection (its read timeout passed; its client leaving does not close it, with
+    /// the shipped `fastcgi_ignore_client_abort on`), so that nobody will read the answer. Valid while the request is
+    /// being handled.
     public var peerGone: @Sendable () -> Bool = { false }
 }
 

@@ -49,8 +49,8 @@ public struct Request: Sendable {
     public var scheme: String
     public var remoteAddress: String
     public var requestID: String
-    /// Whether nobody awaits the answer any more: nginx closed the connection (its read timeout passed, or its client
-    /// left). Asked before a request is handled and before a write that waited commits.
+    /// Whether nobody awaits the answer any more: nginx closed the connection (its read timeout passed). Asked before a
+    /// request is handled and before a write that waited commits.
     public var abandoned: @Sendable () -> Bool = { false }
 
     public init(method: HTTPRequest.Method, path: String, query: String = "", headers: HTTPFields = HTTPFields(), body: [UInt8] = [],

@@ -62,8 +62,8 @@ public enum StoreError: Error, Equatable, CustomStringConvertible {
     /// `busy`, `unavailable` or `fault`: the request may succeed if retried shortly.
     public var isTransient: Bool {
         switch self {
-        case .busy, .unavailable, .fault, .abandoned: return true
-        case .conflict, .invalidText, .schemaNewer, .writeInsideRead: return false
+        case .busy, .unavailable, .fault: return true
+        case .abandoned, .conflict, .invalidText, .schemaNewer, .writeInsideRead: return false
         }
     }
 }

@@ -165,7 +165,7 @@ extension PostgresStore {
         inRequest = true
         // A request after one that waited out its deadline connects again at once (within one, it does not).
         db.mayReconnect()
-        db.dropIfClosedByServer(everyMillis: closedConnectionCheckMillis)
+        db.dropIfClosedByServer()
         if !inBatch { validated = false; arrival = generationReads.mark() }
         along = AlongRows()
     }

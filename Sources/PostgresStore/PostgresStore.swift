@@ -21,9 +21,6 @@ import Postgres
 /// with libpq's reason (503 with `Retry-After`); the next call reconnects.
 public final class PostgresStore: Store {
     let db: PGConnection
-    /// How often, at most, a request's start looks whether the server closed this connection while it was idle
-    /// (`PGConnection.dropIfClosedByServer`); tests look every time.
-    public var closedConnectionCheckMillis: Int64 = 1000
     var depth = 0
     var writing = false
     var memo = PostgresMemo()
@@ -160,9 +157,9 @@ public final class PostgresStore: Store {
         if error.isRetryable || error.sqlstate == "55P03" || error.sqlstate == "57014" { return StoreError.busy }
         if error.isConstraint { return StoreError.conflict(error.sqlstate ?? "") }
         // The server cannot do the work now: read-only (25006: default_transaction_read_only, a standby), short of
-        // resources (class 53: disk full, memory, connections), a system or I/O error (class 58), shutting down or
-        // starting (57P02, 57P03).
-        if let state = error.sqlstate, state == "25006" || state == "57P02" || state == "57P03" || state.hasPrefix("53") || state.hasPrefix("58") {
+        // resources (class 53: disk full, memory, connections), a system or I/O error (class 58). (A server shutting
+        // down or starting, 57P0x, ends the connection: `unavailable` above.)
+        if let state = error.sqlstate, state == "25006" || state.hasPrefix("53") || state.hasPrefix("58") {
             return StoreError.fault(error.message)
         }
         return error

@@ -115,8 +115,8 @@ public final class Worker {
         var route = "unmatched"
         let match = app.router.match(method: request.method, path: request.path)
         if case let .found(endpoint, _) = match { route = endpoint.pattern }
-        // A request that waited for a worker until nginx gave it up (its read timeout, or its client gone) is not
-        // run: nobody will read the answer, and what it would write (a rotated refresh token, a redeemed code) would be
+        // A request that waited for a worker until nginx gave it up (its read timeout: a client that leaves does not
+        // close the connection, `fastcgi_ignore_client_abort on`) is not run: nobody will read the answer, and what it would write (a rotated refresh token, a redeemed code) would be
         // lost to its client, whose retry then fails or ends the grant (storage-fault review, session 33). 499, as
         // nginx logs a request its client closed.
         let abandoned = request.abandoned()
@@ -166,7 +166,9 @@ public final class Worker {
                 } catch {
                     failure = "\(error)"
                     if let cause = (error as? StoreError)?.refusalCause { app.metrics.storeRefused(cause) }
-                    response = ErrorRendering.render(error, surface: endpoint.surface, request: request)
+                    // A write rolled back because nginx gave the request up: nobody reads the answer; 499 as above.
+                    response = error as? StoreError == .abandoned ? Response(status: .init(code: 499))
+                        : ErrorRendering.render(error, surface: endpoint.surface, request: request)
                 }
             }
         }

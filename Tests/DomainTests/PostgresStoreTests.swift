@@ -439,7 +439,6 @@ struct PostgresClosedConnectionTests {
         let h = try StoreFixture()
         let store = try #require(try h.anotherStore() as? PostgresStore)
         let killer = try #require(try h.anotherStore() as? PostgresStore)
-        store.closedConnectionCheckMillis = 0
         store.beginRequest()
         let pid = try #require(try store.query("SELECT pg_backend_pid()", []).first?.int(0))
         store.endRequest()

@@ -58,35 +58,16 @@ enum ServeCommand {
         // PostgreSQL when a URL is configured (SPEC 9: any number of nodes share it), else SQLite.
         let databaseURL = options.common.databaseURL
         let path = databaseURL == nil ? try options.common.databasePath() : ""
-        // Start-up migrates, waiting for a migration another node is applying (the lock row) instead of failing
-        // after the serving deadline; the workers' own connections keep that deadline.
-        let store = try options.common.openAnyStore()
-        guard let stored = try store.meta("issuer") else { throw CLIError(ProvisioningError.notInitialized.description) }
-        let issuer = try validatedIssuer(options.issuer ?? env["LATCHKEY_ISSUER"] ?? stored)
-        var environment = try options.common.environment(issuer: issuer)
-        environment.acceptAnySecretMethod = options.acceptAny || env["LATCHKEY_ACCEPT_ANY_SECRET_METHOD"] == "1"
-        environment.dpopNonces = options.dpopNonces || env["LATCHKEY_DPOP_NONCES"] == "1"
-        switch env["LATCHKEY_ES256_PRESIGN"] ?? "off" {
-        case "on": environment.presignES256 = true
-        case "off": environment.presignES256 = false
-        default: throw ValidationError("LATCHKEY_ES256_PRESIGN must be on or off")
-        }
-        // Every deployment publishes an ES256 and an RS256 key (SPEC 10.1): one from before gains the missing one.
-        try KeyManagement.ensurePublished(store: store, env: environment)
-        // Fail now, not on the first request, when the signing key cannot be loaded.
-        _ = try KeyRing(store: store, env: environment).signingKey()
+        let (issuer, environment, sealed, pepper) = try startUp(options, env: env)
         let levelName = options.logLevel ?? (options.quiet ? "error" : env["LATCHKEY_LOG_LEVEL"] ?? "info")
         guard let level = Logger.Level(name: levelName) else {
             throw ValidationError("--log-level must be one of " + Logger.Level.allCases.map(\.name).joined(separator: ", "))
         }
         ProcessMemory.returnLargeAllocationsAtOnce()
-        // Whatever was stored in clear before a KEK was configured is sealed now.
-        let sealed = try Provisioning.sealAtRest(store: store, env: environment)
         // On PostgreSQL the worker threads share their generation reads (SPEC 9: each request still sees every commit
         // made before it arrived).
         let generationReads = GenerationReads()
         // On PostgreSQL, which several nodes share, failures on an account are counted for all of them (SPEC 9).
-        let pepper = try Provisioning.secretHasher(store: store, env: environment)
         let guards = AbuseGuards(failures: FailureLimiter(shared: databaseURL != nil, keyMAC: { pepper.hmacHash($0) }))
         let app = Application(env: environment, logger: Logger(level: level), guards: guards, images: ReencodeImage.childProcess(),
                               metrics: Metrics(workers: workers, node: address.description,
@@ -121,7 +102,9 @@ enum ServeCommand {
             return try SQLiteStore(path: path, writerLock: writerLock, migrate: false)
         }
         defer { logoutDelivery.stop() }
-        // On PostgreSQL, this node's clock against the database's: at start and every minute (SPEC 9).
+        // On PostgreSQL, this node's clock against the database's: at start and every minute (SPEC 9), on a connection of
+        // its own, checked before each use (the server may have closed it while it sat idle for the minute) and opened
+        // again after a failure.
         let clockWatch = databaseURL.map { url in
             let connection = Mutex<PostgresStore?>(nil)
             let now = environment.now
@@ -130,6 +113,8 @@ enum ServeCommand {
                     do {
                         let open = try store ?? PostgresStore(url: url, migrate: false)
                         store = open
+                        open.beginRequest()
+                        defer { open.endRequest() }
                         return try open.clockOffsetMillis(now: now)
                     } catch {
                         store = nil
@@ -156,6 +141,32 @@ enum ServeCommand {
 }
 
 extension ServeCommand {
+    /// What serving needs of the database before the workers start, on a connection closed before they open theirs
+    /// (a node holds its workers' connections and two more, docs/scaling.md): the issuer, the environment, how many
+    /// values were sealed at start, the secret hasher. Start-up migrates, waiting for a migration another node is
+    /// applying (the lock row) instead of failing after the serving deadline; the workers' connections keep that
+    /// deadline.
+    static func startUp(_ options: Serve, env: [String: String]) throws -> (String, OAuth.Environment, Int, SecretHasher) {
+        let store = try options.common.openAnyStore()
+        guard let stored = try store.meta("issuer") else { throw CLIError(ProvisioningError.notInitialized.description) }
+        let issuer = try validatedIssuer(options.issuer ?? env["LATCHKEY_ISSUER"] ?? stored)
+        var environment = try options.common.environment(issuer: issuer)
+        environment.acceptAnySecretMethod = options.acceptAny || env["LATCHKEY_ACCEPT_ANY_SECRET_METHOD"] == "1"
+        environment.dpopNonces = options.dpopNonces || env["LATCHKEY_DPOP_NONCES"] == "1"
+        switch env["LATCHKEY_ES256_PRESIGN"] ?? "off" {
+        case "on": environment.presignES256 = true
+        case "off": environment.presignES256 = false
+        default: throw ValidationError("LATCHKEY_ES256_PRESIGN must be on or off")
+        }
+        // Every deployment publishes an ES256 and an RS256 key (SPEC 10.1): one from before gains the missing one.
+        try KeyManagement.ensurePublished(store: store, env: environment)
+        // Fail now, not on the first request, when the signing key cannot be loaded.
+        _ = try KeyRing(store: store, env: environment).signingKey()
+        // Whatever was stored in clear before a KEK was configured is sealed now.
+        let sealed = try Provisioning.sealAtRest(store: store, env: environment)
+        return (issuer, environment, sealed, try Provisioning.secretHasher(store: store, env: environment))
+    }
+
     /// `--allow-from` (or its environment variables), checked: a list only a TCP listener (or systemd's socket, which may be one) can use.
     static func peerAllowList(_ text: String?, address: ListenAddress) throws -> IPNetworks? {
         guard let list = try networks(text, named: "--allow-from", example: "10.0.0.2, 10.0.0.0/24, fd00::/8") else { return nil }
