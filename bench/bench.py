@@ -493,12 +493,19 @@ def main():
                                     presign=args.baseline_presign))
         try:
             # The machine's speed drifts by more than the differences measured:
-            # the ratio scenarios run interleaved, round after round and store
-            # after store, and each ratio is taken against the /healthz run of
-            # its own round.
-            for _ in range(args.rounds):
+            # the ratio scenarios run interleaved, scenario by scenario across
+            # the stores (or builds), and each ratio is taken against the
+            # /healthz run of its own round. Which one goes first alternates by
+            # scenario and by round: in a fixed order the second was 10-20%
+            # faster on the plain scenarios whichever build it was (session 33,
+            # the same two builds in both orders).
+            for r in range(args.rounds):
+                results = {id(run): [] for run in runs}
+                for i in range(len(runs[0]["scenarios"])):
+                    for run in (runs if (r + i) % 2 == 0 else list(reversed(runs))):
+                        results[id(run)].append(run_scenario(run["scenarios"][i], args.duration, args.connections))
                 for run in runs:
-                    run["rounds"].append([run_scenario(scenario, args.duration, args.connections) for scenario in run["scenarios"]])
+                    run["rounds"].append(results[id(run)])
             for run in runs if not args.ratios_only else []:
                 stack, d = run["stack"], run["dir"]
                 run["create"] = wrk(stack.url("/api/v1/clients"), lua(d / "create.lua", "POST", '{"client_name":"bench client","scope":"openid"}',
