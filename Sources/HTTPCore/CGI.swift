@@ -60,6 +60,9 @@ public enum CGI {
         "HTTP_IF_NONE_MATCH": .ifNoneMatch,
         "HTTP_ACCEPT": .accept,
         "HTTP_DPOP": .dpop,
+        // CORS (browser-based apps): the page's origin, and what a preflight asks for.
+        "HTTP_ORIGIN": .origin,
+        "HTTP_ACCESS_CONTROL_REQUEST_METHOD": .accessControlRequestMethod,
     ]
 
     static func isValidRequestID(_ id: String) -> Bool {

@@ -99,6 +99,9 @@ public struct Response: Sendable {
     public var status: HTTPResponse.Status
     public var headers: HTTPFields
     public var body: [UInt8]
+    /// The origins a page may read this answer from (CORS), named by the endpoint for the client the answer is for;
+    /// the worker turns them into headers where the route allows it.
+    public var corsOrigins: [String] = []
 
     public init(status: HTTPResponse.Status, headers: HTTPFields = HTTPFields(), body: [UInt8] = []) {
         self.status = status

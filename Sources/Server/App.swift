@@ -35,6 +35,8 @@ public struct Endpoint: Sendable {
     public let handler: Handler
     /// The route's pattern (`/api/v1/clients/{id}`): the metrics' label.
     public var pattern: String = ""
+    /// Who may read its answers from a page of another origin.
+    public var crossOrigin: CrossOrigin = .none
 }
 
 /// What a handler gets besides the request: the environment and this
@@ -123,8 +125,11 @@ public final class Worker {
         if abandoned {
             response = Response(status: .init(code: 499))
             failure = "nginx closed the connection before the request was handled: not run"
+        } else if let preflight = CrossOrigin.preflight(request, router: app.router) {
+            response = preflight
         } else {
             (response, failure) = run(request, match)
+            if case let .found(endpoint, _) = match { CrossOrigin.decorate(&response, request: request, rule: endpoint.crossOrigin) }
         }
         response.headers[.xRequestID] = request.requestID
         // Nothing a worker answers is stored by a cache unless its endpoint says so (the JWKS, discovery, logos):

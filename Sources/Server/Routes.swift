@@ -7,18 +7,19 @@ enum Routes {
     static let logoBodyLimit = 2 * 1024 * 1024
 
     static func register(_ r: inout Router<Endpoint>) {
-        func add(_ method: HTTPRequest.Method, _ path: String, _ surface: Surface, maxBody: Int = apiBodyLimit, _ handler: @escaping Handler) {
-            r.add(method, path, Endpoint(surface: surface, maxBody: maxBody, handler: handler, pattern: path))
+        func add(_ method: HTTPRequest.Method, _ path: String, _ surface: Surface, maxBody: Int = apiBodyLimit, cors: CrossOrigin = .none,
+                 _ handler: @escaping Handler) {
+            r.add(method, path, Endpoint(surface: surface, maxBody: maxBody, handler: handler, pattern: path, crossOrigin: cors))
         }
         add(.get, "/healthz", .system, maxBody: 0, SystemEndpoints.health)
         add(.get, "/metrics", .system, maxBody: 0, SystemEndpoints.metrics)
 
-        add(.get, "/.well-known/openid-configuration", .oauth, maxBody: 0, DiscoveryEndpoints.configuration)
-        add(.get, "/.well-known/oauth-authorization-server", .oauth, maxBody: 0, DiscoveryEndpoints.configuration)
-        add(.get, "/oauth2/jwks", .oauth, maxBody: 0, DiscoveryEndpoints.jwks)
-        add(.post, "/oauth2/token", .oauth, maxBody: oauthBodyLimit, TokenEndpoint.token)
+        add(.get, "/.well-known/openid-configuration", .oauth, maxBody: 0, cors: .anyone, DiscoveryEndpoints.configuration)
+        add(.get, "/.well-known/oauth-authorization-server", .oauth, maxBody: 0, cors: .anyone, DiscoveryEndpoints.configuration)
+        add(.get, "/oauth2/jwks", .oauth, maxBody: 0, cors: .anyone, DiscoveryEndpoints.jwks)
+        add(.post, "/oauth2/token", .oauth, maxBody: oauthBodyLimit, cors: .clientOrigins, TokenEndpoint.token)
         add(.post, "/oauth2/introspect", .oauth, maxBody: oauthBodyLimit, TokenEndpoint.introspect)
-        add(.post, "/oauth2/revoke", .oauth, maxBody: oauthBodyLimit, TokenEndpoint.revoke)
+        add(.post, "/oauth2/revoke", .oauth, maxBody: oauthBodyLimit, cors: .clientOrigins, TokenEndpoint.revoke)
         add(.post, "/oauth2/par", .oauth, maxBody: oauthBodyLimit, PushedRequestEndpoint.push)
         add(.post, "/oauth2/device_authorization", .oauth, maxBody: oauthBodyLimit, DeviceEndpoints.authorize)
         add(.get, "/oauth2/logout", .oauth, maxBody: 0, LogoutEndpoints.logout)
@@ -31,8 +32,8 @@ enum Routes {
         add(.get, "/oauth2/authorize", .oauth, maxBody: 0, UserEndpoints.authorize)
         add(.post, "/oauth2/authorize", .oauth, maxBody: oauthBodyLimit, UserEndpoints.authorize)
         add(.get, "/oauth2/authorize/continue", .oauth, maxBody: 0, UserEndpoints.authorizeContinue)
-        add(.get, "/oauth2/userinfo", .bearer, maxBody: 0, UserEndpoints.userinfo)
-        add(.post, "/oauth2/userinfo", .bearer, maxBody: oauthBodyLimit, UserEndpoints.userinfo)
+        add(.get, "/oauth2/userinfo", .bearer, maxBody: 0, cors: .clientOrigins, UserEndpoints.userinfo)
+        add(.post, "/oauth2/userinfo", .bearer, maxBody: oauthBodyLimit, cors: .clientOrigins, UserEndpoints.userinfo)
 
         add(.post, "/api/v1/session", .native, maxBody: oauthBodyLimit, UserEndpoints.login)
         add(.get, "/api/v1/session", .native, maxBody: 0, UserEndpoints.currentSession)
@@ -64,11 +65,11 @@ enum Routes {
         add(.put, "/api/oauth/app/id/{client_id}/image", .app, maxBody: logoBodyLimit, AppSurface.putImage)
         add(.put, "/api/oauth/app/id/{client_id}/rotate", .app, maxBody: oauthBodyLimit, AppSurface.rotate)
         add(.delete, "/api/oauth/app/id/{client_id}", .app, maxBody: 0, AppSurface.delete)
-        add(.get, "/api/oauth/openid-configuration", .oauth, maxBody: 0, DiscoveryEndpoints.configuration)
-        add(.get, "/api/oauth/jwks", .oauth, maxBody: 0, DiscoveryEndpoints.jwks)
-        add(.post, "/api/oauth/token", .oauth, maxBody: oauthBodyLimit, TokenEndpoint.token)
-        add(.get, "/api/oauth/userinfo", .bearer, maxBody: 0, UserEndpoints.userinfo)
-        add(.post, "/api/oauth/userinfo", .bearer, maxBody: oauthBodyLimit, UserEndpoints.userinfo)
+        add(.get, "/api/oauth/openid-configuration", .oauth, maxBody: 0, cors: .anyone, DiscoveryEndpoints.configuration)
+        add(.get, "/api/oauth/jwks", .oauth, maxBody: 0, cors: .anyone, DiscoveryEndpoints.jwks)
+        add(.post, "/api/oauth/token", .oauth, maxBody: oauthBodyLimit, cors: .clientOrigins, TokenEndpoint.token)
+        add(.get, "/api/oauth/userinfo", .bearer, maxBody: 0, cors: .clientOrigins, UserEndpoints.userinfo)
+        add(.post, "/api/oauth/userinfo", .bearer, maxBody: oauthBodyLimit, cors: .clientOrigins, UserEndpoints.userinfo)
         add(.post, "/api/oauth/auth/code", .app, maxBody: oauthBodyLimit, AppSurface.authCode)
         add(.get, "/api/oauth/connection", .app, maxBody: 0, AppSurface.listConnections)
         add(.get, "/api/oauth/connection/id/{client_id}", .app, maxBody: 0, AppSurface.getConnection)

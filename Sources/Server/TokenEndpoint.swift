@@ -86,7 +86,13 @@ enum TokenEndpoint {
             return proof
         }
         let result = try exchange.exchange(TokenRequest(grantType: grantType, parameters: form.values), credentials: credentials, proof: proof)
-        return uncached(.json(serialized: result.serialized))
+        var response = uncached(.json(serialized: result.serialized))
+        // A public client's page may read its tokens (a browser-based app); a client with a secret is no page's.
+        if case let .publicClient(clientID) = credentials, request.headers.contains(.origin),
+           let client = try ctx.store.read({ try ctx.store.client(clientID) }) {
+            response.corsOrigins = CrossOrigin.origins(of: client, for: request)
+        }
+        return response
     }
 
     /// RFC 7662 §2.
@@ -112,6 +118,8 @@ enum TokenEndpoint {
         // A public client's bound tokens are revoked only with a proof of their key (checked once such a token is
         // found; its jti is recorded with the revocation, never for a refused one): the client id alone is anyone's.
         try ctx.tokens.revoke(token: token, caller: caller) { try DPoPEndpoint.verifiedProof(request, ctx, accessToken: nil) }
-        return uncached(Response(status: 200))
+        var response = uncached(Response(status: 200))
+        if caller.authMethod == .publicClient { response.corsOrigins = CrossOrigin.origins(of: caller, for: request) }
+        return response
     }
 }

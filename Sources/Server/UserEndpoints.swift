@@ -293,10 +293,13 @@ enum UserEndpoints {
         let (claims, client) = try ctx.store.read { try ctx.tokens.authenticateBearer(token) }
         // Outside the read: a proof's jti is written. Before anything the token says is judged (whose it is, its scope).
         if let token { try DPoPEndpoint.checkBinding(request, ctx, token: token, claims: claims) }
-        switch try ctx.store.read({ try ctx.tokens.userinfo(claims: claims, client: client) }) {
-        case let .json(claims): return Response.json(claims).noStore()
-        case let .jwt(signed): return Response.text(signed, status: .ok, contentType: "application/jwt").noStore()
+        var response = switch try ctx.store.read({ try ctx.tokens.userinfo(claims: claims, client: client) }) {
+        case let .json(claims): Response.json(claims).noStore()
+        case let .jwt(signed): Response.text(signed, status: .ok, contentType: "application/jwt").noStore()
         }
+        // The page of the app the token was issued to may read what it says of its user.
+        response.corsOrigins = CrossOrigin.origins(of: client, for: request)
+        return response
     }
 
     // MARK: Connections

@@ -80,6 +80,7 @@ import Testing
         let carried: [String: HTTPField.Name] = [
             "authorization": .authorization, "cookie": .cookie, "xCSRFToken": .xCSRFToken, "ifMatch": .ifMatch,
             "ifNoneMatch": .ifNoneMatch, "accept": .accept, "contentType": .contentType, "contentLength": .contentLength, "dpop": .dpop,
+            "origin": .origin, "accessControlRequestMethod": .accessControlRequestMethod,
         ]
         for name in names {
             let field = try #require(carried[name], "request.headers reads .\(name): add it to CGI.headersRead and to this table")
