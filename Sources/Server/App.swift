@@ -168,12 +168,15 @@ public final class Worker {
                 context.pathParams = params
                 do {
                     response = DPoPEndpoint.withNonce(try endpoint.handler(request, context), request, context)
-                } catch {
+                } catch let thrown {
+                    let readable = thrown as? CrossOrigin.ReadableBy
+                    let error = readable?.error ?? thrown
                     failure = "\(error)"
                     if let cause = (error as? StoreError)?.refusalCause { app.metrics.storeRefused(cause) }
                     // A write rolled back because nginx gave the request up: nobody reads the answer; 499 as above.
                     response = error as? StoreError == .abandoned ? Response(status: .init(code: 499))
                         : ErrorRendering.render(error, surface: endpoint.surface, request: request)
+                    response.corsOrigins = readable?.origins ?? []
                 }
             }
         }

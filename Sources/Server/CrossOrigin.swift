@@ -55,6 +55,25 @@ public enum CrossOrigin: Sendable {
         return client.redirectURIs.compactMap { URIRules.origin($0).map(normalized) }
     }
 
+    /// Runs `body` on behalf of a client whose pages (`origins`) may read the answer: its error too, so that a page
+    /// learns `invalid_grant` or a DPoP nonce (`use_dpop_nonce`, `DPoP-Nonce`) instead of a failed fetch.
+    static func answering(for origins: [String], _ body: () throws -> Response) throws -> Response {
+        do {
+            var response = try body()
+            response.corsOrigins = origins
+            return response
+        } catch {
+            guard !origins.isEmpty else { throw error }
+            throw ReadableBy(origins: origins, error: error)
+        }
+    }
+
+    /// An endpoint's error that the client's pages may read (`answering`); the worker renders `error`.
+    struct ReadableBy: Error {
+        let origins: [String]
+        let error: Error
+    }
+
     /// Lowercased, without the scheme's default port (the form browsers send).
     static func normalized(_ origin: String) -> String {
         let lower = origin.lowercased()

@@ -78,6 +78,18 @@ enum TokenEndpoint {
         let form = try OAuthForm(request)
         guard let grantType = form["grant_type"] else { throw OAuthError.invalidRequest("grant_type is required.") }
         let credentials = try form.credentials(request)
+        // A public client's page may read its answers, errors included (a browser-based app); a client with a secret
+        // is no page's. Read before anything is redeemed: no read can fail after the grant has committed.
+        var origins: [String] = []
+        if case let .publicClient(clientID) = credentials, request.headers.contains(.origin),
+           let client = try ctx.store.read({ try ctx.store.client(clientID) }), client.isPublic {
+            origins = CrossOrigin.origins(of: client, for: request)
+        }
+        return try CrossOrigin.answering(for: origins) { try exchange(form, grantType, credentials, request, ctx) }
+    }
+
+    private static func exchange(_ form: OAuthForm, _ grantType: String, _ credentials: PresentedCredentials, _ request: Request,
+                                 _ ctx: RequestContext) throws -> Response {
         try DPoPEndpoint.demandNonce(request, ctx)
         let exchange = TokenExchange(service: ctx.tokens, authenticator: ctx.clientAuthenticator(request))
         // A DPoP proof is checked once the client is authenticated, and its jti written by the grant that uses it.
@@ -86,13 +98,7 @@ enum TokenEndpoint {
             return proof
         }
         let result = try exchange.exchange(TokenRequest(grantType: grantType, parameters: form.values), credentials: credentials, proof: proof)
-        var response = uncached(.json(serialized: result.serialized))
-        // A public client's page may read its tokens (a browser-based app); a client with a secret is no page's.
-        if case let .publicClient(clientID) = credentials, request.headers.contains(.origin),
-           let client = try ctx.store.read({ try ctx.store.client(clientID) }) {
-            response.corsOrigins = CrossOrigin.origins(of: client, for: request)
-        }
-        return response
+        return uncached(.json(serialized: result.serialized))
     }
 
     /// RFC 7662 §2.
@@ -119,7 +125,7 @@ enum TokenEndpoint {
         // found; its jti is recorded with the revocation, never for a refused one): the client id alone is anyone's.
         try ctx.tokens.revoke(token: token, caller: caller) { try DPoPEndpoint.verifiedProof(request, ctx, accessToken: nil) }
         var response = uncached(Response(status: 200))
-        if caller.authMethod == .publicClient { response.corsOrigins = CrossOrigin.origins(of: caller, for: request) }
+        if caller.isPublic { response.corsOrigins = CrossOrigin.origins(of: caller, for: request) }
         return response
     }
 }

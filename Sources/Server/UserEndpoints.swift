@@ -291,15 +291,15 @@ enum UserEndpoints {
             token = items.first(where: { $0.0 == "access_token" })?.1
         }
         let (claims, client) = try ctx.store.read { try ctx.tokens.authenticateBearer(token) }
-        // Outside the read: a proof's jti is written. Before anything the token says is judged (whose it is, its scope).
-        if let token { try DPoPEndpoint.checkBinding(request, ctx, token: token, claims: claims) }
-        var response = switch try ctx.store.read({ try ctx.tokens.userinfo(claims: claims, client: client) }) {
-        case let .json(claims): Response.json(claims).noStore()
-        case let .jwt(signed): Response.text(signed, status: .ok, contentType: "application/jwt").noStore()
+        // The page of the app the token was issued to may read what it says of its user, and why not (a DPoP nonce).
+        return try CrossOrigin.answering(for: CrossOrigin.origins(of: client, for: request)) {
+            // Outside the read: a proof's jti is written. Before anything the token says is judged (whose it is, its scope).
+            if let token { try DPoPEndpoint.checkBinding(request, ctx, token: token, claims: claims) }
+            return switch try ctx.store.read({ try ctx.tokens.userinfo(claims: claims, client: client) }) {
+            case let .json(claims): Response.json(claims).noStore()
+            case let .jwt(signed): Response.text(signed, status: .ok, contentType: "application/jwt").noStore()
+            }
         }
-        // The page of the app the token was issued to may read what it says of its user.
-        response.corsOrigins = CrossOrigin.origins(of: client, for: request)
-        return response
     }
 
     // MARK: Connections

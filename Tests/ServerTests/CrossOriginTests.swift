@@ -70,6 +70,26 @@ import Testing
         #expect(revoked.status == 200 && revoked.headers[Self.allowOrigin] == "https://spa.example")
     }
 
+    /// Its page reads the errors too (session 33's review: a failed fetch hid `invalid_grant`, and with server DPoP
+    /// nonces the page never learnt the nonce it had to send); another origin's page reads neither.
+    @Test func aPublicClientsPageReadsItsErrorsAndItsDPoPNonces() throws {
+        let h = try Harness(dpopNonces: true)
+        let (client, _) = try h.app(redirectURIs: ["https://spa.example/callback"])
+        let expose = HTTPField.Name("Access-Control-Expose-Headers")!
+        let bad = h.form("/oauth2/token", [("grant_type", "refresh_token"), ("refresh_token", "lkr_unknown"), ("client_id", client)],
+                         headers: [("Origin", "https://spa.example")])
+        #expect(bad.status == 400 && bad.json?["error"] == "invalid_grant" && bad.headers[Self.allowOrigin] == "https://spa.example")
+        #expect(bad.headers[expose]?.contains("DPoP-Nonce") == true)
+        let nonce = h.form("/oauth2/token", [("grant_type", "refresh_token"), ("refresh_token", "lkr_unknown"), ("client_id", client)],
+                           headers: [("Origin", "https://spa.example"), ("DPoP", "a.b.c")])
+        #expect(nonce.status == 400 && nonce.json?["error"] == "use_dpop_nonce" && nonce.headers[Self.allowOrigin] == "https://spa.example",
+                "\(nonce.status) \(nonce.bodyText)")
+        #expect(nonce.headers[.dpopNonce] != nil)
+        let other = h.form("/oauth2/token", [("grant_type", "refresh_token"), ("refresh_token", "lkr_unknown"), ("client_id", client)],
+                           headers: [("Origin", "https://evil.example")])
+        #expect(other.status == 400 && other.headers[Self.allowOrigin] == nil)
+    }
+
     /// A client with a secret is no page's: its token answers name no origin, even its own redirect URI's.
     @Test func aConfidentialClientsTokensAreNoPagesToRead() throws {
         let h = try Harness()
