@@ -3,18 +3,15 @@ from its own origin redeems its code at the token endpoint, reads userinfo
 with the access token (a preflighted request) and reads discovery; a page of
 another origin cannot read the tokens it asks for. Through nginx, on both
 stores."""
-import base64
-import hashlib
 import json
 import secrets
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import threading
-from urllib.parse import parse_qs, urlencode, urlparse
 
 import requests
 
 from conftest import chromium, free_port
-from test_user_flow import Browser
+from test_user_flow import code_for as user_code_for
 
 
 class Page:
@@ -70,11 +67,7 @@ def page_script(issuer, form):
 
 def code_for(stack, client_id, redirect):
     verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    url = stack.url("/oauth2/authorize?" + urlencode({"response_type": "code", "client_id": client_id, "redirect_uri": redirect,
-                                                      "scope": "openid offline_access", "state": "s", "code_challenge": challenge,
-                                                      "code_challenge_method": "S256"}))
-    return parse_qs(urlparse(Browser(stack).authorize(url)).query)["code"][0], verifier
+    return user_code_for(stack, client_id, redirect, verifier, scope="openid offline_access"), verifier
 
 
 def test_a_single_page_app_redeems_its_code_and_reads_userinfo_from_its_own_origin_only(stack):

@@ -3,29 +3,22 @@ database held locked from outside while refreshes wait for it. A request
 nginx gave up (its read timeout passed: 504 to the client) must not commit
 afterwards: a rotated refresh token the client never received, retried with
 the old one, ended the user's grant as a reuse."""
-import base64
-import hashlib
 import secrets
 import sqlite3
 import tempfile
 import threading
 import time
 from pathlib import Path
-from urllib.parse import parse_qs, urlencode, urlparse
 
 import requests
 
 from conftest import Stack
-from test_user_flow import Browser, make_app
+from test_user_flow import Browser, code_for, make_app
 
 
 def refresh_token(stack, client_id, redirect):
     verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    url = stack.url("/oauth2/authorize?" + urlencode({"response_type": "code", "client_id": client_id, "redirect_uri": redirect,
-                                                      "scope": "openid offline_access", "state": "s", "code_challenge": challenge,
-                                                      "code_challenge_method": "S256"}))
-    code = parse_qs(urlparse(Browser(stack).authorize(url)).query)["code"][0]
+    code = code_for(stack, client_id, redirect, verifier, scope="openid offline_access")
     r = requests.post(stack.url("/oauth2/token"), data={"grant_type": "authorization_code", "code": code, "client_id": client_id,
                                                        "redirect_uri": redirect, "code_verifier": verifier})
     assert r.status_code == 200, r.text

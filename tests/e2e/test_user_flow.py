@@ -126,10 +126,10 @@ def test_public_client_flow(stack):
     verify_id_token(stack, token["id_token"], client_id, nonce, token["access_token"])
 
 
-def code_for(stack, client_id, redirect, verifier):
+def code_for(stack, client_id, redirect, verifier, scope="openid"):
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     url = stack.url("/oauth2/authorize?" + urlencode({"response_type": "code", "client_id": client_id, "redirect_uri": redirect,
-                                                      "scope": "openid", "state": "s1", "code_challenge": challenge,
+                                                      "scope": scope, "state": "s1", "code_challenge": challenge,
                                                       "code_challenge_method": "S256"}))
     back = Browser(stack).authorize(url)
     return parse_qs(urlparse(back).query)["code"][0]
