@@ -10,7 +10,7 @@ import threading
 
 import requests
 
-from conftest import chromium, free_port
+from conftest import chromium, free_port, run_cli
 from test_user_flow import code_for as user_code_for
 
 
@@ -75,7 +75,10 @@ def test_a_single_page_app_redeems_its_code_and_reads_userinfo_from_its_own_orig
     app, other = Page(), Page()
     try:
         redirect = app.origin + "/callback"
-        r = requests.post(stack.url("/api/v1/clients"), headers=stack.bearer(), json={
+        # An organization of its own: the session's shared one is near its client limit.
+        org = json.loads(run_cli(stack, "org", "create", "CORS", "--client-limit", "5").stdout)
+        manager = {"Authorization": f"Bearer {stack.token(org['client_id'], org['client_secret'])}"}
+        r = requests.post(stack.url("/api/v1/clients"), headers=manager, json={
             "client_name": "SPA", "redirect_uris": [redirect], "grant_types": ["authorization_code", "refresh_token"],
             "scope": "openid offline_access", "token_endpoint_auth_method": "none"})
         assert r.status_code == 201, r.text
