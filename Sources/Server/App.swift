@@ -118,9 +118,9 @@ public final class Worker {
         let match = app.router.match(method: request.method, path: request.path)
         if case let .found(endpoint, _) = match { route = endpoint.pattern }
         // A request that waited for a worker until nginx gave it up (its read timeout: a client that leaves does not
-        // close the connection, `fastcgi_ignore_client_abort on`) is not run: nobody will read the answer, and what it would write (a rotated refresh token, a redeemed code) would be
-        // lost to its client, whose retry then fails or ends the grant (storage-fault review, session 33). 499, as
-        // nginx logs a request its client closed.
+        // close the connection, `fastcgi_ignore_client_abort on`) is not run: nobody will read the answer, and what it
+        // would write (a rotated refresh token, a redeemed code) would be lost to its client, whose retry then fails
+        // or ends the grant (storage-fault review, session 33). 499, as nginx logs a request its client closed.
         let abandoned = request.abandoned()
         if abandoned {
             response = Response(status: .init(code: 499))

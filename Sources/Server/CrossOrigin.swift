@@ -86,8 +86,6 @@ public enum CrossOrigin: Sendable {
     static func isOrigin(_ value: String) -> Bool {
         guard value.utf8.count <= 255, value.hasPrefix("https://") || value.hasPrefix("http://") else { return false }
         let authority = value.utf8.drop { $0 != UInt8(ascii: "/") }.dropFirst(2)
-        return !authority.isEmpty && authority.allSatisfy { b in
-            (b >= 48 && b <= 58) || (b >= 65 && b <= 90) || (b >= 97 && b <= 122) || b == 45 || b == 46 || b == 91 || b == 93
-        }
+        return !authority.isEmpty && !authority.contains(UInt8(ascii: "/")) && FormPostPage.plainOrigin(value) != nil
     }
 }
