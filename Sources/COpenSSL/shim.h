@@ -221,9 +221,39 @@ static inline void lk_presigner_free(lk_presigner *ps) {
     OPENSSL_clear_free(ps, sizeof *ps);
 }
 
+/* Whether OpenSSL's FIPS mode is on or its FIPS provider loaded: the EC_KEY functions would then go around it. */
+static inline int lk_fips_in_use(void) {
+    return EVP_default_properties_is_fips_enabled(NULL) || OSSL_PROVIDER_available(NULL, "fips");
+}
+
+/* A P-256 private key's EC_KEY for lk_es256_sign (freed with EC_KEY_free), or NULL: under FIPS, or not such a key. */
+static inline EC_KEY *lk_es256_signing_key(EVP_PKEY *pkey) {
+    if (lk_fips_in_use()) return NULL;
+    EC_KEY *key = EVP_PKEY_get1_EC_KEY(pkey);
+    if (key && EC_KEY_get0_private_key(key) && EC_KEY_get0_group(key) &&
+        EC_GROUP_get_curve_name(EC_KEY_get0_group(key)) == NID_X9_62_prime256v1) return key;
+    EC_KEY_free(key);
+    return NULL;
+}
+
+/* Signs a SHA-256 digest with ECDSA_do_sign_ex, as EVP_PKEY_sign does inside the default provider (the same
+   function, the same nonce hedged with the digest) but without the provider's dispatch and the DER encoding
+   that JWS would decode again: raw r || s (32 bytes each) into out. kinv and r: a prepared pair, or NULL for
+   OpenSSL's own nonce. 1, or 0 on failure. */
+static inline int lk_es256_sign(EC_KEY *key, const unsigned char digest[32], const BIGNUM *kinv, const BIGNUM *rp,
+                                unsigned char out[64]) {
+    ECDSA_SIG *sig = ECDSA_do_sign_ex(digest, 32, kinv, rp, key);
+    if (!sig) return 0;
+    const BIGNUM *r = NULL, *s = NULL;
+    ECDSA_SIG_get0(sig, &r, &s);
+    int ok = BN_bn2binpad(r, out, 32) == 32 && BN_bn2binpad(s, out + 32, 32) == 32;
+    ECDSA_SIG_free(sig);
+    return ok;
+}
+
 /* A presigner for a P-256 private key, or NULL. */
 static inline lk_presigner *lk_presigner_new(EVP_PKEY *pkey) {
-    if (EVP_default_properties_is_fips_enabled(NULL) || OSSL_PROVIDER_available(NULL, "fips")) return NULL;
+    if (lk_fips_in_use()) return NULL;
     lk_presigner *ps = OPENSSL_zalloc(sizeof *ps);
     if (!ps || !(ps->p = BN_new())) goto fail;
     ps->key = EVP_PKEY_get1_EC_KEY(pkey);
@@ -348,7 +378,7 @@ static inline int lk_presigner_next_r(const lk_presigner *ps, unsigned char out[
 
 /* Signs a SHA-256 digest: raw r || s (32 bytes each) into out. 2 from a prepared pair, 1 from OpenSSL's own nonce, 0 on failure. */
 static inline int lk_presigner_sign(lk_presigner *ps, const unsigned char digest[32], unsigned char out[64]) {
-    ECDSA_SIG *sig = NULL;
+    int ok = 0;
     long long now = lk_wall_clock_ns();
     if (ps->pid != getpid()) {   /* a forked child: its parent holds the same pairs */
         lk_presigner_wipe(ps);
@@ -369,27 +399,22 @@ static inline int lk_presigner_sign(lk_presigner *ps, const unsigned char digest
     int presigned = 0;
     if (ps->ready > 0) {
         int i = --ps->ready;
-        sig = ECDSA_do_sign_ex(digest, 32, ps->kinv[i], ps->r[i], ps->key);
+        ok = lk_es256_sign(ps->key, digest, ps->kinv[i], ps->r[i], out);
         BN_clear(ps->kinv[i]);
         BN_clear(ps->r[i]);
-        if (!sig) {   /* s = 0, never in practice: sign afresh */
+        if (!ok) {   /* s = 0, never in practice: sign afresh */
             ERR_clear_error();
             ps->fallbacks++;
         } else {
             presigned = 1;
         }
     }
-    if (!sig) sig = ECDSA_do_sign_ex(digest, 32, NULL, NULL, ps->key);
-    if (!sig) return 0;
-    const BIGNUM *r = NULL, *s = NULL;
-    ECDSA_SIG_get0(sig, &r, &s);
-    int ok = BN_bn2binpad(r, out, 32) == 32 && BN_bn2binpad(s, out + 32, 32) == 32;
-    ECDSA_SIG_free(sig);
+    if (!ok && !lk_es256_sign(ps->key, digest, NULL, NULL, out)) return 0;
     if (ps->busy && !lk_presigner_prepare(ps, now)) {
         ERR_clear_error();
         lk_presigner_wipe(ps);
     }
-    return ok ? 1 + presigned : 0;
+    return 1 + presigned;
 }
 
 #pragma clang diagnostic pop

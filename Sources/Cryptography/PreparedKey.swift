@@ -19,6 +19,13 @@ import Synchronization
 /// every `s`. Off by default because a nonce drawn before its message is
 /// not hedged against two copies of one running process (README "Security").
 ///
+/// Without presigning, an ES256 key signs through `ECDSA_do_sign_ex` on its
+/// `EC_KEY` (`lk_es256_sign`): the function `EVP_PKEY_sign` reaches inside
+/// OpenSSL's default provider, with the same nonce, less the provider's
+/// dispatch and a DER encoding that JWS would only decode again (about 5%
+/// of a client_credentials token's instructions). Under OpenSSL's FIPS mode
+/// it signs through `EVP_PKEY_sign`.
+///
 /// Not `Sendable`: an `EVP_PKEY_CTX` must not be shared between threads.
 /// Each worker thread makes its own (the key ring is per thread).
 public final class PreparedKey {
@@ -26,8 +33,11 @@ public final class PreparedKey {
     private var signContext: OpaquePointer?
     private var verifyContext: OpaquePointer?
     private var presigner: UnsafeMutablePointer<lk_presigner>?
+    /// The ES256 key's `EC_KEY` for `lk_es256_sign`, made on first use; `directTried` once that was attempted.
+    private var ecKey: OpaquePointer?
+    private var directTried = false
     /// False when presigning is off, or once a presigner could not be made for this key (OpenSSL in FIPS mode, or
-    /// a key its provider does not hand out as an `EC_KEY`): it then signs through `EVP_PKEY_sign` as RS256 does.
+    /// a key its provider does not hand out as an `EC_KEY`): it then signs as an ES256 key without presigning does.
     private var presigning: Bool
 
     /// `presign`: whether an ES256 key may sign with nonces prepared ahead (`LATCHKEY_ES256_PRESIGN`).
@@ -40,6 +50,7 @@ public final class PreparedKey {
         if let signContext { EVP_PKEY_CTX_free(signContext) }
         if let verifyContext { EVP_PKEY_CTX_free(verifyContext) }
         lk_presigner_free(presigner)
+        if let ecKey { EC_KEY_free(ecKey) }
     }
 
     public var algorithm: SignatureAlgorithm { key.algorithm }
@@ -52,6 +63,9 @@ public final class PreparedKey {
 
     /// Signatures OpenSSL made afresh although a prepared pair was taken: a pair that did not work (tests).
     var presignFallbacks: Int { presigner.map { Int($0.pointee.fallbacks) } ?? 0 }
+
+    /// Whether ES256 signatures go through `lk_es256_sign` rather than `EVP_PKEY_sign` (tests).
+    var signsDirectly: Bool { directES256Key() != nil }
 
     /// The r of the prepared pair the next signature would take, if one is ready (tests).
     var nextPreparedR: [UInt8]? {
@@ -103,6 +117,16 @@ public final class PreparedKey {
         return presigner
     }
 
+    /// The ES256 key's `EC_KEY` for `lk_es256_sign`; nil under FIPS (or for a key not handed out as one).
+    private func directES256Key() -> OpaquePointer? {
+        if !directTried {
+            directTried = true
+            ecKey = lk_es256_signing_key(key.pkey)
+            if ecKey == nil { ERR_clear_error() }
+        }
+        return ecKey
+    }
+
     /// The JWS signature over `message`, as `SigningKey.sign` makes it.
     public func sign(_ message: [UInt8]) throws -> [UInt8] {
         guard key.algorithm != .edDSA else { return try key.sign(message) }
@@ -113,6 +137,12 @@ public final class PreparedKey {
             let made = lk_presigner_sign(presigner, digest, &raw)
             guard made > 0 else { throw CryptoError("ECDSA_do_sign_ex") }
             if made == 2 { PreparedKey.presigned.add(1, ordering: .relaxed) }
+            P256Order.makeLowS(&raw)
+            return raw
+        }
+        if key.algorithm == .es256, let ecKey = directES256Key() {
+            var raw = [UInt8](repeating: 0, count: 64)
+            guard lk_es256_sign(ecKey, digest, nil, nil, &raw) == 1 else { throw CryptoError("ECDSA_do_sign_ex") }
             P256Order.makeLowS(&raw)
             return raw
         }

@@ -136,6 +136,30 @@ import Testing
         #expect(throws: CryptoError.self) { try verifier.sign([1]) }
     }
 
+    /// Without presigning, ES256 signs through `ECDSA_do_sign_ex` directly
+    /// (not the provider's `EVP_PKEY_sign`): the same message signed 200
+    /// times verifies every time, always low S, and never repeats an r
+    /// (OpenSSL's nonce, fresh each time); an RS256 key has no such path.
+    @Test func es256SignsDirectlyWithFreshNonces() throws {
+        let key = try SigningKey.generate(.es256)
+        let publicKey = try SigningKey(publicKeyDER: try key.publicKeyDER(), algorithm: .es256)
+        let signer = PreparedKey(key)
+        #expect(signer.signsDirectly)
+        #expect(!PreparedKey(try SigningKey.generate(.rs256)).signsDirectly)
+        #expect(!PreparedKey(publicKey).signsDirectly)
+        let message = Array("the same message".utf8)
+        var rs = Set<[UInt8]>()
+        for _ in 0..<200 {
+            let signature = try signer.sign(message)
+            #expect(signature.count == 64)
+            #expect(!P256Order.isHigh(signature[32...]))
+            #expect(publicKey.verify(signature: signature, message: message))
+            rs.insert(Array(signature[..<32]))
+        }
+        #expect(rs.count == 200)
+        #expect(signer.preparedNonces == (pending: 0, ready: 0))
+    }
+
     /// What a presigner holds after `made` signatures made quickly: none
     /// prepared for the first 63 (the thread's rate is known after 64), then
     /// one per signature, a batch finished at 64 and used while the next fills.
