@@ -120,12 +120,15 @@ enum TokenEndpoint {
         let form = try OAuthForm(request)
         let credentials = try form.credentials(request)
         let caller = try ctx.clientAuthenticator(request).authenticateAlone(credentials, allowPublic: true)
-        guard let token = form["token"] else { throw OAuthError.invalidRequest("token is required.") }
-        // A public client's bound tokens are revoked only with a proof of their key (checked once such a token is
-        // found; its jti is recorded with the revocation, never for a refused one): the client id alone is anyone's.
-        try ctx.tokens.revoke(token: token, caller: caller) { try DPoPEndpoint.verifiedProof(request, ctx, accessToken: nil) }
-        var response = uncached(Response(status: 200))
-        if caller.isPublic { response.corsOrigins = CrossOrigin.origins(of: caller, for: request) }
-        return response
+        // A public client's page reads the answer, and its errors from here on (a missing token, a DPoP proof refused
+        // or a nonce demanded), as at the token endpoint.
+        let origins = caller.isPublic ? CrossOrigin.origins(of: caller, for: request) : []
+        return try CrossOrigin.answering(for: origins) {
+            guard let token = form["token"] else { throw OAuthError.invalidRequest("token is required.") }
+            // A public client's bound tokens are revoked only with a proof of their key (checked once such a token is
+            // found; its jti is recorded with the revocation, never for a refused one): the client id alone is anyone's.
+            try ctx.tokens.revoke(token: token, caller: caller) { try DPoPEndpoint.verifiedProof(request, ctx, accessToken: nil) }
+            return uncached(Response(status: 200))
+        }
     }
 }

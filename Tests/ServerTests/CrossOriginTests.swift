@@ -88,6 +88,10 @@ import Testing
         let other = h.form("/oauth2/token", [("grant_type", "refresh_token"), ("refresh_token", "lkr_unknown"), ("client_id", client)],
                            headers: [("Origin", "https://evil.example")])
         #expect(other.status == 400 && other.headers[Self.allowOrigin] == nil)
+        // Revocation's errors likewise (here a missing token).
+        let missing = h.form("/oauth2/revoke", [("client_id", client)], headers: [("Origin", "https://spa.example")])
+        #expect(missing.status == 400 && missing.json?["error"] == "invalid_request" && missing.headers[Self.allowOrigin] == "https://spa.example")
+        #expect(h.form("/oauth2/revoke", [("client_id", client)], headers: [("Origin", "https://evil.example")]).headers[Self.allowOrigin] == nil)
     }
 
     /// A client with a secret is no page's: its token answers name no origin, even its own redirect URI's.
