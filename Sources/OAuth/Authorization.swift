@@ -244,10 +244,24 @@ public struct AuthorizationService {
     /// Loads a pending request of this browser; nil when unknown, expired,
     /// answered or started by another browser (all alike).
     public func pending(_ requestID: String, browser: String?) throws -> StoredAuthorizationRequest? {
+        try unexpired(requestID, browser: browser).flatMap { $0.answeredAt == nil ? $0 : nil }
+    }
+
+    /// The request this browser's user is answering on the consent page: nil when unknown, expired or started by
+    /// another browser; `ConsentError.alreadyAnswered` once answered, whether the other answer committed before this
+    /// one read the request or after (two answers at once: the loser is a 409 either way, not a 404 or a 409 by timing).
+    func answerable(_ requestID: String, browser: String?) throws -> StoredAuthorizationRequest? {
+        guard let stored = try unexpired(requestID, browser: browser) else { return nil }
+        guard stored.answeredAt == nil else { throw ConsentError.alreadyAnswered }
+        return stored
+    }
+
+    /// A request of this browser that has not expired, answered or not.
+    private func unexpired(_ requestID: String, browser: String?) throws -> StoredAuthorizationRequest? {
         guard requestID.utf8.count <= 128, let browser, !browser.isEmpty, browser.utf8.count <= 128 else { return nil }
         return try store.read {
             guard let stored = try store.authorizationRequest(idHash: AuthorizationService.hash(requestID)),
-                  stored.expiresAt > env.now(), stored.answeredAt == nil,
+                  stored.expiresAt > env.now(),
                   let bound = stored.request.browserHash,
                   Digest.constantTimeEqual(Array(bound.utf8), Array(AuthorizationService.hash(browser).utf8)) else { return nil }
             return stored
@@ -443,7 +457,7 @@ public struct AuthorizationService {
 
     /// The consent decision of a signed-in user (SPEC 5.1).
     public func accept(_ requestID: String, browser: String?, user: User, session: SessionRecord, scope: [String], remember: Bool) throws -> AuthorizationResponse {
-        guard let stored = try pending(requestID, browser: browser) else { throw ConsentError.notFound }
+        guard let stored = try answerable(requestID, browser: browser) else { throw ConsentError.notFound }
         guard signedInFreshly(for: stored, session) else { throw ConsentError.loginRequired }
         guard !scope.isEmpty, scope.allSatisfy(stored.request.scope.contains) else { throw ConsentError.scopeNotRequested }
         if let device = stored.request.deviceCodeHash {
@@ -456,7 +470,7 @@ public struct AuthorizationService {
 
     /// `user`: who denied it (recorded on a device code, which a user's answer ends).
     public func reject(_ requestID: String, browser: String?, user: User, session: SessionRecord) throws -> AuthorizationResponse {
-        guard let stored = try pending(requestID, browser: browser) else { throw ConsentError.notFound }
+        guard let stored = try answerable(requestID, browser: browser) else { throw ConsentError.notFound }
         if let device = stored.request.deviceCodeHash {
             return try DeviceAuthorizationService(env: env, store: store).answer(stored, deviceCodeHash: device, user: user, authTime: session.authTime,
                                                                                   scope: nil)

@@ -224,7 +224,7 @@ import Testing
         #expect(other.json("POST", "/api/v1/authorization-requests/\(id)/accept", ["scope": ["openid"], "remember": false]).status == 404)
         // Answered once: approve, then deny again, is refused; the code stays approved.
         #expect(b.json("POST", "/api/v1/authorization-requests/\(id)/accept", ["scope": ["openid"], "remember": false]).status == 200)
-        #expect(b.json("POST", "/api/v1/authorization-requests/\(id)/reject", [:]).status == 404)
+        #expect(b.json("POST", "/api/v1/authorization-requests/\(id)/reject", [:]).status == 409)
         // A code entered twice makes two consent requests; the first answer wins, the second finds the code answered.
         let third = try #require(start(h, client, nil).json)
         let code = try #require(third["user_code"]?.stringValue)

@@ -97,7 +97,7 @@ import Testing
         let tokens = flow.exchange(h, client: client, code: code, verifier: pkce.verifier)
         #expect(tokens.status == 200)
         #expect(tokens.json?["scope"] == "openid profile")
-        #expect(answer("accept", [("scope", "openid"), ("csrf_token", csrf)]).status == 404, "answered once")
+        #expect(answer("accept", [("scope", "openid"), ("csrf_token", csrf)]).status == 409, "answered once")
     }
 
     @Test func aRefusalAndAJSONAnswerTakeTheRequestsMode() throws {

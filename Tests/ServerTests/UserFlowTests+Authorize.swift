@@ -139,9 +139,9 @@ extension UserFlowTests {
         let redirectTo = try #require(ok.json?["redirect_to"]?.stringValue)
         let code = try #require(queryItems(redirectTo)["code"])
         #expect(exchange(h, client: client, code: code, verifier: pkce.verifier).json?["scope"] == "openid")
-        // Answered once.
-        #expect(b.json("POST", "/api/v1/authorization-requests/\(request)/accept", ["scope": ["openid"]]).status == 404)
-        #expect(b.json("POST", "/api/v1/authorization-requests/\(request)/reject", [:]).status == 404)
+        // Answered once (a conflict for the browser that started it: aSecondAnswerIsAConflictWhicheverCameFirst).
+        #expect(b.json("POST", "/api/v1/authorization-requests/\(request)/accept", ["scope": ["openid"]]).status == 409)
+        #expect(b.json("POST", "/api/v1/authorization-requests/\(request)/reject", [:]).status == 409)
         // Reject sends access_denied.
         let l2 = try #require(b.authorize(authorizeParams(client, pkce)).headers[.location])
         let r2 = try #require(queryItems(l2)["request"])
