@@ -180,13 +180,13 @@ public struct AccessTokens {
     /// surface may say so, SPEC 6.2's AU0006), or neither.
     public enum Standing {
         case usable(AccessTokenClaims, Client)
-        case ofDeletedClient
+        case ofDeletedClient(AccessTokenClaims)
         case unusable
     }
 
     public func standing(_ token: String) throws -> Standing {
         guard let claims = try verifiedClaims(token) else { return .unusable }
-        guard let client = try store.client(claims.clientID) else { return .ofDeletedClient }
+        guard let client = try store.client(claims.clientID) else { return .ofDeletedClient(claims) }
         guard client.enabled, client.tokenGeneration == claims.generation else { return .unusable }
         return .usable(claims, client)
     }

@@ -11,8 +11,10 @@ public struct OAuthError: Error, Equatable, CustomStringConvertible {
     public var headers: [(String, String)]
     public let location: String
     /// An `invalid_token` refusal of a genuine, active token whose client was
-    /// deleted since (the integration surface answers it as its source does).
-    public private(set) var tokenOfDeletedClient = false
+    /// deleted since (the integration surface answers it as its source does):
+    /// the token's claims, so that its DPoP binding is checked before that is said.
+    public private(set) var deletedClientsToken: AccessTokenClaims?
+    public var tokenOfDeletedClient: Bool { deletedClientsToken != nil }
 
     public init(_ code: String, status: Int, _ description: String, detail: String = "", headers: [(String, String)] = [],
                 fileID: String = #fileID, line: Int = #line) {
@@ -27,9 +29,9 @@ public struct OAuthError: Error, Equatable, CustomStringConvertible {
     public static func == (lhs: OAuthError, rhs: OAuthError) -> Bool { lhs.code == rhs.code && lhs.status == rhs.status }
     public var description: String { "\(code) (\(status)) at \(location)\(detail.isEmpty ? "" : ": \(detail)")" }
 
-    func ofDeletedClient() -> OAuthError {
+    func ofDeletedClient(_ claims: AccessTokenClaims) -> OAuthError {
         var refusal = self
-        refusal.tokenOfDeletedClient = true
+        refusal.deletedClientsToken = claims
         return refusal
     }
 

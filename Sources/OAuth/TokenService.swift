@@ -110,7 +110,7 @@ public struct TokenService {
             return (claims, client)
         // Said on the refusal itself, so a surface that names it does not verify the token a second time to find
         // out (anyone may send a forged token, and each costs a signature check).
-        case .ofDeletedClient: throw OAuthError.invalidToken().ofDeletedClient()
+        case let .ofDeletedClient(claims): throw OAuthError.invalidToken().ofDeletedClient(claims)
         case .unusable: throw OAuthError.invalidToken()
         }
     }

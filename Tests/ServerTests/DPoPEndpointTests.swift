@@ -324,6 +324,31 @@ import Testing
         #expect(plainRefusal.status == 401 && plainRefusal.headers[.wwwAuthenticate] == "Bearer realm=\"latchkey\"")
     }
 
+    /// The integration surface says "the calling client no longer exists" (AU0006) only to the holder of the
+    /// token's key: a deleted client's DPoP-bound token sent as a bearer token, or with another key's proof, is
+    /// refused as any bound token is (it was AU0006 whatever the proof, session 32's note).
+    @Test func aDeletedClientsBoundTokenIsSaidGoneOnlyWithItsProof() throws {
+        let h = try Harness()
+        let doomed = try h.createClient(["client_name": "doomed", "scope": "manageExternalClients"], token: try h.token())
+        let key = try SigningKey.generate(.es256)
+        let issued = h.form("/oauth2/token", [("grant_type", "client_credentials")], basic: (doomed.id, doomed.secret),
+                            headers: [("DPoP", try proof(h, key, "POST", "/oauth2/token"))])
+        let token = try #require(issued.json?["access_token"]?.stringValue, "\(issued.bodyText)")
+        #expect(h.json("DELETE", "/api/v1/clients/\(doomed.id)", token: try h.token()).status == 204)
+        let path = "/external/v1/oauth/client/current"
+        let recorded = try h.fixture.rows("dpop_proofs").count
+        for (name, headers) in [("bearer", [("Authorization", "Bearer \(token)")]),
+                                ("no proof", [("Authorization", "DPoP \(token)")]),
+                                ("another key", [("Authorization", "DPoP \(token)"),
+                                                 ("DPoP", try proof(h, try SigningKey.generate(.es256), "GET", path, token: token))])] {
+            let r = h.call("GET", path, headers: headers)
+            #expect(r.status == 401 && r.json?["code"] == "AU0001", "\(name): \(r.status) \(r.bodyText)")
+        }
+        let holder = h.call("GET", path, headers: [("Authorization", "DPoP \(token)"), ("DPoP", try proof(h, key, "GET", path, token: token))])
+        #expect(holder.status == 404 && holder.json?["code"] == "AU0006", "\(holder.bodyText)")
+        #expect(try h.fixture.rows("dpop_proofs").count == recorded, "no proof recorded for an answer that is an error")
+    }
+
     /// RFC 6750 §2: userinfo takes its token from one place; with an Authorization header (the DPoP scheme alone,
     /// no token), a token in the body is not taken instead (review, session 31: it was, with its proof).
     @Test func userinfoTakesNoTokenFromTheBodyWhenAnAuthorizationHeaderCame() throws {

@@ -79,6 +79,11 @@ enum IntegrationSurface {
         do {
             return try EndpointKit.caller(request, ctx, scopes: scopes, surface: .integration)
         } catch let e as OAuthError where e.tokenOfDeletedClient {
+            // Said only to the token's holder: a DPoP-bound token sent without its key's proof learns nothing of its
+            // client (refused as any bound token is; the proof's jti is not recorded, the answer is an error anyway).
+            if let claims = e.deletedClientsToken, let token = EndpointKit.bearerToken(request) {
+                try DPoPEndpoint.checkBinding(request, ctx, token: token, claims: claims, recording: false)
+            }
             throw Failure.callerGone
         }
     }
