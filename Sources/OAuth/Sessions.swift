@@ -76,8 +76,9 @@ public struct SessionService {
     /// A session for `user`, whose password hash (read before it was
     /// verified) is still theirs: a password changed meanwhile (`latchkey
     /// user password`, which ends every session) signs in no more. The user's
-    /// row is held until the session is in (PostgreSQL: `FOR SHARE`), so a
-    /// change either comes first or waits for this sign-in and ends its session.
+    /// row is held until the session is in (PostgreSQL: `FOR NO KEY UPDATE`), so a
+    /// change either comes first or waits for this sign-in and ends its session, and another sign-in of the
+    /// user waits too and counts this session towards the limit.
     /// Past `sessionsPerUser`, the user's oldest sessions end with it, each as its logout would, after the one it
     /// replaces (so a browser signing in again at the limit ends no other session: review of the change, session 29).
     func start(_ user: User, now: Int64, replacing previous: String? = nil) throws -> Started? {

@@ -19,10 +19,12 @@ extension PostgresStore {
         along.users[id] = r.isNull(start) ? .some(nil) : SharedRows.user(r.columns(from: start))
     }
 
-    /// `FOR SHARE`: a password change (an update of a column no key holds) waits for it, as it must.
+    /// `FOR NO KEY UPDATE`: a password change waits for it, as it must, and so does another sign-in of the user,
+    /// which then counts this one's session (with `FOR SHARE`, sign-ins at once each counted the sessions without
+    /// the others' and the user's session limit was passed). A session's foreign key (`KEY SHARE`) passes it.
     public func holdPasswordHash(userID: String) throws -> String? {
         precondition(writing, "holdPasswordHash outside a write")
-        return try rows("SELECT password_hash FROM users WHERE id = ? FOR SHARE", [.text(userID)]).first?.string(0)
+        return try rows("SELECT password_hash FROM users WHERE id = ? FOR NO KEY UPDATE", [.text(userID)]).first?.string(0)
     }
 
     // MARK: Sessions
