@@ -202,6 +202,15 @@ public struct User: Sendable, Equatable {
 
 /// An audit record: who did what to which target, when, through which
 /// surface, under which request id. Never holds a secret.
+/// The audit log's bounds (SPEC 6.0: every write is recorded).
+public enum AuditLog {
+    /// How long an event is kept: a year. Older ones are purged as the organization's later writes are recorded.
+    public static let retentionMillis: Int64 = 365 * 86_400_000
+    /// The deepest `offset` a read takes; deeper pages are read with `before` (an event id), which costs the
+    /// same at any depth (an offset costs a step for every event it skips).
+    public static let maxOffset = 10_000
+}
+
 public struct AuditEvent: Sendable, Equatable {
     public var id: Int64
     public var organizationID: String?

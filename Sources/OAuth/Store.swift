@@ -337,7 +337,17 @@ public protocol UpstreamStorage: Transactional {
 /// The audit log (SPEC 6.0).
 public protocol AuditStorage: Transactional {
     func appendAudit(_ event: AuditEvent) throws
-    func auditEvents(organizationID: String, limit: Int, offset: Int) throws -> (events: [AuditEvent], total: Int)
+    /// Newest first; `before`: only events with a smaller id. `total`: every event of the organization.
+    func auditEvents(organizationID: String, limit: Int, offset: Int, before: Int64?) throws -> (events: [AuditEvent], total: Int)
+    /// Removes up to a batch of `organizationID`'s events (nil: the events of no organization) made before `before`.
+    func purgeAudit(organizationID: String?, before: Int64) throws
+}
+
+extension AuditStorage {
+    /// The newest events from `offset` on.
+    public func auditEvents(organizationID: String, limit: Int, offset: Int) throws -> (events: [AuditEvent], total: Int) {
+        try auditEvents(organizationID: organizationID, limit: limit, offset: offset, before: nil)
+    }
 }
 
 /// Everything the domain needs from storage, split by role as fosite's

@@ -399,5 +399,10 @@ enum PostgresSchema {
         """
         ALTER TABLE refresh_tokens ADD COLUMN IF NOT EXISTS session_ends_at BIGINT;
         """,
+        // 20: SQLite's 24 (an organization's audit events counted on its row).
+        """
+        ALTER TABLE organizations ADD COLUMN IF NOT EXISTS audit_count BIGINT NOT NULL DEFAULT 0;
+        UPDATE organizations SET audit_count = (SELECT count(*) FROM audit_events WHERE audit_events.organization_id = organizations.id);
+        """,
     ]
 }

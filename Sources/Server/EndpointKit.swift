@@ -93,15 +93,18 @@ enum EndpointKit {
         /// nil: the limit is required.
         let defaultLimit: Int?
         let offsetRequired: Bool
+        var maxOffset = 1_000_000_000
 
         /// `limit` 1..250 (50 when absent), `offset` >= 0 (the native API, /v3).
         static let standard = Paging(limitName: "limit", maxLimit: 250, defaultLimit: 50, offsetRequired: false)
         /// `amount` 1..255 and `offset`, both required (the app API).
         static let amountAndOffset = Paging(limitName: "amount", maxLimit: 255, defaultLimit: nil, offsetRequired: true)
+        /// The audit log, which no client limit bounds: `offset` at most `AuditLog.maxOffset` (deeper with `before`).
+        static let audit = Paging(limitName: "limit", maxLimit: 250, defaultLimit: 50, offsetRequired: false, maxOffset: AuditLog.maxOffset)
     }
 
     /// The page a list request asks for; a problem is the surface's own error
-    /// (`refuse`). Offsets stop at a billion: past that a scan costs without an answer.
+    /// (`refuse`). Offsets stop at a billion (the audit log's sooner): past that a scan costs without an answer.
     static func page(_ request: Request, _ paging: Paging, refuse: (FieldError) -> any Error) throws -> (limit: Int, offset: Int) {
         guard let items = request.queryItems else { throw refuse(FieldError("query", "is not valid percent-encoding")) }
         func value(_ name: String) -> String? { items.first(where: { $0.0 == name })?.1 }
@@ -115,7 +118,8 @@ enum EndpointKit {
         }
         var offset = 0
         if let raw = value("offset") {
-            guard let v = Int(raw), (0...1_000_000_000).contains(v) else { throw refuse(FieldError("offset", "must be a non-negative integer")) }
+            guard let v = Int(raw), v >= 0 else { throw refuse(FieldError("offset", "must be a non-negative integer")) }
+            guard v <= paging.maxOffset else { throw refuse(FieldError("offset", "must be at most \(paging.maxOffset)")) }
             offset = v
         } else if paging.offsetRequired {
             throw refuse(FieldError("offset", "is required and must be a non-negative integer"))

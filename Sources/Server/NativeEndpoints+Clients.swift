@@ -119,8 +119,16 @@ extension NativeEndpoints {
 
     static func audit(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let caller = try caller(request, ctx, scopes: ["audit:read"])
-        let (limit, offset) = try listParams(request)
-        let (events, total) = try ctx.store.read { try ctx.store.auditEvents(organizationID: caller.organizationID, limit: limit, offset: offset) }
+        let (limit, offset) = try EndpointKit.page(request, .audit) { RegistryError.invalid([$0]) }
+        // `before` (an event id): the page below it, at any depth for the same cost (offsets stop at AuditLog.maxOffset).
+        var before: Int64?
+        if let raw = request.queryItems?.first(where: { $0.0 == "before" })?.1 {
+            guard let id = Int64(raw), id > 0 else { throw RegistryError.invalid([FieldError("before", "must be an event id")]) }
+            before = id
+        }
+        let (events, total) = try ctx.store.read {
+            try ctx.store.auditEvents(organizationID: caller.organizationID, limit: limit, offset: offset, before: before)
+        }
         var response = Response.json(["events": .array(events.map { e in
             [
                 "id": .int(e.id), "actor": .string(e.actor), "action": .string(e.action), "target": JSON(e.target),

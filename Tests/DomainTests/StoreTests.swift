@@ -146,7 +146,8 @@ import Testing
     func rewindMigrations(_ store: any Store, sqlite: Int, postgres: Int) throws -> Int {
         try store.write {
             if let s = store as? SQLiteStore {
-                // SQLite cannot add a column that exists (no IF NOT EXISTS): what migrations 17 to 22 added goes first.
+                // SQLite cannot add a column that exists (no IF NOT EXISTS): what migrations 17 to 24 added goes first.
+                if sqlite <= 24 { _ = try s.update("ALTER TABLE organizations DROP COLUMN audit_count", []) }
                 if sqlite <= 22 { _ = try s.update("ALTER TABLE refresh_tokens DROP COLUMN session_ends_at", []) }
                 if sqlite <= 21 {
                     _ = try s.update("ALTER TABLE refresh_tokens DROP COLUMN withdrawn_at", [])

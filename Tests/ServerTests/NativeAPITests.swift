@@ -288,6 +288,18 @@ import Testing
         #expect(!audit.bodyText.contains("lks_"))
         #expect(!audit.bodyText.contains(try #require(created["client_secret"]?.stringValue)))
         #expect(h.json("GET", "/api/v1/audit", token: try h.token(scope: "clients:read")).status == 403)
+        // The total is every event; `before` pages below an event id; offsets stop at AuditLog.maxOffset.
+        let total = try #require(audit.headers[.xTotalCount].flatMap { Int($0) })
+        #expect(total == (try h.fixture.rows("audit_events").count))
+        func read(_ query: String) -> Response { h.call("GET", "/api/v1/audit", query: query, headers: [("Authorization", "Bearer \(token)")]) }
+        let below = read("limit=2&before=\(try #require(events[0]["id"]?.intValue))")
+        #expect(below.json?["events"]?.arrayValue?.compactMap { $0["action"]?.stringValue } == ["client.secret_rotated", "client.created"])
+        #expect(below.headers[.xTotalCount] == String(total))
+        for query in ["offset=10001", "before=0", "before=x", "before=-3"] {
+            let refused = read(query)
+            #expect(refused.status == 400 && refused.json?["code"] == "invalid_field", "\(query): \(refused.status)")
+        }
+        #expect(read("offset=10000").status == 200)
     }
 
     @Test func scopesAreCheckedPerRoute() throws {
