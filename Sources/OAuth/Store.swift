@@ -139,7 +139,7 @@ public protocol CredentialStorage: Transactional {
     /// Replaces a key's private key by its sealed form.
     func sealSigningKey(kid: String, privateKey: [UInt8]) throws
 
-    func revokeAccessToken(jti: String, expiresAt: Int64) throws
+    func revokeAccessToken(jti: String, expiresAt: Int64, now: Int64) throws
     func isAccessTokenRevoked(jti: String) throws -> Bool
 }
 

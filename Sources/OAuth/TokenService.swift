@@ -78,7 +78,7 @@ public struct TokenService {
         let spent = try TokenService.proofForRevoking(boundTo: claims.jkt, caller: caller, proof: proof)
         try store.write {
             if let spent, try !store.useProof(spent) { throw OAuthError.proofReplayed }
-            try store.revokeAccessToken(jti: claims.jti, expiresAt: claims.expiresAt * 1000)
+            try store.revokeAccessToken(jti: claims.jti, expiresAt: claims.expiresAt * 1000, now: env.now())
         }
     }
 

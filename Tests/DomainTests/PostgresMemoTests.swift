@@ -49,7 +49,7 @@ struct PostgresMemoTests {
         #expect(store.roundTrips - before == 1, "the generation row only")
         // A token-only write (a refresh rotation, a code) keeps the memo; a revocation elsewhere ends its revocation part.
         let other = try h.anotherStore()
-        try other.write { try other.revokeAccessToken(jti: "j", expiresAt: Int64.max / 4) }
+        try other.write { try other.revokeAccessToken(jti: "j", expiresAt: Int64.max / 4, now: 1_000_000) }
         #expect(try store.read { try store.isAccessTokenRevoked(jti: "j") })
         // A configuration write elsewhere ends the configuration part.
         var client = try #require(try store.read { try store.client(id) })

@@ -69,7 +69,7 @@ struct PostgresDeferredFlushTests {
         try store.writeDeferringFlush { store.requireFlush(); try save("3") }
         try store.writeDeferringFlush { try store.write { try save("4") } }
         try store.write { try store.writeDeferringFlush { try save("5") } }
-        try store.writeDeferringFlush { try save("6"); try store.revokeAccessToken(jti: "j", expiresAt: Int64.max / 4) }
+        try store.writeDeferringFlush { try save("6"); try store.revokeAccessToken(jti: "j", expiresAt: Int64.max / 4, now: 1_000_000) }
         try store.writeDeferringFlush { try save("7"); try store.deleteSession(idHash: "none") }
         try store.writeDeferringFlush { _ = try store.useProof(jkt: "k", jti: "1", expiresAt: Int64.max / 4, now: 0) }
         #expect(store.flushesDeferred == deferred)
@@ -198,7 +198,7 @@ struct PostgresSharedGenerationReadTests {
         a.beginRequest()
         _ = try a.read { try a.client(client) }
         a.endRequest()
-        try h.store.write { try h.store.revokeAccessToken(jti: "batch", expiresAt: Int64.max / 4) }
+        try h.store.write { try h.store.revokeAccessToken(jti: "batch", expiresAt: Int64.max / 4, now: 1_000_000) }
         let (batchTrips, batchShared) = (b.roundTrips, reads.sharedTotal)
         b.beginBatch()
         b.beginRequest()
@@ -237,7 +237,7 @@ struct PostgresSharedGenerationReadTests {
         }
         sent.wait()
         Thread.sleep(forTimeInterval: 0.2)
-        try h.store.write { try h.store.revokeAccessToken(jti: "slow", expiresAt: Int64.max / 4) }
+        try h.store.write { try h.store.revokeAccessToken(jti: "slow", expiresAt: Int64.max / 4, now: 1_000_000) }
         b.beginRequest()
         back.wait()
         #expect(failure.withLock { $0 } == nil)
@@ -257,7 +257,7 @@ struct PostgresSharedGenerationReadTests {
         a.beginRequest()
         _ = try a.read { try a.isAccessTokenRevoked(jti: "j") }
         a.endRequest()
-        try h.store.write { try h.store.revokeAccessToken(jti: "j", expiresAt: Int64.max / 4) }
+        try h.store.write { try h.store.revokeAccessToken(jti: "j", expiresAt: Int64.max / 4, now: 1_000_000) }
         // b's request arrives after the revocation was acknowledged: a's read is too old for it; b reads.
         let (trips, shared) = (b.roundTrips, reads.sharedTotal)
         b.beginRequest()
@@ -269,7 +269,7 @@ struct PostgresSharedGenerationReadTests {
         // node revokes the token, and a's next read (in no request) does not take b's.
         #expect(try !a.read { try a.isAccessTokenRevoked(jti: "k") })
         _ = try b.read { try b.isAccessTokenRevoked(jti: "j") }
-        try h.store.write { try h.store.revokeAccessToken(jti: "k", expiresAt: Int64.max / 4) }
+        try h.store.write { try h.store.revokeAccessToken(jti: "k", expiresAt: Int64.max / 4, now: 1_000_000) }
         #expect(try a.read { try a.isAccessTokenRevoked(jti: "k") })
     }
 

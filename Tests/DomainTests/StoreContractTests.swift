@@ -795,7 +795,7 @@ import Testing
         let token = try h.token()
         let other = try h.anotherStore()
         let claims = try #require(try AccessTokens(env: h.env, store: other, keys: KeyRing(store: other, env: h.env)).validate(token)?.claims)
-        try h.store.write { try h.store.revokeAccessToken(jti: claims.jti, expiresAt: claims.expiresAt * 1000) }
+        try h.store.write { try h.store.revokeAccessToken(jti: claims.jti, expiresAt: claims.expiresAt * 1000, now: h.clock.now) }
         #expect(try other.read { try AccessTokens(env: h.env, store: other, keys: KeyRing(store: other, env: h.env)).validate(token) } == nil)
     }
 

@@ -47,19 +47,23 @@ import Testing
         let h = try StoreFixture()
         let day: Int64 = 86_400_000
         let expired = ExpiredRows.batch + 88
-        // Revocations kept until two days past their token's expiry: these go with any revocation made three days on.
+        // Revocations kept until their token has expired on every node (the single-use margin past its expiry):
+        // these go with revocations made later than that; one whose token expired just now stays.
+        let later = 1_000_000 + Int64(expired) + ExpiredRows.singleUseMarginMillis + 1
         try h.store.write {
-            for i in 0..<expired { try h.store.revokeAccessToken(jti: "old-\(i)", expiresAt: 1_000_000 + Int64(i)) }
+            for i in 0..<expired { try h.store.revokeAccessToken(jti: "old-\(i)", expiresAt: 1_000_000 + Int64(i), now: 1_000_000) }
+            try h.store.revokeAccessToken(jti: "just-expired", expiresAt: later - 1_000, now: 1_000_000)
         }
         func left() throws -> [String] {
             try h.rows("revoked_tokens").compactMap { if case let .text(jti)? = $0["jti"] { jti } else { nil } }.filter { $0.hasPrefix("old-") }
         }
         #expect(try left().count == expired)
-        try h.store.write { try h.store.revokeAccessToken(jti: "new-1", expiresAt: 1_000_000 + 3 * day) }
+        try h.store.write { try h.store.revokeAccessToken(jti: "new-1", expiresAt: later + day, now: later) }
         #expect(try Set(left()) == Set((ExpiredRows.batch..<expired).map { "old-\($0)" }), "the oldest batch went first")
-        try h.store.write { try h.store.revokeAccessToken(jti: "new-2", expiresAt: 1_000_000 + 3 * day) }
+        try h.store.write { try h.store.revokeAccessToken(jti: "new-2", expiresAt: later + day, now: later) }
         #expect(try left().isEmpty)
         #expect(try h.store.read { try h.store.isAccessTokenRevoked(jti: "new-1") && h.store.isAccessTokenRevoked(jti: "new-2") })
+        #expect(try h.store.read { try h.store.isAccessTokenRevoked(jti: "just-expired") }, "kept the margin past its expiry")
     }
 
     /// A write asked for inside a read is a caller's bug: refused with an error (a 500 for that request), the
@@ -508,7 +512,7 @@ import Testing
         renamed.name = "renamed elsewhere"
         try other.write {
             try other.updateClient(renamed)
-            try other.revokeAccessToken(jti: "j1", expiresAt: Int64.max / 4)
+            try other.revokeAccessToken(jti: "j1", expiresAt: Int64.max / 4, now: 1_000_000)
             try other.deleteSecret(id: before.1[0].id)
         }
         let after = try h.store.read { (try h.store.client(id), try h.store.secrets(clientID: id), try h.store.isAccessTokenRevoked(jti: "j1")) }
@@ -525,7 +529,7 @@ import Testing
         let (client, user) = try h.store.read { (try h.store.client(id), try h.store.user(username: "nobody")) }
         #expect(client?.clientID == id && user == nil)
         let other = try SQLiteStore(path: h.directory + "/test.db", migrate: false)
-        try other.write { try other.revokeAccessToken(jti: "j3", expiresAt: Int64.max / 4) }
+        try other.write { try other.revokeAccessToken(jti: "j3", expiresAt: Int64.max / 4, now: 1_000_000) }
         #expect(try h.store.read { (try h.store.client(id)?.clientID, try h.store.isAccessTokenRevoked(jti: "j3")) } == (id, true))
         // Nothing is left open: another connection can take the write lock and checkpoint fully.
         try other.write { try other.setMeta("after", "x") }
@@ -568,7 +572,7 @@ import Testing
         let h = try StoreFixture()
         let id = h.primary.clientID
         _ = try h.store.read { try h.store.client(id) }
-        try h.store.write { try h.store.revokeAccessToken(jti: "own", expiresAt: Int64.max / 4) }
+        try h.store.write { try h.store.revokeAccessToken(jti: "own", expiresAt: Int64.max / 4, now: 1_000_000) }
         var before = h.sqlite.statementsRun
         #expect(try h.store.read { try h.store.client(id)?.clientID } == id)
         #expect(h.sqlite.statementsRun - before == 1, "answered from the memo: PRAGMA data_version only")
@@ -585,14 +589,14 @@ import Testing
         struct Abort: Error {}
         #expect(throws: Abort.self) {
             try h.store.write {
-                try h.store.revokeAccessToken(jti: "rolled-back", expiresAt: Int64.max / 4)
+                try h.store.revokeAccessToken(jti: "rolled-back", expiresAt: Int64.max / 4, now: 1_000_000)
                 throw Abort()
             }
         }
         #expect(try h.store.read { try h.store.isAccessTokenRevoked(jti: "rolled-back") } == false)
         // Another connection's commit after this one's write is still seen.
         let other = try SQLiteStore(path: h.directory + "/test.db", migrate: false)
-        try h.store.write { try h.store.revokeAccessToken(jti: "mine", expiresAt: Int64.max / 4) }
+        try h.store.write { try h.store.revokeAccessToken(jti: "mine", expiresAt: Int64.max / 4, now: 1_000_000) }
         client.name = "renamed elsewhere after"
         try other.write { try other.updateClient(client) }
         #expect(try h.store.read { try h.store.client(id)?.name } == "renamed elsewhere after")
@@ -605,7 +609,7 @@ import Testing
         let keysVersion = try h.store.read { try h.store.meta("keys_version") }
         #expect(try h.store.read { try h.store.client(id)?.hasLogo } == false)
         // A token-only write elsewhere keeps the configuration memo…
-        try other.write { try other.revokeAccessToken(jti: "j2", expiresAt: Int64.max / 4) }
+        try other.write { try other.revokeAccessToken(jti: "j2", expiresAt: Int64.max / 4, now: 1_000_000) }
         #expect(try h.store.read { try h.store.isAccessTokenRevoked(jti: "j2") })
         // …and configuration writes elsewhere end it: a logo, a meta value.
         try other.write {

@@ -47,7 +47,7 @@ import Testing
         func deleteSigningKeys(retiredBefore: Int64) throws { try base.deleteSigningKeys(retiredBefore: retiredBefore) }
         func deleteSigningKey(kid: String) throws { try base.deleteSigningKey(kid: kid) }
         func sealSigningKey(kid: String, privateKey: [UInt8]) throws { try base.sealSigningKey(kid: kid, privateKey: privateKey) }
-        func revokeAccessToken(jti: String, expiresAt: Int64) throws { try base.revokeAccessToken(jti: jti, expiresAt: expiresAt) }
+        func revokeAccessToken(jti: String, expiresAt: Int64, now: Int64) throws { try base.revokeAccessToken(jti: jti, expiresAt: expiresAt, now: now) }
         func isAccessTokenRevoked(jti: String) throws -> Bool { try base.isAccessTokenRevoked(jti: jti) }
     }
 
