@@ -38,16 +38,35 @@ public final class AbuseGuards: Sendable {
     /// limits an hour long.
     public let profileChanges: FailureLimiter
     public static let profileChangesPerHour = 20
+    /// Changes a client makes to itself with no management scope (its own
+    /// secret on the native and integration surfaces, its registration by
+    /// RFC 7592), each an audit row: `ownChangesPerHour` a client on each
+    /// node, then 429 (review, session 34: a token with no scope at all
+    /// rotated its own secret ten times a second at nginx's limit, an audit
+    /// row each). Counted when asked for, after the client authenticated.
+    public let ownChanges: FailureLimiter
+    public static let ownChangesPerHour = 20
 
     public init(pool: SlowHashPool = SlowHashPool(), failures: FailureLimiter = FailureLimiter(),
                 secrets: VerifiedSecretCache = VerifiedSecretCache(),
                 profileChanges: FailureLimiter = FailureLimiter(limits: .init(perAddress: .max, perAccount: .max,
                                                                                perAccountAnywhere: AbuseGuards.profileChangesPerHour,
-                                                                               windowMillis: 3_600_000))) {
+                                                                               windowMillis: 3_600_000)),
+                ownChanges: FailureLimiter = FailureLimiter(limits: .init(perAddress: .max, perAccount: .max,
+                                                                           perAccountAnywhere: AbuseGuards.ownChangesPerHour,
+                                                                           windowMillis: 3_600_000))) {
         self.pool = pool
         self.failures = failures
         self.secrets = secrets
         self.profileChanges = profileChanges
+        self.ownChanges = ownChanges
+    }
+
+    /// Spends one of the client's own changes (`ownChanges`); `TooManyFailures` (429) once they are spent.
+    public func spendOwnChange(clientID: String, now: Int64) throws {
+        let key = FailureLimiter.Key.accountAnywhere("client:" + clientID)
+        if let wait = ownChanges.retryAfter(key, now: now) { throw TooManyFailures(retryAfterSeconds: wait) }
+        ownChanges.recordFailure([key], now: now)
     }
 
     /// Refuses with 429 an attempt on `account` from `address` past the

@@ -168,6 +168,7 @@ public struct ClientRegistration {
         // Refused before any write when the token is wrong; checked again inside it.
         _ = try authorized(clientID, token: token)
         guard metadata["client_id"] == .string(clientID) else { throw Refusal.invalidMetadata("client_id must be the client's own (RFC 7592 §2.2)") }
+        try registry.guards?.spendOwnChange(clientID: clientID, now: registry.env.now())
         let verified = try verifiedSecrets(metadata["client_secret"], clientID: clientID)
         do {
             return try store.write {

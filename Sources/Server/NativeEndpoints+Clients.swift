@@ -112,6 +112,7 @@ extension NativeEndpoints {
     /// A client may always rotate its own secret: no management scope needed.
     static func rotateOwnSecret(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let caller = try caller(request, ctx, scopes: [])
+        try ctx.guards.spendOwnChange(clientID: caller.client.clientID, now: ctx.env.now())
         return try rotate(caller.client.clientID, request, ctx, caller: caller)
     }
 

@@ -213,3 +213,43 @@ import Testing
         #expect(h.call("GET", "/.well-known/openid-configuration").json?["registration_endpoint"] == .string(Harness.issuer + "/oauth2/register"))
     }
 }
+
+extension RegistrationEndpointTests {
+    /// A client's changes to itself without a management scope are each an audit row: `AbuseGuards.ownChangesPerHour`
+    /// a client (its own secret on the native and integration surfaces, its RFC 7592 registration), then 429 with
+    /// Retry-After until the hour has passed; another client's are its own (review, session 34: a token with no
+    /// scope rotated its own secret at nginx's limit, an audit row each). A wrong registration token spends nothing.
+    @Test func aClientChangesItselfAtMostTwentyTimesAnHour() throws {
+        let h = try Harness()
+        let limit = AbuseGuards.ownChangesPerHour
+        let bare = try h.createClient(["client_name": "bare", "scope": ""], token: try h.token())
+        let own = try h.token(clientID: bare.id, secret: bare.secret)
+        for i in 0..<limit {
+            let r = i % 2 == 0 ? h.json("POST", "/api/v1/clients/current/secret", token: own, body: ["grace_period_seconds": 3600])
+                               : h.json("PUT", "/external/v1/oauth/password", token: own, body: ["password": .string("own-password-\(i)")])
+            #expect(r.status.code / 100 == 2, "\(i): \(r.status) \(r.bodyText)")
+        }
+        let audited = try h.fixture.rows("audit_events").count
+        let refused = h.json("POST", "/api/v1/clients/current/secret", token: own, body: [:])
+        #expect(refused.status == 429 && refused.headers[.retryAfter].flatMap { Int($0) }.map { $0 > 0 && $0 <= 3600 } == true)
+        #expect(h.json("PUT", "/external/v1/oauth/password", token: own, body: ["password": "another-own"]).status == 429)
+        #expect(try h.fixture.rows("audit_events").count == audited, "nothing written")
+        h.clock.advance(seconds: 3601)
+        let later = try h.token(clientID: bare.id, secret: "own-password-\(limit - 1)")
+        #expect(h.json("POST", "/api/v1/clients/current/secret", token: later, body: [:]).status == 200)
+
+        // RFC 7592: the registration's replacements likewise; a wrong token spends none.
+        let r = register(h, token: try h.token())
+        let id = try #require(r.json?["client_id"]?.stringValue), token = try #require(r.json?["registration_access_token"]?.stringValue)
+        for _ in 0..<3 { #expect(h.json("PUT", "/oauth2/register/\(id)", token: "wrong", body: ["client_id": .string(id)]).status == 401) }
+        for i in 0..<limit {
+            let replaced = h.json("PUT", "/oauth2/register/\(id)", token: token,
+                                  body: ["client_id": .string(id), "redirect_uris": .array([.string("https://rp.example/\(i)")])])
+            #expect(replaced.status == 200, "\(i): \(replaced.bodyText)")
+        }
+        let over = h.json("PUT", "/oauth2/register/\(id)", token: token, body: ["client_id": .string(id), "redirect_uris": ["https://rp.example/x"]])
+        #expect(over.status == 429 && over.headers[.retryAfter] != nil, "\(over.status) \(over.bodyText)")
+        // The primary's own secret is its own allowance.
+        #expect(h.json("POST", "/api/v1/clients/current/secret", token: try h.token(), body: ["grace_period_seconds": 3600]).status == 200)
+    }
+}

@@ -198,6 +198,7 @@ enum IntegrationSurface {
     static func ownPassword(_ request: Request, _ ctx: RequestContext) throws -> Response {
         let caller = try caller(request, ctx, scopes: [])
         let body = try body(request, allowed: ["password"])
+        try ctx.guards.spendOwnChange(clientID: caller.client.clientID, now: ctx.env.now())
         try EndpointKit.registry(ctx).setPassword(caller.client.clientID, caller: caller, password: try password(body))
         return .empty()
     }
