@@ -194,6 +194,7 @@ public struct UpstreamRegistry {
 
     private func updateOnce(_ input: UpstreamInput, caller: Caller) throws -> UpstreamClient {
         try store.write {
+            try holdOrganization(caller)
             var record: UpstreamClient
             if let sysID = input.sysID {
                 guard let found = try store.upstream(organizationID: caller.organizationID, sysID: sysID.lowercased()) else {
@@ -252,6 +253,7 @@ public struct UpstreamRegistry {
 
     public func delete(name: String?, sysID: String?, caller: Caller) throws {
         try store.write {
+            try holdOrganization(caller)
             let r = try find(name: name, sysID: sysID, caller: caller)
             // Deleted meanwhile by a racing request: not found, and no second audit row (review, session 28).
             guard try store.deleteUpstream(organizationID: r.organizationID, sysID: r.sysID) else {
@@ -263,6 +265,14 @@ public struct UpstreamRegistry {
 
     public func list(caller: Caller) throws -> [UpstreamClient] {
         try store.read { try store.upstreams(organizationID: caller.organizationID) }
+    }
+
+    /// The organization's row first (PostgreSQL: `FOR UPDATE`, as a create takes it before its insert): the audit
+    /// event's count takes it at the end of the write, and a rename or delete holding its name's index entry while
+    /// a create of that name held the organization waited for each other until PostgreSQL's deadlock timeout
+    /// (review of the change, session 34).
+    private func holdOrganization(_ caller: Caller) throws {
+        _ = try store.upstreamCount(organizationID: caller.organizationID)
     }
 
     func audit(_ caller: Caller, _ action: String, _ target: String, _ name: String) throws {

@@ -399,9 +399,25 @@ enum PostgresSchema {
         """
         ALTER TABLE refresh_tokens ADD COLUMN IF NOT EXISTS session_ends_at BIGINT;
         """,
-        // 20: SQLite's 24 (an organization's audit events counted on its row).
+        // 20: SQLite's 24 (an organization's audit events counted on its row, by a trigger). The trigger is made before
+        // the count, in the same transaction: a node on the release before waits for it, and its events count after.
         """
         ALTER TABLE organizations ADD COLUMN IF NOT EXISTS audit_count BIGINT NOT NULL DEFAULT 0;
+        CREATE OR REPLACE FUNCTION latchkey_audit_count() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF TG_OP = 'INSERT' THEN
+                UPDATE organizations SET audit_count = audit_count + 1 WHERE id = NEW.organization_id;
+            ELSE
+                UPDATE organizations SET audit_count = audit_count - 1 WHERE id = OLD.organization_id;
+            END IF;
+            RETURN NULL;
+        END $$;
+        DROP TRIGGER IF EXISTS audit_events_counted ON audit_events;
+        CREATE TRIGGER audit_events_counted AFTER INSERT ON audit_events FOR EACH ROW
+            WHEN (NEW.organization_id IS NOT NULL) EXECUTE FUNCTION latchkey_audit_count();
+        DROP TRIGGER IF EXISTS audit_events_uncounted ON audit_events;
+        CREATE TRIGGER audit_events_uncounted AFTER DELETE ON audit_events FOR EACH ROW
+            WHEN (OLD.organization_id IS NOT NULL) EXECUTE FUNCTION latchkey_audit_count();
         UPDATE organizations SET audit_count = (SELECT count(*) FROM audit_events WHERE audit_events.organization_id = organizations.id);
         """,
     ]

@@ -35,7 +35,8 @@ extension PostgresStore: TransferableStore {
             for dump in dumps { try insertRows(of: dump) }
             // Every id the loaded state ever gave is claimed.
             try exec("INSERT INTO client_ids(client_id) SELECT client_id FROM clients UNION SELECT client_id FROM retired_client_ids ON CONFLICT DO NOTHING")
-            // A backup from before the count was kept has none: counted from the events loaded.
+            // The insert trigger counted the events on top of the counts loaded with their organizations (and a backup from
+            // before the count has none): counted from the events loaded.
             try exec("UPDATE organizations SET audit_count = (SELECT count(*) FROM audit_events WHERE audit_events.organization_id = organizations.id)")
             // Identity columns continue after the loaded ids.
             for table in ["client_secrets", "audit_events"] {

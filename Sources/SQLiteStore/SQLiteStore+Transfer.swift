@@ -33,7 +33,8 @@ extension SQLiteStore: TransferableStore {
             for dump in dumps { try insertRows(of: dump) }
             // The insert trigger counted the clients on top of the counts loaded with their organizations.
             try exec("UPDATE organizations SET client_count = (SELECT count(*) FROM clients WHERE clients.organization_id = organizations.id)")
-            // A backup from before the count was kept has none: counted from the events loaded.
+            // The insert trigger counted the events on top of the counts loaded with their organizations (and a backup from
+            // before the count has none): counted from the events loaded.
             try exec("UPDATE organizations SET audit_count = (SELECT count(*) FROM audit_events WHERE audit_events.organization_id = organizations.id)")
         }
     }

@@ -538,10 +538,17 @@ enum Schema {
         ALTER TABLE client_assertions_keyed RENAME TO client_assertions;
         CREATE INDEX client_assertions_by_expiry ON client_assertions(expires_at);
         """,
-        // 24: an organization's audit events counted on its row (a read of the log's total counted every event).
+        // 24: an organization's audit events counted on its row (a read of the log's total counted every event), by
+        // triggers, so that the events of a node still on the release before (serving through an upgrade) count too.
         """
         ALTER TABLE organizations ADD COLUMN audit_count INTEGER NOT NULL DEFAULT 0;
         UPDATE organizations SET audit_count = (SELECT count(*) FROM audit_events WHERE audit_events.organization_id = organizations.id);
+        CREATE TRIGGER audit_events_counted AFTER INSERT ON audit_events WHEN NEW.organization_id IS NOT NULL BEGIN
+            UPDATE organizations SET audit_count = audit_count + 1 WHERE id = NEW.organization_id;
+        END;
+        CREATE TRIGGER audit_events_uncounted AFTER DELETE ON audit_events WHEN OLD.organization_id IS NOT NULL BEGIN
+            UPDATE organizations SET audit_count = audit_count - 1 WHERE id = OLD.organization_id;
+        END;
         """,
     ]
 }

@@ -41,13 +41,13 @@ public enum ClaimSQL {
 /// Revocations, pending authorization requests, codes, token families and refresh tokens (GrantStorage), on both stores:
 /// what reads them along with other rows, or through a memo, stays in each store.
 extension SQLStatementRunner {
-    /// A revoked token's record is kept until it has expired on every node (`ExpiredRows.singleUseMarginMillis`
-    /// past its expiry, as single-use records are), then purged by a later revocation. It was kept until a
+    /// A revoked token's record is kept until it has expired on every node (`ExpiredRows.revocationMarginMillis`
+    /// past its expiry), then purged by a later revocation. It was kept until a
     /// revocation of a token expiring two days after it, so a minted-and-revoked one-hour token's record stayed a
     /// day or two (review, session 34).
     public func revokeAccessToken(jti: String, expiresAt: Int64, now: Int64) throws {
         try update("INSERT INTO revoked_tokens(jti, expires_at) VALUES(?, ?) ON CONFLICT (jti) DO NOTHING", [.text(jti), .int(expiresAt)])
-        try update(ExpiredRows.revokedTokens, ExpiredRows.arguments(before: now - ExpiredRows.singleUseMarginMillis))
+        try update(ExpiredRows.revokedTokens, ExpiredRows.arguments(before: now - ExpiredRows.revocationMarginMillis))
     }
 
     public func insertAuthorizationRequest(idHash: String, request: AuthorizationRequest, createdAt: Int64, expiresAt: Int64) throws {

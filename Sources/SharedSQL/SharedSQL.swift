@@ -62,6 +62,11 @@ public enum ExpiredRows {
     /// tokens the others refuse), for records kept twice as long.
     public static let singleUseMarginMillis: Int64 = 2 * 60_000
 
+    /// How long past its token's expiry a revocation is kept: while a node whose clock lags by less than this
+    /// still takes the token, it finds the revocation. Ten minutes (review of the change, session 34): the rows
+    /// are small, and a lagging node must never take a revoked token again.
+    public static let revocationMarginMillis: Int64 = 10 * 60_000
+
     static func purge(_ table: String) -> String {
         """
         DELETE FROM \(table) WHERE expires_at < ? AND expires_at >= ? AND expires_at <= COALESCE((SELECT expires_at FROM \(table) \

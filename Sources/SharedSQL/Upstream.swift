@@ -69,17 +69,16 @@ extension SQLStatementRunner {
 
     // MARK: Audit
 
-    /// An organization's events are counted on its row (`audit_count`), so a read of the log's total costs one
-    /// row, not a count of every event (review, session 34: with two million events each read took 100-280 ms
-    /// and sixteen in parallel held the token endpoint for seconds). About one write in sixteen also purges up to
-    /// `ExpiredRows.batch` of the same organization's events (or of the events of none) older than
-    /// `AuditLog.retentionMillis`, oldest first by id, and takes them off the count: only that organization's row
-    /// is touched, which the write's own event holds already, so two organizations' writes never wait on each other.
+    /// An organization's events are counted on its row (`audit_count`, kept by triggers on `audit_events`), so a
+    /// read of the log's total costs one row, not a count of every event (review, session 34: with two million
+    /// events each read took 100-280 ms and sixteen in parallel held the token endpoint for seconds). About one
+    /// write in sixteen also purges up to `ExpiredRows.batch` of the same organization's events (or of the events
+    /// of none) older than `AuditLog.retentionMillis`, oldest first by id: only that organization's row is
+    /// touched, which the write's own event holds already, so two organizations' writes never wait on each other.
     public func appendAudit(_ e: AuditEvent) throws {
         try blindUpdate("INSERT INTO audit_events(organization_id, actor, action, target, surface, request_id, details, created_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
                  [SQLArgument(e.organizationID), .text(e.actor), .text(e.action), SQLArgument(e.target), .text(e.surface), SQLArgument(e.requestID),
                   .text(e.details.text), .int(e.createdAt)])
-        if let org = e.organizationID { try blindUpdate("UPDATE organizations SET audit_count = audit_count + 1 WHERE id = ?", [.text(org)]) }
         if Self.purgesExpired(at: e.createdAt) { try purgeAudit(organizationID: e.organizationID, before: e.createdAt - AuditLog.retentionMillis) }
     }
 
@@ -88,13 +87,10 @@ extension SQLStatementRunner {
         var arguments: [SQLArgument] = organizationID.map { [.text($0)] } ?? []
         arguments.append(.int(before))
         // The batch is the oldest events by id (the index's order), filtered by age: bounded work even when none is old.
-        let removed = try query("""
+        try blindUpdate("""
             DELETE FROM audit_events WHERE id IN (SELECT id FROM (SELECT id, created_at FROM audit_events WHERE \(scope) \
-            ORDER BY id LIMIT \(ExpiredRows.batch)) oldest WHERE created_at < ?) RETURNING id
-            """, arguments).count
-        if let organizationID, removed > 0 {
-            try blindUpdate("UPDATE organizations SET audit_count = audit_count - ? WHERE id = ?", [.int(Int64(removed)), .text(organizationID)])
-        }
+            ORDER BY id LIMIT \(ExpiredRows.batch)) oldest WHERE created_at < ?)
+            """, arguments)
     }
 
     public func auditEvents(organizationID: String, limit: Int, offset: Int, before: Int64?) throws -> (events: [AuditEvent], total: Int) {

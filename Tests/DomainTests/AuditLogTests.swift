@@ -51,6 +51,22 @@ import Testing
         #expect(try h.texts("audit_events", "action").filter { $0 == "old" }.count == 1, "only organization b's is left")
     }
 
+    /// The count is kept by the database: an event inserted as the release before wrote it (a node serving through
+    /// the upgrade, whose SQL knows no count) counts, and so does its deletion (review of the change, session 34).
+    @Test func eventsWrittenWithoutTheCountAreCounted() throws {
+        let h = try StoreFixture()
+        let a = h.primary.organizationID
+        let before = try total(h, a)
+        _ = try h.statement("""
+            INSERT INTO audit_events(organization_id, actor, action, target, surface, request_id, details, created_at) \
+            VALUES('\(a)', 'old-node', 'client.updated', NULL, 'native', NULL, '{}', 5)
+            """)
+        _ = try h.statement("INSERT INTO audit_events(organization_id, actor, action, target, surface, request_id, details, created_at) VALUES(NULL, 'cli', 'user.created', NULL, 'cli', NULL, '{}', 5)")
+        #expect(try total(h, a) == before + 1)
+        _ = try h.statement("DELETE FROM audit_events WHERE actor = 'old-node'")
+        #expect(try total(h, a) == before)
+    }
+
     /// Deep pages by id: `before` reads the events below an id, newest first, whatever the depth.
     @Test func pagesBelowAnEventID() throws {
         let h = try StoreFixture()

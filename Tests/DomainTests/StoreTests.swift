@@ -47,9 +47,9 @@ import Testing
         let h = try StoreFixture()
         let day: Int64 = 86_400_000
         let expired = ExpiredRows.batch + 88
-        // Revocations kept until their token has expired on every node (the single-use margin past its expiry):
+        // Revocations kept until their token has expired on every node (the revocation margin past its expiry):
         // these go with revocations made later than that; one whose token expired just now stays.
-        let later = 1_000_000 + Int64(expired) + ExpiredRows.singleUseMarginMillis + 1
+        let later = 1_000_000 + Int64(expired) + ExpiredRows.revocationMarginMillis + 1
         try h.store.write {
             for i in 0..<expired { try h.store.revokeAccessToken(jti: "old-\(i)", expiresAt: 1_000_000 + Int64(i), now: 1_000_000) }
             try h.store.revokeAccessToken(jti: "just-expired", expiresAt: later - 1_000, now: 1_000_000)
@@ -151,7 +151,11 @@ import Testing
         try store.write {
             if let s = store as? SQLiteStore {
                 // SQLite cannot add a column that exists (no IF NOT EXISTS): what migrations 17 to 24 added goes first.
-                if sqlite <= 24 { _ = try s.update("ALTER TABLE organizations DROP COLUMN audit_count", []) }
+                if sqlite <= 24 {
+                    _ = try s.update("DROP TRIGGER audit_events_counted", [])
+                    _ = try s.update("DROP TRIGGER audit_events_uncounted", [])
+                    _ = try s.update("ALTER TABLE organizations DROP COLUMN audit_count", [])
+                }
                 if sqlite <= 22 { _ = try s.update("ALTER TABLE refresh_tokens DROP COLUMN session_ends_at", []) }
                 if sqlite <= 21 {
                     _ = try s.update("ALTER TABLE refresh_tokens DROP COLUMN withdrawn_at", [])
