@@ -65,7 +65,7 @@ public final class AbuseGuards: Sendable {
     /// Spends one of the client's own changes (`ownChanges`); `TooManyFailures` (429) once they are spent.
     public func spendOwnChange(clientID: String, now: Int64) throws {
         let key = FailureLimiter.Key.accountAnywhere("client:" + clientID)
-        if let wait = ownChanges.retryAfter(key, now: now) { throw TooManyFailures(retryAfterSeconds: wait) }
+        if let wait = ownChanges.retryAfter(key, now: now) { throw TooManyFailures(retryAfterSeconds: wait, changes: true) }
         ownChanges.recordFailure([key], now: now)
     }
 
@@ -88,6 +88,9 @@ public final class AbuseGuards: Sendable {
 /// Past the failure limit: answer 429 with `Retry-After`.
 public struct TooManyFailures: Error, Equatable {
     public let retryAfterSeconds: Int
+    /// What ran out: failed attempts (false), or an allowance of changes that succeed (a client's changes to
+    /// itself, a user's to their profile, caller-chosen passwords), which the answer's text names as such.
+    public var changes = false
 }
 
 /// Every slow-hash permit is in use: answer 503 with `Retry-After`.

@@ -13,7 +13,7 @@ extension ClientRegistry {
         let key = FailureLimiter.Key.account("password-set:" + caller.client.clientID, from: "*")
         let now = env.now()
         if let wait = guards.failures.retryAfter(key, now: now) {
-            throw TooManyFailures(retryAfterSeconds: wait)
+            throw TooManyFailures(retryAfterSeconds: wait, changes: true)
         }
         let record = try guards.pool.run { hasher.passwordRecord(for: password, clientID: clientID, at: now) }
         guards.failures.recordFailure([key], now: now)

@@ -130,7 +130,7 @@ public struct ProfileService {
             let problems = profile.problems()
             guard problems.isEmpty else { throw RegistryError.invalid(problems) }
             if stored == profile { return (profile, false) }
-            if let wait = limits?.profileChanges.retryAfter(key, now: env.now()) { throw TooManyFailures(retryAfterSeconds: wait) }
+            if let wait = limits?.profileChanges.retryAfter(key, now: env.now()) { throw TooManyFailures(retryAfterSeconds: wait, changes: true) }
             try store.setUserProfile(userID: userID, profile: profile)
             try store.appendAudit(AuditEvent(organizationID: nil, actor: actor, action: "user.profile_set", target: userID, surface: surface,
                                              requestID: nil, createdAt: env.now()))

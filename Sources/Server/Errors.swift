@@ -112,7 +112,8 @@ public enum ErrorRendering {
         let status: HTTPResponse.Status, code: String, text: String, retry: Int
         if let e = error as? TooManyFailures {
             (status, code, text, retry) = (.tooManyRequests, "rate_limited",
-                                           "Too many failed attempts; retry after the number of seconds in Retry-After.", e.retryAfterSeconds)
+                                           "Too many \(e.changes ? "changes" : "failed attempts"); retry after the number of seconds in Retry-After.",
+                                           e.retryAfterSeconds)
         } else if isUnavailable(error) {
             // A storage fault (disk full, read-only) lasts until someone clears it: retried every second, it would only add load.
             let fault = if case .fault = error as? StoreError { true } else { false }

@@ -232,6 +232,7 @@ extension RegistrationEndpointTests {
         let audited = try h.fixture.rows("audit_events").count
         let refused = h.json("POST", "/api/v1/clients/current/secret", token: own, body: [:])
         #expect(refused.status == 429 && refused.headers[.retryAfter].flatMap { Int($0) }.map { $0 > 0 && $0 <= 3600 } == true)
+        #expect(refused.json?["detail"]?.stringValue?.hasPrefix("Too many changes;") == true, "\(refused.bodyText)")
         #expect(h.json("PUT", "/external/v1/oauth/password", token: own, body: ["password": "another-own"]).status == 429)
         #expect(try h.fixture.rows("audit_events").count == audited, "nothing written")
         h.clock.advance(seconds: 3601)
